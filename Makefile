@@ -1,0 +1,93 @@
+# dashkit — build, test, bench.  `make run` and `make test` install what they need (scripts/install-deps.sh).
+CC      ?= cc
+BUILD   := build
+# AVX2+FMA code generation where the CPU has it (the engine's non-BLAS loops); override with ARCH_FLAGS=.
+ARCH_FLAGS ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null && echo -march=x86-64-v3)
+OPT     ?= -O2
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH_FLAGS) -Wall -Wextra -g -MMD -MP -Iengine -Ieval -Icli
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
+CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
+LIBS    := $(CJSON_LIBS) -lsqlite3 $(BLAS_LIBS) -lm -lpthread
+
+ENGINE_SRC := $(wildcard engine/*.c)
+EVAL_SRC   := $(wildcard eval/*.c)
+CLI_SRC    := $(wildcard cli/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+SLOW_SRC   := $(wildcard tests/slow_*.c)
+TESTLIB_SRC := $(wildcard tests/support/*.c)
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+EVAL_OBJ   := $(EVAL_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+SLOW_BIN   := $(SLOW_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test check check-slow bench debug test-asan clean
+all: dashkit
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/engine/%.o: engine/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BLAS_CFLAGS) -c $< -o $@
+$(BUILD)/eval/%.o: eval/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CJSON_CFLAGS) -c $< -o $@
+$(BUILD)/cli/%.o: cli/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CJSON_CFLAGS) -c $< -o $@
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CJSON_CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/libdkengine.a: $(ENGINE_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/libdkeval.a: $(EVAL_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/dashkit: $(CLI_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(LIBS) $(LDFLAGS)
+dashkit: $(BUILD)/dashkit
+	@cp $< $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
+	$(CC) $(CFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(CHECK_LIBS) $(LIBS) $(LDFLAGS)
+
+# Main job on the bundled defaults.
+run: deps
+	@$(MAKE) --no-print-directory all
+	bash scripts/run-main.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@bash tests/run_tests.sh $(TEST_BIN)
+check: test
+
+check-slow: deps
+	@$(MAKE) --no-print-directory all $(SLOW_BIN)
+	@bash tests/run_tests.sh $(SLOW_BIN)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	bash scripts/bench.sh
+
+ASAN := BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" LDFLAGS="-fsanitize=address,undefined"
+debug:
+	@$(MAKE) --no-print-directory $(ASAN) build-asan/dashkit
+	cp build-asan/dashkit dashkit-asan
+
+test-asan: deps
+	@$(MAKE) --no-print-directory $(ASAN) build-asan/dashkit $(TEST_SRC:tests/%.c=build-asan/tests/%)
+	@DASHKIT=build-asan/dashkit ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    bash tests/run_tests.sh $(TEST_SRC:tests/%.c=build-asan/tests/%)
+
+clean:
+	rm -rf build build-asan dashkit dashkit-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

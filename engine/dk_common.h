@@ -1,0 +1,32 @@
+/* dk_common.h — status codes and error messages shared by every dashkit module.
+ *
+ * Convention (as SQLite): library functions return a dk_status and, on failure, fill a
+ * caller-provided dk_err with ONE human-readable line naming the file/field/value at fault.
+ * Library code never prints and never exits; only cli/ does. */
+#ifndef DK_COMMON_H
+#define DK_COMMON_H
+
+#include <stddef.h>
+#include <stdarg.h>
+
+typedef enum {
+    DK_OK = 0,
+    DK_ERR_IO,          /* open/read/write/mmap failed */
+    DK_ERR_FORMAT,      /* file content is malformed (bad magic, truncated, absurd counts) */
+    DK_ERR_UNSUPPORTED, /* well-formed but not supported (unknown arch/tensor type/tokenizer) */
+    DK_ERR_ARG,         /* invalid parameter from the caller/user */
+    DK_ERR_NOMEM,       /* allocation failed */
+    DK_ERR_STATE,       /* API misuse (e.g. context full) */
+} dk_status;
+
+typedef struct {
+    char msg[1024]; /* one line, no trailing newline; empty when no error */
+} dk_err;
+
+/* Formats msg into e (if e != NULL) and returns code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
+dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+const char *dk_status_name(dk_status s);
+
+#endif
