@@ -1,0 +1,694 @@
+/* tokenizer.c — SentencePiece-style BPE tokenizer over GGUF ("spm") and llama2.c ("llama2c")
+ * vocabularies. See tokenizer.h for the algorithm and the contract of each function. */
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------------------------------------------
+ * Data structures
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef enum {
+    DK_TOKENIZER_KIND_SPM,     /* SentencePiece BPE from GGUF (tokenizer.ggml.model = llama) */
+    DK_TOKENIZER_KIND_LLAMA2C, /* same algorithm over a llama2.c tok*.bin */
+} dk_tokenizer_kind_t;
+
+/* Open-addressing map from piece bytes to the lowest id with those bytes. */
+typedef struct {
+    uint32_t mask;  /* capacity - 1, capacity a power of two >= 2 * entries */
+    int32_t *slots; /* (capacity) token id or -1 */
+} dk_piece_map;
+
+struct dk_tokenizer {
+    dk_tokenizer_kind_t kind;
+    int n_vocab;
+    char *blob;          /* all pieces, each NUL-terminated, back to back */
+    uint32_t *off;       /* (n_vocab) byte offset of each piece in blob */
+    uint32_t *len;       /* (n_vocab) bytes of each piece (without the NUL) */
+    char *dblob;         /* display text: space symbol -> ' ', NUL-terminated, back to back */
+    uint32_t *doff;      /* (n_vocab) offset of each display text in dblob */
+    uint32_t *dlen;      /* (n_vocab) bytes of each display text */
+    float *scores;       /* (n_vocab) merge priority, higher first */
+    int32_t *types;      /* (n_vocab) DK_TOKEN_TYPE_* */
+    int16_t *byte_val;   /* (n_vocab) the byte a <0xNN> piece stands for, or -1 */
+    int32_t byte_id[256];            /* id of <0xNN> for each byte, or -1 */
+    char byte_text[256][2];          /* each byte as a 1-byte NUL-terminated string */
+    dk_piece_map all;    /* every piece */
+    dk_piece_map merge;  /* pieces BPE may produce: normal and user-defined */
+    dk_piece_map user;   /* user-defined pieces (matched whole before merging) */
+    uint32_t max_user_len;           /* bytes of the longest user-defined piece, 0 if none */
+    char space[4];       /* the vocabulary's space symbol: "\xE2\x96\x81" (U+2581) or " " */
+    uint32_t space_len;  /* 3 or 1 */
+    int bos, eos, unk;   /* -1 if absent */
+    bool add_space_prefix;
+    bool remove_extra_ws;
+};
+
+static const char DK_SPM_SPACE[] = "\xE2\x96\x81"; /* U+2581 LOWER ONE EIGHTH BLOCK */
+static const char DK_UNK_SURFACE[] = " \xE2\x81\x87 "; /* SentencePiece's default " ⁇ " */
+
+/* ----------------------------------------------------------------------------------------------
+ * Piece map
+ * ---------------------------------------------------------------------------------------------- */
+
+static uint32_t dk_hash_bytes(const char *s, size_t n) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
+    return h;
+}
+
+static bool dk_piece_map_init(dk_piece_map *m, int n_entries) {
+    uint32_t cap = 16;
+    while (cap < (uint32_t)n_entries * 2u + 2u) cap <<= 1;
+    m->slots = malloc(sizeof(int32_t) * cap);
+    if (!m->slots) return false;
+    memset(m->slots, 0xff, sizeof(int32_t) * cap);
+    m->mask = cap - 1;
+    return true;
+}
+
+static int32_t dk_piece_map_get(const dk_tokenizer *t, const dk_piece_map *m, const char *s, size_t n) {
+    if (!m->slots) return -1;
+    for (uint32_t i = dk_hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
+        int32_t id = m->slots[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->blob + t->off[id], s, n) == 0) return id;
+    }
+}
+
+/* Inserts id unless its bytes are already present (so the lowest id wins). */
+static void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id) {
+    const char *s = t->blob + t->off[id];
+    uint32_t n = t->len[id];
+    for (uint32_t i = dk_hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
+        int32_t cur = m->slots[i];
+        if (cur < 0) { m->slots[i] = id; return; }
+        if (t->len[cur] == n && memcmp(t->blob + t->off[cur], s, n) == 0) return;
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Construction
+ * ---------------------------------------------------------------------------------------------- */
+
+void dk_tokenizer_free(dk_tokenizer *t) {
+    if (!t) return;
+    free(t->blob); free(t->off); free(t->len);
+    free(t->dblob); free(t->doff); free(t->dlen);
+    free(t->scores); free(t->types); free(t->byte_val);
+    free(t->all.slots); free(t->merge.slots); free(t->user.slots);
+    free(t);
+}
+
+/* Parses "<0xNN>" (exactly, upper or lower case hex); returns the byte or -1. */
+static int dk_parse_byte_piece(const char *s, size_t n) {
+    if (n != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = s[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static bool dk_contains(const char *s, size_t n, const char *sub, size_t m) {
+    if (m == 0 || n < m) return false;
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(s + i, sub, m) == 0) return true;
+    return false;
+}
+
+/* Builds the derived tables once pieces, lens, scores and types are in place. `what` names the
+ * source for error messages. */
+static dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
+    int n = t->n_vocab;
+    if (t->bos >= n || t->eos >= n || t->unk >= n)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: special token id out of range (bos %d, eos %d, unk %d, n_vocab %d)",
+                       what, t->bos, t->eos, t->unk, n);
+    /* display texts: the space symbol becomes ' ' */
+    size_t dcap = 0;
+    for (int i = 0; i < n; i++) dcap += t->len[i] + 1;
+    t->dblob = malloc(dcap ? dcap : 1);
+    t->doff = malloc(sizeof(uint32_t) * (size_t)n);
+    t->dlen = malloc(sizeof(uint32_t) * (size_t)n);
+    t->byte_val = malloc(sizeof(int16_t) * (size_t)n);
+    if (!t->dblob || !t->doff || !t->dlen || !t->byte_val)
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for the vocabulary", what);
+    size_t d = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = t->blob + t->off[i];
+        uint32_t L = t->len[i];
+        t->doff[i] = (uint32_t)d;
+        for (uint32_t j = 0; j < L;) {
+            if (t->space_len == 3 && j + 3 <= L && memcmp(p + j, DK_SPM_SPACE, 3) == 0) {
+                t->dblob[d++] = ' '; j += 3;
+            } else {
+                t->dblob[d++] = p[j++];
+            }
+        }
+        t->dlen[i] = (uint32_t)(d - t->doff[i]);
+        t->dblob[d++] = 0;
+    }
+    /* bytes and maps */
+    for (int b = 0; b < 256; b++) { t->byte_id[b] = -1; t->byte_text[b][0] = (char)b; t->byte_text[b][1] = 0; }
+    int n_user = 0;
+    for (int i = 0; i < n; i++) {
+        t->byte_val[i] = -1;
+        if (t->types[i] == DK_TOKEN_TYPE_BYTE) {
+            int b = dk_parse_byte_piece(t->blob + t->off[i], t->len[i]);
+            if (b < 0)
+                return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has type byte but piece is not <0xNN>", what, i);
+            t->byte_val[i] = (int16_t)b;
+            if (t->byte_id[b] < 0) t->byte_id[b] = i;
+        }
+        if (t->types[i] == DK_TOKEN_TYPE_USER_DEFINED) {
+            n_user++;
+            if (t->len[i] > t->max_user_len) t->max_user_len = t->len[i];
+        }
+    }
+    if (!dk_piece_map_init(&t->all, n) || !dk_piece_map_init(&t->merge, n) ||
+        (n_user && !dk_piece_map_init(&t->user, n_user)))
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for the piece map", what);
+    for (int i = 0; i < n; i++) {
+        dk_piece_map_put(t, &t->all, i);
+        int ty = t->types[i];
+        if (t->len[i] > 0 && (ty == DK_TOKEN_TYPE_NORMAL || ty == DK_TOKEN_TYPE_USER_DEFINED))
+            dk_piece_map_put(t, &t->merge, i);
+        if (t->len[i] > 0 && ty == DK_TOKEN_TYPE_USER_DEFINED) dk_piece_map_put(t, &t->user, i);
+    }
+    return DK_OK;
+}
+
+/* Allocates t and its per-token arrays for n tokens with blob_bytes of piece text. */
+static dk_status dk_tokenizer_alloc(int n, size_t blob_bytes, dk_tokenizer **out, const char *what, dk_err *e) {
+    dk_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
+    t->n_vocab = n;
+    t->blob = malloc(blob_bytes ? blob_bytes : 1);
+    t->off = malloc(sizeof(uint32_t) * (size_t)n);
+    t->len = malloc(sizeof(uint32_t) * (size_t)n);
+    t->scores = malloc(sizeof(float) * (size_t)n);
+    t->types = malloc(sizeof(int32_t) * (size_t)n);
+    if (!t->blob || !t->off || !t->len || !t->scores || !t->types) {
+        dk_tokenizer_free(t);
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for %d tokens", what, n);
+    }
+    *out = t;
+    return DK_OK;
+}
+
+dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_err *e) {
+    *out = NULL;
+    const char *what = "tokenizer (spm)";
+    if (!v || v->n_vocab <= 0 || !v->pieces)
+        return dk_fail(e, DK_ERR_ARG, "%s: empty vocabulary (n_vocab %d)", what, v ? v->n_vocab : 0);
+    if (v->n_vocab > (1 << 30))
+        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd n_vocab %d", what, v->n_vocab);
+    int n = v->n_vocab;
+    size_t blob = 0;
+    for (int i = 0; i < n; i++) {
+        if (!v->pieces[i]) return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has no piece", what, i);
+        size_t L = v->piece_lens ? v->piece_lens[i] : strlen(v->pieces[i]);
+        blob += L + 1;
+        if (blob > UINT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: pieces exceed 4 GiB", what);
+    }
+    dk_tokenizer *t;
+    dk_status st = dk_tokenizer_alloc(n, blob, &t, what, e);
+    if (st) return st;
+    t->kind = DK_TOKENIZER_KIND_SPM;
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        size_t L = v->piece_lens ? v->piece_lens[i] : strlen(v->pieces[i]);
+        memcpy(t->blob + o, v->pieces[i], L);
+        t->blob[o + L] = 0;
+        t->off[i] = (uint32_t)o;
+        t->len[i] = (uint32_t)L;
+        o += L + 1;
+        t->scores[i] = v->scores ? v->scores[i] : -(float)i;
+        int ty = v->types ? v->types[i] : DK_TOKEN_TYPE_NORMAL;
+        if (ty < DK_TOKEN_TYPE_NORMAL || ty > DK_TOKEN_TYPE_BYTE) {
+            dk_tokenizer_free(t);
+            return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has unknown token type %d", what, i, ty);
+        }
+        t->types[i] = ty;
+    }
+    memcpy(t->space, DK_SPM_SPACE, 4);
+    t->space_len = 3;
+    t->bos = v->bos_id; t->eos = v->eos_id; t->unk = v->unk_id;
+    if (t->bos < -1 || t->eos < -1 || t->unk < -1) {
+        dk_tokenizer_free(t);
+        return dk_fail(e, DK_ERR_ARG, "%s: special token ids must be >= -1 (bos %d, eos %d, unk %d)",
+                       what, v->bos_id, v->eos_id, v->unk_id);
+    }
+    t->add_space_prefix = v->add_space_prefix;
+    st = dk_tokenizer_finish(t, what, e);
+    if (st) { dk_tokenizer_free(t); return st; }
+    *out = t;
+    return DK_OK;
+}
+
+dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer **out, dk_err *e) {
+    *out = NULL;
+    if (n_vocab <= 0 || n_vocab > (1 << 24))
+        return dk_fail(e, DK_ERR_ARG, "%s: bad n_vocab %d for a llama2.c tokenizer", path, n_vocab);
+    FILE *f = fopen(path, "rb");
+    if (!f) return dk_fail(e, DK_ERR_IO, "%s: cannot open tokenizer: %s", path, strerror(errno));
+    char *raw = NULL;
+    size_t size = 0, cap = 0;
+    for (;;) {
+        if (cap - size < 65536) {
+            cap = cap ? cap * 2 : 65536;
+            char *nr = realloc(raw, cap);
+            if (!nr) { free(raw); fclose(f); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path); }
+            raw = nr;
+        }
+        size_t r = fread(raw + size, 1, cap - size, f);
+        size += r;
+        if (r == 0) break;
+    }
+    bool rerr = ferror(f);
+    fclose(f);
+    if (rerr) { free(raw); return dk_fail(e, DK_ERR_IO, "%s: read error", path); }
+
+    /* pass 1: validate and size */
+    dk_status st = DK_OK;
+    size_t o = 4, blob = 0;
+    int32_t max_len;
+    if (size < 4) { st = dk_fail(e, DK_ERR_FORMAT, "%s: truncated tokenizer (%zu bytes, no header)", path, size); goto done; }
+    memcpy(&max_len, raw, 4);
+    if (max_len <= 0 || max_len > (1 << 20)) {
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: bad max_token_length %d in header", path, max_len);
+        goto done;
+    }
+    for (int i = 0; i < n_vocab; i++) {
+        int32_t L;
+        if (size - o < 8) {
+            st = dk_fail(e, DK_ERR_FORMAT, "%s: truncated at token %d of %d (offset %zu)", path, i, n_vocab, o);
+            goto done;
+        }
+        memcpy(&L, raw + o + 4, 4);
+        if (L < 0 || L > max_len || (size_t)L > size - o - 8) {
+            st = dk_fail(e, DK_ERR_FORMAT, "%s: token %d has bad length %d (max_token_length %d, %zu bytes left)",
+                         path, i, L, max_len, size - o - 8);
+            goto done;
+        }
+        o += 8 + (size_t)L;
+        blob += (size_t)L + 1;
+    }
+    if (o != size) {
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: %zu trailing bytes after %d tokens (n_vocab mismatch?)", path, size - o, n_vocab);
+        goto done;
+    }
+    /* pass 2: fill */
+    dk_tokenizer *t;
+    st = dk_tokenizer_alloc(n_vocab, blob, &t, path, e);
+    if (st) goto done;
+    t->kind = DK_TOKENIZER_KIND_LLAMA2C;
+    o = 4;
+    size_t bo = 0;
+    bool has_u2581 = false, has_space = false;
+    for (int i = 0; i < n_vocab; i++) {
+        int32_t L;
+        memcpy(&t->scores[i], raw + o, 4);
+        memcpy(&L, raw + o + 4, 4);
+        memcpy(t->blob + bo, raw + o + 8, (size_t)L);
+        t->blob[bo + (size_t)L] = 0;
+        t->off[i] = (uint32_t)bo;
+        t->len[i] = (uint32_t)L;
+        o += 8 + (size_t)L;
+        bo += (size_t)L + 1;
+        /* llama2.c's convention: 0 <unk>, 1 BOS, 2 EOS, <0xNN> raw bytes */
+        int ty = DK_TOKEN_TYPE_NORMAL;
+        if (i == 0) ty = DK_TOKEN_TYPE_UNKNOWN;
+        else if (i == 1 || i == 2) ty = DK_TOKEN_TYPE_CONTROL;
+        else if (dk_parse_byte_piece(t->blob + t->off[i], (size_t)L) >= 0) ty = DK_TOKEN_TYPE_BYTE;
+        t->types[i] = ty;
+        if (ty == DK_TOKEN_TYPE_NORMAL) {
+            if (dk_contains(t->blob + t->off[i], (size_t)L, DK_SPM_SPACE, 3)) has_u2581 = true;
+            if (memchr(t->blob + t->off[i], ' ', (size_t)L)) has_space = true;
+        }
+    }
+    /* llama2.c's exporter writes U+2581 as ' '; a file that kept U+2581 (and has no ' ') is read as is. */
+    if (has_u2581 && !has_space) { memcpy(t->space, DK_SPM_SPACE, 4); t->space_len = 3; }
+    else { t->space[0] = ' '; t->space[1] = 0; t->space_len = 1; }
+    t->bos = n_vocab > 1 ? 1 : -1;
+    t->eos = n_vocab > 2 ? 2 : -1;
+    t->unk = 0;
+    t->add_space_prefix = true; /* llama2.c encode() prepends " " to non-empty text */
+    st = dk_tokenizer_finish(t, path, e);
+    if (st) { dk_tokenizer_free(t); goto done; }
+    *out = t;
+done:
+    free(raw);
+    return st;
+}
+
+void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on) { t->remove_extra_ws = on; }
+
+/* ----------------------------------------------------------------------------------------------
+ * Encode
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A candidate merge of symbol `left` with its right neighbour; stale once either side changed,
+ * detected by size != n[left] + n[right]. */
+typedef struct {
+    float score;
+    int32_t left; /* symbol index (= position order, so lower is further left) */
+    uint32_t size; /* bytes of the merged span */
+} dk_bigram;
+
+/* max-heap order: higher score first, then leftmost */
+static inline bool dk_bigram_before(const dk_bigram *a, const dk_bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+typedef struct {
+    dk_bigram *v;
+    size_t n, cap;
+} dk_bigram_heap;
+
+static bool dk_heap_push(dk_bigram_heap *h, dk_bigram b) {
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 256;
+        dk_bigram *nv = realloc(h->v, nc * sizeof *nv);
+        if (!nv) return false;
+        h->v = nv; h->cap = nc;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!dk_bigram_before(&b, &h->v[p])) break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = b;
+    return true;
+}
+
+static dk_bigram dk_heap_pop(dk_bigram_heap *h) {
+    dk_bigram top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && dk_bigram_before(&h->v[c + 1], &h->v[c])) c++;
+        if (!dk_bigram_before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
+
+/* Symbols as a doubly linked list over spans of the normalised text. */
+typedef struct {
+    const char *text;
+    uint32_t *start;  /* (n_sym) byte offset in text */
+    uint32_t *n;      /* (n_sym) bytes; 0 once merged into its left neighbour */
+    int32_t *prev;    /* (n_sym) -1 at the start */
+    int32_t *next;    /* (n_sym) -1 at the end */
+    uint8_t *frozen;  /* (n_sym) user-defined pieces never merge */
+} dk_symbols;
+
+static bool dk_try_bigram(const dk_tokenizer *t, const dk_symbols *s, int32_t l, dk_bigram_heap *h) {
+    if (l < 0) return true;
+    int32_t r = s->next[l];
+    if (r < 0 || s->frozen[l] || s->frozen[r]) return true;
+    uint32_t size = s->n[l] + s->n[r];
+    int32_t id = dk_piece_map_get(t, &t->merge, s->text + s->start[l], size);
+    if (id < 0) return true;
+    dk_bigram b = {t->scores[id], l, size};
+    return dk_heap_push(h, b);
+}
+
+static uint32_t dk_utf8_len(unsigned char c) {
+    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return lookup[c >> 4];
+}
+
+dk_status dk_tokenizer_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
+                              int32_t **ids, int *n_ids, dk_err *e) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!text && len) return dk_fail(e, DK_ERR_ARG, "tokenizer: NULL text of length %zu", len);
+    if (add_bos && t->bos < 0) return dk_fail(e, DK_ERR_ARG, "tokenizer: add_bos requested but the vocabulary has no BOS token");
+    if (len > (size_t)INT32_MAX / 8) return dk_fail(e, DK_ERR_ARG, "tokenizer: text too long (%zu bytes)", len);
+
+    /* 1. normalise */
+    size_t b = 0, end = len;
+    if (t->remove_extra_ws) {
+        while (b < end && text[b] == ' ') b++;
+        while (end > b && text[end - 1] == ' ') end--;
+    }
+    char *norm = malloc((end - b + 1) * t->space_len + 1);
+    int32_t *out = malloc(sizeof(int32_t) * ((end - b + 1) * 4 + 2)); /* <= 4 byte tokens per input byte + prefix + BOS */
+    dk_symbols s = {0};
+    dk_bigram_heap h = {0};
+    dk_status st = DK_OK;
+    if (!norm || !out) { st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len); goto fail; }
+    size_t nn = 0;
+    if (end > b && t->add_space_prefix) { memcpy(norm + nn, t->space, t->space_len); nn += t->space_len; }
+    for (size_t i = b; i < end; i++) {
+        if (text[i] == ' ') {
+            if (t->remove_extra_ws && i > b && text[i - 1] == ' ') continue;
+            memcpy(norm + nn, t->space, t->space_len);
+            nn += t->space_len;
+        } else {
+            norm[nn++] = text[i];
+        }
+    }
+    int n_out = 0;
+    if (add_bos) out[n_out++] = t->bos;
+    if (nn == 0) { free(norm); *ids = out; *n_ids = n_out; return DK_OK; }
+
+    /* 2. split into characters (user-defined pieces whole) */
+    s.text = norm;
+    s.start = malloc(sizeof(uint32_t) * nn);
+    s.n = malloc(sizeof(uint32_t) * nn);
+    s.prev = malloc(sizeof(int32_t) * nn);
+    s.next = malloc(sizeof(int32_t) * nn);
+    s.frozen = malloc(nn);
+    if (!s.start || !s.n || !s.prev || !s.next || !s.frozen) {
+        st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", nn);
+        goto fail;
+    }
+    int32_t n_sym = 0;
+    for (size_t i = 0; i < nn;) {
+        uint32_t L = 0;
+        bool fz = false;
+        if (t->max_user_len) {
+            uint32_t m = t->max_user_len < nn - i ? t->max_user_len : (uint32_t)(nn - i);
+            for (; m > 0; m--)
+                if (dk_piece_map_get(t, &t->user, norm + i, m) >= 0) { L = m; fz = true; break; }
+        }
+        if (!L) {
+            L = dk_utf8_len((unsigned char)norm[i]);
+            if (L > nn - i) L = (uint32_t)(nn - i);
+        }
+        s.start[n_sym] = (uint32_t)i;
+        s.n[n_sym] = L;
+        s.frozen[n_sym] = fz;
+        s.prev[n_sym] = n_sym - 1;
+        s.next[n_sym] = n_sym + 1;
+        n_sym++;
+        i += L;
+    }
+    s.next[n_sym - 1] = -1;
+
+    /* 3. merge the best-scoring adjacent pair until none is a piece */
+    for (int32_t i = 0; i + 1 < n_sym; i++)
+        if (!dk_try_bigram(t, &s, i, &h)) goto oom;
+    while (h.n) {
+        dk_bigram bg = dk_heap_pop(&h);
+        int32_t l = bg.left, r = s.next[l];
+        if (s.n[l] == 0 || r < 0 || s.n[l] + s.n[r] != bg.size) continue; /* stale */
+        s.n[l] += s.n[r];
+        s.n[r] = 0;
+        s.next[l] = s.next[r];
+        if (s.next[r] >= 0) s.prev[s.next[r]] = l;
+        if (!dk_try_bigram(t, &s, s.prev[l], &h) || !dk_try_bigram(t, &s, l, &h)) goto oom;
+    }
+
+    /* 4. emit pieces; byte fallback for symbols that are not pieces */
+    for (int32_t i = 0; i >= 0; i = s.next[i]) {
+        int32_t id = dk_piece_map_get(t, &t->merge, norm + s.start[i], s.n[i]);
+        if (id >= 0) { out[n_out++] = id; continue; }
+        bool bytes = true;
+        for (uint32_t k = 0; k < s.n[i]; k++)
+            if (t->byte_id[(unsigned char)norm[s.start[i] + k]] < 0) bytes = false;
+        if (bytes) {
+            for (uint32_t k = 0; k < s.n[i]; k++) out[n_out++] = t->byte_id[(unsigned char)norm[s.start[i] + k]];
+        } else if (t->unk >= 0) {
+            out[n_out++] = t->unk;
+        } else {
+            st = dk_fail(e, DK_ERR_UNSUPPORTED,
+                         "tokenizer: text byte offset %u: character not in the vocabulary, which has no byte or unknown tokens",
+                         s.start[i]);
+            goto fail;
+        }
+    }
+    free(norm); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); free(h.v);
+    *ids = out;
+    *n_ids = n_out;
+    return DK_OK;
+oom:
+    st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory while merging %zu bytes", nn);
+fail:
+    free(norm); free(out); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); free(h.v);
+    return st;
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Decode
+ * ---------------------------------------------------------------------------------------------- */
+
+const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32_t tok, size_t *len) {
+    if (tok < 0 || tok >= t->n_vocab) { if (len) *len = 0; return ""; }
+    if (t->byte_val[tok] >= 0) {
+        if (len) *len = 1;
+        return t->byte_text[t->byte_val[tok]];
+    }
+    int ty = t->types[tok];
+    if (t->kind == DK_TOKENIZER_KIND_SPM && (ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_UNUSED)) {
+        if (len) *len = 0;
+        return "";
+    }
+    const char *p = t->dblob + t->doff[tok];
+    size_t L = t->dlen[tok];
+    /* following BOS, SentencePiece's decoder strips the leading space (llama2.c PR #89) */
+    if (prev == t->bos && prev >= 0 && L > 0 && p[0] == ' ') { p++; L--; }
+    if (len) *len = L;
+    return p;
+}
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} dk_buf;
+
+static bool dk_buf_add(dk_buf *b, const char *s, size_t n) {
+    if (b->cap - b->n < n + 1) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc - b->n < n + 1) nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) return false;
+        b->p = np; b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return true;
+}
+
+/* Length of a valid UTF-8 sequence at s[0..n) (RFC 3629: no overlongs, surrogates or > U+10FFFF),
+ * or 0 if invalid. */
+static size_t dk_utf8_valid(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t L;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) L = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { L = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { L = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (n < L) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < L; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return L;
+}
+
+/* Appends a run of raw bytes as UTF-8, each byte of an invalid sequence as U+FFFD. */
+static bool dk_buf_add_bytes(dk_buf *b, const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        size_t L = dk_utf8_valid(s + i, n - i);
+        if (L) { if (!dk_buf_add(b, (const char *)s + i, L)) return false; i += L; }
+        else { if (!dk_buf_add(b, "\xEF\xBF\xBD", 3)) return false; i++; }
+    }
+    return true;
+}
+
+dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len, dk_err *e) {
+    *text = NULL;
+    if (len) *len = 0;
+    dk_buf b = {0};
+    unsigned char *run = malloc((size_t)(n > 0 ? n : 1)); /* pending byte pieces */
+    size_t n_run = 0;
+    bool bos_ws = true; /* still before the first visible text: strip a leading space */
+    bool strip = t->add_space_prefix || t->remove_extra_ws;
+    if (!run || !dk_buf_add(&b, "", 0)) goto oom;
+    for (int i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= t->n_vocab) {
+            free(run); free(b.p);
+            return dk_fail(e, DK_ERR_ARG, "tokenizer: token id %d at position %d is out of range [0, %d)", id, i, t->n_vocab);
+        }
+        if (t->byte_val[id] >= 0) { run[n_run++] = (unsigned char)t->byte_val[id]; continue; }
+        int ty = t->types[id];
+        if (ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_UNUSED) continue; /* invisible, keeps the byte run */
+        if (n_run) {
+            if (!dk_buf_add_bytes(&b, run, n_run)) goto oom;
+            n_run = 0;
+            bos_ws = false;
+        }
+        if (ty == DK_TOKEN_TYPE_UNKNOWN) {
+            if (!dk_buf_add(&b, DK_UNK_SURFACE, sizeof DK_UNK_SURFACE - 1)) goto oom;
+            bos_ws = false;
+            continue;
+        }
+        const char *p = t->dblob + t->doff[id];
+        size_t L = t->dlen[id];
+        bool consumed = false;
+        if (bos_ws && strip && L > 0 && p[0] == ' ') {
+            p++; L--;
+            consumed = !t->remove_extra_ws; /* with remove_extra_whitespaces every leading space goes */
+        }
+        if (!dk_buf_add(&b, p, L)) goto oom;
+        if (L > 0 || consumed) bos_ws = false;
+    }
+    if (n_run && !dk_buf_add_bytes(&b, run, n_run)) goto oom;
+    free(run);
+    *text = b.p;
+    if (len) *len = b.n;
+    return DK_OK;
+oom:
+    free(run); free(b.p);
+    return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory decoding %d tokens", n);
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Vocabulary accessors
+ * ---------------------------------------------------------------------------------------------- */
+
+int dk_tokenizer_bos(const dk_tokenizer *t) { return t->bos; }
+int dk_tokenizer_eos(const dk_tokenizer *t) { return t->eos; }
+int dk_tokenizer_unk(const dk_tokenizer *t) { return t->unk; }
+int dk_tokenizer_n_vocab(const dk_tokenizer *t) { return t->n_vocab; }
+
+const char *dk_tokenizer_kind(const dk_tokenizer *t) {
+    switch (t->kind) {
+    case DK_TOKENIZER_KIND_SPM: return "spm";
+    case DK_TOKENIZER_KIND_LLAMA2C: return "llama2c";
+    }
+    return "?";
+}
+
+const char *dk_tokenizer_piece(const dk_tokenizer *t, int32_t tok, size_t *len) {
+    if (tok < 0 || tok >= t->n_vocab) { if (len) *len = 0; return NULL; }
+    if (len) *len = t->len[tok];
+    return t->blob + t->off[tok];
+}
+
+int dk_tokenizer_type(const dk_tokenizer *t, int32_t tok) {
+    return (tok < 0 || tok >= t->n_vocab) ? 0 : t->types[tok];
+}
+
+int32_t dk_tokenizer_find(const dk_tokenizer *t, const char *piece, size_t len) {
+    return dk_piece_map_get(t, &t->all, piece, len);
+}

@@ -1,0 +1,111 @@
+/* tokenizer.h — text <-> token ids for Llama-family models.
+ *
+ * One opaque dk_tokenizer with a kind behind it:
+ *   "spm"     SentencePiece-style BPE built from a GGUF vocabulary (tokenizer.ggml.model = llama)
+ *   "llama2c" the same algorithm over a llama2.c tok*.bin (spaces stored as ' ', no token types)
+ * GPT-2 byte-level BPE ("bpe", tokenizer.ggml.model = gpt2) is planned as a third kind behind the
+ * same functions (issue 7); nothing here assumes SentencePiece beyond the create/load calls.
+ *
+ * Encoding (SentencePiece BPE, as sentencepiece's bpe_model.cc, llama.cpp's SPM tokenizer and
+ * llama2.c's encode()):
+ *   1. normalise: optionally collapse runs of ' ' and strip leading/trailing ' '
+ *      (SentencePiece remove_extra_whitespaces; off by default, see below), prepend one ' '
+ *      (dummy prefix) when add_space_prefix and the text is non-empty, map ' ' to the
+ *      vocabulary's space symbol (U+2581, or ' ' for llama2.c files);
+ *   2. split into UTF-8 characters (user-defined pieces are matched whole, longest first);
+ *   3. repeatedly merge the adjacent pair whose concatenation is a normal/user-defined piece with
+ *      the highest score (ties: leftmost), O(n log n) with a heap over linked symbols;
+ *   4. a symbol that is not a piece becomes its bytes as <0xNN> tokens (byte fallback), or
+ *      unk_id when the vocabulary has no byte pieces.
+ * Control tokens (<s>, </s>) are never produced from text.
+ *
+ * Thread safety: a dk_tokenizer is immutable after creation; encode/decode may run concurrently. */
+#ifndef DK_TOKENIZER_H
+#define DK_TOKENIZER_H
+
+#include "dk_common.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dk_tokenizer dk_tokenizer;
+
+/* GGUF token types (tokenizer.ggml.token_type). */
+enum {
+    DK_TOKEN_TYPE_NORMAL       = 1,
+    DK_TOKEN_TYPE_UNKNOWN      = 2,
+    DK_TOKEN_TYPE_CONTROL      = 3,
+    DK_TOKEN_TYPE_USER_DEFINED = 4,
+    DK_TOKEN_TYPE_UNUSED       = 5,
+    DK_TOKEN_TYPE_BYTE         = 6,
+};
+
+typedef struct {
+    int n_vocab;
+    const char *const *pieces;      /* (n_vocab) UTF-8 pieces, SentencePiece style with U+2581 for space */
+    const uint32_t *piece_lens;     /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
+    const float *scores;            /* (n_vocab) merge priority (higher merges first), or NULL => -id */
+    const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
+    int bos_id, eos_id, unk_id;     /* -1 if absent */
+    bool add_space_prefix;          /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
+} dk_spm_vocab;
+
+/* ---- construction ---- */
+
+/* Builds an "spm" tokenizer; copies everything it needs from v (v may be freed afterwards). */
+dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_err *e);
+
+/* Loads a llama2.c tokenizer file: int32 max_token_length, then n_vocab x
+ * {float32 score, int32 len, len bytes}. Token types are inferred as llama2.c does:
+ * id 0 unknown, ids 1/2 BOS/EOS (control), pieces "<0xNN>" bytes, the rest normal. */
+dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer **out, dk_err *e);
+
+void dk_tokenizer_free(dk_tokenizer *t);
+
+/* SentencePiece's normalizer flag remove_extra_whitespaces (collapse runs of ' ', strip leading
+ * and trailing ' '; also strips every leading space when decoding). Neither GGUF nor llama2.c
+ * files record it, and llama.cpp and llama2.c's run.c never apply it, so it is off by default.
+ * Turn it on to reproduce a .model file that sets it (tok512.model does). */
+void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on);
+
+/* ---- encode ---- */
+
+/* Encodes text[0..len) (need not be NUL-terminated; invalid UTF-8 bytes are byte-fallback
+ * symbols). *ids is malloc'd by the callee (free() it), *n_ids its length; add_bos prepends
+ * bos_id (error if the vocabulary has none). Empty text gives zero ids (or just BOS). */
+dk_status dk_tokenizer_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
+                              int32_t **ids, int *n_ids, dk_err *e);
+
+/* ---- decode ---- */
+
+/* llama2.c run.c decode(): the piece's text with the space symbol as ' ', its leading ' '
+ * dropped when prev is BOS, and <0xNN> as the single raw byte. *len (if non-NULL) receives the
+ * byte length (a byte piece may be "\0"). llama2c kind: control pieces are returned verbatim as
+ * stored (tok512.bin stores "\n<s>\n"); spm kind: control and unused pieces decode to "".
+ * Out-of-range tok gives "" (len 0). The pointer lives as long as t. */
+const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32_t tok, size_t *len);
+
+/* Full detokenisation as SentencePiece's DecodeIds: pieces concatenated with spaces restored,
+ * runs of byte pieces decoded as UTF-8 (each invalid byte -> U+FFFD), control tokens skipped,
+ * unknown -> " \u2047 ", and the leading space of the first visible piece dropped (all leading
+ * spaces when remove_extra_whitespaces). *text is malloc'd and NUL-terminated; *len its bytes.
+ * Ids out of range are an error naming the position and value. */
+dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text,
+                              size_t *len, dk_err *e);
+
+/* ---- vocabulary ---- */
+
+int dk_tokenizer_bos(const dk_tokenizer *t);
+int dk_tokenizer_eos(const dk_tokenizer *t);
+int dk_tokenizer_unk(const dk_tokenizer *t);
+int dk_tokenizer_n_vocab(const dk_tokenizer *t);
+const char *dk_tokenizer_kind(const dk_tokenizer *t); /* "spm" or "llama2c" */
+
+/* The raw piece as stored (U+2581 or ' ' for spaces), NULL if out of range; *len its bytes. */
+const char *dk_tokenizer_piece(const dk_tokenizer *t, int32_t tok, size_t *len);
+/* DK_TOKEN_TYPE_* of tok (inferred for llama2c), 0 if out of range. */
+int dk_tokenizer_type(const dk_tokenizer *t, int32_t tok);
+/* Id of the exact piece bytes, or -1. */
+int32_t dk_tokenizer_find(const dk_tokenizer *t, const char *piece, size_t len);
+
+#endif
