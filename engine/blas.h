@@ -1,0 +1,18 @@
+/* blas.h — OpenBLAS set-up: core-type detection fix and reporting.
+ *
+ * Debian's OpenBLAS 0.3.21 misdetects recent Intel CPUs (e.g. Sapphire Rapids) as "Prescott" and
+ * then runs sgemm ~10x slower. dk_blas_init() must run before any BLAS call: when
+ * OPENBLAS_CORETYPE is unset, the detected core is generic/old and CPUID reports AVX-512
+ * (-> SkylakeX) or AVX2+FMA (-> Haswell), it sets the variable and re-executes /proc/self/exe with
+ * the original argv (OpenBLAS reads the variable only when the library loads). A user-set value is
+ * always respected; DK_BLAS_REEXEC guards against loops. */
+#ifndef DK_BLAS_H
+#define DK_BLAS_H
+
+void dk_blas_init(void);
+const char *dk_blas_core(void);  /* the core OpenBLAS runs with, e.g. "SkylakeX" */
+int dk_blas_threads(void);       /* OpenBLAS worker threads */
+/* What dk_blas_init() did: "auto-set OPENBLAS_CORETYPE=SkylakeX", "user-set", "detected", ... */
+const char *dk_blas_note(void);
+
+#endif
