@@ -1,0 +1,816 @@
+/* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DK_CONFIG_MAX_CELLS 1000000
+
+/* ---- builtin registry (local copy until the halting/tasks registries are wired in) ---- */
+
+static const char *const dk_keys_dense[] = {NULL};
+static const char *const dk_keys_dash[] = {"rho", "ls", "sink", "recent", NULL};
+static const char *const dk_keys_dash_tau[] = {"tau", "ls", "relative", "sink", "recent", NULL};
+static const char *const dk_keys_dash_keep[] = {"keep", "ls", "sink", "recent", NULL};
+static const char *const dk_keys_multistep[] = {"rho", "ls", "k", "sink", "recent", NULL};
+static const char *const dk_keys_random[] = {"rho", "ls", "seed", "sink", "recent", NULL};
+static const char *const dk_keys_fastv[] = {"rho", "ls", "layer", "sink", "recent", NULL};
+static const char *const dk_keys_snapkv[] = {"rho", "ls", "window", "sink", "recent", NULL};
+
+static const dk_config_entry dk_builtin_methods[] = {
+    {"dense", dk_keys_dense, NULL},
+    {"dash", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"dash-tau", dk_keys_dash_tau, "{\"ls\":0.4}"},
+    {"dash-keep", dk_keys_dash_keep, "{\"ls\":0.4}"},
+    {"multistep", dk_keys_multistep, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"random", dk_keys_random, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"inverse", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"dblock", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"fastv", dk_keys_fastv, "{\"rho\":0.667}"},
+    {"snapkv", dk_keys_snapkv, "{\"rho\":0.667}"},
+};
+
+static const char *const dk_keys_passkey[] = {"length", "depth", "haystack", NULL};
+static const char *const dk_keys_niah[] = {"length", "depth", "haystack", "key_type", "value_type",
+                                           "n_keys", "n_values", "n_queries", NULL};
+static const char *const dk_keys_vt[] = {"length", "n_chains", "n_hops", "haystack", NULL};
+static const char *const dk_keys_cwe[] = {"length", "n_words", "n_common", "n_uncommon", NULL};
+static const char *const dk_keys_fwe[] = {"length", "alpha", "n_words", NULL};
+static const char *const dk_keys_qa[] = {"length", "data", "n_distractors", NULL};
+static const char *const dk_keys_longbench[] = {"data", "config", "max_length", NULL};
+
+static const dk_config_entry dk_builtin_tasks[] = {
+    {"passkey", dk_keys_passkey, NULL},
+    {"niah_single", dk_keys_niah, NULL},
+    {"niah_multikey", dk_keys_niah, NULL},
+    {"niah_multivalue", dk_keys_niah, NULL},
+    {"niah_multiquery", dk_keys_niah, NULL},
+    {"vt", dk_keys_vt, NULL},
+    {"cwe", dk_keys_cwe, NULL},
+    {"fwe", dk_keys_fwe, NULL},
+    {"qa", dk_keys_qa, NULL},
+    {"longbench/narrativeqa", dk_keys_longbench, NULL},
+    {"longbench/qasper", dk_keys_longbench, NULL},
+    {"longbench/multifieldqa_en", dk_keys_longbench, NULL},
+    {"longbench/hotpotqa", dk_keys_longbench, NULL},
+    {"longbench/2wikimqa", dk_keys_longbench, NULL},
+    {"longbench/musique", dk_keys_longbench, NULL},
+    {"longbench/gov_report", dk_keys_longbench, NULL},
+    {"longbench/qmsum", dk_keys_longbench, NULL},
+    {"longbench/multi_news", dk_keys_longbench, NULL},
+    {"longbench/trec", dk_keys_longbench, NULL},
+    {"longbench/triviaqa", dk_keys_longbench, NULL},
+    {"longbench/samsum", dk_keys_longbench, NULL},
+    {"longbench/passage_count", dk_keys_longbench, NULL},
+    {"longbench/passage_retrieval_en", dk_keys_longbench, NULL},
+    {"longbench/lcc", dk_keys_longbench, NULL},
+    {"longbench/repobench-p", dk_keys_longbench, NULL},
+};
+
+static const dk_config_registry dk_builtin_registry = {
+    dk_builtin_methods, sizeof dk_builtin_methods / sizeof dk_builtin_methods[0],
+    dk_builtin_tasks, sizeof dk_builtin_tasks / sizeof dk_builtin_tasks[0],
+};
+
+const dk_config_registry *dk_config_registry_builtin(void) { return &dk_builtin_registry; }
+
+/* ---- growable string ---- */
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+    int oom;
+} dk_sbuf;
+
+static void dk_sb_put(dk_sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) { b->oom = 1; return; }
+        b->s = p; b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+static void dk_sb_str(dk_sbuf *b, const char *s) { dk_sb_put(b, s, strlen(s)); }
+
+/* ---- canonical JSON ---- */
+
+static void dk_fmt_number(double d, char out[40]) {
+    if (d == 0) { strcpy(out, "0"); return; }
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) { snprintf(out, 40, "%.0f", d); return; }
+    for (int p = 15; p <= 17; p++) {
+        snprintf(out, 40, "%.*g", p, d);
+        if (strtod(out, NULL) == d) return;
+    }
+}
+
+static void dk_canon_string(dk_sbuf *b, const char *s) {
+    dk_sb_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"': dk_sb_str(b, "\\\""); break;
+        case '\\': dk_sb_str(b, "\\\\"); break;
+        case '\b': dk_sb_str(b, "\\b"); break;
+        case '\f': dk_sb_str(b, "\\f"); break;
+        case '\n': dk_sb_str(b, "\\n"); break;
+        case '\r': dk_sb_str(b, "\\r"); break;
+        case '\t': dk_sb_str(b, "\\t"); break;
+        default:
+            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); dk_sb_str(b, esc); }
+            else dk_sb_put(b, (const char *)p, 1);
+        }
+    }
+    dk_sb_put(b, "\"", 1);
+}
+
+static int dk_cmp_item_key(const void *a, const void *b) {
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    return strcmp(x->string, y->string);
+}
+
+static void dk_canon(dk_sbuf *b, const cJSON *it) {
+    char num[40];
+    if (cJSON_IsNull(it)) dk_sb_str(b, "null");
+    else if (cJSON_IsTrue(it)) dk_sb_str(b, "true");
+    else if (cJSON_IsFalse(it)) dk_sb_str(b, "false");
+    else if (cJSON_IsNumber(it)) { dk_fmt_number(it->valuedouble, num); dk_sb_str(b, num); }
+    else if (cJSON_IsString(it)) dk_canon_string(b, it->valuestring);
+    else if (cJSON_IsArray(it)) {
+        dk_sb_put(b, "[", 1);
+        int first = 1;
+        for (const cJSON *c = it->child; c; c = c->next, first = 0) {
+            if (!first) dk_sb_put(b, ",", 1);
+            dk_canon(b, c);
+        }
+        dk_sb_put(b, "]", 1);
+    } else if (cJSON_IsObject(it)) {
+        size_t n = 0;
+        for (const cJSON *c = it->child; c; c = c->next) n++;
+        const cJSON **kids = malloc((n ? n : 1) * sizeof *kids);
+        if (!kids) { b->oom = 1; return; }
+        n = 0;
+        for (const cJSON *c = it->child; c; c = c->next) kids[n++] = c;
+        qsort(kids, n, sizeof *kids, dk_cmp_item_key);
+        dk_sb_put(b, "{", 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i) dk_sb_put(b, ",", 1);
+            dk_canon_string(b, kids[i]->string);
+            dk_sb_put(b, ":", 1);
+            dk_canon(b, kids[i]);
+        }
+        dk_sb_put(b, "}", 1);
+        free(kids);
+    }
+}
+
+static char *dk_canon_item(const cJSON *it) {
+    dk_sbuf b = {0};
+    dk_canon(&b, it);
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
+}
+
+char *dk_config_canonical_json(const char *json) {
+    cJSON *it = cJSON_Parse(json);
+    if (!it) return NULL;
+    char *s = dk_canon_item(it);
+    cJSON_Delete(it);
+    return s;
+}
+
+/* ---- validation helpers ---- */
+
+static const char *dk_json_type(const cJSON *v) {
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return "boolean";
+    if (cJSON_IsNumber(v)) return "number";
+    if (cJSON_IsString(v)) return "string";
+    if (cJSON_IsArray(v)) return "array";
+    if (cJSON_IsObject(v)) return "object";
+    return "invalid";
+}
+
+/* "got string \"abc\"" / "got number 3" / "got array" for messages. */
+static void dk_describe(const cJSON *v, char *out, size_t n) {
+    if (cJSON_IsString(v)) snprintf(out, n, "string \"%.60s\"", v->valuestring);
+    else if (cJSON_IsNumber(v)) snprintf(out, n, "number %g", v->valuedouble);
+    else if (cJSON_IsBool(v)) snprintf(out, n, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    else snprintf(out, n, "%s", dk_json_type(v));
+}
+
+static int dk_is_int(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9007199254740992.0;
+}
+
+typedef enum {
+    DK_RULE_NUM,   /* number within [lo, hi] / [lo, hi) */
+    DK_RULE_INT,   /* integer >= lo */
+    DK_RULE_BOOL,
+} dk_rule_kind;
+
+typedef struct {
+    const char *key;
+    dk_rule_kind kind;
+    double lo, hi;
+    int hi_open; /* 1: hi excluded */
+} dk_value_rule;
+
+static const dk_value_rule dk_rules[] = {
+    {"rho", DK_RULE_NUM, 0, 1, 1},
+    {"ls", DK_RULE_NUM, 0, 1, 0},
+    {"tau", DK_RULE_NUM, 0, INFINITY, 0},
+    {"keep", DK_RULE_INT, 1, 0, 0},
+    {"k", DK_RULE_INT, 1, 0, 0},
+    {"window", DK_RULE_INT, 1, 0, 0},
+    {"seed", DK_RULE_INT, 0, 0, 0},
+    {"sink", DK_RULE_INT, 0, 0, 0},
+    {"recent", DK_RULE_INT, 0, 0, 0},
+    {"layer", DK_RULE_INT, 0, 0, 0},
+    {"relative", DK_RULE_BOOL, 0, 0, 0},
+    {"length", DK_RULE_INT, 1, 0, 0},
+    {"depth", DK_RULE_NUM, 0, 100, 0},
+    {"max_length", DK_RULE_INT, 1, 0, 0},
+};
+
+/* Checks one scalar value of option `key`; 0 ok, else msg = the problem (no path). */
+static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n) {
+    char got[96];
+    if (!(cJSON_IsNumber(v) || cJSON_IsString(v) || cJSON_IsBool(v))) {
+        dk_describe(v, got, sizeof got);
+        snprintf(msg, n, "expected a number, string or boolean, got %s", got);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof dk_rules / sizeof dk_rules[0]; i++) {
+        const dk_value_rule *r = &dk_rules[i];
+        if (strcmp(r->key, key) != 0) continue;
+        dk_describe(v, got, sizeof got);
+        switch (r->kind) {
+        case DK_RULE_BOOL:
+            if (!cJSON_IsBool(v)) { snprintf(msg, n, "expected true or false for %s, got %s", key, got); return 1; }
+            return 0;
+        case DK_RULE_INT:
+            if (!dk_is_int(v) || v->valuedouble < r->lo) {
+                snprintf(msg, n, "expected an integer >= %g for %s, got %s", r->lo, key, got);
+                return 1;
+            }
+            return 0;
+        case DK_RULE_NUM:
+            if (!cJSON_IsNumber(v)) { snprintf(msg, n, "expected a number for %s, got %s", key, got); return 1; }
+            double d = v->valuedouble;
+            if (isinf(r->hi)) {
+                if (d < r->lo) { snprintf(msg, n, "%s = %g must be >= %g", key, d, r->lo); return 1; }
+            } else if (d < r->lo || d > r->hi || (r->hi_open && d == r->hi)) {
+                snprintf(msg, n, "%s = %g is outside [%g,%g%c", key, d, r->lo, r->hi, r->hi_open ? ')' : ']');
+                return 1;
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int dk_key_listed(const char *const *keys, const char *k) {
+    if (!keys) return 1;
+    for (; *keys; keys++) if (!strcmp(*keys, k)) return 1;
+    return 0;
+}
+
+static void dk_join_keys(const char *const *keys, char *out, size_t n) {
+    size_t len = 0;
+    out[0] = 0;
+    if (!keys || !*keys) { snprintf(out, n, "none"); return; }
+    for (; *keys && len + 1 < n; keys++) len += snprintf(out + len, n - len, "%s%s", len ? ", " : "", *keys);
+}
+
+static void dk_join_names(const dk_config_entry *e, size_t ne, char *out, size_t n) {
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < ne && len + 1 < n; i++) len += snprintf(out + len, n - len, "%s%s", i ? ", " : "", e[i].name);
+}
+
+static const dk_config_entry *dk_find_entry(const dk_config_entry *e, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++) if (!strcmp(e[i].name, name)) return &e[i];
+    return NULL;
+}
+
+/* Plural grid keys written in configs and the singular key each cell gets. */
+static const char *dk_singular(const char *k) {
+    if (!strcmp(k, "lengths")) return "length";
+    if (!strcmp(k, "depths")) return "depth";
+    return k;
+}
+
+/* First duplicate key anywhere in the tree (cJSON keeps duplicates silently); path into out. */
+static int dk_find_duplicate(const cJSON *it, const char *path, char *out, size_t n) {
+    if (cJSON_IsObject(it)) {
+        for (const cJSON *a = it->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (!strcmp(a->string, b->string)) {
+                    snprintf(out, n, "%s%s%s", path, *path ? "." : "", a->string);
+                    return 1;
+                }
+        for (const cJSON *c = it->child; c; c = c->next) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", c->string);
+            if (dk_find_duplicate(c, sub, out, n)) return 1;
+        }
+    } else if (cJSON_IsArray(it)) {
+        int i = 0;
+        for (const cJSON *c = it->child; c; c = c->next, i++) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s[%d]", path, i);
+            if (dk_find_duplicate(c, sub, out, n)) return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- options of one task or method entry ---- */
+
+/* Validates the non-"name" keys of entry object `obj` (at JSON path `where`, e.g. "methods[2]")
+ * against registry entry `reg`, and returns a new object of options (plural grid keys renamed,
+ * registry defaults merged for missing keys). NULL + err on a problem. */
+static cJSON *dk_parse_options(const char *file, const char *where, const cJSON *obj, const dk_config_entry *reg,
+                               const char *kind, int rename_plural, dk_err *err, dk_status *st) {
+    cJSON *opts = cJSON_CreateObject();
+    char msg[512], accepted[512];
+    if (!opts) { *st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); return NULL; }
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        if (!strcmp(c->string, "name")) continue;
+        const char *key = rename_plural ? dk_singular(c->string) : c->string;
+        if (!dk_key_listed(reg->keys, key)) {
+            dk_join_keys(reg->keys, accepted, sizeof accepted);
+            *st = dk_fail(err, DK_ERR_ARG, "%s: %s.%s: unknown %s for %s \"%s\" (accepted: %s)", file, where,
+                          c->string, kind, rename_plural ? "task" : "method", reg->name, accepted);
+            goto fail;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(opts, key)) {
+            *st = dk_fail(err, DK_ERR_ARG, "%s: %s.%s: \"%s\" is given twice", file, where, c->string, key);
+            goto fail;
+        }
+        if (cJSON_IsArray(c)) {
+            if (!c->child) {
+                *st = dk_fail(err, DK_ERR_ARG, "%s: %s.%s: empty grid []", file, where, c->string);
+                goto fail;
+            }
+            int j = 0;
+            for (const cJSON *v = c->child; v; v = v->next, j++)
+                if (dk_check_scalar(key, v, msg, sizeof msg)) {
+                    *st = dk_fail(err, DK_ERR_ARG, "%s: %s.%s[%d]: %s", file, where, c->string, j, msg);
+                    goto fail;
+                }
+        } else if (dk_check_scalar(key, c, msg, sizeof msg)) {
+            *st = dk_fail(err, DK_ERR_ARG, "%s: %s.%s: %s", file, where, c->string, msg);
+            goto fail;
+        }
+        cJSON *dup = cJSON_Duplicate(c, 1);
+        if (!dup || !cJSON_AddItemToObject(opts, key, dup)) {
+            cJSON_Delete(dup);
+            *st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+            goto fail;
+        }
+    }
+    if (reg->defaults) {
+        cJSON *def = cJSON_Parse(reg->defaults);
+        for (const cJSON *d = def ? def->child : NULL; d; d = d->next)
+            if (!cJSON_GetObjectItemCaseSensitive(opts, d->string))
+                cJSON_AddItemToObject(opts, d->string, cJSON_Duplicate(d, 1));
+        cJSON_Delete(def);
+    }
+    return opts;
+fail:
+    cJSON_Delete(opts);
+    return NULL;
+}
+
+/* Expands an options object (scalars and arrays) into canonical scalar objects, last key fastest.
+ * Returns the count (0 on allocation failure) and the malloc'd array of malloc'd strings. */
+static size_t dk_expand_grid(const cJSON *opts, char ***out) {
+    size_t nk = 0, total = 1;
+    for (const cJSON *c = opts->child; c; c = c->next) nk++;
+    const cJSON **keys = malloc((nk ? nk : 1) * sizeof *keys);
+    size_t *cnt = malloc((nk ? nk : 1) * sizeof *cnt);
+    *out = NULL;
+    if (!keys || !cnt) { free(keys); free(cnt); return 0; }
+    nk = 0;
+    for (const cJSON *c = opts->child; c; c = c->next) {
+        keys[nk] = c;
+        cnt[nk] = cJSON_IsArray(c) ? (size_t)cJSON_GetArraySize(c) : 1;
+        total *= cnt[nk++];
+        if (total > DK_CONFIG_MAX_CELLS) { free(keys); free(cnt); return 0; }
+    }
+    char **res = calloc(total, sizeof *res);
+    size_t done = 0;
+    for (; res && done < total; done++) {
+        cJSON *o = cJSON_CreateObject();
+        size_t rem = done;
+        for (size_t k = nk; k-- > 0;) {
+            size_t idx = rem % cnt[k];
+            rem /= cnt[k];
+            const cJSON *v = cJSON_IsArray(keys[k]) ? cJSON_GetArrayItem(keys[k], (int)idx) : keys[k];
+            cJSON_AddItemToObject(o, keys[k]->string, cJSON_Duplicate(v, 1));
+        }
+        res[done] = o ? dk_canon_item(o) : NULL;
+        cJSON_Delete(o);
+        if (!res[done]) break;
+    }
+    free(keys);
+    free(cnt);
+    if (!res || done < total) {
+        for (size_t i = 0; res && i < done; i++) free(res[i]);
+        free(res);
+        return 0;
+    }
+    *out = res;
+    return total;
+}
+
+/* ---- the whole document ---- */
+
+static const char *const dk_top_keys[] = {"name", "description", "models", "tasks", "methods",
+                                          "samples", "seed", "threads", NULL};
+
+static dk_status dk_get_int(const char *file, const cJSON *root, const char *key, int required, int64_t lo,
+                            int64_t hi, int64_t def, int64_t *out, dk_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    char got[96];
+    if (!v) {
+        if (required) return dk_fail(err, DK_ERR_ARG, "%s: missing required key \"%s\"", file, key);
+        *out = def;
+        return DK_OK;
+    }
+    if (!dk_is_int(v) || v->valuedouble < (double)lo || v->valuedouble > (double)hi) {
+        dk_describe(v, got, sizeof got);
+        return dk_fail(err, DK_ERR_ARG, "%s: %s: expected an integer in [%lld, %lld], got %s", file, key,
+                       (long long)lo, (long long)hi, got);
+    }
+    *out = (int64_t)v->valuedouble;
+    return DK_OK;
+}
+
+static char *dk_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* Entries list ("tasks"/"methods"): non-empty array of objects with a string "name". */
+static dk_status dk_check_list(const char *file, const cJSON *root, const char *key, const cJSON **out, dk_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    char got[96];
+    if (!v) return dk_fail(err, DK_ERR_ARG, "%s: missing required key \"%s\"", file, key);
+    if (!cJSON_IsArray(v)) {
+        dk_describe(v, got, sizeof got);
+        return dk_fail(err, DK_ERR_ARG, "%s: %s: expected an array of objects, got %s", file, key, got);
+    }
+    if (!v->child) return dk_fail(err, DK_ERR_ARG, "%s: %s: empty list []", file, key);
+    int i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (!cJSON_IsObject(c)) {
+            dk_describe(c, got, sizeof got);
+            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d]: expected an object with a \"name\", got %s", file, key, i, got);
+        }
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(c, "name");
+        if (!nm) return dk_fail(err, DK_ERR_ARG, "%s: %s[%d]: missing required key \"name\"", file, key, i);
+        if (!cJSON_IsString(nm) || !nm->valuestring[0]) {
+            dk_describe(nm, got, sizeof got);
+            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d].name: expected a non-empty string, got %s", file, key, i, got);
+        }
+    }
+    *out = v;
+    return DK_OK;
+}
+
+static uint64_t dk_fnv1a(const char *s, uint64_t h) {
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull;
+}
+
+static dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSON *meth_opts[], dk_err *err) {
+    dk_status st = DK_OK;
+    char ***tgrid = calloc(cfg->n_tasks, sizeof *tgrid), ***mgrid = calloc(cfg->n_methods, sizeof *mgrid);
+    size_t *nt = calloc(cfg->n_tasks, sizeof *nt), *nm = calloc(cfg->n_methods, sizeof *nm);
+    uint64_t *hashes = NULL;
+    if (!tgrid || !mgrid || !nt || !nm) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    size_t total_t = 0, total_m = 0;
+    for (size_t i = 0; i < cfg->n_tasks; i++) {
+        nt[i] = dk_expand_grid(tasks_opts[i], &tgrid[i]);
+        if (!nt[i]) { st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS); goto done; }
+        total_t += nt[i];
+    }
+    for (size_t i = 0; i < cfg->n_methods; i++) {
+        nm[i] = dk_expand_grid(meth_opts[i], &mgrid[i]);
+        if (!nm[i]) { st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS); goto done; }
+        total_m += nm[i];
+    }
+    double total = (double)cfg->n_models * (double)total_t * (double)total_m;
+    if (total > DK_CONFIG_MAX_CELLS) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: the matrix expands to %.0f cells (limit %d)", cfg->path, total, DK_CONFIG_MAX_CELLS);
+        goto done;
+    }
+    cfg->cells = calloc((size_t)total ? (size_t)total : 1, sizeof *cfg->cells);
+    hashes = calloc((size_t)total ? (size_t)total : 1, sizeof *hashes);
+    if (!cfg->cells || !hashes) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    for (size_t mo = 0; mo < cfg->n_models; mo++)
+        for (size_t t = 0; t < cfg->n_tasks; t++)
+            for (size_t tg = 0; tg < nt[t]; tg++)
+                for (size_t me = 0; me < cfg->n_methods; me++)
+                    for (size_t mg = 0; mg < nm[me]; mg++) {
+                        const char *mpath = cfg->models[mo], *tname = cfg->tasks[t].name, *mname = cfg->methods[me].name;
+                        uint64_t h = 14695981039346656037ull;
+                        h = dk_fnv1a(mpath, h); h = dk_fnv1a(tname, h); h = dk_fnv1a(tgrid[t][tg], h);
+                        h = dk_fnv1a(mname, h); h = dk_fnv1a(mgrid[me][mg], h);
+                        int dup = 0;
+                        for (size_t j = 0; j < cfg->n_cells && !dup; j++) {
+                            const dk_config_cell *o = &cfg->cells[j];
+                            dup = hashes[j] == h && !strcmp(cfg->models[o->model], mpath) && !strcmp(o->task_name, tname) &&
+                                  !strcmp(o->task_options, tgrid[t][tg]) && !strcmp(o->method_name, mname) &&
+                                  !strcmp(o->method_params, mgrid[me][mg]);
+                        }
+                        if (dup) continue;
+                        dk_config_cell *c = &cfg->cells[cfg->n_cells];
+                        c->model = mo; c->task = t; c->method = me;
+                        c->task_name = tname; c->method_name = mname;
+                        c->task_options = dk_strdup(tgrid[t][tg]);
+                        c->method_params = dk_strdup(mgrid[me][mg]);
+                        hashes[cfg->n_cells++] = h;
+                        if (!c->task_options || !c->method_params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+                    }
+done:
+    for (size_t i = 0; tgrid && i < cfg->n_tasks; i++) { for (size_t j = 0; j < nt[i]; j++) free(tgrid[i][j]); free(tgrid[i]); }
+    for (size_t i = 0; mgrid && i < cfg->n_methods; i++) { for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]); free(mgrid[i]); }
+    free(tgrid); free(mgrid); free(nt); free(nm); free(hashes);
+    return st;
+}
+
+static void dk_line_col(const char *text, size_t off, int *line, int *col) {
+    *line = 1; *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') { (*line)++; *col = 1; }
+        else (*col)++;
+    }
+}
+
+dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk_config_registry *reg,
+                          dk_config **out, dk_err *err) {
+    if (!reg) reg = &dk_builtin_registry;
+    *out = NULL;
+    const char *file = path ? path : "<config>";
+    const char *end = NULL;
+    char got[96], where[64], buf[1024];
+    int line, col;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    if (!root) {
+        size_t off = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        dk_line_col(text, off, &line, &col);
+        return dk_fail(err, DK_ERR_FORMAT, "%s: line %d, column %d: invalid JSON", file, line, col);
+    }
+    for (const char *p = end; p && p < text + n && *p; p++)
+        if (!strchr(" \t\r\n", *p)) {
+            dk_line_col(text, (size_t)(p - text), &line, &col);
+            cJSON_Delete(root);
+            return dk_fail(err, DK_ERR_FORMAT, "%s: line %d, column %d: unexpected text after the JSON object", file, line, col);
+        }
+
+    dk_status st = DK_OK;
+    dk_config *cfg = calloc(1, sizeof *cfg);
+    const cJSON **topt = NULL, **mopt = NULL;
+    if (!cfg) { cJSON_Delete(root); return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); }
+    cfg->path = dk_strdup(file);
+    cfg->text = malloc(n + 1);
+    if (!cfg->path || !cfg->text) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    memcpy(cfg->text, text, n);
+    cfg->text[n] = 0;
+    dk_sha256_hex(text, n, cfg->hash);
+
+    if (!cJSON_IsObject(root)) {
+        dk_describe(root, got, sizeof got);
+        st = dk_fail(err, DK_ERR_ARG, "%s: expected a JSON object at the top level, got %s", file, got);
+        goto fail;
+    }
+    if (dk_find_duplicate(root, "", buf, sizeof buf)) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: %s: duplicate key", file, buf);
+        goto fail;
+    }
+    for (const cJSON *c = root->child; c; c = c->next)
+        if (!dk_key_listed(dk_top_keys, c->string)) {
+            dk_join_keys(dk_top_keys, buf, sizeof buf);
+            st = dk_fail(err, DK_ERR_ARG, "%s: %s: unknown key (expected one of: %s)", file, c->string, buf);
+            goto fail;
+        }
+
+    /* name, description */
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "name");
+    if (v && (!cJSON_IsString(v) || !v->valuestring[0])) {
+        dk_describe(v, got, sizeof got);
+        st = dk_fail(err, DK_ERR_ARG, "%s: name: expected a non-empty string, got %s", file, got);
+        goto fail;
+    }
+    if (v) cfg->name = dk_strdup(v->valuestring);
+    else {
+        const char *base = strrchr(file, '/');
+        base = base ? base + 1 : file;
+        size_t bl = strlen(base);
+        if (bl > 5 && !strcmp(base + bl - 5, ".json")) bl -= 5;
+        cfg->name = malloc(bl + 1);
+        if (cfg->name) { memcpy(cfg->name, base, bl); cfg->name[bl] = 0; }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "description");
+    if (v && !cJSON_IsString(v)) {
+        dk_describe(v, got, sizeof got);
+        st = dk_fail(err, DK_ERR_ARG, "%s: description: expected a string, got %s", file, got);
+        goto fail;
+    }
+    cfg->description = dk_strdup(v ? v->valuestring : "");
+    if (!cfg->name || !cfg->description) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+
+    /* models */
+    v = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!v) { st = dk_fail(err, DK_ERR_ARG, "%s: missing required key \"models\"", file); goto fail; }
+    if (!cJSON_IsArray(v)) {
+        dk_describe(v, got, sizeof got);
+        st = dk_fail(err, DK_ERR_ARG, "%s: models: expected an array of model paths, got %s", file, got);
+        goto fail;
+    }
+    if (!v->child) { st = dk_fail(err, DK_ERR_ARG, "%s: models: empty list []", file); goto fail; }
+    cfg->n_models = (size_t)cJSON_GetArraySize(v);
+    cfg->models = calloc(cfg->n_models, sizeof *cfg->models);
+    if (!cfg->models) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (!cJSON_IsString(c) || !c->valuestring[0]) {
+            dk_describe(c, got, sizeof got);
+            st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]: expected a model path (non-empty string), got %s", file, i, got);
+            goto fail;
+        }
+        if (!(cfg->models[i] = dk_strdup(c->valuestring))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    }
+
+    /* scalars */
+    int64_t threads;
+    if ((st = dk_get_int(file, root, "samples", 1, 1, 100000000, 0, &cfg->samples, err)) != DK_OK) goto fail;
+    if ((st = dk_get_int(file, root, "seed", 0, 0, INT64_C(9007199254740991), 0, &cfg->seed, err)) != DK_OK) goto fail;
+    if ((st = dk_get_int(file, root, "threads", 0, 0, 4096, 0, &threads, err)) != DK_OK) goto fail;
+    cfg->threads = (int)threads;
+
+    /* tasks and methods */
+    const cJSON *tasks, *methods;
+    if ((st = dk_check_list(file, root, "tasks", &tasks, err)) != DK_OK) goto fail;
+    if ((st = dk_check_list(file, root, "methods", &methods, err)) != DK_OK) goto fail;
+    cfg->n_tasks = (size_t)cJSON_GetArraySize(tasks);
+    cfg->n_methods = (size_t)cJSON_GetArraySize(methods);
+    cfg->tasks = calloc(cfg->n_tasks, sizeof *cfg->tasks);
+    cfg->methods = calloc(cfg->n_methods, sizeof *cfg->methods);
+    topt = calloc(cfg->n_tasks, sizeof *topt);
+    mopt = calloc(cfg->n_methods, sizeof *mopt);
+    if (!cfg->tasks || !cfg->methods || !topt || !mopt) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    i = 0;
+    for (const cJSON *c = tasks->child; c; c = c->next, i++) {
+        const char *nm = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+        const dk_config_entry *e = dk_find_entry(reg->tasks, reg->n_tasks, nm);
+        if (!e) {
+            dk_join_names(reg->tasks, reg->n_tasks, buf, sizeof buf);
+            st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu].name: unknown task \"%s\" (known: %s)", file, i, nm, buf);
+            goto fail;
+        }
+        snprintf(where, sizeof where, "tasks[%zu]", i);
+        if (!(topt[i] = dk_parse_options(file, where, c, e, "option", 1, err, &st))) goto fail;
+        cfg->tasks[i].name = dk_strdup(nm);
+        cfg->tasks[i].options = dk_canon_item(topt[i]);
+        if (!cfg->tasks[i].name || !cfg->tasks[i].options) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    }
+    i = 0;
+    for (const cJSON *c = methods->child; c; c = c->next, i++) {
+        const char *nm = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+        const dk_config_entry *e = dk_find_entry(reg->methods, reg->n_methods, nm);
+        if (!e) {
+            dk_join_names(reg->methods, reg->n_methods, buf, sizeof buf);
+            st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu].name: unknown method \"%s\" (known: %s)", file, i, nm, buf);
+            goto fail;
+        }
+        snprintf(where, sizeof where, "methods[%zu]", i);
+        if (!(mopt[i] = dk_parse_options(file, where, c, e, "parameter", 0, err, &st))) goto fail;
+        cfg->methods[i].name = dk_strdup(nm);
+        cfg->methods[i].params = dk_canon_item(mopt[i]);
+        if (!cfg->methods[i].name || !cfg->methods[i].params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    }
+
+    if ((st = dk_config_expand(cfg, topt, mopt, err)) != DK_OK) goto fail;
+    for (i = 0; i < cfg->n_tasks; i++) cJSON_Delete((cJSON *)topt[i]);
+    for (i = 0; i < cfg->n_methods; i++) cJSON_Delete((cJSON *)mopt[i]);
+    free(topt);
+    free(mopt);
+    cJSON_Delete(root);
+    *out = cfg;
+    return DK_OK;
+fail:
+    for (i = 0; topt && i < cfg->n_tasks; i++) cJSON_Delete((cJSON *)topt[i]);
+    for (i = 0; mopt && i < cfg->n_methods; i++) cJSON_Delete((cJSON *)mopt[i]);
+    free(topt);
+    free(mopt);
+    cJSON_Delete(root);
+    dk_config_free(cfg);
+    return st;
+}
+
+dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_config **out, dk_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 8192, n = 0, r;
+    char *text = malloc(cap);
+    while (text && (r = fread(text + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *p = cap > (64u << 20) ? NULL : realloc(text, cap * 2);
+            if (!p) { free(text); text = NULL; break; }
+            text = p;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!text) return dk_fail(err, DK_ERR_IO, "%s: too large or out of memory", path);
+    if (bad) { free(text); return dk_fail(err, DK_ERR_IO, "%s: read error", path); }
+    dk_status st = dk_config_parse(text, n, path, reg, out, err);
+    free(text);
+    return st;
+}
+
+void dk_config_free(dk_config *cfg) {
+    if (!cfg) return;
+    for (size_t i = 0; i < cfg->n_cells; i++) { free(cfg->cells[i].task_options); free(cfg->cells[i].method_params); }
+    free(cfg->cells);
+    for (size_t i = 0; cfg->models && i < cfg->n_models; i++) free(cfg->models[i]);
+    free(cfg->models);
+    for (size_t i = 0; cfg->tasks && i < cfg->n_tasks; i++) { free(cfg->tasks[i].name); free(cfg->tasks[i].options); }
+    free(cfg->tasks);
+    for (size_t i = 0; cfg->methods && i < cfg->n_methods; i++) { free(cfg->methods[i].name); free(cfg->methods[i].params); }
+    free(cfg->methods);
+    free(cfg->path);
+    free(cfg->text);
+    free(cfg->name);
+    free(cfg->description);
+    free(cfg);
+}
+
+/* ---- identity ---- */
+
+dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *cell, const char *model_sha256,
+                                  dk_config_identity *id, dk_err *err) {
+    memset(id, 0, sizeof *id);
+    size_t hl = model_sha256 ? strlen(model_sha256) : 0;
+    if (hl != DK_SHA256_HEX_LEN || strspn(model_sha256, "0123456789abcdef") != hl)
+        return dk_fail(err, DK_ERR_ARG, "model sha256 must be %d lower-case hex digits", DK_SHA256_HEX_LEN);
+    dk_sbuf task = {0}, b = {0};
+    dk_sb_str(&task, "{\"name\":");
+    dk_canon_string(&task, cell->task_name);
+    dk_sb_str(&task, ",\"options\":");
+    dk_sb_str(&task, cell->task_options);
+    dk_sb_str(&task, "}");
+    char num[64];
+    dk_sb_str(&b, "{\"method\":{\"name\":");
+    dk_canon_string(&b, cell->method_name);
+    dk_sb_str(&b, ",\"params\":");
+    dk_sb_str(&b, cell->method_params);
+    dk_sb_str(&b, "},\"model\":\"");
+    dk_sb_str(&b, model_sha256);
+    snprintf(num, sizeof num, "\",\"samples\":{\"n\":%lld,\"seed\":%lld},\"task\":", (long long)cfg->samples,
+             (long long)cfg->seed);
+    dk_sb_str(&b, num);
+    if (task.s) dk_sb_str(&b, task.s);
+    dk_sb_str(&b, "}");
+    dk_sbuf tk = {0};
+    snprintf(num, sizeof num, "{\"seed\":%lld,\"task\":", (long long)cfg->seed);
+    dk_sb_str(&tk, num);
+    if (task.s) dk_sb_str(&tk, task.s);
+    dk_sb_str(&tk, "}");
+    dk_status st = DK_OK;
+    if (task.oom || b.oom || tk.oom || !b.s || !tk.s) st = dk_fail(err, DK_ERR_NOMEM, "out of memory");
+    else {
+        dk_sha256_hex(b.s, b.n, id->key);
+        dk_sha256_hex(tk.s, tk.n, id->task_key);
+        id->json = b.s;
+        b.s = NULL;
+    }
+    free(task.s);
+    free(b.s);
+    free(tk.s);
+    return st;
+}
+
+void dk_config_identity_free(dk_config_identity *id) {
+    if (!id) return;
+    free(id->json);
+    id->json = NULL;
+}
