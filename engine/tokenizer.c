@@ -631,12 +631,12 @@ dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, 
         }
         if (t->byte_val[id] >= 0) { run[n_run++] = (unsigned char)t->byte_val[id]; continue; }
         int ty = t->types[id];
-        if (ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_UNUSED) continue; /* invisible, keeps the byte run */
-        if (n_run) {
+        if (n_run) { /* any other piece, even an invisible one, ends a byte run */
             if (!dk_buf_add_bytes(&b, run, n_run)) goto oom;
             n_run = 0;
             bos_ws = false;
         }
+        if (ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_UNUSED) continue; /* invisible */
         if (ty == DK_TOKEN_TYPE_UNKNOWN) {
             if (!dk_buf_add(&b, DK_UNK_SURFACE, sizeof DK_UNK_SURFACE - 1)) goto oom;
             bos_ws = false;
