@@ -1,0 +1,453 @@
+/* model.c — model loading (GGUF, llama2.c .bin) and random-weight models. */
+#include "model.h"
+#include "gguf.h"
+#include "quant.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *dk_arch_name(dk_arch a) { return a == DK_ARCH_QWEN2 ? "qwen2" : "llama"; }
+const char *dk_rope_type_name(dk_rope_type r) { return r == DK_ROPE_TYPE_NEOX ? "neox" : "norm"; }
+
+/* ---- owned storage ---- */
+
+static float *dk_model_alloc(dk_model *m, size_t n) {
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        float **o = realloc(m->owned, (size_t)cap * sizeof *o);
+        if (!o) return NULL;
+        m->owned = o;
+        m->cap_owned = cap;
+    }
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+void dk_model_free(dk_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->w.layers);
+    if (m->tokenizer) dk_tokenizer_free(m->tokenizer);
+    if (m->gguf) dk_gguf_close(m->gguf);
+    if (m->map) munmap(m->map, m->map_size);
+    free(m);
+}
+
+static dk_status dk_config_check(const char *path, const dk_model_config *c, dk_err *e) {
+    if (c->n_layer <= 0 || c->n_layer > 4096 || c->n_embd <= 0 || c->n_embd > 1 << 16 ||
+        c->n_head <= 0 || c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 ||
+        c->head_dim > 1024 || c->n_ff <= 0 || c->n_ff > 1 << 20 || c->n_vocab <= 0 ||
+        c->n_vocab > 1 << 24 || c->n_rot <= 0 || c->n_rot > c->head_dim || c->n_rot % 2 ||
+        !(c->rope_theta > 0) || !(c->rms_eps > 0) || c->n_ctx_train < 0)
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: invalid hyper-parameters (n_layer %d, n_embd %d, n_head %d, n_head_kv %d, head_dim %d, "
+                       "n_ff %d, n_vocab %d, n_rot %d, rope_theta %g, rms_eps %g)",
+                       path, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff,
+                       c->n_vocab, c->n_rot, c->rope_theta, c->rms_eps);
+    return DK_OK;
+}
+
+static int64_t dk_config_n_params(const dk_model_config *c) {
+    int64_t d = c->n_embd, q = (int64_t)c->n_head * c->head_dim, kv = (int64_t)c->n_head_kv * c->head_dim;
+    int64_t per = 2 * d + d * q * 2 + d * kv * 2 + 3 * d * c->n_ff + (c->qkv_bias ? q + 2 * kv : 0);
+    return (int64_t)c->n_vocab * d * (c->tied_output ? 1 : 2) + d + c->n_layer * per;
+}
+
+/* ---- GGUF ---- */
+
+typedef struct { dk_model *m; dk_gguf *g; const char *path; dk_err *e; dk_status st; } dk_gguf_loader;
+
+/* f32 view of a tensor of exactly shape (ne1 rows of ne0); ne1 = 0 means 1-D. */
+static const float *dk_gguf_weight(dk_gguf_loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional) {
+    const dk_gguf_tensor *t = dk_gguf_find_tensor(L->g, name);
+    if (!t) {
+        if (!optional) L->st = dk_fail(L->e, DK_ERR_FORMAT, "%s: missing tensor '%s'", L->path, name);
+        return NULL;
+    }
+    bool ok = ne1 == 0 ? (t->n_dims == 1 && (int64_t)t->ne[0] == ne0)
+                       : (t->n_dims == 2 && (int64_t)t->ne[0] == ne0 && (int64_t)t->ne[1] == ne1);
+    if (!ok) {
+        L->st = dk_fail(L->e, DK_ERR_FORMAT, "%s: tensor '%s' has shape [%llu, %llu, %llu] (n_dims %u), expected [%lld, %lld]",
+                L->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                (unsigned long long)t->ne[2], t->n_dims, (long long)ne0, (long long)(ne1 ? ne1 : 1));
+        return NULL;
+    }
+    if (!dk_ggml_type_supported(t->type)) {
+        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported yet (F32, F16, BF16, Q8_0 are)",
+                L->path, name, dk_ggml_type_name(t->type));
+        return NULL;
+    }
+    if (t->type == DK_GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
+    float *dst = dk_model_alloc(L->m, t->n_elems);
+    if (!dst) { L->st = dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory converting '%s'", L->path, name); return NULL; }
+    dk_dequantize(t->type, t->data, dst, t->n_elems);
+    return dst;
+}
+
+static dk_status dk_gguf_u32_opt(dk_gguf_loader *L, const char *key, int *v, int def) {
+    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
+    uint32_t x;
+    dk_status st = dk_gguf_get_u32(L->g, key, &x, L->e);
+    if (st) return st;
+    if (x > INT32_MAX) return dk_fail(L->e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", L->path, key, x);
+    *v = (int)x;
+    return DK_OK;
+}
+
+static dk_status dk_gguf_f32_opt(dk_gguf_loader *L, const char *key, float *v, float def) {
+    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
+    return dk_gguf_get_f32(L->g, key, v, L->e);
+}
+
+/* Builds the tokenizer named by tokenizer.ggml.model; failures other than I/O are recorded in the
+ * model (tokenizer_error) rather than failing the load, so id-level work still runs. */
+static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
+    dk_model *m = L->m;
+    dk_gguf *g = L->g;
+    const char *kind;
+    size_t klen;
+    if (dk_gguf_find_key(g, "tokenizer.ggml.model") < 0) {
+        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
+        snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: the GGUF has no tokenizer (no tokenizer.ggml.model key)", L->path);
+        return DK_OK;
+    }
+    dk_status st = dk_gguf_get_str(g, "tokenizer.ggml.model", &kind, &klen, L->e);
+    if (st) return st;
+    if (!(klen == 5 && !memcmp(kind, "llama", 5))) {
+        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "%.*s (not supported yet)", (int)(klen > 20 ? 20 : klen), kind);
+        snprintf(m->tokenizer_error, sizeof m->tokenizer_error,
+                 "%s: tokenizer.ggml.model '%.*s' is not supported yet (only 'llama' SentencePiece BPE is)",
+                 L->path, (int)(klen > 40 ? 40 : klen), kind);
+        return DK_OK;
+    }
+    const char *const *pieces;
+    const uint32_t *lens;
+    uint64_t n;
+    if ((st = dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &pieces, &lens, &n, L->e))) return st;
+    if ((int64_t)n != m->cfg.n_vocab)
+        return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries but token_embd has %d rows",
+                       L->path, (unsigned long long)n, m->cfg.n_vocab);
+    float *scores = NULL;
+    int32_t *types = NULL;
+    if (dk_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
+        scores = malloc(n * sizeof *scores);
+        if (!scores) return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path);
+        if ((st = dk_gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, n, L->e))) { free(scores); return st; }
+    }
+    if (dk_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
+        types = malloc(n * sizeof *types);
+        if (!types) { free(scores); return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path); }
+        if ((st = dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, L->e))) { free(scores); free(types); return st; }
+    }
+    dk_spm_vocab v = {.n_vocab = (int)n, .pieces = pieces, .piece_lens = lens, .scores = scores, .types = types,
+                      .bos_id = -1, .eos_id = -1, .unk_id = -1, .add_space_prefix = true};
+    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.bos_token_id", &v.bos_id, -1);
+    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.eos_token_id", &v.eos_id, -1);
+    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.unknown_token_id", &v.unk_id, -1);
+    if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0)
+        st = dk_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix, L->e);
+    if (!st) {
+        dk_err te = {{0}};
+        if (dk_tokenizer_create_spm(&v, &m->tokenizer, &te) != DK_OK) {
+            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (invalid)");
+            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.400s: %.500s", L->path, te.msg);
+            m->tokenizer = NULL;
+        } else {
+            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (%llu pieces)", (unsigned long long)n);
+        }
+    }
+    free(scores);
+    free(types);
+    return st;
+}
+
+static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
+    dk_gguf *g;
+    dk_status st = dk_gguf_open(path, &g, e);
+    if (st) return st;
+    m->gguf = g;
+    m->format = DK_MODEL_FORMAT_GGUF;
+    snprintf(m->format_name, sizeof m->format_name, "gguf");
+    m->gguf_version = dk_gguf_version(g);
+    m->n_tensors = (int)dk_gguf_n_tensors(g);
+    dk_gguf_loader L = {m, g, path, e, DK_OK};
+    const char *arch;
+    size_t alen;
+    if ((st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e))) return st;
+    dk_model_config *c = &m->cfg;
+    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
+    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
+    else return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)",
+                        path, (int)(alen > 40 ? 40 : alen), arch);
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", dk_arch_name(c->arch));
+    if (dk_gguf_find_key(g, "general.name") >= 0) {
+        const char *nm; size_t nl;
+        if (dk_gguf_get_str(g, "general.name", &nm, &nl, NULL) == DK_OK)
+            snprintf(m->name, sizeof m->name, "%.*s", (int)(nl > 120 ? 120 : nl), nm);
+    }
+    char key[128];
+#define DK_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix), key)
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("block_count"), &c->n_layer, -1))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("embedding_length"), &c->n_embd, -1))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("feed_forward_length"), &c->n_ff, -1))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count"), &c->n_head, -1))) return st;
+    if (c->n_layer < 0 || c->n_embd < 0 || c->n_ff < 0 || c->n_head < 0)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: missing one of %s.block_count/embedding_length/feed_forward_length/attention.head_count",
+                       path, m->arch_name);
+    if (c->n_head == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: %s.attention.head_count is 0", path, m->arch_name);
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count_kv"), &c->n_head_kv, c->n_head))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.key_length"), &c->head_dim, c->n_embd / c->n_head))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("context_length"), &c->n_ctx_train, 0))) return st;
+    if ((st = dk_gguf_u32_opt(&L, DK_KEY("rope.dimension_count"), &c->n_rot, c->head_dim))) return st;
+    if ((st = dk_gguf_f32_opt(&L, DK_KEY("rope.freq_base"), &c->rope_theta, 10000.0f))) return st;
+    if ((st = dk_gguf_f32_opt(&L, DK_KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f))) return st;
+#undef DK_KEY
+    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
+    if (!te) return dk_fail(e, DK_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    c->n_vocab = te->n_dims == 2 ? (int)te->ne[1] : -1;
+    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
+    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    if ((st = dk_config_check(path, c, e))) return st;
+
+    /* storage type: the type holding most matrix elements */
+    int64_t by_type[64] = {0};
+    for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
+        const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);
+        m->n_params += (int64_t)t->n_elems;
+        if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
+    }
+    int best = 0;
+    for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
+    snprintf(m->tensor_type, sizeof m->tensor_type, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
+
+    int64_t d = c->n_embd, q = (int64_t)c->n_head * c->head_dim, kv = (int64_t)c->n_head_kv * c->head_dim;
+    dk_model_weights *w = &m->w;
+    if (!(w->layers = calloc((size_t)c->n_layer, sizeof *w->layers))) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+    if (!(w->tok_embd = dk_gguf_weight(&L, "token_embd.weight", d, c->n_vocab, false))) return L.st;
+    if (!(w->output_norm = dk_gguf_weight(&L, "output_norm.weight", d, 0, false))) return L.st;
+    if (c->tied_output) w->output = w->tok_embd;
+    else if (!(w->output = dk_gguf_weight(&L, "output.weight", d, c->n_vocab, false))) return L.st;
+    for (int l = 0; l < c->n_layer; l++) {
+        dk_layer_weights *lw = &w->layers[l];
+        char nm[96];
+#define DK_W(field, suffix, ne0, ne1) do { \
+        snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix); \
+        if (!(lw->field = dk_gguf_weight(&L, nm, ne0, ne1, false))) return L.st; } while (0)
+        DK_W(attn_norm, "attn_norm.weight", d, 0);
+        DK_W(wq, "attn_q.weight", d, q);
+        DK_W(wk, "attn_k.weight", d, kv);
+        DK_W(wv, "attn_v.weight", d, kv);
+        DK_W(wo, "attn_output.weight", q, d);
+        DK_W(ffn_norm, "ffn_norm.weight", d, 0);
+        DK_W(w_gate, "ffn_gate.weight", d, c->n_ff);
+        DK_W(w_up, "ffn_up.weight", d, c->n_ff);
+        DK_W(w_down, "ffn_down.weight", c->n_ff, d);
+        if (c->qkv_bias) {
+            DK_W(bq, "attn_q.bias", q, 0);
+            DK_W(bk, "attn_k.bias", kv, 0);
+            DK_W(bv, "attn_v.bias", kv, 0);
+        }
+#undef DK_W
+    }
+    return dk_gguf_tokenizer(&L);
+}
+
+/* ---- llama2.c legacy checkpoint ----
+ * Header: 7 x int32 {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len}, a
+ * negative vocab_size meaning an untied classifier. Then f32 arrays: token_embedding (vocab, dim),
+ * rms_att (layer, dim), wq (layer, dim, n_heads*hs), wk/wv (layer, dim, n_kv*hs), wo (layer, n_heads*hs, dim),
+ * rms_ffn (layer, dim), w1 (layer, hidden, dim), w2 (layer, dim, hidden), w3 (layer, hidden, dim),
+ * rms_final (dim), freq_cis_real/imag (seq_len, hs/2) each (unused), wcls (vocab, dim) if untied. */
+
+static dk_status dk_model_load_llama2c(dk_model *m, const char *path, const uint8_t *map, size_t size, dk_err *e) {
+    int32_t h[7];
+    if (size < sizeof h)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: unrecognised model format: %zu bytes is too short for GGUF or a llama2.c header", path, size);
+    memcpy(h, map, sizeof h);
+    dk_model_config *c = &m->cfg;
+    c->arch = DK_ARCH_LLAMA;
+    c->n_embd = h[0]; c->n_ff = h[1]; c->n_layer = h[2]; c->n_head = h[3]; c->n_head_kv = h[4];
+    c->tied_output = h[5] > 0;
+    c->n_vocab = h[5] > 0 ? h[5] : (h[5] == INT32_MIN ? 0 : -h[5]);
+    c->n_ctx_train = h[6];
+    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
+    c->n_rot = c->head_dim;
+    c->rope_theta = 10000.0f;
+    c->rope_type = DK_ROPE_TYPE_NORM;
+    c->rms_eps = 1e-5f;
+    c->qkv_bias = false;
+    if (h[0] <= 0 || h[1] <= 0 || h[2] <= 0 || h[3] <= 0 || h[4] <= 0 || h[6] <= 0 || h[0] % h[3] || h[3] % h[4] ||
+        c->n_vocab <= 0 || dk_config_check(path, c, NULL) != DK_OK)
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: unrecognised model format: magic %02x%02x%02x%02x is not GGUF and the llama2.c header is invalid "
+                       "(dim %d, hidden %d, layers %d, heads %d, kv_heads %d, vocab %d, seq_len %d)",
+                       path, map[0], map[1], map[2], map[3], h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
+    int64_t d = c->n_embd, L = c->n_layer, hs = c->head_dim, q = (int64_t)c->n_head * hs, kv = (int64_t)c->n_head_kv * hs;
+    int64_t nf = 0;
+    nf += c->n_vocab * d + L * d + L * d * q + 2 * L * d * kv + L * q * d + L * d + 3 * L * d * c->n_ff + d;
+    nf += c->n_ctx_train * hs; /* freq_cis real + imag, each (seq_len, hs/2) */
+    if (!c->tied_output) nf += c->n_vocab * d;
+    if ((uint64_t)nf * 4 + sizeof h > size)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: truncated llama2.c checkpoint: header needs %lld bytes of weights, file has %zu",
+                       path, (long long)nf * 4, size - sizeof h);
+    m->format = DK_MODEL_FORMAT_LLAMA2C;
+    snprintf(m->format_name, sizeof m->format_name, "llama2c");
+    snprintf(m->arch_name, sizeof m->arch_name, "llama");
+    snprintf(m->tensor_type, sizeof m->tensor_type, "F32");
+    const char *base = strrchr(path, '/');
+    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
+    m->n_params = dk_config_n_params(c);
+    const float *p = (const float *)(map + sizeof h); /* 28-byte header keeps 4-byte alignment */
+    dk_model_weights *w = &m->w;
+    if (!(w->layers = calloc((size_t)L, sizeof *w->layers))) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+    w->tok_embd = p; p += c->n_vocab * d;
+#define DK_SPLIT(field, per) do { for (int l = 0; l < L; l++) w->layers[l].field = p + l * (per); p += L * (per); } while (0)
+    DK_SPLIT(attn_norm, d);
+    DK_SPLIT(wq, d * q);
+    DK_SPLIT(wk, d * kv);
+    DK_SPLIT(wv, d * kv);
+    DK_SPLIT(wo, q * d);
+    DK_SPLIT(ffn_norm, d);
+    DK_SPLIT(w_gate, c->n_ff * d);
+    DK_SPLIT(w_down, d * c->n_ff);
+    DK_SPLIT(w_up, c->n_ff * d);
+#undef DK_SPLIT
+    w->output_norm = p; p += d;
+    p += c->n_ctx_train * hs;
+    w->output = c->tied_output ? w->tok_embd : p;
+    snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
+    snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: llama2.c checkpoints carry no tokenizer; pass one with -z tok.bin", path);
+    return DK_OK;
+}
+
+/* ---- entry point ---- */
+
+dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model **out, dk_err *e) {
+    *out = NULL;
+    dk_model *m = calloc(1, sizeof *m);
+    if (!m) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { free(m); return dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); free(m); return dk_fail(e, DK_ERR_IO, "%s: not a regular file", path); }
+    char magic[4] = {0};
+    ssize_t r = read(fd, magic, 4);
+    dk_status st;
+    if (r == 4 && !memcmp(magic, "GGUF", 4)) {
+        close(fd);
+        st = dk_model_load_gguf(m, path, e);
+    } else if (sb.st_size == 0) {
+        close(fd);
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: empty file, not a model", path);
+    } else {
+        m->map_size = (size_t)sb.st_size;
+        m->map = mmap(NULL, m->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (m->map == MAP_FAILED) { m->map = NULL; st = dk_fail(e, DK_ERR_IO, "%s: mmap failed: %s", path, strerror(errno)); }
+        else st = dk_model_load_llama2c(m, path, m->map, m->map_size, e);
+    }
+    if (!st && tokenizer_path) {
+        if (m->tokenizer) { dk_tokenizer_free(m->tokenizer); m->tokenizer = NULL; }
+        st = dk_tokenizer_load_llama2c(tokenizer_path, m->cfg.n_vocab, &m->tokenizer, e);
+        if (!st) {
+            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "%s (%d pieces)", dk_tokenizer_kind(m->tokenizer), m->cfg.n_vocab);
+            m->tokenizer_error[0] = 0;
+        }
+    }
+    if (st) { dk_model_free(m); return st; }
+    *out = m;
+    return DK_OK;
+}
+
+dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e) {
+    *tok = m->tokenizer;
+    if (m->tokenizer) return DK_OK;
+    return dk_fail(e, DK_ERR_UNSUPPORTED, "%s", m->tokenizer_error[0] ? m->tokenizer_error : "model has no tokenizer");
+}
+
+/* ---- random-weight models ---- */
+
+static uint64_t dk_splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float *dk_random_fill(dk_model *m, size_t n, float a, uint64_t *s) {
+    float *p = dk_model_alloc(m, n);
+    if (!p) return NULL;
+    if (a == 0) { for (size_t i = 0; i < n; i++) p[i] = 1.0f; return p; }
+    for (size_t i = 0; i < n; i++) p[i] = a * ((float)(dk_splitmix64(s) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+    return p;
+}
+
+dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name, dk_model **out, dk_err *e) {
+    *out = NULL;
+    dk_status st = dk_config_check(name, cfg, e);
+    if (st) return st;
+    dk_model *m = calloc(1, sizeof *m);
+    if (!m) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->format = DK_MODEL_FORMAT_RANDOM;
+    snprintf(m->format_name, sizeof m->format_name, "random");
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", dk_arch_name(cfg->arch));
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->tensor_type, sizeof m->tensor_type, "F32");
+    snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
+    snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: random-weight model has no tokenizer", name);
+    m->n_params = dk_config_n_params(cfg);
+    const dk_model_config *c = cfg;
+    size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
+    uint64_t s = seed;
+    dk_model_weights *w = &m->w;
+    bool ok = (w->layers = calloc((size_t)c->n_layer, sizeof *w->layers)) != NULL;
+    float ad = 1.0f / sqrtf((float)d), aq = 1.0f / sqrtf((float)q), af = 1.0f / sqrtf((float)f);
+    ok = ok && (w->tok_embd = dk_random_fill(m, (size_t)c->n_vocab * d, 1.0f, &s));
+    for (int l = 0; ok && l < c->n_layer; l++) {
+        dk_layer_weights *lw = &w->layers[l];
+        ok = (lw->attn_norm = dk_random_fill(m, d, 0, &s)) && (lw->wq = dk_random_fill(m, q * d, ad, &s)) &&
+             (lw->wk = dk_random_fill(m, kv * d, ad, &s)) && (lw->wv = dk_random_fill(m, kv * d, ad, &s)) &&
+             (lw->wo = dk_random_fill(m, d * q, aq, &s)) && (lw->ffn_norm = dk_random_fill(m, d, 0, &s)) &&
+             (lw->w_gate = dk_random_fill(m, f * d, ad, &s)) && (lw->w_up = dk_random_fill(m, f * d, ad, &s)) &&
+             (lw->w_down = dk_random_fill(m, d * f, af, &s));
+        if (ok && c->qkv_bias)
+            ok = (lw->bq = dk_random_fill(m, q, 0.1f, &s)) && (lw->bk = dk_random_fill(m, kv, 0.1f, &s)) &&
+                 (lw->bv = dk_random_fill(m, kv, 0.1f, &s));
+    }
+    ok = ok && (w->output_norm = dk_random_fill(m, d, 0, &s));
+    if (ok) w->output = c->tied_output ? w->tok_embd : dk_random_fill(m, (size_t)c->n_vocab * d, ad, &s);
+    if (!ok || !w->output) { dk_model_free(m); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for random weights", name); }
+    *out = m;
+    return DK_OK;
+}
+
+/* ---- named shapes ---- */
+
+typedef struct { const char *name; dk_model_config c; } dk_shape;
+
+static const dk_shape dk_shapes[] = {
+    /* Qwen2-0.5B: 24 layers, d 896, 14 heads / 2 KV heads of 64, ff 4864, vocab 151936, tied, QKV bias */
+    {"qwen2-0.5b", {DK_ARCH_QWEN2, 24, 896, 14, 2, 64, 4864, 151936, 32768, 1000000.0f, 64, DK_ROPE_TYPE_NEOX, 1e-6f, true, true}},
+    /* TinyLlama-1.1B */
+    {"tinyllama-1.1b", {DK_ARCH_LLAMA, 22, 2048, 32, 4, 64, 5632, 32000, 2048, 10000.0f, 64, DK_ROPE_TYPE_NORM, 1e-5f, false, false}},
+    /* small shapes for tests */
+    {"llama-tiny", {DK_ARCH_LLAMA, 3, 64, 8, 2, 8, 160, 97, 512, 10000.0f, 8, DK_ROPE_TYPE_NORM, 1e-5f, false, false}},
+    {"qwen2-tiny", {DK_ARCH_QWEN2, 3, 48, 6, 2, 8, 96, 101, 512, 1000000.0f, 8, DK_ROPE_TYPE_NEOX, 1e-6f, true, true}},
+};
+
+bool dk_model_shape(const char *name, dk_model_config *cfg) {
+    for (size_t i = 0; i < sizeof dk_shapes / sizeof dk_shapes[0]; i++)
+        if (!strcmp(name, dk_shapes[i].name)) { *cfg = dk_shapes[i].c; return true; }
+    return false;
+}
+
+const char *dk_model_shape_names(void) { return "qwen2-0.5b, tinyllama-1.1b, llama-tiny, qwen2-tiny"; }

@@ -1,0 +1,112 @@
+/* model.h — Llama-family model: hyper-parameters, f32 weights, tokenizer.
+ *
+ * Loaders: GGUF (arch llama / qwen2; tensors F32 used in place from the mmap, F16/BF16/Q8_0
+ * converted to f32 on load) and llama2.c legacy checkpoints (.bin, f32, mmapped). A model can also
+ * be built in memory with random weights of given shapes (bench, tests). Nothing outside this
+ * module knows which format a model came from.
+ *
+ * Weight layout: every matrix is row-major (out, in) — ggml's ne = [in, out] — so a batch
+ * Y (n, out) = X (n, in) · Wᵀ is one cblas_sgemm(NoTrans, Trans). Q/K rows are stored so that the
+ * model's own RoPE style applies (rope_type NORM: adjacent pairs (2i, 2i+1); NEOX: (i, i+n_rot/2)). */
+#ifndef DK_MODEL_H
+#define DK_MODEL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "dk_common.h"
+#include "tokenizer.h"
+
+/* ---- configuration ---- */
+
+typedef enum { DK_ARCH_LLAMA, DK_ARCH_QWEN2 } dk_arch;
+typedef enum { DK_ROPE_TYPE_NORM, DK_ROPE_TYPE_NEOX } dk_rope_type;
+typedef enum { DK_MODEL_FORMAT_GGUF, DK_MODEL_FORMAT_LLAMA2C, DK_MODEL_FORMAT_RANDOM } dk_model_format;
+
+typedef struct {
+    dk_arch arch;
+    int n_layer;
+    int n_embd;       /* model dimension d */
+    int n_head;       /* query heads */
+    int n_head_kv;    /* key/value heads (GQA: n_head % n_head_kv == 0) */
+    int head_dim;     /* per-head dimension; n_head*head_dim need not equal n_embd */
+    int n_ff;         /* FFN hidden size */
+    int n_vocab;
+    int n_ctx_train;
+    float rope_theta; /* RoPE base */
+    int n_rot;        /* rotated dims per head (<= head_dim, even) */
+    dk_rope_type rope_type;
+    float rms_eps;
+    bool tied_output; /* lm head == token embedding */
+    bool qkv_bias;    /* qwen2: biases on Q, K, V projections */
+} dk_model_config;
+
+/* ---- weights (f32; const pointers into the mmap or into owned storage) ---- */
+
+typedef struct {
+    const float *attn_norm; /* (n_embd) */
+    const float *wq;        /* (n_head*head_dim, n_embd) */
+    const float *wk;        /* (n_head_kv*head_dim, n_embd) */
+    const float *wv;        /* (n_head_kv*head_dim, n_embd) */
+    const float *bq;        /* (n_head*head_dim) or NULL */
+    const float *bk;        /* (n_head_kv*head_dim) or NULL */
+    const float *bv;        /* (n_head_kv*head_dim) or NULL */
+    const float *wo;        /* (n_embd, n_head*head_dim) */
+    const float *ffn_norm;  /* (n_embd) */
+    const float *w_gate;    /* (n_ff, n_embd)  "w1" */
+    const float *w_up;      /* (n_ff, n_embd)  "w3" */
+    const float *w_down;    /* (n_embd, n_ff)  "w2" */
+} dk_layer_weights;
+
+typedef struct {
+    const float *tok_embd;    /* (n_vocab, n_embd) */
+    dk_layer_weights *layers; /* (n_layer) */
+    const float *output_norm; /* (n_embd) */
+    const float *output;      /* (n_vocab, n_embd); == tok_embd when tied */
+} dk_model_weights;
+
+/* ---- model ---- */
+
+typedef struct dk_model {
+    dk_model_config cfg;
+    dk_model_weights w;
+    dk_model_format format;
+    char format_name[16];  /* "gguf", "llama2c", "random" */
+    char arch_name[16];    /* "llama", "qwen2" */
+    char name[128];        /* general.name, file name or shape name */
+    char tensor_type[16];  /* storage type of the big matrices in the file: "F32", "F16", ... */
+    int64_t n_params;      /* parameters counted from the tensors (tied output counted once) */
+    uint32_t gguf_version; /* 0 unless GGUF */
+    int n_tensors;         /* tensors in the file (0 for llama2.c / random) */
+    dk_tokenizer *tokenizer;      /* NULL when none could be built (see tokenizer_status) */
+    char tokenizer_desc[64];      /* e.g. "spm (32000 pieces)", "none", "gpt2 (not supported yet)" */
+    char tokenizer_error[1024];   /* why tokenizer is NULL, for commands that need one */
+    /* private */
+    void *map;             /* mmapped file (llama2.c) */
+    size_t map_size;
+    void *gguf;            /* dk_gguf*, kept open while weights point into it */
+    float **owned;         /* arrays this model allocated */
+    int n_owned, cap_owned;
+} dk_model;
+
+/* Loads a GGUF or llama2.c .bin (detected by the magic). tokenizer_path (may be NULL) names a
+ * llama2.c tok*.bin and takes precedence over a tokenizer embedded in a GGUF. A model with an
+ * unsupported tokenizer (GGUF gpt2) still loads, with tokenizer NULL and tokenizer_error set. */
+dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model **out, dk_err *e);
+void dk_model_free(dk_model *m);
+
+/* Random-weight model of the given shapes (cfg fully filled by the caller), weights drawn
+ * uniformly from ±scale/sqrt(fan_in) by a seeded generator, norms 1. No tokenizer. */
+dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name,
+                                 dk_model **out, dk_err *e);
+
+/* Named shapes for benchmarks/tests: "qwen2-0.5b", "llama-tiny" (2 layers, d 64), ...
+ * Returns false for an unknown name. dk_model_shape_names() lists them, comma separated. */
+bool dk_model_shape(const char *name, dk_model_config *cfg);
+const char *dk_model_shape_names(void);
+
+/* Tokenizer or a DK_ERR_UNSUPPORTED/DK_ERR_ARG error explaining why there is none. */
+dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e);
+
+const char *dk_arch_name(dk_arch a);
+const char *dk_rope_type_name(dk_rope_type r);
+
+#endif
