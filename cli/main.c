@@ -1,5 +1,6 @@
 /* main.c — `dashkit <command> [options]`: git-style dispatch over the command table. */
 #include "cli.h"
+#include "blas.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ static void dk_print_usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    dk_blas_init(); /* may re-exec with OPENBLAS_CORETYPE fixed; before any BLAS call */
     if (argc < 2) { dk_print_usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         dk_print_usage(stdout);

@@ -1,5 +1,6 @@
 /* dk_test.c — helpers shared by the Check suites. */
 #include "dk_test.h"
+#include "blas.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ int dk_test_run(const char *cmd, int want_stderr, char **out) {
 }
 
 int dk_test_main(Suite *s) {
+    dk_blas_init();
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int nf = srunner_ntests_failed(sr);

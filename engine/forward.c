@@ -1,0 +1,541 @@
+/* forward.c — the transformer forward pass over a chunk (see forward.h for the model of state).
+ *
+ * Per layer, on the n_a active rows (gathered into a contiguous block):
+ *   xb  = rmsnorm(x_in) * attn_norm
+ *   q   = xb·Wqᵀ (+bq)          k, v = xb·Wkᵀ, xb·Wvᵀ (+bk, +bv) written straight into the cache
+ *   rope(q, k) at the rows' original positions
+ *   att = softmax(q·kᵀ/√hd, causal by position)·v      per KV head: the query heads of the GQA
+ *         group are stacked, query rows blocked so only the causal part (plus the diagonal block) runs
+ *   u   = att·Woᵀ                                       (hook: AFTER_ATTN)
+ *   h   = x_in + u
+ *   h  += (silu(xbf·Wgᵀ) ⊙ xbf·Wuᵀ)·Wdᵀ,  xbf = rmsnorm(h) * ffn_norm   (hook: AFTER_LAYER)
+ * then the block output is scattered back (dense: buffers swap, no copy). */
+#include "forward.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+/* ---- FLOP counters ---- */
+
+const char *dk_flops_component_name(dk_flops_component c) {
+    static const char *const n[DK_FLOPS_COUNT] = {"qkv", "attn", "o", "ffn", "norm", "rope", "softmax", "lm_head", "halt"};
+    return (unsigned)c < DK_FLOPS_COUNT ? n[c] : "?";
+}
+
+int64_t dk_flops_total(const dk_flops *f) {
+    int64_t t = 0;
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) t += f->c[i];
+    return t;
+}
+
+void dk_flops_add(dk_flops *dst, const dk_flops *src) {
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) dst->c[i] += src->c[i];
+}
+
+/* ---- run state ---- */
+
+struct dk_ctx {
+    const dk_model *m;
+    int n_ctx_max;
+    int n_past;             /* next original position */
+    dk_kv_cache *kv;        /* (n_layer) */
+    float *rope_cos;        /* (n_ctx_max, n_rot/2) */
+    float *rope_sin;        /* (n_ctx_max, n_rot/2) */
+    int cap;                /* chunk rows the scratch below holds */
+    float *x;               /* (cap, n_embd) hidden states of the chunk */
+    float *h;               /* (cap, n_embd) block output */
+    float *xa;              /* (cap, n_embd) gathered block input */
+    float *xb;              /* (cap, n_embd) normed input of a sub-layer */
+    float *u;               /* (cap, n_embd) attention output after W_o */
+    float *q;               /* (cap, n_head*head_dim) */
+    float *att;             /* (cap, n_head*head_dim) attention output before W_o */
+    float *hb;              /* (cap, n_ff) gate, then silu(gate)*up */
+    float *hb2;             /* (cap, n_ff) up */
+    int32_t *active;        /* (cap) active set of the current layer */
+    int32_t *next;          /* (cap) active set chosen by the hook */
+    int32_t *pos_a;         /* (cap) original positions of the active rows */
+    int32_t *probe_slot;    /* (cap) active row -> probe index, or -1 */
+    int32_t *probe_act;     /* (cap) probe chunk indices active at this layer */
+    int qblk;               /* query rows per attention block */
+    float *s;               /* (qblk*group, n_ctx_max) attention scores/probabilities of a block */
+    float *qb;              /* (qblk*group, head_dim) stacked queries of a block */
+    float *ob;              /* (qblk*group, head_dim) block output */
+    float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
+    int probs_cap;          /* floats in probs */
+    dk_layer_stats *layer_stats; /* (n_layer) */
+    dk_forward_stats stats;
+};
+
+static double dk_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void dk_ctx_free_scratch(dk_ctx *c) {
+    free(c->x); free(c->h); free(c->xa); free(c->xb); free(c->u); free(c->q); free(c->att);
+    free(c->hb); free(c->hb2); free(c->active); free(c->next); free(c->pos_a); free(c->probe_slot);
+    free(c->probe_act);
+    c->x = c->h = c->xa = c->xb = c->u = c->q = c->att = c->hb = c->hb2 = NULL;
+    c->active = c->next = c->pos_a = c->probe_slot = c->probe_act = NULL;
+    c->cap = 0;
+}
+
+static dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
+    if (n <= c->cap) return DK_OK;
+    const dk_model_config *k = &c->m->cfg;
+    size_t r = (size_t)n, d = (size_t)k->n_embd, q = (size_t)k->n_head * k->head_dim, f = (size_t)k->n_ff;
+    dk_ctx_free_scratch(c);
+    c->x = malloc(r * d * 4); c->h = malloc(r * d * 4); c->xa = malloc(r * d * 4); c->xb = malloc(r * d * 4);
+    c->u = malloc(r * d * 4); c->q = malloc(r * q * 4); c->att = malloc(r * q * 4);
+    c->hb = malloc(r * f * 4); c->hb2 = malloc(r * f * 4);
+    c->active = malloc(r * 4); c->next = malloc(r * 4); c->pos_a = malloc(r * 4);
+    c->probe_slot = malloc(r * 4); c->probe_act = malloc(r * 4);
+    if (!c->x || !c->h || !c->xa || !c->xb || !c->u || !c->q || !c->att || !c->hb || !c->hb2 || !c->active ||
+        !c->next || !c->pos_a || !c->probe_slot || !c->probe_act) {
+        dk_ctx_free_scratch(c);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for a chunk of %d tokens", n);
+    }
+    c->cap = n;
+    return DK_OK;
+}
+
+dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e) {
+    *out = NULL;
+    const dk_model_config *k = &m->cfg;
+    if (n_ctx_max <= 0 || n_ctx_max > (1 << 22))
+        return dk_fail(e, DK_ERR_ARG, "context size %d out of range (1..%d)", n_ctx_max, 1 << 22);
+    dk_ctx *c = calloc(1, sizeof *c);
+    if (!c) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx_max = n_ctx_max;
+    int group = k->n_head / k->n_head_kv;
+    c->qblk = group >= 256 ? 1 : 256 / group;
+    size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
+    bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
+              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4)) &&
+              (c->s = malloc((size_t)c->qblk * group * nc * 4)) && (c->qb = malloc((size_t)c->qblk * group * k->head_dim * 4)) &&
+              (c->ob = malloc((size_t)c->qblk * group * k->head_dim * 4));
+    for (int l = 0; ok && l < k->n_layer; l++)
+        ok = (c->kv[l].k = malloc(nc * kvd * 4)) && (c->kv[l].v = malloc(nc * kvd * 4)) && (c->kv[l].pos = malloc(nc * 4));
+    if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
+    /* angle(pos, i) = pos * theta^(-2i/n_rot), in double then rounded once */
+    for (size_t p = 0; p < nc; p++)
+        for (size_t i = 0; i < half; i++) {
+            double a = (double)p * pow((double)k->rope_theta, -2.0 * (double)i / (double)k->n_rot);
+            c->rope_cos[p * half + i] = (float)cos(a);
+            c->rope_sin[p * half + i] = (float)sin(a);
+        }
+    c->stats.n_layer = k->n_layer;
+    c->stats.layers = c->layer_stats;
+    *out = c;
+    return DK_OK;
+}
+
+void dk_ctx_free(dk_ctx *c) {
+    if (!c) return;
+    if (c->kv)
+        for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
+    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->s); free(c->qb);
+    free(c->ob); free(c->probs);
+    dk_ctx_free_scratch(c);
+    free(c);
+}
+
+void dk_ctx_reset(dk_ctx *c) {
+    c->n_past = 0;
+    for (int l = 0; l < c->m->cfg.n_layer; l++) c->kv[l].len = 0;
+}
+
+int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
+int dk_ctx_n_ctx_max(const dk_ctx *c) { return c->n_ctx_max; }
+const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[layer]; }
+const dk_forward_stats *dk_ctx_stats(const dk_ctx *c) { return &c->stats; }
+const dk_model *dk_ctx_model(const dk_ctx *c) { return c->m; }
+
+/* ---- kernels ---- */
+
+/* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. */
+static void dk_matmul(float *y, const float *x, const float *w, int m, int n, int k, float beta, int64_t *flops) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+    *flops += 2 * (int64_t)m * n * k;
+}
+
+static void dk_rmsnorm(float *out, const float *x, const float *w, int rows, int d, float eps) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *o = out + (size_t)r * d;
+        float ss = 0.0f;
+        for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
+        ss = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int i = 0; i < d; i++) o[i] = w[i] * (ss * xr[i]);
+    }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* exp(x) for 8 lanes: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial (Cephes expf), 2^n via the
+ * exponent bits. Relative error ~2 ulp; inputs below -87.3 give ~0, above 88.3 saturate. */
+static inline __m256 dk_exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
+/* x[i] = exp(x[i] - mx); returns the sum. */
+static float dk_exp_sum(float *x, int n, float mx) {
+    int i = 0;
+    float sum = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 vs = _mm256_setzero_ps(), vm = _mm256_set1_ps(mx);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = dk_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, v);
+        vs = _mm256_add_ps(vs, v);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, vs);
+    for (int j = 0; j < 8; j++) sum += t[j];
+#endif
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    return sum;
+}
+
+/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). */
+static void dk_softmax_masked(float *x, int lim, int len) {
+    float mx = x[0];
+    for (int i = 1; i < lim; i++) mx = x[i] > mx ? x[i] : mx;
+    float inv = 1.0f / dk_exp_sum(x, lim, mx);
+    for (int i = 0; i < lim; i++) x[i] *= inv;
+    if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
+}
+
+/* g = silu(g) * u over n elements. */
+static void dk_silu_mul(float *g, const float *u, size_t n) {
+    size_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, dk_exp256(_mm256_sub_ps(zero, v))));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n; i++) g[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+}
+
+/* Rotates the first n_rot dims of each of n_heads heads of one row at position pos. */
+static void dk_rope_row(const dk_ctx *c, float *row, int n_heads, int pos) {
+    const dk_model_config *k = &c->m->cfg;
+    int half = k->n_rot / 2;
+    const float *cs = c->rope_cos + (size_t)pos * half, *sn = c->rope_sin + (size_t)pos * half;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = row + (size_t)h * k->head_dim;
+        if (k->rope_type == DK_ROPE_TYPE_NORM) {
+            for (int i = 0; i < half; i++) {
+                float a = x[2 * i], b = x[2 * i + 1];
+                x[2 * i] = a * cs[i] - b * sn[i];
+                x[2 * i + 1] = a * sn[i] + b * cs[i];
+            }
+        } else {
+            for (int i = 0; i < half; i++) {
+                float a = x[i], b = x[i + half];
+                x[i] = a * cs[i] - b * sn[i];
+                x[i + half] = a * sn[i] + b * cs[i];
+            }
+        }
+    }
+}
+
+static void dk_add_bias(float *y, const float *b, int rows, int n) {
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
+}
+
+/* ---- attention ----
+ * Query rows 0..na-1 of this chunk sit at cache entries L0..L0+na-1; row i sees entries [0, L0+i].
+ * For KV head h and a block of query rows [r0, r1): S (nb*group, L0+r1) = Qblk·Kᵀ·(1/√hd), causal
+ * softmax per row, O = P·V. Rows of the stacked block are (row i, head j of the group). */
+static void dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl) {
+    const dk_model_config *k = &c->m->cfg;
+    const dk_kv_cache *kv = &c->kv[l];
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv, qd = k->n_head * hd, kvd = k->n_head_kv * hd;
+    int kv_len = L0 + na;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < k->n_head_kv; h++) {
+        for (int r0 = 0; r0 < na; r0 += c->qblk) {
+            int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, M = nb * g, kvl = L0 + r1;
+            for (int i = 0; i < nb; i++)
+                memcpy(c->qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, c->qb, hd, kv->k + (size_t)h * hd, kvd,
+                        0.0f, c->s, kvl);
+            fl->c[DK_FLOPS_ATTN] += 2 * (int64_t)M * kvl * hd;
+            for (int i = 0; i < nb; i++) {
+                int lim = L0 + r0 + i + 1;
+                for (int j = 0; j < g; j++) {
+                    float *srow = c->s + (size_t)(i * g + j) * kvl;
+                    dk_softmax_masked(srow, lim, kvl);
+                    if (capture && c->probe_slot[r0 + i] >= 0) {
+                        float *dst = c->probs + ((size_t)(h * g + j) * n_probe + c->probe_slot[r0 + i]) * kv_len;
+                        memcpy(dst, srow, (size_t)kvl * 4);
+                        memset(dst + kvl, 0, (size_t)(kv_len - kvl) * 4);
+                    }
+                }
+                fl->c[DK_FLOPS_SOFTMAX] += (int64_t)g * (5 * (int64_t)lim + 1);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, kvl, 1.0f, c->s, kvl, kv->v + (size_t)h * hd, kvd,
+                        0.0f, c->ob, hd);
+            fl->c[DK_FLOPS_ATTN] += 2 * (int64_t)M * hd * kvl;
+            for (int i = 0; i < nb; i++)
+                memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, c->ob + (size_t)i * g * hd, (size_t)g * hd * 4);
+        }
+    }
+}
+
+/* ---- one transformer block on the active rows ---- */
+
+typedef struct {
+    const dk_prefill_opts *opts;
+    int n;            /* chunk length */
+    int n_active;     /* rows in this layer */
+    int32_t *n_next;  /* hook output size */
+} dk_layer_call;
+
+static dk_status dk_call_hook(dk_ctx *c, const dk_prefill_opts *o, dk_hook_point pt, dk_layer_view *v, int *n_next, dk_err *e) {
+    if (!o || !o->hook) return DK_OK;
+    dk_status st = o->hook(o->hook_user, pt, v, c->next, n_next, e);
+    if (st) return st;
+    if (*n_next < 0 || *n_next > v->n_tokens)
+        return dk_fail(e, DK_ERR_ARG, "layer %d: hook returned an active set of %d rows for a %d-token chunk", v->layer, *n_next, v->n_tokens);
+    for (int i = 0; i < *n_next; i++)
+        if (c->next[i] < 0 || c->next[i] >= v->n_tokens || (i > 0 && c->next[i] <= c->next[i - 1]))
+            return dk_fail(e, DK_ERR_ARG, "layer %d: hook's active set is not sorted, unique and within 0..%d (entry %d = %d)",
+                           v->layer, v->n_tokens - 1, i, c->next[i]);
+    return DK_OK;
+}
+
+static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hout, int na, int n,
+                                  const dk_prefill_opts *o, int *n_next, dk_flops *fl, dk_err *e) {
+    const dk_model_config *k = &c->m->cfg;
+    const dk_layer_weights *w = &c->m->w.layers[l];
+    dk_kv_cache *kv = &c->kv[l];
+    int d = k->n_embd, hd = k->head_dim, qd = k->n_head * hd, kvd = k->n_head_kv * hd, f = k->n_ff;
+    int L0 = kv->len;
+    dk_status st;
+
+    /* attention sub-layer */
+    dk_rmsnorm(c->xb, xin, w->attn_norm, na, d, k->rms_eps);
+    fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
+    float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
+    dk_matmul(c->q, c->xb, w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(kdst, c->xb, w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(vdst, c->xb, w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    if (w->bq) {
+        dk_add_bias(c->q, w->bq, na, qd);
+        dk_add_bias(kdst, w->bk, na, kvd);
+        dk_add_bias(vdst, w->bv, na, kvd);
+        fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
+    }
+    for (int i = 0; i < na; i++) {
+        dk_rope_row(c, c->q + (size_t)i * qd, k->n_head, c->pos_a[i]);
+        dk_rope_row(c, kdst + (size_t)i * kvd, k->n_head_kv, c->pos_a[i]);
+        kv->pos[L0 + i] = c->pos_a[i];
+    }
+    fl->c[DK_FLOPS_ROPE] += 6 * (int64_t)na * (k->n_head + k->n_head_kv) * (k->n_rot / 2);
+    kv->len = L0 + na;
+
+    /* probe rows active at this layer */
+    bool capture = o && o->hook && o->probe_layers && o->probe_layers[l] && o->n_probe > 0;
+    int n_probe = 0;
+    if (capture) {
+        for (int i = 0; i < na; i++) c->probe_slot[i] = -1;
+        for (int p = 0; p < o->n_probe; p++) {
+            int32_t r = o->probe_rows[p];
+            int lo = 0, hi = na - 1; /* active rows are sorted: binary search */
+            while (lo <= hi) {
+                int mid = (lo + hi) / 2, a = c->active[mid];
+                if (a == r) { if (c->probe_slot[mid] < 0) { c->probe_slot[mid] = n_probe; c->probe_act[n_probe++] = r; } break; }
+                if (a < r) lo = mid + 1; else hi = mid - 1;
+            }
+        }
+        /* probe slots must follow active order for probe_act to be sorted consistently */
+        n_probe = 0;
+        for (int i = 0; i < na; i++) if (c->probe_slot[i] >= 0) { c->probe_slot[i] = n_probe; c->probe_act[n_probe++] = c->active[i]; }
+        size_t need = (size_t)k->n_head * (size_t)n_probe * (size_t)kv->len;
+        if (need > (size_t)c->probs_cap) {
+            float *p = realloc(c->probs, need * 4);
+            if (!p) return dk_fail(e, DK_ERR_NOMEM, "out of memory for attention probabilities");
+            c->probs = p;
+            c->probs_cap = (int)need;
+        }
+        capture = n_probe > 0;
+    }
+    dk_attention(c, l, na, L0, capture, n_probe, fl);
+    dk_matmul(c->u, c->att, w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
+
+    dk_layer_view v = {.layer = l, .n_tokens = n, .n_past = c->n_past, .n_active = na, .active = c->active,
+                       .n_embd = d, .x_in = xin, .u = c->u, .n_probe = capture ? n_probe : 0,
+                       .probe_rows = capture ? c->probe_act : NULL, .n_head = k->n_head, .kv_len = kv->len,
+                       .kv_pos = kv->pos, .probs = capture ? c->probs : NULL, .flops = fl};
+    if ((st = dk_call_hook(c, o, DK_HOOK_AFTER_ATTN, &v, n_next, e))) return st;
+
+    /* residual, then the FFN sub-layer accumulating into the residual */
+    for (size_t i = 0; i < (size_t)na * d; i++) hout[i] = xin[i] + c->u[i];
+    fl->c[DK_FLOPS_NORM] += (int64_t)na * d;
+    dk_rmsnorm(c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
+    fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
+    dk_matmul(c->hb, c->xb, w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(c->hb2, c->xb, w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_silu_mul(c->hb, c->hb2, (size_t)na * f);
+    fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
+    dk_matmul(hout, c->hb, w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
+    fl->c[DK_FLOPS_NORM] += (int64_t)na * d; /* residual add inside the GEMM (beta = 1) */
+
+    v.u = NULL;
+    v.x_out = hout;
+    v.n_probe = 0; v.probe_rows = NULL; v.probs = NULL;
+    return dk_call_hook(c, o, DK_HOOK_AFTER_LAYER, &v, n_next, e);
+}
+
+/* ---- prefill ---- */
+
+static dk_status dk_check_set(const int32_t *a, int na, int n, const char *what, dk_err *e) {
+    if (na < 0 || na > n) return dk_fail(e, DK_ERR_ARG, "%s: %d rows for a %d-token chunk", what, na, n);
+    for (int i = 0; i < na; i++)
+        if (a[i] < 0 || a[i] >= n || (i > 0 && a[i] <= a[i - 1]))
+            return dk_fail(e, DK_ERR_ARG, "%s is not sorted, unique and within 0..%d (entry %d = %d)", what, n - 1, i, a[i]);
+    return DK_OK;
+}
+
+dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits, dk_err *e) {
+    const dk_model *m = c->m;
+    const dk_model_config *k = &m->cfg;
+    int d = k->n_embd, L = k->n_layer;
+    dk_status st;
+    double t_start = dk_now();
+    if (n <= 0) return dk_fail(e, DK_ERR_ARG, "prefill of %d tokens", n);
+    if (c->n_past + n > c->n_ctx_max)
+        return dk_fail(e, DK_ERR_STATE, "context full: %d cached + %d new tokens > n_ctx_max %d", c->n_past, n, c->n_ctx_max);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= k->n_vocab)
+            return dk_fail(e, DK_ERR_ARG, "token id %d at index %d out of range 0..%d", tokens[i], i, k->n_vocab - 1);
+    if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "initial active set", e))) return st;
+    if (o && o->probe_rows && (st = dk_check_set(o->probe_rows, o->n_probe, n, "probe rows", e))) return st;
+    if ((st = dk_ctx_reserve(c, n, e))) return st;
+
+    memset(&c->stats.head, 0, sizeof c->stats.head);
+    memset(&c->stats.total, 0, sizeof c->stats.total);
+    memset(c->layer_stats, 0, (size_t)L * sizeof *c->layer_stats);
+    c->stats.n_tokens = n;
+
+    for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * d, m->w.tok_embd + (size_t)tokens[i] * d, (size_t)d * 4);
+
+    /* active set: dense (no gather) until a set is given */
+    bool dense = !(o && o->active);
+    int na = n;
+    if (dense) for (int i = 0; i < n; i++) c->active[i] = i;
+    else { na = o->n_active; memcpy(c->active, o->active, (size_t)na * 4); }
+
+    for (int l = 0; l < L; l++) {
+        double t0 = dk_now();
+        dk_flops *fl = &c->layer_stats[l].flops;
+        for (int i = 0; i < na; i++) c->pos_a[i] = c->n_past + c->active[i];
+        memcpy(c->next, c->active, (size_t)na * 4);
+        int n_next = na;
+        if (na > 0) {
+            const float *xin = c->x;
+            if (!dense) {
+                for (int i = 0; i < na; i++)
+                    memcpy(c->xa + (size_t)i * d, c->x + (size_t)c->active[i] * d, (size_t)d * 4);
+                xin = c->xa;
+            }
+            if ((st = dk_layer_forward(c, l, xin, c->h, na, n, o, &n_next, fl, e))) {
+                c->kv[l].len -= na; /* caches of this and later layers stay as before the call; earlier ones keep the chunk */
+                for (int j = 0; j < l; j++) c->kv[j].len -= c->layer_stats[j].n_active;
+                return st;
+            }
+            if (dense) { float *t = c->x; c->x = c->h; c->h = t; }
+            else for (int i = 0; i < na; i++) memcpy(c->x + (size_t)c->active[i] * d, c->h + (size_t)i * d, (size_t)d * 4);
+        }
+        c->layer_stats[l].n_active = na;
+        c->layer_stats[l].kv_len = c->kv[l].len;
+        /* decision point: the hook's set takes effect from the next layer on */
+        if (n_next != na || memcmp(c->next, c->active, (size_t)na * 4) != 0) {
+            dense = false;
+            na = n_next;
+            memcpy(c->active, c->next, (size_t)na * 4);
+        }
+        c->layer_stats[l].wall_s = dk_now() - t0;
+        dk_flops_add(&c->stats.total, fl);
+    }
+    c->n_past += n;
+
+    if (o && o->hidden_out) memcpy(o->hidden_out, c->x, (size_t)n * d * 4);
+    if (logits) {
+        int rows = (o && o->all_logits) ? n : 1;
+        const float *src = c->x + (size_t)(n - rows) * d;
+        dk_rmsnorm(c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
+        c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
+        dk_matmul(logits, c->xb, m->w.output, rows, k->n_vocab, d, 0.0f, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
+    }
+    dk_flops_add(&c->stats.total, &c->stats.head);
+    c->stats.wall_s = dk_now() - t_start;
+    return DK_OK;
+}
+
+dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e) {
+    return dk_forward_prefill(c, &token, 1, NULL, logits, e);
+}
+
+int dk_argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* ---- greedy generation ---- */
+
+dk_status dk_generate_greedy(dk_ctx *c, const int32_t *prompt, int n_prompt, int max_steps, int32_t stop_token,
+                             int32_t *out, int *n_out, dk_err *e) {
+    *n_out = 0;
+    if (n_prompt <= 0) return dk_fail(e, DK_ERR_ARG, "generation needs at least one prompt token (e.g. BOS)");
+    if (max_steps <= 0) return DK_OK;
+    int nv = c->m->cfg.n_vocab;
+    float *logits = malloc((size_t)nv * sizeof *logits);
+    if (!logits) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    /* positions 0..n_feed-1 of the prompt in one chunk; the prompt tokens after the first are
+     * "generated" by those steps, as in run.c */
+    int n_feed = n_prompt < max_steps ? n_prompt : max_steps;
+    dk_status st = dk_forward_prefill(c, prompt, n_feed, NULL, logits, e);
+    int pos = n_feed;
+    for (int i = 1; i < n_feed; i++) out[(*n_out)++] = prompt[i];
+    if (!st && n_feed == n_prompt) {
+        int32_t next = dk_argmax(logits, nv);
+        while (next != stop_token) {
+            out[(*n_out)++] = next;
+            if (pos >= max_steps) break;
+            if ((st = dk_forward_decode(c, next, logits, e))) break;
+            pos++;
+            next = dk_argmax(logits, nv);
+        }
+    } else if (!st && n_feed < n_prompt) {
+        out[(*n_out)++] = prompt[n_feed];
+    }
+    free(logits);
+    return st;
+}

@@ -1,0 +1,148 @@
+/* forward.h — batched prefill, decode and greedy generation, with per-layer active sets.
+ *
+ * Run state (dk_ctx): scratch for a chunk of tokens plus one KV cache PER LAYER. Caches may have
+ * different lengths: a layer that processes only the active tokens of a chunk appends only their
+ * K/V. Every cache entry remembers the ORIGINAL position of its token; entries are in increasing
+ * position order, and a query at position p attends to the entries with position <= p.
+ *
+ * Prefill of a chunk of n tokens at positions n_past .. n_past+n-1 keeps a hidden-state matrix
+ * X (n, n_embd). Layer l processes the active set A_l (sorted chunk indices; dense = all):
+ *   gather X[A_l] -> run the block on it (RoPE at original positions, K/V of A_l appended to the
+ *   layer's cache, causal attention by position) -> scatter back into X[A_l].
+ * Rows not in A_l pass through untouched. Sets are chosen by a hook (dk_prefill_opts.hook) that
+ * sees each layer after its attention sub-layer and after the whole block; what it writes into
+ * `next` is the active set from the next layer on (halting policies live above the engine).
+ *
+ * FLOPs are counted by the code that does the work: 2*m*n*k for every GEMM as called (including the
+ * masked upper part of diagonal attention blocks that is really computed), plus elementwise work. */
+#ifndef DK_FORWARD_H
+#define DK_FORWARD_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "dk_common.h"
+#include "model.h"
+
+/* ---- FLOP counters ---- */
+
+typedef enum {
+    DK_FLOPS_QKV,      /* Q, K, V projections (+ bias) */
+    DK_FLOPS_ATTN,     /* attention scores Q·Kᵀ and values P·V (GEMMs as executed) */
+    DK_FLOPS_O,        /* output projection */
+    DK_FLOPS_FFN,      /* gate, up, down projections and SiLU·up */
+    DK_FLOPS_NORM,     /* RMSNorms and residual adds */
+    DK_FLOPS_ROPE,     /* rotary embedding */
+    DK_FLOPS_SOFTMAX,  /* scale/mask/exp/normalise */
+    DK_FLOPS_LM_HEAD,  /* final norm excluded; output projection for the rows whose logits are asked */
+    DK_FLOPS_HALT,     /* halting-score overhead, added by policies through the hook */
+    DK_FLOPS_COUNT
+} dk_flops_component;
+
+typedef struct { int64_t c[DK_FLOPS_COUNT]; } dk_flops;
+
+const char *dk_flops_component_name(dk_flops_component c); /* "qkv", "attn", "o", "ffn", ... */
+int64_t dk_flops_total(const dk_flops *f);
+void dk_flops_add(dk_flops *dst, const dk_flops *src);
+
+/* ---- statistics of the last prefill/decode call ---- */
+
+typedef struct {
+    int n_active;     /* tokens of the chunk processed by this layer */
+    int kv_len;       /* entries in this layer's cache after the call */
+    double wall_s;    /* wall time of the layer incl. gather/scatter and hook calls */
+    dk_flops flops;   /* by component */
+} dk_layer_stats;
+
+typedef struct {
+    int n_tokens;          /* chunk length */
+    int n_layer;
+    dk_layer_stats *layers;/* (n_layer) */
+    dk_flops head;         /* final norm + lm head */
+    dk_flops total;        /* all layers + head */
+    double wall_s;         /* whole call */
+} dk_forward_stats;
+
+/* ---- halting hook ---- */
+
+typedef enum { DK_HOOK_AFTER_ATTN, DK_HOOK_AFTER_LAYER } dk_hook_point;
+
+/* What a hook sees. All matrices are row-major over the layer's ACTIVE rows, in active order. */
+typedef struct {
+    int layer;
+    int n_tokens;             /* chunk length n */
+    int n_past;               /* position of chunk row 0 */
+    int n_active;
+    const int32_t *active;    /* (n_active) sorted chunk indices processed at this layer */
+    int n_embd;
+    const float *x_in;        /* (n_active, n_embd) block input */
+    const float *u;           /* (n_active, n_embd) attention output after W_o, before the residual add (AFTER_ATTN only) */
+    const float *x_out;       /* (n_active, n_embd) block output (AFTER_LAYER only) */
+    /* Attention probabilities of the probe rows (dk_prefill_opts.probe_rows that are active at
+     * this layer), AFTER_ATTN only, when the layer is in probe_layers: probs[(h*n_probe + r)*kv_len + j]
+     * is head h of probe r attending to cache entry j (0 beyond the causal limit). */
+    int n_probe;
+    const int32_t *probe_rows;/* (n_probe) chunk indices */
+    int n_head;
+    int kv_len;
+    const int32_t *kv_pos;    /* (kv_len) original positions of this layer's cache entries */
+    const float *probs;       /* (n_head, n_probe, kv_len) or NULL */
+    dk_flops *flops;          /* this layer's counters; hooks add their cost to DK_FLOPS_HALT */
+} dk_layer_view;
+
+/* The active set for the layers after this one. next_active has room for n_tokens entries and
+ * holds the current set on entry; write a sorted, duplicate-free subset of 0..n_tokens-1 and set
+ * *n_next. Return DK_OK, or an error (with e filled) to abort the prefill. */
+typedef dk_status (*dk_layer_hook)(void *user, dk_hook_point point, const dk_layer_view *v,
+                                   int32_t *next_active, int *n_next, dk_err *e);
+
+typedef struct {
+    const int32_t *active;    /* initial active set for layer 0 (sorted chunk indices), NULL = all */
+    int n_active;
+    dk_layer_hook hook;       /* NULL = no hook (dense, or the fixed initial set) */
+    void *hook_user;
+    const int32_t *probe_rows;/* chunk indices whose attention probabilities the hook wants */
+    int n_probe;
+    const bool *probe_layers; /* (n_layer) layers at which to capture them; NULL = none */
+    bool all_logits;          /* logits for every chunk row (n, n_vocab) instead of the last row */
+    float *hidden_out;        /* optional (n, n_embd): final hidden states before the output norm */
+} dk_prefill_opts;
+
+/* ---- run state ---- */
+
+typedef struct {
+    float *k;    /* (n_ctx_max, n_head_kv*head_dim) rows 0..len-1 valid */
+    float *v;    /* (n_ctx_max, n_head_kv*head_dim) */
+    int32_t *pos;/* (n_ctx_max) original position of each entry, increasing */
+    int len;
+} dk_kv_cache;
+
+typedef struct dk_ctx dk_ctx;
+
+dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e);
+void dk_ctx_free(dk_ctx *c);
+void dk_ctx_reset(dk_ctx *c);                       /* empties all caches; next position is 0 */
+int dk_ctx_n_past(const dk_ctx *c);                 /* tokens fed so far = next original position */
+int dk_ctx_n_ctx_max(const dk_ctx *c);
+const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
+const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
+const dk_model *dk_ctx_model(const dk_ctx *c);
+
+/* Runs tokens[0..n) at positions n_past.. through the model. logits: NULL, or (n_vocab) for the
+ * last row, or (n, n_vocab) when opts->all_logits. opts NULL = dense. */
+dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *opts,
+                             float *logits, dk_err *e);
+
+/* One token at the next position (attends to every layer's cache, whatever its length). */
+dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e);
+
+/* Index of the largest logit (lowest index on ties). */
+int dk_argmax(const float *x, int n);
+
+/* Greedy generation with llama2.c run.c semantics: feeds prompt[0..n_prompt) one position per
+ * step (the prompt as a prefill chunk, then decode), and from the end of the prompt appends the
+ * argmax token; stops after max_steps positions in total (steps counted from position 0, as run's
+ * -n), or when the model produces `stop_token` (>= 0; llama2.c stops on BOS). out receives the
+ * generated tokens (capacity max_steps); returns their count in *n_out. */
+dk_status dk_generate_greedy(dk_ctx *c, const int32_t *prompt, int n_prompt, int max_steps,
+                             int32_t stop_token, int32_t *out, int *n_out, dk_err *e);
+
+#endif
