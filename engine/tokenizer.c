@@ -534,7 +534,8 @@ dk_status dk_tokenizer_encode(const dk_tokenizer *t, const char *text, size_t le
         }
     }
     free(norm); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); free(h.v);
-    *ids = out;
+    int32_t *shrunk = realloc(out, sizeof(int32_t) * (size_t)(n_out ? n_out : 1)); /* worst case was 16 B per text byte */
+    *ids = shrunk ? shrunk : out;
     *n_ids = n_out;
     return DK_OK;
 oom:

@@ -44,7 +44,9 @@ typedef struct {
     int n_vocab;
     const char *const *pieces;      /* (n_vocab) UTF-8 pieces, SentencePiece style with U+2581 for space */
     const uint32_t *piece_lens;     /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
-    const float *scores;            /* (n_vocab) merge priority (higher merges first), or NULL => -id */
+    const float *scores;            /* (n_vocab) merge priority (higher merges first), or NULL => -id
+                                       (SentencePiece BPE scores are -rank, so id order is the
+                                       natural fallback; llama.cpp would use 0 for all) */
     const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
     int bos_id, eos_id, unk_id;     /* -1 if absent */
     bool add_space_prefix;          /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
@@ -65,7 +67,8 @@ void dk_tokenizer_free(dk_tokenizer *t);
 /* SentencePiece's normalizer flag remove_extra_whitespaces (collapse runs of ' ', strip leading
  * and trailing ' '; also strips every leading space when decoding). Neither GGUF nor llama2.c
  * files record it, and llama.cpp and llama2.c's run.c never apply it, so it is off by default.
- * Turn it on to reproduce a .model file that sets it (tok512.model does). */
+ * Turn it on to reproduce a .model file that sets it (tok512.model does). Set it before the
+ * tokenizer is shared between threads (it is the one mutable setting). */
 void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on);
 
 /* ---- encode ---- */
