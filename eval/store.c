@@ -1,0 +1,875 @@
+/* store.c — the SQLite results store (schema and invariants documented in store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct dk_store {
+    sqlite3 *db;
+    char *path;
+    int readonly;
+};
+
+/* ---- schema migrations: entry i upgrades user_version i to i+1; never edit a shipped one ---- */
+
+static const char *const dk_store_migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE runs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  config_path TEXT NOT NULL,"
+    "  config_text TEXT NOT NULL,"
+    "  config_hash TEXT NOT NULL,"
+    "  git_rev TEXT, host TEXT, cpu TEXT, blas_core TEXT,"
+    "  threads INTEGER, workers INTEGER, command TEXT, n_cells INTEGER,"
+    "  started_at REAL NOT NULL, finished_at REAL);"
+    "CREATE TABLE models ("
+    "  id INTEGER PRIMARY KEY,"
+    "  sha256 TEXT NOT NULL UNIQUE CHECK (length(sha256) = 64),"
+    "  path TEXT NOT NULL, arch TEXT,"
+    "  n_layer INTEGER, n_embd INTEGER, n_head INTEGER, n_head_kv INTEGER, n_ff INTEGER,"
+    "  n_vocab INTEGER, n_ctx INTEGER, n_params INTEGER, file_bytes INTEGER,"
+    "  added_at REAL NOT NULL);"
+    "CREATE TABLE cells ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL UNIQUE,"
+    "  identity TEXT NOT NULL CHECK (json_valid(identity)),"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  task TEXT NOT NULL,"
+    "  task_options TEXT NOT NULL CHECK (json_valid(task_options)),"
+    "  task_key TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  params TEXT NOT NULL CHECK (json_valid(params)),"
+    "  n_samples INTEGER NOT NULL CHECK (n_samples >= 1),"
+    "  seed INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','running','done','failed')),"
+    "  error TEXT,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  worker TEXT, worker_host TEXT, worker_pid INTEGER, worker_start INTEGER,"
+    "  lease_until REAL,"
+    "  created_at REAL NOT NULL, claimed_at REAL, started_at REAL, finished_at REAL,"
+    "  wall_s REAL NOT NULL DEFAULT 0);"
+    "CREATE INDEX cells_state ON cells(state);"
+    "CREATE TABLE run_cells ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  cell_id INTEGER NOT NULL REFERENCES cells(id),"
+    "  ord INTEGER NOT NULL,"
+    "  PRIMARY KEY (run_id, cell_id));"
+    "CREATE INDEX run_cells_ord ON run_cells(run_id, ord);"
+    "CREATE TABLE samples ("
+    "  id INTEGER PRIMARY KEY,"
+    "  cell_id INTEGER NOT NULL REFERENCES cells(id),"
+    "  sample_id INTEGER NOT NULL CHECK (sample_id >= 0),"
+    "  sample_key TEXT,"
+    "  prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 0),"
+    "  context_tokens INTEGER NOT NULL CHECK (context_tokens >= 0),"
+    "  question_tokens INTEGER NOT NULL CHECK (question_tokens >= 0),"
+    "  gen_tokens INTEGER NOT NULL CHECK (gen_tokens >= 0),"
+    "  active_tokens TEXT NOT NULL CHECK (json_valid(active_tokens) AND json_type(active_tokens) = 'array'),"
+    "  flops_dense INTEGER NOT NULL CHECK (flops_dense >= 0),"
+    "  flops_method INTEGER NOT NULL CHECK (flops_method >= 0),"
+    "  flops_dense_parts TEXT CHECK (flops_dense_parts IS NULL OR json_valid(flops_dense_parts)),"
+    "  flops_method_parts TEXT CHECK (flops_method_parts IS NULL OR json_valid(flops_method_parts)),"
+    "  wall_dense_s REAL, wall_method_s REAL, wall_decode_s REAL,"
+    "  prediction TEXT,"
+    "  answers TEXT CHECK (answers IS NULL OR json_valid(answers)),"
+    "  score REAL, kl REAL, kl_answer REAL,"
+    "  top1 INTEGER CHECK (top1 IS NULL OR top1 IN (0, 1)),"
+    "  worker TEXT, created_at REAL NOT NULL,"
+    "  UNIQUE (cell_id, sample_id));"
+    "CREATE TABLE sample_layers ("
+    "  sample_row INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,"
+    "  layer INTEGER NOT NULL CHECK (layer >= 0),"
+    "  delta_min REAL, delta_median REAL, delta_max REAL,"
+    "  flops INTEGER NOT NULL CHECK (flops >= 0),"
+    "  wall_s REAL,"
+    "  PRIMARY KEY (sample_row, layer)) WITHOUT ROWID;"
+    "CREATE TABLE dense_results ("
+    "  model_sha256 TEXT NOT NULL, task_key TEXT NOT NULL, sample_id INTEGER NOT NULL,"
+    "  task TEXT NOT NULL, task_options TEXT NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL, flops INTEGER NOT NULL CHECK (flops >= 0),"
+    "  flops_parts TEXT CHECK (flops_parts IS NULL OR json_valid(flops_parts)),"
+    "  wall_s REAL NOT NULL, prediction TEXT, score REAL,"
+    "  n_vocab INTEGER, n_logit_rows INTEGER, logits BLOB,"
+    "  created_at REAL NOT NULL,"
+    "  PRIMARY KEY (model_sha256, task_key, sample_id));"
+    "CREATE TRIGGER cells_done_needs_all_samples BEFORE UPDATE OF state ON cells"
+    "  WHEN NEW.state = 'done' AND (SELECT count(*) FROM samples WHERE cell_id = NEW.id) <> NEW.n_samples"
+    "  BEGIN SELECT RAISE(ABORT, 'cell is not complete: sample rows missing'); END;"
+    "CREATE VIEW cell_summary AS SELECT"
+    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"
+    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"
+    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"
+    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
+    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+    "  avg(s.kl) AS mean_kl, avg(s.top1) AS top1_agreement, c.wall_s"
+    "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
+    "  GROUP BY c.id;"
+    "CREATE VIEW run_status AS SELECT"
+    "  r.id AS run_id, r.name, r.config_path, r.started_at, r.finished_at,"
+    "  count(c.id) AS cells,"
+    "  coalesce(sum(c.state = 'pending'), 0) AS pending, coalesce(sum(c.state = 'running'), 0) AS running,"
+    "  coalesce(sum(c.state = 'done'), 0) AS done, coalesce(sum(c.state = 'failed'), 0) AS failed"
+    "  FROM runs r LEFT JOIN run_cells rc ON rc.run_id = r.id LEFT JOIN cells c ON c.id = rc.cell_id"
+    "  GROUP BY r.id;"
+    "CREATE VIEW sample_rows AS SELECT"
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+    "  s.active_tokens, s.flops_dense, s.flops_method,"
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "  s.wall_decode_s, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1"
+    "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+};
+
+#define DK_N_MIGRATIONS ((int)(sizeof dk_store_migrations / sizeof dk_store_migrations[0]))
+_Static_assert(DK_N_MIGRATIONS == DK_STORE_SCHEMA_VERSION, "one migration per schema version");
+
+/* ---- small helpers ---- */
+
+const char *dk_cell_state_name(dk_cell_state s) {
+    switch (s) {
+    case DK_CELL_PENDING: return "pending";
+    case DK_CELL_RUNNING: return "running";
+    case DK_CELL_DONE: return "done";
+    case DK_CELL_FAILED: return "failed";
+    }
+    return "?";
+}
+
+static dk_cell_state dk_cell_state_parse(const unsigned char *s) {
+    if (!s) return DK_CELL_PENDING;
+    if (!strcmp((const char *)s, "running")) return DK_CELL_RUNNING;
+    if (!strcmp((const char *)s, "done")) return DK_CELL_DONE;
+    if (!strcmp((const char *)s, "failed")) return DK_CELL_FAILED;
+    return DK_CELL_PENDING;
+}
+
+double dk_store_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static dk_status dk_sql_fail(dk_store *s, dk_err *err, const char *what) {
+    int code = sqlite3_errcode(s->db);
+    dk_status st = (code == SQLITE_CONSTRAINT || (code & 0xff) == SQLITE_CONSTRAINT) ? DK_ERR_ARG : DK_ERR_IO;
+    return dk_fail(err, st, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static dk_status dk_exec(dk_store *s, const char *sql, dk_err *err) {
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) return dk_sql_fail(s, err, sql);
+    return DK_OK;
+}
+
+static dk_status dk_prepare(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err) {
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return dk_sql_fail(s, err, "prepare");
+    }
+    return DK_OK;
+}
+
+static void dk_rollback(dk_store *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void dk_bind_text(sqlite3_stmt *st, int i, const char *v) {
+    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, i);
+}
+static void dk_bind_real(sqlite3_stmt *st, int i, double v) {
+    if (isnan(v)) sqlite3_bind_null(st, i);
+    else sqlite3_bind_double(st, i, v);
+}
+static void dk_bind_known(sqlite3_stmt *st, int i, int64_t v) { /* < 0 = unknown */
+    if (v < 0) sqlite3_bind_null(st, i);
+    else sqlite3_bind_int64(st, i, v);
+}
+
+static char *dk_strdup0(const unsigned char *s) {
+    if (!s) return NULL;
+    size_t n = strlen((const char *)s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* ---- open / migrate ---- */
+
+static int dk_pragma_int(dk_store *s, const char *sql, int *out) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlite3_errcode(s->db);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) { *out = sqlite3_column_int(st, 0); rc = SQLITE_OK; }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int dk_mkdir_parents(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return 0;
+    *slash = 0;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return (mkdir(buf, 0777) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static dk_status dk_store_check_identity(dk_store *s, int *version, dk_err *err) {
+    int app = 0, ntab = 0;
+    int rc = dk_pragma_int(s, "PRAGMA application_id", &app);
+    if (rc == SQLITE_NOTADB) return dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (not an SQLite database)", s->path);
+    if (rc != SQLITE_OK) return dk_sql_fail(s, err, "read application_id");
+    if ((rc = dk_pragma_int(s, "PRAGMA user_version", version)) != SQLITE_OK) return dk_sql_fail(s, err, "read user_version");
+    if ((rc = dk_pragma_int(s, "SELECT count(*) FROM sqlite_master", &ntab)) != SQLITE_OK)
+        return dk_sql_fail(s, err, "read schema");
+    if (app != DK_STORE_APPLICATION_ID && (app != 0 || ntab > 0))
+        return dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (an SQLite database of another application)", s->path);
+    if (*version > DK_STORE_SCHEMA_VERSION)
+        return dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is newer than this dashkit's (%d); update dashkit",
+                       s->path, *version, DK_STORE_SCHEMA_VERSION);
+    return DK_OK;
+}
+
+static dk_status dk_store_migrate(dk_store *s, dk_err *err) {
+    for (;;) {
+        dk_status st = dk_exec(s, "BEGIN IMMEDIATE", err);
+        if (st != DK_OK) return st;
+        int v = 0;
+        if ((st = dk_store_check_identity(s, &v, err)) != DK_OK) { dk_rollback(s); return st; }
+        if (v >= DK_STORE_SCHEMA_VERSION) return dk_exec(s, "COMMIT", err);
+        char set[128];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d;", v + 1, DK_STORE_APPLICATION_ID);
+        char *msg = NULL;
+        if (sqlite3_exec(s->db, dk_store_migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(s->db, set, NULL, NULL, NULL) != SQLITE_OK) {
+            st = dk_fail(err, DK_ERR_IO, "%s: migration to schema version %d failed: %s", s->path, v + 1,
+                         msg ? msg : sqlite3_errmsg(s->db));
+            sqlite3_free(msg);
+            dk_rollback(s);
+            return st;
+        }
+        if ((st = dk_exec(s, "COMMIT", err)) != DK_OK) { dk_rollback(s); return st; }
+    }
+}
+
+dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err) {
+    *out = NULL;
+    int ro = (flags & DK_STORE_OPEN_READONLY) != 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (errno != ENOENT) return dk_fail(err, DK_ERR_IO, "%s: %s", path, strerror(errno));
+        if (ro || !(flags & DK_STORE_OPEN_CREATE)) return dk_fail(err, DK_ERR_IO, "%s: no such store", path);
+        if (dk_mkdir_parents(path) != 0)
+            return dk_fail(err, DK_ERR_IO, "%s: cannot create its folder: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        return dk_fail(err, DK_ERR_IO, "%s: not a regular file", path);
+    }
+    dk_store *s = calloc(1, sizeof *s);
+    if (!s) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path);
+    s->path = malloc(strlen(path) + 1);
+    if (!s->path) { free(s); return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path); }
+    strcpy(s->path, path);
+    s->readonly = ro;
+    int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | ((flags & DK_STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    dk_status st = DK_OK;
+    if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        st = dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 60000);
+    int v = 0;
+    if ((st = dk_store_check_identity(s, &v, err)) != DK_OK) goto fail;
+    if (ro) {
+        if (v < DK_STORE_SCHEMA_VERSION) {
+            st = v == 0 ? dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (empty)", path)
+                        : dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is older than %d; any writing dashkit command upgrades it",
+                                  path, v, DK_STORE_SCHEMA_VERSION);
+            goto fail;
+        }
+    } else {
+        char mode[16] = "";
+        sqlite3_stmt *q;
+        if ((st = dk_prepare(s, "PRAGMA journal_mode = WAL", &q, err)) != DK_OK) goto fail;
+        if (sqlite3_step(q) == SQLITE_ROW) snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        if (strcmp(mode, "wal") != 0) { st = dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path); goto fail; }
+        if ((st = dk_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK) goto fail;
+        if ((st = dk_store_migrate(s, err)) != DK_OK) goto fail;
+    }
+    *out = s;
+    return DK_OK;
+fail:
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+    return st;
+}
+
+void dk_store_close(dk_store *s) {
+    if (!s) return;
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+sqlite3 *dk_store_db(dk_store *s) { return s->db; }
+
+int dk_store_schema_version(dk_store *s) {
+    int v = -1;
+    dk_pragma_int(s, "PRAGMA user_version", &v);
+    return v;
+}
+
+/* ---- runs and models ---- */
+
+dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id, dk_err *err) {
+    sqlite3_stmt *st;
+    dk_status rc = dk_prepare(s,
+        "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
+        " threads, workers, command, n_cells, started_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(st, 1, in->name ? in->name : "");
+    dk_bind_text(st, 2, in->config_path ? in->config_path : "");
+    dk_bind_text(st, 3, in->config_text ? in->config_text : "");
+    dk_bind_text(st, 4, in->config_hash ? in->config_hash : "");
+    dk_bind_text(st, 5, in->git_rev);
+    dk_bind_text(st, 6, in->host);
+    dk_bind_text(st, 7, in->cpu);
+    dk_bind_text(st, 8, in->blas_core);
+    sqlite3_bind_int(st, 9, in->threads);
+    sqlite3_bind_int(st, 10, in->workers);
+    dk_bind_text(st, 11, in->command);
+    sqlite3_bind_int64(st, 12, in->n_cells);
+    sqlite3_bind_double(st, 13, dk_store_now());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert run");
+    else *run_id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err) {
+    sqlite3_stmt *st;
+    dk_status rc = dk_prepare(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_double(st, 1, dk_store_now());
+    sqlite3_bind_int64(st, 2, run_id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "finish run");
+    else if (sqlite3_changes(s->db) != 1) rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model_id, dk_err *err) {
+    if (!m->sha256 || strlen(m->sha256) != 64 || !m->path)
+        return dk_fail(err, DK_ERR_ARG, "%s: model needs a path and a 64-digit sha256", s->path);
+    sqlite3_stmt *st;
+    dk_status rc = dk_prepare(s,
+        "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx,"
+        " n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(sha256) DO UPDATE SET path = excluded.path, arch = coalesce(excluded.arch, arch),"
+        " n_layer = coalesce(excluded.n_layer, n_layer), n_embd = coalesce(excluded.n_embd, n_embd),"
+        " n_head = coalesce(excluded.n_head, n_head), n_head_kv = coalesce(excluded.n_head_kv, n_head_kv),"
+        " n_ff = coalesce(excluded.n_ff, n_ff), n_vocab = coalesce(excluded.n_vocab, n_vocab),"
+        " n_ctx = coalesce(excluded.n_ctx, n_ctx), n_params = coalesce(excluded.n_params, n_params),"
+        " file_bytes = coalesce(excluded.file_bytes, file_bytes)"
+        " RETURNING id", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(st, 1, m->sha256);
+    dk_bind_text(st, 2, m->path);
+    dk_bind_text(st, 3, m->arch);
+    const int64_t v[] = {m->n_layer, m->n_embd, m->n_head, m->n_head_kv, m->n_ff, m->n_vocab, m->n_ctx, m->n_params, m->file_bytes};
+    for (int i = 0; i < 9; i++) dk_bind_known(st, 4 + i, v[i]);
+    sqlite3_bind_double(st, 13, dk_store_now());
+    if (sqlite3_step(st) != SQLITE_ROW) rc = dk_sql_fail(s, err, "insert model");
+    else *model_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- cells ---- */
+
+dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
+                             int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+    sqlite3_stmt *ins = NULL, *get = NULL, *retry = NULL, *link = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    if ((rc = dk_prepare(s,
+            "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method, params,"
+            " n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING", &ins, err)) ||
+        (rc = dk_prepare(s, "SELECT id, state FROM cells WHERE key = ?", &get, err)) ||
+        (rc = dk_prepare(s, "UPDATE cells SET state = 'pending' WHERE id = ? AND state = 'failed'", &retry, err)) ||
+        (rc = dk_prepare(s, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &link, err)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const dk_cell_spec *c = &cells[i];
+        sqlite3_reset(ins);
+        dk_bind_text(ins, 1, c->key);
+        dk_bind_text(ins, 2, c->identity);
+        sqlite3_bind_int64(ins, 3, run_id);
+        sqlite3_bind_int64(ins, 4, c->model_id);
+        dk_bind_text(ins, 5, c->task);
+        dk_bind_text(ins, 6, c->task_options);
+        dk_bind_text(ins, 7, c->task_key);
+        dk_bind_text(ins, 8, c->method);
+        dk_bind_text(ins, 9, c->params);
+        sqlite3_bind_int64(ins, 10, c->n_samples);
+        sqlite3_bind_int64(ins, 11, c->seed);
+        sqlite3_bind_double(ins, 12, now);
+        if (sqlite3_step(ins) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert cell"); goto fail; }
+        sqlite3_reset(get);
+        dk_bind_text(get, 1, c->key);
+        if (sqlite3_step(get) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read cell"); goto fail; }
+        int64_t id = sqlite3_column_int64(get, 0);
+        dk_cell_state state = dk_cell_state_parse(sqlite3_column_text(get, 1));
+        if (retry_failed && state == DK_CELL_FAILED) {
+            sqlite3_reset(retry);
+            sqlite3_bind_int64(retry, 1, id);
+            if (sqlite3_step(retry) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "retry cell"); goto fail; }
+            state = DK_CELL_PENDING;
+        }
+        sqlite3_reset(link);
+        sqlite3_bind_int64(link, 1, run_id);
+        sqlite3_bind_int64(link, 2, id);
+        sqlite3_bind_int64(link, 3, (int64_t)i);
+        if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto fail; }
+        if (cell_ids) cell_ids[i] = id;
+        if (states) states[i] = state;
+    }
+    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) dk_rollback(s);
+    return rc;
+fail:
+    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
+    dk_rollback(s);
+    return rc;
+}
+
+/* ---- workers ---- */
+
+/* State letter and start time (field 22, clock ticks since boot) of a process; 0 if unknown. */
+static int dk_proc_stat(int64_t pid, char *state, int64_t *start) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
+    if (!p) return -1;
+    p++;
+    /* fields 3.. follow: state is field 3, starttime field 22 */
+    int field = 2;
+    char *tok = strtok(p, " ");
+    while (tok) {
+        field++;
+        if (field == 3) *state = tok[0];
+        if (field == 22) { *start = strtoll(tok, NULL, 10); return 0; }
+        tok = strtok(NULL, " ");
+    }
+    return -1;
+}
+
+void dk_store_worker_self(dk_worker *w) {
+    memset(w, 0, sizeof *w);
+    if (gethostname(w->host, sizeof w->host - 1) != 0) snprintf(w->host, sizeof w->host, "unknown");
+    w->pid = (int64_t)getpid();
+    char state;
+    if (dk_proc_stat(w->pid, &state, &w->start) != 0) w->start = 0;
+    snprintf(w->name, sizeof w->name, "%s:%lld", w->host, (long long)w->pid);
+}
+
+/* 0 only when the worker certainly no longer exists: same host, and its pid is gone, a zombie,
+ * or now belongs to a process started at another time. Other hosts: rely on the lease. */
+static int dk_worker_alive(const dk_worker *self, const char *host, int64_t pid, int64_t start) {
+    if (!host || strcmp(host, self->host) != 0) return 1;
+    if (pid == self->pid && (start == self->start || start == 0 || self->start == 0)) return 1;
+    if (pid <= 0) return 0;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 0;
+    char state = 0;
+    int64_t now_start = 0;
+    if (dk_proc_stat(pid, &state, &now_start) != 0) return 1; /* no /proc: trust kill() */
+    if (state == 'Z' || state == 'X') return 0;
+    if (start > 0 && now_start != start) return 0;
+    return 1;
+}
+
+#define DK_OWNER_SQL "state = 'running' AND worker_host = ? AND worker_pid = ? AND worker_start = ?"
+
+static void dk_bind_owner(sqlite3_stmt *st, int i, const dk_worker *w) {
+    sqlite3_bind_text(st, i, w->host, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, i + 1, w->pid);
+    sqlite3_bind_int64(st, i + 2, w->start);
+}
+
+dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
+                              char key[65], dk_err *err) {
+    *cell_id = 0;
+    sqlite3_stmt *q = NULL, *up = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    int64_t pick = 0;
+    if ((rc = dk_prepare(s,
+            "SELECT c.id, c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id"
+            " WHERE rc.run_id = ? AND c.state IN ('pending', 'running') ORDER BY c.state = 'running', rc.ord", &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, run_id);
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(q, 0);
+        const char *state = (const char *)sqlite3_column_text(q, 1);
+        if (!strcmp(state, "pending")) { pick = id; break; }
+        int lease_over = sqlite3_column_type(q, 5) == SQLITE_NULL || sqlite3_column_double(q, 5) < now;
+        if (lease_over || !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
+                                           sqlite3_column_int64(q, 4))) { pick = id; break; }
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (pick) {
+        if ((rc = dk_prepare(s,
+                "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
+                " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
+                " error = NULL WHERE id = ? RETURNING key", &up, err)))
+            goto fail;
+        sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
+        dk_bind_owner(up, 2, w);
+        sqlite3_bind_double(up, 5, now + lease_s);
+        sqlite3_bind_double(up, 6, now);
+        sqlite3_bind_double(up, 7, now);
+        sqlite3_bind_int64(up, 8, pick);
+        if (sqlite3_step(up) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        if (key) snprintf(key, 65, "%s", (const char *)sqlite3_column_text(up, 0));
+        sqlite3_finalize(up);
+        up = NULL;
+    }
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    *cell_id = pick;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    dk_rollback(s);
+    return rc;
+}
+
+/* UPDATE cells SET <set> WHERE id = ? AND <owner>; DK_ERR_STATE when w does not own the cell. */
+static dk_status dk_owned_update(dk_store *s, int64_t cell_id, const dk_worker *w, const char *set, double a,
+                                 const char *text, dk_err *err) {
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE cells SET %s WHERE id = ? AND " DK_OWNER_SQL, set);
+    sqlite3_stmt *st;
+    dk_status rc = dk_prepare(s, sql, &st, err);
+    if (rc != DK_OK) return rc;
+    int i = 1;
+    if (strchr(set, '?')) sqlite3_bind_double(st, i++, a);
+    if (strstr(set, "error = ?")) dk_bind_text(st, i++, text);
+    sqlite3_bind_int64(st, i++, cell_id);
+    dk_bind_owner(st, i, w);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "update cell");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld is not held by worker %s (reclaimed or finished)", s->path,
+                     (long long)cell_id, w->name);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, double lease_s, dk_err *err) {
+    return dk_owned_update(s, cell_id, w, "lease_until = ?", dk_store_now() + lease_s, NULL, err);
+}
+
+dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error, dk_err *err) {
+    return dk_owned_update(s, cell_id, w,
+                           "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'failed', lease_until = NULL,"
+                           " error = ?", dk_store_now(), error ? error : "unknown error", err);
+}
+
+dk_status dk_store_cell_release(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err) {
+    return dk_owned_update(s, cell_id, w, "wall_s = wall_s + (? - claimed_at), state = 'pending', lease_until = NULL",
+                           dk_store_now(), NULL, err);
+}
+
+dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err) {
+    sqlite3_stmt *q = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    if ((rc = dk_prepare(s, "SELECT n_samples, (SELECT count(*) FROM samples WHERE cell_id = ?1) FROM cells WHERE id = ?1",
+                         &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, cell_id);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
+        goto fail;
+    }
+    int64_t want = sqlite3_column_int64(q, 0), have = sqlite3_column_int64(q, 1);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (have != want) {
+        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld has %lld of %lld samples; it cannot be done", s->path,
+                     (long long)cell_id, (long long)have, (long long)want);
+        goto fail;
+    }
+    if ((rc = dk_owned_update(s, cell_id, w,
+                              "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
+                              dk_store_now(), NULL, err)))
+        goto fail;
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    dk_rollback(s);
+    return rc;
+}
+
+dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_prepare(s, "SELECT state FROM cells WHERE id = ?", &q, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_int64(q, 1, cell_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) *state = dk_cell_state_parse(sqlite3_column_text(q, 0));
+    else if (step == SQLITE_DONE) rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
+    else rc = dk_sql_fail(s, err, "read cell state");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_t *n, dk_err *err) {
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_prepare(s, "SELECT sample_id FROM samples WHERE cell_id = ? ORDER BY sample_id", &q, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_int64(q, 1, cell_id);
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *p = realloc(*ids, cap * sizeof *p);
+            if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); break; }
+            *ids = p;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(q, 0);
+    }
+    if (rc == DK_OK && step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read sample ids");
+    sqlite3_finalize(q);
+    if (rc != DK_OK) { free(*ids); *ids = NULL; *n = 0; }
+    return rc;
+}
+
+/* ---- samples ---- */
+
+static char *dk_json_int_array(const int64_t *v, int n) {
+    size_t cap = 2 + (size_t)(n > 0 ? n : 0) * 21, len = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[len++] = '[';
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)v[i]);
+    s[len++] = ']';
+    s[len] = 0;
+    return s;
+}
+
+dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *r, dk_err *err) {
+    if (r->n_layer < 0 || (r->n_layer > 0 && !r->active))
+        return dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: active tokens per layer missing", s->path,
+                       (long long)r->cell_id, (long long)r->sample_id);
+    char *active = dk_json_int_array(r->active, r->n_layer);
+    if (!active) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+    sqlite3_stmt *ins = NULL, *lay = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) { free(active); return rc; }
+    double now = dk_store_now();
+    if ((rc = dk_owned_update(s, r->cell_id, w, "lease_until = ?", now + lease_s, NULL, err))) goto fail;
+    if ((rc = dk_prepare(s,
+            "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
+            " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
+            " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
+            " created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+        goto fail;
+    sqlite3_bind_int64(ins, 1, r->cell_id);
+    sqlite3_bind_int64(ins, 2, r->sample_id);
+    dk_bind_text(ins, 3, r->sample_key);
+    sqlite3_bind_int64(ins, 4, r->prompt_tokens);
+    sqlite3_bind_int64(ins, 5, r->context_tokens);
+    sqlite3_bind_int64(ins, 6, r->question_tokens);
+    sqlite3_bind_int64(ins, 7, r->gen_tokens);
+    dk_bind_text(ins, 8, active);
+    sqlite3_bind_int64(ins, 9, r->flops_dense);
+    sqlite3_bind_int64(ins, 10, r->flops_method);
+    dk_bind_text(ins, 11, r->flops_dense_parts);
+    dk_bind_text(ins, 12, r->flops_method_parts);
+    dk_bind_real(ins, 13, r->wall_dense_s);
+    dk_bind_real(ins, 14, r->wall_method_s);
+    dk_bind_real(ins, 15, r->wall_decode_s);
+    dk_bind_text(ins, 16, r->prediction);
+    dk_bind_text(ins, 17, r->answers);
+    dk_bind_real(ins, 18, r->score);
+    dk_bind_real(ins, 19, r->kl);
+    dk_bind_real(ins, 20, r->kl_answer);
+    if (r->top1 < 0) sqlite3_bind_null(ins, 21);
+    else sqlite3_bind_int(ins, 21, r->top1);
+    sqlite3_bind_text(ins, 22, w->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(ins, 23, now);
+    if (sqlite3_step(ins) != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+            rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,
+                         (long long)r->cell_id, (long long)r->sample_id);
+        else
+            rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: rejected: %s", s->path, (long long)r->cell_id,
+                         (long long)r->sample_id, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    int64_t row = sqlite3_last_insert_rowid(s->db);
+    if (r->layers) {
+        if ((rc = dk_prepare(s,
+                "INSERT INTO sample_layers(sample_row, layer, delta_min, delta_median, delta_max, flops, wall_s)"
+                " VALUES(?,?,?,?,?,?,?)", &lay, err)))
+            goto fail;
+        for (int l = 0; l < r->n_layer; l++) {
+            const dk_layer_stat *ls = &r->layers[l];
+            sqlite3_reset(lay);
+            sqlite3_bind_int64(lay, 1, row);
+            sqlite3_bind_int(lay, 2, l);
+            dk_bind_real(lay, 3, ls->delta_min);
+            dk_bind_real(lay, 4, ls->delta_median);
+            dk_bind_real(lay, 5, ls->delta_max);
+            sqlite3_bind_int64(lay, 6, ls->flops);
+            dk_bind_real(lay, 7, ls->wall_s);
+            if (sqlite3_step(lay) != SQLITE_DONE) {
+                rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld layer %d: rejected: %s", s->path,
+                             (long long)r->cell_id, (long long)r->sample_id, l, sqlite3_errmsg(s->db));
+                goto fail;
+            }
+        }
+    }
+    sqlite3_finalize(ins);
+    sqlite3_finalize(lay);
+    ins = lay = NULL;
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    free(active);
+    return DK_OK;
+fail:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(lay);
+    dk_rollback(s);
+    free(active);
+    return rc;
+}
+
+/* ---- dense results ---- */
+
+dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, dk_err *err) {
+    if (r->logits && (r->n_vocab <= 0 || r->n_logit_rows <= 0))
+        return dk_fail(err, DK_ERR_ARG, "%s: dense logits need n_vocab and n_logit_rows > 0", s->path);
+    sqlite3_stmt *st;
+    dk_status rc = dk_prepare(s,
+        "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, prompt_tokens,"
+        " flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits, created_at)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(st, 1, r->model_sha256);
+    dk_bind_text(st, 2, r->task_key);
+    sqlite3_bind_int64(st, 3, r->sample_id);
+    dk_bind_text(st, 4, r->task);
+    dk_bind_text(st, 5, r->task_options);
+    sqlite3_bind_int64(st, 6, r->prompt_tokens);
+    sqlite3_bind_int64(st, 7, r->flops);
+    dk_bind_text(st, 8, r->flops_parts);
+    dk_bind_real(st, 9, r->wall_s);
+    dk_bind_text(st, 10, r->prediction);
+    dk_bind_real(st, 11, r->score);
+    dk_bind_known(st, 12, r->logits ? r->n_vocab : -1);
+    dk_bind_known(st, 13, r->logits ? r->n_logit_rows : -1);
+    if (r->logits)
+        sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float), SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 14);
+    sqlite3_bind_double(st, 15, dk_store_now());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert dense result");
+    else if (inserted) *inserted = sqlite3_changes(s->db) > 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
+                             dk_dense_result *out, int *found, dk_err *err) {
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_prepare(s,
+        "SELECT prompt_tokens, flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits"
+        " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", &q, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(q, 1, model_sha256);
+    dk_bind_text(q, 2, task_key);
+    sqlite3_bind_int64(q, 3, sample_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) {
+        out->prompt_tokens = sqlite3_column_int64(q, 0);
+        out->flops = sqlite3_column_int64(q, 1);
+        out->flops_parts = dk_strdup0(sqlite3_column_text(q, 2));
+        out->wall_s = sqlite3_column_double(q, 3);
+        out->prediction = dk_strdup0(sqlite3_column_text(q, 4));
+        out->score = sqlite3_column_type(q, 5) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 5);
+        out->n_vocab = sqlite3_column_int64(q, 6);
+        out->n_logit_rows = sqlite3_column_int64(q, 7);
+        const void *blob = sqlite3_column_blob(q, 8);
+        size_t bytes = (size_t)sqlite3_column_bytes(q, 8);
+        if (blob && bytes) {
+            if (bytes != (size_t)(out->n_vocab * out->n_logit_rows) * sizeof(float)) {
+                rc = dk_fail(err, DK_ERR_FORMAT, "%s: dense result logits have %zu bytes, expected %lld x %lld floats",
+                             s->path, bytes, (long long)out->n_logit_rows, (long long)out->n_vocab);
+            } else if ((out->logits = malloc(bytes))) {
+                memcpy(out->logits, blob, bytes);
+            } else {
+                rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+            }
+        }
+        if (rc == DK_OK) *found = 1;
+        else dk_store_dense_free(out);
+    } else if (step != SQLITE_DONE) {
+        rc = dk_sql_fail(s, err, "read dense result");
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+void dk_store_dense_free(dk_dense_result *r) {
+    if (!r) return;
+    free(r->flops_parts);
+    free(r->prediction);
+    free(r->logits);
+    memset(r, 0, sizeof *r);
+}

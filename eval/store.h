@@ -1,0 +1,251 @@
+/* store.h — the SQLite results store: one file holds what was asked, what ran, what came out,
+ * and on what machine. WAL mode; any number of worker processes share one file.
+ *
+ * ======================================================================================
+ * SCHEMA (version 1; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954)
+ * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
+ * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
+ * RULER report them; KL in nats. JSON columns hold canonical JSON (sorted keys, no spaces).
+ * --------------------------------------------------------------------------------------
+ * runs           one row per `dashkit run` invocation
+ *   id INTEGER PK, name TEXT (config "name"), config_path TEXT, config_text TEXT (verbatim),
+ *   config_hash TEXT (sha256 hex of config_text), git_rev TEXT (dashkit source revision),
+ *   host TEXT, cpu TEXT (model name), blas_core TEXT (OpenBLAS core in use), threads INTEGER,
+ *   workers INTEGER, command TEXT (argv), n_cells INTEGER (cells the config expands to),
+ *   started_at REAL, finished_at REAL (NULL while running or if interrupted)
+ * models         one row per distinct model FILE CONTENT
+ *   id INTEGER PK, sha256 TEXT UNIQUE (hex of the file), path TEXT (last path seen), arch TEXT,
+ *   n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx, n_params, file_bytes INTEGER,
+ *   added_at REAL
+ * cells          one row per matrix point; shared by every run whose config contains it
+ *   id INTEGER PK, key TEXT UNIQUE (sha256 of identity), identity TEXT (canonical JSON of
+ *   model sha256 + task name/options + method name/params + sample set, see config.h),
+ *   run_id INTEGER (the run that created it), model_id INTEGER -> models,
+ *   task TEXT, task_options TEXT (JSON object), task_key TEXT (keys dense_results),
+ *   method TEXT, params TEXT (JSON object), n_samples INTEGER (samples 0..n-1), seed INTEGER,
+ *   state TEXT: 'pending' | 'running' | 'done' | 'failed', error TEXT (last failure),
+ *   attempts INTEGER (claims so far), worker TEXT ("host:pid" of the last claimant),
+ *   worker_host TEXT, worker_pid INTEGER, worker_start INTEGER (process start, clock ticks
+ *   since boot: tells a reused pid apart), lease_until REAL (claim expires unless renewed),
+ *   created_at, claimed_at, started_at (first claim), finished_at REAL,
+ *   wall_s REAL (seconds spent running it, summed over attempts)
+ *   INVARIANT (trigger): state becomes 'done' only when it has exactly n_samples sample rows.
+ * run_cells      which cells each run asked for
+ *   run_id INTEGER, cell_id INTEGER, ord INTEGER (position in the config's expansion); PK(run,cell)
+ * samples        one row per (cell, sample); written with its sample_layers in ONE transaction
+ *   id INTEGER PK, cell_id INTEGER -> cells, sample_id INTEGER (index in the sample set),
+ *   sample_key TEXT (task's own id, e.g. LongBench _id), prompt_tokens, context_tokens,
+ *   question_tokens, gen_tokens INTEGER (tokens), active_tokens TEXT (JSON array, per layer:
+ *   context tokens that layer processed), flops_dense, flops_method INTEGER (prefill of
+ *   context + question), flops_dense_parts, flops_method_parts TEXT (JSON object component ->
+ *   FLOPs), wall_dense_s, wall_method_s REAL (prefill wall time), wall_decode_s REAL,
+ *   prediction TEXT, answers TEXT (JSON array of gold answers), score REAL [0,100],
+ *   kl REAL (KL(dense||method) of the first answer token's distribution), kl_answer REAL (mean
+ *   KL over teacher-forced gold answer tokens), top1 INTEGER 0/1 (argmax agrees with dense),
+ *   worker TEXT, created_at REAL.  UNIQUE(cell_id, sample_id). NULL = not measured.
+ * sample_layers  per-layer detail of a sample (optional)
+ *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
+ *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
+ *   wall_s REAL; PK(sample_row, layer)
+ * dense_results  dense reference per (model, task, sample), shared by every method's cell
+ *   model_sha256 TEXT, task_key TEXT, sample_id INTEGER (PK of the three), task TEXT,
+ *   task_options TEXT, prompt_tokens INTEGER, flops INTEGER, flops_parts TEXT, wall_s REAL,
+ *   prediction TEXT, score REAL, n_vocab INTEGER, n_logit_rows INTEGER, logits BLOB (float32
+ *   little-endian, (n_logit_rows, n_vocab): row 0 = first answer token's logits, rows 1.. =
+ *   teacher-forced gold answer tokens), created_at REAL
+ * --------------------------------------------------------------------------------------
+ * VIEWS (query them directly: sqlite3 results/dashkit.db 'SELECT * FROM cell_summary')
+ * cell_summary   per cell: cell_id, run_id, model, model_sha256, task, task_options, length,
+ *   depth, method, params, rho, ls, tau, keep, state, n_samples, n (sample rows),
+ *   mean_score, flops_dense, flops_method (sums over samples), flops_ratio
+ *   (= flops_method/flops_dense), flops_speedup (= flops_dense/flops_method), wall_speedup
+ *   (= sum wall_dense_s / sum wall_method_s), mean_kl, top1_agreement (fraction), wall_s
+ * run_status     per run: run_id, name, config_path, started_at, finished_at, cells, pending,
+ *   running, done, failed
+ * sample_rows    per sample with its cell's parameters (what `dashkit export` writes):
+ *   cell_id, cell_key, model, model_sha256, task, task_options, length, depth, method, params,
+ *   rho, ls, tau, keep, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,
+ *   gen_tokens, active_tokens, flops_dense, flops_method, flops_ratio, wall_dense_s,
+ *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_answer, top1
+ * ======================================================================================
+ *
+ * Library code: every function returns a dk_status and fills dk_err; nothing prints or exits.
+ * Work protocol of a worker (the runner):
+ *   dk_store_open -> dk_store_run_begin -> dk_store_model_put -> dk_store_cells_add
+ *   loop: dk_store_cell_claim -> (dk_store_sample_ids; per missing sample: dk_store_dense_get /
+ *         dk_store_dense_put, dk_store_sample_put) -> dk_store_cell_finish | dk_store_cell_fail
+ *   dk_store_run_end -> dk_store_close
+ * Sample writes and finishing check that the caller still owns the cell (state running, same
+ * worker); a reclaimed cell's old owner gets DK_ERR_STATE and must drop it. */
+#ifndef DK_STORE_H
+#define DK_STORE_H
+
+#include "dk_common.h"
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DK_STORE_SCHEMA_VERSION 1
+#define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
+
+typedef struct dk_store dk_store;
+
+typedef enum {
+    DK_STORE_OPEN_CREATE = 1,   /* create the file (and its parent folder) if missing */
+    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist and be up to date */
+} dk_store_open_flags;
+
+typedef enum {
+    DK_CELL_PENDING = 0,
+    DK_CELL_RUNNING,
+    DK_CELL_DONE,
+    DK_CELL_FAILED,
+} dk_cell_state;
+
+const char *dk_cell_state_name(dk_cell_state s);
+
+/* ---- open / close ---- */
+
+/* Opens (creating / migrating as flags allow) the store at path. A missing file without
+ * DK_STORE_OPEN_CREATE is DK_ERR_IO "PATH: no such store". A file that is not a dashkit store,
+ * or has a newer schema than this build, is DK_ERR_FORMAT. */
+dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err);
+void dk_store_close(dk_store *s);
+sqlite3 *dk_store_db(dk_store *s);        /* for read queries (views) by export/report */
+int dk_store_schema_version(dk_store *s); /* PRAGMA user_version */
+double dk_store_now(void);                /* unix seconds */
+
+/* ---- runs and models ---- */
+
+typedef struct {
+    const char *name, *config_path, *config_text, *config_hash;
+    const char *git_rev, *host, *cpu, *blas_core, *command; /* NULL = unknown */
+    int threads, workers;
+    int64_t n_cells;
+} dk_run_info;
+
+dk_status dk_store_run_begin(dk_store *s, const dk_run_info *info, int64_t *run_id, dk_err *err);
+dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err);
+
+typedef struct {
+    const char *sha256; /* required, 64 hex */
+    const char *path;   /* required */
+    const char *arch;   /* NULL = unknown; integer fields < 0 = unknown */
+    int64_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx, n_params, file_bytes;
+} dk_model_info;
+
+/* Inserts the model (or updates path and metadata of the same sha256); returns its id. */
+dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model_id, dk_err *err);
+
+/* ---- cells ---- */
+
+typedef struct {
+    const char *key, *identity;           /* from dk_config_cell_identity */
+    const char *task, *task_options, *task_key;
+    const char *method, *params;
+    int64_t model_id, n_samples, seed;
+} dk_cell_spec;
+
+/* In ONE transaction: inserts each cell not yet in the store (state pending, created by run_id),
+ * links all to run_id in order, and (retry_failed) puts failed ones back to pending. Done cells
+ * stay done: that is resume. cell_ids (n) receives each cell's id; states (n, may be NULL) its
+ * state after the call. */
+dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
+                             int64_t *cell_ids, dk_cell_state *states, dk_err *err);
+
+/* Who holds a claim. dk_store_worker_self fills it for the calling process. */
+typedef struct {
+    char host[256];
+    int64_t pid;
+    int64_t start;    /* process start, clock ticks since boot (0 = unknown) */
+    char name[300];   /* "host:pid" */
+} dk_worker;
+
+void dk_store_worker_self(dk_worker *w);
+
+/* In one BEGIN IMMEDIATE transaction: picks the first cell of run_id (config order) that is
+ * pending, or running but stale (lease_until passed, or its worker on this host no longer
+ * exists), and marks it running for w with lease_until = now + lease_s.
+ * *cell_id = 0 when no cell is left to claim. key (may be NULL) receives the cell key. */
+dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
+                              char key[65], dk_err *err);
+
+/* Extends w's lease on cell_id. DK_ERR_STATE if w no longer owns it. */
+dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, double lease_s, dk_err *err);
+
+/* Sample ids already stored for the cell, ascending (malloc'd; *ids NULL when n = 0). */
+dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_t *n, dk_err *err);
+
+/* Marks an owned cell done; DK_ERR_STATE if samples are missing or w does not own it. */
+dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err);
+/* Marks an owned cell failed with a one-line error. */
+dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error, dk_err *err);
+/* Gives an owned cell back (pending), e.g. on interrupt. Its stored samples are kept. */
+dk_status dk_store_cell_release(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err);
+dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err);
+
+/* ---- samples ---- */
+
+typedef struct {
+    double delta_min, delta_median, delta_max; /* NAN = not computed at this layer */
+    int64_t flops;                             /* >= 0 */
+    double wall_s;                             /* NAN = not measured */
+} dk_layer_stat;
+
+/* Doubles set to NAN and strings set to NULL are stored as NULL. */
+typedef struct {
+    int64_t cell_id, sample_id;
+    const char *sample_key;
+    int64_t prompt_tokens, context_tokens, question_tokens, gen_tokens;
+    int n_layer;
+    const int64_t *active;        /* (n_layer) context tokens processed per layer */
+    const dk_layer_stat *layers;  /* (n_layer) or NULL */
+    int64_t flops_dense, flops_method;
+    const char *flops_dense_parts, *flops_method_parts; /* JSON objects or NULL */
+    double wall_dense_s, wall_method_s, wall_decode_s;
+    const char *prediction;
+    const char *answers;          /* JSON array or NULL */
+    double score, kl, kl_answer;
+    int top1;                     /* 0, 1, or -1 = not measured */
+} dk_sample_row;
+
+/* Writes the sample row and its layer rows in ONE BEGIN IMMEDIATE transaction, after checking
+ * that w owns the cell (and renewing its lease by lease_s). Any failure rolls everything back:
+ * no partial row is ever visible. DK_ERR_STATE: not the owner or sample already stored. */
+dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *row, dk_err *err);
+
+/* ---- dense results shared across methods ---- */
+
+typedef struct {
+    const char *model_sha256, *task_key;
+    int64_t sample_id;
+    const char *task, *task_options;
+    int64_t prompt_tokens, flops;
+    const char *flops_parts;      /* JSON object or NULL */
+    double wall_s;
+    const char *prediction;
+    double score;                 /* NAN = not scored */
+    int64_t n_vocab, n_logit_rows;
+    const float *logits;          /* (n_logit_rows, n_vocab) or NULL */
+} dk_dense_row;
+
+/* INSERT OR IGNORE: the first writer wins (dense results are deterministic); *inserted (may be
+ * NULL) tells whether this call stored it. */
+dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *row, int *inserted, dk_err *err);
+
+/* Owned copy of a dense row; free with dk_store_dense_free. */
+typedef struct {
+    int64_t prompt_tokens, flops;
+    char *flops_parts;
+    double wall_s;
+    char *prediction;
+    double score;
+    int64_t n_vocab, n_logit_rows;
+    float *logits;                /* (n_logit_rows, n_vocab) or NULL */
+} dk_dense_result;
+
+dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
+                             dk_dense_result *out, int *found, dk_err *err);
+void dk_store_dense_free(dk_dense_result *r);
+
+#endif
