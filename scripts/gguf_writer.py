@@ -31,6 +31,7 @@ Usage:
     w.add_uint32("llama.block_count", 2)
     w.add_float32("llama.rope.freq_base", 10000.0)
     w.add_array("tokenizer.ggml.tokens", ["<unk>", "<s>"], ValueType.STRING)
+    w.add_tokenizer_spm(tokens, scores, token_types)  # tokenizer.ggml.* (model "llama")
     w.add_tensor("token_embd.weight", emb_np_float32, GGMLType.F16)
     w.write()          # atomic: writes path + ".tmp" then renames
 
@@ -260,6 +261,22 @@ class GGUFWriter:
     def add_int64(self, key, v): self.add_value(key, v, ValueType.INT64)
     def add_float32(self, key, v): self.add_value(key, v, ValueType.FLOAT32)
     def add_float64(self, key, v): self.add_value(key, v, ValueType.FLOAT64)
+
+    def add_tokenizer_spm(self, tokens, scores, token_types, bos_id=1, eos_id=2, unk_id=0,
+                          add_bos=True, add_eos=False):
+        """SentencePiece-style vocabulary as llama.cpp stores it (tokenizer.ggml.model = llama):
+        pieces use U+2581 for spaces, byte-fallback pieces are "<0xNN>" with TokenType.BYTE."""
+        if not (len(tokens) == len(scores) == len(token_types)):
+            raise ValueError("tokens/scores/token_types lengths differ")
+        self.add_string("tokenizer.ggml.model", "llama")
+        self.add_array("tokenizer.ggml.tokens", tokens, ValueType.STRING)
+        self.add_array("tokenizer.ggml.scores", scores, ValueType.FLOAT32)
+        self.add_array("tokenizer.ggml.token_type", token_types, ValueType.INT32)
+        self.add_uint32("tokenizer.ggml.bos_token_id", bos_id)
+        self.add_uint32("tokenizer.ggml.eos_token_id", eos_id)
+        self.add_uint32("tokenizer.ggml.unknown_token_id", unk_id)
+        self.add_bool("tokenizer.ggml.add_bos_token", add_bos)
+        self.add_bool("tokenizer.ggml.add_eos_token", add_eos)
 
     # -- tensors
     def add_tensor(self, name, data, ggml_type=GGMLType.F32):

@@ -258,15 +258,7 @@ def write_gguf(path, name, cfg, W, ftype, vocab):
     w.add_uint32("general.file_type",
                  gw.LlamaFileType.ALL_F32 if ftype == "f32" else gw.LlamaFileType.MOSTLY_F16)
     tokens, scores, types = vocab
-    w.add_string("tokenizer.ggml.model", "llama")
-    w.add_array("tokenizer.ggml.tokens", tokens, gw.ValueType.STRING)
-    w.add_array("tokenizer.ggml.scores", scores, gw.ValueType.FLOAT32)
-    w.add_array("tokenizer.ggml.token_type", types, gw.ValueType.INT32)
-    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
-    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
-    w.add_bool("tokenizer.ggml.add_bos_token", True)
-    w.add_bool("tokenizer.ggml.add_eos_token", False)
+    w.add_tokenizer_spm(tokens, scores, types, bos_id=1, eos_id=2, unk_id=0)
 
     def mat(n, a):
         w.add_tensor(n, a, wt)
