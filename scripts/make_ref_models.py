@@ -13,21 +13,26 @@ transformers' LlamaForCausalLM / Qwen2ForCausalLM compute it): RMSNorm, RoPE wit
 UNPERMUTED q/k, GQA by repeating each KV head for n_head/n_head_kv consecutive query heads,
 SwiGLU FFN, causal softmax attention; no engine code is shared.
 
-Models (tests/data/ref_<name>_<f32|f16>.gguf, tokenizer.ggml.model = llama, SPM-style vocab):
+Models (tests/data/ref_<name>_<type>.gguf, tokenizer.ggml.model = llama, SPM-style vocab):
   llama : n_embd 64, 4 heads x 16, 2 KV heads, n_ff 128, 3 layers, vocab 320, theta 1e4,
           rms eps 1e-5, untied output.weight.  attn_q/attn_k rows PERMUTED as llama.cpp's
           convert_hf_to_gguf.py does (GGML "normal" adjacent-pair RoPE on the GGUF side).
   qwen2 : n_embd 64, 8 heads x 8, 2 KV heads, n_ff 96, 2 layers, vocab 320, theta 1e6,
           rms eps 1e-6, q/k/v biases, tied output (no output.weight), NOT permuted (NEOX RoPE).
           Written with general.alignment = 64 (the llama files use the implicit default 32).
-  F16 files store 2-D weights as F16 and 1-D tensors (norms, biases) as F32, as llama.cpp does.
+  tiny  : n_embd 32, 2 heads x 16, 1 KV head, n_ff 64, 1 layer, vocab 288, untied, llama
+          layout; written as Q8_0 and BF16 (ref_tiny_{q8_0,bf16}); its golden covers a 16-token
+          prompt only, to keep tests/data small.
+  F16/BF16/Q8_0 files store 2-D weights in that type and 1-D tensors (norms, biases) as F32,
+  as llama.cpp does.
   The golden of each file is computed from the weights exactly as stored (F16 values upcast).
 
-Golden logits: tests/data/ref_<name>_<f32|f16>.logits, little-endian binary:
+Golden logits: tests/data/ref_<name>_<type>.logits, little-endian binary:
     char     magic[8]   = "DKLOGIT1"
-    uint32   n_tokens   (64)
+    uint32   n_tokens   (64; 16 for tiny)
     uint32   n_vocab
-    int32    tokens[n_tokens]              the prompt ids (tests/data/ref_prompt.txt too)
+    int32    tokens[n_tokens]              the prompt ids (the 64 of llama/qwen2 are also in
+                                           tests/data/ref_prompt.txt)
     float32  logits[n_tokens][n_vocab]     row t = next-token logits after tokens[0..t]
 """
 
@@ -56,6 +61,16 @@ CONFIGS = {
     "qwen2": dict(arch="qwen2", n_embd=64, n_head=8, n_head_kv=2, n_ff=96, n_layer=2,
                   n_vocab=320, rope_theta=1000000.0, rms_eps=1e-6, qkv_bias=True, tied=True,
                   embd_std=0.25, alignment=64),
+    # quantised storage types: a tiny model (Q8_0 needs ne[0] % 32 == 0) and a short prompt
+    "tiny": dict(arch="llama", n_embd=32, n_head=2, n_head_kv=1, n_ff=64, n_layer=1,
+                 n_vocab=288, rope_theta=10000.0, rms_eps=1e-5, qkv_bias=False, tied=False,
+                 embd_std=1.0, alignment=32, ftypes=("q8_0", "bf16"), n_prompt=16),
+}
+FTYPES = {  # name: (GGML type of 2-D weights, general.file_type, rounding the engine sees)
+    "f32": (gw.GGMLType.F32, gw.LlamaFileType.ALL_F32, lambda v: v),
+    "f16": (gw.GGMLType.F16, gw.LlamaFileType.MOSTLY_F16, gw.f16_round),
+    "bf16": (gw.GGMLType.BF16, gw.LlamaFileType.MOSTLY_BF16, gw.bf16_round),
+    "q8_0": (gw.GGMLType.Q8_0, gw.LlamaFileType.MOSTLY_Q8_0, gw.q8_0_round),
 }
 
 
@@ -125,11 +140,10 @@ def make_weights(cfg, gen):
 
 
 def stored_weights(W, ftype):
-    """The values an engine sees after loading the file of type ftype: F16 rounds every 2-D
-    weight; 1-D tensors stay F32."""
-    if ftype == "f32":
-        return W
-    return {k: (gw.f16_round(v) if v.ndim == 2 else v) for k, v in W.items()}
+    """The values an engine sees after loading the file of type ftype: F16/BF16/Q8_0 round
+    every 2-D weight; 1-D tensors stay F32."""
+    rnd = FTYPES[ftype][2]
+    return {k: (rnd(v) if v.ndim == 2 else v) for k, v in W.items()}
 
 
 # ------------------------------------------------------------------ torch forward ----
@@ -242,7 +256,7 @@ def write_gguf(path, name, cfg, W, ftype, vocab):
     c = cfg
     arch = c["arch"]
     hd = c["n_embd"] // c["n_head"]
-    wt = gw.GGMLType.F32 if ftype == "f32" else gw.GGMLType.F16
+    wt = FTYPES[ftype][0]
     w = gw.GGUFWriter(path, alignment=c["alignment"])
     w.add_string("general.architecture", arch)
     w.add_string("general.name", "dashkit-ref-%s" % name)
@@ -255,8 +269,7 @@ def write_gguf(path, name, cfg, W, ftype, vocab):
     w.add_uint32(arch + ".attention.head_count_kv", c["n_head_kv"])
     w.add_float32(arch + ".rope.freq_base", c["rope_theta"])
     w.add_float32(arch + ".attention.layer_norm_rms_epsilon", c["rms_eps"])
-    w.add_uint32("general.file_type",
-                 gw.LlamaFileType.ALL_F32 if ftype == "f32" else gw.LlamaFileType.MOSTLY_F16)
+    w.add_uint32("general.file_type", FTYPES[ftype][1])
     tokens, scores, types = vocab
     w.add_tokenizer_spm(tokens, scores, types, bos_id=1, eos_id=2, unk_id=0)
 
@@ -344,9 +357,9 @@ def permuted_rope_matches(cfg, W):
 
 # ------------------------------------------------------------------ goldens ----
 
-def make_prompt(n_vocab):
+def make_prompt(n_vocab, n=N_PROMPT):
     g = torch.Generator().manual_seed(SEED + 7)
-    body = torch.randint(3, n_vocab, (N_PROMPT - 1,), generator=g).tolist()
+    body = torch.randint(3, n_vocab, (n - 1,), generator=g).tolist()
     return [1] + body
 
 
@@ -372,15 +385,16 @@ def read_logits(path):
 def generate(outdir, verbose=True):
     torch.set_num_threads(1)
     files = []
-    tokens = None
-    for name, cfg in CONFIGS.items():
-        gen = torch.Generator().manual_seed(SEED + (0 if name == "llama" else 1))
+    main_tokens = None
+    for ci, (name, cfg) in enumerate(CONFIGS.items()):
+        gen = torch.Generator().manual_seed(SEED + ci)
         W = make_weights(cfg, gen)
         assert permuted_rope_matches(cfg, W), "permutation/RoPE self-check failed"
         vocab = build_vocab(cfg["n_vocab"])
-        if tokens is None:
-            tokens = make_prompt(cfg["n_vocab"])
-        for ftype in ("f32", "f16"):
+        tokens = make_prompt(cfg["n_vocab"], cfg.get("n_prompt", N_PROMPT))
+        if main_tokens is None:
+            main_tokens = tokens
+        for ftype in cfg.get("ftypes", ("f32", "f16")):
             base = os.path.join(outdir, "ref_%s_%s" % (name, ftype))
             size = write_gguf(base + ".gguf", name, cfg, W, ftype, vocab)
             Wst = stored_weights(W, ftype)
@@ -389,10 +403,11 @@ def generate(outdir, verbose=True):
             with torch.no_grad():
                 lg = model.forward(tokens).numpy()
                 # prefix consistency of the causal reference itself
-                lg40 = model.forward(tokens[:40]).numpy()
-            assert np.abs(lg[:40] - lg40).max() < 1e-9
+                n40 = min(40, len(tokens) - 1)
+                lg40 = model.forward(tokens[:n40]).numpy()
+            assert np.abs(lg[:n40] - lg40).max() < 1e-9
             scale = np.abs(lg).max()
-            for mut in MUTANTS[name]:
+            for mut in MUTANTS.get(name, []):
                 with torch.no_grad():
                     lm = RefModel(cfg, Wst, mutant=mut).forward(tokens).numpy()
                 gap = np.abs(lm - lg).max() / scale
@@ -409,7 +424,7 @@ def generate(outdir, verbose=True):
                          int(lg[-1].argmax())))
     p = os.path.join(outdir, "ref_prompt.txt")
     with open(p, "w") as f:
-        f.write(" ".join(str(t) for t in tokens) + "\n")
+        f.write(" ".join(str(t) for t in main_tokens) + "\n")
     files.append(p)
     return files
 

@@ -4,7 +4,9 @@
  *   tests/data/ref_{llama,qwen2}_{f32,f16}.gguf + .logits   scripts/make_ref_models.py
  *       small random-weight models written the way llama.cpp's converter lays them out (llama:
  *       GQA, permuted Q/K, untied output; qwen2: QKV bias, NEOX RoPE, tied output,
- *       general.alignment 64) and the torch logits of EVERY position of a 64-token prompt.
+ *       general.alignment 64) and the torch logits of EVERY position of a 64-token prompt;
+ *   tests/data/ref_tiny_{q8_0,bf16}.gguf + .logits: a 1-layer model stored as Q8_0 / BF16
+ *       (16-token prompt), golden computed on the dequantised values.
  *   tests/data/ref_halt_*.bin                                scripts/ref_halting.py
  *       DASH halting on those models (selection at l_s by ||U_t||_2, later layers on the active
  *       tokens at original positions, per-layer caches of different lengths), then a dense
@@ -109,6 +111,10 @@ static const ref_model REF_MODELS[] = {
      true, true, "F32", 78336},
     {"ref_qwen2_f16", "qwen2", 2, 64, 8, 2, 8, 96, 320, 1000000.0f, 1e-6f, DK_ROPE_TYPE_NEOX,
      true, true, "F16", 78336},
+    {"ref_tiny_q8_0", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
+     false, false, "Q8_0", 27744},
+    {"ref_tiny_bf16", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
+     false, false, "BF16", 27744},
 };
 #define N_REF_MODELS ((int)(sizeof REF_MODELS / sizeof REF_MODELS[0]))
 
@@ -220,8 +226,8 @@ START_TEST(test_prefill_all_positions) {
                            g.n_vocab, g.scale);
         if (r > worst) { worst = r; worst_t = t; }
     }
-    printf("%s: prefill 64, max err %.2e of logit scale %.3f (position %d)\n", rm->file, worst,
-           g.scale, worst_t);
+    printf("%s: prefill %d, max err %.2e of logit scale %.3f (position %d)\n", rm->file, g.n_tokens,
+           worst, g.scale, worst_t);
     ck_assert_msg(worst <= REF_TOL, "%s: position %d differs by %.3e of scale (> %g)", rm->file,
                   worst_t, worst, REF_TOL);
     free(lg);
@@ -231,13 +237,13 @@ START_TEST(test_prefill_all_positions) {
 }
 END_TEST
 
-/* Prefill 40 tokens, then decode the remaining 24 one at a time against the caches. */
+/* Prefill 40 tokens (10 of the tiny model's 16), then decode the rest one at a time. */
 START_TEST(test_prefill_then_decode) {
     const ref_model *rm = &REF_MODELS[_i];
-    const int n_pre = 40;
     dk_model *m = load_ref(rm);
     ref_logits g;
     load_golden(rm, &g);
+    const int n_pre = g.n_tokens * 40 / 64;
     dk_ctx *c = NULL;
     dk_err e = {{0}};
     ck_assert_msg(dk_ctx_create(m, g.n_tokens, &c, &e) == DK_OK, "%s", e.msg);
@@ -255,7 +261,8 @@ START_TEST(test_prefill_then_decode) {
     }
     ck_assert_int_eq(dk_ctx_n_past(c), g.n_tokens);
     for (int l = 0; l < m->cfg.n_layer; l++) ck_assert_int_eq(dk_ctx_cache(c, l)->len, g.n_tokens);
-    printf("%s: prefill 40 + decode 24, max err %.2e\n", rm->file, worst);
+    printf("%s: prefill %d + decode %d, max err %.2e\n", rm->file, n_pre, g.n_tokens - n_pre,
+           worst);
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
@@ -263,10 +270,14 @@ START_TEST(test_prefill_then_decode) {
 }
 END_TEST
 
-/* The tolerance can fail: the F16 model's logits are NOT within it of the F32 golden (they
- * differ by ~8e-4 of scale), so the engine really reads the F16 values and 1e-4 is tight. */
+/* The tolerance can fail: a model's logits are NOT within it of the golden of the same weights
+ * stored in another type (F16 vs F32 differ by ~6e-4..8e-4 of scale, Q8_0 vs BF16 more), so the
+ * engine really reads each type's values and 1e-4 is tight. Pairs: (model, other golden). */
+static const int DISCRIM_PAIRS[][2] = {{1, 0}, {3, 2}, {4, 5}};
+
 START_TEST(test_tolerance_discriminates) {
-    const ref_model *rm16 = &REF_MODELS[_i == 0 ? 1 : 3], *rm32 = &REF_MODELS[_i == 0 ? 0 : 2];
+    const ref_model *rm16 = &REF_MODELS[DISCRIM_PAIRS[_i][0]];
+    const ref_model *rm32 = &REF_MODELS[DISCRIM_PAIRS[_i][1]];
     dk_model *m = load_ref(rm16);
     ref_logits g32;
     load_golden(rm32, &g32);
@@ -453,7 +464,8 @@ static Suite *reference_suite(void) {
     tcase_add_loop_test(tc, test_info_cli, 0, N_REF_MODELS);
     tcase_add_loop_test(tc, test_prefill_all_positions, 0, N_REF_MODELS);
     tcase_add_loop_test(tc, test_prefill_then_decode, 0, N_REF_MODELS);
-    tcase_add_loop_test(tc, test_tolerance_discriminates, 0, 2);
+    tcase_add_loop_test(tc, test_tolerance_discriminates, 0,
+                        (int)(sizeof DISCRIM_PAIRS / sizeof DISCRIM_PAIRS[0]));
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("halting");
     tcase_set_timeout(th, 120);
