@@ -269,21 +269,45 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         for (int j = i; j > 0 && sp->nd_depth[order[j - 1]] > sp->nd_depth[order[j]]; j--) {
             int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
         }
-    long tpos = -1;
-    int k = 0, first = 1;
-    for (long i = 0; i <= h; i++) {
-        while (k < n && (long)llround(sp->nd_depth[order[k]] / 100.0 * (double)h) <= i) {
+    /* depth = share of haystack bytes before the needle: insert at the unit boundary nearest
+     * to depth% of the haystack's bytes */
+    sbuf hs = {0};
+    size_t *off = malloc((size_t)(h + 1) * sizeof(size_t));
+    if (!off) { s->oom = 1; return -1; }
+    sb_puts(&hs, "");
+    for (long i = 0; i < h; i++) {
+        if (i) sb_puts(&hs, sep);
+        off[i] = hs.n;
+        unit(g, sp, i, &hs);
+    }
+    off[h] = hs.n;
+    if (hs.oom) { free(off); free(hs.b); s->oom = 1; return -1; }
+    long tpos = -1, prev = 0;
+    int first = 1;
+    for (int k = 0; k < n; k++) {
+        double target = sp->nd_depth[order[k]] / 100.0 * (double)hs.n;
+        long lo = 0, hi = h; /* first boundary >= target */
+        while (lo < hi) { long mid = (lo + hi) / 2; if ((double)off[mid] < target) lo = mid + 1; else hi = mid; }
+        if (lo > 0 && target - (double)off[lo - 1] < (double)off[lo] - target) lo--;
+        if (lo < prev) lo = prev;
+        if (lo > prev) { /* units prev..lo-1 */
             if (!first) sb_puts(s, sep);
+            size_t a = off[prev], b = lo < h ? off[lo] - strlen(sep) : hs.n;
+            sb_putn(s, hs.b + a, b - a);
             first = 0;
-            if (order[k] == sp->target) tpos = (long)s->n;
-            sb_puts(s, sp->needle[order[k]]);
-            k++;
         }
-        if (i == h) break;
         if (!first) sb_puts(s, sep);
         first = 0;
-        unit(g, sp, i, s);
+        if (order[k] == sp->target) tpos = (long)s->n;
+        sb_puts(s, sp->needle[order[k]]);
+        prev = lo;
     }
+    if (prev < h) {
+        if (!first) sb_puts(s, sep);
+        sb_putn(s, hs.b + off[prev], hs.n - off[prev]);
+    }
+    free(off);
+    free(hs.b);
     return tpos;
 }
 
@@ -369,9 +393,9 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
                 sb_puts(c, sp->stmt[k++]);
             }
             if (i == h) break;
-            if (!first) sb_puts(c, "\n");
+            if (!first) sb_puts(c, i % 5 ? " " : "\n");
             first = 0;
-            sb_puts(c, dk_ruler_noise);
+            unit_noise(g, sp, i, c);
         }
         sb_puts(c, "\n");
         /* RULER's answer prefix spells "assgined"; kept for comparability */
@@ -383,12 +407,12 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
     case DK_RULER_CWE: {
         sb_puts(c, "Below is a numbered list of words. In these words, some appear more often than "
                    "others. Memorize the ones that appear most often.\n");
-        long n = (long)p->n_cw * p->freq_cw + h * p->freq_ucw;
+        long n = (long)p->n_cw * p->freq_cw + h; /* h uncommon entries, freq_ucw per word */
         int *idx = malloc((size_t)(n + 1) * sizeof(int)); /* word index per list entry */
         if (!idx) { c->oom = 1; break; }
         long m = 0;
         for (int w = 0; w < p->n_cw; w++) for (int r = 0; r < p->freq_cw; r++) idx[m++] = w;
-        for (long w = 0; w < h; w++) for (int r = 0; r < p->freq_ucw; r++) idx[m++] = p->n_cw + (int)w;
+        for (long j = 0; j < h; j++) idx[m++] = p->n_cw + (int)(j / p->freq_ucw);
         rng_t r;
         rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
         for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&r, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
@@ -470,7 +494,7 @@ static long prompt_tokens(const gen_ctx *g, const sbuf *c, const sbuf *q, dk_err
 static long max_units(const gen_ctx *g) {
     switch (g->p->kind) {
     case DK_RULER_QA: return g->n_docs - 1;
-    case DK_RULER_CWE: return g->vocab.n - g->p->n_cw;
+    case DK_RULER_CWE: return (long)(g->vocab.n - g->p->n_cw) * g->p->freq_ucw;
     default: return 1L << 26;
     }
 }
@@ -827,8 +851,9 @@ dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *to
         if (!st) {
             long tpos = build(&g, &sp, h, &c, &q);
             if (c.oom || q.oom) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-            else if (p->kind != DK_RULER_QA && ntok < p->length - p->length / 100 - 1)
-                st = dk_fail(e, DK_ERR_ARG, "length %ld: the %s generator reached only %ld tokens", p->length, kind_name(p->kind), ntok);
+            else if (ntok < p->length / 2) /* the haystack (qa: documents) ran out */
+                st = dk_fail(e, DK_ERR_ARG, "length %ld: the %s generator reached only %ld tokens (not enough %s)",
+                             p->length, kind_name(p->kind), ntok, p->kind == DK_RULER_QA ? "documents" : "haystack");
             if (!st) {
                 char idb[64];
                 snprintf(idb, sizeof idb, "%s-%llu-%d", kind_name(p->kind), (unsigned long long)p->seed, i);
