@@ -147,9 +147,9 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
     if ((st = dk_rd(c, &nkv, 8, "metadata count"))) return st;
     /* a key-value pair takes at least 8+1+4+1 bytes, a tensor info at least 8+1+4+8+4+8 */
     if (nkv > g->size / 14)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd metadata count %llu for a %zu-byte file", g->path, (unsigned long long)nkv, g->size);
+        return dk_fail(e, DK_ERR_FORMAT, "%s: metadata count %llu cannot fit in a %zu-byte file (absurd count or truncated header)", g->path, (unsigned long long)nkv, g->size);
     if (nt > g->size / 33)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd tensor count %llu for a %zu-byte file", g->path, (unsigned long long)nt, g->size);
+        return dk_fail(e, DK_ERR_FORMAT, "%s: tensor count %llu cannot fit in a %zu-byte file (absurd count or truncated header)", g->path, (unsigned long long)nt, g->size);
     g->n_kv = (int64_t)nkv;
     g->n_tensors = (int64_t)nt;
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);

@@ -1,0 +1,155 @@
+/* cmd_bench.c — `dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R]`: sgemm peak and
+ * dense prefill throughput measured in the same run. The last line is
+ * `prefill_vs_gemm_peak: Y/X` (model FLOPs counted by the engine / wall time, over sgemm peak). */
+#include "cli.h"
+#include "blas.h"
+#include "forward.h"
+#include "model.h"
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void dk_bench_usage(FILE *f) {
+    fprintf(f, "usage: dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R] [--seed S]\n\n"
+               "Measures the sgemm peak of this machine and the dense prefill of T tokens in one run.\n\n"
+               "  MODEL          GGUF or llama2.c model file\n"
+               "  --shape NAME   random-weight model of a known shape instead (%s)\n"
+               "  --tokens T     prefill length (default 2048)\n"
+               "  --reps R       timed repetitions, the median is reported (default 3)\n"
+               "  --seed S       seed of the random weights and tokens (default 1)\n"
+               "  -h, --help     this help\n",
+            dk_model_shape_names());
+}
+
+static double dk_bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int dk_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double dk_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, dk_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* GFLOP/s of C (m,n) = A (m,k) · Bᵀ, median of reps after one warm-up. */
+static double dk_bench_gemm(int m, int n, int k, int reps) {
+    float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)n * k * 4), *c = malloc((size_t)m * n * 4);
+    if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)n * k; i++) b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    double t[16];
+    if (reps > 16) reps = 16;
+    for (int r = -1; r < reps; r++) {
+        double t0 = dk_bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+        if (r >= 0) t[r] = dk_bench_now() - t0;
+    }
+    free(a); free(b); free(c);
+    return 2.0 * m * n * k / dk_median(t, reps) * 1e-9;
+}
+
+int dk_cmd_bench(int argc, char **argv) {
+    const char *path = NULL, *shape = NULL;
+    long tokens = 2048, reps = 3;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_bench_usage(stdout); return 0; }
+        bool takes = !strcmp(a, "--shape") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed");
+        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--shape")) shape = argv[++i];
+        else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed")) {
+            char *end;
+            const char *v = argv[++i];
+            long long x = strtoll(v, &end, 10);
+            if (*end || end == v || x <= 0 || x > (1 << 22)) {
+                fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--tokens")) tokens = (long)x;
+            else if (!strcmp(a, "--reps")) reps = x > 15 ? 15 : (long)x;
+            else seed = (unsigned long long)x;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!path) path = a;
+        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", a); return 2; }
+    }
+    if (!path && !shape) shape = "qwen2-0.5b";
+    if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+
+    dk_err e = {{0}};
+    dk_model *m = NULL;
+    dk_ctx *c = NULL;
+    int32_t *toks = NULL;
+    int rc = 1;
+    if (shape) {
+        dk_model_config cfg;
+        if (!dk_model_shape(shape, &cfg)) {
+            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", shape, dk_model_shape_names());
+            return 2;
+        }
+        if (dk_model_create_random(&cfg, seed, shape, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+    } else if (dk_model_load(path, NULL, &m, &e)) {
+        fprintf(stderr, "dashkit bench: %s\n", e.msg);
+        return 1;
+    }
+    const dk_model_config *k = &m->cfg;
+    int T = (int)tokens;
+    if (dk_ctx_create(m, T, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
+    if (!(toks = malloc((size_t)T * sizeof *toks))) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)k->n_vocab); }
+
+    printf("model: %s\nformat: %s\nn_layer: %d\nn_embd: %d\nn_head: %d\nn_head_kv: %d\nn_ff: %d\nn_vocab: %d\n",
+           m->name, m->format_name, k->n_layer, k->n_embd, k->n_head, k->n_head_kv, k->n_ff, k->n_vocab);
+    printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n", T, reps, dk_blas_core(), dk_blas_threads());
+    fflush(stdout);
+
+    /* sgemm peak: the model's largest projection shape at this T and a square 2048 GEMM; best median */
+    double g1 = dk_bench_gemm(T, k->n_ff, k->n_embd, 5), g2 = dk_bench_gemm(2048, 2048, 2048, 5);
+
+    /* dense prefill: one warm-up, then reps */
+    float *logits = malloc((size_t)k->n_vocab * sizeof *logits);
+    double wall[16], layer_s = 0;
+    dk_flops per = {{0}};
+    int64_t flops = 0;
+    for (int r = -1; r < reps && logits; r++) {
+        dk_ctx_reset(c);
+        double t0 = dk_bench_now();
+        if (dk_forward_prefill(c, toks, T, NULL, logits, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
+        double dt = dk_bench_now() - t0;
+        if (r < 0) continue;
+        wall[r] = dt;
+        const dk_forward_stats *st = dk_ctx_stats(c);
+        flops = dk_flops_total(&st->total);
+        per = st->total;
+        for (int l = 0; l < st->n_layer; l++) layer_s += st->layers[l].wall_s / (double)reps;
+    }
+    free(logits);
+    double g3 = dk_bench_gemm(T, k->n_ff, k->n_embd, 5); /* again after: the machine is shared */
+    double gemm = g1 > g2 ? g1 : g2;
+    gemm = gemm > g3 ? gemm : g3;
+    double tw = dk_median(wall, (int)reps);
+    double pf = (double)flops / tw * 1e-9;
+    printf("gemm_gflops_model_shape: %.1f\ngemm_gflops_square2048: %.1f\ngemm_gflops_model_shape_after: %.1f\n", g1, g2, g3);
+    for (int i = 0; i < DK_FLOPS_COUNT; i++)
+        printf("flops_%s: %lld\n", dk_flops_component_name((dk_flops_component)i), (long long)per.c[i]);
+    printf("prefill_flops: %lld\nprefill_wall_s: %.3f\nprefill_layers_wall_s: %.3f\nprefill_tokens_per_s: %.1f\n",
+           (long long)flops, tw, layer_s, T / tw);
+    printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
+    rc = 0;
+done:
+    free(toks);
+    dk_ctx_free(c);
+    dk_model_free(m);
+    return rc;
+}
