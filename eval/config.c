@@ -1,5 +1,8 @@
 /* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
 #include "config.h"
+#include "task.h"
+
+#include <pthread.h>
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -10,7 +13,9 @@
 
 #define DK_CONFIG_MAX_CELLS 1000000
 
-/* ---- builtin registry (local copy until the halting/tasks registries are wired in) ---- */
+/* ---- builtin registry ----
+ * Methods: a copy of the halting policy table's names, accepted parameters and defaults
+ * (engine/policy.h) until the runner adapts the real table; tasks: the tasks registry itself. */
 
 static const char *const dk_keys_dense[] = {NULL};
 static const char *const dk_keys_dash[] = {"rho", "ls", "sink", "recent", NULL};
@@ -19,7 +24,7 @@ static const char *const dk_keys_dash_keep[] = {"keep", "ls", "sink", "recent", 
 static const char *const dk_keys_multistep[] = {"rho", "ls", "k", "sink", "recent", NULL};
 static const char *const dk_keys_random[] = {"rho", "ls", "seed", "sink", "recent", NULL};
 static const char *const dk_keys_fastv[] = {"rho", "ls", "layer", "sink", "recent", NULL};
-static const char *const dk_keys_snapkv[] = {"rho", "ls", "window", "sink", "recent", NULL};
+static const char *const dk_keys_snapkv[] = {"rho", "ls", "layer", "window", "kernel", "sink", "recent", NULL};
 
 static const dk_config_entry dk_builtin_methods[] = {
     {"dense", dk_keys_dense, NULL},
@@ -30,53 +35,35 @@ static const dk_config_entry dk_builtin_methods[] = {
     {"random", dk_keys_random, "{\"rho\":0.667,\"ls\":0.4}"},
     {"inverse", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
     {"dblock", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"fastv", dk_keys_fastv, "{\"rho\":0.667}"},
-    {"snapkv", dk_keys_snapkv, "{\"rho\":0.667}"},
+    {"fastv", dk_keys_fastv, "{\"rho\":0.667,\"ls\":0.4}"},
+    {"snapkv", dk_keys_snapkv, "{\"rho\":0.667,\"ls\":0.4}"},
 };
 
-static const char *const dk_keys_passkey[] = {"length", "depth", "haystack", NULL};
-static const char *const dk_keys_niah[] = {"length", "depth", "haystack", "key_type", "value_type",
-                                           "n_keys", "n_values", "n_queries", NULL};
-static const char *const dk_keys_vt[] = {"length", "n_chains", "n_hops", "haystack", NULL};
-static const char *const dk_keys_cwe[] = {"length", "n_words", "n_common", "n_uncommon", NULL};
-static const char *const dk_keys_fwe[] = {"length", "alpha", "n_words", NULL};
-static const char *const dk_keys_qa[] = {"length", "data", "n_distractors", NULL};
-static const char *const dk_keys_longbench[] = {"data", "config", "max_length", NULL};
+/* Tasks come from the tasks module's registry (task.h): every task, its option names. */
+static dk_config_entry *dk_builtin_tasks;
+static size_t dk_n_builtin_tasks;
+static dk_config_registry dk_builtin_registry;
+static pthread_once_t dk_builtin_once = PTHREAD_ONCE_INIT;
 
-static const dk_config_entry dk_builtin_tasks[] = {
-    {"passkey", dk_keys_passkey, NULL},
-    {"niah_single", dk_keys_niah, NULL},
-    {"niah_multikey", dk_keys_niah, NULL},
-    {"niah_multivalue", dk_keys_niah, NULL},
-    {"niah_multiquery", dk_keys_niah, NULL},
-    {"vt", dk_keys_vt, NULL},
-    {"cwe", dk_keys_cwe, NULL},
-    {"fwe", dk_keys_fwe, NULL},
-    {"qa", dk_keys_qa, NULL},
-    {"longbench/narrativeqa", dk_keys_longbench, NULL},
-    {"longbench/qasper", dk_keys_longbench, NULL},
-    {"longbench/multifieldqa_en", dk_keys_longbench, NULL},
-    {"longbench/hotpotqa", dk_keys_longbench, NULL},
-    {"longbench/2wikimqa", dk_keys_longbench, NULL},
-    {"longbench/musique", dk_keys_longbench, NULL},
-    {"longbench/gov_report", dk_keys_longbench, NULL},
-    {"longbench/qmsum", dk_keys_longbench, NULL},
-    {"longbench/multi_news", dk_keys_longbench, NULL},
-    {"longbench/trec", dk_keys_longbench, NULL},
-    {"longbench/triviaqa", dk_keys_longbench, NULL},
-    {"longbench/samsum", dk_keys_longbench, NULL},
-    {"longbench/passage_count", dk_keys_longbench, NULL},
-    {"longbench/passage_retrieval_en", dk_keys_longbench, NULL},
-    {"longbench/lcc", dk_keys_longbench, NULL},
-    {"longbench/repobench-p", dk_keys_longbench, NULL},
-};
+static void dk_builtin_init(void) {
+    int n = dk_task_count();
+    dk_builtin_tasks = calloc((size_t)(n > 0 ? n : 1), sizeof *dk_builtin_tasks);
+    for (int i = 0; dk_builtin_tasks && i < n; i++) {
+        const dk_task *t = dk_task_at(i);
+        size_t k = 0;
+        while (t->opts && t->opts[k].name) k++;
+        const char **keys = calloc(k + 1, sizeof *keys);
+        for (size_t j = 0; keys && j < k; j++) keys[j] = t->opts[j].name;
+        dk_builtin_tasks[dk_n_builtin_tasks++] = (dk_config_entry){t->name, keys ? keys : dk_keys_dense, NULL};
+    }
+    dk_builtin_registry = (dk_config_registry){dk_builtin_methods, sizeof dk_builtin_methods / sizeof dk_builtin_methods[0],
+                                               dk_builtin_tasks, dk_n_builtin_tasks};
+}
 
-static const dk_config_registry dk_builtin_registry = {
-    dk_builtin_methods, sizeof dk_builtin_methods / sizeof dk_builtin_methods[0],
-    dk_builtin_tasks, sizeof dk_builtin_tasks / sizeof dk_builtin_tasks[0],
-};
-
-const dk_config_registry *dk_config_registry_builtin(void) { return &dk_builtin_registry; }
+const dk_config_registry *dk_config_registry_builtin(void) {
+    pthread_once(&dk_builtin_once, dk_builtin_init);
+    return &dk_builtin_registry;
+}
 
 /* ---- growable string ---- */
 
@@ -234,7 +221,8 @@ static const dk_value_rule dk_rules[] = {
     {"seed", DK_RULE_INT, 0, 0, 0},
     {"sink", DK_RULE_INT, 0, 0, 0},
     {"recent", DK_RULE_INT, 0, 0, 0},
-    {"layer", DK_RULE_INT, 0, 0, 0},
+    {"layer", DK_RULE_INT, -1, 0, 0},
+    {"kernel", DK_RULE_INT, 1, 0, 0},
     {"relative", DK_RULE_BOOL, 0, 0, 0},
     {"length", DK_RULE_INT, 1, 0, 0},
     {"depth", DK_RULE_NUM, 0, 100, 0},
@@ -253,6 +241,7 @@ static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n)
         const dk_value_rule *r = &dk_rules[i];
         if (strcmp(r->key, key) != 0) continue;
         dk_describe(v, got, sizeof got);
+        if (!strcmp(key, "depth") && cJSON_IsString(v) && !strcmp(v->valuestring, "random")) return 0;
         switch (r->kind) {
         case DK_RULE_BOOL:
             if (!cJSON_IsBool(v)) { snprintf(msg, n, "expected true or false for %s, got %s", key, got); return 1; }
@@ -563,7 +552,7 @@ static void dk_line_col(const char *text, size_t off, int *line, int *col) {
 
 dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk_config_registry *reg,
                           dk_config **out, dk_err *err) {
-    if (!reg) reg = &dk_builtin_registry;
+    if (!reg) reg = dk_config_registry_builtin();
     *out = NULL;
     const char *file = path ? path : "<config>";
     const char *end = NULL;

@@ -21,9 +21,9 @@
  * filled in, so {"name":"dash"} and {"name":"dash","rho":0.667,"ls":0.4} are the same cell.
  *
  * Value rules (by parameter name, for every method/task that accepts it):
- *   rho in [0,1); ls in [0,1]; tau >= 0; keep, k, window integers >= 1;
- *   seed, sink, recent, layer integers >= 0; relative boolean;
- *   task length integer >= 1 (model tokens); task depth in [0,100] (percent of the context).
+ *   rho in [0,1); ls in [0,1]; tau >= 0; keep, k, window, kernel integers >= 1;
+ *   seed, sink, recent integers >= 0; layer integer >= -1; relative boolean;
+ *   task length integer >= 1 (model tokens); task depth in [0,100] (percent) or "random".
  *
  * Errors: one line "FILE: JSON.PATH: problem", e.g.
  *   configs/x.json: methods[2].rho[1]: rho = 1 is outside [0,1)
@@ -44,8 +44,9 @@ typedef struct {
     const char *defaults;     /* JSON object of default values merged into each cell, or NULL */
 } dk_config_entry;
 
-/* The halting and tasks modules own the real lists; the runner adapts them into this table.
- * dk_config_registry_builtin() is a local copy used until they exist (and by tests). */
+/* The halting and tasks modules own the real lists. dk_config_registry_builtin() (used when
+ * reg is NULL): tasks and their option names straight from the tasks registry (task.h);
+ * methods from a copy of the halting policy table (names, parameters, defaults of policy.h). */
 typedef struct {
     const dk_config_entry *methods; /* (n_methods) */
     size_t n_methods;

@@ -1,6 +1,7 @@
 /* test_config.c — config matrices: expansion (counts, order, params), defaults, identity,
  * canonical JSON, and the exact error line for each kind of bad config. */
 #include "config.h"
+#include "task.h"
 #include "support/dk_test.h"
 
 #include <stdio.h>
@@ -26,7 +27,7 @@ START_TEST(test_expand_counts_and_params) {
     const char *json =
         "{\"name\":\"grid\",\"models\":[\"a.gguf\",\"b.gguf\"],"
         "\"tasks\":[{\"name\":\"passkey\",\"lengths\":[1024,2048],\"depths\":[10,50,90]},"
-        "           {\"name\":\"niah_single\",\"length\":1024}],"
+        "           {\"name\":\"niah_single_1\",\"length\":1024}],"
         "\"methods\":[{\"name\":\"dense\"},"
         "             {\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":[0.25,0.5]},"
         "             {\"name\":\"random\",\"rho\":0.5,\"ls\":0.4,\"seed\":[1,2]}],"
@@ -59,7 +60,7 @@ START_TEST(test_expand_counts_and_params) {
     /* depth varies faster than length: task keys in the order written (lengths, depths) */
     ck_assert_str_eq(c->cells[11].task_options, "{\"depth\":50,\"length\":1024}");
     ck_assert_str_eq(c->cells[33].task_options, "{\"depth\":10,\"length\":2048}");
-    ck_assert_str_eq(c->cells[66].task_name, "niah_single");
+    ck_assert_str_eq(c->cells[66].task_name, "niah_single_1");
     ck_assert_str_eq(c->cells[66].task_options, "{\"length\":1024}");
     ck_assert_str_eq(c->models[c->cells[77].model], "b.gguf");
 
@@ -197,7 +198,7 @@ static const dk_bad_case dk_bad[] = {
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rhoo\":0.5}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[1].rhoo: unknown parameter for method \"dash\" (accepted: rho, ls, sink, recent)"},
     {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"lenghts\":[1]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: tasks[0].lenghts: unknown option for task \"passkey\" (accepted: length, depth, haystack)"},
+     "bad.json: tasks[0].lenghts: unknown option for task \"passkey\" (accepted: length, depth, seed, max_new_tokens)"},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\",\"rho\":0.5}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].rho: unknown parameter for method \"dense\" (accepted: none)"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"seed\":1,\"seed\":2}", DK_ERR_ARG, "bad.json: seed: duplicate key"},
@@ -265,7 +266,7 @@ START_TEST(test_bad_configs) {
     ck_assert_msg(st == b->status, "case %d: status %d, want %d (%s)", _i, st, b->status, e.msg);
     ck_assert_ptr_null(c);
     if (b->msg) ck_assert_str_eq(e.msg, b->msg);
-    else ck_assert_msg(!strncmp(e.msg, "bad.json: tasks[1].name: unknown task \"paskey\" (known: passkey, niah_single,", 76),
+    else ck_assert_msg(!strncmp(e.msg, "bad.json: tasks[1].name: unknown task \"paskey\" (known: narrativeqa, qasper, multifieldqa_en,", 92),
                        "got: %s", e.msg);
     ck_assert_msg(!strchr(e.msg, '\n'), "one line");
 }
@@ -326,6 +327,28 @@ START_TEST(test_custom_registry) {
 }
 END_TEST
 
+/* The default registry is the tasks module's own: every task there, with its option names. */
+START_TEST(test_builtin_registry_is_task_registry) {
+    const dk_config_registry *reg = dk_config_registry_builtin();
+    ck_assert_int_eq(reg->n_tasks, dk_task_count());
+    for (int i = 0; i < dk_task_count(); i++) {
+        const dk_task *t = dk_task_at(i);
+        ck_assert_str_eq(reg->tasks[i].name, t->name);
+        size_t k = 0;
+        for (; t->opts[k].name; k++) ck_assert_str_eq(reg->tasks[i].keys[k], t->opts[k].name);
+        ck_assert_ptr_null(reg->tasks[i].keys[k]);
+    }
+    dk_config *c = parse_ok("{\"models\":[\"m\"],\"tasks\":[{\"name\":\"niah_multikey_1\",\"length\":2048,"
+                            "\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":[2,4]},{\"name\":\"hotpotqa\","
+                            "\"data\":\"lb/data\"}],\"methods\":[{\"name\":\"snapkv\",\"window\":16,\"layer\":-1}],\"samples\":1}");
+    ck_assert_int_eq(c->n_cells, 3);
+    ck_assert_str_eq(c->cells[1].task_options, "{\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":4,\"length\":2048}");
+    ck_assert_str_eq(c->cells[2].task_options, "{\"data\":\"lb/data\"}");
+    ck_assert_str_eq(c->cells[0].method_params, "{\"layer\":-1,\"ls\":0.4,\"rho\":0.667,\"window\":16}");
+    dk_config_free(c);
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -337,6 +360,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_shipped_configs);
     tcase_add_test(tc, test_quickstart_matrix);
     tcase_add_test(tc, test_custom_registry);
+    tcase_add_test(tc, test_builtin_registry_is_task_registry);
     suite_add_tcase(s, tc);
     return s;
 }
