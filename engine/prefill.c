@@ -1,0 +1,112 @@
+/* prefill.c — context prefill with a policy, dense question prefill, greedy decode; the
+ * theoretical speedup formula (see prefill.h). */
+#include "prefill.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- one context + question prefill ---- */
+
+void dk_prefill_result_free(dk_prefill_result *r) {
+    if (!r) return;
+    free(r->layers); free(r->policy); free(r->active); free(r->ctx_logits); free(r->q_logits);
+    memset(r, 0, sizeof *r);
+}
+
+const float *dk_prefill_next_logits(const dk_prefill_result *r) { return r->q_logits ? r->q_logits : r->ctx_logits; }
+
+dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *ctx, int n_ctx,
+                         const int32_t *question, int n_q, float *hidden_out, dk_prefill_result *r, dk_err *e) {
+    memset(r, 0, sizeof *r);
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    int L = k->n_layer, V = k->n_vocab;
+    if (n_ctx <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
+    if (n_q < 0 || (n_q > 0 && !question)) return dk_fail(e, DK_ERR_ARG, "bad question (%d tokens)", n_q);
+    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
+    r->layers = malloc((size_t)L * sizeof *r->layers);
+    r->policy = calloc((size_t)L, sizeof *r->policy);
+    r->active = malloc((size_t)n_ctx * sizeof *r->active);
+    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
+    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits)) {
+        dk_prefill_result_free(r);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
+
+    dk_policy_run *run = NULL;
+    dk_prefill_opts o = {0};
+    o.hidden_out = hidden_out;
+    dk_status st = DK_OK;
+    if (p && p->rule != DK_POLICY_RULE_NONE) {
+        if ((st = dk_policy_run_create(p, pp, L, n_ctx, &run, e))) goto fail;
+        dk_policy_run_opts(run, &o);
+    }
+    dk_ctx_reset(c);
+    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
+    const dk_forward_stats *fs = dk_ctx_stats(c);
+    memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
+    r->ctx_flops = fs->total;
+    r->ctx_wall_s = fs->wall_s;
+    for (int l = 0; l < L; l++) r->policy[l] = run ? run->stats[l] : (dk_policy_layer_stats){false, 0, 0, NAN, NAN, NAN};
+    /* the last layer's cache holds exactly the rows active there, at positions 0..n_ctx-1 */
+    const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
+    r->n_active = kv->len;
+    memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
+    dk_policy_run_free(run);
+    run = NULL;
+
+    if (n_q > 0) {
+        if ((st = dk_forward_prefill(c, question, n_q, NULL, r->q_logits, e))) goto fail;
+        fs = dk_ctx_stats(c);
+        r->q_flops = fs->total;
+        r->q_wall_s = fs->wall_s;
+    }
+    return DK_OK;
+fail:
+    dk_policy_run_free(run);
+    dk_prefill_result_free(r);
+    return st;
+}
+
+dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, int32_t stop_token, int32_t *out,
+                                   int *n_out, dk_err *e) {
+    *n_out = 0;
+    int V = dk_ctx_model(c)->cfg.n_vocab;
+    if (n_max <= 0) return DK_OK;
+    float *lg = malloc((size_t)V * sizeof *lg);
+    if (!lg) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    int32_t next = dk_argmax(logits, V);
+    dk_status st = DK_OK;
+    while (next != stop_token) {
+        out[(*n_out)++] = next;
+        if (*n_out >= n_max) break;
+        if ((st = dk_forward_decode(c, next, lg, e))) break;
+        next = dk_argmax(lg, V);
+    }
+    free(lg);
+    return st;
+}
+
+/* ---- FLOP model ----
+ * Per layer on n rows (first chunk, exact causal attention, P = n(n+1)/2 query-key pairs):
+ *   norm  10·n·d            two RMSNorms (4·n·d each) and two residual adds
+ *   qkv   2·n·d·(qd+2·kvd)  (+ n·(qd+2·kvd) biases)
+ *   rope  6·n·(H+H_kv)·n_rot/2
+ *   attn  4·H·hd·P          Q·Kᵀ and P·V
+ *   soft  H·(5·P + n)
+ *   o     2·n·qd·d
+ *   ffn   6·n·d·f + 5·n·f */
+double dk_prefill_layer_flops(const dk_model_config *k, double n) {
+    double d = k->n_embd, hd = k->head_dim, H = k->n_head, Hkv = k->n_head_kv, f = k->n_ff;
+    double qd = H * hd, kvd = Hkv * hd, P = n * (n + 1) / 2;
+    double a = 10 * n * d + 2 * n * d * (qd + 2 * kvd) + (k->qkv_bias ? n * (qd + 2 * kvd) : 0);
+    a += 6 * n * (H + Hkv) * (k->n_rot / 2) + 4 * H * hd * P + H * (5 * P + n) + 2 * n * qd * d;
+    return a + 6 * n * d * f + 5 * n * f;
+}
+
+double dk_prefill_theoretical_speedup(const dk_model_config *k, int T, int l_s, double n_kept) {
+    int L = k->n_layer;
+    if (l_s >= L) return 1.0;
+    double A = dk_prefill_layer_flops(k, T), Ak = dk_prefill_layer_flops(k, n_kept);
+    return (double)L * A / ((double)l_s * A + (double)(L - l_s) * Ak);
+}
