@@ -152,6 +152,15 @@ void dk_ctx_reset(dk_ctx *c) {
     for (int l = 0; l < c->m->cfg.n_layer; l++) c->kv[l].len = 0;
 }
 
+dk_status dk_ctx_truncate(dk_ctx *c, int n_past, dk_err *e) {
+    if (n_past < 0 || n_past > c->n_past)
+        return dk_fail(e, DK_ERR_ARG, "truncate to %d tokens: context holds %d", n_past, c->n_past);
+    for (int l = 0; l < c->m->cfg.n_layer; l++)
+        while (c->kv[l].len > 0 && c->kv[l].pos[c->kv[l].len - 1] >= n_past) c->kv[l].len--;
+    c->n_past = n_past;
+    return DK_OK;
+}
+
 int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
 int dk_ctx_n_ctx_max(const dk_ctx *c) { return c->n_ctx_max; }
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[layer]; }

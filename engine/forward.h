@@ -121,6 +121,10 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
 void dk_ctx_free(dk_ctx *c);
 void dk_ctx_reset(dk_ctx *c);                       /* empties all caches; next position is 0 */
 int dk_ctx_n_past(const dk_ctx *c);                 /* tokens fed so far = next original position */
+/* Rewinds to n_past (0 <= n_past <= dk_ctx_n_past): drops every cache entry at a position >= n_past,
+ * so a caller can branch from a prefix (e.g. teacher-force an answer, rewind, then decode) without
+ * re-running the prefill. The remaining entries are untouched (bit-identical continuation). */
+dk_status dk_ctx_truncate(dk_ctx *c, int n_past, dk_err *e);
 int dk_ctx_n_ctx_max(const dk_ctx *c);
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
