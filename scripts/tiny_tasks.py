@@ -1,0 +1,281 @@
+"""tiny_tasks.py — long-context task generators for dashkit-tiny (training and held-out eval).
+
+Every sample is a token sequence [BOS] + encode(prompt) + encode(answer) with the answer span
+marked.  Because the tokenizer splits on whitespace before BPE (split_by_whitespace, dummy
+prefix), encode(prompt + " " + answer) == encode(prompt) + encode(answer) for a prompt that does
+not end in whitespace: the tokens are exactly those a user's full prompt string would produce.
+
+Haystacks are real text: spans of the pre-tokenized corpus cut at word boundaries, decoded back to
+text.  The TRAIN pool reads datasets/corpora/*-train.txt, the EVAL pool *-heldout.txt.  Needle key
+words are split the same way: a word is a held-out key when crc32(word) % 5 == 0.
+
+Formats follow the literature verbatim:
+  passkey  (Mohtashami & Jaggi 2023, landmark attention):
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them.
+     I will quiz you about the important information there." ... "The pass key is 12345. Remember
+     it. 12345 is the pass key." ... "What is the pass key? The pass key is" -> "12345."
+  NIAH single / multi-key / multi-value / multi-query (RULER, Hsieh et al. 2024):
+    "Some special magic numbers are hidden within the following text. Make sure to memorize it. I
+     will quiz you about the numbers afterwards." ... "One of the special magic numbers for <key>
+     is: <value>." ... "What is the special magic number for <key> mentioned in the provided text?
+     The special magic number for <key> mentioned in the provided text is" -> "<value>."
+  variable tracking (RULER vt), copy/repeat warm-up (a random span repeated; loss on the repeat).
+"""
+
+import os
+import random
+import zlib
+
+import numpy as np
+
+PASSKEY_INTRO = ("There is an important info hidden inside a lot of irrelevant text. "
+                 "Find it and memorize them. I will quiz you about the important information there.")
+PASSKEY_GARBAGE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+PASSKEY_NEEDLE = "The pass key is {k}. Remember it. {k} is the pass key."
+PASSKEY_QUESTION = "What is the pass key? The pass key is"
+
+NIAH_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize it. "
+              "I will quiz you about the numbers afterwards.")
+NIAH_NEEDLE = "One of the special magic numbers for {k} is: {v}."
+NIAH_QUESTION = ("What is the special magic number for {k} mentioned in the provided text? "
+                 "The special magic number for {k} mentioned in the provided text is")
+NIAH_QUESTION_MANY = ("What are all the special magic numbers for {k} mentioned in the provided text? "
+                      "The special magic numbers for {k} mentioned in the provided text are")
+
+VT_INTRO = "Memorize and track the chain(s) of variable assignment hidden in the following text."
+VT_QUESTION = ("Question: Find all variables that are assigned the value {v} in the text above. "
+               "Answer: According to the chain(s) of variables assigned in the text above, "
+               "{n} variables are assigned the value {v}, they are:")
+
+TASKS = ("copy", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
+         "vt")
+
+
+def repo_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Corpus:
+    """A token stream of one split with its word-boundary positions and key-word list."""
+
+    def __init__(self, sp, split, cache_dir=None):
+        d = os.path.join(repo_root(), "datasets", "corpora")
+        names = sorted(f for f in os.listdir(d) if f.endswith("-%s.txt" % split))
+        if not names:
+            raise SystemExit("tiny_tasks: no datasets/corpora/*-%s.txt (run scripts/fetch-corpora.sh)" % split)
+        texts = [open(os.path.join(d, n), encoding="utf-8").read() for n in names]
+        key = "%08x" % (zlib.crc32("".join(texts).encode()) ^ zlib.crc32(sp.serialized_model_proto()))
+        cache = os.path.join(cache_dir, "corpus-%s-%s.npy" % (split, key)) if cache_dir else None
+        if cache and os.path.exists(cache):
+            self.tokens = np.load(cache)
+        else:
+            ids = []
+            for t in texts:
+                for para in t.split("\n"):
+                    para = para.strip()
+                    if para:
+                        ids.extend(sp.encode(para))
+            self.tokens = np.asarray(ids, dtype=np.int32)
+            if cache:
+                os.makedirs(cache_dir, exist_ok=True)
+                np.save(cache + ".tmp.npy", self.tokens)
+                os.replace(cache + ".tmp.npy", cache)
+        wb = np.zeros(sp.get_piece_size(), dtype=bool)
+        for i in range(sp.get_piece_size()):
+            wb[i] = sp.id_to_piece(i).startswith("\u2581")
+        self.wb_pos = np.nonzero(wb[self.tokens])[0]
+        import re
+        words = {}
+        for t in texts:
+            for w in re.findall(r"\b[a-z]{4,10}\b", t):
+                words[w] = words.get(w, 0) + 1
+        good = sorted(w for w, n in words.items() if n >= 3)
+        held = [w for w in good if zlib.crc32(w.encode()) % 5 == 0]
+        train = [w for w in good if zlib.crc32(w.encode()) % 5 != 0]
+        self.key_words = held if split == "heldout" else train
+        self.sp = sp
+
+    def span(self, rng, n_tokens):
+        """Text of about n_tokens tokens, starting and ending at word boundaries."""
+        if n_tokens <= 0:
+            return ""
+        wb = self.wb_pos
+        i = rng.randrange(0, len(wb) - 1)
+        start = int(wb[i])
+        j = int(np.searchsorted(wb, start + n_tokens))
+        if j >= len(wb):
+            return self.span(rng, n_tokens)
+        end = int(wb[j])
+        return self.sp.decode(self.tokens[start:end].tolist())
+
+
+def _n5(rng):
+    return str(rng.randint(10000, 99999)) if rng.random() < 0.5 else str(rng.randint(1, 50000))
+
+
+def _n7(rng):
+    return str(rng.randint(1000000, 9999999))
+
+
+def _key(rng, corpus):
+    w = corpus.key_words
+    if rng.random() < 0.5:
+        return rng.choice(w)
+    return rng.choice(w) + "-" + rng.choice(w)
+
+
+def _keys(rng, corpus, n):
+    ks = []
+    while len(ks) < n:
+        k = _key(rng, corpus)
+        if all(k != o and not k.startswith(o + "-") and not o.startswith(k + "-") for o in ks):
+            ks.append(k)
+    return ks
+
+
+class TaskGen:
+    """Builds samples.  `length` is the target total token count; a sample whose fixed text is
+    longer than `length` gets no filler."""
+
+    def __init__(self, sp, corpus, joiner=None):
+        self.sp = sp
+        self.corpus = corpus
+        self.joiner = joiner  # None: random " " or "\n" per sample; else fixed
+        self.bos = sp.bos_id()
+
+    def _ntok(self, text):
+        return len(self.sp.encode(text)) if text else 0
+
+    def _haystack(self, rng, segments, length, garbage=False):
+        """segments: list of (fixed text or None for a filler slot, weight).  Filler slots share
+        the token budget left over by the fixed segments, split by `weight`."""
+        fixed = sum(self._ntok(s) for s, _ in segments if s is not None) + 3
+        budget = max(0, length - fixed)
+        out = []
+        for s, w in segments:
+            if s is not None:
+                out.append(s)
+                continue
+            n = int(round(budget * w))
+            if n <= 0:
+                continue
+            if garbage:
+                g = PASSKEY_GARBAGE
+                reps = max(1, n // max(1, self._ntok(g)))
+                out.append(" ".join([g] * reps))
+            else:
+                out.append(self.corpus.span(rng, n))
+        return out
+
+    def _finish(self, rng, parts, answer, task):
+        j = self.joiner if self.joiner is not None else (" " if rng.random() < 0.5 else "\n")
+        prompt = j.join(p for p in parts if p)
+        p_ids = self.sp.encode(prompt)
+        a_ids = self.sp.encode(answer)
+        toks = [self.bos] + p_ids + a_ids
+        a0 = 1 + len(p_ids)
+        return {"task": task, "tokens": toks, "ans": (a0, a0 + len(a_ids)), "answer": answer,
+                "prompt": prompt}
+
+    @staticmethod
+    def _depth_weights(depth):
+        return depth, 1.0 - depth
+
+    def passkey(self, rng, length, depth=None, garbage=None):
+        k = _n5(rng)
+        depth = rng.random() if depth is None else depth
+        if garbage is None:
+            garbage = rng.random() < 0.1
+        a, b = self._depth_weights(depth)
+        parts = self._haystack(rng, [(PASSKEY_INTRO, 0), (None, a), (PASSKEY_NEEDLE.format(k=k), 0),
+                                     (None, b), (PASSKEY_QUESTION, 0)], length, garbage)
+        return self._finish(rng, parts, k + ".", "passkey")
+
+    def _niah(self, rng, length, needles, question, answer, task):
+        """needles: list of sentences placed at random depths in the haystack."""
+        depths = sorted(rng.random() for _ in needles)
+        order = list(range(len(needles)))
+        rng.shuffle(order)
+        segs = [(NIAH_INTRO, 0)]
+        prev = 0.0
+        for d, i in zip(depths, order):
+            segs.append((None, d - prev))
+            segs.append((needles[i], 0))
+            prev = d
+        segs.append((None, 1.0 - prev))
+        segs.append((question, 0))
+        parts = self._haystack(rng, segs, length)
+        # answer order for multi-value follows order of appearance
+        return self._finish(rng, parts, answer(order), task)
+
+    def niah_single(self, rng, length, depth=None):
+        k = _keys(rng, self.corpus, 1)[0]
+        v = _n7(rng)
+        if depth is not None:
+            a, b = self._depth_weights(depth)
+            parts = self._haystack(rng, [(NIAH_INTRO, 0), (None, a), (NIAH_NEEDLE.format(k=k, v=v), 0),
+                                         (None, b), (NIAH_QUESTION.format(k=k), 0)], length)
+            return self._finish(rng, parts, v + ".", "niah_single")
+        return self._niah(rng, length, [NIAH_NEEDLE.format(k=k, v=v)], NIAH_QUESTION.format(k=k),
+                          lambda order: v + ".", "niah_single")
+
+    def niah_multikey(self, rng, length, n_keys=4):
+        ks = _keys(rng, self.corpus, n_keys)
+        vs = [_n7(rng) for _ in ks]
+        q = rng.randrange(n_keys)
+        needles = [NIAH_NEEDLE.format(k=k, v=v) for k, v in zip(ks, vs)]
+        return self._niah(rng, length, needles, NIAH_QUESTION.format(k=ks[q]),
+                          lambda order: vs[q] + ".", "niah_multikey")
+
+    def niah_multivalue(self, rng, length, n_values=4):
+        k = _keys(rng, self.corpus, 1)[0]
+        vs = [_n7(rng) for _ in range(n_values)]
+        needles = [NIAH_NEEDLE.format(k=k, v=v) for v in vs]
+        return self._niah(rng, length, needles, NIAH_QUESTION_MANY.format(k=k),
+                          lambda order: ", ".join(vs[i] for i in order) + ".", "niah_multivalue")
+
+    def niah_multiquery(self, rng, length, n_queries=None):
+        n = n_queries or rng.randint(2, 4)
+        ks = _keys(rng, self.corpus, n)
+        vs = [_n7(rng) for _ in ks]
+        needles = [NIAH_NEEDLE.format(k=k, v=v) for k, v in zip(ks, vs)]
+        kq = ", ".join(ks[:-1]) + " and " + ks[-1]
+        return self._niah(rng, length, needles, NIAH_QUESTION_MANY.format(k=kq),
+                          lambda order: ", ".join(vs) + ".", "niah_multiquery")
+
+    def vt(self, rng, length, hops=None):
+        hops = hops or rng.randint(2, 4)
+        names = set()
+        while len(names) < hops + 1:
+            names.add("".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5)))
+        names = list(names)
+        v = _n5(rng)
+        stmts = ["VAR %s = %s." % (names[0], v)] + ["VAR %s = VAR %s." % (names[i + 1], names[i])
+                                                      for i in range(hops)]
+        segs = [(VT_INTRO, 0)]
+        depths = sorted(rng.random() for _ in stmts)
+        prev = 0.0
+        for d, s in zip(depths, stmts):
+            segs.append((None, d - prev))
+            segs.append((s, 0))
+            prev = d
+        segs.append((None, 1.0 - prev))
+        segs.append((VT_QUESTION.format(v=v, n=hops + 1), 0))
+        parts = self._haystack(rng, segs, length)
+        return self._finish(rng, parts, " ".join(names) + ".", "vt")
+
+    def copy(self, rng, length):
+        """A random span S of real text followed by S again; loss on the repeat."""
+        half = max(4, (length - 1) // 2)
+        wb = self.corpus.wb_pos
+        i = rng.randrange(0, len(wb) - 1)
+        s = int(wb[i])
+        span = self.corpus.tokens[s:s + half].tolist()
+        if len(span) < half:
+            return self.copy(rng, length)
+        toks = [self.bos] + span + span
+        a0 = 1 + half
+        return {"task": "copy", "tokens": toks, "ans": (a0 + 1, a0 + half), "answer": None, "prompt": None}
+
+    def make(self, rng, task, length, **kw):
+        return getattr(self, task)(rng, length, **kw)
