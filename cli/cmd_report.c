@@ -1,0 +1,110 @@
+/* cmd_report.c — `dashkit report`: every figure, table and report.md of one run, from the store.
+ * Library work is in eval/report.c; this file parses options, prints and picks the exit code:
+ *   0  report written (also when gnuplot is missing: data and scripts are written, stderr says so)
+ *   1  the store cannot be read / a file cannot be written / gnuplot failed on a figure
+ *   2  usage error, or --run names no run in the store */
+#include "cli.h"
+#include "report.h"
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void dk_report_usage(FILE *f) {
+    fprintf(f, "usage: dashkit report [--db PATH] [--run ID] [--out DIR] [options]\n\n"
+               "Writes speedup-accuracy frontiers (measured and FLOP speedup), NIAH heatmaps, per-layer\n"
+               "plots, Markdown/LaTeX/CSV tables and DIR/report.md for one run of the store. Each figure's\n"
+               "data (.dat/.csv) and gnuplot script (.gp) are written beside it; files are replaced\n"
+               "atomically. gnuplot is found at run time ($DK_GNUPLOT, else on $PATH); without it the data\n"
+               "and scripts are still written, a message says so, and the exit status is 0.\n\n"
+               "  --db PATH      the store (default results/dashkit.db)\n"
+               "  --run ID       the run to report (default: the latest)\n"
+               "  --out DIR      output folder (default results/report; created if missing)\n"
+               "  --boot N       bootstrap resamples for the CIs (default 2000; 0 = no CIs)\n"
+               "  --seed S       bootstrap seed (default 1): the same seed gives the same CIs\n"
+               "  --level L      CI level in (0,1) (default 0.95)\n"
+               "  --no-draw      write data, scripts and tables only; do not run gnuplot\n"
+               "  -h, --help     this help\n\n"
+               "exit status: 0 written; 1 store unreadable, write error or gnuplot failed on a figure;\n"
+               "2 usage error or no such run\n");
+}
+
+/* Shared by report and plot: numeric option parsing with one clear error. */
+int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v || x < min) {
+        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, v, min);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int dk_report_parse_level(const char *cmd, const char *v, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !(x > 0 && x < 1)) {
+        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int dk_report_exit_code(dk_status st) { return st == DK_ERR_ARG ? 2 : 1; }
+
+int dk_cmd_report(int argc, char **argv) {
+    const char *db = "results/dashkit.db", *out = "results/report";
+    dk_report_opts o;
+    dk_report_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_report_usage(stdout); return 0; }
+        if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
+        int has_val = !strcmp(a, "--db") || !strcmp(a, "--run") || !strcmp(a, "--out") || !strcmp(a, "--boot") ||
+                      !strcmp(a, "--seed") || !strcmp(a, "--level");
+        if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", a); return 2; }
+        if (i + 1 >= argc) { fprintf(stderr, "dashkit report: option %s needs a value\n", a); return 2; }
+        const char *v = argv[++i];
+        long long x;
+        if (!strcmp(a, "--db")) db = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--run")) { if (dk_report_parse_i64("report", a, v, 1, &x)) return 2; o.run_id = x; }
+        else if (!strcmp(a, "--boot")) {
+            if (dk_report_parse_i64("report", a, v, 0, &x)) return 2;
+            if (x > 1000000) { fprintf(stderr, "dashkit report: --boot %lld is more than 1000000\n", x); return 2; }
+            o.n_boot = (int)x;
+        } else if (!strcmp(a, "--seed")) { if (dk_report_parse_i64("report", a, v, 0, &x)) return 2; o.seed = (uint64_t)x; }
+        else if (dk_report_parse_level("report", v, &o.level)) return 2;
+    }
+    if (!*out) { fprintf(stderr, "dashkit report: --out is empty\n"); return 2; }
+    dk_err e = {{0}};
+    dk_store *s = NULL;
+    dk_status st = dk_store_open(db, DK_STORE_OPEN_READONLY, &s, &e);
+    if (st != DK_OK) { fprintf(stderr, "dashkit report: %s\n", e.msg); return 1; }
+    dk_report_result r;
+    st = dk_report_write(s, out, &o, &r, &e);
+    dk_store_close(s);
+    if (st != DK_OK) { fprintf(stderr, "dashkit report: %s\n", e.msg); return dk_report_exit_code(st); }
+    printf("run: %lld\nout: %s\nreport: %s/report.md\nfiles: %d\n", (long long)r.run_id, out, out, r.n_files);
+    if (!o.draw) printf("figures: %d scripts, not drawn (--no-draw)\n", r.n_figures);
+    else if (!r.gnuplot_found) printf("figures: %d scripts, 0 drawn (gnuplot missing)\n", r.n_figures);
+    else printf("figures: %d drawn, %d failed (gnuplot %s, %s)\n", r.n_drawn, r.n_failed, r.gnuplot, r.terminal);
+    for (char *p = r.notes; *p;) {
+        char *nl = strchr(p, '\n');
+        fprintf(stderr, "note: %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    if (o.draw && !r.gnuplot_found)
+        fprintf(stderr, "dashkit report: %s: figures not drawn; data and scripts are in %s (draw with: cd %s && gnuplot NAME.gp)\n",
+                r.gnuplot, out, out);
+    if (r.n_failed) {
+        fprintf(stderr, "dashkit report: gnuplot failed on %d figure(s): %s\n", r.n_failed, r.failure);
+        return 1;
+    }
+    return 0;
+}
