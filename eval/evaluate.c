@@ -1,0 +1,320 @@
+/* evaluate.c — one sample, dense and with a method: prefill, teacher forcing, greedy decode,
+ * score, fidelity (see evaluate.h for the protocol). */
+#include "evaluate.h"
+#include "metrics.h"
+#include "prefill.h"
+#include "tokenizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double dk_eval_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---- prompt ---- */
+
+void dk_eval_prompt_free(dk_eval_prompt *p) {
+    if (!p) return;
+    dk_prompt_free(&p->p);
+    free(p->gold);
+    memset(p, 0, sizeof *p);
+}
+
+static void dk_eval_add_stop(dk_eval_prompt *p, int32_t t) {
+    if (t < 0) return;
+    for (int i = 0; i < p->n_stop; i++)
+        if (p->stop[i] == t) return;
+    if (p->n_stop < DK_EVAL_MAX_STOP) p->stop[p->n_stop++] = t;
+}
+
+dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out, dk_err *e) {
+    memset(out, 0, sizeof *out);
+    const dk_tokenizer *tok;
+    dk_status st = dk_model_tokenizer(m, &tok, e);
+    if (st) return st;
+    const char *id = s->id ? s->id : "?";
+    if (budget == 1) return dk_fail(e, DK_ERR_ARG, "budget of 1 token: middle truncation needs at least 2");
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    int add_bos = dk_tokenizer_bos(tok) >= 0;
+    if ((st = dk_sample_build_prompt(s, &ti, budget, add_bos, &out->p, e))) return st;
+    out->s = s;
+    out->n_context = (int)out->p.n_context;
+    out->n_question = (int)(out->p.n - out->p.n_context);
+    if (out->n_context <= 0) {
+        dk_eval_prompt_free(out);
+        return dk_fail(e, DK_ERR_ARG, "sample %s: the prompt has no context tokens to prefill", id);
+    }
+    if (s->n_answers > 0 && s->answers[0][0]) {
+        int n;
+        if ((st = dk_tokenizer_encode(tok, s->answers[0], strlen(s->answers[0]), false, &out->gold, &n, e))) {
+            dk_eval_prompt_free(out);
+            return st;
+        }
+        out->n_gold = n;
+    }
+    dk_eval_add_stop(out, dk_tokenizer_eos(tok));
+    dk_eval_add_stop(out, dk_tokenizer_bos(tok)); /* llama2.c models emit BOS between documents */
+    if (s->dataset && !strcmp(s->dataset, "samsum")) {
+        /* pred.py: eos_token_id = [eos, tokenizer.encode("\n")[-1]], min_length = prompt + 1 */
+        int32_t *nl = NULL;
+        int n = 0;
+        if ((st = dk_tokenizer_encode(tok, "\n", 1, false, &nl, &n, e))) { dk_eval_prompt_free(out); return st; }
+        if (n > 0) dk_eval_add_stop(out, nl[n - 1]);
+        free(nl);
+        out->min_new_tokens = 1;
+    }
+    out->max_new_tokens = s->max_new_tokens > 0 ? s->max_new_tokens : 0;
+    return DK_OK;
+}
+
+int dk_eval_prompt_ctx_tokens(const dk_eval_prompt *p) {
+    int extra = p->max_new_tokens > p->n_gold ? p->max_new_tokens : p->n_gold;
+    return (int)p->p.n + extra;
+}
+
+size_t dk_eval_default_budget(const dk_model *m, const dk_sample *s) {
+    int n = m->cfg.n_ctx_train;
+    if (n <= 0) return 0;
+    int b = n - (s->max_new_tokens > 0 ? s->max_new_tokens : 0);
+    return (size_t)(b >= n / 2 && b >= 2 ? b : (n / 2 >= 2 ? n / 2 : 2));
+}
+
+dk_status dk_eval_ctx_reserve(const dk_model *m, dk_ctx **c, int n_tokens, dk_err *e) {
+    if (*c && dk_ctx_model(*c) == m && dk_ctx_n_ctx_max(*c) >= n_tokens) return DK_OK;
+    dk_ctx_free(*c);
+    *c = NULL;
+    int n = (n_tokens + 255) / 256 * 256; /* fewer re-creations across samples of similar length */
+    return dk_ctx_create(m, n, c, e);
+}
+
+/* ---- results ---- */
+
+void dk_eval_result_free(dk_eval_result *r) {
+    if (!r) return;
+    free(r->active); free(r->layers); free(r->policy); free(r->gen); free(r->prediction); free(r->logits);
+    memset(r, 0, sizeof *r);
+}
+
+dk_flops dk_eval_result_flops(const dk_eval_result *r) {
+    dk_flops f = r->flops_ctx;
+    dk_flops_add(&f, &r->flops_q);
+    return f;
+}
+
+void dk_eval_ref_from_result(const dk_eval_result *d, dk_eval_ref *ref) {
+    ref->n_vocab = d->n_vocab;
+    ref->n_rows = d->n_rows;
+    ref->logits = d->logits;
+    ref->flops = d->flops;
+    ref->wall_s = d->wall_s;
+    ref->prediction = d->prediction;
+}
+
+static void dk_eval_unset_compare(dk_eval_result *r) {
+    r->flops_dense = -1;
+    r->wall_dense_s = r->flops_speedup = r->wall_speedup = r->kl = r->kl_answer = NAN;
+    r->top1 = r->same_prediction = -1;
+}
+
+/* ---- scoring ---- */
+
+static dk_status dk_eval_score(const dk_sample *s, const char *pred, double *score01, dk_err *e) {
+    char *p = NULL;
+    const char *use = pred;
+    if (s->dataset && dk_metric_dataset_first_line(s->dataset)) use = p = dk_metric_first_line(pred);
+    else if (s->metric == DK_METRIC_STRING_MATCH_ALL || s->metric == DK_METRIC_STRING_MATCH_PART)
+        use = p = dk_metric_ruler_postprocess(pred);
+    if (!use) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    double v = dk_metric_sample_score(s->metric, use, (const char *const *)s->answers, s->n_answers,
+                                      (const char *const *)s->all_classes, s->n_classes);
+    free(p);
+    if (isnan(v))
+        return dk_fail(e, DK_ERR_FORMAT, "sample %s: %s cannot score it (the official code would raise on these answers)",
+                       s->id ? s->id : "?", dk_metric_name(s->metric));
+    *score01 = v;
+    return DK_OK;
+}
+
+double dk_eval_aggregate_score(dk_metric m, const double *score01, int n) {
+    if (n <= 0) return NAN;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += score01[i];
+    if (m == DK_METRIC_STRING_MATCH_ALL || m == DK_METRIC_STRING_MATCH_PART) return dk_metric_round2(sum / n * 100);
+    return dk_metric_round2(100 * sum / n);
+}
+
+/* ---- one run: prefill, teacher forcing, greedy decode, score ---- */
+
+static bool dk_eval_is_stop(const dk_eval_prompt *p, int32_t t) {
+    for (int i = 0; i < p->n_stop; i++)
+        if (p->stop[i] == t) return true;
+    return false;
+}
+
+/* argmax (lowest index on ties), skipping the stop tokens when suppress */
+static int32_t dk_eval_pick(const dk_eval_prompt *p, const float *x, int n, bool suppress) {
+    if (!suppress) return dk_argmax(x, n);
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        if (dk_eval_is_stop(p, i)) continue;
+        if (best < 0 || x[i] > x[best]) best = i;
+    }
+    return best < 0 ? dk_argmax(x, n) : best;
+}
+
+static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
+                             dk_eval_result *r, dk_err *e) {
+    memset(r, 0, sizeof *r);
+    dk_eval_unset_compare(r);
+    const dk_model *m = dk_ctx_model(c);
+    const dk_tokenizer *tok;
+    dk_status st = dk_model_tokenizer(m, &tok, e);
+    if (st) return st;
+    const char *id = p->s && p->s->id ? p->s->id : "?";
+    int need = dk_eval_prompt_ctx_tokens(p);
+    if (dk_ctx_n_ctx_max(c) < need)
+        return dk_fail(e, DK_ERR_ARG, "sample %s: the context holds %d positions, the sample needs %d (prompt %d + %d generated/forced)",
+                       id, dk_ctx_n_ctx_max(c), need, (int)p->p.n, need - (int)p->p.n);
+    if (pol && pol->kind == DK_POLICY_DENSE) pol = NULL;
+    dk_policy_params defaults;
+    if (!pp) { dk_policy_params_default(&defaults); pp = &defaults; }
+    int L = m->cfg.n_layer, V = m->cfg.n_vocab;
+    if (pol && (st = dk_policy_params_validate(pol, pp, L, e))) return st;
+
+    snprintf(r->method, sizeof r->method, "%s", pol ? pol->name : "dense");
+    if (pol) dk_policy_params_format(pol, pp, r->params, sizeof r->params);
+    r->n_prompt = (int)p->p.n;
+    r->n_context = p->n_context;
+    r->n_question = p->n_question;
+    r->n_full = (int)p->p.n_full;
+    r->n_dropped = (int)p->p.n_dropped;
+    r->n_gold = p->n_gold;
+    r->n_layer = L;
+    r->n_vocab = V;
+    r->n_rows = p->n_gold > 1 ? p->n_gold : 1;
+
+    float *buf = NULL;
+    dk_prefill_result pr = {0};
+    r->active = malloc((size_t)L * sizeof *r->active);
+    r->layers = malloc((size_t)L * sizeof *r->layers);
+    r->policy = malloc((size_t)L * sizeof *r->policy);
+    r->logits = malloc((size_t)r->n_rows * V * sizeof *r->logits);
+    r->gen = malloc((size_t)(p->max_new_tokens > 0 ? p->max_new_tokens : 1) * sizeof *r->gen);
+    buf = malloc((size_t)V * sizeof *buf);
+    if (!r->active || !r->layers || !r->policy || !r->logits || !r->gen || !buf) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+
+    /* prefill: context with the policy, question densely */
+    const int32_t *ids = p->p.ids;
+    if ((st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e))) goto fail;
+    for (int l = 0; l < L; l++) r->active[l] = pr.layers[l].n_active;
+    memcpy(r->layers, pr.layers, (size_t)L * sizeof *r->layers);
+    memcpy(r->policy, pr.policy, (size_t)L * sizeof *r->policy);
+    r->n_kept = pr.n_active;
+    r->flops_ctx = pr.ctx_flops;
+    r->flops_q = pr.q_flops;
+    r->flops = dk_flops_total(&pr.ctx_flops) + dk_flops_total(&pr.q_flops);
+    r->wall_ctx_s = pr.ctx_wall_s;
+    r->wall_q_s = pr.q_wall_s;
+    r->wall_s = pr.ctx_wall_s + pr.q_wall_s;
+    memcpy(r->logits, dk_prefill_next_logits(&pr), (size_t)V * sizeof *r->logits);
+
+    /* teacher forcing: rows 1..G-1 from g[0..G-1) in one dense chunk, then rewind */
+    if (p->n_gold > 1) {
+        double t0 = dk_eval_now();
+        dk_prefill_opts o = {0};
+        o.all_logits = true;
+        if ((st = dk_forward_prefill(c, p->gold, p->n_gold - 1, &o, r->logits + V, e))) goto fail;
+        if ((st = dk_ctx_truncate(c, r->n_prompt, e))) goto fail;
+        r->wall_forcing_s = dk_eval_now() - t0;
+    }
+
+    /* greedy decode from row 0 */
+    double t0 = dk_eval_now();
+    const float *cur = r->logits;
+    for (int step = 0; r->n_gen < p->max_new_tokens; step++) {
+        int32_t next = dk_eval_pick(p, cur, V, step < p->min_new_tokens);
+        if (dk_eval_is_stop(p, next)) break;
+        r->gen[r->n_gen++] = next;
+        if (r->n_gen >= p->max_new_tokens) break;
+        if ((st = dk_forward_decode(c, next, buf, e))) goto fail;
+        cur = buf;
+    }
+    r->wall_decode_s = dk_eval_now() - t0;
+    size_t len;
+    if ((st = dk_tokenizer_decode(tok, r->gen, r->n_gen, &r->prediction, &len, e))) goto fail;
+
+    if (p->s) {
+        if ((st = dk_eval_score(p->s, r->prediction, &r->score01, e))) goto fail;
+        r->score = 100.0 * r->score01;
+    } else r->score = r->score01 = NAN;
+    dk_prefill_result_free(&pr);
+    free(buf);
+    return DK_OK;
+fail:
+    dk_prefill_result_free(&pr);
+    free(buf);
+    dk_eval_result_free(r);
+    return st;
+}
+
+/* ---- the two parts ---- */
+
+dk_status dk_eval_dense(dk_ctx *c, const dk_eval_prompt *p, dk_eval_result *out, dk_err *e) {
+    return dk_eval_run(c, p, NULL, NULL, out, e);
+}
+
+dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e) {
+    if (ref->n_vocab != r->n_vocab || ref->n_rows != r->n_rows || !ref->logits)
+        return dk_fail(e, DK_ERR_ARG, "dense reference has %d logit rows of %d, this run %d rows of %d (different model or tokenisation?)",
+                       ref->n_rows, ref->n_vocab, r->n_rows, r->n_vocab);
+    int V = r->n_vocab;
+    r->flops_dense = ref->flops;
+    r->wall_dense_s = ref->wall_s;
+    r->flops_speedup = r->flops > 0 ? (double)ref->flops / (double)r->flops : NAN;
+    r->wall_speedup = r->wall_s > 0 ? ref->wall_s / r->wall_s : NAN;
+    r->kl = dk_metric_kl_logits(ref->logits, r->logits, V);
+    r->top1 = dk_metric_top1_agree(ref->logits, r->logits, V);
+    r->kl_answer = r->n_gold > 0 ? dk_metric_mean_kl(ref->logits, r->logits, r->n_gold, V) : NAN;
+    r->same_prediction = ref->prediction && r->prediction ? !strcmp(ref->prediction, r->prediction) : -1;
+    return DK_OK;
+}
+
+dk_status dk_eval_method(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
+                         const dk_eval_ref *dense, dk_eval_result *out, dk_err *e) {
+    dk_status st = dk_eval_run(c, p, pol, pp, out, e);
+    if (st || !dense) return st;
+    if ((st = dk_eval_compare(dense, out, e))) dk_eval_result_free(out);
+    return st;
+}
+
+/* ---- helpers ---- */
+
+static int dk_eval_cmp_component(const void *a, const void *b) {
+    return strcmp(dk_flops_component_name(*(const dk_flops_component *)a),
+                  dk_flops_component_name(*(const dk_flops_component *)b));
+}
+
+int dk_eval_flops_json(const dk_flops *f, char *buf, size_t n) {
+    dk_flops_component order[DK_FLOPS_COUNT];
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) order[i] = (dk_flops_component)i;
+    qsort(order, DK_FLOPS_COUNT, sizeof *order, dk_eval_cmp_component);
+    size_t o = 0;
+    int k = snprintf(buf, n, "{");
+    o += (size_t)k;
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) {
+        k = snprintf(o < n ? buf + o : NULL, o < n ? n - o : 0, "%s\"%s\":%lld", i ? "," : "",
+                     dk_flops_component_name(order[i]), (long long)f->c[order[i]]);
+        o += (size_t)k;
+    }
+    k = snprintf(o < n ? buf + o : NULL, o < n ? n - o : 0, "}");
+    return (int)(o + (size_t)k);
+}
