@@ -1,5 +1,6 @@
 /* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
 #include "config.h"
+#include "policy.h"
 #include "task.h"
 
 #include <pthread.h>
@@ -14,30 +15,50 @@
 #define DK_CONFIG_MAX_CELLS 1000000
 
 /* ---- builtin registry ----
- * Methods: a copy of the halting policy table's names, accepted parameters and defaults
- * (engine/policy.h) until the runner adapts the real table; tasks: the tasks registry itself. */
+ * Methods: the halting policy table itself (engine/policy.h): every policy, the names of the
+ * parameters it accepts, and as defaults every accepted parameter that has one (a parameter
+ * without a default, e.g. dash-tau's tau, is required: see dk_config_check_policies). Tasks: the
+ * tasks registry (task.h). Built once, on first use. */
 
-static const char *const dk_keys_dense[] = {NULL};
-static const char *const dk_keys_dash[] = {"rho", "ls", "sink", "recent", NULL};
-static const char *const dk_keys_dash_tau[] = {"tau", "ls", "relative", "sink", "recent", NULL};
-static const char *const dk_keys_dash_keep[] = {"keep", "ls", "sink", "recent", NULL};
-static const char *const dk_keys_multistep[] = {"rho", "ls", "k", "sink", "recent", NULL};
-static const char *const dk_keys_random[] = {"rho", "ls", "seed", "sink", "recent", NULL};
-static const char *const dk_keys_fastv[] = {"rho", "ls", "layer", "sink", "recent", NULL};
-static const char *const dk_keys_snapkv[] = {"rho", "ls", "layer", "window", "kernel", "sink", "recent", NULL};
+static const char *const dk_keys_none[] = {NULL};
 
-static const dk_config_entry dk_builtin_methods[] = {
-    {"dense", dk_keys_dense, NULL},
-    {"dash", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"dash-tau", dk_keys_dash_tau, "{\"ls\":0.4}"},
-    {"dash-keep", dk_keys_dash_keep, "{\"ls\":0.4}"},
-    {"multistep", dk_keys_multistep, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"random", dk_keys_random, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"inverse", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"dblock", dk_keys_dash, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"fastv", dk_keys_fastv, "{\"rho\":0.667,\"ls\":0.4}"},
-    {"snapkv", dk_keys_snapkv, "{\"rho\":0.667,\"ls\":0.4}"},
-};
+static dk_config_entry *dk_builtin_methods;
+static size_t dk_n_builtin_methods;
+
+static void dk_fmt_number(double d, char out[40]);
+
+/* JSON object of the policy's defaults ({} when none); malloc'd, NULL on allocation failure. */
+static char *dk_policy_defaults_json(const dk_policy *p) {
+    char *s = malloc(1024), num[40];
+    size_t o = 0;
+    if (!s) return NULL;
+    o += (size_t)snprintf(s + o, 1024 - o, "{");
+    for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT && o < 1024; q++) {
+        const dk_policy_param *d = dk_policy_param_info(*q);
+        if (isnan(d->def)) continue;
+        if (d->type == DK_POLICY_PARAM_BOOL) snprintf(num, sizeof num, "%s", d->def != 0 ? "true" : "false");
+        else dk_fmt_number(d->def, num);
+        o += (size_t)snprintf(s + o, 1024 - o, "%s\"%s\":%s", o > 1 ? "," : "", d->name, num);
+    }
+    if (o + 2 > 1024) { free(s); return NULL; }
+    snprintf(s + o, 1024 - o, "}");
+    return s;
+}
+
+static void dk_builtin_methods_init(void) {
+    int n = dk_policy_count();
+    dk_builtin_methods = calloc((size_t)(n > 0 ? n : 1), sizeof *dk_builtin_methods);
+    for (int i = 0; dk_builtin_methods && i < n; i++) {
+        const dk_policy *p = dk_policy_at(i);
+        size_t k = 0;
+        while (p->params[k] != DK_POLICY_PARAM_COUNT) k++;
+        const char **keys = calloc(k + 1, sizeof *keys);
+        for (size_t j = 0; keys && j < k; j++) keys[j] = dk_policy_param_info(p->params[j])->name;
+        char *def = dk_policy_defaults_json(p);
+        if (def && !strcmp(def, "{}")) { free(def); def = NULL; }
+        dk_builtin_methods[dk_n_builtin_methods++] = (dk_config_entry){p->name, keys ? keys : dk_keys_none, def};
+    }
+}
 
 /* Tasks come from the tasks module's registry (task.h): every task, its option names. */
 static dk_config_entry *dk_builtin_tasks;
@@ -54,10 +75,10 @@ static void dk_builtin_init(void) {
         while (t->opts && t->opts[k].name) k++;
         const char **keys = calloc(k + 1, sizeof *keys);
         for (size_t j = 0; keys && j < k; j++) keys[j] = t->opts[j].name;
-        dk_builtin_tasks[dk_n_builtin_tasks++] = (dk_config_entry){t->name, keys ? keys : dk_keys_dense, NULL};
+        dk_builtin_tasks[dk_n_builtin_tasks++] = (dk_config_entry){t->name, keys ? keys : dk_keys_none, NULL};
     }
-    dk_builtin_registry = (dk_config_registry){dk_builtin_methods, sizeof dk_builtin_methods / sizeof dk_builtin_methods[0],
-                                               dk_builtin_tasks, dk_n_builtin_tasks};
+    dk_builtin_methods_init();
+    dk_builtin_registry = (dk_config_registry){dk_builtin_methods, dk_n_builtin_methods, dk_builtin_tasks, dk_n_builtin_tasks};
 }
 
 const dk_config_registry *dk_config_registry_builtin(void) {
@@ -211,23 +232,26 @@ typedef struct {
     int hi_open; /* 1: hi excluded */
 } dk_value_rule;
 
+/* Task option rules; method parameters take theirs from the policy table (dk_policy_param_info). */
 static const dk_value_rule dk_rules[] = {
-    {"rho", DK_RULE_NUM, 0, 1, 1},
-    {"ls", DK_RULE_NUM, 0, 1, 0},
-    {"tau", DK_RULE_NUM, 0, INFINITY, 0},
-    {"keep", DK_RULE_INT, 1, 0, 0},
-    {"k", DK_RULE_INT, 1, 0, 0},
-    {"window", DK_RULE_INT, 1, 0, 0},
     {"seed", DK_RULE_INT, 0, 0, 0},
-    {"sink", DK_RULE_INT, 0, 0, 0},
-    {"recent", DK_RULE_INT, 0, 0, 0},
-    {"layer", DK_RULE_INT, -1, 0, 0},
-    {"kernel", DK_RULE_INT, 1, 0, 0},
-    {"relative", DK_RULE_BOOL, 0, 0, 0},
     {"length", DK_RULE_INT, 1, 0, 0},
     {"depth", DK_RULE_NUM, 0, 100, 0},
     {"max_length", DK_RULE_INT, 1, 0, 0},
 };
+
+/* The rule for key: the policy table's parameter of that name, else the task rules above. */
+static int dk_find_rule(const char *key, dk_value_rule *out) {
+    const dk_policy_param *d = dk_policy_param_find(key);
+    if (d) {
+        dk_rule_kind k = d->type == DK_POLICY_PARAM_BOOL ? DK_RULE_BOOL : d->type == DK_POLICY_PARAM_INT ? DK_RULE_INT : DK_RULE_NUM;
+        *out = (dk_value_rule){key, k, d->lo, d->hi, d->hi_open};
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof dk_rules / sizeof dk_rules[0]; i++)
+        if (!strcmp(dk_rules[i].key, key)) { *out = dk_rules[i]; return 1; }
+    return 0;
+}
 
 /* Checks one scalar value of option `key`; 0 ok, else msg = the problem (no path). */
 static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n) {
@@ -237,9 +261,9 @@ static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n)
         snprintf(msg, n, "expected a number, string or boolean, got %s", got);
         return 1;
     }
-    for (size_t i = 0; i < sizeof dk_rules / sizeof dk_rules[0]; i++) {
-        const dk_value_rule *r = &dk_rules[i];
-        if (strcmp(r->key, key) != 0) continue;
+    dk_value_rule rule;
+    if (dk_find_rule(key, &rule)) {
+        const dk_value_rule *r = &rule;
         dk_describe(v, got, sizeof got);
         if (!strcmp(key, "depth") && cJSON_IsString(v) && !strcmp(v->valuestring, "random")) return 0;
         switch (r->kind) {
@@ -542,6 +566,36 @@ done:
     return st;
 }
 
+/* Each point of each method grid, set into the policy's parameters and validated by the policy
+ * table itself: catches what per-value rules cannot (a required parameter missing, e.g. tau of
+ * dash-tau; an even snapkv kernel). Layer-dependent checks wait for the model (n_layer unknown). */
+static dk_status dk_config_check_policies(dk_config *cfg, const cJSON *meth_opts[], dk_err *err) {
+    for (size_t i = 0; i < cfg->n_methods; i++) {
+        const dk_policy *p = dk_policy_find(cfg->methods[i].name);
+        if (!p) continue;
+        char **grid = NULL;
+        size_t n = dk_expand_grid(meth_opts[i], &grid);
+        if (!n) return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
+        dk_status st = DK_OK;
+        for (size_t g = 0; g < n && st == DK_OK; g++) {
+            cJSON *o = cJSON_Parse(grid[g]);
+            dk_policy_params pp;
+            dk_err pe = {{0}};
+            dk_policy_params_default(&pp);
+            st = o ? DK_OK : dk_fail(&pe, DK_ERR_NOMEM, "out of memory");
+            for (const cJSON *c = o ? o->child : NULL; c && st == DK_OK; c = c->next)
+                st = dk_policy_params_set(p, &pp, c->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, &pe);
+            if (st == DK_OK) st = dk_policy_params_validate(p, &pp, 0, &pe);
+            if (st) st = dk_fail(err, st, "%s: methods[%zu]: %s", cfg->path, i, pe.msg);
+            cJSON_Delete(o);
+        }
+        for (size_t g = 0; g < n; g++) free(grid[g]);
+        free(grid);
+        if (st) return st;
+    }
+    return DK_OK;
+}
+
 static void dk_line_col(const char *text, size_t off, int *line, int *col) {
     *line = 1; *col = 1;
     for (size_t i = 0; i < off; i++) {
@@ -694,6 +748,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         if (!cfg->methods[i].name || !cfg->methods[i].params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
 
+    if (reg == dk_config_registry_builtin() && (st = dk_config_check_policies(cfg, mopt, err)) != DK_OK) goto fail;
     if ((st = dk_config_expand(cfg, topt, mopt, err)) != DK_OK) goto fail;
     for (i = 0; i < cfg->n_tasks; i++) cJSON_Delete((cJSON *)topt[i]);
     for (i = 0; i < cfg->n_methods; i++) cJSON_Delete((cJSON *)mopt[i]);

@@ -1,6 +1,7 @@
 /* test_config.c — config matrices: expansion (counts, order, params), defaults, identity,
  * canonical JSON, and the exact error line for each kind of bad config. */
 #include "config.h"
+#include "policy.h"
 #include "task.h"
 #include "support/dk_test.h"
 
@@ -48,15 +49,15 @@ START_TEST(test_expand_counts_and_params) {
     ck_assert_str_eq(c->cells[0].method_name, "dense");
     ck_assert_str_eq(c->cells[0].method_params, "{}");
     static const char *dash[8] = {
-        "{\"ls\":0.25,\"rho\":0.3}", "{\"ls\":0.5,\"rho\":0.3}", "{\"ls\":0.25,\"rho\":0.5}",
-        "{\"ls\":0.5,\"rho\":0.5}", "{\"ls\":0.25,\"rho\":0.667}", "{\"ls\":0.5,\"rho\":0.667}",
-        "{\"ls\":0.25,\"rho\":0.8}", "{\"ls\":0.5,\"rho\":0.8}"};
+        "{\"ls\":0.25,\"recent\":0,\"rho\":0.3,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.3,\"sink\":0}", "{\"ls\":0.25,\"recent\":0,\"rho\":0.5,\"sink\":0}",
+        "{\"ls\":0.5,\"recent\":0,\"rho\":0.5,\"sink\":0}", "{\"ls\":0.25,\"recent\":0,\"rho\":0.667,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.667,\"sink\":0}",
+        "{\"ls\":0.25,\"recent\":0,\"rho\":0.8,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.8,\"sink\":0}"};
     for (int i = 0; i < 8; i++) {
         ck_assert_str_eq(c->cells[1 + i].method_name, "dash");
         ck_assert_str_eq(c->cells[1 + i].method_params, dash[i]);
     }
-    ck_assert_str_eq(c->cells[9].method_params, "{\"ls\":0.4,\"rho\":0.5,\"seed\":1}");
-    ck_assert_str_eq(c->cells[10].method_params, "{\"ls\":0.4,\"rho\":0.5,\"seed\":2}");
+    ck_assert_str_eq(c->cells[9].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":1,\"sink\":0}");
+    ck_assert_str_eq(c->cells[10].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":2,\"sink\":0}");
     /* depth varies faster than length: task keys in the order written (lengths, depths) */
     ck_assert_str_eq(c->cells[11].task_options, "{\"depth\":50,\"length\":1024}");
     ck_assert_str_eq(c->cells[33].task_options, "{\"depth\":10,\"length\":2048}");
@@ -85,8 +86,8 @@ START_TEST(test_defaults_and_duplicates) {
                             "\"methods\":[{\"name\":\"dash\"},{\"name\":\"dash\",\"rho\":0.667,\"ls\":0.4},"
                             "{\"name\":\"dash\",\"rho\":[0.5,0.667]}],\"samples\":1}");
     ck_assert_int_eq(c->n_cells, 2);
-    ck_assert_str_eq(c->cells[0].method_params, "{\"ls\":0.4,\"rho\":0.667}");
-    ck_assert_str_eq(c->cells[1].method_params, "{\"ls\":0.4,\"rho\":0.5}");
+    ck_assert_str_eq(c->cells[0].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.667,\"sink\":0}");
+    ck_assert_str_eq(c->cells[1].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"sink\":0}");
     ck_assert_int_eq(c->seed, 0);
     ck_assert_int_eq(c->threads, 0);
     ck_assert_str_eq(c->name, "t"); /* file name without .json */
@@ -103,7 +104,7 @@ START_TEST(test_identity) {
     dk_config_identity a, b, d;
     dk_err e = {{0}};
     ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[1], dk_zero_sha, &a, &e), DK_OK);
-    ck_assert_str_eq(a.json, "{\"method\":{\"name\":\"dash\",\"params\":{\"ls\":0.4,\"rho\":0.5}},"
+    ck_assert_str_eq(a.json, "{\"method\":{\"name\":\"dash\",\"params\":{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"sink\":0}},"
                              "\"model\":\"0000000000000000000000000000000000000000000000000000000000000000\","
                              "\"samples\":{\"n\":10,\"seed\":3},"
                              "\"task\":{\"name\":\"passkey\",\"options\":{\"depth\":50,\"length\":1024}}}");
@@ -251,6 +252,11 @@ static const dk_bad_case dk_bad[] = {
      "bad.json: samples: expected an integer in [1, 100000000], got number 0"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"threads\":-1}", DK_ERR_ARG,
      "bad.json: threads: expected an integer in [0, 4096], got number -1"},
+    /* checked by the policy table itself (engine/policy.h) */
+    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash-tau\",\"ls\":[0.2,0.4]}],\"samples\":1}", DK_ERR_ARG,
+     "bad.json: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
+    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"snapkv\",\"kernel\":[3,4]}],\"samples\":1}", DK_ERR_ARG,
+     "bad.json: methods[0]: snapkv: kernel = 4 must be odd"},
     /* unknown names */
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dahs\"}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].name: unknown method \"dahs\" (known: dense, dash, dash-tau, dash-keep, multistep, random, "
@@ -344,8 +350,44 @@ START_TEST(test_builtin_registry_is_task_registry) {
     ck_assert_int_eq(c->n_cells, 3);
     ck_assert_str_eq(c->cells[1].task_options, "{\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":4,\"length\":2048}");
     ck_assert_str_eq(c->cells[2].task_options, "{\"data\":\"lb/data\"}");
-    ck_assert_str_eq(c->cells[0].method_params, "{\"layer\":-1,\"ls\":0.4,\"rho\":0.667,\"window\":16}");
+    ck_assert_str_eq(c->cells[0].method_params, "{\"kernel\":5,\"layer\":-1,\"ls\":0.4,\"recent\":0,\"rho\":0.667,\"sink\":0,\"window\":16}");
     dk_config_free(c);
+}
+END_TEST
+
+/* The default method registry is the halting policy table: every policy in table order, the
+ * names of its accepted parameters, and every default it declares (checked on the cell a bare
+ * {"name": P} expands to). */
+START_TEST(test_builtin_registry_is_policy_table) {
+    const dk_config_registry *reg = dk_config_registry_builtin();
+    ck_assert_int_eq(reg->n_methods, dk_policy_count());
+    for (int i = 0; i < dk_policy_count(); i++) {
+        const dk_policy *p = dk_policy_at(i);
+        ck_assert_str_eq(reg->methods[i].name, p->name);
+        size_t k = 0;
+        for (; p->params[k] != DK_POLICY_PARAM_COUNT; k++)
+            ck_assert_str_eq(reg->methods[i].keys[k], dk_policy_param_info(p->params[k])->name);
+        ck_assert_ptr_null(reg->methods[i].keys[k]);
+        if (p->kind == DK_POLICY_DASH_TAU || p->kind == DK_POLICY_DASH_KEEP) continue; /* need tau / keep */
+        char json[256];
+        snprintf(json, sizeof json, "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
+                 "\"methods\":[{\"name\":\"%s\"}],\"samples\":1}", p->name);
+        dk_config *c = parse_ok(json);
+        ck_assert_int_eq(c->n_cells, 1);
+        dk_policy_params def;
+        dk_policy_params_default(&def);
+        size_t n_keys = 0;
+        for (const char *q = c->cells[0].method_params; *q; q++) n_keys += *q == ':';
+        ck_assert_uint_eq(n_keys, k); /* every accepted parameter has a default here */
+        for (size_t j = 0; j < k; j++) {
+            const dk_policy_param *d = dk_policy_param_info(p->params[j]);
+            char want[64];
+            if (d->type == DK_POLICY_PARAM_BOOL) snprintf(want, sizeof want, "\"%s\":%s", d->name, d->def ? "true" : "false");
+            else snprintf(want, sizeof want, "\"%s\":%.10g", d->name, dk_policy_params_get(&def, p->params[j]));
+            ck_assert_msg(strstr(c->cells[0].method_params, want), "%s: %s lacks %s", p->name, c->cells[0].method_params, want);
+        }
+        dk_config_free(c);
+    }
 }
 END_TEST
 
@@ -360,6 +402,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_shipped_configs);
     tcase_add_test(tc, test_quickstart_matrix);
     tcase_add_test(tc, test_custom_registry);
+    tcase_add_test(tc, test_builtin_registry_is_policy_table);
     tcase_add_test(tc, test_builtin_registry_is_task_registry);
     suite_add_tcase(s, tc);
     return s;
