@@ -1,0 +1,648 @@
+/* runner.c — config-matrix runner: plan, record, fork workers, claim and run cells (see runner.h). */
+#include "runner.h"
+#include "blas.h"
+#include "evaluate.h"
+#include "model.h"
+#include "policy.h"
+#include "sha256.h"
+#include "store.h"
+#include "task.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* OpenBLAS's own setter (declared in its cblas.h, which eval/ is not compiled against). */
+extern void openblas_set_num_threads(int n);
+
+#define DK_RUNNER_MAX_KV 64
+
+void dk_runner_opts_default(dk_runner_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->db_path = "results/dashkit.db";
+    o->workers = 1;
+    o->lease_s = 1800;
+    o->progress_interval_s = 0.5;
+}
+
+/* ---- the plan: what the parent computes before forking (inherited by workers) ---- */
+
+typedef struct {
+    const dk_config *cfg;
+    char (*model_sha)[DK_SHA256_HEX_LEN + 1]; /* (n_models) */
+    int *model_layers;                        /* (n_models) n_layer */
+    char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
+    char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
+    int64_t *cell_id;                         /* (n_cells) store ids */
+    int64_t run_id;
+    double lease_s;
+    const char *db_path;
+} dk_plan;
+
+static void dk_plan_free(dk_plan *p) {
+    free(p->model_sha);
+    free(p->model_layers);
+    free(p->key);
+    free(p->task_key);
+    free(p->cell_id);
+    memset(p, 0, sizeof *p);
+}
+
+/* Policy and parameters of a cell from its canonical params JSON; validated for n_layer. */
+static dk_status dk_cell_policy(const dk_config_cell *cell, int n_layer, const dk_policy **pol, dk_policy_params *pp,
+                                dk_err *e) {
+    dk_status st = dk_policy_lookup(cell->method_name, pol, e);
+    if (st) return st;
+    dk_policy_params_default(pp);
+    cJSON *o = cJSON_Parse(cell->method_params);
+    if (!o) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (const cJSON *c = o->child; c && !st; c = c->next)
+        st = dk_policy_params_set(*pol, pp, c->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, e);
+    cJSON_Delete(o);
+    if (!st) st = dk_policy_params_validate(*pol, pp, n_layer, e);
+    return st;
+}
+
+static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
+    p->model_sha = calloc(cfg->n_models, sizeof *p->model_sha);
+    p->model_layers = calloc(cfg->n_models, sizeof *p->model_layers);
+    if (!p->model_sha || !p->model_layers) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        dk_err me = {{0}};
+        dk_model *m = NULL;
+        dk_status st = dk_sha256_file(cfg->models[i], p->model_sha[i], &me);
+        if (!st) st = dk_model_load(cfg->models[i], NULL, &m, &me);
+        if (st) return dk_fail(e, st, "%s: models[%zu]: %s", cfg->path, i, me.msg);
+        p->model_layers[i] = m->cfg.n_layer;
+        const dk_tokenizer *tok;
+        st = dk_model_tokenizer(m, &tok, &me);
+        dk_model_free(m);
+        if (st) return dk_fail(e, DK_ERR_ARG, "%s: models[%zu]: %s: %s", cfg->path, i, cfg->models[i], me.msg);
+    }
+    return DK_OK;
+}
+
+static dk_status dk_plan_check_cells(const dk_config *cfg, const dk_plan *p, dk_err *e) {
+    for (size_t i = 0; i < cfg->n_cells; i++) {
+        const dk_config_cell *c = &cfg->cells[i];
+        const dk_policy *pol;
+        dk_policy_params pp;
+        dk_err pe = {{0}};
+        if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe))
+            return dk_fail(e, DK_ERR_ARG, "%s: methods[%zu]: %s (model %s, %d layers)", cfg->path, c->method, pe.msg,
+                           cfg->models[c->model], p->model_layers[c->model]);
+    }
+    return DK_OK;
+}
+
+dk_status dk_runner_check(const dk_config *cfg, dk_err *e) {
+    dk_plan p = {0};
+    dk_status st = dk_plan_models(cfg, &p, e);
+    if (!st) st = dk_plan_check_cells(cfg, &p, e);
+    dk_plan_free(&p);
+    return st;
+}
+
+int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, char *buf, size_t n) {
+    cJSON *o = cJSON_Parse(cell->method_params);
+    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "rho");
+    char *params = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *canon = params ? dk_config_canonical_json(params) : NULL;
+    cJSON *g = cJSON_CreateObject();
+    cJSON_AddStringToObject(g, "model", cfg->models[cell->model]);
+    cJSON_AddStringToObject(g, "task", cell->task_name);
+    cJSON_AddRawToObject(g, "options", cell->task_options);
+    cJSON_AddStringToObject(g, "method", cell->method_name);
+    cJSON_AddRawToObject(g, "params", canon ? canon : "{}");
+    char *txt = cJSON_PrintUnformatted(g);
+    char *key = txt ? dk_config_canonical_json(txt) : NULL;
+    int r = snprintf(buf, n, "%s", key ? key : "");
+    free(key);
+    free(txt);
+    cJSON_Delete(g);
+    free(canon);
+    free(params);
+    cJSON_Delete(o);
+    return r;
+}
+
+/* ---- provenance ---- */
+
+static void dk_chomp(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = 0;
+}
+
+/* Revision of the dashkit source tree the binary sits in (git rev-parse HEAD, "+dirty" when
+ * tracked files differ); "" when git or the tree is unavailable. */
+static void dk_git_rev(char *out, size_t n) {
+    char exe[4096], cmd[4400], line[256];
+    out[0] = 0;
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return;
+    exe[k] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    if (strchr(exe, '\'')) return;
+    snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", exe);
+    FILE *f = popen(cmd, "r");
+    if (!f) return;
+    if (fgets(line, sizeof line, f)) { dk_chomp(line); snprintf(out, n, "%s", line); }
+    if (pclose(f) != 0) { out[0] = 0; return; }
+    snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", exe);
+    if ((f = popen(cmd, "r"))) {
+        if (fgets(line, sizeof line, f) && strlen(out) + 7 < n) strcat(out, "+dirty");
+        pclose(f);
+    }
+}
+
+static void dk_cpu_model(char *out, size_t n) {
+    char line[512];
+    out[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *c = strchr(line, ':');
+            if (c) { c++; while (*c == ' ' || *c == '\t') c++; dk_chomp(c); snprintf(out, n, "%s", c); }
+            break;
+        }
+    fclose(f);
+}
+
+/* ---- recording: run, models, cells ---- */
+
+static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_opts *o, dk_plan *p, dk_err *e) {
+    char host[256] = "", cpu[256], git[128];
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
+    dk_cpu_model(cpu, sizeof cpu);
+    dk_git_rev(git, sizeof git);
+    dk_run_info ri = {
+        .name = cfg->name, .config_path = cfg->path, .config_text = cfg->text, .config_hash = cfg->hash,
+        .git_rev = git[0] ? git : NULL, .host = host, .cpu = cpu[0] ? cpu : NULL, .blas_core = dk_blas_core(),
+        .command = o->command, .threads = cfg->threads > 0 ? cfg->threads : dk_blas_threads(), .workers = o->workers,
+        .n_cells = (int64_t)cfg->n_cells,
+    };
+    dk_status st = dk_store_run_begin(s, &ri, &p->run_id, e);
+    if (st) return st;
+
+    int64_t *model_id = calloc(cfg->n_models, sizeof *model_id);
+    dk_cell_spec *spec = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *spec);
+    char **ident = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *ident);
+    p->key = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *p->key);
+    p->task_key = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *p->task_key);
+    p->cell_id = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *p->cell_id);
+    if (!model_id || !spec || !ident || !p->key || !p->task_key || !p->cell_id) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < cfg->n_models && !st; i++) {
+        dk_model *m = NULL;
+        struct stat sb;
+        if ((st = dk_model_load(cfg->models[i], NULL, &m, e))) break;
+        dk_model_info mi = {
+            .sha256 = p->model_sha[i], .path = cfg->models[i], .arch = m->arch_name, .n_layer = m->cfg.n_layer,
+            .n_embd = m->cfg.n_embd, .n_head = m->cfg.n_head, .n_head_kv = m->cfg.n_head_kv, .n_ff = m->cfg.n_ff,
+            .n_vocab = m->cfg.n_vocab, .n_ctx = m->cfg.n_ctx_train, .n_params = m->n_params,
+            .file_bytes = stat(cfg->models[i], &sb) == 0 ? (int64_t)sb.st_size : -1,
+        };
+        st = dk_store_model_put(s, &mi, &model_id[i], e);
+        dk_model_free(m);
+    }
+    for (size_t i = 0; i < cfg->n_cells && !st; i++) {
+        const dk_config_cell *c = &cfg->cells[i];
+        dk_config_identity id;
+        if ((st = dk_config_cell_identity(cfg, c, p->model_sha[c->model], &id, e))) break;
+        memcpy(p->key[i], id.key, sizeof p->key[i]);
+        memcpy(p->task_key[i], id.task_key, sizeof p->task_key[i]);
+        ident[i] = id.json;
+        spec[i] = (dk_cell_spec){.key = p->key[i], .identity = ident[i], .task = c->task_name,
+                                 .task_options = c->task_options, .task_key = p->task_key[i], .method = c->method_name,
+                                 .params = c->method_params, .model_id = model_id[c->model],
+                                 .n_samples = cfg->samples, .seed = cfg->seed};
+    }
+    if (!st) st = dk_store_cells_add(s, p->run_id, spec, cfg->n_cells, 1, p->cell_id, NULL, e);
+done:
+    for (size_t i = 0; ident && i < cfg->n_cells; i++) free(ident[i]);
+    free(ident);
+    free(spec);
+    free(model_id);
+    return st;
+}
+
+/* ---- worker: caches ---- */
+
+typedef struct {
+    dk_model *model;
+    size_t model_idx;
+    dk_ctx *ctx;
+    /* sample set of (model, task, options) */
+    dk_sample_set set;
+    int have_set;
+    size_t set_model;
+    char *set_task, *set_options;
+} dk_worker_cache;
+
+static void dk_cache_drop_set(dk_worker_cache *w) {
+    if (w->have_set) dk_sample_set_free(&w->set);
+    memset(&w->set, 0, sizeof w->set);
+    free(w->set_task);
+    free(w->set_options);
+    w->set_task = w->set_options = NULL;
+    w->have_set = 0;
+}
+
+static void dk_cache_free(dk_worker_cache *w) {
+    dk_cache_drop_set(w);
+    dk_ctx_free(w->ctx);
+    dk_model_free(w->model);
+    memset(w, 0, sizeof *w);
+}
+
+static dk_status dk_cache_model(dk_worker_cache *w, const dk_config *cfg, size_t idx, dk_err *e) {
+    if (w->model && w->model_idx == idx) return DK_OK;
+    dk_cache_drop_set(w);
+    dk_ctx_free(w->ctx);
+    w->ctx = NULL;
+    dk_model_free(w->model);
+    w->model = NULL;
+    dk_status st = dk_model_load(cfg->models[idx], NULL, &w->model, e);
+    if (!st) w->model_idx = idx;
+    return st;
+}
+
+/* Task options (canonical JSON of scalars) as task key/values; the config's sample-set seed is
+ * the task's "seed" unless the options set one. Strings live in store (n_kv of them). */
+static dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store, int *n_kv,
+                                 dk_err *e) {
+    *n_kv = 0;
+    cJSON *o = cJSON_Parse(c->task_options);
+    if (!o) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    dk_status st = DK_OK;
+    int has_seed = 0;
+    for (const cJSON *it = o->child; it && !st; it = it->next) {
+        char num[64];
+        const char *v = num;
+        if (cJSON_IsString(it)) v = it->valuestring;
+        else if (cJSON_IsBool(it)) v = cJSON_IsTrue(it) ? "true" : "false";
+        else if (it->valuedouble == floor(it->valuedouble) && fabs(it->valuedouble) < 9e15)
+            snprintf(num, sizeof num, "%lld", (long long)it->valuedouble);
+        else snprintf(num, sizeof num, "%.17g", it->valuedouble);
+        if (*n_kv + 1 >= DK_RUNNER_MAX_KV) { st = dk_fail(e, DK_ERR_ARG, "too many task options"); break; }
+        store[2 * *n_kv] = strdup(it->string);
+        store[2 * *n_kv + 1] = strdup(v);
+        kv[*n_kv] = (dk_task_kv){store[2 * *n_kv], store[2 * *n_kv + 1]};
+        (*n_kv)++;
+        has_seed |= !strcmp(it->string, "seed");
+    }
+    cJSON_Delete(o);
+    const dk_task *t = dk_task_find(c->task_name);
+    if (!st && !has_seed && t && dk_task_opt_value(t, kv, *n_kv, "seed")) {
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)cfg->seed);
+        store[2 * *n_kv] = strdup("seed");
+        store[2 * *n_kv + 1] = strdup(num);
+        kv[*n_kv] = (dk_task_kv){store[2 * *n_kv], store[2 * *n_kv + 1]};
+        (*n_kv)++;
+    }
+    return st;
+}
+
+static dk_status dk_cache_samples(dk_worker_cache *w, const dk_config *cfg, const dk_config_cell *c, dk_err *e) {
+    if (w->have_set && w->set_model == c->model && !strcmp(w->set_task, c->task_name) &&
+        !strcmp(w->set_options, c->task_options))
+        return DK_OK;
+    dk_cache_drop_set(w);
+    dk_task_kv kv[DK_RUNNER_MAX_KV];
+    char *strs[2 * DK_RUNNER_MAX_KV] = {0};
+    int n_kv = 0;
+    const dk_tokenizer *tok;
+    dk_status st = dk_model_tokenizer(w->model, &tok, e);
+    if (!st) st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, e);
+    if (!st) {
+        dk_tok_if ti = dk_tok_if_engine(tok);
+        st = dk_task_load(c->task_name, kv, n_kv, (int)cfg->samples, &ti, &w->set, e);
+    }
+    for (int i = 0; i < 2 * DK_RUNNER_MAX_KV; i++) free(strs[i]);
+    if (st) return st;
+    w->have_set = 1;
+    w->set_model = c->model;
+    w->set_task = strdup(c->task_name);
+    w->set_options = strdup(c->task_options);
+    if (!w->set_task || !w->set_options) { dk_cache_drop_set(w); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    if (w->set.n < cfg->samples) {
+        dk_status r = dk_fail(e, DK_ERR_ARG, "task %s has %d samples, the config asks for %lld", c->task_name, w->set.n,
+                              (long long)cfg->samples);
+        dk_cache_drop_set(w);
+        return r;
+    }
+    return DK_OK;
+}
+
+/* ---- worker: one sample ---- */
+
+/* Outcome of a cell run: the cell's own problem (mark it failed) vs the store's (stop). */
+typedef enum { DK_CELL_RUN_OK, DK_CELL_RUN_FAILED, DK_CELL_RUN_LOST, DK_CELL_RUN_STORE } dk_cell_run;
+
+static char *dk_flops_json_alloc(const dk_flops *f) {
+    int n = dk_eval_flops_json(f, NULL, 0);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) dk_eval_flops_json(f, s, (size_t)n + 1);
+    return s;
+}
+
+static dk_cell_run dk_sample_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, size_t ci,
+                                 int64_t sid, const dk_policy *pol, const dk_policy_params *pp, dk_err *e) {
+    const dk_config *cfg = p->cfg;
+    const dk_config_cell *c = &cfg->cells[ci];
+    const char *sha = p->model_sha[c->model];
+    const dk_sample *smp = &w->set.s[sid];
+    dk_cell_run out = DK_CELL_RUN_FAILED;
+    dk_eval_prompt pr;
+    dk_eval_result rd, rm;
+    dk_dense_result stored;
+    int have_rd = 0, have_rm = 0, have_stored = 0, found = 0;
+    char *dense_parts = NULL, *method_parts = NULL, *answers = NULL;
+    int64_t *active = NULL;
+    dk_layer_stat *ls = NULL;
+    memset(&rd, 0, sizeof rd);
+    memset(&rm, 0, sizeof rm);
+    memset(&stored, 0, sizeof stored);
+
+    if (dk_eval_prompt_build(w->model, smp, dk_eval_default_budget(w->model, smp), &pr, e)) return DK_CELL_RUN_FAILED;
+    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), e)) goto done;
+
+    /* dense reference: shared through dense_results */
+    if (dk_store_dense_get(s, sha, p->task_key[ci], sid, &stored, &found, e)) { out = DK_CELL_RUN_STORE; goto done; }
+    dk_eval_ref ref;
+    if (found) {
+        have_stored = 1;
+        ref = (dk_eval_ref){(int)stored.n_vocab, (int)stored.n_logit_rows, stored.logits, stored.flops, stored.wall_s,
+                            stored.prediction};
+        dense_parts = stored.flops_parts ? strdup(stored.flops_parts) : NULL;
+    } else {
+        if (dk_eval_dense(w->ctx, &pr, &rd, e)) goto done;
+        have_rd = 1;
+        dk_flops f = dk_eval_result_flops(&rd);
+        dense_parts = dk_flops_json_alloc(&f);
+        dk_dense_row row = {.model_sha256 = sha, .task_key = p->task_key[ci], .sample_id = sid, .task = c->task_name,
+                            .task_options = c->task_options, .prompt_tokens = rd.n_prompt, .flops = rd.flops,
+                            .flops_parts = dense_parts, .wall_s = rd.wall_s, .prediction = rd.prediction,
+                            .score = rd.score, .n_vocab = rd.n_vocab, .n_logit_rows = rd.n_rows, .logits = rd.logits};
+        if (dk_store_dense_put(s, &row, NULL, e)) { out = DK_CELL_RUN_STORE; goto done; }
+        dk_eval_ref_from_result(&rd, &ref);
+    }
+
+    /* the method: a dense cell reuses the reference it just computed */
+    const dk_eval_result *r;
+    if (pol->kind == DK_POLICY_DENSE && have_rd) {
+        if (dk_eval_compare(&ref, &rd, e)) goto done;
+        r = &rd;
+    } else {
+        if (dk_eval_method(w->ctx, &pr, pol, pp, &ref, &rm, e)) goto done;
+        have_rm = 1;
+        r = &rm;
+    }
+    dk_flops fm = dk_eval_result_flops(r);
+    method_parts = dk_flops_json_alloc(&fm);
+    active = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *active);
+    ls = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *ls);
+    cJSON *ans = cJSON_CreateStringArray((const char *const *)smp->answers, smp->n_answers);
+    answers = ans ? cJSON_PrintUnformatted(ans) : NULL;
+    cJSON_Delete(ans);
+    if (!active || !ls || !answers || !method_parts) { dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    for (int l = 0; l < r->n_layer; l++) {
+        const dk_policy_layer_stats *ps = r->policy ? &r->policy[l] : NULL;
+        int dec = ps && ps->decided;
+        active[l] = r->active[l];
+        ls[l] = (dk_layer_stat){dec ? ps->score_min : NAN, dec ? ps->score_median : NAN, dec ? ps->score_max : NAN,
+                                r->layers ? dk_flops_total(&r->layers[l].flops) : 0, r->layers ? r->layers[l].wall_s : NAN};
+    }
+    dk_sample_row row = {
+        .cell_id = p->cell_id[ci], .sample_id = sid, .sample_key = smp->id, .prompt_tokens = r->n_prompt,
+        .context_tokens = r->n_context, .question_tokens = r->n_question, .gen_tokens = r->n_gen, .n_layer = r->n_layer,
+        .active = active, .layers = ls, .flops_dense = ref.flops, .flops_method = r->flops,
+        .flops_dense_parts = dense_parts, .flops_method_parts = method_parts, .wall_dense_s = ref.wall_s,
+        .wall_method_s = r->wall_s, .wall_decode_s = r->wall_decode_s, .prediction = r->prediction,
+        .answers = answers, .score = r->score, .kl = r->kl, .kl_answer = r->kl_answer, .top1 = r->top1,
+    };
+    dk_status st = dk_store_sample_put(s, wk, p->lease_s, &row, e);
+    out = st == DK_OK ? DK_CELL_RUN_OK : st == DK_ERR_STATE ? DK_CELL_RUN_LOST : DK_CELL_RUN_STORE;
+done:
+    free(active);
+    free(ls);
+    free(answers);
+    free(dense_parts);
+    free(method_parts);
+    if (have_rm) dk_eval_result_free(&rm);
+    if (have_rd) dk_eval_result_free(&rd);
+    if (have_stored) dk_store_dense_free(&stored);
+    dk_eval_prompt_free(&pr);
+    return out;
+}
+
+/* ---- worker: one claimed cell (the batch unit; see runner.h on prefix sharing) ---- */
+
+static dk_cell_run dk_runner_cell_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, size_t ci,
+                                      dk_err *e) {
+    const dk_config *cfg = p->cfg;
+    const dk_config_cell *c = &cfg->cells[ci];
+    const dk_policy *pol;
+    dk_policy_params pp;
+    if (dk_cache_model(w, cfg, c->model, e) || dk_cell_policy(c, w->model->cfg.n_layer, &pol, &pp, e) ||
+        dk_cache_samples(w, cfg, c, e))
+        return DK_CELL_RUN_FAILED;
+    int64_t *have = NULL;
+    size_t n_have = 0;
+    if (dk_store_sample_ids(s, p->cell_id[ci], &have, &n_have, e)) return DK_CELL_RUN_STORE;
+    dk_cell_run r = DK_CELL_RUN_OK;
+    size_t k = 0;
+    for (int64_t sid = 0; sid < cfg->samples && r == DK_CELL_RUN_OK; sid++) {
+        while (k < n_have && have[k] < sid) k++;
+        if (k < n_have && have[k] == sid) continue;
+        r = dk_sample_run(s, wk, p, w, ci, sid, pol, &pp, e);
+    }
+    free(have);
+    return r;
+}
+
+/* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. */
+static dk_status dk_worker_loop(const dk_plan *p, dk_err *e) {
+    dk_store *s = NULL;
+    dk_status st = dk_store_open(p->db_path, 0, &s, e);
+    if (st) return st;
+    dk_worker wk;
+    dk_store_worker_self(&wk);
+    dk_worker_cache w;
+    memset(&w, 0, sizeof w);
+    for (;;) {
+        int64_t cell_id = 0;
+        if ((st = dk_store_cell_claim(s, p->run_id, &wk, p->lease_s, &cell_id, NULL, e))) break;
+        if (!cell_id) break;
+        size_t ci = 0;
+        while (ci < p->cfg->n_cells && p->cell_id[ci] != cell_id) ci++;
+        dk_err ce = {{0}};
+        dk_cell_run r = ci < p->cfg->n_cells ? dk_runner_cell_run(s, &wk, p, &w, ci, &ce)
+                                             : (dk_fail(&ce, DK_ERR_STATE, "cell %lld is not in this run's plan", (long long)cell_id),
+                                                DK_CELL_RUN_FAILED);
+        if (r == DK_CELL_RUN_OK) {
+            if ((st = dk_store_cell_finish(s, cell_id, &wk, e)) == DK_ERR_STATE) st = DK_OK; /* reclaimed meanwhile */
+        } else if (r == DK_CELL_RUN_FAILED) {
+            if ((st = dk_store_cell_fail(s, cell_id, &wk, ce.msg, e)) == DK_ERR_STATE) st = DK_OK;
+        } else if (r == DK_CELL_RUN_STORE) {
+            *e = ce;
+            st = DK_ERR_IO;
+        }
+        if (st) break;
+    }
+    dk_cache_free(&w);
+    dk_store_close(s);
+    return st;
+}
+
+/* ---- parent: progress ---- */
+
+static dk_status dk_progress_query(dk_store *s, int64_t run_id, dk_runner_progress *pr, dk_err *e) {
+    sqlite3 *db = dk_store_db(s);
+    sqlite3_stmt *q = NULL;
+    const char *sql1 = "SELECT count(*), total(c.state='done'), total(c.state='failed'), total(c.state='running'),"
+                       " total(c.state='pending') FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?";
+    const char *sql2 = "SELECT count(*) FROM samples s JOIN run_cells r ON r.cell_id = s.cell_id WHERE r.run_id = ?";
+    if (sqlite3_prepare_v2(db, sql1, -1, &q, NULL) != SQLITE_OK) goto fail;
+    sqlite3_bind_int64(q, 1, run_id);
+    if (sqlite3_step(q) != SQLITE_ROW) goto fail;
+    pr->cells_total = sqlite3_column_int64(q, 0);
+    pr->cells_done = (int64_t)sqlite3_column_double(q, 1);
+    pr->cells_failed = (int64_t)sqlite3_column_double(q, 2);
+    pr->cells_running = (int64_t)sqlite3_column_double(q, 3);
+    pr->cells_pending = (int64_t)sqlite3_column_double(q, 4);
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(db, sql2, -1, &q, NULL) != SQLITE_OK) goto fail;
+    sqlite3_bind_int64(q, 1, run_id);
+    if (sqlite3_step(q) != SQLITE_ROW) goto fail;
+    pr->samples_done = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return DK_OK;
+fail:;
+    dk_status st = dk_fail(e, DK_ERR_IO, "progress query: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    return st;
+}
+
+static double dk_mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start, double t0) {
+    pr->elapsed_s = dk_mono_s() - t0;
+    pr->samples_new = pr->samples_done - samples_at_start;
+    pr->samples_per_s = pr->elapsed_s > 0 && pr->samples_new > 0 ? (double)pr->samples_new / pr->elapsed_s : 0;
+    int64_t left = pr->samples_total - pr->samples_done;
+    pr->eta_s = left <= 0 ? 0 : pr->samples_per_s > 0 ? (double)left / pr->samples_per_s : NAN;
+}
+
+/* ---- the run ---- */
+
+dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e) {
+    if (o->workers < 1) return dk_fail(e, DK_ERR_ARG, "workers = %d must be >= 1", o->workers);
+    if (!(o->lease_s > 0) || !(o->progress_interval_s > 0)) return dk_fail(e, DK_ERR_ARG, "lease and progress interval must be > 0");
+    dk_plan p = {0};
+    p.cfg = cfg;
+    p.lease_s = o->lease_s;
+    p.db_path = o->db_path;
+    dk_store *s = NULL;
+    pid_t *pids = NULL;
+    int n_pids = 0;
+    dk_status st = dk_plan_models(cfg, &p, e);
+    if (!st) st = dk_plan_check_cells(cfg, &p, e);
+    if (st) goto done;
+
+    /* record; the connection is closed before fork (SQLite handles must not cross it) */
+    if ((st = dk_store_open(o->db_path, DK_STORE_OPEN_CREATE, &s, e))) goto done;
+    if ((st = dk_record(s, cfg, o, &p, e))) goto done;
+    dk_runner_progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.run_id = p.run_id;
+    pr.samples_total = (int64_t)cfg->n_cells * cfg->samples;
+    if ((st = dk_progress_query(s, p.run_id, &pr, e))) goto done;
+    int64_t samples_at_start = pr.samples_done;
+    dk_store_close(s);
+    s = NULL;
+
+    pids = calloc((size_t)o->workers, sizeof *pids);
+    if (!pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    fflush(NULL);
+    pid_t parent = getpid();
+    for (int i = 0; i < o->workers; i++) {
+        pid_t pid = fork();
+        if (pid < 0) { st = dk_fail(e, DK_ERR_IO, "fork: %s", strerror(errno)); break; }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed run takes its workers with it */
+            if (getppid() != parent) _exit(3);
+            if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
+            dk_err we = {{0}};
+            dk_status ws = dk_worker_loop(&p, &we);
+            if (ws) {
+                /* a worker has no other channel back; the parent reports the exit status */
+                FILE *f = fdopen(2, "w");
+                if (f) { fprintf(f, "dashkit run: worker %d: %s\n", (int)getpid(), we.msg); fflush(f); }
+            }
+            _exit(ws ? 1 : 0);
+        }
+        pids[n_pids++] = pid;
+    }
+
+    if ((st = dk_store_open(o->db_path, 0, &s, e))) goto wait;
+    double t0 = dk_mono_s(), last = -1e9;
+    int alive = n_pids, worker_failed = 0;
+    while (alive > 0) {
+        int ws;
+        pid_t w = waitpid(-1, &ws, WNOHANG);
+        if (w > 0) {
+            for (int i = 0; i < n_pids; i++)
+                if (pids[i] == w) {
+                    pids[i] = 0;
+                    alive--;
+                    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) worker_failed++;
+                }
+            continue;
+        }
+        if (o->progress && dk_mono_s() - last >= o->progress_interval_s) {
+            last = dk_mono_s();
+            if (dk_progress_query(s, p.run_id, &pr, e) == DK_OK) {
+                dk_progress_derive(&pr, samples_at_start, t0);
+                o->progress(o->progress_user, &pr, 0);
+            }
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if ((st = dk_progress_query(s, p.run_id, &pr, e))) goto wait;
+    dk_progress_derive(&pr, samples_at_start, t0);
+    if (o->progress) o->progress(o->progress_user, &pr, 1);
+    if (out) *out = pr;
+    if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
+    if (pr.cells_done < pr.cells_total)
+        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done (%lld failed%s; see 'dashkit status')",
+                     (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
+                     worker_failed ? ", a worker stopped with an error" : "");
+wait:
+    for (int i = 0; i < n_pids; i++)
+        if (pids[i] > 0) waitpid(pids[i], NULL, 0);
+done:
+    free(pids);
+    dk_store_close(s);
+    dk_plan_free(&p);
+    return st;
+}
