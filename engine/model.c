@@ -121,6 +121,21 @@ static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
     }
     dk_status st = dk_gguf_get_str(g, "tokenizer.ggml.model", &kind, &klen, L->e);
     if (st) return st;
+    if (klen == 4 && !memcmp(kind, "gpt2", 4)) { /* GPT-2 byte-level BPE (tokenizer.c) */
+        dk_err te = {{0}};
+        if (dk_tokenizer_load_gguf_bpe(g, L->path, &m->tokenizer, &te) != DK_OK) {
+            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe (invalid)");
+            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.900s", te.msg);
+            m->tokenizer = NULL;
+        } else if (dk_tokenizer_n_vocab(m->tokenizer) != m->cfg.n_vocab) {
+            return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but token_embd has %d rows",
+                           L->path, dk_tokenizer_n_vocab(m->tokenizer), m->cfg.n_vocab);
+        } else {
+            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe %s (%d pieces)", dk_tokenizer_pre(m->tokenizer),
+                     dk_tokenizer_n_vocab(m->tokenizer));
+        }
+        return DK_OK;
+    }
     if (!(klen == 5 && !memcmp(kind, "llama", 5))) {
         snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "%.*s (not supported yet)", (int)(klen > 20 ? 20 : klen), kind);
         snprintf(m->tokenizer_error, sizeof m->tokenizer_error,

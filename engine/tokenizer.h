@@ -3,8 +3,9 @@
  * One opaque dk_tokenizer with a kind behind it:
  *   "spm"     SentencePiece-style BPE built from a GGUF vocabulary (tokenizer.ggml.model = llama)
  *   "llama2c" the same algorithm over a llama2.c tok*.bin (spaces stored as ' ', no token types)
- * GPT-2 byte-level BPE ("bpe", tokenizer.ggml.model = gpt2) is planned as a third kind behind the
- * same functions (issue 7); nothing here assumes SentencePiece beyond the create/load calls.
+ *   "bpe"     GPT-2 byte-level BPE (tokenizer.ggml.model = gpt2: GPT-2, Llama-3, Qwen2/2.5/3,
+ *             SmolLM), described below
+ * All kinds share encode/decode/decode_piece and the vocabulary accessors.
  *
  * Encoding (SentencePiece BPE, as sentencepiece's bpe_model.cc, llama.cpp's SPM tokenizer and
  * llama2.c's encode()):
@@ -18,6 +19,29 @@
  *   4. a symbol that is not a piece becomes its bytes as <0xNN> tokens (byte fallback), or
  *      unk_id when the vocabulary has no byte pieces.
  * Control tokens (<s>, </s>) are never produced from text.
+ *
+ * Encoding (byte-level BPE, as GPT-2's encoder.py, Hugging Face tokenizers and llama.cpp's BPE
+ * tokenizer):
+ *   1. special tokens (types control and user-defined) found in the text are kept whole and
+ *      split the text into segments (leftmost, longest first);
+ *   2. each segment is cut into chunks by the pre-tokenizer regex named by tokenizer.ggml.pre,
+ *      implemented by hand over a Unicode class table (\p{L}, \p{N}, \s):
+ *        gpt-2      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *        smollm     the same after isolating every \p{N} (SmolLM's Digits(individual_digits))
+ *        llama-bpe  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *                    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+   (Llama-3; also llama3, llama-v3)
+ *        qwen2      the llama-bpe regex with \p{N} in place of \p{N}{1,3} (also deepseek-r1-qwen)
+ *      A missing tokenizer.ggml.pre means gpt-2; an unknown name is an error.
+ *   3. each chunk's bytes become byte-level characters (GPT-2's bytes_to_unicode: printable
+ *      Latin-1 maps to itself, the other 68 bytes to U+0100..U+0143), one symbol per byte;
+ *   4. the adjacent pair with the lowest merge rank (tokenizer.ggml.merges order; ties leftmost)
+ *      merges until no pair has a rank, O(n log n) with a heap. llama-bpe first emits a chunk that
+ *      is itself a token whole (Hugging Face's ignore_merges, as Llama-3 declares it).
+ * No Unicode normalisation is applied (Qwen's tokenizer.json asks for NFC; llama.cpp ignores it
+ * too): text that is not NFC may tokenise differently from Hugging Face.
+ * Decoding maps the byte-level characters back to bytes; control and user-defined tokens decode
+ * to their text (Hugging Face's skip_special_tokens = false), so decode(encode(s)) == s for valid
+ * UTF-8 s; invalid UTF-8 in the output becomes U+FFFD per maximal invalid subsequence.
  *
  * Thread safety: a dk_tokenizer is immutable after creation; encode/decode may run concurrently. */
 #ifndef DK_TOKENIZER_H
@@ -52,7 +76,33 @@ typedef struct {
     bool add_space_prefix;          /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
 } dk_spm_vocab;
 
+/* A GPT-2 byte-level BPE vocabulary as GGUF stores it (tokenizer.ggml.model = gpt2). */
+typedef struct {
+    int n_vocab;
+    const char *const *tokens;      /* (n_vocab) byte-level pieces (' ' is stored as U+0120) */
+    const uint32_t *token_lens;     /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
+    const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
+    int n_merges;
+    const char *const *merges;      /* (n_merges) "left right", rank order (first merges first) */
+    const uint32_t *merge_lens;     /* (n_merges) bytes of each merge, or NULL => NUL-terminated */
+    int bos_id, eos_id, unk_id;     /* -1 if absent */
+    const char *pre;                /* tokenizer.ggml.pre, NULL => "gpt-2" */
+    size_t pre_len;                 /* bytes of pre (0 => NUL-terminated) */
+    bool add_bos;                   /* tokenizer.ggml.add_bos_token (llama.cpp default for BPE: false) */
+} dk_bpe_vocab;
+
+struct dk_gguf;
+
 /* ---- construction ---- */
+
+/* Builds a "bpe" tokenizer; copies everything it needs from v. Errors name the token or merge
+ * index (a merge whose halves or concatenation are not tokens, an unknown pre-tokenizer). */
+dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_err *e);
+
+/* Reads tokenizer.ggml.{tokens, token_type, merges, pre, bos/eos/unknown_token_id,
+ * add_bos_token} from an open GGUF whose tokenizer.ggml.model is gpt2 and builds a "bpe"
+ * tokenizer; `path` names the file in errors. */
+dk_status dk_tokenizer_load_gguf_bpe(const struct dk_gguf *g, const char *path, dk_tokenizer **out, dk_err *e);
 
 /* Builds an "spm" tokenizer; copies everything it needs from v (v may be freed afterwards). */
 dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_err *e);
@@ -79,12 +129,20 @@ void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on);
 dk_status dk_tokenizer_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
                               int32_t **ids, int *n_ids, dk_err *e);
 
+/* "bpe" kind: the chunk boundaries of steps 1-2 above (special tokens are chunks of their own).
+ * *ends (malloc'd) receives the end byte offset of each chunk, *n their count. Other kinds:
+ * DK_ERR_UNSUPPORTED. */
+dk_status dk_tokenizer_pretokenize(const dk_tokenizer *t, const char *text, size_t len, uint32_t **ends,
+                                   int *n, dk_err *e);
+
 /* ---- decode ---- */
 
 /* llama2.c run.c decode(): the piece's text with the space symbol as ' ', its leading ' '
  * dropped when prev is BOS, and <0xNN> as the single raw byte. *len (if non-NULL) receives the
  * byte length (a byte piece may be "\0"). llama2c kind: control pieces are returned verbatim as
  * stored (tok512.bin stores "\n<s>\n"); spm kind: control and unused pieces decode to "".
+ * bpe kind: the token's raw bytes (possibly part of a UTF-8 character; prev is unused), control
+ * and user-defined tokens as their text, unused ones as "".
  * Out-of-range tok gives "" (len 0). The pointer lives as long as t. */
 const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32_t tok, size_t *len);
 
@@ -92,6 +150,8 @@ const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32
  * runs of byte pieces decoded as UTF-8 (each invalid byte -> U+FFFD), control tokens skipped,
  * unknown -> " \u2047 ", and the leading space of the first visible piece dropped (all leading
  * spaces when remove_extra_whitespaces). *text is malloc'd and NUL-terminated; *len its bytes.
+ * bpe kind: the concatenated bytes of dk_tokenizer_decode_piece, invalid UTF-8 as U+FFFD per
+ * maximal invalid subsequence (as Rust's from_utf8_lossy and the WHATWG decoder).
  * Ids out of range are an error naming the position and value. */
 dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text,
                               size_t *len, dk_err *e);
@@ -102,7 +162,12 @@ int dk_tokenizer_bos(const dk_tokenizer *t);
 int dk_tokenizer_eos(const dk_tokenizer *t);
 int dk_tokenizer_unk(const dk_tokenizer *t);
 int dk_tokenizer_n_vocab(const dk_tokenizer *t);
-const char *dk_tokenizer_kind(const dk_tokenizer *t); /* "spm" or "llama2c" */
+const char *dk_tokenizer_kind(const dk_tokenizer *t); /* "spm", "llama2c" or "bpe" */
+/* The pre-tokenizer ("gpt-2", "smollm", "llama-bpe", "qwen2"); "" for other kinds. */
+const char *dk_tokenizer_pre(const dk_tokenizer *t);
+/* Whether callers should prepend BOS by default: tokenizer.ggml.add_bos_token for "bpe"
+ * (false when absent, as llama.cpp), true for "spm" and "llama2c". */
+bool dk_tokenizer_add_bos_default(const dk_tokenizer *t);
 
 /* The raw piece as stored (U+2581 or ' ' for spaces), NULL if out of range; *len its bytes. */
 const char *dk_tokenizer_piece(const dk_tokenizer *t, int32_t tok, size_t *len);

