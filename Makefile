@@ -46,15 +46,17 @@ $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CJSON_CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
 
+# Archives and the binary are built beside their target and renamed into place, so a concurrent
+# build or a running ./dashkit never sees a half-written file.
 $(BUILD)/libdkengine.a: $(ENGINE_OBJ)
-	@rm -f $@; ar rcs $@ $^
+	@rm -f $@.tmp.$$$$ && ar rcs $@.tmp.$$$$ $^ && mv -f $@.tmp.$$$$ $@
 $(BUILD)/libdkeval.a: $(EVAL_OBJ)
-	@rm -f $@; ar rcs $@ $^
+	@rm -f $@.tmp.$$$$ && ar rcs $@.tmp.$$$$ $^ && mv -f $@.tmp.$$$$ $@
 
 $(BUILD)/dashkit: $(CLI_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(LIBS) $(LDFLAGS)
 dashkit: $(BUILD)/dashkit
-	@cp $< $@
+	@cp $< $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
 	$(CC) $(CFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(CHECK_LIBS) $(LIBS) $(LDFLAGS)
