@@ -93,6 +93,13 @@ dk_status dk_eval_ctx_reserve(const dk_model *m, dk_ctx **c, int n_tokens, dk_er
     return dk_ctx_create(m, n, c, e);
 }
 
+dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
+    dk_prefill_result r;
+    dk_status st = dk_prefill_run(c, NULL, NULL, p->p.ids, p->n_context, p->p.ids + p->n_context, p->n_question, NULL, &r, e);
+    if (!st) dk_prefill_result_free(&r);
+    return st;
+}
+
 /* ---- results ---- */
 
 void dk_eval_result_free(dk_eval_result *r) {

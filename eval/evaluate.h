@@ -68,6 +68,10 @@ size_t dk_eval_default_budget(const dk_model *m, const dk_sample *s);
  * when it is too small. */
 dk_status dk_eval_ctx_reserve(const dk_model *m, dk_ctx **c, int n_tokens, dk_err *e);
 
+/* One untimed dense prefill of p's prompt: maps the weights in and starts the BLAS threads, so
+ * the first timed run of a process is not charged for them (call once before timing). */
+dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e);
+
 /* ---- results ---- */
 
 typedef struct {

@@ -1,0 +1,311 @@
+/* cmd_eval.c — `dashkit eval MODEL --task NAME [--opt K=V ...] [--method NAME --rho R ...] [-n N]
+ * [--seed S] [--budget TOKENS] [--json]`: one task on one setting. Every sample is run densely
+ * (the reference) and with the method (eval/evaluate.h); one line per sample, then the aggregate
+ * score (official arithmetic), FLOPs and wall-time speedups and fidelity against dense. */
+#include "cli.h"
+#include "blas.h"
+#include "evaluate.h"
+#include "metrics.h"
+#include "model.h"
+#include "policy.h"
+#include "task.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DK_EVAL_MAX_OPTS 64
+#define DK_EVAL_PRED_SHOWN 60 /* bytes of a prediction shown on a per-sample text line */
+
+static void dk_eval_usage(FILE *f) {
+    fprintf(f, "usage: dashkit eval MODEL --task NAME [--opt KEY=VALUE]... [--method NAME] [--rho R] [--ls F]\n"
+               "                    [--tau T] [--keep N] [...] [-n SAMPLES] [--seed S] [--budget TOKENS] [--json]\n\n"
+               "Runs one task with one method. Each sample is prefilled densely (the reference) and with the\n"
+               "method (context halted, question dense), greedy-decoded, and scored with the task's official\n"
+               "metric. Per sample: id, score, flops_speedup, wall_speedup, kl (KL(dense||method) of the first\n"
+               "answer token), kl_answer (mean KL over the teacher-forced gold answer), top1 (argmax agrees),\n"
+               "prediction (escaped, truncated). Then the aggregate lines score (as LongBench/RULER compute\n"
+               "it), dense_score, flops_speedup and wall_speedup (sum dense / sum method, prefill of context +\n"
+               "question), kl, kl_answer (means) and top1_agreement (fraction).\n\n"
+               "  MODEL              GGUF or llama2.c model file\n"
+               "  -z, --tokenizer F  llama2.c tok*.bin (needed for .bin models)\n"
+               "  --task NAME        task (see 'dashkit tasks')\n"
+               "  --opt KEY=VALUE    task option, repeatable (see 'dashkit tasks NAME'), e.g. --opt length=4096\n"
+               "  --method NAME      %s (default dash);\n"
+               "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
+               "  -n SAMPLES         samples to run (LongBench: the first N lines, default all;\n"
+               "                     generators: default 10)\n"
+               "  --seed S           the task's sample seed (= --opt seed=S; tasks without a seed ignore it)\n"
+               "  --budget TOKENS    prompt budget in tokens (BOS included): longer prompts keep the first and\n"
+               "                     last TOKENS/2 (LongBench's middle truncation); 0 = never truncate;\n"
+               "                     default: the model's training context minus the sample's max new tokens\n"
+               "  --json             one JSON object (samples and aggregate) instead of text\n"
+               "  -h, --help         this help\n\n"
+               "Method parameters (each method accepts a subset; see 'dashkit prefill --help'):\n",
+            dk_policy_names());
+    for (int i = 0; i < DK_POLICY_PARAM_COUNT; i++) {
+        const dk_policy_param *d = dk_policy_param_info((dk_policy_param_id)i);
+        char def[32], opt[32];
+        if (isnan(d->def)) snprintf(def, sizeof def, "required");
+        else snprintf(def, sizeof def, "default %g", d->def);
+        snprintf(opt, sizeof opt, "--%s%s V", i == DK_POLICY_PARAM_SEED ? "policy-" : "", d->name);
+        fprintf(f, "  %-18s %s (%s)\n", opt, d->help, def);
+    }
+}
+
+/* Escaped for one text line: \" \\ \n \t \r, other control bytes \xNN; at most max input bytes
+ * (cut at a UTF-8 character boundary), "..." appended when cut. */
+static void dk_eval_print_escaped(FILE *f, const char *s, size_t max) {
+    size_t i = 0;
+    for (; s[i]; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (i >= max && (ch & 0xC0) != 0x80) break;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch == '\n') fputs("\\n", f);
+        else if (ch == '\t') fputs("\\t", f);
+        else if (ch == '\r') fputs("\\r", f);
+        else if (ch < 0x20 || ch == 0x7f) fprintf(f, "\\x%02x", ch);
+        else fputc(ch, f);
+    }
+    if (s[i]) fputs("...", f);
+}
+
+static void dk_eval_json_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+typedef struct { const char *name, *value; } dk_eval_param_arg;
+
+static bool dk_eval_parse_int(const char *v, long lo, long hi, long *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+int dk_cmd_eval(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *method = "dash", *seed = NULL;
+    long n_samples = 0, budget = -1;
+    bool json = false;
+    dk_task_kv kv[DK_EVAL_MAX_OPTS];
+    int nkv = 0;
+    dk_eval_param_arg pa[DK_POLICY_PARAM_COUNT];
+    int n_pa = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_eval_usage(stdout); return 0; }
+        if (!strcmp(a, "--json")) { json = true; continue; }
+        const dk_policy_param *pd = NULL;
+        if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
+        else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
+        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
+                     !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
+        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
+        if (pd) {
+            for (int j = 0; j < n_pa; j++)
+                if (!strcmp(pa[j].name, pd->name)) { fprintf(stderr, "dashkit eval: option %s given twice\n", a); return 2; }
+            pa[n_pa++] = (dk_eval_param_arg){pd->name, argv[++i]};
+        } else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = argv[++i];
+        else if (!strcmp(a, "--task")) task_name = argv[++i];
+        else if (!strcmp(a, "--method")) method = argv[++i];
+        else if (!strcmp(a, "--seed")) seed = argv[++i];
+        else if (!strcmp(a, "--opt")) {
+            char *eq = strchr(argv[++i], '=');
+            if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
+            if (nkv == DK_EVAL_MAX_OPTS) { fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS); return 2; }
+            *eq = 0;
+            kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
+        } else if (!strcmp(a, "-n")) {
+            if (!dk_eval_parse_int(argv[++i], 1, 1000000, &n_samples)) {
+                fprintf(stderr, "dashkit eval: -n '%s' is not an integer in 1..1000000\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--budget")) {
+            if (!dk_eval_parse_int(argv[++i], 0, 1L << 30, &budget) || budget == 1) {
+                fprintf(stderr, "dashkit eval: --budget '%s' is not 0 or an integer >= 2\n", argv[i]);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "dashkit eval: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!model_path) model_path = a;
+        else { fprintf(stderr, "dashkit eval: unexpected argument '%s'\n", a); return 2; }
+    }
+    if (!model_path) { fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n"); return 2; }
+    if (!task_name) { fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
+
+    /* task and method are checked before the model is loaded */
+    const dk_task *task = dk_task_find(task_name);
+    if (!task) { fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", task_name); return 2; }
+    if (seed) {
+        long sv;
+        if (!dk_eval_parse_int(seed, 0, 0x7fffffffL, &sv)) { fprintf(stderr, "dashkit eval: --seed '%s' is not a non-negative integer\n", seed); return 2; }
+        for (int j = 0; j < nkv; j++)
+            if (!strcmp(kv[j].key, "seed")) { fprintf(stderr, "dashkit eval: --seed and --opt seed=... both given\n"); return 2; }
+        if (dk_task_opt_value(task, kv, nkv, "seed")) {
+            if (nkv == DK_EVAL_MAX_OPTS) { fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS); return 2; }
+            kv[nkv++] = (dk_task_kv){"seed", seed};
+        }
+    }
+    bool has_tau = false, has_keep = false;
+    for (int j = 0; j < n_pa; j++) { has_tau |= !strcmp(pa[j].name, "tau"); has_keep |= !strcmp(pa[j].name, "keep"); }
+    if (!strcmp(method, "dash") && has_tau && has_keep) { fprintf(stderr, "dashkit eval: --tau and --keep exclude each other\n"); return 2; }
+    if (!strcmp(method, "dash") && has_tau) method = "dash-tau";
+    if (!strcmp(method, "dash") && has_keep) method = "dash-keep";
+    dk_err e = {{0}};
+    const dk_policy *pol;
+    dk_policy_params pp;
+    dk_policy_params_default(&pp);
+    if (dk_policy_lookup(method, &pol, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
+    for (int j = 0; j < n_pa; j++)
+        if (dk_policy_params_set_text(pol, &pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
+    if (dk_policy_params_validate(pol, &pp, 0, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
+
+    int rc = 1;
+    dk_model *m = NULL;
+    dk_ctx *c = NULL;
+    dk_sample_set set = {0};
+    double *s_method = NULL, *s_dense = NULL;
+    cJSON *js = NULL, *jsamples = NULL;
+    const dk_tokenizer *tok;
+    if (dk_model_load(model_path, tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e)) {
+        fprintf(stderr, "dashkit eval: %s\n", e.msg);
+        goto done;
+    }
+    if (dk_policy_params_validate(pol, &pp, m->cfg.n_layer, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = 2; goto done; }
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    dk_status st = dk_task_load(task->name, kv, nkv, (int)n_samples, &ti, &set, &e);
+    if (st) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
+    if (set.n == 0) { fprintf(stderr, "dashkit eval: task %s has no samples\n", task->name); goto done; }
+    s_method = malloc((size_t)set.n * sizeof *s_method);
+    s_dense = malloc((size_t)set.n * sizeof *s_dense);
+    if (!s_method || !s_dense) { fprintf(stderr, "dashkit eval: out of memory\n"); goto done; }
+    char params[160] = "";
+    dk_policy_params_format(pol, &pp, params, sizeof params);
+    if (json) {
+        js = cJSON_CreateObject();
+        cJSON_AddStringToObject(js, "model", model_path);
+        cJSON_AddStringToObject(js, "task", task->name);
+        cJSON *jo = cJSON_AddObjectToObject(js, "options");
+        for (const dk_task_opt *o = task->opts; o->name; o++) {
+            const char *v = dk_task_opt_value(task, kv, nkv, o->name);
+            if (v && *v) cJSON_AddStringToObject(jo, o->name, v);
+        }
+        cJSON_AddStringToObject(js, "method", pol->name);
+        cJSON_AddStringToObject(js, "params", params);
+        cJSON_AddStringToObject(js, "metric", dk_metric_name(set.s[0].metric));
+        cJSON_AddStringToObject(js, "blas_core", dk_blas_core());
+        jsamples = cJSON_AddArrayToObject(js, "samples");
+    }
+
+    int64_t fl_dense = 0, fl_method = 0;
+    double w_dense = 0, w_method = 0, kl_sum = 0, kla_sum = 0;
+    int n_top1 = 0, n_kla = 0;
+    for (int i = 0; i < set.n; i++) {
+        const dk_sample *s = &set.s[i];
+        dk_eval_prompt p;
+        dk_eval_result rd, rm;
+        size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, s);
+        if ((st = dk_eval_prompt_build(m, s, b, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
+        if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
+            (st = dk_eval_dense(c, &p, &rd, &e))) {
+            fprintf(stderr, "dashkit eval: %s\n", e.msg);
+            dk_eval_prompt_free(&p);
+            goto done;
+        }
+        dk_eval_ref ref;
+        dk_eval_ref_from_result(&rd, &ref);
+        if ((st = dk_eval_method(c, &p, pol, &pp, &ref, &rm, &e))) {
+            fprintf(stderr, "dashkit eval: %s\n", e.msg);
+            dk_eval_result_free(&rd);
+            dk_eval_prompt_free(&p);
+            goto done;
+        }
+        s_method[i] = rm.score01;
+        s_dense[i] = rd.score01;
+        fl_dense += rd.flops;
+        fl_method += rm.flops;
+        w_dense += rd.wall_s;
+        w_method += rm.wall_s;
+        kl_sum += rm.kl;
+        n_top1 += rm.top1 == 1;
+        if (!isnan(rm.kl_answer)) { kla_sum += rm.kl_answer; n_kla++; }
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(jsamples, o);
+            cJSON_AddStringToObject(o, "id", s->id ? s->id : "");
+            dk_eval_json_num(o, "score", rm.score);
+            dk_eval_json_num(o, "dense_score", rd.score);
+            cJSON_AddStringToObject(o, "prediction", rm.prediction);
+            cJSON_AddStringToObject(o, "dense_prediction", rd.prediction);
+            cJSON_AddItemToObject(o, "answers", cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
+            cJSON_AddNumberToObject(o, "prompt_tokens", rm.n_prompt);
+            cJSON_AddNumberToObject(o, "context_tokens", rm.n_context);
+            cJSON_AddNumberToObject(o, "question_tokens", rm.n_question);
+            cJSON_AddNumberToObject(o, "dropped_tokens", rm.n_dropped);
+            cJSON_AddNumberToObject(o, "gen_tokens", rm.n_gen);
+            cJSON_AddNumberToObject(o, "gold_tokens", rm.n_gold);
+            cJSON_AddItemToObject(o, "active_tokens", cJSON_CreateIntArray(rm.active, rm.n_layer));
+            cJSON_AddNumberToObject(o, "flops_dense", (double)rd.flops);
+            cJSON_AddNumberToObject(o, "flops_method", (double)rm.flops);
+            dk_eval_json_num(o, "flops_speedup", rm.flops_speedup);
+            dk_eval_json_num(o, "wall_dense_s", rd.wall_s);
+            dk_eval_json_num(o, "wall_method_s", rm.wall_s);
+            dk_eval_json_num(o, "wall_speedup", rm.wall_speedup);
+            dk_eval_json_num(o, "kl", rm.kl);
+            dk_eval_json_num(o, "kl_answer", rm.kl_answer);
+            cJSON_AddNumberToObject(o, "top1", rm.top1);
+        } else {
+            printf("%s score=%.2f flops_speedup=%.4f wall_speedup=%.3f kl=%.6g kl_answer=%.6g top1=%d prediction=\"",
+                   s->id ? s->id : "?", rm.score, rm.flops_speedup, rm.wall_speedup, rm.kl, rm.kl_answer, rm.top1);
+            dk_eval_print_escaped(stdout, rm.prediction, DK_EVAL_PRED_SHOWN);
+            printf("\"\n");
+            fflush(stdout);
+        }
+        dk_eval_result_free(&rm);
+        dk_eval_result_free(&rd);
+        dk_eval_prompt_free(&p);
+    }
+
+    dk_metric metric = set.s[0].metric;
+    double score = dk_eval_aggregate_score(metric, s_method, set.n), dscore = dk_eval_aggregate_score(metric, s_dense, set.n);
+    double fsp = fl_method > 0 ? (double)fl_dense / (double)fl_method : NAN, wsp = w_method > 0 ? w_dense / w_method : NAN;
+    double kl = kl_sum / set.n, kla = n_kla ? kla_sum / n_kla : NAN, top1 = (double)n_top1 / set.n;
+    if (json) {
+        cJSON_AddNumberToObject(js, "n", set.n);
+        dk_eval_json_num(js, "score", score);
+        dk_eval_json_num(js, "dense_score", dscore);
+        cJSON_AddNumberToObject(js, "flops_dense", (double)fl_dense);
+        cJSON_AddNumberToObject(js, "flops_method", (double)fl_method);
+        dk_eval_json_num(js, "flops_speedup", fsp);
+        dk_eval_json_num(js, "wall_speedup", wsp);
+        dk_eval_json_num(js, "kl", kl);
+        dk_eval_json_num(js, "kl_answer", kla);
+        dk_eval_json_num(js, "top1_agreement", top1);
+        char *txt = cJSON_PrintUnformatted(js);
+        if (!txt) { fprintf(stderr, "dashkit eval: out of memory\n"); goto done; }
+        printf("%s\n", txt);
+        free(txt);
+    } else {
+        printf("task: %s\nmethod: %s\nparams: %s\nmetric: %s\nsamples: %d\n", task->name, pol->name, params,
+               dk_metric_name(metric), set.n);
+        printf("score: %.2f\ndense_score: %.2f\n", score, dscore);
+        printf("flops_speedup: %.4f\nwall_speedup: %.3f\n", fsp, wsp);
+        printf("kl: %.6g\nkl_answer: %.6g\ntop1_agreement: %.4f\n", kl, kla, top1);
+    }
+    rc = 0;
+done:
+    cJSON_Delete(js);
+    free(s_method);
+    free(s_dense);
+    dk_sample_set_free(&set);
+    dk_ctx_free(c);
+    dk_model_free(m);
+    return rc;
+}
