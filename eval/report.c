@@ -123,9 +123,10 @@ static char *rep_slug(const char *s) {
     return d;
 }
 
-static void rep_fmt(char *b, size_t n, double v, int prec) {
+/* Data-file number: 10 significant digits, NaN for missing (gnuplot skips it). */
+static void rep_fmt(char *b, size_t n, double v) {
     if (isnan(v)) snprintf(b, n, "NaN");
-    else snprintf(b, n, "%.*f", prec, v);
+    else snprintf(b, n, "%.10g", v);
 }
 
 /* Value with interval: "45.2 [41.0, 49.3]" (or "45.2" without CI, "–" without value). */
@@ -963,9 +964,9 @@ static dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int t
             if (strcmp(rep_point_method(d, &pts[i]), methods[k]) != 0) continue;
             const rep_point *p = &pts[i];
             char b[9][32];
-            rep_fmt(b[0], 32, p->wall.est, 6); rep_fmt(b[1], 32, p->wall.lo, 6); rep_fmt(b[2], 32, p->wall.hi, 6);
-            rep_fmt(b[3], 32, p->flops.est, 6); rep_fmt(b[4], 32, p->flops.lo, 6); rep_fmt(b[5], 32, p->flops.hi, 6);
-            rep_fmt(b[6], 32, p->score.est, 4); rep_fmt(b[7], 32, p->score.lo, 4); rep_fmt(b[8], 32, p->score.hi, 4);
+            rep_fmt(b[0], 32, p->wall.est); rep_fmt(b[1], 32, p->wall.lo); rep_fmt(b[2], 32, p->wall.hi);
+            rep_fmt(b[3], 32, p->flops.est); rep_fmt(b[4], 32, p->flops.lo); rep_fmt(b[5], 32, p->flops.hi);
+            rep_fmt(b[6], 32, p->score.est); rep_fmt(b[7], 32, p->score.lo); rep_fmt(b[8], 32, p->score.hi);
             fprintf(m.f, "%s %s %s %s %s %s %s %s %s %zu %d %d ", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8],
                     p->n, p->front_wall, p->front_flops);
             rep_gp_str(m.f, rep_point_label(d, p));
@@ -981,7 +982,7 @@ static dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int t
         qsort(order, k, sizeof *order, rep_cmp_idx);
         for (size_t j = 0; j < k; j++) {
             const rep_point *p = &pts[order[j]];
-            fprintf(m.f, "%.6f %.4f\n", fl ? p->flops.est : p->wall.est, p->score.est);
+            fprintf(m.f, "%.10g %.10g\n", fl ? p->flops.est : p->wall.est, p->score.est);
         }
         if (!k) fprintf(m.f, "NaN NaN\n");
     }
@@ -1118,7 +1119,7 @@ static dk_status rep_heatmap_write(const rep_data *d, rep_out *o, int mi, int ti
             rep_strata_free(&S);
             if (st != DK_OK) goto done;
             char b1[32], b2[32], b3[32];
-            rep_fmt(b1, 32, ci.est, 4); rep_fmt(b2, 32, ci.lo, 4); rep_fmt(b3, 32, ci.hi, 4);
+            rep_fmt(b1, 32, ci.est); rep_fmt(b2, 32, ci.lo); rep_fmt(b3, 32, ci.hi);
             fprintf(m.f, "%zu %zu %g %g %s %s %s %zu\n", a, b, lens[a], deps[b], b1, b2, b3, tot);
         }
     }
@@ -1208,7 +1209,7 @@ static dk_status rep_layers_write(const rep_data *d, rep_out *o, int mi, int ti,
             fprintf(m.f, "\n# layer fraction tokens n\n");
             for (int l = 0; l < L; l++) {
                 if (!cnt[l]) continue;
-                fprintf(m.f, "%d %.6f %.3f %zu\n", l, sum_f[l] / (double)cnt[l], sum_t[l] / (double)cnt[l], cnt[l]);
+                fprintf(m.f, "%d %.10g %.10g %zu\n", l, sum_f[l] / (double)cnt[l], sum_t[l] / (double)cnt[l], cnt[l]);
             }
             shown[n_shown++] = (int)s;
         }
@@ -1245,21 +1246,26 @@ done:
     return st;
 }
 
+/* The method whose samples give model mi's Δ figure: dense if its samples carry Δ statistics,
+ * else the first method (config order) whose do; NULL when none does. */
+static const char *rep_delta_source(const rep_data *d, int mi) {
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < d->n_cells_loaded; i++) {
+            const rep_cell *c = &d->cells[i];
+            if (c->mi != mi || (pass == 0 && !rep_is_dense(&d->settings[c->si]))) continue;
+            for (size_t j = 0; j < c->n * (size_t)c->n_layer; j++)
+                if (!isnan(c->dmed[j])) return d->settings[c->si].method;
+        }
+    return NULL;
+}
+
 /* Δ statistics per layer: the samples of dense cells if they carry any, else of the first
  * method (config order) whose samples do. *source receives that method (NULL = none). */
 static dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *stem, const char **source,
                                  dk_err *e) {
     int L = rep_model_layers(d, mi);
     *source = NULL;
-    const char *src = NULL;
-    for (int pass = 0; pass < 2 && !src; pass++)
-        for (size_t i = 0; i < d->n_cells_loaded && !src; i++) {
-            const rep_cell *c = &d->cells[i];
-            if (c->mi != mi) continue;
-            if (pass == 0 && !rep_is_dense(&d->settings[c->si])) continue;
-            for (size_t j = 0; j < c->n * (size_t)c->n_layer; j++)
-                if (!isnan(c->dmed[j])) { src = d->settings[c->si].method; break; }
-        }
+    const char *src = rep_delta_source(d, mi);
     if (!src) return DK_OK;
     double *v = malloc(sizeof *v * 1), *vmin = NULL, *vmax = NULL;
     size_t cap = 0;
@@ -1828,32 +1834,25 @@ dk_status dk_report_plot(dk_store *s, const char *out_file, const dk_plot_spec *
     if ((st = rep_load(s, opts, &d, e)) != DK_OK) return st;
     r->run_id = d.run_id;
     rep_out o = {dir, !strcmp(ext, ".png"), !strcmp(ext, ".svg"), NULL, 0, r};
-    int mi = rep_pick_model(&d, p->model, e, &st);
+    /* validate the selection first: a bad option leaves nothing behind, not even the folder */
+    int mi = rep_pick_model(&d, p->model, e, &st), ti = -1, si = -1;
     if (mi < 0) goto done;
-    if ((st = rep_mkdirs(dir, e)) != DK_OK) goto done;
     switch (p->kind) {
-    case DK_REPORT_KIND_FRONTIER: {
-        int ti = rep_pick_task(&d, p->task, 1, e, &st);
-        if (ti < 0) goto done;
-        const char *stems[2] = {p->x == DK_REPORT_X_WALL ? stem : NULL, p->x == DK_REPORT_X_FLOPS ? stem : NULL};
-        if ((st = rep_frontier_write(&d, &o, mi, ti, stem, stems, 1, e)) != DK_OK) goto done;
+    case DK_REPORT_KIND_FRONTIER:
+        if ((ti = rep_pick_task(&d, p->task, 1, e, &st)) < 0) goto done;
         break;
-    }
     case DK_REPORT_KIND_HEATMAP: {
-        int ti = rep_pick_task(&d, p->task, 1, e, &st);
-        if (ti < 0) goto done;
+        if ((ti = rep_pick_task(&d, p->task, 1, e, &st)) < 0) goto done;
         if (!rep_task_has_depth(&d, mi, ti)) {
             st = dk_fail(e, DK_ERR_ARG, "--task '%s': its cells have no \"depth\" option, so there is no length x depth grid"
                                         " (give the task a \"depths\" grid)", d.tasks[ti].name);
             goto done;
         }
-        int si = -1, n_match = 0;
+        int n_match = 0;
         for (size_t k = 0; k < d.n_settings; k++) {
             if (!rep_has(&d, mi, ti, (int)k)) continue;
-            int match = !p->method || !strcmp(d.settings[k].label, p->method);
-            if (p->method && !match && !strcmp(d.settings[k].method, p->method)) match = 1;
-            if (!match) continue;
             if (p->method && !strcmp(d.settings[k].label, p->method)) { si = (int)k; n_match = 1; break; }
+            if (p->method && strcmp(d.settings[k].method, p->method) != 0) continue;
             if (si < 0) si = (int)k;
             n_match++;
         }
@@ -1867,18 +1866,35 @@ dk_status dk_report_plot(dk_store *s, const char *out_file, const dk_plot_spec *
                          p->method ? " " : "", p->method ? p->method : "", d.settings[si].label);
             goto done;
         }
-        if ((st = rep_heatmap_write(&d, &o, mi, ti, si, stem, e)) != DK_OK) goto done;
         break;
     }
-    case DK_REPORT_KIND_LAYERS: {
-        int ti = rep_pick_task(&d, p->task, 0, e, &st);
-        if (ti == -2) goto done;
-        int w = 0;
+    case DK_REPORT_KIND_LAYERS:
+        if ((ti = rep_pick_task(&d, p->task, 0, e, &st)) == -2) goto done;
         if (p->method) {
             int known = 0;
             for (size_t k = 0; k < d.n_settings; k++) if (!strcmp(d.settings[k].method, p->method)) known = 1;
             if (!known) { st = dk_fail(e, DK_ERR_ARG, "--method '%s': no such method in run %lld", p->method, (long long)d.run_id); goto done; }
         }
+        break;
+    case DK_REPORT_KIND_DELTA:
+        if (!rep_delta_source(&d, mi)) {
+            st = dk_fail(e, DK_ERR_ARG, "delta: no sample of run %lld has delta statistics (sample_layers)", (long long)d.run_id);
+            goto done;
+        }
+        break;
+    }
+    if ((st = rep_mkdirs(dir, e)) != DK_OK) goto done;
+    switch (p->kind) {
+    case DK_REPORT_KIND_FRONTIER: {
+        const char *stems[2] = {p->x == DK_REPORT_X_WALL ? stem : NULL, p->x == DK_REPORT_X_FLOPS ? stem : NULL};
+        if ((st = rep_frontier_write(&d, &o, mi, ti, stem, stems, 1, e)) != DK_OK) goto done;
+        break;
+    }
+    case DK_REPORT_KIND_HEATMAP:
+        if ((st = rep_heatmap_write(&d, &o, mi, ti, si, stem, e)) != DK_OK) goto done;
+        break;
+    case DK_REPORT_KIND_LAYERS: {
+        int w = 0;
         if ((st = rep_layers_write(&d, &o, mi, ti, p->method, stem, &w, e)) != DK_OK) goto done;
         if (!w) { st = dk_fail(e, DK_ERR_ARG, "layers: no sample of the selection has active-token counts"); goto done; }
         break;
@@ -1886,7 +1902,6 @@ dk_status dk_report_plot(dk_store *s, const char *out_file, const dk_plot_spec *
     case DK_REPORT_KIND_DELTA: {
         const char *src = NULL;
         if ((st = rep_delta_write(&d, &o, mi, stem, &src, e)) != DK_OK) goto done;
-        if (!src) { st = dk_fail(e, DK_ERR_ARG, "delta: no sample of run %lld has delta statistics (sample_layers)", (long long)d.run_id); goto done; }
         break;
     }
     }
