@@ -93,3 +93,9 @@ clean:
 	rm -rf build build-asan dashkit dashkit-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# README frontier image (docs/frontier.png + its .dat/.gp) from the store `make run` wrote.
+.PHONY: readme-figure
+readme-figure:
+	@$(MAKE) --no-print-directory all
+	bash scripts/readme-figure.sh
