@@ -195,12 +195,14 @@ int dk_cmd_prefill(int argc, char **argv) {
 
     /* dense and method alternately; the results of the last repetition are reported */
     for (long r = 0; r < reps; r++) {
-        dk_prefill_result_free(&rd);
-        dk_prefill_result_free(&rm);
-        if (dk_prefill_run(cd, NULL, NULL, ctx, n_ctx, q, n_q, NULL, &rd, &e) ||
-            dk_prefill_run(cm, pol, &pp, ctx, n_ctx, q, n_q, NULL, &rm, &e)) {
-            fprintf(stderr, "dashkit prefill: %s\n", e.msg);
-            goto done;
+        for (int h = 0; h < 2; h++) { /* the order flips every repetition */
+            bool dense = (h == 0) == (r % 2 == 0);
+            dk_prefill_result_free(dense ? &rd : &rm);
+            if (dense ? dk_prefill_run(cd, NULL, NULL, ctx, n_ctx, q, n_q, NULL, &rd, &e)
+                      : dk_prefill_run(cm, pol, &pp, ctx, n_ctx, q, n_q, NULL, &rm, &e)) {
+                fprintf(stderr, "dashkit prefill: %s\n", e.msg);
+                goto done;
+            }
         }
         wd[r] = rd.ctx_wall_s + rd.q_wall_s;
         wm[r] = rm.ctx_wall_s + rm.q_wall_s;
@@ -255,6 +257,9 @@ int dk_cmd_prefill(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "flops_halt", (double)rm.layers[l].flops.c[DK_FLOPS_HALT]);
             cJSON_AddNumberToObject(o, "wall_dense_s", rd.layers[l].wall_s);
             cJSON_AddNumberToObject(o, "wall_method_s", rm.layers[l].wall_s);
+            cJSON *jc = cJSON_AddObjectToObject(o, "flops_method_by_component");
+            for (int i = 0; i < DK_FLOPS_COUNT; i++)
+                cJSON_AddNumberToObject(jc, dk_flops_component_name((dk_flops_component)i), (double)rm.layers[l].flops.c[i]);
             cJSON_AddBoolToObject(o, "decided", ps->decided);
             if (ps->decided) {
                 cJSON_AddNumberToObject(o, "kept", ps->n_kept);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- one context + question prefill ---- */
 
@@ -84,6 +85,79 @@ dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, in
         next = dk_argmax(lg, V);
     }
     free(lg);
+    return st;
+}
+
+/* ---- dense vs method, side by side ---- */
+
+static double dk_prefill_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int dk_prefill_cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double dk_prefill_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, dk_prefill_cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* One timed context prefill; method = NULL for dense. Returns wall seconds in *dt. */
+static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
+                                  float *logits, double *dt, dk_flops *fl, dk_policy_run **keep_run, dk_err *e) {
+    int L = dk_ctx_model(c)->cfg.n_layer;
+    dk_ctx_reset(c);
+    double t0 = dk_prefill_now();
+    dk_policy_run *run = NULL;
+    dk_prefill_opts o = {0};
+    dk_status st = DK_OK;
+    if (p && p->rule != DK_POLICY_RULE_NONE) {
+        if ((st = dk_policy_run_create(p, pp, L, T, &run, e))) return st;
+        dk_policy_run_opts(run, &o);
+    }
+    st = dk_forward_prefill(c, tokens, T, &o, logits, e);
+    *dt = dk_prefill_now() - t0;
+    *fl = dk_ctx_stats(c)->total;
+    if (keep_run && !st) *keep_run = run;
+    else dk_policy_run_free(run);
+    return st;
+}
+
+dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
+                                 int reps, dk_prefill_compare *out, dk_err *e) {
+    memset(out, 0, sizeof *out);
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    if (reps < 1) return dk_fail(e, DK_ERR_ARG, "reps = %d must be >= 1", reps);
+    float *logits = malloc((size_t)k->n_vocab * sizeof *logits);
+    double *wd = malloc((size_t)reps * sizeof *wd), *wm = malloc((size_t)reps * sizeof *wm), dt;
+    dk_policy_run *run = NULL;
+    dk_status st = DK_OK;
+    if (!logits || !wd || !wm) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    /* warm-up; the method's run tells what was kept */
+    if ((st = dk_prefill_timed(c, NULL, NULL, tokens, T, logits, &dt, &out->flops_dense, NULL, e)) ||
+        (st = dk_prefill_timed(c, p, pp, tokens, T, logits, &dt, &out->flops_method, &run, e)))
+        goto done;
+    out->l_s = p ? dk_policy_first_layer(p, pp, k->n_layer) : k->n_layer;
+    out->n_kept = run && out->l_s < k->n_layer && run->stats[out->l_s].decided ? run->stats[out->l_s].n_kept : T;
+    out->theoretical = dk_prefill_theoretical_speedup(k, T, out->l_s, out->n_kept);
+    for (int r = 0; r < reps; r++) {
+        dk_flops f;
+        for (int h = 0; h < 2; h++) {
+            bool dense = (h == 0) == (r % 2 == 0);
+            if ((st = dk_prefill_timed(c, dense ? NULL : p, pp, tokens, T, logits, &dt, &f, NULL, e))) goto done;
+            (dense ? wd : wm)[r] = dt;
+        }
+    }
+    out->reps = reps;
+    out->wall_dense_s = dk_prefill_median(wd, reps);
+    out->wall_method_s = dk_prefill_median(wm, reps);
+done:
+    dk_policy_run_free(run);
+    free(logits); free(wd); free(wm);
     return st;
 }
 

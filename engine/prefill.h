@@ -44,6 +44,22 @@ const float *dk_prefill_next_logits(const dk_prefill_result *r);
 dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, int32_t stop_token, int32_t *out,
                                    int *n_out, dk_err *e);
 
+/* ---- dense vs method, side by side (benchmarks) ---- */
+
+typedef struct {
+    int reps;
+    double wall_dense_s, wall_method_s; /* medians over reps of one context prefill (method: incl. policy set-up) */
+    dk_flops flops_dense, flops_method; /* one call each (deterministic) */
+    int l_s;                            /* first decision layer (n_layer: none) */
+    int n_kept;                         /* rows kept at the first decision (T when none) */
+    double theoretical;                 /* dk_prefill_theoretical_speedup(cfg, T, l_s, n_kept) */
+} dk_prefill_compare;
+
+/* After one untimed warm-up of each, runs the dense and the method prefill of tokens[0..T)
+ * alternately reps times (the order flips every repetition), c reset before each. */
+dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
+                                 int reps, dk_prefill_compare *out, dk_err *e);
+
 /* ---- FLOP model for the theoretical speedup ---- */
 
 /* A(n): FLOPs of one layer on n tokens with exact causal attention (see the top of this file). */
