@@ -1,0 +1,459 @@
+/* test_runner.c — `dashkit run` end to end on a tiny random GGUF model (tests/data): results
+ * and dense sharing, resume, SIGKILL at random points then re-run (every cell done exactly once,
+ * rows identical to an uninterrupted run, no half-written sample), two workers and two
+ * concurrent runs on one DB (attempts == 1), a changed model file not served stale results,
+ * bad configs (exit 2, no DB file created), prefix groups. */
+#include "config.h"
+#include "runner.h"
+#include "support/dk_test.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DK_MODEL "tests/data/ref_llama_f32.gguf" /* 3 layers, n_ctx 256, SPM tokenizer */
+
+/* 2 task points x (dense + 3 dash) = 8 cells of `samples` samples each. */
+static void write_config(const char *path, const char *model, int samples) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"name\":\"rt\",\"models\":[\"%s\"],\n"
+            " \"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],\n"
+            " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8],\"ls\":0.34}],\n"
+            " \"samples\":%d,\"seed\":5,\"threads\":1}\n",
+            model, samples);
+    fclose(f);
+}
+
+static void tmp_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name); }
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void rm_db(const char *db) {
+    char p[600];
+    unlink(db);
+    snprintf(p, sizeof p, "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", db);
+    unlink(p);
+}
+
+static int run_cli(const char *args, char **out) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s", dk_test_cli(), args);
+    return dk_test_run(cmd, 1, out);
+}
+
+static sqlite3 *db_open(const char *path) {
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int64_t q_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* Text dump of the deterministic part of every sample row, keyed by cell identity and sample. */
+static char *dump_results(sqlite3 *db) {
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+        "SELECT c.key, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+        " s.active_tokens, s.flops_dense, s.flops_method, s.flops_method_parts, hex(s.prediction), s.answers,"
+        " s.score, s.kl, s.kl_answer, s.top1, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
+        " (SELECT group_concat(flops) FROM (SELECT flops FROM sample_layers l WHERE l.sample_row = s.id ORDER BY layer))"
+        " FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL), SQLITE_OK);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    out[0] = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(q); i++) {
+            const char *t = (const char *)sqlite3_column_text(q, i);
+            size_t need = len + (t ? strlen(t) : 4) + 4;
+            if (need > cap) { while (need > cap) cap *= 2; out = realloc(out, cap); }
+            len += (size_t)sprintf(out + len, "%s%s", t ? t : "NULL", i + 1 < sqlite3_column_count(q) ? "|" : "\n");
+        }
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+/* Store invariants after a complete run of write_config(.., samples): every cell of the last run
+ * done exactly once with exactly `samples` rows, each with its 3 layer rows. */
+static void check_complete(sqlite3 *db, int samples) {
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM cells"), 8);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM cells WHERE state = 'done'"), 8);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM cells c WHERE (SELECT count(*) FROM samples s WHERE s.cell_id = c.id) != %d", samples);
+    ck_assert_int_eq(q_int(db, sql), 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples"), 8 * samples);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM (SELECT cell_id, sample_id FROM samples GROUP BY 1, 2 HAVING count(*) > 1)"), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM samples WHERE sample_id < 0 OR sample_id >= %d", samples);
+    ck_assert_int_eq(q_int(db, sql), 0);
+    /* no half-written sample: every row has all its layer rows and its results */
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id) != 3"), 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples WHERE prediction IS NULL OR score IS NULL OR flops_method IS NULL"
+                               " OR active_tokens IS NULL OR top1 IS NULL"), 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sample_layers WHERE sample_row NOT IN (SELECT id FROM samples)"), 0);
+    /* dense computed once per (model, task point, sample), shared by the 4 method cells */
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM dense_results"), 2 * samples);
+}
+
+/* ---- results, dense sharing, resume ---- */
+
+START_TEST(test_run_results_and_resume) {
+    char cfg[512], db[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "basic.json");
+    tmp_path(db, sizeof db, "basic.db");
+    write_config(cfg, DK_MODEL, 3);
+    rm_db(db);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\nfailed: 0\nunfinished: 0\nsamples: 24\nsamples_new: 24\n"), "%s", out);
+    free(out);
+    sqlite3 *h = db_open(db);
+    check_complete(h, 3);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
+    /* the dense cell is the reference: KL 0, top-1 agreement, same FLOPs */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense'"
+                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense)"), 0);
+    /* every method cell compares against the stored dense row of its sample */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id"
+                              " JOIN dense_results d ON d.model_sha256 = m.sha256 AND d.task_key = c.task_key"
+                              " AND d.sample_id = s.sample_id WHERE d.flops = s.flops_dense"), 24);
+    /* halting does less work, more so for larger rho; active tokens drop after l_s = 1 */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                              " AND s.flops_method >= s.flops_dense"), 0);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                              " AND json_extract(s.active_tokens, '$[2]') >= json_extract(s.active_tokens, '$[1]')"), 0);
+    /* provenance of the run */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs WHERE threads = 1 AND workers = 1 AND blas_core IS NOT NULL"
+                              " AND host IS NOT NULL AND length(config_hash) = 64 AND n_cells = 8 AND finished_at IS NOT NULL"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM models WHERE n_layer = 3 AND n_vocab = 320 AND length(sha256) = 64"), 1);
+    char *before = dump_results(h);
+    sqlite3_close(h);
+
+    /* resume: nothing left to do, nothing rewritten */
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "done: 8\n") && strstr(out, "samples_new: 0\n"), "%s", out);
+    free(out);
+    h = db_open(db);
+    char *after = dump_results(h);
+    ck_assert_str_eq(before, after);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs"), 2);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
+    sqlite3_close(h);
+    free(before);
+    free(after);
+}
+END_TEST
+
+/* ---- SIGKILL at random points, then re-run ---- */
+
+/* Waits until no worker recorded on a running cell is alive (killed workers die with their
+ * parent, asynchronously). */
+static void wait_workers_gone(const char *dbp) {
+    if (!file_exists(dbp)) return;
+    for (int tries = 0; tries < 200; tries++) {
+        sqlite3 *h = db_open(dbp);
+        sqlite3_stmt *q = NULL;
+        int alive = 0;
+        if (sqlite3_prepare_v2(h, "SELECT worker_pid FROM cells WHERE state = 'running'", -1, &q, NULL) == SQLITE_OK)
+            while (sqlite3_step(q) == SQLITE_ROW) {
+                pid_t pid = (pid_t)sqlite3_column_int64(q, 0);
+                if (pid > 0 && kill(pid, 0) == 0) {
+                    char p[64], st = 0;
+                    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+                    FILE *f = fopen(p, "r");
+                    if (f) { if (fscanf(f, "%*d %*s %c", &st) != 1) st = 0; fclose(f); }
+                    alive += st != 'Z' && st != 'X';
+                }
+            }
+        sqlite3_finalize(q);
+        sqlite3_close(h);
+        if (!alive) return;
+        usleep(20000);
+    }
+    ck_abort_msg("workers of a killed run still alive");
+}
+
+START_TEST(test_sigkill_then_rerun) {
+    char cfg[512], db[512], ref_db[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "kill.json");
+    tmp_path(db, sizeof db, "kill.db");
+    tmp_path(ref_db, sizeof ref_db, "kill_ref.db");
+    write_config(cfg, DK_MODEL, 5);
+    rm_db(db);
+    rm_db(ref_db);
+    /* reference: uninterrupted */
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, ref_db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    printf("test_sigkill_then_rerun: seed %u\n", seed);
+    srand(seed);
+    int kills = 0;
+    for (int round = 0; round < 6; round++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            int fd = open("/dev/null", 1);
+            if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+            const char *w = round % 2 ? "2" : "1";
+            execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--workers", w, "--quiet", (char *)NULL);
+            _exit(127);
+        }
+        useconds_t delay = 50000 + (useconds_t)(rand() % 500000); /* 50-550 ms; a whole run takes ~1 s */
+        usleep(delay);
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            kills++;
+        }
+        wait_workers_gone(db);
+    }
+    printf("test_sigkill_then_rerun: %d runs killed\n", kills);
+    ck_assert_msg(kills >= 2, "only %d of 6 runs were still running when killed", kills);
+    /* what the killed runs left is consistent: no sample without its layer rows */
+    int64_t partial = 0;
+    if (file_exists(db)) {
+        sqlite3 *h = db_open(db);
+        partial = q_int(h, "SELECT count(*) FROM samples");
+        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id) != 3"), 0);
+        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND (SELECT count(*) FROM samples s WHERE s.cell_id = cells.id) != 5"), 0);
+        sqlite3_close(h);
+    }
+    printf("test_sigkill_then_rerun: %lld of 40 samples stored by the killed runs\n", (long long)partial);
+    ck_assert_msg(partial > 0, "the killed runs stored nothing: the kills did not interrupt work");
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "done: 8\n"), "%s", out);
+    free(out);
+    sqlite3 *h = db_open(db), *r = db_open(ref_db);
+    check_complete(h, 5);
+    char *got = dump_results(h), *want = dump_results(r);
+    ck_assert_str_eq(got, want); /* the same rows as without interruption */
+    free(got);
+    free(want);
+    sqlite3_close(h);
+    sqlite3_close(r);
+}
+END_TEST
+
+/* ---- two workers, and two runs at once, on one DB ---- */
+
+START_TEST(test_two_workers) {
+    char cfg[512], db[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "two.json");
+    tmp_path(db, sizeof db, "two.db");
+    write_config(cfg, DK_MODEL, 4);
+    rm_db(db);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s --workers 2", cfg, db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+    sqlite3 *h = db_open(db);
+    check_complete(h, 4);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs WHERE workers = 2"), 1);
+    /* a sample row is written by the worker that holds its cell */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE s.worker != c.worker"), 0);
+    sqlite3_close(h);
+
+    /* two `dashkit run` processes at once (2 workers each) on a fresh DB */
+    rm_db(db);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "%s run %s --db %s --workers 2 --quiet > /dev/null 2>&1", dk_test_cli(), cfg, db);
+    pid_t a = fork();
+    if (a == 0) { execl("/bin/sh", "sh", "-c", cmd, (char *)NULL); _exit(127); }
+    pid_t b = fork();
+    if (b == 0) { execl("/bin/sh", "sh", "-c", cmd, (char *)NULL); _exit(127); }
+    int sa, sb;
+    waitpid(a, &sa, 0);
+    waitpid(b, &sb, 0);
+    /* each exits 0, or 1 when cells were still running in the other process as it finished */
+    ck_assert(WIFEXITED(sa) && WEXITSTATUS(sa) <= 1);
+    ck_assert(WIFEXITED(sb) && WEXITSTATUS(sb) <= 1);
+    h = db_open(db);
+    check_complete(h, 4);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs"), 2);
+    sqlite3_close(h);
+}
+END_TEST
+
+/* ---- a changed model file is not served stale results ---- */
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    ck_assert(a && b);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ck_assert_uint_eq(fwrite(buf, 1, n, b), n);
+    fclose(a);
+    fclose(b);
+}
+
+START_TEST(test_changed_model) {
+    char cfg[512], db[512], model[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "chg.json");
+    tmp_path(db, sizeof db, "chg.db");
+    tmp_path(model, sizeof model, "model.gguf");
+    copy_file(DK_MODEL, model);
+    write_config(cfg, model, 2);
+    rm_db(db);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+    /* change one byte of the last tensor's data (the files end with f32 weights) */
+    FILE *f = fopen(model, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, -2, SEEK_END);
+    int ch = fgetc(f);
+    fseek(f, -2, SEEK_END);
+    fputc(ch ^ 0x01, f);
+    fclose(f);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "samples: 16\nsamples_new: 16\n"), "new cells computed, got:\n%s", out);
+    free(out);
+    sqlite3 *h = db_open(db);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM models"), 2);
+    ck_assert_int_eq(q_int(h, "SELECT count(DISTINCT model_id) FROM cells"), 2);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done'"), 16);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 32);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"), 8); /* 2 models x 2 tasks x 2 samples */
+    /* the second run's cells belong to the new sha256 only */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = 2"
+                              " AND c.model_id = (SELECT id FROM models ORDER BY id LIMIT 1)"), 0);
+    sqlite3_close(h);
+}
+END_TEST
+
+/* ---- bad configs: exit 2 (1 for an unreadable model), one error line, no DB file ---- */
+
+typedef struct {
+    const char *json; /* %s = the model path */
+    int rc;
+    const char *msg;  /* expected stderr line after "dashkit run: ", %s = config path */
+} dk_bad_run;
+
+static const dk_bad_run dk_bad_runs[] = {
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,}", 2,
+     "%s: line 1, column 115: invalid JSON"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash\",\"rho\":[0.5,1]}],\"samples\":1}", 2,
+     "%s: methods[0].rho[1]: rho = 1 is outside [0,1)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],\"samples\":1}", 2,
+     "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"sampels\":2}", 2,
+     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
+     "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
+    {"{\"models\":[\"%s.missing\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 1,
+     "%s: models[0]: tests/data/ref_llama_f32.gguf.missing: cannot open: No such file or directory"},
+};
+
+START_TEST(test_bad_config) {
+    const dk_bad_run *b = &dk_bad_runs[_i];
+    char cfg[512], db[512], args[1400], want[1024], text[1024];
+    tmp_path(cfg, sizeof cfg, "bad.json");
+    tmp_path(db, sizeof db, "sub/bad.db");
+    rm_db(db);
+    FILE *f = fopen(cfg, "w");
+    snprintf(text, sizeof text, b->json, DK_MODEL);
+    fputs(text, f);
+    fclose(f);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    int rc = run_cli(args, &out);
+    snprintf(want, sizeof want, b->msg, cfg);
+    char line[1200];
+    snprintf(line, sizeof line, "dashkit run: %s\n", want);
+    ck_assert_msg(rc == b->rc, "case %d: rc %d want %d: %s", _i, rc, b->rc, out);
+    ck_assert_str_eq(out, line);
+    ck_assert_msg(!file_exists(db), "case %d: the DB was created", _i);
+    char dir[600];
+    tmp_path(dir, sizeof dir, "sub");
+    ck_assert_msg(!file_exists(dir), "case %d: the DB folder was created", _i);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_usage_errors) {
+    char *out = NULL;
+    ck_assert_int_eq(run_cli("run", &out), 2);
+    ck_assert_str_eq(out, "dashkit run: missing CONFIG (see --help)\n");
+    free(out);
+    ck_assert_int_eq(run_cli("run x.json --workers 0", &out), 2);
+    ck_assert_str_eq(out, "dashkit run: --workers '0' is not an integer in 1..256\n");
+    free(out);
+    ck_assert_int_eq(run_cli("run --help", &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--workers N"));
+    ck_assert_ptr_nonnull(strstr(out, "--db PATH"));
+    ck_assert_ptr_nonnull(strstr(out, "--quiet"));
+    free(out);
+}
+END_TEST
+
+/* ---- prefix groups ---- */
+
+START_TEST(test_prefix_groups) {
+    const char *json = "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
+                       "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":[0.2,0.4]},"
+                       "{\"name\":\"random\",\"rho\":[0.3,0.5]}],\"samples\":1}";
+    dk_config *c = NULL;
+    dk_err e = {{0}};
+    ck_assert_int_eq(dk_config_parse(json, strlen(json), "g.json", NULL, &c, &e), DK_OK);
+    ck_assert_int_eq(c->n_cells, 7);
+    char g[7][512];
+    for (int i = 0; i < 7; i++) dk_runner_prefix_group(c, &c->cells[i], g[i], sizeof g[i]);
+    /* cells: dense; dash (rho .3, ls .2), (.3, .4), (.5, .2), (.5, .4); random .3, .5 */
+    ck_assert_str_eq(g[1], g[3]);
+    ck_assert_str_eq(g[2], g[4]);
+    ck_assert_str_ne(g[1], g[2]);
+    ck_assert_str_eq(g[5], g[6]);
+    ck_assert_str_ne(g[0], g[1]);
+    ck_assert_str_ne(g[1], g[5]);
+    ck_assert_ptr_null(strstr(g[1], "rho"));
+    dk_config_free(c);
+}
+END_TEST
+
+static Suite *runner_suite(void) {
+    Suite *s = suite_create("runner");
+    TCase *tc = tcase_create("runner");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_run_results_and_resume);
+    tcase_add_test(tc, test_sigkill_then_rerun);
+    tcase_add_test(tc, test_two_workers);
+    tcase_add_test(tc, test_changed_model);
+    tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof dk_bad_runs / sizeof dk_bad_runs[0]));
+    tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_prefix_groups);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return dk_test_main(runner_suite()); }
