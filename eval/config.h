@@ -17,8 +17,11 @@
  *
  * Cells = models x tasks x (task grid) x methods x (method grid), in that nesting order (the
  * last key of an object varies fastest). Identical cells (same model, task options, method,
- * params) are kept once. Method defaults from the registry (e.g. dash: rho 0.667, ls 0.4) are
- * filled in, so {"name":"dash"} and {"name":"dash","rho":0.667,"ls":0.4} are the same cell.
+ * params) are kept once. Method defaults from the registry (every default the policy table
+ * declares, e.g. dash: rho 0.667, ls 0.4, sink 0, recent 0) are filled in, so {"name":"dash"}
+ * and {"name":"dash","rho":0.667,"ls":0.4,"sink":0} are the same cell. With the builtin
+ * registry each method grid point is also validated by the policy table itself
+ * (dk_policy_params_validate: required parameters such as dash-tau's tau, an odd snapkv kernel).
  *
  * Value rules (by parameter name, for every method/task that accepts it):
  *   rho in [0,1); ls in [0,1]; tau >= 0; keep, k, window, kernel integers >= 1;
@@ -46,7 +49,8 @@ typedef struct {
 
 /* The halting and tasks modules own the real lists. dk_config_registry_builtin() (used when
  * reg is NULL): tasks and their option names straight from the tasks registry (task.h);
- * methods from a copy of the halting policy table (names, parameters, defaults of policy.h). */
+ * methods straight from the halting policy table (dk_policy_at, dk_policy_param_info: names,
+ * accepted parameters, declared defaults, value ranges). */
 typedef struct {
     const dk_config_entry *methods; /* (n_methods) */
     size_t n_methods;

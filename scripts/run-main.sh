@@ -1,15 +1,42 @@
 #!/usr/bin/env bash
-# make run: the main job on bundled defaults. For now a generation demo: llama2.c's stories260K
-# from ../shared/fixtures (or $DK_FIXTURES) when present; otherwise the engine benchmark on a
-# small random model so the command still exercises the engine.
+# make run: the main job on bundled defaults — configs/quickstart.json (the bundled tiny model on
+# passkey/needle retrieval, dense vs DASH over a rho grid vs baselines) into results/dashkit.db,
+# then the per-cell summary. Re-running resumes: done cells are skipped.
+# Without models/dashkit-tiny.gguf (trained by scripts/train_tiny.py), it says so and runs the
+# same kind of matrix on the tiny random test model tests/data/ref_llama_f32.gguf instead
+# (3 layers, 256-token context: the scores mean nothing, the machinery is the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fx="${DK_FIXTURES:-../shared/fixtures}"
-if [ -f "$fx/llama2c/stories260K.bin" ] && [ -f "$fx/llama2c/tok512.bin" ]; then
-  ./dashkit info "$fx/llama2c/stories260K.bin" -z "$fx/llama2c/tok512.bin"
-  echo "---"
-  ./dashkit generate "$fx/llama2c/stories260K.bin" -z "$fx/llama2c/tok512.bin" -p "Once upon a time" -n 256
-else
-  echo "run-main: $fx/llama2c/stories260K.bin absent; running the engine benchmark on a small shape instead" >&2
-  ./dashkit bench --shape llama-tiny --tokens 256
+db="${DK_DB:-results/dashkit.db}"
+config=configs/quickstart.json
+if [ ! -f models/dashkit-tiny.gguf ]; then
+  echo "run-main: models/dashkit-tiny.gguf is absent (train it with scripts/train_tiny.py);" \
+       "running a small matrix on the random test model tests/data/ref_llama_f32.gguf instead" >&2
+  mkdir -p results
+  config=results/quickstart-fallback.json
+  db="${DK_DB:-results/dashkit-fallback.db}"
+  cat > "$config" <<'JSON'
+{
+  "name": "quickstart-fallback",
+  "description": "make run without the bundled model: the quickstart matrix shape on a 3-layer random GGUF (tests/data), contexts sized to its 256-token window.",
+  "models": ["tests/data/ref_llama_f32.gguf"],
+  "tasks": [{"name": "passkey", "lengths": [220, 240]}],
+  "methods": [
+    {"name": "dense"},
+    {"name": "dash", "rho": [0.3, 0.5, 0.667, 0.8], "ls": 0.34},
+    {"name": "random", "rho": 0.667, "ls": 0.34, "seed": 1},
+    {"name": "fastv", "rho": 0.667, "ls": 0.34}
+  ],
+  "samples": 10,
+  "seed": 1234,
+  "threads": 2
+}
+JSON
 fi
+./dashkit run "$config" --db "$db"
+echo "---"
+sqlite3 -header -column "$db" \
+  "SELECT task, length, method, rho, ls, n, round(mean_score, 2) AS score, round(flops_speedup, 3) AS flops_speedup,
+          round(wall_speedup, 3) AS wall_speedup, round(mean_kl, 5) AS kl, round(top1_agreement, 3) AS top1
+   FROM cell_summary WHERE cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = (SELECT max(id) FROM runs))
+   ORDER BY task, length, method, rho" 2>/dev/null || ./dashkit status --db "$db"
