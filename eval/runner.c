@@ -40,6 +40,8 @@ typedef struct {
     const dk_config *cfg;
     char (*model_sha)[DK_SHA256_HEX_LEN + 1]; /* (n_models) */
     int *model_layers;                        /* (n_models) n_layer */
+    dk_model_info *model_info;                /* (n_models) metadata for the models table */
+    char (*model_arch)[16];                   /* (n_models) */
     char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
     char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
     int64_t *cell_id;                         /* (n_cells) store ids */
@@ -51,6 +53,8 @@ typedef struct {
 static void dk_plan_free(dk_plan *p) {
     free(p->model_sha);
     free(p->model_layers);
+    free(p->model_info);
+    free(p->model_arch);
     free(p->key);
     free(p->task_key);
     free(p->cell_id);
@@ -75,7 +79,9 @@ static dk_status dk_cell_policy(const dk_config_cell *cell, int n_layer, const d
 static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
     p->model_sha = calloc(cfg->n_models, sizeof *p->model_sha);
     p->model_layers = calloc(cfg->n_models, sizeof *p->model_layers);
-    if (!p->model_sha || !p->model_layers) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    p->model_info = calloc(cfg->n_models, sizeof *p->model_info);
+    p->model_arch = calloc(cfg->n_models, sizeof *p->model_arch);
+    if (!p->model_sha || !p->model_layers || !p->model_info || !p->model_arch) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cfg->n_models; i++) {
         dk_err me = {{0}};
         dk_model *m = NULL;
@@ -83,6 +89,14 @@ static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
         if (!st) st = dk_model_load(cfg->models[i], NULL, &m, &me);
         if (st) return dk_fail(e, st, "%s: models[%zu]: %s", cfg->path, i, me.msg);
         p->model_layers[i] = m->cfg.n_layer;
+        struct stat sb;
+        snprintf(p->model_arch[i], sizeof p->model_arch[i], "%s", m->arch_name);
+        p->model_info[i] = (dk_model_info){
+            .sha256 = p->model_sha[i], .path = cfg->models[i], .arch = p->model_arch[i], .n_layer = m->cfg.n_layer,
+            .n_embd = m->cfg.n_embd, .n_head = m->cfg.n_head, .n_head_kv = m->cfg.n_head_kv, .n_ff = m->cfg.n_ff,
+            .n_vocab = m->cfg.n_vocab, .n_ctx = m->cfg.n_ctx_train, .n_params = m->n_params,
+            .file_bytes = stat(cfg->models[i], &sb) == 0 ? (int64_t)sb.st_size : -1,
+        };
         const dk_tokenizer *tok;
         st = dk_model_tokenizer(m, &tok, &me);
         dk_model_free(m);
@@ -205,19 +219,7 @@ static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_op
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < cfg->n_models && !st; i++) {
-        dk_model *m = NULL;
-        struct stat sb;
-        if ((st = dk_model_load(cfg->models[i], NULL, &m, e))) break;
-        dk_model_info mi = {
-            .sha256 = p->model_sha[i], .path = cfg->models[i], .arch = m->arch_name, .n_layer = m->cfg.n_layer,
-            .n_embd = m->cfg.n_embd, .n_head = m->cfg.n_head, .n_head_kv = m->cfg.n_head_kv, .n_ff = m->cfg.n_ff,
-            .n_vocab = m->cfg.n_vocab, .n_ctx = m->cfg.n_ctx_train, .n_params = m->n_params,
-            .file_bytes = stat(cfg->models[i], &sb) == 0 ? (int64_t)sb.st_size : -1,
-        };
-        st = dk_store_model_put(s, &mi, &model_id[i], e);
-        dk_model_free(m);
-    }
+    for (size_t i = 0; i < cfg->n_models && !st; i++) st = dk_store_model_put(s, &p->model_info[i], &model_id[i], e);
     for (size_t i = 0; i < cfg->n_cells && !st; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         dk_config_identity id;
@@ -268,16 +270,25 @@ static void dk_cache_free(dk_worker_cache *w) {
     memset(w, 0, sizeof *w);
 }
 
-static dk_status dk_cache_model(dk_worker_cache *w, const dk_config *cfg, size_t idx, dk_err *e) {
+/* Loads model idx and checks its file still has the sha256 the cells were registered under:
+ * results of a file changed during the run must not be stored under the old identity. */
+static dk_status dk_cache_model(dk_worker_cache *w, const dk_plan *p, size_t idx, dk_err *e) {
+    const dk_config *cfg = p->cfg;
     if (w->model && w->model_idx == idx) return DK_OK;
     dk_cache_drop_set(w);
     dk_ctx_free(w->ctx);
     w->ctx = NULL;
     dk_model_free(w->model);
     w->model = NULL;
+    char sha[DK_SHA256_HEX_LEN + 1];
     dk_status st = dk_model_load(cfg->models[idx], NULL, &w->model, e);
-    if (!st) w->model_idx = idx;
-    return st;
+    if (!st) st = dk_sha256_file(cfg->models[idx], sha, e);
+    if (!st && strcmp(sha, p->model_sha[idx]) != 0)
+        st = dk_fail(e, DK_ERR_STATE, "%s: the model file changed since the run started (sha256 %.12s..., registered %.12s...)",
+                     cfg->models[idx], sha, p->model_sha[idx]);
+    if (st) { dk_model_free(w->model); w->model = NULL; return st; }
+    w->model_idx = idx;
+    return DK_OK;
 }
 
 /* Task options (canonical JSON of scalars) as task key/values; the config's sample-set seed is
@@ -458,7 +469,7 @@ static dk_cell_run dk_runner_cell_run(dk_store *s, const dk_worker *wk, const dk
     const dk_config_cell *c = &cfg->cells[ci];
     const dk_policy *pol;
     dk_policy_params pp;
-    if (dk_cache_model(w, cfg, c->model, e) || dk_cell_policy(c, w->model->cfg.n_layer, &pol, &pp, e) ||
+    if (dk_cache_model(w, p, c->model, e) || dk_cell_policy(c, w->model->cfg.n_layer, &pol, &pp, e) ||
         dk_cache_samples(w, cfg, c, e))
         return DK_CELL_RUN_FAILED;
     int64_t *have = NULL;
@@ -634,9 +645,11 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     if (out) *out = pr;
     if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
     if (pr.cells_done < pr.cells_total)
-        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done (%lld failed%s; see 'dashkit status')",
+        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld still running in another process,"
+                     " %lld pending%s (see 'dashkit status'; re-run to resume)",
                      (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
-                     worker_failed ? ", a worker stopped with an error" : "");
+                     (long long)pr.cells_running, (long long)pr.cells_pending,
+                     worker_failed ? "; a worker stopped with an error" : "");
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);

@@ -196,6 +196,21 @@ static void wait_workers_gone(const char *dbp) {
     ck_abort_msg("workers of a killed run still alive");
 }
 
+static int64_t count_samples(const char *dbp) {
+    if (!file_exists(dbp)) return 0;
+    sqlite3 *db = NULL;
+    int64_t n = 0;
+    if (sqlite3_open_v2(dbp, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *q = NULL;
+        sqlite3_busy_timeout(db, 1000);
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+            n = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
 START_TEST(test_sigkill_then_rerun) {
     char cfg[512], db[512], ref_db[512], args[1200];
     tmp_path(cfg, sizeof cfg, "kill.json");
@@ -224,18 +239,27 @@ START_TEST(test_sigkill_then_rerun) {
             execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--workers", w, "--quiet", (char *)NULL);
             _exit(127);
         }
-        useconds_t delay = 50000 + (useconds_t)(rand() % 500000); /* 50-550 ms; a whole run takes ~1 s */
-        usleep(delay);
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            kills++;
+        /* kill at a random point while work is being stored: after 1-4 more sample rows, plus
+         * 0-30 ms (mid-sample, mid-transaction, between cells, ...) */
+        int64_t start = count_samples(db), target = start + 1 + rand() % 4;
+        int status, exited = 0;
+        for (int t = 0; t < 3000 && !exited; t++) {
+            if (waitpid(pid, &status, WNOHANG) == pid) { exited = 1; break; }
+            if (count_samples(db) >= target) break;
+            usleep(2000);
+        }
+        if (!exited) {
+            usleep((useconds_t)(rand() % 30000));
+            if (waitpid(pid, &status, WNOHANG) == 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                kills++;
+            }
         }
         wait_workers_gone(db);
     }
     printf("test_sigkill_then_rerun: %d runs killed\n", kills);
-    ck_assert_msg(kills >= 2, "only %d of 6 runs were still running when killed", kills);
+    ck_assert_msg(kills >= 4, "only %d of 6 runs were still running when killed", kills);
     /* what the killed runs left is consistent: no sample without its layer rows */
     int64_t partial = 0;
     if (file_exists(db)) {
