@@ -196,7 +196,7 @@ static void dk_cpu_model(char *out, size_t n) {
 /* ---- recording: run, models, cells ---- */
 
 static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_opts *o, dk_plan *p, dk_err *e) {
-    char host[256] = "", cpu[256], git[128];
+    char host[256] = "", cpu[256], git[320];
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
     dk_cpu_model(cpu, sizeof cpu);
     dk_git_rev(git, sizeof git);
@@ -574,7 +574,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     p.db_path = o->db_path;
     dk_store *s = NULL;
     pid_t *pids = NULL;
-    int n_pids = 0;
+    int n_pids = 0, errpipe[2] = {-1, -1};
     dk_status st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
     if (st) goto done;
@@ -593,6 +593,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
 
     pids = calloc((size_t)o->workers, sizeof *pids);
     if (!pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    /* workers report a fatal (store) error through this pipe: one write < PIPE_BUF each, atomic */
+    if (pipe(errpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
     fflush(NULL);
     pid_t parent = getpid();
     for (int i = 0; i < o->workers; i++) {
@@ -601,18 +603,21 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed run takes its workers with it */
             if (getppid() != parent) _exit(3);
+            close(errpipe[0]);
             if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
             dk_err we = {{0}};
             dk_status ws = dk_worker_loop(&p, &we);
             if (ws) {
-                /* a worker has no other channel back; the parent reports the exit status */
-                FILE *f = fdopen(2, "w");
-                if (f) { fprintf(f, "dashkit run: worker %d: %s\n", (int)getpid(), we.msg); fflush(f); }
+                char msg[512];
+                int k = snprintf(msg, sizeof msg, "worker %d: %s\n", (int)getpid(), we.msg);
+                if (k > 0 && write(errpipe[1], msg, (size_t)(k < (int)sizeof msg ? k : (int)sizeof msg - 1)) < 0) _exit(1);
             }
             _exit(ws ? 1 : 0);
         }
         pids[n_pids++] = pid;
     }
+    close(errpipe[1]);
+    errpipe[1] = -1;
 
     if ((st = dk_store_open(o->db_path, 0, &s, e))) goto wait;
     double t0 = dk_mono_s(), last = -1e9;
@@ -644,16 +649,26 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;
     if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
+    char werr[512] = "";
+    if (worker_failed) {
+        ssize_t k = read(errpipe[0], werr, sizeof werr - 1);
+        werr[k > 0 ? k : 0] = 0;
+        char *nl = strchr(werr, '\n');
+        if (nl) *nl = 0;
+        if (!werr[0]) snprintf(werr, sizeof werr, "a worker stopped abnormally");
+    }
     if (pr.cells_done < pr.cells_total)
         st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld still running in another process,"
-                     " %lld pending%s (see 'dashkit status'; re-run to resume)",
+                     " %lld pending%s%s (see 'dashkit status'; re-run to resume)",
                      (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
                      (long long)pr.cells_running, (long long)pr.cells_pending,
-                     worker_failed ? "; a worker stopped with an error" : "");
+                     worker_failed ? "; " : "", werr);
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);
 done:
+    if (errpipe[0] >= 0) close(errpipe[0]);
+    if (errpipe[1] >= 0) close(errpipe[1]);
     free(pids);
     dk_store_close(s);
     dk_plan_free(&p);
