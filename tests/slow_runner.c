@@ -1,0 +1,60 @@
+/* slow_runner.c — `make check-slow`: configs/quickstart.json end to end on the bundled model
+ * (models/dashkit-tiny.gguf; skipped with a message when it has not been trained yet), with two
+ * workers, then resumed: every cell done once, dense sharing, FLOPs falling with rho. */
+#include "support/dk_test.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int64_t q_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+START_TEST(test_quickstart_end_to_end) {
+    struct stat st;
+    if (stat("models/dashkit-tiny.gguf", &st) != 0) {
+        printf("SKIP: models/dashkit-tiny.gguf absent (train it with scripts/train_tiny.py)\n");
+        return;
+    }
+    char db[512], cmd[1200], *out = NULL;
+    snprintf(db, sizeof db, "%s/quickstart.db", dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s run configs/quickstart.json --db %s --workers 2 --quiet", dk_test_cli(), db);
+    ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 28\ndone: 28\n"), "%s", out);
+    free(out);
+    ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "samples_new: 0\n"), "resume recomputed samples:\n%s", out);
+    free(out);
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND attempts = 1"), 28);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 280);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"), 40); /* 4 task points x 10 samples */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id"
+                              " WHERE c.method = 'dense' AND (s.kl != 0 OR s.top1 != 1)"), 0);
+    /* per task point, the dash cells' FLOPs fall as rho grows */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cell_summary a JOIN cell_summary b ON a.task = b.task"
+                              " AND a.task_options = b.task_options AND a.method = 'dash' AND b.method = 'dash'"
+                              " AND a.rho < b.rho WHERE a.flops_method <= b.flops_method"), 0);
+    sqlite3_close(h);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("runner-slow");
+    TCase *tc = tcase_create("quickstart");
+    tcase_set_timeout(tc, 3600);
+    tcase_add_test(tc, test_quickstart_end_to_end);
+    suite_add_tcase(s, tc);
+    return dk_test_main(s);
+}
