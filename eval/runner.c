@@ -76,6 +76,38 @@ static dk_status dk_cell_policy(const dk_config_cell *cell, int n_layer, const d
     return st;
 }
 
+static dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store, int *n_kv,
+                                 dk_err *e);
+
+/* Every task point of the config loads (one sample, with model mi's tokenizer): option values
+ * the config rules cannot judge (a haystack name, a data file) fail here, before the store. */
+static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, size_t mi, dk_err *e) {
+    const dk_tokenizer *tok;
+    dk_status st = dk_model_tokenizer(m, &tok, e);
+    if (st) return st;
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    for (size_t i = 0; i < cfg->n_cells && !st; i++) {
+        const dk_config_cell *c = &cfg->cells[i];
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = cfg->cells[j].model == c->model && cfg->cells[j].task == c->task &&
+                   !strcmp(cfg->cells[j].task_options, c->task_options);
+        if (c->model != mi || seen) continue;
+        dk_task_kv kv[DK_RUNNER_MAX_KV];
+        char *strs[2 * DK_RUNNER_MAX_KV] = {0};
+        int n_kv = 0;
+        dk_sample_set set = {0};
+        dk_err te = {{0}};
+        st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, &te);
+        if (!st) st = dk_task_load(c->task_name, kv, n_kv, 1, &ti, &set, &te);
+        if (!st) dk_sample_set_free(&set);
+        for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
+        if (st) st = dk_fail(e, st, "%s: tasks[%zu] %s %s (model %s): %s", cfg->path, c->task, c->task_name, c->task_options,
+                             cfg->models[mi], te.msg);
+    }
+    return st;
+}
+
 static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
     p->model_sha = calloc(cfg->n_models, sizeof *p->model_sha);
     p->model_layers = calloc(cfg->n_models, sizeof *p->model_layers);
@@ -99,8 +131,13 @@ static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
         };
         const dk_tokenizer *tok;
         st = dk_model_tokenizer(m, &tok, &me);
+        if (st) {
+            dk_model_free(m);
+            return dk_fail(e, DK_ERR_ARG, "%s: models[%zu]: %s: %s", cfg->path, i, cfg->models[i], me.msg);
+        }
+        st = dk_plan_check_tasks(cfg, m, i, e);
         dk_model_free(m);
-        if (st) return dk_fail(e, DK_ERR_ARG, "%s: models[%zu]: %s: %s", cfg->path, i, cfg->models[i], me.msg);
+        if (st) return st;
     }
     return DK_OK;
 }

@@ -3,8 +3,9 @@
  *
  * One run:
  *   1. before anything touches the store: every model file is hashed (sha256) and loaded once
- *      (shape, tokenizer), and every method grid point is validated against each model's
- *      n_layer. A problem here leaves the store untouched (not even created).
+ *      (shape, tokenizer); every task point loads one sample with that model's tokenizer (bad
+ *      option values, missing data files); every method grid point is validated against each
+ *      model's n_layer. A problem here leaves the store untouched (not even created).
  *   2. the store is opened (created), the run recorded (config text and hash, git revision,
  *      host, CPU model, OpenBLAS core and threads, workers, command line), the models and
  *      cells registered in one transaction each. Cells already done (same identity: model
@@ -65,7 +66,8 @@ typedef struct {
 void dk_runner_opts_default(dk_runner_opts *o); /* results/dashkit.db, 1 worker, lease 1800 s */
 
 /* Step 1 alone (what `dashkit run` does before opening the store): hashes and loads each model,
- * validates every cell's method parameters against its model. Nothing is written. Errors:
+ * loads one sample of each task point, validates every cell's method parameters against its
+ * model. Nothing is written. Errors:
  * DK_ERR_IO (model unreadable), DK_ERR_FORMAT (not a model), DK_ERR_ARG (a parameter that does
  * not fit the model, e.g. layer >= n_layer), each naming the config file and model path. */
 dk_status dk_runner_check(const dk_config *cfg, dk_err *e);

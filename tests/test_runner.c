@@ -395,6 +395,8 @@ static const dk_bad_run dk_bad_runs[] = {
      "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
      "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 2,
+     "%s: tasks[0] niah_single_1 {\"haystack\":\"nonsense\"} (model tests/data/ref_llama_f32.gguf): task niah_single_1: option haystack: 'nonsense' is not essay|noise|needle"},
     {"{\"models\":[\"%s.missing\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 1,
      "%s: models[0]: tests/data/ref_llama_f32.gguf.missing: cannot open: No such file or directory"},
 };
