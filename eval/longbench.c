@@ -150,8 +150,9 @@ static char **strarray(const cJSON *a, int *n) {
     return v;
 }
 
-/* Checks one parsed line; returns NULL if fine, else writes the message into why. */
-static int check_line(const cJSON *o, const char *dataset, dk_metric m, char *why, size_t nwhy) {
+/* Checks one parsed line; returns 1 if fine, else 0 with the message in why. e: a LongBench-E
+ * file, whose "dataset" field may also be "<dataset>_e". */
+static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, char *why, size_t nwhy) {
     static const char *const strf[] = {"input", "context", "dataset", "language", "_id"};
     if (!cJSON_IsObject(o)) { snprintf(why, nwhy, "not a JSON object"); return 0; }
     for (size_t i = 0; i < sizeof strf / sizeof strf[0]; i++) {
@@ -160,8 +161,11 @@ static int check_line(const cJSON *o, const char *dataset, dk_metric m, char *wh
         if (!cJSON_IsString(v)) { snprintf(why, nwhy, "field '%s': expected a string", strf[i]); return 0; }
     }
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "dataset");
-    if (strcmp(ds->valuestring, dataset)) {
-        snprintf(why, nwhy, "field 'dataset': '%.100s' is not '%s'", ds->valuestring, dataset);
+    size_t dl = strlen(dataset);
+    int ok = !strcmp(ds->valuestring, dataset) ||
+             (e && !strncmp(ds->valuestring, dataset, dl) && !strcmp(ds->valuestring + dl, "_e"));
+    if (!ok) {
+        snprintf(why, nwhy, "field 'dataset': '%.100s' is not '%s%s'", ds->valuestring, dataset, e ? "_e" : "");
         return 0;
     }
     const cJSON *len = cJSON_GetObjectItemCaseSensitive(o, "length");
@@ -195,8 +199,8 @@ static int check_line(const cJSON *o, const char *dataset, dk_metric m, char *wh
     return 1;
 }
 
-dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl,
-                                 int max_new_tokens, int n_max, dk_sample_set *out, dk_err *e) {
+static dk_status lb_load_file(const char *path, const char *dataset, int is_e, const char *tmpl,
+                              int max_new_tokens, int n_max, dk_sample_set *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     dk_metric m;
     dk_status st = dk_metric_for_dataset(dataset, &m, e);
@@ -219,7 +223,7 @@ dk_status dk_longbench_load_file(const char *path, const char *dataset, const ch
         cJSON *o = cJSON_ParseWithOpts(line, NULL, 1);
         char why[512];
         if (!o) { st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: invalid JSON", path, lineno); break; }
-        if (!check_line(o, dataset, m, why, sizeof why)) {
+        if (!check_line(o, dataset, is_e, m, why, sizeof why)) {
             cJSON_Delete(o);
             st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: %s", path, lineno, why);
             break;
@@ -256,16 +260,31 @@ dk_status dk_longbench_load_file(const char *path, const char *dataset, const ch
     return DK_OK;
 }
 
-dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset,
-                            int n_max, dk_sample_set *out, dk_err *e) {
+dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl,
+                                 int max_new_tokens, int n_max, dk_sample_set *out, dk_err *e) {
+    return lb_load_file(path, dataset, 0, tmpl, max_new_tokens, n_max, out, e);
+}
+
+static dk_status lb_load(const char *data_dir, const char *config_dir, const char *dataset, int is_e,
+                         int n_max, dk_sample_set *out, dk_err *e) {
     char *tmpl;
     int maxlen;
     memset(out, 0, sizeof *out);
     dk_status st = dk_longbench_config_load(config_dir, dataset, &tmpl, &maxlen, e);
     if (st) return st;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.jsonl", data_dir, dataset);
-    st = dk_longbench_load_file(path, dataset, tmpl, maxlen, n_max, out, e);
+    snprintf(path, sizeof path, "%s/%s%s.jsonl", data_dir, dataset, is_e ? "_e" : "");
+    st = lb_load_file(path, dataset, is_e, tmpl, maxlen, n_max, out, e);
     free(tmpl);
     return st;
+}
+
+dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset,
+                            int n_max, dk_sample_set *out, dk_err *e) {
+    return lb_load(data_dir, config_dir, dataset, 0, n_max, out, e);
+}
+
+dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset,
+                              int n_max, dk_sample_set *out, dk_err *e) {
+    return lb_load(data_dir, config_dir, dataset, 1, n_max, out, e);
 }

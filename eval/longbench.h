@@ -30,4 +30,10 @@ dk_status dk_longbench_load_file(const char *path, const char *dataset, const ch
 dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset,
                             int n_max, dk_sample_set *out, dk_err *e);
 
+/* LongBench-E (the length-balanced subsets, pred.py --e): data_dir/<dataset>_e.jsonl, whose
+ * lines carry "dataset": "<dataset>_e" (also accepted: "<dataset>"); template, generation
+ * budget and metric are those of <dataset>, as in pred.py/eval.py. Otherwise as above. */
+dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset,
+                              int n_max, dk_sample_set *out, dk_err *e);
+
 #endif

@@ -115,7 +115,8 @@ enum { KIND_LONGBENCH = 100 };
 
 #define LB_OPTS                                                                                  \
     {"data", "datasets/longbench/data", "folder holding the official <dataset>.jsonl files"},    \
-    {"config", "datasets/longbench/config", "folder holding dataset2prompt.json and dataset2maxlen.json"}
+    {"config", "datasets/longbench/config", "folder holding dataset2prompt.json and dataset2maxlen.json"}, \
+    {"e", "false", "true: LongBench-E (data/<dataset>_e.jsonl, the length-balanced subset of pred.py --e)"}
 
 static const dk_task_opt lb_opts[] = {LB_OPTS, {NULL, NULL, NULL}};
 
@@ -261,8 +262,13 @@ dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_s
     for (int i = 0; i < n_kv; i++)
         if (!opt_find(t, kv[i].key)) return dk_fail(e, DK_ERR_ARG, "task %s has no option '%s' (see 'dashkit tasks')", name, kv[i].key);
 #define V(k) dk_task_opt_value(t, kv, n_kv, k)
-    if (t->kind == KIND_LONGBENCH)
-        return dk_longbench_load(V("data"), V("config"), t->name, n_samples, out, e);
+    if (t->kind == KIND_LONGBENCH) {
+        const char *ev = V("e");
+        int is_e = !strcmp(ev, "true") || !strcmp(ev, "1");
+        if (!is_e && strcmp(ev, "false") && strcmp(ev, "0"))
+            return dk_fail(e, DK_ERR_ARG, "task %s: option e: '%s' is not true|false", name, ev);
+        return (is_e ? dk_longbench_load_e : dk_longbench_load)(V("data"), V("config"), t->name, n_samples, out, e);
+    }
 
     dk_ruler_params p;
     dk_ruler_params_default(&p, (dk_ruler_kind)t->kind);
