@@ -69,6 +69,21 @@ struct dk_ctx {
     int probs_cap;          /* floats in probs */
     dk_layer_stats *layer_stats; /* (n_layer) */
     dk_forward_stats stats;
+    /* state of the chunk between layers (dk_run_layers) */
+    bool dense;             /* active set == all rows and X is not gathered */
+    int na;                 /* rows in the active set */
+    /* split prefill (dk_forward_prefill_prefix / _suffix); split_layer -1 = none */
+    int split_layer;        /* last layer the prefix ran */
+    bool split_pending;     /* prefix done, no suffix yet: other prefills are refused */
+    int split_n;            /* chunk length */
+    int split_start;        /* position of chunk row 0 */
+    int split_cap;          /* rows x_split/split_active hold */
+    float *x_split;         /* (split_n, n_embd) hidden states after split_layer */
+    int32_t *split_active;  /* (split_n) active set for layer split_layer+1 as the prefix left it */
+    int split_na;
+    bool split_dense;
+    double split_wall_s;    /* wall time of the prefix call */
+    dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
 };
 
 static double dk_now(void) {
@@ -114,10 +129,12 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     if (!c) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     c->m = m;
     c->n_ctx_max = n_ctx_max;
+    c->split_layer = -1;
     int group = k->n_head / k->n_head_kv;
     c->qblk = group >= 256 ? 1 : 256 / group;
     size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
     bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
+              (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
               (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4)) &&
               (c->s = malloc((size_t)c->qblk * group * nc * 4)) && (c->qb = malloc((size_t)c->qblk * group * k->head_dim * 4)) &&
               (c->ob = malloc((size_t)c->qblk * group * k->head_dim * 4));
@@ -142,13 +159,15 @@ void dk_ctx_free(dk_ctx *c) {
     if (c->kv)
         for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
     free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->s); free(c->qb);
-    free(c->ob); free(c->probs);
+    free(c->ob); free(c->probs); free(c->x_split); free(c->split_active); free(c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }
 
 void dk_ctx_reset(dk_ctx *c) {
     c->n_past = 0;
+    c->split_layer = -1;
+    c->split_pending = false;
     for (int l = 0; l < c->m->cfg.n_layer; l++) c->kv[l].len = 0;
 }
 
@@ -158,7 +177,18 @@ dk_status dk_ctx_truncate(dk_ctx *c, int n_past, dk_err *e) {
     for (int l = 0; l < c->m->cfg.n_layer; l++)
         while (c->kv[l].len > 0 && c->kv[l].pos[c->kv[l].len - 1] >= n_past) c->kv[l].len--;
     c->n_past = n_past;
+    if (c->split_layer >= 0 && (c->split_pending || n_past < c->split_start + c->split_n)) {
+        c->split_layer = -1; /* the prefix's cache entries are gone */
+        c->split_pending = false;
+    }
     return DK_OK;
+}
+
+int dk_ctx_split_layer(const dk_ctx *c) { return c->split_layer; }
+const float *dk_ctx_split_hidden(const dk_ctx *c) { return c->split_layer >= 0 ? c->x_split : NULL; }
+const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
+    if (n_active) *n_active = c->split_layer >= 0 ? c->split_na : 0;
+    return c->split_layer >= 0 ? c->split_active : NULL;
 }
 
 int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
@@ -431,69 +461,83 @@ static dk_status dk_check_set(const int32_t *a, int na, int n, const char *what,
     return DK_OK;
 }
 
-dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits, dk_err *e) {
-    const dk_model *m = c->m;
-    const dk_model_config *k = &m->cfg;
-    int d = k->n_embd, L = k->n_layer;
+/* Validates a chunk and its sets, reserves scratch, clears the stats of layers l0.. . */
+static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l0, const dk_prefill_opts *o, dk_err *e) {
+    const dk_model_config *k = &c->m->cfg;
     dk_status st;
-    double t_start = dk_now();
     if (n <= 0) return dk_fail(e, DK_ERR_ARG, "prefill of %d tokens", n);
     if (c->n_past + n > c->n_ctx_max)
         return dk_fail(e, DK_ERR_STATE, "context full: %d cached + %d new tokens > n_ctx_max %d", c->n_past, n, c->n_ctx_max);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; tokens && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= k->n_vocab)
             return dk_fail(e, DK_ERR_ARG, "token id %d at index %d out of range 0..%d", tokens[i], i, k->n_vocab - 1);
     if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "initial active set", e))) return st;
     if (o && o->probe_rows && (st = dk_check_set(o->probe_rows, o->n_probe, n, "probe rows", e))) return st;
     if ((st = dk_ctx_reserve(c, n, e))) return st;
-
     memset(&c->stats.head, 0, sizeof c->stats.head);
     memset(&c->stats.total, 0, sizeof c->stats.total);
-    memset(c->layer_stats, 0, (size_t)L * sizeof *c->layer_stats);
+    memset(c->layer_stats + l0, 0, (size_t)(k->n_layer - l0) * sizeof *c->layer_stats);
     c->stats.n_tokens = n;
+    c->stats.prefix_wall_s = 0;
+    return DK_OK;
+}
 
-    for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * d, m->w.tok_embd + (size_t)tokens[i] * d, (size_t)d * 4);
+/* Sets the active set of the next layer: o->active or, when NULL, keeps the current one. A set
+ * equal to the current one keeps the dense (no-gather) path, as a hook returning it would. */
+static void dk_set_active(dk_ctx *c, const dk_prefill_opts *o) {
+    if (!(o && o->active)) return;
+    if (o->n_active == c->na && memcmp(o->active, c->active, (size_t)c->na * 4) == 0) return;
+    c->dense = false;
+    c->na = o->n_active;
+    memcpy(c->active, o->active, (size_t)c->na * 4);
+}
 
-    /* active set: dense (no gather) until a set is given */
-    bool dense = !(o && o->active);
-    int na = n;
-    if (dense) for (int i = 0; i < n; i++) c->active[i] = i;
-    else { na = o->n_active; memcpy(c->active, o->active, (size_t)na * 4); }
-
-    for (int l = 0; l < L; l++) {
+/* Layers l0..l1 on the chunk X (c->x, c->active, c->na, c->dense). On error, the caches of
+ * layers l0..l1 are as before the call. */
+static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefill_opts *o, dk_err *e) {
+    int d = c->m->cfg.n_embd;
+    dk_status st;
+    for (int l = l0; l <= l1; l++) {
         double t0 = dk_now();
         dk_flops *fl = &c->layer_stats[l].flops;
+        int na = c->na;
         for (int i = 0; i < na; i++) c->pos_a[i] = c->n_past + c->active[i];
         memcpy(c->next, c->active, (size_t)na * 4);
         int n_next = na;
         if (na > 0) {
             const float *xin = c->x;
-            if (!dense) {
+            if (!c->dense) {
                 for (int i = 0; i < na; i++)
                     memcpy(c->xa + (size_t)i * d, c->x + (size_t)c->active[i] * d, (size_t)d * 4);
                 xin = c->xa;
             }
             if ((st = dk_layer_forward(c, l, xin, c->h, na, n, o, &n_next, fl, e))) {
-                c->kv[l].len -= na; /* caches of this and later layers stay as before the call; earlier ones keep the chunk */
-                for (int j = 0; j < l; j++) c->kv[j].len -= c->layer_stats[j].n_active;
+                c->kv[l].len -= na;
+                for (int j = l0; j < l; j++) c->kv[j].len -= c->layer_stats[j].n_active;
                 return st;
             }
-            if (dense) { float *t = c->x; c->x = c->h; c->h = t; }
+            if (c->dense) { float *t = c->x; c->x = c->h; c->h = t; }
             else for (int i = 0; i < na; i++) memcpy(c->x + (size_t)c->active[i] * d, c->h + (size_t)i * d, (size_t)d * 4);
         }
         c->layer_stats[l].n_active = na;
         c->layer_stats[l].kv_len = c->kv[l].len;
         /* decision point: the hook's set takes effect from the next layer on */
         if (n_next != na || memcmp(c->next, c->active, (size_t)na * 4) != 0) {
-            dense = false;
-            na = n_next;
-            memcpy(c->active, c->next, (size_t)na * 4);
+            c->dense = false;
+            c->na = n_next;
+            memcpy(c->active, c->next, (size_t)n_next * 4);
         }
         c->layer_stats[l].wall_s = dk_now() - t0;
-        dk_flops_add(&c->stats.total, fl);
     }
-    c->n_past += n;
+    return DK_OK;
+}
 
+/* Final norm and lm head for the rows asked (the last, or all), totals, n_past. */
+static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *logits, double t_start) {
+    const dk_model *m = c->m;
+    const dk_model_config *k = &m->cfg;
+    int d = k->n_embd;
+    c->n_past += n;
     if (o && o->hidden_out) memcpy(o->hidden_out, c->x, (size_t)n * d * 4);
     if (logits) {
         int rows = (o && o->all_logits) ? n : 1;
@@ -502,8 +546,95 @@ dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_p
         c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
         dk_matmul(logits, c->xb, m->w.output, rows, k->n_vocab, d, 0.0f, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
     }
+    for (int l = 0; l < k->n_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     dk_flops_add(&c->stats.total, &c->stats.head);
-    c->stats.wall_s = dk_now() - t_start;
+    c->stats.wall_s = dk_now() - t_start + c->stats.prefix_wall_s;
+}
+
+static dk_status dk_refuse_pending(const dk_ctx *c, dk_err *e) {
+    return c->split_pending ? dk_fail(e, DK_ERR_STATE, "a split prefill (layers 0..%d) is pending: run dk_forward_prefill_suffix first",
+                                      c->split_layer)
+                            : DK_OK;
+}
+
+/* X = token embeddings, active set from the options (all rows when none). */
+static void dk_prefill_embed(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o) {
+    int d = c->m->cfg.n_embd;
+    for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * d, c->m->w.tok_embd + (size_t)tokens[i] * d, (size_t)d * 4);
+    c->dense = true;
+    c->na = n;
+    for (int i = 0; i < n; i++) c->active[i] = i;
+    if (o && o->active) { c->dense = false; c->na = o->n_active; memcpy(c->active, o->active, (size_t)c->na * 4); }
+}
+
+dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits, dk_err *e) {
+    double t_start = dk_now();
+    dk_status st;
+    if ((st = dk_refuse_pending(c, e)) || (st = dk_prefill_begin(c, tokens, n, 0, o, e))) return st;
+    dk_prefill_embed(c, tokens, n, o);
+    if ((st = dk_run_layers(c, n, 0, c->m->cfg.n_layer - 1, o, e))) return st;
+    dk_prefill_end(c, n, o, logits, t_start);
+    return DK_OK;
+}
+
+dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer, const dk_prefill_opts *o,
+                                    dk_err *e) {
+    double t_start = dk_now();
+    int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd;
+    dk_status st;
+    if (last_layer < 0 || last_layer >= L)
+        return dk_fail(e, DK_ERR_ARG, "split prefill: last layer %d out of range 0..%d", last_layer, L - 1);
+    if ((st = dk_refuse_pending(c, e)) || (st = dk_prefill_begin(c, tokens, n, 0, o, e))) return st;
+    if (n > c->split_cap) {
+        float *x = realloc(c->x_split, (size_t)n * d * 4);
+        if (x) c->x_split = x;
+        int32_t *a = realloc(c->split_active, (size_t)n * 4);
+        if (a) c->split_active = a;
+        if (!x || !a) { c->split_layer = -1; return dk_fail(e, DK_ERR_NOMEM, "out of memory for a split prefill of %d tokens", n); }
+        c->split_cap = n;
+    }
+    c->split_layer = -1;
+    dk_prefill_embed(c, tokens, n, o);
+    if ((st = dk_run_layers(c, n, 0, last_layer, o, e))) return st;
+    memcpy(c->x_split, c->x, (size_t)n * d * 4);
+    memcpy(c->split_active, c->active, (size_t)c->na * 4);
+    c->split_na = c->na;
+    c->split_dense = c->dense;
+    c->split_layer = last_layer;
+    c->split_pending = true;
+    c->split_n = n;
+    c->split_start = c->n_past;
+    c->stats.total = (dk_flops){{0}};
+    for (int l = 0; l <= last_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
+    memcpy(c->split_stats, c->layer_stats, (size_t)(last_layer + 1) * sizeof *c->split_stats);
+    c->split_wall_s = c->stats.wall_s = dk_now() - t_start;
+    return DK_OK;
+}
+
+dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *logits, dk_err *e) {
+    double t_start = dk_now();
+    int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd, ls = c->split_layer, n = c->split_n;
+    dk_status st;
+    if (ls < 0) return dk_fail(e, DK_ERR_STATE, "split prefill: no prefix to continue (run dk_forward_prefill_prefix first)");
+    if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "active set after the split layer", e))) return st;
+    /* back to the end of the prefix: layers <= ls keep the chunk, later layers end before it */
+    for (int l = 0; l < L; l++) {
+        int32_t lim = c->split_start + (l <= ls ? n : 0);
+        while (c->kv[l].len > 0 && c->kv[l].pos[c->kv[l].len - 1] >= lim) c->kv[l].len--;
+    }
+    c->n_past = c->split_start;
+    if ((st = dk_prefill_begin(c, NULL, n, ls + 1, o, e))) return st;
+    memcpy(c->layer_stats, c->split_stats, (size_t)(ls + 1) * sizeof *c->layer_stats);
+    memcpy(c->x, c->x_split, (size_t)n * d * 4);
+    memcpy(c->active, c->split_active, (size_t)c->split_na * 4);
+    c->na = c->split_na;
+    c->dense = c->split_dense;
+    dk_set_active(c, o);
+    c->split_pending = true;
+    if ((st = dk_run_layers(c, n, ls + 1, L - 1, o, e))) return st;
+    c->split_pending = false;
+    c->stats.prefix_wall_s = c->split_wall_s;
+    dk_prefill_end(c, n, o, logits, t_start);
     return DK_OK;
 }
 

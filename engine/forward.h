@@ -58,7 +58,8 @@ typedef struct {
     dk_layer_stats *layers;/* (n_layer) */
     dk_flops head;         /* final norm + lm head */
     dk_flops total;        /* all layers + head */
-    double wall_s;         /* whole call */
+    double wall_s;         /* whole call; after dk_forward_prefill_suffix: prefix + suffix call */
+    double prefix_wall_s;  /* of wall_s, the shared prefix call (0 unless the stats are a suffix's) */
 } dk_forward_stats;
 
 /* ---- halting hook ---- */
@@ -134,6 +135,44 @@ const dk_model *dk_ctx_model(const dk_ctx *c);
  * last row, or (n, n_vocab) when opts->all_logits. opts NULL = dense. */
 dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *opts,
                              float *logits, dk_err *e);
+
+/* ---- split prefill (prefix sharing) ----
+ * A chunk can be run in two parts: layers 0..l once (the prefix), then layers l+1..L-1 (the suffix)
+ * any number of times, each time with its own active set / hook. Layers <= l do not depend on
+ * anything chosen after l, so for a halting policy whose first decision is taken at layer l_s
+ * (hook AFTER_LAYER of l_s), every setting (rho, tau, ...) shares the prefix with l = l_s.
+ *
+ *   dk_forward_prefill_prefix(c, tok, n, l, &o_prefix, e);   // hook may record scores at <= l
+ *   for each setting:
+ *       dk_forward_prefill_suffix(c, &o_setting, logits, e); // o_setting.active = set for layer l+1
+ *       ... dk_forward_prefill(question), decode, dk_ctx_truncate ... as after a plain prefill
+ *
+ * Invariant (tested bit for bit): prefix + suffix(o with active = S) leaves logits, hidden_out,
+ * every cache (k, v, pos, len), FLOP counters and n_active per layer identical to ONE
+ * dk_forward_prefill whose hook sets S at AFTER_LAYER of layer l (and whose later hook calls are
+ * o's). suffix with o->active NULL continues with the set the prefix's hook left (all rows when
+ * it set none), i.e. exactly the full prefill with the prefix's hook.
+ *
+ * State rules:
+ * - The prefix keeps X after layer l (dk_ctx_split_hidden), the active set its hook left for layer
+ *   l+1 (dk_ctx_split_active) and the chunk's entries in the caches of layers 0..l. Until the first
+ *   suffix, n_past stays at the chunk start and every other prefill/decode fails (DK_ERR_STATE).
+ * - Each suffix first drops, in layers <= l, every entry at a position >= chunk end and, in layers
+ *   > l, every entry at a position >= chunk start (so question/decode tokens fed after an earlier
+ *   suffix are gone), runs layers l+1..L-1 and the head, and sets n_past to the chunk end.
+ * - The split is forgotten by dk_ctx_reset, by dk_ctx_truncate below the chunk end, and by the next
+ *   prefix call; a prefix/suffix error leaves the caches as before that call (the prefix intact on
+ *   a suffix error).
+ * - Prefix opts: active (set of layer 0), hook/probes for layers 0..l; all_logits/hidden_out unused.
+ *   Suffix opts: active (set of layer l+1, NULL = as the prefix left it), hook/probes for layers
+ *   l+1.., all_logits, hidden_out. Stats after a suffix describe the whole chunk (layers 0..l from
+ *   the prefix call); wall_s = prefix + this suffix, prefix_wall_s the shared part. */
+dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer,
+                                    const dk_prefill_opts *opts, dk_err *e);
+dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *opts, float *logits, dk_err *e);
+int dk_ctx_split_layer(const dk_ctx *c);               /* l of the current split, -1 = none */
+const float *dk_ctx_split_hidden(const dk_ctx *c);     /* (n, n_embd) X after layer l, or NULL */
+const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active); /* set for layer l+1, or NULL */
 
 /* One token at the next position (attends to every layer's cache, whatever its length). */
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e);

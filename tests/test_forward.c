@@ -182,6 +182,125 @@ START_TEST(test_bad_active_sets) {
 }
 END_TEST
 
+/* ---- split prefill (prefix sharing) ---- */
+
+typedef struct {
+    int layer;            /* AFTER_LAYER of this layer sets `set` */
+    const int32_t *set;
+    int n_set;
+} dk_set_hook;
+
+static dk_status set_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
+    (void)e;
+    dk_set_hook *h = user;
+    if (pt != DK_HOOK_AFTER_LAYER || v->layer != h->layer) return DK_OK;
+    memcpy(next, h->set, (size_t)h->n_set * 4);
+    *n_next = h->n_set;
+    return DK_OK;
+}
+
+/* caches of every layer equal (len, pos, k, v of the valid rows) */
+static void assert_caches_equal(const dk_ctx *a, const dk_ctx *b, int L, int kvd, const char *what) {
+    for (int l = 0; l < L; l++) {
+        const dk_kv_cache *x = dk_ctx_cache(a, l), *y = dk_ctx_cache(b, l);
+        ck_assert_msg(x->len == y->len, "%s: layer %d cache len %d vs %d", what, l, x->len, y->len);
+        ck_assert_msg(memcmp(x->pos, y->pos, (size_t)x->len * 4) == 0, "%s: layer %d positions", what, l);
+        ck_assert_msg(memcmp(x->k, y->k, (size_t)x->len * kvd * 4) == 0, "%s: layer %d keys", what, l);
+        ck_assert_msg(memcmp(x->v, y->v, (size_t)x->len * kvd * 4) == 0, "%s: layer %d values", what, l);
+    }
+}
+
+/* prefix (layers 0..l) once + suffix per active set == one full prefill per set (hook setting it
+ * after layer l), bit for bit: logits of every row, hidden states, caches, FLOPs, n_active. The
+ * chunk follows an earlier chunk (n_past > 0), and a question + decode run between suffixes. */
+START_TEST(test_split_prefill_bit_identical) {
+    enum { P0 = 23, N = 90, Q = 7, S = 3 };
+    dk_model *m = make_model("qwen2-tiny");
+    const dk_model_config *k = &m->cfg;
+    int V = k->n_vocab, d = k->n_embd, L = k->n_layer, kvd = k->n_head_kv * k->head_dim;
+    ck_assert_int_ge(L, 2);
+    int ls = L / 2 - 1;
+    int32_t tok[P0 + N + Q];
+    make_tokens(tok, P0 + N + Q, V);
+    /* three sets: all rows, every 2nd (+ last), a sparse tail */
+    int32_t sets[S][N];
+    int n_sets[S] = {0, 0, 0};
+    for (int i = 0; i < N; i++) {
+        sets[0][n_sets[0]++] = i;
+        if (i % 2 == 0 || i == N - 1) sets[1][n_sets[1]++] = i;
+        if (i % 7 == 3 || i >= N - 4) sets[2][n_sets[2]++] = i;
+    }
+    dk_err e = {{0}};
+    dk_ctx *full, *split;
+    ck_assert_int_eq(dk_ctx_create(m, P0 + N + Q + 1, &full, &e), DK_OK);
+    ck_assert_int_eq(dk_ctx_create(m, P0 + N + Q + 1, &split, &e), DK_OK);
+    float *lf = malloc((size_t)N * V * 4), *lsp = malloc((size_t)N * V * 4), *qf = malloc((size_t)V * 4), *qs = malloc((size_t)V * 4);
+    float *hf = malloc((size_t)N * d * 4), *hs = malloc((size_t)N * d * 4), *l_all = malloc((size_t)V * 4);
+    ck_assert_int_eq(dk_forward_prefill(split, tok, P0, NULL, NULL, &e), DK_OK);
+    ck_assert_int_eq(dk_forward_prefill_prefix(split, tok + P0, N, ls, NULL, &e), DK_OK);
+    ck_assert_int_eq(dk_ctx_n_past(split), P0);
+    ck_assert_int_eq(dk_ctx_split_layer(split), ls);
+    /* pending: plain prefill/decode refused, nothing changed */
+    ck_assert_int_eq(dk_forward_decode(split, tok[0], NULL, &e), DK_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "pending"));
+    ck_assert_int_eq(dk_ctx_cache(split, ls)->len, P0 + N);
+    ck_assert_int_eq(dk_ctx_cache(split, ls + 1)->len, P0);
+    for (int s = 0; s < S; s++) {
+        dk_set_hook h = {.layer = ls, .set = sets[s], .n_set = n_sets[s]};
+        dk_prefill_opts of = {.hook = set_hook, .hook_user = &h, .all_logits = true, .hidden_out = hf};
+        dk_ctx_reset(full);
+        ck_assert_int_eq(dk_forward_prefill(full, tok, P0, NULL, NULL, &e), DK_OK);
+        ck_assert_int_eq(dk_forward_prefill(full, tok + P0, N, &of, lf, &e), DK_OK);
+        dk_forward_stats sf = *dk_ctx_stats(full);
+        dk_layer_stats lsf[64];
+        memcpy(lsf, sf.layers, (size_t)L * sizeof *lsf);
+        dk_prefill_opts os = {.active = sets[s], .n_active = n_sets[s], .all_logits = true, .hidden_out = hs};
+        ck_assert_int_eq(dk_forward_prefill_suffix(split, &os, lsp, &e), DK_OK);
+        ck_assert_int_eq(dk_ctx_n_past(split), P0 + N);
+        ck_assert_msg(memcmp(lf, lsp, (size_t)N * V * 4) == 0, "set %d: logits differ", s);
+        ck_assert_msg(memcmp(hf, hs, (size_t)N * d * 4) == 0, "set %d: hidden states differ", s);
+        assert_caches_equal(full, split, L, kvd, "after the chunk");
+        const dk_forward_stats *ss = dk_ctx_stats(split);
+        ck_assert(memcmp(&sf.total, &ss->total, sizeof sf.total) == 0);
+        for (int l = 0; l < L; l++) {
+            ck_assert_int_eq(lsf[l].n_active, ss->layers[l].n_active);
+            ck_assert(memcmp(&lsf[l].flops, &ss->layers[l].flops, sizeof lsf[l].flops) == 0);
+        }
+        ck_assert_int_eq(ss->layers[L - 1].n_active, n_sets[s]);
+        ck_assert(ss->prefix_wall_s > 0 && ss->wall_s >= ss->prefix_wall_s);
+        /* a question and a decoded token continue identically; the next suffix drops them */
+        ck_assert_int_eq(dk_forward_prefill(full, tok + P0 + N, Q, NULL, qf, &e), DK_OK);
+        ck_assert_int_eq(dk_forward_prefill(split, tok + P0 + N, Q, NULL, qs, &e), DK_OK);
+        ck_assert_int_eq(dk_forward_decode(full, dk_argmax(qf, V), qf, &e), DK_OK);
+        ck_assert_int_eq(dk_forward_decode(split, dk_argmax(qs, V), qs, &e), DK_OK);
+        ck_assert(memcmp(qf, qs, (size_t)V * 4) == 0);
+        assert_caches_equal(full, split, L, kvd, "after question and decode");
+        /* the sets really differ in what they produce (last row's logits) */
+        if (s == 0) memcpy(l_all, lsp + (size_t)(N - 1) * V, (size_t)V * 4);
+        else ck_assert(memcmp(l_all, lsp + (size_t)(N - 1) * V, (size_t)V * 4) != 0);
+    }
+    /* NULL active continues with the prefix's own (dense) set == dense prefill */
+    dk_ctx_reset(full);
+    ck_assert_int_eq(dk_forward_prefill(full, tok, P0, NULL, NULL, &e), DK_OK);
+    dk_prefill_opts od = {.all_logits = true};
+    ck_assert_int_eq(dk_forward_prefill(full, tok + P0, N, &od, lf, &e), DK_OK);
+    ck_assert_int_eq(dk_forward_prefill_suffix(split, &od, lsp, &e), DK_OK);
+    ck_assert(memcmp(lf, lsp, (size_t)N * V * 4) == 0);
+    assert_caches_equal(full, split, L, kvd, "dense suffix");
+    /* errors: bad set, truncating into the chunk forgets the split, bad layer */
+    int32_t bad[2] = {4, 4};
+    dk_prefill_opts ob = {.active = bad, .n_active = 2};
+    ck_assert_int_eq(dk_forward_prefill_suffix(split, &ob, NULL, &e), DK_ERR_ARG);
+    ck_assert_int_eq(dk_ctx_truncate(split, P0 + 5, &e), DK_OK);
+    ck_assert_int_eq(dk_ctx_split_layer(split), -1);
+    ck_assert_int_eq(dk_forward_prefill_suffix(split, NULL, NULL, &e), DK_ERR_STATE);
+    ck_assert_int_eq(dk_forward_prefill_prefix(split, tok, 4, L, NULL, &e), DK_ERR_ARG);
+    free(lf); free(lsp); free(qf); free(qs); free(hf); free(hs); free(l_all);
+    dk_ctx_free(full); dk_ctx_free(split);
+    dk_model_free(m);
+}
+END_TEST
+
 /* Dense FLOP count equals the closed form for every component that is shape-determined. */
 START_TEST(test_dense_flops_closed_form) {
     enum { N = 40 };
@@ -246,6 +365,7 @@ int main(void) {
     tcase_add_test(tc, test_active_all_bit_identical);
     tcase_add_test(tc, test_halting_mechanism);
     tcase_add_test(tc, test_bad_active_sets);
+    tcase_add_test(tc, test_split_prefill_bit_identical);
     tcase_add_test(tc, test_dense_flops_closed_form);
     tcase_add_test(tc, test_stories260k_generate);
     suite_add_tcase(s, tc);
