@@ -1,43 +1,63 @@
-/* cmd_info.c — `dashkit info MODEL [-z TOKENIZER]`: one `key: value` per line. */
+/* cmd_info.c — `dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]`: one
+ * `key: value` per line, including the memory the model needs at a context length. */
 #include "cli.h"
+#include "memory.h"
 #include "model.h"
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void dk_info_usage(FILE *f) {
-    fprintf(f, "usage: dashkit info MODEL [-z TOKENIZER]\n\n"
-               "Prints a model's hyper-parameters and metadata, one `key: value` per line.\n\n"
+    fprintf(f, "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]\n\n"
+               "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
+               "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
+               "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"
+               "for a prefill chunk), mem_total_bytes, each also human-readable (*_human).\n\n"
                "  MODEL          GGUF file or llama2.c checkpoint (.bin)\n"
                "  -z TOKENIZER   llama2.c tok*.bin to attach\n"
+               "  --ctx N        context length for the memory lines (default: the model's\n"
+               "                 training context, 4096 when it declares none)\n"
+               "  --chunk N      tokens per prefill chunk (default N of --ctx: dashkit prefills a\n"
+               "                 prompt's context in one chunk)\n"
+               "  --memory       GGUF: read only the header (no weights loaded) and print the\n"
+               "                 hyper-parameters and memory lines\n"
                "  -h, --help     this help\n");
 }
 
-int dk_cmd_info(int argc, char **argv) {
-    const char *path = NULL, *tok = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { dk_info_usage(stdout); return 0; }
-        if (!strcmp(argv[i], "-z")) {
-            if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option -z needs a value\n"); return 2; }
-            tok = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "dashkit info: unknown option '%s' (see --help)\n", argv[i]);
-            return 2;
-        } else if (!path) path = argv[i];
-        else { fprintf(stderr, "dashkit info: unexpected argument '%s'\n", argv[i]); return 2; }
+static int dk_info_int(const char *opt, const char *v, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || !*v || *end || x < 1 || x > (1L << 22)) {
+        fprintf(stderr, "dashkit info: %s: '%s' is not an integer in 1..%ld\n", opt, v, 1L << 22);
+        return 0;
     }
-    if (!path) { dk_info_usage(stderr); return 2; }
-    dk_err e = {{0}};
-    dk_model *m;
-    if (dk_model_load(path, tok, &m, &e)) {
-        fprintf(stderr, "dashkit info: %s\n", e.msg);
-        return 1;
-    }
-    const dk_model_config *c = &m->cfg;
-    printf("path: %s\n", path);
-    printf("format: %s\n", m->format_name);
-    if (m->format == DK_MODEL_FORMAT_GGUF) printf("gguf_version: %u\nn_tensors: %d\n", m->gguf_version, m->n_tensors);
-    printf("name: %s\n", m->name);
-    printf("arch: %s\n", m->arch_name);
+    *out = (int)x;
+    return 1;
+}
+
+static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t wf, int ctx, int chunk) {
+    dk_memory_estimate m;
+    if (ctx <= 0) ctx = c->n_ctx_train > 0 ? c->n_ctx_train : 4096;
+    if (ctx > (1 << 22)) ctx = 1 << 22;
+    dk_memory_estimate_fill(c, wb, wf, ctx, chunk, &m);
+    char h[32];
+    printf("ctx: %d\n", m.n_ctx);
+    printf("chunk: %d\n", m.n_chunk);
+    printf("mem_weights_bytes: %lld\n", (long long)m.weights_bytes);
+    printf("mem_weights_human: %s\n", dk_memory_human(m.weights_bytes, h, sizeof h));
+    printf("mem_weights_f32_bytes: %lld\n", (long long)m.weights_f32_bytes);
+    printf("mem_kv_bytes: %lld\n", (long long)m.kv_bytes);
+    printf("mem_kv_human: %s\n", dk_memory_human(m.kv_bytes, h, sizeof h));
+    printf("mem_scratch_bytes: %lld\n", (long long)m.scratch_bytes);
+    printf("mem_scratch_human: %s\n", dk_memory_human(m.scratch_bytes, h, sizeof h));
+    printf("mem_total_bytes: %lld\n", (long long)m.total_bytes);
+    printf("mem_total_human: %s\n", dk_memory_human(m.total_bytes, h, sizeof h));
+}
+
+static void dk_info_print_config(const dk_model_config *c) {
+    printf("arch: %s\n", dk_arch_name(c->arch));
     printf("n_layer: %d\n", c->n_layer);
     printf("n_embd: %d\n", c->n_embd);
     printf("n_head: %d\n", c->n_head);
@@ -52,10 +72,77 @@ int dk_cmd_info(int argc, char **argv) {
     printf("rms_eps: %g\n", c->rms_eps);
     printf("tied_output: %s\n", c->tied_output ? "true" : "false");
     printf("qkv_bias: %s\n", c->qkv_bias ? "true" : "false");
+}
+
+static int dk_info_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int ok = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    return ok;
+}
+
+int dk_cmd_info(int argc, char **argv) {
+    const char *path = NULL, *tok = NULL;
+    int ctx = 0, chunk = 0, memory_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { dk_info_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "-z") || !strcmp(argv[i], "--ctx") || !strcmp(argv[i], "--chunk")) {
+            if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option %s needs a value\n", argv[i]); return 2; }
+            const char *o = argv[i++];
+            if (!strcmp(o, "-z")) tok = argv[i];
+            else if (!dk_info_int(o, argv[i], !strcmp(o, "--ctx") ? &ctx : &chunk)) return 2;
+        } else if (!strcmp(argv[i], "--memory")) {
+            memory_only = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "dashkit info: unknown option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else if (!path) path = argv[i];
+        else { fprintf(stderr, "dashkit info: unexpected argument '%s'\n", argv[i]); return 2; }
+    }
+    if (!path) { dk_info_usage(stderr); return 2; }
+    if (chunk > 0 && ctx > 0 && chunk > ctx) {
+        fprintf(stderr, "dashkit info: --chunk %d is larger than --ctx %d\n", chunk, ctx);
+        return 2;
+    }
+    dk_err e = {{0}};
+    /* GGUF: memory from the header alone, before (or instead of) loading the weights */
+    int gguf = dk_info_is_gguf(path);
+    dk_model_config hc;
+    int64_t wb = 0, wf = 0;
+    char type[16] = "";
+    if (gguf && dk_memory_read_gguf(path, &hc, &wb, &wf, type, &e)) {
+        fprintf(stderr, "dashkit info: %s\n", e.msg);
+        return 1;
+    }
+    if (memory_only) {
+        if (!gguf) {
+            fprintf(stderr, "dashkit info: --memory reads GGUF headers only; %s is not a GGUF file\n", path);
+            return 1;
+        }
+        printf("path: %s\nformat: gguf\n", path);
+        dk_info_print_config(&hc);
+        printf("tensor_type: %s\n", type);
+        dk_info_print_memory(&hc, wb, wf, ctx, chunk);
+        return 0;
+    }
+    dk_model *m;
+    if (dk_model_load(path, tok, &m, &e)) {
+        fprintf(stderr, "dashkit info: %s\n", e.msg);
+        return 1;
+    }
+    const dk_model_config *c = &m->cfg;
+    printf("path: %s\n", path);
+    printf("format: %s\n", m->format_name);
+    if (m->format == DK_MODEL_FORMAT_GGUF) printf("gguf_version: %u\nn_tensors: %d\n", m->gguf_version, m->n_tensors);
+    printf("name: %s\n", m->name);
+    dk_info_print_config(c);
     printf("tensor_type: %s\n", m->tensor_type);
     printf("n_params: %lld\n", (long long)m->n_params);
     printf("tokenizer: %s\n", m->tokenizer_desc);
     if (m->tokenizer) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(m->tokenizer), dk_tokenizer_eos(m->tokenizer));
+    if (!gguf) wb = wf = m->n_params * 4; /* llama2.c checkpoints are f32 */
+    dk_info_print_memory(c, wb, wf, ctx, chunk);
     dk_model_free(m);
     return 0;
 }

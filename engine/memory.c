@@ -1,0 +1,139 @@
+/* memory.c — memory estimate of a model at a context length (see memory.h). */
+#include "memory.h"
+#include "forward.h"
+#include "gguf.h"
+#include "quant.h"
+#include <stdio.h>
+#include <string.h>
+
+/* ---- GGUF header ---- */
+
+static dk_status dk_mem_u32(dk_gguf *g, const char *key, int *v, int def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
+    uint32_t x;
+    dk_status st = dk_gguf_get_u32(g, key, &x, e);
+    if (st) return st;
+    if (x > INT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", dk_gguf_path(g), key, x);
+    *v = (int)x;
+    return DK_OK;
+}
+
+static dk_status dk_mem_f32(dk_gguf *g, const char *key, float *v, float def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
+    return dk_gguf_get_f32(g, key, v, e);
+}
+
+dk_status dk_memory_read_gguf(const char *path, dk_model_config *c, int64_t *weights_bytes,
+                              int64_t *weights_f32_bytes, char type[16], dk_err *e) {
+    dk_gguf *g;
+    dk_status st = dk_gguf_open(path, &g, e);
+    if (st) return st;
+    memset(c, 0, sizeof *c);
+    const char *arch;
+    size_t alen;
+    char an[16], key[128];
+    if ((st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e))) goto done;
+    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
+    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
+    else {
+        st = dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)", path,
+                     (int)(alen > 40 ? 40 : alen), arch);
+        goto done;
+    }
+    snprintf(an, sizeof an, "%s", dk_arch_name(c->arch));
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", an, suffix), key)
+    if ((st = dk_mem_u32(g, K("block_count"), &c->n_layer, -1, e)) || (st = dk_mem_u32(g, K("embedding_length"), &c->n_embd, -1, e)) ||
+        (st = dk_mem_u32(g, K("feed_forward_length"), &c->n_ff, -1, e)) ||
+        (st = dk_mem_u32(g, K("attention.head_count"), &c->n_head, -1, e)))
+        goto done;
+    if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_ff <= 0 || c->n_head <= 0) {
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: missing or zero %s.block_count/embedding_length/feed_forward_length/attention.head_count",
+                     path, an);
+        goto done;
+    }
+    if ((st = dk_mem_u32(g, K("attention.head_count_kv"), &c->n_head_kv, c->n_head, e)) ||
+        (st = dk_mem_u32(g, K("attention.key_length"), &c->head_dim, c->n_embd / c->n_head, e)) ||
+        (st = dk_mem_u32(g, K("context_length"), &c->n_ctx_train, 0, e)) ||
+        (st = dk_mem_u32(g, K("rope.dimension_count"), &c->n_rot, c->head_dim, e)) ||
+        (st = dk_mem_f32(g, K("rope.freq_base"), &c->rope_theta, 10000.0f, e)) ||
+        (st = dk_mem_f32(g, K("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f, e)))
+        goto done;
+#undef K
+    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
+    if (!te || te->n_dims != 2) { st = dk_fail(e, DK_ERR_FORMAT, "%s: missing 2-D tensor 'token_embd.weight'", path); goto done; }
+    c->n_vocab = (int)te->ne[1];
+    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
+    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    if (c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0) {
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: invalid heads (n_head %d, n_head_kv %d, head_dim %d)", path, c->n_head, c->n_head_kv,
+                     c->head_dim);
+        goto done;
+    }
+    int64_t wb = 0, wf = 0, by_type[64] = {0};
+    for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
+        const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);
+        wb += (int64_t)t->nbytes;
+        wf += (int64_t)t->n_elems * 4;
+        if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
+    }
+    int best = 0;
+    for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
+    if (type) snprintf(type, 16, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
+    if (weights_bytes) *weights_bytes = wb;
+    if (weights_f32_bytes) *weights_f32_bytes = wf;
+done:
+    dk_gguf_close(g);
+    return st;
+}
+
+/* ---- the parts (mirror forward.c: KEEP IN SYNC) ---- */
+
+int64_t dk_memory_kv_bytes(const dk_model_config *c, int n_ctx) {
+    return (int64_t)c->n_layer * 2 * c->n_head_kv * c->head_dim * (int64_t)n_ctx * 4;
+}
+
+/* dk_ctx_create: per layer a dk_kv_cache struct, a dk_layer_stats and pos (n_ctx int32); RoPE
+ * cos/sin (n_ctx, n_rot/2) each; attention block s (qblk*group, n_ctx), qb and ob
+ * (qblk*group, head_dim) each, qblk = 256/group (1 when group >= 256). */
+int64_t dk_memory_ctx_bytes(const dk_model_config *c, int n_ctx) {
+    int64_t nc = n_ctx, half = c->n_rot / 2, group = c->n_head / c->n_head_kv;
+    int64_t qblk = group >= 256 ? 1 : 256 / group, rows = qblk * group;
+    return (int64_t)c->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + nc * 4) +
+           2 * nc * half * 4 + rows * nc * 4 + 2 * rows * c->head_dim * 4;
+}
+
+/* dk_ctx_reserve(n): x, h, xa, xb, u (n, n_embd); q, att (n, n_head*head_dim); hb, hb2
+ * (n, n_ff); active, next, pos_a, probe_slot, probe_act (n) int32. */
+int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
+    int64_t r = n_chunk, d = c->n_embd, q = (int64_t)c->n_head * c->head_dim, f = c->n_ff;
+    return r * (5 * d + 2 * q + 2 * f) * 4 + 5 * r * 4;
+}
+
+int64_t dk_memory_probe_bytes(const dk_model_config *c, int n_probe, int kv_len) {
+    return (int64_t)c->n_head * n_probe * (int64_t)kv_len * 4;
+}
+
+void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, int64_t weights_f32_bytes, int n_ctx,
+                             int n_chunk, dk_memory_estimate *o) {
+    memset(o, 0, sizeof *o);
+    if (n_chunk <= 0 || n_chunk > n_ctx) n_chunk = n_ctx;
+    o->n_ctx = n_ctx;
+    o->n_chunk = n_chunk;
+    o->weights_bytes = weights_bytes;
+    o->weights_f32_bytes = weights_f32_bytes;
+    o->kv_bytes = dk_memory_kv_bytes(c, n_ctx);
+    o->scratch_ctx_bytes = dk_memory_ctx_bytes(c, n_ctx);
+    o->scratch_chunk_bytes = dk_memory_chunk_bytes(c, n_chunk);
+    o->scratch_bytes = o->scratch_ctx_bytes + o->scratch_chunk_bytes;
+    o->total_bytes = o->weights_bytes + o->kv_bytes + o->scratch_bytes;
+}
+
+const char *dk_memory_human(int64_t b, char *buf, size_t n) {
+    static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1024.0 && i < 4) { v /= 1024.0; i++; }
+    if (i == 0) snprintf(buf, n, "%lld B", (long long)b);
+    else snprintf(buf, n, "%.2f %s", v, u[i]);
+    return buf;
+}

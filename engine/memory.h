@@ -1,0 +1,55 @@
+/* memory.h — how much memory a model needs at a context length, before loading it.
+ *
+ * Three parts, in bytes:
+ *   weights  the tensors in their file type (GGUF tensor infos: F16/BF16 2 bytes per element,
+ *            Q8_0 34 bytes per 32, ...), read from the header without touching the data;
+ *            weights_f32 is the same tensors expanded to f32 (what a loader that converts every
+ *            tensor at load time holds).
+ *   kv       n_layer * 2 * n_head_kv * head_dim * n_ctx * 4: the K and V caches of dk_ctx (f32).
+ *   scratch  everything else dk_ctx allocates (forward.c): per context (RoPE tables, cache
+ *            positions, one attention block's scores/queries/outputs) and per prefill chunk of
+ *            n_chunk tokens (hidden states, normed inputs, attention and FFN activations, index
+ *            arrays). dashkit prefills a prompt's context as ONE chunk, so n_chunk = n_ctx is
+ *            the estimate for `dashkit run`/`eval`.
+ * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in forward.c: dk_memory_ctx_bytes and
+ * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
+ * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
+ * captured for probe rows (FastV/SnapKV: n_head * n_probe * kv_len * 4 at the decision layer,
+ * see dk_memory_probe_bytes), the split-prefill copy of X (n_chunk * n_embd * 4 when prefix
+ * sharing is used), logit rows and the tokenizer. */
+#ifndef DK_MEMORY_H
+#define DK_MEMORY_H
+#include <stdint.h>
+#include "dk_common.h"
+#include "model.h"
+
+typedef struct {
+    int64_t weights_bytes;      /* tensors in their file type */
+    int64_t weights_f32_bytes;  /* the same tensors as f32 */
+    int64_t kv_bytes;           /* K and V caches at n_ctx */
+    int64_t scratch_ctx_bytes;  /* dk_ctx_create's allocations other than K/V */
+    int64_t scratch_chunk_bytes;/* dk_ctx_reserve(n_chunk) */
+    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk */
+    int64_t total_bytes;        /* weights + kv + scratch */
+    int n_ctx, n_chunk;
+} dk_memory_estimate;
+
+/* Hyper-parameters and tensor byte counts of a GGUF model from its header only (the same keys
+ * and defaults as dk_model_load). type: the file type of most matrix elements ("BF16", ...). */
+dk_status dk_memory_read_gguf(const char *path, dk_model_config *cfg, int64_t *weights_bytes,
+                              int64_t *weights_f32_bytes, char type[16], dk_err *e);
+
+int64_t dk_memory_kv_bytes(const dk_model_config *cfg, int n_ctx);
+int64_t dk_memory_ctx_bytes(const dk_model_config *cfg, int n_ctx);
+int64_t dk_memory_chunk_bytes(const dk_model_config *cfg, int n_chunk);
+/* Probabilities captured for n_probe probe rows against kv_len cache entries. */
+int64_t dk_memory_probe_bytes(const dk_model_config *cfg, int n_probe, int kv_len);
+
+/* Fills every field; n_chunk <= 0 means n_ctx. */
+void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, int64_t weights_f32_bytes,
+                             int n_ctx, int n_chunk, dk_memory_estimate *out);
+
+/* "15.23 GiB", "512.0 MiB", "37 B" into buf. */
+const char *dk_memory_human(int64_t bytes, char *buf, size_t n);
+
+#endif
