@@ -2,6 +2,7 @@
  * dense prefill throughput measured in the same run. The last line is
  * `prefill_vs_gemm_peak: Y/X` (model FLOPs counted by the engine / wall time, over sgemm peak). */
 #include "cli.h"
+#include "bench_prefix.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
@@ -12,13 +13,15 @@
 #include <time.h>
 
 static void dk_bench_usage(FILE *f) {
-    fprintf(f, "usage: dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R] [--seed S]\n\n"
+    fprintf(f, "usage: dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R] [--seed S] [--threads N]\n"
+               "       dashkit bench --prefix-sweep ...   (rho sweep with vs without prefix sharing; --prefix-sweep --help)\n\n"
                "Measures the sgemm peak of this machine and the dense prefill of T tokens in one run.\n\n"
                "  MODEL          GGUF or llama2.c model file\n"
                "  --shape NAME   random-weight model of a known shape instead (%s)\n"
                "  --tokens T     prefill length (default 2048)\n"
                "  --reps R       timed repetitions, the median is reported (default 3)\n"
                "  --seed S       seed of the random weights and tokens (default 1)\n"
+               "  --threads N    OpenBLAS threads (default: OpenBLAS's own; pin cores with taskset)\n"
                "  -h, --help     this help\n",
             dk_model_shape_names());
 }
@@ -60,13 +63,17 @@ int dk_cmd_bench(int argc, char **argv) {
     const char *path = NULL, *shape = NULL;
     long tokens = 2048, reps = 3;
     unsigned long long seed = 1;
+    long threads = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_bench_usage(stdout); return 0; }
-        bool takes = !strcmp(a, "--shape") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed");
+        bool takes = !strcmp(a, "--shape") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
+                     !strcmp(a, "--threads");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--shape")) shape = argv[++i];
-        else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed")) {
+        else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--threads")) {
             char *end;
             const char *v = argv[++i];
             long long x = strtoll(v, &end, 10);
@@ -76,6 +83,7 @@ int dk_cmd_bench(int argc, char **argv) {
             }
             if (!strcmp(a, "--tokens")) tokens = (long)x;
             else if (!strcmp(a, "--reps")) reps = x > 15 ? 15 : (long)x;
+            else if (!strcmp(a, "--threads")) threads = (long)x;
             else seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", a);
@@ -85,6 +93,7 @@ int dk_cmd_bench(int argc, char **argv) {
     }
     if (!path && !shape) shape = "qwen2-0.5b";
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+    if (threads > 0) openblas_set_num_threads((int)threads);
 
     dk_err e = {{0}};
     dk_model *m = NULL;
