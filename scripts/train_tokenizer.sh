@@ -12,6 +12,12 @@
 #   remove_extra_whitespaces=false, unk=0 <unk>, bos=1 <s>, eos=2 </s>, no pad.
 # A newline is not in the vocabulary and is encoded by byte fallback as <0x0A>, as in Llama.
 #
+# Reproducibility: the pieces and scores (models/tokenizer.vocab) are identical on every run.
+# The committed models/tokenizer.model (sha256 8fbbfc4a...) was made by an earlier revision that
+# passed absolute temp paths, which SentencePiece records in the model's trainer_spec, so a
+# rebuild (deterministic: sha256 a45db857...) differs from it in those bytes only; compare
+# tokenizer.vocab to check a rebuild.
+#
 # Usage: scripts/train_tokenizer.sh [VOCAB_SIZE]   (default 2048)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,9 +29,11 @@ cat "$root"/datasets/corpora/*-train.txt \
 	| sed -e 's/\([.!?]["”’]*\) \([A-Z“"‘]\)/\1\n\2/g' \
 	| awk 'length($0) > 0' > "$tmp/sentences.txt"
 
+# relative paths: the trainer spec stored inside the .model then does not name the temp dir
+cd "$tmp"
 nice spm_train \
-	--input="$tmp/sentences.txt" \
-	--model_prefix="$tmp/tokenizer" \
+	--input=sentences.txt \
+	--model_prefix=tokenizer \
 	--model_type=bpe \
 	--vocab_size="$vocab" \
 	--character_coverage=0.9999 \
