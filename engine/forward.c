@@ -255,12 +255,28 @@ static float dk_exp_sum(float *x, int n, float mx) {
     return sum;
 }
 
-/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). */
+/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). The max and the scaling are
+ * order-independent, so the vector and scalar paths give the same bits. */
 static void dk_softmax_masked(float *x, int lim, int len) {
     float mx = x[0];
-    for (int i = 1; i < lim; i++) mx = x[i] > mx ? x[i] : mx;
+    int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (lim >= 8) {
+        __m256 vm = _mm256_loadu_ps(x);
+        for (i = 8; i + 8 <= lim; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+        float t[8];
+        _mm256_storeu_ps(t, vm);
+        for (int j = 0; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
+    }
+#endif
+    for (; i < lim; i++) mx = x[i] > mx ? x[i] : mx;
     float inv = 1.0f / dk_exp_sum(x, lim, mx);
-    for (int i = 0; i < lim; i++) x[i] *= inv;
+    i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 vi = _mm256_set1_ps(inv);
+    for (; i + 8 <= lim; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
+#endif
+    for (; i < lim; i++) x[i] *= inv;
     if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
 }
 
