@@ -104,7 +104,7 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
 
 void dk_eval_result_free(dk_eval_result *r) {
     if (!r) return;
-    free(r->active); free(r->layers); free(r->policy); free(r->gen); free(r->prediction); free(r->logits);
+    free(r->active); free(r->layers); free(r->policy); free(r->delta); free(r->gen); free(r->prediction); free(r->logits);
     memset(r, 0, sizeof *r);
 }
 
@@ -154,6 +154,97 @@ double dk_eval_aggregate_score(dk_metric m, const double *score01, int n) {
     for (int i = 0; i < n; i++) sum += score01[i];
     if (m == DK_METRIC_STRING_MATCH_ALL || m == DK_METRIC_STRING_MATCH_PART) return dk_metric_round2(sum / n * 100);
     return dk_metric_round2(100 * sum / n);
+}
+
+/* ---- Δ statistics of a dense prefill ---- */
+
+typedef struct {
+    dk_eval_delta_stats *out; /* (n_layer) */
+    float *buf;               /* (n_ctx) Δ of the active rows of the current layer */
+} dk_eval_delta_obs;
+
+static int dk_eval_float_cmp(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy.quantile(sorted[0..n), q), linear method */
+static float dk_eval_quantile(const float *sorted, int n, double q) {
+    double pos = q * (double)(n - 1);
+    int lo = (int)pos;
+    if (lo >= n - 1) return sorted[n - 1];
+    double f = pos - lo;
+    return (float)((double)sorted[lo] + f * ((double)sorted[lo + 1] - (double)sorted[lo]));
+}
+
+/* Observer hook: records Δ at AFTER_ATTN; next_active is left as it came (the current set). */
+static dk_status dk_eval_delta_hook(void *user, dk_hook_point point, const dk_layer_view *v, int32_t *next_active,
+                                    int *n_next, dk_err *e) {
+    (void)next_active; (void)n_next; (void)e;
+    if (point != DK_HOOK_AFTER_ATTN) return DK_OK;
+    dk_eval_delta_obs *o = user;
+    int n = v->n_active, d = v->n_embd;
+    dk_eval_delta_stats *st = &o->out[v->layer];
+    if (n <= 0) { *st = (dk_eval_delta_stats){0, NAN, NAN, NAN, NAN, NAN}; return DK_OK; }
+    for (int i = 0; i < n; i++) {
+        const float *u = v->u + (size_t)i * d;
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)u[j] * u[j];
+        o->buf[i] = (float)sqrt(s);
+    }
+    qsort(o->buf, (size_t)n, sizeof *o->buf, dk_eval_float_cmp);
+    *st = (dk_eval_delta_stats){n, o->buf[0], dk_eval_quantile(o->buf, n, 0.1),
+                                n % 2 ? o->buf[n / 2] : 0.5f * (o->buf[n / 2 - 1] + o->buf[n / 2]),
+                                dk_eval_quantile(o->buf, n, 0.9), o->buf[n - 1]};
+    return DK_OK;
+}
+
+/* dk_prefill_run(c, NULL, ...) (dense context, dense question) with the Δ observer on the
+ * context call; fills r as dk_prefill_run does and delta (n_layer). */
+static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx, const int32_t *q, int n_q,
+                                       dk_prefill_result *r, dk_eval_delta_stats *delta, dk_err *e) {
+    memset(r, 0, sizeof *r);
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    int L = k->n_layer, V = k->n_vocab;
+    if (n_ctx <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
+    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
+    r->layers = malloc((size_t)L * sizeof *r->layers);
+    r->policy = calloc((size_t)L, sizeof *r->policy);
+    r->active = malloc((size_t)n_ctx * sizeof *r->active);
+    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
+    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    dk_eval_delta_obs obs = {delta, malloc((size_t)n_ctx * sizeof(float))};
+    dk_status st = DK_OK;
+    if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits) || !obs.buf) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < L; l++) delta[l] = (dk_eval_delta_stats){0, NAN, NAN, NAN, NAN, NAN};
+    dk_prefill_opts o = {0};
+    o.hook = dk_eval_delta_hook;
+    o.hook_user = &obs;
+    dk_ctx_reset(c);
+    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
+    const dk_forward_stats *fs = dk_ctx_stats(c);
+    memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
+    r->ctx_flops = fs->total;
+    r->ctx_wall_s = fs->wall_s;
+    for (int l = 0; l < L; l++) r->policy[l] = (dk_policy_layer_stats){false, 0, 0, NAN, NAN, NAN};
+    const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
+    r->n_active = kv->len;
+    memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
+    if (n_q > 0) {
+        if ((st = dk_forward_prefill(c, q, n_q, NULL, r->q_logits, e))) goto fail;
+        fs = dk_ctx_stats(c);
+        r->q_flops = fs->total;
+        r->q_wall_s = fs->wall_s;
+    }
+    free(obs.buf);
+    return DK_OK;
+fail:
+    free(obs.buf);
+    dk_prefill_result_free(r);
+    return st;
 }
 
 /* ---- one run: prefill, teacher forcing, greedy decode, score ---- */
@@ -211,17 +302,20 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
     r->active = malloc((size_t)L * sizeof *r->active);
     r->layers = malloc((size_t)L * sizeof *r->layers);
     r->policy = malloc((size_t)L * sizeof *r->policy);
+    if (!pol) r->delta = malloc((size_t)L * sizeof *r->delta);
     r->logits = malloc((size_t)r->n_rows * V * sizeof *r->logits);
     r->gen = malloc((size_t)(p->max_new_tokens > 0 ? p->max_new_tokens : 1) * sizeof *r->gen);
     buf = malloc((size_t)V * sizeof *buf);
-    if (!r->active || !r->layers || !r->policy || !r->logits || !r->gen || !buf) {
+    if (!r->active || !r->layers || !r->policy || (!pol && !r->delta) || !r->logits || !r->gen || !buf) {
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
 
     /* prefill: context with the policy, question densely */
     const int32_t *ids = p->p.ids;
-    if ((st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e))) goto fail;
+    if (pol) st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e);
+    else st = dk_eval_prefill_dense(c, ids, p->n_context, ids + p->n_context, p->n_question, &pr, r->delta, e);
+    if (st) goto fail;
     for (int l = 0; l < L; l++) r->active[l] = pr.layers[l].n_active;
     memcpy(r->layers, pr.layers, (size_t)L * sizeof *r->layers);
     memcpy(r->policy, pr.policy, (size_t)L * sizeof *r->policy);

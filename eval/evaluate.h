@@ -74,6 +74,14 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e);
 
 /* ---- results ---- */
 
+/* Distribution over the context rows of one layer of Δ_t = ‖U_t‖₂ (the attention sub-layer's
+ * output after W_o, before the residual add: DASH's score) in a DENSE run. Quantiles as
+ * numpy's default (linear interpolation); median = mean of the two middle values for even n. */
+typedef struct {
+    int n;                                   /* rows (the layer's active context rows: all of them) */
+    float min, p10, median, p90, max;
+} dk_eval_delta_stats;
+
 typedef struct {
     /* prompt (tokens) */
     int n_prompt, n_context, n_question; /* n_prompt = n_context + n_question */
@@ -87,6 +95,10 @@ typedef struct {
     int *active;                         /* (n_layer) context tokens processed by each layer */
     dk_layer_stats *layers;              /* (n_layer) per-layer FLOPs and wall time of the context call */
     dk_policy_layer_stats *policy;       /* (n_layer) decisions and halting-score statistics */
+    dk_eval_delta_stats *delta;          /* (n_layer) dense runs only (method "dense"): Δ per layer of the
+                                            context prefill, observed through the engine hook without
+                                            changing the active set (logits bit-identical to an unhooked
+                                            dense prefill; not counted as FLOPs); NULL for method runs */
     int n_kept;                          /* context rows active in the last layer */
     /* prefill compute: context (with the policy) and question (dense) */
     dk_flops flops_ctx, flops_q;         /* by component (FLOPs) */

@@ -178,6 +178,69 @@ START_TEST(test_identity_random) {
 }
 END_TEST
 
+/* ---- Δ statistics of the dense run ---- */
+
+/* The dense run's Δ observer leaves the logits and FLOPs bit-identical to an unhooked dense
+ * prefill; its per-layer min/median/max equal the DASH policy's own score statistics at that
+ * layer (policy.c's Δ, rho = 0 so nothing is halted); quantiles are ordered; method runs
+ * carry none. */
+static void check_delta(dk_model *m, const dk_sample *s) {
+    dk_err e = {{0}};
+    dk_eval_prompt p;
+    ck_assert_msg(dk_eval_prompt_build(m, s, 0, &p, &e) == DK_OK, "%s", e.msg);
+    dk_ctx *c = NULL;
+    ck_assert_int_eq(dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e), DK_OK);
+    dk_eval_result d;
+    ck_assert_msg(dk_eval_dense(c, &p, &d, &e) == DK_OK, "%s", e.msg);
+    ck_assert_ptr_nonnull(d.delta);
+    dk_prefill_result pr;
+    ck_assert_int_eq(dk_prefill_run(c, NULL, NULL, p.p.ids, p.n_context, p.p.ids + p.n_context, p.n_question, NULL, &pr, &e),
+                     DK_OK);
+    ck_assert_int_eq(memcmp(dk_prefill_next_logits(&pr), d.logits, (size_t)d.n_vocab * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(&pr.ctx_flops, &d.flops_ctx, sizeof pr.ctx_flops), 0);
+    dk_prefill_result_free(&pr);
+    int L = d.n_layer;
+    for (int l = 0; l < L; l++) {
+        const dk_eval_delta_stats *ds = &d.delta[l];
+        ck_assert_int_eq(ds->n, p.n_context);
+        ck_assert(ds->min > 0 && ds->min <= ds->p10 && ds->p10 <= ds->median && ds->median <= ds->p90 && ds->p90 <= ds->max);
+        if (l == L - 1) break; /* no decision at the last layer */
+        dk_policy_params pp;
+        const dk_policy *pol = policy("dash", &pp, 0.0, (l + 0.5) / L);
+        dk_eval_result r;
+        ck_assert_msg(dk_eval_method(c, &p, pol, &pp, NULL, &r, &e) == DK_OK, "%s", e.msg);
+        ck_assert_ptr_null(r.delta);
+        ck_assert(r.policy[l].decided);
+        ck_assert_msg(r.policy[l].score_min == ds->min && r.policy[l].score_median == ds->median &&
+                          r.policy[l].score_max == ds->max,
+                      "layer %d: policy %g/%g/%g vs dense %g/%g/%g", l, r.policy[l].score_min, r.policy[l].score_median,
+                      r.policy[l].score_max, ds->min, ds->median, ds->max);
+        dk_eval_result_free(&r);
+    }
+    dk_eval_result_free(&d);
+    dk_eval_prompt_free(&p);
+    dk_ctx_free(c);
+}
+
+START_TEST(test_delta_random) {
+    dk_model *m = random_model();
+    dk_sample s = synthetic_sample();
+    check_delta(m, &s);
+    dk_model_free(m);
+}
+END_TEST
+
+START_TEST(test_delta_stories) {
+    dk_model *m = stories();
+    DK_SKIP_IF_NULL(m);
+    dk_sample_set set = {0};
+    dk_err e = {{0}};
+    ck_assert_msg(load_passkey(m, 1, "200", &set, &e) == DK_OK, "%s", e.msg);
+    check_delta(m, &set.s[0]);
+    dk_sample_set_free(&set);
+}
+END_TEST
+
 START_TEST(test_identity_stories) {
     dk_model *m = stories();
     DK_SKIP_IF_NULL(m);
@@ -540,6 +603,8 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_identity_random);
     tcase_add_test(tc, test_identity_stories);
+    tcase_add_test(tc, test_delta_random);
+    tcase_add_test(tc, test_delta_stories);
     tcase_add_test(tc, test_passkey_consistency);
     tcase_add_test(tc, test_forced_kl_random);
     tcase_add_test(tc, test_forced_kl_stories);
