@@ -3,6 +3,8 @@
 #include "support/dk_test.h"
 #include "forward.h"
 #include "model.h"
+#include "policy.h"
+#include "prefill.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +303,56 @@ START_TEST(test_split_prefill_bit_identical) {
 }
 END_TEST
 
+/* The runner's use of the split with a real policy, no policy change: split at the layer before
+ * the policy's first decision, then per setting a suffix with that setting's policy hook.
+ * Context and question logits and caches == dk_prefill_run (the unshared path), bit for bit. */
+START_TEST(test_split_prefill_with_policy) {
+    enum { N = 80, Q = 5 };
+    dk_model *m = make_model("qwen2-tiny");
+    const dk_model_config *k = &m->cfg;
+    int V = k->n_vocab, L = k->n_layer, kvd = k->n_head_kv * k->head_dim;
+    int32_t tok[N + Q];
+    make_tokens(tok, N + Q, V);
+    dk_err e = {{0}};
+    const dk_policy *p = dk_policy_find("dash");
+    ck_assert_ptr_nonnull(p);
+    dk_ctx *full, *split;
+    ck_assert_int_eq(dk_ctx_create(m, N + Q, &full, &e), DK_OK);
+    ck_assert_int_eq(dk_ctx_create(m, N + Q, &split, &e), DK_OK);
+    float *lc = malloc((size_t)V * 4), *lq = malloc((size_t)V * 4);
+    const double rhos[3] = {0.3, 0.5, 0.8};
+    int first = -1;
+    for (int i = 0; i < 3; i++) {
+        dk_policy_params pp;
+        dk_policy_params_default(&pp);
+        ck_assert_int_eq(dk_policy_params_set(p, &pp, "rho", rhos[i], &e), DK_OK);
+        ck_assert_int_eq(dk_policy_params_set(p, &pp, "ls", 0.34, &e), DK_OK);
+        int f = dk_policy_first_layer(p, &pp, L);
+        ck_assert(f >= 1 && f < L);
+        if (i == 0) { first = f; ck_assert_int_eq(dk_forward_prefill_prefix(split, tok, N, first - 1, NULL, &e), DK_OK); }
+        ck_assert_int_eq(f, first);
+        dk_prefill_result r;
+        ck_assert_int_eq(dk_prefill_run(full, p, &pp, tok, N, tok + N, Q, NULL, &r, &e), DK_OK);
+        ck_assert_int_lt(r.n_active, N);
+        dk_policy_run *run;
+        ck_assert_int_eq(dk_policy_run_create(p, &pp, L, N, &run, &e), DK_OK);
+        dk_prefill_opts o = {0};
+        dk_policy_run_opts(run, &o);
+        ck_assert_int_eq(dk_forward_prefill_suffix(split, &o, lc, &e), DK_OK);
+        ck_assert_int_eq(dk_ctx_cache(split, L - 1)->len, r.n_active);
+        ck_assert_msg(memcmp(lc, r.ctx_logits, (size_t)V * 4) == 0, "rho %g: context logits", rhos[i]);
+        ck_assert_int_eq(dk_forward_prefill(split, tok + N, Q, NULL, lq, &e), DK_OK);
+        ck_assert_msg(memcmp(lq, r.q_logits, (size_t)V * 4) == 0, "rho %g: question logits", rhos[i]);
+        assert_caches_equal(full, split, L, kvd, "policy split");
+        dk_policy_run_free(run);
+        dk_prefill_result_free(&r);
+    }
+    free(lc); free(lq);
+    dk_ctx_free(full); dk_ctx_free(split);
+    dk_model_free(m);
+}
+END_TEST
+
 /* Dense FLOP count equals the closed form for every component that is shape-determined. */
 START_TEST(test_dense_flops_closed_form) {
     enum { N = 40 };
@@ -366,6 +418,7 @@ int main(void) {
     tcase_add_test(tc, test_halting_mechanism);
     tcase_add_test(tc, test_bad_active_sets);
     tcase_add_test(tc, test_split_prefill_bit_identical);
+    tcase_add_test(tc, test_split_prefill_with_policy);
     tcase_add_test(tc, test_dense_flops_closed_form);
     tcase_add_test(tc, test_stories260k_generate);
     suite_add_tcase(s, tc);
