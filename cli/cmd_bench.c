@@ -1,11 +1,15 @@
-/* cmd_bench.c — `dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R]`: sgemm peak and
- * dense prefill throughput measured in the same run. The last line is
+/* cmd_bench.c — `dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R] [--method NAME ...]`:
+ * sgemm peak and dense prefill throughput measured in the same run. With --method, dense and the
+ * halting method then run side by side and the last line is `halting_efficiency: X` =
+ * wall_speedup / flops_speedup; without it the last line is
  * `prefill_vs_gemm_peak: Y/X` (model FLOPs counted by the engine / wall time, over sgemm peak). */
 #include "cli.h"
 #include "bench_prefix.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
+#include "policy.h"
+#include "prefill.h"
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +26,14 @@ static void dk_bench_usage(FILE *f) {
                "  --reps R       timed repetitions, the median is reported (default 3)\n"
                "  --seed S       seed of the random weights and tokens (default 1)\n"
                "  --threads N    OpenBLAS threads (default: OpenBLAS's own; pin cores with taskset)\n"
+               "  --method NAME  also run dense and this halting method side by side, alternately (%s);\n"
+               "                 prints flops_speedup, wall_speedup, theoretical_speedup (the paper's\n"
+               "                 L*A(T) / (l_s*A(T) + (L-l_s)*A(K)), A(n) = FLOPs of one layer on n tokens with\n"
+               "                 exact causal attention, K = tokens kept) and, last, halting_efficiency =\n"
+               "                 wall_speedup / flops_speedup\n"
+               "  --rho R, --ls F, --tau T, --keep N, ...   method parameters, as `dashkit prefill --help`\n"
                "  -h, --help     this help\n",
-            dk_model_shape_names());
+            dk_model_shape_names(), dk_policy_names());
 }
 
 static double dk_bench_now(void) {
@@ -66,9 +76,22 @@ int dk_cmd_bench(int argc, char **argv) {
     long threads = 0;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
+    const char *method = NULL;
+    const char *pa_name[DK_POLICY_PARAM_COUNT], *pa_value[DK_POLICY_PARAM_COUNT];
+    int n_pa = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_bench_usage(stdout); return 0; }
+        const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
+        if ((pd || !strcmp(a, "--method")) && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--method")) { method = argv[++i]; continue; }
+        if (pd) {
+            for (int j = 0; j < n_pa; j++)
+                if (!strcmp(pa_name[j], pd->name)) { fprintf(stderr, "dashkit bench: option %s given twice\n", a); return 2; }
+            pa_name[n_pa] = pd->name;
+            pa_value[n_pa++] = argv[++i];
+            continue;
+        }
         bool takes = !strcmp(a, "--shape") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
                      !strcmp(a, "--threads");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
@@ -93,6 +116,21 @@ int dk_cmd_bench(int argc, char **argv) {
     }
     if (!path && !shape) shape = "qwen2-0.5b";
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+
+    /* halting method and parameters (dash + tau/keep select the threshold/budget variants) */
+    const dk_policy *pol = NULL;
+    dk_policy_params pp;
+    dk_policy_params_default(&pp);
+    if (n_pa > 0 && !method) method = "dash";
+    if (method) {
+        dk_err pe = {{0}};
+        for (int j = 0; j < n_pa && !strcmp(method, "dash"); j++)
+            if (!strcmp(pa_name[j], "tau") || !strcmp(pa_name[j], "keep")) method = pa_name[j][0] == 't' ? "dash-tau" : "dash-keep";
+        if (dk_policy_lookup(method, &pol, &pe)) { fprintf(stderr, "dashkit bench: %s\n", pe.msg); return 2; }
+        for (int j = 0; j < n_pa; j++)
+            if (dk_policy_params_set_text(pol, &pp, pa_name[j], pa_value[j], &pe)) { fprintf(stderr, "dashkit bench: %s\n", pe.msg); return 2; }
+        if (dk_policy_params_validate(pol, &pp, 0, &pe)) { fprintf(stderr, "dashkit bench: %s\n", pe.msg); return 2; }
+    }
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     dk_err e = {{0}};
@@ -113,6 +151,7 @@ int dk_cmd_bench(int argc, char **argv) {
     }
     const dk_model_config *k = &m->cfg;
     int T = (int)tokens;
+    if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
     if (dk_ctx_create(m, T, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     if (!(toks = malloc((size_t)T * sizeof *toks))) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -155,6 +194,21 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("prefill_flops: %lld\nprefill_wall_s: %.3f\nprefill_layers_wall_s: %.3f\nprefill_tokens_per_s: %.1f\n",
            (long long)flops, tw, layer_s, T / tw);
     printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
+    if (pol) {
+        /* dense and the method side by side, alternately, medians; halting_efficiency last */
+        fflush(stdout);
+        dk_prefill_compare cmp;
+        if (dk_prefill_compare_run(c, pol, &pp, toks, T, (int)reps, &cmp, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
+        char desc[256];
+        dk_policy_params_format(pol, &pp, desc, sizeof desc);
+        double fd = (double)dk_flops_total(&cmp.flops_dense), fm = (double)dk_flops_total(&cmp.flops_method);
+        double fs = fd / fm, ws = cmp.wall_dense_s / cmp.wall_method_s;
+        printf("method: %s\nparams: %s\nl_s: %d\nkept_tokens: %d\n", pol->name, desc, cmp.l_s, cmp.n_kept);
+        printf("dense_flops: %.0f\nmethod_flops: %.0f\nmethod_flops_halt: %lld\ndense_wall_s: %.3f\nmethod_wall_s: %.3f\n", fd, fm,
+               (long long)cmp.flops_method.c[DK_FLOPS_HALT], cmp.wall_dense_s, cmp.wall_method_s);
+        printf("flops_speedup: %.4f\nwall_speedup: %.4f\ntheoretical_speedup: %.4f\nhalting_efficiency: %.4f\n", fs, ws,
+               cmp.theoretical, ws / fs);
+    }
     rc = 0;
 done:
     free(toks);

@@ -14,3 +14,6 @@ echo "== dense prefill vs sgemm peak"
 nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_TOKENS:-2048}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}"
 echo "== prefix sharing: rho sweep (5 values) at one l_s"
 nice ./dashkit bench --prefix-sweep --tokens "${DK_BENCH_SWEEP_TOKENS:-1024}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}"
+echo "== halting: dense vs DASH side by side (last line halting_efficiency = wall/flops speedup, goal >= 0.95)"
+nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_HALT_TOKENS:-4096}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" \
+    --method dash --rho 0.667 --ls 0.4
