@@ -2,6 +2,8 @@
 """eval_tiny.py — held-out accuracy of a dashkit-tiny checkpoint in torch (dense prefill).
 
   /usr/bin/python3 scripts/eval_tiny.py [--ckpt CKPT] [--samples N] [--json OUT.json] [--quick]
+  /usr/bin/python3 scripts/eval_tiny.py --curve [TRAIN_LOG]   (Markdown learning curve from
+        train_tiny.py's train.log: every held-out check and promotion, with loss and hours)
 
 Measures the quality bar of issue 8 on freshly generated samples (seed --seed, never used by
 training: train_tiny.py draws training samples from its own seeded stream and held-out checks
@@ -39,7 +41,35 @@ import train_tiny  # noqa: E402
 DEPTHS = [i / 10 for i in range(11)]
 
 
+def learning_curve(path):
+    """Markdown table of train.log: one row per held-out check (the mean training loss of the
+    preceding log window, the check accuracies, promotions)."""
+    last = {}
+    rows = []
+    for line in open(path):
+        r = json.loads(line)
+        if r.get("event") == "train":
+            last = r
+        elif r.get("event") == "check":
+            acc = " ".join("%s %.2f" % (k, v) for k, v in r["acc"].items())
+            note = ("-> %s %d" % tuple(r["promoted_to"])) if r.get("promoted_to") else ""
+            if r.get("stuck_promotion"):
+                note += " (multi-key not passed)"
+            if r.get("lm_on"):
+                note += " LM objective on"
+            rows.append("| %d | %.2f | %s | %d | %s | %s | %s |" % (
+                r["step"], last.get("hours", 0), r["stage"], r["length"], last.get("loss", float("nan")),
+                acc, note))
+    print("| step | hours | stage | length | train loss | held-out check (exact match) | promotion |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--curve":
+        learning_curve(sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+            os.environ.get("DK_TRAIN_DIR", "/var/tmp/dashkit-train"), "train.log"))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=os.path.join(os.environ.get("DK_TRAIN_DIR", "/var/tmp/dashkit-train"), "ckpt.pt"))
     ap.add_argument("--tokenizer", default=os.path.join(ROOT, "models", "tokenizer.model"))
