@@ -26,6 +26,9 @@ static void dk_report_usage(FILE *f) {
                "  --seed S       bootstrap seed (default 1): the same seed gives the same CIs\n"
                "  --level L      CI level in (0,1) (default 0.95)\n"
                "  --no-draw      write data, scripts and tables only; do not run gnuplot\n"
+               "  --paper FILE   reported numbers printed beside the measured ones (\"Paper vs\n"
+               "                 measured\"; default datasets/paper/dash_longbench_e.csv, skipped when\n"
+               "                 absent; \"\" = none)\n"
                "  -h, --help     this help\n\n"
                "exit status: 0 written; 1 store unreadable, write error or gnuplot failed on a figure;\n"
                "2 usage error or no such run\n");
@@ -66,13 +69,14 @@ int dk_cmd_report(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_report_usage(stdout); return 0; }
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
         int has_val = !strcmp(a, "--db") || !strcmp(a, "--run") || !strcmp(a, "--out") || !strcmp(a, "--boot") ||
-                      !strcmp(a, "--seed") || !strcmp(a, "--level");
+                      !strcmp(a, "--seed") || !strcmp(a, "--level") || !strcmp(a, "--paper");
         if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", a); return 2; }
         if (i + 1 >= argc) { fprintf(stderr, "dashkit report: option %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
         long long x;
         if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--paper")) o.paper = v;
         else if (!strcmp(a, "--run")) { if (dk_report_parse_i64("report", a, v, 1, &x)) return 2; o.run_id = x; }
         else if (!strcmp(a, "--boot")) {
             if (dk_report_parse_i64("report", a, v, 0, &x)) return 2;

@@ -1449,6 +1449,331 @@ done:
     return st;
 }
 
+/* ---- reported numbers (paper) beside the measured ones ---- */
+
+/* A CSV of reported numbers: header + rows of strings (RFC 4180 quoting). Task columns are
+ * every column that is not a known metadata column. */
+typedef struct {
+    char **cols; size_t n_cols;
+    char **cells; size_t n_rows;       /* (n_rows, n_cols) */
+    int c_method, c_dk, c_avg, c_model, c_fa, c_eager, c_theo, c_theo_t;
+    int *is_task;                      /* (n_cols) */
+    char *path;
+} rep_paper;
+
+static void rep_paper_free(rep_paper *p) {
+    for (size_t i = 0; i < p->n_cols; i++) free(p->cols[i]);
+    for (size_t i = 0; i < p->n_rows * p->n_cols; i++) free(p->cells[i]);
+    free(p->cols); free(p->cells); free(p->is_task); free(p->path);
+    memset(p, 0, sizeof *p);
+}
+
+/* Splits one CSV record starting at *pp (advanced past it); fields malloc'd into *out. 0 = ok,
+ * -1 = unterminated quote, -2 = out of memory. */
+static int rep_csv_record(const char **pp, char ***out, size_t *n) {
+    const char *p = *pp;
+    size_t cap = 0;
+    *out = NULL; *n = 0;
+    for (;;) {
+        size_t fc = 64, fl = 0;
+        char *f = malloc(fc);
+        if (!f) return -2;
+        if (*p == '"') {
+            p++;
+            for (;;) {
+                if (!*p) { free(f); return -1; }
+                if (*p == '"' && p[1] == '"') { p += 2; f[fl++] = '"'; }
+                else if (*p == '"') { p++; break; }
+                else f[fl++] = *p++;
+                if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
+            }
+        }
+        while (*p && *p != ',' && *p != '\n' && *p != '\r') {
+            f[fl++] = *p++;
+            if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
+        }
+        f[fl] = 0;
+        if (*n == cap) {
+            char **v = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof *v);
+            if (!v) { free(f); return -2; }
+            *out = v;
+        }
+        (*out)[(*n)++] = f;
+        if (*p == ',') { p++; continue; }
+        if (*p == '\r') p++;
+        if (*p == '\n') p++;
+        break;
+    }
+    *pp = p;
+    return 0;
+}
+
+static int rep_paper_col(const rep_paper *p, const char *name) {
+    for (size_t i = 0; i < p->n_cols; i++) if (!strcmp(p->cols[i], name)) return (int)i;
+    return -1;
+}
+
+static double rep_paper_num(const rep_paper *p, size_t row, int col) {
+    if (col < 0) return NAN;
+    const char *v = p->cells[row * p->n_cols + (size_t)col];
+    return *v ? strtod(v, NULL) : NAN;
+}
+
+static const char *rep_paper_str(const rep_paper *p, size_t row, int col) {
+    return col < 0 ? "" : p->cells[row * p->n_cols + (size_t)col];
+}
+
+/* Loads path into p; a file that does not exist leaves p empty (n_cols 0) and returns DK_OK. */
+static dk_status rep_paper_load(const char *path, rep_paper *p, dk_err *e) {
+    memset(p, 0, sizeof *p);
+    if (!path || !*path) return DK_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? DK_OK : dk_fail(e, DK_ERR_IO, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0, k;
+    char chunk[4096];
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + k + 1 > cap) {
+            char *b = realloc(buf, cap = (len + k + 1) * 2);
+            if (!b) { free(buf); fclose(f); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+            buf = b;
+        }
+        memcpy(buf + len, chunk, k);
+        len += k;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) { free(buf); return dk_fail(e, DK_ERR_IO, "%s: read error", path); }
+    if (!buf) return dk_fail(e, DK_ERR_FORMAT, "%s: empty file (expected a header line)", path);
+    buf[len] = 0;
+    dk_status st = DK_OK;
+    const char *q = buf;
+    long line = 1;
+    char **rec;
+    size_t n;
+    if (!(p->path = rep_strdup(path))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    int rc = rep_csv_record(&q, &rec, &n);
+    if (rc) { st = rc == -1 ? dk_fail(e, DK_ERR_FORMAT, "%s:1: unterminated quote", path) : dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    p->cols = rec; p->n_cols = n;
+    p->c_method = rep_paper_col(p, "method");
+    p->c_dk = rep_paper_col(p, "dashkit_method");
+    if (p->c_method < 0 || p->c_dk < 0) { st = dk_fail(e, DK_ERR_FORMAT, "%s:1: the header needs columns \"method\" and \"dashkit_method\"", path); goto done; }
+    p->c_avg = rep_paper_col(p, "avg");
+    p->c_model = rep_paper_col(p, "model");
+    p->c_fa = rep_paper_col(p, "speedup_flashattn");
+    p->c_eager = rep_paper_col(p, "speedup_eager");
+    p->c_theo = rep_paper_col(p, "speedup_theoretical");
+    p->c_theo_t = rep_paper_col(p, "speedup_theoretical_T");
+    if (!(p->is_task = calloc(n, sizeof *p->is_task))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    static const char *const meta[] = {"method", "dashkit_method", "model", "benchmark", "avg", "source", "notes"};
+    for (size_t c = 0; c < n; c++) {
+        int m = !strncmp(p->cols[c], "speedup_", 8) || !*p->cols[c];
+        for (size_t j = 0; j < sizeof meta / sizeof meta[0]; j++) m |= !strcmp(p->cols[c], meta[j]);
+        p->is_task[c] = !m;
+    }
+    while (*q) {
+        line++;
+        if (*q == '\n' || *q == '\r') { /* blank line */
+            if (*q == '\r') q++;
+            if (*q == '\n') q++;
+            continue;
+        }
+        if ((rc = rep_csv_record(&q, &rec, &n))) {
+            st = rc == -1 ? dk_fail(e, DK_ERR_FORMAT, "%s:%ld: unterminated quote", path, line) : dk_fail(e, DK_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (n != p->n_cols) {
+            for (size_t i = 0; i < n; i++) free(rec[i]);
+            free(rec);
+            st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: %zu fields, the header has %zu", path, line, n, p->n_cols);
+            goto done;
+        }
+        char **cells = realloc(p->cells, (p->n_rows + 1) * p->n_cols * sizeof *cells);
+        if (!cells) { for (size_t i = 0; i < n; i++) free(rec[i]); free(rec); st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+        p->cells = cells;
+        memcpy(p->cells + p->n_rows * p->n_cols, rec, n * sizeof *rec);
+        free(rec);
+        p->n_rows++;
+        for (size_t c = 0; c < n; c++) {
+            const char *v = p->cells[(p->n_rows - 1) * n + c];
+            int numeric = p->is_task[c] || (int)c == p->c_avg || !strncmp(p->cols[c], "speedup_", 8);
+            if (!numeric || !*v) continue;
+            char *end;
+            double x = strtod(v, &end);
+            if (*end || !isfinite(x)) {
+                st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column %s: '%s' is not a number", path, line, p->cols[c], v);
+                goto done;
+            }
+        }
+        if (!*rep_paper_str(p, p->n_rows - 1, p->c_method)) {
+            st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column method is empty", path, line);
+            goto done;
+        }
+    }
+done:
+    free(buf);
+    if (st != DK_OK) rep_paper_free(p);
+    return st;
+}
+
+/* paper_vs_measured: per model whose run has tasks named in the paper's columns, each paper row
+ * followed by the run's settings of its dashkit_method. Mean = mean over the shown task columns
+ * (of the paper's numbers / of the measured task means); the paper's own avg is shown as is. */
+static dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FILE *md_out, int *written, dk_err *e) {
+    *written = 0;
+    if (!pp->n_cols || !pp->n_rows) return DK_OK;
+    rep_mem md = {0}, tex = {0}, csv = {0};
+    dk_status st;
+    int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
+    int *pcol = calloc(pp->n_cols + 1, sizeof *pcol), *rti = calloc(pp->n_cols + 1, sizeof *rti);
+    if (!rows || !tasks || !pcol || !rti) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
+        goto done;
+    fprintf(csv.f, "model,paper_method,row,source,column,n,value,lo,hi\n");
+    fprintf(tex.f, "%% dashkit report, run %lld: reported numbers (%s) beside measured task means (%.0f%% bootstrap CI).\n",
+            (long long)d->run_id, pp->path, 100 * d->opts->level);
+    for (size_t mi = 0; mi < d->n_models; mi++) {
+        size_t nt = rep_model_tasks(d, (int)mi, tasks), nc = 0;
+        for (size_t c = 0; c < pp->n_cols; c++) {
+            if (!pp->is_task[c]) continue;
+            for (size_t t = 0; t < nt; t++)
+                if (!strcmp(d->tasks[tasks[t]].name, pp->cols[c])) { pcol[nc] = (int)c; rti[nc] = tasks[t]; nc++; break; }
+        }
+        if (!nc) continue;
+        size_t nr = rep_table_rows(d, (int)mi, rows);
+        const char *pmodel = pp->c_model >= 0 ? rep_paper_str(pp, 0, pp->c_model) : "";
+        fprintf(md.f, "%s**%s** vs the paper%s%s%s — reported numbers from `%s`; measured: mean [%.0f%% CI]. Mean = mean of"
+                      " the columns shown; Paper avg = the paper's own average (over its tasks).\n\n",
+                *written ? "\n" : "", d->models[mi].label, *pmodel ? " (" : "", pmodel, *pmodel ? ")" : "", pp->path,
+                100 * d->opts->level);
+        *written = 1;
+        fprintf(md.f, "| Method | Source |");
+        for (size_t t = 0; t < nc; t++) { fputc(' ', md.f); rep_md_escape(md.f, pp->cols[pcol[t]]); fprintf(md.f, " |"); }
+        fprintf(md.f, " Mean | Paper avg | Speedup |\n|---|---|");
+        for (size_t t = 0; t < nc + 2; t++) fprintf(md.f, "---:|");
+        fprintf(md.f, "---|\n");
+        fprintf(tex.f, "\\begin{table}[t]\n\\centering\n\\caption{");
+        rep_latex_escape(tex.f, d->models[mi].label);
+        fprintf(tex.f, ": reported vs measured.}\n\\begin{tabular}{ll");
+        for (size_t t = 0; t < nc + 2; t++) fputc('r', tex.f);
+        fprintf(tex.f, "l}\n\\toprule\nMethod & Source");
+        for (size_t t = 0; t < nc; t++) { fprintf(tex.f, " & "); rep_latex_escape(tex.f, pp->cols[pcol[t]]); }
+        fprintf(tex.f, " & Mean & Paper avg & Speedup \\\\\n\\midrule\n");
+        char b[256];
+        for (size_t pr = 0; pr < pp->n_rows; pr++) {
+            const char *pm = rep_paper_str(pp, pr, pp->c_method), *dm = rep_paper_str(pp, pr, pp->c_dk);
+            /* the paper's row */
+            double sum = 0, pavg = rep_paper_num(pp, pr, pp->c_avg);
+            int nn = 0;
+            fprintf(md.f, "| ");
+            rep_md_escape(md.f, pm);
+            fprintf(md.f, " | paper |");
+            rep_latex_escape(tex.f, pm);
+            fprintf(tex.f, " & paper");
+            for (size_t t = 0; t < nc; t++) {
+                double v = rep_paper_num(pp, pr, pcol[t]);
+                dk_ci c = {v, NAN, NAN};
+                if (!isnan(v)) { sum += v; nn++; }
+                rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
+                rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
+                rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                rep_csv_field(csv.f, pm); fputc(',', csv.f);
+                rep_csv_field(csv.f, pm);
+                fprintf(csv.f, ",paper,");
+                rep_csv_field(csv.f, pp->cols[pcol[t]]);
+                fprintf(csv.f, ",,%.17g,,\n", v);
+            }
+            dk_ci mean = {nn == (int)nc ? sum / nn : NAN, NAN, NAN}, pa = {pavg, NAN, NAN};
+            char sp[160] = "";
+            double fa = rep_paper_num(pp, pr, pp->c_fa), ea = rep_paper_num(pp, pr, pp->c_eager),
+                   th = rep_paper_num(pp, pr, pp->c_theo), tt = rep_paper_num(pp, pr, pp->c_theo_t);
+            size_t spn = 0;
+            if (!isnan(fa)) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%.2fx FlashAttention", fa);
+            if (!isnan(ea) && spn < sizeof sp) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx eager", spn ? ", " : "", ea);
+            if (!isnan(th) && spn < sizeof sp)
+                spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx theoretical%s", spn ? ", " : "", th, isnan(tt) ? "" : " at T=");
+            if (!isnan(th) && !isnan(tt) && spn < sizeof sp) snprintf(sp + spn, sizeof sp - spn, "%.0f", tt);
+            rep_fmt_ci(b, sizeof b, mean, 2, 0); fprintf(md.f, " %s |", b);
+            rep_fmt_ci(b, sizeof b, pa, 2, 0); fprintf(md.f, " %s | %s |\n", b, *sp ? sp : "–");
+            rep_fmt_ci(b, sizeof b, mean, 2, 1); fprintf(tex.f, " & %s", b);
+            rep_fmt_ci(b, sizeof b, pa, 2, 1); fprintf(tex.f, " & %s & ", b);
+            rep_latex_escape(tex.f, *sp ? sp : "--");
+            fprintf(tex.f, " \\\\\n");
+            const char *mcols[2] = {"mean", "paper_avg"};
+            double mvals[2] = {mean.est, pavg};
+            for (int k = 0; k < 2; k++) {
+                rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                rep_csv_field(csv.f, pm); fputc(',', csv.f);
+                rep_csv_field(csv.f, pm);
+                fprintf(csv.f, ",paper,%s,,%.17g,,\n", mcols[k], mvals[k]);
+            }
+            if (!*dm) {
+                fprintf(md.f, "| ↳ (no dashkit method) | measured |");
+                for (size_t t = 0; t < nc + 2; t++) fprintf(md.f, " – |");
+                fprintf(md.f, " – |\n");
+                continue;
+            }
+            /* the measured settings of that method */
+            for (size_t r = 0; r < nr; r++) {
+                int si = rows[r];
+                if (strcmp(d->settings[si].method, dm)) continue;
+                fprintf(md.f, "| ↳ ");
+                rep_md_escape(md.f, d->settings[si].label);
+                fprintf(md.f, " | measured |");
+                fprintf(tex.f, "\\quad ");
+                rep_latex_escape(tex.f, d->settings[si].label);
+                fprintf(tex.f, " & measured");
+                double ms = 0;
+                int mn = 0;
+                for (size_t t = 0; t < nc; t++) {
+                    dk_ci c = {NAN, NAN, NAN};
+                    size_t n = 0;
+                    if (rep_has(d, (int)mi, rti[t], si) &&
+                        (st = rep_stat(d, (int)mi, rti[t], si, Q_SCORE, 0, &c, &n, e)) != DK_OK) goto done;
+                    if (!isnan(c.est)) { ms += c.est; mn++; }
+                    rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
+                    rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
+                    rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                    rep_csv_field(csv.f, pm); fputc(',', csv.f);
+                    rep_csv_field(csv.f, d->settings[si].label);
+                    fprintf(csv.f, ",measured,");
+                    rep_csv_field(csv.f, pp->cols[pcol[t]]);
+                    fprintf(csv.f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
+                }
+                dk_ci mm = {mn == (int)nc ? ms / mn : NAN, NAN, NAN}, wl, fl;
+                size_t n_wl, n_fl;
+                if ((st = rep_stat(d, (int)mi, -1, si, Q_WALL, 0, &wl, &n_wl, e)) != DK_OK ||
+                    (st = rep_stat(d, (int)mi, -1, si, Q_FLOPS, 0, &fl, &n_fl, e)) != DK_OK) goto done;
+                char msp[128];
+                snprintf(msp, sizeof msp, "%.2fx wall, %.2fx FLOPs (CPU)", wl.est, fl.est);
+                rep_fmt_ci(b, sizeof b, mm, 2, 0); fprintf(md.f, " %s | – | %s |\n", b, msp);
+                rep_fmt_ci(b, sizeof b, mm, 2, 1); fprintf(tex.f, " & %s & -- & ", b);
+                rep_latex_escape(tex.f, msp);
+                fprintf(tex.f, " \\\\\n");
+                const char *qn[3] = {"mean", "wall_speedup", "flops_speedup"};
+                double qv[3] = {mm.est, wl.est, fl.est};
+                for (int k = 0; k < 3; k++) {
+                    rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                    rep_csv_field(csv.f, pm); fputc(',', csv.f);
+                    rep_csv_field(csv.f, d->settings[si].label);
+                    fprintf(csv.f, ",measured,%s,,%.17g,,\n", qn[k], qv[k]);
+                }
+            }
+        }
+        fprintf(tex.f, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+    }
+    if (!*written) goto done;
+    fflush(md.f);
+    if (md_out) fwrite(md.buf, 1, md.len, md_out);
+    if ((st = rep_mem_commit(&md, o, "paper_vs_measured.md", e)) != DK_OK ||
+        (st = rep_mem_commit(&tex, o, "paper_vs_measured.tex", e)) != DK_OK ||
+        (st = rep_mem_commit(&csv, o, "paper_vs_measured.csv", e)) != DK_OK) goto done;
+done:
+    rep_mem_drop(&md); rep_mem_drop(&tex); rep_mem_drop(&csv);
+    free(rows); free(tasks); free(pcol); free(rti);
+    return st;
+}
+
 static const rep_data *rep_sort_data;
 static int rep_cmp_ablation(const void *a, const void *b) {
     const rep_setting *x = &rep_sort_data->settings[*(const int *)a], *y = &rep_sort_data->settings[*(const int *)b];
@@ -1610,8 +1935,10 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
     memset(r, 0, sizeof *r);
     dk_status st = rep_check_opts(opts, e);
     if (st != DK_OK) return st;
+    rep_paper paper;
+    if ((st = rep_paper_load(opts->paper ? opts->paper : DK_REPORT_PAPER_DEFAULT, &paper, e)) != DK_OK) return st;
     rep_data d;
-    if ((st = rep_load(s, opts, &d, e)) != DK_OK) return st;
+    if ((st = rep_load(s, opts, &d, e)) != DK_OK) { rep_paper_free(&paper); return st; }
     r->run_id = d.run_id;
     rep_out o = {out_dir, 1, 1, NULL, 0, r};
     rep_mem rep = {0}, figs = {0};
@@ -1742,6 +2069,18 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
     fprintf(f, "\n## Ablation: ratio / threshold / start layer\n\nAlso as [Markdown](table_ablation.md), [LaTeX](table_ablation.tex),"
                " [CSV](table_ablation.csv).\n\n");
     if ((st = rep_table_ablation(&d, &o, f, e)) != DK_OK) goto done;
+    {
+        rep_mem pm = {0};
+        int pw = 0;
+        if ((st = rep_mem_open(&pm, e)) != DK_OK) goto done;
+        st = rep_table_paper(&d, &paper, &o, pm.f, &pw, e);
+        fflush(pm.f);
+        if (st == DK_OK && pw)
+            fprintf(f, "\n## Paper vs measured\n\nAlso as [Markdown](paper_vs_measured.md), [LaTeX](paper_vs_measured.tex),"
+                       " [CSV](paper_vs_measured.csv).\n\n%.*s", (int)pm.len, pm.buf);
+        rep_mem_drop(&pm);
+        if (st != DK_OK) goto done;
+    }
 
     /* draw before writing report.md so its notes are final */
     if (opts->draw) {
@@ -1772,6 +2111,7 @@ done:
     rep_mem_drop(&figs);
     rep_out_free(&o);
     rep_data_free(&d);
+    rep_paper_free(&paper);
     return st;
 }
 

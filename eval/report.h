@@ -26,6 +26,10 @@
  *   heatmap_MODEL_TASK_SETTING.{dat,gp,png,svg} tasks whose cells have a "depth" option
  *   layers_active_MODEL_METHOD.{dat,gp,png,svg} mean fraction of context tokens active per layer
  *   layers_delta_MODEL.{dat,gp,png,svg}         per-layer Δ statistics (sample_layers)
+ *   paper_vs_measured.{md,tex,csv}              the paper's reported numbers (opts.paper) beside
+ *                                               the measured ones, for models whose run has tasks
+ *                                               named in the paper's columns; rows matched by the
+ *                                               CSV's dashkit_method column
  * A .gp script reads its .dat by relative name: `cd out_dir && gnuplot NAME.gp` redraws it
  * (variables outpng/outsvg/pngterm may be preset with -e). gnuplot is found at run time:
  * $DK_GNUPLOT if set (empty = none), else "gnuplot" on $PATH; without it every data file and
@@ -56,7 +60,13 @@ typedef struct {
     double level;        /* CI level in (0,1), e.g. 0.95 */
     int draw;            /* 0 = write data and scripts only, never run gnuplot */
     const char *gnuplot; /* NULL = $DK_GNUPLOT, else "gnuplot" on $PATH */
+    const char *paper;   /* reported numbers to print beside the measured ones (CSV, layout of
+                            datasets/paper/README.md); NULL = DK_REPORT_PAPER_DEFAULT, "" = none.
+                            A file that does not exist is skipped silently; a malformed one is
+                            DK_ERR_FORMAT "FILE:LINE: problem" before anything is written. */
 } dk_report_opts;
+
+#define DK_REPORT_PAPER_DEFAULT "datasets/paper/dash_longbench_e.csv"
 
 void dk_report_opts_default(dk_report_opts *o); /* latest run, 2000 resamples, seed 1, 0.95, draw */
 
