@@ -469,10 +469,13 @@ static dk_cell_run dk_sample_run(dk_store *s, const dk_worker *wk, const dk_plan
     cJSON_Delete(ans);
     if (!active || !ls || !answers || !method_parts) { dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     for (int l = 0; l < r->n_layer; l++) {
+        /* Δ statistics: the policy's score where it decided; a dense run observes Δ at every layer. */
         const dk_policy_layer_stats *ps = r->policy ? &r->policy[l] : NULL;
+        const dk_eval_delta_stats *ds = r->delta ? &r->delta[l] : NULL;
         int dec = ps && ps->decided;
         active[l] = r->active[l];
-        ls[l] = (dk_layer_stat){dec ? ps->score_min : NAN, dec ? ps->score_median : NAN, dec ? ps->score_max : NAN,
+        ls[l] = (dk_layer_stat){dec ? ps->score_min : ds ? ds->min : NAN, dec ? ps->score_median : ds ? ds->median : NAN,
+                                dec ? ps->score_max : ds ? ds->max : NAN,
                                 r->layers ? dk_flops_total(&r->layers[l].flops) : 0, r->layers ? r->layers[l].wall_s : NAN};
     }
     dk_sample_row row = {
