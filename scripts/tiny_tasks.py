@@ -265,17 +265,25 @@ class TaskGen:
         return self._finish(rng, parts, " ".join(names) + ".", "vt")
 
     def copy(self, rng, length):
-        """A random span S of real text followed by S again; loss on the repeat."""
-        half = max(4, (length - 1) // 2)
-        wb = self.corpus.wb_pos
-        i = rng.randrange(0, len(wb) - 1)
-        s = int(wb[i])
-        span = self.corpus.tokens[s:s + half].tolist()
-        if len(span) < half:
-            return self.copy(rng, length)
-        toks = [self.bos] + span + span
-        a0 = 1 + half
-        return {"task": "copy", "tokens": toks, "ans": (a0 + 1, a0 + half), "answer": None, "prompt": None}
+        """A random span S of real text, later repeated: [BOS] P S G S with P, G other random
+        text; |S| uniform in [n/4, n/2] and |P|+|G| the rest, so the repeat distance varies (a
+        fixed distance would teach a positional shortcut instead of induction).  Loss on the
+        repeat (its first token excluded)."""
+        n = max(8, length - 1)
+        half = rng.randint(max(4, n // 4), max(4, n // 2))
+        extra = max(0, n - 2 * half)
+        pre = rng.randint(0, extra)
+
+        def run(k):
+            if k <= 0:
+                return []
+            i = int(self.corpus.wb_pos[rng.randrange(0, len(self.corpus.wb_pos) - 1)])
+            r = self.corpus.tokens[i:i + k].tolist()
+            return r if len(r) == k else run(k)
+        span = run(half)
+        toks = [self.bos] + run(pre) + span + run(extra - pre) + span
+        a0 = len(toks) - half
+        return {"task": "copy", "tokens": toks, "ans": (a0 + 1, len(toks)), "answer": None, "prompt": None}
 
     def make(self, rng, task, length, **kw):
         return getattr(self, task)(rng, length, **kw)
