@@ -214,6 +214,39 @@ for (const [v, file] of [[gptVocab, "bpe_gpt2.gguf"], [qwenVocab, "bpe_qwen.gguf
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 
+/* ---- whole books (fixtures; skipped when absent) ----
+ * The text between the Project Gutenberg START/END marker lines of two fixture books (CRLF line
+ * ends, curly quotes, long documents), tokenised by the references: the count, the SHA-256 of
+ * the ids as little-endian int32 and the first ids are stored, not the ids themselves. */
+const crypto = require("crypto");
+const fixtures = process.env.DK_FIXTURES || path.join(root, "../shared/fixtures");
+const books = [];
+for (const rel of ["haystack/pg2701_moby_dick.txt", "haystack/pg1342_pride_and_prejudice.txt"]) {
+  const file = path.join(fixtures, rel);
+  if (!fs.existsSync(file)) { console.log("skip " + rel + ": fixture absent"); continue; }
+  const buf = fs.readFileSync(file);
+  const a = buf.indexOf("*** START OF"), z = buf.indexOf("*** END OF");
+  const start = buf.indexOf("\n", a) + 1;
+  const body = buf.subarray(start, z);
+  const text = body.toString("utf8");
+  if (Buffer.from(text, "utf8").compare(body) !== 0) throw new Error(rel + ": not valid UTF-8");
+  const entry = { fixture: rel, start, end: z, text_sha256: crypto.createHash("sha256").update(body).digest("hex"), sets: [] };
+  /* gpt-3-encoder's encode() concatenates arrays (quadratic on a book): feed it one chunk of its
+   * own regex at a time, which it maps to the same chunk */
+  const gptBook = (t) => { const out = []; for (const m of gpt2Split(t)) for (const id of gpt3.encode(m)) out.push(id); return out; };
+  const refs = [["gpt2", gptBook], ["llama3", enc(llamaTok)]];
+  if (text.normalize("NFC") === text) refs.push(["qwen2", enc(qwenTok)]);
+  for (const [name, f] of refs) {
+    const ids = f(text);
+    const le = Buffer.alloc(4 * ids.length);
+    ids.forEach((v, i) => le.writeInt32LE(v, 4 * i));
+    entry.sets.push({ name, n_ids: ids.length, ids_sha256: crypto.createHash("sha256").update(le).digest("hex"), first: ids.slice(0, 24) });
+  }
+  books.push(entry);
+}
+if (books.length)
+  fs.writeFileSync(path.join(dataDir, "bpe_books.json"), JSON.stringify({ generator: "scripts/make_bpe_goldens.js", books }, null, 1) + "\n");
+
 /* ---- chat templates ---- */
 /* Real templates from the packages, plus three written here (marked "synthetic") that reproduce
  * the shapes dashkit must recognise but no installed package ships: a ChatML template with a

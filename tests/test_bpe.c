@@ -6,9 +6,11 @@
  * swapped in the reference, llama-bpe, gpt-2 and smollm. Each case
  * holds the text, the reference ids and (texts without special tokens) the reference's
  * pre-tokenizer chunks. The vocabularies are the gzip'd GGUF tokenizers tests/data/bpe_*.gguf.gz
- * the same script wrote. */
+ * the same script wrote. tests/data/bpe_books.json holds the references' ids for two fixture books
+ * (../shared/fixtures/haystack; skipped when absent) as count + SHA-256. */
 #include "support/dk_test.h"
 #include "gguf.h"
+#include "sha256.h"
 #include "tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -161,6 +163,69 @@ END_TEST
 START_TEST(test_qwen_gpt2_goldens) { check_set("qwen_gpt2", false); }
 END_TEST
 START_TEST(test_smollm_goldens) { check_set("qwen_smollm", false); }
+END_TEST
+
+/* ---- whole books ---- */
+
+/* tests/data/bpe_books.json: the references' ids for two fixture books, as count + SHA-256. */
+static void check_books(const char *set, const char *gz) {
+    char buf[1024];
+    if (!dk_test_fixture(buf, sizeof buf, "haystack/pg2701_moby_dick.txt")) return;
+    char *js = slurp(DK_BPE_DATA "bpe_books.json", NULL);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    ck_assert(root != NULL);
+    dk_tokenizer *t = load_vocab(gz, NULL);
+    int checked = 0;
+    cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(root, "books")) {
+        const char *p = dk_test_fixture(buf, sizeof buf, cJSON_GetObjectItem(b, "fixture")->valuestring);
+        if (!p) continue;
+        size_t n;
+        char *text = slurp(p, &n);
+        size_t start = (size_t)cJSON_GetObjectItem(b, "start")->valuedouble, end = (size_t)cJSON_GetObjectItem(b, "end")->valuedouble;
+        ck_assert(start < end && end <= n);
+        char hex[DK_SHA256_HEX_LEN + 1];
+        dk_sha256_hex(text + start, end - start, hex);
+        ck_assert_str_eq(hex, cJSON_GetObjectItem(b, "text_sha256")->valuestring);
+        cJSON *s;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(b, "sets")) {
+            if (strcmp(cJSON_GetObjectItem(s, "name")->valuestring, set)) continue;
+            int32_t *ids;
+            int m;
+            dk_err e = {{0}};
+            ck_assert(dk_tokenizer_encode(t, text + start, end - start, false, &ids, &m, &e) == DK_OK);
+            cJSON *first = cJSON_GetObjectItem(s, "first");
+            for (int i = 0; i < cJSON_GetArraySize(first) && i < m; i++)
+                ck_assert_int_eq(ids[i], cJSON_GetArrayItem(first, i)->valueint);
+            ck_assert_int_eq(m, cJSON_GetObjectItem(s, "n_ids")->valueint);
+            uint8_t *le = malloc(4 * (size_t)m);
+            for (int i = 0; i < m; i++)
+                for (int k = 0; k < 4; k++) le[4 * i + k] = (uint8_t)((uint32_t)ids[i] >> (8 * k));
+            dk_sha256_hex(le, 4 * (size_t)m, hex);
+            ck_assert_msg(!strcmp(hex, cJSON_GetObjectItem(s, "ids_sha256")->valuestring), "%s: %s ids differ from the reference",
+                          set, cJSON_GetObjectItem(b, "fixture")->valuestring);
+            char *back;
+            size_t bl;
+            ck_assert(dk_tokenizer_decode(t, ids, m, &back, &bl, &e) == DK_OK);
+            ck_assert(bl == end - start && !memcmp(back, text + start, bl));
+            free(back);
+            free(le);
+            free(ids);
+            checked++;
+        }
+        free(text);
+    }
+    ck_assert_int_ge(checked, 1);
+    dk_tokenizer_free(t);
+    cJSON_Delete(root);
+}
+
+START_TEST(test_books_gpt2) { check_books("gpt2", "bpe_gpt2.gguf.gz"); }
+END_TEST
+START_TEST(test_books_qwen2) { check_books("qwen2", "bpe_qwen.gguf.gz"); }
+END_TEST
+START_TEST(test_books_llama3) { check_books("llama3", "bpe_llama3.gguf.gz"); }
 END_TEST
 
 /* ---- properties ---- */
@@ -365,6 +430,9 @@ static Suite *bpe_suite(void) {
     tcase_add_test(tc, test_llama3_goldens);
     tcase_add_test(tc, test_qwen_gpt2_goldens);
     tcase_add_test(tc, test_smollm_goldens);
+    tcase_add_test(tc, test_books_gpt2);
+    tcase_add_test(tc, test_books_qwen2);
+    tcase_add_test(tc, test_books_llama3);
     tcase_add_test(tc, test_bytes_lossless);
     tcase_add_test(tc, test_decode_invalid_utf8);
     tcase_add_test(tc, test_qwen_special);
