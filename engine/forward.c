@@ -9,8 +9,15 @@
  *   u   = att·Woᵀ                                       (hook: AFTER_ATTN)
  *   h   = x_in + u
  *   h  += (silu(xbf·Wgᵀ) ⊙ xbf·Wuᵀ)·Wdᵀ,  xbf = rmsnorm(h) * ffn_norm   (hook: AFTER_LAYER)
- * then the block output is scattered back (dense: buffers swap, no copy). */
+ * then the block output is scattered back (dense: buffers swap, no copy).
+ *
+ * Weights in F16/BF16/Q8_0 stay in that type (model.h); each such matrix is converted into the
+ * f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no half-precision GEMM), the lm
+ * head in blocks of rows that fit wbuf, token_embd one row per token. Converted values are the
+ * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file. */
 #include "forward.h"
+#include "memory.h"
+#include "quant.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -67,6 +74,9 @@ struct dk_ctx {
     float *ob;              /* (qblk*group, head_dim) block output */
     float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;          /* floats in probs */
+    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32;
+                             * NULL when every tensor is F32 (model->converts false) */
+    size_t wbuf_n;          /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
     dk_layer_stats *layer_stats; /* (n_layer) */
     dk_forward_stats stats;
     /* state of the chunk between layers (dk_run_layers) */
@@ -83,6 +93,7 @@ struct dk_ctx {
     int split_na;
     bool split_dense;
     double split_wall_s;    /* wall time of the prefix call */
+    double split_convert_s; /* of it, weight conversion */
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
 };
 
@@ -138,6 +149,10 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
               (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4)) &&
               (c->s = malloc((size_t)c->qblk * group * nc * 4)) && (c->qb = malloc((size_t)c->qblk * group * k->head_dim * 4)) &&
               (c->ob = malloc((size_t)c->qblk * group * k->head_dim * 4));
+    if (ok && m->converts) {
+        c->wbuf_n = (size_t)(dk_memory_convert_bytes(k) / 4);
+        ok = (c->wbuf = malloc(c->wbuf_n * 4)) != NULL;
+    }
     for (int l = 0; ok && l < k->n_layer; l++)
         ok = (c->kv[l].k = malloc(nc * kvd * 4)) && (c->kv[l].v = malloc(nc * kvd * 4)) && (c->kv[l].pos = malloc(nc * 4));
     if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
@@ -159,7 +174,7 @@ void dk_ctx_free(dk_ctx *c) {
     if (c->kv)
         for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
     free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->s); free(c->qb);
-    free(c->ob); free(c->probs); free(c->x_split); free(c->split_active); free(c->split_stats);
+    free(c->ob); free(c->probs); free(c->wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }
@@ -199,9 +214,35 @@ const dk_model *dk_ctx_model(const dk_ctx *c) { return c->m; }
 
 /* ---- kernels ---- */
 
-/* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. */
-static void dk_matmul(float *y, const float *x, const float *w, int m, int n, int k, float beta, int64_t *flops) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+/* Rows [r0, r0+nr) of W as f32: in place for F32, else converted into wbuf (timed). */
+static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, int64_t nr) {
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+    if (w->type == DK_GGML_TYPE_F32) return (const float *)src;
+    double t0 = dk_now();
+    dk_dequantize(w->type, src, c->wbuf, (size_t)(nr * w->cols));
+    c->stats.convert_s += dk_now() - t0;
+    return c->wbuf;
+}
+
+/* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
+ * matrix (n*k <= wbuf_n when it is converted). */
+static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
+    const float *wf = dk_weight_rows(c, w, 0, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, wf, k, beta, y, n);
+    *flops += 2 * (int64_t)m * n * k;
+}
+
+/* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head: one sgemm for F32, else one per block of
+ * wbuf_n / d rows converted in turn (the head of a 7B model is ~2 GB in f32). */
+static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t *flops) {
+    const dk_tensor *w = &c->m->w.output;
+    int n = (int)w->rows, k = (int)w->cols;
+    int blk = w->type == DK_GGML_TYPE_F32 ? n : (int)(c->wbuf_n / (size_t)k);
+    for (int r0 = 0; r0 < n; r0 += blk) {
+        int nb = n - r0 < blk ? n - r0 : blk;
+        const float *wf = dk_weight_rows(c, w, r0, nb);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
+    }
     *flops += 2 * (int64_t)m * n * k;
 }
 
@@ -397,9 +438,9 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_rmsnorm(c->xb, xin, w->attn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
     float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
-    dk_matmul(c->q, c->xb, w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(kdst, c->xb, w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(vdst, c->xb, w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(c, c->q, c->xb, &w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(c, kdst, c->xb, &w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(c, vdst, c->xb, &w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
     if (w->bq) {
         dk_add_bias(c->q, w->bq, na, qd);
         dk_add_bias(kdst, w->bk, na, kvd);
@@ -441,7 +482,7 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
         capture = n_probe > 0;
     }
     dk_attention(c, l, na, L0, capture, n_probe, fl);
-    dk_matmul(c->u, c->att, w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
+    dk_matmul(c, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
 
     dk_layer_view v = {.layer = l, .n_tokens = n, .n_past = c->n_past, .n_active = na, .active = c->active,
                        .n_embd = d, .x_in = xin, .u = c->u, .n_probe = capture ? n_probe : 0,
@@ -454,11 +495,11 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d;
     dk_rmsnorm(c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
-    dk_matmul(c->hb, c->xb, w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
-    dk_matmul(c->hb2, c->xb, w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(c, c->hb, c->xb, &w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(c, c->hb2, c->xb, &w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
     dk_silu_mul(c->hb, c->hb2, (size_t)na * f);
     fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
-    dk_matmul(hout, c->hb, w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(c, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d; /* residual add inside the GEMM (beta = 1) */
 
     v.u = NULL;
@@ -495,6 +536,7 @@ static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l
     memset(c->layer_stats + l0, 0, (size_t)(k->n_layer - l0) * sizeof *c->layer_stats);
     c->stats.n_tokens = n;
     c->stats.prefix_wall_s = 0;
+    c->stats.convert_s = 0;
     return DK_OK;
 }
 
@@ -560,7 +602,7 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
         const float *src = c->x + (size_t)(n - rows) * d;
         dk_rmsnorm(c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
         c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
-        dk_matmul(logits, c->xb, m->w.output, rows, k->n_vocab, d, 0.0f, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
+        dk_lm_head(c, logits, c->xb, rows, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
     }
     for (int l = 0; l < k->n_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     dk_flops_add(&c->stats.total, &c->stats.head);
@@ -576,7 +618,10 @@ static dk_status dk_refuse_pending(const dk_ctx *c, dk_err *e) {
 /* X = token embeddings, active set from the options (all rows when none). */
 static void dk_prefill_embed(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o) {
     int d = c->m->cfg.n_embd;
-    for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * d, c->m->w.tok_embd + (size_t)tokens[i] * d, (size_t)d * 4);
+    const dk_tensor *te = &c->m->w.tok_embd;
+    double t0 = dk_now();
+    for (int i = 0; i < n; i++) dk_tensor_row_f32(te, tokens[i], c->x + (size_t)i * d);
+    if (te->type != DK_GGML_TYPE_F32) c->stats.convert_s += dk_now() - t0;
     c->dense = true;
     c->na = n;
     for (int i = 0; i < n; i++) c->active[i] = i;
@@ -624,6 +669,7 @@ dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int
     for (int l = 0; l <= last_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     memcpy(c->split_stats, c->layer_stats, (size_t)(last_layer + 1) * sizeof *c->split_stats);
     c->split_wall_s = c->stats.wall_s = dk_now() - t_start;
+    c->split_convert_s = c->stats.convert_s;
     return DK_OK;
 }
 
@@ -641,6 +687,7 @@ dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *
     c->n_past = c->split_start;
     if ((st = dk_prefill_begin(c, NULL, n, ls + 1, o, e))) return st;
     memcpy(c->layer_stats, c->split_stats, (size_t)(ls + 1) * sizeof *c->layer_stats);
+    c->stats.convert_s = c->split_convert_s;
     memcpy(c->x, c->x_split, (size_t)n * d * 4);
     memcpy(c->active, c->split_active, (size_t)c->split_na * 4);
     c->na = c->split_na;

@@ -60,6 +60,7 @@ typedef struct {
     dk_flops total;        /* all layers + head */
     double wall_s;         /* whole call; after dk_forward_prefill_suffix: prefix + suffix call */
     double prefix_wall_s;  /* of wall_s, the shared prefix call (0 unless the stats are a suffix's) */
+    double convert_s;      /* of wall_s, converting weights from their file type to f32 (model.h) */
 } dk_forward_stats;
 
 /* ---- halting hook ---- */

@@ -109,6 +109,13 @@ int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
     return r * (5 * d + 2 * q + 2 * f) * 4 + 5 * r * 4;
 }
 
+/* dk_ctx_create's wbuf (forward.c): the largest layer matrix (wq/wo: n_head*head_dim x n_embd,
+ * gate/up/down: n_ff x n_embd) in f32. */
+int64_t dk_memory_convert_bytes(const dk_model_config *c) {
+    int64_t q = (int64_t)c->n_head * c->head_dim, f = c->n_ff;
+    return (q > f ? q : f) * (int64_t)c->n_embd * 4;
+}
+
 int64_t dk_memory_probe_bytes(const dk_model_config *c, int n_probe, int kv_len) {
     return (int64_t)c->n_head * n_probe * (int64_t)kv_len * 4;
 }
@@ -124,7 +131,8 @@ void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, in
     o->kv_bytes = dk_memory_kv_bytes(c, n_ctx);
     o->scratch_ctx_bytes = dk_memory_ctx_bytes(c, n_ctx);
     o->scratch_chunk_bytes = dk_memory_chunk_bytes(c, n_chunk);
-    o->scratch_bytes = o->scratch_ctx_bytes + o->scratch_chunk_bytes;
+    o->convert_bytes = weights_bytes != weights_f32_bytes ? dk_memory_convert_bytes(c) : 0;
+    o->scratch_bytes = o->scratch_ctx_bytes + o->scratch_chunk_bytes + o->convert_bytes;
     o->total_bytes = o->weights_bytes + o->kv_bytes + o->scratch_bytes;
 }
 

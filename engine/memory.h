@@ -2,15 +2,19 @@
  *
  * Three parts, in bytes:
  *   weights  the tensors in their file type (GGUF tensor infos: F16/BF16 2 bytes per element,
- *            Q8_0 34 bytes per 32, ...), read from the header without touching the data;
- *            weights_f32 is the same tensors expanded to f32 (what a loader that converts every
- *            tensor at load time holds).
+ *            Q8_0 34 bytes per 32, ...), read from the header without touching the data. The
+ *            engine keeps them in that type, mmapped (page cache, counted in the process RSS once
+ *            touched); weights_f32 is the same tensors expanded to f32 (what a loader that
+ *            converted every tensor at load time would hold; printed for comparison only).
  *   kv       n_layer * 2 * n_head_kv * head_dim * n_ctx * 4: the K and V caches of dk_ctx (f32).
  *   scratch  everything else dk_ctx allocates (forward.c): per context (RoPE tables, cache
  *            positions, one attention block's scores/queries/outputs) and per prefill chunk of
  *            n_chunk tokens (hidden states, normed inputs, attention and FFN activations, index
  *            arrays). dashkit prefills a prompt's context as ONE chunk, so n_chunk = n_ctx is
- *            the estimate for `dashkit run`/`eval`.
+ *            the estimate for `dashkit run`/`eval`. Plus, when any tensor is stored in another
+ *            type than F32 (weights != weights_f32), the conversion buffer: one layer matrix in
+ *            f32, max(n_head*head_dim, n_ff) * n_embd * 4 (dk_memory_convert_bytes), which also
+ *            holds the lm head's row blocks.
  * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in forward.c: dk_memory_ctx_bytes and
  * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
@@ -29,7 +33,8 @@ typedef struct {
     int64_t kv_bytes;           /* K and V caches at n_ctx */
     int64_t scratch_ctx_bytes;  /* dk_ctx_create's allocations other than K/V */
     int64_t scratch_chunk_bytes;/* dk_ctx_reserve(n_chunk) */
-    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk */
+    int64_t convert_bytes;      /* f32 conversion buffer (0 when every tensor is F32) */
+    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk + convert */
     int64_t total_bytes;        /* weights + kv + scratch */
     int n_ctx, n_chunk;
 } dk_memory_estimate;
@@ -42,10 +47,13 @@ dk_status dk_memory_read_gguf(const char *path, dk_model_config *cfg, int64_t *w
 int64_t dk_memory_kv_bytes(const dk_model_config *cfg, int n_ctx);
 int64_t dk_memory_ctx_bytes(const dk_model_config *cfg, int n_ctx);
 int64_t dk_memory_chunk_bytes(const dk_model_config *cfg, int n_chunk);
+/* The conversion buffer dk_ctx_create allocates for a model with non-F32 tensors. */
+int64_t dk_memory_convert_bytes(const dk_model_config *cfg);
 /* Probabilities captured for n_probe probe rows against kv_len cache entries. */
 int64_t dk_memory_probe_bytes(const dk_model_config *cfg, int n_probe, int kv_len);
 
-/* Fills every field; n_chunk <= 0 means n_ctx. */
+/* Fills every field; n_chunk <= 0 means n_ctx. convert_bytes counts when weights_bytes differs
+ * from weights_f32_bytes (the rule dk_model.converts applies). */
 void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, int64_t weights_f32_bytes,
                              int n_ctx, int n_chunk, dk_memory_estimate *out);
 

@@ -17,15 +17,16 @@ const char *dk_rope_type_name(dk_rope_type r) { return r == DK_ROPE_TYPE_NEOX ? 
 
 /* ---- owned storage ---- */
 
-static float *dk_model_alloc(dk_model *m, size_t n) {
+/* n bytes owned by (and freed with) the model */
+static void *dk_model_alloc(dk_model *m, size_t n) {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
-        float **o = realloc(m->owned, (size_t)cap * sizeof *o);
+        void **o = realloc(m->owned, (size_t)cap * sizeof *o);
         if (!o) return NULL;
         m->owned = o;
         m->cap_owned = cap;
     }
-    float *p = malloc((n ? n : 1) * sizeof *p);
+    void *p = malloc(n ? n : 1);
     if (p) m->owned[m->n_owned++] = p;
     return p;
 }
@@ -61,12 +62,23 @@ static int64_t dk_config_n_params(const dk_model_config *c) {
     return (int64_t)c->n_vocab * d * (c->tied_output ? 1 : 2) + d + c->n_layer * per;
 }
 
+/* ---- tensors ---- */
+
+static dk_tensor dk_tensor_f32(const float *p, int64_t rows, int64_t cols) {
+    return (dk_tensor){.data = p, .type = DK_GGML_TYPE_F32, .rows = rows, .cols = cols, .row_bytes = (size_t)cols * 4};
+}
+
+void dk_tensor_row_f32(const dk_tensor *t, int64_t r, float *dst) {
+    dk_dequantize(t->type, (const uint8_t *)t->data + (size_t)r * t->row_bytes, dst, (size_t)t->cols);
+}
+
 /* ---- GGUF ---- */
 
 typedef struct { dk_model *m; dk_gguf *g; const char *path; dk_err *e; dk_status st; } dk_gguf_loader;
 
-/* f32 view of a tensor of exactly shape (ne1 rows of ne0); ne1 = 0 means 1-D. */
-static const float *dk_gguf_weight(dk_gguf_loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional) {
+/* The tensor `name` of exactly shape (ne1 rows of ne0); ne1 = 0 means 1-D. NULL (L->st set)
+ * when absent (and not optional), misshapen or of an unsupported type. */
+static const dk_gguf_tensor *dk_gguf_check(dk_gguf_loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional) {
     const dk_gguf_tensor *t = dk_gguf_find_tensor(L->g, name);
     if (!t) {
         if (!optional) L->st = dk_fail(L->e, DK_ERR_FORMAT, "%s: missing tensor '%s'", L->path, name);
@@ -85,11 +97,32 @@ static const float *dk_gguf_weight(dk_gguf_loader *L, const char *name, int64_t 
                 L->path, name, dk_ggml_type_name(t->type));
         return NULL;
     }
+    return t;
+}
+
+/* f32 copy of a tensor unless it is F32 and aligned in the mapping (then used in place). */
+static const float *dk_gguf_f32(dk_gguf_loader *L, const dk_gguf_tensor *t, const char *name) {
     if (t->type == DK_GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
-    float *dst = dk_model_alloc(L->m, t->n_elems);
+    float *dst = dk_model_alloc(L->m, t->n_elems * sizeof *dst);
     if (!dst) { L->st = dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory converting '%s'", L->path, name); return NULL; }
     dk_dequantize(t->type, t->data, dst, t->n_elems);
     return dst;
+}
+
+/* 1-D tensor (norm, bias) as f32. */
+static const float *dk_gguf_vec(dk_gguf_loader *L, const char *name, int64_t ne0) {
+    const dk_gguf_tensor *t = dk_gguf_check(L, name, ne0, 0, false);
+    return t ? dk_gguf_f32(L, t, name) : NULL;
+}
+
+/* Matrix (ne1 rows of ne0) in its file type, pointing into the mapping. */
+static bool dk_gguf_mat(dk_gguf_loader *L, const char *name, int64_t ne0, int64_t ne1, dk_tensor *out) {
+    const dk_gguf_tensor *t = dk_gguf_check(L, name, ne0, ne1, false);
+    if (!t) return false;
+    *out = (dk_tensor){.data = t->data, .type = t->type, .rows = ne1, .cols = ne0,
+                       .row_bytes = dk_ggml_row_bytes(t->type, ne0)};
+    if (t->type == DK_GGML_TYPE_F32 && !(out->data = dk_gguf_f32(L, t, name))) return false;
+    return true;
 }
 
 static dk_status dk_gguf_u32_opt(dk_gguf_loader *L, const char *key, int *v, int def) {
@@ -237,40 +270,46 @@ static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
         const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);
         m->n_params += (int64_t)t->n_elems;
+        m->weights_bytes += (int64_t)t->nbytes;
         if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
     }
     int best = 0;
     for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
     snprintf(m->tensor_type, sizeof m->tensor_type, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
+    m->converts = m->weights_bytes != 4 * m->n_params;
 
     int64_t d = c->n_embd, q = (int64_t)c->n_head * c->head_dim, kv = (int64_t)c->n_head_kv * c->head_dim;
     dk_model_weights *w = &m->w;
     if (!(w->layers = calloc((size_t)c->n_layer, sizeof *w->layers))) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
-    if (!(w->tok_embd = dk_gguf_weight(&L, "token_embd.weight", d, c->n_vocab, false))) return L.st;
-    if (!(w->output_norm = dk_gguf_weight(&L, "output_norm.weight", d, 0, false))) return L.st;
+    if (!dk_gguf_mat(&L, "token_embd.weight", d, c->n_vocab, &w->tok_embd)) return L.st;
+    if (!(w->output_norm = dk_gguf_vec(&L, "output_norm.weight", d))) return L.st;
     if (c->tied_output) w->output = w->tok_embd;
-    else if (!(w->output = dk_gguf_weight(&L, "output.weight", d, c->n_vocab, false))) return L.st;
+    else if (!dk_gguf_mat(&L, "output.weight", d, c->n_vocab, &w->output)) return L.st;
     for (int l = 0; l < c->n_layer; l++) {
         dk_layer_weights *lw = &w->layers[l];
         char nm[96];
-#define DK_W(field, suffix, ne0, ne1) do { \
+#define DK_V(field, suffix, ne0) do { \
         snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix); \
-        if (!(lw->field = dk_gguf_weight(&L, nm, ne0, ne1, false))) return L.st; } while (0)
-        DK_W(attn_norm, "attn_norm.weight", d, 0);
-        DK_W(wq, "attn_q.weight", d, q);
-        DK_W(wk, "attn_k.weight", d, kv);
-        DK_W(wv, "attn_v.weight", d, kv);
-        DK_W(wo, "attn_output.weight", q, d);
-        DK_W(ffn_norm, "ffn_norm.weight", d, 0);
-        DK_W(w_gate, "ffn_gate.weight", d, c->n_ff);
-        DK_W(w_up, "ffn_up.weight", d, c->n_ff);
-        DK_W(w_down, "ffn_down.weight", c->n_ff, d);
+        if (!(lw->field = dk_gguf_vec(&L, nm, ne0))) return L.st; } while (0)
+#define DK_M(field, suffix, ne0, ne1) do { \
+        snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix); \
+        if (!dk_gguf_mat(&L, nm, ne0, ne1, &lw->field)) return L.st; } while (0)
+        DK_V(attn_norm, "attn_norm.weight", d);
+        DK_M(wq, "attn_q.weight", d, q);
+        DK_M(wk, "attn_k.weight", d, kv);
+        DK_M(wv, "attn_v.weight", d, kv);
+        DK_M(wo, "attn_output.weight", q, d);
+        DK_V(ffn_norm, "ffn_norm.weight", d);
+        DK_M(w_gate, "ffn_gate.weight", d, c->n_ff);
+        DK_M(w_up, "ffn_up.weight", d, c->n_ff);
+        DK_M(w_down, "ffn_down.weight", c->n_ff, d);
         if (c->qkv_bias) {
-            DK_W(bq, "attn_q.bias", q, 0);
-            DK_W(bk, "attn_k.bias", kv, 0);
-            DK_W(bv, "attn_v.bias", kv, 0);
+            DK_V(bq, "attn_q.bias", q);
+            DK_V(bk, "attn_k.bias", kv);
+            DK_V(bv, "attn_v.bias", kv);
         }
-#undef DK_W
+#undef DK_V
+#undef DK_M
     }
     return dk_gguf_tokenizer(&L);
 }
@@ -320,24 +359,29 @@ static dk_status dk_model_load_llama2c(dk_model *m, const char *path, const uint
     const char *base = strrchr(path, '/');
     snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
     m->n_params = dk_config_n_params(c);
+    m->weights_bytes = 4 * m->n_params;
     const float *p = (const float *)(map + sizeof h); /* 28-byte header keeps 4-byte alignment */
     dk_model_weights *w = &m->w;
     if (!(w->layers = calloc((size_t)L, sizeof *w->layers))) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
-    w->tok_embd = p; p += c->n_vocab * d;
+    w->tok_embd = dk_tensor_f32(p, c->n_vocab, d); p += c->n_vocab * d;
 #define DK_SPLIT(field, per) do { for (int l = 0; l < L; l++) w->layers[l].field = p + l * (per); p += L * (per); } while (0)
+#define DK_SPLIT_M(field, rows, cols) do { \
+        for (int l = 0; l < L; l++) w->layers[l].field = dk_tensor_f32(p + l * (rows) * (cols), rows, cols); \
+        p += L * (rows) * (cols); } while (0)
     DK_SPLIT(attn_norm, d);
-    DK_SPLIT(wq, d * q);
-    DK_SPLIT(wk, d * kv);
-    DK_SPLIT(wv, d * kv);
-    DK_SPLIT(wo, q * d);
+    DK_SPLIT_M(wq, q, d);
+    DK_SPLIT_M(wk, kv, d);
+    DK_SPLIT_M(wv, kv, d);
+    DK_SPLIT_M(wo, d, q);
     DK_SPLIT(ffn_norm, d);
-    DK_SPLIT(w_gate, c->n_ff * d);
-    DK_SPLIT(w_down, d * c->n_ff);
-    DK_SPLIT(w_up, c->n_ff * d);
+    DK_SPLIT_M(w_gate, c->n_ff, d);
+    DK_SPLIT_M(w_down, d, c->n_ff);
+    DK_SPLIT_M(w_up, c->n_ff, d);
 #undef DK_SPLIT
+#undef DK_SPLIT_M
     w->output_norm = p; p += d;
     p += c->n_ctx_train * hs;
-    w->output = c->tied_output ? w->tok_embd : p;
+    w->output = c->tied_output ? w->tok_embd : dk_tensor_f32(p, c->n_vocab, d);
     snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
     snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: llama2.c checkpoints carry no tokenizer; pass one with -z tok.bin", path);
     return DK_OK;
@@ -397,18 +441,51 @@ static uint64_t dk_splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static float *dk_random_fill(dk_model *m, size_t n, float a, uint64_t *s) {
-    float *p = dk_model_alloc(m, n);
-    if (!p) return NULL;
-    if (a == 0) { for (size_t i = 0; i < n; i++) p[i] = 1.0f; return p; }
+/* n values uniform in ±a (a = 0: all 1), as f32 into `tmp` */
+static void dk_random_values(float *p, size_t n, float a, uint64_t *s) {
+    if (a == 0) { for (size_t i = 0; i < n; i++) p[i] = 1.0f; return; }
     for (size_t i = 0; i < n; i++) p[i] = a * ((float)(dk_splitmix64(s) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+}
+
+static float *dk_random_fill(dk_model *m, size_t n, float a, uint64_t *s) {
+    float *p = dk_model_alloc(m, n * sizeof *p);
+    if (p) dk_random_values(p, n, a, s);
     return p;
 }
 
+/* A (rows, cols) random matrix stored in `type`; tmp holds rows*cols floats. */
+static bool dk_random_mat(dk_model *m, dk_tensor *t, int64_t rows, int64_t cols, float a, uint32_t type, float *tmp, uint64_t *s) {
+    size_t n = (size_t)rows * (size_t)cols;
+    if (type == DK_GGML_TYPE_F32) {
+        const float *p = dk_random_fill(m, n, a, s);
+        *t = dk_tensor_f32(p, rows, cols);
+        return p != NULL;
+    }
+    size_t rb = dk_ggml_row_bytes(type, cols);
+    void *p = dk_model_alloc(m, rb * (size_t)rows);
+    if (!p) return false;
+    dk_random_values(tmp, n, a, s);
+    dk_quantize(type, tmp, p, n);
+    *t = (dk_tensor){.data = p, .type = type, .rows = rows, .cols = cols, .row_bytes = rb};
+    return true;
+}
+
 dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name, dk_model **out, dk_err *e) {
+    return dk_model_create_random_typed(cfg, seed, name, DK_GGML_TYPE_F32, out, e);
+}
+
+dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed, const char *name, uint32_t type,
+                                       dk_model **out, dk_err *e) {
     *out = NULL;
     dk_status st = dk_config_check(name, cfg, e);
     if (st) return st;
+    const dk_model_config *c = cfg;
+    size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
+    if (type != DK_GGML_TYPE_F32 && type != DK_GGML_TYPE_F16 && type != DK_GGML_TYPE_BF16 && type != DK_GGML_TYPE_Q8_0)
+        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: only F32, F16, BF16 and Q8_0 are supported", name,
+                       dk_ggml_type_name(type) ? dk_ggml_type_name(type) : "?");
+    if (type == DK_GGML_TYPE_Q8_0 && (d % 32 || q % 32 || f % 32))
+        return dk_fail(e, DK_ERR_ARG, "%s: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (%zu, %zu, %zu)", name, d, q, f);
     dk_model *m = calloc(1, sizeof *m);
     if (!m) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
@@ -416,31 +493,42 @@ dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, cons
     snprintf(m->format_name, sizeof m->format_name, "random");
     snprintf(m->arch_name, sizeof m->arch_name, "%s", dk_arch_name(cfg->arch));
     snprintf(m->name, sizeof m->name, "%s", name);
-    snprintf(m->tensor_type, sizeof m->tensor_type, "F32");
+    snprintf(m->tensor_type, sizeof m->tensor_type, "%s", dk_ggml_type_name(type));
     snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
     snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: random-weight model has no tokenizer", name);
     m->n_params = dk_config_n_params(cfg);
-    const dk_model_config *c = cfg;
-    size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
     uint64_t s = seed;
     dk_model_weights *w = &m->w;
-    bool ok = (w->layers = calloc((size_t)c->n_layer, sizeof *w->layers)) != NULL;
+    /* staging for one matrix before rounding to `type` */
+    size_t big = (size_t)c->n_vocab * d, lay = (q > f ? q : f) * d;
+    float *tmp = type == DK_GGML_TYPE_F32 ? NULL : malloc((big > lay ? big : lay) * sizeof *tmp);
+    bool ok = (w->layers = calloc((size_t)c->n_layer, sizeof *w->layers)) != NULL && (type == DK_GGML_TYPE_F32 || tmp);
     float ad = 1.0f / sqrtf((float)d), aq = 1.0f / sqrtf((float)q), af = 1.0f / sqrtf((float)f);
-    ok = ok && (w->tok_embd = dk_random_fill(m, (size_t)c->n_vocab * d, 1.0f, &s));
+    ok = ok && dk_random_mat(m, &w->tok_embd, c->n_vocab, (int64_t)d, 1.0f, type, tmp, &s);
     for (int l = 0; ok && l < c->n_layer; l++) {
         dk_layer_weights *lw = &w->layers[l];
-        ok = (lw->attn_norm = dk_random_fill(m, d, 0, &s)) && (lw->wq = dk_random_fill(m, q * d, ad, &s)) &&
-             (lw->wk = dk_random_fill(m, kv * d, ad, &s)) && (lw->wv = dk_random_fill(m, kv * d, ad, &s)) &&
-             (lw->wo = dk_random_fill(m, d * q, aq, &s)) && (lw->ffn_norm = dk_random_fill(m, d, 0, &s)) &&
-             (lw->w_gate = dk_random_fill(m, f * d, ad, &s)) && (lw->w_up = dk_random_fill(m, f * d, ad, &s)) &&
-             (lw->w_down = dk_random_fill(m, d * f, af, &s));
+        ok = (lw->attn_norm = dk_random_fill(m, d, 0, &s)) && dk_random_mat(m, &lw->wq, (int64_t)q, (int64_t)d, ad, type, tmp, &s) &&
+             dk_random_mat(m, &lw->wk, (int64_t)kv, (int64_t)d, ad, type, tmp, &s) &&
+             dk_random_mat(m, &lw->wv, (int64_t)kv, (int64_t)d, ad, type, tmp, &s) &&
+             dk_random_mat(m, &lw->wo, (int64_t)d, (int64_t)q, aq, type, tmp, &s) && (lw->ffn_norm = dk_random_fill(m, d, 0, &s)) &&
+             dk_random_mat(m, &lw->w_gate, (int64_t)f, (int64_t)d, ad, type, tmp, &s) &&
+             dk_random_mat(m, &lw->w_up, (int64_t)f, (int64_t)d, ad, type, tmp, &s) &&
+             dk_random_mat(m, &lw->w_down, (int64_t)d, (int64_t)f, af, type, tmp, &s);
         if (ok && c->qkv_bias)
             ok = (lw->bq = dk_random_fill(m, q, 0.1f, &s)) && (lw->bk = dk_random_fill(m, kv, 0.1f, &s)) &&
                  (lw->bv = dk_random_fill(m, kv, 0.1f, &s));
     }
     ok = ok && (w->output_norm = dk_random_fill(m, d, 0, &s));
-    if (ok) w->output = c->tied_output ? w->tok_embd : dk_random_fill(m, (size_t)c->n_vocab * d, ad, &s);
-    if (!ok || !w->output) { dk_model_free(m); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for random weights", name); }
+    if (ok) {
+        if (c->tied_output) w->output = w->tok_embd;
+        else ok = dk_random_mat(m, &w->output, c->n_vocab, (int64_t)d, ad, type, tmp, &s);
+    }
+    free(tmp);
+    if (!ok) { dk_model_free(m); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for random weights", name); }
+    /* weights_bytes as a GGUF of this type would hold them: matrices in `type`, vectors f32 */
+    int64_t mats = (int64_t)c->n_vocab * (int64_t)d * (c->tied_output ? 1 : 2) + (int64_t)c->n_layer * (int64_t)((2 * q + 2 * kv + 3 * f) * d);
+    m->weights_bytes = (int64_t)dk_ggml_row_bytes(type, mats) + 4 * (m->n_params - mats);
+    m->converts = type != DK_GGML_TYPE_F32;
     *out = m;
     return DK_OK;
 }

@@ -1,9 +1,15 @@
-/* model.h — Llama-family model: hyper-parameters, f32 weights, tokenizer.
+/* model.h — Llama-family model: hyper-parameters, weights in their file type, tokenizer.
  *
- * Loaders: GGUF (arch llama / qwen2; tensors F32 used in place from the mmap, F16/BF16/Q8_0
- * converted to f32 on load) and llama2.c legacy checkpoints (.bin, f32, mmapped). A model can also
- * be built in memory with random weights of given shapes (bench, tests). Nothing outside this
- * module knows which format a model came from.
+ * Loaders: GGUF (arch llama / qwen2) and llama2.c legacy checkpoints (.bin, f32). A model can also
+ * be built in memory with random weights of given shapes, stored as F32, F16, BF16 or Q8_0 (bench,
+ * tests). Nothing outside this module knows which format a model came from.
+ *
+ * Weights stay in the type the file stores them in (F32, F16, BF16, Q8_0), pointing into the
+ * read-only mmap of the file (no copy): peak memory = the file's tensors (page cache) + the run
+ * state. forward.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
+ * matrix at a time; the lm head in row blocks; token_embd one row per looked-up token). Only
+ * 1-D tensors (norms, biases) stored in another type than F32, and F32 tensors the file leaves
+ * unaligned, are copied to owned f32 at load.
  *
  * Weight layout: every matrix is row-major (out, in) — ggml's ne = [in, out] — so a batch
  * Y (n, out) = X (n, in) · Wᵀ is one cblas_sgemm(NoTrans, Trans). Q/K rows are stored so that the
@@ -39,28 +45,37 @@ typedef struct {
     bool qkv_bias;    /* qwen2: biases on Q, K, V projections */
 } dk_model_config;
 
-/* ---- weights (f32; const pointers into the mmap or into owned storage) ---- */
+/* ---- weights (const pointers into the mmap or into owned storage) ---- */
+
+/* A matrix in its storage type: rows of `cols` elements, row r at data + r * row_bytes.
+ * type is F32 (4-byte aligned), F16, BF16 or Q8_0 (cols % 32 == 0, rows start on a block). */
+typedef struct {
+    const void *data;  /* (rows, cols) in `type` */
+    uint32_t type;     /* dk_ggml_type */
+    int64_t rows, cols;
+    size_t row_bytes;
+} dk_tensor;
 
 typedef struct {
-    const float *attn_norm; /* (n_embd) */
-    const float *wq;        /* (n_head*head_dim, n_embd) */
-    const float *wk;        /* (n_head_kv*head_dim, n_embd) */
-    const float *wv;        /* (n_head_kv*head_dim, n_embd) */
-    const float *bq;        /* (n_head*head_dim) or NULL */
-    const float *bk;        /* (n_head_kv*head_dim) or NULL */
-    const float *bv;        /* (n_head_kv*head_dim) or NULL */
-    const float *wo;        /* (n_embd, n_head*head_dim) */
-    const float *ffn_norm;  /* (n_embd) */
-    const float *w_gate;    /* (n_ff, n_embd)  "w1" */
-    const float *w_up;      /* (n_ff, n_embd)  "w3" */
-    const float *w_down;    /* (n_embd, n_ff)  "w2" */
+    const float *attn_norm; /* (n_embd) f32 */
+    dk_tensor wq;           /* (n_head*head_dim, n_embd) */
+    dk_tensor wk;           /* (n_head_kv*head_dim, n_embd) */
+    dk_tensor wv;           /* (n_head_kv*head_dim, n_embd) */
+    const float *bq;        /* (n_head*head_dim) f32 or NULL */
+    const float *bk;        /* (n_head_kv*head_dim) f32 or NULL */
+    const float *bv;        /* (n_head_kv*head_dim) f32 or NULL */
+    dk_tensor wo;           /* (n_embd, n_head*head_dim) */
+    const float *ffn_norm;  /* (n_embd) f32 */
+    dk_tensor w_gate;       /* (n_ff, n_embd)  "w1" */
+    dk_tensor w_up;         /* (n_ff, n_embd)  "w3" */
+    dk_tensor w_down;       /* (n_embd, n_ff)  "w2" */
 } dk_layer_weights;
 
 typedef struct {
-    const float *tok_embd;    /* (n_vocab, n_embd) */
+    dk_tensor tok_embd;       /* (n_vocab, n_embd) */
     dk_layer_weights *layers; /* (n_layer) */
-    const float *output_norm; /* (n_embd) */
-    const float *output;      /* (n_vocab, n_embd); == tok_embd when tied */
+    const float *output_norm; /* (n_embd) f32 */
+    dk_tensor output;         /* (n_vocab, n_embd); == tok_embd when tied */
 } dk_model_weights;
 
 /* ---- model ---- */
@@ -74,6 +89,9 @@ typedef struct dk_model {
     char name[128];        /* general.name, file name or shape name */
     char tensor_type[16];  /* storage type of the big matrices in the file: "F32", "F16", ... */
     int64_t n_params;      /* parameters counted from the tensors (tied output counted once) */
+    int64_t weights_bytes; /* the tensors in their storage type (what memory.h calls weights) */
+    bool converts;         /* some tensor is not F32: forward.c keeps an f32 conversion scratch
+                            * (== weights_bytes != 4 * n_params, the rule memory.c applies) */
     uint32_t gguf_version; /* 0 unless GGUF */
     int n_tensors;         /* tensors in the file (0 for llama2.c / random) */
     dk_tokenizer *tokenizer;      /* NULL when none could be built (see tokenizer_status) */
@@ -83,7 +101,7 @@ typedef struct dk_model {
     void *map;             /* mmapped file (llama2.c) */
     size_t map_size;
     void *gguf;            /* dk_gguf*, kept open while weights point into it */
-    float **owned;         /* arrays this model allocated */
+    void **owned;          /* arrays this model allocated */
     int n_owned, cap_owned;
 } dk_model;
 
@@ -97,6 +115,14 @@ void dk_model_free(dk_model *m);
  * uniformly from ±scale/sqrt(fan_in) by a seeded generator, norms 1. No tokenizer. */
 dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name,
                                  dk_model **out, dk_err *e);
+/* The same weights rounded to `type` (F32, F16, BF16 or Q8_0; Q8_0 needs n_embd, n_ff and
+ * n_head*head_dim multiples of 32) and stored in that type, as a GGUF of that type would be:
+ * matrices and token_embd in `type`, norms and biases f32. F32 == dk_model_create_random. */
+dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed, const char *name,
+                                       uint32_t type, dk_model **out, dk_err *e);
+
+/* Row r of a matrix converted to f32 (dst: cols floats). */
+void dk_tensor_row_f32(const dk_tensor *t, int64_t r, float *dst);
 
 /* Named shapes for benchmarks/tests: "qwen2-0.5b", "llama-tiny" (2 layers, d 64), ...
  * Returns false for an unknown name. dk_model_shape_names() lists them, comma separated. */

@@ -2,6 +2,9 @@
 #include "quant.h"
 #include <string.h>
 #include <math.h>
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 /* ---- type table ---- */
 
@@ -90,25 +93,113 @@ uint16_t dk_f32_to_fp16(float f) {
 
 /* ---- bulk ---- */
 
+size_t dk_ggml_row_bytes(uint32_t type, int64_t n) {
+    const dk_type_info *ti = dk_type_find(type);
+    return ti ? (size_t)(n / ti->blck) * ti->bytes : 0;
+}
+
+#if defined(__AVX2__) && defined(__F16C__)
+#define DK_QUANT_SIMD 1
+#endif
+
+/* Vector paths: F16 via vcvtph2ps (exact for every finite, infinite and subnormal half), BF16
+ * by widening to 32 bits and shifting left 16 (the definition), Q8_0 by int8 -> int32 -> f32
+ * (exact) and one multiply by the block scale (the scalar's single rounding). */
+static void dk_dequant_f16(const uint8_t *s, float *dst, size_t n) {
+    size_t i = 0;
+#ifdef DK_QUANT_SIMD
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + 2 * i + 16));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(a));
+        _mm256_storeu_ps(dst + i + 8, _mm256_cvtph_ps(b));
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+#endif
+    for (; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_fp16_to_f32(h); }
+}
+
+static void dk_dequant_bf16(const uint8_t *s, float *dst, size_t n) {
+    size_t i = 0;
+#ifdef DK_QUANT_SIMD
+    for (; i + 16 <= n; i += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(s + 2 * i));
+        __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16);
+        __m256i hi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(lo));
+        _mm256_storeu_ps(dst + i + 8, _mm256_castsi256_ps(hi));
+    }
+#endif
+    for (; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_bf16_to_f32(h); }
+}
+
+/* block: f16 scale d, 32 x int8 q; value = d * q */
+static void dk_dequant_q8_0(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = s + 34 * b;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        float d = dk_fp16_to_f32(h);
+        float *o = dst + 32 * b;
+#ifdef DK_QUANT_SIMD
+        __m256 vd = _mm256_set1_ps(d);
+        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        _mm256_storeu_ps(o, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0))));
+        _mm256_storeu_ps(o + 8, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)))));
+        _mm256_storeu_ps(o + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1))));
+        _mm256_storeu_ps(o + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)))));
+#else
+        for (int j = 0; j < 32; j++) o[j] = d * (float)(int8_t)blk[2 + j];
+#endif
+    }
+}
+
 void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n) {
     const uint8_t *s = src;
     switch (type) {
     case DK_GGML_TYPE_F32: memcpy(dst, s, n * 4); break;
+    case DK_GGML_TYPE_F16: dk_dequant_f16(s, dst, n); break;
+    case DK_GGML_TYPE_BF16: dk_dequant_bf16(s, dst, n); break;
+    case DK_GGML_TYPE_Q8_0: dk_dequant_q8_0(s, dst, n); break;
+    default: memset(dst, 0, n * sizeof *dst); break;
+    }
+}
+
+/* ---- f32 -> storage type ---- */
+
+uint16_t dk_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+void dk_quantize_q8_0(const float *src, void *dst, size_t n) {
+    uint8_t *o = dst;
+    for (size_t b = 0; b < n / 32; b++) {
+        const float *x = src + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = dk_f32_to_fp16(d);
+        memcpy(o + 34 * b, &h, 2);
+        for (int j = 0; j < 32; j++) o[34 * b + 2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    }
+}
+
+void dk_quantize(uint32_t type, const float *src, void *dst, size_t n) {
+    uint8_t *o = dst;
+    switch (type) {
+    case DK_GGML_TYPE_F32: memcpy(o, src, n * 4); break;
     case DK_GGML_TYPE_F16:
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_fp16_to_f32(h); }
+        for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_fp16(src[i]); memcpy(o + 2 * i, &h, 2); }
         break;
     case DK_GGML_TYPE_BF16:
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_bf16_to_f32(h); }
+        for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_bf16(src[i]); memcpy(o + 2 * i, &h, 2); }
         break;
-    case DK_GGML_TYPE_Q8_0: /* block: f16 scale d, 32 x int8 q; value = d * q */
-        for (size_t b = 0; b < n / 32; b++) {
-            const uint8_t *blk = s + 34 * b;
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            float d = dk_fp16_to_f32(h);
-            for (int j = 0; j < 32; j++) dst[32 * b + j] = d * (float)(int8_t)blk[2 + j];
-        }
-        break;
-    default: memset(dst, 0, n * sizeof *dst); break;
+    case DK_GGML_TYPE_Q8_0: dk_quantize_q8_0(src, dst, n); break;
+    default: break;
     }
 }

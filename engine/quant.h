@@ -24,7 +24,22 @@ float dk_fp16_to_f32(uint16_t h);
 float dk_bf16_to_f32(uint16_t h);
 uint16_t dk_f32_to_fp16(float f); /* round to nearest even */
 
-/* Converts n elements (n a multiple of the type's block size) from src to dst. src may be unaligned. */
+/* Bytes of a row of n elements (n a multiple of the block size); 0 for an unknown type. */
+size_t dk_ggml_row_bytes(uint32_t type, int64_t n);
+
+/* Converts n elements (n a multiple of the type's block size) from src to dst. src may be
+ * unaligned. Bit-exact with the scalar conversions above (F16: dk_fp16_to_f32, BF16:
+ * dk_bf16_to_f32, Q8_0: d * (float)q with d = dk_fp16_to_f32(scale)) for every non-NaN input;
+ * a NaN stays a NaN of the same sign (F16C quiets signalling NaNs). Vectorised with AVX2/F16C
+ * when the build targets them (-march=x86-64-v3). */
 void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n);
+
+/* ---- f32 -> storage type (random-weight models in a file type, tests) ---- */
+uint16_t dk_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
+/* Q8_0 as llama.cpp quantises it: per block of 32, d = max|x| / 127 stored as F16,
+ * q = round(x / d). dst holds n / 32 * 34 bytes. */
+void dk_quantize_q8_0(const float *src, void *dst, size_t n);
+/* Converts n f32 values to F32, F16, BF16 or Q8_0 storage (n a multiple of the block size). */
+void dk_quantize(uint32_t type, const float *src, void *dst, size_t n);
 
 #endif

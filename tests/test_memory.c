@@ -4,6 +4,7 @@
 #include "forward.h"
 #include "memory.h"
 #include "model.h"
+#include "quant.h"
 #include "support/dk_test.h"
 
 #include <malloc.h>
@@ -24,10 +25,17 @@ START_TEST(test_closed_forms) {
     /* chunk scratch: 5 (n,d) + 2 (n, n_head*hd) + 2 (n, n_ff) f32 buffers + 5 int32 index arrays */
     int64_t per_row = (5LL * c.n_embd + 2LL * c.n_head * c.head_dim + 2LL * c.n_ff) * 4 + 5 * 4;
     ck_assert_int_eq(dk_memory_chunk_bytes(&c, 1000), 1000 * per_row);
+    /* conversion buffer: the largest layer matrix in f32 (Qwen2-0.5B: ffn, 4864 x 896) */
+    ck_assert_int_eq(dk_memory_convert_bytes(&c), 4864LL * 896 * 4);
     dk_memory_estimate m;
     dk_memory_estimate_fill(&c, 123, 456, 4096, 0, &m);
     ck_assert_int_eq(m.n_chunk, 4096);
     ck_assert_int_eq(m.total_bytes, 123 + m.kv_bytes + m.scratch_bytes);
+    ck_assert_int_eq(m.convert_bytes, dk_memory_convert_bytes(&c));
+    ck_assert_int_eq(m.scratch_bytes, dk_memory_ctx_bytes(&c, 4096) + dk_memory_chunk_bytes(&c, 4096) + m.convert_bytes);
+    /* all-F32 weights need no conversion buffer */
+    dk_memory_estimate_fill(&c, 456, 456, 4096, 0, &m);
+    ck_assert_int_eq(m.convert_bytes, 0);
     ck_assert_int_eq(m.scratch_bytes, dk_memory_ctx_bytes(&c, 4096) + dk_memory_chunk_bytes(&c, 4096));
     char h[32];
     ck_assert_str_eq(dk_memory_human(1536, h, sizeof h), "1.50 KiB");
@@ -51,6 +59,8 @@ START_TEST(test_read_gguf_matches_loader) {
         ck_assert_int_eq(memcmp(&c, &m->cfg, sizeof c), 0);
         ck_assert_str_eq(type, m->tensor_type);
         ck_assert_int_eq(wf, m->n_params * 4);
+        ck_assert_int_eq(wb, m->weights_bytes);
+        ck_assert(m->converts == (wb != wf));
         if (!strcmp(type, "F32")) ck_assert_int_eq(wb, wf);
         else ck_assert_msg(wb < wf * 6 / 10, "%s: %lld file bytes vs %lld f32", files[i], (long long)wb, (long long)wf);
         dk_model_free(m);
@@ -63,12 +73,16 @@ END_TEST
 
 /* The estimate of scratch + KV equals what a real context allocates (heap growth measured by
  * mallinfo2 around dk_ctx_create and a prefill of the chunk), within malloc's bookkeeping. */
+static const uint32_t t_types[] = {DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16};
+
 START_TEST(test_estimate_vs_allocation) {
     dk_model_config c;
     ck_assert(dk_model_shape("qwen2-tiny", &c));
     dk_model *m;
     dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&c, 1, "t", &m, &e) == DK_OK, "%s", e.msg);
+    uint32_t type = t_types[_i];
+    ck_assert_msg(dk_model_create_random_typed(&c, 1, "t", type, &m, &e) == DK_OK, "%s", e.msg);
+    ck_assert(m->converts == (type != DK_GGML_TYPE_F32));
     int n_ctx = 1024, chunk = 700;
     int32_t *tok = malloc((size_t)chunk * sizeof *tok);
     float *logits = malloc((size_t)c.n_vocab * sizeof *logits);
@@ -85,10 +99,11 @@ START_TEST(test_estimate_vs_allocation) {
     int64_t h1 = t_heap();
     ck_assert_msg(dk_forward_prefill(x, tok, chunk, NULL, logits, &e) == DK_OK, "%s", e.msg);
     int64_t h2 = t_heap();
-    int64_t est_ctx = dk_memory_ctx_bytes(&c, n_ctx) + dk_memory_kv_bytes(&c, n_ctx);
+    /* the conversion buffer belongs to the context (dk_ctx_create) */
+    int64_t est_ctx = dk_memory_ctx_bytes(&c, n_ctx) + dk_memory_kv_bytes(&c, n_ctx) + (m->converts ? dk_memory_convert_bytes(&c) : 0);
     int64_t est_chunk = dk_memory_chunk_bytes(&c, chunk);
     /* slack: the dk_ctx struct, malloc headers and mmap page rounding of each buffer */
-    int64_t slack_ctx = 4096 + (3 * c.n_layer + 8) * 4112, slack_chunk = 14 * 4112;
+    int64_t slack_ctx = 4096 + (3 * c.n_layer + 9) * 4112, slack_chunk = 14 * 4112;
     ck_assert_msg(h1 - h0 >= est_ctx && h1 - h0 <= est_ctx + slack_ctx, "context: measured %lld, estimate %lld",
                   (long long)(h1 - h0), (long long)est_ctx);
     ck_assert_msg(h2 - h1 >= est_chunk && h2 - h1 <= est_chunk + slack_chunk, "chunk: measured %lld, estimate %lld",
@@ -120,7 +135,10 @@ START_TEST(test_cli_info_memory) {
     ck_assert_int_eq(t_field(out, "ctx"), 2048);
     ck_assert_int_eq(t_field(out, "mem_weights_bytes"), wb);
     ck_assert_int_eq(t_field(out, "mem_kv_bytes"), (long long)c.n_layer * 2 * c.n_head_kv * c.head_dim * 2048 * 4);
-    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"), dk_memory_ctx_bytes(&c, 2048) + dk_memory_chunk_bytes(&c, 2048));
+    /* an F16 file: scratch includes the f32 conversion buffer of one layer matrix */
+    ck_assert_int_lt(wb, wf);
+    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"),
+                     dk_memory_ctx_bytes(&c, 2048) + dk_memory_chunk_bytes(&c, 2048) + dk_memory_convert_bytes(&c));
     ck_assert_int_eq(t_field(out, "mem_total_bytes"),
                      t_field(out, "mem_weights_bytes") + t_field(out, "mem_kv_bytes") + t_field(out, "mem_scratch_bytes"));
     ck_assert_ptr_nonnull(strstr(out, "\nmem_total_human: "));
@@ -145,7 +163,7 @@ Suite *memory_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_closed_forms);
     tcase_add_test(tc, test_read_gguf_matches_loader);
-    tcase_add_test(tc, test_estimate_vs_allocation);
+    tcase_add_loop_test(tc, test_estimate_vs_allocation, 0, 2);
     tcase_add_test(tc, test_cli_info_memory);
     suite_add_tcase(s, tc);
     return s;
