@@ -10,6 +10,7 @@
 #include "model.h"
 #include "policy.h"
 #include "prefill.h"
+#include "quant.h"
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@ static void dk_bench_usage(FILE *f) {
                "Measures the sgemm peak of this machine and the dense prefill of T tokens in one run.\n\n"
                "  MODEL          GGUF or llama2.c model file\n"
                "  --shape NAME   random-weight model of a known shape instead (%s)\n"
+               "  --dtype T      storage type of the --shape model's weights: f32 (default), f16, bf16, q8_0\n"
+               "                 (rounded to T and kept in T, as a GGUF of that type; each matrix is converted\n"
+               "                 to f32 before its sgemm: convert_s and convert_share report that cost)\n"
                "  --tokens T     prefill length (default 2048)\n"
                "  --reps R       timed repetitions, the median is reported (default 3)\n"
                "  --seed S       seed of the random weights and tokens (default 1)\n"
@@ -74,6 +78,7 @@ int dk_cmd_bench(int argc, char **argv) {
     long tokens = 2048, reps = 3;
     unsigned long long seed = 1;
     long threads = 0;
+    const char *dtype = NULL;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
     const char *method = NULL;
@@ -92,10 +97,11 @@ int dk_cmd_bench(int argc, char **argv) {
             pa_value[n_pa++] = argv[++i];
             continue;
         }
-        bool takes = !strcmp(a, "--shape") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
+        bool takes = !strcmp(a, "--shape") || !strcmp(a, "--dtype") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
                      !strcmp(a, "--threads");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--shape")) shape = argv[++i];
+        else if (!strcmp(a, "--dtype")) dtype = argv[++i];
         else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--threads")) {
             char *end;
             const char *v = argv[++i];
@@ -116,6 +122,16 @@ int dk_cmd_bench(int argc, char **argv) {
     }
     if (!path && !shape) shape = "qwen2-0.5b";
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+    uint32_t wtype = DK_GGML_TYPE_F32;
+    if (dtype) {
+        static const struct { const char *name; uint32_t type; } dt[] = {
+            {"f32", DK_GGML_TYPE_F32}, {"f16", DK_GGML_TYPE_F16}, {"bf16", DK_GGML_TYPE_BF16}, {"q8_0", DK_GGML_TYPE_Q8_0}};
+        size_t j = 0;
+        while (j < 4 && strcmp(dtype, dt[j].name)) j++;
+        if (j == 4) { fprintf(stderr, "dashkit bench: --dtype '%s' is not one of f32, f16, bf16, q8_0\n", dtype); return 2; }
+        if (path) { fprintf(stderr, "dashkit bench: --dtype applies to --shape models (a MODEL file keeps its own types)\n"); return 2; }
+        wtype = dt[j].type;
+    }
 
     /* halting method and parameters (dash + tau/keep select the threshold/budget variants) */
     const dk_policy *pol = NULL;
@@ -144,7 +160,7 @@ int dk_cmd_bench(int argc, char **argv) {
             fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", shape, dk_model_shape_names());
             return 2;
         }
-        if (dk_model_create_random(&cfg, seed, shape, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+        if (dk_model_create_random_typed(&cfg, seed, shape, wtype, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
     } else if (dk_model_load(path, NULL, &m, &e)) {
         fprintf(stderr, "dashkit bench: %s\n", e.msg);
         return 1;
@@ -157,15 +173,15 @@ int dk_cmd_bench(int argc, char **argv) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
     for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)k->n_vocab); }
 
-    printf("model: %s\nformat: %s\nn_layer: %d\nn_embd: %d\nn_head: %d\nn_head_kv: %d\nn_ff: %d\nn_vocab: %d\n",
-           m->name, m->format_name, k->n_layer, k->n_embd, k->n_head, k->n_head_kv, k->n_ff, k->n_vocab);
+    printf("model: %s\nformat: %s\ntensor_type: %s\nn_layer: %d\nn_embd: %d\nn_head: %d\nn_head_kv: %d\nn_ff: %d\nn_vocab: %d\n",
+           m->name, m->format_name, m->tensor_type, k->n_layer, k->n_embd, k->n_head, k->n_head_kv, k->n_ff, k->n_vocab);
     printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n", T, reps, dk_blas_core(), dk_blas_threads());
     fflush(stdout);
 
     /* The machine is shared, so sgemm peak and prefill are sampled alternately, rep by rep, and
      * the medians compared. Peak = the model's largest GEMM shape at this T (FFN: T x n_ff x n_embd). */
     float *logits = malloc((size_t)k->n_vocab * sizeof *logits);
-    double wall[16], gemm_s[16], layer_s = 0;
+    double wall[16], gemm_s[16], conv_s[16], conv_share[16], layer_s = 0;
     dk_flops per = {{0}};
     int64_t flops = 0;
     double sq = dk_bench_gemm(2048, 2048, 2048, 3);
@@ -179,6 +195,8 @@ int dk_cmd_bench(int argc, char **argv) {
         wall[r] = dt;
         gemm_s[r] = g;
         const dk_forward_stats *st = dk_ctx_stats(c);
+        conv_s[r] = st->convert_s;
+        conv_share[r] = st->convert_s / dt;
         flops = dk_flops_total(&st->total);
         per = st->total;
         for (int l = 0; l < st->n_layer; l++) layer_s += st->layers[l].wall_s / (double)reps;
@@ -193,6 +211,8 @@ int dk_cmd_bench(int argc, char **argv) {
         printf("flops_%s: %lld\n", dk_flops_component_name((dk_flops_component)i), (long long)per.c[i]);
     printf("prefill_flops: %lld\nprefill_wall_s: %.3f\nprefill_layers_wall_s: %.3f\nprefill_tokens_per_s: %.1f\n",
            (long long)flops, tw, layer_s, T / tw);
+    /* weight conversion (file type -> f32) inside the prefill: medians over the reps */
+    printf("convert_s: %.4f\nconvert_share: %.4f\n", dk_median(conv_s, (int)reps), dk_median(conv_share, (int)reps));
     printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
     if (pol) {
         /* dense and the method side by side, alternately, medians; halting_efficiency last */
