@@ -247,6 +247,85 @@ fail:
     return st;
 }
 
+/* ---- prefix sharing: the context's layers 0..l once, the rest per policy setting ---- */
+
+int dk_eval_prefix_layer(const dk_policy *pol, const dk_policy_params *pp, int n_layer) {
+    if (!pol || pol->rule == DK_POLICY_RULE_NONE || !pp) return -1;
+    int f = dk_policy_first_layer(pol, pp, n_layer);
+    return f >= 1 && f < n_layer ? f - 1 : -1;
+}
+
+dk_status dk_eval_prefix(dk_ctx *c, const dk_eval_prompt *p, int last_layer, dk_err *e) {
+    int L = dk_ctx_model(c)->cfg.n_layer;
+    if (last_layer < 0 || last_layer >= L - 1)
+        return dk_fail(e, DK_ERR_ARG, "prefix through layer %d: the model has %d layers (use 0..%d)", last_layer, L, L - 2);
+    if (p->n_context <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
+    int need = dk_eval_prompt_ctx_tokens(p);
+    if (dk_ctx_n_ctx_max(c) < need)
+        return dk_fail(e, DK_ERR_ARG, "sample %s: the context holds %d positions, the sample needs %d",
+                       p->s && p->s->id ? p->s->id : "?", dk_ctx_n_ctx_max(c), need);
+    dk_ctx_reset(c);
+    return dk_forward_prefill_prefix(c, p->p.ids, p->n_context, last_layer, NULL, e);
+}
+
+/* dk_prefill_run(c, pol, pp, ...) for a context whose layers 0..f-1 are already in c (a prefix
+ * split at f-1, f = the policy's first decision layer): the suffix with the policy's hook, then
+ * the question densely. Bit-identical to the full call (forward.h's split invariant); the stats
+ * cover the whole context (ctx_wall_s includes the shared prefix's time). */
+static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const dk_policy_params *pp, int n_ctx,
+                                        const int32_t *q, int n_q, dk_prefill_result *r, double *prefix_wall_s,
+                                        dk_err *e) {
+    memset(r, 0, sizeof *r);
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    int L = k->n_layer, V = k->n_vocab;
+    int l = dk_eval_prefix_layer(pol, pp, L);
+    if (l < 0 || dk_ctx_split_layer(c) != l || dk_ctx_split_hidden(c) == NULL)
+        return dk_fail(e, DK_ERR_STATE, "no prefix through layer %d in the context (split at %d): run dk_eval_prefix first", l,
+                       dk_ctx_split_layer(c));
+    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
+    r->layers = malloc((size_t)L * sizeof *r->layers);
+    r->policy = calloc((size_t)L, sizeof *r->policy);
+    r->active = malloc((size_t)n_ctx * sizeof *r->active);
+    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
+    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    dk_policy_run *run = NULL;
+    dk_status st = DK_OK;
+    if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits)) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((st = dk_policy_run_create(pol, pp, L, n_ctx, &run, e))) goto fail;
+    dk_prefill_opts o = {0};
+    dk_policy_run_opts(run, &o);
+    if ((st = dk_forward_prefill_suffix(c, &o, r->ctx_logits, e))) goto fail;
+    const dk_forward_stats *fs = dk_ctx_stats(c);
+    if (fs->n_tokens != n_ctx) {
+        st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d", fs->n_tokens, n_ctx);
+        goto fail;
+    }
+    memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
+    r->ctx_flops = fs->total;
+    r->ctx_wall_s = fs->wall_s;
+    *prefix_wall_s = fs->prefix_wall_s;
+    for (int i = 0; i < L; i++) r->policy[i] = run->stats[i];
+    const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
+    r->n_active = kv->len;
+    memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
+    dk_policy_run_free(run);
+    run = NULL;
+    if (n_q > 0) {
+        if ((st = dk_forward_prefill(c, q, n_q, NULL, r->q_logits, e))) goto fail;
+        fs = dk_ctx_stats(c);
+        r->q_flops = fs->total;
+        r->q_wall_s = fs->wall_s;
+    }
+    return DK_OK;
+fail:
+    dk_policy_run_free(run);
+    dk_prefill_result_free(r);
+    return st;
+}
+
 /* ---- one run: prefill, teacher forcing, greedy decode, score ---- */
 
 static bool dk_eval_is_stop(const dk_eval_prompt *p, int32_t t) {
@@ -267,7 +346,7 @@ static int32_t dk_eval_pick(const dk_eval_prompt *p, const float *x, int n, bool
 }
 
 static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
-                             dk_eval_result *r, dk_err *e) {
+                             bool suffix, dk_eval_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
     dk_eval_unset_compare(r);
     const dk_model *m = dk_ctx_model(c);
@@ -313,7 +392,10 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
 
     /* prefill: context with the policy, question densely */
     const int32_t *ids = p->p.ids;
-    if (pol) st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e);
+    if (suffix && !pol) st = dk_fail(e, DK_ERR_ARG, "prefix sharing needs a halting method (dense has no decision layer)");
+    else if (suffix)
+        st = dk_eval_prefill_suffix(c, pol, pp, p->n_context, ids + p->n_context, p->n_question, &pr, &r->wall_prefix_s, e);
+    else if (pol) st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e);
     else st = dk_eval_prefill_dense(c, ids, p->n_context, ids + p->n_context, p->n_question, &pr, r->delta, e);
     if (st) goto fail;
     for (int l = 0; l < L; l++) r->active[l] = pr.layers[l].n_active;
@@ -370,7 +452,7 @@ fail:
 /* ---- the two parts ---- */
 
 dk_status dk_eval_dense(dk_ctx *c, const dk_eval_prompt *p, dk_eval_result *out, dk_err *e) {
-    return dk_eval_run(c, p, NULL, NULL, out, e);
+    return dk_eval_run(c, p, NULL, NULL, false, out, e);
 }
 
 dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e) {
@@ -391,7 +473,18 @@ dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e) 
 
 dk_status dk_eval_method(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
                          const dk_eval_ref *dense, dk_eval_result *out, dk_err *e) {
-    dk_status st = dk_eval_run(c, p, pol, pp, out, e);
+    dk_status st = dk_eval_run(c, p, pol, pp, false, out, e);
+    if (st || !dense) return st;
+    if ((st = dk_eval_compare(dense, out, e))) dk_eval_result_free(out);
+    return st;
+}
+
+dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
+                                const dk_eval_ref *dense, dk_eval_result *out, dk_err *e) {
+    dk_policy_params defaults;
+    if (!pp) { dk_policy_params_default(&defaults); pp = &defaults; }
+    if (pol && pol->kind == DK_POLICY_DENSE) pol = NULL;
+    dk_status st = dk_eval_run(c, p, pol, pp, true, out, e);
     if (st || !dense) return st;
     if ((st = dk_eval_compare(dense, out, e))) dk_eval_result_free(out);
     return st;

@@ -104,6 +104,8 @@ typedef struct {
     dk_flops flops_ctx, flops_q;         /* by component (FLOPs) */
     int64_t flops;                       /* total of both */
     double wall_ctx_s, wall_q_s, wall_s; /* prefill wall times (s); wall_s = ctx + q */
+    double wall_prefix_s;                /* of wall_ctx_s, the shared prefix (dk_eval_method_suffix; 0 otherwise):
+                                            measured once per prompt and charged to every run that shares it */
     double wall_forcing_s, wall_decode_s;/* teacher forcing and greedy decoding (s), not in wall_s */
     /* generation */
     int32_t *gen;                        /* (n_gen) generated tokens, stop token excluded */
@@ -153,6 +155,24 @@ dk_status dk_eval_dense(dk_ctx *c, const dk_eval_prompt *p, dk_eval_result *out,
  * not match this prompt is DK_ERR_ARG (e.g. a stored dense row of another tokenisation). */
 dk_status dk_eval_method(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
                          const dk_eval_ref *dense, dk_eval_result *out, dk_err *e);
+
+/* ---- prefix sharing (the runner's rho sweeps) ----
+ * Layers before a policy's first decision layer f do not depend on rho (or any setting chosen at
+ * f), so a sweep runs them once per prompt:
+ *   l = dk_eval_prefix_layer(pol, &pp, L);           // -1: not shareable (dense, f = 0, f = L)
+ *   dk_eval_prefix(c, &prompt, l, e);                // context through layer l, untimed by callers
+ *   for each setting: dk_eval_method_suffix(c, &prompt, pol, &pp_r, &ref, &res_r, e);
+ * Each result equals dk_eval_method's bit for bit (logits, FLOPs, active sets, prediction); its
+ * wall_ctx_s/wall_s include the prefix's time (wall_prefix_s), so a result's speedup is what a
+ * single run would see. Every setting must have the same first layer (e.g. differ only in rho). */
+int dk_eval_prefix_layer(const dk_policy *pol, const dk_policy_params *pp, int n_layer);
+/* Resets c and runs layers 0..last_layer of p's context (0 <= last_layer < n_layer-1). */
+dk_status dk_eval_prefix(dk_ctx *c, const dk_eval_prompt *p, int last_layer, dk_err *e);
+/* As dk_eval_method, continuing from the prefix dk_eval_prefix left in c (same prompt): the
+ * remaining layers with pol, the question, forcing, decoding. DK_ERR_STATE when c holds no
+ * prefix split at dk_eval_prefix_layer(pol, pp, n_layer) or one of another length. */
+dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
+                                const dk_eval_ref *dense, dk_eval_result *out, dk_err *e);
 
 /* Fills the comparison fields of r from ref (used by dk_eval_method; exposed for callers that
  * compare results they already have). */

@@ -32,6 +32,7 @@ void dk_runner_opts_default(dk_runner_opts *o) {
     o->workers = 1;
     o->lease_s = 1800;
     o->progress_interval_s = 0.5;
+    o->prefix_sharing = 1;
 }
 
 /* ---- the plan: what the parent computes before forking (inherited by workers) ---- */
@@ -45,6 +46,8 @@ typedef struct {
     char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
     char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
     int64_t *cell_id;                         /* (n_cells) store ids */
+    int *group;                               /* (n_cells) prefix group (cells differing only in rho whose
+                                                 prefix is shareable), -1 = none; NULL = sharing off */
     int64_t run_id;
     double lease_s;
     const char *db_path;
@@ -58,6 +61,7 @@ static void dk_plan_free(dk_plan *p) {
     free(p->key);
     free(p->task_key);
     free(p->cell_id);
+    free(p->group);
     memset(p, 0, sizeof *p);
 }
 
@@ -184,6 +188,32 @@ int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, cha
     free(params);
     cJSON_Delete(o);
     return r;
+}
+
+/* plan->group: cells with the same prefix-group key and model whose policy has a shareable
+ * prefix (first decision layer in 1..n_layer-1) get one group index (the first member's). */
+static dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
+    size_t n = cfg->n_cells;
+    p->group = malloc((n ? n : 1) * sizeof *p->group);
+    char (*keys)[1024] = malloc((n ? n : 1) * sizeof *keys);
+    if (!p->group || !keys) { free(keys); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < n; i++) {
+        const dk_config_cell *c = &cfg->cells[i];
+        const dk_policy *pol;
+        dk_policy_params pp;
+        dk_err pe = {{0}};
+        p->group[i] = -1;
+        keys[i][0] = 0;
+        if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe) ||
+            dk_eval_prefix_layer(pol, &pp, p->model_layers[c->model]) < 0)
+            continue;
+        if (dk_runner_prefix_group(cfg, c, keys[i], sizeof keys[i]) >= (int)sizeof keys[i]) { keys[i][0] = 0; continue; }
+        p->group[i] = (int)i;
+        for (size_t j = 0; j < i; j++)
+            if (p->group[j] >= 0 && cfg->cells[j].model == c->model && !strcmp(keys[j], keys[i])) { p->group[i] = p->group[j]; break; }
+    }
+    free(keys);
+    return DK_OK;
 }
 
 /* ---- provenance ---- */
@@ -408,62 +438,58 @@ static char *dk_flops_json_alloc(const dk_flops *f) {
     return s;
 }
 
-static dk_cell_run dk_sample_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, size_t ci,
-                                 int64_t sid, const dk_policy *pol, const dk_policy_params *pp, dk_err *e) {
-    const dk_config *cfg = p->cfg;
-    const dk_config_cell *c = &cfg->cells[ci];
-    const char *sha = p->model_sha[c->model];
-    const dk_sample *smp = &w->set.s[sid];
-    dk_cell_run out = DK_CELL_RUN_FAILED;
-    dk_eval_prompt pr;
-    dk_eval_result rd, rm;
-    dk_dense_result stored;
-    int have_rd = 0, have_rm = 0, have_stored = 0, found = 0;
-    char *dense_parts = NULL, *method_parts = NULL, *answers = NULL;
-    int64_t *active = NULL;
-    dk_layer_stat *ls = NULL;
-    memset(&rd, 0, sizeof rd);
-    memset(&rm, 0, sizeof rm);
-    memset(&stored, 0, sizeof stored);
-
-    if (dk_eval_prompt_build(w->model, smp, dk_eval_default_budget(w->model, smp), &pr, e)) return DK_CELL_RUN_FAILED;
-    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), e)) goto done;
-
-    /* dense reference: shared through dense_results */
-    if (dk_store_dense_get(s, sha, p->task_key[ci], sid, &stored, &found, e)) { out = DK_CELL_RUN_STORE; goto done; }
+/* The dense reference of one sample: from dense_results, else computed (c reset) and stored. */
+typedef struct {
     dk_eval_ref ref;
-    if (found) {
-        have_stored = 1;
-        ref = (dk_eval_ref){(int)stored.n_vocab, (int)stored.n_logit_rows, stored.logits, stored.flops, stored.wall_s,
-                            stored.prediction};
-        dense_parts = stored.flops_parts ? strdup(stored.flops_parts) : NULL;
-    } else {
-        if (dk_eval_dense(w->ctx, &pr, &rd, e)) goto done;
-        have_rd = 1;
-        dk_flops f = dk_eval_result_flops(&rd);
-        dense_parts = dk_flops_json_alloc(&f);
-        dk_dense_row row = {.model_sha256 = sha, .task_key = p->task_key[ci], .sample_id = sid, .task = c->task_name,
-                            .task_options = c->task_options, .prompt_tokens = rd.n_prompt, .flops = rd.flops,
-                            .flops_parts = dense_parts, .wall_s = rd.wall_s, .prediction = rd.prediction,
-                            .score = rd.score, .n_vocab = rd.n_vocab, .n_logit_rows = rd.n_rows, .logits = rd.logits};
-        if (dk_store_dense_put(s, &row, NULL, e)) { out = DK_CELL_RUN_STORE; goto done; }
-        dk_eval_ref_from_result(&rd, &ref);
-    }
+    dk_eval_result rd;        /* computed here (have_rd) */
+    dk_dense_result stored;   /* read from the store (have_stored) */
+    int have_rd, have_stored;
+    char *dense_parts;        /* FLOPs by component (JSON) */
+} dk_ref_state;
 
-    /* the method: a dense cell reuses the reference it just computed */
-    const dk_eval_result *r;
-    if (pol->kind == DK_POLICY_DENSE && have_rd) {
-        if (dk_eval_compare(&ref, &rd, e)) goto done;
-        r = &rd;
-    } else {
-        if (dk_eval_method(w->ctx, &pr, pol, pp, &ref, &rm, e)) goto done;
-        have_rm = 1;
-        r = &rm;
+static void dk_ref_state_free(dk_ref_state *r) {
+    if (r->have_rd) dk_eval_result_free(&r->rd);
+    if (r->have_stored) dk_store_dense_free(&r->stored);
+    free(r->dense_parts);
+    memset(r, 0, sizeof *r);
+}
+
+static dk_cell_run dk_sample_ref(dk_store *s, const dk_plan *p, dk_worker_cache *w, size_t ci, int64_t sid,
+                                 const dk_eval_prompt *pr, dk_ref_state *rs, dk_err *e) {
+    const dk_config_cell *c = &p->cfg->cells[ci];
+    const char *sha = p->model_sha[c->model];
+    int found = 0;
+    memset(rs, 0, sizeof *rs);
+    if (dk_store_dense_get(s, sha, p->task_key[ci], sid, &rs->stored, &found, e)) return DK_CELL_RUN_STORE;
+    if (found) {
+        rs->have_stored = 1;
+        rs->ref = (dk_eval_ref){(int)rs->stored.n_vocab, (int)rs->stored.n_logit_rows, rs->stored.logits, rs->stored.flops,
+                                rs->stored.wall_s, rs->stored.prediction};
+        rs->dense_parts = rs->stored.flops_parts ? strdup(rs->stored.flops_parts) : NULL;
+        return DK_CELL_RUN_OK;
     }
+    if (dk_eval_dense(w->ctx, pr, &rs->rd, e)) return DK_CELL_RUN_FAILED;
+    rs->have_rd = 1;
+    dk_flops f = dk_eval_result_flops(&rs->rd);
+    rs->dense_parts = dk_flops_json_alloc(&f);
+    const dk_eval_result *rd = &rs->rd;
+    dk_dense_row row = {.model_sha256 = sha, .task_key = p->task_key[ci], .sample_id = sid, .task = c->task_name,
+                        .task_options = c->task_options, .prompt_tokens = rd->n_prompt, .flops = rd->flops,
+                        .flops_parts = rs->dense_parts, .wall_s = rd->wall_s, .prediction = rd->prediction,
+                        .score = rd->score, .n_vocab = rd->n_vocab, .n_logit_rows = rd->n_rows, .logits = rd->logits};
+    if (dk_store_dense_put(s, &row, NULL, e)) return DK_CELL_RUN_STORE;
+    dk_eval_ref_from_result(rd, &rs->ref);
+    return DK_CELL_RUN_OK;
+}
+
+/* ONE transaction: the sample row of cell ci with result r against the reference rs. */
+static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_plan *p, const dk_sample *smp, size_t ci,
+                                   int64_t sid, const dk_ref_state *rs, const dk_eval_result *r, dk_err *e) {
+    dk_cell_run out = DK_CELL_RUN_FAILED;
     dk_flops fm = dk_eval_result_flops(r);
-    method_parts = dk_flops_json_alloc(&fm);
-    active = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *active);
-    ls = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *ls);
+    char *method_parts = dk_flops_json_alloc(&fm), *answers = NULL;
+    int64_t *active = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *active);
+    dk_layer_stat *ls = malloc((size_t)(r->n_layer > 0 ? r->n_layer : 1) * sizeof *ls);
     cJSON *ans = cJSON_CreateStringArray((const char *const *)smp->answers, smp->n_answers);
     answers = ans ? cJSON_PrintUnformatted(ans) : NULL;
     cJSON_Delete(ans);
@@ -478,11 +504,12 @@ static dk_cell_run dk_sample_run(dk_store *s, const dk_worker *wk, const dk_plan
                                 dec ? ps->score_max : ds ? ds->max : NAN,
                                 r->layers ? dk_flops_total(&r->layers[l].flops) : 0, r->layers ? r->layers[l].wall_s : NAN};
     }
+    /* wall_method_s: a shared prefix's time is in r->wall_s for every cell that used it */
     dk_sample_row row = {
         .cell_id = p->cell_id[ci], .sample_id = sid, .sample_key = smp->id, .prompt_tokens = r->n_prompt,
         .context_tokens = r->n_context, .question_tokens = r->n_question, .gen_tokens = r->n_gen, .n_layer = r->n_layer,
-        .active = active, .layers = ls, .flops_dense = ref.flops, .flops_method = r->flops,
-        .flops_dense_parts = dense_parts, .flops_method_parts = method_parts, .wall_dense_s = ref.wall_s,
+        .active = active, .layers = ls, .flops_dense = rs->ref.flops, .flops_method = r->flops,
+        .flops_dense_parts = rs->dense_parts, .flops_method_parts = method_parts, .wall_dense_s = rs->ref.wall_s,
         .wall_method_s = r->wall_s, .wall_decode_s = r->wall_decode_s, .prediction = r->prediction,
         .answers = answers, .score = r->score, .kl = r->kl, .kl_answer = r->kl_answer, .top1 = r->top1,
     };
@@ -492,42 +519,161 @@ done:
     free(active);
     free(ls);
     free(answers);
-    free(dense_parts);
     free(method_parts);
-    if (have_rm) dk_eval_result_free(&rm);
-    if (have_rd) dk_eval_result_free(&rd);
-    if (have_stored) dk_store_dense_free(&stored);
-    dk_eval_prompt_free(&pr);
     return out;
 }
 
-/* ---- worker: one claimed cell (the batch unit; see runner.h on prefix sharing) ---- */
+/* Prefix-sharing counters of one worker (sent to the parent at exit). */
+typedef struct {
+    int64_t shared_runs;  /* method runs that continued from a prefix computed for another cell */
+    double saved_s;       /* sum over those of the prefix wall time they did not spend */
+} dk_share_stats;
 
-static dk_cell_run dk_runner_cell_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, size_t ci,
-                                      dk_err *e) {
-    const dk_config *cfg = p->cfg;
-    const dk_config_cell *c = &cfg->cells[ci];
-    const dk_policy *pol;
-    dk_policy_params pp;
-    if (dk_cache_model(w, p, c->model, e) || dk_cell_policy(c, w->model->cfg.n_layer, &pol, &pp, e) ||
-        dk_cache_samples(w, cfg, c, e))
-        return DK_CELL_RUN_FAILED;
-    int64_t *have = NULL;
-    size_t n_have = 0;
-    if (dk_store_sample_ids(s, p->cell_id[ci], &have, &n_have, e)) return DK_CELL_RUN_STORE;
-    dk_cell_run r = DK_CELL_RUN_OK;
-    size_t k = 0;
-    for (int64_t sid = 0; sid < cfg->samples && r == DK_CELL_RUN_OK; sid++) {
-        while (k < n_have && have[k] < sid) k++;
-        if (k < n_have && have[k] == sid) continue;
-        r = dk_sample_run(s, wk, p, w, ci, sid, pol, &pp, e);
+/* ---- worker: one sample of a group of cells ----
+ * A group is one claimed cell plus the siblings it could claim (same dk_runner_prefix_group:
+ * they differ only in rho). For each sample every cell that still lacks it is run: with prefix
+ * sharing (share_layer >= 0, two or more cells) the dense reference, then the context's layers
+ * 0..share_layer ONCE, then per cell the suffix, question, forcing and decoding; otherwise each
+ * cell runs the whole prefill. res[i] receives each cell's outcome (DK_CELL_RUN_OK when it did
+ * not need the sample), errs[i] its error. */
+static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w,
+                                const size_t *cells, const dk_policy *const *pols, const dk_policy_params *pps,
+                                const int *need, int k, int share_layer, int64_t sid, dk_cell_run *res, dk_err *errs,
+                                dk_share_stats *ss) {
+    const dk_sample *smp = &w->set.s[sid];
+    int n_need = 0;
+    for (int i = 0; i < k; i++) {
+        res[i] = DK_CELL_RUN_OK;
+        n_need += need[i] != 0;
     }
-    free(have);
-    return r;
+    if (!n_need) return;
+    dk_eval_prompt pr;
+    dk_ref_state rs;
+    memset(&rs, 0, sizeof rs);
+    dk_err ge = {{0}};
+    dk_cell_run all = DK_CELL_RUN_FAILED; /* outcome of a step every cell depends on */
+    if (dk_eval_prompt_build(w->model, smp, dk_eval_default_budget(w->model, smp), &pr, &ge)) goto fail_all_noprompt;
+    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge)) goto fail_all;
+    size_t c0 = 0;
+    for (int i = 0; i < k; i++)
+        if (need[i]) { c0 = cells[i]; break; }
+    if ((all = dk_sample_ref(s, p, w, c0, sid, &pr, &rs, &ge)) != DK_CELL_RUN_OK) goto fail_all;
+    int split = share_layer >= 0 && n_need >= 2;
+    if (split && dk_eval_prefix(w->ctx, &pr, share_layer, &ge)) { all = DK_CELL_RUN_FAILED; goto fail_all; }
+    int ran = 0;
+    for (int i = 0; i < k; i++) {
+        if (!need[i]) continue;
+        const dk_eval_result *r;
+        dk_eval_result rm;
+        memset(&rm, 0, sizeof rm);
+        int have_rm = 0;
+        dk_err *e = &errs[i];
+        if (pols[i]->kind == DK_POLICY_DENSE && rs.have_rd) {
+            /* a dense cell reuses the reference it just computed */
+            if (dk_eval_compare(&rs.ref, &rs.rd, e)) { res[i] = DK_CELL_RUN_FAILED; continue; }
+            r = &rs.rd;
+        } else {
+            dk_status st = split ? dk_eval_method_suffix(w->ctx, &pr, pols[i], &pps[i], &rs.ref, &rm, e)
+                                 : dk_eval_method(w->ctx, &pr, pols[i], &pps[i], &rs.ref, &rm, e);
+            if (st) { res[i] = DK_CELL_RUN_FAILED; continue; }
+            have_rm = 1;
+            r = &rm;
+            if (split && ran++ > 0) {
+                ss->shared_runs++;
+                ss->saved_s += rm.wall_prefix_s;
+            }
+        }
+        res[i] = dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
+        if (have_rm) dk_eval_result_free(&rm);
+        if (res[i] == DK_CELL_RUN_STORE) {
+            for (int j = i + 1; j < k; j++) if (need[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = *e; }
+            break;
+        }
+    }
+    dk_ref_state_free(&rs);
+    dk_eval_prompt_free(&pr);
+    return;
+fail_all:
+    dk_eval_prompt_free(&pr);
+fail_all_noprompt:
+    dk_ref_state_free(&rs);
+    for (int i = 0; i < k; i++)
+        if (need[i]) { res[i] = all; errs[i] = ge; }
 }
 
-/* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. */
-static dk_status dk_worker_loop(const dk_plan *p, dk_err *e) {
+/* ---- worker: one claimed group of cells (see runner.h on prefix sharing) ---- */
+
+/* Runs every missing sample of cells[0..k) (one model, task point, method; differing only in
+ * rho when k > 1), sample by sample. res[i]/errs[i]: each cell's outcome; a cell that fails or
+ * is lost is dropped from the later samples. */
+static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, const size_t *cells,
+                                int k, int share, dk_cell_run *res, dk_err *errs, dk_share_stats *ss) {
+    const dk_config *cfg = p->cfg;
+    const dk_policy **pols = calloc((size_t)k, sizeof *pols);
+    dk_policy_params *pps = calloc((size_t)k, sizeof *pps);
+    int64_t **have = calloc((size_t)k, sizeof *have);
+    size_t *n_have = calloc((size_t)k, sizeof *n_have), *pos = calloc((size_t)k, sizeof *pos);
+    int *need = calloc((size_t)k, sizeof *need), *alive = calloc((size_t)k, sizeof *alive);
+    dk_cell_run *sres = calloc((size_t)k, sizeof *sres);
+    for (int i = 0; i < k; i++) res[i] = DK_CELL_RUN_OK;
+    if (!pols || !pps || !have || !n_have || !pos || !need || !alive || !sres) {
+        for (int i = 0; i < k; i++) { res[i] = DK_CELL_RUN_FAILED; dk_fail(&errs[i], DK_ERR_NOMEM, "out of memory"); }
+        goto done;
+    }
+    const dk_config_cell *c0 = &cfg->cells[cells[0]];
+    dk_err ge = {{0}};
+    if (dk_cache_model(w, p, c0->model, &ge) || dk_cache_samples(w, cfg, c0, &ge)) {
+        for (int i = 0; i < k; i++) { res[i] = DK_CELL_RUN_FAILED; errs[i] = ge; }
+        goto done;
+    }
+    int L = w->model->cfg.n_layer, share_layer = -1, n_alive = 0;
+    for (int i = 0; i < k; i++) {
+        if (dk_cell_policy(&cfg->cells[cells[i]], L, &pols[i], &pps[i], &errs[i])) { res[i] = DK_CELL_RUN_FAILED; continue; }
+        if (dk_store_sample_ids(s, p->cell_id[cells[i]], &have[i], &n_have[i], &errs[i])) {
+            for (int j = 0; j < k; j++) if (j != i) errs[j] = errs[i];
+            for (int j = 0; j < k; j++) res[j] = DK_CELL_RUN_STORE;
+            goto done;
+        }
+        alive[i] = 1;
+        n_alive++;
+    }
+    /* one split layer for the group: every cell's first decision layer must agree */
+    if (share) {
+        for (int i = 0; i < k; i++) {
+            if (!alive[i]) continue;
+            int l = dk_eval_prefix_layer(pols[i], &pps[i], L);
+            if (share_layer == -1) share_layer = l;
+            if (l < 0 || l != share_layer || pols[i]->kind != pols[0]->kind) { share_layer = -2; break; }
+        }
+        if (share_layer < 0) share_layer = -1;
+    }
+    for (int64_t sid = 0; sid < cfg->samples && n_alive > 0; sid++) {
+        for (int i = 0; i < k; i++) {
+            need[i] = 0;
+            if (!alive[i]) continue;
+            while (pos[i] < n_have[i] && have[i][pos[i]] < sid) pos[i]++;
+            need[i] = !(pos[i] < n_have[i] && have[i][pos[i]] == sid);
+        }
+        dk_group_sample_run(s, wk, p, w, cells, pols, pps, need, k, share_layer, sid, sres, errs, ss);
+        for (int i = 0; i < k; i++) {
+            if (!need[i] || sres[i] == DK_CELL_RUN_OK) continue;
+            res[i] = sres[i];
+            alive[i] = 0;
+            n_alive--;
+            if (sres[i] == DK_CELL_RUN_STORE) {
+                for (int j = 0; j < k; j++) if (alive[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = errs[i]; }
+                goto done;
+            }
+        }
+    }
+done:
+    if (have) for (int i = 0; i < k; i++) free(have[i]);
+    free(pols); free(pps); free(have); free(n_have); free(pos); free(need); free(alive); free(sres);
+}
+
+/* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. With
+ * sharing, a claimed cell takes along the pending siblings of its prefix group (plan->group). */
+static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
     dk_store *s = NULL;
     dk_status st = dk_store_open(p->db_path, 0, &s, e);
     if (st) return st;
@@ -535,26 +681,53 @@ static dk_status dk_worker_loop(const dk_plan *p, dk_err *e) {
     dk_store_worker_self(&wk);
     dk_worker_cache w;
     memset(&w, 0, sizeof w);
+    size_t n_cells = p->cfg->n_cells;
+    size_t *cells = malloc((n_cells ? n_cells : 1) * sizeof *cells);
+    int64_t *ids = malloc((n_cells ? n_cells : 1) * sizeof *ids);
+    int *claimed = malloc((n_cells ? n_cells : 1) * sizeof *claimed);
+    dk_cell_run *res = malloc((n_cells ? n_cells : 1) * sizeof *res);
+    dk_err *errs = calloc(n_cells ? n_cells : 1, sizeof *errs);
+    if (!cells || !ids || !claimed || !res || !errs) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
     for (;;) {
         int64_t cell_id = 0;
         if ((st = dk_store_cell_claim(s, p->run_id, &wk, p->lease_s, &cell_id, NULL, e))) break;
         if (!cell_id) break;
         size_t ci = 0;
-        while (ci < p->cfg->n_cells && p->cell_id[ci] != cell_id) ci++;
-        dk_err ce = {{0}};
-        dk_cell_run r = ci < p->cfg->n_cells ? dk_runner_cell_run(s, &wk, p, &w, ci, &ce)
-                                             : (dk_fail(&ce, DK_ERR_STATE, "cell %lld is not in this run's plan", (long long)cell_id),
-                                                DK_CELL_RUN_FAILED);
-        if (r == DK_CELL_RUN_OK) {
-            if ((st = dk_store_cell_finish(s, cell_id, &wk, e)) == DK_ERR_STATE) st = DK_OK; /* reclaimed meanwhile */
-        } else if (r == DK_CELL_RUN_FAILED) {
+        while (ci < n_cells && p->cell_id[ci] != cell_id) ci++;
+        if (ci >= n_cells) {
+            dk_err ce = {{0}};
+            dk_fail(&ce, DK_ERR_STATE, "cell %lld is not in this run's plan", (long long)cell_id);
             if ((st = dk_store_cell_fail(s, cell_id, &wk, ce.msg, e)) == DK_ERR_STATE) st = DK_OK;
-        } else if (r == DK_CELL_RUN_STORE) {
-            *e = ce;
-            st = DK_ERR_IO;
+            if (st) break;
+            continue;
+        }
+        int k = 1;
+        cells[0] = ci;
+        if (p->group && p->group[ci] >= 0) {
+            int n_sib = 0;
+            for (size_t j = 0; j < n_cells; j++)
+                if (j != ci && p->group[j] == p->group[ci]) { cells[1 + n_sib] = j; ids[n_sib++] = p->cell_id[j]; }
+            if (n_sib && (st = dk_store_cell_claim_ids(s, p->run_id, &wk, p->lease_s, ids, (size_t)n_sib, claimed, e))) break;
+            for (int j = 0; j < n_sib; j++)
+                if (claimed[j]) cells[k++] = cells[1 + j];
+        }
+        for (int i = 0; i < k; i++) memset(&errs[i], 0, sizeof errs[i]);
+        dk_runner_group_run(s, &wk, p, &w, cells, k, p->group != NULL, res, errs, ss);
+        for (int i = 0; i < k && !st; i++) {
+            int64_t id = p->cell_id[cells[i]];
+            if (res[i] == DK_CELL_RUN_OK) {
+                if ((st = dk_store_cell_finish(s, id, &wk, e)) == DK_ERR_STATE) st = DK_OK; /* reclaimed meanwhile */
+            } else if (res[i] == DK_CELL_RUN_FAILED) {
+                if ((st = dk_store_cell_fail(s, id, &wk, errs[i].msg, e)) == DK_ERR_STATE) st = DK_OK;
+            } else if (res[i] == DK_CELL_RUN_STORE) {
+                *e = errs[i];
+                st = DK_ERR_IO;
+            }
         }
         if (st) break;
     }
+out:
+    free(cells); free(ids); free(claimed); free(res); free(errs);
     dk_cache_free(&w);
     dk_store_close(s);
     return st;
@@ -614,9 +787,10 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     p.db_path = o->db_path;
     dk_store *s = NULL;
     pid_t *pids = NULL;
-    int n_pids = 0, errpipe[2] = {-1, -1};
+    int n_pids = 0, errpipe[2] = {-1, -1}, statpipe[2] = {-1, -1};
     dk_status st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
+    if (!st && o->prefix_sharing) st = dk_plan_groups(cfg, &p, e);
     if (st) goto done;
 
     /* record; the connection is closed before fork (SQLite handles must not cross it) */
@@ -634,7 +808,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     pids = calloc((size_t)o->workers, sizeof *pids);
     if (!pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     /* workers report a fatal (store) error through this pipe: one write < PIPE_BUF each, atomic */
-    if (pipe(errpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
+    if (pipe(errpipe) != 0 || pipe(statpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
     fflush(NULL);
     pid_t parent = getpid();
     for (int i = 0; i < o->workers; i++) {
@@ -644,9 +818,14 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
             prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed run takes its workers with it */
             if (getppid() != parent) _exit(3);
             close(errpipe[0]);
+            close(statpipe[0]);
             if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
             dk_err we = {{0}};
-            dk_status ws = dk_worker_loop(&p, &we);
+            dk_share_stats ss = {0, 0.0};
+            dk_status ws = dk_worker_loop(&p, &ss, &we);
+            char line[128];
+            int n = snprintf(line, sizeof line, "%lld %.9g\n", (long long)ss.shared_runs, ss.saved_s);
+            if (n > 0 && write(statpipe[1], line, (size_t)n) < 0) _exit(1);
             if (ws) {
                 char msg[512];
                 int k = snprintf(msg, sizeof msg, "worker %d: %s\n", (int)getpid(), we.msg);
@@ -658,6 +837,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     }
     close(errpipe[1]);
     errpipe[1] = -1;
+    close(statpipe[1]);
+    statpipe[1] = -1;
 
     if ((st = dk_store_open(o->db_path, 0, &s, e))) goto wait;
     double t0 = dk_mono_s(), last = -1e9;
@@ -686,6 +867,21 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     }
     if ((st = dk_progress_query(s, p.run_id, &pr, e))) goto wait;
     dk_progress_derive(&pr, samples_at_start, t0);
+    {
+        /* every worker has exited: its line (if it got that far) is in the pipe; read to EOF */
+        char buf[4096];
+        size_t len = 0;
+        ssize_t k;
+        while (len + 1 < sizeof buf && (k = read(statpipe[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)k;
+        buf[len] = 0;
+        for (char *line = buf; line && *line;) {
+            long long runs;
+            double saved;
+            if (sscanf(line, "%lld %lf", &runs, &saved) == 2) { pr.prefix_shared_runs += runs; pr.prefix_saved_s += saved; }
+            line = strchr(line, '\n');
+            if (line) line++;
+        }
+    }
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;
     if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
@@ -709,6 +905,8 @@ wait:
 done:
     if (errpipe[0] >= 0) close(errpipe[0]);
     if (errpipe[1] >= 0) close(errpipe[1]);
+    if (statpipe[0] >= 0) close(statpipe[0]);
+    if (statpipe[1] >= 0) close(statpipe[1]);
     free(pids);
     dk_store_close(s);
     dk_plan_free(&p);

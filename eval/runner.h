@@ -24,13 +24,19 @@
  * Per worker process: OpenBLAS threads = config "threads" (0 = OpenBLAS's default); loaded
  * models and generated sample sets are cached for the process's life.
  *
- * Prefix sharing (layers before l_s identical for every rho at that l_s) needs an engine
- * snapshot of a context after the decision layer, which the engine does not offer yet. The
- * runner already knows which cells could share a prefix: dk_runner_prefix_group() gives cells
- * of the same model, task, method and parameters except rho one group key, and cells are
- * claimed in config order, where a rho grid of one (ls, ...) point is contiguous when rho is
- * the fastest-varying key. The worker loop runs a claimed batch through one function
- * (dk_runner_cell_run); batching a group there is where the snapshot will plug in. */
+ * Prefix sharing (layers before the first decision layer f = l_s are identical for every rho):
+ * cells of the same model, task point, method and parameters except rho form a prefix group
+ * (dk_runner_prefix_group) when the method's f is in 1..n_layer-1. A worker that claims a cell
+ * also claims, in one transaction (dk_store_cell_claim_ids), every sibling of its group that is
+ * pending or stale, and runs the group sample by sample: the dense reference; the context's
+ * layers 0..f-1 once (dk_eval_prefix); per cell the remaining layers with its rho, the question,
+ * forcing and decoding (dk_eval_method_suffix). Results are bit-identical to running each cell
+ * alone (opts.prefix_sharing = 0, `dashkit run --no-prefix-sharing`). Wall-time accounting stays
+ * per cell: a cell's wall_method_s = prefix + its suffix + question, the prefix measured once per
+ * sample and charged to every cell that used it, so its speedup is what a single run would see;
+ * the sweep's saving (the prefix time not spent again) is reported separately
+ * (dk_runner_progress.prefix_saved_s). Siblings already held by another worker are not waited
+ * for: they run there, whole. */
 #ifndef DK_RUNNER_H
 #define DK_RUNNER_H
 
@@ -48,6 +54,10 @@ typedef struct {
     double elapsed_s;         /* since the workers started */
     double samples_per_s;     /* samples_new / elapsed_s (0 before the first) */
     double eta_s;             /* remaining samples / samples_per_s; NAN when unknown */
+    /* prefix sharing, this invocation (final report only; 0 in intermediate ones) */
+    int64_t prefix_shared_runs; /* method runs that continued from a prefix computed for a sibling cell */
+    double prefix_saved_s;      /* the prefix wall time those runs did not spend (s): the sweep's saving.
+                                   Each cell's wall_method_s still includes its prefix (see top). */
 } dk_runner_progress;
 
 /* Called in the parent about every progress_interval_s and once at the end (final = 1). */
@@ -59,6 +69,7 @@ typedef struct {
     double lease_s;               /* claim lease (s), renewed by every sample write; > 0 */
     double progress_interval_s;   /* > 0 */
     const char *command;          /* recorded in runs.command; NULL = unknown */
+    int prefix_sharing;           /* 1 (default): share layers before l_s across a rho grid; 0: every cell alone */
     dk_runner_progress_fn progress;
     void *progress_user;
 } dk_runner_opts;

@@ -305,7 +305,12 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 60000);
     int v = 0;
-    if ((st = dk_store_check_identity(s, &v, err)) != DK_OK) goto fail;
+    /* one read snapshot: another process may be creating the schema right now (its application_id,
+     * user_version and tables become visible together, at its COMMIT) */
+    if ((st = dk_exec(s, "BEGIN", err)) != DK_OK) goto fail;
+    st = dk_store_check_identity(s, &v, err);
+    if (st != DK_OK) { dk_rollback(s); goto fail; }
+    if ((st = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
     if (ro) {
         if (v < DK_STORE_SCHEMA_VERSION) {
             st = v == 0 ? dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (empty)", path)
@@ -580,6 +585,59 @@ fail:
     sqlite3_finalize(q);
     sqlite3_finalize(up);
     dk_rollback(s);
+    return rc;
+}
+
+dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, const int64_t *ids,
+                                  size_t n, int *claimed, dk_err *err) {
+    for (size_t i = 0; i < n; i++) claimed[i] = 0;
+    if (n == 0) return DK_OK;
+    sqlite3_stmt *q = NULL, *up = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    if ((rc = dk_prepare(s,
+            "SELECT c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ? AND c.id = ?", &q, err)) ||
+        (rc = dk_prepare(s,
+            "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
+            " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
+            " error = NULL WHERE id = ?", &up, err)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, run_id);
+        sqlite3_bind_int64(q, 2, ids[i]);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_DONE) continue;
+        if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+        const char *state = (const char *)sqlite3_column_text(q, 0);
+        int take = !strcmp(state, "pending");
+        if (!take && !strcmp(state, "running"))
+            take = sqlite3_column_type(q, 4) == SQLITE_NULL || sqlite3_column_double(q, 4) < now ||
+                   !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 1), sqlite3_column_int64(q, 2),
+                                    sqlite3_column_int64(q, 3));
+        if (!take) continue;
+        sqlite3_reset(up);
+        sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
+        dk_bind_owner(up, 2, w);
+        sqlite3_bind_double(up, 5, now + lease_s);
+        sqlite3_bind_double(up, 6, now);
+        sqlite3_bind_double(up, 7, now);
+        sqlite3_bind_int64(up, 8, ids[i]);
+        if (sqlite3_step(up) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        claimed[i] = 1;
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    q = up = NULL;
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    dk_rollback(s);
+    for (size_t i = 0; i < n; i++) claimed[i] = 0;
     return rc;
 }
 

@@ -170,6 +170,13 @@ void dk_store_worker_self(dk_worker *w);
 dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
                               char key[65], dk_err *err);
 
+/* In one BEGIN IMMEDIATE transaction: claims for w, as dk_store_cell_claim would, each of
+ * ids[0..n) that belongs to run_id and is pending or stale; claimed[i] = 1 for those taken, 0
+ * for the others (done, failed, held by a live worker, not in the run). The runner uses it to
+ * take the pending siblings of a claimed cell that share its prefix (runner.h). */
+dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, const int64_t *ids,
+                                  size_t n, int *claimed, dk_err *err);
+
 /* Extends w's lease on cell_id. DK_ERR_STATE if w no longer owns it. */
 dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, double lease_s, dk_err *err);
 

@@ -597,6 +597,98 @@ START_TEST(test_cli) {
 }
 END_TEST
 
+/* ---- prefix sharing: one prefix, a suffix per rho == a whole run per rho ---- */
+
+static void check_same_result(const dk_eval_result *a, const dk_eval_result *b) {
+    ck_assert_int_eq(a->n_rows, b->n_rows);
+    ck_assert_int_eq(a->n_vocab, b->n_vocab);
+    ck_assert_int_eq(memcmp(a->logits, b->logits, (size_t)a->n_rows * a->n_vocab * sizeof(float)), 0);
+    ck_assert_int_eq(a->n_gen, b->n_gen);
+    ck_assert_int_eq(memcmp(a->gen, b->gen, (size_t)a->n_gen * sizeof *a->gen), 0);
+    ck_assert_str_eq(a->prediction, b->prediction);
+    ck_assert_int_eq(a->flops, b->flops);
+    ck_assert_int_eq(memcmp(&a->flops_ctx, &b->flops_ctx, sizeof a->flops_ctx), 0);
+    ck_assert_int_eq(memcmp(&a->flops_q, &b->flops_q, sizeof a->flops_q), 0);
+    ck_assert_int_eq(a->n_kept, b->n_kept);
+    for (int l = 0; l < a->n_layer; l++) {
+        ck_assert_int_eq(a->active[l], b->active[l]);
+        ck_assert_int_eq(a->policy[l].decided, b->policy[l].decided);
+        ck_assert_int_eq(a->policy[l].n_kept, b->policy[l].n_kept);
+        ck_assert_int_eq(memcmp(&a->layers[l].flops, &b->layers[l].flops, sizeof a->layers[l].flops), 0);
+    }
+    ck_assert(a->kl == b->kl || (isnan(a->kl) && isnan(b->kl)));
+    ck_assert(a->kl_answer == b->kl_answer || (isnan(a->kl_answer) && isnan(b->kl_answer)));
+    ck_assert_int_eq(a->top1, b->top1);
+    ck_assert(a->score == b->score);
+}
+
+START_TEST(test_prefix_sharing) {
+    dk_model *m = random_model();
+    dk_sample s = synthetic_sample();
+    dk_err e = {{0}};
+    dk_eval_prompt p;
+    ck_assert_msg(dk_eval_prompt_build(m, &s, 0, &p, &e) == DK_OK, "%s", e.msg);
+    dk_ctx *c = NULL;
+    ck_assert_int_eq(dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e), DK_OK);
+    dk_eval_result d;
+    ck_assert_msg(dk_eval_dense(c, &p, &d, &e) == DK_OK, "%s", e.msg);
+    dk_eval_ref ref;
+    dk_eval_ref_from_result(&d, &ref);
+    const char *names[] = {"dash", "random", "fastv", "snapkv", "multistep", "dblock"};
+    const double rhos[] = {0.0, 0.3, 0.667, 0.9};
+    int L = m->cfg.n_layer;
+    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
+        dk_policy_params pp;
+        const dk_policy *pol = policy(names[k], &pp, 0.5, 0.5); /* l_s = 2 of 4: layers 0..1 shared */
+        int l = dk_eval_prefix_layer(pol, &pp, L);
+        ck_assert_int_eq(l, 1);
+        /* the full runs first (they reset the context) */
+        dk_eval_result want[4], got;
+        for (int r = 0; r < 4; r++) {
+            pol = policy(names[k], &pp, rhos[r], 0.5);
+            ck_assert_msg(dk_eval_method(c, &p, pol, &pp, &ref, &want[r], &e) == DK_OK, "%s", e.msg);
+            ck_assert(want[r].wall_prefix_s == 0.0);
+        }
+        ck_assert_msg(dk_eval_prefix(c, &p, l, &e) == DK_OK, "%s", e.msg);
+        /* order shuffled: a suffix does not depend on the ones before it */
+        const int order[] = {2, 0, 3, 1, 2};
+        for (int i = 0; i < 5; i++) {
+            int r = order[i];
+            pol = policy(names[k], &pp, rhos[r], 0.5);
+            ck_assert_msg(dk_eval_method_suffix(c, &p, pol, &pp, &ref, &got, &e) == DK_OK, "%s %s", names[k], e.msg);
+            check_same_result(&got, &want[r]);
+            /* honest wall time: the shared prefix is inside this run's context time */
+            ck_assert(got.wall_prefix_s > 0 && got.wall_prefix_s <= got.wall_ctx_s);
+            ck_assert(got.wall_s == got.wall_ctx_s + got.wall_q_s);
+            dk_eval_result_free(&got);
+        }
+        for (int r = 0; r < 4; r++) dk_eval_result_free(&want[r]);
+    }
+    /* not shareable: dense, l_s = 0, l_s = L */
+    dk_policy_params pp;
+    const dk_policy *pol = policy("dense", &pp, 0, 0);
+    ck_assert_int_eq(dk_eval_prefix_layer(pol, &pp, L), -1);
+    pol = policy("dash", &pp, 0.5, 0.0);
+    ck_assert_int_eq(dk_eval_prefix_layer(pol, &pp, L), -1);
+    pol = policy("dash", &pp, 0.5, 1.0);
+    ck_assert_int_eq(dk_eval_prefix_layer(pol, &pp, L), -1);
+    /* a suffix without the matching prefix in the context is an error, not a silent full run */
+    pol = policy("dash", &pp, 0.5, 0.75); /* first layer 3: needs a split at 2 */
+    dk_eval_result got;
+    ck_assert_msg(dk_eval_prefix(c, &p, 1, &e) == DK_OK, "%s", e.msg);
+    ck_assert_int_eq(dk_eval_method_suffix(c, &p, pol, &pp, &ref, &got, &e), DK_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "no prefix through layer 2"));
+    dk_ctx_reset(c);
+    pol = policy("dash", &pp, 0.5, 0.5);
+    ck_assert_int_eq(dk_eval_method_suffix(c, &p, pol, &pp, &ref, &got, &e), DK_ERR_STATE);
+    ck_assert_int_eq(dk_eval_prefix(c, &p, L - 1, &e), DK_ERR_ARG);
+    dk_eval_result_free(&d);
+    dk_eval_prompt_free(&p);
+    dk_ctx_free(c);
+    dk_model_free(m);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("evaluate");
     TCase *tc = tcase_create("core");
@@ -612,6 +704,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_samsum_stops);
     tcase_add_test(tc, test_helpers);
     tcase_add_test(tc, test_cli);
+    tcase_add_test(tc, test_prefix_sharing);
     suite_add_tcase(s, tc);
     return s;
 }

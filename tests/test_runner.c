@@ -245,9 +245,9 @@ START_TEST(test_sigkill_then_rerun) {
             execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--workers", w, "--quiet", (char *)NULL);
             _exit(127);
         }
-        /* kill at a random point while work is being stored: after 1-4 more sample rows, plus
-         * 0-30 ms (mid-sample, mid-transaction, between cells, ...) */
-        int64_t start = count_samples(db), target = start + 1 + rand() % 4;
+        /* kill at a random point while work is being stored: after 1-3 more sample rows, plus
+         * 0-6 ms (mid-sample, mid-transaction, between cells, ...); a sample takes a few ms */
+        int64_t start = count_samples(db), target = start + 1 + rand() % 3;
         int status, exited = 0;
         for (int t = 0; t < 3000 && !exited; t++) {
             if (waitpid(pid, &status, WNOHANG) == pid) { exited = 1; break; }
@@ -255,7 +255,7 @@ START_TEST(test_sigkill_then_rerun) {
             usleep(2000);
         }
         if (!exited) {
-            usleep((useconds_t)(rand() % 30000));
+            usleep((useconds_t)(rand() % 6000));
             if (waitpid(pid, &status, WNOHANG) == 0) {
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
@@ -449,6 +449,85 @@ START_TEST(test_usage_errors) {
 }
 END_TEST
 
+/* ---- prefix sharing: bit-identical results, the saving reported ---- */
+
+START_TEST(test_prefix_sharing_identical) {
+    char cfg[512], db_on[512], db_off[512], args[1400];
+    tmp_path(cfg, sizeof cfg, "share.json");
+    tmp_path(db_on, sizeof db_on, "share_on.db");
+    tmp_path(db_off, sizeof db_off, "share_off.db");
+    /* 3 layers: ls 0.34 -> l_s 1 (layer 0 shared), ls 0.67 -> l_s 2 (layers 0-1 shared); random
+     * shares too; ls 0 cannot share (first decision at layer 0) and runs alone */
+    FILE *f = fopen(cfg, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"name\":\"share\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230]}],\n"
+               " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0,0.3,0.5,0.8],\"ls\":[0.34,0.67]},\n"
+               "             {\"name\":\"random\",\"rho\":[0.3,0.6],\"ls\":0.34},{\"name\":\"dash\",\"rho\":[0.3,0.6],\"ls\":0}],\n"
+               " \"samples\":3,\"seed\":11,\"threads\":1}\n", DK_MODEL);
+    fclose(f);
+    rm_db(db_on);
+    rm_db(db_off);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s --no-prefix-sharing", cfg, db_off);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "prefix_sharing: off\nprefix_sharing_runs: 0\nprefix_sharing_saved_s: 0.000\n"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db_on);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    /* per sample: dash ls .34 (4 cells) 3 reuse the prefix, ls .67 3, random 1 = 7; x 3 samples */
+    ck_assert_msg(strstr(out, "cells: 13\ndone: 13\n"), "%s", out);
+    ck_assert_msg(strstr(out, "prefix_sharing: on\nprefix_sharing_runs: 21\n"), "%s", out);
+    const char *sv = strstr(out, "prefix_sharing_saved_s: ");
+    ck_assert_ptr_nonnull(sv);
+    ck_assert_msg(atof(sv + strlen("prefix_sharing_saved_s: ")) >= 0.0, "%s", out);
+    free(out);
+    sqlite3 *on = db_open(db_on), *off = db_open(db_off);
+    char *a = dump_results(on), *b = dump_results(off);
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples"), 39);
+    ck_assert_str_eq(a, b); /* predictions, KL, top-1, FLOPs (total, parts, per layer), active sets */
+    free(a);
+    free(b);
+    /* rho = 0 with sharing halts nothing: same logits-derived KL (0) and prediction as dense */
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                               " AND json_extract(c.params, '$.rho') = 0"), 6);
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1)"), 0);
+    /* honest wall time: every method row carries its whole prefill, prefix included */
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples WHERE NOT (wall_method_s > 0)"), 0);
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s WHERE NOT (wall_method_s >= (SELECT total(l.wall_s) FROM"
+                               " sample_layers l WHERE l.sample_row = s.id))"), 0);
+    /* one worker claimed each group whole: every cell claimed once */
+    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
+    sqlite3_close(on);
+    sqlite3_close(off);
+
+    /* resume with sharing: a deleted sample of one rho is recomputed alone, identically */
+    sqlite3 *w = NULL;
+    ck_assert_int_eq(sqlite3_open(db_on, &w), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(w, "CREATE TEMP TABLE gone AS SELECT s.id FROM samples s JOIN cells c ON c.id = s.cell_id"
+                                     " WHERE c.method = 'dash' AND s.sample_id = 1 AND json_extract(c.params, '$.rho') IN (0.3, 0.8);"
+                                     " DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM gone);"
+                                     " DELETE FROM samples WHERE id IN (SELECT id FROM gone);"
+                                     " UPDATE cells SET state = 'pending' WHERE id NOT IN (SELECT cell_id FROM samples GROUP BY"
+                                     " cell_id HAVING count(*) = 3);", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(w);
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db_on);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    /* rho .3/.8 at ls .34 share one prefix (1 reuse), at ls .67 another (1 reuse); ls 0 rho .3 alone */
+    ck_assert_msg(strstr(out, "samples_new: 5\n") && strstr(out, "prefix_sharing_runs: 2\n"), "%s", out);
+    free(out);
+    on = db_open(db_on);
+    off = db_open(db_off);
+    a = dump_results(on);
+    b = dump_results(off);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    sqlite3_close(on);
+    sqlite3_close(off);
+}
+END_TEST
+
 /* ---- prefix groups ---- */
 
 START_TEST(test_prefix_groups) {
@@ -484,6 +563,7 @@ static Suite *runner_suite(void) {
     tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof dk_bad_runs / sizeof dk_bad_runs[0]));
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_prefix_groups);
+    tcase_add_test(tc, test_prefix_sharing_identical);
     suite_add_tcase(s, tc);
     return s;
 }
