@@ -47,6 +47,8 @@ VT_QUESTION = ("Question: Find all variables that are assigned the value {v} in 
                "Answer: According to the chain(s) of variables assigned in the text above, "
                "{n} variables are assigned the value {v}, they are:")
 
+COPY_MAX_SPAN = 96
+
 TASKS = ("copy", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
          "vt")
 
@@ -266,11 +268,12 @@ class TaskGen:
 
     def copy(self, rng, length):
         """A random span S of real text, later repeated: [BOS] P S G S with P, G other random
-        text; |S| uniform in [n/4, n/2] and |P|+|G| the rest, so the repeat distance varies (a
+        text; |S| uniform in [n/4, n/2] (at most COPY_MAX_SPAN, so that copy tokens do not
+        dominate the answer-token loss at long lengths) and |P|+|G| the rest, so the repeat distance varies (a
         fixed distance would teach a positional shortcut instead of induction).  Loss on the
         repeat (its first token excluded)."""
         n = max(8, length - 1)
-        half = rng.randint(max(4, n // 4), max(4, n // 2))
+        half = min(COPY_MAX_SPAN, rng.randint(max(4, n // 4), max(4, n // 2)))
         extra = max(0, n - 2 * half)
         pre = rng.randint(0, extra)
 

@@ -24,8 +24,8 @@ Curriculum (state saved in checkpoints):
   stage "base":     lengths 32,64,...,1024; mix copy/passkey/niah_single/vt; copy warm-up 40 % at
                     32 tokens, decaying with length.
   stage "multikey": restart at 128 tokens, multi-key heavy mix, up to 1024.
-  stage "long":     1536 then 2048 with the full mix and 25 % replay of shorter lengths; stays at
-                    2048.
+  stage "long":     1536 then 2048 with the full mix; stays at 2048.
+  Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
   length: every check task >= --promote-acc, and at least --min-steps steps at the length
   (200 at >= 512 tokens).  The learning rate re-warms (from 10 %, over 100 steps) after every
@@ -83,14 +83,15 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_tables(cfg, T, device):
-    """cos/sin (T, head_dim) in the HF layout: frequencies duplicated over the two halves."""
+def rope_tables(cfg, T, device, dtype=torch.float32):
+    """cos/sin (T, head_dim) in the HF layout: frequencies duplicated over the two halves.
+    Computed in float64, then rounded to `dtype`."""
     hd = cfg.dim // cfg.n_heads
-    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd))
-    t = torch.arange(T, dtype=torch.float32, device=device)
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64, device=device) / hd))
+    t = torch.arange(T, dtype=torch.float64, device=device)
     f = torch.outer(t, inv)
     emb = torch.cat([f, f], dim=-1)
-    return emb.cos(), emb.sin()
+    return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def rotate_half(x):
@@ -189,10 +190,10 @@ class Llama(nn.Module):
         several independent samples (attention stays inside a segment); None = one sample/row."""
         B, T = tokens.shape
         if pos is None:
-            cos, sin = rope_tables(self.cfg, T, tokens.device)
+            cos, sin = rope_tables(self.cfg, T, tokens.device, self.tok_embeddings.weight.dtype)
             mask = torch.full((T, T), float("-inf"), device=tokens.device).triu(1)
         else:
-            cos, sin = rope_tables(self.cfg, int(pos.max()) + 1, tokens.device)
+            cos, sin = rope_tables(self.cfg, int(pos.max()) + 1, tokens.device, self.tok_embeddings.weight.dtype)
             cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # (B,1,T,hd)
             causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
             same = seg.unsqueeze(2) == seg.unsqueeze(1)
@@ -458,8 +459,10 @@ def main():
         while len(samples) < args.min_batch or ntok < args.tokens_per_step:
             t = rng.choices(names, weights)[0]
             Ls = L
-            if state["stage"] == "long" and rng.random() < 0.25:
-                Ls = rng.choice([256, 512, 1024])
+            # replay of shorter lengths (25 % in stage long, 15 % elsewhere from 128 tokens on):
+            # without it the model forgets short prompts once trained only at long ones
+            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" else 0.15):
+                Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             samples.append(gen.make(rng, t, Ls))
             ntok += len(samples[-1]["tokens"])
         tok, pos, seg, ap, at, ar, lp, lt, ntok = collate(samples, 0, device)
