@@ -120,8 +120,10 @@ int dk_cmd_run(int argc, char **argv) {
                (long long)p.run_id, o.db_path, (long long)p.cells_total, (long long)p.cells_done,
                (long long)p.cells_failed, (long long)(p.cells_running + p.cells_pending), (long long)p.samples_done,
                (long long)p.samples_new, el);
-        printf("prefix_sharing: %s\nprefix_sharing_runs: %lld\nprefix_sharing_saved_s: %.3f\nelapsed_s: %.3f\n",
-               o.prefix_sharing ? "on" : "off", (long long)p.prefix_shared_runs, p.prefix_saved_s, p.elapsed_s);
+        printf("prefix_sharing: %s\nprefix_sharing_runs: %lld\nprefix_sharing_saved_s: %.3f\n"
+               "prefix_sharing_expected_ratio: %.3f\nelapsed_s: %.3f\n",
+               o.prefix_sharing ? "on" : "off", (long long)p.prefix_shared_runs, p.prefix_saved_s, p.prefix_expected_ratio,
+               p.elapsed_s);
     }
     if (st) {
         fprintf(stderr, "dashkit run: %s\n", e.msg);

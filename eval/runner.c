@@ -4,6 +4,7 @@
 #include "evaluate.h"
 #include "model.h"
 #include "policy.h"
+#include "prefill.h"
 #include "sha256.h"
 #include "store.h"
 #include "task.h"
@@ -527,7 +528,16 @@ done:
 typedef struct {
     int64_t shared_runs;  /* method runs that continued from a prefix computed for another cell */
     double saved_s;       /* sum over those of the prefix wall time they did not spend */
+    /* closed form (prefill.h's layer FLOP model A(n)) of the context prefills executed: every run
+     * (dense references included) costs sum_l A(active_l); a reused prefix saves sum_{l<f} A(T) */
+    double model_flops, model_saved;
 } dk_share_stats;
+
+static double dk_model_cost(const dk_model_config *k, const dk_eval_result *r, int upto) {
+    double a = 0;
+    for (int l = 0; l < r->n_layer && l <= upto; l++) a += dk_prefill_layer_flops(k, r->active[l]);
+    return a;
+}
 
 /* ---- worker: one sample of a group of cells ----
  * A group is one claimed cell plus the siblings it could claim (same dk_runner_prefix_group:
@@ -558,6 +568,8 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     for (int i = 0; i < k; i++)
         if (need[i]) { c0 = cells[i]; break; }
     if ((all = dk_sample_ref(s, p, w, c0, sid, &pr, &rs, &ge)) != DK_CELL_RUN_OK) goto fail_all;
+    const dk_model_config *mk = &w->model->cfg;
+    if (rs.have_rd) ss->model_flops += dk_model_cost(mk, &rs.rd, mk->n_layer);
     int split = share_layer >= 0 && n_need >= 2;
     if (split && dk_eval_prefix(w->ctx, &pr, share_layer, &ge)) { all = DK_CELL_RUN_FAILED; goto fail_all; }
     int ran = 0;
@@ -578,9 +590,11 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
             if (st) { res[i] = DK_CELL_RUN_FAILED; continue; }
             have_rm = 1;
             r = &rm;
+            ss->model_flops += dk_model_cost(mk, &rm, mk->n_layer);
             if (split && ran++ > 0) {
                 ss->shared_runs++;
                 ss->saved_s += rm.wall_prefix_s;
+                ss->model_saved += dk_model_cost(mk, &rm, share_layer);
             }
         }
         res[i] = dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
@@ -821,10 +835,11 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
             close(statpipe[0]);
             if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
             dk_err we = {{0}};
-            dk_share_stats ss = {0, 0.0};
+            dk_share_stats ss = {0, 0.0, 0.0, 0.0};
             dk_status ws = dk_worker_loop(&p, &ss, &we);
             char line[128];
-            int n = snprintf(line, sizeof line, "%lld %.9g\n", (long long)ss.shared_runs, ss.saved_s);
+            int n = snprintf(line, sizeof line, "%lld %.9g %.17g %.17g\n", (long long)ss.shared_runs, ss.saved_s,
+                             ss.model_flops, ss.model_saved);
             if (n > 0 && write(statpipe[1], line, (size_t)n) < 0) _exit(1);
             if (ws) {
                 char msg[512];
@@ -871,16 +886,23 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         /* every worker has exited: its line (if it got that far) is in the pipe; read to EOF */
         char buf[4096];
         size_t len = 0;
+        double model_flops = 0, model_saved = 0;
         ssize_t k;
         while (len + 1 < sizeof buf && (k = read(statpipe[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)k;
         buf[len] = 0;
         for (char *line = buf; line && *line;) {
             long long runs;
-            double saved;
-            if (sscanf(line, "%lld %lf", &runs, &saved) == 2) { pr.prefix_shared_runs += runs; pr.prefix_saved_s += saved; }
+            double saved, mf, ms;
+            if (sscanf(line, "%lld %lf %lf %lf", &runs, &saved, &mf, &ms) == 4) {
+                pr.prefix_shared_runs += runs;
+                pr.prefix_saved_s += saved;
+                model_flops += mf;
+                model_saved += ms;
+            }
             line = strchr(line, '\n');
             if (line) line++;
         }
+        pr.prefix_expected_ratio = model_flops > model_saved && model_flops > 0 ? model_flops / (model_flops - model_saved) : NAN;
     }
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;

@@ -58,6 +58,9 @@ typedef struct {
     int64_t prefix_shared_runs; /* method runs that continued from a prefix computed for a sibling cell */
     double prefix_saved_s;      /* the prefix wall time those runs did not spend (s): the sweep's saving.
                                    Each cell's wall_method_s still includes its prefix (see top). */
+    double prefix_expected_ratio; /* closed form of the saving: context-prefill FLOPs of this invocation's
+                                     runs (dense references included) under prefill.h's layer model,
+                                     sum_l A(active_l) per run, unshared / shared; NAN when nothing ran */
 } dk_runner_progress;
 
 /* Called in the parent about every progress_interval_s and once at the end (final = 1). */

@@ -17,3 +17,36 @@ nice ./dashkit bench --prefix-sweep --tokens "${DK_BENCH_SWEEP_TOKENS:-1024}" --
 echo "== halting: dense vs DASH side by side (last line halting_efficiency = wall/flops speedup, goal >= 0.95)"
 nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_HALT_TOKENS:-4096}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" \
     --method dash --rho 0.667 --ls 0.4
+echo "== prefix sharing through the runner: dashkit run of a 5-rho sweep at one l_s, with vs without (fresh DBs, alternating)"
+# wall = the run's elapsed_s (dense references, question, decoding and store writes included, as a
+# user's sweep sees them); expected = the runner's closed form over the same context prefills.
+sweep_model=models/dashkit-tiny.gguf sweep_len=2048 sweep_samples=2
+if [ ! -f "$sweep_model" ]; then sweep_model=tests/data/ref_llama_f32.gguf sweep_len=230 sweep_samples=8; fi
+sweep_tmp=$(mktemp -d)
+trap 'rm -rf "$sweep_tmp"' EXIT
+cat > "$sweep_tmp/sweep.json" <<JSON
+{"name":"bench-prefix-sweep","models":["$PWD/$sweep_model"],"tasks":[{"name":"passkey","lengths":[$sweep_len]}],
+ "methods":[{"name":"dash","rho":[0.1,0.3,0.5,0.667,0.8],"ls":0.4}],"samples":$sweep_samples,"seed":1,
+ "threads":${DK_BENCH_THREADS:-0}}
+JSON
+echo "sweep_model: $sweep_model"
+echo "sweep_context_tokens: $sweep_len"
+echo "sweep_samples: $sweep_samples"
+sweep_run() { # $1 = db name, $2.. = extra flags; prints elapsed_s, keeps the summary
+    rm -f "$sweep_tmp/$1".db*
+    nice ./dashkit run "$sweep_tmp/sweep.json" --db "$sweep_tmp/$1.db" --quiet "${@:2}" > "$sweep_tmp/$1.out"
+    awk -F': ' '$1 == "elapsed_s" {print $2}' "$sweep_tmp/$1.out"
+}
+no=() yes=()
+for rep in $(seq 1 "${DK_BENCH_REPS:-3}"); do
+    if [ $((rep % 2)) -eq 1 ]; then n=$(sweep_run off --no-prefix-sharing); y=$(sweep_run on); else y=$(sweep_run on); n=$(sweep_run off --no-prefix-sharing); fi
+    no+=("$n") yes+=("$y")
+    echo "rep $rep: without sharing ${n} s, with sharing ${y} s" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+mn=$(median "${no[@]}") my=$(median "${yes[@]}")
+echo "sweep_run_wall_no_share_s: $mn"
+echo "sweep_run_wall_share_s: $my"
+awk -F': ' '$1 == "prefix_sharing_saved_s" {print "sweep_" $0}' "$sweep_tmp/on.out"
+awk -v a="$mn" -v b="$my" 'BEGIN {printf "prefix_sharing_wall_ratio: %.3f\n", a / b}'
+grep '^prefix_sharing_expected_ratio:' "$sweep_tmp/on.out"
