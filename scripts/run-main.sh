@@ -40,3 +40,6 @@ sqlite3 -header -column "$db" \
           round(wall_speedup, 3) AS wall_speedup, round(mean_kl, 5) AS kl, round(top1_agreement, 3) AS top1
    FROM cell_summary WHERE cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = (SELECT max(id) FROM runs))
    ORDER BY task, length, method, rho" 2>/dev/null || ./dashkit status --db "$db"
+echo "---"
+# Figures, tables and report.md drawn from the store (gnuplot optional: data + scripts regardless).
+./dashkit report --db "$db" --out "${DK_REPORT:-results/report}"
