@@ -43,6 +43,10 @@ static void dk_eval_usage(FILE *f) {
                "  --budget TOKENS    prompt budget in tokens (BOS included): longer prompts keep the first and\n"
                "                     last TOKENS/2 (LongBench's middle truncation); 0 = never truncate;\n"
                "                     default: the model's training context minus the sample's max new tokens\n"
+               "  --chat auto|none|NAME  chat template around the prompt (context inside the user turn):\n"
+               "                     auto (default) = the model's own (GGUF tokenizer.chat_template, else by\n"
+               "                     architecture; none for models without one), none, or chatml|llama3|llama2.\n"
+               "                     Not applied to trec, triviaqa, samsum, lsht, lcc, repobench-p (LongBench's rule)\n"
                "  --json             one JSON object (samples and aggregate) instead of text\n"
                "  -h, --help         this help\n\n"
                "Method parameters (each method accepts a subset; see 'dashkit prefill --help'):\n",
@@ -90,7 +94,7 @@ static bool dk_eval_parse_int(const char *v, long lo, long hi, long *out) {
 }
 
 int dk_cmd_eval(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *method = "dash", *seed = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *method = "dash", *seed = NULL, *chat = "auto";
     long n_samples = 0, budget = -1;
     bool json = false;
     dk_task_kv kv[DK_EVAL_MAX_OPTS];
@@ -105,7 +109,8 @@ int dk_cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
         else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
-                     !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
+                     !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget") ||
+                     !strcmp(a, "--chat");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
         if (pd) {
             for (int j = 0; j < n_pa; j++)
@@ -115,6 +120,15 @@ int dk_cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--task")) task_name = argv[++i];
         else if (!strcmp(a, "--method")) method = argv[++i];
         else if (!strcmp(a, "--seed")) seed = argv[++i];
+        else if (!strcmp(a, "--chat")) {
+            chat = argv[++i];
+            dk_chat_template_kind k;
+            dk_err ce = {{0}};
+            if (strcmp(chat, "auto") && dk_chat_template_parse(chat, &k, &ce)) {
+                fprintf(stderr, "dashkit eval: --chat: %s\n", ce.msg);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--opt")) {
             char *eq = strchr(argv[++i], '=');
             if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
@@ -179,6 +193,8 @@ int dk_cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (dk_policy_params_validate(pol, &pp, m->cfg.n_layer, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = 2; goto done; }
+    dk_chat_template tmpl;
+    if (dk_chat_template_from_model(m, chat, NULL, &tmpl, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = 2; goto done; }
     dk_tok_if ti = dk_tok_if_engine(tok);
     dk_status st = dk_task_load(task->name, kv, nkv, (int)n_samples, &ti, &set, &e);
     if (st) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
@@ -197,6 +213,8 @@ int dk_cmd_eval(int argc, char **argv) {
             const char *v = dk_task_opt_value(task, kv, nkv, o->name);
             if (v && *v) cJSON_AddStringToObject(jo, o->name, v);
         }
+        cJSON_AddStringToObject(js, "chat", dk_eval_chat_applies(set.s[0].dataset) ? dk_chat_template_name(tmpl.kind) : "none");
+        cJSON_AddStringToObject(js, "chat_source", tmpl.source);
         cJSON_AddStringToObject(js, "method", pol->name);
         cJSON_AddStringToObject(js, "params", params);
         cJSON_AddStringToObject(js, "metric", dk_metric_name(set.s[0].metric));
@@ -212,7 +230,7 @@ int dk_cmd_eval(int argc, char **argv) {
         dk_eval_prompt p;
         dk_eval_result rd, rm;
         size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, s);
-        if ((st = dk_eval_prompt_build(m, s, b, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
+        if ((st = dk_eval_prompt_build_chat(m, s, b, &tmpl, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
         if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
             (st = dk_eval_dense(c, &p, &rd, &e))) {
             fprintf(stderr, "dashkit eval: %s\n", e.msg);
@@ -293,8 +311,10 @@ int dk_cmd_eval(int argc, char **argv) {
         printf("%s\n", txt);
         free(txt);
     } else {
-        printf("task: %s\nmethod: %s\nparams: %s\nmetric: %s\nsamples: %d\n", task->name, pol->name, params,
-               dk_metric_name(metric), set.n);
+        printf("task: %s\nchat: %s\nchat_source: %s\nmethod: %s\nparams: %s\nmetric: %s\nsamples: %d\n", task->name,
+               dk_eval_chat_applies(set.s[0].dataset) ? dk_chat_template_name(tmpl.kind) : "none",
+               dk_eval_chat_applies(set.s[0].dataset) ? tmpl.source : "LongBench: no template for this dataset", pol->name,
+               params, dk_metric_name(metric), set.n);
         printf("score: %.2f\ndense_score: %.2f\n", score, dscore);
         printf("flops_speedup: %.4f\nwall_speedup: %.3f\n", fsp, wsp);
         printf("kl: %.6g\nkl_answer: %.6g\ntop1_agreement: %.4f\n", kl, kla, top1);

@@ -1,5 +1,6 @@
 /* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
 #include "config.h"
+#include "chat.h"
 #include "policy.h"
 #include "task.h"
 
@@ -450,7 +451,7 @@ static size_t dk_expand_grid(const cJSON *opts, char ***out) {
 /* ---- the whole document ---- */
 
 static const char *const dk_top_keys[] = {"name", "description", "models", "tasks", "methods",
-                                          "samples", "seed", "threads", NULL};
+                                          "samples", "seed", "threads", "chat", NULL};
 
 static dk_status dk_get_int(const char *file, const cJSON *root, const char *key, int required, int64_t lo,
                             int64_t hi, int64_t def, int64_t *out, dk_err *err) {
@@ -675,7 +676,22 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         goto fail;
     }
     cfg->description = dk_strdup(v ? v->valuestring : "");
-    if (!cfg->name || !cfg->description) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    v = cJSON_GetObjectItemCaseSensitive(root, "chat");
+    if (v) {
+        dk_chat_template_kind ck;
+        dk_err ce = {{0}};
+        if (!cJSON_IsString(v)) {
+            dk_describe(v, got, sizeof got);
+            st = dk_fail(err, DK_ERR_ARG, "%s: chat: expected a string (auto, none, chatml, llama3, llama2), got %s", file, got);
+            goto fail;
+        }
+        if (strcmp(v->valuestring, "auto") && dk_chat_template_parse(v->valuestring, &ck, &ce)) {
+            st = dk_fail(err, DK_ERR_ARG, "%s: chat: %s", file, ce.msg);
+            goto fail;
+        }
+    }
+    cfg->chat = dk_strdup(v ? v->valuestring : "auto");
+    if (!cfg->name || !cfg->description || !cfg->chat) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
 
     /* models */
     v = cJSON_GetObjectItemCaseSensitive(root, "models");
@@ -805,6 +821,7 @@ void dk_config_free(dk_config *cfg) {
     free(cfg->text);
     free(cfg->name);
     free(cfg->description);
+    free(cfg->chat);
     free(cfg);
 }
 
@@ -821,6 +838,10 @@ dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *ce
     dk_canon_string(&task, cell->task_name);
     dk_sb_str(&task, ",\"options\":");
     dk_sb_str(&task, cell->task_options);
+    if (cfg->chat && strcmp(cfg->chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
+        dk_sb_str(&task, ",\"chat\":");
+        dk_canon_string(&task, cfg->chat);
+    }
     dk_sb_str(&task, "}");
     char num[64];
     dk_sb_str(&b, "{\"method\":{\"name\":");

@@ -9,7 +9,8 @@
  *     "methods": [ {"name": "dense"}, {"name": "dash", "rho": [0.3, 0.5], "ls": 0.4}, ... ],
  *     "samples": 10,                           required, integer >= 1: samples 0..samples-1
  *     "seed":    1234,                         optional, integer >= 0, default 0
- *     "threads": 2                             optional, integer >= 0, default 0 (= all cores)
+ *     "threads": 2,                            optional, integer >= 0, default 0 (= all cores)
+ *     "chat":    "auto"                        optional: auto | none | chatml | llama3 | llama2 (evaluate.h)
  *   }
  * A task or method option is a scalar (number, string, boolean) or a grid: a non-empty array
  * of scalars. Grids expand as a cross product; a task grid key written in the plural
@@ -89,6 +90,8 @@ typedef struct {
     char  hash[DK_SHA256_HEX_LEN + 1]; /* sha256 of text */
     char *name;
     char *description;          /* "" when absent */
+    char *chat;                 /* "chat": chat template for every model: auto (default), none, chatml, llama3,
+                                   llama2; a value other than auto is part of each cell's identity and task key */
     char **models;              /* (n_models) paths */
     size_t n_models;
     dk_config_task *tasks;      /* (n_tasks) */

@@ -1,6 +1,7 @@
 /* evaluate.c — one sample, dense and with a method: prefill, teacher forcing, greedy decode,
  * score, fidelity (see evaluate.h for the protocol). */
 #include "evaluate.h"
+#include "chat.h"
 #include "metrics.h"
 #include "prefill.h"
 #include "tokenizer.h"
@@ -33,7 +34,40 @@ static void dk_eval_add_stop(dk_eval_prompt *p, int32_t t) {
     if (p->n_stop < DK_EVAL_MAX_STOP) p->stop[p->n_stop++] = t;
 }
 
+bool dk_eval_chat_applies(const char *dataset) {
+    static const char *const raw[] = {"trec", "triviaqa", "samsum", "lsht", "lcc", "repobench-p"};
+    if (!dataset) return true;
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        size_t n = strlen(raw[i]);
+        /* LongBench-E files are <dataset>_e.jsonl: the same rule */
+        if (!strncmp(dataset, raw[i], n) && (!dataset[n] || !strcmp(dataset + n, "_e"))) return false;
+    }
+    return true;
+}
+
+static bool dk_eval_is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* Tokens of text (no BOS unless bos) that ids starts with (from_end: ends with); 0 if it does not. */
+static dk_status dk_eval_affix_tokens(const dk_tokenizer *tok, const char *text, bool bos, const int32_t *ids, size_t n,
+                                      bool from_end, size_t *out, dk_err *e) {
+    int32_t *t = NULL;
+    int k = 0;
+    *out = 0;
+    dk_status st = dk_tokenizer_encode(tok, text, strlen(text), bos, &t, &k, e);
+    if (st) return st;
+    size_t m = 0;
+    while (m < (size_t)k && m < n && (from_end ? ids[n - 1 - m] == t[k - 1 - m] : ids[m] == t[m])) m++;
+    *out = m;
+    free(t);
+    return DK_OK;
+}
+
 dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out, dk_err *e) {
+    return dk_eval_prompt_build_chat(m, s, budget, NULL, out, e);
+}
+
+dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget, const dk_chat_template *chat,
+                                    dk_eval_prompt *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     const dk_tokenizer *tok;
     dk_status st = dk_model_tokenizer(m, &tok, e);
@@ -42,7 +76,65 @@ dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t bud
     if (budget == 1) return dk_fail(e, DK_ERR_ARG, "budget of 1 token: middle truncation needs at least 2");
     dk_tok_if ti = dk_tok_if_engine(tok);
     int add_bos = dk_tokenizer_bos(tok) >= 0;
-    if ((st = dk_sample_build_prompt(s, &ti, budget, add_bos, &out->p, e))) return st;
+    if (!chat || chat->kind == DK_CHAT_TEMPLATE_NONE || !dk_eval_chat_applies(s->dataset)) {
+        if ((st = dk_sample_build_prompt(s, &ti, budget, add_bos, &out->p, e))) return st;
+    } else {
+        /* LongBench's pred.py: truncate the raw prompt to budget tokens in the middle, then wrap it
+         * in the template. Here: prefix + context (haltable) | question + suffix (never halted),
+         * tokenised as one text; the middle truncation applies to the content tokens only. */
+        dk_chat_parts parts;
+        if ((st = dk_chat_template_parts(chat, &parts, e))) return st;
+        const char *cx = s->context, *q = s->question;
+        size_t lc = strlen(cx), lq = strlen(q);
+        if (parts.trim_content) { /* strip the whole content (context + question) */
+            while (lc && dk_eval_is_space(*cx)) { cx++; lc--; }
+            if (!lc) while (lq && dk_eval_is_space(*q)) { q++; lq--; }
+            while (lq && dk_eval_is_space(q[lq - 1])) lq--;
+            if (!lq) while (lc && dk_eval_is_space(cx[lc - 1])) lc--;
+        }
+        if (parts.bos_in_text) add_bos = 0;
+        dk_sample t = *s;
+        t.context = malloc(parts.prefix_len + lc + 1);
+        t.question = malloc(lq + parts.suffix_len + 1);
+        if (!t.context || !t.question) {
+            st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        } else {
+            memcpy(t.context, parts.prefix, parts.prefix_len);
+            memcpy(t.context + parts.prefix_len, cx, lc);
+            t.context[parts.prefix_len + lc] = 0;
+            memcpy(t.question, q, lq);
+            memcpy(t.question + lq, parts.suffix, parts.suffix_len);
+            t.question[lq + parts.suffix_len] = 0;
+            st = dk_sample_build_prompt(&t, &ti, 0, add_bos, &out->p, e);
+        }
+        size_t np = 0, ns = 0;
+        if (!st) st = dk_eval_affix_tokens(tok, parts.prefix, add_bos, out->p.ids, out->p.n, false, &np, e);
+        if (!st) st = dk_eval_affix_tokens(tok, parts.suffix, false, out->p.ids, out->p.n, true, &ns, e);
+        out->n_template = (int)(np + ns);
+        size_t n = out->p.n, nc = n - np - ns; /* content tokens ids[np .. n-ns) */
+        if (!st && budget > 0 && np + ns <= n && nc > budget) {
+            size_t half = budget / 2, tail = np + nc - half, split = out->p.n_context;
+            int32_t *ids = out->p.ids;
+            memmove(ids + np + half, ids + tail, (half + ns) * sizeof *ids);
+            out->p.n_context = split < np + half ? split : split >= tail ? split - (tail - np - half) : np + half;
+            out->p.n = np + 2 * half + ns;
+            out->p.n_dropped = out->p.n_full - out->p.n;
+        }
+        free(t.context);
+        free(t.question);
+        if (!st) {
+            out->chat = chat->kind;
+            /* the end-of-turn token ends generation (pred.py: the model's eos for its chat format) */
+            static const char *const eot[] = {NULL, "<|im_end|>", "<|eot_id|>", NULL};
+            const char *et = eot[chat->kind];
+            int32_t *x = NULL;
+            int k = 0;
+            if (et && dk_tokenizer_encode(tok, et, strlen(et), false, &x, &k, e) == DK_OK && k == 1) dk_eval_add_stop(out, x[0]);
+            free(x);
+        }
+        dk_chat_parts_free(&parts);
+        if (st) { dk_eval_prompt_free(out); return st; }
+    }
     out->s = s;
     out->n_context = (int)out->p.n_context;
     out->n_question = (int)(out->p.n - out->p.n_context);

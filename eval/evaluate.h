@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "chat.h"
 #include "dk_common.h"
 #include "forward.h"
 #include "model.h"
@@ -52,11 +53,24 @@ typedef struct {
     int n_stop;
     int min_new_tokens;       /* steps during which stop tokens are suppressed (samsum: 1) */
     int max_new_tokens;       /* the sample's generation budget */
+    dk_chat_template_kind chat; /* template applied (NONE: plain prompt) */
+    int n_template;           /* of p.n, template tokens (prefix incl. BOS + suffix) */
 } dk_eval_prompt;
 
 /* Tokenises s with the model's tokenizer. budget > 0: the prompt is middle-truncated to budget
  * tokens (BOS counted); 0: no truncation. Errors: no tokenizer, empty prompt. */
 dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out, dk_err *e);
+/* As dk_eval_prompt_build, inside a chat template (chat.h; NULL or kind none = plain prompt):
+ *   [BOS] prefix + context | question + suffix
+ * where prefix + context is the haltable part and question + suffix is never halted. LongBench's
+ * rule (pred.py): no template for trec, triviaqa, samsum, lsht, lcc, repobench-p (and their _e
+ * variants), see dk_eval_chat_applies. budget counts the content tokens only (as pred.py
+ * truncates before build_chat); the template's tokens come on top. The template's end-of-turn
+ * token (<|im_end|>, <|eot_id|>) is a stop token. */
+dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget, const dk_chat_template *chat,
+                                    dk_eval_prompt *out, dk_err *e);
+/* false for the datasets LongBench prompts without the chat template. */
+bool dk_eval_chat_applies(const char *dataset);
 void dk_eval_prompt_free(dk_eval_prompt *p);
 /* Positions a dk_ctx must hold for this prompt: n + max(max_new_tokens, n_gold). */
 int dk_eval_prompt_ctx_tokens(const dk_eval_prompt *p);

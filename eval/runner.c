@@ -562,7 +562,10 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     memset(&rs, 0, sizeof rs);
     dk_err ge = {{0}};
     dk_cell_run all = DK_CELL_RUN_FAILED; /* outcome of a step every cell depends on */
-    if (dk_eval_prompt_build(w->model, smp, dk_eval_default_budget(w->model, smp), &pr, &ge)) goto fail_all_noprompt;
+    dk_chat_template chat;
+    if (dk_chat_template_from_model(w->model, p->cfg->chat, NULL, &chat, &ge) ||
+        dk_eval_prompt_build_chat(w->model, smp, dk_eval_default_budget(w->model, smp), &chat, &pr, &ge))
+        goto fail_all_noprompt;
     if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge)) goto fail_all;
     size_t c0 = 0;
     for (int i = 0; i < k; i++)

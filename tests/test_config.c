@@ -195,7 +195,11 @@ static const dk_bad_case dk_bad[] = {
     {"[1,2]", DK_ERR_ARG, "bad.json: expected a JSON object at the top level, got array"},
     /* unknown keys */
     {"{\"modles\":[\"m\"]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads)"},
+     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":\"chatlm\"}", DK_ERR_ARG,
+     "bad.json: chat: chat template 'chatlm' is unknown (auto, none, chatml, llama3, llama2)"},
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":1}", DK_ERR_ARG,
+     "bad.json: chat: expected a string (auto, none, chatml, llama3, llama2), got number 1"},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rhoo\":0.5}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[1].rhoo: unknown parameter for method \"dash\" (accepted: rho, ls, sink, recent)"},
     {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"lenghts\":[1]}]," OKD ",\"samples\":1}", DK_ERR_ARG,

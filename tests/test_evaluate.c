@@ -7,6 +7,8 @@
  * no fixture. */
 #include "support/dk_test.h"
 #include "evaluate.h"
+#include "chat.h"
+#include "gguf.h"
 #include "metrics.h"
 #include "prefill.h"
 #include "tokenizer.h"
@@ -689,6 +691,128 @@ START_TEST(test_prefix_sharing) {
 }
 END_TEST
 
+/* ---- chat templates in prompts (LongBench's rule) ---- */
+
+/* A random model (4 layers) speaking the real Qwen vocabulary of tests/data/bpe_qwen.gguf.gz. */
+static dk_model *qwen_vocab_model(void) {
+    char path[512], cmd[1200];
+    snprintf(path, sizeof path, "%s/bpe_qwen.gguf", dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "gzip -dc tests/data/bpe_qwen.gguf.gz > '%s'", path);
+    ck_assert_msg(dk_test_run(cmd, 1, NULL) == 0, "%s failed", cmd);
+    dk_err e = {{0}};
+    dk_gguf *g = NULL;
+    ck_assert_msg(dk_gguf_open(path, &g, &e) == DK_OK, "%s", e.msg);
+    dk_tokenizer *tok = NULL;
+    ck_assert_msg(dk_tokenizer_load_gguf_bpe(g, path, &tok, &e) == DK_OK, "%s", e.msg);
+    dk_gguf_close(g);
+    dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = 32, .n_head = 2, .n_head_kv = 2,
+                           .head_dim = 16, .n_ff = 64, .n_vocab = dk_tokenizer_n_vocab(tok), .n_ctx_train = 1024,
+                           .rope_theta = 10000, .n_rot = 16, .rope_type = DK_ROPE_TYPE_NEOX, .rms_eps = 1e-6f};
+    dk_model *m;
+    ck_assert_msg(dk_model_create_random(&cfg, 3, "qwen-vocab", &m, &e) == DK_OK, "%s", e.msg);
+    m->tokenizer = tok;
+    return m;
+}
+
+static void encode_text(const dk_tokenizer *tok, const char *text, int32_t **ids, int *n) {
+    dk_err e = {{0}};
+    ck_assert_msg(dk_tokenizer_encode(tok, text, strlen(text), dk_tokenizer_bos(tok) >= 0, ids, n, &e) == DK_OK, "%s", e.msg);
+}
+
+START_TEST(test_chat_prompt) {
+    dk_model *m = qwen_vocab_model();
+    const dk_tokenizer *tok = m->tokenizer;
+    dk_err e = {{0}};
+    dk_sample s = synthetic_sample();
+    s.dataset = "hotpotqa";
+    s.context = "Passage 1:\nThe Eiffel Tower is 330 metres tall.\n\n";
+    s.question = "Question: How tall is the Eiffel Tower?\nAnswer:";
+    const char *system[] = {"", "You are a helpful assistant."};
+    for (int k = 0; k < 2; k++) {
+        dk_chat_template t;
+        ck_assert(dk_chat_template_select("chatml", system[k], NULL, 0, NULL, NULL, &t, &e) == DK_OK);
+        /* the exact ChatML text, written out here (not through chat.c) */
+        char want[2048];
+        snprintf(want, sizeof want, "%s%s%s<|im_start|>user\n%s%s<|im_end|>\n<|im_start|>assistant\n",
+                 k ? "<|im_start|>system\n" : "", system[k], k ? "<|im_end|>\n" : "", s.context, s.question);
+        int32_t *ids = NULL;
+        int n = 0;
+        encode_text(tok, want, &ids, &n);
+        dk_eval_prompt p;
+        ck_assert_msg(dk_eval_prompt_build_chat(m, &s, 0, &t, &p, &e) == DK_OK, "%s", e.msg);
+        ck_assert_int_eq((int)p.p.n, n);
+        ck_assert_int_eq(memcmp(p.p.ids, ids, (size_t)n * sizeof *ids), 0);
+        ck_assert_int_eq(p.chat, DK_CHAT_TEMPLATE_CHATML);
+        /* the split: prefix + context haltable, question + suffix never */
+        char *head = NULL, *rest = NULL;
+        size_t hl, rl;
+        ck_assert(dk_tokenizer_decode(tok, p.p.ids, p.n_context, &head, &hl, &e) == DK_OK);
+        ck_assert(dk_tokenizer_decode(tok, p.p.ids + p.n_context, p.n_question, &rest, &rl, &e) == DK_OK);
+        ck_assert_ptr_nonnull(strstr(head, "<|im_start|>user\nPassage 1:"));
+        ck_assert_ptr_nonnull(strstr(rest, "Question: How tall is the Eiffel Tower?\nAnswer:<|im_end|>\n<|im_start|>assistant\n"));
+        ck_assert_ptr_null(strstr(rest, "Passage"));
+        free(head);
+        free(rest);
+        /* generation stops at the end of the assistant turn */
+        int32_t *im_end = NULL;
+        int ni = 0;
+        ck_assert(dk_tokenizer_encode(tok, "<|im_end|>", 10, false, &im_end, &ni, &e) == DK_OK);
+        ck_assert_int_eq(ni, 1);
+        int found = 0;
+        for (int i = 0; i < p.n_stop; i++) found |= p.stop[i] == im_end[0];
+        ck_assert(found);
+        free(im_end);
+        /* middle truncation applies to the content only: template tokens kept whole on both ends */
+        int budget = 10;
+        dk_eval_prompt q;
+        ck_assert_msg(dk_eval_prompt_build_chat(m, &s, (size_t)budget, &t, &q, &e) == DK_OK, "%s", e.msg);
+        ck_assert_int_eq((int)q.p.n, p.n_template + budget);
+        int32_t *pre = NULL, *suf = NULL;
+        int npre = 0, nsuf = 0;
+        char pre_text[256];
+        snprintf(pre_text, sizeof pre_text, "%s%s%s<|im_start|>user\n", k ? "<|im_start|>system\n" : "", system[k],
+                 k ? "<|im_end|>\n" : "");
+        encode_text(tok, pre_text, &pre, &npre);
+        ck_assert(dk_tokenizer_encode(tok, "<|im_end|>\n<|im_start|>assistant\n", 33, false, &suf, &nsuf, &e) == DK_OK);
+        ck_assert_int_eq(p.n_template, npre + nsuf);
+        ck_assert_int_eq(memcmp(q.p.ids, pre, (size_t)npre * sizeof *pre), 0);
+        ck_assert_int_eq(memcmp(q.p.ids, p.p.ids, (size_t)(npre + budget / 2) * sizeof *pre), 0);
+        ck_assert_int_eq(memcmp(q.p.ids + q.p.n - nsuf - budget / 2, p.p.ids + p.p.n - nsuf - budget / 2,
+                                (size_t)(nsuf + budget / 2) * sizeof *pre), 0);
+        ck_assert_int_eq(q.n_context, npre + budget / 2); /* the question is longer than budget/2 tokens */
+        free(pre);
+        free(suf);
+        dk_eval_prompt_free(&q);
+        dk_eval_prompt_free(&p);
+        free(ids);
+    }
+    /* trec (and the other LongBench exceptions) get no template: the plain prompt's tokens */
+    const char *raw[] = {"trec", "triviaqa", "samsum", "lsht", "lcc", "repobench-p", "lcc_e"};
+    for (int k = 0; k < 7; k++) {
+        dk_chat_template t;
+        ck_assert(dk_chat_template_select("chatml", NULL, NULL, 0, NULL, NULL, &t, &e) == DK_OK);
+        s.dataset = raw[k];
+        ck_assert(!dk_eval_chat_applies(raw[k]));
+        char want[2048];
+        snprintf(want, sizeof want, "%s%s", s.context, s.question);
+        int32_t *ids = NULL;
+        int n = 0;
+        encode_text(tok, want, &ids, &n);
+        dk_eval_prompt p;
+        ck_assert_msg(dk_eval_prompt_build_chat(m, &s, 0, &t, &p, &e) == DK_OK, "%s", e.msg);
+        ck_assert_int_eq((int)p.p.n, n);
+        ck_assert_int_eq(memcmp(p.p.ids, ids, (size_t)n * sizeof *ids), 0);
+        ck_assert_int_eq(p.chat, DK_CHAT_TEMPLATE_NONE);
+        ck_assert_int_eq(p.n_template, 0);
+        dk_eval_prompt_free(&p);
+        free(ids);
+    }
+    ck_assert(dk_eval_chat_applies("hotpotqa") && dk_eval_chat_applies("qasper_e") && dk_eval_chat_applies("passkey"));
+    ck_assert(dk_eval_chat_applies("trecx"));
+    dk_model_free(m);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("evaluate");
     TCase *tc = tcase_create("core");
@@ -705,6 +829,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_helpers);
     tcase_add_test(tc, test_cli);
     tcase_add_test(tc, test_prefix_sharing);
+    tcase_add_test(tc, test_chat_prompt);
     suite_add_tcase(s, tc);
     return s;
 }
