@@ -704,15 +704,45 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     if (!v->child) { st = dk_fail(err, DK_ERR_ARG, "%s: models: empty list []", file); goto fail; }
     cfg->n_models = (size_t)cJSON_GetArraySize(v);
     cfg->models = calloc(cfg->n_models, sizeof *cfg->models);
-    if (!cfg->models) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    cfg->model_chat = calloc(cfg->n_models, sizeof *cfg->model_chat);
+    if (!cfg->models || !cfg->model_chat) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     size_t i = 0;
     for (const cJSON *c = v->child; c; c = c->next, i++) {
-        if (!cJSON_IsString(c) || !c->valuestring[0]) {
-            dk_describe(c, got, sizeof got);
-            st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]: expected a model path (non-empty string), got %s", file, i, got);
+        const char *mchat = cfg->chat;
+        const cJSON *pv = c; /* the path value */
+        if (cJSON_IsObject(c)) {
+            const cJSON *mp = cJSON_GetObjectItemCaseSensitive(c, "path"), *mc = cJSON_GetObjectItemCaseSensitive(c, "chat");
+            for (const cJSON *k = c->child; k; k = k->next)
+                if (strcmp(k->string, "path") && strcmp(k->string, "chat")) {
+                    st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu].%s: unknown key (expected one of: path, chat)", file, i, k->string);
+                    goto fail;
+                }
+            if (mc) {
+                dk_chat_template_kind ck;
+                dk_err ce = {{0}};
+                if (!cJSON_IsString(mc)) {
+                    dk_describe(mc, got, sizeof got);
+                    st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu].chat: expected a string (auto, none, chatml, llama3, llama2), got %s",
+                                 file, i, got);
+                    goto fail;
+                }
+                if (strcmp(mc->valuestring, "auto") && dk_chat_template_parse(mc->valuestring, &ck, &ce)) {
+                    st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu].chat: %s", file, i, ce.msg);
+                    goto fail;
+                }
+                mchat = mc->valuestring;
+            }
+            if (!mp) { st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]: missing required key \"path\"", file, i); goto fail; }
+            pv = mp;
+        }
+        if (!(cfg->model_chat[i] = dk_strdup(mchat))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+        if (!cJSON_IsString(pv) || !pv->valuestring[0]) {
+            dk_describe(pv, got, sizeof got);
+            st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]%s: expected a model path (non-empty string), got %s", file, i,
+                         pv == c ? "" : ".path", got);
             goto fail;
         }
-        if (!(cfg->models[i] = dk_strdup(c->valuestring))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+        if (!(cfg->models[i] = dk_strdup(pv->valuestring))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
 
     /* scalars */
@@ -813,6 +843,8 @@ void dk_config_free(dk_config *cfg) {
     free(cfg->cells);
     for (size_t i = 0; cfg->models && i < cfg->n_models; i++) free(cfg->models[i]);
     free(cfg->models);
+    for (size_t i = 0; cfg->model_chat && i < cfg->n_models; i++) free(cfg->model_chat[i]);
+    free(cfg->model_chat);
     for (size_t i = 0; cfg->tasks && i < cfg->n_tasks; i++) { free(cfg->tasks[i].name); free(cfg->tasks[i].options); }
     free(cfg->tasks);
     for (size_t i = 0; cfg->methods && i < cfg->n_methods; i++) { free(cfg->methods[i].name); free(cfg->methods[i].params); }
@@ -838,9 +870,10 @@ dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *ce
     dk_canon_string(&task, cell->task_name);
     dk_sb_str(&task, ",\"options\":");
     dk_sb_str(&task, cell->task_options);
-    if (cfg->chat && strcmp(cfg->chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
+    const char *chat = cfg->model_chat && cell->model < cfg->n_models ? cfg->model_chat[cell->model] : cfg->chat;
+    if (chat && strcmp(chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
         dk_sb_str(&task, ",\"chat\":");
-        dk_canon_string(&task, cfg->chat);
+        dk_canon_string(&task, chat);
     }
     dk_sb_str(&task, "}");
     char num[64];

@@ -4,7 +4,8 @@
  *   {
  *     "name": "quickstart",                    optional; default = file name without .json
  *     "description": "...",                    optional, free text
- *     "models":  ["models/dashkit-tiny.gguf"], non-empty; paths as given (relative = to the cwd)
+ *     "models":  ["models/dashkit-tiny.gguf"], non-empty; paths as given (relative = to the cwd), or
+ *                {"path": P, "chat": C} objects to give one model its own chat template
  *     "tasks":   [ {"name": "passkey", "lengths": [1024, 2048], "depth": 50}, ... ],
  *     "methods": [ {"name": "dense"}, {"name": "dash", "rho": [0.3, 0.5], "ls": 0.4}, ... ],
  *     "samples": 10,                           required, integer >= 1: samples 0..samples-1
@@ -91,8 +92,9 @@ typedef struct {
     char *name;
     char *description;          /* "" when absent */
     char *chat;                 /* "chat": chat template for every model: auto (default), none, chatml, llama3,
-                                   llama2; a value other than auto is part of each cell's identity and task key */
+                                   llama2; a model's value other than auto is part of its cells' identity and task key */
     char **models;              /* (n_models) paths */
+    char **model_chat;          /* (n_models) per-model "chat" ({"path": P, "chat": C} entries), or cfg->chat */
     size_t n_models;
     dk_config_task *tasks;      /* (n_tasks) */
     size_t n_tasks;

@@ -563,7 +563,9 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     dk_err ge = {{0}};
     dk_cell_run all = DK_CELL_RUN_FAILED; /* outcome of a step every cell depends on */
     dk_chat_template chat;
-    if (dk_chat_template_from_model(w->model, p->cfg->chat, NULL, &chat, &ge) ||
+    const dk_config_cell *cc = &p->cfg->cells[cells[0]];
+    const char *chat_name = p->cfg->model_chat ? p->cfg->model_chat[cc->model] : p->cfg->chat;
+    if (dk_chat_template_from_model(w->model, chat_name, NULL, &chat, &ge) ||
         dk_eval_prompt_build_chat(w->model, smp, dk_eval_default_budget(w->model, smp), &chat, &pr, &ge))
         goto fail_all_noprompt;
     if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge)) goto fail_all;

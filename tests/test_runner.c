@@ -552,6 +552,46 @@ START_TEST(test_prefix_groups) {
 }
 END_TEST
 
+/* ---- chat key: per model or global, part of the identity unless auto ---- */
+
+START_TEST(test_chat_identity) {
+    static const char sha[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    const char *base = "\"tasks\":[{\"name\":\"passkey\",\"length\":512}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1";
+    const char *models[] = {
+        "\"models\":[\"m\"]",                                          /* 0: auto (default) */
+        "\"models\":[\"m\"],\"chat\":\"auto\"",                        /* 1: auto, written */
+        "\"models\":[{\"path\":\"m\"}]",                               /* 2: auto, object form */
+        "\"models\":[\"m\"],\"chat\":\"none\"",                        /* 3: none, global */
+        "\"models\":[{\"path\":\"m\",\"chat\":\"none\"}],\"chat\":\"chatml\"", /* 4: none, per model wins */
+        "\"models\":[\"m\"],\"chat\":\"chatml\"",                      /* 5: chatml */
+    };
+    char key[6][65], tkey[6][65];
+    for (int i = 0; i < 6; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, "{%s,%s}", models[i], base);
+        dk_config *c = NULL;
+        dk_err e = {{0}};
+        ck_assert_msg(dk_config_parse(json, strlen(json), "c.json", NULL, &c, &e) == DK_OK, "%s: %s", json, e.msg);
+        ck_assert_str_eq(c->models[0], "m");
+        dk_config_identity id;
+        ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[0], sha, &id, &e), DK_OK);
+        snprintf(key[i], sizeof key[i], "%s", id.key);
+        snprintf(tkey[i], sizeof tkey[i], "%s", id.task_key);
+        dk_config_identity_free(&id);
+        dk_config_free(c);
+    }
+    ck_assert_str_eq(key[0], key[1]);
+    ck_assert_str_eq(key[0], key[2]);
+    ck_assert_str_eq(tkey[0], tkey[2]);
+    ck_assert_str_eq(key[3], key[4]);
+    ck_assert_str_eq(tkey[3], tkey[4]);
+    ck_assert_str_ne(key[0], key[3]);
+    ck_assert_str_ne(tkey[0], tkey[3]); /* the dense reference is not shared across templates */
+    ck_assert_str_ne(key[3], key[5]);
+    ck_assert_str_ne(tkey[3], tkey[5]);
+}
+END_TEST
+
 static Suite *runner_suite(void) {
     Suite *s = suite_create("runner");
     TCase *tc = tcase_create("runner");
@@ -564,6 +604,7 @@ static Suite *runner_suite(void) {
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_prefix_groups);
     tcase_add_test(tc, test_prefix_sharing_identical);
+    tcase_add_test(tc, test_chat_identity);
     suite_add_tcase(s, tc);
     return s;
 }
