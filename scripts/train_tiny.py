@@ -23,7 +23,9 @@ weight --lm-weight is added.
 Curriculum (state saved in checkpoints):
   stage "base":     lengths 32,64,...,1024; mix copy/passkey/niah_single/vt; copy warm-up 40 % at
                     32 tokens, decaying with length.
-  stage "multikey": restart at 128 tokens, multi-key heavy mix, up to 1024.
+  stage "multikey": restart at 128 tokens, multi-key heavy mix (2-4 needles), up to 1024; if
+                    multi-key is still below the bar after --stuck-steps steps at a length
+                    while the single-needle checks pass, go straight to stage "long".
   stage "long":     1536 then 2048 with the full mix; stays at 2048.
   Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
@@ -463,7 +465,10 @@ def main():
             # without it the model forgets short prompts once trained only at long ones
             if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" else 0.15):
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
-            samples.append(gen.make(rng, t, Ls))
+            # multi-key training samples have 2, 3 or 4 needles (an easier start for the
+            # key-matching circuit); held-out checks and eval_tiny.py always use 4
+            kw = {"n_keys": rng.choice((2, 3, 4))} if t == "niah_multikey" else {}
+            samples.append(gen.make(rng, t, Ls, **kw))
             ntok += len(samples[-1]["tokens"])
         tok, pos, seg, ap, at, ar, lp, lt, ntok = collate(samples, 0, device)
         h = model.hidden(tok, pos, seg).reshape(-1, cfg.dim)
@@ -513,7 +518,11 @@ def main():
                 passed = True
                 rec["stuck_promotion"] = True
             if passed and state["steps_at_len"] >= need:
-                if state["len_idx"] + 1 < len(lens):
+                if rec.get("stuck_promotion") and state["stage"] == "multikey":
+                    # multi-key not learned at this length: longer ones will not help; the
+                    # "long" stage keeps training it (30 % of its mix)
+                    state["stage"], state["len_idx"] = "long", 0
+                elif state["len_idx"] + 1 < len(lens):
                     state["len_idx"] += 1
                 elif state["stage"] == "base":
                     state["stage"], state["len_idx"] = "multikey", 0
