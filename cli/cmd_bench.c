@@ -212,7 +212,7 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("prefill_flops: %lld\nprefill_wall_s: %.3f\nprefill_layers_wall_s: %.3f\nprefill_tokens_per_s: %.1f\n",
            (long long)flops, tw, layer_s, T / tw);
     /* weight conversion (file type -> f32) inside the prefill: medians over the reps */
-    printf("convert_s: %.4f\nconvert_share: %.4f\n", dk_median(conv_s, (int)reps), dk_median(conv_share, (int)reps));
+    printf("convert_s: %.6f\nconvert_share: %.4f\n", dk_median(conv_s, (int)reps), dk_median(conv_share, (int)reps));
     printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
     if (pol) {
         /* dense and the method side by side, alternately, medians; halting_efficiency last */
