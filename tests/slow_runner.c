@@ -50,11 +50,53 @@ START_TEST(test_quickstart_end_to_end) {
 }
 END_TEST
 
+/* A rho sweep on the trained model at a real length: prefix sharing (on by default, with two
+ * workers) stores exactly what running every cell alone stores. */
+static char *dump(const char *db) {
+    char cmd[1400], *out = NULL;
+    snprintf(cmd, sizeof cmd, "sqlite3 %s \"SELECT c.key, s.sample_id, s.active_tokens, s.flops_method, s.flops_method_parts,"
+                              " hex(s.prediction), s.kl, s.kl_answer, s.top1, s.score FROM samples s JOIN cells c"
+                              " ON c.id = s.cell_id ORDER BY 1, 2\"", db);
+    ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out ? out : cmd);
+    return out;
+}
+
+START_TEST(test_prefix_sharing_bundled) {
+    struct stat st;
+    if (stat("models/dashkit-tiny.gguf", &st) != 0) {
+        printf("SKIP: models/dashkit-tiny.gguf absent (train it with scripts/train_tiny.py)\n");
+        return;
+    }
+    char cfg[512], on[512], off[512], cmd[1600], *out = NULL;
+    snprintf(cfg, sizeof cfg, "%s/sweep.json", dk_test_tmpdir());
+    snprintf(on, sizeof on, "%s/sweep_on.db", dk_test_tmpdir());
+    snprintf(off, sizeof off, "%s/sweep_off.db", dk_test_tmpdir());
+    FILE *f = fopen(cfg, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"models\":[\"models/dashkit-tiny.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024}],"
+               "\"methods\":[{\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":0.4}],\"samples\":3,\"seed\":3}\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s --db %s --workers 2 --quiet", dk_test_cli(), cfg, on);
+    ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "prefix_sharing: on\n") && !strstr(out, "prefix_sharing_runs: 0\n"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s run %s --db %s --quiet --no-prefix-sharing", dk_test_cli(), cfg, off);
+    ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
+    free(out);
+    char *a = dump(on), *b = dump(off);
+    ck_assert_int_gt((int)strlen(a), 0);
+    ck_assert_msg(!strcmp(a, b), "results differ with prefix sharing");
+    free(a);
+    free(b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("runner-slow");
     TCase *tc = tcase_create("quickstart");
     tcase_set_timeout(tc, 3600);
     tcase_add_test(tc, test_quickstart_end_to_end);
+    tcase_add_test(tc, test_prefix_sharing_bundled);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }
