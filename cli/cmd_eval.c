@@ -3,6 +3,7 @@
  * (the reference) and with the method (eval/evaluate.h); one line per sample, then the aggregate
  * score (official arithmetic), FLOPs and wall-time speedups and fidelity against dense. */
 #include "cli.h"
+#include "cli_util.h"
 #include "blas.h"
 #include "evaluate.h"
 #include "metrics.h"
@@ -83,8 +84,6 @@ static void dk_eval_json_num(cJSON *o, const char *k, double v) {
     else cJSON_AddNullToObject(o, k);
 }
 
-typedef struct { const char *name, *value; } dk_eval_param_arg;
-
 static bool dk_eval_parse_int(const char *v, long lo, long hi, long *out) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -99,7 +98,7 @@ int dk_cmd_eval(int argc, char **argv) {
     bool json = false;
     dk_task_kv kv[DK_EVAL_MAX_OPTS];
     int nkv = 0;
-    dk_eval_param_arg pa[DK_POLICY_PARAM_COUNT];
+    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
     int n_pa = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -113,9 +112,7 @@ int dk_cmd_eval(int argc, char **argv) {
                      !strcmp(a, "--chat");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
         if (pd) {
-            for (int j = 0; j < n_pa; j++)
-                if (!strcmp(pa[j].name, pd->name)) { fprintf(stderr, "dashkit eval: option %s given twice\n", a); return 2; }
-            pa[n_pa++] = (dk_eval_param_arg){pd->name, argv[++i]};
+            if (!dk_cli_param_arg_add("eval", a, pd, argv[++i], pa, &n_pa)) return 2;
         } else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = argv[++i];
         else if (!strcmp(a, "--task")) task_name = argv[++i];
         else if (!strcmp(a, "--method")) method = argv[++i];
@@ -167,19 +164,10 @@ int dk_cmd_eval(int argc, char **argv) {
             kv[nkv++] = (dk_task_kv){"seed", seed};
         }
     }
-    bool has_tau = false, has_keep = false;
-    for (int j = 0; j < n_pa; j++) { has_tau |= !strcmp(pa[j].name, "tau"); has_keep |= !strcmp(pa[j].name, "keep"); }
-    if (!strcmp(method, "dash") && has_tau && has_keep) { fprintf(stderr, "dashkit eval: --tau and --keep exclude each other\n"); return 2; }
-    if (!strcmp(method, "dash") && has_tau) method = "dash-tau";
-    if (!strcmp(method, "dash") && has_keep) method = "dash-keep";
     dk_err e = {{0}};
     const dk_policy *pol;
     dk_policy_params pp;
-    dk_policy_params_default(&pp);
-    if (dk_policy_lookup(method, &pol, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
-    for (int j = 0; j < n_pa; j++)
-        if (dk_policy_params_set_text(pol, &pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
-    if (dk_policy_params_validate(pol, &pp, 0, &e)) { fprintf(stderr, "dashkit eval: %s\n", e.msg); return 2; }
+    if (!dk_cli_policy_resolve("eval", method, pa, n_pa, &pol, &pp)) return 2;
 
     int rc = 1;
     dk_model *m = NULL;

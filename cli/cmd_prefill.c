@@ -3,6 +3,7 @@
  * halting method in one process; per-layer active tokens and FLOPs, totals, speedups, and KL /
  * top-1 agreement of the next-token distribution against dense. */
 #include "cli.h"
+#include "cli_util.h"
 #include "forward.h"
 #include "metrics.h"
 #include "model.h"
@@ -103,14 +104,12 @@ static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int3
     free(s);
 }
 
-typedef struct { const char *name, *value; } dk_param_arg;
-
 int dk_cmd_prefill(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_file = NULL, *question = NULL;
     const char *method = "dash";
     long reps = 1, n_decode = 0;
     bool json = false;
-    dk_param_arg pa[DK_POLICY_PARAM_COUNT];
+    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
     int n_pa = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -121,9 +120,7 @@ int dk_cmd_prefill(int argc, char **argv) {
                      !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit prefill: option %s needs a value\n", a); return 2; }
         if (pd) {
-            for (int j = 0; j < n_pa; j++)
-                if (!strcmp(pa[j].name, pd->name)) { fprintf(stderr, "dashkit prefill: option %s given twice\n", a); return 2; }
-            pa[n_pa++] = (dk_param_arg){pd->name, argv[++i]};
+            if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], pa, &n_pa)) return 2;
         } else if (!strcmp(a, "-z")) tok_path = argv[++i];
         else if (!strcmp(a, "-p")) prompt = argv[++i];
         else if (!strcmp(a, "--prompt-file")) prompt_file = argv[++i];
@@ -149,19 +146,10 @@ int dk_cmd_prefill(int argc, char **argv) {
     if (!prompt == !prompt_file) { fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n"); return 2; }
 
     /* method and parameters (dash + tau/keep select the threshold/budget variants) */
-    bool has_tau = false, has_keep = false;
-    for (int j = 0; j < n_pa; j++) { has_tau |= !strcmp(pa[j].name, "tau"); has_keep |= !strcmp(pa[j].name, "keep"); }
-    if (!strcmp(method, "dash") && has_tau && has_keep) { fprintf(stderr, "dashkit prefill: --tau and --keep exclude each other\n"); return 2; }
-    if (!strcmp(method, "dash") && has_tau) method = "dash-tau";
-    if (!strcmp(method, "dash") && has_keep) method = "dash-keep";
     dk_err e = {{0}};
     const dk_policy *pol;
     dk_policy_params pp;
-    dk_policy_params_default(&pp);
-    if (dk_policy_lookup(method, &pol, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); return 2; }
-    for (int j = 0; j < n_pa; j++)
-        if (dk_policy_params_set_text(pol, &pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); return 2; }
-    if (dk_policy_params_validate(pol, &pp, 0, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); return 2; }
+    if (!dk_cli_policy_resolve("prefill", method, pa, n_pa, &pol, &pp)) return 2;
 
     dk_model *m = NULL;
     dk_ctx *cd = NULL, *cm = NULL;
