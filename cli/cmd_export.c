@@ -3,6 +3,7 @@
  * store's sample_rows view). A file is written to a temporary name beside it and renamed into
  * place only when complete: a failed export leaves no file behind. */
 #include "cli.h"
+#include "report.h"
 #include "store.h"
 
 #include <cjson/cJSON.h>
@@ -31,22 +32,12 @@ static int dk_export_json_column(const char *name) {
     return 0;
 }
 
-static void dk_csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) { fputs(s, f); return; }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static int dk_export_rows(sqlite3_stmt *q, FILE *f, int json) {
     int nc = sqlite3_column_count(q), step, n = 0;
     if (!json) {
         for (int c = 0; c < nc; c++) {
             if (c) fputc(',', f);
-            dk_csv_field(f, sqlite3_column_name(q, c));
+            dk_report_csv_field(f, sqlite3_column_name(q, c));
         }
         fputs("\r\n", f);
     } else {
@@ -57,7 +48,7 @@ static int dk_export_rows(sqlite3_stmt *q, FILE *f, int json) {
             for (int c = 0; c < nc; c++) {
                 if (c) fputc(',', f);
                 const unsigned char *t = sqlite3_column_text(q, c);
-                if (t) dk_csv_field(f, (const char *)t);
+                if (t) dk_report_csv_field(f, (const char *)t);
             }
             fputs("\r\n", f);
         } else {

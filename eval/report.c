@@ -167,7 +167,7 @@ static void rep_gp_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void rep_csv_field(FILE *f, const char *s) {
+void dk_report_csv_field(FILE *f, const char *s) {
     if (!strpbrk(s, ",\"\r\n")) { fputs(s, f); return; }
     fputc('"', f);
     for (; *s; s++) {
@@ -995,11 +995,11 @@ static dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int t
                      "flops_speedup,flops_lo,flops_hi,pareto_wall,pareto_flops\n");
         for (size_t i = 0; i < n; i++) {
             const rep_point *p = &pts[i];
-            rep_csv_field(m.f, d->models[mi].label); fputc(',', m.f);
-            rep_csv_field(m.f, d->tasks[ti].name); fputc(',', m.f);
-            rep_csv_field(m.f, rep_point_method(d, p)); fputc(',', m.f);
-            rep_csv_field(m.f, rep_point_label(d, p)); fputc(',', m.f);
-            rep_csv_field(m.f, p->si >= 0 ? d->settings[p->si].params : "{}");
+            dk_report_csv_field(m.f, d->models[mi].label); fputc(',', m.f);
+            dk_report_csv_field(m.f, d->tasks[ti].name); fputc(',', m.f);
+            dk_report_csv_field(m.f, rep_point_method(d, p)); fputc(',', m.f);
+            dk_report_csv_field(m.f, rep_point_label(d, p)); fputc(',', m.f);
+            dk_report_csv_field(m.f, p->si >= 0 ? d->settings[p->si].params : "{}");
             fprintf(m.f, ",%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,%d\n", p->n, p->score.est,
                     p->score.lo, p->score.hi, p->wall.est, p->wall.lo, p->wall.hi, p->flops.est, p->flops.lo,
                     p->flops.hi, p->front_wall, p->front_flops);
@@ -1362,11 +1362,11 @@ static size_t rep_model_tasks(const rep_data *d, int mi, int *tasks) {
 }
 
 static void rep_csv_row(FILE *f, const rep_data *d, int mi, int si, const char *column, size_t n, dk_ci c) {
-    rep_csv_field(f, d->models[mi].label); fputc(',', f);
-    rep_csv_field(f, d->settings[si].label); fputc(',', f);
-    rep_csv_field(f, d->settings[si].method); fputc(',', f);
-    rep_csv_field(f, d->settings[si].params); fputc(',', f);
-    rep_csv_field(f, column);
+    dk_report_csv_field(f, d->models[mi].label); fputc(',', f);
+    dk_report_csv_field(f, d->settings[si].label); fputc(',', f);
+    dk_report_csv_field(f, d->settings[si].method); fputc(',', f);
+    dk_report_csv_field(f, d->settings[si].params); fputc(',', f);
+    dk_report_csv_field(f, column);
     fprintf(f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
 }
 
@@ -1676,11 +1676,11 @@ static dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out
                 if (!isnan(v)) { sum += v; nn++; }
                 rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
                 rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
-                rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                rep_csv_field(csv.f, pm); fputc(',', csv.f);
-                rep_csv_field(csv.f, pm);
+                dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
+                dk_report_csv_field(csv.f, pm);
                 fprintf(csv.f, ",paper,");
-                rep_csv_field(csv.f, pp->cols[pcol[t]]);
+                dk_report_csv_field(csv.f, pp->cols[pcol[t]]);
                 fprintf(csv.f, ",,%.17g,,\n", v);
             }
             dk_ci mean = {nn == (int)nc ? sum / nn : NAN, NAN, NAN}, pa = {pavg, NAN, NAN};
@@ -1702,9 +1702,9 @@ static dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out
             const char *mcols[2] = {"mean", "paper_avg"};
             double mvals[2] = {mean.est, pavg};
             for (int k = 0; k < 2; k++) {
-                rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                rep_csv_field(csv.f, pm); fputc(',', csv.f);
-                rep_csv_field(csv.f, pm);
+                dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
+                dk_report_csv_field(csv.f, pm);
                 fprintf(csv.f, ",paper,%s,,%.17g,,\n", mcols[k], mvals[k]);
             }
             if (!*dm) {
@@ -1733,11 +1733,11 @@ static dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out
                     if (!isnan(c.est)) { ms += c.est; mn++; }
                     rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
                     rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
-                    rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                    rep_csv_field(csv.f, pm); fputc(',', csv.f);
-                    rep_csv_field(csv.f, d->settings[si].label);
+                    dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                    dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
+                    dk_report_csv_field(csv.f, d->settings[si].label);
                     fprintf(csv.f, ",measured,");
-                    rep_csv_field(csv.f, pp->cols[pcol[t]]);
+                    dk_report_csv_field(csv.f, pp->cols[pcol[t]]);
                     fprintf(csv.f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
                 }
                 dk_ci mm = {mn == (int)nc ? ms / mn : NAN, NAN, NAN}, wl, fl;
@@ -1753,9 +1753,9 @@ static dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out
                 const char *qn[3] = {"mean", "wall_speedup", "flops_speedup"};
                 double qv[3] = {mm.est, wl.est, fl.est};
                 for (int k = 0; k < 3; k++) {
-                    rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                    rep_csv_field(csv.f, pm); fputc(',', csv.f);
-                    rep_csv_field(csv.f, d->settings[si].label);
+                    dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+                    dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
+                    dk_report_csv_field(csv.f, d->settings[si].label);
                     fprintf(csv.f, ",measured,%s,,%.17g,,\n", qn[k], qv[k]);
                 }
             }
@@ -1837,9 +1837,9 @@ static dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out,
                 (st = rep_stat(d, (int)mi, -1, si, Q_TOP1, 0, &t1, &nn, e)) != DK_OK) goto done;
             char p[4][32], b[5][128];
             rep_param(p[0], 32, s->rho); rep_param(p[1], 32, s->tau); rep_param(p[2], 32, s->ls); rep_param(p[3], 32, s->keep);
-            rep_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-            rep_csv_field(csv.f, s->label); fputc(',', csv.f);
-            rep_csv_field(csv.f, s->method);
+            dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, s->label); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, s->method);
             fprintf(csv.f, ",%.17g,%.17g,%.17g,%.17g,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s->rho,
                     s->tau, s->ls, s->keep, n, sc.est, sc.lo, sc.hi, fl.est, wl.est, wl.lo, wl.hi, kl.est, t1.est);
             dk_ci fl0 = {fl.est, NAN, NAN}, kl0 = {kl.est, NAN, NAN}, t10 = {t1.est * 100, NAN, NAN};

@@ -40,6 +40,7 @@
 #include "dk_common.h"
 #include "store.h"
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     DK_REPORT_KIND_FRONTIER = 0,
@@ -104,6 +105,8 @@ dk_status dk_report_plot(dk_store *s, const char *out_file, const dk_plot_spec *
                          dk_report_result *r, dk_err *e);
 
 const char *dk_report_kind_name(dk_report_kind k);
+/* Writes s as one RFC 4180 CSV field: quoted (quotes doubled) when it holds , " CR or LF. */
+void dk_report_csv_field(FILE *f, const char *s);
 int dk_report_kind_parse(const char *s, dk_report_kind *k); /* 0 ok, -1 unknown */
 
 #endif
