@@ -16,34 +16,23 @@ void dk_prefill_result_free(dk_prefill_result *r) {
 
 const float *dk_prefill_next_logits(const dk_prefill_result *r) { return r->q_logits ? r->q_logits : r->ctx_logits; }
 
-dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *ctx, int n_ctx,
-                         const int32_t *question, int n_q, float *hidden_out, dk_prefill_result *r, dk_err *e) {
+dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q, dk_err *e) {
     memset(r, 0, sizeof *r);
-    const dk_model_config *k = &dk_ctx_model(c)->cfg;
-    int L = k->n_layer, V = k->n_vocab;
-    if (n_ctx <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
-    if (n_q < 0 || (n_q > 0 && !question)) return dk_fail(e, DK_ERR_ARG, "bad question (%d tokens)", n_q);
-    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
-    r->layers = malloc((size_t)L * sizeof *r->layers);
-    r->policy = calloc((size_t)L, sizeof *r->policy);
+    r->n_layer = n_layer; r->n_vocab = n_vocab; r->n_ctx = n_ctx; r->n_question = n_q;
+    r->layers = malloc((size_t)n_layer * sizeof *r->layers);
+    r->policy = calloc((size_t)n_layer, sizeof *r->policy);
     r->active = malloc((size_t)n_ctx * sizeof *r->active);
-    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
-    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    r->ctx_logits = malloc((size_t)n_vocab * sizeof *r->ctx_logits);
+    r->q_logits = n_q > 0 ? malloc((size_t)n_vocab * sizeof *r->q_logits) : NULL;
     if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits)) {
         dk_prefill_result_free(r);
         return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     }
+    return DK_OK;
+}
 
-    dk_policy_run *run = NULL;
-    dk_prefill_opts o = {0};
-    o.hidden_out = hidden_out;
-    dk_status st = DK_OK;
-    if (p && p->rule != DK_POLICY_RULE_NONE) {
-        if ((st = dk_policy_run_create(p, pp, L, n_ctx, &run, e))) goto fail;
-        dk_policy_run_opts(run, &o);
-    }
-    dk_ctx_reset(c);
-    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
+void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const dk_policy_run *run) {
+    int L = r->n_layer;
     const dk_forward_stats *fs = dk_ctx_stats(c);
     memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
     r->ctx_flops = fs->total;
@@ -53,15 +42,41 @@ dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *
     const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
     r->n_active = kv->len;
     memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
+}
+
+dk_status dk_prefill_result_run_question(dk_ctx *c, const int32_t *question, int n_q, dk_prefill_result *r, dk_err *e) {
+    if (n_q <= 0) return DK_OK;
+    dk_status st = dk_forward_prefill(c, question, n_q, NULL, r->q_logits, e);
+    if (st) return st;
+    const dk_forward_stats *fs = dk_ctx_stats(c);
+    r->q_flops = fs->total;
+    r->q_wall_s = fs->wall_s;
+    return DK_OK;
+}
+
+dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *ctx, int n_ctx,
+                         const int32_t *question, int n_q, float *hidden_out, dk_prefill_result *r, dk_err *e) {
+    memset(r, 0, sizeof *r);
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    int L = k->n_layer;
+    if (n_ctx <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
+    if (n_q < 0 || (n_q > 0 && !question)) return dk_fail(e, DK_ERR_ARG, "bad question (%d tokens)", n_q);
+    dk_status st = dk_prefill_result_init(r, L, k->n_vocab, n_ctx, n_q, e);
+    if (st) return st;
+
+    dk_policy_run *run = NULL;
+    dk_prefill_opts o = {0};
+    o.hidden_out = hidden_out;
+    if (p && p->rule != DK_POLICY_RULE_NONE) {
+        if ((st = dk_policy_run_create(p, pp, L, n_ctx, &run, e))) goto fail;
+        dk_policy_run_opts(run, &o);
+    }
+    dk_ctx_reset(c);
+    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
+    dk_prefill_result_set_context(r, c, run);
     dk_policy_run_free(run);
     run = NULL;
-
-    if (n_q > 0) {
-        if ((st = dk_forward_prefill(c, question, n_q, NULL, r->q_logits, e))) goto fail;
-        fs = dk_ctx_stats(c);
-        r->q_flops = fs->total;
-        r->q_wall_s = fs->wall_s;
-    }
+    if ((st = dk_prefill_result_run_question(c, question, n_q, r, e))) goto fail;
     return DK_OK;
 fail:
     dk_policy_run_free(run);

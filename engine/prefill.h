@@ -38,6 +38,16 @@ void dk_prefill_result_free(dk_prefill_result *r);
 /* Logits of the next token after the prompt: q_logits, or ctx_logits without a question. */
 const float *dk_prefill_next_logits(const dk_prefill_result *r);
 
+/* Building blocks of dk_prefill_run for callers that drive the context call themselves (eval/:
+ * a Δ observer, a shared prefix). _init zeroes r, sets its sizes and allocates its arrays (on
+ * failure r is freed: DK_ERR_NOMEM). _set_context fills the context phase but ctx_logits from
+ * c right after the context call: per-layer stats, FLOPs, wall time, the last layer's active
+ * rows, and run's decisions (run NULL: dense, none). _run_question prefills question[0..n_q)
+ * densely into the question phase (nothing when n_q == 0). */
+dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q, dk_err *e);
+void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const dk_policy_run *run);
+dk_status dk_prefill_result_run_question(dk_ctx *c, const int32_t *question, int n_q, dk_prefill_result *r, dk_err *e);
+
 /* Greedy continuation: out[0] = argmax(logits); token i is fed at the next position and
  * out[i+1] = argmax of what it produces; stops after n_max tokens or when stop_token (>= 0) is
  * produced (not stored). Attends to every layer's cache as the prefill left it. */

@@ -297,17 +297,12 @@ static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx,
                                        dk_prefill_result *r, dk_eval_delta_stats *delta, dk_err *e) {
     memset(r, 0, sizeof *r);
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
-    int L = k->n_layer, V = k->n_vocab;
+    int L = k->n_layer;
     if (n_ctx <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
-    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
-    r->layers = malloc((size_t)L * sizeof *r->layers);
-    r->policy = calloc((size_t)L, sizeof *r->policy);
-    r->active = malloc((size_t)n_ctx * sizeof *r->active);
-    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
-    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    dk_status st = dk_prefill_result_init(r, L, k->n_vocab, n_ctx, n_q, e);
+    if (st) return st;
     dk_eval_delta_obs obs = {delta, malloc((size_t)n_ctx * sizeof(float))};
-    dk_status st = DK_OK;
-    if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits) || !obs.buf) {
+    if (!obs.buf) {
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -317,20 +312,8 @@ static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx,
     o.hook_user = &obs;
     dk_ctx_reset(c);
     if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
-    const dk_forward_stats *fs = dk_ctx_stats(c);
-    memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
-    r->ctx_flops = fs->total;
-    r->ctx_wall_s = fs->wall_s;
-    for (int l = 0; l < L; l++) r->policy[l] = (dk_policy_layer_stats){false, 0, 0, NAN, NAN, NAN};
-    const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
-    r->n_active = kv->len;
-    memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
-    if (n_q > 0) {
-        if ((st = dk_forward_prefill(c, q, n_q, NULL, r->q_logits, e))) goto fail;
-        fs = dk_ctx_stats(c);
-        r->q_flops = fs->total;
-        r->q_wall_s = fs->wall_s;
-    }
+    dk_prefill_result_set_context(r, c, NULL);
+    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
     free(obs.buf);
     return DK_OK;
 fail:
@@ -369,23 +352,14 @@ static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const d
                                         dk_err *e) {
     memset(r, 0, sizeof *r);
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
-    int L = k->n_layer, V = k->n_vocab;
+    int L = k->n_layer;
     int l = dk_eval_prefix_layer(pol, pp, L);
     if (l < 0 || dk_ctx_split_layer(c) != l || dk_ctx_split_hidden(c) == NULL)
         return dk_fail(e, DK_ERR_STATE, "no prefix through layer %d in the context (split at %d): run dk_eval_prefix first", l,
                        dk_ctx_split_layer(c));
-    r->n_layer = L; r->n_vocab = V; r->n_ctx = n_ctx; r->n_question = n_q;
-    r->layers = malloc((size_t)L * sizeof *r->layers);
-    r->policy = calloc((size_t)L, sizeof *r->policy);
-    r->active = malloc((size_t)n_ctx * sizeof *r->active);
-    r->ctx_logits = malloc((size_t)V * sizeof *r->ctx_logits);
-    r->q_logits = n_q > 0 ? malloc((size_t)V * sizeof *r->q_logits) : NULL;
+    dk_status st = dk_prefill_result_init(r, L, k->n_vocab, n_ctx, n_q, e);
+    if (st) return st;
     dk_policy_run *run = NULL;
-    dk_status st = DK_OK;
-    if (!r->layers || !r->policy || !r->active || !r->ctx_logits || (n_q > 0 && !r->q_logits)) {
-        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
     if ((st = dk_policy_run_create(pol, pp, L, n_ctx, &run, e))) goto fail;
     dk_prefill_opts o = {0};
     dk_policy_run_opts(run, &o);
@@ -395,22 +369,11 @@ static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const d
         st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d", fs->n_tokens, n_ctx);
         goto fail;
     }
-    memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
-    r->ctx_flops = fs->total;
-    r->ctx_wall_s = fs->wall_s;
+    dk_prefill_result_set_context(r, c, run);
     *prefix_wall_s = fs->prefix_wall_s;
-    for (int i = 0; i < L; i++) r->policy[i] = run->stats[i];
-    const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
-    r->n_active = kv->len;
-    memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
     dk_policy_run_free(run);
     run = NULL;
-    if (n_q > 0) {
-        if ((st = dk_forward_prefill(c, q, n_q, NULL, r->q_logits, e))) goto fail;
-        fs = dk_ctx_stats(c);
-        r->q_flops = fs->total;
-        r->q_wall_s = fs->wall_s;
-    }
+    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
     return DK_OK;
 fail:
     dk_policy_run_free(run);
