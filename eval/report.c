@@ -89,6 +89,11 @@ static double rep_col_num(sqlite3_stmt *q, int c) {
     return sqlite3_column_type(q, c) == SQLITE_NULL ? NAN : sqlite3_column_double(q, c);
 }
 
+/* an integer column, -1 for NULL (counts and sizes the store may not know) */
+static int64_t rep_col_int(sqlite3_stmt *q, int c) {
+    return sqlite3_column_type(q, c) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, c);
+}
+
 static void rep_note(dk_report_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rep_note(dk_report_result *r, const char *fmt, ...) {
     size_t n = strlen(r->notes);
@@ -259,6 +264,11 @@ static void rep_mem_drop(rep_mem *m) {
 
 /* ---- loading ---- */
 
+/* a failed prepare/step on the store: DK_ERR_FORMAT with SQLite's message */
+static dk_status rep_query_failed(const rep_data *d, dk_err *e) {
+    return dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+}
+
 static void rep_data_free(rep_data *d) {
     free(d->run_name); free(d->config_path); free(d->config_hash); free(d->git_rev);
     free(d->host); free(d->cpu); free(d->blas_core); free(d->command);
@@ -374,11 +384,11 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
                            "SELECT count(*), coalesce(max(json_array_length(active_tokens)), 0),"
                            " coalesce((SELECT max(l.layer) + 1 FROM sample_layers l JOIN samples x ON x.id = l.sample_row"
                            " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1", -1, &q, NULL) != SQLITE_OK) {
-        st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+        st = rep_query_failed(d, e);
         goto done;
     }
     sqlite3_bind_int64(q, 1, c->id);
-    if (sqlite3_step(q) != SQLITE_ROW) { st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db)); goto done; }
+    if (sqlite3_step(q) != SQLITE_ROW) { st = rep_query_failed(d, e); goto done; }
     size_t cap = (size_t)sqlite3_column_int64(q, 0);
     int64_t L = sqlite3_column_int64(q, 1);
     if (sqlite3_column_int64(q, 2) > L) L = sqlite3_column_int64(q, 2);
@@ -402,7 +412,7 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
         sqlite3_prepare_v2(d->db,
                            "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
                            -1, &ql, NULL) != SQLITE_OK) {
-        st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+        st = rep_query_failed(d, e);
         goto done;
     }
     sqlite3_bind_int64(q, 1, c->id);
@@ -452,7 +462,7 @@ static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_
     if (run <= 0) {
         if (sqlite3_prepare_v2(d->db, "SELECT max(id) FROM runs", -1, &q, NULL) != SQLITE_OK ||
             sqlite3_step(q) != SQLITE_ROW) {
-            st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+            st = rep_query_failed(d, e);
             goto done;
         }
         if (sqlite3_column_type(q, 0) == SQLITE_NULL) { st = dk_fail(e, DK_ERR_ARG, "the store has no runs yet (run 'dashkit run CONFIG' first)"); goto done; }
@@ -464,7 +474,7 @@ static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_
                            "SELECT id, name, config_path, config_hash, git_rev, host, cpu, blas_core, command,"
                            " threads, workers, n_cells, started_at, finished_at FROM runs WHERE id = ?",
                            -1, &q, NULL) != SQLITE_OK) {
-        st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+        st = rep_query_failed(d, e);
         goto done;
     }
     sqlite3_bind_int64(q, 1, run);
@@ -482,9 +492,9 @@ static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_
     d->run_name = rep_col_str(q, 1); d->config_path = rep_col_str(q, 2); d->config_hash = rep_col_str(q, 3);
     d->git_rev = rep_col_str(q, 4); d->host = rep_col_str(q, 5); d->cpu = rep_col_str(q, 6);
     d->blas_core = rep_col_str(q, 7); d->command = rep_col_str(q, 8);
-    d->threads = sqlite3_column_type(q, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 9);
-    d->workers = sqlite3_column_type(q, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 10);
-    d->n_cells = sqlite3_column_type(q, 11) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 11);
+    d->threads = rep_col_int(q, 9);
+    d->workers = rep_col_int(q, 10);
+    d->n_cells = rep_col_int(q, 11);
     d->started_at = rep_col_num(q, 12);
     d->finished_at = rep_col_num(q, 13);
     sqlite3_finalize(q);
@@ -497,7 +507,7 @@ static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_
                            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id JOIN models m ON m.id = c.model_id"
                            " WHERE rc.run_id = ? ORDER BY rc.ord",
                            -1, &q, NULL) != SQLITE_OK) {
-        st = dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+        st = rep_query_failed(d, e);
         goto done;
     }
     sqlite3_bind_int64(q, 1, run);
@@ -517,8 +527,7 @@ static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_
         const char *path = (const char *)sqlite3_column_text(q, 2);
         c->mi = rep_find_or_add_model(d, (const char *)sqlite3_column_text(q, 1), path ? path : "?",
                                       (const char *)sqlite3_column_text(q, 3),
-                                      sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 4),
-                                      sqlite3_column_type(q, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 5));
+                                      rep_col_int(q, 4), rep_col_int(q, 5));
         c->ti = rep_find_or_add_task(d, (const char *)sqlite3_column_text(q, 6));
         c->options = rep_col_str(q, 7);
         c->task_key = rep_col_str(q, 8);
@@ -653,7 +662,7 @@ static dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *o
     if (sqlite3_prepare_v2(d->db,
                            "SELECT score FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id < ?"
                            " AND score IS NOT NULL ORDER BY sample_id", -1, &q, NULL) != SQLITE_OK)
-        return dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
+        return rep_query_failed(d, e);
     rep_strata S = {0};
     dk_status st = DK_OK;
     const char **seen = calloc(d->n_cells_loaded + 1, sizeof *seen);
