@@ -1,7 +1,9 @@
 /* cli_util.c — helpers shared by several subcommands (see cli_util.h). */
 #include "cli_util.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- method parameters ---- */
@@ -28,4 +30,44 @@ bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_par
         if (dk_policy_params_set_text(*pol, pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
     if (dk_policy_params_validate(*pol, pp, 0, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
     return true;
+}
+
+/* ---- report and plot options ---- */
+
+int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v || x < min) {
+        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, v, min);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int dk_report_parse_level(const char *cmd, const char *v, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !(x > 0 && x < 1)) {
+        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int dk_report_exit_code(dk_status st) { return st == DK_ERR_ARG ? 2 : 1; }
+
+int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_report_opts *o) {
+    long long x;
+    if (!strcmp(a, "--run")) { if (dk_report_parse_i64(cmd, a, v, 1, &x)) return -1; o->run_id = x; }
+    else if (!strcmp(a, "--boot")) {
+        if (dk_report_parse_i64(cmd, a, v, 0, &x)) return -1;
+        if (x > 1000000) { fprintf(stderr, "dashkit %s: --boot %lld is more than 1000000\n", cmd, x); return -1; }
+        o->n_boot = (int)x;
+    } else if (!strcmp(a, "--seed")) { if (dk_report_parse_i64(cmd, a, v, 0, &x)) return -1; o->seed = (uint64_t)x; }
+    else if (!strcmp(a, "--level")) { if (dk_report_parse_level(cmd, v, &o->level)) return -1; }
+    else return 0;
+    return 1;
 }

@@ -4,6 +4,7 @@
 #define DK_CLI_UTIL_H
 
 #include "policy.h"
+#include "report.h"
 
 /* one `--NAME VALUE` method-parameter option as given on the command line */
 typedef struct { const char *name, *value; } dk_cli_param_arg;
@@ -20,5 +21,18 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
  * "dashkit CMD: message" and returns false (a usage error: exit 2). */
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp);
+
+/* ---- report and plot options ---- */
+
+/* An integer >= min ("dashkit CMD: OPT 'V' is not an integer >= MIN" otherwise: -1). */
+int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out);
+/* A CI level in (0,1) ("dashkit CMD: --level 'V' is not a number in (0,1)" otherwise: -1). */
+int dk_report_parse_level(const char *cmd, const char *v, double *out);
+/* The options report and plot share, a with value v: --run ID (>= 1), --boot N (0..1000000),
+ * --seed S (>= 0), --level L (in (0,1)). 1: parsed into o; 0: a is none of them; -1: the error
+ * line is printed (a usage error). */
+int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_report_opts *o);
+/* Exit status for a failed report/plot: 2 for DK_ERR_ARG (no such run/selection), else 1. */
+int dk_report_exit_code(dk_status st);
 
 #endif

@@ -2,16 +2,13 @@
  * Exit: 0 drawn; 1 store unreadable / write error / gnuplot missing or failed (the .dat and .gp
  * are written all the same); 2 usage error or a selection naming nothing in the run. */
 #include "cli.h"
+#include "cli_util.h"
 #include "report.h"
 #include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out);
-int dk_report_parse_level(const char *cmd, const char *v, double *out);
-int dk_report_exit_code(dk_status st);
 
 static void dk_plot_usage(FILE *f) {
     fprintf(f, "usage: dashkit plot [--kind frontier|heatmap|layers|delta] [--task NAME] [--x wall|flops]\n"
@@ -54,7 +51,6 @@ int dk_cmd_plot(int argc, char **argv) {
         if (!has_val) { fprintf(stderr, "dashkit plot: unknown argument '%s' (see --help)\n", a); return 2; }
         if (i + 1 >= argc) { fprintf(stderr, "dashkit plot: option %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
-        long long n;
         if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--kind")) kind = v;
@@ -62,13 +58,7 @@ int dk_cmd_plot(int argc, char **argv) {
         else if (!strcmp(a, "--x")) x = v;
         else if (!strcmp(a, "--method")) p.method = v;
         else if (!strcmp(a, "--model")) p.model = v;
-        else if (!strcmp(a, "--run")) { if (dk_report_parse_i64("plot", a, v, 1, &n)) return 2; o.run_id = n; }
-        else if (!strcmp(a, "--boot")) {
-            if (dk_report_parse_i64("plot", a, v, 0, &n)) return 2;
-            if (n > 1000000) { fprintf(stderr, "dashkit plot: --boot %lld is more than 1000000\n", n); return 2; }
-            o.n_boot = (int)n;
-        } else if (!strcmp(a, "--seed")) { if (dk_report_parse_i64("plot", a, v, 0, &n)) return 2; o.seed = (uint64_t)n; }
-        else if (dk_report_parse_level("plot", v, &o.level)) return 2;
+        else if (dk_report_parse_ci_opt("plot", a, v, &o) < 0) return 2;
     }
     if (dk_report_kind_parse(kind, &p.kind) != 0) {
         fprintf(stderr, "dashkit plot: --kind '%s': expected frontier, heatmap, layers or delta\n", kind);

@@ -4,12 +4,11 @@
  *   1  the store cannot be read / a file cannot be written / gnuplot failed on a figure
  *   2  usage error, or --run names no run in the store */
 #include "cli.h"
+#include "cli_util.h"
 #include "report.h"
 #include "store.h"
 
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static void dk_report_usage(FILE *f) {
@@ -34,32 +33,6 @@ static void dk_report_usage(FILE *f) {
                "2 usage error or no such run\n");
 }
 
-/* Shared by report and plot: numeric option parsing with one clear error. */
-int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v || x < min) {
-        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, v, min);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-int dk_report_parse_level(const char *cmd, const char *v, double *out) {
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || end == v || !(x > 0 && x < 1)) {
-        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-int dk_report_exit_code(dk_status st) { return st == DK_ERR_ARG ? 2 : 1; }
-
 int dk_cmd_report(int argc, char **argv) {
     const char *db = "results/dashkit.db", *out = "results/report";
     dk_report_opts o;
@@ -73,17 +46,10 @@ int dk_cmd_report(int argc, char **argv) {
         if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", a); return 2; }
         if (i + 1 >= argc) { fprintf(stderr, "dashkit report: option %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
-        long long x;
         if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--paper")) o.paper = v;
-        else if (!strcmp(a, "--run")) { if (dk_report_parse_i64("report", a, v, 1, &x)) return 2; o.run_id = x; }
-        else if (!strcmp(a, "--boot")) {
-            if (dk_report_parse_i64("report", a, v, 0, &x)) return 2;
-            if (x > 1000000) { fprintf(stderr, "dashkit report: --boot %lld is more than 1000000\n", x); return 2; }
-            o.n_boot = (int)x;
-        } else if (!strcmp(a, "--seed")) { if (dk_report_parse_i64("report", a, v, 0, &x)) return 2; o.seed = (uint64_t)x; }
-        else if (dk_report_parse_level("report", v, &o.level)) return 2;
+        else if (dk_report_parse_ci_opt("report", a, v, &o) < 0) return 2;
     }
     if (!*out) { fprintf(stderr, "dashkit report: --out is empty\n"); return 2; }
     dk_err e = {{0}};
