@@ -32,6 +32,19 @@ bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_par
     return true;
 }
 
+/* ---- store selections ---- */
+
+bool dk_cli_parse_run_id(const char *cmd, const char *v, long long *out) {
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*end || end == v || x <= 0) {
+        fprintf(stderr, "dashkit %s: --run '%s' is not a run id (a positive integer)\n", cmd, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
 /* ---- report and plot options ---- */
 
 int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long long min, long long *out) {

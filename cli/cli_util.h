@@ -22,6 +22,12 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp);
 
+/* ---- store selections ---- */
+
+/* --run ID: a positive integer ("dashkit CMD: --run 'V' is not a run id (a positive integer)"
+ * otherwise: false). */
+bool dk_cli_parse_run_id(const char *cmd, const char *v, long long *out);
+
 /* ---- report and plot options ---- */
 
 /* An integer >= min ("dashkit CMD: OPT 'V' is not an integer >= MIN" otherwise: -1). */

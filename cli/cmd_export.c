@@ -3,6 +3,7 @@
  * store's sample_rows view). A file is written to a temporary name beside it and renamed into
  * place only when complete: a failed export leaves no file behind. */
 #include "cli.h"
+#include "cli_util.h"
 #include "report.h"
 #include "store.h"
 
@@ -95,12 +96,7 @@ int dk_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--format")) format = argv[++i];
         else if (!strcmp(a, "--out")) out = argv[++i];
         else if (!strcmp(a, "--run")) {
-            char *end;
-            run = strtoll(argv[++i], &end, 10);
-            if (*end || end == argv[i] || run <= 0) {
-                fprintf(stderr, "dashkit export: --run '%s' is not a run id (a positive integer)\n", argv[i]);
-                return 2;
-            }
+            if (!dk_cli_parse_run_id("export", argv[++i], &run)) return 2;
         } else {
             fprintf(stderr, "dashkit export: unknown argument '%s' (see --help)\n", a);
             return 2;

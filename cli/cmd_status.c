@@ -1,6 +1,7 @@
 /* cmd_status.c — `dashkit status [--db PATH] [--run ID]`: per run, its cells by state, and the
  * errors of failed cells. Read-only: never creates or modifies the store. */
 #include "cli.h"
+#include "cli_util.h"
 #include "store.h"
 
 #include <stdio.h>
@@ -37,12 +38,7 @@ int dk_cmd_status(int argc, char **argv) {
         }
         if (!strcmp(a, "--db")) db = argv[++i];
         else if (!strcmp(a, "--run")) {
-            char *end;
-            run = strtoll(argv[++i], &end, 10);
-            if (*end || end == argv[i] || run <= 0) {
-                fprintf(stderr, "dashkit status: --run '%s' is not a run id (a positive integer)\n", argv[i]);
-                return 2;
-            }
+            if (!dk_cli_parse_run_id("status", argv[++i], &run)) return 2;
         } else {
             fprintf(stderr, "dashkit status: unknown argument '%s' (see --help)\n", a);
             return 2;
