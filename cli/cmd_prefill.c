@@ -72,16 +72,6 @@ static char *dk_read_text(const char *path, dk_err *e) {
     return s;
 }
 
-static int dk_cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double dk_med(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, dk_cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int32_t *t, int n, int32_t prev, cJSON *js) {
     size_t cap = 64, len = 0;
     char *s = malloc(cap);
@@ -207,7 +197,7 @@ int dk_cmd_prefill(int argc, char **argv) {
     dk_flops_add(&fd, &rd.q_flops);
     dk_flops_add(&fm, &rm.q_flops);
     double tfd = (double)dk_flops_total(&fd), tfm = (double)dk_flops_total(&fm);
-    double wall_d = dk_med(wd, (int)reps), wall_m = dk_med(wm, (int)reps);
+    double wall_d = dk_prefill_median(wd, (int)reps), wall_m = dk_prefill_median(wm, (int)reps);
     int l_s = dk_policy_first_layer(pol, &pp, k->n_layer);
     int kept = l_s < k->n_layer && rm.policy[l_s].decided ? rm.policy[l_s].n_kept : n_ctx; /* at the first decision */
     double theo = dk_prefill_theoretical_speedup(k, n_ctx, l_s, kept);

@@ -116,7 +116,7 @@ static int dk_prefill_cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double dk_prefill_median(double *v, int n) {
+double dk_prefill_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, dk_prefill_cmp_d);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }

@@ -69,6 +69,9 @@ typedef struct {
  * alternately reps times (the order flips every repetition), c reset before each. */
 dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
                                  int reps, dk_prefill_compare *out, dk_err *e);
+/* Median of v[0..n) (n >= 1; mean of the middle two for even n), e.g. of repeated wall times.
+ * Sorts v in place. */
+double dk_prefill_median(double *v, int n);
 
 /* ---- FLOP model for the theoretical speedup ---- */
 
