@@ -90,6 +90,12 @@ static int dk_sweep_parse_rhos(const char *s, double *rho, int *n) {
     return *n > 0 ? 0 : -1;
 }
 
+void dk_bench_blas_note(void) {
+    const char *user, *best;
+    if (dk_blas_user_core_slower(&user, &best))
+        fprintf(stderr, "blas_note: OPENBLAS_CORETYPE=%s is set; this CPU supports %s (unset it to let dashkit choose)\n", user, best);
+}
+
 int dk_bench_prefix_sweep(int argc, char **argv) {
     const char *path = NULL, *shape = NULL, *rhos_arg = "0.1,0.3,0.5,0.667,0.8";
     long tokens = 1024, reps = 3, ls = -1, threads = 0;
@@ -132,6 +138,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
     }
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
     if (threads > 0) openblas_set_num_threads((int)threads);
+    dk_bench_blas_note();
 
     dk_err e = {{0}};
     dk_model *m = NULL;
@@ -225,7 +232,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
     double mn = dk_sweep_median(w_no, (int)reps), my = dk_sweep_median(w_yes, (int)reps);
     printf("sweep_flops_no_share: %lld\nsweep_flops_share: %lld\n", (long long)f_no, (long long)f_yes);
     printf("sweep_wall_no_share_s: %.3f\nsweep_wall_share_s: %.3f\n", mn, my);
-    printf("prefix_sharing_flops_ratio: %.3f\nprefix_sharing_expected: %.3f\nprefix_sharing_wall_ratio: %.3f\n",
+    printf("prefix_sharing_flops_ratio: %.3f\nprefix_sharing_expected: %.3f\nprefix_sweep_wall_ratio: %.3f\n",
            (double)f_no / (double)f_yes, expected, mn / my);
     rc = 0;
     goto done;

@@ -148,6 +148,7 @@ int dk_cmd_bench(int argc, char **argv) {
         if (dk_policy_params_validate(pol, &pp, 0, &pe)) { fprintf(stderr, "dashkit bench: %s\n", pe.msg); return 2; }
     }
     if (threads > 0) openblas_set_num_threads((int)threads);
+    dk_bench_blas_note();
 
     dk_err e = {{0}};
     dk_model *m = NULL;

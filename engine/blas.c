@@ -113,3 +113,22 @@ const char *dk_blas_core(void) {
 int dk_blas_threads(void) { return openblas_get_num_threads(); }
 
 const char *dk_blas_note(void) { return dk_blas_note_str; }
+
+const char *dk_blas_best_core(void) { return dk_cpu_best_core(); }
+
+/* 3: AVX-512 kernels, 2: AVX2 kernels, 1: anything else OpenBLAS knows. */
+static int dk_core_rank(const char *name) {
+    static const char *const avx512[] = {"SkylakeX", "CooperLake", "SapphireRapids", NULL};
+    static const char *const avx2[] = {"Haswell", "Skylake", "Zen", NULL};
+    for (int i = 0; avx512[i]; i++) if (!strcasecmp(name, avx512[i])) return 3;
+    for (int i = 0; avx2[i]; i++) if (!strcasecmp(name, avx2[i])) return 2;
+    return 1;
+}
+
+int dk_blas_user_core_slower(const char **user, const char **best) {
+    const char *u = getenv("OPENBLAS_CORETYPE"), *b = dk_cpu_best_core();
+    if (!u || !*u || !b || dk_core_rank(u) >= dk_core_rank(b)) return 0;
+    if (user) *user = u;
+    if (best) *best = b;
+    return 1;
+}

@@ -14,5 +14,10 @@ const char *dk_blas_core(void);  /* the core OpenBLAS runs with, e.g. "SkylakeX"
 int dk_blas_threads(void);       /* OpenBLAS worker threads */
 /* What dk_blas_init() did: "auto-set OPENBLAS_CORETYPE=SkylakeX", "user-set", "detected", ... */
 const char *dk_blas_note(void);
+/* The fastest OpenBLAS core this CPU supports ("SkylakeX", "Haswell"), or NULL when neither. */
+const char *dk_blas_best_core(void);
+/* True when OPENBLAS_CORETYPE is set (by the user) to a core slower than dk_blas_best_core(),
+ * e.g. Haswell on an AVX-512 CPU; *user and *best then name them. The setting is respected. */
+int dk_blas_user_core_slower(const char **user, const char **best);
 
 #endif

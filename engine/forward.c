@@ -14,12 +14,23 @@
  * Weights in F16/BF16/Q8_0 stay in that type (model.h); each such matrix is converted into the
  * f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no half-precision GEMM), the lm
  * head in blocks of rows that fit wbuf, token_embd one row per token. Converted values are the
- * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file. */
+ * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.
+ *
+ * Threads: the GEMMs of the projections run on OpenBLAS's threads; everything else (norms, RoPE,
+ * SiLU·up, residual adds, gather/scatter, weight conversion, attention tiles) is split over a
+ * small pool of dk_blas_threads() threads owned by the context. Work is split by whole rows (or
+ * by elements at multiples of 8 for elementwise kernels), and each row is computed by the same
+ * sequence of operations whichever thread runs it, so results are bit-identical for any thread
+ * count. Attention runs (KV head, query block) tiles concurrently, each tile's two GEMMs on
+ * one OpenBLAS thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
 #include "forward.h"
+#include "blas.h"
 #include "memory.h"
 #include "quant.h"
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +53,118 @@ int64_t dk_flops_total(const dk_flops *f) {
 
 void dk_flops_add(dk_flops *dst, const dk_flops *src) {
     for (int i = 0; i < DK_FLOPS_COUNT; i++) dst->c[i] += src->c[i];
+}
+
+/* ---- thread pool ----
+ * n threads including the caller; dk_pool_run(p, n_tasks, fn, arg) runs fn(arg, task, tid) for
+ * every task 0..n_tasks-1 (tid in 0..n-1 names the thread, for per-thread scratch) and returns
+ * when all are done. Idle workers sleep on a condition variable (no spinning that would steal a
+ * core from OpenBLAS). */
+
+typedef void (*dk_task_fn)(void *arg, int task, int tid);
+
+typedef struct dk_pool dk_pool;
+typedef struct { dk_pool *p; int tid; } dk_pool_worker_arg;
+
+struct dk_pool {
+    int n;                  /* threads including the caller; 1 = no workers */
+    pthread_t *th;          /* (n-1) workers */
+    dk_pool_worker_arg *wa; /* (n-1) their arguments, tid 1..n-1 */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned long gen;      /* incremented per job */
+    int busy;               /* workers still in the current job */
+    bool quit;
+    dk_task_fn fn;
+    void *arg;
+    int n_tasks;
+    atomic_int next;        /* next task to hand out */
+};
+
+static void dk_pool_drain(dk_pool *p, int tid) {
+    int t;
+    while ((t = atomic_fetch_add(&p->next, 1)) < p->n_tasks) p->fn(p->arg, t, tid);
+}
+
+static void *dk_pool_main(void *argp) {
+    dk_pool_worker_arg *a = argp;
+    dk_pool *p = a->p;
+    int tid = a->tid;
+    unsigned long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        dk_pool_drain(p, tid);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void dk_pool_free(dk_pool *p) {
+    if (p->n > 1) {
+        pthread_mutex_lock(&p->mu);
+        p->quit = true;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->n - 1; i++) pthread_join(p->th[i], NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->go);
+        pthread_cond_destroy(&p->done);
+    }
+    free(p->th);
+    free(p->wa);
+    memset(p, 0, sizeof *p);
+    p->n = 1;
+}
+
+/* Starts n-1 workers; on any failure the pool has fewer threads (at least the caller). */
+static void dk_pool_init(dk_pool *p, int n) {
+    memset(p, 0, sizeof *p);
+    p->n = 1;
+    if (n <= 1) return;
+    p->th = malloc((size_t)(n - 1) * sizeof *p->th);
+    dk_pool_worker_arg *wa = p->wa = malloc((size_t)(n - 1) * sizeof *wa);
+    if (!p->th || !wa) { free(p->th); free(wa); p->th = NULL; p->wa = NULL; return; }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
+    p->n = 1;
+    for (int i = 0; i < n - 1; i++) {
+        wa[i] = (dk_pool_worker_arg){p, i + 1};
+        if (pthread_create(&p->th[i], NULL, dk_pool_main, &wa[i]) != 0) break;
+        p->n++;
+    }
+    if (p->n == 1) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->go);
+        pthread_cond_destroy(&p->done);
+    }
+}
+
+static void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg) {
+    if (n_tasks <= 0) return;
+    if (p->n <= 1 || n_tasks == 1) {
+        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->busy = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    dk_pool_drain(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* ---- run state ---- */
@@ -69,9 +192,11 @@ struct dk_ctx {
     int32_t *probe_slot;    /* (cap) active row -> probe index, or -1 */
     int32_t *probe_act;     /* (cap) probe chunk indices active at this layer */
     int qblk;               /* query rows per attention block */
-    float *s;               /* (qblk*group, n_ctx_max) attention scores/probabilities of a block */
-    float *qb;              /* (qblk*group, head_dim) stacked queries of a block */
-    float *ob;              /* (qblk*group, head_dim) block output */
+    dk_pool pool;           /* pool.n threads for the non-BLAS work */
+    int n_scratch;          /* threads the per-thread attention scratch below is allocated for */
+    float **s;              /* (n_scratch) each (qblk*group, n_ctx_max) scores/probabilities of a block */
+    float **qb;             /* (n_scratch) each (qblk*group, head_dim) stacked queries of a block */
+    float **ob;             /* (n_scratch) each (qblk*group, head_dim) block output */
     float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;          /* floats in probs */
     float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32;
@@ -131,6 +256,48 @@ static dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
     return DK_OK;
 }
 
+static void dk_ctx_free_attn_scratch(dk_ctx *c) {
+    for (int t = 0; t < c->n_scratch; t++) {
+        if (c->s) free(c->s[t]);
+        if (c->qb) free(c->qb[t]);
+        if (c->ob) free(c->ob[t]);
+    }
+    free(c->s); free(c->qb); free(c->ob);
+    c->s = c->qb = c->ob = NULL;
+    c->n_scratch = 0;
+}
+
+/* Sizes the pool to dk_blas_threads() (read at every prefill: callers change the OpenBLAS thread
+ * count at run time) and the per-thread attention scratch to the pool. */
+static dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
+    int want = dk_blas_threads();
+    if (want < 1) want = 1;
+    if (want > 64) want = 64;
+    if (want != c->pool.n) {
+        dk_pool_free(&c->pool);
+        dk_pool_init(&c->pool, want);
+    }
+    if (c->n_scratch == c->pool.n) return DK_OK;
+    dk_ctx_free_attn_scratch(c);
+    const dk_model_config *k = &c->m->cfg;
+    int n = c->pool.n, group = k->n_head / k->n_head_kv;
+    size_t rows = (size_t)c->qblk * group;
+    c->s = calloc((size_t)n, sizeof *c->s);
+    c->qb = calloc((size_t)n, sizeof *c->qb);
+    c->ob = calloc((size_t)n, sizeof *c->ob);
+    c->n_scratch = n;
+    bool ok = c->s && c->qb && c->ob;
+    for (int t = 0; ok && t < n; t++)
+        ok = (c->s[t] = malloc(rows * (size_t)c->n_ctx_max * 4)) && (c->qb[t] = malloc(rows * (size_t)k->head_dim * 4)) &&
+             (c->ob[t] = malloc(rows * (size_t)k->head_dim * 4));
+    if (!ok) {
+        if (!c->s || !c->qb || !c->ob) c->n_scratch = 0;
+        dk_ctx_free_attn_scratch(c);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for attention scratch of %d threads", n);
+    }
+    return DK_OK;
+}
+
 dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e) {
     *out = NULL;
     const dk_model_config *k = &m->cfg;
@@ -146,9 +313,9 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
     bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
               (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
-              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4)) &&
-              (c->s = malloc((size_t)c->qblk * group * nc * 4)) && (c->qb = malloc((size_t)c->qblk * group * k->head_dim * 4)) &&
-              (c->ob = malloc((size_t)c->qblk * group * k->head_dim * 4));
+              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4));
+    dk_pool_init(&c->pool, 1);
+    ok = ok && dk_ctx_threads(c, e) == DK_OK;
     if (ok && m->converts) {
         c->wbuf_n = (size_t)(dk_memory_convert_bytes(k) / 4);
         ok = (c->wbuf = malloc(c->wbuf_n * 4)) != NULL;
@@ -173,8 +340,9 @@ void dk_ctx_free(dk_ctx *c) {
     if (!c) return;
     if (c->kv)
         for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
-    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->s); free(c->qb);
-    free(c->ob); free(c->probs); free(c->wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
+    dk_pool_free(&c->pool);
+    dk_ctx_free_attn_scratch(c);
+    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->probs); free(c->wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }
@@ -212,14 +380,41 @@ const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[laye
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c) { return &c->stats; }
 const dk_model *dk_ctx_model(const dk_ctx *c) { return c->m; }
 
-/* ---- kernels ---- */
+/* ---- kernels ----
+ * Each kernel has a range form (rows or elements [a, b)) and a wrapper that splits the range
+ * over the pool. A row's result never depends on the split. */
+
+/* Tasks for n units of work when a task should hold at least min_units: up to 4 per thread. */
+static int dk_n_tasks(const dk_ctx *c, size_t n, size_t min_units) {
+    if (c->pool.n <= 1 || n < 2 * min_units) return 1;
+    size_t t = n / min_units, cap = (size_t)c->pool.n * 4;
+    return (int)(t < cap ? t : cap);
+}
+
+static size_t dk_task_lo(size_t n, int task, int n_tasks) { return n * (size_t)task / (size_t)n_tasks; }
+
+typedef struct {
+    const dk_tensor *w;
+    const uint8_t *src;
+    float *dst;
+    size_t rows;
+    int n_tasks;
+} dk_dequant_job;
+
+static void dk_dequant_task(void *arg, int t, int tid) {
+    (void)tid;
+    dk_dequant_job *j = arg;
+    size_t a = dk_task_lo(j->rows, t, j->n_tasks), b = dk_task_lo(j->rows, t + 1, j->n_tasks);
+    dk_dequantize(j->w->type, j->src + a * j->w->row_bytes, j->dst + a * (size_t)j->w->cols, (b - a) * (size_t)j->w->cols);
+}
 
 /* Rows [r0, r0+nr) of W as f32: in place for F32, else converted into wbuf (timed). */
 static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, int64_t nr) {
     const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
     if (w->type == DK_GGML_TYPE_F32) return (const float *)src;
     double t0 = dk_now();
-    dk_dequantize(w->type, src, c->wbuf, (size_t)(nr * w->cols));
+    dk_dequant_job j = {w, src, c->wbuf, (size_t)nr, dk_n_tasks(c, (size_t)nr, 64)};
+    dk_pool_run(&c->pool, j.n_tasks, dk_dequant_task, &j);
     c->stats.convert_s += dk_now() - t0;
     return c->wbuf;
 }
@@ -237,7 +432,10 @@ static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, i
 static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t *flops) {
     const dk_tensor *w = &c->m->w.output;
     int n = (int)w->rows, k = (int)w->cols;
-    int blk = w->type == DK_GGML_TYPE_F32 ? n : (int)(c->wbuf_n / (size_t)k);
+    /* the same row blocks for every file type: an F32 file then runs the very same sgemm calls as
+     * a converted one (OpenBLAS's result for a column may depend on the call's n) */
+    int blk = (int)((size_t)(dk_memory_convert_bytes(&c->m->cfg) / 4) / (size_t)k);
+    if (blk < 1 || blk > n) blk = n;
     for (int r0 = 0; r0 < n; r0 += blk) {
         int nb = n - r0 < blk ? n - r0 : blk;
         const float *wf = dk_weight_rows(c, w, r0, nb);
@@ -246,15 +444,30 @@ static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t 
     *flops += 2 * (int64_t)m * n * k;
 }
 
-static void dk_rmsnorm(float *out, const float *x, const float *w, int rows, int d, float eps) {
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *o = out + (size_t)r * d;
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int rows, d, n_tasks;
+    float eps;
+} dk_rmsnorm_job;
+
+static void dk_rmsnorm_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_rmsnorm_job *j = arg;
+    int d = j->d;
+    for (size_t r = dk_task_lo((size_t)j->rows, t, j->n_tasks); r < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); r++) {
+        const float *xr = j->x + r * d, *w = j->w;
+        float *o = j->out + r * d;
         float ss = 0.0f;
         for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
-        ss = 1.0f / sqrtf(ss / (float)d + eps);
+        ss = 1.0f / sqrtf(ss / (float)d + j->eps);
         for (int i = 0; i < d; i++) o[i] = w[i] * (ss * xr[i]);
     }
+}
+
+static void dk_rmsnorm(dk_ctx *c, float *out, const float *x, const float *w, int rows, int d, float eps) {
+    dk_rmsnorm_job j = {out, x, w, rows, d, dk_n_tasks(c, (size_t)rows, 4), eps};
+    dk_pool_run(&c->pool, j.n_tasks, dk_rmsnorm_task, &j);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -321,9 +534,9 @@ static void dk_softmax_masked(float *x, int lim, int len) {
     if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
 }
 
-/* g = silu(g) * u over n elements. */
-static void dk_silu_mul(float *g, const float *u, size_t n) {
-    size_t i = 0;
+/* g = silu(g) * u over elements [i, n): the vector path covers whole groups of 8 from i, so a
+ * split at multiples of 8 computes every element as the unsplit loop does. */
+static void dk_silu_mul_range(float *g, const float *u, size_t i, size_t n) {
 #if defined(__AVX2__) && defined(__FMA__)
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8) {
@@ -333,6 +546,38 @@ static void dk_silu_mul(float *g, const float *u, size_t n) {
     }
 #endif
     for (; i < n; i++) g[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+}
+
+typedef struct {
+    float *a;
+    const float *b, *c;
+    size_t n;
+    int n_tasks;
+} dk_elem_job;
+
+static void dk_silu_mul_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_elem_job *j = arg;
+    size_t groups = j->n / 8, lo = 8 * dk_task_lo(groups, t, j->n_tasks);
+    size_t hi = t + 1 == j->n_tasks ? j->n : 8 * dk_task_lo(groups, t + 1, j->n_tasks);
+    dk_silu_mul_range(j->a, j->b, lo, hi);
+}
+
+static void dk_silu_mul(dk_ctx *c, float *g, const float *u, size_t n) {
+    dk_elem_job j = {g, u, NULL, n, dk_n_tasks(c, n / 8, 2048)};
+    dk_pool_run(&c->pool, j.n_tasks, dk_silu_mul_task, &j);
+}
+
+/* a = b + c elementwise */
+static void dk_add_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_elem_job *j = arg;
+    for (size_t i = dk_task_lo(j->n, t, j->n_tasks); i < dk_task_lo(j->n, t + 1, j->n_tasks); i++) j->a[i] = j->b[i] + j->c[i];
+}
+
+static void dk_add(dk_ctx *c, float *a, const float *b, const float *x, size_t n) {
+    dk_elem_job j = {a, b, x, n, dk_n_tasks(c, n, 16384)};
+    dk_pool_run(&c->pool, j.n_tasks, dk_add_task, &j);
 }
 
 /* Rotates the first n_rot dims of each of n_heads heads of one row at position pos. */
@@ -358,48 +603,122 @@ static void dk_rope_row(const dk_ctx *c, float *row, int n_heads, int pos) {
     }
 }
 
-static void dk_add_bias(float *y, const float *b, int rows, int n) {
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
+static void dk_add_bias_row(float *y, const float *b, int n) {
+    for (int i = 0; i < n; i++) y[i] += b[i];
+}
+
+/* Per active row i: biases of q, k, v (when the model has them), RoPE of q and k at pos_a[i], and
+ * the cache entry's position. */
+typedef struct {
+    dk_ctx *c;
+    const dk_layer_weights *w;
+    float *kdst, *vdst;
+    int32_t *kv_pos;
+    int na, n_tasks;
+} dk_qkv_job;
+
+static void dk_qkv_post_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_qkv_job *j = arg;
+    const dk_model_config *k = &j->c->m->cfg;
+    size_t qd = (size_t)k->n_head * k->head_dim, kvd = (size_t)k->n_head_kv * k->head_dim;
+    for (size_t i = dk_task_lo((size_t)j->na, t, j->n_tasks); i < dk_task_lo((size_t)j->na, t + 1, j->n_tasks); i++) {
+        float *q = j->c->q + i * qd, *kr = j->kdst + i * kvd, *vr = j->vdst + i * kvd;
+        if (j->w->bq) {
+            dk_add_bias_row(q, j->w->bq, (int)qd);
+            dk_add_bias_row(kr, j->w->bk, (int)kvd);
+            dk_add_bias_row(vr, j->w->bv, (int)kvd);
+        }
+        dk_rope_row(j->c, q, k->n_head, j->c->pos_a[i]);
+        dk_rope_row(j->c, kr, k->n_head_kv, j->c->pos_a[i]);
+        j->kv_pos[i] = j->c->pos_a[i];
+    }
+}
+
+/* Copies rows: dst[dst_idx ? dst_idx[i] : i] = src[src_idx ? src_idx[i] : i], rows of d floats. */
+typedef struct {
+    float *dst;
+    const float *src;
+    const int32_t *dst_idx, *src_idx;
+    int rows, d, n_tasks;
+} dk_copy_job;
+
+static void dk_copy_rows_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_copy_job *j = arg;
+    size_t d = (size_t)j->d;
+    for (size_t i = dk_task_lo((size_t)j->rows, t, j->n_tasks); i < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); i++) {
+        size_t di = j->dst_idx ? (size_t)j->dst_idx[i] : i, si = j->src_idx ? (size_t)j->src_idx[i] : i;
+        memcpy(j->dst + di * d, j->src + si * d, d * 4);
+    }
+}
+
+static void dk_copy_rows(dk_ctx *c, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx, int rows, int d) {
+    dk_copy_job j = {dst, src, dst_idx, src_idx, rows, d, dk_n_tasks(c, (size_t)rows, 16)};
+    dk_pool_run(&c->pool, j.n_tasks, dk_copy_rows_task, &j);
 }
 
 /* ---- attention ----
  * Query rows 0..na-1 of this chunk sit at cache entries L0..L0+na-1; row i sees entries [0, L0+i].
  * For KV head h and a block of query rows [r0, r1): S (nb*group, L0+r1) = Qblk·Kᵀ·(1/√hd), causal
  * softmax per row, O = P·V. Rows of the stacked block are (row i, head j of the group). */
+typedef struct {
+    dk_ctx *c;
+    const dk_kv_cache *kv;
+    int na, L0, n_blk, n_probe;
+    bool capture;
+} dk_attn_job;
+
+/* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
+static void dk_attn_tile(void *arg, int t, int tid) {
+    const dk_attn_job *jb = arg;
+    dk_ctx *c = jb->c;
+    const dk_model_config *k = &c->m->cfg;
+    const dk_kv_cache *kv = jb->kv;
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv, qd = k->n_head * hd, kvd = k->n_head_kv * hd;
+    int na = jb->na, L0 = jb->L0, kv_len = L0 + na, n_probe = jb->n_probe;
+    int h = t % k->n_head_kv, r0 = (jb->n_blk - 1 - t / k->n_head_kv) * c->qblk;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *qb = c->qb[tid], *sb = c->s[tid], *ob = c->ob[tid];
+    int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, M = nb * g, kvl = L0 + r1;
+    for (int i = 0; i < nb; i++)
+        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, qb, hd, kv->k + (size_t)h * hd, kvd, 0.0f, sb, kvl);
+    for (int i = 0; i < nb; i++) {
+        int lim = L0 + r0 + i + 1;
+        for (int j = 0; j < g; j++) {
+            float *srow = sb + (size_t)(i * g + j) * kvl;
+            dk_softmax_masked(srow, lim, kvl);
+            if (jb->capture && c->probe_slot[r0 + i] >= 0) {
+                float *dst = c->probs + ((size_t)(h * g + j) * n_probe + c->probe_slot[r0 + i]) * kv_len;
+                memcpy(dst, srow, (size_t)kvl * 4);
+                memset(dst + kvl, 0, (size_t)(kv_len - kvl) * 4);
+            }
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, kvl, 1.0f, sb, kvl, kv->v + (size_t)h * hd, kvd, 0.0f, ob, hd);
+    for (int i = 0; i < nb; i++)
+        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
+}
+
 static void dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl) {
     const dk_model_config *k = &c->m->cfg;
-    const dk_kv_cache *kv = &c->kv[l];
-    int hd = k->head_dim, g = k->n_head / k->n_head_kv, qd = k->n_head * hd, kvd = k->n_head_kv * hd;
-    int kv_len = L0 + na;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < k->n_head_kv; h++) {
-        for (int r0 = 0; r0 < na; r0 += c->qblk) {
-            int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, M = nb * g, kvl = L0 + r1;
-            for (int i = 0; i < nb; i++)
-                memcpy(c->qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, c->qb, hd, kv->k + (size_t)h * hd, kvd,
-                        0.0f, c->s, kvl);
-            fl->c[DK_FLOPS_ATTN] += 2 * (int64_t)M * kvl * hd;
-            for (int i = 0; i < nb; i++) {
-                int lim = L0 + r0 + i + 1;
-                for (int j = 0; j < g; j++) {
-                    float *srow = c->s + (size_t)(i * g + j) * kvl;
-                    dk_softmax_masked(srow, lim, kvl);
-                    if (capture && c->probe_slot[r0 + i] >= 0) {
-                        float *dst = c->probs + ((size_t)(h * g + j) * n_probe + c->probe_slot[r0 + i]) * kv_len;
-                        memcpy(dst, srow, (size_t)kvl * 4);
-                        memset(dst + kvl, 0, (size_t)(kv_len - kvl) * 4);
-                    }
-                }
-                fl->c[DK_FLOPS_SOFTMAX] += (int64_t)g * (5 * (int64_t)lim + 1);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, kvl, 1.0f, c->s, kvl, kv->v + (size_t)h * hd, kvd,
-                        0.0f, c->ob, hd);
-            fl->c[DK_FLOPS_ATTN] += 2 * (int64_t)M * hd * kvl;
-            for (int i = 0; i < nb; i++)
-                memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, c->ob + (size_t)i * g * hd, (size_t)g * hd * 4);
-        }
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv;
+    int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture};
+    /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
+     * process-wide in OpenBLAS 0.3.21, so it is set here, between the pool's jobs) */
+    int bt = openblas_get_num_threads();
+    bool par = c->pool.n > 1 && n_tiles > 1;
+    if (par && bt > 1) openblas_set_num_threads(1);
+    dk_pool_run(&c->pool, par ? n_tiles : 1, dk_attn_tile, &jb);
+    if (!par) for (int t = 1; t < n_tiles; t++) dk_attn_tile(&jb, t, 0);
+    if (par && bt > 1) openblas_set_num_threads(bt);
+    /* FLOPs as executed by the tiles */
+    for (int r0 = 0; r0 < na; r0 += c->qblk) {
+        int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, M = (r1 - r0) * g, kvl = L0 + r1;
+        fl->c[DK_FLOPS_ATTN] += (int64_t)k->n_head_kv * 4 * (int64_t)M * kvl * hd;
+        for (int i = r0; i < r1; i++) fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * g * (5 * (int64_t)(L0 + i + 1) + 1);
     }
 }
 
@@ -435,23 +754,15 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_status st;
 
     /* attention sub-layer */
-    dk_rmsnorm(c->xb, xin, w->attn_norm, na, d, k->rms_eps);
+    dk_rmsnorm(c, c->xb, xin, w->attn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
     float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
     dk_matmul(c, c->q, c->xb, &w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
     dk_matmul(c, kdst, c->xb, &w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
     dk_matmul(c, vdst, c->xb, &w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    if (w->bq) {
-        dk_add_bias(c->q, w->bq, na, qd);
-        dk_add_bias(kdst, w->bk, na, kvd);
-        dk_add_bias(vdst, w->bv, na, kvd);
-        fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
-    }
-    for (int i = 0; i < na; i++) {
-        dk_rope_row(c, c->q + (size_t)i * qd, k->n_head, c->pos_a[i]);
-        dk_rope_row(c, kdst + (size_t)i * kvd, k->n_head_kv, c->pos_a[i]);
-        kv->pos[L0 + i] = c->pos_a[i];
-    }
+    dk_qkv_job qj = {c, w, kdst, vdst, kv->pos + L0, na, dk_n_tasks(c, (size_t)na, 4)};
+    dk_pool_run(&c->pool, qj.n_tasks, dk_qkv_post_task, &qj);
+    if (w->bq) fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
     fl->c[DK_FLOPS_ROPE] += 6 * (int64_t)na * (k->n_head + k->n_head_kv) * (k->n_rot / 2);
     kv->len = L0 + na;
 
@@ -491,13 +802,13 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     if ((st = dk_call_hook(c, o, DK_HOOK_AFTER_ATTN, &v, n_next, e))) return st;
 
     /* residual, then the FFN sub-layer accumulating into the residual */
-    for (size_t i = 0; i < (size_t)na * d; i++) hout[i] = xin[i] + c->u[i];
+    dk_add(c, hout, xin, c->u, (size_t)na * d);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d;
-    dk_rmsnorm(c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
+    dk_rmsnorm(c, c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
     dk_matmul(c, c->hb, c->xb, &w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
     dk_matmul(c, c->hb2, c->xb, &w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
-    dk_silu_mul(c->hb, c->hb2, (size_t)na * f);
+    dk_silu_mul(c, c->hb, c->hb2, (size_t)na * f);
     fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
     dk_matmul(c, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d; /* residual add inside the GEMM (beta = 1) */
@@ -530,7 +841,7 @@ static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l
             return dk_fail(e, DK_ERR_ARG, "token id %d at index %d out of range 0..%d", tokens[i], i, k->n_vocab - 1);
     if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "initial active set", e))) return st;
     if (o && o->probe_rows && (st = dk_check_set(o->probe_rows, o->n_probe, n, "probe rows", e))) return st;
-    if ((st = dk_ctx_reserve(c, n, e))) return st;
+    if ((st = dk_ctx_reserve(c, n, e)) || (st = dk_ctx_threads(c, e))) return st;
     memset(&c->stats.head, 0, sizeof c->stats.head);
     memset(&c->stats.total, 0, sizeof c->stats.total);
     memset(c->layer_stats + l0, 0, (size_t)(k->n_layer - l0) * sizeof *c->layer_stats);
@@ -565,8 +876,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
         if (na > 0) {
             const float *xin = c->x;
             if (!c->dense) {
-                for (int i = 0; i < na; i++)
-                    memcpy(c->xa + (size_t)i * d, c->x + (size_t)c->active[i] * d, (size_t)d * 4);
+                dk_copy_rows(c, c->xa, NULL, c->x, c->active, na, d);
                 xin = c->xa;
             }
             if ((st = dk_layer_forward(c, l, xin, c->h, na, n, o, &n_next, fl, e))) {
@@ -575,7 +885,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
                 return st;
             }
             if (c->dense) { float *t = c->x; c->x = c->h; c->h = t; }
-            else for (int i = 0; i < na; i++) memcpy(c->x + (size_t)c->active[i] * d, c->h + (size_t)i * d, (size_t)d * 4);
+            else dk_copy_rows(c, c->x, c->active, c->h, NULL, na, d);
         }
         c->layer_stats[l].n_active = na;
         c->layer_stats[l].kv_len = c->kv[l].len;
@@ -600,7 +910,7 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
     if (logits) {
         int rows = (o && o->all_logits) ? n : 1;
         const float *src = c->x + (size_t)(n - rows) * d;
-        dk_rmsnorm(c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
+        dk_rmsnorm(c, c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
         c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
         dk_lm_head(c, logits, c->xb, rows, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
     }

@@ -2,7 +2,9 @@
 # make bench: (1) sgemm peak and dense prefill of a Qwen2-0.5B-shaped random model, measured in one
 # run (last line prefill_vs_gemm_peak); (2) a rho sweep of 5 values at one split layer on the bundled
 # model (models/dashkit-tiny.gguf, else a random model of its shape) with vs without prefix sharing
-# (last line prefix_sharing_wall_ratio, next to prefix_sharing_expected from the FLOP model).
+# in the engine (prefix_sweep_wall_ratio, next to prefix_sharing_expected from the FLOP model);
+# (3) the same kind of sweep through `dashkit run`, with vs without prefix sharing (last line
+# prefix_sharing_wall_ratio).
 # The machine is shared: run under nice, read the ratios, not the absolute numbers.
 # DK_BENCH_TOKENS / DK_BENCH_REPS / DK_BENCH_THREADS override the defaults (2048 tokens, 3 reps,
 # OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024).
