@@ -14,7 +14,13 @@
  * `next` is the active set from the next layer on (halting policies live above the engine).
  *
  * FLOPs are counted by the code that does the work: 2*m*n*k for every GEMM as called (including the
- * masked upper part of diagonal attention blocks that is really computed), plus elementwise work. */
+ * masked upper part of diagonal attention blocks that is really computed), plus elementwise work.
+ *
+ * Threads: a context runs its non-BLAS work and its attention tiles on dk_blas_threads() threads
+ * (re-read at every prefill/decode call, so openblas_set_num_threads() between calls takes
+ * effect). Each row is computed by the same operations on any thread: outputs are bit-identical
+ * for every thread count as long as OpenBLAS's sgemm is (true for the SkylakeX core dashkit
+ * selects on AVX-512 CPUs; tests/test_threads.c). */
 #ifndef DK_FORWARD_H
 #define DK_FORWARD_H
 #include <stdbool.h>
