@@ -1,5 +1,6 @@
 /* memory.c — memory estimate of a model at a context length (see memory.h). */
 #include "memory.h"
+#include "blas.h"
 #include "forward.h"
 #include "gguf.h"
 #include "quant.h"
@@ -98,8 +99,13 @@ int64_t dk_memory_kv_bytes(const dk_model_config *c, int n_ctx) {
 int64_t dk_memory_ctx_bytes(const dk_model_config *c, int n_ctx) {
     int64_t nc = n_ctx, half = c->n_rot / 2, group = c->n_head / c->n_head_kv;
     int64_t qblk = group >= 256 ? 1 : 256 / group, rows = qblk * group;
+    /* attention scratch (scores, query and output blocks) exists once per pool thread, and the
+     * pool has dk_blas_threads() threads (clamped to 1..64 as forward.c's dk_ctx_threads does) */
+    int64_t threads = dk_blas_threads();
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
     return (int64_t)c->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + nc * 4) +
-           2 * nc * half * 4 + rows * nc * 4 + 2 * rows * c->head_dim * 4;
+           2 * nc * half * 4 + threads * (rows * nc * 4 + 2 * rows * c->head_dim * 4);
 }
 
 /* dk_ctx_reserve(n): x, h, xa, xb, u (n, n_embd); q, att (n, n_head*head_dim); hb, hb2
