@@ -94,8 +94,8 @@ typedef struct dk_model {
                             * (== weights_bytes != 4 * n_params, the rule memory.c applies) */
     uint32_t gguf_version; /* 0 unless GGUF */
     int n_tensors;         /* tensors in the file (0 for llama2.c / random) */
-    dk_tokenizer *tokenizer;      /* NULL when none could be built (see tokenizer_status) */
-    char tokenizer_desc[64];      /* e.g. "spm (32000 pieces)", "none", "gpt2 (not supported yet)" */
+    dk_tokenizer *tokenizer;      /* NULL when none could be built (see tokenizer_error) */
+    char tokenizer_desc[64];      /* e.g. "spm (32000 pieces)", "bpe qwen2 (151669 pieces)", "none" */
     char tokenizer_error[1024];   /* why tokenizer is NULL, for commands that need one */
     /* private */
     void *map;             /* mmapped file (llama2.c) */
@@ -106,8 +106,9 @@ typedef struct dk_model {
 } dk_model;
 
 /* Loads a GGUF or llama2.c .bin (detected by the magic). tokenizer_path (may be NULL) names a
- * llama2.c tok*.bin and takes precedence over a tokenizer embedded in a GGUF. A model with an
- * unsupported tokenizer (GGUF gpt2) still loads, with tokenizer NULL and tokenizer_error set. */
+ * llama2.c tok*.bin and takes precedence over a tokenizer embedded in a GGUF. A model whose
+ * tokenizer cannot be built (unknown tokenizer.ggml.model or pre-tokenizer) still loads, with
+ * tokenizer NULL and tokenizer_error set, so id-level work needs no tokenizer. */
 dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model **out, dk_err *e);
 void dk_model_free(dk_model *m);
 
