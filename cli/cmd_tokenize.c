@@ -27,8 +27,9 @@ static void dk_tokenize_usage(FILE *f) {
             "      --remove-extra-whitespaces  collapse runs of spaces and strip leading/trailing ones\n"
             "                               before encoding (SentencePiece normaliser flag; off as in\n"
             "                               llama.cpp and llama2.c)\n"
-            "      --decode                 the arguments are ids: print their text (SentencePiece\n"
-            "                               detokenisation: control ids skipped, leading space dropped)\n"
+            "      --decode                 the arguments are ids: print their text (SentencePiece: control\n"
+            "                               ids skipped, leading space dropped; byte-level BPE: bytes\n"
+            "                               restored, special tokens as their text)\n"
             "      --pieces                 print one 'id<TAB>piece' line per token instead\n"
             "  -h, --help                   this help\n");
 }
