@@ -429,6 +429,24 @@ def generate(outdir, verbose=True):
     return files
 
 
+def generate_or_check(generate, out, check, what):
+    """Writes generate(dir, verbose)'s files into `out`, or with `check` regenerates them into a
+    temp dir and compares each with its twin in `out` byte for byte. Returns the exit status."""
+    if check:
+        with tempfile.TemporaryDirectory() as d:
+            files = generate(d, verbose=False)
+            bad = [os.path.basename(f) for f in files
+                   if not filecmp.cmp(f, os.path.join(out, os.path.basename(f)), shallow=False)]
+        if bad:
+            print("differs: " + " ".join(bad))
+            return 1
+        print("all %d %s regenerate byte-identically" % (len(files), what))
+        return 0
+    os.makedirs(out, exist_ok=True)
+    generate(out)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -437,19 +455,7 @@ def main():
                     help="regenerate into a temp dir and compare with --out byte for byte")
     a = ap.parse_args()
     gw.self_test(tempfile.gettempdir())
-    if a.check:
-        with tempfile.TemporaryDirectory() as d:
-            files = generate(d, verbose=False)
-            bad = [os.path.basename(f) for f in files
-                   if not filecmp.cmp(f, os.path.join(a.out, os.path.basename(f)), shallow=False)]
-        if bad:
-            print("differs: " + " ".join(bad))
-            return 1
-        print("all %d reference files regenerate byte-identically" % len(files))
-        return 0
-    os.makedirs(a.out, exist_ok=True)
-    generate(a.out)
-    return 0
+    return generate_or_check(generate, a.out, a.check, "reference files")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,8 @@ float64 — no engine code is shared. Output format: DKLOGIT1 (see make_ref_mode
 """
 
 import argparse
-import filecmp
 import os
 import sys
-import tempfile
 
 import numpy as np
 import torch
@@ -171,19 +169,7 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare with --out byte for byte")
     a = ap.parse_args()
-    if a.check:
-        with tempfile.TemporaryDirectory() as d:
-            files = generate(d, verbose=False)
-            bad = [os.path.basename(f) for f in files
-                   if not filecmp.cmp(f, os.path.join(a.out, os.path.basename(f)), shallow=False)]
-        if bad:
-            print("differs: " + " ".join(bad))
-            return 1
-        print("all %d golden files regenerate byte-identically" % len(files))
-        return 0
-    os.makedirs(a.out, exist_ok=True)
-    generate(a.out)
-    return 0
+    return ref.generate_or_check(generate, a.out, a.check, "golden files")
 
 
 if __name__ == "__main__":

@@ -46,12 +46,10 @@ Golden file tests/data/ref_halt_<case>.bin, little-endian binary:
 """
 
 import argparse
-import filecmp
 import math
 import os
 import struct
 import sys
-import tempfile
 
 import numpy as np
 import torch
@@ -276,18 +274,7 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare with --out byte for byte")
     a = ap.parse_args()
-    if a.check:
-        with tempfile.TemporaryDirectory() as d:
-            files = generate(d, verbose=False)
-            bad = [os.path.basename(f) for f in files
-                   if not filecmp.cmp(f, os.path.join(a.out, os.path.basename(f)), shallow=False)]
-        if bad:
-            print("differs: " + " ".join(bad))
-            return 1
-        print("all %d halting goldens regenerate byte-identically" % len(files))
-        return 0
-    generate(a.out)
-    return 0
+    return mrm.generate_or_check(generate, a.out, a.check, "halting goldens")
 
 
 if __name__ == "__main__":
