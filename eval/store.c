@@ -331,9 +331,7 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     *out = s;
     return DK_OK;
 fail:
-    sqlite3_close(s->db);
-    free(s->path);
-    free(s);
+    dk_store_close(s);
     return st;
 }
 
