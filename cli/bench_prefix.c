@@ -47,16 +47,6 @@ static double dk_sweep_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int dk_sweep_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double dk_sweep_median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, dk_sweep_cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 typedef struct { int layer; const int32_t *set; int n_set; } dk_sweep_hook_state;
 
 /* Sets the rho's active set after the split layer (the full-prefill side of the comparison). */
@@ -229,7 +219,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
             fprintf(stderr, "rep %d: without sharing %.3f s, with sharing %.3f s, ratio %.3f\n", rep, w_no[rep], w_yes[rep],
                     w_no[rep] / w_yes[rep]);
     }
-    double mn = dk_sweep_median(w_no, (int)reps), my = dk_sweep_median(w_yes, (int)reps);
+    double mn = dk_prefill_median(w_no, (int)reps), my = dk_prefill_median(w_yes, (int)reps);
     printf("sweep_flops_no_share: %lld\nsweep_flops_share: %lld\n", (long long)f_no, (long long)f_yes);
     printf("sweep_wall_no_share_s: %.3f\nsweep_wall_share_s: %.3f\n", mn, my);
     printf("prefix_sharing_flops_ratio: %.3f\nprefix_sharing_expected: %.3f\nprefix_sweep_wall_ratio: %.3f\n",

@@ -46,16 +46,6 @@ static double dk_bench_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int dk_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double dk_median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, dk_cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* GFLOP/s of C (m,n) = A (m,k) · Bᵀ, median of reps after one warm-up. */
 static double dk_bench_gemm(int m, int n, int k, int reps) {
     float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)n * k * 4), *c = malloc((size_t)m * n * 4);
@@ -70,7 +60,7 @@ static double dk_bench_gemm(int m, int n, int k, int reps) {
         if (r >= 0) t[r] = dk_bench_now() - t0;
     }
     free(a); free(b); free(c);
-    return 2.0 * m * n * k / dk_median(t, reps) * 1e-9;
+    return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
 }
 
 int dk_cmd_bench(int argc, char **argv) {
@@ -204,8 +194,8 @@ int dk_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "rep %d: gemm %.1f GFLOP/s, prefill %.3f s = %.1f GFLOP/s\n", r, g, dt, (double)flops / dt * 1e-9);
     }
     free(logits);
-    double gemm = dk_median(gemm_s, (int)reps);
-    double tw = dk_median(wall, (int)reps);
+    double gemm = dk_prefill_median(gemm_s, (int)reps);
+    double tw = dk_prefill_median(wall, (int)reps);
     double pf = (double)flops / tw * 1e-9;
     printf("gemm_gflops_square2048: %.1f\n", sq);
     for (int i = 0; i < DK_FLOPS_COUNT; i++)
@@ -213,7 +203,7 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("prefill_flops: %lld\nprefill_wall_s: %.3f\nprefill_layers_wall_s: %.3f\nprefill_tokens_per_s: %.1f\n",
            (long long)flops, tw, layer_s, T / tw);
     /* weight conversion (file type -> f32) inside the prefill: medians over the reps */
-    printf("convert_s: %.6f\nconvert_share: %.4f\n", dk_median(conv_s, (int)reps), dk_median(conv_share, (int)reps));
+    printf("convert_s: %.6f\nconvert_share: %.4f\n", dk_prefill_median(conv_s, (int)reps), dk_prefill_median(conv_share, (int)reps));
     printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
     if (pol) {
         /* dense and the method side by side, alternately, medians; halting_efficiency last */
