@@ -14,6 +14,8 @@ word list (crc32(word) % 5 == 0; never a key in training):
   passkey      canonical format, lengths 1024/2048/4096, depths 0,10,...,100 % (N per depth)
   niah_single  word key -> 7-digit value, lengths 1024/2048/4096, depths 0..100 %
   niah_multikey  1 of 4 needles, lengths 1024/2048/4096 (11*N samples each)
+  niah_single_ruler  (not in the default --tasks) niah_single asked in RULER's plural phrasing,
+               the one dashkit's own RULER tasks use
 
 "length" is the total token count of [BOS] + prompt + answer (about; the haystack is cut at word
 boundaries).  Segments are joined with "\\n" as in the passkey literature's code.  Score: exact
@@ -110,8 +112,8 @@ def main():
                 for _ in range(args.samples):
                     if task == "passkey":
                         s = gen.passkey(rng, L, depth=d, garbage=False)
-                    elif task == "niah_single":
-                        s = gen.niah_single(rng, L, depth=d)
+                    elif task in ("niah_single", "niah_single_ruler"):
+                        s = gen.niah_single(rng, L, depth=d, ruler_q=task.endswith("_ruler"))
                     else:
                         s = gen.make(rng, task, L)
                     samples.append(s)

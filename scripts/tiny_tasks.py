@@ -41,6 +41,9 @@ NIAH_QUESTION = ("What is the special magic number for {k} mentioned in the prov
                  "The special magic number for {k} mentioned in the provided text is")
 NIAH_QUESTION_MANY = ("What are all the special magic numbers for {k} mentioned in the provided text? "
                       "The special magic numbers for {k} mentioned in the provided text are")
+# RULER asks every NIAH variant in the plural (dashkit's eval/ruler.c does too); training mixes
+# both phrasings (ruler_q=True) so that the model answers either
+NIAH_QUESTION_RULER = NIAH_QUESTION_MANY
 
 VT_INTRO = "Memorize and track the chain(s) of variable assignment hidden in the following text."
 VT_QUESTION = ("Question: Find all variables that are assigned the value {v} in the text above. "
@@ -176,8 +179,16 @@ class TaskGen:
         a_ids = self.sp.encode(answer)
         toks = [self.bos] + p_ids + a_ids
         a0 = 1 + len(p_ids)
-        return {"task": task, "tokens": toks, "ans": (a0, a0 + len(a_ids)), "answer": answer,
-                "prompt": prompt}
+        return {"task": task, "tokens": toks, "ans": (a0, a0 + len(a_ids)), "spans": [(a0, a0 + len(a_ids))],
+                "answer": answer, "prompt": prompt}
+
+    def _append_qa(self, sample, question, answer):
+        """Appends a further question and its answer (training only: more answer tokens per
+        haystack).  Joined by a space: encode(a + " " + q) == encode(a) + encode(q)."""
+        toks = sample["tokens"] + self.sp.encode(question)
+        a_ids = self.sp.encode(answer)
+        sample["spans"].append((len(toks), len(toks) + len(a_ids)))
+        sample["tokens"] = toks + a_ids
 
     @staticmethod
     def _depth_weights(depth):
@@ -210,24 +221,32 @@ class TaskGen:
         # answer order for multi-value follows order of appearance
         return self._finish(rng, parts, answer(order), task)
 
-    def niah_single(self, rng, length, depth=None):
+    def niah_single(self, rng, length, depth=None, ruler_q=False):
         k = _keys(rng, self.corpus, 1)[0]
         v = _n7(rng)
+        question = (NIAH_QUESTION_RULER if ruler_q else NIAH_QUESTION).format(k=k)
         if depth is not None:
             a, b = self._depth_weights(depth)
             parts = self._haystack(rng, [(NIAH_INTRO, 0), (None, a), (NIAH_NEEDLE.format(k=k, v=v), 0),
-                                         (None, b), (NIAH_QUESTION.format(k=k), 0)], length)
+                                         (None, b), (question, 0)], length)
             return self._finish(rng, parts, v + ".", "niah_single")
-        return self._niah(rng, length, [NIAH_NEEDLE.format(k=k, v=v)], NIAH_QUESTION.format(k=k),
+        return self._niah(rng, length, [NIAH_NEEDLE.format(k=k, v=v)], question,
                           lambda order: v + ".", "niah_single")
 
-    def niah_multikey(self, rng, length, n_keys=4):
+    def niah_multikey(self, rng, length, n_keys=4, n_questions=1, ruler_q=False):
+        """n_questions > 1 (training only) asks for further keys after the first answer, each a
+        different key: more key-selection signal per haystack."""
         ks = _keys(rng, self.corpus, n_keys)
         vs = [_n7(rng) for _ in ks]
-        q = rng.randrange(n_keys)
+        q0 = rng.randrange(n_keys)
+        qs = [q0] + rng.sample([i for i in range(n_keys) if i != q0], n_questions - 1)
+        fmt = NIAH_QUESTION_RULER if ruler_q else NIAH_QUESTION
         needles = [NIAH_NEEDLE.format(k=k, v=v) for k, v in zip(ks, vs)]
-        return self._niah(rng, length, needles, NIAH_QUESTION.format(k=ks[q]),
-                          lambda order: vs[q] + ".", "niah_multikey")
+        s = self._niah(rng, length, needles, fmt.format(k=ks[qs[0]]),
+                       lambda order: vs[qs[0]] + ".", "niah_multikey")
+        for q in qs[1:]:
+            self._append_qa(s, fmt.format(k=ks[q]), vs[q] + ".")
+        return s
 
     def niah_multivalue(self, rng, length, n_values=4):
         k = _keys(rng, self.corpus, 1)[0]

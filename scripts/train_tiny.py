@@ -245,11 +245,12 @@ def collate(samples, pad_id, device):
             tok[b, off:off + n] = t
             pos[b, off:off + n] = np.arange(n)
             seg[b, off:off + n] = i
-            a0, a1 = samples[i]["ans"]
-            for p in range(a0, a1):
-                ans_pos.append(b * T + off + p - 1)
-                ans_tgt.append(t[p])
-                ans_row.append(i)
+            for a0, a1 in samples[i].get("spans", [samples[i]["ans"]]):
+                for p in range(a0, a1):
+                    ans_pos.append(b * T + off + p - 1)
+                    ans_tgt.append(t[p])
+                    ans_row.append(i)
+            a0 = samples[i]["ans"][0]
             lm_pos.extend(range(b * T + off, b * T + off + a0 - 1))
             lm_tgt.extend(t[1:a0])
             off += n
@@ -356,6 +357,13 @@ def main():
     ap.add_argument("--max-hours", type=float, default=0.0, help="stop (with checkpoint) after this many hours of this run; 0 = never")
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mk-questions", type=int, default=1,
+                    help="1: multi-key training samples ask up to n_keys-1 keys in a row (0: one)")
+    ap.add_argument("--ruler-q", type=float, default=0.5,
+                    help="share of NIAH training samples asked in RULER's plural phrasing")
+    ap.add_argument("--set-stage", default="",
+                    help="with --resume: move the curriculum to STAGE:LENGTH (e.g. multikey:256), "
+                         "re-warming the learning rate")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -374,8 +382,10 @@ def main():
             sys.exit("train_tiny: --resume but no checkpoint at %s" % ckpt_path)
         ck = torch.load(ckpt_path, map_location="cpu")
         cfg = Config.from_dict(ck["config"])
-        hp = ck["args"]
-        for k in ("max_hours", "max_steps", "threads", "train_dir", "resume"):
+        # hyper-parameters come from the checkpoint; options it predates take this command's
+        # values, as do the run-control ones
+        hp = dict(vars(args), **ck["args"])
+        for k in ("max_hours", "max_steps", "threads", "train_dir", "resume", "set_stage"):
             hp[k] = getattr(args, k)
         args = argparse.Namespace(**hp)
     else:
@@ -402,6 +412,12 @@ def main():
         torch.set_rng_state(ck["rng_torch"])
         np.random.set_state(ck["rng_np"])
         log_line(log_path, {"event": "resume", "step": state["step"], "time": time.time()})
+        if args.set_stage:
+            st, ln = args.set_stage.split(":")
+            state["stage"], state["len_idx"] = st, stage_lengths(st).index(int(ln))
+            state["steps_at_len"], state["rewarm_from"] = 0, state["step"]
+            log_line(log_path, {"event": "set_stage", "step": state["step"], "stage": st, "length": int(ln),
+                                "args": {k: getattr(args, k) for k in ("mk_questions", "ruler_q")}})
     else:
         log_line(log_path, {"event": "start", "time": time.time(), "args": vars(args), "config": cfg.to_dict(),
                             "params": sum(p.numel() for p in model.parameters()), "device": str(device)})
@@ -467,7 +483,16 @@ def main():
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             # multi-key training samples have 2, 3 or 4 needles (an easier start for the
             # key-matching circuit); held-out checks and eval_tiny.py always use 4
-            kw = {"n_keys": rng.choice((2, 3, 4))} if t == "niah_multikey" else {}
+            # with --mk-questions, up to n_keys-1 further keys are asked after the first answer
+            # (never all: the last would be answerable by elimination).  NIAH questions come in
+            # the singular and in RULER's plural phrasing (--ruler-q share of samples)
+            kw = {}
+            if t == "niah_multikey":
+                kw["n_keys"] = rng.choice((2, 3, 4))
+                if args.mk_questions:
+                    kw["n_questions"] = rng.randint(1, kw["n_keys"] - 1)
+            if t in ("niah_single", "niah_multikey") and args.ruler_q > 0:
+                kw["ruler_q"] = rng.random() < args.ruler_q
             samples.append(gen.make(rng, t, Ls, **kw))
             ntok += len(samples[-1]["tokens"])
         tok, pos, seg, ap, at, ar, lp, lt, ntok = collate(samples, 0, device)
