@@ -15,6 +15,10 @@
  * f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no half-precision GEMM), the lm
  * head in blocks of rows that fit wbuf, token_embd one row per token. Converted values are the
  * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.
+ * For a few rows (decode; m <= DK_FUSED_MAX_M) the whole-matrix copy is skipped instead: each
+ * pool task converts a chunk of W's rows into its own cache-sized slice of wbuf and multiplies it
+ * right away (dk_matmul_fused), so W is read once in its file type and no f32 copy of it travels
+ * through memory.
  *
  * Threads: the GEMMs of the projections run on OpenBLAS's threads; everything else (norms, RoPE,
  * SiLU·up, residual adds, gather/scatter, weight conversion, attention tiles) is split over a
@@ -199,9 +203,11 @@ struct dk_ctx {
     float **ob;             /* (n_scratch) each (qblk*group, head_dim) block output */
     float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;          /* floats in probs */
-    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32;
+    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
+                             * or, in the fused small-m path, the tasks' row-chunk slices;
                              * NULL when every tensor is F32 (model->converts false) */
     size_t wbuf_n;          /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
+    bool fused;             /* small-m matmuls of converted weights chunk by chunk (default on) */
     dk_layer_stats *layer_stats; /* (n_layer) */
     dk_forward_stats stats;
     /* state of the chunk between layers (dk_run_layers) */
@@ -308,6 +314,7 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     c->m = m;
     c->n_ctx_max = n_ctx_max;
     c->split_layer = -1;
+    c->fused = true;
     int group = k->n_head / k->n_head_kv;
     c->qblk = group >= 256 ? 1 : 256 / group;
     size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
@@ -374,6 +381,9 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
     return c->split_layer >= 0 ? c->split_active : NULL;
 }
 
+void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->fused = on; }
+bool dk_ctx_fused_decode(const dk_ctx *c) { return c->fused; }
+
 int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
 int dk_ctx_n_ctx_max(const dk_ctx *c) { return c->n_ctx_max; }
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[layer]; }
@@ -419,19 +429,104 @@ static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, in
     return c->wbuf;
 }
 
+/* ---- fused small-m matmul of a converted matrix ----
+ * Y (m, n) = X (m, k) · Wᵀ for m <= DK_FUSED_MAX_M without the whole-matrix f32 copy. W's rows are
+ * cut into chunks of dk_fused_rows(k) rows at FIXED row offsets (0, R, 2R, ...); a task converts
+ * each chunk of its contiguous run into its slice of wbuf and multiplies it at once, one sgemv per
+ * row of X, with OpenBLAS on one thread. A chunk's calls are the same whatever the number of
+ * tasks or threads, so results are bit-identical for every thread count; and Y's row i is the
+ * same sgemv whatever m is, so a decode step equals the same row of a small chunk bit for bit.
+ *
+ * Why m <= 8: per weight element the whole-matrix path moves 2 B (F16/BF16; ~1.06 B Q8_0) read +
+ * 4 B f32 written + 4 B f32 read again by the sgemm, through memory for any real layer matrix,
+ * while the fused path reads the 2 B once and reuses the f32 chunk from L2 for all m rows. That
+ * saving is per weight whatever m is; what grows with m is the product itself, where m sgemv calls
+ * (each re-reading the chunk from L2) lose to one packed, blocked sgemm as m grows. sgemm on the
+ * chunk instead of m sgemv calls was slower at every m tried (it packs the chunk again). Measured
+ * end to end (a chunk of m tokens, qwen2-0.5b shape in BF16, 2 shared cores, fused vs whole-matrix
+ * alternately, medians): whole-matrix / fused wall time ~3x at m = 1..4, ~1.4x at 8, ~0.85x at 16
+ * and ~0.75x at 32. Decode (m = 1), short question chunks and halting's last few active rows
+ * fall below the threshold; prefill chunks never do in practice. */
+enum { DK_FUSED_MAX_M = 8 };
+
+/* Rows per chunk for rows of k floats: ~128 KiB of f32 (fits L2 next to the source rows), at
+ * least 1 and at most 64 rows; never more than wbuf holds (a layer matrix holds >= 1 row). */
+static int dk_fused_rows(const dk_ctx *c, int k) {
+    size_t r = (32768 + (size_t)k - 1) / (size_t)k, cap = c->wbuf_n / (size_t)k;
+    if (r > 64) r = 64;
+    if (r > cap) r = cap;
+    return r < 1 ? 1 : (int)r;
+}
+
+typedef struct {
+    const dk_tensor *w;
+    float *y;
+    const float *x, *wbuf;
+    int m, n, k, rows;     /* rows per chunk */
+    int n_chunks, n_tasks;
+    bool per_thread;       /* slices indexed by thread (pool fits wbuf), else by task */
+    float beta;
+} dk_fused_job;
+
+static void dk_fused_task(void *arg, int t, int tid) {
+    const dk_fused_job *j = arg;
+    int k = j->k, R = j->rows;
+    float *buf = (float *)j->wbuf + (size_t)(j->per_thread ? tid : t) * (size_t)R * (size_t)k;
+    const uint8_t *src = j->w->data;
+    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
+        int r0 = (int)ch * R, nb = j->n - r0 < R ? j->n - r0 : R;
+        dk_dequantize(j->w->type, src + (size_t)r0 * j->w->row_bytes, buf, (size_t)nb * (size_t)k);
+        for (int i = 0; i < j->m; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, k, 1.0f, buf, k, j->x + (size_t)i * k, 1, j->beta, j->y + (size_t)i * j->n + r0, 1);
+    }
+}
+
+/* The fused path applies: converted weights, few rows, enabled. */
+static bool dk_use_fused(const dk_ctx *c, const dk_tensor *w, int m) {
+    return c->fused && w->type != DK_GGML_TYPE_F32 && m <= DK_FUSED_MAX_M && c->wbuf;
+}
+
+/* Rows 0..n-1 of W (n, k) against X (m, k), Y row stride n. The conversion is interleaved with
+ * the products chunk by chunk, so its time is counted in the matmul time, not in convert_s. */
+static void dk_matmul_fused(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta) {
+    int R = dk_fused_rows(c, k), n_chunks = (n + R - 1) / R;
+    int slices = (int)(c->wbuf_n / ((size_t)R * (size_t)k));
+    int n_tasks = dk_n_tasks(c, (size_t)n_chunks, 1);
+    bool per_thread = c->pool.n <= slices;
+    if (!per_thread && n_tasks > slices) n_tasks = slices;
+    dk_fused_job j = {w, y, x, c->wbuf, m, n, k, R, n_chunks, n_tasks, per_thread, beta};
+    /* one OpenBLAS thread per chunk call while the pool runs tasks side by side (process-wide
+     * setting, restored after the job as in dk_attention) */
+    int bt = openblas_get_num_threads();
+    if (bt > 1) openblas_set_num_threads(1);
+    dk_pool_run(&c->pool, n_tasks, dk_fused_task, &j);
+    if (bt > 1) openblas_set_num_threads(bt);
+}
+
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
  * matrix (n*k <= wbuf_n when it is converted). */
 static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
+    if (dk_use_fused(c, w, m)) {
+        dk_matmul_fused(c, y, x, w, m, n, k, beta);
+        *flops += 2 * (int64_t)m * n * k;
+        return;
+    }
     const float *wf = dk_weight_rows(c, w, 0, n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, wf, k, beta, y, n);
     *flops += 2 * (int64_t)m * n * k;
 }
 
 /* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head: one sgemm for F32, else one per block of
- * wbuf_n / d rows converted in turn (the head of a 7B model is ~2 GB in f32). */
+ * wbuf_n / d rows converted in turn (the head of a 7B model is ~2 GB in f32), or, for m <=
+ * DK_FUSED_MAX_M, the fused chunked path over all n_vocab rows. */
 static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t *flops) {
     const dk_tensor *w = &c->m->w.output;
     int n = (int)w->rows, k = (int)w->cols;
+    if (dk_use_fused(c, w, m)) {
+        dk_matmul_fused(c, logits, x, w, m, n, k, 0.0f);
+        *flops += 2 * (int64_t)m * n * k;
+        return;
+    }
     /* the same row blocks for every file type: an F32 file then runs the very same sgemm calls as
      * a converted one (OpenBLAS's result for a column may depend on the call's n) */
     int blk = (int)((size_t)(dk_memory_convert_bytes(&c->m->cfg) / 4) / (size_t)k);

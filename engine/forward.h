@@ -66,7 +66,10 @@ typedef struct {
     dk_flops total;        /* all layers + head */
     double wall_s;         /* whole call; after dk_forward_prefill_suffix: prefix + suffix call */
     double prefix_wall_s;  /* of wall_s, the shared prefix call (0 unless the stats are a suffix's) */
-    double convert_s;      /* of wall_s, converting weights from their file type to f32 (model.h) */
+    double convert_s;      /* of wall_s, converting whole weight matrices (and token_embd rows) from
+                            * their file type to f32 (model.h). The fused small-m path (decode; see
+                            * dk_ctx_set_fused_decode) converts chunk by chunk interleaved with the
+                            * products: that conversion is counted in the matmul time, not here. */
 } dk_forward_stats;
 
 /* ---- halting hook ---- */
@@ -137,6 +140,15 @@ int dk_ctx_n_ctx_max(const dk_ctx *c);
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
 const dk_model *dk_ctx_model(const dk_ctx *c);
+/* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included) on F16/BF16/Q8_0
+ * weights: on (the default), each pool task converts W chunk by chunk (<= 64 rows, ~128 KiB of
+ * f32) into its slice of the context's conversion buffer and multiplies it there (one sgemv per
+ * row); off, the whole matrix is converted into that buffer first and multiplied by one sgemm
+ * (the path every larger m takes). Results differ by float rounding only (summation order inside
+ * BLAS); F32 weights and m > 8 run the same calls either way. No extra memory: the chunks live in
+ * the conversion buffer. For tests and the bench (decode_fused_vs_convert). */
+void dk_ctx_set_fused_decode(dk_ctx *c, bool on);
+bool dk_ctx_fused_decode(const dk_ctx *c);
 
 /* Runs tokens[0..n) at positions n_past.. through the model. logits: NULL, or (n_vocab) for the
  * last row, or (n, n_vocab) when opts->all_logits. opts NULL = dense. */
