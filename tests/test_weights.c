@@ -11,6 +11,9 @@
  *   goldens tests/data/weights_qwen2_<type>.logits: <= 1e-3 of the logit scale.
  * - The same values written as an F32 GGUF give bit-identical hidden states and logits: the
  *   conversion changes nothing but memory.
+ * - Decode and chunks of <= 8 rows take the fused path (chunked conversion + sgemv): on those
+ *   models and on the committed F16/BF16/Q8_0 reference models, its logits equal the goldens
+ *   within their tolerance and the whole-matrix path within 1e-5 of the logit scale.
  * - Peak RSS: a child process (this binary re-executed) loads an ~89 MB BF16 model and prefills;
  *   its VmHWM growth stays below dk_memory's estimate (weights in file type + KV + scratch) + 10 %
  *   and well below the f32 expansion of the weights. */
@@ -403,6 +406,113 @@ START_TEST(test_filetype_equals_f32) {
 }
 END_TEST
 
+/* ---- fused small-m path (decode) ----
+ * Decode and chunks of <= 8 rows multiply converted weights chunk by chunk (forward.c,
+ * dk_matmul_fused) instead of converting whole matrices first. Both paths run the same prompt:
+ * a 3-token chunk (m = 3: the per-row loop, w_down's beta = 1 at row stride n) and then one
+ * decode step per token. Fused logits equal the golden within the golden's tolerance, and the
+ * old path's within 1e-5 of the logit scale: the operands are the same exact f32 values, only
+ * BLAS's summation order differs (sgemv on row chunks vs one sgemm), ~1e-7 relative per dot
+ * product. The two are not bit-identical (OpenBLAS's gemv and gemm kernels sum in different
+ * orders), which shows the switch really changes the path. */
+
+enum { T_FUSED_CHUNK = 3 };
+
+/* logits (n, V) of tok: one chunk of T_FUSED_CHUNK rows, then decode steps */
+static void t_decode_rows(dk_model *m, bool fused, const int32_t *tok, int n, float *logits) {
+    dk_ctx *c;
+    dk_err e = {{0}};
+    int V = m->cfg.n_vocab;
+    ck_assert_int_eq(dk_ctx_create(m, n, &c, &e), DK_OK);
+    ck_assert(dk_ctx_fused_decode(c)); /* the default */
+    dk_ctx_set_fused_decode(c, fused);
+    dk_prefill_opts o = {.all_logits = true};
+    ck_assert_msg(dk_forward_prefill(c, tok, T_FUSED_CHUNK, &o, logits, &e) == DK_OK, "%s", e.msg);
+    for (int i = T_FUSED_CHUNK; i < n; i++) {
+        ck_assert_msg(dk_forward_decode(c, tok[i], logits + (size_t)i * V, &e) == DK_OK, "%s", e.msg);
+        ck_assert_int_eq(dk_ctx_stats(c)->n_tokens, 1);
+        /* FLOPs as counted by the old path: 2*m*n*k for every product, m = 1 */
+        const dk_flops *f = &dk_ctx_stats(c)->head;
+        ck_assert_int_eq(f->c[DK_FLOPS_LM_HEAD], 2LL * V * m->cfg.n_embd);
+    }
+    dk_ctx_free(c);
+}
+
+/* fused vs golden (tolerance tol of the golden's scale) and vs the whole-matrix path (1e-5) */
+static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int n, const float *gold, double tol) {
+    int V = m->cfg.n_vocab;
+    size_t nl = (size_t)n * V;
+    float *lf = malloc(nl * 4), *lc = malloc(nl * 4);
+    t_decode_rows(m, true, tok, n, lf);
+    t_decode_rows(m, false, tok, n, lc);
+    double gs = 0, eg = 0, cs = 0, ec = 0;
+    size_t n_diff = 0;
+    for (size_t i = 0; i < nl; i++) {
+        gs = fmax(gs, fabs(gold[i]));
+        eg = fmax(eg, fabs((double)lf[i] - gold[i]));
+        cs = fmax(cs, fabs(lc[i]));
+        ec = fmax(ec, fabs((double)lf[i] - lc[i]));
+        n_diff += memcmp(&lf[i], &lc[i], 4) != 0;
+    }
+    printf("fused decode %s: vs golden %.2e of scale, vs whole-matrix path %.2e of scale (%zu of %zu logits differ)\n", what,
+           eg / gs, ec / cs, n_diff, nl);
+    ck_assert(gs > 1.0 && cs > 1.0);
+    ck_assert_msg(eg <= tol * gs, "%s: fused decode differs from the golden by %g > %g x %g", what, eg, tol, gs);
+    ck_assert_msg(ec <= 1e-5 * cs, "%s: fused vs whole-matrix path: %g > 1e-5 x %g", what, ec, cs);
+    ck_assert_msg(n_diff > 0, "%s: fused and whole-matrix logits are bit-identical: the switch changed nothing", what);
+    free(lf);
+    free(lc);
+}
+
+/* The golden models of this file (BF16, F16 with a tied head in F16, Q8_0), golden 1e-3 as above. */
+START_TEST(test_fused_decode_golden) {
+    uint32_t type = t_types[_i];
+    t_cfg cfg = T_GOLDEN;
+    cfg.tied = type == DK_GGML_TYPE_F16;
+    char path[512], gpath[256];
+    snprintf(path, sizeof path, "%s/fd_%s.gguf", dk_test_tmpdir(), t_type_files[_i]);
+    snprintf(gpath, sizeof gpath, "tests/data/weights_qwen2_%s.logits", t_type_files[_i]);
+    t_write_gguf(path, &cfg, type);
+    dk_model *m = t_load(path);
+    int T, V;
+    int32_t tok[T_PROMPT];
+    float *gold = t_read_golden(gpath, &T, &V, tok);
+    t_check_fused(m, t_type_files[_i], tok, T, gold, 1e-3);
+    free(gold);
+    dk_model_free(m);
+    unlink(path);
+}
+END_TEST
+
+/* The committed reference models in a converted type (scripts/make_ref_models.py; golden
+ * tolerance 1e-4 as test_reference.c): llama and qwen2 in F16 (64 tokens), the 1-layer tiny model
+ * in BF16 and Q8_0 (16 tokens). */
+static const char *const t_ref_files[] = {"ref_llama_f16", "ref_qwen2_f16", "ref_tiny_bf16", "ref_tiny_q8_0"};
+
+START_TEST(test_fused_decode_ref_models) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/data/%s.gguf", t_ref_files[_i]);
+    dk_model *m = t_load(path);
+    ck_assert(m->converts);
+    snprintf(path, sizeof path, "tests/data/%s.logits", t_ref_files[_i]);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "missing golden %s", path);
+    char magic[8];
+    uint32_t T, V;
+    ck_assert(fread(magic, 1, 8, f) == 8 && !memcmp(magic, "DKLOGIT1", 8));
+    ck_assert(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1);
+    ck_assert_uint_eq(V, (uint32_t)m->cfg.n_vocab);
+    int32_t *tok = malloc(T * 4);
+    float *gold = malloc((size_t)T * V * 4);
+    ck_assert(fread(tok, 4, T, f) == T && fread(gold, 4, (size_t)T * V, f) == (size_t)T * V);
+    fclose(f);
+    t_check_fused(m, t_ref_files[_i], tok, (int)T, gold, 1e-4);
+    free(tok);
+    free(gold);
+    dk_model_free(m);
+}
+END_TEST
+
 /* ---- peak RSS ---- */
 
 static long t_status_kb(const char *key) {
@@ -574,6 +684,8 @@ Suite *weights_suite(void) {
     tcase_add_test(tc, test_convert_q8_0);
     tcase_add_loop_test(tc, test_golden_logits, 0, 3);
     tcase_add_loop_test(tc, test_filetype_equals_f32, 0, 3);
+    tcase_add_loop_test(tc, test_fused_decode_golden, 0, 3);
+    tcase_add_loop_test(tc, test_fused_decode_ref_models, 0, 4);
     tcase_add_test(tc, test_random_typed);
     tcase_add_test(tc, test_cli_bench_dtype);
     tcase_add_test(tc, test_peak_rss);
