@@ -116,7 +116,8 @@ int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
 }
 
 /* dk_ctx_create's wbuf (forward.c): the largest layer matrix (wq/wo: n_head*head_dim x n_embd,
- * gate/up/down: n_ff x n_embd) in f32. */
+ * gate/up/down: n_ff x n_embd) in f32. The fused small-m path's per-task chunks are slices of it
+ * (dk_matmul_fused), so they add nothing. */
 int64_t dk_memory_convert_bytes(const dk_model_config *c) {
     int64_t q = (int64_t)c->n_head * c->head_dim, f = c->n_ff;
     return (q > f ? q : f) * (int64_t)c->n_embd * 4;

@@ -14,7 +14,8 @@
  *            the estimate for `dashkit run`/`eval`. Plus, when any tensor is stored in another
  *            type than F32 (weights != weights_f32), the conversion buffer: one layer matrix in
  *            f32, max(n_head*head_dim, n_ff) * n_embd * 4 (dk_memory_convert_bytes), which also
- *            holds the lm head's row blocks.
+ *            holds the lm head's row blocks and, for decode (the fused small-m path), the
+ *            per-task row chunks (<= 64 rows, ~128 KiB each): no memory beyond it.
  * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in forward.c: dk_memory_ctx_bytes and
  * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
