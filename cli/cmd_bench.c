@@ -2,7 +2,10 @@
  * sgemm peak and dense prefill throughput measured in the same run. With --method, dense and the
  * halting method then run side by side and the last line is `halting_efficiency: X` =
  * wall_speedup / flops_speedup; without it the last line is
- * `prefill_vs_gemm_peak: Y/X` (model FLOPs counted by the engine / wall time, over sgemm peak). */
+ * `prefill_vs_gemm_peak: Y/X` (model FLOPs counted by the engine / wall time, over sgemm peak).
+ * With --decode N (converted weights), N decode steps after the T-token prefill run with the
+ * fused small-m path and with whole-matrix conversion alternately, and the last line is
+ * `decode_fused_vs_convert: R` (median over reps of fused tokens/s / whole-matrix tokens/s). */
 #include "cli.h"
 #include "bench_prefix.h"
 #include "blas.h"
@@ -36,6 +39,11 @@ static void dk_bench_usage(FILE *f) {
                "                 exact causal attention, K = tokens kept) and, last, halting_efficiency =\n"
                "                 wall_speedup / flops_speedup\n"
                "  --rho R, --ls F, --tau T, --keep N, ...   method parameters, as `dashkit prefill --help`\n"
+               "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
+               "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
+               "                 conversion, alternately per rep; needs F16/BF16/Q8_0 weights. Prints\n"
+               "                 decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
+               "                 decode_fused_vs_convert (median of the per-rep ratios)\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -63,11 +71,46 @@ static double dk_bench_gemm(int m, int n, int k, int reps) {
     return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
 }
 
+/* Decode after a T-token prefill: steps tokens with the fused small-m path and steps with
+ * whole-matrix conversion (dk_ctx_set_fused_decode), alternately and in alternating order per
+ * rep, each from the same cache (truncated back to T); one warm-up rep. */
+static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, dk_err *e) {
+    dk_status st;
+    float *lg = malloc((size_t)dk_ctx_model(c)->cfg.n_vocab * sizeof *lg);
+    if (!lg) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    double tf[16], tc[16], ratio[16];
+    dk_ctx_reset(c);
+    dk_ctx_set_fused_decode(c, true);
+    if ((st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
+    for (int r = -1; r < reps; r++) {
+        for (int h = 0; h < 2; h++) {
+            bool fused = ((r + h) & 1) == 0;
+            if ((st = dk_ctx_truncate(c, T, e))) goto done;
+            dk_ctx_set_fused_decode(c, fused);
+            double t0 = dk_bench_now();
+            for (int i = 0; i < steps; i++)
+                if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
+            double tps = steps / (dk_bench_now() - t0);
+            if (r >= 0) (fused ? tf : tc)[r] = tps;
+        }
+        if (r < 0) continue;
+        ratio[r] = tf[r] / tc[r];
+        fprintf(stderr, "rep %d: decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f\n", r, tf[r], tc[r], ratio[r]);
+    }
+    printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
+    printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps), dk_prefill_median(tc, reps));
+    printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(ratio, reps));
+done:
+    dk_ctx_set_fused_decode(c, true);
+    free(lg);
+    return st;
+}
+
 int dk_cmd_bench(int argc, char **argv) {
     const char *path = NULL, *shape = NULL;
     long tokens = 2048, reps = 3;
     unsigned long long seed = 1;
-    long threads = 0;
+    long threads = 0, decode = 0;
     const char *dtype = NULL;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
@@ -88,11 +131,12 @@ int dk_cmd_bench(int argc, char **argv) {
             continue;
         }
         bool takes = !strcmp(a, "--shape") || !strcmp(a, "--dtype") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
-                     !strcmp(a, "--threads");
+                     !strcmp(a, "--threads") || !strcmp(a, "--decode");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--shape")) shape = argv[++i];
         else if (!strcmp(a, "--dtype")) dtype = argv[++i];
-        else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--threads")) {
+        else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--threads") ||
+                 !strcmp(a, "--decode")) {
             char *end;
             const char *v = argv[++i];
             long long x = strtoll(v, &end, 10);
@@ -103,6 +147,7 @@ int dk_cmd_bench(int argc, char **argv) {
             if (!strcmp(a, "--tokens")) tokens = (long)x;
             else if (!strcmp(a, "--reps")) reps = x > 15 ? 15 : (long)x;
             else if (!strcmp(a, "--threads")) threads = (long)x;
+            else if (!strcmp(a, "--decode")) decode = (long)x;
             else seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", a);
@@ -159,7 +204,13 @@ int dk_cmd_bench(int argc, char **argv) {
     const dk_model_config *k = &m->cfg;
     int T = (int)tokens;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
-    if (dk_ctx_create(m, T, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
+    if (decode > 0 && !m->converts) {
+        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16 or q8_0)\n",
+                m->name);
+        rc = 2;
+        goto done;
+    }
+    if (dk_ctx_create(m, T + (int)decode, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     if (!(toks = malloc((size_t)T * sizeof *toks))) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
     for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)k->n_vocab); }
@@ -220,6 +271,7 @@ int dk_cmd_bench(int argc, char **argv) {
         printf("flops_speedup: %.4f\nwall_speedup: %.4f\ntheoretical_speedup: %.4f\nhalting_efficiency: %.4f\n", fs, ws,
                cmp.theoretical, ws / fs);
     }
+    if (decode > 0 && dk_bench_decode(c, toks, T, (int)decode, (int)reps, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     rc = 0;
 done:
     free(toks);

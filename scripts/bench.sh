@@ -4,10 +4,13 @@
 # model (models/dashkit-tiny.gguf, else a random model of its shape) with vs without prefix sharing
 # in the engine (prefix_sweep_wall_ratio, next to prefix_sharing_expected from the FLOP model);
 # (3) the same kind of sweep through `dashkit run`, with vs without prefix sharing (last line
-# prefix_sharing_wall_ratio).
+# prefix_sharing_wall_ratio); (4) decode on a BF16 Qwen2-0.5B-shaped model with the fused small-m
+# path vs whole-matrix conversion, alternating (decode_fused_vs_convert = fused / whole-matrix
+# tokens per second, median of the per-rep ratios).
 # The machine is shared: run under nice, read the ratios, not the absolute numbers.
 # DK_BENCH_TOKENS / DK_BENCH_REPS / DK_BENCH_THREADS override the defaults (2048 tokens, 3 reps,
-# OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024).
+# OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024); DK_BENCH_DECODE_STEPS
+# the decode steps per path and rep (2; each step reads every weight once, ~1 GB in BF16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=()
@@ -19,6 +22,8 @@ nice ./dashkit bench --prefix-sweep --tokens "${DK_BENCH_SWEEP_TOKENS:-1024}" --
 echo "== halting: dense vs DASH side by side (last line halting_efficiency = wall/flops speedup, goal >= 0.95)"
 nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_HALT_TOKENS:-4096}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" \
     --method dash --rho 0.667 --ls 0.4
+echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights (last line decode_fused_vs_convert)"
+nice ./dashkit bench --shape qwen2-0.5b --dtype bf16 --tokens 16 --reps 5 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-2}"
 echo "== prefix sharing through the runner: dashkit run of a 5-rho sweep at one l_s, with vs without (fresh DBs, alternating)"
 # wall = the run's elapsed_s (dense references, question, decoding and store writes included, as a
 # user's sweep sees them); expected = the runner's closed form over the same context prefills.
