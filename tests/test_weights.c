@@ -668,6 +668,22 @@ START_TEST(test_cli_bench_dtype) {
     ck_assert_ptr_nonnull(strstr(out, "\ntensor_type: F32\n"));
     ck_assert(t_field(out, "convert_s") == 0);
     free(out);
+    /* --decode: fused vs whole-matrix decode side by side, ratio last; refused for F32 weights */
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2", dk_test_cli());
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    ck_assert(t_field(out, "decode_steps") == 2 && t_field(out, "decode_context") == 16);
+    double tf = t_field(out, "decode_fused_tokens_per_s"), tc = t_field(out, "decode_convert_tokens_per_s");
+    double ratio = t_field(out, "decode_fused_vs_convert");
+    ck_assert(tf > 0 && tc > 0 && ratio > 0);
+    ck_assert_msg(fabs(ratio - tf / tc) <= 0.01 * ratio, "one rep: ratio %g = %g / %g", ratio, tf, tc);
+    const char *last = strstr(out, "\ndecode_fused_vs_convert: ");
+    ck_assert_msg(strchr(last + 1, '\n') == out + strlen(out) - 1, "decode_fused_vs_convert is not the last line:\n%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --tokens 16 --decode 2", dk_test_cli());
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
+    ck_assert_msg(strstr(out, "dashkit bench: --decode compares two ways of converting weights; llama-tiny has F32 weights "
+                              "(use --dtype bf16, f16 or q8_0)\n") && !strstr(out, "tokens:"), "%s", out);
+    free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_0 2>&1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
     ck_assert_str_eq(out, "dashkit bench: --dtype 'q4_0' is not one of f32, f16, bf16, q8_0\n");
