@@ -442,7 +442,7 @@ static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, in
  * while the fused path reads the 2 B once and reuses the f32 chunk from L2 for all m rows. That
  * saving is per weight whatever m is; what grows with m is the product itself, where m sgemv calls
  * (each re-reading the chunk from L2) lose to one packed, blocked sgemm as m grows. sgemm on the
- * chunk instead of m sgemv calls was slower at every m tried (it packs the chunk again). Measured
+ * chunk instead of m sgemv calls was slower at every m tried (2..6; it packs the chunk again). Measured
  * end to end (a chunk of m tokens, qwen2-0.5b shape in BF16, 2 shared cores, fused vs whole-matrix
  * alternately, medians): whole-matrix / fused wall time ~3x at m = 1..4, ~1.4x at 8, ~0.85x at 16
  * and ~0.75x at 32. Decode (m = 1), short question chunks and halting's last few active rows
