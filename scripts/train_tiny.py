@@ -361,6 +361,9 @@ def main():
                     help="1: multi-key training samples ask up to n_keys-1 keys in a row (0: one)")
     ap.add_argument("--ruler-q", type=float, default=0.5,
                     help="share of NIAH training samples asked in RULER's plural phrasing")
+    ap.add_argument("--cooldown-steps", type=int, default=0,
+                    help="with --resume: from now on decay the learning rate linearly to 5 %% of its "
+                         "peak over this many steps, then hold it (the end of a run)")
     ap.add_argument("--set-stage", default="",
                     help="with --resume: move the curriculum to STAGE:LENGTH (e.g. multikey:256), "
                          "re-warming the learning rate")
@@ -385,7 +388,7 @@ def main():
         # hyper-parameters come from the checkpoint; options it predates take this command's
         # values, as do the run-control ones
         hp = dict(vars(args), **ck["args"])
-        for k in ("max_hours", "max_steps", "threads", "train_dir", "resume", "set_stage"):
+        for k in ("max_hours", "max_steps", "threads", "train_dir", "resume", "set_stage", "cooldown_steps"):
             hp[k] = getattr(args, k)
         args = argparse.Namespace(**hp)
     else:
@@ -412,6 +415,9 @@ def main():
         torch.set_rng_state(ck["rng_torch"])
         np.random.set_state(ck["rng_np"])
         log_line(log_path, {"event": "resume", "step": state["step"], "time": time.time()})
+        if args.cooldown_steps:
+            state["cooldown"] = [state["step"], args.cooldown_steps]
+            log_line(log_path, {"event": "cooldown", "step": state["step"], "steps": args.cooldown_steps})
         if args.set_stage:
             st, ln = args.set_stage.split(":")
             state["stage"], state["len_idx"] = st, stage_lengths(st).index(int(ln))
@@ -464,6 +470,9 @@ def main():
         since = state["step"] - state["rewarm_from"]
         warm = args.warmup
         lr = peak * min(1.0, 0.1 + 0.9 * since / warm)
+        if state.get("cooldown"):
+            c0, cn = state["cooldown"]
+            lr *= max(0.05, 1.0 - 0.95 * (state["step"] - c0) / cn)
         for g in opt.param_groups:
             g["lr"] = lr
 
