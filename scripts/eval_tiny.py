@@ -81,6 +81,8 @@ def main():
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true", help="3 samples per depth")
+    ap.add_argument("--quick-above", type=int, default=0,
+                    help="lengths above this get 3 samples per depth (the 4096 column costs most)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.quick:
@@ -108,8 +110,9 @@ def main():
         for L in [int(x) for x in args.lengths.split(",")]:
             rng = random.Random("%d-%s-%d" % (args.seed, task, L))
             samples, depth_of = [], []
+            per_depth = 3 if args.quick_above and L > args.quick_above else args.samples
             for d in DEPTHS:
-                for _ in range(args.samples):
+                for _ in range(per_depth):
                     if task == "passkey":
                         s = gen.passkey(rng, L, depth=d, garbage=False)
                     elif task in ("niah_single", "niah_single_ruler"):
@@ -144,7 +147,8 @@ def main():
         print("| %s | %s |" % (task, " | ".join(row)))
     if args.json:
         out = {"ckpt": args.ckpt, "step": st["step"], "stage": st["stage"], "train_hours": st["train_seconds"] / 3600,
-               "tokens": st["tokens"], "seed": args.seed, "samples_per_depth": args.samples, "cells": cells}
+               "tokens": st["tokens"], "seed": args.seed, "samples_per_depth": args.samples,
+               "quick_above": args.quick_above, "cells": cells}
         with open(args.json + ".tmp", "w") as f:
             json.dump(out, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
