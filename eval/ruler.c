@@ -256,12 +256,31 @@ static double pick_depth(const dk_ruler_params *p, rng_t *r) {
 
 /* ---- prompt builders ---- */
 
-/* Inserts needles (sorted by depth, stable) into n_units haystack units produced by unit(i).
- * Returns the byte offset of the target needle in s. */
+/* Whether a haystack word ends a sentence: its last character, after any closing quotes or
+ * brackets (" ' ” ’ ) ]), is '.', '!' or '?'. This approximates nltk's punkt sent_tokenize, which
+ * RULER uses; unlike punkt it also ends a sentence after abbreviations such as "Mr." or "St.". */
+static int ends_sentence(const char *w, size_t n) {
+    for (;;) {
+        if (n >= 1 && strchr("\"')]", w[n - 1])) n--;
+        else if (n >= 3 && !memcmp(w + n - 3, "\xE2\x80", 2) && (w[n - 1] == '\x9D' || w[n - 1] == '\x99')) n -= 3;
+        else break;
+    }
+    return n >= 1 && strchr(".!?", w[n - 1]) != NULL;
+}
+
+/* Inserts needles (sorted by depth, stable) into h haystack units produced by unit(i), joined by
+ * sep. Where a needle at depth d% goes:
+ *   sentences (essay haystack, units are words): as RULER's niah.py, at the sentence boundary
+ *     floor(n_sents * (d / 100)), where n_sents counts the haystack's sentences (ends_sentence;
+ *     a final run of words without an end is a sentence too): 0 is before the first sentence,
+ *     n_sents after the last; needles at the same boundary keep their order;
+ *   otherwise (units are whole sentences or needles): at the unit boundary nearest to d% of the
+ *     haystack's bytes.
+ * Returns the byte offset of the target needle in s, or -1 (s->oom set) when out of memory. */
 typedef void (*unit_fn)(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s);
 
 static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, unit_fn unit,
-                              const char *sep, sbuf *s) {
+                              const char *sep, int sentences, sbuf *s) {
     int n = sp->n_needles;
     int order[256];
     for (int i = 0; i < n; i++) order[i] = i;
@@ -269,11 +288,10 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         for (int j = i; j > 0 && sp->nd_depth[order[j - 1]] > sp->nd_depth[order[j]]; j--) {
             int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
         }
-    /* depth = share of haystack bytes before the needle: insert at the unit boundary nearest
-     * to depth% of the haystack's bytes */
     sbuf hs = {0};
-    size_t *off = malloc((size_t)(h + 1) * sizeof(size_t));
-    if (!off) { s->oom = 1; return -1; }
+    size_t *off = malloc((size_t)(h + 1) * sizeof(size_t)); /* (h + 1) byte offset of unit i in hs; off[h] = hs.n */
+    long *cut = sentences ? malloc((size_t)(h + 1) * sizeof(long)) : NULL; /* (n_sents + 1) unit index after sentence j - 1 */
+    if (!off || (sentences && !cut)) { free(off); free(cut); s->oom = 1; return -1; }
     sb_puts(&hs, "");
     for (long i = 0; i < h; i++) {
         if (i) sb_puts(&hs, sep);
@@ -281,14 +299,30 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         unit(g, sp, i, &hs);
     }
     off[h] = hs.n;
-    if (hs.oom) { free(off); free(hs.b); s->oom = 1; return -1; }
+    if (hs.oom) { free(off); free(cut); free(hs.b); s->oom = 1; return -1; }
+    long n_sents = 0;
+    if (cut) {
+        cut[0] = 0;
+        for (long i = 0; i < h; i++) {
+            size_t a = off[i], b = i + 1 < h ? off[i + 1] - strlen(sep) : hs.n;
+            if (i == h - 1 || ends_sentence(hs.b + a, b - a)) cut[++n_sents] = i + 1;
+        }
+    }
     long tpos = -1, prev = 0;
     int first = 1;
     for (int k = 0; k < n; k++) {
-        double target = sp->nd_depth[order[k]] / 100.0 * (double)hs.n;
-        long lo = 0, hi = h; /* first boundary >= target */
-        while (lo < hi) { long mid = (lo + hi) / 2; if ((double)off[mid] < target) lo = mid + 1; else hi = mid; }
-        if (lo > 0 && target - (double)off[lo - 1] < (double)off[lo] - target) lo--;
+        double depth = sp->nd_depth[order[k]];
+        long lo;
+        if (cut) {
+            long j = (long)floor((double)n_sents * (depth / 100.0));
+            lo = cut[j < 0 ? 0 : j > n_sents ? n_sents : j];
+        } else {
+            double target = depth / 100.0 * (double)hs.n;
+            lo = 0;
+            long hi = h; /* first boundary >= target, or the previous one when nearer */
+            while (lo < hi) { long mid = (lo + hi) / 2; if ((double)off[mid] < target) lo = mid + 1; else hi = mid; }
+            if (lo > 0 && target - (double)off[lo - 1] < (double)off[lo] - target) lo--;
+        }
         if (lo < prev) lo = prev;
         if (lo > prev) { /* units prev..lo-1 */
             if (!first) sb_puts(s, sep);
@@ -307,6 +341,7 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         sb_putn(s, hs.b + off[prev], hs.n - off[prev]);
     }
     free(off);
+    free(cut);
     free(hs.b);
     return tpos;
 }
@@ -373,7 +408,7 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
         size_t base = c->n;
         unit_fn u = p->haystack == DK_HAYSTACK_ESSAY ? unit_essay
                   : p->haystack == DK_HAYSTACK_NOISE ? unit_noise : unit_needle;
-        long t = emit_with_needles(g, sp, h, u, " ", c);
+        long t = emit_with_needles(g, sp, h, u, " ", p->haystack == DK_HAYSTACK_ESSAY, c);
         tpos = t >= 0 ? t : -1;
         (void)base;
         sb_puts(c, "\n");

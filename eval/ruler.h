@@ -7,7 +7,11 @@
  * sample with splitmix64(seed, sample index), so sample i does not depend on how many are made.
  * Word keys/values and CWE words come from the haystack text's vocabulary (distinct lowercase
  * alphabetic words of 3+ letters, first-seen order, then drawn with the PRNG); FWE's coded words
- * are random 3..6-letter strings; numbers are 7 digits (passkey: 5); uuids are version-4 shaped. */
+ * are random 3..6-letter strings; numbers are 7 digits (passkey: 5); uuids are version-4 shaped.
+ * Depth d%: niah over the essay haystack puts a needle at sentence boundary floor(n_sents * d/100)
+ * of the haystack's sentences, as RULER does; over the noise/needle haystacks (whole sentences /
+ * needles) at the unit boundary nearest to d% of the haystack's bytes; passkey and qa after
+ * round(d% of the units). */
 #ifndef DK_RULER_H
 #define DK_RULER_H
 

@@ -166,6 +166,62 @@ START_TEST(test_answers_present) {
 }
 END_TEST
 
+/* Sentence end as RULER's punkt is approximated for the essay haystack: the word's last character,
+ * after closing quotes/brackets (" ' ” ’ ) ]), is '.', '!' or '?'. */
+static int word_ends_sentence(const char *w, const char *e) {
+    while (e > w) {
+        if (strchr("\"')]", e[-1])) e--;
+        else if (e - w >= 3 && !strncmp(e - 3, "\xE2\x80\x9D", 3)) e -= 3;
+        else if (e - w >= 3 && !strncmp(e - 3, "\xE2\x80\x99", 3)) e -= 3;
+        else break;
+    }
+    return e > w && strchr(".!?", e[-1]);
+}
+
+typedef struct { const char *a, *b; } span;
+
+/* Needle spans ("One of the special magic ... is: VALUE.", value without spaces) in [h0, he), in order. */
+static int find_needles(const char *h0, const char *he, span *ns, int max) {
+    int n = 0;
+    for (const char *p = h0; (p = strstr(p, "One of the special magic ")) && p < he; p++) {
+        const char *v = strstr(p, " is: ") + 5, *b = v;
+        while (b < he && *b != ' ') b++;
+        if (n < max) ns[n] = (span){p, b};
+        n++;
+    }
+    return n;
+}
+
+/* Walks the " "-joined words of the haystack region [h0, he) skipping the needles ns[0..n) (as
+ * whole words). For needle i: before[i] = haystack sentences before it (a final run of words
+ * without an end counts as one), boundary[i] = whether it starts the region, follows a sentence
+ * end, or follows only needles after the last haystack word. Returns the haystack's sentences. */
+static long sentences_around(const char *h0, const char *he, const span *ns, int n, long *before, int *boundary) {
+    long ends = 0;
+    int open = 0, k = 0;
+    const char *last_word = NULL;
+    for (const char *p = h0; p < he;) {
+        if (k < n && p == ns[k].a) {
+            before[k] = ends + open;
+            boundary[k] = !open;
+            ck_assert_msg(ns[k].b == he || *ns[k].b == ' ', "needle not followed by a space");
+            p = ns[k++].b;
+        } else {
+            const char *q = memchr(p, ' ', (size_t)(he - p));
+            if (!q) q = he;
+            ck_assert_msg(q > p, "empty word in the haystack");
+            last_word = p;
+            if (word_ends_sentence(p, q)) { ends++; open = 0; } else open = 1;
+            p = q;
+        }
+        if (p < he) { ck_assert_int_eq(*p, ' '); p++; }
+    }
+    ck_assert_int_eq(k, n);
+    for (int i = 0; i < n; i++)
+        if (!boundary[i] && (!last_word || ns[i].a > last_word)) boundary[i] = 1;
+    return ends + open;
+}
+
 START_TEST(test_depth) {
     if (!setup_ok()) return;
     static const char *const tasks[] = {"passkey", "niah_single_2", "niah_single_1", "qa"};
@@ -182,12 +238,64 @@ START_TEST(test_depth) {
             size_t end = strlen(c);
             while (end > 0 && c[end - 1] == '\n') end--;
             double rel = 100.0 * (double)(c + s.s[0].needle_pos - h0) / (double)(c + end - h0);
-            double tol = !strcmp(tasks[t], "qa") ? 15.0 : 2.0; /* qa moves whole documents */
+            int essay = !strcmp(tasks[t], "niah_single_2");
+            if (essay) {
+                /* RULER: at sentence boundary int(n_sents * (depth / 100)) of the haystack's sentences */
+                span ns[2];
+                long before;
+                int boundary;
+                ck_assert_int_eq(find_needles(h0, c + end, ns, 2), 1);
+                ck_assert(ns[0].a == c + s.s[0].needle_pos);
+                long n_sents = sentences_around(h0, c + end, ns, 1, &before, &boundary);
+                ck_assert_int_gt(n_sents, 20);
+                ck_assert_msg(boundary, "depth %s: needle not at a sentence boundary: ...%.60s", depths[d], ns[0].a - 60);
+                ck_assert_int_eq(before, (long)floor((double)n_sents * (atof(depths[d]) / 100.0)));
+            }
+            /* qa moves whole documents, the essay needle up to a sentence */
+            double tol = !strcmp(tasks[t], "qa") ? 15.0 : essay ? 10.0 : 2.0;
             ck_assert_msg(fabs(rel - atof(depths[d])) <= tol || (d == 4 && rel > 100 - tol - 5),
                           "%s depth %s: needle at %.2f%%", tasks[t], depths[d], rel);
             ck_assert(s.s[0].depth == atof(depths[d]));
             dk_sample_set_free(&s);
         }
+}
+END_TEST
+
+START_TEST(test_depth_multikey_sentences) {
+    if (!setup_ok()) return;
+    /* niah_multikey_1: 4 needles (1 target at the depth, 3 distractors at random depths), each at a
+     * sentence boundary */
+    static const char *const depths[] = {"0", "50", "100", NULL};
+    for (int d = 0; d < 4; d++) {
+        const char *kv[] = {"length", "3000", "depth", depths[d]};
+        dk_sample_set s;
+        dk_err e = {{0}};
+        ck_assert_int_eq(gen("niah_multikey_1", kv, depths[d] ? 4 : 2, 3, &s, &e), DK_OK);
+        for (int i = 0; i < s.n; i++) {
+            const char *c = s.s[i].context, *h0 = strchr(c, '\n') + 1;
+            size_t end = strlen(c);
+            while (end > 0 && c[end - 1] == '\n') end--;
+            span ns[8];
+            long before[8];
+            int boundary[8], target = -1;
+            ck_assert_int_eq(find_needles(h0, c + end, ns, 8), 4);
+            long n_sents = sentences_around(h0, c + end, ns, 4, before, boundary);
+            long want = (long)floor((double)n_sents * (s.s[i].depth / 100.0));
+            for (int k = 0; k < 4; k++) {
+                ck_assert_msg(boundary[k], "depth %s sample %d needle %d not at a sentence boundary: ...%.60s",
+                              depths[d] ? depths[d] : "random", i, k, ns[k].a - 60);
+                if (ns[k].a == c + s.s[i].needle_pos) target = k;
+                int on_grid = 0; /* every needle's depth is one of RULER's 40 evenly spaced ones */
+                for (int j = 0; j < 40; j++)
+                    if (before[k] == (long)floor((double)n_sents * (round(100.0 * j / 39.0) / 100.0))) on_grid = 1;
+                ck_assert_msg(on_grid, "needle %d after %ld of %ld sentences", k, before[k], n_sents);
+                if (k) ck_assert_int_ge(before[k], before[k - 1]);
+            }
+            ck_assert_int_ge(target, 0);
+            ck_assert_int_eq(before[target], want);
+        }
+        dk_sample_set_free(&s);
+    }
 }
 END_TEST
 
@@ -229,6 +337,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_determinism_and_length, 0, (int)(sizeof all_tasks / sizeof all_tasks[0]));
     tcase_add_test(tc, test_answers_present);
     tcase_add_test(tc, test_depth);
+    tcase_add_test(tc, test_depth_multikey_sentences);
     tcase_add_test(tc, test_haystack_and_errors);
     suite_add_tcase(s, tc);
     return s;
