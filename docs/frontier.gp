@@ -5,7 +5,7 @@ if (!exists("pngterm")) pngterm = "pngcairo"
 if (!exists("outpng")) outpng = "frontier.png"
 set terminal @pngterm size 960,640 noenhanced
 set output outpng
-set title "dashkit-tiny: passkey (run 1)"
+set title "dashkit-tiny: passkey (run 2)"
 set xlabel "measured prefill speedup (dense s / method s)"
 set ylabel "score (mean, 95% bootstrap CI)"
 set key outside right top
