@@ -296,21 +296,31 @@ static void t_prompt(int32_t *tok, int n_vocab) {
     for (int i = 0; i < T_PROMPT; i++) tok[i] = (int32_t)(t_rand(777, (uint64_t)i) % (uint64_t)n_vocab);
 }
 
-/* tests/data/weights_qwen2_<type>.logits (DKLOGIT1, see scripts/make_ref_models.py) */
-static float *t_read_golden(const char *path, int *n_tok, int *n_vocab, int32_t *tokens) {
+/* A DKLOGIT1 golden (see scripts/make_ref_models.py): logits (n_tok, n_vocab) and the prompt's
+ * token ids (*tokens, malloc'd). want_T > 0: the golden must hold that many tokens. */
+static float *t_read_golden_ids(const char *path, int want_T, int *n_tok, int *n_vocab, int32_t **tokens) {
     FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "missing golden %s (scripts/make_weights_goldens.py)", path);
+    ck_assert_msg(f != NULL, "missing golden %s (scripts/make_weights_goldens.py, make_ref_models.py)", path);
     char magic[8];
     uint32_t T, V;
     ck_assert(fread(magic, 1, 8, f) == 8 && !memcmp(magic, "DKLOGIT1", 8));
     ck_assert(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1);
-    ck_assert_uint_eq(T, T_PROMPT);
-    ck_assert(fread(tokens, 4, T, f) == T);
+    if (want_T > 0) ck_assert_uint_eq(T, (uint32_t)want_T);
+    *tokens = malloc((size_t)T * sizeof **tokens);
     float *lg = malloc((size_t)T * V * sizeof *lg);
-    ck_assert(fread(lg, 4, (size_t)T * V, f) == (size_t)T * V);
+    ck_assert(fread(*tokens, 4, T, f) == T && fread(lg, 4, (size_t)T * V, f) == (size_t)T * V);
     fclose(f);
     *n_tok = (int)T;
     *n_vocab = (int)V;
+    return lg;
+}
+
+/* tests/data/weights_qwen2_<type>.logits: T_PROMPT tokens, copied into tokens */
+static float *t_read_golden(const char *path, int *n_tok, int *n_vocab, int32_t *tokens) {
+    int32_t *ids;
+    float *lg = t_read_golden_ids(path, T_PROMPT, n_tok, n_vocab, &ids);
+    memcpy(tokens, ids, (size_t)T_PROMPT * sizeof *ids);
+    free(ids);
     return lg;
 }
 
@@ -330,13 +340,20 @@ static void t_prefill(dk_model *m, const int32_t *tok, int n, float *logits, flo
     dk_ctx_free(c);
 }
 
+/* The golden config for file type `type` (an F16 file ties its lm head: token_embd in its file
+ * type), its GGUF path under the tmpdir (prefix + type) and the golden logits' path. */
+static t_cfg t_golden_setup(int i, const char *prefix, char *path, size_t np, char *gpath, size_t ng) {
+    t_cfg cfg = T_GOLDEN;
+    cfg.tied = t_types[i] == DK_GGML_TYPE_F16;
+    snprintf(path, np, "%s/%s_%s.gguf", dk_test_tmpdir(), prefix, t_type_files[i]);
+    snprintf(gpath, ng, "tests/data/weights_qwen2_%s.logits", t_type_files[i]);
+    return cfg;
+}
+
 START_TEST(test_golden_logits) {
     uint32_t type = t_types[_i];
-    t_cfg cfg = T_GOLDEN;
-    cfg.tied = type == DK_GGML_TYPE_F16; /* the tied lm head is token_embd in its file type */
     char path[512], gpath[256];
-    snprintf(path, sizeof path, "%s/w_%s.gguf", dk_test_tmpdir(), t_type_files[_i]);
-    snprintf(gpath, sizeof gpath, "tests/data/weights_qwen2_%s.logits", t_type_files[_i]);
+    t_cfg cfg = t_golden_setup(_i, "w", path, sizeof path, gpath, sizeof gpath);
     long size = t_write_gguf(path, &cfg, type);
     dk_model *m = t_load(path);
     ck_assert_str_eq(m->tensor_type, dk_ggml_type_name(type));
@@ -381,10 +398,8 @@ END_TEST
  * per block at this shape). */
 START_TEST(test_filetype_equals_f32) {
     uint32_t type = t_types[_i];
-    t_cfg cfg = T_GOLDEN;
-    cfg.tied = type == DK_GGML_TYPE_F16;
-    char p1[512], p2[512];
-    snprintf(p1, sizeof p1, "%s/e_%s.gguf", dk_test_tmpdir(), t_type_files[_i]);
+    char p1[512], p2[512], gpath[256];
+    t_cfg cfg = t_golden_setup(_i, "e", p1, sizeof p1, gpath, sizeof gpath);
     snprintf(p2, sizeof p2, "%s/e_%s_f32.gguf", dk_test_tmpdir(), t_type_files[_i]);
     t_write_gguf(p1, &cfg, type);
     t_write_gguf_as(p2, &cfg, DK_GGML_TYPE_F32, type); /* F32 file of the values p1 dequantises to */
@@ -467,11 +482,8 @@ static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int
 /* The golden models of this file (BF16, F16 with a tied head in F16, Q8_0), golden 1e-3 as above. */
 START_TEST(test_fused_decode_golden) {
     uint32_t type = t_types[_i];
-    t_cfg cfg = T_GOLDEN;
-    cfg.tied = type == DK_GGML_TYPE_F16;
     char path[512], gpath[256];
-    snprintf(path, sizeof path, "%s/fd_%s.gguf", dk_test_tmpdir(), t_type_files[_i]);
-    snprintf(gpath, sizeof gpath, "tests/data/weights_qwen2_%s.logits", t_type_files[_i]);
+    t_cfg cfg = t_golden_setup(_i, "fd", path, sizeof path, gpath, sizeof gpath);
     t_write_gguf(path, &cfg, type);
     dk_model *m = t_load(path);
     int T, V;
@@ -495,18 +507,11 @@ START_TEST(test_fused_decode_ref_models) {
     dk_model *m = t_load(path);
     ck_assert(m->converts);
     snprintf(path, sizeof path, "tests/data/%s.logits", t_ref_files[_i]);
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "missing golden %s", path);
-    char magic[8];
-    uint32_t T, V;
-    ck_assert(fread(magic, 1, 8, f) == 8 && !memcmp(magic, "DKLOGIT1", 8));
-    ck_assert(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1);
-    ck_assert_uint_eq(V, (uint32_t)m->cfg.n_vocab);
-    int32_t *tok = malloc(T * 4);
-    float *gold = malloc((size_t)T * V * 4);
-    ck_assert(fread(tok, 4, T, f) == T && fread(gold, 4, (size_t)T * V, f) == (size_t)T * V);
-    fclose(f);
-    t_check_fused(m, t_ref_files[_i], tok, (int)T, gold, 1e-4);
+    int T, V;
+    int32_t *tok;
+    float *gold = t_read_golden_ids(path, 0, &T, &V, &tok);
+    ck_assert_int_eq(V, m->cfg.n_vocab);
+    t_check_fused(m, t_ref_files[_i], tok, T, gold, 1e-4);
     free(tok);
     free(gold);
     dk_model_free(m);
