@@ -225,6 +225,7 @@ struct dk_ctx {
     bool split_dense;
     double split_wall_s;    /* wall time of the prefix call */
     double split_convert_s; /* of it, weight conversion */
+    int split_fused_matmuls; /* of it, fused small-m products */
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
 };
 
@@ -501,6 +502,7 @@ static void dk_matmul_fused(dk_ctx *c, float *y, const float *x, const dk_tensor
     if (bt > 1) openblas_set_num_threads(1);
     dk_pool_run(&c->pool, n_tasks, dk_fused_task, &j);
     if (bt > 1) openblas_set_num_threads(bt);
+    c->stats.fused_matmuls++;
 }
 
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
@@ -943,6 +945,7 @@ static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l
     c->stats.n_tokens = n;
     c->stats.prefix_wall_s = 0;
     c->stats.convert_s = 0;
+    c->stats.fused_matmuls = 0;
     return DK_OK;
 }
 
@@ -1075,6 +1078,7 @@ dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int
     memcpy(c->split_stats, c->layer_stats, (size_t)(last_layer + 1) * sizeof *c->split_stats);
     c->split_wall_s = c->stats.wall_s = dk_now() - t_start;
     c->split_convert_s = c->stats.convert_s;
+    c->split_fused_matmuls = c->stats.fused_matmuls;
     return DK_OK;
 }
 
@@ -1093,6 +1097,7 @@ dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *
     if ((st = dk_prefill_begin(c, NULL, n, ls + 1, o, e))) return st;
     memcpy(c->layer_stats, c->split_stats, (size_t)(ls + 1) * sizeof *c->layer_stats);
     c->stats.convert_s = c->split_convert_s;
+    c->stats.fused_matmuls = c->split_fused_matmuls;
     memcpy(c->x, c->x_split, (size_t)n * d * 4);
     memcpy(c->active, c->split_active, (size_t)c->split_na * 4);
     c->na = c->split_na;

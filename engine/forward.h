@@ -70,6 +70,8 @@ typedef struct {
                             * their file type to f32 (model.h). The fused small-m path (decode; see
                             * dk_ctx_set_fused_decode) converts chunk by chunk interleaved with the
                             * products: that conversion is counted in the matmul time, not here. */
+    int fused_matmuls;     /* products that took the fused small-m path (0 for F32 weights, for
+                            * chunks of more than 8 rows and with the path switched off) */
 } dk_forward_stats;
 
 /* ---- halting hook ---- */

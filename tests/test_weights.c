@@ -428,8 +428,9 @@ END_TEST
  * decode step per token. Fused logits equal the golden within the golden's tolerance, and the
  * old path's within 1e-5 of the logit scale: the operands are the same exact f32 values, only
  * BLAS's summation order differs (sgemv on row chunks vs one sgemm), ~1e-7 relative per dot
- * product. The two are not bit-identical (OpenBLAS's gemv and gemm kernels sum in different
- * orders), which shows the switch really changes the path. */
+ * product. Which path ran is asserted from the stats' fused_matmuls count (with OpenBLAS 0.3.21
+ * most logits also differ in their last bits; printed, not asserted: a later OpenBLAS may route
+ * an m = 1 sgemm to the same gemv kernel). */
 
 enum { T_FUSED_CHUNK = 3 };
 
@@ -449,6 +450,8 @@ static void t_decode_rows(dk_model *m, bool fused, const int32_t *tok, int n, fl
         /* FLOPs as counted by the old path: 2*m*n*k for every product, m = 1 */
         const dk_flops *f = &dk_ctx_stats(c)->head;
         ck_assert_int_eq(f->c[DK_FLOPS_LM_HEAD], 2LL * V * m->cfg.n_embd);
+        /* the path taken: q, k, v, o, gate, up, down per layer and the lm head, or none */
+        ck_assert_int_eq(dk_ctx_stats(c)->fused_matmuls, fused ? 7 * m->cfg.n_layer + 1 : 0);
     }
     dk_ctx_free(c);
 }
@@ -474,7 +477,6 @@ static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int
     ck_assert(gs > 1.0 && cs > 1.0);
     ck_assert_msg(eg <= tol * gs, "%s: fused decode differs from the golden by %g > %g x %g", what, eg, tol, gs);
     ck_assert_msg(ec <= 1e-5 * cs, "%s: fused vs whole-matrix path: %g > 1e-5 x %g", what, ec, cs);
-    ck_assert_msg(n_diff > 0, "%s: fused and whole-matrix logits are bit-identical: the switch changed nothing", what);
     free(lf);
     free(lc);
 }
