@@ -28,6 +28,7 @@ Curriculum (state saved in checkpoints):
                     while the single-needle checks pass, go straight to stage "long".
   stage "long":     1536 then 2048 with the full mix; stays at 2048.
   Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
+  The run ends with a learning-rate cool-down: --resume --cooldown-steps N (linear to 5 %).
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
   length: every check task >= --promote-acc, and at least --min-steps steps at the length
   (200 at >= 512 tokens).  The learning rate re-warms (from 10 %, over 100 steps) after every
@@ -358,7 +359,7 @@ def main():
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mk-questions", type=int, default=1,
-                    help="1: multi-key training samples ask up to n_keys-1 keys in a row (0: one)")
+                    help="1: multi-key training samples ask 1 to n_keys-1 of their keys in a row (0: one)")
     ap.add_argument("--ruler-q", type=float, default=0.5,
                     help="share of NIAH training samples asked in RULER's plural phrasing")
     ap.add_argument("--cooldown-steps", type=int, default=0,
@@ -492,8 +493,8 @@ def main():
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             # multi-key training samples have 2, 3 or 4 needles (an easier start for the
             # key-matching circuit); held-out checks and eval_tiny.py always use 4
-            # with --mk-questions, up to n_keys-1 further keys are asked after the first answer
-            # (never all: the last would be answerable by elimination).  NIAH questions come in
+            # with --mk-questions, 1 to n_keys-1 keys are asked one after another (never all of
+            # them: the last would be answerable by elimination).  NIAH questions come in
             # the singular and in RULER's plural phrasing (--ruler-q share of samples)
             kw = {}
             if t == "niah_multikey":
