@@ -447,15 +447,20 @@ def generate_or_check(generate, out, check, what):
     return 0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def golden_main(doc, generate, what):
+    """The command line of a golden generator: --out DIR (default tests/data), --check."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "..", "tests", "data"))
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare with --out byte for byte")
     a = ap.parse_args()
+    return generate_or_check(generate, a.out, a.check, what)
+
+
+def main():
     gw.self_test(tempfile.gettempdir())
-    return generate_or_check(generate, a.out, a.check, "reference files")
+    return golden_main(__doc__, generate, "reference files")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ The forward is make_ref_models.RefModel: an independent plain PyTorch (HF-style)
 float64 — no engine code is shared. Output format: DKLOGIT1 (see make_ref_models.py), all 16 rows.
 """
 
-import argparse
 import os
 import sys
 
@@ -163,13 +162,7 @@ def generate(outdir, verbose=True):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "..", "tests", "data"))
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temp dir and compare with --out byte for byte")
-    a = ap.parse_args()
-    return ref.generate_or_check(generate, a.out, a.check, "golden files")
+    return ref.golden_main(__doc__, generate, "golden files")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ Golden file tests/data/ref_halt_<case>.bin, little-endian binary:
     float32  decode_logits[n_decode][n_vocab]   the logits it produces (row i)
 """
 
-import argparse
 import math
 import os
 import struct
@@ -269,12 +268,7 @@ def generate(outdir, verbose=True):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=DATA)
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temp dir and compare with --out byte for byte")
-    a = ap.parse_args()
-    return mrm.generate_or_check(generate, a.out, a.check, "halting goldens")
+    return mrm.golden_main(__doc__, generate, "halting goldens")
 
 
 if __name__ == "__main__":
