@@ -326,6 +326,28 @@ static void check_golden_tokens(const dk_model *m, const tiny_logits *gl) {
     free(text);
 }
 
+/* Prefills the golden's first n tokens on a fresh context with logits for every position into lg
+ * (n, V) and checks rows 0..n-1 against the golden within TINY_TOL; returns the worst error
+ * (relative to the golden's scale). The context stays open for decode steps. */
+static double prefill_check_rows(dk_model *m, const tiny_logits *gl, int n, dk_ctx **c, float **lg) {
+    int V = gl->n_vocab;
+    dk_err e = {{0}};
+    ck_assert_msg(dk_ctx_create(m, gl->n_tokens, c, &e) == DK_OK, "%s", e.msg);
+    *lg = malloc(sizeof(float) * (size_t)n * V);
+    ck_assert(*lg != NULL);
+    dk_prefill_opts o = {0};
+    o.all_logits = true;
+    ck_assert_msg(dk_forward_prefill(*c, gl->tokens, n, &o, *lg, &e) == DK_OK, "%s", e.msg);
+    double worst = 0;
+    for (int t = 0; t < n; t++) {
+        double r = rel_err(*lg + (size_t)t * V, gl->logits + (size_t)t * V, (size_t)V, gl->scale);
+        ck_assert_msg(r <= TINY_TOL, "prefill position %d of %d: max err %.3e of scale %.3f (tol %g)", t, n, r,
+                      gl->scale, TINY_TOL);
+        worst = fmax(worst, r);
+    }
+    return worst;
+}
+
 START_TEST(test_prefill_all_positions) {
     if (!tiny_present()) return;
     dk_model *m = tiny_load();
@@ -334,20 +356,8 @@ START_TEST(test_prefill_all_positions) {
     check_golden_tokens(m, &gl);
     int n = gl.n_tokens, V = gl.n_vocab;
     dk_ctx *c = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_ctx_create(m, n, &c, &e) == DK_OK, "%s", e.msg);
-    float *lg = malloc(sizeof(float) * (size_t)n * V);
-    ck_assert(lg != NULL);
-    dk_prefill_opts o = {0};
-    o.all_logits = true;
-    ck_assert_msg(dk_forward_prefill(c, gl.tokens, n, &o, lg, &e) == DK_OK, "%s", e.msg);
-    double worst = 0;
-    for (int t = 0; t < n; t++) {
-        double r = rel_err(lg + (size_t)t * V, gl.logits + (size_t)t * V, (size_t)V, gl.scale);
-        ck_assert_msg(r <= TINY_TOL, "position %d of %d: max err %.3e of scale %.3f (tol %g)", t, n, r,
-                      gl.scale, TINY_TOL);
-        worst = fmax(worst, r);
-    }
+    float *lg = NULL;
+    double worst = prefill_check_rows(m, &gl, n, &c, &lg);
     /* the argmax of the last position is the golden's (a gross check that survives any tolerance) */
     ck_assert_int_eq(dk_argmax(lg + (size_t)(n - 1) * V, V), dk_argmax(gl.logits + (size_t)(n - 1) * V, V));
     printf("dashkit-tiny prefill: %d positions x %d vocab (golden f%d), max err %.2e of scale %.2f\n", n, V,
@@ -367,19 +377,9 @@ START_TEST(test_prefill_then_decode) {
     int n = gl.n_tokens, V = gl.n_vocab, h = n / 2;
     ck_assert_msg(h >= 1 && h < n, "golden too short to split (%d tokens)", n);
     dk_ctx *c = NULL;
+    float *lg = NULL;
     dk_err e = {{0}};
-    ck_assert_msg(dk_ctx_create(m, n, &c, &e) == DK_OK, "%s", e.msg);
-    float *lg = malloc(sizeof(float) * (size_t)h * V);
-    ck_assert(lg != NULL);
-    dk_prefill_opts o = {0};
-    o.all_logits = true;
-    ck_assert_msg(dk_forward_prefill(c, gl.tokens, h, &o, lg, &e) == DK_OK, "%s", e.msg);
-    double worst = 0;
-    for (int t = 0; t < h; t++) {
-        double r = rel_err(lg + (size_t)t * V, gl.logits + (size_t)t * V, (size_t)V, gl.scale);
-        ck_assert_msg(r <= TINY_TOL, "prefill position %d: max err %.3e (tol %g)", t, r, TINY_TOL);
-        worst = fmax(worst, r);
-    }
+    double worst = prefill_check_rows(m, &gl, h, &c, &lg);
     for (int t = h; t < n; t++) {
         ck_assert_int_eq(dk_ctx_n_past(c), t);
         ck_assert_msg(dk_forward_decode(c, gl.tokens[t], lg, &e) == DK_OK, "decode %d: %s", t, e.msg);
