@@ -719,6 +719,19 @@ static void encode_text(const dk_tokenizer *tok, const char *text, int32_t **ids
     ck_assert_msg(dk_tokenizer_encode(tok, text, strlen(text), dk_tokenizer_bos(tok) >= 0, ids, n, &e) == DK_OK, "%s", e.msg);
 }
 
+/* Builds s's prompt with template t into p and checks its ids are exactly the encoding of `want`
+ * (BOS as the tokenizer adds it). */
+static void build_chat_expect(dk_model *m, const dk_sample *s, const dk_chat_template *t, const char *want, dk_eval_prompt *p) {
+    dk_err e = {{0}};
+    int32_t *ids = NULL;
+    int n = 0;
+    encode_text(m->tokenizer, want, &ids, &n);
+    ck_assert_msg(dk_eval_prompt_build_chat(m, s, 0, t, p, &e) == DK_OK, "%s", e.msg);
+    ck_assert_int_eq((int)p->p.n, n);
+    ck_assert_int_eq(memcmp(p->p.ids, ids, (size_t)n * sizeof *ids), 0);
+    free(ids);
+}
+
 START_TEST(test_chat_prompt) {
     dk_model *m = qwen_vocab_model();
     const dk_tokenizer *tok = m->tokenizer;
@@ -735,13 +748,8 @@ START_TEST(test_chat_prompt) {
         char want[2048];
         snprintf(want, sizeof want, "%s%s%s<|im_start|>user\n%s%s<|im_end|>\n<|im_start|>assistant\n",
                  k ? "<|im_start|>system\n" : "", system[k], k ? "<|im_end|>\n" : "", s.context, s.question);
-        int32_t *ids = NULL;
-        int n = 0;
-        encode_text(tok, want, &ids, &n);
         dk_eval_prompt p;
-        ck_assert_msg(dk_eval_prompt_build_chat(m, &s, 0, &t, &p, &e) == DK_OK, "%s", e.msg);
-        ck_assert_int_eq((int)p.p.n, n);
-        ck_assert_int_eq(memcmp(p.p.ids, ids, (size_t)n * sizeof *ids), 0);
+        build_chat_expect(m, &s, &t, want, &p);
         ck_assert_int_eq(p.chat, DK_CHAT_TEMPLATE_CHATML);
         /* the split: prefix + context haltable, question + suffix never */
         char *head = NULL, *rest = NULL;
@@ -784,7 +792,6 @@ START_TEST(test_chat_prompt) {
         free(suf);
         dk_eval_prompt_free(&q);
         dk_eval_prompt_free(&p);
-        free(ids);
     }
     /* trec (and the other LongBench exceptions) get no template: the plain prompt's tokens */
     const char *raw[] = {"trec", "triviaqa", "samsum", "lsht", "lcc", "repobench-p", "lcc_e"};
@@ -795,17 +802,11 @@ START_TEST(test_chat_prompt) {
         ck_assert(!dk_eval_chat_applies(raw[k]));
         char want[2048];
         snprintf(want, sizeof want, "%s%s", s.context, s.question);
-        int32_t *ids = NULL;
-        int n = 0;
-        encode_text(tok, want, &ids, &n);
         dk_eval_prompt p;
-        ck_assert_msg(dk_eval_prompt_build_chat(m, &s, 0, &t, &p, &e) == DK_OK, "%s", e.msg);
-        ck_assert_int_eq((int)p.p.n, n);
-        ck_assert_int_eq(memcmp(p.p.ids, ids, (size_t)n * sizeof *ids), 0);
+        build_chat_expect(m, &s, &t, want, &p);
         ck_assert_int_eq(p.chat, DK_CHAT_TEMPLATE_NONE);
         ck_assert_int_eq(p.n_template, 0);
         dk_eval_prompt_free(&p);
-        free(ids);
     }
     ck_assert(dk_eval_chat_applies("hotpotqa") && dk_eval_chat_applies("qasper_e") && dk_eval_chat_applies("passkey"));
     ck_assert(dk_eval_chat_applies("trecx"));
