@@ -31,62 +31,10 @@
 
 /* ---- golden files ---- */
 
-typedef struct {
-    int n_tokens, n_vocab;
-    int32_t *tokens; /* (n_tokens) prompt ids */
-    float *logits;   /* (n_tokens, n_vocab) row t = logits after tokens[0..t] */
-    float scale;     /* max |logits| */
-} ref_logits;
-
-static void *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open golden %s", path);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *b = malloc(sz > 0 ? (size_t)sz : 1);
-    ck_assert(b != NULL);
-    ck_assert_msg(fread(b, 1, (size_t)sz, f) == (size_t)sz, "short read %s", path);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 static float max_abs(const float *x, size_t n) {
     float m = 0;
     for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
     return m;
-}
-
-/* Layout: "DKLOGIT1", u32 n_tokens, u32 n_vocab, i32 tokens[n], f32 logits[n][V]. */
-static void ref_logits_load(const char *path, ref_logits *r) {
-    size_t n;
-    unsigned char *b = read_all(path, &n);
-    ck_assert_msg(n >= 16 && memcmp(b, "DKLOGIT1", 8) == 0, "%s: bad golden magic", path);
-    uint32_t hdr[2];
-    memcpy(hdr, b + 8, sizeof hdr);
-    r->n_tokens = (int)hdr[0];
-    r->n_vocab = (int)hdr[1];
-    size_t want = 16 + 4 * (size_t)r->n_tokens + 4 * (size_t)r->n_tokens * r->n_vocab;
-    ck_assert_msg(n == want, "%s: size %zu, header says %zu", path, n, want);
-    r->tokens = malloc(4 * (size_t)r->n_tokens);
-    r->logits = malloc(4 * (size_t)r->n_tokens * r->n_vocab);
-    memcpy(r->tokens, b + 16, 4 * (size_t)r->n_tokens);
-    memcpy(r->logits, b + 16 + 4 * (size_t)r->n_tokens, 4 * (size_t)r->n_tokens * r->n_vocab);
-    r->scale = max_abs(r->logits, (size_t)r->n_tokens * r->n_vocab);
-    free(b);
-}
-
-static void ref_logits_free(ref_logits *r) {
-    free(r->tokens);
-    free(r->logits);
-}
-
-/* Max |a - b| over n values divided by scale. */
-static double rel_err(const float *a, const float *b, size_t n, float scale) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m / scale;
 }
 
 /* ---- the four reference models ---- */
@@ -128,10 +76,10 @@ static dk_model *load_ref(const ref_model *rm) {
     return m;
 }
 
-static void load_golden(const ref_model *rm, ref_logits *g) {
+static void load_golden(const ref_model *rm, dk_test_logits *g) {
     char path[256];
     snprintf(path, sizeof path, REF_DIR "%s.logits", rm->file);
-    ref_logits_load(path, g);
+    dk_test_logits_load(path, 4, g);
 }
 
 /* ---- hyper-parameters read from the file ---- */
@@ -209,7 +157,7 @@ END_TEST
 START_TEST(test_prefill_all_positions) {
     const ref_model *rm = &REF_MODELS[_i];
     dk_model *m = load_ref(rm);
-    ref_logits g;
+    dk_test_logits g;
     load_golden(rm, &g);
     ck_assert_int_eq(g.n_vocab, m->cfg.n_vocab);
     dk_ctx *c = NULL;
@@ -222,7 +170,7 @@ START_TEST(test_prefill_all_positions) {
     double worst = 0;
     int worst_t = 0;
     for (int t = 0; t < g.n_tokens; t++) {
-        double r = rel_err(lg + (size_t)t * g.n_vocab, g.logits + (size_t)t * g.n_vocab,
+        double r = dk_test_rel_err(lg + (size_t)t * g.n_vocab, g.logits + (size_t)t * g.n_vocab,
                            g.n_vocab, g.scale);
         if (r > worst) { worst = r; worst_t = t; }
     }
@@ -233,7 +181,7 @@ START_TEST(test_prefill_all_positions) {
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
-    ref_logits_free(&g);
+    dk_test_logits_free(&g);
 }
 END_TEST
 
@@ -241,7 +189,7 @@ END_TEST
 START_TEST(test_prefill_then_decode) {
     const ref_model *rm = &REF_MODELS[_i];
     dk_model *m = load_ref(rm);
-    ref_logits g;
+    dk_test_logits g;
     load_golden(rm, &g);
     const int n_pre = g.n_tokens * 40 / 64;
     dk_ctx *c = NULL;
@@ -249,13 +197,13 @@ START_TEST(test_prefill_then_decode) {
     ck_assert_msg(dk_ctx_create(m, g.n_tokens, &c, &e) == DK_OK, "%s", e.msg);
     float *lg = malloc(sizeof(float) * g.n_vocab);
     ck_assert_msg(dk_forward_prefill(c, g.tokens, n_pre, NULL, lg, &e) == DK_OK, "%s", e.msg);
-    double r = rel_err(lg, g.logits + (size_t)(n_pre - 1) * g.n_vocab, g.n_vocab, g.scale);
+    double r = dk_test_rel_err(lg, g.logits + (size_t)(n_pre - 1) * g.n_vocab, g.n_vocab, g.scale);
     ck_assert_msg(r <= REF_TOL, "%s: last prefill row differs by %.3e", rm->file, r);
     ck_assert_int_eq(dk_ctx_n_past(c), n_pre);
     double worst = r;
     for (int t = n_pre; t < g.n_tokens; t++) {
         ck_assert_msg(dk_forward_decode(c, g.tokens[t], lg, &e) == DK_OK, "%s", e.msg);
-        r = rel_err(lg, g.logits + (size_t)t * g.n_vocab, g.n_vocab, g.scale);
+        r = dk_test_rel_err(lg, g.logits + (size_t)t * g.n_vocab, g.n_vocab, g.scale);
         ck_assert_msg(r <= REF_TOL, "%s: decode at position %d differs by %.3e", rm->file, t, r);
         worst = fmax(worst, r);
     }
@@ -266,7 +214,7 @@ START_TEST(test_prefill_then_decode) {
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
-    ref_logits_free(&g);
+    dk_test_logits_free(&g);
 }
 END_TEST
 
@@ -279,7 +227,7 @@ START_TEST(test_tolerance_discriminates) {
     const ref_model *rm16 = &REF_MODELS[DISCRIM_PAIRS[_i][0]];
     const ref_model *rm32 = &REF_MODELS[DISCRIM_PAIRS[_i][1]];
     dk_model *m = load_ref(rm16);
-    ref_logits g32;
+    dk_test_logits g32;
     load_golden(rm32, &g32);
     dk_ctx *c = NULL;
     dk_err e = {{0}};
@@ -289,12 +237,12 @@ START_TEST(test_tolerance_discriminates) {
     o.all_logits = true;
     ck_assert_msg(dk_forward_prefill(c, g32.tokens, g32.n_tokens, &o, lg, &e) == DK_OK, "%s",
                   e.msg);
-    double r = rel_err(lg, g32.logits, (size_t)g32.n_tokens * g32.n_vocab, g32.scale);
+    double r = dk_test_rel_err(lg, g32.logits, (size_t)g32.n_tokens * g32.n_vocab, g32.scale);
     ck_assert_msg(r > 2 * REF_TOL, "%s vs %s golden: only %.3e apart", rm16->file, rm32->file, r);
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
-    ref_logits_free(&g32);
+    dk_test_logits_free(&g32);
 }
 END_TEST
 
@@ -317,7 +265,7 @@ typedef struct {
 
 static void ref_halt_load(const char *path, ref_halt *h) {
     size_t n;
-    h->buf = read_all(path, &n);
+    h->buf = dk_test_read_file(path, &n);
     unsigned char *b = h->buf;
     ck_assert_msg(n >= 76 && memcmp(b, "DKHALT01", 8) == 0, "%s: bad magic", path);
     memcpy(h->model, b + 8, 32);
@@ -408,7 +356,7 @@ START_TEST(test_halting_reference) {
     float *lg = malloc(sizeof(float) * h.n_vocab);
     ck_assert_msg(dk_forward_prefill(c, h.ctx_tokens, (int)h.T, &o, lg, &e) == DK_OK, "%s", e.msg);
     ck_assert_int_eq(s.calls, 1);
-    double dr = rel_err(s.delta, h.delta, h.T, max_abs(h.delta, h.T));
+    double dr = dk_test_rel_err(s.delta, h.delta, h.T, max_abs(h.delta, h.T));
     ck_assert_msg(dr <= REF_TOL, "%s: delta differs by %.3e", HALT_CASES[_i], dr);
     const dk_forward_stats *st = dk_ctx_stats(c);
     for (uint32_t l = 0; l < h.n_layer; l++) {
@@ -422,14 +370,14 @@ START_TEST(test_halting_reference) {
         for (uint32_t i = 0; i < h.K; i++) ck_assert_int_eq(kv->pos[i], h.active[i]);
     }
     float sc = max_abs(h.ctx_logits, h.n_vocab);
-    double r = rel_err(lg, h.ctx_logits, h.n_vocab, sc);
+    double r = dk_test_rel_err(lg, h.ctx_logits, h.n_vocab, sc);
     ck_assert_msg(r <= REF_TOL, "%s: context logits differ by %.3e", HALT_CASES[_i], r);
     double worst = r;
 
     /* question prefilled densely against per-layer caches of different lengths */
     ck_assert_msg(dk_forward_prefill(c, h.q_tokens, (int)h.Q, NULL, lg, &e) == DK_OK, "%s", e.msg);
     sc = max_abs(h.q_logits, h.n_vocab);
-    r = rel_err(lg, h.q_logits, h.n_vocab, sc);
+    r = dk_test_rel_err(lg, h.q_logits, h.n_vocab, sc);
     ck_assert_msg(r <= REF_TOL, "%s: question logits differ by %.3e", HALT_CASES[_i], r);
     worst = fmax(worst, r);
     ck_assert_int_eq(dk_argmax(lg, (int)h.n_vocab), h.dec_tokens[0]);
@@ -438,7 +386,7 @@ START_TEST(test_halting_reference) {
     for (uint32_t i = 0; i < h.n_decode; i++) {
         ck_assert_msg(dk_forward_decode(c, h.dec_tokens[i], lg, &e) == DK_OK, "%s", e.msg);
         const float *g = h.dec_logits + (size_t)i * h.n_vocab;
-        r = rel_err(lg, g, h.n_vocab, max_abs(g, h.n_vocab));
+        r = dk_test_rel_err(lg, g, h.n_vocab, max_abs(g, h.n_vocab));
         ck_assert_msg(r <= REF_TOL, "%s: decode step %u differs by %.3e", HALT_CASES[_i], i, r);
         worst = fmax(worst, r);
         if (i + 1 < h.n_decode) ck_assert_int_eq(dk_argmax(lg, (int)h.n_vocab), h.dec_tokens[i + 1]);

@@ -49,86 +49,6 @@ static dk_model *tiny_load(void) {
     return m;
 }
 
-static void *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open golden %s", path);
-    ck_assert(fseek(f, 0, SEEK_END) == 0);
-    long sz = ftell(f);
-    ck_assert_msg(sz >= 0, "%s: cannot size", path);
-    ck_assert(fseek(f, 0, SEEK_SET) == 0);
-    char *b = malloc((size_t)sz + 1);
-    ck_assert(b != NULL);
-    ck_assert_msg(fread(b, 1, (size_t)sz, f) == (size_t)sz, "short read %s", path);
-    fclose(f);
-    b[sz] = 0;
-    *n = (size_t)sz;
-    return b;
-}
-
-/* ---- DKLOGIT1 golden ---- */
-
-typedef struct {
-    int n_tokens, n_vocab;
-    int elem_size;   /* bytes per stored logit: 4 (f32) or 8 (f64) */
-    int32_t *tokens; /* (n_tokens) [BOS] + prompt ids */
-    float *logits;   /* (n_tokens, n_vocab) row t = next-token logits after tokens[0..t] */
-    float scale;     /* max |logits| */
-} tiny_logits;
-
-static void tiny_logits_load(const char *path, tiny_logits *r) {
-    size_t n;
-    unsigned char *b = read_all(path, &n);
-    ck_assert_msg(n >= 16 && memcmp(b, "DKLOGIT1", 8) == 0, "%s: bad golden magic", path);
-    uint32_t hdr[2];
-    memcpy(hdr, b + 8, sizeof hdr);
-    ck_assert_msg(hdr[0] > 0 && hdr[1] > 0, "%s: empty golden (%u x %u)", path, hdr[0], hdr[1]);
-    r->n_tokens = (int)hdr[0];
-    r->n_vocab = (int)hdr[1];
-    size_t nt = (size_t)r->n_tokens, cells = nt * (size_t)r->n_vocab, head = 16 + 4 * nt;
-    ck_assert_msg(n > head && (n - head) % cells == 0 && ((n - head) / cells == 4 || (n - head) / cells == 8),
-                  "%s: size %zu fits neither f32 (%zu) nor f64 (%zu) logits for %u x %u", path, n,
-                  head + 4 * cells, head + 8 * cells, hdr[0], hdr[1]);
-    r->elem_size = (int)((n - head) / cells);
-    r->tokens = malloc(4 * nt);
-    r->logits = malloc(sizeof(float) * cells);
-    ck_assert(r->tokens && r->logits);
-    memcpy(r->tokens, b + 16, 4 * nt);
-    const unsigned char *p = b + head;
-    /* (no ck_assert inside the loop: Check records every assertion through a pipe) */
-    float m = 0;
-    size_t bad = cells;
-    for (size_t i = 0; i < cells; i++) {
-        if (r->elem_size == 4) {
-            memcpy(&r->logits[i], p + 4 * i, 4);
-        } else {
-            double d;
-            memcpy(&d, p + 8 * i, 8);
-            r->logits[i] = (float)d;
-        }
-        if (!isfinite(r->logits[i]) && bad == cells) bad = i;
-        m = fmaxf(m, fabsf(r->logits[i]));
-    }
-    ck_assert_msg(bad == cells, "%s: logit %zu not finite", path, bad);
-    ck_assert_msg(m > 0, "%s: all logits zero", path);
-    r->scale = m;
-    free(b);
-}
-
-static void tiny_logits_free(tiny_logits *r) {
-    free(r->tokens);
-    free(r->logits);
-}
-
-/* Max |a - b| over n values divided by scale. */
-static double rel_err(const float *a, const float *b, size_t n, float scale) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as a failure */
-    }
-    return m / scale;
-}
-
 /* ---- tokenizer golden ---- */
 
 typedef struct {
@@ -149,7 +69,7 @@ static int hexval(int c) {
 /* Parses TINY_TOK into *cases (malloc'd); returns the count. */
 static int tok_cases_load(tok_case **cases) {
     size_t n;
-    char *buf = read_all(TINY_TOK, &n);
+    char *buf = dk_test_read_file(TINY_TOK, &n);
     int cap = 16, cnt = 0, line_no = 0;
     tok_case *cs = malloc(sizeof *cs * (size_t)cap);
     ck_assert(cs != NULL);
@@ -312,11 +232,11 @@ END_TEST
 
 /* The golden's tokens are [BOS] + the engine's encoding of tiny_prompt.txt (so the logits test
  * really runs the bundled prompt), and its shape matches the model. */
-static void check_golden_tokens(const dk_model *m, const tiny_logits *gl) {
+static void check_golden_tokens(const dk_model *m, const dk_test_logits *gl) {
     ck_assert_int_eq(gl->n_vocab, m->cfg.n_vocab);
     ck_assert_msg(gl->n_tokens <= m->cfg.n_ctx_train, "golden longer than the context");
     size_t n;
-    char *text = read_all(TINY_PROMPT, &n);
+    char *text = dk_test_read_file(TINY_PROMPT, &n);
     int32_t *ids = NULL;
     int n_ids = 0;
     dk_err e = {{0}};
@@ -329,7 +249,7 @@ static void check_golden_tokens(const dk_model *m, const tiny_logits *gl) {
 /* Prefills the golden's first n tokens on a fresh context with logits for every position into lg
  * (n, V) and checks rows 0..n-1 against the golden within TINY_TOL; returns the worst error
  * (relative to the golden's scale). The context stays open for decode steps. */
-static double prefill_check_rows(dk_model *m, const tiny_logits *gl, int n, dk_ctx **c, float **lg) {
+static double prefill_check_rows(dk_model *m, const dk_test_logits *gl, int n, dk_ctx **c, float **lg) {
     int V = gl->n_vocab;
     dk_err e = {{0}};
     ck_assert_msg(dk_ctx_create(m, gl->n_tokens, c, &e) == DK_OK, "%s", e.msg);
@@ -340,7 +260,7 @@ static double prefill_check_rows(dk_model *m, const tiny_logits *gl, int n, dk_c
     ck_assert_msg(dk_forward_prefill(*c, gl->tokens, n, &o, *lg, &e) == DK_OK, "%s", e.msg);
     double worst = 0;
     for (int t = 0; t < n; t++) {
-        double r = rel_err(*lg + (size_t)t * V, gl->logits + (size_t)t * V, (size_t)V, gl->scale);
+        double r = dk_test_rel_err(*lg + (size_t)t * V, gl->logits + (size_t)t * V, (size_t)V, gl->scale);
         ck_assert_msg(r <= TINY_TOL, "prefill position %d of %d: max err %.3e of scale %.3f (tol %g)", t, n, r,
                       gl->scale, TINY_TOL);
         worst = fmax(worst, r);
@@ -351,8 +271,8 @@ static double prefill_check_rows(dk_model *m, const tiny_logits *gl, int n, dk_c
 START_TEST(test_prefill_all_positions) {
     if (!tiny_present()) return;
     dk_model *m = tiny_load();
-    tiny_logits gl;
-    tiny_logits_load(TINY_LOGITS, &gl);
+    dk_test_logits gl;
+    dk_test_logits_load(TINY_LOGITS, 0, &gl);
     check_golden_tokens(m, &gl);
     int n = gl.n_tokens, V = gl.n_vocab;
     dk_ctx *c = NULL;
@@ -364,7 +284,7 @@ START_TEST(test_prefill_all_positions) {
            8 * gl.elem_size, worst, gl.scale);
     free(lg);
     dk_ctx_free(c);
-    tiny_logits_free(&gl);
+    dk_test_logits_free(&gl);
     dk_model_free(m);
 }
 END_TEST
@@ -372,8 +292,8 @@ END_TEST
 START_TEST(test_prefill_then_decode) {
     if (!tiny_present()) return;
     dk_model *m = tiny_load();
-    tiny_logits gl;
-    tiny_logits_load(TINY_LOGITS, &gl);
+    dk_test_logits gl;
+    dk_test_logits_load(TINY_LOGITS, 0, &gl);
     int n = gl.n_tokens, V = gl.n_vocab, h = n / 2;
     ck_assert_msg(h >= 1 && h < n, "golden too short to split (%d tokens)", n);
     dk_ctx *c = NULL;
@@ -383,7 +303,7 @@ START_TEST(test_prefill_then_decode) {
     for (int t = h; t < n; t++) {
         ck_assert_int_eq(dk_ctx_n_past(c), t);
         ck_assert_msg(dk_forward_decode(c, gl.tokens[t], lg, &e) == DK_OK, "decode %d: %s", t, e.msg);
-        double r = rel_err(lg, gl.logits + (size_t)t * V, (size_t)V, gl.scale);
+        double r = dk_test_rel_err(lg, gl.logits + (size_t)t * V, (size_t)V, gl.scale);
         ck_assert_msg(r <= TINY_TOL, "decode position %d: max err %.3e (tol %g)", t, r, TINY_TOL);
         worst = fmax(worst, r);
     }
@@ -391,7 +311,7 @@ START_TEST(test_prefill_then_decode) {
     printf("dashkit-tiny prefill %d + decode %d: max err %.2e\n", h, n - h, worst);
     free(lg);
     dk_ctx_free(c);
-    tiny_logits_free(&gl);
+    dk_test_logits_free(&gl);
     dk_model_free(m);
 }
 END_TEST
@@ -406,8 +326,8 @@ START_TEST(test_tokenizer_golden) {
     int n = tok_cases_load(&cs);
     ck_assert_msg(n > 0, "%s: no cases", TINY_TOK);
     int bos = dk_tokenizer_bos(m->tokenizer), n_nonempty = 0;
-    tiny_logits gl;
-    tiny_logits_load(TINY_LOGITS, &gl);
+    dk_test_logits gl;
+    dk_test_logits_load(TINY_LOGITS, 0, &gl);
     bool saw_prompt = false;
     for (int i = 0; i < n; i++) {
         /* the golden is SentencePiece's encoding WITHOUT BOS: BOS is never produced from text */
@@ -433,7 +353,7 @@ START_TEST(test_tokenizer_golden) {
     ck_assert_msg(n_nonempty > 0, "%s: every case empty", TINY_TOK);
     printf("dashkit-tiny tokenizer: %d golden strings equal SentencePiece%s\n", n,
            saw_prompt ? " (incl. the logits prompt)" : "");
-    tiny_logits_free(&gl);
+    dk_test_logits_free(&gl);
     tok_cases_free(cs, n);
     dk_model_free(m);
 }
@@ -501,8 +421,8 @@ START_TEST(test_tokenize_cli) {
     free(cmd);
 
     /* the prompt file with --bos == the logits golden's tokens */
-    tiny_logits gl;
-    tiny_logits_load(TINY_LOGITS, &gl);
+    dk_test_logits gl;
+    dk_test_logits_load(TINY_LOGITS, 0, &gl);
     char fcmd[512];
     snprintf(fcmd, sizeof fcmd, "%s tokenize " TINY_MODEL " --bos -f " TINY_PROMPT, dk_test_cli());
     out = NULL;
@@ -511,7 +431,7 @@ START_TEST(test_tokenize_cli) {
     ck_assert(out != NULL);
     expect_cli_ids("tokenize --bos -f " TINY_PROMPT, out, gl.tokens, gl.n_tokens);
     free(out);
-    tiny_logits_free(&gl);
+    dk_test_logits_free(&gl);
     tok_cases_free(cs, n);
 }
 END_TEST

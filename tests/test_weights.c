@@ -296,32 +296,16 @@ static void t_prompt(int32_t *tok, int n_vocab) {
     for (int i = 0; i < T_PROMPT; i++) tok[i] = (int32_t)(t_rand(777, (uint64_t)i) % (uint64_t)n_vocab);
 }
 
-/* A DKLOGIT1 golden (see scripts/make_ref_models.py): logits (n_tok, n_vocab) and the prompt's
- * token ids (*tokens, malloc'd). want_T > 0: the golden must hold that many tokens. */
-static float *t_read_golden_ids(const char *path, int want_T, int *n_tok, int *n_vocab, int32_t **tokens) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "missing golden %s (scripts/make_weights_goldens.py, make_ref_models.py)", path);
-    char magic[8];
-    uint32_t T, V;
-    ck_assert(fread(magic, 1, 8, f) == 8 && !memcmp(magic, "DKLOGIT1", 8));
-    ck_assert(fread(&T, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1);
-    if (want_T > 0) ck_assert_uint_eq(T, (uint32_t)want_T);
-    *tokens = malloc((size_t)T * sizeof **tokens);
-    float *lg = malloc((size_t)T * V * sizeof *lg);
-    ck_assert(fread(*tokens, 4, T, f) == T && fread(lg, 4, (size_t)T * V, f) == (size_t)T * V);
-    fclose(f);
-    *n_tok = (int)T;
-    *n_vocab = (int)V;
-    return lg;
-}
-
 /* tests/data/weights_qwen2_<type>.logits: T_PROMPT tokens, copied into tokens */
 static float *t_read_golden(const char *path, int *n_tok, int *n_vocab, int32_t *tokens) {
-    int32_t *ids;
-    float *lg = t_read_golden_ids(path, T_PROMPT, n_tok, n_vocab, &ids);
-    memcpy(tokens, ids, (size_t)T_PROMPT * sizeof *ids);
-    free(ids);
-    return lg;
+    dk_test_logits g;
+    dk_test_logits_load(path, 4, &g);
+    ck_assert_int_eq(g.n_tokens, T_PROMPT);
+    memcpy(tokens, g.tokens, (size_t)T_PROMPT * sizeof *tokens);
+    free(g.tokens);
+    *n_tok = g.n_tokens;
+    *n_vocab = g.n_vocab;
+    return g.logits;
 }
 
 static dk_model *t_load(const char *path) {
@@ -509,13 +493,11 @@ START_TEST(test_fused_decode_ref_models) {
     dk_model *m = t_load(path);
     ck_assert(m->converts);
     snprintf(path, sizeof path, "tests/data/%s.logits", t_ref_files[_i]);
-    int T, V;
-    int32_t *tok;
-    float *gold = t_read_golden_ids(path, 0, &T, &V, &tok);
-    ck_assert_int_eq(V, m->cfg.n_vocab);
-    t_check_fused(m, t_ref_files[_i], tok, T, gold, 1e-4);
-    free(tok);
-    free(gold);
+    dk_test_logits g;
+    dk_test_logits_load(path, 4, &g);
+    ck_assert_int_eq(g.n_vocab, m->cfg.n_vocab);
+    t_check_fused(m, t_ref_files[_i], g.tokens, g.n_tokens, g.logits, 1e-4);
+    dk_test_logits_free(&g);
     dk_model_free(m);
 }
 END_TEST

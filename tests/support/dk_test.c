@@ -1,6 +1,7 @@
 /* dk_test.c — helpers shared by the Check suites. */
 #include "dk_test.h"
 #include "blas.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,4 +61,75 @@ const char *dk_test_tmpdir(void) {
         if (!mkdtemp(dir)) dir[0] = 0;
     }
     return dir;
+}
+
+void *dk_test_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert(fseek(f, 0, SEEK_END) == 0);
+    long sz = ftell(f);
+    ck_assert_msg(sz >= 0, "%s: cannot size", path);
+    ck_assert(fseek(f, 0, SEEK_SET) == 0);
+    char *b = malloc((size_t)sz + 1);
+    ck_assert(b != NULL);
+    ck_assert_msg(fread(b, 1, (size_t)sz, f) == (size_t)sz, "short read %s", path);
+    fclose(f);
+    b[sz] = 0;
+    *n = (size_t)sz;
+    return b;
+}
+
+void dk_test_logits_load(const char *path, int want_elem_size, dk_test_logits *r) {
+    size_t n;
+    unsigned char *b = dk_test_read_file(path, &n);
+    ck_assert_msg(n >= 16 && memcmp(b, "DKLOGIT1", 8) == 0, "%s: bad golden magic", path);
+    uint32_t hdr[2];
+    memcpy(hdr, b + 8, sizeof hdr);
+    ck_assert_msg(hdr[0] > 0 && hdr[1] > 0, "%s: empty golden (%u x %u)", path, hdr[0], hdr[1]);
+    r->n_tokens = (int)hdr[0];
+    r->n_vocab = (int)hdr[1];
+    size_t nt = (size_t)r->n_tokens, cells = nt * (size_t)r->n_vocab, head = 16 + 4 * nt;
+    ck_assert_msg(n > head && (n - head) % cells == 0 && ((n - head) / cells == 4 || (n - head) / cells == 8),
+                  "%s: size %zu fits neither f32 (%zu) nor f64 (%zu) logits for %u x %u", path, n,
+                  head + 4 * cells, head + 8 * cells, hdr[0], hdr[1]);
+    r->elem_size = (int)((n - head) / cells);
+    ck_assert_msg(!want_elem_size || r->elem_size == want_elem_size, "%s: size %zu, header says %zu", path, n,
+                  head + (size_t)want_elem_size * cells);
+    r->tokens = malloc(4 * nt);
+    r->logits = malloc(sizeof(float) * cells);
+    ck_assert(r->tokens && r->logits);
+    memcpy(r->tokens, b + 16, 4 * nt);
+    const unsigned char *p = b + head;
+    /* (no ck_assert inside the loop: Check records every assertion through a pipe) */
+    float m = 0;
+    size_t bad = cells;
+    for (size_t i = 0; i < cells; i++) {
+        if (r->elem_size == 4) {
+            memcpy(&r->logits[i], p + 4 * i, 4);
+        } else {
+            double d;
+            memcpy(&d, p + 8 * i, 8);
+            r->logits[i] = (float)d;
+        }
+        if (!isfinite(r->logits[i]) && bad == cells) bad = i;
+        m = fmaxf(m, fabsf(r->logits[i]));
+    }
+    ck_assert_msg(bad == cells, "%s: logit %zu not finite", path, bad);
+    ck_assert_msg(m > 0, "%s: all logits zero", path);
+    r->scale = m;
+    free(b);
+}
+
+void dk_test_logits_free(dk_test_logits *r) {
+    free(r->tokens);
+    free(r->logits);
+}
+
+double dk_test_rel_err(const float *a, const float *b, size_t n, float scale) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m / scale;
 }

@@ -3,6 +3,7 @@
 #define DK_TEST_H
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Path of a fixture under $DK_FIXTURES (default ../shared/fixtures), written into buf.
  * Returns NULL (and prints "SKIP <why>" once) when the fixture folder or file is absent. */
@@ -20,6 +21,29 @@ int dk_test_main(Suite *s);
 
 /* Temporary directory unique to this process (created on first use). */
 const char *dk_test_tmpdir(void);
+
+/* The whole file at path, malloc'd and NUL-terminated (*n = its size); fails the test when it
+ * cannot be read. */
+void *dk_test_read_file(const char *path, size_t *n);
+
+/* ---- DKLOGIT1 goldens (scripts/make_ref_models.py) ----
+ * "DKLOGIT1" | u32 n_tokens | u32 n_vocab | i32 tokens[n_tokens] | logits[n_tokens][n_vocab] as
+ * f32 or f64, little-endian; row t = next-token logits after tokens[0..t]. */
+typedef struct {
+    int n_tokens, n_vocab;
+    int elem_size;   /* bytes per stored logit: 4 (f32) or 8 (f64) */
+    int32_t *tokens; /* (n_tokens) prompt ids */
+    float *logits;   /* (n_tokens, n_vocab) */
+    float scale;     /* max |logits|, > 0 */
+} dk_test_logits;
+
+/* Loads a golden, failing the test on a bad magic, an empty header, a size that fits neither
+ * element size (or not want_elem_size when it is not 0), a non-finite or all-zero logit table. */
+void dk_test_logits_load(const char *path, int want_elem_size, dk_test_logits *r);
+void dk_test_logits_free(dk_test_logits *r);
+
+/* max |a - b| over n values, divided by scale; NaN makes it NaN (fails any <= bound) */
+double dk_test_rel_err(const float *a, const float *b, size_t n, float scale);
 
 #define DK_SKIP_IF_NULL(p) do { if ((p) == NULL) return; } while (0)
 #endif
