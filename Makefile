@@ -11,7 +11,9 @@ CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
-LIBS    := $(CJSON_LIBS) -lsqlite3 $(BLAS_LIBS) -lm -lpthread
+# oneDNN (libdnnl-dev, OpenMP build): the bf16 compute backend (engine/compute_dnnl.c)
+DNNL_LIBS   := -ldnnl -lgomp
+LIBS    := $(CJSON_LIBS) -lsqlite3 $(BLAS_LIBS) $(DNNL_LIBS) -lm -lpthread
 
 ENGINE_SRC := $(wildcard engine/*.c)
 EVAL_SRC   := $(wildcard eval/*.c)

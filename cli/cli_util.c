@@ -84,3 +84,12 @@ int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_rep
     else return 0;
     return 1;
 }
+
+bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out) {
+    dk_err e = {{0}};
+    if (dk_compute_parse(value, out, &e) || dk_compute_check(*out, &e)) {
+        fprintf(stderr, "dashkit %s: --compute: %s\n", cmd, e.msg);
+        return false;
+    }
+    return true;
+}

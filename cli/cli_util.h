@@ -3,6 +3,7 @@
 #ifndef DK_CLI_UTIL_H
 #define DK_CLI_UTIL_H
 
+#include "compute.h"
 #include "policy.h"
 #include "report.h"
 
@@ -21,6 +22,13 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
  * "dashkit CMD: message" and returns false (a usage error: exit 2). */
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp);
+
+/* --compute VALUE: f32 | bf16, checked against this CPU (compute.h). On error prints
+ * "dashkit CMD: --compute: message" and returns false (a usage error: exit 2). */
+bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);
+#define DK_CLI_COMPUTE_HELP \
+    "  --compute f32|bf16 precision of the large matrix products: f32 (default, exact) or bf16\n" \
+    "                     (oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16 or AMX)\n"
 
 /* ---- store selections ---- */
 

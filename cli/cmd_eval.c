@@ -48,6 +48,7 @@ static void dk_eval_usage(FILE *f) {
                "                     auto (default) = the model's own (GGUF tokenizer.chat_template, else by\n"
                "                     architecture; none for models without one), none, or chatml|llama3|llama2.\n"
                "                     Not applied to trec, triviaqa, samsum, lsht, lcc, repobench-p (LongBench's rule)\n"
+               DK_CLI_COMPUTE_HELP
                "  --json             one JSON object (samples and aggregate) instead of text\n"
                "  -h, --help         this help\n\n"
                "Method parameters (each method accepts a subset; see 'dashkit prefill --help'):\n",
@@ -96,6 +97,7 @@ int dk_cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *method = "dash", *seed = NULL, *chat = "auto";
     long n_samples = 0, budget = -1;
     bool json = false;
+    dk_compute compute = DK_COMPUTE_F32;
     dk_task_kv kv[DK_EVAL_MAX_OPTS];
     int nkv = 0;
     dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
@@ -109,7 +111,7 @@ int dk_cmd_eval(int argc, char **argv) {
         else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget") ||
-                     !strcmp(a, "--chat");
+                     !strcmp(a, "--chat") || !strcmp(a, "--compute");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
         if (pd) {
             if (!dk_cli_param_arg_add("eval", a, pd, argv[++i], pa, &n_pa)) return 2;
@@ -117,7 +119,9 @@ int dk_cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--task")) task_name = argv[++i];
         else if (!strcmp(a, "--method")) method = argv[++i];
         else if (!strcmp(a, "--seed")) seed = argv[++i];
-        else if (!strcmp(a, "--chat")) {
+        else if (!strcmp(a, "--compute")) {
+            if (!dk_cli_compute_arg("eval", argv[++i], &compute)) return 2;
+        } else if (!strcmp(a, "--chat")) {
             chat = argv[++i];
             dk_chat_template_kind k;
             dk_err ce = {{0}};
@@ -219,7 +223,7 @@ int dk_cmd_eval(int argc, char **argv) {
         dk_eval_result rd, rm;
         size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, s);
         if ((st = dk_eval_prompt_build_chat(m, s, b, &tmpl, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
-        if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
+        if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (st = dk_ctx_set_compute(c, compute, &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
             (st = dk_eval_dense(c, &p, &rd, &e))) {
             fprintf(stderr, "dashkit eval: %s\n", e.msg);
             dk_eval_prompt_free(&p);

@@ -1,6 +1,7 @@
 /* cmd_generate.c — `dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS]`: greedy
  * generation with llama2.c run.c semantics (-n counts positions from 0, the prompt included). */
 #include "cli.h"
+#include "cli_util.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
@@ -11,28 +12,31 @@
 #include <time.h>
 
 static void dk_generate_usage(FILE *f) {
-    fprintf(f, "usage: dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS]\n\n"
+    fprintf(f, "usage: dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS] [--compute f32|bf16]\n\n"
                "Greedy generation. Text goes to stdout, statistics to stderr.\n\n"
                "  MODEL          GGUF file or llama2.c checkpoint (.bin)\n"
                "  -z TOKENIZER   llama2.c tok*.bin (needed for .bin models; overrides a GGUF's vocabulary)\n"
                "  -p PROMPT      prompt text (default: empty, i.e. generation starts from BOS)\n"
                "  -n STEPS       positions to run, prompt included, as llama2.c run -n (default 256;\n"
                "                 0 or more than the training context means the training context)\n"
+               DK_CLI_COMPUTE_HELP
                "  -h, --help     this help\n");
 }
 
 int dk_cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = "";
     long steps = 256;
+    dk_compute compute = DK_COMPUTE_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_generate_usage(stdout); return 0; }
-        if ((!strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n")) && i + 1 >= argc) {
+        if ((!strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--compute")) && i + 1 >= argc) {
             fprintf(stderr, "dashkit generate: option %s needs a value\n", a);
             return 2;
         }
         if (!strcmp(a, "-z")) tok_path = argv[++i];
         else if (!strcmp(a, "-p")) prompt = argv[++i];
+        else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("generate", argv[++i], &compute)) return 2; }
         else if (!strcmp(a, "-n")) {
             char *end;
             steps = strtol(argv[++i], &end, 10);
@@ -60,7 +64,7 @@ int dk_cmd_generate(int argc, char **argv) {
     }
     if (steps == 0 || (m->cfg.n_ctx_train > 0 && steps > m->cfg.n_ctx_train)) steps = m->cfg.n_ctx_train > 0 ? m->cfg.n_ctx_train : 2048;
     if (dk_tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &n_ids, &e) ||
-        dk_ctx_create(m, (int)steps, &c, &e)) {
+        dk_ctx_create(m, (int)steps, &c, &e) || dk_ctx_set_compute(c, compute, &e)) {
         fprintf(stderr, "dashkit generate: %s\n", e.msg);
         goto done;
     }

@@ -36,6 +36,7 @@ static void dk_prefill_usage(FILE *f) {
                "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
                "  --decode N         also greedy-decode N tokens after the prompt with both (default 0)\n"
                "  --reps R           timed repetitions of both prefills, medians reported (default 1)\n"
+               DK_CLI_COMPUTE_HELP
                "  --json             one JSON object instead of text\n"
                "  -h, --help         this help\n\n"
                "Method parameters (each method accepts a subset; see README):\n",
@@ -98,6 +99,7 @@ int dk_cmd_prefill(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_file = NULL, *question = NULL;
     const char *method = "dash";
     long reps = 1, n_decode = 0;
+    dk_compute compute = DK_COMPUTE_F32;
     bool json = false;
     dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
     int n_pa = 0;
@@ -107,7 +109,7 @@ int dk_cmd_prefill(int argc, char **argv) {
         if (!strcmp(a, "--json")) { json = true; continue; }
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") || !strcmp(a, "--question") ||
-                     !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode");
+                     !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode") || !strcmp(a, "--compute");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit prefill: option %s needs a value\n", a); return 2; }
         if (pd) {
             if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], pa, &n_pa)) return 2;
@@ -116,6 +118,7 @@ int dk_cmd_prefill(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-file")) prompt_file = argv[++i];
         else if (!strcmp(a, "--question")) question = argv[++i];
         else if (!strcmp(a, "--method")) method = argv[++i];
+        else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("prefill", argv[++i], &compute)) return 2; }
         else if (!strcmp(a, "--reps") || !strcmp(a, "--decode")) {
             char *end;
             const char *v = argv[++i];
@@ -164,7 +167,8 @@ int dk_cmd_prefill(int argc, char **argv) {
         goto done;
     }
     int n_total = n_ctx + n_q + (int)n_decode;
-    if (dk_ctx_create(m, n_total, &cd, &e) || dk_ctx_create(m, n_total, &cm, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); goto done; }
+    if (dk_ctx_create(m, n_total, &cd, &e) || dk_ctx_create(m, n_total, &cm, &e) || dk_ctx_set_compute(cd, compute, &e) ||
+        dk_ctx_set_compute(cm, compute, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); goto done; }
     wd = malloc((size_t)reps * sizeof *wd);
     wm = malloc((size_t)reps * sizeof *wm);
     ans_d = malloc((size_t)(n_decode + 1) * sizeof *ans_d);

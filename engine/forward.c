@@ -29,6 +29,7 @@
  * one OpenBLAS thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
 #include "forward.h"
 #include "blas.h"
+#include "compute.h"
 #include "memory.h"
 #include "quant.h"
 #include <cblas.h>
@@ -227,6 +228,11 @@ struct dk_ctx {
     double split_convert_s; /* of it, weight conversion */
     int split_fused_matmuls; /* of it, fused small-m products */
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
+    /* compute precision (compute.h); the bf16 backend exists while the mode is bf16 */
+    dk_compute compute;
+    dk_bf16_backend *bf16;
+    dk_status compute_st;   /* first failure of a bf16 product in this call (reported after the layer) */
+    dk_err compute_err;
 };
 
 static double dk_now(void) {
@@ -349,6 +355,7 @@ void dk_ctx_free(dk_ctx *c) {
     if (c->kv)
         for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
     dk_pool_free(&c->pool);
+    dk_bf16_backend_free(c->bf16);
     dk_ctx_free_attn_scratch(c);
     free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->probs); free(c->wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
     dk_ctx_free_scratch(c);
@@ -383,6 +390,23 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
 }
 
 void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->fused = on; }
+
+dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
+    dk_status st = dk_compute_check(mode, e);
+    if (st) return st;
+    if (mode == DK_COMPUTE_BF16 && !c->bf16 && (st = dk_bf16_backend_init(&c->bf16, e))) return st;
+    if (mode != DK_COMPUTE_BF16) { dk_bf16_backend_free(c->bf16); c->bf16 = NULL; }
+    c->compute = mode;
+    return DK_OK;
+}
+dk_compute dk_ctx_compute(const dk_ctx *c) { return c->compute; }
+
+/* The first bf16 product failure of this call, once (later products of the call were skipped). */
+static dk_status dk_compute_status(dk_ctx *c, dk_err *e) {
+    dk_status st = c->compute_st;
+    if (st) { *e = c->compute_err; c->compute_st = DK_OK; }
+    return st;
+}
 bool dk_ctx_fused_decode(const dk_ctx *c) { return c->fused; }
 
 int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
@@ -505,9 +529,28 @@ static void dk_matmul_fused(dk_ctx *c, float *y, const float *x, const dk_tensor
     c->stats.fused_matmuls++;
 }
 
+/* bf16 compute (compute.h) for products of more than DK_COMPUTE_MIN_M rows. */
+static bool dk_use_bf16(const dk_ctx *c, int m) { return c->compute == DK_COMPUTE_BF16 && m > DK_COMPUTE_MIN_M; }
+
+/* Y (m, nr; row stride ldy) = X · W[r0 .. r0+nr)ᵀ on the bf16 backend: a BF16 file's rows as they
+ * are, other types as f32 rows (dk_weight_rows) that the backend rounds to bf16. After a failure
+ * the call's later products are skipped; dk_compute_status reports it. */
+static void dk_matmul_bf16(dk_ctx *c, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int nr, int m, int k,
+                           float beta) {
+    if (c->compute_st) return;
+    bool native = w->type == DK_GGML_TYPE_BF16;
+    const void *wp = native ? (const void *)((const uint8_t *)w->data + (size_t)r0 * w->row_bytes) : (const void *)dk_weight_rows(c, w, r0, nr);
+    c->compute_st = dk_bf16_matmul(c->bf16, y, ldy, x, wp, native, m, nr, k, beta, c->pool.n, &c->compute_err);
+}
+
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
  * matrix (n*k <= wbuf_n when it is converted). */
 static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
+    if (dk_use_bf16(c, m)) {
+        dk_matmul_bf16(c, y, n, x, w, 0, n, m, k, beta);
+        *flops += 2 * (int64_t)m * n * k;
+        return;
+    }
     if (dk_use_fused(c, w, m)) {
         dk_matmul_fused(c, y, x, w, m, n, k, beta);
         *flops += 2 * (int64_t)m * n * k;
@@ -535,6 +578,7 @@ static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t 
     if (blk < 1 || blk > n) blk = n;
     for (int r0 = 0; r0 < n; r0 += blk) {
         int nb = n - r0 < blk ? n - r0 : blk;
+        if (dk_use_bf16(c, m)) { dk_matmul_bf16(c, logits + r0, n, x, w, r0, nb, m, k, 0.0f); continue; }
         const float *wf = dk_weight_rows(c, w, r0, nb);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
     }
@@ -891,6 +935,7 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     }
     dk_attention(c, l, na, L0, capture, n_probe, fl);
     dk_matmul(c, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
+    if ((st = dk_compute_status(c, e))) return st;
 
     dk_layer_view v = {.layer = l, .n_tokens = n, .n_past = c->n_past, .n_active = na, .active = c->active,
                        .n_embd = d, .x_in = xin, .u = c->u, .n_probe = capture ? n_probe : 0,
@@ -909,6 +954,8 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
     dk_matmul(c, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d; /* residual add inside the GEMM (beta = 1) */
+
+    if ((st = dk_compute_status(c, e))) return st;
 
     v.u = NULL;
     v.x_out = hout;
@@ -1043,7 +1090,7 @@ dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_p
     dk_prefill_embed(c, tokens, n, o);
     if ((st = dk_run_layers(c, n, 0, c->m->cfg.n_layer - 1, o, e))) return st;
     dk_prefill_end(c, n, o, logits, t_start);
-    return DK_OK;
+    return dk_compute_status(c, e);
 }
 
 dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer, const dk_prefill_opts *o,
@@ -1108,7 +1155,7 @@ dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *
     c->split_pending = false;
     c->stats.prefix_wall_s = c->split_wall_s;
     dk_prefill_end(c, n, o, logits, t_start);
-    return DK_OK;
+    return dk_compute_status(c, e);
 }
 
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e) {

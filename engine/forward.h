@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "dk_common.h"
+#include "compute.h"
 #include "model.h"
 
 /* ---- FLOP counters ---- */
@@ -151,6 +152,11 @@ const dk_model *dk_ctx_model(const dk_ctx *c);
  * the conversion buffer. For tests and the bench (decode_fused_vs_convert). */
 void dk_ctx_set_fused_decode(dk_ctx *c, bool on);
 bool dk_ctx_fused_decode(const dk_ctx *c);
+/* Compute precision of the large products (compute.h): f32 (default, the exact path) or bf16
+ * (oneDNN). bf16 fails with one line where the CPU lacks native bf16 (dk_compute_check). Products
+ * of m <= DK_COMPUTE_MIN_M rows (decode) and attention keep the f32 path in both modes. */
+dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e);
+dk_compute dk_ctx_compute(const dk_ctx *c);
 
 /* Runs tokens[0..n) at positions n_past.. through the model. logits: NULL, or (n_vocab) for the
  * last row, or (n, n_vocab) when opts->all_logits. opts NULL = dense. */

@@ -451,7 +451,7 @@ static size_t dk_expand_grid(const cJSON *opts, char ***out) {
 /* ---- the whole document ---- */
 
 static const char *const dk_top_keys[] = {"name", "description", "models", "tasks", "methods",
-                                          "samples", "seed", "threads", "chat", NULL};
+                                          "samples", "seed", "threads", "chat", "compute", NULL};
 
 static dk_status dk_get_int(const char *file, const cJSON *root, const char *key, int required, int64_t lo,
                             int64_t hi, int64_t def, int64_t *out, dk_err *err) {
@@ -691,6 +691,16 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         }
     }
     cfg->chat = dk_strdup(v ? v->valuestring : "auto");
+    v = cJSON_GetObjectItemCaseSensitive(root, "compute");
+    if (v) {
+        dk_err ce = {{0}};
+        if (!cJSON_IsString(v)) {
+            dk_describe(v, got, sizeof got);
+            st = dk_fail(err, DK_ERR_ARG, "%s: compute: expected a string (f32, bf16), got %s", file, got);
+            goto fail;
+        }
+        if (dk_compute_parse(v->valuestring, &cfg->compute, &ce)) { st = dk_fail(err, DK_ERR_ARG, "%s: compute: %s", file, ce.msg); goto fail; }
+    }
     if (!cfg->name || !cfg->description || !cfg->chat) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
 
     /* models */
@@ -874,6 +884,10 @@ dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *ce
     if (chat && strcmp(chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
         dk_sb_str(&task, ",\"chat\":");
         dk_canon_string(&task, chat);
+    }
+    if (cfg->compute != DK_COMPUTE_F32) { /* absent for f32, as chat for auto */
+        dk_sb_str(&task, ",\"compute\":");
+        dk_canon_string(&task, dk_compute_name(cfg->compute));
     }
     dk_sb_str(&task, "}");
     char num[64];

@@ -12,6 +12,10 @@
  *     "seed":    1234,                         optional, integer >= 0, default 0
  *     "threads": 2,                            optional, integer >= 0, default 0 (= all cores)
  *     "chat":    "auto"                        optional: auto | none | chatml | llama3 | llama2 (evaluate.h)
+ *     "compute": "f32"                         optional: f32 (default) | bf16, precision of the large
+ *                                              products (engine/compute.h); bf16 is part of every
+ *                                              cell's identity and task key (f32 adds nothing, so
+ *                                              keys of earlier stores stay valid)
  *   }
  * A task or method option is a scalar (number, string, boolean) or a grid: a non-empty array
  * of scalars. Grids expand as a cross product; a task grid key written in the plural
@@ -36,6 +40,7 @@
 #ifndef DK_CONFIG_H
 #define DK_CONFIG_H
 
+#include "compute.h"
 #include "dk_common.h"
 #include "sha256.h"
 #include <stddef.h>
@@ -103,6 +108,7 @@ typedef struct {
     int64_t samples;            /* samples per cell, >= 1 */
     int64_t seed;               /* sample-set seed, >= 0 */
     int threads;                /* 0 = all cores */
+    dk_compute compute;         /* "compute": f32 (default) or bf16 */
     dk_config_cell *cells;      /* (n_cells) the expanded matrix */
     size_t n_cells;
 } dk_config;

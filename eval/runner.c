@@ -160,9 +160,17 @@ static dk_status dk_plan_check_cells(const dk_config *cfg, const dk_plan *p, dk_
     return DK_OK;
 }
 
+/* The config's compute mode can run on this CPU (checked once, before any worker starts). */
+static dk_status dk_runner_check_compute(const dk_config *cfg, dk_err *e) {
+    dk_err ce = {{0}};
+    if (dk_compute_check(cfg->compute, &ce)) return dk_fail(e, DK_ERR_ARG, "%s: compute: %s", cfg->path, ce.msg);
+    return DK_OK;
+}
+
 dk_status dk_runner_check(const dk_config *cfg, dk_err *e) {
     dk_plan p = {0};
-    dk_status st = dk_plan_models(cfg, &p, e);
+    dk_status st = dk_runner_check_compute(cfg, e);
+    if (!st) st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
     dk_plan_free(&p);
     return st;
@@ -568,7 +576,9 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     if (dk_chat_template_from_model(w->model, chat_name, NULL, &chat, &ge) ||
         dk_eval_prompt_build_chat(w->model, smp, dk_eval_default_budget(w->model, smp), &chat, &pr, &ge))
         goto fail_all_noprompt;
-    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge)) goto fail_all;
+    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge) ||
+        dk_ctx_set_compute(w->ctx, p->cfg->compute, &ge))
+        goto fail_all;
     size_t c0 = 0;
     for (int i = 0; i < k; i++)
         if (need[i]) { c0 = cells[i]; break; }
@@ -807,7 +817,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     dk_store *s = NULL;
     pid_t *pids = NULL;
     int n_pids = 0, errpipe[2] = {-1, -1}, statpipe[2] = {-1, -1};
-    dk_status st = dk_plan_models(cfg, &p, e);
+    dk_status st = dk_runner_check_compute(cfg, e);
+    if (!st) st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
     if (!st && o->prefix_sharing) st = dk_plan_groups(cfg, &p, e);
     if (st) goto done;

@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh          build + test + run dependencies
 #   scripts/install-deps.sh --dev    also PyTorch/SentencePiece for the reference and training scripts
 set -euo pipefail
-pkgs="make gcc pkg-config libopenblas-dev libcjson-dev libsqlite3-dev sqlite3 check gnuplot-nox"
+pkgs="make gcc pkg-config libopenblas-dev libdnnl-dev libcjson-dev libsqlite3-dev sqlite3 check gnuplot-nox"
 if [ "${1:-}" = "--dev" ]; then
   pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece"
 fi

@@ -1,0 +1,63 @@
+/* compute.h — compute precision of the large matrix products, and the backends behind one matmul
+ * interface.
+ *
+ *   f32   (default) OpenBLAS sgemm on f32 activations and f32 weights (other file types converted
+ *         to their exact f32 values): today's path, bit-identical for every thread count.
+ *   bf16  oneDNN's matmul primitive: bf16 activations x bf16 weights, f32 accumulation and f32
+ *         output. A BF16 file's own bits are the weights; F32/F16/Q8_0 weights are rounded to bf16
+ *         (round to nearest even) per matrix right before its product. Activations are rounded
+ *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
+ *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head); products of fewer
+ *         rows (decode, short question chunks) are memory-bound and keep the f32 path, and so do
+ *         attention's two products, norms, RoPE and softmax. oneDNN picks its kernels from the CPU
+ *         at run time (avx512_core_bf16, AMX).
+ *
+ * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
+ * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower
+ * than f32 sgemm where measured; see README). DNNL_MAX_CPU_ISA=AVX512_CORE reproduces that case on
+ * a bf16 machine. */
+#ifndef DK_COMPUTE_H
+#define DK_COMPUTE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "dk_common.h"
+
+typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_COUNT } dk_compute;
+
+/* Products with at most this many rows keep the f32 path in every compute mode (the fused
+ * small-m decode path of forward.c covers m <= 8). */
+enum { DK_COMPUTE_MIN_M = 8 };
+
+const char *dk_compute_name(dk_compute c);  /* "f32", "bf16" */
+/* "f32" | "bf16" -> *out; else DK_ERR_ARG "compute 'X' is not one of f32, bf16". */
+dk_status dk_compute_parse(const char *s, dk_compute *out, dk_err *e);
+/* True when this CPU multiplies bf16 natively (oneDNN's effective ISA has avx512_core_bf16 or AMX). */
+bool dk_compute_bf16_native(void);
+/* The ISA oneDNN runs with, e.g. "avx512_core_bf16". */
+const char *dk_compute_isa_name(void);
+/* DK_OK when mode c can run here; bf16 without native support: DK_ERR_ARG with one line. */
+dk_status dk_compute_check(dk_compute c, dk_err *e);
+
+/* ---- the bf16 backend (oneDNN) ----
+ * Owns a oneDNN engine and stream, a cache of matmul and reorder primitives per shape (least
+ * recently used evicted), and the bf16 buffers of one product's activations and weights, grown
+ * on demand (dk_compute_bf16_bytes says how large they get). Not thread-safe: one per context. */
+typedef struct dk_bf16_backend dk_bf16_backend;
+
+dk_status dk_bf16_backend_init(dk_bf16_backend **out, dk_err *e);
+void dk_bf16_backend_free(dk_bf16_backend *b);
+
+/* Y (m, n; row stride ldy) = X (m, k; row stride k, f32) · Wᵀ (+ Y when beta is 1; beta is 0 or 1).
+ * W (n, k) row-major is either bf16 (w_bf16 = true: used as it is) or f32 (rounded to bf16 first).
+ * Runs on `threads` threads (oneDNN's OpenMP team). */
+dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16,
+                         int m, int n, int k, float beta, int threads, dk_err *e);
+
+/* Bytes the backend's buffers reach for chunks of up to n_chunk rows with products of inner size
+ * up to k_max, and weight matrices of up to w_elems elements to round (0 for a BF16 file). */
+int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems);
+
+/* Peak of oneDNN's bf16 matmul in GFLOP/s: C (m, n) = A (m, k) · Bᵀ, median of reps (bench). */
+double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads);
+
+#endif

@@ -1,0 +1,286 @@
+/* compute_dnnl.c — compute modes and the bf16 backend on oneDNN's C API (see compute.h).
+ *
+ * Every product is a oneDNN matmul primitive: src X (m, k) bf16 row-major, weights Wᵀ (k, n) given
+ * as W (n, k) row-major through strides {1, k}, dst Y (m, n) f32 with row stride ldy, and a sum
+ * post-op for beta = 1. f32 operands are rounded to bf16 by oneDNN reorder primitives (round to
+ * nearest even, vectorised and threaded by the library). Primitives are cached per shape: creating
+ * one costs up to milliseconds (JIT), running one of a prefill chunk tens of milliseconds. */
+#include "compute.h"
+#include <dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* oneDNN runs on OpenMP (Debian's build); its team size is this process's OpenMP setting. */
+extern void omp_set_num_threads(int n);
+extern int omp_get_max_threads(void);
+
+const char *dk_compute_name(dk_compute c) {
+    return c == DK_COMPUTE_BF16 ? "bf16" : c == DK_COMPUTE_F32 ? "f32" : "?";
+}
+
+dk_status dk_compute_parse(const char *s, dk_compute *out, dk_err *e) {
+    if (s && !strcmp(s, "f32")) *out = DK_COMPUTE_F32;
+    else if (s && !strcmp(s, "bf16")) *out = DK_COMPUTE_BF16;
+    else return dk_fail(e, DK_ERR_ARG, "compute '%s' is not one of f32, bf16", s ? s : "(null)");
+    return DK_OK;
+}
+
+bool dk_compute_bf16_native(void) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+const char *dk_compute_isa_name(void) {
+    static const struct { dnnl_cpu_isa_t isa; const char *name; } t[] = {
+        {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"}, {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+        {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"}, {dnnl_cpu_isa_avx512_core, "avx512_core"},
+        {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"}, {dnnl_cpu_isa_avx2, "avx2"}, {dnnl_cpu_isa_avx, "avx"},
+        {dnnl_cpu_isa_sse41, "sse41"}};
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (isa == t[i].isa) return t[i].name;
+    return "other";
+}
+
+dk_status dk_compute_check(dk_compute c, dk_err *e) {
+    if ((unsigned)c >= DK_COMPUTE_COUNT) return dk_fail(e, DK_ERR_ARG, "compute mode %d out of range", (int)c);
+    if (c == DK_COMPUTE_BF16 && !dk_compute_bf16_native())
+        return dk_fail(e, DK_ERR_ARG,
+                       "bf16 needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as %s: use f32",
+                       dk_compute_isa_name());
+    return DK_OK;
+}
+
+/* ---- primitive cache ---- */
+
+enum { DK_PRIM_CACHE = 48 };
+typedef enum { DK_PRIM_MATMUL, DK_PRIM_ROUND } dk_prim_kind;
+
+typedef struct {
+    dk_prim_kind kind;
+    int64_t m, n, k, ldy;  /* matmul shape; ROUND: m rows of k */
+    int beta;
+    dnnl_primitive_t p;    /* NULL = empty slot */
+    uint64_t used;
+} dk_prim_entry;
+
+struct dk_bf16_backend {
+    dnnl_engine_t eng;
+    dnnl_stream_t str;
+    dk_prim_entry cache[DK_PRIM_CACHE];
+    uint64_t tick;
+    uint16_t *xb; size_t xb_n;  /* (m, k) bf16 activations of the current product */
+    uint16_t *wb; size_t wb_n;  /* (n, k) bf16 weights rounded from f32 */
+};
+
+static dk_status dk_dnnl_fail(dk_err *e, dnnl_status_t s, const char *what) {
+    return dk_fail(e, s == dnnl_out_of_memory ? DK_ERR_NOMEM : DK_ERR_ARG, "oneDNN: %s failed (status %d)", what, (int)s);
+}
+
+static void dk_md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t rs, int64_t cs, dnnl_data_type_t t) {
+    dnnl_dims_t dims = {r, c}, strides = {rs, cs};
+    dnnl_memory_desc_init_by_strides(md, 2, dims, t, strides);
+}
+
+static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y, int64_t m, int64_t n, int64_t k,
+                          int64_t ldy) {
+    dk_md_2d(a, m, k, k, 1, dnnl_bf16);
+    dk_md_2d(w, k, n, 1, k, dnnl_bf16);
+    dk_md_2d(y, m, n, ldy, 1, dnnl_f32);
+}
+
+static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_primitive_t *out, dk_err *e) {
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t s;
+    if (key->kind == DK_PRIM_MATMUL) {
+        dnnl_memory_desc_t a, w, y;
+        dnnl_matmul_desc_t md;
+        dk_matmul_mds(&a, &w, &y, key->m, key->n, key->k, key->ldy);
+        if ((s = dnnl_primitive_attr_create(&attr))) return dk_dnnl_fail(e, s, "primitive attributes");
+        if (key->beta && (!(s = dnnl_post_ops_create(&po)))) {
+            if (!(s = dnnl_post_ops_append_sum(po, 1.0f))) s = dnnl_primitive_attr_set_post_ops(attr, po);
+            dnnl_post_ops_destroy(po);
+        }
+        if (!s && !(s = dnnl_matmul_desc_init(&md, &a, &w, NULL, &y))) s = dnnl_primitive_desc_create(&pd, &md, attr, b->eng, NULL);
+        dnnl_primitive_attr_destroy(attr);
+    } else {
+        dnnl_memory_desc_t src, dst;
+        dk_md_2d(&src, key->m, key->k, key->k, 1, dnnl_f32);
+        dk_md_2d(&dst, key->m, key->k, key->k, 1, dnnl_bf16);
+        s = dnnl_reorder_primitive_desc_create(&pd, &src, b->eng, &dst, b->eng, NULL);
+    }
+    if (s) return dk_dnnl_fail(e, s, key->kind == DK_PRIM_MATMUL ? "bf16 matmul set-up" : "f32->bf16 reorder set-up");
+    s = dnnl_primitive_create(out, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return s ? dk_dnnl_fail(e, s, "primitive creation") : DK_OK;
+}
+
+/* The cached primitive of this shape, created (evicting the least recently used) when absent. */
+static dk_status dk_prim_get(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_primitive_t *out, dk_err *e) {
+    dk_prim_entry *victim = &b->cache[0];
+    b->tick++;
+    for (int i = 0; i < DK_PRIM_CACHE; i++) {
+        dk_prim_entry *c = &b->cache[i];
+        if (c->p && c->kind == key->kind && c->m == key->m && c->n == key->n && c->k == key->k && c->ldy == key->ldy &&
+            c->beta == key->beta) {
+            c->used = b->tick;
+            *out = c->p;
+            return DK_OK;
+        }
+        if (!c->p || (victim->p && c->used < victim->used)) victim = c;
+    }
+    dnnl_primitive_t p;
+    dk_status st = dk_prim_create(b, key, &p, e);
+    if (st) return st;
+    if (victim->p) dnnl_primitive_destroy(victim->p);
+    *victim = *key;
+    victim->p = p;
+    victim->used = b->tick;
+    *out = p;
+    return DK_OK;
+}
+
+/* ---- backend ---- */
+
+dk_status dk_bf16_backend_init(dk_bf16_backend **out, dk_err *e) {
+    *out = NULL;
+    dk_status st = dk_compute_check(DK_COMPUTE_BF16, e);
+    if (st) return st;
+    dk_bf16_backend *b = calloc(1, sizeof *b);
+    if (!b) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    dnnl_status_t s = dnnl_engine_create(&b->eng, dnnl_cpu, 0);
+    if (!s) s = dnnl_stream_create(&b->str, b->eng, dnnl_stream_default_flags);
+    if (s) { dk_bf16_backend_free(b); return dk_dnnl_fail(e, s, "engine set-up"); }
+    *out = b;
+    return DK_OK;
+}
+
+void dk_bf16_backend_free(dk_bf16_backend *b) {
+    if (!b) return;
+    for (int i = 0; i < DK_PRIM_CACHE; i++)
+        if (b->cache[i].p) dnnl_primitive_destroy(b->cache[i].p);
+    if (b->str) dnnl_stream_destroy(b->str);
+    if (b->eng) dnnl_engine_destroy(b->eng);
+    free(b->xb);
+    free(b->wb);
+    free(b);
+}
+
+static dk_status dk_grow(uint16_t **buf, size_t *cap, size_t need, dk_err *e) {
+    if (need <= *cap) return DK_OK;
+    free(*buf);
+    *cap = 0;
+    if (!(*buf = malloc(need * sizeof **buf))) return dk_fail(e, DK_ERR_NOMEM, "out of memory for %zu bf16 values", need);
+    *cap = need;
+    return DK_OK;
+}
+
+/* Runs primitive p on args built from memory descs and pointers; waits for it. */
+static dk_status dk_exec(dk_bf16_backend *b, dnnl_primitive_t p, int n, const int *arg, const dnnl_memory_desc_t *md,
+                         void *const *ptr, dk_err *e) {
+    dnnl_exec_arg_t args[3];
+    dnnl_status_t s = dnnl_success;
+    int made = 0;
+    for (; made < n && !s; made++) {
+        args[made].arg = arg[made];
+        s = dnnl_memory_create(&args[made].memory, &md[made], b->eng, ptr[made]);
+        if (s) break;
+    }
+    if (!s) s = dnnl_primitive_execute(p, b->str, n, args);
+    if (!s) s = dnnl_stream_wait(b->str);
+    for (int i = 0; i < made; i++) dnnl_memory_destroy(args[i].memory);
+    return s ? dk_dnnl_fail(e, s, "primitive execution") : DK_OK;
+}
+
+/* dst (rows, cols) bf16 = src (rows, cols) f32 rounded to nearest even. */
+static dk_status dk_round(dk_bf16_backend *b, uint16_t *dst, const float *src, int64_t rows, int64_t cols, dk_err *e) {
+    dk_prim_entry key = {.kind = DK_PRIM_ROUND, .m = rows, .k = cols};
+    dnnl_primitive_t p;
+    dk_status st = dk_prim_get(b, &key, &p, e);
+    if (st) return st;
+    dnnl_memory_desc_t md[2];
+    dk_md_2d(&md[0], rows, cols, cols, 1, dnnl_f32);
+    dk_md_2d(&md[1], rows, cols, cols, 1, dnnl_bf16);
+    static const int arg[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+    void *ptr[2] = {(void *)src, dst};
+    return dk_exec(b, p, 2, arg, md, ptr, e);
+}
+
+dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16, int m, int n,
+                         int k, float beta, int threads, dk_err *e) {
+    if (m <= 0 || n <= 0 || k <= 0 || ldy < n || (beta != 0.0f && beta != 1.0f))
+        return dk_fail(e, DK_ERR_ARG, "bf16 matmul: bad shape m=%d n=%d k=%d ldy=%d beta=%g", m, n, k, ldy, (double)beta);
+    if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    dk_status st;
+    if ((st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e)) || (st = dk_round(b, b->xb, x, m, k, e))) return st;
+    const void *wp = w;
+    if (!w_bf16) {
+        if ((st = dk_grow(&b->wb, &b->wb_n, (size_t)n * (size_t)k, e)) || (st = dk_round(b, b->wb, w, n, k, e))) return st;
+        wp = b->wb;
+    }
+    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldy, .beta = beta != 0.0f};
+    dnnl_primitive_t p;
+    if ((st = dk_prim_get(b, &key, &p, e))) return st;
+    dnnl_memory_desc_t md[3];
+    dk_matmul_mds(&md[0], &md[1], &md[2], m, n, k, ldy);
+    static const int arg[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+    void *ptr[3] = {b->xb, (void *)wp, y};
+    return dk_exec(b, p, 3, arg, md, ptr, e);
+}
+
+int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems) {
+    return ((int64_t)n_chunk * k_max + w_elems) * 2;
+}
+
+/* ---- peak (bench) ---- */
+
+static double dk_compute_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int dk_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
+    dk_err e = {{0}};
+    dk_bf16_backend *b = NULL;
+    if (reps < 1) reps = 1;
+    if (reps > 16) reps = 16;
+    if (dk_bf16_backend_init(&b, &e)) return 0;
+    uint16_t *a = malloc((size_t)m * k * 2), *w = malloc((size_t)n * k * 2);
+    float *c = malloc((size_t)m * n * 4);
+    double t[16], gf = 0;
+    if (a && w && c) {
+        for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (uint16_t)(0x3f00 + (i * 7919) % 128);  /* 0.5 .. 1 */
+        for (size_t i = 0; i < (size_t)n * k; i++) w[i] = (uint16_t)(0xbf00 + (i * 104729) % 128);
+        dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = n};
+        dnnl_primitive_t p;
+        dnnl_memory_desc_t md[3];
+        dk_matmul_mds(&md[0], &md[1], &md[2], m, n, k, n);
+        static const int arg[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+        void *ptr[3] = {a, w, c};
+        if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+        int ok = dk_prim_get(b, &key, &p, &e) == DK_OK;
+        for (int r = -1; ok && r < reps; r++) {
+            double t0 = dk_compute_now();
+            ok = dk_exec(b, p, 3, arg, md, ptr, &e) == DK_OK;
+            if (r >= 0) t[r] = dk_compute_now() - t0;
+        }
+        if (ok) {
+            qsort(t, (size_t)reps, sizeof *t, dk_cmp_double);
+            double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+            gf = 2.0 * m * n * k / med * 1e-9;
+        }
+    }
+    free(a); free(w); free(c);
+    dk_bf16_backend_free(b);
+    return gf;
+}
