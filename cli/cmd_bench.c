@@ -7,18 +7,26 @@
  * fused small-m path and with whole-matrix conversion alternately, and the last line is
  * `decode_fused_vs_convert: R` (median over reps of fused tokens/s / whole-matrix tokens/s). */
 #include "cli.h"
+#include "cli_util.h"
 #include "bench_prefix.h"
 #include "blas.h"
+#include "compute.h"
 #include "forward.h"
+#include "memory.h"
 #include "model.h"
 #include "policy.h"
 #include "prefill.h"
 #include "quant.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 static void dk_bench_usage(FILE *f) {
     fprintf(f, "usage: dashkit bench [MODEL | --shape NAME] [--tokens T] [--reps R] [--seed S] [--threads N]\n"
@@ -39,11 +47,23 @@ static void dk_bench_usage(FILE *f) {
                "                 exact causal attention, K = tokens kept) and, last, halting_efficiency =\n"
                "                 wall_speedup / flops_speedup\n"
                "  --rho R, --ls F, --tau T, --keep N, ...   method parameters, as `dashkit prefill --help`\n"
+               "  --compute M    f32 (default) or bf16: with bf16, the prefill runs in f32 AND in bf16 compute\n"
+               "                 alternately, next to oneDNN's bf16 matmul peak of the same shape; prints\n"
+               "                 bf16_gemm_gflops, prefill_bf16_tokens_per_s, prefill_vs_bf16_peak and\n"
+               "                 bf16_vs_f32_prefill (median of per-rep f32/bf16 wall-time ratios); --method,\n"
+               "                 --decode and --lengths then run in bf16 compute\n"
+               "  --lengths L,.. dense prefill tokens/s at each length (e.g. 2048,8192,16384,32768), one context\n"
+               "                 per length; prints prefill_tokens_per_s_L, theoretical_speedup_L (DASH at\n"
+               "                 --rho/--ls, default 0.667/0.4), peak_rss_bytes vs memory_estimate_bytes and\n"
+               "                 long_context_retention = tokens/s at the longest / at the shortest\n"
                "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
                "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
                "                 conversion, alternately per rep; needs F16/BF16/Q8_0 weights. Prints\n"
                "                 decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
-               "                 decode_fused_vs_convert (median of the per-rep ratios)\n"
+               "                 decode_fused_vs_convert (median of the per-rep ratios); and the streaming read\n"
+               "                 bandwidth measured between the reps: stream_read_gbps, decode_bytes_per_token\n"
+               "                 (weights + KV read per token) and decode_vs_bandwidth = bytes/token x fused\n"
+               "                 tokens/s / bandwidth\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -65,6 +85,63 @@ static double dk_bench_gemm(int m, int n, int k, int reps) {
     return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
 }
 
+/* ---- streaming read bandwidth ----
+ * Each of `threads` threads sums its slice of a buffer far larger than the caches (64-bit adds in
+ * four independent chains: the loads, not the adds, limit it). GB/s = buffer bytes / wall time. */
+enum { DK_BW_BYTES = 512 << 20 };
+
+typedef struct { const uint64_t *p; size_t n; uint64_t sum; } dk_bw_slice;
+
+static void *dk_bw_read(void *arg) {
+    dk_bw_slice *a = arg;
+    const uint64_t *p = a->p;
+    size_t i = 0, n = a->n;
+#if defined(__AVX2__)
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i *)(p + i)));
+        s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i *)(p + i + 4)));
+        s2 = _mm256_add_epi64(s2, _mm256_load_si256((const __m256i *)(p + i + 8)));
+        s3 = _mm256_add_epi64(s3, _mm256_load_si256((const __m256i *)(p + i + 12)));
+    }
+    uint64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)));
+    uint64_t sum = t[0] + t[1] + t[2] + t[3];
+#else
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (; i + 4 <= n; i += 4) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; }
+    uint64_t sum = s0 + s1 + s2 + s3;
+#endif
+    for (; i < n; i++) sum += p[i];
+    a->sum = sum;
+    return NULL;
+}
+
+/* One timed pass over buf (DK_BW_BYTES) on `threads` threads; GB/s. */
+static double dk_bench_read_gbps(const uint64_t *buf, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    dk_bw_slice sl[64];
+    pthread_t th[64];
+    size_t n = DK_BW_BYTES / 8, per = (n / (size_t)threads) & ~(size_t)15;
+    bool made[64] = {false};
+    double t0 = dk_time_now_s();
+    for (int t = 0; t < threads; t++) {
+        sl[t] = (dk_bw_slice){buf + (size_t)t * per, t == threads - 1 ? n - (size_t)t * per : per, 0};
+        if (t > 0) made[t] = pthread_create(&th[t], NULL, dk_bw_read, &sl[t]) == 0;
+    }
+    dk_bw_read(&sl[0]);
+    for (int t = 1; t < threads; t++) {
+        if (made[t]) pthread_join(th[t], NULL);
+        else dk_bw_read(&sl[t]); /* no thread: this one reads the slice too */
+    }
+    double dt = dk_time_now_s() - t0;
+    volatile uint64_t sink = 0;
+    for (int t = 0; t < threads; t++) sink += sl[t].sum;
+    (void)sink;
+    return DK_BW_BYTES / dt * 1e-9;
+}
+
 /* Decode after a T-token prefill: steps tokens with the fused small-m path and steps with
  * whole-matrix conversion (dk_ctx_set_fused_decode), alternately and in alternating order per
  * rep, each from the same cache (truncated back to T); one warm-up rep. */
@@ -72,11 +149,16 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
     dk_status st;
     float *lg = malloc((size_t)dk_ctx_model(c)->cfg.n_vocab * sizeof *lg);
     if (!lg) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-    double tf[16], tc[16], ratio[16];
+    double tf[16], tc[16], ratio[16], bw[16];
+    uint64_t *buf = aligned_alloc(64, DK_BW_BYTES);
+    if (!buf) { free(lg); return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bandwidth buffer"); }
+    memset(buf, 1, DK_BW_BYTES);
     dk_ctx_reset(c);
     dk_ctx_set_fused_decode(c, true);
     if ((st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
     for (int r = -1; r < reps; r++) {
+        double g = dk_bench_read_gbps(buf, dk_blas_threads());
+        if (r >= 0) bw[r] = g;
         for (int h = 0; h < 2; h++) {
             bool fused = ((r + h) & 1) == 0;
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
@@ -89,15 +171,99 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
         }
         if (r < 0) continue;
         ratio[r] = tf[r] / tc[r];
-        fprintf(stderr, "rep %d: decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f\n", r, tf[r], tc[r], ratio[r]);
+        fprintf(stderr, "rep %d: read %.2f GB/s, decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f\n", r, bw[r], tf[r], tc[r],
+                ratio[r]);
     }
     printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
     printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps), dk_prefill_median(tc, reps));
+    /* bytes one step reads: every weight matrix once (the token embedding only as the tied lm
+     * head, else one row) and the K and V of every layer at the mean context of the steps */
+    const dk_model *m = dk_ctx_model(c);
+    const dk_model_config *k = &m->cfg;
+    double emb = (double)m->w.tok_embd.rows * (double)m->w.tok_embd.row_bytes;
+    double per_tok = (double)m->weights_bytes - (k->tied_output ? 0.0 : emb - (double)m->w.tok_embd.row_bytes) +
+                     (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * (T + steps / 2.0);
+    double gbps = dk_prefill_median(bw, reps);
+    printf("stream_read_gbps: %.2f\ndecode_bytes_per_token: %.0f\n", gbps, per_tok);
+    printf("decode_vs_bandwidth: %.3f\n", per_tok * dk_prefill_median(tf, reps) * 1e-9 / gbps);
     printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(ratio, reps));
 done:
     dk_ctx_set_fused_decode(c, true);
+    free(buf);
     free(lg);
     return st;
+}
+
+/* Random tokens of the bench (xorshift from the seed). */
+static void dk_bench_tokens(int32_t *toks, int T, unsigned long long seed, int n_vocab) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)n_vocab); }
+}
+
+static double dk_bench_peak_rss(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 : 0.0;
+}
+
+/* --lengths: dense prefill tokens/s at each length, one context per length (longest last keeps
+ * the process's peak RSS that of the longest); with a method, dense and the method side by side
+ * (dk_prefill_compare_run) and the speedups per length. */
+static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk_compute compute, const dk_policy *pol,
+                            const dk_policy_params *pp, unsigned long long seed) {
+    const dk_model_config *k = &m->cfg;
+    double tps[32];
+    dk_err e = {{0}};
+    int qd = k->n_head * k->head_dim, kmax = k->n_embd > qd ? k->n_embd : qd;
+    if (k->n_ff > kmax) kmax = k->n_ff;
+    printf("compute: %s\nlengths: %d\n", dk_compute_name(compute), n_len);
+    for (int i = 0; i < n_len; i++) {
+        int L = len[i];
+        dk_ctx *c = NULL;
+        int32_t *toks = malloc((size_t)L * sizeof *toks);
+        float *lg = malloc((size_t)k->n_vocab * sizeof *lg);
+        if (!toks || !lg || dk_ctx_create(m, L, &c, &e) || dk_ctx_set_compute(c, compute, &e)) {
+            fprintf(stderr, "dashkit bench: %s\n", toks && lg ? e.msg : "out of memory");
+            free(toks); free(lg); dk_ctx_free(c);
+            return 1;
+        }
+        dk_bench_tokens(toks, L, seed, k->n_vocab);
+        double w[16];
+        dk_status st = DK_OK;
+        if (pol) {
+            dk_prefill_compare cmp;
+            if (!(st = dk_prefill_compare_run(c, pol, pp, toks, L, reps, &cmp, &e))) {
+                double fs = (double)dk_flops_total(&cmp.flops_dense) / (double)dk_flops_total(&cmp.flops_method);
+                double ws = cmp.wall_dense_s / cmp.wall_method_s;
+                tps[i] = L / cmp.wall_dense_s;
+                printf("prefill_tokens_per_s_%d: %.1f\nflops_speedup_%d: %.4f\nwall_speedup_%d: %.4f\ntheoretical_speedup_%d: %.4f\n"
+                       "halting_efficiency_%d: %.4f\n", L, tps[i], L, fs, L, ws, L, cmp.theoretical, L, ws / fs);
+            }
+        } else {
+            for (int r = 0; r < reps && !st; r++) { /* no warm-up: a 32K prefill is minutes on 2 cores */
+                dk_ctx_reset(c);
+                double t0 = dk_time_now_s();
+                st = dk_forward_prefill(c, toks, L, NULL, lg, &e);
+                w[r] = dk_time_now_s() - t0;
+                if (!st) fprintf(stderr, "length %d rep %d: %.2f s = %.1f tok/s\n", L, r, w[r], L / w[r]);
+            }
+            if (!st) {
+                tps[i] = L / dk_prefill_median(w, reps);
+                printf("prefill_tokens_per_s_%d: %.1f\n", L, tps[i]);
+            }
+        }
+        dk_ctx_free(c);
+        free(toks); free(lg);
+        if (st) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+        dk_memory_estimate est;
+        dk_memory_estimate_fill(k, m->weights_bytes, 4 * m->n_params, L, L, &est);
+        double need = (double)est.total_bytes +
+                      (compute == DK_COMPUTE_BF16 ? (double)dk_compute_bf16_bytes(L, kmax, strcmp(m->tensor_type, "BF16") ? dk_memory_convert_bytes(k) / 4 : 0) : 0.0);
+        double rss = dk_bench_peak_rss();
+        printf("memory_estimate_bytes_%d: %.0f\npeak_rss_bytes_%d: %.0f\npeak_rss_vs_estimate_%d: %.3f\n", L, need, L, rss, L, rss / need);
+        fflush(stdout);
+    }
+    printf("long_context_retention: %.3f\n", tps[n_len - 1] / tps[0]);
+    return 0;
 }
 
 int dk_cmd_bench(int argc, char **argv) {
@@ -106,6 +272,8 @@ int dk_cmd_bench(int argc, char **argv) {
     unsigned long long seed = 1;
     long threads = 0, decode = 0;
     const char *dtype = NULL;
+    dk_compute compute = DK_COMPUTE_F32;
+    int lengths[32], n_lengths = 0;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
     const char *method = NULL;
@@ -125,9 +293,25 @@ int dk_cmd_bench(int argc, char **argv) {
             continue;
         }
         bool takes = !strcmp(a, "--shape") || !strcmp(a, "--dtype") || !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") ||
-                     !strcmp(a, "--threads") || !strcmp(a, "--decode");
+                     !strcmp(a, "--threads") || !strcmp(a, "--decode") || !strcmp(a, "--compute") || !strcmp(a, "--lengths");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--shape")) shape = argv[++i];
+        else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("bench", argv[++i], &compute)) return 2; }
+        else if (!strcmp(a, "--lengths")) {
+            const char *v = argv[++i];
+            n_lengths = 0;
+            for (const char *q = v; *q;) {
+                char *end;
+                long long x = strtoll(q, &end, 10);
+                if (end == q || x < 1 || x > (1 << 22) || (*end && *end != ',') || n_lengths == 32) {
+                    fprintf(stderr, "dashkit bench: --lengths '%s' is not a list of up to 32 positive integers (e.g. 2048,8192)\n", v);
+                    return 2;
+                }
+                lengths[n_lengths++] = (int)x;
+                q = *end ? end + 1 : end;
+            }
+            if (n_lengths == 0) { fprintf(stderr, "dashkit bench: --lengths '%s' is empty\n", v); return 2; }
+        }
         else if (!strcmp(a, "--dtype")) dtype = argv[++i];
         else if (!strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--threads") ||
                  !strcmp(a, "--decode")) {
@@ -198,6 +382,13 @@ int dk_cmd_bench(int argc, char **argv) {
     const dk_model_config *k = &m->cfg;
     int T = (int)tokens;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
+    if (n_lengths > 0) {
+        if (decode > 0) { fprintf(stderr, "dashkit bench: --lengths and --decode are separate runs\n"); rc = 2; goto done; }
+        printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nreps: %ld\n", m->name, m->tensor_type, dk_blas_core(),
+               dk_blas_threads(), reps);
+        rc = dk_bench_lengths(m, lengths, n_lengths, (int)reps, compute, pol, &pp, seed);
+        goto done;
+    }
     if (decode > 0 && !m->converts) {
         fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16 or q8_0)\n",
                 m->name);
@@ -206,8 +397,7 @@ int dk_cmd_bench(int argc, char **argv) {
     }
     if (dk_ctx_create(m, T + (int)decode, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     if (!(toks = malloc((size_t)T * sizeof *toks))) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)k->n_vocab); }
+    dk_bench_tokens(toks, T, seed, k->n_vocab);
 
     printf("model: %s\nformat: %s\ntensor_type: %s\nn_layer: %d\nn_embd: %d\nn_head: %d\nn_head_kv: %d\nn_ff: %d\nn_vocab: %d\n",
            m->name, m->format_name, m->tensor_type, k->n_layer, k->n_embd, k->n_head, k->n_head_kv, k->n_ff, k->n_vocab);
@@ -218,16 +408,32 @@ int dk_cmd_bench(int argc, char **argv) {
      * the medians compared. Peak = the model's largest GEMM shape at this T (FFN: T x n_ff x n_embd). */
     float *logits = malloc((size_t)k->n_vocab * sizeof *logits);
     double wall[16], gemm_s[16], conv_s[16], conv_share[16], layer_s = 0;
+    double wall_b[16], peak_b[16], ratio_b[16]; /* bf16 compute (--compute bf16), same reps */
+    bool bf16 = compute == DK_COMPUTE_BF16;
     dk_flops per = {{0}};
     int64_t flops = 0;
     double sq = dk_bench_gemm(2048, 2048, 2048, 3);
     for (int r = -1; r < reps && logits; r++) {
-        double g = dk_bench_gemm(T, k->n_ff, k->n_embd, 3);
-        dk_ctx_reset(c);
-        double t0 = dk_time_now_s();
-        if (dk_forward_prefill(c, toks, T, NULL, logits, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
-        double dt = dk_time_now_s() - t0;
+        double g = dk_bench_gemm(T, k->n_ff, k->n_embd, 3), dt = 0, dtb = 0;
+        /* f32 and (with --compute bf16) bf16, the order flipping every rep */
+        for (int h = 0; h < (bf16 ? 2 : 1); h++) {
+            bool in_bf16 = bf16 && ((r + h) & 1) == 0;
+            if (dk_ctx_set_compute(c, in_bf16 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
+            double pb = in_bf16 ? dk_compute_bf16_peak(T, k->n_ff, k->n_embd, 3, dk_blas_threads()) : 0;
+            dk_ctx_reset(c);
+            double t0 = dk_time_now_s();
+            if (dk_forward_prefill(c, toks, T, NULL, logits, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
+            double t = dk_time_now_s() - t0;
+            if (in_bf16) { dtb = t; if (r >= 0) peak_b[r] = pb; }
+            else dt = t;
+        }
+        if (dk_ctx_set_compute(c, DK_COMPUTE_F32, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
         if (r < 0) continue; /* warm-up: first touch of caches and scratch */
+        if (bf16) {
+            wall_b[r] = dtb;
+            ratio_b[r] = dt / dtb;
+            fprintf(stderr, "rep %d: bf16 peak %.1f GFLOP/s, bf16 prefill %.3f s (f32/bf16 %.3f)\n", r, peak_b[r], dtb, ratio_b[r]);
+        }
         wall[r] = dt;
         gemm_s[r] = g;
         const dk_forward_stats *st = dk_ctx_stats(c);
@@ -250,6 +456,14 @@ int dk_cmd_bench(int argc, char **argv) {
     /* weight conversion (file type -> f32) inside the prefill: medians over the reps */
     printf("convert_s: %.6f\nconvert_share: %.4f\n", dk_prefill_median(conv_s, (int)reps), dk_prefill_median(conv_share, (int)reps));
     printf("gemm_gflops: %.1f\nprefill_gflops: %.1f\nprefill_vs_gemm_peak: %.3f\n", gemm, pf, pf / gemm);
+    if (bf16) {
+        /* the same FLOPs in bf16 compute, over oneDNN's bf16 peak of the FFN shape */
+        double twb = dk_prefill_median(wall_b, (int)reps), pk = dk_prefill_median(peak_b, (int)reps), pfb = (double)flops / twb * 1e-9;
+        printf("compute: bf16\nbf16_isa: %s\nbf16_gemm_gflops: %.1f\nprefill_bf16_wall_s: %.3f\nprefill_bf16_tokens_per_s: %.1f\n"
+               "prefill_bf16_gflops: %.1f\nprefill_vs_bf16_peak: %.3f\nbf16_vs_f32_prefill: %.3f\n",
+               dk_compute_isa_name(), pk, twb, T / twb, pfb, pfb / pk, dk_prefill_median(ratio_b, (int)reps));
+        if (dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
+    }
     if (pol) {
         /* dense and the method side by side, alternately, medians; halting_efficiency last */
         fflush(stdout);

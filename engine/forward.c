@@ -388,8 +388,8 @@ void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->fused = on; }
 dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     dk_status st = dk_compute_check(mode, e);
     if (st) return st;
+    /* the backend (and its cached primitives) stays until dk_ctx_free once created */
     if (mode == DK_COMPUTE_BF16 && !c->bf16 && (st = dk_bf16_backend_init(&c->bf16, e))) return st;
-    if (mode != DK_COMPUTE_BF16) { dk_bf16_backend_free(c->bf16); c->bf16 = NULL; }
     c->compute = mode;
     return DK_OK;
 }

@@ -195,7 +195,7 @@ static const dk_bad_case dk_bad[] = {
     {"[1,2]", DK_ERR_ARG, "bad.json: expected a JSON object at the top level, got array"},
     /* unknown keys */
     {"{\"modles\":[\"m\"]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, compute)"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":\"chatlm\"}", DK_ERR_ARG,
      "bad.json: chat: chat template 'chatlm' is unknown (auto, none, chatml, llama3, llama2)"},
     {"{\"models\":[\"a.gguf\",{\"path\":\"b.gguf\",\"chat\":\"llama4\"}]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,

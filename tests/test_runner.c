@@ -398,7 +398,7 @@ static const dk_bad_run dk_bad_runs[] = {
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],\"samples\":1}", 2,
      "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"sampels\":2}", 2,
-     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, compute)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
      "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 2,
