@@ -821,13 +821,6 @@ static void dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_p
 
 /* ---- one transformer block on the active rows ---- */
 
-typedef struct {
-    const dk_prefill_opts *opts;
-    int n;            /* chunk length */
-    int n_active;     /* rows in this layer */
-    int32_t *n_next;  /* hook output size */
-} dk_layer_call;
-
 static dk_status dk_call_hook(dk_ctx *c, const dk_prefill_opts *o, dk_hook_point pt, dk_layer_view *v, int *n_next, dk_err *e) {
     if (!o || !o->hook) return DK_OK;
     dk_status st = o->hook(o->hook_user, pt, v, c->next, n_next, e);
