@@ -53,9 +53,13 @@ static void dk_bench_usage(FILE *f) {
                "                 bf16_vs_f32_prefill (median of per-rep f32/bf16 wall-time ratios); --method,\n"
                "                 --decode and --lengths then run in bf16 compute\n"
                "  --lengths L,.. dense prefill tokens/s at each length (e.g. 2048,8192,16384,32768), one context\n"
-               "                 per length; prints prefill_tokens_per_s_L, theoretical_speedup_L (DASH at\n"
-               "                 --rho/--ls, default 0.667/0.4), peak_rss_bytes vs memory_estimate_bytes and\n"
-               "                 long_context_retention = tokens/s at the longest / at the shortest\n"
+               "                 per length (instead of the run above); prints prefill_tokens_per_s_L,\n"
+               "                 prefill_gflops_L, peak_rss_bytes_L vs memory_estimate_bytes_L (with --method:\n"
+               "                 dense and the method side by side per length, flops_speedup_L, wall_speedup_L,\n"
+               "                 theoretical_speedup_L, halting_efficiency_L),\n"
+               "                 long_context_retention_flops (the ratio at equal GFLOP/s: FLOPs per token at the\n"
+               "                 shortest / at the longest) and long_context_retention = tokens/s at the longest\n"
+               "                 / at the shortest\n"
                "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
                "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
                "                 conversion, alternately per rep; needs F16/BF16/Q8_0 weights. Prints\n"
@@ -211,7 +215,7 @@ static double dk_bench_peak_rss(void) {
 static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk_compute compute, const dk_policy *pol,
                             const dk_policy_params *pp, unsigned long long seed) {
     const dk_model_config *k = &m->cfg;
-    double tps[32];
+    double tps[32], fpt[32]; /* tokens/s and FLOPs per token (dense) of each length */
     dk_err e = {{0}};
     int qd = k->n_head * k->head_dim, kmax = k->n_embd > qd ? k->n_embd : qd;
     if (k->n_ff > kmax) kmax = k->n_ff;
@@ -235,6 +239,7 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
                 double fs = (double)dk_flops_total(&cmp.flops_dense) / (double)dk_flops_total(&cmp.flops_method);
                 double ws = cmp.wall_dense_s / cmp.wall_method_s;
                 tps[i] = L / cmp.wall_dense_s;
+                fpt[i] = (double)dk_flops_total(&cmp.flops_dense) / L;
                 printf("prefill_tokens_per_s_%d: %.1f\nflops_speedup_%d: %.4f\nwall_speedup_%d: %.4f\ntheoretical_speedup_%d: %.4f\n"
                        "halting_efficiency_%d: %.4f\n", L, tps[i], L, fs, L, ws, L, cmp.theoretical, L, ws / fs);
             }
@@ -248,12 +253,14 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
             }
             if (!st) {
                 tps[i] = L / dk_prefill_median(w, reps);
+                fpt[i] = (double)dk_flops_total(&dk_ctx_stats(c)->total) / L;
                 printf("prefill_tokens_per_s_%d: %.1f\n", L, tps[i]);
             }
         }
         dk_ctx_free(c);
         free(toks); free(lg);
         if (st) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+        printf("prefill_gflops_%d: %.1f\n", L, tps[i] * fpt[i] * 1e-9);
         dk_memory_estimate est;
         dk_memory_estimate_fill(k, m->weights_bytes, 4 * m->n_params, L, L, &est);
         double need = (double)est.total_bytes +
@@ -262,6 +269,8 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
         printf("memory_estimate_bytes_%d: %.0f\npeak_rss_bytes_%d: %.0f\npeak_rss_vs_estimate_%d: %.3f\n", L, need, L, rss, L, rss / need);
         fflush(stdout);
     }
+    /* what the ratio would be at equal GFLOP/s: exact causal attention makes a long token dearer */
+    printf("long_context_retention_flops: %.3f\n", fpt[0] / fpt[n_len - 1]);
     printf("long_context_retention: %.3f\n", tps[n_len - 1] / tps[0]);
     return 0;
 }
