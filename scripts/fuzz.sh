@@ -32,7 +32,7 @@ for t in "$@"; do
     else
         bad="$bad $t"
         echo "fuzz $t: FAILED (exit $rc) after ${runs:-?} runs, cov ${cov:-?} ft ${ft:-?}: see $log"
-        grep -E 'ERROR: |SUMMARY: |runtime error|dk_fuzz |Test unit written' "$log" | head -n 8 | sed 's/^/  /'
+        grep -aE 'ERROR: |SUMMARY: |runtime error|dk_fuzz |Test unit written' "$log" | head -n 8 | sed 's/^/  /'
     fi
 done
 [ -z "$bad" ] || { echo "fuzz: failing targets:$bad"; exit 1; }
