@@ -72,13 +72,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out fuzz/libfuzzer_main.c,$(wildcard fuzz/*.c))) $(BUILD)/cli/cmd_score.o
 $(BUILD)/fuzz/%.o: fuzz/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CJSON_CFLAGS) -Ifuzz -c $< -o $@
+	$(CC) $(CFLAGS) $(CLI_INC) $(CJSON_CFLAGS) -Ifuzz -c $< -o $@
 $(BUILD)/tests/test_fuzz_regress.o: CFLAGS += -Ifuzz
 $(BUILD)/tests/test_fuzz_regress: $(BUILD)/tests/test_fuzz_regress.o $(FUZZ_OBJ) $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
 	$(CC) $(CFLAGS) -o $@ $< $(FUZZ_OBJ) $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(CHECK_LIBS) $(LIBS) $(LDFLAGS)
 $(BUILD)/fuzz/main_%.o: fuzz/libfuzzer_main.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ifuzz -DDK_FUZZ_TARGET=dk_fuzz_$* -c $< -o $@
+	$(CC) $(CFLAGS) $(ENGINE_INC) -Ifuzz -DDK_FUZZ_TARGET=dk_fuzz_$* -c $< -o $@
 $(BUILD)/fuzz_%: $(BUILD)/fuzz/main_%.o $(FUZZ_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(LIBS) $(LDFLAGS)
 
