@@ -7,10 +7,13 @@
  *         output. A BF16 file's own bits are the weights; F32/F16/Q8_0 weights are rounded to bf16
  *         (round to nearest even) per matrix right before its product. Activations are rounded
  *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
- *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head); products of fewer
- *         rows (decode, short question chunks) are memory-bound and keep the f32 path, and so do
- *         attention's two products, norms, RoPE and softmax. oneDNN picks its kernels from the CPU
- *         at run time (avx512_core_bf16, AMX).
+ *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer
+ *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic: F16/BF16/
+ *         Q8_0 weights on forward.c's fused chunked path as in f32 mode, F32 weights as one sgemv
+ *         per chunk of 64 rows spread over the threads (f32 mode keeps its one sgemm there, whose
+ *         m = 1 case packs W and reads it ~3x slower). Attention's two products, norms, RoPE and
+ *         softmax stay f32. oneDNN picks its kernels from the CPU at run time (avx512_core_bf16,
+ *         AMX).
  *
  * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
  * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower

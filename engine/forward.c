@@ -537,9 +537,56 @@ static void dk_matmul_bf16(dk_ctx *c, float *y, int ldy, const float *x, const d
     c->compute_st = dk_bf16_matmul(c->bf16, y, ldy, x, wp, native, m, nr, k, beta, c->pool.n, &c->compute_err);
 }
 
+/* bf16 compute, F32 weights, m <= DK_COMPUTE_MIN_M (decode): Y = X·Wᵀ as one sgemv per row of X
+ * and chunk of 64 rows of W, the chunks spread over the pool (OpenBLAS on one thread per call),
+ * W read once in place. sgemm with m = 1 packs W first and reads it about 3x slower (measured);
+ * the f32 mode keeps that call, bit for bit. */
+typedef struct {
+    const dk_tensor *w;
+    float *y;
+    const float *x;
+    int m, n, k, n_chunks, n_tasks, ldy;
+    float beta;
+} dk_gemv_job;
+
+enum { DK_GEMV_ROWS = 64 };
+
+static void dk_gemv_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_gemv_job *j = arg;
+    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
+        int r0 = (int)ch * DK_GEMV_ROWS, nb = j->n - r0 < DK_GEMV_ROWS ? j->n - r0 : DK_GEMV_ROWS;
+        const float *wr = (const float *)((const uint8_t *)j->w->data + (size_t)r0 * j->w->row_bytes);
+        for (int i = 0; i < j->m; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, j->k, 1.0f, wr, j->k, j->x + (size_t)i * j->k, 1, j->beta,
+                        j->y + (size_t)i * j->ldy + r0, 1);
+    }
+}
+
+static bool dk_use_gemv(const dk_ctx *c, const dk_tensor *w, int m) {
+    return c->compute == DK_COMPUTE_BF16 && w->type == DK_GGML_TYPE_F32 && m <= DK_COMPUTE_MIN_M;
+}
+
+/* Rows [r0, r0+n) of W into columns [0, n) of Y (row stride ldy). */
+static void dk_matmul_gemv(dk_ctx *c, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int m, int n, int k, float beta) {
+    dk_tensor sub = *w;
+    sub.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+    int n_chunks = (n + DK_GEMV_ROWS - 1) / DK_GEMV_ROWS;
+    dk_gemv_job j = {&sub, y, x, m, n, k, n_chunks, dk_n_tasks(c, (size_t)n_chunks, 1), ldy, beta};
+    int bt = openblas_get_num_threads();
+    if (bt > 1 && c->pool.n > 1) openblas_set_num_threads(1);
+    dk_pool_run(&c->pool, j.n_tasks, dk_gemv_task, &j);
+    if (bt > 1 && c->pool.n > 1) openblas_set_num_threads(bt);
+}
+
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
  * matrix (n*k <= wbuf_n when it is converted). */
 static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
+    if (dk_use_gemv(c, w, m)) {
+        dk_matmul_gemv(c, y, n, x, w, 0, m, n, k, beta);
+        *flops += 2 * (int64_t)m * n * k;
+        return;
+    }
     if (dk_use_bf16(c, m)) {
         dk_matmul_bf16(c, y, n, x, w, 0, n, m, k, beta);
         *flops += 2 * (int64_t)m * n * k;
@@ -573,6 +620,7 @@ static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t 
     for (int r0 = 0; r0 < n; r0 += blk) {
         int nb = n - r0 < blk ? n - r0 : blk;
         if (dk_use_bf16(c, m)) { dk_matmul_bf16(c, logits + r0, n, x, w, r0, nb, m, k, 0.0f); continue; }
+        if (dk_use_gemv(c, w, m)) { dk_matmul_gemv(c, logits + r0, n, x, w, r0, m, nb, k, 0.0f); continue; }
         const float *wf = dk_weight_rows(c, w, r0, nb);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
     }

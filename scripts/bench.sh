@@ -6,24 +6,43 @@
 # (3) the same kind of sweep through `dashkit run`, with vs without prefix sharing (last line
 # prefix_sharing_wall_ratio); (4) decode on a BF16 Qwen2-0.5B-shaped model with the fused small-m
 # path vs whole-matrix conversion, alternating (decode_fused_vs_convert = fused / whole-matrix
-# tokens per second, median of the per-rep ratios).
+# tokens per second, median of the per-rep ratios), next to the streaming read bandwidth
+# (decode_vs_bandwidth); (5) where the CPU has native bf16: the prefill of (1) also in bf16 compute
+# (bf16_vs_f32_prefill, prefill_vs_bf16_peak) and the halting run of (3) in bf16 compute too;
+# (6) dense prefill tokens/s per context length in f32 and bf16 (long_context_retention).
 # The machine is shared: run under nice, read the ratios, not the absolute numbers.
 # DK_BENCH_TOKENS / DK_BENCH_REPS / DK_BENCH_THREADS override the defaults (2048 tokens, 3 reps,
 # OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024); DK_BENCH_DECODE_STEPS
-# the decode steps per path and rep (2; each step reads every weight once, ~1 GB in BF16).
+# the decode steps per path and rep (2; each step reads every weight once, ~1 GB in BF16);
+# DK_BENCH_LENGTHS the lengths of (6) (2048,8192,16384,32768: a 32K prefill of the 0.5B shape is
+# ~80 TFLOP, tens of minutes on 2 busy cores; one rep per length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=()
 [ -n "${DK_BENCH_THREADS:-}" ] && threads=(--threads "$DK_BENCH_THREADS")
-echo "== dense prefill vs sgemm peak"
-nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_TOKENS:-2048}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}"
+# bf16 compute where the CPU multiplies bf16 natively (dashkit refuses it elsewhere, exit 2)
+compute=(--compute bf16)
+if ! ./dashkit generate tests/data/ref_llama_f32.gguf -n 2 --compute bf16 >/dev/null 2>&1; then
+    echo "bf16 compute: not available on this CPU (f32 only)"
+    compute=()
+fi
+echo "== dense prefill vs sgemm peak (and, with bf16, f32 vs bf16 compute side by side: bf16_vs_f32_prefill last)"
+nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_TOKENS:-2048}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" "${compute[@]}"
 echo "== prefix sharing: rho sweep (5 values) at one l_s"
 nice ./dashkit bench --prefix-sweep --tokens "${DK_BENCH_SWEEP_TOKENS:-1024}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}"
 echo "== halting: dense vs DASH side by side (last line halting_efficiency = wall/flops speedup, goal >= 0.95)"
-nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_HALT_TOKENS:-4096}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" \
-    --method dash --rho 0.667 --ls 0.4
-echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights (last line decode_fused_vs_convert)"
+for mode in f32 ${compute[1]:-}; do
+    echo "compute: $mode"
+    nice ./dashkit bench --shape qwen2-0.5b --tokens "${DK_BENCH_HALT_TOKENS:-4096}" --reps "${DK_BENCH_REPS:-3}" "${threads[@]}" \
+        --method dash --rho 0.667 --ls 0.4 $([ "$mode" = bf16 ] && echo --compute bf16) | grep -v '^compute:'
+done
+echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights, and decode_vs_bandwidth (last line decode_fused_vs_convert)"
 nice ./dashkit bench --shape qwen2-0.5b --dtype bf16 --tokens 16 --reps 5 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-2}"
+echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
+for mode in f32 ${compute[1]:-}; do
+    nice ./dashkit bench --shape qwen2-0.5b --lengths "${DK_BENCH_LENGTHS:-2048,8192,16384,32768}" --reps 1 "${threads[@]}" \
+        --compute "$mode" | grep -E '^(compute|prefill_tokens_per_s_|prefill_gflops_|peak_rss_vs_estimate_|long_context)'
+done
 echo "== prefix sharing through the runner: dashkit run of a 5-rho sweep at one l_s, with vs without (fresh DBs, alternating)"
 # wall = the run's elapsed_s (dense references, question, decoding and store writes included, as a
 # user's sweep sees them); expected = the runner's closed form over the same context prefills.

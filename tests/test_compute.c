@@ -183,6 +183,25 @@ START_TEST(test_greedy_equal) {
 }
 END_TEST
 
+/* Few rows (decode-sized chunks) keep f32 arithmetic in bf16 mode: F32 weights by sgemv per row
+ * chunk instead of one sgemm, so equal up to the summation order (k = n_embd terms). */
+START_TEST(test_small_m_f32) {
+    SKIP_UNLESS_NATIVE();
+    dk_model *m = NULL;
+    dk_err e = {{0}};
+    ck_assert_msg(dk_model_load("tests/data/ref_qwen2_f32.gguf", NULL, &m, &e) == DK_OK, "%s", e.msg);
+    int32_t tok[4] = {1, 7, 42, 3};
+    int V = m->cfg.n_vocab;
+    float *f = all_logits(m, tok, 4, DK_COMPUTE_F32), *b = all_logits(m, tok, 4, DK_COMPUTE_BF16);
+    float scale = 0;
+    for (int i = 0; i < 4 * V; i++) scale = fabsf(f[i]) > scale ? fabsf(f[i]) : scale;
+    double err = dk_test_rel_err(b, f, (size_t)4 * V, scale);
+    ck_assert_msg(err <= 1e-5, "4-row chunk in bf16 mode off by %.3g of the scale (f32 arithmetic expected)", err);
+    free(f); free(b);
+    dk_model_free(m);
+}
+END_TEST
+
 /* ---- rho = 0 is dense, bit for bit, in bf16 too ---- */
 
 START_TEST(test_rho0_bit_identical) {
@@ -323,6 +342,7 @@ static Suite *compute_suite(void) {
     tcase_add_test(t, test_bad_shape);
     tcase_add_loop_test(t, test_model_logits_bound, 0, (int)(sizeof MODELS / sizeof *MODELS));
     tcase_add_test(t, test_greedy_equal);
+    tcase_add_test(t, test_small_m_f32);
     tcase_add_test(t, test_rho0_bit_identical);
     tcase_add_test(t, test_passkey_accuracy);
     suite_add_tcase(s, t);
