@@ -81,28 +81,38 @@ static void dk_blas_reexec(void) {
 
 /* ---- public ---- */
 
+/* oneDNN (the bf16 backend) runs on libgomp, whose idle workers spin for a while after every
+ * primitive by default: on a machine whose cores the context's pool and OpenBLAS need right after
+ * that, the spinning steals them (measured: a fifth of a bf16 prefill's CPU time in libgomp).
+ * libgomp reads OMP_WAIT_POLICY only when it loads, so it is set with the core fix, before the
+ * one re-exec; a user's value (or GOMP_SPINCOUNT) is respected. */
+static int dk_omp_wait_unset(void) { return !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"); }
+
 void dk_blas_init(void) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     const char *marker = getenv("DK_BLAS_REEXEC");
     const char *core = openblas_get_corename();
-    if (user && *user) {
-        dk_blas_note_str = (marker && *marker) ? "auto-set OPENBLAS_CORETYPE" : "OPENBLAS_CORETYPE set by user";
-        return;
-    }
-    if (marker && *marker) { /* we already re-executed but the variable vanished: do not loop */
-        dk_blas_note_str = "re-exec did not take effect";
+    if (marker && *marker) { /* we already re-executed; the marker says what was set */
+        int core_set = strstr(marker, "core") != NULL;
+        dk_blas_note_str = core_set ? (user && *user ? "auto-set OPENBLAS_CORETYPE" : "re-exec did not take effect")
+                                    : (user && *user ? "OPENBLAS_CORETYPE set by user" : "detected by OpenBLAS");
         return;
     }
     const char *best = dk_cpu_best_core();
-    if (best && dk_core_is_generic(core)) {
-        setenv("OPENBLAS_CORETYPE", best, 1);
-        setenv("DK_BLAS_REEXEC", "1", 1);
+    int fix_core = !(user && *user) && best && dk_core_is_generic(core), fix_omp = dk_omp_wait_unset();
+    if (fix_core || fix_omp) {
+        if (fix_core) setenv("OPENBLAS_CORETYPE", best, 1);
+        if (fix_omp) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        setenv("DK_BLAS_REEXEC", fix_core ? "core" : "omp", 1);
         dk_blas_reexec();
-        dk_blas_note_str = "re-exec failed; running the detected core";
-        unsetenv("OPENBLAS_CORETYPE");
+        /* exec failed: carry on as detected */
+        if (fix_core) unsetenv("OPENBLAS_CORETYPE");
+        if (fix_omp) unsetenv("OMP_WAIT_POLICY");
+        unsetenv("DK_BLAS_REEXEC");
+        dk_blas_note_str = fix_core ? "re-exec failed; running the detected core" : "detected by OpenBLAS";
         return;
     }
-    dk_blas_note_str = "detected by OpenBLAS";
+    dk_blas_note_str = user && *user ? "OPENBLAS_CORETYPE set by user" : "detected by OpenBLAS";
 }
 
 const char *dk_blas_core(void) {

@@ -5,7 +5,9 @@
  * OPENBLAS_CORETYPE is unset, the detected core is generic/old and CPUID reports AVX-512
  * (-> SkylakeX) or AVX2+FMA (-> Haswell), it sets the variable and re-executes /proc/self/exe with
  * the original argv (OpenBLAS reads the variable only when the library loads). A user-set value is
- * always respected; DK_BLAS_REEXEC guards against loops. */
+ * always respected; DK_BLAS_REEXEC guards against loops. The same single re-exec also sets
+ * OMP_WAIT_POLICY=PASSIVE when neither it nor GOMP_SPINCOUNT is set: oneDNN's OpenMP workers
+ * (compute.h) would otherwise spin on the cores the pool and OpenBLAS use next. */
 #ifndef DK_BLAS_H
 #define DK_BLAS_H
 
