@@ -43,6 +43,11 @@
  * to their text (Hugging Face's skip_special_tokens = false), so decode(encode(s)) == s for valid
  * UTF-8 s; invalid UTF-8 in the output becomes U+FFFD per maximal invalid subsequence.
  *
+ * Parity with llama.cpp (tests/test_tok_parity.c, goldens from llama.cpp's own llama_tokenize):
+ * byte-level BPE encodes as llama.cpp with parse_special = true, SentencePiece as llama.cpp with
+ * parse_special = false; a GGUF's tokenizer (tokenizer_gguf.c) also takes over llama.cpp's rule
+ * that end-of-generation texts ("</s>", "<|im_end|>", "<|endoftext|>", ...) are control tokens.
+ *
  * Thread safety: a dk_tokenizer is immutable after creation; encode/decode may run concurrently. */
 #ifndef DK_TOKENIZER_H
 #define DK_TOKENIZER_H
@@ -131,6 +136,12 @@ void dk_tokenizer_free(dk_tokenizer *t);
  * Turn it on to reproduce a .model file that sets it (tok512.model does). Set it before the
  * tokenizer is shared between threads (it is the one mutable setting). */
 void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on);
+
+/* Byte-level BPE: replaces the pre-tokenizer (a tokenizer.ggml.pre name, as in dk_bpe_vocab) of a
+ * "bpe" tokenizer, to run the same merges under another pre-tokenizer (tests, experiments).
+ * DK_ERR_ARG for another kind, DK_ERR_UNSUPPORTED for an unknown name. Like the setting above,
+ * call it before the tokenizer is shared. */
+dk_status dk_tokenizer_set_pre(dk_tokenizer *t, const char *pre, dk_err *e);
 
 /* ---- encode ---- */
 
