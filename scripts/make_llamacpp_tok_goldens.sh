@@ -5,8 +5,9 @@
 #
 # 1. llama.cpp: the npm package node-llama-cpp@3.21.1 (pinned; newer releases may not install
 #    here) ships prebuilt libllama/libggml for linux-x64 and the llama.cpp source of its release
-#    as a git bundle. It is installed into $DK_LLAMACPP_DIR when set (an existing install is
-#    reused), else into .cache/llamacpp (git-ignored). The bundle is cloned beside it for
+#    as a git bundle. DK_LLAMACPP_DIR names a node_modules folder that holds it (as for
+#    scripts/make_quant_goldens.sh, e.g. /work/llamacpp/node_modules); else it is installed pinned
+#    into .cache/llamacpp (git-ignored). The bundle is cloned into .cache/llamacpp/src for
 #    include/llama.h and ggml/include.
 # 2. scripts/llamacpp_tok.c is built against that libllama (needs cc and libcjson-dev).
 # 3. For every vocabulary below, llamacpp_tok tokenizes each string of
@@ -29,18 +30,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DATA=$ROOT/tests/data
-DIR=${DK_LLAMACPP_DIR:-$ROOT/.cache/llamacpp}
 PKG=node-llama-cpp@3.21.1
-
-if [ ! -d "$DIR/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64" ]; then
-    mkdir -p "$DIR"
-    echo "installing $PKG into $DIR"
-    (cd "$DIR" && npm i -E "$PKG" --no-audit --no-fund)
+NM=${DK_LLAMACPP_DIR:-$ROOT/.cache/llamacpp/node_modules}
+if [ ! -d "$NM/@node-llama-cpp/linux-x64/bins/linux-x64" ]; then
+    [ -n "${DK_LLAMACPP_DIR:-}" ] && { echo "make_llamacpp_tok_goldens: no $PKG in $NM" >&2; exit 1; }
+    mkdir -p "$ROOT/.cache/llamacpp"
+    echo "installing $PKG into .cache/llamacpp"
+    (cd "$ROOT/.cache/llamacpp" && npm i -E --ignore-scripts --no-audit --no-fund "$PKG")
 fi
-LIB=$DIR/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-SRC=$DIR/src
+LIB=$NM/@node-llama-cpp/linux-x64/bins/linux-x64
+SRC=$ROOT/.cache/llamacpp/src
 if [ ! -f "$SRC/include/llama.h" ]; then
-    git clone -q "$DIR/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$SRC"
+    rm -rf "$SRC"
+    mkdir -p "$ROOT/.cache/llamacpp"
+    git clone -q "$NM/node-llama-cpp/llama/gitRelease.bundle" "$SRC"
 fi
 LLAMA=$(ls "$LIB"/libllama.*so | head -1)
 GGML=$(ls "$LIB"/libggml.*so | head -1)
