@@ -31,7 +31,8 @@
  *        llama-bpe  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *                    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+   (Llama-3; also llama3, llama-v3)
  *        qwen2      the llama-bpe regex with \p{N} in place of \p{N}{1,3} (also deepseek-r1-qwen)
- *      A missing tokenizer.ggml.pre means gpt-2; an unknown name is an error.
+ *      dk_bpe_vocab.pre NULL means gpt-2; an unknown name is an error. A GGUF without
+ *      tokenizer.ggml.pre is refused (llama.cpp applies its own "default" regexes to it).
  *   3. each chunk's bytes become byte-level characters (GPT-2's bytes_to_unicode: printable
  *      Latin-1 maps to itself, the other 68 bytes to U+0100..U+0143), one symbol per byte;
  *   4. the adjacent pair with the lowest merge rank (tokenizer.ggml.merges order; ties leftmost)

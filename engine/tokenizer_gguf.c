@@ -118,8 +118,13 @@ dk_status dk_tokenizer_load_gguf_bpe(const dk_gguf *g, const char *path, dk_toke
         return dk_fail(e, DK_ERR_FORMAT, "%s: absurd tokenizer.ggml.merges count %llu", path, (unsigned long long)nm);
     v.n_vocab = (int)n;
     v.n_merges = (int)nm;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.pre") >= 0 &&
-        (st = dk_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen, e))) return st;
+    /* llama.cpp runs a vocabulary without tokenizer.ggml.pre through its own "default" regex
+     * sequence (not GPT-2's), which dashkit does not implement: refuse rather than differ */
+    if (dk_gguf_find_key(g, "tokenizer.ggml.pre") < 0)
+        return dk_fail(e, DK_ERR_UNSUPPORTED,
+                       "%s: no tokenizer.ggml.pre: llama.cpp tokenizes such a gpt2 vocabulary with its 'default' "
+                       "pre-tokenizer, which dashkit does not support (gpt-2, smollm, llama-bpe, qwen2 are)", path);
+    if ((st = dk_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen, e))) return st;
     v.pre = pre;
     v.pre_len = plen;
     if ((st = dk_gguf_token_id(g, path, "tokenizer.ggml.bos_token_id", n, &v.bos_id, e)) ||
@@ -160,7 +165,7 @@ dk_status dk_tokenizer_load_gguf(const dk_gguf *g, const char *path, dk_tokenize
                        "byte-level BPE are)", path, (int)(klen > 40 ? 40 : klen), kind);
     }
     st = bpe ? dk_tokenizer_load_gguf_bpe(g, path, out, e) : dk_tokenizer_load_gguf_spm(g, path, out, e);
-    if (st) snprintf(desc, desc_size, "%s (invalid)", bpe ? "bpe" : "spm");
+    if (st) snprintf(desc, desc_size, "%s (%s)", bpe ? "bpe" : "spm", st == DK_ERR_UNSUPPORTED ? "not supported" : "invalid");
     else if (bpe) snprintf(desc, desc_size, "bpe %s (%d pieces)", dk_tokenizer_pre(*out), dk_tokenizer_n_vocab(*out));
     else snprintf(desc, desc_size, "spm (%d pieces)", dk_tokenizer_n_vocab(*out));
     return st;

@@ -96,6 +96,41 @@ END_TEST
 START_TEST(test_qwen_smollm) { check_vocab("qwen_smollm", "bpe"); }
 END_TEST
 
+/* A gpt2 vocabulary without tokenizer.ggml.pre (the key renamed in a copy of bpe_gpt2): llama.cpp
+ * would apply its "default" pre-tokenizer, dashkit refuses with one line (tokenize exit 1) and
+ * `info` says the tokenizer is not supported. */
+START_TEST(test_missing_pre_refused) {
+    char gguf[512], cmd[1400], *out = NULL;
+    snprintf(gguf, sizeof gguf, "%s/nopre.gguf", dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "gzip -dc tests/data/bpe_gpt2.gguf.gz > '%s'", gguf);
+    ck_assert(dk_test_run(cmd, 1, NULL) == 0);
+    size_t n;
+    char *b = dk_test_read_file(gguf, &n);
+    char *k = memmem(b, n, "tokenizer.ggml.pre", 18);
+    ck_assert_ptr_nonnull(k);
+    k[17] = 'X';
+    FILE *f = fopen(gguf, "wb");
+    ck_assert(f && fwrite(b, 1, n, f) == n && fclose(f) == 0);
+    free(b);
+    dk_tokenizer *t = NULL;
+    dk_err e = {{0}};
+    char desc[64];
+    ck_assert_int_eq(dk_tokenizer_load_gguf_file(gguf, &t, desc, sizeof desc, &e), DK_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(t);
+    ck_assert_str_eq(desc, "bpe (not supported)");
+    ck_assert_msg(strstr(e.msg, "no tokenizer.ggml.pre: llama.cpp tokenizes such a gpt2 vocabulary with its 'default'"), "%s", e.msg);
+    snprintf(cmd, sizeof cmd, "( %s tokenize '%s' hello 2>&1 >/dev/null )", dk_test_cli(), gguf);
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 1);
+    ck_assert_msg(strstr(out, "no tokenizer.ggml.pre") && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s info '%s'", dk_test_cli(), gguf);
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    ck_assert_msg(strstr(out, "tokenizer: bpe (not supported)\n"), "%s", out);
+    free(out);
+    unlink(gguf);
+}
+END_TEST
+
 static Suite *tok_parity_suite(void) {
     Suite *s = suite_create("tok_parity");
     TCase *tc = tcase_create("llamacpp");
@@ -108,6 +143,7 @@ static Suite *tok_parity_suite(void) {
     tcase_add_test(tc, test_qwen_gpt2);
     tcase_add_test(tc, test_qwen_llama_bpe);
     tcase_add_test(tc, test_qwen_smollm);
+    tcase_add_test(tc, test_missing_pre_refused);
     suite_add_tcase(s, tc);
     return s;
 }
