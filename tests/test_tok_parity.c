@@ -79,21 +79,14 @@ static void check_vocab(const char *name, const char *want_kind) {
     cJSON_Delete(g);
 }
 
-START_TEST(test_llama_spm) { check_vocab("llama_spm", "spm"); }
-END_TEST
-START_TEST(test_phi3) { check_vocab("phi3", "spm"); }
-END_TEST
-START_TEST(test_gpt2) { check_vocab("gpt2", "bpe"); }
-END_TEST
-START_TEST(test_llama3) { check_vocab("llama3", "bpe"); }
-END_TEST
-START_TEST(test_qwen2) { check_vocab("qwen2", "bpe"); }
-END_TEST
-START_TEST(test_qwen_gpt2) { check_vocab("qwen_gpt2", "bpe"); }
-END_TEST
-START_TEST(test_qwen_llama_bpe) { check_vocab("qwen_llama_bpe", "bpe"); }
-END_TEST
-START_TEST(test_qwen_smollm) { check_vocab("qwen_smollm", "bpe"); }
+/* golden name, tokenizer kind */
+static const char *const VOCABS[][2] = {
+    {"llama_spm", "spm"}, {"phi3", "spm"}, {"gpt2", "bpe"}, {"llama3", "bpe"},
+    {"qwen2", "bpe"}, {"qwen_gpt2", "bpe"}, {"qwen_llama_bpe", "bpe"}, {"qwen_smollm", "bpe"},
+};
+#define N_VOCABS ((int)(sizeof VOCABS / sizeof VOCABS[0]))
+
+START_TEST(test_vocab) { check_vocab(VOCABS[_i][0], VOCABS[_i][1]); }
 END_TEST
 
 /* A gpt2 vocabulary without tokenizer.ggml.pre (the key renamed in a copy of bpe_gpt2): llama.cpp
@@ -135,14 +128,7 @@ static Suite *tok_parity_suite(void) {
     Suite *s = suite_create("tok_parity");
     TCase *tc = tcase_create("llamacpp");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_llama_spm);
-    tcase_add_test(tc, test_phi3);
-    tcase_add_test(tc, test_gpt2);
-    tcase_add_test(tc, test_llama3);
-    tcase_add_test(tc, test_qwen2);
-    tcase_add_test(tc, test_qwen_gpt2);
-    tcase_add_test(tc, test_qwen_llama_bpe);
-    tcase_add_test(tc, test_qwen_smollm);
+    tcase_add_loop_test(tc, test_vocab, 0, N_VOCABS);
     tcase_add_test(tc, test_missing_pre_refused);
     suite_add_tcase(s, tc);
     return s;
