@@ -93,7 +93,6 @@ dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_p
     if (p && p->rule != DK_POLICY_RULE_NONE) {
         if ((st = dk_policy_run_create(p, pp, dk_ctx_model(c)->cfg.n_layer, n, &run, e))) return st;
         dk_policy_run_opts(run, &o);
-        o.all_logits = true;
     }
     dk_ctx_reset(c);
     st = dk_forward_prefill(c, tokens, n, &o, logits, e);
