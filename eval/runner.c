@@ -311,9 +311,32 @@ done:
 
 /* ---- worker: caches ---- */
 
+/* A file's identity as the kernel reports it: an in-place overwrite (same size, no truncation)
+ * changes mtime and ctime, a replacement the inode; ctime cannot be set back by the writer. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+} dk_file_id;
+
+static int dk_file_id_get(const char *path, dk_file_id *id) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    *id = (dk_file_id){sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim, sb.st_ctim};
+    return 1;
+}
+
+static int dk_file_id_same(const dk_file_id *a, const dk_file_id *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
 typedef struct {
     dk_model *model;
     size_t model_idx;
+    dk_file_id model_id;  /* identity of the model file when it was hashed and loaded */
+    int model_changed;    /* the file changed under the loaded model: reload (and re-hash) */
     dk_ctx *ctx;
     /* sample set of (model, task, options) */
     dk_sample_set set;
@@ -339,24 +362,45 @@ static void dk_cache_free(dk_worker_cache *w) {
 }
 
 /* Loads model idx and checks its file still has the sha256 the cells were registered under:
- * results of a file changed during the run must not be stored under the old identity. */
+ * results of a file changed during the run must not be stored under the old identity. The
+ * file's identity, taken before hashing and loading and unchanged after, is what
+ * dk_cache_model_verify compares against before every row is committed. */
 static dk_status dk_cache_model(dk_worker_cache *w, const dk_plan *p, size_t idx, dk_err *e) {
     const dk_config *cfg = p->cfg;
-    if (w->model && w->model_idx == idx) return DK_OK;
+    const char *path = cfg->models[idx];
+    if (w->model && w->model_idx == idx && !w->model_changed) return DK_OK;
     dk_cache_drop_set(w);
     dk_ctx_free(w->ctx);
     w->ctx = NULL;
     dk_model_free(w->model);
     w->model = NULL;
+    w->model_changed = 0;
     char sha[DK_SHA256_HEX_LEN + 1];
-    dk_status st = dk_model_load(cfg->models[idx], NULL, &w->model, e);
-    if (!st) st = dk_sha256_file(cfg->models[idx], sha, e);
+    dk_file_id before, after;
+    dk_status st = dk_file_id_get(path, &before) ? DK_OK : dk_fail(e, DK_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!st) st = dk_model_load(path, NULL, &w->model, e);
+    if (!st) st = dk_sha256_file(path, sha, e);
     if (!st && strcmp(sha, p->model_sha[idx]) != 0)
         st = dk_fail(e, DK_ERR_STATE, "%s: the model file changed since the run started (sha256 %.12s..., registered %.12s...)",
-                     cfg->models[idx], sha, p->model_sha[idx]);
+                     path, sha, p->model_sha[idx]);
+    if (!st && (!dk_file_id_get(path, &after) || !dk_file_id_same(&before, &after)))
+        st = dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
     if (st) { dk_model_free(w->model); w->model = NULL; return st; }
     w->model_idx = idx;
+    w->model_id = before;
     return DK_OK;
+}
+
+/* The loaded model's file is still the one hashed and loaded (device, inode, size, mtime,
+ * ctime). Checked after a result is computed and before it is committed: weights mmapped from a
+ * file overwritten in place change under the computation, and such a result must not be stored
+ * under the registered sha256. On a change the model is dropped at the next dk_cache_model. */
+static dk_status dk_cache_model_verify(dk_worker_cache *w, const dk_plan *p, dk_err *e) {
+    dk_file_id now;
+    const char *path = p->cfg->models[w->model_idx];
+    if (!w->model_changed && dk_file_id_get(path, &now) && dk_file_id_same(&now, &w->model_id)) return DK_OK;
+    w->model_changed = 1;
+    return dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
 }
 
 /* Task options (canonical JSON of scalars) as task key/values; the config's sample-set seed is
@@ -471,6 +515,7 @@ static dk_cell_run dk_sample_ref(dk_store *s, const dk_plan *p, dk_worker_cache 
     }
     if (dk_eval_dense(w->ctx, pr, &rs->rd, e)) return DK_CELL_RUN_FAILED;
     rs->have_rd = 1;
+    if (dk_cache_model_verify(w, p, e)) return DK_CELL_RUN_FAILED;
     dk_flops f = dk_eval_result_flops(&rs->rd);
     rs->dense_parts = dk_flops_json_alloc(&f);
     const dk_eval_result *rd = &rs->rd;
@@ -602,7 +647,7 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
                 ss->model_saved += dk_model_cost(mk, &rm, share_layer);
             }
         }
-        res[i] = dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
+        res[i] = dk_cache_model_verify(w, p, e) ? DK_CELL_RUN_FAILED : dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
         if (have_rm) dk_eval_result_free(&rm);
         if (res[i] == DK_CELL_RUN_STORE) {
             for (int j = i + 1; j < k; j++) if (need[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = *e; }
