@@ -49,6 +49,8 @@ typedef struct {
     int64_t *cell_id;                         /* (n_cells) store ids */
     int *group;                               /* (n_cells) prefix group (cells differing only in rho whose
                                                  prefix is shareable), -1 = none; NULL = sharing off */
+    int *group_next;                          /* (n_cells) next member of the cell's group, -1 = last */
+    size_t *by_id;                            /* (n_cells) cell indices sorted by cell_id (claims) */
     int64_t run_id;
     double lease_s;
     const char *db_path;
@@ -63,6 +65,8 @@ static void dk_plan_free(dk_plan *p) {
     free(p->task_key);
     free(p->cell_id);
     free(p->group);
+    free(p->group_next);
+    free(p->by_id);
     memset(p, 0, sizeof *p);
 }
 
@@ -92,11 +96,9 @@ static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, si
     if (st) return st;
     dk_tok_if ti = dk_tok_if_engine(tok);
     for (size_t i = 0; i < cfg->n_cells && !st; i++) {
-        const dk_config_cell *c = &cfg->cells[i];
-        int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = cfg->cells[j].model == c->model && cfg->cells[j].task == c->task &&
-                   !strcmp(cfg->cells[j].task_options, c->task_options);
+        const dk_config_cell *c = &cfg->cells[i], *prev = i ? &cfg->cells[i - 1] : NULL;
+        /* cells of one task point are consecutive (config.h's nesting order): check the first */
+        int seen = prev && prev->model == c->model && prev->task == c->task && !strcmp(prev->task_options, c->task_options);
         if (c->model != mi || seen) continue;
         dk_task_kv kv[DK_RUNNER_MAX_KV];
         char *strs[2 * DK_RUNNER_MAX_KV] = {0};
@@ -191,30 +193,57 @@ int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, cha
     return r;
 }
 
+/* Order of cells by (model, prefix-group key, position). */
+typedef struct { const dk_config *cfg; char **keys; } dk_group_order;
+
+static int dk_group_cmp(const void *a, const void *b, void *ctx) {
+    const dk_group_order *o = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    size_t mi = o->cfg->cells[i].model, mj = o->cfg->cells[j].model;
+    if (mi != mj) return mi < mj ? -1 : 1;
+    int r = strcmp(o->keys[i], o->keys[j]);
+    return r ? r : (i < j ? -1 : i > j);
+}
+
 /* plan->group: cells with the same prefix-group key and model whose policy has a shareable
- * prefix (first decision layer in 1..n_layer-1) get one group index (the first member's). */
+ * prefix (first decision layer in 1..n_layer-1) get one group index (the first member's);
+ * plan->group_next links each group's members in position order (-1 ends). O(n log n). */
 static dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
-    size_t n = cfg->n_cells;
-    p->group = malloc((n ? n : 1) * sizeof *p->group);
-    char (*keys)[1024] = malloc((n ? n : 1) * sizeof *keys);
-    if (!p->group || !keys) { free(keys); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    size_t n = cfg->n_cells, m = n ? n : 1;
+    dk_status st = DK_OK;
+    p->group = malloc(m * sizeof *p->group);
+    p->group_next = malloc(m * sizeof *p->group_next);
+    char **keys = calloc(m, sizeof *keys);
+    size_t *order = malloc(m * sizeof *order), n_sh = 0;
+    if (!p->group || !p->group_next || !keys || !order) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
     for (size_t i = 0; i < n; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         const dk_policy *pol;
         dk_policy_params pp;
         dk_err pe = {{0}};
         p->group[i] = -1;
-        keys[i][0] = 0;
+        p->group_next[i] = -1;
         if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe) ||
             dk_eval_prefix_layer(pol, &pp, p->model_layers[c->model]) < 0)
             continue;
-        if (dk_runner_prefix_group(cfg, c, keys[i], sizeof keys[i]) >= (int)sizeof keys[i]) { keys[i][0] = 0; continue; }
-        p->group[i] = (int)i;
-        for (size_t j = 0; j < i; j++)
-            if (p->group[j] >= 0 && cfg->cells[j].model == c->model && !strcmp(keys[j], keys[i])) { p->group[i] = p->group[j]; break; }
+        int len = dk_runner_prefix_group(cfg, c, NULL, 0);
+        if (len <= 0 || !(keys[i] = malloc((size_t)len + 1))) continue;
+        dk_runner_prefix_group(cfg, c, keys[i], (size_t)len + 1);
+        order[n_sh++] = i;
     }
+    dk_group_order ctx = {cfg, keys};
+    qsort_r(order, n_sh, sizeof *order, dk_group_cmp, &ctx);
+    for (size_t k = 0; k < n_sh; k++) {
+        size_t i = order[k];
+        int same = k > 0 && cfg->cells[order[k - 1]].model == cfg->cells[i].model && !strcmp(keys[order[k - 1]], keys[i]);
+        p->group[i] = same ? p->group[order[k - 1]] : (int)i;
+        if (same) p->group_next[order[k - 1]] = (int)i;
+    }
+out:
+    for (size_t i = 0; keys && i < n; i++) free(keys[i]);
     free(keys);
-    return DK_OK;
+    free(order);
+    return st;
 }
 
 /* ---- provenance ---- */
@@ -735,6 +764,31 @@ done:
     free(pols); free(pps); free(have); free(n_have); free(pos); free(need); free(alive); free(sres);
 }
 
+static int dk_by_id_cmp(const void *a, const void *b, void *ctx) {
+    const int64_t *id = ctx, x = id[*(const size_t *)a], y = id[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+/* plan->by_id, for dk_plan_cell_index. */
+static dk_status dk_plan_index_ids(dk_plan *p, dk_err *e) {
+    size_t n = p->cfg->n_cells;
+    if (!(p->by_id = malloc((n ? n : 1) * sizeof *p->by_id))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) p->by_id[i] = i;
+    qsort_r(p->by_id, n, sizeof *p->by_id, dk_by_id_cmp, p->cell_id);
+    return DK_OK;
+}
+
+/* Index in the plan of the cell with store id `id`; n_cells when it is not in the plan. */
+static size_t dk_plan_cell_index(const dk_plan *p, int64_t id) {
+    size_t lo = 0, hi = p->cfg->n_cells;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->cell_id[p->by_id[mid]] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->cfg->n_cells && p->cell_id[p->by_id[lo]] == id ? p->by_id[lo] : p->cfg->n_cells;
+}
+
 /* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. With
  * sharing, a claimed cell takes along the pending siblings of its prefix group (plan->group). */
 static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
@@ -756,8 +810,7 @@ static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e)
         int64_t cell_id = 0;
         if ((st = dk_store_cell_claim(s, p->run_id, &wk, p->lease_s, &cell_id, NULL, e))) break;
         if (!cell_id) break;
-        size_t ci = 0;
-        while (ci < n_cells && p->cell_id[ci] != cell_id) ci++;
+        size_t ci = dk_plan_cell_index(p, cell_id);
         if (ci >= n_cells) {
             dk_err ce = {{0}};
             dk_fail(&ce, DK_ERR_STATE, "cell %lld is not in this run's plan", (long long)cell_id);
@@ -769,8 +822,8 @@ static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e)
         cells[0] = ci;
         if (p->group && p->group[ci] >= 0) {
             int n_sib = 0;
-            for (size_t j = 0; j < n_cells; j++)
-                if (j != ci && p->group[j] == p->group[ci]) { cells[1 + n_sib] = j; ids[n_sib++] = p->cell_id[j]; }
+            for (int j = p->group[ci]; j >= 0; j = p->group_next[j])
+                if ((size_t)j != ci) { cells[1 + n_sib] = (size_t)j; ids[n_sib++] = p->cell_id[j]; }
             if (n_sib && (st = dk_store_cell_claim_ids(s, p->run_id, &wk, p->lease_s, ids, (size_t)n_sib, claimed, e))) break;
             for (int j = 0; j < n_sib; j++)
                 if (claimed[j]) cells[k++] = cells[1 + j];
@@ -859,7 +912,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
 
     /* record; the connection is closed before fork (SQLite handles must not cross it) */
     if ((st = dk_store_open(o->db_path, DK_STORE_OPEN_CREATE, &s, e))) goto done;
-    if ((st = dk_record(s, cfg, o, &p, e))) goto done;
+    if ((st = dk_record(s, cfg, o, &p, e)) || (st = dk_plan_index_ids(&p, e))) goto done;
     dk_runner_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.run_id = p.run_id;
