@@ -105,9 +105,15 @@ static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, si
         int n_kv = 0;
         dk_sample_set set = {0};
         dk_err te = {{0}};
+        /* data read from files (LongBench) is read as the cells will: all the samples asked for
+         * (the loader checks every line of the file); generators are checked on one sample */
+        const dk_task *t = dk_task_find(c->task_name);
+        int from_file = t && !strcmp(t->family, "longbench"), n = from_file ? (int)cfg->samples : 1;
         st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, &te);
-        if (!st) st = dk_task_load(c->task_name, kv, n_kv, 1, &ti, &set, &te);
-        if (!st) dk_sample_set_free(&set);
+        if (!st) st = dk_task_load(c->task_name, kv, n_kv, n, &ti, &set, &te);
+        if (!st && set.n < n)
+            st = dk_fail(&te, DK_ERR_ARG, "task %s has %d samples, the config asks for %d", c->task_name, set.n, n);
+        dk_sample_set_free(&set);
         for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
         if (st) st = dk_fail(e, st, "%s: tasks[%zu] %s %s (model %s): %s", cfg->path, c->task, c->task_name, c->task_options,
                              cfg->models[mi], te.msg);

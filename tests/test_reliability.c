@@ -61,11 +61,70 @@ START_TEST(test_score_directory) {
 }
 END_TEST
 
+/* ---- finding 6: `run` checks every data file it will read, every line, before the store ---- */
+
+#define LB_LINE "{\"input\": \"q%d\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"hotpotqa\"," \
+                " \"language\": \"en\", \"all_classes\": null, \"_id\": \"x%d\"}\n"
+
+/* A LongBench folder (data/hotpotqa.jsonl with 4 lines, line `bad` broken when > 0, config/)
+ * and a 1-model config of `samples` samples reading it; the config path goes to cfg. */
+static void t_longbench_setup(const char *name, int bad, int samples, char *cfg, size_t n) {
+    char dir[600], p[700], text[4096];
+    snprintf(dir, sizeof dir, "%s/%s", dk_test_tmpdir(), name);
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/data", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/config", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/config/dataset2prompt.json", dir);
+    t_write(p, "{\"hotpotqa\": \"{context} Q: {input} A:\"}");
+    snprintf(p, sizeof p, "%s/config/dataset2maxlen.json", dir);
+    t_write(p, "{\"hotpotqa\": 4}");
+    size_t o = 0;
+    for (int i = 1; i <= 4; i++) {
+        if (i == bad) o += (size_t)snprintf(text + o, sizeof text - o, "{\"input\": \"q\", \"context\": \n");
+        else o += (size_t)snprintf(text + o, sizeof text - o, LB_LINE, i, i);
+    }
+    snprintf(p, sizeof p, "%s/data/hotpotqa.jsonl", dir);
+    t_write(p, text);
+    snprintf(cfg, n, "%s/run.json", dir);
+    snprintf(text, sizeof text,
+             "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"hotpotqa\",\"data\":\"%s/data\","
+             "\"config\":\"%s/config\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":%d}", dir, dir, samples);
+    t_write(cfg, text);
+}
+
+START_TEST(test_run_checks_every_data_line) {
+    char cfg[700], args[1600], db[600], want[800], *err = NULL;
+    struct stat sb;
+    /* a broken line in the middle (line 3 of 4), past the first sample and past the 2 asked for */
+    for (int samples = 1; samples <= 2; samples++) {
+        t_longbench_setup(samples == 1 ? "lb1" : "lb2", 3, samples, cfg, sizeof cfg);
+        snprintf(db, sizeof db, "%s/lb%d.db", dk_test_tmpdir(), samples);
+        snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
+        ck_assert_int_eq(t_cli_err(args, &err), 1);
+        snprintf(want, sizeof want, "/lb%d/data/hotpotqa.jsonl:3: invalid JSON", samples);
+        t_assert_one_line(err, want);
+        free(err);
+        ck_assert_msg(stat(db, &sb) != 0, "the store was created for a config whose data is broken");
+    }
+    /* more samples asked for than the file holds: refused before the store too */
+    t_longbench_setup("lb3", 0, 5, cfg, sizeof cfg);
+    snprintf(db, sizeof db, "%s/lb3.db", dk_test_tmpdir());
+    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
+    ck_assert_int_eq(t_cli_err(args, &err), 2);
+    t_assert_one_line(err, "task hotpotqa has 4 samples, the config asks for 5");
+    free(err);
+    ck_assert_msg(stat(db, &sb) != 0, "the store was created for a config asking for more samples than the data has");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("reliability");
     TCase *tc = tcase_create("reliability");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_score_directory);
+    tcase_add_test(tc, test_run_checks_every_data_line);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }
