@@ -122,15 +122,15 @@ int dk_cmd_prefill(int argc, char **argv) {
             long x = strtol(v, &end, 10);
             bool isreps = !strcmp(a, "--reps");
             if (*end || end == v || x < (isreps ? 1 : 0) || x > 100000) {
-                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", a, v, isreps ? 1 : 0);
+                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a), dk_cli_esc(v), isreps ? 1 : 0);
                 return 2;
             }
             if (isreps) reps = x; else n_decode = x;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit prefill: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit prefill: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit prefill: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit prefill: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!model_path) { dk_prefill_usage(stderr); return 2; }
     if (!prompt == !prompt_file) { fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n"); return 2; }

@@ -2,6 +2,7 @@
  * SQLite store, resumably (eval/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
+#include "cli_util.h"
 #include "config.h"
 #include "runner.h"
 
@@ -74,7 +75,7 @@ int dk_cmd_run(int argc, char **argv) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
             if (end == argv[i] || *end || n < 1 || n > 256) {
-                fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", argv[i]);
+                fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", dk_cli_esc(argv[i]));
                 return 2;
             }
             o.workers = (int)n;
@@ -82,11 +83,11 @@ int dk_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--no-prefix-sharing")) o.prefix_sharing = 0;
         else if (!strcmp(a, "--check")) check = 1;
         else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit run: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit run: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!config) config = a;
         else {
-            fprintf(stderr, "dashkit run: unexpected argument '%s'\n", a);
+            fprintf(stderr, "dashkit run: unexpected argument '%s'\n", dk_cli_esc(a));
             return 2;
         }
     }

@@ -40,7 +40,7 @@ int dk_cmd_status(int argc, char **argv) {
         else if (!strcmp(a, "--run")) {
             if (!dk_cli_parse_run_id("status", argv[++i], &run)) return 2;
         } else {
-            fprintf(stderr, "dashkit status: unknown argument '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit status: unknown argument '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         }
     }

@@ -119,12 +119,57 @@ START_TEST(test_run_checks_every_data_line) {
 }
 END_TEST
 
+/* ---- finding 7: a value with control characters is echoed escaped, the error stays one line ---- */
+
+START_TEST(test_errors_one_line) {
+    char args[2048], *err = NULL;
+    /* command-line values (a newline and an escape character) */
+    static const struct { const char *args, *want; int rc; } cli[] = {
+        {"eval tests/data/ref_llama_f32.gguf --task passkey --method \"$(printf 'da\\nsh')\"", "unknown method 'da\\nsh'", 2},
+        {"tasks \"$(printf 'x\\ny')\"", "unknown task 'x\\ny'", 2},
+        {"\"$(printf 'x\\033[2Jy')\"", "unknown command 'x\\x1b[2Jy'", 2},
+        {"info --ctx \"$(printf '1\\r\\n2')\" x", "'1\\r\\n2' is not an integer", 2},
+        {"score \"$(printf '%s/no\\nsuch')\"", "/no\\nsuch: No such file", 1},
+    };
+    for (size_t i = 0; i < sizeof cli / sizeof cli[0]; i++) {
+        if (strstr(cli[i].args, "%s")) snprintf(args, sizeof args, cli[i].args, dk_test_tmpdir());
+        else snprintf(args, sizeof args, "%s", cli[i].args);
+        ck_assert_msg(t_cli_err(args, &err) == cli[i].rc, "%s: %s", args, err);
+        t_assert_one_line(err, cli[i].want);
+        free(err);
+    }
+    /* JSON strings in a config: a method name, an unknown key */
+    static const struct { const char *json, *want; } cfgs[] = {
+        {"{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"da\\nsh\"}],\"samples\":1}",
+         "unknown method \"da\\nsh\""},
+        {"{\"mod\\u0007els\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}",
+         "mod\\x07els: unknown key"},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        const char *p = t_path("nl.json");
+        t_write(p, cfgs[i].json);
+        snprintf(args, sizeof args, "run '%s' --db '%s/nl.db'", p, dk_test_tmpdir());
+        ck_assert_int_eq(t_cli_err(args, &err), 2);
+        t_assert_one_line(err, cfgs[i].want);
+        free(err);
+    }
+    /* a score case's id in a FAIL line */
+    const char *p = t_path("fail.jsonl");
+    t_write(p, "{\"metric\":\"qa_f1_score\",\"prediction\":\"a\",\"answers\":[\"b\"],\"expected\":1,\"id\":\"x\\ny\"}\n");
+    snprintf(args, sizeof args, "score '%s'", p);
+    ck_assert_int_eq(t_cli_err(args, &err), 1);
+    ck_assert_msg(strstr(err, " id=x\\ny: expected 1 got 0\ncases: 1 checked: 1 failed: 1\n") != NULL, "%s", err);
+    free(err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("reliability");
     TCase *tc = tcase_create("reliability");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_score_directory);
     tcase_add_test(tc, test_run_checks_every_data_line);
+    tcase_add_test(tc, test_errors_one_line);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }
