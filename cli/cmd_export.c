@@ -126,7 +126,11 @@ int dk_cmd_export(int argc, char **argv) {
         int found = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
         q = NULL;
-        if (!found) { fprintf(stderr, "dashkit export: %s: no run %lld\n", db, run); goto done; }
+        if (!found) { /* a bad parameter (exit 2), as report and plot */
+            fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run);
+            rc = 2;
+            goto done;
+        }
     }
     if (sqlite3_prepare_v2(h,
             "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = ?1)"

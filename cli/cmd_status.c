@@ -77,7 +77,8 @@ int dk_cmd_status(int argc, char **argv) {
     sqlite3_finalize(q);
     q = NULL;
     if (run && !n_runs) {
-        fprintf(stderr, "dashkit status: %s: no run %lld\n", db, run);
+        fprintf(stderr, "dashkit status: %s: no run %lld\n", dk_cli_esc(db), run);
+        rc = 2; /* a run that is not in the store: a bad parameter, as report and plot */
         goto done;
     }
     printf("runs: %d\n", n_runs);

@@ -885,6 +885,23 @@ fail:;
     return st;
 }
 
+/* Cells of the run left 'running' by worker process pid of this host. */
+static int64_t dk_progress_held_by(dk_store *s, int64_t run_id, pid_t pid) {
+    sqlite3_stmt *q = NULL;
+    dk_worker self;
+    int64_t n = 0;
+    dk_store_worker_self(&self);
+    if (sqlite3_prepare_v2(dk_store_db(s), "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
+                           " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?", -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, run_id);
+        sqlite3_bind_text(q, 2, self.host, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, (int64_t)pid);
+        if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return n;
+}
+
 static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start, double t0) {
     pr->elapsed_s = dk_time_now_s() - t0;
     pr->samples_new = pr->samples_done - samples_at_start;
@@ -903,7 +920,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     p.lease_s = o->lease_s;
     p.db_path = o->db_path;
     dk_store *s = NULL;
-    pid_t *pids = NULL;
+    pid_t *pids = NULL, *all_pids = NULL; /* running workers (0 once reaped); every worker started */
     int n_pids = 0, errpipe[2] = {-1, -1}, statpipe[2] = {-1, -1};
     dk_status st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
@@ -923,7 +940,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     s = NULL;
 
     pids = calloc((size_t)o->workers, sizeof *pids);
-    if (!pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    all_pids = calloc((size_t)o->workers, sizeof *all_pids);
+    if (!pids || !all_pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     /* workers report a fatal (store) error through this pipe: one write < PIPE_BUF each, atomic */
     if (pipe(errpipe) != 0 || pipe(statpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
     fflush(NULL);
@@ -951,7 +969,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
             }
             _exit(ws ? 1 : 0);
         }
-        pids[n_pids++] = pid;
+        pids[n_pids] = all_pids[n_pids] = pid;
+        n_pids++;
     }
     close(errpipe[1]);
     errpipe[1] = -1;
@@ -1018,11 +1037,15 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         if (nl) *nl = 0;
         if (!werr[0]) snprintf(werr, sizeof werr, "a worker stopped abnormally");
     }
+    /* cells still 'running' under one of this run's own (exited) workers were interrupted by
+     * its failure (a full disk, ...): they are not running anywhere */
+    int64_t own = 0;
+    for (int i = 0; i < n_pids && pr.cells_running > 0; i++) own += dk_progress_held_by(s, p.run_id, all_pids[i]);
     if (pr.cells_done < pr.cells_total)
-        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld still running in another process,"
-                     " %lld pending%s%s (see 'dashkit status'; re-run to resume)",
+        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld interrupted, %lld still running in another"
+                     " process, %lld pending%s%s (see 'dashkit status'; re-run to resume)",
                      (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
-                     (long long)pr.cells_running, (long long)pr.cells_pending,
+                     (long long)own, (long long)(pr.cells_running - own), (long long)pr.cells_pending,
                      worker_failed ? "; " : "", werr);
 wait:
     for (int i = 0; i < n_pids; i++)
@@ -1033,6 +1056,7 @@ done:
     if (statpipe[0] >= 0) close(statpipe[0]);
     if (statpipe[1] >= 0) close(statpipe[1]);
     free(pids);
+    free(all_pids);
     dk_store_close(s);
     dk_plan_free(&p);
     return st;
