@@ -4,6 +4,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Control characters (a file's key, a JSON string echoed in the message) are written as \n, \r,
+ * \t or \xNN so the message stays one line; backslashes are kept as they are, so escaping an
+ * already escaped message changes nothing. */
 size_t dk_escape_controls(const char *s, char *out, size_t n) {
     size_t o = 0;
     if (!n) return 0;
