@@ -212,16 +212,21 @@ int dk_cmd_eval(int argc, char **argv) {
 
     int64_t fl_dense = 0, fl_method = 0;
     double w_dense = 0, w_method = 0, kl_sum = 0, kla_sum = 0;
-    int n_top1 = 0, n_kla = 0;
+    int n_top1 = 0, n_kla = 0, warned_ctx = 0;
     for (int i = 0; i < set.n; i++) {
         const dk_sample *s = &set.s[i];
         dk_eval_prompt p;
         dk_eval_result rd, rm;
         size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, s);
         if ((st = dk_eval_prompt_build_chat(m, s, b, &tmpl, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
+        int beyond = 0;
+        if (dk_model_check_context(m, dk_eval_prompt_ctx_tokens(&p), &beyond, NULL) == DK_OK && beyond && !warned_ctx++)
+            fprintf(stderr, "dashkit eval: warning: sample %d: %d tokens exceed the model's training context of %d tokens\n", i,
+                    dk_eval_prompt_ctx_tokens(&p), m->cfg.n_ctx_train);
         if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
             (st = dk_eval_dense(c, &p, &rd, &e))) {
             fprintf(stderr, "dashkit eval: %s\n", e.msg);
+            if (st == DK_ERR_ARG) rc = 2; /* e.g. a prompt far beyond the training context */
             dk_eval_prompt_free(&p);
             goto done;
         }

@@ -163,7 +163,11 @@ int dk_cmd_prefill(int argc, char **argv) {
         fprintf(stderr, "dashkit prefill: %s\n", e.msg);
         goto done;
     }
-    int n_total = n_ctx + n_q + (int)n_decode;
+    int n_total = n_ctx + n_q + (int)n_decode, beyond = 0;
+    if (dk_model_check_context(m, n_total, &beyond, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); rc = 2; goto done; }
+    if (beyond)
+        fprintf(stderr, "dashkit prefill: warning: %d tokens (prompt + decode) exceed the model's training context of %d tokens\n",
+                n_total, k->n_ctx_train);
     if (dk_ctx_create(m, n_total, &cd, &e) || dk_ctx_create(m, n_total, &cm, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); goto done; }
     wd = malloc((size_t)reps * sizeof *wd);
     wm = malloc((size_t)reps * sizeof *wm);

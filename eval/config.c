@@ -323,26 +323,61 @@ static const char *dk_singular(const char *k) {
     return k;
 }
 
-/* First duplicate key anywhere in the tree (cJSON keeps duplicates silently); path into out. */
-static int dk_find_duplicate(const cJSON *it, const char *path, char *out, size_t n) {
+/* Length of the valid UTF-8 prefix of s (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF); == strlen(s) when all of s is valid. */
+static size_t dk_utf8_valid_prefix(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (p[i]) {
+        unsigned c = p[i], n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+        if (n == 4 || (n == 1 && c < 0xc2)) return i;
+        uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+        for (unsigned k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) return i;
+        i += n + 1;
+    }
+    return i;
+}
+
+/* The first problem anywhere in the tree that cJSON lets through: a duplicate key (kept
+ * silently), or a key or string that is not valid UTF-8 (it would reach the store and reports).
+ * JSON path into out, the problem into why; 0 when there is none. */
+static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, size_t n, char *why, size_t nwhy) {
+    if (cJSON_IsString(it) && it->valuestring[dk_utf8_valid_prefix(it->valuestring)]) {
+        snprintf(out, n, "%s", path);
+        snprintf(why, nwhy, "not valid UTF-8 (byte 0x%02x at offset %zu)",
+                 (unsigned char)it->valuestring[dk_utf8_valid_prefix(it->valuestring)], dk_utf8_valid_prefix(it->valuestring));
+        return 1;
+    }
     if (cJSON_IsObject(it)) {
-        for (const cJSON *a = it->child; a; a = a->next)
+        for (const cJSON *a = it->child; a; a = a->next) {
+            size_t bad = dk_utf8_valid_prefix(a->string);
+            if (a->string[bad]) {
+                snprintf(out, n, "%s%s%.*s", path, *path ? "." : "", (int)bad, a->string);
+                snprintf(why, nwhy, "key not valid UTF-8 (byte 0x%02x at offset %zu)", (unsigned char)a->string[bad], bad);
+                return 1;
+            }
             for (const cJSON *b = a->next; b; b = b->next)
                 if (!strcmp(a->string, b->string)) {
                     snprintf(out, n, "%s%s%s", path, *path ? "." : "", a->string);
+                    snprintf(why, nwhy, "duplicate key");
                     return 1;
                 }
+        }
         for (const cJSON *c = it->child; c; c = c->next) {
             char sub[512];
             snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", c->string);
-            if (dk_find_duplicate(c, sub, out, n)) return 1;
+            if (dk_find_tree_problem(c, sub, out, n, why, nwhy)) return 1;
         }
     } else if (cJSON_IsArray(it)) {
         int i = 0;
         for (const cJSON *c = it->child; c; c = c->next, i++) {
             char sub[512];
             snprintf(sub, sizeof sub, "%s[%d]", path, i);
-            if (dk_find_duplicate(c, sub, out, n)) return 1;
+            if (dk_find_tree_problem(c, sub, out, n, why, nwhy)) return 1;
         }
     }
     return 0;
@@ -730,8 +765,9 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         st = dk_fail(err, DK_ERR_ARG, "%s: expected a JSON object at the top level, got %s", file, got);
         goto fail;
     }
-    if (dk_find_duplicate(root, "", buf, sizeof buf)) {
-        st = dk_fail(err, DK_ERR_ARG, "%s: %s: duplicate key", file, buf);
+    char why[128];
+    if (dk_find_tree_problem(root, "", buf, sizeof buf, why, sizeof why)) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: %s: %s", file, buf, why);
         goto fail;
     }
     for (const cJSON *c = root->child; c; c = c->next)
