@@ -1028,7 +1028,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     }
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;
-    if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
+    dk_err ee = {{0}}; /* a failed run_end (a full disk) is reported with the cells' state, not instead of it */
+    dk_status est = dk_store_run_end(s, p.run_id, &ee);
     char werr[512] = "";
     if (worker_failed) {
         ssize_t k = read(errpipe[0], werr, sizeof werr - 1);
@@ -1043,10 +1044,14 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     for (int i = 0; i < n_pids && pr.cells_running > 0; i++) own += dk_progress_held_by(s, p.run_id, all_pids[i]);
     if (pr.cells_done < pr.cells_total)
         st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld interrupted, %lld still running in another"
-                     " process, %lld pending%s%s (see 'dashkit status'; re-run to resume)",
+                     " process, %lld pending%s%s%s%.300s (see 'dashkit status'; re-run to resume)",
                      (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
                      (long long)own, (long long)(pr.cells_running - own), (long long)pr.cells_pending,
-                     worker_failed ? "; " : "", werr);
+                     worker_failed ? "; " : "", werr, est ? "; " : "", est ? ee.msg : "");
+    else if (est) {
+        *e = ee;
+        st = est;
+    }
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);

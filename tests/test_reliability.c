@@ -4,9 +4,12 @@
  * test_longbench's test_malformed.) */
 #include "support/dk_test.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -163,6 +166,205 @@ START_TEST(test_errors_one_line) {
 }
 END_TEST
 
+/* ---- finding 8 ---- */
+
+/* A 1-cell, 1-sample run of the test model into db (a small store with a dense logits blob). */
+static void t_small_run(const char *db, int samples) {
+    char cfg[600], text[600], args[1400], *err = NULL;
+    snprintf(cfg, sizeof cfg, "%s/small%d.json", dk_test_tmpdir(), samples);
+    snprintf(text, sizeof text, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\","
+             "\"lengths\":[230]}],\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5]}],\"samples\":%d}", samples);
+    t_write(cfg, text);
+    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
+    ck_assert_msg(t_cli_err(args, &err) == 0, "%s", err);
+    free(err);
+}
+
+/* A fresh tmpfs of `kb` KiB at a new folder (path into dir); 0 (and a SKIP line) when this
+ * process may not mount. */
+static int t_mount_tmpfs(char *dir, size_t n, const char *name, int kb) {
+    char opt[64];
+    snprintf(dir, n, "%s/%s", dk_test_tmpdir(), name);
+    mkdir(dir, 0755);
+    snprintf(opt, sizeof opt, "size=%dk", kb);
+    if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
+        printf("SKIP: %s needs a tmpfs mount (root): %s\n", name, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+static void t_umount(const char *dir) {
+    if (umount(dir) != 0) umount2(dir, MNT_DETACH);
+}
+
+START_TEST(test_config_name_utf8) {
+    const char *p = t_path("utf8.json");
+    char args[1200], *err = NULL;
+    struct stat sb;
+    t_write(p, "{\"name\":\"a\xff\xfe b\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
+    snprintf(args, sizeof args, "run '%s' --db '%s/utf8.db'", p, dk_test_tmpdir());
+    ck_assert_int_eq(t_cli_err(args, &err), 2);
+    t_assert_one_line(err, "utf8.json: name: not valid UTF-8 (byte 0xff at offset 1)");
+    free(err);
+    snprintf(args, sizeof args, "%s/utf8.db", dk_test_tmpdir());
+    ck_assert(stat(args, &sb) != 0);
+    /* an overlong encoding of '/' and a UTF-16 surrogate are not UTF-8 either */
+    t_write(p, "{\"name\":\"x\",\"description\":\"\xc0\xaf \xed\xa0\x80\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
+               "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
+    snprintf(args, sizeof args, "run '%s' --db '%s/utf8.db'", p, dk_test_tmpdir());
+    ck_assert_int_eq(t_cli_err(args, &err), 2);
+    t_assert_one_line(err, "description: not valid UTF-8 (byte 0xc0 at offset 0)");
+    free(err);
+}
+END_TEST
+
+START_TEST(test_prompt_beyond_training_context) {
+    /* the test model's training context is 256 tokens: 20x is refused, a little more warns */
+    const char *p = t_path("long.txt");
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 1500; i++) fputs("the cat sat on the mat. ", f);
+    fclose(f);
+    char args[1200], *err = NULL;
+    snprintf(args, sizeof args, "prefill tests/data/ref_llama_f32.gguf --prompt-file '%s'", p);
+    ck_assert_int_eq(t_cli_err(args, &err), 2);
+    t_assert_one_line(err, "is more than 8 x the model's training context (256 tokens)");
+    free(err);
+    ck_assert_int_eq(t_cli_err("eval tests/data/ref_llama_f32.gguf --task passkey --opt length=5120 -n 1 --budget 0", &err), 2);
+    t_assert_one_line(err, "a prompt of 51");
+    free(err);
+    f = fopen(p, "w");
+    for (int i = 0; i < 60; i++) fputs("the cat sat on the mat. ", f);
+    fclose(f);
+    ck_assert_int_eq(t_cli_err(args, &err), 0);
+    t_assert_one_line(err, "warning: ");
+    ck_assert_msg(strstr(err, "exceed the model's training context of 256 tokens"), "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_missing_run_exit_codes) {
+    char db[600], args[1400], *err = NULL;
+    snprintf(db, sizeof db, "%s/runs.db", dk_test_tmpdir());
+    t_small_run(db, 1);
+    /* the same mistake, the same status in every command: a run not in the store is a bad parameter */
+    static const char *const cmds[] = {"status --db '%s' --run 999", "export --db '%s' --format csv --run 999",
+                                       "report --db '%s' --run 999 --no-draw --out '%s.rep'", "plot --db '%s' --run 999 --out '%s.png'"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char c[700];
+        snprintf(c, sizeof c, cmds[i], db, db);
+        ck_assert_msg(t_cli_err(c, &err) == 2, "%s: %s", c, err);
+        t_assert_one_line(err, "999");
+        free(err);
+    }
+    (void)args;
+}
+END_TEST
+
+START_TEST(test_store_disk_full) {
+    char dir[600], db[700], args[1400], *err = NULL;
+    if (!t_mount_tmpfs(dir, sizeof dir, "full", 64)) return;
+    /* fill the filesystem */
+    char fill[700];
+    snprintf(fill, sizeof fill, "%s/fill", dir);
+    FILE *f = fopen(fill, "w");
+    static char block[4096];
+    while (f && fwrite(block, 1, sizeof block, f) == sizeof block) {}
+    if (f) fclose(f);
+    snprintf(db, sizeof db, "%s/x.db", dir);
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/full.json", dk_test_tmpdir());
+    t_write(cfg, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":230}],"
+                 "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
+    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
+    int rc = t_cli_err(args, &err);
+    struct stat sb;
+    int left = stat(db, &sb) == 0;
+    t_umount(dir);
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, err);
+    t_assert_one_line(err, "x.db: the disk is full (no space left on device)");
+    free(err);
+    ck_assert_msg(!left, "an empty store file was left behind on the full disk");
+}
+END_TEST
+
+START_TEST(test_store_full_mid_run) {
+    char dir[600], db[700], args[1400], *err = NULL;
+    /* room for the schema and a few samples (each dense result carries a logits blob), not all */
+    if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 220)) return;
+    snprintf(db, sizeof db, "%s/x.db", dir);
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/midfull.json", dk_test_tmpdir());
+    t_write(cfg, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
+                 "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}");
+    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet --workers 2", cfg, db);
+    int rc = t_cli_err(args, &err);
+    t_umount(dir);
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "full") != NULL, "the full disk is not named: %s", err);
+    /* the workers have exited: none of their cells is "still running in another process" */
+    ck_assert_msg(strstr(err, " 0 still running in another process") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, " interrupted") != NULL, "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_store_read_only_media) {
+    char dir[600], db[700], args[1400], *err = NULL;
+    if (!t_mount_tmpfs(dir, sizeof dir, "ro", 4096)) return;
+    snprintf(db, sizeof db, "%s/x.db", dir);
+    t_small_run(db, 1);
+    int ok = mount("tmpfs", dir, "tmpfs", MS_REMOUNT | MS_RDONLY, NULL) == 0;
+    if (!ok) { t_umount(dir); printf("SKIP: cannot remount read-only\n"); return; }
+    static const char *const cmds[] = {"status --db '%s'", "export --db '%s' --format csv", "report --db '%s' --no-draw --out '%s/../rorep'"};
+    int rcs[3];
+    char *errs[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, cmds[i], db, dir);
+        rcs[i] = t_cli_err(args, &errs[i]);
+    }
+    t_umount(dir);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(rcs[i] == 0, "%s on read-only media: exit %d: %s", cmds[i], rcs[i], errs[i]);
+        free(errs[i]);
+    }
+    (void)err;
+}
+END_TEST
+
+START_TEST(test_store_corrupt_page) {
+    char db[600], args[1400], *err = NULL;
+    snprintf(db, sizeof db, "%s/corrupt.db", dk_test_tmpdir());
+    t_small_run(db, 3);
+    /* damage the first page of dense_results, which export's query never reads */
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT rootpage FROM sqlite_master WHERE name = 'dense_results'", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int page = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    ck_assert_int_eq(sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+    int psize = 0;
+    ck_assert_int_eq(sqlite3_prepare_v2(h, "PRAGMA page_size", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    psize = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    FILE *f = fopen(db, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, (long)(page - 1) * psize, SEEK_SET), 0);
+    static const char junk[64] = "\x0d\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    fwrite(junk, 1, sizeof junk, f);
+    fclose(f);
+    snprintf(args, sizeof args, "export --db '%s' --format csv", db);
+    ck_assert_int_eq(t_cli_err(args, &err), 1);
+    t_assert_one_line(err, "the store is damaged (PRAGMA quick_check:");
+    free(err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("reliability");
     TCase *tc = tcase_create("reliability");
@@ -170,6 +372,13 @@ int main(void) {
     tcase_add_test(tc, test_score_directory);
     tcase_add_test(tc, test_run_checks_every_data_line);
     tcase_add_test(tc, test_errors_one_line);
+    tcase_add_test(tc, test_config_name_utf8);
+    tcase_add_test(tc, test_prompt_beyond_training_context);
+    tcase_add_test(tc, test_missing_run_exit_codes);
+    tcase_add_test(tc, test_store_disk_full);
+    tcase_add_test(tc, test_store_full_mid_run);
+    tcase_add_test(tc, test_store_read_only_media);
+    tcase_add_test(tc, test_store_corrupt_page);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }
