@@ -168,15 +168,22 @@ END_TEST
 
 /* ---- finding 8 ---- */
 
-/* A 1-cell, 1-sample run of the test model into db (a small store with a dense logits blob). */
+/* `dashkit run` of config text json (written to NAME.json in the test folder) into db with
+ * `--quiet` and extra flags; stderr into *err; returns the exit status. */
+static int t_run_json(const char *name, const char *json, const char *db, const char *flags, char **err) {
+    char cfg[600], args[1600];
+    snprintf(cfg, sizeof cfg, "%s/%s.json", dk_test_tmpdir(), name);
+    t_write(cfg, json);
+    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet %s", cfg, db, flags);
+    return t_cli_err(args, err);
+}
+
+/* A 3-cell run of the test model into db (a small store with dense logits blobs). */
 static void t_small_run(const char *db, int samples) {
-    char cfg[600], text[600], args[1400], *err = NULL;
-    snprintf(cfg, sizeof cfg, "%s/small%d.json", dk_test_tmpdir(), samples);
+    char text[600], *err = NULL;
     snprintf(text, sizeof text, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\","
              "\"lengths\":[230]}],\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5]}],\"samples\":%d}", samples);
-    t_write(cfg, text);
-    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
-    ck_assert_msg(t_cli_err(args, &err) == 0, "%s", err);
+    ck_assert_msg(t_run_json("small", text, db, "", &err) == 0, "%s", err);
     free(err);
 }
 
@@ -245,7 +252,7 @@ START_TEST(test_prompt_beyond_training_context) {
 END_TEST
 
 START_TEST(test_missing_run_exit_codes) {
-    char db[600], args[1400], *err = NULL;
+    char db[600], *err = NULL;
     snprintf(db, sizeof db, "%s/runs.db", dk_test_tmpdir());
     t_small_run(db, 1);
     /* the same mistake, the same status in every command: a run not in the store is a bad parameter */
@@ -258,12 +265,11 @@ START_TEST(test_missing_run_exit_codes) {
         t_assert_one_line(err, "999");
         free(err);
     }
-    (void)args;
 }
 END_TEST
 
 START_TEST(test_store_disk_full) {
-    char dir[600], db[700], args[1400], *err = NULL;
+    char dir[600], db[700], *err = NULL;
     if (!t_mount_tmpfs(dir, sizeof dir, "full", 64)) return;
     /* fill the filesystem */
     char fill[700];
@@ -273,12 +279,8 @@ START_TEST(test_store_disk_full) {
     while (f && fwrite(block, 1, sizeof block, f) == sizeof block) {}
     if (f) fclose(f);
     snprintf(db, sizeof db, "%s/x.db", dir);
-    char cfg[600];
-    snprintf(cfg, sizeof cfg, "%s/full.json", dk_test_tmpdir());
-    t_write(cfg, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":230}],"
-                 "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
-    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
-    int rc = t_cli_err(args, &err);
+    int rc = t_run_json("full", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":230}],"
+                                "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", db, "", &err);
     struct stat sb;
     int left = stat(db, &sb) == 0;
     t_umount(dir);
@@ -290,16 +292,13 @@ START_TEST(test_store_disk_full) {
 END_TEST
 
 START_TEST(test_store_full_mid_run) {
-    char dir[600], db[700], args[1400], *err = NULL;
+    char dir[600], db[700], *err = NULL;
     /* room for the schema and a few samples (each dense result carries a logits blob), not all */
     if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 220)) return;
     snprintf(db, sizeof db, "%s/x.db", dir);
-    char cfg[600];
-    snprintf(cfg, sizeof cfg, "%s/midfull.json", dk_test_tmpdir());
-    t_write(cfg, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
-                 "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}");
-    snprintf(args, sizeof args, "run '%s' --db '%s' --quiet --workers 2", cfg, db);
-    int rc = t_cli_err(args, &err);
+    int rc = t_run_json("midfull", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
+                                   "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}",
+                        db, "--workers 2", &err);
     t_umount(dir);
     ck_assert_msg(rc == 1, "rc %d: %s", rc, err);
     ck_assert_msg(strstr(err, "full") != NULL, "the full disk is not named: %s", err);
@@ -311,7 +310,7 @@ START_TEST(test_store_full_mid_run) {
 END_TEST
 
 START_TEST(test_store_read_only_media) {
-    char dir[600], db[700], args[1400], *err = NULL;
+    char dir[600], db[700], args[1400];
     if (!t_mount_tmpfs(dir, sizeof dir, "ro", 4096)) return;
     snprintf(db, sizeof db, "%s/x.db", dir);
     t_small_run(db, 1);
@@ -329,7 +328,6 @@ START_TEST(test_store_read_only_media) {
         ck_assert_msg(rcs[i] == 0, "%s on read-only media: exit %d: %s", cmds[i], rcs[i], errs[i]);
         free(errs[i]);
     }
-    (void)err;
 }
 END_TEST
 

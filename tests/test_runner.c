@@ -217,19 +217,28 @@ static int64_t count_samples(const char *dbp) {
     return n;
 }
 
-START_TEST(test_sigkill_then_rerun) {
-    char cfg[512], db[512], ref_db[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "kill.json");
-    tmp_path(db, sizeof db, "kill.db");
-    tmp_path(ref_db, sizeof ref_db, "kill_ref.db");
-    write_config(cfg, DK_MODEL, 5);
+/* STEM.json (write_config of model, samples), a fresh STEM.db, and STEM_ref.db holding an
+ * uninterrupted run of it (the reference). */
+static void setup_with_reference(const char *stem, const char *model, int samples, char cfg[512], char db[512], char ref_db[512]) {
+    char name[128], args[1200], *out = NULL;
+    snprintf(name, sizeof name, "%s.json", stem);
+    tmp_path(cfg, 512, name);
+    snprintf(name, sizeof name, "%s.db", stem);
+    tmp_path(db, 512, name);
+    snprintf(name, sizeof name, "%s_ref.db", stem);
+    tmp_path(ref_db, 512, name);
+    write_config(cfg, model, samples);
     rm_db(db);
     rm_db(ref_db);
-    /* reference: uninterrupted */
-    char *out = NULL;
     snprintf(args, sizeof args, "run %s --db %s", cfg, ref_db);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     free(out);
+}
+
+START_TEST(test_sigkill_then_rerun) {
+    char cfg[512], db[512], ref_db[512], args[1200];
+    setup_with_reference("kill", DK_MODEL, 5, cfg, db, ref_db);
+    char *out = NULL;
 
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     printf("test_sigkill_then_rerun: seed %u\n", seed);
@@ -426,19 +435,11 @@ static void assert_lines_within(const char *part, const char *whole, const char 
  * a resumed run ends with exactly the rows of an undisturbed run. */
 START_TEST(test_model_overwritten_during_run) {
     char cfg[512], db[512], ref_db[512], model[512], errf[512], args[1400];
-    tmp_path(cfg, sizeof cfg, "ow.json");
-    tmp_path(db, sizeof db, "ow.db");
-    tmp_path(ref_db, sizeof ref_db, "ow_ref.db");
     tmp_path(model, sizeof model, "ow.gguf");
     tmp_path(errf, sizeof errf, "ow.err");
     copy_file(DK_MODEL, model);
-    write_config(cfg, model, 30);
-    rm_db(db);
-    rm_db(ref_db);
+    setup_with_reference("ow", model, 30, cfg, db, ref_db);
     char *out = NULL;
-    snprintf(args, sizeof args, "run %s --db %s", cfg, ref_db);
-    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
-    free(out);
 
     size_t size, n;
     unsigned char *orig = dk_test_read_file(model, &size), *mod = malloc(size);
