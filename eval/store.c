@@ -325,7 +325,7 @@ static dk_status dk_store_quick_check(dk_store *s, dk_err *err) {
 
 dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err) {
     *out = NULL;
-    int ro = (flags & DK_STORE_OPEN_READONLY) != 0, created = 0, immutable = 0;
+    int ro = (flags & DK_STORE_OPEN_READONLY) != 0, created = 0, immutable = 0, full = 0;
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno != ENOENT) return dk_fail(err, DK_ERR_IO, "%s: %s", path, strerror(errno));
@@ -399,7 +399,7 @@ fail:
     /* a full disk is said so, whatever step found it (SQLITE_FULL or a failed WAL switch), and
      * the empty file this call created is removed (only then: another process may be creating
      * the same store at this moment) */
-    int full = st == DK_ERR_IO && ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
+    full = st == DK_ERR_IO && ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
     if (full) st = dk_fail(err, DK_ERR_IO, "%s: the disk is full (no space left on device)", path);
     dk_store_close(s);
     if (full && created && stat(path, &sb) == 0 && sb.st_size == 0) dk_unlink_store(path);
