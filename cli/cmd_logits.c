@@ -87,7 +87,7 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
         else if (ppl && !strcmp(s, "--kl-base")) dst = &a->kl_base;
         else if (ppl && !strcmp(s, "--save-logits")) dst = &a->save;
         bool is_ctx = ppl && !strcmp(s, "--ctx");
-        if ((dst || pd || is_ctx) && i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", a->cmd, s); return 2; }
+        if ((dst || pd || is_ctx) && i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", a->cmd, dk_cli_esc(s)); return 2; }
         if (dst) *dst = argv[++i];
         else if (pd) { if (!dk_cli_param_arg_add(a->cmd, s, pd, argv[++i], a->pa, &a->n_pa)) return 2; }
         else if (is_ctx) {
@@ -96,14 +96,14 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
             errno = 0;
             a->ctx = strtol(v, &end, 10);
             if (errno || end == v || *end || a->ctx < 4 || a->ctx > (1L << 20)) {
-                fprintf(stderr, "dashkit %s: --ctx '%s' is not an integer in 4..%ld\n", a->cmd, v, 1L << 20);
+                fprintf(stderr, "dashkit %s: --ctx '%s' is not an integer in 4..%ld\n", a->cmd, dk_cli_esc(v), 1L << 20);
                 return 2;
             }
         } else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", a->cmd, s);
+            fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", a->cmd, dk_cli_esc(s));
             return 2;
         } else if (!a->model) a->model = s;
-        else { fprintf(stderr, "dashkit %s: unexpected argument '%s'\n", a->cmd, s); return 2; }
+        else { fprintf(stderr, "dashkit %s: unexpected argument '%s'\n", a->cmd, dk_cli_esc(s)); return 2; }
     }
     if (!a->model) { (ppl ? dk_perplexity_usage : dk_logits_usage)(stderr); return 2; }
     if (ppl && !a->file) { fprintf(stderr, "dashkit %s: missing -f TEXT\n", a->cmd); return 2; }
@@ -186,6 +186,18 @@ static int dk_logits_setup(dk_logits_args *a, bool ppl, const dk_policy **pol, d
     return 0;
 }
 
+/* The training-context rule (dk_model_check_context) for one prefill of n tokens: a warning past
+ * n_ctx_train, refused (exit 2) past DK_MODEL_MAX_CTX_FACTOR times it. Returns 0 to go on. */
+static int dk_logits_check_ctx(const char *cmd, const dk_model *m, int n) {
+    dk_err e = {{0}};
+    int beyond = 0;
+    if (dk_model_check_context(m, n, &beyond, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return 2; }
+    if (beyond)
+        fprintf(stderr, "dashkit %s: warning: %d tokens per prefill exceed the model's training context of %d tokens\n", cmd, n,
+                m->cfg.n_ctx_train);
+    return 0;
+}
+
 int dk_cmd_logits(int argc, char **argv) {
     dk_logits_args a = {.cmd = "logits"};
     int rc = dk_logits_parse(argc, argv, false, &a);
@@ -199,7 +211,7 @@ int dk_cmd_logits(int argc, char **argv) {
     float *lg = NULL;
     dk_logits_writer *w = NULL;
     dk_err e = {{0}};
-    if ((rc = dk_logits_setup(&a, false, &pol, &pp, &m, &ids, &n))) goto done;
+    if ((rc = dk_logits_setup(&a, false, &pol, &pp, &m, &ids, &n)) || (rc = dk_logits_check_ctx(a.cmd, m, n))) goto done;
     rc = 1;
     int V = m->cfg.n_vocab;
     if (!(lg = malloc((size_t)n * (size_t)V * sizeof *lg))) {
@@ -245,9 +257,11 @@ int dk_cmd_perplexity(int argc, char **argv) {
     const dk_tokenizer *tok = m->tokenizer;
     int32_t bos = dk_tokenizer_add_bos_default(tok) ? dk_tokenizer_bos(tok) : -1;
     if (n_chunk < 1) {
-        fprintf(stderr, "dashkit perplexity: %s tokenizes to %d tokens, fewer than one chunk of --ctx %d\n", a.file, n, n_ctx);
+        fprintf(stderr, "dashkit perplexity: %s tokenizes to %d tokens, fewer than one chunk of --ctx %d\n", dk_cli_esc(a.file), n, n_ctx);
         goto done;
     }
+    if ((rc = dk_logits_check_ctx(a.cmd, m, n_ctx))) goto done;
+    rc = 1;
     if (a.kl_base && dk_logits_file_open(a.kl_base, &base, &e)) { fprintf(stderr, "dashkit perplexity: %s\n", e.msg); goto done; }
     if (a.save) {
         if (!(eval_ids = malloc((size_t)n_chunk * (size_t)n_ctx * sizeof *eval_ids))) {
