@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- echoing values ---- */
+
+const char *dk_cli_esc(const char *s) {
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ % 4];
+    dk_escape_controls(s ? s : "(null)", b, sizeof buf[0]);
+    return b;
+}
+
 /* ---- method parameters ---- */
 
 bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_param *pd, const char *value,
@@ -32,13 +42,36 @@ bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_par
     return true;
 }
 
+/* ---- input ---- */
+
+char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
+    bool in = !strcmp(path, "-");
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    size_t cap = 1 << 16, n = 0, r;
+    char *s = malloc(cap);
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) { free(s); s = NULL; } else s = t;
+        }
+    }
+    bool bad = ferror(f);
+    if (!in) fclose(f);
+    if (!s || bad) { dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory"); free(s); return NULL; }
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
 /* ---- store selections ---- */
 
 bool dk_cli_parse_run_id(const char *cmd, const char *v, long long *out) {
     char *end;
     long long x = strtoll(v, &end, 10);
     if (*end || end == v || x <= 0) {
-        fprintf(stderr, "dashkit %s: --run '%s' is not a run id (a positive integer)\n", cmd, v);
+        fprintf(stderr, "dashkit %s: --run '%s' is not a run id (a positive integer)\n", cmd, dk_cli_esc(v));
         return false;
     }
     *out = x;
@@ -52,7 +85,7 @@ int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long lo
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || *end || end == v || x < min) {
-        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, v, min);
+        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, dk_cli_esc(v), min);
         return -1;
     }
     *out = x;
@@ -63,7 +96,7 @@ int dk_report_parse_level(const char *cmd, const char *v, double *out) {
     char *end;
     double x = strtod(v, &end);
     if (*end || end == v || !(x > 0 && x < 1)) {
-        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, v);
+        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, dk_cli_esc(v));
         return -1;
     }
     *out = x;

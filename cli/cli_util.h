@@ -7,6 +7,11 @@
 #include "policy.h"
 #include "report.h"
 
+/* s with control characters escaped (dk_escape_controls), for echoing a command-line value or a
+ * path in an error line so that the line stays one line. Rotating static buffers: up to 4 results
+ * are valid at once (one error line). */
+const char *dk_cli_esc(const char *s);
+
 /* one `--NAME VALUE` method-parameter option as given on the command line */
 typedef struct { const char *name, *value; } dk_cli_param_arg;
 
@@ -29,6 +34,12 @@ bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);
 #define DK_CLI_COMPUTE_HELP \
     "  --compute f32|bf16 precision of the large matrix products: f32 (default, exact) or bf16\n" \
     "                     (oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16 or AMX)\n"
+
+/* ---- input ---- */
+
+/* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
+ * a DK_ERR_IO error naming the file. */
+char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);
 
 /* ---- store selections ---- */
 
