@@ -228,7 +228,7 @@ struct dk_ctx {
     double split_convert_s; /* of it, weight conversion */
     int split_fused_matmuls; /* of it, fused small-m products */
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
-    /* compute precision (compute.h); the bf16 backend exists while the mode is bf16 */
+    /* compute precision (compute.h); the bf16 backend exists from the first switch to bf16 on */
     dk_compute compute;
     dk_bf16_backend *bf16;
     dk_status compute_st;   /* first failure of a bf16 product in this call (reported after the layer) */

@@ -246,14 +246,6 @@ END_TEST
 
 /* ---- passkey accuracy of the bundled model, fixed sample set ---- */
 
-static double score_of(const char *out, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s: ", key);
-    const char *p = strstr(out, pat);
-    ck_assert_msg(p != NULL, "no %s line in:\n%s", key, out);
-    return strtod(p + strlen(pat), NULL);
-}
-
 START_TEST(test_passkey_accuracy) {
     SKIP_UNLESS_NATIVE();
     if (access(TINY_MODEL, R_OK) != 0) { printf("SKIP %s absent\n", TINY_MODEL); return; }
@@ -263,8 +255,8 @@ START_TEST(test_passkey_accuracy) {
         snprintf(cmd, sizeof cmd, "%s eval %s --task passkey --opt length=1024 -n 6 --seed 3 --method dash --rho 0.5 --compute %s",
                  dk_test_cli(), TINY_MODEL, mode ? "bf16" : "f32");
         ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-        sc[mode][0] = score_of(out, "dense_score");
-        sc[mode][1] = score_of(out, "score");
+        sc[mode][0] = dk_test_field(out, "dense_score");
+        sc[mode][1] = dk_test_field(out, "score");
         free(out);
     }
     printf("passkey 1024 x 6: dense %.1f / %.1f, dash rho 0.5 %.1f / %.1f (f32 / bf16)\n", sc[0][0], sc[1][0], sc[0][1], sc[1][1]);

@@ -636,33 +636,25 @@ START_TEST(test_random_typed) {
 }
 END_TEST
 
-static double t_field(const char *out, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\n%s: ", key);
-    const char *p = strstr(out, k);
-    ck_assert_msg(p != NULL, "no %s in:\n%s", key, out);
-    return atof(p + strlen(k));
-}
-
 START_TEST(test_cli_bench_dtype) {
     char cmd[512], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype bf16 --tokens 64 --reps 1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert_ptr_nonnull(strstr(out, "\ntensor_type: BF16\n"));
-    double cs = t_field(out, "convert_s"), sh = t_field(out, "convert_share");
+    double cs = dk_test_field(out, "convert_s"), sh = dk_test_field(out, "convert_share");
     ck_assert(cs > 0 && sh > 0 && sh < 1);
     free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --tokens 64 --reps 1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert_ptr_nonnull(strstr(out, "\ntensor_type: F32\n"));
-    ck_assert(t_field(out, "convert_s") == 0);
+    ck_assert(dk_test_field(out, "convert_s") == 0);
     free(out);
     /* --decode: fused vs whole-matrix decode side by side, ratio last; refused for F32 weights */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert(t_field(out, "decode_steps") == 2 && t_field(out, "decode_context") == 16);
-    double tf = t_field(out, "decode_fused_tokens_per_s"), tc = t_field(out, "decode_convert_tokens_per_s");
-    double ratio = t_field(out, "decode_fused_vs_convert");
+    ck_assert(dk_test_field(out, "decode_steps") == 2 && dk_test_field(out, "decode_context") == 16);
+    double tf = dk_test_field(out, "decode_fused_tokens_per_s"), tc = dk_test_field(out, "decode_convert_tokens_per_s");
+    double ratio = dk_test_field(out, "decode_fused_vs_convert");
     ck_assert(tf > 0 && tc > 0 && ratio > 0);
     ck_assert_msg(fabs(ratio - tf / tc) <= 0.01 * ratio, "one rep: ratio %g = %g / %g", ratio, tf, tc);
     const char *last = strstr(out, "\ndecode_fused_vs_convert: ");

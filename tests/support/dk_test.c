@@ -22,6 +22,14 @@ const char *dk_test_fixture(char *buf, size_t n, const char *rel) {
     return buf;
 }
 
+double dk_test_field(const char *out, const char *key) {
+    char k[96];
+    snprintf(k, sizeof k, "\n%s: ", key);
+    const char *p = strstr(out, k);
+    ck_assert_msg(p != NULL, "no %s line in:\n%s", key, out);
+    return strtod(p + strlen(k), NULL);
+}
+
 const char *dk_test_cli(void) {
     const char *p = getenv("DASHKIT");
     return (p && *p) ? p : "./dashkit";

@@ -16,6 +16,9 @@ const char *dk_test_cli(void);
  * NUL-terminated string (*out, may be NULL); returns the exit status (or -1). */
 int dk_test_run(const char *cmd, int want_stderr, char **out);
 
+/* The number on the `KEY: VALUE` line of a command's output (fails the test when there is none). */
+double dk_test_field(const char *out, const char *key);
+
 /* Runs a Check suite with CK_NORMAL output; returns the process exit status. */
 int dk_test_main(Suite *s);
 
