@@ -864,3 +864,35 @@ double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int
         s += dk_metric_kl_logits(dense + (size_t)t * n_vocab, method + (size_t)t * n_vocab, n_vocab);
     return s / n_pos;
 }
+
+void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab, dk_metric_fidelity *out) {
+    *out = (dk_metric_fidelity){NAN, NAN, NAN, NAN, -1};
+    if (n_rows <= 0 || n_vocab <= 0) return;
+    double sum = 0.0, mx = 0.0;
+    int agree = 0;
+    for (int t = 0; t < n_rows; t++) {
+        const float *p = dense + (size_t)t * n_vocab, *q = method + (size_t)t * n_vocab;
+        double kl = dk_metric_kl_logits(p, q, n_vocab);
+        int a = dk_metric_top1_agree(p, q, n_vocab);
+        if (t == 0) { out->kl_first = kl; out->top1_first = a; }
+        sum += kl;
+        if (kl > mx) mx = kl;
+        agree += a;
+    }
+    out->kl_mean = sum / n_rows;
+    out->kl_max = mx;
+    out->top1 = (double)agree / n_rows;
+}
+
+double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int n_vocab) {
+    if (n <= 0 || n_vocab <= 0) return NAN;
+    double s = 0.0;
+    for (int t = 0; t < n; t++) {
+        if (gold[t] < 0 || gold[t] >= n_vocab) return NAN;
+        const float *x = logits + (size_t)t * n_vocab;
+        double m;
+        double lz = log_sum_exp(x, n_vocab, &m);
+        s += lz - (double)x[gold[t]];
+    }
+    return s / n;
+}

@@ -139,6 +139,47 @@ static const char *const dk_store_migrations[] = {
     "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
     "  s.wall_decode_s, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 1 -> 2: fidelity over the answer (issue 14). Additive: samples keeps kl / top1 (first answer
+     * row) and kl_answer (mean over the answer rows) and gains the answer's max KL, top-1 rate and
+     * NLLs; the views now show the answer-level figures as kl / top1 / nll_delta and the first
+     * row as kl_first / top1_first. Rows written before have NULL in the new columns. */
+    "ALTER TABLE samples ADD COLUMN kl_answer_max REAL;"
+    "ALTER TABLE samples ADD COLUMN top1_answer REAL CHECK (top1_answer IS NULL OR (top1_answer >= 0 AND top1_answer <= 1));"
+    "ALTER TABLE samples ADD COLUMN nll_dense REAL;"
+    "ALTER TABLE samples ADD COLUMN nll_method REAL;"
+    "DROP VIEW cell_summary;"
+    "CREATE VIEW cell_summary AS SELECT"
+    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"
+    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"
+    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"
+    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
+    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+    "  avg(s.kl_answer) AS kl, max(s.kl_answer_max) AS kl_max, avg(s.top1_answer) AS top1,"
+    "  avg(s.nll_method - s.nll_dense) AS nll_delta, avg(s.kl) AS kl_first, avg(s.top1) AS top1_first, c.wall_s"
+    "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
+    "  GROUP BY c.id;"
+    "DROP VIEW sample_rows;"
+    "CREATE VIEW sample_rows AS SELECT"
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+    "  s.active_tokens, s.flops_dense, s.flops_method,"
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl AS kl_first, s.top1 AS top1_first"
+    "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
 };
 
 #define DK_N_MIGRATIONS ((int)(sizeof dk_store_migrations / sizeof dk_store_migrations[0]))
@@ -772,7 +813,8 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
             "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
             " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
             " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
-            " created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
         goto fail;
     sqlite3_bind_int64(ins, 1, r->cell_id);
     sqlite3_bind_int64(ins, 2, r->sample_id);
@@ -792,12 +834,16 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
     dk_bind_text(ins, 16, r->prediction);
     dk_bind_text(ins, 17, r->answers);
     dk_bind_real(ins, 18, r->score);
-    dk_bind_real(ins, 19, r->kl);
-    dk_bind_real(ins, 20, r->kl_answer);
-    if (r->top1 < 0) sqlite3_bind_null(ins, 21);
-    else sqlite3_bind_int(ins, 21, r->top1);
+    dk_bind_real(ins, 19, r->kl_first);
+    dk_bind_real(ins, 20, r->kl);
+    if (r->top1_first < 0) sqlite3_bind_null(ins, 21);
+    else sqlite3_bind_int(ins, 21, r->top1_first);
     sqlite3_bind_text(ins, 22, w->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(ins, 23, now);
+    dk_bind_real(ins, 24, r->kl_max);
+    dk_bind_real(ins, 25, r->top1);
+    dk_bind_real(ins, 26, r->nll_dense);
+    dk_bind_real(ins, 27, r->nll_method);
     if (sqlite3_step(ins) != SQLITE_DONE) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
             rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,

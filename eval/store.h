@@ -2,7 +2,8 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 1; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954)
+ * SCHEMA (version 2; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
+ * each version's migration runs on open by any writing command, so older stores stay readable)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
  * RULER report them; KL in nats. JSON columns hold canonical JSON (sorted keys, no spaces).
@@ -40,9 +41,13 @@
  *   context + question), flops_dense_parts, flops_method_parts TEXT (JSON object component ->
  *   FLOPs), wall_dense_s, wall_method_s REAL (prefill wall time), wall_decode_s REAL,
  *   prediction TEXT, answers TEXT (JSON array of gold answers), score REAL [0,100],
- *   kl REAL (KL(dense||method) of the first answer token's distribution), kl_answer REAL (mean
- *   KL over teacher-forced gold answer tokens), top1 INTEGER 0/1 (argmax agrees with dense),
- *   worker TEXT, created_at REAL.  UNIQUE(cell_id, sample_id). NULL = not measured.
+ *   kl REAL (KL(dense||method) of the FIRST answer row only; the views call it kl_first),
+ *   kl_answer REAL (mean KL over the teacher-forced answer rows; the views' kl), top1 INTEGER
+ *   0/1 (FIRST row's argmax agrees with dense; the views' top1_first), worker TEXT, created_at
+ *   REAL; since version 2: kl_answer_max REAL (max KL over the answer rows), top1_answer REAL
+ *   (fraction of answer rows whose argmax agrees; the views' top1), nll_dense, nll_method REAL
+ *   (mean -log p(gold token) over the answer rows, nats/token; the views' nll_delta = method -
+ *   dense). UNIQUE(cell_id, sample_id). NULL = not measured (or written before version 2).
  * sample_layers  per-layer detail of a sample (optional)
  *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
  *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
@@ -59,14 +64,17 @@
  *   depth, method, params, rho, ls, tau, keep, state, n_samples, n (sample rows),
  *   mean_score, flops_dense, flops_method (sums over samples), flops_ratio
  *   (= flops_method/flops_dense), flops_speedup (= flops_dense/flops_method), wall_speedup
- *   (= sum wall_dense_s / sum wall_method_s), mean_kl, top1_agreement (fraction), wall_s
+ *   (= sum wall_dense_s / sum wall_method_s), kl (mean over samples of the answer-level KL),
+ *   kl_max (max over samples of kl_answer_max), top1 (mean answer-level top-1 rate), nll_delta
+ *   (mean), kl_first, top1_first (means of the first-row values), wall_s
  * run_status     per run: run_id, name, config_path, started_at, finished_at, cells, pending,
  *   running, done, failed
  * sample_rows    per sample with its cell's parameters (what `dashkit export` writes):
  *   cell_id, cell_key, model, model_sha256, task, task_options, length, depth, method, params,
  *   rho, ls, tau, keep, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,
  *   gen_tokens, active_tokens, flops_dense, flops_method, flops_ratio, wall_dense_s,
- *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_answer, top1
+ *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_max, top1,
+ *   nll_delta (answer level), kl_first, top1_first (first answer row)
  * ======================================================================================
  *
  * Library code: every function returns a dk_status and fills dk_err; nothing prints or exits.
@@ -85,7 +93,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 1
+#define DK_STORE_SCHEMA_VERSION 2
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
@@ -212,8 +220,11 @@ typedef struct {
     double wall_dense_s, wall_method_s, wall_decode_s;
     const char *prediction;
     const char *answers;          /* JSON array or NULL */
-    double score, kl, kl_answer;
-    int top1;                     /* 0, 1, or -1 = not measured */
+    double score;
+    double kl, kl_max, top1;      /* answer level: mean / max KL over the answer rows, top-1 rate [0,1] */
+    double kl_first;              /* first answer row */
+    int top1_first;               /* 0, 1, or -1 = not measured */
+    double nll_dense, nll_method; /* mean answer NLL (nats/token) */
 } dk_sample_row;
 
 /* Writes the sample row and its layer rows in ONE BEGIN IMMEDIATE transaction, after checking
