@@ -41,7 +41,8 @@ typedef struct {
     char state[16];
     int64_t n_expected;       /* cells.n_samples */
     size_t n;                 /* sample rows stored */
-    double *score, *wd, *wm, *fd, *fm, *kl, *top1, *ctx; /* (n); NAN = NULL */
+    double *score, *wd, *wm, *fd, *fm, *ctx; /* (n); NAN = NULL */
+    double *kl, *top1, *nll;  /* (n) answer level: mean KL, top-1 rate, NLL method - dense; NAN = NULL */
     int n_layer;              /* max layers over the samples */
     double *active;           /* (n, n_layer) context tokens processed; NAN = absent */
     double *dmin, *dmed, *dmax; /* (n, n_layer) Δ statistics from sample_layers; NAN = absent */
@@ -285,7 +286,7 @@ static void rep_data_free(rep_data *d) {
         rep_cell *c = &d->cells[i];
         free(c->options); free(c->task_key);
         free(c->score); free(c->wd); free(c->wm); free(c->fd); free(c->fm);
-        free(c->kl); free(c->top1); free(c->ctx);
+        free(c->kl); free(c->top1); free(c->nll); free(c->ctx);
         free(c->active); free(c->dmin); free(c->dmed); free(c->dmax);
     }
     free(d->models); free(d->tasks); free(d->settings); free(d->cells);
@@ -397,7 +398,7 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     sqlite3_finalize(q);
     q = NULL;
     size_t m = cap ? cap : 1, ml = m * (size_t)(L ? L : 1);
-    double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->ctx};
+    double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->nll, &c->ctx};
     for (size_t a = 0; a < sizeof arrs / sizeof arrs[0]; a++)
         if (!(*arrs[a] = malloc(m * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     double **larrs[] = {&c->active, &c->dmin, &c->dmed, &c->dmax};
@@ -406,8 +407,9 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
         for (size_t j = 0; j < ml; j++) (*larrs[a])[j] = NAN;
     }
     if (sqlite3_prepare_v2(d->db,
-                           "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl, top1,"
-                           " context_tokens, active_tokens FROM samples WHERE cell_id = ? ORDER BY sample_id",
+                           "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl_answer, top1_answer,"
+                           " context_tokens, active_tokens, nll_method - nll_dense FROM samples WHERE cell_id = ?"
+                           " ORDER BY sample_id",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(d->db,
                            "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
@@ -427,6 +429,7 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
         c->kl[i] = rep_col_num(q, 6);
         c->top1[i] = rep_col_num(q, 7);
         c->ctx[i] = rep_col_num(q, 8);
+        c->nll[i] = rep_col_num(q, 10);
         size_t base = i * (size_t)L;
         const char *act = (const char *)sqlite3_column_text(q, 9);
         cJSON *a = cJSON_Parse(act ? act : "[]");
@@ -552,8 +555,8 @@ done:
 
 /* ---- statistics over groups of cells ---- */
 
-typedef enum { Q_SCORE = 0, Q_WALL, Q_FLOPS, Q_KL, Q_TOP1 } rep_qty;
-static const char *const rep_qty_name[] = {"score", "wall", "flops", "kl", "top1"};
+typedef enum { Q_SCORE = 0, Q_WALL, Q_FLOPS, Q_KL, Q_TOP1, Q_NLL } rep_qty;
+static const char *const rep_qty_name[] = {"score", "wall", "flops", "kl", "top1", "nll_delta"};
 
 typedef struct {
     dk_boot_stratum *st;
@@ -600,6 +603,7 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
         case Q_WALL: a = c->wd[i]; b = c->wm[i]; break;
         case Q_FLOPS: a = c->fd[i]; b = c->fm[i]; break;
         case Q_KL: a = c->kl[i]; break;
+        case Q_NLL: a = c->nll[i]; break;
         default: a = c->top1[i]; break;
         }
         if (isnan(a) || isnan(b)) continue;
@@ -1815,43 +1819,45 @@ static dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out,
     if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
         goto done;
     fprintf(csv.f, "model,setting,method,rho,tau,ls,keep,n,score,score_lo,score_hi,flops_speedup,wall_speedup,wall_lo,wall_hi,"
-                   "mean_kl,top1_agreement\n");
+                   "kl,top1,nll_delta\n");
     fprintf(tex.f, "%% dashkit report, run %lld: ablation over ratio (rho), threshold (tau), start layer (ls), keep.\n",
             (long long)d->run_id);
     for (size_t mi = 0; mi < d->n_models; mi++) {
         size_t nr = rep_table_rows(d, (int)mi, rows), nt = rep_model_tasks(d, (int)mi, tasks);
         rep_sort_data = d;
         qsort(rows, nr, sizeof *rows, rep_cmp_ablation);
-        fprintf(md.f, "%s**%s** — score = mean of the %zu task means [%.0f%% CI]; KL(dense‖method) of the first answer"
-                      " token, nats; top-1 = argmax agrees with dense\n\n",
+        fprintf(md.f, "%s**%s** — score = mean of the %zu task means [%.0f%% CI]; over the teacher-forced answer: KL ="
+                      " mean KL(dense‖method), nats; top-1 = share of answer tokens whose argmax agrees with dense;"
+                      " ΔNLL = answer NLL method − dense, nats/token\n\n",
                 mi ? "\n" : "", d->models[mi].label, nt, 100 * d->opts->level);
-        fprintf(md.f, "| Method | rho | tau | ls | keep | Score | FLOPs speedup | Wall speedup | KL | Top-1 |\n"
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        fprintf(md.f, "| Method | rho | tau | ls | keep | Score | FLOPs speedup | Wall speedup | KL | Top-1 | ΔNLL |\n"
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         fprintf(tex.f, "\\begin{table}[t]\n\\centering\n\\caption{");
         rep_latex_escape(tex.f, d->models[mi].label);
-        fprintf(tex.f, ": ablation (score = mean over tasks, %.0f\\%% CI).}\n\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
-                       "Method & $\\rho$ & $\\tau$ & $l_s$ & keep & Score & FLOPs & Wall & KL & Top-1 \\\\\n\\midrule\n",
+        fprintf(tex.f, ": ablation (score = mean over tasks, %.0f\\%% CI).}\n\\begin{tabular}{lrrrrrrrrrr}\n\\toprule\n"
+                       "Method & $\\rho$ & $\\tau$ & $l_s$ & keep & Score & FLOPs & Wall & KL & Top-1 & $\\Delta$NLL \\\\\n\\midrule\n",
                 100 * d->opts->level);
         for (size_t r = 0; r < nr; r++) {
             int si = rows[r];
             const rep_setting *s = &d->settings[si];
             int complete = 1;
             for (size_t t = 0; t < nt; t++) if (!rep_has(d, (int)mi, tasks[t], si)) complete = 0;
-            dk_ci sc = {NAN, NAN, NAN}, fl, wl, kl, t1;
+            dk_ci sc = {NAN, NAN, NAN}, fl, wl, kl, t1, nl;
             size_t n = 0, nn;
             if (complete && (st = rep_stat(d, (int)mi, -1, si, Q_SCORE, 1, &sc, &n, e)) != DK_OK) goto done;
             if ((st = rep_stat(d, (int)mi, -1, si, Q_FLOPS, 0, &fl, &nn, e)) != DK_OK ||
                 (st = rep_stat(d, (int)mi, -1, si, Q_WALL, 0, &wl, &nn, e)) != DK_OK ||
                 (st = rep_stat(d, (int)mi, -1, si, Q_KL, 0, &kl, &nn, e)) != DK_OK ||
-                (st = rep_stat(d, (int)mi, -1, si, Q_TOP1, 0, &t1, &nn, e)) != DK_OK) goto done;
-            char p[4][32], b[5][128];
+                (st = rep_stat(d, (int)mi, -1, si, Q_TOP1, 0, &t1, &nn, e)) != DK_OK ||
+                (st = rep_stat(d, (int)mi, -1, si, Q_NLL, 0, &nl, &nn, e)) != DK_OK) goto done;
+            char p[4][32], b[6][128];
             rep_param(p[0], 32, s->rho); rep_param(p[1], 32, s->tau); rep_param(p[2], 32, s->ls); rep_param(p[3], 32, s->keep);
             dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
             dk_report_csv_field(csv.f, s->label); fputc(',', csv.f);
             dk_report_csv_field(csv.f, s->method);
-            fprintf(csv.f, ",%.17g,%.17g,%.17g,%.17g,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s->rho,
-                    s->tau, s->ls, s->keep, n, sc.est, sc.lo, sc.hi, fl.est, wl.est, wl.lo, wl.hi, kl.est, t1.est);
-            dk_ci fl0 = {fl.est, NAN, NAN}, kl0 = {kl.est, NAN, NAN}, t10 = {t1.est * 100, NAN, NAN};
+            fprintf(csv.f, ",%.17g,%.17g,%.17g,%.17g,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s->rho,
+                    s->tau, s->ls, s->keep, n, sc.est, sc.lo, sc.hi, fl.est, wl.est, wl.lo, wl.hi, kl.est, t1.est, nl.est);
+            dk_ci fl0 = {fl.est, NAN, NAN}, kl0 = {kl.est, NAN, NAN}, t10 = {t1.est * 100, NAN, NAN}, nl0 = {nl.est, NAN, NAN};
             for (int latex = 0; latex < 2; latex++) {
                 FILE *f = latex ? tex.f : md.f;
                 rep_fmt_ci(b[0], 128, sc, 1, latex);
@@ -1859,13 +1865,15 @@ static dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out,
                 rep_fmt_ci(b[2], 128, wl, 2, latex);
                 rep_fmt_ci(b[3], 128, kl0, 4, latex);
                 rep_fmt_ci(b[4], 128, t10, 1, latex);
+                rep_fmt_ci(b[5], 128, nl0, 4, latex);
                 if (!latex) {
-                    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s× | %s× | %s | %s%% |\n", s->method, p[0], p[1], p[2], p[3],
-                            b[0], b[1], b[2], b[3], b[4]);
+                    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s× | %s× | %s | %s%% | %s |\n", s->method, p[0], p[1], p[2],
+                            p[3], b[0], b[1], b[2], b[3], b[4], b[5]);
                 } else {
                     rep_latex_escape(f, s->method);
                     for (int k = 0; k < 4; k++) fprintf(f, " & %s", strcmp(p[k], "–") ? p[k] : "--");
-                    fprintf(f, " & %s & %s$\\times$ & %s$\\times$ & %s & %s\\%% \\\\\n", b[0], b[1], b[2], b[3], b[4]);
+                    fprintf(f, " & %s & %s$\\times$ & %s$\\times$ & %s & %s\\%% & %s \\\\\n", b[0], b[1], b[2], b[3], b[4],
+                            b[5]);
                 }
             }
         }

@@ -353,6 +353,14 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     if (st != DK_OK) { dk_rollback(s); goto fail; }
     if ((st = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
     if (ro) {
+        if (v > 0 && v < DK_STORE_SCHEMA_VERSION && !(flags & DK_STORE_OPEN_NO_UPGRADE) && access(path, W_OK) == 0) {
+            /* an older store: upgrade it once (the migrations are additive), then read it */
+            dk_store_close(s);
+            dk_store *w = NULL;
+            if ((st = dk_store_open(path, 0, &w, err)) != DK_OK) return st;
+            dk_store_close(w);
+            return dk_store_open(path, flags | DK_STORE_OPEN_NO_UPGRADE, out, err);
+        }
         if (v < DK_STORE_SCHEMA_VERSION) {
             st = v == 0 ? dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (empty)", path)
                         : dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is older than %d; any writing dashkit command upgrades it",

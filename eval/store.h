@@ -100,7 +100,10 @@ typedef struct dk_store dk_store;
 
 typedef enum {
     DK_STORE_OPEN_CREATE = 1,   /* create the file (and its parent folder) if missing */
-    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist and be up to date */
+    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist. One exception: a store of an
+                                   older schema whose file is writable is first upgraded by its
+                                   (additive) migrations, so read commands keep reading old stores */
+    DK_STORE_OPEN_NO_UPGRADE = 4, /* with READONLY: an older store is an error, never upgraded */
 } dk_store_open_flags;
 
 typedef enum {

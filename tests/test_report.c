@@ -121,8 +121,9 @@ static void t_build_store(void) {
                                  .active = active, .layers = ls, .flops_dense = fd, .flops_method = fm,
                                  .wall_dense_s = wd, .wall_method_s = wm, .wall_decode_s = 0.01, .prediction = pred,
                                  .answers = "[\"x\"]", .score = score,
-                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q), .kl_answer = NAN,
-                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5)};
+                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q), .kl_max = NAN,
+                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5), .kl_first = NAN, .top1_first = -1,
+                                 .nll_dense = NAN, .nll_method = NAN};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert_msg(dk_store_cell_finish(s, cid, &w, &e) == DK_OK, "%s", e.msg);
@@ -373,7 +374,7 @@ START_TEST(test_table_main_equals_sql) {
     ck_assert(csv != NULL);
     p = csv;
     ck_assert(t_csv_next(&p, &h));
-    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "mean_kl"), c_t1 = t_col(&h, "top1_agreement"), c_rho = t_col(&h, "rho");
+    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "kl"), c_t1 = t_col(&h, "top1"), c_rho = t_col(&h, "rho");
     rows = 0;
     while (t_csv_next(&p, &r)) {
         const char *label = r.f[c_set];
@@ -390,7 +391,7 @@ START_TEST(test_table_main_equals_sql) {
         ck_assert_msg(si < T_N_SETTINGS, "unexpected setting label '%s'", label);
         const t_setting *s = &t_settings[si];
         snprintf(sql, sizeof sql, "SELECT avg(kl)%s AND method = ?1 AND params = ?2", t_run_filter);
-        t_close(strtod(r.f[c_kl], NULL), t_sql1(db, sql, s->method, s->params, NULL), "mean_kl");
+        t_close(strtod(r.f[c_kl], NULL), t_sql1(db, sql, s->method, s->params, NULL), "kl");
         snprintf(sql, sizeof sql, "SELECT avg(top1)%s AND method = ?1 AND params = ?2", t_run_filter);
         t_close(strtod(r.f[c_t1], NULL), t_sql1(db, sql, s->method, s->params, NULL), "top1");
         if (strcmp(s->method, "dense") != 0) t_close(strtod(r.f[c_rho], NULL), s->rho, "rho column");
@@ -764,7 +765,7 @@ START_TEST(test_dense_reference_from_shared_results) {
         dk_sample_row row = {.cell_id = cid, .sample_id = j, .prompt_tokens = 12, .context_tokens = 10, .question_tokens = 2,
                              .n_layer = 2, .active = act, .flops_dense = 100, .flops_method = 60, .wall_dense_s = 1,
                              .wall_method_s = 0.5, .wall_decode_s = NAN, .score = method_scores[j], .kl = NAN,
-                             .kl_answer = NAN, .top1 = -1};
+                             .kl_max = NAN, .top1 = NAN, .kl_first = NAN, .top1_first = -1, .nll_dense = NAN, .nll_method = NAN};
         ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
     }
     ck_assert(dk_store_cell_finish(s, cid, &w, &e) == DK_OK);

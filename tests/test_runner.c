@@ -78,7 +78,7 @@ static char *dump_results(sqlite3 *db) {
     ck_assert_int_eq(sqlite3_prepare_v2(db,
         "SELECT c.key, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
         " s.active_tokens, s.flops_dense, s.flops_method, s.flops_method_parts, hex(s.prediction), s.answers,"
-        " s.score, s.kl, s.kl_answer, s.top1, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
+        " s.score, s.kl, s.kl_answer, s.top1, s.kl_answer_max, s.top1_answer, s.nll_dense, s.nll_method, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
         " (SELECT group_concat(flops) FROM (SELECT flops FROM sample_layers l WHERE l.sample_row = s.id ORDER BY layer))"
         " FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL), SQLITE_OK);
     size_t cap = 1 << 16, len = 0;
@@ -135,7 +135,8 @@ START_TEST(test_run_results_and_resume) {
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
     /* the dense cell is the reference: KL 0, top-1 agreement, same FLOPs */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense'"
-                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense)"), 0);
+                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense OR s.kl_answer != 0"
+                              " OR s.kl_answer_max != 0 OR s.top1_answer != 1 OR s.nll_method != s.nll_dense)"), 0);
     /* every method cell compares against the stored dense row of its sample */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id"
                               " JOIN dense_results d ON d.model_sha256 = m.sha256 AND d.task_key = c.task_key"
@@ -491,7 +492,8 @@ START_TEST(test_prefix_sharing_identical) {
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
                                " AND json_extract(c.params, '$.rho') = 0"), 6);
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1)"), 0);
+                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1 OR s.kl_answer != 0"
+                               " OR s.top1_answer != 1)"), 0);
     /* honest wall time: every method row carries its whole prefill, prefix included */
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples WHERE NOT (wall_method_s > 0)"), 0);
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s WHERE NOT (wall_method_s >= (SELECT total(l.wall_s) FROM"
