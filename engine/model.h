@@ -145,6 +145,12 @@ void dk_tensor_row_f32(const dk_tensor *t, int64_t r, float *dst);
 bool dk_model_shape(const char *name, dk_model_config *cfg);
 const char *dk_model_shape_names(void);
 
+/* The tokenizer of a model file, owned by the caller. A GGUF's own is read from its tokenizer keys
+ * alone (dk_tokenizer_load_gguf: any general.architecture, vocab-only files too); a llama2.c
+ * checkpoint, or tokenizer_path (a llama2.c tok*.bin), needs the model's n_vocab, so the model
+ * is loaded for it. */
+dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e);
+
 /* Tokenizer or a DK_ERR_UNSUPPORTED/DK_ERR_ARG error explaining why there is none. */
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e);
 
