@@ -97,8 +97,8 @@ static const dk_gguf_tensor *dk_gguf_check(dk_gguf_loader *L, const char *name, 
         return NULL;
     }
     if (!dk_ggml_type_supported(t->type)) {
-        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported yet (F32, F16, BF16, Q8_0 are)",
-                L->path, name, dk_ggml_type_name(t->type));
+        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported (%s are)",
+                L->path, name, dk_ggml_type_name(t->type), dk_ggml_supported_names());
         return NULL;
     }
     return t;
@@ -450,11 +450,13 @@ dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed
     if (st) return st;
     const dk_model_config *c = cfg;
     size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
-    if (type != DK_GGML_TYPE_F32 && type != DK_GGML_TYPE_F16 && type != DK_GGML_TYPE_BF16 && type != DK_GGML_TYPE_Q8_0)
-        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: only F32, F16, BF16 and Q8_0 are supported", name,
+    uint32_t be, bb;
+    if (!dk_ggml_type_quantizable(type) || !dk_ggml_type_block(type, &be, &bb))
+        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: not supported", name,
                        dk_ggml_type_name(type) ? dk_ggml_type_name(type) : "?");
-    if (type == DK_GGML_TYPE_Q8_0 && (d % 32 || q % 32 || f % 32))
-        return dk_fail(e, DK_ERR_ARG, "%s: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (%zu, %zu, %zu)", name, d, q, f);
+    if (d % be || q % be || f % be)
+        return dk_fail(e, DK_ERR_ARG, "%s: %s needs n_embd, n_head*head_dim and n_ff multiples of %u (%zu, %zu, %zu)", name,
+                       dk_ggml_type_name(type), be, d, q, f);
     dk_model *m = calloc(1, sizeof *m);
     if (!m) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
