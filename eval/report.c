@@ -2,6 +2,7 @@
 #include "report.h"
 #include "bootstrap.h"
 #include "pareto.h"
+#include "stats.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -43,6 +44,9 @@ typedef struct {
     size_t n;                 /* sample rows stored */
     double *score, *wd, *wm, *fd, *fm, *ctx; /* (n); NAN = NULL */
     double *kl, *top1, *nll;  /* (n) answer level: mean KL, top-1 rate, NLL method - dense; NAN = NULL */
+    int64_t *sid;             /* (n) sample ids (pairing across settings) */
+    int64_t *cl;              /* (n) context cluster: samples.context_key hashed, or unique per row */
+    size_t n_shared;          /* samples whose context another sample of the cell shares */
     int n_layer;              /* max layers over the samples */
     double *active;           /* (n, n_layer) context tokens processed; NAN = absent */
     double *dmin, *dmed, *dmax; /* (n, n_layer) Δ statistics from sample_layers; NAN = absent */
@@ -286,7 +290,7 @@ static void rep_data_free(rep_data *d) {
         rep_cell *c = &d->cells[i];
         free(c->options); free(c->task_key);
         free(c->score); free(c->wd); free(c->wm); free(c->fd); free(c->fm);
-        free(c->kl); free(c->top1); free(c->nll); free(c->ctx);
+        free(c->kl); free(c->top1); free(c->nll); free(c->ctx); free(c->sid); free(c->cl);
         free(c->active); free(c->dmin); free(c->dmed); free(c->dmax);
     }
     free(d->models); free(d->tasks); free(d->settings); free(d->cells);
@@ -377,6 +381,15 @@ static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path,
 }
 
 /* Sizes first (rows, layers), then one pass over the rows: per-layer arrays are exact. */
+/* Cluster id of a sample: its context key hashed (FNV-1a, 62 bits), or a unique id from its row
+ * when it has a context of its own. */
+static int64_t rep_context_cluster(const char *key, int64_t row) {
+    if (!key) return (int64_t)(UINT64_C(1) << 62) + row;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) { h ^= *p; h *= 0x100000001b3ULL; }
+    return (int64_t)(h & ((UINT64_C(1) << 62) - 1));
+}
+
 static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     sqlite3_stmt *q = NULL, *ql = NULL;
     dk_status st = DK_OK;
@@ -401,6 +414,10 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->nll, &c->ctx};
     for (size_t a = 0; a < sizeof arrs / sizeof arrs[0]; a++)
         if (!(*arrs[a] = malloc(m * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!(c->sid = malloc(m * sizeof *c->sid)) || !(c->cl = malloc(m * sizeof *c->cl))) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     double **larrs[] = {&c->active, &c->dmin, &c->dmed, &c->dmax};
     for (size_t a = 0; a < 4; a++) {
         if (!(*larrs[a] = malloc(ml * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
@@ -408,8 +425,8 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     }
     if (sqlite3_prepare_v2(d->db,
                            "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl_answer, top1_answer,"
-                           " context_tokens, active_tokens, nll_method - nll_dense FROM samples WHERE cell_id = ?"
-                           " ORDER BY sample_id",
+                           " context_tokens, active_tokens, nll_method - nll_dense, sample_id, context_key"
+                           " FROM samples WHERE cell_id = ? ORDER BY sample_id",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(d->db,
                            "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
@@ -430,6 +447,8 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
         c->top1[i] = rep_col_num(q, 7);
         c->ctx[i] = rep_col_num(q, 8);
         c->nll[i] = rep_col_num(q, 10);
+        c->sid[i] = sqlite3_column_int64(q, 11);
+        c->cl[i] = rep_context_cluster((const char *)sqlite3_column_text(q, 12), row);
         size_t base = i * (size_t)L;
         const char *act = (const char *)sqlite3_column_text(q, 9);
         cJSON *a = cJSON_Parse(act ? act : "[]");
@@ -449,6 +468,9 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         st = dk_fail(e, DK_ERR_FORMAT, "reading samples of cell %lld: %s", (long long)c->id, sqlite3_errmsg(d->db));
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t j = 0; j < c->n; j++)
+            if (j != i && c->cl[j] == c->cl[i]) { c->n_shared++; break; }
 done:
     sqlite3_finalize(q);
     sqlite3_finalize(ql);
@@ -561,12 +583,15 @@ static const char *const rep_qty_name[] = {"score", "wall", "flops", "kl", "top1
 typedef struct {
     dk_boot_stratum *st;
     double **bufs; /* (2 * n) owned num/den arrays */
+    int64_t **cls; /* (n) owned cluster ids */
     size_t n;
 } rep_strata;
 
 static void rep_strata_free(rep_strata *S) {
     for (size_t i = 0; i < 2 * S->n; i++) free(S->bufs[i]);
+    for (size_t i = 0; i < S->n; i++) free(S->cls[i]);
     free(S->bufs);
+    free(S->cls);
     free(S->st);
     memset(S, 0, sizeof *S);
 }
@@ -581,7 +606,11 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
         if (!b) return -1;
         S->bufs = b;
         S->bufs[2 * S->n] = S->bufs[2 * S->n + 1] = NULL;
-        S->st[S->n] = (dk_boot_stratum){NULL, NULL, 0};
+        int64_t **cb = realloc(S->cls, (S->n + 1) * sizeof *cb);
+        if (!cb) return -1;
+        S->cls = cb;
+        S->cls[S->n] = NULL;
+        S->st[S->n] = (dk_boot_stratum){NULL, NULL, 0, NULL};
         S->n++;
     }
     size_t k = S->n - 1;
@@ -589,6 +618,9 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
     double *num = realloc(S->bufs[2 * k], (t->n + c->n + 1) * sizeof *num);
     if (!num) return -1;
     S->bufs[2 * k] = num;
+    int64_t *cl = realloc(S->cls[k], (t->n + c->n + 1) * sizeof *cl);
+    if (!cl) return -1;
+    S->cls[k] = cl;
     double *den = NULL;
     if (qty == Q_WALL || qty == Q_FLOPS) {
         den = realloc(S->bufs[2 * k + 1], (t->n + c->n + 1) * sizeof *den);
@@ -609,16 +641,20 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
         if (isnan(a) || isnan(b)) continue;
         num[m] = a;
         if (den) den[m] = b;
+        cl[m] = c->cl ? c->cl[i] : (int64_t)(UINT64_C(1) << 61) + (int64_t)m; /* no clusters: each its own */
         m++;
     }
     t->num = num;
     t->den = den;
+    t->cluster = cl;
     t->n = m;
     return 0;
 }
 
 /* The statistic of qty over the cells matching (model, task or -1 = all, setting), strata per
- * cell (by_task = 0, pooled) or per task (by_task = 1, mean of per-task values). */
+ * cell (by_task = 0, pooled) or per task (by_task = 1, mean of per-task values). Samples carry
+ * their context cluster; when a task's cells hold samples that share a context, that task's
+ * cells form one stratum, so that its contexts (not samples within one) are resampled. */
 static dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out, size_t *n_out,
                           dk_err *e) {
     rep_strata S = {0};
@@ -627,11 +663,18 @@ static dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty
     size_t total = 0;
     for (size_t t = 0; t < d->n_tasks; t++) {
         if (ti >= 0 && (int)t != ti) continue;
-        int first = 1;
+        int first = 1, shared = 0;
+        for (size_t i = 0; i < d->n_cells_loaded; i++) {
+            const rep_cell *c = &d->cells[i];
+            if (c->mi == mi && c->ti == (int)t && c->si == si && c->n_shared) shared = 1;
+        }
         for (size_t i = 0; i < d->n_cells_loaded; i++) {
             const rep_cell *c = &d->cells[i];
             if (c->mi != mi || c->ti != (int)t || c->si != si) continue;
-            if (rep_strata_add(&S, c, qty, by_task && !first) != 0) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+            if (rep_strata_add(&S, c, qty, (by_task || shared) && !first) != 0) {
+                st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+                goto done;
+            }
             first = 0;
         }
     }
@@ -1350,6 +1393,322 @@ static dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const ch
 done:
     rep_mem_drop(&m);
     free(v);
+    return st;
+}
+
+/* ---- paired comparisons, matched FLOPs, Findings, fidelity vs score (issue 14) ---- */
+
+/* Pooled FLOP speedup of setting si over model mi's cells: sum dense FLOPs / sum method FLOPs. */
+static double rep_flops_speedup(const rep_data *d, int mi, int si) {
+    double a = 0, b = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *c = &d->cells[i];
+        if (c->mi != mi || c->si != si) continue;
+        for (size_t k = 0; k < c->n; k++)
+            if (!isnan(c->fd[k]) && !isnan(c->fm[k])) { a += c->fd[k]; b += c->fm[k]; }
+    }
+    return b > 0 ? a / b : NAN;
+}
+
+/* The cell of (mi, ti, si) with c's task options, or NULL. */
+static const rep_cell *rep_twin(const rep_data *d, const rep_cell *c, int si) {
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *x = &d->cells[i];
+        if (x->mi == c->mi && x->ti == c->ti && x->si == si && !strcmp(x->task_key, c->task_key)) return x;
+    }
+    return NULL;
+}
+
+static double rep_score_of(const rep_cell *c, int64_t sid) {
+    if (!c) return NAN;
+    for (size_t k = 0; k < c->n; k++) if (c->sid[k] == sid) return c->score[k];
+    return NAN;
+}
+
+/* Paired samples of setting sa against b = (1 - w) * setting sb0 + w * setting sb1 (w = 0: sb0
+ * alone), matched by task options and sample id; clusters from sa's samples. Owned arrays. */
+static dk_status rep_pairs(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, double **a, double **b,
+                           int64_t **cl, size_t *n, dk_err *e) {
+    size_t cap = 0;
+    *n = 0;
+    *a = *b = NULL;
+    *cl = NULL;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) if (d->cells[i].mi == mi && d->cells[i].si == sa) cap += d->cells[i].n;
+    *a = malloc((cap ? cap : 1) * sizeof **a);
+    *b = malloc((cap ? cap : 1) * sizeof **b);
+    *cl = malloc((cap ? cap : 1) * sizeof **cl);
+    if (!*a || !*b || !*cl) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *c = &d->cells[i];
+        if (c->mi != mi || c->si != sa) continue;
+        const rep_cell *t0 = rep_twin(d, c, sb0), *t1 = w > 0 ? rep_twin(d, c, sb1) : NULL;
+        if (!t0 || (w > 0 && !t1)) continue;
+        for (size_t k = 0; k < c->n; k++) {
+            double x0 = rep_score_of(t0, c->sid[k]), x1 = w > 0 ? rep_score_of(t1, c->sid[k]) : 0;
+            if (isnan(c->score[k]) || isnan(x0) || isnan(x1)) continue;
+            (*a)[*n] = c->score[k];
+            (*b)[*n] = (1 - w) * x0 + w * x1;
+            (*cl)[*n] = c->cl[k];
+            (*n)++;
+        }
+    }
+    return DK_OK;
+}
+
+/* A baseline series: settings of one method with the same parameters except rho. */
+static void rep_series_key(const rep_setting *s, char *b, size_t n) {
+    snprintf(b, n, "%s", s->label);
+    char *r = strstr(b, " rho=");
+    if (r) {
+        char *end = strchr(r + 1, ' ');
+        memmove(r, end ? end : r + strlen(r), strlen(end ? end : r + strlen(r)) + 1);
+    }
+}
+
+typedef struct {
+    dk_find_cmp *c;
+    char **labels; /* owned strings behind c[i].b for matched rows */
+    size_t n;
+} rep_cmps;
+
+static void rep_cmps_free(rep_cmps *x) {
+    for (size_t i = 0; i < x->n; i++) free(x->labels[i]);
+    free(x->labels);
+    free(x->c);
+    memset(x, 0, sizeof *x);
+}
+
+static dk_status rep_cmps_add(rep_cmps *x, const dk_find_cmp *c, const char *owned_b, dk_err *e) {
+    dk_find_cmp *p = realloc(x->c, (x->n + 1) * sizeof *p);
+    if (!p) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->c = p;
+    char **l = realloc(x->labels, (x->n + 1) * sizeof *l);
+    if (!l) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->labels = l;
+    x->labels[x->n] = owned_b ? rep_strdup(owned_b) : NULL;
+    if (owned_b && !x->labels[x->n]) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->c[x->n] = *c;
+    if (owned_b) x->c[x->n].b = x->labels[x->n];
+    x->n++;
+    return DK_OK;
+}
+
+static dk_status rep_paired(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, const char *label,
+                            dk_boot_diff *out, dk_err *e) {
+    double *a, *b;
+    int64_t *cl;
+    size_t n;
+    dk_status st = rep_pairs(d, mi, sa, sb0, sb1, w, &a, &b, &cl, &n, e);
+    if (st == DK_OK)
+        st = dk_bootstrap_paired(a, b, cl, n, d->opts->n_boot, dk_bootstrap_seed(d->opts->seed, label), d->opts->level, out, e);
+    free(a); free(b); free(cl);
+    return st;
+}
+
+/* Every non-dense setting vs dense; every DASH setting vs every baseline series (same ls when the
+ * series has one) whose FLOP speedups bracket DASH's, the baseline interpolated linearly in FLOP
+ * speedup between its two neighbouring rho settings. */
+static dk_status rep_comparisons(const rep_data *d, int mi, rep_cmps *out, dk_err *e) {
+    dk_status st = DK_OK;
+    int sd = -1;
+    size_t ns = d->n_settings;
+    double *sp = malloc((ns ? ns : 1) * sizeof *sp);
+    int *order = malloc((ns ? ns : 1) * sizeof *order);
+    if (!sp || !order) { free(sp); free(order); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (size_t si = 0; si < ns; si++) {
+        sp[si] = rep_has(d, mi, -1, (int)si) ? rep_flops_speedup(d, mi, (int)si) : NAN;
+        if (rep_is_dense(&d->settings[si]) && rep_has(d, mi, -1, (int)si)) sd = (int)si;
+    }
+    char label[2048];
+    for (size_t si = 0; si < ns && sd >= 0; si++) {
+        if ((int)si == sd || isnan(sp[si])) continue;
+        dk_find_cmp c = {d->settings[si].label, "dense", 0, sp[si], {NAN, NAN, NAN, NAN, 0}};
+        snprintf(label, sizeof label, "%s|%s|vs-dense", d->models[mi].sha, d->settings[si].params);
+        if ((st = rep_paired(d, mi, (int)si, sd, sd, 0, label, &c.d, e)) != DK_OK) goto done;
+        if (c.d.n_used && (st = rep_cmps_add(out, &c, NULL, e)) != DK_OK) goto done;
+    }
+    for (size_t sa = 0; sa < ns; sa++) {
+        const rep_setting *A = &d->settings[sa];
+        if (strcmp(A->method, "dash") != 0 || isnan(A->rho) || isnan(sp[sa])) continue;
+        /* each series once: the first setting of it (in setting order) stands for it */
+        for (size_t s0 = 0; s0 < ns; s0++) {
+            const rep_setting *B = &d->settings[s0];
+            if (rep_is_dense(B) || !strcmp(B->method, "dash") || isnan(B->rho) || isnan(sp[s0])) continue;
+            if (!isnan(B->ls) && !(B->ls == A->ls)) continue;
+            char key[1024], k2[1024];
+            rep_series_key(B, key, sizeof key);
+            int first = 1;
+            for (size_t t = 0; t < s0; t++) {
+                if (isnan(sp[t]) || isnan(d->settings[t].rho)) continue;
+                rep_series_key(&d->settings[t], k2, sizeof k2);
+                if (!strcmp(key, k2)) first = 0;
+            }
+            if (!first) continue;
+            size_t m = 0;
+            for (size_t t = 0; t < ns; t++) {
+                if (isnan(sp[t]) || isnan(d->settings[t].rho)) continue;
+                rep_series_key(&d->settings[t], k2, sizeof k2);
+                if (!strcmp(key, k2)) order[m++] = (int)t;
+            }
+            /* the bracket around DASH's speedup */
+            int lo = -1, hi = -1;
+            for (size_t k = 0; k < m; k++) {
+                double x = sp[order[k]];
+                if (x <= sp[sa] && (lo < 0 || x > sp[lo])) lo = order[k];
+                if (x >= sp[sa] && (hi < 0 || x < sp[hi])) hi = order[k];
+            }
+            if (lo < 0 || hi < 0) continue; /* the grid does not reach DASH's speedup */
+            double w = hi == lo || sp[hi] == sp[lo] ? 0 : (sp[sa] - sp[lo]) / (sp[hi] - sp[lo]);
+            char bl[1100];
+            snprintf(bl, sizeof bl, "%s (interpolated)", key);
+            dk_find_cmp c = {A->label, NULL, 1, sp[sa], {NAN, NAN, NAN, NAN, 0}};
+            snprintf(label, sizeof label, "%s|%s|vs|%s", d->models[mi].sha, A->params, key);
+            if ((st = rep_paired(d, mi, (int)sa, lo, hi, w, label, &c.d, e)) != DK_OK) goto done;
+            if (c.d.n_used && (st = rep_cmps_add(out, &c, bl, e)) != DK_OK) goto done;
+        }
+    }
+done:
+    free(sp);
+    free(order);
+    return st;
+}
+
+/* Per-sample answer KL and score of every non-dense setting of mi: fidelity_MODEL.{dat,gp},
+ * Spearman per setting into md and overall into *rho / *n_all. */
+static dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *stem, FILE *md, double *rho,
+                                    size_t *n_all, dk_err *e) {
+    size_t cap = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) if (d->cells[i].mi == mi) cap += d->cells[i].n;
+    double *kx = malloc((cap ? cap : 1) * sizeof *kx), *sy = malloc((cap ? cap : 1) * sizeof *sy);
+    double *ax = malloc((cap ? cap : 1) * sizeof *ax), *ay = malloc((cap ? cap : 1) * sizeof *ay);
+    rep_mem m = {0};
+    dk_status st = DK_OK;
+    char name[1100];
+    int blocks = 0;
+    *n_all = 0;
+    *rho = NAN;
+    if (!kx || !sy || !ax || !ay) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
+    fprintf(m.f, "# per-sample answer-level KL(dense||method) (nats) and score: model %s, run %lld;"
+                 " one block per setting\n", d->models[mi].label, (long long)d->run_id);
+    fprintf(md, "| Setting | n | Spearman (answer KL, score) |\n|---|---:|---:|\n");
+    for (size_t si = 0; si < d->n_settings; si++) {
+        if (rep_is_dense(&d->settings[si]) || !rep_has(d, mi, -1, (int)si)) continue;
+        size_t k = 0;
+        for (size_t i = 0; i < d->n_cells_loaded; i++) {
+            const rep_cell *c = &d->cells[i];
+            if (c->mi != mi || c->si != (int)si) continue;
+            for (size_t r = 0; r < c->n; r++) {
+                if (isnan(c->kl[r]) || isnan(c->score[r])) continue;
+                kx[k] = c->kl[r]; sy[k] = c->score[r]; k++;
+                ax[*n_all] = c->kl[r]; ay[*n_all] = c->score[r]; (*n_all)++;
+            }
+        }
+        if (!k) continue;
+        double r = dk_stats_spearman(kx, sy, k);
+        fprintf(md, "| %s | %zu | ", d->settings[si].label, k);
+        if (isnan(r)) fprintf(md, "– (a constant side) |\n");
+        else fprintf(md, "%.3f |\n", r);
+        fprintf(m.f, "%s# %s\n", blocks ? "\n\n" : "", d->settings[si].label);
+        for (size_t j = 0; j < k; j++) fprintf(m.f, "%.6g %.6g\n", kx[j], sy[j]);
+        blocks++;
+    }
+    *rho = dk_stats_spearman(ax, ay, *n_all);
+    if (isnan(*rho)) fprintf(md, "| all method samples | %zu | – |\n", *n_all);
+    else fprintf(md, "| all method samples | %zu | %.3f |\n", *n_all, *rho);
+    if (!blocks) goto done;
+    snprintf(name, sizeof name, "%s.dat", stem);
+    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
+    if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
+    char what[1024], title[1024];
+    snprintf(what, sizeof what, "answer KL vs score per sample: %s", d->models[mi].label);
+    rep_gp_head(m.f, o, stem, what, name);
+    snprintf(title, sizeof title, "%s: answer-level KL vs score per sample (Spearman over all: %.2f, n = %zu)",
+             d->models[mi].label, *rho, *n_all);
+    fprintf(m.f, "set title ");
+    rep_gp_str(m.f, title);
+    fprintf(m.f, "\nset xlabel \"KL(dense||method), mean over the answer tokens (nats, log scale)\"\n"
+                 "set ylabel \"score (jittered by up to 2 points)\"\nset logscale x\nset grid\nset key outside right\n"
+                 "set yrange [-5:105]\n");
+    fprintf(m.f, "plot for [i=0:%d] \"%s\" index i using ($1 > 1e-6 ? $1 : 1e-6):($2 + 4 * (rand(0) - 0.5))"
+                 " with points pt 7 ps 0.6 title columnheader(1)\n", blocks - 1, name);
+    rep_gp_tail(m.f, o);
+    snprintf(name, sizeof name, "%s.gp", stem);
+    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
+    st = rep_queue_fig(o, stem, e);
+done:
+    rep_mem_drop(&m);
+    free(kx); free(sy); free(ax); free(ay);
+    return st;
+}
+
+/* report.md sections "Paired comparisons" (+ comparisons.csv), "Fidelity vs score" and
+ * "Findings" for every model. */
+static dk_status rep_section_stats(const rep_data *d, rep_out *o, FILE *f, dk_err *e) {
+    rep_mem csv = {0};
+    dk_status st = rep_mem_open(&csv, e);
+    if (st != DK_OK) return st;
+    fprintf(csv.f, "model,a,b,kind,flops_speedup,n,diff,diff_lo,diff_hi,p\n");
+    char *find = NULL;
+    size_t find_n = 0;
+    FILE *ff = open_memstream(&find, &find_n);
+    if (!ff) { rep_mem_drop(&csv); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    fprintf(f, "\n## Paired comparisons\n\nScore differences in points (a − b) over the samples both settings ran, paired"
+               " by sample; %.0f%% percentile bootstrap interval and two-sided bootstrap p-value (%d resamples, resampling"
+               " contexts where samples share one, as above). \"vs dense\": every method against dense. \"matched\": DASH"
+               " against each baseline series (same ls where the baseline has one) whose rho grid brackets DASH's FLOP"
+               " speedup, the baseline's per-sample score interpolated linearly in FLOP speedup between its two neighbouring"
+               " rho settings. Also as [CSV](comparisons.csv).\n", 100 * d->opts->level, d->opts->n_boot);
+    for (size_t mi = 0; mi < d->n_models && st == DK_OK; mi++) {
+        rep_cmps cm = {0};
+        if ((st = rep_comparisons(d, (int)mi, &cm, e)) != DK_OK) { rep_cmps_free(&cm); break; }
+        fprintf(f, "\n**%s**\n\n| a | b | kind | FLOPs speedup | n | difference | CI | p |\n|---|---|---|---:|---:|---:|---|---:|\n",
+                d->models[mi].label);
+        for (size_t i = 0; i < cm.n; i++) {
+            const dk_find_cmp *c = &cm.c[i];
+            fprintf(f, "| %s | %s | %s | %.2f× | %zu | %+.2f | [%+.2f, %+.2f] | %.3g |\n", c->a, c->b,
+                    c->matched ? "matched" : "vs dense", c->speedup, c->d.n_used, c->d.est, c->d.lo, c->d.hi, c->d.p);
+            dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, c->a); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, c->b);
+            fprintf(csv.f, ",%s,%.17g,%zu,%.17g,%.17g,%.17g,%.17g\n", c->matched ? "matched" : "vs_dense", c->speedup, c->d.n_used,
+                    c->d.est, c->d.lo, c->d.hi, c->d.p);
+        }
+        if (!cm.n) fprintf(f, "| – | – | – | – | 0 | – | – | – |\n");
+        /* fidelity vs score */
+        char stem[1024];
+        snprintf(stem, sizeof stem, "fidelity_%s", d->models[mi].slug);
+        fprintf(f, "\n**Fidelity vs score, %s**: does the cheap screen (answer-level KL) rank samples as the expensive"
+                   " metric (the score) does? ([data](%s.dat))\n\n", d->models[mi].label, stem);
+        double rho = NAN;
+        size_t n_kl = 0;
+        if ((st = rep_fidelity_write(d, o, (int)mi, stem, f, &rho, &n_kl, e)) != DK_OK) { rep_cmps_free(&cm); break; }
+        if (n_kl) fprintf(f, "\n![answer KL vs score](%s.png)\n", stem);
+        /* findings from these numbers */
+        dk_find_setting *fs = calloc(d->n_settings + 1, sizeof *fs);
+        size_t nfs = 0;
+        if (!fs) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); rep_cmps_free(&cm); break; }
+        for (size_t si = 0; si < d->n_settings && st == DK_OK; si++) {
+            if (!rep_has(d, (int)mi, -1, (int)si)) continue;
+            dk_ci sc;
+            size_t n;
+            if ((st = rep_stat(d, (int)mi, -1, (int)si, Q_SCORE, 0, &sc, &n, e)) != DK_OK) break;
+            fs[nfs++] = (dk_find_setting){d->settings[si].label, rep_flops_speedup(d, (int)mi, (int)si), sc,
+                                          rep_is_dense(&d->settings[si])};
+        }
+        if (st == DK_OK) dk_findings_write(ff, d->models[mi].label, fs, nfs, cm.c, cm.n, rho, n_kl, d->opts->level, 0.05);
+        free(fs);
+        rep_cmps_free(&cm);
+    }
+    fclose(ff);
+    if (st == DK_OK) {
+        fprintf(f, "\n## Findings\n\nGenerated from the numbers above (pooled over each model's tasks; \"best of k\": the"
+                   " settings in that speedup band); no fixed text.\n\n");
+        fwrite(find, 1, find_n, f);
+        st = rep_mem_commit(&csv, o, "comparisons.csv", e);
+    }
+    free(find);
+    rep_mem_drop(&csv);
     return st;
 }
 
@@ -2075,17 +2434,24 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
         fprintf(f, " | `%s` | %s | %lld | %lld |\n", m->sha, *m->arch ? m->arch : "–", (long long)m->n_layer,
                 (long long)m->n_params);
     }
+    size_t n_shared_rows = 0, n_rows_all = 0;
+    for (size_t i = 0; i < d.n_cells_loaded; i++) { n_shared_rows += d.cells[i].n_shared; n_rows_all += d.cells[i].n; }
     fprintf(f, "\n## Method\n\nScore: mean of the samples' scores (0–100). Wall speedup: sum of dense prefill seconds /"
                " sum of method prefill seconds over the same samples (measured). FLOPs speedup: dense FLOPs / method FLOPs"
-               " (counted by the engine). Intervals: %.0f%% percentile bootstrap over samples, %d resamples, seed %llu,"
-               " stratified by cell (Avg: by task); deterministic for the seed. Frontiers pool a task's lengths/depths;"
-               " the Pareto front maximises both speedup and score over every point including dense.\n",
-            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed);
+               " (counted by the engine). Intervals: %.0f%% percentile bootstrap, %d resamples, seed %llu, stratified by cell"
+               " (Avg: by task); deterministic for the seed. What is resampled: samples, except where samples share a"
+               " context (RULER's fixed haystack at one length and depth: %zu of %zu sample rows here), where the"
+               " distinct contexts are resampled as clusters with all their samples and the task's cells form one"
+               " stratum, so the interval reflects how many contexts were seen, not how many needles were put into them."
+               " Fidelity (KL, top-1, ΔNLL) is taken over the teacher-forced answer tokens. Frontiers pool a task's"
+               " lengths/depths; the Pareto front maximises both speedup and score over every point including dense.\n",
+            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed, n_shared_rows, n_rows_all);
     fprintf(f, "\n## Main table\n\nAlso as [Markdown](table_main.md), [LaTeX](table_main.tex), [CSV](table_main.csv).\n\n");
     if ((st = rep_table_main(&d, &o, f, e)) != DK_OK) goto done;
     fprintf(f, "\n## Ablation: ratio / threshold / start layer\n\nAlso as [Markdown](table_ablation.md), [LaTeX](table_ablation.tex),"
                " [CSV](table_ablation.csv).\n\n");
     if ((st = rep_table_ablation(&d, &o, f, e)) != DK_OK) goto done;
+    if ((st = rep_section_stats(&d, &o, f, e)) != DK_OK) goto done;
     {
         rep_mem pm = {0};
         int pw = 0;

@@ -514,6 +514,7 @@ static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_pl
         .wall_method_s = r->wall_s, .wall_decode_s = r->wall_decode_s, .prediction = r->prediction,
         .answers = answers, .score = r->score, .kl = r->kl, .kl_max = r->kl_max, .top1 = r->top1,
         .kl_first = r->kl_first, .top1_first = r->top1_first, .nll_dense = r->nll_dense, .nll_method = r->nll,
+        .context_key = smp->context_key,
     };
     dk_status st = dk_store_sample_put(s, wk, p->lease_s, &row, e);
     out = st == DK_OK ? DK_CELL_RUN_OK : st == DK_ERR_STATE ? DK_CELL_RUN_LOST : DK_CELL_RUN_STORE;

@@ -180,6 +180,24 @@ static const char *const dk_store_migrations[] = {
     "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
     "  s.kl AS kl_first, s.top1 AS top1_first"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 2 -> 3: the shared-context key of a sample (issue 14: cluster bootstrap) */
+    "ALTER TABLE samples ADD COLUMN context_key TEXT;"
+    "DROP VIEW sample_rows;"
+    "CREATE VIEW sample_rows AS SELECT"
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+    "  s.active_tokens, s.flops_dense, s.flops_method,"
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl AS kl_first, s.top1 AS top1_first, s.context_key"
+    "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
 };
 
 #define DK_N_MIGRATIONS ((int)(sizeof dk_store_migrations / sizeof dk_store_migrations[0]))
@@ -821,8 +839,8 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
             "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
             " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
             " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
-            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
         goto fail;
     sqlite3_bind_int64(ins, 1, r->cell_id);
     sqlite3_bind_int64(ins, 2, r->sample_id);
@@ -852,6 +870,7 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
     dk_bind_real(ins, 25, r->top1);
     dk_bind_real(ins, 26, r->nll_dense);
     dk_bind_real(ins, 27, r->nll_method);
+    dk_bind_text(ins, 28, r->context_key);
     if (sqlite3_step(ins) != SQLITE_DONE) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
             rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,

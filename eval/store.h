@@ -2,7 +2,7 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 2; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
+ * SCHEMA (version 3; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
  * each version's migration runs on open by any writing command, so older stores stay readable)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
@@ -47,7 +47,10 @@
  *   REAL; since version 2: kl_answer_max REAL (max KL over the answer rows), top1_answer REAL
  *   (fraction of answer rows whose argmax agrees; the views' top1), nll_dense, nll_method REAL
  *   (mean -log p(gold token) over the answer rows, nats/token; the views' nll_delta = method -
- *   dense). UNIQUE(cell_id, sample_id). NULL = not measured (or written before version 2).
+ *   dense); since version 3: context_key TEXT (samples of a cell with the same key share their
+ *   context apart from the needle, e.g. RULER's fixed haystack at one length and depth; NULL = a
+ *   context of its own: the report's bootstrap resamples these clusters).
+ *   UNIQUE(cell_id, sample_id). NULL = not measured (or written before that version).
  * sample_layers  per-layer detail of a sample (optional)
  *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
  *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
@@ -74,7 +77,7 @@
  *   rho, ls, tau, keep, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,
  *   gen_tokens, active_tokens, flops_dense, flops_method, flops_ratio, wall_dense_s,
  *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_max, top1,
- *   nll_delta (answer level), kl_first, top1_first (first answer row)
+ *   nll_delta (answer level), kl_first, top1_first (first answer row), context_key
  * ======================================================================================
  *
  * Library code: every function returns a dk_status and fills dk_err; nothing prints or exits.
@@ -93,7 +96,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 2
+#define DK_STORE_SCHEMA_VERSION 3
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
@@ -228,6 +231,7 @@ typedef struct {
     double kl_first;              /* first answer row */
     int top1_first;               /* 0, 1, or -1 = not measured */
     double nll_dense, nll_method; /* mean answer NLL (nats/token) */
+    const char *context_key;      /* shared-context key (task.h) or NULL */
 } dk_sample_row;
 
 /* Writes the sample row and its layer rows in ONE BEGIN IMMEDIATE transaction, after checking
