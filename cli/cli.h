@@ -23,5 +23,6 @@ int dk_cmd_status(int argc, char **argv);
 int dk_cmd_export(int argc, char **argv);
 int dk_cmd_report(int argc, char **argv);
 int dk_cmd_plot(int argc, char **argv);
+int dk_cmd_analyze(int argc, char **argv);
 
 #endif

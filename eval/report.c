@@ -2307,6 +2307,166 @@ static void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r) {
     if (r->gnuplot_found) rep_gnuplot_probe(r);
 }
 
+/* ---- stability vs redundancy: the figures and Markdown of one analysis (analyze.h) ---- */
+
+static dk_status rep_dat_gp(rep_out *o, const char *stem, rep_mem *dat, rep_mem *gp, dk_err *e) {
+    char name[1100];
+    snprintf(name, sizeof name, "%s.dat", stem);
+    dk_status st = rep_mem_commit(dat, o, name, e);
+    snprintf(name, sizeof name, "%s.gp", stem);
+    if (st == DK_OK) st = rep_mem_commit(gp, o, name, e);
+    if (st == DK_OK) st = rep_queue_fig(o, stem, e);
+    return st;
+}
+
+/* analysis_delta_SLUG (rel = 0: Δ; 1: Δ/‖h‖), analysis_redundancy_SLUG, analysis_recall_SLUG, and
+ * the Markdown section into md. */
+static dk_status rep_analysis_write(rep_out *o, const dk_analysis *a, const char *label, const char *slug, FILE *md,
+                                    dk_err *e) {
+    rep_mem dat = {0}, gp = {0};
+    dk_status st = DK_OK;
+    char stem[1024], title[1024], what[1024];
+    fprintf(md, "\n### %s: stability vs redundancy (analysis %lld)\n\nDense prefills of %d `%s` contexts (%s);"
+                " l_s = layer %d (ls %g). Δ_t = ‖U_t‖ (DASH's score); received attention = what all queries of a layer"
+                " pay a row, mean over heads, divided by the queries that can see it.\n\n",
+            label, (long long)a->id, a->n_samples, a->task ? a->task : "?", a->task_options ? a->task_options : "{}",
+            a->ls_layer, a->ls);
+    fprintf(md, "- `delta_received_spearman`: %.3f (Spearman of Δ at l_s with the mean received attention of the layers"
+                " after l_s; positive: rows that change little are attended little)\n", a->delta_received_spearman);
+    for (int r = 0; r < a->n_recall; r++)
+        if (fabs(a->recall[r].rho - a->rho) < 1e-12)
+            fprintf(md, "- `recall_%s`: %.3f (kept %.1f%% of the rows at rho %g)\n", a->recall[r].method, a->recall[r].recall,
+                    100 * a->recall[r].kept_frac, a->rho);
+    fprintf(md, "\n| layer | Δ p10 | Δ p50 | Δ p90 | Δ/‖h‖ p50 | received (mean) | Spearman(Δ@l_s, received) |\n"
+                "|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int l = 0; l < a->n_layer; l++) {
+        const double *dq = a->delta_q + l * DK_ANALYSIS_NQ, *rq = a->rel_q + l * DK_ANALYSIS_NQ;
+        fprintf(md, "| %d%s | %.4g | %.4g | %.4g | %.4g | %.4g | %.3f |\n", l, l == a->ls_layer ? " (l_s)" : "", dq[1], dq[3],
+                dq[5], rq[3], a->received_mean[l], a->received_spearman[l]);
+    }
+    fprintf(md, "\nReceived attention (layers after l_s) by Δ-decile at l_s, lowest Δ first:\n\n| decile | mean Δ | received |\n"
+                "|---:|---:|---:|\n");
+    for (int k = 0; k < 10; k++) fprintf(md, "| %d | %.4g | %.4g |\n", k + 1, a->decile_delta[k], a->decile_received[k]);
+    fprintf(md, "\nKept-set overlap (Jaccard) at rho %g:\n\n| a | b | Jaccard |\n|---|---|---:|\n", a->rho);
+    for (int k = 0; k < a->n_overlap; k++) fprintf(md, "| %s | %s | %.3f |\n", a->overlap[k].a, a->overlap[k].b, a->overlap[k].jaccard);
+
+    /* Δ percentile bands per layer, absolute and relative */
+    for (int rel = 0; rel < 2 && st == DK_OK; rel++) {
+        snprintf(stem, sizeof stem, "analysis_%s_%s", rel ? "reldelta" : "delta", slug);
+        if ((st = rep_mem_open(&dat, e)) != DK_OK || (st = rep_mem_open(&gp, e)) != DK_OK) break;
+        fprintf(dat.f, "# analysis %lld, %s: per layer percentiles of %s over the context rows of %d dense prefills\n"
+                       "# layer p1 p10 p25 p50 p75 p90 p99\n", (long long)a->id, label, rel ? "delta/|h|" : "delta", a->n_samples);
+        for (int l = 0; l < a->n_layer; l++) {
+            fprintf(dat.f, "%d", l);
+            for (int q = 0; q < DK_ANALYSIS_NQ; q++) fprintf(dat.f, " %.6g", (rel ? a->rel_q : a->delta_q)[l * DK_ANALYSIS_NQ + q]);
+            fprintf(dat.f, "\n");
+        }
+        snprintf(what, sizeof what, "%s percentile bands per layer: %s", rel ? "relative delta" : "delta", label);
+        snprintf(title, sizeof title, "%s: %s per layer (bands p10-p90, p25-p75; median; p1/p99 dashed)", label,
+                 rel ? "|U_t| / |h_t|" : "delta_t = |U_t|");
+        char dname[1100];
+        snprintf(dname, sizeof dname, "%s.dat", stem);
+        rep_gp_head(gp.f, o, stem, what, dname);
+        fprintf(gp.f, "set title ");
+        rep_gp_str(gp.f, title);
+        fprintf(gp.f, "\nset xlabel \"layer\"\nset ylabel \"%s\"\nset logscale y\nset grid\nset key top left\nset xtics 1\n"
+                      "set arrow from %d, graph 0 to %d, graph 1 nohead dt 3 lc rgb \"gray40\"\n",
+                rel ? "|U| / |h|" : "|U|", a->ls_layer, a->ls_layer);
+        fprintf(gp.f, "plot \"%s\" using 1:3:7 with filledcurves fc rgb \"#c6dbef\" title \"p10-p90\", \\\n"
+                      "  \"\" using 1:4:6 with filledcurves fc rgb \"#6baed6\" title \"p25-p75\", \\\n"
+                      "  \"\" using 1:5 with linespoints lw 2 lc rgb \"#08306b\" title \"median\", \\\n"
+                      "  \"\" using 1:2 with lines dt 2 lc rgb \"gray30\" title \"p1\", \\\n"
+                      "  \"\" using 1:8 with lines dt 2 lc rgb \"gray30\" title \"p99\"\n", dname);
+        rep_gp_tail(gp.f, o);
+        st = rep_dat_gp(o, stem, &dat, &gp, e);
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![%s](%s.png)\n", rel ? "relative delta per layer" : "delta per layer", stem);
+    }
+    /* the redundancy curve */
+    if (st == DK_OK) {
+        snprintf(stem, sizeof stem, "analysis_redundancy_%s", slug);
+        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
+            fprintf(dat.f, "# analysis %lld, %s: received attention of the layers after l_s = %d by delta-decile at l_s\n"
+                           "# decile mean_delta received\n", (long long)a->id, label, a->ls_layer);
+            for (int k = 0; k < 10; k++) fprintf(dat.f, "%d %.6g %.6g\n", k + 1, a->decile_delta[k], a->decile_received[k]);
+            char dname[1100];
+            snprintf(dname, sizeof dname, "%s.dat", stem);
+            rep_gp_head(gp.f, o, stem, "stability vs redundancy curve", dname);
+            snprintf(title, sizeof title, "%s: attention received in layers > %d by delta-decile at layer %d (Spearman %.2f)",
+                     label, a->ls_layer, a->ls_layer, a->delta_received_spearman);
+            fprintf(gp.f, "set title ");
+            rep_gp_str(gp.f, title);
+            fprintf(gp.f, "\nset xlabel \"decile of delta at l_s (1 = most stable)\"\nset ylabel \"received attention"
+                          " (normalised by visible queries)\"\nset logscale y\nset grid\nset xtics 1\nunset key\n"
+                          "plot \"%s\" using 1:3 with linespoints lw 2 pt 7 lc rgb \"#b2182b\"\n", dname);
+            rep_gp_tail(gp.f, o);
+            st = rep_dat_gp(o, stem, &dat, &gp, e);
+        }
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![redundancy curve](%s.png)\n", stem);
+    }
+    /* recall vs rho per method */
+    if (st == DK_OK) {
+        snprintf(stem, sizeof stem, "analysis_recall_%s", slug);
+        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
+            fprintf(dat.f, "# analysis %lld, %s: attention recall (share of dense attention of layers > l_s on kept rows)"
+                           " vs rho; one block per method\n", (long long)a->id, label);
+            int blocks = 0;
+            for (int r = 0; r < a->n_recall; r++) {
+                if (r == 0 || strcmp(a->recall[r].method, a->recall[r - 1].method)) fprintf(dat.f, "%s# %s\n", blocks++ ? "\n\n" : "", a->recall[r].method);
+                fprintf(dat.f, "%.6g %.6g %.6g\n", a->recall[r].rho, a->recall[r].recall, a->recall[r].kept_frac);
+            }
+            char dname[1100];
+            snprintf(dname, sizeof dname, "%s.dat", stem);
+            rep_gp_head(gp.f, o, stem, "attention recall vs rho", dname);
+            snprintf(title, sizeof title, "%s: dense attention (layers > %d) on the rows each method keeps", label, a->ls_layer);
+            fprintf(gp.f, "set title ");
+            rep_gp_str(gp.f, title);
+            fprintf(gp.f, "\nset xlabel \"rho (fraction halted)\"\nset ylabel \"attention recall\"\nset yrange [0:1.05]\nset grid\n"
+                          "set key bottom left\nplot for [i=0:%d] \"%s\" index i using 1:2 with linespoints lw 2 title columnheader(1)\n",
+                    blocks - 1, dname);
+            rep_gp_tail(gp.f, o);
+            st = blocks ? rep_dat_gp(o, stem, &dat, &gp, e) : DK_OK;
+        }
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![attention recall vs rho](%s.png)\n", stem);
+    }
+    return st;
+}
+
+dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *opts, dk_report_result *r,
+                             dk_err *e) {
+    memset(r, 0, sizeof *r);
+    dk_analysis a;
+    int found = 0;
+    dk_status st = dk_store_analysis_get(s, id, NULL, &a, &found, e);
+    if (st != DK_OK) return st;
+    if (!found) return dk_fail(e, DK_ERR_ARG, "no analysis %lld in the store", (long long)id);
+    rep_out o = {out_dir, 1, 1, NULL, 0, r};
+    rep_mem md = {0};
+    char *base = rep_strdup(a.model_path ? a.model_path : "model"), *label, *slug = NULL;
+    if (!base) { dk_analysis_free(&a); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    label = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
+    char *dot = strrchr(label, '.');
+    if (dot && dot != label) *dot = 0;
+    if (!(slug = rep_slug(label))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = rep_mkdirs(out_dir, e)) != DK_OK || (st = rep_mem_open(&md, e)) != DK_OK) goto done;
+    fprintf(md.f, "# dashkit analyze\n");
+    if ((st = rep_analysis_write(&o, &a, label, slug, md.f, e)) != DK_OK) goto done;
+    if (opts->draw) {
+        rep_prepare_draw(opts, r);
+        if (r->gnuplot_found) rep_draw(&o);
+    }
+    st = rep_mem_commit(&md, &o, "analysis.md", e);
+done:
+    rep_mem_drop(&md);
+    rep_out_free(&o);
+    free(base);
+    free(slug);
+    dk_analysis_free(&a);
+    return st;
+}
+
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *opts, dk_report_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
     dk_status st = rep_check_opts(opts, e);
@@ -2452,6 +2612,21 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
                " [CSV](table_ablation.csv).\n\n");
     if ((st = rep_table_ablation(&d, &o, f, e)) != DK_OK) goto done;
     if ((st = rep_section_stats(&d, &o, f, e)) != DK_OK) goto done;
+    {
+        int any = 0;
+        for (size_t mi = 0; mi < d.n_models && st == DK_OK; mi++) {
+            dk_analysis an;
+            int found = 0;
+            if ((st = dk_store_analysis_get(s, 0, d.models[mi].sha, &an, &found, e)) != DK_OK) goto done;
+            if (!found) continue;
+            if (!any) fprintf(f, "\n## Stability vs redundancy (`dashkit analyze`)\n\nThe latest analysis of each model"
+                                 " in the store.\n");
+            any = 1;
+            st = rep_analysis_write(&o, &an, d.models[mi].label, d.models[mi].slug, f, e);
+            dk_analysis_free(&an);
+        }
+        if (st != DK_OK) goto done;
+    }
     {
         rep_mem pm = {0};
         int pw = 0;

@@ -97,6 +97,12 @@ typedef struct {
 /* Writes the whole report for one run into out_dir (created if missing).
  * DK_ERR_ARG: no such run / the store has no runs. DK_ERR_IO: a file could not be written.
  * gnuplot missing or failing is NOT an error: see result. */
+/* The figures (analysis_{delta,reldelta,redundancy,recall}_MODEL.{dat,gp,png,svg}) and
+ * analysis.md of the stored analysis id (analyze.h) into out_dir; report.md has the same section
+ * for the latest analysis of each of the run's models. DK_ERR_ARG: no such analysis. */
+dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
+                             dk_err *e);
+
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
                           dk_err *e);
 

@@ -2,7 +2,7 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 3; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
+ * SCHEMA (version 4; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
  * each version's migration runs on open by any writing command, so older stores stay readable)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
@@ -61,6 +61,22 @@
  *   prediction TEXT, score REAL, n_vocab INTEGER, n_logit_rows INTEGER, logits BLOB (float32
  *   little-endian, (n_logit_rows, n_vocab): row 0 = first answer token's logits, rows 1.. =
  *   teacher-forced gold answer tokens), created_at REAL
+ * analyses       one row per `dashkit analyze` (eval/analyze.h: stability vs redundancy on dense
+ *   prefills; since version 4): id INTEGER PK, run_id INTEGER (the run that recorded it, NULL for
+ *   the command), model_sha256 TEXT, model_path TEXT, task TEXT, task_options TEXT (JSON),
+ *   n_samples, n_layer INTEGER, ls REAL, ls_layer INTEGER (l_s), rho REAL,
+ *   delta_received_spearman REAL (Spearman of Δ at l_s with the mean received attention of the
+ *   later layers, per sample, averaged), created_at REAL
+ * analysis_layers  per (analysis, layer): delta_p01, delta_p10, delta_p25, delta_p50, delta_p75,
+ *   delta_p90, delta_p99 REAL (Δ_t = ‖U_t‖ percentiles over all samples' context rows), rel_p01 ..
+ *   rel_p99 REAL (the same of Δ_t/‖h_t‖), received_mean REAL (mean received attention, normalised
+ *   by the queries that see the row), received_spearman REAL (Spearman of Δ at l_s with this
+ *   layer's received attention); PK(analysis_id, layer)
+ * analysis_deciles per (analysis, decile 0..9 of Δ at l_s, lowest first): delta_mean REAL,
+ *   received_mean REAL (mean received attention over the layers after l_s: the redundancy curve)
+ * analysis_recall per (analysis, method, rho): recall REAL (share of dense later-layer attention
+ *   mass on the rows the method keeps), kept_frac REAL (kept rows / context rows)
+ * analysis_overlap per (analysis, method_a, method_b) at the analysis' rho: jaccard REAL
  * --------------------------------------------------------------------------------------
  * VIEWS (query them directly: sqlite3 results/dashkit.db 'SELECT * FROM cell_summary')
  * cell_summary   per cell: cell_id, run_id, model, model_sha256, task, task_options, length,
@@ -96,7 +112,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 3
+#define DK_STORE_SCHEMA_VERSION 4
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
@@ -272,5 +288,44 @@ typedef struct {
 dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
                              dk_dense_result *out, int *found, dk_err *err);
 void dk_store_dense_free(dk_dense_result *r);
+
+/* ---- analyses (eval/analyze.h) ---- */
+
+#define DK_ANALYSIS_NQ 7 /* percentiles 1, 10, 25, 50, 75, 90, 99 */
+extern const double dk_analysis_q[DK_ANALYSIS_NQ];
+
+typedef struct {
+    char method[32];
+    double rho, recall, kept_frac;
+} dk_analysis_recall;
+
+typedef struct {
+    char a[32], b[32];
+    double jaccard;
+} dk_analysis_overlap;
+
+typedef struct {
+    int64_t id, run_id;           /* run_id 0 = none */
+    char model_sha256[65];
+    char *model_path, *task, *task_options;
+    int n_samples, n_layer, ls_layer;
+    double ls, rho, delta_received_spearman, created_at;
+    double *delta_q, *rel_q;      /* (n_layer, DK_ANALYSIS_NQ) */
+    double *received_mean;        /* (n_layer) */
+    double *received_spearman;    /* (n_layer) */
+    double decile_delta[10], decile_received[10];
+    dk_analysis_recall *recall;   /* (n_recall) */
+    int n_recall;
+    dk_analysis_overlap *overlap; /* (n_overlap) */
+    int n_overlap;
+} dk_analysis;
+
+void dk_analysis_free(dk_analysis *a);
+/* Stores a in one transaction; a->id receives its id. */
+dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err);
+/* The analysis with id (> 0), or the latest one of the model (model_sha256 non-NULL) or of any
+ * model; *found = 0 when there is none. Free with dk_analysis_free. */
+dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *out, int *found,
+                                dk_err *err);
 
 #endif
