@@ -1,4 +1,4 @@
-/* cmd_analyze.c — `dashkit analyze`: stability vs redundancy on dense prefills (eval/analyze.h),
+/* cmd_analyze.c — `dashkit analyze`: stability vs redundancy on dense prefills (eval/sweep/analyze.h),
  * stored in the results store, drawn into --out, named lines on stdout. */
 #include "cli.h"
 #include "analyze.h"

@@ -123,4 +123,9 @@ void dk_metric_answer_fidelity(const float *dense, const float *method, int n_ro
  * predicts gold[t]. NAN when n <= 0 or a gold id is outside [0, n_vocab). */
 double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int n_vocab);
 
+/* Spearman's rank correlation of (x, y) over the pairs where both are numbers: the Pearson
+ * correlation of their ranks, ties given their average rank (as scipy.stats.spearmanr). NAN when
+ * fewer than 3 pairs or either side is constant. */
+double dk_metric_spearman(const double *x, const double *y, size_t n);
+
 #endif

@@ -2,7 +2,8 @@
 #include "report.h"
 #include "bootstrap.h"
 #include "pareto.h"
-#include "stats.h"
+#include "findings.h"
+#include "metrics.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1605,7 +1606,7 @@ static dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const
             }
         }
         if (!k) continue;
-        double r = dk_stats_spearman(kx, sy, k);
+        double r = dk_metric_spearman(kx, sy, k);
         fprintf(md, "| %s | %zu | ", d->settings[si].label, k);
         if (isnan(r)) fprintf(md, "– (a constant side) |\n");
         else fprintf(md, "%.3f |\n", r);
@@ -1613,7 +1614,7 @@ static dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const
         for (size_t j = 0; j < k; j++) fprintf(m.f, "%.6g %.6g\n", kx[j], sy[j]);
         blocks++;
     }
-    *rho = dk_stats_spearman(ax, ay, *n_all);
+    *rho = dk_metric_spearman(ax, ay, *n_all);
     if (isnan(*rho)) fprintf(md, "| all method samples | %zu | – |\n", *n_all);
     else fprintf(md, "| all method samples | %zu | %.3f |\n", *n_all, *rho);
     if (!blocks) goto done;

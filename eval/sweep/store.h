@@ -61,7 +61,7 @@
  *   prediction TEXT, score REAL, n_vocab INTEGER, n_logit_rows INTEGER, logits BLOB (float32
  *   little-endian, (n_logit_rows, n_vocab): row 0 = first answer token's logits, rows 1.. =
  *   teacher-forced gold answer tokens), created_at REAL
- * analyses       one row per `dashkit analyze` (eval/analyze.h: stability vs redundancy on dense
+ * analyses       one row per `dashkit analyze` (eval/sweep/analyze.h: stability vs redundancy on dense
  *   prefills; since version 4): id INTEGER PK, run_id INTEGER (the run that recorded it, NULL for
  *   the command), model_sha256 TEXT, model_path TEXT, task TEXT, task_options TEXT (JSON),
  *   n_samples, n_layer INTEGER, ls REAL, ls_layer INTEGER (l_s), rho REAL,
@@ -289,7 +289,7 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
                              dk_dense_result *out, int *found, dk_err *err);
 void dk_store_dense_free(dk_dense_result *r);
 
-/* ---- analyses (eval/analyze.h) ---- */
+/* ---- analyses (eval/sweep/analyze.h) ---- */
 
 #define DK_ANALYSIS_NQ 7 /* percentiles 1, 10, 25, 50, 75, 90, 99 */
 extern const double dk_analysis_q[DK_ANALYSIS_NQ];

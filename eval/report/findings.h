@@ -1,8 +1,4 @@
-/* stats.h — rank correlation, and the report's generated "Findings" paragraph.
- *
- * dk_stats_spearman: Spearman's rank correlation of (x, y) over the pairs where both are
- * numbers: the Pearson correlation of their ranks, ties given their average rank (as
- * scipy.stats.spearmanr). NAN when fewer than 3 pairs or either side is constant.
+/* findings.h — the report's generated "Findings" paragraph.
  *
  * dk_findings_write: one paragraph of Markdown, written from the numbers it is given and from
  * nothing else (no fixed claims): which setting leads in each FLOP-speedup band, which settings
@@ -10,14 +6,12 @@
  * fall below it, how DASH fares against each baseline at matched FLOPs, and whether the cheap
  * fidelity screen (answer-level KL) ranks samples as their scores do.
  * Library code: nothing printed except into the FILE given. */
-#ifndef DK_STATS_H
-#define DK_STATS_H
+#ifndef DK_FINDINGS_H
+#define DK_FINDINGS_H
 
 #include "bootstrap.h"
 #include <stddef.h>
 #include <stdio.h>
-
-double dk_stats_spearman(const double *x, const double *y, size_t n);
 
 typedef struct {
     const char *label;     /* setting label, e.g. "dash rho=0.667 ls=0.4" */

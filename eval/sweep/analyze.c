@@ -1,7 +1,7 @@
 /* analyze.c — Δ, received attention and attention recall on dense prefills (analyze.h). */
 #include "analyze.h"
 #include "evaluate.h"
-#include "stats.h"
+#include "metrics.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -281,7 +281,7 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         for (int j = 0; j < n; j++) dl[j] = prof.delta[(size_t)ls_layer * n + j];
         for (int l = 0; l < L; l++) {
             for (int j = 0; j < n; j++) rl[j] = prof.recv[(size_t)l * n + j];
-            double r = dk_stats_spearman(dl, rl, (size_t)n), mean = 0;
+            double r = dk_metric_spearman(dl, rl, (size_t)n), mean = 0;
             for (int j = 0; j < n; j++) mean += rl[j] / n;
             a->received_mean[l] += mean / S;
             if (!isnan(r)) { a->received_spearman[l] += r; n_sp[l]++; }
@@ -289,7 +289,7 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
                 for (int j = 0; j < n; j++) later[j] += rl[j] / (L - 1 - ls_layer);
         }
         if (ls_layer < L - 1) {
-            double r = dk_stats_spearman(dl, later, (size_t)n);
+            double r = dk_metric_spearman(dl, later, (size_t)n);
             if (!isnan(r)) { drs += r; n_drs++; }
             /* deciles of Δ at l_s within the sample */
             dk_analyze_item *it = malloc((size_t)n * sizeof *it);
