@@ -162,7 +162,7 @@ START_TEST(test_cli_analyze) {
     FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     fclose(f);
-    snprintf(path, sizeof path, "%s/analysis_redundancy_ref_llama_f32.gp", dir);
+    snprintf(path, sizeof path, "%s/analysis_redundancy_ref-llama-f32.gp", dir);
     f = fopen(path, "r");
     ck_assert_msg(f != NULL, "%s", path);
     fclose(f);
