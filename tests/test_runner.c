@@ -347,6 +347,34 @@ static void copy_file(const char *from, const char *to) {
     fclose(b);
 }
 
+/* "analyze" in a config: the run records one analysis per (model, task), a re-run keeps it */
+START_TEST(test_run_records_analysis) {
+    char cfg[512], db[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "an.json");
+    tmp_path(db, sizeof db, "an.db");
+    FILE *f = fopen(cfg, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"name\":\"an\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,220]}],"
+               "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1,"
+               "\"analyze\":{\"samples\":2,\"ls\":0.34,\"rho\":0.5}}\n", DK_MODEL);
+    fclose(f);
+    rm_db(db);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    for (int pass = 0; pass < 2; pass++) {
+        ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+        free(out);
+    }
+    sqlite3 *h = db_open(db);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT run_id FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT n_samples = 2 AND rho = 0.5 AND task_options = '{\"length\":200}' FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_layers"), 3);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_recall WHERE recall > 0 AND recall <= 1"), 24);
+    sqlite3_close(h);
+}
+END_TEST
+
 START_TEST(test_changed_model) {
     char cfg[512], db[512], model[512], args[1200];
     tmp_path(cfg, sizeof cfg, "chg.json");
@@ -399,7 +427,7 @@ static const dk_bad_run dk_bad_runs[] = {
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],\"samples\":1}", 2,
      "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"sampels\":2}", 2,
-     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, analyze)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
      "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 2,
@@ -602,6 +630,7 @@ static Suite *runner_suite(void) {
     tcase_add_test(tc, test_sigkill_then_rerun);
     tcase_add_test(tc, test_two_workers);
     tcase_add_test(tc, test_changed_model);
+    tcase_add_test(tc, test_run_records_analysis);
     tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof dk_bad_runs / sizeof dk_bad_runs[0]));
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_prefix_groups);

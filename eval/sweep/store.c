@@ -1228,3 +1228,23 @@ fail:
     dk_analysis_free(a);
     return rc;
 }
+
+dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err) {
+    *id = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_prepare(s,
+        "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND coalesce(task_options, '') = coalesce(?, '')"
+        " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1", &q, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(q, 1, a->model_sha256);
+    dk_bind_text(q, 2, a->task);
+    dk_bind_text(q, 3, a->task_options);
+    sqlite3_bind_int(q, 4, a->n_samples);
+    sqlite3_bind_double(q, 5, a->ls);
+    sqlite3_bind_double(q, 6, a->rho);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
+    else if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "find analysis");
+    sqlite3_finalize(q);
+    return rc;
+}

@@ -321,6 +321,8 @@ typedef struct {
 } dk_analysis;
 
 void dk_analysis_free(dk_analysis *a);
+/* The id of a stored analysis of the same model, task, options, samples, ls and rho (0: none). */
+dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err);
 /* Stores a in one transaction; a->id receives its id. */
 dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err);
 /* The analysis with id (> 0), or the latest one of the model (model_sha256 non-NULL) or of any
