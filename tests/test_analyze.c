@@ -101,11 +101,13 @@ START_TEST(test_hand_built_finds_x) {
     memset(onlyx, 0, N);
     onlyx[X_POS] = 1;
     for (int after = -1; after < 1; after++) {
-        ck_assert(dk_analyze_recall(&p, after, all) == 1.0);
-        ck_assert(dk_analyze_recall(&p, after, none) == 0.0);
-        ck_assert(dk_analyze_recall(&p, after, onlyx) > 0.8);
+        ck_assert(dk_analyze_recall(&p, after, all, N) == 1.0);
+        ck_assert(dk_analyze_recall(&p, after, none, N) == 0.0);
+        ck_assert(dk_analyze_recall(&p, after, onlyx, N) > 0.8);
     }
-    ck_assert(isnan(dk_analyze_recall(&p, 1, all))); /* no layer after the last */
+    ck_assert(isnan(dk_analyze_recall(&p, 1, all, N))); /* no layer after the last */
+    /* over the first rows only: X among them keeps nearly everything they receive */
+    ck_assert(dk_analyze_recall(&p, 0, all, X_POS + 1) == 1.0 && dk_analyze_recall(&p, 0, onlyx, X_POS + 1) > 0.8);
     /* dense keeps every row; a policy keeps its share */
     uint8_t keep[N];
     int nk = 0;

@@ -95,10 +95,11 @@ done:
     return st;
 }
 
-double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_t *keep) {
+double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_t *keep, int n_rows) {
     double kept = 0, all = 0;
+    if (n_rows > p->n) n_rows = p->n;
     for (int l = after_layer + 1; l < p->n_layer; l++)
-        for (int j = 0; j < p->n; j++) {
+        for (int j = 0; j < n_rows; j++) {
             double x = p->mass[(size_t)l * p->n + j];
             all += x;
             if (keep[j]) kept += x;
@@ -252,9 +253,9 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     double overlap_sum[DK_ANALYZE_N_METHODS * DK_ANALYZE_N_METHODS] = {0};
     for (int si = 0; si < S; si++) {
         if ((st = dk_eval_prompt_build(m, &set->s[si], budget, &pr, e))) goto done;
-        int n = pr.n_context;
+        int n = pr.n_context, nt = (int)pr.p.n; /* context rows analysed; all rows prefilled */
         const int32_t *tok = pr.p.ids;
-        if ((st = dk_eval_ctx_reserve(m, &c, n, e)) || (st = dk_analyze_profile(c, tok, n, &prof, e))) goto done;
+        if ((st = dk_eval_ctx_reserve(m, &c, nt, e)) || (st = dk_analyze_profile(c, tok, nt, &prof, e))) goto done;
         /* pools for the percentiles */
         if (pool_n + (size_t)n > pool_cap) {
             size_t cap = pool_cap ? pool_cap : 1024;
@@ -268,8 +269,8 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
             pool_cap = cap;
         }
         for (int l = 0; l < L; l++) {
-            memcpy(pool_d[l] + pool_n, prof.delta + (size_t)l * n, (size_t)n * sizeof(float));
-            memcpy(pool_r[l] + pool_n, prof.rel + (size_t)l * n, (size_t)n * sizeof(float));
+            memcpy(pool_d[l] + pool_n, prof.delta + (size_t)l * nt, (size_t)n * sizeof(float));
+            memcpy(pool_r[l] + pool_n, prof.rel + (size_t)l * nt, (size_t)n * sizeof(float));
         }
         pool_n += (size_t)n;
         /* Δ at l_s against received attention, per layer and over the later layers */
@@ -278,9 +279,9 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         dl = malloc((size_t)n * sizeof *dl);
         rl = malloc((size_t)n * sizeof *rl);
         if (!later || !dl || !rl) { st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory"); goto done; }
-        for (int j = 0; j < n; j++) dl[j] = prof.delta[(size_t)ls_layer * n + j];
+        for (int j = 0; j < n; j++) dl[j] = prof.delta[(size_t)ls_layer * nt + j];
         for (int l = 0; l < L; l++) {
-            for (int j = 0; j < n; j++) rl[j] = prof.recv[(size_t)l * n + j];
+            for (int j = 0; j < n; j++) rl[j] = prof.recv[(size_t)l * nt + j];
             double r = dk_metric_spearman(dl, rl, (size_t)n), mean = 0;
             for (int j = 0; j < n; j++) mean += rl[j] / n;
             a->received_mean[l] += mean / S;
@@ -323,7 +324,7 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
                 if (!strcmp(pol->name, "random") && (st = dk_policy_params_set(pol, &pp, "seed", (double)o->seed, e))) goto done;
                 int nk = 0;
                 if ((st = dk_analyze_kept(c, tok, n, pol, &pp, keep, &nk, e))) goto done;
-                double rc = dk_analyze_recall(&prof, ls_layer, keep);
+                double rc = dk_analyze_recall(&prof, ls_layer, keep, n);
                 dk_analysis_recall *x = &a->recall[mi * (size_t)ng + (size_t)r];
                 if (!isnan(rc)) {
                     x->recall += rc;

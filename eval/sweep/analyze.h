@@ -4,12 +4,15 @@
  * row RECEIVES from the queries of every layer, and how much of that dense attention the rows a
  * halting method keeps would have received (attention recall).
  *
- * Received attention of row j at layer l, over the context's n rows (dense: every row active):
+ * The prompt (context + question, n rows) is prefilled densely as one chunk, so every later
+ * query, the question's included, is counted. Received attention of row j at layer l:
  *   mass_l[j] = (1/H) Σ_h Σ_{i ≥ j} P_h(i, j)        (the mean over heads of what all queries pay j)
  *   recv_l[j] = mass_l[j] / (n − j)                  (normalised by the queries that can see j)
- * Attention recall of a kept set K after layer l_s (the layers a halted row no longer serves):
- *   recall(K) = Σ_{l > l_s} Σ_{j ∈ K} mass_l[j] / Σ_{l > l_s} Σ_j mass_l[j]
- * (1 exactly when K holds every row, 0 when it is empty).
+ * Attention recall of a kept set K of context rows after layer l_s (the layers a halted row no
+ * longer serves), over the context rows j < n_ctx:
+ *   recall(K) = Σ_{l > l_s} Σ_{j ∈ K} mass_l[j] / Σ_{l > l_s} Σ_{j < n_ctx} mass_l[j]
+ * (1 exactly when K holds every context row, 0 when it is empty). Δ statistics, deciles and
+ * correlations are over the context rows (the ones a policy may halt).
  * The probabilities come from the engine's probe API (forward.h: probe_rows / probe_layers), with
  * every row a probe at every layer: O(H n²) floats per layer, a research tool for short contexts.
  *
@@ -42,9 +45,9 @@ typedef struct {
 dk_status dk_analyze_profile(dk_ctx *c, const int32_t *tokens, int n, dk_attn_profile *out, dk_err *e);
 void dk_attn_profile_free(dk_attn_profile *p);
 
-/* Share of the mass that layers after_layer+1..n_layer-1 pay to rows with keep[j] != 0. NAN when
- * those layers receive no mass. */
-double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_t *keep);
+/* Share of the mass that layers after_layer+1..n_layer-1 pay to rows j < n_rows (<= p->n) that
+ * pays to the rows with keep[j] != 0. NAN when those rows receive no mass there. */
+double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_t *keep, int n_rows);
 
 /* keep[0..n) = 1 for the rows a policy setting keeps through the last layer (c reset first;
  * dense keeps all). *n_kept receives their count. */
