@@ -16,6 +16,11 @@ word list (crc32(word) % 5 == 0; never a key in training):
   niah_multikey  1 of 4 needles, lengths 1024/2048/4096 (11*N samples each)
   niah_single_ruler  (not in the default --tasks) niah_single asked in RULER's plural phrasing,
                the one dashkit's own RULER tasks use
+  vt           variable tracking, 1 chain of 2 hops (issue 18's bar), in dashkit's RULER format
+               (eval/ruler.c: "VAR X = 12345" statements, RULER's question, the prompt ending in
+               its trailing space) on the noise haystack dashkit's `vt` uses by default
+               (11*N samples per length, statement positions at random)
+  vt_text      the same on held-out real text
 
 "length" is the total token count of [BOS] + prompt + answer (about; the haystack is cut at word
 boundaries).  Segments are joined with "\\n" as in the passkey literature's code.  Score: exact
@@ -84,6 +89,7 @@ def main():
     ap.add_argument("--quick-above", type=int, default=0,
                     help="lengths above this get 3 samples per depth (the 4096 column costs most)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vt-hops", type=int, default=2, help="vt/vt_text: assignments after the first")
     args = ap.parse_args()
     if args.quick:
         args.samples = 3
@@ -117,6 +123,8 @@ def main():
                         s = gen.passkey(rng, L, depth=d, garbage=False)
                     elif task in ("niah_single", "niah_single_ruler"):
                         s = gen.niah_single(rng, L, depth=d, ruler_q=task.endswith("_ruler"))
+                    elif task in ("vt", "vt_text"):
+                        s = gen.vt(rng, L, hops=args.vt_hops, ruler=True, trail=True, noise=task == "vt")
                     else:
                         s = gen.make(rng, task, L)
                     samples.append(s)
