@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--quick-above", type=int, default=0,
                     help="lengths above this get 3 samples per depth (the 4096 column costs most)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--per-token", action="store_true",
+                    help="also print each cell's accuracy per answer token (in the JSON always)")
     ap.add_argument("--vt-hops", type=int, default=2, help="vt/vt_text: assignments after the first")
     args = ap.parse_args()
     if args.quick:
@@ -130,7 +132,11 @@ def main():
                     samples.append(s)
                     depth_of.append(d)
             t0 = time.time()
-            ok = train_tiny.answer_exact(model, samples, device, chunk_tokens=max(8192, L))
+            tok_ok = []
+            ok = train_tiny.answer_exact(model, samples, device, chunk_tokens=max(8192, L), per_token=tok_ok)
+            # accuracy of answer token j under teacher forcing (where a failing answer goes wrong)
+            by_tok = [[sum(t[j] for t in tok_ok if len(t) > j), sum(1 for t in tok_ok if len(t) > j)]
+                      for j in range(max(len(t) for t in tok_ok))]
             by_depth = {}
             for d, o in zip(depth_of, ok):
                 k = "%d" % round(d * 100)
@@ -138,11 +144,14 @@ def main():
                 by_depth[k] = (a + int(o), n + 1)
             mean_len = sum(len(s["tokens"]) for s in samples) / len(samples)
             cell = {"task": task, "length": L, "acc": sum(ok) / len(ok), "correct": sum(ok), "n": len(ok),
-                    "mean_tokens": round(mean_len, 1), "by_depth": by_depth, "secs": round(time.time() - t0, 1)}
+                    "mean_tokens": round(mean_len, 1), "by_depth": by_depth, "by_answer_token": by_tok, "secs": round(time.time() - t0, 1)}
             cells.append(cell)
             print("%s@%d: %.3f (%d/%d)  mean tokens %.0f  by depth %s" % (
                 task, L, cell["acc"], cell["correct"], cell["n"], mean_len,
                 " ".join("%s:%d/%d" % (k, a, n) for k, (a, n) in by_depth.items())), flush=True)
+            if args.per_token:
+                print("  %s@%d answer tokens (teacher forcing): %s" % (task, L, " ".join(
+                    "%d:%d/%d" % (j, a, n) for j, (a, n) in enumerate(by_tok))), flush=True)
 
     lengths = sorted({c["length"] for c in cells})
     print("\n| task | " + " | ".join(str(L) for L in lengths) + " |")

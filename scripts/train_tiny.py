@@ -267,9 +267,10 @@ def collate(samples, pad_id, device):
             sum(len(s["tokens"]) for s in samples))
 
 
-def answer_exact(model, samples, device, chunk_tokens=8192):
+def answer_exact(model, samples, device, chunk_tokens=8192, per_token=None):
     """Per-sample exact match of the answer under teacher forcing: every answer token is the
-    argmax given the gold prefix.  This equals greedy-decoding exact match of the answer span."""
+    argmax given the gold prefix.  This equals greedy-decoding exact match of the answer span.
+    per_token: a list that receives, per sample, the correctness of each answer token."""
     out = []
     i = 0
     model.eval()
@@ -285,6 +286,10 @@ def answer_exact(model, samples, device, chunk_tokens=8192):
             wrong = torch.zeros(len(part), dtype=torch.long, device=device)
             wrong.index_add_(0, ar, (pred != at).long())
             out.extend((wrong == 0).tolist())
+            if per_token is not None:
+                hit = (pred == at).tolist()
+                rows = ar.tolist()
+                per_token.extend([h for h, r in zip(hit, rows) if r == j] for j in range(len(part)))
     model.train()
     return out
 
