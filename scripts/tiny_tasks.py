@@ -280,10 +280,11 @@ class TaskGen:
         token) and the answer's first piece loses its space, as a model sees it when dashkit
         feeds RULER's prompt verbatim."""
         hops = hops or rng.randint(2, 4)
-        names = set()
+        names = []  # a list, not a set: a set's order of strings changes with PYTHONHASHSEED
         while len(names) < hops + 1:
-            names.add("".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5)))
-        names = list(names)
+            n = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+            if n not in names:
+                names.append(n)
         v = str(rng.randint(10000, 99999)) if ruler else _n5(rng)
         end = "" if ruler else "."
         stmts = ["VAR %s = %s%s" % (names[0], v, end)] + ["VAR %s = VAR %s%s" % (names[i + 1], names[i], end)
