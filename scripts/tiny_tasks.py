@@ -57,7 +57,7 @@ VT_QUESTION_RULER = ("Question: Find all variables that are assigned the value {
 
 COPY_MAX_SPAN = 96
 
-TASKS = ("copy", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
+TASKS = ("copy", "copy_sym", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
          "vt")
 
 
@@ -340,6 +340,32 @@ class TaskGen:
         toks = [self.bos] + run(pre) + span + run(extra - pre) + span
         a0 = len(toks) - half
         return {"task": "copy", "tokens": toks, "ans": (a0 + 1, len(toks)), "answer": None, "prompt": None}
+
+    def copy_sym(self, rng, length):
+        """Induction on rare tokens: a list of random 5-letter capital names or 5-7 digit numbers
+        (the symbols of vt and NIAH answers, which a plain copy of real text never repeats),
+        embedded in real text and repeated later: [BOS] P S G S.  Loss on the repeat (its first
+        token excluded).  The model trained without it copied repeated random names at 3 % and
+        5-digit numbers at 17 % per token (scripts/eval_tiny.py --tasks copy_sym)."""
+        if rng.random() < 0.5:
+            words = lambda n: ["".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))  # noqa: E731
+                               for _ in range(n)]
+        else:
+            words = lambda n: [str(rng.randint(10 ** (d - 1), 10 ** d - 1))  # noqa: E731
+                               for d in [rng.randint(5, 7) for _ in range(n)]]
+        n = max(2, min(12, length // 24))
+        sym = " ".join(words(rng.randint(2, n)))
+        k = self._ntok(sym)
+        extra = max(0, length - 2 * k - 2)
+        pre = rng.randint(0, extra)
+        j = self.joiner if self.joiner is not None else (" " if rng.random() < 0.5 else "\n")
+        head = j.join(x for x in (self.corpus.span(rng, pre), sym, self.corpus.span(rng, extra - pre)) if x)
+        p_ids = self.sp.encode(head)
+        s_ids = self.sp.encode(sym)
+        toks = [self.bos] + p_ids + s_ids
+        a0 = len(toks) - len(s_ids)
+        return {"task": "copy_sym", "tokens": toks, "ans": (a0 + 1, len(toks)), "spans": [(a0 + 1, len(toks))],
+                "answer": sym, "prompt": head}
 
     def make(self, rng, task, length, **kw):
         return getattr(self, task)(rng, length, **kw)

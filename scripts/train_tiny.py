@@ -312,8 +312,8 @@ def task_mix(stage, length):
         rest = 1.0 - c
         return {"copy": c, "passkey": rest * 0.45, "niah_single": rest * 0.4, "vt": rest * 0.15}
     if stage == "vt":
-        return {"copy": 0.05, "passkey": 0.15, "niah_single": 0.15, "niah_multikey": 0.15,
-                "niah_multivalue": 0.05, "niah_multiquery": 0.05, "vt": 0.4}
+        return {"copy": 0.05, "copy_sym": 0.25, "passkey": 0.125, "niah_single": 0.125, "niah_multikey": 0.1,
+                "niah_multivalue": 0.025, "niah_multiquery": 0.025, "vt": 0.3}
     if stage == "multikey":
         return {"copy": 0.05, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.5,
                 "niah_multivalue": 0.1, "niah_multiquery": 0.1, "vt": 0.05}
