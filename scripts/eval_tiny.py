@@ -61,7 +61,7 @@ def learning_curve(path):
             acc = " ".join("%s %.2f" % (k, v) for k, v in r["acc"].items())
             note = ("-> %s %d" % tuple(r["promoted_to"])) if r.get("promoted_to") else ""
             if r.get("stuck_promotion"):
-                note += " (multi-key not passed)"
+                note += " (%s not passed)" % ("vt" if r["stage"] == "vt" else "multi-key")
             if r.get("lm_on"):
                 note += " LM objective on"
             rows.append("| %d | %.2f | %s | %d | %s | %s | %s |" % (
@@ -70,6 +70,25 @@ def learning_curve(path):
     print("| step | hours | stage | length | train loss | held-out check (exact match) | promotion |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+
+
+def embedding_stats(model, sp):
+    """Mean norm and mean pairwise cosine of the single-capital-letter pieces (vt names; X and Z
+    are byte fallbacks) and of the digits, against the mean norm of all embeddings."""
+    E = model.tok_embeddings.weight.detach()
+    norms = E.norm(dim=1)
+
+    def row(name, pieces):
+        ids = [sp.piece_to_id(p) for p in pieces]
+        u = E[ids] / norms[ids, None]
+        c = u @ u.t()
+        k = len(ids)
+        print("%s: %d pieces, mean norm %.3f, mean pairwise cosine %.3f" % (
+            name, k, norms[ids].mean().item(), ((c.sum() - c.trace()) / (k * (k - 1))).item()))
+    letters = [c if sp.piece_to_id(c) != sp.unk_id() else "<0x%02X>" % ord(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    row("letters", letters)
+    row("digits", list("0123456789"))
+    print("all: %d pieces, mean norm %.3f" % (E.shape[0], norms.mean().item()))
 
 
 def main():
@@ -89,6 +108,8 @@ def main():
     ap.add_argument("--quick-above", type=int, default=0,
                     help="lengths above this get 3 samples per depth (the 4096 column costs most)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--embedding-stats", action="store_true",
+                    help="print norms and mean pairwise cosine of the letter and digit embeddings, then exit")
     ap.add_argument("--per-token", action="store_true",
                     help="also print each cell's accuracy per answer token (in the JSON always)")
     ap.add_argument("--vt-hops", type=int, default=2, help="vt/vt_text: assignments after the first")
@@ -106,6 +127,9 @@ def main():
     model = train_tiny.Llama(cfg).to(device)
     model.load_state_dict(ck["model"])
     model.eval()
+    if args.embedding_stats:
+        embedding_stats(model, sp)
+        return
     corpus = tiny_tasks.Corpus(sp, "heldout")
     gen = tiny_tasks.TaskGen(sp, corpus, joiner="\n")
     st = ck["state"]
