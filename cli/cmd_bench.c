@@ -7,6 +7,7 @@
  * fused small-m path and with whole-matrix conversion alternately, and the last line is
  * `decode_fused_vs_convert: R` (median over reps of fused tokens/s / whole-matrix tokens/s). */
 #include "cli.h"
+#include "cli_util.h"
 #include "bench_prefix.h"
 #include "blas.h"
 #include "forward.h"
@@ -26,7 +27,9 @@ static void dk_bench_usage(FILE *f) {
                "Measures the sgemm peak of this machine and the dense prefill of T tokens in one run.\n\n"
                "  MODEL          GGUF or llama2.c model file\n"
                "  --shape NAME   random-weight model of a known shape instead (%s)\n"
-               "  --dtype T      storage type of the --shape model's weights: f32 (default), f16, bf16, q8_0\n"
+               "  --dtype T      storage type of the --shape model's weights: f32 (default), f16, bf16, q4_0, q4_1,\n"
+               "                 q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs (K-quants and\n"
+               "                 iq4_xs need dims that are multiples of 256; plain round-to-nearest quantisation)\n"
                "                 (rounded to T and kept in T, as a GGUF of that type; each matrix is converted\n"
                "                 to f32 before its sgemm: convert_s and convert_share report that cost)\n"
                "  --tokens T     prefill length (default 2048)\n"
@@ -48,12 +51,6 @@ static void dk_bench_usage(FILE *f) {
             dk_model_shape_names(), dk_policy_names());
 }
 
-static double dk_bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* GFLOP/s of C (m,n) = A (m,k) · Bᵀ, median of reps after one warm-up. */
 static double dk_bench_gemm(int m, int n, int k, int reps) {
     float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)n * k * 4), *c = malloc((size_t)m * n * 4);
@@ -63,9 +60,9 @@ static double dk_bench_gemm(int m, int n, int k, int reps) {
     double t[16];
     if (reps > 16) reps = 16;
     for (int r = -1; r < reps; r++) {
-        double t0 = dk_bench_now();
+        double t0 = dk_time_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-        if (r >= 0) t[r] = dk_bench_now() - t0;
+        if (r >= 0) t[r] = dk_time_now_s() - t0;
     }
     free(a); free(b); free(c);
     return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
@@ -87,10 +84,10 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
             bool fused = ((r + h) & 1) == 0;
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, fused);
-            double t0 = dk_bench_now();
+            double t0 = dk_time_now_s();
             for (int i = 0; i < steps; i++)
                 if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
-            double tps = steps / (dk_bench_now() - t0);
+            double tps = steps / (dk_time_now_s() - t0);
             if (r >= 0) (fused ? tf : tc)[r] = tps;
         }
         if (r < 0) continue;
@@ -141,7 +138,7 @@ int dk_cmd_bench(int argc, char **argv) {
             const char *v = argv[++i];
             long long x = strtoll(v, &end, 10);
             if (*end || end == v || x <= 0 || x > (1 << 22)) {
-                fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", a, v);
+                fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", dk_cli_esc(a), dk_cli_esc(v));
                 return 2;
             }
             if (!strcmp(a, "--tokens")) tokens = (long)x;
@@ -150,22 +147,20 @@ int dk_cmd_bench(int argc, char **argv) {
             else if (!strcmp(a, "--decode")) decode = (long)x;
             else seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!path) path = a;
-        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!path && !shape) shape = "qwen2-0.5b";
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
     uint32_t wtype = DK_GGML_TYPE_F32;
     if (dtype) {
-        static const struct { const char *name; uint32_t type; } dt[] = {
-            {"f32", DK_GGML_TYPE_F32}, {"f16", DK_GGML_TYPE_F16}, {"bf16", DK_GGML_TYPE_BF16}, {"q8_0", DK_GGML_TYPE_Q8_0}};
-        size_t j = 0;
-        while (j < 4 && strcmp(dtype, dt[j].name)) j++;
-        if (j == 4) { fprintf(stderr, "dashkit bench: --dtype '%s' is not one of f32, f16, bf16, q8_0\n", dtype); return 2; }
+        if (!dk_ggml_type_from_name(dtype, &wtype) || !dk_ggml_type_quantizable(wtype)) {
+            fprintf(stderr, "dashkit bench: --dtype '%s' is not one of %s\n", dk_cli_esc(dtype), dk_ggml_supported_names());
+            return 2;
+        }
         if (path) { fprintf(stderr, "dashkit bench: --dtype applies to --shape models (a MODEL file keeps its own types)\n"); return 2; }
-        wtype = dt[j].type;
     }
 
     /* halting method and parameters (dash + tau/keep select the threshold/budget variants) */
@@ -193,7 +188,7 @@ int dk_cmd_bench(int argc, char **argv) {
     if (shape) {
         dk_model_config cfg;
         if (!dk_model_shape(shape, &cfg)) {
-            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", shape, dk_model_shape_names());
+            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(shape), dk_model_shape_names());
             return 2;
         }
         if (dk_model_create_random_typed(&cfg, seed, shape, wtype, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
@@ -205,7 +200,7 @@ int dk_cmd_bench(int argc, char **argv) {
     int T = (int)tokens;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
     if (decode > 0 && !m->converts) {
-        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16 or q8_0)\n",
+        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16, q8_0, q4_K, ...)\n",
                 m->name);
         rc = 2;
         goto done;
@@ -230,9 +225,9 @@ int dk_cmd_bench(int argc, char **argv) {
     for (int r = -1; r < reps && logits; r++) {
         double g = dk_bench_gemm(T, k->n_ff, k->n_embd, 3);
         dk_ctx_reset(c);
-        double t0 = dk_bench_now();
+        double t0 = dk_time_now_s();
         if (dk_forward_prefill(c, toks, T, NULL, logits, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
-        double dt = dk_bench_now() - t0;
+        double dt = dk_time_now_s() - t0;
         if (r < 0) continue; /* warm-up: first touch of caches and scratch */
         wall[r] = dt;
         gemm_s[r] = g;

@@ -1,6 +1,7 @@
 /* cmd_generate.c — `dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS]`: greedy
  * generation with llama2.c run.c semantics (-n counts positions from 0, the prompt included). */
 #include "cli.h"
+#include "cli_util.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
@@ -37,14 +38,14 @@ int dk_cmd_generate(int argc, char **argv) {
             char *end;
             steps = strtol(argv[++i], &end, 10);
             if (*end || end == argv[i] || steps < 0) {
-                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", argv[i]);
+                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!model_path) { dk_generate_usage(stderr); return 2; }
 
@@ -65,13 +66,12 @@ int dk_cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (!(out = malloc((size_t)steps * sizeof *out))) { fprintf(stderr, "dashkit generate: out of memory\n"); goto done; }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = dk_time_now_s();
     if (dk_generate_greedy(c, ids, n_ids, (int)steps, dk_tokenizer_bos(tok), out, &n_out, &e)) {
         fprintf(stderr, "dashkit generate: %s\n", e.msg);
         goto done;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t1 = dk_time_now_s();
     int32_t prev = ids[0];
     for (int i = 0; i < n_out; i++) {
         size_t len;
@@ -83,7 +83,7 @@ int dk_cmd_generate(int argc, char **argv) {
     }
     printf("\n");
     fflush(stdout);
-    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double dt = t1 - t0;
     fprintf(stderr, "tokens: %d\ntokens_per_s: %.2f\nblas_core: %s\nblas_threads: %d\n", n_out,
             dt > 0 ? (double)n_out / dt : 0.0, dk_blas_core(), dk_blas_threads());
     rc = 0;

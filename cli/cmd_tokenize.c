@@ -1,6 +1,7 @@
 /* cmd_tokenize.c — `dashkit tokenize MODEL [-z TOKENIZER] [--bos] TEXT...` prints the token ids,
  * space-separated, on one line; `--decode ID...` prints the detokenised text instead. */
 #include "cli.h"
+#include "cli_util.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -17,8 +18,8 @@ static void dk_tokenize_usage(FILE *f) {
             "       dashkit tokenize MODEL [-z TOKENIZER] --decode ID...\n"
             "\n"
             "Encodes TEXT (several arguments are joined with single spaces) with the model's tokenizer and\n"
-            "prints the ids space-separated on one line. MODEL is a GGUF (its embedded tokenizer) or a\n"
-            "llama2.c checkpoint (needs -z).\n"
+            "prints the ids space-separated on one line. MODEL is a GGUF (its embedded tokenizer, whatever\n"
+            "its architecture; vocab-only files too) or a llama2.c checkpoint (needs -z).\n"
             "\n"
             "options:\n"
             "  -z, --tokenizer PATH         llama2.c tok*.bin tokenizer (overrides a GGUF's own)\n"
@@ -77,7 +78,7 @@ int dk_cmd_tokenize(int argc, char **argv) {
             bool is_tok = !strcmp(a, "-z") || !strcmp(a, "--tokenizer");
             if (is_tok) tok_path = argv[++i]; else file = argv[++i];
         } else {
-            fprintf(stderr, "dashkit tokenize: unknown option '%s' (see 'dashkit tokenize --help')\n", a);
+            fprintf(stderr, "dashkit tokenize: unknown option '%s' (see 'dashkit tokenize --help')\n", dk_cli_esc(a));
             free(pos);
             return 2;
         }
@@ -103,7 +104,7 @@ int dk_cmd_tokenize(int argc, char **argv) {
         errno = 0;
         long v = strtol(pos[1 + i], &end, 10);
         if (end == pos[1 + i] || *end || errno || v < 0 || v > INT32_MAX) {
-            fprintf(stderr, "dashkit tokenize: --decode: '%s' is not a token id (non-negative integer)\n", pos[1 + i]);
+            fprintf(stderr, "dashkit tokenize: --decode: '%s' is not a token id (non-negative integer)\n", dk_cli_esc(pos[1 + i]));
             free(ids); free(pos);
             return 2;
         }
@@ -113,14 +114,13 @@ int dk_cmd_tokenize(int argc, char **argv) {
     int rc = 1;
     char *text = NULL, *out = NULL;
     int32_t *enc = NULL;
-    dk_model *m = NULL;
+    dk_tokenizer *tk = NULL;
     dk_err e = {{0}};
-    const dk_tokenizer *tk = NULL;
-    if (dk_model_load(pos[0], tok_path, &m, &e) != DK_OK || dk_model_tokenizer(m, &tk, &e) != DK_OK) {
+    if (dk_model_load_tokenizer(pos[0], tok_path, &tk, &e) != DK_OK) {
         fprintf(stderr, "dashkit tokenize: %s\n", e.msg);
         goto done;
     }
-    if (rm_ws) dk_tokenizer_set_remove_extra_whitespaces(m->tokenizer, true); /* == tk, owned by m */
+    if (rm_ws) dk_tokenizer_set_remove_extra_whitespaces(tk, true);
 
     if (decode) {
         if (pieces) {
@@ -150,10 +150,10 @@ int dk_cmd_tokenize(int argc, char **argv) {
     size_t len = 0;
     if (file) {
         FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-        if (!f) { fprintf(stderr, "dashkit tokenize: %s: cannot open: %s\n", file, strerror(errno)); goto done; }
+        if (!f) { fprintf(stderr, "dashkit tokenize: %s: cannot open: %s\n", dk_cli_esc(file), strerror(errno)); goto done; }
         text = dk_read_all(f, &len);
         if (f != stdin) fclose(f);
-        if (!text) { fprintf(stderr, "dashkit tokenize: %s: read error\n", file); goto done; }
+        if (!text) { fprintf(stderr, "dashkit tokenize: %s: read error\n", dk_cli_esc(file)); goto done; }
     } else {
         for (int i = 1; i < n_pos; i++) len += strlen(pos[i]) + 1;
         text = malloc(len + 1);
@@ -185,6 +185,6 @@ int dk_cmd_tokenize(int argc, char **argv) {
 done:
     if (fflush(stdout) != 0 && rc == 0) { fprintf(stderr, "dashkit tokenize: write error\n"); rc = 1; }
     free(enc); free(text); free(out); free(ids); free(pos);
-    dk_model_free(m);
+    if (tk) dk_tokenizer_free(tk);
     return rc;
 }

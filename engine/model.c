@@ -2,6 +2,7 @@
 #include "model.h"
 #include "gguf.h"
 #include "quant.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -42,17 +43,21 @@ void dk_model_free(dk_model *m) {
     free(m);
 }
 
-static dk_status dk_config_check(const char *path, const dk_model_config *c, dk_err *e) {
+/* The one range check of a model's hyper-parameters, whatever the loader (GGUF header, llama2.c
+ * header, random shapes): every later product (n_layer*n_head_kv*head_dim*n_ctx*4, n_vocab*n_embd,
+ * ...) fits in int64 and every float is finite and positive. */
+dk_status dk_model_config_check(const char *path, const dk_model_config *c, dk_err *e) {
     if (c->n_layer <= 0 || c->n_layer > 4096 || c->n_embd <= 0 || c->n_embd > 1 << 16 ||
-        c->n_head <= 0 || c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 ||
+        c->n_head <= 0 || c->n_head > 1 << 14 || c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 ||
         c->head_dim > 1024 || c->n_ff <= 0 || c->n_ff > 1 << 20 || c->n_vocab <= 0 ||
         c->n_vocab > 1 << 24 || c->n_rot <= 0 || c->n_rot > c->head_dim || c->n_rot % 2 ||
-        !(c->rope_theta > 0) || !(c->rms_eps > 0) || c->n_ctx_train < 0)
+        !(c->rope_theta > 0) || !isfinite(c->rope_theta) || !(c->rms_eps > 0) || !isfinite(c->rms_eps) ||
+        c->n_ctx_train < 0 || c->n_ctx_train > DK_MODEL_MAX_CTX)
         return dk_fail(e, DK_ERR_FORMAT,
                        "%s: invalid hyper-parameters (n_layer %d, n_embd %d, n_head %d, n_head_kv %d, head_dim %d, "
-                       "n_ff %d, n_vocab %d, n_rot %d, rope_theta %g, rms_eps %g)",
+                       "n_ff %d, n_vocab %d, n_rot %d, n_ctx_train %d, rope_theta %g, rms_eps %g)",
                        path, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff,
-                       c->n_vocab, c->n_rot, c->rope_theta, c->rms_eps);
+                       c->n_vocab, c->n_rot, c->n_ctx_train, c->rope_theta, c->rms_eps);
     return DK_OK;
 }
 
@@ -93,8 +98,8 @@ static const dk_gguf_tensor *dk_gguf_check(dk_gguf_loader *L, const char *name, 
         return NULL;
     }
     if (!dk_ggml_type_supported(t->type)) {
-        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported yet (F32, F16, BF16, Q8_0 are)",
-                L->path, name, dk_ggml_type_name(t->type));
+        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported (%s are)",
+                L->path, name, dk_ggml_type_name(t->type), dk_ggml_supported_names());
         return NULL;
     }
     return t;
@@ -125,96 +130,116 @@ static bool dk_gguf_mat(dk_gguf_loader *L, const char *name, int64_t ne0, int64_
     return true;
 }
 
-static dk_status dk_gguf_u32_opt(dk_gguf_loader *L, const char *key, int *v, int def) {
-    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
+/* An optional integer key (def when absent), refused beyond int range. */
+static dk_status dk_gguf_u32_opt(const dk_gguf *g, const char *key, int *v, int def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
     uint32_t x;
-    dk_status st = dk_gguf_get_u32(L->g, key, &x, L->e);
+    dk_status st = dk_gguf_get_u32(g, key, &x, e);
     if (st) return st;
-    if (x > INT32_MAX) return dk_fail(L->e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", L->path, key, x);
+    if (x > INT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", dk_gguf_path(g), key, x);
     *v = (int)x;
     return DK_OK;
 }
 
-static dk_status dk_gguf_f32_opt(dk_gguf_loader *L, const char *key, float *v, float def) {
-    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
-    return dk_gguf_get_f32(L->g, key, v, L->e);
+static dk_status dk_gguf_f32_opt(const dk_gguf *g, const char *key, float *v, float def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
+    return dk_gguf_get_f32(g, key, v, e);
 }
 
-/* Builds the tokenizer named by tokenizer.ggml.model; failures other than I/O are recorded in the
- * model (tokenizer_error) rather than failing the load, so id-level work still runs. */
+dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *c, dk_err *e) {
+    const char *path = dk_gguf_path(g), *arch;
+    size_t alen;
+    memset(c, 0, sizeof *c);
+    dk_status st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e);
+    if (st) return st;
+    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
+    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
+    else return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)",
+                        path, (int)(alen > 40 ? 40 : alen), arch);
+    const char *an = dk_arch_name(c->arch);
+    char key[128];
+#define DK_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", an, suffix), key)
+    if ((st = dk_gguf_u32_opt(g, DK_KEY("block_count"), &c->n_layer, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("embedding_length"), &c->n_embd, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("feed_forward_length"), &c->n_ff, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("attention.head_count"), &c->n_head, -1, e)))
+        return st;
+    if (c->n_layer < 0 || c->n_embd < 0 || c->n_ff < 0 || c->n_head < 0)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: missing one of %s.block_count/embedding_length/feed_forward_length/attention.head_count",
+                       path, an);
+    if (c->n_head == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: %s.attention.head_count is 0", path, an);
+    if ((st = dk_gguf_u32_opt(g, DK_KEY("attention.head_count_kv"), &c->n_head_kv, c->n_head, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("attention.key_length"), &c->head_dim, c->n_embd / c->n_head, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("context_length"), &c->n_ctx_train, 0, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("rope.dimension_count"), &c->n_rot, c->head_dim, e)) ||
+        (st = dk_gguf_f32_opt(g, DK_KEY("rope.freq_base"), &c->rope_theta, 10000.0f, e)) ||
+        (st = dk_gguf_f32_opt(g, DK_KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f, e)))
+        return st;
+#undef DK_KEY
+    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
+    if (!te) return dk_fail(e, DK_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    c->n_vocab = te->n_dims == 2 && te->ne[1] <= INT32_MAX ? (int)te->ne[1] : -1;
+    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
+    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    return dk_model_config_check(path, c, e);
+}
+
+/* The tokenizer the file carries (tokenizer_gguf.c); when it cannot be built the reason is kept
+ * in the model (tokenizer_error) rather than failing the load, so id-level work still runs. */
 static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
     dk_model *m = L->m;
-    dk_gguf *g = L->g;
-    const char *kind;
-    size_t klen;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.model") < 0) {
-        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
-        snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: the GGUF has no tokenizer (no tokenizer.ggml.model key)", L->path);
+    dk_err te = {{0}};
+    if (dk_tokenizer_load_gguf(L->g, L->path, &m->tokenizer, m->tokenizer_desc, sizeof m->tokenizer_desc, &te) != DK_OK) {
+        snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.900s", te.msg);
         return DK_OK;
     }
-    dk_status st = dk_gguf_get_str(g, "tokenizer.ggml.model", &kind, &klen, L->e);
-    if (st) return st;
-    if (klen == 4 && !memcmp(kind, "gpt2", 4)) { /* GPT-2 byte-level BPE (tokenizer.c) */
-        dk_err te = {{0}};
-        if (dk_tokenizer_load_gguf_bpe(g, L->path, &m->tokenizer, &te) != DK_OK) {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe (invalid)");
-            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.900s", te.msg);
-            m->tokenizer = NULL;
-        } else if (dk_tokenizer_n_vocab(m->tokenizer) != m->cfg.n_vocab) {
-            return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but token_embd has %d rows",
-                           L->path, dk_tokenizer_n_vocab(m->tokenizer), m->cfg.n_vocab);
-        } else {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe %s (%d pieces)", dk_tokenizer_pre(m->tokenizer),
-                     dk_tokenizer_n_vocab(m->tokenizer));
-        }
-        return DK_OK;
+    if (dk_tokenizer_n_vocab(m->tokenizer) != m->cfg.n_vocab)
+        return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but token_embd has %d rows",
+                       L->path, dk_tokenizer_n_vocab(m->tokenizer), m->cfg.n_vocab);
+    return DK_OK;
+}
+
+/* llama.cpp's llama_ftype values (general.file_type) by name; "" for a retired value */
+static const char *const dk_file_type_names[] = {
+    "ALL_F32", "MOSTLY_F16", "MOSTLY_Q4_0", "MOSTLY_Q4_1", "MOSTLY_Q4_1_SOME_F16", "", "", "MOSTLY_Q8_0",
+    "MOSTLY_Q5_0", "MOSTLY_Q5_1", "MOSTLY_Q2_K", "MOSTLY_Q3_K_S", "MOSTLY_Q3_K_M", "MOSTLY_Q3_K_L",
+    "MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M", "MOSTLY_Q5_K_S", "MOSTLY_Q5_K_M", "MOSTLY_Q6_K", "MOSTLY_IQ2_XXS",
+    "MOSTLY_IQ2_XS", "MOSTLY_Q2_K_S", "MOSTLY_IQ3_XS", "MOSTLY_IQ3_XXS", "MOSTLY_IQ1_S", "MOSTLY_IQ4_NL",
+    "MOSTLY_IQ3_S", "MOSTLY_IQ3_M", "MOSTLY_IQ2_S", "MOSTLY_IQ2_M", "MOSTLY_IQ4_XS", "MOSTLY_IQ1_M",
+    "MOSTLY_BF16", "", "", "", "MOSTLY_TQ1_0", "MOSTLY_TQ2_0",
+};
+
+static void dk_gguf_file_type(dk_model *m, dk_gguf *g) {
+    uint32_t ft;
+    if (dk_gguf_find_key(g, "general.file_type") < 0) snprintf(m->file_type, sizeof m->file_type, "none");
+    else if (dk_gguf_get_u32(g, "general.file_type", &ft, NULL) != DK_OK)
+        snprintf(m->file_type, sizeof m->file_type, "invalid");
+    else if (ft < sizeof dk_file_type_names / sizeof dk_file_type_names[0] && dk_file_type_names[ft][0])
+        snprintf(m->file_type, sizeof m->file_type, "%s", dk_file_type_names[ft]);
+    else snprintf(m->file_type, sizeof m->file_type, "unknown (%u)", ft);
+}
+
+/* "q4_K:113 q6_K:25 f32:65": tensors per type (ggml's lower-case names), most bytes first */
+static void dk_types_histogram(char *out, size_t n, const int *count, const int64_t *bytes, int n_types) {
+    bool done[64] = {false};
+    size_t o = 0;
+    out[0] = 0;
+    for (;;) {
+        int best = -1;
+        for (int t = 0; t < n_types; t++)
+            if (count[t] && !done[t] && (best < 0 || bytes[t] > bytes[best])) best = t;
+        if (best < 0 || o + 1 >= n) break;
+        done[best] = true;
+        char nm[16];
+        const char *u = dk_ggml_type_name((uint32_t)best);
+        size_t k = 0;
+        for (; u && u[k] && k + 1 < sizeof nm; k++) nm[k] = (char)tolower((unsigned char)u[k]);
+        nm[k] = 0;
+        if (k >= 2 && nm[k - 2] == '_' && nm[k - 1] == 'k') nm[k - 1] = 'K'; /* ggml spells q4_K */
+        int w = snprintf(out + o, n - o, "%s%s:%d", o ? " " : "", u ? nm : "?", count[best]);
+        if (w < 0 || (size_t)w >= n - o) break;
+        o += (size_t)w;
     }
-    if (!(klen == 5 && !memcmp(kind, "llama", 5))) {
-        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "%.*s (not supported yet)", (int)(klen > 20 ? 20 : klen), kind);
-        snprintf(m->tokenizer_error, sizeof m->tokenizer_error,
-                 "%s: tokenizer.ggml.model '%.*s' is not supported yet (only 'llama' SentencePiece BPE is)",
-                 L->path, (int)(klen > 40 ? 40 : klen), kind);
-        return DK_OK;
-    }
-    const char *const *pieces;
-    const uint32_t *lens;
-    uint64_t n;
-    if ((st = dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &pieces, &lens, &n, L->e))) return st;
-    if ((int64_t)n != m->cfg.n_vocab)
-        return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries but token_embd has %d rows",
-                       L->path, (unsigned long long)n, m->cfg.n_vocab);
-    float *scores = NULL;
-    int32_t *types = NULL;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
-        scores = malloc(n * sizeof *scores);
-        if (!scores) return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path);
-        if ((st = dk_gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, n, L->e))) { free(scores); return st; }
-    }
-    if (dk_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
-        types = malloc(n * sizeof *types);
-        if (!types) { free(scores); return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path); }
-        if ((st = dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, L->e))) { free(scores); free(types); return st; }
-    }
-    dk_spm_vocab v = {.n_vocab = (int)n, .pieces = pieces, .piece_lens = lens, .scores = scores, .types = types,
-                      .bos_id = -1, .eos_id = -1, .unk_id = -1, .add_space_prefix = true};
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.bos_token_id", &v.bos_id, -1);
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.eos_token_id", &v.eos_id, -1);
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.unknown_token_id", &v.unk_id, -1);
-    if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0)
-        st = dk_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix, L->e);
-    if (!st) {
-        dk_err te = {{0}};
-        if (dk_tokenizer_create_spm(&v, &m->tokenizer, &te) != DK_OK) {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (invalid)");
-            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.400s: %.500s", L->path, te.msg);
-            m->tokenizer = NULL;
-        } else {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (%llu pieces)", (unsigned long long)n);
-        }
-    }
-    free(scores);
-    free(types);
-    return st;
 }
 
 static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
@@ -227,52 +252,27 @@ static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     m->gguf_version = dk_gguf_version(g);
     m->n_tensors = (int)dk_gguf_n_tensors(g);
     dk_gguf_loader L = {m, g, path, e, DK_OK};
-    const char *arch;
-    size_t alen;
-    if ((st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e))) return st;
     dk_model_config *c = &m->cfg;
-    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
-    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
-    else return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)",
-                        path, (int)(alen > 40 ? 40 : alen), arch);
+    if ((st = dk_model_config_read_gguf(g, c, e))) return st;
     snprintf(m->arch_name, sizeof m->arch_name, "%s", dk_arch_name(c->arch));
     if (dk_gguf_find_key(g, "general.name") >= 0) {
         const char *nm; size_t nl;
         if (dk_gguf_get_str(g, "general.name", &nm, &nl, NULL) == DK_OK)
             snprintf(m->name, sizeof m->name, "%.*s", (int)(nl > 120 ? 120 : nl), nm);
     }
-    char key[128];
-#define DK_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix), key)
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("block_count"), &c->n_layer, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("embedding_length"), &c->n_embd, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("feed_forward_length"), &c->n_ff, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count"), &c->n_head, -1))) return st;
-    if (c->n_layer < 0 || c->n_embd < 0 || c->n_ff < 0 || c->n_head < 0)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: missing one of %s.block_count/embedding_length/feed_forward_length/attention.head_count",
-                       path, m->arch_name);
-    if (c->n_head == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: %s.attention.head_count is 0", path, m->arch_name);
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count_kv"), &c->n_head_kv, c->n_head))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.key_length"), &c->head_dim, c->n_embd / c->n_head))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("context_length"), &c->n_ctx_train, 0))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("rope.dimension_count"), &c->n_rot, c->head_dim))) return st;
-    if ((st = dk_gguf_f32_opt(&L, DK_KEY("rope.freq_base"), &c->rope_theta, 10000.0f))) return st;
-    if ((st = dk_gguf_f32_opt(&L, DK_KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f))) return st;
-#undef DK_KEY
-    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
-    if (!te) return dk_fail(e, DK_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
-    c->n_vocab = te->n_dims == 2 ? (int)te->ne[1] : -1;
-    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
-    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if ((st = dk_config_check(path, c, e))) return st;
 
     /* storage type: the type holding most matrix elements */
-    int64_t by_type[64] = {0};
+    int64_t by_type[64] = {0}, type_bytes[64] = {0};
+    int type_count[64] = {0};
     for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
         const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);
         m->n_params += (int64_t)t->n_elems;
         m->weights_bytes += (int64_t)t->nbytes;
         if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
+        if (t->type < 64) { type_count[t->type]++; type_bytes[t->type] += (int64_t)t->nbytes; }
     }
+    dk_types_histogram(m->tensor_types, sizeof m->tensor_types, type_count, type_bytes, 64);
+    dk_gguf_file_type(m, g);
     int best = 0;
     for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
     snprintf(m->tensor_type, sizeof m->tensor_type, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
@@ -339,7 +339,7 @@ static dk_status dk_model_load_llama2c(dk_model *m, const char *path, const uint
     c->rms_eps = 1e-5f;
     c->qkv_bias = false;
     if (h[0] <= 0 || h[1] <= 0 || h[2] <= 0 || h[3] <= 0 || h[4] <= 0 || h[6] <= 0 || h[0] % h[3] || h[3] % h[4] ||
-        c->n_vocab <= 0 || dk_config_check(path, c, NULL) != DK_OK)
+        c->n_vocab <= 0 || dk_model_config_check(path, c, NULL) != DK_OK)
         return dk_fail(e, DK_ERR_FORMAT,
                        "%s: unrecognised model format: magic %02x%02x%02x%02x is not GGUF and the llama2.c header is invalid "
                        "(dim %d, hidden %d, layers %d, heads %d, kv_heads %d, vocab %d, seq_len %d)",
@@ -426,6 +426,32 @@ dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model *
     return DK_OK;
 }
 
+dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    if (gguf && !tokenizer_path) return dk_tokenizer_load_gguf_file(path, out, NULL, 0, e);
+    dk_model *m;
+    dk_status st = dk_model_load(path, tokenizer_path, &m, e);
+    if (st) return st;
+    if (!m->tokenizer) st = dk_model_tokenizer(m, &(const dk_tokenizer *){NULL}, e);
+    *out = m->tokenizer;
+    m->tokenizer = NULL;
+    dk_model_free(m);
+    return st;
+}
+
+dk_status dk_model_check_context(const dk_model *m, int64_t n_tokens, int *beyond, dk_err *e) {
+    int64_t train = m->cfg.n_ctx_train;
+    if (beyond) *beyond = train > 0 && n_tokens > train;
+    if (train > 0 && n_tokens > DK_MODEL_MAX_CTX_FACTOR * train)
+        return dk_fail(e, DK_ERR_ARG, "a prompt of %lld tokens is more than %d x the model's training context (%lld tokens)",
+                       (long long)n_tokens, DK_MODEL_MAX_CTX_FACTOR, (long long)train);
+    return DK_OK;
+}
+
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e) {
     *tok = m->tokenizer;
     if (m->tokenizer) return DK_OK;
@@ -477,15 +503,17 @@ dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, cons
 dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed, const char *name, uint32_t type,
                                        dk_model **out, dk_err *e) {
     *out = NULL;
-    dk_status st = dk_config_check(name, cfg, e);
+    dk_status st = dk_model_config_check(name, cfg, e);
     if (st) return st;
     const dk_model_config *c = cfg;
     size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
-    if (type != DK_GGML_TYPE_F32 && type != DK_GGML_TYPE_F16 && type != DK_GGML_TYPE_BF16 && type != DK_GGML_TYPE_Q8_0)
-        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: only F32, F16, BF16 and Q8_0 are supported", name,
+    uint32_t be, bb;
+    if (!dk_ggml_type_quantizable(type) || !dk_ggml_type_block(type, &be, &bb))
+        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: not supported", name,
                        dk_ggml_type_name(type) ? dk_ggml_type_name(type) : "?");
-    if (type == DK_GGML_TYPE_Q8_0 && (d % 32 || q % 32 || f % 32))
-        return dk_fail(e, DK_ERR_ARG, "%s: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (%zu, %zu, %zu)", name, d, q, f);
+    if (d % be || q % be || f % be)
+        return dk_fail(e, DK_ERR_ARG, "%s: %s needs n_embd, n_head*head_dim and n_ff multiples of %u (%zu, %zu, %zu)", name,
+                       dk_ggml_type_name(type), be, d, q, f);
     dk_model *m = calloc(1, sizeof *m);
     if (!m) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;

@@ -2,11 +2,16 @@
 # Installs the Debian packages dashkit needs, only those missing.
 #   scripts/install-deps.sh          build + test + run dependencies
 #   scripts/install-deps.sh --dev    also PyTorch/SentencePiece for the reference and training scripts
+#   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
 set -euo pipefail
 pkgs="make gcc pkg-config libopenblas-dev libcjson-dev libsqlite3-dev sqlite3 check gnuplot-nox"
-if [ "${1:-}" = "--dev" ]; then
-  pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece"
-fi
+for opt in "$@"; do
+  case "$opt" in
+    --dev) pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece" ;;
+    --fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
+    *) echo "install-deps: unknown option '$opt' (--dev, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

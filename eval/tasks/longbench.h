@@ -4,7 +4,12 @@
 #ifndef DK_LONGBENCH_H
 #define DK_LONGBENCH_H
 
-#include "task.h"
+#include "sample.h"
+
+/* Ranges every number read from these files is checked against (before any conversion): a
+ * sample's "length" (words/characters of its context) and dataset2maxlen.json's budgets. */
+#define DK_LONGBENCH_MAX_LENGTH 1e12
+#define DK_LONGBENCH_MAX_NEW_TOKENS (1 << 20)
 
 /* Reads the template and max new tokens of `dataset` from config_dir/dataset2prompt.json and
  * config_dir/dataset2maxlen.json. *tmpl is malloc'd. */
@@ -18,7 +23,8 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
 dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input,
                               char **ctx_part, char **q_part, dk_err *e);
 
-/* Loads every sample of one JSONL file (blank lines skipped), at most n_max when n_max > 0.
+/* Loads every sample of one JSONL file (blank lines skipped), at most n_max when n_max > 0
+ * (every line is checked all the same: a file is accepted whole or not at all).
  * `dataset` must be a static string: the metric comes from eval.py's map, and each line's
  * "dataset" field must equal it. Any malformed line (bad JSON, missing field, wrong type,
  * empty answers, classification without all_classes) fails the whole load with one error
