@@ -64,13 +64,13 @@ static void dk_bench_usage(FILE *f) {
                "                 / at the shortest\n"
                "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
                "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
-               "                 conversion, alternately per rep; needs F16/BF16/Q8_0 weights. Prints\n"
-               "                 decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
-               "                 decode_fused_vs_convert (median of the per-rep ratios); and the streaming read\n"
-               "                 bandwidth measured before each rep (best of 3 passes over 512 MiB; median of the\n"
-               "                 reps): stream_read_gbps, decode_bytes_per_token\n"
-               "                 (weights + KV read per token) and decode_vs_bandwidth = bytes/token x fused\n"
-               "                 tokens/s / bandwidth\n"
+               "                 conversion, alternately per rep. Prints decode_tokens_per_s (the default,\n"
+               "                 fused path), decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
+               "                 decode_fused_vs_convert (median of the per-rep ratios); F32 weights have one\n"
+               "                 path: decode_tokens_per_s only. And the streaming read bandwidth measured\n"
+               "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
+               "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
+               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -163,12 +163,13 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
     dk_ctx_reset(c);
     dk_ctx_set_fused_decode(c, true);
     if ((st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
+    bool converts = dk_ctx_model(c)->converts; /* F32 weights: one path, timed alone */
     for (int r = -1; r < reps; r++) {
         double g = 0; /* the limit: best of 3 passes (a busy machine only lowers a pass) */
         for (int p = 0; p < 3; p++) { double x = dk_bench_read_gbps(buf, dk_blas_threads()); g = x > g ? x : g; }
         if (r >= 0) bw[r] = g;
-        for (int h = 0; h < 2; h++) {
-            bool fused = ((r + h) & 1) == 0;
+        for (int h = 0; h < (converts ? 2 : 1); h++) {
+            bool fused = !converts || ((r + h) & 1) == 0;
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, fused);
             double t0 = dk_time_now_s();
@@ -177,13 +178,13 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
             double tps = steps / (dk_time_now_s() - t0);
             if (r >= 0) (fused ? tf : tc)[r] = tps;
         }
-        if (r < 0) continue;
+        if (r < 0 || !converts) continue;
         ratio[r] = tf[r] / tc[r];
         fprintf(stderr, "rep %d: read %.2f GB/s, decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f\n", r, bw[r], tf[r], tc[r],
                 ratio[r]);
     }
     printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
-    printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps), dk_prefill_median(tc, reps));
+    printf("decode_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps)); /* the default (fused) path */
     /* bytes one step reads: every weight matrix once (the token embedding only as the tied lm
      * head, else one row) and the K and V of every layer at the mean context of the steps */
     const dk_model *m = dk_ctx_model(c);
@@ -194,6 +195,8 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
     double gbps = dk_prefill_median(bw, reps);
     printf("stream_read_gbps: %.2f\ndecode_bytes_per_token: %.0f\n", gbps, per_tok);
     printf("decode_vs_bandwidth: %.3f\n", per_tok * dk_prefill_median(tf, reps) * 1e-9 / gbps);
+    if (!converts) goto done;
+    printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps), dk_prefill_median(tc, reps));
     printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(ratio, reps));
 done:
     dk_ctx_set_fused_decode(c, true);
@@ -398,12 +401,6 @@ int dk_cmd_bench(int argc, char **argv) {
         printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nreps: %ld\n", m->name, m->tensor_type, dk_blas_core(),
                dk_blas_threads(), reps);
         rc = dk_bench_lengths(m, lengths, n_lengths, (int)reps, compute, pol, &pp, seed);
-        goto done;
-    }
-    if (decode > 0 && !m->converts) {
-        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16, q8_0, q4_K, ...)\n",
-                m->name);
-        rc = 2;
         goto done;
     }
     if (dk_ctx_create(m, T + (int)decode, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
