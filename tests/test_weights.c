@@ -663,7 +663,7 @@ START_TEST(test_cli_bench_dtype) {
     /* F32 weights: one decode path, decode_tokens_per_s only */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --tokens 16 --reps 1 --decode 2", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert_msg(t_field(out, "decode_tokens_per_s") > 0 && !strstr(out, "decode_fused_vs_convert"), "%s", out);
+    ck_assert_msg(dk_test_field(out, "decode_tokens_per_s") > 0 && !strstr(out, "decode_fused_vs_convert"), "%s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype iq2_xxs 2>&1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
