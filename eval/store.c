@@ -139,6 +139,14 @@ static const char *const dk_store_migrations[] = {
     "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
     "  s.wall_decode_s, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 1 -> 2: sharded runs (`run --shard`) and the shard runs a merged run was united from */
+    "ALTER TABLE runs ADD COLUMN shard TEXT;"
+    "CREATE TABLE run_shards ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  source TEXT NOT NULL, shard TEXT, src_run_id INTEGER NOT NULL, config_hash TEXT NOT NULL,"
+    "  git_rev TEXT, host TEXT NOT NULL DEFAULT '', cpu TEXT, blas_core TEXT, threads INTEGER, workers INTEGER,"
+    "  command TEXT, started_at REAL NOT NULL, finished_at REAL,"
+    "  PRIMARY KEY (run_id, host, src_run_id, started_at));",
 };
 
 #define DK_N_MIGRATIONS ((int)(sizeof dk_store_migrations / sizeof dk_store_migrations[0]))
@@ -356,7 +364,7 @@ dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id
     sqlite3_stmt *st;
     dk_status rc = dk_prepare(s,
         "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
-        " threads, workers, command, n_cells, started_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+        " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
     if (rc != DK_OK) return rc;
     dk_bind_text(st, 1, in->name ? in->name : "");
     dk_bind_text(st, 2, in->config_path ? in->config_path : "");
@@ -371,6 +379,7 @@ dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id
     dk_bind_text(st, 11, in->command);
     sqlite3_bind_int64(st, 12, in->n_cells);
     sqlite3_bind_double(st, 13, dk_store_now());
+    dk_bind_text(st, 14, in->shard);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert run");
     else *run_id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(st);
@@ -420,6 +429,11 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
 
 dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
                              int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+    return dk_store_cells_add_at(s, run_id, cells, NULL, n, retry_failed, cell_ids, states, err);
+}
+
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
+                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
     sqlite3_stmt *ins = NULL, *get = NULL, *retry = NULL, *link = NULL;
     dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) return rc;
@@ -461,7 +475,7 @@ dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *ce
         sqlite3_reset(link);
         sqlite3_bind_int64(link, 1, run_id);
         sqlite3_bind_int64(link, 2, id);
-        sqlite3_bind_int64(link, 3, (int64_t)i);
+        sqlite3_bind_int64(link, 3, ord ? ord[i] : (int64_t)i);
         if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto fail; }
         if (cell_ids) cell_ids[i] = id;
         if (states) states[i] = state;

@@ -2,7 +2,7 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 1; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954)
+ * SCHEMA (version 2; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
  * RULER report them; KL in nats. JSON columns hold canonical JSON (sorted keys, no spaces).
@@ -12,7 +12,9 @@
  *   config_hash TEXT (sha256 hex of config_text), git_rev TEXT (dashkit source revision),
  *   host TEXT, cpu TEXT (model name), blas_core TEXT (OpenBLAS core in use), threads INTEGER,
  *   workers INTEGER, command TEXT (argv), n_cells INTEGER (cells the config expands to),
- *   started_at REAL, finished_at REAL (NULL while running or if interrupted)
+ *   started_at REAL, finished_at REAL (NULL while running or if interrupted),
+ *   shard TEXT ("I/N": a `run --shard I/N`, which registered only shard I's cells; NULL otherwise)
+ *   [v2]
  * models         one row per distinct model FILE CONTENT
  *   id INTEGER PK, sha256 TEXT UNIQUE (hex of the file), path TEXT (last path seen), arch TEXT,
  *   n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx, n_params, file_bytes INTEGER,
@@ -47,6 +49,11 @@
  *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
  *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
  *   wall_s REAL; PK(sample_row, layer)
+ * run_shards     [v2] provenance of a merged run (`dashkit merge`): one row per shard-store run
+ *   it was united from: run_id INTEGER -> runs (the merged run), source TEXT (shard file as
+ *   given), shard TEXT ("I/N"), src_run_id INTEGER (run id inside the shard file), config_hash,
+ *   git_rev, host, cpu, blas_core TEXT, threads, workers INTEGER, command TEXT, started_at,
+ *   finished_at REAL; PK(run_id, host, src_run_id, started_at)
  * dense_results  dense reference per (model, task, sample), shared by every method's cell
  *   model_sha256 TEXT, task_key TEXT, sample_id INTEGER (PK of the three), task TEXT,
  *   task_options TEXT, prompt_tokens INTEGER, flops INTEGER, flops_parts TEXT, wall_s REAL,
@@ -85,7 +92,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 1
+#define DK_STORE_SCHEMA_VERSION 2
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
@@ -122,6 +129,7 @@ typedef struct {
     const char *git_rev, *host, *cpu, *blas_core, *command; /* NULL = unknown */
     int threads, workers;
     int64_t n_cells;
+    const char *shard;  /* "I/N" for `run --shard I/N`; NULL = the whole config */
 } dk_run_info;
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *info, int64_t *run_id, dk_err *err);
@@ -152,6 +160,11 @@ typedef struct {
  * state after the call. */
 dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
                              int64_t *cell_ids, dk_cell_state *states, dk_err *err);
+
+/* The same with the run_cells order of each cell given (ord[i], e.g. its position in the whole
+ * config's expansion when only a shard of it is registered); ord NULL = position in cells. */
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
+                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err);
 
 /* Who holds a claim. dk_store_worker_self fills it for the calling process. */
 typedef struct {

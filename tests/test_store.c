@@ -244,7 +244,8 @@ START_TEST(test_open_errors) {
     sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
     sqlite3_close(db);
     ck_assert_int_eq(dk_store_open(path, 0, &s, &e), DK_ERR_FORMAT);
-    snprintf(want, sizeof want, "%s: store schema version 99 is newer than this dashkit's (1); update dashkit", path);
+    snprintf(want, sizeof want, "%s: store schema version 99 is newer than this dashkit's (%d); update dashkit", path,
+             DK_STORE_SCHEMA_VERSION);
     ck_assert_str_eq(e.msg, want);
 }
 END_TEST
