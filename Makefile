@@ -4,7 +4,11 @@ BUILD   := build
 # AVX2+FMA code generation where the CPU has it (the engine's non-BLAS loops); override with ARCH_FLAGS=.
 ARCH_FLAGS ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null && echo -march=x86-64-v3)
 OPT     ?= -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH_FLAGS) -Wall -Wextra -g -MMD -MP -Iengine -Ieval -Icli
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH_FLAGS) -Wall -Wextra -g -MMD -MP
+# Include paths per folder: the compiler enforces the layering cli -> eval -> engine.
+ENGINE_INC := -Iengine
+EVAL_INC   := -Iengine -Ieval
+CLI_INC    := -Iengine -Ieval -Icli
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
@@ -35,16 +39,16 @@ deps:
 
 $(BUILD)/engine/%.o: engine/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(BLAS_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(ENGINE_INC) $(BLAS_CFLAGS) -c $< -o $@
 $(BUILD)/eval/%.o: eval/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CJSON_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(EVAL_INC) $(CJSON_CFLAGS) -c $< -o $@
 $(BUILD)/cli/%.o: cli/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CJSON_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(CLI_INC) $(CJSON_CFLAGS) -c $< -o $@
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CJSON_CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
+	$(CC) $(CFLAGS) $(CLI_INC) $(CJSON_CFLAGS) $(CHECK_CFLAGS) -Itests -c $< -o $@
 
 # Archives and the binary are built beside their target and renamed into place, so a concurrent
 # build or a running ./dashkit never sees a half-written file.
@@ -68,6 +72,7 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@bash tests/check_layers.sh --self-test && bash tests/check_layers.sh
 	@bash tests/run_tests.sh $(TEST_BIN)
 check: test
 

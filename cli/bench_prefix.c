@@ -41,12 +41,6 @@ static void dk_sweep_usage(FILE *f) {
             dk_model_shape_names());
 }
 
-static double dk_sweep_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct { int layer; const int32_t *set; int n_set; } dk_sweep_hook_state;
 
 /* Sets the rho's active set after the split layer (the full-prefill side of the comparison). */
@@ -190,7 +184,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
         for (int side = 0; side < 2; side++) {
             bool share = (side == 0) == (rep % 2 == 0);
             int64_t fl = 0;
-            double t0 = dk_sweep_now();
+            double t0 = dk_time_now_s();
             if (share) {
                 dk_ctx_reset(c);
                 if (dk_forward_prefill_prefix(c, toks, T, (int)ls, NULL, &e)) goto fail;
@@ -211,7 +205,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
                     fl += dk_flops_total(&dk_ctx_stats(c)->total);
                 }
             }
-            double dt = dk_sweep_now() - t0;
+            double dt = dk_time_now_s() - t0;
             if (rep < 0) continue;
             if (share) { w_yes[rep] = dt; f_yes = fl; } else { w_no[rep] = dt; f_no = fl; }
         }

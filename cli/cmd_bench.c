@@ -48,12 +48,6 @@ static void dk_bench_usage(FILE *f) {
             dk_model_shape_names(), dk_policy_names());
 }
 
-static double dk_bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* GFLOP/s of C (m,n) = A (m,k) · Bᵀ, median of reps after one warm-up. */
 static double dk_bench_gemm(int m, int n, int k, int reps) {
     float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)n * k * 4), *c = malloc((size_t)m * n * 4);
@@ -63,9 +57,9 @@ static double dk_bench_gemm(int m, int n, int k, int reps) {
     double t[16];
     if (reps > 16) reps = 16;
     for (int r = -1; r < reps; r++) {
-        double t0 = dk_bench_now();
+        double t0 = dk_time_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-        if (r >= 0) t[r] = dk_bench_now() - t0;
+        if (r >= 0) t[r] = dk_time_now_s() - t0;
     }
     free(a); free(b); free(c);
     return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
@@ -87,10 +81,10 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
             bool fused = ((r + h) & 1) == 0;
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, fused);
-            double t0 = dk_bench_now();
+            double t0 = dk_time_now_s();
             for (int i = 0; i < steps; i++)
                 if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
-            double tps = steps / (dk_bench_now() - t0);
+            double tps = steps / (dk_time_now_s() - t0);
             if (r >= 0) (fused ? tf : tc)[r] = tps;
         }
         if (r < 0) continue;
@@ -230,9 +224,9 @@ int dk_cmd_bench(int argc, char **argv) {
     for (int r = -1; r < reps && logits; r++) {
         double g = dk_bench_gemm(T, k->n_ff, k->n_embd, 3);
         dk_ctx_reset(c);
-        double t0 = dk_bench_now();
+        double t0 = dk_time_now_s();
         if (dk_forward_prefill(c, toks, T, NULL, logits, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); free(logits); goto done; }
-        double dt = dk_bench_now() - t0;
+        double dt = dk_time_now_s() - t0;
         if (r < 0) continue; /* warm-up: first touch of caches and scratch */
         wall[r] = dt;
         gemm_s[r] = g;

@@ -65,13 +65,12 @@ int dk_cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (!(out = malloc((size_t)steps * sizeof *out))) { fprintf(stderr, "dashkit generate: out of memory\n"); goto done; }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = dk_time_now_s();
     if (dk_generate_greedy(c, ids, n_ids, (int)steps, dk_tokenizer_bos(tok), out, &n_out, &e)) {
         fprintf(stderr, "dashkit generate: %s\n", e.msg);
         goto done;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t1 = dk_time_now_s();
     int32_t prev = ids[0];
     for (int i = 0; i < n_out; i++) {
         size_t len;
@@ -83,7 +82,7 @@ int dk_cmd_generate(int argc, char **argv) {
     }
     printf("\n");
     fflush(stdout);
-    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double dt = t1 - t0;
     fprintf(stderr, "tokens: %d\ntokens_per_s: %.2f\nblas_core: %s\nblas_threads: %d\n", n_out,
             dt > 0 ? (double)n_out / dt : 0.0, dk_blas_core(), dk_blas_threads());
     rc = 0;

@@ -202,6 +202,7 @@ int dk_cmd_score(int argc, char **argv) {
     size_t n_fails = 0;
     int rc = 0;
     ssize_t len;
+    errno = 0;
     while ((len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
@@ -243,6 +244,10 @@ int dk_cmd_score(int argc, char **argv) {
         if (!txt) { fprintf(stderr, "dashkit score: out of memory\n"); rc = 1; break; }
         if (n_out == cap) outl = realloc(outl, (cap = cap ? 2 * cap : 64) * sizeof *outl);
         outl[n_out++] = (!quiet || fail) ? txt : (free(txt), NULL);
+    }
+    if (rc == 0 && ferror(f)) { /* a read error (EISDIR, EIO) is not the end of the file */
+        fprintf(stderr, "dashkit score: %s: read error: %s\n", fname, strerror(errno ? errno : EIO));
+        rc = 1;
     }
     if (f != stdin) fclose(f);
     free(line);

@@ -4,22 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Commands still under construction are linked weakly so the binary builds while they land;
- * an absent one reports itself as unavailable. */
-#pragma weak dk_cmd_info
-#pragma weak dk_cmd_generate
-#pragma weak dk_cmd_tokenize
-#pragma weak dk_cmd_bench
-#pragma weak dk_cmd_prefill
-#pragma weak dk_cmd_score
-#pragma weak dk_cmd_eval
-#pragma weak dk_cmd_tasks
-#pragma weak dk_cmd_run
-#pragma weak dk_cmd_status
-#pragma weak dk_cmd_export
-#pragma weak dk_cmd_report
-#pragma weak dk_cmd_plot
-
 static const dk_cli_command dk_commands[] = {
     {"info",     dk_cmd_info,     "print a model's hyper-parameters and metadata"},
     {"generate", dk_cmd_generate, "greedy text generation"},
@@ -41,7 +25,7 @@ static void dk_print_usage(FILE *f) {
     fprintf(f, "usage: dashkit <command> [options]\n\n"
                "DASH (Delta Attention Selective Halting) research toolkit.\n\ncommands:\n");
     for (size_t i = 0; i < DK_N_COMMANDS; i++)
-        if (dk_commands[i].fn) fprintf(f, "  %-9s %s\n", dk_commands[i].name, dk_commands[i].summary);
+        fprintf(f, "  %-9s %s\n", dk_commands[i].name, dk_commands[i].summary);
     fprintf(f, "\n'dashkit <command> --help' lists a command's options.\n");
 }
 
@@ -54,10 +38,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < DK_N_COMMANDS; i++) {
         if (strcmp(argv[1], dk_commands[i].name) != 0) continue;
-        if (!dk_commands[i].fn) {
-            fprintf(stderr, "dashkit: command '%s' is not available in this build\n", argv[1]);
-            return 2;
-        }
         return dk_commands[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "dashkit: unknown command '%s' (see 'dashkit --help')\n", argv[1]);

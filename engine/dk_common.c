@@ -1,6 +1,7 @@
-/* dk_common.c — error helpers. */
+/* dk_common.c — error helpers and the monotonic clock. */
 #include "dk_common.h"
 #include <stdio.h>
+#include <time.h>
 
 dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...) {
     if (e) {
@@ -23,4 +24,10 @@ const char *dk_status_name(dk_status s) {
     case DK_ERR_STATE: return "invalid state";
     }
     return "unknown";
+}
+
+double dk_time_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -29,4 +29,7 @@ dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
 
 const char *dk_status_name(dk_status s);
 
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
+double dk_time_now_s(void);
+
 #endif

@@ -229,12 +229,6 @@ struct dk_ctx {
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
 };
 
-static double dk_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void dk_ctx_free_scratch(dk_ctx *c) {
     free(c->x); free(c->h); free(c->xa); free(c->xb); free(c->u); free(c->q); free(c->att);
     free(c->hb); free(c->hb2); free(c->active); free(c->next); free(c->pos_a); free(c->probe_slot);
@@ -423,10 +417,10 @@ static void dk_dequant_task(void *arg, int t, int tid) {
 static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, int64_t nr) {
     const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
     if (w->type == DK_GGML_TYPE_F32) return (const float *)src;
-    double t0 = dk_now();
+    double t0 = dk_time_now_s();
     dk_dequant_job j = {w, src, c->wbuf, (size_t)nr, dk_n_tasks(c, (size_t)nr, 64)};
     dk_pool_run(&c->pool, j.n_tasks, dk_dequant_task, &j);
-    c->stats.convert_s += dk_now() - t0;
+    c->stats.convert_s += dk_time_now_s() - t0;
     return c->wbuf;
 }
 
@@ -821,13 +815,6 @@ static void dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_p
 
 /* ---- one transformer block on the active rows ---- */
 
-typedef struct {
-    const dk_prefill_opts *opts;
-    int n;            /* chunk length */
-    int n_active;     /* rows in this layer */
-    int32_t *n_next;  /* hook output size */
-} dk_layer_call;
-
 static dk_status dk_call_hook(dk_ctx *c, const dk_prefill_opts *o, dk_hook_point pt, dk_layer_view *v, int *n_next, dk_err *e) {
     if (!o || !o->hook) return DK_OK;
     dk_status st = o->hook(o->hook_user, pt, v, c->next, n_next, e);
@@ -965,7 +952,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
     int d = c->m->cfg.n_embd;
     dk_status st;
     for (int l = l0; l <= l1; l++) {
-        double t0 = dk_now();
+        double t0 = dk_time_now_s();
         dk_flops *fl = &c->layer_stats[l].flops;
         int na = c->na;
         for (int i = 0; i < na; i++) c->pos_a[i] = c->n_past + c->active[i];
@@ -993,7 +980,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
             c->na = n_next;
             memcpy(c->active, c->next, (size_t)n_next * 4);
         }
-        c->layer_stats[l].wall_s = dk_now() - t0;
+        c->layer_stats[l].wall_s = dk_time_now_s() - t0;
     }
     return DK_OK;
 }
@@ -1014,7 +1001,7 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
     }
     for (int l = 0; l < k->n_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     dk_flops_add(&c->stats.total, &c->stats.head);
-    c->stats.wall_s = dk_now() - t_start + c->stats.prefix_wall_s;
+    c->stats.wall_s = dk_time_now_s() - t_start + c->stats.prefix_wall_s;
 }
 
 static dk_status dk_refuse_pending(const dk_ctx *c, dk_err *e) {
@@ -1027,9 +1014,9 @@ static dk_status dk_refuse_pending(const dk_ctx *c, dk_err *e) {
 static void dk_prefill_embed(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o) {
     int d = c->m->cfg.n_embd;
     const dk_tensor *te = &c->m->w.tok_embd;
-    double t0 = dk_now();
+    double t0 = dk_time_now_s();
     for (int i = 0; i < n; i++) dk_tensor_row_f32(te, tokens[i], c->x + (size_t)i * d);
-    if (te->type != DK_GGML_TYPE_F32) c->stats.convert_s += dk_now() - t0;
+    if (te->type != DK_GGML_TYPE_F32) c->stats.convert_s += dk_time_now_s() - t0;
     c->dense = true;
     c->na = n;
     for (int i = 0; i < n; i++) c->active[i] = i;
@@ -1037,7 +1024,7 @@ static void dk_prefill_embed(dk_ctx *c, const int32_t *tokens, int n, const dk_p
 }
 
 dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits, dk_err *e) {
-    double t_start = dk_now();
+    double t_start = dk_time_now_s();
     dk_status st;
     if ((st = dk_refuse_pending(c, e)) || (st = dk_prefill_begin(c, tokens, n, 0, o, e))) return st;
     dk_prefill_embed(c, tokens, n, o);
@@ -1048,7 +1035,7 @@ dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_p
 
 dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer, const dk_prefill_opts *o,
                                     dk_err *e) {
-    double t_start = dk_now();
+    double t_start = dk_time_now_s();
     int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd;
     dk_status st;
     if (last_layer < 0 || last_layer >= L)
@@ -1076,14 +1063,14 @@ dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int
     c->stats.total = (dk_flops){{0}};
     for (int l = 0; l <= last_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     memcpy(c->split_stats, c->layer_stats, (size_t)(last_layer + 1) * sizeof *c->split_stats);
-    c->split_wall_s = c->stats.wall_s = dk_now() - t_start;
+    c->split_wall_s = c->stats.wall_s = dk_time_now_s() - t_start;
     c->split_convert_s = c->stats.convert_s;
     c->split_fused_matmuls = c->stats.fused_matmuls;
     return DK_OK;
 }
 
 dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *logits, dk_err *e) {
-    double t_start = dk_now();
+    double t_start = dk_time_now_s();
     int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd, ls = c->split_layer, n = c->split_n;
     dk_status st;
     if (ls < 0) return dk_fail(e, DK_ERR_STATE, "split prefill: no prefix to continue (run dk_forward_prefill_prefix first)");

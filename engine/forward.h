@@ -11,7 +11,8 @@
  *   layer's cache, causal attention by position) -> scatter back into X[A_l].
  * Rows not in A_l pass through untouched. Sets are chosen by a hook (dk_prefill_opts.hook) that
  * sees each layer after its attention sub-layer and after the whole block; what it writes into
- * `next` is the active set from the next layer on (halting policies live above the engine).
+ * `next` is the active set from the next layer on (engine/policy.c's policies are such hooks, driven by
+ * engine/prefill.c; a harness may install its own).
  *
  * FLOPs are counted by the code that does the work: 2*m*n*k for every GEMM as called (including the
  * masked upper part of diagonal attention blocks that is really computed), plus elementwise work.

@@ -9,67 +9,12 @@
 
 /* ---- GGUF header ---- */
 
-static dk_status dk_mem_u32(dk_gguf *g, const char *key, int *v, int def, dk_err *e) {
-    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
-    uint32_t x;
-    dk_status st = dk_gguf_get_u32(g, key, &x, e);
-    if (st) return st;
-    if (x > INT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", dk_gguf_path(g), key, x);
-    *v = (int)x;
-    return DK_OK;
-}
-
-static dk_status dk_mem_f32(dk_gguf *g, const char *key, float *v, float def, dk_err *e) {
-    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
-    return dk_gguf_get_f32(g, key, v, e);
-}
-
 dk_status dk_memory_read_gguf(const char *path, dk_model_config *c, int64_t *weights_bytes,
                               int64_t *weights_f32_bytes, char type[16], dk_err *e) {
     dk_gguf *g;
     dk_status st = dk_gguf_open(path, &g, e);
     if (st) return st;
-    memset(c, 0, sizeof *c);
-    const char *arch;
-    size_t alen;
-    char an[16], key[128];
-    if ((st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e))) goto done;
-    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
-    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
-    else {
-        st = dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)", path,
-                     (int)(alen > 40 ? 40 : alen), arch);
-        goto done;
-    }
-    snprintf(an, sizeof an, "%s", dk_arch_name(c->arch));
-#define K(suffix) (snprintf(key, sizeof key, "%s.%s", an, suffix), key)
-    if ((st = dk_mem_u32(g, K("block_count"), &c->n_layer, -1, e)) || (st = dk_mem_u32(g, K("embedding_length"), &c->n_embd, -1, e)) ||
-        (st = dk_mem_u32(g, K("feed_forward_length"), &c->n_ff, -1, e)) ||
-        (st = dk_mem_u32(g, K("attention.head_count"), &c->n_head, -1, e)))
-        goto done;
-    if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_ff <= 0 || c->n_head <= 0) {
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: missing or zero %s.block_count/embedding_length/feed_forward_length/attention.head_count",
-                     path, an);
-        goto done;
-    }
-    if ((st = dk_mem_u32(g, K("attention.head_count_kv"), &c->n_head_kv, c->n_head, e)) ||
-        (st = dk_mem_u32(g, K("attention.key_length"), &c->head_dim, c->n_embd / c->n_head, e)) ||
-        (st = dk_mem_u32(g, K("context_length"), &c->n_ctx_train, 0, e)) ||
-        (st = dk_mem_u32(g, K("rope.dimension_count"), &c->n_rot, c->head_dim, e)) ||
-        (st = dk_mem_f32(g, K("rope.freq_base"), &c->rope_theta, 10000.0f, e)) ||
-        (st = dk_mem_f32(g, K("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f, e)))
-        goto done;
-#undef K
-    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
-    if (!te || te->n_dims != 2) { st = dk_fail(e, DK_ERR_FORMAT, "%s: missing 2-D tensor 'token_embd.weight'", path); goto done; }
-    c->n_vocab = (int)te->ne[1];
-    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
-    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if (c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0) {
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: invalid heads (n_head %d, n_head_kv %d, head_dim %d)", path, c->n_head, c->n_head_kv,
-                     c->head_dim);
-        goto done;
-    }
+    if ((st = dk_model_config_read_gguf(g, c, e))) goto done;
     int64_t wb = 0, wf = 0, by_type[64] = {0};
     for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
         const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);

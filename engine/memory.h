@@ -40,8 +40,9 @@ typedef struct {
     int n_ctx, n_chunk;
 } dk_memory_estimate;
 
-/* Hyper-parameters and tensor byte counts of a GGUF model from its header only (the same keys
- * and defaults as dk_model_load). type: the file type of most matrix elements ("BF16", ...). */
+/* Hyper-parameters and tensor byte counts of a GGUF model from its header only, read and
+ * range-checked by dk_model_config_read_gguf, as dk_model_load does (a file this refuses, loading
+ * refuses, with the same message). type: the file type of most matrix elements ("BF16", ...). */
 dk_status dk_memory_read_gguf(const char *path, dk_model_config *cfg, int64_t *weights_bytes,
                               int64_t *weights_f32_bytes, char type[16], dk_err *e);
 

@@ -42,17 +42,21 @@ void dk_model_free(dk_model *m) {
     free(m);
 }
 
-static dk_status dk_config_check(const char *path, const dk_model_config *c, dk_err *e) {
+/* The one range check of a model's hyper-parameters, whatever the loader (GGUF header, llama2.c
+ * header, random shapes): every later product (n_layer*n_head_kv*head_dim*n_ctx*4, n_vocab*n_embd,
+ * ...) fits in int64 and every float is finite and positive. */
+dk_status dk_model_config_check(const char *path, const dk_model_config *c, dk_err *e) {
     if (c->n_layer <= 0 || c->n_layer > 4096 || c->n_embd <= 0 || c->n_embd > 1 << 16 ||
-        c->n_head <= 0 || c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 ||
+        c->n_head <= 0 || c->n_head > 1 << 14 || c->n_head_kv <= 0 || c->n_head % c->n_head_kv || c->head_dim <= 0 ||
         c->head_dim > 1024 || c->n_ff <= 0 || c->n_ff > 1 << 20 || c->n_vocab <= 0 ||
         c->n_vocab > 1 << 24 || c->n_rot <= 0 || c->n_rot > c->head_dim || c->n_rot % 2 ||
-        !(c->rope_theta > 0) || !(c->rms_eps > 0) || c->n_ctx_train < 0)
+        !(c->rope_theta > 0) || !isfinite(c->rope_theta) || !(c->rms_eps > 0) || !isfinite(c->rms_eps) ||
+        c->n_ctx_train < 0 || c->n_ctx_train > DK_MODEL_MAX_CTX)
         return dk_fail(e, DK_ERR_FORMAT,
                        "%s: invalid hyper-parameters (n_layer %d, n_embd %d, n_head %d, n_head_kv %d, head_dim %d, "
-                       "n_ff %d, n_vocab %d, n_rot %d, rope_theta %g, rms_eps %g)",
+                       "n_ff %d, n_vocab %d, n_rot %d, n_ctx_train %d, rope_theta %g, rms_eps %g)",
                        path, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff,
-                       c->n_vocab, c->n_rot, c->rope_theta, c->rms_eps);
+                       c->n_vocab, c->n_rot, c->n_ctx_train, c->rope_theta, c->rms_eps);
     return DK_OK;
 }
 
@@ -125,19 +129,58 @@ static bool dk_gguf_mat(dk_gguf_loader *L, const char *name, int64_t ne0, int64_
     return true;
 }
 
-static dk_status dk_gguf_u32_opt(dk_gguf_loader *L, const char *key, int *v, int def) {
-    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
+/* An optional integer key (def when absent), refused beyond int range. */
+static dk_status dk_gguf_u32_opt(const dk_gguf *g, const char *key, int *v, int def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
     uint32_t x;
-    dk_status st = dk_gguf_get_u32(L->g, key, &x, L->e);
+    dk_status st = dk_gguf_get_u32(g, key, &x, e);
     if (st) return st;
-    if (x > INT32_MAX) return dk_fail(L->e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", L->path, key, x);
+    if (x > INT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %u too large", dk_gguf_path(g), key, x);
     *v = (int)x;
     return DK_OK;
 }
 
-static dk_status dk_gguf_f32_opt(dk_gguf_loader *L, const char *key, float *v, float def) {
-    if (dk_gguf_find_key(L->g, key) < 0) { *v = def; return DK_OK; }
-    return dk_gguf_get_f32(L->g, key, v, L->e);
+static dk_status dk_gguf_f32_opt(const dk_gguf *g, const char *key, float *v, float def, dk_err *e) {
+    if (dk_gguf_find_key(g, key) < 0) { *v = def; return DK_OK; }
+    return dk_gguf_get_f32(g, key, v, e);
+}
+
+dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *c, dk_err *e) {
+    const char *path = dk_gguf_path(g), *arch;
+    size_t alen;
+    memset(c, 0, sizeof *c);
+    dk_status st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e);
+    if (st) return st;
+    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
+    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
+    else return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)",
+                        path, (int)(alen > 40 ? 40 : alen), arch);
+    const char *an = dk_arch_name(c->arch);
+    char key[128];
+#define DK_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", an, suffix), key)
+    if ((st = dk_gguf_u32_opt(g, DK_KEY("block_count"), &c->n_layer, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("embedding_length"), &c->n_embd, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("feed_forward_length"), &c->n_ff, -1, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("attention.head_count"), &c->n_head, -1, e)))
+        return st;
+    if (c->n_layer < 0 || c->n_embd < 0 || c->n_ff < 0 || c->n_head < 0)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: missing one of %s.block_count/embedding_length/feed_forward_length/attention.head_count",
+                       path, an);
+    if (c->n_head == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: %s.attention.head_count is 0", path, an);
+    if ((st = dk_gguf_u32_opt(g, DK_KEY("attention.head_count_kv"), &c->n_head_kv, c->n_head, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("attention.key_length"), &c->head_dim, c->n_embd / c->n_head, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("context_length"), &c->n_ctx_train, 0, e)) ||
+        (st = dk_gguf_u32_opt(g, DK_KEY("rope.dimension_count"), &c->n_rot, c->head_dim, e)) ||
+        (st = dk_gguf_f32_opt(g, DK_KEY("rope.freq_base"), &c->rope_theta, 10000.0f, e)) ||
+        (st = dk_gguf_f32_opt(g, DK_KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f, e)))
+        return st;
+#undef DK_KEY
+    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
+    if (!te) return dk_fail(e, DK_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    c->n_vocab = te->n_dims == 2 && te->ne[1] <= INT32_MAX ? (int)te->ne[1] : -1;
+    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
+    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    return dk_model_config_check(path, c, e);
 }
 
 /* Builds the tokenizer named by tokenizer.ggml.model; failures other than I/O are recorded in the
@@ -197,9 +240,9 @@ static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
     }
     dk_spm_vocab v = {.n_vocab = (int)n, .pieces = pieces, .piece_lens = lens, .scores = scores, .types = types,
                       .bos_id = -1, .eos_id = -1, .unk_id = -1, .add_space_prefix = true};
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.bos_token_id", &v.bos_id, -1);
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.eos_token_id", &v.eos_id, -1);
-    if (!st) st = dk_gguf_u32_opt(L, "tokenizer.ggml.unknown_token_id", &v.unk_id, -1);
+    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.bos_token_id", &v.bos_id, -1, L->e);
+    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.eos_token_id", &v.eos_id, -1, L->e);
+    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.unknown_token_id", &v.unk_id, -1, L->e);
     if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0)
         st = dk_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix, L->e);
     if (!st) {
@@ -227,43 +270,14 @@ static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     m->gguf_version = dk_gguf_version(g);
     m->n_tensors = (int)dk_gguf_n_tensors(g);
     dk_gguf_loader L = {m, g, path, e, DK_OK};
-    const char *arch;
-    size_t alen;
-    if ((st = dk_gguf_get_str(g, "general.architecture", &arch, &alen, e))) return st;
     dk_model_config *c = &m->cfg;
-    if (alen == 5 && !memcmp(arch, "llama", 5)) { c->arch = DK_ARCH_LLAMA; c->rope_type = DK_ROPE_TYPE_NORM; }
-    else if (alen == 5 && !memcmp(arch, "qwen2", 5)) { c->arch = DK_ARCH_QWEN2; c->rope_type = DK_ROPE_TYPE_NEOX; }
-    else return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2 are)",
-                        path, (int)(alen > 40 ? 40 : alen), arch);
+    if ((st = dk_model_config_read_gguf(g, c, e))) return st;
     snprintf(m->arch_name, sizeof m->arch_name, "%s", dk_arch_name(c->arch));
     if (dk_gguf_find_key(g, "general.name") >= 0) {
         const char *nm; size_t nl;
         if (dk_gguf_get_str(g, "general.name", &nm, &nl, NULL) == DK_OK)
             snprintf(m->name, sizeof m->name, "%.*s", (int)(nl > 120 ? 120 : nl), nm);
     }
-    char key[128];
-#define DK_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix), key)
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("block_count"), &c->n_layer, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("embedding_length"), &c->n_embd, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("feed_forward_length"), &c->n_ff, -1))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count"), &c->n_head, -1))) return st;
-    if (c->n_layer < 0 || c->n_embd < 0 || c->n_ff < 0 || c->n_head < 0)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: missing one of %s.block_count/embedding_length/feed_forward_length/attention.head_count",
-                       path, m->arch_name);
-    if (c->n_head == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: %s.attention.head_count is 0", path, m->arch_name);
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.head_count_kv"), &c->n_head_kv, c->n_head))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("attention.key_length"), &c->head_dim, c->n_embd / c->n_head))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("context_length"), &c->n_ctx_train, 0))) return st;
-    if ((st = dk_gguf_u32_opt(&L, DK_KEY("rope.dimension_count"), &c->n_rot, c->head_dim))) return st;
-    if ((st = dk_gguf_f32_opt(&L, DK_KEY("rope.freq_base"), &c->rope_theta, 10000.0f))) return st;
-    if ((st = dk_gguf_f32_opt(&L, DK_KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, 1e-5f))) return st;
-#undef DK_KEY
-    const dk_gguf_tensor *te = dk_gguf_find_tensor(g, "token_embd.weight");
-    if (!te) return dk_fail(e, DK_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
-    c->n_vocab = te->n_dims == 2 ? (int)te->ne[1] : -1;
-    c->tied_output = dk_gguf_find_tensor(g, "output.weight") == NULL;
-    c->qkv_bias = dk_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
-    if ((st = dk_config_check(path, c, e))) return st;
 
     /* storage type: the type holding most matrix elements */
     int64_t by_type[64] = {0};
@@ -339,7 +353,7 @@ static dk_status dk_model_load_llama2c(dk_model *m, const char *path, const uint
     c->rms_eps = 1e-5f;
     c->qkv_bias = false;
     if (h[0] <= 0 || h[1] <= 0 || h[2] <= 0 || h[3] <= 0 || h[4] <= 0 || h[6] <= 0 || h[0] % h[3] || h[3] % h[4] ||
-        c->n_vocab <= 0 || dk_config_check(path, c, NULL) != DK_OK)
+        c->n_vocab <= 0 || dk_model_config_check(path, c, NULL) != DK_OK)
         return dk_fail(e, DK_ERR_FORMAT,
                        "%s: unrecognised model format: magic %02x%02x%02x%02x is not GGUF and the llama2.c header is invalid "
                        "(dim %d, hidden %d, layers %d, heads %d, kv_heads %d, vocab %d, seq_len %d)",
@@ -477,7 +491,7 @@ dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, cons
 dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed, const char *name, uint32_t type,
                                        dk_model **out, dk_err *e) {
     *out = NULL;
-    dk_status st = dk_config_check(name, cfg, e);
+    dk_status st = dk_model_config_check(name, cfg, e);
     if (st) return st;
     const dk_model_config *c = cfg;
     size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "dk_common.h"
+#include "gguf.h"
 #include "tokenizer.h"
 
 /* ---- configuration ---- */
@@ -44,6 +45,20 @@ typedef struct {
     bool tied_output; /* lm head == token embedding */
     bool qkv_bias;    /* qwen2: biases on Q, K, V projections */
 } dk_model_config;
+
+/* Largest n_ctx_train a model may declare (and the longest context dashkit plans memory for). */
+#define DK_MODEL_MAX_CTX (1 << 24)
+
+/* The one range check of hyper-parameters every loader applies before any arithmetic on them:
+ * counts positive and bounded (n_layer <= 4096, n_embd <= 65536, n_head <= 16384, head_dim <= 1024,
+ * n_ff <= 2^20, n_vocab <= 2^24, n_ctx_train <= DK_MODEL_MAX_CTX), GQA divisible, n_rot even and
+ * <= head_dim, rope_theta and rms_eps finite and > 0. DK_ERR_FORMAT naming path and the values. */
+dk_status dk_model_config_check(const char *path, const dk_model_config *cfg, dk_err *e);
+
+/* A GGUF's hyper-parameters (general.architecture, the ARCH.* keys with the loader's defaults,
+ * n_vocab from token_embd, tied output, QKV bias), checked by dk_model_config_check. Used by
+ * dk_model_load and by the header-only memory estimate, so both accept exactly the same files. */
+dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *cfg, dk_err *e);
 
 /* ---- weights (const pointers into the mmap or into owned storage) ---- */
 

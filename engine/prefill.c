@@ -105,12 +105,6 @@ dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, in
 
 /* ---- dense vs method, side by side ---- */
 
-static double dk_prefill_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int dk_prefill_cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -126,7 +120,7 @@ static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy
                                   float *logits, double *dt, dk_flops *fl, dk_policy_run **keep_run, dk_err *e) {
     int L = dk_ctx_model(c)->cfg.n_layer;
     dk_ctx_reset(c);
-    double t0 = dk_prefill_now();
+    double t0 = dk_time_now_s();
     dk_policy_run *run = NULL;
     dk_prefill_opts o = {0};
     dk_status st = DK_OK;
@@ -135,7 +129,7 @@ static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy
         dk_policy_run_opts(run, &o);
     }
     st = dk_forward_prefill(c, tokens, T, &o, logits, e);
-    *dt = dk_prefill_now() - t0;
+    *dt = dk_time_now_s() - t0;
     *fl = dk_ctx_stats(c)->total;
     if (keep_run && !st) *keep_run = run;
     else dk_policy_run_free(run);

@@ -12,12 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-static double dk_eval_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ---- prompt ---- */
 
 void dk_eval_prompt_free(dk_eval_prompt *p) {
@@ -467,16 +461,16 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
 
     /* teacher forcing: rows 1..G-1 from g[0..G-1) in one dense chunk, then rewind */
     if (p->n_gold > 1) {
-        double t0 = dk_eval_now();
+        double t0 = dk_time_now_s();
         dk_prefill_opts o = {0};
         o.all_logits = true;
         if ((st = dk_forward_prefill(c, p->gold, p->n_gold - 1, &o, r->logits + V, e))) goto fail;
         if ((st = dk_ctx_truncate(c, r->n_prompt, e))) goto fail;
-        r->wall_forcing_s = dk_eval_now() - t0;
+        r->wall_forcing_s = dk_time_now_s() - t0;
     }
 
     /* greedy decode from row 0 */
-    double t0 = dk_eval_now();
+    double t0 = dk_time_now_s();
     const float *cur = r->logits;
     for (int step = 0; r->n_gen < p->max_new_tokens; step++) {
         int32_t next = dk_eval_pick(p, cur, V, step < p->min_new_tokens);
@@ -486,7 +480,7 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
         if ((st = dk_forward_decode(c, next, buf, e))) goto fail;
         cur = buf;
     }
-    r->wall_decode_s = dk_eval_now() - t0;
+    r->wall_decode_s = dk_time_now_s() - t0;
     size_t len;
     if ((st = dk_tokenizer_decode(tok, r->gen, r->n_gen, &r->prediction, &len, e))) goto fail;
 

@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,16 @@ static dk_status read_file(const char *path, char **buf, size_t *len, dk_err *e)
     return DK_OK;
 }
 
+/* The one conversion of a JSON number from these files to an integer: 1 with *out set when v is an
+ * integral number in [lo, hi] (checked in double before converting), else 0. */
+static int lb_json_int(const cJSON *v, double lo, double hi, long *out) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= lo && d <= hi) || d != floor(d)) return 0;
+    *out = (long)d;
+    return 1;
+}
+
 static dk_status read_json(const char *path, cJSON **out, dk_err *e) {
     char *b;
     dk_status st = read_file(path, &b, NULL, e);
@@ -52,11 +63,12 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
     if ((st = read_json(p2, &jm, e))) { cJSON_Delete(jp); return st; }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(jp, dataset);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(jm, dataset);
+    long maxlen = 0;
     if (!cJSON_IsString(t)) st = dk_fail(e, DK_ERR_FORMAT, "%s: no string entry for dataset '%s'", p1, dataset);
-    else if (!cJSON_IsNumber(m) || m->valuedouble < 1 || m->valuedouble != (int)m->valuedouble)
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: no positive integer entry for dataset '%s'", p2, dataset);
+    else if (!lb_json_int(m, 1, DK_LONGBENCH_MAX_NEW_TOKENS, &maxlen))
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: no integer entry in 1..%d for dataset '%s'", p2, DK_LONGBENCH_MAX_NEW_TOKENS, dataset);
     else if (!(*tmpl = strdup(t->valuestring))) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-    else *max_new_tokens = m->valueint;
+    else *max_new_tokens = (int)maxlen;
     cJSON_Delete(jp);
     cJSON_Delete(jm);
     return st;
@@ -152,7 +164,7 @@ static char **strarray(const cJSON *a, int *n) {
 
 /* Checks one parsed line; returns 1 if fine, else 0 with the message in why. e: a LongBench-E
  * file, whose "dataset" field may also be "<dataset>_e". */
-static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, char *why, size_t nwhy) {
+static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, long *length, char *why, size_t nwhy) {
     static const char *const strf[] = {"input", "context", "dataset", "language", "_id"};
     if (!cJSON_IsObject(o)) { snprintf(why, nwhy, "not a JSON object"); return 0; }
     for (size_t i = 0; i < sizeof strf / sizeof strf[0]; i++) {
@@ -170,8 +182,8 @@ static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, c
     }
     const cJSON *len = cJSON_GetObjectItemCaseSensitive(o, "length");
     if (!len) { snprintf(why, nwhy, "missing field 'length'"); return 0; }
-    if (!cJSON_IsNumber(len) || len->valuedouble < 0 || len->valuedouble != (double)(long)len->valuedouble) {
-        snprintf(why, nwhy, "field 'length': expected a non-negative integer"); return 0;
+    if (!lb_json_int(len, 0, DK_LONGBENCH_MAX_LENGTH, length)) {
+        snprintf(why, nwhy, "field 'length': expected an integer in 0..%.0f", DK_LONGBENCH_MAX_LENGTH); return 0;
     }
     const cJSON *ans = cJSON_GetObjectItemCaseSensitive(o, "answers");
     if (!ans) { snprintf(why, nwhy, "missing field 'answers'"); return 0; }
@@ -222,8 +234,9 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
         if (!L) continue;
         cJSON *o = cJSON_ParseWithOpts(line, NULL, 1);
         char why[512];
+        long length = 0;
         if (!o) { st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: invalid JSON", path, lineno); break; }
-        if (!check_line(o, dataset, is_e, m, why, sizeof why)) {
+        if (!check_line(o, dataset, is_e, m, &length, why, sizeof why)) {
             cJSON_Delete(o);
             st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: %s", path, lineno, why);
             break;
@@ -240,7 +253,7 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
         s->metric = m;
         s->dataset = dataset;
         s->max_new_tokens = max_new_tokens;
-        s->length = (long)cJSON_GetObjectItemCaseSensitive(o, "length")->valuedouble;
+        s->length = length;
         const char *ctx = cJSON_GetObjectItemCaseSensitive(o, "context")->valuestring;
         const char *inp = cJSON_GetObjectItemCaseSensitive(o, "input")->valuestring;
         const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "all_classes");

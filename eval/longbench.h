@@ -6,6 +6,11 @@
 
 #include "task.h"
 
+/* Ranges every number read from these files is checked against (before any conversion): a
+ * sample's "length" (words/characters of its context) and dataset2maxlen.json's budgets. */
+#define DK_LONGBENCH_MAX_LENGTH 1e12
+#define DK_LONGBENCH_MAX_NEW_TOKENS (1 << 20)
+
 /* Reads the template and max new tokens of `dataset` from config_dir/dataset2prompt.json and
  * config_dir/dataset2maxlen.json. *tmpl is malloc'd. */
 dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, char **tmpl,

@@ -905,14 +905,8 @@ fail:;
     return st;
 }
 
-static double dk_mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start, double t0) {
-    pr->elapsed_s = dk_mono_s() - t0;
+    pr->elapsed_s = dk_time_now_s() - t0;
     pr->samples_new = pr->samples_done - samples_at_start;
     pr->samples_per_s = pr->elapsed_s > 0 && pr->samples_new > 0 ? (double)pr->samples_new / pr->elapsed_s : 0;
     int64_t left = pr->samples_total - pr->samples_done;
@@ -991,7 +985,7 @@ dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_ru
     statpipe[1] = -1;
 
     if ((st = dk_store_open(o->db_path, 0, &s, e))) goto wait;
-    double t0 = dk_mono_s(), last = -1e9;
+    double t0 = dk_time_now_s(), last = -1e9;
     int alive = n_pids, worker_failed = 0;
     while (alive > 0) {
         int ws;
@@ -1005,8 +999,8 @@ dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_ru
                 }
             continue;
         }
-        if (o->progress && dk_mono_s() - last >= o->progress_interval_s) {
-            last = dk_mono_s();
+        if (o->progress && dk_time_now_s() - last >= o->progress_interval_s) {
+            last = dk_time_now_s();
             if (dk_progress_query(s, p.run_id, &pr, e) == DK_OK) {
                 dk_progress_derive(&pr, samples_at_start, t0);
                 o->progress(o->progress_user, &pr, 0);

@@ -4,6 +4,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "quant.h"
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,11 @@ static void put_str(dk_buf *b, const char *s) { put_u64(b, strlen(s)); put(b, s,
 static void kv_u32(dk_buf *b, const char *k, uint32_t v) { put_str(b, k); put_u32(b, DK_GGUF_TYPE_UINT32); put_u32(b, v); }
 static void kv_str(dk_buf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, DK_GGUF_TYPE_STRING); put_str(b, v); }
 
-typedef struct { uint32_t version; uint64_t n_kv_override; uint32_t bad_type; size_t cut; int misalign; } dk_gguf_variant;
+/* block_count (0: 1), key_length (0: absent), nan_theta: a NaN llama.rope.freq_base */
+typedef struct {
+    uint32_t version; uint64_t n_kv_override; uint32_t bad_type; size_t cut; int misalign;
+    uint32_t block_count, key_length; int nan_theta;
+} dk_gguf_variant;
 
 static const struct { const char *name; uint64_t ne0, ne1; } dk_tensors[] = {
     {"token_embd.weight", 8, 16}, {"output_norm.weight", 8, 0}, {"output.weight", 8, 16},
@@ -38,10 +43,17 @@ static void write_gguf(const char *path, dk_gguf_variant v) {
     put(&b, "GGUF", 4);
     put_u32(&b, v.version ? v.version : 3);
     put_u64(&b, DK_NT);
-    put_u64(&b, v.n_kv_override ? v.n_kv_override : 8);
+    put_u64(&b, v.n_kv_override ? v.n_kv_override : (uint64_t)(8 + (v.key_length > 0) + (v.nan_theta > 0)));
     kv_str(&b, "general.architecture", "llama");
     kv_str(&b, "general.name", "dk-test");
-    kv_u32(&b, "llama.block_count", 1);
+    kv_u32(&b, "llama.block_count", v.block_count ? v.block_count : 1);
+    if (v.key_length) kv_u32(&b, "llama.attention.key_length", v.key_length);
+    if (v.nan_theta) {
+        put_str(&b, "llama.rope.freq_base");
+        put_u32(&b, DK_GGUF_TYPE_FLOAT32);
+        float nan = NAN;
+        put(&b, &nan, 4);
+    }
     kv_u32(&b, "llama.embedding_length", 8);
     kv_u32(&b, "llama.feed_forward_length", 16);
     kv_u32(&b, "llama.attention.head_count", 2);
@@ -87,10 +99,11 @@ static char *tmp_path(const char *name) {
     return r;
 }
 
-/* Runs `dashkit info path`; asserts exit 1, nothing on stdout, one stderr line naming the file and `what`. */
-static void expect_info_error(const char *path, const char *what) {
+/* Runs `dashkit info [opt] path`; asserts exit 1, nothing on stdout, one stderr line naming the
+ * file and `what`. */
+static void expect_info_opt_error(const char *opt, const char *path, const char *what) {
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "( %s info '%s' 2>&1 >/dev/null )", dk_test_cli(), path);
+    snprintf(cmd, sizeof cmd, "( %s info %s '%s' 2>&1 >/dev/null )", dk_test_cli(), opt, path);
     int rc = dk_test_run(cmd, 0, &out);
     ck_assert_int_eq(rc, 1);
     ck_assert_ptr_nonnull(out);
@@ -100,6 +113,7 @@ static void expect_info_error(const char *path, const char *what) {
     ck_assert_msg(nl && nl[1] == 0, "expected exactly one line: %s", out);
     free(out);
 }
+static void expect_info_error(const char *path, const char *what) { expect_info_opt_error("", path, what); }
 
 START_TEST(test_valid_file) {
     const char *p = tmp_path("ok.gguf");
@@ -207,6 +221,25 @@ START_TEST(test_missing_file) {
 }
 END_TEST
 
+/* Finding 2 of issue 17: `info --memory` applies the loader's hyper-parameter checks (it used to
+ * multiply block_count * key_length = (2^31-1)^2 into a negative byte count, print "4096 TiB" for
+ * block_count 2^31-1 alone and accept a NaN rope_theta, all with exit 0). */
+START_TEST(test_memory_checks_hparams) {
+    static const dk_gguf_variant bad[] = {
+        {.block_count = 0x7fffffff, .key_length = 0x7fffffff}, {.block_count = 0x7fffffff}, {.nan_theta = 1},
+        {.key_length = 0x7fffffff},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "hparam%zu.gguf", i);
+        const char *p = tmp_path(name);
+        write_gguf(p, bad[i]);
+        expect_info_opt_error("--memory", p, "invalid hyper-parameters");
+        expect_info_opt_error("", p, "invalid hyper-parameters");
+    }
+}
+END_TEST
+
 /* The real llama.cpp-written GGUF: values from its header (PROVENANCE.md). */
 START_TEST(test_real_fixture_info) {
     char buf[512];
@@ -239,6 +272,7 @@ int main(void) {
     tcase_add_test(tc, test_misaligned_offset);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_real_fixture_info);
+    tcase_add_test(tc, test_memory_checks_hparams);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }

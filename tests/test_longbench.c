@@ -217,6 +217,15 @@ START_TEST(test_malformed) {
     expect_bad("ds.jsonl", "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"musique\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "1: field 'dataset'");
     expect_bad("array.jsonl", "[1, 2]\n", "1: not a JSON object");
+    /* issue 17 finding 3: lengths beyond the integer range are refused by a range check made
+     * before the float->integer conversion (it used to convert first: undefined behaviour) */
+    static const char *const huge[] = {"1e300", "-1e300", "9.3e18", "1e13", "2.5", "-1"};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        char line[512];
+        snprintf(line, sizeof line, GOOD "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": %s, "
+                 "\"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n", huge[i]);
+        expect_bad("length.jsonl", line, "2: field 'length': expected an integer in 0..1000000000000");
+    }
 }
 END_TEST
 
