@@ -268,4 +268,57 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
                              dk_dense_result *out, int *found, dk_err *err);
 void dk_store_dense_free(dk_dense_result *r);
 
+/* ---- merging shard stores (`dashkit merge`, eval/merge.h) ---- */
+
+/* One row of runs, owned copies (NULL where unknown; finished_at NAN while open). */
+typedef struct {
+    int64_t id;
+    char *name, *config_path, *config_text, *config_hash, *git_rev, *host, *cpu, *blas_core, *command, *shard;
+    int threads, workers;
+    int64_t n_cells;
+    double started_at, finished_at;
+} dk_store_run;
+
+dk_status dk_store_runs_read(dk_store *s, dk_store_run **runs, size_t *n, dk_err *err); /* ascending id */
+void dk_store_runs_free(dk_store_run *runs, size_t n);
+
+/* PRAGMA quick_check; DK_ERR_FORMAT "PATH: corrupt: ..." when it fails. */
+dk_status dk_store_quick_check(dk_store *s, dk_err *err);
+
+/* A write transaction around several calls (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
+dk_status dk_store_begin(dk_store *s, dk_err *err);
+dk_status dk_store_commit(dk_store *s, dk_err *err);
+void dk_store_rollback(dk_store *s);
+const char *dk_store_path(const dk_store *s);
+
+typedef struct {
+    int64_t cells_added;   /* cells new to out */
+    int64_t samples_added; /* sample rows copied (with their layer rows) */
+    int64_t samples_same;  /* sample rows out already had, found equal */
+    int64_t dense_added;   /* dense references copied */
+} dk_store_merge_stats;
+
+/* Inside the caller's transaction on out: unites into out what src (opened read-only) holds for
+ * the config of config_run (one of src's runs; its config_hash selects every src run of that
+ * config). The merged run is out's first run of that config hash with run_shards rows, created
+ * from config_run (command recorded) when there is none; *merged_run receives its id. Copied:
+ *   run_shards  one row per src run of the config (its host, CPU, BLAS core, revision, times);
+ *               the merged run's host/cpu/blas_core/git_rev become the distinct values of all
+ *               its shard runs, its started/finished_at their span
+ *   models      by sha256; cells by key (linked to the merged run at their config position)
+ *   samples     (with sample_layers) new ones copied; ones out already has must be equal in every
+ *               column but measurements (names starting with "wall", worker, created_at)
+ *   state       done in src -> done in out (the done trigger checks the samples); failed -> failed
+ *               unless done; running/pending -> pending (its stored samples kept: `run` resumes)
+ *   dense_results  new ones copied, stored ones compared likewise
+ * A difference is DK_ERR_STATE "SRC: cell KEY12 (task options method params) sample S: COLUMN
+ * differs from the result already merged (...)"; the caller rolls back. Samples, layer rows and
+ * dense rows are compared column by column of the two stores' tables, so columns added by later
+ * schema versions take part. ms counts are added to. */
+dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
+                              int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err);
+
+/* Cells of run_id by state (counts[DK_CELL_PENDING..DK_CELL_FAILED]) and their sample rows. */
+dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err);
+
 #endif

@@ -1,7 +1,11 @@
 /* test_shard.c — `run --shard I/N` and `run --dry-run` (eval/shard.h): the shard of a cell is a
  * pure function of its identity (stable when the config grows or is reordered), every cell is in
  * exactly one shard for N = 1..8, rho-siblings share a shard, bad --shard values are usage
- * errors; a shard run registers only its cells, in config order, and records "I/N". */
+ * errors; a shard run registers only its cells, in config order, and records "I/N".
+ * `dashkit merge`: shards united == the one-machine run (every sample, layer and dense row but wall
+ * times), idempotent, a conflicting shard refused naming the cell with OUT untouched, a partial
+ * shard merged and finished by `run`, bad inputs (missing, corrupt, truncated, other config, OUT
+ * itself) one line, exit 1, nothing written. */
 #include "config.h"
 #include "runner.h"
 #include "shard.h"
@@ -41,7 +45,7 @@ static void write_text(const char *path, const char *text) {
 static void tmp_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name); }
 
 static int run_cli(const char *args, char **out) {
-    char cmd[2048];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "%s %s", dk_test_cli(), args);
     return dk_test_run(cmd, 1, out);
 }
@@ -259,6 +263,312 @@ START_TEST(test_shard_run_registers_its_cells) {
 }
 END_TEST
 
+/* ---- merge ---- */
+
+static const char *k_cfg_merge =
+    "{\"name\":\"mg\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
+    "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],"
+    "\"samples\":2,\"seed\":5,\"threads\":1}";
+
+/* Every row of a query as text (BLOBs as hex), one line per row. */
+static char *dump_query(const char *db, const char *sql) {
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(h, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    out[0] = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(q); i++) {
+            int t = sqlite3_column_type(q, i), n = sqlite3_column_bytes(q, i);
+            size_t need = len + 2 * (size_t)n + 32;
+            while (need > cap) { cap *= 2; out = realloc(out, cap); }
+            if (t == SQLITE_NULL) len += (size_t)sprintf(out + len, "NULL");
+            else if (t == SQLITE_BLOB) {
+                const unsigned char *b = sqlite3_column_blob(q, i);
+                for (int k = 0; k < n; k++) len += (size_t)sprintf(out + len, "%02x", b[k]);
+            } else if (t == SQLITE_FLOAT) len += (size_t)sprintf(out + len, "%a", sqlite3_column_double(q, i));
+            else len += (size_t)sprintf(out + len, "%s", (const char *)sqlite3_column_text(q, i));
+            out[len++] = i + 1 < sqlite3_column_count(q) ? '|' : '\n';
+            out[len] = 0;
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    return out;
+}
+
+/* What must be equal between a merged store and a one-machine run: every sample row, layer row
+ * and dense reference but wall times, ids, workers and creation times, keyed by cell identity. */
+static char *dump_results(const char *db) {
+    char *a = dump_query(db,
+        "SELECT c.key, c.identity, c.state, c.n_samples, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens,"
+        " s.question_tokens, s.gen_tokens, s.active_tokens, s.flops_dense, s.flops_method, s.flops_dense_parts,"
+        " s.flops_method_parts, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1,"
+        " (SELECT group_concat(l.layer || ':' || coalesce(l.delta_min, '-') || ':' || coalesce(l.delta_median, '-') || ':'"
+        "  || coalesce(l.delta_max, '-') || ':' || l.flops, ',') FROM (SELECT * FROM sample_layers WHERE sample_row = s.id"
+        "  ORDER BY layer) l)"
+        " FROM cells c LEFT JOIN samples s ON s.cell_id = c.id ORDER BY c.key, s.sample_id");
+    char *b = dump_query(db,
+        "SELECT model_sha256, task_key, sample_id, task, task_options, prompt_tokens, flops, flops_parts, prediction, score,"
+        " n_vocab, n_logit_rows, logits FROM dense_results ORDER BY 1, 2, 3");
+    char *r = malloc(strlen(a) + strlen(b) + 8);
+    sprintf(r, "%s--\n%s", a, b);
+    free(a);
+    free(b);
+    return r;
+}
+
+/* Every row of every table (for "nothing changed"). */
+static char *dump_all(const char *db) {
+    static const char *const tables[] = {"runs", "models", "cells", "run_cells", "samples", "sample_layers",
+                                         "dense_results", "run_shards"};
+    char *all = calloc(1, 1);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY 1, 2, 3", tables[i]);
+        char *t = dump_query(db, sql);
+        all = realloc(all, strlen(all) + strlen(t) + 64);
+        sprintf(all + strlen(all), "== %s\n%s", tables[i], t);
+        free(t);
+    }
+    return all;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    void *b = dk_test_read_file(from, &n);
+    FILE *f = fopen(to, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+static void sql_exec(const char *db, const char *sql) {
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(h, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_close(h);
+}
+
+static int64_t q_int(const char *db, const char *sql) {
+    char *t = dump_query(db, sql);
+    int64_t v = strtoll(t, NULL, 10);
+    free(t);
+    return v;
+}
+
+/* The one-machine run (all.db) and the 3 shard stores (s1..s3.db) of k_cfg_merge in the test's
+ * folder; paths written to cfg/all/sh. */
+static void make_runs(char cfg[512], char all[512], char sh[3][512]) {
+    char args[2048];
+    char *out = NULL;
+    tmp_path(cfg, 512, "merge.json");
+    write_text(cfg, k_cfg_merge);
+    tmp_path(all, 512, "all.db");
+    snprintf(args, sizeof args, "run %s --db %s --quiet", cfg, all);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "s%d.db", i + 1);
+        tmp_path(sh[i], 512, name);
+        snprintf(args, sizeof args, "run %s --shard %d/3 --db %s --quiet", cfg, i + 1, sh[i]);
+        ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+        free(out);
+    }
+}
+
+static int merge_cli(const char *out_db, const char *shards, char **out) {
+    char args[4096];
+    snprintf(args, sizeof args, "merge %s %s", out_db, shards);
+    return run_cli(args, out);
+}
+
+/* exactly one line of output */
+static void assert_one_line(const char *out) {
+    const char *nl = strchr(out, '\n');
+    ck_assert_msg(nl && !nl[1], "not one line: %s", out);
+}
+
+START_TEST(test_merge_equals_single_idempotent_conflict) {
+    char cfg[512], all[512], sh[3][512], out_db[512], shards[2048], *out = NULL;
+    make_runs(cfg, all, sh);
+    tmp_path(out_db, sizeof out_db, "out.db");
+    snprintf(shards, sizeof shards, "%s %s %s", sh[0], sh[1], sh[2]);
+    ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\npending: 0\nfailed: 0\nsamples: 16\n"), "%s", out);
+    free(out);
+    /* == the one-machine run, sample by sample (wall times aside) */
+    char *a = dump_results(all), *b = dump_results(out_db);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    /* one run, with each shard's provenance */
+    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM runs"), 1);
+    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM run_shards"), 3);
+    ck_assert_int_eq(q_int(out_db, "SELECT count(DISTINCT shard) FROM run_shards WHERE host <> '' AND cpu IS NOT NULL"), 3);
+    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM runs WHERE host IS NOT NULL AND blas_core IS NOT NULL AND shard IS NULL"
+                                   " AND n_cells = 8 AND finished_at >= started_at"), 1);
+    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM run_cells"), 8);
+    /* config order kept: the merged run's ords are those of the one-machine run */
+    char *oa = dump_query(all, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
+    char *ob = dump_query(out_db, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
+    ck_assert_str_eq(oa, ob);
+    free(oa);
+    free(ob);
+
+    /* idempotent: the same shards again change nothing, one of them or all */
+    char *before = dump_all(out_db);
+    ck_assert_msg(merge_cli(out_db, sh[1], &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "samples_added: 0\n"), "%s", out);
+    free(out);
+    ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells_added: 0\nsamples_added: 0\nsamples_same: 16\ndense_added: 0\n"), "%s", out);
+    free(out);
+    char *after = dump_all(out_db);
+    ck_assert_str_eq(before, after);
+    free(after);
+
+    /* a conflicting shard: one score changed -> refused naming the cell, OUT untouched */
+    int k = q_int(sh[0], "SELECT count(*) FROM samples") ? 0 : q_int(sh[1], "SELECT count(*) FROM samples") ? 1 : 2;
+    char bad[512], sql[512];
+    tmp_path(bad, sizeof bad, "conflict.db");
+    copy_file(sh[k], bad);
+    char *key = dump_query(bad, "SELECT substr(c.key, 1, 12) FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY s.id LIMIT 1");
+    key[12] = 0;
+    snprintf(sql, sizeof sql, "UPDATE samples SET score = score + 1 WHERE id = (SELECT min(id) FROM samples)");
+    sql_exec(bad, sql);
+    ck_assert_int_eq(merge_cli(out_db, bad, &out), 1);
+    assert_one_line(out);
+    char want[64];
+    snprintf(want, sizeof want, "cell %s (", key);
+    ck_assert_msg(strstr(out, want) && strstr(out, "score differs") && strstr(out, "dashkit merge: "), "%s", out);
+    free(out);
+    /* also among the shards of one merge into a new OUT: nothing is left behind */
+    char fresh[512], both[2048];
+    tmp_path(fresh, sizeof fresh, "fresh.db");
+    snprintf(both, sizeof both, "%s %s", sh[k], bad);
+    ck_assert_int_eq(merge_cli(fresh, both, &out), 1);
+    free(out);
+    struct stat st;
+    ck_assert_int_ne(stat(fresh, &st), 0);
+    after = dump_all(out_db);
+    ck_assert_str_eq(before, after);
+    free(after);
+    free(before);
+    free(key);
+}
+END_TEST
+
+START_TEST(test_merge_partial_then_run) {
+    char cfg[512], all[512], sh[3][512], out_db[512], shards[2048], args[2048], *out = NULL;
+    make_runs(cfg, all, sh);
+    /* the shard with most cells, cut short: one cell killed after its first sample (still
+     * "running" for a worker on a host that is gone), another not started */
+    int k = 0;
+    for (int i = 1; i < 3; i++)
+        if (q_int(sh[i], "SELECT count(*) FROM cells") > q_int(sh[k], "SELECT count(*) FROM cells")) k = i;
+    ck_assert_int_ge(q_int(sh[k], "SELECT count(*) FROM cells"), 2);
+    char part[512];
+    tmp_path(part, sizeof part, "partial.db");
+    copy_file(sh[k], part);
+    sql_exec(part,
+             "DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM samples WHERE (cell_id = (SELECT min(id) FROM cells)"
+             "  AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells));"
+             "DELETE FROM samples WHERE (cell_id = (SELECT min(id) FROM cells) AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells);"
+             "UPDATE cells SET state = 'running', worker_host = 'gone', worker_pid = 1, lease_until = 0 WHERE id = (SELECT min(id) FROM cells);"
+             "UPDATE cells SET state = 'pending' WHERE id = (SELECT max(id) FROM cells);"
+             "UPDATE runs SET finished_at = NULL;");
+    tmp_path(out_db, sizeof out_db, "partial-out.db");
+    snprintf(shards, sizeof shards, "%s %s %s", k == 0 ? part : sh[0], k == 1 ? part : sh[1], k == 2 ? part : sh[2]);
+    ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 6\npending: 2\nfailed: 0\nsamples: 13\n"), "%s", out);
+    free(out);
+    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM runs WHERE finished_at IS NULL"), 1);
+    /* the remainder finishes with `run`: exactly the 3 missing samples, then equal to one machine */
+    snprintf(args, sizeof args, "run %s --db %s --quiet", cfg, out_db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "samples: 16\nsamples_new: 3\n"), "%s", out);
+    free(out);
+    char *a = dump_results(all), *b = dump_results(out_db);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    /* the finished shard merged again later: nothing conflicts, nothing is added */
+    ck_assert_msg(merge_cli(out_db, sh[k], &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "samples_added: 0\n"), "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_merge_bad_inputs) {
+    char cfg[512], all[512], sh[3][512], out_db[512], args[2048], *out = NULL;
+    make_runs(cfg, all, sh);
+    tmp_path(out_db, sizeof out_db, "bad-out.db");
+    ck_assert_int_eq(merge_cli(out_db, sh[0], &out), 0);
+    free(out);
+    size_t n0;
+    void *bytes0 = dk_test_read_file(out_db, &n0);
+    /* another config's shard */
+    char other_cfg[512], other[512], corrupt[512], trunc[512], missing[512], newout[512];
+    tmp_path(other_cfg, sizeof other_cfg, "other.json");
+    write_text(other_cfg, "{\"name\":\"other\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"length\":200}],"
+                          "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1}");
+    tmp_path(other, sizeof other, "other.db");
+    snprintf(args, sizeof args, "run %s --shard 1/1 --db %s --quiet", other_cfg, other);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+    /* a corrupt file, a truncated store, a missing file */
+    tmp_path(corrupt, sizeof corrupt, "corrupt.db");
+    char junk[8192];
+    memset(junk, 'x', sizeof junk);
+    FILE *f = fopen(corrupt, "wb");
+    fwrite(junk, 1, sizeof junk, f);
+    fclose(f);
+    tmp_path(trunc, sizeof trunc, "trunc.db");
+    size_t n;
+    void *b = dk_test_read_file(sh[1], &n);
+    f = fopen(trunc, "wb");
+    fwrite(b, 1, n * 2 / 3, f);
+    fclose(f);
+    free(b);
+    tmp_path(missing, sizeof missing, "no-such-shard.db");
+    tmp_path(newout, sizeof newout, "never.db");
+    struct { const char *shard, *want; } cases[] = {
+        {other, "a shard of config"}, {corrupt, "not a dashkit store"}, {trunc, trunc}, {missing, "no such store"},
+        {out_db, "is the output store itself"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char list[1100];
+        snprintf(list, sizeof list, "%s %s", sh[2], cases[i].shard);
+        for (int o = 0; o < (cases[i].shard == out_db ? 1 : 2); o++) {
+            int rc = merge_cli(o ? newout : out_db, list, &out);
+            ck_assert_msg(rc == 1, "case %zu: rc %d: %s", i, rc, out);
+            assert_one_line(out);
+            ck_assert_msg(strstr(out, "dashkit merge: ") && strstr(out, cases[i].want), "%s", out);
+            free(out);
+        }
+        struct stat st;
+        ck_assert_int_ne(stat(newout, &st), 0);
+        void *bytes = dk_test_read_file(out_db, &n);
+        ck_assert(n == n0 && !memcmp(bytes, bytes0, n));
+        free(bytes);
+    }
+    /* usage */
+    ck_assert_int_eq(run_cli("merge", &out), 2);
+    free(out);
+    snprintf(args, sizeof args, "merge %s", newout);
+    ck_assert_int_eq(run_cli(args, &out), 2);
+    assert_one_line(out);
+    free(out);
+    free(bytes0);
+}
+END_TEST
+
 static Suite *shard_suite(void) {
     Suite *s = suite_create("shard");
     TCase *tc = tcase_create("shard");
@@ -268,6 +578,9 @@ static Suite *shard_suite(void) {
     tcase_add_test(tc, test_dry_run_cover_once);
     tcase_add_test(tc, test_bad_shard_usage);
     tcase_add_test(tc, test_shard_run_registers_its_cells);
+    tcase_add_test(tc, test_merge_equals_single_idempotent_conflict);
+    tcase_add_test(tc, test_merge_partial_then_run);
+    tcase_add_test(tc, test_merge_bad_inputs);
     suite_add_tcase(s, tc);
     return s;
 }
