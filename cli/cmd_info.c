@@ -1,6 +1,7 @@
 /* cmd_info.c — `dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]`: one
  * `key: value` per line, including the memory the model needs at a context length. */
 #include "cli.h"
+#include "gguf.h"
 #include "memory.h"
 #include "model.h"
 #include <errno.h>
@@ -82,6 +83,35 @@ static int dk_info_is_gguf(const char *path) {
     return ok;
 }
 
+/* A GGUF dashkit cannot run (vocab-only, or an architecture/type it does not support): what the
+ * header says and the tokenizer it carries. Returns 0 for a vocab-only file, else 1 after the
+ * load error (st, why); -1 when the file does not even open as GGUF (the caller reports `why`). */
+static int dk_info_header_only(const char *path, dk_status st, const dk_err *why) {
+    dk_gguf *g;
+    dk_err e = {{0}};
+    if (dk_gguf_open(path, &g, &e) != DK_OK) return -1;
+    int64_t n_tensors = dk_gguf_n_tensors(g);
+    if (n_tensors > 0 && st != DK_ERR_UNSUPPORTED) { dk_gguf_close(g); return -1; }
+    printf("path: %s\nformat: gguf\ngguf_version: %u\nn_tensors: %lld\n", path, dk_gguf_version(g), (long long)n_tensors);
+    static const char *const keys[2] = {"general.name", "general.architecture"}, *const names[2] = {"name", "arch"};
+    for (int k = 0; k < 2; k++) {
+        const char *s;
+        size_t n;
+        if (dk_gguf_find_key(g, keys[k]) >= 0 && dk_gguf_get_str(g, keys[k], &s, &n, NULL) == DK_OK)
+            printf("%s: %.*s\n", names[k], (int)(n > 120 ? 120 : n), s);
+    }
+    dk_tokenizer *tk = NULL;
+    char desc[64];
+    dk_tokenizer_load_gguf(g, path, &tk, desc, sizeof desc, &e);
+    printf("tokenizer: %s\n", desc);
+    if (tk) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(tk), dk_tokenizer_eos(tk));
+    dk_tokenizer_free(tk);
+    dk_gguf_close(g);
+    if (n_tensors == 0) { printf("weights: none (vocab-only file)\n"); return 0; }
+    fprintf(stderr, "dashkit info: %s\n", why->msg);
+    return 1;
+}
+
 int dk_cmd_info(int argc, char **argv) {
     const char *path = NULL, *tok = NULL;
     int ctx = 0, chunk = 0, memory_only = 0;
@@ -111,9 +141,11 @@ int dk_cmd_info(int argc, char **argv) {
     dk_model_config hc;
     int64_t wb = 0, wf = 0;
     char type[16] = "";
-    if (gguf && dk_memory_read_gguf(path, &hc, &wb, &wf, type, &e)) {
-        fprintf(stderr, "dashkit info: %s\n", e.msg);
-        return 1;
+    dk_status st;
+    if (gguf && (st = dk_memory_read_gguf(path, &hc, &wb, &wf, type, &e))) {
+        int rc = memory_only ? -1 : dk_info_header_only(path, st, &e);
+        if (rc < 0) fprintf(stderr, "dashkit info: %s\n", e.msg);
+        return rc < 0 ? 1 : rc;
     }
     if (memory_only) {
         if (!gguf) {
@@ -127,9 +159,10 @@ int dk_cmd_info(int argc, char **argv) {
         return 0;
     }
     dk_model *m;
-    if (dk_model_load(path, tok, &m, &e)) {
-        fprintf(stderr, "dashkit info: %s\n", e.msg);
-        return 1;
+    if ((st = dk_model_load(path, tok, &m, &e))) {
+        int rc = gguf ? dk_info_header_only(path, st, &e) : -1;
+        if (rc < 0) fprintf(stderr, "dashkit info: %s\n", e.msg);
+        return rc < 0 ? 1 : rc;
     }
     const dk_model_config *c = &m->cfg;
     printf("path: %s\n", path);

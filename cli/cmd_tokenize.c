@@ -17,8 +17,8 @@ static void dk_tokenize_usage(FILE *f) {
             "       dashkit tokenize MODEL [-z TOKENIZER] --decode ID...\n"
             "\n"
             "Encodes TEXT (several arguments are joined with single spaces) with the model's tokenizer and\n"
-            "prints the ids space-separated on one line. MODEL is a GGUF (its embedded tokenizer) or a\n"
-            "llama2.c checkpoint (needs -z).\n"
+            "prints the ids space-separated on one line. MODEL is a GGUF (its embedded tokenizer, whatever\n"
+            "its architecture; vocab-only files too) or a llama2.c checkpoint (needs -z).\n"
             "\n"
             "options:\n"
             "  -z, --tokenizer PATH         llama2.c tok*.bin tokenizer (overrides a GGUF's own)\n"
@@ -113,14 +113,13 @@ int dk_cmd_tokenize(int argc, char **argv) {
     int rc = 1;
     char *text = NULL, *out = NULL;
     int32_t *enc = NULL;
-    dk_model *m = NULL;
+    dk_tokenizer *tk = NULL;
     dk_err e = {{0}};
-    const dk_tokenizer *tk = NULL;
-    if (dk_model_load(pos[0], tok_path, &m, &e) != DK_OK || dk_model_tokenizer(m, &tk, &e) != DK_OK) {
+    if (dk_model_load_tokenizer(pos[0], tok_path, &tk, &e) != DK_OK) {
         fprintf(stderr, "dashkit tokenize: %s\n", e.msg);
         goto done;
     }
-    if (rm_ws) dk_tokenizer_set_remove_extra_whitespaces(m->tokenizer, true); /* == tk, owned by m */
+    if (rm_ws) dk_tokenizer_set_remove_extra_whitespaces(tk, true);
 
     if (decode) {
         if (pieces) {
@@ -185,6 +184,6 @@ int dk_cmd_tokenize(int argc, char **argv) {
 done:
     if (fflush(stdout) != 0 && rc == 0) { fprintf(stderr, "dashkit tokenize: write error\n"); rc = 1; }
     free(enc); free(text); free(out); free(ids); free(pos);
-    dk_model_free(m);
+    if (tk) dk_tokenizer_free(tk);
     return rc;
 }

@@ -11,7 +11,7 @@
  *   h  += (silu(xbf·Wgᵀ) ⊙ xbf·Wuᵀ)·Wdᵀ,  xbf = rmsnorm(h) * ffn_norm   (hook: AFTER_LAYER)
  * then the block output is scattered back (dense: buffers swap, no copy).
  *
- * Weights in F16/BF16/Q8_0 stay in that type (model.h); each such matrix is converted into the
+ * Weights in F16/BF16 or a quantised type stay in that type (model.h); each such matrix is converted into the
  * f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no half-precision GEMM), the lm
  * head in blocks of rows that fit wbuf, token_embd one row per token. Converted values are the
  * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.

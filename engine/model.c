@@ -97,8 +97,8 @@ static const dk_gguf_tensor *dk_gguf_check(dk_gguf_loader *L, const char *name, 
         return NULL;
     }
     if (!dk_ggml_type_supported(t->type)) {
-        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported yet (F32, F16, BF16, Q8_0 are)",
-                L->path, name, dk_ggml_type_name(t->type));
+        L->st = dk_fail(L->e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not supported (%s are)",
+                L->path, name, dk_ggml_type_name(t->type), dk_ggml_supported_names());
         return NULL;
     }
     return t;
@@ -183,81 +183,19 @@ dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *c, dk_err
     return dk_model_config_check(path, c, e);
 }
 
-/* Builds the tokenizer named by tokenizer.ggml.model; failures other than I/O are recorded in the
- * model (tokenizer_error) rather than failing the load, so id-level work still runs. */
+/* The tokenizer the file carries (tokenizer_gguf.c); when it cannot be built the reason is kept
+ * in the model (tokenizer_error) rather than failing the load, so id-level work still runs. */
 static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
     dk_model *m = L->m;
-    dk_gguf *g = L->g;
-    const char *kind;
-    size_t klen;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.model") < 0) {
-        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "none");
-        snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%s: the GGUF has no tokenizer (no tokenizer.ggml.model key)", L->path);
+    dk_err te = {{0}};
+    if (dk_tokenizer_load_gguf(L->g, L->path, &m->tokenizer, m->tokenizer_desc, sizeof m->tokenizer_desc, &te) != DK_OK) {
+        snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.900s", te.msg);
         return DK_OK;
     }
-    dk_status st = dk_gguf_get_str(g, "tokenizer.ggml.model", &kind, &klen, L->e);
-    if (st) return st;
-    if (klen == 4 && !memcmp(kind, "gpt2", 4)) { /* GPT-2 byte-level BPE (tokenizer.c) */
-        dk_err te = {{0}};
-        if (dk_tokenizer_load_gguf_bpe(g, L->path, &m->tokenizer, &te) != DK_OK) {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe (invalid)");
-            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.900s", te.msg);
-            m->tokenizer = NULL;
-        } else if (dk_tokenizer_n_vocab(m->tokenizer) != m->cfg.n_vocab) {
-            return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but token_embd has %d rows",
-                           L->path, dk_tokenizer_n_vocab(m->tokenizer), m->cfg.n_vocab);
-        } else {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "bpe %s (%d pieces)", dk_tokenizer_pre(m->tokenizer),
-                     dk_tokenizer_n_vocab(m->tokenizer));
-        }
-        return DK_OK;
-    }
-    if (!(klen == 5 && !memcmp(kind, "llama", 5))) {
-        snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "%.*s (not supported yet)", (int)(klen > 20 ? 20 : klen), kind);
-        snprintf(m->tokenizer_error, sizeof m->tokenizer_error,
-                 "%s: tokenizer.ggml.model '%.*s' is not supported yet (only 'llama' SentencePiece BPE is)",
-                 L->path, (int)(klen > 40 ? 40 : klen), kind);
-        return DK_OK;
-    }
-    const char *const *pieces;
-    const uint32_t *lens;
-    uint64_t n;
-    if ((st = dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &pieces, &lens, &n, L->e))) return st;
-    if ((int64_t)n != m->cfg.n_vocab)
-        return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries but token_embd has %d rows",
-                       L->path, (unsigned long long)n, m->cfg.n_vocab);
-    float *scores = NULL;
-    int32_t *types = NULL;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
-        scores = malloc(n * sizeof *scores);
-        if (!scores) return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path);
-        if ((st = dk_gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, n, L->e))) { free(scores); return st; }
-    }
-    if (dk_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
-        types = malloc(n * sizeof *types);
-        if (!types) { free(scores); return dk_fail(L->e, DK_ERR_NOMEM, "%s: out of memory", L->path); }
-        if ((st = dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, L->e))) { free(scores); free(types); return st; }
-    }
-    dk_spm_vocab v = {.n_vocab = (int)n, .pieces = pieces, .piece_lens = lens, .scores = scores, .types = types,
-                      .bos_id = -1, .eos_id = -1, .unk_id = -1, .add_space_prefix = true};
-    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.bos_token_id", &v.bos_id, -1, L->e);
-    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.eos_token_id", &v.eos_id, -1, L->e);
-    if (!st) st = dk_gguf_u32_opt(g, "tokenizer.ggml.unknown_token_id", &v.unk_id, -1, L->e);
-    if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0)
-        st = dk_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix, L->e);
-    if (!st) {
-        dk_err te = {{0}};
-        if (dk_tokenizer_create_spm(&v, &m->tokenizer, &te) != DK_OK) {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (invalid)");
-            snprintf(m->tokenizer_error, sizeof m->tokenizer_error, "%.400s: %.500s", L->path, te.msg);
-            m->tokenizer = NULL;
-        } else {
-            snprintf(m->tokenizer_desc, sizeof m->tokenizer_desc, "spm (%llu pieces)", (unsigned long long)n);
-        }
-    }
-    free(scores);
-    free(types);
-    return st;
+    if (dk_tokenizer_n_vocab(m->tokenizer) != m->cfg.n_vocab)
+        return dk_fail(L->e, DK_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %d entries but token_embd has %d rows",
+                       L->path, dk_tokenizer_n_vocab(m->tokenizer), m->cfg.n_vocab);
+    return DK_OK;
 }
 
 static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
@@ -440,6 +378,23 @@ dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model *
     return DK_OK;
 }
 
+dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    if (gguf && !tokenizer_path) return dk_tokenizer_load_gguf_file(path, out, NULL, 0, e);
+    dk_model *m;
+    dk_status st = dk_model_load(path, tokenizer_path, &m, e);
+    if (st) return st;
+    if (!m->tokenizer) st = dk_model_tokenizer(m, &(const dk_tokenizer *){NULL}, e);
+    *out = m->tokenizer;
+    m->tokenizer = NULL;
+    dk_model_free(m);
+    return st;
+}
+
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e) {
     *tok = m->tokenizer;
     if (m->tokenizer) return DK_OK;
@@ -495,11 +450,13 @@ dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed
     if (st) return st;
     const dk_model_config *c = cfg;
     size_t d = (size_t)c->n_embd, q = (size_t)c->n_head * c->head_dim, kv = (size_t)c->n_head_kv * c->head_dim, f = (size_t)c->n_ff;
-    if (type != DK_GGML_TYPE_F32 && type != DK_GGML_TYPE_F16 && type != DK_GGML_TYPE_BF16 && type != DK_GGML_TYPE_Q8_0)
-        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: only F32, F16, BF16 and Q8_0 are supported", name,
+    uint32_t be, bb;
+    if (!dk_ggml_type_quantizable(type) || !dk_ggml_type_block(type, &be, &bb))
+        return dk_fail(e, DK_ERR_ARG, "%s: random weights in type %s: not supported", name,
                        dk_ggml_type_name(type) ? dk_ggml_type_name(type) : "?");
-    if (type == DK_GGML_TYPE_Q8_0 && (d % 32 || q % 32 || f % 32))
-        return dk_fail(e, DK_ERR_ARG, "%s: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (%zu, %zu, %zu)", name, d, q, f);
+    if (d % be || q % be || f % be)
+        return dk_fail(e, DK_ERR_ARG, "%s: %s needs n_embd, n_head*head_dim and n_ff multiples of %u (%zu, %zu, %zu)", name,
+                       dk_ggml_type_name(type), be, d, q, f);
     dk_model *m = calloc(1, sizeof *m);
     if (!m) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;

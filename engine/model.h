@@ -4,7 +4,9 @@
  * be built in memory with random weights of given shapes, stored as F32, F16, BF16 or Q8_0 (bench,
  * tests). Nothing outside this module knows which format a model came from.
  *
- * Weights stay in the type the file stores them in (F32, F16, BF16, Q8_0), pointing into the
+ * Weights stay in the type the file stores them in (F32, F16, BF16, the legacy quants Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS; per tensor, so llama-quantize's
+ * mixes such as Q4_K_M load as written; quant.h has the table), pointing into the
  * read-only mmap of the file (no copy): peak memory = the file's tensors (page cache) + the run
  * state. forward.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
  * matrix at a time; the lm head in row blocks; token_embd one row per looked-up token). Only
@@ -63,7 +65,8 @@ dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *cfg, dk_e
 /* ---- weights (const pointers into the mmap or into owned storage) ---- */
 
 /* A matrix in its storage type: rows of `cols` elements, row r at data + r * row_bytes.
- * type is F32 (4-byte aligned), F16, BF16 or Q8_0 (cols % 32 == 0, rows start on a block). */
+ * type is F32 (4-byte aligned) or any dk_ggml_type_supported type (cols a multiple of its block
+ * size, so every row starts on a block). */
 typedef struct {
     const void *data;  /* (rows, cols) in `type` */
     uint32_t type;     /* dk_ggml_type */
@@ -131,8 +134,8 @@ void dk_model_free(dk_model *m);
  * uniformly from ±scale/sqrt(fan_in) by a seeded generator, norms 1. No tokenizer. */
 dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name,
                                  dk_model **out, dk_err *e);
-/* The same weights rounded to `type` (F32, F16, BF16 or Q8_0; Q8_0 needs n_embd, n_ff and
- * n_head*head_dim multiples of 32) and stored in that type, as a GGUF of that type would be:
+/* The same weights rounded to `type` (a dk_ggml_type_quantizable type; n_embd, n_ff and
+ * n_head*head_dim multiples of its block size) and stored in that type, as a GGUF of that type would be:
  * matrices and token_embd in `type`, norms and biases f32. F32 == dk_model_create_random. */
 dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed, const char *name,
                                        uint32_t type, dk_model **out, dk_err *e);
@@ -144,6 +147,12 @@ void dk_tensor_row_f32(const dk_tensor *t, int64_t r, float *dst);
  * Returns false for an unknown name. dk_model_shape_names() lists them, comma separated. */
 bool dk_model_shape(const char *name, dk_model_config *cfg);
 const char *dk_model_shape_names(void);
+
+/* The tokenizer of a model file, owned by the caller. A GGUF's own is read from its tokenizer keys
+ * alone (dk_tokenizer_load_gguf: any general.architecture, vocab-only files too); a llama2.c
+ * checkpoint, or tokenizer_path (a llama2.c tok*.bin), needs the model's n_vocab, so the model
+ * is loaded for it. */
+dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e);
 
 /* Tokenizer or a DK_ERR_UNSUPPORTED/DK_ERR_ARG error explaining why there is none. */
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e);

@@ -1,48 +1,30 @@
-/* quant.c — element type table and conversion to f32. */
+/* quant.c — element type table, conversion to f32 (dequantisation) and from f32.
+ *
+ * One table row per GGML type: block size, bytes per block, the dequant-row function (NULL:
+ * known but not supported) and the quantiser (random-weight models; NULL when dashkit has none).
+ * The dequantisers compute each element with the same float operations in the same order as
+ * ggml's reference to_float (ggml-quants.c), so the results are bit-identical (tests/test_quant.c
+ * checks every supported type against ggml's own output). Block layouts (little-endian, packed):
+ *   Q4_0  (32, 18):  f16 d | u8 qs[16]                 x = (nib - 8) * d; low nibbles = x[0..15]
+ *   Q4_1  (32, 20):  f16 d, f16 m | u8 qs[16]          x = nib * d + m
+ *   Q5_0  (32, 22):  f16 d | u32 qh | u8 qs[16]        5th bit of x[j] = bit j of qh; x = (q - 16) * d
+ *   Q5_1  (32, 24):  f16 d, f16 m | u32 qh | u8 qs[16] x = q * d + m
+ *   Q8_0  (32, 34):  f16 d | i8 qs[32]                 x = q * d
+ *   Q2_K  (256, 84): u8 scales[16] (lo 4 bits scale, hi 4 bits min) | u8 qs[64] | f16 d, dmin
+ *   Q3_K  (256,110): u8 hmask[32] | u8 qs[64] | 12 bytes of 16 6-bit scales | f16 d
+ *   Q4_K  (256,144): f16 d, dmin | 12 bytes of 8 6-bit scales + 8 6-bit mins | u8 qs[128]
+ *   Q5_K  (256,176): as Q4_K, then u8 qh[32] before qs[128]
+ *   Q6_K  (256,210): u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d
+ *   IQ4_NL(32, 18):  f16 d | u8 qs[16]                 x = d * kvalues[nib] (non-linear grid)
+ *   IQ4_XS(256,136): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]; 8 sub-blocks of 32 */
 #include "quant.h"
-#include <string.h>
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #if defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
 #endif
-
-/* ---- type table ---- */
-
-typedef struct { uint32_t id; const char *name; uint32_t blck, bytes; bool supported; } dk_type_info;
-
-static const dk_type_info dk_types[] = {
-    {0, "F32", 1, 4, true},      {1, "F16", 1, 2, true},      {2, "Q4_0", 32, 18, false},
-    {3, "Q4_1", 32, 20, false},  {6, "Q5_0", 32, 22, false},  {7, "Q5_1", 32, 24, false},
-    {8, "Q8_0", 32, 34, true},   {9, "Q8_1", 32, 36, false},  {10, "Q2_K", 256, 84, false},
-    {11, "Q3_K", 256, 110, false}, {12, "Q4_K", 256, 144, false}, {13, "Q5_K", 256, 176, false},
-    {14, "Q6_K", 256, 210, false}, {15, "Q8_K", 256, 292, false}, {24, "I8", 1, 1, false},
-    {25, "I16", 1, 2, false},    {26, "I32", 1, 4, false},    {27, "I64", 1, 8, false},
-    {28, "F64", 1, 8, false},    {30, "BF16", 1, 2, true},
-};
-
-static const dk_type_info *dk_type_find(uint32_t t) {
-    for (size_t i = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
-        if (dk_types[i].id == t) return &dk_types[i];
-    return NULL;
-}
-
-const char *dk_ggml_type_name(uint32_t type) {
-    const dk_type_info *ti = dk_type_find(type);
-    return ti ? ti->name : NULL;
-}
-
-bool dk_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes) {
-    const dk_type_info *ti = dk_type_find(type);
-    if (!ti) return false;
-    *block_elems = ti->blck;
-    *block_bytes = ti->bytes;
-    return true;
-}
-
-bool dk_ggml_type_supported(uint32_t type) {
-    const dk_type_info *ti = dk_type_find(type);
-    return ti && ti->supported;
-}
 
 /* ---- scalar conversions ---- */
 
@@ -89,13 +71,6 @@ uint16_t dk_f32_to_fp16(float f) {
     uint32_t rem = mant & 0x1fff;
     if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
     return (uint16_t)h;
-}
-
-/* ---- bulk ---- */
-
-size_t dk_ggml_row_bytes(uint32_t type, int64_t n) {
-    const dk_type_info *ti = dk_type_find(type);
-    return ti ? (size_t)(n / ti->blck) * ti->bytes : 0;
 }
 
 #if defined(__AVX2__) && defined(__F16C__)
@@ -155,15 +130,309 @@ static void dk_dequant_q8_0(const uint8_t *s, float *dst, size_t n) {
     }
 }
 
-void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n) {
-    const uint8_t *s = src;
-    switch (type) {
-    case DK_GGML_TYPE_F32: memcpy(dst, s, n * 4); break;
-    case DK_GGML_TYPE_F16: dk_dequant_f16(s, dst, n); break;
-    case DK_GGML_TYPE_BF16: dk_dequant_bf16(s, dst, n); break;
-    case DK_GGML_TYPE_Q8_0: dk_dequant_q8_0(s, dst, n); break;
-    default: memset(dst, 0, n * sizeof *dst); break;
+/* ---- quantised types: each takes n elements (whole blocks) ---- */
+
+static float dk_half_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return dk_fp16_to_f32(h);
+}
+
+static void dk_dequant_q4_0(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, s += 18, dst += 32) {
+        float d = dk_half_at(s);
+        const uint8_t *q = s + 2;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = (float)((q[j] & 0xF) - 8) * d;
+            dst[j + 16] = (float)((q[j] >> 4) - 8) * d;
+        }
     }
+}
+
+static void dk_dequant_q4_1(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, s += 20, dst += 32) {
+        float d = dk_half_at(s), m = dk_half_at(s + 2);
+        const uint8_t *q = s + 4;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = (float)(q[j] & 0xF) * d + m;
+            dst[j + 16] = (float)(q[j] >> 4) * d + m;
+        }
+    }
+}
+
+/* Q5_0 / Q5_1: the 5th bit of element j (0..31) is bit j of qh */
+static void dk_dequant_q5_0(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, s += 22, dst += 32) {
+        float d = dk_half_at(s);
+        uint32_t qh;
+        memcpy(&qh, s + 2, 4);
+        const uint8_t *q = s + 6;
+        for (int j = 0; j < 16; j++) {
+            int x0 = (int)((q[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16;
+            int x1 = (int)((q[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
+            dst[j] = (float)x0 * d;
+            dst[j + 16] = (float)x1 * d;
+        }
+    }
+}
+
+static void dk_dequant_q5_1(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, s += 24, dst += 32) {
+        float d = dk_half_at(s), m = dk_half_at(s + 2);
+        uint32_t qh;
+        memcpy(&qh, s + 4, 4);
+        const uint8_t *q = s + 8;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = (float)((q[j] & 0xF) | (((qh >> j) & 1) << 4)) * d + m;
+            dst[j + 16] = (float)((q[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) * d + m;
+        }
+    }
+}
+
+/* Q2_K: 16 sub-blocks of 16. Each half (128 elements) uses 32 bytes of qs four times at bit
+ * offsets 0, 2, 4, 6; per offset, bytes 0..15 then 16..31 are two sub-blocks. */
+static void dk_dequant_q2_k(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 84) {
+        const uint8_t *sc = s, *q = s + 16;
+        float d = dk_half_at(s + 80), dmin = dk_half_at(s + 82);
+        for (int half = 0, is = 0; half < 2; half++, q += 32)
+            for (int shift = 0; shift < 8; shift += 2)
+                for (int part = 0; part < 2; part++, is++, dst += 16) {
+                    float dl = d * (float)(sc[is] & 0xF), ml = dmin * (float)(sc[is] >> 4);
+                    for (int l = 0; l < 16; l++) dst[l] = dl * (float)((q[16 * part + l] >> shift) & 3) - ml;
+                }
+    }
+}
+
+/* Q3_K: 16 6-bit scales: low 4 bits in bytes 0..7 (scales 0..7 low nibble, 8..15 high nibble),
+ * high 2 bits of scale i at bits 2*(i/4) of byte 8 + i%4; value (scale - 32). The third bit of
+ * a quant is hmask; a clear bit subtracts 4. */
+static void dk_dequant_q3_k(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 110) {
+        const uint8_t *hm = s, *q = s + 32, *sb = s + 96;
+        float d = dk_half_at(s + 108);
+        int sc[16];
+        for (int i = 0; i < 16; i++) {
+            int lo = i < 8 ? sb[i] & 0xF : sb[i - 8] >> 4, hi = (sb[8 + i % 4] >> (2 * (i / 4))) & 3;
+            sc[i] = (lo | hi << 4) - 32;
+        }
+        int is = 0, bit = 0;
+        for (int half = 0; half < 2; half++, q += 32)
+            for (int shift = 0; shift < 8; shift += 2, bit++)
+                for (int part = 0; part < 2; part++, is++, dst += 16) {
+                    float dl = d * (float)sc[is];
+                    const uint8_t *qp = q + 16 * part, *hp = hm + 16 * part;
+                    for (int l = 0; l < 16; l++)
+                        dst[l] = dl * (float)((int)((qp[l] >> shift) & 3) - ((hp[l] >> bit) & 1 ? 0 : 4));
+                }
+    }
+}
+
+/* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scale and min each, packed in 12 bytes: j < 4 in the
+ * low 6 bits of bytes j (scale) and j+4 (min); j >= 4: low 4 bits from byte j+4 (lo nibble scale,
+ * hi nibble min), high 2 bits from the top of bytes j-4 (scale) and j (min). */
+static void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml) {
+    for (int j = 0; j < 8; j++) {
+        int sc = j < 4 ? p[j] & 63 : (p[j + 4] & 0xF) | (p[j - 4] >> 6) << 4;
+        int mn = j < 4 ? p[j + 4] & 63 : (p[j + 4] >> 4) | (p[j] >> 6) << 4;
+        dl[j] = d * (float)sc;
+        ml[j] = dmin * (float)mn;
+    }
+}
+
+/* each 64 elements: 32 bytes, low nibbles = sub-block 2c, high nibbles = sub-block 2c+1 */
+static void dk_dequant_q4_k(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 144) {
+        float dl[8], ml[8];
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        const uint8_t *q = s + 16;
+        for (int c = 0; c < 4; c++, q += 32, dst += 64) {
+            float d1 = dl[2 * c], m1 = ml[2 * c], d2 = dl[2 * c + 1], m2 = ml[2 * c + 1];
+            for (int l = 0; l < 32; l++) dst[l] = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) dst[32 + l] = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+/* as Q4_K; the 5th bit of sub-block k's element l is bit k of qh[l] */
+static void dk_dequant_q5_k(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 176) {
+        float dl[8], ml[8];
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        const uint8_t *qh = s + 16, *q = s + 48;
+        for (int c = 0; c < 4; c++, q += 32, dst += 64) {
+            float d1 = dl[2 * c], m1 = ml[2 * c], d2 = dl[2 * c + 1], m2 = ml[2 * c + 1];
+            int b1 = 2 * c, b2 = 2 * c + 1;
+            for (int l = 0; l < 32; l++) dst[l] = d1 * (float)((q[l] & 0xF) | ((qh[l] >> b1) & 1) << 4) - m1;
+            for (int l = 0; l < 32; l++) dst[32 + l] = d2 * (float)((q[l] >> 4) | ((qh[l] >> b2) & 1) << 4) - m2;
+        }
+    }
+}
+
+/* Q6_K: per half (128 elements): ql 64 bytes, qh 32 bytes, 8 scales. Element l + 32 k
+ * (l = 0..31, k = 0..3) has its low 4 bits in ql[l] lo (k 0), ql[l+32] lo (k 1), ql[l] hi (k 2),
+ * ql[l+32] hi (k 3), its high 2 bits at bits 2k of qh[l], scale sc[l/16 + 2k];
+ * value (d * scale) * (q - 32). */
+static void dk_dequant_q6_k(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 210) {
+        const uint8_t *ql = s, *qh = s + 128;
+        const int8_t *sc = (const int8_t *)(s + 192);
+        float d = dk_half_at(s + 208);
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, dst += 128)
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                int q1 = (int)((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32;
+                int q2 = (int)((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32;
+                int q3 = (int)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
+                int q4 = (int)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
+                dst[l] = d * (float)sc[is] * (float)q1;
+                dst[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                dst[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                dst[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+    }
+}
+
+/* IQ4_NL / IQ4_XS: 4-bit indices into a fixed non-linear grid */
+static const int8_t dk_iq4_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void dk_dequant_iq4_nl(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, s += 18, dst += 32) {
+        float d = dk_half_at(s);
+        const uint8_t *q = s + 2;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)dk_iq4_grid[q[j] & 0xF];
+            dst[j + 16] = d * (float)dk_iq4_grid[q[j] >> 4];
+        }
+    }
+}
+
+/* sub-block ib's 6-bit scale: low 4 bits from nibble ib%2 of scales_l[ib/2], high 2 bits from
+ * bits 2*ib of scales_h; value (scale - 32) */
+static void dk_dequant_iq4_xs(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 136) {
+        float d = dk_half_at(s);
+        uint16_t sh;
+        memcpy(&sh, s + 2, 2);
+        const uint8_t *sl = s + 4, *q = s + 8;
+        for (int ib = 0; ib < 8; ib++, q += 16, dst += 32) {
+            int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((sh >> (2 * ib)) & 3) << 4;
+            float dl = d * (float)(ls - 32);
+            for (int j = 0; j < 16; j++) {
+                dst[j] = dl * (float)dk_iq4_grid[q[j] & 0xF];
+                dst[j + 16] = dl * (float)dk_iq4_grid[q[j] >> 4];
+            }
+        }
+    }
+}
+
+static void dk_dequant_f32(const uint8_t *s, float *dst, size_t n) { memcpy(dst, s, n * sizeof *dst); }
+
+/* ---- type table ---- */
+
+typedef void (*dk_dequant_fn)(const uint8_t *src, float *dst, size_t n);
+typedef void (*dk_quant_fn)(const float *src, uint8_t *dst, size_t n);
+
+typedef struct {
+    uint32_t id;
+    const char *name;
+    uint32_t blck, bytes;   /* elements and bytes per block */
+    dk_dequant_fn dequant;  /* NULL: known (the file opens) but not supported */
+    dk_quant_fn quant;      /* NULL: no random weights of this type */
+} dk_type_info;
+
+static void dk_quant_f32(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_f16(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_bf16(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q8_0(const float *src, uint8_t *dst, size_t n);
+
+static const dk_type_info dk_types[] = {
+    {0, "F32", 1, 4, dk_dequant_f32, dk_quant_f32},
+    {1, "F16", 1, 2, dk_dequant_f16, dk_quant_f16},
+    {2, "Q4_0", 32, 18, dk_dequant_q4_0, NULL},
+    {3, "Q4_1", 32, 20, dk_dequant_q4_1, NULL},
+    {6, "Q5_0", 32, 22, dk_dequant_q5_0, NULL},
+    {7, "Q5_1", 32, 24, dk_dequant_q5_1, NULL},
+    {8, "Q8_0", 32, 34, dk_dequant_q8_0, dk_quant_q8_0},
+    {9, "Q8_1", 32, 36, NULL, NULL},
+    {10, "Q2_K", 256, 84, dk_dequant_q2_k, NULL},
+    {11, "Q3_K", 256, 110, dk_dequant_q3_k, NULL},
+    {12, "Q4_K", 256, 144, dk_dequant_q4_k, NULL},
+    {13, "Q5_K", 256, 176, dk_dequant_q5_k, NULL},
+    {14, "Q6_K", 256, 210, dk_dequant_q6_k, NULL},
+    {15, "Q8_K", 256, 292, NULL, NULL},
+    {16, "IQ2_XXS", 256, 66, NULL, NULL},
+    {17, "IQ2_XS", 256, 74, NULL, NULL},
+    {18, "IQ3_XXS", 256, 98, NULL, NULL},
+    {19, "IQ1_S", 256, 50, NULL, NULL},
+    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, NULL},
+    {21, "IQ3_S", 256, 110, NULL, NULL},
+    {22, "IQ2_S", 256, 82, NULL, NULL},
+    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, NULL},
+    {24, "I8", 1, 1, NULL, NULL},
+    {25, "I16", 1, 2, NULL, NULL},
+    {26, "I32", 1, 4, NULL, NULL},
+    {27, "I64", 1, 8, NULL, NULL},
+    {28, "F64", 1, 8, NULL, NULL},
+    {29, "IQ1_M", 256, 56, NULL, NULL},
+    {30, "BF16", 1, 2, dk_dequant_bf16, dk_quant_bf16},
+    {34, "TQ1_0", 256, 54, NULL, NULL},
+    {35, "TQ2_0", 256, 66, NULL, NULL},
+    {39, "MXFP4", 32, 17, NULL, NULL},
+};
+
+static const dk_type_info *dk_type_find(uint32_t t) {
+    for (size_t i = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
+        if (dk_types[i].id == t) return &dk_types[i];
+    return NULL;
+}
+
+const char *dk_ggml_type_name(uint32_t type) {
+    const dk_type_info *ti = dk_type_find(type);
+    return ti ? ti->name : NULL;
+}
+
+bool dk_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes) {
+    const dk_type_info *ti = dk_type_find(type);
+    if (!ti) return false;
+    *block_elems = ti->blck;
+    *block_bytes = ti->bytes;
+    return true;
+}
+
+bool dk_ggml_type_supported(uint32_t type) {
+    const dk_type_info *ti = dk_type_find(type);
+    return ti && ti->dequant;
+}
+
+bool dk_ggml_type_quantizable(uint32_t type) {
+    const dk_type_info *ti = dk_type_find(type);
+    return ti && ti->quant;
+}
+
+const char *dk_ggml_supported_names(void) {
+    static char buf[256];
+    if (!buf[0])
+        for (size_t i = 0, o = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
+            if (dk_types[i].dequant) o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", o ? ", " : "", dk_types[i].name);
+    return buf;
+}
+
+bool dk_ggml_type_from_name(const char *name, uint32_t *type) {
+    for (size_t i = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
+        if (!strcasecmp(name, dk_types[i].name)) { *type = dk_types[i].id; return true; }
+    return false;
+}
+
+size_t dk_ggml_row_bytes(uint32_t type, int64_t n) {
+    const dk_type_info *ti = dk_type_find(type);
+    return ti ? (size_t)(n / ti->blck) * ti->bytes : 0;
+}
+
+void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n) {
+    const dk_type_info *ti = dk_type_find(type);
+    if (ti && ti->dequant) ti->dequant(src, dst, n);
+    else memset(dst, 0, n * sizeof *dst);
 }
 
 /* ---- f32 -> storage type ---- */
@@ -176,8 +445,17 @@ uint16_t dk_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
-void dk_quantize_q8_0(const float *src, void *dst, size_t n) {
-    uint8_t *o = dst;
+static void dk_quant_f32(const float *src, uint8_t *dst, size_t n) { memcpy(dst, src, n * 4); }
+
+static void dk_quant_f16(const float *src, uint8_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_fp16(src[i]); memcpy(dst + 2 * i, &h, 2); }
+}
+
+static void dk_quant_bf16(const float *src, uint8_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_bf16(src[i]); memcpy(dst + 2 * i, &h, 2); }
+}
+
+static void dk_quant_q8_0(const float *src, uint8_t *o, size_t n) {
     for (size_t b = 0; b < n / 32; b++) {
         const float *x = src + 32 * b;
         float amax = 0.0f;
@@ -189,17 +467,9 @@ void dk_quantize_q8_0(const float *src, void *dst, size_t n) {
     }
 }
 
+void dk_quantize_q8_0(const float *src, void *dst, size_t n) { dk_quant_q8_0(src, dst, n); }
+
 void dk_quantize(uint32_t type, const float *src, void *dst, size_t n) {
-    uint8_t *o = dst;
-    switch (type) {
-    case DK_GGML_TYPE_F32: memcpy(o, src, n * 4); break;
-    case DK_GGML_TYPE_F16:
-        for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_fp16(src[i]); memcpy(o + 2 * i, &h, 2); }
-        break;
-    case DK_GGML_TYPE_BF16:
-        for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_bf16(src[i]); memcpy(o + 2 * i, &h, 2); }
-        break;
-    case DK_GGML_TYPE_Q8_0: dk_quantize_q8_0(src, dst, n); break;
-    default: break;
-    }
+    const dk_type_info *ti = dk_type_find(type);
+    if (ti && ti->quant) ti->quant(src, dst, n);
 }

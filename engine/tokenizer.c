@@ -2,7 +2,6 @@
  * vocabularies, and GPT-2 byte-level BPE ("bpe"). See tokenizer.h for the algorithms and the
  * contract of each function. */
 #include "tokenizer.h"
-#include "gguf.h"
 #include "tokenizer_unicode.h"
 
 #include <errno.h>
@@ -963,55 +962,6 @@ fail:
     free(merged);
     dk_tokenizer_free(t);
     return st;
-}
-
-dk_status dk_tokenizer_load_gguf_bpe(const dk_gguf *g, const char *path, dk_tokenizer **out, dk_err *e) {
-    *out = NULL;
-    const char *model, *pre = NULL;
-    size_t mlen, plen = 0;
-    dk_status st = dk_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen, e);
-    if (st) return st;
-    if (!(mlen == 4 && !memcmp(model, "gpt2", 4)))
-        return dk_fail(e, DK_ERR_ARG, "%s: tokenizer.ggml.model is '%.*s', not gpt2", path, (int)(mlen > 40 ? 40 : mlen), model);
-    dk_bpe_vocab v = {.bos_id = -1, .eos_id = -1, .unk_id = -1};
-    uint64_t n, nm;
-    if ((st = dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &v.tokens, &v.token_lens, &n, e))) return st;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.merges") < 0)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: missing key tokenizer.ggml.merges (required for tokenizer.ggml.model gpt2)", path);
-    if ((st = dk_gguf_get_arr_str(g, "tokenizer.ggml.merges", &v.merges, &v.merge_lens, &nm, e))) return st;
-    if (n == 0 || n > (1u << 30) || nm > (1u << 30))
-        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd tokenizer sizes (%llu tokens, %llu merges)", path,
-                       (unsigned long long)n, (unsigned long long)nm);
-    v.n_vocab = (int)n;
-    v.n_merges = (int)nm;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.pre") >= 0 &&
-        (st = dk_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen, e))) return st;
-    v.pre = pre;
-    v.pre_len = plen;
-    static const char *const id_keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                                           "tokenizer.ggml.unknown_token_id"};
-    int *ids[3] = {&v.bos_id, &v.eos_id, &v.unk_id};
-    for (int k = 0; k < 3; k++) {
-        uint32_t u;
-        if (dk_gguf_find_key(g, id_keys[k]) < 0) continue;
-        if ((st = dk_gguf_get_u32(g, id_keys[k], &u, e))) return st;
-        if (u >= n) return dk_fail(e, DK_ERR_FORMAT, "%s: %s = %u is out of range (%llu tokens)", path, id_keys[k], u, (unsigned long long)n);
-        *ids[k] = (int)u;
-    }
-    if (dk_gguf_find_key(g, "tokenizer.ggml.add_bos_token") >= 0 &&
-        (st = dk_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos, e))) return st;
-    int32_t *types = NULL;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
-        types = malloc(n * sizeof *types);
-        if (!types) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
-        if ((st = dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, e))) { free(types); return st; }
-        v.types = types;
-    }
-    dk_err te = {{0}};
-    st = dk_tokenizer_create_bpe(&v, out, &te);
-    free(types);
-    if (st) return dk_fail(e, st, "%s: %s", path, te.msg);
-    return DK_OK;
 }
 
 /* ----------------------------------------------------------------------------------------------

@@ -104,6 +104,17 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
  * tokenizer; `path` names the file in errors. */
 dk_status dk_tokenizer_load_gguf_bpe(const struct dk_gguf *g, const char *path, dk_tokenizer **out, dk_err *e);
 
+/* The tokenizer an open GGUF carries (tokenizer_gguf.c), whatever its general.architecture and
+ * whether it has tensors or not (vocab-only files): tokenizer.ggml.model "llama" builds an "spm",
+ * "gpt2" a "bpe" tokenizer. desc (may be NULL) receives a short description for `info`:
+ * "spm (32000 pieces)", "bpe qwen2 (151669 pieces)", "none", "t5 (not supported yet)",
+ * "spm (invalid)". DK_ERR_UNSUPPORTED: no tokenizer or an unsupported tokenizer.ggml.model;
+ * DK_ERR_FORMAT/DK_ERR_ARG: a malformed one. Errors name `path`. */
+dk_status dk_tokenizer_load_gguf(const struct dk_gguf *g, const char *path, dk_tokenizer **out, char *desc,
+                                 size_t desc_size, dk_err *e);
+/* The same from a GGUF file path (opened and closed here; nothing else of the file is read). */
+dk_status dk_tokenizer_load_gguf_file(const char *path, dk_tokenizer **out, char *desc, size_t desc_size, dk_err *e);
+
 /* Builds an "spm" tokenizer; copies everything it needs from v (v may be freed afterwards). */
 dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_err *e);
 

@@ -420,6 +420,44 @@ START_TEST(test_pretokenize_spm_unsupported) {
 }
 END_TEST
 
+/* ---- the CLI on vocab-only files of a non-llama architecture ---- */
+
+/* `dashkit tokenize VOCAB -f TEXT` and `dashkit info VOCAB` on the vocab-only GGUFs (general.architecture
+ * gpt2 / llama / qwen2 without tensors): the first golden case of each set, and the tokenizer lines. */
+START_TEST(test_cli_vocab_only) {
+    static const char *const sets[3][2] = {{"gpt2", "tokenizer: bpe gpt-2 (50257 pieces)\n"},
+                                           {"llama3", "tokenizer: bpe llama-bpe ("},
+                                           {"qwen2", "tokenizer: bpe qwen2 (151669 pieces)\n"}};
+    cJSON *root = goldens();
+    for (int k = 0; k < 3; k++) {
+        cJSON *st = golden_set(root, sets[k][0]);
+        const char *gz = cJSON_GetObjectItem(st, "vocab")->valuestring;
+        char path[512], txt[600], cmd[2048], want[8192] = "", *out = NULL;
+        dk_gguf_close(open_vocab(gz, path, sizeof path));
+        cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "cases"), 0);
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        snprintf(txt, sizeof txt, "%s.txt", path);
+        FILE *f = fopen(txt, "wb");
+        ck_assert(f && fwrite(text, 1, strlen(text), f) == strlen(text) && fclose(f) == 0);
+        cJSON *id;
+        cJSON_ArrayForEach(id, cJSON_GetObjectItem(c, "ids"))
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", want[0] ? " " : "", id->valueint);
+        strcat(want, "\n");
+        snprintf(cmd, sizeof cmd, "%s tokenize '%s' -f '%s'", dk_test_cli(), path, txt);
+        ck_assert_msg(dk_test_run(cmd, 0, &out) == 0, "%s failed", cmd);
+        ck_assert_msg(!strcmp(out, want), "%s: %s\nwant %s", cmd, out, want);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s info '%s'", dk_test_cli(), path);
+        ck_assert_msg(dk_test_run(cmd, 0, &out) == 0, "%s failed", cmd);
+        ck_assert_msg(strstr(out, sets[k][1]) && strstr(out, "weights: none (vocab-only file)\n"), "%s", out);
+        free(out);
+        unlink(txt);
+        unlink(path);
+    }
+    cJSON_Delete(root);
+}
+END_TEST
+
 static Suite *bpe_suite(void) {
     Suite *s = suite_create("bpe");
     TCase *tc = tcase_create("core");
@@ -440,6 +478,7 @@ static Suite *bpe_suite(void) {
     tcase_add_test(tc, test_tiny_vocab_merges);
     tcase_add_test(tc, test_bad_vocab);
     tcase_add_test(tc, test_pretokenize_spm_unsupported);
+    tcase_add_test(tc, test_cli_vocab_only);
     suite_add_tcase(s, tc);
     return s;
 }
