@@ -84,3 +84,13 @@ int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_rep
     else return 0;
     return 1;
 }
+
+char *dk_cli_command_line(int argc, char **argv) {
+    size_t len = 16;
+    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *cmd = malloc(len);
+    if (!cmd) return NULL;
+    strcpy(cmd, "dashkit");
+    for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
+    return cmd;
+}

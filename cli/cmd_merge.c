@@ -1,5 +1,6 @@
 /* cmd_merge.c — `dashkit merge OUT.db SHARD.db...`: shard stores united into one (eval/merge.h). */
 #include "cli.h"
+#include "cli_util.h"
 #include "merge.h"
 
 #include <stdio.h>
@@ -40,13 +41,7 @@ int dk_cmd_merge(int argc, char **argv) {
         free(shards);
         return 2;
     }
-    size_t len = 16;
-    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-    char *cmd = malloc(len);
-    if (cmd) {
-        strcpy(cmd, "dashkit");
-        for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
-    }
+    char *cmd = dk_cli_command_line(argc, argv);
     dk_err e = {{0}};
     dk_merge_result r;
     dk_status st = dk_merge_stores(out, shards, n, cmd, &r, &e);

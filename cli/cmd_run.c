@@ -3,6 +3,7 @@
  * store, resumably (eval/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
+#include "cli_util.h"
 #include "config.h"
 #include "runner.h"
 #include "shard.h"
@@ -167,13 +168,7 @@ int dk_cmd_run(int argc, char **argv) {
         o.db_path = shard_db;
     }
     /* the command line, recorded with the run */
-    size_t len = 1;
-    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-    char *cmd = malloc(len + 8);
-    if (cmd) {
-        strcpy(cmd, "dashkit");
-        for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
-    }
+    char *cmd = dk_cli_command_line(argc, argv);
     o.command = cmd;
     dk_run_ui ui = {!quiet && isatty(2)};
     o.progress = dk_run_progress;

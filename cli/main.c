@@ -16,6 +16,7 @@ static const dk_cli_command dk_commands[] = {
     {"run",      dk_cmd_run,      "run a config matrix into the SQLite store (resumable)"},
     {"status",   dk_cmd_status,   "show runs and cells by state in a store (or per shard in a shard folder)"},
     {"merge",    dk_cmd_merge,    "unite shard stores (run --shard) into one store"},
+    {"slurm",    dk_cmd_slurm,    "run a config as a Slurm job array of shards, merged at the end"},
     {"export",   dk_cmd_export,   "export a store's results as CSV or JSON"},
     {"report",   dk_cmd_report,   "write figures, tables and report.md from a store"},
     {"plot",     dk_cmd_plot,     "draw one figure from a store"},
