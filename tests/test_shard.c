@@ -5,7 +5,9 @@
  * `dashkit merge`: shards united == the one-machine run (every sample, layer and dense row but wall
  * times), idempotent, a conflicting shard refused naming the cell with OUT untouched, a partial
  * shard merged and finished by `run`, bad inputs (missing, corrupt, truncated, other config, OUT
- * itself) one line, exit 1, nothing written. */
+ * itself) one line, exit 1, nothing written. `dashkit slurm`: its array and merge scripts, run by
+ * bash as Slurm would run them, give the one-machine results; --dry-run's plan; usage errors;
+ * `dashkit status DIR`. The real cluster is tests/slow_slurm.sh (make check-slow). */
 #include "config.h"
 #include "runner.h"
 #include "shard.h"
@@ -569,6 +571,97 @@ START_TEST(test_merge_bad_inputs) {
 }
 END_TEST
 
+/* ---- dashkit slurm and status DIR (no Slurm: the scripts run under bash) ---- */
+
+static int file_has(const char *path, const char *needle) {
+    size_t n;
+    char *t = dk_test_read_file(path, &n);
+    int r = strstr(t, needle) != NULL;
+    free(t);
+    return r;
+}
+
+START_TEST(test_slurm_scripts_run_without_slurm) {
+    char cfg[512], all[512], sh[3][512], dir[512], args[2048], path[700], *out = NULL;
+    make_runs(cfg, all, sh);
+    tmp_path(dir, sizeof dir, "slurm-out");
+    snprintf(args, sizeof args, "slurm %s --shards 3 --out %s --time 1:00:00 --mem 2G --partition cpu", cfg, dir);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "shards: 3\ncells: 8\ncpus_per_task: 1\n"), "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/dashkit-shards.sbatch", dir);
+    ck_assert(file_has(path, "#SBATCH --array=1-3\n") && file_has(path, "#SBATCH --cpus-per-task=1\n") &&
+              file_has(path, "#SBATCH --time=1:00:00\n") && file_has(path, "#SBATCH --mem=2G\n") &&
+              file_has(path, "#SBATCH --partition=cpu\n") && file_has(path, "/logs/shard-%a.log\n") &&
+              file_has(path, "--shard \"$i/3\"") && file_has(path, "threads=${SLURM_CPUS_PER_TASK:-1}"));
+    snprintf(path, sizeof path, "%s/submit.sh", dir);
+    ck_assert(file_has(path, "--dependency=afterany:\"$array\"") && file_has(path, "echo \"array_job: $array\""));
+    /* the array's tasks and then the merge, each as Slurm would start it (bash, its variables) */
+    for (int i = 1; i <= 3; i++) {
+        snprintf(args, sizeof args, "SLURM_ARRAY_TASK_ID=%d SLURM_CPUS_PER_TASK=1 bash %s/dashkit-shards.sbatch", i, dir);
+        ck_assert_msg(dk_test_run(args, 1, &out) == 0, "%s", out);
+        free(out);
+    }
+    snprintf(args, sizeof args, "bash %s/dashkit-merge.sbatch", dir);
+    ck_assert_msg(dk_test_run(args, 1, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "merged: ") && strstr(out, " done 8 pending 0 failed 0"), "%s", out);
+    ck_assert_msg(strstr(out, "shards: 3\nmissing: none\n"), "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/dashkit.db", dir);
+    char *a = dump_results(all), *b = dump_results(path);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    /* each shard run recorded the threads Slurm gave it */
+    ck_assert_int_eq(q_int(path, "SELECT count(*) FROM run_shards WHERE threads = 1"), 3);
+    /* status DIR while one shard store is missing */
+    snprintf(path, sizeof path, "%s/shard-2.db", dir);
+    ck_assert_int_eq(unlink(path), 0);
+    snprintf(args, sizeof args, "status %s", dir);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "shards: 2\nmissing: 2\n"), "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_slurm_dry_run_and_usage) {
+    char cfgp[512], dir[512], args[2048], *out = NULL;
+    tmp_path(cfgp, sizeof cfgp, "sdry.json");
+    write_text(cfgp, k_cfg);
+    tmp_path(dir, sizeof dir, "never-written");
+    snprintf(args, sizeof args, "slurm %s --shards 3 --dry-run --out %s", cfgp, dir);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "cells: 20\nshards: 3\n") && strstr(out, "imbalance: "), "%s", out);
+    /* per shard: the cells `run --shard I/3 --dry-run` lists */
+    long sum = 0;
+    for (int i = 1; i <= 3; i++) {
+        char want[64], *o2 = NULL;
+        long cells;
+        dry_row rows[64];
+        snprintf(args, sizeof args, "run %s --shard %d/3 --dry-run", cfgp, i);
+        ck_assert_int_eq(run_cli(args, &o2), 0);
+        parse_dry(o2, rows, 64, &cells);
+        free(o2);
+        snprintf(want, sizeof want, "\n%6d %7ld ", i, cells);
+        ck_assert_msg(strstr(out, want), "%s: %s", want, out);
+        sum += cells;
+    }
+    ck_assert_int_eq(sum, 20);
+    free(out);
+    struct stat st;
+    ck_assert_int_ne(stat(dir, &st), 0);
+    const char *bad[] = {"--shards 0", "--shards 5000", "", "--shards 2 --partition \"a'b\"", "--shards 2 --time ''",
+                         "--shards 2 --submit --dry-run", "--shards 2 --bogus"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(args, sizeof args, "slurm %s %s --out %s", cfgp, bad[k], dir);
+        ck_assert_msg(run_cli(args, &out) == 2, "%s: %s", bad[k], out);
+        assert_one_line(out);
+        free(out);
+        ck_assert_int_ne(stat(dir, &st), 0);
+    }
+}
+END_TEST
+
 static Suite *shard_suite(void) {
     Suite *s = suite_create("shard");
     TCase *tc = tcase_create("shard");
@@ -581,6 +674,8 @@ static Suite *shard_suite(void) {
     tcase_add_test(tc, test_merge_equals_single_idempotent_conflict);
     tcase_add_test(tc, test_merge_partial_then_run);
     tcase_add_test(tc, test_merge_bad_inputs);
+    tcase_add_test(tc, test_slurm_scripts_run_without_slurm);
+    tcase_add_test(tc, test_slurm_dry_run_and_usage);
     suite_add_tcase(s, tc);
     return s;
 }
