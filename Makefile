@@ -31,7 +31,7 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 SLOW_BIN   := $(SLOW_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test check check-slow bench debug test-asan clean
+.PHONY: all deps run test check check-slow bench debug test-asan clean fuzz
 all: dashkit
 
 deps:
@@ -65,6 +65,23 @@ dashkit: $(BUILD)/dashkit
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
 	$(CC) $(CFLAGS) -o $@ $< $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(CHECK_LIBS) $(LIBS) $(LDFLAGS)
 
+# ---- fuzz targets (fuzz/fuzz.h): compiled normally into test_fuzz_regress (replays
+# tests/data/fuzz/), and with clang libFuzzer + ASan + UBSan into build-fuzz/fuzz_NAME (make fuzz).
+FUZZ_TARGETS := gguf model tok_llama2c tok_spm tok_bpe config longbench score
+FUZZ_SECONDS ?= 60
+FUZZ_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out fuzz/libfuzzer_main.c,$(wildcard fuzz/*.c))) $(BUILD)/cli/cmd_score.o
+$(BUILD)/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CLI_INC) $(CJSON_CFLAGS) -Ifuzz -c $< -o $@
+$(BUILD)/tests/test_fuzz_regress.o: CFLAGS += -Ifuzz
+$(BUILD)/tests/test_fuzz_regress: $(BUILD)/tests/test_fuzz_regress.o $(FUZZ_OBJ) $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
+	$(CC) $(CFLAGS) -o $@ $< $(FUZZ_OBJ) $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(CHECK_LIBS) $(LIBS) $(LDFLAGS)
+$(BUILD)/fuzz/main_%.o: fuzz/libfuzzer_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ENGINE_INC) -Ifuzz -DDK_FUZZ_TARGET=dk_fuzz_$* -c $< -o $@
+$(BUILD)/fuzz_%: $(BUILD)/fuzz/main_%.o $(FUZZ_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(BUILD)/libdkeval.a $(BUILD)/libdkengine.a $(LIBS) $(LDFLAGS)
+
 # Main job on the bundled defaults.
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -80,6 +97,7 @@ check-slow: deps
 	@bash scripts/install-deps.sh --slurm
 	@$(MAKE) --no-print-directory all $(SLOW_BIN)
 	@bash tests/run_tests.sh $(SLOW_BIN)
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@bash tests/slow_slurm.sh
 
 bench: deps
@@ -96,8 +114,17 @@ test-asan: deps
 	@DASHKIT=build-asan/dashkit ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    bash tests/run_tests.sh $(TEST_SRC:tests/%.c=build-asan/tests/%)
 
+# Each fuzz target for FUZZ_SECONDS (seeds: fuzz/seeds.sh; corpus kept in build-fuzz/corpus);
+# fails on any crash, sanitizer report, leak or timeout (scripts/fuzz.sh). Needs clang: --fuzz.
+FUZZ_BUILD := BUILD=build-fuzz CC=clang \
+    OPT="-O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+fuzz:
+	@bash scripts/install-deps.sh --fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BUILD) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf build build-asan dashkit dashkit-asan
+	rm -rf build build-asan build-fuzz dashkit dashkit-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

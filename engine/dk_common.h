@@ -23,7 +23,8 @@ typedef struct {
     char msg[1024]; /* one line, no trailing newline; empty when no error */
 } dk_err;
 
-/* Formats msg into e (if e != NULL) and returns code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
+/* Formats msg into e (if e != NULL), control characters escaped (\n, \xNN: always one line),
+ * and returns code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
 dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

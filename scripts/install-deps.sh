@@ -2,16 +2,18 @@
 # Installs the Debian packages dashkit needs, only those missing.
 #   scripts/install-deps.sh          build + test + run dependencies
 #   scripts/install-deps.sh --dev    also PyTorch/SentencePiece for the reference and training scripts
-#   scripts/install-deps.sh --slurm  only Slurm and munge, for make check-slow
+#   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
+#   scripts/install-deps.sh --slurm  also Slurm and munge (make check-slow's loopback cluster, tests/slow_slurm.sh)
 set -euo pipefail
 pkgs="make gcc pkg-config libopenblas-dev libcjson-dev libsqlite3-dev sqlite3 check gnuplot-nox"
-if [ "${1:-}" = "--dev" ]; then
-  pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece"
-fi
-# --slurm: what `make check-slow`'s loopback Slurm cluster needs (tests/slow_slurm.sh)
-if [ "${1:-}" = "--slurm" ]; then
-  pkgs="slurm-wlm munge iproute2 sqlite3"
-fi
+for opt in "$@"; do
+  case "$opt" in
+    --dev) pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece" ;;
+    --fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
+    --slurm) pkgs="$pkgs slurm-wlm munge iproute2" ;;
+    *) echo "install-deps: unknown option '$opt' (--dev, --fuzz, --slurm)" >&2; exit 2 ;;
+  esac
+done
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
