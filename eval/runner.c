@@ -228,6 +228,24 @@ static dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
     return DK_OK;
 }
 
+/* Shard (1..count) of cell i (shard.h); key and group (65 bytes each, may be NULL) receive its
+ * identity and sibling-group keys. */
+static dk_status dk_plan_cell_shard(const dk_config *cfg, const dk_plan *p, size_t i, int count, int *shard, char *key,
+                                    char *group, dk_err *e) {
+    dk_config_identity id;
+    char g[DK_SHA256_HEX_LEN + 1];
+    dk_status st = dk_config_cell_identity(cfg, &cfg->cells[i], p->model_sha[cfg->cells[i].model], &id, e);
+    if (st) return st;
+    st = dk_shard_group_key(id.json, g, e);
+    if (!st) {
+        *shard = dk_shard_of_group(g, count);
+        if (key) memcpy(key, id.key, sizeof id.key);
+        if (group) memcpy(group, g, sizeof g);
+    }
+    dk_config_identity_free(&id);
+    return st;
+}
+
 /* A shard's cells only (shard.h): *view is cfg with just the cells of shard index/count (its
  * cells array owned by the plan), p->ord their positions in the whole config. */
 static dk_status dk_plan_shard(const dk_config *cfg, int index, int count, dk_plan *p, dk_config *view, dk_err *e) {
@@ -236,14 +254,10 @@ static dk_status dk_plan_shard(const dk_config *cfg, int index, int count, dk_pl
     p->ord = malloc((n ? n : 1) * sizeof *p->ord);
     if (!p->shard_cells || !p->ord) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        dk_config_identity id;
-        char group[DK_SHA256_HEX_LEN + 1];
-        dk_status st = dk_config_cell_identity(cfg, &cfg->cells[i], p->model_sha[cfg->cells[i].model], &id, e);
+        int shard;
+        dk_status st = dk_plan_cell_shard(cfg, p, i, count, &shard, NULL, NULL, e);
         if (st) return st;
-        st = dk_shard_group_key(id.json, group, e);
-        dk_config_identity_free(&id);
-        if (st) return st;
-        if (dk_shard_of_group(group, count) != index) continue;
+        if (shard != index) continue;
         p->shard_cells[k] = cfg->cells[i];
         p->ord[k++] = (int64_t)i;
     }
@@ -312,13 +326,7 @@ dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan
     for (size_t i = 0; !st && i < cfg->n_cells; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         dk_shard_cell *x = &out->cells[i];
-        dk_config_identity id;
-        if ((st = dk_config_cell_identity(cfg, c, p.model_sha[c->model], &id, e))) break;
-        memcpy(x->key, id.key, sizeof x->key);
-        st = dk_shard_group_key(id.json, x->group, e);
-        dk_config_identity_free(&id);
-        if (st) break;
-        x->shard = dk_shard_of_group(x->group, n_shards);
+        if ((st = dk_plan_cell_shard(cfg, &p, i, n_shards, &x->shard, x->key, x->group, e))) break;
         x->n_layer = p.model_layers[c->model];
         x->tokens = -1;
         for (size_t j = 0; j < i && x->tokens < 0; j++) /* same model and task point: same samples */

@@ -1092,6 +1092,14 @@ static dk_status dk_merge_conflict(dk_store *src, const char *what, const char *
                    "conflicting results for one cell identity", src->path, what, col, b, a);
 }
 
+/* "INSERT INTO table(lead, cols) VALUES(?,...)suffix", one ? per column (lead NULL: none). */
+static void dk_merge_insert_sql(char *sql, size_t n, const char *table, const char *lead, const dk_merge_cols *c,
+                                const char *suffix) {
+    size_t len = (size_t)snprintf(sql, n, "INSERT INTO %s(%s%s%s) VALUES(", table, lead ? lead : "", lead ? ", " : "", c->list);
+    for (int i = 0; i < c->n + (lead ? 1 : 0) && len < n; i++) len += (size_t)snprintf(sql + len, n - len, "%s?", i ? "," : "");
+    if (len < n) snprintf(sql + len, n - len, ")%s", suffix);
+}
+
 typedef struct {
     sqlite3_stmt *src_layers, *out_layers, *ins_layer;
     dk_merge_cols lc; /* sample_layers columns but sample_row */
@@ -1214,20 +1222,12 @@ dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *
     if ((rc = dk_prepare(src, sql, &st[SSAMP], err))) goto done;
     snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? AND sample_id = ?", sc.list);
     if ((rc = dk_prepare(out, sql, &st[OSAMP], err))) goto done;
-    {
-        size_t len = (size_t)snprintf(sql, sizeof sql, "INSERT INTO samples(cell_id, %s) VALUES(?", sc.list);
-        for (int i = 0; i < sc.n; i++) len += (size_t)snprintf(sql + len, sizeof sql - len, ",?");
-        snprintf(sql + len, sizeof sql - len, ") RETURNING id");
-    }
+    dk_merge_insert_sql(sql, sizeof sql, "samples", "cell_id", &sc, " RETURNING id");
     if ((rc = dk_prepare(out, sql, &st[INS_SAMP], err))) goto done;
     snprintf(sql, sizeof sql, "SELECT %s FROM sample_layers WHERE sample_row = ? ORDER BY layer", L.lc.list);
     if ((rc = dk_prepare(src, sql, &L.src_layers, err))) goto done;
     if ((rc = dk_prepare(out, sql, &L.out_layers, err))) goto done;
-    {
-        size_t len = (size_t)snprintf(sql, sizeof sql, "INSERT INTO sample_layers(sample_row, %s) VALUES(?", L.lc.list);
-        for (int i = 0; i < L.lc.n; i++) len += (size_t)snprintf(sql + len, sizeof sql - len, ",?");
-        snprintf(sql + len, sizeof sql - len, ")");
-    }
+    dk_merge_insert_sql(sql, sizeof sql, "sample_layers", "sample_row", &L.lc, "");
     if ((rc = dk_prepare(out, sql, &L.ins_layer, err))) goto done;
     if ((rc = dk_prepare(out, "UPDATE cells SET state = 'done', error = NULL, attempts = ?, worker = ?, worker_host = ?,"
                               " worker_pid = ?, worker_start = ?, lease_until = NULL, claimed_at = ?, started_at = ?,"
@@ -1349,11 +1349,7 @@ dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *
     if ((rc = dk_prepare(src, sql, &st[SDENSE], err))) goto done;
     snprintf(sql, sizeof sql, "SELECT %s FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", dc.list);
     if ((rc = dk_prepare(out, sql, &st[ODENSE], err))) goto done;
-    {
-        size_t len = (size_t)snprintf(sql, sizeof sql, "INSERT INTO dense_results(%s) VALUES(?", dc.list);
-        for (int i = 1; i < dc.n; i++) len += (size_t)snprintf(sql + len, sizeof sql - len, ",?");
-        snprintf(sql + len, sizeof sql - len, ")");
-    }
+    dk_merge_insert_sql(sql, sizeof sql, "dense_results", NULL, &dc, "");
     if ((rc = dk_prepare(out, sql, &st[INS_DENSE], err))) goto done;
     int key_col[3] = {-1, -1, -1};
     for (int i = 0; i < dc.n; i++) {
