@@ -1,4 +1,4 @@
-/* cmd_merge.c — `dashkit merge OUT.db SHARD.db...`: shard stores united into one (eval/merge.h). */
+/* cmd_merge.c — `dashkit merge OUT.db SHARD.db...`: shard stores united into one (eval/sweep/merge.h). */
 #include "cli.h"
 #include "cli_util.h"
 #include "merge.h"

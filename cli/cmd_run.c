@@ -1,6 +1,6 @@
 /* cmd_run.c — `dashkit run CONFIG [--db PATH] [--workers N] [--threads N] [--shard I/N] [--dry-run]
- * [--no-prefix-sharing] [--quiet]`: a config matrix (or one shard of it, eval/shard.h) into the SQLite
- * store, resumably (eval/runner.h). A bad config is one error line and exit 2 before the
+ * [--no-prefix-sharing] [--quiet]`: a config matrix (or one shard of it, eval/sweep/shard.h) into the SQLite
+ * store, resumably (eval/sweep/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
 #include "cli_util.h"

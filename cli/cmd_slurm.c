@@ -1,6 +1,6 @@
 /* cmd_slurm.c — `dashkit slurm CONFIG --shards N [--partition P] [--time T] [--cpus-per-task C]
  * [--mem M] [--out DIR] [--submit] [--dry-run]`: a config as a Slurm job array of N shards
- * (`run --shard I/N`, eval/shard.h) and a dependent `dashkit merge` into DIR/dashkit.db. */
+ * (`run --shard I/N`, eval/sweep/shard.h) and a dependent `dashkit merge` into DIR/dashkit.db. */
 #include "cli.h"
 #include "cli_util.h"
 #include "config.h"

@@ -1,4 +1,4 @@
-/* test_shard.c — `run --shard I/N` and `run --dry-run` (eval/shard.h): the shard of a cell is a
+/* test_shard.c — `run --shard I/N` and `run --dry-run` (eval/sweep/shard.h): the shard of a cell is a
  * pure function of its identity (stable when the config grows or is reordered), every cell is in
  * exactly one shard for N = 1..8, rho-siblings share a shard, bad --shard values are usage
  * errors; a shard run registers only its cells, in config order, and records "I/N".
