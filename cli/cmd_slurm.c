@@ -27,7 +27,7 @@ static void dk_slurm_usage(FILE *f) {
                "Submitting again runs only the cells not done yet: the shard stores resume.\n\n"
                "  --shards N          array size, 1..%d (each shard: the rho-sibling groups hashing to it)\n"
                "  --partition P, --time T, --mem M\n"
-               "                      passed to sbatch (--time and --mem apply to each array task)\n"
+               "                      passed to sbatch for each array task and the merge job\n"
                "  --cpus-per-task C   cores per task, its BLAS threads (default: the config's \"threads\", else 1)\n"
                "  --out DIR           scripts, shard stores, logs and dashkit.db (default results/slurm)\n"
                "  --submit            also submit (sbatch) and print array_job and merge_job\n"
