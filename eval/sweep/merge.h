@@ -1,6 +1,6 @@
 /* merge.h — `dashkit merge OUT.db SHARD.db...`: shard stores (`run --shard`) united into one.
  *
- * 1. Before OUT is touched, every shard is opened read-only and checked (PRAGMA quick_check) and
+ * 1. Before OUT is touched, every shard is opened read-only (which runs PRAGMA quick_check) and
  *    its config is taken from its latest run; all shards must have that config's hash. A missing
  *    file, a file that is not a dashkit store, a corrupt one or a shard of another config is one
  *    error naming the file; OUT is then neither created nor modified.

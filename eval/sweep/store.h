@@ -282,9 +282,6 @@ typedef struct {
 dk_status dk_store_runs_read(dk_store *s, dk_store_run **runs, size_t *n, dk_err *err); /* ascending id */
 void dk_store_runs_free(dk_store_run *runs, size_t n);
 
-/* PRAGMA quick_check; DK_ERR_FORMAT "PATH: corrupt: ..." when it fails. */
-dk_status dk_store_quick_check(dk_store *s, dk_err *err);
-
 /* A write transaction around several calls (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
 dk_status dk_store_begin(dk_store *s, dk_err *err);
 dk_status dk_store_commit(dk_store *s, dk_err *err);
