@@ -7,8 +7,8 @@ OPT     ?= -O2
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH_FLAGS) -Wall -Wextra -g -MMD -MP
 # Include paths per folder: the compiler enforces the layering cli -> eval -> engine.
 ENGINE_INC := -Iengine
-EVAL_INC   := -Iengine -Ieval
-CLI_INC    := -Iengine -Ieval -Icli
+EVAL_INC   := -Iengine -Ieval -Ieval/tasks -Ieval/sweep -Ieval/report
+CLI_INC    := $(EVAL_INC) -Icli
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
@@ -18,7 +18,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsu
 LIBS    := $(CJSON_LIBS) -lsqlite3 $(BLAS_LIBS) -lm -lpthread
 
 ENGINE_SRC := $(wildcard engine/*.c)
-EVAL_SRC   := $(wildcard eval/*.c)
+EVAL_SRC   := $(wildcard eval/*.c eval/*/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 SLOW_SRC   := $(wildcard tests/slow_*.c)

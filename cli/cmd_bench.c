@@ -26,7 +26,9 @@ static void dk_bench_usage(FILE *f) {
                "Measures the sgemm peak of this machine and the dense prefill of T tokens in one run.\n\n"
                "  MODEL          GGUF or llama2.c model file\n"
                "  --shape NAME   random-weight model of a known shape instead (%s)\n"
-               "  --dtype T      storage type of the --shape model's weights: f32 (default), f16, bf16, q8_0\n"
+               "  --dtype T      storage type of the --shape model's weights: f32 (default), f16, bf16, q4_0, q4_1,\n"
+               "                 q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs (K-quants and\n"
+               "                 iq4_xs need dims that are multiples of 256; plain round-to-nearest quantisation)\n"
                "                 (rounded to T and kept in T, as a GGUF of that type; each matrix is converted\n"
                "                 to f32 before its sgemm: convert_s and convert_share report that cost)\n"
                "  --tokens T     prefill length (default 2048)\n"
@@ -153,13 +155,11 @@ int dk_cmd_bench(int argc, char **argv) {
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
     uint32_t wtype = DK_GGML_TYPE_F32;
     if (dtype) {
-        static const struct { const char *name; uint32_t type; } dt[] = {
-            {"f32", DK_GGML_TYPE_F32}, {"f16", DK_GGML_TYPE_F16}, {"bf16", DK_GGML_TYPE_BF16}, {"q8_0", DK_GGML_TYPE_Q8_0}};
-        size_t j = 0;
-        while (j < 4 && strcmp(dtype, dt[j].name)) j++;
-        if (j == 4) { fprintf(stderr, "dashkit bench: --dtype '%s' is not one of f32, f16, bf16, q8_0\n", dtype); return 2; }
+        if (!dk_ggml_type_from_name(dtype, &wtype) || !dk_ggml_type_quantizable(wtype)) {
+            fprintf(stderr, "dashkit bench: --dtype '%s' is not one of %s\n", dtype, dk_ggml_supported_names());
+            return 2;
+        }
         if (path) { fprintf(stderr, "dashkit bench: --dtype applies to --shape models (a MODEL file keeps its own types)\n"); return 2; }
-        wtype = dt[j].type;
     }
 
     /* halting method and parameters (dash + tau/keep select the threshold/budget variants) */
@@ -199,7 +199,7 @@ int dk_cmd_bench(int argc, char **argv) {
     int T = (int)tokens;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
     if (decode > 0 && !m->converts) {
-        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16 or q8_0)\n",
+        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16, q8_0, q4_K, ...)\n",
                 m->name);
         rc = 2;
         goto done;

@@ -1,6 +1,6 @@
 /* cmd_eval.c — `dashkit eval MODEL --task NAME [--opt K=V ...] [--method NAME --rho R ...] [-n N]
  * [--seed S] [--budget TOKENS] [--json]`: one task on one setting. Every sample is run densely
- * (the reference) and with the method (eval/evaluate.h); one line per sample, then the aggregate
+ * (the reference) and with the method (eval/sweep/evaluate.h); one line per sample, then the aggregate
  * score (official arithmetic), FLOPs and wall-time speedups and fidelity against dense. */
 #include "cli.h"
 #include "cli_util.h"

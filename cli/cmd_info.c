@@ -171,6 +171,7 @@ int dk_cmd_info(int argc, char **argv) {
     printf("name: %s\n", m->name);
     dk_info_print_config(c);
     printf("tensor_type: %s\n", m->tensor_type);
+    if (m->format == DK_MODEL_FORMAT_GGUF) printf("tensor_types: %s\nfile_type: %s\n", m->tensor_types, m->file_type);
     printf("n_params: %lld\n", (long long)m->n_params);
     printf("tokenizer: %s\n", m->tokenizer_desc);
     if (m->tokenizer) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(m->tokenizer), dk_tokenizer_eos(m->tokenizer));

@@ -1,5 +1,5 @@
 /* cmd_report.c — `dashkit report`: every figure, table and report.md of one run, from the store.
- * Library work is in eval/report.c; this file parses options, prints and picks the exit code:
+ * Library work is in eval/report/report.c; this file parses options, prints and picks the exit code:
  *   0  report written (also when gnuplot is missing: data and scripts are written, stderr says so)
  *   1  the store cannot be read / a file cannot be written / gnuplot failed on a figure
  *   2  usage error, or --run names no run in the store */

@@ -1,5 +1,5 @@
 /* cmd_run.c — `dashkit run CONFIG [--db PATH] [--workers N] [--no-prefix-sharing] [--quiet]`: a config matrix into the
- * SQLite store, resumably (eval/runner.h). A bad config is one error line and exit 2 before the
+ * SQLite store, resumably (eval/sweep/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
 #include "config.h"

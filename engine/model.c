@@ -2,6 +2,7 @@
 #include "model.h"
 #include "gguf.h"
 #include "quant.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -198,6 +199,49 @@ static dk_status dk_gguf_tokenizer(dk_gguf_loader *L) {
     return DK_OK;
 }
 
+/* llama.cpp's llama_ftype values (general.file_type) by name; "" for a retired value */
+static const char *const dk_file_type_names[] = {
+    "ALL_F32", "MOSTLY_F16", "MOSTLY_Q4_0", "MOSTLY_Q4_1", "MOSTLY_Q4_1_SOME_F16", "", "", "MOSTLY_Q8_0",
+    "MOSTLY_Q5_0", "MOSTLY_Q5_1", "MOSTLY_Q2_K", "MOSTLY_Q3_K_S", "MOSTLY_Q3_K_M", "MOSTLY_Q3_K_L",
+    "MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M", "MOSTLY_Q5_K_S", "MOSTLY_Q5_K_M", "MOSTLY_Q6_K", "MOSTLY_IQ2_XXS",
+    "MOSTLY_IQ2_XS", "MOSTLY_Q2_K_S", "MOSTLY_IQ3_XS", "MOSTLY_IQ3_XXS", "MOSTLY_IQ1_S", "MOSTLY_IQ4_NL",
+    "MOSTLY_IQ3_S", "MOSTLY_IQ3_M", "MOSTLY_IQ2_S", "MOSTLY_IQ2_M", "MOSTLY_IQ4_XS", "MOSTLY_IQ1_M",
+    "MOSTLY_BF16", "", "", "", "MOSTLY_TQ1_0", "MOSTLY_TQ2_0",
+};
+
+static void dk_gguf_file_type(dk_model *m, dk_gguf *g) {
+    uint32_t ft;
+    if (dk_gguf_find_key(g, "general.file_type") < 0) snprintf(m->file_type, sizeof m->file_type, "none");
+    else if (dk_gguf_get_u32(g, "general.file_type", &ft, NULL) != DK_OK)
+        snprintf(m->file_type, sizeof m->file_type, "invalid");
+    else if (ft < sizeof dk_file_type_names / sizeof dk_file_type_names[0] && dk_file_type_names[ft][0])
+        snprintf(m->file_type, sizeof m->file_type, "%s", dk_file_type_names[ft]);
+    else snprintf(m->file_type, sizeof m->file_type, "unknown (%u)", ft);
+}
+
+/* "q4_K:113 q6_K:25 f32:65": tensors per type (ggml's lower-case names), most bytes first */
+static void dk_types_histogram(char *out, size_t n, const int *count, const int64_t *bytes, int n_types) {
+    bool done[64] = {false};
+    size_t o = 0;
+    out[0] = 0;
+    for (;;) {
+        int best = -1;
+        for (int t = 0; t < n_types; t++)
+            if (count[t] && !done[t] && (best < 0 || bytes[t] > bytes[best])) best = t;
+        if (best < 0 || o + 1 >= n) break;
+        done[best] = true;
+        char nm[16];
+        const char *u = dk_ggml_type_name((uint32_t)best);
+        size_t k = 0;
+        for (; u && u[k] && k + 1 < sizeof nm; k++) nm[k] = (char)tolower((unsigned char)u[k]);
+        nm[k] = 0;
+        if (k >= 2 && nm[k - 2] == '_' && nm[k - 1] == 'k') nm[k - 1] = 'K'; /* ggml spells q4_K */
+        int w = snprintf(out + o, n - o, "%s%s:%d", o ? " " : "", u ? nm : "?", count[best]);
+        if (w < 0 || (size_t)w >= n - o) break;
+        o += (size_t)w;
+    }
+}
+
 static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     dk_gguf *g;
     dk_status st = dk_gguf_open(path, &g, e);
@@ -218,13 +262,17 @@ static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     }
 
     /* storage type: the type holding most matrix elements */
-    int64_t by_type[64] = {0};
+    int64_t by_type[64] = {0}, type_bytes[64] = {0};
+    int type_count[64] = {0};
     for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {
         const dk_gguf_tensor *t = dk_gguf_tensor_at(g, i);
         m->n_params += (int64_t)t->n_elems;
         m->weights_bytes += (int64_t)t->nbytes;
         if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
+        if (t->type < 64) { type_count[t->type]++; type_bytes[t->type] += (int64_t)t->nbytes; }
     }
+    dk_types_histogram(m->tensor_types, sizeof m->tensor_types, type_count, type_bytes, 64);
+    dk_gguf_file_type(m, g);
     int best = 0;
     for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
     snprintf(m->tensor_type, sizeof m->tensor_type, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");

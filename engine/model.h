@@ -106,6 +106,8 @@ typedef struct dk_model {
     char arch_name[16];    /* "llama", "qwen2" */
     char name[128];        /* general.name, file name or shape name */
     char tensor_type[16];  /* storage type of the big matrices in the file: "F32", "F16", ... */
+    char tensor_types[256];/* tensors per type, ggml names, most bytes first: "q4_K:113 q6_K:25 f32:65" */
+    char file_type[32];    /* general.file_type as llama.cpp names it ("MOSTLY_Q4_K_M"), "none" if absent */
     int64_t n_params;      /* parameters counted from the tensors (tied output counted once) */
     int64_t weights_bytes; /* the tensors in their storage type (what memory.h calls weights) */
     bool converts;         /* some tensor is not F32: forward.c keeps an f32 conversion scratch

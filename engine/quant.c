@@ -345,30 +345,41 @@ static void dk_quant_f32(const float *src, uint8_t *dst, size_t n);
 static void dk_quant_f16(const float *src, uint8_t *dst, size_t n);
 static void dk_quant_bf16(const float *src, uint8_t *dst, size_t n);
 static void dk_quant_q8_0(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q4_0(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q4_1(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q5_0(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q5_1(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q2_k(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q3_k(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q4_k(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q5_k(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_q6_k(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_iq4_nl(const float *src, uint8_t *dst, size_t n);
+static void dk_quant_iq4_xs(const float *src, uint8_t *dst, size_t n);
 
 static const dk_type_info dk_types[] = {
     {0, "F32", 1, 4, dk_dequant_f32, dk_quant_f32},
     {1, "F16", 1, 2, dk_dequant_f16, dk_quant_f16},
-    {2, "Q4_0", 32, 18, dk_dequant_q4_0, NULL},
-    {3, "Q4_1", 32, 20, dk_dequant_q4_1, NULL},
-    {6, "Q5_0", 32, 22, dk_dequant_q5_0, NULL},
-    {7, "Q5_1", 32, 24, dk_dequant_q5_1, NULL},
+    {2, "Q4_0", 32, 18, dk_dequant_q4_0, dk_quant_q4_0},
+    {3, "Q4_1", 32, 20, dk_dequant_q4_1, dk_quant_q4_1},
+    {6, "Q5_0", 32, 22, dk_dequant_q5_0, dk_quant_q5_0},
+    {7, "Q5_1", 32, 24, dk_dequant_q5_1, dk_quant_q5_1},
     {8, "Q8_0", 32, 34, dk_dequant_q8_0, dk_quant_q8_0},
     {9, "Q8_1", 32, 36, NULL, NULL},
-    {10, "Q2_K", 256, 84, dk_dequant_q2_k, NULL},
-    {11, "Q3_K", 256, 110, dk_dequant_q3_k, NULL},
-    {12, "Q4_K", 256, 144, dk_dequant_q4_k, NULL},
-    {13, "Q5_K", 256, 176, dk_dequant_q5_k, NULL},
-    {14, "Q6_K", 256, 210, dk_dequant_q6_k, NULL},
+    {10, "Q2_K", 256, 84, dk_dequant_q2_k, dk_quant_q2_k},
+    {11, "Q3_K", 256, 110, dk_dequant_q3_k, dk_quant_q3_k},
+    {12, "Q4_K", 256, 144, dk_dequant_q4_k, dk_quant_q4_k},
+    {13, "Q5_K", 256, 176, dk_dequant_q5_k, dk_quant_q5_k},
+    {14, "Q6_K", 256, 210, dk_dequant_q6_k, dk_quant_q6_k},
     {15, "Q8_K", 256, 292, NULL, NULL},
     {16, "IQ2_XXS", 256, 66, NULL, NULL},
     {17, "IQ2_XS", 256, 74, NULL, NULL},
     {18, "IQ3_XXS", 256, 98, NULL, NULL},
     {19, "IQ1_S", 256, 50, NULL, NULL},
-    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, NULL},
+    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, dk_quant_iq4_nl},
     {21, "IQ3_S", 256, 110, NULL, NULL},
     {22, "IQ2_S", 256, 82, NULL, NULL},
-    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, NULL},
+    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, dk_quant_iq4_xs},
     {24, "I8", 1, 1, NULL, NULL},
     {25, "I16", 1, 2, NULL, NULL},
     {26, "I32", 1, 4, NULL, NULL},
@@ -468,6 +479,269 @@ static void dk_quant_q8_0(const float *src, uint8_t *o, size_t n) {
 }
 
 void dk_quantize_q8_0(const float *src, void *dst, size_t n) { dk_quant_q8_0(src, dst, n); }
+
+/* ---- simple quantisers for the other types (random-weight models: bench --dtype, tests) ----
+ * Round to nearest with one min/max (or signed max) per block or sub-block, and the sub-block
+ * scales rounded to the format's bits: valid files of each layout, not llama.cpp's optimised
+ * (importance-weighted, searched) quantisation. Each inverts the layout dk_dequant_* reads. */
+
+static void dk_put_half(uint8_t *p, float f) { uint16_t h = dk_f32_to_fp16(f); memcpy(p, &h, 2); }
+
+static int dk_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* the value of largest magnitude, with its sign */
+static float dk_signed_max(const float *x, int n) {
+    float m = 0.0f;
+    for (int i = 0; i < n; i++) if (fabsf(x[i]) > fabsf(m)) m = x[i];
+    return m;
+}
+
+static void dk_min_max(const float *x, int n, float *lo, float *hi) {
+    *lo = *hi = x[0];
+    for (int i = 1; i < n; i++) { if (x[i] < *lo) *lo = x[i]; if (x[i] > *hi) *hi = x[i]; }
+}
+
+/* q[i] = round(x[i] / d) + off clamped to [0, qmax] (0 when d is 0) */
+static void dk_round_block(const float *x, int n, float d, int off, int qmax, int *q) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < n; i++) q[i] = dk_clampi((int)lrintf(x[i] * id) + off, 0, qmax);
+}
+
+/* symmetric 4/5-bit legacy blocks: d = signed max / -2^(bits-1); Q5 puts bit 4 of q[j] at bit j of qh */
+static void dk_quant_sym32(const float *src, uint8_t *o, size_t n, int bits) {
+    int half = 1 << (bits - 1), q[32];
+    size_t bb = bits == 4 ? 18 : 22;
+    for (size_t b = 0; b < n / 32; b++, src += 32, o += bb) {
+        float d = dk_signed_max(src, 32) / (float)-half;
+        dk_put_half(o, d);
+        dk_round_block(src, 32, dk_fp16_to_f32(dk_f32_to_fp16(d)), half, 2 * half - 1, q);
+        uint8_t *qs = o + (bits == 4 ? 2 : 6);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+            qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
+        }
+        if (bits == 5) memcpy(o + 2, &qh, 4);
+    }
+}
+
+/* asymmetric 4/5-bit legacy blocks: x = q * d + m, m = block min */
+static void dk_quant_asym32(const float *src, uint8_t *o, size_t n, int bits) {
+    int qmax = (1 << bits) - 1, q[32];
+    size_t bb = bits == 4 ? 20 : 24;
+    for (size_t b = 0; b < n / 32; b++, src += 32, o += bb) {
+        float lo, hi;
+        dk_min_max(src, 32, &lo, &hi);
+        float d = (hi - lo) / (float)qmax;
+        dk_put_half(o, d);
+        dk_put_half(o + 2, lo);
+        float m = dk_fp16_to_f32(dk_f32_to_fp16(lo)), dd = dk_fp16_to_f32(dk_f32_to_fp16(d));
+        float shifted[32];
+        for (int j = 0; j < 32; j++) shifted[j] = src[j] - m;
+        dk_round_block(shifted, 32, dd, 0, qmax, q);
+        uint8_t *qs = o + (bits == 4 ? 4 : 8);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+            qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
+        }
+        if (bits == 5) memcpy(o + 4, &qh, 4);
+    }
+}
+
+static void dk_quant_q4_0(const float *s, uint8_t *o, size_t n) { dk_quant_sym32(s, o, n, 4); }
+static void dk_quant_q5_0(const float *s, uint8_t *o, size_t n) { dk_quant_sym32(s, o, n, 5); }
+static void dk_quant_q4_1(const float *s, uint8_t *o, size_t n) { dk_quant_asym32(s, o, n, 4); }
+static void dk_quant_q5_1(const float *s, uint8_t *o, size_t n) { dk_quant_asym32(s, o, n, 5); }
+
+/* nearest IQ4 grid index to v */
+static int dk_iq4_index(float v) {
+    int best = 0;
+    for (int k = 1; k < 16; k++) if (fabsf(v - (float)dk_iq4_grid[k]) < fabsf(v - (float)dk_iq4_grid[best])) best = k;
+    return best;
+}
+
+/* 32 values at scale d into 16 bytes of IQ4 indices (low nibbles x[0..15], high x[16..31]) */
+static void dk_iq4_pack(const float *x, float d, uint8_t *qs) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(dk_iq4_index(x[j] * id) | dk_iq4_index(x[j + 16] * id) << 4);
+}
+
+static void dk_quant_iq4_nl(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, src += 32, o += 18) {
+        float d = dk_signed_max(src, 32) / -127.0f;
+        dk_put_half(o, d);
+        dk_iq4_pack(src, dk_fp16_to_f32(dk_f32_to_fp16(d)), o + 2);
+    }
+}
+
+/* K-quant super-block scales: the sub-block scales s[i] (>= 0) as round(s / d) in [0, smax],
+ * d = max s / smax stored as f16; returns the f16-rounded d. */
+static float dk_k_scales(const float *s, int n, int smax, int *q, uint8_t *dst_half) {
+    float mx = 0.0f;
+    for (int i = 0; i < n; i++) if (s[i] > mx) mx = s[i];
+    float d = mx / (float)smax;
+    dk_put_half(dst_half, d);
+    d = dk_fp16_to_f32(dk_f32_to_fp16(d));
+    for (int i = 0; i < n; i++) q[i] = d != 0.0f ? dk_clampi((int)lrintf(s[i] / d), 0, smax) : 0;
+    return d;
+}
+
+/* signed sub-block scales s[i] as round(s / d) in [-smax-1, smax], d = max |s| / smax */
+static float dk_k_scales_signed(const float *s, int n, int smax, int *q, float *d_out) {
+    float mx = 0.0f;
+    for (int i = 0; i < n; i++) if (fabsf(s[i]) > mx) mx = fabsf(s[i]);
+    float d = dk_fp16_to_f32(dk_f32_to_fp16(mx / (float)smax));
+    for (int i = 0; i < n; i++) q[i] = d != 0.0f ? dk_clampi((int)lrintf(s[i] / d), -smax - 1, smax) : 0;
+    *d_out = d;
+    return d;
+}
+
+/* asymmetric sub-blocks of `sub` values with levels 0..qmax: x ~ (d*sc) q - (dmin*m). Fills
+ * sc[], mn[] (6-bit for Q4_K/Q5_K, 4-bit for Q2_K) and q[256]; d, dmin go to dh, dh + 2. */
+static void dk_k_asym(const float *x, int sub, int qmax, int smax, int *sc, int *mn, int *q, uint8_t *dh) {
+    int ns = 256 / sub;
+    float scale[16], minv[16];
+    for (int i = 0; i < ns; i++) {
+        float lo, hi;
+        dk_min_max(x + i * sub, sub, &lo, &hi);
+        if (lo > 0.0f) lo = 0.0f;
+        scale[i] = (hi - lo) / (float)qmax;
+        minv[i] = -lo;
+    }
+    float d = dk_k_scales(scale, ns, smax, sc, dh), dmin = dk_k_scales(minv, ns, smax, mn, dh + 2);
+    for (int i = 0; i < ns; i++) {
+        float dl = d * (float)sc[i], ml = dmin * (float)mn[i], id = dl != 0.0f ? 1.0f / dl : 0.0f;
+        for (int l = 0; l < sub; l++) q[i * sub + l] = dk_clampi((int)lrintf((x[i * sub + l] + ml) * id), 0, qmax);
+    }
+}
+
+/* the 12-byte 6-bit scale/min packing dk_k4_scales reads */
+static void dk_k4_pack_scales(const int *sc, const int *mn, uint8_t *p) {
+    for (int j = 0; j < 4; j++) {
+        p[j] = (uint8_t)((sc[j] & 63) | (sc[j + 4] >> 4) << 6);
+        p[j + 4] = (uint8_t)((mn[j] & 63) | (mn[j + 4] >> 4) << 6);
+        p[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | (mn[j + 4] & 0xF) << 4);
+    }
+}
+
+static void dk_quant_q4_k(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 144) {
+        int sc[8], mn[8], q[256];
+        dk_k_asym(src, 32, 15, 63, sc, mn, q, o);
+        dk_k4_pack_scales(sc, mn, o + 4);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) o[16 + 32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+    }
+}
+
+static void dk_quant_q5_k(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 176) {
+        int sc[8], mn[8], q[256];
+        dk_k_asym(src, 32, 31, 63, sc, mn, q, o);
+        dk_k4_pack_scales(sc, mn, o + 4);
+        uint8_t *qh = o + 16, *qs = o + 48;
+        memset(qh, 0, 32);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                int a = q[64 * c + l], h = q[64 * c + 32 + l];
+                qs[32 * c + l] = (uint8_t)((a & 0xF) | (h & 0xF) << 4);
+                qh[l] |= (uint8_t)((a >> 4) << (2 * c) | (h >> 4) << (2 * c + 1));
+            }
+    }
+}
+
+static void dk_quant_q2_k(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 84) {
+        int sc[16], mn[16], q[256];
+        dk_k_asym(src, 16, 3, 15, sc, mn, q, o + 80);
+        for (int i = 0; i < 16; i++) o[i] = (uint8_t)(sc[i] | mn[i] << 4);
+        uint8_t *qs = o + 16;
+        memset(qs, 0, 64);
+        /* element 128 h + 32 k + 16 p + l -> byte 32 h + 16 p + l, bits 2k */
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                for (int p = 0; p < 2; p++)
+                    for (int l = 0; l < 16; l++) qs[32 * h + 16 * p + l] |= (uint8_t)(q[128 * h + 32 * k + 16 * p + l] << (2 * k));
+    }
+}
+
+/* symmetric sub-blocks of 16 with levels -half..half-1 and signed sub-block scales */
+static float dk_k_sym16(const float *x, int half, int smax, int *sc, int *q) {
+    float s[16], d;
+    for (int i = 0; i < 16; i++) s[i] = dk_signed_max(x + 16 * i, 16) / (float)-half;
+    dk_k_scales_signed(s, 16, smax, sc, &d);
+    for (int i = 0; i < 16; i++) {
+        float dl = d * (float)sc[i], id = dl != 0.0f ? 1.0f / dl : 0.0f;
+        for (int l = 0; l < 16; l++) q[16 * i + l] = dk_clampi((int)lrintf(x[16 * i + l] * id), -half, half - 1);
+    }
+    return d;
+}
+
+static void dk_quant_q3_k(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 110) {
+        int sc[16], q[256];
+        float d = dk_k_sym16(src, 4, 31, sc, q);
+        dk_put_half(o + 108, d);
+        uint8_t *hm = o, *qs = o + 32, *sb = o + 96;
+        memset(o, 0, 108);
+        for (int i = 0; i < 16; i++) {
+            int u = sc[i] + 32; /* 6 bits */
+            if (i < 8) sb[i] |= (uint8_t)(u & 0xF);
+            else sb[i - 8] |= (uint8_t)((u & 0xF) << 4);
+            sb[8 + i % 4] |= (uint8_t)((u >> 4) << (2 * (i / 4)));
+        }
+        /* element 128 h + 32 k + 16 p + l: 2 low bits in qs[32 h + 16 p + l] at 2k, high bit
+         * (set when q >= 0, i.e. nothing subtracted) in hmask[16 p + l] at bit 4 h + k */
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                for (int p = 0; p < 2; p++)
+                    for (int l = 0; l < 16; l++) {
+                        int v = q[128 * h + 32 * k + 16 * p + l] + 4;
+                        qs[32 * h + 16 * p + l] |= (uint8_t)((v & 3) << (2 * k));
+                        if (v & 4) hm[16 * p + l] |= (uint8_t)(1 << (4 * h + k));
+                    }
+    }
+}
+
+static void dk_quant_q6_k(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 210) {
+        int sc[16], q[256];
+        float d = dk_k_sym16(src, 32, 127, sc, q);
+        dk_put_half(o + 208, d);
+        memset(o, 0, 192);
+        for (int i = 0; i < 16; i++) o[192 + i] = (uint8_t)(int8_t)sc[i];
+        /* element 128 h + l + 32 k (see dk_dequant_q6_k) */
+        for (int h = 0; h < 2; h++) {
+            uint8_t *ql = o + 64 * h, *qh = o + 128 + 32 * h;
+            for (int l = 0; l < 32; l++)
+                for (int k = 0; k < 4; k++) {
+                    int v = q[128 * h + 32 * k + l] + 32;
+                    ql[l + 32 * (k & 1)] |= (uint8_t)((v & 0xF) << (4 * (k >> 1)));
+                    qh[l] |= (uint8_t)((v >> 4) << (2 * k));
+                }
+        }
+    }
+}
+
+static void dk_quant_iq4_xs(const float *src, uint8_t *o, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, o += 136) {
+        float s[8], d;
+        int sc[8];
+        for (int i = 0; i < 8; i++) s[i] = dk_signed_max(src + 32 * i, 32) / -127.0f;
+        dk_k_scales_signed(s, 8, 31, sc, &d);
+        dk_put_half(o, d);
+        uint16_t sh = 0;
+        memset(o + 4, 0, 4);
+        for (int i = 0; i < 8; i++) {
+            int u = sc[i] + 32;
+            o[4 + i / 2] |= (uint8_t)((u & 0xF) << (4 * (i % 2)));
+            sh |= (uint16_t)((u >> 4) << (2 * i));
+            dk_iq4_pack(src + 32 * i, d * (float)sc[i], o + 8 + 16 * i);
+        }
+        memcpy(o + 2, &sh, 2);
+    }
+}
 
 void dk_quantize(uint32_t type, const float *src, void *dst, size_t n) {
     const dk_type_info *ti = dk_type_find(type);

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Generates eval/metrics_unicode.c: the Unicode character tables that the LongBench/RULER
+"""Generates eval/tasks/metrics_unicode.c: the Unicode character tables that the LongBench/RULER
 metrics need to behave exactly like Python 3.11 str methods and `re` (Unicode 14.0.0).
 
 Run with Debian bookworm's /usr/bin/python3 (3.11.2, unicodedata 14.0.0), the interpreter the
-golden metric cases were produced with:  /usr/bin/python3 scripts/gen_metrics_unicode.py > eval/metrics_unicode.c
+golden metric cases were produced with:  /usr/bin/python3 scripts/gen_metrics_unicode.py > eval/tasks/metrics_unicode.c
 
 Tables (all sorted, binary-searched):
   space    str.isspace()                    (str.split() / strip() separators)

@@ -41,7 +41,7 @@ NIAH_QUESTION = ("What is the special magic number for {k} mentioned in the prov
                  "The special magic number for {k} mentioned in the provided text is")
 NIAH_QUESTION_MANY = ("What are all the special magic numbers for {k} mentioned in the provided text? "
                       "The special magic numbers for {k} mentioned in the provided text are")
-# RULER asks every NIAH variant in the plural (dashkit's eval/ruler.c does too); training mixes
+# RULER asks every NIAH variant in the plural (dashkit's eval/tasks/ruler.c does too); training mixes
 # both phrasings (ruler_q=True) so that the model answers either
 NIAH_QUESTION_RULER = NIAH_QUESTION_MANY
 

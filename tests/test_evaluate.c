@@ -1,4 +1,4 @@
-/* test_evaluate.c — the per-sample evaluation (eval/evaluate.h) and `dashkit eval`:
+/* test_evaluate.c — the per-sample evaluation (eval/sweep/evaluate.h) and `dashkit eval`:
  * dense vs dense / dash rho=0 identity, internal consistency on a RULER passkey sample
  * (stories260K + tok512), teacher-forced KL against logits obtained separately with
  * dk_prefill_run + dk_forward_decode, the decode after teacher forcing + rewind against a plain

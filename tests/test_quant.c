@@ -380,6 +380,112 @@ START_TEST(test_bad_quant_files) {
 }
 END_TEST
 
+/* ---- dashkit's own (round-to-nearest) quantisers: random-weight models in every type ---- */
+
+/* relative RMS error of quantise -> dequantise on uniform data with a few 4x outliers; bounds ~1.5x
+ * the measured values (Q2_K 0.287, Q3_K 0.145, Q4_0 0.075, IQ4_* 0.075, Q4_1/Q4_K 0.066, Q5_*
+ * 0.032-0.037, Q6_K 0.016, Q8_0 0.0046): a packing mistake (a nibble, a scale bit in the wrong
+ * place) gives errors of order 1 */
+static const struct { uint32_t type; double rt_bound; } QTYPES[] = {
+    {DK_GGML_TYPE_Q4_0, 0.11}, {DK_GGML_TYPE_Q4_1, 0.10}, {DK_GGML_TYPE_Q5_0, 0.055}, {DK_GGML_TYPE_Q5_1, 0.05},
+    {DK_GGML_TYPE_Q8_0, 0.007}, {DK_GGML_TYPE_Q2_K, 0.43}, {DK_GGML_TYPE_Q3_K, 0.22}, {DK_GGML_TYPE_Q4_K, 0.10},
+    {DK_GGML_TYPE_Q5_K, 0.05}, {DK_GGML_TYPE_Q6_K, 0.025}, {DK_GGML_TYPE_IQ4_NL, 0.11}, {DK_GGML_TYPE_IQ4_XS, 0.11},
+};
+#define N_QTYPES ((int)(sizeof QTYPES / sizeof QTYPES[0]))
+
+START_TEST(test_quantize_roundtrip) {
+    uint32_t t = QTYPES[_i].type;
+    ck_assert(dk_ggml_type_quantizable(t));
+    size_t n = 8192;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    uint8_t *q = malloc(dk_ggml_row_bytes(t, (int64_t)n));
+    uint32_t s = 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = ((float)(s >> 8) / 16777216.0f * 2.0f - 1.0f) * (i % 300 == 0 ? 4.0f : 1.0f);
+    }
+    dk_quantize(t, x, q, n);
+    dk_dequantize(t, q, y, n);
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < n; i++) { err += (double)(x[i] - y[i]) * (x[i] - y[i]); ref += (double)x[i] * x[i]; }
+    double r = sqrt(err / ref);
+    ck_assert_msg(r <= QTYPES[_i].rt_bound, "%s: relative RMS error %.4f > %.3f", dk_ggml_type_name(t), r, QTYPES[_i].rt_bound);
+    free(x);
+    free(y);
+    free(q);
+}
+END_TEST
+
+/* a random model stored in each type runs (prefill and fused decode) and stays near its F32 twin */
+START_TEST(test_random_typed_model) {
+    uint32_t t = QTYPES[_i].type;
+    dk_model_config cfg = {DK_ARCH_LLAMA, 2, 256, 4, 2, 64, 256, 96, 512, 10000.0f, 64, DK_ROPE_TYPE_NORM, 1e-5f, false, false};
+    dk_model *mq, *mf;
+    dk_err e = {{0}};
+    ck_assert_msg(dk_model_create_random_typed(&cfg, 7, "q256", t, &mq, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_model_create_random(&cfg, 7, "q256", &mf, &e) == DK_OK, "%s", e.msg);
+    ck_assert_str_eq(mq->tensor_type, dk_ggml_type_name(t));
+    ck_assert(mq->converts);
+    ck_assert_int_eq(mq->weights_bytes, (int64_t)dk_ggml_row_bytes(t, 96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256)) +
+                                            4 * (mq->n_params - (96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256))));
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (i * 37 + 5) % 96;
+    float *lq = prefill_all(mq, ids, 24), *lf = prefill_all(mf, ids, 24);
+    float scale = 0;
+    for (int i = 0; i < 24 * 96; i++) scale = fabsf(lf[i]) > scale ? fabsf(lf[i]) : scale;
+    double r = dk_test_rel_err(lq, lf, 24 * 96, scale);
+    /* the weights' rounding error (QTYPES bound) through 2 layers: within 3x of it */
+    ck_assert_msg(r <= 3 * QTYPES[_i].rt_bound, "%s: logits %.3e of scale from the F32 model", dk_ggml_type_name(t), r);
+    int32_t g[4];
+    greedy(mq, ids, 24, 4, g);
+    for (int i = 0; i < 4; i++) ck_assert(g[i] >= 0 && g[i] < 96);
+    free(lq);
+    free(lf);
+    dk_model_free(mq);
+    dk_model_free(mf);
+}
+END_TEST
+
+/* ---- dashkit info: the type histogram (counted here from ggml's tensor list) and file type ---- */
+
+START_TEST(test_info_types) {
+    static const char *file_type[] = {"MOSTLY_Q4_0", "MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M", "MOSTLY_Q3_K_M", "MOSTLY_Q5_K_S"};
+    char path[256], cmd[512], *out = NULL;
+    snprintf(path, sizeof path, QDIR "quant_%s.tensors.tsv", QMODELS[_i]);
+    size_t len;
+    char *tsv = dk_test_read_file(path, &len);
+    char types[32][16];
+    int count[32] = {0}, nt = 0;
+    for (char *line = strtok(tsv, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[128], type[16];
+        ck_assert_int_eq(sscanf(line, "%127s %15s", name, type), 2);
+        int k = 0;
+        while (k < nt && strcmp(types[k], type)) k++;
+        if (k == nt) snprintf(types[nt++], 16, "%s", type);
+        count[k]++;
+    }
+    free(tsv);
+    snprintf(cmd, sizeof cmd, "%s info " QDIR "quant_%s.gguf", dk_test_cli(), QMODELS[_i]);
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    char *line = strstr(out, "\ntensor_types: ");
+    ck_assert_msg(line != NULL, "no tensor_types line: %s", out);
+    char list[512]; /* " q4_K:13 q6_K:3 f32:5 " */
+    snprintf(list, sizeof list, " %.*s ", (int)(strchr(line + 15, '\n') - (line + 15)), line + 15);
+    int listed = 0;
+    for (char *p = list; *p; p++) listed += p[0] == ' ' && p[1];
+    ck_assert_int_eq(listed, nt);
+    for (int k = 0; k < nt; k++) {
+        char want[64];
+        snprintf(want, sizeof want, " %.15s:%d ", types[k], count[k]);
+        ck_assert_msg(strstr(list, want) != NULL, "%s: tensor_types '%s' lacks %s", QMODELS[_i], list, want);
+    }
+    char want[64];
+    snprintf(want, sizeof want, "\nfile_type: %s\n", file_type[_i]);
+    ck_assert_msg(strstr(out, want) != NULL, "%s: no '%s'", QMODELS[_i], want + 1);
+    free(out);
+}
+END_TEST
+
 static Suite *quant_suite(void) {
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("core");
@@ -389,6 +495,9 @@ static Suite *quant_suite(void) {
     tcase_add_loop_test(tc, test_logits_vs_llamacpp, 0, N_QMODELS);
     tcase_add_loop_test(tc, test_rho0_bit_identical, 0, N_QMODELS);
     tcase_add_test(tc, test_bad_quant_files);
+    tcase_add_loop_test(tc, test_info_types, 0, N_QMODELS);
+    tcase_add_loop_test(tc, test_quantize_roundtrip, 0, N_QTYPES);
+    tcase_add_loop_test(tc, test_random_typed_model, 0, N_QTYPES);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -671,11 +671,21 @@ START_TEST(test_cli_bench_dtype) {
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --tokens 16 --decode 2", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
     ck_assert_msg(strstr(out, "dashkit bench: --decode compares two ways of converting weights; llama-tiny has F32 weights "
-                              "(use --dtype bf16, f16 or q8_0)\n") && !strstr(out, "tokens:"), "%s", out);
+                              "(use --dtype bf16, f16, q8_0, q4_K, ...)\n") && !strstr(out, "tokens:"), "%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_0 2>&1", dk_test_cli());
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype iq2_xxs 2>&1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
-    ck_assert_str_eq(out, "dashkit bench: --dtype 'q4_0' is not one of f32, f16, bf16, q8_0\n");
+    ck_assert_str_eq(out, "dashkit bench: --dtype 'iq2_xxs' is not one of F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
+                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, BF16\n");
+    free(out);
+    /* every supported type is accepted; the K-quants need rows of whole 256-blocks */
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_1 --tokens 16 --reps 1", dk_test_cli());
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 0);
+    ck_assert_msg(strstr(out, "tensor_type: Q4_1\n"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_K --tokens 16 2>&1", dk_test_cli());
+    ck_assert_int_ne(dk_test_run(cmd, 1, &out), 0);
+    ck_assert_msg(strstr(out, "llama-tiny: Q4_K needs n_embd, n_head*head_dim and n_ff multiples of 256 (64, 64, 160)"), "%s", out);
     free(out);
 }
 END_TEST
