@@ -275,21 +275,20 @@ static void dk_dequant_q5_k(const uint8_t *s, float *dst, size_t n) {
  * value (d * scale) * (q - 32). */
 static void dk_dequant_q6_k(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 256; b++, s += 210) {
-        const uint8_t *ql = s, *qh = s + 128;
         const int8_t *sc = (const int8_t *)(s + 192);
         float d = dk_half_at(s + 208);
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, dst += 128)
-            for (int l = 0; l < 32; l++) {
-                int is = l / 16;
-                int q1 = (int)((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32;
-                int q2 = (int)((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32;
-                int q3 = (int)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
-                int q4 = (int)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
-                dst[l] = d * (float)sc[is] * (float)q1;
-                dst[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                dst[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                dst[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++)
+                for (int is = 0; is < 2; is++, dst += 16) {
+                    /* 16 consecutive elements (128 half + 32 k + 16 is + l) share one scale */
+                    const uint8_t *ql = s + 64 * half + 32 * (k & 1) + 16 * is, *qh = s + 128 + 32 * half + 16 * is;
+                    int shift = 4 * (k >> 1), hs = 2 * k;
+                    float dl = d * (float)sc[8 * half + is + 2 * k];
+                    for (int l = 0; l < 16; l++) {
+                        int q = (int)(((uint32_t)ql[l] >> shift & 0xF) | ((uint32_t)qh[l] >> hs & 3) << 4) - 32;
+                        dst[l] = dl * (float)q;
+                    }
+                }
     }
 }
 
@@ -326,6 +325,90 @@ static void dk_dequant_iq4_xs(const uint8_t *s, float *dst, size_t n) {
     }
 }
 
+
+#ifdef DK_QUANT_SIMD
+/* AVX2 forms of the K-quant loops: the bit fields are extracted into 16 int8 lanes, widened to
+ * int32 and converted to float (exact), then the same one multiply (and, with a min, one
+ * subtract) per element as the scalar code, so the results are bit-identical (no FMA: ISO C
+ * mode compiles with -ffp-contract=off). */
+static inline __m128i dk_bits16(__m128i v, int shift, int mask) {
+    return _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm_set1_epi8((char)mask));
+}
+
+/* dst[0..15] = dl * q (q: 16 int8 lanes), minus ml when sub */
+static inline void dk_store16(float *dst, __m128i q, float dl, float ml, int sub) {
+    __m256 vd = _mm256_set1_ps(dl), vm = _mm256_set1_ps(ml);
+    __m256 a = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    __m256 b = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))));
+    if (sub) { a = _mm256_sub_ps(a, vm); b = _mm256_sub_ps(b, vm); }
+    _mm256_storeu_ps(dst, a);
+    _mm256_storeu_ps(dst + 8, b);
+}
+
+static void dk_dequant_q2_k_simd(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 84) {
+        float d = dk_half_at(s + 80), dmin = dk_half_at(s + 82);
+        for (int half = 0, is = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++)
+                for (int p = 0; p < 2; p++, is++, dst += 16) {
+                    __m128i q = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 16 + 32 * half + 16 * p)), 2 * k, 3);
+                    dk_store16(dst, q, d * (float)(s[is] & 0xF), dmin * (float)(s[is] >> 4), 1);
+                }
+    }
+}
+
+static void dk_dequant_q3_k_simd(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 110) {
+        const uint8_t *sb = s + 96;
+        float d = dk_half_at(s + 108);
+        for (int half = 0, is = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++)
+                for (int p = 0; p < 2; p++, is++, dst += 16) {
+                    __m128i lo = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 32 + 32 * half + 16 * p)), 2 * k, 3);
+                    __m128i hb = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 16 * p)), 4 * half + k, 1);
+                    __m128i q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hb, 2)), _mm_set1_epi8(4));
+                    int l4 = is < 8 ? sb[is] & 0xF : sb[is - 8] >> 4, h2 = (sb[8 + is % 4] >> (2 * (is / 4))) & 3;
+                    dk_store16(dst, q, d * (float)((l4 | h2 << 4) - 32), 0.0f, 0);
+                }
+    }
+}
+
+static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int five);
+static void dk_dequant_q4_k_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_q45_k_simd(s, dst, n, 0); }
+static void dk_dequant_q5_k_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_q45_k_simd(s, dst, n, 1); }
+
+static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int five) {
+    size_t bb = five ? 176 : 144;
+    for (size_t b = 0; b < n / 256; b++, s += bb) {
+        float dl[8], ml[8];
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        const uint8_t *qh = s + 16, *q = s + (five ? 48 : 16);
+        for (int c = 0; c < 4; c++, q += 32)
+            for (int nib = 0; nib < 2; nib++)
+                for (int h = 0; h < 2; h++, dst += 16) {
+                    __m128i v = dk_bits16(_mm_loadu_si128((const __m128i *)(q + 16 * h)), 4 * nib, 0xF);
+                    if (five) v = _mm_or_si128(v, _mm_slli_epi16(dk_bits16(_mm_loadu_si128((const __m128i *)(qh + 16 * h)), 2 * c + nib, 1), 4));
+                    dk_store16(dst, v, dl[2 * c + nib], ml[2 * c + nib], 1);
+                }
+    }
+}
+
+static void dk_dequant_q6_k_simd(const uint8_t *s, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, s += 210) {
+        const int8_t *sc = (const int8_t *)(s + 192);
+        float d = dk_half_at(s + 208);
+        for (int half = 0; half < 2; half++)
+            for (int k = 0; k < 4; k++)
+                for (int is = 0; is < 2; is++, dst += 16) {
+                    __m128i lo = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 64 * half + 32 * (k & 1) + 16 * is)), 4 * (k >> 1), 0xF);
+                    __m128i hi = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 128 + 32 * half + 16 * is)), 2 * k, 3);
+                    __m128i q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+                    dk_store16(dst, q, d * (float)sc[8 * half + is + 2 * k], 0.0f, 0);
+                }
+    }
+}
+#endif
+
 static void dk_dequant_f32(const uint8_t *s, float *dst, size_t n) { memcpy(dst, s, n * sizeof *dst); }
 
 /* ---- type table ---- */
@@ -339,7 +422,14 @@ typedef struct {
     uint32_t blck, bytes;   /* elements and bytes per block */
     dk_dequant_fn dequant;  /* NULL: known (the file opens) but not supported */
     dk_quant_fn quant;      /* NULL: no random weights of this type */
+    dk_dequant_fn simd;     /* AVX2 form of dequant (same results), NULL: dequant is the only one */
 } dk_type_info;
+
+#ifdef DK_QUANT_SIMD
+#define DK_SIMD(t) dk_dequant_##t##_simd
+#else
+#define DK_SIMD(t) NULL
+#endif
 
 static void dk_quant_f32(const float *src, uint8_t *dst, size_t n);
 static void dk_quant_f16(const float *src, uint8_t *dst, size_t n);
@@ -358,38 +448,38 @@ static void dk_quant_iq4_nl(const float *src, uint8_t *dst, size_t n);
 static void dk_quant_iq4_xs(const float *src, uint8_t *dst, size_t n);
 
 static const dk_type_info dk_types[] = {
-    {0, "F32", 1, 4, dk_dequant_f32, dk_quant_f32},
-    {1, "F16", 1, 2, dk_dequant_f16, dk_quant_f16},
-    {2, "Q4_0", 32, 18, dk_dequant_q4_0, dk_quant_q4_0},
-    {3, "Q4_1", 32, 20, dk_dequant_q4_1, dk_quant_q4_1},
-    {6, "Q5_0", 32, 22, dk_dequant_q5_0, dk_quant_q5_0},
-    {7, "Q5_1", 32, 24, dk_dequant_q5_1, dk_quant_q5_1},
-    {8, "Q8_0", 32, 34, dk_dequant_q8_0, dk_quant_q8_0},
-    {9, "Q8_1", 32, 36, NULL, NULL},
-    {10, "Q2_K", 256, 84, dk_dequant_q2_k, dk_quant_q2_k},
-    {11, "Q3_K", 256, 110, dk_dequant_q3_k, dk_quant_q3_k},
-    {12, "Q4_K", 256, 144, dk_dequant_q4_k, dk_quant_q4_k},
-    {13, "Q5_K", 256, 176, dk_dequant_q5_k, dk_quant_q5_k},
-    {14, "Q6_K", 256, 210, dk_dequant_q6_k, dk_quant_q6_k},
-    {15, "Q8_K", 256, 292, NULL, NULL},
-    {16, "IQ2_XXS", 256, 66, NULL, NULL},
-    {17, "IQ2_XS", 256, 74, NULL, NULL},
-    {18, "IQ3_XXS", 256, 98, NULL, NULL},
-    {19, "IQ1_S", 256, 50, NULL, NULL},
-    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, dk_quant_iq4_nl},
-    {21, "IQ3_S", 256, 110, NULL, NULL},
-    {22, "IQ2_S", 256, 82, NULL, NULL},
-    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, dk_quant_iq4_xs},
-    {24, "I8", 1, 1, NULL, NULL},
-    {25, "I16", 1, 2, NULL, NULL},
-    {26, "I32", 1, 4, NULL, NULL},
-    {27, "I64", 1, 8, NULL, NULL},
-    {28, "F64", 1, 8, NULL, NULL},
-    {29, "IQ1_M", 256, 56, NULL, NULL},
-    {30, "BF16", 1, 2, dk_dequant_bf16, dk_quant_bf16},
-    {34, "TQ1_0", 256, 54, NULL, NULL},
-    {35, "TQ2_0", 256, 66, NULL, NULL},
-    {39, "MXFP4", 32, 17, NULL, NULL},
+    {0, "F32", 1, 4, dk_dequant_f32, dk_quant_f32, NULL},
+    {1, "F16", 1, 2, dk_dequant_f16, dk_quant_f16, NULL},
+    {2, "Q4_0", 32, 18, dk_dequant_q4_0, dk_quant_q4_0, NULL},
+    {3, "Q4_1", 32, 20, dk_dequant_q4_1, dk_quant_q4_1, NULL},
+    {6, "Q5_0", 32, 22, dk_dequant_q5_0, dk_quant_q5_0, NULL},
+    {7, "Q5_1", 32, 24, dk_dequant_q5_1, dk_quant_q5_1, NULL},
+    {8, "Q8_0", 32, 34, dk_dequant_q8_0, dk_quant_q8_0, NULL},
+    {9, "Q8_1", 32, 36, NULL, NULL, NULL},
+    {10, "Q2_K", 256, 84, dk_dequant_q2_k, dk_quant_q2_k, DK_SIMD(q2_k)},
+    {11, "Q3_K", 256, 110, dk_dequant_q3_k, dk_quant_q3_k, DK_SIMD(q3_k)},
+    {12, "Q4_K", 256, 144, dk_dequant_q4_k, dk_quant_q4_k, DK_SIMD(q4_k)},
+    {13, "Q5_K", 256, 176, dk_dequant_q5_k, dk_quant_q5_k, DK_SIMD(q5_k)},
+    {14, "Q6_K", 256, 210, dk_dequant_q6_k, dk_quant_q6_k, DK_SIMD(q6_k)},
+    {15, "Q8_K", 256, 292, NULL, NULL, NULL},
+    {16, "IQ2_XXS", 256, 66, NULL, NULL, NULL},
+    {17, "IQ2_XS", 256, 74, NULL, NULL, NULL},
+    {18, "IQ3_XXS", 256, 98, NULL, NULL, NULL},
+    {19, "IQ1_S", 256, 50, NULL, NULL, NULL},
+    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, dk_quant_iq4_nl, NULL},
+    {21, "IQ3_S", 256, 110, NULL, NULL, NULL},
+    {22, "IQ2_S", 256, 82, NULL, NULL, NULL},
+    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, dk_quant_iq4_xs, NULL},
+    {24, "I8", 1, 1, NULL, NULL, NULL},
+    {25, "I16", 1, 2, NULL, NULL, NULL},
+    {26, "I32", 1, 4, NULL, NULL, NULL},
+    {27, "I64", 1, 8, NULL, NULL, NULL},
+    {28, "F64", 1, 8, NULL, NULL, NULL},
+    {29, "IQ1_M", 256, 56, NULL, NULL, NULL},
+    {30, "BF16", 1, 2, dk_dequant_bf16, dk_quant_bf16, NULL},
+    {34, "TQ1_0", 256, 54, NULL, NULL, NULL},
+    {35, "TQ2_0", 256, 66, NULL, NULL, NULL},
+    {39, "MXFP4", 32, 17, NULL, NULL, NULL},
 };
 
 static const dk_type_info *dk_type_find(uint32_t t) {
@@ -441,6 +531,12 @@ size_t dk_ggml_row_bytes(uint32_t type, int64_t n) {
 }
 
 void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n) {
+    const dk_type_info *ti = dk_type_find(type);
+    if (ti && ti->dequant) (ti->simd ? ti->simd : ti->dequant)(src, dst, n);
+    else memset(dst, 0, n * sizeof *dst);
+}
+
+void dk_dequantize_scalar(uint32_t type, const void *src, float *dst, size_t n) {
     const dk_type_info *ti = dk_type_find(type);
     if (ti && ti->dequant) ti->dequant(src, dst, n);
     else memset(dst, 0, n * sizeof *dst);

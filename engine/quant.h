@@ -42,6 +42,9 @@ size_t dk_ggml_row_bytes(uint32_t type, int64_t n);
  * Vectorised with AVX2/F16C when the build targets them (-march=x86-64-v3). An unsupported
  * type writes zeros. */
 void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n);
+/* The portable form of dk_dequantize for the types that have an AVX2 one (tests compare both
+ * with ggml); the same function for the others. */
+void dk_dequantize_scalar(uint32_t type, const void *src, float *dst, size_t n);
 
 /* ---- f32 -> storage type (random-weight models in a file type, tests) ---- */
 uint16_t dk_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */

@@ -3,6 +3,7 @@
  * malformed JSONL fails as a whole with file:line:field. */
 #include "support/dk_test.h"
 #include "longbench.h"
+#include "task.h"
 #include "tokenizer.h"
 
 #include <cjson/cJSON.h>

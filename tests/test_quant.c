@@ -97,6 +97,10 @@ START_TEST(test_dequant_matches_ggml) {
             memcpy(&b0, y, 4);
             ck_assert_msg(!strcmp(got, hash), "%s %s (%s): dequantised f32 differ from ggml's to_float (first %08x vs %s)",
                           path, name, type, b0, first);
+            /* and the portable form (what a build without AVX2 runs) */
+            dk_dequantize_scalar(t->type, t->data, y, t->n_elems);
+            snprintf(got, sizeof got, "%016llx", (unsigned long long)fnv1a64(y, t->n_elems * 4));
+            ck_assert_msg(!strcmp(got, hash), "%s %s (%s): portable dequantisation differs from ggml's to_float", path, name, type);
             free(y);
         }
         ck_assert_int_eq(lines, (int)dk_gguf_n_tensors(g));

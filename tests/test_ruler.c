@@ -2,6 +2,7 @@
  * specified, depth placement, Gutenberg stripping, option errors. Tokens: llama2.c tok512. */
 #include "support/dk_test.h"
 #include "ruler.h"
+#include "task.h"
 #include "tokenizer.h"
 
 #include <math.h>

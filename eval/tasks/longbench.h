@@ -4,7 +4,7 @@
 #ifndef DK_LONGBENCH_H
 #define DK_LONGBENCH_H
 
-#include "task.h"
+#include "sample.h"
 
 /* Ranges every number read from these files is checked against (before any conversion): a
  * sample's "length" (words/characters of its context) and dataset2maxlen.json's budgets. */

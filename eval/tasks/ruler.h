@@ -15,7 +15,7 @@
 #ifndef DK_RULER_H
 #define DK_RULER_H
 
-#include "task.h"
+#include "sample.h"
 
 typedef enum {
     DK_RULER_PASSKEY = 0, /* canonical passkey retrieval over the noise haystack */
