@@ -9,6 +9,7 @@
  * Closed form (FLOP model of prefill.h, A(n) = one layer on n tokens, s = l+1 shared layers):
  *   expected = Σ_r [s·A(T) + (L−s)·A(K_r)] / (s·A(T) + Σ_r (L−s)·A(K_r)). */
 #include "bench_prefix.h"
+#include "cli_util.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
@@ -100,7 +101,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
             long long x = strtoll(v, &end, 10);
             bool zero_ok = !strcmp(a, "--ls");
             if (*end || end == v || x < (zero_ok ? 0 : 1) || x > (1 << 22)) {
-                fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", a, v, zero_ok ? "non-negative" : "positive");
+                fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(a), dk_cli_esc(v), zero_ok ? "non-negative" : "positive");
                 return 2;
             }
             if (!strcmp(a, "--tokens")) tokens = (long)x;
@@ -109,15 +110,15 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
             else if (!strcmp(a, "--threads")) threads = (long)x;
             else seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n", a);
+            fprintf(stderr, "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!path) path = a;
-        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     double rho[DK_SWEEP_MAX];
     int n_rho;
     if (dk_sweep_parse_rhos(rhos_arg, rho, &n_rho)) {
-        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n", rhos_arg, DK_SWEEP_MAX);
+        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n", dk_cli_esc(rhos_arg), DK_SWEEP_MAX);
         return 2;
     }
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
@@ -137,7 +138,7 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
         /* the shape scripts/train_tiny.py gives dashkit-tiny */
         dk_model_config cfg = {DK_ARCH_LLAMA, 8, 128, 4, 4, 32, 384, 2048, 4096, 10000.0f, 32, DK_ROPE_TYPE_NEOX, 1e-5f, false, false};
         if (shape && !dk_model_shape(shape, &cfg)) {
-            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", shape, dk_model_shape_names());
+            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(shape), dk_model_shape_names());
             return 2;
         }
         if (dk_model_create_random(&cfg, seed, shape ? shape : "dashkit-tiny-shape (random)", &m, &e)) {

@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- echoing values ---- */
+
+const char *dk_cli_esc(const char *s) {
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ % 4];
+    dk_escape_controls(s ? s : "(null)", b, sizeof buf[0]);
+    return b;
+}
+
 /* ---- method parameters ---- */
 
 bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_param *pd, const char *value,
@@ -38,7 +48,7 @@ bool dk_cli_parse_run_id(const char *cmd, const char *v, long long *out) {
     char *end;
     long long x = strtoll(v, &end, 10);
     if (*end || end == v || x <= 0) {
-        fprintf(stderr, "dashkit %s: --run '%s' is not a run id (a positive integer)\n", cmd, v);
+        fprintf(stderr, "dashkit %s: --run '%s' is not a run id (a positive integer)\n", cmd, dk_cli_esc(v));
         return false;
     }
     *out = x;
@@ -52,7 +62,7 @@ int dk_report_parse_i64(const char *cmd, const char *opt, const char *v, long lo
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || *end || end == v || x < min) {
-        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, v, min);
+        fprintf(stderr, "dashkit %s: %s '%s' is not an integer >= %lld\n", cmd, opt, dk_cli_esc(v), min);
         return -1;
     }
     *out = x;
@@ -63,7 +73,7 @@ int dk_report_parse_level(const char *cmd, const char *v, double *out) {
     char *end;
     double x = strtod(v, &end);
     if (*end || end == v || !(x > 0 && x < 1)) {
-        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, v);
+        fprintf(stderr, "dashkit %s: --level '%s' is not a number in (0,1)\n", cmd, dk_cli_esc(v));
         return -1;
     }
     *out = x;

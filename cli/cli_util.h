@@ -6,6 +6,11 @@
 #include "policy.h"
 #include "report.h"
 
+/* s with control characters escaped (dk_escape_controls), for echoing a command-line value or a
+ * path in an error line so that the line stays one line. Rotating static buffers: up to 4 results
+ * are valid at once (one error line). */
+const char *dk_cli_esc(const char *s);
+
 /* one `--NAME VALUE` method-parameter option as given on the command line */
 typedef struct { const char *name, *value; } dk_cli_param_arg;
 

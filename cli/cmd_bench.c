@@ -7,6 +7,7 @@
  * fused small-m path and with whole-matrix conversion alternately, and the last line is
  * `decode_fused_vs_convert: R` (median over reps of fused tokens/s / whole-matrix tokens/s). */
 #include "cli.h"
+#include "cli_util.h"
 #include "bench_prefix.h"
 #include "blas.h"
 #include "forward.h"
@@ -137,7 +138,7 @@ int dk_cmd_bench(int argc, char **argv) {
             const char *v = argv[++i];
             long long x = strtoll(v, &end, 10);
             if (*end || end == v || x <= 0 || x > (1 << 22)) {
-                fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", a, v);
+                fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", dk_cli_esc(a), dk_cli_esc(v));
                 return 2;
             }
             if (!strcmp(a, "--tokens")) tokens = (long)x;
@@ -146,17 +147,17 @@ int dk_cmd_bench(int argc, char **argv) {
             else if (!strcmp(a, "--decode")) decode = (long)x;
             else seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit bench: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!path) path = a;
-        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!path && !shape) shape = "qwen2-0.5b";
     if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
     uint32_t wtype = DK_GGML_TYPE_F32;
     if (dtype) {
         if (!dk_ggml_type_from_name(dtype, &wtype) || !dk_ggml_type_quantizable(wtype)) {
-            fprintf(stderr, "dashkit bench: --dtype '%s' is not one of %s\n", dtype, dk_ggml_supported_names());
+            fprintf(stderr, "dashkit bench: --dtype '%s' is not one of %s\n", dk_cli_esc(dtype), dk_ggml_supported_names());
             return 2;
         }
         if (path) { fprintf(stderr, "dashkit bench: --dtype applies to --shape models (a MODEL file keeps its own types)\n"); return 2; }
@@ -187,7 +188,7 @@ int dk_cmd_bench(int argc, char **argv) {
     if (shape) {
         dk_model_config cfg;
         if (!dk_model_shape(shape, &cfg)) {
-            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", shape, dk_model_shape_names());
+            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(shape), dk_model_shape_names());
             return 2;
         }
         if (dk_model_create_random_typed(&cfg, seed, shape, wtype, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }

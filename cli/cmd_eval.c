@@ -128,35 +128,35 @@ int dk_cmd_eval(int argc, char **argv) {
         }
         else if (!strcmp(a, "--opt")) {
             char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
+            if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(argv[i])); return 2; }
             if (nkv == DK_EVAL_MAX_OPTS) { fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS); return 2; }
             *eq = 0;
             kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
         } else if (!strcmp(a, "-n")) {
             if (!dk_eval_parse_int(argv[++i], 1, 1000000, &n_samples)) {
-                fprintf(stderr, "dashkit eval: -n '%s' is not an integer in 1..1000000\n", argv[i]);
+                fprintf(stderr, "dashkit eval: -n '%s' is not an integer in 1..1000000\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (!strcmp(a, "--budget")) {
             if (!dk_eval_parse_int(argv[++i], 0, 1L << 30, &budget) || budget == 1) {
-                fprintf(stderr, "dashkit eval: --budget '%s' is not 0 or an integer >= 2\n", argv[i]);
+                fprintf(stderr, "dashkit eval: --budget '%s' is not 0 or an integer >= 2\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit eval: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit eval: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit eval: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit eval: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!model_path) { fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n"); return 2; }
     if (!task_name) { fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
 
     /* task and method are checked before the model is loaded */
     const dk_task *task = dk_task_find(task_name);
-    if (!task) { fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", task_name); return 2; }
+    if (!task) { fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(task_name)); return 2; }
     if (seed) {
         long sv;
-        if (!dk_eval_parse_int(seed, 0, 0x7fffffffL, &sv)) { fprintf(stderr, "dashkit eval: --seed '%s' is not a non-negative integer\n", seed); return 2; }
+        if (!dk_eval_parse_int(seed, 0, 0x7fffffffL, &sv)) { fprintf(stderr, "dashkit eval: --seed '%s' is not a non-negative integer\n", dk_cli_esc(seed)); return 2; }
         for (int j = 0; j < nkv; j++)
             if (!strcmp(kv[j].key, "seed")) { fprintf(stderr, "dashkit eval: --seed and --opt seed=... both given\n"); return 2; }
         if (dk_task_opt_value(task, kv, nkv, "seed")) {
@@ -212,16 +212,21 @@ int dk_cmd_eval(int argc, char **argv) {
 
     int64_t fl_dense = 0, fl_method = 0;
     double w_dense = 0, w_method = 0, kl_sum = 0, kla_sum = 0;
-    int n_top1 = 0, n_kla = 0;
+    int n_top1 = 0, n_kla = 0, warned_ctx = 0;
     for (int i = 0; i < set.n; i++) {
         const dk_sample *s = &set.s[i];
         dk_eval_prompt p;
         dk_eval_result rd, rm;
         size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, s);
         if ((st = dk_eval_prompt_build_chat(m, s, b, &tmpl, &p, &e))) { fprintf(stderr, "dashkit eval: %s\n", e.msg); goto done; }
+        int beyond = 0;
+        if (dk_model_check_context(m, dk_eval_prompt_ctx_tokens(&p), &beyond, NULL) == DK_OK && beyond && !warned_ctx++)
+            fprintf(stderr, "dashkit eval: warning: sample %d: %d tokens exceed the model's training context of %d tokens\n", i,
+                    dk_eval_prompt_ctx_tokens(&p), m->cfg.n_ctx_train);
         if ((st = dk_eval_ctx_reserve(m, &c, dk_eval_prompt_ctx_tokens(&p), &e)) || (i == 0 && (st = dk_eval_warmup(c, &p, &e))) ||
             (st = dk_eval_dense(c, &p, &rd, &e))) {
             fprintf(stderr, "dashkit eval: %s\n", e.msg);
+            if (st == DK_ERR_ARG) rc = 2; /* e.g. a prompt far beyond the training context */
             dk_eval_prompt_free(&p);
             goto done;
         }

@@ -98,13 +98,13 @@ int dk_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--run")) {
             if (!dk_cli_parse_run_id("export", argv[++i], &run)) return 2;
         } else {
-            fprintf(stderr, "dashkit export: unknown argument '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit export: unknown argument '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         }
     }
     if (!format) { fprintf(stderr, "dashkit export: --format csv|json is required\n"); return 2; }
     if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {
-        fprintf(stderr, "dashkit export: --format '%s': expected csv or json\n", format);
+        fprintf(stderr, "dashkit export: --format '%s': expected csv or json\n", dk_cli_esc(format));
         return 2;
     }
     int json = !strcmp(format, "json");
@@ -126,7 +126,11 @@ int dk_cmd_export(int argc, char **argv) {
         int found = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
         q = NULL;
-        if (!found) { fprintf(stderr, "dashkit export: %s: no run %lld\n", db, run); goto done; }
+        if (!found) { /* a bad parameter (exit 2), as report and plot */
+            fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run);
+            rc = 2;
+            goto done;
+        }
     }
     if (sqlite3_prepare_v2(h,
             "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = ?1)"

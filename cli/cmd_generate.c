@@ -1,6 +1,7 @@
 /* cmd_generate.c — `dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS]`: greedy
  * generation with llama2.c run.c semantics (-n counts positions from 0, the prompt included). */
 #include "cli.h"
+#include "cli_util.h"
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
@@ -37,14 +38,14 @@ int dk_cmd_generate(int argc, char **argv) {
             char *end;
             steps = strtol(argv[++i], &end, 10);
             if (*end || end == argv[i] || steps < 0) {
-                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", argv[i]);
+                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!model_path) { dk_generate_usage(stderr); return 2; }
 

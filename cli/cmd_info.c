@@ -1,6 +1,7 @@
 /* cmd_info.c — `dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]`: one
  * `key: value` per line, including the memory the model needs at a context length. */
 #include "cli.h"
+#include "cli_util.h"
 #include "gguf.h"
 #include "memory.h"
 #include "model.h"
@@ -31,7 +32,7 @@ static int dk_info_int(const char *opt, const char *v, int *out) {
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || !*v || *end || x < 1 || x > (1L << 22)) {
-        fprintf(stderr, "dashkit info: %s: '%s' is not an integer in 1..%ld\n", opt, v, 1L << 22);
+        fprintf(stderr, "dashkit info: %s: '%s' is not an integer in 1..%ld\n", opt, dk_cli_esc(v), 1L << 22);
         return 0;
     }
     *out = (int)x;
@@ -125,10 +126,10 @@ int dk_cmd_info(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--memory")) {
             memory_only = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "dashkit info: unknown option '%s' (see --help)\n", argv[i]);
+            fprintf(stderr, "dashkit info: unknown option '%s' (see --help)\n", dk_cli_esc(argv[i]));
             return 2;
         } else if (!path) path = argv[i];
-        else { fprintf(stderr, "dashkit info: unexpected argument '%s'\n", argv[i]); return 2; }
+        else { fprintf(stderr, "dashkit info: unexpected argument '%s'\n", dk_cli_esc(argv[i])); return 2; }
     }
     if (!path) { dk_info_usage(stderr); return 2; }
     if (chunk > 0 && ctx > 0 && chunk > ctx) {

@@ -48,7 +48,7 @@ int dk_cmd_plot(int argc, char **argv) {
                                                "--model", "--boot", "--seed", "--level", NULL};
         int has_val = 0;
         for (int k = 0; with_val[k]; k++) if (!strcmp(a, with_val[k])) has_val = 1;
-        if (!has_val) { fprintf(stderr, "dashkit plot: unknown argument '%s' (see --help)\n", a); return 2; }
+        if (!has_val) { fprintf(stderr, "dashkit plot: unknown argument '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
         if (i + 1 >= argc) { fprintf(stderr, "dashkit plot: option %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
         if (!strcmp(a, "--db")) db = v;
@@ -61,12 +61,12 @@ int dk_cmd_plot(int argc, char **argv) {
         else if (dk_report_parse_ci_opt("plot", a, v, &o) < 0) return 2;
     }
     if (dk_report_kind_parse(kind, &p.kind) != 0) {
-        fprintf(stderr, "dashkit plot: --kind '%s': expected frontier, heatmap, layers or delta\n", kind);
+        fprintf(stderr, "dashkit plot: --kind '%s': expected frontier, heatmap, layers or delta\n", dk_cli_esc(kind));
         return 2;
     }
     if (!strcmp(x, "wall")) p.x = DK_REPORT_X_WALL;
     else if (!strcmp(x, "flops")) p.x = DK_REPORT_X_FLOPS;
-    else { fprintf(stderr, "dashkit plot: --x '%s': expected wall or flops\n", x); return 2; }
+    else { fprintf(stderr, "dashkit plot: --x '%s': expected wall or flops\n", dk_cli_esc(x)); return 2; }
     char def[256];
     if (!out) { snprintf(def, sizeof def, "results/plot-%s.png", kind); out = def; }
     dk_err e = {{0}};

@@ -122,15 +122,15 @@ int dk_cmd_prefill(int argc, char **argv) {
             long x = strtol(v, &end, 10);
             bool isreps = !strcmp(a, "--reps");
             if (*end || end == v || x < (isreps ? 1 : 0) || x > 100000) {
-                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", a, v, isreps ? 1 : 0);
+                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a), dk_cli_esc(v), isreps ? 1 : 0);
                 return 2;
             }
             if (isreps) reps = x; else n_decode = x;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit prefill: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit prefill: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit prefill: unexpected argument '%s'\n", a); return 2; }
+        else { fprintf(stderr, "dashkit prefill: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
     }
     if (!model_path) { dk_prefill_usage(stderr); return 2; }
     if (!prompt == !prompt_file) { fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n"); return 2; }
@@ -163,7 +163,11 @@ int dk_cmd_prefill(int argc, char **argv) {
         fprintf(stderr, "dashkit prefill: %s\n", e.msg);
         goto done;
     }
-    int n_total = n_ctx + n_q + (int)n_decode;
+    int n_total = n_ctx + n_q + (int)n_decode, beyond = 0;
+    if (dk_model_check_context(m, n_total, &beyond, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); rc = 2; goto done; }
+    if (beyond)
+        fprintf(stderr, "dashkit prefill: warning: %d tokens (prompt + decode) exceed the model's training context of %d tokens\n",
+                n_total, k->n_ctx_train);
     if (dk_ctx_create(m, n_total, &cd, &e) || dk_ctx_create(m, n_total, &cm, &e)) { fprintf(stderr, "dashkit prefill: %s\n", e.msg); goto done; }
     wd = malloc((size_t)reps * sizeof *wd);
     wm = malloc((size_t)reps * sizeof *wm);

@@ -43,7 +43,7 @@ int dk_cmd_report(int argc, char **argv) {
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
         int has_val = !strcmp(a, "--db") || !strcmp(a, "--run") || !strcmp(a, "--out") || !strcmp(a, "--boot") ||
                       !strcmp(a, "--seed") || !strcmp(a, "--level") || !strcmp(a, "--paper");
-        if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", a); return 2; }
+        if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
         if (i + 1 >= argc) { fprintf(stderr, "dashkit report: option %s needs a value\n", a); return 2; }
         const char *v = argv[++i];
         if (!strcmp(a, "--db")) db = v;

@@ -2,6 +2,7 @@
  * SQLite store, resumably (eval/sweep/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
+#include "cli_util.h"
 #include "config.h"
 #include "runner.h"
 
@@ -12,7 +13,7 @@
 #include <unistd.h>
 
 static void dk_run_usage(FILE *f) {
-    fprintf(f, "usage: dashkit run CONFIG [--db PATH] [--workers N] [--no-prefix-sharing] [--quiet]\n\n"
+    fprintf(f, "usage: dashkit run CONFIG [--db PATH] [--workers N] [--no-prefix-sharing] [--quiet] [--check]\n\n"
                "Runs every cell of a JSON config matrix (models x tasks x methods x grids) into the\n"
                "SQLite store. Resume is the default: cells already done (same model sha256, task,\n"
                "method, parameters and sample set) are skipped, unfinished ones completed, failed\n"
@@ -27,6 +28,8 @@ static void dk_run_usage(FILE *f) {
                "                 are bit-identical either way, and each cell's wall time includes the\n"
                "                 prefix (the sweep's saving is printed as prefix_sharing_saved_s)\n"
                "  --quiet        no progress line\n"
+               "  --check        validate only: the config, every model, every data file and every cell's\n"
+               "                 parameters, as a run does before it opens the store; prints `cells: N`\n"
                "  -h, --help     this help\n\n"
                "Exit status: 0 all cells done, 1 a model/store error or cells failed, 2 bad usage or\n"
                "bad config. Query results with 'dashkit status', 'dashkit export' or sqlite3.\n");
@@ -59,7 +62,7 @@ int dk_cmd_run(int argc, char **argv) {
     dk_runner_opts o;
     dk_runner_opts_default(&o);
     const char *config = NULL;
-    int quiet = 0;
+    int quiet = 0, check = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_run_usage(stdout); return 0; }
@@ -72,18 +75,19 @@ int dk_cmd_run(int argc, char **argv) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
             if (end == argv[i] || *end || n < 1 || n > 256) {
-                fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", argv[i]);
+                fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", dk_cli_esc(argv[i]));
                 return 2;
             }
             o.workers = (int)n;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else if (!strcmp(a, "--no-prefix-sharing")) o.prefix_sharing = 0;
+        else if (!strcmp(a, "--check")) check = 1;
         else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit run: unknown option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit run: unknown option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (!config) config = a;
         else {
-            fprintf(stderr, "dashkit run: unexpected argument '%s'\n", a);
+            fprintf(stderr, "dashkit run: unexpected argument '%s'\n", dk_cli_esc(a));
             return 2;
         }
     }
@@ -95,6 +99,13 @@ int dk_cmd_run(int argc, char **argv) {
     if (st) {
         fprintf(stderr, "dashkit run: %s\n", e.msg);
         return 2;
+    }
+    if (check) {
+        st = dk_runner_check(cfg, &e);
+        if (st) fprintf(stderr, "dashkit run: %s\n", e.msg);
+        else printf("cells: %zu\ncheck: ok\n", cfg->n_cells);
+        dk_config_free(cfg);
+        return st == DK_OK ? 0 : st == DK_ERR_ARG ? 2 : 1;
     }
     /* the command line, recorded with the run */
     size_t len = 1;

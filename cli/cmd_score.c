@@ -3,6 +3,7 @@
  * Exit 1 if a line is malformed (nothing is printed then) or any case with "expected" differs
  * from "got" by more than the tolerance (1e-6). */
 #include "cli.h"
+#include "cli_util.h"
 #include "metrics.h"
 
 #include <cjson/cJSON.h>
@@ -172,27 +173,28 @@ int dk_cmd_score(int argc, char **argv) {
             const char *v = argv[++i];
             if (!strcmp(v, "difflib")) be = DK_CODE_SIM_DIFFLIB;
             else if (!strcmp(v, "levenshtein")) be = DK_CODE_SIM_LEVENSHTEIN;
-            else { fprintf(stderr, "dashkit score: --code-sim: unknown backend '%s' (difflib|levenshtein)\n", v); return 2; }
+            else { fprintf(stderr, "dashkit score: --code-sim: unknown backend '%s' (difflib|levenshtein)\n", dk_cli_esc(v)); return 2; }
         } else if (!strcmp(a, "--tolerance") && i + 1 < argc) {
             char *end;
             errno = 0;
             tol = strtod(argv[++i], &end);
             if (errno || *end || !(tol >= 0)) {
-                fprintf(stderr, "dashkit score: --tolerance: invalid value '%s'\n", argv[i]);
+                fprintf(stderr, "dashkit score: --tolerance: invalid value '%s'\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit score: unknown or incomplete option '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit score: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (path) {
-            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", path, a);
+            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", dk_cli_esc(path), dk_cli_esc(a));
             return 2;
         } else path = a;
     }
     if (!path) { score_usage(stderr); return 2; }
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    const char *fname = strcmp(path, "-") ? path : "<stdin>";
-    if (!f) { fprintf(stderr, "dashkit score: %s: %s\n", path, strerror(errno)); return 1; }
+    char fname[1024]; /* the path as echoed in error lines */
+    dk_escape_controls(strcmp(path, "-") ? path : "<stdin>", fname, sizeof fname);
+    if (!f) { fprintf(stderr, "dashkit score: %s: %s\n", dk_cli_esc(path), strerror(errno)); return 1; }
 
     /* Pass 1: parse and score everything into memory, so a malformed line prints nothing. */
     char **outl = NULL, *line = NULL;
@@ -232,9 +234,9 @@ int dk_cmd_score(int argc, char **argv) {
         char *txt = cJSON_PrintUnformatted(row);
         if (fail) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(row, "id");
-            char buf[512];
+            char buf[2600];
             snprintf(buf, sizeof buf, "FAIL %s:%ld%s%s: expected %.17g got %.17g", fname, lineno,
-                     cJSON_IsString(id) ? " id=" : "", cJSON_IsString(id) ? id->valuestring : "",
+                     cJSON_IsString(id) ? " id=" : "", cJSON_IsString(id) ? dk_cli_esc(id->valuestring) : "",
                      ex->valuedouble, got);
             fails = realloc(fails, (n_fails + 1) * sizeof *fails);
             fails[n_fails++] = strdup(buf);

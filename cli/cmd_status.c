@@ -40,7 +40,7 @@ int dk_cmd_status(int argc, char **argv) {
         else if (!strcmp(a, "--run")) {
             if (!dk_cli_parse_run_id("status", argv[++i], &run)) return 2;
         } else {
-            fprintf(stderr, "dashkit status: unknown argument '%s' (see --help)\n", a);
+            fprintf(stderr, "dashkit status: unknown argument '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         }
     }
@@ -77,7 +77,8 @@ int dk_cmd_status(int argc, char **argv) {
     sqlite3_finalize(q);
     q = NULL;
     if (run && !n_runs) {
-        fprintf(stderr, "dashkit status: %s: no run %lld\n", db, run);
+        fprintf(stderr, "dashkit status: %s: no run %lld\n", dk_cli_esc(db), run);
+        rc = 2; /* a run that is not in the store: a bad parameter, as report and plot */
         goto done;
     }
     printf("runs: %d\n", n_runs);

@@ -1,6 +1,7 @@
 /* cmd_tasks.c — `dashkit tasks [NAME]`: list tasks with their options and metrics; with
  * --show, generate/load samples and print them as JSONL. */
 #include "cli.h"
+#include "cli_util.h"
 #include "model.h"
 #include "task.h"
 
@@ -37,17 +38,17 @@ int dk_cmd_tasks(int argc, char **argv) {
         else if (!strcmp(a, "-n") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1000000) { fprintf(stderr, "dashkit tasks: -n: invalid count '%s'\n", argv[i]); return 2; }
+            if (*end || v < 1 || v > 1000000) { fprintf(stderr, "dashkit tasks: -n: invalid count '%s'\n", dk_cli_esc(argv[i])); return 2; }
             n = (int)v;
         } else if (!strcmp(a, "--opt") && i + 1 < argc) {
             char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i] || nkv == 64) { fprintf(stderr, "dashkit tasks: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
+            if (!eq || eq == argv[i] || nkv == 64) { fprintf(stderr, "dashkit tasks: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(argv[i])); return 2; }
             *eq = 0;
             kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
         } else if (!strcmp(a, "--model") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
-        else if (a[0] == '-') { fprintf(stderr, "dashkit tasks: unknown or incomplete option '%s' (see --help)\n", a); return 2; }
-        else if (name) { fprintf(stderr, "dashkit tasks: more than one task name ('%s', '%s')\n", name, a); return 2; }
+        else if (a[0] == '-') { fprintf(stderr, "dashkit tasks: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
+        else if (name) { fprintf(stderr, "dashkit tasks: more than one task name ('%s', '%s')\n", dk_cli_esc(name), dk_cli_esc(a)); return 2; }
         else name = a;
     }
     if (!name) {
@@ -61,7 +62,7 @@ int dk_cmd_tasks(int argc, char **argv) {
         return 0;
     }
     const dk_task *t = dk_task_find(name);
-    if (!t) { fprintf(stderr, "dashkit tasks: unknown task '%s' (run 'dashkit tasks')\n", name); return 2; }
+    if (!t) { fprintf(stderr, "dashkit tasks: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(name)); return 2; }
     if (!show) {
         printf("task: %s\nfamily: %s\nmetric: %s\nsummary: %s\n", t->name, t->family, t->metric, t->summary);
         if (t->preset && *t->preset) printf("preset: %s\n", t->preset);

@@ -1,6 +1,7 @@
 /* cmd_tokenize.c — `dashkit tokenize MODEL [-z TOKENIZER] [--bos] TEXT...` prints the token ids,
  * space-separated, on one line; `--decode ID...` prints the detokenised text instead. */
 #include "cli.h"
+#include "cli_util.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -77,7 +78,7 @@ int dk_cmd_tokenize(int argc, char **argv) {
             bool is_tok = !strcmp(a, "-z") || !strcmp(a, "--tokenizer");
             if (is_tok) tok_path = argv[++i]; else file = argv[++i];
         } else {
-            fprintf(stderr, "dashkit tokenize: unknown option '%s' (see 'dashkit tokenize --help')\n", a);
+            fprintf(stderr, "dashkit tokenize: unknown option '%s' (see 'dashkit tokenize --help')\n", dk_cli_esc(a));
             free(pos);
             return 2;
         }
@@ -103,7 +104,7 @@ int dk_cmd_tokenize(int argc, char **argv) {
         errno = 0;
         long v = strtol(pos[1 + i], &end, 10);
         if (end == pos[1 + i] || *end || errno || v < 0 || v > INT32_MAX) {
-            fprintf(stderr, "dashkit tokenize: --decode: '%s' is not a token id (non-negative integer)\n", pos[1 + i]);
+            fprintf(stderr, "dashkit tokenize: --decode: '%s' is not a token id (non-negative integer)\n", dk_cli_esc(pos[1 + i]));
             free(ids); free(pos);
             return 2;
         }
@@ -149,10 +150,10 @@ int dk_cmd_tokenize(int argc, char **argv) {
     size_t len = 0;
     if (file) {
         FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-        if (!f) { fprintf(stderr, "dashkit tokenize: %s: cannot open: %s\n", file, strerror(errno)); goto done; }
+        if (!f) { fprintf(stderr, "dashkit tokenize: %s: cannot open: %s\n", dk_cli_esc(file), strerror(errno)); goto done; }
         text = dk_read_all(f, &len);
         if (f != stdin) fclose(f);
-        if (!text) { fprintf(stderr, "dashkit tokenize: %s: read error\n", file); goto done; }
+        if (!text) { fprintf(stderr, "dashkit tokenize: %s: read error\n", dk_cli_esc(file)); goto done; }
     } else {
         for (int i = 1; i < n_pos; i++) len += strlen(pos[i]) + 1;
         text = malloc(len + 1);

@@ -1,5 +1,6 @@
 /* main.c — `dashkit <command> [options]`: git-style dispatch over the command table. */
 #include "cli.h"
+#include "cli_util.h"
 #include "blas.h"
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,6 @@ int main(int argc, char **argv) {
         if (strcmp(argv[1], dk_commands[i].name) != 0) continue;
         return dk_commands[i].fn(argc - 1, argv + 1);
     }
-    fprintf(stderr, "dashkit: unknown command '%s' (see 'dashkit --help')\n", argv[1]);
+    fprintf(stderr, "dashkit: unknown command '%s' (see 'dashkit --help')\n", dk_cli_esc(argv[1]));
     return 2;
 }

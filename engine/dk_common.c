@@ -6,30 +6,36 @@
 
 /* Control characters (a file's key, a JSON string echoed in the message) are written as \n, \r,
  * \t or \xNN so the message stays one line; backslashes are kept as they are, so escaping an
- * already escaped message changes nothing. Truncated at the buffer's size. */
-static void dk_err_escape(char *msg, size_t cap) {
-    char tmp[sizeof ((dk_err *)0)->msg];
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)msg; *p && n + 1 < sizeof tmp; p++) {
-        if (*p >= 0x20 && *p != 0x7F) { tmp[n++] = (char)*p; continue; }
+ * already escaped message changes nothing. */
+size_t dk_escape_controls(const char *s, char *out, size_t n) {
+    size_t o = 0;
+    if (!n) return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[5];
-        int k = *p == '\n' ? snprintf(esc, sizeof esc, "\\n") : *p == '\r' ? snprintf(esc, sizeof esc, "\\r")
-              : *p == '\t' ? snprintf(esc, sizeof esc, "\\t") : snprintf(esc, sizeof esc, "\\x%02x", *p);
-        if (n + (size_t)k + 1 > sizeof tmp) break;
-        memcpy(tmp + n, esc, (size_t)k);
-        n += (size_t)k;
+        const char *add = esc;
+        size_t k;
+        if (*p == '\n') add = "\\n";
+        else if (*p == '\r') add = "\\r";
+        else if (*p == '\t') add = "\\t";
+        else if (*p < 0x20 || *p == 0x7f) snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else { esc[0] = (char)*p; esc[1] = 0; }
+        k = strlen(add);
+        if (o + k >= n) break; /* truncated at an escape boundary */
+        memcpy(out + o, add, k);
+        o += k;
     }
-    tmp[n] = 0;
-    snprintf(msg, cap, "%s", tmp);
+    out[o] = 0;
+    return o;
 }
 
 dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...) {
     if (e) {
+        char raw[sizeof e->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
-        dk_err_escape(e->msg, sizeof e->msg);
+        dk_escape_controls(raw, e->msg, sizeof e->msg);
     }
     return code;
 }

@@ -23,8 +23,14 @@ typedef struct {
     char msg[1024]; /* one line, no trailing newline; empty when no error */
 } dk_err;
 
-/* Formats msg into e (if e != NULL), control characters escaped (\n, \xNN: always one line),
- * and returns code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
+/* Copies s into out (n bytes, NUL-terminated) with control characters escaped: newline, CR and
+ * tab as \n \r \t, other bytes < 0x20 and DEL as \xNN; cut at an escape boundary when out is
+ * full. Returns the length written. The one escaping of values echoed in error lines: dk_fail
+ * applies it to every message, and the CLI to command-line values it echoes. */
+size_t dk_escape_controls(const char *s, char *out, size_t n);
+
+/* Formats msg into e (if e != NULL), control characters escaped (always one line), and returns
+ * code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
 dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -443,6 +443,15 @@ dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, 
     return st;
 }
 
+dk_status dk_model_check_context(const dk_model *m, int64_t n_tokens, int *beyond, dk_err *e) {
+    int64_t train = m->cfg.n_ctx_train;
+    if (beyond) *beyond = train > 0 && n_tokens > train;
+    if (train > 0 && n_tokens > DK_MODEL_MAX_CTX_FACTOR * train)
+        return dk_fail(e, DK_ERR_ARG, "a prompt of %lld tokens is more than %d x the model's training context (%lld tokens)",
+                       (long long)n_tokens, DK_MODEL_MAX_CTX_FACTOR, (long long)train);
+    return DK_OK;
+}
+
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e) {
     *tok = m->tokenizer;
     if (m->tokenizer) return DK_OK;

@@ -156,6 +156,14 @@ const char *dk_model_shape_names(void);
  * is loaded for it. */
 dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e);
 
+/* The training-context rule, for every command that runs a prompt: up to n_ctx_train tokens it
+ * runs as is; longer, it runs (RoPE positions past training are extrapolated; *beyond = 1 and the
+ * command prints a warning); longer than DK_MODEL_MAX_CTX_FACTOR x n_ctx_train it is refused
+ * (DK_ERR_ARG naming both lengths): no model in scope gives meaningful output there. A model that
+ * declares no training context (0) is not checked. */
+#define DK_MODEL_MAX_CTX_FACTOR 8
+dk_status dk_model_check_context(const dk_model *m, int64_t n_tokens, int *beyond, dk_err *e);
+
 /* Tokenizer or a DK_ERR_UNSUPPORTED/DK_ERR_ARG error explaining why there is none. */
 dk_status dk_model_tokenizer(const dk_model *m, const dk_tokenizer **tok, dk_err *e);
 

@@ -57,3 +57,24 @@ echo "sweep_run_wall_share_s: $my"
 awk -F': ' '$1 == "prefix_sharing_saved_s" {print "sweep_" $0}' "$sweep_tmp/on.out"
 awk -v a="$mn" -v b="$my" 'BEGIN {printf "prefix_sharing_wall_ratio: %.3f\n", a / b}'
 grep '^prefix_sharing_expected_ratio:' "$sweep_tmp/on.out"
+echo "== config expansion + validation: dashkit run --check of a rho x ls grid, 10^5 and 10^6 cells (last line config_expand_cells_per_s)"
+# --check parses, expands (identical cells dropped), validates every cell against the model and
+# loads each task point's data: everything a run does before it opens the store. Scaling = cells/s
+# at 10^6 over cells/s at 10^5 (1.0 = linear; the quadratic expansion this replaced gave ~0.1).
+grid_check() { # $1 = grid side; prints the median wall seconds of DK_BENCH_REPS runs
+    local n=$1 vals t ts=()
+    vals=$(awk -v n="$n" 'BEGIN {for (i = 0; i < n; i++) printf "%s%.6f", i ? "," : "", i / n}')
+    printf '{"name":"bench-grid","models":["%s"],"tasks":[{"name":"passkey","lengths":[200]}],"methods":[{"name":"dash","rho":[%s],"ls":[%s]}],"samples":1}\n' \
+        "$PWD/tests/data/ref_llama_f32.gguf" "$vals" "$vals" > "$sweep_tmp/grid$n.json"
+    for rep in $(seq 1 "${DK_BENCH_REPS:-3}"); do
+        t=$(date +%s.%N)
+        nice ./dashkit run "$sweep_tmp/grid$n.json" --check > /dev/null
+        ts+=("$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')")
+    done
+    median "${ts[@]}"
+}
+small=$(grid_check 316) big=$(grid_check 1000)
+echo "config_expand_s_1e5: $small"
+echo "config_expand_s_1e6: $big"
+awk -v s="$small" -v b="$big" 'BEGIN {printf "config_expand_scaling: %.3f\n", (1000000 / b) / (99856 / s)}'
+awk -v b="$big" 'BEGIN {printf "config_expand_cells_per_s: %.0f\n", 1000000 / b}'

@@ -95,6 +95,33 @@ START_TEST(test_defaults_and_duplicates) {
 }
 END_TEST
 
+/* Issue 17 finding 5: a 1000 x 998 grid (10^6 cells with two more entries: the documented limit) expands and
+ * validates in O(n log n) (the old duplicate scan was quadratic: ~12 minutes here, past the
+ * tcase timeout); identical cells are still dropped, the first kept, order preserved. */
+START_TEST(test_million_cell_grid) {
+    size_t cap = 64 << 10, n = 0;
+    char *js = malloc(cap);
+    ck_assert_ptr_nonnull(js);
+    n += (size_t)snprintf(js + n, cap - n, "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
+                                           "\"methods\":[{\"name\":\"dash\",\"rho\":[");
+    for (int i = 0; i < 1000; i++) n += (size_t)snprintf(js + n, cap - n, "%s%g", i ? "," : "", i / 1000.0);
+    n += (size_t)snprintf(js + n, cap - n, "],\"ls\":[");
+    for (int i = 0; i < 998; i++) n += (size_t)snprintf(js + n, cap - n, "%s%g", i ? "," : "", i / 1000.0);
+    n += (size_t)snprintf(js + n, cap - n, "]},{\"name\":\"dense\"},{\"name\":\"dash\",\"ls\":0.5,\"rho\":0.25}],\"samples\":1}");
+    ck_assert_uint_lt(n, cap);
+    dk_config *c = parse_ok(js);
+    free(js);
+    /* 1000 x 998 + dense + a point of the grid again = 10^6 cells before dropping the repeat */
+    ck_assert_uint_eq(c->n_cells, 998001);
+    ck_assert_str_eq(c->cells[0].method_params, "{\"ls\":0,\"recent\":0,\"rho\":0,\"sink\":0}");
+    ck_assert_str_eq(c->cells[1].method_params, "{\"ls\":0.001,\"recent\":0,\"rho\":0,\"sink\":0}");
+    ck_assert_str_eq(c->cells[998].method_params, "{\"ls\":0,\"recent\":0,\"rho\":0.001,\"sink\":0}");
+    ck_assert_str_eq(c->cells[997999].method_params, "{\"ls\":0.997,\"recent\":0,\"rho\":0.999,\"sink\":0}");
+    ck_assert_str_eq(c->cells[998000].method_name, "dense");
+    dk_config_free(c);
+}
+END_TEST
+
 /* ---- identity ---- */
 
 START_TEST(test_identity) {
@@ -415,6 +442,10 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_builtin_registry_is_policy_table);
     tcase_add_test(tc, test_builtin_registry_is_task_registry);
     suite_add_tcase(s, tc);
+    TCase *big = tcase_create("config-big");
+    tcase_set_timeout(big, 300);
+    tcase_add_test(big, test_million_cell_grid);
+    suite_add_tcase(s, big);
     return s;
 }
 

@@ -217,19 +217,28 @@ static int64_t count_samples(const char *dbp) {
     return n;
 }
 
-START_TEST(test_sigkill_then_rerun) {
-    char cfg[512], db[512], ref_db[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "kill.json");
-    tmp_path(db, sizeof db, "kill.db");
-    tmp_path(ref_db, sizeof ref_db, "kill_ref.db");
-    write_config(cfg, DK_MODEL, 5);
+/* STEM.json (write_config of model, samples), a fresh STEM.db, and STEM_ref.db holding an
+ * uninterrupted run of it (the reference). */
+static void setup_with_reference(const char *stem, const char *model, int samples, char cfg[512], char db[512], char ref_db[512]) {
+    char name[128], args[1200], *out = NULL;
+    snprintf(name, sizeof name, "%s.json", stem);
+    tmp_path(cfg, 512, name);
+    snprintf(name, sizeof name, "%s.db", stem);
+    tmp_path(db, 512, name);
+    snprintf(name, sizeof name, "%s_ref.db", stem);
+    tmp_path(ref_db, 512, name);
+    write_config(cfg, model, samples);
     rm_db(db);
     rm_db(ref_db);
-    /* reference: uninterrupted */
-    char *out = NULL;
     snprintf(args, sizeof args, "run %s --db %s", cfg, ref_db);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     free(out);
+}
+
+START_TEST(test_sigkill_then_rerun) {
+    char cfg[512], db[512], ref_db[512], args[1200];
+    setup_with_reference("kill", DK_MODEL, 5, cfg, db, ref_db);
+    char *out = NULL;
 
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     printf("test_sigkill_then_rerun: seed %u\n", seed);
@@ -379,6 +388,129 @@ START_TEST(test_changed_model) {
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = 2"
                               " AND c.model_id = (SELECT id FROM models ORDER BY id LIMIT 1)"), 0);
     sqlite3_close(h);
+}
+END_TEST
+
+/* ---- issue 17 finding 1: the model file overwritten in place DURING a run ---- */
+
+/* The deterministic part of every dense reference row. */
+static char *dump_dense(sqlite3 *db) {
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT model_sha256 || '|' || task_key || '|' || sample_id || '|' || flops || '|' ||"
+                                            " hex(prediction) || '|' || hex(logits) FROM dense_results ORDER BY 1", -1, &q, NULL),
+                     SQLITE_OK);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    out[0] = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 0);
+        size_t need = len + strlen(t) + 2;
+        if (need > cap) { while (need > cap) cap *= 2; out = realloc(out, cap); }
+        len += (size_t)sprintf(out + len, "%s\n", t);
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+/* every line of part is a line of whole */
+static void assert_lines_within(const char *part, const char *whole, const char *what) {
+    for (const char *l = part; *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);
+        int found = 0;
+        for (const char *w = whole; *w && !found;) {
+            const char *wn = strchr(w, '\n');
+            size_t m = wn ? (size_t)(wn - w) + 1 : strlen(w);
+            found = m == n && !memcmp(l, w, n);
+            w += m;
+        }
+        ck_assert_msg(found, "%s row not in the reference (computed with the overwritten weights?): %.*s", what, (int)n, l);
+        l += n;
+    }
+}
+
+/* Same size, no truncation, same inode (as `dd conv=notrunc` or a sync tool): the workers' mmapped
+ * weights change under them. No row computed after the change may be stored under the original
+ * sha256; the cells fail with "model file changed during the run: PATH"; once the file is back,
+ * a resumed run ends with exactly the rows of an undisturbed run. */
+START_TEST(test_model_overwritten_during_run) {
+    char cfg[512], db[512], ref_db[512], model[512], errf[512], args[1400];
+    tmp_path(model, sizeof model, "ow.gguf");
+    tmp_path(errf, sizeof errf, "ow.err");
+    copy_file(DK_MODEL, model);
+    setup_with_reference("ow", model, 30, cfg, db, ref_db);
+    char *out = NULL;
+
+    size_t size, n;
+    unsigned char *orig = dk_test_read_file(model, &size), *mod = malloc(size);
+    ck_assert_ptr_nonnull(mod);
+    memcpy(mod, orig, size);
+    for (size_t i = size / 2; i + 4 <= size; i += 4) mod[i + 1] ^= 0x5a; /* f32 weights of the later tensors, perturbed */
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 2);
+        if (nul >= 0) dup2(nul, 1);
+        execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0, exited = 0;
+    for (int t = 0; t < 5000; t++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) { exited = 1; break; }
+        if (count_samples(db) >= 5) break;
+        usleep(1000);
+    }
+    ck_assert_msg(!exited, "the run finished before the model could be overwritten");
+    int fd = open(model, O_WRONLY); /* in place: no O_TRUNC, same size */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, mod, size, 0), (ssize_t)size);
+    close(fd);
+    int64_t at_overwrite = count_samples(db);
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status));
+    char *err = dk_test_read_file(errf, &n);
+    char want[700];
+    snprintf(want, sizeof want, "model file changed during the run: %s", model);
+    ck_assert_msg(WEXITSTATUS(status) == 1, "exit %d: %s", WEXITSTATUS(status), err);
+    free(err);
+    sqlite3 *h = db_open(db), *r = db_open(ref_db);
+    ck_assert_msg(q_int(h, "SELECT count(*) FROM cells WHERE state = 'failed'") > 0, "no cell failed");
+    char sql[1200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM cells WHERE state = 'failed' AND error != '%s'"
+             " AND error NOT LIKE '%%: the model file changed since the run started (sha256 %%'", want);
+    ck_assert_int_eq(q_int(h, sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM cells WHERE error = '%s'", want);
+    ck_assert_int_ge(q_int(h, sql), 1);
+    /* nothing stored from the overwritten weights */
+    char *got = dump_results(h), *ref = dump_results(r), *gd = dump_dense(h), *rd = dump_dense(r);
+    assert_lines_within(got, ref, "sample");
+    assert_lines_within(gd, rd, "dense");
+    printf("test_model_overwritten_during_run: %lld samples stored before the overwrite, %lld in all\n",
+           (long long)at_overwrite, (long long)q_int(h, "SELECT count(*) FROM samples"));
+    free(got); free(gd);
+    sqlite3_close(h);
+
+    /* the original content back (a new mtime, the same sha256): the resumed run completes the
+     * cells, and its rows are exactly the undisturbed run's */
+    fd = open(model, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, orig, size, 0), (ssize_t)size);
+    close(fd);
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+    free(out);
+    h = db_open(db);
+    got = dump_results(h);
+    gd = dump_dense(h);
+    ck_assert_str_eq(got, ref);
+    ck_assert_str_eq(gd, rd);
+    free(got); free(gd); free(ref); free(rd);
+    sqlite3_close(h);
+    sqlite3_close(r);
+    free(orig);
+    free(mod);
 }
 END_TEST
 
@@ -600,6 +732,7 @@ static Suite *runner_suite(void) {
     tcase_add_test(tc, test_sigkill_then_rerun);
     tcase_add_test(tc, test_two_workers);
     tcase_add_test(tc, test_changed_model);
+    tcase_add_test(tc, test_model_overwritten_during_run);
     tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof dk_bad_runs / sizeof dk_bad_runs[0]));
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_prefix_groups);

@@ -323,26 +323,61 @@ static const char *dk_singular(const char *k) {
     return k;
 }
 
-/* First duplicate key anywhere in the tree (cJSON keeps duplicates silently); path into out. */
-static int dk_find_duplicate(const cJSON *it, const char *path, char *out, size_t n) {
+/* Length of the valid UTF-8 prefix of s (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF); == strlen(s) when all of s is valid. */
+static size_t dk_utf8_valid_prefix(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (p[i]) {
+        unsigned c = p[i], n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+        if (n == 4 || (n == 1 && c < 0xc2)) return i;
+        uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+        for (unsigned k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) return i;
+        i += n + 1;
+    }
+    return i;
+}
+
+/* The first problem anywhere in the tree that cJSON lets through: a duplicate key (kept
+ * silently), or a key or string that is not valid UTF-8 (it would reach the store and reports).
+ * JSON path into out, the problem into why; 0 when there is none. */
+static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, size_t n, char *why, size_t nwhy) {
+    if (cJSON_IsString(it) && it->valuestring[dk_utf8_valid_prefix(it->valuestring)]) {
+        snprintf(out, n, "%s", path);
+        snprintf(why, nwhy, "not valid UTF-8 (byte 0x%02x at offset %zu)",
+                 (unsigned char)it->valuestring[dk_utf8_valid_prefix(it->valuestring)], dk_utf8_valid_prefix(it->valuestring));
+        return 1;
+    }
     if (cJSON_IsObject(it)) {
-        for (const cJSON *a = it->child; a; a = a->next)
+        for (const cJSON *a = it->child; a; a = a->next) {
+            size_t bad = dk_utf8_valid_prefix(a->string);
+            if (a->string[bad]) {
+                snprintf(out, n, "%s%s%.*s", path, *path ? "." : "", (int)bad, a->string);
+                snprintf(why, nwhy, "key not valid UTF-8 (byte 0x%02x at offset %zu)", (unsigned char)a->string[bad], bad);
+                return 1;
+            }
             for (const cJSON *b = a->next; b; b = b->next)
                 if (!strcmp(a->string, b->string)) {
                     snprintf(out, n, "%s%s%s", path, *path ? "." : "", a->string);
+                    snprintf(why, nwhy, "duplicate key");
                     return 1;
                 }
+        }
         for (const cJSON *c = it->child; c; c = c->next) {
             char sub[512];
             snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", c->string);
-            if (dk_find_duplicate(c, sub, out, n)) return 1;
+            if (dk_find_tree_problem(c, sub, out, n, why, nwhy)) return 1;
         }
     } else if (cJSON_IsArray(it)) {
         int i = 0;
         for (const cJSON *c = it->child; c; c = c->next, i++) {
             char sub[512];
             snprintf(sub, sizeof sub, "%s[%d]", path, i);
-            if (dk_find_duplicate(c, sub, out, n)) return 1;
+            if (dk_find_tree_problem(c, sub, out, n, why, nwhy)) return 1;
         }
     }
     return 0;
@@ -406,39 +441,96 @@ fail:
     return NULL;
 }
 
-/* Expands an options object (scalars and arrays) into canonical scalar objects, last key fastest.
- * Returns the count (0 on allocation failure) and the malloc'd array of malloc'd strings. */
-static size_t dk_expand_grid(const cJSON *opts, char ***out) {
-    size_t nk = 0, total = 1;
+/* An options object (scalars and grids) as a cross product, last key fastest: each key's values
+ * indexable, and their canonical JSON computed once (a point's text is a concatenation). */
+typedef struct {
+    size_t nk, total;
+    const cJSON **keys;  /* (nk) in object order */
+    const cJSON ***vals; /* (nk, cnt[k]) */
+    size_t *cnt;         /* (nk) */
+    char **kcanon;       /* (nk) "\"key\":" */
+    char ***vcanon;      /* (nk, cnt[k]) canonical value */
+    size_t *sorted;      /* (nk) key indices in canonical (strcmp) order */
+} dk_grid;
+
+static void dk_grid_free(dk_grid *g) {
+    for (size_t k = 0; k < g->nk; k++) {
+        for (size_t j = 0; g->vcanon && g->vcanon[k] && j < g->cnt[k]; j++) free(g->vcanon[k][j]);
+        if (g->vcanon) free(g->vcanon[k]);
+        if (g->vals) free(g->vals[k]);
+        if (g->kcanon) free(g->kcanon[k]);
+    }
+    free(g->keys); free(g->vals); free(g->cnt); free(g->kcanon); free(g->vcanon); free(g->sorted);
+    memset(g, 0, sizeof *g);
+}
+
+static int dk_grid_key_cmp(const void *a, const void *b, void *ctx) {
+    const dk_grid *g = ctx;
+    return strcmp(g->keys[*(const size_t *)a]->string, g->keys[*(const size_t *)b]->string);
+}
+
+/* 1 ok; 0 on allocation failure or more than DK_CONFIG_MAX_CELLS points. */
+static int dk_grid_init(dk_grid *g, const cJSON *opts) {
+    memset(g, 0, sizeof *g);
+    size_t nk = 0;
     for (const cJSON *c = opts->child; c; c = c->next) nk++;
-    const cJSON **keys = malloc((nk ? nk : 1) * sizeof *keys);
-    size_t *cnt = malloc((nk ? nk : 1) * sizeof *cnt);
-    *out = NULL;
-    if (!keys || !cnt) { free(keys); free(cnt); return 0; }
-    nk = 0;
+    size_t m = nk ? nk : 1;
+    g->keys = malloc(m * sizeof *g->keys); g->vals = calloc(m, sizeof *g->vals); g->cnt = calloc(m, sizeof *g->cnt);
+    g->kcanon = calloc(m, sizeof *g->kcanon); g->vcanon = calloc(m, sizeof *g->vcanon); g->sorted = malloc(m * sizeof *g->sorted);
+    if (!g->keys || !g->vals || !g->cnt || !g->kcanon || !g->vcanon || !g->sorted) { dk_grid_free(g); return 0; }
+    g->total = 1;
     for (const cJSON *c = opts->child; c; c = c->next) {
-        keys[nk] = c;
-        cnt[nk] = cJSON_IsArray(c) ? (size_t)cJSON_GetArraySize(c) : 1;
-        total *= cnt[nk++];
-        if (total > DK_CONFIG_MAX_CELLS) { free(keys); free(cnt); return 0; }
-    }
-    char **res = calloc(total, sizeof *res);
-    size_t done = 0;
-    for (; res && done < total; done++) {
-        cJSON *o = cJSON_CreateObject();
-        size_t rem = done;
-        for (size_t k = nk; k-- > 0;) {
-            size_t idx = rem % cnt[k];
-            rem /= cnt[k];
-            const cJSON *v = cJSON_IsArray(keys[k]) ? cJSON_GetArrayItem(keys[k], (int)idx) : keys[k];
-            cJSON_AddItemToObject(o, keys[k]->string, cJSON_Duplicate(v, 1));
+        size_t k = g->nk++, n = cJSON_IsArray(c) ? (size_t)cJSON_GetArraySize(c) : 1;
+        g->keys[k] = c;
+        g->sorted[k] = k;
+        g->cnt[k] = n;
+        g->total *= n;
+        dk_sbuf kb = {0};
+        dk_canon_string(&kb, c->string);
+        dk_sb_put(&kb, ":", 1);
+        g->kcanon[k] = kb.s;
+        if (g->total > DK_CONFIG_MAX_CELLS || kb.oom || !(g->vals[k] = malloc(n * sizeof *g->vals[k])) ||
+            !(g->vcanon[k] = calloc(n, sizeof *g->vcanon[k]))) { dk_grid_free(g); return 0; }
+        size_t j = 0;
+        for (const cJSON *v = cJSON_IsArray(c) ? c->child : c; v && j < n; v = cJSON_IsArray(c) ? v->next : NULL, j++) {
+            g->vals[k][j] = v;
+            if (!(g->vcanon[k][j] = dk_canon_item(v))) { dk_grid_free(g); return 0; }
         }
-        res[done] = o ? dk_canon_item(o) : NULL;
-        cJSON_Delete(o);
-        if (!res[done]) break;
     }
-    free(keys);
-    free(cnt);
+    qsort_r(g->sorted, g->nk, sizeof *g->sorted, dk_grid_key_cmp, g);
+    return 1;
+}
+
+/* The value index of each key at point `p` (0 <= p < total). */
+static void dk_grid_point(const dk_grid *g, size_t p, size_t *idx) {
+    for (size_t k = g->nk; k-- > 0;) { idx[k] = p % g->cnt[k]; p /= g->cnt[k]; }
+}
+
+/* Expands an options object into canonical scalar objects, last key fastest. Returns the count
+ * (0 on allocation failure or too many points) and the malloc'd array of malloc'd strings. */
+static size_t dk_expand_grid(const cJSON *opts, char ***out) {
+    dk_grid g;
+    *out = NULL;
+    if (!dk_grid_init(&g, opts)) return 0;
+    char **res = calloc(g.total, sizeof *res);
+    size_t *idx = malloc((g.nk ? g.nk : 1) * sizeof *idx), done = 0;
+    for (; res && idx && done < g.total; done++) {
+        dk_grid_point(&g, done, idx);
+        dk_sbuf b = {0};
+        dk_sb_put(&b, "{", 1);
+        for (size_t i = 0; i < g.nk; i++) {
+            size_t k = g.sorted[i];
+            if (i) dk_sb_put(&b, ",", 1);
+            dk_sb_str(&b, g.kcanon[k]);
+            dk_sb_str(&b, g.vcanon[k][idx[k]]);
+        }
+        dk_sb_put(&b, "}", 1);
+        if (b.oom) { free(b.s); break; }
+        res[done] = b.s;
+    }
+    size_t total = g.total;
+    free(idx);
+    dk_grid_free(&g);
     if (!res || done < total) {
         for (size_t i = 0; res && i < done; i++) free(res[i]);
         free(res);
@@ -510,11 +602,32 @@ static uint64_t dk_fnv1a(const char *s, uint64_t h) {
     return (h ^ 0xff) * 1099511628211ull;
 }
 
+/* Order of expanded cells for finding identical ones: hash, then the strings, then position. */
+typedef struct { const dk_config *cfg; const uint64_t *hashes; } dk_cell_order;
+
+static int dk_cell_cmp_same(const dk_cell_order *o, size_t a, size_t b) {
+    const dk_config_cell *x = &o->cfg->cells[a], *y = &o->cfg->cells[b];
+    int r;
+    if (o->hashes[a] != o->hashes[b]) return o->hashes[a] < o->hashes[b] ? -1 : 1;
+    if ((r = strcmp(o->cfg->models[x->model], o->cfg->models[y->model])) || (r = strcmp(x->task_name, y->task_name)) ||
+        (r = strcmp(x->task_options, y->task_options)) || (r = strcmp(x->method_name, y->method_name)))
+        return r;
+    return strcmp(x->method_params, y->method_params);
+}
+
+static int dk_cell_cmp(const void *a, const void *b, void *ctx) {
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int r = dk_cell_cmp_same(ctx, i, j);
+    return r ? r : (i < j ? -1 : i > j);
+}
+
 static dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSON *meth_opts[], dk_err *err) {
     dk_status st = DK_OK;
     char ***tgrid = calloc(cfg->n_tasks, sizeof *tgrid), ***mgrid = calloc(cfg->n_methods, sizeof *mgrid);
     size_t *nt = calloc(cfg->n_tasks, sizeof *nt), *nm = calloc(cfg->n_methods, sizeof *nm);
     uint64_t *hashes = NULL;
+    size_t *order = NULL;
+    unsigned char *keep = NULL;
     if (!tgrid || !mgrid || !nt || !nm) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
     size_t total_t = 0, total_m = 0;
     for (size_t i = 0; i < cfg->n_tasks; i++) {
@@ -532,38 +645,47 @@ static dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], con
         st = dk_fail(err, DK_ERR_ARG, "%s: the matrix expands to %.0f cells (limit %d)", cfg->path, total, DK_CONFIG_MAX_CELLS);
         goto done;
     }
-    cfg->cells = calloc((size_t)total ? (size_t)total : 1, sizeof *cfg->cells);
-    hashes = calloc((size_t)total ? (size_t)total : 1, sizeof *hashes);
-    if (!cfg->cells || !hashes) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    /* every point of the cross product, then identical cells dropped (the first kept, order
+     * preserved): sorted by (hash, strings, position) in O(n log n) */
+    size_t n = (size_t)total;
+    cfg->cells = calloc(n ? n : 1, sizeof *cfg->cells);
+    hashes = calloc(n ? n : 1, sizeof *hashes);
+    order = malloc((n ? n : 1) * sizeof *order);
+    keep = calloc(n ? n : 1, 1);
+    if (!cfg->cells || !hashes || !order || !keep) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    size_t k = 0;
     for (size_t mo = 0; mo < cfg->n_models; mo++)
         for (size_t t = 0; t < cfg->n_tasks; t++)
             for (size_t tg = 0; tg < nt[t]; tg++)
                 for (size_t me = 0; me < cfg->n_methods; me++)
-                    for (size_t mg = 0; mg < nm[me]; mg++) {
-                        const char *mpath = cfg->models[mo], *tname = cfg->tasks[t].name, *mname = cfg->methods[me].name;
-                        uint64_t h = 14695981039346656037ull;
-                        h = dk_fnv1a(mpath, h); h = dk_fnv1a(tname, h); h = dk_fnv1a(tgrid[t][tg], h);
-                        h = dk_fnv1a(mname, h); h = dk_fnv1a(mgrid[me][mg], h);
-                        int dup = 0;
-                        for (size_t j = 0; j < cfg->n_cells && !dup; j++) {
-                            const dk_config_cell *o = &cfg->cells[j];
-                            dup = hashes[j] == h && !strcmp(cfg->models[o->model], mpath) && !strcmp(o->task_name, tname) &&
-                                  !strcmp(o->task_options, tgrid[t][tg]) && !strcmp(o->method_name, mname) &&
-                                  !strcmp(o->method_params, mgrid[me][mg]);
-                        }
-                        if (dup) continue;
-                        dk_config_cell *c = &cfg->cells[cfg->n_cells];
+                    for (size_t mg = 0; mg < nm[me]; mg++, k++) {
+                        dk_config_cell *c = &cfg->cells[k];
                         c->model = mo; c->task = t; c->method = me;
-                        c->task_name = tname; c->method_name = mname;
-                        c->task_options = dk_strdup(tgrid[t][tg]);
-                        c->method_params = dk_strdup(mgrid[me][mg]);
-                        hashes[cfg->n_cells++] = h;
-                        if (!c->task_options || !c->method_params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+                        c->task_name = cfg->tasks[t].name; c->method_name = cfg->methods[me].name;
+                        c->task_options = tgrid[t][tg]; /* borrowed until compaction */
+                        c->method_params = mgrid[me][mg];
+                        uint64_t h = 14695981039346656037ull;
+                        h = dk_fnv1a(cfg->models[mo], h); h = dk_fnv1a(c->task_name, h); h = dk_fnv1a(c->task_options, h);
+                        h = dk_fnv1a(c->method_name, h); h = dk_fnv1a(c->method_params, h);
+                        hashes[k] = h;
+                        order[k] = k;
                     }
+    dk_cell_order ctx = {cfg, hashes};
+    qsort_r(order, n, sizeof *order, dk_cell_cmp, &ctx);
+    for (size_t i = 0; i < n; i++) keep[order[i]] = i == 0 || dk_cell_cmp_same(&ctx, order[i - 1], order[i]) != 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        dk_config_cell *c = &cfg->cells[cfg->n_cells];
+        *c = cfg->cells[i];
+        cfg->n_cells++;
+        c->task_options = dk_strdup(c->task_options);
+        c->method_params = dk_strdup(c->method_params);
+        if (!c->task_options || !c->method_params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    }
 done:
     for (size_t i = 0; tgrid && i < cfg->n_tasks; i++) { for (size_t j = 0; j < nt[i]; j++) free(tgrid[i][j]); free(tgrid[i]); }
     for (size_t i = 0; mgrid && i < cfg->n_methods; i++) { for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]); free(mgrid[i]); }
-    free(tgrid); free(mgrid); free(nt); free(nm); free(hashes);
+    free(tgrid); free(mgrid); free(nt); free(nm); free(hashes); free(order); free(keep);
     return st;
 }
 
@@ -574,24 +696,25 @@ static dk_status dk_config_check_policies(dk_config *cfg, const cJSON *meth_opts
     for (size_t i = 0; i < cfg->n_methods; i++) {
         const dk_policy *p = dk_policy_find(cfg->methods[i].name);
         if (!p) continue;
-        char **grid = NULL;
-        size_t n = dk_expand_grid(meth_opts[i], &grid);
-        if (!n) return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
-        dk_status st = DK_OK;
-        for (size_t g = 0; g < n && st == DK_OK; g++) {
-            cJSON *o = cJSON_Parse(grid[g]);
+        dk_grid g;
+        if (!dk_grid_init(&g, meth_opts[i]))
+            return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
+        size_t *idx = malloc((g.nk ? g.nk : 1) * sizeof *idx);
+        dk_status st = idx ? DK_OK : dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
+        for (size_t pt = 0; pt < g.total && st == DK_OK; pt++) {
             dk_policy_params pp;
             dk_err pe = {{0}};
             dk_policy_params_default(&pp);
-            st = o ? DK_OK : dk_fail(&pe, DK_ERR_NOMEM, "out of memory");
-            for (const cJSON *c = o ? o->child : NULL; c && st == DK_OK; c = c->next)
-                st = dk_policy_params_set(p, &pp, c->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, &pe);
+            dk_grid_point(&g, pt, idx);
+            for (size_t k = 0; k < g.nk && st == DK_OK; k++) {
+                const cJSON *c = g.vals[k][idx[k]];
+                st = dk_policy_params_set(p, &pp, g.keys[k]->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, &pe);
+            }
             if (st == DK_OK) st = dk_policy_params_validate(p, &pp, 0, &pe);
             if (st) st = dk_fail(err, st, "%s: methods[%zu]: %s", cfg->path, i, pe.msg);
-            cJSON_Delete(o);
         }
-        for (size_t g = 0; g < n; g++) free(grid[g]);
-        free(grid);
+        free(idx);
+        dk_grid_free(&g);
         if (st) return st;
     }
     return DK_OK;
@@ -642,8 +765,9 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         st = dk_fail(err, DK_ERR_ARG, "%s: expected a JSON object at the top level, got %s", file, got);
         goto fail;
     }
-    if (dk_find_duplicate(root, "", buf, sizeof buf)) {
-        st = dk_fail(err, DK_ERR_ARG, "%s: %s: duplicate key", file, buf);
+    char why[128];
+    if (dk_find_tree_problem(root, "", buf, sizeof buf, why, sizeof why)) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: %s: %s", file, buf, why);
         goto fail;
     }
     for (const cJSON *c = root->child; c; c = c->next)

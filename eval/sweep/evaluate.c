@@ -172,6 +172,8 @@ size_t dk_eval_default_budget(const dk_model *m, const dk_sample *s) {
 }
 
 dk_status dk_eval_ctx_reserve(const dk_model *m, dk_ctx **c, int n_tokens, dk_err *e) {
+    dk_status st = dk_model_check_context(m, n_tokens, NULL, e); /* the training-context rule (model.h) */
+    if (st) return st;
     if (*c && dk_ctx_model(*c) == m && dk_ctx_n_ctx_max(*c) >= n_tokens) return DK_OK;
     dk_ctx_free(*c);
     *c = NULL;

@@ -49,6 +49,8 @@ typedef struct {
     int64_t *cell_id;                         /* (n_cells) store ids */
     int *group;                               /* (n_cells) prefix group (cells differing only in rho whose
                                                  prefix is shareable), -1 = none; NULL = sharing off */
+    int *group_next;                          /* (n_cells) next member of the cell's group, -1 = last */
+    size_t *by_id;                            /* (n_cells) cell indices sorted by cell_id (claims) */
     int64_t run_id;
     double lease_s;
     const char *db_path;
@@ -63,6 +65,8 @@ static void dk_plan_free(dk_plan *p) {
     free(p->task_key);
     free(p->cell_id);
     free(p->group);
+    free(p->group_next);
+    free(p->by_id);
     memset(p, 0, sizeof *p);
 }
 
@@ -92,20 +96,24 @@ static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, si
     if (st) return st;
     dk_tok_if ti = dk_tok_if_engine(tok);
     for (size_t i = 0; i < cfg->n_cells && !st; i++) {
-        const dk_config_cell *c = &cfg->cells[i];
-        int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = cfg->cells[j].model == c->model && cfg->cells[j].task == c->task &&
-                   !strcmp(cfg->cells[j].task_options, c->task_options);
+        const dk_config_cell *c = &cfg->cells[i], *prev = i ? &cfg->cells[i - 1] : NULL;
+        /* cells of one task point are consecutive (config.h's nesting order): check the first */
+        int seen = prev && prev->model == c->model && prev->task == c->task && !strcmp(prev->task_options, c->task_options);
         if (c->model != mi || seen) continue;
         dk_task_kv kv[DK_RUNNER_MAX_KV];
         char *strs[2 * DK_RUNNER_MAX_KV] = {0};
         int n_kv = 0;
         dk_sample_set set = {0};
         dk_err te = {{0}};
+        /* data read from files (LongBench) is read as the cells will: all the samples asked for
+         * (the loader checks every line of the file); generators are checked on one sample */
+        const dk_task *t = dk_task_find(c->task_name);
+        int from_file = t && !strcmp(t->family, "longbench"), n = from_file ? (int)cfg->samples : 1;
         st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, &te);
-        if (!st) st = dk_task_load(c->task_name, kv, n_kv, 1, &ti, &set, &te);
-        if (!st) dk_sample_set_free(&set);
+        if (!st) st = dk_task_load(c->task_name, kv, n_kv, n, &ti, &set, &te);
+        if (!st && set.n < n)
+            st = dk_fail(&te, DK_ERR_ARG, "task %s has %d samples, the config asks for %d", c->task_name, set.n, n);
+        dk_sample_set_free(&set);
         for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
         if (st) st = dk_fail(e, st, "%s: tasks[%zu] %s %s (model %s): %s", cfg->path, c->task, c->task_name, c->task_options,
                              cfg->models[mi], te.msg);
@@ -191,30 +199,57 @@ int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, cha
     return r;
 }
 
+/* Order of cells by (model, prefix-group key, position). */
+typedef struct { const dk_config *cfg; char **keys; } dk_group_order;
+
+static int dk_group_cmp(const void *a, const void *b, void *ctx) {
+    const dk_group_order *o = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    size_t mi = o->cfg->cells[i].model, mj = o->cfg->cells[j].model;
+    if (mi != mj) return mi < mj ? -1 : 1;
+    int r = strcmp(o->keys[i], o->keys[j]);
+    return r ? r : (i < j ? -1 : i > j);
+}
+
 /* plan->group: cells with the same prefix-group key and model whose policy has a shareable
- * prefix (first decision layer in 1..n_layer-1) get one group index (the first member's). */
+ * prefix (first decision layer in 1..n_layer-1) get one group index (the first member's);
+ * plan->group_next links each group's members in position order (-1 ends). O(n log n). */
 static dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
-    size_t n = cfg->n_cells;
-    p->group = malloc((n ? n : 1) * sizeof *p->group);
-    char (*keys)[1024] = malloc((n ? n : 1) * sizeof *keys);
-    if (!p->group || !keys) { free(keys); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    size_t n = cfg->n_cells, m = n ? n : 1;
+    dk_status st = DK_OK;
+    p->group = malloc(m * sizeof *p->group);
+    p->group_next = malloc(m * sizeof *p->group_next);
+    char **keys = calloc(m, sizeof *keys);
+    size_t *order = malloc(m * sizeof *order), n_sh = 0;
+    if (!p->group || !p->group_next || !keys || !order) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
     for (size_t i = 0; i < n; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         const dk_policy *pol;
         dk_policy_params pp;
         dk_err pe = {{0}};
         p->group[i] = -1;
-        keys[i][0] = 0;
+        p->group_next[i] = -1;
         if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe) ||
             dk_eval_prefix_layer(pol, &pp, p->model_layers[c->model]) < 0)
             continue;
-        if (dk_runner_prefix_group(cfg, c, keys[i], sizeof keys[i]) >= (int)sizeof keys[i]) { keys[i][0] = 0; continue; }
-        p->group[i] = (int)i;
-        for (size_t j = 0; j < i; j++)
-            if (p->group[j] >= 0 && cfg->cells[j].model == c->model && !strcmp(keys[j], keys[i])) { p->group[i] = p->group[j]; break; }
+        int len = dk_runner_prefix_group(cfg, c, NULL, 0);
+        if (len <= 0 || !(keys[i] = malloc((size_t)len + 1))) continue;
+        dk_runner_prefix_group(cfg, c, keys[i], (size_t)len + 1);
+        order[n_sh++] = i;
     }
+    dk_group_order ctx = {cfg, keys};
+    qsort_r(order, n_sh, sizeof *order, dk_group_cmp, &ctx);
+    for (size_t k = 0; k < n_sh; k++) {
+        size_t i = order[k];
+        int same = k > 0 && cfg->cells[order[k - 1]].model == cfg->cells[i].model && !strcmp(keys[order[k - 1]], keys[i]);
+        p->group[i] = same ? p->group[order[k - 1]] : (int)i;
+        if (same) p->group_next[order[k - 1]] = (int)i;
+    }
+out:
+    for (size_t i = 0; keys && i < n; i++) free(keys[i]);
     free(keys);
-    return DK_OK;
+    free(order);
+    return st;
 }
 
 /* ---- provenance ---- */
@@ -311,9 +346,32 @@ done:
 
 /* ---- worker: caches ---- */
 
+/* A file's identity as the kernel reports it: an in-place overwrite (same size, no truncation)
+ * changes mtime and ctime, a replacement the inode; ctime cannot be set back by the writer. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+} dk_file_id;
+
+static int dk_file_id_get(const char *path, dk_file_id *id) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    *id = (dk_file_id){sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim, sb.st_ctim};
+    return 1;
+}
+
+static int dk_file_id_same(const dk_file_id *a, const dk_file_id *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
 typedef struct {
     dk_model *model;
     size_t model_idx;
+    dk_file_id model_id;  /* identity of the model file when it was hashed and loaded */
+    int model_changed;    /* the file changed under the loaded model: reload (and re-hash) */
     dk_ctx *ctx;
     /* sample set of (model, task, options) */
     dk_sample_set set;
@@ -339,24 +397,45 @@ static void dk_cache_free(dk_worker_cache *w) {
 }
 
 /* Loads model idx and checks its file still has the sha256 the cells were registered under:
- * results of a file changed during the run must not be stored under the old identity. */
+ * results of a file changed during the run must not be stored under the old identity. The
+ * file's identity, taken before hashing and loading and unchanged after, is what
+ * dk_cache_model_verify compares against before every row is committed. */
 static dk_status dk_cache_model(dk_worker_cache *w, const dk_plan *p, size_t idx, dk_err *e) {
     const dk_config *cfg = p->cfg;
-    if (w->model && w->model_idx == idx) return DK_OK;
+    const char *path = cfg->models[idx];
+    if (w->model && w->model_idx == idx && !w->model_changed) return DK_OK;
     dk_cache_drop_set(w);
     dk_ctx_free(w->ctx);
     w->ctx = NULL;
     dk_model_free(w->model);
     w->model = NULL;
+    w->model_changed = 0;
     char sha[DK_SHA256_HEX_LEN + 1];
-    dk_status st = dk_model_load(cfg->models[idx], NULL, &w->model, e);
-    if (!st) st = dk_sha256_file(cfg->models[idx], sha, e);
+    dk_file_id before, after;
+    dk_status st = dk_file_id_get(path, &before) ? DK_OK : dk_fail(e, DK_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!st) st = dk_model_load(path, NULL, &w->model, e);
+    if (!st) st = dk_sha256_file(path, sha, e);
     if (!st && strcmp(sha, p->model_sha[idx]) != 0)
         st = dk_fail(e, DK_ERR_STATE, "%s: the model file changed since the run started (sha256 %.12s..., registered %.12s...)",
-                     cfg->models[idx], sha, p->model_sha[idx]);
+                     path, sha, p->model_sha[idx]);
+    if (!st && (!dk_file_id_get(path, &after) || !dk_file_id_same(&before, &after)))
+        st = dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
     if (st) { dk_model_free(w->model); w->model = NULL; return st; }
     w->model_idx = idx;
+    w->model_id = before;
     return DK_OK;
+}
+
+/* The loaded model's file is still the one hashed and loaded (device, inode, size, mtime,
+ * ctime). Checked after a result is computed and before it is committed: weights mmapped from a
+ * file overwritten in place change under the computation, and such a result must not be stored
+ * under the registered sha256. On a change the model is dropped at the next dk_cache_model. */
+static dk_status dk_cache_model_verify(dk_worker_cache *w, const dk_plan *p, dk_err *e) {
+    dk_file_id now;
+    const char *path = p->cfg->models[w->model_idx];
+    if (!w->model_changed && dk_file_id_get(path, &now) && dk_file_id_same(&now, &w->model_id)) return DK_OK;
+    w->model_changed = 1;
+    return dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
 }
 
 /* Task options (canonical JSON of scalars) as task key/values; the config's sample-set seed is
@@ -471,6 +550,7 @@ static dk_cell_run dk_sample_ref(dk_store *s, const dk_plan *p, dk_worker_cache 
     }
     if (dk_eval_dense(w->ctx, pr, &rs->rd, e)) return DK_CELL_RUN_FAILED;
     rs->have_rd = 1;
+    if (dk_cache_model_verify(w, p, e)) return DK_CELL_RUN_FAILED;
     dk_flops f = dk_eval_result_flops(&rs->rd);
     rs->dense_parts = dk_flops_json_alloc(&f);
     const dk_eval_result *rd = &rs->rd;
@@ -602,7 +682,7 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
                 ss->model_saved += dk_model_cost(mk, &rm, share_layer);
             }
         }
-        res[i] = dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
+        res[i] = dk_cache_model_verify(w, p, e) ? DK_CELL_RUN_FAILED : dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
         if (have_rm) dk_eval_result_free(&rm);
         if (res[i] == DK_CELL_RUN_STORE) {
             for (int j = i + 1; j < k; j++) if (need[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = *e; }
@@ -690,6 +770,31 @@ done:
     free(pols); free(pps); free(have); free(n_have); free(pos); free(need); free(alive); free(sres);
 }
 
+static int dk_by_id_cmp(const void *a, const void *b, void *ctx) {
+    const int64_t *id = ctx, x = id[*(const size_t *)a], y = id[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+/* plan->by_id, for dk_plan_cell_index. */
+static dk_status dk_plan_index_ids(dk_plan *p, dk_err *e) {
+    size_t n = p->cfg->n_cells;
+    if (!(p->by_id = malloc((n ? n : 1) * sizeof *p->by_id))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) p->by_id[i] = i;
+    qsort_r(p->by_id, n, sizeof *p->by_id, dk_by_id_cmp, p->cell_id);
+    return DK_OK;
+}
+
+/* Index in the plan of the cell with store id `id`; n_cells when it is not in the plan. */
+static size_t dk_plan_cell_index(const dk_plan *p, int64_t id) {
+    size_t lo = 0, hi = p->cfg->n_cells;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->cell_id[p->by_id[mid]] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->cfg->n_cells && p->cell_id[p->by_id[lo]] == id ? p->by_id[lo] : p->cfg->n_cells;
+}
+
 /* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. With
  * sharing, a claimed cell takes along the pending siblings of its prefix group (plan->group). */
 static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
@@ -711,8 +816,7 @@ static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e)
         int64_t cell_id = 0;
         if ((st = dk_store_cell_claim(s, p->run_id, &wk, p->lease_s, &cell_id, NULL, e))) break;
         if (!cell_id) break;
-        size_t ci = 0;
-        while (ci < n_cells && p->cell_id[ci] != cell_id) ci++;
+        size_t ci = dk_plan_cell_index(p, cell_id);
         if (ci >= n_cells) {
             dk_err ce = {{0}};
             dk_fail(&ce, DK_ERR_STATE, "cell %lld is not in this run's plan", (long long)cell_id);
@@ -724,8 +828,8 @@ static dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e)
         cells[0] = ci;
         if (p->group && p->group[ci] >= 0) {
             int n_sib = 0;
-            for (size_t j = 0; j < n_cells; j++)
-                if (j != ci && p->group[j] == p->group[ci]) { cells[1 + n_sib] = j; ids[n_sib++] = p->cell_id[j]; }
+            for (int j = p->group[ci]; j >= 0; j = p->group_next[j])
+                if ((size_t)j != ci) { cells[1 + n_sib] = (size_t)j; ids[n_sib++] = p->cell_id[j]; }
             if (n_sib && (st = dk_store_cell_claim_ids(s, p->run_id, &wk, p->lease_s, ids, (size_t)n_sib, claimed, e))) break;
             for (int j = 0; j < n_sib; j++)
                 if (claimed[j]) cells[k++] = cells[1 + j];
@@ -781,6 +885,23 @@ fail:;
     return st;
 }
 
+/* Cells of the run left 'running' by worker process pid of this host. */
+static int64_t dk_progress_held_by(dk_store *s, int64_t run_id, pid_t pid) {
+    sqlite3_stmt *q = NULL;
+    dk_worker self;
+    int64_t n = 0;
+    dk_store_worker_self(&self);
+    if (sqlite3_prepare_v2(dk_store_db(s), "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
+                           " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?", -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, run_id);
+        sqlite3_bind_text(q, 2, self.host, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, (int64_t)pid);
+        if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return n;
+}
+
 static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start, double t0) {
     pr->elapsed_s = dk_time_now_s() - t0;
     pr->samples_new = pr->samples_done - samples_at_start;
@@ -799,7 +920,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     p.lease_s = o->lease_s;
     p.db_path = o->db_path;
     dk_store *s = NULL;
-    pid_t *pids = NULL;
+    pid_t *pids = NULL, *all_pids = NULL; /* running workers (0 once reaped); every worker started */
     int n_pids = 0, errpipe[2] = {-1, -1}, statpipe[2] = {-1, -1};
     dk_status st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
@@ -808,7 +929,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
 
     /* record; the connection is closed before fork (SQLite handles must not cross it) */
     if ((st = dk_store_open(o->db_path, DK_STORE_OPEN_CREATE, &s, e))) goto done;
-    if ((st = dk_record(s, cfg, o, &p, e))) goto done;
+    if ((st = dk_record(s, cfg, o, &p, e)) || (st = dk_plan_index_ids(&p, e))) goto done;
     dk_runner_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.run_id = p.run_id;
@@ -819,7 +940,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     s = NULL;
 
     pids = calloc((size_t)o->workers, sizeof *pids);
-    if (!pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    all_pids = calloc((size_t)o->workers, sizeof *all_pids);
+    if (!pids || !all_pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     /* workers report a fatal (store) error through this pipe: one write < PIPE_BUF each, atomic */
     if (pipe(errpipe) != 0 || pipe(statpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
     fflush(NULL);
@@ -847,7 +969,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
             }
             _exit(ws ? 1 : 0);
         }
-        pids[n_pids++] = pid;
+        pids[n_pids] = all_pids[n_pids] = pid;
+        n_pids++;
     }
     close(errpipe[1]);
     errpipe[1] = -1;
@@ -905,7 +1028,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     }
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;
-    if ((st = dk_store_run_end(s, p.run_id, e))) goto wait;
+    dk_err ee = {{0}}; /* a failed run_end (a full disk) is reported with the cells' state, not instead of it */
+    dk_status est = dk_store_run_end(s, p.run_id, &ee);
     char werr[512] = "";
     if (worker_failed) {
         ssize_t k = read(errpipe[0], werr, sizeof werr - 1);
@@ -914,12 +1038,20 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         if (nl) *nl = 0;
         if (!werr[0]) snprintf(werr, sizeof werr, "a worker stopped abnormally");
     }
+    /* cells still 'running' under one of this run's own (exited) workers were interrupted by
+     * its failure (a full disk, ...): they are not running anywhere */
+    int64_t own = 0;
+    for (int i = 0; i < n_pids && pr.cells_running > 0; i++) own += dk_progress_held_by(s, p.run_id, all_pids[i]);
     if (pr.cells_done < pr.cells_total)
-        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld still running in another process,"
-                     " %lld pending%s%s (see 'dashkit status'; re-run to resume)",
+        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld interrupted, %lld still running in another"
+                     " process, %lld pending%s%s%s%.300s (see 'dashkit status'; re-run to resume)",
                      (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
-                     (long long)pr.cells_running, (long long)pr.cells_pending,
-                     worker_failed ? "; " : "", werr);
+                     (long long)own, (long long)(pr.cells_running - own), (long long)pr.cells_pending,
+                     worker_failed ? "; " : "", werr, est ? "; " : "", est ? ee.msg : "");
+    else if (est) {
+        *e = ee;
+        st = est;
+    }
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);
@@ -929,6 +1061,7 @@ done:
     if (statpipe[0] >= 0) close(statpipe[0]);
     if (statpipe[1] >= 0) close(statpipe[1]);
     free(pids);
+    free(all_pids);
     dk_store_close(s);
     dk_plan_free(&p);
     return st;

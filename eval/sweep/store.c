@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -278,17 +279,72 @@ static dk_status dk_store_migrate(dk_store *s, dk_err *err) {
     }
 }
 
+/* 1 when the filesystem holding path has no space left for an unprivileged write. */
+static int dk_disk_full(const char *path) {
+    struct statvfs v;
+    return statvfs(path, &v) == 0 && v.f_bavail == 0;
+}
+
+/* 1 when path cannot be written: a read-only filesystem, or the file or its folder not writable
+ * by us (SQLite then cannot create the WAL index, -shm, beside it). */
+static int dk_path_readonly(const char *path) {
+    struct statvfs v;
+    if (statvfs(path, &v) == 0 && (v.f_flag & ST_RDONLY)) return 1;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    return access(path, W_OK) != 0 || access(dir, W_OK) != 0;
+}
+
+static void dk_unlink_store(const char *path) {
+    char p[4200];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+/* PRAGMA quick_check: DK_OK when SQLite finds the file intact, else DK_ERR_FORMAT with its first
+ * finding (or the corruption error it raised). */
+static dk_status dk_store_quick_check(dk_store *s, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status st = dk_prepare(s, "PRAGMA quick_check", &q, err);
+    if (st) return st;
+    int rc = sqlite3_step(q);
+    const char *r = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : sqlite3_errmsg(s->db);
+    if (rc != SQLITE_ROW || !r || strcmp(r, "ok") != 0)
+        st = dk_fail(err, DK_ERR_FORMAT, "%s: the store is damaged (PRAGMA quick_check: %.300s); restore it from a copy",
+                     s->path, r ? r : "no result");
+    sqlite3_finalize(q);
+    return st;
+}
+
 dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err) {
     *out = NULL;
-    int ro = (flags & DK_STORE_OPEN_READONLY) != 0;
+    int ro = (flags & DK_STORE_OPEN_READONLY) != 0, created = 0, immutable = 0, full = 0;
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno != ENOENT) return dk_fail(err, DK_ERR_IO, "%s: %s", path, strerror(errno));
         if (ro || !(flags & DK_STORE_OPEN_CREATE)) return dk_fail(err, DK_ERR_IO, "%s: no such store", path);
         if (dk_mkdir_parents(path) != 0)
             return dk_fail(err, DK_ERR_IO, "%s: cannot create its folder: %s", path, strerror(errno));
+        created = 1;
     } else if (!S_ISREG(sb.st_mode)) {
         return dk_fail(err, DK_ERR_IO, "%s: not a regular file", path);
+    } else if (ro && dk_path_readonly(path)) {
+        /* read-only media: nobody can be writing it, and SQLite cannot create the WAL index
+         * beside it: open it immutable, unless a WAL file holds changes not yet merged */
+        char wal[4200];
+        struct stat wb;
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        if (stat(wal, &wb) == 0 && wb.st_size > 0)
+            return dk_fail(err, DK_ERR_IO, "%s: on read-only media with unmerged changes in %s; open it once where it is writable",
+                           path, wal);
+        immutable = 1;
     }
     dk_store *s = calloc(1, sizeof *s);
     if (!s) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path);
@@ -298,7 +354,15 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     s->readonly = ro;
     int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | ((flags & DK_STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
     dk_status st = DK_OK;
-    if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    char uri[3 * 4096 + 32];
+    if (immutable) { /* file:PATH?immutable=1, with '%', '?' and '#' of the path percent-encoded */
+        size_t o = (size_t)snprintf(uri, sizeof uri, "file:");
+        for (const char *c = path; *c && o + 4 < sizeof uri - 16; c++)
+            o += (size_t)(strchr("%?#", *c) ? snprintf(uri + o, 4, "%%%02X", (unsigned char)*c) : (uri[o] = *c, 1));
+        snprintf(uri + o, sizeof uri - o, "?immutable=1");
+    }
+    int orc = sqlite3_open_v2(immutable ? uri : path, &s->db, oflags | SQLITE_OPEN_NOMUTEX | (immutable ? SQLITE_OPEN_URI : 0), NULL);
+    if (orc != SQLITE_OK) {
         st = dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
@@ -328,10 +392,17 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
         if ((st = dk_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK) goto fail;
         if ((st = dk_store_migrate(s, err)) != DK_OK) goto fail;
     }
+    if (ro && (st = dk_store_quick_check(s, err)) != DK_OK) goto fail;
     *out = s;
     return DK_OK;
 fail:
+    /* a full disk is said so, whatever step found it (SQLITE_FULL or a failed WAL switch), and
+     * the empty file this call created is removed (only then: another process may be creating
+     * the same store at this moment) */
+    full = st == DK_ERR_IO && ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
+    if (full) st = dk_fail(err, DK_ERR_IO, "%s: the disk is full (no space left on device)", path);
     dk_store_close(s);
+    if (full && created && stat(path, &sb) == 0 && sb.st_size == 0) dk_unlink_store(path);
     return st;
 }
 

@@ -223,7 +223,7 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
     int cap = 0;
     long lineno = 0;
     char *p = buf;
-    while (*p && (n_max <= 0 || set.n < n_max)) {
+    while (*p) { /* every line is checked, also past the n_max samples that are built */
         char *nl = strchr(p, '\n');
         if (nl) *nl = 0;
         lineno++;
@@ -241,6 +241,7 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
             st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: %s", path, lineno, why);
             break;
         }
+        if (n_max > 0 && set.n >= n_max) { cJSON_Delete(o); continue; }
         if (set.n == cap) {
             dk_sample *ns = realloc(set.s, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *ns);
             if (!ns) { cJSON_Delete(o); st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); break; }

@@ -23,7 +23,8 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
 dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input,
                               char **ctx_part, char **q_part, dk_err *e);
 
-/* Loads every sample of one JSONL file (blank lines skipped), at most n_max when n_max > 0.
+/* Loads every sample of one JSONL file (blank lines skipped), at most n_max when n_max > 0
+ * (every line is checked all the same: a file is accepted whole or not at all).
  * `dataset` must be a static string: the metric comes from eval.py's map, and each line's
  * "dataset" field must equal it. Any malformed line (bad JSON, missing field, wrong type,
  * empty answers, classification without all_classes) fails the whole load with one error
