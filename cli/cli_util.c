@@ -42,6 +42,29 @@ bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_par
     return true;
 }
 
+/* ---- input ---- */
+
+char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
+    bool in = !strcmp(path, "-");
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    size_t cap = 1 << 16, n = 0, r;
+    char *s = malloc(cap);
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) { free(s); s = NULL; } else s = t;
+        }
+    }
+    bool bad = ferror(f);
+    if (!in) fclose(f);
+    if (!s || bad) { dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory"); free(s); return NULL; }
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
 /* ---- store selections ---- */
 
 bool dk_cli_parse_run_id(const char *cmd, const char *v, long long *out) {

@@ -27,6 +27,12 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp);
 
+/* ---- input ---- */
+
+/* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
+ * a DK_ERR_IO error naming the file. */
+char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);
+
 /* ---- store selections ---- */
 
 /* --run ID: a positive integer ("dashkit CMD: --run 'V' is not a run id (a positive integer)"

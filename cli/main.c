@@ -11,6 +11,8 @@ static const dk_cli_command dk_commands[] = {
     {"tokenize", dk_cmd_tokenize, "encode text to token ids (or --decode ids)"},
     {"bench",    dk_cmd_bench,    "measure sgemm peak and prefill throughput (dense and halting)"},
     {"prefill",  dk_cmd_prefill,  "prefill a context with a halting method vs dense, per-layer report"},
+    {"logits",   dk_cmd_logits,   "write the logits of every position (dense or halting) to a file"},
+    {"perplexity", dk_cmd_perplexity, "perplexity as llama-perplexity, KL/top-1 vs base logits"},
     {"score",    dk_cmd_score,    "score prediction/answer cases with the LongBench/RULER metrics"},
     {"eval",     dk_cmd_eval,     "run one task with one method and print scores"},
     {"tasks",    dk_cmd_tasks,    "list tasks, their options and metrics"},

@@ -84,6 +84,22 @@ fail:
     return st;
 }
 
+dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int n,
+                                float *logits, dk_err *e) {
+    if (n <= 0) return dk_fail(e, DK_ERR_ARG, "no tokens");
+    dk_policy_run *run = NULL;
+    dk_prefill_opts o = {.all_logits = true};
+    dk_status st;
+    if (p && p->rule != DK_POLICY_RULE_NONE) {
+        if ((st = dk_policy_run_create(p, pp, dk_ctx_model(c)->cfg.n_layer, n, &run, e))) return st;
+        dk_policy_run_opts(run, &o);
+    }
+    dk_ctx_reset(c);
+    st = dk_forward_prefill(c, tokens, n, &o, logits, e);
+    dk_policy_run_free(run);
+    return st;
+}
+
 dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, int32_t stop_token, int32_t *out,
                                    int *n_out, dk_err *e) {
     *n_out = 0;

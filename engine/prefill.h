@@ -48,6 +48,12 @@ dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab,
 void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const dk_policy_run *run);
 dk_status dk_prefill_result_run_question(dk_ctx *c, const int32_t *question, int n_q, dk_prefill_result *r, dk_err *e);
 
+/* Logits of every position of tokens[0..n) (row t after tokens[0..t]) from one prefill of an
+ * emptied c with policy p (NULL or dense: none); logits is (n, n_vocab). Halted rows keep the
+ * hidden state of the layer where they stopped (the final norm and lm head see it unchanged). */
+dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int n,
+                                float *logits, dk_err *e);
+
 /* Greedy continuation: out[0] = argmax(logits); token i is fed at the next position and
  * out[i+1] = argmax of what it produces; stops after n_max tokens or when stop_token (>= 0) is
  * produced (not stored). Attends to every layer's cache as the prefill left it. */

@@ -823,6 +823,14 @@ static int dk_bpe_pre_parse(const char *s, size_t n) {
     return -1;
 }
 
+dk_status dk_tokenizer_set_pre(dk_tokenizer *t, const char *pre, dk_err *e) {
+    if (t->kind != DK_TOKENIZER_KIND_BPE) return dk_fail(e, DK_ERR_ARG, "tokenizer: a pre-tokenizer applies to byte-level BPE only");
+    int p = dk_bpe_pre_parse(pre, strlen(pre));
+    if (p < 0) return dk_fail(e, DK_ERR_UNSUPPORTED, "tokenizer (bpe): pre-tokenizer '%.40s' is not supported", pre);
+    t->pre = (dk_bpe_pre)p;
+    return DK_OK;
+}
+
 dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_err *e) {
     *out = NULL;
     const char *what = "tokenizer (bpe)";

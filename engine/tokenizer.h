@@ -31,7 +31,8 @@
  *        llama-bpe  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *                    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+   (Llama-3; also llama3, llama-v3)
  *        qwen2      the llama-bpe regex with \p{N} in place of \p{N}{1,3} (also deepseek-r1-qwen)
- *      A missing tokenizer.ggml.pre means gpt-2; an unknown name is an error.
+ *      dk_bpe_vocab.pre NULL means gpt-2; an unknown name is an error. A GGUF without
+ *      tokenizer.ggml.pre is refused (llama.cpp applies its own "default" regexes to it).
  *   3. each chunk's bytes become byte-level characters (GPT-2's bytes_to_unicode: printable
  *      Latin-1 maps to itself, the other 68 bytes to U+0100..U+0143), one symbol per byte;
  *   4. the adjacent pair with the lowest merge rank (tokenizer.ggml.merges order; ties leftmost)
@@ -42,6 +43,11 @@
  * Decoding maps the byte-level characters back to bytes; control and user-defined tokens decode
  * to their text (Hugging Face's skip_special_tokens = false), so decode(encode(s)) == s for valid
  * UTF-8 s; invalid UTF-8 in the output becomes U+FFFD per maximal invalid subsequence.
+ *
+ * Parity with llama.cpp (tests/test_tok_parity.c, goldens from llama.cpp's own llama_tokenize):
+ * byte-level BPE encodes as llama.cpp with parse_special = true, SentencePiece as llama.cpp with
+ * parse_special = false; a GGUF's tokenizer (tokenizer_gguf.c) also takes over llama.cpp's rule
+ * that end-of-generation texts ("</s>", "<|im_end|>", "<|endoftext|>", ...) are control tokens.
  *
  * Thread safety: a dk_tokenizer is immutable after creation; encode/decode may run concurrently. */
 #ifndef DK_TOKENIZER_H
@@ -131,6 +137,12 @@ void dk_tokenizer_free(dk_tokenizer *t);
  * Turn it on to reproduce a .model file that sets it (tok512.model does). Set it before the
  * tokenizer is shared between threads (it is the one mutable setting). */
 void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on);
+
+/* Byte-level BPE: replaces the pre-tokenizer (a tokenizer.ggml.pre name, as in dk_bpe_vocab) of a
+ * "bpe" tokenizer, to run the same merges under another pre-tokenizer (tests, experiments).
+ * DK_ERR_ARG for another kind, DK_ERR_UNSUPPORTED for an unknown name. Like the setting above,
+ * call it before the tokenizer is shared. */
+dk_status dk_tokenizer_set_pre(dk_tokenizer *t, const char *pre, dk_err *e);
 
 /* ---- encode ---- */
 

@@ -31,6 +31,35 @@ static dk_status dk_gguf_token_types(const dk_gguf *g, const char *path, uint64_
     return DK_OK;
 }
 
+/* llama.cpp (llama-vocab.cpp, load) makes every token whose text is one of these end-of-generation
+ * markers a control token, whatever type the file gives it (it warns that the model is probably
+ * wrong), so that e.g. "</s>" in text is not matched as a user-defined token (Phi-3) and a normal
+ * "</s>" piece is no longer produced from text (Qwen). dashkit does the same, for token-level
+ * parity with llama.cpp. Exception, as there: "</s>" stays normal in a vocabulary that also has
+ * "<|tool_response>" (Gemma 4). */
+static const char *const dk_llamacpp_eog_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+};
+
+static void dk_gguf_llamacpp_control(const char *const *tok, const uint32_t *lens, uint64_t n, int32_t *types) {
+    enum { N_EOG = sizeof dk_llamacpp_eog_texts / sizeof dk_llamacpp_eog_texts[0] };
+    int64_t s_id = -1;
+    bool tool_response = false;
+    for (uint64_t i = 0; i < n; i++) {
+        if (lens[i] < 3 || lens[i] > 32) continue;
+        for (int k = 0; k < N_EOG; k++) {
+            const char *w = dk_llamacpp_eog_texts[k];
+            if (strlen(w) != lens[i] || memcmp(w, tok[i], lens[i])) continue;
+            types[i] = DK_TOKEN_TYPE_CONTROL;
+            if (!strcmp(w, "</s>")) s_id = (int64_t)i;
+            if (!strcmp(w, "<|tool_response>")) tool_response = true;
+        }
+    }
+    if (tool_response && s_id >= 0) types[s_id] = DK_TOKEN_TYPE_NORMAL;
+}
+
 /* tokenizer.ggml.tokens with a sane count. */
 static dk_status dk_gguf_tokens(const dk_gguf *g, const char *path, const char *const **tok, const uint32_t **lens,
                                 uint64_t *n, dk_err *e) {
@@ -54,6 +83,7 @@ static dk_status dk_tokenizer_load_gguf_spm(const dk_gguf *g, const char *path, 
         if ((st = dk_gguf_get_arr_f32(g, "tokenizer.ggml.scores", scores, n, e))) { free(scores); return st; }
     }
     if ((st = dk_gguf_token_types(g, path, n, &types, e))) { free(scores); return st; }
+    if (types) dk_gguf_llamacpp_control(pieces, lens, n, types);
     dk_spm_vocab v = {.n_vocab = (int)n, .pieces = pieces, .piece_lens = lens, .scores = scores, .types = types,
                       .add_space_prefix = true};
     if (!st) st = dk_gguf_token_id(g, path, "tokenizer.ggml.bos_token_id", n, &v.bos_id, e);
@@ -88,8 +118,13 @@ dk_status dk_tokenizer_load_gguf_bpe(const dk_gguf *g, const char *path, dk_toke
         return dk_fail(e, DK_ERR_FORMAT, "%s: absurd tokenizer.ggml.merges count %llu", path, (unsigned long long)nm);
     v.n_vocab = (int)n;
     v.n_merges = (int)nm;
-    if (dk_gguf_find_key(g, "tokenizer.ggml.pre") >= 0 &&
-        (st = dk_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen, e))) return st;
+    /* llama.cpp runs a vocabulary without tokenizer.ggml.pre through its own "default" regex
+     * sequence (not GPT-2's), which dashkit does not implement: refuse rather than differ */
+    if (dk_gguf_find_key(g, "tokenizer.ggml.pre") < 0)
+        return dk_fail(e, DK_ERR_UNSUPPORTED,
+                       "%s: no tokenizer.ggml.pre: llama.cpp tokenizes such a gpt2 vocabulary with its 'default' "
+                       "pre-tokenizer, which dashkit does not support (gpt-2, smollm, llama-bpe, qwen2 are)", path);
+    if ((st = dk_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen, e))) return st;
     v.pre = pre;
     v.pre_len = plen;
     if ((st = dk_gguf_token_id(g, path, "tokenizer.ggml.bos_token_id", n, &v.bos_id, e)) ||
@@ -100,6 +135,7 @@ dk_status dk_tokenizer_load_gguf_bpe(const dk_gguf *g, const char *path, dk_toke
         (st = dk_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos, e))) return st;
     int32_t *types;
     if ((st = dk_gguf_token_types(g, path, n, &types, e))) return st;
+    if (types) dk_gguf_llamacpp_control(v.tokens, v.token_lens, n, types);
     v.types = types;
     dk_err te = {{0}};
     st = dk_tokenizer_create_bpe(&v, out, &te);
@@ -129,7 +165,7 @@ dk_status dk_tokenizer_load_gguf(const dk_gguf *g, const char *path, dk_tokenize
                        "byte-level BPE are)", path, (int)(klen > 40 ? 40 : klen), kind);
     }
     st = bpe ? dk_tokenizer_load_gguf_bpe(g, path, out, e) : dk_tokenizer_load_gguf_spm(g, path, out, e);
-    if (st) snprintf(desc, desc_size, "%s (invalid)", bpe ? "bpe" : "spm");
+    if (st) snprintf(desc, desc_size, "%s (%s)", bpe ? "bpe" : "spm", st == DK_ERR_UNSUPPORTED ? "not supported" : "invalid");
     else if (bpe) snprintf(desc, desc_size, "bpe %s (%d pieces)", dk_tokenizer_pre(*out), dk_tokenizer_n_vocab(*out));
     else snprintf(desc, desc_size, "spm (%d pieces)", dk_tokenizer_n_vocab(*out));
     return st;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define QDIR "tests/data/"
 
@@ -209,6 +210,40 @@ START_TEST(test_forward_equals_dequantized_f32) {
     for (int i = 0; i < nb; i++) free(bufs[i]);
     free(bufs);
     dk_model_free(q);
+    dk_model_free(f);
+    free(ids);
+}
+END_TEST
+
+/* `dashkit logits` on the quantised file (the CLI path users take, e.g. as a --kl-base) writes the
+ * F32 forward of the dequantised weights bit for bit (dequantisation == ggml's to_float:
+ * test_dequant_matches_ggml), for every prompt position, with the prompt ids. */
+START_TEST(test_cli_logits_equals_dequantized_f32) {
+    const char *name = QMODELS[_i];
+    int n;
+    int32_t *ids = read_ids(QDIR "quant_prompt.txt", &n);
+    dk_model *f = load_q(name);
+    void **bufs;
+    int nb;
+    dequantize_model(f, &bufs, &nb);
+    float *lf = prefill_all(f, ids, n);
+    char out[512], cmd[1024], *o = NULL;
+    snprintf(out, sizeof out, "%s/%s.logits", dk_test_tmpdir(), name);
+    snprintf(cmd, sizeof cmd, "%s logits " QDIR "quant_%s.gguf --ids " QDIR "quant_prompt.txt --out '%s'", dk_test_cli(), name, out);
+    ck_assert_msg(dk_test_run(cmd, 1, &o) == 0, "%s: %s", cmd, o ? o : "");
+    free(o);
+    dk_test_logits g;
+    dk_test_logits_load(out, 4, &g);
+    ck_assert_int_eq(g.n_tokens, n);
+    ck_assert_int_eq(g.n_vocab, f->cfg.n_vocab);
+    ck_assert(!memcmp(g.tokens, ids, sizeof(int32_t) * (size_t)n));
+    ck_assert_msg(!memcmp(g.logits, lf, sizeof(float) * (size_t)n * f->cfg.n_vocab),
+                  "%s: dashkit logits differ from the F32 forward of the dequantised weights", name);
+    dk_test_logits_free(&g);
+    unlink(out);
+    free(lf);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    free(bufs);
     dk_model_free(f);
     free(ids);
 }
@@ -496,6 +531,7 @@ static Suite *quant_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_dequant_matches_ggml);
     tcase_add_loop_test(tc, test_forward_equals_dequantized_f32, 0, N_QMODELS);
+    tcase_add_loop_test(tc, test_cli_logits_equals_dequantized_f32, 0, N_QMODELS);
     tcase_add_loop_test(tc, test_logits_vs_llamacpp, 0, N_QMODELS);
     tcase_add_loop_test(tc, test_rho0_bit_identical, 0, N_QMODELS);
     tcase_add_test(tc, test_bad_quant_files);
