@@ -23,6 +23,7 @@ int dk_cmd_status(int argc, char **argv);
 int dk_cmd_export(int argc, char **argv);
 int dk_cmd_report(int argc, char **argv);
 int dk_cmd_plot(int argc, char **argv);
+int dk_cmd_analyze(int argc, char **argv);
 int dk_cmd_logits(int argc, char **argv);
 int dk_cmd_perplexity(int argc, char **argv);
 

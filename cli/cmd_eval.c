@@ -27,11 +27,13 @@ static void dk_eval_usage(FILE *f) {
                "                    [--tau T] [--keep N] [...] [-n SAMPLES] [--seed S] [--budget TOKENS] [--json]\n\n"
                "Runs one task with one method. Each sample is prefilled densely (the reference) and with the\n"
                "method (context halted, question dense), greedy-decoded, and scored with the task's official\n"
-               "metric. Per sample: id, score, flops_speedup, wall_speedup, kl (KL(dense||method) of the first\n"
-               "answer token), kl_answer (mean KL over the teacher-forced gold answer), top1 (argmax agrees),\n"
-               "prediction (escaped, truncated). Then the aggregate lines score (as LongBench/RULER compute\n"
-               "it), dense_score, flops_speedup and wall_speedup (sum dense / sum method, prefill of context +\n"
-               "question), kl, kl_answer (means) and top1_agreement (fraction).\n\n"
+               "metric. Per sample: id, score, flops_speedup, wall_speedup, fidelity over the teacher-forced\n"
+               "answer: kl and kl_max (mean and max KL(dense||method) over its rows), top1 (fraction of rows\n"
+               "whose argmax agrees), nll_delta (answer NLL, method - dense, nats/token), and of the first\n"
+               "answer row alone kl_first and top1_first; prediction (escaped, truncated). Then the aggregate\n"
+               "lines score (as LongBench/RULER compute it), dense_score, flops_speedup and wall_speedup (sum\n"
+               "dense / sum method, prefill of context + question), kl, kl_max, top1, nll_delta, kl_first,\n"
+               "top1_first (means over samples; kl_max the max).\n\n"
                "  MODEL              GGUF or llama2.c model file\n"
                "  -z, --tokenizer F  llama2.c tok*.bin (needed for .bin models)\n"
                "  --task NAME        task (see 'dashkit tasks')\n"
@@ -211,8 +213,11 @@ int dk_cmd_eval(int argc, char **argv) {
     }
 
     int64_t fl_dense = 0, fl_method = 0;
-    double w_dense = 0, w_method = 0, kl_sum = 0, kla_sum = 0;
-    int n_top1 = 0, n_kla = 0, warned_ctx = 0;
+    double w_dense = 0, w_method = 0;
+    /* means over samples of the fidelity figures (NAN ones skipped); kl_max is a max */
+    enum { F_KL, F_TOP1, F_NLL, F_KL_FIRST, F_TOP1_FIRST, F_N };
+    double f_sum[F_N] = {0}, kl_max = NAN;
+    int f_n[F_N] = {0}, warned_ctx = 0;
     for (int i = 0; i < set.n; i++) {
         const dk_sample *s = &set.s[i];
         dk_eval_prompt p;
@@ -244,9 +249,10 @@ int dk_cmd_eval(int argc, char **argv) {
         fl_method += rm.flops;
         w_dense += rd.wall_s;
         w_method += rm.wall_s;
-        kl_sum += rm.kl;
-        n_top1 += rm.top1 == 1;
-        if (!isnan(rm.kl_answer)) { kla_sum += rm.kl_answer; n_kla++; }
+        const double fv[F_N] = {rm.kl, rm.top1, rm.nll_delta, rm.kl_first, rm.top1_first < 0 ? NAN : rm.top1_first};
+        for (int k = 0; k < F_N; k++)
+            if (!isnan(fv[k])) { f_sum[k] += fv[k]; f_n[k]++; }
+        if (!isnan(rm.kl_max) && !(rm.kl_max <= kl_max)) kl_max = rm.kl_max;
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddItemToArray(jsamples, o);
@@ -270,11 +276,17 @@ int dk_cmd_eval(int argc, char **argv) {
             dk_eval_json_num(o, "wall_method_s", rm.wall_s);
             dk_eval_json_num(o, "wall_speedup", rm.wall_speedup);
             dk_eval_json_num(o, "kl", rm.kl);
-            dk_eval_json_num(o, "kl_answer", rm.kl_answer);
-            cJSON_AddNumberToObject(o, "top1", rm.top1);
+            dk_eval_json_num(o, "kl_max", rm.kl_max);
+            dk_eval_json_num(o, "top1", rm.top1);
+            dk_eval_json_num(o, "nll_delta", rm.nll_delta);
+            dk_eval_json_num(o, "nll_dense", rm.nll_dense);
+            dk_eval_json_num(o, "kl_first", rm.kl_first);
+            cJSON_AddNumberToObject(o, "top1_first", rm.top1_first);
         } else {
-            printf("%s score=%.2f flops_speedup=%.4f wall_speedup=%.3f kl=%.6g kl_answer=%.6g top1=%d prediction=\"",
-                   s->id ? s->id : "?", rm.score, rm.flops_speedup, rm.wall_speedup, rm.kl, rm.kl_answer, rm.top1);
+            printf("%s score=%.2f flops_speedup=%.4f wall_speedup=%.3f kl=%.6g kl_max=%.6g top1=%.4f nll_delta=%.6g"
+                   " kl_first=%.6g top1_first=%d prediction=\"",
+                   s->id ? s->id : "?", rm.score, rm.flops_speedup, rm.wall_speedup, rm.kl, rm.kl_max, rm.top1, rm.nll_delta,
+                   rm.kl_first, rm.top1_first);
             dk_eval_print_escaped(stdout, rm.prediction, DK_EVAL_PRED_SHOWN);
             printf("\"\n");
             fflush(stdout);
@@ -287,7 +299,8 @@ int dk_cmd_eval(int argc, char **argv) {
     dk_metric metric = set.s[0].metric;
     double score = dk_eval_aggregate_score(metric, s_method, set.n), dscore = dk_eval_aggregate_score(metric, s_dense, set.n);
     double fsp = fl_method > 0 ? (double)fl_dense / (double)fl_method : NAN, wsp = w_method > 0 ? w_dense / w_method : NAN;
-    double kl = kl_sum / set.n, kla = n_kla ? kla_sum / n_kla : NAN, top1 = (double)n_top1 / set.n;
+    double f_mean[F_N];
+    for (int k = 0; k < F_N; k++) f_mean[k] = f_n[k] ? f_sum[k] / f_n[k] : NAN;
     if (json) {
         cJSON_AddNumberToObject(js, "n", set.n);
         dk_eval_json_num(js, "score", score);
@@ -296,9 +309,12 @@ int dk_cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(js, "flops_method", (double)fl_method);
         dk_eval_json_num(js, "flops_speedup", fsp);
         dk_eval_json_num(js, "wall_speedup", wsp);
-        dk_eval_json_num(js, "kl", kl);
-        dk_eval_json_num(js, "kl_answer", kla);
-        dk_eval_json_num(js, "top1_agreement", top1);
+        dk_eval_json_num(js, "kl", f_mean[F_KL]);
+        dk_eval_json_num(js, "kl_max", kl_max);
+        dk_eval_json_num(js, "top1", f_mean[F_TOP1]);
+        dk_eval_json_num(js, "nll_delta", f_mean[F_NLL]);
+        dk_eval_json_num(js, "kl_first", f_mean[F_KL_FIRST]);
+        dk_eval_json_num(js, "top1_first", f_mean[F_TOP1_FIRST]);
         char *txt = cJSON_PrintUnformatted(js);
         if (!txt) { fprintf(stderr, "dashkit eval: out of memory\n"); goto done; }
         printf("%s\n", txt);
@@ -310,7 +326,8 @@ int dk_cmd_eval(int argc, char **argv) {
                params, dk_metric_name(metric), set.n);
         printf("score: %.2f\ndense_score: %.2f\n", score, dscore);
         printf("flops_speedup: %.4f\nwall_speedup: %.3f\n", fsp, wsp);
-        printf("kl: %.6g\nkl_answer: %.6g\ntop1_agreement: %.4f\n", kl, kla, top1);
+        printf("kl: %.6g\nkl_max: %.6g\ntop1: %.4f\nnll_delta: %.6g\nkl_first: %.6g\ntop1_first: %.4f\n", f_mean[F_KL],
+               kl_max, f_mean[F_TOP1], f_mean[F_NLL], f_mean[F_KL_FIRST], f_mean[F_TOP1_FIRST]);
     }
     rc = 0;
 done:

@@ -21,6 +21,7 @@ static const dk_cli_command dk_commands[] = {
     {"export",   dk_cmd_export,   "export a store's results as CSV or JSON"},
     {"report",   dk_cmd_report,   "write figures, tables and report.md from a store"},
     {"plot",     dk_cmd_plot,     "draw one figure from a store"},
+    {"analyze",  dk_cmd_analyze,  "stability vs redundancy: delta, received attention, attention recall"},
 };
 #define DK_N_COMMANDS (sizeof dk_commands / sizeof dk_commands[0])
 

@@ -16,6 +16,11 @@ word list (crc32(word) % 5 == 0; never a key in training):
   niah_multikey  1 of 4 needles, lengths 1024/2048/4096 (11*N samples each)
   niah_single_ruler  (not in the default --tasks) niah_single asked in RULER's plural phrasing,
                the one dashkit's own RULER tasks use
+  vt           variable tracking, 1 chain of 2 hops (issue 18's bar), in dashkit's RULER format
+               (eval/ruler.c: "VAR X = 12345" statements, RULER's question, the prompt ending in
+               its trailing space) on the noise haystack dashkit's `vt` uses by default
+               (11*N samples per length, statement positions at random)
+  vt_text      the same on held-out real text
 
 "length" is the total token count of [BOS] + prompt + answer (about; the haystack is cut at word
 boundaries).  Segments are joined with "\\n" as in the passkey literature's code.  Score: exact
@@ -56,7 +61,7 @@ def learning_curve(path):
             acc = " ".join("%s %.2f" % (k, v) for k, v in r["acc"].items())
             note = ("-> %s %d" % tuple(r["promoted_to"])) if r.get("promoted_to") else ""
             if r.get("stuck_promotion"):
-                note += " (multi-key not passed)"
+                note += " (%s not passed)" % ("vt" if r["stage"] == "vt" else "multi-key")
             if r.get("lm_on"):
                 note += " LM objective on"
             rows.append("| %d | %.2f | %s | %d | %s | %s | %s |" % (
@@ -65,6 +70,25 @@ def learning_curve(path):
     print("| step | hours | stage | length | train loss | held-out check (exact match) | promotion |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+
+
+def embedding_stats(model, sp):
+    """Mean norm and mean pairwise cosine of the single-capital-letter pieces (vt names; X and Z
+    are byte fallbacks) and of the digits, against the mean norm of all embeddings."""
+    E = model.tok_embeddings.weight.detach()
+    norms = E.norm(dim=1)
+
+    def row(name, pieces):
+        ids = [sp.piece_to_id(p) for p in pieces]
+        u = E[ids] / norms[ids, None]
+        c = u @ u.t()
+        k = len(ids)
+        print("%s: %d pieces, mean norm %.3f, mean pairwise cosine %.3f" % (
+            name, k, norms[ids].mean().item(), ((c.sum() - c.trace()) / (k * (k - 1))).item()))
+    letters = [c if sp.piece_to_id(c) != sp.unk_id() else "<0x%02X>" % ord(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    row("letters", letters)
+    row("digits", list("0123456789"))
+    print("all: %d pieces, mean norm %.3f" % (E.shape[0], norms.mean().item()))
 
 
 def main():
@@ -84,6 +108,11 @@ def main():
     ap.add_argument("--quick-above", type=int, default=0,
                     help="lengths above this get 3 samples per depth (the 4096 column costs most)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--embedding-stats", action="store_true",
+                    help="print norms and mean pairwise cosine of the letter and digit embeddings, then exit")
+    ap.add_argument("--per-token", action="store_true",
+                    help="also print each cell's accuracy per answer token (in the JSON always)")
+    ap.add_argument("--vt-hops", type=int, default=2, help="vt/vt_text: assignments after the first")
     args = ap.parse_args()
     if args.quick:
         args.samples = 3
@@ -98,6 +127,9 @@ def main():
     model = train_tiny.Llama(cfg).to(device)
     model.load_state_dict(ck["model"])
     model.eval()
+    if args.embedding_stats:
+        embedding_stats(model, sp)
+        return
     corpus = tiny_tasks.Corpus(sp, "heldout")
     gen = tiny_tasks.TaskGen(sp, corpus, joiner="\n")
     st = ck["state"]
@@ -117,12 +149,18 @@ def main():
                         s = gen.passkey(rng, L, depth=d, garbage=False)
                     elif task in ("niah_single", "niah_single_ruler"):
                         s = gen.niah_single(rng, L, depth=d, ruler_q=task.endswith("_ruler"))
+                    elif task in ("vt", "vt_text"):
+                        s = gen.vt(rng, L, hops=args.vt_hops, ruler=True, trail=True, noise=task == "vt")
                     else:
                         s = gen.make(rng, task, L)
                     samples.append(s)
                     depth_of.append(d)
             t0 = time.time()
-            ok = train_tiny.answer_exact(model, samples, device, chunk_tokens=max(8192, L))
+            tok_ok = []
+            ok = train_tiny.answer_exact(model, samples, device, chunk_tokens=max(8192, L), per_token=tok_ok)
+            # accuracy of answer token j under teacher forcing (where a failing answer goes wrong)
+            by_tok = [[sum(t[j] for t in tok_ok if len(t) > j), sum(1 for t in tok_ok if len(t) > j)]
+                      for j in range(max(len(t) for t in tok_ok))]
             by_depth = {}
             for d, o in zip(depth_of, ok):
                 k = "%d" % round(d * 100)
@@ -130,11 +168,14 @@ def main():
                 by_depth[k] = (a + int(o), n + 1)
             mean_len = sum(len(s["tokens"]) for s in samples) / len(samples)
             cell = {"task": task, "length": L, "acc": sum(ok) / len(ok), "correct": sum(ok), "n": len(ok),
-                    "mean_tokens": round(mean_len, 1), "by_depth": by_depth, "secs": round(time.time() - t0, 1)}
+                    "mean_tokens": round(mean_len, 1), "by_depth": by_depth, "by_answer_token": by_tok, "secs": round(time.time() - t0, 1)}
             cells.append(cell)
             print("%s@%d: %.3f (%d/%d)  mean tokens %.0f  by depth %s" % (
                 task, L, cell["acc"], cell["correct"], cell["n"], mean_len,
                 " ".join("%s:%d/%d" % (k, a, n) for k, (a, n) in by_depth.items())), flush=True)
+            if args.per_token:
+                print("  %s@%d answer tokens (teacher forcing): %s" % (task, L, " ".join(
+                    "%d:%d/%d" % (j, a, n) for j, (a, n) in enumerate(by_tok))), flush=True)
 
     lengths = sorted({c["length"] for c in cells})
     print("\n| task | " + " | ".join(str(L) for L in lengths) + " |")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: the main job on bundled defaults — configs/quickstart.json (the bundled tiny model on
 # passkey/needle retrieval, dense vs DASH over a rho grid vs baselines) into results/dashkit.db,
-# then the per-cell summary. Re-running resumes: done cells are skipped.
+# then the per-cell summary (fidelity over the teacher-forced answer: kl, top1, nll_delta; kl_first
+# is the first answer token alone). Re-running resumes: done cells are skipped.
 # Without models/dashkit-tiny.gguf (trained by scripts/train_tiny.py), it says so and runs the
 # same kind of matrix on the tiny random test model tests/data/ref_llama_f32.gguf instead
 # (3 layers, 256-token context: the scores mean nothing, the machinery is the same).
@@ -37,7 +38,8 @@ fi
 echo "---"
 sqlite3 -header -column "$db" \
   "SELECT task, length, method, rho, ls, n, round(mean_score, 2) AS score, round(flops_speedup, 3) AS flops_speedup,
-          round(wall_speedup, 3) AS wall_speedup, round(mean_kl, 5) AS kl, round(top1_agreement, 3) AS top1
+          round(wall_speedup, 3) AS wall_speedup, round(kl, 4) AS kl, round(top1, 3) AS top1,
+          round(nll_delta, 4) AS nll_delta, round(kl_first, 5) AS kl_first
    FROM cell_summary WHERE cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = (SELECT max(id) FROM runs))
    ORDER BY task, length, method, rho" 2>/dev/null || ./dashkit status --db "$db"
 echo "---"

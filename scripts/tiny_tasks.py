@@ -50,9 +50,14 @@ VT_QUESTION = ("Question: Find all variables that are assigned the value {v} in 
                "Answer: According to the chain(s) of variables assigned in the text above, "
                "{n} variables are assigned the value {v}, they are:")
 
+# RULER's vt answer prefix (and dashkit's eval/ruler.c) spells "assgined"; kept verbatim
+VT_QUESTION_RULER = ("Question: Find all variables that are assigned the value {v} in the text above. "
+                     "Answer: According to the chain(s) of variable assignment in the text above, "
+                     "{n} variables are assgined the value {v}, they are:")
+
 COPY_MAX_SPAN = 96
 
-TASKS = ("copy", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
+TASKS = ("copy", "copy_sym", "passkey", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
          "vt")
 
 
@@ -264,15 +269,26 @@ class TaskGen:
         return self._niah(rng, length, needles, NIAH_QUESTION_MANY.format(k=kq),
                           lambda order: ", ".join(vs) + ".", "niah_multiquery")
 
-    def vt(self, rng, length, hops=None):
+    def vt(self, rng, length, hops=None, ruler=False, noise=False, trail=False):
+        """Variable tracking, one chain of `hops` assignments after the first.
+        ruler=False: the original training format ("VAR X = 12345." statements, a 1-50000 or
+        5-digit value, VT_QUESTION).  ruler=True: RULER's format as dashkit's eval/ruler.c writes
+        it ("VAR X = 12345" statements without a period, a 5-digit value 10000-99999, RULER's
+        question with its "assgined" spelling, statements joined by newlines); noise=True: the
+        haystack is the repeated "The grass is green. ..." sentences (dashkit's vt default);
+        trail=True: the prompt ends in RULER's trailing space ("they are: ", a lone U+2581
+        token) and the answer's first piece loses its space, as a model sees it when dashkit
+        feeds RULER's prompt verbatim."""
         hops = hops or rng.randint(2, 4)
-        names = set()
+        names = []  # a list, not a set: a set's order of strings changes with PYTHONHASHSEED
         while len(names) < hops + 1:
-            names.add("".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5)))
-        names = list(names)
-        v = _n5(rng)
-        stmts = ["VAR %s = %s." % (names[0], v)] + ["VAR %s = VAR %s." % (names[i + 1], names[i])
-                                                      for i in range(hops)]
+            n = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+            if n not in names:
+                names.append(n)
+        v = str(rng.randint(10000, 99999)) if ruler else _n5(rng)
+        end = "" if ruler else "."
+        stmts = ["VAR %s = %s%s" % (names[0], v, end)] + ["VAR %s = VAR %s%s" % (names[i + 1], names[i], end)
+                                                         for i in range(hops)]
         segs = [(VT_INTRO, 0)]
         depths = sorted(rng.random() for _ in stmts)
         prev = 0.0
@@ -281,9 +297,27 @@ class TaskGen:
             segs.append((s, 0))
             prev = d
         segs.append((None, 1.0 - prev))
-        segs.append((VT_QUESTION.format(v=v, n=hops + 1), 0))
-        parts = self._haystack(rng, segs, length)
-        return self._finish(rng, parts, " ".join(names) + ".", "vt")
+        q = (VT_QUESTION_RULER if ruler else VT_QUESTION).format(v=v, n=hops + 1)
+        segs.append((q, 0))
+        parts = self._haystack(rng, segs, length, garbage=noise)
+        answer = " ".join(names)
+        if not trail:
+            return self._finish(rng, parts, answer + ("" if ruler else "."), "vt")
+        s = self._finish(rng, parts, answer, "vt")
+        # "...they are: " + answer: the prompt's last token is a lone U+2581, the answer's first
+        # piece has no space of its own (the tokens dashkit's engine sees, then generates)
+        toks = s["tokens"][:s["ans"][0]] + [self.sp.piece_to_id("\u2581")]
+        a = self.sp.encode(answer)
+        first = self.sp.id_to_piece(a[0])
+        assert first.startswith("\u2581"), first
+        rest = first[1:]  # "" when the name starts with a byte-fallback letter ("\u2581", "<0x58>", ...)
+        rid = self.sp.piece_to_id(rest) if rest else None
+        head = ([] if not rest else [rid] if rid != self.sp.unk_id()
+                else [self.sp.piece_to_id("<0x%02X>" % b) for b in rest.encode()])
+        a0 = len(toks)
+        toks = toks + head + a[1:]
+        s.update(tokens=toks, ans=(a0, len(toks)), spans=[(a0, len(toks))], prompt=s["prompt"] + " ")
+        return s
 
     def copy(self, rng, length):
         """A random span S of real text, later repeated: [BOS] P S G S with P, G other random
@@ -306,6 +340,32 @@ class TaskGen:
         toks = [self.bos] + run(pre) + span + run(extra - pre) + span
         a0 = len(toks) - half
         return {"task": "copy", "tokens": toks, "ans": (a0 + 1, len(toks)), "answer": None, "prompt": None}
+
+    def copy_sym(self, rng, length):
+        """Induction on rare tokens: a list of random 5-letter capital names or 5-7 digit numbers
+        (the symbols of vt and NIAH answers, which a plain copy of real text never repeats),
+        embedded in real text and repeated later: [BOS] P S G S.  Loss on the repeat (its first
+        token excluded).  The model trained without it copied repeated random names at 3 % and
+        5-digit numbers at 17 % per token (scripts/eval_tiny.py --tasks copy_sym)."""
+        if rng.random() < 0.5:
+            words = lambda n: ["".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))  # noqa: E731
+                               for _ in range(n)]
+        else:
+            words = lambda n: [str(rng.randint(10 ** (d - 1), 10 ** d - 1))  # noqa: E731
+                               for d in [rng.randint(5, 7) for _ in range(n)]]
+        n = max(2, min(12, length // 24))
+        sym = " ".join(words(rng.randint(2, n)))
+        k = self._ntok(sym)
+        extra = max(0, length - 2 * k - 2)
+        pre = rng.randint(0, extra)
+        j = self.joiner if self.joiner is not None else (" " if rng.random() < 0.5 else "\n")
+        head = j.join(x for x in (self.corpus.span(rng, pre), sym, self.corpus.span(rng, extra - pre)) if x)
+        p_ids = self.sp.encode(head)
+        s_ids = self.sp.encode(sym)
+        toks = [self.bos] + p_ids + s_ids
+        a0 = len(toks) - len(s_ids)
+        return {"task": "copy_sym", "tokens": toks, "ans": (a0 + 1, len(toks)), "spans": [(a0 + 1, len(toks))],
+                "answer": sym, "prompt": head}
 
     def make(self, rng, task, length, **kw):
         return getattr(self, task)(rng, length, **kw)

@@ -27,6 +27,10 @@ Curriculum (state saved in checkpoints):
                     multi-key is still below the bar after --stuck-steps steps at a length
                     while the single-needle checks pass, go straight to stage "long".
   stage "long":     1536 then 2048 with the full mix; stays at 2048.
+  stage "vt":       (entered only with --resume --set-stage vt:256) 256, 512, 1024; variable
+                    tracking 40 % of the mix (1-3 hops, mostly in RULER's/dashkit's format), the
+                    rest passkey/NIAH/multi-key; checked with 1 chain of 2 hops, bar
+                    --vt-promote-acc; stays at 1024.
   Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
   The run ends with a learning-rate cool-down: --resume --cooldown-steps N (linear to 5 %).
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
@@ -263,9 +267,10 @@ def collate(samples, pad_id, device):
             sum(len(s["tokens"]) for s in samples))
 
 
-def answer_exact(model, samples, device, chunk_tokens=8192):
+def answer_exact(model, samples, device, chunk_tokens=8192, per_token=None):
     """Per-sample exact match of the answer under teacher forcing: every answer token is the
-    argmax given the gold prefix.  This equals greedy-decoding exact match of the answer span."""
+    argmax given the gold prefix.  This equals greedy-decoding exact match of the answer span.
+    per_token: a list that receives, per sample, the correctness of each answer token."""
     out = []
     i = 0
     model.eval()
@@ -281,6 +286,10 @@ def answer_exact(model, samples, device, chunk_tokens=8192):
             wrong = torch.zeros(len(part), dtype=torch.long, device=device)
             wrong.index_add_(0, ar, (pred != at).long())
             out.extend((wrong == 0).tolist())
+            if per_token is not None:
+                hit = (pred == at).tolist()
+                rows = ar.tolist()
+                per_token.extend([h for h, r in zip(hit, rows) if r == j] for j in range(len(part)))
     model.train()
     return out
 
@@ -290,10 +299,11 @@ def answer_exact(model, samples, device, chunk_tokens=8192):
 BASE_LENGTHS = [32, 64, 128, 256, 512, 1024]
 MK_LENGTHS = [128, 256, 512, 1024]
 LONG_LENGTHS = [1536, 2048]
+VT_LENGTHS = [256, 512, 1024]
 
 
 def stage_lengths(stage):
-    return {"base": BASE_LENGTHS, "multikey": MK_LENGTHS, "long": LONG_LENGTHS}[stage]
+    return {"base": BASE_LENGTHS, "multikey": MK_LENGTHS, "long": LONG_LENGTHS, "vt": VT_LENGTHS}[stage]
 
 
 def task_mix(stage, length):
@@ -301,6 +311,9 @@ def task_mix(stage, length):
         c = {32: 0.4, 64: 0.3, 128: 0.2, 256: 0.15}.get(length, 0.1)
         rest = 1.0 - c
         return {"copy": c, "passkey": rest * 0.45, "niah_single": rest * 0.4, "vt": rest * 0.15}
+    if stage == "vt":
+        return {"copy": 0.05, "copy_sym": 0.25, "passkey": 0.125, "niah_single": 0.125, "niah_multikey": 0.1,
+                "niah_multivalue": 0.025, "niah_multiquery": 0.025, "vt": 0.3}
     if stage == "multikey":
         return {"copy": 0.05, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.5,
                 "niah_multivalue": 0.1, "niah_multiquery": 0.1, "vt": 0.05}
@@ -311,7 +324,32 @@ def task_mix(stage, length):
 def check_tasks(stage):
     if stage == "base":
         return ["passkey", "niah_single"]
+    if stage == "vt":
+        return ["passkey", "niah_single", "vt"]
     return ["passkey", "niah_single", "niah_multikey"]
+
+
+def check_kwargs(task, i):
+    """Held-out check sample i of `task`: vt is checked as the issue's bar asks (1 chain, 2 hops)
+    in dashkit's RULER format with its trailing space, on noise and real-text haystacks."""
+    if task == "vt":
+        return {"hops": 2, "ruler": True, "trail": True, "noise": i % 2 == 0}
+    return {}
+
+
+def vt_train_kwargs(rng):
+    """vt training samples: 1-3 hops; 75 % in RULER's format (half of those on the noise
+    haystack, half with the trailing-space prompt), the rest in the original format."""
+    kw = {"hops": rng.randint(1, 3), "ruler": rng.random() < 0.75}
+    if kw["ruler"]:
+        kw["noise"] = rng.random() < 0.5
+        kw["trail"] = rng.random() < 0.5
+    return kw
+
+
+# tasks that may stay below --promote-acc when a stage moves on after --stuck-steps, and their
+# own promotion bar
+HARD_TASKS = ("niah_multikey", "vt")
 
 
 # ---- training -------------------------------------------------------------------------------
@@ -347,10 +385,11 @@ def main():
     ap.add_argument("--check-every", type=int, default=100, help="steps between held-out checks")
     ap.add_argument("--check-samples", type=int, default=48)
     ap.add_argument("--promote-acc", type=float, default=0.85)
+    ap.add_argument("--vt-promote-acc", type=float, default=0.7, help="stage vt: promotion bar of the vt check")
     ap.add_argument("--min-steps", type=int, default=60)
     ap.add_argument("--min-steps-long", type=int, default=200)
     ap.add_argument("--stuck-steps", type=int, default=1500,
-                    help="multikey/long stages: promote after this many steps if only multi-key fails")
+                    help="multikey/long/vt stages: promote after this many steps if only multi-key/vt fail")
     ap.add_argument("--lm-from-length", type=int, default=512)
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -387,9 +426,12 @@ def main():
         ck = torch.load(ckpt_path, map_location="cpu")
         cfg = Config.from_dict(ck["config"])
         # hyper-parameters come from the checkpoint; options it predates take this command's
-        # values, as do the run-control ones
+        # values, as do the run-control ones and every option given explicitly on this command line
+        # (e.g. a lower --lr for a new stage)
         hp = dict(vars(args), **ck["args"])
-        for k in ("max_hours", "max_steps", "threads", "train_dir", "resume", "set_stage", "cooldown_steps"):
+        given = {a[2:].split("=")[0].replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+        for k in set(("max_hours", "max_steps", "threads", "train_dir", "resume", "set_stage",
+                      "cooldown_steps")) | (given & set(hp)):
             hp[k] = getattr(args, k)
         args = argparse.Namespace(**hp)
     else:
@@ -423,8 +465,11 @@ def main():
             st, ln = args.set_stage.split(":")
             state["stage"], state["len_idx"] = st, stage_lengths(st).index(int(ln))
             state["steps_at_len"], state["rewarm_from"] = 0, state["step"]
+            if not args.cooldown_steps:
+                state.pop("cooldown", None)  # a new stage trains at the full (re-warmed) rate
             log_line(log_path, {"event": "set_stage", "step": state["step"], "stage": st, "length": int(ln),
-                                "args": {k: getattr(args, k) for k in ("mk_questions", "ruler_q")}})
+                                "args": {k: getattr(args, k) for k in ("mk_questions", "ruler_q", "lr", "lr_long",
+                                                                        "stuck_steps", "vt_promote_acc")}})
     else:
         log_line(log_path, {"event": "start", "time": time.time(), "args": vars(args), "config": cfg.to_dict(),
                             "params": sum(p.numel() for p in model.parameters()), "device": str(device)})
@@ -454,7 +499,7 @@ def main():
         state["check_round"] += 1
         res = {}
         for t in check_tasks(state["stage"]):
-            ss = [gen.make(crng, t, length) for _ in range(args.check_samples)]
+            ss = [gen.make(crng, t, length, **check_kwargs(t, i)) for i in range(args.check_samples)]
             ok = answer_exact(model, ss, device)
             res[t] = sum(ok) / len(ok)
         return res
@@ -503,6 +548,8 @@ def main():
                     kw["n_questions"] = rng.randint(1, kw["n_keys"] - 1)
             if t in ("niah_single", "niah_multikey") and args.ruler_q > 0:
                 kw["ruler_q"] = rng.random() < args.ruler_q
+            if t == "vt" and state["stage"] == "vt":
+                kw = vt_train_kwargs(rng)
             samples.append(gen.make(rng, t, Ls, **kw))
             ntok += len(samples[-1]["tokens"])
         tok, pos, seg, ap, at, ar, lp, lt, ntok = collate(samples, 0, device)
@@ -545,11 +592,12 @@ def main():
                    "acc": {k: round(v, 4) for k, v in res.items()}, "secs": round(time.time() - t0, 1)}
             need = args.min_steps_long if long_len else args.min_steps
             lens = stage_lengths(state["stage"])
-            passed = all(v >= args.promote_acc for v in res.values())
-            # multi-key may not be learnable at a length: after --stuck-steps move on as long as
-            # the single-needle tasks pass (recorded in the log as "stuck_promotion")
+            bar = lambda k: args.vt_promote_acc if k == "vt" else args.promote_acc  # noqa: E731
+            passed = all(v >= bar(k) for k, v in res.items())
+            # multi-key (vt) may not be learnable at a length: after --stuck-steps move on as long
+            # as the single-needle tasks pass (recorded in the log as "stuck_promotion")
             if (not passed and state["stage"] != "base" and state["steps_at_len"] >= args.stuck_steps
-                    and all(v >= args.promote_acc for k, v in res.items() if k != "niah_multikey")):
+                    and all(v >= args.promote_acc for k, v in res.items() if k not in HARD_TASKS)):
                 passed = True
                 rec["stuck_promotion"] = True
             if passed and state["steps_at_len"] >= need:
@@ -563,7 +611,7 @@ def main():
                     state["stage"], state["len_idx"] = "multikey", 0
                 elif state["stage"] == "multikey":
                     state["stage"], state["len_idx"] = "long", 0
-                else:
+                else:  # "long" and "vt" stay at their last length
                     rec["final"] = True
                 if not rec.get("final"):
                     state["steps_at_len"] = 0

@@ -222,7 +222,7 @@ static const dk_bad_case dk_bad[] = {
     {"[1,2]", DK_ERR_ARG, "bad.json: expected a JSON object at the top level, got array"},
     /* unknown keys */
     {"{\"modles\":[\"m\"]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, analyze)"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":\"chatlm\"}", DK_ERR_ARG,
      "bad.json: chat: chat template 'chatlm' is unknown (auto, none, chatml, llama3, llama2)"},
     {"{\"models\":[\"a.gguf\",{\"path\":\"b.gguf\",\"chat\":\"llama4\"}]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
@@ -243,6 +243,12 @@ static const dk_bad_case dk_bad[] = {
     {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"length\":1,\"lengths\":[2]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
      "bad.json: tasks[0].lengths: \"length\" is given twice"},
     /* wrong types and missing keys */
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"analyze\":{\"rho\":1}}", DK_ERR_ARG,
+     "bad.json: analyze.rho: expected a number in [0, 1)"},
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"analyze\":{\"layers\":1}}", DK_ERR_ARG,
+     "bad.json: analyze.layers: unknown key (expected one of: samples, ls, rho)"},
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"analyze\":true}", DK_ERR_ARG,
+     "bad.json: analyze: expected an object {\"samples\", \"ls\", \"rho\"}"},
     {"{" OKM "," OKT "," OKD ",\"samples\":\"ten\"}", DK_ERR_ARG,
      "bad.json: samples: expected an integer in [1, 100000000], got string \"ten\""},
     {"{" OKM "," OKT "," OKD ",\"samples\":2.5}", DK_ERR_ARG,

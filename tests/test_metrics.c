@@ -157,6 +157,25 @@ START_TEST(test_fidelity) {
     ck_assert_double_eq_tol(dk_metric_mean_kl(r, s, 2, 2),
                             0.5 * (dk_metric_kl_logits(r, s, 2) + dk_metric_kl_logits(r + 2, s + 2, 2)), 1e-12);
     ck_assert_int_eq(dk_metric_argmax(r + 2, 2), 0);
+    /* over the answer rows */
+    dk_metric_fidelity fi;
+    dk_metric_answer_fidelity(r, s, 2, 2, &fi);
+    double k0 = dk_metric_kl_logits(r, s, 2), k1 = dk_metric_kl_logits(r + 2, s + 2, 2);
+    ck_assert_double_eq_tol(fi.kl_mean, 0.5 * (k0 + k1), 1e-12);
+    ck_assert(fi.kl_max == fmax(k0, k1) && fi.kl_first == k0);
+    ck_assert(fi.top1 == 0.0 && fi.top1_first == 0); /* row 1: argmax 0 vs 1 */
+    float t[4] = {0.0f, 1.0f, 0.0f, 3.0f};             /* row 0 agrees with r, row 1 does not */
+    dk_metric_answer_fidelity(r, t, 2, 2, &fi);
+    ck_assert(fi.top1 == 0.5 && fi.top1_first == 1);
+    dk_metric_answer_fidelity(r, r, 2, 2, &fi);
+    ck_assert(fi.kl_mean == 0 && fi.kl_max == 0 && fi.top1 == 1 && fi.top1_first == 1);
+    dk_metric_answer_fidelity(r, s, 0, 2, &fi);
+    ck_assert(isnan(fi.kl_mean) && isnan(fi.top1) && fi.top1_first == -1);
+    /* NLL: row 0 = softmax(0, ln 3) = (1/4, 3/4), row 1 = softmax(1, 0) */
+    const int32_t g[2] = {1, 1}, bad[2] = {1, 2};
+    double z1 = log(exp(1.0) + 1.0);
+    ck_assert_double_eq_tol(dk_metric_answer_nll(r, g, 2, 2), 0.5 * (-log(0.75) + z1), 1e-7);
+    ck_assert(isnan(dk_metric_answer_nll(r, bad, 2, 2)) && isnan(dk_metric_answer_nll(r, g, 0, 2)));
 }
 END_TEST
 

@@ -234,7 +234,8 @@ static void t_build_store(void) {
                                  .question_tokens = 10, .gen_tokens = 2, .n_layer = 2, .active = active, .layers = NULL,
                                  .flops_dense = 1000, .flops_method = m ? 500 : 1000, .wall_dense_s = 1.0,
                                  .wall_method_s = m ? 0.8 : 1.0, .wall_decode_s = 0.01, .prediction = "p",
-                                 .answers = "[\"a\"]", .score = t_score(t, m, j), .kl = 0, .kl_answer = NAN, .top1 = 1};
+                                 .answers = "[\"a\"]", .score = t_score(t, m, j), .kl = 0, .kl_max = 0, .top1 = 1,
+                                 .kl_first = 0, .top1_first = 1, .nll_dense = NAN, .nll_method = NAN};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert_msg(dk_store_cell_finish(s, cid, &w, &e) == DK_OK, "%s", e.msg);

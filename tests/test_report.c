@@ -121,8 +121,9 @@ static void t_build_store(void) {
                                  .active = active, .layers = ls, .flops_dense = fd, .flops_method = fm,
                                  .wall_dense_s = wd, .wall_method_s = wm, .wall_decode_s = 0.01, .prediction = pred,
                                  .answers = "[\"x\"]", .score = score,
-                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q), .kl_answer = NAN,
-                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5)};
+                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q), .kl_max = NAN,
+                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5), .kl_first = NAN, .top1_first = -1,
+                                 .nll_dense = NAN, .nll_method = NAN};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert_msg(dk_store_cell_finish(s, cid, &w, &e) == DK_OK, "%s", e.msg);
@@ -270,7 +271,7 @@ END_TEST
 START_TEST(test_bootstrap_deterministic_and_sane) {
     double v[40], w[40];
     for (int i = 0; i < 40; i++) { v[i] = 50 + 30 * sin(i * 1.7); w[i] = 1 + 0.5 * cos(i * 0.9); }
-    dk_boot_stratum st[2] = {{v, NULL, 25}, {v + 25, NULL, 15}};
+    dk_boot_stratum st[2] = {{v, NULL, 25, NULL}, {v + 25, NULL, 15, NULL}};
     dk_err e = {{0}};
     dk_ci a, b, c;
     ck_assert(dk_bootstrap_ci(st, 2, DK_BOOT_POOLED, 2000, 42, 0.95, &a, &e) == DK_OK);
@@ -290,11 +291,11 @@ START_TEST(test_bootstrap_deterministic_and_sane) {
     ck_assert_msg(fabs((a.hi - a.lo) / (2 * half) - 1) < 0.2, "CI width %g vs normal %g", a.hi - a.lo, 2 * half);
     /* constant data: a zero-width interval at the value */
     double k[5] = {7, 7, 7, 7, 7};
-    dk_boot_stratum ks = {k, NULL, 5};
+    dk_boot_stratum ks = {k, NULL, 5, NULL};
     ck_assert(dk_bootstrap_ci(&ks, 1, DK_BOOT_POOLED, 100, 1, 0.95, &a, &e) == DK_OK);
     ck_assert(a.est == 7 && a.lo == 7 && a.hi == 7);
     /* ratio of sums and mean of strata */
-    dk_boot_stratum rs = {v, w, 40};
+    dk_boot_stratum rs = {v, w, 40, NULL};
     ck_assert(dk_bootstrap_ci(&rs, 1, DK_BOOT_POOLED, 0, 1, 0.95, &a, &e) == DK_OK);
     double sv = 0, sw = 0;
     for (int i = 0; i < 40; i++) { sv += v[i]; sw += w[i]; }
@@ -373,7 +374,7 @@ START_TEST(test_table_main_equals_sql) {
     ck_assert(csv != NULL);
     p = csv;
     ck_assert(t_csv_next(&p, &h));
-    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "mean_kl"), c_t1 = t_col(&h, "top1_agreement"), c_rho = t_col(&h, "rho");
+    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "kl"), c_t1 = t_col(&h, "top1"), c_rho = t_col(&h, "rho");
     rows = 0;
     while (t_csv_next(&p, &r)) {
         const char *label = r.f[c_set];
@@ -390,7 +391,7 @@ START_TEST(test_table_main_equals_sql) {
         ck_assert_msg(si < T_N_SETTINGS, "unexpected setting label '%s'", label);
         const t_setting *s = &t_settings[si];
         snprintf(sql, sizeof sql, "SELECT avg(kl)%s AND method = ?1 AND params = ?2", t_run_filter);
-        t_close(strtod(r.f[c_kl], NULL), t_sql1(db, sql, s->method, s->params, NULL), "mean_kl");
+        t_close(strtod(r.f[c_kl], NULL), t_sql1(db, sql, s->method, s->params, NULL), "kl");
         snprintf(sql, sizeof sql, "SELECT avg(top1)%s AND method = ?1 AND params = ?2", t_run_filter);
         t_close(strtod(r.f[c_t1], NULL), t_sql1(db, sql, s->method, s->params, NULL), "top1");
         if (strcmp(s->method, "dense") != 0) t_close(strtod(r.f[c_rho], NULL), s->rho, "rho column");
@@ -764,7 +765,7 @@ START_TEST(test_dense_reference_from_shared_results) {
         dk_sample_row row = {.cell_id = cid, .sample_id = j, .prompt_tokens = 12, .context_tokens = 10, .question_tokens = 2,
                              .n_layer = 2, .active = act, .flops_dense = 100, .flops_method = 60, .wall_dense_s = 1,
                              .wall_method_s = 0.5, .wall_decode_s = NAN, .score = method_scores[j], .kl = NAN,
-                             .kl_answer = NAN, .top1 = -1};
+                             .kl_max = NAN, .top1 = NAN, .kl_first = NAN, .top1_first = -1, .nll_dense = NAN, .nll_method = NAN};
         ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
     }
     ck_assert(dk_store_cell_finish(s, cid, &w, &e) == DK_OK);
@@ -795,6 +796,119 @@ START_TEST(test_dense_reference_from_shared_results) {
 }
 END_TEST
 
+/* ---- paired comparisons and the generated Findings ----
+ * A small store: dense, dash rho 0.5, random rho 0.3 / 0.7 (ls 0.5), 2 contexts x 4 samples at
+ * each of 3 depths (samples of one depth share their context). variant 0: dash keeps dense's
+ * answers; variant 1: dash loses them all. */
+static void t_findings_store(const char *db, int variant) {
+    dk_err e = {{0}};
+    dk_store *s = NULL;
+    unlink(db);
+    ck_assert_msg(dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
+    dk_run_info ri = {.name = "f", .config_path = "f.json", .config_text = "{}", .config_hash = "h", .threads = 1,
+                      .workers = 1, .n_cells = 12};
+    int64_t run, model;
+    ck_assert(dk_store_run_begin(s, &ri, &run, &e) == DK_OK);
+    char sha[65];
+    memset(sha, 'c', 64);
+    sha[64] = 0;
+    dk_model_info mi = {.sha256 = sha, .path = "m.gguf", .n_layer = 2, .n_embd = -1, .n_head = -1, .n_head_kv = -1,
+                        .n_ff = -1, .n_vocab = -1, .n_ctx = -1, .n_params = -1, .file_bytes = -1};
+    ck_assert(dk_store_model_put(s, &mi, &model, &e) == DK_OK);
+    static const char *methods[4] = {"dense", "dash", "random", "random"};
+    static const char *params[4] = {"{}", "{\"ls\":0.5,\"rho\":0.5}", "{\"ls\":0.5,\"rho\":0.3,\"seed\":1}",
+                                     "{\"ls\":0.5,\"rho\":0.7,\"seed\":1}"};
+    static const double fm[4] = {100, 60, 80, 40}; /* FLOPs: speedups 1, 1.67, 1.25, 2.5 */
+    dk_cell_spec cs[12];
+    char keys[12][16], ids[12][32], opts[3][48], tks[3][16];
+    for (int d = 0; d < 3; d++) {
+        snprintf(opts[d], sizeof opts[d], "{\"depth\":%d,\"length\":100}", 25 * (d + 1));
+        snprintf(tks[d], sizeof tks[d], "tk%d", d);
+        for (int m = 0; m < 4; m++) {
+            int i = d * 4 + m;
+            snprintf(keys[i], sizeof keys[i], "k%d", i);
+            snprintf(ids[i], sizeof ids[i], "{\"c\":%d}", i);
+            cs[i] = (dk_cell_spec){keys[i], ids[i], "passkey", opts[d], tks[d], methods[m], params[m], model, 8, 0};
+        }
+    }
+    int64_t cid[12];
+    ck_assert(dk_store_cells_add(s, run, cs, 12, 0, cid, NULL, &e) == DK_OK);
+    dk_worker w;
+    dk_store_worker_self(&w);
+    for (;;) {
+        int64_t got = 0;
+        ck_assert(dk_store_cell_claim(s, run, &w, 600, &got, NULL, &e) == DK_OK);
+        if (!got) break;
+        int i = 0;
+        while (cid[i] != got) i++;
+        int d = i / 4, m = i % 4;
+        for (int j = 0; j < 8; j++) {
+            int ctx = j / 4;                                     /* two contexts per depth */
+            double dense = (d + ctx) % 3 ? 100 : 0;              /* dense misses some contexts */
+            double sc = m == 0 ? dense : m == 1 ? (variant ? 0 : dense) : m == 2 ? dense * (j % 2) : 0;
+            char key[32];
+            snprintf(key, sizeof key, "passkey/noise/100/%d/%d", 25 * (d + 1), ctx);
+            int64_t act[2] = {10, 5};
+            dk_sample_row row = {.cell_id = got, .sample_id = j, .prompt_tokens = 12, .context_tokens = 10,
+                                 .question_tokens = 2, .n_layer = 2, .active = act, .flops_dense = 100,
+                                 .flops_method = (int64_t)fm[m], .wall_dense_s = 1, .wall_method_s = fm[m] / 100,
+                                 .wall_decode_s = NAN, .score = sc, .kl = m ? (100 - sc) / 50 + 0.01 * j : 0,
+                                 .kl_max = NAN, .top1 = NAN, .kl_first = NAN, .top1_first = -1, .nll_dense = NAN,
+                                 .nll_method = NAN, .context_key = key};
+            ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
+        }
+        ck_assert(dk_store_cell_finish(s, got, &w, &e) == DK_OK);
+    }
+    dk_store_close(s);
+}
+
+static char *t_findings_report(int variant, char **md_out) {
+    char db[600], dir[700], path[800];
+    snprintf(db, sizeof db, "%s/findings%d.db", dk_test_tmpdir(), variant);
+    t_findings_store(db, variant);
+    dk_err e = {{0}};
+    dk_store *s = NULL;
+    ck_assert(dk_store_open(db, DK_STORE_OPEN_READONLY, &s, &e) == DK_OK);
+    dk_report_opts o;
+    dk_report_opts_default(&o);
+    o.draw = 0;
+    o.n_boot = 500;
+    dk_report_result r;
+    snprintf(dir, sizeof dir, "%s/findings%d", dk_test_tmpdir(), variant);
+    ck_assert_msg(dk_report_write(s, dir, &o, &r, &e) == DK_OK, "%s", e.msg);
+    dk_store_close(s);
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    char *md = t_read(path, NULL);
+    ck_assert(md);
+    char *f = strstr(md, "\n## Findings\n");
+    ck_assert_msg(f, "%s", md);
+    char *para = strstr(f, "\n**m.**");
+    ck_assert_msg(para, "%s", f);
+    char *end = strchr(para + 1, '\n');
+    char *out = strndup(para + 1, end ? (size_t)(end - para - 1) : strlen(para + 1));
+    *md_out = md;
+    return out;
+}
+
+START_TEST(test_findings_from_numbers) {
+    char *md0, *md1;
+    char *f0 = t_findings_report(0, &md0), *f1 = t_findings_report(1, &md1);
+    printf("findings 0: %s\nfindings 1: %s\n", f0, f1);
+    ck_assert_str_ne(f0, f1);
+    /* variant 0: dash matches dense exactly (difference 0, p = 1) and leads random at matched FLOPs */
+    ck_assert_msg(strstr(f0, "Indistinguishable from dense") && strstr(f0, "dash rho=0.5 ls=0.5 at 1.67×"), "%s", f0);
+    ck_assert_msg(strstr(md0, "| dash rho=0.5 ls=0.5 | dense | vs dense | 1.67× | 24 | +0.00 | [+0.00, +0.00] | 1 |"), "%s", md0);
+    ck_assert_msg(strstr(f0, "DASH leads in 1 of 1 comparisons"), "%s", f0);
+    /* variant 1: dash falls below dense and trails nothing it beat before */
+    ck_assert_msg(strstr(f1, "Below dense: 3") && !strstr(f1, "DASH leads in 1 of 1"), "%s", f1);
+    /* the method paragraph says contexts were resampled: all 96 rows share one with another */
+    ck_assert_msg(strstr(md0, "96 of 96 sample rows"), "%s", md0);
+    /* matched FLOPs: random interpolated between rho 0.3 (1.25x) and 0.7 (2.5x) at dash's 1.67x */
+    ck_assert_msg(strstr(md0, "| dash rho=0.5 ls=0.5 | random ls=0.5 seed=1 (interpolated) | matched | 1.67× | 24 |"), "%s", md0);
+    free(f0); free(f1); free(md0); free(md1);
+}
+END_TEST
+
 static Suite *report_suite(void) {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("report");
@@ -809,6 +923,7 @@ static Suite *report_suite(void) {
     tcase_add_test(tc, test_cli_report_without_gnuplot);
     tcase_add_test(tc, test_cli_errors);
     tcase_add_test(tc, test_dense_reference_from_shared_results);
+    tcase_add_test(tc, test_findings_from_numbers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -223,6 +223,37 @@ static long sentences_around(const char *h0, const char *he, const span *ns, int
     return ends + open;
 }
 
+/* Shared contexts (the report's cluster bootstrap): samples over a fixed haystack at one length
+ * and depth carry the same context_key; other depths or lengths another; samples whose haystack
+ * is itself drawn per sample (needle haystack, qa documents, vt) none. */
+START_TEST(test_context_key) {
+    if (!setup_ok()) return;
+    const char *kv50[] = {"length", "1000", "depth", "50"}, *kv25[] = {"length", "1000", "depth", "25"};
+    static const char *const shared[] = {"passkey", "niah_single_2", "niah_single_1"};
+    for (int t = 0; t < 3; t++) {
+        dk_sample_set a, b;
+        dk_err e = {{0}};
+        ck_assert_int_eq(gen(shared[t], kv50, 4, 3, &a, &e), DK_OK);
+        ck_assert_int_eq(gen(shared[t], kv25, 4, 1, &b, &e), DK_OK);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_ptr_nonnull(a.s[i].context_key);
+            ck_assert_str_eq(a.s[i].context_key, a.s[0].context_key);
+        }
+        ck_assert_str_ne(b.s[0].context_key, a.s[0].context_key);
+        dk_sample_set_free(&a);
+        dk_sample_set_free(&b);
+    }
+    static const char *const own[] = {"niah_multikey_2", "vt", "qa"};
+    for (int t = 0; t < 3; t++) {
+        dk_sample_set a;
+        dk_err e = {{0}};
+        ck_assert_msg(gen(own[t], kv50, !strcmp(own[t], "vt") ? 2 : 4, 2, &a, &e) == DK_OK, "%s: %s", own[t], e.msg);
+        for (int i = 0; i < a.n; i++) ck_assert_ptr_null(a.s[i].context_key);
+        dk_sample_set_free(&a);
+    }
+}
+END_TEST
+
 START_TEST(test_depth) {
     if (!setup_ok()) return;
     static const char *const tasks[] = {"passkey", "niah_single_2", "niah_single_1", "qa"};
@@ -338,6 +369,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_determinism_and_length, 0, (int)(sizeof all_tasks / sizeof all_tasks[0]));
     tcase_add_test(tc, test_answers_present);
     tcase_add_test(tc, test_depth);
+    tcase_add_test(tc, test_context_key);
     tcase_add_test(tc, test_depth_multikey_sentences);
     tcase_add_test(tc, test_haystack_and_errors);
     suite_add_tcase(s, tc);

@@ -78,7 +78,7 @@ static char *dump_results(sqlite3 *db) {
     ck_assert_int_eq(sqlite3_prepare_v2(db,
         "SELECT c.key, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
         " s.active_tokens, s.flops_dense, s.flops_method, s.flops_method_parts, hex(s.prediction), s.answers,"
-        " s.score, s.kl, s.kl_answer, s.top1, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
+        " s.score, s.kl, s.kl_answer, s.top1, s.kl_answer_max, s.top1_answer, s.nll_dense, s.nll_method, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
         " (SELECT group_concat(flops) FROM (SELECT flops FROM sample_layers l WHERE l.sample_row = s.id ORDER BY layer))"
         " FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL), SQLITE_OK);
     size_t cap = 1 << 16, len = 0;
@@ -135,7 +135,8 @@ START_TEST(test_run_results_and_resume) {
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
     /* the dense cell is the reference: KL 0, top-1 agreement, same FLOPs */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense'"
-                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense)"), 0);
+                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense OR s.kl_answer != 0"
+                              " OR s.kl_answer_max != 0 OR s.top1_answer != 1 OR s.nll_method != s.nll_dense)"), 0);
     /* every method cell compares against the stored dense row of its sample */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id"
                               " JOIN dense_results d ON d.model_sha256 = m.sha256 AND d.task_key = c.task_key"
@@ -355,6 +356,34 @@ static void copy_file(const char *from, const char *to) {
     fclose(b);
 }
 
+/* "analyze" in a config: the run records one analysis per (model, task), a re-run keeps it */
+START_TEST(test_run_records_analysis) {
+    char cfg[512], db[512], args[1200];
+    tmp_path(cfg, sizeof cfg, "an.json");
+    tmp_path(db, sizeof db, "an.db");
+    FILE *f = fopen(cfg, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"name\":\"an\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,220]}],"
+               "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1,"
+               "\"analyze\":{\"samples\":2,\"ls\":0.34,\"rho\":0.5}}\n", DK_MODEL);
+    fclose(f);
+    rm_db(db);
+    char *out = NULL;
+    snprintf(args, sizeof args, "run %s --db %s", cfg, db);
+    for (int pass = 0; pass < 2; pass++) {
+        ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
+        free(out);
+    }
+    sqlite3 *h = db_open(db);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT run_id FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT n_samples = 2 AND rho = 0.5 AND task_options = '{\"length\":200}' FROM analyses"), 1);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_layers"), 3);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_recall WHERE recall > 0 AND recall <= 1"), 24);
+    sqlite3_close(h);
+}
+END_TEST
+
 START_TEST(test_changed_model) {
     char cfg[512], db[512], model[512], args[1200];
     tmp_path(cfg, sizeof cfg, "chg.json");
@@ -530,7 +559,7 @@ static const dk_bad_run dk_bad_runs[] = {
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],\"samples\":1}", 2,
      "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"sampels\":2}", 2,
-     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat)"},
+     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, analyze)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
      "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
     {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 2,
@@ -623,7 +652,8 @@ START_TEST(test_prefix_sharing_identical) {
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
                                " AND json_extract(c.params, '$.rho') = 0"), 6);
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1)"), 0);
+                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1 OR s.kl_answer != 0"
+                               " OR s.top1_answer != 1)"), 0);
     /* honest wall time: every method row carries its whole prefill, prefix included */
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples WHERE NOT (wall_method_s > 0)"), 0);
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s WHERE NOT (wall_method_s >= (SELECT total(l.wall_s) FROM"
@@ -732,6 +762,7 @@ static Suite *runner_suite(void) {
     tcase_add_test(tc, test_sigkill_then_rerun);
     tcase_add_test(tc, test_two_workers);
     tcase_add_test(tc, test_changed_model);
+    tcase_add_test(tc, test_run_records_analysis);
     tcase_add_test(tc, test_model_overwritten_during_run);
     tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof dk_bad_runs / sizeof dk_bad_runs[0]));
     tcase_add_test(tc, test_usage_errors);

@@ -109,7 +109,8 @@ static dk_sample_row mk_row(int64_t cell, int64_t sample, int n_layer, const int
                        .active = active, .flops_dense = 1000, .flops_method = 500,
                        .flops_dense_parts = "{\"attn\":400,\"mlp\":600}", .flops_method_parts = NULL,
                        .wall_dense_s = 1.0, .wall_method_s = 0.5, .wall_decode_s = NAN, .prediction = "42",
-                       .answers = "[\"42\"]", .score = 100, .kl = 0.01, .kl_answer = NAN, .top1 = 1};
+                       .answers = "[\"42\"]", .score = 100, .kl = NAN, .kl_max = NAN, .top1 = NAN,
+                       .kl_first = 0.01, .top1_first = 1, .nll_dense = NAN, .nll_method = NAN};
     return r;
 }
 
@@ -244,7 +245,8 @@ START_TEST(test_open_errors) {
     sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
     sqlite3_close(db);
     ck_assert_int_eq(dk_store_open(path, 0, &s, &e), DK_ERR_FORMAT);
-    snprintf(want, sizeof want, "%s: store schema version 99 is newer than this dashkit's (1); update dashkit", path);
+    snprintf(want, sizeof want, "%s: store schema version 99 is newer than this dashkit's (%d); update dashkit", path,
+             DK_STORE_SCHEMA_VERSION);
     ck_assert_str_eq(e.msg, want);
 }
 END_TEST
@@ -285,7 +287,8 @@ START_TEST(test_sample_atomic_constraint) {
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), 1);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_layers"), 4);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_layers WHERE delta_median IS NULL"), 3);
-    ck_assert_int_eq(q_int(s, "SELECT wall_decode_s IS NULL AND kl_answer IS NULL FROM samples"), 1);
+    ck_assert_int_eq(q_int(s, "SELECT wall_decode_s IS NULL AND kl_answer IS NULL AND top1_answer IS NULL AND nll_method IS NULL"
+                              " AND kl = 0.01 AND top1 = 1 FROM samples"), 1);
     ck_assert_int_eq(q_int(s, "SELECT json_extract(active_tokens, '$[2]') FROM samples"), 30);
     /* the same sample twice: refused, still one row */
     ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_ERR_STATE);
@@ -676,14 +679,16 @@ START_TEST(test_views) {
     dk_store_worker_self(&w);
     dk_err e = {{0}};
     const double score[3] = {100, 50, 0}, wd[3] = {1.0, 2.0, 3.0}, wm[3] = {0.5, 0.5, 1.0}, kl[3] = {0.1, 0.2, 0.3};
+    const double klmax[3] = {0.5, 0.9, 0.4}, top1[3] = {1, 0.5, 0.25}, nd[3] = {1.0, 2.0, 3.0}, nm[3] = {1.5, 2.0, 3.25};
     const int64_t fd[3] = {1000, 1000, 2000}, fm[3] = {400, 500, 600};
-    const int top1[3] = {1, 1, 0};
+    const int top1f[3] = {1, 1, 0};
     int64_t active[2] = {10, 4};
     ck_assert_int_eq(dk_store_cell_claim(s, run, &w, 600, &got, NULL, &e), DK_OK);
     for (int i = 0; i < 3; i++) {
         dk_sample_row r = mk_row(cells[0], i, 2, active);
         r.score = score[i]; r.wall_dense_s = wd[i]; r.wall_method_s = wm[i]; r.kl = kl[i];
-        r.flops_dense = fd[i]; r.flops_method = fm[i]; r.top1 = top1[i];
+        r.flops_dense = fd[i]; r.flops_method = fm[i]; r.top1 = top1[i]; r.top1_first = top1f[i];
+        r.kl_max = klmax[i]; r.kl_first = kl[i] / 10; r.nll_dense = nd[i]; r.nll_method = nm[i];
         r.prediction = i == 1 ? "a, \"b\"\nc" : "x";
         ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_OK);
     }
@@ -705,8 +710,12 @@ START_TEST(test_views) {
     ck_assert_double_eq_tol(q_real(s, CS("flops_ratio")), ratio, 1e-12);
     ck_assert_double_eq_tol(q_real(s, CS("flops_speedup")), 1 / ratio, 1e-12);
     ck_assert_double_eq_tol(q_real(s, CS("wall_speedup")), wall, 1e-12);
-    ck_assert_double_eq_tol(q_real(s, CS("mean_kl")), mkl, 1e-12);
-    ck_assert_double_eq_tol(q_real(s, CS("top1_agreement")), agree, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("kl")), mkl, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("kl_max")), 0.9, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("top1")), (1 + 0.5 + 0.25) / 3, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("nll_delta")), (0.5 + 0 + 0.25) / 3, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("kl_first")), mkl / 10, 1e-12);
+    ck_assert_double_eq_tol(q_real(s, CS("top1_first")), agree, 1e-12);
     ck_assert_double_eq_tol(q_real(s, CS("rho")), 0.0, 1e-15);
     ck_assert_double_eq_tol(q_real(s, CS("ls")), 0.4, 1e-15);
     ck_assert_int_eq(q_int(s, CS("length")), 1024);
@@ -783,6 +792,82 @@ static int count_tmp_leftovers(const char *dir) {
     if (d) closedir(d);
     return n;
 }
+
+/* ---- migration: a schema-1 store written by the dashkit before issue 14 (tests/data/store_v1.db,
+ * scripts/make_store_v1.sh) is upgraded on open and its old rows stay readable ---- */
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    void *b = dk_test_read_file(from, &n);
+    FILE *f = fopen(to, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+START_TEST(test_migrate_v1) {
+    const char *fixture = "tests/data/store_v1.db";
+    char path[512], path2[512], cmd[2048], *out = NULL;
+    tmp_path(path, sizeof path, "v1.db");
+    tmp_path(path2, sizeof path2, "v1-noupgrade.db");
+    rm_db(path);
+    rm_db(path2);
+    copy_file(fixture, path);
+    copy_file(fixture, path2);
+    /* what the old schema holds, read with plain SQLite */
+    sqlite3 *old;
+    ck_assert_int_eq(sqlite3_open_v2(fixture, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(old, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(q, 0), 1);
+    sqlite3_finalize(q);
+
+    /* read-only with NO_UPGRADE: an error naming both versions, the file untouched */
+    dk_store *s = NULL;
+    dk_err e = {{0}};
+    ck_assert_int_eq(dk_store_open(path2, DK_STORE_OPEN_READONLY | DK_STORE_OPEN_NO_UPGRADE, &s, &e), DK_ERR_FORMAT);
+    ck_assert_msg(strstr(e.msg, "store schema version 1 is older than") != NULL, "%s", e.msg);
+
+    /* a read command (export opens read-only) upgrades it and reads every row */
+    snprintf(cmd, sizeof cmd, "%s export --db %s --format json", dk_test_cli(), path);
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 0);
+    cJSON *arr = cJSON_Parse(out);
+    ck_assert_msg(arr != NULL, "%s", out);
+    ck_assert_int_eq(cJSON_GetArraySize(arr), 6);
+    cJSON_Delete(arr);
+    free(out);
+    ck_assert_int_eq(dk_store_open(path, DK_STORE_OPEN_READONLY, &s, &e), DK_OK);
+    ck_assert_int_eq(dk_store_schema_version(s), DK_STORE_SCHEMA_VERSION);
+    /* old kl_answer (answer mean) is the views' kl; old first-row kl/top1 are kl_first/top1_first;
+     * what schema 1 never measured is NULL */
+    ck_assert_int_eq(sqlite3_prepare_v2(old, "SELECT s.kl, s.kl_answer, s.top1, c.key, s.sample_id FROM samples s"
+                                             " JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL),
+                     SQLITE_OK);
+    int n = 0, n_method = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM sample_rows WHERE cell_key = '%s' AND sample_id = %lld"
+                 " AND kl_first = %.17g AND kl = %.17g AND top1_first = %d AND top1 IS NULL AND kl_max IS NULL"
+                 " AND nll_delta IS NULL", (const char *)sqlite3_column_text(q, 3), (long long)sqlite3_column_int64(q, 4),
+                 sqlite3_column_double(q, 0), sqlite3_column_double(q, 1), sqlite3_column_int(q, 2));
+        ck_assert_msg(q_int(s, sql) == 1, "%s", sql);
+        n_method += sqlite3_column_double(q, 1) > 0;
+        n++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(old);
+    ck_assert_int_eq(n, 6);
+    ck_assert_int_eq(n_method, 4);
+    ck_assert_int_eq(q_int(s, "SELECT count(*) FROM cell_summary WHERE kl IS NOT NULL AND top1 IS NULL AND n = 2"), 3);
+    dk_store_close(s);
+    /* and the report draws from it */
+    snprintf(cmd, sizeof cmd, "%s report --db %s --out %s/v1-report --no-draw", dk_test_cli(), path, dk_test_tmpdir());
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 0);
+    free(out);
+}
+END_TEST
 
 START_TEST(test_cli_status_export) {
     char path[512], cmd[2048], *out = NULL, dir[600], csv[700], js[700];
@@ -867,7 +952,10 @@ START_TEST(test_cli_status_export) {
     ck_assert_double_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "params"), "ls")->valuedouble, 0.4);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "active_tokens")), 3);
     ck_assert_double_eq(cJSON_GetObjectItem(o, "wall_speedup")->valuedouble, 2.0);
-    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "kl_answer")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "kl")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "nll_delta")));
+    ck_assert_double_eq(cJSON_GetObjectItem(o, "kl_first")->valuedouble, 0.01);
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "top1_first")->valueint, 1);
     cJSON_Delete(arr);
 
     /* --run filter, stdout, empty selection */
@@ -915,6 +1003,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_dense_shared);
     tcase_add_test(tc, test_cli_status_export);
+    tcase_add_test(tc, test_migrate_v1);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,10 @@
  *                           (mean score; speedup = sum dense time / sum method time)
  *   DK_BOOT_MEAN_OF_STRATA  stat = mean over non-empty strata of sum(num_k) / sum(den_k)
  *                           (the "Avg" column: the mean of per-task means)
+ * Clusters: a stratum may give each sample a cluster id (e.g. samples that share one context:
+ * RULER's fixed haystack at one length and depth); a resample then draws as many CLUSTERS as the
+ * stratum holds, with replacement, each with all its samples (the cluster bootstrap). Without
+ * ids every sample is its own cluster, which is the i.i.d. bootstrap, draw for draw.
  * The interval is the percentile interval: the (1-level)/2 and (1+level)/2 quantiles (linear
  * interpolation between order statistics, Hyndman–Fan type 7) of n_boot resampled stats.
  * Deterministic: the same data, n_boot and seed give the same interval on every machine
@@ -19,9 +23,10 @@
 #include <stdint.h>
 
 typedef struct {
-    const double *num; /* (n) */
-    const double *den; /* (n) or NULL = all ones */
+    const double *num;      /* (n) */
+    const double *den;      /* (n) or NULL = all ones */
     size_t n;
+    const int64_t *cluster; /* (n) or NULL = each sample its own cluster; equal ids resample together */
 } dk_boot_stratum;
 
 typedef enum {
@@ -41,6 +46,20 @@ double dk_boot_estimate(const dk_boot_stratum *st, size_t n_st, dk_boot_stat sta
  * DK_ERR_NOMEM. */
 dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot, uint64_t seed,
                           double level, dk_ci *out, dk_err *e);
+
+/* Paired comparison of two methods on the same samples: d_i = a_i - b_i (NAN pairs skipped),
+ * est = mean d, [lo, hi] its percentile interval over n_boot resamples of the pairs (of their
+ * clusters when cluster != NULL), p = the two-sided bootstrap p-value of "mean d = 0":
+ * (1 + #{b : |d*_b - est| >= |est|}) / (n_boot + 1) (the resampled means centred on est, i.e.
+ * under the null). Identical inputs give est = 0, lo = hi = 0 and p = 1. n_used = pairs used.
+ * n_boot = 0: est only (lo, hi, p NAN). */
+typedef struct {
+    double est, lo, hi, p;
+    size_t n_used;
+} dk_boot_diff;
+
+dk_status dk_bootstrap_paired(const double *a, const double *b, const int64_t *cluster, size_t n, int n_boot,
+                              uint64_t seed, double level, dk_boot_diff *out, dk_err *e);
 
 /* A per-quantity seed: seed mixed with a label (FNV-1a), so one group's interval does not
  * change when other groups are added to a report. */

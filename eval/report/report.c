@@ -2,6 +2,8 @@
 #include "report.h"
 #include "bootstrap.h"
 #include "pareto.h"
+#include "findings.h"
+#include "metrics.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -41,7 +43,11 @@ typedef struct {
     char state[16];
     int64_t n_expected;       /* cells.n_samples */
     size_t n;                 /* sample rows stored */
-    double *score, *wd, *wm, *fd, *fm, *kl, *top1, *ctx; /* (n); NAN = NULL */
+    double *score, *wd, *wm, *fd, *fm, *ctx; /* (n); NAN = NULL */
+    double *kl, *top1, *nll;  /* (n) answer level: mean KL, top-1 rate, NLL method - dense; NAN = NULL */
+    int64_t *sid;             /* (n) sample ids (pairing across settings) */
+    int64_t *cl;              /* (n) context cluster: samples.context_key hashed, or unique per row */
+    size_t n_shared;          /* samples whose context another sample of the cell shares */
     int n_layer;              /* max layers over the samples */
     double *active;           /* (n, n_layer) context tokens processed; NAN = absent */
     double *dmin, *dmed, *dmax; /* (n, n_layer) Δ statistics from sample_layers; NAN = absent */
@@ -285,7 +291,7 @@ static void rep_data_free(rep_data *d) {
         rep_cell *c = &d->cells[i];
         free(c->options); free(c->task_key);
         free(c->score); free(c->wd); free(c->wm); free(c->fd); free(c->fm);
-        free(c->kl); free(c->top1); free(c->ctx);
+        free(c->kl); free(c->top1); free(c->nll); free(c->ctx); free(c->sid); free(c->cl);
         free(c->active); free(c->dmin); free(c->dmed); free(c->dmax);
     }
     free(d->models); free(d->tasks); free(d->settings); free(d->cells);
@@ -376,6 +382,15 @@ static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path,
 }
 
 /* Sizes first (rows, layers), then one pass over the rows: per-layer arrays are exact. */
+/* Cluster id of a sample: its context key hashed (FNV-1a, 62 bits), or a unique id from its row
+ * when it has a context of its own. */
+static int64_t rep_context_cluster(const char *key, int64_t row) {
+    if (!key) return (int64_t)(UINT64_C(1) << 62) + row;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) { h ^= *p; h *= 0x100000001b3ULL; }
+    return (int64_t)(h & ((UINT64_C(1) << 62) - 1));
+}
+
 static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     sqlite3_stmt *q = NULL, *ql = NULL;
     dk_status st = DK_OK;
@@ -397,17 +412,22 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     sqlite3_finalize(q);
     q = NULL;
     size_t m = cap ? cap : 1, ml = m * (size_t)(L ? L : 1);
-    double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->ctx};
+    double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->nll, &c->ctx};
     for (size_t a = 0; a < sizeof arrs / sizeof arrs[0]; a++)
         if (!(*arrs[a] = malloc(m * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!(c->sid = malloc(m * sizeof *c->sid)) || !(c->cl = malloc(m * sizeof *c->cl))) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     double **larrs[] = {&c->active, &c->dmin, &c->dmed, &c->dmax};
     for (size_t a = 0; a < 4; a++) {
         if (!(*larrs[a] = malloc(ml * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
         for (size_t j = 0; j < ml; j++) (*larrs[a])[j] = NAN;
     }
     if (sqlite3_prepare_v2(d->db,
-                           "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl, top1,"
-                           " context_tokens, active_tokens FROM samples WHERE cell_id = ? ORDER BY sample_id",
+                           "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl_answer, top1_answer,"
+                           " context_tokens, active_tokens, nll_method - nll_dense, sample_id, context_key"
+                           " FROM samples WHERE cell_id = ? ORDER BY sample_id",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(d->db,
                            "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
@@ -427,6 +447,9 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
         c->kl[i] = rep_col_num(q, 6);
         c->top1[i] = rep_col_num(q, 7);
         c->ctx[i] = rep_col_num(q, 8);
+        c->nll[i] = rep_col_num(q, 10);
+        c->sid[i] = sqlite3_column_int64(q, 11);
+        c->cl[i] = rep_context_cluster((const char *)sqlite3_column_text(q, 12), row);
         size_t base = i * (size_t)L;
         const char *act = (const char *)sqlite3_column_text(q, 9);
         cJSON *a = cJSON_Parse(act ? act : "[]");
@@ -446,6 +469,9 @@ static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         st = dk_fail(e, DK_ERR_FORMAT, "reading samples of cell %lld: %s", (long long)c->id, sqlite3_errmsg(d->db));
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t j = 0; j < c->n; j++)
+            if (j != i && c->cl[j] == c->cl[i]) { c->n_shared++; break; }
 done:
     sqlite3_finalize(q);
     sqlite3_finalize(ql);
@@ -552,18 +578,21 @@ done:
 
 /* ---- statistics over groups of cells ---- */
 
-typedef enum { Q_SCORE = 0, Q_WALL, Q_FLOPS, Q_KL, Q_TOP1 } rep_qty;
-static const char *const rep_qty_name[] = {"score", "wall", "flops", "kl", "top1"};
+typedef enum { Q_SCORE = 0, Q_WALL, Q_FLOPS, Q_KL, Q_TOP1, Q_NLL } rep_qty;
+static const char *const rep_qty_name[] = {"score", "wall", "flops", "kl", "top1", "nll_delta"};
 
 typedef struct {
     dk_boot_stratum *st;
     double **bufs; /* (2 * n) owned num/den arrays */
+    int64_t **cls; /* (n) owned cluster ids */
     size_t n;
 } rep_strata;
 
 static void rep_strata_free(rep_strata *S) {
     for (size_t i = 0; i < 2 * S->n; i++) free(S->bufs[i]);
+    for (size_t i = 0; i < S->n; i++) free(S->cls[i]);
     free(S->bufs);
+    free(S->cls);
     free(S->st);
     memset(S, 0, sizeof *S);
 }
@@ -578,7 +607,11 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
         if (!b) return -1;
         S->bufs = b;
         S->bufs[2 * S->n] = S->bufs[2 * S->n + 1] = NULL;
-        S->st[S->n] = (dk_boot_stratum){NULL, NULL, 0};
+        int64_t **cb = realloc(S->cls, (S->n + 1) * sizeof *cb);
+        if (!cb) return -1;
+        S->cls = cb;
+        S->cls[S->n] = NULL;
+        S->st[S->n] = (dk_boot_stratum){NULL, NULL, 0, NULL};
         S->n++;
     }
     size_t k = S->n - 1;
@@ -586,6 +619,9 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
     double *num = realloc(S->bufs[2 * k], (t->n + c->n + 1) * sizeof *num);
     if (!num) return -1;
     S->bufs[2 * k] = num;
+    int64_t *cl = realloc(S->cls[k], (t->n + c->n + 1) * sizeof *cl);
+    if (!cl) return -1;
+    S->cls[k] = cl;
     double *den = NULL;
     if (qty == Q_WALL || qty == Q_FLOPS) {
         den = realloc(S->bufs[2 * k + 1], (t->n + c->n + 1) * sizeof *den);
@@ -600,21 +636,26 @@ static int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int mer
         case Q_WALL: a = c->wd[i]; b = c->wm[i]; break;
         case Q_FLOPS: a = c->fd[i]; b = c->fm[i]; break;
         case Q_KL: a = c->kl[i]; break;
+        case Q_NLL: a = c->nll[i]; break;
         default: a = c->top1[i]; break;
         }
         if (isnan(a) || isnan(b)) continue;
         num[m] = a;
         if (den) den[m] = b;
+        cl[m] = c->cl ? c->cl[i] : (int64_t)(UINT64_C(1) << 61) + (int64_t)m; /* no clusters: each its own */
         m++;
     }
     t->num = num;
     t->den = den;
+    t->cluster = cl;
     t->n = m;
     return 0;
 }
 
 /* The statistic of qty over the cells matching (model, task or -1 = all, setting), strata per
- * cell (by_task = 0, pooled) or per task (by_task = 1, mean of per-task values). */
+ * cell (by_task = 0, pooled) or per task (by_task = 1, mean of per-task values). Samples carry
+ * their context cluster; when a task's cells hold samples that share a context, that task's
+ * cells form one stratum, so that its contexts (not samples within one) are resampled. */
 static dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out, size_t *n_out,
                           dk_err *e) {
     rep_strata S = {0};
@@ -623,11 +664,18 @@ static dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty
     size_t total = 0;
     for (size_t t = 0; t < d->n_tasks; t++) {
         if (ti >= 0 && (int)t != ti) continue;
-        int first = 1;
+        int first = 1, shared = 0;
+        for (size_t i = 0; i < d->n_cells_loaded; i++) {
+            const rep_cell *c = &d->cells[i];
+            if (c->mi == mi && c->ti == (int)t && c->si == si && c->n_shared) shared = 1;
+        }
         for (size_t i = 0; i < d->n_cells_loaded; i++) {
             const rep_cell *c = &d->cells[i];
             if (c->mi != mi || c->ti != (int)t || c->si != si) continue;
-            if (rep_strata_add(&S, c, qty, by_task && !first) != 0) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+            if (rep_strata_add(&S, c, qty, (by_task || shared) && !first) != 0) {
+                st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+                goto done;
+            }
             first = 0;
         }
     }
@@ -1349,6 +1397,322 @@ done:
     return st;
 }
 
+/* ---- paired comparisons, matched FLOPs, Findings, fidelity vs score (issue 14) ---- */
+
+/* Pooled FLOP speedup of setting si over model mi's cells: sum dense FLOPs / sum method FLOPs. */
+static double rep_flops_speedup(const rep_data *d, int mi, int si) {
+    double a = 0, b = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *c = &d->cells[i];
+        if (c->mi != mi || c->si != si) continue;
+        for (size_t k = 0; k < c->n; k++)
+            if (!isnan(c->fd[k]) && !isnan(c->fm[k])) { a += c->fd[k]; b += c->fm[k]; }
+    }
+    return b > 0 ? a / b : NAN;
+}
+
+/* The cell of (mi, ti, si) with c's task options, or NULL. */
+static const rep_cell *rep_twin(const rep_data *d, const rep_cell *c, int si) {
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *x = &d->cells[i];
+        if (x->mi == c->mi && x->ti == c->ti && x->si == si && !strcmp(x->task_key, c->task_key)) return x;
+    }
+    return NULL;
+}
+
+static double rep_score_of(const rep_cell *c, int64_t sid) {
+    if (!c) return NAN;
+    for (size_t k = 0; k < c->n; k++) if (c->sid[k] == sid) return c->score[k];
+    return NAN;
+}
+
+/* Paired samples of setting sa against b = (1 - w) * setting sb0 + w * setting sb1 (w = 0: sb0
+ * alone), matched by task options and sample id; clusters from sa's samples. Owned arrays. */
+static dk_status rep_pairs(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, double **a, double **b,
+                           int64_t **cl, size_t *n, dk_err *e) {
+    size_t cap = 0;
+    *n = 0;
+    *a = *b = NULL;
+    *cl = NULL;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) if (d->cells[i].mi == mi && d->cells[i].si == sa) cap += d->cells[i].n;
+    *a = malloc((cap ? cap : 1) * sizeof **a);
+    *b = malloc((cap ? cap : 1) * sizeof **b);
+    *cl = malloc((cap ? cap : 1) * sizeof **cl);
+    if (!*a || !*b || !*cl) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const rep_cell *c = &d->cells[i];
+        if (c->mi != mi || c->si != sa) continue;
+        const rep_cell *t0 = rep_twin(d, c, sb0), *t1 = w > 0 ? rep_twin(d, c, sb1) : NULL;
+        if (!t0 || (w > 0 && !t1)) continue;
+        for (size_t k = 0; k < c->n; k++) {
+            double x0 = rep_score_of(t0, c->sid[k]), x1 = w > 0 ? rep_score_of(t1, c->sid[k]) : 0;
+            if (isnan(c->score[k]) || isnan(x0) || isnan(x1)) continue;
+            (*a)[*n] = c->score[k];
+            (*b)[*n] = (1 - w) * x0 + w * x1;
+            (*cl)[*n] = c->cl[k];
+            (*n)++;
+        }
+    }
+    return DK_OK;
+}
+
+/* A baseline series: settings of one method with the same parameters except rho. */
+static void rep_series_key(const rep_setting *s, char *b, size_t n) {
+    snprintf(b, n, "%s", s->label);
+    char *r = strstr(b, " rho=");
+    if (r) {
+        char *end = strchr(r + 1, ' ');
+        memmove(r, end ? end : r + strlen(r), strlen(end ? end : r + strlen(r)) + 1);
+    }
+}
+
+typedef struct {
+    dk_find_cmp *c;
+    char **labels; /* owned strings behind c[i].b for matched rows */
+    size_t n;
+} rep_cmps;
+
+static void rep_cmps_free(rep_cmps *x) {
+    for (size_t i = 0; i < x->n; i++) free(x->labels[i]);
+    free(x->labels);
+    free(x->c);
+    memset(x, 0, sizeof *x);
+}
+
+static dk_status rep_cmps_add(rep_cmps *x, const dk_find_cmp *c, const char *owned_b, dk_err *e) {
+    dk_find_cmp *p = realloc(x->c, (x->n + 1) * sizeof *p);
+    if (!p) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->c = p;
+    char **l = realloc(x->labels, (x->n + 1) * sizeof *l);
+    if (!l) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->labels = l;
+    x->labels[x->n] = owned_b ? rep_strdup(owned_b) : NULL;
+    if (owned_b && !x->labels[x->n]) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    x->c[x->n] = *c;
+    if (owned_b) x->c[x->n].b = x->labels[x->n];
+    x->n++;
+    return DK_OK;
+}
+
+static dk_status rep_paired(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, const char *label,
+                            dk_boot_diff *out, dk_err *e) {
+    double *a, *b;
+    int64_t *cl;
+    size_t n;
+    dk_status st = rep_pairs(d, mi, sa, sb0, sb1, w, &a, &b, &cl, &n, e);
+    if (st == DK_OK)
+        st = dk_bootstrap_paired(a, b, cl, n, d->opts->n_boot, dk_bootstrap_seed(d->opts->seed, label), d->opts->level, out, e);
+    free(a); free(b); free(cl);
+    return st;
+}
+
+/* Every non-dense setting vs dense; every DASH setting vs every baseline series (same ls when the
+ * series has one) whose FLOP speedups bracket DASH's, the baseline interpolated linearly in FLOP
+ * speedup between its two neighbouring rho settings. */
+static dk_status rep_comparisons(const rep_data *d, int mi, rep_cmps *out, dk_err *e) {
+    dk_status st = DK_OK;
+    int sd = -1;
+    size_t ns = d->n_settings;
+    double *sp = malloc((ns ? ns : 1) * sizeof *sp);
+    int *order = malloc((ns ? ns : 1) * sizeof *order);
+    if (!sp || !order) { free(sp); free(order); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (size_t si = 0; si < ns; si++) {
+        sp[si] = rep_has(d, mi, -1, (int)si) ? rep_flops_speedup(d, mi, (int)si) : NAN;
+        if (rep_is_dense(&d->settings[si]) && rep_has(d, mi, -1, (int)si)) sd = (int)si;
+    }
+    char label[2048];
+    for (size_t si = 0; si < ns && sd >= 0; si++) {
+        if ((int)si == sd || isnan(sp[si])) continue;
+        dk_find_cmp c = {d->settings[si].label, "dense", 0, sp[si], {NAN, NAN, NAN, NAN, 0}};
+        snprintf(label, sizeof label, "%s|%s|vs-dense", d->models[mi].sha, d->settings[si].params);
+        if ((st = rep_paired(d, mi, (int)si, sd, sd, 0, label, &c.d, e)) != DK_OK) goto done;
+        if (c.d.n_used && (st = rep_cmps_add(out, &c, NULL, e)) != DK_OK) goto done;
+    }
+    for (size_t sa = 0; sa < ns; sa++) {
+        const rep_setting *A = &d->settings[sa];
+        if (strcmp(A->method, "dash") != 0 || isnan(A->rho) || isnan(sp[sa])) continue;
+        /* each series once: the first setting of it (in setting order) stands for it */
+        for (size_t s0 = 0; s0 < ns; s0++) {
+            const rep_setting *B = &d->settings[s0];
+            if (rep_is_dense(B) || !strcmp(B->method, "dash") || isnan(B->rho) || isnan(sp[s0])) continue;
+            if (!isnan(B->ls) && !(B->ls == A->ls)) continue;
+            char key[1024], k2[1024];
+            rep_series_key(B, key, sizeof key);
+            int first = 1;
+            for (size_t t = 0; t < s0; t++) {
+                if (isnan(sp[t]) || isnan(d->settings[t].rho)) continue;
+                rep_series_key(&d->settings[t], k2, sizeof k2);
+                if (!strcmp(key, k2)) first = 0;
+            }
+            if (!first) continue;
+            size_t m = 0;
+            for (size_t t = 0; t < ns; t++) {
+                if (isnan(sp[t]) || isnan(d->settings[t].rho)) continue;
+                rep_series_key(&d->settings[t], k2, sizeof k2);
+                if (!strcmp(key, k2)) order[m++] = (int)t;
+            }
+            /* the bracket around DASH's speedup */
+            int lo = -1, hi = -1;
+            for (size_t k = 0; k < m; k++) {
+                double x = sp[order[k]];
+                if (x <= sp[sa] && (lo < 0 || x > sp[lo])) lo = order[k];
+                if (x >= sp[sa] && (hi < 0 || x < sp[hi])) hi = order[k];
+            }
+            if (lo < 0 || hi < 0) continue; /* the grid does not reach DASH's speedup */
+            double w = hi == lo || sp[hi] == sp[lo] ? 0 : (sp[sa] - sp[lo]) / (sp[hi] - sp[lo]);
+            char bl[1100];
+            snprintf(bl, sizeof bl, "%s (interpolated)", key);
+            dk_find_cmp c = {A->label, NULL, 1, sp[sa], {NAN, NAN, NAN, NAN, 0}};
+            snprintf(label, sizeof label, "%s|%s|vs|%s", d->models[mi].sha, A->params, key);
+            if ((st = rep_paired(d, mi, (int)sa, lo, hi, w, label, &c.d, e)) != DK_OK) goto done;
+            if (c.d.n_used && (st = rep_cmps_add(out, &c, bl, e)) != DK_OK) goto done;
+        }
+    }
+done:
+    free(sp);
+    free(order);
+    return st;
+}
+
+/* Per-sample answer KL and score of every non-dense setting of mi: fidelity_MODEL.{dat,gp},
+ * Spearman per setting into md and overall into *rho / *n_all. */
+static dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *stem, FILE *md, double *rho,
+                                    size_t *n_all, dk_err *e) {
+    size_t cap = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) if (d->cells[i].mi == mi) cap += d->cells[i].n;
+    double *kx = malloc((cap ? cap : 1) * sizeof *kx), *sy = malloc((cap ? cap : 1) * sizeof *sy);
+    double *ax = malloc((cap ? cap : 1) * sizeof *ax), *ay = malloc((cap ? cap : 1) * sizeof *ay);
+    rep_mem m = {0};
+    dk_status st = DK_OK;
+    char name[1100];
+    int blocks = 0;
+    *n_all = 0;
+    *rho = NAN;
+    if (!kx || !sy || !ax || !ay) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
+    fprintf(m.f, "# per-sample answer-level KL(dense||method) (nats) and score: model %s, run %lld;"
+                 " one block per setting\n", d->models[mi].label, (long long)d->run_id);
+    fprintf(md, "| Setting | n | Spearman (answer KL, score) |\n|---|---:|---:|\n");
+    for (size_t si = 0; si < d->n_settings; si++) {
+        if (rep_is_dense(&d->settings[si]) || !rep_has(d, mi, -1, (int)si)) continue;
+        size_t k = 0;
+        for (size_t i = 0; i < d->n_cells_loaded; i++) {
+            const rep_cell *c = &d->cells[i];
+            if (c->mi != mi || c->si != (int)si) continue;
+            for (size_t r = 0; r < c->n; r++) {
+                if (isnan(c->kl[r]) || isnan(c->score[r])) continue;
+                kx[k] = c->kl[r]; sy[k] = c->score[r]; k++;
+                ax[*n_all] = c->kl[r]; ay[*n_all] = c->score[r]; (*n_all)++;
+            }
+        }
+        if (!k) continue;
+        double r = dk_metric_spearman(kx, sy, k);
+        fprintf(md, "| %s | %zu | ", d->settings[si].label, k);
+        if (isnan(r)) fprintf(md, "– (a constant side) |\n");
+        else fprintf(md, "%.3f |\n", r);
+        fprintf(m.f, "%s# %s\n", blocks ? "\n\n" : "", d->settings[si].label);
+        for (size_t j = 0; j < k; j++) fprintf(m.f, "%.6g %.6g\n", kx[j], sy[j]);
+        blocks++;
+    }
+    *rho = dk_metric_spearman(ax, ay, *n_all);
+    if (isnan(*rho)) fprintf(md, "| all method samples | %zu | – |\n", *n_all);
+    else fprintf(md, "| all method samples | %zu | %.3f |\n", *n_all, *rho);
+    if (!blocks) goto done;
+    snprintf(name, sizeof name, "%s.dat", stem);
+    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
+    if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
+    char what[1024], title[1024];
+    snprintf(what, sizeof what, "answer KL vs score per sample: %s", d->models[mi].label);
+    rep_gp_head(m.f, o, stem, what, name);
+    snprintf(title, sizeof title, "%s: answer-level KL vs score per sample (Spearman over all: %.2f, n = %zu)",
+             d->models[mi].label, *rho, *n_all);
+    fprintf(m.f, "set title ");
+    rep_gp_str(m.f, title);
+    fprintf(m.f, "\nset xlabel \"KL(dense||method), mean over the answer tokens (nats, log scale)\"\n"
+                 "set ylabel \"score (jittered by up to 2 points)\"\nset logscale x\nset grid\nset key outside right\n"
+                 "set yrange [-5:105]\n");
+    fprintf(m.f, "plot for [i=0:%d] \"%s\" index i using ($1 > 1e-6 ? $1 : 1e-6):($2 + 4 * (rand(0) - 0.5))"
+                 " with points pt 7 ps 0.6 title columnheader(1)\n", blocks - 1, name);
+    rep_gp_tail(m.f, o);
+    snprintf(name, sizeof name, "%s.gp", stem);
+    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
+    st = rep_queue_fig(o, stem, e);
+done:
+    rep_mem_drop(&m);
+    free(kx); free(sy); free(ax); free(ay);
+    return st;
+}
+
+/* report.md sections "Paired comparisons" (+ comparisons.csv), "Fidelity vs score" and
+ * "Findings" for every model. */
+static dk_status rep_section_stats(const rep_data *d, rep_out *o, FILE *f, dk_err *e) {
+    rep_mem csv = {0};
+    dk_status st = rep_mem_open(&csv, e);
+    if (st != DK_OK) return st;
+    fprintf(csv.f, "model,a,b,kind,flops_speedup,n,diff,diff_lo,diff_hi,p\n");
+    char *find = NULL;
+    size_t find_n = 0;
+    FILE *ff = open_memstream(&find, &find_n);
+    if (!ff) { rep_mem_drop(&csv); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    fprintf(f, "\n## Paired comparisons\n\nScore differences in points (a − b) over the samples both settings ran, paired"
+               " by sample; %.0f%% percentile bootstrap interval and two-sided bootstrap p-value (%d resamples, resampling"
+               " contexts where samples share one, as above). \"vs dense\": every method against dense. \"matched\": DASH"
+               " against each baseline series (same ls where the baseline has one) whose rho grid brackets DASH's FLOP"
+               " speedup, the baseline's per-sample score interpolated linearly in FLOP speedup between its two neighbouring"
+               " rho settings. Also as [CSV](comparisons.csv).\n", 100 * d->opts->level, d->opts->n_boot);
+    for (size_t mi = 0; mi < d->n_models && st == DK_OK; mi++) {
+        rep_cmps cm = {0};
+        if ((st = rep_comparisons(d, (int)mi, &cm, e)) != DK_OK) { rep_cmps_free(&cm); break; }
+        fprintf(f, "\n**%s**\n\n| a | b | kind | FLOPs speedup | n | difference | CI | p |\n|---|---|---|---:|---:|---:|---|---:|\n",
+                d->models[mi].label);
+        for (size_t i = 0; i < cm.n; i++) {
+            const dk_find_cmp *c = &cm.c[i];
+            fprintf(f, "| %s | %s | %s | %.2f× | %zu | %+.2f | [%+.2f, %+.2f] | %.3g |\n", c->a, c->b,
+                    c->matched ? "matched" : "vs dense", c->speedup, c->d.n_used, c->d.est, c->d.lo, c->d.hi, c->d.p);
+            dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, c->a); fputc(',', csv.f);
+            dk_report_csv_field(csv.f, c->b);
+            fprintf(csv.f, ",%s,%.17g,%zu,%.17g,%.17g,%.17g,%.17g\n", c->matched ? "matched" : "vs_dense", c->speedup, c->d.n_used,
+                    c->d.est, c->d.lo, c->d.hi, c->d.p);
+        }
+        if (!cm.n) fprintf(f, "| – | – | – | – | 0 | – | – | – |\n");
+        /* fidelity vs score */
+        char stem[1024];
+        snprintf(stem, sizeof stem, "fidelity_%s", d->models[mi].slug);
+        fprintf(f, "\n**Fidelity vs score, %s**: does the cheap screen (answer-level KL) rank samples as the expensive"
+                   " metric (the score) does? ([data](%s.dat))\n\n", d->models[mi].label, stem);
+        double rho = NAN;
+        size_t n_kl = 0;
+        if ((st = rep_fidelity_write(d, o, (int)mi, stem, f, &rho, &n_kl, e)) != DK_OK) { rep_cmps_free(&cm); break; }
+        if (n_kl) fprintf(f, "\n![answer KL vs score](%s.png)\n", stem);
+        /* findings from these numbers */
+        dk_find_setting *fs = calloc(d->n_settings + 1, sizeof *fs);
+        size_t nfs = 0;
+        if (!fs) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); rep_cmps_free(&cm); break; }
+        for (size_t si = 0; si < d->n_settings && st == DK_OK; si++) {
+            if (!rep_has(d, (int)mi, -1, (int)si)) continue;
+            dk_ci sc;
+            size_t n;
+            if ((st = rep_stat(d, (int)mi, -1, (int)si, Q_SCORE, 0, &sc, &n, e)) != DK_OK) break;
+            fs[nfs++] = (dk_find_setting){d->settings[si].label, rep_flops_speedup(d, (int)mi, (int)si), sc,
+                                          rep_is_dense(&d->settings[si])};
+        }
+        if (st == DK_OK) dk_findings_write(ff, d->models[mi].label, fs, nfs, cm.c, cm.n, rho, n_kl, d->opts->level, 0.05);
+        free(fs);
+        rep_cmps_free(&cm);
+    }
+    fclose(ff);
+    if (st == DK_OK) {
+        fprintf(f, "\n## Findings\n\nGenerated from the numbers above (pooled over each model's tasks; \"best of k\": the"
+                   " settings in that speedup band); no fixed text.\n\n");
+        fwrite(find, 1, find_n, f);
+        st = rep_mem_commit(&csv, o, "comparisons.csv", e);
+    }
+    free(find);
+    rep_mem_drop(&csv);
+    return st;
+}
+
 /* ---- tables ---- */
 
 /* Settings of model mi in table order: dense first, then config order. */
@@ -1815,43 +2179,45 @@ static dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out,
     if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
         goto done;
     fprintf(csv.f, "model,setting,method,rho,tau,ls,keep,n,score,score_lo,score_hi,flops_speedup,wall_speedup,wall_lo,wall_hi,"
-                   "mean_kl,top1_agreement\n");
+                   "kl,top1,nll_delta\n");
     fprintf(tex.f, "%% dashkit report, run %lld: ablation over ratio (rho), threshold (tau), start layer (ls), keep.\n",
             (long long)d->run_id);
     for (size_t mi = 0; mi < d->n_models; mi++) {
         size_t nr = rep_table_rows(d, (int)mi, rows), nt = rep_model_tasks(d, (int)mi, tasks);
         rep_sort_data = d;
         qsort(rows, nr, sizeof *rows, rep_cmp_ablation);
-        fprintf(md.f, "%s**%s** — score = mean of the %zu task means [%.0f%% CI]; KL(dense‖method) of the first answer"
-                      " token, nats; top-1 = argmax agrees with dense\n\n",
+        fprintf(md.f, "%s**%s** — score = mean of the %zu task means [%.0f%% CI]; over the teacher-forced answer: KL ="
+                      " mean KL(dense‖method), nats; top-1 = share of answer tokens whose argmax agrees with dense;"
+                      " ΔNLL = answer NLL method − dense, nats/token\n\n",
                 mi ? "\n" : "", d->models[mi].label, nt, 100 * d->opts->level);
-        fprintf(md.f, "| Method | rho | tau | ls | keep | Score | FLOPs speedup | Wall speedup | KL | Top-1 |\n"
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        fprintf(md.f, "| Method | rho | tau | ls | keep | Score | FLOPs speedup | Wall speedup | KL | Top-1 | ΔNLL |\n"
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         fprintf(tex.f, "\\begin{table}[t]\n\\centering\n\\caption{");
         rep_latex_escape(tex.f, d->models[mi].label);
-        fprintf(tex.f, ": ablation (score = mean over tasks, %.0f\\%% CI).}\n\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
-                       "Method & $\\rho$ & $\\tau$ & $l_s$ & keep & Score & FLOPs & Wall & KL & Top-1 \\\\\n\\midrule\n",
+        fprintf(tex.f, ": ablation (score = mean over tasks, %.0f\\%% CI).}\n\\begin{tabular}{lrrrrrrrrrr}\n\\toprule\n"
+                       "Method & $\\rho$ & $\\tau$ & $l_s$ & keep & Score & FLOPs & Wall & KL & Top-1 & $\\Delta$NLL \\\\\n\\midrule\n",
                 100 * d->opts->level);
         for (size_t r = 0; r < nr; r++) {
             int si = rows[r];
             const rep_setting *s = &d->settings[si];
             int complete = 1;
             for (size_t t = 0; t < nt; t++) if (!rep_has(d, (int)mi, tasks[t], si)) complete = 0;
-            dk_ci sc = {NAN, NAN, NAN}, fl, wl, kl, t1;
+            dk_ci sc = {NAN, NAN, NAN}, fl, wl, kl, t1, nl;
             size_t n = 0, nn;
             if (complete && (st = rep_stat(d, (int)mi, -1, si, Q_SCORE, 1, &sc, &n, e)) != DK_OK) goto done;
             if ((st = rep_stat(d, (int)mi, -1, si, Q_FLOPS, 0, &fl, &nn, e)) != DK_OK ||
                 (st = rep_stat(d, (int)mi, -1, si, Q_WALL, 0, &wl, &nn, e)) != DK_OK ||
                 (st = rep_stat(d, (int)mi, -1, si, Q_KL, 0, &kl, &nn, e)) != DK_OK ||
-                (st = rep_stat(d, (int)mi, -1, si, Q_TOP1, 0, &t1, &nn, e)) != DK_OK) goto done;
-            char p[4][32], b[5][128];
+                (st = rep_stat(d, (int)mi, -1, si, Q_TOP1, 0, &t1, &nn, e)) != DK_OK ||
+                (st = rep_stat(d, (int)mi, -1, si, Q_NLL, 0, &nl, &nn, e)) != DK_OK) goto done;
+            char p[4][32], b[6][128];
             rep_param(p[0], 32, s->rho); rep_param(p[1], 32, s->tau); rep_param(p[2], 32, s->ls); rep_param(p[3], 32, s->keep);
             dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
             dk_report_csv_field(csv.f, s->label); fputc(',', csv.f);
             dk_report_csv_field(csv.f, s->method);
-            fprintf(csv.f, ",%.17g,%.17g,%.17g,%.17g,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s->rho,
-                    s->tau, s->ls, s->keep, n, sc.est, sc.lo, sc.hi, fl.est, wl.est, wl.lo, wl.hi, kl.est, t1.est);
-            dk_ci fl0 = {fl.est, NAN, NAN}, kl0 = {kl.est, NAN, NAN}, t10 = {t1.est * 100, NAN, NAN};
+            fprintf(csv.f, ",%.17g,%.17g,%.17g,%.17g,%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s->rho,
+                    s->tau, s->ls, s->keep, n, sc.est, sc.lo, sc.hi, fl.est, wl.est, wl.lo, wl.hi, kl.est, t1.est, nl.est);
+            dk_ci fl0 = {fl.est, NAN, NAN}, kl0 = {kl.est, NAN, NAN}, t10 = {t1.est * 100, NAN, NAN}, nl0 = {nl.est, NAN, NAN};
             for (int latex = 0; latex < 2; latex++) {
                 FILE *f = latex ? tex.f : md.f;
                 rep_fmt_ci(b[0], 128, sc, 1, latex);
@@ -1859,13 +2225,15 @@ static dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out,
                 rep_fmt_ci(b[2], 128, wl, 2, latex);
                 rep_fmt_ci(b[3], 128, kl0, 4, latex);
                 rep_fmt_ci(b[4], 128, t10, 1, latex);
+                rep_fmt_ci(b[5], 128, nl0, 4, latex);
                 if (!latex) {
-                    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s× | %s× | %s | %s%% |\n", s->method, p[0], p[1], p[2], p[3],
-                            b[0], b[1], b[2], b[3], b[4]);
+                    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s× | %s× | %s | %s%% | %s |\n", s->method, p[0], p[1], p[2],
+                            p[3], b[0], b[1], b[2], b[3], b[4], b[5]);
                 } else {
                     rep_latex_escape(f, s->method);
                     for (int k = 0; k < 4; k++) fprintf(f, " & %s", strcmp(p[k], "–") ? p[k] : "--");
-                    fprintf(f, " & %s & %s$\\times$ & %s$\\times$ & %s & %s\\%% \\\\\n", b[0], b[1], b[2], b[3], b[4]);
+                    fprintf(f, " & %s & %s$\\times$ & %s$\\times$ & %s & %s\\%% & %s \\\\\n", b[0], b[1], b[2], b[3], b[4],
+                            b[5]);
                 }
             }
         }
@@ -1938,6 +2306,166 @@ static void rep_out_free(rep_out *o) {
 static void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r) {
     rep_gnuplot_locate(o, r);
     if (r->gnuplot_found) rep_gnuplot_probe(r);
+}
+
+/* ---- stability vs redundancy: the figures and Markdown of one analysis (analyze.h) ---- */
+
+static dk_status rep_dat_gp(rep_out *o, const char *stem, rep_mem *dat, rep_mem *gp, dk_err *e) {
+    char name[1100];
+    snprintf(name, sizeof name, "%s.dat", stem);
+    dk_status st = rep_mem_commit(dat, o, name, e);
+    snprintf(name, sizeof name, "%s.gp", stem);
+    if (st == DK_OK) st = rep_mem_commit(gp, o, name, e);
+    if (st == DK_OK) st = rep_queue_fig(o, stem, e);
+    return st;
+}
+
+/* analysis_delta_SLUG (rel = 0: Δ; 1: Δ/‖h‖), analysis_redundancy_SLUG, analysis_recall_SLUG, and
+ * the Markdown section into md. */
+static dk_status rep_analysis_write(rep_out *o, const dk_analysis *a, const char *label, const char *slug, FILE *md,
+                                    dk_err *e) {
+    rep_mem dat = {0}, gp = {0};
+    dk_status st = DK_OK;
+    char stem[1024], title[1024], what[1024];
+    fprintf(md, "\n### %s: stability vs redundancy (analysis %lld)\n\nDense prefills of %d `%s` contexts (%s);"
+                " l_s = layer %d (ls %g). Δ_t = ‖U_t‖ (DASH's score); received attention = what all queries of a layer"
+                " pay a row, mean over heads, divided by the queries that can see it.\n\n",
+            label, (long long)a->id, a->n_samples, a->task ? a->task : "?", a->task_options ? a->task_options : "{}",
+            a->ls_layer, a->ls);
+    fprintf(md, "- `delta_received_spearman`: %.3f (Spearman of Δ at l_s with the mean received attention of the layers"
+                " after l_s; positive: rows that change little are attended little)\n", a->delta_received_spearman);
+    for (int r = 0; r < a->n_recall; r++)
+        if (fabs(a->recall[r].rho - a->rho) < 1e-12)
+            fprintf(md, "- `recall_%s`: %.3f (kept %.1f%% of the rows at rho %g)\n", a->recall[r].method, a->recall[r].recall,
+                    100 * a->recall[r].kept_frac, a->rho);
+    fprintf(md, "\n| layer | Δ p10 | Δ p50 | Δ p90 | Δ/‖h‖ p50 | received (mean) | Spearman(Δ@l_s, received) |\n"
+                "|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int l = 0; l < a->n_layer; l++) {
+        const double *dq = a->delta_q + l * DK_ANALYSIS_NQ, *rq = a->rel_q + l * DK_ANALYSIS_NQ;
+        fprintf(md, "| %d%s | %.4g | %.4g | %.4g | %.4g | %.4g | %.3f |\n", l, l == a->ls_layer ? " (l_s)" : "", dq[1], dq[3],
+                dq[5], rq[3], a->received_mean[l], a->received_spearman[l]);
+    }
+    fprintf(md, "\nReceived attention (layers after l_s) by Δ-decile at l_s, lowest Δ first:\n\n| decile | mean Δ | received |\n"
+                "|---:|---:|---:|\n");
+    for (int k = 0; k < 10; k++) fprintf(md, "| %d | %.4g | %.4g |\n", k + 1, a->decile_delta[k], a->decile_received[k]);
+    fprintf(md, "\nKept-set overlap (Jaccard) at rho %g:\n\n| a | b | Jaccard |\n|---|---|---:|\n", a->rho);
+    for (int k = 0; k < a->n_overlap; k++) fprintf(md, "| %s | %s | %.3f |\n", a->overlap[k].a, a->overlap[k].b, a->overlap[k].jaccard);
+
+    /* Δ percentile bands per layer, absolute and relative */
+    for (int rel = 0; rel < 2 && st == DK_OK; rel++) {
+        snprintf(stem, sizeof stem, "analysis_%s_%s", rel ? "reldelta" : "delta", slug);
+        if ((st = rep_mem_open(&dat, e)) != DK_OK || (st = rep_mem_open(&gp, e)) != DK_OK) break;
+        fprintf(dat.f, "# analysis %lld, %s: per layer percentiles of %s over the context rows of %d dense prefills\n"
+                       "# layer p1 p10 p25 p50 p75 p90 p99\n", (long long)a->id, label, rel ? "delta/|h|" : "delta", a->n_samples);
+        for (int l = 0; l < a->n_layer; l++) {
+            fprintf(dat.f, "%d", l);
+            for (int q = 0; q < DK_ANALYSIS_NQ; q++) fprintf(dat.f, " %.6g", (rel ? a->rel_q : a->delta_q)[l * DK_ANALYSIS_NQ + q]);
+            fprintf(dat.f, "\n");
+        }
+        snprintf(what, sizeof what, "%s percentile bands per layer: %s", rel ? "relative delta" : "delta", label);
+        snprintf(title, sizeof title, "%s: %s per layer (bands p10-p90, p25-p75; median; p1/p99 dashed)", label,
+                 rel ? "|U_t| / |h_t|" : "delta_t = |U_t|");
+        char dname[1100];
+        snprintf(dname, sizeof dname, "%s.dat", stem);
+        rep_gp_head(gp.f, o, stem, what, dname);
+        fprintf(gp.f, "set title ");
+        rep_gp_str(gp.f, title);
+        fprintf(gp.f, "\nset xlabel \"layer\"\nset ylabel \"%s\"\nset logscale y\nset grid\nset key top left\nset xtics 1\n"
+                      "set arrow from %d, graph 0 to %d, graph 1 nohead dt 3 lc rgb \"gray40\"\n",
+                rel ? "|U| / |h|" : "|U|", a->ls_layer, a->ls_layer);
+        fprintf(gp.f, "plot \"%s\" using 1:3:7 with filledcurves fc rgb \"#c6dbef\" title \"p10-p90\", \\\n"
+                      "  \"\" using 1:4:6 with filledcurves fc rgb \"#6baed6\" title \"p25-p75\", \\\n"
+                      "  \"\" using 1:5 with linespoints lw 2 lc rgb \"#08306b\" title \"median\", \\\n"
+                      "  \"\" using 1:2 with lines dt 2 lc rgb \"gray30\" title \"p1\", \\\n"
+                      "  \"\" using 1:8 with lines dt 2 lc rgb \"gray30\" title \"p99\"\n", dname);
+        rep_gp_tail(gp.f, o);
+        st = rep_dat_gp(o, stem, &dat, &gp, e);
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![%s](%s.png)\n", rel ? "relative delta per layer" : "delta per layer", stem);
+    }
+    /* the redundancy curve */
+    if (st == DK_OK) {
+        snprintf(stem, sizeof stem, "analysis_redundancy_%s", slug);
+        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
+            fprintf(dat.f, "# analysis %lld, %s: received attention of the layers after l_s = %d by delta-decile at l_s\n"
+                           "# decile mean_delta received\n", (long long)a->id, label, a->ls_layer);
+            for (int k = 0; k < 10; k++) fprintf(dat.f, "%d %.6g %.6g\n", k + 1, a->decile_delta[k], a->decile_received[k]);
+            char dname[1100];
+            snprintf(dname, sizeof dname, "%s.dat", stem);
+            rep_gp_head(gp.f, o, stem, "stability vs redundancy curve", dname);
+            snprintf(title, sizeof title, "%s: attention received in layers > %d by delta-decile at layer %d (Spearman %.2f)",
+                     label, a->ls_layer, a->ls_layer, a->delta_received_spearman);
+            fprintf(gp.f, "set title ");
+            rep_gp_str(gp.f, title);
+            fprintf(gp.f, "\nset xlabel \"decile of delta at l_s (1 = most stable)\"\nset ylabel \"received attention"
+                          " (normalised by visible queries)\"\nset logscale y\nset grid\nset xtics 1\nunset key\n"
+                          "plot \"%s\" using 1:3 with linespoints lw 2 pt 7 lc rgb \"#b2182b\"\n", dname);
+            rep_gp_tail(gp.f, o);
+            st = rep_dat_gp(o, stem, &dat, &gp, e);
+        }
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![redundancy curve](%s.png)\n", stem);
+    }
+    /* recall vs rho per method */
+    if (st == DK_OK) {
+        snprintf(stem, sizeof stem, "analysis_recall_%s", slug);
+        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
+            fprintf(dat.f, "# analysis %lld, %s: attention recall (share of dense attention of layers > l_s on kept rows)"
+                           " vs rho; one block per method\n", (long long)a->id, label);
+            int blocks = 0;
+            for (int r = 0; r < a->n_recall; r++) {
+                if (r == 0 || strcmp(a->recall[r].method, a->recall[r - 1].method)) fprintf(dat.f, "%s# %s\n", blocks++ ? "\n\n" : "", a->recall[r].method);
+                fprintf(dat.f, "%.6g %.6g %.6g\n", a->recall[r].rho, a->recall[r].recall, a->recall[r].kept_frac);
+            }
+            char dname[1100];
+            snprintf(dname, sizeof dname, "%s.dat", stem);
+            rep_gp_head(gp.f, o, stem, "attention recall vs rho", dname);
+            snprintf(title, sizeof title, "%s: dense attention (layers > %d) on the rows each method keeps", label, a->ls_layer);
+            fprintf(gp.f, "set title ");
+            rep_gp_str(gp.f, title);
+            fprintf(gp.f, "\nset xlabel \"rho (fraction halted)\"\nset ylabel \"attention recall\"\nset yrange [0:1.05]\nset grid\n"
+                          "set key bottom left\nplot for [i=0:%d] \"%s\" index i using 1:2 with linespoints lw 2 title columnheader(1)\n",
+                    blocks - 1, dname);
+            rep_gp_tail(gp.f, o);
+            st = blocks ? rep_dat_gp(o, stem, &dat, &gp, e) : DK_OK;
+        }
+        rep_mem_drop(&dat); rep_mem_drop(&gp);
+        fprintf(md, "\n![attention recall vs rho](%s.png)\n", stem);
+    }
+    return st;
+}
+
+dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *opts, dk_report_result *r,
+                             dk_err *e) {
+    memset(r, 0, sizeof *r);
+    dk_analysis a;
+    int found = 0;
+    dk_status st = dk_store_analysis_get(s, id, NULL, &a, &found, e);
+    if (st != DK_OK) return st;
+    if (!found) return dk_fail(e, DK_ERR_ARG, "no analysis %lld in the store", (long long)id);
+    rep_out o = {out_dir, 1, 1, NULL, 0, r};
+    rep_mem md = {0};
+    char *base = rep_strdup(a.model_path ? a.model_path : "model"), *label, *slug = NULL;
+    if (!base) { dk_analysis_free(&a); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    label = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
+    char *dot = strrchr(label, '.');
+    if (dot && dot != label) *dot = 0;
+    if (!(slug = rep_slug(label))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = rep_mkdirs(out_dir, e)) != DK_OK || (st = rep_mem_open(&md, e)) != DK_OK) goto done;
+    fprintf(md.f, "# dashkit analyze\n");
+    if ((st = rep_analysis_write(&o, &a, label, slug, md.f, e)) != DK_OK) goto done;
+    if (opts->draw) {
+        rep_prepare_draw(opts, r);
+        if (r->gnuplot_found) rep_draw(&o);
+    }
+    st = rep_mem_commit(&md, &o, "analysis.md", e);
+done:
+    rep_mem_drop(&md);
+    rep_out_free(&o);
+    free(base);
+    free(slug);
+    dk_analysis_free(&a);
+    return st;
 }
 
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *opts, dk_report_result *r, dk_err *e) {
@@ -2067,17 +2595,39 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
         fprintf(f, " | `%s` | %s | %lld | %lld |\n", m->sha, *m->arch ? m->arch : "–", (long long)m->n_layer,
                 (long long)m->n_params);
     }
+    size_t n_shared_rows = 0, n_rows_all = 0;
+    for (size_t i = 0; i < d.n_cells_loaded; i++) { n_shared_rows += d.cells[i].n_shared; n_rows_all += d.cells[i].n; }
     fprintf(f, "\n## Method\n\nScore: mean of the samples' scores (0–100). Wall speedup: sum of dense prefill seconds /"
                " sum of method prefill seconds over the same samples (measured). FLOPs speedup: dense FLOPs / method FLOPs"
-               " (counted by the engine). Intervals: %.0f%% percentile bootstrap over samples, %d resamples, seed %llu,"
-               " stratified by cell (Avg: by task); deterministic for the seed. Frontiers pool a task's lengths/depths;"
-               " the Pareto front maximises both speedup and score over every point including dense.\n",
-            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed);
+               " (counted by the engine). Intervals: %.0f%% percentile bootstrap, %d resamples, seed %llu, stratified by cell"
+               " (Avg: by task); deterministic for the seed. What is resampled: samples, except where samples share a"
+               " context (RULER's fixed haystack at one length and depth: %zu of %zu sample rows here), where the"
+               " distinct contexts are resampled as clusters with all their samples and the task's cells form one"
+               " stratum, so the interval reflects how many contexts were seen, not how many needles were put into them."
+               " Fidelity (KL, top-1, ΔNLL) is taken over the teacher-forced answer tokens. Frontiers pool a task's"
+               " lengths/depths; the Pareto front maximises both speedup and score over every point including dense.\n",
+            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed, n_shared_rows, n_rows_all);
     fprintf(f, "\n## Main table\n\nAlso as [Markdown](table_main.md), [LaTeX](table_main.tex), [CSV](table_main.csv).\n\n");
     if ((st = rep_table_main(&d, &o, f, e)) != DK_OK) goto done;
     fprintf(f, "\n## Ablation: ratio / threshold / start layer\n\nAlso as [Markdown](table_ablation.md), [LaTeX](table_ablation.tex),"
                " [CSV](table_ablation.csv).\n\n");
     if ((st = rep_table_ablation(&d, &o, f, e)) != DK_OK) goto done;
+    if ((st = rep_section_stats(&d, &o, f, e)) != DK_OK) goto done;
+    {
+        int any = 0;
+        for (size_t mi = 0; mi < d.n_models && st == DK_OK; mi++) {
+            dk_analysis an;
+            int found = 0;
+            if ((st = dk_store_analysis_get(s, 0, d.models[mi].sha, &an, &found, e)) != DK_OK) goto done;
+            if (!found) continue;
+            if (!any) fprintf(f, "\n## Stability vs redundancy (`dashkit analyze`)\n\nThe latest analysis of each model"
+                                 " in the store.\n");
+            any = 1;
+            st = rep_analysis_write(&o, &an, d.models[mi].label, d.models[mi].slug, f, e);
+            dk_analysis_free(&an);
+        }
+        if (st != DK_OK) goto done;
+    }
     {
         rep_mem pm = {0};
         int pw = 0;

@@ -11,7 +11,14 @@
  *   Avg            mean over the tasks of the per-task scores (the paper's LongBench-E "Avg").
  *   CIs            percentile bootstrap over samples (bootstrap.h), stratified by cell (so task
  *                  lengths/depths keep their sample counts), seeded per quantity from
- *                  opts.seed and the quantity's label: deterministic for a seed.
+ *                  opts.seed and the quantity's label: deterministic for a seed. Where
+ *                  samples share a context (samples.context_key), a task's cells form one
+ *                  stratum and its distinct contexts are resampled as clusters.
+ *   Comparisons    paired bootstrap of score differences: every setting vs dense; DASH vs each
+ *                  baseline series (same method and parameters but rho; same ls) whose FLOP
+ *                  speedups bracket DASH's, interpolated linearly between the two neighbours.
+ *                  Difference, interval, two-sided p-value (bootstrap.h dk_bootstrap_paired).
+ *   Findings       a paragraph generated from those numbers (stats.h dk_findings_write).
  * A frontier pools the cells of one (model, task) over their task options (lengths, depths):
  * one point per setting, one series per method, the Pareto front (pareto.h) over all points
  * including dense. If the run has no "dense" cells, the reference point is the shared dense
@@ -21,7 +28,10 @@
  *   report.md                                   provenance, tables, figures, notes
  *   table_main.{md,tex,csv}                     settings x tasks (+Avg, FLOPs and wall speedup)
  *   table_ablation.{md,tex,csv}                 one row per setting: rho/tau/ls/keep, Avg score,
- *                                               speedups, mean KL, top-1 agreement
+ *                                               speedups, answer-level KL, top-1, ΔNLL
+ *   comparisons.csv                             the paired comparisons (report.md: "Paired comparisons")
+ *   fidelity_MODEL.{dat,gp,png,svg}             per-sample answer KL vs score, one series per
+ *                                               setting; Spearman per setting in report.md
  *   frontier_MODEL_TASK.{dat,csv}               + _wall.{gp,png,svg} and _flops.{gp,png,svg}
  *   heatmap_MODEL_TASK_SETTING.{dat,gp,png,svg} tasks whose cells have a "depth" option
  *   layers_active_MODEL_METHOD.{dat,gp,png,svg} mean fraction of context tokens active per layer
@@ -87,6 +97,12 @@ typedef struct {
 /* Writes the whole report for one run into out_dir (created if missing).
  * DK_ERR_ARG: no such run / the store has no runs. DK_ERR_IO: a file could not be written.
  * gnuplot missing or failing is NOT an error: see result. */
+/* The figures (analysis_{delta,reldelta,redundancy,recall}_MODEL.{dat,gp,png,svg}) and
+ * analysis.md of the stored analysis id (analyze.h) into out_dir; report.md has the same section
+ * for the latest analysis of each of the run's models. DK_ERR_ARG: no such analysis. */
+dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
+                             dk_err *e);
+
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
                           dk_err *e);
 

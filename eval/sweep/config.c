@@ -542,8 +542,36 @@ static size_t dk_expand_grid(const cJSON *opts, char ***out) {
 
 /* ---- the whole document ---- */
 
+/* "analyze": an object of samples (1..100000), ls ([0, 1]) and rho ([0, 1)), each optional. */
+static dk_status dk_config_parse_analyze(const char *file, const cJSON *root, dk_config *cfg, dk_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "analyze");
+    cfg->analyze_samples = 5;
+    cfg->analyze_ls = 0.4;
+    cfg->analyze_rho = 0.667;
+    if (!v) return DK_OK;
+    if (!cJSON_IsObject(v)) return dk_fail(err, DK_ERR_ARG, "%s: analyze: expected an object {\"samples\", \"ls\", \"rho\"}", file);
+    for (const cJSON *k = v->child; k; k = k->next) {
+        double x = k->valuedouble;
+        if (!strcmp(k->string, "samples")) {
+            if (!cJSON_IsNumber(k) || x != floor(x) || x < 1 || x > 100000)
+                return dk_fail(err, DK_ERR_ARG, "%s: analyze.samples: expected an integer in 1..100000", file);
+            cfg->analyze_samples = (int64_t)x;
+        } else if (!strcmp(k->string, "ls")) {
+            if (!cJSON_IsNumber(k) || !(x >= 0 && x <= 1)) return dk_fail(err, DK_ERR_ARG, "%s: analyze.ls: expected a number in [0, 1]", file);
+            cfg->analyze_ls = x;
+        } else if (!strcmp(k->string, "rho")) {
+            if (!cJSON_IsNumber(k) || !(x >= 0 && x < 1)) return dk_fail(err, DK_ERR_ARG, "%s: analyze.rho: expected a number in [0, 1)", file);
+            cfg->analyze_rho = x;
+        } else {
+            return dk_fail(err, DK_ERR_ARG, "%s: analyze.%s: unknown key (expected one of: samples, ls, rho)", file, k->string);
+        }
+    }
+    cfg->analyze = 1;
+    return DK_OK;
+}
+
 static const char *const dk_top_keys[] = {"name", "description", "models", "tasks", "methods",
-                                          "samples", "seed", "threads", "chat", NULL};
+                                          "samples", "seed", "threads", "chat", "analyze", NULL};
 
 static dk_status dk_get_int(const char *file, const cJSON *root, const char *key, int required, int64_t lo,
                             int64_t hi, int64_t def, int64_t *out, dk_err *err) {
@@ -875,6 +903,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     if ((st = dk_get_int(file, root, "seed", 0, 0, INT64_C(9007199254740991), 0, &cfg->seed, err)) != DK_OK) goto fail;
     if ((st = dk_get_int(file, root, "threads", 0, 0, 4096, 0, &threads, err)) != DK_OK) goto fail;
     cfg->threads = (int)threads;
+    if ((st = dk_config_parse_analyze(file, root, cfg, err)) != DK_OK) goto fail;
 
     /* tasks and methods */
     const cJSON *tasks, *methods;

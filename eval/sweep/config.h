@@ -105,6 +105,12 @@ typedef struct {
     int threads;                /* 0 = all cores */
     dk_config_cell *cells;      /* (n_cells) the expanded matrix */
     size_t n_cells;
+    /* "analyze": {"samples": N, "ls": F, "rho": R} (all optional; defaults 5, 0.4, 0.667): after
+     * the matrix is done, `dashkit run` runs the stability vs redundancy analysis (analyze.h) on
+     * each model for the first option setting of each task and records it with the run */
+    int analyze;                /* 1 when the key is present */
+    int64_t analyze_samples;
+    double analyze_ls, analyze_rho;
 } dk_config;
 
 /* Reads, parses, validates and expands `path`. reg NULL = builtin registry. On failure *out is

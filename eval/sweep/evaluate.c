@@ -193,6 +193,7 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
 void dk_eval_result_free(dk_eval_result *r) {
     if (!r) return;
     free(r->active); free(r->layers); free(r->policy); free(r->delta); free(r->gen); free(r->prediction); free(r->logits);
+    free(r->gold);
     memset(r, 0, sizeof *r);
 }
 
@@ -213,8 +214,9 @@ void dk_eval_ref_from_result(const dk_eval_result *d, dk_eval_ref *ref) {
 
 static void dk_eval_unset_compare(dk_eval_result *r) {
     r->flops_dense = -1;
-    r->wall_dense_s = r->flops_speedup = r->wall_speedup = r->kl = r->kl_answer = NAN;
-    r->top1 = r->same_prediction = -1;
+    r->wall_dense_s = r->flops_speedup = r->wall_speedup = NAN;
+    r->kl = r->kl_max = r->top1 = r->kl_first = r->nll_dense = r->nll_delta = NAN;
+    r->top1_first = r->same_prediction = -1;
 }
 
 /* ---- scoring ---- */
@@ -434,9 +436,10 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
     r->policy = malloc((size_t)L * sizeof *r->policy);
     if (!pol) r->delta = malloc((size_t)L * sizeof *r->delta);
     r->logits = malloc((size_t)r->n_rows * V * sizeof *r->logits);
+    r->gold = malloc((size_t)(p->n_gold > 0 ? p->n_gold : 1) * sizeof *r->gold);
     r->gen = malloc((size_t)(p->max_new_tokens > 0 ? p->max_new_tokens : 1) * sizeof *r->gen);
     buf = malloc((size_t)V * sizeof *buf);
-    if (!r->active || !r->layers || !r->policy || (!pol && !r->delta) || !r->logits || !r->gen || !buf) {
+    if (!r->active || !r->layers || !r->policy || (!pol && !r->delta) || !r->logits || !r->gold || !r->gen || !buf) {
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -470,6 +473,9 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
         if ((st = dk_ctx_truncate(c, r->n_prompt, e))) goto fail;
         r->wall_forcing_s = dk_time_now_s() - t0;
     }
+
+    if (p->n_gold > 0) memcpy(r->gold, p->gold, (size_t)p->n_gold * sizeof *r->gold);
+    r->nll = dk_metric_answer_nll(r->logits, r->gold, r->n_gold, V);
 
     /* greedy decode from row 0 */
     double t0 = dk_time_now_s();
@@ -515,9 +521,15 @@ dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e) 
     r->wall_dense_s = ref->wall_s;
     r->flops_speedup = r->flops > 0 ? (double)ref->flops / (double)r->flops : NAN;
     r->wall_speedup = r->wall_s > 0 ? ref->wall_s / r->wall_s : NAN;
-    r->kl = dk_metric_kl_logits(ref->logits, r->logits, V);
-    r->top1 = dk_metric_top1_agree(ref->logits, r->logits, V);
-    r->kl_answer = r->n_gold > 0 ? dk_metric_mean_kl(ref->logits, r->logits, r->n_gold, V) : NAN;
+    dk_metric_fidelity fi;
+    dk_metric_answer_fidelity(ref->logits, r->logits, r->n_rows, V, &fi);
+    r->kl = fi.kl_mean;
+    r->kl_max = fi.kl_max;
+    r->top1 = fi.top1;
+    r->kl_first = fi.kl_first;
+    r->top1_first = fi.top1_first;
+    r->nll_dense = dk_metric_answer_nll(ref->logits, r->gold, r->n_gold, V);
+    r->nll_delta = r->nll - r->nll_dense;
     r->same_prediction = ref->prediction && r->prediction ? !strcmp(ref->prediction, r->prediction) : -1;
     return DK_OK;
 }

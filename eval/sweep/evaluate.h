@@ -18,8 +18,12 @@
  * and keeps the logit rows of the first answer token and of teacher forcing:
  *   row 0 = logits after the prompt (predicts g[0]); row t = logits after g[0..t) (predicts g[t]),
  *   n_rows = max(1, G). This is the layout of the store's dense_results.logits.
- * Fidelity (method vs dense): kl = KL(dense‖method) of row 0, top1 = argmax agreement of row 0,
- * kl_answer = mean over rows 0..G-1 of KL(dense‖method) (NAN when G = 0).
+ * Fidelity (method vs dense) over the answer rows 0..n_rows-1 (the teacher-forced answer; row 0
+ * alone when G = 0): kl = mean KL(dense‖method), kl_max = their max, top1 = fraction of rows whose
+ * argmax agrees; kl_first / top1_first = the same of row 0 alone (the first answer token, which
+ * for a dummy-prefix tokenizer is often the space before the answer: a blind screen).
+ * Likelihood: nll = mean -log p(g[t] | row t) of the run's own rows (nats per token; NAN when
+ * G = 0); nll_dense = the same under the reference; nll_delta = nll - nll_dense.
  * FLOPs and wall times are those of the prefill (context + question) only: forcing and decoding
  * are identical work for every method and are not part of the speedup.
  *
@@ -130,14 +134,19 @@ typedef struct {
     /* logit rows (see top of file) */
     int n_vocab, n_rows;
     float *logits;                       /* (n_rows, n_vocab) */
+    int32_t *gold;                       /* (n_gold) the teacher-forced answer tokens (copy) */
+    double nll;                          /* mean -log p(gold[t] | row t) (nats/token); NAN when n_gold = 0 */
     /* against dense (dk_eval_method with a reference; NAN / -1 otherwise) */
     int64_t flops_dense;
     double wall_dense_s;
     double flops_speedup;                /* flops_dense / flops */
     double wall_speedup;                 /* wall_dense_s / wall_s */
-    double kl;                           /* KL(dense‖method) of row 0 (nats) */
-    int top1;                            /* 1 if row 0's argmax agrees, 0 if not, -1 not measured */
-    double kl_answer;                    /* mean KL over the n_gold teacher-forced rows */
+    double kl;                           /* mean KL(dense‖method) over the answer rows (nats) */
+    double kl_max;                       /* max KL over the answer rows */
+    double top1;                         /* fraction of answer rows whose argmax agrees, [0, 1] */
+    double kl_first;                     /* KL of row 0 alone */
+    int top1_first;                      /* 1 if row 0's argmax agrees, 0 if not, -1 not measured */
+    double nll_dense, nll_delta;         /* reference's answer NLL; nll - nll_dense (nats/token) */
     int same_prediction;                 /* 1/0 vs the reference's prediction, -1 unknown */
 } dk_eval_result;
 

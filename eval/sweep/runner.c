@@ -1,5 +1,6 @@
 /* runner.c — config-matrix runner: plan, record, fork workers, claim and run cells (see runner.h). */
 #include "runner.h"
+#include "analyze.h"
 #include "blas.h"
 #include "evaluate.h"
 #include "model.h"
@@ -592,7 +593,9 @@ static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_pl
         .active = active, .layers = ls, .flops_dense = rs->ref.flops, .flops_method = r->flops,
         .flops_dense_parts = rs->dense_parts, .flops_method_parts = method_parts, .wall_dense_s = rs->ref.wall_s,
         .wall_method_s = r->wall_s, .wall_decode_s = r->wall_decode_s, .prediction = r->prediction,
-        .answers = answers, .score = r->score, .kl = r->kl, .kl_answer = r->kl_answer, .top1 = r->top1,
+        .answers = answers, .score = r->score, .kl = r->kl, .kl_max = r->kl_max, .top1 = r->top1,
+        .kl_first = r->kl_first, .top1_first = r->top1_first, .nll_dense = r->nll_dense, .nll_method = r->nll,
+        .context_key = smp->context_key,
     };
     dk_status st = dk_store_sample_put(s, wk, p->lease_s, &row, e);
     out = st == DK_OK ? DK_CELL_RUN_OK : st == DK_ERR_STATE ? DK_CELL_RUN_LOST : DK_CELL_RUN_STORE;
@@ -912,6 +915,60 @@ static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start,
 
 /* ---- the run ---- */
 
+/* The config's "analyze": per model, the first option setting of each task; an analysis already
+ * stored with the same model, task, options and settings is kept (resume). */
+static dk_status dk_runner_analyze(dk_store *s, const dk_config *cfg, const dk_plan *p, dk_err *e) {
+    dk_status st = DK_OK;
+    for (size_t mi = 0; mi < cfg->n_models && !st; mi++) {
+        dk_model *m = NULL;
+        for (size_t t = 0; t < cfg->n_tasks && !st; t++) {
+            const dk_config_cell *c = NULL;
+            for (size_t i = 0; i < cfg->n_cells && !c; i++)
+                if (cfg->cells[i].model == mi && cfg->cells[i].task == t) c = &cfg->cells[i];
+            if (!c) continue;
+            dk_analysis a = {0}, want = {0};
+            snprintf(want.model_sha256, sizeof want.model_sha256, "%s", p->model_sha[mi]);
+            want.task = (char *)c->task_name;
+            want.task_options = c->task_options;
+            want.n_samples = (int)cfg->analyze_samples;
+            want.ls = cfg->analyze_ls;
+            want.rho = cfg->analyze_rho;
+            int64_t have = 0;
+            if ((st = dk_store_analysis_find(s, &want, &have, e)) || have) continue;
+            if (!m && (st = dk_model_load(cfg->models[mi], NULL, &m, e))) break;
+            dk_task_kv kv[DK_RUNNER_MAX_KV];
+            char *strs[2 * DK_RUNNER_MAX_KV] = {0};
+            int n_kv = 0;
+            dk_sample_set set = {0};
+            const dk_tokenizer *tok;
+            st = dk_model_tokenizer(m, &tok, e);
+            if (!st) st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, e);
+            if (!st) {
+                dk_tok_if ti = dk_tok_if_engine(tok);
+                st = dk_task_load(c->task_name, kv, n_kv, (int)cfg->analyze_samples, &ti, &set, e);
+            }
+            for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
+            dk_analyze_opts ao;
+            dk_analyze_opts_default(&ao);
+            ao.ls = cfg->analyze_ls;
+            ao.rho = cfg->analyze_rho;
+            if (!st && set.n > 0) st = dk_analyze_run(m, &set, dk_eval_default_budget(m, &set.s[0]), &ao, &a, e);
+            dk_sample_set_free(&set);
+            if (st) break;
+            a.run_id = p->run_id;
+            snprintf(a.model_sha256, sizeof a.model_sha256, "%s", p->model_sha[mi]);
+            a.model_path = strdup(cfg->models[mi]);
+            a.task = strdup(c->task_name);
+            a.task_options = strdup(c->task_options);
+            if (!a.model_path || !a.task || !a.task_options) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+            else st = dk_store_analysis_put(s, &a, e);
+            dk_analysis_free(&a);
+        }
+        dk_model_free(m);
+    }
+    return st;
+}
+
 dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e) {
     if (o->workers < 1) return dk_fail(e, DK_ERR_ARG, "workers = %d must be >= 1", o->workers);
     if (!(o->lease_s > 0) || !(o->progress_interval_s > 0)) return dk_fail(e, DK_ERR_ARG, "lease and progress interval must be > 0");
@@ -1052,6 +1109,7 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         *e = ee;
         st = est;
     }
+    if (!st && cfg->analyze && pr.cells_done == pr.cells_total) st = dk_runner_analyze(s, cfg, &p, e);
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);

@@ -140,6 +140,84 @@ static const char *const dk_store_migrations[] = {
     "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
     "  s.wall_decode_s, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 1 -> 2: fidelity over the answer (issue 14). Additive: samples keeps kl / top1 (first answer
+     * row) and kl_answer (mean over the answer rows) and gains the answer's max KL, top-1 rate and
+     * NLLs; the views now show the answer-level figures as kl / top1 / nll_delta and the first
+     * row as kl_first / top1_first. Rows written before have NULL in the new columns. */
+    "ALTER TABLE samples ADD COLUMN kl_answer_max REAL;"
+    "ALTER TABLE samples ADD COLUMN top1_answer REAL CHECK (top1_answer IS NULL OR (top1_answer >= 0 AND top1_answer <= 1));"
+    "ALTER TABLE samples ADD COLUMN nll_dense REAL;"
+    "ALTER TABLE samples ADD COLUMN nll_method REAL;"
+    "DROP VIEW cell_summary;"
+    "CREATE VIEW cell_summary AS SELECT"
+    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"
+    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"
+    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"
+    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
+    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+    "  avg(s.kl_answer) AS kl, max(s.kl_answer_max) AS kl_max, avg(s.top1_answer) AS top1,"
+    "  avg(s.nll_method - s.nll_dense) AS nll_delta, avg(s.kl) AS kl_first, avg(s.top1) AS top1_first, c.wall_s"
+    "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
+    "  GROUP BY c.id;"
+    "DROP VIEW sample_rows;"
+    "CREATE VIEW sample_rows AS SELECT"
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+    "  s.active_tokens, s.flops_dense, s.flops_method,"
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl AS kl_first, s.top1 AS top1_first"
+    "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 2 -> 3: the shared-context key of a sample (issue 14: cluster bootstrap) */
+    "ALTER TABLE samples ADD COLUMN context_key TEXT;"
+    "DROP VIEW sample_rows;"
+    "CREATE VIEW sample_rows AS SELECT"
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
+    "  c.task, c.task_options,"
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
+    "  c.method, c.params,"
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
+    "  s.active_tokens, s.flops_dense, s.flops_method,"
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl AS kl_first, s.top1 AS top1_first, s.context_key"
+    "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
+    /* 3 -> 4: aggregates of `dashkit analyze` (issue 14) */
+    "CREATE TABLE analyses ("
+    "  id INTEGER PRIMARY KEY, run_id INTEGER, model_sha256 TEXT NOT NULL, model_path TEXT, task TEXT NOT NULL,"
+    "  task_options TEXT, n_samples INTEGER NOT NULL, n_layer INTEGER NOT NULL, ls REAL, ls_layer INTEGER, rho REAL,"
+    "  delta_received_spearman REAL, created_at REAL NOT NULL);"
+    "CREATE TABLE analysis_layers ("
+    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, layer INTEGER NOT NULL,"
+    "  delta_p01 REAL, delta_p10 REAL, delta_p25 REAL, delta_p50 REAL, delta_p75 REAL, delta_p90 REAL, delta_p99 REAL,"
+    "  rel_p01 REAL, rel_p10 REAL, rel_p25 REAL, rel_p50 REAL, rel_p75 REAL, rel_p90 REAL, rel_p99 REAL,"
+    "  received_mean REAL, received_spearman REAL, PRIMARY KEY (analysis_id, layer)) WITHOUT ROWID;"
+    "CREATE TABLE analysis_deciles ("
+    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, decile INTEGER NOT NULL,"
+    "  delta_mean REAL, received_mean REAL, PRIMARY KEY (analysis_id, decile)) WITHOUT ROWID;"
+    "CREATE TABLE analysis_recall ("
+    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, method TEXT NOT NULL, rho REAL NOT NULL,"
+    "  recall REAL, kept_frac REAL, PRIMARY KEY (analysis_id, method, rho)) WITHOUT ROWID;"
+    "CREATE TABLE analysis_overlap ("
+    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, method_a TEXT NOT NULL,"
+    "  method_b TEXT NOT NULL, jaccard REAL, PRIMARY KEY (analysis_id, method_a, method_b)) WITHOUT ROWID;",
 };
 
 #define DK_N_MIGRATIONS ((int)(sizeof dk_store_migrations / sizeof dk_store_migrations[0]))
@@ -376,6 +454,14 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     if (st != DK_OK) { dk_rollback(s); goto fail; }
     if ((st = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
     if (ro) {
+        if (v > 0 && v < DK_STORE_SCHEMA_VERSION && !(flags & DK_STORE_OPEN_NO_UPGRADE) && access(path, W_OK) == 0) {
+            /* an older store: upgrade it once (the migrations are additive), then read it */
+            dk_store_close(s);
+            dk_store *w = NULL;
+            if ((st = dk_store_open(path, 0, &w, err)) != DK_OK) return st;
+            dk_store_close(w);
+            return dk_store_open(path, flags | DK_STORE_OPEN_NO_UPGRADE, out, err);
+        }
         if (v < DK_STORE_SCHEMA_VERSION) {
             st = v == 0 ? dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (empty)", path)
                         : dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is older than %d; any writing dashkit command upgrades it",
@@ -843,7 +929,8 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
             "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
             " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
             " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
-            " created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
         goto fail;
     sqlite3_bind_int64(ins, 1, r->cell_id);
     sqlite3_bind_int64(ins, 2, r->sample_id);
@@ -863,12 +950,17 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
     dk_bind_text(ins, 16, r->prediction);
     dk_bind_text(ins, 17, r->answers);
     dk_bind_real(ins, 18, r->score);
-    dk_bind_real(ins, 19, r->kl);
-    dk_bind_real(ins, 20, r->kl_answer);
-    if (r->top1 < 0) sqlite3_bind_null(ins, 21);
-    else sqlite3_bind_int(ins, 21, r->top1);
+    dk_bind_real(ins, 19, r->kl_first);
+    dk_bind_real(ins, 20, r->kl);
+    if (r->top1_first < 0) sqlite3_bind_null(ins, 21);
+    else sqlite3_bind_int(ins, 21, r->top1_first);
     sqlite3_bind_text(ins, 22, w->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(ins, 23, now);
+    dk_bind_real(ins, 24, r->kl_max);
+    dk_bind_real(ins, 25, r->top1);
+    dk_bind_real(ins, 26, r->nll_dense);
+    dk_bind_real(ins, 27, r->nll_method);
+    dk_bind_text(ins, 28, r->context_key);
     if (sqlite3_step(ins) != SQLITE_DONE) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
             rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,
@@ -999,4 +1091,231 @@ void dk_store_dense_free(dk_dense_result *r) {
     free(r->prediction);
     free(r->logits);
     memset(r, 0, sizeof *r);
+}
+
+/* ---- analyses ---- */
+
+const double dk_analysis_q[DK_ANALYSIS_NQ] = {0.01, 0.10, 0.25, 0.50, 0.75, 0.90, 0.99};
+
+void dk_analysis_free(dk_analysis *a) {
+    if (!a) return;
+    free(a->model_path); free(a->task); free(a->task_options);
+    free(a->delta_q); free(a->rel_q); free(a->received_mean); free(a->received_spearman);
+    free(a->recall); free(a->overlap);
+    memset(a, 0, sizeof *a);
+}
+
+dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
+    sqlite3_stmt *q = NULL;
+    dk_status rc = dk_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    if ((rc = dk_prepare(s,
+            "INSERT INTO analyses(run_id, model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
+            " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", &q, err)))
+        goto fail;
+    dk_bind_known(q, 1, a->run_id > 0 ? a->run_id : -1);
+    dk_bind_text(q, 2, a->model_sha256);
+    dk_bind_text(q, 3, a->model_path);
+    dk_bind_text(q, 4, a->task);
+    dk_bind_text(q, 5, a->task_options);
+    sqlite3_bind_int(q, 6, a->n_samples);
+    sqlite3_bind_int(q, 7, a->n_layer);
+    dk_bind_real(q, 8, a->ls);
+    sqlite3_bind_int(q, 9, a->ls_layer);
+    dk_bind_real(q, 10, a->rho);
+    dk_bind_real(q, 11, a->delta_received_spearman);
+    a->created_at = dk_store_now();
+    sqlite3_bind_double(q, 12, a->created_at);
+    if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis"); goto fail; }
+    a->id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "INSERT INTO analysis_layers VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &q, err))) goto fail;
+    for (int l = 0; l < a->n_layer; l++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, a->id);
+        sqlite3_bind_int(q, 2, l);
+        for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
+            dk_bind_real(q, 3 + k, a->delta_q[l * DK_ANALYSIS_NQ + k]);
+            dk_bind_real(q, 3 + DK_ANALYSIS_NQ + k, a->rel_q[l * DK_ANALYSIS_NQ + k]);
+        }
+        dk_bind_real(q, 17, a->received_mean[l]);
+        dk_bind_real(q, 18, a->received_spearman[l]);
+        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis layer"); goto fail; }
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "INSERT INTO analysis_deciles VALUES(?,?,?,?)", &q, err))) goto fail;
+    for (int k = 0; k < 10; k++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, a->id);
+        sqlite3_bind_int(q, 2, k);
+        dk_bind_real(q, 3, a->decile_delta[k]);
+        dk_bind_real(q, 4, a->decile_received[k]);
+        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis decile"); goto fail; }
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "INSERT INTO analysis_recall VALUES(?,?,?,?,?)", &q, err))) goto fail;
+    for (int k = 0; k < a->n_recall; k++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, a->id);
+        dk_bind_text(q, 2, a->recall[k].method);
+        dk_bind_real(q, 3, a->recall[k].rho);
+        dk_bind_real(q, 4, a->recall[k].recall);
+        dk_bind_real(q, 5, a->recall[k].kept_frac);
+        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis recall"); goto fail; }
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "INSERT INTO analysis_overlap VALUES(?,?,?,?)", &q, err))) goto fail;
+    for (int k = 0; k < a->n_overlap; k++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, a->id);
+        dk_bind_text(q, 2, a->overlap[k].a);
+        dk_bind_text(q, 3, a->overlap[k].b);
+        dk_bind_real(q, 4, a->overlap[k].jaccard);
+        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis overlap"); goto fail; }
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    dk_rollback(s);
+    return rc;
+}
+
+static double dk_col_real(sqlite3_stmt *q, int i) {
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? NAN : sqlite3_column_double(q, i);
+}
+
+dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
+                                dk_err *err) {
+    memset(a, 0, sizeof *a);
+    *found = 0;
+    sqlite3_stmt *q = NULL;
+    dk_status rc = dk_prepare(s,
+        "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
+        " rho, delta_received_spearman, created_at FROM analyses"
+        " WHERE (?1 > 0 AND id = ?1) OR (?1 <= 0 AND (?2 IS NULL OR model_sha256 = ?2)) ORDER BY id DESC LIMIT 1", &q, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_int64(q, 1, id);
+    dk_bind_text(q, 2, model_sha256);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_DONE) { sqlite3_finalize(q); return DK_OK; }
+    if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read analysis"); sqlite3_finalize(q); return rc; }
+    a->id = sqlite3_column_int64(q, 0);
+    a->run_id = sqlite3_column_int64(q, 1);
+    snprintf(a->model_sha256, sizeof a->model_sha256, "%s", (const char *)sqlite3_column_text(q, 2));
+    a->model_path = dk_strdup0(sqlite3_column_text(q, 3));
+    a->task = dk_strdup0(sqlite3_column_text(q, 4));
+    a->task_options = dk_strdup0(sqlite3_column_text(q, 5));
+    a->n_samples = sqlite3_column_int(q, 6);
+    a->n_layer = sqlite3_column_int(q, 7);
+    a->ls = dk_col_real(q, 8);
+    a->ls_layer = sqlite3_column_int(q, 9);
+    a->rho = dk_col_real(q, 10);
+    a->delta_received_spearman = dk_col_real(q, 11);
+    a->created_at = dk_col_real(q, 12);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (a->n_layer < 0 || a->n_layer > 65536) {
+        rc = dk_fail(err, DK_ERR_FORMAT, "%s: analysis %lld: %d layers is absurd", s->path, (long long)a->id, a->n_layer);
+        goto fail;
+    }
+    size_t L = (size_t)(a->n_layer ? a->n_layer : 1);
+    a->delta_q = malloc(L * DK_ANALYSIS_NQ * sizeof(double));
+    a->rel_q = malloc(L * DK_ANALYSIS_NQ * sizeof(double));
+    a->received_mean = malloc(L * sizeof(double));
+    a->received_spearman = malloc(L * sizeof(double));
+    if (!a->delta_q || !a->rel_q || !a->received_mean || !a->received_spearman) {
+        rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+        goto fail;
+    }
+    for (size_t i = 0; i < L * DK_ANALYSIS_NQ; i++) a->delta_q[i] = a->rel_q[i] = NAN;
+    for (size_t i = 0; i < L; i++) a->received_mean[i] = a->received_spearman[i] = NAN;
+    if ((rc = dk_prepare(s, "SELECT * FROM analysis_layers WHERE analysis_id = ? ORDER BY layer", &q, err))) goto fail;
+    sqlite3_bind_int64(q, 1, a->id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int l = sqlite3_column_int(q, 1);
+        if (l < 0 || l >= a->n_layer) continue;
+        for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
+            a->delta_q[l * DK_ANALYSIS_NQ + k] = dk_col_real(q, 2 + k);
+            a->rel_q[l * DK_ANALYSIS_NQ + k] = dk_col_real(q, 2 + DK_ANALYSIS_NQ + k);
+        }
+        a->received_mean[l] = dk_col_real(q, 16);
+        a->received_spearman[l] = dk_col_real(q, 17);
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    for (int k = 0; k < 10; k++) a->decile_delta[k] = a->decile_received[k] = NAN;
+    if ((rc = dk_prepare(s, "SELECT decile, delta_mean, received_mean FROM analysis_deciles WHERE analysis_id = ?", &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, a->id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int k = sqlite3_column_int(q, 0);
+        if (k < 0 || k >= 10) continue;
+        a->decile_delta[k] = dk_col_real(q, 1);
+        a->decile_received[k] = dk_col_real(q, 2);
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "SELECT method, rho, recall, kept_frac FROM analysis_recall WHERE analysis_id = ? ORDER BY method, rho",
+                         &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, a->id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        dk_analysis_recall *p = realloc(a->recall, (size_t)(a->n_recall + 1) * sizeof *p);
+        if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); goto fail; }
+        a->recall = p;
+        dk_analysis_recall *r = &a->recall[a->n_recall++];
+        snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 0));
+        r->rho = dk_col_real(q, 1);
+        r->recall = dk_col_real(q, 2);
+        r->kept_frac = dk_col_real(q, 3);
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((rc = dk_prepare(s, "SELECT method_a, method_b, jaccard FROM analysis_overlap WHERE analysis_id = ?"
+                            " ORDER BY method_a, method_b", &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, a->id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        dk_analysis_overlap *p = realloc(a->overlap, (size_t)(a->n_overlap + 1) * sizeof *p);
+        if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); goto fail; }
+        a->overlap = p;
+        dk_analysis_overlap *o = &a->overlap[a->n_overlap++];
+        snprintf(o->a, sizeof o->a, "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(o->b, sizeof o->b, "%s", (const char *)sqlite3_column_text(q, 1));
+        o->jaccard = dk_col_real(q, 2);
+    }
+    sqlite3_finalize(q);
+    *found = 1;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    dk_analysis_free(a);
+    return rc;
+}
+
+dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err) {
+    *id = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_prepare(s,
+        "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND coalesce(task_options, '') = coalesce(?, '')"
+        " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1", &q, err);
+    if (rc != DK_OK) return rc;
+    dk_bind_text(q, 1, a->model_sha256);
+    dk_bind_text(q, 2, a->task);
+    dk_bind_text(q, 3, a->task_options);
+    sqlite3_bind_int(q, 4, a->n_samples);
+    sqlite3_bind_double(q, 5, a->ls);
+    sqlite3_bind_double(q, 6, a->rho);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
+    else if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "find analysis");
+    sqlite3_finalize(q);
+    return rc;
 }

@@ -2,7 +2,8 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 1; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954)
+ * SCHEMA (version 4; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
+ * each version's migration runs on open by any writing command, so older stores stay readable)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
  * RULER report them; KL in nats. JSON columns hold canonical JSON (sorted keys, no spaces).
@@ -40,9 +41,16 @@
  *   context + question), flops_dense_parts, flops_method_parts TEXT (JSON object component ->
  *   FLOPs), wall_dense_s, wall_method_s REAL (prefill wall time), wall_decode_s REAL,
  *   prediction TEXT, answers TEXT (JSON array of gold answers), score REAL [0,100],
- *   kl REAL (KL(dense||method) of the first answer token's distribution), kl_answer REAL (mean
- *   KL over teacher-forced gold answer tokens), top1 INTEGER 0/1 (argmax agrees with dense),
- *   worker TEXT, created_at REAL.  UNIQUE(cell_id, sample_id). NULL = not measured.
+ *   kl REAL (KL(dense||method) of the FIRST answer row only; the views call it kl_first),
+ *   kl_answer REAL (mean KL over the teacher-forced answer rows; the views' kl), top1 INTEGER
+ *   0/1 (FIRST row's argmax agrees with dense; the views' top1_first), worker TEXT, created_at
+ *   REAL; since version 2: kl_answer_max REAL (max KL over the answer rows), top1_answer REAL
+ *   (fraction of answer rows whose argmax agrees; the views' top1), nll_dense, nll_method REAL
+ *   (mean -log p(gold token) over the answer rows, nats/token; the views' nll_delta = method -
+ *   dense); since version 3: context_key TEXT (samples of a cell with the same key share their
+ *   context apart from the needle, e.g. RULER's fixed haystack at one length and depth; NULL = a
+ *   context of its own: the report's bootstrap resamples these clusters).
+ *   UNIQUE(cell_id, sample_id). NULL = not measured (or written before that version).
  * sample_layers  per-layer detail of a sample (optional)
  *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
  *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
@@ -53,20 +61,39 @@
  *   prediction TEXT, score REAL, n_vocab INTEGER, n_logit_rows INTEGER, logits BLOB (float32
  *   little-endian, (n_logit_rows, n_vocab): row 0 = first answer token's logits, rows 1.. =
  *   teacher-forced gold answer tokens), created_at REAL
+ * analyses       one row per `dashkit analyze` (eval/sweep/analyze.h: stability vs redundancy on dense
+ *   prefills; since version 4): id INTEGER PK, run_id INTEGER (the run that recorded it, NULL for
+ *   the command), model_sha256 TEXT, model_path TEXT, task TEXT, task_options TEXT (JSON),
+ *   n_samples, n_layer INTEGER, ls REAL, ls_layer INTEGER (l_s), rho REAL,
+ *   delta_received_spearman REAL (Spearman of Δ at l_s with the mean received attention of the
+ *   later layers, per sample, averaged), created_at REAL
+ * analysis_layers  per (analysis, layer): delta_p01, delta_p10, delta_p25, delta_p50, delta_p75,
+ *   delta_p90, delta_p99 REAL (Δ_t = ‖U_t‖ percentiles over all samples' context rows), rel_p01 ..
+ *   rel_p99 REAL (the same of Δ_t/‖h_t‖), received_mean REAL (mean received attention, normalised
+ *   by the queries that see the row), received_spearman REAL (Spearman of Δ at l_s with this
+ *   layer's received attention); PK(analysis_id, layer)
+ * analysis_deciles per (analysis, decile 0..9 of Δ at l_s, lowest first): delta_mean REAL,
+ *   received_mean REAL (mean received attention over the layers after l_s: the redundancy curve)
+ * analysis_recall per (analysis, method, rho): recall REAL (share of dense later-layer attention
+ *   mass on the rows the method keeps), kept_frac REAL (kept rows / context rows)
+ * analysis_overlap per (analysis, method_a, method_b) at the analysis' rho: jaccard REAL
  * --------------------------------------------------------------------------------------
  * VIEWS (query them directly: sqlite3 results/dashkit.db 'SELECT * FROM cell_summary')
  * cell_summary   per cell: cell_id, run_id, model, model_sha256, task, task_options, length,
  *   depth, method, params, rho, ls, tau, keep, state, n_samples, n (sample rows),
  *   mean_score, flops_dense, flops_method (sums over samples), flops_ratio
  *   (= flops_method/flops_dense), flops_speedup (= flops_dense/flops_method), wall_speedup
- *   (= sum wall_dense_s / sum wall_method_s), mean_kl, top1_agreement (fraction), wall_s
+ *   (= sum wall_dense_s / sum wall_method_s), kl (mean over samples of the answer-level KL),
+ *   kl_max (max over samples of kl_answer_max), top1 (mean answer-level top-1 rate), nll_delta
+ *   (mean), kl_first, top1_first (means of the first-row values), wall_s
  * run_status     per run: run_id, name, config_path, started_at, finished_at, cells, pending,
  *   running, done, failed
  * sample_rows    per sample with its cell's parameters (what `dashkit export` writes):
  *   cell_id, cell_key, model, model_sha256, task, task_options, length, depth, method, params,
  *   rho, ls, tau, keep, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,
  *   gen_tokens, active_tokens, flops_dense, flops_method, flops_ratio, wall_dense_s,
- *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_answer, top1
+ *   wall_method_s, wall_speedup, wall_decode_s, prediction, answers, score, kl, kl_max, top1,
+ *   nll_delta (answer level), kl_first, top1_first (first answer row), context_key
  * ======================================================================================
  *
  * Library code: every function returns a dk_status and fills dk_err; nothing prints or exits.
@@ -85,14 +112,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 1
+#define DK_STORE_SCHEMA_VERSION 4
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
 
 typedef enum {
     DK_STORE_OPEN_CREATE = 1,   /* create the file (and its parent folder) if missing */
-    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist and be up to date */
+    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist. One exception: a store of an
+                                   older schema whose file is writable is first upgraded by its
+                                   (additive) migrations, so read commands keep reading old stores */
+    DK_STORE_OPEN_NO_UPGRADE = 4, /* with READONLY: an older store is an error, never upgraded */
 } dk_store_open_flags;
 
 typedef enum {
@@ -212,8 +242,12 @@ typedef struct {
     double wall_dense_s, wall_method_s, wall_decode_s;
     const char *prediction;
     const char *answers;          /* JSON array or NULL */
-    double score, kl, kl_answer;
-    int top1;                     /* 0, 1, or -1 = not measured */
+    double score;
+    double kl, kl_max, top1;      /* answer level: mean / max KL over the answer rows, top-1 rate [0,1] */
+    double kl_first;              /* first answer row */
+    int top1_first;               /* 0, 1, or -1 = not measured */
+    double nll_dense, nll_method; /* mean answer NLL (nats/token) */
+    const char *context_key;      /* shared-context key (task.h) or NULL */
 } dk_sample_row;
 
 /* Writes the sample row and its layer rows in ONE BEGIN IMMEDIATE transaction, after checking
@@ -254,5 +288,46 @@ typedef struct {
 dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
                              dk_dense_result *out, int *found, dk_err *err);
 void dk_store_dense_free(dk_dense_result *r);
+
+/* ---- analyses (eval/sweep/analyze.h) ---- */
+
+#define DK_ANALYSIS_NQ 7 /* percentiles 1, 10, 25, 50, 75, 90, 99 */
+extern const double dk_analysis_q[DK_ANALYSIS_NQ];
+
+typedef struct {
+    char method[32];
+    double rho, recall, kept_frac;
+} dk_analysis_recall;
+
+typedef struct {
+    char a[32], b[32];
+    double jaccard;
+} dk_analysis_overlap;
+
+typedef struct {
+    int64_t id, run_id;           /* run_id 0 = none */
+    char model_sha256[65];
+    char *model_path, *task, *task_options;
+    int n_samples, n_layer, ls_layer;
+    double ls, rho, delta_received_spearman, created_at;
+    double *delta_q, *rel_q;      /* (n_layer, DK_ANALYSIS_NQ) */
+    double *received_mean;        /* (n_layer) */
+    double *received_spearman;    /* (n_layer) */
+    double decile_delta[10], decile_received[10];
+    dk_analysis_recall *recall;   /* (n_recall) */
+    int n_recall;
+    dk_analysis_overlap *overlap; /* (n_overlap) */
+    int n_overlap;
+} dk_analysis;
+
+void dk_analysis_free(dk_analysis *a);
+/* The id of a stored analysis of the same model, task, options, samples, ls and rho (0: none). */
+dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err);
+/* Stores a in one transaction; a->id receives its id. */
+dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err);
+/* The analysis with id (> 0), or the latest one of the model (model_sha256 non-NULL) or of any
+ * model; *found = 0 when there is none. Free with dk_analysis_free. */
+dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *out, int *found,
+                                dk_err *err);
 
 #endif

@@ -14,6 +14,8 @@
 #ifndef DK_METRICS_H
 #define DK_METRICS_H
 
+#include <stdint.h>
+
 #include <stddef.h>
 #include "dk_common.h"
 
@@ -104,5 +106,26 @@ int dk_metric_top1_agree(const float *p_logits, const float *q_logits, int n_voc
 /* Mean over n_pos rows of KL(dense_t || method_t): rows are (n_pos, n_vocab), row t holds the
  * logits predicting gold answer token t under teacher forcing. 0 when n_pos == 0. */
 double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int n_vocab);
+
+/* Fidelity over the teacher-forced answer rows (issue 14): rows are (n_rows, n_vocab) as above.
+ *   kl_mean, kl_max   mean and max over the rows of KL(dense_t || method_t)
+ *   top1              fraction of rows whose argmax agrees (in [0, 1])
+ *   kl_first, top1_first  the same of row 0 alone (the first answer token)
+ * n_rows <= 0: every field NAN (top1_first -1). */
+typedef struct {
+    double kl_mean, kl_max, top1;
+    double kl_first;
+    int top1_first;
+} dk_metric_fidelity;
+
+void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab, dk_metric_fidelity *out);
+/* Mean negative log-likelihood (nats per token) of gold[0..n) where row t of logits (n, n_vocab)
+ * predicts gold[t]. NAN when n <= 0 or a gold id is outside [0, n_vocab). */
+double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int n_vocab);
+
+/* Spearman's rank correlation of (x, y) over the pairs where both are numbers: the Pearson
+ * correlation of their ranks, ties given their average rank (as scipy.stats.spearmanr). NAN when
+ * fewer than 3 pairs or either side is constant. */
+double dk_metric_spearman(const double *x, const double *y, size_t n);
 
 #endif

@@ -903,6 +903,14 @@ dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *to
                 s->length = ntok;
                 s->needle_pos = tpos;
                 s->depth = (p->kind == DK_RULER_PASSKEY || p->kind == DK_RULER_NIAH || p->kind == DK_RULER_QA) ? sp.nd_depth[0] : -1;
+                /* a fixed haystack (essay or noise text) at this length, needle at this depth: every
+                 * such sample reads the same text around a different needle */
+                if ((p->kind == DK_RULER_PASSKEY || p->kind == DK_RULER_NIAH) && p->haystack != DK_HAYSTACK_NEEDLE) {
+                    char kb[128];
+                    snprintf(kb, sizeof kb, "%s/%s/%ld/%g", kind_name(p->kind),
+                             p->haystack == DK_HAYSTACK_ESSAY ? "essay" : "noise", p->length, s->depth);
+                    if (!(s->context_key = strdup(kb))) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+                }
                 if (!s->id || !s->context || !s->question) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
             }
         }

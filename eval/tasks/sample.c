@@ -54,6 +54,7 @@ void dk_sample_clear(dk_sample *s) {
     free(s->id);
     free(s->context);
     free(s->question);
+    free(s->context_key);
     free_strv(s->answers, s->n_answers);
     free_strv(s->all_classes, s->n_classes);
     memset(s, 0, sizeof *s);

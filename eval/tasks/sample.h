@@ -53,6 +53,9 @@ typedef struct {
     long length;           /* LongBench "length" (words); generators: prompt tokens measured */
     double depth;          /* generators: depth (percent) of the target needle, else -1 */
     long needle_pos;       /* generators: byte offset of the target needle in context, else -1 */
+    char *context_key;     /* samples with the same key share their context apart from the needle(s)
+                              (RULER's fixed haystack at one length and depth); NULL = its own.
+                              Bootstrap intervals resample these contexts as clusters */
 } dk_sample;
 
 typedef struct {

@@ -1,0 +1,176 @@
+/* cmd_analyze.c — `dashkit analyze`: stability vs redundancy on dense prefills (eval/sweep/analyze.h),
+ * stored in the results store, drawn into --out, named lines on stdout. */
+#include "cli.h"
+#include "analyze.h"
+#include "evaluate.h"
+#include "report.h"
+#include "sha256.h"
+#include "store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DK_ANALYZE_MAX_OPTS 64
+
+static void dk_analyze_usage(FILE *f) {
+    fprintf(f, "usage: dashkit analyze MODEL --task NAME [--opt KEY=VALUE]... [-n SAMPLES] [--ls F] [--rho R]\n"
+               "                       [--db PATH] [--out DIR] [-z TOK] [--seed S] [--budget TOKENS] [--no-draw]\n\n"
+               "Dense prefills of a task's contexts, observed at every layer: the attention update\n"
+               "delta_t = |U_t| and |U_t|/|h_t| (percentiles per layer), the attention each context token\n"
+               "RECEIVES from all queries of each layer (mean over heads, divided by the queries that can see\n"
+               "it) and its Spearman correlation with delta at l_s, received attention by delta-decile at l_s,\n"
+               "and the attention recall of the tokens that dash / fastv / snapkv / random / inverse / dblock keep\n"
+               "(share of dense attention of the layers after l_s that falls on them) over a rho grid, with the\n"
+               "Jaccard overlap of their kept sets. Aggregates go to the store (tables analyses,\n"
+               "analysis_layers, analysis_deciles, analysis_recall, analysis_overlap), figures and analysis.md\n"
+               "to --out; `dashkit report` adds the same section to report.md.\n\n"
+               "  MODEL              GGUF or llama2.c model file\n"
+               "  --task NAME        task (see 'dashkit tasks'); --opt KEY=VALUE its options, repeatable\n"
+               "  -n SAMPLES         contexts analysed (default 5)\n"
+               "  --ls F             DASH's decision layer fraction, l_s = floor(F * n_layer) (default 0.4)\n"
+               "  --rho R            the rho of the recall lines and overlaps (default 0.667; the recall\n"
+               "                     curve also covers 0.3, 0.5, 0.667, 0.8)\n"
+               "  --db PATH          results store (default results/dashkit.db; created if missing)\n"
+               "  --out DIR          figures and analysis.md (default results/analyze)\n"
+               "  --seed S           the task's sample seed (= --opt seed=S)\n"
+               "  --budget TOKENS    middle-truncate prompts to TOKENS (default: as eval)\n"
+               "  --no-draw          write data and gnuplot scripts only\n\n"
+               "Output lines: analysis_id, samples, l_s, delta_received_spearman, recall_METHOD (at --rho),\n"
+               "kept_METHOD (fraction of rows kept), out.\n");
+}
+
+static void dk_analyze_progress(void *user, int done, int total) {
+    (void)user;
+    fprintf(stderr, "analyze: %d/%d contexts\n", done, total);
+}
+
+static bool dk_analyze_parse_num(const char *v, double lo, double hi, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) return false;
+    *out = x;
+    return true;
+}
+
+int dk_cmd_analyze(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *db = "results/dashkit.db", *out = "results/analyze";
+    const char *seed = NULL;
+    double n_samples = 5, budget = -1;
+    dk_analyze_opts ao;
+    dk_analyze_opts_default(&ao);
+    dk_report_opts ro;
+    dk_report_opts_default(&ro);
+    dk_task_kv kv[DK_ANALYZE_MAX_OPTS];
+    int nkv = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_analyze_usage(stdout); return 0; }
+        if (!strcmp(a, "--no-draw")) { ro.draw = 0; continue; }
+        bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
+                     !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||
+                     !strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
+        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit analyze: option %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = argv[++i];
+        else if (!strcmp(a, "--task")) task_name = argv[++i];
+        else if (!strcmp(a, "--db")) db = argv[++i];
+        else if (!strcmp(a, "--out")) out = argv[++i];
+        else if (!strcmp(a, "--seed")) seed = argv[++i];
+        else if (!strcmp(a, "--opt")) {
+            char *eq = strchr(argv[++i], '=');
+            if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
+            if (nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
+            *eq = 0;
+            kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
+        } else if (!strcmp(a, "-n")) {
+            if (!dk_analyze_parse_num(argv[++i], 1, 100000, &n_samples) || n_samples != floor(n_samples)) {
+                fprintf(stderr, "dashkit analyze: -n '%s' is not an integer in 1..100000\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--ls")) {
+            if (!dk_analyze_parse_num(argv[++i], 0, 1, &ao.ls)) { fprintf(stderr, "dashkit analyze: --ls '%s' is not a number in [0, 1]\n", argv[i]); return 2; }
+        } else if (!strcmp(a, "--rho")) {
+            if (!dk_analyze_parse_num(argv[++i], 0, 0.999999, &ao.rho)) { fprintf(stderr, "dashkit analyze: --rho '%s' is not a number in [0, 1)\n", argv[i]); return 2; }
+        } else if (!strcmp(a, "--budget")) {
+            if (!dk_analyze_parse_num(argv[++i], 0, 1 << 30, &budget) || budget != floor(budget) || budget == 1) {
+                fprintf(stderr, "dashkit analyze: --budget '%s' is not 0 or an integer >= 2\n", argv[i]);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "dashkit analyze: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!model_path) model_path = a;
+        else { fprintf(stderr, "dashkit analyze: unexpected argument '%s'\n", a); return 2; }
+    }
+    if (!model_path) { fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n"); return 2; }
+    if (!task_name) { fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
+    const dk_task *task = dk_task_find(task_name);
+    if (!task) { fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", task_name); return 2; }
+    if (seed) {
+        if (nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
+        kv[nkv++] = (dk_task_kv){"seed", seed};
+    }
+    ao.progress = dk_analyze_progress;
+
+    int rc = 1;
+    dk_err e = {{0}};
+    dk_model *m = NULL;
+    dk_store *s = NULL;
+    dk_sample_set set = {0};
+    dk_analysis an = {0};
+    char *opts_json = NULL;
+    const dk_tokenizer *tok;
+    char sha[65];
+    if (dk_model_load(model_path, tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) || dk_sha256_file(model_path, sha, &e)) {
+        fprintf(stderr, "dashkit analyze: %s\n", e.msg);
+        goto done;
+    }
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    dk_status st = dk_task_load(task->name, kv, nkv, (int)n_samples, &ti, &set, &e);
+    if (st) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
+    if (set.n == 0) { fprintf(stderr, "dashkit analyze: task %s has no samples\n", task->name); goto done; }
+    size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, &set.s[0]);
+    if ((st = dk_analyze_run(m, &set, b, &ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
+    /* options as canonical JSON, for the store */
+    size_t cap = 3, len = 0;
+    for (int i = 0; i < nkv; i++) cap += strlen(kv[i].key) + strlen(kv[i].val) * 2 + 8;
+    opts_json = malloc(cap);
+    if (!opts_json) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
+    len += (size_t)snprintf(opts_json, cap, "{");
+    for (int i = 0; i < nkv; i++) {
+        len += (size_t)snprintf(opts_json + len, cap - len, "%s\"%s\":\"", i ? "," : "", kv[i].key);
+        for (const char *p = kv[i].val; *p && len + 3 < cap; p++) {
+            if (*p == '"' || *p == '\\') opts_json[len++] = '\\';
+            opts_json[len++] = (unsigned char)*p < 0x20 ? ' ' : *p;
+        }
+        len += (size_t)snprintf(opts_json + len, cap - len, "\"");
+    }
+    snprintf(opts_json + len, cap - len, "}");
+    snprintf(an.model_sha256, sizeof an.model_sha256, "%s", sha);
+    an.model_path = strdup(model_path);
+    an.task = strdup(task->name);
+    an.task_options = strdup(opts_json);
+    if (!an.model_path || !an.task || !an.task_options) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
+    if (dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) || dk_store_analysis_put(s, &an, &e)) {
+        fprintf(stderr, "dashkit analyze: %s\n", e.msg);
+        goto done;
+    }
+    dk_report_result rr;
+    if (dk_report_analysis(s, an.id, out, &ro, &rr, &e)) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); goto done; }
+    printf("analysis_id: %lld\nsamples: %d\nl_s: %d\ndelta_received_spearman: %.4f\n", (long long)an.id, an.n_samples,
+           an.ls_layer, an.delta_received_spearman);
+    for (int r = 0; r < an.n_recall; r++)
+        if (fabs(an.recall[r].rho - an.rho) < 1e-12) printf("recall_%s: %.4f\n", an.recall[r].method, an.recall[r].recall);
+    for (int r = 0; r < an.n_recall; r++)
+        if (fabs(an.recall[r].rho - an.rho) < 1e-12) printf("kept_%s: %.4f\n", an.recall[r].method, an.recall[r].kept_frac);
+    printf("out: %s/analysis.md\nfigures: %d drawn of %d\n", out, rr.n_drawn, rr.n_figures);
+    rc = 0;
+done:
+    free(opts_json);
+    dk_analysis_free(&an);
+    dk_store_close(s);
+    dk_sample_set_free(&set);
+    dk_model_free(m);
+    return rc;
+}
