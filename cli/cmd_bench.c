@@ -44,9 +44,10 @@ static void dk_bench_usage(FILE *f) {
                "  --rho R, --ls F, --tau T, --keep N, ...   method parameters, as `dashkit prefill --help`\n"
                "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
                "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
-               "                 conversion, alternately per rep; needs F16/BF16/Q8_0 weights. Prints\n"
-               "                 decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
-               "                 decode_fused_vs_convert (median of the per-rep ratios)\n"
+               "                 conversion, alternately per rep. Prints decode_tokens_per_s (the default,\n"
+               "                 fused path), decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
+               "                 decode_fused_vs_convert (median of the per-rep ratios); F32 weights have one\n"
+               "                 path: decode_tokens_per_s only\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -79,9 +80,10 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
     dk_ctx_reset(c);
     dk_ctx_set_fused_decode(c, true);
     if ((st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
+    bool converts = dk_ctx_model(c)->converts; /* F32 weights: one path, timed alone */
     for (int r = -1; r < reps; r++) {
-        for (int h = 0; h < 2; h++) {
-            bool fused = ((r + h) & 1) == 0;
+        for (int h = 0; h < (converts ? 2 : 1); h++) {
+            bool fused = !converts || ((r + h) & 1) == 0;
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, fused);
             double t0 = dk_time_now_s();
@@ -90,11 +92,13 @@ static dk_status dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int step
             double tps = steps / (dk_time_now_s() - t0);
             if (r >= 0) (fused ? tf : tc)[r] = tps;
         }
-        if (r < 0) continue;
+        if (r < 0 || !converts) continue;
         ratio[r] = tf[r] / tc[r];
         fprintf(stderr, "rep %d: decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f\n", r, tf[r], tc[r], ratio[r]);
     }
     printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
+    printf("decode_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps)); /* the default (fused) path */
+    if (!converts) goto done;
     printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", dk_prefill_median(tf, reps), dk_prefill_median(tc, reps));
     printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(ratio, reps));
 done:
@@ -199,12 +203,6 @@ int dk_cmd_bench(int argc, char **argv) {
     const dk_model_config *k = &m->cfg;
     int T = (int)tokens;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
-    if (decode > 0 && !m->converts) {
-        fprintf(stderr, "dashkit bench: --decode compares two ways of converting weights; %s has F32 weights (use --dtype bf16, f16, q8_0, q4_K, ...)\n",
-                m->name);
-        rc = 2;
-        goto done;
-    }
     if (dk_ctx_create(m, T + (int)decode, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     if (!(toks = malloc((size_t)T * sizeof *toks))) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;

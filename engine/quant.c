@@ -407,6 +407,55 @@ static void dk_dequant_q6_k_simd(const uint8_t *s, float *dst, size_t n) {
                 }
     }
 }
+/* 32-element blocks: low nibbles are elements 0..15, high nibbles 16..31 */
+static inline __m128i dk_qh16(uint32_t qh, int base) { /* 0x10 in lane j where bit base+j of qh is set */
+    __m128i v = _mm_set1_epi16((short)(qh >> base & 0xFFFF));
+    v = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(v, bit), bit), _mm_set1_epi8(0x10));
+}
+
+/* kind: 0 Q4_0, 1 Q4_1, 2 Q5_0, 3 Q5_1, 4 IQ4_NL */
+static void dk_dequant_b32_simd(const uint8_t *s, float *dst, size_t n, int kind) {
+    static const size_t bytes[] = {18, 20, 22, 24, 18};
+    const __m128i grid = _mm_loadu_si128((const __m128i *)dk_iq4_grid);
+    for (size_t b = 0; b < n / 32; b++, s += bytes[kind], dst += 32) {
+        float d = dk_half_at(s), m = kind == 1 || kind == 3 ? dk_half_at(s + 2) : 0.0f;
+        uint32_t qh = 0;
+        if (kind == 2) memcpy(&qh, s + 2, 4);
+        if (kind == 3) memcpy(&qh, s + 4, 4);
+        __m128i raw = _mm_loadu_si128((const __m128i *)(s + bytes[kind] - 16));
+        for (int h = 0; h < 2; h++) {
+            __m128i q = dk_bits16(raw, 4 * h, 0xF);
+            if (kind == 2 || kind == 3) q = _mm_or_si128(q, dk_qh16(qh, 16 * h));
+            if (kind == 0) q = _mm_sub_epi8(q, _mm_set1_epi8(8));
+            if (kind == 2) q = _mm_sub_epi8(q, _mm_set1_epi8(16));
+            if (kind == 4) q = _mm_shuffle_epi8(grid, q);
+            /* Q4_1/Q5_1: q*d + m == q*d - (-m) exactly */
+            dk_store16(dst + 16 * h, q, d, -m, kind == 1 || kind == 3);
+        }
+    }
+}
+static void dk_dequant_q4_0_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 0); }
+static void dk_dequant_q4_1_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 1); }
+static void dk_dequant_q5_0_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 2); }
+static void dk_dequant_q5_1_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 3); }
+static void dk_dequant_iq4_nl_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 4); }
+
+static void dk_dequant_iq4_xs_simd(const uint8_t *s, float *dst, size_t n) {
+    const __m128i grid = _mm_loadu_si128((const __m128i *)dk_iq4_grid);
+    for (size_t b = 0; b < n / 256; b++, s += 136) {
+        float d = dk_half_at(s);
+        uint16_t sh;
+        memcpy(&sh, s + 2, 2);
+        for (int ib = 0; ib < 8; ib++, dst += 32) {
+            int ls = ((s[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | ((sh >> (2 * ib)) & 3) << 4;
+            float dl = d * (float)(ls - 32);
+            __m128i raw = _mm_loadu_si128((const __m128i *)(s + 8 + 16 * ib));
+            for (int h = 0; h < 2; h++) dk_store16(dst + 16 * h, _mm_shuffle_epi8(grid, dk_bits16(raw, 4 * h, 0xF)), dl, 0.0f, 0);
+        }
+    }
+}
 #endif
 
 static void dk_dequant_f32(const uint8_t *s, float *dst, size_t n) { memcpy(dst, s, n * sizeof *dst); }
@@ -450,10 +499,10 @@ static void dk_quant_iq4_xs(const float *src, uint8_t *dst, size_t n);
 static const dk_type_info dk_types[] = {
     {0, "F32", 1, 4, dk_dequant_f32, dk_quant_f32, NULL},
     {1, "F16", 1, 2, dk_dequant_f16, dk_quant_f16, NULL},
-    {2, "Q4_0", 32, 18, dk_dequant_q4_0, dk_quant_q4_0, NULL},
-    {3, "Q4_1", 32, 20, dk_dequant_q4_1, dk_quant_q4_1, NULL},
-    {6, "Q5_0", 32, 22, dk_dequant_q5_0, dk_quant_q5_0, NULL},
-    {7, "Q5_1", 32, 24, dk_dequant_q5_1, dk_quant_q5_1, NULL},
+    {2, "Q4_0", 32, 18, dk_dequant_q4_0, dk_quant_q4_0, DK_SIMD(q4_0)},
+    {3, "Q4_1", 32, 20, dk_dequant_q4_1, dk_quant_q4_1, DK_SIMD(q4_1)},
+    {6, "Q5_0", 32, 22, dk_dequant_q5_0, dk_quant_q5_0, DK_SIMD(q5_0)},
+    {7, "Q5_1", 32, 24, dk_dequant_q5_1, dk_quant_q5_1, DK_SIMD(q5_1)},
     {8, "Q8_0", 32, 34, dk_dequant_q8_0, dk_quant_q8_0, NULL},
     {9, "Q8_1", 32, 36, NULL, NULL, NULL},
     {10, "Q2_K", 256, 84, dk_dequant_q2_k, dk_quant_q2_k, DK_SIMD(q2_k)},
@@ -466,10 +515,10 @@ static const dk_type_info dk_types[] = {
     {17, "IQ2_XS", 256, 74, NULL, NULL, NULL},
     {18, "IQ3_XXS", 256, 98, NULL, NULL, NULL},
     {19, "IQ1_S", 256, 50, NULL, NULL, NULL},
-    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, dk_quant_iq4_nl, NULL},
+    {20, "IQ4_NL", 32, 18, dk_dequant_iq4_nl, dk_quant_iq4_nl, DK_SIMD(iq4_nl)},
     {21, "IQ3_S", 256, 110, NULL, NULL, NULL},
     {22, "IQ2_S", 256, 82, NULL, NULL, NULL},
-    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, dk_quant_iq4_xs, NULL},
+    {23, "IQ4_XS", 256, 136, dk_dequant_iq4_xs, dk_quant_iq4_xs, DK_SIMD(iq4_xs)},
     {24, "I8", 1, 1, NULL, NULL, NULL},
     {25, "I16", 1, 2, NULL, NULL, NULL},
     {26, "I32", 1, 4, NULL, NULL, NULL},

@@ -6,7 +6,9 @@
 # (3) the same kind of sweep through `dashkit run`, with vs without prefix sharing (last line
 # prefix_sharing_wall_ratio); (4) decode on a BF16 Qwen2-0.5B-shaped model with the fused small-m
 # path vs whole-matrix conversion, alternating (decode_fused_vs_convert = fused / whole-matrix
-# tokens per second, median of the per-rep ratios).
+# tokens per second, median of the per-rep ratios); (5) dashkit vs llama.cpp prefill and decode
+# tokens/s on the same files (scripts/bench_llamacpp.sh; skipped with a message unless
+# build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE, llamacpp_decode_ratio_TYPE).
 # The machine is shared: run under nice, read the ratios, not the absolute numbers.
 # DK_BENCH_TOKENS / DK_BENCH_REPS / DK_BENCH_THREADS override the defaults (2048 tokens, 3 reps,
 # OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024); DK_BENCH_DECODE_STEPS
@@ -78,3 +80,5 @@ echo "config_expand_s_1e5: $small"
 echo "config_expand_s_1e6: $big"
 awk -v s="$small" -v b="$big" 'BEGIN {printf "config_expand_scaling: %.3f\n", (1000000 / b) / (99856 / s)}'
 awk -v b="$big" 'BEGIN {printf "config_expand_cells_per_s: %.0f\n", 1000000 / b}'
+echo "== dashkit vs llama.cpp: prefill and decode tokens/s on the same Qwen2-0.5B-shaped file and threads, F32/BF16/Q8_0/Q4_K_M (ratios last)"
+bash scripts/bench_llamacpp.sh

@@ -17,7 +17,7 @@ word list (crc32(word) % 5 == 0; never a key in training):
   niah_single_ruler  (not in the default --tasks) niah_single asked in RULER's plural phrasing,
                the one dashkit's own RULER tasks use
   vt           variable tracking, 1 chain of 2 hops (issue 18's bar), in dashkit's RULER format
-               (eval/ruler.c: "VAR X = 12345" statements, RULER's question, the prompt ending in
+               (eval/tasks/ruler.c: "VAR X = 12345" statements, RULER's question, the prompt ending in
                its trailing space) on the noise haystack dashkit's `vt` uses by default
                (11*N samples per length, statement positions at random)
   vt_text      the same on held-out real text

@@ -17,9 +17,10 @@
  *       every tensor dequantised by ggml's own to_float (ggml_get_type_traits(type)->to_float),
  *       one line per tensor: name, type name, element count, FNV-1a 64 of the f32 bytes (hex),
  *       the first element's bits (hex).
- *   llamacpp_ref bench MODEL.gguf N_PROMPT N_GEN THREADS N_BATCH
+ *   llamacpp_ref bench MODEL.gguf N_PROMPT N_GEN THREADS N_BATCH REPS
  *       prints `prefill_tok_s: X` (N_PROMPT tokens, batches of N_BATCH) and `decode_tok_s: Y`
- *       (N_GEN single-token decodes after the prompt), best of 3 runs each. */
+ *       (N_GEN single-token decodes after the prompt), medians of REPS runs (a fresh context
+ *       each; one untimed warm-up run first). */
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
@@ -258,16 +259,26 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 static int cmd_bench(int argc, char **argv) {
-    if (argc != 7) die("%s", "usage: bench MODEL.gguf N_PROMPT N_GEN THREADS N_BATCH");
-    int n_prompt = atoi(argv[3]), n_gen = atoi(argv[4]), threads = atoi(argv[5]), n_batch = atoi(argv[6]);
-    if (n_prompt < 1 || n_gen < 1 || threads < 1 || n_batch < 1) die("%s", "bench: counts must be >= 1");
+    if (argc != 8) die("%s", "usage: bench MODEL.gguf N_PROMPT N_GEN THREADS N_BATCH REPS");
+    int n_prompt = atoi(argv[3]), n_gen = atoi(argv[4]), threads = atoi(argv[5]), n_batch = atoi(argv[6]), reps = atoi(argv[7]);
+    if (n_prompt < 1 || n_gen < 1 || threads < 1 || n_batch < 1 || reps < 1 || reps > 15) die("%s", "bench: counts must be >= 1 (reps <= 15)");
     struct llama_model *m = load_model(argv[2]);
     int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
     int *ids = malloc((size_t)n_prompt * sizeof *ids);
     for (int i = 0; i < n_prompt; i++) ids[i] = (int)((7919u * (unsigned)i + 13u) % (unsigned)n_vocab);
-    double best_p = 1e30, best_d = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
+    double tp[16], td[16];
+    for (int rep = -1; rep < reps; rep++) {
         struct llama_context *c = make_ctx(m, n_prompt + n_gen + 8, n_batch, threads);
         double t0 = now_s();
         for (int i = 0; i < n_prompt; i += n_batch)
@@ -279,11 +290,10 @@ static int cmd_bench(int argc, char **argv) {
             tok = argmax(llama_get_logits_ith(c, -1), n_vocab);
         }
         double t2 = now_s();
-        if (t1 - t0 < best_p) best_p = t1 - t0;
-        if (t2 - t1 < best_d) best_d = t2 - t1;
+        if (rep >= 0) { tp[rep] = n_prompt / (t1 - t0); td[rep] = n_gen / (t2 - t1); }
         llama_free(c);
     }
-    printf("prefill_tok_s: %.2f\ndecode_tok_s: %.2f\n", n_prompt / best_p, n_gen / best_d);
+    printf("prefill_tok_s: %.2f\ndecode_tok_s: %.2f\n", median(tp, reps), median(td, reps));
     free(ids);
     llama_model_free(m);
     return 0;

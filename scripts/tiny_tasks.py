@@ -50,7 +50,7 @@ VT_QUESTION = ("Question: Find all variables that are assigned the value {v} in 
                "Answer: According to the chain(s) of variables assigned in the text above, "
                "{n} variables are assigned the value {v}, they are:")
 
-# RULER's vt answer prefix (and dashkit's eval/ruler.c) spells "assgined"; kept verbatim
+# RULER's vt answer prefix (and dashkit's eval/tasks/ruler.c) spells "assgined"; kept verbatim
 VT_QUESTION_RULER = ("Question: Find all variables that are assigned the value {v} in the text above. "
                      "Answer: According to the chain(s) of variable assignment in the text above, "
                      "{n} variables are assgined the value {v}, they are:")
@@ -272,7 +272,7 @@ class TaskGen:
     def vt(self, rng, length, hops=None, ruler=False, noise=False, trail=False):
         """Variable tracking, one chain of `hops` assignments after the first.
         ruler=False: the original training format ("VAR X = 12345." statements, a 1-50000 or
-        5-digit value, VT_QUESTION).  ruler=True: RULER's format as dashkit's eval/ruler.c writes
+        5-digit value, VT_QUESTION).  ruler=True: RULER's format as dashkit's eval/tasks/ruler.c writes
         it ("VAR X = 12345" statements without a period, a 5-digit value 10000-99999, RULER's
         question with its "assgined" spelling, statements joined by newlines); noise=True: the
         haystack is the repeated "The grass is green. ..." sentences (dashkit's vt default);
@@ -345,8 +345,8 @@ class TaskGen:
         """Induction on rare tokens: a list of random 5-letter capital names or 5-7 digit numbers
         (the symbols of vt and NIAH answers, which a plain copy of real text never repeats),
         embedded in real text and repeated later: [BOS] P S G S.  Loss on the repeat (its first
-        token excluded).  The model trained without it copied repeated random names at 3 % and
-        5-digit numbers at 17 % per token (scripts/eval_tiny.py --tasks copy_sym)."""
+        token excluded).  The model trained without it (step 6402) copies these lists at 6.7 % per
+        token (scripts/eval_tiny.py --tasks copy_sym --lengths 1024 --per-token)."""
         if rng.random() < 0.5:
             words = lambda n: ["".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))  # noqa: E731
                                for _ in range(n)]

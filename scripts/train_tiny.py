@@ -347,8 +347,7 @@ def vt_train_kwargs(rng):
     return kw
 
 
-# tasks that may stay below --promote-acc when a stage moves on after --stuck-steps, and their
-# own promotion bar
+# tasks that may stay below their promotion bar when a stage moves on after --stuck-steps
 HARD_TASKS = ("niah_multikey", "vt")
 
 

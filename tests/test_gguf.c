@@ -199,6 +199,15 @@ START_TEST(test_unknown_type) {
 }
 END_TEST
 
+/* a quantised type whose block does not divide the row (8 elements vs Q4_K's 256); the other
+ * damaged quantised files (unsupported type, truncated tensor) are in test_quant.c */
+START_TEST(test_quant_block_does_not_divide) {
+    const char *p = tmp_path("qblock.gguf");
+    write_gguf(p, (dk_gguf_variant){.bad_type = DK_GGML_TYPE_Q4_K});
+    expect_info_error(p, "tensor 'blk.0.attn_q.weight': row length 8 is not a multiple of the Q4_K block size 256");
+}
+END_TEST
+
 START_TEST(test_truncated_header) {
     const char *p = tmp_path("trunc.gguf");
     write_gguf(p, (dk_gguf_variant){.cut = 40});
@@ -268,6 +277,7 @@ int main(void) {
     tcase_add_test(tc, test_tensor_past_eof);
     tcase_add_test(tc, test_absurd_counts);
     tcase_add_test(tc, test_unknown_type);
+    tcase_add_test(tc, test_quant_block_does_not_divide);
     tcase_add_test(tc, test_truncated_header);
     tcase_add_test(tc, test_misaligned_offset);
     tcase_add_test(tc, test_missing_file);
