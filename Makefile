@@ -96,9 +96,11 @@ test: deps
 check: test
 
 check-slow: deps
+	@bash scripts/install-deps.sh --slurm
 	@$(MAKE) --no-print-directory all $(SLOW_BIN)
 	@bash tests/run_tests.sh $(SLOW_BIN)
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+	@bash tests/slow_slurm.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -20,6 +20,8 @@ int dk_cmd_eval(int argc, char **argv);
 int dk_cmd_tasks(int argc, char **argv);
 int dk_cmd_run(int argc, char **argv);
 int dk_cmd_status(int argc, char **argv);
+int dk_cmd_merge(int argc, char **argv);
+int dk_cmd_slurm(int argc, char **argv);
 int dk_cmd_export(int argc, char **argv);
 int dk_cmd_report(int argc, char **argv);
 int dk_cmd_plot(int argc, char **argv);

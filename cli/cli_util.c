@@ -126,3 +126,13 @@ bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out) {
     }
     return true;
 }
+
+char *dk_cli_command_line(int argc, char **argv) {
+    size_t len = 16;
+    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *cmd = malloc(len);
+    if (!cmd) return NULL;
+    strcpy(cmd, "dashkit");
+    for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
+    return cmd;
+}

@@ -60,4 +60,7 @@ int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_rep
 /* Exit status for a failed report/plot: 2 for DK_ERR_ARG (no such run/selection), else 1. */
 int dk_report_exit_code(dk_status st);
 
+/* "dashkit ARGV..." joined by spaces (recorded with runs), malloc'd; NULL when out of memory. */
+char *dk_cli_command_line(int argc, char **argv);
+
 #endif

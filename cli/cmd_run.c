@@ -1,10 +1,12 @@
-/* cmd_run.c — `dashkit run CONFIG [--db PATH] [--workers N] [--no-prefix-sharing] [--quiet]`: a config matrix into the
- * SQLite store, resumably (eval/sweep/runner.h). A bad config is one error line and exit 2 before the
+/* cmd_run.c — `dashkit run CONFIG [--db PATH] [--workers N] [--threads N] [--shard I/N] [--dry-run]
+ * [--no-prefix-sharing] [--quiet]`: a config matrix (or one shard of it, eval/sweep/shard.h) into the SQLite
+ * store, resumably (eval/sweep/runner.h). A bad config is one error line and exit 2 before the
  * store is touched (not even created); a model that cannot be read is exit 1, store untouched. */
 #include "cli.h"
 #include "cli_util.h"
 #include "config.h"
 #include "runner.h"
+#include "shard.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +15,8 @@
 #include <unistd.h>
 
 static void dk_run_usage(FILE *f) {
-    fprintf(f, "usage: dashkit run CONFIG [--db PATH] [--workers N] [--no-prefix-sharing] [--quiet] [--check]\n\n"
+    fprintf(f, "usage: dashkit run CONFIG [--db PATH] [--workers N] [--threads N] [--shard I/N] [--dry-run]\n"
+               "                   [--no-prefix-sharing] [--quiet] [--check]\n\n"
                "Runs every cell of a JSON config matrix (models x tasks x methods x grids) into the\n"
                "SQLite store. Resume is the default: cells already done (same model sha256, task,\n"
                "method, parameters and sample set) are skipped, unfinished ones completed, failed\n"
@@ -21,6 +24,12 @@ static void dk_run_usage(FILE *f) {
                "a terminal.\n\n"
                "  --db PATH      the store (default results/dashkit.db; created with its folder)\n"
                "  --workers N    worker processes claiming cells from the store (default 1)\n"
+               "  --threads N    BLAS threads per worker, overriding the config's \"threads\" (0 = all cores)\n"
+               "  --shard I/N    only shard I of N (1 <= I <= N): the cells whose rho-sibling group hashes to I,\n"
+               "                 a pure function of each cell's identity; default store results/shard-I.db.\n"
+               "                 Unite the shard stores with 'dashkit merge'\n"
+               "  --dry-run      validate, then print 'cells: N' and each cell (shard, estimated tokens and\n"
+               "                 cost = tokens x layers x samples); runs nothing, writes nothing\n"
                "  --no-prefix-sharing\n"
                "                 run every cell alone. By default the cells of a rho grid (same model, task\n"
                "                 point, method and other parameters) are claimed together and the layers\n"
@@ -45,6 +54,38 @@ static void dk_fmt_dur(double s, char *out, size_t n) {
 
 typedef struct { int tty; } dk_run_ui;
 
+/* --dry-run: the cells (of the shard) with their shard and estimated cost. */
+static int dk_run_dry(const dk_config *cfg, int shard_index, int shard_count) {
+    dk_err e = {{0}};
+    dk_shard_plan plan;
+    dk_status st = dk_runner_shard_plan(cfg, shard_count > 0 ? shard_count : 1, &plan, &e);
+    if (st) {
+        fprintf(stderr, "dashkit run: %s\n", e.msg);
+        return st == DK_ERR_ARG ? 2 : 1;
+    }
+    size_t n = 0;
+    double cost = 0, flops = 0;
+    for (size_t i = 0; i < plan.n_cells; i++)
+        if (!shard_count || plan.cells[i].shard == shard_index) { n++; cost += plan.cells[i].cost; flops += plan.cells[i].flops; }
+    printf("cells: %zu\n", n);
+    if (shard_count) printf("shard: %d/%d\nconfig_cells: %zu\n", shard_index, shard_count, plan.n_cells);
+    printf("cost: %.6g\nest_flops: %.6g\n", cost, flops);
+    printf("%5s  %-12s %-6s %-16s %-36s %-10s %-40s %9s %11s\n", "ord", "key", "shard", "task", "options", "method",
+           "params", "tokens", "cost");
+    for (size_t i = 0; i < plan.n_cells; i++) {
+        const dk_shard_cell *x = &plan.cells[i];
+        const dk_config_cell *c = &cfg->cells[i];
+        if (shard_count && x->shard != shard_index) continue;
+        char sh[24];
+        if (shard_count) snprintf(sh, sizeof sh, "%d/%d", x->shard, shard_count);
+        else snprintf(sh, sizeof sh, "-");
+        printf("%5zu  %.12s %-6s %-16s %-36s %-10s %-40s %9.0f %11.4g\n", i, x->key, sh, c->task_name, c->task_options,
+               c->method_name, c->method_params, x->tokens, x->cost);
+    }
+    dk_shard_plan_free(&plan);
+    return 0;
+}
+
 static void dk_run_progress(void *user, const dk_runner_progress *p, int final) {
     dk_run_ui *ui = user;
     if (!ui->tty) return;
@@ -62,11 +103,13 @@ int dk_cmd_run(int argc, char **argv) {
     dk_runner_opts o;
     dk_runner_opts_default(&o);
     const char *config = NULL;
-    int quiet = 0, check = 0;
+    int quiet = 0, dry = 0, threads = -1, check = 0;
+    char shard_db[64];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_run_usage(stdout); return 0; }
-        if ((!strcmp(a, "--db") || !strcmp(a, "--workers")) && i + 1 >= argc) {
+        if ((!strcmp(a, "--db") || !strcmp(a, "--workers") || !strcmp(a, "--threads") || !strcmp(a, "--shard")) &&
+            i + 1 >= argc) {
             fprintf(stderr, "dashkit run: option %s needs a value\n", a);
             return 2;
         }
@@ -79,7 +122,22 @@ int dk_cmd_run(int argc, char **argv) {
                 return 2;
             }
             o.workers = (int)n;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
+        } else if (!strcmp(a, "--threads")) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || n < 0 || n > 4096) {
+                fprintf(stderr, "dashkit run: --threads '%s' is not an integer in 0..4096\n", argv[i]);
+                return 2;
+            }
+            threads = (int)n;
+        } else if (!strcmp(a, "--shard")) {
+            dk_err se = {{0}};
+            if (dk_shard_parse(argv[++i], &o.shard_index, &o.shard_count, &se)) {
+                fprintf(stderr, "dashkit run: %s\n", se.msg);
+                return 2;
+            }
+        } else if (!strcmp(a, "--dry-run")) dry = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else if (!strcmp(a, "--no-prefix-sharing")) o.prefix_sharing = 0;
         else if (!strcmp(a, "--check")) check = 1;
         else if (a[0] == '-' && a[1]) {
@@ -100,6 +158,7 @@ int dk_cmd_run(int argc, char **argv) {
         fprintf(stderr, "dashkit run: %s\n", e.msg);
         return 2;
     }
+    if (threads >= 0) cfg->threads = threads; /* not part of any cell's identity */
     if (check) {
         st = dk_runner_check(cfg, &e);
         if (st) fprintf(stderr, "dashkit run: %s\n", e.msg);
@@ -107,14 +166,19 @@ int dk_cmd_run(int argc, char **argv) {
         dk_config_free(cfg);
         return st == DK_OK ? 0 : st == DK_ERR_ARG ? 2 : 1;
     }
-    /* the command line, recorded with the run */
-    size_t len = 1;
-    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-    char *cmd = malloc(len + 8);
-    if (cmd) {
-        strcpy(cmd, "dashkit");
-        for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
+    if (dry) {
+        int drc = dk_run_dry(cfg, o.shard_index, o.shard_count);
+        dk_config_free(cfg);
+        return drc;
     }
+    int db_given = 0;
+    for (int i = 1; i < argc; i++) db_given |= !strcmp(argv[i], "--db");
+    if (o.shard_count && !db_given) {
+        snprintf(shard_db, sizeof shard_db, "results/shard-%d.db", o.shard_index);
+        o.db_path = shard_db;
+    }
+    /* the command line, recorded with the run */
+    char *cmd = dk_cli_command_line(argc, argv);
     o.command = cmd;
     dk_run_ui ui = {!quiet && isatty(2)};
     o.progress = dk_run_progress;
@@ -126,6 +190,7 @@ int dk_cmd_run(int argc, char **argv) {
     if (st == DK_OK || st == DK_ERR_STATE) {
         char el[32];
         dk_fmt_dur(p.elapsed_s, el, sizeof el);
+        if (o.shard_count) printf("shard: %d/%d\n", o.shard_index, o.shard_count);
         printf("run: %lld\ndb: %s\ncells: %lld\ndone: %lld\nfailed: %lld\nunfinished: %lld\nsamples: %lld\n"
                "samples_new: %lld\nelapsed: %s\n",
                (long long)p.run_id, o.db_path, (long long)p.cells_total, (long long)p.cells_done,

@@ -3,13 +3,15 @@
 #   scripts/install-deps.sh          build + test + run dependencies
 #   scripts/install-deps.sh --dev    also PyTorch/SentencePiece for the reference and training scripts
 #   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime (make fuzz)
+#   scripts/install-deps.sh --slurm  also Slurm and munge (make check-slow's loopback cluster, tests/slow_slurm.sh)
 set -euo pipefail
 pkgs="make gcc pkg-config libopenblas-dev libdnnl-dev libcjson-dev libsqlite3-dev sqlite3 check gnuplot-nox"
 for opt in "$@"; do
   case "$opt" in
     --dev) pkgs="$pkgs python3-torch python3-numpy python3-sentencepiece sentencepiece" ;;
     --fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
-    *) echo "install-deps: unknown option '$opt' (--dev, --fuzz)" >&2; exit 2 ;;
+    --slurm) pkgs="$pkgs slurm-wlm munge iproute2" ;;
+    *) echo "install-deps: unknown option '$opt' (--dev, --fuzz, --slurm)" >&2; exit 2 ;;
   esac
 done
 missing=""

@@ -293,8 +293,8 @@ END_TEST
 
 START_TEST(test_store_full_mid_run) {
     char dir[600], db[700], *err = NULL;
-    /* room for the schema and a few samples (each dense result carries a logits blob), not all */
-    if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 220)) return;
+    /* room for the schema (5 migrations) and a few samples (each dense result carries a logits blob), not all */
+    if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 300)) return;
     snprintf(db, sizeof db, "%s/x.db", dir);
     int rc = t_run_json("midfull", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
                                    "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}",

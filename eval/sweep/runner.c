@@ -7,6 +7,7 @@
 #include "policy.h"
 #include "prefill.h"
 #include "sha256.h"
+#include "shard.h"
 #include "store.h"
 #include "task.h"
 
@@ -45,6 +46,10 @@ typedef struct {
     int *model_layers;                        /* (n_models) n_layer */
     dk_model_info *model_info;                /* (n_models) metadata for the models table */
     char (*model_arch)[16];                   /* (n_models) */
+    dk_model_config *model_cfg;               /* (n_models) */
+    int64_t *ord;                             /* (n_cells) a shard's cells: position in the whole config; else NULL */
+    dk_config_cell *shard_cells;              /* a shard's cells (the view's cells array); else NULL */
+    size_t n_config_cells;                    /* cells of the whole config */
     char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
     char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
     int64_t *cell_id;                         /* (n_cells) store ids */
@@ -62,6 +67,9 @@ static void dk_plan_free(dk_plan *p) {
     free(p->model_layers);
     free(p->model_info);
     free(p->model_arch);
+    free(p->model_cfg);
+    free(p->ord);
+    free(p->shard_cells);
     free(p->key);
     free(p->task_key);
     free(p->cell_id);
@@ -127,7 +135,9 @@ static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
     p->model_layers = calloc(cfg->n_models, sizeof *p->model_layers);
     p->model_info = calloc(cfg->n_models, sizeof *p->model_info);
     p->model_arch = calloc(cfg->n_models, sizeof *p->model_arch);
-    if (!p->model_sha || !p->model_layers || !p->model_info || !p->model_arch) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    p->model_cfg = calloc(cfg->n_models, sizeof *p->model_cfg);
+    if (!p->model_sha || !p->model_layers || !p->model_info || !p->model_arch || !p->model_cfg)
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cfg->n_models; i++) {
         dk_err me = {{0}};
         dk_model *m = NULL;
@@ -135,6 +145,7 @@ static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
         if (!st) st = dk_model_load(cfg->models[i], NULL, &m, &me);
         if (st) return dk_fail(e, st, "%s: models[%zu]: %s", cfg->path, i, me.msg);
         p->model_layers[i] = m->cfg.n_layer;
+        p->model_cfg[i] = m->cfg;
         struct stat sb;
         snprintf(p->model_arch[i], sizeof p->model_arch[i], "%s", m->arch_name);
         p->model_info[i] = (dk_model_info){
@@ -261,6 +272,126 @@ out:
     return st;
 }
 
+/* Shard (1..count) of cell i (shard.h); key and group (65 bytes each, may be NULL) receive its
+ * identity and sibling-group keys. */
+static dk_status dk_plan_cell_shard(const dk_config *cfg, const dk_plan *p, size_t i, int count, int *shard, char *key,
+                                    char *group, dk_err *e) {
+    dk_config_identity id;
+    char g[DK_SHA256_HEX_LEN + 1];
+    dk_status st = dk_config_cell_identity(cfg, &cfg->cells[i], p->model_sha[cfg->cells[i].model], &id, e);
+    if (st) return st;
+    st = dk_shard_group_key(id.json, g, e);
+    if (!st) {
+        *shard = dk_shard_of_group(g, count);
+        if (key) memcpy(key, id.key, sizeof id.key);
+        if (group) memcpy(group, g, sizeof g);
+    }
+    dk_config_identity_free(&id);
+    return st;
+}
+
+/* A shard's cells only (shard.h): *view is cfg with just the cells of shard index/count (its
+ * cells array owned by the plan), p->ord their positions in the whole config. */
+static dk_status dk_plan_shard(const dk_config *cfg, int index, int count, dk_plan *p, dk_config *view, dk_err *e) {
+    size_t n = cfg->n_cells, k = 0;
+    p->shard_cells = malloc((n ? n : 1) * sizeof *p->shard_cells);
+    p->ord = malloc((n ? n : 1) * sizeof *p->ord);
+    if (!p->shard_cells || !p->ord) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        int shard;
+        dk_status st = dk_plan_cell_shard(cfg, p, i, count, &shard, NULL, NULL, e);
+        if (st) return st;
+        if (shard != index) continue;
+        p->shard_cells[k] = cfg->cells[i];
+        p->ord[k++] = (int64_t)i;
+    }
+    *view = *cfg;
+    view->cells = p->shard_cells;
+    view->n_cells = k;
+    p->n_config_cells = n;
+    return DK_OK;
+}
+
+/* Estimated prompt tokens per sample of cell i (for shard plans): the task's "length" option
+ * (set or default) when it has one; otherwise the mean prompt length of its sample set in the
+ * model's tokens (LongBench: the files' samples, truncated as a run truncates them). *model is
+ * a lazily loaded model of cell i's config model (*model_idx), reused across calls. */
+static dk_status dk_plan_cell_tokens(const dk_config *cfg, size_t i, dk_model **model, size_t *model_idx, double *tokens,
+                                     dk_err *e) {
+    const dk_config_cell *c = &cfg->cells[i];
+    dk_task_kv kv[DK_RUNNER_MAX_KV];
+    char *strs[2 * DK_RUNNER_MAX_KV] = {0};
+    int n_kv = 0;
+    dk_sample_set set = {0};
+    dk_status st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, e);
+    const dk_task *t = dk_task_find(c->task_name);
+    const char *len = !st && t ? dk_task_opt_value(t, kv, n_kv, "length") : NULL;
+    if (!st && len && atof(len) > 0) {
+        *tokens = atof(len);
+        goto done;
+    }
+    if (!st && (!*model || *model_idx != c->model)) {
+        dk_model_free(*model);
+        *model = NULL;
+        if (!(st = dk_model_load(cfg->models[c->model], NULL, model, e))) *model_idx = c->model;
+    }
+    const dk_tokenizer *tok;
+    if (!st) st = dk_model_tokenizer(*model, &tok, e);
+    if (!st) {
+        dk_tok_if ti = dk_tok_if_engine(tok);
+        st = dk_task_load(c->task_name, kv, n_kv, (int)cfg->samples, &ti, &set, e);
+    }
+    double sum = 0;
+    for (int j = 0; !st && j < set.n; j++) {
+        dk_eval_prompt pr;
+        if ((st = dk_eval_prompt_build(*model, &set.s[j], dk_eval_default_budget(*model, &set.s[j]), &pr, e))) break;
+        sum += (double)pr.p.n;
+        dk_eval_prompt_free(&pr);
+    }
+    if (!st) *tokens = set.n > 0 ? sum / set.n : 0;
+    dk_sample_set_free(&set);
+done:
+    for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
+    return st;
+}
+
+dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan *out, dk_err *e) {
+    memset(out, 0, sizeof *out);
+    if (n_shards < 1 || n_shards > DK_SHARD_MAX)
+        return dk_fail(e, DK_ERR_ARG, "%d shards: not in 1..%d", n_shards, DK_SHARD_MAX);
+    dk_plan p = {0};
+    p.cfg = cfg;
+    dk_model *m = NULL;
+    size_t m_idx = 0;
+    dk_status st = dk_plan_models(cfg, &p, e);
+    if (!st) st = dk_plan_check_cells(cfg, &p, e);
+    if (!st && !(out->cells = calloc(cfg->n_cells ? cfg->n_cells : 1, sizeof *out->cells)))
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < cfg->n_cells; i++) {
+        const dk_config_cell *c = &cfg->cells[i];
+        dk_shard_cell *x = &out->cells[i];
+        if ((st = dk_plan_cell_shard(cfg, &p, i, n_shards, &x->shard, x->key, x->group, e))) break;
+        x->n_layer = p.model_layers[c->model];
+        x->tokens = -1;
+        for (size_t j = 0; j < i && x->tokens < 0; j++) /* same model and task point: same samples */
+            if (cfg->cells[j].model == c->model && !strcmp(cfg->cells[j].task_name, c->task_name) &&
+                !strcmp(cfg->cells[j].task_options, c->task_options))
+                x->tokens = out->cells[j].tokens;
+        dk_err te = {{0}};
+        if (x->tokens < 0 && (st = dk_plan_cell_tokens(cfg, i, &m, &m_idx, &x->tokens, &te)))
+            st = dk_fail(e, st, "%s: tasks[%zu] %s %s: estimating its tokens: %s", cfg->path, c->task, c->task_name,
+                         c->task_options, te.msg);
+        x->cost = x->tokens * x->n_layer * (double)cfg->samples;
+        x->flops = dk_prefill_layer_flops(&p.model_cfg[c->model], x->tokens) * x->n_layer * (double)cfg->samples;
+    }
+    dk_model_free(m);
+    dk_plan_free(&p);
+    if (st) { dk_shard_plan_free(out); return st; }
+    out->n_shards = n_shards;
+    out->n_cells = cfg->n_cells;
+    return DK_OK;
+}
+
 /* ---- provenance ---- */
 
 static void dk_chomp(char *s) {
@@ -308,7 +439,8 @@ static void dk_cpu_model(char *out, size_t n) {
 /* ---- recording: run, models, cells ---- */
 
 static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_opts *o, dk_plan *p, dk_err *e) {
-    char host[256] = "", cpu[256], git[320];
+    char host[256] = "", cpu[256], git[320], shard[32];
+    snprintf(shard, sizeof shard, "%d/%d", o->shard_index, o->shard_count);
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
     dk_cpu_model(cpu, sizeof cpu);
     dk_git_rev(git, sizeof git);
@@ -316,7 +448,7 @@ static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_op
         .name = cfg->name, .config_path = cfg->path, .config_text = cfg->text, .config_hash = cfg->hash,
         .git_rev = git[0] ? git : NULL, .host = host, .cpu = cpu[0] ? cpu : NULL, .blas_core = dk_blas_core(),
         .command = o->command, .threads = cfg->threads > 0 ? cfg->threads : dk_blas_threads(), .workers = o->workers,
-        .n_cells = (int64_t)cfg->n_cells,
+        .n_cells = (int64_t)(p->ord ? p->n_config_cells : cfg->n_cells), .shard = o->shard_count > 0 ? shard : NULL,
     };
     dk_status st = dk_store_run_begin(s, &ri, &p->run_id, e);
     if (st) return st;
@@ -344,7 +476,7 @@ static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_op
                                  .params = c->method_params, .model_id = model_id[c->model],
                                  .n_samples = cfg->samples, .seed = cfg->seed};
     }
-    if (!st) st = dk_store_cells_add(s, p->run_id, spec, cfg->n_cells, 1, p->cell_id, NULL, e);
+    if (!st) st = dk_store_cells_add_at(s, p->run_id, spec, p->ord, cfg->n_cells, 1, p->cell_id, NULL, e);
 done:
     for (size_t i = 0; ident && i < cfg->n_cells; i++) free(ident[i]);
     free(ident);
@@ -979,10 +1111,14 @@ static dk_status dk_runner_analyze(dk_store *s, const dk_config *cfg, const dk_p
     return st;
 }
 
-dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e) {
+dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e) {
     if (o->workers < 1) return dk_fail(e, DK_ERR_ARG, "workers = %d must be >= 1", o->workers);
+    if (o->shard_count < 0 || o->shard_count > DK_SHARD_MAX || (o->shard_count > 0 && (o->shard_index < 1 || o->shard_index > o->shard_count)))
+        return dk_fail(e, DK_ERR_ARG, "shard %d/%d is not I/N with 1 <= I <= N <= %d", o->shard_index, o->shard_count, DK_SHARD_MAX);
     if (!(o->lease_s > 0) || !(o->progress_interval_s > 0)) return dk_fail(e, DK_ERR_ARG, "lease and progress interval must be > 0");
     dk_plan p = {0};
+    dk_config view;
+    const dk_config *cfg = cfg_all;
     p.cfg = cfg;
     p.lease_s = o->lease_s;
     p.db_path = o->db_path;
@@ -992,6 +1128,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
     dk_status st = dk_runner_check_compute(cfg, e);
     if (!st) st = dk_plan_models(cfg, &p, e);
     if (!st) st = dk_plan_check_cells(cfg, &p, e);
+    if (!st && o->shard_count > 0 && !(st = dk_plan_shard(cfg_all, o->shard_index, o->shard_count, &p, &view, e)))
+        p.cfg = cfg = &view;
     if (!st && o->prefix_sharing) st = dk_plan_groups(cfg, &p, e);
     if (st) goto done;
 
@@ -1120,7 +1258,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
         *e = ee;
         st = est;
     }
-    if (!st && cfg->analyze && pr.cells_done == pr.cells_total) st = dk_runner_analyze(s, cfg, &p, e);
+    /* a shard run leaves the config's "analyze" to `run --db MERGED` (its analyses are not merged) */
+    if (!st && cfg->analyze && !o->shard_count && pr.cells_done == pr.cells_total) st = dk_runner_analyze(s, cfg, &p, e);
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);

@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include "config.h"
 #include "dk_common.h"
+#include "shard.h"
 
 typedef struct {
     int64_t run_id;
@@ -75,6 +76,7 @@ typedef struct {
     int prefix_sharing;           /* 1 (default): share layers before l_s across a rho grid; 0: every cell alone */
     dk_runner_progress_fn progress;
     void *progress_user;
+    int shard_index, shard_count; /* run only shard I of N (shard.h): 1 <= I <= N; N = 0: the whole config */
 } dk_runner_opts;
 
 void dk_runner_opts_default(dk_runner_opts *o); /* results/dashkit.db, 1 worker, lease 1800 s */
@@ -90,6 +92,10 @@ dk_status dk_runner_check(const dk_config *cfg, dk_err *e);
  * "N of M cells failed/unfinished" when some are not (their errors are in cells.error); other
  * codes for step 1 and store failures. *out (may be NULL) receives the final progress. */
 dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e);
+
+/* Step 1 (dk_runner_check), then each cell's shard of n_shards (shard.h) and its estimated
+ * cost: what `run --dry-run` and `slurm --dry-run` print. Nothing is written. */
+dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan *out, dk_err *e);
 
 /* Cells that could share the layers before l_s (see top): same model, task and options, method
  * and parameters other than rho. Writes a canonical JSON key into buf (snprintf semantics). */

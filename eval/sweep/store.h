@@ -2,7 +2,7 @@
  * and on what machine. WAL mode; any number of worker processes share one file.
  *
  * ======================================================================================
- * SCHEMA (version 4; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
+ * SCHEMA (version 5; PRAGMA user_version = schema version, PRAGMA application_id = 0x444b4954;
  * each version's migration runs on open by any writing command, so older stores stay readable)
  * Units: times are unix seconds (REAL, UTC); durations seconds (REAL); FLOPs are counts of
  * floating-point operations (INTEGER, a multiply-add = 2); scores in [0,100] as LongBench and
@@ -13,7 +13,9 @@
  *   config_hash TEXT (sha256 hex of config_text), git_rev TEXT (dashkit source revision),
  *   host TEXT, cpu TEXT (model name), blas_core TEXT (OpenBLAS core in use), threads INTEGER,
  *   workers INTEGER, command TEXT (argv), n_cells INTEGER (cells the config expands to),
- *   started_at REAL, finished_at REAL (NULL while running or if interrupted)
+ *   started_at REAL, finished_at REAL (NULL while running or if interrupted),
+ *   shard TEXT ("I/N": a `run --shard I/N`, which registered only shard I's cells; NULL otherwise)
+ *   [v5]
  * models         one row per distinct model FILE CONTENT
  *   id INTEGER PK, sha256 TEXT UNIQUE (hex of the file), path TEXT (last path seen), arch TEXT,
  *   n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx, n_params, file_bytes INTEGER,
@@ -55,6 +57,11 @@
  *   sample_row INTEGER -> samples.id, layer INTEGER, delta_min, delta_median, delta_max REAL
  *   (halting score statistics at that layer; NULL where none was computed), flops INTEGER,
  *   wall_s REAL; PK(sample_row, layer)
+ * run_shards     [v5] provenance of a merged run (`dashkit merge`): one row per shard-store run
+ *   it was united from: run_id INTEGER -> runs (the merged run), source TEXT (shard file as
+ *   given), shard TEXT ("I/N"), src_run_id INTEGER (run id inside the shard file), config_hash,
+ *   git_rev, host, cpu, blas_core TEXT, threads, workers INTEGER, command TEXT, started_at,
+ *   finished_at REAL; PK(run_id, host, src_run_id, started_at)
  * dense_results  dense reference per (model, task, sample), shared by every method's cell
  *   model_sha256 TEXT, task_key TEXT, sample_id INTEGER (PK of the three), task TEXT,
  *   task_options TEXT, prompt_tokens INTEGER, flops INTEGER, flops_parts TEXT, wall_s REAL,
@@ -112,7 +119,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DK_STORE_SCHEMA_VERSION 4
+#define DK_STORE_SCHEMA_VERSION 5
 #define DK_STORE_APPLICATION_ID 0x444b4954 /* "DKIT" */
 
 typedef struct dk_store dk_store;
@@ -152,6 +159,7 @@ typedef struct {
     const char *git_rev, *host, *cpu, *blas_core, *command; /* NULL = unknown */
     int threads, workers;
     int64_t n_cells;
+    const char *shard;  /* "I/N" for `run --shard I/N`; NULL = the whole config */
 } dk_run_info;
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *info, int64_t *run_id, dk_err *err);
@@ -182,6 +190,11 @@ typedef struct {
  * state after the call. */
 dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
                              int64_t *cell_ids, dk_cell_state *states, dk_err *err);
+
+/* The same with the run_cells order of each cell given (ord[i], e.g. its position in the whole
+ * config's expansion when only a shard of it is registered); ord NULL = position in cells. */
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
+                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err);
 
 /* Who holds a claim. dk_store_worker_self fills it for the calling process. */
 typedef struct {
@@ -289,6 +302,55 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
                              dk_dense_result *out, int *found, dk_err *err);
 void dk_store_dense_free(dk_dense_result *r);
 
+/* ---- merging shard stores (`dashkit merge`, eval/merge.h) ---- */
+
+/* One row of runs, owned copies (NULL where unknown; finished_at NAN while open). */
+typedef struct {
+    int64_t id;
+    char *name, *config_path, *config_text, *config_hash, *git_rev, *host, *cpu, *blas_core, *command, *shard;
+    int threads, workers;
+    int64_t n_cells;
+    double started_at, finished_at;
+} dk_store_run;
+
+dk_status dk_store_runs_read(dk_store *s, dk_store_run **runs, size_t *n, dk_err *err); /* ascending id */
+void dk_store_runs_free(dk_store_run *runs, size_t n);
+
+/* A write transaction around several calls (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
+dk_status dk_store_begin(dk_store *s, dk_err *err);
+dk_status dk_store_commit(dk_store *s, dk_err *err);
+void dk_store_rollback(dk_store *s);
+const char *dk_store_path(const dk_store *s);
+
+typedef struct {
+    int64_t cells_added;   /* cells new to out */
+    int64_t samples_added; /* sample rows copied (with their layer rows) */
+    int64_t samples_same;  /* sample rows out already had, found equal */
+    int64_t dense_added;   /* dense references copied */
+} dk_store_merge_stats;
+
+/* Inside the caller's transaction on out: unites into out what src (opened read-only) holds for
+ * the config of config_run (one of src's runs; its config_hash selects every src run of that
+ * config). The merged run is out's first run of that config hash with run_shards rows, created
+ * from config_run (command recorded) when there is none; *merged_run receives its id. Copied:
+ *   run_shards  one row per src run of the config (its host, CPU, BLAS core, revision, times);
+ *               the merged run's host/cpu/blas_core/git_rev become the distinct values of all
+ *               its shard runs, its started/finished_at their span
+ *   models      by sha256; cells by key (linked to the merged run at their config position)
+ *   samples     (with sample_layers) new ones copied; ones out already has must be equal in every
+ *               column but measurements (names starting with "wall", worker, created_at)
+ *   state       done in src -> done in out (the done trigger checks the samples); failed -> failed
+ *               unless done; running/pending -> pending (its stored samples kept: `run` resumes)
+ *   dense_results  new ones copied, stored ones compared likewise
+ * A difference is DK_ERR_STATE "SRC: cell KEY12 (task options method params) sample S: COLUMN
+ * differs from the result already merged (...)"; the caller rolls back. Samples, layer rows and
+ * dense rows are compared column by column of the two stores' tables, so columns added by later
+ * schema versions take part. ms counts are added to. */
+dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
+                              int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err);
+
+/* Cells of run_id by state (counts[DK_CELL_PENDING..DK_CELL_FAILED]) and their sample rows. */
+dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err);
 /* ---- analyses (eval/sweep/analyze.h) ---- */
 
 #define DK_ANALYSIS_NQ 7 /* percentiles 1, 10, 25, 50, 75, 90, 99 */
