@@ -385,7 +385,7 @@ static int dk_path_readonly(const char *path) {
     return access(path, W_OK) != 0 || access(dir, W_OK) != 0;
 }
 
-static void dk_unlink_store(const char *path) {
+void dk_store_remove_files(const char *path) {
     char p[4200];
     unlink(path);
     snprintf(p, sizeof p, "%s-wal", path);
@@ -480,7 +480,16 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
         char mode[16] = "";
         sqlite3_stmt *q;
         if ((st = dk_prepare(s, "PRAGMA journal_mode = WAL", &q, err)) != DK_OK) goto fail;
-        if (sqlite3_step(q) == SQLITE_ROW) snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0));
+        /* Another process creating the same store at this moment holds its lock while it switches
+         * it to WAL; the switch does not always wait through the busy handler, so retry (up to the
+         * busy timeout, 60 s) while SQLite answers BUSY/LOCKED. */
+        for (int tries = 0; tries < 6000; tries++) {
+            int rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW) { snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0)); break; }
+            if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
+            sqlite3_reset(q);
+            sqlite3_sleep(10);
+        }
         sqlite3_finalize(q);
         if (strcmp(mode, "wal") != 0) { st = dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path); goto fail; }
         if ((st = dk_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK) goto fail;
@@ -496,7 +505,7 @@ fail:
     full = st == DK_ERR_IO && ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
     if (full) st = dk_fail(err, DK_ERR_IO, "%s: the disk is full (no space left on device)", path);
     dk_store_close(s);
-    if (full && created && stat(path, &sb) == 0 && sb.st_size == 0) dk_unlink_store(path);
+    if (full && created && stat(path, &sb) == 0 && sb.st_size == 0) dk_store_remove_files(path);
     return st;
 }
 
