@@ -20,15 +20,6 @@ static dk_status dk_merge_shard_config(const char *path, dk_store_run **runs, si
     return st;
 }
 
-static void dk_merge_remove(const char *path) {
-    char p[4200];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 dk_status dk_merge_stores(const char *out_path, const char *const *shards, int n_shards, const char *command,
                           dk_merge_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
@@ -80,7 +71,7 @@ dk_status dk_merge_stores(const char *out_path, const char *const *shards, int n
     if (!st && in_tx) st = dk_store_commit(out, e);
     else if (in_tx) dk_store_rollback(out);
     dk_store_close(out);
-    if (st && !out_exists) dk_merge_remove(out_path);
+    if (st && !out_exists) dk_store_remove_files(out_path);
     dk_store_runs_free(first_runs, first_n);
     return st;
 }

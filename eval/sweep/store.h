@@ -392,4 +392,8 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err);
 dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *out, int *found,
                                 dk_err *err);
 
+/* Deletes a store file and its -wal/-shm companions (errors ignored: for cleaning up a store this
+ * process created and failed to fill). */
+void dk_store_remove_files(const char *path);
+
 #endif
