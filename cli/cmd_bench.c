@@ -224,8 +224,6 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
     const dk_model_config *k = &m->cfg;
     double tps[32], fpt[32]; /* tokens/s and FLOPs per token (dense) of each length */
     dk_err e = {{0}};
-    int qd = k->n_head * k->head_dim, kmax = k->n_embd > qd ? k->n_embd : qd;
-    if (k->n_ff > kmax) kmax = k->n_ff;
     printf("compute: %s\nlengths: %d\n", dk_compute_name(compute), n_len);
     for (int i = 0; i < n_len; i++) {
         int L = len[i];
@@ -270,8 +268,8 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
         printf("prefill_gflops_%d: %.1f\n", L, tps[i] * fpt[i] * 1e-9);
         dk_memory_estimate est;
         dk_memory_estimate_fill(k, m->weights_bytes, 4 * m->n_params, L, L, &est);
-        double need = (double)est.total_bytes +
-                      (compute == DK_COMPUTE_BF16 ? (double)dk_compute_bf16_bytes(L, kmax, strcmp(m->tensor_type, "BF16") ? dk_memory_convert_bytes(k) / 4 : 0) : 0.0);
+        dk_memory_estimate_add_compute(k, compute, m->tensor_type, &est);
+        double need = (double)est.total_bytes;
         double rss = dk_bench_peak_rss();
         printf("memory_estimate_bytes_%d: %.0f\npeak_rss_bytes_%d: %.0f\npeak_rss_vs_estimate_%d: %.3f\n", L, need, L, rss, L, rss / need);
         fflush(stdout);
