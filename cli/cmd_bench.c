@@ -73,6 +73,7 @@ static void dk_bench_usage(FILE *f) {
 /* Options of `dashkit bench` (the --prefix-sweep form has its own, bench_prefix.c). */
 typedef struct {
     const char *path, *shape, *dtype, *method;
+    uint32_t wtype;    /* --dtype as a ggml type (F32 without it) */
     long tokens, reps, threads, decode;
     unsigned long long seed;
     dk_compute compute;
@@ -138,26 +139,26 @@ static int dk_bench_parse(int argc, char **argv, dk_bench_args *a) {
     }
     if (!a->path && !a->shape) a->shape = "qwen2-0.5b";
     if (a->path && a->shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
-    return -1;
-}
-
-/* The model of the bench: MODEL, or a random one of --shape in --dtype; 0 ok, else the exit code. */
-static int dk_bench_model(const dk_bench_args *a, dk_model **m) {
-    uint32_t wtype = DK_GGML_TYPE_F32;
+    a->wtype = DK_GGML_TYPE_F32;
     if (a->dtype) {
-        if (!dk_ggml_type_from_name(a->dtype, &wtype) || !dk_ggml_type_quantizable(wtype)) {
+        if (!dk_ggml_type_from_name(a->dtype, &a->wtype) || !dk_ggml_type_quantizable(a->wtype)) {
             fprintf(stderr, "dashkit bench: --dtype '%s' is not one of %s\n", dk_cli_esc(a->dtype), dk_ggml_supported_names());
             return 2;
         }
         if (a->path) { fprintf(stderr, "dashkit bench: --dtype applies to --shape models (a MODEL file keeps its own types)\n"); return 2; }
     }
+    return -1;
+}
+
+/* The model of the bench: MODEL, or a random one of --shape in --dtype; 0 ok, else the exit code. */
+static int dk_bench_model(const dk_bench_args *a, dk_model **m) {
     dk_err e = {{0}};
     dk_model_config cfg;
     if (a->shape && !dk_model_shape(a->shape, &cfg)) {
         fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(a->shape), dk_model_shape_names());
         return 2;
     }
-    if (a->shape ? dk_model_create_random_typed(&cfg, a->seed, a->shape, wtype, m, &e) : dk_model_load(a->path, NULL, m, &e)) {
+    if (a->shape ? dk_model_create_random_typed(&cfg, a->seed, a->shape, a->wtype, m, &e) : dk_model_load(a->path, NULL, m, &e)) {
         fprintf(stderr, "dashkit bench: %s\n", e.msg);
         return 1;
     }
