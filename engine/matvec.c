@@ -71,6 +71,39 @@ static float dk_dot_q8_0(const void *w, const float *x, int64_t n) {
     return dk_matvec_hsum(a0, a1, a2, a3);
 }
 
+/* Q5_0 (block: f16 scale d, u32 qh = the 5th bits, 16 bytes of nibbles; element j < 16 is the low
+ * nibble of byte j, element j + 16 its high nibble; value d * (q - 16), as dk_dequantize computes it). */
+static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint8_t *b = w;
+    /* byte i of the broadcast qh picks byte i / 8 of qh, then bit i % 8 of it */
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    for (int64_t i = 0; i < n; i += 32, b += 22) {
+        uint16_t h;
+        uint32_t qh;
+        memcpy(&h, b, 2);
+        memcpy(&qh, b + 2, 4);
+        __m128i raw = _mm_loadu_si128((const __m128i *)(b + 6));
+        __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F));
+        __m256i q = _mm256_set_m128i(hi, lo);
+        __m256i hb = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick), bit);
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), _mm256_set1_epi8(0x10)));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
+        __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
+        __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
+        __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+    }
+    return dk_matvec_hsum(a0, a1, a2, a3);
+}
+
 /* The dot of one row in its file type against x without widening it to memory, or NULL. */
 typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
@@ -79,6 +112,7 @@ static dk_dot_fn dk_matvec_inline(uint32_t type) {
     case DK_GGML_TYPE_BF16: return dk_dot_bf16;
     case DK_GGML_TYPE_F16: return dk_dot_f16;
     case DK_GGML_TYPE_Q8_0: return dk_dot_q8_0;
+    case DK_GGML_TYPE_Q5_0: return dk_dot_q5_0;
     default: return NULL;
     }
 }

@@ -1,8 +1,8 @@
 /* matvec.h — the products of a few rows (decode): Y (m, n) = X (m, k) · Wᵀ for m <= DK_MATVEC_MAX_M,
  * reading each weight once, in its file type, next to the dot products.
  *
- * A row of W is never converted as a whole matrix: F32 rows are read in place; F16, BF16 and Q8_0
- * rows are widened to f32 in registers inside the dot product (one row, m = 1) or into a one-row
+ * A row of W is never converted as a whole matrix: F32 rows are read in place; F16, BF16, Q8_0 and
+ * Q5_0 rows are widened to f32 in registers inside the dot product (one row, m = 1) or into a one-row
  * scratch that stays in L1 (m > 1, and every other type, through dk_dequantize). Every dot product
  * runs the same f32 operations in the same order whatever the row's file type and whichever path
  * widened it: a row whose file values are w gives bit for bit the result an F32 row holding w
