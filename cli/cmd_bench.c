@@ -56,13 +56,14 @@ static void dk_bench_usage(FILE *f) {
                "                 theoretical_speedup_L, halting_efficiency_L),\n"
                "                 long_context_retention_flops (the ratio at equal GFLOP/s: FLOPs per token at the\n"
                "                 shortest / at the longest) and long_context_retention = tokens/s at the longest\n"
-               "                 / at the shortest\n"
-               "  --decode N     after the prefill, N decode steps with the fused small-m path (each matrix\n"
-               "                 converted chunk by chunk next to its product) and N with whole-matrix\n"
-               "                 conversion, alternately per rep. Prints decode_tokens_per_s (the default,\n"
+               "                 / at the shortest; with --decode N (one length, no --method) the decode lines\n"
+               "                 of --decode follow, after that length's prefill\n"
+               "  --decode N     after the prefill, N decode steps with the fused small-m path (each weight\n"
+               "                 row read once in its file type next to its dot products) and N with whole-\n"
+               "                 matrix conversion, alternately per rep. Prints decode_tokens_per_s (the default,\n"
                "                 fused path), decode_fused_tokens_per_s, decode_convert_tokens_per_s and, last,\n"
-               "                 decode_fused_vs_convert (median of the per-rep ratios); F32 weights have one\n"
-               "                 path: decode_tokens_per_s only. And the streaming read bandwidth measured\n"
+               "                 decode_fused_vs_convert (median of the per-rep ratios); F32 weights are timed\n"
+               "                 on the fused path only: decode_tokens_per_s. And the streaming read bandwidth measured\n"
                "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
                "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
                "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth\n"
@@ -211,10 +212,10 @@ static int dk_bench_halting(dk_ctx *c, const dk_policy *pol, const dk_policy_par
 
 /* Decode after the prefill: the fused small-m path vs whole-matrix conversion, next to the
  * streaming read bandwidth (decode_vs_bandwidth); decode_fused_vs_convert last. */
-static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int reps) {
+static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled) {
     dk_bench_decode_result r;
     dk_err e = {{0}};
-    if (dk_bench_decode_run(c, toks, T, steps, reps, &r, dk_bench_progress, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+    if (dk_bench_decode_run(c, toks, T, steps, reps, prefilled, &r, dk_bench_progress, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
     double tps = dk_prefill_median(r.fused, reps), gbps = dk_prefill_median(r.read_gbps, reps);
     printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
     printf("decode_tokens_per_s: %.2f\n", tps); /* the default (fused) path */
@@ -230,7 +231,7 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
  * the process's peak RSS that of the longest); with a method, dense and the method side by side
  * (dk_prefill_compare_run) and the speedups per length. */
 static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk_compute compute, const dk_policy *pol,
-                            const dk_policy_params *pp, unsigned long long seed) {
+                            const dk_policy_params *pp, unsigned long long seed, int decode) {
     const dk_model_config *k = &m->cfg;
     double tps[32], fpt[32]; /* tokens/s and FLOPs per token (dense) of each length */
     dk_err e = {{0}};
@@ -240,7 +241,7 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
         dk_ctx *c = NULL;
         int32_t *toks = malloc((size_t)L * sizeof *toks);
         float *lg = malloc((size_t)k->n_vocab * sizeof *lg);
-        if (!toks || !lg || dk_ctx_create(m, L, &c, &e) || dk_ctx_set_compute(c, compute, &e)) {
+        if (!toks || !lg || dk_ctx_create(m, L + decode, &c, &e) || dk_ctx_set_compute(c, compute, &e)) {
             fprintf(stderr, "dashkit bench: %s\n", toks && lg ? e.msg : "out of memory");
             free(toks); free(lg); dk_ctx_free(c);
             return 1;
@@ -272,6 +273,7 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
                 printf("prefill_tokens_per_s_%d: %.1f\n", L, tps[i]);
             }
         }
+        if (!st && decode > 0 && dk_bench_decode(c, toks, L, decode, reps, true)) { dk_ctx_free(c); free(toks); free(lg); return 1; }
         dk_ctx_free(c);
         free(toks); free(lg);
         if (st) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
@@ -315,10 +317,14 @@ int dk_cmd_bench(int argc, char **argv) {
     int T = (int)a.tokens, reps = (int)a.reps;
     if (pol && dk_policy_params_validate(pol, &pp, k->n_layer, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); rc = 2; goto done; }
     if (a.n_lengths > 0) {
-        if (a.decode > 0) { fprintf(stderr, "dashkit bench: --lengths and --decode are separate runs\n"); rc = 2; goto done; }
+        if (a.decode > 0 && (a.n_lengths > 1 || pol)) {
+            fprintf(stderr, "dashkit bench: --decode after --lengths takes one length and no --method\n");
+            rc = 2;
+            goto done;
+        }
         printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nreps: %ld\n", m->name, m->tensor_type, dk_blas_core(),
                dk_blas_threads(), a.reps);
-        rc = dk_bench_lengths(m, a.lengths, a.n_lengths, reps, a.compute, pol, &pp, a.seed);
+        rc = dk_bench_lengths(m, a.lengths, a.n_lengths, reps, a.compute, pol, &pp, a.seed, (int)a.decode);
         goto done;
     }
     if (dk_ctx_create(m, T + (int)a.decode, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
@@ -330,7 +336,7 @@ int dk_cmd_bench(int argc, char **argv) {
     fflush(stdout);
     if (dk_bench_prefill(c, toks, T, reps, a.compute == DK_COMPUTE_BF16)) goto done;
     if (pol && dk_bench_halting(c, pol, &pp, toks, T, reps)) goto done;
-    if (a.decode > 0 && dk_bench_decode(c, toks, T, (int)a.decode, reps)) goto done;
+    if (a.decode > 0 && dk_bench_decode(c, toks, T, (int)a.decode, reps, false)) goto done;
     rc = 0;
 done:
     free(toks);

@@ -165,7 +165,7 @@ double dk_bench_decode_bytes(const dk_model *m, double ctx) {
            (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * ctx;
 }
 
-dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, dk_bench_decode_result *r,
+dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
                               void (*progress)(const char *line), dk_err *e) {
     const dk_model *m = dk_ctx_model(c);
     memset(r, 0, sizeof *r);
@@ -175,10 +175,10 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     float *lg = malloc((size_t)m->cfg.n_vocab * sizeof *lg);
     uint64_t *buf = dk_bench_bw_buffer();
     if (!lg || !buf) { free(lg); free(buf); return dk_fail(e, DK_ERR_NOMEM, "out of memory for the decode bench"); }
-    dk_status st;
-    dk_ctx_reset(c);
+    dk_status st = DK_OK;
     dk_ctx_set_fused_decode(c, true);
-    if ((st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
+    if (!prefilled) dk_ctx_reset(c);
+    if (!prefilled && (st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
     for (int rep = -1; rep < reps; rep++) {
         double g = 0; /* the limit: best of 3 passes (a busy machine only lowers a pass) */
         for (int p = 0; p < 3; p++) { double x = dk_bench_read_gbps(buf, dk_blas_threads()); g = x > g ? x : g; }

@@ -65,8 +65,9 @@ typedef struct {
 
 /* steps decode tokens after a T-token prefill, reps times from the same cache (truncated back to T)
  * plus one warm-up rep: the fused path and (converted weights) whole-matrix conversion alternately,
- * in alternating order, the bandwidth measured before each rep. */
-dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, dk_bench_decode_result *r,
+ * in alternating order, the bandwidth measured before each rep. prefilled: the context already
+ * holds the dense prefill of toks[0..T) (else it is reset and prefilled first). */
+dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
                               void (*progress)(const char *line), dk_err *e);
 
 /* Bytes one decode step reads at context ctx: every weight matrix once (the token embedding only as
