@@ -303,6 +303,20 @@ char *dk_sql_strdup(const unsigned char *s) {
     return p;
 }
 
+double dk_sql_col_real(sqlite3_stmt *q, int i) {
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? NAN : sqlite3_column_double(q, i);
+}
+
+int64_t dk_sql_col_known(sqlite3_stmt *q, int i) {
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, i);
+}
+
+int dk_sql_col_text(sqlite3_stmt *q, int i, char **out) {
+    const unsigned char *t = sqlite3_column_text(q, i);
+    *out = dk_sql_strdup(t);
+    return t && !*out ? -1 : 0;
+}
+
 /* ---- open / migrate ---- */
 
 static int dk_pragma_int(dk_store *s, const char *sql, int *out) {
@@ -517,8 +531,6 @@ void dk_store_close(dk_store *s) {
     free(s->path);
     free(s);
 }
-
-sqlite3 *dk_store_db(dk_store *s) { return s->db; }
 
 int dk_store_schema_version(dk_store *s) {
     int v = -1;

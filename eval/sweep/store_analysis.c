@@ -100,9 +100,6 @@ fail:
     return rc;
 }
 
-static double dk_sql_col_real(sqlite3_stmt *q, int i) {
-    return sqlite3_column_type(q, i) == SQLITE_NULL ? NAN : sqlite3_column_double(q, i);
-}
 
 dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
                                 dk_err *err) {

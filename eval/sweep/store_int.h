@@ -22,5 +22,9 @@ void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v);   /* NULL -> NULL
 void dk_sql_bind_real(sqlite3_stmt *st, int i, double v);        /* NAN -> NULL */
 void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v);      /* < 0 (unknown) -> NULL */
 char *dk_sql_strdup(const unsigned char *s);                     /* NULL -> NULL */
+double dk_sql_col_real(sqlite3_stmt *q, int i);                  /* NULL -> NAN */
+int64_t dk_sql_col_known(sqlite3_stmt *q, int i);                /* NULL -> -1 */
+/* *out = an owned copy of column i (NULL for NULL); -1 when out of memory */
+int dk_sql_col_text(sqlite3_stmt *q, int i, char **out);
 
 #endif

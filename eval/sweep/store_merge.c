@@ -144,8 +144,8 @@ static dk_status dk_merge_run(dk_store *out, const dk_store_run *r, const char *
     if (step == SQLITE_ROW) return DK_OK;
     if (step != SQLITE_DONE) return dk_sql_fail(out, err, "find the merged run");
     dk_run_info ri = {.name = r->name, .config_path = r->config_path, .config_text = r->config_text,
-                      .config_hash = r->config_hash, .command = command, .threads = r->threads, .workers = 0,
-                      .n_cells = r->n_cells};
+                      .config_hash = r->config_hash, .command = command, .threads = r->threads > 0 ? r->threads : 0, .workers = 0,
+                      .n_cells = r->n_cells > 0 ? r->n_cells : 0}; /* NULL (-1) stored as 0, as ever */
     return dk_store_run_begin(out, &ri, run_id, err);
 }
 
