@@ -69,7 +69,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libdkeval.a $(BUILD
 
 # ---- fuzz targets (fuzz/fuzz.h): compiled normally into test_fuzz_regress (replays
 # tests/data/fuzz/), and with clang libFuzzer + ASan + UBSan into build-fuzz/fuzz_NAME (make fuzz).
-FUZZ_TARGETS := gguf model tok_llama2c tok_spm tok_bpe config longbench score
+FUZZ_TARGETS := gguf model tok_llama2c tok_spm tok_bpe config longbench score memory
 FUZZ_SECONDS ?= 60
 FUZZ_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out fuzz/libfuzzer_main.c,$(wildcard fuzz/*.c))) $(BUILD)/cli/cmd_score.o $(BUILD)/cli/cli_util.o
 $(BUILD)/fuzz/%.o: fuzz/%.c

@@ -9,7 +9,7 @@
 /* ---- parameters ---- */
 
 static const dk_policy_param dk_params[DK_POLICY_PARAM_COUNT] = {
-    [DK_POLICY_PARAM_RHO] = {"rho", DK_POLICY_PARAM_NUM, 0.667, 0, 1, true, "fraction of the tokens halted"},
+    [DK_POLICY_PARAM_RHO] = {"rho", DK_POLICY_PARAM_NUM, 0.667, 0, 1, true, "fraction of the tokens halted", true},
     [DK_POLICY_PARAM_LS] = {"ls", DK_POLICY_PARAM_NUM, 0.4, 0, 1, false, "decision layer l_s = floor(ls * n_layer); 1 = never"},
     [DK_POLICY_PARAM_TAU] = {"tau", DK_POLICY_PARAM_NUM, NAN, 0, INFINITY, false, "halt tokens whose score <= tau"},
     [DK_POLICY_PARAM_RELATIVE] = {"relative", DK_POLICY_PARAM_BOOL, 0, 0, 1, false, "score delta / ||h|| instead of delta"},

@@ -70,6 +70,11 @@ typedef struct {
     double lo, hi;               /* valid range; hi = INFINITY when unbounded */
     bool hi_open;                /* hi excluded */
     const char *help;            /* one line */
+    bool after_decision;         /* takes effect only after the decision layer: cells differing only in
+                                    such parameters compute the same layers before it, so they share that
+                                    prefix (runner.h) and a shard (shard.h). Set for rho alone: tau, keep
+                                    and seed would qualify too, but the set is part of every sharded run's
+                                    group keys, so widening it moves groups between existing shards. */
 } dk_policy_param;
 
 /* All values, whichever policy; a policy reads only the ones it accepts. */

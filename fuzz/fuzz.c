@@ -16,6 +16,7 @@ const dk_fuzz_target dk_fuzz_targets[] = {
     {"config", dk_fuzz_config},
     {"longbench", dk_fuzz_longbench},
     {"score", dk_fuzz_score},
+    {"memory", dk_fuzz_memory},
     {NULL, NULL},
 };
 

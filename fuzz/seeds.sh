@@ -7,7 +7,7 @@ set -euo pipefail
 out=${1:-build-fuzz/seeds}
 fix=${DK_FIXTURES:-../shared/fixtures}
 rm -rf "$out"
-for t in gguf model tok_llama2c tok_spm tok_bpe config longbench score; do mkdir -p "$out/$t"; done
+for t in gguf model tok_llama2c tok_spm tok_bpe config longbench score memory; do mkdir -p "$out/$t"; done
 
 le32() { # little-endian int32 of $1
     local v=$(( $1 & 0xffffffff ))
@@ -18,6 +18,7 @@ le32() { # little-endian int32 of $1
 for f in ref_tiny_q8_0 ref_tiny_bf16 ref_qwen2_f16; do
     cp "tests/data/$f.gguf" "$out/gguf/$f"
     cp "tests/data/$f.gguf" "$out/model/$f"
+    cp "tests/data/$f.gguf" "$out/memory/$f"
 done
 # ---- model: synthetic llama2.c checkpoints (zero weights), tied and untied classifier
 llama2c() { # name dim hidden layers heads kv_heads vocab seq_len

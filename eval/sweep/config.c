@@ -1,6 +1,7 @@
 /* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
 #include "config.h"
 #include "chat.h"
+#include "method.h"
 #include "policy.h"
 #include "task.h"
 
@@ -717,32 +718,25 @@ done:
     return st;
 }
 
-/* Each point of each method grid, set into the policy's parameters and validated by the policy
- * table itself: catches what per-value rules cannot (a required parameter missing, e.g. tau of
- * dash-tau; an even snapkv kernel). Layer-dependent checks wait for the model (n_layer unknown). */
+/* Each point of each method grid read as a cell will be (dk_method_parse): catches what
+ * per-value rules cannot (a required parameter missing, e.g. tau of dash-tau; an even snapkv
+ * kernel). Layer-dependent checks wait for the model (n_layer unknown). */
 static dk_status dk_config_check_policies(dk_config *cfg, const cJSON *meth_opts[], dk_err *err) {
     for (size_t i = 0; i < cfg->n_methods; i++) {
-        const dk_policy *p = dk_policy_find(cfg->methods[i].name);
-        if (!p) continue;
-        dk_grid g;
-        if (!dk_grid_init(&g, meth_opts[i]))
-            return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
-        size_t *idx = malloc((g.nk ? g.nk : 1) * sizeof *idx);
-        dk_status st = idx ? DK_OK : dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
-        for (size_t pt = 0; pt < g.total && st == DK_OK; pt++) {
+        if (!dk_policy_find(cfg->methods[i].name)) continue;
+        char **pts;
+        size_t n = dk_expand_grid(meth_opts[i], &pts);
+        if (!n) return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
+        dk_status st = DK_OK;
+        for (size_t pt = 0; pt < n && st == DK_OK; pt++) {
+            const dk_policy *p;
             dk_policy_params pp;
             dk_err pe = {{0}};
-            dk_policy_params_default(&pp);
-            dk_grid_point(&g, pt, idx);
-            for (size_t k = 0; k < g.nk && st == DK_OK; k++) {
-                const cJSON *c = g.vals[k][idx[k]];
-                st = dk_policy_params_set(p, &pp, g.keys[k]->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, &pe);
-            }
-            if (st == DK_OK) st = dk_policy_params_validate(p, &pp, 0, &pe);
-            if (st) st = dk_fail(err, st, "%s: methods[%zu]: %s", cfg->path, i, pe.msg);
+            if ((st = dk_method_parse(cfg->methods[i].name, pts[pt], 0, &p, &pp, &pe)))
+                st = dk_fail(err, st, "%s: methods[%zu]: %s", cfg->path, i, pe.msg);
         }
-        free(idx);
-        dk_grid_free(&g);
+        for (size_t pt = 0; pt < n; pt++) free(pts[pt]);
+        free(pts);
         if (st) return st;
     }
     return DK_OK;

@@ -6,6 +6,7 @@
 #include "model.h"
 #include "policy.h"
 #include "prefill.h"
+#include "method.h"
 #include "sha256.h"
 #include "shard.h"
 #include "store.h"
@@ -53,8 +54,11 @@ typedef struct {
     char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
     char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
     int64_t *cell_id;                         /* (n_cells) store ids */
-    int *group;                               /* (n_cells) prefix group (cells differing only in rho whose
-                                                 prefix is shareable), -1 = none; NULL = sharing off */
+    const dk_policy **pol;                    /* (n_cells) each cell's policy and parameters, parsed once */
+    dk_policy_params *pp;                     /* (n_cells) (dk_method_parse, validated for its model) */
+    int *group;                               /* (n_cells) prefix group (cells differing only in after-decision
+                                                 parameters, method.h, whose prefix is shareable), -1 = none;
+                                                 NULL = sharing off */
     int *group_next;                          /* (n_cells) next member of the cell's group, -1 = last */
     size_t *by_id;                            /* (n_cells) cell indices sorted by cell_id (claims) */
     int64_t run_id;
@@ -73,25 +77,12 @@ static void dk_plan_free(dk_plan *p) {
     free(p->key);
     free(p->task_key);
     free(p->cell_id);
+    free(p->pol);
+    free(p->pp);
     free(p->group);
     free(p->group_next);
     free(p->by_id);
     memset(p, 0, sizeof *p);
-}
-
-/* Policy and parameters of a cell from its canonical params JSON; validated for n_layer. */
-static dk_status dk_cell_policy(const dk_config_cell *cell, int n_layer, const dk_policy **pol, dk_policy_params *pp,
-                                dk_err *e) {
-    dk_status st = dk_policy_lookup(cell->method_name, pol, e);
-    if (st) return st;
-    dk_policy_params_default(pp);
-    cJSON *o = cJSON_Parse(cell->method_params);
-    if (!o) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-    for (const cJSON *c = o->child; c && !st; c = c->next)
-        st = dk_policy_params_set(*pol, pp, c->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, e);
-    cJSON_Delete(o);
-    if (!st) st = dk_policy_params_validate(*pol, pp, n_layer, e);
-    return st;
 }
 
 static dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store, int *n_kv,
@@ -167,13 +158,15 @@ static dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
     return DK_OK;
 }
 
-static dk_status dk_plan_check_cells(const dk_config *cfg, const dk_plan *p, dk_err *e) {
+/* Every cell's policy and parameters (p->pol, p->pp), parsed once and validated against its model. */
+static dk_status dk_plan_check_cells(const dk_config *cfg, dk_plan *p, dk_err *e) {
+    size_t m = cfg->n_cells ? cfg->n_cells : 1;
+    if (!(p->pol = calloc(m, sizeof *p->pol)) || !(p->pp = calloc(m, sizeof *p->pp)))
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cfg->n_cells; i++) {
         const dk_config_cell *c = &cfg->cells[i];
-        const dk_policy *pol;
-        dk_policy_params pp;
         dk_err pe = {{0}};
-        if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe))
+        if (dk_method_parse(c->method_name, c->method_params, p->model_layers[c->model], &p->pol[i], &p->pp[i], &pe))
             return dk_fail(e, DK_ERR_ARG, "%s: methods[%zu]: %s (model %s, %d layers)", cfg->path, c->method, pe.msg,
                            cfg->models[c->model], p->model_layers[c->model]);
     }
@@ -198,7 +191,7 @@ dk_status dk_runner_check(const dk_config *cfg, dk_err *e) {
 
 int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, char *buf, size_t n) {
     cJSON *o = cJSON_Parse(cell->method_params);
-    if (o) cJSON_DeleteItemFromObjectCaseSensitive(o, "rho");
+    if (o) dk_method_params_strip(o);
     char *params = o ? cJSON_PrintUnformatted(o) : NULL;
     char *canon = params ? dk_config_canonical_json(params) : NULL;
     cJSON *g = cJSON_CreateObject();
@@ -244,14 +237,9 @@ static dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
     if (!p->group || !p->group_next || !keys || !order) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
     for (size_t i = 0; i < n; i++) {
         const dk_config_cell *c = &cfg->cells[i];
-        const dk_policy *pol;
-        dk_policy_params pp;
-        dk_err pe = {{0}};
         p->group[i] = -1;
         p->group_next[i] = -1;
-        if (dk_cell_policy(c, p->model_layers[c->model], &pol, &pp, &pe) ||
-            dk_eval_prefix_layer(pol, &pp, p->model_layers[c->model]) < 0)
-            continue;
+        if (dk_eval_prefix_layer(p->pol[i], &p->pp[i], p->model_layers[c->model]) < 0) continue;
         int len = dk_runner_prefix_group(cfg, c, NULL, 0);
         if (len <= 0 || !(keys[i] = malloc((size_t)len + 1))) continue;
         dk_runner_prefix_group(cfg, c, keys[i], (size_t)len + 1);
@@ -303,6 +291,8 @@ static dk_status dk_plan_shard(const dk_config *cfg, int index, int count, dk_pl
         if (st) return st;
         if (shard != index) continue;
         p->shard_cells[k] = cfg->cells[i];
+        p->pol[k] = p->pol[i]; /* k <= i: in place */
+        p->pp[k] = p->pp[i];
         p->ord[k++] = (int64_t)i;
     }
     *view = *cfg;
@@ -872,7 +862,8 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
     }
     int L = w->model->cfg.n_layer, share_layer = -1, n_alive = 0;
     for (int i = 0; i < k; i++) {
-        if (dk_cell_policy(&cfg->cells[cells[i]], L, &pols[i], &pps[i], &errs[i])) { res[i] = DK_CELL_RUN_FAILED; continue; }
+        pols[i] = p->pol[cells[i]];
+        pps[i] = p->pp[cells[i]];
         if (dk_store_sample_ids(s, p->cell_id[cells[i]], &have[i], &n_have[i], &errs[i])) {
             for (int j = 0; j < k; j++) if (j != i) errs[j] = errs[i];
             for (int j = 0; j < k; j++) res[j] = DK_CELL_RUN_STORE;

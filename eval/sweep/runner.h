@@ -25,7 +25,8 @@
  * models and generated sample sets are cached for the process's life.
  *
  * Prefix sharing (layers before the first decision layer f = l_s are identical for every rho):
- * cells of the same model, task point, method and parameters except rho form a prefix group
+ * cells of the same model, task point, method and parameters except the after-decision ones
+ * (method.h: the policy table's flag; today rho) form a prefix group
  * (dk_runner_prefix_group) when the method's f is in 1..n_layer-1. A worker that claims a cell
  * also claims, in one transaction (dk_store_cell_claim_ids), every sibling of its group that is
  * pending or stale, and runs the group sample by sample: the dense reference; the context's
@@ -98,7 +99,8 @@ dk_status dk_runner_run(const dk_config *cfg, const dk_runner_opts *o, dk_runner
 dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan *out, dk_err *e);
 
 /* Cells that could share the layers before l_s (see top): same model, task and options, method
- * and parameters other than rho. Writes a canonical JSON key into buf (snprintf semantics). */
+ * and parameters other than the after-decision ones (method.h). Writes a canonical JSON key into
+ * buf (snprintf semantics). */
 int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, char *buf, size_t n);
 
 #endif

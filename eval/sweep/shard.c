@@ -1,5 +1,6 @@
 /* shard.c — the pure part of sharding (see shard.h): "I/N", sibling-group keys, rendezvous. */
 #include "shard.h"
+#include "method.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -35,7 +36,7 @@ dk_status dk_shard_group_key(const char *identity_json, char out[DK_SHA256_HEX_L
         cJSON_Delete(o);
         return dk_fail(e, DK_ERR_FORMAT, "not a cell identity (no method.params object): %.80s", identity_json);
     }
-    cJSON_DeleteItemFromObjectCaseSensitive(params, "rho");
+    dk_method_params_strip(params);
     char *txt = cJSON_PrintUnformatted(o);
     char *canon = txt ? dk_config_canonical_json(txt) : NULL;
     cJSON_Delete(o);

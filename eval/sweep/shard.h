@@ -3,8 +3,9 @@
  * as a Slurm job array.
  *
  * The unit of the split is a sibling group: the cells whose identity (config.h) differs at most
- * in the method's rho. A group never straddles shards, so prefix sharing (runner.h) still pays.
- * Group key = sha256 of the canonical identity JSON with method.params.rho removed.
+ * in the method's after-decision parameters (method.h; today rho alone). A group never straddles
+ * shards, so prefix sharing (runner.h) still pays. Group key = sha256 of the canonical identity
+ * JSON with those parameters removed from method.params (dk_method_params_strip).
  *
  * The shard of a group is a pure function of its key and N (rendezvous hashing: the i in 1..N
  * whose sha256(key ":" i) is largest), never of the config's order or of the other cells:
