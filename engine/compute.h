@@ -9,7 +9,7 @@
  *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
  *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer
  *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic: F16/BF16/
- *         Q8_0 weights on forward.c's fused chunked path as in f32 mode, F32 weights as one sgemv
+ *         Q8_0 weights on matmul.c's fused chunked path as in f32 mode, F32 weights as one sgemv
  *         per chunk of 64 rows spread over the threads (f32 mode keeps its one sgemm there, whose
  *         m = 1 case packs W and reads it ~3x slower). Attention's two products, norms, RoPE and
  *         softmax stay f32. oneDNN picks its kernels from the CPU at run time (avx512_core_bf16,
@@ -28,7 +28,7 @@
 typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_COUNT } dk_compute;
 
 /* Products with at most this many rows keep the f32 path in every compute mode (the fused
- * small-m decode path of forward.c covers m <= 8). */
+ * small-m decode path of matmul.c covers m <= 8). */
 enum { DK_COMPUTE_MIN_M = 8 };
 
 const char *dk_compute_name(dk_compute c);  /* "f32", "bf16" */

@@ -11,757 +11,31 @@
  *   h  += (silu(xbf·Wgᵀ) ⊙ xbf·Wuᵀ)·Wdᵀ,  xbf = rmsnorm(h) * ffn_norm   (hook: AFTER_LAYER)
  * then the block output is scattered back (dense: buffers swap, no copy).
  *
- * Weights in F16/BF16 or a quantised type stay in that type (model.h); each such matrix is converted into the
- * f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no half-precision GEMM), the lm
- * head in blocks of rows that fit wbuf, token_embd one row per token. Converted values are the
- * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.
- * For a few rows (decode; m <= DK_FUSED_MAX_M) the whole-matrix copy is skipped instead: each
- * pool task converts a chunk of W's rows into its own cache-sized slice of wbuf and multiplies it
- * right away (dk_matmul_fused), so W is read once in its file type and no f32 copy of it travels
- * through memory.
+ * The pieces live beside it: the products with the weights in matmul.c (conversion of F16/BF16/
+ * quantised matrices to f32, the fused small-m decode path, the bf16 backend), norms/softmax/
+ * SiLU/adds/row copies in ops.c, the thread pool in pool.c, the context's life in ctx.c.
  *
- * Threads: the GEMMs of the projections run on OpenBLAS's threads; everything else (norms, RoPE,
- * SiLU·up, residual adds, gather/scatter, weight conversion, attention tiles) is split over a
- * small pool of dk_blas_threads() threads owned by the context. Work is split by whole rows (or
- * by elements at multiples of 8 for elementwise kernels), and each row is computed by the same
- * sequence of operations whichever thread runs it, so results are bit-identical for any thread
- * count. Attention runs (KV head, query block) tiles concurrently, each tile's two GEMMs on
- * one OpenBLAS thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
-#include "forward.h"
-#include "blas.h"
-#include "compute.h"
+ * Threads: the GEMMs of the projections run on OpenBLAS's threads; everything else is split over
+ * the context's pool of dk_blas_threads() threads by whole rows, each row computed by the same
+ * operations whichever thread runs it, so results are bit-identical for any thread count.
+ * Attention runs (KV head, query block) tiles concurrently, each tile's two GEMMs on one OpenBLAS
+ * thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
+#include "forward_state.h"
 #include "memory.h"
-#include "quant.h"
+#include "ops.h"
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
-/* ---- FLOP counters ---- */
-
-const char *dk_flops_component_name(dk_flops_component c) {
-    static const char *const n[DK_FLOPS_COUNT] = {"qkv", "attn", "o", "ffn", "norm", "rope", "softmax", "lm_head", "halt"};
-    return (unsigned)c < DK_FLOPS_COUNT ? n[c] : "?";
-}
-
-int64_t dk_flops_total(const dk_flops *f) {
-    int64_t t = 0;
-    for (int i = 0; i < DK_FLOPS_COUNT; i++) t += f->c[i];
-    return t;
-}
-
-void dk_flops_add(dk_flops *dst, const dk_flops *src) {
-    for (int i = 0; i < DK_FLOPS_COUNT; i++) dst->c[i] += src->c[i];
-}
-
-/* ---- thread pool ----
- * n threads including the caller; dk_pool_run(p, n_tasks, fn, arg) runs fn(arg, task, tid) for
- * every task 0..n_tasks-1 (tid in 0..n-1 names the thread, for per-thread scratch) and returns
- * when all are done. Idle workers sleep on a condition variable (no spinning that would steal a
- * core from OpenBLAS). */
-
-typedef void (*dk_task_fn)(void *arg, int task, int tid);
-
-typedef struct dk_pool dk_pool;
-typedef struct { dk_pool *p; int tid; } dk_pool_worker_arg;
-
-struct dk_pool {
-    int n;                  /* threads including the caller; 1 = no workers */
-    pthread_t *th;          /* (n-1) workers */
-    dk_pool_worker_arg *wa; /* (n-1) their arguments, tid 1..n-1 */
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    unsigned long gen;      /* incremented per job */
-    int busy;               /* workers still in the current job */
-    bool quit;
-    dk_task_fn fn;
-    void *arg;
-    int n_tasks;
-    atomic_int next;        /* next task to hand out */
-};
-
-static void dk_pool_drain(dk_pool *p, int tid) {
-    int t;
-    while ((t = atomic_fetch_add(&p->next, 1)) < p->n_tasks) p->fn(p->arg, t, tid);
-}
-
-static void *dk_pool_main(void *argp) {
-    dk_pool_worker_arg *a = argp;
-    dk_pool *p = a->p;
-    int tid = a->tid;
-    unsigned long seen = 0;
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
-        dk_pool_drain(p, tid);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
-    }
-}
-
-static void dk_pool_free(dk_pool *p) {
-    if (p->n > 1) {
-        pthread_mutex_lock(&p->mu);
-        p->quit = true;
-        pthread_cond_broadcast(&p->go);
-        pthread_mutex_unlock(&p->mu);
-        for (int i = 0; i < p->n - 1; i++) pthread_join(p->th[i], NULL);
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->go);
-        pthread_cond_destroy(&p->done);
-    }
-    free(p->th);
-    free(p->wa);
-    memset(p, 0, sizeof *p);
-    p->n = 1;
-}
-
-/* Starts n-1 workers; on any failure the pool has fewer threads (at least the caller). */
-static void dk_pool_init(dk_pool *p, int n) {
-    memset(p, 0, sizeof *p);
-    p->n = 1;
-    if (n <= 1) return;
-    p->th = malloc((size_t)(n - 1) * sizeof *p->th);
-    dk_pool_worker_arg *wa = p->wa = malloc((size_t)(n - 1) * sizeof *wa);
-    if (!p->th || !wa) { free(p->th); free(wa); p->th = NULL; p->wa = NULL; return; }
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->next, 0);
-    p->n = 1;
-    for (int i = 0; i < n - 1; i++) {
-        wa[i] = (dk_pool_worker_arg){p, i + 1};
-        if (pthread_create(&p->th[i], NULL, dk_pool_main, &wa[i]) != 0) break;
-        p->n++;
-    }
-    if (p->n == 1) {
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->go);
-        pthread_cond_destroy(&p->done);
-    }
-}
-
-static void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg) {
-    if (n_tasks <= 0) return;
-    if (p->n <= 1 || n_tasks == 1) {
-        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn;
-    p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    p->busy = p->n - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    dk_pool_drain(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* ---- run state ---- */
-
-struct dk_ctx {
-    const dk_model *m;
-    int n_ctx_max;
-    int n_past;             /* next original position */
-    dk_kv_cache *kv;        /* (n_layer) */
-    float *rope_cos;        /* (n_ctx_max, n_rot/2) */
-    float *rope_sin;        /* (n_ctx_max, n_rot/2) */
-    int cap;                /* chunk rows the scratch below holds */
-    float *x;               /* (cap, n_embd) hidden states of the chunk */
-    float *h;               /* (cap, n_embd) block output */
-    float *xa;              /* (cap, n_embd) gathered block input */
-    float *xb;              /* (cap, n_embd) normed input of a sub-layer */
-    float *u;               /* (cap, n_embd) attention output after W_o */
-    float *q;               /* (cap, n_head*head_dim) */
-    float *att;             /* (cap, n_head*head_dim) attention output before W_o */
-    float *hb;              /* (cap, n_ff) gate, then silu(gate)*up */
-    float *hb2;             /* (cap, n_ff) up */
-    int32_t *active;        /* (cap) active set of the current layer */
-    int32_t *next;          /* (cap) active set chosen by the hook */
-    int32_t *pos_a;         /* (cap) original positions of the active rows */
-    int32_t *probe_slot;    /* (cap) active row -> probe index, or -1 */
-    int32_t *probe_act;     /* (cap) probe chunk indices active at this layer */
-    int qblk;               /* query rows per attention block */
-    dk_pool pool;           /* pool.n threads for the non-BLAS work */
-    int n_scratch;          /* threads the per-thread attention scratch below is allocated for */
-    float **s;              /* (n_scratch) each (qblk*group, n_ctx_max) scores/probabilities of a block */
-    float **qb;             /* (n_scratch) each (qblk*group, head_dim) stacked queries of a block */
-    float **ob;             /* (n_scratch) each (qblk*group, head_dim) block output */
-    float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
-    int probs_cap;          /* floats in probs */
-    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
-                             * or, in the fused small-m path, the tasks' row-chunk slices;
-                             * NULL when every tensor is F32 (model->converts false) */
-    size_t wbuf_n;          /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
-    bool fused;             /* small-m matmuls of converted weights chunk by chunk (default on) */
-    dk_layer_stats *layer_stats; /* (n_layer) */
-    dk_forward_stats stats;
-    /* state of the chunk between layers (dk_run_layers) */
-    bool dense;             /* active set == all rows and X is not gathered */
-    int na;                 /* rows in the active set */
-    /* split prefill (dk_forward_prefill_prefix / _suffix); split_layer -1 = none */
-    int split_layer;        /* last layer the prefix ran */
-    bool split_pending;     /* prefix done, no suffix yet: other prefills are refused */
-    int split_n;            /* chunk length */
-    int split_start;        /* position of chunk row 0 */
-    int split_cap;          /* rows x_split/split_active hold */
-    float *x_split;         /* (split_n, n_embd) hidden states after split_layer */
-    int32_t *split_active;  /* (split_n) active set for layer split_layer+1 as the prefix left it */
-    int split_na;
-    bool split_dense;
-    double split_wall_s;    /* wall time of the prefix call */
-    double split_convert_s; /* of it, weight conversion */
-    int split_fused_matmuls; /* of it, fused small-m products */
-    dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
-    /* compute precision (compute.h); the bf16 backend exists from the first switch to bf16 on */
-    dk_compute compute;
-    dk_bf16_backend *bf16;
-    dk_status compute_st;   /* first failure of a bf16 product in this call (reported after the layer) */
-    dk_err compute_err;
-};
-
-static void dk_ctx_free_scratch(dk_ctx *c) {
-    free(c->x); free(c->h); free(c->xa); free(c->xb); free(c->u); free(c->q); free(c->att);
-    free(c->hb); free(c->hb2); free(c->active); free(c->next); free(c->pos_a); free(c->probe_slot);
-    free(c->probe_act);
-    c->x = c->h = c->xa = c->xb = c->u = c->q = c->att = c->hb = c->hb2 = NULL;
-    c->active = c->next = c->pos_a = c->probe_slot = c->probe_act = NULL;
-    c->cap = 0;
-}
-
-static dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
-    if (n <= c->cap) return DK_OK;
-    const dk_model_config *k = &c->m->cfg;
-    size_t r = (size_t)n, d = (size_t)k->n_embd, q = (size_t)k->n_head * k->head_dim, f = (size_t)k->n_ff;
-    dk_ctx_free_scratch(c);
-    c->x = malloc(r * d * 4); c->h = malloc(r * d * 4); c->xa = malloc(r * d * 4); c->xb = malloc(r * d * 4);
-    c->u = malloc(r * d * 4); c->q = malloc(r * q * 4); c->att = malloc(r * q * 4);
-    c->hb = malloc(r * f * 4); c->hb2 = malloc(r * f * 4);
-    c->active = malloc(r * 4); c->next = malloc(r * 4); c->pos_a = malloc(r * 4);
-    c->probe_slot = malloc(r * 4); c->probe_act = malloc(r * 4);
-    if (!c->x || !c->h || !c->xa || !c->xb || !c->u || !c->q || !c->att || !c->hb || !c->hb2 || !c->active ||
-        !c->next || !c->pos_a || !c->probe_slot || !c->probe_act) {
-        dk_ctx_free_scratch(c);
-        return dk_fail(e, DK_ERR_NOMEM, "out of memory for a chunk of %d tokens", n);
-    }
-    c->cap = n;
-    return DK_OK;
-}
-
-static void dk_ctx_free_attn_scratch(dk_ctx *c) {
-    for (int t = 0; t < c->n_scratch; t++) {
-        if (c->s) free(c->s[t]);
-        if (c->qb) free(c->qb[t]);
-        if (c->ob) free(c->ob[t]);
-    }
-    free(c->s); free(c->qb); free(c->ob);
-    c->s = c->qb = c->ob = NULL;
-    c->n_scratch = 0;
-}
-
-/* Sizes the pool to dk_blas_threads() (read at every prefill: callers change the OpenBLAS thread
- * count at run time) and the per-thread attention scratch to the pool. */
-static dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
-    int want = dk_blas_threads();
-    if (want < 1) want = 1;
-    if (want > 64) want = 64;
-    if (want != c->pool.n) {
-        dk_pool_free(&c->pool);
-        dk_pool_init(&c->pool, want);
-    }
-    if (c->n_scratch == c->pool.n) return DK_OK;
-    dk_ctx_free_attn_scratch(c);
-    const dk_model_config *k = &c->m->cfg;
-    int n = c->pool.n, group = k->n_head / k->n_head_kv;
-    size_t rows = (size_t)c->qblk * group;
-    c->s = calloc((size_t)n, sizeof *c->s);
-    c->qb = calloc((size_t)n, sizeof *c->qb);
-    c->ob = calloc((size_t)n, sizeof *c->ob);
-    c->n_scratch = n;
-    bool ok = c->s && c->qb && c->ob;
-    for (int t = 0; ok && t < n; t++)
-        ok = (c->s[t] = malloc(rows * (size_t)c->n_ctx_max * 4)) && (c->qb[t] = malloc(rows * (size_t)k->head_dim * 4)) &&
-             (c->ob[t] = malloc(rows * (size_t)k->head_dim * 4));
-    if (!ok) {
-        if (!c->s || !c->qb || !c->ob) c->n_scratch = 0;
-        dk_ctx_free_attn_scratch(c);
-        return dk_fail(e, DK_ERR_NOMEM, "out of memory for attention scratch of %d threads", n);
-    }
-    return DK_OK;
-}
-
-dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e) {
-    *out = NULL;
-    const dk_model_config *k = &m->cfg;
-    if (n_ctx_max <= 0 || n_ctx_max > (1 << 22))
-        return dk_fail(e, DK_ERR_ARG, "context size %d out of range (1..%d)", n_ctx_max, 1 << 22);
-    dk_ctx *c = calloc(1, sizeof *c);
-    if (!c) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-    c->m = m;
-    c->n_ctx_max = n_ctx_max;
-    c->split_layer = -1;
-    c->fused = true;
-    int group = k->n_head / k->n_head_kv;
-    c->qblk = group >= 256 ? 1 : 256 / group;
-    size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
-    bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
-              (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
-              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4));
-    dk_pool_init(&c->pool, 1);
-    ok = ok && dk_ctx_threads(c, e) == DK_OK;
-    if (ok && m->converts) {
-        c->wbuf_n = (size_t)(dk_memory_convert_bytes(k) / 4);
-        ok = (c->wbuf = malloc(c->wbuf_n * 4)) != NULL;
-    }
-    for (int l = 0; ok && l < k->n_layer; l++)
-        ok = (c->kv[l].k = malloc(nc * kvd * 4)) && (c->kv[l].v = malloc(nc * kvd * 4)) && (c->kv[l].pos = malloc(nc * 4));
-    if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
-    /* angle(pos, i) = pos * theta^(-2i/n_rot), in double then rounded once */
-    for (size_t p = 0; p < nc; p++)
-        for (size_t i = 0; i < half; i++) {
-            double a = (double)p * pow((double)k->rope_theta, -2.0 * (double)i / (double)k->n_rot);
-            c->rope_cos[p * half + i] = (float)cos(a);
-            c->rope_sin[p * half + i] = (float)sin(a);
-        }
-    c->stats.n_layer = k->n_layer;
-    c->stats.layers = c->layer_stats;
-    *out = c;
-    return DK_OK;
-}
-
-void dk_ctx_free(dk_ctx *c) {
-    if (!c) return;
-    if (c->kv)
-        for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
-    dk_pool_free(&c->pool);
-    dk_bf16_backend_free(c->bf16);
-    dk_ctx_free_attn_scratch(c);
-    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->probs); free(c->wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
-    dk_ctx_free_scratch(c);
-    free(c);
-}
-
-void dk_ctx_reset(dk_ctx *c) {
-    c->n_past = 0;
-    c->split_layer = -1;
-    c->split_pending = false;
-    for (int l = 0; l < c->m->cfg.n_layer; l++) c->kv[l].len = 0;
-}
-
-dk_status dk_ctx_truncate(dk_ctx *c, int n_past, dk_err *e) {
-    if (n_past < 0 || n_past > c->n_past)
-        return dk_fail(e, DK_ERR_ARG, "truncate to %d tokens: context holds %d", n_past, c->n_past);
-    for (int l = 0; l < c->m->cfg.n_layer; l++)
-        while (c->kv[l].len > 0 && c->kv[l].pos[c->kv[l].len - 1] >= n_past) c->kv[l].len--;
-    c->n_past = n_past;
-    if (c->split_layer >= 0 && (c->split_pending || n_past < c->split_start + c->split_n)) {
-        c->split_layer = -1; /* the prefix's cache entries are gone */
-        c->split_pending = false;
-    }
-    return DK_OK;
-}
-
-int dk_ctx_split_layer(const dk_ctx *c) { return c->split_layer; }
-const float *dk_ctx_split_hidden(const dk_ctx *c) { return c->split_layer >= 0 ? c->x_split : NULL; }
-const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
-    if (n_active) *n_active = c->split_layer >= 0 ? c->split_na : 0;
-    return c->split_layer >= 0 ? c->split_active : NULL;
-}
-
-void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->fused = on; }
-
-dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
-    dk_status st = dk_compute_check(mode, e);
-    if (st) return st;
-    /* the backend (and its cached primitives) stays until dk_ctx_free once created */
-    if (mode == DK_COMPUTE_BF16 && !c->bf16 && (st = dk_bf16_backend_init(&c->bf16, e))) return st;
-    c->compute = mode;
-    return DK_OK;
-}
-dk_compute dk_ctx_compute(const dk_ctx *c) { return c->compute; }
 
 /* The first bf16 product failure of this call, once (later products of the call were skipped). */
 static dk_status dk_compute_status(dk_ctx *c, dk_err *e) {
-    dk_status st = c->compute_st;
-    if (st) { *e = c->compute_err; c->compute_st = DK_OK; }
+    dk_status st = c->mm.st;
+    if (st) { *e = c->mm.err; c->mm.st = DK_OK; }
     return st;
 }
-bool dk_ctx_fused_decode(const dk_ctx *c) { return c->fused; }
 
-int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
-int dk_ctx_n_ctx_max(const dk_ctx *c) { return c->n_ctx_max; }
-const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[layer]; }
-const dk_forward_stats *dk_ctx_stats(const dk_ctx *c) { return &c->stats; }
-const dk_model *dk_ctx_model(const dk_ctx *c) { return c->m; }
-
-/* ---- kernels ----
- * Each kernel has a range form (rows or elements [a, b)) and a wrapper that splits the range
- * over the pool. A row's result never depends on the split. */
-
-/* Tasks for n units of work when a task should hold at least min_units: up to 4 per thread. */
-static int dk_n_tasks(const dk_ctx *c, size_t n, size_t min_units) {
-    if (c->pool.n <= 1 || n < 2 * min_units) return 1;
-    size_t t = n / min_units, cap = (size_t)c->pool.n * 4;
-    return (int)(t < cap ? t : cap);
-}
-
-static size_t dk_task_lo(size_t n, int task, int n_tasks) { return n * (size_t)task / (size_t)n_tasks; }
-
-typedef struct {
-    const dk_tensor *w;
-    const uint8_t *src;
-    float *dst;
-    size_t rows;
-    int n_tasks;
-} dk_dequant_job;
-
-static void dk_dequant_task(void *arg, int t, int tid) {
-    (void)tid;
-    dk_dequant_job *j = arg;
-    size_t a = dk_task_lo(j->rows, t, j->n_tasks), b = dk_task_lo(j->rows, t + 1, j->n_tasks);
-    dk_dequantize(j->w->type, j->src + a * j->w->row_bytes, j->dst + a * (size_t)j->w->cols, (b - a) * (size_t)j->w->cols);
-}
-
-/* Rows [r0, r0+nr) of W as f32: in place for F32, else converted into wbuf (timed). */
-static const float *dk_weight_rows(dk_ctx *c, const dk_tensor *w, int64_t r0, int64_t nr) {
-    const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
-    if (w->type == DK_GGML_TYPE_F32) return (const float *)src;
-    double t0 = dk_time_now_s();
-    dk_dequant_job j = {w, src, c->wbuf, (size_t)nr, dk_n_tasks(c, (size_t)nr, 64)};
-    dk_pool_run(&c->pool, j.n_tasks, dk_dequant_task, &j);
-    c->stats.convert_s += dk_time_now_s() - t0;
-    return c->wbuf;
-}
-
-/* ---- fused small-m matmul of a converted matrix ----
- * Y (m, n) = X (m, k) · Wᵀ for m <= DK_FUSED_MAX_M without the whole-matrix f32 copy. W's rows are
- * cut into chunks of dk_fused_rows(k) rows at FIXED row offsets (0, R, 2R, ...); a task converts
- * each chunk of its contiguous run into its slice of wbuf and multiplies it at once, one sgemv per
- * row of X, with OpenBLAS on one thread. A chunk's calls are the same whatever the number of
- * tasks or threads, so results are bit-identical for every thread count; and Y's row i is the
- * same sgemv whatever m is, so a decode step equals the same row of a small chunk bit for bit.
- *
- * Why m <= 8: per weight element the whole-matrix path moves 2 B (F16/BF16; ~1.06 B Q8_0) read +
- * 4 B f32 written + 4 B f32 read again by the sgemm, through memory for any real layer matrix,
- * while the fused path reads the 2 B once and reuses the f32 chunk from L2 for all m rows. That
- * saving is per weight whatever m is; what grows with m is the product itself, where m sgemv calls
- * (each re-reading the chunk from L2) lose to one packed, blocked sgemm as m grows. sgemm on the
- * chunk instead of m sgemv calls was slower at every m tried (2..6; it packs the chunk again). Measured
- * end to end (a chunk of m tokens, qwen2-0.5b shape in BF16, 2 shared cores, fused vs whole-matrix
- * alternately, medians): whole-matrix / fused wall time ~3x at m = 1..4, ~1.4x at 8, ~0.85x at 16
- * and ~0.75x at 32. Decode (m = 1), short question chunks and halting's last few active rows
- * fall below the threshold; prefill chunks never do in practice. */
-enum { DK_FUSED_MAX_M = 8 };
-
-/* Rows per chunk for rows of k floats: ~128 KiB of f32 (fits L2 next to the source rows), at
- * least 1 and at most 64 rows; never more than wbuf holds (a layer matrix holds >= 1 row). */
-static int dk_fused_rows(const dk_ctx *c, int k) {
-    size_t r = (32768 + (size_t)k - 1) / (size_t)k, cap = c->wbuf_n / (size_t)k;
-    if (r > 64) r = 64;
-    if (r > cap) r = cap;
-    return r < 1 ? 1 : (int)r;
-}
-
-typedef struct {
-    const dk_tensor *w;
-    float *y;
-    const float *x, *wbuf;
-    int m, n, k, rows;     /* rows per chunk */
-    int n_chunks, n_tasks;
-    bool per_thread;       /* slices indexed by thread (pool fits wbuf), else by task */
-    float beta;
-} dk_fused_job;
-
-static void dk_fused_task(void *arg, int t, int tid) {
-    const dk_fused_job *j = arg;
-    int k = j->k, R = j->rows;
-    float *buf = (float *)j->wbuf + (size_t)(j->per_thread ? tid : t) * (size_t)R * (size_t)k;
-    const uint8_t *src = j->w->data;
-    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
-        int r0 = (int)ch * R, nb = j->n - r0 < R ? j->n - r0 : R;
-        dk_dequantize(j->w->type, src + (size_t)r0 * j->w->row_bytes, buf, (size_t)nb * (size_t)k);
-        for (int i = 0; i < j->m; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, k, 1.0f, buf, k, j->x + (size_t)i * k, 1, j->beta, j->y + (size_t)i * j->n + r0, 1);
-    }
-}
-
-/* The fused path applies: converted weights, few rows, enabled. */
-static bool dk_use_fused(const dk_ctx *c, const dk_tensor *w, int m) {
-    return c->fused && w->type != DK_GGML_TYPE_F32 && m <= DK_FUSED_MAX_M && c->wbuf;
-}
-
-/* Rows 0..n-1 of W (n, k) against X (m, k), Y row stride n. The conversion is interleaved with
- * the products chunk by chunk, so its time is counted in the matmul time, not in convert_s. */
-static void dk_matmul_fused(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta) {
-    int R = dk_fused_rows(c, k), n_chunks = (n + R - 1) / R;
-    int slices = (int)(c->wbuf_n / ((size_t)R * (size_t)k));
-    int n_tasks = dk_n_tasks(c, (size_t)n_chunks, 1);
-    bool per_thread = c->pool.n <= slices;
-    if (!per_thread && n_tasks > slices) n_tasks = slices;
-    dk_fused_job j = {w, y, x, c->wbuf, m, n, k, R, n_chunks, n_tasks, per_thread, beta};
-    /* one OpenBLAS thread per chunk call while the pool runs tasks side by side (process-wide
-     * setting, restored after the job as in dk_attention) */
-    int bt = openblas_get_num_threads();
-    if (bt > 1) openblas_set_num_threads(1);
-    dk_pool_run(&c->pool, n_tasks, dk_fused_task, &j);
-    if (bt > 1) openblas_set_num_threads(bt);
-    c->stats.fused_matmuls++;
-}
-
-/* bf16 compute (compute.h) for products of more than DK_COMPUTE_MIN_M rows. */
-static bool dk_use_bf16(const dk_ctx *c, int m) { return c->compute == DK_COMPUTE_BF16 && m > DK_COMPUTE_MIN_M; }
-
-/* Y (m, nr; row stride ldy) = X · W[r0 .. r0+nr)ᵀ on the bf16 backend: a BF16 file's rows as they
- * are, other types as f32 rows (dk_weight_rows) that the backend rounds to bf16. After a failure
- * the call's later products are skipped; dk_compute_status reports it. */
-static void dk_matmul_bf16(dk_ctx *c, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int nr, int m, int k,
-                           float beta) {
-    if (c->compute_st) return;
-    bool native = w->type == DK_GGML_TYPE_BF16;
-    const void *wp = native ? (const void *)((const uint8_t *)w->data + (size_t)r0 * w->row_bytes) : (const void *)dk_weight_rows(c, w, r0, nr);
-    c->compute_st = dk_bf16_matmul(c->bf16, y, ldy, x, wp, native, m, nr, k, beta, c->pool.n, &c->compute_err);
-}
-
-/* bf16 compute, F32 weights, m <= DK_COMPUTE_MIN_M (decode): Y = X·Wᵀ as one sgemv per row of X
- * and chunk of 64 rows of W, the chunks spread over the pool (OpenBLAS on one thread per call),
- * W read once in place. sgemm with m = 1 packs W first and reads it about 3x slower (measured);
- * the f32 mode keeps that call, bit for bit. */
-typedef struct {
-    const dk_tensor *w;
-    float *y;
-    const float *x;
-    int m, n, k, n_chunks, n_tasks, ldy;
-    float beta;
-} dk_gemv_job;
-
-enum { DK_GEMV_ROWS = 64 };
-
-static void dk_gemv_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_gemv_job *j = arg;
-    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
-        int r0 = (int)ch * DK_GEMV_ROWS, nb = j->n - r0 < DK_GEMV_ROWS ? j->n - r0 : DK_GEMV_ROWS;
-        const float *wr = (const float *)((const uint8_t *)j->w->data + (size_t)r0 * j->w->row_bytes);
-        for (int i = 0; i < j->m; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, j->k, 1.0f, wr, j->k, j->x + (size_t)i * j->k, 1, j->beta,
-                        j->y + (size_t)i * j->ldy + r0, 1);
-    }
-}
-
-static bool dk_use_gemv(const dk_ctx *c, const dk_tensor *w, int m) {
-    return c->compute == DK_COMPUTE_BF16 && w->type == DK_GGML_TYPE_F32 && m <= DK_COMPUTE_MIN_M;
-}
-
-/* Rows [r0, r0+n) of W into columns [0, n) of Y (row stride ldy). */
-static void dk_matmul_gemv(dk_ctx *c, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int m, int n, int k, float beta) {
-    dk_tensor sub = *w;
-    sub.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
-    int n_chunks = (n + DK_GEMV_ROWS - 1) / DK_GEMV_ROWS;
-    dk_gemv_job j = {&sub, y, x, m, n, k, n_chunks, dk_n_tasks(c, (size_t)n_chunks, 1), ldy, beta};
-    int bt = openblas_get_num_threads();
-    if (bt > 1 && c->pool.n > 1) openblas_set_num_threads(1);
-    dk_pool_run(&c->pool, j.n_tasks, dk_gemv_task, &j);
-    if (bt > 1 && c->pool.n > 1) openblas_set_num_threads(bt);
-}
-
-/* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
- * matrix (n*k <= wbuf_n when it is converted). */
-static void dk_matmul(dk_ctx *c, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
-    if (dk_use_gemv(c, w, m)) {
-        dk_matmul_gemv(c, y, n, x, w, 0, m, n, k, beta);
-        *flops += 2 * (int64_t)m * n * k;
-        return;
-    }
-    if (dk_use_bf16(c, m)) {
-        dk_matmul_bf16(c, y, n, x, w, 0, n, m, k, beta);
-        *flops += 2 * (int64_t)m * n * k;
-        return;
-    }
-    if (dk_use_fused(c, w, m)) {
-        dk_matmul_fused(c, y, x, w, m, n, k, beta);
-        *flops += 2 * (int64_t)m * n * k;
-        return;
-    }
-    const float *wf = dk_weight_rows(c, w, 0, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, wf, k, beta, y, n);
-    *flops += 2 * (int64_t)m * n * k;
-}
-
-/* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head: one sgemm for F32, else one per block of
- * wbuf_n / d rows converted in turn (the head of a 7B model is ~2 GB in f32), or, for m <=
- * DK_FUSED_MAX_M, the fused chunked path over all n_vocab rows. */
-static void dk_lm_head(dk_ctx *c, float *logits, const float *x, int m, int64_t *flops) {
-    const dk_tensor *w = &c->m->w.output;
-    int n = (int)w->rows, k = (int)w->cols;
-    if (dk_use_fused(c, w, m)) {
-        dk_matmul_fused(c, logits, x, w, m, n, k, 0.0f);
-        *flops += 2 * (int64_t)m * n * k;
-        return;
-    }
-    /* the same row blocks for every file type: an F32 file then runs the very same sgemm calls as
-     * a converted one (OpenBLAS's result for a column may depend on the call's n) */
-    int blk = (int)((size_t)(dk_memory_convert_bytes(&c->m->cfg) / 4) / (size_t)k);
-    if (blk < 1 || blk > n) blk = n;
-    for (int r0 = 0; r0 < n; r0 += blk) {
-        int nb = n - r0 < blk ? n - r0 : blk;
-        if (dk_use_bf16(c, m)) { dk_matmul_bf16(c, logits + r0, n, x, w, r0, nb, m, k, 0.0f); continue; }
-        if (dk_use_gemv(c, w, m)) { dk_matmul_gemv(c, logits + r0, n, x, w, r0, m, nb, k, 0.0f); continue; }
-        const float *wf = dk_weight_rows(c, w, r0, nb);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
-    }
-    *flops += 2 * (int64_t)m * n * k;
-}
-
-typedef struct {
-    float *out;
-    const float *x, *w;
-    int rows, d, n_tasks;
-    float eps;
-} dk_rmsnorm_job;
-
-static void dk_rmsnorm_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_rmsnorm_job *j = arg;
-    int d = j->d;
-    for (size_t r = dk_task_lo((size_t)j->rows, t, j->n_tasks); r < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); r++) {
-        const float *xr = j->x + r * d, *w = j->w;
-        float *o = j->out + r * d;
-        float ss = 0.0f;
-        for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
-        ss = 1.0f / sqrtf(ss / (float)d + j->eps);
-        for (int i = 0; i < d; i++) o[i] = w[i] * (ss * xr[i]);
-    }
-}
-
-static void dk_rmsnorm(dk_ctx *c, float *out, const float *x, const float *w, int rows, int d, float eps) {
-    dk_rmsnorm_job j = {out, x, w, rows, d, dk_n_tasks(c, (size_t)rows, 4), eps};
-    dk_pool_run(&c->pool, j.n_tasks, dk_rmsnorm_task, &j);
-}
-
-#if defined(__AVX2__) && defined(__FMA__)
-/* exp(x) for 8 lanes: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial (Cephes expf), 2^n via the
- * exponent bits. Relative error ~2 ulp; inputs below -87.3 give ~0, above 88.3 saturate. */
-static inline __m256 dk_exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-#endif
-
-/* x[i] = exp(x[i] - mx); returns the sum. */
-static float dk_exp_sum(float *x, int n, float mx) {
-    int i = 0;
-    float sum = 0.0f;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 vs = _mm256_setzero_ps(), vm = _mm256_set1_ps(mx);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = dk_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, v);
-        vs = _mm256_add_ps(vs, v);
-    }
-    float t[8];
-    _mm256_storeu_ps(t, vs);
-    for (int j = 0; j < 8; j++) sum += t[j];
-#endif
-    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
-    return sum;
-}
-
-/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). The max and the scaling are
- * order-independent, so the vector and scalar paths give the same bits. */
-static void dk_softmax_masked(float *x, int lim, int len) {
-    float mx = x[0];
-    int i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    if (lim >= 8) {
-        __m256 vm = _mm256_loadu_ps(x);
-        for (i = 8; i + 8 <= lim; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
-        float t[8];
-        _mm256_storeu_ps(t, vm);
-        for (int j = 0; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
-    }
-#endif
-    for (; i < lim; i++) mx = x[i] > mx ? x[i] : mx;
-    float inv = 1.0f / dk_exp_sum(x, lim, mx);
-    i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 vi = _mm256_set1_ps(inv);
-    for (; i + 8 <= lim; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
-#endif
-    for (; i < lim; i++) x[i] *= inv;
-    if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
-}
-
-/* g = silu(g) * u over elements [i, n): the vector path covers whole groups of 8 from i, so a
- * split at multiples of 8 computes every element as the unsplit loop does. */
-static void dk_silu_mul_range(float *g, const float *u, size_t i, size_t n) {
-#if defined(__AVX2__) && defined(__FMA__)
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(g + i);
-        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, dk_exp256(_mm256_sub_ps(zero, v))));
-        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
-    }
-#endif
-    for (; i < n; i++) g[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
-}
-
-typedef struct {
-    float *a;
-    const float *b, *c;
-    size_t n;
-    int n_tasks;
-} dk_elem_job;
-
-static void dk_silu_mul_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_elem_job *j = arg;
-    size_t groups = j->n / 8, lo = 8 * dk_task_lo(groups, t, j->n_tasks);
-    size_t hi = t + 1 == j->n_tasks ? j->n : 8 * dk_task_lo(groups, t + 1, j->n_tasks);
-    dk_silu_mul_range(j->a, j->b, lo, hi);
-}
-
-static void dk_silu_mul(dk_ctx *c, float *g, const float *u, size_t n) {
-    dk_elem_job j = {g, u, NULL, n, dk_n_tasks(c, n / 8, 2048)};
-    dk_pool_run(&c->pool, j.n_tasks, dk_silu_mul_task, &j);
-}
-
-/* a = b + c elementwise */
-static void dk_add_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_elem_job *j = arg;
-    for (size_t i = dk_task_lo(j->n, t, j->n_tasks); i < dk_task_lo(j->n, t + 1, j->n_tasks); i++) j->a[i] = j->b[i] + j->c[i];
-}
-
-static void dk_add(dk_ctx *c, float *a, const float *b, const float *x, size_t n) {
-    dk_elem_job j = {a, b, x, n, dk_n_tasks(c, n, 16384)};
-    dk_pool_run(&c->pool, j.n_tasks, dk_add_task, &j);
-}
+/* ---- the transformer block: RoPE and the QKV epilogue, attention, then the block itself ---- */
 
 /* Rotates the first n_rot dims of each of n_heads heads of one row at position pos. */
 static void dk_rope_row(const dk_ctx *c, float *row, int n_heads, int pos) {
@@ -816,29 +90,6 @@ static void dk_qkv_post_task(void *arg, int t, int tid) {
         dk_rope_row(j->c, kr, k->n_head_kv, j->c->pos_a[i]);
         j->kv_pos[i] = j->c->pos_a[i];
     }
-}
-
-/* Copies rows: dst[dst_idx ? dst_idx[i] : i] = src[src_idx ? src_idx[i] : i], rows of d floats. */
-typedef struct {
-    float *dst;
-    const float *src;
-    const int32_t *dst_idx, *src_idx;
-    int rows, d, n_tasks;
-} dk_copy_job;
-
-static void dk_copy_rows_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_copy_job *j = arg;
-    size_t d = (size_t)j->d;
-    for (size_t i = dk_task_lo((size_t)j->rows, t, j->n_tasks); i < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); i++) {
-        size_t di = j->dst_idx ? (size_t)j->dst_idx[i] : i, si = j->src_idx ? (size_t)j->src_idx[i] : i;
-        memcpy(j->dst + di * d, j->src + si * d, d * 4);
-    }
-}
-
-static void dk_copy_rows(dk_ctx *c, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx, int rows, int d) {
-    dk_copy_job j = {dst, src, dst_idx, src_idx, rows, d, dk_n_tasks(c, (size_t)rows, 16)};
-    dk_pool_run(&c->pool, j.n_tasks, dk_copy_rows_task, &j);
 }
 
 /* ---- attention ----
@@ -930,13 +181,13 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_status st;
 
     /* attention sub-layer */
-    dk_rmsnorm(c, c->xb, xin, w->attn_norm, na, d, k->rms_eps);
+    dk_rmsnorm(&c->pool, c->xb, xin, w->attn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
     float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
-    dk_matmul(c, c->q, c->xb, &w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(c, kdst, c->xb, &w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(c, vdst, c->xb, &w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_qkv_job qj = {c, w, kdst, vdst, kv->pos + L0, na, dk_n_tasks(c, (size_t)na, 4)};
+    dk_matmul(&c->mm, c->q, c->xb, &w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(&c->mm, kdst, c->xb, &w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul(&c->mm, vdst, c->xb, &w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_qkv_job qj = {c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4)};
     dk_pool_run(&c->pool, qj.n_tasks, dk_qkv_post_task, &qj);
     if (w->bq) fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
     fl->c[DK_FLOPS_ROPE] += 6 * (int64_t)na * (k->n_head + k->n_head_kv) * (k->n_rot / 2);
@@ -969,7 +220,7 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
         capture = n_probe > 0;
     }
     dk_attention(c, l, na, L0, capture, n_probe, fl);
-    dk_matmul(c, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
+    dk_matmul(&c->mm, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
     if ((st = dk_compute_status(c, e))) return st;
 
     dk_layer_view v = {.layer = l, .n_tokens = n, .n_past = c->n_past, .n_active = na, .active = c->active,
@@ -979,15 +230,15 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     if ((st = dk_call_hook(c, o, DK_HOOK_AFTER_ATTN, &v, n_next, e))) return st;
 
     /* residual, then the FFN sub-layer accumulating into the residual */
-    dk_add(c, hout, xin, c->u, (size_t)na * d);
+    dk_add(&c->pool, hout, xin, c->u, (size_t)na * d);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d;
-    dk_rmsnorm(c, c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
+    dk_rmsnorm(&c->pool, c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
-    dk_matmul(c, c->hb, c->xb, &w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
-    dk_matmul(c, c->hb2, c->xb, &w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
-    dk_silu_mul(c, c->hb, c->hb2, (size_t)na * f);
+    dk_matmul(&c->mm, c->hb, c->xb, &w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(&c->mm, c->hb2, c->xb, &w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_silu_mul(&c->pool, c->hb, c->hb2, (size_t)na * f);
     fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
-    dk_matmul(c, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul(&c->mm, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d; /* residual add inside the GEMM (beta = 1) */
 
     if ((st = dk_compute_status(c, e))) return st;
@@ -1056,7 +307,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
         if (na > 0) {
             const float *xin = c->x;
             if (!c->dense) {
-                dk_copy_rows(c, c->xa, NULL, c->x, c->active, na, d);
+                dk_copy_rows(&c->pool, c->xa, NULL, c->x, c->active, na, d);
                 xin = c->xa;
             }
             if ((st = dk_layer_forward(c, l, xin, c->h, na, n, o, &n_next, fl, e))) {
@@ -1065,7 +316,7 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
                 return st;
             }
             if (c->dense) { float *t = c->x; c->x = c->h; c->h = t; }
-            else dk_copy_rows(c, c->x, c->active, c->h, NULL, na, d);
+            else dk_copy_rows(&c->pool, c->x, c->active, c->h, NULL, na, d);
         }
         c->layer_stats[l].n_active = na;
         c->layer_stats[l].kv_len = c->kv[l].len;
@@ -1090,9 +341,11 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
     if (logits) {
         int rows = (o && o->all_logits) ? n : 1;
         const float *src = c->x + (size_t)(n - rows) * d;
-        dk_rmsnorm(c, c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
+        dk_rmsnorm(&c->pool, c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
         c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
-        dk_lm_head(c, logits, c->xb, rows, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
+        /* blocks of the conversion buffer's rows, for every file type (dk_matmul_head) */
+        int blk = (int)((size_t)(dk_memory_convert_bytes(k) / 4) / (size_t)m->w.output.cols);
+        dk_matmul_head(&c->mm, logits, c->xb, &m->w.output, rows, blk, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
     }
     for (int l = 0; l < k->n_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
     dk_flops_add(&c->stats.total, &c->stats.head);

@@ -32,7 +32,7 @@ done:
     return st;
 }
 
-/* ---- the parts (mirror forward.c: KEEP IN SYNC) ---- */
+/* ---- the parts (mirror ctx.c: KEEP IN SYNC) ---- */
 
 int64_t dk_memory_kv_bytes(const dk_model_config *c, int n_ctx) {
     return (int64_t)c->n_layer * 2 * c->n_head_kv * c->head_dim * (int64_t)n_ctx * 4;
@@ -45,7 +45,7 @@ int64_t dk_memory_ctx_bytes(const dk_model_config *c, int n_ctx) {
     int64_t nc = n_ctx, half = c->n_rot / 2, group = c->n_head / c->n_head_kv;
     int64_t qblk = group >= 256 ? 1 : 256 / group, rows = qblk * group;
     /* attention scratch (scores, query and output blocks) exists once per pool thread, and the
-     * pool has dk_blas_threads() threads (clamped to 1..64 as forward.c's dk_ctx_threads does) */
+     * pool has dk_blas_threads() threads (clamped to 1..64 as ctx.c's dk_ctx_threads does) */
     int64_t threads = dk_blas_threads();
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
@@ -60,7 +60,7 @@ int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
     return r * (5 * d + 2 * q + 2 * f) * 4 + 5 * r * 4;
 }
 
-/* dk_ctx_create's wbuf (forward.c): the largest layer matrix (wq/wo: n_head*head_dim x n_embd,
+/* dk_ctx_create's wbuf (ctx.c): the largest layer matrix (wq/wo: n_head*head_dim x n_embd,
  * gate/up/down: n_ff x n_embd) in f32. The fused small-m path's per-task chunks are slices of it
  * (dk_matmul_fused), so they add nothing. */
 int64_t dk_memory_convert_bytes(const dk_model_config *c) {

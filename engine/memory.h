@@ -7,7 +7,7 @@
  *            touched); weights_f32 is the same tensors expanded to f32 (what a loader that
  *            converted every tensor at load time would hold; printed for comparison only).
  *   kv       n_layer * 2 * n_head_kv * head_dim * n_ctx * 4: the K and V caches of dk_ctx (f32).
- *   scratch  everything else dk_ctx allocates (forward.c): per context (RoPE tables, cache
+ *   scratch  everything else dk_ctx allocates (ctx.c): per context (RoPE tables, cache
  *            positions, one attention block's scores/queries/outputs) and per prefill chunk of
  *            n_chunk tokens (hidden states, normed inputs, attention and FFN activations, index
  *            arrays). dashkit prefills a prompt's context as ONE chunk, so n_chunk = n_ctx is
@@ -16,7 +16,7 @@
  *            f32, max(n_head*head_dim, n_ff) * n_embd * 4 (dk_memory_convert_bytes), which also
  *            holds the lm head's row blocks and, for decode (the fused small-m path), the
  *            per-task row chunks (<= 64 rows, ~128 KiB each): no memory beyond it.
- * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in forward.c: dk_memory_ctx_bytes and
+ * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in ctx.c: dk_memory_ctx_bytes and
  * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
  * captured for probe rows (FastV/SnapKV: n_head * n_probe * kv_len * 4 at the decision layer,

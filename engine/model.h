@@ -8,7 +8,7 @@
  * Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS; per tensor, so llama-quantize's
  * mixes such as Q4_K_M load as written; quant.h has the table), pointing into the
  * read-only mmap of the file (no copy): peak memory = the file's tensors (page cache) + the run
- * state. forward.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
+ * state. matmul.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
  * matrix at a time; the lm head in row blocks; token_embd one row per looked-up token). Only
  * 1-D tensors (norms, biases) stored in another type than F32, and F32 tensors the file leaves
  * unaligned, are copied to owned f32 at load.
@@ -110,7 +110,7 @@ typedef struct dk_model {
     char file_type[32];    /* general.file_type as llama.cpp names it ("MOSTLY_Q4_K_M"), "none" if absent */
     int64_t n_params;      /* parameters counted from the tensors (tied output counted once) */
     int64_t weights_bytes; /* the tensors in their storage type (what memory.h calls weights) */
-    bool converts;         /* some tensor is not F32: forward.c keeps an f32 conversion scratch
+    bool converts;         /* some tensor is not F32: the context keeps an f32 conversion scratch
                             * (== weights_bytes != 4 * n_params, the rule memory.c applies) */
     uint32_t gguf_version; /* 0 unless GGUF */
     int n_tensors;         /* tensors in the file (0 for llama2.c / random) */

@@ -1,0 +1,196 @@
+/* ctx.c — a context's life (forward.h): creation, scratch sized to the chunk and the threads,
+ * reset/truncate, settings and accessors; and the FLOP counters. The pass itself is forward.c. */
+#include "forward_state.h"
+#include "blas.h"
+#include "compute.h"
+#include "memory.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- FLOP counters ---- */
+
+const char *dk_flops_component_name(dk_flops_component c) {
+    static const char *const n[DK_FLOPS_COUNT] = {"qkv", "attn", "o", "ffn", "norm", "rope", "softmax", "lm_head", "halt"};
+    return (unsigned)c < DK_FLOPS_COUNT ? n[c] : "?";
+}
+
+int64_t dk_flops_total(const dk_flops *f) {
+    int64_t t = 0;
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) t += f->c[i];
+    return t;
+}
+
+void dk_flops_add(dk_flops *dst, const dk_flops *src) {
+    for (int i = 0; i < DK_FLOPS_COUNT; i++) dst->c[i] += src->c[i];
+}
+
+/* ---- context ---- */
+
+static void dk_ctx_free_scratch(dk_ctx *c) {
+    free(c->x); free(c->h); free(c->xa); free(c->xb); free(c->u); free(c->q); free(c->att);
+    free(c->hb); free(c->hb2); free(c->active); free(c->next); free(c->pos_a); free(c->probe_slot);
+    free(c->probe_act);
+    c->x = c->h = c->xa = c->xb = c->u = c->q = c->att = c->hb = c->hb2 = NULL;
+    c->active = c->next = c->pos_a = c->probe_slot = c->probe_act = NULL;
+    c->cap = 0;
+}
+
+dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
+    if (n <= c->cap) return DK_OK;
+    const dk_model_config *k = &c->m->cfg;
+    size_t r = (size_t)n, d = (size_t)k->n_embd, q = (size_t)k->n_head * k->head_dim, f = (size_t)k->n_ff;
+    dk_ctx_free_scratch(c);
+    c->x = malloc(r * d * 4); c->h = malloc(r * d * 4); c->xa = malloc(r * d * 4); c->xb = malloc(r * d * 4);
+    c->u = malloc(r * d * 4); c->q = malloc(r * q * 4); c->att = malloc(r * q * 4);
+    c->hb = malloc(r * f * 4); c->hb2 = malloc(r * f * 4);
+    c->active = malloc(r * 4); c->next = malloc(r * 4); c->pos_a = malloc(r * 4);
+    c->probe_slot = malloc(r * 4); c->probe_act = malloc(r * 4);
+    if (!c->x || !c->h || !c->xa || !c->xb || !c->u || !c->q || !c->att || !c->hb || !c->hb2 || !c->active ||
+        !c->next || !c->pos_a || !c->probe_slot || !c->probe_act) {
+        dk_ctx_free_scratch(c);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for a chunk of %d tokens", n);
+    }
+    c->cap = n;
+    return DK_OK;
+}
+
+static void dk_ctx_free_attn_scratch(dk_ctx *c) {
+    for (int t = 0; t < c->n_scratch; t++) {
+        if (c->s) free(c->s[t]);
+        if (c->qb) free(c->qb[t]);
+        if (c->ob) free(c->ob[t]);
+    }
+    free(c->s); free(c->qb); free(c->ob);
+    c->s = c->qb = c->ob = NULL;
+    c->n_scratch = 0;
+}
+
+dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
+    int want = dk_blas_threads();
+    if (want < 1) want = 1;
+    if (want > 64) want = 64;
+    if (want != c->pool.n) {
+        dk_pool_free(&c->pool);
+        dk_pool_init(&c->pool, want);
+    }
+    if (c->n_scratch == c->pool.n) return DK_OK;
+    dk_ctx_free_attn_scratch(c);
+    const dk_model_config *k = &c->m->cfg;
+    int n = c->pool.n, group = k->n_head / k->n_head_kv;
+    size_t rows = (size_t)c->qblk * group;
+    c->s = calloc((size_t)n, sizeof *c->s);
+    c->qb = calloc((size_t)n, sizeof *c->qb);
+    c->ob = calloc((size_t)n, sizeof *c->ob);
+    c->n_scratch = n;
+    bool ok = c->s && c->qb && c->ob;
+    for (int t = 0; ok && t < n; t++)
+        ok = (c->s[t] = malloc(rows * (size_t)c->n_ctx_max * 4)) && (c->qb[t] = malloc(rows * (size_t)k->head_dim * 4)) &&
+             (c->ob[t] = malloc(rows * (size_t)k->head_dim * 4));
+    if (!ok) {
+        if (!c->s || !c->qb || !c->ob) c->n_scratch = 0;
+        dk_ctx_free_attn_scratch(c);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for attention scratch of %d threads", n);
+    }
+    return DK_OK;
+}
+
+dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e) {
+    *out = NULL;
+    const dk_model_config *k = &m->cfg;
+    if (n_ctx_max <= 0 || n_ctx_max > (1 << 22))
+        return dk_fail(e, DK_ERR_ARG, "context size %d out of range (1..%d)", n_ctx_max, 1 << 22);
+    dk_ctx *c = calloc(1, sizeof *c);
+    if (!c) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx_max = n_ctx_max;
+    c->split_layer = -1;
+    c->mm.pool = &c->pool;
+    c->mm.fused = true;
+    c->mm.convert_s = &c->stats.convert_s;
+    c->mm.fused_matmuls = &c->stats.fused_matmuls;
+    int group = k->n_head / k->n_head_kv;
+    c->qblk = group >= 256 ? 1 : 256 / group;
+    size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
+    bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
+              (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
+              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4));
+    dk_pool_init(&c->pool, 1);
+    ok = ok && dk_ctx_threads(c, e) == DK_OK;
+    if (ok && m->converts) {
+        c->mm.wbuf_n = (size_t)(dk_memory_convert_bytes(k) / 4);
+        ok = (c->mm.wbuf = malloc(c->mm.wbuf_n * 4)) != NULL;
+    }
+    for (int l = 0; ok && l < k->n_layer; l++)
+        ok = (c->kv[l].k = malloc(nc * kvd * 4)) && (c->kv[l].v = malloc(nc * kvd * 4)) && (c->kv[l].pos = malloc(nc * 4));
+    if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
+    /* angle(pos, i) = pos * theta^(-2i/n_rot), in double then rounded once */
+    for (size_t p = 0; p < nc; p++)
+        for (size_t i = 0; i < half; i++) {
+            double a = (double)p * pow((double)k->rope_theta, -2.0 * (double)i / (double)k->n_rot);
+            c->rope_cos[p * half + i] = (float)cos(a);
+            c->rope_sin[p * half + i] = (float)sin(a);
+        }
+    c->stats.n_layer = k->n_layer;
+    c->stats.layers = c->layer_stats;
+    *out = c;
+    return DK_OK;
+}
+
+void dk_ctx_free(dk_ctx *c) {
+    if (!c) return;
+    if (c->kv)
+        for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
+    dk_pool_free(&c->pool);
+    dk_bf16_backend_free(c->mm.bf16);
+    dk_ctx_free_attn_scratch(c);
+    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->probs); free(c->mm.wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
+    dk_ctx_free_scratch(c);
+    free(c);
+}
+
+void dk_ctx_reset(dk_ctx *c) {
+    c->n_past = 0;
+    c->split_layer = -1;
+    c->split_pending = false;
+    for (int l = 0; l < c->m->cfg.n_layer; l++) c->kv[l].len = 0;
+}
+
+dk_status dk_ctx_truncate(dk_ctx *c, int n_past, dk_err *e) {
+    if (n_past < 0 || n_past > c->n_past)
+        return dk_fail(e, DK_ERR_ARG, "truncate to %d tokens: context holds %d", n_past, c->n_past);
+    for (int l = 0; l < c->m->cfg.n_layer; l++)
+        while (c->kv[l].len > 0 && c->kv[l].pos[c->kv[l].len - 1] >= n_past) c->kv[l].len--;
+    c->n_past = n_past;
+    if (c->split_layer >= 0 && (c->split_pending || n_past < c->split_start + c->split_n)) {
+        c->split_layer = -1; /* the prefix's cache entries are gone */
+        c->split_pending = false;
+    }
+    return DK_OK;
+}
+
+int dk_ctx_split_layer(const dk_ctx *c) { return c->split_layer; }
+const float *dk_ctx_split_hidden(const dk_ctx *c) { return c->split_layer >= 0 ? c->x_split : NULL; }
+const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
+    if (n_active) *n_active = c->split_layer >= 0 ? c->split_na : 0;
+    return c->split_layer >= 0 ? c->split_active : NULL;
+}
+
+void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->mm.fused = on; }
+
+dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
+    dk_status st = dk_compute_check(mode, e);
+    if (st) return st;
+    /* the backend (and its cached primitives) stays until dk_ctx_free once created */
+    if (mode == DK_COMPUTE_BF16 && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
+    c->mm.compute = mode;
+    return DK_OK;
+}
+dk_compute dk_ctx_compute(const dk_ctx *c) { return c->mm.compute; }
+bool dk_ctx_fused_decode(const dk_ctx *c) { return c->mm.fused; }
+
+int dk_ctx_n_past(const dk_ctx *c) { return c->n_past; }
+int dk_ctx_n_ctx_max(const dk_ctx *c) { return c->n_ctx_max; }
+const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer) { return &c->kv[layer]; }
+const dk_forward_stats *dk_ctx_stats(const dk_ctx *c) { return &c->stats; }
+const dk_model *dk_ctx_model(const dk_ctx *c) { return c->m; }

@@ -1,0 +1,50 @@
+/* matmul.h — Y = X·Wᵀ for the projections and the lm head, W a model tensor in its file type.
+ *
+ * Weights in F16/BF16 or a quantised type stay in that type (model.h); each such matrix is
+ * converted into the f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no
+ * half-precision GEMM), the lm head in blocks of rows that fit wbuf. Converted values are the
+ * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.
+ * For a few rows (decode; m <= 8) the whole-matrix copy is skipped instead: each pool task
+ * converts a chunk of W's rows into its own cache-sized slice of wbuf and multiplies it right
+ * away (the fused path), so W is read once in its file type and no f32 copy of it travels
+ * through memory. In bf16 compute mode (compute.h) products of more than DK_COMPUTE_MIN_M rows
+ * run on the oneDNN backend, F32 weights with few rows as sgemv chunks over the pool.
+ * Every path computes a row of Y by the same calls whatever the thread count: bit-identical. */
+#ifndef DK_MATMUL_H
+#define DK_MATMUL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "compute.h"
+#include "dk_common.h"
+#include "model.h"
+#include "pool.h"
+#include "quant.h"
+
+/* What the products use of their context; embedded in dk_ctx. */
+typedef struct {
+    dk_pool *pool;          /* the context's pool: conversion and the small-m paths */
+    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
+                             * or, in the fused small-m path, the tasks' row-chunk slices;
+                             * NULL when every tensor is F32 (model->converts false) */
+    size_t wbuf_n;          /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
+    bool fused;             /* small-m matmuls of converted weights chunk by chunk (default on) */
+    dk_compute compute;     /* compute precision (compute.h) */
+    dk_bf16_backend *bf16;  /* exists from the first switch to bf16 on */
+    dk_status st;           /* first failure of a bf16 product in this call; later ones are skipped */
+    dk_err err;
+    double *convert_s;      /* += time converting whole matrices (the context's stats) */
+    int *fused_matmuls;     /* += products that took the fused path (the context's stats) */
+} dk_matmul_ctx;
+
+/* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
+ * matrix (n*k <= wbuf_n when it is converted). Adds the product's FLOPs to *flops. */
+void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta,
+               int64_t *flops);
+
+/* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head W: one sgemm per block of blk rows (converted
+ * in turn when W is not F32: the head of a 7B model is ~2 GB in f32), or, for m <= 8 and converted
+ * weights, the fused chunked path over all rows. blk out of 1..n means one block. */
+void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_tensor *w, int m, int blk,
+                    int64_t *flops);
+
+#endif
