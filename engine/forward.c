@@ -184,9 +184,8 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_rmsnorm(&c->pool, c->xb, xin, w->attn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
     float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
-    dk_matmul(&c->mm, c->q, c->xb, &w->wq, na, qd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(&c->mm, kdst, c->xb, &w->wk, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
-    dk_matmul(&c->mm, vdst, c->xb, &w->wv, na, kvd, d, 0.0f, &fl->c[DK_FLOPS_QKV]);
+    dk_matmul_out qkv[3] = {{c->q, &w->wq}, {kdst, &w->wk}, {vdst, &w->wv}};
+    dk_matmul_multi(&c->mm, c->xb, na, d, qkv, 3, &fl->c[DK_FLOPS_QKV]);
     dk_qkv_job qj = {c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4)};
     dk_pool_run(&c->pool, qj.n_tasks, dk_qkv_post_task, &qj);
     if (w->bq) fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
@@ -234,8 +233,8 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     fl->c[DK_FLOPS_NORM] += (int64_t)na * d;
     dk_rmsnorm(&c->pool, c->xb, hout, w->ffn_norm, na, d, k->rms_eps);
     fl->c[DK_FLOPS_NORM] += 4 * (int64_t)na * d;
-    dk_matmul(&c->mm, c->hb, c->xb, &w->w_gate, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
-    dk_matmul(&c->mm, c->hb2, c->xb, &w->w_up, na, f, d, 0.0f, &fl->c[DK_FLOPS_FFN]);
+    dk_matmul_out gate_up[2] = {{c->hb, &w->w_gate}, {c->hb2, &w->w_up}};
+    dk_matmul_multi(&c->mm, c->xb, na, d, gate_up, 2, &fl->c[DK_FLOPS_FFN]);
     dk_silu_mul(&c->pool, c->hb, c->hb2, (size_t)na * f);
     fl->c[DK_FLOPS_FFN] += 5 * (int64_t)na * f;
     dk_matmul(&c->mm, hout, c->hb, &w->w_down, na, d, f, 1.0f, &fl->c[DK_FLOPS_FFN]);

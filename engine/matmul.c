@@ -67,22 +67,76 @@ static void dk_matvec_task(void *arg, int t, int tid) {
 /* The fused path applies: few rows, enabled (the default; dk_ctx_set_fused_decode). */
 static bool dk_use_fused(const dk_matmul_ctx *mm, int m) { return mm->fused && m <= DK_MATVEC_MAX_M; }
 
-/* Rows [r0, r1) of W against X (m, k) into Y (row stride ldy, column r = row r of W). */
-static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int64_t r1,
-                            int m, float beta) {
-    int threads = mm->pool->n;
+/* A job that reads fewer weight bytes than this runs on the caller alone: waking a worker costs
+ * about as much as reading it, and on a busy machine a preempted worker holding a task stalls the
+ * job by a time slice (a llama-tiny-shaped model decoded ~100x slower split over 2 busy threads). */
+enum { DK_MATVEC_PAR_BYTES = 1 << 20 };
+
+/* The job of rows [r0, r1) of W against X (m, k) into Y (row stride ldy, column r = row r of W);
+ * returns its chunks. *threads: 1 when a widened type finds no scratch row per thread in wbuf, or
+ * when the rows hold fewer than DK_MATVEC_PAR_BYTES (dk_matmul_multi sums its products first). */
+static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, int ldy, const float *x, const dk_tensor *w,
+                          int64_t r0, int64_t r1, int m, float beta, int *threads) {
+    *threads = mm->pool->n;
     bool widen = w->type != DK_GGML_TYPE_F32;
-    /* widened types need a scratch row per thread; without room for all, the caller alone runs */
-    if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)threads * (size_t)w->cols)) threads = 1;
+    if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)*threads * (size_t)w->cols)) *threads = 1;
+    if ((r1 - r0) * (int64_t)w->row_bytes < DK_MATVEC_PAR_BYTES) *threads = 1;
     int64_t n = r1 - r0, rows = (65536 + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
-    int64_t per = (n + 32 * (int64_t)threads - 1) / (32 * (int64_t)threads);
+    int64_t per = (n + 32 * (int64_t)mm->pool->n - 1) / (32 * (int64_t)mm->pool->n);
     if (rows < per) rows = per;
     if (rows < 1) rows = 1;
-    dk_matvec_job j = {w, y, x, widen ? mm->wbuf : NULL, r0, r1, rows, m, ldy, beta};
-    int n_chunks = (int)((n + rows - 1) / rows);
-    if (threads > 1) dk_pool_run(mm->pool, n_chunks, dk_matvec_task, &j);
-    else for (int t = 0; t < n_chunks; t++) dk_matvec_task(&j, t, 0);
+    *j = (dk_matvec_job){w, y, x, widen ? mm->wbuf : NULL, r0, r1, rows, m, ldy, beta};
+    return (int)((n + rows - 1) / rows);
+}
+
+/* Runs n_tasks tasks on the pool, or on the caller alone (threads 1). */
+static void dk_matvec_run(dk_matmul_ctx *mm, int threads, int n_tasks, dk_task_fn fn, void *arg) {
+    if (threads > 1) dk_pool_run(mm->pool, n_tasks, fn, arg);
+    else for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+}
+
+static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int64_t r1,
+                            int m, float beta) {
+    dk_matvec_job j;
+    int threads, n_chunks = dk_matvec_plan(mm, &j, y, ldy, x, w, r0, r1, m, beta, &threads);
+    dk_matvec_run(mm, threads, n_chunks, dk_matvec_task, &j);
     (*mm->fused_matmuls)++;
+}
+
+/* Several products of the same X as one pool job (Q/K/V; gate/up): one wake-up instead of one per
+ * matrix; task t is chunk t - first[p] of product p. */
+typedef struct {
+    dk_matvec_job j[DK_MATMUL_MULTI];
+    int first[DK_MATMUL_MULTI + 1];
+} dk_matvec_multi_job;
+
+static void dk_matvec_multi_task(void *arg, int t, int tid) {
+    dk_matvec_multi_job *mj = arg;
+    int p = 0;
+    while (t >= mj->first[p + 1]) p++;
+    dk_matvec_task(&mj->j[p], t - mj->first[p], tid);
+}
+
+void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o, int64_t *flops) {
+    if (!dk_use_fused(mm, m) || n_o > DK_MATMUL_MULTI) {
+        for (int p = 0; p < n_o; p++) dk_matmul(mm, o[p].y, x, o[p].w, m, (int)o[p].w->rows, k, 0.0f, flops);
+        return;
+    }
+    dk_matvec_multi_job mj;
+    int threads = mm->pool->n;
+    int64_t bytes = 0;
+    mj.first[0] = 0;
+    for (int p = 0; p < n_o; p++) {
+        int th;
+        mj.first[p + 1] = mj.first[p] + dk_matvec_plan(mm, &mj.j[p], o[p].y, (int)o[p].w->rows, x, o[p].w, 0, o[p].w->rows, m, 0.0f, &th);
+        bytes += o[p].w->rows * (int64_t)o[p].w->row_bytes;
+        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 && (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)k);
+        if (no_room) threads = 1;
+        *flops += 2 * (int64_t)m * o[p].w->rows * k;
+    }
+    if (bytes < DK_MATVEC_PAR_BYTES) threads = 1;
+    dk_matvec_run(mm, threads, mj.first[n_o], dk_matvec_multi_task, &mj);
+    *mm->fused_matmuls += n_o;
 }
 
 /* bf16 compute (compute.h) for products of more than DK_COMPUTE_MIN_M rows. */

@@ -40,6 +40,12 @@ typedef struct {
 void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta,
                int64_t *flops);
 
+/* Several products of the same X (m, k): Y_p (m, rows of W_p) = X · W_pᵀ, beta 0. Few rows (the fused
+ * path) run them as one pool job; otherwise one dk_matmul each, in order (the same calls as those). */
+enum { DK_MATMUL_MULTI = 4 };
+typedef struct { float *y; const dk_tensor *w; } dk_matmul_out;
+void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o, int64_t *flops);
+
 /* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head W: one sgemm per block of blk rows (converted
  * in turn when W is not F32: the head of a 7B model is ~2 GB in f32), or, for m <= 8, the fused
  * path over all rows (split over the threads). blk out of 1..n means one block. */
