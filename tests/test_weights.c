@@ -11,7 +11,8 @@
  *   goldens tests/data/weights_qwen2_<type>.logits: <= 1e-3 of the logit scale.
  * - The same values written as an F32 GGUF give bit-identical hidden states and logits: the
  *   conversion changes nothing but memory.
- * - Decode and chunks of <= 8 rows take the fused path (chunked conversion + sgemv): on those
+ * - Decode and chunks of <= 8 rows take the fused path (engine/matvec: rows widened next to their
+ *   dot products): on those
  *   models and on the committed F16/BF16/Q8_0 reference models, its logits equal the goldens
  *   within their tolerance and the whole-matrix path within 1e-5 of the logit scale.
  * - Peak RSS: a child process (this binary re-executed) loads an ~89 MB BF16 model and prefills;
@@ -406,12 +407,13 @@ START_TEST(test_filetype_equals_f32) {
 END_TEST
 
 /* ---- fused small-m path (decode) ----
- * Decode and chunks of <= 8 rows multiply converted weights chunk by chunk (forward.c,
- * dk_matmul_fused) instead of converting whole matrices first. Both paths run the same prompt:
+ * Decode and chunks of <= 8 rows read each weight row once in its file type next to its dot
+ * products (engine/matvec.c via matmul.c's dk_matmul_fused) instead of converting whole matrices
+ * first. Both paths run the same prompt:
  * a 3-token chunk (m = 3: the per-row loop, w_down's beta = 1 at row stride n) and then one
  * decode step per token. Fused logits equal the golden within the golden's tolerance, and the
  * old path's within 1e-5 of the logit scale: the operands are the same exact f32 values, only
- * BLAS's summation order differs (sgemv on row chunks vs one sgemm), ~1e-7 relative per dot
+ * the summation order differs (matvec's dot vs one sgemm), ~1e-7 relative per dot
  * product. Which path ran is asserted from the stats' fused_matmuls count (with OpenBLAS 0.3.21
  * most logits also differ in their last bits; printed, not asserted: a later OpenBLAS may route
  * an m = 1 sgemm to the same gemv kernel). */
