@@ -144,6 +144,16 @@ int dk_ctx_n_ctx_max(const dk_ctx *c);
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
 const dk_model *dk_ctx_model(const dk_ctx *c);
+/* What a context allocates, in bytes, from the sizes dk_ctx_create / dk_ctx_reserve allocate with
+ * (memory.h's estimate is built on these): the K and V caches at n_ctx; everything else per context
+ * with a pool of `threads` threads (dk_ctx_pool_threads(): dk_blas_threads() clamped to 1..64, as a
+ * context sizes its pool); the scratch of a chunk of n_chunk rows; the f32 conversion buffer (a
+ * context allocates it when some tensor is not F32). */
+int64_t dk_ctx_kv_bytes(const dk_model_config *cfg, int n_ctx);
+int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
+int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
+int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
+int dk_ctx_pool_threads(void);
 /* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included) on F16/BF16/Q8_0
  * weights: on (the default), each pool task converts W chunk by chunk (<= 64 rows, ~128 KiB of
  * f32) into its slice of the context's conversion buffer and multiplies it there (one sgemv per
