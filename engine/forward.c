@@ -449,12 +449,6 @@ dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e) 
     return dk_forward_prefill(c, &token, 1, NULL, logits, e);
 }
 
-int dk_argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* ---- greedy generation ---- */
 
 dk_status dk_generate_greedy(dk_ctx *c, const int32_t *prompt, int n_prompt, int max_steps, int32_t stop_token,

@@ -215,9 +215,6 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active); /* set for l
 /* One token at the next position (attends to every layer's cache, whatever its length). */
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e);
 
-/* Index of the largest logit (lowest index on ties). */
-int dk_argmax(const float *x, int n);
-
 /* Greedy generation with llama2.c run.c semantics: feeds prompt[0..n_prompt) one position per
  * step (the prompt as a prefill chunk, then decode), and from the end of the prompt appends the
  * argmax token; stops after max_steps positions in total (steps counted from position 0, as run's
