@@ -33,52 +33,67 @@ static int dk_export_json_column(const char *name) {
     return 0;
 }
 
-static int dk_export_rows(sqlite3_stmt *q, FILE *f, int json) {
-    int nc = sqlite3_column_count(q), step, n = 0;
-    if (!json) {
+typedef struct {
+    FILE *f;
+    int json;
+    int64_t n; /* rows written */
+} dk_export_ctx;
+
+/* One row of sample_rows (dk_store_row_fn): CSV fields (empty = NULL) or a JSON object. */
+static int dk_export_row(void *ctx, const dk_store_value *v, int nc, int header) {
+    dk_export_ctx *x = ctx;
+    FILE *f = x->f;
+    if (header) {
+        if (x->json) { fputs("[", f); return 0; }
         for (int c = 0; c < nc; c++) {
             if (c) fputc(',', f);
-            dk_report_csv_field(f, sqlite3_column_name(q, c));
+            dk_report_csv_field(f, v[c].name);
         }
         fputs("\r\n", f);
-    } else {
-        fputs("[", f);
+        return 0;
     }
-    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
-        if (!json) {
-            for (int c = 0; c < nc; c++) {
-                if (c) fputc(',', f);
-                const unsigned char *t = sqlite3_column_text(q, c);
-                if (t) dk_report_csv_field(f, (const char *)t);
-            }
-            fputs("\r\n", f);
-        } else {
-            cJSON *o = cJSON_CreateObject();
-            for (int c = 0; o && c < nc; c++) {
-                const char *name = sqlite3_column_name(q, c);
-                cJSON *v = NULL;
-                switch (sqlite3_column_type(q, c)) {
-                case SQLITE_INTEGER: v = cJSON_CreateNumber((double)sqlite3_column_int64(q, c)); break;
-                case SQLITE_FLOAT: v = cJSON_CreateNumber(sqlite3_column_double(q, c)); break;
-                case SQLITE_NULL: v = cJSON_CreateNull(); break;
-                default: {
-                    const char *t = (const char *)sqlite3_column_text(q, c);
-                    if (dk_export_json_column(name)) v = cJSON_Parse(t);
-                    if (!v) v = cJSON_CreateString(t ? t : "");
-                }
-                }
-                cJSON_AddItemToObject(o, name, v);
-            }
-            char *txt = o ? cJSON_PrintUnformatted(o) : NULL;
-            cJSON_Delete(o);
-            if (!txt) return -1;
-            fprintf(f, "%s\n%s", n ? "," : "", txt);
-            free(txt);
+    if (!x->json) {
+        for (int c = 0; c < nc; c++) {
+            if (c) fputc(',', f);
+            if (v[c].text) dk_report_csv_field(f, v[c].text);
         }
-        n++;
+        fputs("\r\n", f);
+        x->n++;
+        return 0;
     }
-    if (json) fputs(n ? "\n]\n" : "]\n", f);
-    return step == SQLITE_DONE ? n : -1;
+    cJSON *o = cJSON_CreateObject();
+    for (int c = 0; o && c < nc; c++) {
+        cJSON *j = NULL;
+        switch (v[c].type) {
+        case DK_STORE_INTEGER: j = cJSON_CreateNumber((double)v[c].i); break;
+        case DK_STORE_REAL: j = cJSON_CreateNumber(v[c].r); break;
+        case DK_STORE_NULL: j = cJSON_CreateNull(); break;
+        default:
+            if (dk_export_json_column(v[c].name)) j = cJSON_Parse(v[c].text);
+            if (!j) j = cJSON_CreateString(v[c].text ? v[c].text : "");
+        }
+        cJSON_AddItemToObject(o, v[c].name, j);
+    }
+    char *txt = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!txt) return -1;
+    fprintf(f, "%s\n%s", x->n ? "," : "", txt);
+    free(txt);
+    x->n++;
+    return 0;
+}
+
+/* A run that is not in the store: exit 2 (a bad parameter, as report and plot); 1 when unreadable. */
+static int dk_export_check_run(dk_store *s, const char *db, long long run) {
+    dk_err e = {{0}};
+    dk_store_run *runs = NULL;
+    size_t n = 0;
+    if (dk_store_runs_read(s, &runs, &n, &e) != DK_OK) { fprintf(stderr, "dashkit export: %s\n", e.msg); return 1; }
+    int found = 0;
+    for (size_t i = 0; i < n; i++) found |= runs[i].id == run;
+    dk_store_runs_free(runs, n);
+    if (!found) { fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run); return 2; }
+    return 0;
 }
 
 int dk_cmd_export(int argc, char **argv) {
@@ -115,28 +130,11 @@ int dk_cmd_export(int argc, char **argv) {
         fprintf(stderr, "dashkit export: %s\n", e.msg);
         return 1;
     }
-    sqlite3 *h = dk_store_db(s);
-    sqlite3_stmt *q = NULL;
     FILE *f = NULL;
     char tmp[4096] = "";
     int rc = 1;
-    if (run) {
-        if (sqlite3_prepare_v2(h, "SELECT 1 FROM runs WHERE id = ?", -1, &q, NULL) != SQLITE_OK) goto sql_fail;
-        sqlite3_bind_int64(q, 1, run);
-        int found = sqlite3_step(q) == SQLITE_ROW;
-        sqlite3_finalize(q);
-        q = NULL;
-        if (!found) { /* a bad parameter (exit 2), as report and plot */
-            fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run);
-            rc = 2;
-            goto done;
-        }
-    }
-    if (sqlite3_prepare_v2(h,
-            "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = ?1)"
-            " ORDER BY cell_id, sample_id", -1, &q, NULL) != SQLITE_OK)
-        goto sql_fail;
-    sqlite3_bind_int64(q, 1, run);
+    if (run && (rc = dk_export_check_run(s, db, run)) != 0) goto done;
+    rc = 1;
     if (out) {
         snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out);
         int fd = mkstemp(tmp);
@@ -149,8 +147,13 @@ int dk_cmd_export(int argc, char **argv) {
     } else {
         f = stdout;
     }
-    int n = dk_export_rows(q, f, json);
-    if (n < 0) goto sql_fail;
+    dk_export_ctx x = {f, json, 0};
+    int64_t n = 0;
+    if (dk_store_sample_rows(s, run, dk_export_row, &x, &n, &e) != DK_OK) {
+        fprintf(stderr, "dashkit export: %s\n", e.msg);
+        goto done;
+    }
+    if (json) fputs(n ? "\n]\n" : "]\n", f);
     if (out) {
         int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
         bad |= fclose(f) != 0;
@@ -160,19 +163,15 @@ int dk_cmd_export(int argc, char **argv) {
             goto done;
         }
         tmp[0] = 0;
-        fprintf(stderr, "dashkit export: %d rows -> %s\n", n, out);
+        fprintf(stderr, "dashkit export: %lld rows -> %s\n", (long long)n, out);
     } else if (fflush(stdout) != 0) {
         fprintf(stderr, "dashkit export: stdout: write failed: %s\n", strerror(errno));
         goto done;
     }
     rc = 0;
-    goto done;
-sql_fail:
-    fprintf(stderr, "dashkit export: %s: %s\n", db, sqlite3_errmsg(h));
 done:
     if (f && f != stdout) fclose(f);
     if (tmp[0]) unlink(tmp);
-    sqlite3_finalize(q);
     dk_store_close(s);
     return rc;
 }

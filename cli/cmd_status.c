@@ -114,12 +114,54 @@ static int dk_status_shard_dir(const char *dir) {
     return rc;
 }
 
-static void dk_fmt_time(sqlite3_stmt *q, int col, char *out, size_t n) {
-    if (sqlite3_column_type(q, col) == SQLITE_NULL) { snprintf(out, n, "-"); return; }
-    time_t t = (time_t)sqlite3_column_double(q, col);
+static void dk_fmt_time(double t_s, char *out, size_t n) {
+    if (isnan(t_s)) { snprintf(out, n, "-"); return; }
+    time_t t = (time_t)t_s;
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* `dashkit status [--run ID]` on one store: its runs by state, then its failed cells. */
+static int dk_status_store(dk_store *s, const char *db, long long run) {
+    dk_err e = {{0}};
+    dk_store_run_status *runs = NULL;
+    dk_store_failed_cell *failed = NULL;
+    size_t n_runs = 0, n_failed = 0;
+    int rc = 1;
+    if (dk_store_run_status_read(s, run, &runs, &n_runs, &e) != DK_OK) goto fail;
+    printf("db: %s\n", db);
+    printf("%5s  %-20s %-21s %-21s %6s %8s %8s %6s %7s  %s\n", "run", "name", "started", "finished", "cells",
+           "pending", "running", "done", "failed", "config");
+    for (size_t i = 0; i < n_runs; i++) {
+        const dk_store_run_status *r = &runs[i];
+        char t0[32], t1[32];
+        dk_fmt_time(r->started_at, t0, sizeof t0);
+        dk_fmt_time(r->finished_at, t1, sizeof t1);
+        printf("%5lld  %-20s %-21s %-21s %6lld %8lld %8lld %6lld %7lld  %s\n", (long long)r->run_id, r->name, t0, t1,
+               (long long)r->cells, (long long)r->pending, (long long)r->running, (long long)r->done,
+               (long long)r->failed, r->config_path);
+    }
+    if (run && !n_runs) {
+        fprintf(stderr, "dashkit status: %s: no run %lld\n", dk_cli_esc(db), run);
+        rc = 2; /* a run that is not in the store: a bad parameter, as report and plot */
+        goto done;
+    }
+    printf("runs: %zu\n", n_runs);
+    if (dk_store_failed_cells_read(s, run, &failed, &n_failed, &e) != DK_OK) goto fail;
+    for (size_t i = 0; i < n_failed; i++) {
+        const dk_store_failed_cell *c = &failed[i];
+        printf("failed: cell %lld %s %s %s %s: %s\n", (long long)c->id, c->task, c->task_options, c->method, c->params,
+               c->error ? c->error : "(no message)");
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "dashkit status: %s\n", e.msg);
+done:
+    dk_store_run_status_free(runs, n_runs);
+    dk_store_failed_cells_free(failed, n_failed);
+    return rc;
 }
 
 int dk_cmd_status(int argc, char **argv) {
@@ -158,56 +200,7 @@ int dk_cmd_status(int argc, char **argv) {
         fprintf(stderr, "dashkit status: %s\n", e.msg);
         return 1;
     }
-    sqlite3 *h = dk_store_db(s);
-    sqlite3_stmt *q = NULL;
-    int rc = 1, n_runs = 0;
-    if (sqlite3_prepare_v2(h,
-            "SELECT run_id, name, config_path, started_at, finished_at, cells, pending, running, done, failed"
-            " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id", -1, &q, NULL) != SQLITE_OK)
-        goto sql_fail;
-    sqlite3_bind_int64(q, 1, run);
-    printf("db: %s\n", db);
-    printf("%5s  %-20s %-21s %-21s %6s %8s %8s %6s %7s  %s\n", "run", "name", "started", "finished", "cells",
-           "pending", "running", "done", "failed", "config");
-    int step;
-    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
-        char t0[32], t1[32];
-        dk_fmt_time(q, 3, t0, sizeof t0);
-        dk_fmt_time(q, 4, t1, sizeof t1);
-        printf("%5lld  %-20s %-21s %-21s %6lld %8lld %8lld %6lld %7lld  %s\n", (long long)sqlite3_column_int64(q, 0),
-               (const char *)sqlite3_column_text(q, 1), t0, t1, (long long)sqlite3_column_int64(q, 5),
-               (long long)sqlite3_column_int64(q, 6), (long long)sqlite3_column_int64(q, 7),
-               (long long)sqlite3_column_int64(q, 8), (long long)sqlite3_column_int64(q, 9),
-               (const char *)sqlite3_column_text(q, 2));
-        n_runs++;
-    }
-    if (step != SQLITE_DONE) goto sql_fail;
-    sqlite3_finalize(q);
-    q = NULL;
-    if (run && !n_runs) {
-        fprintf(stderr, "dashkit status: %s: no run %lld\n", dk_cli_esc(db), run);
-        rc = 2; /* a run that is not in the store: a bad parameter, as report and plot */
-        goto done;
-    }
-    printf("runs: %d\n", n_runs);
-    if (sqlite3_prepare_v2(h,
-            "SELECT DISTINCT c.id, c.task, c.task_options, c.method, c.params, c.error FROM cells c"
-            " JOIN run_cells rc ON rc.cell_id = c.id WHERE c.state = 'failed' AND (?1 = 0 OR rc.run_id = ?1)"
-            " ORDER BY c.id", -1, &q, NULL) != SQLITE_OK)
-        goto sql_fail;
-    sqlite3_bind_int64(q, 1, run);
-    while ((step = sqlite3_step(q)) == SQLITE_ROW)
-        printf("failed: cell %lld %s %s %s %s: %s\n", (long long)sqlite3_column_int64(q, 0),
-               (const char *)sqlite3_column_text(q, 1), (const char *)sqlite3_column_text(q, 2),
-               (const char *)sqlite3_column_text(q, 3), (const char *)sqlite3_column_text(q, 4),
-               sqlite3_column_text(q, 5) ? (const char *)sqlite3_column_text(q, 5) : "(no message)");
-    if (step != SQLITE_DONE) goto sql_fail;
-    rc = 0;
-    goto done;
-sql_fail:
-    fprintf(stderr, "dashkit status: %s: %s\n", db, sqlite3_errmsg(h));
-done:
-    sqlite3_finalize(q);
+    int rc = dk_status_store(s, db, run);
     dk_store_close(s);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,21 +48,42 @@ static dk_store *open_existing(const char *path) {
     return s;
 }
 
-static int64_t q_int(dk_store *s, const char *sql) {
+/* The store's file on a connection of the test's own: the raw checks below read (and once write)
+ * the tables directly; the library's callers never see SQL. Close with sqlite3_close. */
+static sqlite3 *raw_open(dk_store *s) {
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(dk_store_path(s), &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 60000);
+    return db;
+}
+
+/* Steps sql on a raw connection to its first row (asserted), for one column's value. */
+static sqlite3_stmt *raw_row(dk_store *s, const char *sql, sqlite3 **db) {
     sqlite3_stmt *q;
-    ck_assert_int_eq(sqlite3_prepare_v2(dk_store_db(s), sql, -1, &q, NULL), SQLITE_OK);
+    *db = raw_open(s);
+    ck_assert_msg(sqlite3_prepare_v2(*db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(*db));
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
+    return q;
+}
+
+static void raw_done(sqlite3_stmt *q, sqlite3 *db) {
     sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+static int64_t q_int(dk_store *s, const char *sql) {
+    sqlite3 *db;
+    sqlite3_stmt *q = raw_row(s, sql, &db);
+    int64_t v = sqlite3_column_int64(q, 0);
+    raw_done(q, db);
     return v;
 }
 
 static double q_real(dk_store *s, const char *sql) {
-    sqlite3_stmt *q;
-    ck_assert_int_eq(sqlite3_prepare_v2(dk_store_db(s), sql, -1, &q, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *q = raw_row(s, sql, &db);
     double v = sqlite3_column_type(q, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 0);
-    sqlite3_finalize(q);
+    raw_done(q, db);
     return v;
 }
 
@@ -206,11 +228,10 @@ START_TEST(test_open_errors) {
     /* CREATE makes the folders, WAL mode, schema version 1 */
     ck_assert_msg(dk_store_open(path, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
     ck_assert_int_eq(dk_store_schema_version(s), DK_STORE_SCHEMA_VERSION);
-    sqlite3_stmt *q;
-    sqlite3_prepare_v2(dk_store_db(s), "PRAGMA journal_mode", -1, &q, NULL);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *q = raw_row(s, "PRAGMA journal_mode", &db);
     ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "wal");
-    sqlite3_finalize(q);
+    raw_done(q, db);
     ck_assert_int_eq(q_int(s, "PRAGMA application_id"), DK_STORE_APPLICATION_ID);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name IN "
                               "('cell_summary', 'run_status', 'sample_rows')"), 3);
@@ -233,7 +254,6 @@ START_TEST(test_open_errors) {
     /* another application's SQLite file: refused and left as it was */
     tmp_path(p2, sizeof p2, "other.db");
     rm_db(p2);
-    sqlite3 *db;
     sqlite3_open(p2, &db);
     sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL);
     sqlite3_close(db);
@@ -488,13 +508,12 @@ START_TEST(test_reclaim_stale) {
     /* a live worker whose lease expired loses the cell; its later writes are refused */
     pid = claim_in_child(path, run, -1, 0);
     dk_worker old = me;
-    sqlite3_stmt *q;
-    sqlite3_prepare_v2(dk_store_db(s), "SELECT worker_pid, worker_start, worker FROM cells", -1, &q, NULL);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *q = raw_row(s, "SELECT worker_pid, worker_start, worker FROM cells", &db);
     old.pid = sqlite3_column_int64(q, 0);
     old.start = sqlite3_column_int64(q, 1);
     snprintf(old.name, sizeof old.name, "%s", (const char *)sqlite3_column_text(q, 2));
-    sqlite3_finalize(q);
+    raw_done(q, db);
     ck_assert_int_eq(old.pid, pid);
     ck_assert_int_eq(dk_store_cell_renew(s, cell, &old, -1, &e), DK_OK); /* still its owner */
     ck_assert_int_eq(dk_store_cell_claim(s, run, &me, 600, &got, NULL, &e), DK_OK);
@@ -539,9 +558,11 @@ START_TEST(test_done_needs_all_samples) {
     ck_assert_str_eq(e.msg, want);
     /* the database itself refuses it too (trigger), whoever writes */
     char *msg = NULL;
-    ck_assert_int_ne(sqlite3_exec(dk_store_db(s), "UPDATE cells SET state = 'done'", NULL, NULL, &msg), SQLITE_OK);
+    sqlite3 *db = raw_open(s);
+    ck_assert_int_ne(sqlite3_exec(db, "UPDATE cells SET state = 'done'", NULL, NULL, &msg), SQLITE_OK);
     ck_assert_str_eq(msg, "cell is not complete: sample rows missing");
     sqlite3_free(msg);
+    sqlite3_close(db);
     int64_t *ids;
     size_t n;
     ck_assert_int_eq(dk_store_sample_ids(s, cell, &ids, &n, &e), DK_OK);
@@ -637,11 +658,10 @@ START_TEST(test_resume_and_model_change) {
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), 8);
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT done || '/' || pending || '/' || cells FROM run_status WHERE run_id = %lld", (long long)run2);
-    sqlite3_stmt *q;
-    sqlite3_prepare_v2(dk_store_db(s), sql, -1, &q, NULL);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *q = raw_row(s, sql, &db);
     ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "4/2/6");
-    sqlite3_finalize(q);
+    raw_done(q, db);
 
     /* the model file changes: new sha256, new cells, none done, nothing reused */
     f = fopen(model_path, "wb");

@@ -54,7 +54,7 @@ typedef struct {
 } rep_cell;
 
 typedef struct {
-    sqlite3 *db;
+    dk_store *store;
     int64_t run_id;
     char *run_name, *config_path, *config_hash, *git_rev, *host, *cpu, *blas_core, *command;
     int64_t threads, workers, n_cells;
@@ -84,20 +84,6 @@ static char *rep_strdup(const char *s) {
     char *d = malloc(n);
     if (d) memcpy(d, s, n);
     return d;
-}
-
-static char *rep_col_str(sqlite3_stmt *q, int c) {
-    const unsigned char *t = sqlite3_column_text(q, c);
-    return t ? rep_strdup((const char *)t) : NULL;
-}
-
-static double rep_col_num(sqlite3_stmt *q, int c) {
-    return sqlite3_column_type(q, c) == SQLITE_NULL ? NAN : sqlite3_column_double(q, c);
-}
-
-/* an integer column, -1 for NULL (counts and sizes the store may not know) */
-static int64_t rep_col_int(sqlite3_stmt *q, int c) {
-    return sqlite3_column_type(q, c) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, c);
 }
 
 static void rep_note(dk_report_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -270,11 +256,6 @@ static void rep_mem_drop(rep_mem *m) {
 
 /* ---- loading ---- */
 
-/* a failed prepare/step on the store: DK_ERR_FORMAT with SQLite's message */
-static dk_status rep_query_failed(const rep_data *d, dk_err *e) {
-    return dk_fail(e, DK_ERR_FORMAT, "store query failed: %s", sqlite3_errmsg(d->db));
-}
-
 static void rep_data_free(rep_data *d) {
     free(d->run_name); free(d->config_path); free(d->config_hash); free(d->git_rev);
     free(d->host); free(d->cpu); free(d->blas_core); free(d->command);
@@ -391,187 +372,87 @@ static int64_t rep_context_cluster(const char *key, int64_t row) {
     return (int64_t)(h & ((UINT64_C(1) << 62) - 1));
 }
 
-static dk_status rep_load_samples(rep_data *d, rep_cell *c, dk_err *e) {
-    sqlite3_stmt *q = NULL, *ql = NULL;
-    dk_status st = DK_OK;
-    int rc;
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT count(*), coalesce(max(json_array_length(active_tokens)), 0),"
-                           " coalesce((SELECT max(l.layer) + 1 FROM sample_layers l JOIN samples x ON x.id = l.sample_row"
-                           " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1", -1, &q, NULL) != SQLITE_OK) {
-        st = rep_query_failed(d, e);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, c->id);
-    if (sqlite3_step(q) != SQLITE_ROW) { st = rep_query_failed(d, e); goto done; }
-    size_t cap = (size_t)sqlite3_column_int64(q, 0);
-    int64_t L = sqlite3_column_int64(q, 1);
-    if (sqlite3_column_int64(q, 2) > L) L = sqlite3_column_int64(q, 2);
-    if (L > 65536) { st = dk_fail(e, DK_ERR_FORMAT, "cell %lld: %lld layers is absurd", (long long)c->id, (long long)L); goto done; }
-    c->n_layer = (int)L;
-    sqlite3_finalize(q);
-    q = NULL;
-    size_t m = cap ? cap : 1, ml = m * (size_t)(L ? L : 1);
-    double **arrs[] = {&c->score, &c->wd, &c->wm, &c->fd, &c->fm, &c->kl, &c->top1, &c->nll, &c->ctx};
-    for (size_t a = 0; a < sizeof arrs / sizeof arrs[0]; a++)
-        if (!(*arrs[a] = malloc(m * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-    if (!(c->sid = malloc(m * sizeof *c->sid)) || !(c->cl = malloc(m * sizeof *c->cl))) {
-        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    double **larrs[] = {&c->active, &c->dmin, &c->dmed, &c->dmax};
-    for (size_t a = 0; a < 4; a++) {
-        if (!(*larrs[a] = malloc(ml * sizeof(double)))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-        for (size_t j = 0; j < ml; j++) (*larrs[a])[j] = NAN;
-    }
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl_answer, top1_answer,"
-                           " context_tokens, active_tokens, nll_method - nll_dense, sample_id, context_key"
-                           " FROM samples WHERE cell_id = ? ORDER BY sample_id",
-                           -1, &q, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(d->db,
-                           "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
-                           -1, &ql, NULL) != SQLITE_OK) {
-        st = rep_query_failed(d, e);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, c->id);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW && c->n < cap) {
-        size_t i = c->n++;
-        int64_t row = sqlite3_column_int64(q, 0);
-        c->score[i] = rep_col_num(q, 1);
-        c->wd[i] = rep_col_num(q, 2);
-        c->wm[i] = rep_col_num(q, 3);
-        c->fd[i] = rep_col_num(q, 4);
-        c->fm[i] = rep_col_num(q, 5);
-        c->kl[i] = rep_col_num(q, 6);
-        c->top1[i] = rep_col_num(q, 7);
-        c->ctx[i] = rep_col_num(q, 8);
-        c->nll[i] = rep_col_num(q, 10);
-        c->sid[i] = sqlite3_column_int64(q, 11);
-        c->cl[i] = rep_context_cluster((const char *)sqlite3_column_text(q, 12), row);
-        size_t base = i * (size_t)L;
-        const char *act = (const char *)sqlite3_column_text(q, 9);
-        cJSON *a = cJSON_Parse(act ? act : "[]");
-        int l = 0;
-        for (cJSON *it = cJSON_IsArray(a) ? a->child : NULL; it && l < L; it = it->next, l++)
-            c->active[base + (size_t)l] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-        cJSON_Delete(a);
-        sqlite3_reset(ql);
-        sqlite3_bind_int64(ql, 1, row);
-        while (sqlite3_step(ql) == SQLITE_ROW) {
-            int64_t ly = sqlite3_column_int64(ql, 0);
-            if (ly < 0 || ly >= L) continue;
-            c->dmin[base + (size_t)ly] = rep_col_num(ql, 1);
-            c->dmed[base + (size_t)ly] = rep_col_num(ql, 2);
-            c->dmax[base + (size_t)ly] = rep_col_num(ql, 3);
-        }
-    }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        st = dk_fail(e, DK_ERR_FORMAT, "reading samples of cell %lld: %s", (long long)c->id, sqlite3_errmsg(d->db));
-    for (size_t i = 0; i < c->n; i++)
+/* The cell's sample rows from the store: rep_cell takes over the store's column arrays. */
+static dk_status rep_load_samples(dk_store *s, rep_cell *c, dk_err *e) {
+    dk_store_samples x;
+    dk_status st = dk_store_cell_samples_read(s, c->id, &x, e);
+    if (st != DK_OK) return st;
+    c->n = x.n;
+    c->n_layer = x.n_layer;
+    c->score = x.score; c->wd = x.wall_dense_s; c->wm = x.wall_method_s; c->fd = x.flops_dense; c->fm = x.flops_method;
+    c->kl = x.kl; c->top1 = x.top1; c->nll = x.nll_delta; c->ctx = x.context_tokens; c->sid = x.sample_id;
+    c->active = x.active; c->dmin = x.delta_min; c->dmed = x.delta_median; c->dmax = x.delta_max;
+    x.score = x.wall_dense_s = x.wall_method_s = x.flops_dense = x.flops_method = NULL;
+    x.kl = x.top1 = x.nll_delta = x.context_tokens = x.active = x.delta_min = x.delta_median = x.delta_max = NULL;
+    x.sample_id = NULL;
+    c->cl = malloc((x.n ? x.n : 1) * sizeof *c->cl);
+    if (!c->cl) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == DK_OK && i < c->n; i++) c->cl[i] = rep_context_cluster(x.context_key[i], x.row[i]);
+    for (size_t i = 0; st == DK_OK && i < c->n; i++)
         for (size_t j = 0; j < c->n; j++)
             if (j != i && c->cl[j] == c->cl[i]) { c->n_shared++; break; }
-done:
-    sqlite3_finalize(q);
-    sqlite3_finalize(ql);
+    dk_store_samples_free(&x);
+    return st;
+}
+
+/* The run (o->run_id, 0 = the latest) and its provenance. */
+static dk_status rep_load_run(dk_store *s, int64_t run, rep_data *d, dk_err *e) {
+    dk_store_run *runs = NULL;
+    size_t n = 0;
+    dk_status st = dk_store_runs_read(s, &runs, &n, e);
+    if (st != DK_OK) return st;
+    if (run <= 0 && !n) st = dk_fail(e, DK_ERR_ARG, "the store has no runs yet (run 'dashkit run CONFIG' first)");
+    if (run <= 0 && n) run = runs[n - 1].id;
+    dk_store_run *r = NULL;
+    for (size_t i = 0; st == DK_OK && i < n; i++) if (runs[i].id == run) r = &runs[i];
+    if (st == DK_OK && !r) {
+        if (n) st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run in the store (runs %lld..%lld)", (long long)run,
+                            (long long)runs[0].id, (long long)runs[n - 1].id);
+        else st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run (the store has no runs yet)", (long long)run);
+    }
+    if (st == DK_OK) {
+        d->run_id = run;
+        d->run_name = r->name; d->config_path = r->config_path; d->config_hash = r->config_hash;
+        d->git_rev = r->git_rev; d->host = r->host; d->cpu = r->cpu; d->blas_core = r->blas_core; d->command = r->command;
+        r->name = r->config_path = r->config_hash = r->git_rev = r->host = r->cpu = r->blas_core = r->command = NULL;
+        d->threads = r->threads;
+        d->workers = r->workers;
+        d->n_cells = r->n_cells;
+        d->started_at = r->started_at;
+        d->finished_at = r->finished_at;
+    }
+    dk_store_runs_free(runs, n);
     return st;
 }
 
 static dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e) {
     memset(d, 0, sizeof *d);
-    d->db = dk_store_db(s);
+    d->store = s;
     d->opts = o;
-    sqlite3_stmt *q = NULL;
-    dk_status st = DK_OK;
-    int64_t run = o->run_id;
-    if (run <= 0) {
-        if (sqlite3_prepare_v2(d->db, "SELECT max(id) FROM runs", -1, &q, NULL) != SQLITE_OK ||
-            sqlite3_step(q) != SQLITE_ROW) {
-            st = rep_query_failed(d, e);
-            goto done;
-        }
-        if (sqlite3_column_type(q, 0) == SQLITE_NULL) { st = dk_fail(e, DK_ERR_ARG, "the store has no runs yet (run 'dashkit run CONFIG' first)"); goto done; }
-        run = sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
-        q = NULL;
+    dk_store_cell_row *rows = NULL;
+    size_t n_rows = 0;
+    dk_status st = rep_load_run(s, o->run_id, d, e);
+    if (st == DK_OK) st = dk_store_run_cells_read(s, d->run_id, &rows, &n_rows, e);
+    if (st == DK_OK && n_rows && !(d->cells = calloc(n_rows, sizeof *d->cells))) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == DK_OK && i < n_rows; i++) {
+        dk_store_cell_row *w = &rows[i];
+        rep_cell *c = &d->cells[d->n_cells_loaded++];
+        c->id = w->id;
+        c->mi = rep_find_or_add_model(d, w->model_sha256, w->model_path ? w->model_path : "?", w->model_arch,
+                                      w->model_n_layer, w->model_n_params);
+        c->ti = rep_find_or_add_task(d, w->task);
+        c->options = w->task_options;
+        c->task_key = w->task_key;
+        w->task_options = w->task_key = NULL;
+        c->si = rep_find_or_add_setting(d, w->method, w->params);
+        snprintf(c->state, sizeof c->state, "%s", w->state ? w->state : "?");
+        c->n_expected = w->n_samples;
+        c->length = w->length;
+        c->depth = w->depth;
+        if (c->mi < 0 || c->ti < 0 || c->si < 0 || !c->options || !c->task_key) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        else st = rep_load_samples(s, c, e);
     }
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT id, name, config_path, config_hash, git_rev, host, cpu, blas_core, command,"
-                           " threads, workers, n_cells, started_at, finished_at FROM runs WHERE id = ?",
-                           -1, &q, NULL) != SQLITE_OK) {
-        st = rep_query_failed(d, e);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, run);
-    if (sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
-        q = NULL;
-        int64_t lo = 0, hi = 0;
-        if (sqlite3_prepare_v2(d->db, "SELECT min(id), max(id) FROM runs", -1, &q, NULL) == SQLITE_OK &&
-            sqlite3_step(q) == SQLITE_ROW) { lo = sqlite3_column_int64(q, 0); hi = sqlite3_column_int64(q, 1); }
-        if (hi > 0) st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run in the store (runs %lld..%lld)", (long long)run, (long long)lo, (long long)hi);
-        else st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run (the store has no runs yet)", (long long)run);
-        goto done;
-    }
-    d->run_id = run;
-    d->run_name = rep_col_str(q, 1); d->config_path = rep_col_str(q, 2); d->config_hash = rep_col_str(q, 3);
-    d->git_rev = rep_col_str(q, 4); d->host = rep_col_str(q, 5); d->cpu = rep_col_str(q, 6);
-    d->blas_core = rep_col_str(q, 7); d->command = rep_col_str(q, 8);
-    d->threads = rep_col_int(q, 9);
-    d->workers = rep_col_int(q, 10);
-    d->n_cells = rep_col_int(q, 11);
-    d->started_at = rep_col_num(q, 12);
-    d->finished_at = rep_col_num(q, 13);
-    sqlite3_finalize(q);
-    q = NULL;
-
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT c.id, m.sha256, m.path, m.arch, m.n_layer, m.n_params, c.task, c.task_options,"
-                           " c.task_key, c.method, c.params, c.state, c.n_samples,"
-                           " json_extract(c.task_options, '$.length'), json_extract(c.task_options, '$.depth')"
-                           " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id JOIN models m ON m.id = c.model_id"
-                           " WHERE rc.run_id = ? ORDER BY rc.ord",
-                           -1, &q, NULL) != SQLITE_OK) {
-        st = rep_query_failed(d, e);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, run);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (d->n_cells_loaded == cap) {
-            cap = cap ? 2 * cap : 64;
-            rep_cell *p = realloc(d->cells, cap * sizeof *p);
-            if (!p) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-            d->cells = p;
-        }
-        rep_cell *c = &d->cells[d->n_cells_loaded];
-        memset(c, 0, sizeof *c);
-        d->n_cells_loaded++;
-        c->id = sqlite3_column_int64(q, 0);
-        const char *path = (const char *)sqlite3_column_text(q, 2);
-        c->mi = rep_find_or_add_model(d, (const char *)sqlite3_column_text(q, 1), path ? path : "?",
-                                      (const char *)sqlite3_column_text(q, 3),
-                                      rep_col_int(q, 4), rep_col_int(q, 5));
-        c->ti = rep_find_or_add_task(d, (const char *)sqlite3_column_text(q, 6));
-        c->options = rep_col_str(q, 7);
-        c->task_key = rep_col_str(q, 8);
-        c->si = rep_find_or_add_setting(d, (const char *)sqlite3_column_text(q, 9), (const char *)sqlite3_column_text(q, 10));
-        const unsigned char *state = sqlite3_column_text(q, 11);
-        snprintf(c->state, sizeof c->state, "%s", state ? (const char *)state : "?");
-        c->n_expected = sqlite3_column_int64(q, 12);
-        c->length = rep_col_num(q, 13);
-        c->depth = rep_col_num(q, 14);
-        if (c->mi < 0 || c->ti < 0 || c->si < 0 || !c->options || !c->task_key) {
-            st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        if ((st = rep_load_samples(d, c, e)) != DK_OK) goto done;
-    }
-    if (rc != SQLITE_DONE) st = dk_fail(e, DK_ERR_FORMAT, "reading cells of run %lld: %s", (long long)run, sqlite3_errmsg(d->db));
-done:
-    sqlite3_finalize(q);
+    dk_store_cell_rows_free(rows, n_rows);
     if (st != DK_OK) rep_data_free(d);
     return st;
 }
@@ -706,16 +587,11 @@ static int rep_is_dense(const rep_setting *s) { return !strcmp(s->method, "dense
 static dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *out, size_t *n_out, dk_err *e) {
     out->est = out->lo = out->hi = NAN;
     *n_out = 0;
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT score FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id < ?"
-                           " AND score IS NOT NULL ORDER BY sample_id", -1, &q, NULL) != SQLITE_OK)
-        return rep_query_failed(d, e);
     rep_strata S = {0};
     dk_status st = DK_OK;
     const char **seen = calloc(d->n_cells_loaded + 1, sizeof *seen);
     size_t n_seen = 0;
-    if (!seen) { sqlite3_finalize(q); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    if (!seen) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < d->n_cells_loaded; i++) {
         const rep_cell *c = &d->cells[i];
         if (c->mi != mi || c->ti != ti) continue;
@@ -724,20 +600,8 @@ static dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *o
         if (dup) continue;
         seen[n_seen++] = c->task_key;
         rep_cell tmp = {0};
-        size_t cap = 0;
-        sqlite3_reset(q);
-        sqlite3_bind_text(q, 1, d->models[mi].sha, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, c->task_key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 3, c->n_expected);
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            if (tmp.n == cap) {
-                cap = cap ? 2 * cap : 16;
-                double *p = realloc(tmp.score, cap * sizeof *p);
-                if (!p) { free(tmp.score); st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-                tmp.score = p;
-            }
-            tmp.score[tmp.n++] = sqlite3_column_double(q, 0);
-        }
+        if ((st = dk_store_dense_scores(d->store, d->models[mi].sha, c->task_key, c->n_expected, &tmp.score, &tmp.n, e)))
+            goto done;
         if (tmp.n && rep_strata_add(&S, &tmp, Q_SCORE, 0) != 0) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         free(tmp.score);
         if (st != DK_OK) goto done;
@@ -752,7 +616,6 @@ static dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *o
 done:
     free(seen);
     rep_strata_free(&S);
-    sqlite3_finalize(q);
     return st;
 }
 

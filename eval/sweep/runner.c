@@ -995,46 +995,28 @@ out:
 /* ---- parent: progress ---- */
 
 static dk_status dk_progress_query(dk_store *s, int64_t run_id, dk_runner_progress *pr, dk_err *e) {
-    sqlite3 *db = dk_store_db(s);
-    sqlite3_stmt *q = NULL;
-    const char *sql1 = "SELECT count(*), total(c.state='done'), total(c.state='failed'), total(c.state='running'),"
-                       " total(c.state='pending') FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?";
-    const char *sql2 = "SELECT count(*) FROM samples s JOIN run_cells r ON r.cell_id = s.cell_id WHERE r.run_id = ?";
-    if (sqlite3_prepare_v2(db, sql1, -1, &q, NULL) != SQLITE_OK) goto fail;
-    sqlite3_bind_int64(q, 1, run_id);
-    if (sqlite3_step(q) != SQLITE_ROW) goto fail;
-    pr->cells_total = sqlite3_column_int64(q, 0);
-    pr->cells_done = (int64_t)sqlite3_column_double(q, 1);
-    pr->cells_failed = (int64_t)sqlite3_column_double(q, 2);
-    pr->cells_running = (int64_t)sqlite3_column_double(q, 3);
-    pr->cells_pending = (int64_t)sqlite3_column_double(q, 4);
-    sqlite3_finalize(q);
-    if (sqlite3_prepare_v2(db, sql2, -1, &q, NULL) != SQLITE_OK) goto fail;
-    sqlite3_bind_int64(q, 1, run_id);
-    if (sqlite3_step(q) != SQLITE_ROW) goto fail;
-    pr->samples_done = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    int64_t c[4];
+    dk_status st = dk_store_run_counts(s, run_id, c, &pr->samples_done, e);
+    if (st != DK_OK) {
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        return dk_fail(e, DK_ERR_IO, "progress query: %s", msg);
+    }
+    pr->cells_pending = c[DK_CELL_PENDING];
+    pr->cells_running = c[DK_CELL_RUNNING];
+    pr->cells_done = c[DK_CELL_DONE];
+    pr->cells_failed = c[DK_CELL_FAILED];
+    pr->cells_total = c[0] + c[1] + c[2] + c[3];
     return DK_OK;
-fail:;
-    dk_status st = dk_fail(e, DK_ERR_IO, "progress query: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(q);
-    return st;
 }
 
-/* Cells of the run left 'running' by worker process pid of this host. */
+/* Cells of the run left 'running' by worker process pid of this host (0 when the store cannot say). */
 static int64_t dk_progress_held_by(dk_store *s, int64_t run_id, pid_t pid) {
-    sqlite3_stmt *q = NULL;
     dk_worker self;
+    dk_err e = {{0}};
     int64_t n = 0;
     dk_store_worker_self(&self);
-    if (sqlite3_prepare_v2(dk_store_db(s), "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
-                           " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?", -1, &q, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(q, 1, run_id);
-        sqlite3_bind_text(q, 2, self.host, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(q, 3, (int64_t)pid);
-        if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
+    if (dk_store_cells_held(s, run_id, self.host, (int64_t)pid, &n, &e) != DK_OK) n = 0;
     return n;
 }
 

@@ -115,7 +115,6 @@
 #define DK_STORE_H
 
 #include "dk_common.h"
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,7 +147,6 @@ const char *dk_cell_state_name(dk_cell_state s);
  * or has a newer schema than this build, is DK_ERR_FORMAT. */
 dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err);
 void dk_store_close(dk_store *s);
-sqlite3 *dk_store_db(dk_store *s);        /* for read queries (views) by export/report */
 int dk_store_schema_version(dk_store *s); /* PRAGMA user_version */
 double dk_store_now(void);                /* unix seconds */
 
@@ -304,7 +302,8 @@ void dk_store_dense_free(dk_dense_result *r);
 
 /* ---- merging shard stores (`dashkit merge`, eval/merge.h) ---- */
 
-/* One row of runs, owned copies (NULL where unknown; finished_at NAN while open). */
+/* One row of runs, owned copies (NULL where unknown; threads, workers, n_cells -1 and
+ * started_at NAN where NULL; finished_at NAN while open). */
 typedef struct {
     int64_t id;
     char *name, *config_path, *config_text, *config_hash, *git_rev, *host, *cpu, *blas_core, *command, *shard;
@@ -349,8 +348,96 @@ typedef struct {
 dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
                               int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err);
 
+/* ---- reading results (report, status, export, the runner's progress; store_read.c) ----
+ * Owned, typed copies: callers never see SQL. Text fields are NULL where the column is NULL. */
+
 /* Cells of run_id by state (counts[DK_CELL_PENDING..DK_CELL_FAILED]) and their sample rows. */
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err);
+/* Cells of run_id left 'running' by worker process pid of host. */
+dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int64_t pid, int64_t *n, dk_err *err);
+
+/* One row of the run_status view. */
+typedef struct {
+    int64_t run_id;
+    char *name, *config_path;
+    double started_at, finished_at; /* NAN where NULL */
+    int64_t cells, pending, running, done, failed;
+} dk_store_run_status;
+
+/* run_status rows of run_id (0 = every run), ascending run id. */
+dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **rows, size_t *n, dk_err *err);
+void dk_store_run_status_free(dk_store_run_status *rows, size_t n);
+
+typedef struct {
+    int64_t id;
+    char *task, *task_options, *method, *params, *error;
+} dk_store_failed_cell;
+
+/* Failed cells of run_id (0 = of every run), ascending cell id. */
+dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **cells, size_t *n, dk_err *err);
+void dk_store_failed_cells_free(dk_store_failed_cell *cells, size_t n);
+
+/* A cell of a run with its model. */
+typedef struct {
+    int64_t id;
+    char *model_sha256, *model_path, *model_arch;
+    int64_t model_n_layer, model_n_params;      /* -1 where NULL */
+    char *task, *task_options, *task_key, *method, *params, *state;
+    int64_t n_samples;
+    double length, depth;                       /* task_options' "length", "depth"; NAN where absent */
+} dk_store_cell_row;
+
+/* The cells of run_id in config order (run_cells.ord). */
+dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **cells, size_t *n, dk_err *err);
+void dk_store_cell_rows_free(dk_store_cell_row *cells, size_t n);
+
+/* The measured columns of a cell's sample rows, ascending sample_id, as column arrays. */
+typedef struct {
+    size_t n;               /* sample rows */
+    int n_layer;            /* the longest active_tokens array or the highest sample_layers layer + 1 */
+    int64_t *row;           /* (n) samples.id */
+    int64_t *sample_id;     /* (n) */
+    char **context_key;     /* (n) NULL = a context of its own */
+    double *score, *wall_dense_s, *wall_method_s, *flops_dense, *flops_method; /* (n) NAN where NULL */
+    double *kl, *top1;      /* (n) kl_answer, top1_answer; NAN where NULL */
+    double *nll_delta;      /* (n) nll_method - nll_dense; NAN where either is NULL */
+    double *context_tokens; /* (n) NAN where NULL */
+    double *active;         /* (n, n_layer) active_tokens; NAN where absent */
+    double *delta_min, *delta_median, *delta_max; /* (n, n_layer) sample_layers; NAN where absent */
+} dk_store_samples;
+
+/* DK_ERR_FORMAT when the rows claim more than 65536 layers. Free with dk_store_samples_free. */
+dk_status dk_store_cell_samples_read(dk_store *s, int64_t cell_id, dk_store_samples *out, dk_err *err);
+void dk_store_samples_free(dk_store_samples *x);
+
+/* Scores of the dense reference (dense_results) of model_sha256 and task_key for sample ids
+ * below n_samples, ascending sample id, unscored ones left out (malloc'd; NULL when n = 0). */
+dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key, int64_t n_samples,
+                                double **scores, size_t *n, dk_err *err);
+
+/* One value of a row: its type, number and SQLite's text of it (what CSV writes). */
+typedef enum {
+    DK_STORE_NULL = 0,
+    DK_STORE_INTEGER,
+    DK_STORE_REAL,
+    DK_STORE_TEXT, /* text or blob */
+} dk_store_type;
+
+typedef struct {
+    const char *name;  /* column name */
+    dk_store_type type;
+    int64_t i;         /* DK_STORE_INTEGER */
+    double r;          /* DK_STORE_REAL */
+    const char *text;  /* NULL for NULL; valid during the call */
+} dk_store_value;
+
+/* Called once with header = 1 (names only), then once per row; nonzero stops the read. */
+typedef int (*dk_store_row_fn)(void *ctx, const dk_store_value *cols, int n_cols, int header);
+
+/* The sample_rows view (see SCHEMA) of run_id's cells (0 = every cell), by cell and sample;
+ * *n_rows counts the rows passed to fn. A stop by fn is DK_ERR_IO "PATH: export stopped". */
+dk_status dk_store_sample_rows(dk_store *s, int64_t run_id, dk_store_row_fn fn, void *ctx, int64_t *n_rows,
+                               dk_err *err);
 /* ---- analyses (eval/sweep/analyze.h) ---- */
 
 #define DK_ANALYSIS_NQ 7 /* percentiles 1, 10, 25, 50, 75, 90, 99 */

@@ -1,0 +1,30 @@
+/* store_int.h — what the store's own files (eval/sweep/store*.c) share: the handle and the SQLite
+ * helpers. Only store*.c include it; everyone else reads and writes through store.h. */
+#ifndef DK_STORE_INT_H
+#define DK_STORE_INT_H
+
+#include "store.h"
+#include <sqlite3.h>
+
+struct dk_store {
+    sqlite3 *db;
+    char *path;
+    int readonly;
+};
+
+dk_cell_state dk_cell_state_parse(const unsigned char *s);
+/* DK_ERR_ARG for a constraint violation, else DK_ERR_IO: "PATH: what: SQLite's message" */
+dk_status dk_sql_fail(dk_store *s, dk_err *err, const char *what);
+dk_status dk_sql_exec(dk_store *s, const char *sql, dk_err *err);
+dk_status dk_sql_prepare(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err);
+void dk_sql_rollback(dk_store *s);                               /* when a transaction is open */
+void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v);   /* NULL -> NULL */
+void dk_sql_bind_real(sqlite3_stmt *st, int i, double v);        /* NAN -> NULL */
+void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v);      /* < 0 (unknown) -> NULL */
+char *dk_sql_strdup(const unsigned char *s);                     /* NULL -> NULL */
+double dk_sql_col_real(sqlite3_stmt *q, int i);                  /* NULL -> NAN */
+int64_t dk_sql_col_known(sqlite3_stmt *q, int i);                /* NULL -> -1 */
+/* *out = an owned copy of column i (NULL for NULL); -1 when out of memory */
+int dk_sql_col_text(sqlite3_stmt *q, int i, char **out);
+
+#endif

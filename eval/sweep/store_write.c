@@ -1,0 +1,603 @@
+/* store_write.c — the worker protocol of the store (store.h): runs, models, cells and their claims, samples, dense results. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- runs and models ---- */
+
+dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id, dk_err *err) {
+    sqlite3_stmt *st;
+    dk_status rc = dk_sql_prepare(s,
+        "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
+        " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_sql_bind_text(st, 1, in->name ? in->name : "");
+    dk_sql_bind_text(st, 2, in->config_path ? in->config_path : "");
+    dk_sql_bind_text(st, 3, in->config_text ? in->config_text : "");
+    dk_sql_bind_text(st, 4, in->config_hash ? in->config_hash : "");
+    dk_sql_bind_text(st, 5, in->git_rev);
+    dk_sql_bind_text(st, 6, in->host);
+    dk_sql_bind_text(st, 7, in->cpu);
+    dk_sql_bind_text(st, 8, in->blas_core);
+    sqlite3_bind_int(st, 9, in->threads);
+    sqlite3_bind_int(st, 10, in->workers);
+    dk_sql_bind_text(st, 11, in->command);
+    sqlite3_bind_int64(st, 12, in->n_cells);
+    sqlite3_bind_double(st, 13, dk_store_now());
+    dk_sql_bind_text(st, 14, in->shard);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert run");
+    else *run_id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err) {
+    sqlite3_stmt *st;
+    dk_status rc = dk_sql_prepare(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_double(st, 1, dk_store_now());
+    sqlite3_bind_int64(st, 2, run_id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "finish run");
+    else if (sqlite3_changes(s->db) != 1) rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model_id, dk_err *err) {
+    if (!m->sha256 || strlen(m->sha256) != 64 || !m->path)
+        return dk_fail(err, DK_ERR_ARG, "%s: model needs a path and a 64-digit sha256", s->path);
+    sqlite3_stmt *st;
+    dk_status rc = dk_sql_prepare(s,
+        "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx,"
+        " n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(sha256) DO UPDATE SET path = excluded.path, arch = coalesce(excluded.arch, arch),"
+        " n_layer = coalesce(excluded.n_layer, n_layer), n_embd = coalesce(excluded.n_embd, n_embd),"
+        " n_head = coalesce(excluded.n_head, n_head), n_head_kv = coalesce(excluded.n_head_kv, n_head_kv),"
+        " n_ff = coalesce(excluded.n_ff, n_ff), n_vocab = coalesce(excluded.n_vocab, n_vocab),"
+        " n_ctx = coalesce(excluded.n_ctx, n_ctx), n_params = coalesce(excluded.n_params, n_params),"
+        " file_bytes = coalesce(excluded.file_bytes, file_bytes)"
+        " RETURNING id", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_sql_bind_text(st, 1, m->sha256);
+    dk_sql_bind_text(st, 2, m->path);
+    dk_sql_bind_text(st, 3, m->arch);
+    const int64_t v[] = {m->n_layer, m->n_embd, m->n_head, m->n_head_kv, m->n_ff, m->n_vocab, m->n_ctx, m->n_params, m->file_bytes};
+    for (int i = 0; i < 9; i++) dk_sql_bind_known(st, 4 + i, v[i]);
+    sqlite3_bind_double(st, 13, dk_store_now());
+    if (sqlite3_step(st) != SQLITE_ROW) rc = dk_sql_fail(s, err, "insert model");
+    else *model_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- cells ---- */
+
+dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
+                             int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+    return dk_store_cells_add_at(s, run_id, cells, NULL, n, retry_failed, cell_ids, states, err);
+}
+
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
+                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+    sqlite3_stmt *ins = NULL, *get = NULL, *retry = NULL, *link = NULL;
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    if ((rc = dk_sql_prepare(s,
+            "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method, params,"
+            " n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING", &ins, err)) ||
+        (rc = dk_sql_prepare(s, "SELECT id, state FROM cells WHERE key = ?", &get, err)) ||
+        (rc = dk_sql_prepare(s, "UPDATE cells SET state = 'pending' WHERE id = ? AND state = 'failed'", &retry, err)) ||
+        (rc = dk_sql_prepare(s, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &link, err)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const dk_cell_spec *c = &cells[i];
+        sqlite3_reset(ins);
+        dk_sql_bind_text(ins, 1, c->key);
+        dk_sql_bind_text(ins, 2, c->identity);
+        sqlite3_bind_int64(ins, 3, run_id);
+        sqlite3_bind_int64(ins, 4, c->model_id);
+        dk_sql_bind_text(ins, 5, c->task);
+        dk_sql_bind_text(ins, 6, c->task_options);
+        dk_sql_bind_text(ins, 7, c->task_key);
+        dk_sql_bind_text(ins, 8, c->method);
+        dk_sql_bind_text(ins, 9, c->params);
+        sqlite3_bind_int64(ins, 10, c->n_samples);
+        sqlite3_bind_int64(ins, 11, c->seed);
+        sqlite3_bind_double(ins, 12, now);
+        if (sqlite3_step(ins) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert cell"); goto fail; }
+        sqlite3_reset(get);
+        dk_sql_bind_text(get, 1, c->key);
+        if (sqlite3_step(get) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read cell"); goto fail; }
+        int64_t id = sqlite3_column_int64(get, 0);
+        dk_cell_state state = dk_cell_state_parse(sqlite3_column_text(get, 1));
+        if (retry_failed && state == DK_CELL_FAILED) {
+            sqlite3_reset(retry);
+            sqlite3_bind_int64(retry, 1, id);
+            if (sqlite3_step(retry) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "retry cell"); goto fail; }
+            state = DK_CELL_PENDING;
+        }
+        sqlite3_reset(link);
+        sqlite3_bind_int64(link, 1, run_id);
+        sqlite3_bind_int64(link, 2, id);
+        sqlite3_bind_int64(link, 3, ord ? ord[i] : (int64_t)i);
+        if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto fail; }
+        if (cell_ids) cell_ids[i] = id;
+        if (states) states[i] = state;
+    }
+    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
+    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) dk_sql_rollback(s);
+    return rc;
+fail:
+    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
+    dk_sql_rollback(s);
+    return rc;
+}
+
+/* ---- workers ---- */
+
+/* State letter and start time (field 22, clock ticks since boot) of a process; 0 if unknown. */
+static int dk_proc_stat(int64_t pid, char *state, int64_t *start) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
+    if (!p) return -1;
+    p++;
+    /* fields 3.. follow: state is field 3, starttime field 22 */
+    int field = 2;
+    char *tok = strtok(p, " ");
+    while (tok) {
+        field++;
+        if (field == 3) *state = tok[0];
+        if (field == 22) { *start = strtoll(tok, NULL, 10); return 0; }
+        tok = strtok(NULL, " ");
+    }
+    return -1;
+}
+
+void dk_store_worker_self(dk_worker *w) {
+    memset(w, 0, sizeof *w);
+    if (gethostname(w->host, sizeof w->host - 1) != 0) snprintf(w->host, sizeof w->host, "unknown");
+    w->pid = (int64_t)getpid();
+    char state;
+    if (dk_proc_stat(w->pid, &state, &w->start) != 0) w->start = 0;
+    snprintf(w->name, sizeof w->name, "%s:%lld", w->host, (long long)w->pid);
+}
+
+/* 0 only when the worker certainly no longer exists: same host, and its pid is gone, a zombie,
+ * or now belongs to a process started at another time. Other hosts: rely on the lease. */
+static int dk_worker_alive(const dk_worker *self, const char *host, int64_t pid, int64_t start) {
+    if (!host || strcmp(host, self->host) != 0) return 1;
+    if (pid == self->pid && (start == self->start || start == 0 || self->start == 0)) return 1;
+    if (pid <= 0) return 0;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 0;
+    char state = 0;
+    int64_t now_start = 0;
+    if (dk_proc_stat(pid, &state, &now_start) != 0) return 1; /* no /proc: trust kill() */
+    if (state == 'Z' || state == 'X') return 0;
+    if (start > 0 && now_start != start) return 0;
+    return 1;
+}
+
+#define DK_OWNER_SQL "state = 'running' AND worker_host = ? AND worker_pid = ? AND worker_start = ?"
+
+static void dk_bind_owner(sqlite3_stmt *st, int i, const dk_worker *w) {
+    sqlite3_bind_text(st, i, w->host, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, i + 1, w->pid);
+    sqlite3_bind_int64(st, i + 2, w->start);
+}
+
+dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
+                              char key[65], dk_err *err) {
+    *cell_id = 0;
+    sqlite3_stmt *q = NULL, *up = NULL;
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    int64_t pick = 0;
+    if ((rc = dk_sql_prepare(s,
+            "SELECT c.id, c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id"
+            " WHERE rc.run_id = ? AND c.state IN ('pending', 'running') ORDER BY c.state = 'running', rc.ord", &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, run_id);
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(q, 0);
+        const char *state = (const char *)sqlite3_column_text(q, 1);
+        if (!strcmp(state, "pending")) { pick = id; break; }
+        int lease_over = sqlite3_column_type(q, 5) == SQLITE_NULL || sqlite3_column_double(q, 5) < now;
+        if (lease_over || !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
+                                           sqlite3_column_int64(q, 4))) { pick = id; break; }
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (pick) {
+        if ((rc = dk_sql_prepare(s,
+                "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
+                " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
+                " error = NULL WHERE id = ? RETURNING key", &up, err)))
+            goto fail;
+        sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
+        dk_bind_owner(up, 2, w);
+        sqlite3_bind_double(up, 5, now + lease_s);
+        sqlite3_bind_double(up, 6, now);
+        sqlite3_bind_double(up, 7, now);
+        sqlite3_bind_int64(up, 8, pick);
+        if (sqlite3_step(up) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        if (key) snprintf(key, 65, "%s", (const char *)sqlite3_column_text(up, 0));
+        sqlite3_finalize(up);
+        up = NULL;
+    }
+    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    *cell_id = pick;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    dk_sql_rollback(s);
+    return rc;
+}
+
+dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, const int64_t *ids,
+                                  size_t n, int *claimed, dk_err *err) {
+    for (size_t i = 0; i < n; i++) claimed[i] = 0;
+    if (n == 0) return DK_OK;
+    sqlite3_stmt *q = NULL, *up = NULL;
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    double now = dk_store_now();
+    if ((rc = dk_sql_prepare(s,
+            "SELECT c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ? AND c.id = ?", &q, err)) ||
+        (rc = dk_sql_prepare(s,
+            "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
+            " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
+            " error = NULL WHERE id = ?", &up, err)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, run_id);
+        sqlite3_bind_int64(q, 2, ids[i]);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_DONE) continue;
+        if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+        const char *state = (const char *)sqlite3_column_text(q, 0);
+        int take = !strcmp(state, "pending");
+        if (!take && !strcmp(state, "running"))
+            take = sqlite3_column_type(q, 4) == SQLITE_NULL || sqlite3_column_double(q, 4) < now ||
+                   !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 1), sqlite3_column_int64(q, 2),
+                                    sqlite3_column_int64(q, 3));
+        if (!take) continue;
+        sqlite3_reset(up);
+        sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
+        dk_bind_owner(up, 2, w);
+        sqlite3_bind_double(up, 5, now + lease_s);
+        sqlite3_bind_double(up, 6, now);
+        sqlite3_bind_double(up, 7, now);
+        sqlite3_bind_int64(up, 8, ids[i]);
+        if (sqlite3_step(up) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        claimed[i] = 1;
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    q = up = NULL;
+    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    dk_sql_rollback(s);
+    for (size_t i = 0; i < n; i++) claimed[i] = 0;
+    return rc;
+}
+
+/* UPDATE cells SET <set> WHERE id = ? AND <owner>; DK_ERR_STATE when w does not own the cell. */
+static dk_status dk_owned_update(dk_store *s, int64_t cell_id, const dk_worker *w, const char *set, double a,
+                                 const char *text, dk_err *err) {
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE cells SET %s WHERE id = ? AND " DK_OWNER_SQL, set);
+    sqlite3_stmt *st;
+    dk_status rc = dk_sql_prepare(s, sql, &st, err);
+    if (rc != DK_OK) return rc;
+    int i = 1;
+    if (strchr(set, '?')) sqlite3_bind_double(st, i++, a);
+    if (strstr(set, "error = ?")) dk_sql_bind_text(st, i++, text);
+    sqlite3_bind_int64(st, i++, cell_id);
+    dk_bind_owner(st, i, w);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "update cell");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld is not held by worker %s (reclaimed or finished)", s->path,
+                     (long long)cell_id, w->name);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, double lease_s, dk_err *err) {
+    return dk_owned_update(s, cell_id, w, "lease_until = ?", dk_store_now() + lease_s, NULL, err);
+}
+
+dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error, dk_err *err) {
+    return dk_owned_update(s, cell_id, w,
+                           "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'failed', lease_until = NULL,"
+                           " error = ?", dk_store_now(), error ? error : "unknown error", err);
+}
+
+dk_status dk_store_cell_release(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err) {
+    return dk_owned_update(s, cell_id, w, "wall_s = wall_s + (? - claimed_at), state = 'pending', lease_until = NULL",
+                           dk_store_now(), NULL, err);
+}
+
+dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err) {
+    sqlite3_stmt *q = NULL;
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    if ((rc = dk_sql_prepare(s, "SELECT n_samples, (SELECT count(*) FROM samples WHERE cell_id = ?1) FROM cells WHERE id = ?1",
+                         &q, err)))
+        goto fail;
+    sqlite3_bind_int64(q, 1, cell_id);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
+        goto fail;
+    }
+    int64_t want = sqlite3_column_int64(q, 0), have = sqlite3_column_int64(q, 1);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (have != want) {
+        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld has %lld of %lld samples; it cannot be done", s->path,
+                     (long long)cell_id, (long long)have, (long long)want);
+        goto fail;
+    }
+    if ((rc = dk_owned_update(s, cell_id, w,
+                              "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
+                              dk_store_now(), NULL, err)))
+        goto fail;
+    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    return DK_OK;
+fail:
+    sqlite3_finalize(q);
+    dk_sql_rollback(s);
+    return rc;
+}
+
+dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s, "SELECT state FROM cells WHERE id = ?", &q, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_int64(q, 1, cell_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) *state = dk_cell_state_parse(sqlite3_column_text(q, 0));
+    else if (step == SQLITE_DONE) rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
+    else rc = dk_sql_fail(s, err, "read cell state");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_t *n, dk_err *err) {
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s, "SELECT sample_id FROM samples WHERE cell_id = ? ORDER BY sample_id", &q, err);
+    if (rc != DK_OK) return rc;
+    sqlite3_bind_int64(q, 1, cell_id);
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *p = realloc(*ids, cap * sizeof *p);
+            if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); break; }
+            *ids = p;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(q, 0);
+    }
+    if (rc == DK_OK && step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read sample ids");
+    sqlite3_finalize(q);
+    if (rc != DK_OK) { free(*ids); *ids = NULL; *n = 0; }
+    return rc;
+}
+
+/* ---- samples ---- */
+
+static char *dk_json_int_array(const int64_t *v, int n) {
+    size_t cap = 2 + (size_t)(n > 0 ? n : 0) * 21, len = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[len++] = '[';
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)v[i]);
+    s[len++] = ']';
+    s[len] = 0;
+    return s;
+}
+
+dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *r, dk_err *err) {
+    if (r->n_layer < 0 || (r->n_layer > 0 && !r->active))
+        return dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: active tokens per layer missing", s->path,
+                       (long long)r->cell_id, (long long)r->sample_id);
+    char *active = dk_json_int_array(r->active, r->n_layer);
+    if (!active) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+    sqlite3_stmt *ins = NULL, *lay = NULL;
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) { free(active); return rc; }
+    double now = dk_store_now();
+    if ((rc = dk_owned_update(s, r->cell_id, w, "lease_until = ?", now + lease_s, NULL, err))) goto fail;
+    if ((rc = dk_sql_prepare(s,
+            "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
+            " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
+            " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
+            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+        goto fail;
+    sqlite3_bind_int64(ins, 1, r->cell_id);
+    sqlite3_bind_int64(ins, 2, r->sample_id);
+    dk_sql_bind_text(ins, 3, r->sample_key);
+    sqlite3_bind_int64(ins, 4, r->prompt_tokens);
+    sqlite3_bind_int64(ins, 5, r->context_tokens);
+    sqlite3_bind_int64(ins, 6, r->question_tokens);
+    sqlite3_bind_int64(ins, 7, r->gen_tokens);
+    dk_sql_bind_text(ins, 8, active);
+    sqlite3_bind_int64(ins, 9, r->flops_dense);
+    sqlite3_bind_int64(ins, 10, r->flops_method);
+    dk_sql_bind_text(ins, 11, r->flops_dense_parts);
+    dk_sql_bind_text(ins, 12, r->flops_method_parts);
+    dk_sql_bind_real(ins, 13, r->wall_dense_s);
+    dk_sql_bind_real(ins, 14, r->wall_method_s);
+    dk_sql_bind_real(ins, 15, r->wall_decode_s);
+    dk_sql_bind_text(ins, 16, r->prediction);
+    dk_sql_bind_text(ins, 17, r->answers);
+    dk_sql_bind_real(ins, 18, r->score);
+    dk_sql_bind_real(ins, 19, r->kl_first);
+    dk_sql_bind_real(ins, 20, r->kl);
+    if (r->top1_first < 0) sqlite3_bind_null(ins, 21);
+    else sqlite3_bind_int(ins, 21, r->top1_first);
+    sqlite3_bind_text(ins, 22, w->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(ins, 23, now);
+    dk_sql_bind_real(ins, 24, r->kl_max);
+    dk_sql_bind_real(ins, 25, r->top1);
+    dk_sql_bind_real(ins, 26, r->nll_dense);
+    dk_sql_bind_real(ins, 27, r->nll_method);
+    dk_sql_bind_text(ins, 28, r->context_key);
+    if (sqlite3_step(ins) != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+            rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,
+                         (long long)r->cell_id, (long long)r->sample_id);
+        else
+            rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: rejected: %s", s->path, (long long)r->cell_id,
+                         (long long)r->sample_id, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    int64_t row = sqlite3_last_insert_rowid(s->db);
+    if (r->layers) {
+        if ((rc = dk_sql_prepare(s,
+                "INSERT INTO sample_layers(sample_row, layer, delta_min, delta_median, delta_max, flops, wall_s)"
+                " VALUES(?,?,?,?,?,?,?)", &lay, err)))
+            goto fail;
+        for (int l = 0; l < r->n_layer; l++) {
+            const dk_layer_stat *ls = &r->layers[l];
+            sqlite3_reset(lay);
+            sqlite3_bind_int64(lay, 1, row);
+            sqlite3_bind_int(lay, 2, l);
+            dk_sql_bind_real(lay, 3, ls->delta_min);
+            dk_sql_bind_real(lay, 4, ls->delta_median);
+            dk_sql_bind_real(lay, 5, ls->delta_max);
+            sqlite3_bind_int64(lay, 6, ls->flops);
+            dk_sql_bind_real(lay, 7, ls->wall_s);
+            if (sqlite3_step(lay) != SQLITE_DONE) {
+                rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld layer %d: rejected: %s", s->path,
+                             (long long)r->cell_id, (long long)r->sample_id, l, sqlite3_errmsg(s->db));
+                goto fail;
+            }
+        }
+    }
+    sqlite3_finalize(ins);
+    sqlite3_finalize(lay);
+    ins = lay = NULL;
+    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
+    free(active);
+    return DK_OK;
+fail:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(lay);
+    dk_sql_rollback(s);
+    free(active);
+    return rc;
+}
+
+/* ---- dense results ---- */
+
+dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, dk_err *err) {
+    if (r->logits && (r->n_vocab <= 0 || r->n_logit_rows <= 0))
+        return dk_fail(err, DK_ERR_ARG, "%s: dense logits need n_vocab and n_logit_rows > 0", s->path);
+    sqlite3_stmt *st;
+    dk_status rc = dk_sql_prepare(s,
+        "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, prompt_tokens,"
+        " flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits, created_at)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (rc != DK_OK) return rc;
+    dk_sql_bind_text(st, 1, r->model_sha256);
+    dk_sql_bind_text(st, 2, r->task_key);
+    sqlite3_bind_int64(st, 3, r->sample_id);
+    dk_sql_bind_text(st, 4, r->task);
+    dk_sql_bind_text(st, 5, r->task_options);
+    sqlite3_bind_int64(st, 6, r->prompt_tokens);
+    sqlite3_bind_int64(st, 7, r->flops);
+    dk_sql_bind_text(st, 8, r->flops_parts);
+    dk_sql_bind_real(st, 9, r->wall_s);
+    dk_sql_bind_text(st, 10, r->prediction);
+    dk_sql_bind_real(st, 11, r->score);
+    dk_sql_bind_known(st, 12, r->logits ? r->n_vocab : -1);
+    dk_sql_bind_known(st, 13, r->logits ? r->n_logit_rows : -1);
+    if (r->logits)
+        sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float), SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 14);
+    sqlite3_bind_double(st, 15, dk_store_now());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert dense result");
+    else if (inserted) *inserted = sqlite3_changes(s->db) > 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
+                             dk_dense_result *out, int *found, dk_err *err) {
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s,
+        "SELECT prompt_tokens, flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits"
+        " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", &q, err);
+    if (rc != DK_OK) return rc;
+    dk_sql_bind_text(q, 1, model_sha256);
+    dk_sql_bind_text(q, 2, task_key);
+    sqlite3_bind_int64(q, 3, sample_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) {
+        out->prompt_tokens = sqlite3_column_int64(q, 0);
+        out->flops = sqlite3_column_int64(q, 1);
+        out->flops_parts = dk_sql_strdup(sqlite3_column_text(q, 2));
+        out->wall_s = sqlite3_column_double(q, 3);
+        out->prediction = dk_sql_strdup(sqlite3_column_text(q, 4));
+        out->score = sqlite3_column_type(q, 5) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 5);
+        out->n_vocab = sqlite3_column_int64(q, 6);
+        out->n_logit_rows = sqlite3_column_int64(q, 7);
+        const void *blob = sqlite3_column_blob(q, 8);
+        size_t bytes = (size_t)sqlite3_column_bytes(q, 8);
+        if (blob && bytes) {
+            if (bytes != (size_t)(out->n_vocab * out->n_logit_rows) * sizeof(float)) {
+                rc = dk_fail(err, DK_ERR_FORMAT, "%s: dense result logits have %zu bytes, expected %lld x %lld floats",
+                             s->path, bytes, (long long)out->n_logit_rows, (long long)out->n_vocab);
+            } else if ((out->logits = malloc(bytes))) {
+                memcpy(out->logits, blob, bytes);
+            } else {
+                rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+            }
+        }
+        if (rc == DK_OK) *found = 1;
+        else dk_store_dense_free(out);
+    } else if (step != SQLITE_DONE) {
+        rc = dk_sql_fail(s, err, "read dense result");
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+void dk_store_dense_free(dk_dense_result *r) {
+    if (!r) return;
+    free(r->flops_parts);
+    free(r->prediction);
+    free(r->logits);
+    memset(r, 0, sizeof *r);
+}
+
