@@ -139,6 +139,20 @@ dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
     return DK_OK;
 }
 
+dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type, size_t *o,
+                                 const char *what, dk_err *e) {
+    memcpy(t->blob + *o, s, L);
+    t->blob[*o + L] = 0;
+    t->off[i] = (uint32_t)*o;
+    t->len[i] = (uint32_t)L;
+    *o += L + 1;
+    t->scores[i] = score;
+    if (type < DK_TOKEN_TYPE_NORMAL || type > DK_TOKEN_TYPE_BYTE)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has unknown token type %d", what, i, type);
+    t->types[i] = type;
+    return DK_OK;
+}
+
 /* Allocates t and its per-token arrays for n tokens with blob_bytes of piece text. */
 dk_status dk_tokenizer_alloc(int n, size_t blob_bytes, dk_tokenizer **out, const char *what, dk_err *e) {
     dk_tokenizer *t = calloc(1, sizeof *t);

@@ -213,18 +213,8 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
     size_t o = 0;
     for (int i = 0; i < n; i++) {
         size_t L = v->token_lens ? v->token_lens[i] : strlen(v->tokens[i]);
-        memcpy(t->blob + o, v->tokens[i], L);
-        t->blob[o + L] = 0;
-        t->off[i] = (uint32_t)o;
-        t->len[i] = (uint32_t)L;
-        o += L + 1;
-        t->scores[i] = 0.0f;
         int ty = v->types ? v->types[i] : DK_TOKEN_TYPE_NORMAL;
-        if (ty < DK_TOKEN_TYPE_NORMAL || ty > DK_TOKEN_TYPE_BYTE) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: token %d has unknown token type %d", what, i, ty);
-            goto fail;
-        }
-        t->types[i] = ty;
+        if ((st = dk_tokenizer_add_piece(t, i, v->tokens[i], L, 0.0f, ty, &o, what, e))) goto fail;
     }
     uint32_t cp_of_byte[256];
     int16_t byte_of_cp[DK_BPE_N_CP];

@@ -83,6 +83,10 @@ int32_t dk_piece_map_get(const dk_tokenizer *t, const dk_piece_map *m, const cha
 void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id);
 /* Allocates t and its per-token arrays for n tokens with blob_bytes of piece text. */
 dk_status dk_tokenizer_alloc(int n, size_t blob_bytes, dk_tokenizer **out, const char *what, dk_err *e);
+/* Token i: its piece s (L bytes) appended to the blob at *o (advanced past its NUL), its score,
+ * and its type, checked (DK_TOKEN_TYPE_NORMAL..BYTE, else DK_ERR_FORMAT naming the token). */
+dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type, size_t *o,
+                                 const char *what, dk_err *e);
 /* Builds the derived tables once pieces, lens, scores and types are in place. `what` names the
  * source for error messages. */
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e);

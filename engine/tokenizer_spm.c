@@ -37,18 +37,11 @@ dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_
     size_t o = 0;
     for (int i = 0; i < n; i++) {
         size_t L = v->piece_lens ? v->piece_lens[i] : strlen(v->pieces[i]);
-        memcpy(t->blob + o, v->pieces[i], L);
-        t->blob[o + L] = 0;
-        t->off[i] = (uint32_t)o;
-        t->len[i] = (uint32_t)L;
-        o += L + 1;
-        t->scores[i] = v->scores ? v->scores[i] : -(float)i;
         int ty = v->types ? v->types[i] : DK_TOKEN_TYPE_NORMAL;
-        if (ty < DK_TOKEN_TYPE_NORMAL || ty > DK_TOKEN_TYPE_BYTE) {
+        if ((st = dk_tokenizer_add_piece(t, i, v->pieces[i], L, v->scores ? v->scores[i] : -(float)i, ty, &o, what, e))) {
             dk_tokenizer_free(t);
-            return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has unknown token type %d", what, i, ty);
+            return st;
         }
-        t->types[i] = ty;
     }
     memcpy(t->space, DK_SPM_SPACE, 4);
     t->space_len = 3;
