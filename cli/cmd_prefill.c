@@ -10,7 +10,6 @@
 #include "policy.h"
 #include "prefill.h"
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +73,7 @@ static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int3
         size_t pl;
         const char *piece = dk_tokenizer_decode_piece(tok, prev, t[i], &pl);
         prev = t[i];
-        if (pl == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]))) continue;
+        if (!dk_cli_piece_printable(piece, pl)) continue;
         if (len + pl + 1 > cap) { while (len + pl + 1 > cap) cap *= 2; char *r = realloc(s, cap); if (!r) { free(s); s = NULL; break; } s = r; }
         memcpy(s + len, piece, pl);
         len += pl;
