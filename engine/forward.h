@@ -154,13 +154,13 @@ int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
 int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
 int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
 int dk_ctx_pool_threads(void);
-/* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included) on F16/BF16/Q8_0
- * weights: on (the default), each pool task converts W chunk by chunk (<= 64 rows, ~128 KiB of
- * f32) into its slice of the context's conversion buffer and multiplies it there (one sgemv per
- * row); off, the whole matrix is converted into that buffer first and multiplied by one sgemm
- * (the path every larger m takes). Results differ by float rounding only (summation order inside
- * BLAS); F32 weights and m > 8 run the same calls either way. No extra memory: the chunks live in
- * the conversion buffer. For tests and the bench (decode_fused_vs_convert). */
+/* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included), every file type:
+ * on (the default), each row of W is read once in its file type and widened next to its f32 dot
+ * products (matvec.h), rows split over the pool; off, the matrix is converted whole into the
+ * context's conversion buffer (F32: used in place) and multiplied by one sgemm (the path every
+ * larger m takes). Results differ by float rounding only (summation order); m > 8 runs the same
+ * calls either way. No extra memory: the per-thread rows live in the conversion buffer. For tests
+ * and the bench (decode_fused_vs_convert). */
 void dk_ctx_set_fused_decode(dk_ctx *c, bool on);
 bool dk_ctx_fused_decode(const dk_ctx *c);
 /* Compute precision of the large products (compute.h): f32 (default, the exact path) or bf16
