@@ -2,6 +2,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,32 @@ bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_par
     for (int j = 0; j < n_pa; j++)
         if (dk_policy_params_set_text(*pol, pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
     if (dk_policy_params_validate(*pol, pp, 0, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
+    return true;
+}
+
+void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
+    for (int i = 0; i < DK_POLICY_PARAM_COUNT; i++) {
+        const dk_policy_param *d = dk_policy_param_info((dk_policy_param_id)i);
+        char def[32], opt[32];
+        if (isnan(d->def)) snprintf(def, sizeof def, "required");
+        else snprintf(def, sizeof def, "default %g", d->def);
+        snprintf(opt, sizeof opt, "--%-*s V", name_width, policy_seed && i == DK_POLICY_PARAM_SEED ? "policy-seed" : d->name);
+        fprintf(f, "  %-18s %s (%s)\n", opt, d->help, def);
+    }
+}
+
+/* ---- arguments ---- */
+
+bool dk_cli_positional(const char *cmd, const char *a, const char **slot) {
+    if (a[0] == '-' && a[1]) {
+        fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", cmd, dk_cli_esc(a));
+        return false;
+    }
+    if (*slot) {
+        fprintf(stderr, "dashkit %s: unexpected argument '%s'\n", cmd, dk_cli_esc(a));
+        return false;
+    }
+    *slot = a;
     return true;
 }
 

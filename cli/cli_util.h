@@ -4,6 +4,7 @@
 #define DK_CLI_UTIL_H
 
 #include "compute.h"
+#include <stdio.h>
 #include "policy.h"
 #include "report.h"
 
@@ -27,6 +28,16 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
  * "dashkit CMD: message" and returns false (a usage error: exit 2). */
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp);
+
+/* One help line per method parameter, "  --NAME V  HELP (default D|required)": NAME padded to
+ * name_width, "--NAME V" to 18 columns; policy_seed spells seed "policy-seed" (for a command
+ * whose own --seed is the task's). */
+void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
+
+/* A command's non-option argument a: the first fills *slot; an unknown option ("-x") or a second
+ * argument prints its error line ("dashkit CMD: unknown option '-x' (see --help)", "...:
+ * unexpected argument 'a'") and returns false (a usage error: exit 2). */
+bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
 /* --compute VALUE: f32 | bf16, checked against this CPU (compute.h). On error prints
  * "dashkit CMD: --compute: message" and returns false (a usage error: exit 2). */

@@ -44,11 +44,7 @@ int dk_cmd_generate(int argc, char **argv) {
                 fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", dk_cli_esc(argv[i]));
                 return 2;
             }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", dk_cli_esc(a));
-            return 2;
-        } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
+        } else if (!dk_cli_positional("generate", a, &model_path)) return 2;
     }
     if (!model_path) { dk_generate_usage(stderr); return 2; }
 

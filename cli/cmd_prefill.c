@@ -41,13 +41,7 @@ static void dk_prefill_usage(FILE *f) {
                "  -h, --help         this help\n\n"
                "Method parameters (each method accepts a subset; see README):\n",
             dk_policy_names());
-    for (int i = 0; i < DK_POLICY_PARAM_COUNT; i++) {
-        const dk_policy_param *d = dk_policy_param_info((dk_policy_param_id)i);
-        char def[32];
-        if (isnan(d->def)) snprintf(def, sizeof def, "required");
-        else snprintf(def, sizeof def, "default %g", d->def);
-        fprintf(f, "  --%-9s V      %s (%s)\n", d->name, d->help, def);
-    }
+    dk_cli_param_help(f, 9, false);
     fprintf(f, "\nAccepted parameters per method:\n");
     for (int i = 0; i < dk_policy_count(); i++) {
         const dk_policy *p = dk_policy_at(i);

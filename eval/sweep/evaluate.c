@@ -575,3 +575,90 @@ int dk_eval_flops_json(const dk_flops *f, char *buf, size_t n) {
     k = snprintf(o < n ? buf + o : NULL, o < n ? n - o : 0, "}");
     return (int)(o + (size_t)k);
 }
+
+/* ---- one sample end to end ---- */
+
+dk_status dk_eval_ctx_prepare(const dk_model *m, dk_ctx **c, int n_tokens, dk_compute compute, dk_err *e) {
+    dk_status st = dk_eval_ctx_reserve(m, c, n_tokens, e);
+    return st ? st : dk_ctx_set_compute(*c, compute, e);
+}
+
+dk_status dk_eval_sample(const dk_model *m, dk_ctx **c, const dk_sample *s, const dk_eval_sample_opts *o,
+                         const dk_policy *pol, const dk_policy_params *pp, dk_eval_pair *out, dk_err *e) {
+    memset(out, 0, sizeof *out);
+    dk_eval_prompt p;
+    size_t b = o->budget >= 0 ? (size_t)o->budget : dk_eval_default_budget(m, s);
+    out->step = DK_EVAL_STEP_PROMPT;
+    dk_status st = dk_eval_prompt_build_chat(m, s, b, o->chat, &p, e);
+    if (st) return st;
+    out->n_ctx_tokens = dk_eval_prompt_ctx_tokens(&p);
+    out->step = DK_EVAL_STEP_DENSE;
+    if ((st = dk_eval_ctx_prepare(m, c, out->n_ctx_tokens, o->compute, e)) || (o->warmup && (st = dk_eval_warmup(*c, &p, e))) || (st = dk_eval_dense(*c, &p, &out->dense, e)))
+        goto done;
+    out->step = DK_EVAL_STEP_METHOD;
+    dk_eval_ref ref;
+    dk_eval_ref_from_result(&out->dense, &ref);
+    if ((st = dk_eval_method(*c, &p, pol, pp, &ref, &out->method, e))) {
+        dk_eval_result_free(&out->dense);
+        goto done;
+    }
+    out->step = DK_EVAL_STEP_DONE;
+done:
+    dk_eval_prompt_free(&p);
+    return st;
+}
+
+void dk_eval_pair_free(dk_eval_pair *r) {
+    if (r->step == DK_EVAL_STEP_DONE) {
+        dk_eval_result_free(&r->method);
+        dk_eval_result_free(&r->dense);
+    }
+    r->step = DK_EVAL_STEP_PROMPT;
+}
+
+dk_status dk_eval_totals_init(dk_eval_totals *t, int n_samples, dk_err *e) {
+    memset(t, 0, sizeof *t);
+    t->kl_max = NAN;
+    t->cap = n_samples > 0 ? n_samples : 1;
+    t->score_method = malloc((size_t)t->cap * sizeof *t->score_method);
+    t->score_dense = malloc((size_t)t->cap * sizeof *t->score_dense);
+    if (!t->score_method || !t->score_dense) {
+        dk_eval_totals_free(t);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
+    return DK_OK;
+}
+
+void dk_eval_totals_add(dk_eval_totals *t, const dk_eval_result *rd, const dk_eval_result *rm) {
+    if (t->n >= t->cap) return;
+    t->score_method[t->n] = rm->score01;
+    t->score_dense[t->n] = rd->score01;
+    t->n++;
+    t->flops_dense += rd->flops;
+    t->flops_method += rm->flops;
+    t->wall_dense_s += rd->wall_s;
+    t->wall_method_s += rm->wall_s;
+    const double fv[5] = {rm->kl, rm->top1, rm->nll_delta, rm->kl_first, rm->top1_first < 0 ? NAN : rm->top1_first};
+    for (int k = 0; k < 5; k++)
+        if (!isnan(fv[k])) { t->fid_sum[k] += fv[k]; t->fid_n[k]++; }
+    if (!isnan(rm->kl_max) && !(rm->kl_max <= t->kl_max)) t->kl_max = rm->kl_max;
+}
+
+void dk_eval_totals_summary(const dk_eval_totals *t, dk_metric metric, dk_eval_summary *out) {
+    double mean[5];
+    for (int k = 0; k < 5; k++) mean[k] = t->fid_n[k] ? t->fid_sum[k] / t->fid_n[k] : NAN;
+    *out = (dk_eval_summary){
+        .n = t->n, .score = dk_eval_aggregate_score(metric, t->score_method, t->n),
+        .dense_score = dk_eval_aggregate_score(metric, t->score_dense, t->n), .flops_dense = t->flops_dense,
+        .flops_method = t->flops_method,
+        .flops_speedup = t->flops_method > 0 ? (double)t->flops_dense / (double)t->flops_method : NAN,
+        .wall_speedup = t->wall_method_s > 0 ? t->wall_dense_s / t->wall_method_s : NAN, .kl = mean[0],
+        .kl_max = t->kl_max, .top1 = mean[1], .nll_delta = mean[2], .kl_first = mean[3], .top1_first = mean[4],
+    };
+}
+
+void dk_eval_totals_free(dk_eval_totals *t) {
+    free(t->score_method);
+    free(t->score_dense);
+    t->score_method = t->score_dense = NULL;
+}

@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "chat.h"
+#include "compute.h"
 #include "dk_common.h"
 #include "forward.h"
 #include "model.h"
@@ -200,6 +201,58 @@ dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_pol
 /* Fills the comparison fields of r from ref (used by dk_eval_method; exposed for callers that
  * compare results they already have). */
 dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e);
+
+/* ---- one sample end to end: the steps every caller takes ----
+ * `dashkit eval` runs dk_eval_sample per sample and sums with dk_eval_totals; the runner builds
+ * the prompt, dk_eval_ctx_prepare, then its stored dense references and prefix sharing (runner.h). */
+
+/* dk_eval_ctx_reserve for n_tokens, then the context set to compute mode. */
+dk_status dk_eval_ctx_prepare(const dk_model *m, dk_ctx **c, int n_tokens, dk_compute compute, dk_err *e);
+
+typedef enum { DK_EVAL_STEP_PROMPT, DK_EVAL_STEP_DENSE, DK_EVAL_STEP_METHOD, DK_EVAL_STEP_DONE } dk_eval_step;
+
+typedef struct {
+    long budget;                  /* prompt budget in tokens; < 0: dk_eval_default_budget */
+    const dk_chat_template *chat; /* NULL = plain prompt */
+    dk_compute compute;
+    bool warmup;                  /* one untimed dense prefill first (dk_eval_warmup) */
+} dk_eval_sample_opts;
+
+typedef struct {
+    dk_eval_result dense, method; /* valid when step == DK_EVAL_STEP_DONE */
+    int n_ctx_tokens;             /* positions the sample needs (set once the prompt is built) */
+    dk_eval_step step;            /* how far it got: on failure, the step that failed */
+} dk_eval_pair;
+
+/* Sample s: the prompt (tokenising: step PROMPT), the context, warm-up and dense reference
+ * (step DENSE), the method (pol, pp) against it (step METHOD). Free with dk_eval_pair_free. */
+dk_status dk_eval_sample(const dk_model *m, dk_ctx **c, const dk_sample *s, const dk_eval_sample_opts *o,
+                         const dk_policy *pol, const dk_policy_params *pp, dk_eval_pair *out, dk_err *e);
+void dk_eval_pair_free(dk_eval_pair *r);
+
+/* Sums over samples of a method against dense, and what `dashkit eval` reports of them. */
+typedef struct {
+    int n, cap;
+    double *score_method, *score_dense; /* (cap) score01 per sample */
+    int64_t flops_dense, flops_method;
+    double wall_dense_s, wall_method_s;
+    double fid_sum[5];                  /* kl, top1, nll_delta, kl_first, top1_first: sums of non-NAN values */
+    int fid_n[5];
+    double kl_max;                      /* max over samples (NAN before one) */
+} dk_eval_totals;
+
+typedef struct {
+    int n;
+    double score, dense_score;          /* dk_eval_aggregate_score of the metric */
+    int64_t flops_dense, flops_method;
+    double flops_speedup, wall_speedup; /* sum dense / sum method (NAN when the method's sum is 0) */
+    double kl, kl_max, top1, nll_delta, kl_first, top1_first; /* means over samples (NAN skipped); kl_max the max */
+} dk_eval_summary;
+
+dk_status dk_eval_totals_init(dk_eval_totals *t, int n_samples, dk_err *e);
+void dk_eval_totals_add(dk_eval_totals *t, const dk_eval_result *dense, const dk_eval_result *method);
+void dk_eval_totals_summary(const dk_eval_totals *t, dk_metric metric, dk_eval_summary *out);
+void dk_eval_totals_free(dk_eval_totals *t);
 
 /* ---- helpers for callers ---- */
 

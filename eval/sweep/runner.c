@@ -781,9 +781,7 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     if (dk_chat_template_from_model(w->model, chat_name, NULL, &chat, &ge) ||
         dk_eval_prompt_build_chat(w->model, smp, dk_eval_default_budget(w->model, smp), &chat, &pr, &ge))
         goto fail_all_noprompt;
-    if (dk_eval_ctx_reserve(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), &ge) ||
-        dk_ctx_set_compute(w->ctx, p->cfg->compute, &ge))
-        goto fail_all;
+    if (dk_eval_ctx_prepare(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), p->cfg->compute, &ge)) goto fail_all;
     size_t c0 = 0;
     for (int i = 0; i < k; i++)
         if (need[i]) { c0 = cells[i]; break; }
