@@ -159,6 +159,190 @@ done:
     return st;
 }
 
+/* Model mi's figures (frontier and heatmaps per task, active tokens per method, Δ per layer):
+ * their data and scripts written and queued, their Markdown into figs. */
+static dk_status rep_model_figures(const rep_data *d, rep_out *o, int mi, FILE *figs, dk_err *e) {
+    dk_report_result *r = o->r;
+    const rep_model *m = &d->models[mi];
+    char stem[1024], dat[1024], s_wall[1100], s_flops[1100];
+    dk_status st;
+    fprintf(figs, "\n### %s\n", m->label);
+    for (size_t ti = 0; ti < d->n_tasks; ti++) {
+        if (!rep_has(d, mi, (int)ti, -1)) continue;
+        snprintf(dat, sizeof dat, "frontier_%s_%s", m->slug, d->tasks[ti].slug);
+        snprintf(s_wall, sizeof s_wall, "%s_wall", dat);
+        snprintf(s_flops, sizeof s_flops, "%s_flops", dat);
+        const char *stems[2] = {s_wall, s_flops};
+        if ((st = rep_frontier_write(d, o, mi, (int)ti, dat, stems, 1, e)) != DK_OK) return st;
+        fprintf(figs, "\n**Frontier, %s** (data: [%s.dat](%s.dat), [%s.csv](%s.csv))\n\n"
+                      "![%s frontier, measured speedup](%s.png) ![%s frontier, FLOP speedup](%s.png)\n",
+                d->tasks[ti].name, dat, dat, dat, dat, d->tasks[ti].name, s_wall, d->tasks[ti].name, s_flops);
+        if (!rep_task_has_depth(d, mi, (int)ti)) continue;
+        for (size_t si = 0; si < d->n_settings; si++) {
+            if (!rep_has(d, mi, (int)ti, (int)si)) continue;
+            snprintf(stem, sizeof stem, "heatmap_%s_%s_%s", m->slug, d->tasks[ti].slug, d->settings[si].slug);
+            if ((st = rep_heatmap_write(d, o, mi, (int)ti, (int)si, stem, e)) != DK_OK) return st;
+            fprintf(figs, "\n**NIAH heatmap, %s, %s** ([data](%s.dat))\n\n![heatmap](%s.png)\n", d->tasks[ti].name,
+                    d->settings[si].label, stem, stem);
+        }
+    }
+    int any_depth = 0;
+    for (size_t ti = 0; ti < d->n_tasks; ti++) any_depth |= rep_task_has_depth(d, mi, (int)ti);
+    if (!any_depth)
+        rep_note(r, "no NIAH heatmap for %s: no task of this run has a \"depth\" option (give the task a \"depths\" grid;"
+                    " per-sample random depths are not stored)", m->label);
+    /* active tokens per layer: one figure per method */
+    for (size_t si = 0; si < d->n_settings; si++) {
+        int first = 1;
+        for (size_t k = 0; k < si; k++) if (!strcmp(d->settings[k].method, d->settings[si].method)) first = 0;
+        if (!first || !rep_has(d, mi, -1, (int)si)) continue;
+        char *ms = rep_slug(d->settings[si].method);
+        if (!ms) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        snprintf(stem, sizeof stem, "layers_active_%s_%s", m->slug, ms);
+        free(ms);
+        int w = 0;
+        if ((st = rep_layers_write(d, o, mi, -1, d->settings[si].method, stem, &w, e)) != DK_OK) return st;
+        if (w) fprintf(figs, "\n**Active tokens per layer, %s** ([data](%s.dat))\n\n![layers](%s.png)\n",
+                       d->settings[si].method, stem, stem);
+    }
+    snprintf(stem, sizeof stem, "layers_delta_%s", m->slug);
+    const char *src = NULL;
+    if ((st = rep_delta_write(d, o, mi, stem, &src, e)) != DK_OK) return st;
+    if (!src) {
+        rep_note(r, "no Δ-per-layer figure for %s: no sample of this run has Δ statistics (sample_layers.delta_*)", m->label);
+        return DK_OK;
+    }
+    fprintf(figs, "\n**Halting score (Δ) per layer, samples of %s** ([data](%s.dat))\n\n![delta](%s.png)\n", src, stem, stem);
+    if (strcmp(src, "dense") != 0)
+        rep_note(r, "Δ per layer for %s drawn from %s samples: the run's dense samples carry no Δ statistics", m->label, src);
+    return DK_OK;
+}
+
+/* report.md's title, Provenance (with the cells by state) and Models. */
+static void rep_md_provenance(FILE *f, const rep_data *d, dk_report_result *r) {
+    char b1[64], b2[64], num[64];
+    fprintf(f, "# dashkit report: run %lld", (long long)d->run_id);
+    if (d->run_name && *d->run_name) { fprintf(f, " (%s)", d->run_name); }
+    fprintf(f, "\n\nEvery number below is read from the store's sample rows; nothing is recomputed. Each figure's data"
+               " (`.dat`/`.csv`) and gnuplot script (`.gp`) are beside it: `gnuplot NAME.gp` in this folder redraws it.\n\n");
+    fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
+    snprintf(num, sizeof num, "%lld", (long long)d->run_id);
+    rep_md_kv(f, "run", num);
+    rep_md_kv(f, "name", d->run_name);
+    rep_md_kv(f, "config", d->config_path);
+    rep_md_kv(f, "config sha256", d->config_hash);
+    rep_md_kv(f, "git revision", d->git_rev);
+    rep_md_kv(f, "host", d->host);
+    rep_md_kv(f, "CPU", d->cpu);
+    rep_md_kv(f, "BLAS core", d->blas_core);
+    snprintf(num, sizeof num, "%lld", (long long)d->threads);
+    rep_md_kv(f, "threads", d->threads >= 0 ? num : NULL);
+    snprintf(num, sizeof num, "%lld", (long long)d->workers);
+    rep_md_kv(f, "workers", d->workers >= 0 ? num : NULL);
+    rep_md_kv(f, "command", d->command);
+    rep_time(b1, sizeof b1, d->started_at);
+    rep_time(b2, sizeof b2, d->finished_at);
+    rep_md_kv(f, "started", b1);
+    rep_md_kv(f, "finished", isnan(d->finished_at) ? "– (running or interrupted)" : b2);
+    size_t nd = 0, np = 0, nrun = 0, nf = 0, ns = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) {
+        const char *x = d->cells[i].state;
+        if (!strcmp(x, "done")) nd++;
+        else if (!strcmp(x, "pending")) np++;
+        else if (!strcmp(x, "running")) nrun++;
+        else nf++;
+        ns += d->cells[i].n;
+    }
+    char cells[256];
+    snprintf(cells, sizeof cells, "%zu (done %zu, pending %zu, running %zu, failed %zu); %zu sample rows", d->n_cells_loaded,
+             nd, np, nrun, nf, ns);
+    rep_md_kv(f, "cells", cells);
+    if (nd != d->n_cells_loaded)
+        rep_note(r, "run %lld is incomplete: %zu of %zu cells are not done; figures use the samples stored so far",
+                 (long long)d->run_id, d->n_cells_loaded - nd, d->n_cells_loaded);
+    fprintf(f, "\n**Models**\n\n| Model | Path | sha256 | Arch | Layers | Parameters |\n|---|---|---|---|---:|---:|\n");
+    for (size_t mi = 0; mi < d->n_models; mi++) {
+        const rep_model *m = &d->models[mi];
+        fprintf(f, "| %s | ", m->label);
+        rep_md_escape(f, m->path);
+        fprintf(f, " | `%s` | %s | %lld | %lld |\n", m->sha, *m->arch ? m->arch : "–", (long long)m->n_layer,
+                (long long)m->n_params);
+    }
+}
+
+/* report.md's Method paragraph. */
+static void rep_md_method(FILE *f, const rep_data *d) {
+    const dk_report_opts *opts = d->opts;
+    size_t n_shared_rows = 0, n_rows_all = 0;
+    for (size_t i = 0; i < d->n_cells_loaded; i++) { n_shared_rows += d->cells[i].n_shared; n_rows_all += d->cells[i].n; }
+    fprintf(f, "\n## Method\n\nScore: mean of the samples' scores (0–100). Wall speedup: sum of dense prefill seconds /"
+               " sum of method prefill seconds over the same samples (measured). FLOPs speedup: dense FLOPs / method FLOPs"
+               " (counted by the engine). Intervals: %.0f%% percentile bootstrap, %d resamples, seed %llu, stratified by cell"
+               " (Avg: by task); deterministic for the seed. What is resampled: samples, except where samples share a"
+               " context (RULER's fixed haystack at one length and depth: %zu of %zu sample rows here), where the"
+               " distinct contexts are resampled as clusters with all their samples and the task's cells form one"
+               " stratum, so the interval reflects how many contexts were seen, not how many needles were put into them."
+               " Fidelity (KL, top-1, ΔNLL) is taken over the teacher-forced answer tokens. Frontiers pool a task's"
+               " lengths/depths; the Pareto front maximises both speedup and score over every point including dense.\n",
+            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed, n_shared_rows, n_rows_all);
+}
+
+/* report.md's "Stability vs redundancy" section: the latest analysis of each of the run's models. */
+static dk_status rep_md_analyses(dk_store *s, const rep_data *d, rep_out *o, FILE *f, dk_err *e) {
+    int any = 0;
+    dk_status st = DK_OK;
+    for (size_t mi = 0; mi < d->n_models && st == DK_OK; mi++) {
+        dk_analysis an;
+        int found = 0;
+        if ((st = dk_store_analysis_get(s, 0, d->models[mi].sha, &an, &found, e)) != DK_OK) return st;
+        if (!found) continue;
+        if (!any) fprintf(f, "\n## Stability vs redundancy (`dashkit analyze`)\n\nThe latest analysis of each model"
+                             " in the store.\n");
+        any = 1;
+        st = rep_analysis_write(o, &an, d->models[mi].label, d->models[mi].slug, f, e);
+        dk_analysis_free(&an);
+    }
+    return st;
+}
+
+/* report.md's "Paper vs measured" section, when the paper's table names tasks of the run. */
+static dk_status rep_md_paper(const rep_data *d, const rep_paper *paper, rep_out *o, FILE *f, dk_err *e) {
+    rep_mem pm = {0};
+    int pw = 0;
+    dk_status st = rep_mem_open(&pm, e);
+    if (st != DK_OK) return st;
+    st = rep_table_paper(d, paper, o, pm.f, &pw, e);
+    fflush(pm.f);
+    if (st == DK_OK && pw)
+        fprintf(f, "\n## Paper vs measured\n\nAlso as [Markdown](paper_vs_measured.md), [LaTeX](paper_vs_measured.tex),"
+                   " [CSV](paper_vs_measured.csv).\n\n%.*s", (int)pm.len, pm.buf);
+    rep_mem_drop(&pm);
+    return st;
+}
+
+/* Draws the queued figures (notes final after it), then report.md's Figures and Notes. */
+static void rep_md_figures_notes(FILE *f, rep_out *o, const dk_report_opts *opts, rep_mem *figs) {
+    dk_report_result *r = o->r;
+    if (opts->draw) {
+        rep_prepare_draw(opts, r);
+        if (r->gnuplot_found) rep_draw(o);
+        else rep_note(r, "figures not drawn: %s; data and scripts are written (draw with `gnuplot NAME.gp` here)", r->gnuplot);
+    } else {
+        snprintf(r->gnuplot, sizeof r->gnuplot, "not run (--no-draw)");
+    }
+    if (r->n_failed) rep_note(r, "gnuplot failed on %d figure(s); first: %s", r->n_failed, r->failure);
+    fflush(figs->f);
+    fprintf(f, "\n## Figures\n");
+    fwrite(figs->buf, 1, figs->len, f);
+    fprintf(f, "\n## Notes\n\n");
+    if (!r->notes[0]) { fprintf(f, "None.\n"); return; }
+    for (char *p = r->notes; *p;) {
+        char *nl = strchr(p, '\n');
+        fprintf(f, "- %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+}
+
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *opts, dk_report_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
     dk_status st = rep_check_opts(opts, e);
@@ -172,190 +356,21 @@ dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts
     rep_mem rep = {0}, figs = {0};
     if ((st = rep_mkdirs(out_dir, e)) != DK_OK) goto done;
     if ((st = rep_mem_open(&rep, e)) != DK_OK || (st = rep_mem_open(&figs, e)) != DK_OK) goto done;
-
-    /* figures (markdown list collected in figs) */
-    char stem[1024], dat[1024], s_wall[1100], s_flops[1100];
-    for (size_t mi = 0; mi < d.n_models; mi++) {
-        fprintf(figs.f, "\n### %s\n", d.models[mi].label);
-        for (size_t ti = 0; ti < d.n_tasks; ti++) {
-            int any = 0;
-            for (size_t i = 0; i < d.n_cells_loaded; i++) if (d.cells[i].mi == (int)mi && d.cells[i].ti == (int)ti) any = 1;
-            if (!any) continue;
-            snprintf(dat, sizeof dat, "frontier_%s_%s", d.models[mi].slug, d.tasks[ti].slug);
-            snprintf(s_wall, sizeof s_wall, "%s_wall", dat);
-            snprintf(s_flops, sizeof s_flops, "%s_flops", dat);
-            const char *stems[2] = {s_wall, s_flops};
-            if ((st = rep_frontier_write(&d, &o, (int)mi, (int)ti, dat, stems, 1, e)) != DK_OK) goto done;
-            fprintf(figs.f, "\n**Frontier, %s** (data: [%s.dat](%s.dat), [%s.csv](%s.csv))\n\n"
-                            "![%s frontier, measured speedup](%s.png) ![%s frontier, FLOP speedup](%s.png)\n",
-                    d.tasks[ti].name, dat, dat, dat, dat, d.tasks[ti].name, s_wall, d.tasks[ti].name, s_flops);
-            if (rep_task_has_depth(&d, (int)mi, (int)ti)) {
-                for (size_t si = 0; si < d.n_settings; si++) {
-                    if (!rep_has(&d, (int)mi, (int)ti, (int)si)) continue;
-                    snprintf(stem, sizeof stem, "heatmap_%s_%s_%s", d.models[mi].slug, d.tasks[ti].slug, d.settings[si].slug);
-                    if ((st = rep_heatmap_write(&d, &o, (int)mi, (int)ti, (int)si, stem, e)) != DK_OK) goto done;
-                    fprintf(figs.f, "\n**NIAH heatmap, %s, %s** ([data](%s.dat))\n\n![heatmap](%s.png)\n", d.tasks[ti].name,
-                            d.settings[si].label, stem, stem);
-                }
-            }
-        }
-        int any_depth = 0;
-        for (size_t ti = 0; ti < d.n_tasks; ti++) any_depth |= rep_task_has_depth(&d, (int)mi, (int)ti);
-        if (!any_depth)
-            rep_note(r, "no NIAH heatmap for %s: no task of this run has a \"depth\" option (give the task a \"depths\" grid;"
-                        " per-sample random depths are not stored)", d.models[mi].label);
-        /* active tokens per layer: one figure per method */
-        for (size_t si = 0; si < d.n_settings; si++) {
-            int first = 1;
-            for (size_t k = 0; k < si; k++) if (!strcmp(d.settings[k].method, d.settings[si].method)) first = 0;
-            if (!first || !rep_has(&d, (int)mi, -1, (int)si)) continue;
-            char *ms = rep_slug(d.settings[si].method);
-            if (!ms) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-            snprintf(stem, sizeof stem, "layers_active_%s_%s", d.models[mi].slug, ms);
-            free(ms);
-            int w = 0;
-            if ((st = rep_layers_write(&d, &o, (int)mi, -1, d.settings[si].method, stem, &w, e)) != DK_OK) goto done;
-            if (w) fprintf(figs.f, "\n**Active tokens per layer, %s** ([data](%s.dat))\n\n![layers](%s.png)\n",
-                           d.settings[si].method, stem, stem);
-        }
-        snprintf(stem, sizeof stem, "layers_delta_%s", d.models[mi].slug);
-        const char *src = NULL;
-        if ((st = rep_delta_write(&d, &o, (int)mi, stem, &src, e)) != DK_OK) goto done;
-        if (src) {
-            fprintf(figs.f, "\n**Halting score (Δ) per layer, samples of %s** ([data](%s.dat))\n\n![delta](%s.png)\n", src,
-                    stem, stem);
-            if (strcmp(src, "dense") != 0)
-                rep_note(r, "Δ per layer for %s drawn from %s samples: the run's dense samples carry no Δ statistics",
-                         d.models[mi].label, src);
-        } else {
-            rep_note(r, "no Δ-per-layer figure for %s: no sample of this run has Δ statistics (sample_layers.delta_*)",
-                     d.models[mi].label);
-        }
-    }
-
-    /* report.md */
+    for (size_t mi = 0; mi < d.n_models; mi++)
+        if ((st = rep_model_figures(&d, &o, (int)mi, figs.f, e)) != DK_OK) goto done;
     FILE *f = rep.f;
-    char b1[64], b2[64];
-    fprintf(f, "# dashkit report: run %lld", (long long)d.run_id);
-    if (d.run_name && *d.run_name) { fprintf(f, " (%s)", d.run_name); }
-    fprintf(f, "\n\nEvery number below is read from the store's sample rows; nothing is recomputed. Each figure's data"
-               " (`.dat`/`.csv`) and gnuplot script (`.gp`) are beside it: `gnuplot NAME.gp` in this folder redraws it.\n\n");
-    fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
-    char num[64];
-    snprintf(num, sizeof num, "%lld", (long long)d.run_id);
-    rep_md_kv(f, "run", num);
-    rep_md_kv(f, "name", d.run_name);
-    rep_md_kv(f, "config", d.config_path);
-    rep_md_kv(f, "config sha256", d.config_hash);
-    rep_md_kv(f, "git revision", d.git_rev);
-    rep_md_kv(f, "host", d.host);
-    rep_md_kv(f, "CPU", d.cpu);
-    rep_md_kv(f, "BLAS core", d.blas_core);
-    snprintf(num, sizeof num, "%lld", (long long)d.threads);
-    rep_md_kv(f, "threads", d.threads >= 0 ? num : NULL);
-    snprintf(num, sizeof num, "%lld", (long long)d.workers);
-    rep_md_kv(f, "workers", d.workers >= 0 ? num : NULL);
-    rep_md_kv(f, "command", d.command);
-    rep_time(b1, sizeof b1, d.started_at);
-    rep_time(b2, sizeof b2, d.finished_at);
-    rep_md_kv(f, "started", b1);
-    rep_md_kv(f, "finished", isnan(d.finished_at) ? "– (running or interrupted)" : b2);
-    {
-        size_t nd = 0, np = 0, nrun = 0, nf = 0, ns = 0;
-        for (size_t i = 0; i < d.n_cells_loaded; i++) {
-            const char *x = d.cells[i].state;
-            if (!strcmp(x, "done")) nd++;
-            else if (!strcmp(x, "pending")) np++;
-            else if (!strcmp(x, "running")) nrun++;
-            else nf++;
-            ns += d.cells[i].n;
-        }
-        char cells[256];
-        snprintf(cells, sizeof cells, "%zu (done %zu, pending %zu, running %zu, failed %zu); %zu sample rows", d.n_cells_loaded,
-                 nd, np, nrun, nf, ns);
-        rep_md_kv(f, "cells", cells);
-        if (nd != d.n_cells_loaded)
-            rep_note(r, "run %lld is incomplete: %zu of %zu cells are not done; figures use the samples stored so far",
-                     (long long)d.run_id, d.n_cells_loaded - nd, d.n_cells_loaded);
-    }
-    fprintf(f, "\n**Models**\n\n| Model | Path | sha256 | Arch | Layers | Parameters |\n|---|---|---|---|---:|---:|\n");
-    for (size_t mi = 0; mi < d.n_models; mi++) {
-        const rep_model *m = &d.models[mi];
-        fprintf(f, "| %s | ", m->label);
-        rep_md_escape(f, m->path);
-        fprintf(f, " | `%s` | %s | %lld | %lld |\n", m->sha, *m->arch ? m->arch : "–", (long long)m->n_layer,
-                (long long)m->n_params);
-    }
-    size_t n_shared_rows = 0, n_rows_all = 0;
-    for (size_t i = 0; i < d.n_cells_loaded; i++) { n_shared_rows += d.cells[i].n_shared; n_rows_all += d.cells[i].n; }
-    fprintf(f, "\n## Method\n\nScore: mean of the samples' scores (0–100). Wall speedup: sum of dense prefill seconds /"
-               " sum of method prefill seconds over the same samples (measured). FLOPs speedup: dense FLOPs / method FLOPs"
-               " (counted by the engine). Intervals: %.0f%% percentile bootstrap, %d resamples, seed %llu, stratified by cell"
-               " (Avg: by task); deterministic for the seed. What is resampled: samples, except where samples share a"
-               " context (RULER's fixed haystack at one length and depth: %zu of %zu sample rows here), where the"
-               " distinct contexts are resampled as clusters with all their samples and the task's cells form one"
-               " stratum, so the interval reflects how many contexts were seen, not how many needles were put into them."
-               " Fidelity (KL, top-1, ΔNLL) is taken over the teacher-forced answer tokens. Frontiers pool a task's"
-               " lengths/depths; the Pareto front maximises both speedup and score over every point including dense.\n",
-            100 * opts->level, opts->n_boot, (unsigned long long)opts->seed, n_shared_rows, n_rows_all);
+    rep_md_provenance(f, &d, r);
+    rep_md_method(f, &d);
     fprintf(f, "\n## Main table\n\nAlso as [Markdown](table_main.md), [LaTeX](table_main.tex), [CSV](table_main.csv).\n\n");
     if ((st = rep_table_main(&d, &o, f, e)) != DK_OK) goto done;
     fprintf(f, "\n## Ablation: ratio / threshold / start layer\n\nAlso as [Markdown](table_ablation.md), [LaTeX](table_ablation.tex),"
                " [CSV](table_ablation.csv).\n\n");
     if ((st = rep_table_ablation(&d, &o, f, e)) != DK_OK) goto done;
     if ((st = rep_section_stats(&d, &o, f, e)) != DK_OK) goto done;
-    {
-        int any = 0;
-        for (size_t mi = 0; mi < d.n_models && st == DK_OK; mi++) {
-            dk_analysis an;
-            int found = 0;
-            if ((st = dk_store_analysis_get(s, 0, d.models[mi].sha, &an, &found, e)) != DK_OK) goto done;
-            if (!found) continue;
-            if (!any) fprintf(f, "\n## Stability vs redundancy (`dashkit analyze`)\n\nThe latest analysis of each model"
-                                 " in the store.\n");
-            any = 1;
-            st = rep_analysis_write(&o, &an, d.models[mi].label, d.models[mi].slug, f, e);
-            dk_analysis_free(&an);
-        }
-        if (st != DK_OK) goto done;
-    }
-    {
-        rep_mem pm = {0};
-        int pw = 0;
-        if ((st = rep_mem_open(&pm, e)) != DK_OK) goto done;
-        st = rep_table_paper(&d, &paper, &o, pm.f, &pw, e);
-        fflush(pm.f);
-        if (st == DK_OK && pw)
-            fprintf(f, "\n## Paper vs measured\n\nAlso as [Markdown](paper_vs_measured.md), [LaTeX](paper_vs_measured.tex),"
-                       " [CSV](paper_vs_measured.csv).\n\n%.*s", (int)pm.len, pm.buf);
-        rep_mem_drop(&pm);
-        if (st != DK_OK) goto done;
-    }
-
-    /* draw before writing report.md so its notes are final */
-    if (opts->draw) {
-        rep_prepare_draw(opts, r);
-        if (r->gnuplot_found) rep_draw(&o);
-        else rep_note(r, "figures not drawn: %s; data and scripts are written (draw with `gnuplot NAME.gp` here)", r->gnuplot);
-    } else {
-        snprintf(r->gnuplot, sizeof r->gnuplot, "not run (--no-draw)");
-    }
-    if (r->n_failed) rep_note(r, "gnuplot failed on %d figure(s); first: %s", r->n_failed, r->failure);
-
-    fflush(figs.f);
-    fprintf(f, "\n## Figures\n");
-    fwrite(figs.buf, 1, figs.len, f);
-    fprintf(f, "\n## Notes\n\n");
-    if (r->notes[0]) {
-        for (char *p = r->notes; *p;) {
-            char *nl = strchr(p, '\n');
-            fprintf(f, "- %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
-            p = nl ? nl + 1 : p + strlen(p);
-        }
-    } else {
-        fprintf(f, "None.\n");
-    }
-    if ((st = rep_mem_commit(&rep, &o, "report.md", e)) != DK_OK) goto done;
+    if ((st = rep_md_analyses(s, &d, &o, f, e)) != DK_OK) goto done;
+    if ((st = rep_md_paper(&d, &paper, &o, f, e)) != DK_OK) goto done;
+    rep_md_figures_notes(f, &o, opts, &figs); /* draws first, so report.md's notes are final */
+    st = rep_mem_commit(&rep, &o, "report.md", e);
 done:
     rep_mem_drop(&rep);
     rep_mem_drop(&figs);

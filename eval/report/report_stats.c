@@ -116,10 +116,10 @@ done:
     return st;
 }
 
-/* Does setting si have cells for (mi, ti)? */
+/* Does setting si (< 0: any) have cells for (mi, ti) (ti < 0: any task)? */
 int rep_has(const rep_data *d, int mi, int ti, int si) {
     for (size_t i = 0; i < d->n_cells_loaded; i++)
-        if (d->cells[i].mi == mi && d->cells[i].si == si && (ti < 0 || d->cells[i].ti == ti)) return 1;
+        if (d->cells[i].mi == mi && (si < 0 || d->cells[i].si == si) && (ti < 0 || d->cells[i].ti == ti)) return 1;
     return 0;
 }
 

@@ -280,6 +280,166 @@ done:
 /* paper_vs_measured: per model whose run has tasks named in the paper's columns, each paper row
  * followed by the run's settings of its dashkit_method. Mean = mean over the shown task columns
  * (of the paper's numbers / of the measured task means); the paper's own avg is shown as is. */
+/* What the paper table of one model writes into: its task columns (the paper's column pcol[t],
+ * the run's task rti[t]) and the three streams. */
+typedef struct {
+    const rep_data *d;
+    const rep_paper *pp;
+    int mi;
+    size_t nc;
+    const int *pcol, *rti;
+    FILE *md, *tex, *csv;
+} rep_paper_ctx;
+
+/* The CSV row's leading fields: model, paper method, row label. */
+static void rep_paper_csv_key(const rep_paper_ctx *x, const char *pm, const char *row) {
+    dk_report_csv_field(x->csv, x->d->models[x->mi].label); fputc(',', x->csv);
+    dk_report_csv_field(x->csv, pm); fputc(',', x->csv);
+    dk_report_csv_field(x->csv, row);
+}
+
+/* A value with its interval into the Markdown and LaTeX rows. */
+static void rep_paper_cell(const rep_paper_ctx *x, dk_ci c) {
+    char b[256];
+    rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(x->md, " %s |", b);
+    rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(x->tex, " & %s", b);
+}
+
+/* The table's caption and header (Markdown and LaTeX). */
+static void rep_paper_head(const rep_paper_ctx *x, int first) {
+    const rep_paper *pp = x->pp;
+    const char *pmodel = pp->c_model >= 0 ? rep_paper_str(pp, 0, pp->c_model) : "";
+    fprintf(x->md, "%s**%s** vs the paper%s%s%s — reported numbers from `%s`; measured: mean [%.0f%% CI]. Mean = mean of"
+                   " the columns shown; Paper avg = the paper's own average (over its tasks).\n\n",
+            first ? "" : "\n", x->d->models[x->mi].label, *pmodel ? " (" : "", pmodel, *pmodel ? ")" : "", pp->path,
+            100 * x->d->opts->level);
+    fprintf(x->md, "| Method | Source |");
+    for (size_t t = 0; t < x->nc; t++) { fputc(' ', x->md); rep_md_escape(x->md, pp->cols[x->pcol[t]]); fprintf(x->md, " |"); }
+    fprintf(x->md, " Mean | Paper avg | Speedup |\n|---|---|");
+    for (size_t t = 0; t < x->nc + 2; t++) fprintf(x->md, "---:|");
+    fprintf(x->md, "---|\n");
+    fprintf(x->tex, "\\begin{table}[t]\n\\centering\n\\caption{");
+    rep_latex_escape(x->tex, x->d->models[x->mi].label);
+    fprintf(x->tex, ": reported vs measured.}\n\\begin{tabular}{ll");
+    for (size_t t = 0; t < x->nc + 2; t++) fputc('r', x->tex);
+    fprintf(x->tex, "l}\n\\toprule\nMethod & Source");
+    for (size_t t = 0; t < x->nc; t++) { fprintf(x->tex, " & "); rep_latex_escape(x->tex, pp->cols[x->pcol[t]]); }
+    fprintf(x->tex, " & Mean & Paper avg & Speedup \\\\\n\\midrule\n");
+}
+
+/* The paper's row pr: its task values, their mean, its own average, its reported speedups. */
+static void rep_paper_row(const rep_paper_ctx *x, size_t pr) {
+    const rep_paper *pp = x->pp;
+    const char *pm = rep_paper_str(pp, pr, pp->c_method);
+    double sum = 0, pavg = rep_paper_num(pp, pr, pp->c_avg);
+    int nn = 0;
+    fprintf(x->md, "| ");
+    rep_md_escape(x->md, pm);
+    fprintf(x->md, " | paper |");
+    rep_latex_escape(x->tex, pm);
+    fprintf(x->tex, " & paper");
+    for (size_t t = 0; t < x->nc; t++) {
+        double v = rep_paper_num(pp, pr, x->pcol[t]);
+        if (!isnan(v)) { sum += v; nn++; }
+        rep_paper_cell(x, (dk_ci){v, NAN, NAN});
+        rep_paper_csv_key(x, pm, pm);
+        fprintf(x->csv, ",paper,");
+        dk_report_csv_field(x->csv, pp->cols[x->pcol[t]]);
+        fprintf(x->csv, ",,%.17g,,\n", v);
+    }
+    dk_ci mean = {nn == (int)x->nc ? sum / nn : NAN, NAN, NAN}, pa = {pavg, NAN, NAN};
+    char sp[160] = "", b[256];
+    double fa = rep_paper_num(pp, pr, pp->c_fa), ea = rep_paper_num(pp, pr, pp->c_eager),
+           th = rep_paper_num(pp, pr, pp->c_theo), tt = rep_paper_num(pp, pr, pp->c_theo_t);
+    size_t spn = 0;
+    if (!isnan(fa)) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%.2fx FlashAttention", fa);
+    if (!isnan(ea) && spn < sizeof sp) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx eager", spn ? ", " : "", ea);
+    if (!isnan(th) && spn < sizeof sp)
+        spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx theoretical%s", spn ? ", " : "", th, isnan(tt) ? "" : " at T=");
+    if (!isnan(th) && !isnan(tt) && spn < sizeof sp) snprintf(sp + spn, sizeof sp - spn, "%.0f", tt);
+    rep_fmt_ci(b, sizeof b, mean, 2, 0); fprintf(x->md, " %s |", b);
+    rep_fmt_ci(b, sizeof b, pa, 2, 0); fprintf(x->md, " %s | %s |\n", b, *sp ? sp : "–");
+    rep_fmt_ci(b, sizeof b, mean, 2, 1); fprintf(x->tex, " & %s", b);
+    rep_fmt_ci(b, sizeof b, pa, 2, 1); fprintf(x->tex, " & %s & ", b);
+    rep_latex_escape(x->tex, *sp ? sp : "--");
+    fprintf(x->tex, " \\\\\n");
+    const char *mcols[2] = {"mean", "paper_avg"};
+    double mvals[2] = {mean.est, pavg};
+    for (int k = 0; k < 2; k++) {
+        rep_paper_csv_key(x, pm, pm);
+        fprintf(x->csv, ",paper,%s,,%.17g,,\n", mcols[k], mvals[k]);
+    }
+}
+
+/* The measured row of setting si under paper method pm: task means, their mean, its speedups. */
+static dk_status rep_paper_measured(const rep_paper_ctx *x, const char *pm, int si, dk_err *e) {
+    const rep_data *d = x->d;
+    const char *label = d->settings[si].label;
+    dk_status st;
+    char b[256];
+    fprintf(x->md, "| ↳ ");
+    rep_md_escape(x->md, label);
+    fprintf(x->md, " | measured |");
+    fprintf(x->tex, "\\quad ");
+    rep_latex_escape(x->tex, label);
+    fprintf(x->tex, " & measured");
+    double ms = 0;
+    int mn = 0;
+    for (size_t t = 0; t < x->nc; t++) {
+        dk_ci c = {NAN, NAN, NAN};
+        size_t n = 0;
+        if (rep_has(d, x->mi, x->rti[t], si) && (st = rep_stat(d, x->mi, x->rti[t], si, Q_SCORE, 0, &c, &n, e)) != DK_OK)
+            return st;
+        if (!isnan(c.est)) { ms += c.est; mn++; }
+        rep_paper_cell(x, c);
+        rep_paper_csv_key(x, pm, label);
+        fprintf(x->csv, ",measured,");
+        dk_report_csv_field(x->csv, x->pp->cols[x->pcol[t]]);
+        fprintf(x->csv, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
+    }
+    dk_ci mm = {mn == (int)x->nc ? ms / mn : NAN, NAN, NAN}, wl, fl;
+    size_t n_wl, n_fl;
+    if ((st = rep_stat(d, x->mi, -1, si, Q_WALL, 0, &wl, &n_wl, e)) != DK_OK ||
+        (st = rep_stat(d, x->mi, -1, si, Q_FLOPS, 0, &fl, &n_fl, e)) != DK_OK)
+        return st;
+    char msp[128];
+    snprintf(msp, sizeof msp, "%.2fx wall, %.2fx FLOPs (CPU)", wl.est, fl.est);
+    rep_fmt_ci(b, sizeof b, mm, 2, 0); fprintf(x->md, " %s | – | %s |\n", b, msp);
+    rep_fmt_ci(b, sizeof b, mm, 2, 1); fprintf(x->tex, " & %s & -- & ", b);
+    rep_latex_escape(x->tex, msp);
+    fprintf(x->tex, " \\\\\n");
+    const char *qn[3] = {"mean", "wall_speedup", "flops_speedup"};
+    double qv[3] = {mm.est, wl.est, fl.est};
+    for (int k = 0; k < 3; k++) {
+        rep_paper_csv_key(x, pm, label);
+        fprintf(x->csv, ",measured,%s,,%.17g,,\n", qn[k], qv[k]);
+    }
+    return DK_OK;
+}
+
+/* Model mi's table: each paper row, then the measured settings of its dashkit method. */
+static dk_status rep_paper_model(const rep_paper_ctx *x, int *rows, dk_err *e) {
+    const rep_paper *pp = x->pp;
+    size_t nr = rep_table_rows(x->d, x->mi, rows);
+    for (size_t pr = 0; pr < pp->n_rows; pr++) {
+        const char *pm = rep_paper_str(pp, pr, pp->c_method), *dm = rep_paper_str(pp, pr, pp->c_dk);
+        rep_paper_row(x, pr);
+        if (!*dm) {
+            fprintf(x->md, "| ↳ (no dashkit method) | measured |");
+            for (size_t t = 0; t < x->nc + 2; t++) fprintf(x->md, " – |");
+            fprintf(x->md, " – |\n");
+            continue;
+        }
+        for (size_t r = 0; r < nr; r++) {
+            if (strcmp(x->d->settings[rows[r]].method, dm)) continue;
+            dk_status st = rep_paper_measured(x, pm, rows[r], e);
+            if (st != DK_OK) return st;
+        }
+    }
+    fprintf(x->tex, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+    return DK_OK;
+}
+
 dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FILE *md_out, int *written, dk_err *e) {
     *written = 0;
     if (!pp->n_cols || !pp->n_rows) return DK_OK;
@@ -301,127 +461,10 @@ dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FI
                 if (!strcmp(d->tasks[tasks[t]].name, pp->cols[c])) { pcol[nc] = (int)c; rti[nc] = tasks[t]; nc++; break; }
         }
         if (!nc) continue;
-        size_t nr = rep_table_rows(d, (int)mi, rows);
-        const char *pmodel = pp->c_model >= 0 ? rep_paper_str(pp, 0, pp->c_model) : "";
-        fprintf(md.f, "%s**%s** vs the paper%s%s%s — reported numbers from `%s`; measured: mean [%.0f%% CI]. Mean = mean of"
-                      " the columns shown; Paper avg = the paper's own average (over its tasks).\n\n",
-                *written ? "\n" : "", d->models[mi].label, *pmodel ? " (" : "", pmodel, *pmodel ? ")" : "", pp->path,
-                100 * d->opts->level);
+        rep_paper_ctx x = {d, pp, (int)mi, nc, pcol, rti, md.f, tex.f, csv.f};
+        rep_paper_head(&x, !*written);
         *written = 1;
-        fprintf(md.f, "| Method | Source |");
-        for (size_t t = 0; t < nc; t++) { fputc(' ', md.f); rep_md_escape(md.f, pp->cols[pcol[t]]); fprintf(md.f, " |"); }
-        fprintf(md.f, " Mean | Paper avg | Speedup |\n|---|---|");
-        for (size_t t = 0; t < nc + 2; t++) fprintf(md.f, "---:|");
-        fprintf(md.f, "---|\n");
-        fprintf(tex.f, "\\begin{table}[t]\n\\centering\n\\caption{");
-        rep_latex_escape(tex.f, d->models[mi].label);
-        fprintf(tex.f, ": reported vs measured.}\n\\begin{tabular}{ll");
-        for (size_t t = 0; t < nc + 2; t++) fputc('r', tex.f);
-        fprintf(tex.f, "l}\n\\toprule\nMethod & Source");
-        for (size_t t = 0; t < nc; t++) { fprintf(tex.f, " & "); rep_latex_escape(tex.f, pp->cols[pcol[t]]); }
-        fprintf(tex.f, " & Mean & Paper avg & Speedup \\\\\n\\midrule\n");
-        char b[256];
-        for (size_t pr = 0; pr < pp->n_rows; pr++) {
-            const char *pm = rep_paper_str(pp, pr, pp->c_method), *dm = rep_paper_str(pp, pr, pp->c_dk);
-            /* the paper's row */
-            double sum = 0, pavg = rep_paper_num(pp, pr, pp->c_avg);
-            int nn = 0;
-            fprintf(md.f, "| ");
-            rep_md_escape(md.f, pm);
-            fprintf(md.f, " | paper |");
-            rep_latex_escape(tex.f, pm);
-            fprintf(tex.f, " & paper");
-            for (size_t t = 0; t < nc; t++) {
-                double v = rep_paper_num(pp, pr, pcol[t]);
-                dk_ci c = {v, NAN, NAN};
-                if (!isnan(v)) { sum += v; nn++; }
-                rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
-                rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
-                dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
-                dk_report_csv_field(csv.f, pm);
-                fprintf(csv.f, ",paper,");
-                dk_report_csv_field(csv.f, pp->cols[pcol[t]]);
-                fprintf(csv.f, ",,%.17g,,\n", v);
-            }
-            dk_ci mean = {nn == (int)nc ? sum / nn : NAN, NAN, NAN}, pa = {pavg, NAN, NAN};
-            char sp[160] = "";
-            double fa = rep_paper_num(pp, pr, pp->c_fa), ea = rep_paper_num(pp, pr, pp->c_eager),
-                   th = rep_paper_num(pp, pr, pp->c_theo), tt = rep_paper_num(pp, pr, pp->c_theo_t);
-            size_t spn = 0;
-            if (!isnan(fa)) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%.2fx FlashAttention", fa);
-            if (!isnan(ea) && spn < sizeof sp) spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx eager", spn ? ", " : "", ea);
-            if (!isnan(th) && spn < sizeof sp)
-                spn += (size_t)snprintf(sp + spn, sizeof sp - spn, "%s%.2fx theoretical%s", spn ? ", " : "", th, isnan(tt) ? "" : " at T=");
-            if (!isnan(th) && !isnan(tt) && spn < sizeof sp) snprintf(sp + spn, sizeof sp - spn, "%.0f", tt);
-            rep_fmt_ci(b, sizeof b, mean, 2, 0); fprintf(md.f, " %s |", b);
-            rep_fmt_ci(b, sizeof b, pa, 2, 0); fprintf(md.f, " %s | %s |\n", b, *sp ? sp : "–");
-            rep_fmt_ci(b, sizeof b, mean, 2, 1); fprintf(tex.f, " & %s", b);
-            rep_fmt_ci(b, sizeof b, pa, 2, 1); fprintf(tex.f, " & %s & ", b);
-            rep_latex_escape(tex.f, *sp ? sp : "--");
-            fprintf(tex.f, " \\\\\n");
-            const char *mcols[2] = {"mean", "paper_avg"};
-            double mvals[2] = {mean.est, pavg};
-            for (int k = 0; k < 2; k++) {
-                dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
-                dk_report_csv_field(csv.f, pm);
-                fprintf(csv.f, ",paper,%s,,%.17g,,\n", mcols[k], mvals[k]);
-            }
-            if (!*dm) {
-                fprintf(md.f, "| ↳ (no dashkit method) | measured |");
-                for (size_t t = 0; t < nc + 2; t++) fprintf(md.f, " – |");
-                fprintf(md.f, " – |\n");
-                continue;
-            }
-            /* the measured settings of that method */
-            for (size_t r = 0; r < nr; r++) {
-                int si = rows[r];
-                if (strcmp(d->settings[si].method, dm)) continue;
-                fprintf(md.f, "| ↳ ");
-                rep_md_escape(md.f, d->settings[si].label);
-                fprintf(md.f, " | measured |");
-                fprintf(tex.f, "\\quad ");
-                rep_latex_escape(tex.f, d->settings[si].label);
-                fprintf(tex.f, " & measured");
-                double ms = 0;
-                int mn = 0;
-                for (size_t t = 0; t < nc; t++) {
-                    dk_ci c = {NAN, NAN, NAN};
-                    size_t n = 0;
-                    if (rep_has(d, (int)mi, rti[t], si) &&
-                        (st = rep_stat(d, (int)mi, rti[t], si, Q_SCORE, 0, &c, &n, e)) != DK_OK) goto done;
-                    if (!isnan(c.est)) { ms += c.est; mn++; }
-                    rep_fmt_ci(b, sizeof b, c, 2, 0); fprintf(md.f, " %s |", b);
-                    rep_fmt_ci(b, sizeof b, c, 2, 1); fprintf(tex.f, " & %s", b);
-                    dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                    dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
-                    dk_report_csv_field(csv.f, d->settings[si].label);
-                    fprintf(csv.f, ",measured,");
-                    dk_report_csv_field(csv.f, pp->cols[pcol[t]]);
-                    fprintf(csv.f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
-                }
-                dk_ci mm = {mn == (int)nc ? ms / mn : NAN, NAN, NAN}, wl, fl;
-                size_t n_wl, n_fl;
-                if ((st = rep_stat(d, (int)mi, -1, si, Q_WALL, 0, &wl, &n_wl, e)) != DK_OK ||
-                    (st = rep_stat(d, (int)mi, -1, si, Q_FLOPS, 0, &fl, &n_fl, e)) != DK_OK) goto done;
-                char msp[128];
-                snprintf(msp, sizeof msp, "%.2fx wall, %.2fx FLOPs (CPU)", wl.est, fl.est);
-                rep_fmt_ci(b, sizeof b, mm, 2, 0); fprintf(md.f, " %s | – | %s |\n", b, msp);
-                rep_fmt_ci(b, sizeof b, mm, 2, 1); fprintf(tex.f, " & %s & -- & ", b);
-                rep_latex_escape(tex.f, msp);
-                fprintf(tex.f, " \\\\\n");
-                const char *qn[3] = {"mean", "wall_speedup", "flops_speedup"};
-                double qv[3] = {mm.est, wl.est, fl.est};
-                for (int k = 0; k < 3; k++) {
-                    dk_report_csv_field(csv.f, d->models[mi].label); fputc(',', csv.f);
-                    dk_report_csv_field(csv.f, pm); fputc(',', csv.f);
-                    dk_report_csv_field(csv.f, d->settings[si].label);
-                    fprintf(csv.f, ",measured,%s,,%.17g,,\n", qn[k], qv[k]);
-                }
-            }
-        }
-        fprintf(tex.f, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+        if ((st = rep_paper_model(&x, rows, e)) != DK_OK) goto done;
     }
     if (!*written) goto done;
     fflush(md.f);
