@@ -4,13 +4,14 @@
 # writes (configs/quickstart.json). Every number comes from the store; nothing is rerun.
 #   scripts/readme-figure.sh            # or: make readme-figure
 # Environment: DB (default results/dashkit.db), TASK (default passkey), X (wall|flops, default
-# wall), OUT (default docs/frontier.png), RUN (run id; default the latest run named quickstart,
-# else the latest run).
+# flops: FLOP speedups are the same on every machine, while a 2 M-parameter model's measured
+# wall speedups scatter with the machine's load), OUT (default docs/frontier.png), RUN (run id;
+# default the latest run named quickstart, else the latest run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db="${DB:-results/dashkit.db}"
 task="${TASK:-passkey}"
-x="${X:-wall}"
+x="${X:-flops}"
 out="${OUT:-docs/frontier.png}"
 run="${RUN:-}"
 [ -x ./dashkit ] || { echo "readme-figure: ./dashkit not built (make dashkit)" >&2; exit 1; }

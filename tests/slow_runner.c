@@ -30,15 +30,15 @@ START_TEST(test_quickstart_end_to_end) {
     snprintf(db, sizeof db, "%s/quickstart.db", dk_test_tmpdir());
     snprintf(cmd, sizeof cmd, "%s run configs/quickstart.json --db %s --workers 2 --quiet", dk_test_cli(), db);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "cells: 140\ndone: 140\n"), "%s", out);
+    ck_assert_msg(strstr(out, "cells: 220\ndone: 220\n"), "%s", out);
     free(out);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "samples_new: 0\n"), "resume recomputed samples:\n%s", out);
     free(out);
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND attempts = 1"), 140);
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 560); /* 140 cells x 4 samples */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND attempts = 1"), 220);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 880); /* 220 cells x 4 samples */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"), 80); /* 20 task points (2 tasks x 2 lengths x 5 depths) x 4 samples */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id"
                               " WHERE c.method = 'dense' AND (s.kl != 0 OR s.top1 != 1)"), 0);

@@ -339,7 +339,7 @@ START_TEST(test_shipped_configs) {
 }
 END_TEST
 
-/* The quickstart matrix is what its file says: 2 tasks x 2 lengths x 5 depths x (dense + 4 dash + 2 baselines). */
+/* The quickstart matrix is what its file says: 2 tasks x 2 lengths x 5 depths x (dense + 6 dash + 2 random + 2 fastv). */
 START_TEST(test_quickstart_matrix) {
     dk_config *c = NULL;
     dk_err e = {{0}};
@@ -347,10 +347,10 @@ START_TEST(test_quickstart_matrix) {
     ck_assert_str_eq(c->name, "quickstart");
     ck_assert_int_eq(c->n_models, 1);
     ck_assert_str_eq(c->models[0], "models/dashkit-tiny.gguf");
-    ck_assert_int_eq(c->n_cells, 2 * 2 * 5 * 7);
+    ck_assert_int_eq(c->n_cells, 2 * 2 * 5 * 11);
     int n_dash = 0;
     for (size_t i = 0; i < c->n_cells; i++) n_dash += !strcmp(c->cells[i].method_name, "dash");
-    ck_assert_int_eq(n_dash, 2 * 2 * 5 * 4);
+    ck_assert_int_eq(n_dash, 2 * 2 * 5 * 6);
     dk_config_free(c);
 }
 END_TEST
