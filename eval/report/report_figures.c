@@ -196,9 +196,7 @@ dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int ti, cons
         fprintf(m.f, "  dat index %zu using 1:2 with lines lw 2 dt 1 lc rgb \"#555555\" title \"Pareto front\"\n",
                 n_methods + (size_t)ax);
         rep_gp_tail(m.f, o);
-        snprintf(name, sizeof name, "%s.gp", gp_stems[ax]);
-        if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-        if ((st = rep_queue_fig(o, gp_stems[ax], e)) != DK_OK) goto done;
+        if ((st = rep_gp_commit(o, &m, gp_stems[ax], e)) != DK_OK) goto done;
     }
 done:
     rep_mem_drop(&m);
@@ -300,9 +298,7 @@ dk_status rep_heatmap_write(const rep_data *d, rep_out *o, int mi, int ti, int s
                  "  \"%s\" using 1:2:(($5 == $5) ? sprintf(\"%%.0f\", $5) : \"\") with labels tc rgb \"black\"\n",
             name, name);
     rep_gp_tail(m.f, o);
-    snprintf(name, sizeof name, "%s.gp", stem);
-    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-    st = rep_queue_fig(o, stem, e);
+    st = rep_gp_commit(o, &m, stem, e);
 done:
     rep_mem_drop(&m);
     free(lens);
@@ -390,9 +386,7 @@ dk_status rep_layers_write(const rep_data *d, rep_out *o, int mi, int ti, const 
         fprintf(m.f, "%s\n", k + 1 < n_shown ? ", \\" : "");
     }
     rep_gp_tail(m.f, o);
-    snprintf(name, sizeof name, "%s.gp", stem);
-    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-    if ((st = rep_queue_fig(o, stem, e)) != DK_OK) goto done;
+    if ((st = rep_gp_commit(o, &m, stem, e)) != DK_OK) goto done;
     *written = 1;
 done:
     rep_mem_drop(&m);
@@ -483,9 +477,7 @@ dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *ste
     fprintf(m.f, "plot \"%s\" using 1:3:2:6:5 with candlesticks whiskerbars lw 1.5 lc rgb \"#2166ac\", \\\n"
                  "  \"%s\" using 1:4:4:4:4 with candlesticks lw 2 lc rgb \"black\"\n", name, name);
     rep_gp_tail(m.f, o);
-    snprintf(name, sizeof name, "%s.gp", stem);
-    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-    if ((st = rep_queue_fig(o, stem, e)) != DK_OK) goto done;
+    if ((st = rep_gp_commit(o, &m, stem, e)) != DK_OK) goto done;
     *source = src;
     (void)rows;
 done:
@@ -555,9 +547,7 @@ dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *
     fprintf(m.f, "plot for [i=0:%d] \"%s\" index i using ($1 > 1e-6 ? $1 : 1e-6):($2 + 4 * (rand(0) - 0.5))"
                  " with points pt 7 ps 0.6 title columnheader(1)\n", blocks - 1, name);
     rep_gp_tail(m.f, o);
-    snprintf(name, sizeof name, "%s.gp", stem);
-    if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-    st = rep_queue_fig(o, stem, e);
+    st = rep_gp_commit(o, &m, stem, e);
 done:
     rep_mem_drop(&m);
     free(kx); free(sy); free(ax); free(ay);
@@ -569,9 +559,7 @@ static dk_status rep_dat_gp(rep_out *o, const char *stem, rep_mem *dat, rep_mem 
     char name[1100];
     snprintf(name, sizeof name, "%s.dat", stem);
     dk_status st = rep_mem_commit(dat, o, name, e);
-    snprintf(name, sizeof name, "%s.gp", stem);
-    if (st == DK_OK) st = rep_mem_commit(gp, o, name, e);
-    if (st == DK_OK) st = rep_queue_fig(o, stem, e);
+    if (st == DK_OK) st = rep_gp_commit(o, gp, stem, e);
     return st;
 }
 

@@ -152,6 +152,14 @@ dk_status rep_queue_fig(rep_out *o, const char *stem, dk_err *e) {
     return DK_OK;
 }
 
+/* STEM.gp written from gp and the figure queued for drawing. */
+dk_status rep_gp_commit(rep_out *o, rep_mem *gp, const char *stem, dk_err *e) {
+    char name[1100];
+    snprintf(name, sizeof name, "%s.gp", stem);
+    dk_status st = rep_mem_commit(gp, o, name, e);
+    return st == DK_OK ? rep_queue_fig(o, stem, e) : st;
+}
+
 /* Script preamble: outputs are variables so the caller (or a user) can redirect them. */
 void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat) {
     fprintf(f, "# %s\n# written by `dashkit report` / `dashkit plot` from the store; data: %s\n", what, dat);

@@ -38,14 +38,42 @@ static void rep_csv_row(FILE *f, const rep_data *d, int mi, int si, const char *
     fprintf(f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
 }
 
+/* The three streams of a table: Markdown, LaTeX, CSV. */
+static dk_status rep_table_open(rep_mem *md, rep_mem *tex, rep_mem *csv, dk_err *e) {
+    dk_status st = rep_mem_open(md, e);
+    if (st == DK_OK) st = rep_mem_open(tex, e);
+    if (st == DK_OK) st = rep_mem_open(csv, e);
+    return st;
+}
+
+/* STEM.md, STEM.tex, STEM.csv written; the Markdown also into md_out (report.md) when given. */
+static dk_status rep_table_commit(rep_mem *md, rep_mem *tex, rep_mem *csv, rep_out *o, const char *stem, FILE *md_out,
+                                  dk_err *e) {
+    char name[256];
+    dk_status st;
+    fflush(md->f);
+    if (md_out) fwrite(md->buf, 1, md->len, md_out);
+    snprintf(name, sizeof name, "%s.md", stem);
+    if ((st = rep_mem_commit(md, o, name, e)) != DK_OK) return st;
+    snprintf(name, sizeof name, "%s.tex", stem);
+    if ((st = rep_mem_commit(tex, o, name, e)) != DK_OK) return st;
+    snprintf(name, sizeof name, "%s.csv", stem);
+    return rep_mem_commit(csv, o, name, e);
+}
+
+static void rep_table_drop(rep_mem *md, rep_mem *tex, rep_mem *csv) {
+    rep_mem_drop(md);
+    rep_mem_drop(tex);
+    rep_mem_drop(csv);
+}
+
 /* table_main: settings x tasks. md and tex are also embedded in report.md (md_out). */
 dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e) {
     rep_mem md = {0}, tex = {0}, csv = {0};
     dk_status st;
     int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
     if (!rows || !tasks) { free(rows); free(tasks); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-    if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
-        goto done;
+    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
     fprintf(csv.f, "model,setting,method,params,column,n,value,lo,hi\n");
     fprintf(tex.f, "%% dashkit report, run %lld: mean score per task (%.0f%% percentile bootstrap CI), Avg = mean of the"
                    " task means,\n%% FLOPs and wall = prefill speedups over dense (sum dense / sum method). Needs \\usepackage{booktabs}.\n",
@@ -107,12 +135,9 @@ dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e)
         }
         fprintf(tex.f, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
     }
-    fflush(md.f);
-    if (md_out) fwrite(md.buf, 1, md.len, md_out);
-    if ((st = rep_mem_commit(&md, o, "table_main.md", e)) != DK_OK || (st = rep_mem_commit(&tex, o, "table_main.tex", e)) != DK_OK ||
-        (st = rep_mem_commit(&csv, o, "table_main.csv", e)) != DK_OK) goto done;
+    st = rep_table_commit(&md, &tex, &csv, o, "table_main", md_out, e);
 done:
-    rep_mem_drop(&md); rep_mem_drop(&tex); rep_mem_drop(&csv);
+    rep_table_drop(&md, &tex, &csv);
     free(rows); free(tasks);
     return st;
 }
@@ -448,8 +473,7 @@ dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FI
     int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
     int *pcol = calloc(pp->n_cols + 1, sizeof *pcol), *rti = calloc(pp->n_cols + 1, sizeof *rti);
     if (!rows || !tasks || !pcol || !rti) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
-        goto done;
+    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
     fprintf(csv.f, "model,paper_method,row,source,column,n,value,lo,hi\n");
     fprintf(tex.f, "%% dashkit report, run %lld: reported numbers (%s) beside measured task means (%.0f%% bootstrap CI).\n",
             (long long)d->run_id, pp->path, 100 * d->opts->level);
@@ -467,13 +491,9 @@ dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FI
         if ((st = rep_paper_model(&x, rows, e)) != DK_OK) goto done;
     }
     if (!*written) goto done;
-    fflush(md.f);
-    if (md_out) fwrite(md.buf, 1, md.len, md_out);
-    if ((st = rep_mem_commit(&md, o, "paper_vs_measured.md", e)) != DK_OK ||
-        (st = rep_mem_commit(&tex, o, "paper_vs_measured.tex", e)) != DK_OK ||
-        (st = rep_mem_commit(&csv, o, "paper_vs_measured.csv", e)) != DK_OK) goto done;
+    st = rep_table_commit(&md, &tex, &csv, o, "paper_vs_measured", md_out, e);
 done:
-    rep_mem_drop(&md); rep_mem_drop(&tex); rep_mem_drop(&csv);
+    rep_table_drop(&md, &tex, &csv);
     free(rows); free(tasks); free(pcol); free(rti);
     return st;
 }
@@ -507,8 +527,7 @@ dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out, dk_err
     dk_status st;
     int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
     if (!rows || !tasks) { free(rows); free(tasks); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-    if ((st = rep_mem_open(&md, e)) != DK_OK || (st = rep_mem_open(&tex, e)) != DK_OK || (st = rep_mem_open(&csv, e)) != DK_OK)
-        goto done;
+    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
     fprintf(csv.f, "model,setting,method,rho,tau,ls,keep,n,score,score_lo,score_hi,flops_speedup,wall_speedup,wall_lo,wall_hi,"
                    "kl,top1,nll_delta\n");
     fprintf(tex.f, "%% dashkit report, run %lld: ablation over ratio (rho), threshold (tau), start layer (ls), keep.\n",
@@ -570,13 +589,9 @@ dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out, dk_err
         }
         fprintf(tex.f, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
     }
-    fflush(md.f);
-    if (md_out) fwrite(md.buf, 1, md.len, md_out);
-    if ((st = rep_mem_commit(&md, o, "table_ablation.md", e)) != DK_OK ||
-        (st = rep_mem_commit(&tex, o, "table_ablation.tex", e)) != DK_OK ||
-        (st = rep_mem_commit(&csv, o, "table_ablation.csv", e)) != DK_OK) goto done;
+    st = rep_table_commit(&md, &tex, &csv, o, "table_ablation", md_out, e);
 done:
-    rep_mem_drop(&md); rep_mem_drop(&tex); rep_mem_drop(&csv);
+    rep_table_drop(&md, &tex, &csv);
     free(rows); free(tasks);
     return st;
 }
