@@ -88,6 +88,21 @@ void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, in
     o->total_bytes = o->weights_bytes + o->kv_bytes + o->scratch_bytes;
 }
 
+int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, const char *type, int n_chunk) {
+    if (compute != DK_COMPUTE_BF16) return 0;
+    int64_t q = (int64_t)c->n_head * c->head_dim, k_max = c->n_embd > q ? c->n_embd : q;
+    if (c->n_ff > k_max) k_max = c->n_ff;
+    int64_t w_elems = type && !strcmp(type, "BF16") ? 0 : dk_memory_convert_bytes(c) / 4;
+    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + DK_MEMORY_DNNL_SCRATCH;
+}
+
+void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type, dk_memory_estimate *o) {
+    int64_t b = dk_memory_compute_bytes(c, compute, type, o->n_chunk);
+    o->compute_bytes += b;
+    o->scratch_bytes += b;
+    o->total_bytes += b;
+}
+
 const char *dk_memory_human(int64_t b, char *buf, size_t n) {
     static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)b;
