@@ -82,6 +82,32 @@ static int rep_cmp_idx(const void *a, const void *b) {
     return (xa > xb) - (xa < xb);
 }
 
+/* STEM.csv of a frontier: one row per point with its intervals. */
+static dk_status rep_frontier_csv(const rep_data *d, rep_out *o, int mi, int ti, const rep_point *pts, size_t n,
+                                  const char *dat_stem, dk_err *e) {
+    rep_mem m = {0};
+    char name[1024];
+    dk_status st = rep_mem_open(&m, e);
+    if (st != DK_OK) return st;
+    fprintf(m.f, "model,task,method,setting,params,n,score,score_lo,score_hi,wall_speedup,wall_lo,wall_hi,"
+                 "flops_speedup,flops_lo,flops_hi,pareto_wall,pareto_flops\n");
+    for (size_t i = 0; i < n; i++) {
+        const rep_point *p = &pts[i];
+        dk_report_csv_field(m.f, d->models[mi].label); fputc(',', m.f);
+        dk_report_csv_field(m.f, d->tasks[ti].name); fputc(',', m.f);
+        dk_report_csv_field(m.f, rep_point_method(d, p)); fputc(',', m.f);
+        dk_report_csv_field(m.f, rep_point_label(d, p)); fputc(',', m.f);
+        dk_report_csv_field(m.f, p->si >= 0 ? d->settings[p->si].params : "{}");
+        fprintf(m.f, ",%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,%d\n", p->n, p->score.est,
+                p->score.lo, p->score.hi, p->wall.est, p->wall.lo, p->wall.hi, p->flops.est, p->flops.lo,
+                p->flops.hi, p->front_wall, p->front_flops);
+    }
+    snprintf(name, sizeof name, "%s.csv", dat_stem);
+    st = rep_mem_commit(&m, o, name, e);
+    rep_mem_drop(&m);
+    return st;
+}
+
 /* Writes dat (gnuplot blocks) + csv for (mi, ti), and a script per requested x axis.
  * dat_stem: frontier data stem; gp_stems[x] = script stem for axis x, NULL = not wanted. */
 dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int ti, const char *dat_stem,
@@ -143,24 +169,7 @@ dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int ti, cons
     snprintf(name, sizeof name, "%s.dat", dat_stem);
     if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
 
-    if (write_csv) {
-        if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
-        fprintf(m.f, "model,task,method,setting,params,n,score,score_lo,score_hi,wall_speedup,wall_lo,wall_hi,"
-                     "flops_speedup,flops_lo,flops_hi,pareto_wall,pareto_flops\n");
-        for (size_t i = 0; i < n; i++) {
-            const rep_point *p = &pts[i];
-            dk_report_csv_field(m.f, d->models[mi].label); fputc(',', m.f);
-            dk_report_csv_field(m.f, d->tasks[ti].name); fputc(',', m.f);
-            dk_report_csv_field(m.f, rep_point_method(d, p)); fputc(',', m.f);
-            dk_report_csv_field(m.f, rep_point_label(d, p)); fputc(',', m.f);
-            dk_report_csv_field(m.f, p->si >= 0 ? d->settings[p->si].params : "{}");
-            fprintf(m.f, ",%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,%d\n", p->n, p->score.est,
-                    p->score.lo, p->score.hi, p->wall.est, p->wall.lo, p->wall.hi, p->flops.est, p->flops.lo,
-                    p->flops.hi, p->front_wall, p->front_flops);
-        }
-        snprintf(name, sizeof name, "%s.csv", dat_stem);
-        if ((st = rep_mem_commit(&m, o, name, e)) != DK_OK) goto done;
-    }
+    if (write_csv && (st = rep_frontier_csv(d, o, mi, ti, pts, n, dat_stem, e)) != DK_OK) goto done;
 
     /* dense score as a reference line */
     double dense_y = NAN;
