@@ -28,9 +28,7 @@ static dk_model *hand_model(void) {
     dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = D, .n_head = NH, .n_head_kv = NH,
                            .head_dim = HD, .n_ff = 16, .n_vocab = NV, .n_ctx_train = 64, .rope_theta = 1e6f,
                            .n_rot = HD, .rope_type = DK_ROPE_TYPE_NORM, .rms_eps = 1e-6f};
-    dk_model *m = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 3, "hand", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 3, "hand");
     float *emb = mut(&m->w.tok_embd);
     memset(emb, 0, sizeof(float) * NV * D);
     for (int t = 0; t < NV; t++) {

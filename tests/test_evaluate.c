@@ -777,8 +777,7 @@ static dk_model *qwen_vocab_model(void) {
     dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = 32, .n_head = 2, .n_head_kv = 2,
                            .head_dim = 16, .n_ff = 64, .n_vocab = dk_tokenizer_n_vocab(tok), .n_ctx_train = 1024,
                            .rope_theta = 10000, .n_rot = 16, .rope_type = DK_ROPE_TYPE_NEOX, .rms_eps = 1e-6f};
-    dk_model *m;
-    ck_assert_msg(dk_model_create_random(&cfg, 3, "qwen-vocab", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 3, "qwen-vocab");
     m->tokenizer = tok;
     return m;
 }
