@@ -133,8 +133,8 @@ END_TEST
 /* `dashkit analyze` on the tiny random test model: named lines, stored aggregates, figures */
 START_TEST(test_cli_analyze) {
     char cmd[2048], *out = NULL, db[600], dir[600];
-    snprintf(db, sizeof db, "%s/an.db", dk_test_tmpdir());
-    snprintf(dir, sizeof dir, "%s/an", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "an.db");
+    dk_test_tmp_path(dir, sizeof dir, "an");
     snprintf(cmd, sizeof cmd, "%s analyze tests/data/ref_llama_f32.gguf --task passkey --opt length=200 -n 2 --ls 0.34"
              " --rho 0.5 --db %s --out %s --no-draw 2>/dev/null", dk_test_cli(), db, dir);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);

@@ -765,7 +765,7 @@ END_TEST
 /* A random model (4 layers) speaking the real Qwen vocabulary of tests/data/bpe_qwen.gguf.gz. */
 static dk_model *qwen_vocab_model(void) {
     char path[512], cmd[1200];
-    snprintf(path, sizeof path, "%s/bpe_qwen.gguf", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "bpe_qwen.gguf");
     snprintf(cmd, sizeof cmd, "gzip -dc tests/data/bpe_qwen.gguf.gz > '%s'", path);
     ck_assert_msg(dk_test_run(cmd, 1, NULL) == 0, "%s failed", cmd);
     dk_err e = {{0}};
