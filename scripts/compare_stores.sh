@@ -39,10 +39,11 @@ common() {
 }
 
 # exprs TABLE PREFIX: one SQL text expression joining the common columns with '|'; reals are printed
-# with 17 significant digits (exact round trip), everything else through quote() (NULL, blobs as hex).
+# with 17 significant digits (exact round trip), everything else through quote() (NULL, blobs as hex),
+# with backslashes doubled and newlines written \n so that every row stays one line.
 exprs() {
   common "$1" "$2" | tr ',' '\n' |
-    sed "s/.*/iif(typeof(&) = 'real', printf('%!.17g', &), quote(&))/" | paste -sd'|' - |
+    sed "s/.*/iif(typeof(&) = 'real', printf('%!.17g', &), replace(replace(quote(&), char(92), char(92, 92)), char(10), char(92, 110)))/" | paste -sd'|' - |
     sed "s/)|iif/) || '|' || iif/g"
 }
 
