@@ -5,7 +5,6 @@
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,9 +74,7 @@ int dk_cmd_generate(int argc, char **argv) {
     for (int i = 0; i < n_out; i++) {
         size_t len;
         const char *piece = dk_tokenizer_decode_piece(tok, prev, out[i], &len);
-        /* as run.c's safe_printf: skip lone non-printable bytes */
-        if (!(len == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]))))
-            fwrite(piece, 1, len, stdout);
+        if (dk_cli_piece_printable(piece, len)) fwrite(piece, 1, len, stdout);
         prev = out[i];
     }
     printf("\n");

@@ -144,6 +144,16 @@ int dk_ctx_n_ctx_max(const dk_ctx *c);
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
 const dk_model *dk_ctx_model(const dk_ctx *c);
+/* What a context allocates, in bytes, from the sizes dk_ctx_create / dk_ctx_reserve allocate with
+ * (memory.h's estimate is built on these): the K and V caches at n_ctx; everything else per context
+ * with a pool of `threads` threads (dk_ctx_pool_threads(): dk_blas_threads() clamped to 1..64, as a
+ * context sizes its pool); the scratch of a chunk of n_chunk rows; the f32 conversion buffer (a
+ * context allocates it when some tensor is not F32). */
+int64_t dk_ctx_kv_bytes(const dk_model_config *cfg, int n_ctx);
+int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
+int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
+int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
+int dk_ctx_pool_threads(void);
 /* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included), every file type:
  * on (the default), each row of W is read once in its file type and widened next to its f32 dot
  * products (matvec.h), rows split over the pool; off, the matrix is converted whole into the
@@ -204,9 +214,6 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active); /* set for l
 
 /* One token at the next position (attends to every layer's cache, whatever its length). */
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e);
-
-/* Index of the largest logit (lowest index on ties). */
-int dk_argmax(const float *x, int n);
 
 /* Greedy generation with llama2.c run.c semantics: feeds prompt[0..n_prompt) one position per
  * step (the prompt as a prefill chunk, then decode), and from the end of the prompt appends the

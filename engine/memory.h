@@ -16,8 +16,8 @@
  *            f32, max(n_head*head_dim, n_ff) * n_embd * 4 (dk_memory_convert_bytes), which also
  *            holds the lm head's row blocks and, for decode (the fused small-m path), the
  *            per-task row chunks (<= 64 rows, ~128 KiB each): no memory beyond it.
- * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in ctx.c: dk_memory_ctx_bytes and
- * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
+ * The parts come from the sizes dk_ctx_create / dk_ctx_reserve allocate with (dk_ctx_*_bytes,
+ * forward.h), so the estimate cannot drift from the allocations (test_memory also checks it
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
  * captured for probe rows (FastV/SnapKV: n_head * n_probe * kv_len * 4 at the decision layer,
  * see dk_memory_probe_bytes), the split-prefill copy of X (n_chunk * n_embd * 4 when prefix

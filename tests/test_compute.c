@@ -207,12 +207,8 @@ END_TEST
 
 START_TEST(test_rho0_bit_identical) {
     SKIP_UNLESS_NATIVE();
-    dk_model_config cfg;
-    ck_assert(dk_model_shape("qwen2-tiny", &cfg));
-    cfg.n_layer = 4;
-    dk_model *m = NULL;
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 4, 7);
     dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 7, "qwen2-tiny", &m, &e) == DK_OK, "%s", e.msg);
     int T = 100, Q = 9, V = m->cfg.n_vocab;
     int32_t ctx[100], q[9];
     uint64_t s = 99;
@@ -224,7 +220,7 @@ START_TEST(test_rho0_bit_identical) {
     dk_policy_params_default(&pp);
     ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
     dk_prefill_result rd, rm;
-    float *hd = malloc((size_t)T * cfg.n_embd * 4), *hm = malloc((size_t)T * cfg.n_embd * 4);
+    float *hd = malloc((size_t)T * m->cfg.n_embd * 4), *hm = malloc((size_t)T * m->cfg.n_embd * 4);
     dk_ctx *c = NULL;
     ck_assert(dk_ctx_create(m, T + Q, &c, &e) == DK_OK);
     ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
@@ -232,7 +228,7 @@ START_TEST(test_rho0_bit_identical) {
     ck_assert_msg(dk_prefill_run(c, pol, &pp, ctx, T, q, Q, hm, &rm, &e) == DK_OK, "%s", e.msg);
     ck_assert(!memcmp(rd.ctx_logits, rm.ctx_logits, (size_t)V * 4));
     ck_assert(!memcmp(rd.q_logits, rm.q_logits, (size_t)V * 4));
-    ck_assert(!memcmp(hd, hm, (size_t)T * cfg.n_embd * 4));
+    ck_assert(!memcmp(hd, hm, (size_t)T * m->cfg.n_embd * 4));
     /* and it is the bf16 path: f32 differs */
     dk_prefill_result rf;
     ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_F32, &e) == DK_OK);

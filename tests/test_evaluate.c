@@ -69,8 +69,7 @@ static dk_model *random_model(void) {
                            .head_dim = 12, .n_ff = 96, .n_vocab = n_vocab, .n_ctx_train = 512,
                            .rope_theta = 10000, .n_rot = 12, .rope_type = DK_ROPE_TYPE_NORM, .rms_eps = 1e-5f,
                            .tied_output = false, .qkv_bias = false};
-    dk_model *m;
-    ck_assert_msg(dk_model_create_random(&cfg, 7, "test-random", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 7, "test-random");
     m->tokenizer = tok; /* the model frees it */
     return m;
 }
