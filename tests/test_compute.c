@@ -337,7 +337,7 @@ START_TEST(test_cli_compute) {
     dk_test_logits g;
     dk_test_logits_load("tests/data/ref_llama_f32.logits", 4, &g);
     char ids[512], lf[512], lb[512], cmd[2048];
-    snprintf(ids, sizeof ids, "%s/cids.txt", dk_test_tmpdir());
+    dk_test_tmp_path(ids, sizeof ids, "cids.txt");
     FILE *f = fopen(ids, "w");
     for (int i = 0; i < g.n_tokens; i++) fprintf(f, "%d\n", g.tokens[i]);
     fclose(f);

@@ -111,7 +111,7 @@ END_TEST
 
 START_TEST(test_score_malformed) {
     char p[1024], cmd[2048];
-    snprintf(p, sizeof p, "%s/bad_cases.jsonl", dk_test_tmpdir());
+    dk_test_tmp_path(p, sizeof p, "bad_cases.jsonl");
     FILE *f = fopen(p, "w");
     fputs("{\"metric\": \"qa_f1_score\", \"prediction\": \"a\", \"answers\": [\"a\"], \"expected\": 0.0}\n", f);
     fputs("{\"metric\": \"qa_f1_score\", \"prediction\": 3, \"answers\": [\"a\"]}\n", f);

@@ -212,7 +212,7 @@ END_TEST
 
 START_TEST(test_open_errors) {
     char path[512], p2[600];
-    snprintf(path, sizeof path, "%s/sub/dir/x.db", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "sub/dir/x.db");
     dk_store *s = NULL;
     dk_err e = {{0}};
     struct stat sb;
@@ -888,7 +888,7 @@ END_TEST
 
 START_TEST(test_cli_status_export) {
     char path[512], cmd[2048], *out = NULL, dir[600], csv[700], js[700];
-    snprintf(dir, sizeof dir, "%s/exp", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "exp");
     mkdir(dir, 0777);
     dk_store *s = open_new("exp/cli.db", path, sizeof path);
     int64_t run = mk_run(s, "clitest"), model = mk_model(s, SHA_A), cells[2], got;
