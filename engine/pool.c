@@ -1,10 +1,9 @@
 /* pool.c — the context's thread pool (pool.h). */
 #include "pool.h"
+#include "util.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <time.h>
 
 /* Takes and runs tasks of job generation g until none is left (or a newer job began). */
 static void dk_pool_work(dk_pool *p, uint32_t g, dk_task_fn fn, void *arg, int n_tasks, int tid) {
@@ -21,12 +20,6 @@ static void dk_pool_work(dk_pool *p, uint32_t g, dk_task_fn fn, void *arg, int n
     }
 }
 
-static double dk_pool_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 static void *dk_pool_main(void *argp) {
     dk_pool_worker_arg *a = argp;
     dk_pool *p = a->p;
@@ -34,9 +27,9 @@ static void *dk_pool_main(void *argp) {
     unsigned long seen = 0;
     for (;;) {
         /* the next job usually follows within microseconds in decode: poll briefly first */
-        double t0 = dk_pool_now_ns();
+        double t0 = dk_time_now_s();
         for (int i = 0; atomic_load(&p->gen) == seen; i++)
-            if ((i & 63) == 63 && dk_pool_now_ns() - t0 > DK_POOL_SPIN_NS) break;
+            if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->gen) == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
