@@ -310,10 +310,8 @@ static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx,
     o.hook_user = &obs;
     dk_ctx_reset(c);
     if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
-    dk_prefill_result_set_context(r, c, NULL);
-    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
     free(obs.buf);
-    return DK_OK;
+    return dk_prefill_result_finish(r, c, NULL, q, n_q, e);
 fail:
     free(obs.buf);
     dk_prefill_result_free(r);
@@ -367,12 +365,8 @@ static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const d
         st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d", fs->n_tokens, n_ctx);
         goto fail;
     }
-    dk_prefill_result_set_context(r, c, run);
     *prefix_wall_s = fs->prefix_wall_s;
-    dk_policy_run_free(run);
-    run = NULL;
-    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
-    return DK_OK;
+    return dk_prefill_result_finish(r, c, run, q, n_q, e);
 fail:
     dk_policy_run_free(run);
     dk_prefill_result_free(r);
