@@ -41,12 +41,12 @@ const float *dk_prefill_next_logits(const dk_prefill_result *r);
 /* Building blocks of dk_prefill_run for callers that drive the context call themselves (eval/:
  * a Δ observer, a shared prefix). _init zeroes r, sets its sizes and allocates its arrays (on
  * failure r is freed: DK_ERR_NOMEM). _finish, right after the context call, fills the context
- * phase but ctx_logits from c: per-layer stats, FLOPs, wall time, the last layer's active rows,
- * and run's decisions (run NULL: dense, none); frees run; then prefills question[0..n_q) densely
- * into the question phase (nothing when n_q == 0). On failure r is freed. */
+ * phase but ctx_logits from c (per-layer stats, FLOPs, wall time, the last layer's active rows,
+ * run's decisions; run NULL: dense, none), then prefills question[0..n_q) densely into the
+ * question phase (nothing when n_q == 0); on failure r is left for the caller to free. */
 dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q, dk_err *e);
-dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, dk_policy_run *run, const int32_t *question, int n_q,
-                                   dk_err *e);
+dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_policy_run *run, const int32_t *question,
+                                   int n_q, dk_err *e);
 
 /* Logits of every position of tokens[0..n) (row t after tokens[0..t]) from one prefill of an
  * emptied c with policy p (NULL or dense: none); logits is (n, n_vocab). Halted rows keep the
