@@ -31,10 +31,11 @@ Curriculum (state saved in checkpoints):
                     tracking 40 % of the mix (1-3 hops, mostly in RULER's/dashkit's format), the
                     rest passkey/NIAH/multi-key; checked with 1 chain of 2 hops, bar
                     --vt-promote-acc; stays at 1024.
-  stage "mk2":      (entered only with --resume --set-stage mk2:256) 256, 512, 1024; multi-key
-                    45 % of the mix (2-4 needles), copy_sym on lists of numbers 20 %, the rest
-                    passkey/NIAH/copy; checked like "multikey"; stays at 1024.
-  Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
+  stage "mk2":      (entered only with --resume --set-stage mk2:256) 256, 512, 1024, 2048;
+                    multi-key 45 % of the mix (2-4 needles), copy_sym on lists of numbers 20 %,
+                    the rest passkey/NIAH/copy; checked like "multikey"; stays at 2048.
+  Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long" and at
+  2048 tokens).
   The run ends with a learning-rate cool-down: --resume --cooldown-steps N (linear to 5 %).
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
   length: every check task >= --promote-acc, and at least --min-steps steps at the length
@@ -303,7 +304,7 @@ BASE_LENGTHS = [32, 64, 128, 256, 512, 1024]
 MK_LENGTHS = [128, 256, 512, 1024]
 LONG_LENGTHS = [1536, 2048]
 VT_LENGTHS = [256, 512, 1024]
-MK2_LENGTHS = [256, 512, 1024]
+MK2_LENGTHS = [256, 512, 1024, 2048]
 
 
 def stage_lengths(stage):
@@ -541,9 +542,9 @@ def main():
         while len(samples) < args.min_batch or ntok < args.tokens_per_step:
             t = rng.choices(names, weights)[0]
             Ls = L
-            # replay of shorter lengths (25 % in stage long, 15 % elsewhere from 128 tokens on):
+            # replay of shorter lengths (25 % in stage long and at 2048, 15 % elsewhere from 128 on):
             # without it the model forgets short prompts once trained only at long ones
-            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" else 0.15):
+            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" or L >= 2048 else 0.15):
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             # multi-key training samples have 2, 3 or 4 needles (an easier start for the
             # key-matching circuit); held-out checks and eval_tiny.py always use 4
