@@ -9,6 +9,7 @@
  * Closed form (FLOP model of prefill.h, A(n) = one layer on n tokens, s = l+1 shared layers):
  *   expected = Σ_r [s·A(T) + (L−s)·A(K_r)] / (s·A(T) + Σ_r (L−s)·A(K_r)). */
 #include "bench_prefix.h"
+#include "bench.h"
 #include "cli_util.h"
 #include "blas.h"
 #include "forward.h"
@@ -81,150 +82,186 @@ void dk_bench_blas_note(void) {
         fprintf(stderr, "blas_note: OPENBLAS_CORETYPE=%s is set; this CPU supports %s (unset it to let dashkit choose)\n", user, best);
 }
 
-int dk_bench_prefix_sweep(int argc, char **argv) {
-    const char *path = NULL, *shape = NULL, *rhos_arg = "0.1,0.3,0.5,0.667,0.8";
-    long tokens = 1024, reps = 3, ls = -1, threads = 0;
-    unsigned long long seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--prefix-sweep")) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_sweep_usage(stdout); return 0; }
-        bool num = !strcmp(a, "--tokens") || !strcmp(a, "--reps") || !strcmp(a, "--seed") || !strcmp(a, "--ls") ||
-                   !strcmp(a, "--threads");
-        bool takes = num || !strcmp(a, "--shape") || !strcmp(a, "--rhos");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "--shape")) shape = argv[++i];
-        else if (!strcmp(a, "--rhos")) rhos_arg = argv[++i];
-        else if (num) {
-            char *end;
-            const char *v = argv[++i];
-            long long x = strtoll(v, &end, 10);
-            bool zero_ok = !strcmp(a, "--ls");
-            if (*end || end == v || x < (zero_ok ? 0 : 1) || x > (1 << 22)) {
-                fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(a), dk_cli_esc(v), zero_ok ? "non-negative" : "positive");
-                return 2;
-            }
-            if (!strcmp(a, "--tokens")) tokens = (long)x;
-            else if (!strcmp(a, "--reps")) reps = x > 15 ? 15 : (long)x;
-            else if (!strcmp(a, "--ls")) ls = (long)x;
-            else if (!strcmp(a, "--threads")) threads = (long)x;
-            else seed = (unsigned long long)x;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n", dk_cli_esc(a));
-            return 2;
-        } else if (!path) path = a;
-        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
-    }
+/* Options of --prefix-sweep. */
+typedef struct {
+    const char *path, *shape, *rhos_arg;
+    long tokens, reps, ls, threads;
+    unsigned long long seed;
     double rho[DK_SWEEP_MAX];
     int n_rho;
-    if (dk_sweep_parse_rhos(rhos_arg, rho, &n_rho)) {
-        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n", dk_cli_esc(rhos_arg), DK_SWEEP_MAX);
+} dk_sweep_args;
+
+/* A numeric option's value into a; false after printing the error. */
+static bool dk_sweep_parse_num(const char *opt, const char *v, dk_sweep_args *a) {
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    bool zero_ok = !strcmp(opt, "--ls");
+    if (*end || end == v || x < (zero_ok ? 0 : 1) || x > (1 << 22)) {
+        fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(opt), dk_cli_esc(v), zero_ok ? "non-negative" : "positive");
+        return false;
+    }
+    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
+    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
+    else if (!strcmp(opt, "--ls")) a->ls = (long)x;
+    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
+    else a->seed = (unsigned long long)x;
+    return true;
+}
+
+/* argv into a; -1 to go on, else the exit code (help or a usage error printed). */
+static int dk_sweep_parse(int argc, char **argv, dk_sweep_args *a) {
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--prefix-sweep")) continue;
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_sweep_usage(stdout); return 0; }
+        bool num = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--ls") ||
+                   !strcmp(s, "--threads");
+        bool takes = num || !strcmp(s, "--shape") || !strcmp(s, "--rhos");
+        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", s); return 2; }
+        if (!strcmp(s, "--shape")) a->shape = argv[++i];
+        else if (!strcmp(s, "--rhos")) a->rhos_arg = argv[++i];
+        else if (num) { if (!dk_sweep_parse_num(s, argv[++i], a)) return 2; }
+        else if (s[0] == '-' && s[1]) {
+            fprintf(stderr, "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n", dk_cli_esc(s));
+            return 2;
+        } else if (!a->path) a->path = s;
+        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(s)); return 2; }
+    }
+    if (dk_sweep_parse_rhos(a->rhos_arg, a->rho, &a->n_rho)) {
+        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n", dk_cli_esc(a->rhos_arg), DK_SWEEP_MAX);
         return 2;
     }
-    if (path && shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
-    if (threads > 0) openblas_set_num_threads((int)threads);
-    dk_bench_blas_note();
+    if (a->path && a->shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+    return -1;
+}
 
+/* MODEL, models/dashkit-tiny.gguf when present, else a random model of --shape or of dashkit-tiny's shape. */
+static int dk_sweep_model(dk_sweep_args *a, dk_model **m) {
+    dk_err e = {{0}};
+    if (!a->path && !a->shape && access("models/dashkit-tiny.gguf", R_OK) == 0) a->path = "models/dashkit-tiny.gguf";
+    if (a->path) {
+        if (dk_model_load(a->path, NULL, m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+        return 0;
+    }
+    /* the shape scripts/train_tiny.py gives dashkit-tiny */
+    dk_model_config cfg = {DK_ARCH_LLAMA, 8, 128, 4, 4, 32, 384, 2048, 4096, 10000.0f, 32, DK_ROPE_TYPE_NEOX, 1e-5f, false, false};
+    if (a->shape && !dk_model_shape(a->shape, &cfg)) {
+        fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(a->shape), dk_model_shape_names());
+        return 2;
+    }
+    if (dk_model_create_random(&cfg, a->seed, a->shape ? a->shape : "dashkit-tiny-shape (random)", m, &e)) {
+        fprintf(stderr, "dashkit bench: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Closed form: Σ_r [s·A(T) + (L−s)·A(K_r)] / (s·A(T) + Σ_r (L−s)·A(K_r)), s = ls + 1 shared layers. */
+static double dk_sweep_expected(const dk_model_config *k, int T, int ls, const int *n_set, int n_rho) {
+    double sh = (double)(ls + 1), AT = dk_prefill_layer_flops(k, T), no = 0, yes = sh * AT;
+    for (int r = 0; r < n_rho; r++) {
+        double AK = dk_prefill_layer_flops(k, n_set[r]);
+        no += sh * AT + (double)(k->n_layer - ls - 1) * AK;
+        yes += (double)(k->n_layer - ls - 1) * AK;
+    }
+    return no / yes;
+}
+
+/* One side of a rep: the sweep with sharing (prefix once + one suffix per rho) or without (a
+ * full prefill per rho, the hook setting the rho's set); its FLOPs (prefix layers counted once). */
+static dk_status dk_sweep_side(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets, const int *n_set, int n_rho,
+                               bool share, float *logits, int64_t *flops, dk_err *e) {
+    dk_status st;
+    *flops = 0;
+    if (share) {
+        dk_ctx_reset(c);
+        if ((st = dk_forward_prefill_prefix(c, toks, T, ls, NULL, e))) return st;
+        for (int r = 0; r < n_rho; r++) {
+            dk_prefill_opts o = {.active = sets + (size_t)r * T, .n_active = n_set[r]};
+            if ((st = dk_forward_prefill_suffix(c, &o, logits, e))) return st;
+            /* the stats describe the whole chunk: count the prefix layers once */
+            const dk_forward_stats *s = dk_ctx_stats(c);
+            *flops += dk_flops_total(&s->total);
+            if (r) for (int l = 0; l <= ls; l++) *flops -= dk_flops_total(&s->layers[l].flops);
+        }
+        return DK_OK;
+    }
+    for (int r = 0; r < n_rho; r++) {
+        dk_sweep_hook_state h = {ls, sets + (size_t)r * T, n_set[r]};
+        dk_prefill_opts o = {.hook = dk_sweep_hook, .hook_user = &h};
+        dk_ctx_reset(c);
+        if ((st = dk_forward_prefill(c, toks, T, &o, logits, e))) return st;
+        *flops += dk_flops_total(&dk_ctx_stats(c)->total);
+    }
+    return DK_OK;
+}
+
+/* Both sides alternately rep by rep (order flipped each time; rep -1 warms up); prints the lines. */
+static int dk_sweep_time(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets, const int *n_set, int n_rho, int reps,
+                         double expected) {
+    double w[2][16];
+    int64_t fl[2] = {0, 0};
+    dk_err e = {{0}};
+    float *logits = malloc((size_t)dk_ctx_model(c)->cfg.n_vocab * sizeof *logits);
+    if (!logits) { fprintf(stderr, "dashkit bench: out of memory\n"); return 1; }
+    for (int rep = -1; rep < reps; rep++) {
+        for (int side = 0; side < 2; side++) {
+            bool share = (side == 0) == (rep % 2 == 0);
+            int64_t f;
+            double t0 = dk_time_now_s();
+            if (dk_sweep_side(c, toks, T, ls, sets, n_set, n_rho, share, logits, &f, &e)) {
+                fprintf(stderr, "dashkit bench: %s\n", e.msg);
+                free(logits);
+                return 1;
+            }
+            if (rep >= 0) w[share][rep] = dk_time_now_s() - t0, fl[share] = f;
+        }
+        if (rep >= 0)
+            fprintf(stderr, "rep %d: without sharing %.3f s, with sharing %.3f s, ratio %.3f\n", rep, w[0][rep], w[1][rep], w[0][rep] / w[1][rep]);
+    }
+    free(logits);
+    double mn = dk_prefill_median(w[0], reps), my = dk_prefill_median(w[1], reps);
+    printf("sweep_flops_no_share: %lld\nsweep_flops_share: %lld\n", (long long)fl[0], (long long)fl[1]);
+    printf("sweep_wall_no_share_s: %.3f\nsweep_wall_share_s: %.3f\n", mn, my);
+    printf("prefix_sharing_flops_ratio: %.3f\nprefix_sharing_expected: %.3f\nprefix_sweep_wall_ratio: %.3f\n",
+           (double)fl[0] / (double)fl[1], expected, mn / my);
+    return 0;
+}
+
+int dk_bench_prefix_sweep(int argc, char **argv) {
+    dk_sweep_args a = {.rhos_arg = "0.1,0.3,0.5,0.667,0.8", .tokens = 1024, .reps = 3, .ls = -1, .seed = 1};
+    int rc = dk_sweep_parse(argc, argv, &a);
+    if (rc >= 0) return rc;
+    if (a.threads > 0) openblas_set_num_threads((int)a.threads);
+    dk_bench_blas_note();
     dk_err e = {{0}};
     dk_model *m = NULL;
     dk_ctx *c = NULL;
     int32_t *toks = NULL, *sets = NULL;
-    float *logits = NULL;
-    int rc = 1;
-    if (!path && !shape && access("models/dashkit-tiny.gguf", R_OK) == 0) path = "models/dashkit-tiny.gguf";
-    if (path) {
-        if (dk_model_load(path, NULL, &m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
-    } else {
-        /* the shape scripts/train_tiny.py gives dashkit-tiny */
-        dk_model_config cfg = {DK_ARCH_LLAMA, 8, 128, 4, 4, 32, 384, 2048, 4096, 10000.0f, 32, DK_ROPE_TYPE_NEOX, 1e-5f, false, false};
-        if (shape && !dk_model_shape(shape, &cfg)) {
-            fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(shape), dk_model_shape_names());
-            return 2;
-        }
-        if (dk_model_create_random(&cfg, seed, shape ? shape : "dashkit-tiny-shape (random)", &m, &e)) {
-            fprintf(stderr, "dashkit bench: %s\n", e.msg);
-            return 1;
-        }
-    }
+    if ((rc = dk_sweep_model(&a, &m))) return rc;
+    rc = 1;
     const dk_model_config *k = &m->cfg;
-    int T = (int)tokens, L = k->n_layer;
-    if (ls < 0) ls = L * 2 / 5;
-    if (ls >= L - 1) {
-        fprintf(stderr, "dashkit bench: --ls %ld leaves no layer to halt (the model has %d layers: use 0..%d)\n", ls, L, L - 2);
+    int T = (int)a.tokens, L = k->n_layer;
+    if (a.ls < 0) a.ls = L * 2 / 5;
+    if (a.ls >= L - 1) {
+        fprintf(stderr, "dashkit bench: --ls %ld leaves no layer to halt (the model has %d layers: use 0..%d)\n", a.ls, L, L - 2);
         rc = 2;
         goto done;
     }
     if (dk_ctx_create(m, T, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
     toks = malloc((size_t)T * sizeof *toks);
-    sets = malloc((size_t)n_rho * T * sizeof *sets);
-    logits = malloc((size_t)k->n_vocab * sizeof *logits);
-    if (!toks || !sets || !logits) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int i = 0; i < T; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)k->n_vocab); }
+    sets = malloc((size_t)a.n_rho * T * sizeof *sets);
+    if (!toks || !sets) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
+    dk_bench_tokens(toks, T, a.seed, k->n_vocab);
     int n_set[DK_SWEEP_MAX];
-    for (int r = 0; r < n_rho; r++) n_set[r] = dk_sweep_set(sets + (size_t)r * T, T, rho[r]);
-
+    for (int r = 0; r < a.n_rho; r++) n_set[r] = dk_sweep_set(sets + (size_t)r * T, T, a.rho[r]);
     printf("model: %s\nn_layer: %d\nn_embd: %d\ntokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n", m->name, L,
-           k->n_embd, T, reps, dk_blas_core(), dk_blas_threads());
-    printf("sweep_ls: %ld\nsweep_shared_layers: %ld\nsweep_rhos: %s\n", ls, ls + 1, rhos_arg);
+           k->n_embd, T, a.reps, dk_blas_core(), dk_blas_threads());
+    printf("sweep_ls: %ld\nsweep_shared_layers: %ld\nsweep_rhos: %s\n", a.ls, a.ls + 1, a.rhos_arg);
     fflush(stdout);
-
-    /* closed form */
-    double sh = (double)(ls + 1), AT = dk_prefill_layer_flops(k, T), no = 0, yes = sh * AT;
-    for (int r = 0; r < n_rho; r++) {
-        double AK = dk_prefill_layer_flops(k, n_set[r]);
-        no += sh * AT + (double)(L - ls - 1) * AK;
-        yes += (double)(L - ls - 1) * AK;
-    }
-    double expected = no / yes;
-
-    /* alternate the two sides rep by rep (order flipped each time); rep -1 is a warm-up */
-    double w_no[16], w_yes[16];
-    int64_t f_no = 0, f_yes = 0;
-    for (int rep = -1; rep < reps; rep++) {
-        for (int side = 0; side < 2; side++) {
-            bool share = (side == 0) == (rep % 2 == 0);
-            int64_t fl = 0;
-            double t0 = dk_time_now_s();
-            if (share) {
-                dk_ctx_reset(c);
-                if (dk_forward_prefill_prefix(c, toks, T, (int)ls, NULL, &e)) goto fail;
-                for (int r = 0; r < n_rho; r++) {
-                    dk_prefill_opts o = {.active = sets + (size_t)r * T, .n_active = n_set[r]};
-                    if (dk_forward_prefill_suffix(c, &o, logits, &e)) goto fail;
-                    /* the stats describe the whole chunk: count the prefix layers once */
-                    const dk_forward_stats *st = dk_ctx_stats(c);
-                    fl += dk_flops_total(&st->total);
-                    if (r) for (int l = 0; l <= ls; l++) fl -= dk_flops_total(&st->layers[l].flops);
-                }
-            } else {
-                for (int r = 0; r < n_rho; r++) {
-                    dk_sweep_hook_state h = {(int)ls, sets + (size_t)r * T, n_set[r]};
-                    dk_prefill_opts o = {.hook = dk_sweep_hook, .hook_user = &h};
-                    dk_ctx_reset(c);
-                    if (dk_forward_prefill(c, toks, T, &o, logits, &e)) goto fail;
-                    fl += dk_flops_total(&dk_ctx_stats(c)->total);
-                }
-            }
-            double dt = dk_time_now_s() - t0;
-            if (rep < 0) continue;
-            if (share) { w_yes[rep] = dt; f_yes = fl; } else { w_no[rep] = dt; f_no = fl; }
-        }
-        if (rep >= 0)
-            fprintf(stderr, "rep %d: without sharing %.3f s, with sharing %.3f s, ratio %.3f\n", rep, w_no[rep], w_yes[rep],
-                    w_no[rep] / w_yes[rep]);
-    }
-    double mn = dk_prefill_median(w_no, (int)reps), my = dk_prefill_median(w_yes, (int)reps);
-    printf("sweep_flops_no_share: %lld\nsweep_flops_share: %lld\n", (long long)f_no, (long long)f_yes);
-    printf("sweep_wall_no_share_s: %.3f\nsweep_wall_share_s: %.3f\n", mn, my);
-    printf("prefix_sharing_flops_ratio: %.3f\nprefix_sharing_expected: %.3f\nprefix_sweep_wall_ratio: %.3f\n",
-           (double)f_no / (double)f_yes, expected, mn / my);
-    rc = 0;
-    goto done;
-fail:
-    fprintf(stderr, "dashkit bench: %s\n", e.msg);
+    rc = dk_sweep_time(c, toks, T, (int)a.ls, sets, n_set, a.n_rho, (int)a.reps, dk_sweep_expected(k, T, (int)a.ls, n_set, a.n_rho));
 done:
-    free(toks); free(sets); free(logits);
+    free(toks); free(sets);
     dk_ctx_free(c);
     dk_model_free(m);
     return rc;

@@ -1,6 +1,7 @@
 /* cli_util.c — helpers shared by several subcommands (see cli_util.h). */
 #include "cli_util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,6 +71,10 @@ bool dk_cli_positional(const char *cmd, const char *a, const char **slot) {
 }
 
 /* ---- input ---- */
+
+bool dk_cli_piece_printable(const char *piece, size_t len) {
+    return !(len == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0])));
+}
 
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     bool in = !strcmp(path, "-");

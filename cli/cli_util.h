@@ -46,6 +46,12 @@ bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);
     "  --compute f32|bf16 precision of the large matrix products: f32 (default, exact) or bf16\n" \
     "                     (oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16 or AMX)\n"
 
+/* ---- output ---- */
+
+/* False for a lone non-printable byte (a decoded byte piece), which generated text skips as
+ * llama2.c run.c's safe_printf does. */
+bool dk_cli_piece_printable(const char *piece, size_t len);
+
 /* ---- input ---- */
 
 /* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with

@@ -1,6 +1,7 @@
 /* cmd_analyze.c — `dashkit analyze`: stability vs redundancy on dense prefills (eval/sweep/analyze.h),
  * stored in the results store, drawn into --out, named lines on stdout. */
 #include "cli.h"
+#include "cli_util.h"
 #include "analyze.h"
 #include "evaluate.h"
 #include "report.h"
@@ -54,66 +55,114 @@ static bool dk_analyze_parse_num(const char *v, double lo, double hi, double *ou
     return true;
 }
 
-int dk_cmd_analyze(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *task_name = NULL, *db = "results/dashkit.db", *out = "results/analyze";
-    const char *seed = NULL;
-    double n_samples = 5, budget = -1;
+typedef struct {
+    const char *model_path, *tok_path, *task_name, *db, *out, *seed;
+    double n_samples, budget;
     dk_analyze_opts ao;
-    dk_analyze_opts_default(&ao);
     dk_report_opts ro;
-    dk_report_opts_default(&ro);
     dk_task_kv kv[DK_ANALYZE_MAX_OPTS];
-    int nkv = 0;
+    int nkv;
+} dk_analyze_args;
+
+/* Option a with its value v. true: taken; false: the error line is printed. */
+static bool dk_analyze_parse_opt(dk_analyze_args *x, const char *a, char *v) {
+    if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) x->tok_path = v;
+    else if (!strcmp(a, "--task")) x->task_name = v;
+    else if (!strcmp(a, "--db")) x->db = v;
+    else if (!strcmp(a, "--out")) x->out = v;
+    else if (!strcmp(a, "--seed")) x->seed = v;
+    else if (!strcmp(a, "--opt")) {
+        char *eq = strchr(v, '=');
+        if (!eq || eq == v) { fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", v); return false; }
+        if (x->nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return false; }
+        *eq = 0;
+        x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
+    } else if (!strcmp(a, "-n")) {
+        if (!dk_analyze_parse_num(v, 1, 100000, &x->n_samples) || x->n_samples != floor(x->n_samples)) {
+            fprintf(stderr, "dashkit analyze: -n '%s' is not an integer in 1..100000\n", v);
+            return false;
+        }
+    } else if (!strcmp(a, "--ls")) {
+        if (!dk_analyze_parse_num(v, 0, 1, &x->ao.ls)) { fprintf(stderr, "dashkit analyze: --ls '%s' is not a number in [0, 1]\n", v); return false; }
+    } else if (!strcmp(a, "--rho")) {
+        if (!dk_analyze_parse_num(v, 0, 0.999999, &x->ao.rho)) { fprintf(stderr, "dashkit analyze: --rho '%s' is not a number in [0, 1)\n", v); return false; }
+    } else if (!strcmp(a, "--budget")) {
+        if (!dk_analyze_parse_num(v, 0, 1 << 30, &x->budget) || x->budget != floor(x->budget) || x->budget == 1) {
+            fprintf(stderr, "dashkit analyze: --budget '%s' is not 0 or an integer >= 2\n", v);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* -1: parsed into x; otherwise the exit status (0 after --help). */
+static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
+    memset(x, 0, sizeof *x);
+    x->db = "results/dashkit.db";
+    x->out = "results/analyze";
+    x->n_samples = 5;
+    x->budget = -1;
+    dk_analyze_opts_default(&x->ao);
+    dk_report_opts_default(&x->ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_analyze_usage(stdout); return 0; }
-        if (!strcmp(a, "--no-draw")) { ro.draw = 0; continue; }
+        if (!strcmp(a, "--no-draw")) { x->ro.draw = 0; continue; }
         bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||
                      !strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit analyze: option %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) tok_path = argv[++i];
-        else if (!strcmp(a, "--task")) task_name = argv[++i];
-        else if (!strcmp(a, "--db")) db = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
-        else if (!strcmp(a, "--seed")) seed = argv[++i];
-        else if (!strcmp(a, "--opt")) {
-            char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i]) { fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", argv[i]); return 2; }
-            if (nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
-            *eq = 0;
-            kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
-        } else if (!strcmp(a, "-n")) {
-            if (!dk_analyze_parse_num(argv[++i], 1, 100000, &n_samples) || n_samples != floor(n_samples)) {
-                fprintf(stderr, "dashkit analyze: -n '%s' is not an integer in 1..100000\n", argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "--ls")) {
-            if (!dk_analyze_parse_num(argv[++i], 0, 1, &ao.ls)) { fprintf(stderr, "dashkit analyze: --ls '%s' is not a number in [0, 1]\n", argv[i]); return 2; }
-        } else if (!strcmp(a, "--rho")) {
-            if (!dk_analyze_parse_num(argv[++i], 0, 0.999999, &ao.rho)) { fprintf(stderr, "dashkit analyze: --rho '%s' is not a number in [0, 1)\n", argv[i]); return 2; }
-        } else if (!strcmp(a, "--budget")) {
-            if (!dk_analyze_parse_num(argv[++i], 0, 1 << 30, &budget) || budget != floor(budget) || budget == 1) {
-                fprintf(stderr, "dashkit analyze: --budget '%s' is not 0 or an integer >= 2\n", argv[i]);
-                return 2;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit analyze: unknown option '%s' (see --help)\n", a);
-            return 2;
-        } else if (!model_path) model_path = a;
-        else { fprintf(stderr, "dashkit analyze: unexpected argument '%s'\n", a); return 2; }
+        if (takes) {
+            if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
+        } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;
     }
-    if (!model_path) { fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n"); return 2; }
-    if (!task_name) { fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
-    const dk_task *task = dk_task_find(task_name);
-    if (!task) { fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", task_name); return 2; }
-    if (seed) {
-        if (nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
-        kv[nkv++] = (dk_task_kv){"seed", seed};
-    }
-    ao.progress = dk_analyze_progress;
+    if (!x->model_path) { fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n"); return 2; }
+    if (!x->task_name) { fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
+    return -1;
+}
 
-    int rc = 1;
+/* The task options as canonical JSON (string values), for the store; malloc'd, NULL when out of memory. */
+static char *dk_analyze_opts_json(const dk_task_kv *kv, int nkv) {
+    size_t cap = 3, len = 0;
+    for (int i = 0; i < nkv; i++) cap += strlen(kv[i].key) + strlen(kv[i].val) * 2 + 8;
+    char *js = malloc(cap);
+    if (!js) return NULL;
+    len += (size_t)snprintf(js, cap, "{");
+    for (int i = 0; i < nkv; i++) {
+        len += (size_t)snprintf(js + len, cap - len, "%s\"%s\":\"", i ? "," : "", kv[i].key);
+        for (const char *p = kv[i].val; *p && len + 3 < cap; p++) {
+            if (*p == '"' || *p == '\\') js[len++] = '\\';
+            js[len++] = (unsigned char)*p < 0x20 ? ' ' : *p;
+        }
+        len += (size_t)snprintf(js + len, cap - len, "\"");
+    }
+    snprintf(js + len, cap - len, "}");
+    return js;
+}
+
+static void dk_analyze_print(const dk_analysis *an, const char *out, const dk_report_result *rr) {
+    printf("analysis_id: %lld\nsamples: %d\nl_s: %d\ndelta_received_spearman: %.4f\n", (long long)an->id, an->n_samples,
+           an->ls_layer, an->delta_received_spearman);
+    for (int r = 0; r < an->n_recall; r++)
+        if (fabs(an->recall[r].rho - an->rho) < 1e-12) printf("recall_%s: %.4f\n", an->recall[r].method, an->recall[r].recall);
+    for (int r = 0; r < an->n_recall; r++)
+        if (fabs(an->recall[r].rho - an->rho) < 1e-12) printf("kept_%s: %.4f\n", an->recall[r].method, an->recall[r].kept_frac);
+    printf("out: %s/analysis.md\nfigures: %d drawn of %d\n", out, rr->n_drawn, rr->n_figures);
+}
+
+int dk_cmd_analyze(int argc, char **argv) {
+    dk_analyze_args x;
+    int rc = dk_analyze_parse_args(argc, argv, &x);
+    if (rc >= 0) return rc;
+    const dk_task *task = dk_task_find(x.task_name);
+    if (!task) { fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", x.task_name); return 2; }
+    if (x.seed) {
+        if (x.nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
+        x.kv[x.nkv++] = (dk_task_kv){"seed", x.seed};
+    }
+    x.ao.progress = dk_analyze_progress;
+
+    rc = 1;
     dk_err e = {{0}};
     dk_model *m = NULL;
     dk_store *s = NULL;
@@ -122,49 +171,29 @@ int dk_cmd_analyze(int argc, char **argv) {
     char *opts_json = NULL;
     const dk_tokenizer *tok;
     char sha[65];
-    if (dk_model_load(model_path, tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) || dk_sha256_file(model_path, sha, &e)) {
+    if (dk_model_load(x.model_path, x.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) || dk_sha256_file(x.model_path, sha, &e)) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
     dk_tok_if ti = dk_tok_if_engine(tok);
-    dk_status st = dk_task_load(task->name, kv, nkv, (int)n_samples, &ti, &set, &e);
+    dk_status st = dk_task_load(task->name, x.kv, x.nkv, (int)x.n_samples, &ti, &set, &e);
     if (st) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
     if (set.n == 0) { fprintf(stderr, "dashkit analyze: task %s has no samples\n", task->name); goto done; }
-    size_t b = budget >= 0 ? (size_t)budget : dk_eval_default_budget(m, &set.s[0]);
-    if ((st = dk_analyze_run(m, &set, b, &ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    /* options as canonical JSON, for the store */
-    size_t cap = 3, len = 0;
-    for (int i = 0; i < nkv; i++) cap += strlen(kv[i].key) + strlen(kv[i].val) * 2 + 8;
-    opts_json = malloc(cap);
-    if (!opts_json) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
-    len += (size_t)snprintf(opts_json, cap, "{");
-    for (int i = 0; i < nkv; i++) {
-        len += (size_t)snprintf(opts_json + len, cap - len, "%s\"%s\":\"", i ? "," : "", kv[i].key);
-        for (const char *p = kv[i].val; *p && len + 3 < cap; p++) {
-            if (*p == '"' || *p == '\\') opts_json[len++] = '\\';
-            opts_json[len++] = (unsigned char)*p < 0x20 ? ' ' : *p;
-        }
-        len += (size_t)snprintf(opts_json + len, cap - len, "\"");
-    }
-    snprintf(opts_json + len, cap - len, "}");
+    size_t b = x.budget >= 0 ? (size_t)x.budget : dk_eval_default_budget(m, &set.s[0]);
+    if ((st = dk_analyze_run(m, &set, b, &x.ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
+    if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
     snprintf(an.model_sha256, sizeof an.model_sha256, "%s", sha);
-    an.model_path = strdup(model_path);
+    an.model_path = strdup(x.model_path);
     an.task = strdup(task->name);
     an.task_options = strdup(opts_json);
     if (!an.model_path || !an.task || !an.task_options) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
-    if (dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) || dk_store_analysis_put(s, &an, &e)) {
+    if (dk_store_open(x.db, DK_STORE_OPEN_CREATE, &s, &e) || dk_store_analysis_put(s, &an, &e)) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
     dk_report_result rr;
-    if (dk_report_analysis(s, an.id, out, &ro, &rr, &e)) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); goto done; }
-    printf("analysis_id: %lld\nsamples: %d\nl_s: %d\ndelta_received_spearman: %.4f\n", (long long)an.id, an.n_samples,
-           an.ls_layer, an.delta_received_spearman);
-    for (int r = 0; r < an.n_recall; r++)
-        if (fabs(an.recall[r].rho - an.rho) < 1e-12) printf("recall_%s: %.4f\n", an.recall[r].method, an.recall[r].recall);
-    for (int r = 0; r < an.n_recall; r++)
-        if (fabs(an.recall[r].rho - an.rho) < 1e-12) printf("kept_%s: %.4f\n", an.recall[r].method, an.recall[r].kept_frac);
-    printf("out: %s/analysis.md\nfigures: %d drawn of %d\n", out, rr.n_drawn, rr.n_figures);
+    if (dk_report_analysis(s, an.id, x.out, &x.ro, &rr, &e)) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); goto done; }
+    dk_analyze_print(&an, x.out, &rr);
     rc = 0;
 done:
     free(opts_json);

@@ -1,4 +1,4 @@
-/* cmd_info.c — `dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]`: one
+/* cmd_info.c — `dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute M] [--memory]`: one
  * `key: value` per line, including the memory the model needs at a context length. */
 #include "cli.h"
 #include "cli_util.h"
@@ -11,7 +11,7 @@
 #include <string.h>
 
 static void dk_info_usage(FILE *f) {
-    fprintf(f, "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--memory]\n\n"
+    fprintf(f, "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16] [--memory]\n\n"
                "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
                "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
                "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"
@@ -22,6 +22,9 @@ static void dk_info_usage(FILE *f) {
                "                 training context, 4096 when it declares none)\n"
                "  --chunk N      tokens per prefill chunk (default N of --ctx: dashkit prefills a\n"
                "                 prompt's context in one chunk)\n"
+               "  --compute M    f32 (default) or bf16: with bf16 the scratch also counts bf16 compute's\n"
+               "                 buffers (mem_compute_bytes: a chunk's activations and one layer matrix in\n"
+               "                 bf16, none for BF16 files' matrices, and oneDNN's scratchpad)\n"
                "  --memory       GGUF: read only the header (no weights loaded) and print the\n"
                "                 hyper-parameters and memory lines\n"
                "  -h, --help     this help\n");
@@ -39,11 +42,13 @@ static int dk_info_int(const char *opt, const char *v, int *out) {
     return 1;
 }
 
-static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t wf, int ctx, int chunk) {
+static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t wf, const char *type, int ctx, int chunk,
+                                 dk_compute compute) {
     dk_memory_estimate m;
     if (ctx <= 0) ctx = c->n_ctx_train > 0 ? c->n_ctx_train : 4096;
     if (ctx > (1 << 22)) ctx = 1 << 22;
     dk_memory_estimate_fill(c, wb, wf, ctx, chunk, &m);
+    dk_memory_estimate_add_compute(c, compute, type, &m);
     char h[32];
     printf("ctx: %d\n", m.n_ctx);
     printf("chunk: %d\n", m.n_chunk);
@@ -52,6 +57,7 @@ static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t w
     printf("mem_weights_f32_bytes: %lld\n", (long long)m.weights_f32_bytes);
     printf("mem_kv_bytes: %lld\n", (long long)m.kv_bytes);
     printf("mem_kv_human: %s\n", dk_memory_human(m.kv_bytes, h, sizeof h));
+    printf("compute: %s\nmem_compute_bytes: %lld\n", dk_compute_name(compute), (long long)m.compute_bytes);
     printf("mem_scratch_bytes: %lld\n", (long long)m.scratch_bytes);
     printf("mem_scratch_human: %s\n", dk_memory_human(m.scratch_bytes, h, sizeof h));
     printf("mem_total_bytes: %lld\n", (long long)m.total_bytes);
@@ -116,8 +122,15 @@ static int dk_info_header_only(const char *path, dk_status st, const dk_err *why
 int dk_cmd_info(int argc, char **argv) {
     const char *path = NULL, *tok = NULL;
     int ctx = 0, chunk = 0, memory_only = 0;
+    dk_compute compute = DK_COMPUTE_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { dk_info_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--compute")) {
+            if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option %s needs a value\n", argv[i]); return 2; }
+            dk_err ce = {{0}};
+            if (dk_compute_parse(argv[++i], &compute, &ce)) { fprintf(stderr, "dashkit info: --compute: %s\n", ce.msg); return 2; }
+            continue;
+        }
         if (!strcmp(argv[i], "-z") || !strcmp(argv[i], "--ctx") || !strcmp(argv[i], "--chunk")) {
             if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option %s needs a value\n", argv[i]); return 2; }
             const char *o = argv[i++];
@@ -156,7 +169,7 @@ int dk_cmd_info(int argc, char **argv) {
         printf("path: %s\nformat: gguf\n", path);
         dk_info_print_config(&hc);
         printf("tensor_type: %s\n", type);
-        dk_info_print_memory(&hc, wb, wf, ctx, chunk);
+        dk_info_print_memory(&hc, wb, wf, type, ctx, chunk, compute);
         return 0;
     }
     dk_model *m;
@@ -177,7 +190,7 @@ int dk_cmd_info(int argc, char **argv) {
     printf("tokenizer: %s\n", m->tokenizer_desc);
     if (m->tokenizer) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(m->tokenizer), dk_tokenizer_eos(m->tokenizer));
     if (!gguf) wb = wf = m->n_params * 4; /* llama2.c checkpoints are f32 */
-    dk_info_print_memory(c, wb, wf, ctx, chunk);
+    dk_info_print_memory(c, wb, wf, m->tensor_type, ctx, chunk, compute);
     dk_model_free(m);
     return 0;
 }

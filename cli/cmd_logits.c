@@ -21,19 +21,22 @@ typedef struct {
     const char *cmd, *model, *tok_path, *prompt, *file, *ids_file, *out, *method, *kl_base, *save;
     bool bos;
     long ctx;
+    dk_compute compute;
     dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
     int n_pa;
 } dk_logits_args;
 
 static void dk_logits_method_help(FILE *f) {
-    fprintf(f, "  --method NAME      halting method (%s; default dense), with its parameters\n"
+    fprintf(f, "  --compute M        f32 (default) or bf16: precision of the large matrix products, as for\n"
+               "                     `dashkit prefill` (bf16 needs native bf16 dot products)\n"
+               "  --method NAME      halting method (%s; default dense), with its parameters\n"
                "                     --rho, --ls, --tau, --keep, ... as `dashkit prefill --help` lists them\n",
             dk_policy_names());
 }
 
 static void dk_logits_usage(FILE *f) {
     fprintf(f, "usage: dashkit logits MODEL (-p TEXT | -f FILE | --ids FILE) [--bos] --out FILE.logits\n"
-               "                      [--method NAME [params]] [-z TOKENIZER]\n\n"
+               "                      [--compute f32|bf16] [--method NAME [params]] [-z TOKENIZER]\n\n"
                "Writes the next-token logits of every position of the input, from one prefill, to a DKLOGIT1\n"
                "file: \"DKLOGIT1\" | u32 n | u32 n_vocab | i32 ids[n] | f32 logits[n][n_vocab] (little-endian;\n"
                "row t = the logits after ids[0..t]). The file is written beside OUT and renamed into place:\n"
@@ -49,7 +52,7 @@ static void dk_logits_usage(FILE *f) {
 }
 
 static void dk_perplexity_usage(FILE *f) {
-    fprintf(f, "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--method NAME [params]]\n"
+    fprintf(f, "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--compute f32|bf16] [--method NAME [params]]\n"
                "                          [--kl-base FILE.logits] [--save-logits FILE.logits] [-z TOKENIZER]\n\n"
                "Perplexity as llama.cpp's llama-perplexity computes it: the text is tokenized once (BOS first\n"
                "when the vocabulary adds one) and cut into chunks of N tokens (leftover tokens unused); each\n"
@@ -86,10 +89,11 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
         else if (!ppl && !strcmp(s, "--out")) dst = &a->out;
         else if (ppl && !strcmp(s, "--kl-base")) dst = &a->kl_base;
         else if (ppl && !strcmp(s, "--save-logits")) dst = &a->save;
-        bool is_ctx = ppl && !strcmp(s, "--ctx");
-        if ((dst || pd || is_ctx) && i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", a->cmd, dk_cli_esc(s)); return 2; }
+        bool is_ctx = ppl && !strcmp(s, "--ctx"), is_compute = !strcmp(s, "--compute");
+        if ((dst || pd || is_ctx || is_compute) && i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", a->cmd, dk_cli_esc(s)); return 2; }
         if (dst) *dst = argv[++i];
         else if (pd) { if (!dk_cli_param_arg_add(a->cmd, s, pd, argv[++i], a->pa, &a->n_pa)) return 2; }
+        else if (is_compute) { if (!dk_cli_compute_arg(a->cmd, argv[++i], &a->compute)) return 2; }
         else if (is_ctx) {
             char *end;
             const char *v = argv[++i];
@@ -218,7 +222,7 @@ int dk_cmd_logits(int argc, char **argv) {
         fprintf(stderr, "dashkit logits: out of memory for %d x %d logits\n", n, V);
         goto done;
     }
-    if (dk_ctx_create(m, n, &c, &e) || dk_prefill_all_logits(c, pol, &pp, ids, n, lg, &e) ||
+    if (dk_ctx_create(m, n, &c, &e) || dk_ctx_set_compute(c, a.compute, &e) || dk_prefill_all_logits(c, pol, &pp, ids, n, lg, &e) ||
         dk_logits_writer_open(a.out, n, V, ids, &w, &e) || dk_logits_writer_rows(w, lg, n, &e)) {
         fprintf(stderr, "dashkit logits: %s\n", e.msg);
         goto done;
@@ -228,7 +232,8 @@ int dk_cmd_logits(int argc, char **argv) {
     if (st) { fprintf(stderr, "dashkit logits: %s\n", e.msg); goto done; }
     char params[512];
     dk_policy_params_format(pol, &pp, params, sizeof params);
-    printf("tokens: %d\nn_vocab: %d\nmethod: %s\nparams: %s\nout: %s\n", n, V, pol->name, params, a.out);
+    printf("tokens: %d\nn_vocab: %d\ncompute: %s\nmethod: %s\nparams: %s\nout: %s\n", n, V, dk_compute_name(a.compute), pol->name,
+           params, a.out);
     rc = 0;
 done:
     dk_logits_writer_abort(w);
@@ -275,7 +280,7 @@ int dk_cmd_perplexity(int argc, char **argv) {
         }
     }
     dk_ppl_result r;
-    if (dk_ctx_create(m, n_ctx, &c, &e) || dk_ppl_run(c, pol, &pp, tokens, n, n_ctx, bos, base, w, &r, &e)) {
+    if (dk_ctx_create(m, n_ctx, &c, &e) || dk_ctx_set_compute(c, a.compute, &e) || dk_ppl_run(c, pol, &pp, tokens, n, n_ctx, bos, base, w, &r, &e)) {
         fprintf(stderr, "dashkit perplexity: %s\n", e.msg);
         goto done;
     }
@@ -286,7 +291,7 @@ int dk_cmd_perplexity(int argc, char **argv) {
     }
     char params[512];
     dk_policy_params_format(pol, &pp, params, sizeof params);
-    printf("method: %s\nparams: %s\nctx: %d\ntokens: %d\n", pol->name, params, n_ctx, n);
+    printf("compute: %s\nmethod: %s\nparams: %s\nctx: %d\ntokens: %d\n", dk_compute_name(a.compute), pol->name, params, n_ctx, n);
     printf("chunks: %d\ntokens_scored: %lld\nperplexity: %.6f\nperplexity_stderr: %.6f\n", r.chunks,
            (long long)r.tokens_scored, r.perplexity, r.perplexity_stderr);
     if (r.have_base)

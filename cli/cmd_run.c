@@ -99,108 +99,123 @@ static void dk_run_progress(void *user, const dk_runner_progress *p, int final) 
     fflush(stderr);
 }
 
-int dk_cmd_run(int argc, char **argv) {
+typedef struct {
     dk_runner_opts o;
-    dk_runner_opts_default(&o);
-    const char *config = NULL;
-    int quiet = 0, dry = 0, threads = -1, check = 0;
-    char shard_db[64];
+    const char *config;
+    int quiet, dry, threads, check, db_given;
+} dk_run_args;
+
+/* Option a with its value v. true: taken; false: the error line is printed. */
+static bool dk_run_parse_opt(dk_run_args *x, const char *a, const char *v) {
+    char *end;
+    long n;
+    if (!strcmp(a, "--db")) {
+        x->o.db_path = v;
+        x->db_given = 1;
+    } else if (!strcmp(a, "--workers")) {
+        n = strtol(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 256) {
+            fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", dk_cli_esc(v));
+            return false;
+        }
+        x->o.workers = (int)n;
+    } else if (!strcmp(a, "--threads")) {
+        n = strtol(v, &end, 10);
+        if (end == v || *end || n < 0 || n > 4096) {
+            fprintf(stderr, "dashkit run: --threads '%s' is not an integer in 0..4096\n", v);
+            return false;
+        }
+        x->threads = (int)n;
+    } else {
+        dk_err se = {{0}};
+        if (dk_shard_parse(v, &x->o.shard_index, &x->o.shard_count, &se)) {
+            fprintf(stderr, "dashkit run: %s\n", se.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* -1: parsed into x; otherwise the exit status (0 after --help). */
+static int dk_run_parse_args(int argc, char **argv, dk_run_args *x) {
+    memset(x, 0, sizeof *x);
+    dk_runner_opts_default(&x->o);
+    x->threads = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_run_usage(stdout); return 0; }
-        if ((!strcmp(a, "--db") || !strcmp(a, "--workers") || !strcmp(a, "--threads") || !strcmp(a, "--shard")) &&
-            i + 1 >= argc) {
+        bool takes = !strcmp(a, "--db") || !strcmp(a, "--workers") || !strcmp(a, "--threads") || !strcmp(a, "--shard");
+        if (takes && i + 1 >= argc) {
             fprintf(stderr, "dashkit run: option %s needs a value\n", a);
             return 2;
         }
-        if (!strcmp(a, "--db")) o.db_path = argv[++i];
-        else if (!strcmp(a, "--workers")) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (end == argv[i] || *end || n < 1 || n > 256) {
-                fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", dk_cli_esc(argv[i]));
-                return 2;
-            }
-            o.workers = (int)n;
-        } else if (!strcmp(a, "--threads")) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (end == argv[i] || *end || n < 0 || n > 4096) {
-                fprintf(stderr, "dashkit run: --threads '%s' is not an integer in 0..4096\n", argv[i]);
-                return 2;
-            }
-            threads = (int)n;
-        } else if (!strcmp(a, "--shard")) {
-            dk_err se = {{0}};
-            if (dk_shard_parse(argv[++i], &o.shard_index, &o.shard_count, &se)) {
-                fprintf(stderr, "dashkit run: %s\n", se.msg);
-                return 2;
-            }
-        } else if (!strcmp(a, "--dry-run")) dry = 1;
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
-        else if (!strcmp(a, "--no-prefix-sharing")) o.prefix_sharing = 0;
-        else if (!strcmp(a, "--check")) check = 1;
-        else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit run: unknown option '%s' (see --help)\n", dk_cli_esc(a));
-            return 2;
-        } else if (!config) config = a;
-        else {
-            fprintf(stderr, "dashkit run: unexpected argument '%s'\n", dk_cli_esc(a));
-            return 2;
-        }
+        if (takes) {
+            if (!dk_run_parse_opt(x, a, argv[++i])) return 2;
+        } else if (!strcmp(a, "--dry-run")) x->dry = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) x->quiet = 1;
+        else if (!strcmp(a, "--no-prefix-sharing")) x->o.prefix_sharing = 0;
+        else if (!strcmp(a, "--check")) x->check = 1;
+        else if (!dk_cli_positional("run", a, &x->config)) return 2;
     }
-    if (!config) { fprintf(stderr, "dashkit run: missing CONFIG (see --help)\n"); return 2; }
+    if (!x->config) { fprintf(stderr, "dashkit run: missing CONFIG (see --help)\n"); return 2; }
+    return -1;
+}
 
+static void dk_run_print(const dk_runner_opts *o, const dk_runner_progress *p) {
+    char el[32];
+    dk_fmt_dur(p->elapsed_s, el, sizeof el);
+    if (o->shard_count) printf("shard: %d/%d\n", o->shard_index, o->shard_count);
+    printf("run: %lld\ndb: %s\ncells: %lld\ndone: %lld\nfailed: %lld\nunfinished: %lld\nsamples: %lld\n"
+           "samples_new: %lld\nelapsed: %s\n",
+           (long long)p->run_id, o->db_path, (long long)p->cells_total, (long long)p->cells_done, (long long)p->cells_failed,
+           (long long)(p->cells_running + p->cells_pending), (long long)p->samples_done, (long long)p->samples_new, el);
+    printf("prefix_sharing: %s\nprefix_sharing_runs: %lld\nprefix_sharing_saved_s: %.3f\n"
+           "prefix_sharing_expected_ratio: %.3f\nelapsed_s: %.3f\n",
+           o->prefix_sharing ? "on" : "off", (long long)p->prefix_shared_runs, p->prefix_saved_s, p->prefix_expected_ratio,
+           p->elapsed_s);
+}
+
+int dk_cmd_run(int argc, char **argv) {
+    dk_run_args x;
+    int rc = dk_run_parse_args(argc, argv, &x);
+    if (rc >= 0) return rc;
+    dk_runner_opts o = x.o;
+    char shard_db[64];
     dk_err e = {{0}};
     dk_config *cfg = NULL;
-    dk_status st = dk_config_load(config, NULL, &cfg, &e);
+    dk_status st = dk_config_load(x.config, NULL, &cfg, &e);
     if (st) {
         fprintf(stderr, "dashkit run: %s\n", e.msg);
         return 2;
     }
-    if (threads >= 0) cfg->threads = threads; /* not part of any cell's identity */
-    if (check) {
+    if (x.threads >= 0) cfg->threads = x.threads; /* not part of any cell's identity */
+    if (x.check) {
         st = dk_runner_check(cfg, &e);
         if (st) fprintf(stderr, "dashkit run: %s\n", e.msg);
         else printf("cells: %zu\ncheck: ok\n", cfg->n_cells);
         dk_config_free(cfg);
         return st == DK_OK ? 0 : st == DK_ERR_ARG ? 2 : 1;
     }
-    if (dry) {
+    if (x.dry) {
         int drc = dk_run_dry(cfg, o.shard_index, o.shard_count);
         dk_config_free(cfg);
         return drc;
     }
-    int db_given = 0;
-    for (int i = 1; i < argc; i++) db_given |= !strcmp(argv[i], "--db");
-    if (o.shard_count && !db_given) {
+    if (o.shard_count && !x.db_given) {
         snprintf(shard_db, sizeof shard_db, "results/shard-%d.db", o.shard_index);
         o.db_path = shard_db;
     }
     /* the command line, recorded with the run */
     char *cmd = dk_cli_command_line(argc, argv);
     o.command = cmd;
-    dk_run_ui ui = {!quiet && isatty(2)};
+    dk_run_ui ui = {!x.quiet && isatty(2)};
     o.progress = dk_run_progress;
     o.progress_user = &ui;
     dk_runner_progress p;
     memset(&p, 0, sizeof p);
     st = dk_runner_run(cfg, &o, &p, &e);
-    int rc = 0;
-    if (st == DK_OK || st == DK_ERR_STATE) {
-        char el[32];
-        dk_fmt_dur(p.elapsed_s, el, sizeof el);
-        if (o.shard_count) printf("shard: %d/%d\n", o.shard_index, o.shard_count);
-        printf("run: %lld\ndb: %s\ncells: %lld\ndone: %lld\nfailed: %lld\nunfinished: %lld\nsamples: %lld\n"
-               "samples_new: %lld\nelapsed: %s\n",
-               (long long)p.run_id, o.db_path, (long long)p.cells_total, (long long)p.cells_done,
-               (long long)p.cells_failed, (long long)(p.cells_running + p.cells_pending), (long long)p.samples_done,
-               (long long)p.samples_new, el);
-        printf("prefix_sharing: %s\nprefix_sharing_runs: %lld\nprefix_sharing_saved_s: %.3f\n"
-               "prefix_sharing_expected_ratio: %.3f\nelapsed_s: %.3f\n",
-               o.prefix_sharing ? "on" : "off", (long long)p.prefix_shared_runs, p.prefix_saved_s, p.prefix_expected_ratio,
-               p.elapsed_s);
-    }
+    rc = 0;
+    if (st == DK_OK || st == DK_ERR_STATE) dk_run_print(&o, &p);
     if (st) {
         fprintf(stderr, "dashkit run: %s\n", e.msg);
         rc = st == DK_ERR_ARG ? 2 : 1;

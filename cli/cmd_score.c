@@ -160,92 +160,112 @@ static const char *score_row(const cJSON *row, dk_code_sim_backend be, double *g
 
 /* ---- command ---- */
 
-int dk_cmd_score(int argc, char **argv) {
-    dk_code_sim_backend be = DK_CODE_SIM_DIFFLIB;
-    double tol = 1e-6;
-    int quiet = 0;
-    const char *path = NULL;
+/* What pass 1 keeps: the output lines (NULL where --quiet drops one), the FAIL lines, counts. */
+typedef struct {
+    dk_code_sim_backend be;
+    double tol;
+    int quiet;
+    char **outl, **fails;
+    size_t cap, n_out, n_fails;
+    long checked, failed, cases;
+} score_pass;
+
+/* One non-empty input line: scored into sp. 0, or 1 after printing the error line. */
+static int score_line(score_pass *sp, const char *fname, long lineno, const char *line) {
+    cJSON *row = cJSON_Parse(line);
+    if (!cJSON_IsObject(row)) {
+        fprintf(stderr, "dashkit score: %s:%ld: not a JSON object\n", fname, lineno);
+        cJSON_Delete(row);
+        return 1;
+    }
+    double got = NAN;
+    const char *bad = score_row(row, sp->be, &got);
+    if (*bad) {
+        fprintf(stderr, "dashkit score: %s:%ld: field '%s': missing or of the wrong type/value\n", fname, lineno, bad);
+        cJSON_Delete(row);
+        return 1;
+    }
+    sp->cases++;
+    cJSON_AddItemToObject(row, "got", isnan(got) ? cJSON_CreateNull() : cJSON_CreateNumber(got));
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(row, "expected");
+    const cJSON *exl = cJSON_GetObjectItemCaseSensitive(row, "expected_with_levenshtein");
+    if (sp->be == DK_CODE_SIM_LEVENSHTEIN && cJSON_IsNumber(exl)) ex = exl;
+    int fail = 0;
+    if (cJSON_IsNumber(ex)) {
+        sp->checked++;
+        if (isnan(got) || fabs(got - ex->valuedouble) > sp->tol) fail = 1;
+    }
+    char *txt = cJSON_PrintUnformatted(row);
+    if (fail) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(row, "id");
+        char buf[2600];
+        snprintf(buf, sizeof buf, "FAIL %s:%ld%s%s: expected %.17g got %.17g", fname, lineno,
+                 cJSON_IsString(id) ? " id=" : "", cJSON_IsString(id) ? dk_cli_esc(id->valuestring) : "",
+                 ex->valuedouble, got);
+        sp->fails = realloc(sp->fails, (sp->n_fails + 1) * sizeof *sp->fails);
+        sp->fails[sp->n_fails++] = strdup(buf);
+        sp->failed++;
+    }
+    cJSON_Delete(row);
+    if (!txt) { fprintf(stderr, "dashkit score: out of memory\n"); return 1; }
+    if (sp->n_out == sp->cap) sp->outl = realloc(sp->outl, (sp->cap = sp->cap ? 2 * sp->cap : 64) * sizeof *sp->outl);
+    sp->outl[sp->n_out++] = (!sp->quiet || fail) ? txt : (free(txt), NULL);
+    return 0;
+}
+
+/* -1: parsed; otherwise the exit status (0 after --help). */
+static int score_parse_args(int argc, char **argv, score_pass *sp, const char **path) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { score_usage(stdout); return 0; }
-        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--quiet")) sp->quiet = 1;
         else if (!strcmp(a, "--code-sim") && i + 1 < argc) {
             const char *v = argv[++i];
-            if (!strcmp(v, "difflib")) be = DK_CODE_SIM_DIFFLIB;
-            else if (!strcmp(v, "levenshtein")) be = DK_CODE_SIM_LEVENSHTEIN;
+            if (!strcmp(v, "difflib")) sp->be = DK_CODE_SIM_DIFFLIB;
+            else if (!strcmp(v, "levenshtein")) sp->be = DK_CODE_SIM_LEVENSHTEIN;
             else { fprintf(stderr, "dashkit score: --code-sim: unknown backend '%s' (difflib|levenshtein)\n", dk_cli_esc(v)); return 2; }
         } else if (!strcmp(a, "--tolerance") && i + 1 < argc) {
             char *end;
             errno = 0;
-            tol = strtod(argv[++i], &end);
-            if (errno || *end || !(tol >= 0)) {
+            sp->tol = strtod(argv[++i], &end);
+            if (errno || *end || !(sp->tol >= 0)) {
                 fprintf(stderr, "dashkit score: --tolerance: invalid value '%s'\n", dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "dashkit score: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
-        } else if (path) {
-            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", dk_cli_esc(path), dk_cli_esc(a));
+        } else if (*path) {
+            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", dk_cli_esc(*path), dk_cli_esc(a));
             return 2;
-        } else path = a;
+        } else *path = a;
     }
-    if (!path) { score_usage(stderr); return 2; }
+    if (!*path) { score_usage(stderr); return 2; }
+    return -1;
+}
+
+int dk_cmd_score(int argc, char **argv) {
+    score_pass sp = {.be = DK_CODE_SIM_DIFFLIB, .tol = 1e-6};
+    const char *path = NULL;
+    int rc = score_parse_args(argc, argv, &sp, &path);
+    if (rc >= 0) return rc;
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
     char fname[1024]; /* the path as echoed in error lines */
     dk_escape_controls(strcmp(path, "-") ? path : "<stdin>", fname, sizeof fname);
     if (!f) { fprintf(stderr, "dashkit score: %s: %s\n", dk_cli_esc(path), strerror(errno)); return 1; }
 
     /* Pass 1: parse and score everything into memory, so a malformed line prints nothing. */
-    char **outl = NULL, *line = NULL;
-    size_t cap = 0, n_out = 0, lcap = 0;
-    long lineno = 0, checked = 0, failed = 0, cases = 0;
-    char **fails = NULL;
-    size_t n_fails = 0;
-    int rc = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    long lineno = 0;
+    rc = 0;
     ssize_t len;
     errno = 0;
     while ((len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
-        cJSON *row = cJSON_Parse(line);
-        if (!cJSON_IsObject(row)) {
-            fprintf(stderr, "dashkit score: %s:%ld: not a JSON object\n", fname, lineno);
-            cJSON_Delete(row); rc = 1; break;
-        }
-        double got = NAN;
-        const char *bad = score_row(row, be, &got);
-        if (*bad) {
-            fprintf(stderr, "dashkit score: %s:%ld: field '%s': missing or of the wrong type/value\n",
-                    fname, lineno, bad);
-            cJSON_Delete(row); rc = 1; break;
-        }
-        cases++;
-        cJSON_AddItemToObject(row, "got", isnan(got) ? cJSON_CreateNull() : cJSON_CreateNumber(got));
-        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(row, "expected");
-        const cJSON *exl = cJSON_GetObjectItemCaseSensitive(row, "expected_with_levenshtein");
-        if (be == DK_CODE_SIM_LEVENSHTEIN && cJSON_IsNumber(exl)) ex = exl;
-        int fail = 0;
-        if (cJSON_IsNumber(ex)) {
-            checked++;
-            if (isnan(got) || fabs(got - ex->valuedouble) > tol) fail = 1;
-        }
-        char *txt = cJSON_PrintUnformatted(row);
-        if (fail) {
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(row, "id");
-            char buf[2600];
-            snprintf(buf, sizeof buf, "FAIL %s:%ld%s%s: expected %.17g got %.17g", fname, lineno,
-                     cJSON_IsString(id) ? " id=" : "", cJSON_IsString(id) ? dk_cli_esc(id->valuestring) : "",
-                     ex->valuedouble, got);
-            fails = realloc(fails, (n_fails + 1) * sizeof *fails);
-            fails[n_fails++] = strdup(buf);
-            failed++;
-        }
-        cJSON_Delete(row);
-        if (!txt) { fprintf(stderr, "dashkit score: out of memory\n"); rc = 1; break; }
-        if (n_out == cap) outl = realloc(outl, (cap = cap ? 2 * cap : 64) * sizeof *outl);
-        outl[n_out++] = (!quiet || fail) ? txt : (free(txt), NULL);
+        if ((rc = score_line(&sp, fname, lineno, line))) break;
     }
     if (rc == 0 && ferror(f)) { /* a read error (EISDIR, EIO) is not the end of the file */
         fprintf(stderr, "dashkit score: %s: read error: %s\n", fname, strerror(errno ? errno : EIO));
@@ -254,15 +274,15 @@ int dk_cmd_score(int argc, char **argv) {
     if (f != stdin) fclose(f);
     free(line);
     if (rc == 0) {
-        for (size_t i = 0; i < n_out; i++)
-            if (outl[i]) puts(outl[i]);
-        for (size_t i = 0; i < n_fails; i++) fprintf(stderr, "%s\n", fails[i]);
-        fprintf(stderr, "cases: %ld checked: %ld failed: %ld\n", cases, checked, failed);
-        if (failed) rc = 1;
+        for (size_t i = 0; i < sp.n_out; i++)
+            if (sp.outl[i]) puts(sp.outl[i]);
+        for (size_t i = 0; i < sp.n_fails; i++) fprintf(stderr, "%s\n", sp.fails[i]);
+        fprintf(stderr, "cases: %ld checked: %ld failed: %ld\n", sp.cases, sp.checked, sp.failed);
+        if (sp.failed) rc = 1;
     }
-    for (size_t i = 0; i < n_out; i++) free(outl[i]);
-    for (size_t i = 0; i < n_fails; i++) free(fails[i]);
-    free(outl);
-    free(fails);
+    for (size_t i = 0; i < sp.n_out; i++) free(sp.outl[i]);
+    for (size_t i = 0; i < sp.n_fails; i++) free(sp.fails[i]);
+    free(sp.outl);
+    free(sp.fails);
     return rc;
 }

@@ -187,40 +187,38 @@ void dk_chat_parts_free(dk_chat_parts *p) {
     p->prefix = p->suffix = NULL;
 }
 
+/* Each template's text around the user content: the prefix with a system prompt (its one %s) and
+ * without one, the suffix that opens the assistant turn, and the template's two flags. */
+typedef struct {
+    const char *with_system, *without_system, *suffix;
+    bool bos_in_text, trim_content;
+} dk_chat_form;
+
+static const dk_chat_form dk_chat_forms[] = {
+    [DK_CHAT_TEMPLATE_NONE] = {"", "", "", false, false},
+    [DK_CHAT_TEMPLATE_CHATML] = {"<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n", "<|im_start|>user\n",
+                                 "<|im_end|>\n<|im_start|>assistant\n", false, false},
+    [DK_CHAT_TEMPLATE_LLAMA3] = {"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n%s<|eot_id|>"
+                                 "<|start_header_id|>user<|end_header_id|>\n\n",
+                                 "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n",
+                                 "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", true, true},
+    [DK_CHAT_TEMPLATE_LLAMA2] = {"[INST] <<SYS>>\n%s\n<</SYS>>\n\n", "[INST] ", " [/INST]", false, false},
+};
+
 dk_status dk_chat_template_parts(const dk_chat_template *t, dk_chat_parts *out, dk_err *e) {
     memset(out, 0, sizeof *out);
+    if ((unsigned)t->kind >= sizeof dk_chat_forms / sizeof dk_chat_forms[0])
+        return dk_fail(e, DK_ERR_ARG, "chat template: unknown kind %d", (int)t->kind);
+    const dk_chat_form *f = &dk_chat_forms[t->kind];
     size_t cap = strlen(t->system) + 256;
     out->prefix = malloc(cap);
     out->suffix = malloc(256);
     if (!out->prefix || !out->suffix) { dk_chat_parts_free(out); return dk_fail(e, DK_ERR_NOMEM, "chat template: out of memory"); }
-    const char *sys = t->system;
-    switch (t->kind) {
-    case DK_CHAT_TEMPLATE_NONE:
-        out->prefix[0] = out->suffix[0] = 0;
-        break;
-    case DK_CHAT_TEMPLATE_CHATML:
-        if (sys[0]) snprintf(out->prefix, cap, "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n", sys);
-        else snprintf(out->prefix, cap, "<|im_start|>user\n");
-        snprintf(out->suffix, 256, "<|im_end|>\n<|im_start|>assistant\n");
-        break;
-    case DK_CHAT_TEMPLATE_LLAMA3:
-        if (sys[0])
-            snprintf(out->prefix, cap, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n%s<|eot_id|>"
-                                       "<|start_header_id|>user<|end_header_id|>\n\n", sys);
-        else snprintf(out->prefix, cap, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n");
-        snprintf(out->suffix, 256, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
-        out->bos_in_text = true;
-        out->trim_content = true;
-        break;
-    case DK_CHAT_TEMPLATE_LLAMA2:
-        if (sys[0]) snprintf(out->prefix, cap, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n", sys);
-        else snprintf(out->prefix, cap, "[INST] ");
-        snprintf(out->suffix, 256, " [/INST]");
-        break;
-    default:
-        dk_chat_parts_free(out);
-        return dk_fail(e, DK_ERR_ARG, "chat template: unknown kind %d", (int)t->kind);
-    }
+    if (t->system[0]) snprintf(out->prefix, cap, f->with_system, t->system);
+    else snprintf(out->prefix, cap, "%s", f->without_system);
+    snprintf(out->suffix, 256, "%s", f->suffix);
+    out->bos_in_text = f->bos_in_text;
+    out->trim_content = f->trim_content;
     out->prefix_len = strlen(out->prefix);
     out->suffix_len = strlen(out->suffix);
     return DK_OK;

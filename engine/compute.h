@@ -8,10 +8,9 @@
  *         (round to nearest even) per matrix right before its product. Activations are rounded
  *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
  *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer
- *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic: F16/BF16/
- *         Q8_0 weights on matmul.c's fused chunked path as in f32 mode, F32 weights as one sgemv
- *         per chunk of 64 rows spread over the threads (f32 mode keeps its one sgemm there, whose
- *         m = 1 case packs W and reads it ~3x slower). Attention's two products, norms, RoPE and
+ *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic on the
+ *         same fused small-m path as f32 mode (matvec.h: every weight read once in its file type,
+ *         f32 dot products). Attention's two products, norms, RoPE and
  *         softmax stay f32. oneDNN picks its kernels from the CPU at run time (avx512_core_bf16,
  *         AMX).
  *

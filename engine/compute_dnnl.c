@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* oneDNN runs on OpenMP (Debian's build); its team size is this process's OpenMP setting. */
 extern void omp_set_num_threads(int n);
@@ -238,12 +237,6 @@ int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems) {
 
 /* ---- peak (bench) ---- */
 
-static double dk_compute_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int dk_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -270,9 +263,9 @@ double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
         if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
         int ok = dk_prim_get(b, &key, &p, &e) == DK_OK;
         for (int r = -1; ok && r < reps; r++) {
-            double t0 = dk_compute_now();
+            double t0 = dk_time_now_s();
             ok = dk_exec(b, p, 3, arg, md, ptr, &e) == DK_OK;
-            if (r >= 0) t[r] = dk_compute_now() - t0;
+            if (r >= 0) t[r] = dk_time_now_s() - t0;
         }
         if (ok) {
             qsort(t, (size_t)reps, sizeof *t, dk_cmp_double);

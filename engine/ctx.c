@@ -3,7 +3,6 @@
 #include "forward_state.h"
 #include "blas.h"
 #include "compute.h"
-#include "memory.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,62 @@ void dk_flops_add(dk_flops *dst, const dk_flops *src) {
     for (int i = 0; i < DK_FLOPS_COUNT; i++) dst->c[i] += src->c[i];
 }
 
+/* ---- sizes ----
+ * Every buffer of a context, in elements, from one function: dk_ctx_create, dk_ctx_threads and
+ * dk_ctx_reserve allocate these, and dk_ctx_*_bytes (memory.h's estimate) add them up. */
+
+typedef struct {
+    size_t kv;       /* floats of one layer's K, and of its V: n_ctx * n_head_kv*head_dim */
+    size_t rope;     /* floats of each RoPE table (cos, sin): n_ctx * n_rot/2 */
+    int qblk;        /* query rows per attention block: 256/group, 1 when group >= 256 */
+    size_t attn_s;   /* floats of one thread's scores: qblk*group * n_ctx */
+    size_t attn_qo;  /* floats of one thread's stacked queries, and of its block output: qblk*group * head_dim */
+    size_t convert;  /* floats of the conversion buffer: the largest layer matrix, max(n_head*head_dim, n_ff) * n_embd */
+    size_t row_d;    /* floats per chunk row of x, h, xa, xb, u: n_embd */
+    size_t row_q;    /* of q, att: n_head*head_dim */
+    size_t row_f;    /* of hb, hb2: n_ff */
+} dk_ctx_layout;
+
+static dk_ctx_layout dk_ctx_layout_of(const dk_model_config *k, int n_ctx) {
+    dk_ctx_layout l;
+    size_t nc = (size_t)n_ctx, group = (size_t)(k->n_head / k->n_head_kv), q = (size_t)k->n_head * k->head_dim;
+    l.kv = nc * (size_t)k->n_head_kv * (size_t)k->head_dim;
+    l.rope = nc * (size_t)(k->n_rot / 2);
+    l.qblk = group >= 256 ? 1 : (int)(256 / group);
+    l.attn_s = (size_t)l.qblk * group * nc;
+    l.attn_qo = (size_t)l.qblk * group * (size_t)k->head_dim;
+    l.convert = (q > (size_t)k->n_ff ? q : (size_t)k->n_ff) * (size_t)k->n_embd;
+    l.row_d = (size_t)k->n_embd;
+    l.row_q = q;
+    l.row_f = (size_t)k->n_ff;
+    return l;
+}
+
+int dk_ctx_pool_threads(void) {
+    int n = dk_blas_threads();
+    return n < 1 ? 1 : n > 64 ? 64 : n;
+}
+
+int64_t dk_ctx_kv_bytes(const dk_model_config *k, int n_ctx) {
+    return (int64_t)k->n_layer * 2 * (int64_t)dk_ctx_layout_of(k, n_ctx).kv * 4;
+}
+
+/* per layer a dk_kv_cache, a dk_layer_stats and the cache positions (n_ctx int32); the RoPE
+ * tables; per pool thread the attention block's scores, queries and output */
+int64_t dk_ctx_fixed_bytes(const dk_model_config *k, int n_ctx, int threads) {
+    dk_ctx_layout l = dk_ctx_layout_of(k, n_ctx);
+    return (int64_t)k->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + (int64_t)n_ctx * 4) +
+           2 * (int64_t)l.rope * 4 + (int64_t)threads * ((int64_t)l.attn_s * 4 + 2 * (int64_t)l.attn_qo * 4);
+}
+
+/* dk_ctx_reserve: five buffers of row_d, two of row_q, two of row_f floats and five int32 per row */
+int64_t dk_ctx_chunk_bytes(const dk_model_config *k, int n_chunk) {
+    dk_ctx_layout l = dk_ctx_layout_of(k, 1);
+    return (int64_t)n_chunk * (int64_t)(5 * l.row_d + 2 * l.row_q + 2 * l.row_f) * 4 + 5 * (int64_t)n_chunk * 4;
+}
+
+int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
+
 /* ---- context ---- */
 
 static void dk_ctx_free_scratch(dk_ctx *c) {
@@ -38,8 +93,8 @@ static void dk_ctx_free_scratch(dk_ctx *c) {
 
 dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
     if (n <= c->cap) return DK_OK;
-    const dk_model_config *k = &c->m->cfg;
-    size_t r = (size_t)n, d = (size_t)k->n_embd, q = (size_t)k->n_head * k->head_dim, f = (size_t)k->n_ff;
+    dk_ctx_layout l = dk_ctx_layout_of(&c->m->cfg, 1);
+    size_t r = (size_t)n, d = l.row_d, q = l.row_q, f = l.row_f;
     dk_ctx_free_scratch(c);
     c->x = malloc(r * d * 4); c->h = malloc(r * d * 4); c->xa = malloc(r * d * 4); c->xb = malloc(r * d * 4);
     c->u = malloc(r * d * 4); c->q = malloc(r * q * 4); c->att = malloc(r * q * 4);
@@ -67,26 +122,22 @@ static void dk_ctx_free_attn_scratch(dk_ctx *c) {
 }
 
 dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
-    int want = dk_blas_threads();
-    if (want < 1) want = 1;
-    if (want > 64) want = 64;
+    int want = dk_ctx_pool_threads();
     if (want != c->pool.n) {
         dk_pool_free(&c->pool);
         dk_pool_init(&c->pool, want);
     }
     if (c->n_scratch == c->pool.n) return DK_OK;
     dk_ctx_free_attn_scratch(c);
-    const dk_model_config *k = &c->m->cfg;
-    int n = c->pool.n, group = k->n_head / k->n_head_kv;
-    size_t rows = (size_t)c->qblk * group;
+    dk_ctx_layout l = dk_ctx_layout_of(&c->m->cfg, c->n_ctx_max);
+    int n = c->pool.n;
     c->s = calloc((size_t)n, sizeof *c->s);
     c->qb = calloc((size_t)n, sizeof *c->qb);
     c->ob = calloc((size_t)n, sizeof *c->ob);
     c->n_scratch = n;
     bool ok = c->s && c->qb && c->ob;
     for (int t = 0; ok && t < n; t++)
-        ok = (c->s[t] = malloc(rows * (size_t)c->n_ctx_max * 4)) && (c->qb[t] = malloc(rows * (size_t)k->head_dim * 4)) &&
-             (c->ob[t] = malloc(rows * (size_t)k->head_dim * 4));
+        ok = (c->s[t] = malloc(l.attn_s * 4)) && (c->qb[t] = malloc(l.attn_qo * 4)) && (c->ob[t] = malloc(l.attn_qo * 4));
     if (!ok) {
         if (!c->s || !c->qb || !c->ob) c->n_scratch = 0;
         dk_ctx_free_attn_scratch(c);
@@ -109,20 +160,21 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     c->mm.fused = true;
     c->mm.convert_s = &c->stats.convert_s;
     c->mm.fused_matmuls = &c->stats.fused_matmuls;
-    int group = k->n_head / k->n_head_kv;
-    c->qblk = group >= 256 ? 1 : 256 / group;
-    size_t kvd = (size_t)k->n_head_kv * k->head_dim, half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
+    dk_ctx_layout l = dk_ctx_layout_of(k, n_ctx_max);
+    c->qblk = l.qblk;
+    c->convert_n = l.convert;
+    size_t half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
     bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
               (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
-              (c->rope_cos = malloc(nc * half * 4)) && (c->rope_sin = malloc(nc * half * 4));
+              (c->rope_cos = malloc(l.rope * 4)) && (c->rope_sin = malloc(l.rope * 4));
     dk_pool_init(&c->pool, 1);
     ok = ok && dk_ctx_threads(c, e) == DK_OK;
     if (ok && m->converts) {
-        c->mm.wbuf_n = (size_t)(dk_memory_convert_bytes(k) / 4);
+        c->mm.wbuf_n = l.convert;
         ok = (c->mm.wbuf = malloc(c->mm.wbuf_n * 4)) != NULL;
     }
-    for (int l = 0; ok && l < k->n_layer; l++)
-        ok = (c->kv[l].k = malloc(nc * kvd * 4)) && (c->kv[l].v = malloc(nc * kvd * 4)) && (c->kv[l].pos = malloc(nc * 4));
+    for (int i = 0; ok && i < k->n_layer; i++)
+        ok = (c->kv[i].k = malloc(l.kv * 4)) && (c->kv[i].v = malloc(l.kv * 4)) && (c->kv[i].pos = malloc(nc * 4));
     if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
     /* angle(pos, i) = pos * theta^(-2i/n_rot), in double then rounded once */
     for (size_t p = 0; p < nc; p++)

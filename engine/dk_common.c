@@ -1,8 +1,7 @@
-/* dk_common.c — error helpers and the monotonic clock. */
+/* dk_common.c — error helpers. */
 #include "dk_common.h"
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* Control characters (a file's key, a JSON string echoed in the message) are written as \n, \r,
  * \t or \xNN so the message stays one line; backslashes are kept as they are, so escaping an
@@ -51,10 +50,4 @@ const char *dk_status_name(dk_status s) {
     case DK_ERR_STATE: return "invalid state";
     }
     return "unknown";
-}
-
-double dk_time_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

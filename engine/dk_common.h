@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdarg.h>
+#include "util.h" /* clock, growable string, heap, argmax: the bottom helpers, for every layer */
 
 typedef enum {
     DK_OK = 0,
@@ -35,8 +36,5 @@ dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 const char *dk_status_name(dk_status s);
-
-/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
-double dk_time_now_s(void);
 
 #endif

@@ -21,7 +21,6 @@
  * Attention runs (KV head, query block) tiles concurrently, each tile's two GEMMs on one OpenBLAS
  * thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
 #include "forward_state.h"
-#include "memory.h"
 #include "ops.h"
 #include <cblas.h>
 #include <math.h>
@@ -344,7 +343,7 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
         dk_rmsnorm(&c->pool, c->xb, src, m->w.output_norm, rows, d, k->rms_eps);
         c->stats.head.c[DK_FLOPS_NORM] += 4 * (int64_t)rows * d;
         /* blocks of the conversion buffer's rows, for every file type (dk_matmul_head) */
-        int blk = (int)((size_t)(dk_memory_convert_bytes(k) / 4) / (size_t)m->w.output.cols);
+        int blk = (int)(c->convert_n / (size_t)m->w.output.cols);
         dk_matmul_head(&c->mm, logits, c->xb, &m->w.output, rows, blk, &c->stats.head.c[DK_FLOPS_LM_HEAD]);
     }
     for (int l = 0; l < k->n_layer; l++) dk_flops_add(&c->stats.total, &c->layer_stats[l].flops);
@@ -448,12 +447,6 @@ dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *
 
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e) {
     return dk_forward_prefill(c, &token, 1, NULL, logits, e);
-}
-
-int dk_argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
-    return best;
 }
 
 /* ---- greedy generation ---- */

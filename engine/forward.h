@@ -144,13 +144,23 @@ int dk_ctx_n_ctx_max(const dk_ctx *c);
 const dk_kv_cache *dk_ctx_cache(const dk_ctx *c, int layer);
 const dk_forward_stats *dk_ctx_stats(const dk_ctx *c); /* of the last prefill/decode call */
 const dk_model *dk_ctx_model(const dk_ctx *c);
-/* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included) on F16/BF16/Q8_0
- * weights: on (the default), each pool task converts W chunk by chunk (<= 64 rows, ~128 KiB of
- * f32) into its slice of the context's conversion buffer and multiplies it there (one sgemv per
- * row); off, the whole matrix is converted into that buffer first and multiplied by one sgemm
- * (the path every larger m takes). Results differ by float rounding only (summation order inside
- * BLAS); F32 weights and m > 8 run the same calls either way. No extra memory: the chunks live in
- * the conversion buffer. For tests and the bench (decode_fused_vs_convert). */
+/* What a context allocates, in bytes, from the sizes dk_ctx_create / dk_ctx_reserve allocate with
+ * (memory.h's estimate is built on these): the K and V caches at n_ctx; everything else per context
+ * with a pool of `threads` threads (dk_ctx_pool_threads(): dk_blas_threads() clamped to 1..64, as a
+ * context sizes its pool); the scratch of a chunk of n_chunk rows; the f32 conversion buffer (a
+ * context allocates it when some tensor is not F32). */
+int64_t dk_ctx_kv_bytes(const dk_model_config *cfg, int n_ctx);
+int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
+int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
+int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
+int dk_ctx_pool_threads(void);
+/* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included), every file type:
+ * on (the default), each row of W is read once in its file type and widened next to its f32 dot
+ * products (matvec.h), rows split over the pool; off, the matrix is converted whole into the
+ * context's conversion buffer (F32: used in place) and multiplied by one sgemm (the path every
+ * larger m takes). Results differ by float rounding only (summation order); m > 8 runs the same
+ * calls either way. No extra memory: the per-thread rows live in the conversion buffer. For tests
+ * and the bench (decode_fused_vs_convert). */
 void dk_ctx_set_fused_decode(dk_ctx *c, bool on);
 bool dk_ctx_fused_decode(const dk_ctx *c);
 /* Compute precision of the large products (compute.h): f32 (default, the exact path) or bf16
@@ -204,9 +214,6 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active); /* set for l
 
 /* One token at the next position (attends to every layer's cache, whatever its length). */
 dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e);
-
-/* Index of the largest logit (lowest index on ties). */
-int dk_argmax(const float *x, int n);
 
 /* Greedy generation with llama2.c run.c semantics: feeds prompt[0..n_prompt) one position per
  * step (the prompt as a prefill chunk, then decode), and from the end of the prompt appends the

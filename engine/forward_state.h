@@ -29,6 +29,7 @@ struct dk_ctx {
     int32_t *probe_slot;    /* (cap) active row -> probe index, or -1 */
     int32_t *probe_act;     /* (cap) probe chunk indices active at this layer */
     int qblk;               /* query rows per attention block */
+    size_t convert_n;       /* floats of the largest layer matrix in f32: the lm head's row blocks hold as many */
     dk_pool pool;           /* pool.n threads for the non-BLAS work */
     int n_scratch;          /* threads the per-thread attention scratch below is allocated for */
     float **s;              /* (n_scratch) each (qblk*group, n_ctx_max) scores/probabilities of a block */

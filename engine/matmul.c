@@ -1,6 +1,7 @@
 /* matmul.c — the products of the projections and the lm head (matmul.h): weight conversion into
- * the f32 scratch, the fused small-m path, the bf16 backend and the f32 sgemv path for decode. */
+ * the f32 scratch, the fused small-m path (matvec.h) and the bf16 backend. */
 #include "matmul.h"
+#include "matvec.h"
 #include <cblas.h>
 #include <string.h>
 
@@ -30,78 +31,57 @@ static const float *dk_weight_rows(dk_matmul_ctx *mm, const dk_tensor *w, int64_
     return mm->wbuf;
 }
 
-/* ---- fused small-m matmul of a converted matrix ----
- * Y (m, n) = X (m, k) · Wᵀ for m <= DK_FUSED_MAX_M without the whole-matrix f32 copy. W's rows are
- * cut into chunks of dk_fused_rows(k) rows at FIXED row offsets (0, R, 2R, ...); a task converts
- * each chunk of its contiguous run into its slice of wbuf and multiplies it at once, one sgemv per
- * row of X, with OpenBLAS on one thread. A chunk's calls are the same whatever the number of
- * tasks or threads, so results are bit-identical for every thread count; and Y's row i is the
- * same sgemv whatever m is, so a decode step equals the same row of a small chunk bit for bit.
+/* ---- few rows (decode): the fused small-m path ----
+ * Y (m, n) = X (m, k) · Wᵀ for m <= DK_MATVEC_MAX_M, every file type and compute mode: each row of
+ * W is read once in its file type and widened next to its dot products (matvec.h), no f32 copy of
+ * W travels through memory and no BLAS call is made. The rows are cut into chunks at fixed offsets
+ * (>= 64 KiB of file bytes, at most 32 chunks per thread) that the pool's threads take as they
+ * come; a row's result depends on nothing but its bits and X's, so every split and thread count
+ * gives the same bits, and row i of Y is the same whatever m is (a decode step equals the same
+ * row of a small chunk). The one-row scratch of types widened in memory is a per-thread slice of
+ * wbuf.
  *
- * Why m <= 8: per weight element the whole-matrix path moves 2 B (F16/BF16; ~1.06 B Q8_0) read +
- * 4 B f32 written + 4 B f32 read again by the sgemm, through memory for any real layer matrix,
- * while the fused path reads the 2 B once and reuses the f32 chunk from L2 for all m rows. That
- * saving is per weight whatever m is; what grows with m is the product itself, where m sgemv calls
- * (each re-reading the chunk from L2) lose to one packed, blocked sgemm as m grows. sgemm on the
- * chunk instead of m sgemv calls was slower at every m tried (2..6; it packs the chunk again). Measured
- * end to end (a chunk of m tokens, qwen2-0.5b shape in BF16, 2 shared cores, fused vs whole-matrix
- * alternately, medians): whole-matrix / fused wall time ~3x at m = 1..4, ~1.4x at 8, ~0.85x at 16
- * and ~0.75x at 32. Decode (m = 1), short question chunks and halting's last few active rows
- * fall below the threshold; prefill chunks never do in practice. */
-enum { DK_FUSED_MAX_M = 8 };
-
-/* Rows per chunk for rows of k floats: ~128 KiB of f32 (fits L2 next to the source rows), at
- * least 1 and at most 64 rows; never more than wbuf holds (a layer matrix holds >= 1 row). */
-static int dk_fused_rows(const dk_matmul_ctx *mm, int k) {
-    size_t r = (32768 + (size_t)k - 1) / (size_t)k, cap = mm->wbuf_n / (size_t)k;
-    if (r > 64) r = 64;
-    if (r > cap) r = cap;
-    return r < 1 ? 1 : (int)r;
-}
-
+ * Why m <= 8: per weight the whole-matrix path moves 2 B (F16/BF16; ~1.06 B Q8_0) read + 4 B f32
+ * written + 4 B read again by the sgemm, while this path reads the file bytes once; what grows with
+ * m is the arithmetic, where m dot products per row lose to one packed, blocked sgemm as m grows
+ * (the previous chunk-and-sgemv form of this path measured whole-matrix / fused wall time ~3x at
+ * m = 1..4, ~1.4x at 8, ~0.85x at 16). Decode (m = 1), short question chunks and halting's last few
+ * active rows fall below the threshold; prefill chunks never do in practice. */
 typedef struct {
     const dk_tensor *w;
     float *y;
-    const float *x, *wbuf;
-    int m, n, k, rows;     /* rows per chunk */
-    int n_chunks, n_tasks;
-    bool per_thread;       /* slices indexed by thread (pool fits wbuf), else by task */
+    const float *x;
+    float *scratch;        /* pool.n slices of k floats, or NULL (F32 weights) */
+    int64_t r0, r1, rows;  /* rows [r0, r1) in chunks of `rows` */
+    int m, ldy;
     float beta;
-} dk_fused_job;
+} dk_matvec_job;
 
-static void dk_fused_task(void *arg, int t, int tid) {
-    const dk_fused_job *j = arg;
-    int k = j->k, R = j->rows;
-    float *buf = (float *)j->wbuf + (size_t)(j->per_thread ? tid : t) * (size_t)R * (size_t)k;
-    const uint8_t *src = j->w->data;
-    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
-        int r0 = (int)ch * R, nb = j->n - r0 < R ? j->n - r0 : R;
-        dk_dequantize(j->w->type, src + (size_t)r0 * j->w->row_bytes, buf, (size_t)nb * (size_t)k);
-        for (int i = 0; i < j->m; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, k, 1.0f, buf, k, j->x + (size_t)i * k, 1, j->beta, j->y + (size_t)i * j->n + r0, 1);
-    }
+static void dk_matvec_task(void *arg, int t, int tid) {
+    const dk_matvec_job *j = arg;
+    int64_t a = j->r0 + (int64_t)t * j->rows, b = a + j->rows < j->r1 ? a + j->rows : j->r1;
+    float *scr = j->scratch ? j->scratch + (size_t)tid * (size_t)j->w->cols : NULL;
+    dk_matvec_rows(j->w, a, b, j->x, j->m, j->y, j->ldy, j->beta, scr);
 }
 
-/* The fused path applies: converted weights, few rows, enabled. */
-static bool dk_use_fused(const dk_matmul_ctx *mm, const dk_tensor *w, int m) {
-    return mm->fused && w->type != DK_GGML_TYPE_F32 && m <= DK_FUSED_MAX_M && mm->wbuf;
-}
+/* The fused path applies: few rows, enabled (the default; dk_ctx_set_fused_decode). */
+static bool dk_use_fused(const dk_matmul_ctx *mm, int m) { return mm->fused && m <= DK_MATVEC_MAX_M; }
 
-/* Rows 0..n-1 of W (n, k) against X (m, k), Y row stride n. The conversion is interleaved with
- * the products chunk by chunk, so its time is counted in the matmul time, not in convert_s. */
-static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta) {
-    int R = dk_fused_rows(mm, k), n_chunks = (n + R - 1) / R;
-    int slices = (int)(mm->wbuf_n / ((size_t)R * (size_t)k));
-    int n_tasks = dk_pool_n_tasks(mm->pool, (size_t)n_chunks, 1);
-    bool per_thread = mm->pool->n <= slices;
-    if (!per_thread && n_tasks > slices) n_tasks = slices;
-    dk_fused_job j = {w, y, x, mm->wbuf, m, n, k, R, n_chunks, n_tasks, per_thread, beta};
-    /* one OpenBLAS thread per chunk call while the pool runs tasks side by side (process-wide
-     * setting, restored after the job as in dk_attention) */
-    int bt = openblas_get_num_threads();
-    if (bt > 1) openblas_set_num_threads(1);
-    dk_pool_run(mm->pool, n_tasks, dk_fused_task, &j);
-    if (bt > 1) openblas_set_num_threads(bt);
+/* Rows [r0, r1) of W against X (m, k) into Y (row stride ldy, column r = row r of W). */
+static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int64_t r1,
+                            int m, float beta) {
+    int threads = mm->pool->n;
+    bool widen = w->type != DK_GGML_TYPE_F32;
+    /* widened types need a scratch row per thread; without room for all, the caller alone runs */
+    if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)threads * (size_t)w->cols)) threads = 1;
+    int64_t n = r1 - r0, rows = (65536 + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
+    int64_t per = (n + 32 * (int64_t)threads - 1) / (32 * (int64_t)threads);
+    if (rows < per) rows = per;
+    if (rows < 1) rows = 1;
+    dk_matvec_job j = {w, y, x, widen ? mm->wbuf : NULL, r0, r1, rows, m, ldy, beta};
+    int n_chunks = (int)((n + rows - 1) / rows);
+    if (threads > 1) dk_pool_run(mm->pool, n_chunks, dk_matvec_task, &j);
+    else for (int t = 0; t < n_chunks; t++) dk_matvec_task(&j, t, 0);
     (*mm->fused_matmuls)++;
 }
 
@@ -119,61 +99,14 @@ static void dk_matmul_bf16(dk_matmul_ctx *mm, float *y, int ldy, const float *x,
     mm->st = dk_bf16_matmul(mm->bf16, y, ldy, x, wp, native, m, nr, k, beta, mm->pool->n, &mm->err);
 }
 
-/* bf16 compute, F32 weights, m <= DK_COMPUTE_MIN_M (decode): Y = X·Wᵀ as one sgemv per row of X
- * and chunk of 64 rows of W, the chunks spread over the pool (OpenBLAS on one thread per call),
- * W read once in place. sgemm with m = 1 packs W first and reads it about 3x slower (measured);
- * the f32 mode keeps that call, bit for bit. */
-typedef struct {
-    const dk_tensor *w;
-    float *y;
-    const float *x;
-    int m, n, k, n_chunks, n_tasks, ldy;
-    float beta;
-} dk_gemv_job;
-
-enum { DK_GEMV_ROWS = 64 };
-
-static void dk_gemv_task(void *arg, int t, int tid) {
-    (void)tid;
-    const dk_gemv_job *j = arg;
-    for (size_t ch = dk_task_lo((size_t)j->n_chunks, t, j->n_tasks); ch < dk_task_lo((size_t)j->n_chunks, t + 1, j->n_tasks); ch++) {
-        int r0 = (int)ch * DK_GEMV_ROWS, nb = j->n - r0 < DK_GEMV_ROWS ? j->n - r0 : DK_GEMV_ROWS;
-        const float *wr = (const float *)((const uint8_t *)j->w->data + (size_t)r0 * j->w->row_bytes);
-        for (int i = 0; i < j->m; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nb, j->k, 1.0f, wr, j->k, j->x + (size_t)i * j->k, 1, j->beta,
-                        j->y + (size_t)i * j->ldy + r0, 1);
-    }
-}
-
-static bool dk_use_gemv(const dk_matmul_ctx *mm, const dk_tensor *w, int m) {
-    return mm->compute == DK_COMPUTE_BF16 && w->type == DK_GGML_TYPE_F32 && m <= DK_COMPUTE_MIN_M;
-}
-
-/* Rows [r0, r0+n) of W into columns [0, n) of Y (row stride ldy). */
-static void dk_matmul_gemv(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int m, int n, int k, float beta) {
-    dk_tensor sub = *w;
-    sub.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
-    int n_chunks = (n + DK_GEMV_ROWS - 1) / DK_GEMV_ROWS;
-    dk_gemv_job j = {&sub, y, x, m, n, k, n_chunks, dk_pool_n_tasks(mm->pool, (size_t)n_chunks, 1), ldy, beta};
-    int bt = openblas_get_num_threads();
-    if (bt > 1 && mm->pool->n > 1) openblas_set_num_threads(1);
-    dk_pool_run(mm->pool, j.n_tasks, dk_gemv_task, &j);
-    if (bt > 1 && mm->pool->n > 1) openblas_set_num_threads(bt);
-}
-
 void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
-    if (dk_use_gemv(mm, w, m)) {
-        dk_matmul_gemv(mm, y, n, x, w, 0, m, n, k, beta);
+    if (dk_use_fused(mm, m)) {
+        dk_matmul_fused(mm, y, n, x, w, 0, n, m, beta);
         *flops += 2 * (int64_t)m * n * k;
         return;
     }
     if (dk_use_bf16(mm, m)) {
         dk_matmul_bf16(mm, y, n, x, w, 0, n, m, k, beta);
-        *flops += 2 * (int64_t)m * n * k;
-        return;
-    }
-    if (dk_use_fused(mm, w, m)) {
-        dk_matmul_fused(mm, y, x, w, m, n, k, beta);
         *flops += 2 * (int64_t)m * n * k;
         return;
     }
@@ -184,8 +117,8 @@ void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, 
 
 void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_tensor *w, int m, int blk, int64_t *flops) {
     int n = (int)w->rows, k = (int)w->cols;
-    if (dk_use_fused(mm, w, m)) {
-        dk_matmul_fused(mm, logits, x, w, m, n, k, 0.0f);
+    if (dk_use_fused(mm, m)) { /* the vocabulary's rows split over the threads */
+        dk_matmul_fused(mm, logits, n, x, w, 0, n, m, 0.0f);
         *flops += 2 * (int64_t)m * n * k;
         return;
     }
@@ -195,7 +128,6 @@ void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_t
     for (int r0 = 0; r0 < n; r0 += blk) {
         int nb = n - r0 < blk ? n - r0 : blk;
         if (dk_use_bf16(mm, m)) { dk_matmul_bf16(mm, logits + r0, n, x, w, r0, nb, m, k, 0.0f); continue; }
-        if (dk_use_gemv(mm, w, m)) { dk_matmul_gemv(mm, logits + r0, n, x, w, r0, m, nb, k, 0.0f); continue; }
         const float *wf = dk_weight_rows(mm, w, r0, nb);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
     }

@@ -4,11 +4,10 @@
  * converted into the f32 scratch wbuf right before its sgemm (OpenBLAS 0.3.21 has no
  * half-precision GEMM), the lm head in blocks of rows that fit wbuf. Converted values are the
  * exact f32 values (quant.h), so the sgemm calls see the same operands as with an f32 file.
- * For a few rows (decode; m <= 8) the whole-matrix copy is skipped instead: each pool task
- * converts a chunk of W's rows into its own cache-sized slice of wbuf and multiplies it right
- * away (the fused path), so W is read once in its file type and no f32 copy of it travels
- * through memory. In bf16 compute mode (compute.h) products of more than DK_COMPUTE_MIN_M rows
- * run on the oneDNN backend, F32 weights with few rows as sgemv chunks over the pool.
+ * For a few rows (decode; m <= 8), every file type and compute mode, the whole-matrix copy and
+ * BLAS are skipped instead (the fused path, matvec.h): each row of W is read once in its file type
+ * and widened next to its dot products, rows split over the pool. In bf16 compute mode (compute.h)
+ * products of more than DK_COMPUTE_MIN_M rows run on the oneDNN backend.
  * Every path computes a row of Y by the same calls whatever the thread count: bit-identical. */
 #ifndef DK_MATMUL_H
 #define DK_MATMUL_H
@@ -42,8 +41,8 @@ void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, 
                int64_t *flops);
 
 /* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head W: one sgemm per block of blk rows (converted
- * in turn when W is not F32: the head of a 7B model is ~2 GB in f32), or, for m <= 8 and converted
- * weights, the fused chunked path over all rows. blk out of 1..n means one block. */
+ * in turn when W is not F32: the head of a 7B model is ~2 GB in f32), or, for m <= 8, the fused
+ * path over all rows (split over the threads). blk out of 1..n means one block. */
 void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_tensor *w, int m, int blk,
                     int64_t *flops);
 

@@ -1,6 +1,5 @@
 /* memory.c — memory estimate of a model at a context length (see memory.h). */
 #include "memory.h"
-#include "blas.h"
 #include "forward.h"
 #include "gguf.h"
 #include "quant.h"
@@ -32,41 +31,19 @@ done:
     return st;
 }
 
-/* ---- the parts (mirror ctx.c: KEEP IN SYNC) ---- */
+/* ---- the parts: what a dk_ctx allocates, from the sizes it allocates with (ctx.c) ---- */
 
-int64_t dk_memory_kv_bytes(const dk_model_config *c, int n_ctx) {
-    return (int64_t)c->n_layer * 2 * c->n_head_kv * c->head_dim * (int64_t)n_ctx * 4;
-}
+int64_t dk_memory_kv_bytes(const dk_model_config *c, int n_ctx) { return dk_ctx_kv_bytes(c, n_ctx); }
 
-/* dk_ctx_create: per layer a dk_kv_cache struct, a dk_layer_stats and pos (n_ctx int32); RoPE
- * cos/sin (n_ctx, n_rot/2) each; attention block s (qblk*group, n_ctx), qb and ob
- * (qblk*group, head_dim) each, qblk = 256/group (1 when group >= 256). */
+/* attention scratch exists once per pool thread: the pool dk_ctx_create would start now */
 int64_t dk_memory_ctx_bytes(const dk_model_config *c, int n_ctx) {
-    int64_t nc = n_ctx, half = c->n_rot / 2, group = c->n_head / c->n_head_kv;
-    int64_t qblk = group >= 256 ? 1 : 256 / group, rows = qblk * group;
-    /* attention scratch (scores, query and output blocks) exists once per pool thread, and the
-     * pool has dk_blas_threads() threads (clamped to 1..64 as ctx.c's dk_ctx_threads does) */
-    int64_t threads = dk_blas_threads();
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    return (int64_t)c->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + nc * 4) +
-           2 * nc * half * 4 + threads * (rows * nc * 4 + 2 * rows * c->head_dim * 4);
+    return dk_ctx_fixed_bytes(c, n_ctx, dk_ctx_pool_threads());
 }
 
-/* dk_ctx_reserve(n): x, h, xa, xb, u (n, n_embd); q, att (n, n_head*head_dim); hb, hb2
- * (n, n_ff); active, next, pos_a, probe_slot, probe_act (n) int32. */
-int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
-    int64_t r = n_chunk, d = c->n_embd, q = (int64_t)c->n_head * c->head_dim, f = c->n_ff;
-    return r * (5 * d + 2 * q + 2 * f) * 4 + 5 * r * 4;
-}
+int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) { return dk_ctx_chunk_bytes(c, n_chunk); }
 
-/* dk_ctx_create's wbuf (ctx.c): the largest layer matrix (wq/wo: n_head*head_dim x n_embd,
- * gate/up/down: n_ff x n_embd) in f32. The fused small-m path's per-task chunks are slices of it
- * (dk_matmul_fused), so they add nothing. */
-int64_t dk_memory_convert_bytes(const dk_model_config *c) {
-    int64_t q = (int64_t)c->n_head * c->head_dim, f = c->n_ff;
-    return (q > f ? q : f) * (int64_t)c->n_embd * 4;
-}
+/* The fused small-m path's per-task chunks are slices of the conversion buffer: nothing more. */
+int64_t dk_memory_convert_bytes(const dk_model_config *c) { return dk_ctx_convert_bytes(c); }
 
 int64_t dk_memory_probe_bytes(const dk_model_config *c, int n_probe, int kv_len) {
     return (int64_t)c->n_head * n_probe * (int64_t)kv_len * 4;
@@ -86,6 +63,21 @@ void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, in
     o->convert_bytes = weights_bytes != weights_f32_bytes ? dk_memory_convert_bytes(c) : 0;
     o->scratch_bytes = o->scratch_ctx_bytes + o->scratch_chunk_bytes + o->convert_bytes;
     o->total_bytes = o->weights_bytes + o->kv_bytes + o->scratch_bytes;
+}
+
+int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, const char *type, int n_chunk) {
+    if (compute != DK_COMPUTE_BF16) return 0;
+    int64_t q = (int64_t)c->n_head * c->head_dim, k_max = c->n_embd > q ? c->n_embd : q;
+    if (c->n_ff > k_max) k_max = c->n_ff;
+    int64_t w_elems = type && !strcmp(type, "BF16") ? 0 : dk_memory_convert_bytes(c) / 4;
+    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + DK_MEMORY_DNNL_SCRATCH;
+}
+
+void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type, dk_memory_estimate *o) {
+    int64_t b = dk_memory_compute_bytes(c, compute, type, o->n_chunk);
+    o->compute_bytes += b;
+    o->scratch_bytes += b;
+    o->total_bytes += b;
 }
 
 const char *dk_memory_human(int64_t b, char *buf, size_t n) {

@@ -16,8 +16,8 @@
  *            f32, max(n_head*head_dim, n_ff) * n_embd * 4 (dk_memory_convert_bytes), which also
  *            holds the lm head's row blocks and, for decode (the fused small-m path), the
  *            per-task row chunks (<= 64 rows, ~128 KiB each): no memory beyond it.
- * KEEP IN SYNC with dk_ctx_create / dk_ctx_reserve in ctx.c: dk_memory_ctx_bytes and
- * dk_memory_chunk_bytes mirror their malloc sizes one buffer per line (test_memory checks them
+ * The parts come from the sizes dk_ctx_create / dk_ctx_reserve allocate with (dk_ctx_*_bytes,
+ * forward.h), so the estimate cannot drift from the allocations (test_memory also checks it
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
  * captured for probe rows (FastV/SnapKV: n_head * n_probe * kv_len * 4 at the decision layer,
  * see dk_memory_probe_bytes), the split-prefill copy of X (n_chunk * n_embd * 4 when prefix
@@ -25,6 +25,7 @@
 #ifndef DK_MEMORY_H
 #define DK_MEMORY_H
 #include <stdint.h>
+#include "compute.h"
 #include "dk_common.h"
 #include "model.h"
 
@@ -35,7 +36,8 @@ typedef struct {
     int64_t scratch_ctx_bytes;  /* dk_ctx_create's allocations other than K/V */
     int64_t scratch_chunk_bytes;/* dk_ctx_reserve(n_chunk) */
     int64_t convert_bytes;      /* f32 conversion buffer (0 when every tensor is F32) */
-    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk + convert */
+    int64_t compute_bytes;      /* bf16 compute's buffers (0 in f32 compute; dk_memory_estimate_add_compute) */
+    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk + convert + compute */
     int64_t total_bytes;        /* weights + kv + scratch */
     int n_ctx, n_chunk;
 } dk_memory_estimate;
@@ -58,6 +60,18 @@ int64_t dk_memory_probe_bytes(const dk_model_config *cfg, int n_probe, int kv_le
  * from weights_f32_bytes (the rule dk_model.converts applies). */
 void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, int64_t weights_f32_bytes,
                              int n_ctx, int n_chunk, dk_memory_estimate *out);
+
+/* bf16 compute's buffers for chunks of n_chunk rows (compute.h, dk_compute_bf16_bytes): one product's
+ * activations in bf16 (n_chunk x the widest product input, max(n_embd, n_head*head_dim, n_ff)) and,
+ * unless the matrices are BF16 in the file (type "BF16": used as they are), one layer matrix rounded
+ * to bf16 (the size of the conversion buffer, which also bounds the lm head's row blocks), plus
+ * DK_MEMORY_DNNL_SCRATCH for oneDNN's own scratchpad (its brgemm blocks: 129-257 KiB on 2 threads at
+ * Qwen2-0.5B's products, queried from oneDNN 2.6). 0 for f32 compute. */
+enum { DK_MEMORY_DNNL_SCRATCH = 1 << 20 };
+int64_t dk_memory_compute_bytes(const dk_model_config *cfg, dk_compute compute, const char *type, int n_chunk);
+/* Adds dk_memory_compute_bytes (for the estimate's n_chunk) to an estimate that
+ * dk_memory_estimate_fill filled: compute_bytes, scratch_bytes and total_bytes. */
+void dk_memory_estimate_add_compute(const dk_model_config *cfg, dk_compute compute, const char *type, dk_memory_estimate *o);
 
 /* "15.23 GiB", "512.0 MiB", "37 B" into buf. */
 const char *dk_memory_human(int64_t bytes, char *buf, size_t n);

@@ -2,6 +2,7 @@
  * (see policy.h for the definitions of every policy). */
 #include "policy.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,40 +188,36 @@ bool dk_policy_accepts(const dk_policy *p, dk_policy_param_id id) {
 
 /* ---- parameter values ---- */
 
+/* Where each parameter's value lives in dk_policy_params, and as what. */
+typedef enum { DK_SLOT_NUM, DK_SLOT_INT, DK_SLOT_BOOL, DK_SLOT_I64 } dk_param_slot_kind;
+#define DK_SLOT(field, kind) {offsetof(dk_policy_params, field), DK_SLOT_##kind}
+static const struct { size_t off; dk_param_slot_kind kind; } dk_param_slots[DK_POLICY_PARAM_COUNT] = {
+    [DK_POLICY_PARAM_RHO] = DK_SLOT(rho, NUM),       [DK_POLICY_PARAM_LS] = DK_SLOT(ls, NUM),
+    [DK_POLICY_PARAM_TAU] = DK_SLOT(tau, NUM),       [DK_POLICY_PARAM_RELATIVE] = DK_SLOT(relative, BOOL),
+    [DK_POLICY_PARAM_KEEP] = DK_SLOT(keep, INT),     [DK_POLICY_PARAM_K] = DK_SLOT(k, INT),
+    [DK_POLICY_PARAM_SEED] = DK_SLOT(seed, I64),     [DK_POLICY_PARAM_LAYER] = DK_SLOT(layer, INT),
+    [DK_POLICY_PARAM_WINDOW] = DK_SLOT(window, INT), [DK_POLICY_PARAM_KERNEL] = DK_SLOT(kernel, INT),
+    [DK_POLICY_PARAM_SINK] = DK_SLOT(sink, INT),     [DK_POLICY_PARAM_RECENT] = DK_SLOT(recent, INT),
+};
+
 double dk_policy_params_get(const dk_policy_params *pp, dk_policy_param_id id) {
-    switch (id) {
-    case DK_POLICY_PARAM_RHO: return pp->rho;
-    case DK_POLICY_PARAM_LS: return pp->ls;
-    case DK_POLICY_PARAM_TAU: return pp->tau;
-    case DK_POLICY_PARAM_RELATIVE: return pp->relative;
-    case DK_POLICY_PARAM_KEEP: return pp->keep;
-    case DK_POLICY_PARAM_K: return pp->k;
-    case DK_POLICY_PARAM_SEED: return (double)pp->seed;
-    case DK_POLICY_PARAM_LAYER: return pp->layer;
-    case DK_POLICY_PARAM_WINDOW: return pp->window;
-    case DK_POLICY_PARAM_KERNEL: return pp->kernel;
-    case DK_POLICY_PARAM_SINK: return pp->sink;
-    case DK_POLICY_PARAM_RECENT: return pp->recent;
-    default: return NAN;
+    if ((unsigned)id >= DK_POLICY_PARAM_COUNT) return NAN;
+    const char *at = (const char *)pp + dk_param_slots[id].off;
+    switch (dk_param_slots[id].kind) {
+    case DK_SLOT_NUM: return *(const double *)at;
+    case DK_SLOT_INT: return *(const int *)at;
+    case DK_SLOT_BOOL: return *(const bool *)at;
+    default: return (double)*(const int64_t *)at;
     }
 }
 
 static void dk_param_put(dk_policy_params *pp, dk_policy_param_id id, double x) {
-    int i = isfinite(x) && fabs(x) < 2e9 ? (int)x : (x > 0 ? 2147483647 : -2147483647);
-    switch (id) {
-    case DK_POLICY_PARAM_RHO: pp->rho = x; break;
-    case DK_POLICY_PARAM_LS: pp->ls = x; break;
-    case DK_POLICY_PARAM_TAU: pp->tau = x; break;
-    case DK_POLICY_PARAM_RELATIVE: pp->relative = x != 0; break;
-    case DK_POLICY_PARAM_KEEP: pp->keep = i; break;
-    case DK_POLICY_PARAM_K: pp->k = i; break;
-    case DK_POLICY_PARAM_SEED: pp->seed = isfinite(x) ? (int64_t)x : 0; break;
-    case DK_POLICY_PARAM_LAYER: pp->layer = i; break;
-    case DK_POLICY_PARAM_WINDOW: pp->window = i; break;
-    case DK_POLICY_PARAM_KERNEL: pp->kernel = i; break;
-    case DK_POLICY_PARAM_SINK: pp->sink = i; break;
-    case DK_POLICY_PARAM_RECENT: pp->recent = i; break;
-    default: break;
+    char *at = (char *)pp + dk_param_slots[id].off;
+    switch (dk_param_slots[id].kind) {
+    case DK_SLOT_NUM: *(double *)at = x; break;
+    case DK_SLOT_INT: *(int *)at = isfinite(x) && fabs(x) < 2e9 ? (int)x : (x > 0 ? 2147483647 : -2147483647); break;
+    case DK_SLOT_BOOL: *(bool *)at = x != 0; break;
+    default: *(int64_t *)at = isfinite(x) ? (int64_t)x : 0; break;
     }
 }
 

@@ -1,11 +1,23 @@
 /* pool.c — the context's thread pool (pool.h). */
 #include "pool.h"
+#include "util.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void dk_pool_drain(dk_pool *p, int tid) {
-    int t;
-    while ((t = atomic_fetch_add(&p->next, 1)) < p->n_tasks) p->fn(p->arg, t, tid);
+/* Takes and runs tasks of job generation g until none is left (or a newer job began). */
+static void dk_pool_work(dk_pool *p, uint32_t g, dk_task_fn fn, void *arg, int n_tasks, int tid) {
+    for (;;) {
+        uint64_t t = atomic_load(&p->ticket);
+        if ((uint32_t)(t >> 32) != g || (uint32_t)t >= (uint32_t)n_tasks) return;
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue;
+        fn(arg, (int)(uint32_t)t, tid);
+        if (atomic_fetch_add(&p->finished, 1) + 1 == n_tasks) { /* the last task: wake a waiting caller */
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
 }
 
 static void *dk_pool_main(void *argp) {
@@ -14,15 +26,19 @@ static void *dk_pool_main(void *argp) {
     int tid = a->tid;
     unsigned long seen = 0;
     for (;;) {
+        /* the next job usually follows within microseconds in decode: poll briefly first */
+        double t0 = dk_time_now_s();
+        for (int i = 0; atomic_load(&p->gen) == seen; i++)
+            if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
         pthread_mutex_lock(&p->mu);
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        while (atomic_load(&p->gen) == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
-        seen = p->gen;
+        seen = atomic_load(&p->gen);
+        dk_task_fn fn = p->fn;
+        void *arg = p->arg;
+        int n_tasks = p->n_tasks;
         pthread_mutex_unlock(&p->mu);
-        dk_pool_drain(p, tid);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        dk_pool_work(p, (uint32_t)seen, fn, arg, n_tasks, tid);
     }
 }
 
@@ -54,7 +70,9 @@ void dk_pool_init(dk_pool *p, int n) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->next, 0);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->ticket, 0);
+    atomic_init(&p->finished, 0);
     p->n = 1;
     for (int i = 0; i < n - 1; i++) {
         wa[i] = (dk_pool_worker_arg){p, i + 1};
@@ -78,14 +96,16 @@ void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    p->busy = p->n - 1;
-    p->gen++;
+    unsigned long g = atomic_load(&p->gen) + 1;
+    atomic_store(&p->finished, 0);
+    atomic_store(&p->ticket, (uint64_t)(uint32_t)g << 32);
+    atomic_store(&p->gen, g);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
-    dk_pool_drain(p, 0);
+    dk_pool_work(p, (uint32_t)g, fn, arg, n_tasks, 0);
+    if (atomic_load(&p->finished) == n_tasks) return; /* nothing left in progress */
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load(&p->finished) < n_tasks) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 

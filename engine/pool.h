@@ -3,8 +3,11 @@
  *
  * n threads including the caller; dk_pool_run(p, n_tasks, fn, arg) runs fn(arg, task, tid) for
  * every task 0..n_tasks-1 (tid in 0..n-1 names the thread, for per-thread scratch) and returns
- * when all are done. Idle workers sleep on a condition variable (no spinning that would steal a
- * core from OpenBLAS). Work is split by whole rows (or by elements at multiples of 8 for
+ * when all are done. The caller takes tasks too and waits only for tasks in progress, never for
+ * a worker that has not woken yet (on a busy machine a descheduled worker would otherwise stall
+ * every job by a time slice). A worker that finished a job polls for the next one for up to
+ * DK_POOL_SPIN_NS (decode runs ~8 jobs per layer microseconds apart), then sleeps on a condition
+ * variable (no spinning that would steal a core from OpenBLAS between prefill jobs). Work is split by whole rows (or by elements at multiples of 8 for
  * elementwise kernels), so a row's result never depends on the split or the thread count. */
 #ifndef DK_POOL_H
 #define DK_POOL_H
@@ -18,19 +21,21 @@ typedef void (*dk_task_fn)(void *arg, int task, int tid);
 typedef struct dk_pool dk_pool;
 typedef struct { dk_pool *p; int tid; } dk_pool_worker_arg;
 
+enum { DK_POOL_SPIN_NS = 50000 };
+
 struct dk_pool {
     int n;                  /* threads including the caller; 1 = no workers */
     pthread_t *th;          /* (n-1) workers */
     dk_pool_worker_arg *wa; /* (n-1) their arguments, tid 1..n-1 */
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned long gen;      /* incremented per job */
-    int busy;               /* workers still in the current job */
+    atomic_ulong gen;       /* incremented per job (written under mu) */
     bool quit;
-    dk_task_fn fn;
+    dk_task_fn fn;          /* the current job (written under mu before gen changes) */
     void *arg;
     int n_tasks;
-    atomic_int next;        /* next task to hand out */
+    atomic_uint_least64_t ticket; /* (job generation & 0xffffffff) << 32 | next task to hand out */
+    atomic_int finished;    /* tasks of the current job completed */
 };
 
 /* Starts n-1 workers; on any failure the pool has fewer threads (at least the caller). */

@@ -31,7 +31,8 @@ dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab,
     return DK_OK;
 }
 
-void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const dk_policy_run *run) {
+dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_policy_run *run, const int32_t *question,
+                                   int n_q, dk_err *e) {
     int L = r->n_layer;
     const dk_forward_stats *fs = dk_ctx_stats(c);
     memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
@@ -42,13 +43,10 @@ void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const 
     const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
     r->n_active = kv->len;
     memcpy(r->active, kv->pos, (size_t)kv->len * sizeof *r->active);
-}
-
-dk_status dk_prefill_result_run_question(dk_ctx *c, const int32_t *question, int n_q, dk_prefill_result *r, dk_err *e) {
     if (n_q <= 0) return DK_OK;
     dk_status st = dk_forward_prefill(c, question, n_q, NULL, r->q_logits, e);
     if (st) return st;
-    const dk_forward_stats *fs = dk_ctx_stats(c);
+    fs = dk_ctx_stats(c);
     r->q_flops = fs->total;
     r->q_wall_s = fs->wall_s;
     return DK_OK;
@@ -68,19 +66,14 @@ dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *
     dk_prefill_opts o = {0};
     o.hidden_out = hidden_out;
     if (p && p->rule != DK_POLICY_RULE_NONE) {
-        if ((st = dk_policy_run_create(p, pp, L, n_ctx, &run, e))) goto fail;
+        if ((st = dk_policy_run_create(p, pp, L, n_ctx, &run, e))) goto done;
         dk_policy_run_opts(run, &o);
     }
     dk_ctx_reset(c);
-    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
-    dk_prefill_result_set_context(r, c, run);
+    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) st = dk_prefill_result_finish(r, c, run, question, n_q, e);
+done:
     dk_policy_run_free(run);
-    run = NULL;
-    if ((st = dk_prefill_result_run_question(c, question, n_q, r, e))) goto fail;
-    return DK_OK;
-fail:
-    dk_policy_run_free(run);
-    dk_prefill_result_free(r);
+    if (st) dk_prefill_result_free(r);
     return st;
 }
 

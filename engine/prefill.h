@@ -40,13 +40,13 @@ const float *dk_prefill_next_logits(const dk_prefill_result *r);
 
 /* Building blocks of dk_prefill_run for callers that drive the context call themselves (eval/:
  * a Δ observer, a shared prefix). _init zeroes r, sets its sizes and allocates its arrays (on
- * failure r is freed: DK_ERR_NOMEM). _set_context fills the context phase but ctx_logits from
- * c right after the context call: per-layer stats, FLOPs, wall time, the last layer's active
- * rows, and run's decisions (run NULL: dense, none). _run_question prefills question[0..n_q)
- * densely into the question phase (nothing when n_q == 0). */
+ * failure r is freed: DK_ERR_NOMEM). _finish, right after the context call, fills the context
+ * phase but ctx_logits from c (per-layer stats, FLOPs, wall time, the last layer's active rows,
+ * run's decisions; run NULL: dense, none), then prefills question[0..n_q) densely into the
+ * question phase (nothing when n_q == 0); on failure r is left for the caller to free. */
 dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q, dk_err *e);
-void dk_prefill_result_set_context(dk_prefill_result *r, const dk_ctx *c, const dk_policy_run *run);
-dk_status dk_prefill_result_run_question(dk_ctx *c, const int32_t *question, int n_q, dk_prefill_result *r, dk_err *e);
+dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_policy_run *run, const int32_t *question,
+                                   int n_q, dk_err *e);
 
 /* Logits of every position of tokens[0..n) (row t after tokens[0..t]) from one prefill of an
  * emptied c with policy p (NULL or dense: none); logits is (n, n_vocab). Halted rows keep the

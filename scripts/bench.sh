@@ -7,9 +7,11 @@
 # prefix_sharing_wall_ratio); (4) decode on a BF16 Qwen2-0.5B-shaped model with the fused small-m
 # path vs whole-matrix conversion, alternating (decode_fused_vs_convert = fused / whole-matrix
 # tokens per second, median of the per-rep ratios), next to the streaming read bandwidth
-# (decode_vs_bandwidth); (5) dashkit vs llama.cpp prefill and decode
-# tokens/s on the same files (scripts/bench_llamacpp.sh; skipped with a message unless
-# build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE, llamacpp_decode_ratio_TYPE);
+# (decode_vs_bandwidth), and decode after a 512-token prompt for F32, F16, BF16, Q8_0 and Q5_0 weights
+# (decode_vs_bandwidth_TYPE); (5) dashkit vs llama.cpp prefill and decode
+# tokens/s on the same files at 2K and 16K tokens, dashkit in bf16 compute (scripts/bench_llamacpp.sh;
+# skipped with a message unless build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE_T,
+# llamacpp_decode_ratio_TYPE);
 # (6) where the CPU has native bf16: the prefill of (1) also in bf16 compute
 # (bf16_vs_f32_prefill, prefill_vs_bf16_peak) and the halting run of (3) in bf16 compute too;
 # (7) dense prefill tokens/s per context length in f32 and bf16 (long_context_retention).
@@ -21,6 +23,8 @@
 # ~80 TFLOP, tens of minutes on 2 busy cores; one rep per length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "bench_date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "load_before: $(cut -d' ' -f1-3 /proc/loadavg)"
 threads=()
 [ -n "${DK_BENCH_THREADS:-}" ] && threads=(--threads "$DK_BENCH_THREADS")
 # bf16 compute where the CPU multiplies bf16 natively (dashkit refuses it elsewhere, exit 2)
@@ -41,6 +45,12 @@ for mode in f32 ${compute[1]:-}; do
 done
 echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights, and decode_vs_bandwidth (last line decode_fused_vs_convert)"
 nice ./dashkit bench --shape qwen2-0.5b --dtype bf16 --tokens 16 --reps 5 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-2}"
+echo "== decode per file type after a 512-token prompt: achieved bytes/s over the streaming read bandwidth (decode_vs_bandwidth_TYPE)"
+for dt in ${DK_BENCH_DECODE_TYPES:-f32 f16 bf16 q8_0 q5_0}; do
+    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-4}" 2>/dev/null)
+    T_=$(tr a-z A-Z <<<"$dt")
+    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth)$/ {print $1 "_" t ": " $2}' <<<"$out"
+done
 echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
 for mode in f32 ${compute[1]:-}; do
     nice ./dashkit bench --shape qwen2-0.5b --lengths "${DK_BENCH_LENGTHS:-2048,8192,16384,32768}" --reps 1 "${threads[@]}" \
@@ -102,3 +112,4 @@ awk -v s="$small" -v b="$big" 'BEGIN {printf "config_expand_scaling: %.3f\n", (1
 awk -v b="$big" 'BEGIN {printf "config_expand_cells_per_s: %.0f\n", 1000000 / b}'
 echo "== dashkit vs llama.cpp: prefill and decode tokens/s on the same Qwen2-0.5B-shaped file and threads, F32/BF16/Q8_0/Q4_K_M (ratios last)"
 bash scripts/bench_llamacpp.sh
+echo "load_after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -63,6 +63,14 @@ JSON
 read_all() {
   local dk=$1 d=$2 i=0
   mkdir -p "$d/out"
+  # the paper's reported numbers beside the measured ones: a made-up table on the sample store's task
+  cat > "$d/paper.csv" <<'CSV'
+method,dashkit_method,model,benchmark,avg,passkey,speedup_flashattn,speedup_eager,speedup_theoretical,speedup_theoretical_T,source
+vanilla,dense,Tiny-1M,made-up,51.5,50.25,,,,,"compare_outputs.sh: not a paper"
+dash,dash,Tiny-1M,made-up,49,48.5,1.5,2.25,3,128,"compare_outputs.sh: not a paper"
+d3,,Tiny-1M,made-up,40,,,,,,"compare_outputs.sh: not a paper"
+fastv,fastv,Tiny-1M,made-up,45.75,44,,1.25,,,"compare_outputs.sh: not a paper"
+CSV
   run_one() { # name, args...
     local name=$1; shift
     (cd "$d" && set +e; "$dk" "$@" >"out/$name.stdout" 2>"out/$name.stderr"; echo $? >"out/$name.rc")
@@ -79,6 +87,7 @@ read_all() {
     run_one export_file export --db store.db --format json --run 2 --out out/export_run2.json
     run_one report report --db store.db --out out/report --run 1 --boot 200
     run_one report_latest report --db store.db --out out/report_latest --boot 50 --seed 3
+    run_one report_paper report --db store.db --out out/report_paper --run 1 --boot 100 --no-draw --paper paper.csv
     run_one report_run9 report --db store.db --out out/report9 --run 9
     run_one plot_frontier plot --db store.db --run 1 --model ref_llama_f32 --task passkey --x flops --out out/plot/f.png --boot 100
     run_one plot_heatmap plot --db store.db --run 1 --model ref_llama_f16 --kind heatmap --task passkey \

@@ -10,7 +10,8 @@
 # attempts. Columns present in only one store (a newer schema) are reported, then ignored.
 #
 # Prints `stores_equal: yes` and exits 0, or `stores_equal: no` with the first differing rows
-# (as a unified diff of the sorted dumps) and exits 1. Exit 2 on bad arguments.
+# (`differs: TABLE.COLUMN in N rows, max abs diff D` per column, cells present in one store only, then the
+# start of a unified diff of the sorted dumps) and exits 1. Exit 2 on bad arguments.
 set -euo pipefail
 if [ $# -ne 2 ] || [ ! -f "$1" ] || [ ! -f "$2" ]; then
   echo "usage: compare_stores.sh A.db B.db (both existing dashkit stores)" >&2
@@ -39,10 +40,11 @@ common() {
 }
 
 # exprs TABLE PREFIX: one SQL text expression joining the common columns with '|'; reals are printed
-# with 17 significant digits (exact round trip), everything else through quote() (NULL, blobs as hex).
+# with 17 significant digits (exact round trip), everything else through quote() (NULL, blobs as hex),
+# with backslashes doubled and newlines written \n so that every row stays one line.
 exprs() {
   common "$1" "$2" | tr ',' '\n' |
-    sed "s/.*/iif(typeof(&) = 'real', printf('%!.17g', &), quote(&))/" | paste -sd'|' - |
+    sed "s/.*/iif(typeof(&) = 'real', printf('%!.17g', &), replace(replace(quote(&), char(92), char(92, 92)), char(10), char(92, 110)))/" | paste -sd'|' - |
     sed "s/)|iif/) || '|' || iif/g"
 }
 
@@ -71,5 +73,28 @@ if cmp -s "$tmp/a.txt" "$tmp/b.txt"; then
   exit 0
 fi
 echo "stores_equal: no"
-diff -u "$tmp/a.txt" "$tmp/b.txt" | head -40 | cut -c1-400
+# Where: per column, the rows that differ between matching rows (cells by key, samples by cell key
+# and sample id, layers by those and the layer, dense results by their primary key), with the
+# largest absolute difference for numbers; then rows present in one store only.
+colsum() { # TABLE ALIAS JOIN-SQL
+  local t=$1 p=$2 join=$3 c sel=""
+  for c in $(common "$t" x | tr ',' ' ' | sed 's/x\.//g'); do
+    sel="$sel UNION ALL SELECT '$t.$c', sum(A.$c IS NOT B.$c),
+         max(CASE WHEN typeof(A.$c) IN ('real','integer') AND typeof(B.$c) IN ('real','integer')
+                  THEN abs(A.$c - B.$c) END) FROM $join"
+  done
+  sqlite3 -separator ' ' "$b" "ATTACH '$a' AS a; SELECT * FROM (${sel# UNION ALL}) WHERE 2 > 1" 2>/dev/null |
+    awk '$2 > 0 { printf "differs: %s in %d rows%s\n", $1, $2, ($3 != "" ? ", max abs diff " $3 : "") }'
+}
+colsum cells c "a.cells A JOIN main.cells B ON A.key = B.key"
+colsum samples s "a.samples A JOIN a.cells AC ON AC.id = A.cell_id JOIN main.cells BC ON BC.key = AC.key
+                  JOIN main.samples B ON B.cell_id = BC.id AND B.sample_id = A.sample_id"
+colsum sample_layers l "a.sample_layers A JOIN a.samples AS_ ON AS_.id = A.sample_row JOIN a.cells AC ON AC.id = AS_.cell_id
+                  JOIN main.cells BC ON BC.key = AC.key JOIN main.samples BS ON BS.cell_id = BC.id AND BS.sample_id = AS_.sample_id
+                  JOIN main.sample_layers B ON B.sample_row = BS.id AND B.layer = A.layer"
+colsum dense_results d "a.dense_results A JOIN main.dense_results B USING (model_sha256, task_key, sample_id)"
+sqlite3 -separator ' ' "$b" "ATTACH '$a' AS a;
+  SELECT 'cells only in A:', count(*) FROM a.cells WHERE key NOT IN (SELECT key FROM main.cells);
+  SELECT 'cells only in B:', count(*) FROM main.cells WHERE key NOT IN (SELECT key FROM a.cells)"
+diff -u "$tmp/a.txt" "$tmp/b.txt" | head -20 | cut -c1-300
 exit 1

@@ -27,7 +27,7 @@ START_TEST(test_quickstart_end_to_end) {
         return;
     }
     char db[512], cmd[1200], *out = NULL;
-    snprintf(db, sizeof db, "%s/quickstart.db", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "quickstart.db");
     snprintf(cmd, sizeof cmd, "%s run configs/quickstart.json --db %s --workers 2 --quiet", dk_test_cli(), db);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 220\ndone: 220\n"), "%s", out);
@@ -68,9 +68,9 @@ START_TEST(test_prefix_sharing_bundled) {
         return;
     }
     char cfg[512], on[512], off[512], cmd[1600], *out = NULL;
-    snprintf(cfg, sizeof cfg, "%s/sweep.json", dk_test_tmpdir());
-    snprintf(on, sizeof on, "%s/sweep_on.db", dk_test_tmpdir());
-    snprintf(off, sizeof off, "%s/sweep_off.db", dk_test_tmpdir());
+    dk_test_tmp_path(cfg, sizeof cfg, "sweep.json");
+    dk_test_tmp_path(on, sizeof on, "sweep_on.db");
+    dk_test_tmp_path(off, sizeof off, "sweep_off.db");
     FILE *f = fopen(cfg, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "{\"models\":[\"models/dashkit-tiny.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024}],"

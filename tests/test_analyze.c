@@ -28,9 +28,7 @@ static dk_model *hand_model(void) {
     dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = D, .n_head = NH, .n_head_kv = NH,
                            .head_dim = HD, .n_ff = 16, .n_vocab = NV, .n_ctx_train = 64, .rope_theta = 1e6f,
                            .n_rot = HD, .rope_type = DK_ROPE_TYPE_NORM, .rms_eps = 1e-6f};
-    dk_model *m = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 3, "hand", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 3, "hand");
     float *emb = mut(&m->w.tok_embd);
     memset(emb, 0, sizeof(float) * NV * D);
     for (int t = 0; t < NV; t++) {
@@ -135,8 +133,8 @@ END_TEST
 /* `dashkit analyze` on the tiny random test model: named lines, stored aggregates, figures */
 START_TEST(test_cli_analyze) {
     char cmd[2048], *out = NULL, db[600], dir[600];
-    snprintf(db, sizeof db, "%s/an.db", dk_test_tmpdir());
-    snprintf(dir, sizeof dir, "%s/an", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "an.db");
+    dk_test_tmp_path(dir, sizeof dir, "an");
     snprintf(cmd, sizeof cmd, "%s analyze tests/data/ref_llama_f32.gguf --task passkey --opt length=200 -n 2 --ls 0.34"
              " --rho 0.5 --db %s --out %s --no-draw 2>/dev/null", dk_test_cli(), db, dir);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);

@@ -21,6 +21,7 @@
 #include "compute.h"
 #include "config.h"
 #include "forward.h"
+#include "memory.h"
 #include "model.h"
 #include "policy.h"
 #include "prefill.h"
@@ -206,12 +207,8 @@ END_TEST
 
 START_TEST(test_rho0_bit_identical) {
     SKIP_UNLESS_NATIVE();
-    dk_model_config cfg;
-    ck_assert(dk_model_shape("qwen2-tiny", &cfg));
-    cfg.n_layer = 4;
-    dk_model *m = NULL;
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 4, 7);
     dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 7, "qwen2-tiny", &m, &e) == DK_OK, "%s", e.msg);
     int T = 100, Q = 9, V = m->cfg.n_vocab;
     int32_t ctx[100], q[9];
     uint64_t s = 99;
@@ -223,7 +220,7 @@ START_TEST(test_rho0_bit_identical) {
     dk_policy_params_default(&pp);
     ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
     dk_prefill_result rd, rm;
-    float *hd = malloc((size_t)T * cfg.n_embd * 4), *hm = malloc((size_t)T * cfg.n_embd * 4);
+    float *hd = malloc((size_t)T * m->cfg.n_embd * 4), *hm = malloc((size_t)T * m->cfg.n_embd * 4);
     dk_ctx *c = NULL;
     ck_assert(dk_ctx_create(m, T + Q, &c, &e) == DK_OK);
     ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
@@ -231,7 +228,7 @@ START_TEST(test_rho0_bit_identical) {
     ck_assert_msg(dk_prefill_run(c, pol, &pp, ctx, T, q, Q, hm, &rm, &e) == DK_OK, "%s", e.msg);
     ck_assert(!memcmp(rd.ctx_logits, rm.ctx_logits, (size_t)V * 4));
     ck_assert(!memcmp(rd.q_logits, rm.q_logits, (size_t)V * 4));
-    ck_assert(!memcmp(hd, hm, (size_t)T * cfg.n_embd * 4));
+    ck_assert(!memcmp(hd, hm, (size_t)T * m->cfg.n_embd * 4));
     /* and it is the bf16 path: f32 differs */
     dk_prefill_result rf;
     ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_F32, &e) == DK_OK);
@@ -324,6 +321,71 @@ START_TEST(test_config_compute) {
 }
 END_TEST
 
+/* `dashkit logits` and `dashkit perplexity` take --compute: bf16 logits of the whole prompt within the
+ * whole-model bound of test_model_logits_bound, and so the chunk logits perplexity scores (--save-logits);
+ * both print `compute: bf16`. */
+static char *cli_out(const char *cmd) {
+    char *out = NULL;
+    int rc = dk_test_run(cmd, 0, &out);
+    ck_assert_msg(rc == 0, "%s: exit %d: %s", cmd, rc, out ? out : "");
+    return out;
+}
+
+START_TEST(test_cli_compute) {
+    SKIP_UNLESS_NATIVE();
+    const char *model = "tests/data/ref_llama_f32.gguf";
+    dk_test_logits g;
+    dk_test_logits_load("tests/data/ref_llama_f32.logits", 4, &g);
+    char ids[512], lf[512], lb[512], cmd[2048];
+    dk_test_tmp_path(ids, sizeof ids, "cids.txt");
+    FILE *f = fopen(ids, "w");
+    for (int i = 0; i < g.n_tokens; i++) fprintf(f, "%d\n", g.tokens[i]);
+    fclose(f);
+    const char *mode[2] = {"f32", "bf16"};
+    char *path[2] = {lf, lb};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path[i], 512, "%s/c_%s.logits", dk_test_tmpdir(), mode[i]);
+        snprintf(cmd, sizeof cmd, "%s logits %s --ids '%s' --out '%s' --compute %s", dk_test_cli(), model, ids, path[i], mode[i]);
+        char *out = cli_out(cmd);
+        ck_assert_msg(strstr(out, i ? "\ncompute: bf16\n" : "\ncompute: f32\n") != NULL, "%s", out);
+        free(out);
+    }
+    dk_test_logits a, b;
+    dk_test_logits_load(lf, 4, &a);
+    dk_test_logits_load(lb, 4, &b);
+    dk_model_config cfg;
+    int64_t wb, wf;
+    dk_err e = {{0}};
+    ck_assert(dk_memory_read_gguf(model, &cfg, &wb, &wf, NULL, &e) == DK_OK);
+    double bound = (7.0 * cfg.n_layer + 1) * 2 * U_BF16, err = dk_test_rel_err(b.logits, a.logits, (size_t)a.n_tokens * a.n_vocab, a.scale);
+    printf("logits --compute bf16 vs f32: %.5f of the scale (bound %.4f)\n", err, bound);
+    ck_assert_msg(err > 0 && err <= bound, "logits --compute bf16: %.5f of the scale (bound %.4f)", err, bound);
+    dk_test_logits_free(&a); dk_test_logits_free(&b); dk_test_logits_free(&g);
+    if (access(TINY_MODEL, R_OK) != 0) { printf("SKIP perplexity --compute: %s absent\n", TINY_MODEL); return; }
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY_MODEL " -f tests/data/ppl_text.txt --ctx 64 --save-logits '%s'", dk_test_cli(), lf);
+    free(cli_out(cmd));
+    dk_test_logits base;
+    dk_test_logits_load(lf, 4, &base);
+    ck_assert(dk_memory_read_gguf(TINY_MODEL, &cfg, &wb, &wf, NULL, &e) == DK_OK);
+    bound = (7.0 * cfg.n_layer + 1) * 2 * U_BF16;
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY_MODEL " -f tests/data/ppl_text.txt --ctx 64 --kl-base '%s' --save-logits '%s' --compute bf16",
+             dk_test_cli(), lf, lb);
+    char *out = cli_out(cmd);
+    ck_assert_msg(!strncmp(out, "compute: bf16\n", 14), "%s", out);
+    double p = dk_test_field(out, "perplexity"), pb = dk_test_field(out, "ppl_base");
+    dk_test_logits chunks;
+    dk_test_logits_load(lb, 4, &chunks);
+    ck_assert_int_eq(chunks.n_tokens, base.n_tokens);
+    err = dk_test_rel_err(chunks.logits, base.logits, (size_t)base.n_tokens * base.n_vocab, base.scale);
+    printf("perplexity --compute bf16: %.6f vs f32 %.6f; its logits %.5f of the scale (bound %.4f)\n", p, pb, err, bound);
+    ck_assert_msg(p != pb && err > 0 && err <= bound, "perplexity bf16 %.6f vs f32 %.6f, logits off by %.5f", p, pb, err);
+    dk_test_logits_free(&chunks);
+    free(out);
+    dk_test_logits_free(&base);
+    unlink(ids); unlink(lf); unlink(lb);
+}
+END_TEST
+
 static Suite *compute_suite(void) {
     Suite *s = suite_create("compute");
     TCase *t = tcase_create("bf16");
@@ -337,6 +399,7 @@ static Suite *compute_suite(void) {
     tcase_add_test(t, test_small_m_f32);
     tcase_add_test(t, test_rho0_bit_identical);
     tcase_add_test(t, test_passkey_accuracy);
+    tcase_add_test(t, test_cli_compute);
     suite_add_tcase(s, t);
     return s;
 }

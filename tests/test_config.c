@@ -138,7 +138,7 @@ START_TEST(test_identity) {
     /* key = sha256 of the JSON text, checked with sha256sum(1) */
     char cmd[1024], *out = NULL;
     char path[512];
-    snprintf(path, sizeof path, "%s/id.json", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "id.json");
     FILE *f = fopen(path, "w");
     fputs(a.json, f);
     fclose(f);

@@ -69,8 +69,7 @@ static dk_model *random_model(void) {
                            .head_dim = 12, .n_ff = 96, .n_vocab = n_vocab, .n_ctx_train = 512,
                            .rope_theta = 10000, .n_rot = 12, .rope_type = DK_ROPE_TYPE_NORM, .rms_eps = 1e-5f,
                            .tied_output = false, .qkv_bias = false};
-    dk_model *m;
-    ck_assert_msg(dk_model_create_random(&cfg, 7, "test-random", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 7, "test-random");
     m->tokenizer = tok; /* the model frees it */
     return m;
 }
@@ -766,7 +765,7 @@ END_TEST
 /* A random model (4 layers) speaking the real Qwen vocabulary of tests/data/bpe_qwen.gguf.gz. */
 static dk_model *qwen_vocab_model(void) {
     char path[512], cmd[1200];
-    snprintf(path, sizeof path, "%s/bpe_qwen.gguf", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "bpe_qwen.gguf");
     snprintf(cmd, sizeof cmd, "gzip -dc tests/data/bpe_qwen.gguf.gz > '%s'", path);
     ck_assert_msg(dk_test_run(cmd, 1, NULL) == 0, "%s failed", cmd);
     dk_err e = {{0}};
@@ -778,8 +777,7 @@ static dk_model *qwen_vocab_model(void) {
     dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = 32, .n_head = 2, .n_head_kv = 2,
                            .head_dim = 16, .n_ff = 64, .n_vocab = dk_tokenizer_n_vocab(tok), .n_ctx_train = 1024,
                            .rope_theta = 10000, .n_rot = 16, .rope_type = DK_ROPE_TYPE_NEOX, .rms_eps = 1e-6f};
-    dk_model *m;
-    ck_assert_msg(dk_model_create_random(&cfg, 3, "qwen-vocab", &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 3, "qwen-vocab");
     m->tokenizer = tok;
     return m;
 }

@@ -10,14 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static dk_model *make_model(const char *shape) {
-    dk_model_config cfg;
-    ck_assert(dk_model_shape(shape, &cfg));
-    dk_model *m = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 7, shape, &m, &e) == DK_OK, "%s", e.msg);
-    return m;
-}
+static dk_model *make_model(const char *shape) { return dk_test_model_shape(shape, 0, 7); }
 
 static void make_tokens(int32_t *t, int n, int n_vocab) {
     uint32_t s = 12345;

@@ -91,13 +91,6 @@ static void write_gguf(const char *path, dk_gguf_variant v) {
     free(b.b);
 }
 
-static char *tmp_path(const char *name) {
-    static char p[8][512];
-    static int k;
-    char *r = p[k++ % 8];
-    snprintf(r, 512, "%s/%s", dk_test_tmpdir(), name);
-    return r;
-}
 
 /* Runs `dashkit info [opt] path`; asserts exit 1, nothing on stdout, one stderr line naming the
  * file and `what`. */
@@ -116,7 +109,7 @@ static void expect_info_opt_error(const char *opt, const char *path, const char 
 static void expect_info_error(const char *path, const char *what) { expect_info_opt_error("", path, what); }
 
 START_TEST(test_valid_file) {
-    const char *p = tmp_path("ok.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "ok.gguf");
     write_gguf(p, (dk_gguf_variant){0});
     dk_err e = {{0}};
     dk_gguf *g;
@@ -155,7 +148,7 @@ START_TEST(test_valid_file) {
 END_TEST
 
 START_TEST(test_wrong_magic) {
-    const char *p = tmp_path("magic.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "magic.gguf");
     write_gguf(p, (dk_gguf_variant){0});
     FILE *f = fopen(p, "r+b");
     fwrite("GGUX", 1, 4, f);
@@ -165,14 +158,14 @@ START_TEST(test_wrong_magic) {
 END_TEST
 
 START_TEST(test_bad_version) {
-    const char *p = tmp_path("version.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "version.gguf");
     write_gguf(p, (dk_gguf_variant){.version = 7});
     expect_info_error(p, "unsupported GGUF version 7");
 }
 END_TEST
 
 START_TEST(test_tensor_past_eof) {
-    const char *p = tmp_path("eof.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "eof.gguf");
     write_gguf(p, (dk_gguf_variant){0});
     FILE *f = fopen(p, "rb");
     fseek(f, 0, SEEK_END);
@@ -185,7 +178,7 @@ START_TEST(test_tensor_past_eof) {
 END_TEST
 
 START_TEST(test_absurd_counts) {
-    const char *p = tmp_path("counts.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "counts.gguf");
     write_gguf(p, (dk_gguf_variant){.n_kv_override = (uint64_t)1 << 60});
     expect_info_error(p, "metadata count 1152921504606846976 cannot fit");
     expect_info_error(p, "absurd count");
@@ -193,7 +186,7 @@ START_TEST(test_absurd_counts) {
 END_TEST
 
 START_TEST(test_unknown_type) {
-    const char *p = tmp_path("type.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "type.gguf");
     write_gguf(p, (dk_gguf_variant){.bad_type = 99});
     expect_info_error(p, "unknown type 99");
 }
@@ -202,31 +195,31 @@ END_TEST
 /* a quantised type whose block does not divide the row (8 elements vs Q4_K's 256); the other
  * damaged quantised files (unsupported type, truncated tensor) are in test_quant.c */
 START_TEST(test_quant_block_does_not_divide) {
-    const char *p = tmp_path("qblock.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "qblock.gguf");
     write_gguf(p, (dk_gguf_variant){.bad_type = DK_GGML_TYPE_Q4_K});
     expect_info_error(p, "tensor 'blk.0.attn_q.weight': row length 8 is not a multiple of the Q4_K block size 256");
 }
 END_TEST
 
 START_TEST(test_truncated_header) {
-    const char *p = tmp_path("trunc.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "trunc.gguf");
     write_gguf(p, (dk_gguf_variant){.cut = 40});
     expect_info_error(p, "truncated");
-    const char *q = tmp_path("trunc2.gguf");
+    const char *q = dk_test_tmp_path(NULL, 0, "trunc2.gguf");
     write_gguf(q, (dk_gguf_variant){.cut = 300});
     expect_info_error(q, "truncated");
 }
 END_TEST
 
 START_TEST(test_misaligned_offset) {
-    const char *p = tmp_path("align.gguf");
+    const char *p = dk_test_tmp_path(NULL, 0, "align.gguf");
     write_gguf(p, (dk_gguf_variant){.misalign = 1});
     expect_info_error(p, "not a multiple of the alignment 32");
 }
 END_TEST
 
 START_TEST(test_missing_file) {
-    expect_info_error(tmp_path("absent.gguf"), "cannot open");
+    expect_info_error(dk_test_tmp_path(NULL, 0, "absent.gguf"), "cannot open");
 }
 END_TEST
 
@@ -241,7 +234,7 @@ START_TEST(test_memory_checks_hparams) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "hparam%zu.gguf", i);
-        const char *p = tmp_path(name);
+        const char *p = dk_test_tmp_path(NULL, 0, name);
         write_gguf(p, bad[i]);
         expect_info_opt_error("--memory", p, "invalid hyper-parameters");
         expect_info_opt_error("", p, "invalid hyper-parameters");

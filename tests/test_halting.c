@@ -20,15 +20,7 @@
 
 /* ---- fixtures: small random models, random tokens ---- */
 
-static dk_model *model_shape(const char *shape, int n_layer) {
-    dk_model_config cfg;
-    ck_assert(dk_model_shape(shape, &cfg));
-    if (n_layer > 0) cfg.n_layer = n_layer;
-    dk_model *m = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random(&cfg, 7, shape, &m, &e) == DK_OK, "%s", e.msg);
-    return m;
-}
+static dk_model *model_shape(const char *shape, int n_layer) { return dk_test_model_shape(shape, n_layer, 7); }
 
 static int32_t *tokens(int n, int n_vocab, uint64_t seed) {
     int32_t *t = malloc((size_t)n * sizeof *t);

@@ -185,7 +185,7 @@ END_TEST
 static void expect_bad(const char *name, const char *content, const char *want_line_field) {
     char p[1024], cfgdir[1024];
     DK_SKIP_IF_NULL(dk_test_fixture(cfgdir, sizeof cfgdir, "longbench/config"));
-    snprintf(p, sizeof p, "%s/%s", dk_test_tmpdir(), name);
+    dk_test_tmp_path(p, sizeof p, name);
     FILE *f = fopen(p, "w");
     fputs(content, f);
     fclose(f);

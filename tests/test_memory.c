@@ -1,6 +1,7 @@
 /* test_memory.c — memory estimate (engine/memory.h): the closed forms, the header reader against
  * the full loader, the estimate against the heap growth of a real dk_ctx (mallinfo2), and the
  * `dashkit info --ctx` lines. */
+#include "compute.h"
 #include "forward.h"
 #include "memory.h"
 #include "model.h"
@@ -73,7 +74,7 @@ END_TEST
 
 /* The estimate of scratch + KV equals what a real context allocates (heap growth measured by
  * mallinfo2 around dk_ctx_create and a prefill of the chunk), within malloc's bookkeeping. */
-static const uint32_t t_types[] = {DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16};
+static const uint32_t t_types[] = {DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16, DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16};
 
 START_TEST(test_estimate_vs_allocation) {
 #ifdef __SANITIZE_ADDRESS__
@@ -85,6 +86,8 @@ START_TEST(test_estimate_vs_allocation) {
     dk_model *m;
     dk_err e = {{0}};
     uint32_t type = t_types[_i];
+    dk_compute compute = _i >= 2 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32; /* loops 2, 3: bf16 compute */
+    if (compute == DK_COMPUTE_BF16 && !dk_compute_bf16_native()) { printf("SKIP estimate vs heap growth in bf16: no native bf16\n"); return; }
     ck_assert_msg(dk_model_create_random_typed(&c, 1, "t", type, &m, &e) == DK_OK, "%s", e.msg);
     ck_assert(m->converts == (type != DK_GGML_TYPE_F32));
     int n_ctx = 1024, chunk = 700;
@@ -94,6 +97,7 @@ START_TEST(test_estimate_vs_allocation) {
     /* warm-up: BLAS buffers and lazy libc state are allocated before measuring */
     dk_ctx *w;
     ck_assert_int_eq(dk_ctx_create(m, 64, &w, &e), DK_OK);
+    ck_assert_int_eq(dk_ctx_set_compute(w, compute, &e), DK_OK);
     ck_assert_int_eq(dk_forward_prefill(w, tok, 32, NULL, logits, &e), DK_OK);
     dk_ctx_free(w);
 
@@ -101,16 +105,22 @@ START_TEST(test_estimate_vs_allocation) {
     dk_ctx *x;
     ck_assert_int_eq(dk_ctx_create(m, n_ctx, &x, &e), DK_OK);
     int64_t h1 = t_heap();
+    /* bf16: the backend (created by the switch) and its buffers count with the chunk */
+    ck_assert_int_eq(dk_ctx_set_compute(x, compute, &e), DK_OK);
     ck_assert_msg(dk_forward_prefill(x, tok, chunk, NULL, logits, &e) == DK_OK, "%s", e.msg);
     int64_t h2 = t_heap();
     /* the conversion buffer belongs to the context (dk_ctx_create) */
     int64_t est_ctx = dk_memory_ctx_bytes(&c, n_ctx) + dk_memory_kv_bytes(&c, n_ctx) + (m->converts ? dk_memory_convert_bytes(&c) : 0);
-    int64_t est_chunk = dk_memory_chunk_bytes(&c, chunk);
+    int64_t est_chunk = dk_memory_chunk_bytes(&c, chunk) + dk_memory_compute_bytes(&c, compute, m->tensor_type, chunk);
     /* slack: the dk_ctx struct, malloc headers and mmap page rounding of each buffer */
     int64_t slack_ctx = 4096 + (3 * c.n_layer + 9) * 4112, slack_chunk = 14 * 4112;
     ck_assert_msg(h1 - h0 >= est_ctx && h1 - h0 <= est_ctx + slack_ctx, "context: measured %lld, estimate %lld",
                   (long long)(h1 - h0), (long long)est_ctx);
-    ck_assert_msg(h2 - h1 >= est_chunk && h2 - h1 <= est_chunk + slack_chunk, "chunk: measured %lld, estimate %lld",
+    /* bf16: oneDNN's own allocations are an allowance (DK_MEMORY_DNNL_SCRATCH), not exact */
+    int64_t low = est_chunk - (compute == DK_COMPUTE_BF16 ? DK_MEMORY_DNNL_SCRATCH : 0);
+    printf("heap growth of a %d-token chunk (%s weights, %s compute): %lld, estimate %lld\n", chunk, m->tensor_type,
+           dk_compute_name(compute), (long long)(h2 - h1), (long long)est_chunk);
+    ck_assert_msg(h2 - h1 >= low && h2 - h1 <= est_chunk + slack_chunk, "chunk: measured %lld, estimate %lld",
                   (long long)(h2 - h1), (long long)est_chunk);
     dk_ctx_free(x);
     free(tok);
@@ -157,6 +167,24 @@ START_TEST(test_cli_info_memory) {
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
     ck_assert_str_eq(out, "dashkit info: --ctx: 'zero' is not an integer in 1..4194304\n");
     free(out);
+    /* bf16 compute: the scratch adds its buffers (a chunk's activations and one layer matrix in
+     * bf16, oneDNN's scratchpad); planning needs no bf16 hardware */
+    snprintf(cmd, sizeof cmd, "%s info %s --ctx 2048 --chunk 512 --memory --compute bf16", dk_test_cli(), f);
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\ncompute: bf16\n"));
+    int64_t cb = dk_memory_compute_bytes(&c, DK_COMPUTE_BF16, "F16", 512);
+    ck_assert_int_eq(cb, (512LL * c.n_ff + dk_memory_convert_bytes(&c) / 4) * 2 + DK_MEMORY_DNNL_SCRATCH);
+    ck_assert_int_eq(t_field(out, "mem_compute_bytes"), cb);
+    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"),
+                     dk_memory_ctx_bytes(&c, 2048) + dk_memory_chunk_bytes(&c, 512) + dk_memory_convert_bytes(&c) + cb);
+    free(out);
+    /* a BF16 file's matrices are used as they are: activations only; f32 compute adds nothing */
+    ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_BF16, "BF16", 512), 512LL * c.n_ff * 2 + DK_MEMORY_DNNL_SCRATCH);
+    ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_F32, "F16", 512), 0);
+    snprintf(cmd, sizeof cmd, "%s info %s --memory --compute fp8 2>&1", dk_test_cli(), f);
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
+    ck_assert_str_eq(out, "dashkit info: --compute: compute 'fp8' is not one of f32, bf16\n");
+    free(out);
 }
 END_TEST
 
@@ -167,7 +195,7 @@ Suite *memory_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_closed_forms);
     tcase_add_test(tc, test_read_gguf_matches_loader);
-    tcase_add_loop_test(tc, test_estimate_vs_allocation, 0, 2);
+    tcase_add_loop_test(tc, test_estimate_vs_allocation, 0, 4);
     tcase_add_test(tc, test_cli_info_memory);
     suite_add_tcase(s, tc);
     return s;

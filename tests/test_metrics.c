@@ -111,7 +111,7 @@ END_TEST
 
 START_TEST(test_score_malformed) {
     char p[1024], cmd[2048];
-    snprintf(p, sizeof p, "%s/bad_cases.jsonl", dk_test_tmpdir());
+    dk_test_tmp_path(p, sizeof p, "bad_cases.jsonl");
     FILE *f = fopen(p, "w");
     fputs("{\"metric\": \"qa_f1_score\", \"prediction\": \"a\", \"answers\": [\"a\"], \"expected\": 0.0}\n", f);
     fputs("{\"metric\": \"qa_f1_score\", \"prediction\": 3, \"answers\": [\"a\"]}\n", f);
@@ -156,7 +156,7 @@ START_TEST(test_fidelity) {
     float r[4] = {0.0f, logf(3.0f), 1.0f, 0.0f}, s[4] = {5.0f, 5.0f, 0.0f, 2.0f};
     ck_assert_double_eq_tol(dk_metric_mean_kl(r, s, 2, 2),
                             0.5 * (dk_metric_kl_logits(r, s, 2) + dk_metric_kl_logits(r + 2, s + 2, 2)), 1e-12);
-    ck_assert_int_eq(dk_metric_argmax(r + 2, 2), 0);
+    ck_assert_int_eq(dk_argmax(r + 2, 2), 0);
     /* over the answer rows */
     dk_metric_fidelity fi;
     dk_metric_answer_fidelity(r, s, 2, 2, &fi);

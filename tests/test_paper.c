@@ -122,7 +122,7 @@ END_TEST
 static const char *t_lb_dir(void) {
     static char dir[512];
     if (dir[0]) return dir;
-    snprintf(dir, sizeof dir, "%s/lb", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "lb");
     char p[600];
     mkdir(dir, 0755);
     snprintf(p, sizeof p, "%s/data", dir); mkdir(p, 0755);
@@ -189,7 +189,7 @@ static double t_score(int t, int m, int j) { return 10.0 * (t + 1) + m + j; }
 static char t_db[512];
 
 static void t_build_store(void) {
-    snprintf(t_db, sizeof t_db, "%s/paper.db", dk_test_tmpdir());
+    dk_test_tmp_path(t_db, sizeof t_db, "paper.db");
     if (access(t_db, F_OK) == 0) return;
     dk_err e = {{0}};
     dk_store *s = NULL;
@@ -296,7 +296,7 @@ END_TEST
 
 START_TEST(test_report_paper_table) {
     char out[600], path[700];
-    snprintf(out, sizeof out, "%s/rep", dk_test_tmpdir());
+    dk_test_tmp_path(out, sizeof out, "rep");
     dk_err e = {{0}};
     ck_assert_msg(t_report(out, PAPER_CSV, &e) == DK_OK, "%s", e.msg);
     snprintf(path, sizeof path, "%s/paper_vs_measured.csv", out);
@@ -336,7 +336,7 @@ START_TEST(test_report_paper_absent_and_bad) {
     char out[600], path[700], bad[600];
     dk_err e = {{0}};
     /* absent: skipped silently */
-    snprintf(out, sizeof out, "%s/rep-none", dk_test_tmpdir());
+    dk_test_tmp_path(out, sizeof out, "rep-none");
     ck_assert_msg(t_report(out, "datasets/paper/no-such.csv", &e) == DK_OK, "%s", e.msg);
     snprintf(path, sizeof path, "%s/paper_vs_measured.md", out);
     ck_assert_int_ne(access(path, F_OK), 0);
@@ -346,9 +346,9 @@ START_TEST(test_report_paper_absent_and_bad) {
     ck_assert_ptr_null(strstr(md, "Paper vs measured"));
     free(md);
     /* malformed: one line naming file, line and column; nothing written */
-    snprintf(bad, sizeof bad, "%s/bad.csv", dk_test_tmpdir());
+    dk_test_tmp_path(bad, sizeof bad, "bad.csv");
     t_write(bad, "method,dashkit_method,qasper\ndash,dash,40.5\nfastv,fastv,forty\n");
-    snprintf(out, sizeof out, "%s/rep-bad", dk_test_tmpdir());
+    dk_test_tmp_path(out, sizeof out, "rep-bad");
     ck_assert_int_eq(t_report(out, bad, &e), DK_ERR_FORMAT);
     char want[800];
     snprintf(want, sizeof want, "%s:3: column qasper: 'forty' is not a number", bad);
@@ -369,7 +369,7 @@ END_TEST
 START_TEST(test_cli_paper_option) {
     t_build_store();
     char cmd[2048], *out = NULL, dir[600], path[700];
-    snprintf(dir, sizeof dir, "%s/rep-cli", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "rep-cli");
     snprintf(cmd, sizeof cmd, "%s report --db %s --out %s --no-draw --boot 0 --paper %s", dk_test_cli(), t_db, dir, PAPER_CSV);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     free(out);

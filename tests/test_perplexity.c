@@ -91,7 +91,7 @@ END_TEST
 
 START_TEST(test_kl_base_self) {
     char base[512], cmd[2048];
-    snprintf(base, sizeof base, "%s/base.logits", dk_test_tmpdir());
+    dk_test_tmp_path(base, sizeof base, "base.logits");
     snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --save-logits '%s'", dk_test_cli(), base);
     char *o1 = run(cmd, 0);
     dk_test_logits l;
@@ -142,8 +142,8 @@ START_TEST(test_logits_golden) {
     dk_test_logits g;
     dk_test_logits_load("tests/data/ref_llama_f32.logits", 4, &g);
     char ids[512], out[512], cmd[2048];
-    snprintf(ids, sizeof ids, "%s/ids.txt", dk_test_tmpdir());
-    snprintf(out, sizeof out, "%s/ref.logits", dk_test_tmpdir());
+    dk_test_tmp_path(ids, sizeof ids, "ids.txt");
+    dk_test_tmp_path(out, sizeof out, "ref.logits");
     FILE *f = fopen(ids, "w");
     for (int i = 0; i < g.n_tokens; i++) fprintf(f, i % 10 == 9 ? "%d\n" : "%d\t ", g.tokens[i]);
     fclose(f);
@@ -201,8 +201,8 @@ END_TEST
 
 START_TEST(test_logits_bad_input) {
     char ids[512], out[512], cmd[2048];
-    snprintf(ids, sizeof ids, "%s/bad_ids.txt", dk_test_tmpdir());
-    snprintf(out, sizeof out, "%s/never.logits", dk_test_tmpdir());
+    dk_test_tmp_path(ids, sizeof ids, "bad_ids.txt");
+    dk_test_tmp_path(out, sizeof out, "never.logits");
     FILE *f = fopen(ids, "w");
     fprintf(f, "1 5 2048 7\n");
     fclose(f);

@@ -362,10 +362,7 @@ END_TEST
 /* A copy of a golden at tmp/name whose tensor `tensor` gets type `type` (if not 0) and row
  * length ne0 (if not 0), cut to `cut` bytes (if not 0). */
 static const char *patched_copy(const char *golden, const char *name, const char *tensor, uint32_t type, uint64_t ne0, size_t cut) {
-    static char out[4][512];
-    static int k;
-    char *p = out[k++ % 4];
-    snprintf(p, 512, "%s/%s", dk_test_tmpdir(), name);
+    const char *p = dk_test_tmp_path(NULL, 0, name);
     size_t n;
     uint8_t *b = dk_test_read_file(golden, &n);
     if (tensor) {

@@ -15,14 +15,6 @@
 
 /* ---- helpers ---- */
 
-static const char *t_path(const char *name) {
-    static char p[8][512];
-    static int k;
-    char *r = p[k++ % 8];
-    snprintf(r, 512, "%s/%s", dk_test_tmpdir(), name);
-    return r;
-}
-
 static void t_write(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "cannot write %s", path);
@@ -55,7 +47,7 @@ START_TEST(test_score_directory) {
     ck_assert_ptr_null(strstr(err, "cases:"));
     free(err);
     /* an empty file still is 0 cases, exit 0 */
-    const char *p = t_path("empty.jsonl");
+    const char *p = dk_test_tmp_path(NULL, 0, "empty.jsonl");
     t_write(p, "");
     snprintf(args, sizeof args, "score '%s'", p);
     ck_assert_int_eq(t_cli_err(args, &err), 0);
@@ -73,7 +65,7 @@ END_TEST
  * and a 1-model config of `samples` samples reading it; the config path goes to cfg. */
 static void t_longbench_setup(const char *name, int bad, int samples, char *cfg, size_t n) {
     char dir[600], p[700], text[4096];
-    snprintf(dir, sizeof dir, "%s/%s", dk_test_tmpdir(), name);
+    dk_test_tmp_path(dir, sizeof dir, name);
     mkdir(dir, 0755);
     snprintf(p, sizeof p, "%s/data", dir);
     mkdir(p, 0755);
@@ -113,7 +105,7 @@ START_TEST(test_run_checks_every_data_line) {
     }
     /* more samples asked for than the file holds: refused before the store too */
     t_longbench_setup("lb3", 0, 5, cfg, sizeof cfg);
-    snprintf(db, sizeof db, "%s/lb3.db", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "lb3.db");
     snprintf(args, sizeof args, "run '%s' --db '%s' --quiet", cfg, db);
     ck_assert_int_eq(t_cli_err(args, &err), 2);
     t_assert_one_line(err, "task hotpotqa has 4 samples, the config asks for 5");
@@ -149,7 +141,7 @@ START_TEST(test_errors_one_line) {
          "mod\\x07els: unknown key"},
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
-        const char *p = t_path("nl.json");
+        const char *p = dk_test_tmp_path(NULL, 0, "nl.json");
         t_write(p, cfgs[i].json);
         snprintf(args, sizeof args, "run '%s' --db '%s/nl.db'", p, dk_test_tmpdir());
         ck_assert_int_eq(t_cli_err(args, &err), 2);
@@ -157,7 +149,7 @@ START_TEST(test_errors_one_line) {
         free(err);
     }
     /* a score case's id in a FAIL line */
-    const char *p = t_path("fail.jsonl");
+    const char *p = dk_test_tmp_path(NULL, 0, "fail.jsonl");
     t_write(p, "{\"metric\":\"qa_f1_score\",\"prediction\":\"a\",\"answers\":[\"b\"],\"expected\":1,\"id\":\"x\\ny\"}\n");
     snprintf(args, sizeof args, "score '%s'", p);
     ck_assert_int_eq(t_cli_err(args, &err), 1);
@@ -191,7 +183,7 @@ static void t_small_run(const char *db, int samples) {
  * process may not mount. */
 static int t_mount_tmpfs(char *dir, size_t n, const char *name, int kb) {
     char opt[64];
-    snprintf(dir, n, "%s/%s", dk_test_tmpdir(), name);
+    dk_test_tmp_path(dir, n, name);
     mkdir(dir, 0755);
     snprintf(opt, sizeof opt, "size=%dk", kb);
     if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
@@ -206,7 +198,7 @@ static void t_umount(const char *dir) {
 }
 
 START_TEST(test_config_name_utf8) {
-    const char *p = t_path("utf8.json");
+    const char *p = dk_test_tmp_path(NULL, 0, "utf8.json");
     char args[1200], *err = NULL;
     struct stat sb;
     t_write(p, "{\"name\":\"a\xff\xfe b\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
@@ -214,7 +206,7 @@ START_TEST(test_config_name_utf8) {
     ck_assert_int_eq(t_cli_err(args, &err), 2);
     t_assert_one_line(err, "utf8.json: name: not valid UTF-8 (byte 0xff at offset 1)");
     free(err);
-    snprintf(args, sizeof args, "%s/utf8.db", dk_test_tmpdir());
+    dk_test_tmp_path(args, sizeof args, "utf8.db");
     ck_assert(stat(args, &sb) != 0);
     /* an overlong encoding of '/' and a UTF-16 surrogate are not UTF-8 either */
     t_write(p, "{\"name\":\"x\",\"description\":\"\xc0\xaf \xed\xa0\x80\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
@@ -228,7 +220,7 @@ END_TEST
 
 START_TEST(test_prompt_beyond_training_context) {
     /* the test model's training context is 256 tokens: 20x is refused, a little more warns */
-    const char *p = t_path("long.txt");
+    const char *p = dk_test_tmp_path(NULL, 0, "long.txt");
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
     for (int i = 0; i < 1500; i++) fputs("the cat sat on the mat. ", f);
@@ -253,7 +245,7 @@ END_TEST
 
 START_TEST(test_missing_run_exit_codes) {
     char db[600], *err = NULL;
-    snprintf(db, sizeof db, "%s/runs.db", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "runs.db");
     t_small_run(db, 1);
     /* the same mistake, the same status in every command: a run not in the store is a bad parameter */
     static const char *const cmds[] = {"status --db '%s' --run 999", "export --db '%s' --format csv --run 999",
@@ -293,18 +285,36 @@ END_TEST
 
 START_TEST(test_store_full_mid_run) {
     char dir[600], db[700], *err = NULL;
-    /* room for the schema (5 migrations) and a few samples (each dense result carries a logits blob), not all */
-    if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 300)) return;
+    /* room for the schema, the cells and some samples (each dense result carries a logits blob),
+     * not for all 480: the disk must fill while the workers store samples, neither before (at 300 KB
+     * it filled at the workers' first commit, no sample stored) nor after */
+    if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 1024)) return;
     snprintf(db, sizeof db, "%s/x.db", dir);
     int rc = t_run_json("midfull", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
                                    "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}",
                         db, "--workers 2", &err);
+    /* what the store holds: samples were written before the disk filled, not all of them */
+    int64_t stored = -1;
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(h, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+            stored = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(h);
     t_umount(dir);
     ck_assert_msg(rc == 1, "rc %d: %s", rc, err);
     ck_assert_msg(strstr(err, "full") != NULL, "the full disk is not named: %s", err);
-    /* the workers have exited: none of their cells is "still running in another process" */
+    ck_assert_msg(stored > 0 && stored < 480, "%lld of 480 samples stored: the disk did not fill mid-run: %s",
+                  (long long)stored, err);
+    /* the workers have exited: the cells they held count as interrupted (at least one: a worker
+     * stopped while storing), none as "still running in another process" */
     ck_assert_msg(strstr(err, " 0 still running in another process") != NULL, "%s", err);
-    ck_assert_msg(strstr(err, " interrupted") != NULL, "%s", err);
+    const char *intr = strstr(err, " interrupted");
+    ck_assert_msg(intr != NULL, "%s", err);
+    while (intr > err && intr[-1] >= '0' && intr[-1] <= '9') intr--;
+    ck_assert_msg(atoi(intr) >= 1, "no cell interrupted: %s", err);
     free(err);
 }
 END_TEST
@@ -333,7 +343,7 @@ END_TEST
 
 START_TEST(test_store_corrupt_page) {
     char db[600], args[1400], *err = NULL;
-    snprintf(db, sizeof db, "%s/corrupt.db", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "corrupt.db");
     t_small_run(db, 3);
     /* damage the first page of dense_results, which export's query never reads */
     sqlite3 *h = NULL;

@@ -55,7 +55,7 @@ static char t_db[512];
  * samples carry per-layer Δ statistics; the fastv cell of one sample misses its wall time. */
 static void t_build_store(void) {
     if (t_db[0]) return;
-    snprintf(t_db, sizeof t_db, "%s/t.db", dk_test_tmpdir());
+    dk_test_tmp_path(t_db, sizeof t_db, "t.db");
     if (access(t_db, F_OK) == 0) return; /* built by an earlier test (Check forks each test) */
     dk_err e = {{0}};
     dk_store *s = NULL;
@@ -211,7 +211,7 @@ static void t_close(double got, double want, const char *what) {
 
 static const char *t_report_dir(const char *name, int draw, uint64_t seed) {
     static char dir[600];
-    snprintf(dir, sizeof dir, "%s/%s", dk_test_tmpdir(), name);
+    dk_test_tmp_path(dir, sizeof dir, name);
     t_build_store();
     dk_err e = {{0}};
     dk_store *s = NULL;
@@ -588,7 +588,7 @@ START_TEST(test_cli_report_with_gnuplot) {
     if (!t_have_gnuplot()) { printf("SKIP: gnuplot not installed\n"); return; }
     t_build_store();
     char cmd[2048], dir[600], path[800];
-    snprintf(dir, sizeof dir, "%s/cli_gp", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "cli_gp");
     snprintf(cmd, sizeof cmd, "%s report --db %s --out %s --boot 200", dk_test_cli(), t_db, dir);
     char *out = NULL;
     int rc = dk_test_run(cmd, 1, &out);
@@ -624,9 +624,9 @@ START_TEST(test_cli_report_with_gnuplot) {
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
     free(out);
-    snprintf(path, sizeof path, "%s/one/f.png", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "one/f.png");
     ck_assert(t_png_ok(path));
-    snprintf(path, sizeof path, "%s/one/f.gp", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "one/f.gp");
     char *gp = t_read(path, NULL);
     ck_assert(gp && strstr(gp, "FLOP speedup") && strstr(gp, "dat = \"f.dat\""));
     free(gp);
@@ -635,7 +635,7 @@ START_TEST(test_cli_report_with_gnuplot) {
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
     free(out);
-    snprintf(path, sizeof path, "%s/one/h.svg", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "one/h.svg");
     svg = t_read(path, NULL);
     ck_assert(svg && strstr(svg, "<svg"));
     free(svg);
@@ -647,7 +647,7 @@ START_TEST(test_cli_report_without_gnuplot) {
     char cmd[2048], dir[600], path[800];
     char *out = NULL;
     /* PATH emptied of gnuplot */
-    snprintf(dir, sizeof dir, "%s/cli_nogp", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "cli_nogp");
     snprintf(cmd, sizeof cmd, "env -u DK_GNUPLOT PATH=/nonexistent %s report --db %s --out %s --boot 50", dk_test_cli(), t_db, dir);
     int rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
@@ -677,11 +677,11 @@ START_TEST(test_cli_report_without_gnuplot) {
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 1 && strstr(out, "not drawn"), "rc %d: %s", rc, out);
     free(out);
-    snprintf(path, sizeof path, "%s/nogp/q.dat", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "nogp/q.dat");
     ck_assert(access(path, R_OK) == 0);
-    snprintf(path, sizeof path, "%s/nogp/q.gp", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "nogp/q.gp");
     ck_assert(access(path, R_OK) == 0);
-    snprintf(path, sizeof path, "%s/nogp/q.png", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "nogp/q.png");
     ck_assert(access(path, F_OK) != 0);
 }
 END_TEST
@@ -703,7 +703,7 @@ static void t_expect(const char *args, int want_rc, const char *want_msg, const 
 START_TEST(test_cli_errors) {
     t_build_store();
     char args[2048], dir[600];
-    snprintf(dir, sizeof dir, "%s/err_out", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "err_out");
     snprintf(args, sizeof args, "report --db %s/missing.db --out %s", dk_test_tmpdir(), dir);
     t_expect(args, 1, "missing.db: no such store", dir);
     snprintf(args, sizeof args, "report --db %s --run 99 --out %s", t_db, dir);
@@ -734,7 +734,7 @@ END_TEST
 /* A run without dense cells: the reference point comes from dense_results at speedup 1. */
 START_TEST(test_dense_reference_from_shared_results) {
     char db[600];
-    snprintf(db, sizeof db, "%s/nodense.db", dk_test_tmpdir());
+    dk_test_tmp_path(db, sizeof db, "nodense.db");
     dk_err e = {{0}};
     dk_store *s = NULL;
     ck_assert_msg(dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
@@ -778,7 +778,7 @@ START_TEST(test_dense_reference_from_shared_results) {
     o.n_boot = 50;
     dk_report_result r;
     char dir[700], path[800];
-    snprintf(dir, sizeof dir, "%s/nodense", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "nodense");
     ck_assert_msg(dk_report_write(s, dir, &o, &r, &e) == DK_OK, "%s", e.msg);
     dk_store_close(s);
     snprintf(path, sizeof path, "%s/frontier_m_qa.csv", dir);

@@ -34,7 +34,6 @@ static void write_config(const char *path, const char *model, int samples) {
     fclose(f);
 }
 
-static void tmp_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name); }
 
 static int file_exists(const char *p) {
     struct stat st;
@@ -121,8 +120,8 @@ static void check_complete(sqlite3 *db, int samples) {
 
 START_TEST(test_run_results_and_resume) {
     char cfg[512], db[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "basic.json");
-    tmp_path(db, sizeof db, "basic.db");
+    dk_test_tmp_path(cfg, sizeof cfg, "basic.json");
+    dk_test_tmp_path(db, sizeof db, "basic.db");
     write_config(cfg, DK_MODEL, 3);
     rm_db(db);
     char *out = NULL;
@@ -223,11 +222,11 @@ static int64_t count_samples(const char *dbp) {
 static void setup_with_reference(const char *stem, const char *model, int samples, char cfg[512], char db[512], char ref_db[512]) {
     char name[128], args[1200], *out = NULL;
     snprintf(name, sizeof name, "%s.json", stem);
-    tmp_path(cfg, 512, name);
+    dk_test_tmp_path(cfg, 512, name);
     snprintf(name, sizeof name, "%s.db", stem);
-    tmp_path(db, 512, name);
+    dk_test_tmp_path(db, 512, name);
     snprintf(name, sizeof name, "%s_ref.db", stem);
-    tmp_path(ref_db, 512, name);
+    dk_test_tmp_path(ref_db, 512, name);
     write_config(cfg, model, samples);
     rm_db(db);
     rm_db(ref_db);
@@ -306,8 +305,8 @@ END_TEST
 
 START_TEST(test_two_workers) {
     char cfg[512], db[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "two.json");
-    tmp_path(db, sizeof db, "two.db");
+    dk_test_tmp_path(cfg, sizeof cfg, "two.json");
+    dk_test_tmp_path(db, sizeof db, "two.db");
     write_config(cfg, DK_MODEL, 4);
     rm_db(db);
     char *out = NULL;
@@ -359,8 +358,8 @@ static void copy_file(const char *from, const char *to) {
 /* "analyze" in a config: the run records one analysis per (model, task), a re-run keeps it */
 START_TEST(test_run_records_analysis) {
     char cfg[512], db[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "an.json");
-    tmp_path(db, sizeof db, "an.db");
+    dk_test_tmp_path(cfg, sizeof cfg, "an.json");
+    dk_test_tmp_path(db, sizeof db, "an.db");
     FILE *f = fopen(cfg, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "{\"name\":\"an\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,220]}],"
@@ -386,9 +385,9 @@ END_TEST
 
 START_TEST(test_changed_model) {
     char cfg[512], db[512], model[512], args[1200];
-    tmp_path(cfg, sizeof cfg, "chg.json");
-    tmp_path(db, sizeof db, "chg.db");
-    tmp_path(model, sizeof model, "model.gguf");
+    dk_test_tmp_path(cfg, sizeof cfg, "chg.json");
+    dk_test_tmp_path(db, sizeof db, "chg.db");
+    dk_test_tmp_path(model, sizeof model, "model.gguf");
     copy_file(DK_MODEL, model);
     write_config(cfg, model, 2);
     rm_db(db);
@@ -464,8 +463,8 @@ static void assert_lines_within(const char *part, const char *whole, const char 
  * a resumed run ends with exactly the rows of an undisturbed run. */
 START_TEST(test_model_overwritten_during_run) {
     char cfg[512], db[512], ref_db[512], model[512], errf[512], args[1400];
-    tmp_path(model, sizeof model, "ow.gguf");
-    tmp_path(errf, sizeof errf, "ow.err");
+    dk_test_tmp_path(model, sizeof model, "ow.gguf");
+    dk_test_tmp_path(errf, sizeof errf, "ow.err");
     copy_file(DK_MODEL, model);
     setup_with_reference("ow", model, 30, cfg, db, ref_db);
     char *out = NULL;
@@ -571,8 +570,8 @@ static const dk_bad_run dk_bad_runs[] = {
 START_TEST(test_bad_config) {
     const dk_bad_run *b = &dk_bad_runs[_i];
     char cfg[512], db[512], args[1400], want[1024], text[1024];
-    tmp_path(cfg, sizeof cfg, "bad.json");
-    tmp_path(db, sizeof db, "sub/bad.db");
+    dk_test_tmp_path(cfg, sizeof cfg, "bad.json");
+    dk_test_tmp_path(db, sizeof db, "sub/bad.db");
     rm_db(db);
     FILE *f = fopen(cfg, "w");
     snprintf(text, sizeof text, b->json, DK_MODEL);
@@ -588,7 +587,7 @@ START_TEST(test_bad_config) {
     ck_assert_str_eq(out, line);
     ck_assert_msg(!file_exists(db), "case %d: the DB was created", _i);
     char dir[600];
-    tmp_path(dir, sizeof dir, "sub");
+    dk_test_tmp_path(dir, sizeof dir, "sub");
     ck_assert_msg(!file_exists(dir), "case %d: the DB folder was created", _i);
     free(out);
 }
@@ -614,9 +613,9 @@ END_TEST
 
 START_TEST(test_prefix_sharing_identical) {
     char cfg[512], db_on[512], db_off[512], args[1400];
-    tmp_path(cfg, sizeof cfg, "share.json");
-    tmp_path(db_on, sizeof db_on, "share_on.db");
-    tmp_path(db_off, sizeof db_off, "share_off.db");
+    dk_test_tmp_path(cfg, sizeof cfg, "share.json");
+    dk_test_tmp_path(db_on, sizeof db_on, "share_on.db");
+    dk_test_tmp_path(db_off, sizeof db_off, "share_off.db");
     /* 3 layers: ls 0.34 -> l_s 1 (layer 0 shared), ls 0.67 -> l_s 2 (layers 0-1 shared); random
      * shares too; ls 0 cannot share (first decision at layer 0) and runs alone */
     FILE *f = fopen(cfg, "w");

@@ -44,7 +44,6 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static void tmp_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name); }
 
 static int run_cli(const char *args, char **out) {
     char cmd[8192];
@@ -150,7 +149,7 @@ static size_t parse_dry(const char *out, dry_row *rows, size_t max, long *cells)
 
 START_TEST(test_dry_run_cover_once) {
     char cfgp[512], args[1200];
-    tmp_path(cfgp, sizeof cfgp, "cover.json");
+    dk_test_tmp_path(cfgp, sizeof cfgp, "cover.json");
     write_text(cfgp, k_cfg);
     dk_err e = {{0}};
     dk_config *cfg = NULL;
@@ -196,8 +195,8 @@ END_TEST
 
 START_TEST(test_bad_shard_usage) {
     char cfgp[512], db[512], args[1400];
-    tmp_path(cfgp, sizeof cfgp, "bad.json");
-    tmp_path(db, sizeof db, "bad-shard.db");
+    dk_test_tmp_path(cfgp, sizeof cfgp, "bad.json");
+    dk_test_tmp_path(db, sizeof db, "bad-shard.db");
     write_text(cfgp, k_cfg);
     const char *bad[] = {"5/4", "0/0", "x"};
     for (size_t k = 0; k < 3; k++) {
@@ -216,8 +215,8 @@ END_TEST
 
 START_TEST(test_shard_run_registers_its_cells) {
     char cfgp[512], db[512], args[1400];
-    tmp_path(cfgp, sizeof cfgp, "one.json");
-    tmp_path(db, sizeof db, "one-shard.db");
+    dk_test_tmp_path(cfgp, sizeof cfgp, "one.json");
+    dk_test_tmp_path(db, sizeof db, "one-shard.db");
     write_text(cfgp,
                "{\"name\":\"one\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
                "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],"
@@ -368,16 +367,16 @@ static int64_t q_int(const char *db, const char *sql) {
 static void make_runs(char cfg[512], char all[512], char sh[3][512]) {
     char args[2048];
     char *out = NULL;
-    tmp_path(cfg, 512, "merge.json");
+    dk_test_tmp_path(cfg, 512, "merge.json");
     write_text(cfg, k_cfg_merge);
-    tmp_path(all, 512, "all.db");
+    dk_test_tmp_path(all, 512, "all.db");
     snprintf(args, sizeof args, "run %s --db %s --quiet", cfg, all);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     free(out);
     for (int i = 0; i < 3; i++) {
         char name[32];
         snprintf(name, sizeof name, "s%d.db", i + 1);
-        tmp_path(sh[i], 512, name);
+        dk_test_tmp_path(sh[i], 512, name);
         snprintf(args, sizeof args, "run %s --shard %d/3 --db %s --quiet", cfg, i + 1, sh[i]);
         ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
         free(out);
@@ -399,7 +398,7 @@ static void assert_one_line(const char *out) {
 START_TEST(test_merge_equals_single_idempotent_conflict) {
     char cfg[512], all[512], sh[3][512], out_db[512], shards[2048], *out = NULL;
     make_runs(cfg, all, sh);
-    tmp_path(out_db, sizeof out_db, "out.db");
+    dk_test_tmp_path(out_db, sizeof out_db, "out.db");
     snprintf(shards, sizeof shards, "%s %s %s", sh[0], sh[1], sh[2]);
     ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 8\ndone: 8\npending: 0\nfailed: 0\nsamples: 16\n"), "%s", out);
@@ -438,7 +437,7 @@ START_TEST(test_merge_equals_single_idempotent_conflict) {
     /* a conflicting shard: one score changed -> refused naming the cell, OUT untouched */
     int k = q_int(sh[0], "SELECT count(*) FROM samples") ? 0 : q_int(sh[1], "SELECT count(*) FROM samples") ? 1 : 2;
     char bad[512], sql[512];
-    tmp_path(bad, sizeof bad, "conflict.db");
+    dk_test_tmp_path(bad, sizeof bad, "conflict.db");
     copy_file(sh[k], bad);
     char *key = dump_query(bad, "SELECT substr(c.key, 1, 12) FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY s.id LIMIT 1");
     key[12] = 0;
@@ -452,7 +451,7 @@ START_TEST(test_merge_equals_single_idempotent_conflict) {
     free(out);
     /* also among the shards of one merge into a new OUT: nothing is left behind */
     char fresh[512], both[2048];
-    tmp_path(fresh, sizeof fresh, "fresh.db");
+    dk_test_tmp_path(fresh, sizeof fresh, "fresh.db");
     snprintf(both, sizeof both, "%s %s", sh[k], bad);
     ck_assert_int_eq(merge_cli(fresh, both, &out), 1);
     free(out);
@@ -476,7 +475,7 @@ START_TEST(test_merge_partial_then_run) {
         if (q_int(sh[i], "SELECT count(*) FROM cells") > q_int(sh[k], "SELECT count(*) FROM cells")) k = i;
     ck_assert_int_ge(q_int(sh[k], "SELECT count(*) FROM cells"), 2);
     char part[512];
-    tmp_path(part, sizeof part, "partial.db");
+    dk_test_tmp_path(part, sizeof part, "partial.db");
     copy_file(sh[k], part);
     sql_exec(part,
              "DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM samples WHERE (cell_id = (SELECT min(id) FROM cells)"
@@ -485,7 +484,7 @@ START_TEST(test_merge_partial_then_run) {
              "UPDATE cells SET state = 'running', worker_host = 'gone', worker_pid = 1, lease_until = 0 WHERE id = (SELECT min(id) FROM cells);"
              "UPDATE cells SET state = 'pending' WHERE id = (SELECT max(id) FROM cells);"
              "UPDATE runs SET finished_at = NULL;");
-    tmp_path(out_db, sizeof out_db, "partial-out.db");
+    dk_test_tmp_path(out_db, sizeof out_db, "partial-out.db");
     snprintf(shards, sizeof shards, "%s %s %s", k == 0 ? part : sh[0], k == 1 ? part : sh[1], k == 2 ? part : sh[2]);
     ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 8\ndone: 6\npending: 2\nfailed: 0\nsamples: 13\n"), "%s", out);
@@ -510,36 +509,36 @@ END_TEST
 START_TEST(test_merge_bad_inputs) {
     char cfg[512], all[512], sh[3][512], out_db[512], args[2048], *out = NULL;
     make_runs(cfg, all, sh);
-    tmp_path(out_db, sizeof out_db, "bad-out.db");
+    dk_test_tmp_path(out_db, sizeof out_db, "bad-out.db");
     ck_assert_int_eq(merge_cli(out_db, sh[0], &out), 0);
     free(out);
     size_t n0;
     void *bytes0 = dk_test_read_file(out_db, &n0);
     /* another config's shard */
     char other_cfg[512], other[512], corrupt[512], trunc[512], missing[512], newout[512];
-    tmp_path(other_cfg, sizeof other_cfg, "other.json");
+    dk_test_tmp_path(other_cfg, sizeof other_cfg, "other.json");
     write_text(other_cfg, "{\"name\":\"other\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"length\":200}],"
                           "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1}");
-    tmp_path(other, sizeof other, "other.db");
+    dk_test_tmp_path(other, sizeof other, "other.db");
     snprintf(args, sizeof args, "run %s --shard 1/1 --db %s --quiet", other_cfg, other);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     free(out);
     /* a corrupt file, a truncated store, a missing file */
-    tmp_path(corrupt, sizeof corrupt, "corrupt.db");
+    dk_test_tmp_path(corrupt, sizeof corrupt, "corrupt.db");
     char junk[8192];
     memset(junk, 'x', sizeof junk);
     FILE *f = fopen(corrupt, "wb");
     fwrite(junk, 1, sizeof junk, f);
     fclose(f);
-    tmp_path(trunc, sizeof trunc, "trunc.db");
+    dk_test_tmp_path(trunc, sizeof trunc, "trunc.db");
     size_t n;
     void *b = dk_test_read_file(sh[1], &n);
     f = fopen(trunc, "wb");
     fwrite(b, 1, n * 2 / 3, f);
     fclose(f);
     free(b);
-    tmp_path(missing, sizeof missing, "no-such-shard.db");
-    tmp_path(newout, sizeof newout, "never.db");
+    dk_test_tmp_path(missing, sizeof missing, "no-such-shard.db");
+    dk_test_tmp_path(newout, sizeof newout, "never.db");
     struct { const char *shard, *want; } cases[] = {
         {other, "a shard of config"}, {corrupt, "not a dashkit store"}, {trunc, trunc}, {missing, "no such store"},
         {out_db, "is the output store itself"},
@@ -584,7 +583,7 @@ static int file_has(const char *path, const char *needle) {
 START_TEST(test_slurm_scripts_run_without_slurm) {
     char cfg[512], all[512], sh[3][512], dir[512], args[2048], path[700], *out = NULL;
     make_runs(cfg, all, sh);
-    tmp_path(dir, sizeof dir, "slurm-out");
+    dk_test_tmp_path(dir, sizeof dir, "slurm-out");
     snprintf(args, sizeof args, "slurm %s --shards 3 --out %s --time 1:00:00 --mem 2G --partition cpu", cfg, dir);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "shards: 3\ncells: 8\ncpus_per_task: 1\n"), "%s", out);
@@ -626,9 +625,9 @@ END_TEST
 
 START_TEST(test_slurm_dry_run_and_usage) {
     char cfgp[512], dir[512], args[2048], *out = NULL;
-    tmp_path(cfgp, sizeof cfgp, "sdry.json");
+    dk_test_tmp_path(cfgp, sizeof cfgp, "sdry.json");
     write_text(cfgp, k_cfg);
-    tmp_path(dir, sizeof dir, "never-written");
+    dk_test_tmp_path(dir, sizeof dir, "never-written");
     snprintf(args, sizeof args, "slurm %s --shards 3 --dry-run --out %s", cfgp, dir);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 20\nshards: 3\n") && strstr(out, "imbalance: "), "%s", out);

@@ -21,9 +21,6 @@
 
 /* ---- helpers ---- */
 
-static void tmp_path(char *buf, size_t n, const char *name) {
-    snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name);
-}
 
 static void rm_db(const char *path) {
     char p[1100];
@@ -33,7 +30,7 @@ static void rm_db(const char *path) {
 }
 
 static dk_store *open_new(const char *name, char *path, size_t n) {
-    tmp_path(path, n, name);
+    dk_test_tmp_path(path, n, name);
     rm_db(path);
     dk_store *s = NULL;
     dk_err e = {{0}};
@@ -195,7 +192,7 @@ START_TEST(test_sha256_vectors) {
     free(out);
     free(big);
     free(want);
-    tmp_path(path, sizeof path, "sha.bin");
+    dk_test_tmp_path(path, sizeof path, "sha.bin");
     snprintf(cmd, sizeof cmd, "sha256sum %s", path);
     /* a large file (several read chunks) */
     FILE *f = fopen(path, "wb");
@@ -215,7 +212,7 @@ END_TEST
 
 START_TEST(test_open_errors) {
     char path[512], p2[600];
-    snprintf(path, sizeof path, "%s/sub/dir/x.db", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "sub/dir/x.db");
     dk_store *s = NULL;
     dk_err e = {{0}};
     struct stat sb;
@@ -243,7 +240,7 @@ START_TEST(test_open_errors) {
     dk_store_close(s);
 
     /* not SQLite */
-    tmp_path(p2, sizeof p2, "notdb.db");
+    dk_test_tmp_path(p2, sizeof p2, "notdb.db");
     FILE *f = fopen(p2, "w");
     fputs("this is not a database, just text that is long enough to be read as a header ......\n", f);
     fclose(f);
@@ -252,7 +249,7 @@ START_TEST(test_open_errors) {
     snprintf(want, sizeof want, "%s: not a dashkit store (not an SQLite database)", p2);
     ck_assert_str_eq(e.msg, want);
     /* another application's SQLite file: refused and left as it was */
-    tmp_path(p2, sizeof p2, "other.db");
+    dk_test_tmp_path(p2, sizeof p2, "other.db");
     rm_db(p2);
     sqlite3_open(p2, &db);
     sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL);
@@ -607,7 +604,7 @@ static void add_config_cells(dk_store *s, int64_t run, dk_config *c, const char 
 START_TEST(test_resume_and_model_change) {
     char path[512], model_path[512];
     dk_store *s = open_new("resume.db", path, sizeof path);
-    tmp_path(model_path, sizeof model_path, "model.bin");
+    dk_test_tmp_path(model_path, sizeof model_path, "model.bin");
     FILE *f = fopen(model_path, "wb");
     fputs("model weights v1", f);
     fclose(f);
@@ -829,8 +826,8 @@ static void copy_file(const char *from, const char *to) {
 START_TEST(test_migrate_v1) {
     const char *fixture = "tests/data/store_v1.db";
     char path[512], path2[512], cmd[2048], *out = NULL;
-    tmp_path(path, sizeof path, "v1.db");
-    tmp_path(path2, sizeof path2, "v1-noupgrade.db");
+    dk_test_tmp_path(path, sizeof path, "v1.db");
+    dk_test_tmp_path(path2, sizeof path2, "v1-noupgrade.db");
     rm_db(path);
     rm_db(path2);
     copy_file(fixture, path);
@@ -891,7 +888,7 @@ END_TEST
 
 START_TEST(test_cli_status_export) {
     char path[512], cmd[2048], *out = NULL, dir[600], csv[700], js[700];
-    snprintf(dir, sizeof dir, "%s/exp", dk_test_tmpdir());
+    dk_test_tmp_path(dir, sizeof dir, "exp");
     mkdir(dir, 0777);
     dk_store *s = open_new("exp/cli.db", path, sizeof path);
     int64_t run = mk_run(s, "clitest"), model = mk_model(s, SHA_A), cells[2], got;

@@ -82,9 +82,7 @@ static void check_threads(uint32_t type, bool sparse) {
     ck_assert(dk_model_shape("qwen2-tiny", &cfg));
     cfg.n_embd = 64; cfg.n_ff = 256; cfg.n_layer = 2; /* multiples of 32 for Q8_0; SiLU splits */
     cfg.n_head = 8; cfg.n_head_kv = 2; cfg.head_dim = 8; cfg.n_rot = 8;
-    dk_model *m = NULL;
-    dk_err e = {{0}};
-    ck_assert_msg(dk_model_create_random_typed(&cfg, 11, "threads", type, &m, &e) == DK_OK, "%s", e.msg);
+    dk_model *m = dk_test_model_random(&cfg, type, 11, "threads");
     int32_t tok[T + D];
     uint32_t s = 99;
     for (int i = 0; i < T + D; i++) { s = s * 1103515245u + 12345u; tok[i] = (int32_t)((s >> 8) % (uint32_t)cfg.n_vocab); }

@@ -94,7 +94,7 @@ END_TEST
  * `info` says the tokenizer is not supported. */
 START_TEST(test_missing_pre_refused) {
     char gguf[512], cmd[1400], *out = NULL;
-    snprintf(gguf, sizeof gguf, "%s/nopre.gguf", dk_test_tmpdir());
+    dk_test_tmp_path(gguf, sizeof gguf, "nopre.gguf");
     snprintf(cmd, sizeof cmd, "gzip -dc tests/data/bpe_gpt2.gguf.gz > '%s'", gguf);
     ck_assert(dk_test_run(cmd, 1, NULL) == 0);
     size_t n;

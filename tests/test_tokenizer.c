@@ -334,14 +334,14 @@ START_TEST(test_llama2c_bad_files) {
     size_t n = fread(data, 1, sizeof data, f);
     fclose(f);
     char path[512];
-    snprintf(path, sizeof path, "%s/trunc.bin", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "trunc.bin");
     f = fopen(path, "wb");
     fwrite(data, 1, n / 2, f);
     fclose(f);
     ck_assert_int_eq(dk_tokenizer_load_llama2c(path, 512, &t, &e), DK_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(e.msg, path));
     ck_assert_ptr_nonnull(strstr(e.msg, "truncated"));
-    snprintf(path, sizeof path, "%s/badlen.bin", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "badlen.bin");
     int32_t bad = 1 << 28;
     memcpy(data + 4 + 4, &bad, 4); /* length of token 0 */
     f = fopen(path, "wb");

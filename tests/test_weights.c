@@ -544,7 +544,7 @@ START_TEST(test_peak_rss) {
 #endif
     if (t_status_kb("VmHWM") < 0) { printf("SKIP peak RSS: no VmHWM in /proc/self/status\n"); return; }
     char path[512], exe[512], cmd[1200], *out = NULL;
-    snprintf(path, sizeof path, "%s/rss_bf16.gguf", dk_test_tmpdir());
+    dk_test_tmp_path(path, sizeof path, "rss_bf16.gguf");
     long size = t_write_gguf(path, &T_BIG, DK_GGML_TYPE_BF16);
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     ck_assert(n > 0);

@@ -88,29 +88,6 @@ const dk_config_registry *dk_config_registry_builtin(void) {
     return &dk_builtin_registry;
 }
 
-/* ---- growable string ---- */
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-} dk_sbuf;
-
-static void dk_sb_put(dk_sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p; b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-static void dk_sb_str(dk_sbuf *b, const char *s) { dk_sb_put(b, s, strlen(s)); }
-
 /* ---- canonical JSON ---- */
 
 static void dk_fmt_number(double d, char out[40]) {
@@ -122,24 +99,24 @@ static void dk_fmt_number(double d, char out[40]) {
     }
 }
 
-static void dk_canon_string(dk_sbuf *b, const char *s) {
-    dk_sb_put(b, "\"", 1);
+static void dk_canon_string(dk_strbuf *b, const char *s) {
+    dk_strbuf_add(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         switch (*p) {
-        case '"': dk_sb_str(b, "\\\""); break;
-        case '\\': dk_sb_str(b, "\\\\"); break;
-        case '\b': dk_sb_str(b, "\\b"); break;
-        case '\f': dk_sb_str(b, "\\f"); break;
-        case '\n': dk_sb_str(b, "\\n"); break;
-        case '\r': dk_sb_str(b, "\\r"); break;
-        case '\t': dk_sb_str(b, "\\t"); break;
+        case '"': dk_strbuf_adds(b, "\\\""); break;
+        case '\\': dk_strbuf_adds(b, "\\\\"); break;
+        case '\b': dk_strbuf_adds(b, "\\b"); break;
+        case '\f': dk_strbuf_adds(b, "\\f"); break;
+        case '\n': dk_strbuf_adds(b, "\\n"); break;
+        case '\r': dk_strbuf_adds(b, "\\r"); break;
+        case '\t': dk_strbuf_adds(b, "\\t"); break;
         default:
-            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); dk_sb_str(b, esc); }
-            else dk_sb_put(b, (const char *)p, 1);
+            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); dk_strbuf_adds(b, esc); }
+            else dk_strbuf_add(b, (const char *)p, 1);
         }
     }
-    dk_sb_put(b, "\"", 1);
+    dk_strbuf_add(b, "\"", 1);
 }
 
 static int dk_cmp_item_key(const void *a, const void *b) {
@@ -147,21 +124,21 @@ static int dk_cmp_item_key(const void *a, const void *b) {
     return strcmp(x->string, y->string);
 }
 
-static void dk_canon(dk_sbuf *b, const cJSON *it) {
+static void dk_canon(dk_strbuf *b, const cJSON *it) {
     char num[40];
-    if (cJSON_IsNull(it)) dk_sb_str(b, "null");
-    else if (cJSON_IsTrue(it)) dk_sb_str(b, "true");
-    else if (cJSON_IsFalse(it)) dk_sb_str(b, "false");
-    else if (cJSON_IsNumber(it)) { dk_fmt_number(it->valuedouble, num); dk_sb_str(b, num); }
+    if (cJSON_IsNull(it)) dk_strbuf_adds(b, "null");
+    else if (cJSON_IsTrue(it)) dk_strbuf_adds(b, "true");
+    else if (cJSON_IsFalse(it)) dk_strbuf_adds(b, "false");
+    else if (cJSON_IsNumber(it)) { dk_fmt_number(it->valuedouble, num); dk_strbuf_adds(b, num); }
     else if (cJSON_IsString(it)) dk_canon_string(b, it->valuestring);
     else if (cJSON_IsArray(it)) {
-        dk_sb_put(b, "[", 1);
+        dk_strbuf_add(b, "[", 1);
         int first = 1;
         for (const cJSON *c = it->child; c; c = c->next, first = 0) {
-            if (!first) dk_sb_put(b, ",", 1);
+            if (!first) dk_strbuf_add(b, ",", 1);
             dk_canon(b, c);
         }
-        dk_sb_put(b, "]", 1);
+        dk_strbuf_add(b, "]", 1);
     } else if (cJSON_IsObject(it)) {
         size_t n = 0;
         for (const cJSON *c = it->child; c; c = c->next) n++;
@@ -170,20 +147,20 @@ static void dk_canon(dk_sbuf *b, const cJSON *it) {
         n = 0;
         for (const cJSON *c = it->child; c; c = c->next) kids[n++] = c;
         qsort(kids, n, sizeof *kids, dk_cmp_item_key);
-        dk_sb_put(b, "{", 1);
+        dk_strbuf_add(b, "{", 1);
         for (size_t i = 0; i < n; i++) {
-            if (i) dk_sb_put(b, ",", 1);
+            if (i) dk_strbuf_add(b, ",", 1);
             dk_canon_string(b, kids[i]->string);
-            dk_sb_put(b, ":", 1);
+            dk_strbuf_add(b, ":", 1);
             dk_canon(b, kids[i]);
         }
-        dk_sb_put(b, "}", 1);
+        dk_strbuf_add(b, "}", 1);
         free(kids);
     }
 }
 
 static char *dk_canon_item(const cJSON *it) {
-    dk_sbuf b = {0};
+    dk_strbuf b = {0};
     dk_canon(&b, it);
     if (b.oom) { free(b.s); return NULL; }
     return b.s;
@@ -486,9 +463,9 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
         g->sorted[k] = k;
         g->cnt[k] = n;
         g->total *= n;
-        dk_sbuf kb = {0};
+        dk_strbuf kb = {0};
         dk_canon_string(&kb, c->string);
-        dk_sb_put(&kb, ":", 1);
+        dk_strbuf_add(&kb, ":", 1);
         g->kcanon[k] = kb.s;
         if (g->total > DK_CONFIG_MAX_CELLS || kb.oom || !(g->vals[k] = malloc(n * sizeof *g->vals[k])) ||
             !(g->vcanon[k] = calloc(n, sizeof *g->vcanon[k]))) { dk_grid_free(g); return 0; }
@@ -517,15 +494,15 @@ static size_t dk_expand_grid(const cJSON *opts, char ***out) {
     size_t *idx = malloc((g.nk ? g.nk : 1) * sizeof *idx), done = 0;
     for (; res && idx && done < g.total; done++) {
         dk_grid_point(&g, done, idx);
-        dk_sbuf b = {0};
-        dk_sb_put(&b, "{", 1);
+        dk_strbuf b = {0};
+        dk_strbuf_add(&b, "{", 1);
         for (size_t i = 0; i < g.nk; i++) {
             size_t k = g.sorted[i];
-            if (i) dk_sb_put(&b, ",", 1);
-            dk_sb_str(&b, g.kcanon[k]);
-            dk_sb_str(&b, g.vcanon[k][idx[k]]);
+            if (i) dk_strbuf_add(&b, ",", 1);
+            dk_strbuf_adds(&b, g.kcanon[k]);
+            dk_strbuf_adds(&b, g.vcanon[k][idx[k]]);
         }
-        dk_sb_put(&b, "}", 1);
+        dk_strbuf_add(&b, "}", 1);
         if (b.oom) { free(b.s); break; }
         res[done] = b.s;
     }
@@ -1022,38 +999,38 @@ dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *ce
     size_t hl = model_sha256 ? strlen(model_sha256) : 0;
     if (hl != DK_SHA256_HEX_LEN || strspn(model_sha256, "0123456789abcdef") != hl)
         return dk_fail(err, DK_ERR_ARG, "model sha256 must be %d lower-case hex digits", DK_SHA256_HEX_LEN);
-    dk_sbuf task = {0}, b = {0};
-    dk_sb_str(&task, "{\"name\":");
+    dk_strbuf task = {0}, b = {0};
+    dk_strbuf_adds(&task, "{\"name\":");
     dk_canon_string(&task, cell->task_name);
-    dk_sb_str(&task, ",\"options\":");
-    dk_sb_str(&task, cell->task_options);
+    dk_strbuf_adds(&task, ",\"options\":");
+    dk_strbuf_adds(&task, cell->task_options);
     const char *chat = cfg->model_chat && cell->model < cfg->n_models ? cfg->model_chat[cell->model] : cfg->chat;
     if (chat && strcmp(chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
-        dk_sb_str(&task, ",\"chat\":");
+        dk_strbuf_adds(&task, ",\"chat\":");
         dk_canon_string(&task, chat);
     }
     if (cfg->compute != DK_COMPUTE_F32) { /* absent for f32, as chat for auto */
-        dk_sb_str(&task, ",\"compute\":");
+        dk_strbuf_adds(&task, ",\"compute\":");
         dk_canon_string(&task, dk_compute_name(cfg->compute));
     }
-    dk_sb_str(&task, "}");
+    dk_strbuf_adds(&task, "}");
     char num[64];
-    dk_sb_str(&b, "{\"method\":{\"name\":");
+    dk_strbuf_adds(&b, "{\"method\":{\"name\":");
     dk_canon_string(&b, cell->method_name);
-    dk_sb_str(&b, ",\"params\":");
-    dk_sb_str(&b, cell->method_params);
-    dk_sb_str(&b, "},\"model\":\"");
-    dk_sb_str(&b, model_sha256);
+    dk_strbuf_adds(&b, ",\"params\":");
+    dk_strbuf_adds(&b, cell->method_params);
+    dk_strbuf_adds(&b, "},\"model\":\"");
+    dk_strbuf_adds(&b, model_sha256);
     snprintf(num, sizeof num, "\",\"samples\":{\"n\":%lld,\"seed\":%lld},\"task\":", (long long)cfg->samples,
              (long long)cfg->seed);
-    dk_sb_str(&b, num);
-    if (task.s) dk_sb_str(&b, task.s);
-    dk_sb_str(&b, "}");
-    dk_sbuf tk = {0};
+    dk_strbuf_adds(&b, num);
+    if (task.s) dk_strbuf_adds(&b, task.s);
+    dk_strbuf_adds(&b, "}");
+    dk_strbuf tk = {0};
     snprintf(num, sizeof num, "{\"seed\":%lld,\"task\":", (long long)cfg->seed);
-    dk_sb_str(&tk, num);
-    if (task.s) dk_sb_str(&tk, task.s);
-    dk_sb_str(&tk, "}");
+    dk_strbuf_adds(&tk, num);
+    if (task.s) dk_strbuf_adds(&tk, task.s);
+    dk_strbuf_adds(&tk, "}");
     dk_status st = DK_OK;
     if (task.oom || b.oom || tk.oom || !b.s || !tk.s) st = dk_fail(err, DK_ERR_NOMEM, "out of memory");
     else {

@@ -302,21 +302,17 @@ static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx,
     dk_eval_delta_obs obs = {delta, malloc((size_t)n_ctx * sizeof(float))};
     if (!obs.buf) {
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        goto fail;
+        goto done;
     }
     for (int l = 0; l < L; l++) delta[l] = (dk_eval_delta_stats){0, NAN, NAN, NAN, NAN, NAN};
     dk_prefill_opts o = {0};
     o.hook = dk_eval_delta_hook;
     o.hook_user = &obs;
     dk_ctx_reset(c);
-    if ((st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) goto fail;
-    dk_prefill_result_set_context(r, c, NULL);
-    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
+    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) st = dk_prefill_result_finish(r, c, NULL, q, n_q, e);
+done:
     free(obs.buf);
-    return DK_OK;
-fail:
-    free(obs.buf);
-    dk_prefill_result_free(r);
+    if (st) dk_prefill_result_free(r);
     return st;
 }
 
@@ -358,24 +354,20 @@ static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const d
     dk_status st = dk_prefill_result_init(r, L, k->n_vocab, n_ctx, n_q, e);
     if (st) return st;
     dk_policy_run *run = NULL;
-    if ((st = dk_policy_run_create(pol, pp, L, n_ctx, &run, e))) goto fail;
+    if ((st = dk_policy_run_create(pol, pp, L, n_ctx, &run, e))) goto done;
     dk_prefill_opts o = {0};
     dk_policy_run_opts(run, &o);
-    if ((st = dk_forward_prefill_suffix(c, &o, r->ctx_logits, e))) goto fail;
+    if ((st = dk_forward_prefill_suffix(c, &o, r->ctx_logits, e))) goto done;
     const dk_forward_stats *fs = dk_ctx_stats(c);
     if (fs->n_tokens != n_ctx) {
         st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d", fs->n_tokens, n_ctx);
-        goto fail;
+        goto done;
     }
-    dk_prefill_result_set_context(r, c, run);
     *prefix_wall_s = fs->prefix_wall_s;
+    st = dk_prefill_result_finish(r, c, run, q, n_q, e);
+done:
     dk_policy_run_free(run);
-    run = NULL;
-    if ((st = dk_prefill_result_run_question(c, q, n_q, r, e))) goto fail;
-    return DK_OK;
-fail:
-    dk_policy_run_free(run);
-    dk_prefill_result_free(r);
+    if (st) dk_prefill_result_free(r);
     return st;
 }
 

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- analyses ---- */
-
 const double dk_analysis_q[DK_ANALYSIS_NQ] = {0.01, 0.10, 0.25, 0.50, 0.75, 0.90, 0.99};
 
 void dk_analysis_free(dk_analysis *a) {
@@ -18,14 +16,138 @@ void dk_analysis_free(dk_analysis *a) {
     memset(a, 0, sizeof *a);
 }
 
-dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
-    sqlite3_stmt *q = NULL;
-    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
-    if (rc != DK_OK) return rc;
-    if ((rc = dk_sql_prepare(s,
-            "INSERT INTO analyses(run_id, model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
-            " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", &q, err)))
-        goto fail;
+/* ---- the four per-analysis tables: row k of each bound for INSERT (after analysis_id), or one
+ * SELECTed row filled into the analysis ---- */
+
+static void dk_layer_bind(sqlite3_stmt *q, const dk_analysis *a, int l) {
+    sqlite3_bind_int(q, 2, l);
+    for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
+        dk_sql_bind_real(q, 3 + k, a->delta_q[l * DK_ANALYSIS_NQ + k]);
+        dk_sql_bind_real(q, 3 + DK_ANALYSIS_NQ + k, a->rel_q[l * DK_ANALYSIS_NQ + k]);
+    }
+    dk_sql_bind_real(q, 17, a->received_mean[l]);
+    dk_sql_bind_real(q, 18, a->received_spearman[l]);
+}
+
+static int dk_layer_fill(sqlite3_stmt *q, dk_analysis *a) {
+    int l = sqlite3_column_int(q, 1);
+    if (l < 0 || l >= a->n_layer) return 0;
+    for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
+        a->delta_q[l * DK_ANALYSIS_NQ + k] = dk_sql_col_real(q, 2 + k);
+        a->rel_q[l * DK_ANALYSIS_NQ + k] = dk_sql_col_real(q, 2 + DK_ANALYSIS_NQ + k);
+    }
+    a->received_mean[l] = dk_sql_col_real(q, 16);
+    a->received_spearman[l] = dk_sql_col_real(q, 17);
+    return 0;
+}
+
+static void dk_decile_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
+    sqlite3_bind_int(q, 2, k);
+    dk_sql_bind_real(q, 3, a->decile_delta[k]);
+    dk_sql_bind_real(q, 4, a->decile_received[k]);
+}
+
+static int dk_decile_fill(sqlite3_stmt *q, dk_analysis *a) {
+    int k = sqlite3_column_int(q, 0);
+    if (k < 0 || k >= 10) return 0;
+    a->decile_delta[k] = dk_sql_col_real(q, 1);
+    a->decile_received[k] = dk_sql_col_real(q, 2);
+    return 0;
+}
+
+static void dk_recall_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
+    dk_sql_bind_text(q, 2, a->recall[k].method);
+    dk_sql_bind_real(q, 3, a->recall[k].rho);
+    dk_sql_bind_real(q, 4, a->recall[k].recall);
+    dk_sql_bind_real(q, 5, a->recall[k].kept_frac);
+}
+
+static int dk_recall_fill(sqlite3_stmt *q, dk_analysis *a) {
+    dk_analysis_recall *p = realloc(a->recall, (size_t)(a->n_recall + 1) * sizeof *p);
+    if (!p) return -1;
+    a->recall = p;
+    dk_analysis_recall *r = &a->recall[a->n_recall++];
+    snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 0));
+    r->rho = dk_sql_col_real(q, 1);
+    r->recall = dk_sql_col_real(q, 2);
+    r->kept_frac = dk_sql_col_real(q, 3);
+    return 0;
+}
+
+static void dk_overlap_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
+    dk_sql_bind_text(q, 2, a->overlap[k].a);
+    dk_sql_bind_text(q, 3, a->overlap[k].b);
+    dk_sql_bind_real(q, 4, a->overlap[k].jaccard);
+}
+
+static int dk_overlap_fill(sqlite3_stmt *q, dk_analysis *a) {
+    dk_analysis_overlap *p = realloc(a->overlap, (size_t)(a->n_overlap + 1) * sizeof *p);
+    if (!p) return -1;
+    a->overlap = p;
+    dk_analysis_overlap *o = &a->overlap[a->n_overlap++];
+    snprintf(o->a, sizeof o->a, "%s", (const char *)sqlite3_column_text(q, 0));
+    snprintf(o->b, sizeof o->b, "%s", (const char *)sqlite3_column_text(q, 1));
+    o->jaccard = dk_sql_col_real(q, 2);
+    return 0;
+}
+
+typedef struct {
+    const char *insert, *select, *what;
+    void (*bind)(sqlite3_stmt *q, const dk_analysis *a, int k);
+    int (*fill)(sqlite3_stmt *q, dk_analysis *a); /* nonzero: out of memory */
+} dk_analysis_table;
+
+enum { DK_AN_LAYERS, DK_AN_DECILES, DK_AN_RECALL, DK_AN_OVERLAP, DK_AN_TABLES };
+
+static const dk_analysis_table dk_analysis_tables[DK_AN_TABLES] = {
+    {"INSERT INTO analysis_layers VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+     "SELECT * FROM analysis_layers WHERE analysis_id = ? ORDER BY layer", "analysis layer", dk_layer_bind, dk_layer_fill},
+    {"INSERT INTO analysis_deciles VALUES(?,?,?,?)",
+     "SELECT decile, delta_mean, received_mean FROM analysis_deciles WHERE analysis_id = ?", "analysis decile",
+     dk_decile_bind, dk_decile_fill},
+    {"INSERT INTO analysis_recall VALUES(?,?,?,?,?)",
+     "SELECT method, rho, recall, kept_frac FROM analysis_recall WHERE analysis_id = ? ORDER BY method, rho",
+     "analysis recall", dk_recall_bind, dk_recall_fill},
+    {"INSERT INTO analysis_overlap VALUES(?,?,?,?)",
+     "SELECT method_a, method_b, jaccard FROM analysis_overlap WHERE analysis_id = ? ORDER BY method_a, method_b",
+     "analysis overlap", dk_overlap_bind, dk_overlap_fill},
+};
+
+/* Rows 0..n of table t for analysis a->id. */
+static dk_status dk_analysis_rows_put(dk_store *s, const dk_analysis *a, const dk_analysis_table *t, int n, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s, t->insert, &q, err);
+    for (int k = 0; !rc && k < n; k++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, a->id);
+        t->bind(q, a, k);
+        if (sqlite3_step(q) != SQLITE_DONE) {
+            char what[64];
+            snprintf(what, sizeof what, "insert %s", t->what);
+            rc = dk_sql_fail(s, err, what);
+        }
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static dk_status dk_analysis_rows_get(dk_store *s, dk_analysis *a, const dk_analysis_table *t, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s, t->select, &q, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(q, 1, a->id);
+    while (!rc && sqlite3_step(q) == SQLITE_ROW)
+        if (t->fill(q, a) != 0) rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static dk_status dk_analysis_head_put(dk_store *s, dk_analysis *a, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(s,
+        "INSERT INTO analyses(run_id, model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
+        " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", &q, err);
+    if (rc) return rc;
     dk_sql_bind_known(q, 1, a->run_id > 0 ? a->run_id : -1);
     dk_sql_bind_text(q, 2, a->model_sha256);
     dk_sql_bind_text(q, 3, a->model_path);
@@ -39,73 +161,27 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
     dk_sql_bind_real(q, 11, a->delta_received_spearman);
     a->created_at = dk_store_now();
     sqlite3_bind_double(q, 12, a->created_at);
-    if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis"); goto fail; }
-    a->id = sqlite3_last_insert_rowid(s->db);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert analysis");
+    else a->id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "INSERT INTO analysis_layers VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &q, err))) goto fail;
-    for (int l = 0; l < a->n_layer; l++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, a->id);
-        sqlite3_bind_int(q, 2, l);
-        for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
-            dk_sql_bind_real(q, 3 + k, a->delta_q[l * DK_ANALYSIS_NQ + k]);
-            dk_sql_bind_real(q, 3 + DK_ANALYSIS_NQ + k, a->rel_q[l * DK_ANALYSIS_NQ + k]);
-        }
-        dk_sql_bind_real(q, 17, a->received_mean[l]);
-        dk_sql_bind_real(q, 18, a->received_spearman[l]);
-        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis layer"); goto fail; }
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "INSERT INTO analysis_deciles VALUES(?,?,?,?)", &q, err))) goto fail;
-    for (int k = 0; k < 10; k++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, a->id);
-        sqlite3_bind_int(q, 2, k);
-        dk_sql_bind_real(q, 3, a->decile_delta[k]);
-        dk_sql_bind_real(q, 4, a->decile_received[k]);
-        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis decile"); goto fail; }
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "INSERT INTO analysis_recall VALUES(?,?,?,?,?)", &q, err))) goto fail;
-    for (int k = 0; k < a->n_recall; k++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, a->id);
-        dk_sql_bind_text(q, 2, a->recall[k].method);
-        dk_sql_bind_real(q, 3, a->recall[k].rho);
-        dk_sql_bind_real(q, 4, a->recall[k].recall);
-        dk_sql_bind_real(q, 5, a->recall[k].kept_frac);
-        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis recall"); goto fail; }
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "INSERT INTO analysis_overlap VALUES(?,?,?,?)", &q, err))) goto fail;
-    for (int k = 0; k < a->n_overlap; k++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, a->id);
-        dk_sql_bind_text(q, 2, a->overlap[k].a);
-        dk_sql_bind_text(q, 3, a->overlap[k].b);
-        dk_sql_bind_real(q, 4, a->overlap[k].jaccard);
-        if (sqlite3_step(q) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert analysis overlap"); goto fail; }
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
-    return DK_OK;
-fail:
-    sqlite3_finalize(q);
-    dk_sql_rollback(s);
     return rc;
 }
 
+dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
+    dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
+    if (rc != DK_OK) return rc;
+    const int n[DK_AN_TABLES] = {a->n_layer, 10, a->n_recall, a->n_overlap};
+    rc = dk_analysis_head_put(s, a, err);
+    for (int t = 0; !rc && t < DK_AN_TABLES; t++) rc = dk_analysis_rows_put(s, a, &dk_analysis_tables[t], n[t], err);
+    if (!rc) rc = dk_sql_exec(s, "COMMIT", err);
+    if (rc) dk_sql_rollback(s);
+    return rc;
+}
 
-dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
-                                dk_err *err) {
-    memset(a, 0, sizeof *a);
-    *found = 0;
-    sqlite3_stmt *q = NULL;
+/* The analyses row of id (> 0) or the latest of model_sha256 (NULL: of any model); *found = 0 when none. */
+static dk_status dk_analysis_head_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
+                                     dk_err *err) {
+    sqlite3_stmt *q;
     dk_status rc = dk_sql_prepare(s,
         "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
         " rho, delta_received_spearman, created_at FROM analyses"
@@ -114,8 +190,12 @@ dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha25
     sqlite3_bind_int64(q, 1, id);
     dk_sql_bind_text(q, 2, model_sha256);
     int step = sqlite3_step(q);
-    if (step == SQLITE_DONE) { sqlite3_finalize(q); return DK_OK; }
-    if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read analysis"); sqlite3_finalize(q); return rc; }
+    if (step != SQLITE_ROW) {
+        if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read analysis");
+        sqlite3_finalize(q);
+        return rc;
+    }
+    *found = 1;
     a->id = sqlite3_column_int64(q, 0);
     a->run_id = sqlite3_column_int64(q, 1);
     snprintf(a->model_sha256, sizeof a->model_sha256, "%s", (const char *)sqlite3_column_text(q, 2));
@@ -130,7 +210,16 @@ dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha25
     a->delta_received_spearman = dk_sql_col_real(q, 11);
     a->created_at = dk_sql_col_real(q, 12);
     sqlite3_finalize(q);
-    q = NULL;
+    return DK_OK;
+}
+
+dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
+                                dk_err *err) {
+    memset(a, 0, sizeof *a);
+    *found = 0;
+    dk_status rc = dk_analysis_head_get(s, id, model_sha256, a, found, err);
+    if (rc != DK_OK || !*found) return rc;
+    *found = 0;
     if (a->n_layer < 0 || a->n_layer > 65536) {
         rc = dk_fail(err, DK_ERR_FORMAT, "%s: analysis %lld: %d layers is absurd", s->path, (long long)a->id, a->n_layer);
         goto fail;
@@ -146,66 +235,12 @@ dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha25
     }
     for (size_t i = 0; i < L * DK_ANALYSIS_NQ; i++) a->delta_q[i] = a->rel_q[i] = NAN;
     for (size_t i = 0; i < L; i++) a->received_mean[i] = a->received_spearman[i] = NAN;
-    if ((rc = dk_sql_prepare(s, "SELECT * FROM analysis_layers WHERE analysis_id = ? ORDER BY layer", &q, err))) goto fail;
-    sqlite3_bind_int64(q, 1, a->id);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        int l = sqlite3_column_int(q, 1);
-        if (l < 0 || l >= a->n_layer) continue;
-        for (int k = 0; k < DK_ANALYSIS_NQ; k++) {
-            a->delta_q[l * DK_ANALYSIS_NQ + k] = dk_sql_col_real(q, 2 + k);
-            a->rel_q[l * DK_ANALYSIS_NQ + k] = dk_sql_col_real(q, 2 + DK_ANALYSIS_NQ + k);
-        }
-        a->received_mean[l] = dk_sql_col_real(q, 16);
-        a->received_spearman[l] = dk_sql_col_real(q, 17);
-    }
-    sqlite3_finalize(q);
-    q = NULL;
     for (int k = 0; k < 10; k++) a->decile_delta[k] = a->decile_received[k] = NAN;
-    if ((rc = dk_sql_prepare(s, "SELECT decile, delta_mean, received_mean FROM analysis_deciles WHERE analysis_id = ?", &q, err)))
-        goto fail;
-    sqlite3_bind_int64(q, 1, a->id);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        int k = sqlite3_column_int(q, 0);
-        if (k < 0 || k >= 10) continue;
-        a->decile_delta[k] = dk_sql_col_real(q, 1);
-        a->decile_received[k] = dk_sql_col_real(q, 2);
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "SELECT method, rho, recall, kept_frac FROM analysis_recall WHERE analysis_id = ? ORDER BY method, rho",
-                         &q, err)))
-        goto fail;
-    sqlite3_bind_int64(q, 1, a->id);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        dk_analysis_recall *p = realloc(a->recall, (size_t)(a->n_recall + 1) * sizeof *p);
-        if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); goto fail; }
-        a->recall = p;
-        dk_analysis_recall *r = &a->recall[a->n_recall++];
-        snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 0));
-        r->rho = dk_sql_col_real(q, 1);
-        r->recall = dk_sql_col_real(q, 2);
-        r->kept_frac = dk_sql_col_real(q, 3);
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    if ((rc = dk_sql_prepare(s, "SELECT method_a, method_b, jaccard FROM analysis_overlap WHERE analysis_id = ?"
-                            " ORDER BY method_a, method_b", &q, err)))
-        goto fail;
-    sqlite3_bind_int64(q, 1, a->id);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        dk_analysis_overlap *p = realloc(a->overlap, (size_t)(a->n_overlap + 1) * sizeof *p);
-        if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); goto fail; }
-        a->overlap = p;
-        dk_analysis_overlap *o = &a->overlap[a->n_overlap++];
-        snprintf(o->a, sizeof o->a, "%s", (const char *)sqlite3_column_text(q, 0));
-        snprintf(o->b, sizeof o->b, "%s", (const char *)sqlite3_column_text(q, 1));
-        o->jaccard = dk_sql_col_real(q, 2);
-    }
-    sqlite3_finalize(q);
+    for (int t = 0; t < DK_AN_TABLES; t++)
+        if ((rc = dk_analysis_rows_get(s, a, &dk_analysis_tables[t], err)) != DK_OK) goto fail;
     *found = 1;
     return DK_OK;
 fail:
-    sqlite3_finalize(q);
     dk_analysis_free(a);
     return rc;
 }

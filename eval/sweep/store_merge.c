@@ -149,50 +149,52 @@ static dk_status dk_merge_run(dk_store *out, const dk_store_run *r, const char *
     return dk_store_run_begin(out, &ri, run_id, err);
 }
 
-dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
-                              int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err) {
-    static const char *const skip_samples[] = {"id", "cell_id", NULL};
-    static const char *const skip_layers[] = {"sample_row", NULL};
-    static const char *const skip_dense[] = {NULL};
-    const char *hash = config_run->config_hash;
-    sqlite3_stmt *st[16] = {0};
+/* One merge of src into out: the statements it runs and what it knows. */
+enum { SRUNS, INS_RS, SCELLS, OCELL, INS_MODEL, GET_MODEL, INS_CELL, LINK, SSAMP, OSAMP, INS_SAMP, DONE, FAIL, SDENSE,
+       ODENSE, INS_DENSE, N_MERGE_STMT };
+
+typedef struct {
+    dk_store *out, *src;
+    const char *hash;          /* the config's hash */
+    int64_t run_id;            /* the merged run in out */
+    dk_store_merge_stats *ms;
+    sqlite3_stmt *st[N_MERGE_STMT];
     dk_merge_layers L;
-    dk_merge_cols sc, dc;
-    char sql[8192];
-    int64_t run_id = 0;
-    dk_status rc = dk_merge_run(out, config_run, command, &run_id, err);
-    if (!rc) rc = dk_merge_cols_load(out, src, "samples", skip_samples, &sc, err);
-    if (!rc) rc = dk_merge_cols_load(out, src, "sample_layers", skip_layers, &L.lc, err);
-    if (!rc) rc = dk_merge_cols_load(out, src, "dense_results", skip_dense, &dc, err);
-    if (rc) return rc;
-    *merged_run = run_id;
-    int sid_col = -1;
-    for (int i = 0; i < sc.n; i++) if (!strcmp(sc.name[i], "sample_id")) sid_col = i;
-    if (sid_col < 0 || L.lc.n < 1 || strcmp(L.lc.name[0], "layer") != 0)
-        return dk_fail(err, DK_ERR_FORMAT, "%s: unexpected samples/sample_layers columns", src->path);
-    enum { SRUNS, INS_RS, SCELLS, OCELL, INS_MODEL, GET_MODEL, INS_CELL, LINK, SSAMP, OSAMP, INS_SAMP, DONE, FAIL, SDENSE,
-           ODENSE, INS_DENSE };
-    /* 1. the shard's runs of this config: provenance rows of the merged run */
-    if ((rc = dk_sql_prepare(src, "SELECT id, shard, git_rev, coalesce(host, ''), cpu, blas_core, threads, workers, command,"
-                              " started_at, finished_at FROM runs WHERE config_hash = ? ORDER BY id", &st[SRUNS], err)) ||
-        (rc = dk_sql_prepare(out, "INSERT INTO run_shards(run_id, source, shard, src_run_id, config_hash, git_rev, host, cpu,"
-                              " blas_core, threads, workers, command, started_at, finished_at)"
-                              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
-                              " finished_at = coalesce(excluded.finished_at, finished_at)", &st[INS_RS], err)))
-        goto done;
-    sqlite3_bind_text(st[SRUNS], 1, hash, -1, SQLITE_TRANSIENT);
-    while ((rc = DK_OK, sqlite3_step(st[SRUNS])) == SQLITE_ROW) {
-        sqlite3_stmt *a = st[SRUNS], *b = st[INS_RS];
+    dk_merge_cols sc, dc;      /* samples (but id, cell_id), dense_results columns */
+    int sid_col;               /* sample_id in sc */
+} dk_merge;
+
+/* 1. the shard's runs of this config: provenance rows of the merged run */
+static dk_status dk_merge_shard_runs(dk_merge *m, dk_err *err) {
+    dk_status rc;
+    if ((rc = dk_sql_prepare(m->src, "SELECT id, shard, git_rev, coalesce(host, ''), cpu, blas_core, threads, workers, command,"
+                                     " started_at, finished_at FROM runs WHERE config_hash = ? ORDER BY id", &m->st[SRUNS], err)) ||
+        (rc = dk_sql_prepare(m->out, "INSERT INTO run_shards(run_id, source, shard, src_run_id, config_hash, git_rev, host, cpu,"
+                                     " blas_core, threads, workers, command, started_at, finished_at)"
+                                     " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET"
+                                     " finished_at = coalesce(excluded.finished_at, finished_at)", &m->st[INS_RS], err)))
+        return rc;
+    sqlite3_bind_text(m->st[SRUNS], 1, m->hash, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(m->st[SRUNS]) == SQLITE_ROW) {
+        sqlite3_stmt *a = m->st[SRUNS], *b = m->st[INS_RS];
         sqlite3_reset(b);
-        sqlite3_bind_int64(b, 1, run_id);
-        sqlite3_bind_text(b, 2, src->path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(b, 1, m->run_id);
+        sqlite3_bind_text(b, 2, m->src->path, -1, SQLITE_TRANSIENT);
         sqlite3_bind_value(b, 3, sqlite3_column_value(a, 1));
         sqlite3_bind_value(b, 4, sqlite3_column_value(a, 0));
-        sqlite3_bind_text(b, 5, hash, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(b, 5, m->hash, -1, SQLITE_TRANSIENT);
         for (int i = 2; i <= 10; i++) sqlite3_bind_value(b, 4 + i, sqlite3_column_value(a, i));
-        if (sqlite3_step(b) != SQLITE_DONE) { rc = dk_sql_fail(out, err, "record shard provenance"); goto done; }
+        if (sqlite3_step(b) != SQLITE_DONE) return dk_sql_fail(m->out, err, "record shard provenance");
     }
-    /* 2. cells of this config's runs, with their models; samples and layers; final state */
+    return DK_OK;
+}
+
+/* The statements of step 2 (cells, models, samples, layers, states). */
+static dk_status dk_merge_prepare_cells(dk_merge *m, dk_err *err) {
+    dk_store *out = m->out, *src = m->src;
+    sqlite3_stmt **st = m->st;
+    char sql[8192];
+    dk_status rc;
     if ((rc = dk_sql_prepare(src,
             "SELECT c.id, c.key, c.identity, c.task, c.task_options, c.task_key, c.method, c.params, c.n_samples, c.seed,"
             " c.state, c.error, c.attempts, c.worker, c.worker_host, c.worker_pid, c.worker_start, c.created_at,"
@@ -204,203 +206,265 @@ dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *
             &st[SCELLS], err)) ||
         (rc = dk_sql_prepare(out, "SELECT id, state, identity FROM cells WHERE key = ?", &st[OCELL], err)) ||
         (rc = dk_sql_prepare(out, "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab,"
-                              " n_ctx, n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                              " ON CONFLICT(sha256) DO NOTHING", &st[INS_MODEL], err)) ||
+                                  " n_ctx, n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                                  " ON CONFLICT(sha256) DO NOTHING", &st[INS_MODEL], err)) ||
         (rc = dk_sql_prepare(out, "SELECT id FROM models WHERE sha256 = ?", &st[GET_MODEL], err)) ||
         (rc = dk_sql_prepare(out, "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method,"
-                              " params, n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                         &st[INS_CELL], err)) ||
+                                  " params, n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                             &st[INS_CELL], err)) ||
         (rc = dk_sql_prepare(out, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &st[LINK], err)))
-        goto done;
-    snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? ORDER BY sample_id", sc.list);
-    if ((rc = dk_sql_prepare(src, sql, &st[SSAMP], err))) goto done;
-    snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? AND sample_id = ?", sc.list);
-    if ((rc = dk_sql_prepare(out, sql, &st[OSAMP], err))) goto done;
-    dk_merge_insert_sql(sql, sizeof sql, "samples", "cell_id", &sc, " RETURNING id");
-    if ((rc = dk_sql_prepare(out, sql, &st[INS_SAMP], err))) goto done;
-    snprintf(sql, sizeof sql, "SELECT %s FROM sample_layers WHERE sample_row = ? ORDER BY layer", L.lc.list);
-    if ((rc = dk_sql_prepare(src, sql, &L.src_layers, err))) goto done;
-    if ((rc = dk_sql_prepare(out, sql, &L.out_layers, err))) goto done;
-    dk_merge_insert_sql(sql, sizeof sql, "sample_layers", "sample_row", &L.lc, "");
-    if ((rc = dk_sql_prepare(out, sql, &L.ins_layer, err))) goto done;
+        return rc;
+    snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? ORDER BY sample_id", m->sc.list);
+    if ((rc = dk_sql_prepare(src, sql, &st[SSAMP], err))) return rc;
+    snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? AND sample_id = ?", m->sc.list);
+    if ((rc = dk_sql_prepare(out, sql, &st[OSAMP], err))) return rc;
+    dk_merge_insert_sql(sql, sizeof sql, "samples", "cell_id", &m->sc, " RETURNING id");
+    if ((rc = dk_sql_prepare(out, sql, &st[INS_SAMP], err))) return rc;
+    snprintf(sql, sizeof sql, "SELECT %s FROM sample_layers WHERE sample_row = ? ORDER BY layer", m->L.lc.list);
+    if ((rc = dk_sql_prepare(src, sql, &m->L.src_layers, err))) return rc;
+    if ((rc = dk_sql_prepare(out, sql, &m->L.out_layers, err))) return rc;
+    dk_merge_insert_sql(sql, sizeof sql, "sample_layers", "sample_row", &m->L.lc, "");
+    if ((rc = dk_sql_prepare(out, sql, &m->L.ins_layer, err))) return rc;
     if ((rc = dk_sql_prepare(out, "UPDATE cells SET state = 'done', error = NULL, attempts = ?, worker = ?, worker_host = ?,"
-                              " worker_pid = ?, worker_start = ?, lease_until = NULL, claimed_at = ?, started_at = ?,"
-                              " finished_at = ?, wall_s = ? WHERE id = ? AND state <> 'done'", &st[DONE], err)) ||
+                                  " worker_pid = ?, worker_start = ?, lease_until = NULL, claimed_at = ?, started_at = ?,"
+                                  " finished_at = ?, wall_s = ? WHERE id = ? AND state <> 'done'", &st[DONE], err)) ||
         (rc = dk_sql_prepare(out, "UPDATE cells SET state = 'failed', error = ?, attempts = ?, finished_at = ?, wall_s = ?"
-                              " WHERE id = ? AND state = 'pending'", &st[FAIL], err)))
-        goto done;
-    sqlite3_bind_text(st[SCELLS], 1, hash, -1, SQLITE_TRANSIENT);
+                                  " WHERE id = ? AND state = 'pending'", &st[FAIL], err)))
+        return rc;
+    sqlite3_bind_text(st[SCELLS], 1, m->hash, -1, SQLITE_TRANSIENT);
+    return DK_OK;
+}
+
+/* The source cell row c in out: its model, the cell (found by key, its identity checked, or
+ * inserted), linked to the merged run; *cell its id, *out_done whether out already has it done. */
+static dk_status dk_merge_cell_row(dk_merge *m, sqlite3_stmt *c, const char *what, int64_t *cell, int *out_done,
+                                   dk_err *err) {
+    sqlite3_stmt **st = m->st;
+    sqlite3_reset(st[INS_MODEL]);
+    for (int i = 0; i < 13; i++) sqlite3_bind_value(st[INS_MODEL], 1 + i, sqlite3_column_value(c, 23 + i));
+    if (sqlite3_step(st[INS_MODEL]) != SQLITE_DONE) return dk_sql_fail(m->out, err, "insert model");
+    sqlite3_reset(st[OCELL]);
+    sqlite3_bind_value(st[OCELL], 1, sqlite3_column_value(c, 1));
+    *out_done = 0;
+    int o = sqlite3_step(st[OCELL]);
+    if (o == SQLITE_ROW) {
+        *cell = sqlite3_column_int64(st[OCELL], 0);
+        *out_done = !strcmp((const char *)sqlite3_column_text(st[OCELL], 1), "done");
+        if (!dk_value_same(sqlite3_column_value(st[OCELL], 2), sqlite3_column_value(c, 2)))
+            return dk_fail(err, DK_ERR_STATE, "%s: %s: its identity differs from the cell of the same key already merged",
+                           m->src->path, what);
+    } else if (o == SQLITE_DONE) {
+        sqlite3_reset(st[GET_MODEL]);
+        sqlite3_bind_value(st[GET_MODEL], 1, sqlite3_column_value(c, 23));
+        if (sqlite3_step(st[GET_MODEL]) != SQLITE_ROW) return dk_sql_fail(m->out, err, "find model");
+        sqlite3_stmt *ins = st[INS_CELL];
+        sqlite3_reset(ins);
+        sqlite3_bind_value(ins, 1, sqlite3_column_value(c, 1));
+        sqlite3_bind_value(ins, 2, sqlite3_column_value(c, 2));
+        sqlite3_bind_int64(ins, 3, m->run_id);
+        sqlite3_bind_int64(ins, 4, sqlite3_column_int64(st[GET_MODEL], 0));
+        for (int i = 3; i <= 9; i++) sqlite3_bind_value(ins, 2 + i, sqlite3_column_value(c, i));
+        sqlite3_bind_value(ins, 12, sqlite3_column_value(c, 17));
+        if (sqlite3_step(ins) != SQLITE_ROW) return dk_sql_fail(m->out, err, "insert cell");
+        *cell = sqlite3_column_int64(ins, 0);
+        m->ms->cells_added++;
+    } else {
+        return dk_sql_fail(m->out, err, "find cell");
+    }
+    sqlite3_reset(st[LINK]);
+    sqlite3_bind_int64(st[LINK], 1, m->run_id);
+    sqlite3_bind_int64(st[LINK], 2, *cell);
+    sqlite3_bind_value(st[LINK], 3, sqlite3_column_value(c, 22));
+    if (sqlite3_step(st[LINK]) != SQLITE_DONE) return dk_sql_fail(m->out, err, "link cell");
+    return DK_OK;
+}
+
+/* The samples of source cell src_cell into out's cell: new ones copied with their layers, stored
+ * ones compared. */
+static dk_status dk_merge_cell_samples(dk_merge *m, sqlite3_value *src_cell, int64_t cell, const char *what, dk_err *err) {
+    sqlite3_stmt **st = m->st;
+    dk_status rc;
+    sqlite3_reset(st[SSAMP]);
+    sqlite3_bind_value(st[SSAMP], 1, src_cell);
+    int s1;
+    while ((s1 = sqlite3_step(st[SSAMP])) == SQLITE_ROW) {
+        sqlite3_stmt *a = st[SSAMP], *b = st[OSAMP];
+        char swhat[1100];
+        snprintf(swhat, sizeof swhat, "%s sample %lld", what, (long long)sqlite3_column_int64(a, 1 + m->sid_col));
+        sqlite3_reset(b);
+        sqlite3_bind_int64(b, 1, cell);
+        sqlite3_bind_value(b, 2, sqlite3_column_value(a, 1 + m->sid_col));
+        int s2 = sqlite3_step(b);
+        int64_t row;
+        if (s2 == SQLITE_ROW) {
+            int d = dk_row_diff(a, 1, b, 1, &m->sc);
+            if (d >= 0)
+                return dk_merge_conflict(m->src, swhat, m->sc.name[d], sqlite3_column_value(a, 1 + d),
+                                         sqlite3_column_value(b, 1 + d), err);
+            row = sqlite3_column_int64(b, 0);
+            m->ms->samples_same++;
+        } else if (s2 == SQLITE_DONE) {
+            sqlite3_stmt *ins = st[INS_SAMP];
+            sqlite3_reset(ins);
+            sqlite3_bind_int64(ins, 1, cell);
+            for (int i = 0; i < m->sc.n; i++) sqlite3_bind_value(ins, 2 + i, sqlite3_column_value(a, 1 + i));
+            if (sqlite3_step(ins) != SQLITE_ROW) return dk_sql_fail(m->out, err, "insert sample");
+            row = sqlite3_column_int64(ins, 0);
+            sqlite3_reset(ins);
+            m->ms->samples_added++;
+        } else {
+            return dk_sql_fail(m->out, err, "find sample");
+        }
+        if ((rc = dk_merge_sample_layers(m->out, m->src, &m->L, sqlite3_column_int64(a, 0), row, s2 == SQLITE_DONE, swhat,
+                                         err)))
+            return rc;
+    }
+    return s1 == SQLITE_DONE ? DK_OK : dk_sql_fail(m->src, err, "read samples");
+}
+
+/* The cell's state: done anywhere wins; a failure is kept unless done elsewhere; running -> pending. */
+static dk_status dk_merge_cell_state(dk_merge *m, sqlite3_stmt *c, int64_t cell, int out_done, const char *what,
+                                     dk_err *err) {
+    const char *state = (const char *)sqlite3_column_text(c, 10);
+    if (!out_done && !strcmp(state, "done")) {
+        sqlite3_stmt *u = m->st[DONE];
+        sqlite3_reset(u);
+        sqlite3_bind_value(u, 1, sqlite3_column_value(c, 12));
+        for (int i = 0; i < 4; i++) sqlite3_bind_value(u, 2 + i, sqlite3_column_value(c, 13 + i));
+        for (int i = 0; i < 4; i++) sqlite3_bind_value(u, 6 + i, sqlite3_column_value(c, 18 + i));
+        sqlite3_bind_int64(u, 10, cell);
+        if (sqlite3_step(u) != SQLITE_DONE)
+            return dk_fail(err, DK_ERR_STATE, "%s: %s: done in the shard but %s", m->src->path, what,
+                           sqlite3_errmsg(m->out->db));
+    } else if (!out_done && !strcmp(state, "failed")) {
+        sqlite3_stmt *u = m->st[FAIL];
+        sqlite3_reset(u);
+        sqlite3_bind_value(u, 1, sqlite3_column_value(c, 11));
+        sqlite3_bind_value(u, 2, sqlite3_column_value(c, 12));
+        sqlite3_bind_value(u, 3, sqlite3_column_value(c, 20));
+        sqlite3_bind_value(u, 4, sqlite3_column_value(c, 21));
+        sqlite3_bind_int64(u, 5, cell);
+        if (sqlite3_step(u) != SQLITE_DONE) return dk_sql_fail(m->out, err, "mark cell failed");
+    }
+    return DK_OK;
+}
+
+/* 2. cells of this config's runs, with their models; samples and layers; final state */
+static dk_status dk_merge_cells(dk_merge *m, dk_err *err) {
+    dk_status rc = dk_merge_prepare_cells(m, err);
+    if (rc) return rc;
     int step;
-    while ((step = sqlite3_step(st[SCELLS])) == SQLITE_ROW) {
-        sqlite3_stmt *c = st[SCELLS];
+    while ((step = sqlite3_step(m->st[SCELLS])) == SQLITE_ROW) {
+        sqlite3_stmt *c = m->st[SCELLS];
         char what[1024];
         snprintf(what, sizeof what, "cell %.12s (%s %s %s %s)", (const char *)sqlite3_column_text(c, 1),
                  (const char *)sqlite3_column_text(c, 3), (const char *)sqlite3_column_text(c, 4),
                  (const char *)sqlite3_column_text(c, 6), (const char *)sqlite3_column_text(c, 7));
-        /* the model, then the cell */
-        sqlite3_reset(st[INS_MODEL]);
-        for (int i = 0; i < 13; i++) sqlite3_bind_value(st[INS_MODEL], 1 + i, sqlite3_column_value(c, 23 + i));
-        if (sqlite3_step(st[INS_MODEL]) != SQLITE_DONE) { rc = dk_sql_fail(out, err, "insert model"); goto done; }
-        sqlite3_reset(st[OCELL]);
-        sqlite3_bind_value(st[OCELL], 1, sqlite3_column_value(c, 1));
         int64_t cell = 0;
         int out_done = 0;
-        int o = sqlite3_step(st[OCELL]);
-        if (o == SQLITE_ROW) {
-            cell = sqlite3_column_int64(st[OCELL], 0);
-            out_done = !strcmp((const char *)sqlite3_column_text(st[OCELL], 1), "done");
-            if (!dk_value_same(sqlite3_column_value(st[OCELL], 2), sqlite3_column_value(c, 2))) {
-                rc = dk_fail(err, DK_ERR_STATE, "%s: %s: its identity differs from the cell of the same key already merged",
-                             src->path, what);
-                goto done;
-            }
-        } else if (o == SQLITE_DONE) {
-            sqlite3_reset(st[GET_MODEL]);
-            sqlite3_bind_value(st[GET_MODEL], 1, sqlite3_column_value(c, 23));
-            if (sqlite3_step(st[GET_MODEL]) != SQLITE_ROW) { rc = dk_sql_fail(out, err, "find model"); goto done; }
-            sqlite3_stmt *ins = st[INS_CELL];
-            sqlite3_reset(ins);
-            sqlite3_bind_value(ins, 1, sqlite3_column_value(c, 1));
-            sqlite3_bind_value(ins, 2, sqlite3_column_value(c, 2));
-            sqlite3_bind_int64(ins, 3, run_id);
-            sqlite3_bind_int64(ins, 4, sqlite3_column_int64(st[GET_MODEL], 0));
-            for (int i = 3; i <= 9; i++) sqlite3_bind_value(ins, 2 + i, sqlite3_column_value(c, i));
-            sqlite3_bind_value(ins, 12, sqlite3_column_value(c, 17));
-            if (sqlite3_step(ins) != SQLITE_ROW) { rc = dk_sql_fail(out, err, "insert cell"); goto done; }
-            cell = sqlite3_column_int64(ins, 0);
-            ms->cells_added++;
-        } else {
-            rc = dk_sql_fail(out, err, "find cell");
-            goto done;
-        }
-        sqlite3_reset(st[LINK]);
-        sqlite3_bind_int64(st[LINK], 1, run_id);
-        sqlite3_bind_int64(st[LINK], 2, cell);
-        sqlite3_bind_value(st[LINK], 3, sqlite3_column_value(c, 22));
-        if (sqlite3_step(st[LINK]) != SQLITE_DONE) { rc = dk_sql_fail(out, err, "link cell"); goto done; }
-        /* its samples: new ones copied with their layers, stored ones compared */
-        sqlite3_reset(st[SSAMP]);
-        sqlite3_bind_value(st[SSAMP], 1, sqlite3_column_value(c, 0));
-        int s1;
-        while ((s1 = sqlite3_step(st[SSAMP])) == SQLITE_ROW) {
-            sqlite3_stmt *a = st[SSAMP], *b = st[OSAMP];
-            char swhat[1100];
-            snprintf(swhat, sizeof swhat, "%s sample %lld", what, (long long)sqlite3_column_int64(a, 1 + sid_col));
-            sqlite3_reset(b);
-            sqlite3_bind_int64(b, 1, cell);
-            sqlite3_bind_value(b, 2, sqlite3_column_value(a, 1 + sid_col));
-            int s2 = sqlite3_step(b);
-            int64_t row;
-            if (s2 == SQLITE_ROW) {
-                int d = dk_row_diff(a, 1, b, 1, &sc);
-                if (d >= 0) { rc = dk_merge_conflict(src, swhat, sc.name[d], sqlite3_column_value(a, 1 + d), sqlite3_column_value(b, 1 + d), err); goto done; }
-                row = sqlite3_column_int64(b, 0);
-                ms->samples_same++;
-            } else if (s2 == SQLITE_DONE) {
-                sqlite3_stmt *ins = st[INS_SAMP];
-                sqlite3_reset(ins);
-                sqlite3_bind_int64(ins, 1, cell);
-                for (int i = 0; i < sc.n; i++) sqlite3_bind_value(ins, 2 + i, sqlite3_column_value(a, 1 + i));
-                if (sqlite3_step(ins) != SQLITE_ROW) { rc = dk_sql_fail(out, err, "insert sample"); goto done; }
-                row = sqlite3_column_int64(ins, 0);
-                sqlite3_reset(ins);
-                ms->samples_added++;
-            } else {
-                rc = dk_sql_fail(out, err, "find sample");
-                goto done;
-            }
-            if ((rc = dk_merge_sample_layers(out, src, &L, sqlite3_column_int64(a, 0), row, s2 == SQLITE_DONE, swhat, err)))
-                goto done;
-        }
-        if (s1 != SQLITE_DONE) { rc = dk_sql_fail(src, err, "read samples"); goto done; }
-        /* state: done anywhere wins; a failure is kept unless done elsewhere; running -> pending */
-        const char *state = (const char *)sqlite3_column_text(c, 10);
-        if (!out_done && !strcmp(state, "done")) {
-            sqlite3_stmt *u = st[DONE];
-            sqlite3_reset(u);
-            sqlite3_bind_value(u, 1, sqlite3_column_value(c, 12));
-            for (int i = 0; i < 4; i++) sqlite3_bind_value(u, 2 + i, sqlite3_column_value(c, 13 + i));
-            for (int i = 0; i < 4; i++) sqlite3_bind_value(u, 6 + i, sqlite3_column_value(c, 18 + i));
-            sqlite3_bind_int64(u, 10, cell);
-            if (sqlite3_step(u) != SQLITE_DONE) {
-                rc = dk_fail(err, DK_ERR_STATE, "%s: %s: done in the shard but %s", src->path, what, sqlite3_errmsg(out->db));
-                goto done;
-            }
-        } else if (!out_done && !strcmp(state, "failed")) {
-            sqlite3_stmt *u = st[FAIL];
-            sqlite3_reset(u);
-            sqlite3_bind_value(u, 1, sqlite3_column_value(c, 11));
-            sqlite3_bind_value(u, 2, sqlite3_column_value(c, 12));
-            sqlite3_bind_value(u, 3, sqlite3_column_value(c, 20));
-            sqlite3_bind_value(u, 4, sqlite3_column_value(c, 21));
-            sqlite3_bind_int64(u, 5, cell);
-            if (sqlite3_step(u) != SQLITE_DONE) { rc = dk_sql_fail(out, err, "mark cell failed"); goto done; }
-        }
+        if ((rc = dk_merge_cell_row(m, c, what, &cell, &out_done, err)) ||
+            (rc = dk_merge_cell_samples(m, sqlite3_column_value(c, 0), cell, what, err)) ||
+            (rc = dk_merge_cell_state(m, c, cell, out_done, what, err)))
+            return rc;
     }
-    if (step != SQLITE_DONE) { rc = dk_sql_fail(src, err, "read cells"); goto done; }
-    /* 3. dense references: new ones copied, stored ones compared */
-    snprintf(sql, sizeof sql, "SELECT %s FROM dense_results ORDER BY model_sha256, task_key, sample_id", dc.list);
-    if ((rc = dk_sql_prepare(src, sql, &st[SDENSE], err))) goto done;
-    snprintf(sql, sizeof sql, "SELECT %s FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", dc.list);
-    if ((rc = dk_sql_prepare(out, sql, &st[ODENSE], err))) goto done;
-    dk_merge_insert_sql(sql, sizeof sql, "dense_results", NULL, &dc, "");
-    if ((rc = dk_sql_prepare(out, sql, &st[INS_DENSE], err))) goto done;
+    return step == SQLITE_DONE ? DK_OK : dk_sql_fail(m->src, err, "read cells");
+}
+
+/* A conflict on dense row a (its differing column d). */
+static dk_status dk_merge_dense_conflict(dk_merge *m, sqlite3_stmt *a, sqlite3_stmt *b, int d, const int key_col[3],
+                                         dk_err *err) {
+    const dk_merge_cols *dc = &m->dc;
+    char dwhat[512];
+    int tc = -1, oc = -1;
+    for (int i = 0; i < dc->n; i++) { if (!strcmp(dc->name[i], "task")) tc = i; if (!strcmp(dc->name[i], "task_options")) oc = i; }
+    snprintf(dwhat, sizeof dwhat, "dense reference of %s %s sample %lld (model %.12s)",
+             tc >= 0 ? (const char *)sqlite3_column_text(a, tc) : "?", oc >= 0 ? (const char *)sqlite3_column_text(a, oc) : "",
+             (long long)sqlite3_column_int64(a, key_col[2]), (const char *)sqlite3_column_text(a, key_col[0]));
+    return dk_merge_conflict(m->src, dwhat, dc->name[d], sqlite3_column_value(a, d), sqlite3_column_value(b, d), err);
+}
+
+/* 3. dense references: new ones copied, stored ones compared */
+static dk_status dk_merge_dense(dk_merge *m, dk_err *err) {
+    sqlite3_stmt **st = m->st;
+    const dk_merge_cols *dc = &m->dc;
+    char sql[8192];
+    dk_status rc;
+    snprintf(sql, sizeof sql, "SELECT %s FROM dense_results ORDER BY model_sha256, task_key, sample_id", dc->list);
+    if ((rc = dk_sql_prepare(m->src, sql, &st[SDENSE], err))) return rc;
+    snprintf(sql, sizeof sql, "SELECT %s FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", dc->list);
+    if ((rc = dk_sql_prepare(m->out, sql, &st[ODENSE], err))) return rc;
+    dk_merge_insert_sql(sql, sizeof sql, "dense_results", NULL, dc, "");
+    if ((rc = dk_sql_prepare(m->out, sql, &st[INS_DENSE], err))) return rc;
     int key_col[3] = {-1, -1, -1};
-    for (int i = 0; i < dc.n; i++) {
-        if (!strcmp(dc.name[i], "model_sha256")) key_col[0] = i;
-        if (!strcmp(dc.name[i], "task_key")) key_col[1] = i;
-        if (!strcmp(dc.name[i], "sample_id")) key_col[2] = i;
+    for (int i = 0; i < dc->n; i++) {
+        if (!strcmp(dc->name[i], "model_sha256")) key_col[0] = i;
+        if (!strcmp(dc->name[i], "task_key")) key_col[1] = i;
+        if (!strcmp(dc->name[i], "sample_id")) key_col[2] = i;
     }
-    if (key_col[0] < 0 || key_col[1] < 0 || key_col[2] < 0) { rc = dk_fail(err, DK_ERR_FORMAT, "%s: unexpected dense_results columns", src->path); goto done; }
+    if (key_col[0] < 0 || key_col[1] < 0 || key_col[2] < 0)
+        return dk_fail(err, DK_ERR_FORMAT, "%s: unexpected dense_results columns", m->src->path);
+    int step;
     while ((step = sqlite3_step(st[SDENSE])) == SQLITE_ROW) {
         sqlite3_stmt *a = st[SDENSE], *b = st[ODENSE];
         sqlite3_reset(b);
         for (int k = 0; k < 3; k++) sqlite3_bind_value(b, 1 + k, sqlite3_column_value(a, key_col[k]));
         int s2 = sqlite3_step(b);
         if (s2 == SQLITE_ROW) {
-            int d = dk_row_diff(a, 0, b, 0, &dc);
-            if (d >= 0) {
-                char dwhat[512];
-                int tc = -1, oc = -1;
-                for (int i = 0; i < dc.n; i++) { if (!strcmp(dc.name[i], "task")) tc = i; if (!strcmp(dc.name[i], "task_options")) oc = i; }
-                snprintf(dwhat, sizeof dwhat, "dense reference of %s %s sample %lld (model %.12s)",
-                         tc >= 0 ? (const char *)sqlite3_column_text(a, tc) : "?", oc >= 0 ? (const char *)sqlite3_column_text(a, oc) : "",
-                         (long long)sqlite3_column_int64(a, key_col[2]), (const char *)sqlite3_column_text(a, key_col[0]));
-                rc = dk_merge_conflict(src, dwhat, dc.name[d], sqlite3_column_value(a, d), sqlite3_column_value(b, d), err);
-                goto done;
-            }
+            int d = dk_row_diff(a, 0, b, 0, dc);
+            if (d >= 0) return dk_merge_dense_conflict(m, a, b, d, key_col, err);
         } else if (s2 == SQLITE_DONE) {
             sqlite3_reset(st[INS_DENSE]);
-            for (int i = 0; i < dc.n; i++) sqlite3_bind_value(st[INS_DENSE], 1 + i, sqlite3_column_value(a, i));
-            if (sqlite3_step(st[INS_DENSE]) != SQLITE_DONE) { rc = dk_sql_fail(out, err, "insert dense result"); goto done; }
-            ms->dense_added++;
+            for (int i = 0; i < dc->n; i++) sqlite3_bind_value(st[INS_DENSE], 1 + i, sqlite3_column_value(a, i));
+            if (sqlite3_step(st[INS_DENSE]) != SQLITE_DONE) return dk_sql_fail(m->out, err, "insert dense result");
+            m->ms->dense_added++;
         } else {
-            rc = dk_sql_fail(out, err, "find dense result");
-            goto done;
+            return dk_sql_fail(m->out, err, "find dense result");
         }
     }
-    if (step != SQLITE_DONE) { rc = dk_sql_fail(src, err, "read dense results"); goto done; }
-    /* 4. the merged run's provenance: every shard run's host, CPU, BLAS core and revision */
-    sqlite3_finalize(st[SRUNS]);
-    st[SRUNS] = NULL;
-    if ((rc = dk_sql_prepare(out,
-            "UPDATE runs SET"
-            " host = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT host AS v FROM run_shards WHERE run_id = ?1 AND host <> '' ORDER BY 1)),"
-            " cpu = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT cpu AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
-            " blas_core = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT blas_core AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
-            " git_rev = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT git_rev AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
-            " threads = (SELECT max(threads) FROM run_shards WHERE run_id = ?1),"
-            " workers = (SELECT sum(workers) FROM run_shards WHERE run_id = ?1),"
-            " started_at = (SELECT min(started_at) FROM run_shards WHERE run_id = ?1),"
-            " finished_at = (SELECT CASE WHEN count(*) = count(finished_at) THEN max(finished_at) END FROM run_shards WHERE run_id = ?1)"
-            " WHERE id = ?1", &st[SRUNS], err)))
-        goto done;
-    sqlite3_bind_int64(st[SRUNS], 1, run_id);
-    if (sqlite3_step(st[SRUNS]) != SQLITE_DONE) rc = dk_sql_fail(out, err, "record merged provenance");
-done:
-    for (int i = 0; i < 16; i++) sqlite3_finalize(st[i]);
-    sqlite3_finalize(L.src_layers);
-    sqlite3_finalize(L.out_layers);
-    sqlite3_finalize(L.ins_layer);
+    return step == SQLITE_DONE ? DK_OK : dk_sql_fail(m->src, err, "read dense results");
+}
+
+/* 4. the merged run's provenance: every shard run's host, CPU, BLAS core and revision */
+static dk_status dk_merge_provenance(dk_merge *m, dk_err *err) {
+    sqlite3_stmt *q;
+    dk_status rc = dk_sql_prepare(m->out,
+        "UPDATE runs SET"
+        " host = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT host AS v FROM run_shards WHERE run_id = ?1 AND host <> '' ORDER BY 1)),"
+        " cpu = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT cpu AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
+        " blas_core = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT blas_core AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
+        " git_rev = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT git_rev AS v FROM run_shards WHERE run_id = ?1 ORDER BY 1)),"
+        " threads = (SELECT max(threads) FROM run_shards WHERE run_id = ?1),"
+        " workers = (SELECT sum(workers) FROM run_shards WHERE run_id = ?1),"
+        " started_at = (SELECT min(started_at) FROM run_shards WHERE run_id = ?1),"
+        " finished_at = (SELECT CASE WHEN count(*) = count(finished_at) THEN max(finished_at) END FROM run_shards WHERE run_id = ?1)"
+        " WHERE id = ?1", &q, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(q, 1, m->run_id);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(m->out, err, "record merged provenance");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
+                              int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err) {
+    static const char *const skip_samples[] = {"id", "cell_id", NULL};
+    static const char *const skip_layers[] = {"sample_row", NULL};
+    static const char *const skip_dense[] = {NULL};
+    dk_merge m = {.out = out, .src = src, .hash = config_run->config_hash, .ms = ms, .sid_col = -1};
+    dk_status rc = dk_merge_run(out, config_run, command, &m.run_id, err);
+    if (!rc) rc = dk_merge_cols_load(out, src, "samples", skip_samples, &m.sc, err);
+    if (!rc) rc = dk_merge_cols_load(out, src, "sample_layers", skip_layers, &m.L.lc, err);
+    if (!rc) rc = dk_merge_cols_load(out, src, "dense_results", skip_dense, &m.dc, err);
+    if (rc) return rc;
+    *merged_run = m.run_id;
+    for (int i = 0; i < m.sc.n; i++) if (!strcmp(m.sc.name[i], "sample_id")) m.sid_col = i;
+    if (m.sid_col < 0 || m.L.lc.n < 1 || strcmp(m.L.lc.name[0], "layer") != 0)
+        return dk_fail(err, DK_ERR_FORMAT, "%s: unexpected samples/sample_layers columns", src->path);
+    if (!(rc = dk_merge_shard_runs(&m, err)) && !(rc = dk_merge_cells(&m, err)) && !(rc = dk_merge_dense(&m, err)))
+        rc = dk_merge_provenance(&m, err);
+    for (int i = 0; i < N_MERGE_STMT; i++) sqlite3_finalize(m.st[i]);
+    sqlite3_finalize(m.L.src_layers);
+    sqlite3_finalize(m.L.out_layers);
+    sqlite3_finalize(m.L.ins_layer);
     return rc;
 }

@@ -9,20 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Steps q to the end, appending one zeroed element of elem bytes per row to *out (*n of them)
- * and filling it with fill (nonzero: out of memory). On failure frees what was read with
- * free_fn and returns the error ("what" names the read). q is finalized. */
+/* Runs sql (its ?1 bound to key, where it has one) to the end, appending one zeroed element of
+ * elem bytes per row to *out (*n of them), filled by fill (nonzero: out of memory). On failure
+ * frees what was read with free_fn and returns the error ("what" names the read). */
 typedef int (*dk_read_fill)(sqlite3_stmt *q, void *elem);
 typedef void (*dk_read_free)(void *rows, size_t n);
 
-static dk_status dk_read_rows(dk_store *s, sqlite3_stmt *q, size_t elem, dk_read_fill fill, dk_read_free free_fn,
-                              void **out, size_t *n, const char *what, dk_err *err) {
-    dk_status rc = DK_OK;
+static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t elem, dk_read_fill fill,
+                              dk_read_free free_fn, void **out, size_t *n, const char *what, dk_err *err) {
+    sqlite3_stmt *q;
     size_t cap = 0;
-    int step;
+    int step = SQLITE_DONE;
     *out = NULL;
     *n = 0;
-    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+    dk_status rc = dk_sql_prepare(s, sql, &q, err);
+    if (rc) return rc;
+    if (sqlite3_bind_parameter_count(q) > 0) sqlite3_bind_int64(q, 1, key);
+    while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
             void *p = realloc(*out, cap * elem);
@@ -32,7 +35,7 @@ static dk_status dk_read_rows(dk_store *s, sqlite3_stmt *q, size_t elem, dk_read
         void *e = (char *)*out + *n * elem;
         memset(e, 0, elem);
         (*n)++;
-        if (fill(q, e) != 0) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); break; }
+        if (fill(q, e) != 0) rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
     }
     if (!rc && step != SQLITE_DONE) rc = dk_sql_fail(s, err, what);
     sqlite3_finalize(q);
@@ -67,14 +70,10 @@ static int dk_run_fill(sqlite3_stmt *q, void *elem) {
 }
 
 dk_status dk_store_runs_read(dk_store *s, dk_store_run **out, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *out = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    return dk_read_rows(s,
         "SELECT id, name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core, command, shard, threads,"
-        " workers, n_cells, started_at, finished_at FROM runs ORDER BY id", &q, err);
-    if (rc) return rc;
-    return dk_read_rows(s, q, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
+        " workers, n_cells, started_at, finished_at FROM runs ORDER BY id",
+        0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
 }
 
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err) {
@@ -130,15 +129,10 @@ static int dk_run_status_fill(sqlite3_stmt *q, void *elem) {
 }
 
 dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **out, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *out = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    return dk_read_rows(s,
         "SELECT run_id, name, config_path, started_at, finished_at, cells, pending, running, done, failed"
-        " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id", &q, err);
-    if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
-    return dk_read_rows(s, q, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status", err);
+        " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id",
+        run_id, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status", err);
 }
 
 void dk_store_failed_cells_free(dk_store_failed_cell *c, size_t n) {
@@ -158,16 +152,11 @@ static int dk_failed_cell_fill(sqlite3_stmt *q, void *elem) {
 }
 
 dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **out, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *out = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    return dk_read_rows(s,
         "SELECT DISTINCT c.id, c.task, c.task_options, c.method, c.params, c.error FROM cells c"
         " JOIN run_cells rc ON rc.cell_id = c.id WHERE c.state = 'failed' AND (?1 = 0 OR rc.run_id = ?1)"
-        " ORDER BY c.id", &q, err);
-    if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
-    return dk_read_rows(s, q, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
+        " ORDER BY c.id",
+        run_id, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
                         "read failed cells", err);
 }
 
@@ -198,18 +187,13 @@ static int dk_cell_row_fill(sqlite3_stmt *q, void *elem) {
 }
 
 dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **out, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *out = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    return dk_read_rows(s,
         "SELECT c.id, m.sha256, m.path, m.arch, m.n_layer, m.n_params, c.task, c.task_options,"
         " c.task_key, c.method, c.params, c.state, c.n_samples,"
         " json_extract(c.task_options, '$.length'), json_extract(c.task_options, '$.depth')"
         " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id JOIN models m ON m.id = c.model_id"
-        " WHERE rc.run_id = ? ORDER BY rc.ord", &q, err);
-    if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
-    return dk_read_rows(s, q, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n, "read cells", err);
+        " WHERE rc.run_id = ? ORDER BY rc.ord",
+        run_id, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n, "read cells", err);
 }
 
 void dk_store_samples_free(dk_store_samples *x) {

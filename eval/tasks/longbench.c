@@ -76,30 +76,14 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
 
 /* ---- template ---- */
 
-typedef struct { char *b; size_t n, cap; } sbuf;
-
-static int sb_put(sbuf *s, const char *p, size_t n) {
-    if (s->n + n + 1 > s->cap) {
-        size_t c = s->cap ? s->cap : 256;
-        while (c < s->n + n + 1) c *= 2;
-        char *nb = realloc(s->b, c);
-        if (!nb) return 0;
-        s->b = nb; s->cap = c;
-    }
-    memcpy(s->b + s->n, p, n);
-    s->n += n;
-    s->b[s->n] = 0;
-    return 1;
-}
-
 /* Fills tmpl[from..to) into s. */
 static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char *context,
-                           const char *input, sbuf *s, dk_err *e) {
-    if (!sb_put(s, "", 0)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+                           const char *input, dk_strbuf *s, dk_err *e) {
+    if (!dk_strbuf_add(s, "", 0)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = from; i < to;) {
         char c = tmpl[i];
         if ((c == '{' || c == '}') && i + 1 < to && tmpl[i + 1] == c) {
-            if (!sb_put(s, &c, 1)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+            if (!dk_strbuf_add(s, &c, 1)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
             i += 2;
         } else if (c == '{') {
             const char *val = NULL;
@@ -107,14 +91,14 @@ static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char 
             if (!strncmp(tmpl + i, "{context}", 9)) { val = context; L = 9; }
             else if (!strncmp(tmpl + i, "{input}", 7)) { val = input; L = 7; }
             else return dk_fail(e, DK_ERR_FORMAT, "prompt template: unsupported field at offset %zu", i);
-            if (!sb_put(s, val, strlen(val))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+            if (!dk_strbuf_add(s, val, strlen(val))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
             i += L;
         } else if (c == '}') {
             return dk_fail(e, DK_ERR_FORMAT, "prompt template: single '}' at offset %zu", i);
         } else {
             size_t j = i;
             while (j < to && tmpl[j] != '{' && tmpl[j] != '}') j++;
-            if (!sb_put(s, tmpl + i, j - i)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+            if (!dk_strbuf_add(s, tmpl + i, j - i)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
             i = j;
         }
     }
@@ -135,12 +119,12 @@ dk_status dk_longbench_format(const char *tmpl, const char *context, const char 
     long pc = find_field(tmpl, "{context}"), pi = find_field(tmpl, "{input}");
     if (pc < 0) return dk_fail(e, DK_ERR_FORMAT, "prompt template has no {context}");
     size_t split = (pi > pc) ? (size_t)pi : (size_t)pc + 9, len = strlen(tmpl);
-    sbuf a = {0}, b = {0};
+    dk_strbuf a = {0}, b = {0};
     dk_status st = fmt_range(tmpl, 0, split, context, input, &a, e);
     if (!st) st = fmt_range(tmpl, split, len, context, input, &b, e);
-    if (st) { free(a.b); free(b.b); return st; }
-    *ctx_part = a.b;
-    *q_part = b.b;
+    if (st) { free(a.s); free(b.s); return st; }
+    *ctx_part = a.s;
+    *q_part = b.s;
     return DK_OK;
 }
 

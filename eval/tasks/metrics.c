@@ -846,15 +846,8 @@ double dk_metric_kl_logits(const float *p, const float *q, int n) {
     return kl < 0 ? 0.0 : kl; /* rounding can leave -1e-17 for identical inputs */
 }
 
-int dk_metric_argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 int dk_metric_top1_agree(const float *p, const float *q, int n) {
-    return dk_metric_argmax(p, n) == dk_metric_argmax(q, n);
+    return dk_argmax(p, n) == dk_argmax(q, n);
 }
 
 double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int n_vocab) {

@@ -99,8 +99,6 @@ double dk_metric_ruler_batch_score(int all, const char *const *preds, int n,
 
 /* KL(softmax(p) || softmax(q)) >= 0 over n_vocab logits; p = dense, q = method. */
 double dk_metric_kl_logits(const float *p_logits, const float *q_logits, int n_vocab);
-/* Index of the largest logit (first on ties). */
-int dk_metric_argmax(const float *logits, int n_vocab);
 /* 1 if both distributions have the same top-1 token, else 0. */
 int dk_metric_top1_agree(const float *p_logits, const float *q_logits, int n_vocab);
 /* Mean over n_pos rows of KL(dense_t || method_t): rows are (n_pos, n_vocab), row t holds the

@@ -34,48 +34,20 @@ static uint64_t rng_next(rng_t *r) {
 static uint64_t rng_below(rng_t *r, uint64_t n) { return n ? rng_next(r) % n : 0; } /* bias < 2^-40 for our n */
 static double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 
-/* ---- strings ---- */
-
-typedef struct { char *b; size_t n, cap; int oom; } sbuf;
-
-static void sb_putn(sbuf *s, const char *p, size_t n) {
-    if (s->oom) return;
-    if (s->n + n + 1 > s->cap) {
-        size_t c = s->cap ? s->cap : 1024;
-        while (c < s->n + n + 1) c *= 2;
-        char *nb = realloc(s->b, c);
-        if (!nb) { s->oom = 1; return; }
-        s->b = nb; s->cap = c;
-    }
-    memcpy(s->b + s->n, p, n);
-    s->n += n;
-    s->b[s->n] = 0;
-}
-static void sb_puts(sbuf *s, const char *p) { sb_putn(s, p, strlen(p)); }
-static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *s, const char *fmt, ...) {
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (k > 0) sb_putn(s, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
-}
-
 /* ---- haystack text and vocabulary ---- */
 
 static dk_status slurp(const char *path, char **out, dk_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return dk_fail(e, DK_ERR_IO, "%s: %s", path, strerror(errno));
-    sbuf s = {0};
+    dk_strbuf s = {0};
     char buf[1 << 15];
     size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) sb_putn(&s, buf, k);
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) dk_strbuf_add(&s, buf, k);
     int err = ferror(f);
     fclose(f);
-    if (err || s.oom) { free(s.b); return dk_fail(e, err ? DK_ERR_IO : DK_ERR_NOMEM, "%s: read failed", path); }
-    if (!s.b) s.b = strdup("");
-    *out = s.b;
+    if (err || s.oom) { free(s.s); return dk_fail(e, err ? DK_ERR_IO : DK_ERR_NOMEM, "%s: read failed", path); }
+    if (!s.s) s.s = strdup("");
+    *out = s.s;
     return DK_OK;
 }
 
@@ -277,10 +249,10 @@ static int ends_sentence(const char *w, size_t n) {
  *   otherwise (units are whole sentences or needles): at the unit boundary nearest to d% of the
  *     haystack's bytes.
  * Returns the byte offset of the target needle in s, or -1 (s->oom set) when out of memory. */
-typedef void (*unit_fn)(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s);
+typedef void (*unit_fn)(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s);
 
 static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, unit_fn unit,
-                              const char *sep, int sentences, sbuf *s) {
+                              const char *sep, int sentences, dk_strbuf *s) {
     int n = sp->n_needles;
     int order[256];
     for (int i = 0; i < n; i++) order[i] = i;
@@ -288,24 +260,24 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         for (int j = i; j > 0 && sp->nd_depth[order[j - 1]] > sp->nd_depth[order[j]]; j--) {
             int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
         }
-    sbuf hs = {0};
+    dk_strbuf hs = {0};
     size_t *off = malloc((size_t)(h + 1) * sizeof(size_t)); /* (h + 1) byte offset of unit i in hs; off[h] = hs.n */
     long *cut = sentences ? malloc((size_t)(h + 1) * sizeof(long)) : NULL; /* (n_sents + 1) unit index after sentence j - 1 */
     if (!off || (sentences && !cut)) { free(off); free(cut); s->oom = 1; return -1; }
-    sb_puts(&hs, "");
+    dk_strbuf_adds(&hs, "");
     for (long i = 0; i < h; i++) {
-        if (i) sb_puts(&hs, sep);
+        if (i) dk_strbuf_adds(&hs, sep);
         off[i] = hs.n;
         unit(g, sp, i, &hs);
     }
     off[h] = hs.n;
-    if (hs.oom) { free(off); free(cut); free(hs.b); s->oom = 1; return -1; }
+    if (hs.oom) { free(off); free(cut); free(hs.s); s->oom = 1; return -1; }
     long n_sents = 0;
     if (cut) {
         cut[0] = 0;
         for (long i = 0; i < h; i++) {
             size_t a = off[i], b = i + 1 < h ? off[i + 1] - strlen(sep) : hs.n;
-            if (i == h - 1 || ends_sentence(hs.b + a, b - a)) cut[++n_sents] = i + 1;
+            if (i == h - 1 || ends_sentence(hs.s + a, b - a)) cut[++n_sents] = i + 1;
         }
     }
     long tpos = -1, prev = 0;
@@ -325,40 +297,40 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         }
         if (lo < prev) lo = prev;
         if (lo > prev) { /* units prev..lo-1 */
-            if (!first) sb_puts(s, sep);
+            if (!first) dk_strbuf_adds(s, sep);
             size_t a = off[prev], b = lo < h ? off[lo] - strlen(sep) : hs.n;
-            sb_putn(s, hs.b + a, b - a);
+            dk_strbuf_add(s, hs.s + a, b - a);
             first = 0;
         }
-        if (!first) sb_puts(s, sep);
+        if (!first) dk_strbuf_adds(s, sep);
         first = 0;
         if (order[k] == sp->target) tpos = (long)s->n;
-        sb_puts(s, sp->needle[order[k]]);
+        dk_strbuf_adds(s, sp->needle[order[k]]);
         prev = lo;
     }
     if (prev < h) {
-        if (!first) sb_puts(s, sep);
-        sb_putn(s, hs.b + off[prev], hs.n - off[prev]);
+        if (!first) dk_strbuf_adds(s, sep);
+        dk_strbuf_add(s, hs.s + off[prev], hs.n - off[prev]);
     }
     free(off);
     free(cut);
-    free(hs.b);
+    free(hs.s);
     return tpos;
 }
 
-static void unit_noise(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s) {
+static void unit_noise(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
     (void)g; (void)sp;
     static const char *const sent[5] = {"The grass is green.", "The sky is blue.", "The sun is yellow.",
                                         "Here we go.", "There and back again."};
-    sb_puts(s, sent[i % 5]);
+    dk_strbuf_adds(s, sent[i % 5]);
 }
 
-static void unit_essay(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s) {
+static void unit_essay(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
     (void)sp;
-    sb_puts(s, g->essay.w[i % g->essay.n]);
+    dk_strbuf_adds(s, g->essay.w[i % g->essay.n]);
 }
 
-static void unit_needle(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s) {
+static void unit_needle(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
     /* distractor needle i: key and value drawn from a stream private to (sample, i) */
     rng_t r;
     rng_seed(&r, sp->shuffle_seed, (uint64_t)i + 1);
@@ -373,37 +345,37 @@ static void unit_needle(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s
             if (strstr(v, sp->ans[j]) || strstr(k, sp->ans[j])) clash = 1;
         if (!clash) break;
     }
-    sb_printf(s, "One of the special magic %s for %s is: %s.", type_plural(g->p->value_type), k, v);
+    dk_strbuf_addf(s, "One of the special magic %s for %s is: %s.", type_plural(g->p->value_type), k, v);
 }
 
-static void unit_none(const gen_ctx *g, const sample_plan *sp, long i, sbuf *s) {
+static void unit_none(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
     (void)g; (void)sp; (void)i; (void)s;
 }
 
 /* Builds context and question for haystack size h; returns the target needle offset or -1. */
-static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
+static long build(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
     c->n = 0; q->n = 0;
-    sb_puts(c, ""); sb_puts(q, "");
+    dk_strbuf_adds(c, ""); dk_strbuf_adds(q, "");
     long tpos = -1;
     switch (p->kind) {
     case DK_RULER_PASSKEY: {
-        sb_puts(c, "There is an important info hidden inside a lot of irrelevant text. Find it and "
+        dk_strbuf_adds(c, "There is an important info hidden inside a lot of irrelevant text. Find it and "
                    "memorize them. I will quiz you about the important information there.\n");
         long at = llround(sp->nd_depth[0] / 100.0 * (double)h);
-        for (long i = 0; i < at; i++) { if (i) sb_puts(c, " "); unit_noise(g, sp, i, c); }
-        sb_puts(c, "\n");
+        for (long i = 0; i < at; i++) { if (i) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+        dk_strbuf_adds(c, "\n");
         tpos = (long)c->n;
-        sb_puts(c, sp->needle[0]);
-        sb_puts(c, "\n");
-        for (long i = at; i < h; i++) { if (i > at) sb_puts(c, " "); unit_noise(g, sp, i, c); }
-        sb_puts(c, "\n");
-        sb_puts(q, "What is the pass key? The pass key is");
+        dk_strbuf_adds(c, sp->needle[0]);
+        dk_strbuf_adds(c, "\n");
+        for (long i = at; i < h; i++) { if (i > at) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+        dk_strbuf_adds(c, "\n");
+        dk_strbuf_adds(q, "What is the pass key? The pass key is");
         break;
     }
     case DK_RULER_NIAH: {
         const char *V = sp->vtype;
-        sb_printf(c, "Some special magic %s are hidden within the following text. Make sure to "
+        dk_strbuf_addf(c, "Some special magic %s are hidden within the following text. Make sure to "
                      "memorize it. I will quiz you about the %s afterwards.\n", V, V);
         size_t base = c->n;
         unit_fn u = p->haystack == DK_HAYSTACK_ESSAY ? unit_essay
@@ -411,36 +383,36 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
         long t = emit_with_needles(g, sp, h, u, " ", p->haystack == DK_HAYSTACK_ESSAY, c);
         tpos = t >= 0 ? t : -1;
         (void)base;
-        sb_puts(c, "\n");
-        sb_printf(q, "What are all the special magic %s for %s mentioned in the provided text? "
+        dk_strbuf_adds(c, "\n");
+        dk_strbuf_addf(q, "What are all the special magic %s for %s mentioned in the provided text? "
                      "The special magic %s for %s mentioned in the provided text are", V, sp->query, V, sp->query);
         break;
     }
     case DK_RULER_VT: {
-        sb_puts(c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
+        dk_strbuf_adds(c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
         /* statements at sorted fractional positions among h noise blocks, joined by "\n" */
         int k = 0, first = 1;
         for (long i = 0; i <= h; i++) {
             while (k < sp->n_stmt && (long)floor(sp->st_pos[k] * (double)h) <= i) {
-                if (!first) sb_puts(c, "\n");
+                if (!first) dk_strbuf_adds(c, "\n");
                 first = 0;
                 if (k == sp->target) tpos = (long)c->n;
-                sb_puts(c, sp->stmt[k++]);
+                dk_strbuf_adds(c, sp->stmt[k++]);
             }
             if (i == h) break;
-            if (!first) sb_puts(c, i % 5 ? " " : "\n");
+            if (!first) dk_strbuf_adds(c, i % 5 ? " " : "\n");
             first = 0;
             unit_noise(g, sp, i, c);
         }
-        sb_puts(c, "\n");
+        dk_strbuf_adds(c, "\n");
         /* RULER's answer prefix spells "assgined"; kept for comparability */
-        sb_printf(q, "Question: Find all variables that are assigned the value %s in the text above. "
+        dk_strbuf_addf(q, "Question: Find all variables that are assigned the value %s in the text above. "
                      "Answer: According to the chain(s) of variable assignment in the text above, %d "
                      "variables are assgined the value %s, they are: ", sp->query, p->n_hops + 1, sp->query);
         break;
     }
     case DK_RULER_CWE: {
-        sb_puts(c, "Below is a numbered list of words. In these words, some appear more often than "
+        dk_strbuf_adds(c, "Below is a numbered list of words. In these words, some appear more often than "
                    "others. Memorize the ones that appear most often.\n");
         long n = (long)p->n_cw * p->freq_cw + h; /* h uncommon entries, freq_ucw per word */
         int *idx = malloc((size_t)(n + 1) * sizeof(int)); /* word index per list entry */
@@ -451,15 +423,15 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
         rng_t r;
         rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
         for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&r, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
-        for (long i = 0; i < n; i++) sb_printf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
+        for (long i = 0; i < n; i++) dk_strbuf_addf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
         free(idx);
-        sb_puts(c, "\n");
-        sb_printf(q, "Question: What are the %d most common words in the above list? Answer: The top %d "
+        dk_strbuf_adds(c, "\n");
+        dk_strbuf_addf(q, "Question: What are the %d most common words in the above list? Answer: The top %d "
                      "words that appear most often in the list are:", p->n_cw, p->n_cw);
         break;
     }
     case DK_RULER_FWE: {
-        sb_puts(c, "Read the following coded text and track the frequency of each coded word. Find the "
+        dk_strbuf_adds(c, "Read the following coded text and track the frequency of each coded word. Find the "
                    "three most frequently appeared coded words. ");
         /* Zipf counts: word r (1-based) appears floor(h / r^alpha) times */
         long n = 0;
@@ -475,12 +447,12 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
         rng_seed(&rr, sp->shuffle_seed, (uint64_t)h);
         for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&rr, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
         for (long i = 0; i < n; i++) {
-            if (i) sb_puts(c, i % 10 ? " " : " .... ");
-            sb_puts(c, sp->coded.w[idx[i]]);
+            if (i) dk_strbuf_adds(c, i % 10 ? " " : " .... ");
+            dk_strbuf_adds(c, sp->coded.w[idx[i]]);
         }
         free(idx);
-        sb_puts(c, "\n");
-        sb_puts(q, "Question: Do not provide any explanation. Please ignore the dots '....'. What are the "
+        dk_strbuf_adds(c, "\n");
+        dk_strbuf_adds(q, "Question: Do not provide any explanation. Please ignore the dots '....'. What are the "
                    "three most frequently appeared words in the above coded text? Answer: According to "
                    "the coded text above, the three most frequently appeared words are:");
         break;
@@ -488,24 +460,24 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
     case DK_RULER_QA: {
         static const char instr[] = "Answer the question based on the given documents. Only give me "
                                     "the answer and do not output any other words.";
-        sb_printf(c, "%s\n\nThe following are given documents.\n\n", instr);
+        dk_strbuf_addf(c, "%s\n\nThe following are given documents.\n\n", instr);
         int gold = g->qas[sp->qa_idx].doc;
         long at = llround(sp->nd_depth[0] / 100.0 * (double)h), d = 0, num = 1;
         for (long i = 0; i <= h; i++) {
             if (i == at) {
-                if (num > 1) sb_puts(c, "\n\n");
+                if (num > 1) dk_strbuf_adds(c, "\n\n");
                 tpos = (long)c->n;
-                sb_printf(c, "Document %ld:\n", num++);
-                sb_puts(c, g->docs[gold]);
+                dk_strbuf_addf(c, "Document %ld:\n", num++);
+                dk_strbuf_adds(c, g->docs[gold]);
             }
             if (i == h) break;
             while (sp->doc_perm[d] == gold) d++;
-            if (num > 1) sb_puts(c, "\n\n");
-            sb_printf(c, "Document %ld:\n", num++);
-            sb_puts(c, g->docs[sp->doc_perm[d++]]);
+            if (num > 1) dk_strbuf_adds(c, "\n\n");
+            dk_strbuf_addf(c, "Document %ld:\n", num++);
+            dk_strbuf_adds(c, g->docs[sp->doc_perm[d++]]);
         }
-        sb_puts(c, "\n\n");
-        sb_printf(q, "%s\n\nQuestion: %s Answer:", instr, g->qas[sp->qa_idx].q);
+        dk_strbuf_adds(c, "\n\n");
+        dk_strbuf_addf(q, "%s\n\nQuestion: %s Answer:", instr, g->qas[sp->qa_idx].q);
         break;
     }
     }
@@ -515,13 +487,13 @@ static long build(const gen_ctx *g, sample_plan *sp, long h, sbuf *c, sbuf *q) {
 
 /* ---- sizing ---- */
 
-static long prompt_tokens(const gen_ctx *g, const sbuf *c, const sbuf *q, dk_err *e) {
-    sbuf all = {0};
-    sb_putn(&all, c->b, c->n);
-    sb_putn(&all, q->b, q->n);
-    if (all.oom) { free(all.b); dk_fail(e, DK_ERR_NOMEM, "out of memory"); return -1; }
-    long n = dk_tok_count(g->tok, all.b, all.n, e);
-    free(all.b);
+static long prompt_tokens(const gen_ctx *g, const dk_strbuf *c, const dk_strbuf *q, dk_err *e) {
+    dk_strbuf all = {0};
+    dk_strbuf_add(&all, c->s, c->n);
+    dk_strbuf_add(&all, q->s, q->n);
+    if (all.oom) { free(all.s); dk_fail(e, DK_ERR_NOMEM, "out of memory"); return -1; }
+    long n = dk_tok_count(g->tok, all.s, all.n, e);
+    free(all.s);
     return n;
 }
 
@@ -536,7 +508,7 @@ static long max_units(const gen_ctx *g) {
 
 /* Largest h with tokens(build(h)) <= length. */
 static dk_status size_sample(const gen_ctx *g, sample_plan *sp, long *h_out, long *tok_out,
-                             sbuf *c, sbuf *q, dk_err *e) {
+                             dk_strbuf *c, dk_strbuf *q, dk_err *e) {
     long L = g->p->length, hmax = max_units(g);
     build(g, sp, 0, c, q);
     long t0 = prompt_tokens(g, c, q, e);
@@ -874,7 +846,7 @@ dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *to
     dk_sample_set set = {0};
     set.s = calloc((size_t)n, sizeof(dk_sample));
     if (!set.s) { gen_ctx_free(&g); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-    sbuf c = {0}, q = {0};
+    dk_strbuf c = {0}, q = {0};
     for (int i = 0; i < n && !st; i++) {
         sample_plan sp;
         dk_sample *s = &set.s[i];
@@ -893,8 +865,8 @@ dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *to
                 char idb[64];
                 snprintf(idb, sizeof idb, "%s-%llu-%d", kind_name(p->kind), (unsigned long long)p->seed, i);
                 s->id = strdup(idb);
-                s->context = strdup(c.b);
-                s->question = strdup(q.b);
+                s->context = strdup(c.s);
+                s->question = strdup(q.s);
                 s->answers = sp.ans; s->n_answers = sp.n_ans;
                 sp.ans = NULL; sp.n_ans = 0;
                 s->max_new_tokens = p->tokens_to_generate;
@@ -916,8 +888,8 @@ dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *to
         }
         plan_free(&sp);
     }
-    free(c.b);
-    free(q.b);
+    free(c.s);
+    free(q.s);
     gen_ctx_free(&g);
     if (st) { dk_sample_set_free(&set); return st; }
     *out = set;

@@ -71,6 +71,30 @@ const char *dk_test_tmpdir(void) {
     return dir;
 }
 
+const char *dk_test_tmp_path(char *buf, size_t n, const char *name) {
+    static char ring[8][512];
+    static int next;
+    if (!buf) { buf = ring[next++ % 8]; n = sizeof ring[0]; }
+    snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name);
+    return buf;
+}
+
+dk_model *dk_test_model_random(const dk_model_config *cfg, uint32_t type, uint64_t seed, const char *name) {
+    dk_model *m = NULL;
+    dk_err e = {{0}};
+    dk_status st = type == DK_GGML_TYPE_F32 ? dk_model_create_random(cfg, seed, name, &m, &e)
+                                            : dk_model_create_random_typed(cfg, seed, name, type, &m, &e);
+    ck_assert_msg(st == DK_OK, "random model %s: %s", name, e.msg);
+    return m;
+}
+
+dk_model *dk_test_model_shape(const char *shape, int n_layer, uint64_t seed) {
+    dk_model_config cfg;
+    ck_assert_msg(dk_model_shape(shape, &cfg), "unknown model shape %s", shape);
+    if (n_layer > 0) cfg.n_layer = n_layer;
+    return dk_test_model_random(&cfg, DK_GGML_TYPE_F32, seed, shape);
+}
+
 void *dk_test_read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "cannot open %s", path);

@@ -4,6 +4,8 @@
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "model.h"
+#include "quant.h"
 
 /* Path of a fixture under $DK_FIXTURES (default ../shared/fixtures), written into buf.
  * Returns NULL (and prints "SKIP <why>" once) when the fixture folder or file is absent. */
@@ -24,6 +26,17 @@ int dk_test_main(Suite *s);
 
 /* Temporary directory unique to this process (created on first use). */
 const char *dk_test_tmpdir(void);
+
+/* dk_test_tmpdir()/name written into buf (n bytes) and returned; buf NULL: into one of 8 static
+ * buffers used in turn (for a few paths alive at once). */
+const char *dk_test_tmp_path(char *buf, size_t n, const char *name);
+
+/* A random-weight model of cfg (dk_model_create_random_typed; DK_GGML_TYPE_F32 is
+ * dk_model_create_random), failing the test on error. */
+dk_model *dk_test_model_random(const dk_model_config *cfg, uint32_t type, uint64_t seed, const char *name);
+/* The same for a named shape (dk_model_shape), f32, its n_layer replaced when n_layer > 0, named
+ * after the shape. */
+dk_model *dk_test_model_shape(const char *shape, int n_layer, uint64_t seed);
 
 /* The whole file at path, malloc'd and NUL-terminated (*n = its size); fails the test when it
  * cannot be read. */

@@ -1,0 +1,145 @@
+/* matvec.c — fused widen + dot products for a few rows (see matvec.h). */
+#include "matvec.h"
+#include "quant.h"
+#include <stdbool.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define DK_MATVEC_SIMD 1
+#endif
+
+size_t dk_matvec_scratch_floats(int64_t k) { return (size_t)k; }
+
+#ifdef DK_MATVEC_SIMD
+/* (a0 + a1) + (a2 + a3), then lanes 4+4, 2+2, 1+1 */
+static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+/* 8 widened weights at element i of a row: one macro per file type, the same loop around them */
+#define DK_LOAD_F32(p, i) _mm256_loadu_ps((const float *)(p) + (i))
+#define DK_LOAD_BF16(p, i) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i)))), 16))
+#define DK_LOAD_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i))))
+
+#define DK_DOT_BODY(LOAD, SCALAR)                                                                                   \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                                     \
+    int64_t i = 0;                                                                                                  \
+    for (; i + 32 <= n; i += 32) {                                                                                  \
+        a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                                              \
+        a1 = _mm256_fmadd_ps(LOAD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1);                                      \
+        a2 = _mm256_fmadd_ps(LOAD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2);                                    \
+        a3 = _mm256_fmadd_ps(LOAD(w, i + 24), _mm256_loadu_ps(x + i + 24), a3);                                    \
+    }                                                                                                               \
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                      \
+    float s = dk_matvec_hsum(a0, a1, a2, a3);                                                                      \
+    for (; i < n; i++) s += SCALAR(w, i) * x[i];                                                                    \
+    return s;
+
+#define DK_SCALAR_F32(p, i) (((const float *)(p))[i])
+static inline float dk_scalar_bf16(const void *p, int64_t i) { uint16_t h; memcpy(&h, (const uint16_t *)p + i, 2); return dk_bf16_to_f32(h); }
+static inline float dk_scalar_f16(const void *p, int64_t i) { uint16_t h; memcpy(&h, (const uint16_t *)p + i, 2); return dk_fp16_to_f32(h); }
+
+float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F32, DK_SCALAR_F32) }
+static float dk_dot_bf16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16) }
+static float dk_dot_f16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16) }
+
+/* Q8_0 (block: f16 scale d, 32 x int8 q; value d * q, as dk_dequantize computes it): a block is one
+ * step of the 32-element loop above, so the order is the F32 one; n is a multiple of 32. */
+static float dk_dot_q8_0(const void *w, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n; i += 32, b += 34) {
+        uint16_t h;
+        memcpy(&h, b, 2);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(h)); /* == dk_fp16_to_f32 (a scale is never NaN) */
+        __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
+        __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
+        __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
+        __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+    }
+    return dk_matvec_hsum(a0, a1, a2, a3);
+}
+
+/* Q5_0 (block: f16 scale d, u32 qh = the 5th bits, 16 bytes of nibbles; element j < 16 is the low
+ * nibble of byte j, element j + 16 its high nibble; value d * (q - 16), as dk_dequantize computes it). */
+static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint8_t *b = w;
+    /* byte i of the broadcast qh picks byte i / 8 of qh, then bit i % 8 of it */
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    for (int64_t i = 0; i < n; i += 32, b += 22) {
+        uint16_t h;
+        uint32_t qh;
+        memcpy(&h, b, 2);
+        memcpy(&qh, b + 2, 4);
+        __m128i raw = _mm_loadu_si128((const __m128i *)(b + 6));
+        __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F));
+        __m256i q = _mm256_set_m128i(hi, lo);
+        __m256i hb = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick), bit);
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), _mm256_set1_epi8(0x10)));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
+        __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
+        __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
+        __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+    }
+    return dk_matvec_hsum(a0, a1, a2, a3);
+}
+
+/* The dot of one row in its file type against x without widening it to memory, or NULL. */
+typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+static dk_dot_fn dk_matvec_inline(uint32_t type) {
+    switch (type) {
+    case DK_GGML_TYPE_F32: return (dk_dot_fn)dk_matvec_dot;
+    case DK_GGML_TYPE_BF16: return dk_dot_bf16;
+    case DK_GGML_TYPE_F16: return dk_dot_f16;
+    case DK_GGML_TYPE_Q8_0: return dk_dot_q8_0;
+    case DK_GGML_TYPE_Q5_0: return dk_dot_q5_0;
+    default: return NULL;
+    }
+}
+#else
+float dk_matvec_dot(const float *w, const float *x, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
+#endif
+
+void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
+                    float *scratch) {
+    int64_t k = w->cols;
+    dk_dot_fn dot = dk_matvec_inline(w->type);
+    /* in registers: F32 rows always, the others for one row of X (m > 1 widens once per row) */
+    bool in_regs = dot && (w->type == DK_GGML_TYPE_F32 || m == 1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        if (!in_regs) dk_dequantize(w->type, row, scratch, (size_t)k);
+        for (int i = 0; i < m; i++) {
+            const float *xi = x + (size_t)i * (size_t)k;
+            float s = in_regs ? dot(row, xi, k) : dk_matvec_dot(scratch, xi, k);
+            float *yi = y + (size_t)i * (size_t)ldy + r;
+            *yi = beta != 0.0f ? *yi + s : s;
+        }
+    }
+}

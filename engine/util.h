@@ -1,0 +1,44 @@
+/* util.h — the small helpers every layer uses: the monotonic clock, a growable string, a binary
+ * heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and cli/ use it too. */
+#ifndef DK_UTIL_H
+#define DK_UTIL_H
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
+double dk_time_now_s(void);
+
+/* Index of the largest of x[0..n) (n >= 1), the first one on ties. */
+int dk_argmax(const float *x, int n);
+
+/* ---- growable string ----
+ * s is NUL-terminated after every append (NULL before the first). After a failed allocation oom
+ * is set and later appends do nothing, so a caller may append many pieces and check once. Zero
+ * initialised ({0}) is empty; dk_strbuf_free releases s. */
+typedef struct {
+    char *s;
+    size_t n, cap;  /* bytes in s (without the NUL), bytes allocated */
+    bool oom;
+} dk_strbuf;
+
+bool dk_strbuf_add(dk_strbuf *b, const char *s, size_t n);  /* false when out of memory */
+bool dk_strbuf_adds(dk_strbuf *b, const char *s);
+bool dk_strbuf_addf(dk_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dk_strbuf_free(dk_strbuf *b);
+
+/* ---- binary heap ----
+ * Elements of `size` bytes (at most 64) in an array; before(a, b) is true when a leaves the heap
+ * before b (a strict order: higher score first, lower rank first, ...). Zero the struct and set
+ * size and before to start; dk_heap_free releases the array. */
+typedef bool (*dk_heap_before_fn)(const void *a, const void *b);
+typedef struct {
+    unsigned char *v;
+    size_t n, cap, size;
+    dk_heap_before_fn before;
+} dk_heap;
+
+bool dk_heap_push(dk_heap *h, const void *x);  /* false when out of memory */
+void dk_heap_pop(dk_heap *h, void *out);       /* the first element into out; h->n >= 1 */
+void dk_heap_free(dk_heap *h);
+
+#endif
