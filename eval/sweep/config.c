@@ -1,5 +1,7 @@
-/* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells. */
+/* config.c — JSON sweep matrices: parse (cJSON), validate with JSON paths, expand into cells
+ * (canonical JSON and cell identities: config_canon.c). */
 #include "config.h"
+#include "config_int.h"
 #include "chat.h"
 #include "method.h"
 #include "policy.h"
@@ -27,7 +29,6 @@ static const char *const dk_keys_none[] = {NULL};
 static dk_config_entry *dk_builtin_methods;
 static size_t dk_n_builtin_methods;
 
-static void dk_fmt_number(double d, char out[40]);
 
 /* JSON object of the policy's defaults ({} when none); malloc'd, NULL on allocation failure. */
 static char *dk_policy_defaults_json(const dk_policy *p) {
@@ -39,7 +40,7 @@ static char *dk_policy_defaults_json(const dk_policy *p) {
         const dk_policy_param *d = dk_policy_param_info(*q);
         if (isnan(d->def)) continue;
         if (d->type == DK_POLICY_PARAM_BOOL) snprintf(num, sizeof num, "%s", d->def != 0 ? "true" : "false");
-        else dk_fmt_number(d->def, num);
+        else dk_config_fmt_number(d->def, num);
         o += (size_t)snprintf(s + o, 1024 - o, "%s\"%s\":%s", o > 1 ? "," : "", d->name, num);
     }
     if (o + 2 > 1024) { free(s); return NULL; }
@@ -86,92 +87,6 @@ static void dk_builtin_init(void) {
 const dk_config_registry *dk_config_registry_builtin(void) {
     pthread_once(&dk_builtin_once, dk_builtin_init);
     return &dk_builtin_registry;
-}
-
-/* ---- canonical JSON ---- */
-
-static void dk_fmt_number(double d, char out[40]) {
-    if (d == 0) { strcpy(out, "0"); return; }
-    if (d == floor(d) && fabs(d) < 9007199254740992.0) { snprintf(out, 40, "%.0f", d); return; }
-    for (int p = 15; p <= 17; p++) {
-        snprintf(out, 40, "%.*g", p, d);
-        if (strtod(out, NULL) == d) return;
-    }
-}
-
-static void dk_canon_string(dk_strbuf *b, const char *s) {
-    dk_strbuf_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        switch (*p) {
-        case '"': dk_strbuf_adds(b, "\\\""); break;
-        case '\\': dk_strbuf_adds(b, "\\\\"); break;
-        case '\b': dk_strbuf_adds(b, "\\b"); break;
-        case '\f': dk_strbuf_adds(b, "\\f"); break;
-        case '\n': dk_strbuf_adds(b, "\\n"); break;
-        case '\r': dk_strbuf_adds(b, "\\r"); break;
-        case '\t': dk_strbuf_adds(b, "\\t"); break;
-        default:
-            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); dk_strbuf_adds(b, esc); }
-            else dk_strbuf_add(b, (const char *)p, 1);
-        }
-    }
-    dk_strbuf_add(b, "\"", 1);
-}
-
-static int dk_cmp_item_key(const void *a, const void *b) {
-    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
-    return strcmp(x->string, y->string);
-}
-
-static void dk_canon(dk_strbuf *b, const cJSON *it) {
-    char num[40];
-    if (cJSON_IsNull(it)) dk_strbuf_adds(b, "null");
-    else if (cJSON_IsTrue(it)) dk_strbuf_adds(b, "true");
-    else if (cJSON_IsFalse(it)) dk_strbuf_adds(b, "false");
-    else if (cJSON_IsNumber(it)) { dk_fmt_number(it->valuedouble, num); dk_strbuf_adds(b, num); }
-    else if (cJSON_IsString(it)) dk_canon_string(b, it->valuestring);
-    else if (cJSON_IsArray(it)) {
-        dk_strbuf_add(b, "[", 1);
-        int first = 1;
-        for (const cJSON *c = it->child; c; c = c->next, first = 0) {
-            if (!first) dk_strbuf_add(b, ",", 1);
-            dk_canon(b, c);
-        }
-        dk_strbuf_add(b, "]", 1);
-    } else if (cJSON_IsObject(it)) {
-        size_t n = 0;
-        for (const cJSON *c = it->child; c; c = c->next) n++;
-        const cJSON **kids = malloc((n ? n : 1) * sizeof *kids);
-        if (!kids) { b->oom = 1; return; }
-        n = 0;
-        for (const cJSON *c = it->child; c; c = c->next) kids[n++] = c;
-        qsort(kids, n, sizeof *kids, dk_cmp_item_key);
-        dk_strbuf_add(b, "{", 1);
-        for (size_t i = 0; i < n; i++) {
-            if (i) dk_strbuf_add(b, ",", 1);
-            dk_canon_string(b, kids[i]->string);
-            dk_strbuf_add(b, ":", 1);
-            dk_canon(b, kids[i]);
-        }
-        dk_strbuf_add(b, "}", 1);
-        free(kids);
-    }
-}
-
-static char *dk_canon_item(const cJSON *it) {
-    dk_strbuf b = {0};
-    dk_canon(&b, it);
-    if (b.oom) { free(b.s); return NULL; }
-    return b.s;
-}
-
-char *dk_config_canonical_json(const char *json) {
-    cJSON *it = cJSON_Parse(json);
-    if (!it) return NULL;
-    char *s = dk_canon_item(it);
-    cJSON_Delete(it);
-    return s;
 }
 
 /* ---- validation helpers ---- */
@@ -464,7 +379,7 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
         g->cnt[k] = n;
         g->total *= n;
         dk_strbuf kb = {0};
-        dk_canon_string(&kb, c->string);
+        dk_config_canon_string(&kb, c->string);
         dk_strbuf_add(&kb, ":", 1);
         g->kcanon[k] = kb.s;
         if (g->total > DK_CONFIG_MAX_CELLS || kb.oom || !(g->vals[k] = malloc(n * sizeof *g->vals[k])) ||
@@ -472,7 +387,7 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
         size_t j = 0;
         for (const cJSON *v = cJSON_IsArray(c) ? c->child : c; v && j < n; v = cJSON_IsArray(c) ? v->next : NULL, j++) {
             g->vals[k][j] = v;
-            if (!(g->vcanon[k][j] = dk_canon_item(v))) { dk_grid_free(g); return 0; }
+            if (!(g->vcanon[k][j] = dk_config_canon_item(v))) { dk_grid_free(g); return 0; }
         }
     }
     qsort_r(g->sorted, g->nk, sizeof *g->sorted, dk_grid_key_cmp, g);
@@ -909,7 +824,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         snprintf(where, sizeof where, "tasks[%zu]", i);
         if (!(topt[i] = dk_parse_options(file, where, c, e, "option", 1, err, &st))) goto fail;
         cfg->tasks[i].name = dk_strdup(nm);
-        cfg->tasks[i].options = dk_canon_item(topt[i]);
+        cfg->tasks[i].options = dk_config_canon_item(topt[i]);
         if (!cfg->tasks[i].name || !cfg->tasks[i].options) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
     i = 0;
@@ -924,7 +839,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         snprintf(where, sizeof where, "methods[%zu]", i);
         if (!(mopt[i] = dk_parse_options(file, where, c, e, "parameter", 0, err, &st))) goto fail;
         cfg->methods[i].name = dk_strdup(nm);
-        cfg->methods[i].params = dk_canon_item(mopt[i]);
+        cfg->methods[i].params = dk_config_canon_item(mopt[i]);
         if (!cfg->methods[i].name || !cfg->methods[i].params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
 
@@ -989,64 +904,4 @@ void dk_config_free(dk_config *cfg) {
     free(cfg->description);
     free(cfg->chat);
     free(cfg);
-}
-
-/* ---- identity ---- */
-
-dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *cell, const char *model_sha256,
-                                  dk_config_identity *id, dk_err *err) {
-    memset(id, 0, sizeof *id);
-    size_t hl = model_sha256 ? strlen(model_sha256) : 0;
-    if (hl != DK_SHA256_HEX_LEN || strspn(model_sha256, "0123456789abcdef") != hl)
-        return dk_fail(err, DK_ERR_ARG, "model sha256 must be %d lower-case hex digits", DK_SHA256_HEX_LEN);
-    dk_strbuf task = {0}, b = {0};
-    dk_strbuf_adds(&task, "{\"name\":");
-    dk_canon_string(&task, cell->task_name);
-    dk_strbuf_adds(&task, ",\"options\":");
-    dk_strbuf_adds(&task, cell->task_options);
-    const char *chat = cfg->model_chat && cell->model < cfg->n_models ? cfg->model_chat[cell->model] : cfg->chat;
-    if (chat && strcmp(chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
-        dk_strbuf_adds(&task, ",\"chat\":");
-        dk_canon_string(&task, chat);
-    }
-    if (cfg->compute != DK_COMPUTE_F32) { /* absent for f32, as chat for auto */
-        dk_strbuf_adds(&task, ",\"compute\":");
-        dk_canon_string(&task, dk_compute_name(cfg->compute));
-    }
-    dk_strbuf_adds(&task, "}");
-    char num[64];
-    dk_strbuf_adds(&b, "{\"method\":{\"name\":");
-    dk_canon_string(&b, cell->method_name);
-    dk_strbuf_adds(&b, ",\"params\":");
-    dk_strbuf_adds(&b, cell->method_params);
-    dk_strbuf_adds(&b, "},\"model\":\"");
-    dk_strbuf_adds(&b, model_sha256);
-    snprintf(num, sizeof num, "\",\"samples\":{\"n\":%lld,\"seed\":%lld},\"task\":", (long long)cfg->samples,
-             (long long)cfg->seed);
-    dk_strbuf_adds(&b, num);
-    if (task.s) dk_strbuf_adds(&b, task.s);
-    dk_strbuf_adds(&b, "}");
-    dk_strbuf tk = {0};
-    snprintf(num, sizeof num, "{\"seed\":%lld,\"task\":", (long long)cfg->seed);
-    dk_strbuf_adds(&tk, num);
-    if (task.s) dk_strbuf_adds(&tk, task.s);
-    dk_strbuf_adds(&tk, "}");
-    dk_status st = DK_OK;
-    if (task.oom || b.oom || tk.oom || !b.s || !tk.s) st = dk_fail(err, DK_ERR_NOMEM, "out of memory");
-    else {
-        dk_sha256_hex(b.s, b.n, id->key);
-        dk_sha256_hex(tk.s, tk.n, id->task_key);
-        id->json = b.s;
-        b.s = NULL;
-    }
-    free(task.s);
-    free(b.s);
-    free(tk.s);
-    return st;
-}
-
-void dk_config_identity_free(dk_config_identity *id) {
-    if (!id) return;
-    free(id->json);
-    id->json = NULL;
 }

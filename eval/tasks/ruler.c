@@ -543,172 +543,205 @@ static dk_status size_sample(const gen_ctx *g, sample_plan *sp, long *h_out, lon
 
 static char *xstrdup(const char *s, int *oom) { char *r = strdup(s); if (!r) *oom = 1; return r; }
 
+/* plan_make for DK_RULER_PASSKEY: a 5-digit pass key, stated twice in one needle at the requested depth. */
+static dk_status plan_passkey(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    const dk_ruler_params *p = g->p;
+    rng_t *r = &sp->rng;
+    char buf[256];
+    char key[16];
+    snprintf(key, sizeof key, "%05llu", (unsigned long long)(10000 + rng_below(r, 90000)));
+    snprintf(buf, sizeof buf, "The pass key is %s. Remember it. %s is the pass key.", key, key);
+    sp->n_needles = 1;
+    sp->needle = calloc(1, sizeof(char *)); sp->nd_depth = calloc(1, sizeof(double));
+    sp->ans = calloc(1, sizeof(char *));
+    if (!sp->needle || !sp->nd_depth || !sp->ans) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    sp->needle[0] = xstrdup(buf, oom);
+    sp->nd_depth[0] = pick_depth(p, r);
+    sp->ans[0] = xstrdup(key, oom); sp->n_ans = 1;
+    return DK_OK;
+}
+
+/* plan_make for DK_RULER_NIAH: keys and values (distinct, none inside another or the haystack), one needle per pair; the queried keys' needles at the requested depth, distractors at random depths. */
+static dk_status plan_niah(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    const dk_ruler_params *p = g->p;
+    rng_t *r = &sp->rng;
+    char buf[256];
+    int nk = p->n_keys, nv = p->n_values, n = nk * nv;
+    snprintf(sp->vtype, sizeof sp->vtype, "%s", type_plural(p->value_type));
+    sp->n_needles = n;
+    sp->needle = calloc((size_t)n, sizeof(char *)); sp->nd_depth = calloc((size_t)n, sizeof(double));
+    sp->ans = calloc((size_t)(p->n_queries * nv), sizeof(char *));
+    char (*keys)[128] = calloc((size_t)nk, 128), (*vals)[128] = calloc((size_t)n, 128);
+    if (!sp->needle || !sp->nd_depth || !sp->ans || !keys || !vals) {
+        free(keys); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < nk; k++) { /* distinct keys, no key inside another */
+        for (int tries = 0;; tries++) {
+            rand_value(r, p->key_type, &g->vocab, keys[k], 128);
+            int clash = 0;
+            for (int j = 0; j < k; j++) if (strstr(keys[j], keys[k]) || strstr(keys[k], keys[j])) clash = 1;
+            if (g->text && strstr(g->text, keys[k])) clash = 1;
+            if (!clash || tries > 1000) break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        for (int tries = 0;; tries++) {
+            rand_value(r, p->value_type, &g->vocab, vals[i], 128);
+            int clash = 0;
+            for (int j = 0; j < i; j++) if (strstr(vals[j], vals[i]) || strstr(vals[i], vals[j])) clash = 1;
+            for (int j = 0; j < nk; j++) if (strstr(keys[j], vals[i]) || strstr(vals[i], keys[j])) clash = 1;
+            if (g->text && strstr(g->text, vals[i])) clash = 1;
+            if (!clash || tries > 1000) break;
+        }
+    }
+    double d0 = pick_depth(p, r);
+    for (int k = 0; k < nk; k++)
+        for (int v = 0; v < nv; v++) {
+            int i = k * nv + v;
+            snprintf(buf, sizeof buf, "One of the special magic %s for %s is: %s.", sp->vtype, keys[k], vals[i]);
+            sp->needle[i] = xstrdup(buf, oom);
+            /* queried keys' needles at the requested depth; distractors at random depths */
+            sp->nd_depth[i] = k < p->n_queries ? (k == 0 && v == 0 ? d0 : (p->depth >= 0 ? d0 : pick_depth(p, r)))
+                                               : round(100.0 * (double)rng_below(r, 40) / 39.0);
+            if (k < p->n_queries) sp->ans[sp->n_ans++] = xstrdup(vals[i], oom);
+        }
+    sp->target = 0;
+    size_t qn = 0;
+    for (int k = 0; k < p->n_queries; k++) {
+        const char *sep = k == 0 ? "" : (k == p->n_queries - 1 ? (p->n_queries > 2 ? ", and " : " and ") : ", ");
+        qn += (size_t)snprintf(sp->query + qn, sizeof sp->query - qn, "%s%s", sep, keys[k]);
+        if (qn >= sizeof sp->query) { free(keys); free(vals); return dk_fail(e, DK_ERR_ARG, "too many queries"); }
+    }
+    free(keys); free(vals);
+    return DK_OK;
+}
+
+/* plan_make for DK_RULER_VT: variable-tracking chains, their statements interleaved at random positions. */
+static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    const dk_ruler_params *p = g->p;
+    rng_t *r = &sp->rng;
+    char buf[256];
+    int nc = p->n_chains, nh = p->n_hops, nvar = nc * (nh + 1);
+    char (*vars)[8] = calloc((size_t)nvar, 8);
+    char (*vals)[8] = calloc((size_t)nc, 8);
+    sp->n_stmt = nvar;
+    sp->stmt = calloc((size_t)nvar, sizeof(char *)); sp->st_pos = calloc((size_t)nvar, sizeof(double));
+    sp->ans = calloc((size_t)(nh + 1), sizeof(char *));
+    if (!vars || !vals || !sp->stmt || !sp->st_pos || !sp->ans) { free(vars); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < nvar; i++)
+        for (;;) {
+            for (int k = 0; k < 5; k++) vars[i][k] = (char)('A' + rng_below(r, 26));
+            int dup = 0;
+            for (int j = 0; j < i; j++) if (!strcmp(vars[i], vars[j])) dup = 1;
+            if (!dup) break;
+        }
+    for (int c = 0; c < nc; c++)
+        for (;;) {
+            snprintf(vals[c], 8, "%05llu", (unsigned long long)(10000 + rng_below(r, 90000)));
+            int dup = 0;
+            for (int j = 0; j < c; j++) if (!strcmp(vals[c], vals[j])) dup = 1;
+            if (!dup) break;
+        }
+    /* chain c's statements keep their order; chains interleave at random positions */
+    double *pos = calloc((size_t)nvar, sizeof(double));
+    int *own = calloc((size_t)nvar, sizeof(int));
+    if (!pos || !own) { free(pos); free(own); free(vars); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < nvar; i++) pos[i] = rng_unit(r);
+    for (int i = 1; i < nvar; i++) for (int j = i; j > 0 && pos[j - 1] > pos[j]; j--) { double t = pos[j]; pos[j] = pos[j - 1]; pos[j - 1] = t; }
+    for (int i = 0; i < nvar; i++) own[i] = i / (nh + 1);
+    for (int i = nvar - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = own[i]; own[i] = own[j]; own[j] = t; }
+    int next[64] = {0};
+    if (nc > 64) { free(pos); free(own); free(vars); free(vals); return dk_fail(e, DK_ERR_ARG, "chains: at most 64"); }
+    for (int i = 0; i < nvar; i++) {
+        int c = own[i], hop = next[c]++;
+        const char *v = vars[c * (nh + 1) + hop];
+        if (c == 0 && hop == 0) sp->target = i; /* the queried chain's head is the "needle" */
+        if (hop == 0) snprintf(buf, sizeof buf, "VAR %s = %s", v, vals[c]);
+        else snprintf(buf, sizeof buf, "VAR %s = VAR %s", v, vars[c * (nh + 1) + hop - 1]);
+        sp->stmt[i] = xstrdup(buf, oom);
+        sp->st_pos[i] = pos[i];
+    }
+    for (int h = 0; h <= nh; h++) sp->ans[sp->n_ans++] = xstrdup(vars[h], oom);
+    snprintf(sp->query, sizeof sp->query, "%s", vals[0]);
+    free(pos); free(own); free(vars); free(vals);
+    return DK_OK;
+}
+
+/* plan_make for DK_RULER_CWE: a permutation of the vocabulary: its first common words are the answers. */
+static dk_status plan_cwe(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    const dk_ruler_params *p = g->p;
+    rng_t *r = &sp->rng;
+    /* a per-sample permutation of the vocabulary: first n_cw are the common words */
+    int V = g->vocab.n;
+    int *perm = malloc((size_t)V * sizeof(int));
+    sp->coded.w = calloc((size_t)V, sizeof(char *));
+    sp->ans = calloc((size_t)p->n_cw, sizeof(char *));
+    if (!perm || !sp->coded.w || !sp->ans) { free(perm); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < V; i++) perm[i] = i;
+    for (int i = V - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    for (int i = 0; i < V; i++) sp->coded.w[sp->coded.n++] = xstrdup(g->vocab.w[perm[i]], oom);
+    for (int i = 0; i < p->n_cw; i++) sp->ans[sp->n_ans++] = xstrdup(g->vocab.w[perm[i]], oom);
+    free(perm);
+    return DK_OK;
+}
+
+/* plan_make for DK_RULER_FWE: 256 coded words (none inside another); the first 3 are the answers. */
+static dk_status plan_fwe(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    (void)g; /* every plan_* takes the generator context */
+    rng_t *r = &sp->rng;
+    int V = 256;
+    sp->coded.w = calloc((size_t)V, sizeof(char *));
+    sp->ans = calloc(3, sizeof(char *));
+    if (!sp->coded.w || !sp->ans) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    while (sp->coded.n < V && !*oom) {
+        int L = 3 + (int)rng_below(r, 4);
+        char w[8];
+        for (int k = 0; k < L; k++) w[k] = (char)('a' + rng_below(r, 26));
+        w[L] = 0;
+        int clash = 0; /* no coded word inside another: answers stay unambiguous */
+        for (int j = 0; j < sp->coded.n; j++) if (strstr(sp->coded.w[j], w) || strstr(w, sp->coded.w[j])) clash = 1;
+        if (!clash) sp->coded.w[sp->coded.n++] = xstrdup(w, oom);
+    }
+    for (int i = 0; i < 3 && !*oom; i++) sp->ans[sp->n_ans++] = xstrdup(sp->coded.w[i], oom);
+    return DK_OK;
+}
+
+/* plan_make for DK_RULER_QA: a SQuAD question, its documents' order, the gold document at the requested depth. */
+static dk_status plan_qa(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e) {
+    const dk_ruler_params *p = g->p;
+    rng_t *r = &sp->rng;
+    sp->qa_idx = (int)rng_below(r, (uint64_t)g->n_qas);
+    sp->n_needles = 1;
+    sp->nd_depth = calloc(1, sizeof(double));
+    sp->doc_perm = malloc((size_t)g->n_docs * sizeof(int));
+    const int na = g->qas[sp->qa_idx].n_ans;
+    sp->ans = calloc((size_t)na, sizeof(char *));
+    sp->needle = calloc(1, sizeof(char *));
+    if (!sp->nd_depth || !sp->doc_perm || !sp->ans || !sp->needle) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    sp->needle[0] = xstrdup("", oom);
+    sp->nd_depth[0] = pick_depth(p, r);
+    for (int i = 0; i < g->n_docs; i++) sp->doc_perm[i] = i;
+    for (int i = g->n_docs - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = sp->doc_perm[i]; sp->doc_perm[i] = sp->doc_perm[j]; sp->doc_perm[j] = t; }
+    for (int k = 0; k < na; k++) sp->ans[sp->n_ans++] = xstrdup(g->qas[sp->qa_idx].ans[k], oom);
+    return DK_OK;
+}
+
 static dk_status plan_make(const gen_ctx *g, int idx, sample_plan *sp, dk_err *e) {
     const dk_ruler_params *p = g->p;
     memset(sp, 0, sizeof *sp);
     rng_seed(&sp->rng, p->seed, (uint64_t)idx);
-    rng_t *r = &sp->rng;
-    sp->shuffle_seed = rng_next(r);
+    sp->shuffle_seed = rng_next(&sp->rng);
     int oom = 0;
-    char buf[256];
+    dk_status st = DK_OK;
     switch (p->kind) {
-    case DK_RULER_PASSKEY: {
-        char key[16];
-        snprintf(key, sizeof key, "%05llu", (unsigned long long)(10000 + rng_below(r, 90000)));
-        snprintf(buf, sizeof buf, "The pass key is %s. Remember it. %s is the pass key.", key, key);
-        sp->n_needles = 1;
-        sp->needle = calloc(1, sizeof(char *)); sp->nd_depth = calloc(1, sizeof(double));
-        sp->ans = calloc(1, sizeof(char *));
-        if (!sp->needle || !sp->nd_depth || !sp->ans) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        sp->needle[0] = xstrdup(buf, &oom);
-        sp->nd_depth[0] = pick_depth(p, r);
-        sp->ans[0] = xstrdup(key, &oom); sp->n_ans = 1;
-        break;
+    case DK_RULER_PASSKEY: st = plan_passkey(g, sp, &oom, e); break;
+    case DK_RULER_NIAH: st = plan_niah(g, sp, &oom, e); break;
+    case DK_RULER_VT: st = plan_vt(g, sp, &oom, e); break;
+    case DK_RULER_CWE: st = plan_cwe(g, sp, &oom, e); break;
+    case DK_RULER_FWE: st = plan_fwe(g, sp, &oom, e); break;
+    case DK_RULER_QA: st = plan_qa(g, sp, &oom, e); break;
     }
-    case DK_RULER_NIAH: {
-        int nk = p->n_keys, nv = p->n_values, n = nk * nv;
-        snprintf(sp->vtype, sizeof sp->vtype, "%s", type_plural(p->value_type));
-        sp->n_needles = n;
-        sp->needle = calloc((size_t)n, sizeof(char *)); sp->nd_depth = calloc((size_t)n, sizeof(double));
-        sp->ans = calloc((size_t)(p->n_queries * nv), sizeof(char *));
-        char (*keys)[128] = calloc((size_t)nk, 128), (*vals)[128] = calloc((size_t)n, 128);
-        if (!sp->needle || !sp->nd_depth || !sp->ans || !keys || !vals) {
-            free(keys); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        }
-        for (int k = 0; k < nk; k++) { /* distinct keys, no key inside another */
-            for (int tries = 0;; tries++) {
-                rand_value(r, p->key_type, &g->vocab, keys[k], 128);
-                int clash = 0;
-                for (int j = 0; j < k; j++) if (strstr(keys[j], keys[k]) || strstr(keys[k], keys[j])) clash = 1;
-                if (g->text && strstr(g->text, keys[k])) clash = 1;
-                if (!clash || tries > 1000) break;
-            }
-        }
-        for (int i = 0; i < n; i++) {
-            for (int tries = 0;; tries++) {
-                rand_value(r, p->value_type, &g->vocab, vals[i], 128);
-                int clash = 0;
-                for (int j = 0; j < i; j++) if (strstr(vals[j], vals[i]) || strstr(vals[i], vals[j])) clash = 1;
-                for (int j = 0; j < nk; j++) if (strstr(keys[j], vals[i]) || strstr(vals[i], keys[j])) clash = 1;
-                if (g->text && strstr(g->text, vals[i])) clash = 1;
-                if (!clash || tries > 1000) break;
-            }
-        }
-        double d0 = pick_depth(p, r);
-        for (int k = 0; k < nk; k++)
-            for (int v = 0; v < nv; v++) {
-                int i = k * nv + v;
-                snprintf(buf, sizeof buf, "One of the special magic %s for %s is: %s.", sp->vtype, keys[k], vals[i]);
-                sp->needle[i] = xstrdup(buf, &oom);
-                /* queried keys' needles at the requested depth; distractors at random depths */
-                sp->nd_depth[i] = k < p->n_queries ? (k == 0 && v == 0 ? d0 : (p->depth >= 0 ? d0 : pick_depth(p, r)))
-                                                   : round(100.0 * (double)rng_below(r, 40) / 39.0);
-                if (k < p->n_queries) sp->ans[sp->n_ans++] = xstrdup(vals[i], &oom);
-            }
-        sp->target = 0;
-        size_t qn = 0;
-        for (int k = 0; k < p->n_queries; k++) {
-            const char *sep = k == 0 ? "" : (k == p->n_queries - 1 ? (p->n_queries > 2 ? ", and " : " and ") : ", ");
-            qn += (size_t)snprintf(sp->query + qn, sizeof sp->query - qn, "%s%s", sep, keys[k]);
-            if (qn >= sizeof sp->query) { free(keys); free(vals); return dk_fail(e, DK_ERR_ARG, "too many queries"); }
-        }
-        free(keys); free(vals);
-        break;
-    }
-    case DK_RULER_VT: {
-        int nc = p->n_chains, nh = p->n_hops, nvar = nc * (nh + 1);
-        char (*vars)[8] = calloc((size_t)nvar, 8);
-        char (*vals)[8] = calloc((size_t)nc, 8);
-        sp->n_stmt = nvar;
-        sp->stmt = calloc((size_t)nvar, sizeof(char *)); sp->st_pos = calloc((size_t)nvar, sizeof(double));
-        sp->ans = calloc((size_t)(nh + 1), sizeof(char *));
-        if (!vars || !vals || !sp->stmt || !sp->st_pos || !sp->ans) { free(vars); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-        for (int i = 0; i < nvar; i++)
-            for (;;) {
-                for (int k = 0; k < 5; k++) vars[i][k] = (char)('A' + rng_below(r, 26));
-                int dup = 0;
-                for (int j = 0; j < i; j++) if (!strcmp(vars[i], vars[j])) dup = 1;
-                if (!dup) break;
-            }
-        for (int c = 0; c < nc; c++)
-            for (;;) {
-                snprintf(vals[c], 8, "%05llu", (unsigned long long)(10000 + rng_below(r, 90000)));
-                int dup = 0;
-                for (int j = 0; j < c; j++) if (!strcmp(vals[c], vals[j])) dup = 1;
-                if (!dup) break;
-            }
-        /* chain c's statements keep their order; chains interleave at random positions */
-        double *pos = calloc((size_t)nvar, sizeof(double));
-        int *own = calloc((size_t)nvar, sizeof(int));
-        if (!pos || !own) { free(pos); free(own); free(vars); free(vals); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-        for (int i = 0; i < nvar; i++) pos[i] = rng_unit(r);
-        for (int i = 1; i < nvar; i++) for (int j = i; j > 0 && pos[j - 1] > pos[j]; j--) { double t = pos[j]; pos[j] = pos[j - 1]; pos[j - 1] = t; }
-        for (int i = 0; i < nvar; i++) own[i] = i / (nh + 1);
-        for (int i = nvar - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = own[i]; own[i] = own[j]; own[j] = t; }
-        int next[64] = {0};
-        if (nc > 64) { free(pos); free(own); free(vars); free(vals); return dk_fail(e, DK_ERR_ARG, "chains: at most 64"); }
-        for (int i = 0; i < nvar; i++) {
-            int c = own[i], hop = next[c]++;
-            const char *v = vars[c * (nh + 1) + hop];
-            if (c == 0 && hop == 0) sp->target = i; /* the queried chain's head is the "needle" */
-            if (hop == 0) snprintf(buf, sizeof buf, "VAR %s = %s", v, vals[c]);
-            else snprintf(buf, sizeof buf, "VAR %s = VAR %s", v, vars[c * (nh + 1) + hop - 1]);
-            sp->stmt[i] = xstrdup(buf, &oom);
-            sp->st_pos[i] = pos[i];
-        }
-        for (int h = 0; h <= nh; h++) sp->ans[sp->n_ans++] = xstrdup(vars[h], &oom);
-        snprintf(sp->query, sizeof sp->query, "%s", vals[0]);
-        free(pos); free(own); free(vars); free(vals);
-        break;
-    }
-    case DK_RULER_CWE: {
-        /* a per-sample permutation of the vocabulary: first n_cw are the common words */
-        int V = g->vocab.n;
-        int *perm = malloc((size_t)V * sizeof(int));
-        sp->coded.w = calloc((size_t)V, sizeof(char *));
-        sp->ans = calloc((size_t)p->n_cw, sizeof(char *));
-        if (!perm || !sp->coded.w || !sp->ans) { free(perm); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-        for (int i = 0; i < V; i++) perm[i] = i;
-        for (int i = V - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
-        for (int i = 0; i < V; i++) sp->coded.w[sp->coded.n++] = xstrdup(g->vocab.w[perm[i]], &oom);
-        for (int i = 0; i < p->n_cw; i++) sp->ans[sp->n_ans++] = xstrdup(g->vocab.w[perm[i]], &oom);
-        free(perm);
-        break;
-    }
-    case DK_RULER_FWE: {
-        int V = 256;
-        sp->coded.w = calloc((size_t)V, sizeof(char *));
-        sp->ans = calloc(3, sizeof(char *));
-        if (!sp->coded.w || !sp->ans) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        while (sp->coded.n < V && !oom) {
-            int L = 3 + (int)rng_below(r, 4);
-            char w[8];
-            for (int k = 0; k < L; k++) w[k] = (char)('a' + rng_below(r, 26));
-            w[L] = 0;
-            int clash = 0; /* no coded word inside another: answers stay unambiguous */
-            for (int j = 0; j < sp->coded.n; j++) if (strstr(sp->coded.w[j], w) || strstr(w, sp->coded.w[j])) clash = 1;
-            if (!clash) sp->coded.w[sp->coded.n++] = xstrdup(w, &oom);
-        }
-        for (int i = 0; i < 3 && !oom; i++) sp->ans[sp->n_ans++] = xstrdup(sp->coded.w[i], &oom);
-        break;
-    }
-    case DK_RULER_QA: {
-        sp->qa_idx = (int)rng_below(r, (uint64_t)g->n_qas);
-        sp->n_needles = 1;
-        sp->nd_depth = calloc(1, sizeof(double));
-        sp->doc_perm = malloc((size_t)g->n_docs * sizeof(int));
-        const int na = g->qas[sp->qa_idx].n_ans;
-        sp->ans = calloc((size_t)na, sizeof(char *));
-        sp->needle = calloc(1, sizeof(char *));
-        if (!sp->nd_depth || !sp->doc_perm || !sp->ans || !sp->needle) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
-        sp->needle[0] = xstrdup("", &oom);
-        sp->nd_depth[0] = pick_depth(p, r);
-        for (int i = 0; i < g->n_docs; i++) sp->doc_perm[i] = i;
-        for (int i = g->n_docs - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = sp->doc_perm[i]; sp->doc_perm[i] = sp->doc_perm[j]; sp->doc_perm[j] = t; }
-        for (int k = 0; k < na; k++) sp->ans[sp->n_ans++] = xstrdup(g->qas[sp->qa_idx].ans[k], &oom);
-        break;
-    }
-    }
+    if (st) return st;
     if (oom) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     return DK_OK;
 }
