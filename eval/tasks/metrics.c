@@ -1,166 +1,15 @@
-/* metrics.c — LongBench/RULER scoring with Python-exact string semantics; fidelity metrics.
+/* metrics.c — LongBench/RULER scoring with Python-exact string semantics (fidelity on logits and
+ * rank correlation live in metrics_fidelity.c).
  * The rules implemented here are those stated in ../shared/fixtures/metrics/README.md and read
  * from the official sources named in metrics.h; every golden case must match within 1e-12. */
 #include "metrics.h"
-#include "metrics_unicode.h"
+#include "metrics_text.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- code-point strings ---- */
-
-typedef struct {
-    uint32_t *c; /* (n) code points */
-    size_t n;
-} u32s;
-
-static int uni_in(const dk_uni_range *r, int n, uint32_t cp) {
-    int lo = 0, hi = n - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (cp < r[mid].lo) hi = mid - 1;
-        else if (cp > r[mid].hi) lo = mid + 1;
-        else return 1;
-    }
-    return 0;
-}
-static int is_space(uint32_t c) { return uni_in(dk_uni_space, dk_uni_space_n, c); }
-static int is_word(uint32_t c) { return uni_in(dk_uni_word, dk_uni_word_n, c); }
-static int is_decimal(uint32_t c) { return uni_in(dk_uni_decimal, dk_uni_decimal_n, c); }
-static int is_cased(uint32_t c) { return uni_in(dk_uni_cased, dk_uni_cased_n, c); }
-static int is_case_ignorable(uint32_t c) {
-    return uni_in(dk_uni_case_ignorable, dk_uni_case_ignorable_n, c);
-}
-
-static const dk_uni_lower *lower_find(uint32_t cp) {
-    int lo = 0, hi = dk_uni_lower_map_n - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (cp < dk_uni_lower_map[mid].cp) hi = mid - 1;
-        else if (cp > dk_uni_lower_map[mid].cp) lo = mid + 1;
-        else return &dk_uni_lower_map[mid];
-    }
-    return NULL;
-}
-
-/* UTF-8 -> code points; each invalid byte becomes U+FFFD. Returns 0 on OOM. */
-static int u32_from_utf8(const char *s, u32s *out) {
-    size_t len = strlen(s);
-    out->c = malloc((len + 1) * sizeof(uint32_t));
-    out->n = 0;
-    if (!out->c) return 0;
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        uint32_t c = *p;
-        if (c < 0x80) { out->c[out->n++] = c; p++; continue; }
-        int k = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (k < 0 || end - p <= k) { out->c[out->n++] = 0xFFFD; p++; continue; }
-        uint32_t v = c & (0x3F >> k);
-        int ok = 1;
-        for (int i = 1; i <= k; i++) {
-            if ((p[i] & 0xC0) != 0x80) { ok = 0; break; }
-            v = (v << 6) | (p[i] & 0x3F);
-        }
-        static const uint32_t minv[4] = {0, 0x80, 0x800, 0x10000};
-        if (!ok || v < minv[k] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-            out->c[out->n++] = 0xFFFD; p++; continue;
-        }
-        out->c[out->n++] = v;
-        p += k + 1;
-    }
-    return 1;
-}
-
-static char *u32_to_utf8(const uint32_t *c, size_t n) {
-    char *s = malloc(4 * n + 1), *q = s;
-    if (!s) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = c[i];
-        if (v < 0x80) *q++ = (char)v;
-        else if (v < 0x800) { *q++ = (char)(0xC0 | (v >> 6)); *q++ = (char)(0x80 | (v & 0x3F)); }
-        else if (v < 0x10000) {
-            *q++ = (char)(0xE0 | (v >> 12)); *q++ = (char)(0x80 | ((v >> 6) & 0x3F));
-            *q++ = (char)(0x80 | (v & 0x3F));
-        } else {
-            *q++ = (char)(0xF0 | (v >> 18)); *q++ = (char)(0x80 | ((v >> 12) & 0x3F));
-            *q++ = (char)(0x80 | ((v >> 6) & 0x3F)); *q++ = (char)(0x80 | (v & 0x3F));
-        }
-    }
-    *q = 0;
-    return s;
-}
-
-/* Python str.lower(): full mapping (U+0130 -> "i\u0307") and the final-sigma rule. */
-static int u32_lower(const u32s *in, u32s *out) {
-    out->c = malloc((3 * in->n + 1) * sizeof(uint32_t));
-    out->n = 0;
-    if (!out->c) return 0;
-    for (size_t i = 0; i < in->n; i++) {
-        uint32_t c = in->c[i];
-        if (c == 0x3A3) {
-            size_t j = i;
-            while (j > 0 && is_case_ignorable(in->c[j - 1])) j--;
-            int fin = j > 0 && is_cased(in->c[j - 1]);
-            if (fin) {
-                size_t k = i + 1;
-                while (k < in->n && is_case_ignorable(in->c[k])) k++;
-                fin = k == in->n || !is_cased(in->c[k]);
-            }
-            out->c[out->n++] = fin ? 0x3C2 : 0x3C3;
-            continue;
-        }
-        const dk_uni_lower *m = c < 0x41 ? NULL : lower_find(c);
-        if (!m) { out->c[out->n++] = c; continue; }
-        for (int k = 0; k < 3 && m->to[k]; k++) out->c[out->n++] = m->to[k];
-    }
-    return 1;
-}
-
-/* Python str.split() with no argument: tokens as [start, end) index pairs into s.
- * Returns the count, or -1 on OOM; *tok is malloc'd (2 entries per token). */
-static long u32_split_ws(const uint32_t *s, size_t n, size_t **tok) {
-    size_t cap = 16, nt = 0;
-    size_t *t = malloc(cap * 2 * sizeof(size_t));
-    if (!t) return -1;
-    size_t i = 0;
-    for (;;) {
-        while (i < n && is_space(s[i])) i++;
-        if (i >= n) break;
-        size_t st = i;
-        while (i < n && !is_space(s[i])) i++;
-        if (nt == cap) {
-            size_t *nt2 = realloc(t, (cap *= 2) * 2 * sizeof(size_t));
-            if (!nt2) { free(t); return -1; }
-            t = nt2;
-        }
-        t[2 * nt] = st;
-        t[2 * nt + 1] = i;
-        nt++;
-    }
-    *tok = t;
-    return (long)nt;
-}
-
-/* Python str.strip() bounds. */
-static void u32_strip(const uint32_t *s, size_t n, size_t *b, size_t *e) {
-    size_t i = 0, j = n;
-    while (i < j && is_space(s[i])) i++;
-    while (j > i && is_space(s[j - 1])) j--;
-    *b = i;
-    *e = j;
-}
-
-/* Python `needle in hay` on code points (empty needle is always found). */
-static int u32_contains(const uint32_t *h, size_t hn, const uint32_t *nd, size_t nn) {
-    if (nn == 0) return 1;
-    if (nn > hn) return 0;
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && !memcmp(h + i, nd, nn * sizeof(uint32_t))) return 1;
-    return 0;
-}
 
 /* ---- names and the dataset map ---- */
 
@@ -208,11 +57,11 @@ static int is_ascii_punct(uint32_t c) {
 }
 
 /* normalize_answer on code points; out is the whitespace-squeezed result. */
-static int u32_normalize_answer(const char *s, u32s *out) {
-    u32s raw, low;
+static int u32_normalize_answer(const char *s, dk_u32s *out) {
+    dk_u32s raw, low;
     out->c = NULL;
-    if (!u32_from_utf8(s, &raw)) return 0;
-    int ok = u32_lower(&raw, &low);
+    if (!dk_u32_from_utf8(s, &raw)) return 0;
+    int ok = dk_u32_lower(&raw, &low);
     free(raw.c);
     if (!ok) return 0;
     size_t k = 0; /* remove_punc, in place */
@@ -226,12 +75,12 @@ static int u32_normalize_answer(const char *s, u32s *out) {
     static const char *const alts[3] = {"a", "an", "the"};
     while (i < low.n) {
         size_t mlen = 0;
-        if (i == 0 || !is_word(low.c[i - 1])) {
+        if (i == 0 || !dk_uni_is_word(low.c[i - 1])) {
             for (int a = 0; a < 3 && !mlen; a++) {
                 size_t L = strlen(alts[a]), j;
                 if (i + L > low.n) continue;
                 for (j = 0; j < L && low.c[i + j] == (uint32_t)alts[a][j]; j++) {}
-                if (j == L && (i + L == low.n || !is_word(low.c[i + L]))) mlen = L;
+                if (j == L && (i + L == low.n || !dk_uni_is_word(low.c[i + L]))) mlen = L;
             }
         }
         if (mlen) { art[na++] = ' '; i += mlen; }
@@ -240,7 +89,7 @@ static int u32_normalize_answer(const char *s, u32s *out) {
     free(low.c);
     /* white_space_fix */
     size_t *tok;
-    long nt = u32_split_ws(art, na, &tok);
+    long nt = dk_u32_split_ws(art, na, &tok);
     if (nt < 0) { free(art); return 0; }
     out->c = malloc((na + 1) * sizeof(uint32_t));
     out->n = 0;
@@ -255,9 +104,9 @@ static int u32_normalize_answer(const char *s, u32s *out) {
 }
 
 char *dk_metric_normalize_answer(const char *s) {
-    u32s n;
+    dk_u32s n;
     if (!u32_normalize_answer(s, &n)) return NULL;
-    char *r = u32_to_utf8(n.c, n.n);
+    char *r = dk_u32_to_utf8(n.c, n.n);
     free(n.c);
     return r;
 }
@@ -268,11 +117,11 @@ static int tok_eq(const uint32_t *a, const size_t *ta, const uint32_t *b, const 
 }
 
 double dk_metric_qa_f1_score(const char *pred, const char *gt) {
-    u32s p, g;
+    dk_u32s p, g;
     if (!u32_normalize_answer(pred, &p)) return NAN;
     if (!u32_normalize_answer(gt, &g)) { free(p.c); return NAN; }
     size_t *tp = NULL, *tg = NULL;
-    long np = u32_split_ws(p.c, p.n, &tp), ng = u32_split_ws(g.c, g.n, &tg);
+    long np = dk_u32_split_ws(p.c, p.n, &tp), ng = dk_u32_split_ws(g.c, g.n, &tg);
     double r = NAN;
     char *used = (np >= 0 && ng >= 0) ? calloc((size_t)ng + 1, 1) : NULL;
     if (used) {
@@ -319,7 +168,7 @@ typedef struct {
 static void rouge_text_free(rouge_text *t) { free(t->w); free(t->sent_end); }
 
 /* split(".") -> drop empty pieces -> " ".join(piece.split()) -> sentence.split(" "). */
-static int rouge_text_build(const u32s *u, rouge_text *t) {
+static int rouge_text_build(const dk_u32s *u, rouge_text *t) {
     memset(t, 0, sizeof *t);
     t->w = malloc((u->n + 1) * sizeof(rouge_word));
     t->sent_end = malloc((u->n + 1) * sizeof(int));
@@ -329,7 +178,7 @@ static int rouge_text_build(const u32s *u, rouge_text *t) {
         if (i < u->n && u->c[i] != '.') continue;
         if (i > st) {
             size_t *tok;
-            long nt = u32_split_ws(u->c + st, i - st, &tok);
+            long nt = dk_u32_split_ws(u->c + st, i - st, &tok);
             if (nt < 0) return 0;
             if (nt == 0) t->w[t->n_words++] = (rouge_word){u->c + st, 0, 0}; /* sentence "" */
             for (long k = 0; k < nt; k++)
@@ -376,9 +225,9 @@ static int rouge_distinct(const rouge_text *t, char *seen, int n_ids) {
 }
 
 double dk_metric_rouge_score(const char *pred, const char *gt) {
-    u32s up, ug;
-    if (!u32_from_utf8(pred, &up)) return NAN;
-    if (!u32_from_utf8(gt, &ug)) { free(up.c); return NAN; }
+    dk_u32s up, ug;
+    if (!dk_u32_from_utf8(pred, &up)) return NAN;
+    if (!dk_u32_from_utf8(gt, &ug)) { free(up.c); return NAN; }
     rouge_text hyp, ref;
     double r = NAN;
     int *tab = NULL;
@@ -468,13 +317,13 @@ double dk_metric_classification_score(const char *pred, const char *gt,
 
 /* re.findall(r"\d+", pred) compared as strings with id (code points). */
 static double digit_runs_score(const char *pred, const uint32_t *id, size_t idn) {
-    u32s p;
-    if (!u32_from_utf8(pred, &p)) return NAN;
+    dk_u32s p;
+    if (!dk_u32_from_utf8(pred, &p)) return NAN;
     long runs = 0, right = 0;
     for (size_t i = 0; i < p.n;) {
-        if (!is_decimal(p.c[i])) { i++; continue; }
+        if (!dk_uni_is_decimal(p.c[i])) { i++; continue; }
         size_t st = i;
-        while (i < p.n && is_decimal(p.c[i])) i++;
+        while (i < p.n && dk_uni_is_decimal(p.c[i])) i++;
         runs++;
         if (i - st == idn && !memcmp(p.c + st, id, idn * sizeof(uint32_t))) right++;
     }
@@ -483,17 +332,17 @@ static double digit_runs_score(const char *pred, const uint32_t *id, size_t idn)
 }
 
 double dk_metric_retrieval_score(const char *pred, const char *gt) {
-    u32s g;
-    if (!u32_from_utf8(gt, &g)) return NAN;
+    dk_u32s g;
+    if (!dk_u32_from_utf8(gt, &g)) return NAN;
     static const char pat[] = "Paragraph ";
     size_t pl = sizeof pat - 1;
     double r = NAN; /* no "Paragraph N" in the ground truth: the official code raises */
     for (size_t i = 0; i + pl < g.n; i++) {
         size_t k = 0;
         while (k < pl && g.c[i + k] == (uint32_t)pat[k]) k++;
-        if (k < pl || !is_decimal(g.c[i + pl])) continue;
+        if (k < pl || !dk_uni_is_decimal(g.c[i + pl])) continue;
         size_t e = i + pl;
-        while (e < g.n && is_decimal(g.c[e])) e++;
+        while (e < g.n && dk_uni_is_decimal(g.c[e])) e++;
         r = digit_runs_score(pred, g.c + i + pl, e - i - pl);
         break;
     }
@@ -502,8 +351,8 @@ double dk_metric_retrieval_score(const char *pred, const char *gt) {
 }
 
 double dk_metric_count_score(const char *pred, const char *gt) {
-    u32s g;
-    if (!u32_from_utf8(gt, &g)) return NAN;
+    dk_u32s g;
+    if (!dk_u32_from_utf8(gt, &g)) return NAN;
     double r = digit_runs_score(pred, g.c, g.n);
     free(g.c);
     return r;
@@ -659,9 +508,9 @@ static long lcs_chars(const uint32_t *a, size_t na, const uint32_t *b, size_t nb
 double dk_metric_fuzz_ratio(const char *a, const char *b, dk_code_sim_backend backend) {
     if (!strcmp(a, b)) return 100.0;
     if (!*a || !*b) return 0.0;
-    u32s ua, ub;
-    if (!u32_from_utf8(a, &ua)) return NAN;
-    if (!u32_from_utf8(b, &ub)) { free(ua.c); return NAN; }
+    dk_u32s ua, ub;
+    if (!dk_u32_from_utf8(a, &ua)) return NAN;
+    if (!dk_u32_from_utf8(b, &ub)) { free(ua.c); return NAN; }
     double r = NAN, T = (double)(ua.n + ub.n);
     if (backend == DK_CODE_SIM_LEVENSHTEIN) {
         long l = lcs_chars(ua.c, ua.n, ub.c, ub.n);
@@ -704,34 +553,34 @@ double dk_metric_code_sim_score(const char *pred, const char *gt, dk_code_sim_ba
 /* ---- RULER string match ---- */
 
 char *dk_metric_ruler_postprocess(const char *pred) {
-    u32s p;
-    if (!u32_from_utf8(pred, &p)) return NULL;
+    dk_u32s p;
+    if (!dk_u32_from_utf8(pred, &p)) return NULL;
     size_t b, e;
-    u32_strip(p.c, p.n, &b, &e);
+    dk_u32_strip(p.c, p.n, &b, &e);
     for (size_t i = b; i < e; i++)
         if (p.c[i] <= 0x1F) p.c[i] = '\n';
     size_t b2, e2;
-    u32_strip(p.c + b, e - b, &b2, &e2);
-    char *r = u32_to_utf8(p.c + b + b2, e2 - b2);
+    dk_u32_strip(p.c + b, e - b, &b2, &e2);
+    char *r = dk_u32_to_utf8(p.c + b + b2, e2 - b2);
     free(p.c);
     return r;
 }
 
 double dk_metric_string_match(const char *pred, const char *const *refs, int n_refs, int all) {
     if (n_refs <= 0) return NAN; /* the official code divides by zero / max() of nothing */
-    u32s p, pl;
-    if (!u32_from_utf8(pred, &p)) return NAN;
-    int ok = u32_lower(&p, &pl);
+    dk_u32s p, pl;
+    if (!dk_u32_from_utf8(pred, &p)) return NAN;
+    int ok = dk_u32_lower(&p, &pl);
     free(p.c);
     if (!ok) return NAN;
     double found = 0.0, any = 0.0;
     for (int k = 0; k < n_refs; k++) {
-        u32s r, rl;
-        if (!u32_from_utf8(refs[k], &r)) { free(pl.c); return NAN; }
-        ok = u32_lower(&r, &rl);
+        dk_u32s r, rl;
+        if (!dk_u32_from_utf8(refs[k], &r)) { free(pl.c); return NAN; }
+        ok = dk_u32_lower(&r, &rl);
         free(r.c);
         if (!ok) { free(pl.c); return NAN; }
-        double hit = u32_contains(pl.c, pl.n, rl.c, rl.n) ? 1.0 : 0.0;
+        double hit = dk_u32_contains(pl.c, pl.n, rl.c, rl.n) ? 1.0 : 0.0;
         free(rl.c);
         found += hit;
         if (hit > any) any = hit;
@@ -820,124 +669,4 @@ double dk_metric_ruler_batch_score(int all, const char *const *preds, int n,
         sum += v;
     }
     return dk_metric_round2(sum / n * 100);
-}
-
-/* ---- fidelity ---- */
-
-static double log_sum_exp(const float *x, int n, double *mx) {
-    double m = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (x[i] > m) m = x[i];
-    double s = 0.0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - m);
-    *mx = m;
-    return m + log(s);
-}
-
-double dk_metric_kl_logits(const float *p, const float *q, int n) {
-    double mp, mq;
-    double lzp = log_sum_exp(p, n, &mp), lzq = log_sum_exp(q, n, &mq);
-    double kl = 0.0;
-    for (int i = 0; i < n; i++) {
-        double lp = (double)p[i] - lzp, lq = (double)q[i] - lzq;
-        double pi = exp(lp);
-        if (pi > 0) kl += pi * (lp - lq);
-    }
-    return kl < 0 ? 0.0 : kl; /* rounding can leave -1e-17 for identical inputs */
-}
-
-int dk_metric_top1_agree(const float *p, const float *q, int n) {
-    return dk_argmax(p, n) == dk_argmax(q, n);
-}
-
-double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int n_vocab) {
-    if (n_pos <= 0) return 0.0;
-    double s = 0.0;
-    for (int t = 0; t < n_pos; t++)
-        s += dk_metric_kl_logits(dense + (size_t)t * n_vocab, method + (size_t)t * n_vocab, n_vocab);
-    return s / n_pos;
-}
-
-void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab, dk_metric_fidelity *out) {
-    *out = (dk_metric_fidelity){NAN, NAN, NAN, NAN, -1};
-    if (n_rows <= 0 || n_vocab <= 0) return;
-    double sum = 0.0, mx = 0.0;
-    int agree = 0;
-    for (int t = 0; t < n_rows; t++) {
-        const float *p = dense + (size_t)t * n_vocab, *q = method + (size_t)t * n_vocab;
-        double kl = dk_metric_kl_logits(p, q, n_vocab);
-        int a = dk_metric_top1_agree(p, q, n_vocab);
-        if (t == 0) { out->kl_first = kl; out->top1_first = a; }
-        sum += kl;
-        if (kl > mx) mx = kl;
-        agree += a;
-    }
-    out->kl_mean = sum / n_rows;
-    out->kl_max = mx;
-    out->top1 = (double)agree / n_rows;
-}
-
-double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int n_vocab) {
-    if (n <= 0 || n_vocab <= 0) return NAN;
-    double s = 0.0;
-    for (int t = 0; t < n; t++) {
-        if (gold[t] < 0 || gold[t] >= n_vocab) return NAN;
-        const float *x = logits + (size_t)t * n_vocab;
-        double m;
-        double lz = log_sum_exp(x, n_vocab, &m);
-        s += lz - (double)x[gold[t]];
-    }
-    return s / n;
-}
-
-/* ---- rank correlation ---- */
-
-typedef struct { double v; size_t i; } dk_metric_rank_item;
-
-static int dk_metric_cmp_rank_item(const void *a, const void *b) {
-    const dk_metric_rank_item *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
-}
-
-/* Average ranks (1-based) of v[0..n) into r. */
-static int dk_metric_ranks(const double *v, size_t n, double *r) {
-    dk_metric_rank_item *it = malloc((n ? n : 1) * sizeof *it);
-    if (!it) return -1;
-    for (size_t i = 0; i < n; i++) it[i] = (dk_metric_rank_item){v[i], i};
-    qsort(it, n, sizeof *it, dk_metric_cmp_rank_item);
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && it[j].v == it[i].v) j++;
-        double avg = 0.5 * (double)(i + 1 + j); /* mean of ranks i+1..j */
-        for (size_t k = i; k < j; k++) r[it[k].i] = avg;
-        i = j;
-    }
-    free(it);
-    return 0;
-}
-
-double dk_metric_spearman(const double *x, const double *y, size_t n) {
-    double *xs = malloc((n ? n : 1) * sizeof *xs), *ys = malloc((n ? n : 1) * sizeof *ys);
-    double *rx = malloc((n ? n : 1) * sizeof *rx), *ry = malloc((n ? n : 1) * sizeof *ry);
-    double out = NAN;
-    size_t m = 0;
-    if (!xs || !ys || !rx || !ry) goto done;
-    for (size_t i = 0; i < n; i++)
-        if (!isnan(x[i]) && !isnan(y[i])) { xs[m] = x[i]; ys[m] = y[i]; m++; }
-    if (m < 3 || dk_metric_ranks(xs, m, rx) || dk_metric_ranks(ys, m, ry)) goto done;
-    double mx = 0, my = 0;
-    for (size_t i = 0; i < m; i++) { mx += rx[i]; my += ry[i]; }
-    mx /= (double)m;
-    my /= (double)m;
-    double sxy = 0, sxx = 0, syy = 0;
-    for (size_t i = 0; i < m; i++) {
-        sxy += (rx[i] - mx) * (ry[i] - my);
-        sxx += (rx[i] - mx) * (rx[i] - mx);
-        syy += (ry[i] - my) * (ry[i] - my);
-    }
-    if (sxx > 0 && syy > 0) out = sxy / sqrt(sxx * syy);
-done:
-    free(xs); free(ys); free(rx); free(ry);
-    return out;
 }
