@@ -150,6 +150,15 @@ int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_rep
     return 1;
 }
 
+const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *const *with_val) {
+    const char *a = argv[*i];
+    bool known = false;
+    for (int k = 0; with_val[k]; k++) known = known || !strcmp(a, with_val[k]);
+    if (!known) { fprintf(stderr, "dashkit %s: unknown argument '%s' (see --help)\n", cmd, dk_cli_esc(a)); return NULL; }
+    if (*i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, a); return NULL; }
+    return argv[++*i];
+}
+
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out) {
     dk_err e = {{0}};
     if (dk_compute_parse(value, out, &e) || dk_compute_check(*out, &e)) {

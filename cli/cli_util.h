@@ -39,6 +39,11 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* The value of option argv[*i] of a command whose value-taking options are with_val (NULL-
+ * terminated), *i advanced to it; NULL after printing "dashkit CMD: unknown argument 'A' (see
+ * --help)" (A not in with_val) or "dashkit CMD: option A needs a value" (a usage error: exit 2). */
+const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *const *with_val);
+
 /* --compute VALUE: f32 | bf16, checked against this CPU (compute.h). On error prints
  * "dashkit CMD: --compute: message" and returns false (a usage error: exit 2). */
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);

@@ -47,11 +47,7 @@ static int dk_generate_parse(int argc, char **argv, dk_generate_args *o) {
                 fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", dk_cli_esc(argv[i]));
                 return 2;
             }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit generate: unknown option '%s' (see --help)\n", dk_cli_esc(a));
-            return 2;
-        } else if (!o->model_path) o->model_path = a;
-        else { fprintf(stderr, "dashkit generate: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
+        } else if (!dk_cli_positional("generate", a, &o->model_path)) return 2;
     }
     if (!o->model_path) { dk_generate_usage(stderr); return 2; }
     return -1;

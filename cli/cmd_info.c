@@ -138,11 +138,7 @@ int dk_cmd_info(int argc, char **argv) {
             else if (!dk_info_int(o, argv[i], !strcmp(o, "--ctx") ? &ctx : &chunk)) return 2;
         } else if (!strcmp(argv[i], "--memory")) {
             memory_only = 1;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "dashkit info: unknown option '%s' (see --help)\n", dk_cli_esc(argv[i]));
-            return 2;
-        } else if (!path) path = argv[i];
-        else { fprintf(stderr, "dashkit info: unexpected argument '%s'\n", dk_cli_esc(argv[i])); return 2; }
+        } else if (!dk_cli_positional("info", argv[i], &path)) return 2;
     }
     if (!path) { dk_info_usage(stderr); return 2; }
     if (chunk > 0 && ctx > 0 && chunk > ctx) {

@@ -103,11 +103,7 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
                 fprintf(stderr, "dashkit %s: --ctx '%s' is not an integer in 4..%ld\n", a->cmd, dk_cli_esc(v), 1L << 20);
                 return 2;
             }
-        } else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", a->cmd, dk_cli_esc(s));
-            return 2;
-        } else if (!a->model) a->model = s;
-        else { fprintf(stderr, "dashkit %s: unexpected argument '%s'\n", a->cmd, dk_cli_esc(s)); return 2; }
+        } else if (!dk_cli_positional(a->cmd, s, &a->model)) return 2;
     }
     if (!a->model) { (ppl ? dk_perplexity_usage : dk_logits_usage)(stderr); return 2; }
     if (ppl && !a->file) { fprintf(stderr, "dashkit %s: missing -f TEXT\n", a->cmd); return 2; }

@@ -46,11 +46,8 @@ int dk_cmd_plot(int argc, char **argv) {
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
         static const char *const with_val[] = {"--db", "--run", "--out", "--kind", "--task", "--x", "--method",
                                                "--model", "--boot", "--seed", "--level", NULL};
-        int has_val = 0;
-        for (int k = 0; with_val[k]; k++) if (!strcmp(a, with_val[k])) has_val = 1;
-        if (!has_val) { fprintf(stderr, "dashkit plot: unknown argument '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
-        if (i + 1 >= argc) { fprintf(stderr, "dashkit plot: option %s needs a value\n", a); return 2; }
-        const char *v = argv[++i];
+        const char *v = dk_cli_opt_value("plot", argc, argv, &i, with_val);
+        if (!v) return 2;
         if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--kind")) kind = v;

@@ -128,11 +128,7 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
                 return 2;
             }
             if (isreps) o->reps = x; else o->n_decode = x;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "dashkit prefill: unknown option '%s' (see --help)\n", dk_cli_esc(a));
-            return 2;
-        } else if (!o->model_path) o->model_path = a;
-        else { fprintf(stderr, "dashkit prefill: unexpected argument '%s'\n", dk_cli_esc(a)); return 2; }
+        } else if (!dk_cli_positional("prefill", a, &o->model_path)) return 2;
     }
     if (!o->model_path) { dk_prefill_usage(stderr); return 2; }
     if (!o->prompt == !o->prompt_file) { fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n"); return 2; }

@@ -41,11 +41,9 @@ int dk_cmd_report(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_report_usage(stdout); return 0; }
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
-        int has_val = !strcmp(a, "--db") || !strcmp(a, "--run") || !strcmp(a, "--out") || !strcmp(a, "--boot") ||
-                      !strcmp(a, "--seed") || !strcmp(a, "--level") || !strcmp(a, "--paper");
-        if (!has_val) { fprintf(stderr, "dashkit report: unknown argument '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
-        if (i + 1 >= argc) { fprintf(stderr, "dashkit report: option %s needs a value\n", a); return 2; }
-        const char *v = argv[++i];
+        static const char *const with_val[] = {"--db", "--run", "--out", "--boot", "--seed", "--level", "--paper", NULL};
+        const char *v = dk_cli_opt_value("report", argc, argv, &i, with_val);
+        if (!v) return 2;
         if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--paper")) o.paper = v;

@@ -165,32 +165,32 @@ static int dk_slurm_int(const char *opt, const char *v, long lo, long hi, int *o
     return 1;
 }
 
-int dk_cmd_slurm(int argc, char **argv) {
-    dk_slurm_opts o = {NULL, NULL, NULL, 0, 0};
-    const char *config = NULL, *out = "results/slurm";
-    int submit = 0, dry = 0;
+/* Reads the options into o, *config, *out, *submit, *dry and checks them. Returns -1 to go on,
+ * else the exit code (0 after --help, 2 on a bad option with its error line printed). */
+static int slurm_parse_args(int argc, char **argv, dk_slurm_opts *o, const char **config, const char **out,
+                            int *submit, int *dry) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_slurm_usage(stdout); return 0; }
         int takes = !strcmp(a, "--shards") || !strcmp(a, "--partition") || !strcmp(a, "--time") ||
                     !strcmp(a, "--cpus-per-task") || !strcmp(a, "--mem") || !strcmp(a, "--out");
         if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit slurm: option %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "--shards")) { if (!dk_slurm_int(a, argv[++i], 1, DK_SHARD_MAX, &o.shards)) return 2; }
-        else if (!strcmp(a, "--cpus-per-task")) { if (!dk_slurm_int(a, argv[++i], 1, 4096, &o.cpus)) return 2; }
-        else if (!strcmp(a, "--partition")) o.partition = argv[++i];
-        else if (!strcmp(a, "--time")) o.time = argv[++i];
-        else if (!strcmp(a, "--mem")) o.mem = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
-        else if (!strcmp(a, "--submit")) submit = 1;
-        else if (!strcmp(a, "--dry-run")) dry = 1;
+        if (!strcmp(a, "--shards")) { if (!dk_slurm_int(a, argv[++i], 1, DK_SHARD_MAX, &o->shards)) return 2; }
+        else if (!strcmp(a, "--cpus-per-task")) { if (!dk_slurm_int(a, argv[++i], 1, 4096, &o->cpus)) return 2; }
+        else if (!strcmp(a, "--partition")) o->partition = argv[++i];
+        else if (!strcmp(a, "--time")) o->time = argv[++i];
+        else if (!strcmp(a, "--mem")) o->mem = argv[++i];
+        else if (!strcmp(a, "--out")) *out = argv[++i];
+        else if (!strcmp(a, "--submit")) *submit = 1;
+        else if (!strcmp(a, "--dry-run")) *dry = 1;
         else if (a[0] == '-' && a[1]) { fprintf(stderr, "dashkit slurm: unknown option '%s' (see --help)\n", a); return 2; }
-        else if (!config) config = a;
+        else if (!*config) *config = a;
         else { fprintf(stderr, "dashkit slurm: unexpected argument '%s'\n", a); return 2; }
     }
-    if (!config) { fprintf(stderr, "dashkit slurm: missing CONFIG (see --help)\n"); return 2; }
-    if (!o.shards) { fprintf(stderr, "dashkit slurm: missing --shards N (see --help)\n"); return 2; }
-    if (submit && dry) { fprintf(stderr, "dashkit slurm: --submit and --dry-run exclude each other\n"); return 2; }
-    const char *vals[][2] = {{"--partition", o.partition}, {"--time", o.time}, {"--mem", o.mem}, {"--out", out}, {"CONFIG", config}};
+    if (!*config) { fprintf(stderr, "dashkit slurm: missing CONFIG (see --help)\n"); return 2; }
+    if (!o->shards) { fprintf(stderr, "dashkit slurm: missing --shards N (see --help)\n"); return 2; }
+    if (*submit && *dry) { fprintf(stderr, "dashkit slurm: --submit and --dry-run exclude each other\n"); return 2; }
+    const char *vals[][2] = {{"--partition", o->partition}, {"--time", o->time}, {"--mem", o->mem}, {"--out", *out}, {"CONFIG", *config}};
     for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
         if (!vals[k][1]) continue;
         if (!dk_slurm_safe(vals[k][0], vals[k][1])) return 2;
@@ -199,11 +199,41 @@ int dk_cmd_slurm(int argc, char **argv) {
             return 2;
         }
     }
+    return -1;
+}
+
+/* Runs DIR/submit.sh, echoing its array_job:/merge_job: lines; 1 with the last other line on failure. */
+static int slurm_submit(const char *dir) {
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "/bin/sh '%s/submit.sh' 2>&1", dir);
+    FILE *p = popen(cmd, "r");
+    if (!p) { fprintf(stderr, "dashkit slurm: cannot run %s/submit.sh: %s\n", dir, strerror(errno)); return 1; }
+    char line[1024], last[1024] = "";
+    while (fgets(line, sizeof line, p)) {
+        if (!strncmp(line, "array_job: ", 11) || !strncmp(line, "merge_job: ", 11)) fputs(line, stdout);
+        else snprintf(last, sizeof last, "%s", line);
+    }
+    int ws = pclose(p);
+    if (ws != 0) {
+        char *nl = strchr(last, '\n');
+        if (nl) *nl = 0;
+        fprintf(stderr, "dashkit slurm: sbatch failed: %s\n", last[0] ? last : "no output");
+        return 1;
+    }
+    return 0;
+}
+
+int dk_cmd_slurm(int argc, char **argv) {
+    dk_slurm_opts o = {NULL, NULL, NULL, 0, 0};
+    const char *config = NULL, *out = "results/slurm";
+    int submit = 0, dry = 0;
+    int rc = slurm_parse_args(argc, argv, &o, &config, &out, &submit, &dry);
+    if (rc >= 0) return rc;
     dk_err e = {{0}};
     dk_config *cfg = NULL;
     if (dk_config_load(config, NULL, &cfg, &e)) { fprintf(stderr, "dashkit slurm: %s\n", e.msg); return 2; }
     if (!o.cpus) o.cpus = cfg->threads > 0 ? cfg->threads : 1;
-    int rc = 1;
+    rc = 1;
     char exe[PATH_MAX], cfg_abs[PATH_MAX], dir[PATH_MAX], cwd[PATH_MAX];
     char *command = NULL;
     if (dry) { rc = dk_slurm_dry(cfg, o.shards); goto done; }
@@ -234,24 +264,7 @@ int dk_cmd_slurm(int argc, char **argv) {
            o.cpus, dir);
     fflush(stdout);
     rc = 0;
-    if (submit) {
-        char cmd[PATH_MAX + 64];
-        snprintf(cmd, sizeof cmd, "/bin/sh '%s/submit.sh' 2>&1", dir);
-        FILE *p = popen(cmd, "r");
-        if (!p) { fprintf(stderr, "dashkit slurm: cannot run %s/submit.sh: %s\n", dir, strerror(errno)); rc = 1; goto done; }
-        char line[1024], last[1024] = "";
-        while (fgets(line, sizeof line, p)) {
-            if (!strncmp(line, "array_job: ", 11) || !strncmp(line, "merge_job: ", 11)) fputs(line, stdout);
-            else snprintf(last, sizeof last, "%s", line);
-        }
-        int ws = pclose(p);
-        if (ws != 0) {
-            char *nl = strchr(last, '\n');
-            if (nl) *nl = 0;
-            fprintf(stderr, "dashkit slurm: sbatch failed: %s\n", last[0] ? last : "no output");
-            rc = 1;
-        }
-    }
+    if (submit) rc = slurm_submit(dir);
 done:
     free(command);
     dk_config_free(cfg);

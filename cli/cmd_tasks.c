@@ -26,6 +26,48 @@ static void tasks_usage(FILE *f) {
         "  -h, --help          this help\n");
 }
 
+/* The task table (no NAME given). */
+static void tasks_print_list(void) {
+    printf("%-22s %-10s %-21s %s\n", "task", "family", "metric", "summary");
+    for (int i = 0; i < dk_task_count(); i++) {
+        const dk_task *t = dk_task_at(i);
+        printf("%-22s %-10s %-21s %s\n", t->name, t->family, t->metric, t->summary);
+    }
+    printf("\n'dashkit tasks NAME' lists a task's options; 'dashkit tasks NAME --show' prints samples.\n");
+}
+
+/* One task's fields and its options with the values --opt gives them. */
+static void tasks_print_options(const dk_task *t, const dk_task_kv *kv, int nkv) {
+    printf("task: %s\nfamily: %s\nmetric: %s\nsummary: %s\n", t->name, t->family, t->metric, t->summary);
+    if (t->preset && *t->preset) printf("preset: %s\n", t->preset);
+    printf("options:\n");
+    for (const dk_task_opt *o = t->opts; o->name; o++) {
+        const char *v = dk_task_opt_value(t, kv, nkv, o->name);
+        printf("  %-15s %-40s %s\n", o->name, *v ? v : "(task default)", o->help);
+    }
+}
+
+/* One sample as a JSON line (--show). */
+static void tasks_print_sample(const dk_task *t, const dk_sample *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", s->id);
+    cJSON_AddStringToObject(o, "task", t->name);
+    cJSON_AddStringToObject(o, "metric", dk_metric_name(s->metric));
+    cJSON_AddNumberToObject(o, "max_new_tokens", s->max_new_tokens);
+    cJSON_AddNumberToObject(o, "length", (double)s->length);
+    if (s->depth >= 0) cJSON_AddNumberToObject(o, "depth", s->depth);
+    if (s->needle_pos >= 0) cJSON_AddNumberToObject(o, "needle_pos", (double)s->needle_pos);
+    cJSON_AddItemToObject(o, "answers", cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
+    if (s->all_classes)
+        cJSON_AddItemToObject(o, "all_classes", cJSON_CreateStringArray((const char *const *)s->all_classes, s->n_classes));
+    cJSON_AddStringToObject(o, "context", s->context);
+    cJSON_AddStringToObject(o, "question", s->question);
+    char *txt = cJSON_PrintUnformatted(o);
+    puts(txt);
+    free(txt);
+    cJSON_Delete(o);
+}
+
 int dk_cmd_tasks(int argc, char **argv) {
     const char *name = NULL, *model_path = NULL, *tok_path = NULL;
     int show = 0, n = 3;
@@ -53,24 +95,13 @@ int dk_cmd_tasks(int argc, char **argv) {
     }
     if (!name) {
         if (show || nkv) { fprintf(stderr, "dashkit tasks: --show/--opt need a task NAME\n"); return 2; }
-        printf("%-22s %-10s %-21s %s\n", "task", "family", "metric", "summary");
-        for (int i = 0; i < dk_task_count(); i++) {
-            const dk_task *t = dk_task_at(i);
-            printf("%-22s %-10s %-21s %s\n", t->name, t->family, t->metric, t->summary);
-        }
-        printf("\n'dashkit tasks NAME' lists a task's options; 'dashkit tasks NAME --show' prints samples.\n");
+        tasks_print_list();
         return 0;
     }
     const dk_task *t = dk_task_find(name);
     if (!t) { fprintf(stderr, "dashkit tasks: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(name)); return 2; }
     if (!show) {
-        printf("task: %s\nfamily: %s\nmetric: %s\nsummary: %s\n", t->name, t->family, t->metric, t->summary);
-        if (t->preset && *t->preset) printf("preset: %s\n", t->preset);
-        printf("options:\n");
-        for (const dk_task_opt *o = t->opts; o->name; o++) {
-            const char *v = dk_task_opt_value(t, kv, nkv, o->name);
-            printf("  %-15s %-40s %s\n", o->name, *v ? v : "(task default)", o->help);
-        }
+        tasks_print_options(t, kv, nkv);
         return 0;
     }
     dk_err e = {{0}};
@@ -93,24 +124,7 @@ int dk_cmd_tasks(int argc, char **argv) {
         return st == DK_ERR_ARG ? 2 : 1;
     }
     for (int i = 0; i < set.n; i++) {
-        const dk_sample *s = &set.s[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", s->id);
-        cJSON_AddStringToObject(o, "task", t->name);
-        cJSON_AddStringToObject(o, "metric", dk_metric_name(s->metric));
-        cJSON_AddNumberToObject(o, "max_new_tokens", s->max_new_tokens);
-        cJSON_AddNumberToObject(o, "length", (double)s->length);
-        if (s->depth >= 0) cJSON_AddNumberToObject(o, "depth", s->depth);
-        if (s->needle_pos >= 0) cJSON_AddNumberToObject(o, "needle_pos", (double)s->needle_pos);
-        cJSON_AddItemToObject(o, "answers", cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
-        if (s->all_classes)
-            cJSON_AddItemToObject(o, "all_classes", cJSON_CreateStringArray((const char *const *)s->all_classes, s->n_classes));
-        cJSON_AddStringToObject(o, "context", s->context);
-        cJSON_AddStringToObject(o, "question", s->question);
-        char *txt = cJSON_PrintUnformatted(o);
-        puts(txt);
-        free(txt);
-        cJSON_Delete(o);
+        tasks_print_sample(t, &set.s[i]);
     }
     dk_sample_set_free(&set);
     dk_model_free(m);

@@ -130,8 +130,9 @@ static dk_status dk_parse_value(dk_cursor *c, dk_gguf_kv *kv) {
     return DK_OK;
 }
 
-static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
-    dk_cursor cur = {g, 0, e}, *c = &cur;
+/* Magic, version and the two counts; allocates the kv and tensor-info arrays. */
+static dk_status dk_gguf_parse_header(dk_gguf *g, dk_cursor *c) {
+    dk_err *e = c->e;
     dk_status st;
     char magic[4];
     if (g->size < 4) return dk_fail(e, DK_ERR_FORMAT, "%s: truncated header: file is %zu bytes, too short for the GGUF magic", g->path, g->size);
@@ -155,7 +156,13 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
     g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);
     if (!g->kv || !g->tensors) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", g->path);
+    return DK_OK;
+}
 
+/* The metadata key-value pairs (general.alignment checked and taken). */
+static dk_status dk_gguf_parse_kvs(dk_gguf *g, dk_cursor *c) {
+    dk_err *e = c->e;
+    dk_status st;
     g->alignment = DK_GGUF_DEFAULT_ALIGNMENT;
     for (int64_t i = 0; i < g->n_kv; i++) {
         dk_gguf_kv *kv = &g->kv[i];
@@ -179,7 +186,13 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
             g->alignment = (uint32_t)a;
         }
     }
+    return DK_OK;
+}
 
+/* The tensor infos: names, dims, types, offsets, byte sizes. */
+static dk_status dk_gguf_parse_tensor_infos(dk_gguf *g, dk_cursor *c) {
+    dk_err *e = c->e;
+    dk_status st;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         dk_gguf_tensor *t = &g->tensors[i];
         const char *ns;
@@ -210,7 +223,12 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
             if (!strcmp(g->tensors[j].name, t->name))
                 return dk_fail(e, DK_ERR_FORMAT, "%s: duplicate tensor name '%s'", g->path, t->name);
     }
+    return DK_OK;
+}
 
+/* Aligns the data section and points each tensor at its bytes, checking they fit the file. */
+static dk_status dk_gguf_place_tensors(dk_gguf *g, dk_cursor *c) {
+    dk_err *e = c->e;
     size_t a = g->alignment;
     g->data_offset = (c->pos + a - 1) / a * a;
     if (g->n_tensors > 0 && g->data_offset > g->size)
@@ -228,6 +246,15 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
         t->data = g->map + g->data_offset + t->offset;
     }
     return DK_OK;
+}
+
+static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
+    dk_cursor cur = {g, 0, e}, *c = &cur;
+    dk_status st;
+    if ((st = dk_gguf_parse_header(g, c))) return st;
+    if ((st = dk_gguf_parse_kvs(g, c))) return st;
+    if ((st = dk_gguf_parse_tensor_infos(g, c))) return st;
+    return dk_gguf_place_tensors(g, c);
 }
 
 /* ---- open/close ---- */

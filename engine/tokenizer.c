@@ -315,7 +315,7 @@ const char *dk_tokenizer_pre(const dk_tokenizer *t) {
 }
 
 bool dk_tokenizer_add_bos_default(const dk_tokenizer *t) {
-    return t->kind == DK_TOKENIZER_KIND_BPE ? t->add_bos : true;
+    return t->add_bos;
 }
 
 const char *dk_tokenizer_piece(const dk_tokenizer *t, int32_t tok, size_t *len) {

@@ -80,6 +80,8 @@ typedef struct {
     const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
     int bos_id, eos_id, unk_id;     /* -1 if absent */
     bool add_space_prefix;          /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
+    bool no_add_bos;                /* tokenizer.ggml.add_bos_token is false (llama.cpp default for SPM:
+                                       true, so a zeroed field means "prepend BOS") */
 } dk_spm_vocab;
 
 /* A GPT-2 byte-level BPE vocabulary as GGUF stores it (tokenizer.ggml.model = gpt2). */
@@ -188,8 +190,9 @@ int dk_tokenizer_n_vocab(const dk_tokenizer *t);
 const char *dk_tokenizer_kind(const dk_tokenizer *t); /* "spm", "llama2c" or "bpe" */
 /* The pre-tokenizer ("gpt-2", "smollm", "llama-bpe", "qwen2"); "" for other kinds. */
 const char *dk_tokenizer_pre(const dk_tokenizer *t);
-/* Whether callers should prepend BOS by default: tokenizer.ggml.add_bos_token for "bpe"
- * (false when absent, as llama.cpp), true for "spm" and "llama2c". */
+/* Whether callers should prepend BOS by default: tokenizer.ggml.add_bos_token, as llama.cpp,
+ * with llama.cpp's default when the key is absent (false for "bpe", true for "spm"); true for
+ * "llama2c". */
 bool dk_tokenizer_add_bos_default(const dk_tokenizer *t);
 
 /* The raw piece as stored (U+2581 or ' ' for spaces), NULL if out of range; *len its bytes. */

@@ -91,6 +91,10 @@ static dk_status dk_tokenizer_load_gguf_spm(const dk_gguf *g, const char *path, 
     if (!st) st = dk_gguf_token_id(g, path, "tokenizer.ggml.unknown_token_id", n, &v.unk_id, e);
     if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0)
         st = dk_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v.add_space_prefix, e);
+    bool add_bos = true; /* llama.cpp's default for SPM when the key is absent */
+    if (!st && dk_gguf_find_key(g, "tokenizer.ggml.add_bos_token") >= 0)
+        st = dk_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, e);
+    v.no_add_bos = !add_bos;
     if (!st) {
         dk_err te = {{0}};
         if ((st = dk_tokenizer_create_spm(&v, out, &te))) dk_fail(e, st, "%.400s: %.500s", path, te.msg);

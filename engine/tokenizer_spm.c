@@ -34,6 +34,7 @@ dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_
     dk_status st = dk_tokenizer_alloc(n, blob, &t, what, e);
     if (st) return st;
     t->kind = DK_TOKENIZER_KIND_SPM;
+    t->add_bos = !v->no_add_bos;
     size_t o = 0;
     for (int i = 0; i < n; i++) {
         size_t L = v->piece_lens ? v->piece_lens[i] : strlen(v->pieces[i]);
@@ -115,6 +116,7 @@ dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer 
     st = dk_tokenizer_alloc(n_vocab, blob, &t, path, e);
     if (st) goto done;
     t->kind = DK_TOKENIZER_KIND_LLAMA2C;
+    t->add_bos = true;
     o = 4;
     size_t bo = 0;
     bool has_u2581 = false, has_space = false;

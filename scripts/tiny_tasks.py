@@ -341,13 +341,14 @@ class TaskGen:
         a0 = len(toks) - half
         return {"task": "copy", "tokens": toks, "ans": (a0 + 1, len(toks)), "answer": None, "prompt": None}
 
-    def copy_sym(self, rng, length):
+    def copy_sym(self, rng, length, kind=None):
         """Induction on rare tokens: a list of random 5-letter capital names or 5-7 digit numbers
         (the symbols of vt and NIAH answers, which a plain copy of real text never repeats),
         embedded in real text and repeated later: [BOS] P S G S.  Loss on the repeat (its first
         token excluded).  The model trained without it (step 6402) copies these lists at 6.7 % per
-        token (scripts/eval_tiny.py --tasks copy_sym --lengths 1024 --per-token)."""
-        if rng.random() < 0.5:
+        token (scripts/eval_tiny.py --tasks copy_sym --lengths 1024 --per-token).
+        kind: "names" or "numbers" only; None: either, at random."""
+        if kind == "names" or (kind is None and rng.random() < 0.5):
             words = lambda n: ["".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))  # noqa: E731
                                for _ in range(n)]
         else:

@@ -31,7 +31,11 @@ Curriculum (state saved in checkpoints):
                     tracking 40 % of the mix (1-3 hops, mostly in RULER's/dashkit's format), the
                     rest passkey/NIAH/multi-key; checked with 1 chain of 2 hops, bar
                     --vt-promote-acc; stays at 1024.
-  Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long").
+  stage "mk2":      (entered only with --resume --set-stage mk2:256) 256, 512, 1024, 2048;
+                    multi-key 45 % of the mix (2-4 needles), copy_sym on lists of numbers 20 %,
+                    the rest passkey/NIAH/copy; checked like "multikey"; stays at 2048.
+  Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long" and at
+  2048 tokens).
   The run ends with a learning-rate cool-down: --resume --cooldown-steps N (linear to 5 %).
   Promotion only on a held-out check (fresh samples, seed disjoint from training) at the current
   length: every check task >= --promote-acc, and at least --min-steps steps at the length
@@ -300,10 +304,12 @@ BASE_LENGTHS = [32, 64, 128, 256, 512, 1024]
 MK_LENGTHS = [128, 256, 512, 1024]
 LONG_LENGTHS = [1536, 2048]
 VT_LENGTHS = [256, 512, 1024]
+MK2_LENGTHS = [256, 512, 1024, 2048]
 
 
 def stage_lengths(stage):
-    return {"base": BASE_LENGTHS, "multikey": MK_LENGTHS, "long": LONG_LENGTHS, "vt": VT_LENGTHS}[stage]
+    return {"base": BASE_LENGTHS, "multikey": MK_LENGTHS, "long": LONG_LENGTHS, "vt": VT_LENGTHS,
+            "mk2": MK2_LENGTHS}[stage]
 
 
 def task_mix(stage, length):
@@ -314,6 +320,11 @@ def task_mix(stage, length):
     if stage == "vt":
         return {"copy": 0.05, "copy_sym": 0.25, "passkey": 0.125, "niah_single": 0.125, "niah_multikey": 0.1,
                 "niah_multivalue": 0.025, "niah_multiquery": 0.025, "vt": 0.3}
+    if stage == "mk2":
+        # copy_sym here copies lists of numbers only: continuing the 5-7 digit number one started
+        # (whose digits also occur in the other numbers) is what multi-key retrieval lacks
+        return {"copy": 0.05, "copy_sym": 0.2, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.45,
+                "niah_multivalue": 0.05, "niah_multiquery": 0.05}
     if stage == "multikey":
         return {"copy": 0.05, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.5,
                 "niah_multivalue": 0.1, "niah_multiquery": 0.1, "vt": 0.05}
@@ -531,9 +542,9 @@ def main():
         while len(samples) < args.min_batch or ntok < args.tokens_per_step:
             t = rng.choices(names, weights)[0]
             Ls = L
-            # replay of shorter lengths (25 % in stage long, 15 % elsewhere from 128 tokens on):
+            # replay of shorter lengths (25 % in stage long and at 2048, 15 % elsewhere from 128 on):
             # without it the model forgets short prompts once trained only at long ones
-            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" else 0.15):
+            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" or L >= 2048 else 0.15):
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             # multi-key training samples have 2, 3 or 4 needles (an easier start for the
             # key-matching circuit); held-out checks and eval_tiny.py always use 4
@@ -549,6 +560,8 @@ def main():
                 kw["ruler_q"] = rng.random() < args.ruler_q
             if t == "vt" and state["stage"] == "vt":
                 kw = vt_train_kwargs(rng)
+            if t == "copy_sym" and state["stage"] == "mk2":
+                kw["kind"] = "numbers"
             samples.append(gen.make(rng, t, Ls, **kw))
             ntok += len(samples[-1]["tokens"])
         tok, pos, seg, ap, at, ar, lp, lt, ntok = collate(samples, 0, device)
@@ -610,7 +623,7 @@ def main():
                     state["stage"], state["len_idx"] = "multikey", 0
                 elif state["stage"] == "multikey":
                     state["stage"], state["len_idx"] = "long", 0
-                else:  # "long" and "vt" stay at their last length
+                else:  # "long", "vt" and "mk2" stay at their last length
                     rec["final"] = True
                 if not rec.get("final"):
                     state["steps_at_len"] = 0

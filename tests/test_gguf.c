@@ -4,6 +4,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "quant.h"
+#include "tokenizer.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -243,6 +244,61 @@ START_TEST(test_memory_checks_hparams) {
 END_TEST
 
 /* The real llama.cpp-written GGUF: values from its header (PROVENANCE.md). */
+/* A vocab-only SentencePiece GGUF (tokenizer.ggml.model llama, 4 pieces, BOS id 1) with
+ * tokenizer.ggml.add_bos_token absent (add_bos -1), false (0) or true (1). */
+static void write_spm_vocab(const char *path, int add_bos) {
+    static const char *const pieces[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81" "a"};
+    dk_buf b = {0};
+    put(&b, "GGUF", 4);
+    put_u32(&b, 3);
+    put_u64(&b, 0);
+    put_u64(&b, add_bos < 0 ? 3 : 4);
+    kv_str(&b, "tokenizer.ggml.model", "llama");
+    put_str(&b, "tokenizer.ggml.tokens");
+    put_u32(&b, DK_GGUF_TYPE_ARRAY);
+    put_u32(&b, DK_GGUF_TYPE_STRING);
+    put_u64(&b, 4);
+    for (int i = 0; i < 4; i++) put_str(&b, pieces[i]);
+    kv_u32(&b, "tokenizer.ggml.bos_token_id", 1);
+    if (add_bos >= 0) {
+        uint8_t v = (uint8_t)add_bos;
+        put_str(&b, "tokenizer.ggml.add_bos_token");
+        put_u32(&b, DK_GGUF_TYPE_BOOL);
+        put(&b, &v, 1);
+    }
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b.b, 1, b.n, f), b.n);
+    fclose(f);
+    free(b.b);
+}
+
+/* SPM follows tokenizer.ggml.add_bos_token as llama.cpp does; absent means true (llama.cpp's SPM
+ * default). The default reaches encoding: "a" is [1, 3] with BOS, [3] without. */
+START_TEST(test_spm_add_bos_token) {
+    static const struct { int key; bool want; } cases[] = {{-1, true}, {0, false}, {1, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[512];
+        dk_test_tmp_path(path, sizeof path, "spm_add_bos.gguf");
+        write_spm_vocab(path, cases[i].key);
+        dk_tokenizer *t;
+        dk_err e = {{0}};
+        ck_assert_msg(dk_tokenizer_load_gguf_file(path, &t, NULL, 0, &e) == DK_OK, "%s", e.msg);
+        ck_assert_str_eq(dk_tokenizer_kind(t), "spm");
+        ck_assert_msg(dk_tokenizer_add_bos_default(t) == cases[i].want, "add_bos_token %d", cases[i].key);
+        int32_t *ids;
+        int n;
+        ck_assert_msg(dk_tokenizer_encode(t, "a", 1, dk_tokenizer_add_bos_default(t), &ids, &n, &e) == DK_OK, "%s", e.msg);
+        ck_assert_int_eq(n, cases[i].want ? 2 : 1);
+        if (cases[i].want) ck_assert_int_eq(ids[0], 1);
+        ck_assert_int_eq(ids[n - 1], 3);
+        free(ids);
+        dk_tokenizer_free(t);
+        remove(path);
+    }
+}
+END_TEST
+
 START_TEST(test_real_fixture_info) {
     char buf[512];
     const char *p = dk_test_fixture(buf, sizeof buf, "gguf/llama-2-tiny-random.gguf");
@@ -276,6 +332,7 @@ int main(void) {
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_real_fixture_info);
     tcase_add_test(tc, test_memory_checks_hparams);
+    tcase_add_test(tc, test_spm_add_bos_token);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }

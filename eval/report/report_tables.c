@@ -210,6 +210,44 @@ static const char *rep_paper_str(const rep_paper *p, size_t row, int col) {
 }
 
 /* Loads path into p; a file that does not exist leaves p empty (n_cols 0) and returns DK_OK. */
+/* The header's column indexes (method and dashkit_method required) and which columns are tasks. */
+static dk_status rep_paper_header(rep_paper *p, const char *path, dk_err *e) {
+    size_t n = p->n_cols;
+    p->c_method = rep_paper_col(p, "method");
+    p->c_dk = rep_paper_col(p, "dashkit_method");
+    if (p->c_method < 0 || p->c_dk < 0) return dk_fail(e, DK_ERR_FORMAT, "%s:1: the header needs columns \"method\" and \"dashkit_method\"", path);
+    p->c_avg = rep_paper_col(p, "avg");
+    p->c_model = rep_paper_col(p, "model");
+    p->c_fa = rep_paper_col(p, "speedup_flashattn");
+    p->c_eager = rep_paper_col(p, "speedup_eager");
+    p->c_theo = rep_paper_col(p, "speedup_theoretical");
+    p->c_theo_t = rep_paper_col(p, "speedup_theoretical_T");
+    if (!(p->is_task = calloc(n, sizeof *p->is_task))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    static const char *const meta[] = {"method", "dashkit_method", "model", "benchmark", "avg", "source", "notes"};
+    for (size_t c = 0; c < n; c++) {
+        int m = !strncmp(p->cols[c], "speedup_", 8) || !*p->cols[c];
+        for (size_t j = 0; j < sizeof meta / sizeof meta[0]; j++) m |= !strcmp(p->cols[c], meta[j]);
+        p->is_task[c] = !m;
+    }
+    return DK_OK;
+}
+
+/* Row r (file line `line`): its task, avg and speedup cells are numbers or empty; method is set. */
+static dk_status rep_paper_check_row(const rep_paper *p, size_t r, const char *path, long line, dk_err *e) {
+    size_t n = p->n_cols;
+    for (size_t c = 0; c < n; c++) {
+        const char *v = p->cells[r * n + c];
+        int numeric = p->is_task[c] || (int)c == p->c_avg || !strncmp(p->cols[c], "speedup_", 8);
+        if (!numeric || !*v) continue;
+        char *end;
+        double x = strtod(v, &end);
+        if (*end || !isfinite(x))
+            return dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column %s: '%s' is not a number", path, line, p->cols[c], v);
+    }
+    if (!*rep_paper_str(p, r, p->c_method)) return dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column method is empty", path, line);
+    return DK_OK;
+}
+
 dk_status rep_paper_load(const char *path, rep_paper *p, dk_err *e) {
     memset(p, 0, sizeof *p);
     if (!path || !*path) return DK_OK;
@@ -241,22 +279,7 @@ dk_status rep_paper_load(const char *path, rep_paper *p, dk_err *e) {
     int rc = rep_csv_record(&q, &rec, &n);
     if (rc) { st = rc == -1 ? dk_fail(e, DK_ERR_FORMAT, "%s:1: unterminated quote", path) : dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     p->cols = rec; p->n_cols = n;
-    p->c_method = rep_paper_col(p, "method");
-    p->c_dk = rep_paper_col(p, "dashkit_method");
-    if (p->c_method < 0 || p->c_dk < 0) { st = dk_fail(e, DK_ERR_FORMAT, "%s:1: the header needs columns \"method\" and \"dashkit_method\"", path); goto done; }
-    p->c_avg = rep_paper_col(p, "avg");
-    p->c_model = rep_paper_col(p, "model");
-    p->c_fa = rep_paper_col(p, "speedup_flashattn");
-    p->c_eager = rep_paper_col(p, "speedup_eager");
-    p->c_theo = rep_paper_col(p, "speedup_theoretical");
-    p->c_theo_t = rep_paper_col(p, "speedup_theoretical_T");
-    if (!(p->is_task = calloc(n, sizeof *p->is_task))) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-    static const char *const meta[] = {"method", "dashkit_method", "model", "benchmark", "avg", "source", "notes"};
-    for (size_t c = 0; c < n; c++) {
-        int m = !strncmp(p->cols[c], "speedup_", 8) || !*p->cols[c];
-        for (size_t j = 0; j < sizeof meta / sizeof meta[0]; j++) m |= !strcmp(p->cols[c], meta[j]);
-        p->is_task[c] = !m;
-    }
+    if ((st = rep_paper_header(p, path, e)) != DK_OK) goto done;
     while (*q) {
         line++;
         if (*q == '\n' || *q == '\r') { /* blank line */
@@ -280,21 +303,7 @@ dk_status rep_paper_load(const char *path, rep_paper *p, dk_err *e) {
         memcpy(p->cells + p->n_rows * p->n_cols, rec, n * sizeof *rec);
         free(rec);
         p->n_rows++;
-        for (size_t c = 0; c < n; c++) {
-            const char *v = p->cells[(p->n_rows - 1) * n + c];
-            int numeric = p->is_task[c] || (int)c == p->c_avg || !strncmp(p->cols[c], "speedup_", 8);
-            if (!numeric || !*v) continue;
-            char *end;
-            double x = strtod(v, &end);
-            if (*end || !isfinite(x)) {
-                st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column %s: '%s' is not a number", path, line, p->cols[c], v);
-                goto done;
-            }
-        }
-        if (!*rep_paper_str(p, p->n_rows - 1, p->c_method)) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: column method is empty", path, line);
-            goto done;
-        }
+        if ((st = rep_paper_check_row(p, p->n_rows - 1, path, line, e)) != DK_OK) goto done;
     }
 done:
     free(buf);

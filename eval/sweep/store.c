@@ -425,6 +425,35 @@ static dk_status dk_store_quick_check(dk_store *s, dk_err *err) {
     return st;
 }
 
+/* file:PATH?immutable=1, with '%', '?' and '#' of the path percent-encoded. */
+static void dk_store_immutable_uri(const char *path, char *uri, size_t cap) {
+    size_t o = (size_t)snprintf(uri, cap, "file:");
+    for (const char *c = path; *c && o + 4 < cap - 16; c++)
+        o += (size_t)(strchr("%?#", *c) ? snprintf(uri + o, 4, "%%%02X", (unsigned char)*c) : (uri[o] = *c, 1));
+    snprintf(uri + o, cap - o, "?immutable=1");
+}
+
+/* Switches the store to WAL journal mode. */
+static dk_status dk_store_set_wal(dk_store *s, const char *path, dk_err *err) {
+    char mode[16] = "";
+    sqlite3_stmt *q;
+    dk_status st;
+    if ((st = dk_sql_prepare(s, "PRAGMA journal_mode = WAL", &q, err)) != DK_OK) return st;
+    /* Another process creating the same store at this moment holds its lock while it switches
+     * it to WAL; the switch does not always wait through the busy handler, so retry (up to the
+     * busy timeout, 60 s) while SQLite answers BUSY/LOCKED. */
+    for (int tries = 0; tries < 6000; tries++) {
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) { snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0)); break; }
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
+        sqlite3_reset(q);
+        sqlite3_sleep(10);
+    }
+    sqlite3_finalize(q);
+    if (strcmp(mode, "wal") != 0) return dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path);
+    return DK_OK;
+}
+
 dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err) {
     *out = NULL;
     int ro = (flags & DK_STORE_OPEN_READONLY) != 0, created = 0, immutable = 0, full = 0;
@@ -457,12 +486,7 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
     int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | ((flags & DK_STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
     dk_status st = DK_OK;
     char uri[3 * 4096 + 32];
-    if (immutable) { /* file:PATH?immutable=1, with '%', '?' and '#' of the path percent-encoded */
-        size_t o = (size_t)snprintf(uri, sizeof uri, "file:");
-        for (const char *c = path; *c && o + 4 < sizeof uri - 16; c++)
-            o += (size_t)(strchr("%?#", *c) ? snprintf(uri + o, 4, "%%%02X", (unsigned char)*c) : (uri[o] = *c, 1));
-        snprintf(uri + o, sizeof uri - o, "?immutable=1");
-    }
+    if (immutable) dk_store_immutable_uri(path, uri, sizeof uri);
     int orc = sqlite3_open_v2(immutable ? uri : path, &s->db, oflags | SQLITE_OPEN_NOMUTEX | (immutable ? SQLITE_OPEN_URI : 0), NULL);
     if (orc != SQLITE_OK) {
         st = dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -493,21 +517,7 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
             goto fail;
         }
     } else {
-        char mode[16] = "";
-        sqlite3_stmt *q;
-        if ((st = dk_sql_prepare(s, "PRAGMA journal_mode = WAL", &q, err)) != DK_OK) goto fail;
-        /* Another process creating the same store at this moment holds its lock while it switches
-         * it to WAL; the switch does not always wait through the busy handler, so retry (up to the
-         * busy timeout, 60 s) while SQLite answers BUSY/LOCKED. */
-        for (int tries = 0; tries < 6000; tries++) {
-            int rc = sqlite3_step(q);
-            if (rc == SQLITE_ROW) { snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0)); break; }
-            if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
-            sqlite3_reset(q);
-            sqlite3_sleep(10);
-        }
-        sqlite3_finalize(q);
-        if (strcmp(mode, "wal") != 0) { st = dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path); goto fail; }
+        if ((st = dk_store_set_wal(s, path, err)) != DK_OK) goto fail;
         if ((st = dk_sql_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK) goto fail;
         if ((st = dk_store_migrate(s, err)) != DK_OK) goto fail;
     }

@@ -352,137 +352,164 @@ static void unit_none(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf
     (void)g; (void)sp; (void)i; (void)s;
 }
 
+/* build, one function per generator kind: context c and question q for haystack size h; each
+ * returns the target needle's offset in c, or -1. */
+/* build for DK_RULER_PASSKEY. */
+static long build_passkey(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    long tpos = -1;
+    dk_strbuf_adds(c, "There is an important info hidden inside a lot of irrelevant text. Find it and "
+               "memorize them. I will quiz you about the important information there.\n");
+    long at = llround(sp->nd_depth[0] / 100.0 * (double)h);
+    for (long i = 0; i < at; i++) { if (i) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+    dk_strbuf_adds(c, "\n");
+    tpos = (long)c->n;
+    dk_strbuf_adds(c, sp->needle[0]);
+    dk_strbuf_adds(c, "\n");
+    for (long i = at; i < h; i++) { if (i > at) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+    dk_strbuf_adds(c, "\n");
+    dk_strbuf_adds(q, "What is the pass key? The pass key is");
+    return tpos;
+}
+
+/* build for DK_RULER_NIAH. */
+static long build_niah(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    const dk_ruler_params *p = g->p;
+    long tpos = -1;
+    const char *V = sp->vtype;
+    dk_strbuf_addf(c, "Some special magic %s are hidden within the following text. Make sure to "
+                 "memorize it. I will quiz you about the %s afterwards.\n", V, V);
+    size_t base = c->n;
+    unit_fn u = p->haystack == DK_HAYSTACK_ESSAY ? unit_essay
+              : p->haystack == DK_HAYSTACK_NOISE ? unit_noise : unit_needle;
+    long t = emit_with_needles(g, sp, h, u, " ", p->haystack == DK_HAYSTACK_ESSAY, c);
+    tpos = t >= 0 ? t : -1;
+    (void)base;
+    dk_strbuf_adds(c, "\n");
+    dk_strbuf_addf(q, "What are all the special magic %s for %s mentioned in the provided text? "
+                 "The special magic %s for %s mentioned in the provided text are", V, sp->query, V, sp->query);
+    return tpos;
+}
+
+/* build for DK_RULER_VT. */
+static long build_vt(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    const dk_ruler_params *p = g->p;
+    long tpos = -1;
+    dk_strbuf_adds(c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
+    /* statements at sorted fractional positions among h noise blocks, joined by "\n" */
+    int k = 0, first = 1;
+    for (long i = 0; i <= h; i++) {
+        while (k < sp->n_stmt && (long)floor(sp->st_pos[k] * (double)h) <= i) {
+            if (!first) dk_strbuf_adds(c, "\n");
+            first = 0;
+            if (k == sp->target) tpos = (long)c->n;
+            dk_strbuf_adds(c, sp->stmt[k++]);
+        }
+        if (i == h) break;
+        if (!first) dk_strbuf_adds(c, i % 5 ? " " : "\n");
+        first = 0;
+        unit_noise(g, sp, i, c);
+    }
+    dk_strbuf_adds(c, "\n");
+    /* RULER's answer prefix spells "assgined"; kept for comparability */
+    dk_strbuf_addf(q, "Question: Find all variables that are assigned the value %s in the text above. "
+                 "Answer: According to the chain(s) of variable assignment in the text above, %d "
+                 "variables are assgined the value %s, they are: ", sp->query, p->n_hops + 1, sp->query);
+    return tpos;
+}
+
+/* build for DK_RULER_CWE. */
+static long build_cwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    const dk_ruler_params *p = g->p;
+    dk_strbuf_adds(c, "Below is a numbered list of words. In these words, some appear more often than "
+               "others. Memorize the ones that appear most often.\n");
+    long n = (long)p->n_cw * p->freq_cw + h; /* h uncommon entries, freq_ucw per word */
+    int *idx = malloc((size_t)(n + 1) * sizeof(int)); /* word index per list entry */
+    if (!idx) { c->oom = 1; return -1; }
+    long m = 0;
+    for (int w = 0; w < p->n_cw; w++) for (int r = 0; r < p->freq_cw; r++) idx[m++] = w;
+    for (long j = 0; j < h; j++) idx[m++] = p->n_cw + (int)(j / p->freq_ucw);
+    rng_t r;
+    rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
+    for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&r, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
+    for (long i = 0; i < n; i++) dk_strbuf_addf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
+    free(idx);
+    dk_strbuf_adds(c, "\n");
+    dk_strbuf_addf(q, "Question: What are the %d most common words in the above list? Answer: The top %d "
+                 "words that appear most often in the list are:", p->n_cw, p->n_cw);
+    return -1;
+}
+
+/* build for DK_RULER_FWE. */
+static long build_fwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    const dk_ruler_params *p = g->p;
+    dk_strbuf_adds(c, "Read the following coded text and track the frequency of each coded word. Find the "
+               "three most frequently appeared coded words. ");
+    /* Zipf counts: word r (1-based) appears floor(h / r^alpha) times */
+    long n = 0;
+    for (int r = 1; r <= sp->coded.n; r++) n += (long)floor((double)h / pow(r, p->alpha));
+    int *idx = malloc((size_t)(n + 1) * sizeof(int));
+    if (!idx) { c->oom = 1; return -1; }
+    long m = 0;
+    for (int r = 1; r <= sp->coded.n; r++) {
+        long k = (long)floor((double)h / pow(r, p->alpha));
+        for (long t = 0; t < k; t++) idx[m++] = r - 1;
+    }
+    rng_t rr;
+    rng_seed(&rr, sp->shuffle_seed, (uint64_t)h);
+    for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&rr, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
+    for (long i = 0; i < n; i++) {
+        if (i) dk_strbuf_adds(c, i % 10 ? " " : " .... ");
+        dk_strbuf_adds(c, sp->coded.w[idx[i]]);
+    }
+    free(idx);
+    dk_strbuf_adds(c, "\n");
+    dk_strbuf_adds(q, "Question: Do not provide any explanation. Please ignore the dots '....'. What are the "
+               "three most frequently appeared words in the above coded text? Answer: According to "
+               "the coded text above, the three most frequently appeared words are:");
+    return -1;
+}
+
+/* build for DK_RULER_QA. */
+static long build_qa(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
+    long tpos = -1;
+    static const char instr[] = "Answer the question based on the given documents. Only give me "
+                                "the answer and do not output any other words.";
+    dk_strbuf_addf(c, "%s\n\nThe following are given documents.\n\n", instr);
+    int gold = g->qas[sp->qa_idx].doc;
+    long at = llround(sp->nd_depth[0] / 100.0 * (double)h), d = 0, num = 1;
+    for (long i = 0; i <= h; i++) {
+        if (i == at) {
+            if (num > 1) dk_strbuf_adds(c, "\n\n");
+            tpos = (long)c->n;
+            dk_strbuf_addf(c, "Document %ld:\n", num++);
+            dk_strbuf_adds(c, g->docs[gold]);
+        }
+        if (i == h) break;
+        while (sp->doc_perm[d] == gold) d++;
+        if (num > 1) dk_strbuf_adds(c, "\n\n");
+        dk_strbuf_addf(c, "Document %ld:\n", num++);
+        dk_strbuf_adds(c, g->docs[sp->doc_perm[d++]]);
+    }
+    dk_strbuf_adds(c, "\n\n");
+    dk_strbuf_addf(q, "%s\n\nQuestion: %s Answer:", instr, g->qas[sp->qa_idx].q);
+    return tpos;
+}
+
 /* Builds context and question for haystack size h; returns the target needle offset or -1. */
 static long build(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
     c->n = 0; q->n = 0;
     dk_strbuf_adds(c, ""); dk_strbuf_adds(q, "");
-    long tpos = -1;
     switch (p->kind) {
-    case DK_RULER_PASSKEY: {
-        dk_strbuf_adds(c, "There is an important info hidden inside a lot of irrelevant text. Find it and "
-                   "memorize them. I will quiz you about the important information there.\n");
-        long at = llround(sp->nd_depth[0] / 100.0 * (double)h);
-        for (long i = 0; i < at; i++) { if (i) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
-        dk_strbuf_adds(c, "\n");
-        tpos = (long)c->n;
-        dk_strbuf_adds(c, sp->needle[0]);
-        dk_strbuf_adds(c, "\n");
-        for (long i = at; i < h; i++) { if (i > at) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
-        dk_strbuf_adds(c, "\n");
-        dk_strbuf_adds(q, "What is the pass key? The pass key is");
-        break;
-    }
-    case DK_RULER_NIAH: {
-        const char *V = sp->vtype;
-        dk_strbuf_addf(c, "Some special magic %s are hidden within the following text. Make sure to "
-                     "memorize it. I will quiz you about the %s afterwards.\n", V, V);
-        size_t base = c->n;
-        unit_fn u = p->haystack == DK_HAYSTACK_ESSAY ? unit_essay
-                  : p->haystack == DK_HAYSTACK_NOISE ? unit_noise : unit_needle;
-        long t = emit_with_needles(g, sp, h, u, " ", p->haystack == DK_HAYSTACK_ESSAY, c);
-        tpos = t >= 0 ? t : -1;
-        (void)base;
-        dk_strbuf_adds(c, "\n");
-        dk_strbuf_addf(q, "What are all the special magic %s for %s mentioned in the provided text? "
-                     "The special magic %s for %s mentioned in the provided text are", V, sp->query, V, sp->query);
-        break;
-    }
-    case DK_RULER_VT: {
-        dk_strbuf_adds(c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
-        /* statements at sorted fractional positions among h noise blocks, joined by "\n" */
-        int k = 0, first = 1;
-        for (long i = 0; i <= h; i++) {
-            while (k < sp->n_stmt && (long)floor(sp->st_pos[k] * (double)h) <= i) {
-                if (!first) dk_strbuf_adds(c, "\n");
-                first = 0;
-                if (k == sp->target) tpos = (long)c->n;
-                dk_strbuf_adds(c, sp->stmt[k++]);
-            }
-            if (i == h) break;
-            if (!first) dk_strbuf_adds(c, i % 5 ? " " : "\n");
-            first = 0;
-            unit_noise(g, sp, i, c);
-        }
-        dk_strbuf_adds(c, "\n");
-        /* RULER's answer prefix spells "assgined"; kept for comparability */
-        dk_strbuf_addf(q, "Question: Find all variables that are assigned the value %s in the text above. "
-                     "Answer: According to the chain(s) of variable assignment in the text above, %d "
-                     "variables are assgined the value %s, they are: ", sp->query, p->n_hops + 1, sp->query);
-        break;
-    }
-    case DK_RULER_CWE: {
-        dk_strbuf_adds(c, "Below is a numbered list of words. In these words, some appear more often than "
-                   "others. Memorize the ones that appear most often.\n");
-        long n = (long)p->n_cw * p->freq_cw + h; /* h uncommon entries, freq_ucw per word */
-        int *idx = malloc((size_t)(n + 1) * sizeof(int)); /* word index per list entry */
-        if (!idx) { c->oom = 1; break; }
-        long m = 0;
-        for (int w = 0; w < p->n_cw; w++) for (int r = 0; r < p->freq_cw; r++) idx[m++] = w;
-        for (long j = 0; j < h; j++) idx[m++] = p->n_cw + (int)(j / p->freq_ucw);
-        rng_t r;
-        rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
-        for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&r, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
-        for (long i = 0; i < n; i++) dk_strbuf_addf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
-        free(idx);
-        dk_strbuf_adds(c, "\n");
-        dk_strbuf_addf(q, "Question: What are the %d most common words in the above list? Answer: The top %d "
-                     "words that appear most often in the list are:", p->n_cw, p->n_cw);
-        break;
-    }
-    case DK_RULER_FWE: {
-        dk_strbuf_adds(c, "Read the following coded text and track the frequency of each coded word. Find the "
-                   "three most frequently appeared coded words. ");
-        /* Zipf counts: word r (1-based) appears floor(h / r^alpha) times */
-        long n = 0;
-        for (int r = 1; r <= sp->coded.n; r++) n += (long)floor((double)h / pow(r, p->alpha));
-        int *idx = malloc((size_t)(n + 1) * sizeof(int));
-        if (!idx) { c->oom = 1; break; }
-        long m = 0;
-        for (int r = 1; r <= sp->coded.n; r++) {
-            long k = (long)floor((double)h / pow(r, p->alpha));
-            for (long t = 0; t < k; t++) idx[m++] = r - 1;
-        }
-        rng_t rr;
-        rng_seed(&rr, sp->shuffle_seed, (uint64_t)h);
-        for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&rr, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
-        for (long i = 0; i < n; i++) {
-            if (i) dk_strbuf_adds(c, i % 10 ? " " : " .... ");
-            dk_strbuf_adds(c, sp->coded.w[idx[i]]);
-        }
-        free(idx);
-        dk_strbuf_adds(c, "\n");
-        dk_strbuf_adds(q, "Question: Do not provide any explanation. Please ignore the dots '....'. What are the "
-                   "three most frequently appeared words in the above coded text? Answer: According to "
-                   "the coded text above, the three most frequently appeared words are:");
-        break;
-    }
-    case DK_RULER_QA: {
-        static const char instr[] = "Answer the question based on the given documents. Only give me "
-                                    "the answer and do not output any other words.";
-        dk_strbuf_addf(c, "%s\n\nThe following are given documents.\n\n", instr);
-        int gold = g->qas[sp->qa_idx].doc;
-        long at = llround(sp->nd_depth[0] / 100.0 * (double)h), d = 0, num = 1;
-        for (long i = 0; i <= h; i++) {
-            if (i == at) {
-                if (num > 1) dk_strbuf_adds(c, "\n\n");
-                tpos = (long)c->n;
-                dk_strbuf_addf(c, "Document %ld:\n", num++);
-                dk_strbuf_adds(c, g->docs[gold]);
-            }
-            if (i == h) break;
-            while (sp->doc_perm[d] == gold) d++;
-            if (num > 1) dk_strbuf_adds(c, "\n\n");
-            dk_strbuf_addf(c, "Document %ld:\n", num++);
-            dk_strbuf_adds(c, g->docs[sp->doc_perm[d++]]);
-        }
-        dk_strbuf_adds(c, "\n\n");
-        dk_strbuf_addf(q, "%s\n\nQuestion: %s Answer:", instr, g->qas[sp->qa_idx].q);
-        break;
-    }
+    case DK_RULER_PASSKEY: return build_passkey(g, sp, h, c, q);
+    case DK_RULER_NIAH: return build_niah(g, sp, h, c, q);
+    case DK_RULER_VT: return build_vt(g, sp, h, c, q);
+    case DK_RULER_CWE: return build_cwe(g, sp, h, c, q);
+    case DK_RULER_FWE: return build_fwe(g, sp, h, c, q);
+    case DK_RULER_QA: return build_qa(g, sp, h, c, q);
     }
     (void)unit_none;
-    return tpos;
+    return -1;
 }
 
 /* ---- sizing ---- */
