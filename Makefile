@@ -92,6 +92,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@bash tests/check_layers.sh --self-test && bash tests/check_layers.sh
+	@bash scripts/check_shape.sh
 	@bash tests/run_tests.sh $(TEST_BIN)
 check: test
 
