@@ -48,33 +48,39 @@ float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_
 static float dk_dot_bf16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16) }
 static float dk_dot_f16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16) }
 
+/* One 32-element block of an 8-bit-valued row: acc[k] += (d * q[8k..8k+7]) * x[8k..8k+7], the
+ * four 8-lane FMAs of the F32 loop's step, so Q8_0 and Q5_0 keep the F32 order. */
+static inline void dk_matvec_fma_q32(__m256 d, __m256i q, const float *x, __m256 acc[4]) {
+    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
+    __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
+    __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
+    __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
+    acc[0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc[0]);
+    acc[1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + 8), acc[1]);
+    acc[2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + 16), acc[2]);
+    acc[3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + 24), acc[3]);
+}
+
 /* Q8_0 (block: f16 scale d, 32 x int8 q; value d * q, as dk_dequantize computes it): a block is one
  * step of the 32-element loop above, so the order is the F32 one; n is a multiple of 32. */
 static float dk_dot_q8_0(const void *w, const float *x, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     for (int64_t i = 0; i < n; i += 32, b += 34) {
         uint16_t h;
         memcpy(&h, b, 2);
         __m256 d = _mm256_set1_ps(_cvtsh_ss(h)); /* == dk_fp16_to_f32 (a scale is never NaN) */
         __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-        __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
-        __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
-        __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
-        __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+        dk_matvec_fma_q32(d, q, x + i, acc);
     }
-    return dk_matvec_hsum(a0, a1, a2, a3);
+    return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
 }
 
 /* Q5_0 (block: f16 scale d, u32 qh = the 5th bits, 16 bytes of nibbles; element j < 16 is the low
  * nibble of byte j, element j + 16 its high nibble; value d * (q - 16), as dk_dequantize computes it). */
 static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     /* byte i of the broadcast qh picks byte i / 8 of qh, then bit i % 8 of it */
     const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -91,17 +97,9 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
         q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), _mm256_set1_epi8(0x10)));
         q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
         __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
-        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-        __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
-        __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
-        __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
-        __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+        dk_matvec_fma_q32(d, q, x + i, acc);
     }
-    return dk_matvec_hsum(a0, a1, a2, a3);
+    return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
 }
 
 /* The dot of one row in its file type against x without widening it to memory, or NULL. */
