@@ -345,16 +345,6 @@ END_TEST
 
 /* ---- a changed model file is not served stale results ---- */
 
-static void copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    ck_assert(a && b);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ck_assert_uint_eq(fwrite(buf, 1, n, b), n);
-    fclose(a);
-    fclose(b);
-}
-
 /* "analyze" in a config: the run records one analysis per (model, task), a re-run keeps it */
 START_TEST(test_run_records_analysis) {
     char cfg[512], db[512], args[1200];
@@ -388,7 +378,7 @@ START_TEST(test_changed_model) {
     dk_test_tmp_path(cfg, sizeof cfg, "chg.json");
     dk_test_tmp_path(db, sizeof db, "chg.db");
     dk_test_tmp_path(model, sizeof model, "model.gguf");
-    copy_file(DK_MODEL, model);
+    dk_test_copy_file(DK_MODEL, model);
     write_config(cfg, model, 2);
     rm_db(db);
     char *out = NULL;
@@ -465,7 +455,7 @@ START_TEST(test_model_overwritten_during_run) {
     char cfg[512], db[512], ref_db[512], model[512], errf[512], args[1400];
     dk_test_tmp_path(model, sizeof model, "ow.gguf");
     dk_test_tmp_path(errf, sizeof errf, "ow.err");
-    copy_file(DK_MODEL, model);
+    dk_test_copy_file(DK_MODEL, model);
     setup_with_reference("ow", model, 30, cfg, db, ref_db);
     char *out = NULL;
 

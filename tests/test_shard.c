@@ -337,16 +337,6 @@ static char *dump_all(const char *db) {
     return all;
 }
 
-static void copy_file(const char *from, const char *to) {
-    size_t n;
-    void *b = dk_test_read_file(from, &n);
-    FILE *f = fopen(to, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
-}
-
 static void sql_exec(const char *db, const char *sql) {
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
@@ -438,7 +428,7 @@ START_TEST(test_merge_equals_single_idempotent_conflict) {
     int k = q_int(sh[0], "SELECT count(*) FROM samples") ? 0 : q_int(sh[1], "SELECT count(*) FROM samples") ? 1 : 2;
     char bad[512], sql[512];
     dk_test_tmp_path(bad, sizeof bad, "conflict.db");
-    copy_file(sh[k], bad);
+    dk_test_copy_file(sh[k], bad);
     char *key = dump_query(bad, "SELECT substr(c.key, 1, 12) FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY s.id LIMIT 1");
     key[12] = 0;
     snprintf(sql, sizeof sql, "UPDATE samples SET score = score + 1 WHERE id = (SELECT min(id) FROM samples)");
@@ -476,7 +466,7 @@ START_TEST(test_merge_partial_then_run) {
     ck_assert_int_ge(q_int(sh[k], "SELECT count(*) FROM cells"), 2);
     char part[512];
     dk_test_tmp_path(part, sizeof part, "partial.db");
-    copy_file(sh[k], part);
+    dk_test_copy_file(sh[k], part);
     sql_exec(part,
              "DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM samples WHERE (cell_id = (SELECT min(id) FROM cells)"
              "  AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells));"

@@ -813,16 +813,6 @@ static int count_tmp_leftovers(const char *dir) {
 /* ---- migration: a schema-1 store written by the dashkit before issue 14 (tests/data/store_v1.db,
  * scripts/make_store_v1.sh) is upgraded on open and its old rows stay readable ---- */
 
-static void copy_file(const char *from, const char *to) {
-    size_t n;
-    void *b = dk_test_read_file(from, &n);
-    FILE *f = fopen(to, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
-}
-
 START_TEST(test_migrate_v1) {
     const char *fixture = "tests/data/store_v1.db";
     char path[512], path2[512], cmd[2048], *out = NULL;
@@ -830,8 +820,8 @@ START_TEST(test_migrate_v1) {
     dk_test_tmp_path(path2, sizeof path2, "v1-noupgrade.db");
     rm_db(path);
     rm_db(path2);
-    copy_file(fixture, path);
-    copy_file(fixture, path2);
+    dk_test_copy_file(fixture, path);
+    dk_test_copy_file(fixture, path2);
     /* what the old schema holds, read with plain SQLite */
     sqlite3 *old;
     ck_assert_int_eq(sqlite3_open_v2(fixture, &old, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);

@@ -111,6 +111,16 @@ void *dk_test_read_file(const char *path, size_t *n) {
     return b;
 }
 
+void dk_test_copy_file(const char *from, const char *to) {
+    size_t n;
+    void *b = dk_test_read_file(from, &n);
+    FILE *f = fopen(to, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", to);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+}
+
 void dk_test_logits_load(const char *path, int want_elem_size, dk_test_logits *r) {
     size_t n;
     unsigned char *b = dk_test_read_file(path, &n);

@@ -42,6 +42,9 @@ dk_model *dk_test_model_shape(const char *shape, int n_layer, uint64_t seed);
  * cannot be read. */
 void *dk_test_read_file(const char *path, size_t *n);
 
+/* Copies the file at `from` to `to` (created or truncated); fails the test on any error. */
+void dk_test_copy_file(const char *from, const char *to);
+
 /* ---- DKLOGIT1 goldens (scripts/make_ref_models.py) ----
  * "DKLOGIT1" | u32 n_tokens | u32 n_vocab | i32 tokens[n_tokens] | logits[n_tokens][n_vocab] as
  * f32 or f64, little-endian; row t = next-token logits after tokens[0..t]. */
