@@ -14,6 +14,7 @@
  * remaining elements one by one. Without AVX2: one sequential f32 sum. */
 #ifndef DK_MATVEC_H
 #define DK_MATVEC_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "model.h"
@@ -28,6 +29,12 @@ size_t dk_matvec_scratch_floats(int64_t k);
  * W's type is one dk_dequantize supports. */
 void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
                     float *scratch);
+
+/* The AVX-512F kernels (matvec_avx512.c: 16 lanes, the same bits as the AVX2 ones) are used where
+ * the CPU has AVX-512F, detected at the first product. This asks for them on or off and returns
+ * whether they are used now (false where the CPU or the build lacks them). Call it between products
+ * (tests, benchmarks), never while one runs. */
+bool dk_matvec_set_avx512(bool on);
 
 /* The dot product above of two f32 vectors (tests). */
 float dk_matvec_dot(const float *a, const float *b, int64_t n);
