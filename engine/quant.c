@@ -652,6 +652,17 @@ static void dk_round_block(const float *x, int n, float d, int off, int qmax, in
     for (int i = 0; i < n; i++) q[i] = dk_clampi((int)lrintf(x[i] * id) + off, 0, qmax);
 }
 
+/* legacy 32-element blocks: low nibbles of q[j] and q[j + 16] share byte j of qs; returns bit 4 of
+ * each q[j] at bit j (the Q5 qh word; Q4 ignores it) */
+static uint32_t dk_pack_nibbles32(const int q[32], uint8_t *qs) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+        qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
+    }
+    return qh;
+}
+
 /* symmetric 4/5-bit legacy blocks: d = signed max / -2^(bits-1); Q5 puts bit 4 of q[j] at bit j of qh */
 static void dk_quant_sym32(const float *src, uint8_t *o, size_t n, int bits) {
     int half = 1 << (bits - 1), q[32];
@@ -660,12 +671,7 @@ static void dk_quant_sym32(const float *src, uint8_t *o, size_t n, int bits) {
         float d = dk_signed_max(src, 32) / (float)-half;
         dk_put_half(o, d);
         dk_round_block(src, 32, dk_fp16_to_f32(dk_f32_to_fp16(d)), half, 2 * half - 1, q);
-        uint8_t *qs = o + (bits == 4 ? 2 : 6);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; j++) {
-            qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
-            qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
-        }
+        uint32_t qh = dk_pack_nibbles32(q, o + (bits == 4 ? 2 : 6));
         if (bits == 5) memcpy(o + 2, &qh, 4);
     }
 }
@@ -684,12 +690,7 @@ static void dk_quant_asym32(const float *src, uint8_t *o, size_t n, int bits) {
         float shifted[32];
         for (int j = 0; j < 32; j++) shifted[j] = src[j] - m;
         dk_round_block(shifted, 32, dd, 0, qmax, q);
-        uint8_t *qs = o + (bits == 4 ? 4 : 8);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; j++) {
-            qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
-            qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
-        }
+        uint32_t qh = dk_pack_nibbles32(q, o + (bits == 4 ? 4 : 8));
         if (bits == 5) memcpy(o + 4, &qh, 4);
     }
 }

@@ -59,6 +59,33 @@ dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_
     return DK_OK;
 }
 
+/* Pass 1 over a llama2.c tokenizer file's bytes: the header and every token record (f32 score,
+ * i32 length, bytes) checked against the file size; *blob = the bytes the pieces need, NULs included. */
+static dk_status dk_llama2c_check(const char *raw, size_t size, int n_vocab, const char *path, size_t *blob,
+                                  dk_err *e) {
+    size_t o = 4;
+    int32_t max_len;
+    *blob = 0;
+    if (size < 4) return dk_fail(e, DK_ERR_FORMAT, "%s: truncated tokenizer (%zu bytes, no header)", path, size);
+    memcpy(&max_len, raw, 4);
+    if (max_len <= 0 || max_len > (1 << 20))
+        return dk_fail(e, DK_ERR_FORMAT, "%s: bad max_token_length %d in header", path, max_len);
+    for (int i = 0; i < n_vocab; i++) {
+        int32_t L;
+        if (size - o < 8)
+            return dk_fail(e, DK_ERR_FORMAT, "%s: truncated at token %d of %d (offset %zu)", path, i, n_vocab, o);
+        memcpy(&L, raw + o + 4, 4);
+        if (L < 0 || L > max_len || (size_t)L > size - o - 8)
+            return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has bad length %d (max_token_length %d, %zu bytes left)",
+                           path, i, L, max_len, size - o - 8);
+        o += 8 + (size_t)L;
+        *blob += (size_t)L + 1;
+    }
+    if (o != size)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: %zu trailing bytes after %d tokens (n_vocab mismatch?)", path, size - o, n_vocab);
+    return DK_OK;
+}
+
 dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer **out, dk_err *e) {
     *out = NULL;
     if (n_vocab <= 0 || n_vocab > (1 << 24))
@@ -82,43 +109,16 @@ dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer 
     fclose(f);
     if (rerr) { free(raw); return dk_fail(e, DK_ERR_IO, "%s: read error", path); }
 
-    /* pass 1: validate and size */
-    dk_status st = DK_OK;
-    size_t o = 4, blob = 0;
-    int32_t max_len;
-    if (size < 4) { st = dk_fail(e, DK_ERR_FORMAT, "%s: truncated tokenizer (%zu bytes, no header)", path, size); goto done; }
-    memcpy(&max_len, raw, 4);
-    if (max_len <= 0 || max_len > (1 << 20)) {
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: bad max_token_length %d in header", path, max_len);
-        goto done;
-    }
-    for (int i = 0; i < n_vocab; i++) {
-        int32_t L;
-        if (size - o < 8) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: truncated at token %d of %d (offset %zu)", path, i, n_vocab, o);
-            goto done;
-        }
-        memcpy(&L, raw + o + 4, 4);
-        if (L < 0 || L > max_len || (size_t)L > size - o - 8) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: token %d has bad length %d (max_token_length %d, %zu bytes left)",
-                         path, i, L, max_len, size - o - 8);
-            goto done;
-        }
-        o += 8 + (size_t)L;
-        blob += (size_t)L + 1;
-    }
-    if (o != size) {
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: %zu trailing bytes after %d tokens (n_vocab mismatch?)", path, size - o, n_vocab);
-        goto done;
-    }
-    /* pass 2: fill */
+    /* pass 1: validate and size; pass 2: fill */
+    size_t blob;
+    dk_status st = dk_llama2c_check(raw, size, n_vocab, path, &blob, e);
+    if (st) goto done;
     dk_tokenizer *t;
     st = dk_tokenizer_alloc(n_vocab, blob, &t, path, e);
     if (st) goto done;
     t->kind = DK_TOKENIZER_KIND_LLAMA2C;
     t->add_bos = true;
-    o = 4;
-    size_t bo = 0;
+    size_t o = 4, bo = 0;
     bool has_u2581 = false, has_space = false;
     for (int i = 0; i < n_vocab; i++) {
         int32_t L;
