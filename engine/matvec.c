@@ -95,14 +95,18 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
 static _Atomic int dk_matvec_z = -1;
 
 bool dk_matvec_set_avx512(bool on) {
-    bool has = __builtin_cpu_supports("avx512f") && dk_matvec_avx512_dot(DK_GGML_TYPE_F32) != NULL;
+    bool has = __builtin_cpu_supports("avx512f") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
     atomic_store(&dk_matvec_z, on && has);
     return on && has;
 }
 
-static dk_dot_fn dk_matvec_inline(uint32_t type) {
+static bool dk_matvec_z_on(void) {
     if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
-    dk_dot_fn z = atomic_load(&dk_matvec_z) ? dk_matvec_avx512_dot(type) : NULL;
+    return atomic_load(&dk_matvec_z) == 1;
+}
+
+static dk_dot_fn dk_matvec_inline(uint32_t type) {
+    dk_dot_fn z = dk_matvec_z_on() ? dk_matvec_avx512_dot(type) : NULL;
     if (z) return z;
     switch (type) {
     case DK_GGML_TYPE_F32: return (dk_dot_fn)dk_matvec_dot;
@@ -126,6 +130,8 @@ bool dk_matvec_set_avx512(bool on) {
 static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
 #endif
 
+static inline void dk_matvec_put(float *y, float s, float beta) { *y = beta != 0.0f ? *y + s : s; }
+
 void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
                     float *scratch) {
     int64_t k = w->cols;
@@ -138,8 +144,7 @@ void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, 
         for (int i = 0; i < m; i++) {
             const float *xi = x + (size_t)i * (size_t)k;
             float s = in_regs ? dot(row, xi, k) : dk_matvec_dot(scratch, xi, k);
-            float *yi = y + (size_t)i * (size_t)ldy + r;
-            *yi = beta != 0.0f ? *yi + s : s;
+            dk_matvec_put(y + (size_t)i * (size_t)ldy + r, s, beta);
         }
     }
 }

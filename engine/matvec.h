@@ -2,8 +2,9 @@
  * reading each weight once, in its file type, next to the dot products.
  *
  * A row of W is never converted as a whole matrix: F32 rows are read in place; F16, BF16, Q8_0 and
- * Q5_0 rows are widened to f32 in registers inside the dot product (one row, m = 1) or into a one-row
- * scratch that stays in L1 (m > 1, and every other type, through dk_dequantize). Every dot product
+ * Q5_0 rows (and Q4_K, Q6_K on CPUs with AVX-512F: matvec_avx512.c, 16 lanes, chosen at run time) are
+ * widened to f32 in registers inside the dot product (one row, m = 1) or into a one-row scratch that
+ * stays in L1 (m > 1, and every other type, through dk_dequantize). Every dot product
  * runs the same f32 operations in the same order whatever the row's file type and whichever path
  * widened it: a row whose file values are w gives bit for bit the result an F32 row holding w
  * gives. The result of a row depends on nothing else (not on the row range, m, the thread or the
