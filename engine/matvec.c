@@ -95,7 +95,7 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
 static _Atomic int dk_matvec_z = -1;
 
 bool dk_matvec_set_avx512(bool on) {
-    bool has = __builtin_cpu_supports("avx512f") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
+    bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
     atomic_store(&dk_matvec_z, on && has);
     return on && has;
 }

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #if defined(DK_MATVEC_SIMD) && (defined(__GNUC__) || defined(__clang__))
-#define DK_Z __attribute__((target("avx512f")))
+#define DK_Z __attribute__((target("avx512f,avx512bw")))
 
 /* (a0 + a1) + (a2 + a3) and the rest of matvec.h's reduction; n is a multiple of 32, no tail */
 DK_Z static inline float dk_z_hsum(__m512 a, __m512 b) {
@@ -66,14 +66,31 @@ DK_Z static inline void dk_z_q5_0(const uint8_t *p, const float *x, __m512 *a, _
     *b = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), *b);
 }
 
+/* Q4_K / Q5_K scales: the 8 sub-blocks' dl = d * scale and ml = dmin * min, the floats
+ * dk_quant_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
+ * 12 bytes as u0, u1, u2 (little-endian words): scales 0-3 and mins 0-3 are the low 6 bits of u0's
+ * and u1's bytes; scales 4-7 take the low nibbles of u2's bytes and the top 2 bits of u0's, mins 4-7
+ * the high nibbles of u2's and the top 2 bits of u1's. */
+DK_Z static inline void dk_z_k4_scales(const uint8_t *p, float *dl, float *ml) {
+    uint16_t h[2];
+    uint32_t u[3];
+    memcpy(h, p, 4);
+    memcpy(u, p + 4, 12);
+    uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    __m128i v = _mm_setr_epi32((int)(u[0] & 0x3F3F3F3Fu), (int)sc_hi, (int)(u[1] & 0x3F3F3F3Fu), (int)mn_hi);
+    __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
+           mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
+    _mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[0])), sc));
+    _mm256_storeu_ps(ml, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[1])), mn));
+}
+
 /* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of scales, 128 bytes of nibbles): per 64
  * elements 32 bytes, low nibbles sub-block 2c, high nibbles 2c + 1; table entry q is dl * q - ml. */
 DK_Z static inline void dk_z_q4_k(const uint8_t *p, const float *x, __m512 *a, __m512 *b) {
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     float dl[8], ml[8];
-    uint16_t h[2];
-    memcpy(h, p, 4);
-    dk_quant_k4_scales(p + 4, _cvtsh_ss(h[0]), _cvtsh_ss(h[1]), dl, ml);
+    dk_z_k4_scales(p, dl, ml);
     const uint8_t *q = p + 16;
     for (int c = 0; c < 4; c++, q += 32, x += 64) {
         __m512 t1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[2 * c]), iota), _mm512_set1_ps(ml[2 * c]));
@@ -91,28 +108,41 @@ DK_Z static inline void dk_z_q4_k(const uint8_t *p, const float *x, __m512 *a, _
 
 /* Q6_K (210-byte blocks of 256: ql[128], qh[64], int8 scales[16], f16 d). Per half (128 elements)
  * element l + 32k (l < 32, k < 4): low 4 bits from ql[l + 32(k & 1)] (nibble k >> 1), high 2 bits
- * from bits 2k of qh[l], scale sc[l / 16 + 2k]; value (d * scale) * (q - 32). */
+ * from bits 2k of qh[l], scale sc[l / 16 + 2k]; value (d * scale) * (q - 32). A half's 128 values
+ * q - 32 are built as bytes 64 at a time (elements 0-63: the low nibbles of ql[0..63]; 64-127:
+ * the high nibbles), then each 16 are widened, converted and scaled. */
 DK_Z static inline void dk_z_q6_k(const uint8_t *p, const float *x, __m512 *a, __m512 *b) {
-    const __m512i m4 = _mm512_set1_epi32(0x0F), m2 = _mm512_set1_epi32(0x30), c32 = _mm512_set1_epi32(32);
-    const int8_t *sc = (const int8_t *)(p + 192);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30), c32 = _mm512_set1_epi8(32);
+    /* per 16-bit word: element l + 32k's 2 bits moved to bits 4-5, k = 0, 1 (low, high 256 bits), 2, 3 */
+    const __m512i up01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i dn23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     uint16_t h;
     memcpy(&h, p + 208, 2);
-    float d = _cvtsh_ss(h);
-    for (int half = 0; half < 2; half++) {
-        const uint8_t *ql = p + 64 * half, *qh = p + 128 + 32 * half;
-        __m512i L[4] = {dk_z_u8(ql), dk_z_u8(ql + 16), dk_z_u8(ql + 32), dk_z_u8(ql + 48)};
-        __m512i H[2] = {dk_z_u8(qh), dk_z_u8(qh + 16)};
-        for (int k = 0; k < 4; k++, x += 32)
-            for (int is = 0; is < 2; is++) {
-                __m512i lo = _mm512_and_si512(
-                    _mm512_srl_epi32(L[2 * (k & 1) + is], _mm_cvtsi32_si128(4 * (k >> 1))), m4);
-                __m512i hi = _mm512_and_si512(
-                    _mm512_slli_epi32(_mm512_srl_epi32(H[is], _mm_cvtsi32_si128(2 * k)), 4), m2);
-                __m512 q = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, hi), c32));
-                __m512 wv = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[8 * half + is + 2 * k]), q);
-                __m512 *acc = is ? b : a;
-                *acc = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + 16 * is), *acc);
-            }
+    float dl[16];
+    _mm512_storeu_ps(
+        dl,
+        _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(h)),
+                      _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192))))));
+    for (int half = 0; half < 2; half++, x += 128) {
+        __m512i ql = _mm512_loadu_si512(p + 64 * half);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * half)));
+        int8_t q[128];
+        __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, up01), m2),
+                h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, dn23), m2);
+        _mm512_storeu_si512(q, _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(ql, m4), h01), c32));
+        _mm512_storeu_si512(
+            q + 64,
+            _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), h23), c32));
+        for (int g = 0; g < 8; g += 2) {
+            __m512 w0 = _mm512_mul_ps(
+                _mm512_set1_ps(dl[8 * half + g]),
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16 * g)))));
+            __m512 w1 = _mm512_mul_ps(_mm512_set1_ps(dl[8 * half + g + 1]),
+                                      _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                          _mm_loadu_si128((const __m128i *)(q + 16 * g + 16)))));
+            *a = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + 16 * g), *a);
+            *b = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16 * g + 16), *b);
+        }
     }
 }
 
