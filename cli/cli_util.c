@@ -155,8 +155,14 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
     bool known = false;
     for (int k = 0; with_val[k]; k++) known = known || !strcmp(a, with_val[k]);
     if (!known) { fprintf(stderr, "dashkit %s: unknown argument '%s' (see --help)\n", cmd, dk_cli_esc(a)); return NULL; }
-    if (*i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, a); return NULL; }
+    if (!dk_cli_has_value(cmd, argc, argv, *i)) return NULL;
     return argv[++*i];
+}
+
+bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i) {
+    if (i + 1 < argc) return true;
+    fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, argv[i]);
+    return false;
 }
 
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out) {

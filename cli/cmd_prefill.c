@@ -109,7 +109,7 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") || !strcmp(a, "--question") ||
                      !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode") || !strcmp(a, "--compute");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit prefill: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("prefill", argc, argv, i)) return 2;
         if (pd) {
             if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], o->pa, &o->n_pa)) return 2;
         } else if (!strcmp(a, "-z")) o->tok_path = argv[++i];
