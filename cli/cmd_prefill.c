@@ -53,16 +53,11 @@ static void dk_prefill_usage(FILE *f) {
 static char *dk_read_text(const char *path, dk_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open prompt file", path); return NULL; }
-    size_t cap = 1 << 16, n = 0, r;
-    char *s = malloc(cap);
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n < 2) { char *t = realloc(s, cap *= 2); if (!t) { free(s); s = NULL; } else s = t; }
-    }
-    bool bad = ferror(f);
+    size_t n;
+    bool bad;
+    char *s = dk_cli_read_stream(f, &n, &bad);
     fclose(f);
     if (!s || bad) { free(s); dk_fail(e, DK_ERR_IO, "%s: cannot read prompt file", path); return NULL; }
-    s[n] = 0;
     return s;
 }
 
