@@ -34,6 +34,10 @@ Curriculum (state saved in checkpoints):
   stage "mk2":      (entered only with --resume --set-stage mk2:256) 256, 512, 1024, 2048;
                     multi-key 45 % of the mix (2-4 needles), copy_sym on lists of numbers 20 %,
                     the rest passkey/NIAH/copy; checked like "multikey"; stays at 2048.
+  stage "long4k":   (entered only with --resume --set-stage long4k:2048 or long4k:4096) 2048,
+                    4096: the end of a run at 4K; multi-key 35 %, passkey 25 %, NIAH single 20 %,
+                    copy_sym on numbers 10 %, multi-value/multi-query 5 % each; at 4096, 30 % of
+                    the samples replay 2048 (60 % of those) or 512/1024 tokens; stays at 4096.
   Every stage from 128 tokens on replays shorter lengths (15 % of samples, 25 % in "long" and at
   2048 tokens).
   The run ends with a learning-rate cool-down: --resume --cooldown-steps N (linear to 5 %).
@@ -305,11 +309,12 @@ MK_LENGTHS = [128, 256, 512, 1024]
 LONG_LENGTHS = [1536, 2048]
 VT_LENGTHS = [256, 512, 1024]
 MK2_LENGTHS = [256, 512, 1024, 2048]
+LONG4K_LENGTHS = [2048, 4096]
 
 
 def stage_lengths(stage):
     return {"base": BASE_LENGTHS, "multikey": MK_LENGTHS, "long": LONG_LENGTHS, "vt": VT_LENGTHS,
-            "mk2": MK2_LENGTHS}[stage]
+            "mk2": MK2_LENGTHS, "long4k": LONG4K_LENGTHS}[stage]
 
 
 def task_mix(stage, length):
@@ -324,6 +329,11 @@ def task_mix(stage, length):
         # copy_sym here copies lists of numbers only: continuing the 5-7 digit number one started
         # (whose digits also occur in the other numbers) is what multi-key retrieval lacks
         return {"copy": 0.05, "copy_sym": 0.2, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.45,
+                "niah_multivalue": 0.05, "niah_multiquery": 0.05}
+    if stage == "long4k":
+        # the end of a run at 4096 tokens: retrieval at lengths never trained before, keeping
+        # mk2's multi-key share and its number copying
+        return {"copy_sym": 0.1, "passkey": 0.25, "niah_single": 0.2, "niah_multikey": 0.35,
                 "niah_multivalue": 0.05, "niah_multiquery": 0.05}
     if stage == "multikey":
         return {"copy": 0.05, "passkey": 0.1, "niah_single": 0.1, "niah_multikey": 0.5,
@@ -544,7 +554,11 @@ def main():
             Ls = L
             # replay of shorter lengths (25 % in stage long and at 2048, 15 % elsewhere from 128 on):
             # without it the model forgets short prompts once trained only at long ones
-            if L >= 128 and rng.random() < (0.25 if state["stage"] == "long" or L >= 2048 else 0.15):
+            if state["stage"] == "long4k" and L > 2048:
+                # at 4096 a third of the samples replay 2048 (mostly) and 512/1024: 1K/2K must not be lost
+                if rng.random() < 0.3:
+                    Ls = 2048 if rng.random() < 0.6 else rng.choice((512, 1024))
+            elif L >= 128 and rng.random() < (0.25 if state["stage"] in ("long", "long4k") or L >= 2048 else 0.15):
                 Ls = rng.choice([x for x in (64, 128, 256, 512, 1024) if x < L])
             # multi-key training samples have 2, 3 or 4 needles (an easier start for the
             # key-matching circuit); held-out checks and eval_tiny.py always use 4
@@ -560,7 +574,7 @@ def main():
                 kw["ruler_q"] = rng.random() < args.ruler_q
             if t == "vt" and state["stage"] == "vt":
                 kw = vt_train_kwargs(rng)
-            if t == "copy_sym" and state["stage"] == "mk2":
+            if t == "copy_sym" and state["stage"] in ("mk2", "long4k"):
                 kw["kind"] = "numbers"
             samples.append(gen.make(rng, t, Ls, **kw))
             ntok += len(samples[-1]["tokens"])
@@ -623,7 +637,7 @@ def main():
                     state["stage"], state["len_idx"] = "multikey", 0
                 elif state["stage"] == "multikey":
                     state["stage"], state["len_idx"] = "long", 0
-                else:  # "long", "vt" and "mk2" stay at their last length
+                else:  # "long", "vt", "mk2" and "long4k" stay at their last length
                     rec["final"] = True
                 if not rec.get("final"):
                     state["steps_at_len"] = 0
