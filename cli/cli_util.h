@@ -39,6 +39,10 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* Whether option argv[i] has its value argv[i + 1]; false after printing "dashkit CMD: option A
+ * needs a value" (a usage error: exit 2). */
+bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i);
+
 /* The value of option argv[*i] of a command whose value-taking options are with_val (NULL-
  * terminated), *i advanced to it; NULL after printing "dashkit CMD: unknown argument 'A' (see
  * --help)" (A not in with_val) or "dashkit CMD: option A needs a value" (a usage error: exit 2). */
@@ -59,6 +63,9 @@ bool dk_cli_piece_printable(const char *piece, size_t len);
 
 /* ---- input ---- */
 
+/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory.
+ * *bad: the stream had a read error. */
+char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad);
 /* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
  * a DK_ERR_IO error naming the file. */
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);

@@ -111,7 +111,7 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
         bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||
                      !strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit analyze: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("analyze", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
         } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;

@@ -155,7 +155,7 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget") ||
                      !strcmp(a, "--chat") || !strcmp(a, "--compute");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("eval", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
         } else if (!dk_cli_positional("eval", a, &x->model_path)) return 2;

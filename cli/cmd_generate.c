@@ -33,10 +33,8 @@ static int dk_generate_parse(int argc, char **argv, dk_generate_args *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_generate_usage(stdout); return 0; }
-        if ((!strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--compute")) && i + 1 >= argc) {
-            fprintf(stderr, "dashkit generate: option %s needs a value\n", a);
-            return 2;
-        }
+        bool takes = !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--compute");
+        if (takes && !dk_cli_has_value("generate", argc, argv, i)) return 2;
         if (!strcmp(a, "-z")) o->tok_path = argv[++i];
         else if (!strcmp(a, "-p")) o->prompt = argv[++i];
         else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("generate", argv[++i], &o->compute)) return 2; }

@@ -170,10 +170,8 @@ int dk_cmd_status(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_status_usage(stdout); return 0; }
-        if ((!strcmp(a, "--db") || !strcmp(a, "--run")) && i + 1 >= argc) {
-            fprintf(stderr, "dashkit status: option %s needs a value\n", a);
-            return 2;
-        }
+        bool takes = !strcmp(a, "--db") || !strcmp(a, "--run");
+        if (takes && !dk_cli_has_value("status", argc, argv, i)) return 2;
         if (!strcmp(a, "--db")) db = argv[++i];
         else if (!strcmp(a, "--run")) {
             if (!dk_cli_parse_run_id("status", argv[++i], &run)) return 2;
