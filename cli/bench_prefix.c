@@ -101,15 +101,19 @@ bool dk_bench_parse_count_value(const char *opt, const char *v, long long min, l
     return true;
 }
 
+void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads, unsigned long long *seed) {
+    if (!strcmp(opt, "--tokens")) *tokens = (long)x;
+    else if (!strcmp(opt, "--reps")) *reps = x > 15 ? 15 : (long)x;
+    else if (!strcmp(opt, "--threads")) *threads = (long)x;
+    else *seed = (unsigned long long)x;
+}
+
 /* A numeric option's value into a; false after printing the error. */
 static bool dk_sweep_parse_num(const char *opt, const char *v, dk_sweep_args *a) {
     long long x;
     if (!dk_bench_parse_count_value(opt, v, strcmp(opt, "--ls") ? 1 : 0, &x)) return false;
-    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
-    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
-    else if (!strcmp(opt, "--ls")) a->ls = (long)x;
-    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
-    else a->seed = (unsigned long long)x;
+    if (!strcmp(opt, "--ls")) a->ls = (long)x;
+    else dk_bench_set_count(opt, x, &a->tokens, &a->reps, &a->threads, &a->seed);
     return true;
 }
 

@@ -14,5 +14,8 @@ void dk_bench_blas_note(void);
 /* The value v of a bench count option opt (--tokens, --reps, ...): an integer in [min, 2^22], min 0
  * or 1; false after printing "dashkit bench: OPT 'V' is not a positive (non-negative) integer". */
 bool dk_bench_parse_count_value(const char *opt, const char *v, long long min, long long *x);
+/* x into the count both bench forms take: --tokens, --reps (at most 15), --threads; any other opt
+ * is --seed. */
+void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads, unsigned long long *seed);
 
 #endif

@@ -104,11 +104,8 @@ static bool dk_bench_parse_lengths(const char *v, dk_bench_args *a) {
 static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *a) {
     long long x;
     if (!dk_bench_parse_count_value(opt, v, 1, &x)) return false;
-    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
-    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
-    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
-    else if (!strcmp(opt, "--decode")) a->decode = (long)x;
-    else a->seed = (unsigned long long)x;
+    if (!strcmp(opt, "--decode")) a->decode = (long)x;
+    else dk_bench_set_count(opt, x, &a->tokens, &a->reps, &a->threads, &a->seed);
     return true;
 }
 
