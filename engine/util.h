@@ -1,5 +1,6 @@
-/* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable string, a binary
- * heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and cli/ use it too. */
+/* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
+ * string, a binary heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and
+ * cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
