@@ -66,7 +66,9 @@ static void dk_bench_usage(FILE *f) {
                "                 on the fused path only: decode_tokens_per_s. And the streaming read bandwidth measured\n"
                "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
                "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
-               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth\n"
+               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth. On CPUs with AVX-512F the\n"
+               "                 fused path also runs on its AVX2 kernels (same bits) in turn: decode_avx2_tokens_per_s\n"
+               "                 and decode_avx512_vs_avx2 (median of the per-rep ratios)\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -204,7 +206,8 @@ static int dk_bench_halting(dk_ctx *c, const dk_policy *pol, const dk_policy_par
 }
 
 /* Decode after the prefill: the fused small-m path vs whole-matrix conversion, next to the
- * streaming read bandwidth (decode_vs_bandwidth); decode_fused_vs_convert last. */
+ * streaming read bandwidth (decode_vs_bandwidth); on AVX-512 CPUs the fused path on AVX2 kernels
+ * only beside it (decode_avx512_vs_avx2); decode_fused_vs_convert last. */
 static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled) {
     dk_bench_decode_result r;
     dk_err e = {{0}};
@@ -214,6 +217,10 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
     printf("decode_tokens_per_s: %.2f\n", tps); /* the default (fused) path */
     printf("stream_read_gbps: %.2f\ndecode_bytes_per_token: %.0f\n", gbps, r.bytes_per_token);
     printf("decode_vs_bandwidth: %.3f\n", r.bytes_per_token * tps * 1e-9 / gbps);
+    if (r.avx512) {
+        printf("decode_avx2_tokens_per_s: %.2f\n", dk_prefill_median(r.avx2, reps));
+        printf("decode_avx512_vs_avx2: %.3f\n", dk_prefill_median(r.avx512_ratio, reps));
+    }
     if (!r.converts) return 0;
     printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", tps, dk_prefill_median(r.convert, reps));
     printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(r.ratio, reps));

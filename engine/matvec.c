@@ -1,25 +1,14 @@
 /* matvec.c — fused widen + dot products for a few rows (see matvec.h). */
 #include "matvec.h"
 #include "quant.h"
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define DK_MATVEC_SIMD 1
-#endif
+#include "matvec_simd.h"
 
 size_t dk_matvec_scratch_floats(int64_t k) { return (size_t)k; }
 
 #ifdef DK_MATVEC_SIMD
-/* (a0 + a1) + (a2 + a3), then lanes 4+4, 2+2, 1+1 */
-static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    return _mm_cvtss_f32(h);
-}
-
 /* 8 widened weights at element i of a row: one macro per file type, the same loop around them */
 #define DK_LOAD_F32(p, i) _mm256_loadu_ps((const float *)(p) + (i))
 #define DK_LOAD_BF16(p, i) \
@@ -102,9 +91,23 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
     return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
 }
 
-/* The dot of one row in its file type against x without widening it to memory, or NULL. */
-typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+/* -1: not yet asked; 0 or 1: whether the AVX-512 kernels are used */
+static _Atomic int dk_matvec_z = -1;
+
+bool dk_matvec_set_avx512(bool on) {
+    bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
+    atomic_store(&dk_matvec_z, on && has);
+    return on && has;
+}
+
+static bool dk_matvec_z_on(void) {
+    if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
+    return atomic_load(&dk_matvec_z) == 1;
+}
+
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
+    dk_dot_fn z = dk_matvec_z_on() ? dk_matvec_avx512_dot(type) : NULL;
+    if (z) return z;
     switch (type) {
     case DK_GGML_TYPE_F32: return (dk_dot_fn)dk_matvec_dot;
     case DK_GGML_TYPE_BF16: return dk_dot_bf16;
@@ -120,9 +123,14 @@ float dk_matvec_dot(const float *w, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) s += w[i] * x[i];
     return s;
 }
-typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+bool dk_matvec_set_avx512(bool on) {
+    (void)on;
+    return false;
+}
 static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
 #endif
+
+static inline void dk_matvec_put(float *y, float s, float beta) { *y = beta != 0.0f ? *y + s : s; }
 
 void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
                     float *scratch) {
@@ -136,8 +144,7 @@ void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, 
         for (int i = 0; i < m; i++) {
             const float *xi = x + (size_t)i * (size_t)k;
             float s = in_regs ? dot(row, xi, k) : dk_matvec_dot(scratch, xi, k);
-            float *yi = y + (size_t)i * (size_t)ldy + r;
-            *yi = beta != 0.0f ? *yi + s : s;
+            dk_matvec_put(y + (size_t)i * (size_t)ldy + r, s, beta);
         }
     }
 }
