@@ -114,13 +114,7 @@ static int dk_status_shard_dir(const char *dir) {
     return rc;
 }
 
-static void dk_fmt_time(double t_s, char *out, size_t n) {
-    if (isnan(t_s)) { snprintf(out, n, "-"); return; }
-    time_t t = (time_t)t_s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+static void dk_fmt_time(double t_s, char *out, size_t n) { dk_time_fmt_utc(t_s, "%Y-%m-%dT%H:%M:%SZ", "-", out, n); }
 
 /* `dashkit status [--run ID]` on one store: its runs by state, then its failed cells. */
 static int dk_status_store(dk_store *s, const char *db, long long run) {
