@@ -122,7 +122,7 @@ static int dk_sweep_parse(int argc, char **argv, dk_sweep_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--prefix-sweep")) continue;
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_sweep_usage(stdout); return 0; }
+        if (dk_cli_help(s, dk_sweep_usage)) return 0;
         bool num = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--ls") ||
                    !strcmp(s, "--threads");
         bool takes = num || !strcmp(s, "--shape") || !strcmp(s, "--rhos");

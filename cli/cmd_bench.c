@@ -115,7 +115,7 @@ static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *
 static int dk_bench_parse(int argc, char **argv, dk_bench_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_bench_usage(stdout); return 0; }
+        if (dk_cli_help(s, dk_bench_usage)) return 0;
         const dk_policy_param *pd = !strncmp(s, "--", 2) ? dk_policy_param_find(s + 2) : NULL;
         bool count = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--threads") ||
                      !strcmp(s, "--decode");

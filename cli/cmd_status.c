@@ -163,7 +163,7 @@ int dk_cmd_status(int argc, char **argv) {
     long long run = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_status_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_status_usage)) return 0;
         bool takes = !strcmp(a, "--db") || !strcmp(a, "--run");
         if (takes && !dk_cli_has_value("status", argc, argv, i)) return 2;
         if (!strcmp(a, "--db")) db = argv[++i];
