@@ -167,6 +167,12 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
     return argv[++*i];
 }
 
+bool dk_cli_help(const char *a, void (*usage)(FILE *f)) {
+    if (strcmp(a, "-h") && strcmp(a, "--help")) return false;
+    usage(stdout);
+    return true;
+}
+
 bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i) {
     if (i + 1 < argc) return true;
     fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, argv[i]);

@@ -39,6 +39,9 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* True after printing the command's usage to stdout when a is -h or --help (exit 0). */
+bool dk_cli_help(const char *a, void (*usage)(FILE *f));
+
 /* Whether option argv[i] has its value argv[i + 1]; false after printing "dashkit CMD: option A
  * needs a value" (a usage error: exit 2). */
 bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i);

@@ -106,7 +106,7 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
     dk_report_opts_default(&x->ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_analyze_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_analyze_usage)) return 0;
         if (!strcmp(a, "--no-draw")) { x->ro.draw = 0; continue; }
         bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||

@@ -104,17 +104,10 @@ static bool dk_bench_parse_lengths(const char *v, dk_bench_args *a) {
 
 /* --tokens, --reps, --seed, --threads, --decode: a positive integer. */
 static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *a) {
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (*end || end == v || x <= 0 || x > (1 << 22)) {
-        fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", dk_cli_esc(opt), dk_cli_esc(v));
-        return false;
-    }
-    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
-    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
-    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
-    else if (!strcmp(opt, "--decode")) a->decode = (long)x;
-    else a->seed = (unsigned long long)x;
+    long long x;
+    if (!dk_bench_parse_count_value(opt, v, 1, &x)) return false;
+    if (!strcmp(opt, "--decode")) a->decode = (long)x;
+    else dk_bench_set_count(opt, x, &a->tokens, &a->reps, &a->threads, &a->seed);
     return true;
 }
 
@@ -122,13 +115,13 @@ static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *
 static int dk_bench_parse(int argc, char **argv, dk_bench_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_bench_usage(stdout); return 0; }
+        if (dk_cli_help(s, dk_bench_usage)) return 0;
         const dk_policy_param *pd = !strncmp(s, "--", 2) ? dk_policy_param_find(s + 2) : NULL;
         bool count = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--threads") ||
                      !strcmp(s, "--decode");
         bool takes = pd || count || !strcmp(s, "--method") || !strcmp(s, "--shape") || !strcmp(s, "--dtype") ||
                      !strcmp(s, "--compute") || !strcmp(s, "--lengths");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", s); return 2; }
+        if (takes && !dk_cli_has_value("bench", argc, argv, i)) return 2;
         if (pd) { if (!dk_cli_param_arg_add("bench", s, pd, argv[++i], a->pa, &a->n_pa)) return 2; }
         else if (!strcmp(s, "--method")) a->method = argv[++i];
         else if (!strcmp(s, "--shape")) a->shape = argv[++i];

@@ -147,7 +147,7 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
     *x = (dk_eval_args){.method = "dash", .chat = "auto", .budget = -1, .compute = DK_COMPUTE_F32};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_eval_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_eval_usage)) return 0;
         if (!strcmp(a, "--json")) { x->json = true; continue; }
         const dk_policy_param *pd = NULL;
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);

@@ -101,7 +101,7 @@ int dk_cmd_export(int argc, char **argv) {
     long long run = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_export_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_export_usage)) return 0;
         static const char *const with_val[] = {"--db", "--format", "--out", "--run", NULL};
         const char *v = dk_cli_opt_value("export", argc, argv, &i, with_val);
         if (!v) return 2;

@@ -124,7 +124,7 @@ int dk_cmd_info(int argc, char **argv) {
     int ctx = 0, chunk = 0, memory_only = 0;
     dk_compute compute = DK_COMPUTE_F32;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { dk_info_usage(stdout); return 0; }
+        if (dk_cli_help(argv[i], dk_info_usage)) return 0;
         if (!strcmp(argv[i], "--compute")) {
             if (!dk_cli_has_value("info", argc, argv, i)) return 2;
             dk_err ce = {{0}};

@@ -99,7 +99,7 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
     *o = (dk_prefill_args){.method = "dash", .reps = 1, .compute = DK_COMPUTE_F32};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_prefill_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_prefill_usage)) return 0;
         if (!strcmp(a, "--json")) { o->json = true; continue; }
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") || !strcmp(a, "--question") ||

@@ -166,30 +166,25 @@ static int rep_csv_record(const char **pp, char ***out, size_t *n) {
     size_t cap = 0;
     *out = NULL; *n = 0;
     for (;;) {
-        size_t fc = 64, fl = 0;
-        char *f = malloc(fc);
-        if (!f) return -2;
+        dk_strbuf f = {0};
+        if (!dk_strbuf_add(&f, "", 0)) return -2;
         if (*p == '"') {
             p++;
             for (;;) {
-                if (!*p) { free(f); return -1; }
-                if (*p == '"' && p[1] == '"') { p += 2; f[fl++] = '"'; }
+                if (!*p) { int r = f.oom ? -2 : -1; dk_strbuf_free(&f); return r; }
+                if (*p == '"' && p[1] == '"') { p += 2; dk_strbuf_add(&f, "\"", 1); }
                 else if (*p == '"') { p++; break; }
-                else f[fl++] = *p++;
-                if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
+                else dk_strbuf_add(&f, p++, 1);
             }
         }
-        while (*p && *p != ',' && *p != '\n' && *p != '\r') {
-            f[fl++] = *p++;
-            if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
-        }
-        f[fl] = 0;
+        while (*p && *p != ',' && *p != '\n' && *p != '\r') dk_strbuf_add(&f, p++, 1);
+        if (f.oom) { dk_strbuf_free(&f); return -2; }
         if (*n == cap) {
             char **v = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof *v);
-            if (!v) { free(f); return -2; }
+            if (!v) { dk_strbuf_free(&f); return -2; }
             *out = v;
         }
-        (*out)[(*n)++] = f;
+        (*out)[(*n)++] = f.s;
         if (*p == ',') { p++; continue; }
         if (*p == '\r') p++;
         if (*p == '\n') p++;
