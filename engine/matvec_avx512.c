@@ -66,31 +66,12 @@ DK_Z static inline void dk_z_q5_0(const uint8_t *p, const float *x, __m512 *a, _
     *b = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), *b);
 }
 
-/* Q4_K / Q5_K scales: the 8 sub-blocks' dl = d * scale and ml = dmin * min, the floats
- * dk_quant_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
- * 12 bytes as u0, u1, u2 (little-endian words): scales 0-3 and mins 0-3 are the low 6 bits of u0's
- * and u1's bytes; scales 4-7 take the low nibbles of u2's bytes and the top 2 bits of u0's, mins 4-7
- * the high nibbles of u2's and the top 2 bits of u1's. */
-DK_Z static inline void dk_z_k4_scales(const uint8_t *p, float *dl, float *ml) {
-    uint16_t h[2];
-    uint32_t u[3];
-    memcpy(h, p, 4);
-    memcpy(u, p + 4, 12);
-    uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
-    uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
-    __m128i v = _mm_setr_epi32((int)(u[0] & 0x3F3F3F3Fu), (int)sc_hi, (int)(u[1] & 0x3F3F3F3Fu), (int)mn_hi);
-    __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
-           mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-    _mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[0])), sc));
-    _mm256_storeu_ps(ml, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[1])), mn));
-}
-
 /* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of scales, 128 bytes of nibbles): per 64
  * elements 32 bytes, low nibbles sub-block 2c, high nibbles 2c + 1; table entry q is dl * q - ml. */
 DK_Z static inline void dk_z_q4_k(const uint8_t *p, const float *x, __m512 *a, __m512 *b) {
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     float dl[8], ml[8];
-    dk_z_k4_scales(p, dl, ml);
+    dk_matvec_k4_scales(p, dl, ml);
     const uint8_t *q = p + 16;
     for (int c = 0; c < 4; c++, q += 32, x += 64) {
         __m512 t1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[2 * c]), iota), _mm512_set1_ps(ml[2 * c]));

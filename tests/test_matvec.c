@@ -1,7 +1,10 @@
 /* test_matvec.c — the fused small-m kernels (engine/matvec.h):
  *  - a row gives the same bits whatever its file type, when the values are the same: F16, BF16,
- *    Q8_0 (widened in registers) and Q4_K / Q5_0 (widened into the scratch row) against an F32
- *    row holding their exact f32 values (dk_dequantize), for m = 1 and m = 3;
+ *    Q8_0, Q5_0, Q4_K, Q6_K (widened in registers for m = 1, into the scratch row for m = 3) and Q5_K
+ *    (scratch) against an F32 row holding their exact f32 values (dk_dequantize), for m = 1 and
+ *    m = 3, on the AVX2 kernels and (CPUs with AVX-512F/BW; else SKIP) the AVX-512 ones;
+ *  - the same on raw random blocks (every bit pattern of quants, scales, high bits) and rows with
+ *    tails past the 32- and 8-element steps;
  *  - the result of a row depends on nothing but the row and x: any row range, any m, beta 1 adds
  *    to y exactly;
  *  - each dot product is within the f32 summation bound of a double-precision sum:
@@ -47,7 +50,7 @@ enum { T_N_TYPES = (int)(sizeof T_TYPES / sizeof *T_TYPES) };
 static bool t_isa(int i, uint32_t *type) {
     *type = T_TYPES[i % T_N_TYPES];
     bool want = i >= T_N_TYPES, got = dk_matvec_set_avx512(want);
-    if (want && !got) printf("SKIP: no AVX-512F on this CPU or build: its kernels are not tested here\n");
+    if (want && !got) printf("SKIP: no AVX-512F/BW on this CPU or build: its kernels are not tested here\n");
     return want == got;
 }
 
