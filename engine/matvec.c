@@ -143,6 +143,8 @@ bool dk_matvec_set_avx512(bool on) {
     return on && has;
 }
 
+bool dk_matvec_avx512_type(uint32_t type) { return dk_matvec_avx512_dot(type) != NULL; }
+
 static bool dk_matvec_z_on(void) {
     if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
     return atomic_load(&dk_matvec_z) == 1;
@@ -170,6 +172,10 @@ float dk_matvec_dot(const float *w, const float *x, int64_t n) {
 }
 bool dk_matvec_set_avx512(bool on) {
     (void)on;
+    return false;
+}
+bool dk_matvec_avx512_type(uint32_t type) {
+    (void)type;
     return false;
 }
 static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
