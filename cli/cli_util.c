@@ -167,6 +167,16 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
     return argv[++*i];
 }
 
+int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
+                     const struct dk_tokenizer *tok, dk_sample_set *set) {
+    dk_err e = {{0}};
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    dk_status st = dk_task_load(task->name, kv, nkv, n, &ti, set, &e);
+    if (st) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return st == DK_ERR_ARG ? 2 : 1; }
+    if (set->n == 0) { fprintf(stderr, "dashkit %s: task %s has no samples\n", cmd, task->name); return 1; }
+    return -1;
+}
+
 bool dk_cli_help(const char *a, void (*usage)(FILE *f)) {
     if (strcmp(a, "-h") && strcmp(a, "--help")) return false;
     usage(stdout);

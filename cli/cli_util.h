@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "policy.h"
 #include "report.h"
+#include "task.h"
 
 /* s with control characters escaped (dk_escape_controls), for echoing a command-line value or a
  * path in an error line so that the line stays one line. Rotating static buffers: up to 4 results
@@ -38,6 +39,12 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * argument prints its error line ("dashkit CMD: unknown option '-x' (see --help)", "...:
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
+
+/* The samples of task (options kv[0..nkv), at most n) tokenized by tok into *set: -1 when there
+ * are some; else the exit status after printing "dashkit CMD: ..." (2 for a bad option, 1 for any
+ * other failure or no samples). */
+int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
+                     const struct dk_tokenizer *tok, dk_sample_set *set);
 
 /* True after printing the command's usage to stdout when a is -h or --help (exit 0). */
 bool dk_cli_help(const char *a, void (*usage)(FILE *f));

@@ -175,10 +175,9 @@ int dk_cmd_analyze(int argc, char **argv) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
-    dk_tok_if ti = dk_tok_if_engine(tok);
-    dk_status st = dk_task_load(task->name, x.kv, x.nkv, (int)x.n_samples, &ti, &set, &e);
-    if (st) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    if (set.n == 0) { fprintf(stderr, "dashkit analyze: task %s has no samples\n", task->name); goto done; }
+    int lr = dk_cli_task_load("analyze", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    if (lr >= 0) { rc = lr; goto done; }
+    dk_status st;
     size_t b = x.budget >= 0 ? (size_t)x.budget : dk_eval_default_budget(m, &set.s[0]);
     if ((st = dk_analyze_run(m, &set, b, &x.ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
     if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }

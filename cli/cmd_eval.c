@@ -342,10 +342,8 @@ int dk_cmd_eval(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    dk_tok_if ti = dk_tok_if_engine(tok);
-    dk_status st = dk_task_load(task->name, x.kv, x.nkv, (int)x.n_samples, &ti, &set, &e);
-    if (st) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    if (set.n == 0) { fprintf(stderr, "dashkit eval: task %s has no samples\n", task->name); goto done; }
+    int lr = dk_cli_task_load("eval", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    if (lr >= 0) { rc = lr; goto done; }
     dk_eval_setting g = {.x = &x, .task = task, .tmpl = &tmpl, .set = &set, .pol = pol};
     rc = dk_eval_samples(&g, m, &pp, &e);
 done:
