@@ -66,9 +66,10 @@ static void dk_bench_usage(FILE *f) {
                "                 on the fused path only: decode_tokens_per_s. And the streaming read bandwidth measured\n"
                "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
                "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
-               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth. On CPUs with AVX-512F the\n"
-               "                 fused path also runs on its AVX2 kernels (same bits) in turn: decode_avx2_tokens_per_s\n"
-               "                 and decode_avx512_vs_avx2 (median of the per-rep ratios)\n"
+               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth. On CPUs with AVX-512F/BW\n"
+               "                 and files with Q8_0/Q5_0/Q4_K/Q6_K matrices the fused path also runs on its AVX2\n"
+               "                 kernels (same bits) in turn: decode_avx2_tokens_per_s and decode_avx512_vs_avx2\n"
+               "                 (median of the per-rep ratios)\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }

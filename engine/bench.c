@@ -166,6 +166,17 @@ double dk_bench_decode_bytes(const dk_model *m, double ctx) {
            (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * ctx;
 }
 
+/* Whether some matrix of m has rows of a type with an AVX-512 kernel (matvec.h). */
+static bool dk_bench_avx512_types(const dk_model *m) {
+    bool any = dk_matvec_avx512_type(m->w.output.type);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const dk_layer_weights *w = &m->w.layers[l];
+        const dk_tensor *t[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int i = 0; i < 7; i++) any = any || dk_matvec_avx512_type(t[i]->type);
+    }
+    return any;
+}
+
 dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
                               void (*progress)(const char *line), dk_err *e) {
     const dk_model *m = dk_ctx_model(c);
@@ -178,10 +189,10 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     if (!lg || !buf) { free(lg); free(buf); return dk_fail(e, DK_ERR_NOMEM, "out of memory for the decode bench"); }
     dk_status st = DK_OK;
     /* the paths timed, in turn: fused (AVX-512 kernels where the CPU has them), fused on AVX2 only
-     * (AVX-512 CPUs), whole-matrix conversion (converted weights) */
+     * (AVX-512 CPUs, models with matrices of such a type), whole-matrix conversion (converted weights) */
     enum { DK_BENCH_FUSED, DK_BENCH_AVX2, DK_BENCH_CONVERT };
     int paths[3] = {DK_BENCH_FUSED}, n_paths = 1;
-    r->avx512 = dk_matvec_set_avx512(true);
+    r->avx512 = dk_matvec_set_avx512(true) && dk_bench_avx512_types(m);
     if (r->avx512) paths[n_paths++] = DK_BENCH_AVX2;
     if (r->converts) paths[n_paths++] = DK_BENCH_CONVERT;
     dk_ctx_set_fused_decode(c, true);

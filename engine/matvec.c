@@ -143,6 +143,8 @@ bool dk_matvec_set_avx512(bool on) {
     return on && has;
 }
 
+bool dk_matvec_avx512_type(uint32_t type) { return dk_matvec_avx512_dot(type) != NULL; }
+
 static bool dk_matvec_z_on(void) {
     if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
     return atomic_load(&dk_matvec_z) == 1;
@@ -172,10 +174,12 @@ bool dk_matvec_set_avx512(bool on) {
     (void)on;
     return false;
 }
+bool dk_matvec_avx512_type(uint32_t type) {
+    (void)type;
+    return false;
+}
 static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
 #endif
-
-static inline void dk_matvec_put(float *y, float s, float beta) { *y = beta != 0.0f ? *y + s : s; }
 
 void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
                     float *scratch) {
@@ -189,7 +193,8 @@ void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, 
         for (int i = 0; i < m; i++) {
             const float *xi = x + (size_t)i * (size_t)k;
             float s = in_regs ? dot(row, xi, k) : dk_matvec_dot(scratch, xi, k);
-            dk_matvec_put(y + (size_t)i * (size_t)ldy + r, s, beta);
+            float *yi = y + (size_t)i * (size_t)ldy + r;
+            *yi = beta != 0.0f ? *yi + s : s;
         }
     }
 }

@@ -36,6 +36,8 @@ void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, 
  * whether they are used now (false where the CPU or the build lacks them). Call it between products
  * (tests, benchmarks), never while one runs. */
 bool dk_matvec_set_avx512(bool on);
+/* Whether rows of this type have an AVX-512 kernel (Q8_0, Q5_0, Q4_K, Q6_K in builds for AVX2). */
+bool dk_matvec_avx512_type(uint32_t type);
 
 /* The dot product above of two f32 vectors (tests). */
 float dk_matvec_dot(const float *a, const float *b, int64_t n);
