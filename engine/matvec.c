@@ -95,13 +95,14 @@ static float dk_dot_q4_k(const void *w, const float *x, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     for (int64_t i = 0; i < n; i += 256, b += 144) {
-        float dl[8], ml[8];
-        dk_matvec_k4_scales(b, dl, ml);
+        __m256 dl, ml;
+        dk_matvec_k4_scales(b, &dl, &ml);
         for (int c = 0; c < 4; c++) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c)), m4 = _mm256_set1_epi8(0x0F);
-            __m256 d1 = _mm256_set1_ps(dl[2 * c]), d2 = _mm256_set1_ps(dl[2 * c + 1]);
-            dk_matvec_fma_q32(d1, d1, _mm256_set1_ps(ml[2 * c]), true, _mm256_and_si256(raw, m4), x + i + 64 * c, acc);
-            dk_matvec_fma_q32(d2, d2, _mm256_set1_ps(ml[2 * c + 1]), true, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+            __m256i j1 = _mm256_set1_epi32(2 * c), j2 = _mm256_set1_epi32(2 * c + 1);
+            __m256 d1 = _mm256_permutevar8x32_ps(dl, j1), d2 = _mm256_permutevar8x32_ps(dl, j2);
+            dk_matvec_fma_q32(d1, d1, _mm256_permutevar8x32_ps(ml, j1), true, _mm256_and_si256(raw, m4), x + i + 64 * c, acc);
+            dk_matvec_fma_q32(d2, d2, _mm256_permutevar8x32_ps(ml, j2), true, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
                               x + i + 64 * c + 32, acc);
         }
     }

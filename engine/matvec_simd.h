@@ -27,12 +27,12 @@ static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_cvtss_f32(h);
 }
 
-/* Q4_K / Q5_K block at p: the 8 sub-blocks' dl = d * scale and ml = dmin * min, the floats
+/* Q4_K / Q5_K block at p: the 8 sub-blocks' dl = d * scale and ml = dmin * min (lane j: sub-block j), the floats
  * dk_quant_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
  * 12 bytes as u0, u1, u2 (little-endian words): scales 0-3 and mins 0-3 are the low 6 bits of u0's
  * and u1's bytes; scales 4-7 take the low nibbles of u2's bytes and the top 2 bits of u0's, mins 4-7
  * the high nibbles of u2's and the top 2 bits of u1's. */
-static inline void dk_matvec_k4_scales(const uint8_t *p, float *dl, float *ml) {
+static inline void dk_matvec_k4_scales(const uint8_t *p, __m256 *dl, __m256 *ml) {
     uint16_t h[2];
     uint32_t u[3];
     memcpy(h, p, 4);
@@ -42,8 +42,8 @@ static inline void dk_matvec_k4_scales(const uint8_t *p, float *dl, float *ml) {
     __m128i v = _mm_setr_epi32((int)(u[0] & 0x3F3F3F3Fu), (int)sc_hi, (int)(u[1] & 0x3F3F3F3Fu), (int)mn_hi);
     __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
            mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-    _mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[0])), sc));
-    _mm256_storeu_ps(ml, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[1])), mn));
+    *dl = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[0])), sc);
+    *ml = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[1])), mn);
 }
 
 #endif
