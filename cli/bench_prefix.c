@@ -91,20 +91,29 @@ typedef struct {
     int n_rho;
 } dk_sweep_args;
 
-/* A numeric option's value into a; false after printing the error. */
-static bool dk_sweep_parse_num(const char *opt, const char *v, dk_sweep_args *a) {
+bool dk_bench_parse_count_value(const char *opt, const char *v, long long min, long long *x) {
     char *end;
-    long long x = strtoll(v, &end, 10);
-    bool zero_ok = !strcmp(opt, "--ls");
-    if (*end || end == v || x < (zero_ok ? 0 : 1) || x > (1 << 22)) {
-        fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(opt), dk_cli_esc(v), zero_ok ? "non-negative" : "positive");
+    *x = strtoll(v, &end, 10);
+    if (*end || end == v || *x < min || *x > (1 << 22)) {
+        fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(opt), dk_cli_esc(v), min ? "positive" : "non-negative");
         return false;
     }
-    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
-    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
-    else if (!strcmp(opt, "--ls")) a->ls = (long)x;
-    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
-    else a->seed = (unsigned long long)x;
+    return true;
+}
+
+void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads, unsigned long long *seed) {
+    if (!strcmp(opt, "--tokens")) *tokens = (long)x;
+    else if (!strcmp(opt, "--reps")) *reps = x > 15 ? 15 : (long)x;
+    else if (!strcmp(opt, "--threads")) *threads = (long)x;
+    else *seed = (unsigned long long)x;
+}
+
+/* A numeric option's value into a; false after printing the error. */
+static bool dk_sweep_parse_num(const char *opt, const char *v, dk_sweep_args *a) {
+    long long x;
+    if (!dk_bench_parse_count_value(opt, v, strcmp(opt, "--ls") ? 1 : 0, &x)) return false;
+    if (!strcmp(opt, "--ls")) a->ls = (long)x;
+    else dk_bench_set_count(opt, x, &a->tokens, &a->reps, &a->threads, &a->seed);
     return true;
 }
 
@@ -113,11 +122,11 @@ static int dk_sweep_parse(int argc, char **argv, dk_sweep_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--prefix-sweep")) continue;
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_sweep_usage(stdout); return 0; }
+        if (dk_cli_help(s, dk_sweep_usage)) return 0;
         bool num = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--ls") ||
                    !strcmp(s, "--threads");
         bool takes = num || !strcmp(s, "--shape") || !strcmp(s, "--rhos");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", s); return 2; }
+        if (takes && !dk_cli_has_value("bench", argc, argv, i)) return 2;
         if (!strcmp(s, "--shape")) a->shape = argv[++i];
         else if (!strcmp(s, "--rhos")) a->rhos_arg = argv[++i];
         else if (num) { if (!dk_sweep_parse_num(s, argv[++i], a)) return 2; }

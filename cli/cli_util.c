@@ -76,10 +76,7 @@ bool dk_cli_piece_printable(const char *piece, size_t len) {
     return !(len == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0])));
 }
 
-char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
-    bool in = !strcmp(path, "-");
-    FILE *f = in ? stdin : fopen(path, "rb");
-    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad) {
     size_t cap = 1 << 16, n = 0, r;
     char *s = malloc(cap);
     while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
@@ -89,10 +86,21 @@ char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
             if (!t) { free(s); s = NULL; } else s = t;
         }
     }
-    bool bad = ferror(f);
+    *bad = ferror(f);
+    if (s) s[n] = 0;
+    *len = n;
+    return s;
+}
+
+char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
+    bool in = !strcmp(path, "-");
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    size_t n;
+    bool bad;
+    char *s = dk_cli_read_stream(f, &n, &bad);
     if (!in) fclose(f);
     if (!s || bad) { dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory"); free(s); return NULL; }
-    s[n] = 0;
     *len = n;
     return s;
 }
@@ -155,8 +163,30 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
     bool known = false;
     for (int k = 0; with_val[k]; k++) known = known || !strcmp(a, with_val[k]);
     if (!known) { fprintf(stderr, "dashkit %s: unknown argument '%s' (see --help)\n", cmd, dk_cli_esc(a)); return NULL; }
-    if (*i + 1 >= argc) { fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, a); return NULL; }
+    if (!dk_cli_has_value(cmd, argc, argv, *i)) return NULL;
     return argv[++*i];
+}
+
+int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
+                     const struct dk_tokenizer *tok, dk_sample_set *set) {
+    dk_err e = {{0}};
+    dk_tok_if ti = dk_tok_if_engine(tok);
+    dk_status st = dk_task_load(task->name, kv, nkv, n, &ti, set, &e);
+    if (st) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return st == DK_ERR_ARG ? 2 : 1; }
+    if (set->n == 0) { fprintf(stderr, "dashkit %s: task %s has no samples\n", cmd, task->name); return 1; }
+    return -1;
+}
+
+bool dk_cli_help(const char *a, void (*usage)(FILE *f)) {
+    if (strcmp(a, "-h") && strcmp(a, "--help")) return false;
+    usage(stdout);
+    return true;
+}
+
+bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i) {
+    if (i + 1 < argc) return true;
+    fprintf(stderr, "dashkit %s: option %s needs a value\n", cmd, argv[i]);
+    return false;
 }
 
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out) {

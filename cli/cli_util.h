@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "policy.h"
 #include "report.h"
+#include "task.h"
 
 /* s with control characters escaped (dk_escape_controls), for echoing a command-line value or a
  * path in an error line so that the line stays one line. Rotating static buffers: up to 4 results
@@ -39,6 +40,19 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* The samples of task (options kv[0..nkv), at most n) tokenized by tok into *set: -1 when there
+ * are some; else the exit status after printing "dashkit CMD: ..." (2 for a bad option, 1 for any
+ * other failure or no samples). */
+int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
+                     const struct dk_tokenizer *tok, dk_sample_set *set);
+
+/* True after printing the command's usage to stdout when a is -h or --help (exit 0). */
+bool dk_cli_help(const char *a, void (*usage)(FILE *f));
+
+/* Whether option argv[i] has its value argv[i + 1]; false after printing "dashkit CMD: option A
+ * needs a value" (a usage error: exit 2). */
+bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i);
+
 /* The value of option argv[*i] of a command whose value-taking options are with_val (NULL-
  * terminated), *i advanced to it; NULL after printing "dashkit CMD: unknown argument 'A' (see
  * --help)" (A not in with_val) or "dashkit CMD: option A needs a value" (a usage error: exit 2). */
@@ -59,6 +73,9 @@ bool dk_cli_piece_printable(const char *piece, size_t len);
 
 /* ---- input ---- */
 
+/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory.
+ * *bad: the stream had a read error. */
+char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad);
 /* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
  * a DK_ERR_IO error naming the file. */
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);

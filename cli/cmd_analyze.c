@@ -106,12 +106,12 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
     dk_report_opts_default(&x->ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_analyze_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_analyze_usage)) return 0;
         if (!strcmp(a, "--no-draw")) { x->ro.draw = 0; continue; }
         bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||
                      !strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit analyze: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("analyze", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
         } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;
@@ -175,10 +175,9 @@ int dk_cmd_analyze(int argc, char **argv) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
-    dk_tok_if ti = dk_tok_if_engine(tok);
-    dk_status st = dk_task_load(task->name, x.kv, x.nkv, (int)x.n_samples, &ti, &set, &e);
-    if (st) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    if (set.n == 0) { fprintf(stderr, "dashkit analyze: task %s has no samples\n", task->name); goto done; }
+    int lr = dk_cli_task_load("analyze", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    if (lr >= 0) { rc = lr; goto done; }
+    dk_status st;
     size_t b = x.budget >= 0 ? (size_t)x.budget : dk_eval_default_budget(m, &set.s[0]);
     if ((st = dk_analyze_run(m, &set, b, &x.ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
     if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }

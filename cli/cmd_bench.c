@@ -66,7 +66,10 @@ static void dk_bench_usage(FILE *f) {
                "                 on the fused path only: decode_tokens_per_s. And the streaming read bandwidth measured\n"
                "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
                "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
-               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth\n"
+               "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth. On CPUs with AVX-512F/BW\n"
+               "                 and files with Q8_0/Q5_0/Q4_K/Q6_K matrices the fused path also runs on its AVX2\n"
+               "                 kernels (same bits) in turn: decode_avx2_tokens_per_s and decode_avx512_vs_avx2\n"
+               "                 (median of the per-rep ratios)\n"
                "  -h, --help     this help\n",
             dk_model_shape_names(), dk_policy_names());
 }
@@ -102,17 +105,10 @@ static bool dk_bench_parse_lengths(const char *v, dk_bench_args *a) {
 
 /* --tokens, --reps, --seed, --threads, --decode: a positive integer. */
 static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *a) {
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (*end || end == v || x <= 0 || x > (1 << 22)) {
-        fprintf(stderr, "dashkit bench: %s '%s' is not a positive integer\n", dk_cli_esc(opt), dk_cli_esc(v));
-        return false;
-    }
-    if (!strcmp(opt, "--tokens")) a->tokens = (long)x;
-    else if (!strcmp(opt, "--reps")) a->reps = x > 15 ? 15 : (long)x;
-    else if (!strcmp(opt, "--threads")) a->threads = (long)x;
-    else if (!strcmp(opt, "--decode")) a->decode = (long)x;
-    else a->seed = (unsigned long long)x;
+    long long x;
+    if (!dk_bench_parse_count_value(opt, v, 1, &x)) return false;
+    if (!strcmp(opt, "--decode")) a->decode = (long)x;
+    else dk_bench_set_count(opt, x, &a->tokens, &a->reps, &a->threads, &a->seed);
     return true;
 }
 
@@ -120,13 +116,13 @@ static bool dk_bench_parse_count(const char *opt, const char *v, dk_bench_args *
 static int dk_bench_parse(int argc, char **argv, dk_bench_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) { dk_bench_usage(stdout); return 0; }
+        if (dk_cli_help(s, dk_bench_usage)) return 0;
         const dk_policy_param *pd = !strncmp(s, "--", 2) ? dk_policy_param_find(s + 2) : NULL;
         bool count = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--threads") ||
                      !strcmp(s, "--decode");
         bool takes = pd || count || !strcmp(s, "--method") || !strcmp(s, "--shape") || !strcmp(s, "--dtype") ||
                      !strcmp(s, "--compute") || !strcmp(s, "--lengths");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit bench: option %s needs a value\n", s); return 2; }
+        if (takes && !dk_cli_has_value("bench", argc, argv, i)) return 2;
         if (pd) { if (!dk_cli_param_arg_add("bench", s, pd, argv[++i], a->pa, &a->n_pa)) return 2; }
         else if (!strcmp(s, "--method")) a->method = argv[++i];
         else if (!strcmp(s, "--shape")) a->shape = argv[++i];
@@ -211,7 +207,8 @@ static int dk_bench_halting(dk_ctx *c, const dk_policy *pol, const dk_policy_par
 }
 
 /* Decode after the prefill: the fused small-m path vs whole-matrix conversion, next to the
- * streaming read bandwidth (decode_vs_bandwidth); decode_fused_vs_convert last. */
+ * streaming read bandwidth (decode_vs_bandwidth); on AVX-512 CPUs the fused path on AVX2 kernels
+ * only beside it (decode_avx512_vs_avx2); decode_fused_vs_convert last. */
 static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled) {
     dk_bench_decode_result r;
     dk_err e = {{0}};
@@ -221,6 +218,10 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
     printf("decode_tokens_per_s: %.2f\n", tps); /* the default (fused) path */
     printf("stream_read_gbps: %.2f\ndecode_bytes_per_token: %.0f\n", gbps, r.bytes_per_token);
     printf("decode_vs_bandwidth: %.3f\n", r.bytes_per_token * tps * 1e-9 / gbps);
+    if (r.avx512) {
+        printf("decode_avx2_tokens_per_s: %.2f\n", dk_prefill_median(r.avx2, reps));
+        printf("decode_avx512_vs_avx2: %.3f\n", dk_prefill_median(r.avx512_ratio, reps));
+    }
     if (!r.converts) return 0;
     printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", tps, dk_prefill_median(r.convert, reps));
     printf("decode_fused_vs_convert: %.3f\n", dk_prefill_median(r.ratio, reps));

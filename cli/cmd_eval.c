@@ -147,7 +147,7 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
     *x = (dk_eval_args){.method = "dash", .chat = "auto", .budget = -1, .compute = DK_COMPUTE_F32};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_eval_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_eval_usage)) return 0;
         if (!strcmp(a, "--json")) { x->json = true; continue; }
         const dk_policy_param *pd = NULL;
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
@@ -155,7 +155,7 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
                      !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget") ||
                      !strcmp(a, "--chat") || !strcmp(a, "--compute");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit eval: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("eval", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
         } else if (!dk_cli_positional("eval", a, &x->model_path)) return 2;
@@ -342,10 +342,8 @@ int dk_cmd_eval(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    dk_tok_if ti = dk_tok_if_engine(tok);
-    dk_status st = dk_task_load(task->name, x.kv, x.nkv, (int)x.n_samples, &ti, &set, &e);
-    if (st) { fprintf(stderr, "dashkit eval: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    if (set.n == 0) { fprintf(stderr, "dashkit eval: task %s has no samples\n", task->name); goto done; }
+    int lr = dk_cli_task_load("eval", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    if (lr >= 0) { rc = lr; goto done; }
     dk_eval_setting g = {.x = &x, .task = task, .tmpl = &tmpl, .set = &set, .pol = pol};
     rc = dk_eval_samples(&g, m, &pp, &e);
 done:

@@ -101,21 +101,14 @@ int dk_cmd_export(int argc, char **argv) {
     long long run = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_export_usage(stdout); return 0; }
-        int has_val = !strcmp(a, "--db") || !strcmp(a, "--format") || !strcmp(a, "--out") || !strcmp(a, "--run");
-        if (has_val && i + 1 >= argc) {
-            fprintf(stderr, "dashkit export: option %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--db")) db = argv[++i];
-        else if (!strcmp(a, "--format")) format = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
-        else if (!strcmp(a, "--run")) {
-            if (!dk_cli_parse_run_id("export", argv[++i], &run)) return 2;
-        } else {
-            fprintf(stderr, "dashkit export: unknown argument '%s' (see --help)\n", dk_cli_esc(a));
-            return 2;
-        }
+        if (dk_cli_help(a, dk_export_usage)) return 0;
+        static const char *const with_val[] = {"--db", "--format", "--out", "--run", NULL};
+        const char *v = dk_cli_opt_value("export", argc, argv, &i, with_val);
+        if (!v) return 2;
+        if (!strcmp(a, "--db")) db = v;
+        else if (!strcmp(a, "--format")) format = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!dk_cli_parse_run_id("export", v, &run)) return 2;
     }
     if (!format) { fprintf(stderr, "dashkit export: --format csv|json is required\n"); return 2; }
     if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {

@@ -32,11 +32,9 @@ static int dk_generate_parse(int argc, char **argv, dk_generate_args *o) {
     *o = (dk_generate_args){.prompt = "", .steps = 256, .compute = DK_COMPUTE_F32};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_generate_usage(stdout); return 0; }
-        if ((!strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--compute")) && i + 1 >= argc) {
-            fprintf(stderr, "dashkit generate: option %s needs a value\n", a);
-            return 2;
-        }
+        if (dk_cli_help(a, dk_generate_usage)) return 0;
+        bool takes = !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--compute");
+        if (takes && !dk_cli_has_value("generate", argc, argv, i)) return 2;
         if (!strcmp(a, "-z")) o->tok_path = argv[++i];
         else if (!strcmp(a, "-p")) o->prompt = argv[++i];
         else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("generate", argv[++i], &o->compute)) return 2; }

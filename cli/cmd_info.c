@@ -124,15 +124,15 @@ int dk_cmd_info(int argc, char **argv) {
     int ctx = 0, chunk = 0, memory_only = 0;
     dk_compute compute = DK_COMPUTE_F32;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { dk_info_usage(stdout); return 0; }
+        if (dk_cli_help(argv[i], dk_info_usage)) return 0;
         if (!strcmp(argv[i], "--compute")) {
-            if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option %s needs a value\n", argv[i]); return 2; }
+            if (!dk_cli_has_value("info", argc, argv, i)) return 2;
             dk_err ce = {{0}};
             if (dk_compute_parse(argv[++i], &compute, &ce)) { fprintf(stderr, "dashkit info: --compute: %s\n", ce.msg); return 2; }
             continue;
         }
         if (!strcmp(argv[i], "-z") || !strcmp(argv[i], "--ctx") || !strcmp(argv[i], "--chunk")) {
-            if (i + 1 >= argc) { fprintf(stderr, "dashkit info: option %s needs a value\n", argv[i]); return 2; }
+            if (!dk_cli_has_value("info", argc, argv, i)) return 2;
             const char *o = argv[i++];
             if (!strcmp(o, "-z")) tok = argv[i];
             else if (!dk_info_int(o, argv[i], !strcmp(o, "--ctx") ? &ctx : &chunk)) return 2;

@@ -27,7 +27,7 @@ int dk_cmd_merge(int argc, char **argv) {
     if (!shards) { fprintf(stderr, "dashkit merge: out of memory\n"); return 1; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_merge_usage(stdout); free(shards); return 0; }
+        if (dk_cli_help(a, dk_merge_usage)) { free(shards); return 0; }
         if (a[0] == '-' && a[1]) {
             fprintf(stderr, "dashkit merge: unknown option '%s' (see --help)\n", a);
             free(shards);

@@ -42,7 +42,7 @@ int dk_cmd_plot(int argc, char **argv) {
     dk_report_opts_default(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_plot_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_plot_usage)) return 0;
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
         static const char *const with_val[] = {"--db", "--run", "--out", "--kind", "--task", "--x", "--method",
                                                "--model", "--boot", "--seed", "--level", NULL};

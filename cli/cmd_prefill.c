@@ -53,16 +53,11 @@ static void dk_prefill_usage(FILE *f) {
 static char *dk_read_text(const char *path, dk_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open prompt file", path); return NULL; }
-    size_t cap = 1 << 16, n = 0, r;
-    char *s = malloc(cap);
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n < 2) { char *t = realloc(s, cap *= 2); if (!t) { free(s); s = NULL; } else s = t; }
-    }
-    bool bad = ferror(f);
+    size_t n;
+    bool bad;
+    char *s = dk_cli_read_stream(f, &n, &bad);
     fclose(f);
     if (!s || bad) { free(s); dk_fail(e, DK_ERR_IO, "%s: cannot read prompt file", path); return NULL; }
-    s[n] = 0;
     return s;
 }
 
@@ -104,12 +99,12 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
     *o = (dk_prefill_args){.method = "dash", .reps = 1, .compute = DK_COMPUTE_F32};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_prefill_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_prefill_usage)) return 0;
         if (!strcmp(a, "--json")) { o->json = true; continue; }
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
         bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") || !strcmp(a, "--question") ||
                      !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode") || !strcmp(a, "--compute");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit prefill: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("prefill", argc, argv, i)) return 2;
         if (pd) {
             if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], o->pa, &o->n_pa)) return 2;
         } else if (!strcmp(a, "-z")) o->tok_path = argv[++i];

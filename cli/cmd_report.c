@@ -39,7 +39,7 @@ int dk_cmd_report(int argc, char **argv) {
     dk_report_opts_default(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_report_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_report_usage)) return 0;
         if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
         static const char *const with_val[] = {"--db", "--run", "--out", "--boot", "--seed", "--level", "--paper", NULL};
         const char *v = dk_cli_opt_value("report", argc, argv, &i, with_val);

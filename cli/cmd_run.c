@@ -143,12 +143,9 @@ static int dk_run_parse_args(int argc, char **argv, dk_run_args *x) {
     x->threads = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_run_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_run_usage)) return 0;
         bool takes = !strcmp(a, "--db") || !strcmp(a, "--workers") || !strcmp(a, "--threads") || !strcmp(a, "--shard");
-        if (takes && i + 1 >= argc) {
-            fprintf(stderr, "dashkit run: option %s needs a value\n", a);
-            return 2;
-        }
+        if (takes && !dk_cli_has_value("run", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_run_parse_opt(x, a, argv[++i])) return 2;
         } else if (!strcmp(a, "--dry-run")) x->dry = 1;

@@ -217,7 +217,7 @@ static int score_line(score_pass *sp, const char *fname, long lineno, const char
 static int score_parse_args(int argc, char **argv, score_pass *sp, const char **path) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { score_usage(stdout); return 0; }
+        if (dk_cli_help(a, score_usage)) return 0;
         else if (!strcmp(a, "--quiet")) sp->quiet = 1;
         else if (!strcmp(a, "--code-sim") && i + 1 < argc) {
             const char *v = argv[++i];

@@ -171,10 +171,10 @@ static int slurm_parse_args(int argc, char **argv, dk_slurm_opts *o, const char 
                             int *submit, int *dry) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_slurm_usage(stdout); return 0; }
+        if (dk_cli_help(a, dk_slurm_usage)) return 0;
         int takes = !strcmp(a, "--shards") || !strcmp(a, "--partition") || !strcmp(a, "--time") ||
                     !strcmp(a, "--cpus-per-task") || !strcmp(a, "--mem") || !strcmp(a, "--out");
-        if (takes && i + 1 >= argc) { fprintf(stderr, "dashkit slurm: option %s needs a value\n", a); return 2; }
+        if (takes && !dk_cli_has_value("slurm", argc, argv, i)) return 2;
         if (!strcmp(a, "--shards")) { if (!dk_slurm_int(a, argv[++i], 1, DK_SHARD_MAX, &o->shards)) return 2; }
         else if (!strcmp(a, "--cpus-per-task")) { if (!dk_slurm_int(a, argv[++i], 1, 4096, &o->cpus)) return 2; }
         else if (!strcmp(a, "--partition")) o->partition = argv[++i];

@@ -114,13 +114,7 @@ static int dk_status_shard_dir(const char *dir) {
     return rc;
 }
 
-static void dk_fmt_time(double t_s, char *out, size_t n) {
-    if (isnan(t_s)) { snprintf(out, n, "-"); return; }
-    time_t t = (time_t)t_s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+static void dk_fmt_time(double t_s, char *out, size_t n) { dk_time_fmt_utc(t_s, "%Y-%m-%dT%H:%M:%SZ", "-", out, n); }
 
 /* `dashkit status [--run ID]` on one store: its runs by state, then its failed cells. */
 static int dk_status_store(dk_store *s, const char *db, long long run) {
@@ -169,11 +163,9 @@ int dk_cmd_status(int argc, char **argv) {
     long long run = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_status_usage(stdout); return 0; }
-        if ((!strcmp(a, "--db") || !strcmp(a, "--run")) && i + 1 >= argc) {
-            fprintf(stderr, "dashkit status: option %s needs a value\n", a);
-            return 2;
-        }
+        if (dk_cli_help(a, dk_status_usage)) return 0;
+        bool takes = !strcmp(a, "--db") || !strcmp(a, "--run");
+        if (takes && !dk_cli_has_value("status", argc, argv, i)) return 2;
         if (!strcmp(a, "--db")) db = argv[++i];
         else if (!strcmp(a, "--run")) {
             if (!dk_cli_parse_run_id("status", argv[++i], &run)) return 2;

@@ -75,7 +75,7 @@ int dk_cmd_tasks(int argc, char **argv) {
     int nkv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { tasks_usage(stdout); return 0; }
+        if (dk_cli_help(a, tasks_usage)) return 0;
         else if (!strcmp(a, "--show")) show = 1;
         else if (!strcmp(a, "-n") && i + 1 < argc) {
             char *end;

@@ -62,7 +62,7 @@ static int dk_tokenize_parse(int argc, char **argv, dk_tokenize_args *o) {
         const char *a = argv[i];
         if (end_opts || a[0] != '-' || !strcmp(a, "-")) { o->pos[o->n_pos++] = a; continue; }
         if (!strcmp(a, "--")) end_opts = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { dk_tokenize_usage(stdout); free(o->pos); return 0; }
+        else if (dk_cli_help(a, dk_tokenize_usage)) { free(o->pos); return 0; }
         else if (!strcmp(a, "--bos")) o->bos = true;
         else if (!strcmp(a, "--decode")) o->decode = true;
         else if (!strcmp(a, "--pieces")) o->pieces = true;

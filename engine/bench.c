@@ -1,5 +1,6 @@
 /* bench.c — the measurements behind `dashkit bench` (see bench.h). */
 #include "bench.h"
+#include "matvec.h"
 #include "blas.h"
 #include "prefill.h"
 #include <cblas.h>
@@ -165,6 +166,17 @@ double dk_bench_decode_bytes(const dk_model *m, double ctx) {
            (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * ctx;
 }
 
+/* Whether some matrix of m has rows of a type with an AVX-512 kernel (matvec.h). */
+static bool dk_bench_avx512_types(const dk_model *m) {
+    bool any = dk_matvec_avx512_type(m->w.output.type);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const dk_layer_weights *w = &m->w.layers[l];
+        const dk_tensor *t[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int i = 0; i < 7; i++) any = any || dk_matvec_avx512_type(t[i]->type);
+    }
+    return any;
+}
+
 dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
                               void (*progress)(const char *line), dk_err *e) {
     const dk_model *m = dk_ctx_model(c);
@@ -176,6 +188,13 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     uint64_t *buf = dk_bench_bw_buffer();
     if (!lg || !buf) { free(lg); free(buf); return dk_fail(e, DK_ERR_NOMEM, "out of memory for the decode bench"); }
     dk_status st = DK_OK;
+    /* the paths timed, in turn: fused (AVX-512 kernels where the CPU has them), fused on AVX2 only
+     * (AVX-512 CPUs, models with matrices of such a type), whole-matrix conversion (converted weights) */
+    enum { DK_BENCH_FUSED, DK_BENCH_AVX2, DK_BENCH_CONVERT };
+    int paths[3] = {DK_BENCH_FUSED}, n_paths = 1;
+    r->avx512 = dk_matvec_set_avx512(true) && dk_bench_avx512_types(m);
+    if (r->avx512) paths[n_paths++] = DK_BENCH_AVX2;
+    if (r->converts) paths[n_paths++] = DK_BENCH_CONVERT;
     dk_ctx_set_fused_decode(c, true);
     if (!prefilled) dk_ctx_reset(c);
     if (!prefilled && (st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
@@ -183,23 +202,26 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
         double g = 0; /* the limit: best of 3 passes (a busy machine only lowers a pass) */
         for (int p = 0; p < 3; p++) { double x = dk_bench_read_gbps(buf, dk_blas_threads()); g = x > g ? x : g; }
         if (rep >= 0) r->read_gbps[rep] = g;
-        for (int h = 0; h < (r->converts ? 2 : 1); h++) {
-            bool fused = !r->converts || ((rep + h) & 1) == 0;
+        for (int h = 0; h < n_paths; h++) {
+            int path = paths[(rep + 1 + h) % n_paths];
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
-            dk_ctx_set_fused_decode(c, fused);
+            dk_ctx_set_fused_decode(c, path != DK_BENCH_CONVERT);
+            dk_matvec_set_avx512(path != DK_BENCH_AVX2);
             double t0 = dk_time_now_s();
             for (int i = 0; i < steps; i++)
                 if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
             double tps = steps / (dk_time_now_s() - t0);
-            if (rep >= 0) (fused ? r->fused : r->convert)[rep] = tps;
+            if (rep >= 0) (path == DK_BENCH_FUSED ? r->fused : path == DK_BENCH_AVX2 ? r->avx2 : r->convert)[rep] = tps;
         }
-        if (rep < 0 || !r->converts) continue;
-        r->ratio[rep] = r->fused[rep] / r->convert[rep];
-        dk_bench_say(progress, "rep %d: read %.2f GB/s, decode fused %.2f tok/s, whole-matrix %.2f tok/s, ratio %.3f", rep,
-                     r->read_gbps[rep], r->fused[rep], r->convert[rep], r->ratio[rep]);
+        if (rep >= 0 && r->avx512) r->avx512_ratio[rep] = r->fused[rep] / r->avx2[rep];
+        if (rep < 0) continue;
+        if (r->converts) r->ratio[rep] = r->fused[rep] / r->convert[rep];
+        dk_bench_say(progress, "rep %d: read %.2f GB/s, decode fused %.2f tok/s (AVX2 kernels %.2f), whole-matrix %.2f tok/s", rep,
+                     r->read_gbps[rep], r->fused[rep], r->avx2[rep], r->convert[rep]);
     }
 done:
     dk_ctx_set_fused_decode(c, true);
+    dk_matvec_set_avx512(true);
     free(buf);
     free(lg);
     return st;

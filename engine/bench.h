@@ -59,13 +59,18 @@ typedef struct {
     double fused[DK_BENCH_MAX_REPS];   /* tokens/s, fused small-m path (the default; F32's one path) */
     double convert[DK_BENCH_MAX_REPS]; /* tokens/s, whole-matrix conversion (converts only) */
     double ratio[DK_BENCH_MAX_REPS];   /* fused / convert */
+    bool avx512;                       /* the fused path also timed on AVX2 kernels only (matvec.h; CPUs
+                                        * with AVX-512, models with rows of a type that has such kernels) */
+    double avx2[DK_BENCH_MAX_REPS];    /* tokens/s, fused path on AVX2 kernels (avx512 only) */
+    double avx512_ratio[DK_BENCH_MAX_REPS]; /* fused / avx2 */
     double read_gbps[DK_BENCH_MAX_REPS]; /* streaming read bandwidth before the rep, best of 3 passes */
     double bytes_per_token;            /* weights + KV read by one step at the steps' mean context */
 } dk_bench_decode_result;
 
 /* steps decode tokens after a T-token prefill, reps times from the same cache (truncated back to T)
- * plus one warm-up rep: the fused path and (converted weights) whole-matrix conversion alternately,
- * in alternating order, the bandwidth measured before each rep. prefilled: the context already
+ * plus one warm-up rep: the fused path, on CPUs with AVX-512 (and a model with rows of a type that has
+ * such kernels) the fused path on AVX2 kernels only, and
+ * (converted weights) whole-matrix conversion, in turn, starting from a different one each rep, the bandwidth measured before each rep. prefilled: the context already
  * holds the dense prefill of toks[0..T) (else it is reset and prefilled first). */
 dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
                               void (*progress)(const char *line), dk_err *e);

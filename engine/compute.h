@@ -10,9 +10,10 @@
  *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer
  *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic on the
  *         same fused small-m path as f32 mode (matvec.h: every weight read once in its file type,
- *         f32 dot products). Attention's two products, norms, RoPE and
- *         softmax stay f32. oneDNN picks its kernels from the CPU at run time (avx512_core_bf16,
- *         AMX).
+ *         f32 dot products). Attention runs blocked over the keys with an online
+ *         softmax (attention.h), its two products in bf16 for full query blocks (f32 for the
+ *         last partial block and decode); norms, RoPE and the softmax arithmetic stay f32.
+ *         oneDNN picks its kernels from the CPU at run time (avx512_core_bf16, AMX).
  *
  * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
  * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower
@@ -54,6 +55,12 @@ void dk_bf16_backend_free(dk_bf16_backend *b);
  * Runs on `threads` threads (oneDNN's OpenMP team). */
 dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16,
                          int m, int n, int k, float beta, int threads, dk_err *e);
+
+/* C (m, n; row stride ldc, f32) = A (m, k; row stride lda, bf16) · B (k, n, bf16; element (i, j) at
+ * bm[i·b_rs + j·b_cs]), on the calling thread alone (its OpenMP team set to 1: attention tiles run
+ * side by side on a context's pool, each pool thread with its own backend). */
+dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm, int64_t b_rs,
+                       int64_t b_cs, int m, int n, int k, dk_err *e);
 
 /* Bytes the backend's buffers reach for chunks of up to n_chunk rows with products of inner size
  * up to k_max, and weight matrices of up to w_elems elements to round (0 for a BF16 file). */

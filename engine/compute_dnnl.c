@@ -60,6 +60,7 @@ typedef enum { DK_PRIM_MATMUL, DK_PRIM_ROUND } dk_prim_kind;
 typedef struct {
     dk_prim_kind kind;
     int64_t m, n, k, ldy;  /* matmul shape; ROUND: m rows of k */
+    int64_t lda, brs, bcs; /* matmul: row stride of X, strides of B (k, n): W (n, k) is {1, k} */
     int beta;
     dnnl_primitive_t p;    /* NULL = empty slot */
     uint64_t used;
@@ -83,11 +84,10 @@ static void dk_md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t rs, i
     dnnl_memory_desc_init_by_strides(md, 2, dims, t, strides);
 }
 
-static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y, int64_t m, int64_t n, int64_t k,
-                          int64_t ldy) {
-    dk_md_2d(a, m, k, k, 1, dnnl_bf16);
-    dk_md_2d(w, k, n, 1, k, dnnl_bf16);
-    dk_md_2d(y, m, n, ldy, 1, dnnl_f32);
+static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y, const dk_prim_entry *key) {
+    dk_md_2d(a, key->m, key->k, key->lda, 1, dnnl_bf16);
+    dk_md_2d(w, key->k, key->n, key->brs, key->bcs, dnnl_bf16);
+    dk_md_2d(y, key->m, key->n, key->ldy, 1, dnnl_f32);
 }
 
 static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_primitive_t *out, dk_err *e) {
@@ -98,7 +98,7 @@ static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dn
     if (key->kind == DK_PRIM_MATMUL) {
         dnnl_memory_desc_t a, w, y;
         dnnl_matmul_desc_t md;
-        dk_matmul_mds(&a, &w, &y, key->m, key->n, key->k, key->ldy);
+        dk_matmul_mds(&a, &w, &y, key);
         if ((s = dnnl_primitive_attr_create(&attr))) return dk_dnnl_fail(e, s, "primitive attributes");
         if (key->beta && (!(s = dnnl_post_ops_create(&po)))) {
             if (!(s = dnnl_post_ops_append_sum(po, 1.0f))) s = dnnl_primitive_attr_set_post_ops(attr, po);
@@ -125,7 +125,7 @@ static dk_status dk_prim_get(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_
     for (int i = 0; i < DK_PRIM_CACHE; i++) {
         dk_prim_entry *c = &b->cache[i];
         if (c->p && c->kind == key->kind && c->m == key->m && c->n == key->n && c->k == key->k && c->ldy == key->ldy &&
-            c->beta == key->beta) {
+            c->lda == key->lda && c->brs == key->brs && c->bcs == key->bcs && c->beta == key->beta) {
             c->used = b->tick;
             *out = c->p;
             return DK_OK;
@@ -209,6 +209,18 @@ static dk_status dk_round(dk_bf16_backend *b, uint16_t *dst, const float *src, i
     return dk_exec(b, p, 2, arg, md, ptr, e);
 }
 
+/* Runs the matmul of key (cached primitive) on bf16 x, bf16 w, f32 y. */
+static dk_status dk_matmul_run(dk_bf16_backend *b, const dk_prim_entry *key, const void *x, const void *w, float *y, dk_err *e) {
+    dnnl_primitive_t p;
+    dk_status st = dk_prim_get(b, key, &p, e);
+    if (st) return st;
+    dnnl_memory_desc_t md[3];
+    dk_matmul_mds(&md[0], &md[1], &md[2], key);
+    static const int arg[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+    void *ptr[3] = {(void *)x, (void *)w, y};
+    return dk_exec(b, p, 3, arg, md, ptr, e);
+}
+
 dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16, int m, int n,
                          int k, float beta, int threads, dk_err *e) {
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n || (beta != 0.0f && beta != 1.0f))
@@ -221,14 +233,18 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
         if ((st = dk_grow(&b->wb, &b->wb_n, (size_t)n * (size_t)k, e)) || (st = dk_round(b, b->wb, w, n, k, e))) return st;
         wp = b->wb;
     }
-    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldy, .beta = beta != 0.0f};
-    dnnl_primitive_t p;
-    if ((st = dk_prim_get(b, &key, &p, e))) return st;
-    dnnl_memory_desc_t md[3];
-    dk_matmul_mds(&md[0], &md[1], &md[2], m, n, k, ldy);
-    static const int arg[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
-    void *ptr[3] = {b->xb, (void *)wp, y};
-    return dk_exec(b, p, 3, arg, md, ptr, e);
+    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldy, .lda = k, .brs = 1, .bcs = k,
+                         .beta = beta != 0.0f};
+    return dk_matmul_run(b, &key, b->xb, wp, y, e);
+}
+
+dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm, int64_t b_rs,
+                       int64_t b_cs, int m, int n, int k, dk_err *e) {
+    if (m <= 0 || n <= 0 || k <= 0 || ldc < n || lda < k || b_rs < 1 || b_cs < 1)
+        return dk_fail(e, DK_ERR_ARG, "bf16 gemm: bad shape m=%d n=%d k=%d ldc=%d lda=%d", m, n, k, ldc, lda);
+    if (omp_get_max_threads() != 1) omp_set_num_threads(1);
+    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldc, .lda = lda, .brs = b_rs, .bcs = b_cs};
+    return dk_matmul_run(b, &key, a, bm, c, e);
 }
 
 int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems) {
@@ -254,10 +270,10 @@ double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
     if (a && w && c) {
         for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (uint16_t)(0x3f00 + (i * 7919) % 128);  /* 0.5 .. 1 */
         for (size_t i = 0; i < (size_t)n * k; i++) w[i] = (uint16_t)(0xbf00 + (i * 104729) % 128);
-        dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = n};
+        dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = n, .lda = k, .brs = 1, .bcs = k};
         dnnl_primitive_t p;
         dnnl_memory_desc_t md[3];
-        dk_matmul_mds(&md[0], &md[1], &md[2], m, n, k, n);
+        dk_matmul_mds(&md[0], &md[1], &md[2], &key);
         static const int arg[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
         void *ptr[3] = {a, w, c};
         if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);

@@ -2,6 +2,7 @@
  * reset/truncate, settings and accessors; and the FLOP counters. The pass itself is forward.c. */
 #include "forward_state.h"
 #include "blas.h"
+#include "attention.h"
 #include "compute.h"
 #include <math.h>
 #include <stdlib.h>
@@ -65,11 +66,14 @@ int64_t dk_ctx_kv_bytes(const dk_model_config *k, int n_ctx) {
 }
 
 /* per layer a dk_kv_cache, a dk_layer_stats and the cache positions (n_ctx int32); the RoPE
- * tables; per pool thread the attention block's scores, queries and output */
+ * tables; per pool thread the attention block's scores, queries and output, and the blocked
+ * attention's scratch (attention.h) */
 int64_t dk_ctx_fixed_bytes(const dk_model_config *k, int n_ctx, int threads) {
     dk_ctx_layout l = dk_ctx_layout_of(k, n_ctx);
     return (int64_t)k->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + (int64_t)n_ctx * 4) +
-           2 * (int64_t)l.rope * 4 + (int64_t)threads * ((int64_t)l.attn_s * 4 + 2 * (int64_t)l.attn_qo * 4);
+           2 * (int64_t)l.rope * 4 +
+           (int64_t)threads * ((int64_t)l.attn_s * 4 + 2 * (int64_t)l.attn_qo * 4 +
+                               dk_attn_scratch_bytes(l.qblk * (k->n_head / k->n_head_kv), k->head_dim));
 }
 
 /* dk_ctx_reserve: five buffers of row_d, two of row_q, two of row_f floats and five int32 per row */
@@ -115,9 +119,11 @@ static void dk_ctx_free_attn_scratch(dk_ctx *c) {
         if (c->s) free(c->s[t]);
         if (c->qb) free(c->qb[t]);
         if (c->ob) free(c->ob[t]);
+        if (c->attn) dk_attn_scratch_free(&c->attn[t]);
     }
-    free(c->s); free(c->qb); free(c->ob);
+    free(c->s); free(c->qb); free(c->ob); free(c->attn);
     c->s = c->qb = c->ob = NULL;
+    c->attn = NULL;
     c->n_scratch = 0;
 }
 
@@ -134,12 +140,15 @@ dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
     c->s = calloc((size_t)n, sizeof *c->s);
     c->qb = calloc((size_t)n, sizeof *c->qb);
     c->ob = calloc((size_t)n, sizeof *c->ob);
+    c->attn = calloc((size_t)n, sizeof *c->attn);
     c->n_scratch = n;
-    bool ok = c->s && c->qb && c->ob;
+    bool ok = c->s && c->qb && c->ob && c->attn;
+    int m_cap = l.qblk * (c->m->cfg.n_head / c->m->cfg.n_head_kv);
     for (int t = 0; ok && t < n; t++)
-        ok = (c->s[t] = malloc(l.attn_s * 4)) && (c->qb[t] = malloc(l.attn_qo * 4)) && (c->ob[t] = malloc(l.attn_qo * 4));
+        ok = (c->s[t] = malloc(l.attn_s * 4)) && (c->qb[t] = malloc(l.attn_qo * 4)) && (c->ob[t] = malloc(l.attn_qo * 4)) &&
+             dk_attn_scratch_init(&c->attn[t], m_cap, c->m->cfg.head_dim, e) == DK_OK;
     if (!ok) {
-        if (!c->s || !c->qb || !c->ob) c->n_scratch = 0;
+        if (!c->s || !c->qb || !c->ob || !c->attn) c->n_scratch = 0;
         dk_ctx_free_attn_scratch(c);
         return dk_fail(e, DK_ERR_NOMEM, "out of memory for attention scratch of %d threads", n);
     }

@@ -21,6 +21,7 @@
  * Attention runs (KV head, query block) tiles concurrently, each tile's two GEMMs on one OpenBLAS
  * thread (the OpenBLAS thread count is set to 1 for the attention phase only). */
 #include "forward_state.h"
+#include "attention.h"
 #include "ops.h"
 #include <cblas.h>
 #include <math.h>
@@ -134,25 +135,86 @@ static void dk_attn_tile(void *arg, int t, int tid) {
         memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
 }
 
-static void dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl) {
+/* ---- blocked attention (bf16 compute mode; attention.h) ----
+ * The same tiles; the keys in blocks with an online softmax, the products in bf16 for full query
+ * blocks (partial ones, e.g. decode's single row, keep f32 products: a bf16 primitive per odd
+ * shape would cost more than it saves). The sum over keys runs in another order than the one-pass
+ * tile, so f32 compute keeps the one-pass tile (bit-identical to before). */
+
+/* Probabilities of the probe rows of a tile (capture): the one-pass scores and softmax for those
+ * rows only, after the tile's output (they are read by the hook, never by the output). */
+static void dk_attn_capture_rows(const dk_attn_job *jb, int h, int r0, int nb, int kvl, float *sb) {
+    dk_ctx *c = jb->c;
+    const dk_model_config *k = &c->m->cfg;
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv, qd = k->n_head * hd, kvd = k->n_head_kv * hd;
+    int kv_len = jb->L0 + jb->na;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int i = 0; i < nb; i++) {
+        if (c->probe_slot[r0 + i] < 0) continue;
+        const float *qrow = c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g, kvl, hd, scale, qrow, hd, jb->kv->k + (size_t)h * hd, kvd, 0.0f, sb, kvl);
+        for (int j = 0; j < g; j++) {
+            float *srow = sb + (size_t)j * kvl;
+            dk_softmax_masked(srow, jb->L0 + r0 + i + 1, kvl);
+            float *dst = c->probs + ((size_t)(h * g + j) * jb->n_probe + c->probe_slot[r0 + i]) * kv_len;
+            memcpy(dst, srow, (size_t)kvl * 4);
+            memset(dst + kvl, 0, (size_t)(kv_len - kvl) * 4);
+        }
+    }
+}
+
+static void dk_attn_tile_blocked(void *arg, int t, int tid) {
+    const dk_attn_job *jb = arg;
+    dk_ctx *c = jb->c;
+    const dk_model_config *k = &c->m->cfg;
+    dk_attn_scratch *as = &c->attn[tid];
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv, qd = k->n_head * hd, kvd = k->n_head_kv * hd;
+    int na = jb->na, L0 = jb->L0;
+    int h = t % k->n_head_kv, r0 = (jb->n_blk - 1 - t / k->n_head_kv) * c->qblk;
+    float *qb = c->qb[tid], *ob = c->ob[tid];
+    int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, kvl = L0 + r1;
+    if (as->st) return; /* an earlier tile of this thread failed */
+    for (int i = 0; i < nb; i++)
+        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
+    as->st = dk_attn_blocked(as, qb, nb, g, hd, jb->kv->k + (size_t)h * hd, jb->kv->v + (size_t)h * hd, kvd, kvl, L0 + r0,
+                             1.0f / sqrtf((float)hd), nb == c->qblk, ob, &as->err);
+    if (as->st) return;
+    for (int i = 0; i < nb; i++)
+        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
+    if (jb->capture) dk_attn_capture_rows(jb, h, r0, nb, kvl, c->s[tid]);
+}
+
+static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl, dk_err *e) {
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv;
     int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
     dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture};
+    bool blocked = c->mm.compute == DK_COMPUTE_BF16;
+    dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
      * process-wide in OpenBLAS 0.3.21, so it is set here, between the pool's jobs) */
     int bt = openblas_get_num_threads();
     bool par = c->pool.n > 1 && n_tiles > 1;
     if (par && bt > 1) openblas_set_num_threads(1);
-    dk_pool_run(&c->pool, par ? n_tiles : 1, dk_attn_tile, &jb);
-    if (!par) for (int t = 1; t < n_tiles; t++) dk_attn_tile(&jb, t, 0);
+    dk_pool_run(&c->pool, par ? n_tiles : 1, tile, &jb);
+    if (!par) for (int t = 1; t < n_tiles; t++) tile(&jb, t, 0);
     if (par && bt > 1) openblas_set_num_threads(bt);
     /* FLOPs as executed by the tiles */
     for (int r0 = 0; r0 < na; r0 += c->qblk) {
         int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, M = (r1 - r0) * g, kvl = L0 + r1;
         fl->c[DK_FLOPS_ATTN] += (int64_t)k->n_head_kv * 4 * (int64_t)M * kvl * hd;
         for (int i = r0; i < r1; i++) fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * g * (5 * (int64_t)(L0 + i + 1) + 1);
+        /* blocked: the rescaling of the online softmax (attention.h) */
+        if (blocked) fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * dk_attn_blocked_extra_flops(M, kvl, hd);
     }
+    for (int t = 0; blocked && t < c->n_scratch; t++)
+        if (c->attn[t].st) {
+            dk_status st = c->attn[t].st;
+            *e = c->attn[t].err;
+            for (int u = 0; u < c->n_scratch; u++) c->attn[u].st = DK_OK;
+            return st;
+        }
+    return DK_OK;
 }
 
 /* ---- one transformer block on the active rows ---- */
@@ -217,7 +279,7 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
         }
         capture = n_probe > 0;
     }
-    dk_attention(c, l, na, L0, capture, n_probe, fl);
+    if ((st = dk_attention(c, l, na, L0, capture, n_probe, fl, e))) return st;
     dk_matmul(&c->mm, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
     if ((st = dk_compute_status(c, e))) return st;
 

@@ -3,6 +3,7 @@
 #ifndef DK_FORWARD_STATE_H
 #define DK_FORWARD_STATE_H
 #include "forward.h"
+#include "attention.h"
 #include "matmul.h"
 #include "pool.h"
 
@@ -35,6 +36,7 @@ struct dk_ctx {
     float **s;              /* (n_scratch) each (qblk*group, n_ctx_max) scores/probabilities of a block */
     float **qb;             /* (n_scratch) each (qblk*group, head_dim) stacked queries of a block */
     float **ob;             /* (n_scratch) each (qblk*group, head_dim) block output */
+    dk_attn_scratch *attn;  /* (n_scratch) the blocked attention's (bf16 compute mode; attention.h) */
     float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;          /* floats in probs */
     dk_matmul_ctx mm;       /* the products: f32 conversion scratch, fused path, compute precision

@@ -1,25 +1,14 @@
 /* matvec.c — fused widen + dot products for a few rows (see matvec.h). */
 #include "matvec.h"
 #include "quant.h"
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define DK_MATVEC_SIMD 1
-#endif
+#include "matvec_simd.h"
 
 size_t dk_matvec_scratch_floats(int64_t k) { return (size_t)k; }
 
 #ifdef DK_MATVEC_SIMD
-/* (a0 + a1) + (a2 + a3), then lanes 4+4, 2+2, 1+1 */
-static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    return _mm_cvtss_f32(h);
-}
-
 /* 8 widened weights at element i of a row: one macro per file type, the same loop around them */
 #define DK_LOAD_F32(p, i) _mm256_loadu_ps((const float *)(p) + (i))
 #define DK_LOAD_BF16(p, i) \
@@ -48,18 +37,16 @@ float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_
 static float dk_dot_bf16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16) }
 static float dk_dot_f16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16) }
 
-/* One 32-element block of an 8-bit-valued row: acc[k] += (d * q[8k..8k+7]) * x[8k..8k+7], the
- * four 8-lane FMAs of the F32 loop's step, so Q8_0 and Q5_0 keep the F32 order. */
-static inline void dk_matvec_fma_q32(__m256 d, __m256i q, const float *x, __m256 acc[4]) {
+/* One 32-element block of an 8-bit-valued row: acc[k] += (d * q[8k..8k+7]) * x[8k..8k+7] (minus m
+ * after the multiply when `min`), d = d0 for elements 0-15 and d1 for 16-31: the four 8-lane FMAs of
+ * the F32 loop's step, so the block types keep the F32 order. */
+static inline void dk_matvec_fma_q32(__m256 d0, __m256 d1, __m256 m, bool min, __m256i q, const float *x, __m256 acc[4]) {
     __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)));
-    __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))));
-    __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)));
-    __m256 w3 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))));
-    acc[0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc[0]);
-    acc[1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + 8), acc[1]);
-    acc[2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + 16), acc[2]);
-    acc[3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + 24), acc[3]);
+    __m256 w[4] = {_mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0))),
+                   _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)))),
+                   _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1))),
+                   _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))))};
+    for (int k = 0; k < 4; k++) acc[k] = _mm256_fmadd_ps(min ? _mm256_sub_ps(w[k], m) : w[k], _mm256_loadu_ps(x + 8 * k), acc[k]);
 }
 
 /* Q8_0 (block: f16 scale d, 32 x int8 q; value d * q, as dk_dequantize computes it): a block is one
@@ -72,7 +59,7 @@ static float dk_dot_q8_0(const void *w, const float *x, int64_t n) {
         memcpy(&h, b, 2);
         __m256 d = _mm256_set1_ps(_cvtsh_ss(h)); /* == dk_fp16_to_f32 (a scale is never NaN) */
         __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
-        dk_matvec_fma_q32(d, q, x + i, acc);
+        dk_matvec_fma_q32(d, d, d, false, q, x + i, acc);
     }
     return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
 }
@@ -97,20 +84,84 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
         q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), _mm256_set1_epi8(0x10)));
         q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
         __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
-        dk_matvec_fma_q32(d, q, x + i, acc);
+        dk_matvec_fma_q32(d, d, d, false, q, x + i, acc);
     }
     return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
 }
 
-/* The dot of one row in its file type against x without widening it to memory, or NULL. */
-typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+/* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of scales, 128 of nibbles): per 64 elements
+ * 32 bytes, low nibbles sub-block 2c, high nibbles 2c + 1; value dl * q - ml as dk_dequantize. */
+static float dk_dot_q4_k(const void *w, const float *x, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n; i += 256, b += 144) {
+        __m256 dl, ml;
+        dk_matvec_k4_scales(b, &dl, &ml);
+        for (int c = 0; c < 4; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c)), m4 = _mm256_set1_epi8(0x0F);
+            __m256i j1 = _mm256_set1_epi32(2 * c), j2 = _mm256_set1_epi32(2 * c + 1);
+            __m256 d1 = _mm256_permutevar8x32_ps(dl, j1), d2 = _mm256_permutevar8x32_ps(dl, j2);
+            dk_matvec_fma_q32(d1, d1, _mm256_permutevar8x32_ps(ml, j1), true, _mm256_and_si256(raw, m4), x + i + 64 * c, acc);
+            dk_matvec_fma_q32(d2, d2, _mm256_permutevar8x32_ps(ml, j2), true, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                              x + i + 64 * c + 32, acc);
+        }
+    }
+    return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
+}
+
+/* Q6_K (210-byte blocks of 256: ql[128], qh[64], int8 scales[16], f16 d): per half (128 elements)
+ * element l + 32k (l < 32, k < 4) has its low 4 bits in nibble k >> 1 of ql[l + 32(k & 1)], its high
+ * 2 bits at bits 2k of qh[l], scale sc[l / 16 + 2k]; value (d * scale) * (q - 32) as dk_dequantize. */
+static float dk_dot_q6_k(const void *w, const float *x, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const uint8_t *b = w;
+    for (int64_t i = 0; i < n; i += 256, b += 210) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        uint16_t h;
+        memcpy(&h, b + 208, 2);
+        float d = _cvtsh_ss(h);
+        for (int half = 0; half < 2; half++) {
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * half));
+            for (int k = 0; k < 4; k++) {
+                __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * half + 32 * (k & 1)));
+                __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(0x0F));
+                __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(0x03));
+                __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+                __m256 d0 = _mm256_set1_ps(d * (float)sc[8 * half + 2 * k]), d1 = _mm256_set1_ps(d * (float)sc[8 * half + 1 + 2 * k]);
+                dk_matvec_fma_q32(d0, d1, d0, false, q, x + i + 128 * half + 32 * k, acc);
+            }
+        }
+    }
+    return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
+}
+
+/* -1: not yet asked; 0 or 1: whether the AVX-512 kernels are used */
+static _Atomic int dk_matvec_z = -1;
+
+bool dk_matvec_set_avx512(bool on) {
+    bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
+    atomic_store(&dk_matvec_z, on && has);
+    return on && has;
+}
+
+bool dk_matvec_avx512_type(uint32_t type) { return dk_matvec_avx512_dot(type) != NULL; }
+
+static bool dk_matvec_z_on(void) {
+    if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
+    return atomic_load(&dk_matvec_z) == 1;
+}
+
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
+    dk_dot_fn z = dk_matvec_z_on() ? dk_matvec_avx512_dot(type) : NULL;
+    if (z) return z;
     switch (type) {
     case DK_GGML_TYPE_F32: return (dk_dot_fn)dk_matvec_dot;
     case DK_GGML_TYPE_BF16: return dk_dot_bf16;
     case DK_GGML_TYPE_F16: return dk_dot_f16;
     case DK_GGML_TYPE_Q8_0: return dk_dot_q8_0;
     case DK_GGML_TYPE_Q5_0: return dk_dot_q5_0;
+    case DK_GGML_TYPE_Q4_K: return dk_dot_q4_k;
+    case DK_GGML_TYPE_Q6_K: return dk_dot_q6_k;
     default: return NULL;
     }
 }
@@ -120,7 +171,14 @@ float dk_matvec_dot(const float *w, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) s += w[i] * x[i];
     return s;
 }
-typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+bool dk_matvec_set_avx512(bool on) {
+    (void)on;
+    return false;
+}
+bool dk_matvec_avx512_type(uint32_t type) {
+    (void)type;
+    return false;
+}
 static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
 #endif
 

@@ -71,29 +71,50 @@ static float dk_exp_sum(float *x, int n, float mx) {
     return sum;
 }
 
-/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). The max and the scaling are
- * order-independent, so the vector and scalar paths give the same bits. */
-void dk_softmax_masked(float *x, int lim, int len) {
+/* max of x[0..n), n >= 1 (order-independent: the vector and scalar paths give the same value) */
+static float dk_row_max(const float *x, int n) {
     float mx = x[0];
     int i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    if (lim >= 8) {
+    if (n >= 8) {
         __m256 vm = _mm256_loadu_ps(x);
-        for (i = 8; i + 8 <= lim; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+        for (i = 8; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
         float t[8];
         _mm256_storeu_ps(t, vm);
         for (int j = 0; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
     }
 #endif
-    for (; i < lim; i++) mx = x[i] > mx ? x[i] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+/* softmax over x[0..lim), zeros in x[lim..len) (masked, causal). The max and the scaling are
+ * order-independent, so the vector and scalar paths give the same bits. */
+void dk_softmax_masked(float *x, int lim, int len) {
+    float mx = dk_row_max(x, lim);
     float inv = 1.0f / dk_exp_sum(x, lim, mx);
-    i = 0;
+    int i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
     __m256 vi = _mm256_set1_ps(inv);
     for (; i + 8 <= lim; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
 #endif
     for (; i < lim; i++) x[i] *= inv;
     if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
+}
+
+float dk_softmax_online(float *x, int lim, int len, float *m, float *l) {
+    if (lim > len) lim = len;
+    if (lim <= 0) {
+        memset(x, 0, (size_t)len * sizeof *x);
+        return 1.0f;
+    }
+    float mx = dk_row_max(x, lim);
+    if (*m > mx) mx = *m;
+    float alpha = *m == -INFINITY ? 0.0f : expf(*m - mx);
+    *l = *l * alpha + dk_exp_sum(x, lim, mx);
+    *m = mx;
+    if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
+    return alpha;
 }
 
 /* g = silu(g) * u over elements [i, n): the vector path covers whole groups of 8 from i, so a

@@ -214,18 +214,23 @@ const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32
     return p;
 }
 
+size_t dk_utf8_lead(unsigned c, unsigned *lo, unsigned *hi) {
+    size_t L;
+    *lo = 0x80; *hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) L = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { L = 3; if (c == 0xE0) *lo = 0xA0; if (c == 0xED) *hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { L = 4; if (c == 0xF0) *lo = 0x90; if (c == 0xF4) *hi = 0x8F; }
+    else return 0;
+    return L;
+}
+
 /* Length of a valid UTF-8 sequence at s[0..n) (RFC 3629: no overlongs, surrogates or > U+10FFFF),
  * or 0 if invalid. */
 size_t dk_utf8_valid(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t L;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) L = 2;
-    else if (c >= 0xE0 && c <= 0xEF) { L = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { L = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-    else return 0;
-    if (n < L) return 0;
+    if (s[0] < 0x80) return 1;
+    unsigned lo, hi;
+    size_t L = dk_utf8_lead(s[0], &lo, &hi);
+    if (!L || n < L) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i < L; i++)
         if (s[i] < 0x80 || s[i] > 0xBF) return 0;

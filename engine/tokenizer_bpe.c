@@ -600,12 +600,9 @@ dk_status dk_tokenizer_pretokenize(const dk_tokenizer *t, const char *text, size
 /* Bytes of the maximal invalid subsequence at s[0..n) (n >= 1, s not valid UTF-8 there): the
  * longest prefix that could start a well-formed sequence, or 1 (Unicode 3.9, U+FFFD policy). */
 static size_t dk_utf8_invalid_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    size_t L;
-    if (c >= 0xC2 && c <= 0xDF) L = 2;
-    else if (c >= 0xE0 && c <= 0xEF) { L = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { L = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-    else return 1;
+    unsigned lo, hi;
+    size_t L = dk_utf8_lead(s[0], &lo, &hi);
+    if (!L) return 1;
     size_t k = 1;
     if (k < n && s[k] >= lo && s[k] <= hi) {
         k++;

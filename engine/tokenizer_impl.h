@@ -92,6 +92,9 @@ dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e);
 /* Length of a valid UTF-8 sequence at s[0..n) (RFC 3629), or 0 if invalid. */
 size_t dk_utf8_valid(const unsigned char *s, size_t n);
+/* The length (2..4) of the UTF-8 sequence lead byte c starts (RFC 3629), and the range [*lo, *hi]
+ * its second byte must lie in (no overlongs, surrogates or > U+10FFFF); 0 when c leads none. */
+size_t dk_utf8_lead(unsigned c, unsigned *lo, unsigned *hi);
 
 /* The two algorithms behind dk_tokenizer_encode / dk_tokenizer_decode (arguments checked there). */
 dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, int *n_ids,

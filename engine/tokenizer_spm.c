@@ -218,7 +218,7 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     dk_symbols s = {0};
     dk_heap h = {.size = sizeof(dk_bigram), .before = dk_bigram_before};
     dk_status st = DK_OK;
-    if (!norm || !out) { st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len); goto fail; }
+    if (!norm || !out) { st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len); goto done; }
     size_t nn = 0;
     if (end > b && t->add_space_prefix) { memcpy(norm + nn, t->space, t->space_len); nn += t->space_len; }
     for (size_t i = b; i < end; i++) {
@@ -243,7 +243,7 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     s.frozen = malloc(nn);
     if (!s.start || !s.n || !s.prev || !s.next || !s.frozen) {
         st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", nn);
-        goto fail;
+        goto done;
     }
     int32_t n_sym = 0;
     for (size_t i = 0; i < nn;) {
@@ -298,17 +298,17 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
             st = dk_fail(e, DK_ERR_UNSUPPORTED,
                          "tokenizer: text byte offset %u: character not in the vocabulary, which has no byte or unknown tokens",
                          s.start[i]);
-            goto fail;
+            goto done;
         }
     }
-    free(norm); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); dk_heap_free(&h);
     int32_t *shrunk = realloc(out, sizeof(int32_t) * (size_t)(n_out ? n_out : 1)); /* worst case was 16 B per text byte */
     *ids = shrunk ? shrunk : out;
     *n_ids = n_out;
-    return DK_OK;
+    out = NULL; /* the caller's now */
+    goto done;
 oom:
     st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory while merging %zu bytes", nn);
-fail:
+done:
     free(norm); free(out); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); dk_heap_free(&h);
     return st;
 }

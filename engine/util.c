@@ -1,5 +1,6 @@
 /* util.c — clock, argmax, growable string, binary heap (util.h). */
 #include "util.h"
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,14 @@ double dk_time_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *out, size_t n) {
+    if (isnan(t_s)) { snprintf(out, n, "%s", nan_text); return; }
+    time_t t = (time_t)t_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, fmt, &tm);
 }
 
 int dk_argmax(const float *x, int n) {

@@ -1,5 +1,6 @@
-/* util.h — the small helpers every layer uses: the monotonic clock, a growable string, a binary
- * heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and cli/ use it too. */
+/* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
+ * string, a binary heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and
+ * cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
@@ -7,6 +8,8 @@
 
 /* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
 double dk_time_now_s(void);
+/* UNIX time t_s (seconds, wall clock) as UTC text in strftime format fmt; nan_text when t_s is NaN. */
+void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *out, size_t n);
 
 /* Index of the largest of x[0..n) (n >= 1), the first one on ties. */
 int dk_argmax(const float *x, int n);

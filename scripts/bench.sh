@@ -8,7 +8,8 @@
 # path vs whole-matrix conversion, alternating (decode_fused_vs_convert = fused / whole-matrix
 # tokens per second, median of the per-rep ratios), next to the streaming read bandwidth
 # (decode_vs_bandwidth), and decode after a 512-token prompt for F32, F16, BF16, Q8_0 and Q5_0 weights
-# (decode_vs_bandwidth_TYPE); (5) dashkit vs llama.cpp prefill and decode
+# (decode_vs_bandwidth_TYPE; on AVX-512 CPUs decode_avx512_vs_avx2_TYPE, the same decode on the AVX2
+# kernels beside it); (5) dashkit vs llama.cpp prefill and decode
 # tokens/s on the same files at 2K and 16K tokens, dashkit in bf16 compute (scripts/bench_llamacpp.sh;
 # skipped with a message unless build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE_T,
 # llamacpp_decode_ratio_TYPE);
@@ -49,7 +50,7 @@ echo "== decode per file type after a 512-token prompt: achieved bytes/s over th
 for dt in ${DK_BENCH_DECODE_TYPES:-f32 f16 bf16 q8_0 q5_0}; do
     out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-4}" 2>/dev/null)
     T_=$(tr a-z A-Z <<<"$dt")
-    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth)$/ {print $1 "_" t ": " $2}' <<<"$out"
+    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth|decode_avx2_tokens_per_s|decode_avx512_vs_avx2)$/ {print $1 "_" t ": " $2}' <<<"$out"
 done
 echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
 for mode in f32 ${compute[1]:-}; do

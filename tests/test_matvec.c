@@ -1,7 +1,10 @@
 /* test_matvec.c — the fused small-m kernels (engine/matvec.h):
  *  - a row gives the same bits whatever its file type, when the values are the same: F16, BF16,
- *    Q8_0 (widened in registers) and Q4_K / Q5_0 (widened into the scratch row) against an F32
- *    row holding their exact f32 values (dk_dequantize), for m = 1 and m = 3;
+ *    Q8_0, Q5_0, Q4_K, Q6_K (widened in registers for m = 1, into the scratch row for m = 3) and Q5_K
+ *    (scratch) against an F32 row holding their exact f32 values (dk_dequantize), for m = 1 and
+ *    m = 3, on the AVX2 kernels and (CPUs with AVX-512F/BW; else SKIP) the AVX-512 ones;
+ *  - the same on raw random blocks (every bit pattern of quants, scales, high bits) and rows with
+ *    tails past the 32- and 8-element steps;
  *  - the result of a row depends on nothing but the row and x: any row range, any m, beta 1 adds
  *    to y exactly;
  *  - each dot product is within the f32 summation bound of a double-precision sum:
@@ -12,6 +15,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +41,23 @@ static void t_make(uint32_t type, int rows, int k, uint64_t seed, void **data, f
     free(src);
 }
 
-static const uint32_t T_TYPES[] = {DK_GGML_TYPE_F16, DK_GGML_TYPE_BF16, DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q4_K, DK_GGML_TYPE_Q5_0};
+static const uint32_t T_TYPES[] = {DK_GGML_TYPE_F16,  DK_GGML_TYPE_BF16, DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q4_K,
+                                    DK_GGML_TYPE_Q5_0, DK_GGML_TYPE_Q6_K, DK_GGML_TYPE_Q5_K};
+enum { T_N_TYPES = (int)(sizeof T_TYPES / sizeof *T_TYPES) };
+
+/* loop index -> the kernels' ISA (0: AVX2 or the portable build, 1: AVX-512 where the CPU has it)
+ * and a type; false (the caller skips) for AVX-512 on a CPU without it */
+static bool t_isa(int i, uint32_t *type) {
+    *type = T_TYPES[i % T_N_TYPES];
+    bool want = i >= T_N_TYPES, got = dk_matvec_set_avx512(want);
+    if (want && !got) printf("SKIP: no AVX-512F/BW on this CPU or build: its kernels are not tested here\n");
+    return want == got;
+}
 
 START_TEST(test_types_bit_identical) {
     enum { R = 19, K = 512, M = 3 };
-    uint32_t type = T_TYPES[_i];
+    uint32_t type;
+    if (!t_isa(_i, &type)) return;
     void *data;
     float *f32, x[M * K], scratch[K], y[M * R], yf[M * R];
     dk_tensor t;
@@ -52,10 +68,52 @@ START_TEST(test_types_bit_identical) {
     for (int m = 1; m <= M; m += 2) {
         dk_matvec_rows(&t, 0, R, x, m, y, R, 0.0f, scratch);
         dk_matvec_rows(&tf, 0, R, x, m, yf, R, 0.0f, NULL);
-        ck_assert_msg(memcmp(y, yf, (size_t)m * R * 4) == 0, "%s, m = %d: not the F32 row's bits", dk_ggml_type_name(type), m);
+        ck_assert_msg(memcmp(y, yf, (size_t)m * R * 4) == 0, "%s, m = %d, isa %d: not the F32 row's bits", dk_ggml_type_name(type),
+                      m, _i / T_N_TYPES);
     }
     free(data);
     free(f32);
+    dk_matvec_set_avx512(true);
+}
+END_TEST
+
+/* Raw random blocks (every bit pattern of the quants, scales and high bits; the f16 scales kept
+ * finite by clearing their top exponent bit) and rows with tails: the in-register kernel of each
+ * type, in each ISA, gives exactly dk_matvec_dot of the row dk_dequantize writes. */
+START_TEST(test_random_blocks_exact) {
+    uint32_t type;
+    if (!t_isa(_i, &type)) return;
+    uint32_t be, bb;
+    ck_assert(dk_ggml_type_block(type, &be, &bb));
+    static const int64_t lens[] = {1, 3, 5, 8, 13, 29, 45, 256 + 8 + 5, 896 + 13, 4864 + 13};
+    uint64_t s = 1234 + (uint64_t)_i;
+    for (int li = 0; li < (int)(sizeof lens / sizeof *lens); li++) {
+        int64_t k = be == 1 ? lens[li] : ((lens[li] + be - 1) / be) * be;
+        size_t rb = dk_ggml_row_bytes(type, k);
+        uint8_t *row = malloc(rb);
+        float *x = malloc((size_t)k * 4), *wf = malloc((size_t)k * 4), y;
+        for (size_t j = 0; j < rb; j++) row[j] = (uint8_t)(t_unit(&s) * 128.0f + 128.0f);
+        /* the high bytes of the f16/bf16 fields: every other byte (F16, BF16), d (and Q4_K/Q5_K dmin) */
+        bool two = type == DK_GGML_TYPE_Q4_K || type == DK_GGML_TYPE_Q5_K;
+        for (size_t b = 0; b < rb; b += bb) {
+            if (be == 1) row[b + 1] &= 0xBF;
+            else if (type == DK_GGML_TYPE_Q6_K) row[b + 209] &= 0xBF;
+            else row[b + 1] &= 0xBF, row[b + 3] &= two ? 0xBF : 0xFF;
+        }
+        for (int64_t j = 0; j < k; j++) x[j] = t_unit(&s);
+        dk_dequantize(type, row, wf, (size_t)k);
+        dk_tensor t = {row, type, 1, k, rb};
+        float *scratch = malloc(dk_matvec_scratch_floats(k) * 4);
+        dk_matvec_rows(&t, 0, 1, x, 1, &y, 1, 0.0f, scratch);
+        float ref = dk_matvec_dot(wf, x, k);
+        ck_assert_msg(memcmp(&y, &ref, 4) == 0, "%s k = %lld isa %d: %.9g vs %.9g", dk_ggml_type_name(type), (long long)k,
+                      _i / T_N_TYPES, y, ref);
+        free(row);
+        free(x);
+        free(wf);
+        free(scratch);
+    }
+    dk_matvec_set_avx512(true);
 }
 END_TEST
 
@@ -94,7 +152,8 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("matvec");
     TCase *tc = tcase_create("matvec");
-    tcase_add_loop_test(tc, test_types_bit_identical, 0, (int)(sizeof T_TYPES / sizeof *T_TYPES));
+    tcase_add_loop_test(tc, test_types_bit_identical, 0, 2 * T_N_TYPES);
+    tcase_add_loop_test(tc, test_random_blocks_exact, 0, 2 * T_N_TYPES);
     tcase_add_test(tc, test_rows_independent_and_bound);
     suite_add_tcase(s, tc);
     return dk_test_main(s);

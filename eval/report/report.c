@@ -35,13 +35,7 @@ int dk_report_kind_parse(const char *s, dk_report_kind *k) {
     return -1;
 }
 
-static void rep_time(char *b, size_t n, double t) {
-    if (isnan(t)) { snprintf(b, n, "–"); return; }
-    time_t s = (time_t)t;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(b, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
-}
+static void rep_time(char *b, size_t n, double t) { dk_time_fmt_utc(t, "%Y-%m-%d %H:%M:%S UTC", "–", b, n); }
 
 static void rep_md_kv(FILE *f, const char *k, const char *v) {
     fprintf(f, "| %s | ", k);

@@ -38,8 +38,13 @@ static void rep_csv_row(FILE *f, const rep_data *d, int mi, int si, const char *
     fprintf(f, ",%zu,%.17g,%.17g,%.17g\n", n, c.est, c.lo, c.hi);
 }
 
-/* The three streams of a table: Markdown, LaTeX, CSV. */
-static dk_status rep_table_open(rep_mem *md, rep_mem *tex, rep_mem *csv, dk_err *e) {
+/* The three streams of a table (Markdown, LaTeX, CSV) and its index buffers: *rows for d's settings,
+ * *tasks for its tasks (one spare each); rep_table_drop frees them, also after a failure here. */
+static dk_status rep_table_open(const rep_data *d, rep_mem *md, rep_mem *tex, rep_mem *csv, int **rows, int **tasks,
+                                dk_err *e) {
+    *rows = calloc(d->n_settings + 1, sizeof **rows);
+    *tasks = calloc(d->n_tasks + 1, sizeof **tasks);
+    if (!*rows || !*tasks) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     dk_status st = rep_mem_open(md, e);
     if (st == DK_OK) st = rep_mem_open(tex, e);
     if (st == DK_OK) st = rep_mem_open(csv, e);
@@ -61,19 +66,20 @@ static dk_status rep_table_commit(rep_mem *md, rep_mem *tex, rep_mem *csv, rep_o
     return rep_mem_commit(csv, o, name, e);
 }
 
-static void rep_table_drop(rep_mem *md, rep_mem *tex, rep_mem *csv) {
+static void rep_table_drop(rep_mem *md, rep_mem *tex, rep_mem *csv, int *rows, int *tasks) {
     rep_mem_drop(md);
     rep_mem_drop(tex);
     rep_mem_drop(csv);
+    free(rows);
+    free(tasks);
 }
 
 /* table_main: settings x tasks. md and tex are also embedded in report.md (md_out). */
 dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e) {
     rep_mem md = {0}, tex = {0}, csv = {0};
     dk_status st;
-    int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
-    if (!rows || !tasks) { free(rows); free(tasks); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
+    int *rows, *tasks;
+    if ((st = rep_table_open(d, &md, &tex, &csv, &rows, &tasks, e)) != DK_OK) goto done;
     fprintf(csv.f, "model,setting,method,params,column,n,value,lo,hi\n");
     fprintf(tex.f, "%% dashkit report, run %lld: mean score per task (%.0f%% percentile bootstrap CI), Avg = mean of the"
                    " task means,\n%% FLOPs and wall = prefill speedups over dense (sum dense / sum method). Needs \\usepackage{booktabs}.\n",
@@ -137,8 +143,7 @@ dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e)
     }
     st = rep_table_commit(&md, &tex, &csv, o, "table_main", md_out, e);
 done:
-    rep_table_drop(&md, &tex, &csv);
-    free(rows); free(tasks);
+    rep_table_drop(&md, &tex, &csv, rows, tasks);
     return st;
 }
 
@@ -161,30 +166,25 @@ static int rep_csv_record(const char **pp, char ***out, size_t *n) {
     size_t cap = 0;
     *out = NULL; *n = 0;
     for (;;) {
-        size_t fc = 64, fl = 0;
-        char *f = malloc(fc);
-        if (!f) return -2;
+        dk_strbuf f = {0};
+        if (!dk_strbuf_add(&f, "", 0)) return -2;
         if (*p == '"') {
             p++;
             for (;;) {
-                if (!*p) { free(f); return -1; }
-                if (*p == '"' && p[1] == '"') { p += 2; f[fl++] = '"'; }
+                if (!*p) { int r = f.oom ? -2 : -1; dk_strbuf_free(&f); return r; }
+                if (*p == '"' && p[1] == '"') { p += 2; dk_strbuf_add(&f, "\"", 1); }
                 else if (*p == '"') { p++; break; }
-                else f[fl++] = *p++;
-                if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
+                else dk_strbuf_add(&f, p++, 1);
             }
         }
-        while (*p && *p != ',' && *p != '\n' && *p != '\r') {
-            f[fl++] = *p++;
-            if (fl + 1 >= fc) { char *g = realloc(f, fc *= 2); if (!g) { free(f); return -2; } f = g; }
-        }
-        f[fl] = 0;
+        while (*p && *p != ',' && *p != '\n' && *p != '\r') dk_strbuf_add(&f, p++, 1);
+        if (f.oom) { dk_strbuf_free(&f); return -2; }
         if (*n == cap) {
             char **v = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof *v);
-            if (!v) { free(f); return -2; }
+            if (!v) { dk_strbuf_free(&f); return -2; }
             *out = v;
         }
-        (*out)[(*n)++] = f;
+        (*out)[(*n)++] = f.s;
         if (*p == ',') { p++; continue; }
         if (*p == '\r') p++;
         if (*p == '\n') p++;
@@ -479,10 +479,10 @@ dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FI
     if (!pp->n_cols || !pp->n_rows) return DK_OK;
     rep_mem md = {0}, tex = {0}, csv = {0};
     dk_status st;
-    int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
+    int *rows, *tasks;
     int *pcol = calloc(pp->n_cols + 1, sizeof *pcol), *rti = calloc(pp->n_cols + 1, sizeof *rti);
-    if (!rows || !tasks || !pcol || !rti) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
+    if ((st = rep_table_open(d, &md, &tex, &csv, &rows, &tasks, e)) != DK_OK) goto done;
+    if (!pcol || !rti) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
     fprintf(csv.f, "model,paper_method,row,source,column,n,value,lo,hi\n");
     fprintf(tex.f, "%% dashkit report, run %lld: reported numbers (%s) beside measured task means (%.0f%% bootstrap CI).\n",
             (long long)d->run_id, pp->path, 100 * d->opts->level);
@@ -502,8 +502,8 @@ dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FI
     if (!*written) goto done;
     st = rep_table_commit(&md, &tex, &csv, o, "paper_vs_measured", md_out, e);
 done:
-    rep_table_drop(&md, &tex, &csv);
-    free(rows); free(tasks); free(pcol); free(rti);
+    rep_table_drop(&md, &tex, &csv, rows, tasks);
+    free(pcol); free(rti);
     return st;
 }
 
@@ -534,9 +534,8 @@ static void rep_param(char *b, size_t n, double v) {
 dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e) {
     rep_mem md = {0}, tex = {0}, csv = {0};
     dk_status st;
-    int *rows = calloc(d->n_settings + 1, sizeof *rows), *tasks = calloc(d->n_tasks + 1, sizeof *tasks);
-    if (!rows || !tasks) { free(rows); free(tasks); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
-    if ((st = rep_table_open(&md, &tex, &csv, e)) != DK_OK) goto done;
+    int *rows, *tasks;
+    if ((st = rep_table_open(d, &md, &tex, &csv, &rows, &tasks, e)) != DK_OK) goto done;
     fprintf(csv.f, "model,setting,method,rho,tau,ls,keep,n,score,score_lo,score_hi,flops_speedup,wall_speedup,wall_lo,wall_hi,"
                    "kl,top1,nll_delta\n");
     fprintf(tex.f, "%% dashkit report, run %lld: ablation over ratio (rho), threshold (tau), start layer (ls), keep.\n",
@@ -600,8 +599,7 @@ dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out, dk_err
     }
     st = rep_table_commit(&md, &tex, &csv, o, "table_ablation", md_out, e);
 done:
-    rep_table_drop(&md, &tex, &csv);
-    free(rows); free(tasks);
+    rep_table_drop(&md, &tex, &csv, rows, tasks);
     return st;
 }
 

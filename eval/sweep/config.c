@@ -417,6 +417,34 @@ static dk_status dk_check_list(const char *file, const cJSON *root, const char *
     return DK_OK;
 }
 
+/* The words of one kind of entry list: "tasks"/"task"/"option" (plural grid keys renamed) or
+ * "methods"/"method"/"parameter". */
+typedef struct { const char *list, *what, *kind; int rename_plural; } dk_entry_kind;
+static const dk_entry_kind dk_entry_task = {"tasks", "task", "option", 1};
+static const dk_entry_kind dk_entry_method = {"methods", "method", "parameter", 0};
+
+/* Entry i of a tasks/methods list: its name found among the registry's `known` entries, its
+ * options parsed into *opts, the name and the options' canonical JSON into *name / *canon. */
+static dk_status dk_parse_entry(const char *file, const dk_entry_kind *k, const cJSON *c, size_t i,
+                                const dk_config_entry *known, size_t n_known, const cJSON **opts, char **name,
+                                char **canon, dk_err *err) {
+    char where[64], buf[1024];
+    dk_status st = DK_OK;
+    const char *nm = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+    const dk_config_entry *e = dk_find_entry(known, n_known, nm);
+    if (!e) {
+        dk_join_names(known, n_known, buf, sizeof buf);
+        return dk_fail(err, DK_ERR_ARG, "%s: %s[%zu].name: unknown %s \"%s\" (known: %s)", file, k->list, i, k->what, nm,
+                       buf);
+    }
+    snprintf(where, sizeof where, "%s[%zu]", k->list, i);
+    if (!(*opts = dk_parse_options(file, where, c, e, k->kind, k->rename_plural, err, &st))) return st;
+    *name = dk_strdup(nm);
+    *canon = dk_config_canon_item(*opts);
+    if (!*name || !*canon) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+    return DK_OK;
+}
+
 static void dk_line_col(const char *text, size_t off, int *line, int *col) {
     *line = 1; *col = 1;
     for (size_t i = 0; i < off; i++) {
@@ -431,7 +459,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     *out = NULL;
     const char *file = path ? path : "<config>";
     const char *end = NULL;
-    char got[96], where[64], buf[1024];
+    char got[96], buf[1024];
     int line, col;
     cJSON *root = cJSON_ParseWithLengthOpts(text, n, &end, 0);
     if (!root) {
@@ -597,33 +625,17 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     if (!cfg->tasks || !cfg->methods || !topt || !mopt) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     i = 0;
     for (const cJSON *c = tasks->child; c; c = c->next, i++) {
-        const char *nm = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
-        const dk_config_entry *e = dk_find_entry(reg->tasks, reg->n_tasks, nm);
-        if (!e) {
-            dk_join_names(reg->tasks, reg->n_tasks, buf, sizeof buf);
-            st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu].name: unknown task \"%s\" (known: %s)", file, i, nm, buf);
+        dk_config_task *t = &cfg->tasks[i];
+        if ((st = dk_parse_entry(file, &dk_entry_task, c, i, reg->tasks, reg->n_tasks, &topt[i], &t->name,
+                                 &t->options, err)) != DK_OK)
             goto fail;
-        }
-        snprintf(where, sizeof where, "tasks[%zu]", i);
-        if (!(topt[i] = dk_parse_options(file, where, c, e, "option", 1, err, &st))) goto fail;
-        cfg->tasks[i].name = dk_strdup(nm);
-        cfg->tasks[i].options = dk_config_canon_item(topt[i]);
-        if (!cfg->tasks[i].name || !cfg->tasks[i].options) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
     i = 0;
     for (const cJSON *c = methods->child; c; c = c->next, i++) {
-        const char *nm = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
-        const dk_config_entry *e = dk_find_entry(reg->methods, reg->n_methods, nm);
-        if (!e) {
-            dk_join_names(reg->methods, reg->n_methods, buf, sizeof buf);
-            st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu].name: unknown method \"%s\" (known: %s)", file, i, nm, buf);
+        dk_config_method *m = &cfg->methods[i];
+        if ((st = dk_parse_entry(file, &dk_entry_method, c, i, reg->methods, reg->n_methods, &mopt[i], &m->name,
+                                 &m->params, err)) != DK_OK)
             goto fail;
-        }
-        snprintf(where, sizeof where, "methods[%zu]", i);
-        if (!(mopt[i] = dk_parse_options(file, where, c, e, "parameter", 0, err, &st))) goto fail;
-        cfg->methods[i].name = dk_strdup(nm);
-        cfg->methods[i].params = dk_config_canon_item(mopt[i]);
-        if (!cfg->methods[i].name || !cfg->methods[i].params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
     }
 
     if (reg == dk_config_registry_builtin() && (st = dk_config_check_policies(cfg, mopt, err)) != DK_OK) goto fail;

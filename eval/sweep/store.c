@@ -282,6 +282,12 @@ void dk_sql_rollback(dk_store *s) {
     if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+dk_status dk_sql_end(dk_store *s, dk_status rc, dk_err *err) {
+    if (rc == DK_OK) return dk_store_commit(s, err);
+    dk_sql_rollback(s);
+    return rc;
+}
+
 void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v) {
     if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
     else sqlite3_bind_null(st, i);

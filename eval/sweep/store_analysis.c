@@ -173,9 +173,7 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
     const int n[DK_AN_TABLES] = {a->n_layer, 10, a->n_recall, a->n_overlap};
     rc = dk_analysis_head_put(s, a, err);
     for (int t = 0; !rc && t < DK_AN_TABLES; t++) rc = dk_analysis_rows_put(s, a, &dk_analysis_tables[t], n[t], err);
-    if (!rc) rc = dk_sql_exec(s, "COMMIT", err);
-    if (rc) dk_sql_rollback(s);
-    return rc;
+    return dk_sql_end(s, rc, err);
 }
 
 /* The analyses row of id (> 0) or the latest of model_sha256 (NULL: of any model); *found = 0 when none. */

@@ -18,6 +18,9 @@ dk_status dk_sql_fail(dk_store *s, dk_err *err, const char *what);
 dk_status dk_sql_exec(dk_store *s, const char *sql, dk_err *err);
 dk_status dk_sql_prepare(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err);
 void dk_sql_rollback(dk_store *s);                               /* when a transaction is open */
+/* Ends the open transaction: COMMIT when rc is DK_OK (a failed COMMIT rolls back and is the
+ * result), else ROLLBACK; returns the result. */
+dk_status dk_sql_end(dk_store *s, dk_status rc, dk_err *err);
 void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v);   /* NULL -> NULL */
 void dk_sql_bind_real(sqlite3_stmt *st, int i, double v);        /* NAN -> NULL */
 void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v);      /* < 0 (unknown) -> NULL */

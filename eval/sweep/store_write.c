@@ -95,7 +95,7 @@ dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec 
         (rc = dk_sql_prepare(s, "SELECT id, state FROM cells WHERE key = ?", &get, err)) ||
         (rc = dk_sql_prepare(s, "UPDATE cells SET state = 'pending' WHERE id = ? AND state = 'failed'", &retry, err)) ||
         (rc = dk_sql_prepare(s, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &link, err)))
-        goto fail;
+        goto done;
     for (size_t i = 0; i < n; i++) {
         const dk_cell_spec *c = &cells[i];
         sqlite3_reset(ins);
@@ -111,33 +111,29 @@ dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec 
         sqlite3_bind_int64(ins, 10, c->n_samples);
         sqlite3_bind_int64(ins, 11, c->seed);
         sqlite3_bind_double(ins, 12, now);
-        if (sqlite3_step(ins) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert cell"); goto fail; }
+        if (sqlite3_step(ins) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert cell"); goto done; }
         sqlite3_reset(get);
         dk_sql_bind_text(get, 1, c->key);
-        if (sqlite3_step(get) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read cell"); goto fail; }
+        if (sqlite3_step(get) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read cell"); goto done; }
         int64_t id = sqlite3_column_int64(get, 0);
         dk_cell_state state = dk_cell_state_parse(sqlite3_column_text(get, 1));
         if (retry_failed && state == DK_CELL_FAILED) {
             sqlite3_reset(retry);
             sqlite3_bind_int64(retry, 1, id);
-            if (sqlite3_step(retry) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "retry cell"); goto fail; }
+            if (sqlite3_step(retry) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "retry cell"); goto done; }
             state = DK_CELL_PENDING;
         }
         sqlite3_reset(link);
         sqlite3_bind_int64(link, 1, run_id);
         sqlite3_bind_int64(link, 2, id);
         sqlite3_bind_int64(link, 3, ord ? ord[i] : (int64_t)i);
-        if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto fail; }
+        if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto done; }
         if (cell_ids) cell_ids[i] = id;
         if (states) states[i] = state;
     }
+done:
     sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) dk_sql_rollback(s);
-    return rc;
-fail:
-    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
-    dk_sql_rollback(s);
-    return rc;
+    return dk_sql_end(s, rc, err);
 }
 
 /* ---- workers ---- */
@@ -210,7 +206,7 @@ dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, d
             "SELECT c.id, c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
             " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id"
             " WHERE rc.run_id = ? AND c.state IN ('pending', 'running') ORDER BY c.state = 'running', rc.ord", &q, err)))
-        goto fail;
+        goto done;
     sqlite3_bind_int64(q, 1, run_id);
     int step;
     while ((step = sqlite3_step(q)) == SQLITE_ROW) {
@@ -221,7 +217,7 @@ dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, d
         if (lease_over || !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
                                            sqlite3_column_int64(q, 4))) { pick = id; break; }
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto done; }
     sqlite3_finalize(q);
     q = NULL;
     if (pick) {
@@ -229,25 +225,22 @@ dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, d
                 "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
                 " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
                 " error = NULL WHERE id = ? RETURNING key", &up, err)))
-            goto fail;
+            goto done;
         sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
         dk_bind_owner(up, 2, w);
         sqlite3_bind_double(up, 5, now + lease_s);
         sqlite3_bind_double(up, 6, now);
         sqlite3_bind_double(up, 7, now);
         sqlite3_bind_int64(up, 8, pick);
-        if (sqlite3_step(up) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        if (sqlite3_step(up) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "claim cell"); goto done; }
         if (key) snprintf(key, 65, "%s", (const char *)sqlite3_column_text(up, 0));
         sqlite3_finalize(up);
         up = NULL;
     }
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
-    *cell_id = pick;
-    return DK_OK;
-fail:
+done:
     sqlite3_finalize(q);
     sqlite3_finalize(up);
-    dk_sql_rollback(s);
+    if ((rc = dk_sql_end(s, rc, err)) == DK_OK) *cell_id = pick;
     return rc;
 }
 
@@ -266,14 +259,14 @@ dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *
             "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
             " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
             " error = NULL WHERE id = ?", &up, err)))
-        goto fail;
+        goto done;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(q);
         sqlite3_bind_int64(q, 1, run_id);
         sqlite3_bind_int64(q, 2, ids[i]);
         int step = sqlite3_step(q);
         if (step == SQLITE_DONE) continue;
-        if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto fail; }
+        if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto done; }
         const char *state = (const char *)sqlite3_column_text(q, 0);
         int take = !strcmp(state, "pending");
         if (!take && !strcmp(state, "running"))
@@ -288,19 +281,14 @@ dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *
         sqlite3_bind_double(up, 6, now);
         sqlite3_bind_double(up, 7, now);
         sqlite3_bind_int64(up, 8, ids[i]);
-        if (sqlite3_step(up) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "claim cell"); goto fail; }
+        if (sqlite3_step(up) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "claim cell"); goto done; }
         claimed[i] = 1;
     }
+done:
     sqlite3_finalize(q);
     sqlite3_finalize(up);
-    q = up = NULL;
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
-    return DK_OK;
-fail:
-    sqlite3_finalize(q);
-    sqlite3_finalize(up);
-    dk_sql_rollback(s);
-    for (size_t i = 0; i < n; i++) claimed[i] = 0;
+    if ((rc = dk_sql_end(s, rc, err)) != DK_OK)
+        for (size_t i = 0; i < n; i++) claimed[i] = 0;
     return rc;
 }
 
@@ -346,11 +334,11 @@ dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w,
     if (rc != DK_OK) return rc;
     if ((rc = dk_sql_prepare(s, "SELECT n_samples, (SELECT count(*) FROM samples WHERE cell_id = ?1) FROM cells WHERE id = ?1",
                          &q, err)))
-        goto fail;
+        goto done;
     sqlite3_bind_int64(q, 1, cell_id);
     if (sqlite3_step(q) != SQLITE_ROW) {
         rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
-        goto fail;
+        goto done;
     }
     int64_t want = sqlite3_column_int64(q, 0), have = sqlite3_column_int64(q, 1);
     sqlite3_finalize(q);
@@ -358,18 +346,14 @@ dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w,
     if (have != want) {
         rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld has %lld of %lld samples; it cannot be done", s->path,
                      (long long)cell_id, (long long)have, (long long)want);
-        goto fail;
+        goto done;
     }
-    if ((rc = dk_owned_update(s, cell_id, w,
-                              "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
-                              dk_store_now(), NULL, err)))
-        goto fail;
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
-    return DK_OK;
-fail:
+    rc = dk_owned_update(s, cell_id, w,
+                         "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
+                         dk_store_now(), NULL, err);
+done:
     sqlite3_finalize(q);
-    dk_sql_rollback(s);
-    return rc;
+    return dk_sql_end(s, rc, err);
 }
 
 dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err) {
@@ -432,14 +416,14 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) { free(active); return rc; }
     double now = dk_store_now();
-    if ((rc = dk_owned_update(s, r->cell_id, w, "lease_until = ?", now + lease_s, NULL, err))) goto fail;
+    if ((rc = dk_owned_update(s, r->cell_id, w, "lease_until = ?", now + lease_s, NULL, err))) goto done;
     if ((rc = dk_sql_prepare(s,
             "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
             " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
             " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
             " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
-        goto fail;
+        goto done;
     sqlite3_bind_int64(ins, 1, r->cell_id);
     sqlite3_bind_int64(ins, 2, r->sample_id);
     dk_sql_bind_text(ins, 3, r->sample_key);
@@ -476,14 +460,14 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
         else
             rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: rejected: %s", s->path, (long long)r->cell_id,
                          (long long)r->sample_id, sqlite3_errmsg(s->db));
-        goto fail;
+        goto done;
     }
     int64_t row = sqlite3_last_insert_rowid(s->db);
     if (r->layers) {
         if ((rc = dk_sql_prepare(s,
                 "INSERT INTO sample_layers(sample_row, layer, delta_min, delta_median, delta_max, flops, wall_s)"
                 " VALUES(?,?,?,?,?,?,?)", &lay, err)))
-            goto fail;
+            goto done;
         for (int l = 0; l < r->n_layer; l++) {
             const dk_layer_stat *ls = &r->layers[l];
             sqlite3_reset(lay);
@@ -497,22 +481,15 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
             if (sqlite3_step(lay) != SQLITE_DONE) {
                 rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld layer %d: rejected: %s", s->path,
                              (long long)r->cell_id, (long long)r->sample_id, l, sqlite3_errmsg(s->db));
-                goto fail;
+                goto done;
             }
         }
     }
+done:
     sqlite3_finalize(ins);
     sqlite3_finalize(lay);
-    ins = lay = NULL;
-    if ((rc = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
     free(active);
-    return DK_OK;
-fail:
-    sqlite3_finalize(ins);
-    sqlite3_finalize(lay);
-    dk_sql_rollback(s);
-    free(active);
-    return rc;
+    return dk_sql_end(s, rc, err);
 }
 
 /* ---- dense results ---- */

@@ -316,7 +316,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     for (int i = 0; i < nvar; i++) pos[i] = rng_unit(r);
     for (int i = 1; i < nvar; i++) for (int j = i; j > 0 && pos[j - 1] > pos[j]; j--) { double t = pos[j]; pos[j] = pos[j - 1]; pos[j - 1] = t; }
     for (int i = 0; i < nvar; i++) own[i] = i / (nh + 1);
-    for (int i = nvar - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = own[i]; own[i] = own[j]; own[j] = t; }
+    rng_shuffle(r, own, nvar);
     int next[64] = {0};
     if (nc > 64) { free(pos); free(own); free(vars); free(vals); return dk_fail(e, DK_ERR_ARG, "chains: at most 64"); }
     for (int i = 0; i < nvar; i++) {
@@ -345,7 +345,7 @@ static dk_status plan_cwe(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e
     sp->ans = calloc((size_t)p->n_cw, sizeof(char *));
     if (!perm || !sp->coded.w || !sp->ans) { free(perm); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
     for (int i = 0; i < V; i++) perm[i] = i;
-    for (int i = V - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    rng_shuffle(r, perm, V);
     for (int i = 0; i < V; i++) sp->coded.w[sp->coded.n++] = xstrdup(g->vocab.w[perm[i]], oom);
     for (int i = 0; i < p->n_cw; i++) sp->ans[sp->n_ans++] = xstrdup(g->vocab.w[perm[i]], oom);
     free(perm);
@@ -388,7 +388,7 @@ static dk_status plan_qa(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     sp->needle[0] = xstrdup("", oom);
     sp->nd_depth[0] = pick_depth(p, r);
     for (int i = 0; i < g->n_docs; i++) sp->doc_perm[i] = i;
-    for (int i = g->n_docs - 1; i > 0; i--) { int j = (int)rng_below(r, (uint64_t)i + 1), t = sp->doc_perm[i]; sp->doc_perm[i] = sp->doc_perm[j]; sp->doc_perm[j] = t; }
+    rng_shuffle(r, sp->doc_perm, g->n_docs);
     for (int k = 0; k < na; k++) sp->ans[sp->n_ans++] = xstrdup(g->qas[sp->qa_idx].ans[k], oom);
     return DK_OK;
 }

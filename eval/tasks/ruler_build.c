@@ -209,7 +209,7 @@ static long build_cwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, d
     for (long j = 0; j < h; j++) idx[m++] = p->n_cw + (int)(j / p->freq_ucw);
     rng_t r;
     rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
-    for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&r, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
+    rng_shuffle(&r, idx, n);
     for (long i = 0; i < n; i++) dk_strbuf_addf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
     free(idx);
     dk_strbuf_adds(c, "\n");
@@ -235,7 +235,7 @@ static long build_fwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, d
     }
     rng_t rr;
     rng_seed(&rr, sp->shuffle_seed, (uint64_t)h);
-    for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(&rr, (uint64_t)i + 1); int t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
+    rng_shuffle(&rr, idx, n);
     for (long i = 0; i < n; i++) {
         if (i) dk_strbuf_adds(c, i % 10 ? " " : " .... ");
         dk_strbuf_adds(c, sp->coded.w[idx[i]]);

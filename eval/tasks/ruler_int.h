@@ -30,6 +30,10 @@ static inline uint64_t rng_next(rng_t *r) {
     return res;
 }
 static inline uint64_t rng_below(rng_t *r, uint64_t n) { return n ? rng_next(r) % n : 0; } /* bias < 2^-40 for our n */
+/* Fisher-Yates: a[0..n) in a uniformly random order (from the last element down). */
+static inline void rng_shuffle(rng_t *r, int *a, long n) {
+    for (long i = n - 1; i > 0; i--) { long j = (long)rng_below(r, (uint64_t)i + 1); int t = a[i]; a[i] = a[j]; a[j] = t; }
+}
 static inline double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 
 typedef struct {

@@ -136,6 +136,14 @@ static dk_status parse_long(const char *task, const char *key, const char *v, lo
     return DK_OK;
 }
 
+/* parse_long for an int field (lo..hi within int's range). */
+static dk_status parse_int(const char *task, const char *key, const char *v, long lo, long hi, int *out, dk_err *e) {
+    long x;
+    dk_status st = parse_long(task, key, v, lo, hi, &x, e);
+    if (st == DK_OK) *out = (int)x;
+    return st;
+}
+
 static dk_status parse_double(const char *task, const char *key, const char *v, double lo, double hi, double *out, dk_err *e) {
     char *end;
     errno = 0;
@@ -179,8 +187,7 @@ dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_s
     if ((st = parse_long(name, "seed", V("seed"), 0, 0x7FFFFFFFFFFFFFFFL, &x, e))) return st;
     p.seed = (uint64_t)x;
     if (*V("max_new_tokens")) {
-        if ((st = parse_long(name, "max_new_tokens", V("max_new_tokens"), 1, 1 << 20, &x, e))) return st;
-        p.tokens_to_generate = (int)x;
+        if ((st = parse_int(name, "max_new_tokens", V("max_new_tokens"), 1, 1 << 20, &p.tokens_to_generate, e))) return st;
     }
     if (opt_find(t, "haystack")) {
         const char *h = V("haystack");
@@ -190,28 +197,20 @@ dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_s
         else return dk_fail(e, DK_ERR_ARG, "task %s: option haystack: '%s' is not essay|noise|needle", name, h);
         if ((st = parse_type(name, "key_type", V("key_type"), &p.key_type, e))) return st;
         if ((st = parse_type(name, "value_type", V("value_type"), &p.value_type, e))) return st;
-        if ((st = parse_long(name, "keys", V("keys"), 1, 256, &x, e))) return st;
-        p.n_keys = (int)x;
-        if ((st = parse_long(name, "values", V("values"), 1, 256, &x, e))) return st;
-        p.n_values = (int)x;
-        if ((st = parse_long(name, "queries", V("queries"), 1, 256, &x, e))) return st;
-        p.n_queries = (int)x;
+        if ((st = parse_int(name, "keys", V("keys"), 1, 256, &p.n_keys, e))) return st;
+        if ((st = parse_int(name, "values", V("values"), 1, 256, &p.n_values, e))) return st;
+        if ((st = parse_int(name, "queries", V("queries"), 1, 256, &p.n_queries, e))) return st;
     }
     if (opt_find(t, "haystack_file")) p.haystack_path = V("haystack_file");
     if (opt_find(t, "squad_file")) p.squad_path = V("squad_file");
     if (opt_find(t, "chains")) {
-        if ((st = parse_long(name, "chains", V("chains"), 1, 64, &x, e))) return st;
-        p.n_chains = (int)x;
-        if ((st = parse_long(name, "hops", V("hops"), 1, 64, &x, e))) return st;
-        p.n_hops = (int)x;
+        if ((st = parse_int(name, "chains", V("chains"), 1, 64, &p.n_chains, e))) return st;
+        if ((st = parse_int(name, "hops", V("hops"), 1, 64, &p.n_hops, e))) return st;
     }
     if (opt_find(t, "common")) {
-        if ((st = parse_long(name, "common", V("common"), 1, 1000, &x, e))) return st;
-        p.n_cw = (int)x;
-        if ((st = parse_long(name, "freq_cw", V("freq_cw"), 2, 100000, &x, e))) return st;
-        p.freq_cw = (int)x;
-        if ((st = parse_long(name, "freq_ucw", V("freq_ucw"), 1, 100000, &x, e))) return st;
-        p.freq_ucw = (int)x;
+        if ((st = parse_int(name, "common", V("common"), 1, 1000, &p.n_cw, e))) return st;
+        if ((st = parse_int(name, "freq_cw", V("freq_cw"), 2, 100000, &p.freq_cw, e))) return st;
+        if ((st = parse_int(name, "freq_ucw", V("freq_ucw"), 1, 100000, &p.freq_ucw, e))) return st;
     }
     if (opt_find(t, "alpha") && (st = parse_double(name, "alpha", V("alpha"), 1.0001, 4, &p.alpha, e))) return st;
 #undef V

@@ -1,0 +1,58 @@
+/* attention.h — blocked causal attention of one tile, the attention of bf16 compute mode
+ * (forward.c runs it per (KV head, query block) tile; f32 compute keeps forward.c's one-pass tile).
+ *
+ * A tile is M = nb·g query rows: nb query positions, each with the g query heads of one KV head's
+ * group, stacked (row i·g + j). Query position i sees cache entries [0, lim0 + i] (causal); the
+ * tile reads entries [0, kvl). The keys run in blocks of DK_ATTN_KBLK:
+ *   S = Q·Kblkᵀ·scale;  per row an online softmax step (ops.h: running max m and sum l, P =
+ *   exp(S - m), alpha = exp(m_old - m));  O = O·alpha + P·Vblk;  at the end O /= l.
+ * The block's scores stay in cache however long the context (the one-pass tile writes and reads
+ * M·kvl scores per tile). Masked entries of a block get probability 0; blocks past a row's limit
+ * leave the row as it was (alpha 1, no terms).
+ *
+ * The two products are f32 (OpenBLAS sgemm, one thread) or, with bf16 = true, bf16 × bf16 → f32
+ * through oneDNN's matmul on the calling thread: Q·scale, the key and value blocks and P rounded
+ * to bf16 (round to nearest even); the key block is zero-padded to DK_ATTN_KBLK so one primitive
+ * pair serves every block. The running max, sums, rescaling and the division stay f32. */
+#ifndef DK_ATTENTION_H
+#define DK_ATTENTION_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "compute.h"
+#include "dk_common.h"
+
+enum { DK_ATTN_KBLK = 256 };
+
+/* One thread's scratch for tiles of up to m_cap rows of head size hd. */
+typedef struct {
+    int m_cap, hd;
+    float *s;            /* (m_cap, KBLK) scores, then probabilities, of a key block */
+    float *mx, *sum;     /* (m_cap) running max and sum of each row */
+    float *alpha;        /* (m_cap) each row's factor for its earlier blocks, of the current block */
+    float *t;            /* (m_cap, hd) P·Vblk of a block (bf16 products) */
+    uint16_t *qb;        /* (m_cap, hd) bf16 Q·scale */
+    uint16_t *kb, *vb;   /* (KBLK, hd) bf16 key and value block, zero-padded */
+    uint16_t *pb;        /* (m_cap, KBLK) bf16 probabilities */
+    dk_bf16_backend *bf; /* this thread's oneDNN backend, made on the first bf16 tile */
+    dk_status st;        /* the caller's: first failure of this thread's tiles, and its message */
+    dk_err err;
+} dk_attn_scratch;
+
+/* Bytes of dk_attn_scratch_init's buffers (the backend's own are in memory.h's compute bytes). */
+int64_t dk_attn_scratch_bytes(int m_cap, int hd);
+dk_status dk_attn_scratch_init(dk_attn_scratch *s, int m_cap, int hd, dk_err *e);
+void dk_attn_scratch_free(dk_attn_scratch *s);
+
+/* o (M, hd) = the tile's attention output, q (M, hd) its stacked query rows, M = nb·g <= m_cap;
+ * k, v the first cache entry of the KV head (row stride kvd floats); entries [0, kvl) are read,
+ * query position i sees [0, lim0 + i] (lim0 + nb <= kvl). bf16: the products in bf16 (needs a
+ * CPU with native bf16, compute.h); a failure of oneDNN is returned, o then undefined. */
+dk_status dk_attn_blocked(dk_attn_scratch *s, const float *q, int nb, int g, int hd, const float *k,
+                          const float *v, int kvd, int kvl, int lim0, float scale, bool bf16, float *o,
+                          dk_err *e);
+
+/* FLOPs the blocked tile runs beyond the one-pass tile's count (forward.c): per row and key
+ * block after the first the rescale of its output and its factor, and the final division. */
+int64_t dk_attn_blocked_extra_flops(int m, int kvl, int hd);
+
+#endif

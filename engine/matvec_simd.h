@@ -1,0 +1,50 @@
+/* matvec_simd.h — what matvec.c and matvec_avx512.c share: the row dot's type and, in builds that
+ * target AVX2/FMA/F16C, the end of matvec.h's dot order (the four 8-lane accumulators summed
+ * (a0 + a1) + (a2 + a3), lanes 4+4, 2+2, 1+1). */
+#ifndef DK_MATVEC_SIMD_H
+#define DK_MATVEC_SIMD_H
+#include <stdint.h>
+
+/* The dot product of one row in its file type against x (n elements), widened in registers. */
+typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
+
+/* The AVX-512 form of the row dot of a file type (matvec_avx512.c; same bits as the AVX2 one), or
+ * NULL where it has none or the build does not target AVX2. The caller checks the CPU. */
+dk_dot_fn dk_matvec_avx512_dot(uint32_t type);
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <string.h>
+#include "quant.h"
+#define DK_MATVEC_SIMD 1
+
+/* (a0 + a1) + (a2 + a3), then lanes 4+4, 2+2, 1+1 */
+static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+/* Q4_K / Q5_K block at p: the 8 sub-blocks' dl = d * scale and ml = dmin * min (lane j: sub-block j), the floats
+ * dk_quant_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
+ * 12 bytes as u0, u1, u2 (little-endian words): scales 0-3 and mins 0-3 are the low 6 bits of u0's
+ * and u1's bytes; scales 4-7 take the low nibbles of u2's bytes and the top 2 bits of u0's, mins 4-7
+ * the high nibbles of u2's and the top 2 bits of u1's. */
+static inline void dk_matvec_k4_scales(const uint8_t *p, __m256 *dl, __m256 *ml) {
+    uint16_t h[2];
+    uint32_t u[3];
+    memcpy(h, p, 4);
+    memcpy(u, p + 4, 12);
+    uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    __m128i v = _mm_setr_epi32((int)(u[0] & 0x3F3F3F3Fu), (int)sc_hi, (int)(u[1] & 0x3F3F3F3Fu), (int)mn_hi);
+    __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)),
+           mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
+    *dl = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[0])), sc);
+    *ml = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h[1])), mn);
+}
+
+#endif
+#endif

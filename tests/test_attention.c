@@ -1,0 +1,352 @@
+/* test_attention.c — the blocked attention tile (engine/attention.h) against a double-precision
+ * reference, its causal mask, and bf16 compute's use of it in the forward pass.
+ *
+ * Bound (ε = 2^-24, u = 2^-8 the unit roundoff of bf16, γ_n = nε/(1 - nε)). Let a = max over rows
+ * and keys of scale·Σ_x |q_x k_x|. Scores: rounding q·scale and k to bf16 (relative u_q, u_k; 0
+ * for f32 products) and the f32 sum of hd exact products give |ŝ - s| <= Δ = (u_q + u_k +
+ * u_q·u_k)·a + γ_hd·(1 + u_q)(1 + u_k)·a. A softmax of scores moved by at most Δ moves each
+ * probability by a factor in [e^-2Δ, e^2Δ], so Σ_j |p̂_j - p_j| <= e^2Δ - 1. Then the f32
+ * evaluation: exp (relative <= 4 ulp = 8ε with the subtraction of the max), the sums of the
+ * probabilities and of the products over kvl keys and the per-block rescalings (n_blk = kvl/256
+ * + 1 factors, each one rounding on O and on l; the factor itself cancels in O/l) and the final
+ * division: η_f = 8ε + 2·γ_(kvl + 2·n_blk + 1); rounding P and V to bf16 (u_p, u_v) each adds a
+ * relative u. So
+ *   |ô - o| <= ((e^2Δ - 1)(1 + η) + η)·max|v|,  η = u_p + u_v + u_p·u_v + η_f,
+ * per output element. Checked with f32 products (u's 0), with bf16 products on inputs that are
+ * bf16 already (u_q = u_k = u_v = 0: only P is rounded) and on any inputs; the key counts cross
+ * the key-block edges (255, 256, 257, 600). A missing or doubled block, a wrong mask or a wrong
+ * rescale is an error of the order of max|v| (the scores span several units: few keys dominate).
+ * Causal: entries after a query row's limit never change that row's output bits. */
+#include "support/dk_test.h"
+#include "attention.h"
+#include "blas.h"
+#include "compute.h"
+#include "forward.h"
+#include "policy.h"
+#include "prefill.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPS (1.0 / 16777216.0)
+#define U_BF16 (1.0 / 256.0)
+
+static bool g_native;
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+static float rng_unit(uint64_t *s) {
+    return (float)((rng_next(s) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+static double gamma_n(double n) { return n * EPS / (1.0 - n * EPS); }
+
+typedef struct {
+    int nb, g, hd, kvd, kvl, lim0;
+    float scale;
+    float *q, *k, *v; /* q (nb*g, hd); k, v (kvl, kvd), the tile's head at column 0 */
+} tile;
+
+static void tile_make(tile *t, int nb, int g, int hd, int kvl, uint64_t seed, bool bf16_exact) {
+    t->nb = nb;
+    t->g = g;
+    t->hd = hd;
+    t->kvd = 2 * hd;
+    t->kvl = kvl;
+    t->lim0 = kvl - nb;
+    t->scale = 1.0f / sqrtf((float)hd);
+    size_t nq = (size_t)nb * g * hd, nk = (size_t)kvl * t->kvd;
+    t->q = malloc(nq * 4);
+    t->k = malloc(nk * 4);
+    t->v = malloc(nk * 4);
+    uint64_t s = seed;
+    for (size_t i = 0; i < nq; i++) t->q[i] = 2.0f * rng_unit(&s);
+    for (size_t i = 0; i < nk; i++) {
+        t->k[i] = 2.0f * rng_unit(&s);
+        t->v[i] = rng_unit(&s);
+    }
+    if (bf16_exact) {
+        for (size_t i = 0; i < nq; i++) t->q[i] = dk_bf16_to_f32(dk_f32_to_bf16(t->q[i]));
+        for (size_t i = 0; i < nk; i++) {
+            t->k[i] = dk_bf16_to_f32(dk_f32_to_bf16(t->k[i]));
+            t->v[i] = dk_bf16_to_f32(dk_f32_to_bf16(t->v[i]));
+        }
+    }
+}
+
+static void tile_free(tile *t) {
+    free(t->q);
+    free(t->k);
+    free(t->v);
+}
+
+static dk_status tile_run(const tile *t, bool bf16, float *o) {
+    dk_attn_scratch sc;
+    dk_err e = {{0}};
+    ck_assert(dk_attn_scratch_init(&sc, t->nb * t->g, t->hd, &e) == DK_OK);
+    dk_status st = dk_attn_blocked(&sc, t->q, t->nb, t->g, t->hd, t->k, t->v, t->kvd, t->kvl, t->lim0,
+                                   t->scale, bf16, o, &e);
+    ck_assert_msg(st == DK_OK, "%s", e.msg);
+    dk_attn_scratch_free(&sc);
+    return st;
+}
+
+/* max error of o against a double reference over the bound above; u_in: rounding of q, k, v. */
+static double tile_check(const tile *t, const float *o, double u_in, double u_p) {
+    int M = t->nb * t->g, hd = t->hd;
+    double *sc = malloc((size_t)t->kvl * sizeof *sc), a = 0, vmax = 0, worst = 0, err_max = 0;
+    for (int j = 0; j < t->kvl; j++)
+        for (int x = 0; x < hd; x++) vmax = fmax(vmax, fabs(t->v[(size_t)j * t->kvd + x]));
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j <= t->lim0 + r / t->g; j++) {
+            double s = 0;
+            for (int x = 0; x < hd; x++)
+                s += fabs((double)t->q[(size_t)r * hd + x] * t->k[(size_t)j * t->kvd + x]);
+            a = fmax(a, s * t->scale);
+        }
+    double n_blk = t->kvl / DK_ATTN_KBLK + 1;
+    double D = (2 * u_in + u_in * u_in) * a + gamma_n(hd) * (1 + u_in) * (1 + u_in) * a;
+    double eta = u_p + u_in + u_p * u_in + 8 * EPS + 2 * gamma_n(t->kvl + 2 * n_blk + 1);
+    double bound = ((exp(2 * D) - 1) * (1 + eta) + eta) * vmax;
+    for (int r = 0; r < M; r++) {
+        int lim = t->lim0 + r / t->g + 1;
+        double mx = -INFINITY, l = 0;
+        for (int j = 0; j < lim; j++) {
+            double s = 0;
+            for (int x = 0; x < hd; x++) s += (double)t->q[(size_t)r * hd + x] * t->k[(size_t)j * t->kvd + x];
+            sc[j] = s * t->scale;
+            mx = fmax(mx, sc[j]);
+        }
+        for (int j = 0; j < lim; j++) {
+            sc[j] = exp(sc[j] - mx);
+            l += sc[j];
+        }
+        for (int x = 0; x < hd; x++) {
+            double ref = 0;
+            for (int j = 0; j < lim; j++) ref += sc[j] * t->v[(size_t)j * t->kvd + x];
+            ref /= l;
+            double err = fabs(o[(size_t)r * hd + x] - ref);
+            err_max = fmax(err_max, err);
+            worst = fmax(worst, err / bound);
+        }
+    }
+    free(sc);
+    ck_assert_msg(worst <= 1.0, "nb %d kvl %d: error %.3g is %.3f of the bound %.3g", t->nb, t->kvl, err_max,
+                  worst, bound);
+    return worst;
+}
+
+static const int KVL[] = {1, 255, 256, 257, 600};
+static const int NB[] = {1, 5, 36};
+
+START_TEST(test_blocked_f32_bound) {
+    for (size_t a = 0; a < sizeof KVL / sizeof *KVL; a++)
+        for (size_t b = 0; b < sizeof NB / sizeof *NB; b++) {
+            if (NB[b] > KVL[a]) continue;
+            tile t;
+            tile_make(&t, NB[b], 7, 64, KVL[a], 11 + a * 7 + b, false);
+            float *o = malloc((size_t)t.nb * t.g * t.hd * 4);
+            tile_run(&t, false, o);
+            tile_check(&t, o, 0, 0);
+            free(o);
+            tile_free(&t);
+        }
+}
+END_TEST
+
+START_TEST(test_blocked_bf16_bound) {
+    if (!g_native) return;
+    double worst[2] = {0, 0};
+    for (int exact = 0; exact < 2; exact++)
+        for (size_t a = 0; a < sizeof KVL / sizeof *KVL; a++)
+            for (size_t b = 0; b < sizeof NB / sizeof *NB; b++) {
+                if (NB[b] > KVL[a]) continue;
+                tile t;
+                tile_make(&t, NB[b], 7, 64, KVL[a], 101 + a * 7 + b, exact);
+                float *o = malloc((size_t)t.nb * t.g * t.hd * 4), *of = malloc((size_t)t.nb * t.g * t.hd * 4);
+                tile_run(&t, true, o);
+                double w = tile_check(&t, o, exact ? 0 : U_BF16, U_BF16);
+                worst[exact] = fmax(worst[exact], w);
+                tile_run(&t, false, of); /* and it is the bf16 path: f32 products differ */
+                if (t.kvl > 1) ck_assert(memcmp(o, of, (size_t)t.nb * t.g * t.hd * 4) != 0);
+                free(o);
+                free(of);
+                tile_free(&t);
+            }
+    printf(
+        "blocked attention, bf16 products: worst error %.3f of the bound (any inputs), %.3f (bf16 inputs)\n",
+        worst[0], worst[1]);
+}
+END_TEST
+
+/* Entries after row i's limit (lim0 + i) never reach rows <= i: huge finite values there leave
+ * those rows' bits as they were. */
+START_TEST(test_blocked_causal_exact) {
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        if (bf16 && !g_native) continue;
+        tile t;
+        tile_make(&t, 36, 7, 64, 300, 77, false);
+        size_t per = (size_t)t.g * t.hd, n = (size_t)t.nb * per;
+        float *o = malloc(n * 4), *o2 = malloc(n * 4);
+        tile_run(&t, bf16, o);
+        for (int i = 0; i < t.nb; i += 7) {
+            tile u = t;
+            size_t nk = (size_t)t.kvl * t.kvd;
+            u.k = malloc(nk * 4);
+            u.v = malloc(nk * 4);
+            memcpy(u.k, t.k, nk * 4);
+            memcpy(u.v, t.v, nk * 4);
+            for (int j = t.lim0 + i + 1; j < t.kvl; j++)
+                for (int x = 0; x < t.kvd; x++) {
+                    u.k[(size_t)j * t.kvd + x] = 1e20f;
+                    u.v[(size_t)j * t.kvd + x] = -1e20f;
+                }
+            tile_run(&u, bf16, o2);
+            ck_assert_msg(!memcmp(o, o2, (size_t)(i + 1) * per * 4),
+                          "%s: rows <= %d changed by later entries", bf16 ? "bf16" : "f32", i);
+            for (size_t x = 0; x < n; x++) ck_assert(isfinite(o2[x]) || x >= (size_t)(i + 1) * per);
+            free(u.k);
+            free(u.v);
+        }
+        free(o);
+        free(o2);
+        tile_free(&t);
+    }
+}
+END_TEST
+
+START_TEST(test_blocked_bad_tile) {
+    dk_attn_scratch sc;
+    dk_err e = {{0}};
+    float q[64], k[64], v[64], o[64];
+    ck_assert(dk_attn_scratch_init(&sc, 4, 8, &e) == DK_OK);
+    ck_assert(dk_attn_blocked(&sc, q, 2, 4, 8, k, v, 8, 4, 0, 1.0f, false, o, &e) ==
+              DK_ERR_ARG); /* 8 rows > 4 */
+    ck_assert(strstr(e.msg, "attention tile") != NULL);
+    ck_assert(dk_attn_blocked(&sc, q, 1, 4, 8, k, v, 8, 2, 2, 1.0f, false, o, &e) ==
+              DK_ERR_ARG); /* limit past kvl */
+    dk_attn_scratch_free(&sc);
+}
+END_TEST
+
+/* ---- in the forward pass (bf16 compute) ---- */
+
+static int32_t *tokens(int n, int V, uint64_t seed) {
+    int32_t *t = malloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) t[i] = (int32_t)(rng_next(&seed) % (uint64_t)V);
+    return t;
+}
+
+/* rho = 0 with a method that captures attention probabilities (fastv: the last token's) and one
+ * that does not (dash) equal dense bf16 bit for bit, at a length of several query blocks and
+ * key blocks (qwen2-tiny: group 3, 85 query rows a block). */
+START_TEST(test_rho0_probes_bf16) {
+    if (!g_native) return;
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 3, 5);
+    int T = 400, Q = 5, V = m->cfg.n_vocab, d = m->cfg.n_embd;
+    int32_t *ctx = tokens(T, V, 3), *q = tokens(Q, V, 4);
+    dk_err e = {{0}};
+    dk_ctx *c = NULL;
+    ck_assert(dk_ctx_create(m, T + Q, &c, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
+    float *hd = malloc((size_t)T * d * 4), *hm = malloc((size_t)T * d * 4);
+    dk_prefill_result rd, rm;
+    ck_assert_msg(dk_prefill_run(c, NULL, NULL, ctx, T, q, Q, hd, &rd, &e) == DK_OK, "%s", e.msg);
+    const char *methods[] = {"fastv", "snapkv", "dash"};
+    for (int i = 0; i < 3; i++) {
+        const dk_policy *pol;
+        dk_policy_params pp;
+        ck_assert(dk_policy_lookup(methods[i], &pol, &e) == DK_OK);
+        dk_policy_params_default(&pp);
+        ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
+        ck_assert_msg(dk_prefill_run(c, pol, &pp, ctx, T, q, Q, hm, &rm, &e) == DK_OK, "%s: %s", methods[i],
+                      e.msg);
+        ck_assert_msg(!memcmp(rd.ctx_logits, rm.ctx_logits, (size_t)V * 4), "%s rho 0: context logits differ",
+                      methods[i]);
+        ck_assert_msg(!memcmp(rd.q_logits, rm.q_logits, (size_t)V * 4), "%s rho 0: question logits differ",
+                      methods[i]);
+        ck_assert_msg(!memcmp(hd, hm, (size_t)T * d * 4), "%s rho 0: hidden states differ", methods[i]);
+        dk_prefill_result_free(&rm);
+    }
+    /* and halting still runs: rho 0.5 keeps fewer rows after l_s, logits finite */
+    const dk_policy *pol;
+    dk_policy_params pp;
+    ck_assert(dk_policy_lookup("fastv", &pol, &e) == DK_OK);
+    dk_policy_params_default(&pp);
+    ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0.5", &e) == DK_OK);
+    ck_assert_msg(dk_prefill_run(c, pol, &pp, ctx, T, q, Q, NULL, &rm, &e) == DK_OK, "%s", e.msg);
+    ck_assert(dk_flops_total(&rm.ctx_flops) < dk_flops_total(&rd.ctx_flops));
+    for (int i = 0; i < V; i++) ck_assert(isfinite(rm.q_logits[i]));
+    dk_prefill_result_free(&rm);
+    dk_prefill_result_free(&rd);
+    free(hd);
+    free(hm);
+    free(ctx);
+    free(q);
+    dk_ctx_free(c);
+    dk_model_free(m);
+}
+END_TEST
+
+/* FLOPs as executed: bf16's attention products equal f32's count, its softmax adds exactly the
+ * blocked tile's rescaling (dk_attn_blocked_extra_flops per tile). */
+START_TEST(test_flops_bf16) {
+    if (!g_native) return;
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 2, 5);
+    const dk_model_config *k = &m->cfg;
+    int T = 300, V = k->n_vocab, g = k->n_head / k->n_head_kv, B = 256 / g;
+    int32_t *ctx = tokens(T, V, 8);
+    dk_err e = {{0}};
+    dk_ctx *c = NULL;
+    float *lg = malloc((size_t)V * 4);
+    ck_assert(dk_ctx_create(m, T, &c, &e) == DK_OK);
+    dk_flops f[2];
+    for (int mode = 0; mode < 2; mode++) {
+        ck_assert(dk_ctx_set_compute(c, mode ? DK_COMPUTE_BF16 : DK_COMPUTE_F32, &e) == DK_OK);
+        dk_ctx_reset(c);
+        ck_assert(dk_forward_prefill(c, ctx, T, NULL, lg, &e) == DK_OK);
+        f[mode] = dk_ctx_stats(c)->layers[1].flops;
+    }
+    int64_t extra = 0;
+    for (int r0 = 0; r0 < T; r0 += B) {
+        int r1 = r0 + B < T ? r0 + B : T;
+        extra += k->n_head_kv * dk_attn_blocked_extra_flops((r1 - r0) * g, r1, k->head_dim);
+    }
+    ck_assert(f[1].c[DK_FLOPS_ATTN] == f[0].c[DK_FLOPS_ATTN]);
+    ck_assert(f[1].c[DK_FLOPS_SOFTMAX] == f[0].c[DK_FLOPS_SOFTMAX] + extra);
+    ck_assert(extra > 0);
+    free(lg);
+    free(ctx);
+    dk_ctx_free(c);
+    dk_model_free(m);
+}
+END_TEST
+
+static Suite *attention_suite(void) {
+    Suite *s = suite_create("attention");
+    TCase *t = tcase_create("blocked");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, test_blocked_f32_bound);
+    tcase_add_test(t, test_blocked_bf16_bound);
+    tcase_add_test(t, test_blocked_causal_exact);
+    tcase_add_test(t, test_blocked_bad_tile);
+    tcase_add_test(t, test_rho0_probes_bf16);
+    tcase_add_test(t, test_flops_bf16);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) {
+    dk_blas_init();
+    g_native = dk_compute_bf16_native();
+    if (!g_native)
+        printf("SKIP bf16 attention tests: oneDNN runs this CPU as %s (no AVX512_BF16/AMX)\n",
+               dk_compute_isa_name());
+    return dk_test_main(attention_suite());
+}
