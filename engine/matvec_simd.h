@@ -12,6 +12,11 @@ typedef float (*dk_dot_fn)(const void *w, const float *x, int64_t n);
  * NULL where it has none or the build does not target AVX2. The caller checks the CPU. */
 dk_dot_fn dk_matvec_avx512_dot(uint32_t type);
 
+/* Two rows at once: out[0] and out[1] get the bits dk_dot_fn gives for w0 and w1 (AVX-512 Q4_K and
+ * Q6_K; NULL otherwise). */
+typedef void (*dk_dot2_fn)(const void *w0, const void *w1, const float *x, int64_t n, float *out);
+dk_dot2_fn dk_matvec_avx512_dot2(uint32_t type);
+
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #include <string.h>
