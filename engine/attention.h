@@ -10,10 +10,11 @@
  * M·kvl scores per tile). Masked entries of a block get probability 0; blocks past a row's limit
  * leave the row as it was (alpha 1, no terms).
  *
- * The two products are f32 (OpenBLAS sgemm, one thread) or, with bf16 = true, bf16 × bf16 → f32
- * through oneDNN's matmul on the calling thread: Q·scale, the key and value blocks and P rounded
- * to bf16 (round to nearest even); the key block is zero-padded to DK_ATTN_KBLK so one primitive
- * pair serves every block. The running max, sums, rescaling and the division stay f32. */
+ * The two products are f32 (OpenBLAS sgemm, one thread) or bf16 × bf16 → f32 through oneDNN's
+ * matmul on the calling thread: Q·scale and P rounded to bf16 (round to nearest even), the keys
+ * and values read from a bf16 copy of the KV head (dk_attn_round_rows, made once per layer by
+ * the caller, rows padded to whole blocks so one primitive pair serves every block). The running
+ * max, sums, rescaling and the division stay f32. */
 #ifndef DK_ATTENTION_H
 #define DK_ATTENTION_H
 #include <stdbool.h>
@@ -31,7 +32,6 @@ typedef struct {
     float *alpha;        /* (m_cap) each row's factor for its earlier blocks, of the current block */
     float *t;            /* (m_cap, hd) P·Vblk of a block (bf16 products) */
     uint16_t *qb;        /* (m_cap, hd) bf16 Q·scale */
-    uint16_t *kb, *vb;   /* (KBLK, hd) bf16 key and value block, zero-padded */
     uint16_t *pb;        /* (m_cap, KBLK) bf16 probabilities */
     dk_bf16_backend *bf; /* this thread's oneDNN backend, made on the first bf16 tile */
     dk_status st;        /* the caller's: first failure of this thread's tiles, and its message */
@@ -43,13 +43,19 @@ int64_t dk_attn_scratch_bytes(int m_cap, int hd);
 dk_status dk_attn_scratch_init(dk_attn_scratch *s, int m_cap, int hd, dk_err *e);
 void dk_attn_scratch_free(dk_attn_scratch *s);
 
+/* The KV head's bf16 copy for bf16 products: dst (rows, hd) = src rows (row stride src_stride
+ * floats) rounded to nearest even (finite values). */
+void dk_attn_round_rows(uint16_t *dst, const float *src, int rows, int hd, int src_stride);
+
 /* o (M, hd) = the tile's attention output, q (M, hd) its stacked query rows, M = nb·g <= m_cap;
  * k, v the first cache entry of the KV head (row stride kvd floats); entries [0, kvl) are read,
- * query position i sees [0, lim0 + i] (lim0 + nb <= kvl). bf16: the products in bf16 (needs a
- * CPU with native bf16, compute.h); a failure of oneDNN is returned, o then undefined. */
+ * query position i sees [0, lim0 + i] (lim0 + nb <= kvl). kb16, vb16 NULL: f32 products; else
+ * the bf16 products on the head's keys and values as (rows, hd) bf16: rows [0, kvl) those of k
+ * and v rounded, finite values (zeros) after them up to the next multiple of DK_ATTN_KBLK (needs
+ * a CPU with native bf16, compute.h). A failure of oneDNN is returned, o then undefined. */
 dk_status dk_attn_blocked(dk_attn_scratch *s, const float *q, int nb, int g, int hd, const float *k,
-                          const float *v, int kvd, int kvl, int lim0, float scale, bool bf16, float *o,
-                          dk_err *e);
+                          const float *v, int kvd, int kvl, int lim0, float scale, const uint16_t *kb16,
+                          const uint16_t *vb16, float *o, dk_err *e);
 
 /* FLOPs the blocked tile runs beyond the one-pass tile's count (forward.c): per row and key
  * block after the first the rescale of its output and its factor, and the final division. */

@@ -31,6 +31,8 @@ void dk_flops_add(dk_flops *dst, const dk_flops *src) {
 
 typedef struct {
     size_t kv;       /* floats of one layer's K, and of its V: n_ctx * n_head_kv*head_dim */
+    size_t kv16;     /* bf16 values of one layer's K and V for bf16 attention products:
+                      * 2 * n_head_kv * (n_ctx + DK_ATTN_KBLK) * head_dim */
     size_t rope;     /* floats of each RoPE table (cos, sin): n_ctx * n_rot/2 */
     int qblk;        /* query rows per attention block: 256/group, 1 when group >= 256 */
     size_t attn_s;   /* floats of one thread's scores: qblk*group * n_ctx */
@@ -45,6 +47,7 @@ static dk_ctx_layout dk_ctx_layout_of(const dk_model_config *k, int n_ctx) {
     dk_ctx_layout l;
     size_t nc = (size_t)n_ctx, group = (size_t)(k->n_head / k->n_head_kv), q = (size_t)k->n_head * k->head_dim;
     l.kv = nc * (size_t)k->n_head_kv * (size_t)k->head_dim;
+    l.kv16 = 2 * (size_t)k->n_head_kv * (nc + DK_ATTN_KBLK) * (size_t)k->head_dim;
     l.rope = nc * (size_t)(k->n_rot / 2);
     l.qblk = group >= 256 ? 1 : (int)(256 / group);
     l.attn_s = (size_t)l.qblk * group * nc;
@@ -66,12 +69,12 @@ int64_t dk_ctx_kv_bytes(const dk_model_config *k, int n_ctx) {
 }
 
 /* per layer a dk_kv_cache, a dk_layer_stats and the cache positions (n_ctx int32); the RoPE
- * tables; per pool thread the attention block's scores, queries and output, and the blocked
+ * tables; one layer's K and V in bf16 (bf16 attention products); per pool thread the attention block's scores, queries and output, and the blocked
  * attention's scratch (attention.h) */
 int64_t dk_ctx_fixed_bytes(const dk_model_config *k, int n_ctx, int threads) {
     dk_ctx_layout l = dk_ctx_layout_of(k, n_ctx);
     return (int64_t)k->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + (int64_t)n_ctx * 4) +
-           2 * (int64_t)l.rope * 4 +
+           2 * (int64_t)l.rope * 4 + (int64_t)l.kv16 * 2 +
            (int64_t)threads * ((int64_t)l.attn_s * 4 + 2 * (int64_t)l.attn_qo * 4 +
                                dk_attn_scratch_bytes(l.qblk * (k->n_head / k->n_head_kv), k->head_dim));
 }
@@ -175,7 +178,7 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     size_t half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
     bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
               (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
-              (c->rope_cos = malloc(l.rope * 4)) && (c->rope_sin = malloc(l.rope * 4));
+              (c->rope_cos = malloc(l.rope * 4)) && (c->rope_sin = malloc(l.rope * 4)) && (c->kv16 = malloc(l.kv16 * 2));
     dk_pool_init(&c->pool, 1);
     ok = ok && dk_ctx_threads(c, e) == DK_OK;
     if (ok && m->converts) {
@@ -205,7 +208,7 @@ void dk_ctx_free(dk_ctx *c) {
     dk_pool_free(&c->pool);
     dk_bf16_backend_free(c->mm.bf16);
     dk_ctx_free_attn_scratch(c);
-    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->probs); free(c->mm.wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
+    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->kv16); free(c->probs); free(c->mm.wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }

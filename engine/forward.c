@@ -101,6 +101,7 @@ typedef struct {
     const dk_kv_cache *kv;
     int na, L0, n_blk, n_probe;
     bool capture;
+    const uint16_t *kv16; /* the layer's cache in bf16 (dk_kv16_fill) for bf16 products, or NULL */
 } dk_attn_job;
 
 /* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
@@ -176,20 +177,59 @@ static void dk_attn_tile_blocked(void *arg, int t, int tid) {
     if (as->st) return; /* an earlier tile of this thread failed */
     for (int i = 0; i < nb; i++)
         memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
+    /* bf16 products for full query blocks, on the layer's bf16 copy of the cache (dk_kv16_fill) */
+    const uint16_t *kb16 = NULL, *vb16 = NULL;
+    if (jb->kv16 && nb == c->qblk) {
+        size_t head = (size_t)(c->n_ctx_max + DK_ATTN_KBLK) * hd;
+        kb16 = c->kv16 + (size_t)h * head;
+        vb16 = c->kv16 + (size_t)(k->n_head_kv + h) * head;
+    }
     as->st = dk_attn_blocked(as, qb, nb, g, hd, jb->kv->k + (size_t)h * hd, jb->kv->v + (size_t)h * hd, kvd, kvl, L0 + r0,
-                             1.0f / sqrtf((float)hd), nb == c->qblk, ob, &as->err);
+                             1.0f / sqrtf((float)hd), kb16, vb16, ob, &as->err);
     if (as->st) return;
     for (int i = 0; i < nb; i++)
         memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
     if (jb->capture) dk_attn_capture_rows(jb, h, r0, nb, kvl, c->s[tid]);
 }
 
+/* c->kv16 = the layer's cache in bf16, head by head (K heads, then V heads; rows of head_dim),
+ * rows [0, kv_len) rounded, then zeros to the next whole key block. */
+typedef struct {
+    dk_ctx *c;
+    const dk_kv_cache *kv;
+    int rows, n_tasks;
+} dk_kv16_job;
+
+static void dk_kv16_task(void *arg, int t, int tid) {
+    (void)tid;
+    const dk_kv16_job *j = arg;
+    const dk_model_config *k = &j->c->m->cfg;
+    int hd = k->head_dim, kvd = k->n_head_kv * hd, nkv = k->n_head_kv;
+    size_t head = (size_t)(j->c->n_ctx_max + DK_ATTN_KBLK) * hd;
+    size_t lo = dk_task_lo((size_t)j->rows, t, j->n_tasks), hi = dk_task_lo((size_t)j->rows, t + 1, j->n_tasks);
+    for (int h = 0; h < nkv; h++) {
+        uint16_t *kd = j->c->kv16 + (size_t)h * head + lo * hd, *vd = j->c->kv16 + (size_t)(nkv + h) * head + lo * hd;
+        dk_attn_round_rows(kd, j->kv->k + lo * kvd + (size_t)h * hd, (int)(hi - lo), hd, kvd);
+        dk_attn_round_rows(vd, j->kv->v + lo * kvd + (size_t)h * hd, (int)(hi - lo), hd, kvd);
+    }
+}
+
+static void dk_kv16_fill(dk_ctx *c, const dk_kv_cache *kv) {
+    const dk_model_config *k = &c->m->cfg;
+    int hd = k->head_dim, pad = (DK_ATTN_KBLK - kv->len % DK_ATTN_KBLK) % DK_ATTN_KBLK;
+    dk_kv16_job j = {c, kv, kv->len, dk_pool_n_tasks(&c->pool, (size_t)kv->len, 64)};
+    dk_pool_run(&c->pool, j.n_tasks, dk_kv16_task, &j);
+    size_t head = (size_t)(c->n_ctx_max + DK_ATTN_KBLK) * hd;
+    for (int h = 0; h < 2 * k->n_head_kv; h++) memset(c->kv16 + h * head + (size_t)kv->len * hd, 0, (size_t)pad * hd * 2);
+}
+
 static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl, dk_err *e) {
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv;
     int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
-    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture};
-    bool blocked = c->mm.compute == DK_COMPUTE_BF16;
+    bool blocked = c->mm.compute == DK_COMPUTE_BF16, b16 = blocked && na >= c->qblk;
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL};
+    if (b16) dk_kv16_fill(c, &c->kv[l]);
     dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
      * process-wide in OpenBLAS 0.3.21, so it is set here, between the pool's jobs) */

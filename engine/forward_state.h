@@ -37,6 +37,8 @@ struct dk_ctx {
     float **qb;             /* (n_scratch) each (qblk*group, head_dim) stacked queries of a block */
     float **ob;             /* (n_scratch) each (qblk*group, head_dim) block output */
     dk_attn_scratch *attn;  /* (n_scratch) the blocked attention's (bf16 compute mode; attention.h) */
+    uint16_t *kv16;         /* (2, n_head_kv, n_ctx_max + DK_ATTN_KBLK, head_dim) one layer's K then V
+                             * heads in bf16 for bf16 attention products, refilled per layer */
     float *probs;           /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;          /* floats in probs */
     dk_matmul_ctx mm;       /* the products: f32 conversion scratch, fused path, compute precision

@@ -1,5 +1,6 @@
 /* ops.c — the row and elementwise kernels of the forward pass (ops.h). */
 #include "ops.h"
+#include "quant.h"
 #include <math.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -52,22 +53,47 @@ static inline __m256 dk_exp256(__m256 x) {
 }
 #endif
 
-/* x[i] = exp(x[i] - mx); returns the sum. */
-static float dk_exp_sum(float *x, int n, float mx) {
+#if defined(__AVX2__)
+/* 8 lanes to bf16, round to nearest even (finite values: dk_f32_to_bf16's rounding) */
+static inline __m128i dk_bf16x8(__m256 v) {
+    __m256i x = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+#endif
+
+void dk_round_bf16(uint16_t *dst, const float *src, size_t n, float scale) {
+    size_t i = 0;
+#if defined(__AVX2__)
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(dst + i), dk_bf16x8(_mm256_mul_ps(_mm256_loadu_ps(src + i), vs)));
+#endif
+    for (; i < n; i++) dst[i] = dk_f32_to_bf16(src[i] * scale);
+}
+
+/* exp(x[i] - mx) into x[i], or into pb[i] in bf16 when pb is given; returns the f32 sum. */
+static float dk_exp_sum(float *x, int n, float mx, uint16_t *pb) {
     int i = 0;
     float sum = 0.0f;
 #if defined(__AVX2__) && defined(__FMA__)
     __m256 vs = _mm256_setzero_ps(), vm = _mm256_set1_ps(mx);
     for (; i + 8 <= n; i += 8) {
         __m256 v = dk_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, v);
+        if (pb) _mm_storeu_si128((__m128i *)(pb + i), dk_bf16x8(v));
+        else _mm256_storeu_ps(x + i, v);
         vs = _mm256_add_ps(vs, v);
     }
     float t[8];
     _mm256_storeu_ps(t, vs);
     for (int j = 0; j < 8; j++) sum += t[j];
 #endif
-    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    for (; i < n; i++) {
+        float v = expf(x[i] - mx);
+        if (pb) pb[i] = dk_f32_to_bf16(v);
+        else x[i] = v;
+        sum += v;
+    }
     return sum;
 }
 
@@ -92,7 +118,7 @@ static float dk_row_max(const float *x, int n) {
  * order-independent, so the vector and scalar paths give the same bits. */
 void dk_softmax_masked(float *x, int lim, int len) {
     float mx = dk_row_max(x, lim);
-    float inv = 1.0f / dk_exp_sum(x, lim, mx);
+    float inv = 1.0f / dk_exp_sum(x, lim, mx, NULL);
     int i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
     __m256 vi = _mm256_set1_ps(inv);
@@ -102,18 +128,19 @@ void dk_softmax_masked(float *x, int lim, int len) {
     if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
 }
 
-float dk_softmax_online(float *x, int lim, int len, float *m, float *l) {
+float dk_softmax_online(float *x, int lim, int len, float *m, float *l, uint16_t *pb) {
     if (lim > len) lim = len;
-    if (lim <= 0) {
-        memset(x, 0, (size_t)len * sizeof *x);
-        return 1.0f;
+    if (lim < 0) lim = 0;
+    float alpha = 1.0f;
+    if (lim > 0) {
+        float mx = dk_row_max(x, lim);
+        if (*m > mx) mx = *m;
+        alpha = *m == -INFINITY ? 0.0f : expf(*m - mx);
+        *l = *l * alpha + dk_exp_sum(x, lim, mx, pb);
+        *m = mx;
     }
-    float mx = dk_row_max(x, lim);
-    if (*m > mx) mx = *m;
-    float alpha = *m == -INFINITY ? 0.0f : expf(*m - mx);
-    *l = *l * alpha + dk_exp_sum(x, lim, mx);
-    *m = mx;
-    if (len > lim) memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
+    if (pb) memset(pb + lim, 0, (size_t)(len - lim) * sizeof *pb); /* bf16 0 is all zero bits */
+    else memset(x + lim, 0, (size_t)(len - lim) * sizeof *x);
     return alpha;
 }
 

@@ -16,11 +16,14 @@ void dk_rmsnorm(dk_pool *p, float *out, const float *x, const float *w, int rows
 void dk_softmax_masked(float *x, int lim, int len);
 /* One key block of a row's online softmax (blocked attention): x[0..lim) are the block's scores
  * (lim clipped to [0, len]), *m the row's running max (-INFINITY before its first block), *l its
- * running sum of exp(score - *m). x becomes exp(x - m') over [0, lim) and 0 over [lim, len);
- * *m = m' = max(*m, the block's max), *l = *l·alpha + the block's sum. Returns alpha =
- * exp(m_old - m') (0 before the first block; 1 when the block changes nothing), the factor for
- * what the row accumulated from earlier blocks. */
-float dk_softmax_online(float *x, int lim, int len, float *m, float *l);
+ * running sum of exp(score - *m). The probabilities exp(x - m') over [0, lim) and 0 over
+ * [lim, len) go to x, or to pb in bf16 (round to nearest even) when pb is given (x then keeps
+ * its scores); *m = m' = max(*m, the block's max), *l = *l·alpha + the block's f32 sum. Returns
+ * alpha = exp(m_old - m') (0 before the first block; 1 when the block changes nothing), the
+ * factor for what the row accumulated from earlier blocks. */
+float dk_softmax_online(float *x, int lim, int len, float *m, float *l, uint16_t *pb);
+/* dst[i] = bf16(src[i]·scale) for i < n, round to nearest even (finite values) */
+void dk_round_bf16(uint16_t *dst, const float *src, size_t n, float scale);
 /* g = silu(g) * u over n elements */
 void dk_silu_mul(dk_pool *p, float *g, const float *u, size_t n);
 /* a = b + x elementwise over n elements */

@@ -86,14 +86,29 @@ static void tile_free(tile *t) {
     free(t->v);
 }
 
+/* bf16: the head's keys and values rounded (dk_attn_round_rows), rows of 1..2 to a whole block */
 static dk_status tile_run(const tile *t, bool bf16, float *o) {
     dk_attn_scratch sc;
     dk_err e = {{0}};
+    uint16_t *kb = NULL, *vb = NULL;
+    if (bf16) {
+        size_t rows = (size_t)(t->kvl + DK_ATTN_KBLK - 1) / DK_ATTN_KBLK * DK_ATTN_KBLK;
+        kb = malloc(rows * t->hd * 2);
+        vb = malloc(rows * t->hd * 2);
+        for (size_t i = 0; i < rows * t->hd; i++) { /* rows after kvl: any finite values */
+            kb[i] = (uint16_t)(0x3f80 + i % 97);
+            vb[i] = (uint16_t)(0xbf80 + i % 89);
+        }
+        dk_attn_round_rows(kb, t->k, t->kvl, t->hd, t->kvd);
+        dk_attn_round_rows(vb, t->v, t->kvl, t->hd, t->kvd);
+    }
     ck_assert(dk_attn_scratch_init(&sc, t->nb * t->g, t->hd, &e) == DK_OK);
     dk_status st = dk_attn_blocked(&sc, t->q, t->nb, t->g, t->hd, t->k, t->v, t->kvd, t->kvl, t->lim0,
-                                   t->scale, bf16, o, &e);
+                                   t->scale, kb, vb, o, &e);
     ck_assert_msg(st == DK_OK, "%s", e.msg);
     dk_attn_scratch_free(&sc);
+    free(kb);
+    free(vb);
     return st;
 }
 
@@ -226,10 +241,10 @@ START_TEST(test_blocked_bad_tile) {
     dk_err e = {{0}};
     float q[64], k[64], v[64], o[64];
     ck_assert(dk_attn_scratch_init(&sc, 4, 8, &e) == DK_OK);
-    ck_assert(dk_attn_blocked(&sc, q, 2, 4, 8, k, v, 8, 4, 0, 1.0f, false, o, &e) ==
+    ck_assert(dk_attn_blocked(&sc, q, 2, 4, 8, k, v, 8, 4, 0, 1.0f, NULL, NULL, o, &e) ==
               DK_ERR_ARG); /* 8 rows > 4 */
     ck_assert(strstr(e.msg, "attention tile") != NULL);
-    ck_assert(dk_attn_blocked(&sc, q, 1, 4, 8, k, v, 8, 2, 2, 1.0f, false, o, &e) ==
+    ck_assert(dk_attn_blocked(&sc, q, 1, 4, 8, k, v, 8, 2, 2, 1.0f, NULL, NULL, o, &e) ==
               DK_ERR_ARG); /* limit past kvl */
     dk_attn_scratch_free(&sc);
 }
