@@ -33,7 +33,7 @@ static inline float dk_matvec_hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 }
 
 /* Q4_K / Q5_K block at p: the 8 sub-blocks' dl = d * scale and ml = dmin * min (lane j: sub-block j), the floats
- * dk_quant_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
+ * quant.c's dk_k4_scales computes (same products), with the 6-bit fields unpacked 4 at a time from the
  * 12 bytes as u0, u1, u2 (little-endian words): scales 0-3 and mins 0-3 are the low 6 bits of u0's
  * and u1's bytes; scales 4-7 take the low nibbles of u2's bytes and the top 2 bits of u0's, mins 4-7
  * the high nibbles of u2's and the top 2 bits of u1's. */

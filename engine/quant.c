@@ -231,7 +231,7 @@ static void dk_dequant_q3_k(const uint8_t *s, float *dst, size_t n) {
 /* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scale and min each, packed in 12 bytes: j < 4 in the
  * low 6 bits of bytes j (scale) and j+4 (min); j >= 4: low 4 bits from byte j+4 (lo nibble scale,
  * hi nibble min), high 2 bits from the top of bytes j-4 (scale) and j (min). */
-void dk_quant_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml) {
+static void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml) {
     for (int j = 0; j < 8; j++) {
         int sc = j < 4 ? p[j] & 63 : (p[j + 4] & 0xF) | (p[j - 4] >> 6) << 4;
         int mn = j < 4 ? p[j + 4] & 63 : (p[j + 4] >> 4) | (p[j] >> 6) << 4;
@@ -244,7 +244,7 @@ void dk_quant_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float 
 static void dk_dequant_q4_k(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 256; b++, s += 144) {
         float dl[8], ml[8];
-        dk_quant_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
         const uint8_t *q = s + 16;
         for (int c = 0; c < 4; c++, q += 32, dst += 64) {
             float d1 = dl[2 * c], m1 = ml[2 * c], d2 = dl[2 * c + 1], m2 = ml[2 * c + 1];
@@ -258,7 +258,7 @@ static void dk_dequant_q4_k(const uint8_t *s, float *dst, size_t n) {
 static void dk_dequant_q5_k(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 256; b++, s += 176) {
         float dl[8], ml[8];
-        dk_quant_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
         const uint8_t *qh = s + 16, *q = s + 48;
         for (int c = 0; c < 4; c++, q += 32, dst += 64) {
             float d1 = dl[2 * c], m1 = ml[2 * c], d2 = dl[2 * c + 1], m2 = ml[2 * c + 1];
@@ -381,7 +381,7 @@ static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int fi
     size_t bb = five ? 176 : 144;
     for (size_t b = 0; b < n / 256; b++, s += bb) {
         float dl[8], ml[8];
-        dk_quant_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
+        dk_k4_scales(s + 4, dk_half_at(s), dk_half_at(s + 2), dl, ml);
         const uint8_t *qh = s + 16, *q = s + (five ? 48 : 16);
         for (int c = 0; c < 4; c++, q += 32)
             for (int nib = 0; nib < 2; nib++)
@@ -762,7 +762,7 @@ static void dk_k_asym(const float *x, int sub, int qmax, int smax, int *sc, int 
     }
 }
 
-/* the 12-byte 6-bit scale/min packing dk_quant_k4_scales reads */
+/* the 12-byte 6-bit scale/min packing dk_k4_scales reads */
 static void dk_k4_pack_scales(const int *sc, const int *mn, uint8_t *p) {
     for (int j = 0; j < 4; j++) {
         p[j] = (uint8_t)((sc[j] & 63) | (sc[j + 4] >> 4) << 6);

@@ -31,10 +31,6 @@ float dk_fp16_to_f32(uint16_t h);
 float dk_bf16_to_f32(uint16_t h);
 uint16_t dk_f32_to_fp16(float f); /* round to nearest even */
 
-/* Q4_K / Q5_K block scales: the 8 sub-blocks' d * scale and dmin * min from the 12 packed bytes
- * at p (the exact floats dk_dequantize uses). */
-void dk_quant_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml);
-
 /* Bytes of a row of n elements (n a multiple of the block size); 0 for an unknown type. */
 size_t dk_ggml_row_bytes(uint32_t type, int64_t n);
 
