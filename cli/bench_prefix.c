@@ -26,27 +26,36 @@
 #define DK_SWEEP_MAX 16
 
 static void dk_sweep_usage(FILE *f) {
-    fprintf(f, "usage: dashkit bench --prefix-sweep [MODEL | --shape NAME] [--tokens T] [--ls L] [--rhos R1,R2,...]\n"
-               "                     [--reps R] [--threads N] [--seed S]\n\n"
-               "Times a rho sweep at one split layer with prefix sharing (layers 0..L once, the rest per rho) and\n"
-               "without (a full prefill per rho), in one run, and prints their ratio next to the closed form.\n\n"
-               "  MODEL          GGUF or llama2.c model (default models/dashkit-tiny.gguf when present, else a\n"
-               "                 random model of its shape: 8 layers, d 128, 4 heads, ff 384, vocab 2048)\n"
-               "  --shape NAME   random-weight model of a known shape instead (%s)\n"
-               "  --tokens T     chunk length (default 1024)\n"
-               "  --ls L         last shared layer: the active set changes after layer L (default 2/5 of the layers)\n"
-               "  --rhos LIST    comma-separated halting ratios in [0,1) (default 0.1,0.3,0.5,0.667,0.8)\n"
-               "  --reps R       timed repetitions, medians reported (default 3)\n"
-               "  --threads N    OpenBLAS threads (default: OpenBLAS's own)\n"
-               "  --seed S       seed of random weights and tokens (default 1)\n"
-               "  -h, --help     this help\n",
-            dk_model_shape_names());
+    fprintf(
+        f,
+        "usage: dashkit bench --prefix-sweep [MODEL | --shape NAME] [--tokens T] [--ls L] [--rhos "
+        "R1,R2,...]\n"
+        "                     [--reps R] [--threads N] [--seed S]\n\n"
+        "Times a rho sweep at one split layer with prefix sharing (layers 0..L once, the rest per rho) and\n"
+        "without (a full prefill per rho), in one run, and prints their ratio next to the closed form.\n\n"
+        "  MODEL          GGUF or llama2.c model (default models/dashkit-tiny.gguf when present, else a\n"
+        "                 random model of its shape: 8 layers, d 128, 4 heads, ff 384, vocab 2048)\n"
+        "  --shape NAME   random-weight model of a known shape instead (%s)\n"
+        "  --tokens T     chunk length (default 1024)\n"
+        "  --ls L         last shared layer: the active set changes after layer L (default 2/5 of the "
+        "layers)\n"
+        "  --rhos LIST    comma-separated halting ratios in [0,1) (default 0.1,0.3,0.5,0.667,0.8)\n"
+        "  --reps R       timed repetitions, medians reported (default 3)\n"
+        "  --threads N    OpenBLAS threads (default: OpenBLAS's own)\n"
+        "  --seed S       seed of random weights and tokens (default 1)\n"
+        "  -h, --help     this help\n",
+        dk_model_shape_names());
 }
 
-typedef struct { int layer; const int32_t *set; int n_set; } dk_sweep_hook_state;
+typedef struct {
+    int layer;
+    const int32_t *set;
+    int n_set;
+} dk_sweep_hook_state;
 
 /* Sets the rho's active set after the split layer (the full-prefill side of the comparison). */
-static dk_status dk_sweep_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
+static dk_status dk_sweep_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next,
+                               int *n_next, dk_err *e) {
     (void)e;
     const dk_sweep_hook_state *h = user;
     if (pt != DK_HOOK_AFTER_LAYER || v->layer != h->layer) return DK_OK;
@@ -79,7 +88,10 @@ static int dk_sweep_parse_rhos(const char *s, double *rho, int *n) {
 void dk_bench_blas_note(void) {
     const char *user, *best;
     if (dk_blas_user_core_slower(&user, &best))
-        fprintf(stderr, "blas_note: OPENBLAS_CORETYPE=%s is set; this CPU supports %s (unset it to let dashkit choose)\n", user, best);
+        fprintf(
+            stderr,
+            "blas_note: OPENBLAS_CORETYPE=%s is set; this CPU supports %s (unset it to let dashkit choose)\n",
+            user, best);
 }
 
 /* Options of --prefix-sweep. */
@@ -95,13 +107,15 @@ bool dk_bench_parse_count_value(const char *opt, const char *v, long long min, l
     char *end;
     *x = strtoll(v, &end, 10);
     if (*end || end == v || *x < min || *x > (1 << 22)) {
-        fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(opt), dk_cli_esc(v), min ? "positive" : "non-negative");
+        fprintf(stderr, "dashkit bench: %s '%s' is not a %s integer\n", dk_cli_esc(opt), dk_cli_esc(v),
+                min ? "positive" : "non-negative");
         return false;
     }
     return true;
 }
 
-void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads, unsigned long long *seed) {
+void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads,
+                        unsigned long long *seed) {
     if (!strcmp(opt, "--tokens")) *tokens = (long)x;
     else if (!strcmp(opt, "--reps")) *reps = x > 15 ? 15 : (long)x;
     else if (!strcmp(opt, "--threads")) *threads = (long)x;
@@ -123,39 +137,55 @@ static int dk_sweep_parse(int argc, char **argv, dk_sweep_args *a) {
         const char *s = argv[i];
         if (!strcmp(s, "--prefix-sweep")) continue;
         if (dk_cli_help(s, dk_sweep_usage)) return 0;
-        bool num = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") || !strcmp(s, "--ls") ||
-                   !strcmp(s, "--threads");
+        bool num = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") ||
+                   !strcmp(s, "--ls") || !strcmp(s, "--threads");
         bool takes = num || !strcmp(s, "--shape") || !strcmp(s, "--rhos");
         if (takes && !dk_cli_has_value("bench", argc, argv, i)) return 2;
         if (!strcmp(s, "--shape")) a->shape = argv[++i];
         else if (!strcmp(s, "--rhos")) a->rhos_arg = argv[++i];
-        else if (num) { if (!dk_sweep_parse_num(s, argv[++i], a)) return 2; }
-        else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n", dk_cli_esc(s));
+        else if (num) {
+            if (!dk_sweep_parse_num(s, argv[++i], a)) return 2;
+        } else if (s[0] == '-' && s[1]) {
+            fprintf(stderr,
+                    "dashkit bench: unknown option '%s' for --prefix-sweep (see --prefix-sweep --help)\n",
+                    dk_cli_esc(s));
             return 2;
         } else if (!a->path) a->path = s;
-        else { fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(s)); return 2; }
+        else {
+            fprintf(stderr, "dashkit bench: unexpected argument '%s'\n", dk_cli_esc(s));
+            return 2;
+        }
     }
     if (dk_sweep_parse_rhos(a->rhos_arg, a->rho, &a->n_rho)) {
-        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n", dk_cli_esc(a->rhos_arg), DK_SWEEP_MAX);
+        fprintf(stderr, "dashkit bench: --rhos '%s' is not a list of 1..%d values in [0,1)\n",
+                dk_cli_esc(a->rhos_arg), DK_SWEEP_MAX);
         return 2;
     }
-    if (a->path && a->shape) { fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n"); return 2; }
+    if (a->path && a->shape) {
+        fprintf(stderr, "dashkit bench: give a MODEL or --shape, not both\n");
+        return 2;
+    }
     return -1;
 }
 
 /* MODEL, models/dashkit-tiny.gguf when present, else a random model of --shape or of dashkit-tiny's shape. */
 static int dk_sweep_model(dk_sweep_args *a, dk_model **m) {
     dk_err e = {{0}};
-    if (!a->path && !a->shape && access("models/dashkit-tiny.gguf", R_OK) == 0) a->path = "models/dashkit-tiny.gguf";
+    if (!a->path && !a->shape && access("models/dashkit-tiny.gguf", R_OK) == 0)
+        a->path = "models/dashkit-tiny.gguf";
     if (a->path) {
-        if (dk_model_load(a->path, NULL, m, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); return 1; }
+        if (dk_model_load(a->path, NULL, m, &e)) {
+            fprintf(stderr, "dashkit bench: %s\n", e.msg);
+            return 1;
+        }
         return 0;
     }
     /* the shape scripts/train_tiny.py gives dashkit-tiny */
-    dk_model_config cfg = {DK_ARCH_LLAMA, 8, 128, 4, 4, 32, 384, 2048, 4096, 10000.0f, 32, DK_ROPE_TYPE_NEOX, 1e-5f, false, false};
+    dk_model_config cfg = {DK_ARCH_LLAMA,     8,     128,   4,    4, 32, 384, 2048, 4096, 10000.0f, 32,
+                           DK_ROPE_TYPE_NEOX, 1e-5f, false, false};
     if (a->shape && !dk_model_shape(a->shape, &cfg)) {
-        fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(a->shape), dk_model_shape_names());
+        fprintf(stderr, "dashkit bench: unknown --shape '%s' (known: %s)\n", dk_cli_esc(a->shape),
+                dk_model_shape_names());
         return 2;
     }
     if (dk_model_create_random(&cfg, a->seed, a->shape ? a->shape : "dashkit-tiny-shape (random)", m, &e)) {
@@ -178,8 +208,9 @@ static double dk_sweep_expected(const dk_model_config *k, int T, int ls, const i
 
 /* One side of a rep: the sweep with sharing (prefix once + one suffix per rho) or without (a
  * full prefill per rho, the hook setting the rho's set); its FLOPs (prefix layers counted once). */
-static dk_status dk_sweep_side(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets, const int *n_set, int n_rho,
-                               bool share, float *logits, int64_t *flops, dk_err *e) {
+static dk_status dk_sweep_side(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets,
+                               const int *n_set, int n_rho, bool share, float *logits, int64_t *flops,
+                               dk_err *e) {
     dk_status st;
     *flops = 0;
     if (share) {
@@ -191,7 +222,8 @@ static dk_status dk_sweep_side(dk_ctx *c, const int32_t *toks, int T, int ls, co
             /* the stats describe the whole chunk: count the prefix layers once */
             const dk_forward_stats *s = dk_ctx_stats(c);
             *flops += dk_flops_total(&s->total);
-            if (r) for (int l = 0; l <= ls; l++) *flops -= dk_flops_total(&s->layers[l].flops);
+            if (r)
+                for (int l = 0; l <= ls; l++) *flops -= dk_flops_total(&s->layers[l].flops);
         }
         return DK_OK;
     }
@@ -206,13 +238,16 @@ static dk_status dk_sweep_side(dk_ctx *c, const int32_t *toks, int T, int ls, co
 }
 
 /* Both sides alternately rep by rep (order flipped each time; rep -1 warms up); prints the lines. */
-static int dk_sweep_time(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets, const int *n_set, int n_rho, int reps,
-                         double expected) {
+static int dk_sweep_time(dk_ctx *c, const int32_t *toks, int T, int ls, const int32_t *sets, const int *n_set,
+                         int n_rho, int reps, double expected) {
     double w[2][16];
     int64_t fl[2] = {0, 0};
     dk_err e = {{0}};
     float *logits = malloc((size_t)dk_ctx_model(c)->cfg.n_vocab * sizeof *logits);
-    if (!logits) { fprintf(stderr, "dashkit bench: out of memory\n"); return 1; }
+    if (!logits) {
+        fprintf(stderr, "dashkit bench: out of memory\n");
+        return 1;
+    }
     for (int rep = -1; rep < reps; rep++) {
         for (int side = 0; side < 2; side++) {
             bool share = (side == 0) == (rep % 2 == 0);
@@ -226,7 +261,8 @@ static int dk_sweep_time(dk_ctx *c, const int32_t *toks, int T, int ls, const in
             if (rep >= 0) w[share][rep] = dk_time_now_s() - t0, fl[share] = f;
         }
         if (rep >= 0)
-            fprintf(stderr, "rep %d: without sharing %.3f s, with sharing %.3f s, ratio %.3f\n", rep, w[0][rep], w[1][rep], w[0][rep] / w[1][rep]);
+            fprintf(stderr, "rep %d: without sharing %.3f s, with sharing %.3f s, ratio %.3f\n", rep,
+                    w[0][rep], w[1][rep], w[0][rep] / w[1][rep]);
     }
     free(logits);
     double mn = dk_prefill_median(w[0], reps), my = dk_prefill_median(w[1], reps);
@@ -253,24 +289,34 @@ int dk_bench_prefix_sweep(int argc, char **argv) {
     int T = (int)a.tokens, L = k->n_layer;
     if (a.ls < 0) a.ls = L * 2 / 5;
     if (a.ls >= L - 1) {
-        fprintf(stderr, "dashkit bench: --ls %ld leaves no layer to halt (the model has %d layers: use 0..%d)\n", a.ls, L, L - 2);
+        fprintf(stderr,
+                "dashkit bench: --ls %ld leaves no layer to halt (the model has %d layers: use 0..%d)\n",
+                a.ls, L, L - 2);
         rc = 2;
         goto done;
     }
-    if (dk_ctx_create(m, T, &c, &e)) { fprintf(stderr, "dashkit bench: %s\n", e.msg); goto done; }
+    if (dk_ctx_create(m, T, &c, &e)) {
+        fprintf(stderr, "dashkit bench: %s\n", e.msg);
+        goto done;
+    }
     toks = malloc((size_t)T * sizeof *toks);
     sets = malloc((size_t)a.n_rho * T * sizeof *sets);
-    if (!toks || !sets) { fprintf(stderr, "dashkit bench: out of memory\n"); goto done; }
+    if (!toks || !sets) {
+        fprintf(stderr, "dashkit bench: out of memory\n");
+        goto done;
+    }
     dk_bench_tokens(toks, T, a.seed, k->n_vocab);
     int n_set[DK_SWEEP_MAX];
     for (int r = 0; r < a.n_rho; r++) n_set[r] = dk_sweep_set(sets + (size_t)r * T, T, a.rho[r]);
-    printf("model: %s\nn_layer: %d\nn_embd: %d\ntokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n", m->name, L,
-           k->n_embd, T, a.reps, dk_blas_core(), dk_blas_threads());
+    printf("model: %s\nn_layer: %d\nn_embd: %d\ntokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n",
+           m->name, L, k->n_embd, T, a.reps, dk_blas_core(), dk_blas_threads());
     printf("sweep_ls: %ld\nsweep_shared_layers: %ld\nsweep_rhos: %s\n", a.ls, a.ls + 1, a.rhos_arg);
     fflush(stdout);
-    rc = dk_sweep_time(c, toks, T, (int)a.ls, sets, n_set, a.n_rho, (int)a.reps, dk_sweep_expected(k, T, (int)a.ls, n_set, a.n_rho));
+    rc = dk_sweep_time(c, toks, T, (int)a.ls, sets, n_set, a.n_rho, (int)a.reps,
+                       dk_sweep_expected(k, T, (int)a.ls, n_set, a.n_rho));
 done:
-    free(toks); free(sets);
+    free(toks);
+    free(sets);
     dk_ctx_free(c);
     dk_model_free(m);
     return rc;

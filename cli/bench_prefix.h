@@ -16,6 +16,7 @@ void dk_bench_blas_note(void);
 bool dk_bench_parse_count_value(const char *opt, const char *v, long long min, long long *x);
 /* x into the count both bench forms take: --tokens, --reps (at most 15), --threads; any other opt
  * is --seed. */
-void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads, unsigned long long *seed);
+void dk_bench_set_count(const char *opt, long long x, long *tokens, long *reps, long *threads,
+                        unsigned long long *seed);
 
 #endif

@@ -23,7 +23,10 @@ const char *dk_cli_esc(const char *s) {
 bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_param *pd, const char *value,
                           dk_cli_param_arg *pa, int *n_pa) {
     for (int j = 0; j < *n_pa; j++)
-        if (!strcmp(pa[j].name, pd->name)) { fprintf(stderr, "dashkit %s: option %s given twice\n", cmd, opt); return false; }
+        if (!strcmp(pa[j].name, pd->name)) {
+            fprintf(stderr, "dashkit %s: option %s given twice\n", cmd, opt);
+            return false;
+        }
     pa[(*n_pa)++] = (dk_cli_param_arg){pd->name, value};
     return true;
 }
@@ -31,16 +34,31 @@ bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_para
 bool dk_cli_policy_resolve(const char *cmd, const char *method, const dk_cli_param_arg *pa, int n_pa,
                            const dk_policy **pol, dk_policy_params *pp) {
     bool has_tau = false, has_keep = false;
-    for (int j = 0; j < n_pa; j++) { has_tau |= !strcmp(pa[j].name, "tau"); has_keep |= !strcmp(pa[j].name, "keep"); }
-    if (!strcmp(method, "dash") && has_tau && has_keep) { fprintf(stderr, "dashkit %s: --tau and --keep exclude each other\n", cmd); return false; }
+    for (int j = 0; j < n_pa; j++) {
+        has_tau |= !strcmp(pa[j].name, "tau");
+        has_keep |= !strcmp(pa[j].name, "keep");
+    }
+    if (!strcmp(method, "dash") && has_tau && has_keep) {
+        fprintf(stderr, "dashkit %s: --tau and --keep exclude each other\n", cmd);
+        return false;
+    }
     if (!strcmp(method, "dash") && has_tau) method = "dash-tau";
     if (!strcmp(method, "dash") && has_keep) method = "dash-keep";
     dk_err e = {{0}};
     dk_policy_params_default(pp);
-    if (dk_policy_lookup(method, pol, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
+    if (dk_policy_lookup(method, pol, &e)) {
+        fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg);
+        return false;
+    }
     for (int j = 0; j < n_pa; j++)
-        if (dk_policy_params_set_text(*pol, pp, pa[j].name, pa[j].value, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
-    if (dk_policy_params_validate(*pol, pp, 0, &e)) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return false; }
+        if (dk_policy_params_set_text(*pol, pp, pa[j].name, pa[j].value, &e)) {
+            fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg);
+            return false;
+        }
+    if (dk_policy_params_validate(*pol, pp, 0, &e)) {
+        fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg);
+        return false;
+    }
     return true;
 }
 
@@ -50,7 +68,8 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
         char def[32], opt[32];
         if (isnan(d->def)) snprintf(def, sizeof def, "required");
         else snprintf(def, sizeof def, "default %g", d->def);
-        snprintf(opt, sizeof opt, "--%-*s V", name_width, policy_seed && i == DK_POLICY_PARAM_SEED ? "policy-seed" : d->name);
+        snprintf(opt, sizeof opt, "--%-*s V", name_width,
+                 policy_seed && i == DK_POLICY_PARAM_SEED ? "policy-seed" : d->name);
         fprintf(f, "  %-18s %s (%s)\n", opt, d->help, def);
     }
 }
@@ -83,7 +102,10 @@ char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad) {
         n += r;
         if (cap - n < 2) {
             char *t = realloc(s, cap *= 2);
-            if (!t) { free(s); s = NULL; } else s = t;
+            if (!t) {
+                free(s);
+                s = NULL;
+            } else s = t;
         }
     }
     *bad = ferror(f);
@@ -95,12 +117,19 @@ char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad) {
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     bool in = !strcmp(path, "-");
     FILE *f = in ? stdin : fopen(path, "rb");
-    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (!f) {
+        dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
     size_t n;
     bool bad;
     char *s = dk_cli_read_stream(f, &n, &bad);
     if (!in) fclose(f);
-    if (!s || bad) { dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory"); free(s); return NULL; }
+    if (!s || bad) {
+        dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory");
+        free(s);
+        return NULL;
+    }
     *len = n;
     return s;
 }
@@ -147,14 +176,22 @@ int dk_report_exit_code(dk_status st) { return st == DK_ERR_ARG ? 2 : 1; }
 
 int dk_report_parse_ci_opt(const char *cmd, const char *a, const char *v, dk_report_opts *o) {
     long long x;
-    if (!strcmp(a, "--run")) { if (dk_report_parse_i64(cmd, a, v, 1, &x)) return -1; o->run_id = x; }
-    else if (!strcmp(a, "--boot")) {
+    if (!strcmp(a, "--run")) {
+        if (dk_report_parse_i64(cmd, a, v, 1, &x)) return -1;
+        o->run_id = x;
+    } else if (!strcmp(a, "--boot")) {
         if (dk_report_parse_i64(cmd, a, v, 0, &x)) return -1;
-        if (x > 1000000) { fprintf(stderr, "dashkit %s: --boot %lld is more than 1000000\n", cmd, x); return -1; }
+        if (x > 1000000) {
+            fprintf(stderr, "dashkit %s: --boot %lld is more than 1000000\n", cmd, x);
+            return -1;
+        }
         o->n_boot = (int)x;
-    } else if (!strcmp(a, "--seed")) { if (dk_report_parse_i64(cmd, a, v, 0, &x)) return -1; o->seed = (uint64_t)x; }
-    else if (!strcmp(a, "--level")) { if (dk_report_parse_level(cmd, v, &o->level)) return -1; }
-    else return 0;
+    } else if (!strcmp(a, "--seed")) {
+        if (dk_report_parse_i64(cmd, a, v, 0, &x)) return -1;
+        o->seed = (uint64_t)x;
+    } else if (!strcmp(a, "--level")) {
+        if (dk_report_parse_level(cmd, v, &o->level)) return -1;
+    } else return 0;
     return 1;
 }
 
@@ -162,7 +199,10 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
     const char *a = argv[*i];
     bool known = false;
     for (int k = 0; with_val[k]; k++) known = known || !strcmp(a, with_val[k]);
-    if (!known) { fprintf(stderr, "dashkit %s: unknown argument '%s' (see --help)\n", cmd, dk_cli_esc(a)); return NULL; }
+    if (!known) {
+        fprintf(stderr, "dashkit %s: unknown argument '%s' (see --help)\n", cmd, dk_cli_esc(a));
+        return NULL;
+    }
     if (!dk_cli_has_value(cmd, argc, argv, *i)) return NULL;
     return argv[++*i];
 }
@@ -172,8 +212,14 @@ int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv,
     dk_err e = {{0}};
     dk_tok_if ti = dk_tok_if_engine(tok);
     dk_status st = dk_task_load(task->name, kv, nkv, n, &ti, set, &e);
-    if (st) { fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg); return st == DK_ERR_ARG ? 2 : 1; }
-    if (set->n == 0) { fprintf(stderr, "dashkit %s: task %s has no samples\n", cmd, task->name); return 1; }
+    if (st) {
+        fprintf(stderr, "dashkit %s: %s\n", cmd, e.msg);
+        return st == DK_ERR_ARG ? 2 : 1;
+    }
+    if (set->n == 0) {
+        fprintf(stderr, "dashkit %s: task %s has no samples\n", cmd, task->name);
+        return 1;
+    }
     return -1;
 }
 
@@ -204,6 +250,9 @@ char *dk_cli_command_line(int argc, char **argv) {
     char *cmd = malloc(len);
     if (!cmd) return NULL;
     strcpy(cmd, "dashkit");
-    for (int i = 0; i < argc; i++) { strcat(cmd, " "); strcat(cmd, argv[i]); }
+    for (int i = 0; i < argc; i++) {
+        strcat(cmd, " ");
+        strcat(cmd, argv[i]);
+    }
     return cmd;
 }

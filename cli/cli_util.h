@@ -15,7 +15,9 @@
 const char *dk_cli_esc(const char *s);
 
 /* one `--NAME VALUE` method-parameter option as given on the command line */
-typedef struct { const char *name, *value; } dk_cli_param_arg;
+typedef struct {
+    const char *name, *value;
+} dk_cli_param_arg;
 
 /* Records --NAME VALUE (pd from dk_policy_param_find) in pa[*n_pa] (room for
  * DK_POLICY_PARAM_COUNT). A parameter given twice prints "dashkit CMD: option OPT given twice"
@@ -61,7 +63,7 @@ const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, con
 /* --compute VALUE: f32 | bf16, checked against this CPU (compute.h). On error prints
  * "dashkit CMD: --compute: message" and returns false (a usage error: exit 2). */
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);
-#define DK_CLI_COMPUTE_HELP \
+#define DK_CLI_COMPUTE_HELP                                                                       \
     "  --compute f32|bf16 precision of the large matrix products: f32 (default, exact) or bf16\n" \
     "                     (oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16 or AMX)\n"
 

@@ -16,30 +16,32 @@
 #define DK_ANALYZE_MAX_OPTS 64
 
 static void dk_analyze_usage(FILE *f) {
-    fprintf(f, "usage: dashkit analyze MODEL --task NAME [--opt KEY=VALUE]... [-n SAMPLES] [--ls F] [--rho R]\n"
-               "                       [--db PATH] [--out DIR] [-z TOK] [--seed S] [--budget TOKENS] [--no-draw]\n\n"
-               "Dense prefills of a task's contexts, observed at every layer: the attention update\n"
-               "delta_t = |U_t| and |U_t|/|h_t| (percentiles per layer), the attention each context token\n"
-               "RECEIVES from all queries of each layer (mean over heads, divided by the queries that can see\n"
-               "it) and its Spearman correlation with delta at l_s, received attention by delta-decile at l_s,\n"
-               "and the attention recall of the tokens that dash / fastv / snapkv / random / inverse / dblock keep\n"
-               "(share of dense attention of the layers after l_s that falls on them) over a rho grid, with the\n"
-               "Jaccard overlap of their kept sets. Aggregates go to the store (tables analyses,\n"
-               "analysis_layers, analysis_deciles, analysis_recall, analysis_overlap), figures and analysis.md\n"
-               "to --out; `dashkit report` adds the same section to report.md.\n\n"
-               "  MODEL              GGUF or llama2.c model file\n"
-               "  --task NAME        task (see 'dashkit tasks'); --opt KEY=VALUE its options, repeatable\n"
-               "  -n SAMPLES         contexts analysed (default 5)\n"
-               "  --ls F             DASH's decision layer fraction, l_s = floor(F * n_layer) (default 0.4)\n"
-               "  --rho R            the rho of the recall lines and overlaps (default 0.667; the recall\n"
-               "                     curve also covers 0.3, 0.5, 0.667, 0.8)\n"
-               "  --db PATH          results store (default results/dashkit.db; created if missing)\n"
-               "  --out DIR          figures and analysis.md (default results/analyze)\n"
-               "  --seed S           the task's sample seed (= --opt seed=S)\n"
-               "  --budget TOKENS    middle-truncate prompts to TOKENS (default: as eval)\n"
-               "  --no-draw          write data and gnuplot scripts only\n\n"
-               "Output lines: analysis_id, samples, l_s, delta_received_spearman, recall_METHOD (at --rho),\n"
-               "kept_METHOD (fraction of rows kept), out.\n");
+    fprintf(
+        f,
+        "usage: dashkit analyze MODEL --task NAME [--opt KEY=VALUE]... [-n SAMPLES] [--ls F] [--rho R]\n"
+        "                       [--db PATH] [--out DIR] [-z TOK] [--seed S] [--budget TOKENS] [--no-draw]\n\n"
+        "Dense prefills of a task's contexts, observed at every layer: the attention update\n"
+        "delta_t = |U_t| and |U_t|/|h_t| (percentiles per layer), the attention each context token\n"
+        "RECEIVES from all queries of each layer (mean over heads, divided by the queries that can see\n"
+        "it) and its Spearman correlation with delta at l_s, received attention by delta-decile at l_s,\n"
+        "and the attention recall of the tokens that dash / fastv / snapkv / random / inverse / dblock keep\n"
+        "(share of dense attention of the layers after l_s that falls on them) over a rho grid, with the\n"
+        "Jaccard overlap of their kept sets. Aggregates go to the store (tables analyses,\n"
+        "analysis_layers, analysis_deciles, analysis_recall, analysis_overlap), figures and analysis.md\n"
+        "to --out; `dashkit report` adds the same section to report.md.\n\n"
+        "  MODEL              GGUF or llama2.c model file\n"
+        "  --task NAME        task (see 'dashkit tasks'); --opt KEY=VALUE its options, repeatable\n"
+        "  -n SAMPLES         contexts analysed (default 5)\n"
+        "  --ls F             DASH's decision layer fraction, l_s = floor(F * n_layer) (default 0.4)\n"
+        "  --rho R            the rho of the recall lines and overlaps (default 0.667; the recall\n"
+        "                     curve also covers 0.3, 0.5, 0.667, 0.8)\n"
+        "  --db PATH          results store (default results/dashkit.db; created if missing)\n"
+        "  --out DIR          figures and analysis.md (default results/analyze)\n"
+        "  --seed S           the task's sample seed (= --opt seed=S)\n"
+        "  --budget TOKENS    middle-truncate prompts to TOKENS (default: as eval)\n"
+        "  --no-draw          write data and gnuplot scripts only\n\n"
+        "Output lines: analysis_id, samples, l_s, delta_received_spearman, recall_METHOD (at --rho),\n"
+        "kept_METHOD (fraction of rows kept), out.\n");
 }
 
 static void dk_analyze_progress(void *user, int done, int total) {
@@ -73,8 +75,14 @@ static bool dk_analyze_parse_opt(dk_analyze_args *x, const char *a, char *v) {
     else if (!strcmp(a, "--seed")) x->seed = v;
     else if (!strcmp(a, "--opt")) {
         char *eq = strchr(v, '=');
-        if (!eq || eq == v) { fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", v); return false; }
-        if (x->nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return false; }
+        if (!eq || eq == v) {
+            fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", v);
+            return false;
+        }
+        if (x->nkv == DK_ANALYZE_MAX_OPTS) {
+            fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS);
+            return false;
+        }
         *eq = 0;
         x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
     } else if (!strcmp(a, "-n")) {
@@ -83,11 +91,18 @@ static bool dk_analyze_parse_opt(dk_analyze_args *x, const char *a, char *v) {
             return false;
         }
     } else if (!strcmp(a, "--ls")) {
-        if (!dk_analyze_parse_num(v, 0, 1, &x->ao.ls)) { fprintf(stderr, "dashkit analyze: --ls '%s' is not a number in [0, 1]\n", v); return false; }
+        if (!dk_analyze_parse_num(v, 0, 1, &x->ao.ls)) {
+            fprintf(stderr, "dashkit analyze: --ls '%s' is not a number in [0, 1]\n", v);
+            return false;
+        }
     } else if (!strcmp(a, "--rho")) {
-        if (!dk_analyze_parse_num(v, 0, 0.999999, &x->ao.rho)) { fprintf(stderr, "dashkit analyze: --rho '%s' is not a number in [0, 1)\n", v); return false; }
+        if (!dk_analyze_parse_num(v, 0, 0.999999, &x->ao.rho)) {
+            fprintf(stderr, "dashkit analyze: --rho '%s' is not a number in [0, 1)\n", v);
+            return false;
+        }
     } else if (!strcmp(a, "--budget")) {
-        if (!dk_analyze_parse_num(v, 0, 1 << 30, &x->budget) || x->budget != floor(x->budget) || x->budget == 1) {
+        if (!dk_analyze_parse_num(v, 0, 1 << 30, &x->budget) || x->budget != floor(x->budget) ||
+            x->budget == 1) {
             fprintf(stderr, "dashkit analyze: --budget '%s' is not 0 or an integer >= 2\n", v);
             return false;
         }
@@ -107,17 +122,27 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_analyze_usage)) return 0;
-        if (!strcmp(a, "--no-draw")) { x->ro.draw = 0; continue; }
-        bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
-                     !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") || !strcmp(a, "--db") ||
-                     !strcmp(a, "--out") || !strcmp(a, "--seed") || !strcmp(a, "--budget");
+        if (!strcmp(a, "--no-draw")) {
+            x->ro.draw = 0;
+            continue;
+        }
+        bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") ||
+                     !strcmp(a, "--opt") || !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") ||
+                     !strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--seed") ||
+                     !strcmp(a, "--budget");
         if (takes && !dk_cli_has_value("analyze", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
         } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;
     }
-    if (!x->model_path) { fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n"); return 2; }
-    if (!x->task_name) { fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
+    if (!x->model_path) {
+        fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n");
+        return 2;
+    }
+    if (!x->task_name) {
+        fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n");
+        return 2;
+    }
     return -1;
 }
 
@@ -141,12 +166,14 @@ static char *dk_analyze_opts_json(const dk_task_kv *kv, int nkv) {
 }
 
 static void dk_analyze_print(const dk_analysis *an, const char *out, const dk_report_result *rr) {
-    printf("analysis_id: %lld\nsamples: %d\nl_s: %d\ndelta_received_spearman: %.4f\n", (long long)an->id, an->n_samples,
-           an->ls_layer, an->delta_received_spearman);
+    printf("analysis_id: %lld\nsamples: %d\nl_s: %d\ndelta_received_spearman: %.4f\n", (long long)an->id,
+           an->n_samples, an->ls_layer, an->delta_received_spearman);
     for (int r = 0; r < an->n_recall; r++)
-        if (fabs(an->recall[r].rho - an->rho) < 1e-12) printf("recall_%s: %.4f\n", an->recall[r].method, an->recall[r].recall);
+        if (fabs(an->recall[r].rho - an->rho) < 1e-12)
+            printf("recall_%s: %.4f\n", an->recall[r].method, an->recall[r].recall);
     for (int r = 0; r < an->n_recall; r++)
-        if (fabs(an->recall[r].rho - an->rho) < 1e-12) printf("kept_%s: %.4f\n", an->recall[r].method, an->recall[r].kept_frac);
+        if (fabs(an->recall[r].rho - an->rho) < 1e-12)
+            printf("kept_%s: %.4f\n", an->recall[r].method, an->recall[r].kept_frac);
     printf("out: %s/analysis.md\nfigures: %d drawn of %d\n", out, rr->n_drawn, rr->n_figures);
 }
 
@@ -155,9 +182,15 @@ int dk_cmd_analyze(int argc, char **argv) {
     int rc = dk_analyze_parse_args(argc, argv, &x);
     if (rc >= 0) return rc;
     const dk_task *task = dk_task_find(x.task_name);
-    if (!task) { fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", x.task_name); return 2; }
+    if (!task) {
+        fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", x.task_name);
+        return 2;
+    }
     if (x.seed) {
-        if (x.nkv == DK_ANALYZE_MAX_OPTS) { fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS); return 2; }
+        if (x.nkv == DK_ANALYZE_MAX_OPTS) {
+            fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS);
+            return 2;
+        }
         x.kv[x.nkv++] = (dk_task_kv){"seed", x.seed};
     }
     x.ao.progress = dk_analyze_progress;
@@ -171,27 +204,44 @@ int dk_cmd_analyze(int argc, char **argv) {
     char *opts_json = NULL;
     const dk_tokenizer *tok;
     char sha[65];
-    if (dk_model_load(x.model_path, x.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) || dk_sha256_file(x.model_path, sha, &e)) {
+    if (dk_model_load(x.model_path, x.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) ||
+        dk_sha256_file(x.model_path, sha, &e)) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
     int lr = dk_cli_task_load("analyze", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
-    if (lr >= 0) { rc = lr; goto done; }
+    if (lr >= 0) {
+        rc = lr;
+        goto done;
+    }
     dk_status st;
     size_t b = x.budget >= 0 ? (size_t)x.budget : dk_eval_default_budget(m, &set.s[0]);
-    if ((st = dk_analyze_run(m, &set, b, &x.ao, &an, &e))) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); rc = st == DK_ERR_ARG ? 2 : 1; goto done; }
-    if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
+    if ((st = dk_analyze_run(m, &set, b, &x.ao, &an, &e))) {
+        fprintf(stderr, "dashkit analyze: %s\n", e.msg);
+        rc = st == DK_ERR_ARG ? 2 : 1;
+        goto done;
+    }
+    if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) {
+        fprintf(stderr, "dashkit analyze: out of memory\n");
+        goto done;
+    }
     snprintf(an.model_sha256, sizeof an.model_sha256, "%s", sha);
     an.model_path = strdup(x.model_path);
     an.task = strdup(task->name);
     an.task_options = strdup(opts_json);
-    if (!an.model_path || !an.task || !an.task_options) { fprintf(stderr, "dashkit analyze: out of memory\n"); goto done; }
+    if (!an.model_path || !an.task || !an.task_options) {
+        fprintf(stderr, "dashkit analyze: out of memory\n");
+        goto done;
+    }
     if (dk_store_open(x.db, DK_STORE_OPEN_CREATE, &s, &e) || dk_store_analysis_put(s, &an, &e)) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
     dk_report_result rr;
-    if (dk_report_analysis(s, an.id, x.out, &x.ro, &rr, &e)) { fprintf(stderr, "dashkit analyze: %s\n", e.msg); goto done; }
+    if (dk_report_analysis(s, an.id, x.out, &x.ro, &rr, &e)) {
+        fprintf(stderr, "dashkit analyze: %s\n", e.msg);
+        goto done;
+    }
     dk_analyze_print(&an, x.out, &rr);
     rc = 0;
 done:

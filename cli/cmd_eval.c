@@ -23,38 +23,41 @@
 #define DK_EVAL_PRED_SHOWN 60 /* bytes of a prediction shown on a per-sample text line */
 
 static void dk_eval_usage(FILE *f) {
-    fprintf(f, "usage: dashkit eval MODEL --task NAME [--opt KEY=VALUE]... [--method NAME] [--rho R] [--ls F]\n"
-               "                    [--tau T] [--keep N] [...] [-n SAMPLES] [--seed S] [--budget TOKENS] [--json]\n\n"
-               "Runs one task with one method. Each sample is prefilled densely (the reference) and with the\n"
-               "method (context halted, question dense), greedy-decoded, and scored with the task's official\n"
-               "metric. Per sample: id, score, flops_speedup, wall_speedup, fidelity over the teacher-forced\n"
-               "answer: kl and kl_max (mean and max KL(dense||method) over its rows), top1 (fraction of rows\n"
-               "whose argmax agrees), nll_delta (answer NLL, method - dense, nats/token), and of the first\n"
-               "answer row alone kl_first and top1_first; prediction (escaped, truncated). Then the aggregate\n"
-               "lines score (as LongBench/RULER compute it), dense_score, flops_speedup and wall_speedup (sum\n"
-               "dense / sum method, prefill of context + question), kl, kl_max, top1, nll_delta, kl_first,\n"
-               "top1_first (means over samples; kl_max the max).\n\n"
-               "  MODEL              GGUF or llama2.c model file\n"
-               "  -z, --tokenizer F  llama2.c tok*.bin (needed for .bin models)\n"
-               "  --task NAME        task (see 'dashkit tasks')\n"
-               "  --opt KEY=VALUE    task option, repeatable (see 'dashkit tasks NAME'), e.g. --opt length=4096\n"
-               "  --method NAME      %s (default dash);\n"
-               "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
-               "  -n SAMPLES         samples to run (LongBench: the first N lines, default all;\n"
-               "                     generators: default 10)\n"
-               "  --seed S           the task's sample seed (= --opt seed=S; tasks without a seed ignore it)\n"
-               "  --budget TOKENS    prompt budget in tokens (BOS included): longer prompts keep the first and\n"
-               "                     last TOKENS/2 (LongBench's middle truncation); 0 = never truncate;\n"
-               "                     default: the model's training context minus the sample's max new tokens\n"
-               "  --chat auto|none|NAME  chat template around the prompt (context inside the user turn):\n"
-               "                     auto (default) = the model's own (GGUF tokenizer.chat_template, else by\n"
-               "                     architecture; none for models without one), none, or chatml|llama3|llama2.\n"
-               "                     Not applied to trec, triviaqa, samsum, lsht, lcc, repobench-p (LongBench's rule)\n"
-               DK_CLI_COMPUTE_HELP
-               "  --json             one JSON object (samples and aggregate) instead of text\n"
-               "  -h, --help         this help\n\n"
-               "Method parameters (each method accepts a subset; see 'dashkit prefill --help'):\n",
-            dk_policy_names());
+    fprintf(
+        f,
+        "usage: dashkit eval MODEL --task NAME [--opt KEY=VALUE]... [--method NAME] [--rho R] [--ls F]\n"
+        "                    [--tau T] [--keep N] [...] [-n SAMPLES] [--seed S] [--budget TOKENS] "
+        "[--json]\n\n"
+        "Runs one task with one method. Each sample is prefilled densely (the reference) and with the\n"
+        "method (context halted, question dense), greedy-decoded, and scored with the task's official\n"
+        "metric. Per sample: id, score, flops_speedup, wall_speedup, fidelity over the teacher-forced\n"
+        "answer: kl and kl_max (mean and max KL(dense||method) over its rows), top1 (fraction of rows\n"
+        "whose argmax agrees), nll_delta (answer NLL, method - dense, nats/token), and of the first\n"
+        "answer row alone kl_first and top1_first; prediction (escaped, truncated). Then the aggregate\n"
+        "lines score (as LongBench/RULER compute it), dense_score, flops_speedup and wall_speedup (sum\n"
+        "dense / sum method, prefill of context + question), kl, kl_max, top1, nll_delta, kl_first,\n"
+        "top1_first (means over samples; kl_max the max).\n\n"
+        "  MODEL              GGUF or llama2.c model file\n"
+        "  -z, --tokenizer F  llama2.c tok*.bin (needed for .bin models)\n"
+        "  --task NAME        task (see 'dashkit tasks')\n"
+        "  --opt KEY=VALUE    task option, repeatable (see 'dashkit tasks NAME'), e.g. --opt length=4096\n"
+        "  --method NAME      %s (default dash);\n"
+        "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
+        "  -n SAMPLES         samples to run (LongBench: the first N lines, default all;\n"
+        "                     generators: default 10)\n"
+        "  --seed S           the task's sample seed (= --opt seed=S; tasks without a seed ignore it)\n"
+        "  --budget TOKENS    prompt budget in tokens (BOS included): longer prompts keep the first and\n"
+        "                     last TOKENS/2 (LongBench's middle truncation); 0 = never truncate;\n"
+        "                     default: the model's training context minus the sample's max new tokens\n"
+        "  --chat auto|none|NAME  chat template around the prompt (context inside the user turn):\n"
+        "                     auto (default) = the model's own (GGUF tokenizer.chat_template, else by\n"
+        "                     architecture; none for models without one), none, or chatml|llama3|llama2.\n"
+        "                     Not applied to trec, triviaqa, samsum, lsht, lcc, repobench-p (LongBench's "
+        "rule)\n" DK_CLI_COMPUTE_HELP
+        "  --json             one JSON object (samples and aggregate) instead of text\n"
+        "  -h, --help         this help\n\n"
+        "Method parameters (each method accepts a subset; see 'dashkit prefill --help'):\n",
+        dk_policy_names());
     dk_cli_param_help(f, 0, true);
 }
 
@@ -124,8 +127,14 @@ static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_pa
         }
     } else if (!strcmp(a, "--opt")) {
         char *eq = strchr(v, '=');
-        if (!eq || eq == v) { fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(v)); return false; }
-        if (x->nkv == DK_EVAL_MAX_OPTS) { fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS); return false; }
+        if (!eq || eq == v) {
+            fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(v));
+            return false;
+        }
+        if (x->nkv == DK_EVAL_MAX_OPTS) {
+            fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS);
+            return false;
+        }
         *eq = 0;
         x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
     } else if (!strcmp(a, "-n")) {
@@ -148,20 +157,30 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_eval_usage)) return 0;
-        if (!strcmp(a, "--json")) { x->json = true; continue; }
+        if (!strcmp(a, "--json")) {
+            x->json = true;
+            continue;
+        }
         const dk_policy_param *pd = NULL;
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
         else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
-        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
-                     !strcmp(a, "--method") || !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "--budget") ||
-                     !strcmp(a, "--chat") || !strcmp(a, "--compute");
+        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") ||
+                     !strcmp(a, "--opt") || !strcmp(a, "--method") || !strcmp(a, "-n") ||
+                     !strcmp(a, "--seed") || !strcmp(a, "--budget") || !strcmp(a, "--chat") ||
+                     !strcmp(a, "--compute");
         if (takes && !dk_cli_has_value("eval", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
         } else if (!dk_cli_positional("eval", a, &x->model_path)) return 2;
     }
-    if (!x->model_path) { fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n"); return 2; }
-    if (!x->task_name) { fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n"); return 2; }
+    if (!x->model_path) {
+        fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n");
+        return 2;
+    }
+    if (!x->task_name) {
+        fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n");
+        return 2;
+    }
     return -1;
 }
 
@@ -174,9 +193,15 @@ static bool dk_eval_task_seed(dk_eval_args *x, const dk_task *task) {
         return false;
     }
     for (int j = 0; j < x->nkv; j++)
-        if (!strcmp(x->kv[j].key, "seed")) { fprintf(stderr, "dashkit eval: --seed and --opt seed=... both given\n"); return false; }
+        if (!strcmp(x->kv[j].key, "seed")) {
+            fprintf(stderr, "dashkit eval: --seed and --opt seed=... both given\n");
+            return false;
+        }
     if (dk_task_opt_value(task, x->kv, x->nkv, "seed")) {
-        if (x->nkv == DK_EVAL_MAX_OPTS) { fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS); return false; }
+        if (x->nkv == DK_EVAL_MAX_OPTS) {
+            fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS);
+            return false;
+        }
         x->kv[x->nkv++] = (dk_task_kv){"seed", x->seed};
     }
     return true;
@@ -214,23 +239,37 @@ static cJSON *dk_eval_json_head(const dk_eval_setting *g) {
     return js;
 }
 
-static void dk_eval_json_sample(cJSON *arr, const dk_sample *s, const dk_eval_result *rd, const dk_eval_result *rm) {
+static void dk_eval_json_sample(cJSON *arr, const dk_sample *s, const dk_eval_result *rd,
+                                const dk_eval_result *rm) {
     static const char *const k_score[] = {"score", "dense_score"};
-    static const char *const k_tok[] = {"prompt_tokens", "context_tokens", "question_tokens", "dropped_tokens", "gen_tokens",
-                                        "gold_tokens"};
-    static const char *const k_run[] = {"flops_dense", "flops_method", "flops_speedup", "wall_dense_s", "wall_method_s",
-                                        "wall_speedup", "kl", "kl_max", "top1", "nll_delta", "nll_dense", "kl_first"};
+    static const char *const k_tok[] = {"prompt_tokens",  "context_tokens", "question_tokens",
+                                        "dropped_tokens", "gen_tokens",     "gold_tokens"};
+    static const char *const k_run[] = {
+        "flops_dense", "flops_method", "flops_speedup", "wall_dense_s", "wall_method_s", "wall_speedup",
+        "kl",          "kl_max",       "top1",          "nll_delta",    "nll_dense",     "kl_first"};
     const double v_score[] = {rm->score, rd->score};
-    const double v_tok[] = {rm->n_prompt, rm->n_context, rm->n_question, rm->n_dropped, rm->n_gen, rm->n_gold};
-    const double v_run[] = {(double)rd->flops, (double)rm->flops, rm->flops_speedup, rd->wall_s, rm->wall_s, rm->wall_speedup,
-                            rm->kl, rm->kl_max, rm->top1, rm->nll_delta, rm->nll_dense, rm->kl_first};
+    const double v_tok[] = {rm->n_prompt,  rm->n_context, rm->n_question,
+                            rm->n_dropped, rm->n_gen,     rm->n_gold};
+    const double v_run[] = {(double)rd->flops,
+                            (double)rm->flops,
+                            rm->flops_speedup,
+                            rd->wall_s,
+                            rm->wall_s,
+                            rm->wall_speedup,
+                            rm->kl,
+                            rm->kl_max,
+                            rm->top1,
+                            rm->nll_delta,
+                            rm->nll_dense,
+                            rm->kl_first};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToArray(arr, o);
     cJSON_AddStringToObject(o, "id", s->id ? s->id : "");
     dk_eval_json_nums(o, k_score, v_score, 2);
     cJSON_AddStringToObject(o, "prediction", rm->prediction);
     cJSON_AddStringToObject(o, "dense_prediction", rd->prediction);
-    cJSON_AddItemToObject(o, "answers", cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
+    cJSON_AddItemToObject(o, "answers",
+                          cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
     dk_eval_json_nums(o, k_tok, v_tok, 6);
     cJSON_AddItemToObject(o, "active_tokens", cJSON_CreateIntArray(rm->active, rm->n_layer));
     dk_eval_json_nums(o, k_run, v_run, 12);
@@ -240,8 +279,8 @@ static void dk_eval_json_sample(cJSON *arr, const dk_sample *s, const dk_eval_re
 static void dk_eval_print_sample(const dk_sample *s, const dk_eval_result *rm) {
     printf("%s score=%.2f flops_speedup=%.4f wall_speedup=%.3f kl=%.6g kl_max=%.6g top1=%.4f nll_delta=%.6g"
            " kl_first=%.6g top1_first=%d prediction=\"",
-           s->id ? s->id : "?", rm->score, rm->flops_speedup, rm->wall_speedup, rm->kl, rm->kl_max, rm->top1, rm->nll_delta,
-           rm->kl_first, rm->top1_first);
+           s->id ? s->id : "?", rm->score, rm->flops_speedup, rm->wall_speedup, rm->kl, rm->kl_max, rm->top1,
+           rm->nll_delta, rm->kl_first, rm->top1_first);
     dk_eval_print_escaped(stdout, rm->prediction, DK_EVAL_PRED_SHOWN);
     printf("\"\n");
     fflush(stdout);
@@ -250,26 +289,41 @@ static void dk_eval_print_sample(const dk_sample *s, const dk_eval_result *rm) {
 /* The aggregate: appended to js and printed (JSON), or the text lines. 0, or 1 when out of memory. */
 static int dk_eval_print_summary(const dk_eval_setting *g, cJSON *js, const dk_eval_summary *a) {
     if (js) {
-        static const char *const k[] = {"n", "score", "dense_score", "flops_dense", "flops_method", "flops_speedup",
-                                        "wall_speedup", "kl", "kl_max", "top1", "nll_delta", "kl_first", "top1_first"};
-        const double v[] = {a->n, a->score, a->dense_score, (double)a->flops_dense, (double)a->flops_method, a->flops_speedup,
-                            a->wall_speedup, a->kl, a->kl_max, a->top1, a->nll_delta, a->kl_first, a->top1_first};
+        static const char *const k[] = {
+            "n",  "score",  "dense_score", "flops_dense", "flops_method", "flops_speedup", "wall_speedup",
+            "kl", "kl_max", "top1",        "nll_delta",   "kl_first",     "top1_first"};
+        const double v[] = {a->n,
+                            a->score,
+                            a->dense_score,
+                            (double)a->flops_dense,
+                            (double)a->flops_method,
+                            a->flops_speedup,
+                            a->wall_speedup,
+                            a->kl,
+                            a->kl_max,
+                            a->top1,
+                            a->nll_delta,
+                            a->kl_first,
+                            a->top1_first};
         dk_eval_json_nums(js, k, v, 13);
         char *txt = cJSON_PrintUnformatted(js);
-        if (!txt) { fprintf(stderr, "dashkit eval: out of memory\n"); return 1; }
+        if (!txt) {
+            fprintf(stderr, "dashkit eval: out of memory\n");
+            return 1;
+        }
         printf("%s\n", txt);
         free(txt);
         return 0;
     }
     bool applies = dk_eval_chat_applies(g->set->s[0].dataset);
-    printf("task: %s\nchat: %s\nchat_source: %s\nmethod: %s\nparams: %s\nmetric: %s\nsamples: %d\n", g->task->name,
-           applies ? dk_chat_template_name(g->tmpl->kind) : "none",
+    printf("task: %s\nchat: %s\nchat_source: %s\nmethod: %s\nparams: %s\nmetric: %s\nsamples: %d\n",
+           g->task->name, applies ? dk_chat_template_name(g->tmpl->kind) : "none",
            applies ? g->tmpl->source : "LongBench: no template for this dataset", g->pol->name, g->params,
            dk_metric_name(g->set->s[0].metric), g->set->n);
     printf("score: %.2f\ndense_score: %.2f\n", a->score, a->dense_score);
     printf("flops_speedup: %.4f\nwall_speedup: %.3f\n", a->flops_speedup, a->wall_speedup);
-    printf("kl: %.6g\nkl_max: %.6g\ntop1: %.4f\nnll_delta: %.6g\nkl_first: %.6g\ntop1_first: %.4f\n", a->kl, a->kl_max,
-           a->top1, a->nll_delta, a->kl_first, a->top1_first);
+    printf("kl: %.6g\nkl_max: %.6g\ntop1: %.4f\nnll_delta: %.6g\nkl_first: %.6g\ntop1_first: %.4f\n", a->kl,
+           a->kl_max, a->top1, a->nll_delta, a->kl_first, a->top1_first);
     return 0;
 }
 
@@ -283,7 +337,10 @@ static int dk_eval_samples(dk_eval_setting *g, const dk_model *m, const dk_polic
     dk_ctx *c = NULL;
     cJSON *js = NULL;
     int rc = 1, warned_ctx = 0;
-    if (dk_eval_totals_init(&t, set->n, e)) { fprintf(stderr, "dashkit eval: out of memory\n"); return 1; }
+    if (dk_eval_totals_init(&t, set->n, e)) {
+        fprintf(stderr, "dashkit eval: out of memory\n");
+        return 1;
+    }
     dk_policy_params_format(g->pol, pp, g->params, sizeof g->params);
     if (g->x->json) js = dk_eval_json_head(g);
     for (int i = 0; i < set->n; i++) {
@@ -291,17 +348,22 @@ static int dk_eval_samples(dk_eval_setting *g, const dk_model *m, const dk_polic
         so.warmup = i == 0;
         dk_status st = dk_eval_sample(m, &c, &set->s[i], &so, g->pol, pp, &r, e);
         int beyond = 0;
-        if (r.step > DK_EVAL_STEP_PROMPT && dk_model_check_context(m, r.n_ctx_tokens, &beyond, NULL) == DK_OK && beyond &&
-            !warned_ctx++)
-            fprintf(stderr, "dashkit eval: warning: sample %d: %d tokens exceed the model's training context of %d tokens\n", i,
-                    r.n_ctx_tokens, m->cfg.n_ctx_train);
+        if (r.step > DK_EVAL_STEP_PROMPT &&
+            dk_model_check_context(m, r.n_ctx_tokens, &beyond, NULL) == DK_OK && beyond && !warned_ctx++)
+            fprintf(stderr,
+                    "dashkit eval: warning: sample %d: %d tokens exceed the model's training context of %d "
+                    "tokens\n",
+                    i, r.n_ctx_tokens, m->cfg.n_ctx_train);
         if (st) {
             fprintf(stderr, "dashkit eval: %s\n", e->msg);
-            if (r.step == DK_EVAL_STEP_DENSE && st == DK_ERR_ARG) rc = 2; /* e.g. a prompt far beyond the training context */
+            if (r.step == DK_EVAL_STEP_DENSE && st == DK_ERR_ARG)
+                rc = 2; /* e.g. a prompt far beyond the training context */
             goto done;
         }
         dk_eval_totals_add(&t, &r.dense, &r.method);
-        if (js) dk_eval_json_sample(cJSON_GetObjectItemCaseSensitive(js, "samples"), &set->s[i], &r.dense, &r.method);
+        if (js)
+            dk_eval_json_sample(cJSON_GetObjectItemCaseSensitive(js, "samples"), &set->s[i], &r.dense,
+                                &r.method);
         else dk_eval_print_sample(&set->s[i], &r.method);
         dk_eval_pair_free(&r);
     }
@@ -321,7 +383,10 @@ int dk_cmd_eval(int argc, char **argv) {
     if (rc >= 0) return rc;
     /* task and method are checked before the model is loaded */
     const dk_task *task = dk_task_find(x.task_name);
-    if (!task) { fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(x.task_name)); return 2; }
+    if (!task) {
+        fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(x.task_name));
+        return 2;
+    }
     if (!dk_eval_task_seed(&x, task)) return 2;
     dk_err e = {{0}};
     const dk_policy *pol;
@@ -337,13 +402,17 @@ int dk_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "dashkit eval: %s\n", e.msg);
         goto done;
     }
-    if (dk_policy_params_validate(pol, &pp, m->cfg.n_layer, &e) || dk_chat_template_from_model(m, x.chat, NULL, &tmpl, &e)) {
+    if (dk_policy_params_validate(pol, &pp, m->cfg.n_layer, &e) ||
+        dk_chat_template_from_model(m, x.chat, NULL, &tmpl, &e)) {
         fprintf(stderr, "dashkit eval: %s\n", e.msg);
         rc = 2;
         goto done;
     }
     int lr = dk_cli_task_load("eval", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
-    if (lr >= 0) { rc = lr; goto done; }
+    if (lr >= 0) {
+        rc = lr;
+        goto done;
+    }
     dk_eval_setting g = {.x = &x, .task = task, .tmpl = &tmpl, .set = &set, .pol = pol};
     rc = dk_eval_samples(&g, m, &pp, &e);
 done:

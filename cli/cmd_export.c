@@ -29,7 +29,8 @@ static void dk_export_usage(FILE *f) {
 /* Columns of sample_rows that hold JSON text and are embedded as JSON values in --format json. */
 static int dk_export_json_column(const char *name) {
     static const char *const cols[] = {"task_options", "params", "active_tokens", "answers", NULL};
-    for (int i = 0; cols[i]; i++) if (!strcmp(cols[i], name)) return 1;
+    for (int i = 0; cols[i]; i++)
+        if (!strcmp(cols[i], name)) return 1;
     return 0;
 }
 
@@ -44,7 +45,10 @@ static int dk_export_row(void *ctx, const dk_store_value *v, int nc, int header)
     dk_export_ctx *x = ctx;
     FILE *f = x->f;
     if (header) {
-        if (x->json) { fputs("[", f); return 0; }
+        if (x->json) {
+            fputs("[", f);
+            return 0;
+        }
         for (int c = 0; c < nc; c++) {
             if (c) fputc(',', f);
             dk_report_csv_field(f, v[c].name);
@@ -88,11 +92,17 @@ static int dk_export_check_run(dk_store *s, const char *db, long long run) {
     dk_err e = {{0}};
     dk_store_run *runs = NULL;
     size_t n = 0;
-    if (dk_store_runs_read(s, &runs, &n, &e) != DK_OK) { fprintf(stderr, "dashkit export: %s\n", e.msg); return 1; }
+    if (dk_store_runs_read(s, &runs, &n, &e) != DK_OK) {
+        fprintf(stderr, "dashkit export: %s\n", e.msg);
+        return 1;
+    }
     int found = 0;
     for (size_t i = 0; i < n; i++) found |= runs[i].id == run;
     dk_store_runs_free(runs, n);
-    if (!found) { fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run); return 2; }
+    if (!found) {
+        fprintf(stderr, "dashkit export: %s: no run %lld\n", dk_cli_esc(db), run);
+        return 2;
+    }
     return 0;
 }
 
@@ -110,7 +120,10 @@ int dk_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!dk_cli_parse_run_id("export", v, &run)) return 2;
     }
-    if (!format) { fprintf(stderr, "dashkit export: --format csv|json is required\n"); return 2; }
+    if (!format) {
+        fprintf(stderr, "dashkit export: --format csv|json is required\n");
+        return 2;
+    }
     if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {
         fprintf(stderr, "dashkit export: --format '%s': expected csv or json\n", dk_cli_esc(format));
         return 2;
@@ -133,7 +146,10 @@ int dk_cmd_export(int argc, char **argv) {
         int fd = mkstemp(tmp);
         if (fd < 0 || !(f = fdopen(fd, "w"))) {
             fprintf(stderr, "dashkit export: %s: cannot create: %s\n", out, strerror(errno));
-            if (fd >= 0) { close(fd); unlink(tmp); }
+            if (fd >= 0) {
+                close(fd);
+                unlink(tmp);
+            }
             tmp[0] = 0;
             goto done;
         }

@@ -16,9 +16,8 @@ static void dk_generate_usage(FILE *f) {
                "  -z TOKENIZER   llama2.c tok*.bin (needed for .bin models; overrides a GGUF's vocabulary)\n"
                "  -p PROMPT      prompt text (default: empty, i.e. generation starts from BOS)\n"
                "  -n STEPS       positions to run, prompt included, as llama2.c run -n (default 256;\n"
-               "                 0 or more than the training context means the training context)\n"
-               DK_CLI_COMPUTE_HELP
-               "  -h, --help     this help\n");
+               "                 0 or more than the training context means the training "
+               "context)\n" DK_CLI_COMPUTE_HELP "  -h, --help     this help\n");
 }
 
 typedef struct {
@@ -37,22 +36,28 @@ static int dk_generate_parse(int argc, char **argv, dk_generate_args *o) {
         if (takes && !dk_cli_has_value("generate", argc, argv, i)) return 2;
         if (!strcmp(a, "-z")) o->tok_path = argv[++i];
         else if (!strcmp(a, "-p")) o->prompt = argv[++i];
-        else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("generate", argv[++i], &o->compute)) return 2; }
-        else if (!strcmp(a, "-n")) {
+        else if (!strcmp(a, "--compute")) {
+            if (!dk_cli_compute_arg("generate", argv[++i], &o->compute)) return 2;
+        } else if (!strcmp(a, "-n")) {
             char *end;
             o->steps = strtol(argv[++i], &end, 10);
             if (*end || end == argv[i] || o->steps < 0) {
-                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n", dk_cli_esc(argv[i]));
+                fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n",
+                        dk_cli_esc(argv[i]));
                 return 2;
             }
         } else if (!dk_cli_positional("generate", a, &o->model_path)) return 2;
     }
-    if (!o->model_path) { dk_generate_usage(stderr); return 2; }
+    if (!o->model_path) {
+        dk_generate_usage(stderr);
+        return 2;
+    }
     return -1;
 }
 
 /* The generated text as run.c prints it (lone non-printable bytes skipped), then the statistics. */
-static void dk_generate_print(const dk_tokenizer *tok, int32_t prev, const int32_t *out, int n_out, double dt) {
+static void dk_generate_print(const dk_tokenizer *tok, int32_t prev, const int32_t *out, int n_out,
+                              double dt) {
     for (int i = 0; i < n_out; i++) {
         size_t len;
         const char *piece = dk_tokenizer_decode_piece(tok, prev, out[i], &len);
@@ -82,7 +87,10 @@ int dk_cmd_generate(int argc, char **argv) {
     if (dk_tokenizer_encode(tok, o.prompt, strlen(o.prompt), true, &ids, &n_ids, &e) ||
         dk_ctx_create(m, (int)steps, &c, &e) || dk_ctx_set_compute(c, o.compute, &e))
         goto fail;
-    if (!(out = malloc((size_t)steps * sizeof *out))) { fprintf(stderr, "dashkit generate: out of memory\n"); goto done; }
+    if (!(out = malloc((size_t)steps * sizeof *out))) {
+        fprintf(stderr, "dashkit generate: out of memory\n");
+        goto done;
+    }
     double t0 = dk_time_now_s();
     if (dk_generate_greedy(c, ids, n_ids, (int)steps, dk_tokenizer_bos(tok), out, &n_out, &e)) goto fail;
     dk_generate_print(tok, ids[0], out, n_out, dk_time_now_s() - t0);

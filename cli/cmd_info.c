@@ -11,23 +11,25 @@
 #include <string.h>
 
 static void dk_info_usage(FILE *f) {
-    fprintf(f, "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16] [--memory]\n\n"
-               "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
-               "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
-               "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"
-               "for a prefill chunk), mem_total_bytes, each also human-readable (*_human).\n\n"
-               "  MODEL          GGUF file or llama2.c checkpoint (.bin)\n"
-               "  -z TOKENIZER   llama2.c tok*.bin to attach\n"
-               "  --ctx N        context length for the memory lines (default: the model's\n"
-               "                 training context, 4096 when it declares none)\n"
-               "  --chunk N      tokens per prefill chunk (default N of --ctx: dashkit prefills a\n"
-               "                 prompt's context in one chunk)\n"
-               "  --compute M    f32 (default) or bf16: with bf16 the scratch also counts bf16 compute's\n"
-               "                 buffers (mem_compute_bytes: a chunk's activations and one layer matrix in\n"
-               "                 bf16, none for BF16 files' matrices, and oneDNN's scratchpad)\n"
-               "  --memory       GGUF: read only the header (no weights loaded) and print the\n"
-               "                 hyper-parameters and memory lines\n"
-               "  -h, --help     this help\n");
+    fprintf(
+        f,
+        "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16] [--memory]\n\n"
+        "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
+        "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
+        "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"
+        "for a prefill chunk), mem_total_bytes, each also human-readable (*_human).\n\n"
+        "  MODEL          GGUF file or llama2.c checkpoint (.bin)\n"
+        "  -z TOKENIZER   llama2.c tok*.bin to attach\n"
+        "  --ctx N        context length for the memory lines (default: the model's\n"
+        "                 training context, 4096 when it declares none)\n"
+        "  --chunk N      tokens per prefill chunk (default N of --ctx: dashkit prefills a\n"
+        "                 prompt's context in one chunk)\n"
+        "  --compute M    f32 (default) or bf16: with bf16 the scratch also counts bf16 compute's\n"
+        "                 buffers (mem_compute_bytes: a chunk's activations and one layer matrix in\n"
+        "                 bf16, none for BF16 files' matrices, and oneDNN's scratchpad)\n"
+        "  --memory       GGUF: read only the header (no weights loaded) and print the\n"
+        "                 hyper-parameters and memory lines\n"
+        "  -h, --help     this help\n");
 }
 
 static int dk_info_int(const char *opt, const char *v, int *out) {
@@ -42,8 +44,8 @@ static int dk_info_int(const char *opt, const char *v, int *out) {
     return 1;
 }
 
-static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t wf, const char *type, int ctx, int chunk,
-                                 dk_compute compute) {
+static void dk_info_print_memory(const dk_model_config *c, int64_t wb, int64_t wf, const char *type, int ctx,
+                                 int chunk, dk_compute compute) {
     dk_memory_estimate m;
     if (ctx <= 0) ctx = c->n_ctx_train > 0 ? c->n_ctx_train : 4096;
     if (ctx > (1 << 22)) ctx = 1 << 22;
@@ -98,9 +100,14 @@ static int dk_info_header_only(const char *path, dk_status st, const dk_err *why
     dk_err e = {{0}};
     if (dk_gguf_open(path, &g, &e) != DK_OK) return -1;
     int64_t n_tensors = dk_gguf_n_tensors(g);
-    if (n_tensors > 0 && st != DK_ERR_UNSUPPORTED) { dk_gguf_close(g); return -1; }
-    printf("path: %s\nformat: gguf\ngguf_version: %u\nn_tensors: %lld\n", path, dk_gguf_version(g), (long long)n_tensors);
-    static const char *const keys[2] = {"general.name", "general.architecture"}, *const names[2] = {"name", "arch"};
+    if (n_tensors > 0 && st != DK_ERR_UNSUPPORTED) {
+        dk_gguf_close(g);
+        return -1;
+    }
+    printf("path: %s\nformat: gguf\ngguf_version: %u\nn_tensors: %lld\n", path, dk_gguf_version(g),
+           (long long)n_tensors);
+    static const char *const keys[2] = {"general.name", "general.architecture"}, *const names[2] = {"name",
+                                                                                                    "arch"};
     for (int k = 0; k < 2; k++) {
         const char *s;
         size_t n;
@@ -114,7 +121,10 @@ static int dk_info_header_only(const char *path, dk_status st, const dk_err *why
     if (tk) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(tk), dk_tokenizer_eos(tk));
     dk_tokenizer_free(tk);
     dk_gguf_close(g);
-    if (n_tensors == 0) { printf("weights: none (vocab-only file)\n"); return 0; }
+    if (n_tensors == 0) {
+        printf("weights: none (vocab-only file)\n");
+        return 0;
+    }
     fprintf(stderr, "dashkit info: %s\n", why->msg);
     return 1;
 }
@@ -128,7 +138,10 @@ int dk_cmd_info(int argc, char **argv) {
         if (!strcmp(argv[i], "--compute")) {
             if (!dk_cli_has_value("info", argc, argv, i)) return 2;
             dk_err ce = {{0}};
-            if (dk_compute_parse(argv[++i], &compute, &ce)) { fprintf(stderr, "dashkit info: --compute: %s\n", ce.msg); return 2; }
+            if (dk_compute_parse(argv[++i], &compute, &ce)) {
+                fprintf(stderr, "dashkit info: --compute: %s\n", ce.msg);
+                return 2;
+            }
             continue;
         }
         if (!strcmp(argv[i], "-z") || !strcmp(argv[i], "--ctx") || !strcmp(argv[i], "--chunk")) {
@@ -140,7 +153,10 @@ int dk_cmd_info(int argc, char **argv) {
             memory_only = 1;
         } else if (!dk_cli_positional("info", argv[i], &path)) return 2;
     }
-    if (!path) { dk_info_usage(stderr); return 2; }
+    if (!path) {
+        dk_info_usage(stderr);
+        return 2;
+    }
     if (chunk > 0 && ctx > 0 && chunk > ctx) {
         fprintf(stderr, "dashkit info: --chunk %d is larger than --ctx %d\n", chunk, ctx);
         return 2;
@@ -177,14 +193,17 @@ int dk_cmd_info(int argc, char **argv) {
     const dk_model_config *c = &m->cfg;
     printf("path: %s\n", path);
     printf("format: %s\n", m->format_name);
-    if (m->format == DK_MODEL_FORMAT_GGUF) printf("gguf_version: %u\nn_tensors: %d\n", m->gguf_version, m->n_tensors);
+    if (m->format == DK_MODEL_FORMAT_GGUF)
+        printf("gguf_version: %u\nn_tensors: %d\n", m->gguf_version, m->n_tensors);
     printf("name: %s\n", m->name);
     dk_info_print_config(c);
     printf("tensor_type: %s\n", m->tensor_type);
-    if (m->format == DK_MODEL_FORMAT_GGUF) printf("tensor_types: %s\nfile_type: %s\n", m->tensor_types, m->file_type);
+    if (m->format == DK_MODEL_FORMAT_GGUF)
+        printf("tensor_types: %s\nfile_type: %s\n", m->tensor_types, m->file_type);
     printf("n_params: %lld\n", (long long)m->n_params);
     printf("tokenizer: %s\n", m->tokenizer_desc);
-    if (m->tokenizer) printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(m->tokenizer), dk_tokenizer_eos(m->tokenizer));
+    if (m->tokenizer)
+        printf("bos_id: %d\neos_id: %d\n", dk_tokenizer_bos(m->tokenizer), dk_tokenizer_eos(m->tokenizer));
     if (!gguf) wb = wf = m->n_params * 4; /* llama2.c checkpoints are f32 */
     dk_info_print_memory(c, wb, wf, m->tensor_type, ctx, chunk, compute);
     dk_model_free(m);

@@ -24,10 +24,16 @@ int dk_cmd_merge(int argc, char **argv) {
     const char *out = NULL;
     const char **shards = calloc((size_t)argc, sizeof *shards);
     int n = 0;
-    if (!shards) { fprintf(stderr, "dashkit merge: out of memory\n"); return 1; }
+    if (!shards) {
+        fprintf(stderr, "dashkit merge: out of memory\n");
+        return 1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (dk_cli_help(a, dk_merge_usage)) { free(shards); return 0; }
+        if (dk_cli_help(a, dk_merge_usage)) {
+            free(shards);
+            return 0;
+        }
         if (a[0] == '-' && a[1]) {
             fprintf(stderr, "dashkit merge: unknown option '%s' (see --help)\n", a);
             free(shards);
@@ -37,7 +43,8 @@ int dk_cmd_merge(int argc, char **argv) {
         else shards[n++] = a;
     }
     if (!out || n == 0) {
-        fprintf(stderr, "dashkit merge: %s (see --help)\n", out ? "no SHARD.db given" : "missing OUT.db and SHARD.db");
+        fprintf(stderr, "dashkit merge: %s (see --help)\n",
+                out ? "no SHARD.db given" : "missing OUT.db and SHARD.db");
         free(shards);
         return 2;
     }
@@ -55,9 +62,10 @@ int dk_cmd_merge(int argc, char **argv) {
            r.config_hash, n);
     printf("cells: %lld\ndone: %lld\npending: %lld\nfailed: %lld\nsamples: %lld\n",
            (long long)(r.cells[0] + r.cells[1] + r.cells[2] + r.cells[3]), (long long)r.cells[DK_CELL_DONE],
-           (long long)(r.cells[DK_CELL_PENDING] + r.cells[DK_CELL_RUNNING]), (long long)r.cells[DK_CELL_FAILED],
-           (long long)r.samples);
-    printf("cells_added: %lld\nsamples_added: %lld\nsamples_same: %lld\ndense_added: %lld\n", (long long)r.added.cells_added,
-           (long long)r.added.samples_added, (long long)r.added.samples_same, (long long)r.added.dense_added);
+           (long long)(r.cells[DK_CELL_PENDING] + r.cells[DK_CELL_RUNNING]),
+           (long long)r.cells[DK_CELL_FAILED], (long long)r.samples);
+    printf("cells_added: %lld\nsamples_added: %lld\nsamples_same: %lld\ndense_added: %lld\n",
+           (long long)r.added.cells_added, (long long)r.added.samples_added, (long long)r.added.samples_same,
+           (long long)r.added.dense_added);
     return 0;
 }

@@ -43,9 +43,12 @@ int dk_cmd_plot(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_plot_usage)) return 0;
-        if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
-        static const char *const with_val[] = {"--db", "--run", "--out", "--kind", "--task", "--x", "--method",
-                                               "--model", "--boot", "--seed", "--level", NULL};
+        if (!strcmp(a, "--no-draw")) {
+            o.draw = 0;
+            continue;
+        }
+        static const char *const with_val[] = {"--db",     "--run",   "--out",  "--kind", "--task",  "--x",
+                                               "--method", "--model", "--boot", "--seed", "--level", NULL};
         const char *v = dk_cli_opt_value("plot", argc, argv, &i, with_val);
         if (!v) return 2;
         if (!strcmp(a, "--db")) db = v;
@@ -58,26 +61,42 @@ int dk_cmd_plot(int argc, char **argv) {
         else if (dk_report_parse_ci_opt("plot", a, v, &o) < 0) return 2;
     }
     if (dk_report_kind_parse(kind, &p.kind) != 0) {
-        fprintf(stderr, "dashkit plot: --kind '%s': expected frontier, heatmap, layers or delta\n", dk_cli_esc(kind));
+        fprintf(stderr, "dashkit plot: --kind '%s': expected frontier, heatmap, layers or delta\n",
+                dk_cli_esc(kind));
         return 2;
     }
     if (!strcmp(x, "wall")) p.x = DK_REPORT_X_WALL;
     else if (!strcmp(x, "flops")) p.x = DK_REPORT_X_FLOPS;
-    else { fprintf(stderr, "dashkit plot: --x '%s': expected wall or flops\n", dk_cli_esc(x)); return 2; }
+    else {
+        fprintf(stderr, "dashkit plot: --x '%s': expected wall or flops\n", dk_cli_esc(x));
+        return 2;
+    }
     char def[256];
-    if (!out) { snprintf(def, sizeof def, "results/plot-%s.png", kind); out = def; }
+    if (!out) {
+        snprintf(def, sizeof def, "results/plot-%s.png", kind);
+        out = def;
+    }
     dk_err e = {{0}};
     dk_store *s = NULL;
     dk_status st = dk_store_open(db, DK_STORE_OPEN_READONLY, &s, &e);
-    if (st != DK_OK) { fprintf(stderr, "dashkit plot: %s\n", e.msg); return 1; }
+    if (st != DK_OK) {
+        fprintf(stderr, "dashkit plot: %s\n", e.msg);
+        return 1;
+    }
     dk_report_result r;
     st = dk_report_plot(s, out, &p, &o, &r, &e);
     dk_store_close(s);
-    if (st != DK_OK) { fprintf(stderr, "dashkit plot: %s\n", e.msg); return dk_report_exit_code(st); }
+    if (st != DK_OK) {
+        fprintf(stderr, "dashkit plot: %s\n", e.msg);
+        return dk_report_exit_code(st);
+    }
     const char *dot = strrchr(out, '.');
     int stem_len = (int)(dot - out);
     printf("run: %lld\ndata: %.*s.dat\nscript: %.*s.gp\n", (long long)r.run_id, stem_len, out, stem_len, out);
-    if (!o.draw) { printf("figure: not drawn (--no-draw)\n"); return 0; }
+    if (!o.draw) {
+        printf("figure: not drawn (--no-draw)\n");
+        return 0;
+    }
     if (!r.gnuplot_found) {
         printf("figure: not drawn (gnuplot missing)\n");
         fprintf(stderr, "dashkit plot: %s: %s not drawn; its data and script are written\n", r.gnuplot, out);

@@ -16,52 +16,62 @@
 #include <string.h>
 
 static void dk_prefill_usage(FILE *f) {
-    fprintf(f, "usage: dashkit prefill MODEL (--prompt-file F | -p TEXT) [--question TEXT] [--method NAME]\n"
-               "                       [--rho R] [--ls F] [--tau T] [--keep N] [--json] [options]\n\n"
-               "Prefills the context densely AND with a halting method in one process (the question, if any,\n"
-               "is prefilled densely after the context, as in kvpress) and compares them: per layer active\n"
-               "tokens, cache length, FLOPs and wall time; then total FLOPs, flops_speedup = dense/method,\n"
-               "wall_speedup = dense/method wall time of the prefill (median of --reps), theoretical_speedup =\n"
-               "L*A(T) / (l_s*A(T) + (L-l_s)*A(K)) with K = (1-rho)*T the tokens kept at l_s and A(n) the FLOPs\n"
-               "of one layer on n tokens under the engine's FLOP counting model with exact causal attention\n"
-               "(n(n+1)/2 query-key pairs), kl_divergence KL(dense || method) and top1_agreement of the\n"
-               "next-token distribution after the prompt.\n\n"
-               "  MODEL              GGUF or llama2.c model file\n"
-               "  -z TOKENIZER       llama2.c tok*.bin (needed for .bin models)\n"
-               "  --prompt-file F    context text from file F\n"
-               "  -p TEXT            context text\n"
-               "  --question TEXT    question/instruction appended after the context, never halted\n"
-               "  --method NAME      %s (default dash);\n"
-               "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
-               "  --decode N         also greedy-decode N tokens after the prompt with both (default 0)\n"
-               "  --reps R           timed repetitions of both prefills, medians reported (default 1)\n"
-               DK_CLI_COMPUTE_HELP
-               "  --json             one JSON object instead of text\n"
-               "  -h, --help         this help\n\n"
-               "Method parameters (each method accepts a subset; see README):\n",
-            dk_policy_names());
+    fprintf(
+        f,
+        "usage: dashkit prefill MODEL (--prompt-file F | -p TEXT) [--question TEXT] [--method NAME]\n"
+        "                       [--rho R] [--ls F] [--tau T] [--keep N] [--json] [options]\n\n"
+        "Prefills the context densely AND with a halting method in one process (the question, if any,\n"
+        "is prefilled densely after the context, as in kvpress) and compares them: per layer active\n"
+        "tokens, cache length, FLOPs and wall time; then total FLOPs, flops_speedup = dense/method,\n"
+        "wall_speedup = dense/method wall time of the prefill (median of --reps), theoretical_speedup =\n"
+        "L*A(T) / (l_s*A(T) + (L-l_s)*A(K)) with K = (1-rho)*T the tokens kept at l_s and A(n) the FLOPs\n"
+        "of one layer on n tokens under the engine's FLOP counting model with exact causal attention\n"
+        "(n(n+1)/2 query-key pairs), kl_divergence KL(dense || method) and top1_agreement of the\n"
+        "next-token distribution after the prompt.\n\n"
+        "  MODEL              GGUF or llama2.c model file\n"
+        "  -z TOKENIZER       llama2.c tok*.bin (needed for .bin models)\n"
+        "  --prompt-file F    context text from file F\n"
+        "  -p TEXT            context text\n"
+        "  --question TEXT    question/instruction appended after the context, never halted\n"
+        "  --method NAME      %s (default dash);\n"
+        "                     dash with --tau means dash-tau, dash with --keep means dash-keep\n"
+        "  --decode N         also greedy-decode N tokens after the prompt with both (default 0)\n"
+        "  --reps R           timed repetitions of both prefills, medians reported (default "
+        "1)\n" DK_CLI_COMPUTE_HELP "  --json             one JSON object instead of text\n"
+        "  -h, --help         this help\n\n"
+        "Method parameters (each method accepts a subset; see README):\n",
+        dk_policy_names());
     dk_cli_param_help(f, 9, false);
     fprintf(f, "\nAccepted parameters per method:\n");
     for (int i = 0; i < dk_policy_count(); i++) {
         const dk_policy *p = dk_policy_at(i);
         fprintf(f, "  %-10s", p->name);
-        for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT; q++) fprintf(f, " %s", dk_policy_param_info(*q)->name);
+        for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT; q++)
+            fprintf(f, " %s", dk_policy_param_info(*q)->name);
         fprintf(f, "%s  — %s\n", p->params[0] == DK_POLICY_PARAM_COUNT ? " (none)" : "", p->summary);
     }
 }
 
 static char *dk_read_text(const char *path, dk_err *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) { dk_fail(e, DK_ERR_IO, "%s: cannot open prompt file", path); return NULL; }
+    if (!f) {
+        dk_fail(e, DK_ERR_IO, "%s: cannot open prompt file", path);
+        return NULL;
+    }
     size_t n;
     bool bad;
     char *s = dk_cli_read_stream(f, &n, &bad);
     fclose(f);
-    if (!s || bad) { free(s); dk_fail(e, DK_ERR_IO, "%s: cannot read prompt file", path); return NULL; }
+    if (!s || bad) {
+        free(s);
+        dk_fail(e, DK_ERR_IO, "%s: cannot read prompt file", path);
+        return NULL;
+    }
     return s;
 }
 
-static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int32_t *t, int n, int32_t prev, cJSON *js) {
+static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int32_t *t, int n, int32_t prev,
+                            cJSON *js) {
     size_t cap = 64, len = 0;
     char *s = malloc(cap);
     for (int i = 0; s && i < n; i++) {
@@ -69,7 +79,16 @@ static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int3
         const char *piece = dk_tokenizer_decode_piece(tok, prev, t[i], &pl);
         prev = t[i];
         if (!dk_cli_piece_printable(piece, pl)) continue;
-        if (len + pl + 1 > cap) { while (len + pl + 1 > cap) cap *= 2; char *r = realloc(s, cap); if (!r) { free(s); s = NULL; break; } s = r; }
+        if (len + pl + 1 > cap) {
+            while (len + pl + 1 > cap) cap *= 2;
+            char *r = realloc(s, cap);
+            if (!r) {
+                free(s);
+                s = NULL;
+                break;
+            }
+            s = r;
+        }
         memcpy(s + len, piece, pl);
         len += pl;
     }
@@ -77,7 +96,8 @@ static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int3
     s[len] = 0;
     if (js) cJSON_AddStringToObject(js, key, s);
     else {
-        for (char *c = s; *c; c++) if (*c == '\n') *c = ' ';
+        for (char *c = s; *c; c++)
+            if (*c == '\n') *c = ' ';
         printf("%s: %s\n", key, s);
     }
     free(s);
@@ -100,10 +120,14 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_prefill_usage)) return 0;
-        if (!strcmp(a, "--json")) { o->json = true; continue; }
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
-        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") || !strcmp(a, "--question") ||
-                     !strcmp(a, "--method") || !strcmp(a, "--reps") || !strcmp(a, "--decode") || !strcmp(a, "--compute");
+        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") ||
+                     !strcmp(a, "--question") || !strcmp(a, "--method") || !strcmp(a, "--reps") ||
+                     !strcmp(a, "--decode") || !strcmp(a, "--compute");
         if (takes && !dk_cli_has_value("prefill", argc, argv, i)) return 2;
         if (pd) {
             if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], o->pa, &o->n_pa)) return 2;
@@ -112,21 +136,30 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
         else if (!strcmp(a, "--prompt-file")) o->prompt_file = argv[++i];
         else if (!strcmp(a, "--question")) o->question = argv[++i];
         else if (!strcmp(a, "--method")) o->method = argv[++i];
-        else if (!strcmp(a, "--compute")) { if (!dk_cli_compute_arg("prefill", argv[++i], &o->compute)) return 2; }
-        else if (!strcmp(a, "--reps") || !strcmp(a, "--decode")) {
+        else if (!strcmp(a, "--compute")) {
+            if (!dk_cli_compute_arg("prefill", argv[++i], &o->compute)) return 2;
+        } else if (!strcmp(a, "--reps") || !strcmp(a, "--decode")) {
             char *end;
             const char *v = argv[++i];
             long x = strtol(v, &end, 10);
             bool isreps = !strcmp(a, "--reps");
             if (*end || end == v || x < (isreps ? 1 : 0) || x > 100000) {
-                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a), dk_cli_esc(v), isreps ? 1 : 0);
+                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a),
+                        dk_cli_esc(v), isreps ? 1 : 0);
                 return 2;
             }
-            if (isreps) o->reps = x; else o->n_decode = x;
+            if (isreps) o->reps = x;
+            else o->n_decode = x;
         } else if (!dk_cli_positional("prefill", a, &o->model_path)) return 2;
     }
-    if (!o->model_path) { dk_prefill_usage(stderr); return 2; }
-    if (!o->prompt == !o->prompt_file) { fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n"); return 2; }
+    if (!o->model_path) {
+        dk_prefill_usage(stderr);
+        return 2;
+    }
+    if (!o->prompt == !o->prompt_file) {
+        fprintf(stderr, "dashkit prefill: give exactly one of --prompt-file F or -p TEXT\n");
+        return 2;
+    }
     return -1;
 }
 
@@ -138,19 +171,25 @@ typedef struct {
     dk_model *m;
     const dk_tokenizer *tok;
     char *text;
-    int32_t *ctx, *q;           /* (n_ctx) context with BOS, (n_q) question */
+    int32_t *ctx, *q; /* (n_ctx) context with BOS, (n_q) question */
     int n_ctx, n_q;
-    dk_ctx *cd, *cm;            /* dense, method */
-    dk_prefill_result rd, rm;   /* of the last repetition */
-    double *wd, *wm;            /* (reps) prefill wall times */
-    int32_t *ans_d, *ans_m;     /* (n_decode + 1) greedy continuations */
+    dk_ctx *cd, *cm;          /* dense, method */
+    dk_prefill_result rd, rm; /* of the last repetition */
+    double *wd, *wm;          /* (reps) prefill wall times */
+    int32_t *ans_d, *ans_m;   /* (n_decode + 1) greedy continuations */
     int n_ans_d, n_ans_m;
 } dk_prefill_cmp;
 
 static void dk_prefill_cmp_free(dk_prefill_cmp *c) {
     dk_prefill_result_free(&c->rd);
     dk_prefill_result_free(&c->rm);
-    free(c->wd); free(c->wm); free(c->ans_d); free(c->ans_m); free(c->ctx); free(c->q); free(c->text);
+    free(c->wd);
+    free(c->wm);
+    free(c->ans_d);
+    free(c->ans_m);
+    free(c->ctx);
+    free(c->q);
+    free(c->text);
     dk_ctx_free(c->cd);
     dk_ctx_free(c->cm);
     dk_model_free(c->m);
@@ -159,18 +198,28 @@ static void dk_prefill_cmp_free(dk_prefill_cmp *c) {
 /* Model, parameters checked against it, prompt tokens, two contexts. 0, or the exit status after
  * the error line. */
 static int dk_prefill_setup(const dk_prefill_args *o, dk_prefill_cmp *c, dk_err *e) {
-    if (dk_model_load(o->model_path, o->tok_path, &c->m, e) || dk_model_tokenizer(c->m, &c->tok, e)) goto fail;
+    if (dk_model_load(o->model_path, o->tok_path, &c->m, e) || dk_model_tokenizer(c->m, &c->tok, e))
+        goto fail;
     const dk_model_config *k = &c->m->cfg;
-    if (dk_policy_params_validate(c->pol, &c->pp, k->n_layer, e)) { fprintf(stderr, "dashkit prefill: %s\n", e->msg); return 2; }
+    if (dk_policy_params_validate(c->pol, &c->pp, k->n_layer, e)) {
+        fprintf(stderr, "dashkit prefill: %s\n", e->msg);
+        return 2;
+    }
     if (o->prompt_file && !(c->text = dk_read_text(o->prompt_file, e))) goto fail;
     const char *ctext = c->text ? c->text : o->prompt;
     if (dk_tokenizer_encode(c->tok, ctext, strlen(ctext), true, &c->ctx, &c->n_ctx, e) ||
-        (o->question && dk_tokenizer_encode(c->tok, o->question, strlen(o->question), false, &c->q, &c->n_q, e)))
+        (o->question &&
+         dk_tokenizer_encode(c->tok, o->question, strlen(o->question), false, &c->q, &c->n_q, e)))
         goto fail;
     int n_total = c->n_ctx + c->n_q + (int)o->n_decode, beyond = 0;
-    if (dk_model_check_context(c->m, n_total, &beyond, e)) { fprintf(stderr, "dashkit prefill: %s\n", e->msg); return 2; }
+    if (dk_model_check_context(c->m, n_total, &beyond, e)) {
+        fprintf(stderr, "dashkit prefill: %s\n", e->msg);
+        return 2;
+    }
     if (beyond)
-        fprintf(stderr, "dashkit prefill: warning: %d tokens (prompt + decode) exceed the model's training context of %d tokens\n",
+        fprintf(stderr,
+                "dashkit prefill: warning: %d tokens (prompt + decode) exceed the model's training context "
+                "of %d tokens\n",
                 n_total, k->n_ctx_train);
     if (dk_ctx_create(c->m, n_total, &c->cd, e) || dk_ctx_create(c->m, n_total, &c->cm, e) ||
         dk_ctx_set_compute(c->cd, o->compute, e) || dk_ctx_set_compute(c->cm, o->compute, e))
@@ -188,13 +237,17 @@ static int dk_prefill_measure(const dk_prefill_args *o, dk_prefill_cmp *c, dk_er
     c->wm = malloc((size_t)o->reps * sizeof *c->wm);
     c->ans_d = malloc((size_t)(o->n_decode + 1) * sizeof *c->ans_d);
     c->ans_m = malloc((size_t)(o->n_decode + 1) * sizeof *c->ans_m);
-    if (!c->wd || !c->wm || !c->ans_d || !c->ans_m) { fprintf(stderr, "dashkit prefill: out of memory\n"); return 1; }
+    if (!c->wd || !c->wm || !c->ans_d || !c->ans_m) {
+        fprintf(stderr, "dashkit prefill: out of memory\n");
+        return 1;
+    }
     for (long r = 0; r < o->reps; r++) {
         for (int h = 0; h < 2; h++) {
             bool dense = (h == 0) == (r % 2 == 0);
             dk_prefill_result_free(dense ? &c->rd : &c->rm);
-            if (dense ? dk_prefill_run(c->cd, NULL, NULL, c->ctx, c->n_ctx, c->q, c->n_q, NULL, &c->rd, e)
-                      : dk_prefill_run(c->cm, c->pol, &c->pp, c->ctx, c->n_ctx, c->q, c->n_q, NULL, &c->rm, e))
+            if (dense
+                    ? dk_prefill_run(c->cd, NULL, NULL, c->ctx, c->n_ctx, c->q, c->n_q, NULL, &c->rd, e)
+                    : dk_prefill_run(c->cm, c->pol, &c->pp, c->ctx, c->n_ctx, c->q, c->n_q, NULL, &c->rm, e))
                 goto fail;
         }
         c->wd[r] = c->rd.ctx_wall_s + c->rd.q_wall_s;
@@ -202,8 +255,9 @@ static int dk_prefill_measure(const dk_prefill_args *o, dk_prefill_cmp *c, dk_er
     }
     int32_t stop = dk_tokenizer_eos(c->tok);
     int n = (int)o->n_decode;
-    if (n > 0 && (dk_prefill_decode_greedy(c->cd, dk_prefill_next_logits(&c->rd), n, stop, c->ans_d, &c->n_ans_d, e) ||
-                  dk_prefill_decode_greedy(c->cm, dk_prefill_next_logits(&c->rm), n, stop, c->ans_m, &c->n_ans_m, e)))
+    if (n > 0 &&
+        (dk_prefill_decode_greedy(c->cd, dk_prefill_next_logits(&c->rd), n, stop, c->ans_d, &c->n_ans_d, e) ||
+         dk_prefill_decode_greedy(c->cm, dk_prefill_next_logits(&c->rm), n, stop, c->ans_m, &c->n_ans_m, e)))
         goto fail;
     return 0;
 fail:
@@ -214,7 +268,7 @@ fail:
 /* ---- the report ---- */
 
 typedef struct {
-    dk_flops fd, fm;            /* over the whole prompt (context + question) */
+    dk_flops fd, fm; /* over the whole prompt (context + question) */
     double tfd, tfm, wall_d, wall_m, theo, kl;
     int l_s, kept, top1;
     char params[512];
@@ -274,7 +328,8 @@ static cJSON *dk_prefill_json_layer(const dk_prefill_cmp *c, int l) {
 }
 
 /* One JSON object on stdout; false when out of memory. */
-static bool dk_prefill_print_json(const dk_prefill_args *o, const dk_prefill_cmp *c, const dk_prefill_summary *s) {
+static bool dk_prefill_print_json(const dk_prefill_args *o, const dk_prefill_cmp *c,
+                                  const dk_prefill_summary *s) {
     const dk_model_config *k = &c->m->cfg;
     cJSON *js = cJSON_CreateObject();
     cJSON_AddStringToObject(js, "model", c->m->name);
@@ -318,24 +373,28 @@ static bool dk_prefill_print_json(const dk_prefill_args *o, const dk_prefill_cmp
     return true;
 }
 
-static void dk_prefill_print_text(const dk_prefill_args *o, const dk_prefill_cmp *c, const dk_prefill_summary *s) {
+static void dk_prefill_print_text(const dk_prefill_args *o, const dk_prefill_cmp *c,
+                                  const dk_prefill_summary *s) {
     const dk_model_config *k = &c->m->cfg;
-    printf("model: %s\nmethod: %s\nparams: %s\nn_layer: %d\ncontext_tokens: %d\nquestion_tokens: %d\nl_s: %d\nkept_tokens: %d\n",
+    printf("model: %s\nmethod: %s\nparams: %s\nn_layer: %d\ncontext_tokens: %d\nquestion_tokens: %d\nl_s: "
+           "%d\nkept_tokens: %d\n",
            c->m->name, c->pol->name, s->params, k->n_layer, c->n_ctx, c->n_q, s->l_s, s->kept);
-    printf("%5s %8s %8s %8s %14s %14s %10s %10s %10s %11s %11s %11s\n", "layer", "active_d", "active", "kv_len", "flops_dense",
-           "flops_method", "flops_halt", "wall_d_ms", "wall_m_ms", "score_min", "score_med", "score_max");
+    printf("%5s %8s %8s %8s %14s %14s %10s %10s %10s %11s %11s %11s\n", "layer", "active_d", "active",
+           "kv_len", "flops_dense", "flops_method", "flops_halt", "wall_d_ms", "wall_m_ms", "score_min",
+           "score_med", "score_max");
     for (int l = 0; l < k->n_layer; l++) {
         const dk_policy_layer_stats *ps = &c->rm.policy[l];
         const dk_layer_stats *d = &c->rd.layers[l], *m = &c->rm.layers[l];
         printf("%5d %8d %8d %8d %14lld %14lld %10lld %10.3f %10.3f", l, d->n_active, m->n_active, m->kv_len,
-               (long long)dk_flops_total(&d->flops), (long long)dk_flops_total(&m->flops), (long long)m->flops.c[DK_FLOPS_HALT],
-               1e3 * d->wall_s, 1e3 * m->wall_s);
+               (long long)dk_flops_total(&d->flops), (long long)dk_flops_total(&m->flops),
+               (long long)m->flops.c[DK_FLOPS_HALT], 1e3 * d->wall_s, 1e3 * m->wall_s);
         if (ps->decided) printf(" %11.4g %11.4g %11.4g\n", ps->score_min, ps->score_median, ps->score_max);
         else printf(" %11s %11s %11s\n", "-", "-", "-");
     }
     printf("total_flops_dense: %.0f\ntotal_flops_method: %.0f\n", s->tfd, s->tfm);
     printf("wall_dense_s: %.6f\nwall_method_s: %.6f\n", s->wall_d, s->wall_m);
-    printf("flops_speedup: %.4f\nwall_speedup: %.4f\ntheoretical_speedup: %.4f\n", s->tfd / s->tfm, s->wall_d / s->wall_m, s->theo);
+    printf("flops_speedup: %.4f\nwall_speedup: %.4f\ntheoretical_speedup: %.4f\n", s->tfd / s->tfm,
+           s->wall_d / s->wall_m, s->theo);
     printf("kl_divergence: %.6g\ntop1_agreement: %d\n", s->kl, s->top1);
     dk_prefill_answers(o, c, NULL);
 }
@@ -352,7 +411,10 @@ int dk_cmd_prefill(int argc, char **argv) {
         dk_prefill_summary s;
         dk_prefill_summarize(&o, &c, &s);
         if (!o.json) dk_prefill_print_text(&o, &c, &s);
-        else if (!dk_prefill_print_json(&o, &c, &s)) { fprintf(stderr, "dashkit prefill: out of memory\n"); rc = 1; }
+        else if (!dk_prefill_print_json(&o, &c, &s)) {
+            fprintf(stderr, "dashkit prefill: out of memory\n");
+            rc = 1;
+        }
     }
     dk_prefill_cmp_free(&c);
     return rc;

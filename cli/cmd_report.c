@@ -40,8 +40,12 @@ int dk_cmd_report(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_report_usage)) return 0;
-        if (!strcmp(a, "--no-draw")) { o.draw = 0; continue; }
-        static const char *const with_val[] = {"--db", "--run", "--out", "--boot", "--seed", "--level", "--paper", NULL};
+        if (!strcmp(a, "--no-draw")) {
+            o.draw = 0;
+            continue;
+        }
+        static const char *const with_val[] = {"--db",   "--run",   "--out",   "--boot",
+                                               "--seed", "--level", "--paper", NULL};
         const char *v = dk_cli_opt_value("report", argc, argv, &i, with_val);
         if (!v) return 2;
         if (!strcmp(a, "--db")) db = v;
@@ -49,26 +53,39 @@ int dk_cmd_report(int argc, char **argv) {
         else if (!strcmp(a, "--paper")) o.paper = v;
         else if (dk_report_parse_ci_opt("report", a, v, &o) < 0) return 2;
     }
-    if (!*out) { fprintf(stderr, "dashkit report: --out is empty\n"); return 2; }
+    if (!*out) {
+        fprintf(stderr, "dashkit report: --out is empty\n");
+        return 2;
+    }
     dk_err e = {{0}};
     dk_store *s = NULL;
     dk_status st = dk_store_open(db, DK_STORE_OPEN_READONLY, &s, &e);
-    if (st != DK_OK) { fprintf(stderr, "dashkit report: %s\n", e.msg); return 1; }
+    if (st != DK_OK) {
+        fprintf(stderr, "dashkit report: %s\n", e.msg);
+        return 1;
+    }
     dk_report_result r;
     st = dk_report_write(s, out, &o, &r, &e);
     dk_store_close(s);
-    if (st != DK_OK) { fprintf(stderr, "dashkit report: %s\n", e.msg); return dk_report_exit_code(st); }
+    if (st != DK_OK) {
+        fprintf(stderr, "dashkit report: %s\n", e.msg);
+        return dk_report_exit_code(st);
+    }
     printf("run: %lld\nout: %s\nreport: %s/report.md\nfiles: %d\n", (long long)r.run_id, out, out, r.n_files);
     if (!o.draw) printf("figures: %d scripts, not drawn (--no-draw)\n", r.n_figures);
     else if (!r.gnuplot_found) printf("figures: %d scripts, 0 drawn (gnuplot missing)\n", r.n_figures);
-    else printf("figures: %d drawn, %d failed (gnuplot %s, %s)\n", r.n_drawn, r.n_failed, r.gnuplot, r.terminal);
+    else
+        printf("figures: %d drawn, %d failed (gnuplot %s, %s)\n", r.n_drawn, r.n_failed, r.gnuplot,
+               r.terminal);
     for (char *p = r.notes; *p;) {
         char *nl = strchr(p, '\n');
         fprintf(stderr, "note: %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
         p = nl ? nl + 1 : p + strlen(p);
     }
     if (o.draw && !r.gnuplot_found)
-        fprintf(stderr, "dashkit report: %s: figures not drawn; data and scripts are in %s (draw with: cd %s && gnuplot NAME.gp)\n",
+        fprintf(stderr,
+                "dashkit report: %s: figures not drawn; data and scripts are in %s (draw with: cd %s && "
+                "gnuplot NAME.gp)\n",
                 r.gnuplot, out, out);
     if (r.n_failed) {
         fprintf(stderr, "dashkit report: gnuplot failed on %d figure(s): %s\n", r.n_failed, r.failure);

@@ -15,27 +15,27 @@
 
 static void score_usage(FILE *f) {
     fprintf(f,
-        "usage: dashkit score [options] FILE.jsonl|-\n\n"
-        "Scores cases with the LongBench/RULER metrics and prints each input line back with an\n"
-        "added \"got\" field. A case is one JSON object per line:\n"
-        "  metric: qa_f1_score | rouge_score | classification_score | retrieval_score |\n"
-        "          count_score | code_sim_score           (prediction: string, answers: [string],\n"
-        "                                                   all_classes: [string] or null)\n"
-        "          string_match_all | string_match_part   (prediction: [string], answers: [[string]],\n"
-        "                                                   postprocess: bool)\n"
-        "          longbench_dataset_score                (dataset, predictions: [string],\n"
-        "                                                   answers: [[string]], all_classes)\n"
-        "  expected: number (optional) — compared with got.\n"
-        "Per-sample LongBench rows give the max over answers in [0,1] (no first-line rule);\n"
-        "RULER and dataset rows give x100 values rounded to 2 decimals, as the official code.\n\n"
-        "options:\n"
-        "  --code-sim difflib|levenshtein  fuzz.ratio backend (default difflib, LongBench's\n"
-        "                                  plain install); levenshtein compares with\n"
-        "                                  expected_with_levenshtein when a row has it\n"
-        "  --tolerance X                   allowed |got - expected| (default 1e-6)\n"
-        "  --quiet                         print only failures and the summary\n"
-        "  -h, --help                      this help\n"
-        "A summary line `cases: N checked: M failed: K` goes to stderr.\n");
+            "usage: dashkit score [options] FILE.jsonl|-\n\n"
+            "Scores cases with the LongBench/RULER metrics and prints each input line back with an\n"
+            "added \"got\" field. A case is one JSON object per line:\n"
+            "  metric: qa_f1_score | rouge_score | classification_score | retrieval_score |\n"
+            "          count_score | code_sim_score           (prediction: string, answers: [string],\n"
+            "                                                   all_classes: [string] or null)\n"
+            "          string_match_all | string_match_part   (prediction: [string], answers: [[string]],\n"
+            "                                                   postprocess: bool)\n"
+            "          longbench_dataset_score                (dataset, predictions: [string],\n"
+            "                                                   answers: [[string]], all_classes)\n"
+            "  expected: number (optional) — compared with got.\n"
+            "Per-sample LongBench rows give the max over answers in [0,1] (no first-line rule);\n"
+            "RULER and dataset rows give x100 values rounded to 2 decimals, as the official code.\n\n"
+            "options:\n"
+            "  --code-sim difflib|levenshtein  fuzz.ratio backend (default difflib, LongBench's\n"
+            "                                  plain install); levenshtein compares with\n"
+            "                                  expected_with_levenshtein when a row has it\n"
+            "  --tolerance X                   allowed |got - expected| (default 1e-6)\n"
+            "  --quiet                         print only failures and the summary\n"
+            "  -h, --help                      this help\n"
+            "A summary line `cases: N checked: M failed: K` goes to stderr.\n");
 }
 
 /* ---- case parsing ---- */
@@ -55,7 +55,11 @@ static int get_strlist(const cJSON *a, strlist *out, int allow_null) {
     if (!out->v) return 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, a) {
-        if (!cJSON_IsString(it)) { free(out->v); out->v = NULL; return 0; }
+        if (!cJSON_IsString(it)) {
+            free(out->v);
+            out->v = NULL;
+            return 0;
+        }
         out->v[out->n++] = it->valuestring;
     }
     return 1;
@@ -110,15 +114,21 @@ static const char *score_row(const cJSON *row, dk_code_sim_backend be, double *g
         if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "predictions"), &preds, 0))
             return "predictions";
         if (!get_strlist2(cJSON_GetObjectItemCaseSensitive(row, "answers"), &ans) || ans.n != preds.n) {
-            strlist2_free(&ans); free(preds.v); return "answers";
+            strlist2_free(&ans);
+            free(preds.v);
+            return "answers";
         }
         if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "all_classes"), &cls, 1) ||
             (m == DK_METRIC_CLASSIFICATION && !cls.v)) {
-            strlist2_free(&ans); free(preds.v); return "all_classes";
+            strlist2_free(&ans);
+            free(preds.v);
+            return "all_classes";
         }
-        *got = dk_metric_longbench_dataset_score(jd->valuestring, preds.v, preds.n, ans.v, ans.cnt,
-                                                 cls.v, cls.n, be);
-        strlist2_free(&ans); free(preds.v); free(cls.v);
+        *got = dk_metric_longbench_dataset_score(jd->valuestring, preds.v, preds.n, ans.v, ans.cnt, cls.v,
+                                                 cls.n, be);
+        strlist2_free(&ans);
+        free(preds.v);
+        free(cls.v);
         return "";
     }
     dk_metric m;
@@ -126,16 +136,22 @@ static const char *score_row(const cJSON *row, dk_code_sim_backend be, double *g
     if (m == DK_METRIC_STRING_MATCH_ALL || m == DK_METRIC_STRING_MATCH_PART) {
         strlist preds;
         strlist2 ans;
-        if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "prediction"), &preds, 0))
-            return "prediction";
+        if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "prediction"), &preds, 0)) return "prediction";
         if (!get_strlist2(cJSON_GetObjectItemCaseSensitive(row, "answers"), &ans) || ans.n != preds.n) {
-            strlist2_free(&ans); free(preds.v); return "answers";
+            strlist2_free(&ans);
+            free(preds.v);
+            return "answers";
         }
         const cJSON *pp = cJSON_GetObjectItemCaseSensitive(row, "postprocess");
-        if (pp && !cJSON_IsBool(pp) && !cJSON_IsNull(pp)) { strlist2_free(&ans); free(preds.v); return "postprocess"; }
-        *got = dk_metric_ruler_batch_score(m == DK_METRIC_STRING_MATCH_ALL, preds.v, preds.n, ans.v,
-                                           ans.cnt, cJSON_IsTrue(pp));
-        strlist2_free(&ans); free(preds.v);
+        if (pp && !cJSON_IsBool(pp) && !cJSON_IsNull(pp)) {
+            strlist2_free(&ans);
+            free(preds.v);
+            return "postprocess";
+        }
+        *got = dk_metric_ruler_batch_score(m == DK_METRIC_STRING_MATCH_ALL, preds.v, preds.n, ans.v, ans.cnt,
+                                           cJSON_IsTrue(pp));
+        strlist2_free(&ans);
+        free(preds.v);
         return "";
     }
     const cJSON *jp = cJSON_GetObjectItemCaseSensitive(row, "prediction");
@@ -143,7 +159,10 @@ static const char *score_row(const cJSON *row, dk_code_sim_backend be, double *g
     strlist ans, cls;
     if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "answers"), &ans, 0)) return "answers";
     if (!get_strlist(cJSON_GetObjectItemCaseSensitive(row, "all_classes"), &cls, 1) ||
-        (m == DK_METRIC_CLASSIFICATION && !cls.v)) { free(ans.v); return "all_classes"; }
+        (m == DK_METRIC_CLASSIFICATION && !cls.v)) {
+        free(ans.v);
+        return "all_classes";
+    }
     if (m == DK_METRIC_CODE_SIM) { /* sample score with the chosen backend */
         double s = 0.0;
         for (int i = 0; i < ans.n && !isnan(s); i++) {
@@ -154,7 +173,8 @@ static const char *score_row(const cJSON *row, dk_code_sim_backend be, double *g
     } else {
         *got = dk_metric_sample_score(m, jp->valuestring, ans.v, ans.n, cls.v, cls.n);
     }
-    free(ans.v); free(cls.v);
+    free(ans.v);
+    free(cls.v);
     return "";
 }
 
@@ -181,7 +201,8 @@ static int score_line(score_pass *sp, const char *fname, long lineno, const char
     double got = NAN;
     const char *bad = score_row(row, sp->be, &got);
     if (*bad) {
-        fprintf(stderr, "dashkit score: %s:%ld: field '%s': missing or of the wrong type/value\n", fname, lineno, bad);
+        fprintf(stderr, "dashkit score: %s:%ld: field '%s': missing or of the wrong type/value\n", fname,
+                lineno, bad);
         cJSON_Delete(row);
         return 1;
     }
@@ -207,8 +228,12 @@ static int score_line(score_pass *sp, const char *fname, long lineno, const char
         sp->failed++;
     }
     cJSON_Delete(row);
-    if (!txt) { fprintf(stderr, "dashkit score: out of memory\n"); return 1; }
-    if (sp->n_out == sp->cap) sp->outl = realloc(sp->outl, (sp->cap = sp->cap ? 2 * sp->cap : 64) * sizeof *sp->outl);
+    if (!txt) {
+        fprintf(stderr, "dashkit score: out of memory\n");
+        return 1;
+    }
+    if (sp->n_out == sp->cap)
+        sp->outl = realloc(sp->outl, (sp->cap = sp->cap ? 2 * sp->cap : 64) * sizeof *sp->outl);
     sp->outl[sp->n_out++] = (!sp->quiet || fail) ? txt : (free(txt), NULL);
     return 0;
 }
@@ -223,7 +248,11 @@ static int score_parse_args(int argc, char **argv, score_pass *sp, const char **
             const char *v = argv[++i];
             if (!strcmp(v, "difflib")) sp->be = DK_CODE_SIM_DIFFLIB;
             else if (!strcmp(v, "levenshtein")) sp->be = DK_CODE_SIM_LEVENSHTEIN;
-            else { fprintf(stderr, "dashkit score: --code-sim: unknown backend '%s' (difflib|levenshtein)\n", dk_cli_esc(v)); return 2; }
+            else {
+                fprintf(stderr, "dashkit score: --code-sim: unknown backend '%s' (difflib|levenshtein)\n",
+                        dk_cli_esc(v));
+                return 2;
+            }
         } else if (!strcmp(a, "--tolerance") && i + 1 < argc) {
             char *end;
             errno = 0;
@@ -236,11 +265,15 @@ static int score_parse_args(int argc, char **argv, score_pass *sp, const char **
             fprintf(stderr, "dashkit score: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a));
             return 2;
         } else if (*path) {
-            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", dk_cli_esc(*path), dk_cli_esc(a));
+            fprintf(stderr, "dashkit score: more than one input file ('%s', '%s')\n", dk_cli_esc(*path),
+                    dk_cli_esc(a));
             return 2;
         } else *path = a;
     }
-    if (!*path) { score_usage(stderr); return 2; }
+    if (!*path) {
+        score_usage(stderr);
+        return 2;
+    }
     return -1;
 }
 
@@ -252,7 +285,10 @@ int dk_cmd_score(int argc, char **argv) {
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
     char fname[1024]; /* the path as echoed in error lines */
     dk_escape_controls(strcmp(path, "-") ? path : "<stdin>", fname, sizeof fname);
-    if (!f) { fprintf(stderr, "dashkit score: %s: %s\n", dk_cli_esc(path), strerror(errno)); return 1; }
+    if (!f) {
+        fprintf(stderr, "dashkit score: %s: %s\n", dk_cli_esc(path), strerror(errno));
+        return 1;
+    }
 
     /* Pass 1: parse and score everything into memory, so a malformed line prints nothing. */
     char *line = NULL;

@@ -27,7 +27,8 @@ static void dk_status_usage(FILE *f) {
 }
 
 /* Latest run of one store: its shard ("-" when none), config name and cells by state. */
-static int dk_status_latest(const char *path, char *shard, size_t n, char *name, size_t nn, int64_t c[4], int64_t *samples) {
+static int dk_status_latest(const char *path, char *shard, size_t n, char *name, size_t nn, int64_t c[4],
+                            int64_t *samples) {
     dk_err e = {{0}};
     dk_store *s = NULL;
     dk_store_run *runs = NULL;
@@ -56,7 +57,10 @@ static int dk_status_cmp_int(const void *a, const void *b) { return *(const int 
 /* `dashkit status DIR` on a shard folder. */
 static int dk_status_shard_dir(const char *dir) {
     DIR *d = opendir(dir);
-    if (!d) { fprintf(stderr, "dashkit status: %s: cannot read the folder\n", dir); return 1; }
+    if (!d) {
+        fprintf(stderr, "dashkit status: %s: cannot read the folder\n", dir);
+        return 1;
+    }
     int idx[4096], n = 0;
     struct dirent *de;
     while ((de = readdir(d)) && n < 4096) {
@@ -66,24 +70,29 @@ static int dk_status_shard_dir(const char *dir) {
     }
     closedir(d);
     qsort(idx, (size_t)n, sizeof *idx, dk_status_cmp_int);
-    printf("dir: %s\n%-9s %6s %8s %8s %6s %7s %8s  %s\n", dir, "shard", "cells", "pending", "running", "done", "failed",
-           "samples", "config");
+    printf("dir: %s\n%-9s %6s %8s %8s %6s %7s %8s  %s\n", dir, "shard", "cells", "pending", "running", "done",
+           "failed", "samples", "config");
     int64_t tot[4] = {0, 0, 0, 0}, tot_samples = 0;
     int want = 0, rc = 0;
     for (int k = 0; k < n; k++) {
         char path[4200], shard[32], name[128];
         int64_t c[4], samples;
         snprintf(path, sizeof path, "%s/shard-%d.db", dir, idx[k]);
-        if (!dk_status_latest(path, shard, sizeof shard, name, sizeof name, c, &samples)) { rc = 1; continue; }
+        if (!dk_status_latest(path, shard, sizeof shard, name, sizeof name, c, &samples)) {
+            rc = 1;
+            continue;
+        }
         int si, sn;
         if (sscanf(shard, "%d/%d", &si, &sn) == 2 && sn > want) want = sn;
-        printf("%-9s %6lld %8lld %8lld %6lld %7lld %8lld  %s\n", shard, (long long)(c[0] + c[1] + c[2] + c[3]),
-               (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3], (long long)samples, name);
+        printf("%-9s %6lld %8lld %8lld %6lld %7lld %8lld  %s\n", shard,
+               (long long)(c[0] + c[1] + c[2] + c[3]), (long long)c[0], (long long)c[1], (long long)c[2],
+               (long long)c[3], (long long)samples, name);
         for (int j = 0; j < 4; j++) tot[j] += c[j];
         tot_samples += samples;
     }
-    printf("%-9s %6lld %8lld %8lld %6lld %7lld %8lld\n", "total", (long long)(tot[0] + tot[1] + tot[2] + tot[3]),
-           (long long)tot[0], (long long)tot[1], (long long)tot[2], (long long)tot[3], (long long)tot_samples);
+    printf("%-9s %6lld %8lld %8lld %6lld %7lld %8lld\n", "total",
+           (long long)(tot[0] + tot[1] + tot[2] + tot[3]), (long long)tot[0], (long long)tot[1],
+           (long long)tot[2], (long long)tot[3], (long long)tot_samples);
     printf("shards: %d\n", n);
     if (want > 0) {
         printf("missing:");
@@ -91,13 +100,16 @@ static int dk_status_shard_dir(const char *dir) {
         for (int i = 1; i <= want; i++) {
             int found = 0;
             for (int k = 0; k < n && !found; k++) found = idx[k] == i;
-            if (!found) { printf(" %d", i); any = 1; }
+            if (!found) {
+                printf(" %d", i);
+                any = 1;
+            }
         }
         printf("%s\n", any ? "" : " none");
     }
     printf("cells: %lld\npending: %lld\nrunning: %lld\ndone: %lld\nfailed: %lld\nsamples: %lld\n",
-           (long long)(tot[0] + tot[1] + tot[2] + tot[3]), (long long)tot[0], (long long)tot[1], (long long)tot[2],
-           (long long)tot[3], (long long)tot_samples);
+           (long long)(tot[0] + tot[1] + tot[2] + tot[3]), (long long)tot[0], (long long)tot[1],
+           (long long)tot[2], (long long)tot[3], (long long)tot_samples);
     char merged[4200], shard[32], name[128];
     int64_t c[4], samples;
     struct stat sb;
@@ -105,8 +117,8 @@ static int dk_status_shard_dir(const char *dir) {
     if (stat(merged, &sb) == 0) {
         if (dk_status_latest(merged, shard, sizeof shard, name, sizeof name, c, &samples))
             printf("merged: %s cells %lld done %lld pending %lld failed %lld samples %lld\n", merged,
-                   (long long)(c[0] + c[1] + c[2] + c[3]), (long long)c[2], (long long)(c[0] + c[1]), (long long)c[3],
-                   (long long)samples);
+                   (long long)(c[0] + c[1] + c[2] + c[3]), (long long)c[2], (long long)(c[0] + c[1]),
+                   (long long)c[3], (long long)samples);
         else rc = 1;
     } else {
         printf("merged: none yet\n");
@@ -114,7 +126,9 @@ static int dk_status_shard_dir(const char *dir) {
     return rc;
 }
 
-static void dk_fmt_time(double t_s, char *out, size_t n) { dk_time_fmt_utc(t_s, "%Y-%m-%dT%H:%M:%SZ", "-", out, n); }
+static void dk_fmt_time(double t_s, char *out, size_t n) {
+    dk_time_fmt_utc(t_s, "%Y-%m-%dT%H:%M:%SZ", "-", out, n);
+}
 
 /* `dashkit status [--run ID]` on one store: its runs by state, then its failed cells. */
 static int dk_status_store(dk_store *s, const char *db, long long run) {
@@ -132,8 +146,8 @@ static int dk_status_store(dk_store *s, const char *db, long long run) {
         char t0[32], t1[32];
         dk_fmt_time(r->started_at, t0, sizeof t0);
         dk_fmt_time(r->finished_at, t1, sizeof t1);
-        printf("%5lld  %-20s %-21s %-21s %6lld %8lld %8lld %6lld %7lld  %s\n", (long long)r->run_id, r->name, t0, t1,
-               (long long)r->cells, (long long)r->pending, (long long)r->running, (long long)r->done,
+        printf("%5lld  %-20s %-21s %-21s %6lld %8lld %8lld %6lld %7lld  %s\n", (long long)r->run_id, r->name,
+               t0, t1, (long long)r->cells, (long long)r->pending, (long long)r->running, (long long)r->done,
                (long long)r->failed, r->config_path);
     }
     if (run && !n_runs) {
@@ -145,8 +159,8 @@ static int dk_status_store(dk_store *s, const char *db, long long run) {
     if (dk_store_failed_cells_read(s, run, &failed, &n_failed, &e) != DK_OK) goto fail;
     for (size_t i = 0; i < n_failed; i++) {
         const dk_store_failed_cell *c = &failed[i];
-        printf("failed: cell %lld %s %s %s %s: %s\n", (long long)c->id, c->task, c->task_options, c->method, c->params,
-               c->error ? c->error : "(no message)");
+        printf("failed: cell %lld %s %s %s %s: %s\n", (long long)c->id, c->task, c->task_options, c->method,
+               c->params, c->error ? c->error : "(no message)");
     }
     rc = 0;
     goto done;
@@ -183,7 +197,10 @@ int dk_cmd_status(int argc, char **argv) {
     }
     if (!dir_arg && stat(db, &sb) == 0 && S_ISDIR(sb.st_mode)) dir_arg = db;
     if (dir_arg) {
-        if (run) { fprintf(stderr, "dashkit status: --run applies to one store, not to a shard folder\n"); return 2; }
+        if (run) {
+            fprintf(stderr, "dashkit status: --run applies to one store, not to a shard folder\n");
+            return 2;
+        }
         return dk_status_shard_dir(dir_arg);
     }
     dk_err e = {{0}};

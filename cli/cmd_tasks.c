@@ -12,18 +12,19 @@
 
 static void tasks_usage(FILE *f) {
     fprintf(f,
-        "usage: dashkit tasks [NAME] [--show] [-n N] [--opt KEY=VALUE]... [--model FILE [--tokenizer FILE]]\n\n"
-        "Without NAME: one line per task (name, family, metric, summary).\n"
-        "With NAME: the task's options with their defaults.\n\n"
-        "options:\n"
-        "  --show              load/generate the samples and print them as JSONL (id, context,\n"
-        "                      question, answers, metric, max_new_tokens, length, depth, needle_pos)\n"
-        "  -n N                number of samples for --show (default 3)\n"
-        "  --opt KEY=VALUE     a task option (repeatable), e.g. --opt length=8192 --opt depth=50\n"
-        "  --model FILE        size generator prompts in this model's tokens (GGUF or llama2.c .bin);\n"
-        "                      default: one token per byte\n"
-        "  --tokenizer FILE    llama2.c tok*.bin for a llama2.c model\n"
-        "  -h, --help          this help\n");
+            "usage: dashkit tasks [NAME] [--show] [-n N] [--opt KEY=VALUE]... [--model FILE [--tokenizer "
+            "FILE]]\n\n"
+            "Without NAME: one line per task (name, family, metric, summary).\n"
+            "With NAME: the task's options with their defaults.\n\n"
+            "options:\n"
+            "  --show              load/generate the samples and print them as JSONL (id, context,\n"
+            "                      question, answers, metric, max_new_tokens, length, depth, needle_pos)\n"
+            "  -n N                number of samples for --show (default 3)\n"
+            "  --opt KEY=VALUE     a task option (repeatable), e.g. --opt length=8192 --opt depth=50\n"
+            "  --model FILE        size generator prompts in this model's tokens (GGUF or llama2.c .bin);\n"
+            "                      default: one token per byte\n"
+            "  --tokenizer FILE    llama2.c tok*.bin for a llama2.c model\n"
+            "  -h, --help          this help\n");
 }
 
 /* The task table (no NAME given). */
@@ -57,9 +58,11 @@ static void tasks_print_sample(const dk_task *t, const dk_sample *s) {
     cJSON_AddNumberToObject(o, "length", (double)s->length);
     if (s->depth >= 0) cJSON_AddNumberToObject(o, "depth", s->depth);
     if (s->needle_pos >= 0) cJSON_AddNumberToObject(o, "needle_pos", (double)s->needle_pos);
-    cJSON_AddItemToObject(o, "answers", cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
+    cJSON_AddItemToObject(o, "answers",
+                          cJSON_CreateStringArray((const char *const *)s->answers, s->n_answers));
     if (s->all_classes)
-        cJSON_AddItemToObject(o, "all_classes", cJSON_CreateStringArray((const char *const *)s->all_classes, s->n_classes));
+        cJSON_AddItemToObject(o, "all_classes",
+                              cJSON_CreateStringArray((const char *const *)s->all_classes, s->n_classes));
     cJSON_AddStringToObject(o, "context", s->context);
     cJSON_AddStringToObject(o, "question", s->question);
     char *txt = cJSON_PrintUnformatted(o);
@@ -80,26 +83,43 @@ int dk_cmd_tasks(int argc, char **argv) {
         else if (!strcmp(a, "-n") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1000000) { fprintf(stderr, "dashkit tasks: -n: invalid count '%s'\n", dk_cli_esc(argv[i])); return 2; }
+            if (*end || v < 1 || v > 1000000) {
+                fprintf(stderr, "dashkit tasks: -n: invalid count '%s'\n", dk_cli_esc(argv[i]));
+                return 2;
+            }
             n = (int)v;
         } else if (!strcmp(a, "--opt") && i + 1 < argc) {
             char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i] || nkv == 64) { fprintf(stderr, "dashkit tasks: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(argv[i])); return 2; }
+            if (!eq || eq == argv[i] || nkv == 64) {
+                fprintf(stderr, "dashkit tasks: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(argv[i]));
+                return 2;
+            }
             *eq = 0;
             kv[nkv++] = (dk_task_kv){argv[i], eq + 1};
         } else if (!strcmp(a, "--model") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
-        else if (a[0] == '-') { fprintf(stderr, "dashkit tasks: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a)); return 2; }
-        else if (name) { fprintf(stderr, "dashkit tasks: more than one task name ('%s', '%s')\n", dk_cli_esc(name), dk_cli_esc(a)); return 2; }
-        else name = a;
+        else if (a[0] == '-') {
+            fprintf(stderr, "dashkit tasks: unknown or incomplete option '%s' (see --help)\n", dk_cli_esc(a));
+            return 2;
+        } else if (name) {
+            fprintf(stderr, "dashkit tasks: more than one task name ('%s', '%s')\n", dk_cli_esc(name),
+                    dk_cli_esc(a));
+            return 2;
+        } else name = a;
     }
     if (!name) {
-        if (show || nkv) { fprintf(stderr, "dashkit tasks: --show/--opt need a task NAME\n"); return 2; }
+        if (show || nkv) {
+            fprintf(stderr, "dashkit tasks: --show/--opt need a task NAME\n");
+            return 2;
+        }
         tasks_print_list();
         return 0;
     }
     const dk_task *t = dk_task_find(name);
-    if (!t) { fprintf(stderr, "dashkit tasks: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(name)); return 2; }
+    if (!t) {
+        fprintf(stderr, "dashkit tasks: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(name));
+        return 2;
+    }
     if (!show) {
         tasks_print_options(t, kv, nkv);
         return 0;

@@ -38,9 +38,9 @@ static void dk_tokenize_usage(FILE *f) {
 typedef struct {
     const char *tok_path, *file;
     bool bos, decode, pieces, rm_ws;
-    const char **pos;   /* (n_pos) MODEL, then TEXT... or ID... */
+    const char **pos; /* (n_pos) MODEL, then TEXT... or ID... */
     int n_pos;
-    int32_t *ids;       /* (n_ids) --decode's ids */
+    int32_t *ids; /* (n_ids) --decode's ids */
     int n_ids;
 } dk_tokenize_args;
 
@@ -48,7 +48,8 @@ static int dk_tokenize_usage_error(dk_tokenize_args *o, const char *fmt, const c
     fprintf(stderr, "dashkit tokenize: ");
     fprintf(stderr, fmt, arg);
     fputc('\n', stderr);
-    free(o->ids); free(o->pos);
+    free(o->ids);
+    free(o->pos);
     return 2;
 }
 
@@ -57,27 +58,41 @@ static int dk_tokenize_usage_error(dk_tokenize_args *o, const char *fmt, const c
 static int dk_tokenize_parse(int argc, char **argv, dk_tokenize_args *o) {
     bool end_opts = false;
     *o = (dk_tokenize_args){.pos = calloc((size_t)argc + 1, sizeof *o->pos)};
-    if (!o->pos) { fprintf(stderr, "dashkit tokenize: out of memory\n"); return 1; }
+    if (!o->pos) {
+        fprintf(stderr, "dashkit tokenize: out of memory\n");
+        return 1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (end_opts || a[0] != '-' || !strcmp(a, "-")) { o->pos[o->n_pos++] = a; continue; }
+        if (end_opts || a[0] != '-' || !strcmp(a, "-")) {
+            o->pos[o->n_pos++] = a;
+            continue;
+        }
         if (!strcmp(a, "--")) end_opts = true;
-        else if (dk_cli_help(a, dk_tokenize_usage)) { free(o->pos); return 0; }
-        else if (!strcmp(a, "--bos")) o->bos = true;
+        else if (dk_cli_help(a, dk_tokenize_usage)) {
+            free(o->pos);
+            return 0;
+        } else if (!strcmp(a, "--bos")) o->bos = true;
         else if (!strcmp(a, "--decode")) o->decode = true;
         else if (!strcmp(a, "--pieces")) o->pieces = true;
         else if (!strcmp(a, "--remove-extra-whitespaces")) o->rm_ws = true;
         else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "-f") || !strcmp(a, "--file")) {
             if (i + 1 >= argc) return dk_tokenize_usage_error(o, "option %s needs a value", a);
             bool is_tok = !strcmp(a, "-z") || !strcmp(a, "--tokenizer");
-            if (is_tok) o->tok_path = argv[++i]; else o->file = argv[++i];
+            if (is_tok) o->tok_path = argv[++i];
+            else o->file = argv[++i];
         } else
-            return dk_tokenize_usage_error(o, "unknown option '%s' (see 'dashkit tokenize --help')", dk_cli_esc(a));
+            return dk_tokenize_usage_error(o, "unknown option '%s' (see 'dashkit tokenize --help')",
+                                           dk_cli_esc(a));
     }
-    if (o->n_pos < 1) return dk_tokenize_usage_error(o, "%s", "missing MODEL (see 'dashkit tokenize --help')");
+    if (o->n_pos < 1)
+        return dk_tokenize_usage_error(o, "%s", "missing MODEL (see 'dashkit tokenize --help')");
     if (o->decode ? (o->n_pos < 2 || o->file) : (o->file ? o->n_pos != 1 : o->n_pos < 2))
-        return dk_tokenize_usage_error(o, "%s", o->decode ? (o->file ? "--decode takes ids as arguments, not -f" : "--decode needs at least one ID")
-                                                         : (o->file ? "give either TEXT or -f FILE, not both" : "missing TEXT (or -f FILE)"));
+        return dk_tokenize_usage_error(
+            o, "%s",
+            o->decode
+                ? (o->file ? "--decode takes ids as arguments, not -f" : "--decode needs at least one ID")
+                : (o->file ? "give either TEXT or -f FILE, not both" : "missing TEXT (or -f FILE)"));
     o->n_ids = o->decode ? o->n_pos - 1 : 0;
     o->ids = o->decode ? malloc(sizeof(int32_t) * (size_t)o->n_ids) : NULL;
     for (int i = 0; i < o->n_ids; i++) {
@@ -85,7 +100,8 @@ static int dk_tokenize_parse(int argc, char **argv, dk_tokenize_args *o) {
         errno = 0;
         long v = strtol(o->pos[1 + i], &end, 10);
         if (end == o->pos[1 + i] || *end || errno || v < 0 || v > INT32_MAX)
-            return dk_tokenize_usage_error(o, "--decode: '%s' is not a token id (non-negative integer)", dk_cli_esc(o->pos[1 + i]));
+            return dk_tokenize_usage_error(o, "--decode: '%s' is not a token id (non-negative integer)",
+                                           dk_cli_esc(o->pos[1 + i]));
         o->ids[i] = (int32_t)v;
     }
     return -1;
@@ -98,7 +114,8 @@ static int dk_tokenize_decode(const dk_tokenizer *tk, const dk_tokenize_args *o)
             size_t L;
             const char *p = dk_tokenizer_piece(tk, o->ids[i], &L);
             if (!p) {
-                fprintf(stderr, "dashkit tokenize: token id %d is out of range [0, %d)\n", o->ids[i], dk_tokenizer_n_vocab(tk));
+                fprintf(stderr, "dashkit tokenize: token id %d is out of range [0, %d)\n", o->ids[i],
+                        dk_tokenizer_n_vocab(tk));
                 return 1;
             }
             printf("%d\t%.*s\n", o->ids[i], (int)L, p);
@@ -128,8 +145,13 @@ static char *dk_tokenize_text(const dk_tokenize_args *o, size_t *len) {
     }
     dk_strbuf b = {0};
     for (int i = 1; i < o->n_pos; i++)
-        if (!(i > 1 ? dk_strbuf_add(&b, " ", 1) : dk_strbuf_add(&b, "", 0)) || !dk_strbuf_adds(&b, o->pos[i])) break;
-    if (b.oom) { dk_strbuf_free(&b); fprintf(stderr, "dashkit tokenize: out of memory\n"); return NULL; }
+        if (!(i > 1 ? dk_strbuf_add(&b, " ", 1) : dk_strbuf_add(&b, "", 0)) || !dk_strbuf_adds(&b, o->pos[i]))
+            break;
+    if (b.oom) {
+        dk_strbuf_free(&b);
+        fprintf(stderr, "dashkit tokenize: out of memory\n");
+        return NULL;
+    }
     *len = b.n;
     return b.s;
 }
@@ -143,7 +165,10 @@ static int dk_tokenize_encode(const dk_tokenizer *tk, const dk_tokenize_args *o)
     dk_err e = {{0}};
     dk_status st = dk_tokenizer_encode(tk, text, len, o->bos, &enc, &n, &e);
     free(text);
-    if (st != DK_OK) { fprintf(stderr, "dashkit tokenize: %s\n", e.msg); return 1; }
+    if (st != DK_OK) {
+        fprintf(stderr, "dashkit tokenize: %s\n", e.msg);
+        return 1;
+    }
     for (int i = 0; i < n; i++) {
         if (o->pieces) {
             size_t L;
@@ -171,8 +196,12 @@ int dk_cmd_tokenize(int argc, char **argv) {
         if (o.rm_ws) dk_tokenizer_set_remove_extra_whitespaces(tk, true);
         rc = o.decode ? dk_tokenize_decode(tk, &o) : dk_tokenize_encode(tk, &o);
     }
-    if (fflush(stdout) != 0 && rc == 0) { fprintf(stderr, "dashkit tokenize: write error\n"); rc = 1; }
-    free(o.ids); free(o.pos);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fprintf(stderr, "dashkit tokenize: write error\n");
+        rc = 1;
+    }
+    free(o.ids);
+    free(o.pos);
     if (tk) dk_tokenizer_free(tk);
     return rc;
 }

@@ -74,8 +74,7 @@ static dk_status dk_attn_blocked_f32(dk_attn_scratch *s, const float *q, int nb,
         const float *alpha = s->alpha;
         for (int r = 0; r < M; r++) {
             float *orow = o + (size_t)r * hd;
-            if (j0 == 0)
-                memset(orow, 0, (size_t)hd * 4);
+            if (j0 == 0) memset(orow, 0, (size_t)hd * 4);
             else if (alpha[r] != 1.0f)
                 for (int x = 0; x < hd; x++) orow[x] *= alpha[r];
         }
@@ -104,8 +103,7 @@ static dk_status dk_attn_blocked_bf16(dk_attn_scratch *s, const float *q, int nb
         for (int r = 0; r < M; r++) {
             float *orow = o + (size_t)r * hd, a = alpha[r];
             const float *trow = s->t + (size_t)r * hd;
-            if (j0 == 0)
-                memcpy(orow, trow, (size_t)hd * 4);
+            if (j0 == 0) memcpy(orow, trow, (size_t)hd * 4);
             else if (a != 1.0f)
                 for (int x = 0; x < hd; x++) orow[x] = orow[x] * a + trow[x];
             else

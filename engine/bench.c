@@ -16,7 +16,12 @@
 
 double dk_bench_sgemm_gflops(int m, int n, int k, int reps) {
     float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)n * k * 4), *c = malloc((size_t)m * n * 4);
-    if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 0;
+    }
     for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < (size_t)n * k; i++) b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
     double t[DK_BENCH_MAX_REPS];
@@ -26,13 +31,19 @@ double dk_bench_sgemm_gflops(int m, int n, int k, int reps) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
         if (r >= 0) t[r] = dk_time_now_s() - t0;
     }
-    free(a); free(b); free(c);
+    free(a);
+    free(b);
+    free(c);
     return 2.0 * m * n * k / dk_prefill_median(t, reps) * 1e-9;
 }
 
 /* ---- streaming read bandwidth ---- */
 
-typedef struct { const uint64_t *p; size_t n; uint64_t sum; } dk_bw_slice;
+typedef struct {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} dk_bw_slice;
 
 static void *dk_bw_read(void *arg) {
     dk_bw_slice *a = arg;
@@ -51,7 +62,12 @@ static void *dk_bw_read(void *arg) {
     uint64_t sum = t[0] + t[1] + t[2] + t[3];
 #else
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (; i + 4 <= n; i += 4) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; }
+    for (; i + 4 <= n; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
     uint64_t sum = s0 + s1 + s2 + s3;
 #endif
     for (; i < n; i++) sum += p[i];
@@ -91,7 +107,12 @@ double dk_bench_read_gbps(const uint64_t *buf, int threads) {
 
 void dk_bench_tokens(int32_t *toks, int n, unsigned long long seed, int n_vocab) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int i = 0; i < n; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; toks[i] = (int32_t)(s % (uint64_t)n_vocab); }
+    for (int i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        toks[i] = (int32_t)(s % (uint64_t)n_vocab);
+    }
 }
 
 double dk_bench_peak_rss(void) {
@@ -99,7 +120,8 @@ double dk_bench_peak_rss(void) {
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 : 0.0;
 }
 
-static void dk_bench_say(void (*progress)(const char *), const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dk_bench_say(void (*progress)(const char *), const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void dk_bench_say(void (*progress)(const char *), const char *fmt, ...) {
     if (!progress) return;
     char line[256];
@@ -113,7 +135,8 @@ static void dk_bench_say(void (*progress)(const char *), const char *fmt, ...) {
 /* ---- dense prefill vs the sgemm peak ---- */
 
 /* One timed prefill of toks in the context's current compute mode. */
-static dk_status dk_bench_prefill_once(dk_ctx *c, const int32_t *toks, int T, float *logits, double *wall, dk_err *e) {
+static dk_status dk_bench_prefill_once(dk_ctx *c, const int32_t *toks, int T, float *logits, double *wall,
+                                       dk_err *e) {
     dk_ctx_reset(c);
     double t0 = dk_time_now_s();
     dk_status st = dk_forward_prefill(c, toks, T, NULL, logits, e);
@@ -121,8 +144,8 @@ static dk_status dk_bench_prefill_once(dk_ctx *c, const int32_t *toks, int T, fl
     return st;
 }
 
-dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, bool bf16, dk_bench_prefill_result *r,
-                               void (*progress)(const char *line), dk_err *e) {
+dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, bool bf16,
+                               dk_bench_prefill_result *r, void (*progress)(const char *line), dk_err *e) {
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
     memset(r, 0, sizeof *r);
     if (reps > DK_BENCH_MAX_REPS - 1) reps = DK_BENCH_MAX_REPS - 1;
@@ -144,14 +167,17 @@ dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, 
         if (st || rep < 0) continue;
         if (bf16) {
             r->wall_b[rep] = dtb, r->peak_b[rep] = pb, r->ratio_b[rep] = dt / dtb;
-            dk_bench_say(progress, "rep %d: bf16 peak %.1f GFLOP/s, bf16 prefill %.3f s (f32/bf16 %.3f)", rep, pb, dtb, dt / dtb);
+            dk_bench_say(progress, "rep %d: bf16 peak %.1f GFLOP/s, bf16 prefill %.3f s (f32/bf16 %.3f)", rep,
+                         pb, dtb, dt / dtb);
         }
         const dk_forward_stats *s = dk_ctx_stats(c);
-        r->wall[rep] = dt, r->gemm[rep] = g, r->conv_s[rep] = s->convert_s, r->conv_share[rep] = s->convert_s / dt;
+        r->wall[rep] = dt, r->gemm[rep] = g, r->conv_s[rep] = s->convert_s,
+        r->conv_share[rep] = s->convert_s / dt;
         r->flops = dk_flops_total(&s->total);
         r->per = s->total;
         for (int l = 0; l < s->n_layer; l++) r->layers_wall_s += s->layers[l].wall_s / (double)reps;
-        dk_bench_say(progress, "rep %d: gemm %.1f GFLOP/s, prefill %.3f s = %.1f GFLOP/s", rep, g, dt, (double)r->flops / dt * 1e-9);
+        dk_bench_say(progress, "rep %d: gemm %.1f GFLOP/s, prefill %.3f s = %.1f GFLOP/s", rep, g, dt,
+                     (double)r->flops / dt * 1e-9);
     }
     free(logits);
     return st;
@@ -177,8 +203,8 @@ static bool dk_bench_avx512_types(const dk_model *m) {
     return any;
 }
 
-dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
-                              void (*progress)(const char *line), dk_err *e) {
+dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled,
+                              dk_bench_decode_result *r, void (*progress)(const char *line), dk_err *e) {
     const dk_model *m = dk_ctx_model(c);
     memset(r, 0, sizeof *r);
     if (reps > DK_BENCH_MAX_REPS - 1) reps = DK_BENCH_MAX_REPS - 1;
@@ -186,7 +212,11 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     r->bytes_per_token = dk_bench_decode_bytes(m, T + steps / 2.0);
     float *lg = malloc((size_t)m->cfg.n_vocab * sizeof *lg);
     uint64_t *buf = dk_bench_bw_buffer();
-    if (!lg || !buf) { free(lg); free(buf); return dk_fail(e, DK_ERR_NOMEM, "out of memory for the decode bench"); }
+    if (!lg || !buf) {
+        free(lg);
+        free(buf);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for the decode bench");
+    }
     dk_status st = DK_OK;
     /* the paths timed, in turn: fused (AVX-512 kernels where the CPU has them), fused on AVX2 only
      * (AVX-512 CPUs, models with matrices of such a type), whole-matrix conversion (converted weights) */
@@ -200,7 +230,10 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     if (!prefilled && (st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
     for (int rep = -1; rep < reps; rep++) {
         double g = 0; /* the limit: best of 3 passes (a busy machine only lowers a pass) */
-        for (int p = 0; p < 3; p++) { double x = dk_bench_read_gbps(buf, dk_blas_threads()); g = x > g ? x : g; }
+        for (int p = 0; p < 3; p++) {
+            double x = dk_bench_read_gbps(buf, dk_blas_threads());
+            g = x > g ? x : g;
+        }
         if (rep >= 0) r->read_gbps[rep] = g;
         for (int h = 0; h < n_paths; h++) {
             int path = paths[(rep + 1 + h) % n_paths];
@@ -211,13 +244,16 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
             for (int i = 0; i < steps; i++)
                 if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
             double tps = steps / (dk_time_now_s() - t0);
-            if (rep >= 0) (path == DK_BENCH_FUSED ? r->fused : path == DK_BENCH_AVX2 ? r->avx2 : r->convert)[rep] = tps;
+            if (rep >= 0)
+                (path == DK_BENCH_FUSED ? r->fused : path == DK_BENCH_AVX2 ? r->avx2 : r->convert)[rep] = tps;
         }
         if (rep >= 0 && r->avx512) r->avx512_ratio[rep] = r->fused[rep] / r->avx2[rep];
         if (rep < 0) continue;
         if (r->converts) r->ratio[rep] = r->fused[rep] / r->convert[rep];
-        dk_bench_say(progress, "rep %d: read %.2f GB/s, decode fused %.2f tok/s (AVX2 kernels %.2f), whole-matrix %.2f tok/s", rep,
-                     r->read_gbps[rep], r->fused[rep], r->avx2[rep], r->convert[rep]);
+        dk_bench_say(
+            progress,
+            "rep %d: read %.2f GB/s, decode fused %.2f tok/s (AVX2 kernels %.2f), whole-matrix %.2f tok/s",
+            rep, r->read_gbps[rep], r->fused[rep], r->avx2[rep], r->convert[rep]);
     }
 done:
     dk_ctx_set_fused_decode(c, true);

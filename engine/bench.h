@@ -35,36 +35,37 @@ double dk_bench_peak_rss(void);
 /* ---- dense prefill vs the sgemm peak (and bf16 compute) ---- */
 typedef struct {
     int reps;
-    double wall[DK_BENCH_MAX_REPS];      /* f32 prefill wall s */
-    double gemm[DK_BENCH_MAX_REPS];      /* sgemm GFLOP/s of the FFN shape (T x n_ff x n_embd), same rep */
-    double conv_s[DK_BENCH_MAX_REPS], conv_share[DK_BENCH_MAX_REPS]; /* weight conversion inside the prefill */
-    double wall_b[DK_BENCH_MAX_REPS];    /* bf16 prefill wall s (bf16 only) */
-    double peak_b[DK_BENCH_MAX_REPS];    /* oneDNN bf16 GFLOP/s of the FFN shape */
-    double ratio_b[DK_BENCH_MAX_REPS];   /* f32 / bf16 wall */
-    double layers_wall_s;                /* mean over reps of the f32 prefill's summed layer wall */
-    int64_t flops;                       /* FLOPs of one prefill */
-    dk_flops per;                        /* by component */
+    double wall[DK_BENCH_MAX_REPS]; /* f32 prefill wall s */
+    double gemm[DK_BENCH_MAX_REPS]; /* sgemm GFLOP/s of the FFN shape (T x n_ff x n_embd), same rep */
+    double conv_s[DK_BENCH_MAX_REPS],
+        conv_share[DK_BENCH_MAX_REPS]; /* weight conversion inside the prefill */
+    double wall_b[DK_BENCH_MAX_REPS];  /* bf16 prefill wall s (bf16 only) */
+    double peak_b[DK_BENCH_MAX_REPS];  /* oneDNN bf16 GFLOP/s of the FFN shape */
+    double ratio_b[DK_BENCH_MAX_REPS]; /* f32 / bf16 wall */
+    double layers_wall_s;              /* mean over reps of the f32 prefill's summed layer wall */
+    int64_t flops;                     /* FLOPs of one prefill */
+    dk_flops per;                      /* by component */
 } dk_bench_prefill_result;
 
 /* reps (<= DK_BENCH_MAX_REPS - 1) dense prefills of toks[0..T) in f32 and, with bf16, also in bf16
  * compute alternately, each rep next to the sgemm (and bf16) peak of the FFN shape. progress: one
  * stderr-style line per rep is passed to it (NULL: none). The context is left in f32 compute. */
-dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, bool bf16, dk_bench_prefill_result *r,
-                               void (*progress)(const char *line), dk_err *e);
+dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, bool bf16,
+                               dk_bench_prefill_result *r, void (*progress)(const char *line), dk_err *e);
 
 /* ---- decode after a prefill ---- */
 typedef struct {
     int reps, steps, context;
-    bool converts;                     /* two paths timed (fused and whole-matrix) */
-    double fused[DK_BENCH_MAX_REPS];   /* tokens/s, fused small-m path (the default; F32's one path) */
-    double convert[DK_BENCH_MAX_REPS]; /* tokens/s, whole-matrix conversion (converts only) */
-    double ratio[DK_BENCH_MAX_REPS];   /* fused / convert */
-    bool avx512;                       /* the fused path also timed on AVX2 kernels only (matvec.h; CPUs
+    bool converts;                          /* two paths timed (fused and whole-matrix) */
+    double fused[DK_BENCH_MAX_REPS];        /* tokens/s, fused small-m path (the default; F32's one path) */
+    double convert[DK_BENCH_MAX_REPS];      /* tokens/s, whole-matrix conversion (converts only) */
+    double ratio[DK_BENCH_MAX_REPS];        /* fused / convert */
+    bool avx512;                            /* the fused path also timed on AVX2 kernels only (matvec.h; CPUs
                                         * with AVX-512, models with rows of a type that has such kernels) */
-    double avx2[DK_BENCH_MAX_REPS];    /* tokens/s, fused path on AVX2 kernels (avx512 only) */
+    double avx2[DK_BENCH_MAX_REPS];         /* tokens/s, fused path on AVX2 kernels (avx512 only) */
     double avx512_ratio[DK_BENCH_MAX_REPS]; /* fused / avx2 */
-    double read_gbps[DK_BENCH_MAX_REPS]; /* streaming read bandwidth before the rep, best of 3 passes */
-    double bytes_per_token;            /* weights + KV read by one step at the steps' mean context */
+    double read_gbps[DK_BENCH_MAX_REPS];    /* streaming read bandwidth before the rep, best of 3 passes */
+    double bytes_per_token;                 /* weights + KV read by one step at the steps' mean context */
 } dk_bench_decode_result;
 
 /* steps decode tokens after a T-token prefill, reps times from the same cache (truncated back to T)
@@ -72,8 +73,8 @@ typedef struct {
  * such kernels) the fused path on AVX2 kernels only, and
  * (converted weights) whole-matrix conversion, in turn, starting from a different one each rep, the bandwidth measured before each rep. prefilled: the context already
  * holds the dense prefill of toks[0..T) (else it is reset and prefilled first). */
-dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled, dk_bench_decode_result *r,
-                              void (*progress)(const char *line), dk_err *e);
+dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled,
+                              dk_bench_decode_result *r, void (*progress)(const char *line), dk_err *e);
 
 /* Bytes one decode step reads at context ctx: every weight matrix once (the token embedding only as
  * the tied lm head, else one row) and the f32 K and V of every layer. */

@@ -39,9 +39,9 @@ static const char *dk_cpu_best_core(void) {
 
 /* Cores OpenBLAS falls back to when it does not know the CPU: no AVX2 kernels. */
 static int dk_core_is_generic(const char *name) {
-    static const char *const old[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
-                                      "Atom", "Katmai", "Coppermine", "Northwood", "Banias",
-                                      "Generic", "Unknown", "Sandybridge", "Athlon", "Opteron", NULL};
+    static const char *const old[] = {
+        "Prescott",  "Core2",  "Penryn",  "Dunnington", "Nehalem",     "Atom",   "Katmai",  "Coppermine",
+        "Northwood", "Banias", "Generic", "Unknown",    "Sandybridge", "Athlon", "Opteron", NULL};
     if (!name || !*name) return 1;
     for (int i = 0; old[i]; i++)
         if (!strcasecmp(name, old[i])) return 1;
@@ -57,22 +57,43 @@ static void dk_blas_reexec(void) {
     char *buf = malloc(cap);
     while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
         len += r;
-        if (len == cap) { char *nb = realloc(buf, cap * 2); if (!nb) { free(buf); buf = NULL; break; } buf = nb; cap *= 2; }
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
     }
     fclose(f);
-    if (!buf || len == 0) { free(buf); return; }
+    if (!buf || len == 0) {
+        free(buf);
+        return;
+    }
     int argc = 0;
-    for (size_t i = 0; i < len; i++) if (buf[i] == 0) argc++;
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] == 0) argc++;
     if (buf[len - 1] != 0) argc++;
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    if (!argv) { free(buf); return; }
+    if (!argv) {
+        free(buf);
+        return;
+    }
     int k = 0;
-    for (size_t i = 0; i < len && k < argc; ) {
+    for (size_t i = 0; i < len && k < argc;) {
         argv[k++] = buf + i;
         while (i < len && buf[i]) i++;
         i++;
     }
-    if (buf[len - 1] != 0) { char *nb = realloc(buf, len + 1); if (nb) { nb[len] = 0; } }
+    if (buf[len - 1] != 0) {
+        char *nb = realloc(buf, len + 1);
+        if (nb) {
+            nb[len] = 0;
+        }
+    }
     fflush(NULL);
     execv("/proc/self/exe", argv);
     free(argv); /* exec failed: carry on with the slow core */
@@ -94,8 +115,10 @@ void dk_blas_init(void) {
     const char *core = openblas_get_corename();
     if (marker && *marker) { /* we already re-executed; the marker says what was set */
         int core_set = strstr(marker, "core") != NULL;
-        dk_blas_note_str = core_set ? (user && *user ? "auto-set OPENBLAS_CORETYPE" : "re-exec did not take effect")
-                                    : (user && *user ? "OPENBLAS_CORETYPE set by user" : "detected by OpenBLAS");
+        dk_blas_note_str = core_set
+                               ? (user && *user ? "auto-set OPENBLAS_CORETYPE"
+                                                : "re-exec did not take effect")
+                               : (user && *user ? "OPENBLAS_CORETYPE set by user" : "detected by OpenBLAS");
         return;
     }
     const char *best = dk_cpu_best_core();
@@ -130,8 +153,10 @@ const char *dk_blas_best_core(void) { return dk_cpu_best_core(); }
 static int dk_core_rank(const char *name) {
     static const char *const avx512[] = {"SkylakeX", "CooperLake", "SapphireRapids", NULL};
     static const char *const avx2[] = {"Haswell", "Skylake", "Zen", NULL};
-    for (int i = 0; avx512[i]; i++) if (!strcasecmp(name, avx512[i])) return 3;
-    for (int i = 0; avx2[i]; i++) if (!strcasecmp(name, avx2[i])) return 2;
+    for (int i = 0; avx512[i]; i++)
+        if (!strcasecmp(name, avx512[i])) return 3;
+    for (int i = 0; avx2[i]; i++)
+        if (!strcasecmp(name, avx2[i])) return 2;
     return 1;
 }
 

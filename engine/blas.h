@@ -12,8 +12,8 @@
 #define DK_BLAS_H
 
 void dk_blas_init(void);
-const char *dk_blas_core(void);  /* the core OpenBLAS runs with, e.g. "SkylakeX" */
-int dk_blas_threads(void);       /* OpenBLAS worker threads */
+const char *dk_blas_core(void); /* the core OpenBLAS runs with, e.g. "SkylakeX" */
+int dk_blas_threads(void);      /* OpenBLAS worker threads */
 /* What dk_blas_init() did: "auto-set OPENBLAS_CORETYPE=SkylakeX", "user-set", "detected", ... */
 const char *dk_blas_note(void);
 /* The fastest OpenBLAS core this CPU supports ("SkylakeX", "Haswell"), or NULL when neither. */

@@ -22,8 +22,12 @@ const char *dk_chat_template_name(dk_chat_template_kind k) {
 
 dk_status dk_chat_template_parse(const char *name, dk_chat_template_kind *out, dk_err *e) {
     for (int k = 0; k < (int)(sizeof dk_chat_names / sizeof dk_chat_names[0]); k++)
-        if (name && !strcmp(name, dk_chat_names[k])) { *out = (dk_chat_template_kind)k; return DK_OK; }
-    return dk_fail(e, DK_ERR_ARG, "chat template '%s' is unknown (auto, none, chatml, llama3, llama2)", name ? name : "(null)");
+        if (name && !strcmp(name, dk_chat_names[k])) {
+            *out = (dk_chat_template_kind)k;
+            return DK_OK;
+        }
+    return dk_fail(e, DK_ERR_ARG, "chat template '%s' is unknown (auto, none, chatml, llama3, llama2)",
+                   name ? name : "(null)");
 }
 
 /* ---- detection ---- */
@@ -82,7 +86,8 @@ static void dk_llama31_system(const char *j, size_t n, char *out, size_t cap) {
         if (p < end && (*p == '"' || *p == '\'')) {
             char qc = *p++;
             const char *q = memchr(p, qc, (size_t)(end - p));
-            if (q && q - p > 0 && q - p < (long)sizeof date) snprintf(date, sizeof date, "%.*s", (int)(q - p), p);
+            if (q && q - p > 0 && q - p < (long)sizeof date)
+                snprintf(date, sizeof date, "%.*s", (int)(q - p), p);
         }
     }
     snprintf(out, cap, "Cutting Knowledge Date: December 2023\nToday Date: %s\n\n", date);
@@ -114,10 +119,12 @@ static void dk_detect(const char *jinja, size_t jn, const char *arch, const char
         }
     }
     const char *why = jinja && jn ? "unrecognised tokenizer.chat_template" : "no tokenizer.chat_template";
-    if ((pre && (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen"))) || (arch && !strcmp(arch, "qwen2"))) {
+    if ((pre && (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen"))) ||
+        (arch && !strcmp(arch, "qwen2"))) {
         t->kind = DK_CHAT_TEMPLATE_CHATML;
         snprintf(t->system, sizeof t->system, "%s", DK_CHATML_DEFAULT_SYSTEM);
-        snprintf(t->source, sizeof t->source, "%s; Qwen model (%s %s)", why, pre && !strcmp(pre, "qwen2") ? "tokenizer.ggml.pre" : "general.architecture",
+        snprintf(t->source, sizeof t->source, "%s; Qwen model (%s %s)", why,
+                 pre && !strcmp(pre, "qwen2") ? "tokenizer.ggml.pre" : "general.architecture",
                  pre && !strcmp(pre, "qwen2") ? pre : arch);
         return;
     }
@@ -130,8 +137,9 @@ static void dk_detect(const char *jinja, size_t jn, const char *arch, const char
     snprintf(t->source, sizeof t->source, "%s", why);
 }
 
-dk_status dk_chat_template_select(const char *override, const char *system, const char *jinja, size_t jinja_len,
-                                  const char *arch, const char *pre, dk_chat_template *out, dk_err *e) {
+dk_status dk_chat_template_select(const char *override, const char *system, const char *jinja,
+                                  size_t jinja_len, const char *arch, const char *pre, dk_chat_template *out,
+                                  dk_err *e) {
     dk_chat_template t;
     dk_detect(jinja, jinja_len, arch, pre, &t);
     if (override && strcmp(override, "auto")) {
@@ -140,7 +148,8 @@ dk_status dk_chat_template_select(const char *override, const char *system, cons
         if (st) return st;
         if (k != t.kind) { /* the detected default system message belongs to the detected kind */
             t.kind = k;
-            snprintf(t.system, sizeof t.system, "%s", k == DK_CHAT_TEMPLATE_CHATML ? DK_CHATML_DEFAULT_SYSTEM : "");
+            snprintf(t.system, sizeof t.system, "%s",
+                     k == DK_CHAT_TEMPLATE_CHATML ? DK_CHATML_DEFAULT_SYSTEM : "");
         }
         snprintf(t.source, sizeof t.source, "override");
     }
@@ -148,7 +157,8 @@ dk_status dk_chat_template_select(const char *override, const char *system, cons
         if (t.kind == DK_CHAT_TEMPLATE_NONE && system[0])
             return dk_fail(e, DK_ERR_ARG, "a system message needs a chat template, but the template is none");
         if (strlen(system) >= sizeof t.system)
-            return dk_fail(e, DK_ERR_ARG, "system message too long (%zu bytes, at most %zu)", strlen(system), sizeof t.system - 1);
+            return dk_fail(e, DK_ERR_ARG, "system message too long (%zu bytes, at most %zu)", strlen(system),
+                           sizeof t.system - 1);
         snprintf(t.system, sizeof t.system, "%s", system);
     }
     *out = t;
@@ -213,7 +223,10 @@ dk_status dk_chat_template_parts(const dk_chat_template *t, dk_chat_parts *out, 
     size_t cap = strlen(t->system) + 256;
     out->prefix = malloc(cap);
     out->suffix = malloc(256);
-    if (!out->prefix || !out->suffix) { dk_chat_parts_free(out); return dk_fail(e, DK_ERR_NOMEM, "chat template: out of memory"); }
+    if (!out->prefix || !out->suffix) {
+        dk_chat_parts_free(out);
+        return dk_fail(e, DK_ERR_NOMEM, "chat template: out of memory");
+    }
     if (t->system[0]) snprintf(out->prefix, cap, f->with_system, t->system);
     else snprintf(out->prefix, cap, "%s", f->without_system);
     snprintf(out->suffix, 256, "%s", f->suffix);
@@ -231,12 +244,18 @@ dk_status dk_chat_template_apply(const dk_chat_template *t, const char *prompt, 
     dk_status st = dk_chat_template_parts(t, &p, e);
     if (st) return st;
     if (p.trim_content) {
-        while (len && strchr(" \t\n\v\f\r", prompt[0]) && prompt[0]) { prompt++; len--; }
+        while (len && strchr(" \t\n\v\f\r", prompt[0]) && prompt[0]) {
+            prompt++;
+            len--;
+        }
         while (len && strchr(" \t\n\v\f\r", prompt[len - 1]) && prompt[len - 1]) len--;
     }
     size_t n = p.prefix_len + len + p.suffix_len;
     char *s = malloc(n + 1);
-    if (!s) { dk_chat_parts_free(&p); return dk_fail(e, DK_ERR_NOMEM, "chat template: out of memory for %zu bytes", n); }
+    if (!s) {
+        dk_chat_parts_free(&p);
+        return dk_fail(e, DK_ERR_NOMEM, "chat template: out of memory for %zu bytes", n);
+    }
     memcpy(s, p.prefix, p.prefix_len);
     if (len) memcpy(s + p.prefix_len, prompt, len);
     memcpy(s + p.prefix_len + len, p.suffix, p.suffix_len);

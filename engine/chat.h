@@ -42,8 +42,8 @@ typedef enum {
 
 typedef struct {
     dk_chat_template_kind kind;
-    char system[512];   /* system message, "" = no system turn */
-    char source[160];   /* which rule chose kind and system, e.g. "tokenizer.chat_template" */
+    char system[512]; /* system message, "" = no system turn */
+    char source[160]; /* which rule chose kind and system, e.g. "tokenizer.chat_template" */
 } dk_chat_template;
 
 /* The rendered single-turn text around the user message; malloc'd, NUL-terminated. */
@@ -68,8 +68,9 @@ dk_status dk_chat_template_parse(const char *name, dk_chat_template_kind *out, d
  * keep the chosen default, else the system message to use ("" for none; not for "none").
  * jinja: tokenizer.chat_template (NULL if absent); arch: general.architecture; pre:
  * tokenizer.ggml.pre (each may be NULL). */
-dk_status dk_chat_template_select(const char *override, const char *system, const char *jinja, size_t jinja_len,
-                                  const char *arch, const char *pre, dk_chat_template *out, dk_err *e);
+dk_status dk_chat_template_select(const char *override, const char *system, const char *jinja,
+                                  size_t jinja_len, const char *arch, const char *pre, dk_chat_template *out,
+                                  dk_err *e);
 
 /* dk_chat_template_select with the model's GGUF keys (tokenizer.chat_template,
  * general.architecture, tokenizer.ggml.pre); models without a GGUF (llama2.c) give none. */

@@ -31,7 +31,7 @@ typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_COUNT } dk_compute;
  * small-m decode path of matmul.c covers m <= 8). */
 enum { DK_COMPUTE_MIN_M = 8 };
 
-const char *dk_compute_name(dk_compute c);  /* "f32", "bf16" */
+const char *dk_compute_name(dk_compute c); /* "f32", "bf16" */
 /* "f32" | "bf16" -> *out; else DK_ERR_ARG "compute 'X' is not one of f32, bf16". */
 dk_status dk_compute_parse(const char *s, dk_compute *out, dk_err *e);
 /* True when this CPU multiplies bf16 natively (oneDNN's effective ISA has avx512_core_bf16 or AMX). */
@@ -59,8 +59,8 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
 /* C (m, n; row stride ldc, f32) = A (m, k; row stride lda, bf16) · B (k, n, bf16; element (i, j) at
  * bm[i·b_rs + j·b_cs]), on the calling thread alone (its OpenMP team set to 1: attention tiles run
  * side by side on a context's pool, each pool thread with its own backend). */
-dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm, int64_t b_rs,
-                       int64_t b_cs, int m, int n, int k, dk_err *e);
+dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm,
+                       int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e);
 
 /* Bytes the backend's buffers reach for chunks of up to n_chunk rows with products of inner size
  * up to k_max, and weight matrices of up to w_elems elements to round (0 for a BF16 file). */

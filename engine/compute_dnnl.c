@@ -32,11 +32,17 @@ bool dk_compute_bf16_native(void) {
 }
 
 const char *dk_compute_isa_name(void) {
-    static const struct { dnnl_cpu_isa_t isa; const char *name; } t[] = {
-        {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"}, {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
-        {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"}, {dnnl_cpu_isa_avx512_core, "avx512_core"},
-        {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"}, {dnnl_cpu_isa_avx2, "avx2"}, {dnnl_cpu_isa_avx, "avx"},
-        {dnnl_cpu_isa_sse41, "sse41"}};
+    static const struct {
+        dnnl_cpu_isa_t isa;
+        const char *name;
+    } t[] = {{dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"},
+             {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+             {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"},
+             {dnnl_cpu_isa_avx512_core, "avx512_core"},
+             {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"},
+             {dnnl_cpu_isa_avx2, "avx2"},
+             {dnnl_cpu_isa_avx, "avx"},
+             {dnnl_cpu_isa_sse41, "sse41"}};
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (isa == t[i].isa) return t[i].name;
@@ -44,11 +50,13 @@ const char *dk_compute_isa_name(void) {
 }
 
 dk_status dk_compute_check(dk_compute c, dk_err *e) {
-    if ((unsigned)c >= DK_COMPUTE_COUNT) return dk_fail(e, DK_ERR_ARG, "compute mode %d out of range", (int)c);
+    if ((unsigned)c >= DK_COMPUTE_COUNT)
+        return dk_fail(e, DK_ERR_ARG, "compute mode %d out of range", (int)c);
     if (c == DK_COMPUTE_BF16 && !dk_compute_bf16_native())
-        return dk_fail(e, DK_ERR_ARG,
-                       "bf16 needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as %s: use f32",
-                       dk_compute_isa_name());
+        return dk_fail(
+            e, DK_ERR_ARG,
+            "bf16 needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as %s: use f32",
+            dk_compute_isa_name());
     return DK_OK;
 }
 
@@ -62,7 +70,7 @@ typedef struct {
     int64_t m, n, k, ldy;  /* matmul shape; ROUND: m rows of k */
     int64_t lda, brs, bcs; /* matmul: row stride of X, strides of B (k, n): W (n, k) is {1, k} */
     int beta;
-    dnnl_primitive_t p;    /* NULL = empty slot */
+    dnnl_primitive_t p; /* NULL = empty slot */
     uint64_t used;
 } dk_prim_entry;
 
@@ -71,26 +79,32 @@ struct dk_bf16_backend {
     dnnl_stream_t str;
     dk_prim_entry cache[DK_PRIM_CACHE];
     uint64_t tick;
-    uint16_t *xb; size_t xb_n;  /* (m, k) bf16 activations of the current product */
-    uint16_t *wb; size_t wb_n;  /* (n, k) bf16 weights rounded from f32 */
+    uint16_t *xb;
+    size_t xb_n; /* (m, k) bf16 activations of the current product */
+    uint16_t *wb;
+    size_t wb_n; /* (n, k) bf16 weights rounded from f32 */
 };
 
 static dk_status dk_dnnl_fail(dk_err *e, dnnl_status_t s, const char *what) {
-    return dk_fail(e, s == dnnl_out_of_memory ? DK_ERR_NOMEM : DK_ERR_ARG, "oneDNN: %s failed (status %d)", what, (int)s);
+    return dk_fail(e, s == dnnl_out_of_memory ? DK_ERR_NOMEM : DK_ERR_ARG, "oneDNN: %s failed (status %d)",
+                   what, (int)s);
 }
 
-static void dk_md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t rs, int64_t cs, dnnl_data_type_t t) {
+static void dk_md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t rs, int64_t cs,
+                     dnnl_data_type_t t) {
     dnnl_dims_t dims = {r, c}, strides = {rs, cs};
     dnnl_memory_desc_init_by_strides(md, 2, dims, t, strides);
 }
 
-static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y, const dk_prim_entry *key) {
+static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y,
+                          const dk_prim_entry *key) {
     dk_md_2d(a, key->m, key->k, key->lda, 1, dnnl_bf16);
     dk_md_2d(w, key->k, key->n, key->brs, key->bcs, dnnl_bf16);
     dk_md_2d(y, key->m, key->n, key->ldy, 1, dnnl_f32);
 }
 
-static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_primitive_t *out, dk_err *e) {
+static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_primitive_t *out,
+                                dk_err *e) {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -104,7 +118,8 @@ static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dn
             if (!(s = dnnl_post_ops_append_sum(po, 1.0f))) s = dnnl_primitive_attr_set_post_ops(attr, po);
             dnnl_post_ops_destroy(po);
         }
-        if (!s && !(s = dnnl_matmul_desc_init(&md, &a, &w, NULL, &y))) s = dnnl_primitive_desc_create(&pd, &md, attr, b->eng, NULL);
+        if (!s && !(s = dnnl_matmul_desc_init(&md, &a, &w, NULL, &y)))
+            s = dnnl_primitive_desc_create(&pd, &md, attr, b->eng, NULL);
         dnnl_primitive_attr_destroy(attr);
     } else {
         dnnl_memory_desc_t src, dst;
@@ -112,7 +127,9 @@ static dk_status dk_prim_create(dk_bf16_backend *b, const dk_prim_entry *key, dn
         dk_md_2d(&dst, key->m, key->k, key->k, 1, dnnl_bf16);
         s = dnnl_reorder_primitive_desc_create(&pd, &src, b->eng, &dst, b->eng, NULL);
     }
-    if (s) return dk_dnnl_fail(e, s, key->kind == DK_PRIM_MATMUL ? "bf16 matmul set-up" : "f32->bf16 reorder set-up");
+    if (s)
+        return dk_dnnl_fail(e, s,
+                            key->kind == DK_PRIM_MATMUL ? "bf16 matmul set-up" : "f32->bf16 reorder set-up");
     s = dnnl_primitive_create(out, pd);
     dnnl_primitive_desc_destroy(pd);
     return s ? dk_dnnl_fail(e, s, "primitive creation") : DK_OK;
@@ -124,8 +141,9 @@ static dk_status dk_prim_get(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_
     b->tick++;
     for (int i = 0; i < DK_PRIM_CACHE; i++) {
         dk_prim_entry *c = &b->cache[i];
-        if (c->p && c->kind == key->kind && c->m == key->m && c->n == key->n && c->k == key->k && c->ldy == key->ldy &&
-            c->lda == key->lda && c->brs == key->brs && c->bcs == key->bcs && c->beta == key->beta) {
+        if (c->p && c->kind == key->kind && c->m == key->m && c->n == key->n && c->k == key->k &&
+            c->ldy == key->ldy && c->lda == key->lda && c->brs == key->brs && c->bcs == key->bcs &&
+            c->beta == key->beta) {
             c->used = b->tick;
             *out = c->p;
             return DK_OK;
@@ -153,7 +171,10 @@ dk_status dk_bf16_backend_init(dk_bf16_backend **out, dk_err *e) {
     if (!b) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     dnnl_status_t s = dnnl_engine_create(&b->eng, dnnl_cpu, 0);
     if (!s) s = dnnl_stream_create(&b->str, b->eng, dnnl_stream_default_flags);
-    if (s) { dk_bf16_backend_free(b); return dk_dnnl_fail(e, s, "engine set-up"); }
+    if (s) {
+        dk_bf16_backend_free(b);
+        return dk_dnnl_fail(e, s, "engine set-up");
+    }
     *out = b;
     return DK_OK;
 }
@@ -173,14 +194,15 @@ static dk_status dk_grow(uint16_t **buf, size_t *cap, size_t need, dk_err *e) {
     if (need <= *cap) return DK_OK;
     free(*buf);
     *cap = 0;
-    if (!(*buf = malloc(need * sizeof **buf))) return dk_fail(e, DK_ERR_NOMEM, "out of memory for %zu bf16 values", need);
+    if (!(*buf = malloc(need * sizeof **buf)))
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for %zu bf16 values", need);
     *cap = need;
     return DK_OK;
 }
 
 /* Runs primitive p on args built from memory descs and pointers; waits for it. */
-static dk_status dk_exec(dk_bf16_backend *b, dnnl_primitive_t p, int n, const int *arg, const dnnl_memory_desc_t *md,
-                         void *const *ptr, dk_err *e) {
+static dk_status dk_exec(dk_bf16_backend *b, dnnl_primitive_t p, int n, const int *arg,
+                         const dnnl_memory_desc_t *md, void *const *ptr, dk_err *e) {
     dnnl_exec_arg_t args[3];
     dnnl_status_t s = dnnl_success;
     int made = 0;
@@ -196,7 +218,8 @@ static dk_status dk_exec(dk_bf16_backend *b, dnnl_primitive_t p, int n, const in
 }
 
 /* dst (rows, cols) bf16 = src (rows, cols) f32 rounded to nearest even. */
-static dk_status dk_round(dk_bf16_backend *b, uint16_t *dst, const float *src, int64_t rows, int64_t cols, dk_err *e) {
+static dk_status dk_round(dk_bf16_backend *b, uint16_t *dst, const float *src, int64_t rows, int64_t cols,
+                          dk_err *e) {
     dk_prim_entry key = {.kind = DK_PRIM_ROUND, .m = rows, .k = cols};
     dnnl_primitive_t p;
     dk_status st = dk_prim_get(b, &key, &p, e);
@@ -210,7 +233,8 @@ static dk_status dk_round(dk_bf16_backend *b, uint16_t *dst, const float *src, i
 }
 
 /* Runs the matmul of key (cached primitive) on bf16 x, bf16 w, f32 y. */
-static dk_status dk_matmul_run(dk_bf16_backend *b, const dk_prim_entry *key, const void *x, const void *w, float *y, dk_err *e) {
+static dk_status dk_matmul_run(dk_bf16_backend *b, const dk_prim_entry *key, const void *x, const void *w,
+                               float *y, dk_err *e) {
     dnnl_primitive_t p;
     dk_status st = dk_prim_get(b, key, &p, e);
     if (st) return st;
@@ -221,29 +245,41 @@ static dk_status dk_matmul_run(dk_bf16_backend *b, const dk_prim_entry *key, con
     return dk_exec(b, p, 3, arg, md, ptr, e);
 }
 
-dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16, int m, int n,
-                         int k, float beta, int threads, dk_err *e) {
+dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16,
+                         int m, int n, int k, float beta, int threads, dk_err *e) {
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n || (beta != 0.0f && beta != 1.0f))
-        return dk_fail(e, DK_ERR_ARG, "bf16 matmul: bad shape m=%d n=%d k=%d ldy=%d beta=%g", m, n, k, ldy, (double)beta);
+        return dk_fail(e, DK_ERR_ARG, "bf16 matmul: bad shape m=%d n=%d k=%d ldy=%d beta=%g", m, n, k, ldy,
+                       (double)beta);
     if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
     dk_status st;
-    if ((st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e)) || (st = dk_round(b, b->xb, x, m, k, e))) return st;
+    if ((st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e)) || (st = dk_round(b, b->xb, x, m, k, e)))
+        return st;
     const void *wp = w;
     if (!w_bf16) {
-        if ((st = dk_grow(&b->wb, &b->wb_n, (size_t)n * (size_t)k, e)) || (st = dk_round(b, b->wb, w, n, k, e))) return st;
+        if ((st = dk_grow(&b->wb, &b->wb_n, (size_t)n * (size_t)k, e)) ||
+            (st = dk_round(b, b->wb, w, n, k, e)))
+            return st;
         wp = b->wb;
     }
-    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldy, .lda = k, .brs = 1, .bcs = k,
+    dk_prim_entry key = {.kind = DK_PRIM_MATMUL,
+                         .m = m,
+                         .n = n,
+                         .k = k,
+                         .ldy = ldy,
+                         .lda = k,
+                         .brs = 1,
+                         .bcs = k,
                          .beta = beta != 0.0f};
     return dk_matmul_run(b, &key, b->xb, wp, y, e);
 }
 
-dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm, int64_t b_rs,
-                       int64_t b_cs, int m, int n, int k, dk_err *e) {
+dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm,
+                       int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e) {
     if (m <= 0 || n <= 0 || k <= 0 || ldc < n || lda < k || b_rs < 1 || b_cs < 1)
         return dk_fail(e, DK_ERR_ARG, "bf16 gemm: bad shape m=%d n=%d k=%d ldc=%d lda=%d", m, n, k, ldc, lda);
     if (omp_get_max_threads() != 1) omp_set_num_threads(1);
-    dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldc, .lda = lda, .brs = b_rs, .bcs = b_cs};
+    dk_prim_entry key = {
+        .kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldc, .lda = lda, .brs = b_rs, .bcs = b_cs};
     return dk_matmul_run(b, &key, a, bm, c, e);
 }
 
@@ -268,9 +304,11 @@ double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
     float *c = malloc((size_t)m * n * 4);
     double t[16], gf = 0;
     if (a && w && c) {
-        for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (uint16_t)(0x3f00 + (i * 7919) % 128);  /* 0.5 .. 1 */
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            a[i] = (uint16_t)(0x3f00 + (i * 7919) % 128); /* 0.5 .. 1 */
         for (size_t i = 0; i < (size_t)n * k; i++) w[i] = (uint16_t)(0xbf00 + (i * 104729) % 128);
-        dk_prim_entry key = {.kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = n, .lda = k, .brs = 1, .bcs = k};
+        dk_prim_entry key = {
+            .kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = n, .lda = k, .brs = 1, .bcs = k};
         dnnl_primitive_t p;
         dnnl_memory_desc_t md[3];
         dk_matmul_mds(&md[0], &md[1], &md[2], &key);
@@ -289,7 +327,9 @@ double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
             gf = 2.0 * m * n * k / med * 1e-9;
         }
     }
-    free(a); free(w); free(c);
+    free(a);
+    free(w);
+    free(c);
     dk_bf16_backend_free(b);
     return gf;
 }

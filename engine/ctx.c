@@ -11,7 +11,8 @@
 /* ---- FLOP counters ---- */
 
 const char *dk_flops_component_name(dk_flops_component c) {
-    static const char *const n[DK_FLOPS_COUNT] = {"qkv", "attn", "o", "ffn", "norm", "rope", "softmax", "lm_head", "halt"};
+    static const char *const n[DK_FLOPS_COUNT] = {"qkv",  "attn",    "o",       "ffn", "norm",
+                                                  "rope", "softmax", "lm_head", "halt"};
     return (unsigned)c < DK_FLOPS_COUNT ? n[c] : "?";
 }
 
@@ -30,22 +31,24 @@ void dk_flops_add(dk_flops *dst, const dk_flops *src) {
  * dk_ctx_reserve allocate these, and dk_ctx_*_bytes (memory.h's estimate) add them up. */
 
 typedef struct {
-    size_t kv;       /* floats of one layer's K, and of its V: n_ctx * n_head_kv*head_dim */
-    size_t kv16;     /* bf16 values of one layer's K and V for bf16 attention products:
+    size_t kv;     /* floats of one layer's K, and of its V: n_ctx * n_head_kv*head_dim */
+    size_t kv16;   /* bf16 values of one layer's K and V for bf16 attention products:
                       * 2 * n_head_kv * (n_ctx + DK_ATTN_KBLK) * head_dim */
-    size_t rope;     /* floats of each RoPE table (cos, sin): n_ctx * n_rot/2 */
-    int qblk;        /* query rows per attention block: 256/group, 1 when group >= 256 */
-    size_t attn_s;   /* floats of one thread's scores: qblk*group * n_ctx */
-    size_t attn_qo;  /* floats of one thread's stacked queries, and of its block output: qblk*group * head_dim */
-    size_t convert;  /* floats of the conversion buffer: the largest layer matrix, max(n_head*head_dim, n_ff) * n_embd */
-    size_t row_d;    /* floats per chunk row of x, h, xa, xb, u: n_embd */
-    size_t row_q;    /* of q, att: n_head*head_dim */
-    size_t row_f;    /* of hb, hb2: n_ff */
+    size_t rope;   /* floats of each RoPE table (cos, sin): n_ctx * n_rot/2 */
+    int qblk;      /* query rows per attention block: 256/group, 1 when group >= 256 */
+    size_t attn_s; /* floats of one thread's scores: qblk*group * n_ctx */
+    size_t attn_qo; /* floats of one thread's stacked queries, and of its block output: qblk*group * head_dim */
+    size_t
+        convert; /* floats of the conversion buffer: the largest layer matrix, max(n_head*head_dim, n_ff) * n_embd */
+    size_t row_d; /* floats per chunk row of x, h, xa, xb, u: n_embd */
+    size_t row_q; /* of q, att: n_head*head_dim */
+    size_t row_f; /* of hb, hb2: n_ff */
 } dk_ctx_layout;
 
 static dk_ctx_layout dk_ctx_layout_of(const dk_model_config *k, int n_ctx) {
     dk_ctx_layout l;
-    size_t nc = (size_t)n_ctx, group = (size_t)(k->n_head / k->n_head_kv), q = (size_t)k->n_head * k->head_dim;
+    size_t nc = (size_t)n_ctx, group = (size_t)(k->n_head / k->n_head_kv),
+           q = (size_t)k->n_head * k->head_dim;
     l.kv = nc * (size_t)k->n_head_kv * (size_t)k->head_dim;
     l.kv16 = 2 * (size_t)k->n_head_kv * (nc + DK_ATTN_KBLK) * (size_t)k->head_dim;
     l.rope = nc * (size_t)(k->n_rot / 2);
@@ -73,7 +76,8 @@ int64_t dk_ctx_kv_bytes(const dk_model_config *k, int n_ctx) {
  * attention's scratch (attention.h) */
 int64_t dk_ctx_fixed_bytes(const dk_model_config *k, int n_ctx, int threads) {
     dk_ctx_layout l = dk_ctx_layout_of(k, n_ctx);
-    return (int64_t)k->n_layer * ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + (int64_t)n_ctx * 4) +
+    return (int64_t)k->n_layer *
+               ((int64_t)sizeof(dk_kv_cache) + (int64_t)sizeof(dk_layer_stats) + (int64_t)n_ctx * 4) +
            2 * (int64_t)l.rope * 4 + (int64_t)l.kv16 * 2 +
            (int64_t)threads * ((int64_t)l.attn_s * 4 + 2 * (int64_t)l.attn_qo * 4 +
                                dk_attn_scratch_bytes(l.qblk * (k->n_head / k->n_head_kv), k->head_dim));
@@ -82,7 +86,8 @@ int64_t dk_ctx_fixed_bytes(const dk_model_config *k, int n_ctx, int threads) {
 /* dk_ctx_reserve: five buffers of row_d, two of row_q, two of row_f floats and five int32 per row */
 int64_t dk_ctx_chunk_bytes(const dk_model_config *k, int n_chunk) {
     dk_ctx_layout l = dk_ctx_layout_of(k, 1);
-    return (int64_t)n_chunk * (int64_t)(5 * l.row_d + 2 * l.row_q + 2 * l.row_f) * 4 + 5 * (int64_t)n_chunk * 4;
+    return (int64_t)n_chunk * (int64_t)(5 * l.row_d + 2 * l.row_q + 2 * l.row_f) * 4 +
+           5 * (int64_t)n_chunk * 4;
 }
 
 int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
@@ -90,8 +95,19 @@ int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_
 /* ---- context ---- */
 
 static void dk_ctx_free_scratch(dk_ctx *c) {
-    free(c->x); free(c->h); free(c->xa); free(c->xb); free(c->u); free(c->q); free(c->att);
-    free(c->hb); free(c->hb2); free(c->active); free(c->next); free(c->pos_a); free(c->probe_slot);
+    free(c->x);
+    free(c->h);
+    free(c->xa);
+    free(c->xb);
+    free(c->u);
+    free(c->q);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->active);
+    free(c->next);
+    free(c->pos_a);
+    free(c->probe_slot);
     free(c->probe_act);
     c->x = c->h = c->xa = c->xb = c->u = c->q = c->att = c->hb = c->hb2 = NULL;
     c->active = c->next = c->pos_a = c->probe_slot = c->probe_act = NULL;
@@ -103,11 +119,20 @@ dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e) {
     dk_ctx_layout l = dk_ctx_layout_of(&c->m->cfg, 1);
     size_t r = (size_t)n, d = l.row_d, q = l.row_q, f = l.row_f;
     dk_ctx_free_scratch(c);
-    c->x = malloc(r * d * 4); c->h = malloc(r * d * 4); c->xa = malloc(r * d * 4); c->xb = malloc(r * d * 4);
-    c->u = malloc(r * d * 4); c->q = malloc(r * q * 4); c->att = malloc(r * q * 4);
-    c->hb = malloc(r * f * 4); c->hb2 = malloc(r * f * 4);
-    c->active = malloc(r * 4); c->next = malloc(r * 4); c->pos_a = malloc(r * 4);
-    c->probe_slot = malloc(r * 4); c->probe_act = malloc(r * 4);
+    c->x = malloc(r * d * 4);
+    c->h = malloc(r * d * 4);
+    c->xa = malloc(r * d * 4);
+    c->xb = malloc(r * d * 4);
+    c->u = malloc(r * d * 4);
+    c->q = malloc(r * q * 4);
+    c->att = malloc(r * q * 4);
+    c->hb = malloc(r * f * 4);
+    c->hb2 = malloc(r * f * 4);
+    c->active = malloc(r * 4);
+    c->next = malloc(r * 4);
+    c->pos_a = malloc(r * 4);
+    c->probe_slot = malloc(r * 4);
+    c->probe_act = malloc(r * 4);
     if (!c->x || !c->h || !c->xa || !c->xb || !c->u || !c->q || !c->att || !c->hb || !c->hb2 || !c->active ||
         !c->next || !c->pos_a || !c->probe_slot || !c->probe_act) {
         dk_ctx_free_scratch(c);
@@ -124,7 +149,10 @@ static void dk_ctx_free_attn_scratch(dk_ctx *c) {
         if (c->ob) free(c->ob[t]);
         if (c->attn) dk_attn_scratch_free(&c->attn[t]);
     }
-    free(c->s); free(c->qb); free(c->ob); free(c->attn);
+    free(c->s);
+    free(c->qb);
+    free(c->ob);
+    free(c->attn);
     c->s = c->qb = c->ob = NULL;
     c->attn = NULL;
     c->n_scratch = 0;
@@ -148,7 +176,8 @@ dk_status dk_ctx_threads(dk_ctx *c, dk_err *e) {
     bool ok = c->s && c->qb && c->ob && c->attn;
     int m_cap = l.qblk * (c->m->cfg.n_head / c->m->cfg.n_head_kv);
     for (int t = 0; ok && t < n; t++)
-        ok = (c->s[t] = malloc(l.attn_s * 4)) && (c->qb[t] = malloc(l.attn_qo * 4)) && (c->ob[t] = malloc(l.attn_qo * 4)) &&
+        ok = (c->s[t] = malloc(l.attn_s * 4)) && (c->qb[t] = malloc(l.attn_qo * 4)) &&
+             (c->ob[t] = malloc(l.attn_qo * 4)) &&
              dk_attn_scratch_init(&c->attn[t], m_cap, c->m->cfg.head_dim, e) == DK_OK;
     if (!ok) {
         if (!c->s || !c->qb || !c->ob || !c->attn) c->n_scratch = 0;
@@ -176,9 +205,11 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
     c->qblk = l.qblk;
     c->convert_n = l.convert;
     size_t half = (size_t)k->n_rot / 2, nc = (size_t)n_ctx_max;
-    bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) && (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
+    bool ok = (c->kv = calloc((size_t)k->n_layer, sizeof *c->kv)) &&
+              (c->layer_stats = calloc((size_t)k->n_layer, sizeof *c->layer_stats)) &&
               (c->split_stats = calloc((size_t)k->n_layer, sizeof *c->split_stats)) &&
-              (c->rope_cos = malloc(l.rope * 4)) && (c->rope_sin = malloc(l.rope * 4)) && (c->kv16 = malloc(l.kv16 * 2));
+              (c->rope_cos = malloc(l.rope * 4)) && (c->rope_sin = malloc(l.rope * 4)) &&
+              (c->kv16 = malloc(l.kv16 * 2));
     dk_pool_init(&c->pool, 1);
     ok = ok && dk_ctx_threads(c, e) == DK_OK;
     if (ok && m->converts) {
@@ -186,8 +217,12 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
         ok = (c->mm.wbuf = malloc(c->mm.wbuf_n * 4)) != NULL;
     }
     for (int i = 0; ok && i < k->n_layer; i++)
-        ok = (c->kv[i].k = malloc(l.kv * 4)) && (c->kv[i].v = malloc(l.kv * 4)) && (c->kv[i].pos = malloc(nc * 4));
-    if (!ok) { dk_ctx_free(c); return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max); }
+        ok = (c->kv[i].k = malloc(l.kv * 4)) && (c->kv[i].v = malloc(l.kv * 4)) &&
+             (c->kv[i].pos = malloc(nc * 4));
+    if (!ok) {
+        dk_ctx_free(c);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %d-token context", n_ctx_max);
+    }
     /* angle(pos, i) = pos * theta^(-2i/n_rot), in double then rounded once */
     for (size_t p = 0; p < nc; p++)
         for (size_t i = 0; i < half; i++) {
@@ -204,11 +239,24 @@ dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *
 void dk_ctx_free(dk_ctx *c) {
     if (!c) return;
     if (c->kv)
-        for (int l = 0; l < c->m->cfg.n_layer; l++) { free(c->kv[l].k); free(c->kv[l].v); free(c->kv[l].pos); }
+        for (int l = 0; l < c->m->cfg.n_layer; l++) {
+            free(c->kv[l].k);
+            free(c->kv[l].v);
+            free(c->kv[l].pos);
+        }
     dk_pool_free(&c->pool);
     dk_bf16_backend_free(c->mm.bf16);
     dk_ctx_free_attn_scratch(c);
-    free(c->kv); free(c->layer_stats); free(c->rope_cos); free(c->rope_sin); free(c->kv16); free(c->probs); free(c->mm.wbuf); free(c->x_split); free(c->split_active); free(c->split_stats);
+    free(c->kv);
+    free(c->layer_stats);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->kv16);
+    free(c->probs);
+    free(c->mm.wbuf);
+    free(c->x_split);
+    free(c->split_active);
+    free(c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }

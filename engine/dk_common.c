@@ -17,7 +17,10 @@ size_t dk_escape_controls(const char *s, char *out, size_t n) {
         else if (*p == '\r') add = "\\r";
         else if (*p == '\t') add = "\\t";
         else if (*p < 0x20 || *p == 0x7f) snprintf(esc, sizeof esc, "\\x%02x", *p);
-        else { esc[0] = (char)*p; esc[1] = 0; }
+        else {
+            esc[0] = (char)*p;
+            esc[1] = 0;
+        }
         k = strlen(add);
         if (o + k >= n) break; /* truncated at an escape boundary */
         memcpy(out + o, add, k);

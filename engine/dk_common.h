@@ -32,8 +32,7 @@ size_t dk_escape_controls(const char *s, char *out, size_t n);
 
 /* Formats msg into e (if e != NULL), control characters escaped (always one line), and returns
  * code. Usage: return dk_fail(e, DK_ERR_IO, "%s: ...", path); */
-dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+dk_status dk_fail(dk_err *e, dk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 const char *dk_status_name(dk_status s);
 

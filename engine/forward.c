@@ -31,7 +31,10 @@
 /* The first bf16 product failure of this call, once (later products of the call were skipped). */
 static dk_status dk_compute_status(dk_ctx *c, dk_err *e) {
     dk_status st = c->mm.st;
-    if (st) { *e = c->mm.err; c->mm.st = DK_OK; }
+    if (st) {
+        *e = c->mm.err;
+        c->mm.st = DK_OK;
+    }
     return st;
 }
 
@@ -79,7 +82,8 @@ static void dk_qkv_post_task(void *arg, int t, int tid) {
     const dk_qkv_job *j = arg;
     const dk_model_config *k = &j->c->m->cfg;
     size_t qd = (size_t)k->n_head * k->head_dim, kvd = (size_t)k->n_head_kv * k->head_dim;
-    for (size_t i = dk_task_lo((size_t)j->na, t, j->n_tasks); i < dk_task_lo((size_t)j->na, t + 1, j->n_tasks); i++) {
+    for (size_t i = dk_task_lo((size_t)j->na, t, j->n_tasks);
+         i < dk_task_lo((size_t)j->na, t + 1, j->n_tasks); i++) {
         float *q = j->c->q + i * qd, *kr = j->kdst + i * kvd, *vr = j->vdst + i * kvd;
         if (j->w->bq) {
             dk_add_bias_row(q, j->w->bq, (int)qd);
@@ -117,8 +121,10 @@ static void dk_attn_tile(void *arg, int t, int tid) {
     float *qb = c->qb[tid], *sb = c->s[tid], *ob = c->ob[tid];
     int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, M = nb * g, kvl = L0 + r1;
     for (int i = 0; i < nb; i++)
-        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, qb, hd, kv->k + (size_t)h * hd, kvd, 0.0f, sb, kvl);
+        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd,
+               (size_t)g * hd * 4);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, qb, hd, kv->k + (size_t)h * hd,
+                kvd, 0.0f, sb, kvl);
     for (int i = 0; i < nb; i++) {
         int lim = L0 + r0 + i + 1;
         for (int j = 0; j < g; j++) {
@@ -131,9 +137,11 @@ static void dk_attn_tile(void *arg, int t, int tid) {
             }
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, kvl, 1.0f, sb, kvl, kv->v + (size_t)h * hd, kvd, 0.0f, ob, hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, kvl, 1.0f, sb, kvl, kv->v + (size_t)h * hd,
+                kvd, 0.0f, ob, hd);
     for (int i = 0; i < nb; i++)
-        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
+        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd,
+               (size_t)g * hd * 4);
 }
 
 /* ---- blocked attention (bf16 compute mode; attention.h) ----
@@ -153,7 +161,8 @@ static void dk_attn_capture_rows(const dk_attn_job *jb, int h, int r0, int nb, i
     for (int i = 0; i < nb; i++) {
         if (c->probe_slot[r0 + i] < 0) continue;
         const float *qrow = c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g, kvl, hd, scale, qrow, hd, jb->kv->k + (size_t)h * hd, kvd, 0.0f, sb, kvl);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g, kvl, hd, scale, qrow, hd,
+                    jb->kv->k + (size_t)h * hd, kvd, 0.0f, sb, kvl);
         for (int j = 0; j < g; j++) {
             float *srow = sb + (size_t)j * kvl;
             dk_softmax_masked(srow, jb->L0 + r0 + i + 1, kvl);
@@ -176,7 +185,8 @@ static void dk_attn_tile_blocked(void *arg, int t, int tid) {
     int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, nb = r1 - r0, kvl = L0 + r1;
     if (as->st) return; /* an earlier tile of this thread failed */
     for (int i = 0; i < nb; i++)
-        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd, (size_t)g * hd * 4);
+        memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd,
+               (size_t)g * hd * 4);
     /* bf16 products for full query blocks, on the layer's bf16 copy of the cache (dk_kv16_fill) */
     const uint16_t *kb16 = NULL, *vb16 = NULL;
     if (jb->kv16 && nb == c->qblk) {
@@ -184,11 +194,12 @@ static void dk_attn_tile_blocked(void *arg, int t, int tid) {
         kb16 = c->kv16 + (size_t)h * head;
         vb16 = c->kv16 + (size_t)(k->n_head_kv + h) * head;
     }
-    as->st = dk_attn_blocked(as, qb, nb, g, hd, jb->kv->k + (size_t)h * hd, jb->kv->v + (size_t)h * hd, kvd, kvl, L0 + r0,
-                             1.0f / sqrtf((float)hd), kb16, vb16, ob, &as->err);
+    as->st = dk_attn_blocked(as, qb, nb, g, hd, jb->kv->k + (size_t)h * hd, jb->kv->v + (size_t)h * hd, kvd,
+                             kvl, L0 + r0, 1.0f / sqrtf((float)hd), kb16, vb16, ob, &as->err);
     if (as->st) return;
     for (int i = 0; i < nb; i++)
-        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd, (size_t)g * hd * 4);
+        memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd,
+               (size_t)g * hd * 4);
     if (jb->capture) dk_attn_capture_rows(jb, h, r0, nb, kvl, c->s[tid]);
 }
 
@@ -206,9 +217,11 @@ static void dk_kv16_task(void *arg, int t, int tid) {
     const dk_model_config *k = &j->c->m->cfg;
     int hd = k->head_dim, kvd = k->n_head_kv * hd, nkv = k->n_head_kv;
     size_t head = (size_t)(j->c->n_ctx_max + DK_ATTN_KBLK) * hd;
-    size_t lo = dk_task_lo((size_t)j->rows, t, j->n_tasks), hi = dk_task_lo((size_t)j->rows, t + 1, j->n_tasks);
+    size_t lo = dk_task_lo((size_t)j->rows, t, j->n_tasks),
+           hi = dk_task_lo((size_t)j->rows, t + 1, j->n_tasks);
     for (int h = 0; h < nkv; h++) {
-        uint16_t *kd = j->c->kv16 + (size_t)h * head + lo * hd, *vd = j->c->kv16 + (size_t)(nkv + h) * head + lo * hd;
+        uint16_t *kd = j->c->kv16 + (size_t)h * head + lo * hd,
+                 *vd = j->c->kv16 + (size_t)(nkv + h) * head + lo * hd;
         dk_attn_round_rows(kd, j->kv->k + lo * kvd + (size_t)h * hd, (int)(hi - lo), hd, kvd);
         dk_attn_round_rows(vd, j->kv->v + lo * kvd + (size_t)h * hd, (int)(hi - lo), hd, kvd);
     }
@@ -220,10 +233,12 @@ static void dk_kv16_fill(dk_ctx *c, const dk_kv_cache *kv) {
     dk_kv16_job j = {c, kv, kv->len, dk_pool_n_tasks(&c->pool, (size_t)kv->len, 64)};
     dk_pool_run(&c->pool, j.n_tasks, dk_kv16_task, &j);
     size_t head = (size_t)(c->n_ctx_max + DK_ATTN_KBLK) * hd;
-    for (int h = 0; h < 2 * k->n_head_kv; h++) memset(c->kv16 + h * head + (size_t)kv->len * hd, 0, (size_t)pad * hd * 2);
+    for (int h = 0; h < 2 * k->n_head_kv; h++)
+        memset(c->kv16 + h * head + (size_t)kv->len * hd, 0, (size_t)pad * hd * 2);
 }
 
-static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl, dk_err *e) {
+static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, int n_probe, dk_flops *fl,
+                              dk_err *e) {
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv;
     int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
@@ -237,15 +252,18 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
     bool par = c->pool.n > 1 && n_tiles > 1;
     if (par && bt > 1) openblas_set_num_threads(1);
     dk_pool_run(&c->pool, par ? n_tiles : 1, tile, &jb);
-    if (!par) for (int t = 1; t < n_tiles; t++) tile(&jb, t, 0);
+    if (!par)
+        for (int t = 1; t < n_tiles; t++) tile(&jb, t, 0);
     if (par && bt > 1) openblas_set_num_threads(bt);
     /* FLOPs as executed by the tiles */
     for (int r0 = 0; r0 < na; r0 += c->qblk) {
         int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, M = (r1 - r0) * g, kvl = L0 + r1;
         fl->c[DK_FLOPS_ATTN] += (int64_t)k->n_head_kv * 4 * (int64_t)M * kvl * hd;
-        for (int i = r0; i < r1; i++) fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * g * (5 * (int64_t)(L0 + i + 1) + 1);
+        for (int i = r0; i < r1; i++)
+            fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * g * (5 * (int64_t)(L0 + i + 1) + 1);
         /* blocked: the rescaling of the online softmax (attention.h) */
-        if (blocked) fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * dk_attn_blocked_extra_flops(M, kvl, hd);
+        if (blocked)
+            fl->c[DK_FLOPS_SOFTMAX] += (int64_t)k->n_head_kv * dk_attn_blocked_extra_flops(M, kvl, hd);
     }
     for (int t = 0; blocked && t < c->n_scratch; t++)
         if (c->attn[t].st) {
@@ -259,16 +277,20 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
 
 /* ---- one transformer block on the active rows ---- */
 
-static dk_status dk_call_hook(dk_ctx *c, const dk_prefill_opts *o, dk_hook_point pt, dk_layer_view *v, int *n_next, dk_err *e) {
+static dk_status dk_call_hook(dk_ctx *c, const dk_prefill_opts *o, dk_hook_point pt, dk_layer_view *v,
+                              int *n_next, dk_err *e) {
     if (!o || !o->hook) return DK_OK;
     dk_status st = o->hook(o->hook_user, pt, v, c->next, n_next, e);
     if (st) return st;
     if (*n_next < 0 || *n_next > v->n_tokens)
-        return dk_fail(e, DK_ERR_ARG, "layer %d: hook returned an active set of %d rows for a %d-token chunk", v->layer, *n_next, v->n_tokens);
+        return dk_fail(e, DK_ERR_ARG, "layer %d: hook returned an active set of %d rows for a %d-token chunk",
+                       v->layer, *n_next, v->n_tokens);
     for (int i = 0; i < *n_next; i++)
         if (c->next[i] < 0 || c->next[i] >= v->n_tokens || (i > 0 && c->next[i] <= c->next[i - 1]))
-            return dk_fail(e, DK_ERR_ARG, "layer %d: hook's active set is not sorted, unique and within 0..%d (entry %d = %d)",
-                           v->layer, v->n_tokens - 1, i, c->next[i]);
+            return dk_fail(
+                e, DK_ERR_ARG,
+                "layer %d: hook's active set is not sorted, unique and within 0..%d (entry %d = %d)",
+                v->layer, v->n_tokens - 1, i, c->next[i]);
     return DK_OK;
 }
 
@@ -303,13 +325,24 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
             int lo = 0, hi = na - 1; /* active rows are sorted: binary search */
             while (lo <= hi) {
                 int mid = (lo + hi) / 2, a = c->active[mid];
-                if (a == r) { if (c->probe_slot[mid] < 0) { c->probe_slot[mid] = n_probe; c->probe_act[n_probe++] = r; } break; }
-                if (a < r) lo = mid + 1; else hi = mid - 1;
+                if (a == r) {
+                    if (c->probe_slot[mid] < 0) {
+                        c->probe_slot[mid] = n_probe;
+                        c->probe_act[n_probe++] = r;
+                    }
+                    break;
+                }
+                if (a < r) lo = mid + 1;
+                else hi = mid - 1;
             }
         }
         /* probe slots must follow active order for probe_act to be sorted consistently */
         n_probe = 0;
-        for (int i = 0; i < na; i++) if (c->probe_slot[i] >= 0) { c->probe_slot[i] = n_probe; c->probe_act[n_probe++] = c->active[i]; }
+        for (int i = 0; i < na; i++)
+            if (c->probe_slot[i] >= 0) {
+                c->probe_slot[i] = n_probe;
+                c->probe_act[n_probe++] = c->active[i];
+            }
         size_t need = (size_t)k->n_head * (size_t)n_probe * (size_t)kv->len;
         if (need > (size_t)c->probs_cap) {
             float *p = realloc(c->probs, need * 4);
@@ -323,10 +356,21 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_matmul(&c->mm, c->u, c->att, &w->wo, na, d, qd, 0.0f, &fl->c[DK_FLOPS_O]);
     if ((st = dk_compute_status(c, e))) return st;
 
-    dk_layer_view v = {.layer = l, .n_tokens = n, .n_past = c->n_past, .n_active = na, .active = c->active,
-                       .n_embd = d, .x_in = xin, .u = c->u, .n_probe = capture ? n_probe : 0,
-                       .probe_rows = capture ? c->probe_act : NULL, .n_head = k->n_head, .kv_len = kv->len,
-                       .kv_pos = kv->pos, .probs = capture ? c->probs : NULL, .flops = fl};
+    dk_layer_view v = {.layer = l,
+                       .n_tokens = n,
+                       .n_past = c->n_past,
+                       .n_active = na,
+                       .active = c->active,
+                       .n_embd = d,
+                       .x_in = xin,
+                       .u = c->u,
+                       .n_probe = capture ? n_probe : 0,
+                       .probe_rows = capture ? c->probe_act : NULL,
+                       .n_head = k->n_head,
+                       .kv_len = kv->len,
+                       .kv_pos = kv->pos,
+                       .probs = capture ? c->probs : NULL,
+                       .flops = fl};
     if ((st = dk_call_hook(c, o, DK_HOOK_AFTER_ATTN, &v, n_next, e))) return st;
 
     /* residual, then the FFN sub-layer accumulating into the residual */
@@ -345,7 +389,9 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
 
     v.u = NULL;
     v.x_out = hout;
-    v.n_probe = 0; v.probe_rows = NULL; v.probs = NULL;
+    v.n_probe = 0;
+    v.probe_rows = NULL;
+    v.probs = NULL;
     return dk_call_hook(c, o, DK_HOOK_AFTER_LAYER, &v, n_next, e);
 }
 
@@ -355,20 +401,24 @@ static dk_status dk_check_set(const int32_t *a, int na, int n, const char *what,
     if (na < 0 || na > n) return dk_fail(e, DK_ERR_ARG, "%s: %d rows for a %d-token chunk", what, na, n);
     for (int i = 0; i < na; i++)
         if (a[i] < 0 || a[i] >= n || (i > 0 && a[i] <= a[i - 1]))
-            return dk_fail(e, DK_ERR_ARG, "%s is not sorted, unique and within 0..%d (entry %d = %d)", what, n - 1, i, a[i]);
+            return dk_fail(e, DK_ERR_ARG, "%s is not sorted, unique and within 0..%d (entry %d = %d)", what,
+                           n - 1, i, a[i]);
     return DK_OK;
 }
 
 /* Validates a chunk and its sets, reserves scratch, clears the stats of layers l0.. . */
-static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l0, const dk_prefill_opts *o, dk_err *e) {
+static dk_status dk_prefill_begin(dk_ctx *c, const int32_t *tokens, int n, int l0, const dk_prefill_opts *o,
+                                  dk_err *e) {
     const dk_model_config *k = &c->m->cfg;
     dk_status st;
     if (n <= 0) return dk_fail(e, DK_ERR_ARG, "prefill of %d tokens", n);
     if (c->n_past + n > c->n_ctx_max)
-        return dk_fail(e, DK_ERR_STATE, "context full: %d cached + %d new tokens > n_ctx_max %d", c->n_past, n, c->n_ctx_max);
+        return dk_fail(e, DK_ERR_STATE, "context full: %d cached + %d new tokens > n_ctx_max %d", c->n_past,
+                       n, c->n_ctx_max);
     for (int i = 0; tokens && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= k->n_vocab)
-            return dk_fail(e, DK_ERR_ARG, "token id %d at index %d out of range 0..%d", tokens[i], i, k->n_vocab - 1);
+            return dk_fail(e, DK_ERR_ARG, "token id %d at index %d out of range 0..%d", tokens[i], i,
+                           k->n_vocab - 1);
     if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "initial active set", e))) return st;
     if (o && o->probe_rows && (st = dk_check_set(o->probe_rows, o->n_probe, n, "probe rows", e))) return st;
     if ((st = dk_ctx_reserve(c, n, e)) || (st = dk_ctx_threads(c, e))) return st;
@@ -415,8 +465,11 @@ static dk_status dk_run_layers(dk_ctx *c, int n, int l0, int l1, const dk_prefil
                 for (int j = l0; j < l; j++) c->kv[j].len -= c->layer_stats[j].n_active;
                 return st;
             }
-            if (c->dense) { float *t = c->x; c->x = c->h; c->h = t; }
-            else dk_copy_rows(&c->pool, c->x, c->active, c->h, NULL, na, d);
+            if (c->dense) {
+                float *t = c->x;
+                c->x = c->h;
+                c->h = t;
+            } else dk_copy_rows(&c->pool, c->x, c->active, c->h, NULL, na, d);
         }
         c->layer_stats[l].n_active = na;
         c->layer_stats[l].kv_len = c->kv[l].len;
@@ -453,9 +506,11 @@ static void dk_prefill_end(dk_ctx *c, int n, const dk_prefill_opts *o, float *lo
 }
 
 static dk_status dk_refuse_pending(const dk_ctx *c, dk_err *e) {
-    return c->split_pending ? dk_fail(e, DK_ERR_STATE, "a split prefill (layers 0..%d) is pending: run dk_forward_prefill_suffix first",
-                                      c->split_layer)
-                            : DK_OK;
+    return c->split_pending
+               ? dk_fail(e, DK_ERR_STATE,
+                         "a split prefill (layers 0..%d) is pending: run dk_forward_prefill_suffix first",
+                         c->split_layer)
+               : DK_OK;
 }
 
 /* X = token embeddings, active set from the options (all rows when none). */
@@ -468,10 +523,15 @@ static void dk_prefill_embed(dk_ctx *c, const int32_t *tokens, int n, const dk_p
     c->dense = true;
     c->na = n;
     for (int i = 0; i < n; i++) c->active[i] = i;
-    if (o && o->active) { c->dense = false; c->na = o->n_active; memcpy(c->active, o->active, (size_t)c->na * 4); }
+    if (o && o->active) {
+        c->dense = false;
+        c->na = o->n_active;
+        memcpy(c->active, o->active, (size_t)c->na * 4);
+    }
 }
 
-dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits, dk_err *e) {
+dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_prefill_opts *o, float *logits,
+                             dk_err *e) {
     double t_start = dk_time_now_s();
     dk_status st;
     if ((st = dk_refuse_pending(c, e)) || (st = dk_prefill_begin(c, tokens, n, 0, o, e))) return st;
@@ -481,8 +541,8 @@ dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_p
     return dk_compute_status(c, e);
 }
 
-dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer, const dk_prefill_opts *o,
-                                    dk_err *e) {
+dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer,
+                                    const dk_prefill_opts *o, dk_err *e) {
     double t_start = dk_time_now_s();
     int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd;
     dk_status st;
@@ -494,7 +554,10 @@ dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int
         if (x) c->x_split = x;
         int32_t *a = realloc(c->split_active, (size_t)n * 4);
         if (a) c->split_active = a;
-        if (!x || !a) { c->split_layer = -1; return dk_fail(e, DK_ERR_NOMEM, "out of memory for a split prefill of %d tokens", n); }
+        if (!x || !a) {
+            c->split_layer = -1;
+            return dk_fail(e, DK_ERR_NOMEM, "out of memory for a split prefill of %d tokens", n);
+        }
         c->split_cap = n;
     }
     c->split_layer = -1;
@@ -521,8 +584,12 @@ dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *o, float *
     double t_start = dk_time_now_s();
     int L = c->m->cfg.n_layer, d = c->m->cfg.n_embd, ls = c->split_layer, n = c->split_n;
     dk_status st;
-    if (ls < 0) return dk_fail(e, DK_ERR_STATE, "split prefill: no prefix to continue (run dk_forward_prefill_prefix first)");
-    if (o && o->active && (st = dk_check_set(o->active, o->n_active, n, "active set after the split layer", e))) return st;
+    if (ls < 0)
+        return dk_fail(e, DK_ERR_STATE,
+                       "split prefill: no prefix to continue (run dk_forward_prefill_prefix first)");
+    if (o && o->active &&
+        (st = dk_check_set(o->active, o->n_active, n, "active set after the split layer", e)))
+        return st;
     /* back to the end of the prefix: layers <= ls keep the chunk, later layers end before it */
     for (int l = 0; l < L; l++) {
         int32_t lim = c->split_start + (l <= ls ? n : 0);
@@ -552,8 +619,8 @@ dk_status dk_forward_decode(dk_ctx *c, int32_t token, float *logits, dk_err *e) 
 
 /* ---- greedy generation ---- */
 
-dk_status dk_generate_greedy(dk_ctx *c, const int32_t *prompt, int n_prompt, int max_steps, int32_t stop_token,
-                             int32_t *out, int *n_out, dk_err *e) {
+dk_status dk_generate_greedy(dk_ctx *c, const int32_t *prompt, int n_prompt, int max_steps,
+                             int32_t stop_token, int32_t *out, int *n_out, dk_err *e) {
     *n_out = 0;
     if (n_prompt <= 0) return dk_fail(e, DK_ERR_ARG, "generation needs at least one prompt token (e.g. BOS)");
     if (max_steps <= 0) return DK_OK;

@@ -33,19 +33,21 @@
 /* ---- FLOP counters ---- */
 
 typedef enum {
-    DK_FLOPS_QKV,      /* Q, K, V projections (+ bias) */
-    DK_FLOPS_ATTN,     /* attention scores Q·Kᵀ and values P·V (GEMMs as executed) */
-    DK_FLOPS_O,        /* output projection */
-    DK_FLOPS_FFN,      /* gate, up, down projections and SiLU·up */
-    DK_FLOPS_NORM,     /* RMSNorms and residual adds */
-    DK_FLOPS_ROPE,     /* rotary embedding */
-    DK_FLOPS_SOFTMAX,  /* scale/mask/exp/normalise */
-    DK_FLOPS_LM_HEAD,  /* final norm excluded; output projection for the rows whose logits are asked */
-    DK_FLOPS_HALT,     /* halting-score overhead, added by policies through the hook */
+    DK_FLOPS_QKV,     /* Q, K, V projections (+ bias) */
+    DK_FLOPS_ATTN,    /* attention scores Q·Kᵀ and values P·V (GEMMs as executed) */
+    DK_FLOPS_O,       /* output projection */
+    DK_FLOPS_FFN,     /* gate, up, down projections and SiLU·up */
+    DK_FLOPS_NORM,    /* RMSNorms and residual adds */
+    DK_FLOPS_ROPE,    /* rotary embedding */
+    DK_FLOPS_SOFTMAX, /* scale/mask/exp/normalise */
+    DK_FLOPS_LM_HEAD, /* final norm excluded; output projection for the rows whose logits are asked */
+    DK_FLOPS_HALT,    /* halting-score overhead, added by policies through the hook */
     DK_FLOPS_COUNT
 } dk_flops_component;
 
-typedef struct { int64_t c[DK_FLOPS_COUNT]; } dk_flops;
+typedef struct {
+    int64_t c[DK_FLOPS_COUNT];
+} dk_flops;
 
 const char *dk_flops_component_name(dk_flops_component c); /* "qkv", "attn", "o", "ffn", ... */
 int64_t dk_flops_total(const dk_flops *f);
@@ -54,25 +56,25 @@ void dk_flops_add(dk_flops *dst, const dk_flops *src);
 /* ---- statistics of the last prefill/decode call ---- */
 
 typedef struct {
-    int n_active;     /* tokens of the chunk processed by this layer */
-    int kv_len;       /* entries in this layer's cache after the call */
-    double wall_s;    /* wall time of the layer incl. gather/scatter and hook calls */
-    dk_flops flops;   /* by component */
+    int n_active;   /* tokens of the chunk processed by this layer */
+    int kv_len;     /* entries in this layer's cache after the call */
+    double wall_s;  /* wall time of the layer incl. gather/scatter and hook calls */
+    dk_flops flops; /* by component */
 } dk_layer_stats;
 
 typedef struct {
-    int n_tokens;          /* chunk length */
+    int n_tokens; /* chunk length */
     int n_layer;
-    dk_layer_stats *layers;/* (n_layer) */
-    dk_flops head;         /* final norm + lm head */
-    dk_flops total;        /* all layers + head */
-    double wall_s;         /* whole call; after dk_forward_prefill_suffix: prefix + suffix call */
-    double prefix_wall_s;  /* of wall_s, the shared prefix call (0 unless the stats are a suffix's) */
-    double convert_s;      /* of wall_s, converting whole weight matrices (and token_embd rows) from
+    dk_layer_stats *layers; /* (n_layer) */
+    dk_flops head;          /* final norm + lm head */
+    dk_flops total;         /* all layers + head */
+    double wall_s;          /* whole call; after dk_forward_prefill_suffix: prefix + suffix call */
+    double prefix_wall_s;   /* of wall_s, the shared prefix call (0 unless the stats are a suffix's) */
+    double convert_s;       /* of wall_s, converting whole weight matrices (and token_embd rows) from
                             * their file type to f32 (model.h). The fused small-m path (decode; see
                             * dk_ctx_set_fused_decode) converts chunk by chunk interleaved with the
                             * products: that conversion is counted in the matmul time, not here. */
-    int fused_matmuls;     /* products that took the fused small-m path (0 for F32 weights, for
+    int fused_matmuls;      /* products that took the fused small-m path (0 for F32 weights, for
                             * chunks of more than 8 rows and with the path switched off) */
 } dk_forward_stats;
 
@@ -83,24 +85,25 @@ typedef enum { DK_HOOK_AFTER_ATTN, DK_HOOK_AFTER_LAYER } dk_hook_point;
 /* What a hook sees. All matrices are row-major over the layer's ACTIVE rows, in active order. */
 typedef struct {
     int layer;
-    int n_tokens;             /* chunk length n */
-    int n_past;               /* position of chunk row 0 */
+    int n_tokens; /* chunk length n */
+    int n_past;   /* position of chunk row 0 */
     int n_active;
-    const int32_t *active;    /* (n_active) sorted chunk indices processed at this layer */
+    const int32_t *active; /* (n_active) sorted chunk indices processed at this layer */
     int n_embd;
-    const float *x_in;        /* (n_active, n_embd) block input */
-    const float *u;           /* (n_active, n_embd) attention output after W_o, before the residual add (AFTER_ATTN only) */
-    const float *x_out;       /* (n_active, n_embd) block output (AFTER_LAYER only) */
+    const float *x_in; /* (n_active, n_embd) block input */
+    const float
+        *u; /* (n_active, n_embd) attention output after W_o, before the residual add (AFTER_ATTN only) */
+    const float *x_out; /* (n_active, n_embd) block output (AFTER_LAYER only) */
     /* Attention probabilities of the probe rows (dk_prefill_opts.probe_rows that are active at
      * this layer), AFTER_ATTN only, when the layer is in probe_layers: probs[(h*n_probe + r)*kv_len + j]
      * is head h of probe r attending to cache entry j (0 beyond the causal limit). */
     int n_probe;
-    const int32_t *probe_rows;/* (n_probe) chunk indices */
+    const int32_t *probe_rows; /* (n_probe) chunk indices */
     int n_head;
     int kv_len;
-    const int32_t *kv_pos;    /* (kv_len) original positions of this layer's cache entries */
-    const float *probs;       /* (n_head, n_probe, kv_len) or NULL */
-    dk_flops *flops;          /* this layer's counters; hooks add their cost to DK_FLOPS_HALT */
+    const int32_t *kv_pos; /* (kv_len) original positions of this layer's cache entries */
+    const float *probs;    /* (n_head, n_probe, kv_len) or NULL */
+    dk_flops *flops;       /* this layer's counters; hooks add their cost to DK_FLOPS_HALT */
 } dk_layer_view;
 
 /* The active set for the layers after this one. next_active has room for n_tokens entries and
@@ -110,11 +113,11 @@ typedef dk_status (*dk_layer_hook)(void *user, dk_hook_point point, const dk_lay
                                    int32_t *next_active, int *n_next, dk_err *e);
 
 typedef struct {
-    const int32_t *active;    /* initial active set for layer 0 (sorted chunk indices), NULL = all */
+    const int32_t *active; /* initial active set for layer 0 (sorted chunk indices), NULL = all */
     int n_active;
-    dk_layer_hook hook;       /* NULL = no hook (dense, or the fixed initial set) */
+    dk_layer_hook hook; /* NULL = no hook (dense, or the fixed initial set) */
     void *hook_user;
-    const int32_t *probe_rows;/* chunk indices whose attention probabilities the hook wants */
+    const int32_t *probe_rows; /* chunk indices whose attention probabilities the hook wants */
     int n_probe;
     const bool *probe_layers; /* (n_layer) layers at which to capture them; NULL = none */
     bool all_logits;          /* logits for every chunk row (n, n_vocab) instead of the last row */
@@ -124,9 +127,9 @@ typedef struct {
 /* ---- run state ---- */
 
 typedef struct {
-    float *k;    /* (n_ctx_max, n_head_kv*head_dim) rows 0..len-1 valid */
-    float *v;    /* (n_ctx_max, n_head_kv*head_dim) */
-    int32_t *pos;/* (n_ctx_max) original position of each entry, increasing */
+    float *k;     /* (n_ctx_max, n_head_kv*head_dim) rows 0..len-1 valid */
+    float *v;     /* (n_ctx_max, n_head_kv*head_dim) */
+    int32_t *pos; /* (n_ctx_max) original position of each entry, increasing */
     int len;
 } dk_kv_cache;
 
@@ -134,8 +137,8 @@ typedef struct dk_ctx dk_ctx;
 
 dk_status dk_ctx_create(const dk_model *m, int n_ctx_max, dk_ctx **out, dk_err *e);
 void dk_ctx_free(dk_ctx *c);
-void dk_ctx_reset(dk_ctx *c);                       /* empties all caches; next position is 0 */
-int dk_ctx_n_past(const dk_ctx *c);                 /* tokens fed so far = next original position */
+void dk_ctx_reset(dk_ctx *c);       /* empties all caches; next position is 0 */
+int dk_ctx_n_past(const dk_ctx *c); /* tokens fed so far = next original position */
 /* Rewinds to n_past (0 <= n_past <= dk_ctx_n_past): drops every cache entry at a position >= n_past,
  * so a caller can branch from a prefix (e.g. teacher-force an answer, rewind, then decode) without
  * re-running the prefill. The remaining entries are untouched (bit-identical continuation). */
@@ -208,8 +211,8 @@ dk_status dk_forward_prefill(dk_ctx *c, const int32_t *tokens, int n, const dk_p
 dk_status dk_forward_prefill_prefix(dk_ctx *c, const int32_t *tokens, int n, int last_layer,
                                     const dk_prefill_opts *opts, dk_err *e);
 dk_status dk_forward_prefill_suffix(dk_ctx *c, const dk_prefill_opts *opts, float *logits, dk_err *e);
-int dk_ctx_split_layer(const dk_ctx *c);               /* l of the current split, -1 = none */
-const float *dk_ctx_split_hidden(const dk_ctx *c);     /* (n, n_embd) X after layer l, or NULL */
+int dk_ctx_split_layer(const dk_ctx *c);                            /* l of the current split, -1 = none */
+const float *dk_ctx_split_hidden(const dk_ctx *c);                  /* (n, n_embd) X after layer l, or NULL */
 const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active); /* set for layer l+1, or NULL */
 
 /* One token at the next position (attends to every layer's cache, whatever its length). */

@@ -12,33 +12,45 @@
 /* ---- data structures ---- */
 
 typedef struct {
-    char *key;             /* NUL-terminated copy */
+    char *key; /* NUL-terminated copy */
     dk_gguf_type type;
-    union { uint64_t u; int64_t i; double f; bool b; } scalar;
-    const char *str; uint64_t str_len;         /* STRING */
-    dk_gguf_type elem; uint64_t n;             /* ARRAY */
-    const uint8_t *arr;                        /* ARRAY: first element in the mapping */
-    const char **strs; uint32_t *lens;         /* ARRAY of STRING: per-element views */
+    union {
+        uint64_t u;
+        int64_t i;
+        double f;
+        bool b;
+    } scalar;
+    const char *str;
+    uint64_t str_len; /* STRING */
+    dk_gguf_type elem;
+    uint64_t n;         /* ARRAY */
+    const uint8_t *arr; /* ARRAY: first element in the mapping */
+    const char **strs;
+    uint32_t *lens; /* ARRAY of STRING: per-element views */
 } dk_gguf_kv;
 
 struct dk_gguf {
     char *path;
-    const uint8_t *map;    /* whole file */
+    const uint8_t *map; /* whole file */
     size_t size;
     uint32_t version, alignment;
     int64_t n_kv, n_tensors;
-    dk_gguf_kv *kv;        /* (n_kv) */
+    dk_gguf_kv *kv;          /* (n_kv) */
     dk_gguf_tensor *tensors; /* (n_tensors) */
-    size_t data_offset;    /* start of the tensor data section in the file */
+    size_t data_offset;      /* start of the tensor data section in the file */
 };
 
-typedef struct { const dk_gguf *g; size_t pos; dk_err *e; } dk_cursor;
+typedef struct {
+    const dk_gguf *g;
+    size_t pos;
+    dk_err *e;
+} dk_cursor;
 
 static const size_t dk_gguf_type_size[DK_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *dk_gguf_type_name(dk_gguf_type t) {
-    static const char *const n[] = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                    "bool", "string", "array", "uint64", "int64", "float64"};
+    static const char *const n[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                    "bool",  "string", "array",  "uint64", "int64",  "float64"};
     return (unsigned)t < DK_GGUF_TYPE_COUNT ? n[t] : "invalid";
 }
 
@@ -46,8 +58,9 @@ const char *dk_gguf_type_name(dk_gguf_type t) {
 
 static dk_status dk_rd(dk_cursor *c, void *dst, size_t n, const char *what) {
     if (n > c->g->size || c->pos > c->g->size - n)
-        return dk_fail(c->e, DK_ERR_FORMAT, "%s: truncated header: %s at byte %zu needs %zu bytes, file has %zu",
-                       c->g->path, what, c->pos, n, c->g->size);
+        return dk_fail(c->e, DK_ERR_FORMAT,
+                       "%s: truncated header: %s at byte %zu needs %zu bytes, file has %zu", c->g->path, what,
+                       c->pos, n, c->g->size);
     memcpy(dst, c->g->map + c->pos, n);
     c->pos += n;
     return DK_OK;
@@ -57,7 +70,8 @@ static dk_status dk_rd_str(dk_cursor *c, const char **s, uint64_t *len, const ch
     dk_status st = dk_rd(c, len, 8, what);
     if (st) return st;
     if (*len > c->g->size - c->pos)
-        return dk_fail(c->e, DK_ERR_FORMAT, "%s: %s: string length %llu at byte %zu runs past the end of the file (%zu bytes)",
+        return dk_fail(c->e, DK_ERR_FORMAT,
+                       "%s: %s: string length %llu at byte %zu runs past the end of the file (%zu bytes)",
                        c->g->path, what, (unsigned long long)*len, c->pos - 8, c->g->size);
     *s = (const char *)c->g->map + c->pos;
     c->pos += *len;
@@ -66,7 +80,10 @@ static dk_status dk_rd_str(dk_cursor *c, const char **s, uint64_t *len, const ch
 
 static char *dk_strndup0(const char *s, uint64_t n) {
     char *r = malloc(n + 1);
-    if (r) { memcpy(r, s, n); r[n] = 0; }
+    if (r) {
+        memcpy(r, s, n);
+        r[n] = 0;
+    }
     return r;
 }
 
@@ -76,7 +93,8 @@ static dk_status dk_parse_value(dk_cursor *c, dk_gguf_kv *kv) {
     dk_status st;
     const char *k = kv->key;
     if ((unsigned)kv->type >= DK_GGUF_TYPE_COUNT)
-        return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s' has unknown value type %u", c->g->path, k, (unsigned)kv->type);
+        return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s' has unknown value type %u", c->g->path, k,
+                       (unsigned)kv->type);
     if (kv->type == DK_GGUF_TYPE_STRING) return dk_rd_str(c, &kv->str, &kv->str_len, k);
     if (kv->type != DK_GGUF_TYPE_ARRAY) {
         uint8_t buf[8] = {0};
@@ -84,14 +102,37 @@ static dk_status dk_parse_value(dk_cursor *c, dk_gguf_kv *kv) {
         switch (kv->type) {
         case DK_GGUF_TYPE_UINT8: kv->scalar.u = buf[0]; break;
         case DK_GGUF_TYPE_INT8: kv->scalar.i = (int8_t)buf[0]; break;
-        case DK_GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, buf, 2); kv->scalar.u = v; } break;
-        case DK_GGUF_TYPE_INT16: { int16_t v; memcpy(&v, buf, 2); kv->scalar.i = v; } break;
-        case DK_GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, buf, 4); kv->scalar.u = v; } break;
-        case DK_GGUF_TYPE_INT32: { int32_t v; memcpy(&v, buf, 4); kv->scalar.i = v; } break;
-        case DK_GGUF_TYPE_FLOAT32: { float v; memcpy(&v, buf, 4); kv->scalar.f = v; } break;
+        case DK_GGUF_TYPE_UINT16: {
+            uint16_t v;
+            memcpy(&v, buf, 2);
+            kv->scalar.u = v;
+        } break;
+        case DK_GGUF_TYPE_INT16: {
+            int16_t v;
+            memcpy(&v, buf, 2);
+            kv->scalar.i = v;
+        } break;
+        case DK_GGUF_TYPE_UINT32: {
+            uint32_t v;
+            memcpy(&v, buf, 4);
+            kv->scalar.u = v;
+        } break;
+        case DK_GGUF_TYPE_INT32: {
+            int32_t v;
+            memcpy(&v, buf, 4);
+            kv->scalar.i = v;
+        } break;
+        case DK_GGUF_TYPE_FLOAT32: {
+            float v;
+            memcpy(&v, buf, 4);
+            kv->scalar.f = v;
+        } break;
         case DK_GGUF_TYPE_BOOL:
-            if (buf[0] > 1) return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': bool value %u is not 0 or 1", c->g->path, k, buf[0]);
-            kv->scalar.b = buf[0]; break;
+            if (buf[0] > 1)
+                return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': bool value %u is not 0 or 1", c->g->path,
+                               k, buf[0]);
+            kv->scalar.b = buf[0];
+            break;
         case DK_GGUF_TYPE_UINT64: memcpy(&kv->scalar.u, buf, 8); break;
         case DK_GGUF_TYPE_INT64: memcpy(&kv->scalar.i, buf, 8); break;
         case DK_GGUF_TYPE_FLOAT64: memcpy(&kv->scalar.f, buf, 8); break;
@@ -104,27 +145,33 @@ static dk_status dk_parse_value(dk_cursor *c, dk_gguf_kv *kv) {
     if ((st = dk_rd(c, &kv->n, 8, k))) return st;
     kv->elem = (dk_gguf_type)et;
     if (et >= DK_GGUF_TYPE_COUNT || et == DK_GGUF_TYPE_ARRAY)
-        return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': unsupported array element type %u", c->g->path, k, et);
+        return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': unsupported array element type %u", c->g->path, k,
+                       et);
     kv->arr = c->g->map + c->pos;
     size_t left = c->g->size - c->pos;
     if (et != DK_GGUF_TYPE_STRING) {
         size_t es = dk_gguf_type_size[et];
         if (kv->n > left / es)
-            return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': array of %llu %s runs past the end of the file",
-                           c->g->path, k, (unsigned long long)kv->n, dk_gguf_type_name(kv->elem));
+            return dk_fail(c->e, DK_ERR_FORMAT,
+                           "%s: key '%s': array of %llu %s runs past the end of the file", c->g->path, k,
+                           (unsigned long long)kv->n, dk_gguf_type_name(kv->elem));
         c->pos += kv->n * es;
         return DK_OK;
     }
     if (kv->n > left / 8) /* every string needs at least its 8-byte length */
-        return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': absurd string array count %llu for a %zu-byte file",
-                       c->g->path, k, (unsigned long long)kv->n, c->g->size);
+        return dk_fail(c->e, DK_ERR_FORMAT,
+                       "%s: key '%s': absurd string array count %llu for a %zu-byte file", c->g->path, k,
+                       (unsigned long long)kv->n, c->g->size);
     kv->strs = malloc((kv->n ? kv->n : 1) * sizeof *kv->strs);
     kv->lens = malloc((kv->n ? kv->n : 1) * sizeof *kv->lens);
-    if (!kv->strs || !kv->lens) return dk_fail(c->e, DK_ERR_NOMEM, "%s: out of memory reading '%s'", c->g->path, k);
+    if (!kv->strs || !kv->lens)
+        return dk_fail(c->e, DK_ERR_NOMEM, "%s: out of memory reading '%s'", c->g->path, k);
     for (uint64_t i = 0; i < kv->n; i++) {
         uint64_t len;
         if ((st = dk_rd_str(c, &kv->strs[i], &len, k))) return st;
-        if (len > UINT32_MAX) return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': string %llu too long", c->g->path, k, (unsigned long long)i);
+        if (len > UINT32_MAX)
+            return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': string %llu too long", c->g->path, k,
+                           (unsigned long long)i);
         kv->lens[i] = (uint32_t)len;
     }
     return DK_OK;
@@ -135,22 +182,34 @@ static dk_status dk_gguf_parse_header(dk_gguf *g, dk_cursor *c) {
     dk_err *e = c->e;
     dk_status st;
     char magic[4];
-    if (g->size < 4) return dk_fail(e, DK_ERR_FORMAT, "%s: truncated header: file is %zu bytes, too short for the GGUF magic", g->path, g->size);
+    if (g->size < 4)
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: truncated header: file is %zu bytes, too short for the GGUF magic", g->path,
+                       g->size);
     if ((st = dk_rd(c, magic, 4, "magic"))) return st;
     if (memcmp(magic, "GGUF", 4) != 0)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: bad magic %02x %02x %02x %02x, not a GGUF file (expected 'GGUF')", g->path,
-                       (unsigned char)magic[0], (unsigned char)magic[1], (unsigned char)magic[2], (unsigned char)magic[3]);
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: bad magic %02x %02x %02x %02x, not a GGUF file (expected 'GGUF')", g->path,
+                       (unsigned char)magic[0], (unsigned char)magic[1], (unsigned char)magic[2],
+                       (unsigned char)magic[3]);
     if ((st = dk_rd(c, &g->version, 4, "version"))) return st;
     if (g->version != 2 && g->version != 3)
-        return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: unsupported GGUF version %u (supported: 2, 3)", g->path, g->version);
+        return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: unsupported GGUF version %u (supported: 2, 3)", g->path,
+                       g->version);
     uint64_t nt, nkv;
     if ((st = dk_rd(c, &nt, 8, "tensor count"))) return st;
     if ((st = dk_rd(c, &nkv, 8, "metadata count"))) return st;
     /* a key-value pair takes at least 8+1+4+1 bytes, a tensor info at least 8+1+4+8+4+8 */
     if (nkv > g->size / 14)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: metadata count %llu cannot fit in a %zu-byte file (absurd count or truncated header)", g->path, (unsigned long long)nkv, g->size);
+        return dk_fail(
+            e, DK_ERR_FORMAT,
+            "%s: metadata count %llu cannot fit in a %zu-byte file (absurd count or truncated header)",
+            g->path, (unsigned long long)nkv, g->size);
     if (nt > g->size / 33)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: tensor count %llu cannot fit in a %zu-byte file (absurd count or truncated header)", g->path, (unsigned long long)nt, g->size);
+        return dk_fail(
+            e, DK_ERR_FORMAT,
+            "%s: tensor count %llu cannot fit in a %zu-byte file (absurd count or truncated header)", g->path,
+            (unsigned long long)nt, g->size);
     g->n_kv = (int64_t)nkv;
     g->n_tensors = (int64_t)nt;
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
@@ -178,11 +237,14 @@ static dk_status dk_gguf_parse_kvs(dk_gguf *g, dk_cursor *c) {
             if (!strcmp(g->kv[j].key, kv->key))
                 return dk_fail(e, DK_ERR_FORMAT, "%s: duplicate metadata key '%s'", g->path, kv->key);
         if (!strcmp(kv->key, "general.alignment")) {
-            if (kv->type != DK_GGUF_TYPE_UINT32 && kv->type != DK_GGUF_TYPE_UINT64 && kv->type != DK_GGUF_TYPE_INT32)
-                return dk_fail(e, DK_ERR_FORMAT, "%s: general.alignment has type %s, expected uint32", g->path, dk_gguf_type_name(kv->type));
+            if (kv->type != DK_GGUF_TYPE_UINT32 && kv->type != DK_GGUF_TYPE_UINT64 &&
+                kv->type != DK_GGUF_TYPE_INT32)
+                return dk_fail(e, DK_ERR_FORMAT, "%s: general.alignment has type %s, expected uint32",
+                               g->path, dk_gguf_type_name(kv->type));
             uint64_t a = kv->scalar.u;
             if (a == 0 || (a & (a - 1)) || a > 1u << 20)
-                return dk_fail(e, DK_ERR_FORMAT, "%s: general.alignment %llu is not a power of two <= 1 MiB", g->path, (unsigned long long)a);
+                return dk_fail(e, DK_ERR_FORMAT, "%s: general.alignment %llu is not a power of two <= 1 MiB",
+                               g->path, (unsigned long long)a);
             g->alignment = (uint32_t)a;
         }
     }
@@ -201,22 +263,27 @@ static dk_status dk_gguf_parse_tensor_infos(dk_gguf *g, dk_cursor *c) {
         if (!(t->name = dk_strndup0(ns, nl))) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", g->path);
         if ((st = dk_rd(c, &t->n_dims, 4, t->name))) return st;
         if (t->n_dims == 0 || t->n_dims > DK_GGUF_MAX_DIMS)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s' has %u dims (1..%d allowed)", g->path, t->name, t->n_dims, DK_GGUF_MAX_DIMS);
+            return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s' has %u dims (1..%d allowed)", g->path, t->name,
+                           t->n_dims, DK_GGUF_MAX_DIMS);
         t->n_elems = 1;
         for (int d = 0; d < DK_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             if ((st = dk_rd(c, &t->ne[d], 8, t->name))) return st;
-            if (t->ne[d] == 0 || t->ne[d] > ((uint64_t)1 << 40) || t->n_elems > ((uint64_t)1 << 42) / t->ne[d])
-                return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s': absurd dimension %u = %llu", g->path, t->name, d, (unsigned long long)t->ne[d]);
+            if (t->ne[d] == 0 || t->ne[d] > ((uint64_t)1 << 40) ||
+                t->n_elems > ((uint64_t)1 << 42) / t->ne[d])
+                return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s': absurd dimension %u = %llu", g->path,
+                               t->name, d, (unsigned long long)t->ne[d]);
             t->n_elems *= t->ne[d];
         }
         if ((st = dk_rd(c, &t->type, 4, t->name))) return st;
         if ((st = dk_rd(c, &t->offset, 8, t->name))) return st;
         uint32_t be, bb;
         if (!dk_ggml_type_block(t->type, &be, &bb))
-            return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown type %u", g->path, t->name, t->type);
+            return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown type %u", g->path, t->name,
+                           t->type);
         if (t->ne[0] % be)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s': row length %llu is not a multiple of the %s block size %u",
+            return dk_fail(e, DK_ERR_FORMAT,
+                           "%s: tensor '%s': row length %llu is not a multiple of the %s block size %u",
                            g->path, t->name, (unsigned long long)t->ne[0], dk_ggml_type_name(t->type), be);
         t->nbytes = (size_t)(t->n_elems / be * bb);
         for (int64_t j = 0; j < i; j++)
@@ -232,16 +299,20 @@ static dk_status dk_gguf_place_tensors(dk_gguf *g, dk_cursor *c) {
     size_t a = g->alignment;
     g->data_offset = (c->pos + a - 1) / a * a;
     if (g->n_tensors > 0 && g->data_offset > g->size)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: truncated: tensor data section would start at byte %zu, file has %zu",
-                       g->path, g->data_offset, g->size);
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: truncated: tensor data section would start at byte %zu, file has %zu", g->path,
+                       g->data_offset, g->size);
     for (int64_t i = 0; i < g->n_tensors; i++) {
         dk_gguf_tensor *t = &g->tensors[i];
         if (t->offset % a)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s': offset %llu is not a multiple of the alignment %zu",
-                           g->path, t->name, (unsigned long long)t->offset, a);
+            return dk_fail(e, DK_ERR_FORMAT,
+                           "%s: tensor '%s': offset %llu is not a multiple of the alignment %zu", g->path,
+                           t->name, (unsigned long long)t->offset, a);
         size_t room = g->size - g->data_offset;
         if (t->offset > room || t->nbytes > room - t->offset)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: tensor '%s' (%zu bytes at data offset %llu) extends past the end of the file (%zu bytes)",
+            return dk_fail(e, DK_ERR_FORMAT,
+                           "%s: tensor '%s' (%zu bytes at data offset %llu) extends past the end of the file "
+                           "(%zu bytes)",
                            g->path, t->name, t->nbytes, (unsigned long long)t->offset, g->size);
         t->data = g->map + g->data_offset + t->offset;
     }
@@ -262,9 +333,16 @@ static dk_status dk_gguf_parse(dk_gguf *g, dk_err *e) {
 dk_status dk_gguf_open(const char *path, dk_gguf **out, dk_err *e) {
     *out = NULL;
     dk_gguf *g = calloc(1, sizeof *g);
-    if (!g || !(g->path = strdup(path))) { free(g); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path); }
+    if (!g || !(g->path = strdup(path))) {
+        free(g);
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+    }
     int fd = open(path, O_RDONLY);
-    if (fd < 0) { dk_status s = dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); dk_gguf_close(g); return s; }
+    if (fd < 0) {
+        dk_status s = dk_fail(e, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        dk_gguf_close(g);
+        return s;
+    }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
@@ -284,7 +362,10 @@ dk_status dk_gguf_open(const char *path, dk_gguf **out, dk_err *e) {
     }
     close(fd);
     dk_status st = dk_gguf_parse(g, e);
-    if (st) { dk_gguf_close(g); return st; }
+    if (st) {
+        dk_gguf_close(g);
+        return st;
+    }
     *out = g;
     return DK_OK;
 }
@@ -292,7 +373,11 @@ dk_status dk_gguf_open(const char *path, dk_gguf **out, dk_err *e) {
 void dk_gguf_close(dk_gguf *g) {
     if (!g) return;
     if (g->kv)
-        for (int64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); free(g->kv[i].lens); }
+        for (int64_t i = 0; i < g->n_kv; i++) {
+            free(g->kv[i].key);
+            free(g->kv[i].strs);
+            free(g->kv[i].lens);
+        }
     if (g->tensors)
         for (int64_t i = 0; i < g->n_tensors; i++) free((char *)g->tensors[i].name);
     free(g->kv);
@@ -311,8 +396,12 @@ size_t dk_gguf_file_size(const dk_gguf *g) { return g->size; }
 int64_t dk_gguf_n_kv(const dk_gguf *g) { return g->n_kv; }
 int64_t dk_gguf_n_tensors(const dk_gguf *g) { return g->n_tensors; }
 const char *dk_gguf_key(const dk_gguf *g, int64_t i) { return (i >= 0 && i < g->n_kv) ? g->kv[i].key : NULL; }
-dk_gguf_type dk_gguf_kv_type(const dk_gguf *g, int64_t i) { return (i >= 0 && i < g->n_kv) ? g->kv[i].type : DK_GGUF_TYPE_COUNT; }
-const dk_gguf_tensor *dk_gguf_tensor_at(const dk_gguf *g, int64_t i) { return (i >= 0 && i < g->n_tensors) ? &g->tensors[i] : NULL; }
+dk_gguf_type dk_gguf_kv_type(const dk_gguf *g, int64_t i) {
+    return (i >= 0 && i < g->n_kv) ? g->kv[i].type : DK_GGUF_TYPE_COUNT;
+}
+const dk_gguf_tensor *dk_gguf_tensor_at(const dk_gguf *g, int64_t i) {
+    return (i >= 0 && i < g->n_tensors) ? &g->tensors[i] : NULL;
+}
 
 int64_t dk_gguf_find_key(const dk_gguf *g, const char *key) {
     for (int64_t i = 0; i < g->n_kv; i++)
@@ -328,7 +417,10 @@ const dk_gguf_tensor *dk_gguf_find_tensor(const dk_gguf *g, const char *name) {
 
 static const dk_gguf_kv *dk_kv_get(const dk_gguf *g, const char *key, dk_err *e) {
     int64_t i = dk_gguf_find_key(g, key);
-    if (i < 0) { dk_fail(e, DK_ERR_FORMAT, "%s: missing key '%s'", g->path, key); return NULL; }
+    if (i < 0) {
+        dk_fail(e, DK_ERR_FORMAT, "%s: missing key '%s'", g->path, key);
+        return NULL;
+    }
     return &g->kv[i];
 }
 
@@ -336,16 +428,19 @@ static bool dk_type_is_int(dk_gguf_type t) {
     return t <= DK_GGUF_TYPE_INT32 || t == DK_GGUF_TYPE_UINT64 || t == DK_GGUF_TYPE_INT64;
 }
 static bool dk_type_is_signed(dk_gguf_type t) {
-    return t == DK_GGUF_TYPE_INT8 || t == DK_GGUF_TYPE_INT16 || t == DK_GGUF_TYPE_INT32 || t == DK_GGUF_TYPE_INT64;
+    return t == DK_GGUF_TYPE_INT8 || t == DK_GGUF_TYPE_INT16 || t == DK_GGUF_TYPE_INT32 ||
+           t == DK_GGUF_TYPE_INT64;
 }
 
 dk_status dk_gguf_get_i64(const dk_gguf *g, const char *key, int64_t *v, dk_err *e) {
     const dk_gguf_kv *kv = dk_kv_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     if (!dk_type_is_int(kv->type))
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected an integer", g->path, key, dk_gguf_type_name(kv->type));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected an integer", g->path, key,
+                       dk_gguf_type_name(kv->type));
     if (!dk_type_is_signed(kv->type) && kv->scalar.u > INT64_MAX)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %llu out of range", g->path, key, (unsigned long long)kv->scalar.u);
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' value %llu out of range", g->path, key,
+                       (unsigned long long)kv->scalar.u);
     *v = dk_type_is_signed(kv->type) ? kv->scalar.i : (int64_t)kv->scalar.u;
     return DK_OK;
 }
@@ -364,7 +459,8 @@ dk_status dk_gguf_get_f32(const dk_gguf *g, const char *key, float *v, dk_err *e
     const dk_gguf_kv *kv = dk_kv_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     if (kv->type != DK_GGUF_TYPE_FLOAT32 && kv->type != DK_GGUF_TYPE_FLOAT64)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected float32", g->path, key, dk_gguf_type_name(kv->type));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected float32", g->path, key,
+                       dk_gguf_type_name(kv->type));
     *v = (float)kv->scalar.f;
     return DK_OK;
 }
@@ -373,7 +469,8 @@ dk_status dk_gguf_get_bool(const dk_gguf *g, const char *key, bool *v, dk_err *e
     const dk_gguf_kv *kv = dk_kv_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     if (kv->type != DK_GGUF_TYPE_BOOL)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected bool", g->path, key, dk_gguf_type_name(kv->type));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected bool", g->path, key,
+                       dk_gguf_type_name(kv->type));
     *v = kv->scalar.b;
     return DK_OK;
 }
@@ -382,7 +479,8 @@ dk_status dk_gguf_get_str(const dk_gguf *g, const char *key, const char **s, siz
     const dk_gguf_kv *kv = dk_kv_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     if (kv->type != DK_GGUF_TYPE_STRING)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected string", g->path, key, dk_gguf_type_name(kv->type));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected string", g->path, key,
+                       dk_gguf_type_name(kv->type));
     *s = kv->str;
     *len = (size_t)kv->str_len;
     return DK_OK;
@@ -392,13 +490,15 @@ static const dk_gguf_kv *dk_arr_get(const dk_gguf *g, const char *key, dk_err *e
     const dk_gguf_kv *kv = dk_kv_get(g, key, e);
     if (!kv) return NULL;
     if (kv->type != DK_GGUF_TYPE_ARRAY) {
-        dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected array", g->path, key, dk_gguf_type_name(kv->type));
+        dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected array", g->path, key,
+                dk_gguf_type_name(kv->type));
         return NULL;
     }
     return kv;
 }
 
-dk_status dk_gguf_get_arr_info(const dk_gguf *g, const char *key, dk_gguf_type *elem, uint64_t *n, dk_err *e) {
+dk_status dk_gguf_get_arr_info(const dk_gguf *g, const char *key, dk_gguf_type *elem, uint64_t *n,
+                               dk_err *e) {
     const dk_gguf_kv *kv = dk_arr_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     *elem = kv->elem;
@@ -409,21 +509,34 @@ dk_status dk_gguf_get_arr_info(const dk_gguf *g, const char *key, dk_gguf_type *
 dk_status dk_gguf_get_arr_f32(const dk_gguf *g, const char *key, float *dst, uint64_t n, dk_err *e) {
     const dk_gguf_kv *kv = dk_arr_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->n != n) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key, (unsigned long long)kv->n, (unsigned long long)n);
-    if (kv->elem == DK_GGUF_TYPE_FLOAT32) { memcpy(dst, kv->arr, n * 4); return DK_OK; }
-    if (kv->elem == DK_GGUF_TYPE_FLOAT64) {
-        for (uint64_t i = 0; i < n; i++) { double d; memcpy(&d, kv->arr + 8 * i, 8); dst[i] = (float)d; }
+    if (kv->n != n)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key,
+                       (unsigned long long)kv->n, (unsigned long long)n);
+    if (kv->elem == DK_GGUF_TYPE_FLOAT32) {
+        memcpy(dst, kv->arr, n * 4);
         return DK_OK;
     }
-    return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected float32", g->path, key, dk_gguf_type_name(kv->elem));
+    if (kv->elem == DK_GGUF_TYPE_FLOAT64) {
+        for (uint64_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, kv->arr + 8 * i, 8);
+            dst[i] = (float)d;
+        }
+        return DK_OK;
+    }
+    return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected float32", g->path, key,
+                   dk_gguf_type_name(kv->elem));
 }
 
 dk_status dk_gguf_get_arr_i32(const dk_gguf *g, const char *key, int32_t *dst, uint64_t n, dk_err *e) {
     const dk_gguf_kv *kv = dk_arr_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->n != n) return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key, (unsigned long long)kv->n, (unsigned long long)n);
+    if (kv->n != n)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key,
+                       (unsigned long long)kv->n, (unsigned long long)n);
     if (!dk_type_is_int(kv->elem))
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected integers", g->path, key, dk_gguf_type_name(kv->elem));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected integers", g->path, key,
+                       dk_gguf_type_name(kv->elem));
     size_t es = dk_gguf_type_size[kv->elem];
     for (uint64_t i = 0; i < n; i++) {
         const uint8_t *p = kv->arr + es * i;
@@ -431,16 +544,37 @@ dk_status dk_gguf_get_arr_i32(const dk_gguf *g, const char *key, int32_t *dst, u
         switch (kv->elem) {
         case DK_GGUF_TYPE_UINT8: v = p[0]; break;
         case DK_GGUF_TYPE_INT8: v = (int8_t)p[0]; break;
-        case DK_GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); v = x; } break;
-        case DK_GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); v = x; } break;
-        case DK_GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); v = x; } break;
-        case DK_GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); v = x; } break;
-        case DK_GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); v = x > INT64_MAX ? INT64_MAX : (int64_t)x; } break;
+        case DK_GGUF_TYPE_UINT16: {
+            uint16_t x;
+            memcpy(&x, p, 2);
+            v = x;
+        } break;
+        case DK_GGUF_TYPE_INT16: {
+            int16_t x;
+            memcpy(&x, p, 2);
+            v = x;
+        } break;
+        case DK_GGUF_TYPE_UINT32: {
+            uint32_t x;
+            memcpy(&x, p, 4);
+            v = x;
+        } break;
+        case DK_GGUF_TYPE_INT32: {
+            int32_t x;
+            memcpy(&x, p, 4);
+            v = x;
+        } break;
+        case DK_GGUF_TYPE_UINT64: {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            v = x > INT64_MAX ? INT64_MAX : (int64_t)x;
+        } break;
         case DK_GGUF_TYPE_INT64: memcpy(&v, p, 8); break;
         default: break;
         }
         if (v < INT32_MIN || v > INT32_MAX)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s'[%llu] = %lld out of int32 range", g->path, key, (unsigned long long)i, (long long)v);
+            return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s'[%llu] = %lld out of int32 range", g->path, key,
+                           (unsigned long long)i, (long long)v);
         dst[i] = (int32_t)v;
     }
     return DK_OK;
@@ -451,7 +585,8 @@ dk_status dk_gguf_get_arr_str(const dk_gguf *g, const char *key, const char *con
     const dk_gguf_kv *kv = dk_arr_get(g, key, e);
     if (!kv) return DK_ERR_FORMAT;
     if (kv->elem != DK_GGUF_TYPE_STRING)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected strings", g->path, key, dk_gguf_type_name(kv->elem));
+        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected strings", g->path, key,
+                       dk_gguf_type_name(kv->elem));
     *strs = (const char *const *)kv->strs;
     *lens = kv->lens;
     *n = kv->n;

@@ -13,24 +13,34 @@
 #include "dk_common.h"
 
 typedef enum {
-    DK_GGUF_TYPE_UINT8 = 0, DK_GGUF_TYPE_INT8 = 1, DK_GGUF_TYPE_UINT16 = 2, DK_GGUF_TYPE_INT16 = 3,
-    DK_GGUF_TYPE_UINT32 = 4, DK_GGUF_TYPE_INT32 = 5, DK_GGUF_TYPE_FLOAT32 = 6, DK_GGUF_TYPE_BOOL = 7,
-    DK_GGUF_TYPE_STRING = 8, DK_GGUF_TYPE_ARRAY = 9, DK_GGUF_TYPE_UINT64 = 10, DK_GGUF_TYPE_INT64 = 11,
-    DK_GGUF_TYPE_FLOAT64 = 12, DK_GGUF_TYPE_COUNT
+    DK_GGUF_TYPE_UINT8 = 0,
+    DK_GGUF_TYPE_INT8 = 1,
+    DK_GGUF_TYPE_UINT16 = 2,
+    DK_GGUF_TYPE_INT16 = 3,
+    DK_GGUF_TYPE_UINT32 = 4,
+    DK_GGUF_TYPE_INT32 = 5,
+    DK_GGUF_TYPE_FLOAT32 = 6,
+    DK_GGUF_TYPE_BOOL = 7,
+    DK_GGUF_TYPE_STRING = 8,
+    DK_GGUF_TYPE_ARRAY = 9,
+    DK_GGUF_TYPE_UINT64 = 10,
+    DK_GGUF_TYPE_INT64 = 11,
+    DK_GGUF_TYPE_FLOAT64 = 12,
+    DK_GGUF_TYPE_COUNT
 } dk_gguf_type;
 
 #define DK_GGUF_MAX_DIMS 4
 #define DK_GGUF_DEFAULT_ALIGNMENT 32
 
 typedef struct {
-    const char *name;            /* NUL-terminated copy */
-    uint32_t n_dims;             /* 1..4 */
+    const char *name;              /* NUL-terminated copy */
+    uint32_t n_dims;               /* 1..4 */
     uint64_t ne[DK_GGUF_MAX_DIMS]; /* elements per dim, ne[0] fastest (row length); unused dims = 1 */
-    uint32_t type;               /* dk_ggml_type id */
-    uint64_t offset;             /* bytes from the start of the data section */
-    uint64_t n_elems;            /* product of ne */
-    size_t nbytes;               /* bytes of data */
-    const void *data;            /* into the mapping; aligned to the file's alignment */
+    uint32_t type;                 /* dk_ggml_type id */
+    uint64_t offset;               /* bytes from the start of the data section */
+    uint64_t n_elems;              /* product of ne */
+    size_t nbytes;                 /* bytes of data */
+    const void *data;              /* into the mapping; aligned to the file's alignment */
 } dk_gguf_tensor;
 
 typedef struct dk_gguf dk_gguf;

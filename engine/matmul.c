@@ -17,7 +17,8 @@ static void dk_dequant_task(void *arg, int t, int tid) {
     (void)tid;
     dk_dequant_job *j = arg;
     size_t a = dk_task_lo(j->rows, t, j->n_tasks), b = dk_task_lo(j->rows, t + 1, j->n_tasks);
-    dk_dequantize(j->w->type, j->src + a * j->w->row_bytes, j->dst + a * (size_t)j->w->cols, (b - a) * (size_t)j->w->cols);
+    dk_dequantize(j->w->type, j->src + a * j->w->row_bytes, j->dst + a * (size_t)j->w->cols,
+                  (b - a) * (size_t)j->w->cols);
 }
 
 /* Rows [r0, r0+nr) of W as f32: in place for F32, else converted into wbuf (timed). */
@@ -51,8 +52,8 @@ typedef struct {
     const dk_tensor *w;
     float *y;
     const float *x;
-    float *scratch;        /* pool.n slices of k floats, or NULL (F32 weights) */
-    int64_t r0, r1, rows;  /* rows [r0, r1) in chunks of `rows` */
+    float *scratch;       /* pool.n slices of k floats, or NULL (F32 weights) */
+    int64_t r0, r1, rows; /* rows [r0, r1) in chunks of `rows` */
     int m, ldy;
     float beta;
 } dk_matvec_job;
@@ -75,8 +76,8 @@ enum { DK_MATVEC_PAR_BYTES = 1 << 20 };
 /* The job of rows [r0, r1) of W against X (m, k) into Y (row stride ldy, column r = row r of W);
  * returns its chunks. *threads: 1 when a widened type finds no scratch row per thread in wbuf, or
  * when the rows hold fewer than DK_MATVEC_PAR_BYTES (dk_matmul_multi sums its products first). */
-static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, int ldy, const float *x, const dk_tensor *w,
-                          int64_t r0, int64_t r1, int m, float beta, int *threads) {
+static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, int ldy, const float *x,
+                          const dk_tensor *w, int64_t r0, int64_t r1, int m, float beta, int *threads) {
     *threads = mm->pool->n;
     bool widen = w->type != DK_GGML_TYPE_F32;
     if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)*threads * (size_t)w->cols)) *threads = 1;
@@ -92,11 +93,12 @@ static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, i
 /* Runs n_tasks tasks on the pool, or on the caller alone (threads 1). */
 static void dk_matvec_run(dk_matmul_ctx *mm, int threads, int n_tasks, dk_task_fn fn, void *arg) {
     if (threads > 1) dk_pool_run(mm->pool, n_tasks, fn, arg);
-    else for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+    else
+        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
 }
 
-static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int64_t r1,
-                            int m, float beta) {
+static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w,
+                            int64_t r0, int64_t r1, int m, float beta) {
     dk_matvec_job j;
     int threads, n_chunks = dk_matvec_plan(mm, &j, y, ldy, x, w, r0, r1, m, beta, &threads);
     dk_matvec_run(mm, threads, n_chunks, dk_matvec_task, &j);
@@ -117,7 +119,8 @@ static void dk_matvec_multi_task(void *arg, int t, int tid) {
     dk_matvec_task(&mj->j[p], t - mj->first[p], tid);
 }
 
-void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o, int64_t *flops) {
+void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o,
+                     int64_t *flops) {
     if (!dk_use_fused(mm, m) || n_o > DK_MATMUL_MULTI) {
         for (int p = 0; p < n_o; p++) dk_matmul(mm, o[p].y, x, o[p].w, m, (int)o[p].w->rows, k, 0.0f, flops);
         return;
@@ -128,9 +131,11 @@ void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_m
     mj.first[0] = 0;
     for (int p = 0; p < n_o; p++) {
         int th;
-        mj.first[p + 1] = mj.first[p] + dk_matvec_plan(mm, &mj.j[p], o[p].y, (int)o[p].w->rows, x, o[p].w, 0, o[p].w->rows, m, 0.0f, &th);
+        mj.first[p + 1] = mj.first[p] + dk_matvec_plan(mm, &mj.j[p], o[p].y, (int)o[p].w->rows, x, o[p].w, 0,
+                                                       o[p].w->rows, m, 0.0f, &th);
         bytes += o[p].w->rows * (int64_t)o[p].w->row_bytes;
-        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 && (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)k);
+        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 &&
+                       (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)k);
         if (no_room) threads = 1;
         *flops += 2 * (int64_t)m * o[p].w->rows * k;
     }
@@ -140,20 +145,24 @@ void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_m
 }
 
 /* bf16 compute (compute.h) for products of more than DK_COMPUTE_MIN_M rows. */
-static bool dk_use_bf16(const dk_matmul_ctx *mm, int m) { return mm->compute == DK_COMPUTE_BF16 && m > DK_COMPUTE_MIN_M; }
+static bool dk_use_bf16(const dk_matmul_ctx *mm, int m) {
+    return mm->compute == DK_COMPUTE_BF16 && m > DK_COMPUTE_MIN_M;
+}
 
 /* Y (m, nr; row stride ldy) = X · W[r0 .. r0+nr)ᵀ on the bf16 backend: a BF16 file's rows as they
  * are, other types as f32 rows (dk_weight_rows) that the backend rounds to bf16. After a failure
  * the call's later products are skipped; dk_compute_status reports it. */
-static void dk_matmul_bf16(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w, int64_t r0, int nr, int m, int k,
-                           float beta) {
+static void dk_matmul_bf16(dk_matmul_ctx *mm, float *y, int ldy, const float *x, const dk_tensor *w,
+                           int64_t r0, int nr, int m, int k, float beta) {
     if (mm->st) return;
     bool native = w->type == DK_GGML_TYPE_BF16;
-    const void *wp = native ? (const void *)((const uint8_t *)w->data + (size_t)r0 * w->row_bytes) : (const void *)dk_weight_rows(mm, w, r0, nr);
+    const void *wp = native ? (const void *)((const uint8_t *)w->data + (size_t)r0 * w->row_bytes)
+                            : (const void *)dk_weight_rows(mm, w, r0, nr);
     mm->st = dk_bf16_matmul(mm->bf16, y, ldy, x, wp, native, m, nr, k, beta, mm->pool->n, &mm->err);
 }
 
-void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta, int64_t *flops) {
+void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k,
+               float beta, int64_t *flops) {
     if (dk_use_fused(mm, m)) {
         dk_matmul_fused(mm, y, n, x, w, 0, n, m, beta);
         *flops += 2 * (int64_t)m * n * k;
@@ -169,7 +178,8 @@ void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, 
     *flops += 2 * (int64_t)m * n * k;
 }
 
-void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_tensor *w, int m, int blk, int64_t *flops) {
+void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_tensor *w, int m, int blk,
+                    int64_t *flops) {
     int n = (int)w->rows, k = (int)w->cols;
     if (dk_use_fused(mm, m)) { /* the vocabulary's rows split over the threads */
         dk_matmul_fused(mm, logits, n, x, w, 0, n, m, 0.0f);
@@ -181,9 +191,13 @@ void dk_matmul_head(dk_matmul_ctx *mm, float *logits, const float *x, const dk_t
     if (blk < 1 || blk > n) blk = n;
     for (int r0 = 0; r0 < n; r0 += blk) {
         int nb = n - r0 < blk ? n - r0 : blk;
-        if (dk_use_bf16(mm, m)) { dk_matmul_bf16(mm, logits + r0, n, x, w, r0, nb, m, k, 0.0f); continue; }
+        if (dk_use_bf16(mm, m)) {
+            dk_matmul_bf16(mm, logits + r0, n, x, w, r0, nb, m, k, 0.0f);
+            continue;
+        }
         const float *wf = dk_weight_rows(mm, w, r0, nb);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, k, 1.0f, x, k, wf, k, 0.0f, logits + r0,
+                    n);
     }
     *flops += 2 * (int64_t)m * n * k;
 }

@@ -21,30 +21,34 @@
 
 /* What the products use of their context; embedded in dk_ctx. */
 typedef struct {
-    dk_pool *pool;          /* the context's pool: conversion and the small-m paths */
-    float *wbuf;            /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
+    dk_pool *pool;         /* the context's pool: conversion and the small-m paths */
+    float *wbuf;           /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
                              * or, in the fused small-m path, the tasks' row-chunk slices;
                              * NULL when every tensor is F32 (model->converts false) */
-    size_t wbuf_n;          /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
-    bool fused;             /* small-m matmuls of converted weights chunk by chunk (default on) */
-    dk_compute compute;     /* compute precision (compute.h) */
-    dk_bf16_backend *bf16;  /* exists from the first switch to bf16 on */
-    dk_status st;           /* first failure of a bf16 product in this call; later ones are skipped */
+    size_t wbuf_n;         /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
+    bool fused;            /* small-m matmuls of converted weights chunk by chunk (default on) */
+    dk_compute compute;    /* compute precision (compute.h) */
+    dk_bf16_backend *bf16; /* exists from the first switch to bf16 on */
+    dk_status st;          /* first failure of a bf16 product in this call; later ones are skipped */
     dk_err err;
-    double *convert_s;      /* += time converting whole matrices (the context's stats) */
-    int *fused_matmuls;     /* += products that took the fused path (the context's stats) */
+    double *convert_s;  /* += time converting whole matrices (the context's stats) */
+    int *fused_matmuls; /* += products that took the fused path (the context's stats) */
 } dk_matmul_ctx;
 
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
  * matrix (n*k <= wbuf_n when it is converted). Adds the product's FLOPs to *flops. */
-void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k, float beta,
-               int64_t *flops);
+void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k,
+               float beta, int64_t *flops);
 
 /* Several products of the same X (m, k): Y_p (m, rows of W_p) = X · W_pᵀ, beta 0. Few rows (the fused
  * path) run them as one pool job; otherwise one dk_matmul each, in order (the same calls as those). */
 enum { DK_MATMUL_MULTI = 4 };
-typedef struct { float *y; const dk_tensor *w; } dk_matmul_out;
-void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o, int64_t *flops);
+typedef struct {
+    float *y;
+    const dk_tensor *w;
+} dk_matmul_out;
+void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_matmul_out *o, int n_o,
+                     int64_t *flops);
 
 /* logits (m, n_vocab) = X (m, d) · Wᵀ for the lm head W: one sgemm per block of blk rows (converted
  * in turn when W is not F32: the head of a 7B model is ~2 GB in f32), or, for m <= 8, the fused

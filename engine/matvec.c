@@ -11,42 +11,55 @@ size_t dk_matvec_scratch_floats(int64_t k) { return (size_t)k; }
 #ifdef DK_MATVEC_SIMD
 /* 8 widened weights at element i of a row: one macro per file type, the same loop around them */
 #define DK_LOAD_F32(p, i) _mm256_loadu_ps((const float *)(p) + (i))
-#define DK_LOAD_BF16(p, i) \
-    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i)))), 16))
+#define DK_LOAD_BF16(p, i)                 \
+    _mm256_castsi256_ps(_mm256_slli_epi32( \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i)))), 16))
 #define DK_LOAD_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i))))
 
-#define DK_DOT_BODY(LOAD, SCALAR)                                                                                   \
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                                     \
-    int64_t i = 0;                                                                                                  \
-    for (; i + 32 <= n; i += 32) {                                                                                  \
-        a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                                              \
-        a1 = _mm256_fmadd_ps(LOAD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1);                                      \
-        a2 = _mm256_fmadd_ps(LOAD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2);                                    \
-        a3 = _mm256_fmadd_ps(LOAD(w, i + 24), _mm256_loadu_ps(x + i + 24), a3);                                    \
-    }                                                                                                               \
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                      \
-    float s = dk_matvec_hsum(a0, a1, a2, a3);                                                                      \
-    for (; i < n; i++) s += SCALAR(w, i) * x[i];                                                                    \
+#define DK_DOT_BODY(LOAD, SCALAR)                                                            \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
+    int64_t i = 0;                                                                           \
+    for (; i + 32 <= n; i += 32) {                                                           \
+        a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                        \
+        a1 = _mm256_fmadd_ps(LOAD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1);                \
+        a2 = _mm256_fmadd_ps(LOAD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2);              \
+        a3 = _mm256_fmadd_ps(LOAD(w, i + 24), _mm256_loadu_ps(x + i + 24), a3);              \
+    }                                                                                        \
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0); \
+    float s = dk_matvec_hsum(a0, a1, a2, a3);                                                \
+    for (; i < n; i++) s += SCALAR(w, i) * x[i];                                             \
     return s;
 
 #define DK_SCALAR_F32(p, i) (((const float *)(p))[i])
-static inline float dk_scalar_bf16(const void *p, int64_t i) { uint16_t h; memcpy(&h, (const uint16_t *)p + i, 2); return dk_bf16_to_f32(h); }
-static inline float dk_scalar_f16(const void *p, int64_t i) { uint16_t h; memcpy(&h, (const uint16_t *)p + i, 2); return dk_fp16_to_f32(h); }
+static inline float dk_scalar_bf16(const void *p, int64_t i) {
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)p + i, 2);
+    return dk_bf16_to_f32(h);
+}
+static inline float dk_scalar_f16(const void *p, int64_t i) {
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)p + i, 2);
+    return dk_fp16_to_f32(h);
+}
 
 float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F32, DK_SCALAR_F32) }
-static float dk_dot_bf16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16) }
+static float dk_dot_bf16(const void *w, const float *x, int64_t n) {
+    DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16)
+}
 static float dk_dot_f16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16) }
 
 /* One 32-element block of an 8-bit-valued row: acc[k] += (d * q[8k..8k+7]) * x[8k..8k+7] (minus m
  * after the multiply when `min`), d = d0 for elements 0-15 and d1 for 16-31: the four 8-lane FMAs of
  * the F32 loop's step, so the block types keep the F32 order. */
-static inline void dk_matvec_fma_q32(__m256 d0, __m256 d1, __m256 m, bool min, __m256i q, const float *x, __m256 acc[4]) {
+static inline void dk_matvec_fma_q32(__m256 d0, __m256 d1, __m256 m, bool min, __m256i q, const float *x,
+                                     __m256 acc[4]) {
     __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
     __m256 w[4] = {_mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0))),
                    _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)))),
                    _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1))),
                    _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))))};
-    for (int k = 0; k < 4; k++) acc[k] = _mm256_fmadd_ps(min ? _mm256_sub_ps(w[k], m) : w[k], _mm256_loadu_ps(x + 8 * k), acc[k]);
+    for (int k = 0; k < 4; k++)
+        acc[k] = _mm256_fmadd_ps(min ? _mm256_sub_ps(w[k], m) : w[k], _mm256_loadu_ps(x + 8 * k), acc[k]);
 }
 
 /* Q8_0 (block: f16 scale d, 32 x int8 q; value d * q, as dk_dequantize computes it): a block is one
@@ -70,7 +83,8 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     /* byte i of the broadcast qh picks byte i / 8 of qh, then bit i % 8 of it */
-    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,
+                                          2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     for (int64_t i = 0; i < n; i += 32, b += 22) {
         uint16_t h;
@@ -78,7 +92,8 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
         memcpy(&h, b, 2);
         memcpy(&qh, b + 2, 4);
         __m128i raw = _mm_loadu_si128((const __m128i *)(b + 6));
-        __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F));
+        __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0F)),
+                hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F));
         __m256i q = _mm256_set_m128i(hi, lo);
         __m256i hb = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick), bit);
         q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), _mm256_set1_epi8(0x10)));
@@ -101,9 +116,10 @@ static float dk_dot_q4_k(const void *w, const float *x, int64_t n) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c)), m4 = _mm256_set1_epi8(0x0F);
             __m256i j1 = _mm256_set1_epi32(2 * c), j2 = _mm256_set1_epi32(2 * c + 1);
             __m256 d1 = _mm256_permutevar8x32_ps(dl, j1), d2 = _mm256_permutevar8x32_ps(dl, j2);
-            dk_matvec_fma_q32(d1, d1, _mm256_permutevar8x32_ps(ml, j1), true, _mm256_and_si256(raw, m4), x + i + 64 * c, acc);
-            dk_matvec_fma_q32(d2, d2, _mm256_permutevar8x32_ps(ml, j2), true, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                              x + i + 64 * c + 32, acc);
+            dk_matvec_fma_q32(d1, d1, _mm256_permutevar8x32_ps(ml, j1), true, _mm256_and_si256(raw, m4),
+                              x + i + 64 * c, acc);
+            dk_matvec_fma_q32(d2, d2, _mm256_permutevar8x32_ps(ml, j2), true,
+                              _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), x + i + 64 * c + 32, acc);
         }
     }
     return dk_matvec_hsum(acc[0], acc[1], acc[2], acc[3]);
@@ -124,10 +140,14 @@ static float dk_dot_q6_k(const void *w, const float *x, int64_t n) {
             __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * half));
             for (int k = 0; k < 4; k++) {
                 __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * half + 32 * (k & 1)));
-                __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(0x0F));
-                __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(0x03));
-                __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
-                __m256 d0 = _mm256_set1_ps(d * (float)sc[8 * half + 2 * k]), d1 = _mm256_set1_ps(d * (float)sc[8 * half + 1 + 2 * k]);
+                __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))),
+                                              _mm256_set1_epi8(0x0F));
+                __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)),
+                                              _mm256_set1_epi8(0x03));
+                __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
+                                            _mm256_set1_epi8(32));
+                __m256 d0 = _mm256_set1_ps(d * (float)sc[8 * half + 2 * k]),
+                       d1 = _mm256_set1_ps(d * (float)sc[8 * half + 1 + 2 * k]);
                 dk_matvec_fma_q32(d0, d1, d0, false, q, x + i + 128 * half + 32 * k, acc);
             }
         }
@@ -139,7 +159,8 @@ static float dk_dot_q6_k(const void *w, const float *x, int64_t n) {
 static _Atomic int dk_matvec_z = -1;
 
 bool dk_matvec_set_avx512(bool on) {
-    bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
+    bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               dk_matvec_avx512_dot(DK_GGML_TYPE_Q8_0) != NULL;
     atomic_store(&dk_matvec_z, on && has);
     return on && has;
 }
@@ -152,7 +173,9 @@ static bool dk_matvec_z_on(void) {
 }
 
 /* two rows at once (AVX-512 Q4_K, Q6_K), or NULL */
-static dk_dot2_fn dk_matvec_inline2(uint32_t type) { return dk_matvec_z_on() ? dk_matvec_avx512_dot2(type) : NULL; }
+static dk_dot2_fn dk_matvec_inline2(uint32_t type) {
+    return dk_matvec_z_on() ? dk_matvec_avx512_dot2(type) : NULL;
+}
 
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
     dk_dot_fn z = dk_matvec_z_on() ? dk_matvec_avx512_dot(type) : NULL;
@@ -182,15 +205,17 @@ bool dk_matvec_avx512_type(uint32_t type) {
     (void)type;
     return false;
 }
-static dk_dot_fn dk_matvec_inline(uint32_t type) { return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL; }
+static dk_dot_fn dk_matvec_inline(uint32_t type) {
+    return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL;
+}
 static dk_dot2_fn dk_matvec_inline2(uint32_t type) {
     (void)type;
     return NULL;
 }
 #endif
 
-void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
-                    float *scratch) {
+void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy,
+                    float beta, float *scratch) {
     int64_t k = w->cols;
     dk_dot_fn dot = dk_matvec_inline(w->type);
     /* in registers: F32 rows always, the others for one row of X (m > 1 widens once per row) */

@@ -28,8 +28,8 @@ size_t dk_matvec_scratch_floats(int64_t k);
 /* Rows [r0, r1) of W (n, k = w->cols): y[i*ldy + r] = dot(x + i*k, W row r) for i < m, plus the old
  * y[i*ldy + r] when beta is 1 (beta is 0 or 1). scratch holds dk_matvec_scratch_floats(k) floats.
  * W's type is one dk_dequantize supports. */
-void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy, float beta,
-                    float *scratch);
+void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy,
+                    float beta, float *scratch);
 
 /* The AVX-512 kernels (matvec_avx512.c: 16 lanes, the same bits as the AVX2 ones) are used where
  * the CPU has AVX-512F and AVX-512BW, detected at the first product. This asks for them on or off and returns

@@ -22,8 +22,10 @@ dk_status dk_memory_read_gguf(const char *path, dk_model_config *c, int64_t *wei
         if (t->n_dims >= 2 && t->type < 64) by_type[t->type] += (int64_t)t->n_elems;
     }
     int best = 0;
-    for (int t = 1; t < 64; t++) if (by_type[t] > by_type[best]) best = t;
-    if (type) snprintf(type, 16, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
+    for (int t = 1; t < 64; t++)
+        if (by_type[t] > by_type[best]) best = t;
+    if (type)
+        snprintf(type, 16, "%s", dk_ggml_type_name((uint32_t)best) ? dk_ggml_type_name((uint32_t)best) : "?");
     if (weights_bytes) *weights_bytes = wb;
     if (weights_f32_bytes) *weights_f32_bytes = wf;
 done:
@@ -40,7 +42,9 @@ int64_t dk_memory_ctx_bytes(const dk_model_config *c, int n_ctx) {
     return dk_ctx_fixed_bytes(c, n_ctx, dk_ctx_pool_threads());
 }
 
-int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) { return dk_ctx_chunk_bytes(c, n_chunk); }
+int64_t dk_memory_chunk_bytes(const dk_model_config *c, int n_chunk) {
+    return dk_ctx_chunk_bytes(c, n_chunk);
+}
 
 /* The fused small-m path's per-task chunks are slices of the conversion buffer: nothing more. */
 int64_t dk_memory_convert_bytes(const dk_model_config *c) { return dk_ctx_convert_bytes(c); }
@@ -49,8 +53,8 @@ int64_t dk_memory_probe_bytes(const dk_model_config *c, int n_probe, int kv_len)
     return (int64_t)c->n_head * n_probe * (int64_t)kv_len * 4;
 }
 
-void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, int64_t weights_f32_bytes, int n_ctx,
-                             int n_chunk, dk_memory_estimate *o) {
+void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, int64_t weights_f32_bytes,
+                             int n_ctx, int n_chunk, dk_memory_estimate *o) {
     memset(o, 0, sizeof *o);
     if (n_chunk <= 0 || n_chunk > n_ctx) n_chunk = n_ctx;
     o->n_ctx = n_ctx;
@@ -73,7 +77,8 @@ int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, co
     return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + DK_MEMORY_DNNL_SCRATCH;
 }
 
-void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type, dk_memory_estimate *o) {
+void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type,
+                                    dk_memory_estimate *o) {
     int64_t b = dk_memory_compute_bytes(c, compute, type, o->n_chunk);
     o->compute_bytes += b;
     o->scratch_bytes += b;
@@ -84,7 +89,10 @@ const char *dk_memory_human(int64_t b, char *buf, size_t n) {
     static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)b;
     int i = 0;
-    while (v >= 1024.0 && i < 4) { v /= 1024.0; i++; }
+    while (v >= 1024.0 && i < 4) {
+        v /= 1024.0;
+        i++;
+    }
     if (i == 0) snprintf(buf, n, "%lld B", (long long)b);
     else snprintf(buf, n, "%.2f %s", v, u[i]);
     return buf;

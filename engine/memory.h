@@ -30,15 +30,15 @@
 #include "model.h"
 
 typedef struct {
-    int64_t weights_bytes;      /* tensors in their file type */
-    int64_t weights_f32_bytes;  /* the same tensors as f32 */
-    int64_t kv_bytes;           /* K and V caches at n_ctx */
-    int64_t scratch_ctx_bytes;  /* dk_ctx_create's allocations other than K/V */
-    int64_t scratch_chunk_bytes;/* dk_ctx_reserve(n_chunk) */
-    int64_t convert_bytes;      /* f32 conversion buffer (0 when every tensor is F32) */
-    int64_t compute_bytes;      /* bf16 compute's buffers (0 in f32 compute; dk_memory_estimate_add_compute) */
-    int64_t scratch_bytes;      /* scratch_ctx + scratch_chunk + convert + compute */
-    int64_t total_bytes;        /* weights + kv + scratch */
+    int64_t weights_bytes;       /* tensors in their file type */
+    int64_t weights_f32_bytes;   /* the same tensors as f32 */
+    int64_t kv_bytes;            /* K and V caches at n_ctx */
+    int64_t scratch_ctx_bytes;   /* dk_ctx_create's allocations other than K/V */
+    int64_t scratch_chunk_bytes; /* dk_ctx_reserve(n_chunk) */
+    int64_t convert_bytes;       /* f32 conversion buffer (0 when every tensor is F32) */
+    int64_t compute_bytes; /* bf16 compute's buffers (0 in f32 compute; dk_memory_estimate_add_compute) */
+    int64_t scratch_bytes; /* scratch_ctx + scratch_chunk + convert + compute */
+    int64_t total_bytes;   /* weights + kv + scratch */
     int n_ctx, n_chunk;
 } dk_memory_estimate;
 
@@ -68,10 +68,12 @@ void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, 
  * DK_MEMORY_DNNL_SCRATCH for oneDNN's own scratchpad (its brgemm blocks: 129-257 KiB on 2 threads at
  * Qwen2-0.5B's products, queried from oneDNN 2.6). 0 for f32 compute. */
 enum { DK_MEMORY_DNNL_SCRATCH = 1 << 20 };
-int64_t dk_memory_compute_bytes(const dk_model_config *cfg, dk_compute compute, const char *type, int n_chunk);
+int64_t dk_memory_compute_bytes(const dk_model_config *cfg, dk_compute compute, const char *type,
+                                int n_chunk);
 /* Adds dk_memory_compute_bytes (for the estimate's n_chunk) to an estimate that
  * dk_memory_estimate_fill filled: compute_bytes, scratch_bytes and total_bytes. */
-void dk_memory_estimate_add_compute(const dk_model_config *cfg, dk_compute compute, const char *type, dk_memory_estimate *o);
+void dk_memory_estimate_add_compute(const dk_model_config *cfg, dk_compute compute, const char *type,
+                                    dk_memory_estimate *o);
 
 /* "15.23 GiB", "512.0 MiB", "37 B" into buf. */
 const char *dk_memory_human(int64_t bytes, char *buf, size_t n);

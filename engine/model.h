@@ -33,11 +33,11 @@ typedef enum { DK_MODEL_FORMAT_GGUF, DK_MODEL_FORMAT_LLAMA2C, DK_MODEL_FORMAT_RA
 typedef struct {
     dk_arch arch;
     int n_layer;
-    int n_embd;       /* model dimension d */
-    int n_head;       /* query heads */
-    int n_head_kv;    /* key/value heads (GQA: n_head % n_head_kv == 0) */
-    int head_dim;     /* per-head dimension; n_head*head_dim need not equal n_embd */
-    int n_ff;         /* FFN hidden size */
+    int n_embd;    /* model dimension d */
+    int n_head;    /* query heads */
+    int n_head_kv; /* key/value heads (GQA: n_head % n_head_kv == 0) */
+    int head_dim;  /* per-head dimension; n_head*head_dim need not equal n_embd */
+    int n_ff;      /* FFN hidden size */
     int n_vocab;
     int n_ctx_train;
     float rope_theta; /* RoPE base */
@@ -68,8 +68,8 @@ dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *cfg, dk_e
  * type is F32 (4-byte aligned) or any dk_ggml_type_supported type (cols a multiple of its block
  * size, so every row starts on a block). */
 typedef struct {
-    const void *data;  /* (rows, cols) in `type` */
-    uint32_t type;     /* dk_ggml_type */
+    const void *data; /* (rows, cols) in `type` */
+    uint32_t type;    /* dk_ggml_type */
     int64_t rows, cols;
     size_t row_bytes;
 } dk_tensor;
@@ -102,26 +102,26 @@ typedef struct dk_model {
     dk_model_config cfg;
     dk_model_weights w;
     dk_model_format format;
-    char format_name[16];  /* "gguf", "llama2c", "random" */
-    char arch_name[16];    /* "llama", "qwen2" */
-    char name[128];        /* general.name, file name or shape name */
-    char tensor_type[16];  /* storage type of the big matrices in the file: "F32", "F16", ... */
-    char tensor_types[256];/* tensors per type, ggml names, most bytes first: "q4_K:113 q6_K:25 f32:65" */
-    char file_type[32];    /* general.file_type as llama.cpp names it ("MOSTLY_Q4_K_M"), "none" if absent */
-    int64_t n_params;      /* parameters counted from the tensors (tied output counted once) */
-    int64_t weights_bytes; /* the tensors in their storage type (what memory.h calls weights) */
-    bool converts;         /* some tensor is not F32: the context keeps an f32 conversion scratch
+    char format_name[16];    /* "gguf", "llama2c", "random" */
+    char arch_name[16];      /* "llama", "qwen2" */
+    char name[128];          /* general.name, file name or shape name */
+    char tensor_type[16];    /* storage type of the big matrices in the file: "F32", "F16", ... */
+    char tensor_types[256];  /* tensors per type, ggml names, most bytes first: "q4_K:113 q6_K:25 f32:65" */
+    char file_type[32];      /* general.file_type as llama.cpp names it ("MOSTLY_Q4_K_M"), "none" if absent */
+    int64_t n_params;        /* parameters counted from the tensors (tied output counted once) */
+    int64_t weights_bytes;   /* the tensors in their storage type (what memory.h calls weights) */
+    bool converts;           /* some tensor is not F32: the context keeps an f32 conversion scratch
                             * (== weights_bytes != 4 * n_params, the rule memory.c applies) */
-    uint32_t gguf_version; /* 0 unless GGUF */
-    int n_tensors;         /* tensors in the file (0 for llama2.c / random) */
-    dk_tokenizer *tokenizer;      /* NULL when none could be built (see tokenizer_error) */
-    char tokenizer_desc[64];      /* e.g. "spm (32000 pieces)", "bpe qwen2 (151669 pieces)", "none" */
-    char tokenizer_error[1024];   /* why tokenizer is NULL, for commands that need one */
+    uint32_t gguf_version;   /* 0 unless GGUF */
+    int n_tensors;           /* tensors in the file (0 for llama2.c / random) */
+    dk_tokenizer *tokenizer; /* NULL when none could be built (see tokenizer_error) */
+    char tokenizer_desc[64]; /* e.g. "spm (32000 pieces)", "bpe qwen2 (151669 pieces)", "none" */
+    char tokenizer_error[1024]; /* why tokenizer is NULL, for commands that need one */
     /* private */
-    void *map;             /* mmapped file (llama2.c) */
+    void *map; /* mmapped file (llama2.c) */
     size_t map_size;
-    void *gguf;            /* dk_gguf*, kept open while weights point into it */
-    void **owned;          /* arrays this model allocated */
+    void *gguf;   /* dk_gguf*, kept open while weights point into it */
+    void **owned; /* arrays this model allocated */
     int n_owned, cap_owned;
 } dk_model;
 
@@ -134,8 +134,8 @@ void dk_model_free(dk_model *m);
 
 /* Random-weight model of the given shapes (cfg fully filled by the caller), weights drawn
  * uniformly from ±scale/sqrt(fan_in) by a seeded generator, norms 1. No tokenizer. */
-dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name,
-                                 dk_model **out, dk_err *e);
+dk_status dk_model_create_random(const dk_model_config *cfg, uint64_t seed, const char *name, dk_model **out,
+                                 dk_err *e);
 /* The same weights rounded to `type` (a dk_ggml_type_quantizable type; n_embd, n_ff and
  * n_head*head_dim multiples of its block size) and stored in that type, as a GGUF of that type would be:
  * matrices and token_embd in `type`, norms and biases f32. F32 == dk_model_create_random. */
@@ -154,7 +154,8 @@ const char *dk_model_shape_names(void);
  * alone (dk_tokenizer_load_gguf: any general.architecture, vocab-only files too); a llama2.c
  * checkpoint, or tokenizer_path (a llama2.c tok*.bin), needs the model's n_vocab, so the model
  * is loaded for it. */
-dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out, dk_err *e);
+dk_status dk_model_load_tokenizer(const char *path, const char *tokenizer_path, dk_tokenizer **out,
+                                  dk_err *e);
 
 /* The training-context rule, for every command that runs a prompt: up to n_ctx_train tokens it
  * runs as is; longer, it runs (RoPE positions past training are extrapolated; *beyond = 1 and the

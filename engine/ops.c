@@ -18,7 +18,8 @@ static void dk_rmsnorm_task(void *arg, int t, int tid) {
     (void)tid;
     const dk_rmsnorm_job *j = arg;
     int d = j->d;
-    for (size_t r = dk_task_lo((size_t)j->rows, t, j->n_tasks); r < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); r++) {
+    for (size_t r = dk_task_lo((size_t)j->rows, t, j->n_tasks);
+         r < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); r++) {
         const float *xr = j->x + r * d, *w = j->w;
         float *o = j->out + r * d;
         float ss = 0.0f;
@@ -38,7 +39,8 @@ void dk_rmsnorm(dk_pool *p, float *out, const float *x, const float *w, int rows
  * exponent bits. Relative error ~2 ulp; inputs below -87.3 give ~0, above 88.3 saturate. */
 static inline __m256 dk_exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -67,7 +69,8 @@ void dk_round_bf16(uint16_t *dst, const float *src, size_t n, float scale) {
     size_t i = 0;
 #if defined(__AVX2__)
     const __m256 vs = _mm256_set1_ps(scale);
-    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(dst + i), dk_bf16x8(_mm256_mul_ps(_mm256_loadu_ps(src + i), vs)));
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), dk_bf16x8(_mm256_mul_ps(_mm256_loadu_ps(src + i), vs)));
 #endif
     for (; i < n; i++) dst[i] = dk_f32_to_bf16(src[i] * scale);
 }
@@ -182,7 +185,8 @@ void dk_silu_mul(dk_pool *p, float *g, const float *u, size_t n) {
 static void dk_add_task(void *arg, int t, int tid) {
     (void)tid;
     const dk_elem_job *j = arg;
-    for (size_t i = dk_task_lo(j->n, t, j->n_tasks); i < dk_task_lo(j->n, t + 1, j->n_tasks); i++) j->a[i] = j->b[i] + j->c[i];
+    for (size_t i = dk_task_lo(j->n, t, j->n_tasks); i < dk_task_lo(j->n, t + 1, j->n_tasks); i++)
+        j->a[i] = j->b[i] + j->c[i];
 }
 
 void dk_add(dk_pool *p, float *a, const float *b, const float *x, size_t n) {
@@ -202,13 +206,15 @@ static void dk_copy_rows_task(void *arg, int t, int tid) {
     (void)tid;
     const dk_copy_job *j = arg;
     size_t d = (size_t)j->d;
-    for (size_t i = dk_task_lo((size_t)j->rows, t, j->n_tasks); i < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); i++) {
+    for (size_t i = dk_task_lo((size_t)j->rows, t, j->n_tasks);
+         i < dk_task_lo((size_t)j->rows, t + 1, j->n_tasks); i++) {
         size_t di = j->dst_idx ? (size_t)j->dst_idx[i] : i, si = j->src_idx ? (size_t)j->src_idx[i] : i;
         memcpy(j->dst + di * d, j->src + si * d, d * 4);
     }
 }
 
-void dk_copy_rows(dk_pool *p, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx, int rows, int d) {
+void dk_copy_rows(dk_pool *p, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx,
+                  int rows, int d) {
     dk_copy_job j = {dst, src, dst_idx, src_idx, rows, d, dk_pool_n_tasks(p, (size_t)rows, 16)};
     dk_pool_run(p, j.n_tasks, dk_copy_rows_task, &j);
 }

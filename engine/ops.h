@@ -29,7 +29,7 @@ void dk_silu_mul(dk_pool *p, float *g, const float *u, size_t n);
 /* a = b + x elementwise over n elements */
 void dk_add(dk_pool *p, float *a, const float *b, const float *x, size_t n);
 /* dst[dst_idx ? dst_idx[i] : i] = src[src_idx ? src_idx[i] : i] for i < rows, rows of d floats */
-void dk_copy_rows(dk_pool *p, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx, int rows,
-                  int d);
+void dk_copy_rows(dk_pool *p, float *dst, const int32_t *dst_idx, const float *src, const int32_t *src_idx,
+                  int rows, int d);
 
 #endif

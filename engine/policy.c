@@ -10,18 +10,28 @@
 /* ---- parameters ---- */
 
 static const dk_policy_param dk_params[DK_POLICY_PARAM_COUNT] = {
-    [DK_POLICY_PARAM_RHO] = {"rho", DK_POLICY_PARAM_NUM, 0.667, 0, 1, true, "fraction of the tokens halted", true},
-    [DK_POLICY_PARAM_LS] = {"ls", DK_POLICY_PARAM_NUM, 0.4, 0, 1, false, "decision layer l_s = floor(ls * n_layer); 1 = never"},
-    [DK_POLICY_PARAM_TAU] = {"tau", DK_POLICY_PARAM_NUM, NAN, 0, INFINITY, false, "halt tokens whose score <= tau"},
-    [DK_POLICY_PARAM_RELATIVE] = {"relative", DK_POLICY_PARAM_BOOL, 0, 0, 1, false, "score delta / ||h|| instead of delta"},
+    [DK_POLICY_PARAM_RHO] = {"rho", DK_POLICY_PARAM_NUM, 0.667, 0, 1, true, "fraction of the tokens halted",
+                             true},
+    [DK_POLICY_PARAM_LS] = {"ls", DK_POLICY_PARAM_NUM, 0.4, 0, 1, false,
+                            "decision layer l_s = floor(ls * n_layer); 1 = never"},
+    [DK_POLICY_PARAM_TAU] = {"tau", DK_POLICY_PARAM_NUM, NAN, 0, INFINITY, false,
+                             "halt tokens whose score <= tau"},
+    [DK_POLICY_PARAM_RELATIVE] = {"relative", DK_POLICY_PARAM_BOOL, 0, 0, 1, false,
+                                  "score delta / ||h|| instead of delta"},
     [DK_POLICY_PARAM_KEEP] = {"keep", DK_POLICY_PARAM_INT, NAN, 1, INFINITY, false, "tokens kept"},
     [DK_POLICY_PARAM_K] = {"k", DK_POLICY_PARAM_INT, 2, 1, INFINITY, false, "layers between re-selections"},
-    [DK_POLICY_PARAM_SEED] = {"seed", DK_POLICY_PARAM_INT, 0, 0, 9007199254740992.0, false, "seed of the random scores"},
-    [DK_POLICY_PARAM_LAYER] = {"layer", DK_POLICY_PARAM_INT, -1, -1, INFINITY, false, "decision layer index; -1 = floor(ls * n_layer)"},
-    [DK_POLICY_PARAM_WINDOW] = {"window", DK_POLICY_PARAM_INT, 32, 1, INFINITY, false, "observation window (last context tokens)"},
-    [DK_POLICY_PARAM_KERNEL] = {"kernel", DK_POLICY_PARAM_INT, 5, 1, INFINITY, false, "max-pool kernel width (odd)"},
-    [DK_POLICY_PARAM_SINK] = {"sink", DK_POLICY_PARAM_INT, 0, 0, INFINITY, false, "first context tokens never halted"},
-    [DK_POLICY_PARAM_RECENT] = {"recent", DK_POLICY_PARAM_INT, 0, 0, INFINITY, false, "last context tokens never halted"},
+    [DK_POLICY_PARAM_SEED] = {"seed", DK_POLICY_PARAM_INT, 0, 0, 9007199254740992.0, false,
+                              "seed of the random scores"},
+    [DK_POLICY_PARAM_LAYER] = {"layer", DK_POLICY_PARAM_INT, -1, -1, INFINITY, false,
+                               "decision layer index; -1 = floor(ls * n_layer)"},
+    [DK_POLICY_PARAM_WINDOW] = {"window", DK_POLICY_PARAM_INT, 32, 1, INFINITY, false,
+                                "observation window (last context tokens)"},
+    [DK_POLICY_PARAM_KERNEL] = {"kernel", DK_POLICY_PARAM_INT, 5, 1, INFINITY, false,
+                                "max-pool kernel width (odd)"},
+    [DK_POLICY_PARAM_SINK] = {"sink", DK_POLICY_PARAM_INT, 0, 0, INFINITY, false,
+                              "first context tokens never halted"},
+    [DK_POLICY_PARAM_RECENT] = {"recent", DK_POLICY_PARAM_INT, 0, 0, INFINITY, false,
+                                "last context tokens never halted"},
 };
 
 const dk_policy_param *dk_policy_param_info(dk_policy_param_id id) {
@@ -82,7 +92,11 @@ static int64_t dk_score_dblock(const dk_policy_run *r, const dk_layer_view *v, f
     for (int i = 0; i < v->n_active; i++) {
         const float *a = v->x_in + (size_t)i * d, *b = v->x_out + (size_t)i * d;
         double ab = 0, aa = 0, bb = 0;
-        for (int j = 0; j < d; j++) { ab += (double)a[j] * b[j]; aa += (double)a[j] * a[j]; bb += (double)b[j] * b[j]; }
+        for (int j = 0; j < d; j++) {
+            ab += (double)a[j] * b[j];
+            aa += (double)a[j] * a[j];
+            bb += (double)b[j] * b[j];
+        }
         score[i] = (float)(aa > 0 && bb > 0 ? 1.0 - ab / sqrt(aa * bb) : 0.0);
     }
     return (int64_t)v->n_active * (6 * (int64_t)d + 5);
@@ -95,7 +109,8 @@ static int64_t dk_attention_received(const dk_layer_view *v, float *score) {
     for (int i = 0; i < v->n_active; i++) {
         double s = 0;
         for (int h = 0; h < v->n_head; h++)
-            for (int q = 0; q < v->n_probe; q++) s += v->probs[((size_t)h * v->n_probe + q) * v->kv_len + base + i];
+            for (int q = 0; q < v->n_probe; q++)
+                s += v->probs[((size_t)h * v->n_probe + q) * v->kv_len + base + i];
         score[i] = (float)(s / v->n_head);
     }
     return (int64_t)v->n_active * ((int64_t)v->n_head * v->n_probe + 1);
@@ -113,7 +128,8 @@ static int64_t dk_score_snapkv(const dk_policy_run *r, const dk_layer_view *v, f
     float *pooled = r->tmp + n; /* tmp has room for 2 * n_tokens */
     for (int i = 0; i < n; i++) {
         float m = score[i];
-        for (int j = i - half < 0 ? 0 : i - half; j <= i + half && j < n; j++) m = score[j] > m ? score[j] : m;
+        for (int j = i - half < 0 ? 0 : i - half; j <= i + half && j < n; j++)
+            m = score[j] > m ? score[j] : m;
         pooled[i] = m;
     }
     memcpy(score, pooled, (size_t)n * sizeof *score);
@@ -130,29 +146,31 @@ static const dk_policy_param_id dk_p_keep[] = {P(KEEP), P(LS), P(SINK), P(RECENT
 static const dk_policy_param_id dk_p_multi[] = {P(RHO), P(LS), P(K), P(SINK), P(RECENT), P(COUNT)};
 static const dk_policy_param_id dk_p_random[] = {P(RHO), P(LS), P(SEED), P(SINK), P(RECENT), P(COUNT)};
 static const dk_policy_param_id dk_p_fastv[] = {P(RHO), P(LS), P(LAYER), P(SINK), P(RECENT), P(COUNT)};
-static const dk_policy_param_id dk_p_snapkv[] = {P(RHO), P(LS), P(LAYER), P(WINDOW), P(KERNEL), P(SINK), P(RECENT), P(COUNT)};
+static const dk_policy_param_id dk_p_snapkv[] = {P(RHO),    P(LS),   P(LAYER),  P(WINDOW),
+                                                 P(KERNEL), P(SINK), P(RECENT), P(COUNT)};
 #undef P
 
 static const dk_policy dk_policies[DK_POLICY_COUNT] = {
-    {"dense", DK_POLICY_DENSE, "no halting", dk_p_dense, DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_NONE, NULL},
+    {"dense", DK_POLICY_DENSE, "no halting", dk_p_dense, DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE,
+     DK_POLICY_RULE_NONE, NULL},
     {"dash", DK_POLICY_DASH, "DASH: keep the top (1-rho) by ||U||_2 at l_s", dk_p_dash, DK_HOOK_AFTER_ATTN,
      DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_delta},
-    {"dash-tau", DK_POLICY_DASH_TAU, "DASH threshold: halt ||U||_2 (or ||U||/||h||) <= tau", dk_p_tau, DK_HOOK_AFTER_ATTN,
-     DK_POLICY_PROBE_NONE, DK_POLICY_RULE_THRESHOLD, dk_score_delta},
-    {"dash-keep", DK_POLICY_DASH_KEEP, "DASH budget: keep the `keep` largest ||U||_2", dk_p_keep, DK_HOOK_AFTER_ATTN,
-     DK_POLICY_PROBE_NONE, DK_POLICY_RULE_BUDGET, dk_score_delta},
-    {"multistep", DK_POLICY_MULTISTEP, "DASH re-selecting every k layers from l_s to the same final count", dk_p_multi,
-     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_delta},
-    {"random", DK_POLICY_RANDOM, "ablation: keep a seeded random (1-rho) at l_s", dk_p_random, DK_HOOK_AFTER_ATTN,
-     DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_random},
+    {"dash-tau", DK_POLICY_DASH_TAU, "DASH threshold: halt ||U||_2 (or ||U||/||h||) <= tau", dk_p_tau,
+     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_THRESHOLD, dk_score_delta},
+    {"dash-keep", DK_POLICY_DASH_KEEP, "DASH budget: keep the `keep` largest ||U||_2", dk_p_keep,
+     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_BUDGET, dk_score_delta},
+    {"multistep", DK_POLICY_MULTISTEP, "DASH re-selecting every k layers from l_s to the same final count",
+     dk_p_multi, DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_delta},
+    {"random", DK_POLICY_RANDOM, "ablation: keep a seeded random (1-rho) at l_s", dk_p_random,
+     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_random},
     {"inverse", DK_POLICY_INVERSE, "ablation: halt the HIGHEST ||U||_2", dk_p_dash, DK_HOOK_AFTER_ATTN,
      DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_inverse},
-    {"dblock", DK_POLICY_DBLOCK, "ablation: score 1 - cos(h_in, h_out) of block l_s", dk_p_dash, DK_HOOK_AFTER_LAYER,
-     DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_dblock},
-    {"fastv", DK_POLICY_FASTV, "FastV: drop the rho least attended by the last token", dk_p_fastv, DK_HOOK_AFTER_ATTN,
-     DK_POLICY_PROBE_LAST, DK_POLICY_RULE_TOPK, dk_score_fastv},
-    {"snapkv", DK_POLICY_SNAPKV, "SnapKV (prune): drop the rho least attended by the window, max-pooled", dk_p_snapkv,
-     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_WINDOW, DK_POLICY_RULE_TOPK, dk_score_snapkv},
+    {"dblock", DK_POLICY_DBLOCK, "ablation: score 1 - cos(h_in, h_out) of block l_s", dk_p_dash,
+     DK_HOOK_AFTER_LAYER, DK_POLICY_PROBE_NONE, DK_POLICY_RULE_TOPK, dk_score_dblock},
+    {"fastv", DK_POLICY_FASTV, "FastV: drop the rho least attended by the last token", dk_p_fastv,
+     DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_LAST, DK_POLICY_RULE_TOPK, dk_score_fastv},
+    {"snapkv", DK_POLICY_SNAPKV, "SnapKV (prune): drop the rho least attended by the window, max-pooled",
+     dk_p_snapkv, DK_HOOK_AFTER_ATTN, DK_POLICY_PROBE_WINDOW, DK_POLICY_RULE_TOPK, dk_score_snapkv},
 };
 
 int dk_policy_count(void) { return DK_POLICY_COUNT; }
@@ -190,8 +208,12 @@ bool dk_policy_accepts(const dk_policy *p, dk_policy_param_id id) {
 
 /* Where each parameter's value lives in dk_policy_params, and as what. */
 typedef enum { DK_SLOT_NUM, DK_SLOT_INT, DK_SLOT_BOOL, DK_SLOT_I64 } dk_param_slot_kind;
-#define DK_SLOT(field, kind) {offsetof(dk_policy_params, field), DK_SLOT_##kind}
-static const struct { size_t off; dk_param_slot_kind kind; } dk_param_slots[DK_POLICY_PARAM_COUNT] = {
+#define DK_SLOT(field, kind) \
+    { offsetof(dk_policy_params, field), DK_SLOT_##kind }
+static const struct {
+    size_t off;
+    dk_param_slot_kind kind;
+} dk_param_slots[DK_POLICY_PARAM_COUNT] = {
     [DK_POLICY_PARAM_RHO] = DK_SLOT(rho, NUM),       [DK_POLICY_PARAM_LS] = DK_SLOT(ls, NUM),
     [DK_POLICY_PARAM_TAU] = DK_SLOT(tau, NUM),       [DK_POLICY_PARAM_RELATIVE] = DK_SLOT(relative, BOOL),
     [DK_POLICY_PARAM_KEEP] = DK_SLOT(keep, INT),     [DK_POLICY_PARAM_K] = DK_SLOT(k, INT),
@@ -215,7 +237,9 @@ static void dk_param_put(dk_policy_params *pp, dk_policy_param_id id, double x) 
     char *at = (char *)pp + dk_param_slots[id].off;
     switch (dk_param_slots[id].kind) {
     case DK_SLOT_NUM: *(double *)at = x; break;
-    case DK_SLOT_INT: *(int *)at = isfinite(x) && fabs(x) < 2e9 ? (int)x : (x > 0 ? 2147483647 : -2147483647); break;
+    case DK_SLOT_INT:
+        *(int *)at = isfinite(x) && fabs(x) < 2e9 ? (int)x : (x > 0 ? 2147483647 : -2147483647);
+        break;
     case DK_SLOT_BOOL: *(bool *)at = x != 0; break;
     default: *(int64_t *)at = isfinite(x) ? (int64_t)x : 0; break;
     }
@@ -238,15 +262,18 @@ static dk_status dk_param_check(const dk_policy *p, dk_policy_param_id id, doubl
     if (d->type == DK_POLICY_PARAM_INT && (!isfinite(x) || x != floor(x)))
         return dk_fail(e, DK_ERR_ARG, "%s: %s = %g is not an integer", p->name, d->name, x);
     if (x < d->lo || x > d->hi || (d->hi_open && x >= d->hi)) {
-        if (isinf(d->hi)) return dk_fail(e, DK_ERR_ARG, "%s: %s = %g must be >= %g", p->name, d->name, x, d->lo);
-        return dk_fail(e, DK_ERR_ARG, "%s: %s = %g is outside [%g, %g%c", p->name, d->name, x, d->lo, d->hi, d->hi_open ? ')' : ']');
+        if (isinf(d->hi))
+            return dk_fail(e, DK_ERR_ARG, "%s: %s = %g must be >= %g", p->name, d->name, x, d->lo);
+        return dk_fail(e, DK_ERR_ARG, "%s: %s = %g is outside [%g, %g%c", p->name, d->name, x, d->lo, d->hi,
+                       d->hi_open ? ')' : ']');
     }
     if (id == DK_POLICY_PARAM_KERNEL && ((int)x % 2) == 0)
         return dk_fail(e, DK_ERR_ARG, "%s: kernel = %g must be odd", p->name, x);
     return DK_OK;
 }
 
-dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const char *name, double value, dk_err *e) {
+dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const char *name, double value,
+                               dk_err *e) {
     const dk_policy_param *d = dk_policy_param_find(name);
     if (!d || !dk_policy_accepts(p, (dk_policy_param_id)(d - dk_params))) {
         char acc[256];
@@ -254,7 +281,8 @@ dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const c
         acc[0] = 0;
         for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT; q++)
             o += (size_t)snprintf(acc + o, sizeof acc - o, "%s%s", o ? ", " : "", dk_params[*q].name);
-        return dk_fail(e, DK_ERR_ARG, "%s: unknown parameter '%s' (accepted: %s)", p->name, name, o ? acc : "none");
+        return dk_fail(e, DK_ERR_ARG, "%s: unknown parameter '%s' (accepted: %s)", p->name, name,
+                       o ? acc : "none");
     }
     dk_policy_param_id id = (dk_policy_param_id)(d - dk_params);
     dk_status st = dk_param_check(p, id, value, e);
@@ -264,7 +292,8 @@ dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const c
     return DK_OK;
 }
 
-dk_status dk_policy_params_set_text(const dk_policy *p, dk_policy_params *pp, const char *name, const char *text, dk_err *e) {
+dk_status dk_policy_params_set_text(const dk_policy *p, dk_policy_params *pp, const char *name,
+                                    const char *text, dk_err *e) {
     double x;
     char *end;
     if (!strcmp(text, "true")) x = 1;
@@ -279,7 +308,8 @@ dk_status dk_policy_params_set_text(const dk_policy *p, dk_policy_params *pp, co
 
 int dk_policy_first_layer(const dk_policy *p, const dk_policy_params *pp, int n_layer) {
     if (p->rule == DK_POLICY_RULE_NONE) return n_layer;
-    if (dk_policy_accepts(p, DK_POLICY_PARAM_LAYER) && pp->layer >= 0) return pp->layer < n_layer ? pp->layer : n_layer;
+    if (dk_policy_accepts(p, DK_POLICY_PARAM_LAYER) && pp->layer >= 0)
+        return pp->layer < n_layer ? pp->layer : n_layer;
     int l = (int)floor(pp->ls * (double)n_layer);
     return l < n_layer ? l : n_layer;
 }
@@ -288,14 +318,16 @@ dk_status dk_policy_params_validate(const dk_policy *p, const dk_policy_params *
     dk_status st;
     for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT; q++) {
         if (isnan(dk_params[*q].def) && !(pp->given & (1u << *q)))
-            return dk_fail(e, DK_ERR_ARG, "%s: %s is required (%s)", p->name, dk_params[*q].name, dk_params[*q].help);
+            return dk_fail(e, DK_ERR_ARG, "%s: %s is required (%s)", p->name, dk_params[*q].name,
+                           dk_params[*q].help);
         if ((st = dk_param_check(p, *q, dk_policy_params_get(pp, *q), e))) return st;
     }
     if (n_layer <= 0) return DK_OK;
     if (dk_policy_accepts(p, DK_POLICY_PARAM_LS)) {
         double ls_layer = floor(pp->ls * (double)n_layer);
         if (ls_layer > n_layer)
-            return dk_fail(e, DK_ERR_ARG, "%s: ls = %g gives l_s = %g > n_layer = %d", p->name, pp->ls, ls_layer, n_layer);
+            return dk_fail(e, DK_ERR_ARG, "%s: ls = %g gives l_s = %g > n_layer = %d", p->name, pp->ls,
+                           ls_layer, n_layer);
     }
     if (dk_policy_accepts(p, DK_POLICY_PARAM_LAYER) && pp->layer >= n_layer)
         return dk_fail(e, DK_ERR_ARG, "%s: layer = %d must be < n_layer = %d", p->name, pp->layer, n_layer);
@@ -306,12 +338,16 @@ void dk_policy_params_format(const dk_policy *p, const dk_policy_params *pp, cha
     size_t o = 0;
     buf[0] = 0;
     for (const dk_policy_param_id *q = p->params; *q != DK_POLICY_PARAM_COUNT && o < n; q++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%s=%.10g", o ? " " : "", dk_params[*q].name, dk_policy_params_get(pp, *q));
+        o += (size_t)snprintf(buf + o, n - o, "%s%s=%.10g", o ? " " : "", dk_params[*q].name,
+                              dk_policy_params_get(pp, *q));
 }
 
 /* ---- selection ---- */
 
-typedef struct { float s; int32_t row; } dk_ranked;
+typedef struct {
+    float s;
+    int32_t row;
+} dk_ranked;
 
 /* score descending (NaN last), then row ascending */
 static int dk_ranked_cmp(const void *a, const void *b) {
@@ -335,11 +371,17 @@ int dk_policy_select(dk_policy_rule rule, const float *score, const int32_t *row
     }
     if (rule == DK_POLICY_RULE_THRESHOLD) {
         for (int i = 0; i < n_free; i++)
-            if (ord[i].s > tau) { keep[ord[i].row] = 1; n_keep++; }
+            if (ord[i].s > tau) {
+                keep[ord[i].row] = 1;
+                n_keep++;
+            }
         return n_keep;
     }
     qsort(ord, (size_t)n_free, sizeof *ord, dk_ranked_cmp);
-    for (int i = 0; i < n_free && n_keep < target; i++) { keep[ord[i].row] = 1; n_keep++; }
+    for (int i = 0; i < n_free && n_keep < target; i++) {
+        keep[ord[i].row] = 1;
+        n_keep++;
+    }
     return n_keep;
 }
 
@@ -375,11 +417,15 @@ dk_status dk_policy_run_create(const dk_policy *p, const dk_policy_params *pp, i
         r->stats[l].score_min = r->stats[l].score_median = r->stats[l].score_max = NAN;
         /* a decision at the last layer would change nothing: none there */
         bool d = l == r->first && l < n_layer - 1;
-        if (p->kind == DK_POLICY_MULTISTEP) d = l >= r->first && l < n_layer - 1 && (l - r->first) % pp->k == 0;
+        if (p->kind == DK_POLICY_MULTISTEP)
+            d = l >= r->first && l < n_layer - 1 && (l - r->first) % pp->k == 0;
         r->decide[l] = d;
         r->n_decide += d;
     }
-    if (p->probe == DK_POLICY_PROBE_LAST) { r->probe[0] = n_tokens - 1; r->n_probe = 1; }
+    if (p->probe == DK_POLICY_PROBE_LAST) {
+        r->probe[0] = n_tokens - 1;
+        r->n_probe = 1;
+    }
     if (p->probe == DK_POLICY_PROBE_WINDOW) {
         r->n_probe = pp->window < n_tokens ? pp->window : n_tokens;
         for (int i = 0; i < r->n_probe; i++) r->probe[i] = n_tokens - r->n_probe + i;
@@ -390,7 +436,13 @@ dk_status dk_policy_run_create(const dk_policy *p, const dk_policy_params *pp, i
 
 void dk_policy_run_free(dk_policy_run *r) {
     if (!r) return;
-    free(r->decide); free(r->stats); free(r->score); free(r->tmp); free(r->order); free(r->keep); free(r->probe);
+    free(r->decide);
+    free(r->stats);
+    free(r->score);
+    free(r->tmp);
+    free(r->order);
+    free(r->keep);
+    free(r->probe);
     free(r);
 }
 
@@ -416,9 +468,11 @@ dk_status dk_policy_hook(void *user, dk_hook_point point, const dk_layer_view *v
     const dk_policy *p = r->p;
     if (point != p->point || !r->decide[v->layer]) return DK_OK;
     if (v->n_tokens != r->n_tokens)
-        return dk_fail(e, DK_ERR_STATE, "%s: policy run made for %d tokens used on a %d-token chunk", p->name, r->n_tokens, v->n_tokens);
+        return dk_fail(e, DK_ERR_STATE, "%s: policy run made for %d tokens used on a %d-token chunk", p->name,
+                       r->n_tokens, v->n_tokens);
     if (p->probe != DK_POLICY_PROBE_NONE && (!v->probs || v->n_probe == 0))
-        return dk_fail(e, DK_ERR_STATE, "%s: no attention probabilities at layer %d (probe rows halted?)", p->name, v->layer);
+        return dk_fail(e, DK_ERR_STATE, "%s: no attention probabilities at layer %d (probe rows halted?)",
+                       p->name, v->layer);
     int n = v->n_active;
     if (n == 0) return DK_OK;
 
@@ -433,7 +487,8 @@ dk_status dk_policy_hook(void *user, dk_hook_point point, const dk_layer_view *v
         if (p->kind == DK_POLICY_MULTISTEP) frac = pow(frac, (double)(r->j + 1) / (double)r->n_decide);
         target = (int)floor(frac * (double)r->n_start);
     } else if (p->rule == DK_POLICY_RULE_BUDGET) target = r->pp.keep;
-    int kept = dk_policy_select(p->rule, s, v->active, n, v->n_tokens, sink, recent, target, r->pp.tau, r->order, r->keep);
+    int kept = dk_policy_select(p->rule, s, v->active, n, v->n_tokens, sink, recent, target, r->pp.tau,
+                                r->order, r->keep);
 
     *n_next = 0;
     for (int i = 0; i < n; i++)
@@ -446,7 +501,8 @@ dk_status dk_policy_hook(void *user, dk_hook_point point, const dk_layer_view *v
     for (int i = 0; i < n; i++) row[v->active[i]] = s[i];
     memcpy(sorted, s, (size_t)n * sizeof *s);
     qsort(sorted, (size_t)n, sizeof *sorted, dk_float_cmp);
-    *st = (dk_policy_layer_stats){true, n, kept, sorted[0], n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]),
-                                  sorted[n - 1]};
+    *st = (dk_policy_layer_stats){
+        true,         n, kept, sorted[0], n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]),
+        sorted[n - 1]};
     return DK_OK;
 }

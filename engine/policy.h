@@ -64,13 +64,13 @@ typedef enum {
 
 /* Description of one parameter (for validation in other layers, --help, config registries). */
 typedef struct {
-    const char *name;            /* "rho", "ls", ... (the JSON key / CLI option name) */
+    const char *name; /* "rho", "ls", ... (the JSON key / CLI option name) */
     dk_policy_param_type type;
-    double def;                  /* default value (NAN when required) */
-    double lo, hi;               /* valid range; hi = INFINITY when unbounded */
-    bool hi_open;                /* hi excluded */
-    const char *help;            /* one line */
-    bool after_decision;         /* takes effect only after the decision layer: cells differing only in
+    double def;          /* default value (NAN when required) */
+    double lo, hi;       /* valid range; hi = INFINITY when unbounded */
+    bool hi_open;        /* hi excluded */
+    const char *help;    /* one line */
+    bool after_decision; /* takes effect only after the decision layer: cells differing only in
                                     such parameters compute the same layers before it, so they share that
                                     prefix (runner.h) and a shard (shard.h). Set for rho alone: tau, keep
                                     and seed would qualify too, but the set is part of every sharded run's
@@ -83,7 +83,7 @@ typedef struct {
     bool relative;
     int keep, k, layer, window, kernel, sink, recent;
     int64_t seed;
-    uint32_t given;              /* bit (1 << id) set by dk_policy_params_set */
+    uint32_t given; /* bit (1 << id) set by dk_policy_params_set */
 } dk_policy_params;
 
 const dk_policy_param *dk_policy_param_info(dk_policy_param_id id);
@@ -92,12 +92,25 @@ const dk_policy_param *dk_policy_param_find(const char *name); /* NULL if unknow
 /* ---- the policy table ---- */
 
 typedef enum {
-    DK_POLICY_DENSE, DK_POLICY_DASH, DK_POLICY_DASH_TAU, DK_POLICY_DASH_KEEP, DK_POLICY_MULTISTEP,
-    DK_POLICY_RANDOM, DK_POLICY_INVERSE, DK_POLICY_DBLOCK, DK_POLICY_FASTV, DK_POLICY_SNAPKV,
+    DK_POLICY_DENSE,
+    DK_POLICY_DASH,
+    DK_POLICY_DASH_TAU,
+    DK_POLICY_DASH_KEEP,
+    DK_POLICY_MULTISTEP,
+    DK_POLICY_RANDOM,
+    DK_POLICY_INVERSE,
+    DK_POLICY_DBLOCK,
+    DK_POLICY_FASTV,
+    DK_POLICY_SNAPKV,
     DK_POLICY_COUNT
 } dk_policy_kind;
 
-typedef enum { DK_POLICY_RULE_NONE, DK_POLICY_RULE_TOPK, DK_POLICY_RULE_BUDGET, DK_POLICY_RULE_THRESHOLD } dk_policy_rule;
+typedef enum {
+    DK_POLICY_RULE_NONE,
+    DK_POLICY_RULE_TOPK,
+    DK_POLICY_RULE_BUDGET,
+    DK_POLICY_RULE_THRESHOLD
+} dk_policy_rule;
 
 typedef enum { DK_POLICY_PROBE_NONE, DK_POLICY_PROBE_LAST, DK_POLICY_PROBE_WINDOW } dk_policy_probe;
 
@@ -107,35 +120,37 @@ struct dk_policy_run;
 typedef int64_t (*dk_policy_score_fn)(const struct dk_policy_run *r, const dk_layer_view *v, float *score);
 
 typedef struct {
-    const char *name;                /* "dash" */
+    const char *name; /* "dash" */
     dk_policy_kind kind;
-    const char *summary;             /* one line */
-    const dk_policy_param_id *params;/* accepted parameters, terminated by DK_POLICY_PARAM_COUNT */
-    dk_hook_point point;             /* when the score is taken */
-    dk_policy_probe probe;           /* attention probabilities it needs */
+    const char *summary;              /* one line */
+    const dk_policy_param_id *params; /* accepted parameters, terminated by DK_POLICY_PARAM_COUNT */
+    dk_hook_point point;              /* when the score is taken */
+    dk_policy_probe probe;            /* attention probabilities it needs */
     dk_policy_rule rule;
-    dk_policy_score_fn score;        /* NULL for dense */
+    dk_policy_score_fn score; /* NULL for dense */
 } dk_policy;
 
 int dk_policy_count(void);
-const dk_policy *dk_policy_at(int i);                 /* 0 <= i < dk_policy_count() */
-const dk_policy *dk_policy_find(const char *name);    /* NULL if unknown */
+const dk_policy *dk_policy_at(int i);              /* 0 <= i < dk_policy_count() */
+const dk_policy *dk_policy_find(const char *name); /* NULL if unknown */
 /* As find, with the error "unknown method 'x' (known: dense, dash, ...)". */
 dk_status dk_policy_lookup(const char *name, const dk_policy **out, dk_err *e);
-const char *dk_policy_names(void);                    /* "dense, dash, dash-tau, ..." */
+const char *dk_policy_names(void); /* "dense, dash, dash-tau, ..." */
 bool dk_policy_accepts(const dk_policy *p, dk_policy_param_id id);
 
 /* ---- parameter values ---- */
 
-void dk_policy_params_default(dk_policy_params *pp);  /* every default; given = 0 */
+void dk_policy_params_default(dk_policy_params *pp); /* every default; given = 0 */
 /* Sets one parameter by name: errors (DK_ERR_ARG) for a name the policy does not accept, a
  * non-integer value of an integer parameter, or a value outside its range, e.g.
  * "dash: rho = 1 is outside [0, 1)". */
-dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const char *name, double value, dk_err *e);
+dk_status dk_policy_params_set(const dk_policy *p, dk_policy_params *pp, const char *name, double value,
+                               dk_err *e);
 /* Value of one parameter as a double (booleans 0/1). */
 double dk_policy_params_get(const dk_policy_params *pp, dk_policy_param_id id);
 /* As dk_policy_params_set with the value as text: a number, or true/false for booleans. */
-dk_status dk_policy_params_set_text(const dk_policy *p, dk_policy_params *pp, const char *name, const char *text, dk_err *e);
+dk_status dk_policy_params_set_text(const dk_policy *p, dk_policy_params *pp, const char *name,
+                                    const char *text, dk_err *e);
 /* Checks every accepted value (range, required ones given) and, when n_layer > 0, the layers
  * they imply: l_s = floor(ls*n_layer) <= n_layer, layer < n_layer. One error line. */
 dk_status dk_policy_params_validate(const dk_policy *p, const dk_policy_params *pp, int n_layer, dk_err *e);
@@ -149,22 +164,22 @@ int dk_policy_first_layer(const dk_policy *p, const dk_policy_params *pp, int n_
 /* ---- one context prefill with a policy ---- */
 
 typedef struct {
-    bool decided;                 /* a selection was made at this layer */
-    int n_scored;                 /* rows scored (the layer's active rows) */
-    int n_kept;                   /* rows active after it */
+    bool decided;                             /* a selection was made at this layer */
+    int n_scored;                             /* rows scored (the layer's active rows) */
+    int n_kept;                               /* rows active after it */
     float score_min, score_median, score_max; /* of the policy's score (NAN when not decided) */
 } dk_policy_layer_stats;
 
 typedef struct dk_policy_run {
     const dk_policy *p;
     dk_policy_params pp;
-    int n_layer, n_tokens;        /* chunk the run is made for */
-    bool *decide;                 /* (n_layer) decision layers */
-    int n_decide;                 /* their count */
-    int first;                    /* first decision layer (n_layer: none) */
-    int n_start;                  /* rows active at the first decision (multistep target base) */
-    int j;                        /* decisions taken so far */
-    int32_t *probe;               /* (n_probe) chunk rows whose attention is captured */
+    int n_layer, n_tokens; /* chunk the run is made for */
+    bool *decide;          /* (n_layer) decision layers */
+    int n_decide;          /* their count */
+    int first;             /* first decision layer (n_layer: none) */
+    int n_start;           /* rows active at the first decision (multistep target base) */
+    int j;                 /* decisions taken so far */
+    int32_t *probe;        /* (n_probe) chunk rows whose attention is captured */
     int n_probe;
     float *score;                 /* (n_layer, n_tokens) score by chunk row, NAN where not scored */
     float *tmp;                   /* (n_tokens) scratch: scores of the active rows */

@@ -32,7 +32,10 @@ static void *dk_pool_main(void *argp) {
             if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->gen) == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) { pthread_mutex_unlock(&p->mu); return NULL; }
+        if (p->quit) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
         seen = atomic_load(&p->gen);
         dk_task_fn fn = p->fn;
         void *arg = p->arg;
@@ -66,7 +69,13 @@ void dk_pool_init(dk_pool *p, int n) {
     if (n <= 1) return;
     p->th = malloc((size_t)(n - 1) * sizeof *p->th);
     dk_pool_worker_arg *wa = p->wa = malloc((size_t)(n - 1) * sizeof *wa);
-    if (!p->th || !wa) { free(p->th); free(wa); p->th = NULL; p->wa = NULL; return; }
+    if (!p->th || !wa) {
+        free(p->th);
+        free(wa);
+        p->th = NULL;
+        p->wa = NULL;
+        return;
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);

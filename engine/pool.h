@@ -19,7 +19,10 @@
 typedef void (*dk_task_fn)(void *arg, int task, int tid);
 
 typedef struct dk_pool dk_pool;
-typedef struct { dk_pool *p; int tid; } dk_pool_worker_arg;
+typedef struct {
+    dk_pool *p;
+    int tid;
+} dk_pool_worker_arg;
 
 enum { DK_POOL_SPIN_NS = 50000 };
 
@@ -29,13 +32,13 @@ struct dk_pool {
     dk_pool_worker_arg *wa; /* (n-1) their arguments, tid 1..n-1 */
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    atomic_ulong gen;       /* incremented per job (written under mu) */
+    atomic_ulong gen; /* incremented per job (written under mu) */
     bool quit;
-    dk_task_fn fn;          /* the current job (written under mu before gen changes) */
+    dk_task_fn fn; /* the current job (written under mu before gen changes) */
     void *arg;
     int n_tasks;
     atomic_uint_least64_t ticket; /* (job generation & 0xffffffff) << 32 | next task to hand out */
-    atomic_int finished;    /* tasks of the current job completed */
+    atomic_int finished;          /* tasks of the current job completed */
 };
 
 /* Starts n-1 workers; on any failure the pool has fewer threads (at least the caller). */
@@ -47,6 +50,8 @@ void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg);
 int dk_pool_n_tasks(const dk_pool *p, size_t n, size_t min_units);
 
 /* First unit of task `task` when n units are split into n_tasks contiguous runs. */
-static inline size_t dk_task_lo(size_t n, int task, int n_tasks) { return n * (size_t)task / (size_t)n_tasks; }
+static inline size_t dk_task_lo(size_t n, int task, int n_tasks) {
+    return n * (size_t)task / (size_t)n_tasks;
+}
 
 #endif

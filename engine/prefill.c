@@ -10,15 +10,25 @@
 
 void dk_prefill_result_free(dk_prefill_result *r) {
     if (!r) return;
-    free(r->layers); free(r->policy); free(r->active); free(r->ctx_logits); free(r->q_logits);
+    free(r->layers);
+    free(r->policy);
+    free(r->active);
+    free(r->ctx_logits);
+    free(r->q_logits);
     memset(r, 0, sizeof *r);
 }
 
-const float *dk_prefill_next_logits(const dk_prefill_result *r) { return r->q_logits ? r->q_logits : r->ctx_logits; }
+const float *dk_prefill_next_logits(const dk_prefill_result *r) {
+    return r->q_logits ? r->q_logits : r->ctx_logits;
+}
 
-dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q, dk_err *e) {
+dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab, int n_ctx, int n_q,
+                                 dk_err *e) {
     memset(r, 0, sizeof *r);
-    r->n_layer = n_layer; r->n_vocab = n_vocab; r->n_ctx = n_ctx; r->n_question = n_q;
+    r->n_layer = n_layer;
+    r->n_vocab = n_vocab;
+    r->n_ctx = n_ctx;
+    r->n_question = n_q;
     r->layers = malloc((size_t)n_layer * sizeof *r->layers);
     r->policy = calloc((size_t)n_layer, sizeof *r->policy);
     r->active = malloc((size_t)n_ctx * sizeof *r->active);
@@ -31,14 +41,15 @@ dk_status dk_prefill_result_init(dk_prefill_result *r, int n_layer, int n_vocab,
     return DK_OK;
 }
 
-dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_policy_run *run, const int32_t *question,
-                                   int n_q, dk_err *e) {
+dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_policy_run *run,
+                                   const int32_t *question, int n_q, dk_err *e) {
     int L = r->n_layer;
     const dk_forward_stats *fs = dk_ctx_stats(c);
     memcpy(r->layers, fs->layers, (size_t)L * sizeof *r->layers);
     r->ctx_flops = fs->total;
     r->ctx_wall_s = fs->wall_s;
-    for (int l = 0; l < L; l++) r->policy[l] = run ? run->stats[l] : (dk_policy_layer_stats){false, 0, 0, NAN, NAN, NAN};
+    for (int l = 0; l < L; l++)
+        r->policy[l] = run ? run->stats[l] : (dk_policy_layer_stats){false, 0, 0, NAN, NAN, NAN};
     /* the last layer's cache holds exactly the rows active there, at positions 0..n_ctx-1 */
     const dk_kv_cache *kv = dk_ctx_cache(c, L - 1);
     r->n_active = kv->len;
@@ -52,8 +63,9 @@ dk_status dk_prefill_result_finish(dk_prefill_result *r, dk_ctx *c, const dk_pol
     return DK_OK;
 }
 
-dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *ctx, int n_ctx,
-                         const int32_t *question, int n_q, float *hidden_out, dk_prefill_result *r, dk_err *e) {
+dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *ctx,
+                         int n_ctx, const int32_t *question, int n_q, float *hidden_out, dk_prefill_result *r,
+                         dk_err *e) {
     memset(r, 0, sizeof *r);
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
     int L = k->n_layer;
@@ -70,15 +82,16 @@ dk_status dk_prefill_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *
         dk_policy_run_opts(run, &o);
     }
     dk_ctx_reset(c);
-    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) st = dk_prefill_result_finish(r, c, run, question, n_q, e);
+    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e)))
+        st = dk_prefill_result_finish(r, c, run, question, n_q, e);
 done:
     dk_policy_run_free(run);
     if (st) dk_prefill_result_free(r);
     return st;
 }
 
-dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int n,
-                                float *logits, dk_err *e) {
+dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp,
+                                const int32_t *tokens, int n, float *logits, dk_err *e) {
     if (n <= 0) return dk_fail(e, DK_ERR_ARG, "no tokens");
     dk_policy_run *run = NULL;
     dk_prefill_opts o = {.all_logits = true};
@@ -93,8 +106,8 @@ dk_status dk_prefill_all_logits(dk_ctx *c, const dk_policy *p, const dk_policy_p
     return st;
 }
 
-dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, int32_t stop_token, int32_t *out,
-                                   int *n_out, dk_err *e) {
+dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, int32_t stop_token,
+                                   int32_t *out, int *n_out, dk_err *e) {
     *n_out = 0;
     int V = dk_ctx_model(c)->cfg.n_vocab;
     if (n_max <= 0) return DK_OK;
@@ -125,8 +138,9 @@ double dk_prefill_median(double *v, int n) {
 }
 
 /* One timed context prefill; method = NULL for dense. Returns wall seconds in *dt. */
-static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
-                                  float *logits, double *dt, dk_flops *fl, dk_policy_run **keep_run, dk_err *e) {
+static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp,
+                                  const int32_t *tokens, int T, float *logits, double *dt, dk_flops *fl,
+                                  dk_policy_run **keep_run, dk_err *e) {
     int L = dk_ctx_model(c)->cfg.n_layer;
     dk_ctx_reset(c);
     double t0 = dk_time_now_s();
@@ -145,8 +159,8 @@ static dk_status dk_prefill_timed(dk_ctx *c, const dk_policy *p, const dk_policy
     return st;
 }
 
-dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int T,
-                                 int reps, dk_prefill_compare *out, dk_err *e) {
+dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp,
+                                 const int32_t *tokens, int T, int reps, dk_prefill_compare *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
     if (reps < 1) return dk_fail(e, DK_ERR_ARG, "reps = %d must be >= 1", reps);
@@ -154,19 +168,24 @@ dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_
     double *wd = malloc((size_t)reps * sizeof *wd), *wm = malloc((size_t)reps * sizeof *wm), dt;
     dk_policy_run *run = NULL;
     dk_status st = DK_OK;
-    if (!logits || !wd || !wm) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!logits || !wd || !wm) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     /* warm-up; the method's run tells what was kept */
     if ((st = dk_prefill_timed(c, NULL, NULL, tokens, T, logits, &dt, &out->flops_dense, NULL, e)) ||
         (st = dk_prefill_timed(c, p, pp, tokens, T, logits, &dt, &out->flops_method, &run, e)))
         goto done;
     out->l_s = p ? dk_policy_first_layer(p, pp, k->n_layer) : k->n_layer;
-    out->n_kept = run && out->l_s < k->n_layer && run->stats[out->l_s].decided ? run->stats[out->l_s].n_kept : T;
+    out->n_kept = run && out->l_s < k->n_layer && run->stats[out->l_s].decided ? run->stats[out->l_s].n_kept
+                                                                               : T;
     out->theoretical = dk_prefill_theoretical_speedup(k, T, out->l_s, out->n_kept);
     for (int r = 0; r < reps; r++) {
         dk_flops f;
         for (int h = 0; h < 2; h++) {
             bool dense = (h == 0) == (r % 2 == 0);
-            if ((st = dk_prefill_timed(c, dense ? NULL : p, pp, tokens, T, logits, &dt, &f, NULL, e))) goto done;
+            if ((st = dk_prefill_timed(c, dense ? NULL : p, pp, tokens, T, logits, &dt, &f, NULL, e)))
+                goto done;
             (dense ? wd : wm)[r] = dt;
         }
     }
@@ -175,7 +194,9 @@ dk_status dk_prefill_compare_run(dk_ctx *c, const dk_policy *p, const dk_policy_
     out->wall_method_s = dk_prefill_median(wm, reps);
 done:
     dk_policy_run_free(run);
-    free(logits); free(wd); free(wm);
+    free(logits);
+    free(wd);
+    free(wm);
     return st;
 }
 

@@ -32,8 +32,7 @@ float dk_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
     if (exp == 0) {
         if (mant == 0) bits = sign;
-        else { /* subnormal: value = mant * 2^-24 */
-            float f = ldexpf((float)mant, -24);
+        else { /* subnormal: value = mant * 2^-24 */ float f = ldexpf((float)mant, -24);
             memcpy(&bits, &f, 4);
             bits |= sign;
         }
@@ -89,9 +88,14 @@ static void dk_dequant_f16(const uint8_t *s, float *dst, size_t n) {
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(a));
         _mm256_storeu_ps(dst + i + 8, _mm256_cvtph_ps(b));
     }
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
 #endif
-    for (; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_fp16_to_f32(h); }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = dk_fp16_to_f32(h);
+    }
 }
 
 static void dk_dequant_bf16(const uint8_t *s, float *dst, size_t n) {
@@ -105,7 +109,11 @@ static void dk_dequant_bf16(const uint8_t *s, float *dst, size_t n) {
         _mm256_storeu_ps(dst + i + 8, _mm256_castsi256_ps(hi));
     }
 #endif
-    for (; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = dk_bf16_to_f32(h); }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = dk_bf16_to_f32(h);
+    }
 }
 
 /* block: f16 scale d, 32 x int8 q; value = d * q */
@@ -121,9 +129,11 @@ static void dk_dequant_q8_0(const uint8_t *s, float *dst, size_t n) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
         __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
         _mm256_storeu_ps(o, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0))));
-        _mm256_storeu_ps(o + 8, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)))));
+        _mm256_storeu_ps(o + 8,
+                         _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)))));
         _mm256_storeu_ps(o + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1))));
-        _mm256_storeu_ps(o + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)))));
+        _mm256_storeu_ps(o + 24,
+                         _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)))));
 #else
         for (int j = 0; j < 32; j++) o[j] = d * (float)(int8_t)blk[2 + j];
 #endif
@@ -264,7 +274,8 @@ static void dk_dequant_q5_k(const uint8_t *s, float *dst, size_t n) {
             float d1 = dl[2 * c], m1 = ml[2 * c], d2 = dl[2 * c + 1], m2 = ml[2 * c + 1];
             int b1 = 2 * c, b2 = 2 * c + 1;
             for (int l = 0; l < 32; l++) dst[l] = d1 * (float)((q[l] & 0xF) | ((qh[l] >> b1) & 1) << 4) - m1;
-            for (int l = 0; l < 32; l++) dst[32 + l] = d2 * (float)((q[l] >> 4) | ((qh[l] >> b2) & 1) << 4) - m2;
+            for (int l = 0; l < 32; l++)
+                dst[32 + l] = d2 * (float)((q[l] >> 4) | ((qh[l] >> b2) & 1) << 4) - m2;
         }
     }
 }
@@ -281,11 +292,13 @@ static void dk_dequant_q6_k(const uint8_t *s, float *dst, size_t n) {
             for (int k = 0; k < 4; k++)
                 for (int is = 0; is < 2; is++, dst += 16) {
                     /* 16 consecutive elements (128 half + 32 k + 16 is + l) share one scale */
-                    const uint8_t *ql = s + 64 * half + 32 * (k & 1) + 16 * is, *qh = s + 128 + 32 * half + 16 * is;
+                    const uint8_t *ql = s + 64 * half + 32 * (k & 1) + 16 * is,
+                                  *qh = s + 128 + 32 * half + 16 * is;
                     int shift = 4 * (k >> 1), hs = 2 * k;
                     float dl = d * (float)sc[8 * half + is + 2 * k];
                     for (int l = 0; l < 16; l++) {
-                        int q = (int)(((uint32_t)ql[l] >> shift & 0xF) | ((uint32_t)qh[l] >> hs & 3) << 4) - 32;
+                        int q = (int)(((uint32_t)ql[l] >> shift & 0xF) | ((uint32_t)qh[l] >> hs & 3) << 4) -
+                                32;
                         dst[l] = dl * (float)q;
                     }
                 }
@@ -293,7 +306,8 @@ static void dk_dequant_q6_k(const uint8_t *s, float *dst, size_t n) {
 }
 
 /* IQ4_NL / IQ4_XS: 4-bit indices into a fixed non-linear grid */
-static const int8_t dk_iq4_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t dk_iq4_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                       1,    13,   25,  38,  53,  69,  89,  113};
 
 static void dk_dequant_iq4_nl(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 32; b++, s += 18, dst += 32) {
@@ -325,7 +339,6 @@ static void dk_dequant_iq4_xs(const uint8_t *s, float *dst, size_t n) {
     }
 }
 
-
 #ifdef DK_QUANT_SIMD
 /* AVX2 forms of the K-quant loops: the bit fields are extracted into 16 int8 lanes, widened to
  * int32 and converted to float (exact), then the same one multiply (and, with a min, one
@@ -340,7 +353,10 @@ static inline void dk_store16(float *dst, __m128i q, float dl, float ml, int sub
     __m256 vd = _mm256_set1_ps(dl), vm = _mm256_set1_ps(ml);
     __m256 a = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
     __m256 b = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))));
-    if (sub) { a = _mm256_sub_ps(a, vm); b = _mm256_sub_ps(b, vm); }
+    if (sub) {
+        a = _mm256_sub_ps(a, vm);
+        b = _mm256_sub_ps(b, vm);
+    }
     _mm256_storeu_ps(dst, a);
     _mm256_storeu_ps(dst + 8, b);
 }
@@ -351,7 +367,8 @@ static void dk_dequant_q2_k_simd(const uint8_t *s, float *dst, size_t n) {
         for (int half = 0, is = 0; half < 2; half++)
             for (int k = 0; k < 4; k++)
                 for (int p = 0; p < 2; p++, is++, dst += 16) {
-                    __m128i q = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 16 + 32 * half + 16 * p)), 2 * k, 3);
+                    __m128i q = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 16 + 32 * half + 16 * p)),
+                                          2 * k, 3);
                     dk_store16(dst, q, d * (float)(s[is] & 0xF), dmin * (float)(s[is] >> 4), 1);
                 }
     }
@@ -364,18 +381,24 @@ static void dk_dequant_q3_k_simd(const uint8_t *s, float *dst, size_t n) {
         for (int half = 0, is = 0; half < 2; half++)
             for (int k = 0; k < 4; k++)
                 for (int p = 0; p < 2; p++, is++, dst += 16) {
-                    __m128i lo = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 32 + 32 * half + 16 * p)), 2 * k, 3);
+                    __m128i lo = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 32 + 32 * half + 16 * p)),
+                                           2 * k, 3);
                     __m128i hb = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 16 * p)), 4 * half + k, 1);
                     __m128i q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hb, 2)), _mm_set1_epi8(4));
-                    int l4 = is < 8 ? sb[is] & 0xF : sb[is - 8] >> 4, h2 = (sb[8 + is % 4] >> (2 * (is / 4))) & 3;
+                    int l4 = is < 8 ? sb[is] & 0xF : sb[is - 8] >> 4,
+                        h2 = (sb[8 + is % 4] >> (2 * (is / 4))) & 3;
                     dk_store16(dst, q, d * (float)((l4 | h2 << 4) - 32), 0.0f, 0);
                 }
     }
 }
 
 static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int five);
-static void dk_dequant_q4_k_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_q45_k_simd(s, dst, n, 0); }
-static void dk_dequant_q5_k_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_q45_k_simd(s, dst, n, 1); }
+static void dk_dequant_q4_k_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_q45_k_simd(s, dst, n, 0);
+}
+static void dk_dequant_q5_k_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_q45_k_simd(s, dst, n, 1);
+}
 
 static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int five) {
     size_t bb = five ? 176 : 144;
@@ -387,7 +410,11 @@ static void dk_dequant_q45_k_simd(const uint8_t *s, float *dst, size_t n, int fi
             for (int nib = 0; nib < 2; nib++)
                 for (int h = 0; h < 2; h++, dst += 16) {
                     __m128i v = dk_bits16(_mm_loadu_si128((const __m128i *)(q + 16 * h)), 4 * nib, 0xF);
-                    if (five) v = _mm_or_si128(v, _mm_slli_epi16(dk_bits16(_mm_loadu_si128((const __m128i *)(qh + 16 * h)), 2 * c + nib, 1), 4));
+                    if (five)
+                        v = _mm_or_si128(
+                            v, _mm_slli_epi16(
+                                   dk_bits16(_mm_loadu_si128((const __m128i *)(qh + 16 * h)), 2 * c + nib, 1),
+                                   4));
                     dk_store16(dst, v, dl[2 * c + nib], ml[2 * c + nib], 1);
                 }
     }
@@ -400,8 +427,11 @@ static void dk_dequant_q6_k_simd(const uint8_t *s, float *dst, size_t n) {
         for (int half = 0; half < 2; half++)
             for (int k = 0; k < 4; k++)
                 for (int is = 0; is < 2; is++, dst += 16) {
-                    __m128i lo = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 64 * half + 32 * (k & 1) + 16 * is)), 4 * (k >> 1), 0xF);
-                    __m128i hi = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 128 + 32 * half + 16 * is)), 2 * k, 3);
+                    __m128i lo = dk_bits16(
+                        _mm_loadu_si128((const __m128i *)(s + 64 * half + 32 * (k & 1) + 16 * is)),
+                        4 * (k >> 1), 0xF);
+                    __m128i hi = dk_bits16(_mm_loadu_si128((const __m128i *)(s + 128 + 32 * half + 16 * is)),
+                                           2 * k, 3);
                     __m128i q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
                     dk_store16(dst, q, d * (float)sc[8 * half + is + 2 * k], 0.0f, 0);
                 }
@@ -436,11 +466,21 @@ static void dk_dequant_b32_simd(const uint8_t *s, float *dst, size_t n, int kind
         }
     }
 }
-static void dk_dequant_q4_0_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 0); }
-static void dk_dequant_q4_1_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 1); }
-static void dk_dequant_q5_0_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 2); }
-static void dk_dequant_q5_1_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 3); }
-static void dk_dequant_iq4_nl_simd(const uint8_t *s, float *dst, size_t n) { dk_dequant_b32_simd(s, dst, n, 4); }
+static void dk_dequant_q4_0_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_b32_simd(s, dst, n, 0);
+}
+static void dk_dequant_q4_1_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_b32_simd(s, dst, n, 1);
+}
+static void dk_dequant_q5_0_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_b32_simd(s, dst, n, 2);
+}
+static void dk_dequant_q5_1_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_b32_simd(s, dst, n, 3);
+}
+static void dk_dequant_iq4_nl_simd(const uint8_t *s, float *dst, size_t n) {
+    dk_dequant_b32_simd(s, dst, n, 4);
+}
 
 static void dk_dequant_iq4_xs_simd(const uint8_t *s, float *dst, size_t n) {
     const __m128i grid = _mm_loadu_si128((const __m128i *)dk_iq4_grid);
@@ -452,7 +492,8 @@ static void dk_dequant_iq4_xs_simd(const uint8_t *s, float *dst, size_t n) {
             int ls = ((s[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | ((sh >> (2 * ib)) & 3) << 4;
             float dl = d * (float)(ls - 32);
             __m128i raw = _mm_loadu_si128((const __m128i *)(s + 8 + 16 * ib));
-            for (int h = 0; h < 2; h++) dk_store16(dst + 16 * h, _mm_shuffle_epi8(grid, dk_bits16(raw, 4 * h, 0xF)), dl, 0.0f, 0);
+            for (int h = 0; h < 2; h++)
+                dk_store16(dst + 16 * h, _mm_shuffle_epi8(grid, dk_bits16(raw, 4 * h, 0xF)), dl, 0.0f, 0);
         }
     }
 }
@@ -468,10 +509,10 @@ typedef void (*dk_quant_fn)(const float *src, uint8_t *dst, size_t n);
 typedef struct {
     uint32_t id;
     const char *name;
-    uint32_t blck, bytes;   /* elements and bytes per block */
-    dk_dequant_fn dequant;  /* NULL: known (the file opens) but not supported */
-    dk_quant_fn quant;      /* NULL: no random weights of this type */
-    dk_dequant_fn simd;     /* AVX2 form of dequant (same results), NULL: dequant is the only one */
+    uint32_t blck, bytes;  /* elements and bytes per block */
+    dk_dequant_fn dequant; /* NULL: known (the file opens) but not supported */
+    dk_quant_fn quant;     /* NULL: no random weights of this type */
+    dk_dequant_fn simd;    /* AVX2 form of dequant (same results), NULL: dequant is the only one */
 } dk_type_info;
 
 #ifdef DK_QUANT_SIMD
@@ -564,13 +605,17 @@ const char *dk_ggml_supported_names(void) {
     static char buf[256];
     if (!buf[0])
         for (size_t i = 0, o = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
-            if (dk_types[i].dequant) o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", o ? ", " : "", dk_types[i].name);
+            if (dk_types[i].dequant)
+                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", o ? ", " : "", dk_types[i].name);
     return buf;
 }
 
 bool dk_ggml_type_from_name(const char *name, uint32_t *type) {
     for (size_t i = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
-        if (!strcasecmp(name, dk_types[i].name)) { *type = dk_types[i].id; return true; }
+        if (!strcasecmp(name, dk_types[i].name)) {
+            *type = dk_types[i].id;
+            return true;
+        }
     return false;
 }
 
@@ -604,11 +649,17 @@ uint16_t dk_f32_to_bf16(float f) {
 static void dk_quant_f32(const float *src, uint8_t *dst, size_t n) { memcpy(dst, src, n * 4); }
 
 static void dk_quant_f16(const float *src, uint8_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_fp16(src[i]); memcpy(dst + 2 * i, &h, 2); }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = dk_f32_to_fp16(src[i]);
+        memcpy(dst + 2 * i, &h, 2);
+    }
 }
 
 static void dk_quant_bf16(const float *src, uint8_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) { uint16_t h = dk_f32_to_bf16(src[i]); memcpy(dst + 2 * i, &h, 2); }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = dk_f32_to_bf16(src[i]);
+        memcpy(dst + 2 * i, &h, 2);
+    }
 }
 
 static void dk_quant_q8_0(const float *src, uint8_t *o, size_t n) {
@@ -630,20 +681,27 @@ void dk_quantize_q8_0(const float *src, void *dst, size_t n) { dk_quant_q8_0(src
  * scales rounded to the format's bits: valid files of each layout, not llama.cpp's optimised
  * (importance-weighted, searched) quantisation. Each inverts the layout dk_dequant_* reads. */
 
-static void dk_put_half(uint8_t *p, float f) { uint16_t h = dk_f32_to_fp16(f); memcpy(p, &h, 2); }
+static void dk_put_half(uint8_t *p, float f) {
+    uint16_t h = dk_f32_to_fp16(f);
+    memcpy(p, &h, 2);
+}
 
 static int dk_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* the value of largest magnitude, with its sign */
 static float dk_signed_max(const float *x, int n) {
     float m = 0.0f;
-    for (int i = 0; i < n; i++) if (fabsf(x[i]) > fabsf(m)) m = x[i];
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > fabsf(m)) m = x[i];
     return m;
 }
 
 static void dk_min_max(const float *x, int n, float *lo, float *hi) {
     *lo = *hi = x[0];
-    for (int i = 1; i < n; i++) { if (x[i] < *lo) *lo = x[i]; if (x[i] > *hi) *hi = x[i]; }
+    for (int i = 1; i < n; i++) {
+        if (x[i] < *lo) *lo = x[i];
+        if (x[i] > *hi) *hi = x[i];
+    }
 }
 
 /* q[i] = round(x[i] / d) + off clamped to [0, qmax] (0 when d is 0) */
@@ -703,14 +761,16 @@ static void dk_quant_q5_1(const float *s, uint8_t *o, size_t n) { dk_quant_asym3
 /* nearest IQ4 grid index to v */
 static int dk_iq4_index(float v) {
     int best = 0;
-    for (int k = 1; k < 16; k++) if (fabsf(v - (float)dk_iq4_grid[k]) < fabsf(v - (float)dk_iq4_grid[best])) best = k;
+    for (int k = 1; k < 16; k++)
+        if (fabsf(v - (float)dk_iq4_grid[k]) < fabsf(v - (float)dk_iq4_grid[best])) best = k;
     return best;
 }
 
 /* 32 values at scale d into 16 bytes of IQ4 indices (low nibbles x[0..15], high x[16..31]) */
 static void dk_iq4_pack(const float *x, float d, uint8_t *qs) {
     float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(dk_iq4_index(x[j] * id) | dk_iq4_index(x[j + 16] * id) << 4);
+    for (int j = 0; j < 16; j++)
+        qs[j] = (uint8_t)(dk_iq4_index(x[j] * id) | dk_iq4_index(x[j + 16] * id) << 4);
 }
 
 static void dk_quant_iq4_nl(const float *src, uint8_t *o, size_t n) {
@@ -725,7 +785,8 @@ static void dk_quant_iq4_nl(const float *src, uint8_t *o, size_t n) {
  * d = max s / smax stored as f16; returns the f16-rounded d. */
 static float dk_k_scales(const float *s, int n, int smax, int *q, uint8_t *dst_half) {
     float mx = 0.0f;
-    for (int i = 0; i < n; i++) if (s[i] > mx) mx = s[i];
+    for (int i = 0; i < n; i++)
+        if (s[i] > mx) mx = s[i];
     float d = mx / (float)smax;
     dk_put_half(dst_half, d);
     d = dk_fp16_to_f32(dk_f32_to_fp16(d));
@@ -736,7 +797,8 @@ static float dk_k_scales(const float *s, int n, int smax, int *q, uint8_t *dst_h
 /* signed sub-block scales s[i] as round(s / d) in [-smax-1, smax], d = max |s| / smax */
 static float dk_k_scales_signed(const float *s, int n, int smax, int *q, float *d_out) {
     float mx = 0.0f;
-    for (int i = 0; i < n; i++) if (fabsf(s[i]) > mx) mx = fabsf(s[i]);
+    for (int i = 0; i < n; i++)
+        if (fabsf(s[i]) > mx) mx = fabsf(s[i]);
     float d = dk_fp16_to_f32(dk_f32_to_fp16(mx / (float)smax));
     for (int i = 0; i < n; i++) q[i] = d != 0.0f ? dk_clampi((int)lrintf(s[i] / d), -smax - 1, smax) : 0;
     *d_out = d;
@@ -758,7 +820,8 @@ static void dk_k_asym(const float *x, int sub, int qmax, int smax, int *sc, int 
     float d = dk_k_scales(scale, ns, smax, sc, dh), dmin = dk_k_scales(minv, ns, smax, mn, dh + 2);
     for (int i = 0; i < ns; i++) {
         float dl = d * (float)sc[i], ml = dmin * (float)mn[i], id = dl != 0.0f ? 1.0f / dl : 0.0f;
-        for (int l = 0; l < sub; l++) q[i * sub + l] = dk_clampi((int)lrintf((x[i * sub + l] + ml) * id), 0, qmax);
+        for (int l = 0; l < sub; l++)
+            q[i * sub + l] = dk_clampi((int)lrintf((x[i * sub + l] + ml) * id), 0, qmax);
     }
 }
 
@@ -777,7 +840,8 @@ static void dk_quant_q4_k(const float *src, uint8_t *o, size_t n) {
         dk_k_asym(src, 32, 15, 63, sc, mn, q, o);
         dk_k4_pack_scales(sc, mn, o + 4);
         for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) o[16 + 32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+            for (int l = 0; l < 32; l++)
+                o[16 + 32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
     }
 }
 
@@ -808,7 +872,8 @@ static void dk_quant_q2_k(const float *src, uint8_t *o, size_t n) {
         for (int h = 0; h < 2; h++)
             for (int k = 0; k < 4; k++)
                 for (int p = 0; p < 2; p++)
-                    for (int l = 0; l < 16; l++) qs[32 * h + 16 * p + l] |= (uint8_t)(q[128 * h + 32 * k + 16 * p + l] << (2 * k));
+                    for (int l = 0; l < 16; l++)
+                        qs[32 * h + 16 * p + l] |= (uint8_t)(q[128 * h + 32 * k + 16 * p + l] << (2 * k));
     }
 }
 
@@ -819,7 +884,8 @@ static float dk_k_sym16(const float *x, int half, int smax, int *sc, int *q) {
     dk_k_scales_signed(s, 16, smax, sc, &d);
     for (int i = 0; i < 16; i++) {
         float dl = d * (float)sc[i], id = dl != 0.0f ? 1.0f / dl : 0.0f;
-        for (int l = 0; l < 16; l++) q[16 * i + l] = dk_clampi((int)lrintf(x[16 * i + l] * id), -half, half - 1);
+        for (int l = 0; l < 16; l++)
+            q[16 * i + l] = dk_clampi((int)lrintf(x[16 * i + l] * id), -half, half - 1);
     }
     return d;
 }

@@ -16,7 +16,10 @@
 
 uint32_t dk_hash_bytes(const char *s, size_t n) {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
     return h;
 }
 
@@ -45,7 +48,10 @@ void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id) {
     uint32_t n = t->len[id];
     for (uint32_t i = dk_hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
         int32_t cur = m->slots[i];
-        if (cur < 0) { m->slots[i] = id; return; }
+        if (cur < 0) {
+            m->slots[i] = id;
+            return;
+        }
         if (t->len[cur] == n && memcmp(t->blob + t->off[cur], s, n) == 0) return;
     }
 }
@@ -56,11 +62,22 @@ void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id) {
 
 void dk_tokenizer_free(dk_tokenizer *t) {
     if (!t) return;
-    free(t->blob); free(t->off); free(t->len);
-    free(t->dblob); free(t->doff); free(t->dlen);
-    free(t->scores); free(t->types); free(t->byte_val);
-    free(t->all.slots); free(t->merge.slots); free(t->user.slots);
-    free(t->pairs.keys); free(t->pairs.rank); free(t->pairs.id); free(t->special.slots);
+    free(t->blob);
+    free(t->off);
+    free(t->len);
+    free(t->dblob);
+    free(t->doff);
+    free(t->dlen);
+    free(t->scores);
+    free(t->types);
+    free(t->byte_val);
+    free(t->all.slots);
+    free(t->merge.slots);
+    free(t->user.slots);
+    free(t->pairs.keys);
+    free(t->pairs.rank);
+    free(t->pairs.id);
+    free(t->special.slots);
     free(t);
 }
 
@@ -70,8 +87,10 @@ int dk_parse_byte_piece(const char *s, size_t n) {
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -83,8 +102,9 @@ int dk_parse_byte_piece(const char *s, size_t n) {
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
     int n = t->n_vocab;
     if (t->bos >= n || t->eos >= n || t->unk >= n)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: special token id out of range (bos %d, eos %d, unk %d, n_vocab %d)",
-                       what, t->bos, t->eos, t->unk, n);
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: special token id out of range (bos %d, eos %d, unk %d, n_vocab %d)", what, t->bos,
+                       t->eos, t->unk, n);
     /* display texts: the space symbol becomes ' ' */
     size_t dcap = 0;
     for (int i = 0; i < n; i++) dcap += t->len[i] + 1;
@@ -101,7 +121,8 @@ dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
         t->doff[i] = (uint32_t)d;
         for (uint32_t j = 0; j < L;) {
             if (t->space_len == 3 && j + 3 <= L && memcmp(p + j, DK_SPM_SPACE, 3) == 0) {
-                t->dblob[d++] = ' '; j += 3;
+                t->dblob[d++] = ' ';
+                j += 3;
             } else {
                 t->dblob[d++] = p[j++];
             }
@@ -110,14 +131,19 @@ dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
         t->dblob[d++] = 0;
     }
     /* bytes and maps */
-    for (int b = 0; b < 256; b++) { t->byte_id[b] = -1; t->byte_text[b][0] = (char)b; t->byte_text[b][1] = 0; }
+    for (int b = 0; b < 256; b++) {
+        t->byte_id[b] = -1;
+        t->byte_text[b][0] = (char)b;
+        t->byte_text[b][1] = 0;
+    }
     int n_user = 0;
     for (int i = 0; i < n; i++) {
         t->byte_val[i] = -1;
         if (t->types[i] == DK_TOKEN_TYPE_BYTE) {
             int b = dk_parse_byte_piece(t->blob + t->off[i], t->len[i]);
             if (b < 0)
-                return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has type byte but piece is not <0xNN>", what, i);
+                return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has type byte but piece is not <0xNN>", what,
+                               i);
             t->byte_val[i] = (int16_t)b;
             if (t->byte_id[b] < 0) t->byte_id[b] = i;
         }
@@ -139,8 +165,8 @@ dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
     return DK_OK;
 }
 
-dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type, size_t *o,
-                                 const char *what, dk_err *e) {
+dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type,
+                                 size_t *o, const char *what, dk_err *e) {
     memcpy(t->blob + *o, s, L);
     t->blob[*o + L] = 0;
     t->off[i] = (uint32_t)*o;
@@ -180,19 +206,23 @@ dk_status dk_tokenizer_encode(const dk_tokenizer *t, const char *text, size_t le
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return dk_fail(e, DK_ERR_ARG, "tokenizer: NULL text of length %zu", len);
-    if (add_bos && t->bos < 0) return dk_fail(e, DK_ERR_ARG, "tokenizer: add_bos requested but the vocabulary has no BOS token");
-    if (len > (size_t)INT32_MAX / 8) return dk_fail(e, DK_ERR_ARG, "tokenizer: text too long (%zu bytes)", len);
+    if (add_bos && t->bos < 0)
+        return dk_fail(e, DK_ERR_ARG, "tokenizer: add_bos requested but the vocabulary has no BOS token");
+    if (len > (size_t)INT32_MAX / 8)
+        return dk_fail(e, DK_ERR_ARG, "tokenizer: text too long (%zu bytes)", len);
     if (t->kind == DK_TOKENIZER_KIND_BPE) return dk_bpe_encode(t, text, len, add_bos, ids, n_ids, e);
     return dk_spm_encode(t, text, len, add_bos, ids, n_ids, e);
 }
-
 
 /* ----------------------------------------------------------------------------------------------
  * Decode
  * ---------------------------------------------------------------------------------------------- */
 
 const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32_t tok, size_t *len) {
-    if (tok < 0 || tok >= t->n_vocab) { if (len) *len = 0; return ""; }
+    if (tok < 0 || tok >= t->n_vocab) {
+        if (len) *len = 0;
+        return "";
+    }
     if (t->kind == DK_TOKENIZER_KIND_BPE) { /* dblob: raw bytes; unused tokens have none */
         if (len) *len = t->dlen[tok];
         return t->dblob + t->doff[tok];
@@ -209,18 +239,28 @@ const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32
     const char *p = t->dblob + t->doff[tok];
     size_t L = t->dlen[tok];
     /* following BOS, SentencePiece's decoder strips the leading space (llama2.c PR #89) */
-    if (prev == t->bos && prev >= 0 && L > 0 && p[0] == ' ') { p++; L--; }
+    if (prev == t->bos && prev >= 0 && L > 0 && p[0] == ' ') {
+        p++;
+        L--;
+    }
     if (len) *len = L;
     return p;
 }
 
 size_t dk_utf8_lead(unsigned c, unsigned *lo, unsigned *hi) {
     size_t L;
-    *lo = 0x80; *hi = 0xBF;
+    *lo = 0x80;
+    *hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF) L = 2;
-    else if (c >= 0xE0 && c <= 0xEF) { L = 3; if (c == 0xE0) *lo = 0xA0; if (c == 0xED) *hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { L = 4; if (c == 0xF0) *lo = 0x90; if (c == 0xF4) *hi = 0x8F; }
-    else return 0;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        L = 3;
+        if (c == 0xE0) *lo = 0xA0;
+        if (c == 0xED) *hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        L = 4;
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F;
+    } else return 0;
     return L;
 }
 
@@ -241,12 +281,18 @@ size_t dk_utf8_valid(const unsigned char *s, size_t n) {
 static bool dk_add_utf8_or_fffd(dk_strbuf *b, const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         size_t L = dk_utf8_valid(s + i, n - i);
-        if (L) { if (!dk_strbuf_add(b, (const char *)s + i, L)) return false; i += L; }
-        else { if (!dk_strbuf_add(b, "\xEF\xBF\xBD", 3)) return false; i++; }
+        if (L) {
+            if (!dk_strbuf_add(b, (const char *)s + i, L)) return false;
+            i += L;
+        } else {
+            if (!dk_strbuf_add(b, "\xEF\xBF\xBD", 3)) return false;
+            i++;
+        }
     }
     return true;
 }
-dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len, dk_err *e) {
+dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len,
+                              dk_err *e) {
     *text = NULL;
     if (len) *len = 0;
     if (t->kind == DK_TOKENIZER_KIND_BPE) return dk_bpe_decode(t, ids, n, text, len, e);
@@ -259,10 +305,15 @@ dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, 
     for (int i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) {
-            free(run); free(b.s);
-            return dk_fail(e, DK_ERR_ARG, "tokenizer: token id %d at position %d is out of range [0, %d)", id, i, t->n_vocab);
+            free(run);
+            free(b.s);
+            return dk_fail(e, DK_ERR_ARG, "tokenizer: token id %d at position %d is out of range [0, %d)", id,
+                           i, t->n_vocab);
         }
-        if (t->byte_val[id] >= 0) { run[n_run++] = (unsigned char)t->byte_val[id]; continue; }
+        if (t->byte_val[id] >= 0) {
+            run[n_run++] = (unsigned char)t->byte_val[id];
+            continue;
+        }
         int ty = t->types[id];
         if (n_run) { /* any other piece, even an invisible one, ends a byte run */
             if (!dk_add_utf8_or_fffd(&b, run, n_run)) goto oom;
@@ -279,7 +330,8 @@ dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, 
         size_t L = t->dlen[id];
         bool consumed = false;
         if (bos_ws && strip && L > 0 && p[0] == ' ') {
-            p++; L--;
+            p++;
+            L--;
             consumed = !t->remove_extra_ws; /* with remove_extra_whitespaces every leading space goes */
         }
         if (!dk_strbuf_add(&b, p, L)) goto oom;
@@ -291,7 +343,8 @@ dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, 
     if (len) *len = b.n;
     return DK_OK;
 oom:
-    free(run); free(b.s);
+    free(run);
+    free(b.s);
     return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory decoding %d tokens", n);
 }
 
@@ -319,12 +372,13 @@ const char *dk_tokenizer_pre(const dk_tokenizer *t) {
     return t->kind == DK_TOKENIZER_KIND_BPE ? dk_bpe_pre_names[t->pre] : "";
 }
 
-bool dk_tokenizer_add_bos_default(const dk_tokenizer *t) {
-    return t->add_bos;
-}
+bool dk_tokenizer_add_bos_default(const dk_tokenizer *t) { return t->add_bos; }
 
 const char *dk_tokenizer_piece(const dk_tokenizer *t, int32_t tok, size_t *len) {
-    if (tok < 0 || tok >= t->n_vocab) { if (len) *len = 0; return NULL; }
+    if (tok < 0 || tok >= t->n_vocab) {
+        if (len) *len = 0;
+        return NULL;
+    }
     if (len) *len = t->len[tok];
     return t->blob + t->off[tok];
 }

@@ -62,41 +62,41 @@ typedef struct dk_tokenizer dk_tokenizer;
 
 /* GGUF token types (tokenizer.ggml.token_type). */
 enum {
-    DK_TOKEN_TYPE_NORMAL       = 1,
-    DK_TOKEN_TYPE_UNKNOWN      = 2,
-    DK_TOKEN_TYPE_CONTROL      = 3,
+    DK_TOKEN_TYPE_NORMAL = 1,
+    DK_TOKEN_TYPE_UNKNOWN = 2,
+    DK_TOKEN_TYPE_CONTROL = 3,
     DK_TOKEN_TYPE_USER_DEFINED = 4,
-    DK_TOKEN_TYPE_UNUSED       = 5,
-    DK_TOKEN_TYPE_BYTE         = 6,
+    DK_TOKEN_TYPE_UNUSED = 5,
+    DK_TOKEN_TYPE_BYTE = 6,
 };
 
 typedef struct {
     int n_vocab;
-    const char *const *pieces;      /* (n_vocab) UTF-8 pieces, SentencePiece style with U+2581 for space */
-    const uint32_t *piece_lens;     /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
-    const float *scores;            /* (n_vocab) merge priority (higher merges first), or NULL => -id
+    const char *const *pieces;  /* (n_vocab) UTF-8 pieces, SentencePiece style with U+2581 for space */
+    const uint32_t *piece_lens; /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
+    const float *scores;        /* (n_vocab) merge priority (higher merges first), or NULL => -id
                                        (SentencePiece BPE scores are -rank, so id order is the
                                        natural fallback; llama.cpp would use 0 for all) */
-    const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
-    int bos_id, eos_id, unk_id;     /* -1 if absent */
-    bool add_space_prefix;          /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
-    bool no_add_bos;                /* tokenizer.ggml.add_bos_token is false (llama.cpp default for SPM:
+    const int32_t *types;       /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
+    int bos_id, eos_id, unk_id; /* -1 if absent */
+    bool add_space_prefix;      /* tokenizer.ggml.add_space_prefix (llama.cpp default: true) */
+    bool no_add_bos;            /* tokenizer.ggml.add_bos_token is false (llama.cpp default for SPM:
                                        true, so a zeroed field means "prepend BOS") */
 } dk_spm_vocab;
 
 /* A GPT-2 byte-level BPE vocabulary as GGUF stores it (tokenizer.ggml.model = gpt2). */
 typedef struct {
     int n_vocab;
-    const char *const *tokens;      /* (n_vocab) byte-level pieces (' ' is stored as U+0120) */
-    const uint32_t *token_lens;     /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
-    const int32_t *types;           /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
+    const char *const *tokens;  /* (n_vocab) byte-level pieces (' ' is stored as U+0120) */
+    const uint32_t *token_lens; /* (n_vocab) bytes of each piece, or NULL => NUL-terminated */
+    const int32_t *types;       /* (n_vocab) DK_TOKEN_TYPE_*, or NULL => all normal */
     int n_merges;
-    const char *const *merges;      /* (n_merges) "left right", rank order (first merges first) */
-    const uint32_t *merge_lens;     /* (n_merges) bytes of each merge, or NULL => NUL-terminated */
-    int bos_id, eos_id, unk_id;     /* -1 if absent */
-    const char *pre;                /* tokenizer.ggml.pre, NULL => "gpt-2" */
-    size_t pre_len;                 /* bytes of pre (0 => NUL-terminated) */
-    bool add_bos;                   /* tokenizer.ggml.add_bos_token (llama.cpp default for BPE: false) */
+    const char *const *merges;  /* (n_merges) "left right", rank order (first merges first) */
+    const uint32_t *merge_lens; /* (n_merges) bytes of each merge, or NULL => NUL-terminated */
+    int bos_id, eos_id, unk_id; /* -1 if absent */
+    const char *pre;            /* tokenizer.ggml.pre, NULL => "gpt-2" */
+    size_t pre_len;             /* bytes of pre (0 => NUL-terminated) */
+    bool add_bos;               /* tokenizer.ggml.add_bos_token (llama.cpp default for BPE: false) */
 } dk_bpe_vocab;
 
 struct dk_gguf;
@@ -110,7 +110,8 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
 /* Reads tokenizer.ggml.{tokens, token_type, merges, pre, bos/eos/unknown_token_id,
  * add_bos_token} from an open GGUF whose tokenizer.ggml.model is gpt2 and builds a "bpe"
  * tokenizer; `path` names the file in errors. */
-dk_status dk_tokenizer_load_gguf_bpe(const struct dk_gguf *g, const char *path, dk_tokenizer **out, dk_err *e);
+dk_status dk_tokenizer_load_gguf_bpe(const struct dk_gguf *g, const char *path, dk_tokenizer **out,
+                                     dk_err *e);
 
 /* The tokenizer an open GGUF carries (tokenizer_gguf.c), whatever its general.architecture and
  * whether it has tensors or not (vocab-only files): tokenizer.ggml.model "llama" builds an "spm",
@@ -121,7 +122,8 @@ dk_status dk_tokenizer_load_gguf_bpe(const struct dk_gguf *g, const char *path, 
 dk_status dk_tokenizer_load_gguf(const struct dk_gguf *g, const char *path, dk_tokenizer **out, char *desc,
                                  size_t desc_size, dk_err *e);
 /* The same from a GGUF file path (opened and closed here; nothing else of the file is read). */
-dk_status dk_tokenizer_load_gguf_file(const char *path, dk_tokenizer **out, char *desc, size_t desc_size, dk_err *e);
+dk_status dk_tokenizer_load_gguf_file(const char *path, dk_tokenizer **out, char *desc, size_t desc_size,
+                                      dk_err *e);
 
 /* Builds an "spm" tokenizer; copies everything it needs from v (v may be freed afterwards). */
 dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_err *e);
@@ -178,8 +180,8 @@ const char *dk_tokenizer_decode_piece(const dk_tokenizer *t, int32_t prev, int32
  * bpe kind: the concatenated bytes of dk_tokenizer_decode_piece, invalid UTF-8 as U+FFFD per
  * maximal invalid subsequence (as Rust's from_utf8_lossy and the WHATWG decoder).
  * Ids out of range are an error naming the position and value. */
-dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text,
-                              size_t *len, dk_err *e);
+dk_status dk_tokenizer_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len,
+                              dk_err *e);
 
 /* ---- vocabulary ---- */
 

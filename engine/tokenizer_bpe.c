@@ -28,14 +28,25 @@ static void dk_bpe_byte_map(uint32_t cp_of_byte[256], int16_t byte_of_cp[DK_BPE_
 
 /* Writes cp (<= U+10FFFF) as UTF-8 into out; returns its byte count. */
 static uint32_t dk_utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) { out[0] = (char)(0xC0 | cp >> 6); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
     if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12); out[1] = (char)(0x80 | (cp >> 6 & 0x3F)); out[2] = (char)(0x80 | (cp & 0x3F));
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
         return 3;
     }
-    out[0] = (char)(0xF0 | cp >> 18); out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
 }
 
@@ -43,7 +54,10 @@ static uint32_t dk_utf8_put(uint32_t cp, char *out) {
  * not start a valid sequence is one "character" with *cp = 0x110000 + byte (class other). */
 static uint32_t dk_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
     size_t L = dk_utf8_valid(s, n);
-    if (L == 0) { *cp = 0x110000u + s[0]; return 1; }
+    if (L == 0) {
+        *cp = 0x110000u + s[0];
+        return 1;
+    }
     uint32_t c = L == 1 ? s[0] : L == 2 ? (s[0] & 0x1Fu) : L == 3 ? (s[0] & 0x0Fu) : (s[0] & 0x07u);
     for (size_t i = 1; i < L; i++) c = c << 6 | (s[i] & 0x3Fu);
     *cp = c;
@@ -73,14 +87,23 @@ static uint32_t dk_pair_map_slot(const dk_pair_map *m, int32_t a, int32_t b) {
     return i;
 }
 
-static bool dk_bpe_special_type(int ty) { return ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_USER_DEFINED; }
+static bool dk_bpe_special_type(int ty) {
+    return ty == DK_TOKEN_TYPE_CONTROL || ty == DK_TOKEN_TYPE_USER_DEFINED;
+}
 
 /* tokenizer.ggml.pre -> dk_bpe_pre; -1 if unknown. Names as llama.cpp's llama-vocab.cpp. */
 static int dk_bpe_pre_parse(const char *s, size_t n) {
-    static const struct { const char *name; dk_bpe_pre pre; } names[] = {
-        {"gpt-2", DK_BPE_PRE_GPT2}, {"smollm", DK_BPE_PRE_SMOLLM},
-        {"llama-bpe", DK_BPE_PRE_LLAMA3}, {"llama3", DK_BPE_PRE_LLAMA3}, {"llama-v3", DK_BPE_PRE_LLAMA3},
-        {"qwen2", DK_BPE_PRE_QWEN2}, {"deepseek-r1-qwen", DK_BPE_PRE_QWEN2},
+    static const struct {
+        const char *name;
+        dk_bpe_pre pre;
+    } names[] = {
+        {"gpt-2", DK_BPE_PRE_GPT2},
+        {"smollm", DK_BPE_PRE_SMOLLM},
+        {"llama-bpe", DK_BPE_PRE_LLAMA3},
+        {"llama3", DK_BPE_PRE_LLAMA3},
+        {"llama-v3", DK_BPE_PRE_LLAMA3},
+        {"qwen2", DK_BPE_PRE_QWEN2},
+        {"deepseek-r1-qwen", DK_BPE_PRE_QWEN2},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == n && memcmp(names[i].name, s, n) == 0) return (int)names[i].pre;
@@ -88,23 +111,26 @@ static int dk_bpe_pre_parse(const char *s, size_t n) {
 }
 
 dk_status dk_tokenizer_set_pre(dk_tokenizer *t, const char *pre, dk_err *e) {
-    if (t->kind != DK_TOKENIZER_KIND_BPE) return dk_fail(e, DK_ERR_ARG, "tokenizer: a pre-tokenizer applies to byte-level BPE only");
+    if (t->kind != DK_TOKENIZER_KIND_BPE)
+        return dk_fail(e, DK_ERR_ARG, "tokenizer: a pre-tokenizer applies to byte-level BPE only");
     int p = dk_bpe_pre_parse(pre, strlen(pre));
-    if (p < 0) return dk_fail(e, DK_ERR_UNSUPPORTED, "tokenizer (bpe): pre-tokenizer '%.40s' is not supported", pre);
+    if (p < 0)
+        return dk_fail(e, DK_ERR_UNSUPPORTED, "tokenizer (bpe): pre-tokenizer '%.40s' is not supported", pre);
     t->pre = (dk_bpe_pre)p;
     return DK_OK;
 }
 
 /* Display texts (dblob): the raw bytes of normal tokens (byte-level characters mapped back),
  * special tokens verbatim, unused ones empty; and the special-token bookkeeping. */
-static dk_status dk_bpe_display_texts(dk_tokenizer *t, const int16_t byte_of_cp[DK_BPE_N_CP], size_t blob, int *n_special_out,
-                                      const char *what, dk_err *e) {
+static dk_status dk_bpe_display_texts(dk_tokenizer *t, const int16_t byte_of_cp[DK_BPE_N_CP], size_t blob,
+                                      int *n_special_out, const char *what, dk_err *e) {
     int n = t->n_vocab;
     t->dblob = malloc(blob ? blob : 1); /* a token's bytes never outnumber its UTF-8 text */
     t->doff = malloc(sizeof(uint32_t) * (size_t)n);
     t->dlen = malloc(sizeof(uint32_t) * (size_t)n);
     t->byte_val = malloc(sizeof(int16_t) * (size_t)n);
-    if (!t->dblob || !t->doff || !t->dlen || !t->byte_val) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
+    if (!t->dblob || !t->doff || !t->dlen || !t->byte_val)
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
     size_t d = 0;
     int n_special = 0;
     for (int i = 0; i < n; i++) {
@@ -113,7 +139,8 @@ static dk_status dk_bpe_display_texts(dk_tokenizer *t, const int16_t byte_of_cp[
         t->doff[i] = (uint32_t)d;
         t->byte_val[i] = -1;
         if (dk_bpe_special_type(t->types[i])) {
-            memcpy(t->dblob + d, p, L); d += L;
+            memcpy(t->dblob + d, p, L);
+            d += L;
             if (L > 0) {
                 n_special++;
                 if (L > t->max_special_len) t->max_special_len = L;
@@ -123,7 +150,10 @@ static dk_status dk_bpe_display_texts(dk_tokenizer *t, const int16_t byte_of_cp[
             for (uint32_t j = 0; j < L;) {
                 uint32_t cp, cl = dk_utf8_next(p + j, L - j, &cp);
                 if (cp < DK_BPE_N_CP && byte_of_cp[cp] >= 0) t->dblob[d++] = (char)byte_of_cp[cp];
-                else { memcpy(t->dblob + d, p + j, cl); d += cl; } /* not a byte-level character: kept */
+                else {
+                    memcpy(t->dblob + d, p + j, cl);
+                    d += cl;
+                } /* not a byte-level character: kept */
                 j += cl;
             }
         }
@@ -145,7 +175,8 @@ static dk_status dk_bpe_add_merges(dk_tokenizer *t, const dk_bpe_vocab *v, const
         size_t L = v->merge_lens ? v->merge_lens[r] : (m ? strlen(m) : 0);
         const char *sp = (m && L > 1) ? memchr(m + 1, ' ', L - 1) : NULL;
         if (!sp) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: merge %d '%.*s' is not \"left right\"", what, r, (int)(L > 60 ? 60 : L), m ? m : "");
+            st = dk_fail(e, DK_ERR_FORMAT, "%s: merge %d '%.*s' is not \"left right\"", what, r,
+                         (int)(L > 60 ? 60 : L), m ? m : "");
             goto done;
         }
         size_t la = (size_t)(sp - m), lb = L - la - 1;
@@ -153,14 +184,23 @@ static dk_status dk_bpe_add_merges(dk_tokenizer *t, const dk_bpe_vocab *v, const
         if (merged_cap < la + lb) {
             merged_cap = (la + lb) * 2;
             char *nm = realloc(merged, merged_cap);
-            if (!nm) { st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what); goto done; }
+            if (!nm) {
+                st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
+                goto done;
+            }
             merged = nm;
         }
-        if (la + lb) { memcpy(merged, m, la); memcpy(merged + la, sp + 1, lb); }
+        if (la + lb) {
+            memcpy(merged, m, la);
+            memcpy(merged + la, sp + 1, lb);
+        }
         int32_t ab = (a >= 0 && b >= 0) ? dk_piece_map_get(t, &t->all, merged, la + lb) : -1;
         if (ab < 0) {
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: merge %d '%.*s': %s is not a token", what, r, (int)(L > 60 ? 60 : L), m,
-                         a < 0 ? "the left part" : b < 0 ? "the right part" : "the concatenation");
+            st = dk_fail(e, DK_ERR_FORMAT, "%s: merge %d '%.*s': %s is not a token", what, r,
+                         (int)(L > 60 ? 60 : L), m,
+                         a < 0   ? "the left part"
+                         : b < 0 ? "the right part"
+                                 : "the concatenation");
             goto done;
         }
         uint32_t slot = dk_pair_map_slot(&t->pairs, a, b);
@@ -181,15 +221,18 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
     if (!v || v->n_vocab <= 0 || !v->tokens)
         return dk_fail(e, DK_ERR_ARG, "%s: empty vocabulary (n_vocab %d)", what, v ? v->n_vocab : 0);
     if (v->n_vocab > (1 << 30) || v->n_merges < 0 || v->n_merges > (1 << 30))
-        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd sizes (n_vocab %d, n_merges %d)", what, v->n_vocab, v->n_merges);
-    if (v->n_merges > 0 && !v->merges) return dk_fail(e, DK_ERR_ARG, "%s: %d merges but no merge array", what, v->n_merges);
+        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd sizes (n_vocab %d, n_merges %d)", what, v->n_vocab,
+                       v->n_merges);
+    if (v->n_merges > 0 && !v->merges)
+        return dk_fail(e, DK_ERR_ARG, "%s: %d merges but no merge array", what, v->n_merges);
     int pre = DK_BPE_PRE_GPT2;
     if (v->pre) {
         size_t pl = v->pre_len ? v->pre_len : strlen(v->pre);
         pre = dk_bpe_pre_parse(v->pre, pl);
         if (pre < 0)
             return dk_fail(e, DK_ERR_UNSUPPORTED,
-                           "%s: pre-tokenizer (tokenizer.ggml.pre) '%.*s' is not supported (gpt-2, smollm, llama-bpe, qwen2 are)",
+                           "%s: pre-tokenizer (tokenizer.ggml.pre) '%.*s' is not supported (gpt-2, smollm, "
+                           "llama-bpe, qwen2 are)",
                            what, (int)(pl > 60 ? 60 : pl), v->pre);
     }
     int n = v->n_vocab;
@@ -199,17 +242,22 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
         blob += (v->token_lens ? v->token_lens[i] : strlen(v->tokens[i])) + 1;
         if (blob > UINT32_MAX) return dk_fail(e, DK_ERR_FORMAT, "%s: tokens exceed 4 GiB", what);
     }
-    if (v->bos_id < -1 || v->eos_id < -1 || v->unk_id < -1 || v->bos_id >= n || v->eos_id >= n || v->unk_id >= n)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: special token id out of range (bos %d, eos %d, unk %d, n_vocab %d)",
-                       what, v->bos_id, v->eos_id, v->unk_id, n);
+    if (v->bos_id < -1 || v->eos_id < -1 || v->unk_id < -1 || v->bos_id >= n || v->eos_id >= n ||
+        v->unk_id >= n)
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "%s: special token id out of range (bos %d, eos %d, unk %d, n_vocab %d)", what,
+                       v->bos_id, v->eos_id, v->unk_id, n);
     dk_tokenizer *t;
     dk_status st = dk_tokenizer_alloc(n, blob, &t, what, e);
     if (st) return st;
     t->kind = DK_TOKENIZER_KIND_BPE;
     t->pre = (dk_bpe_pre)pre;
     t->add_bos = v->add_bos;
-    t->bos = v->bos_id; t->eos = v->eos_id; t->unk = v->unk_id;
-    t->space[0] = ' '; t->space_len = 1;
+    t->bos = v->bos_id;
+    t->eos = v->eos_id;
+    t->unk = v->unk_id;
+    t->space[0] = ' ';
+    t->space_len = 1;
     size_t o = 0;
     for (int i = 0; i < n; i++) {
         size_t L = v->token_lens ? v->token_lens[i] : strlen(v->tokens[i]);
@@ -221,7 +269,11 @@ dk_status dk_tokenizer_create_bpe(const dk_bpe_vocab *v, dk_tokenizer **out, dk_
     dk_bpe_byte_map(cp_of_byte, byte_of_cp);
     int n_special = 0;
     if ((st = dk_bpe_display_texts(t, byte_of_cp, blob, &n_special, what, e))) goto fail;
-    for (int b = 0; b < 256; b++) { t->byte_id[b] = -1; t->byte_text[b][0] = (char)b; t->byte_text[b][1] = 0; }
+    for (int b = 0; b < 256; b++) {
+        t->byte_id[b] = -1;
+        t->byte_text[b][0] = (char)b;
+        t->byte_text[b][1] = 0;
+    }
     if (!dk_piece_map_init(&t->all, n) || (n_special && !dk_piece_map_init(&t->special, n_special)) ||
         !dk_pair_map_init(&t->pairs, v->n_merges)) {
         st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for the maps", what);
@@ -247,7 +299,11 @@ fail:
  * GPT-2 byte-level BPE ("bpe"): pre-tokenizer
  * ---------------------------------------------------------------------------------------------- */
 
-enum { DK_CL_L = DK_UNICODE_CLASS_LETTER, DK_CL_N = DK_UNICODE_CLASS_NUMBER, DK_CL_S = DK_UNICODE_CLASS_SPACE };
+enum {
+    DK_CL_L = DK_UNICODE_CLASS_LETTER,
+    DK_CL_N = DK_UNICODE_CLASS_NUMBER,
+    DK_CL_S = DK_UNICODE_CLASS_SPACE
+};
 
 static inline uint8_t dk_bpe_class(uint32_t c) {
     if (c < 0x80) {
@@ -264,7 +320,7 @@ typedef struct {
     uint32_t *off; /* (n + 1) byte offset of each code point in the segment; off[n] = its bytes */
     uint8_t *cl;   /* (n) DK_CL_* bits */
     int32_t n;
-    size_t cap;    /* allocated code points */
+    size_t cap; /* allocated code points */
 } dk_bpe_cpts;
 
 #define DK_IS(k, bit) ((k) < n && (cl[k] & (bit)))
@@ -274,7 +330,8 @@ typedef struct {
 /* End of the match at i of 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+.
  * single_digits: every \p{N} was isolated beforehand (SmolLM), so a number is one digit and the
  * text before it ends there. */
-static int32_t dk_match_gpt2(const uint32_t *cp, const uint8_t *cl, int32_t n, int32_t i, bool single_digits) {
+static int32_t dk_match_gpt2(const uint32_t *cp, const uint8_t *cl, int32_t n, int32_t i,
+                             bool single_digits) {
     uint32_t c = cp[i];
     if (c == '\'' && i + 1 < n) {
         uint32_t c1 = cp[i + 1], c2 = i + 2 < n ? cp[i + 2] : 0;
@@ -282,12 +339,21 @@ static int32_t dk_match_gpt2(const uint32_t *cp, const uint8_t *cl, int32_t n, i
         if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) return i + 3;
     }
     int32_t j = c == ' ' ? i + 1 : i; /* the optional leading space */
-    if (DK_IS(j, DK_CL_L)) { while (DK_IS(j, DK_CL_L)) j++; return j; }
+    if (DK_IS(j, DK_CL_L)) {
+        while (DK_IS(j, DK_CL_L)) j++;
+        return j;
+    }
     if (DK_IS(j, DK_CL_N)) {
-        if (!single_digits) { while (DK_IS(j, DK_CL_N)) j++; return j; }
+        if (!single_digits) {
+            while (DK_IS(j, DK_CL_N)) j++;
+            return j;
+        }
         if (j == i) return i + 1;
     }
-    if (DK_IS_O(j)) { while (DK_IS_O(j)) j++; return j; }
+    if (DK_IS_O(j)) {
+        while (DK_IS_O(j)) j++;
+        return j;
+    }
     if (DK_IS(i, DK_CL_S)) {
         int32_t k = i;
         while (DK_IS(k, DK_CL_S)) k++;
@@ -381,7 +447,8 @@ static int32_t dk_bpe_chunk_end(const dk_tokenizer *t, const dk_bpe_cpts *c, int
 }
 
 /* Bytes of the special token at text[i..len), 0 if none (longest match wins); *id its token. */
-static uint32_t dk_bpe_special_at(const dk_tokenizer *t, const char *text, size_t len, size_t i, int32_t *id) {
+static uint32_t dk_bpe_special_at(const dk_tokenizer *t, const char *text, size_t len, size_t i,
+                                  int32_t *id) {
     if (!t->max_special_len || !t->special_first[(unsigned char)text[i]]) return 0;
     uint32_t m = t->max_special_len < len - i ? t->max_special_len : (uint32_t)(len - i);
     for (; m > 0; m--)
@@ -403,7 +470,8 @@ static bool dk_ids_push(dk_ids *a, int32_t id) {
         size_t nc = a->cap ? a->cap * 2 : 256;
         int32_t *nv = realloc(a->v, nc * sizeof *nv);
         if (!nv) return false;
-        a->v = nv; a->cap = nc;
+        a->v = nv;
+        a->cap = nc;
     }
     a->v[a->n++] = id;
     return true;
@@ -418,8 +486,8 @@ typedef struct {
 typedef struct {
     int32_t *id, *prev, *next; /* (cap) symbols of one chunk: token, neighbours (-1 at the ends) */
     size_t cap;
-    dk_heap heap;               /* of dk_bpe_cand: min-heap on (rank, left) */
-    char *mapped;               /* (4 * cap) the chunk as byte-level characters (ignore_merges) */
+    dk_heap heap; /* of dk_bpe_cand: min-heap on (rank, left) */
+    char *mapped; /* (4 * cap) the chunk as byte-level characters (ignore_merges) */
 } dk_bpe_work;
 
 static bool dk_cand_before(const void *pa, const void *pb) {
@@ -438,7 +506,8 @@ static bool dk_bpe_try_pair(const dk_tokenizer *t, dk_bpe_work *w, int32_t l) {
 
 /* BPE of one chunk's bytes, tokens appended to out. DK_ERR_NOMEM, or DK_ERR_UNSUPPORTED when a
  * byte has no token and the vocabulary no unknown token. */
-static dk_status dk_bpe_word(const dk_tokenizer *t, const unsigned char *b, size_t n, dk_bpe_work *w, dk_ids *out) {
+static dk_status dk_bpe_word(const dk_tokenizer *t, const unsigned char *b, size_t n, dk_bpe_work *w,
+                             dk_ids *out) {
     if (n == 0) return DK_OK;
     if (w->cap < n) {
         size_t cap = n > 2 * w->cap ? n : 2 * w->cap;
@@ -458,7 +527,10 @@ static dk_status dk_bpe_word(const dk_tokenizer *t, const unsigned char *b, size
         for (size_t i = 0; i < n; i++) {
             size_t L;
             const char *u = dk_tokenizer_piece(t, t->byte_tok[b[i]], &L);
-            if (!u) { m = 0; break; }
+            if (!u) {
+                m = 0;
+                break;
+            }
             memcpy(w->mapped + m, u, L);
             m += L;
         }
@@ -505,7 +577,10 @@ static dk_status dk_bpe_walk(const dk_tokenizer *t, const char *text, size_t len
     for (;;) {
         int32_t sid = -1;
         uint32_t m = i < len ? dk_bpe_special_at(t, text, len, i, &sid) : 0;
-        if (m == 0 && i < len) { i++; continue; }
+        if (m == 0 && i < len) {
+            i++;
+            continue;
+        }
         if (i > seg) { /* the ordinary text before the special token (or the end) */
             if (!dk_bpe_cpts_fill(c, text + seg, i - seg)) return DK_ERR_NOMEM;
             for (int32_t k = 0; k < c->n;) {
@@ -534,25 +609,36 @@ static dk_status dk_bpe_encode_chunk(void *ctx, const char *text, size_t start, 
     dk_status st = dk_bpe_word(x->t, (const unsigned char *)text + start, end - start, &x->w, &x->out);
     if (st == DK_ERR_UNSUPPORTED) {
         for (size_t i = start; i < end; i++)
-            if (x->t->byte_tok[(unsigned char)text[i]] < 0) { x->bad_byte = i; break; }
+            if (x->t->byte_tok[(unsigned char)text[i]] < 0) {
+                x->bad_byte = i;
+                break;
+            }
     }
     return st;
 }
 
-dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
-                               int32_t **ids, int *n_ids, dk_err *e) {
+dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids,
+                        int *n_ids, dk_err *e) {
     dk_bpe_encode_ctx x = {.t = t, .w.heap = {.size = sizeof(dk_bpe_cand), .before = dk_cand_before}};
     dk_bpe_cpts c = {0};
     dk_status st = DK_OK;
     if (add_bos && !dk_ids_push(&x.out, t->bos)) st = DK_ERR_NOMEM;
     if (!st) st = dk_bpe_walk(t, text, len, &c, dk_bpe_encode_chunk, &x);
     if (!st && x.out.n > (size_t)INT32_MAX) st = DK_ERR_NOMEM;
-    free(c.cp); free(c.off); free(c.cl);
-    free(x.w.id); free(x.w.prev); free(x.w.next); dk_heap_free(&x.w.heap); free(x.w.mapped);
+    free(c.cp);
+    free(c.off);
+    free(c.cl);
+    free(x.w.id);
+    free(x.w.prev);
+    free(x.w.next);
+    dk_heap_free(&x.w.heap);
+    free(x.w.mapped);
     if (st) {
         free(x.out.v);
         if (st == DK_ERR_UNSUPPORTED)
-            return dk_fail(e, st, "tokenizer: text byte offset %zu: byte 0x%02x has no token and the vocabulary no unknown token",
+            return dk_fail(e, st,
+                           "tokenizer: text byte offset %zu: byte 0x%02x has no token and the vocabulary no "
+                           "unknown token",
                            x.bad_byte, (unsigned char)text[x.bad_byte]);
         return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
     }
@@ -568,7 +654,9 @@ typedef struct {
 } dk_bpe_split_ctx;
 
 static dk_status dk_bpe_split_chunk(void *ctx, const char *text, size_t start, size_t end, int32_t special) {
-    (void)text; (void)start; (void)special;
+    (void)text;
+    (void)start;
+    (void)special;
     dk_bpe_split_ctx *x = ctx;
     return dk_ids_push(&x->ends, (int32_t)end) ? DK_OK : DK_ERR_NOMEM;
 }
@@ -578,14 +666,20 @@ dk_status dk_tokenizer_pretokenize(const dk_tokenizer *t, const char *text, size
     *ends = NULL;
     *n = 0;
     if (t->kind != DK_TOKENIZER_KIND_BPE)
-        return dk_fail(e, DK_ERR_UNSUPPORTED, "tokenizer: pre-tokenization applies to bpe tokenizers, not %s", dk_tokenizer_kind(t));
+        return dk_fail(e, DK_ERR_UNSUPPORTED, "tokenizer: pre-tokenization applies to bpe tokenizers, not %s",
+                       dk_tokenizer_kind(t));
     if (!text && len) return dk_fail(e, DK_ERR_ARG, "tokenizer: NULL text of length %zu", len);
     if (len > (size_t)INT32_MAX) return dk_fail(e, DK_ERR_ARG, "tokenizer: text too long (%zu bytes)", len);
     dk_bpe_split_ctx x = {{0}};
     dk_bpe_cpts c = {0};
     dk_status st = dk_bpe_walk(t, text, len, &c, dk_bpe_split_chunk, &x);
-    free(c.cp); free(c.off); free(c.cl);
-    if (st) { free(x.ends.v); return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory splitting %zu bytes", len); }
+    free(c.cp);
+    free(c.off);
+    free(c.cl);
+    if (st) {
+        free(x.ends.v);
+        return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory splitting %zu bytes", len);
+    }
     if (!x.ends.v) x.ends.v = malloc(sizeof(int32_t));
     if (!x.ends.v) return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory");
     *ends = (uint32_t *)x.ends.v;
@@ -611,29 +705,37 @@ static size_t dk_utf8_invalid_len(const unsigned char *s, size_t n) {
     return k;
 }
 
-dk_status dk_bpe_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len, dk_err *e) {
+dk_status dk_bpe_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len,
+                        dk_err *e) {
     dk_strbuf raw = {0}, b = {0};
     if (!dk_strbuf_add(&raw, "", 0) || !dk_strbuf_add(&b, "", 0)) goto oom;
     for (int i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) {
-            free(raw.s); free(b.s);
-            return dk_fail(e, DK_ERR_ARG, "tokenizer: token id %d at position %d is out of range [0, %d)", id, i, t->n_vocab);
+            free(raw.s);
+            free(b.s);
+            return dk_fail(e, DK_ERR_ARG, "tokenizer: token id %d at position %d is out of range [0, %d)", id,
+                           i, t->n_vocab);
         }
         if (!dk_strbuf_add(&raw, t->dblob + t->doff[id], t->dlen[id])) goto oom;
     }
     const unsigned char *s = (const unsigned char *)raw.s;
     for (size_t i = 0; i < raw.n;) {
         size_t L = dk_utf8_valid(s + i, raw.n - i);
-        if (L) { if (!dk_strbuf_add(&b, raw.s + i, L)) goto oom; i += L; }
-        else { if (!dk_strbuf_add(&b, "\xEF\xBF\xBD", 3)) goto oom; i += dk_utf8_invalid_len(s + i, raw.n - i); }
+        if (L) {
+            if (!dk_strbuf_add(&b, raw.s + i, L)) goto oom;
+            i += L;
+        } else {
+            if (!dk_strbuf_add(&b, "\xEF\xBF\xBD", 3)) goto oom;
+            i += dk_utf8_invalid_len(s + i, raw.n - i);
+        }
     }
     free(raw.s);
     *text = b.s;
     if (len) *len = b.n;
     return DK_OK;
 oom:
-    free(raw.s); free(b.s);
+    free(raw.s);
+    free(b.s);
     return dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory decoding %d tokens", n);
 }
-

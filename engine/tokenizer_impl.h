@@ -40,37 +40,37 @@ typedef struct {
 struct dk_tokenizer {
     dk_tokenizer_kind_t kind;
     int n_vocab;
-    char *blob;          /* all pieces, each NUL-terminated, back to back */
-    uint32_t *off;       /* (n_vocab) byte offset of each piece in blob */
-    uint32_t *len;       /* (n_vocab) bytes of each piece (without the NUL) */
-    char *dblob;         /* display text: space symbol -> ' ', NUL-terminated, back to back */
-    uint32_t *doff;      /* (n_vocab) offset of each display text in dblob */
-    uint32_t *dlen;      /* (n_vocab) bytes of each display text */
-    float *scores;       /* (n_vocab) merge priority, higher first */
-    int32_t *types;      /* (n_vocab) DK_TOKEN_TYPE_* */
-    int16_t *byte_val;   /* (n_vocab) the byte a <0xNN> piece stands for, or -1 */
-    int32_t byte_id[256];            /* id of <0xNN> for each byte, or -1 */
-    char byte_text[256][2];          /* each byte as a 1-byte NUL-terminated string */
-    dk_piece_map all;    /* every piece */
-    dk_piece_map merge;  /* pieces BPE may produce: normal and user-defined */
-    dk_piece_map user;   /* user-defined pieces (matched whole before merging) */
-    uint32_t max_user_len;           /* bytes of the longest user-defined piece, 0 if none */
-    char space[4];       /* the vocabulary's space symbol: "\xE2\x96\x81" (U+2581) or " " */
-    uint32_t space_len;  /* 3 or 1 */
-    int bos, eos, unk;   /* -1 if absent */
+    char *blob;             /* all pieces, each NUL-terminated, back to back */
+    uint32_t *off;          /* (n_vocab) byte offset of each piece in blob */
+    uint32_t *len;          /* (n_vocab) bytes of each piece (without the NUL) */
+    char *dblob;            /* display text: space symbol -> ' ', NUL-terminated, back to back */
+    uint32_t *doff;         /* (n_vocab) offset of each display text in dblob */
+    uint32_t *dlen;         /* (n_vocab) bytes of each display text */
+    float *scores;          /* (n_vocab) merge priority, higher first */
+    int32_t *types;         /* (n_vocab) DK_TOKEN_TYPE_* */
+    int16_t *byte_val;      /* (n_vocab) the byte a <0xNN> piece stands for, or -1 */
+    int32_t byte_id[256];   /* id of <0xNN> for each byte, or -1 */
+    char byte_text[256][2]; /* each byte as a 1-byte NUL-terminated string */
+    dk_piece_map all;       /* every piece */
+    dk_piece_map merge;     /* pieces BPE may produce: normal and user-defined */
+    dk_piece_map user;      /* user-defined pieces (matched whole before merging) */
+    uint32_t max_user_len;  /* bytes of the longest user-defined piece, 0 if none */
+    char space[4];          /* the vocabulary's space symbol: "\xE2\x96\x81" (U+2581) or " " */
+    uint32_t space_len;     /* 3 or 1 */
+    int bos, eos, unk;      /* -1 if absent */
     bool add_space_prefix;
     bool remove_extra_ws;
     /* ---- "bpe" kind only (display texts dblob hold each token's raw bytes) ---- */
     dk_bpe_pre pre;
-    bool add_bos;                    /* tokenizer.ggml.add_bos_token */
-    dk_pair_map pairs;               /* merges */
-    int32_t byte_tok[256];           /* token of each byte's byte-level character, or -1 */
-    dk_piece_map special;            /* control and user-defined tokens, split out of text first */
-    uint32_t max_special_len;        /* bytes of the longest special token, 0 if none */
-    uint8_t special_first[256];      /* 1 if some special token starts with this byte */
+    bool add_bos;               /* tokenizer.ggml.add_bos_token */
+    dk_pair_map pairs;          /* merges */
+    int32_t byte_tok[256];      /* token of each byte's byte-level character, or -1 */
+    dk_piece_map special;       /* control and user-defined tokens, split out of text first */
+    uint32_t max_special_len;   /* bytes of the longest special token, 0 if none */
+    uint8_t special_first[256]; /* 1 if some special token starts with this byte */
 };
 
-static const char DK_SPM_SPACE[] = "\xE2\x96\x81"; /* U+2581 LOWER ONE EIGHTH BLOCK */
+static const char DK_SPM_SPACE[] = "\xE2\x96\x81";     /* U+2581 LOWER ONE EIGHTH BLOCK */
 static const char DK_UNK_SURFACE[] = " \xE2\x81\x87 "; /* SentencePiece's default " ⁇ " */
 
 /* ---- shared by the tokenizer's files ---- */
@@ -85,8 +85,8 @@ void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id);
 dk_status dk_tokenizer_alloc(int n, size_t blob_bytes, dk_tokenizer **out, const char *what, dk_err *e);
 /* Token i: its piece s (L bytes) appended to the blob at *o (advanced past its NUL), its score,
  * and its type, checked (DK_TOKEN_TYPE_NORMAL..BYTE, else DK_ERR_FORMAT naming the token). */
-dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type, size_t *o,
-                                 const char *what, dk_err *e);
+dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L, float score, int type,
+                                 size_t *o, const char *what, dk_err *e);
 /* Builds the derived tables once pieces, lens, scores and types are in place. `what` names the
  * source for error messages. */
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e);
@@ -97,10 +97,11 @@ size_t dk_utf8_valid(const unsigned char *s, size_t n);
 size_t dk_utf8_lead(unsigned c, unsigned *lo, unsigned *hi);
 
 /* The two algorithms behind dk_tokenizer_encode / dk_tokenizer_decode (arguments checked there). */
-dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, int *n_ids,
+dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids,
+                        int *n_ids, dk_err *e);
+dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids,
+                        int *n_ids, dk_err *e);
+dk_status dk_bpe_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len,
                         dk_err *e);
-dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, int *n_ids,
-                        dk_err *e);
-dk_status dk_bpe_decode(const dk_tokenizer *t, const int32_t *ids, int n, char **text, size_t *len, dk_err *e);
 
 #endif

@@ -20,8 +20,7 @@ dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_
     const char *what = "tokenizer (spm)";
     if (!v || v->n_vocab <= 0 || !v->pieces)
         return dk_fail(e, DK_ERR_ARG, "%s: empty vocabulary (n_vocab %d)", what, v ? v->n_vocab : 0);
-    if (v->n_vocab > (1 << 30))
-        return dk_fail(e, DK_ERR_FORMAT, "%s: absurd n_vocab %d", what, v->n_vocab);
+    if (v->n_vocab > (1 << 30)) return dk_fail(e, DK_ERR_FORMAT, "%s: absurd n_vocab %d", what, v->n_vocab);
     int n = v->n_vocab;
     size_t blob = 0;
     for (int i = 0; i < n; i++) {
@@ -39,22 +38,28 @@ dk_status dk_tokenizer_create_spm(const dk_spm_vocab *v, dk_tokenizer **out, dk_
     for (int i = 0; i < n; i++) {
         size_t L = v->piece_lens ? v->piece_lens[i] : strlen(v->pieces[i]);
         int ty = v->types ? v->types[i] : DK_TOKEN_TYPE_NORMAL;
-        if ((st = dk_tokenizer_add_piece(t, i, v->pieces[i], L, v->scores ? v->scores[i] : -(float)i, ty, &o, what, e))) {
+        if ((st = dk_tokenizer_add_piece(t, i, v->pieces[i], L, v->scores ? v->scores[i] : -(float)i, ty, &o,
+                                         what, e))) {
             dk_tokenizer_free(t);
             return st;
         }
     }
     memcpy(t->space, DK_SPM_SPACE, 4);
     t->space_len = 3;
-    t->bos = v->bos_id; t->eos = v->eos_id; t->unk = v->unk_id;
+    t->bos = v->bos_id;
+    t->eos = v->eos_id;
+    t->unk = v->unk_id;
     if (t->bos < -1 || t->eos < -1 || t->unk < -1) {
         dk_tokenizer_free(t);
-        return dk_fail(e, DK_ERR_ARG, "%s: special token ids must be >= -1 (bos %d, eos %d, unk %d)",
-                       what, v->bos_id, v->eos_id, v->unk_id);
+        return dk_fail(e, DK_ERR_ARG, "%s: special token ids must be >= -1 (bos %d, eos %d, unk %d)", what,
+                       v->bos_id, v->eos_id, v->unk_id);
     }
     t->add_space_prefix = v->add_space_prefix;
     st = dk_tokenizer_finish(t, what, e);
-    if (st) { dk_tokenizer_free(t); return st; }
+    if (st) {
+        dk_tokenizer_free(t);
+        return st;
+    }
     *out = t;
     return DK_OK;
 }
@@ -66,23 +71,27 @@ static dk_status dk_llama2c_check(const char *raw, size_t size, int n_vocab, con
     size_t o = 4;
     int32_t max_len;
     *blob = 0;
-    if (size < 4) return dk_fail(e, DK_ERR_FORMAT, "%s: truncated tokenizer (%zu bytes, no header)", path, size);
+    if (size < 4)
+        return dk_fail(e, DK_ERR_FORMAT, "%s: truncated tokenizer (%zu bytes, no header)", path, size);
     memcpy(&max_len, raw, 4);
     if (max_len <= 0 || max_len > (1 << 20))
         return dk_fail(e, DK_ERR_FORMAT, "%s: bad max_token_length %d in header", path, max_len);
     for (int i = 0; i < n_vocab; i++) {
         int32_t L;
         if (size - o < 8)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: truncated at token %d of %d (offset %zu)", path, i, n_vocab, o);
+            return dk_fail(e, DK_ERR_FORMAT, "%s: truncated at token %d of %d (offset %zu)", path, i, n_vocab,
+                           o);
         memcpy(&L, raw + o + 4, 4);
         if (L < 0 || L > max_len || (size_t)L > size - o - 8)
-            return dk_fail(e, DK_ERR_FORMAT, "%s: token %d has bad length %d (max_token_length %d, %zu bytes left)",
-                           path, i, L, max_len, size - o - 8);
+            return dk_fail(e, DK_ERR_FORMAT,
+                           "%s: token %d has bad length %d (max_token_length %d, %zu bytes left)", path, i, L,
+                           max_len, size - o - 8);
         o += 8 + (size_t)L;
         *blob += (size_t)L + 1;
     }
     if (o != size)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: %zu trailing bytes after %d tokens (n_vocab mismatch?)", path, size - o, n_vocab);
+        return dk_fail(e, DK_ERR_FORMAT, "%s: %zu trailing bytes after %d tokens (n_vocab mismatch?)", path,
+                       size - o, n_vocab);
     return DK_OK;
 }
 
@@ -98,7 +107,11 @@ dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer 
         if (cap - size < 65536) {
             cap = cap ? cap * 2 : 65536;
             char *nr = realloc(raw, cap);
-            if (!nr) { free(raw); fclose(f); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path); }
+            if (!nr) {
+                free(raw);
+                fclose(f);
+                return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+            }
             raw = nr;
         }
         size_t r = fread(raw + size, 1, cap - size, f);
@@ -107,7 +120,10 @@ dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer 
     }
     bool rerr = ferror(f);
     fclose(f);
-    if (rerr) { free(raw); return dk_fail(e, DK_ERR_IO, "%s: read error", path); }
+    if (rerr) {
+        free(raw);
+        return dk_fail(e, DK_ERR_IO, "%s: read error", path);
+    }
 
     /* pass 1: validate and size; pass 2: fill */
     size_t blob;
@@ -142,14 +158,23 @@ dk_status dk_tokenizer_load_llama2c(const char *path, int n_vocab, dk_tokenizer 
         }
     }
     /* llama2.c's exporter writes U+2581 as ' '; a file that kept U+2581 (and has no ' ') is read as is. */
-    if (has_u2581 && !has_space) { memcpy(t->space, DK_SPM_SPACE, 4); t->space_len = 3; }
-    else { t->space[0] = ' '; t->space[1] = 0; t->space_len = 1; }
+    if (has_u2581 && !has_space) {
+        memcpy(t->space, DK_SPM_SPACE, 4);
+        t->space_len = 3;
+    } else {
+        t->space[0] = ' ';
+        t->space[1] = 0;
+        t->space_len = 1;
+    }
     t->bos = n_vocab > 1 ? 1 : -1;
     t->eos = n_vocab > 2 ? 2 : -1;
     t->unk = 0;
     t->add_space_prefix = true; /* llama2.c encode() prepends " " to non-empty text */
     st = dk_tokenizer_finish(t, path, e);
-    if (st) { dk_tokenizer_free(t); goto done; }
+    if (st) {
+        dk_tokenizer_free(t);
+        goto done;
+    }
     *out = t;
 done:
     free(raw);
@@ -166,7 +191,7 @@ void dk_tokenizer_set_remove_extra_whitespaces(dk_tokenizer *t, bool on) { t->re
  * detected by size != n[left] + n[right]. */
 typedef struct {
     float score;
-    int32_t left; /* symbol index (= position order, so lower is further left) */
+    int32_t left;  /* symbol index (= position order, so lower is further left) */
     uint32_t size; /* bytes of the merged span */
 } dk_bigram;
 
@@ -179,11 +204,11 @@ static bool dk_bigram_before(const void *pa, const void *pb) {
 /* Symbols as a doubly linked list over spans of the normalised text. */
 typedef struct {
     const char *text;
-    uint32_t *start;  /* (n_sym) byte offset in text */
-    uint32_t *n;      /* (n_sym) bytes; 0 once merged into its left neighbour */
-    int32_t *prev;    /* (n_sym) -1 at the start */
-    int32_t *next;    /* (n_sym) -1 at the end */
-    uint8_t *frozen;  /* (n_sym) user-defined pieces never merge */
+    uint32_t *start; /* (n_sym) byte offset in text */
+    uint32_t *n;     /* (n_sym) bytes; 0 once merged into its left neighbour */
+    int32_t *prev;   /* (n_sym) -1 at the start */
+    int32_t *next;   /* (n_sym) -1 at the end */
+    uint8_t *frozen; /* (n_sym) user-defined pieces never merge */
 } dk_symbols;
 
 static bool dk_try_bigram(const dk_tokenizer *t, const dk_symbols *s, int32_t l, dk_heap *h) {
@@ -202,11 +227,10 @@ static uint32_t dk_utf8_len(unsigned char c) {
     return lookup[c >> 4];
 }
 
-
 /* SentencePiece BPE over the checked text (dk_tokenizer_encode): normalise, split into symbols,
  * merge the best-scoring adjacent pair first, then map the symbols to ids (byte fallback). */
-dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, int *n_ids,
-                        dk_err *e) {
+dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids,
+                        int *n_ids, dk_err *e) {
     /* 1. normalise */
     size_t b = 0, end = len;
     if (t->remove_extra_ws) {
@@ -214,13 +238,20 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
         while (end > b && text[end - 1] == ' ') end--;
     }
     char *norm = malloc((end - b + 1) * t->space_len + 1);
-    int32_t *out = malloc(sizeof(int32_t) * ((end - b + 1) * 4 + 2)); /* <= 4 byte tokens per input byte + prefix + BOS */
+    int32_t *out = malloc(sizeof(int32_t) *
+                          ((end - b + 1) * 4 + 2)); /* <= 4 byte tokens per input byte + prefix + BOS */
     dk_symbols s = {0};
     dk_heap h = {.size = sizeof(dk_bigram), .before = dk_bigram_before};
     dk_status st = DK_OK;
-    if (!norm || !out) { st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len); goto done; }
+    if (!norm || !out) {
+        st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
+        goto done;
+    }
     size_t nn = 0;
-    if (end > b && t->add_space_prefix) { memcpy(norm + nn, t->space, t->space_len); nn += t->space_len; }
+    if (end > b && t->add_space_prefix) {
+        memcpy(norm + nn, t->space, t->space_len);
+        nn += t->space_len;
+    }
     for (size_t i = b; i < end; i++) {
         if (text[i] == ' ') {
             if (t->remove_extra_ws && i > b && text[i - 1] == ' ') continue;
@@ -232,7 +263,12 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     }
     int n_out = 0;
     if (add_bos) out[n_out++] = t->bos;
-    if (nn == 0) { free(norm); *ids = out; *n_ids = n_out; return DK_OK; }
+    if (nn == 0) {
+        free(norm);
+        *ids = out;
+        *n_ids = n_out;
+        return DK_OK;
+    }
 
     /* 2. split into characters (user-defined pieces whole) */
     s.text = norm;
@@ -252,7 +288,11 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
         if (t->max_user_len) {
             uint32_t m = t->max_user_len < nn - i ? t->max_user_len : (uint32_t)(nn - i);
             for (; m > 0; m--)
-                if (dk_piece_map_get(t, &t->user, norm + i, m) >= 0) { L = m; fz = true; break; }
+                if (dk_piece_map_get(t, &t->user, norm + i, m) >= 0) {
+                    L = m;
+                    fz = true;
+                    break;
+                }
         }
         if (!L) {
             L = dk_utf8_len((unsigned char)norm[i]);
@@ -286,22 +326,28 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     /* 4. emit pieces; byte fallback for symbols that are not pieces */
     for (int32_t i = 0; i >= 0; i = s.next[i]) {
         int32_t id = dk_piece_map_get(t, &t->merge, norm + s.start[i], s.n[i]);
-        if (id >= 0) { out[n_out++] = id; continue; }
+        if (id >= 0) {
+            out[n_out++] = id;
+            continue;
+        }
         bool bytes = true;
         for (uint32_t k = 0; k < s.n[i]; k++)
             if (t->byte_id[(unsigned char)norm[s.start[i] + k]] < 0) bytes = false;
         if (bytes) {
-            for (uint32_t k = 0; k < s.n[i]; k++) out[n_out++] = t->byte_id[(unsigned char)norm[s.start[i] + k]];
+            for (uint32_t k = 0; k < s.n[i]; k++)
+                out[n_out++] = t->byte_id[(unsigned char)norm[s.start[i] + k]];
         } else if (t->unk >= 0) {
             out[n_out++] = t->unk;
         } else {
             st = dk_fail(e, DK_ERR_UNSUPPORTED,
-                         "tokenizer: text byte offset %u: character not in the vocabulary, which has no byte or unknown tokens",
+                         "tokenizer: text byte offset %u: character not in the vocabulary, which has no byte "
+                         "or unknown tokens",
                          s.start[i]);
             goto done;
         }
     }
-    int32_t *shrunk = realloc(out, sizeof(int32_t) * (size_t)(n_out ? n_out : 1)); /* worst case was 16 B per text byte */
+    int32_t *shrunk = realloc(out, sizeof(int32_t) *
+                                       (size_t)(n_out ? n_out : 1)); /* worst case was 16 B per text byte */
     *ids = shrunk ? shrunk : out;
     *n_ids = n_out;
     out = NULL; /* the caller's now */
@@ -309,6 +355,13 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
 oom:
     st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory while merging %zu bytes", nn);
 done:
-    free(norm); free(out); free(s.start); free(s.n); free(s.prev); free(s.next); free(s.frozen); dk_heap_free(&h);
+    free(norm);
+    free(out);
+    free(s.start);
+    free(s.n);
+    free(s.prev);
+    free(s.next);
+    free(s.frozen);
+    dk_heap_free(&h);
     return st;
 }

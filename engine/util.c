@@ -14,7 +14,10 @@ double dk_time_now_s(void) {
 }
 
 void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *out, size_t n) {
-    if (isnan(t_s)) { snprintf(out, n, "%s", nan_text); return; }
+    if (isnan(t_s)) {
+        snprintf(out, n, "%s", nan_text);
+        return;
+    }
     time_t t = (time_t)t_s;
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -23,7 +26,8 @@ void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *ou
 
 int dk_argmax(const float *x, int n) {
     int best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
     return best;
 }
 
@@ -35,8 +39,12 @@ bool dk_strbuf_add(dk_strbuf *b, const char *s, size_t n) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc - b->n < n + 1) nc *= 2;
         char *ns = realloc(b->s, nc);
-        if (!ns) { b->oom = true; return false; }
-        b->s = ns; b->cap = nc;
+        if (!ns) {
+            b->oom = true;
+            return false;
+        }
+        b->s = ns;
+        b->cap = nc;
     }
     memcpy(b->s + b->n, s, n);
     b->n += n;
@@ -55,7 +63,10 @@ bool dk_strbuf_addf(dk_strbuf *b, const char *fmt, ...) {
     if (k < 0) return false;
     if ((size_t)k < sizeof tmp) return dk_strbuf_add(b, tmp, (size_t)k);
     char *big = malloc((size_t)k + 1);
-    if (!big) { b->oom = true; return false; }
+    if (!big) {
+        b->oom = true;
+        return false;
+    }
     va_start(ap, fmt);
     vsnprintf(big, (size_t)k + 1, fmt, ap);
     va_end(ap);
@@ -78,7 +89,8 @@ bool dk_heap_push(dk_heap *h, const void *x) {
         size_t nc = h->cap ? h->cap * 2 : 256;
         unsigned char *nv = realloc(h->v, nc * h->size);
         if (!nv) return false;
-        h->v = nv; h->cap = nc;
+        h->v = nv;
+        h->cap = nc;
     }
     size_t i = h->n++;
     while (i > 0) {

@@ -20,11 +20,11 @@ int dk_argmax(const float *x, int n);
  * initialised ({0}) is empty; dk_strbuf_free releases s. */
 typedef struct {
     char *s;
-    size_t n, cap;  /* bytes in s (without the NUL), bytes allocated */
+    size_t n, cap; /* bytes in s (without the NUL), bytes allocated */
     bool oom;
 } dk_strbuf;
 
-bool dk_strbuf_add(dk_strbuf *b, const char *s, size_t n);  /* false when out of memory */
+bool dk_strbuf_add(dk_strbuf *b, const char *s, size_t n); /* false when out of memory */
 bool dk_strbuf_adds(dk_strbuf *b, const char *s);
 bool dk_strbuf_addf(dk_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dk_strbuf_free(dk_strbuf *b);
@@ -40,8 +40,8 @@ typedef struct {
     dk_heap_before_fn before;
 } dk_heap;
 
-bool dk_heap_push(dk_heap *h, const void *x);  /* false when out of memory */
-void dk_heap_pop(dk_heap *h, void *out);       /* the first element into out; h->n >= 1 */
+bool dk_heap_push(dk_heap *h, const void *x); /* false when out of memory */
+void dk_heap_pop(dk_heap *h, void *out);      /* the first element into out; h->n >= 1 */
 void dk_heap_free(dk_heap *h);
 
 #endif

@@ -32,7 +32,7 @@ int dk_fuzz_tok_bpe(const uint8_t *data, size_t size);     /* byte-level BPE enc
 int dk_fuzz_config(const uint8_t *data, size_t size);      /* dk_config_parse + cell identities */
 int dk_fuzz_longbench(const uint8_t *data, size_t size);   /* dk_longbench_load_file + prompts */
 int dk_fuzz_score(const uint8_t *data, size_t size);       /* `dashkit score FILE` (dk_cmd_score) */
-int dk_fuzz_memory(const uint8_t *data, size_t size);      /* dk_memory_read_gguf + estimates (info --memory) */
+int dk_fuzz_memory(const uint8_t *data, size_t size); /* dk_memory_read_gguf + estimates (info --memory) */
 
 /* Every target, NULL-terminated. */
 extern const dk_fuzz_target dk_fuzz_targets[];

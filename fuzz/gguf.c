@@ -49,14 +49,22 @@ int dk_fuzz_gguf(const uint8_t *data, size_t size) {
         dk_fuzz_assert(key != NULL, "gguf", "key index in range returns NULL");
         dk_fuzz_assert(dk_gguf_find_key(g, key) >= 0, "gguf", "key not found by its own name");
         (void)dk_gguf_type_name(dk_gguf_kv_type(g, i));
-        uint32_t u32; int64_t i64; float f32; bool b; const char *s; size_t len;
+        uint32_t u32;
+        int64_t i64;
+        float f32;
+        bool b;
+        const char *s;
+        size_t len;
         dk_fuzz_check_err("gguf", dk_gguf_get_u32(g, key, &u32, &e), &e);
         dk_fuzz_check_err("gguf", dk_gguf_get_i64(g, key, &i64, &e), &e);
         dk_fuzz_check_err("gguf", dk_gguf_get_f32(g, key, &f32, &e), &e);
         dk_fuzz_check_err("gguf", dk_gguf_get_bool(g, key, &b, &e), &e);
         st = dk_gguf_get_str(g, key, &s, &len, &e);
         dk_fuzz_check_err("gguf", st, &e);
-        if (st == DK_OK && len) { volatile char c = s[0] ^ s[len - 1]; (void)c; }
+        if (st == DK_OK && len) {
+            volatile char c = s[0] ^ s[len - 1];
+            (void)c;
+        }
         if (dk_gguf_kv_type(g, i) == DK_GGUF_TYPE_ARRAY) get_array(g, key);
     }
     for (int64_t i = 0; i < dk_gguf_n_tensors(g); i++) {

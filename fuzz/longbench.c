@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const datasets[] = {"hotpotqa", "trec", "passage_count", "lcc", "samsum",
-                                       "passage_retrieval_en", "gov_report", "no_such_dataset"};
+static const char *const datasets[] = {"hotpotqa",   "trec",           "passage_count",
+                                       "lcc",        "samsum",         "passage_retrieval_en",
+                                       "gov_report", "no_such_dataset"};
 #define N_DATASETS (sizeof datasets / sizeof datasets[0])
 
 int dk_fuzz_longbench(const uint8_t *data, size_t size) {
@@ -39,7 +40,8 @@ int dk_fuzz_longbench(const uint8_t *data, size_t size) {
     dk_tok_if tok = dk_tok_if_bytes();
     for (int i = 0; i < set.n; i++) {
         const dk_sample *s = &set.s[i];
-        dk_fuzz_assert(s->context && s->question && s->n_answers >= 1, "longbench", "sample without prompt or answers");
+        dk_fuzz_assert(s->context && s->question && s->n_answers >= 1, "longbench",
+                       "sample without prompt or answers");
         dk_prompt p = {0};
         st = dk_sample_build_prompt(s, &tok, 64, 1, &p, &e);
         dk_fuzz_check_err("longbench", st, &e);

@@ -29,8 +29,8 @@ int dk_fuzz_model(const uint8_t *data, size_t size) {
     if (st != DK_OK) return 0;
     const dk_model_config *c = &m->cfg;
     dk_fuzz_assert(c->n_layer >= 1 && c->n_embd >= 1 && c->n_head >= 1 && c->n_head_kv >= 1 &&
-                   c->n_head % c->n_head_kv == 0 && c->head_dim >= 1 && c->n_ff >= 1 && c->n_vocab >= 1 &&
-                   c->n_rot >= 0 && c->n_rot <= c->head_dim && c->n_rot % 2 == 0,
+                       c->n_head % c->n_head_kv == 0 && c->head_dim >= 1 && c->n_ff >= 1 && c->n_vocab >= 1 &&
+                       c->n_rot >= 0 && c->n_rot <= c->head_dim && c->n_rot % 2 == 0,
                    "model", "loaded a model with an inconsistent configuration");
     /* the widest row: n_embd, n_ff or n_head*head_dim columns */
     int64_t w = c->n_embd;

@@ -35,9 +35,10 @@ static dk_tokenizer *load(const char *gz, const char *pre) {
     } else {
         dk_bpe_vocab v = {.bos_id = -1, .eos_id = -1, .unk_id = -1, .pre = pre};
         uint64_t n = 0, nm = 0;
-        dk_fuzz_assert(dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &v.tokens, &v.token_lens, &n, &e) == DK_OK &&
-                       dk_gguf_get_arr_str(g, "tokenizer.ggml.merges", &v.merges, &v.merge_lens, &nm, &e) == DK_OK,
-                       "tok_bpe", e.msg);
+        dk_fuzz_assert(
+            dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &v.tokens, &v.token_lens, &n, &e) == DK_OK &&
+                dk_gguf_get_arr_str(g, "tokenizer.ggml.merges", &v.merges, &v.merge_lens, &nm, &e) == DK_OK,
+            "tok_bpe", e.msg);
         int32_t *types = malloc(n * sizeof *types);
         dk_fuzz_assert(types && dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, &e) == DK_OK,
                        "tok_bpe", e.msg);
@@ -53,7 +54,8 @@ static dk_tokenizer *load(const char *gz, const char *pre) {
 
 static const dk_tokenizer *tokenizer(int which) {
     static dk_tokenizer *t[4];
-    static const char *const gz[4] = {"bpe_gpt2.gguf.gz", "bpe_gpt2.gguf.gz", "bpe_llama3.gguf.gz", "bpe_qwen.gguf.gz"};
+    static const char *const gz[4] = {"bpe_gpt2.gguf.gz", "bpe_gpt2.gguf.gz", "bpe_llama3.gguf.gz",
+                                      "bpe_qwen.gguf.gz"};
     static const char *const pre[4] = {NULL, "smollm", NULL, NULL};
     if (!t[which]) t[which] = load(gz[which], pre[which]);
     return t[which];
@@ -76,15 +78,18 @@ int dk_fuzz_tok_bpe(const uint8_t *data, size_t size) {
     dk_fuzz_check_err("tok_bpe", st, &e);
     dk_fuzz_assert(st == DK_OK, "tok_bpe", "pretokenize failed");
     for (int i = 0; i < n_chunks; i++)
-        dk_fuzz_assert(ends[i] > (i ? ends[i - 1] : 0) && ends[i] <= n, "tok_bpe", "chunk ends not increasing");
-    dk_fuzz_assert(n == 0 || (n_chunks > 0 && ends[n_chunks - 1] == n), "tok_bpe", "chunks do not cover the text");
+        dk_fuzz_assert(ends[i] > (i ? ends[i - 1] : 0) && ends[i] <= n, "tok_bpe",
+                       "chunk ends not increasing");
+    dk_fuzz_assert(n == 0 || (n_chunks > 0 && ends[n_chunks - 1] == n), "tok_bpe",
+                   "chunks do not cover the text");
     free(ends);
     int add_bos = (flags & 4) && dk_tokenizer_bos(t) >= 0;
     size_t len = 0;
     char *out = dk_fuzz_tok_round("tok_bpe", t, text, n, add_bos, &len);
     dk_fuzz_assert(out != NULL, "tok_bpe", "encode failed");
     if (dk_fuzz_utf8_valid(text, n) && !add_bos)
-        dk_fuzz_assert(len == n && !memcmp(out, text, n), "tok_bpe", "decode(encode(s)) != s for valid UTF-8 s");
+        dk_fuzz_assert(len == n && !memcmp(out, text, n), "tok_bpe",
+                       "decode(encode(s)) != s for valid UTF-8 s");
     free(out);
     return 0;
 }

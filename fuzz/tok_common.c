@@ -11,20 +11,26 @@ static void decode_pieces(const char *target, const dk_tokenizer *t, const int32
         size_t len = 0;
         const char *p = dk_tokenizer_decode_piece(t, prev, ids[i], &len);
         dk_fuzz_assert(p != NULL, target, "decode_piece returned NULL");
-        if (len) { volatile char c = p[0] ^ p[len - 1]; (void)c; }
+        if (len) {
+            volatile char c = p[0] ^ p[len - 1];
+            (void)c;
+        }
         prev = ids[i];
     }
 }
 
-char *dk_fuzz_tok_round(const char *target, const dk_tokenizer *t, const char *text, size_t len,
-                        bool add_bos, size_t *out_len) {
+char *dk_fuzz_tok_round(const char *target, const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
+                        size_t *out_len) {
     int32_t *ids = NULL;
     int n = 0;
     dk_err e = {{0}};
     if (add_bos && dk_tokenizer_bos(t) < 0) add_bos = false;
     dk_status st = dk_tokenizer_encode(t, text, len, add_bos, &ids, &n, &e);
     dk_fuzz_check_err(target, st, &e);
-    if (st != DK_OK) { free(ids); return NULL; }
+    if (st != DK_OK) {
+        free(ids);
+        return NULL;
+    }
     int nv = dk_tokenizer_n_vocab(t);
     for (int i = 0; i < n; i++)
         dk_fuzz_assert(ids[i] >= 0 && ids[i] < nv, target, "encode produced an id out of range");
@@ -67,11 +73,22 @@ bool dk_fuzz_utf8_valid(const char *s, size_t n) {
         unsigned c = p[i];
         size_t k;
         uint32_t cp, min;
-        if (c < 0x80) { i++; continue; }
-        else if ((c & 0xE0) == 0xC0) { k = 1; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { k = 2; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { k = 3; cp = c & 0x07; min = 0x10000; }
-        else return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            k = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else return false;
         if (n - i <= k) return false; /* truncated */
         for (size_t j = 1; j <= k; j++) {
             if ((p[i + j] & 0xC0) != 0x80) return false;

@@ -9,8 +9,8 @@
 /* Encodes text[0..len) (BOS when add_bos and the vocabulary has one), checks every id is in
  * range, decodes the ids back (dk_tokenizer_decode and piece by piece) and returns the decoded
  * text (malloc'd, *out_len bytes) or NULL when encoding failed cleanly. */
-char *dk_fuzz_tok_round(const char *target, const dk_tokenizer *t, const char *text, size_t len,
-                        bool add_bos, size_t *out_len);
+char *dk_fuzz_tok_round(const char *target, const dk_tokenizer *t, const char *text, size_t len, bool add_bos,
+                        size_t *out_len);
 
 /* Decodes ids read from data as little-endian u16 values modulo n_vocab + 2 (so an
  * out-of-range id now and then: a clean error), whole and piece by piece. */

@@ -16,13 +16,31 @@
 #define SP "\xe2\x96\x81" /* U+2581, SentencePiece's space */
 
 static dk_tokenizer *small_vocab(void) {
-    static const char *const pieces[] = {"<unk>", "<s>", "</s>", SP, "a", "b", "ab", SP "a", SP "ab",
-                                         "<user>", "c", "\xc3\xa9", SP SP, "abc", "<unused>"};
-    static const int32_t types[] = {DK_TOKEN_TYPE_UNKNOWN, DK_TOKEN_TYPE_CONTROL, DK_TOKEN_TYPE_CONTROL,
-                                    1, 1, 1, 1, 1, 1, DK_TOKEN_TYPE_USER_DEFINED, 1, 1, 1, 1,
+    static const char *const pieces[] = {"<unk>", "<s>",      "</s>", SP,      "a",
+                                         "b",     "ab",       SP "a", SP "ab", "<user>",
+                                         "c",     "\xc3\xa9", SP SP,  "abc",   "<unused>"};
+    static const int32_t types[] = {DK_TOKEN_TYPE_UNKNOWN,
+                                    DK_TOKEN_TYPE_CONTROL,
+                                    DK_TOKEN_TYPE_CONTROL,
+                                    1,
+                                    1,
+                                    1,
+                                    1,
+                                    1,
+                                    1,
+                                    DK_TOKEN_TYPE_USER_DEFINED,
+                                    1,
+                                    1,
+                                    1,
+                                    1,
                                     DK_TOKEN_TYPE_UNUSED};
-    dk_spm_vocab v = {.n_vocab = (int)(sizeof pieces / sizeof pieces[0]), .pieces = pieces, .types = types,
-                      .bos_id = 1, .eos_id = 2, .unk_id = 0, .add_space_prefix = true};
+    dk_spm_vocab v = {.n_vocab = (int)(sizeof pieces / sizeof pieces[0]),
+                      .pieces = pieces,
+                      .types = types,
+                      .bos_id = 1,
+                      .eos_id = 2,
+                      .unk_id = 0,
+                      .add_space_prefix = true};
     dk_tokenizer *t = NULL;
     dk_err e = {{0}};
     dk_fuzz_assert(dk_tokenizer_create_spm(&v, &t, &e) == DK_OK, "tok_spm", e.msg);
@@ -37,7 +55,9 @@ static dk_tokenizer *tokenizer(int which) {
         char path[1024];
         dk_err e = {{0}};
         dk_fuzz_assert(dk_model_load(dk_fuzz_data_path(path, sizeof path, "models/dashkit-tiny.gguf"), NULL,
-                                     &m, &e) == DK_OK && m->tokenizer, "tok_spm", e.msg);
+                                     &m, &e) == DK_OK &&
+                           m->tokenizer,
+                       "tok_spm", e.msg);
     }
     return m->tokenizer;
 }

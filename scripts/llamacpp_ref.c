@@ -60,14 +60,20 @@ static void init_backends(void) {
 
 /* ---- quantize ---- */
 
-typedef struct { const char *name; enum llama_ftype ftype; } ftype_name;
+typedef struct {
+    const char *name;
+    enum llama_ftype ftype;
+} ftype_name;
 static const ftype_name FTYPES[] = {
-    {"F32", LLAMA_FTYPE_ALL_F32},       {"F16", LLAMA_FTYPE_MOSTLY_F16},     {"BF16", LLAMA_FTYPE_MOSTLY_BF16},
-    {"Q4_0", LLAMA_FTYPE_MOSTLY_Q4_0},  {"Q4_1", LLAMA_FTYPE_MOSTLY_Q4_1},   {"Q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},
-    {"Q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},  {"Q8_0", LLAMA_FTYPE_MOSTLY_Q8_0},   {"Q2_K", LLAMA_FTYPE_MOSTLY_Q2_K},
-    {"Q2_K_S", LLAMA_FTYPE_MOSTLY_Q2_K_S}, {"Q3_K_S", LLAMA_FTYPE_MOSTLY_Q3_K_S}, {"Q3_K_M", LLAMA_FTYPE_MOSTLY_Q3_K_M},
-    {"Q3_K_L", LLAMA_FTYPE_MOSTLY_Q3_K_L}, {"Q4_K_S", LLAMA_FTYPE_MOSTLY_Q4_K_S}, {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M},
-    {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S}, {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M}, {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K},
+    {"F32", LLAMA_FTYPE_ALL_F32},          {"F16", LLAMA_FTYPE_MOSTLY_F16},
+    {"BF16", LLAMA_FTYPE_MOSTLY_BF16},     {"Q4_0", LLAMA_FTYPE_MOSTLY_Q4_0},
+    {"Q4_1", LLAMA_FTYPE_MOSTLY_Q4_1},     {"Q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},
+    {"Q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},     {"Q8_0", LLAMA_FTYPE_MOSTLY_Q8_0},
+    {"Q2_K", LLAMA_FTYPE_MOSTLY_Q2_K},     {"Q2_K_S", LLAMA_FTYPE_MOSTLY_Q2_K_S},
+    {"Q3_K_S", LLAMA_FTYPE_MOSTLY_Q3_K_S}, {"Q3_K_M", LLAMA_FTYPE_MOSTLY_Q3_K_M},
+    {"Q3_K_L", LLAMA_FTYPE_MOSTLY_Q3_K_L}, {"Q4_K_S", LLAMA_FTYPE_MOSTLY_Q4_K_S},
+    {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S},
+    {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M}, {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K},
     {"IQ4_NL", LLAMA_FTYPE_MOSTLY_IQ4_NL}, {"IQ4_XS", LLAMA_FTYPE_MOSTLY_IQ4_XS},
 };
 
@@ -86,7 +92,10 @@ static int cmd_quantize(int argc, char **argv) {
     p.nthread = 1;
     int found = 0;
     for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++)
-        if (!strcasecmp(FTYPES[i].name, argv[4])) { p.ftype = FTYPES[i].ftype; found = 1; }
+        if (!strcasecmp(FTYPES[i].name, argv[4])) {
+            p.ftype = FTYPES[i].ftype;
+            found = 1;
+        }
     if (!found) die("unknown ftype '%s'", argv[4]);
     int n_ov = argc - 5;
     struct llama_model_tensor_override *ov = calloc((size_t)n_ov + 1, sizeof *ov);
@@ -142,7 +151,8 @@ static struct llama_context *make_ctx(struct llama_model *m, int n_ctx, int n_ba
 
 static int argmax(const float *x, int n) {
     int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
     return b;
 }
 
@@ -150,7 +160,8 @@ static int argmax(const float *x, int n) {
 static float top2_margin(const float *x, int n) {
     int b = argmax(x, n);
     float s = -INFINITY;
-    for (int i = 0; i < n; i++) if (i != b && x[i] > s) s = x[i];
+    for (int i = 0; i < n; i++)
+        if (i != b && x[i] > s) s = x[i];
     return x[b] - s;
 }
 
@@ -211,7 +222,10 @@ static int cmd_logits(int argc, char **argv) {
 static uint64_t fnv1a64(const void *p, size_t n) {
     const uint8_t *b = p;
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ull; }
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
     return h;
 }
 
@@ -271,8 +285,10 @@ static double median(double *v, int n) {
 
 static int cmd_bench(int argc, char **argv) {
     if (argc != 8) die("%s", "usage: bench MODEL.gguf N_PROMPT N_GEN THREADS N_BATCH REPS");
-    int n_prompt = atoi(argv[3]), n_gen = atoi(argv[4]), threads = atoi(argv[5]), n_batch = atoi(argv[6]), reps = atoi(argv[7]);
-    if (n_prompt < 1 || n_gen < 1 || threads < 1 || n_batch < 1 || reps < 1 || reps > 15) die("%s", "bench: counts must be >= 1 (reps <= 15)");
+    int n_prompt = atoi(argv[3]), n_gen = atoi(argv[4]), threads = atoi(argv[5]), n_batch = atoi(argv[6]),
+        reps = atoi(argv[7]);
+    if (n_prompt < 1 || n_gen < 1 || threads < 1 || n_batch < 1 || reps < 1 || reps > 15)
+        die("%s", "bench: counts must be >= 1 (reps <= 15)");
     struct llama_model *m = load_model(argv[2]);
     int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
     int *ids = malloc((size_t)n_prompt * sizeof *ids);
@@ -290,7 +306,10 @@ static int cmd_bench(int argc, char **argv) {
             tok = argmax(llama_get_logits_ith(c, -1), n_vocab);
         }
         double t2 = now_s();
-        if (rep >= 0) { tp[rep] = n_prompt / (t1 - t0); td[rep] = n_gen / (t2 - t1); }
+        if (rep >= 0) {
+            tp[rep] = n_prompt / (t1 - t0);
+            td[rep] = n_gen / (t2 - t1);
+        }
         llama_free(c);
     }
     printf("prefill_tok_s: %.2f\ndecode_tok_s: %.2f\n", median(tp, reps), median(td, reps));

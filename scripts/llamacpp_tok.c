@@ -32,7 +32,10 @@ static char *slurp(const char *path) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
     if (s) s[n] = 0;
     fclose(f);
     return s;
@@ -48,7 +51,10 @@ static cJSON *tokenize(const struct llama_vocab *v, const char *text, bool add_s
         ids = realloc(ids, sizeof *ids * (size_t)cap);
         n = llama_tokenize(v, text, len, ids, cap, add_special, parse_special);
     }
-    if (n < 0) { free(ids); return NULL; }
+    if (n < 0) {
+        free(ids);
+        return NULL;
+    }
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
     free(ids);
@@ -66,12 +72,18 @@ int main(int argc, char **argv) {
     struct llama_model_params mp = llama_model_default_params();
     mp.vocab_only = true;
     struct llama_model *m = llama_model_load_from_file(argv[1], mp);
-    if (!m) { fprintf(stderr, "llamacpp_tok: %s: llama.cpp cannot load it\n", argv[1]); return 1; }
+    if (!m) {
+        fprintf(stderr, "llamacpp_tok: %s: llama.cpp cannot load it\n", argv[1]);
+        return 1;
+    }
     const struct llama_vocab *v = llama_model_get_vocab(m);
     char *js = slurp(argv[2]);
     cJSON *in = js ? cJSON_Parse(js) : NULL;
     free(js);
-    if (!cJSON_IsArray(in)) { fprintf(stderr, "llamacpp_tok: %s: not a JSON array of strings\n", argv[2]); return 1; }
+    if (!cJSON_IsArray(in)) {
+        fprintf(stderr, "llamacpp_tok: %s: not a JSON array of strings\n", argv[2]);
+        return 1;
+    }
     cJSON *out = cJSON_CreateObject();
     cJSON_AddBoolToObject(out, "add_bos", llama_vocab_get_add_bos(v));
     cJSON_AddNumberToObject(out, "bos", llama_vocab_bos(v));
@@ -81,9 +93,16 @@ int main(int argc, char **argv) {
     cJSON *s;
     int i = 0;
     cJSON_ArrayForEach(s, in) {
-        if (!cJSON_IsString(s)) { fprintf(stderr, "llamacpp_tok: %s: item %d is not a string\n", argv[2], i); return 1; }
-        cJSON *a = tokenize(v, s->valuestring, false, parse_special), *b = tokenize(v, s->valuestring, true, parse_special);
-        if (!a || !b) { fprintf(stderr, "llamacpp_tok: item %d: llama_tokenize failed\n", i); return 1; }
+        if (!cJSON_IsString(s)) {
+            fprintf(stderr, "llamacpp_tok: %s: item %d is not a string\n", argv[2], i);
+            return 1;
+        }
+        cJSON *a = tokenize(v, s->valuestring, false, parse_special),
+              *b = tokenize(v, s->valuestring, true, parse_special);
+        if (!a || !b) {
+            fprintf(stderr, "llamacpp_tok: item %d: llama_tokenize failed\n", i);
+            return 1;
+        }
         cJSON *c = cJSON_CreateObject();
         cJSON_AddStringToObject(c, "text", s->valuestring);
         cJSON_AddItemToObject(c, "ids", a);

@@ -28,7 +28,8 @@ START_TEST(test_quickstart_end_to_end) {
     }
     char db[512], cmd[1200], *out = NULL;
     dk_test_tmp_path(db, sizeof db, "quickstart.db");
-    snprintf(cmd, sizeof cmd, "%s run configs/quickstart.json --db %s --workers 2 --quiet", dk_test_cli(), db);
+    snprintf(cmd, sizeof cmd, "%s run configs/quickstart.json --db %s --workers 2 --quiet", dk_test_cli(),
+             db);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 220\ndone: 220\n"), "%s", out);
     free(out);
@@ -39,13 +40,17 @@ START_TEST(test_quickstart_end_to_end) {
     ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND attempts = 1"), 220);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 880); /* 220 cells x 4 samples */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"), 80); /* 20 task points (2 tasks x 2 lengths x 5 depths) x 4 samples */
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"),
+                     80); /* 20 task points (2 tasks x 2 lengths x 5 depths) x 4 samples */
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id"
-                              " WHERE c.method = 'dense' AND (s.kl != 0 OR s.top1 != 1)"), 0);
+                              " WHERE c.method = 'dense' AND (s.kl != 0 OR s.top1 != 1)"),
+                     0);
     /* per task point, the dash cells' FLOPs fall as rho grows */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cell_summary a JOIN cell_summary b ON a.task = b.task"
-                              " AND a.task_options = b.task_options AND a.method = 'dash' AND b.method = 'dash'"
-                              " AND a.rho < b.rho WHERE a.flops_method <= b.flops_method"), 0);
+    ck_assert_int_eq(q_int(h,
+                           "SELECT count(*) FROM cell_summary a JOIN cell_summary b ON a.task = b.task"
+                           " AND a.task_options = b.task_options AND a.method = 'dash' AND b.method = 'dash'"
+                           " AND a.rho < b.rho WHERE a.flops_method <= b.flops_method"),
+                     0);
     sqlite3_close(h);
 }
 END_TEST
@@ -54,9 +59,11 @@ END_TEST
  * workers) stores exactly what running every cell alone stores. */
 static char *dump(const char *db) {
     char cmd[1400], *out = NULL;
-    snprintf(cmd, sizeof cmd, "sqlite3 %s \"SELECT c.key, s.sample_id, s.active_tokens, s.flops_method, s.flops_method_parts,"
-                              " hex(s.prediction), s.kl, s.kl_answer, s.top1, s.score FROM samples s JOIN cells c"
-                              " ON c.id = s.cell_id ORDER BY 1, 2\"", db);
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s \"SELECT c.key, s.sample_id, s.active_tokens, s.flops_method, s.flops_method_parts,"
+             " hex(s.prediction), s.kl, s.kl_answer, s.top1, s.score FROM samples s JOIN cells c"
+             " ON c.id = s.cell_id ORDER BY 1, 2\"",
+             db);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out ? out : cmd);
     return out;
 }
@@ -73,8 +80,10 @@ START_TEST(test_prefix_sharing_bundled) {
     dk_test_tmp_path(off, sizeof off, "sweep_off.db");
     FILE *f = fopen(cfg, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "{\"models\":[\"models/dashkit-tiny.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024}],"
-               "\"methods\":[{\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":0.4}],\"samples\":3,\"seed\":3}\n");
+    fprintf(f,
+            "{\"models\":[\"models/dashkit-tiny.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024}],"
+            "\"methods\":[{\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":0.4}],\"samples\":3,\"seed\":"
+            "3}\n");
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s run %s --db %s --workers 2 --quiet", dk_test_cli(), cfg, on);
     ck_assert_msg(dk_test_run(cmd, 1, &out) == 0, "%s", out);

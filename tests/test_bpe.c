@@ -63,7 +63,8 @@ static dk_tokenizer *load_vocab(const char *gz, const char *pre) {
         dk_bpe_vocab v = {.bos_id = -1, .eos_id = -1, .unk_id = -1, .pre = pre};
         uint64_t n, nm;
         ck_assert(dk_gguf_get_arr_str(g, "tokenizer.ggml.tokens", &v.tokens, &v.token_lens, &n, &e) == DK_OK);
-        ck_assert(dk_gguf_get_arr_str(g, "tokenizer.ggml.merges", &v.merges, &v.merge_lens, &nm, &e) == DK_OK);
+        ck_assert(dk_gguf_get_arr_str(g, "tokenizer.ggml.merges", &v.merges, &v.merge_lens, &nm, &e) ==
+                  DK_OK);
         int32_t *types = malloc(n * sizeof *types);
         ck_assert(dk_gguf_get_arr_i32(g, "tokenizer.ggml.token_type", types, n, &e) == DK_OK);
         v.n_vocab = (int)n;
@@ -114,13 +115,15 @@ static void check_set(const char *name, bool own_pre) {
         ck_assert_msg(dk_tokenizer_encode(t, text, len, false, &ids, &n, &e) == DK_OK, "%s", e.msg);
         int nw = cJSON_GetArraySize(want);
         for (int i = 0; i < n && i < nw; i++)
-            ck_assert_msg(ids[i] == cJSON_GetArrayItem(want, i)->valueint, "%s: text \"%s\": id %d is %d, reference %d",
-                          name, text, i, ids[i], cJSON_GetArrayItem(want, i)->valueint);
+            ck_assert_msg(ids[i] == cJSON_GetArrayItem(want, i)->valueint,
+                          "%s: text \"%s\": id %d is %d, reference %d", name, text, i, ids[i],
+                          cJSON_GetArrayItem(want, i)->valueint);
         ck_assert_msg(n == nw, "%s: text \"%s\": %d ids, reference %d", name, text, n, nw);
         char *back;
         size_t blen;
         ck_assert_msg(dk_tokenizer_decode(t, ids, n, &back, &blen, &e) == DK_OK, "%s", e.msg);
-        ck_assert_msg(blen == len && !memcmp(back, text, len), "%s: decode(encode(\"%s\")) = \"%s\"", name, text, back);
+        ck_assert_msg(blen == len && !memcmp(back, text, len), "%s: decode(encode(\"%s\")) = \"%s\"", name,
+                      text, back);
         free(back);
         free(ids);
         cJSON *splits = cJSON_GetObjectItem(c, "splits");
@@ -183,7 +186,8 @@ static void check_books(const char *set, const char *gz) {
         if (!p) continue;
         size_t n;
         char *text = slurp(p, &n);
-        size_t start = (size_t)cJSON_GetObjectItem(b, "start")->valuedouble, end = (size_t)cJSON_GetObjectItem(b, "end")->valuedouble;
+        size_t start = (size_t)cJSON_GetObjectItem(b, "start")->valuedouble,
+               end = (size_t)cJSON_GetObjectItem(b, "end")->valuedouble;
         ck_assert(start < end && end <= n);
         char hex[DK_SHA256_HEX_LEN + 1];
         dk_sha256_hex(text + start, end - start, hex);
@@ -203,8 +207,9 @@ static void check_books(const char *set, const char *gz) {
             for (int i = 0; i < m; i++)
                 for (int k = 0; k < 4; k++) le[4 * i + k] = (uint8_t)((uint32_t)ids[i] >> (8 * k));
             dk_sha256_hex(le, 4 * (size_t)m, hex);
-            ck_assert_msg(!strcmp(hex, cJSON_GetObjectItem(s, "ids_sha256")->valuestring), "%s: %s ids differ from the reference",
-                          set, cJSON_GetObjectItem(b, "fixture")->valuestring);
+            ck_assert_msg(!strcmp(hex, cJSON_GetObjectItem(s, "ids_sha256")->valuestring),
+                          "%s: %s ids differ from the reference", set,
+                          cJSON_GetObjectItem(b, "fixture")->valuestring);
             char *back;
             size_t bl;
             ck_assert(dk_tokenizer_decode(t, ids, m, &back, &bl, &e) == DK_OK);
@@ -252,7 +257,8 @@ START_TEST(test_bytes_lossless) {
         for (int i = 0; i < m; i++) {
             size_t L;
             const char *p = dk_tokenizer_decode_piece(t, -1, ids[i], &L);
-            ck_assert_msg(at + L <= n && !memcmp(buf + at, p, L), "round %d: piece %d does not match the input", round, i);
+            ck_assert_msg(at + L <= n && !memcmp(buf + at, p, L),
+                          "round %d: piece %d does not match the input", round, i);
             at += L;
         }
         ck_assert_uint_eq(at, n);
@@ -265,11 +271,16 @@ END_TEST
 /* Invalid UTF-8 decodes to one U+FFFD per maximal invalid subsequence (WHATWG / from_utf8_lossy). */
 START_TEST(test_decode_invalid_utf8) {
     dk_tokenizer *t = load_vocab("bpe_gpt2.gguf.gz", NULL);
-    static const struct { const char *in, *out; } cases[] = {
-        {"\xE4\xBD" "A", "\xEF\xBF\xBD" "A"},               /* truncated 3-byte sequence: one */
-        {"\xFF\xFE", "\xEF\xBF\xBD\xEF\xBF\xBD"},           /* never-valid bytes: one each */
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"\xE4\xBD"
+         "A",
+         "\xEF\xBF\xBD"
+         "A"},                                                    /* truncated 3-byte sequence: one */
+        {"\xFF\xFE", "\xEF\xBF\xBD\xEF\xBF\xBD"},                 /* never-valid bytes: one each */
         {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* overlong: E0 80 is not a prefix */
-        {"a\xF0\x9F\x98", "a\xEF\xBF\xBD"},                 /* truncated emoji at the end */
+        {"a\xF0\x9F\x98", "a\xEF\xBF\xBD"},                       /* truncated emoji at the end */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int32_t *ids;
@@ -342,13 +353,26 @@ END_TEST
 /* ---- hand-built vocabularies and bad input ---- */
 
 /* A 7-token byte-level vocabulary: "a", "b", "Ġ", "ab", "Ġab", "abab", "<|x|>". */
-static const char *const tiny_tokens[] = {"a", "b", "\xC4\xA0", "ab", "\xC4\xA0" "ab", "abab", "<|x|>"};
+static const char *const tiny_tokens[] = {"a",
+                                          "b",
+                                          "\xC4\xA0",
+                                          "ab",
+                                          "\xC4\xA0"
+                                          "ab",
+                                          "abab",
+                                          "<|x|>"};
 static const int32_t tiny_types[] = {1, 1, 1, 1, 1, 1, 3};
 
 START_TEST(test_tiny_vocab_merges) {
     const char *merges[] = {"a b", "\xC4\xA0 ab", "ab ab"};
-    dk_bpe_vocab v = {.n_vocab = 7, .tokens = tiny_tokens, .types = tiny_types, .n_merges = 3, .merges = merges,
-                      .bos_id = -1, .eos_id = 6, .unk_id = -1};
+    dk_bpe_vocab v = {.n_vocab = 7,
+                      .tokens = tiny_tokens,
+                      .types = tiny_types,
+                      .n_merges = 3,
+                      .merges = merges,
+                      .bos_id = -1,
+                      .eos_id = 6,
+                      .unk_id = -1};
     dk_tokenizer *t;
     dk_err e = {{0}};
     ck_assert_msg(dk_tokenizer_create_bpe(&v, &t, &e) == DK_OK, "%s", e.msg);
@@ -366,7 +390,8 @@ START_TEST(test_tiny_vocab_merges) {
     ck_assert_int_eq(dk_tokenizer_encode(t, "a", 1, true, &ids, &n, &e), DK_ERR_ARG);
     /* a byte with no token and no unknown token */
     ck_assert_int_eq(dk_tokenizer_encode(t, "abc", 3, false, &ids, &n, &e), DK_ERR_UNSUPPORTED);
-    ck_assert_str_eq(e.msg, "tokenizer: text byte offset 2: byte 0x63 has no token and the vocabulary no unknown token");
+    ck_assert_str_eq(
+        e.msg, "tokenizer: text byte offset 2: byte 0x63 has no token and the vocabulary no unknown token");
     dk_tokenizer_free(t);
 }
 END_TEST
@@ -375,8 +400,14 @@ START_TEST(test_bad_vocab) {
     dk_tokenizer *t;
     dk_err e = {{0}};
     const char *m1[] = {"a b", "a c"};
-    dk_bpe_vocab v = {.n_vocab = 7, .tokens = tiny_tokens, .types = tiny_types, .n_merges = 2, .merges = m1,
-                      .bos_id = -1, .eos_id = -1, .unk_id = -1};
+    dk_bpe_vocab v = {.n_vocab = 7,
+                      .tokens = tiny_tokens,
+                      .types = tiny_types,
+                      .n_merges = 2,
+                      .merges = m1,
+                      .bos_id = -1,
+                      .eos_id = -1,
+                      .unk_id = -1};
     ck_assert_int_eq(dk_tokenizer_create_bpe(&v, &t, &e), DK_ERR_FORMAT);
     ck_assert_str_eq(e.msg, "tokenizer (bpe): merge 1 'a c': the right part is not a token");
     const char *m2[] = {"b a"};
@@ -396,7 +427,8 @@ START_TEST(test_bad_vocab) {
     v.pre = NULL;
     v.eos_id = 7;
     ck_assert_int_eq(dk_tokenizer_create_bpe(&v, &t, &e), DK_ERR_FORMAT);
-    ck_assert_str_eq(e.msg, "tokenizer (bpe): special token id out of range (bos -1, eos 7, unk -1, n_vocab 7)");
+    ck_assert_str_eq(e.msg,
+                     "tokenizer (bpe): special token id out of range (bos -1, eos 7, unk -1, n_vocab 7)");
     v.eos_id = -1;
     int32_t bad_types[] = {1, 1, 1, 1, 1, 1, 9};
     v.types = bad_types;
@@ -440,8 +472,8 @@ START_TEST(test_cli_vocab_only) {
         FILE *f = fopen(txt, "wb");
         ck_assert(f && fwrite(text, 1, strlen(text), f) == strlen(text) && fclose(f) == 0);
         cJSON *id;
-        cJSON_ArrayForEach(id, cJSON_GetObjectItem(c, "ids"))
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", want[0] ? " " : "", id->valueint);
+        cJSON_ArrayForEach(id, cJSON_GetObjectItem(c, "ids")) snprintf(
+            want + strlen(want), sizeof want - strlen(want), "%s%d", want[0] ? " " : "", id->valueint);
         strcat(want, "\n");
         snprintf(cmd, sizeof cmd, "%s tokenize '%s' -f '%s'", dk_test_cli(), path, txt);
         ck_assert_msg(dk_test_run(cmd, 0, &out) == 0, "%s failed", cmd);

@@ -16,10 +16,12 @@
 static const char *PROMPT = "Context: the sky.\n\nQuestion: what colour?";
 
 /* apply() with the template chosen by select(override, NULL, jinja, arch, pre) */
-static char *render(const char *override, const char *jinja, const char *arch, const char *pre, dk_chat_template *t) {
+static char *render(const char *override, const char *jinja, const char *arch, const char *pre,
+                    dk_chat_template *t) {
     dk_err e = {{0}};
-    ck_assert_msg(dk_chat_template_select(override, NULL, jinja, jinja ? strlen(jinja) : 0, arch, pre, t, &e) == DK_OK,
-                  "%s", e.msg);
+    ck_assert_msg(
+        dk_chat_template_select(override, NULL, jinja, jinja ? strlen(jinja) : 0, arch, pre, t, &e) == DK_OK,
+        "%s", e.msg);
     char *out;
     size_t n;
     ck_assert(dk_chat_template_apply(t, PROMPT, strlen(PROMPT), &out, &n, &e) == DK_OK);
@@ -42,9 +44,13 @@ START_TEST(test_jinja_goldens) {
     cJSON *root = cJSON_Parse(js);
     free(js);
     ck_assert(root != NULL);
-    static const struct { const char *name, *kind; bool has_system; } want[] = {
-        {"qwen3", "chatml", false}, {"llama3", "llama3", false}, {"llama3_trim", "llama3", false},
-        {"chatml_default_system", "chatml", true}, {"llama31_dated", "llama3", true}, {"llama2_inst", "llama2", false},
+    static const struct {
+        const char *name, *kind;
+        bool has_system;
+    } want[] = {
+        {"qwen3", "chatml", false},        {"llama3", "llama3", false},
+        {"llama3_trim", "llama3", false},  {"chatml_default_system", "chatml", true},
+        {"llama31_dated", "llama3", true}, {"llama2_inst", "llama2", false},
     };
     int seen = 0;
     cJSON *c;
@@ -57,10 +63,12 @@ START_TEST(test_jinja_goldens) {
         dk_chat_template t;
         dk_err e = {{0}};
         /* arch/pre that would pick another kind: the template text must win */
-        ck_assert(dk_chat_template_select(NULL, NULL, jinja, strlen(jinja), "llama", "gpt-2", &t, &e) == DK_OK);
+        ck_assert(dk_chat_template_select(NULL, NULL, jinja, strlen(jinja), "llama", "gpt-2", &t, &e) ==
+                  DK_OK);
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
             if (strcmp(want[k].name, name)) continue;
-            ck_assert_msg(!strcmp(dk_chat_template_name(t.kind), want[k].kind), "%s: kind %s", name, dk_chat_template_name(t.kind));
+            ck_assert_msg(!strcmp(dk_chat_template_name(t.kind), want[k].kind), "%s: kind %s", name,
+                          dk_chat_template_name(t.kind));
             ck_assert_msg((t.system[0] != 0) == want[k].has_system, "%s: system \"%s\"", name, t.system);
             seen++;
         }
@@ -93,7 +101,8 @@ START_TEST(test_exact_strings) {
     free(s);
     s = render("llama3", NULL, NULL, NULL, &t);
     ck_assert_str_eq(s, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
-                        "Context: the sky.\n\nQuestion: what colour?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+                        "Context: the sky.\n\nQuestion: what "
+                        "colour?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
     free(s);
     s = render("llama2", NULL, NULL, NULL, &t);
     ck_assert_str_eq(s, "[INST] Context: the sky.\n\nQuestion: what colour? [/INST]");
@@ -118,7 +127,8 @@ START_TEST(test_fallbacks) {
     free(s);
     s = render(NULL, NULL, "llama", "llama-bpe", &t);
     ck_assert_int_eq(t.kind, DK_CHAT_TEMPLATE_LLAMA3);
-    ck_assert_str_eq(t.source, "no tokenizer.chat_template; Llama-3 tokenizer (tokenizer.ggml.pre llama-bpe)");
+    ck_assert_str_eq(t.source,
+                     "no tokenizer.chat_template; Llama-3 tokenizer (tokenizer.ggml.pre llama-bpe)");
     free(s);
     s = render(NULL, NULL, "llama", NULL, &t);
     ck_assert_int_eq(t.kind, DK_CHAT_TEMPLATE_NONE);
@@ -144,7 +154,8 @@ START_TEST(test_parts_split) {
     for (int k = DK_CHAT_TEMPLATE_NONE; k <= DK_CHAT_TEMPLATE_LLAMA2; k++) {
         dk_chat_template t;
         dk_err e = {{0}};
-        ck_assert(dk_chat_template_select(dk_chat_template_name((dk_chat_template_kind)k), NULL, NULL, 0, NULL, NULL, &t, &e) == DK_OK);
+        ck_assert(dk_chat_template_select(dk_chat_template_name((dk_chat_template_kind)k), NULL, NULL, 0,
+                                          NULL, NULL, &t, &e) == DK_OK);
         dk_chat_parts p;
         ck_assert(dk_chat_template_parts(&t, &p, &e) == DK_OK);
         const char *context = "Passage 1: ...\n", *question = "Question: who?";
@@ -170,7 +181,9 @@ START_TEST(test_system_override_and_errors) {
     ck_assert(dk_chat_template_select("chatml", "Be brief.", NULL, 0, NULL, NULL, &t, &e) == DK_OK);
     char *out;
     ck_assert(dk_chat_template_apply(&t, "x", 1, &out, NULL, &e) == DK_OK);
-    ck_assert_str_eq(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+    ck_assert_str_eq(
+        out,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
     free(out);
     ck_assert(dk_chat_template_select("chatml", "", NULL, 0, NULL, NULL, &t, &e) == DK_OK);
     ck_assert(dk_chat_template_apply(&t, "x", 1, &out, NULL, &e) == DK_OK);

@@ -45,10 +45,20 @@
 
 static bool g_native;
 
-#define SKIP_UNLESS_NATIVE() do { if (!g_native) return; } while (0)
+#define SKIP_UNLESS_NATIVE()   \
+    do {                       \
+        if (!g_native) return; \
+    } while (0)
 
-static uint64_t rng_next(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
-static float rng_unit(uint64_t *s) { return (float)((rng_next(s) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+static float rng_unit(uint64_t *s) {
+    return (float)((rng_next(s) >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
 
 /* ---- one product against the derived elementwise bound ---- */
 
@@ -59,7 +69,10 @@ static void check_product(int m, int n, int k, int ldy, bool w_bf16, float beta)
     for (int i = 0; i < m * k; i++) x[i] = rng_unit(&s) * (i % 7 == 0 ? 30.0f : 1.0f);
     for (int i = 0; i < n * k; i++) {
         w[i] = rng_unit(&s) * 0.2f;
-        if (w_bf16) { wb[i] = dk_f32_to_bf16(w[i]); w[i] = dk_bf16_to_f32(wb[i]); } /* the file's exact values */
+        if (w_bf16) {
+            wb[i] = dk_f32_to_bf16(w[i]);
+            w[i] = dk_bf16_to_f32(wb[i]);
+        } /* the file's exact values */
     }
     for (int i = 0; i < m * ldy; i++) y[i] = beta != 0.0f ? rng_unit(&s) : NAN; /* beta 0 must overwrite */
     float *y0 = malloc((size_t)m * ldy * 4);
@@ -67,29 +80,42 @@ static void check_product(int m, int n, int k, int ldy, bool w_bf16, float beta)
     dk_bf16_backend *b = NULL;
     dk_err e = {{0}};
     ck_assert_msg(dk_bf16_backend_init(&b, &e) == DK_OK, "%s", e.msg);
-    ck_assert_msg(dk_bf16_matmul(b, y, ldy, x, w_bf16 ? (const void *)wb : (const void *)w, w_bf16, m, n, k, beta, 2, &e) == DK_OK, "%s", e.msg);
-    double gk = k * 0x1p-24 / (1 - k * 0x1p-24), rel = (w_bf16 ? U_BF16 : 2 * U_BF16 + U_BF16 * U_BF16) + gk * (1 + U_BF16) * (1 + U_BF16);
+    ck_assert_msg(dk_bf16_matmul(b, y, ldy, x, w_bf16 ? (const void *)wb : (const void *)w, w_bf16, m, n, k,
+                                 beta, 2, &e) == DK_OK,
+                  "%s", e.msg);
+    double gk = k * 0x1p-24 / (1 - k * 0x1p-24),
+           rel = (w_bf16 ? U_BF16 : 2 * U_BF16 + U_BF16 * U_BF16) + gk * (1 + U_BF16) * (1 + U_BF16);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < ldy; j++) {
             float got = y[(size_t)i * ldy + j];
-            if (j >= n) { ck_assert_msg(isnan(y0[(size_t)i * ldy + j]) ? isnan(got) : got == y0[(size_t)i * ldy + j], "column %d beyond n written", j); continue; }
+            if (j >= n) {
+                ck_assert_msg(isnan(y0[(size_t)i * ldy + j]) ? isnan(got) : got == y0[(size_t)i * ldy + j],
+                              "column %d beyond n written", j);
+                continue;
+            }
             double exact = beta != 0.0f ? y0[(size_t)i * ldy + j] : 0.0, mag = 0;
             for (int t = 0; t < k; t++) {
                 exact += (double)x[(size_t)i * k + t] * w[(size_t)j * k + t];
                 mag += fabs((double)x[(size_t)i * k + t] * w[(size_t)j * k + t]);
             }
             double bound = rel * mag + (beta != 0.0f ? 0x1p-24 * (fabs(exact) + 1) : 0);
-            ck_assert_msg(fabs(got - exact) <= bound, "m=%d n=%d k=%d y[%d][%d] = %.9g, exact %.9g, bound %.3g", m, n, k, i, j, got, exact, bound);
+            ck_assert_msg(fabs(got - exact) <= bound,
+                          "m=%d n=%d k=%d y[%d][%d] = %.9g, exact %.9g, bound %.3g", m, n, k, i, j, got,
+                          exact, bound);
         }
     dk_bf16_backend_free(b);
-    free(x); free(w); free(wb); free(y); free(y0);
+    free(x);
+    free(w);
+    free(wb);
+    free(y);
+    free(y0);
 }
 
 START_TEST(test_product_bound) {
     SKIP_UNLESS_NATIVE();
     check_product(37, 45, 128, 45, false, 0.0f);
     check_product(37, 45, 128, 45, true, 0.0f);
-    check_product(64, 96, 384, 100, false, 1.0f);  /* row stride > n, accumulate into Y */
+    check_product(64, 96, 384, 100, false, 1.0f); /* row stride > n, accumulate into Y */
     check_product(9, 1000, 896, 1000, true, 0.0f);
 }
 END_TEST
@@ -122,34 +148,42 @@ static float *all_logits(dk_model *m, const int32_t *tok, int n, dk_compute mode
     return lg;
 }
 
-static const char *const MODELS[] = {TINY_MODEL, "tests/data/ref_llama_f32.gguf", "tests/data/ref_qwen2_f32.gguf",
-                                     "tests/data/ref_tiny_bf16.gguf", "tests/data/ref_tiny_q8_0.gguf"};
+static const char *const MODELS[] = {TINY_MODEL, "tests/data/ref_llama_f32.gguf",
+                                     "tests/data/ref_qwen2_f32.gguf", "tests/data/ref_tiny_bf16.gguf",
+                                     "tests/data/ref_tiny_q8_0.gguf"};
 static const char *const GOLDENS[] = {"tests/data/tiny_logits_f32.logits", "tests/data/ref_llama_f32.logits",
                                       "tests/data/ref_qwen2_f32.logits", "tests/data/ref_tiny_bf16.logits",
                                       "tests/data/ref_tiny_q8_0.logits"};
 
 START_TEST(test_model_logits_bound) {
     SKIP_UNLESS_NATIVE();
-    if (access(MODELS[_i], R_OK) != 0) { printf("SKIP %s absent\n", MODELS[_i]); return; }
+    if (access(MODELS[_i], R_OK) != 0) {
+        printf("SKIP %s absent\n", MODELS[_i]);
+        return;
+    }
     dk_test_logits g;
     dk_test_logits_load(GOLDENS[_i], 0, &g);
     dk_model *m = NULL;
     dk_err e = {{0}};
     ck_assert_msg(dk_model_load(MODELS[_i], NULL, &m, &e) == DK_OK, "%s", e.msg);
     int n = g.n_tokens, V = m->cfg.n_vocab;
-    ck_assert_msg(n > DK_COMPUTE_MIN_M, "%s: a %d-token prompt would not reach the bf16 path", GOLDENS[_i], n);
+    ck_assert_msg(n > DK_COMPUTE_MIN_M, "%s: a %d-token prompt would not reach the bf16 path", GOLDENS[_i],
+                  n);
     float *f = all_logits(m, g.tokens, n, DK_COMPUTE_F32), *b = all_logits(m, g.tokens, n, DK_COMPUTE_BF16);
     float scale = 0;
     for (size_t i = 0; i < (size_t)n * V; i++) scale = fabsf(f[i]) > scale ? fabsf(f[i]) : scale;
     double P = BF16_PRODUCTS(m->cfg.n_layer), bound = P * 2 * U_BF16;
     double err = dk_test_rel_err(b, f, (size_t)n * V, scale);
     printf("%s: bf16 vs f32 logits: max |diff| / max |logit| = %.5f (bound %.4f)\n", MODELS[_i], err, bound);
-    ck_assert_msg(err <= bound, "%s: bf16 logits off by %.5f of the scale (bound %.4f)", MODELS[_i], err, bound);
+    ck_assert_msg(err <= bound, "%s: bf16 logits off by %.5f of the scale (bound %.4f)", MODELS[_i], err,
+                  bound);
     ck_assert_msg(err > 0, "%s: bf16 logits equal f32 bit for bit: the bf16 path did not run", MODELS[_i]);
     if (_i == 0) /* the bundled model: the decisions are the same on its golden prompt */
         for (int r = 0; r < n; r++)
-            ck_assert_msg(dk_argmax(f + (size_t)r * V, V) == dk_argmax(b + (size_t)r * V, V), "row %d: argmax differs", r);
-    free(f); free(b);
+            ck_assert_msg(dk_argmax(f + (size_t)r * V, V) == dk_argmax(b + (size_t)r * V, V),
+                          "row %d: argmax differs", r);
+    free(f);
+    free(b);
     dk_model_free(m);
     dk_test_logits_free(&g);
 }
@@ -158,7 +192,10 @@ END_TEST
 /* Greedy continuation of the golden passkey prompt cut before its answer. */
 START_TEST(test_greedy_equal) {
     SKIP_UNLESS_NATIVE();
-    if (access(TINY_MODEL, R_OK) != 0) { printf("SKIP %s absent\n", TINY_MODEL); return; }
+    if (access(TINY_MODEL, R_OK) != 0) {
+        printf("SKIP %s absent\n", TINY_MODEL);
+        return;
+    }
     size_t len;
     char *text = dk_test_read_file(TINY_PROMPT, &len);
     char *cut = NULL;
@@ -168,7 +205,9 @@ START_TEST(test_greedy_equal) {
     dk_model *m = NULL;
     const dk_tokenizer *tok;
     dk_err e = {{0}};
-    ck_assert_msg(dk_model_load(TINY_MODEL, NULL, &m, &e) == DK_OK && dk_model_tokenizer(m, &tok, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_model_load(TINY_MODEL, NULL, &m, &e) == DK_OK &&
+                      dk_model_tokenizer(m, &tok, &e) == DK_OK,
+                  "%s", e.msg);
     int32_t *ids = NULL, out[2][160];
     int n_ids = 0, n_out[2];
     ck_assert(dk_tokenizer_encode(tok, text, strlen(text), true, &ids, &n_ids, &e) == DK_OK);
@@ -177,7 +216,8 @@ START_TEST(test_greedy_equal) {
         dk_ctx *c = NULL;
         ck_assert(dk_ctx_create(m, n_ids + 12, &c, &e) == DK_OK);
         ck_assert(dk_ctx_set_compute(c, mode ? DK_COMPUTE_BF16 : DK_COMPUTE_F32, &e) == DK_OK);
-        ck_assert_msg(dk_generate_greedy(c, ids, n_ids, n_ids + 12, -1, out[mode], &n_out[mode], &e) == DK_OK, "%s", e.msg);
+        ck_assert_msg(dk_generate_greedy(c, ids, n_ids, n_ids + 12, -1, out[mode], &n_out[mode], &e) == DK_OK,
+                      "%s", e.msg);
         dk_ctx_free(c);
     }
     ck_assert_int_eq(n_out[0], n_out[1]);
@@ -201,8 +241,10 @@ START_TEST(test_small_m_f32) {
     float scale = 0;
     for (int i = 0; i < 4 * V; i++) scale = fabsf(f[i]) > scale ? fabsf(f[i]) : scale;
     double err = dk_test_rel_err(b, f, (size_t)4 * V, scale);
-    ck_assert_msg(err <= 1e-5, "4-row chunk in bf16 mode off by %.3g of the scale (f32 arithmetic expected)", err);
-    free(f); free(b);
+    ck_assert_msg(err <= 1e-5, "4-row chunk in bf16 mode off by %.3g of the scale (f32 arithmetic expected)",
+                  err);
+    free(f);
+    free(b);
     dk_model_free(m);
 }
 END_TEST
@@ -238,8 +280,11 @@ START_TEST(test_rho0_bit_identical) {
     ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_F32, &e) == DK_OK);
     ck_assert(dk_prefill_run(c, NULL, NULL, ctx, T, q, Q, NULL, &rf, &e) == DK_OK);
     ck_assert(memcmp(rd.ctx_logits, rf.ctx_logits, (size_t)V * 4) != 0);
-    dk_prefill_result_free(&rd); dk_prefill_result_free(&rm); dk_prefill_result_free(&rf);
-    free(hd); free(hm);
+    dk_prefill_result_free(&rd);
+    dk_prefill_result_free(&rm);
+    dk_prefill_result_free(&rf);
+    free(hd);
+    free(hm);
     dk_ctx_free(c);
     dk_model_free(m);
 }
@@ -249,18 +294,24 @@ END_TEST
 
 START_TEST(test_passkey_accuracy) {
     SKIP_UNLESS_NATIVE();
-    if (access(TINY_MODEL, R_OK) != 0) { printf("SKIP %s absent\n", TINY_MODEL); return; }
+    if (access(TINY_MODEL, R_OK) != 0) {
+        printf("SKIP %s absent\n", TINY_MODEL);
+        return;
+    }
     double sc[2][2];
     for (int mode = 0; mode < 2; mode++) {
         char cmd[512], *out = NULL;
-        snprintf(cmd, sizeof cmd, "%s eval %s --task passkey --opt length=1024 -n 6 --seed 3 --method dash --rho 0.5 --compute %s",
-                 dk_test_cli(), TINY_MODEL, mode ? "bf16" : "f32");
+        snprintf(
+            cmd, sizeof cmd,
+            "%s eval %s --task passkey --opt length=1024 -n 6 --seed 3 --method dash --rho 0.5 --compute %s",
+            dk_test_cli(), TINY_MODEL, mode ? "bf16" : "f32");
         ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
         sc[mode][0] = dk_test_field(out, "dense_score");
         sc[mode][1] = dk_test_field(out, "score");
         free(out);
     }
-    printf("passkey 1024 x 6: dense %.1f / %.1f, dash rho 0.5 %.1f / %.1f (f32 / bf16)\n", sc[0][0], sc[1][0], sc[0][1], sc[1][1]);
+    printf("passkey 1024 x 6: dense %.1f / %.1f, dash rho 0.5 %.1f / %.1f (f32 / bf16)\n", sc[0][0], sc[1][0],
+           sc[0][1], sc[1][1]);
     ck_assert(sc[0][0] == sc[1][0]);
     ck_assert(sc[0][1] == sc[1][1]);
 }
@@ -270,9 +321,12 @@ END_TEST
 
 START_TEST(test_refusal) {
     char cmd[512], *out = NULL;
-    snprintf(cmd, sizeof cmd, "DNNL_MAX_CPU_ISA=AVX512_CORE %s generate tests/data/ref_llama_f32.gguf -n 4 --compute bf16", dk_test_cli());
+    snprintf(cmd, sizeof cmd,
+             "DNNL_MAX_CPU_ISA=AVX512_CORE %s generate tests/data/ref_llama_f32.gguf -n 4 --compute bf16",
+             dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
-    ck_assert_msg(strstr(out, "dashkit generate: --compute: bf16 needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as ") == out,
+    ck_assert_msg(strstr(out, "dashkit generate: --compute: bf16 needs native bf16 dot products (AVX512_BF16 "
+                              "or AMX); oneDNN runs this CPU as ") == out,
                   "%s", out);
     ck_assert(strchr(out, '\n') == out + strlen(out) - 1); /* one line */
     free(out);
@@ -290,12 +344,17 @@ END_TEST
 static void identity_of(const char *compute_kv, dk_config_identity *id) {
     char json[512];
     snprintf(json, sizeof json,
-             "{\"models\":[\"m.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],\"methods\":[{\"name\":\"dense\"}],"
-             "\"samples\":2%s}", compute_kv);
+             "{\"models\":[\"m.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],\"methods\":[{"
+             "\"name\":\"dense\"}],"
+             "\"samples\":2%s}",
+             compute_kv);
     dk_config *c = NULL;
     dk_err e = {{0}};
     ck_assert_msg(dk_config_parse(json, strlen(json), "t.json", NULL, &c, &e) == DK_OK, "%s", e.msg);
-    ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[0], "0000000000000000000000000000000000000000000000000000000000000000", id, &e), DK_OK);
+    ck_assert_int_eq(
+        dk_config_cell_identity(c, &c->cells[0],
+                                "0000000000000000000000000000000000000000000000000000000000000000", id, &e),
+        DK_OK);
     dk_config_free(c);
 }
 
@@ -310,13 +369,19 @@ START_TEST(test_config_compute) {
     ck_assert_str_ne(none.task_key, bf16.task_key); /* dense references are not shared across modes */
     ck_assert_ptr_nonnull(strstr(bf16.json, "\"compute\":\"bf16\""));
     ck_assert_ptr_null(strstr(f32.json, "compute"));
-    dk_config_identity_free(&none); dk_config_identity_free(&f32); dk_config_identity_free(&bf16);
-    static const char *const bad[][2] = {{"\"fp16\"", "t.json: compute: compute 'fp16' is not one of f32, bf16"},
-                                         {"16", "t.json: compute: expected a string (f32, bf16), got number 16"}};
+    dk_config_identity_free(&none);
+    dk_config_identity_free(&f32);
+    dk_config_identity_free(&bf16);
+    static const char *const bad[][2] = {
+        {"\"fp16\"", "t.json: compute: compute 'fp16' is not one of f32, bf16"},
+        {"16", "t.json: compute: expected a string (f32, bf16), got number 16"}};
     for (int i = 0; i < 2; i++) {
         char json[512];
-        snprintf(json, sizeof json, "{\"models\":[\"m.gguf\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],"
-                 "\"samples\":2,\"compute\":%s}", bad[i][0]);
+        snprintf(
+            json, sizeof json,
+            "{\"models\":[\"m.gguf\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],"
+            "\"samples\":2,\"compute\":%s}",
+            bad[i][0]);
         dk_config *c = NULL;
         dk_err e = {{0}};
         ck_assert_int_eq(dk_config_parse(json, strlen(json), "t.json", NULL, &c, &e), DK_ERR_ARG);
@@ -349,7 +414,8 @@ START_TEST(test_cli_compute) {
     char *path[2] = {lf, lb};
     for (int i = 0; i < 2; i++) {
         snprintf(path[i], 512, "%s/c_%s.logits", dk_test_tmpdir(), mode[i]);
-        snprintf(cmd, sizeof cmd, "%s logits %s --ids '%s' --out '%s' --compute %s", dk_test_cli(), model, ids, path[i], mode[i]);
+        snprintf(cmd, sizeof cmd, "%s logits %s --ids '%s' --out '%s' --compute %s", dk_test_cli(), model,
+                 ids, path[i], mode[i]);
         char *out = cli_out(cmd);
         ck_assert_msg(strstr(out, i ? "\ncompute: bf16\n" : "\ncompute: f32\n") != NULL, "%s", out);
         free(out);
@@ -361,18 +427,29 @@ START_TEST(test_cli_compute) {
     int64_t wb, wf;
     dk_err e = {{0}};
     ck_assert(dk_memory_read_gguf(model, &cfg, &wb, &wf, NULL, &e) == DK_OK);
-    double bound = BF16_PRODUCTS(cfg.n_layer) * 2 * U_BF16, err = dk_test_rel_err(b.logits, a.logits, (size_t)a.n_tokens * a.n_vocab, a.scale);
+    double bound = BF16_PRODUCTS(cfg.n_layer) * 2 * U_BF16,
+           err = dk_test_rel_err(b.logits, a.logits, (size_t)a.n_tokens * a.n_vocab, a.scale);
     printf("logits --compute bf16 vs f32: %.5f of the scale (bound %.4f)\n", err, bound);
-    ck_assert_msg(err > 0 && err <= bound, "logits --compute bf16: %.5f of the scale (bound %.4f)", err, bound);
-    dk_test_logits_free(&a); dk_test_logits_free(&b); dk_test_logits_free(&g);
-    if (access(TINY_MODEL, R_OK) != 0) { printf("SKIP perplexity --compute: %s absent\n", TINY_MODEL); return; }
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY_MODEL " -f tests/data/ppl_text.txt --ctx 64 --save-logits '%s'", dk_test_cli(), lf);
+    ck_assert_msg(err > 0 && err <= bound, "logits --compute bf16: %.5f of the scale (bound %.4f)", err,
+                  bound);
+    dk_test_logits_free(&a);
+    dk_test_logits_free(&b);
+    dk_test_logits_free(&g);
+    if (access(TINY_MODEL, R_OK) != 0) {
+        printf("SKIP perplexity --compute: %s absent\n", TINY_MODEL);
+        return;
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity " TINY_MODEL " -f tests/data/ppl_text.txt --ctx 64 --save-logits '%s'",
+             dk_test_cli(), lf);
     free(cli_out(cmd));
     dk_test_logits base;
     dk_test_logits_load(lf, 4, &base);
     ck_assert(dk_memory_read_gguf(TINY_MODEL, &cfg, &wb, &wf, NULL, &e) == DK_OK);
     bound = BF16_PRODUCTS(cfg.n_layer) * 2 * U_BF16;
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY_MODEL " -f tests/data/ppl_text.txt --ctx 64 --kl-base '%s' --save-logits '%s' --compute bf16",
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity " TINY_MODEL
+             " -f tests/data/ppl_text.txt --ctx 64 --kl-base '%s' --save-logits '%s' --compute bf16",
              dk_test_cli(), lf, lb);
     char *out = cli_out(cmd);
     ck_assert_msg(!strncmp(out, "compute: bf16\n", 14), "%s", out);
@@ -381,12 +458,16 @@ START_TEST(test_cli_compute) {
     dk_test_logits_load(lb, 4, &chunks);
     ck_assert_int_eq(chunks.n_tokens, base.n_tokens);
     err = dk_test_rel_err(chunks.logits, base.logits, (size_t)base.n_tokens * base.n_vocab, base.scale);
-    printf("perplexity --compute bf16: %.6f vs f32 %.6f; its logits %.5f of the scale (bound %.4f)\n", p, pb, err, bound);
-    ck_assert_msg(p != pb && err > 0 && err <= bound, "perplexity bf16 %.6f vs f32 %.6f, logits off by %.5f", p, pb, err);
+    printf("perplexity --compute bf16: %.6f vs f32 %.6f; its logits %.5f of the scale (bound %.4f)\n", p, pb,
+           err, bound);
+    ck_assert_msg(p != pb && err > 0 && err <= bound, "perplexity bf16 %.6f vs f32 %.6f, logits off by %.5f",
+                  p, pb, err);
     dk_test_logits_free(&chunks);
     free(out);
     dk_test_logits_free(&base);
-    unlink(ids); unlink(lf); unlink(lb);
+    unlink(ids);
+    unlink(lf);
+    unlink(lb);
 }
 END_TEST
 
@@ -411,6 +492,8 @@ static Suite *compute_suite(void) {
 int main(void) {
     dk_blas_init();
     g_native = dk_compute_bf16_native();
-    if (!g_native) printf("SKIP bf16 compute tests: oneDNN runs this CPU as %s (no AVX512_BF16/AMX)\n", dk_compute_isa_name());
+    if (!g_native)
+        printf("SKIP bf16 compute tests: oneDNN runs this CPU as %s (no AVX512_BF16/AMX)\n",
+               dk_compute_isa_name());
     return dk_test_main(compute_suite());
 }

@@ -25,14 +25,13 @@ static dk_config *parse_ok(const char *json) {
 /* ---- expansion ---- */
 
 START_TEST(test_expand_counts_and_params) {
-    const char *json =
-        "{\"name\":\"grid\",\"models\":[\"a.gguf\",\"b.gguf\"],"
-        "\"tasks\":[{\"name\":\"passkey\",\"lengths\":[1024,2048],\"depths\":[10,50,90]},"
-        "           {\"name\":\"niah_single_1\",\"length\":1024}],"
-        "\"methods\":[{\"name\":\"dense\"},"
-        "             {\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":[0.25,0.5]},"
-        "             {\"name\":\"random\",\"rho\":0.5,\"ls\":0.4,\"seed\":[1,2]}],"
-        "\"samples\":10,\"seed\":7,\"threads\":2}";
+    const char *json = "{\"name\":\"grid\",\"models\":[\"a.gguf\",\"b.gguf\"],"
+                       "\"tasks\":[{\"name\":\"passkey\",\"lengths\":[1024,2048],\"depths\":[10,50,90]},"
+                       "           {\"name\":\"niah_single_1\",\"length\":1024}],"
+                       "\"methods\":[{\"name\":\"dense\"},"
+                       "             {\"name\":\"dash\",\"rho\":[0.3,0.5,0.667,0.8],\"ls\":[0.25,0.5]},"
+                       "             {\"name\":\"random\",\"rho\":0.5,\"ls\":0.4,\"seed\":[1,2]}],"
+                       "\"samples\":10,\"seed\":7,\"threads\":2}";
     dk_config *c = parse_ok(json);
     ck_assert_str_eq(c->name, "grid");
     ck_assert_int_eq(c->n_models, 2);
@@ -48,16 +47,22 @@ START_TEST(test_expand_counts_and_params) {
     ck_assert_str_eq(c->cells[0].task_options, "{\"depth\":10,\"length\":1024}");
     ck_assert_str_eq(c->cells[0].method_name, "dense");
     ck_assert_str_eq(c->cells[0].method_params, "{}");
-    static const char *dash[8] = {
-        "{\"ls\":0.25,\"recent\":0,\"rho\":0.3,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.3,\"sink\":0}", "{\"ls\":0.25,\"recent\":0,\"rho\":0.5,\"sink\":0}",
-        "{\"ls\":0.5,\"recent\":0,\"rho\":0.5,\"sink\":0}", "{\"ls\":0.25,\"recent\":0,\"rho\":0.667,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.667,\"sink\":0}",
-        "{\"ls\":0.25,\"recent\":0,\"rho\":0.8,\"sink\":0}", "{\"ls\":0.5,\"recent\":0,\"rho\":0.8,\"sink\":0}"};
+    static const char *dash[8] = {"{\"ls\":0.25,\"recent\":0,\"rho\":0.3,\"sink\":0}",
+                                  "{\"ls\":0.5,\"recent\":0,\"rho\":0.3,\"sink\":0}",
+                                  "{\"ls\":0.25,\"recent\":0,\"rho\":0.5,\"sink\":0}",
+                                  "{\"ls\":0.5,\"recent\":0,\"rho\":0.5,\"sink\":0}",
+                                  "{\"ls\":0.25,\"recent\":0,\"rho\":0.667,\"sink\":0}",
+                                  "{\"ls\":0.5,\"recent\":0,\"rho\":0.667,\"sink\":0}",
+                                  "{\"ls\":0.25,\"recent\":0,\"rho\":0.8,\"sink\":0}",
+                                  "{\"ls\":0.5,\"recent\":0,\"rho\":0.8,\"sink\":0}"};
     for (int i = 0; i < 8; i++) {
         ck_assert_str_eq(c->cells[1 + i].method_name, "dash");
         ck_assert_str_eq(c->cells[1 + i].method_params, dash[i]);
     }
-    ck_assert_str_eq(c->cells[9].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":1,\"sink\":0}");
-    ck_assert_str_eq(c->cells[10].method_params, "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":2,\"sink\":0}");
+    ck_assert_str_eq(c->cells[9].method_params,
+                     "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":1,\"sink\":0}");
+    ck_assert_str_eq(c->cells[10].method_params,
+                     "{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"seed\":2,\"sink\":0}");
     /* depth varies faster than length: task keys in the order written (lengths, depths) */
     ck_assert_str_eq(c->cells[11].task_options, "{\"depth\":50,\"length\":1024}");
     ck_assert_str_eq(c->cells[33].task_options, "{\"depth\":10,\"length\":2048}");
@@ -66,11 +71,13 @@ START_TEST(test_expand_counts_and_params) {
     ck_assert_str_eq(c->models[c->cells[77].model], "b.gguf");
 
     /* every cell distinct: identities pairwise different */
-    char (*keys)[65] = calloc(c->n_cells, sizeof *keys);
+    char(*keys)[65] = calloc(c->n_cells, sizeof *keys);
     for (size_t i = 0; i < c->n_cells; i++) {
         dk_config_identity id;
         dk_err e = {{0}};
-        ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[i], c->cells[i].model ? dk_one_sha : dk_zero_sha, &id, &e), DK_OK);
+        ck_assert_int_eq(
+            dk_config_cell_identity(c, &c->cells[i], c->cells[i].model ? dk_one_sha : dk_zero_sha, &id, &e),
+            DK_OK);
         memcpy(keys[i], id.key, 65);
         dk_config_identity_free(&id);
         for (size_t j = 0; j < i; j++) ck_assert_str_ne(keys[i], keys[j]);
@@ -102,12 +109,15 @@ START_TEST(test_million_cell_grid) {
     size_t cap = 64 << 10, n = 0;
     char *js = malloc(cap);
     ck_assert_ptr_nonnull(js);
-    n += (size_t)snprintf(js + n, cap - n, "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
-                                           "\"methods\":[{\"name\":\"dash\",\"rho\":[");
+    n += (size_t)snprintf(js + n, cap - n,
+                          "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
+                          "\"methods\":[{\"name\":\"dash\",\"rho\":[");
     for (int i = 0; i < 1000; i++) n += (size_t)snprintf(js + n, cap - n, "%s%g", i ? "," : "", i / 1000.0);
     n += (size_t)snprintf(js + n, cap - n, "],\"ls\":[");
     for (int i = 0; i < 998; i++) n += (size_t)snprintf(js + n, cap - n, "%s%g", i ? "," : "", i / 1000.0);
-    n += (size_t)snprintf(js + n, cap - n, "]},{\"name\":\"dense\"},{\"name\":\"dash\",\"ls\":0.5,\"rho\":0.25}],\"samples\":1}");
+    n += (size_t)snprintf(
+        js + n, cap - n,
+        "]},{\"name\":\"dense\"},{\"name\":\"dash\",\"ls\":0.5,\"rho\":0.25}],\"samples\":1}");
     ck_assert_uint_lt(n, cap);
     dk_config *c = parse_ok(js);
     free(js);
@@ -125,16 +135,18 @@ END_TEST
 /* ---- identity ---- */
 
 START_TEST(test_identity) {
-    dk_config *c = parse_ok("{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depth\":50}],"
-                            "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":0.5,\"ls\":0.4}],"
-                            "\"samples\":10,\"seed\":3}");
+    dk_config *c = parse_ok(
+        "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depth\":50}],"
+        "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":0.5,\"ls\":0.4}],"
+        "\"samples\":10,\"seed\":3}");
     dk_config_identity a, b, d;
     dk_err e = {{0}};
     ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[1], dk_zero_sha, &a, &e), DK_OK);
-    ck_assert_str_eq(a.json, "{\"method\":{\"name\":\"dash\",\"params\":{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"sink\":0}},"
-                             "\"model\":\"0000000000000000000000000000000000000000000000000000000000000000\","
-                             "\"samples\":{\"n\":10,\"seed\":3},"
-                             "\"task\":{\"name\":\"passkey\",\"options\":{\"depth\":50,\"length\":1024}}}");
+    ck_assert_str_eq(
+        a.json, "{\"method\":{\"name\":\"dash\",\"params\":{\"ls\":0.4,\"recent\":0,\"rho\":0.5,\"sink\":0}},"
+                "\"model\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+                "\"samples\":{\"n\":10,\"seed\":3},"
+                "\"task\":{\"name\":\"passkey\",\"options\":{\"depth\":50,\"length\":1024}}}");
     /* key = sha256 of the JSON text, checked with sha256sum(1) */
     char cmd[1024], *out = NULL;
     char path[512];
@@ -160,12 +172,15 @@ START_TEST(test_identity) {
     dk_config_identity_free(&d);
 
     /* other samples count / seed: other cells; seed also changes task_key */
-    dk_config *c2 = parse_ok("{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depth\":50}],"
-                             "\"methods\":[{\"name\":\"dash\",\"rho\":0.5,\"ls\":0.4}],\"samples\":11,\"seed\":3}");
-    dk_config *c3 = parse_ok("{\"models\":[\"m\"],\"tasks\":[{\"depth\":50,\"length\":1024,\"name\":\"passkey\"}],"
-                             "\"methods\":[{\"ls\":0.4,\"name\":\"dash\",\"rho\":0.5}],\"samples\":10,\"seed\":4}");
-    dk_config *c4 = parse_ok("{\"models\":[\"other/path\"],\"tasks\":[{\"depth\":50.0,\"length\":1024,\"name\":\"passkey\"}],"
-                             "\"methods\":[{\"ls\":0.40,\"name\":\"dash\",\"rho\":5e-1}],\"samples\":10,\"seed\":3}");
+    dk_config *c2 = parse_ok(
+        "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depth\":50}],"
+        "\"methods\":[{\"name\":\"dash\",\"rho\":0.5,\"ls\":0.4}],\"samples\":11,\"seed\":3}");
+    dk_config *c3 = parse_ok(
+        "{\"models\":[\"m\"],\"tasks\":[{\"depth\":50,\"length\":1024,\"name\":\"passkey\"}],"
+        "\"methods\":[{\"ls\":0.4,\"name\":\"dash\",\"rho\":0.5}],\"samples\":10,\"seed\":4}");
+    dk_config *c4 = parse_ok(
+        "{\"models\":[\"other/path\"],\"tasks\":[{\"depth\":50.0,\"length\":1024,\"name\":\"passkey\"}],"
+        "\"methods\":[{\"ls\":0.40,\"name\":\"dash\",\"rho\":5e-1}],\"samples\":10,\"seed\":3}");
     dk_config_identity x, y, z, w;
     ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[1], dk_zero_sha, &x, &e), DK_OK);
     ck_assert_int_eq(dk_config_cell_identity(c2, &c2->cells[0], dk_zero_sha, &y, &e), DK_OK);
@@ -192,7 +207,8 @@ START_TEST(test_identity) {
 END_TEST
 
 START_TEST(test_canonical_json) {
-    char *s = dk_config_canonical_json("{ \"b\": 1.0, \"a\": [0.5, \"x\\\"y\", true, null, -2], \"c\": {\"z\": 1e-7, \"y\": 0.1} }");
+    char *s = dk_config_canonical_json(
+        "{ \"b\": 1.0, \"a\": [0.5, \"x\\\"y\", true, null, -2], \"c\": {\"z\": 1e-7, \"y\": 0.1} }");
     ck_assert_str_eq(s, "{\"a\":[0.5,\"x\\\"y\",true,null,-2],\"b\":1,\"c\":{\"y\":0.1,\"z\":1e-07}}");
     free(s);
     s = dk_config_canonical_json("[0.667, 1e20, 123456789012]");
@@ -222,10 +238,12 @@ static const dk_bad_case dk_bad[] = {
     {"[1,2]", DK_ERR_ARG, "bad.json: expected a JSON object at the top level, got array"},
     /* unknown keys */
     {"{\"modles\":[\"m\"]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, compute, analyze)"},
+     "bad.json: modles: unknown key (expected one of: name, description, models, tasks, methods, samples, "
+     "seed, threads, chat, compute, analyze)"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":\"chatlm\"}", DK_ERR_ARG,
      "bad.json: chat: chat template 'chatlm' is unknown (auto, none, chatml, llama3, llama2)"},
-    {"{\"models\":[\"a.gguf\",{\"path\":\"b.gguf\",\"chat\":\"llama4\"}]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
+    {"{\"models\":[\"a.gguf\",{\"path\":\"b.gguf\",\"chat\":\"llama4\"}]," OKT "," OKD ",\"samples\":1}",
+     DK_ERR_ARG,
      "bad.json: models[1].chat: chat template 'llama4' is unknown (auto, none, chatml, llama3, llama2)"},
     {"{\"models\":[{\"chat\":\"none\"}]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG,
      "bad.json: models[0]: missing required key \"path\""},
@@ -233,15 +251,18 @@ static const dk_bad_case dk_bad[] = {
      "bad.json: models[0].template: unknown key (expected one of: path, chat)"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"chat\":1}", DK_ERR_ARG,
      "bad.json: chat: expected a string (auto, none, chatml, llama3, llama2), got number 1"},
-    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rhoo\":0.5}],\"samples\":1}", DK_ERR_ARG,
+    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rhoo\":0.5}],\"samples\":1}",
+     DK_ERR_ARG,
      "bad.json: methods[1].rhoo: unknown parameter for method \"dash\" (accepted: rho, ls, sink, recent)"},
     {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"lenghts\":[1]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: tasks[0].lenghts: unknown option for task \"passkey\" (accepted: length, depth, seed, max_new_tokens)"},
+     "bad.json: tasks[0].lenghts: unknown option for task \"passkey\" (accepted: length, depth, seed, "
+     "max_new_tokens)"},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\",\"rho\":0.5}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].rho: unknown parameter for method \"dense\" (accepted: none)"},
-    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"seed\":1,\"seed\":2}", DK_ERR_ARG, "bad.json: seed: duplicate key"},
-    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"length\":1,\"lengths\":[2]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: tasks[0].lengths: \"length\" is given twice"},
+    {"{" OKM "," OKT "," OKD ",\"samples\":1,\"seed\":1,\"seed\":2}", DK_ERR_ARG,
+     "bad.json: seed: duplicate key"},
+    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"length\":1,\"lengths\":[2]}]," OKD ",\"samples\":1}",
+     DK_ERR_ARG, "bad.json: tasks[0].lengths: \"length\" is given twice"},
     /* wrong types and missing keys */
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"analyze\":{\"rho\":1}}", DK_ERR_ARG,
      "bad.json: analyze.rho: expected a number in [0, 1)"},
@@ -269,17 +290,19 @@ static const dk_bad_case dk_bad[] = {
      "bad.json: methods[0].rho: expected a number for rho, got string \"0.5\""},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash\",\"rho\":[0.5,[0.6]]}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].rho[1]: expected a number, string or boolean, got array"},
-    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash-tau\",\"tau\":0.1,\"relative\":1}],\"samples\":1}", DK_ERR_ARG,
-     "bad.json: methods[0].relative: expected true or false for relative, got number 1"},
+    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash-tau\",\"tau\":0.1,\"relative\":1}],\"samples\":1}",
+     DK_ERR_ARG, "bad.json: methods[0].relative: expected true or false for relative, got number 1"},
     /* empty grids and lists */
-    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\"},{\"name\":\"dash\",\"rho\":[]}],\"samples\":1}",
+    {"{" OKM "," OKT
+     ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\"},{\"name\":\"dash\",\"rho\":[]}],\"samples\":1}",
      DK_ERR_ARG, "bad.json: methods[2].rho: empty grid []"},
     {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"lengths\":[]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
      "bad.json: tasks[0].lengths: empty grid []"},
     {"{\"models\":[]," OKT "," OKD ",\"samples\":1}", DK_ERR_ARG, "bad.json: models: empty list []"},
     {"{" OKM "," OKT ",\"methods\":[],\"samples\":1}", DK_ERR_ARG, "bad.json: methods: empty list []"},
     /* value ranges */
-    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\"},{\"name\":\"dash\",\"rho\":[0.5,1]}],\"samples\":1}",
+    {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\"},{\"name\":\"dash\",\"rho\":[0.5,"
+                     "1]}],\"samples\":1}",
      DK_ERR_ARG, "bad.json: methods[2].rho[1]: rho = 1 is outside [0,1)"},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash\",\"rho\":-0.1}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].rho: rho = -0.1 is outside [0,1)"},
@@ -289,8 +312,8 @@ static const dk_bad_case dk_bad[] = {
      "bad.json: methods[0].tau: tau = -0.5 must be >= 0"},
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dash-keep\",\"keep\":0}],\"samples\":1}", DK_ERR_ARG,
      "bad.json: methods[0].keep: expected an integer >= 1 for keep, got number 0"},
-    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depths\":[50,120]}]," OKD ",\"samples\":1}", DK_ERR_ARG,
-     "bad.json: tasks[0].depths[1]: depth = 120 is outside [0,100]"},
+    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\",\"length\":1024,\"depths\":[50,120]}]," OKD ",\"samples\":1}",
+     DK_ERR_ARG, "bad.json: tasks[0].depths[1]: depth = 120 is outside [0,100]"},
     {"{" OKM "," OKT "," OKD ",\"samples\":0}", DK_ERR_ARG,
      "bad.json: samples: expected an integer in [1, 100000000], got number 0"},
     {"{" OKM "," OKT "," OKD ",\"samples\":1,\"threads\":-1}", DK_ERR_ARG,
@@ -302,9 +325,11 @@ static const dk_bad_case dk_bad[] = {
      "bad.json: methods[0]: snapkv: kernel = 4 must be odd"},
     /* unknown names */
     {"{" OKM "," OKT ",\"methods\":[{\"name\":\"dahs\"}],\"samples\":1}", DK_ERR_ARG,
-     "bad.json: methods[0].name: unknown method \"dahs\" (known: dense, dash, dash-tau, dash-keep, multistep, random, "
+     "bad.json: methods[0].name: unknown method \"dahs\" (known: dense, dash, dash-tau, dash-keep, "
+     "multistep, random, "
      "inverse, dblock, fastv, snapkv)"},
-    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\"},{\"name\":\"paskey\"}]," OKD ",\"samples\":1}", DK_ERR_ARG, NULL},
+    {"{" OKM ",\"tasks\":[{\"name\":\"passkey\"},{\"name\":\"paskey\"}]," OKD ",\"samples\":1}", DK_ERR_ARG,
+     NULL},
 };
 
 START_TEST(test_bad_configs) {
@@ -315,8 +340,12 @@ START_TEST(test_bad_configs) {
     ck_assert_msg(st == b->status, "case %d: status %d, want %d (%s)", _i, st, b->status, e.msg);
     ck_assert_ptr_null(c);
     if (b->msg) ck_assert_str_eq(e.msg, b->msg);
-    else ck_assert_msg(!strncmp(e.msg, "bad.json: tasks[1].name: unknown task \"paskey\" (known: narrativeqa, qasper, multifieldqa_en,", 92),
-                       "got: %s", e.msg);
+    else
+        ck_assert_msg(!strncmp(e.msg,
+                               "bad.json: tasks[1].name: unknown task \"paskey\" (known: narrativeqa, "
+                               "qasper, multifieldqa_en,",
+                               92),
+                      "got: %s", e.msg);
     ck_assert_msg(!strchr(e.msg, '\n'), "one line");
 }
 END_TEST
@@ -370,7 +399,8 @@ START_TEST(test_custom_registry) {
     ck_assert_str_eq(c->cells[1].task_options, "{\"anything\":2}");
     ck_assert_str_eq(c->cells[1].method_params, "{\"alpha\":2}");
     dk_config_free(c);
-    const char *bad = "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"toy\"}],\"methods\":[{\"name\":\"dash\"}],\"samples\":1}";
+    const char *bad =
+        "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"toy\"}],\"methods\":[{\"name\":\"dash\"}],\"samples\":1}";
     ck_assert_int_eq(dk_config_parse(bad, strlen(bad), "r.json", &reg, &c, &e), DK_ERR_ARG);
     ck_assert_str_eq(e.msg, "r.json: methods[0].name: unknown method \"dash\" (known: mine)");
 }
@@ -387,13 +417,18 @@ START_TEST(test_builtin_registry_is_task_registry) {
         for (; t->opts[k].name; k++) ck_assert_str_eq(reg->tasks[i].keys[k], t->opts[k].name);
         ck_assert_ptr_null(reg->tasks[i].keys[k]);
     }
-    dk_config *c = parse_ok("{\"models\":[\"m\"],\"tasks\":[{\"name\":\"niah_multikey_1\",\"length\":2048,"
-                            "\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":[2,4]},{\"name\":\"hotpotqa\","
-                            "\"data\":\"lb/data\"}],\"methods\":[{\"name\":\"snapkv\",\"window\":16,\"layer\":-1}],\"samples\":1}");
+    dk_config *c = parse_ok(
+        "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"niah_multikey_1\",\"length\":2048,"
+        "\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":[2,4]},{\"name\":\"hotpotqa\","
+        "\"data\":\"lb/"
+        "data\"}],\"methods\":[{\"name\":\"snapkv\",\"window\":16,\"layer\":-1}],\"samples\":1}");
     ck_assert_int_eq(c->n_cells, 3);
-    ck_assert_str_eq(c->cells[1].task_options, "{\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":4,\"length\":2048}");
+    ck_assert_str_eq(c->cells[1].task_options,
+                     "{\"depth\":\"random\",\"haystack\":\"noise\",\"keys\":4,\"length\":2048}");
     ck_assert_str_eq(c->cells[2].task_options, "{\"data\":\"lb/data\"}");
-    ck_assert_str_eq(c->cells[0].method_params, "{\"kernel\":5,\"layer\":-1,\"ls\":0.4,\"recent\":0,\"rho\":0.667,\"sink\":0,\"window\":16}");
+    ck_assert_str_eq(
+        c->cells[0].method_params,
+        "{\"kernel\":5,\"layer\":-1,\"ls\":0.4,\"recent\":0,\"rho\":0.667,\"sink\":0,\"window\":16}");
     dk_config_free(c);
 }
 END_TEST
@@ -413,8 +448,10 @@ START_TEST(test_builtin_registry_is_policy_table) {
         ck_assert_ptr_null(reg->methods[i].keys[k]);
         if (p->kind == DK_POLICY_DASH_TAU || p->kind == DK_POLICY_DASH_KEEP) continue; /* need tau / keep */
         char json[256];
-        snprintf(json, sizeof json, "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
-                 "\"methods\":[{\"name\":\"%s\"}],\"samples\":1}", p->name);
+        snprintf(json, sizeof json,
+                 "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
+                 "\"methods\":[{\"name\":\"%s\"}],\"samples\":1}",
+                 p->name);
         dk_config *c = parse_ok(json);
         ck_assert_int_eq(c->n_cells, 1);
         dk_policy_params def;
@@ -425,9 +462,13 @@ START_TEST(test_builtin_registry_is_policy_table) {
         for (size_t j = 0; j < k; j++) {
             const dk_policy_param *d = dk_policy_param_info(p->params[j]);
             char want[64];
-            if (d->type == DK_POLICY_PARAM_BOOL) snprintf(want, sizeof want, "\"%s\":%s", d->name, d->def ? "true" : "false");
-            else snprintf(want, sizeof want, "\"%s\":%.10g", d->name, dk_policy_params_get(&def, p->params[j]));
-            ck_assert_msg(strstr(c->cells[0].method_params, want), "%s: %s lacks %s", p->name, c->cells[0].method_params, want);
+            if (d->type == DK_POLICY_PARAM_BOOL)
+                snprintf(want, sizeof want, "\"%s\":%s", d->name, d->def ? "true" : "false");
+            else
+                snprintf(want, sizeof want, "\"%s\":%.10g", d->name,
+                         dk_policy_params_get(&def, p->params[j]));
+            ck_assert_msg(strstr(c->cells[0].method_params, want), "%s: %s lacks %s", p->name,
+                          c->cells[0].method_params, want);
         }
         dk_config_free(c);
     }

@@ -41,9 +41,12 @@ static dk_model *random_model(void) {
     char **pieces = calloc((size_t)n_vocab, sizeof *pieces);
     int32_t *types = calloc((size_t)n_vocab, sizeof *types);
     ck_assert(pieces && types);
-    pieces[0] = strdup("<unk>"); types[0] = DK_TOKEN_TYPE_UNKNOWN;
-    pieces[1] = strdup("<s>"); types[1] = DK_TOKEN_TYPE_CONTROL;
-    pieces[2] = strdup("</s>"); types[2] = DK_TOKEN_TYPE_CONTROL;
+    pieces[0] = strdup("<unk>");
+    types[0] = DK_TOKEN_TYPE_UNKNOWN;
+    pieces[1] = strdup("<s>");
+    types[1] = DK_TOKEN_TYPE_CONTROL;
+    pieces[2] = strdup("</s>");
+    types[2] = DK_TOKEN_TYPE_CONTROL;
     for (int b = 0; b < 256; b++) {
         char buf[8];
         snprintf(buf, sizeof buf, "<0x%02X>", b);
@@ -57,18 +60,34 @@ static dk_model *random_model(void) {
         pieces[260 + i] = strdup(buf);
         types[260 + i] = DK_TOKEN_TYPE_NORMAL;
     }
-    dk_spm_vocab v = {.n_vocab = n_vocab, .pieces = (const char *const *)pieces, .types = types,
-                      .bos_id = 1, .eos_id = 2, .unk_id = 0, .add_space_prefix = true};
+    dk_spm_vocab v = {.n_vocab = n_vocab,
+                      .pieces = (const char *const *)pieces,
+                      .types = types,
+                      .bos_id = 1,
+                      .eos_id = 2,
+                      .unk_id = 0,
+                      .add_space_prefix = true};
     dk_err e = {{0}};
     dk_tokenizer *tok;
     ck_assert_msg(dk_tokenizer_create_spm(&v, &tok, &e) == DK_OK, "%s", e.msg);
     for (int i = 0; i < n_vocab; i++) free(pieces[i]);
     free(pieces);
     free(types);
-    dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 4, .n_embd = 48, .n_head = 4, .n_head_kv = 2,
-                           .head_dim = 12, .n_ff = 96, .n_vocab = n_vocab, .n_ctx_train = 512,
-                           .rope_theta = 10000, .n_rot = 12, .rope_type = DK_ROPE_TYPE_NORM, .rms_eps = 1e-5f,
-                           .tied_output = false, .qkv_bias = false};
+    dk_model_config cfg = {.arch = DK_ARCH_LLAMA,
+                           .n_layer = 4,
+                           .n_embd = 48,
+                           .n_head = 4,
+                           .n_head_kv = 2,
+                           .head_dim = 12,
+                           .n_ff = 96,
+                           .n_vocab = n_vocab,
+                           .n_ctx_train = 512,
+                           .rope_theta = 10000,
+                           .n_rot = 12,
+                           .rope_type = DK_ROPE_TYPE_NORM,
+                           .rms_eps = 1e-5f,
+                           .tied_output = false,
+                           .qkv_bias = false};
     dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 7, "test-random");
     m->tokenizer = tok; /* the model frees it */
     return m;
@@ -78,7 +97,8 @@ static char *g_ans[] = {"4821 7"};
 static dk_sample synthetic_sample(void) {
     dk_sample s = {0};
     s.id = "synthetic-0";
-    s.context = "a long context with the magic number 4821 7 hidden in it between words and more words here. ";
+    s.context =
+        "a long context with the magic number 4821 7 hidden in it between words and more words here. ";
     s.question = "what is the magic number? the magic number is";
     s.answers = g_ans;
     s.n_answers = 1;
@@ -101,8 +121,14 @@ static dk_status load_passkey(dk_model *m, int n, const char *length, dk_sample_
 
 static double kl_ref(const float *p, const float *q, int n) {
     double mp = -INFINITY, mq = -INFINITY, sp = 0, sq = 0, kl = 0;
-    for (int i = 0; i < n; i++) { if (p[i] > mp) mp = p[i]; if (q[i] > mq) mq = q[i]; }
-    for (int i = 0; i < n; i++) { sp += exp(p[i] - mp); sq += exp(q[i] - mq); }
+    for (int i = 0; i < n; i++) {
+        if (p[i] > mp) mp = p[i];
+        if (q[i] > mq) mq = q[i];
+    }
+    for (int i = 0; i < n; i++) {
+        sp += exp(p[i] - mp);
+        sq += exp(q[i] - mq);
+    }
     for (int i = 0; i < n; i++) {
         double lp = p[i] - mp - log(sp), lq = q[i] - mq - log(sq);
         kl += exp(lp) * (lp - lq);
@@ -196,7 +222,8 @@ static void check_delta(dk_model *m, const dk_sample *s) {
     ck_assert_msg(dk_eval_dense(c, &p, &d, &e) == DK_OK, "%s", e.msg);
     ck_assert_ptr_nonnull(d.delta);
     dk_prefill_result pr;
-    ck_assert_int_eq(dk_prefill_run(c, NULL, NULL, p.p.ids, p.n_context, p.p.ids + p.n_context, p.n_question, NULL, &pr, &e),
+    ck_assert_int_eq(dk_prefill_run(c, NULL, NULL, p.p.ids, p.n_context, p.p.ids + p.n_context, p.n_question,
+                                    NULL, &pr, &e),
                      DK_OK);
     ck_assert_int_eq(memcmp(dk_prefill_next_logits(&pr), d.logits, (size_t)d.n_vocab * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(&pr.ctx_flops, &d.flops_ctx, sizeof pr.ctx_flops), 0);
@@ -205,7 +232,8 @@ static void check_delta(dk_model *m, const dk_sample *s) {
     for (int l = 0; l < L; l++) {
         const dk_eval_delta_stats *ds = &d.delta[l];
         ck_assert_int_eq(ds->n, p.n_context);
-        ck_assert(ds->min > 0 && ds->min <= ds->p10 && ds->p10 <= ds->median && ds->median <= ds->p90 && ds->p90 <= ds->max);
+        ck_assert(ds->min > 0 && ds->min <= ds->p10 && ds->p10 <= ds->median && ds->median <= ds->p90 &&
+                  ds->p90 <= ds->max);
         if (l == L - 1) break; /* no decision at the last layer */
         dk_policy_params pp;
         const dk_policy *pol = policy("dash", &pp, 0.0, (l + 0.5) / L);
@@ -215,8 +243,8 @@ static void check_delta(dk_model *m, const dk_sample *s) {
         ck_assert(r.policy[l].decided);
         ck_assert_msg(r.policy[l].score_min == ds->min && r.policy[l].score_median == ds->median &&
                           r.policy[l].score_max == ds->max,
-                      "layer %d: policy %g/%g/%g vs dense %g/%g/%g", l, r.policy[l].score_min, r.policy[l].score_median,
-                      r.policy[l].score_max, ds->min, ds->median, ds->max);
+                      "layer %d: policy %g/%g/%g vs dense %g/%g/%g", l, r.policy[l].score_min,
+                      r.policy[l].score_median, r.policy[l].score_max, ds->min, ds->median, ds->max);
         dk_eval_result_free(&r);
     }
     dk_eval_result_free(&d);
@@ -325,17 +353,22 @@ START_TEST(test_passkey_consistency) {
         free(txt);
         /* score = the metric of the prediction computed separately (RULER postprocess first) */
         char *pp_pred = dk_metric_ruler_postprocess(r->prediction);
-        double v = dk_metric_sample_score(s->metric, pp_pred, (const char *const *)s->answers, s->n_answers, NULL, 0);
+        double v = dk_metric_sample_score(s->metric, pp_pred, (const char *const *)s->answers, s->n_answers,
+                                          NULL, 0);
         free(pp_pred);
         ck_assert(v == r->score01);
         ck_assert(100 * v == r->score);
         /* decoding after teacher forcing + rewind = a plain greedy decode after the prefill */
         dk_prefill_result pr;
-        ck_assert_int_eq(dk_prefill_run(c, pol, &pp, p.p.ids, p.n_context, p.p.ids + p.n_context, p.n_question, NULL, &pr, &e), DK_OK);
+        ck_assert_int_eq(dk_prefill_run(c, pol, &pp, p.p.ids, p.n_context, p.p.ids + p.n_context,
+                                        p.n_question, NULL, &pr, &e),
+                         DK_OK);
         int32_t plain[64];
         int n_plain;
         ck_assert_int_le(s->max_new_tokens, 64);
-        ck_assert_int_eq(dk_prefill_decode_greedy(c, dk_prefill_next_logits(&pr), s->max_new_tokens, -1, plain, &n_plain, &e), DK_OK);
+        ck_assert_int_eq(dk_prefill_decode_greedy(c, dk_prefill_next_logits(&pr), s->max_new_tokens, -1,
+                                                  plain, &n_plain, &e),
+                         DK_OK);
         int cut = 0;
         while (cut < n_plain) {
             bool stop = false;
@@ -387,17 +420,20 @@ static void check_forced_kl(dk_model *m, const dk_sample *s, const char *method,
     for (int k = 0; k < 2; k++) {
         rows[k] = malloc((size_t)G * V * sizeof(float));
         dk_prefill_result pr;
-        ck_assert_int_eq(dk_prefill_run(c, k ? pol : NULL, &pp, p.p.ids, p.n_context, p.p.ids + p.n_context, p.n_question,
-                                        NULL, &pr, &e), DK_OK);
+        ck_assert_int_eq(dk_prefill_run(c, k ? pol : NULL, &pp, p.p.ids, p.n_context, p.p.ids + p.n_context,
+                                        p.n_question, NULL, &pr, &e),
+                         DK_OK);
         memcpy(rows[k], dk_prefill_next_logits(&pr), (size_t)V * sizeof(float));
         dk_prefill_result_free(&pr);
-        for (int t = 1; t < G; t++) ck_assert_int_eq(dk_forward_decode(c, p.gold[t - 1], rows[k] + (size_t)t * V, &e), DK_OK);
+        for (int t = 1; t < G; t++)
+            ck_assert_int_eq(dk_forward_decode(c, p.gold[t - 1], rows[k] + (size_t)t * V, &e), DK_OK);
     }
     double sum = 0;
     for (int t = 0; t < G; t++) sum += kl_ref(rows[0] + (size_t)t * V, rows[1] + (size_t)t * V, V);
     double want = sum / G, want0 = kl_ref(rows[0], rows[1], V);
     ck_assert_msg(fabs(r.kl - want) <= 1e-6 + 1e-3 * want, "kl %.9g vs separately %.9g", r.kl, want);
-    ck_assert_msg(fabs(r.kl_first - want0) <= 1e-9 + 1e-6 * want0, "kl_first %.12g vs separately %.12g", r.kl_first, want0);
+    ck_assert_msg(fabs(r.kl_first - want0) <= 1e-9 + 1e-6 * want0, "kl_first %.12g vs separately %.12g",
+                  r.kl_first, want0);
     ck_assert(r.kl_max >= r.kl && r.kl_max >= r.kl_first);
     /* answer NLL of each run from the separately obtained rows: -log softmax(row t)[g[t]] */
     double nll[2] = {0, 0};
@@ -409,11 +445,14 @@ static void check_forced_kl(dk_model *m, const dk_sample *s, const char *method,
             for (int i = 0; i < V; i++) z += exp((double)x[i] - mx);
             nll[k] += (mx + log(z) - x[p.gold[t]]) / G;
         }
-    ck_assert_msg(fabs(r.nll_dense - nll[0]) <= 1e-4 + 1e-4 * nll[0], "nll_dense %.9g vs %.9g", r.nll_dense, nll[0]);
-    ck_assert_msg(fabs(r.nll_delta - (nll[1] - nll[0])) <= 2e-4, "nll_delta %.9g vs %.9g", r.nll_delta, nll[1] - nll[0]);
+    ck_assert_msg(fabs(r.nll_dense - nll[0]) <= 1e-4 + 1e-4 * nll[0], "nll_dense %.9g vs %.9g", r.nll_dense,
+                  nll[0]);
+    ck_assert_msg(fabs(r.nll_delta - (nll[1] - nll[0])) <= 2e-4, "nll_delta %.9g vs %.9g", r.nll_delta,
+                  nll[1] - nll[0]);
     if (rho > 0) ck_assert(want > 0);
     /* each stored row is the row obtained separately (batched vs one-by-one rounding only) */
-    for (size_t i = 0; i < (size_t)G * V; i++) ck_assert_msg(fabsf(r.logits[i] - rows[1][i]) < 1e-3f, "row element %zu", i);
+    for (size_t i = 0; i < (size_t)G * V; i++)
+        ck_assert_msg(fabsf(r.logits[i] - rows[1][i]) < 1e-3f, "row element %zu", i);
     free(rows[0]);
     free(rows[1]);
     dk_eval_result_free(&d);
@@ -448,7 +487,10 @@ END_TEST
 START_TEST(test_answer_fidelity_tiny) {
     const char *path = "models/dashkit-tiny.gguf";
     FILE *f = fopen(path, "rb");
-    if (!f) { printf("SKIP: %s absent (train it with scripts/train_tiny.py)\n", path); return; }
+    if (!f) {
+        printf("SKIP: %s absent (train it with scripts/train_tiny.py)\n", path);
+        return;
+    }
     fclose(f);
     dk_model *m = NULL;
     dk_err e = {{0}};
@@ -482,7 +524,8 @@ START_TEST(test_answer_fidelity_tiny) {
         dk_eval_result_free(&d);
         dk_eval_prompt_free(&p);
     }
-    printf("tiny passkey 1024, random rho 0.667: kl %.4f top1 %.3f nll_delta %.4f | kl_first %.2e\n", kl, top1, nll, kl_first);
+    printf("tiny passkey 1024, random rho 0.667: kl %.4f top1 %.3f nll_delta %.4f | kl_first %.2e\n", kl,
+           top1, nll, kl_first);
     ck_assert_msg(kl > 0.1, "answer KL %g", kl);
     ck_assert_msg(top1 < 1.0, "answer top-1 %g", top1);
     ck_assert_msg(nll > 0.0, "answer NLL delta %g", nll);
@@ -529,7 +572,9 @@ START_TEST(test_errors_and_truncation) {
     ck_assert_uint_eq(pt.p.n_dropped, p.p.n - budget);
     ck_assert_int_eq(pt.n_context + pt.n_question, (int)budget);
     ck_assert_int_eq(pt.n_question, p.n_question);
-    ck_assert_int_eq(memcmp(pt.p.ids + budget - budget / 2, p.p.ids + p.p.n - budget / 2, budget / 2 * sizeof(int32_t)), 0);
+    ck_assert_int_eq(
+        memcmp(pt.p.ids + budget - budget / 2, p.p.ids + p.p.n - budget / 2, budget / 2 * sizeof(int32_t)),
+        0);
     pp.rho = 0.5;
     ck_assert_msg(dk_eval_method(c, &pt, pol, &pp, NULL, &r, &e) == DK_OK, "%s", e.msg);
     ck_assert_int_eq(r.n_prompt, (int)budget);
@@ -554,7 +599,10 @@ START_TEST(test_samsum_stops) {
     ck_assert_int_eq(dk_eval_prompt_build(m, &s, 0, &p, &e), DK_OK);
     /* "\n" encodes as ▁ <0x0A>: the last id is the byte piece 3 + 10 */
     bool nl = false, eos = false;
-    for (int k = 0; k < p.n_stop; k++) { nl |= p.stop[k] == 3 + '\n'; eos |= p.stop[k] == 2; }
+    for (int k = 0; k < p.n_stop; k++) {
+        nl |= p.stop[k] == 3 + '\n';
+        eos |= p.stop[k] == 2;
+    }
     ck_assert(nl && eos);
     ck_assert_int_eq(p.min_new_tokens, 1);
     dk_eval_prompt_free(&p);
@@ -574,7 +622,8 @@ START_TEST(test_helpers) {
     const char *a1[] = {"4821"}, *a3[] = {"4821", "99"};
     const char *const *refs[3] = {a1, a1, a3};
     int nr[3] = {1, 1, 2};
-    ck_assert(dk_eval_aggregate_score(DK_METRIC_STRING_MATCH_ALL, v, 3) == dk_metric_ruler_batch_score(1, preds, 3, refs, nr, 1));
+    ck_assert(dk_eval_aggregate_score(DK_METRIC_STRING_MATCH_ALL, v, 3) ==
+              dk_metric_ruler_batch_score(1, preds, 3, refs, nr, 1));
     const char *const *lb[3] = {a1, a1, a1};
     int nl[3] = {1, 1, 1};
     double w[3] = {1.0, 0.0, 1.0};
@@ -609,12 +658,14 @@ END_TEST
 START_TEST(test_cli) {
     DK_SKIP_IF_NULL(stories());
     char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s eval %s -z %s --task passkey --opt length=200 -n 2 --rho 0.5 --ls 0.4", dk_test_cli(),
-             g_model_path, g_tok_path);
+    snprintf(cmd, sizeof cmd, "%s eval %s -z %s --task passkey --opt length=200 -n 2 --rho 0.5 --ls 0.4",
+             dk_test_cli(), g_model_path, g_tok_path);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    const char *names[] = {"\nscore: ", "\nflops_speedup: ", "\nwall_speedup: ", "\nkl: ", "\ntop1: ", "\nnll_delta: ",
-                           "\nkl_max: ", "\nkl_first: ", "\ntop1_first: ", "\ndense_score: "};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) ck_assert_msg(strstr(out, names[i]), "missing '%s' in:\n%s", names[i] + 1, out);
+    const char *names[] = {
+        "\nscore: ",     "\nflops_speedup: ", "\nwall_speedup: ", "\nkl: ",         "\ntop1: ",
+        "\nnll_delta: ", "\nkl_max: ",        "\nkl_first: ",     "\ntop1_first: ", "\ndense_score: "};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        ck_assert_msg(strstr(out, names[i]), "missing '%s' in:\n%s", names[i] + 1, out);
     ck_assert_ptr_nonnull(strstr(out, "passkey-42-0 score="));
     ck_assert_ptr_nonnull(strstr(out, "passkey-42-1 score="));
     double fs = atof(strstr(out, "\nflops_speedup: ") + 16);
@@ -622,8 +673,8 @@ START_TEST(test_cli) {
     free(out);
 
     /* JSON: one object; dense method gives exact identity */
-    snprintf(cmd, sizeof cmd, "%s eval %s -z %s --task passkey --opt length=200 -n 2 --method dense --json", dk_test_cli(),
-             g_model_path, g_tok_path);
+    snprintf(cmd, sizeof cmd, "%s eval %s -z %s --task passkey --opt length=200 -n 2 --method dense --json",
+             dk_test_cli(), g_model_path, g_tok_path);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     cJSON *j = cJSON_Parse(out);
     ck_assert_msg(j != NULL, "not JSON: %s", out);
@@ -634,14 +685,19 @@ START_TEST(test_cli) {
     ck_assert(cJSON_GetObjectItem(j, "top1_first")->valuedouble == 1.0);
     ck_assert(cJSON_GetObjectItem(j, "flops_speedup")->valuedouble == 1.0);
     cJSON *s0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "samples"), 0);
-    ck_assert_str_eq(cJSON_GetObjectItem(s0, "prediction")->valuestring, cJSON_GetObjectItem(s0, "dense_prediction")->valuestring);
+    ck_assert_str_eq(cJSON_GetObjectItem(s0, "prediction")->valuestring,
+                     cJSON_GetObjectItem(s0, "dense_prediction")->valuestring);
     ck_assert_int_eq(cJSON_GetObjectItem(s0, "prompt_tokens")->valueint,
-                     cJSON_GetObjectItem(s0, "context_tokens")->valueint + cJSON_GetObjectItem(s0, "question_tokens")->valueint);
+                     cJSON_GetObjectItem(s0, "context_tokens")->valueint +
+                         cJSON_GetObjectItem(s0, "question_tokens")->valueint);
     cJSON_Delete(j);
     free(out);
 
     /* errors: one line, exit 2 */
-    struct { const char *args; const char *needle; } bad[] = {
+    struct {
+        const char *args;
+        const char *needle;
+    } bad[] = {
         {"--task passkey --method nosuch", "unknown method 'nosuch'"},
         {"--task passkey --rho 1.5", "rho"},
         {"--task passkey --rho abc", "not a number"},
@@ -652,10 +708,12 @@ START_TEST(test_cli) {
         {"", "--task"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        snprintf(cmd, sizeof cmd, "%s eval %s -z %s %s", dk_test_cli(), g_model_path, g_tok_path, bad[i].args);
+        snprintf(cmd, sizeof cmd, "%s eval %s -z %s %s", dk_test_cli(), g_model_path, g_tok_path,
+                 bad[i].args);
         ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
         ck_assert_msg(strstr(out, bad[i].needle), "'%s': %s", bad[i].args, out);
-        ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line for '%s': %s", bad[i].args, out);
+        ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line for '%s': %s", bad[i].args,
+                      out);
         free(out);
     }
     snprintf(cmd, sizeof cmd, "%s eval --help", dk_test_cli());
@@ -726,7 +784,8 @@ START_TEST(test_prefix_sharing) {
         for (int i = 0; i < 5; i++) {
             int r = order[i];
             pol = policy(names[k], &pp, rhos[r], 0.5);
-            ck_assert_msg(dk_eval_method_suffix(c, &p, pol, &pp, &ref, &got, &e) == DK_OK, "%s %s", names[k], e.msg);
+            ck_assert_msg(dk_eval_method_suffix(c, &p, pol, &pp, &ref, &got, &e) == DK_OK, "%s %s", names[k],
+                          e.msg);
             check_same_result(&got, &want[r]);
             /* honest wall time: the shared prefix is inside this run's context time */
             ck_assert(got.wall_prefix_s > 0 && got.wall_prefix_s <= got.wall_ctx_s);
@@ -774,9 +833,19 @@ static dk_model *qwen_vocab_model(void) {
     dk_tokenizer *tok = NULL;
     ck_assert_msg(dk_tokenizer_load_gguf_bpe(g, path, &tok, &e) == DK_OK, "%s", e.msg);
     dk_gguf_close(g);
-    dk_model_config cfg = {.arch = DK_ARCH_LLAMA, .n_layer = 2, .n_embd = 32, .n_head = 2, .n_head_kv = 2,
-                           .head_dim = 16, .n_ff = 64, .n_vocab = dk_tokenizer_n_vocab(tok), .n_ctx_train = 1024,
-                           .rope_theta = 10000, .n_rot = 16, .rope_type = DK_ROPE_TYPE_NEOX, .rms_eps = 1e-6f};
+    dk_model_config cfg = {.arch = DK_ARCH_LLAMA,
+                           .n_layer = 2,
+                           .n_embd = 32,
+                           .n_head = 2,
+                           .n_head_kv = 2,
+                           .head_dim = 16,
+                           .n_ff = 64,
+                           .n_vocab = dk_tokenizer_n_vocab(tok),
+                           .n_ctx_train = 1024,
+                           .rope_theta = 10000,
+                           .n_rot = 16,
+                           .rope_type = DK_ROPE_TYPE_NEOX,
+                           .rms_eps = 1e-6f};
     dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 3, "qwen-vocab");
     m->tokenizer = tok;
     return m;
@@ -784,12 +853,15 @@ static dk_model *qwen_vocab_model(void) {
 
 static void encode_text(const dk_tokenizer *tok, const char *text, int32_t **ids, int *n) {
     dk_err e = {{0}};
-    ck_assert_msg(dk_tokenizer_encode(tok, text, strlen(text), dk_tokenizer_bos(tok) >= 0, ids, n, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_tokenizer_encode(tok, text, strlen(text), dk_tokenizer_bos(tok) >= 0, ids, n, &e) ==
+                      DK_OK,
+                  "%s", e.msg);
 }
 
 /* Builds s's prompt with template t into p and checks its ids are exactly the encoding of `want`
  * (BOS as the tokenizer adds it). */
-static void build_chat_expect(dk_model *m, const dk_sample *s, const dk_chat_template *t, const char *want, dk_eval_prompt *p) {
+static void build_chat_expect(dk_model *m, const dk_sample *s, const dk_chat_template *t, const char *want,
+                              dk_eval_prompt *p) {
     dk_err e = {{0}};
     int32_t *ids = NULL;
     int n = 0;
@@ -825,7 +897,8 @@ START_TEST(test_chat_prompt) {
         ck_assert(dk_tokenizer_decode(tok, p.p.ids, p.n_context, &head, &hl, &e) == DK_OK);
         ck_assert(dk_tokenizer_decode(tok, p.p.ids + p.n_context, p.n_question, &rest, &rl, &e) == DK_OK);
         ck_assert_ptr_nonnull(strstr(head, "<|im_start|>user\nPassage 1:"));
-        ck_assert_ptr_nonnull(strstr(rest, "Question: How tall is the Eiffel Tower?\nAnswer:<|im_end|>\n<|im_start|>assistant\n"));
+        ck_assert_ptr_nonnull(strstr(
+            rest, "Question: How tall is the Eiffel Tower?\nAnswer:<|im_end|>\n<|im_start|>assistant\n"));
         ck_assert_ptr_null(strstr(rest, "Passage"));
         free(head);
         free(rest);
@@ -846,15 +919,17 @@ START_TEST(test_chat_prompt) {
         int32_t *pre = NULL, *suf = NULL;
         int npre = 0, nsuf = 0;
         char pre_text[256];
-        snprintf(pre_text, sizeof pre_text, "%s%s%s<|im_start|>user\n", k ? "<|im_start|>system\n" : "", system[k],
-                 k ? "<|im_end|>\n" : "");
+        snprintf(pre_text, sizeof pre_text, "%s%s%s<|im_start|>user\n", k ? "<|im_start|>system\n" : "",
+                 system[k], k ? "<|im_end|>\n" : "");
         encode_text(tok, pre_text, &pre, &npre);
-        ck_assert(dk_tokenizer_encode(tok, "<|im_end|>\n<|im_start|>assistant\n", 33, false, &suf, &nsuf, &e) == DK_OK);
+        ck_assert(dk_tokenizer_encode(tok, "<|im_end|>\n<|im_start|>assistant\n", 33, false, &suf, &nsuf,
+                                      &e) == DK_OK);
         ck_assert_int_eq(p.n_template, npre + nsuf);
         ck_assert_int_eq(memcmp(q.p.ids, pre, (size_t)npre * sizeof *pre), 0);
         ck_assert_int_eq(memcmp(q.p.ids, p.p.ids, (size_t)(npre + budget / 2) * sizeof *pre), 0);
         ck_assert_int_eq(memcmp(q.p.ids + q.p.n - nsuf - budget / 2, p.p.ids + p.p.n - nsuf - budget / 2,
-                                (size_t)(nsuf + budget / 2) * sizeof *pre), 0);
+                                (size_t)(nsuf + budget / 2) * sizeof *pre),
+                         0);
         ck_assert_int_eq(q.n_context, npre + budget / 2); /* the question is longer than budget/2 tokens */
         free(pre);
         free(suf);
@@ -876,7 +951,8 @@ START_TEST(test_chat_prompt) {
         ck_assert_int_eq(p.n_template, 0);
         dk_eval_prompt_free(&p);
     }
-    ck_assert(dk_eval_chat_applies("hotpotqa") && dk_eval_chat_applies("qasper_e") && dk_eval_chat_applies("passkey"));
+    ck_assert(dk_eval_chat_applies("hotpotqa") && dk_eval_chat_applies("qasper_e") &&
+              dk_eval_chat_applies("passkey"));
     ck_assert(dk_eval_chat_applies("trecx"));
     dk_model_free(m);
 }

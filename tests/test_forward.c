@@ -14,7 +14,10 @@ static dk_model *make_model(const char *shape) { return dk_test_model_shape(shap
 
 static void make_tokens(int32_t *t, int n, int n_vocab) {
     uint32_t s = 12345;
-    for (int i = 0; i < n; i++) { s = s * 1103515245u + 12345u; t[i] = (int32_t)((s >> 8) % (uint32_t)n_vocab); }
+    for (int i = 0; i < n; i++) {
+        s = s * 1103515245u + 12345u;
+        t[i] = (int32_t)((s >> 8) % (uint32_t)n_vocab);
+    }
 }
 
 /* Batched prefill of P tokens then decode == token-by-token decode (<= 1e-5), for every row. */
@@ -39,8 +42,10 @@ static void check_prefill_vs_decode(const char *shape) {
     ck_assert_msg(md <= 1e-5, "%s: max |prefill - token-by-token| = %g", shape, md);
     /* the logits are not trivially equal: rows differ from each other */
     ck_assert(fabs(la[0] - la[(size_t)(N - 1) * V]) > 1e-3);
-    free(la); free(lb);
-    dk_ctx_free(a); dk_ctx_free(b);
+    free(la);
+    free(lb);
+    dk_ctx_free(a);
+    dk_ctx_free(b);
     dk_model_free(m);
 }
 
@@ -68,7 +73,8 @@ START_TEST(test_active_all_bit_identical) {
     ck_assert_int_eq(dk_forward_prefill(c, tok, N, &act, l2, &e), DK_OK);
     ck_assert(memcmp(l1, l2, (size_t)N * V * 4) == 0);
     ck_assert(memcmp(&f1, &dk_ctx_stats(c)->total, sizeof f1) == 0);
-    free(l1); free(l2);
+    free(l1);
+    free(l2);
     dk_ctx_free(c);
     dk_model_free(m);
 }
@@ -77,20 +83,25 @@ END_TEST
 /* ---- halting through the hook ---- */
 
 typedef struct {
-    int decide_layer;      /* AFTER_LAYER of this layer sets the active set */
-    int keep_every;        /* keep rows with index % keep_every == 0, and the last row */
-    float *after;          /* (n, n_embd) hidden state of every row after decide_layer */
+    int decide_layer; /* AFTER_LAYER of this layer sets the active set */
+    int keep_every;   /* keep rows with index % keep_every == 0, and the last row */
+    float *after;     /* (n, n_embd) hidden state of every row after decide_layer */
     int calls_attn, calls_layer;
 } dk_halt_state;
 
-static dk_status halt_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
+static dk_status halt_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next,
+                           dk_err *e) {
     (void)e;
     dk_halt_state *h = user;
-    if (pt == DK_HOOK_AFTER_ATTN) { h->calls_attn++; return DK_OK; }
+    if (pt == DK_HOOK_AFTER_ATTN) {
+        h->calls_attn++;
+        return DK_OK;
+    }
     h->calls_layer++;
     if (v->layer != h->decide_layer) return DK_OK;
     for (int i = 0; i < v->n_active; i++)
-        memcpy(h->after + (size_t)v->active[i] * v->n_embd, v->x_out + (size_t)i * v->n_embd, (size_t)v->n_embd * 4);
+        memcpy(h->after + (size_t)v->active[i] * v->n_embd, v->x_out + (size_t)i * v->n_embd,
+               (size_t)v->n_embd * 4);
     int k = 0;
     for (int i = 0; i < v->n_active; i++)
         if (v->active[i] % h->keep_every == 0 || v->active[i] == v->n_tokens - 1) next[k++] = v->active[i];
@@ -127,7 +138,8 @@ START_TEST(test_halting_mechanism) {
         int64_t qkv = 2 * (int64_t)n_keep * d * (k->n_head + 2 * k->n_head_kv) * k->head_dim;
         ck_assert_int_eq(st->layers[l].flops.c[DK_FLOPS_QKV], qkv);
     }
-    ck_assert_int_eq(st->layers[0].flops.c[DK_FLOPS_QKV], 2 * (int64_t)N * d * (k->n_head + 2 * k->n_head_kv) * k->head_dim);
+    ck_assert_int_eq(st->layers[0].flops.c[DK_FLOPS_QKV],
+                     2 * (int64_t)N * d * (k->n_head + 2 * k->n_head_kv) * k->head_dim);
     /* halted rows' final hidden state == their state after the decision layer, bit for bit */
     for (int i = 0; i < N; i++) {
         bool kept = i % 3 == 0 || i == N - 1;
@@ -140,15 +152,24 @@ START_TEST(test_halting_mechanism) {
     ck_assert_int_eq(dk_ctx_cache(c, 1)->len, n_keep + 1);
     ck_assert_int_eq(dk_ctx_cache(c, 1)->pos[n_keep], N);
     for (int i = 0; i < V; i++) ck_assert(isfinite(logits[i]));
-    free(hid); free(logits); free(h.after);
+    free(hid);
+    free(logits);
+    free(h.after);
     dk_ctx_free(c);
     dk_model_free(m);
 }
 END_TEST
 
-static dk_status bad_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
-    (void)user; (void)v; (void)e;
-    if (pt == DK_HOOK_AFTER_LAYER) { next[0] = 5; next[1] = 2; *n_next = 2; }
+static dk_status bad_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next,
+                          dk_err *e) {
+    (void)user;
+    (void)v;
+    (void)e;
+    if (pt == DK_HOOK_AFTER_LAYER) {
+        next[0] = 5;
+        next[1] = 2;
+        *n_next = 2;
+    }
     return DK_OK;
 }
 
@@ -180,12 +201,13 @@ END_TEST
 /* ---- split prefill (prefix sharing) ---- */
 
 typedef struct {
-    int layer;            /* AFTER_LAYER of this layer sets `set` */
+    int layer; /* AFTER_LAYER of this layer sets `set` */
     const int32_t *set;
     int n_set;
 } dk_set_hook;
 
-static dk_status set_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
+static dk_status set_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next,
+                          dk_err *e) {
     (void)e;
     dk_set_hook *h = user;
     if (pt != DK_HOOK_AFTER_LAYER || v->layer != h->layer) return DK_OK;
@@ -229,7 +251,8 @@ START_TEST(test_split_prefill_bit_identical) {
     dk_ctx *full, *split;
     ck_assert_int_eq(dk_ctx_create(m, P0 + N + Q + 1, &full, &e), DK_OK);
     ck_assert_int_eq(dk_ctx_create(m, P0 + N + Q + 1, &split, &e), DK_OK);
-    float *lf = malloc((size_t)N * V * 4), *lsp = malloc((size_t)N * V * 4), *qf = malloc((size_t)V * 4), *qs = malloc((size_t)V * 4);
+    float *lf = malloc((size_t)N * V * 4), *lsp = malloc((size_t)N * V * 4), *qf = malloc((size_t)V * 4),
+          *qs = malloc((size_t)V * 4);
     float *hf = malloc((size_t)N * d * 4), *hs = malloc((size_t)N * d * 4), *l_all = malloc((size_t)V * 4);
     ck_assert_int_eq(dk_forward_prefill(split, tok, P0, NULL, NULL, &e), DK_OK);
     ck_assert_int_eq(dk_forward_prefill_prefix(split, tok + P0, N, ls, NULL, &e), DK_OK);
@@ -290,8 +313,15 @@ START_TEST(test_split_prefill_bit_identical) {
     ck_assert_int_eq(dk_ctx_split_layer(split), -1);
     ck_assert_int_eq(dk_forward_prefill_suffix(split, NULL, NULL, &e), DK_ERR_STATE);
     ck_assert_int_eq(dk_forward_prefill_prefix(split, tok, 4, L, NULL, &e), DK_ERR_ARG);
-    free(lf); free(lsp); free(qf); free(qs); free(hf); free(hs); free(l_all);
-    dk_ctx_free(full); dk_ctx_free(split);
+    free(lf);
+    free(lsp);
+    free(qf);
+    free(qs);
+    free(hf);
+    free(hs);
+    free(l_all);
+    dk_ctx_free(full);
+    dk_ctx_free(split);
     dk_model_free(m);
 }
 END_TEST
@@ -322,7 +352,10 @@ START_TEST(test_split_prefill_with_policy) {
         ck_assert_int_eq(dk_policy_params_set(p, &pp, "ls", 0.34, &e), DK_OK);
         int f = dk_policy_first_layer(p, &pp, L);
         ck_assert(f >= 1 && f < L);
-        if (i == 0) { first = f; ck_assert_int_eq(dk_forward_prefill_prefix(split, tok, N, first - 1, NULL, &e), DK_OK); }
+        if (i == 0) {
+            first = f;
+            ck_assert_int_eq(dk_forward_prefill_prefix(split, tok, N, first - 1, NULL, &e), DK_OK);
+        }
         ck_assert_int_eq(f, first);
         dk_prefill_result r;
         ck_assert_int_eq(dk_prefill_run(full, p, &pp, tok, N, tok + N, Q, NULL, &r, &e), DK_OK);
@@ -340,8 +373,10 @@ START_TEST(test_split_prefill_with_policy) {
         dk_policy_run_free(run);
         dk_prefill_result_free(&r);
     }
-    free(lc); free(lq);
-    dk_ctx_free(full); dk_ctx_free(split);
+    free(lc);
+    free(lq);
+    dk_ctx_free(full);
+    dk_ctx_free(split);
     dk_model_free(m);
 }
 END_TEST
@@ -366,7 +401,8 @@ START_TEST(test_dense_flops_closed_form) {
         ck_assert_int_eq(f->c[DK_FLOPS_O], 2 * N * q * d);
         ck_assert_int_eq(f->c[DK_FLOPS_FFN], 3 * 2 * N * d * (int64_t)k->n_ff + 5 * N * (int64_t)k->n_ff);
         /* attention: at least the causal triangle, at most the full square, per head, QK and PV */
-        int64_t tri = 2 * 2 * (int64_t)k->n_head * k->head_dim * (N * (N + 1) / 2), sq = 2 * 2 * (int64_t)k->n_head * k->head_dim * N * N;
+        int64_t tri = 2 * 2 * (int64_t)k->n_head * k->head_dim * (N * (N + 1) / 2),
+                sq = 2 * 2 * (int64_t)k->n_head * k->head_dim * N * N;
         ck_assert(f->c[DK_FLOPS_ATTN] >= tri && f->c[DK_FLOPS_ATTN] <= sq);
     }
     ck_assert_int_eq(st->head.c[DK_FLOPS_LM_HEAD], 2 * d * k->n_vocab);

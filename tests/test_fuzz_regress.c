@@ -25,7 +25,8 @@ START_TEST(test_folders_name_targets) {
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.' || de->d_type != DT_DIR) continue;
-        ck_assert_msg(find_target(de->d_name) != NULL, "%s/%s names no fuzz target", DK_FUZZ_DATA, de->d_name);
+        ck_assert_msg(find_target(de->d_name) != NULL, "%s/%s names no fuzz target", DK_FUZZ_DATA,
+                      de->d_name);
     }
     closedir(d);
 }

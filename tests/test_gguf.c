@@ -13,29 +13,54 @@
 
 /* ---- a tiny GGUF writer (llama, 1 layer, d 8, 2 heads, ff 16, vocab 16, F32) ---- */
 
-typedef struct { uint8_t *b; size_t n, cap; } dk_buf;
+typedef struct {
+    uint8_t *b;
+    size_t n, cap;
+} dk_buf;
 static void put(dk_buf *b, const void *p, size_t n) {
-    if (b->n + n > b->cap) { b->cap = (b->n + n) * 2; b->b = realloc(b->b, b->cap); }
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2;
+        b->b = realloc(b->b, b->cap);
+    }
     memcpy(b->b + b->n, p, n);
     b->n += n;
 }
 static void put_u32(dk_buf *b, uint32_t v) { put(b, &v, 4); }
 static void put_u64(dk_buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(dk_buf *b, const char *s) { put_u64(b, strlen(s)); put(b, s, strlen(s)); }
-static void kv_u32(dk_buf *b, const char *k, uint32_t v) { put_str(b, k); put_u32(b, DK_GGUF_TYPE_UINT32); put_u32(b, v); }
-static void kv_str(dk_buf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, DK_GGUF_TYPE_STRING); put_str(b, v); }
+static void put_str(dk_buf *b, const char *s) {
+    put_u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+static void kv_u32(dk_buf *b, const char *k, uint32_t v) {
+    put_str(b, k);
+    put_u32(b, DK_GGUF_TYPE_UINT32);
+    put_u32(b, v);
+}
+static void kv_str(dk_buf *b, const char *k, const char *v) {
+    put_str(b, k);
+    put_u32(b, DK_GGUF_TYPE_STRING);
+    put_str(b, v);
+}
 
 /* block_count (0: 1), key_length (0: absent), nan_theta: a NaN llama.rope.freq_base */
 typedef struct {
-    uint32_t version; uint64_t n_kv_override; uint32_t bad_type; size_t cut; int misalign;
-    uint32_t block_count, key_length; int nan_theta;
+    uint32_t version;
+    uint64_t n_kv_override;
+    uint32_t bad_type;
+    size_t cut;
+    int misalign;
+    uint32_t block_count, key_length;
+    int nan_theta;
 } dk_gguf_variant;
 
-static const struct { const char *name; uint64_t ne0, ne1; } dk_tensors[] = {
-    {"token_embd.weight", 8, 16}, {"output_norm.weight", 8, 0}, {"output.weight", 8, 16},
-    {"blk.0.attn_norm.weight", 8, 0}, {"blk.0.attn_q.weight", 8, 8}, {"blk.0.attn_k.weight", 8, 8},
-    {"blk.0.attn_v.weight", 8, 8}, {"blk.0.attn_output.weight", 8, 8}, {"blk.0.ffn_norm.weight", 8, 0},
-    {"blk.0.ffn_gate.weight", 8, 16}, {"blk.0.ffn_up.weight", 8, 16}, {"blk.0.ffn_down.weight", 16, 8},
+static const struct {
+    const char *name;
+    uint64_t ne0, ne1;
+} dk_tensors[] = {
+    {"token_embd.weight", 8, 16},     {"output_norm.weight", 8, 0},       {"output.weight", 8, 16},
+    {"blk.0.attn_norm.weight", 8, 0}, {"blk.0.attn_q.weight", 8, 8},      {"blk.0.attn_k.weight", 8, 8},
+    {"blk.0.attn_v.weight", 8, 8},    {"blk.0.attn_output.weight", 8, 8}, {"blk.0.ffn_norm.weight", 8, 0},
+    {"blk.0.ffn_gate.weight", 8, 16}, {"blk.0.ffn_up.weight", 8, 16},     {"blk.0.ffn_down.weight", 16, 8},
 };
 #define DK_NT (sizeof dk_tensors / sizeof dk_tensors[0])
 
@@ -91,7 +116,6 @@ static void write_gguf(const char *path, dk_gguf_variant v) {
     fclose(f);
     free(b.b);
 }
-
 
 /* Runs `dashkit info [opt] path`; asserts exit 1, nothing on stdout, one stderr line naming the
  * file and `what`. */
@@ -198,7 +222,8 @@ END_TEST
 START_TEST(test_quant_block_does_not_divide) {
     const char *p = dk_test_tmp_path(NULL, 0, "qblock.gguf");
     write_gguf(p, (dk_gguf_variant){.bad_type = DK_GGML_TYPE_Q4_K});
-    expect_info_error(p, "tensor 'blk.0.attn_q.weight': row length 8 is not a multiple of the Q4_K block size 256");
+    expect_info_error(
+        p, "tensor 'blk.0.attn_q.weight': row length 8 is not a multiple of the Q4_K block size 256");
 }
 END_TEST
 
@@ -219,9 +244,7 @@ START_TEST(test_misaligned_offset) {
 }
 END_TEST
 
-START_TEST(test_missing_file) {
-    expect_info_error(dk_test_tmp_path(NULL, 0, "absent.gguf"), "cannot open");
-}
+START_TEST(test_missing_file) { expect_info_error(dk_test_tmp_path(NULL, 0, "absent.gguf"), "cannot open"); }
 END_TEST
 
 /* Finding 2 of issue 17: `info --memory` applies the loader's hyper-parameter checks (it used to
@@ -229,7 +252,9 @@ END_TEST
  * block_count 2^31-1 alone and accept a NaN rope_theta, all with exit 0). */
 START_TEST(test_memory_checks_hparams) {
     static const dk_gguf_variant bad[] = {
-        {.block_count = 0x7fffffff, .key_length = 0x7fffffff}, {.block_count = 0x7fffffff}, {.nan_theta = 1},
+        {.block_count = 0x7fffffff, .key_length = 0x7fffffff},
+        {.block_count = 0x7fffffff},
+        {.nan_theta = 1},
         {.key_length = 0x7fffffff},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -247,7 +272,9 @@ END_TEST
 /* A vocab-only SentencePiece GGUF (tokenizer.ggml.model llama, 4 pieces, BOS id 1) with
  * tokenizer.ggml.add_bos_token absent (add_bos -1), false (0) or true (1). */
 static void write_spm_vocab(const char *path, int add_bos) {
-    static const char *const pieces[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81" "a"};
+    static const char *const pieces[] = {"<unk>", "<s>", "</s>",
+                                         "\xE2\x96\x81"
+                                         "a"};
     dk_buf b = {0};
     put(&b, "GGUF", 4);
     put_u32(&b, 3);
@@ -276,7 +303,10 @@ static void write_spm_vocab(const char *path, int add_bos) {
 /* SPM follows tokenizer.ggml.add_bos_token as llama.cpp does; absent means true (llama.cpp's SPM
  * default). The default reaches encoding: "a" is [1, 3] with BOS, [3] without. */
 START_TEST(test_spm_add_bos_token) {
-    static const struct { int key; bool want; } cases[] = {{-1, true}, {0, false}, {1, true}};
+    static const struct {
+        int key;
+        bool want;
+    } cases[] = {{-1, true}, {0, false}, {1, true}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[512];
         dk_test_tmp_path(path, sizeof path, "spm_add_bos.gguf");
@@ -288,7 +318,8 @@ START_TEST(test_spm_add_bos_token) {
         ck_assert_msg(dk_tokenizer_add_bos_default(t) == cases[i].want, "add_bos_token %d", cases[i].key);
         int32_t *ids;
         int n;
-        ck_assert_msg(dk_tokenizer_encode(t, "a", 1, dk_tokenizer_add_bos_default(t), &ids, &n, &e) == DK_OK, "%s", e.msg);
+        ck_assert_msg(dk_tokenizer_encode(t, "a", 1, dk_tokenizer_add_bos_default(t), &ids, &n, &e) == DK_OK,
+                      "%s", e.msg);
         ck_assert_int_eq(n, cases[i].want ? 2 : 1);
         if (cases[i].want) ck_assert_int_eq(ids[0], 1);
         ck_assert_int_eq(ids[n - 1], 3);
@@ -306,12 +337,28 @@ START_TEST(test_real_fixture_info) {
     char cmd[1024], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s info '%s'", dk_test_cli(), p);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    static const char *const want[] = {"format: gguf\n", "gguf_version: 3\n", "arch: llama\n", "name: LLaMA v2\n",
-                                       "n_layer: 1\n", "n_embd: 8\n", "n_head: 2\n", "n_head_kv: 2\n", "n_ff: 32\n",
-                                       "n_vocab: 32000\n", "n_ctx_train: 4096\n", "n_rot: 4\n", "rms_eps: 1e-05\n",
-                                       "rope_theta: 10000\n", "tensor_type: F16\n", "n_tensors: 12\n",
-                                       "tokenizer: spm (32000 pieces)\n", "bos_id: 1\n", "eos_id: 2\n", NULL};
-    for (int i = 0; want[i]; i++) ck_assert_msg(strstr(out, want[i]) != NULL, "missing '%s' in:\n%s", want[i], out);
+    static const char *const want[] = {"format: gguf\n",
+                                       "gguf_version: 3\n",
+                                       "arch: llama\n",
+                                       "name: LLaMA v2\n",
+                                       "n_layer: 1\n",
+                                       "n_embd: 8\n",
+                                       "n_head: 2\n",
+                                       "n_head_kv: 2\n",
+                                       "n_ff: 32\n",
+                                       "n_vocab: 32000\n",
+                                       "n_ctx_train: 4096\n",
+                                       "n_rot: 4\n",
+                                       "rms_eps: 1e-05\n",
+                                       "rope_theta: 10000\n",
+                                       "tensor_type: F16\n",
+                                       "n_tensors: 12\n",
+                                       "tokenizer: spm (32000 pieces)\n",
+                                       "bos_id: 1\n",
+                                       "eos_id: 2\n",
+                                       NULL};
+    for (int i = 0; want[i]; i++)
+        ck_assert_msg(strstr(out, want[i]) != NULL, "missing '%s' in:\n%s", want[i], out);
     free(out);
 }
 END_TEST

@@ -20,12 +20,19 @@
 
 /* ---- fixtures: small random models, random tokens ---- */
 
-static dk_model *model_shape(const char *shape, int n_layer) { return dk_test_model_shape(shape, n_layer, 7); }
+static dk_model *model_shape(const char *shape, int n_layer) {
+    return dk_test_model_shape(shape, n_layer, 7);
+}
 
 static int32_t *tokens(int n, int n_vocab, uint64_t seed) {
     int32_t *t = malloc((size_t)n * sizeof *t);
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 12345;
-    for (int i = 0; i < n; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; t[i] = (int32_t)(s % (uint64_t)n_vocab); }
+    for (int i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        t[i] = (int32_t)(s % (uint64_t)n_vocab);
+    }
     return t;
 }
 
@@ -48,22 +55,35 @@ typedef struct {
     float *hidden; /* (T, n_embd) */
 } run_out;
 
-static void run(dk_ctx *c, const char *method, const char *kv, const int32_t *ctx, int T, const int32_t *q, int Q, run_out *o) {
+static void run(dk_ctx *c, const char *method, const char *kv, const int32_t *ctx, int T, const int32_t *q,
+                int Q, run_out *o) {
     const dk_policy *p = NULL;
     dk_policy_params pp;
     if (method) params(method, kv, &p, &pp);
     o->hidden = malloc((size_t)T * dk_ctx_model(c)->cfg.n_embd * sizeof(float));
     dk_err e = {{0}};
-    ck_assert_msg(dk_prefill_run(c, p, method ? &pp : NULL, ctx, T, q, Q, o->hidden, &o->r, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_prefill_run(c, p, method ? &pp : NULL, ctx, T, q, Q, o->hidden, &o->r, &e) == DK_OK,
+                  "%s", e.msg);
 }
 
-static void run_free(run_out *o) { dk_prefill_result_free(&o->r); free(o->hidden); }
+static void run_free(run_out *o) {
+    dk_prefill_result_free(&o->r);
+    free(o->hidden);
+}
 
 /* ---- no-op settings are bit-identical to dense ---- */
 
 static const char *NOOP[][2] = {
-    {"dense", ""}, {"dash", "rho=0"}, {"dash", "rho=0.667 ls=1"}, {"dash-keep", "keep=100000"}, {"multistep", "rho=0 k=1"},
-    {"random", "rho=0 seed=3"}, {"inverse", "rho=0"}, {"dblock", "rho=0"}, {"fastv", "rho=0"}, {"snapkv", "rho=0 window=8"},
+    {"dense", ""},
+    {"dash", "rho=0"},
+    {"dash", "rho=0.667 ls=1"},
+    {"dash-keep", "keep=100000"},
+    {"multistep", "rho=0 k=1"},
+    {"random", "rho=0 seed=3"},
+    {"inverse", "rho=0"},
+    {"dblock", "rho=0"},
+    {"fastv", "rho=0"},
+    {"snapkv", "rho=0 window=8"},
     {"dash", "rho=0.9 sink=60 recent=60"},
 };
 #define N_NOOP ((int)(sizeof NOOP / sizeof NOOP[0]))
@@ -80,9 +100,12 @@ START_TEST(test_noop_bit_identical) {
         run_out dense, meth;
         run(c, NULL, NULL, ctx, T, q, Q, &dense);
         run(c, NOOP[_i][0], NOOP[_i][1], ctx, T, q, Q, &meth);
-        ck_assert_msg(!memcmp(dense.r.ctx_logits, meth.r.ctx_logits, (size_t)V * 4), "%s %s: context logits differ", NOOP[_i][0], NOOP[_i][1]);
-        ck_assert_msg(!memcmp(dense.r.q_logits, meth.r.q_logits, (size_t)V * 4), "%s %s: question logits differ", NOOP[_i][0], NOOP[_i][1]);
-        ck_assert_msg(!memcmp(dense.hidden, meth.hidden, (size_t)T * d * 4), "%s: hidden states differ", NOOP[_i][0]);
+        ck_assert_msg(!memcmp(dense.r.ctx_logits, meth.r.ctx_logits, (size_t)V * 4),
+                      "%s %s: context logits differ", NOOP[_i][0], NOOP[_i][1]);
+        ck_assert_msg(!memcmp(dense.r.q_logits, meth.r.q_logits, (size_t)V * 4),
+                      "%s %s: question logits differ", NOOP[_i][0], NOOP[_i][1]);
+        ck_assert_msg(!memcmp(dense.hidden, meth.hidden, (size_t)T * d * 4), "%s: hidden states differ",
+                      NOOP[_i][0]);
         for (int l = 0; l < m->cfg.n_layer; l++) ck_assert_int_eq(meth.r.layers[l].n_active, T);
         /* and decoding after it */
         int32_t a[6], b[6];
@@ -97,9 +120,12 @@ START_TEST(test_noop_bit_identical) {
         ck_assert(dk_prefill_decode_greedy(c2, meth.r.q_logits, 6, -1, b, &nb, &e) == DK_OK);
         ck_assert_int_eq(na, nb);
         ck_assert(!memcmp(a, b, sizeof a));
-        run_free(&dense); run_free(&meth);
-        dk_ctx_free(c); dk_ctx_free(c2);
-        free(ctx); free(q);
+        run_free(&dense);
+        run_free(&meth);
+        dk_ctx_free(c);
+        dk_ctx_free(c2);
+        free(ctx);
+        free(q);
         dk_model_free(m);
     }
 }
@@ -113,16 +139,20 @@ typedef struct {
     float *after; /* (T, n_embd) block output of `layer`, by chunk row */
 } capture;
 
-static dk_status capture_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next, int *n_next, dk_err *e) {
+static dk_status capture_hook(void *user, dk_hook_point pt, const dk_layer_view *v, int32_t *next,
+                              int *n_next, dk_err *e) {
     capture *cp = user;
     if (pt == DK_HOOK_AFTER_LAYER && v->layer == cp->layer)
         for (int i = 0; i < v->n_active; i++)
-            memcpy(cp->after + (size_t)v->active[i] * v->n_embd, v->x_out + (size_t)i * v->n_embd, (size_t)v->n_embd * 4);
+            memcpy(cp->after + (size_t)v->active[i] * v->n_embd, v->x_out + (size_t)i * v->n_embd,
+                   (size_t)v->n_embd * 4);
     return dk_policy_hook(cp->run, pt, v, next, n_next, e);
 }
 
 START_TEST(test_halted_state_frozen) {
-    static const char *M[][2] = {{"dash", "rho=0.5 ls=0.4"}, {"dblock", "rho=0.6 ls=0.2"}, {"fastv", "rho=0.5 layer=1"},
+    static const char *M[][2] = {{"dash", "rho=0.5 ls=0.4"},
+                                 {"dblock", "rho=0.6 ls=0.2"},
+                                 {"fastv", "rho=0.5 layer=1"},
                                  {"multistep", "rho=0.7 ls=0.2 k=2"}};
     dk_model *m = model_shape("qwen2-tiny", 6);
     int T = 90, d = m->cfg.n_embd, L = m->cfg.n_layer;
@@ -158,8 +188,10 @@ START_TEST(test_halted_state_frozen) {
             while (j < next->len && next->pos[j] < row) j++;
             bool kept = j < next->len && next->pos[j] == row;
             bool same = !memcmp(hid + (size_t)row * d, cp.after + (size_t)row * d, (size_t)d * 4);
-            if (!kept) { ck_assert_msg(same, "%s: halted row %d changed after layer %d", M[_i][0], row, ls); n_halted++; }
-            else n_moved += !same;
+            if (!kept) {
+                ck_assert_msg(same, "%s: halted row %d changed after layer %d", M[_i][0], row, ls);
+                n_halted++;
+            } else n_moved += !same;
         }
         ck_assert_int_eq(n_halted, st->layers[ls].n_active - st->layers[ls + 1].n_active);
         ck_assert_int_gt(n_halted, 0);
@@ -198,19 +230,20 @@ static void layer_closed_form(const dk_model_config *k, int n, int L0, dk_flops 
     f->c[DK_FLOPS_FFN] = 6 * n * d * ff + 5 * n * ff;
 }
 
-static void check_call(const dk_model_config *k, const dk_layer_stats *ls, const dk_flops *total, const int *L0,
-                       int64_t halt_layer, int64_t halt_flops, const char *what) {
+static void check_call(const dk_model_config *k, const dk_layer_stats *ls, const dk_flops *total,
+                       const int *L0, int64_t halt_layer, int64_t halt_flops, const char *what) {
     dk_flops sum = {{0}}, want;
     for (int l = 0; l < k->n_layer; l++) {
         layer_closed_form(k, ls[l].n_active, L0[l], &want);
         if (l == halt_layer) want.c[DK_FLOPS_HALT] = halt_flops;
         for (int c = 0; c < DK_FLOPS_COUNT; c++)
-            ck_assert_msg(ls[l].flops.c[c] == want.c[c], "%s layer %d %s: engine %lld, closed form %lld", what, l,
-                          dk_flops_component_name((dk_flops_component)c), (long long)ls[l].flops.c[c], (long long)want.c[c]);
+            ck_assert_msg(ls[l].flops.c[c] == want.c[c], "%s layer %d %s: engine %lld, closed form %lld",
+                          what, l, dk_flops_component_name((dk_flops_component)c),
+                          (long long)ls[l].flops.c[c], (long long)want.c[c]);
         dk_flops_add(&sum, &want);
     }
-    sum.c[DK_FLOPS_NORM] += 4 * (int64_t)k->n_embd;                      /* final norm, last row */
-    sum.c[DK_FLOPS_LM_HEAD] += 2 * (int64_t)k->n_vocab * k->n_embd;      /* lm head, last row */
+    sum.c[DK_FLOPS_NORM] += 4 * (int64_t)k->n_embd;                 /* final norm, last row */
+    sum.c[DK_FLOPS_LM_HEAD] += 2 * (int64_t)k->n_vocab * k->n_embd; /* lm head, last row */
     for (int c = 0; c < DK_FLOPS_COUNT; c++) ck_assert_int_eq(total->c[c], sum.c[c]);
 }
 
@@ -239,7 +272,8 @@ START_TEST(test_flops_closed_form) {
     run(c, "dash", "rho=0.6 ls=0.4", ctx, T, q, Q, &dash);
     int K = (int)floor(0.4 * T);
     for (int l = 0; l < L; l++) ck_assert_int_eq(dash.r.layers[l].n_active, l <= 2 ? T : K);
-    check_call(k, dash.r.layers, &dash.r.ctx_flops, zero, 2, (int64_t)T * (2 * k->n_embd + 1), "dash context");
+    check_call(k, dash.r.layers, &dash.r.ctx_flops, zero, 2, (int64_t)T * (2 * k->n_embd + 1),
+               "dash context");
     /* the question attends to caches of T (l <= l_s) or K entries */
     st = dk_ctx_stats(c);
     for (int l = 0; l < L; l++) L0[l] = l <= 2 ? T : K;
@@ -248,13 +282,17 @@ START_TEST(test_flops_closed_form) {
 
     /* the theoretical formula's A(n) is the same model with exact causal attention */
     dk_flops one;
-    layer_closed_form(k, 40, 0, &one); /* 40 <= every block size here: one block, so only the diagonal block's upper half differs */
+    layer_closed_form(
+        k, 40, 0,
+        &one); /* 40 <= every block size here: one block, so only the diagonal block's upper half differs */
     int64_t pad = 0;
     for (int i = 0; i < 40; i++) pad += 4 * (int64_t)k->n_head * k->head_dim * (40 - (i + 1));
     ck_assert(fabs(dk_prefill_layer_flops(k, 40) - (double)(dk_flops_total(&one) - pad)) < 0.5);
-    run_free(&dense); run_free(&dash);
+    run_free(&dense);
+    run_free(&dash);
     dk_ctx_free(c);
-    free(ctx); free(q);
+    free(ctx);
+    free(q);
     dk_model_free(m);
 }
 END_TEST
@@ -283,7 +321,8 @@ START_TEST(test_select_rules) {
     /* protected rows beyond the budget are still kept */
     ck_assert_int_eq(dk_policy_select(DK_POLICY_RULE_TOPK, s, rows, 8, 20, 13, 0, 1, 0, order, keep), 3);
     /* threshold: keep score > 2 (2.0 itself halted) */
-    ck_assert_int_eq(dk_policy_select(DK_POLICY_RULE_THRESHOLD, s, rows, 8, 20, 0, 0, 0, 2.0, order, keep), 4);
+    ck_assert_int_eq(dk_policy_select(DK_POLICY_RULE_THRESHOLD, s, rows, 8, 20, 0, 0, 0, 2.0, order, keep),
+                     4);
     uint8_t w4[8] = {0, 1, 1, 1, 0, 0, 1, 0};
     ck_assert(!memcmp(keep, w4, 8));
     /* budget larger than n keeps everything */
@@ -309,7 +348,8 @@ static dk_policy_run *policy_run(dk_ctx *c, const char *method, const char *kv, 
     params(method, kv, &p, &pp);
     dk_policy_run *r = NULL;
     dk_err e = {{0}};
-    ck_assert_msg(dk_policy_run_create(p, &pp, dk_ctx_model(c)->cfg.n_layer, T, &r, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_policy_run_create(p, &pp, dk_ctx_model(c)->cfg.n_layer, T, &r, &e) == DK_OK, "%s",
+                  e.msg);
     dk_prefill_opts o = {0};
     dk_policy_run_opts(r, &o);
     dk_ctx_reset(c);
@@ -337,26 +377,32 @@ START_TEST(test_policy_sets) {
     int K = (int)floor((1 - 0.667) * T); /* 39 */
 
     /* TOPK policies: kept = independent top-K of the policy's own scores at l_s = 3 */
-    const char *topk[][2] = {{"dash", "rho=0.667"}, {"random", "rho=0.667 seed=5"}, {"inverse", "rho=0.667"},
-                             {"dblock", "rho=0.667"}, {"fastv", "rho=0.667"}, {"snapkv", "rho=0.667 window=1 kernel=1"}};
+    const char *topk[][2] = {{"dash", "rho=0.667"},    {"random", "rho=0.667 seed=5"},
+                             {"inverse", "rho=0.667"}, {"dblock", "rho=0.667"},
+                             {"fastv", "rho=0.667"},   {"snapkv", "rho=0.667 window=1 kernel=1"}};
     float dash_score[120];
     for (int t = 0; t < 6; t++) {
         dk_policy_run *r = policy_run(c, topk[t][0], topk[t][1], ctx, T);
         ck_assert_int_eq(r->first, 3);
-        ck_assert_msg(r->stats[3].decided && r->stats[3].n_kept == K, "%s kept %d", topk[t][0], r->stats[3].n_kept);
+        ck_assert_msg(r->stats[3].decided && r->stats[3].n_kept == K, "%s kept %d", topk[t][0],
+                      r->stats[3].n_kept);
         const float *s = r->score + 3 * T;
         float sp[120];
         memcpy(sp, s, sizeof sp);
         if (t == 5) sp[T - 1] = INFINITY; /* snapkv's window row is protected */
         naive_topk(sp, all, T, K, want);
         kept_rows(c, 3, kept, T);
-        ck_assert_msg(!memcmp(kept, want, (size_t)T), "%s: kept set is not the top-K of its scores", topk[t][0]);
+        ck_assert_msg(!memcmp(kept, want, (size_t)T), "%s: kept set is not the top-K of its scores",
+                      topk[t][0]);
         double sum = 0;
         for (int i = 0; i < T; i++) sum += s[i];
         if (t == 0) memcpy(dash_score, s, sizeof dash_score);
-        if (t == 2) for (int i = 0; i < T; i++) ck_assert(s[i] == -dash_score[i]);      /* inverse = −Δ */
-        if (t == 3) for (int i = 0; i < T; i++) ck_assert(s[i] >= 0 && s[i] <= 2);       /* 1 − cos */
-        if (t == 4 || t == 5) ck_assert_msg(fabs(sum - 1.0) < 1e-4, "%s: attention of one row sums to %g", topk[t][0], sum);
+        if (t == 2)
+            for (int i = 0; i < T; i++) ck_assert(s[i] == -dash_score[i]); /* inverse = −Δ */
+        if (t == 3)
+            for (int i = 0; i < T; i++) ck_assert(s[i] >= 0 && s[i] <= 2); /* 1 − cos */
+        if (t == 4 || t == 5)
+            ck_assert_msg(fabs(sum - 1.0) < 1e-4, "%s: attention of one row sums to %g", topk[t][0], sum);
         if (t == 4) ck_assert_int_eq(dk_ctx_stats(c)->layers[3].flops.c[DK_FLOPS_HALT], (int64_t)T * (H + 1));
         if (t == 5) ck_assert(kept[T - 1]); /* the observation window stays */
         dk_policy_run_free(r);
@@ -385,19 +431,29 @@ START_TEST(test_policy_sets) {
     /* dash-tau: kept = rows with Δ > tau (absolute), and with Δ/‖h‖ > tau (relative) */
     float sorted[120];
     memcpy(sorted, dash_score, sizeof sorted);
-    for (int i = 1; i < T; i++) for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) { float x = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = x; }
+    for (int i = 1; i < T; i++)
+        for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+            float x = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = x;
+        }
     char kv[64];
     snprintf(kv, sizeof kv, "tau=%.9g", (double)sorted[T / 2]);
     r = policy_run(c, "dash-tau", kv, ctx, T);
     kept_rows(c, 3, kept, T);
     int n_above = 0;
-    for (int i = 0; i < T; i++) { ck_assert_int_eq(kept[i], dash_score[i] > sorted[T / 2]); n_above += kept[i]; }
+    for (int i = 0; i < T; i++) {
+        ck_assert_int_eq(kept[i], dash_score[i] > sorted[T / 2]);
+        n_above += kept[i];
+    }
     ck_assert(n_above > 0 && n_above < T);
     dk_policy_run_free(r);
     r = policy_run(c, "dash-tau", "tau=0.3 relative=true", ctx, T);
     kept_rows(c, 3, kept, T);
     for (int i = 0; i < T; i++) ck_assert_int_eq(kept[i], r->score[3 * T + i] > 0.3f);
-    for (int i = 0; i < T; i++) ck_assert(fabsf(r->score[3 * T + i] - dash_score[i]) > 0 || dash_score[i] == 0); /* a different score */
+    for (int i = 0; i < T; i++)
+        ck_assert(fabsf(r->score[3 * T + i] - dash_score[i]) > 0 ||
+                  dash_score[i] == 0); /* a different score */
     dk_policy_run_free(r);
 
     /* dash-keep: exactly `keep` rows; with protection the budget includes the protected rows */
@@ -426,7 +482,8 @@ START_TEST(test_policy_sets) {
     run(c, "multistep", "rho=0.667 k=100", ctx, T, NULL, 0, &b);
     ck_assert(!memcmp(a.r.ctx_logits, b.r.ctx_logits, (size_t)m->cfg.n_vocab * 4));
     ck_assert(!memcmp(a.hidden, b.hidden, (size_t)T * m->cfg.n_embd * 4));
-    run_free(&a); run_free(&b);
+    run_free(&a);
+    run_free(&b);
     dk_ctx_free(c);
     free(ctx);
     dk_model_free(m);
@@ -447,7 +504,8 @@ static void expect_err(const char *method, const char *name, double v, const cha
 
 START_TEST(test_params) {
     ck_assert_int_eq(dk_policy_count(), DK_POLICY_COUNT);
-    const char *names[] = {"dense", "dash", "dash-tau", "dash-keep", "multistep", "random", "inverse", "dblock", "fastv", "snapkv"};
+    const char *names[] = {"dense",  "dash",    "dash-tau", "dash-keep", "multistep",
+                           "random", "inverse", "dblock",   "fastv",     "snapkv"};
     for (int i = 0; i < 10; i++) {
         const dk_policy *p = dk_policy_find(names[i]);
         ck_assert_msg(p && (int)p->kind == i && !strcmp(p->name, names[i]), "%s", names[i]);
@@ -457,11 +515,13 @@ START_TEST(test_params) {
     dk_err e = {{0}};
     const dk_policy *p;
     ck_assert_int_eq(dk_policy_lookup("foo", &p, &e), DK_ERR_ARG);
-    ck_assert_str_eq(e.msg, "unknown method 'foo' (known: dense, dash, dash-tau, dash-keep, multistep, random, inverse, dblock, fastv, snapkv)");
+    ck_assert_str_eq(e.msg, "unknown method 'foo' (known: dense, dash, dash-tau, dash-keep, multistep, "
+                            "random, inverse, dblock, fastv, snapkv)");
     /* defaults */
     dk_policy_params pp;
     dk_policy_params_default(&pp);
-    ck_assert(pp.rho == 0.667 && pp.ls == 0.4 && pp.sink == 0 && pp.recent == 0 && pp.k == 2 && pp.layer == -1);
+    ck_assert(pp.rho == 0.667 && pp.ls == 0.4 && pp.sink == 0 && pp.recent == 0 && pp.k == 2 &&
+              pp.layer == -1);
     ck_assert_str_eq(dk_policy_param_info(DK_POLICY_PARAM_RHO)->name, "rho");
     ck_assert(dk_policy_param_find("window") == dk_policy_param_info(DK_POLICY_PARAM_WINDOW));
     char buf[128];
@@ -502,7 +562,8 @@ START_TEST(test_params) {
     dk_policy_params_default(&pp);
     ck_assert_int_eq(dk_policy_params_set_text(dk_policy_find("dash"), &pp, "rho", "0.5x", &e), DK_ERR_ARG);
     ck_assert_str_eq(e.msg, "dash: rho = '0.5x' is not a number");
-    ck_assert_int_eq(dk_policy_params_set_text(dk_policy_find("dash-tau"), &pp, "relative", "true", &e), DK_OK);
+    ck_assert_int_eq(dk_policy_params_set_text(dk_policy_find("dash-tau"), &pp, "relative", "true", &e),
+                     DK_OK);
     ck_assert(pp.relative);
     /* ls = 1 is "never decide" (l_s = L), allowed; the first decision layer follows ls or layer */
     dk_policy_params_default(&pp);
@@ -520,17 +581,21 @@ END_TEST
 /* ---- the prefill command ---- */
 
 #define REF_MODEL "tests/data/ref_llama_f32.gguf"
-#define PROMPT "-p 'The quick brown fox jumps over the lazy dog and then runs far away into the forest, where it hides.'"
+#define PROMPT                                                                                          \
+    "-p 'The quick brown fox jumps over the lazy dog and then runs far away into the forest, where it " \
+    "hides.'"
 
 START_TEST(test_cli_errors) {
     static const char *cases[][2] = {
         {"--rho 1", "dashkit prefill: dash: rho = 1 is outside [0, 1)\n"},
         {"--ls 1.5", "dashkit prefill: dash: ls = 1.5 is outside [0, 1]\n"},
         {"--tau -1", "dashkit prefill: dash-tau: tau = -1 must be >= 0\n"},
-        {"--method nope", "dashkit prefill: unknown method 'nope' (known: dense, dash, dash-tau, dash-keep, multistep, random, inverse, dblock, fastv, snapkv)\n"},
+        {"--method nope", "dashkit prefill: unknown method 'nope' (known: dense, dash, dash-tau, dash-keep, "
+                          "multistep, random, inverse, dblock, fastv, snapkv)\n"},
         {"--method fastv --layer 3", "dashkit prefill: fastv: layer = 3 must be < n_layer = 3\n"},
         {"--method dash-keep", "dashkit prefill: dash-keep: keep is required (tokens kept)\n"},
-        {"--method random --window 4", "dashkit prefill: random: unknown parameter 'window' (accepted: rho, ls, seed, sink, recent)\n"},
+        {"--method random --window 4",
+         "dashkit prefill: random: unknown parameter 'window' (accepted: rho, ls, seed, sink, recent)\n"},
         {"--rho abc", "dashkit prefill: dash: rho = 'abc' is not a number\n"},
         {"--frobnicate 1", "dashkit prefill: unknown option '--frobnicate' (see --help)\n"},
     };
@@ -567,7 +632,9 @@ static double jnum(cJSON *o, const char *k) {
 
 START_TEST(test_cli_json_and_text) {
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s prefill " REF_MODEL " " PROMPT " --question 'Where?' --method dash --rho 0.5 --ls 0.4 --decode 3 --json",
+    snprintf(cmd, sizeof cmd,
+             "%s prefill " REF_MODEL " " PROMPT
+             " --question 'Where?' --method dash --rho 0.5 --ls 0.4 --decode 3 --json",
              dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     cJSON *j = cJSON_Parse(out);
@@ -605,10 +672,13 @@ START_TEST(test_cli_json_and_text) {
     /* text: the named lines */
     snprintf(cmd, sizeof cmd, "%s prefill " REF_MODEL " " PROMPT " --keep 7", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    const char *lines[] = {"method: dash-keep\n", "params: keep=7 ls=0.4 sink=0 recent=0\n", "kept_tokens: 7\n", "total_flops_dense: ",
-                           "total_flops_method: ", "flops_speedup: ", "wall_speedup: ", "theoretical_speedup: ", "kl_divergence: ",
-                           "top1_agreement: "};
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) ck_assert_msg(strstr(out, lines[i]), "missing '%s' in\n%s", lines[i], out);
+    const char *lines[] = {"method: dash-keep\n",  "params: keep=7 ls=0.4 sink=0 recent=0\n",
+                           "kept_tokens: 7\n",     "total_flops_dense: ",
+                           "total_flops_method: ", "flops_speedup: ",
+                           "wall_speedup: ",       "theoretical_speedup: ",
+                           "kl_divergence: ",      "top1_agreement: "};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        ck_assert_msg(strstr(out, lines[i]), "missing '%s' in\n%s", lines[i], out);
     free(out);
 }
 END_TEST

@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const datasets[] = {"2wikimqa", "gov_report", "hotpotqa", "multifieldqa_en", "musique",
-                                       "narrativeqa", "passage_count", "passage_retrieval_en", "qasper",
-                                       "qmsum", "samsum", "trec", "triviaqa"};
+static const char *const datasets[] = {"2wikimqa", "gov_report",  "hotpotqa",      "multifieldqa_en",
+                                       "musique",  "narrativeqa", "passage_count", "passage_retrieval_en",
+                                       "qasper",   "qmsum",       "samsum",        "trec",
+                                       "triviaqa"};
 #define N_DS (int)(sizeof datasets / sizeof datasets[0])
 
 /* Independent template fill: replace each {context}/{input} (no escapes in LongBench v1). */
@@ -21,9 +22,15 @@ static char *fill(const char *t, const char *ctx, const char *inp) {
     size_t cap = strlen(t) + strlen(ctx) * 2 + strlen(inp) * 2 + 1, n = 0;
     char *o = malloc(cap);
     for (const char *p = t; *p;) {
-        if (!strncmp(p, "{context}", 9)) { strcpy(o + n, ctx); n += strlen(ctx); p += 9; }
-        else if (!strncmp(p, "{input}", 7)) { strcpy(o + n, inp); n += strlen(inp); p += 7; }
-        else o[n++] = *p++;
+        if (!strncmp(p, "{context}", 9)) {
+            strcpy(o + n, ctx);
+            n += strlen(ctx);
+            p += 9;
+        } else if (!strncmp(p, "{input}", 7)) {
+            strcpy(o + n, inp);
+            n += strlen(inp);
+            p += 7;
+        } else o[n++] = *p++;
     }
     o[n] = 0;
     return o;
@@ -54,7 +61,8 @@ START_TEST(test_fixtures_load_and_rebuild) {
     for (int d = 0; d < N_DS; d++) {
         dk_sample_set set;
         dk_err e = {{0}};
-        ck_assert_msg(dk_longbench_load(dir, cfg, datasets[d], 0, &set, &e) == DK_OK, "%s: %s", datasets[d], e.msg);
+        ck_assert_msg(dk_longbench_load(dir, cfg, datasets[d], 0, &set, &e) == DK_OK, "%s: %s", datasets[d],
+                      e.msg);
         const char *tmpl = cJSON_GetObjectItem(prompts, datasets[d])->valuestring;
         char jp[1200];
         snprintf(jp, sizeof jp, "%s/%s.jsonl", dir, datasets[d]);
@@ -74,8 +82,9 @@ START_TEST(test_fixtures_load_and_rebuild) {
                 ck_assert(!strncmp(s->question, inp, strlen(inp)));
             ck_assert_ptr_nonnull(strstr(s->context, ctx)); /* all of the context is haltable */
             ck_assert_int_eq(s->n_answers, cJSON_GetArraySize(cJSON_GetObjectItem(o, "answers")));
-            ck_assert_str_eq(s->answers[s->n_answers - 1],
-                             cJSON_GetArrayItem(cJSON_GetObjectItem(o, "answers"), s->n_answers - 1)->valuestring);
+            ck_assert_str_eq(
+                s->answers[s->n_answers - 1],
+                cJSON_GetArrayItem(cJSON_GetObjectItem(o, "answers"), s->n_answers - 1)->valuestring);
             ck_assert_str_eq(s->id, cJSON_GetObjectItem(o, "_id")->valuestring);
             free(want);
             cJSON_Delete(o);
@@ -99,9 +108,10 @@ START_TEST(test_spot_checks) {
     ck_assert_int_eq(dk_longbench_load(dir, cfg, "hotpotqa", 1, &set, &e), DK_OK);
     ck_assert_int_eq(set.n, 1);
     const dk_sample *s = &set.s[0];
-    static const char head[] = "Answer the question based on the given passages. Only give me the answer and do "
-                               "not output any other words.\n\nThe following are given passages.\nPassage 1:\n"
-                               "Nobody for Everybody\n";
+    static const char head[] =
+        "Answer the question based on the given passages. Only give me the answer and do "
+        "not output any other words.\n\nThe following are given passages.\nPassage 1:\n"
+        "Nobody for Everybody\n";
     ck_assert(!strncmp(s->context, head, sizeof head - 1));
     const char *tail = "Only give me the answer and do not output any other words.\n\nQuestion: ";
     ck_assert_str_eq(s->context + strlen(s->context) - strlen(tail), tail);
@@ -141,7 +151,8 @@ static void check_truncation(const dk_tok_if *tok, const dk_sample *s, size_t bu
     ck_assert(!memcmp(cut.ids, full.ids, half * sizeof(int32_t)));
     ck_assert(!memcmp(cut.ids + half, full.ids + full.n - half, half * sizeof(int32_t)));
     /* the context tokens are a prefix of the whole prompt's tokens, and the split survives */
-    int32_t *cids; size_t nc;
+    int32_t *cids;
+    size_t nc;
     ck_assert_int_eq(tok->encode(tok->user, s->context, strlen(s->context), 1, &cids, &nc, &e), DK_OK);
     ck_assert_int_le(full.n_context, nc);
     ck_assert_int_ge(full.n_context + 2, nc);
@@ -201,21 +212,35 @@ static void expect_bad(const char *name, const char *content, const char *want_l
     ck_assert_ptr_null(strchr(e.msg, '\n'));
 }
 
-#define GOOD "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n"
+#define GOOD                                                                                    \
+    "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": " \
+    "\"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n"
 
 START_TEST(test_malformed) {
     expect_bad("badjson.jsonl", GOOD "{\"input\": \"q\", \n", "2: invalid JSON");
-    expect_bad("missing.jsonl", GOOD GOOD "{\"input\": \"q\", \"context\": \"c\", \"length\": 3, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("missing.jsonl",
+               GOOD GOOD "{\"input\": \"q\", \"context\": \"c\", \"length\": 3, \"dataset\": \"hotpotqa\", "
+                         "\"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "3: missing field 'answers'");
-    expect_bad("type.jsonl", "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": \"3\", \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("type.jsonl",
+               "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": \"3\", \"dataset\": "
+               "\"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "1: field 'length'");
-    expect_bad("ctx.jsonl", GOOD "{\"input\": \"q\", \"context\": 5, \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("ctx.jsonl",
+               GOOD "{\"input\": \"q\", \"context\": 5, \"answers\": [\"a\"], \"length\": 3, \"dataset\": "
+                    "\"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "2: field 'context'");
-    expect_bad("empty.jsonl", GOOD "\n{\"input\": \"q\", \"context\": \"c\", \"answers\": [], \"length\": 3, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("empty.jsonl",
+               GOOD "\n{\"input\": \"q\", \"context\": \"c\", \"answers\": [], \"length\": 3, \"dataset\": "
+                    "\"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "3: field 'answers': empty list");
-    expect_bad("anstype.jsonl", "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\", 2], \"length\": 3, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("anstype.jsonl",
+               "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\", 2], \"length\": 3, \"dataset\": "
+               "\"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "1: field 'answers'[1]");
-    expect_bad("ds.jsonl", "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"musique\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+    expect_bad("ds.jsonl",
+               "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": "
+               "\"musique\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
                "1: field 'dataset'");
     expect_bad("array.jsonl", "[1, 2]\n", "1: not a JSON object");
     /* issue 17 finding 3: lengths beyond the integer range are refused by a range check made
@@ -223,8 +248,11 @@ START_TEST(test_malformed) {
     static const char *const huge[] = {"1e300", "-1e300", "9.3e18", "1e13", "2.5", "-1"};
     for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
         char line[512];
-        snprintf(line, sizeof line, GOOD "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": %s, "
-                 "\"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n", huge[i]);
+        snprintf(line, sizeof line,
+                 GOOD
+                 "{\"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": %s, "
+                 "\"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"x\"}\n",
+                 huge[i]);
         expect_bad("length.jsonl", line, "2: field 'length': expected an integer in 0..1000000000000");
     }
 }
@@ -233,14 +261,16 @@ END_TEST
 START_TEST(test_missing_files) {
     dk_sample_set set;
     dk_err e = {{0}};
-    ck_assert_int_eq(dk_longbench_load("/nonexistent/data", "/nonexistent/cfg", "hotpotqa", 0, &set, &e), DK_ERR_IO);
+    ck_assert_int_eq(dk_longbench_load("/nonexistent/data", "/nonexistent/cfg", "hotpotqa", 0, &set, &e),
+                     DK_ERR_IO);
     ck_assert_ptr_nonnull(strstr(e.msg, "/nonexistent/cfg/dataset2prompt.json"));
     char *a, *b;
     ck_assert_int_eq(dk_longbench_format("x {other} {context}", "c", "i", &a, &b, &e), DK_ERR_FORMAT);
     ck_assert_int_eq(dk_longbench_format("{{lit}} {context} | {input}!", "C", "I", &a, &b, &e), DK_OK);
     ck_assert_str_eq(a, "{lit} C | ");
     ck_assert_str_eq(b, "I!");
-    free(a); free(b);
+    free(a);
+    free(b);
 }
 END_TEST
 

@@ -22,7 +22,9 @@
 #include <string.h>
 
 static float t_unit(uint64_t *s) {
-    *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
     return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
@@ -42,7 +44,7 @@ static void t_make(uint32_t type, int rows, int k, uint64_t seed, void **data, f
 }
 
 static const uint32_t T_TYPES[] = {DK_GGML_TYPE_F16,  DK_GGML_TYPE_BF16, DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q4_K,
-                                    DK_GGML_TYPE_Q5_0, DK_GGML_TYPE_Q6_K, DK_GGML_TYPE_Q5_K};
+                                   DK_GGML_TYPE_Q5_0, DK_GGML_TYPE_Q6_K, DK_GGML_TYPE_Q5_K};
 enum { T_N_TYPES = (int)(sizeof T_TYPES / sizeof *T_TYPES) };
 
 /* loop index -> the kernels' ISA (0: AVX2 or the portable build, 1: AVX-512 where the CPU has it)
@@ -68,8 +70,8 @@ START_TEST(test_types_bit_identical) {
     for (int m = 1; m <= M; m += 2) {
         dk_matvec_rows(&t, 0, R, x, m, y, R, 0.0f, scratch);
         dk_matvec_rows(&tf, 0, R, x, m, yf, R, 0.0f, NULL);
-        ck_assert_msg(memcmp(y, yf, (size_t)m * R * 4) == 0, "%s, m = %d, isa %d: not the F32 row's bits", dk_ggml_type_name(type),
-                      m, _i / T_N_TYPES);
+        ck_assert_msg(memcmp(y, yf, (size_t)m * R * 4) == 0, "%s, m = %d, isa %d: not the F32 row's bits",
+                      dk_ggml_type_name(type), m, _i / T_N_TYPES);
     }
     free(data);
     free(f32);
@@ -106,8 +108,8 @@ START_TEST(test_random_blocks_exact) {
         float *scratch = malloc(dk_matvec_scratch_floats(k) * 4);
         dk_matvec_rows(&t, 0, 1, x, 1, &y, 1, 0.0f, scratch);
         float ref = dk_matvec_dot(wf, x, k);
-        ck_assert_msg(memcmp(&y, &ref, 4) == 0, "%s k = %lld isa %d: %.9g vs %.9g", dk_ggml_type_name(type), (long long)k,
-                      _i / T_N_TYPES, y, ref);
+        ck_assert_msg(memcmp(&y, &ref, 4) == 0, "%s k = %lld isa %d: %.9g vs %.9g", dk_ggml_type_name(type),
+                      (long long)k, _i / T_N_TYPES, y, ref);
         free(row);
         free(x);
         free(wf);
@@ -128,7 +130,8 @@ START_TEST(test_rows_independent_and_bound) {
     /* other ranges and m = 1 give the same bits; beta 1 adds the same value once more */
     for (int r0 = 0; r0 < R; r0 += 7) {
         int r1 = r0 + 7 < R ? r0 + 7 : R;
-        for (int i = 0; i < M; i++) dk_matvec_rows(&t, r0, r1, x + (size_t)i * K, 1, z + (size_t)i * R, R, 0.0f, NULL);
+        for (int i = 0; i < M; i++)
+            dk_matvec_rows(&t, r0, r1, x + (size_t)i * K, 1, z + (size_t)i * R, R, 0.0f, NULL);
     }
     ck_assert(memcmp(y, z, sizeof y) == 0);
     dk_matvec_rows(&t, 0, R, x, M, z, R, 1.0f, NULL);
@@ -141,7 +144,8 @@ START_TEST(test_rows_independent_and_bound) {
                 mag += fabs((double)w[(size_t)r * K + j] * x[(size_t)i * K + j]);
             }
             double got = y[i * R + r], bound = (double)K * 0x1p-24 * mag * 1.01 + 0x1p-24 * fabs(exact);
-            ck_assert_msg(fabs(got - exact) <= bound, "row %d x %d: %.9g vs %.9g (bound %.3g)", r, i, got, exact, bound);
+            ck_assert_msg(fabs(got - exact) <= bound, "row %d x %d: %.9g vs %.9g (bound %.3g)", r, i, got,
+                          exact, bound);
             ck_assert(dk_matvec_dot(w + (size_t)r * K, x + (size_t)i * K, K) == y[i * R + r]);
         }
     free(w);

@@ -22,7 +22,8 @@ static int64_t t_heap(void) {
 START_TEST(test_closed_forms) {
     dk_model_config c;
     ck_assert(dk_model_shape("qwen2-0.5b", &c));
-    ck_assert_int_eq(dk_memory_kv_bytes(&c, 16384), (int64_t)c.n_layer * 2 * c.n_head_kv * c.head_dim * 16384 * 4);
+    ck_assert_int_eq(dk_memory_kv_bytes(&c, 16384),
+                     (int64_t)c.n_layer * 2 * c.n_head_kv * c.head_dim * 16384 * 4);
     /* chunk scratch: 5 (n,d) + 2 (n, n_head*hd) + 2 (n, n_ff) f32 buffers + 5 int32 index arrays */
     int64_t per_row = (5LL * c.n_embd + 2LL * c.n_head * c.head_dim + 2LL * c.n_ff) * 4 + 5 * 4;
     ck_assert_int_eq(dk_memory_chunk_bytes(&c, 1000), 1000 * per_row);
@@ -33,7 +34,8 @@ START_TEST(test_closed_forms) {
     ck_assert_int_eq(m.n_chunk, 4096);
     ck_assert_int_eq(m.total_bytes, 123 + m.kv_bytes + m.scratch_bytes);
     ck_assert_int_eq(m.convert_bytes, dk_memory_convert_bytes(&c));
-    ck_assert_int_eq(m.scratch_bytes, dk_memory_ctx_bytes(&c, 4096) + dk_memory_chunk_bytes(&c, 4096) + m.convert_bytes);
+    ck_assert_int_eq(m.scratch_bytes,
+                     dk_memory_ctx_bytes(&c, 4096) + dk_memory_chunk_bytes(&c, 4096) + m.convert_bytes);
     /* all-F32 weights need no conversion buffer */
     dk_memory_estimate_fill(&c, 456, 456, 4096, 0, &m);
     ck_assert_int_eq(m.convert_bytes, 0);
@@ -47,8 +49,8 @@ END_TEST
 
 /* Header-only reading gives the loader's hyper-parameters; f32 files hold f32 bytes. */
 START_TEST(test_read_gguf_matches_loader) {
-    const char *files[] = {"tests/data/ref_qwen2_f16.gguf", "tests/data/ref_llama_f32.gguf", "tests/data/ref_tiny_q8_0.gguf",
-                           "tests/data/ref_tiny_bf16.gguf"};
+    const char *files[] = {"tests/data/ref_qwen2_f16.gguf", "tests/data/ref_llama_f32.gguf",
+                           "tests/data/ref_tiny_q8_0.gguf", "tests/data/ref_tiny_bf16.gguf"};
     for (int i = 0; i < 4; i++) {
         dk_model_config c;
         int64_t wb = 0, wf = 0;
@@ -63,7 +65,9 @@ START_TEST(test_read_gguf_matches_loader) {
         ck_assert_int_eq(wb, m->weights_bytes);
         ck_assert(m->converts == (wb != wf));
         if (!strcmp(type, "F32")) ck_assert_int_eq(wb, wf);
-        else ck_assert_msg(wb < wf * 6 / 10, "%s: %lld file bytes vs %lld f32", files[i], (long long)wb, (long long)wf);
+        else
+            ck_assert_msg(wb < wf * 6 / 10, "%s: %lld file bytes vs %lld f32", files[i], (long long)wb,
+                          (long long)wf);
         dk_model_free(m);
     }
     dk_model_config c;
@@ -87,7 +91,10 @@ START_TEST(test_estimate_vs_allocation) {
     dk_err e = {{0}};
     uint32_t type = t_types[_i];
     dk_compute compute = _i >= 2 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32; /* loops 2, 3: bf16 compute */
-    if (compute == DK_COMPUTE_BF16 && !dk_compute_bf16_native()) { printf("SKIP estimate vs heap growth in bf16: no native bf16\n"); return; }
+    if (compute == DK_COMPUTE_BF16 && !dk_compute_bf16_native()) {
+        printf("SKIP estimate vs heap growth in bf16: no native bf16\n");
+        return;
+    }
     ck_assert_msg(dk_model_create_random_typed(&c, 1, "t", type, &m, &e) == DK_OK, "%s", e.msg);
     ck_assert(m->converts == (type != DK_GGML_TYPE_F32));
     int n_ctx = 1024, chunk = 700;
@@ -110,16 +117,18 @@ START_TEST(test_estimate_vs_allocation) {
     ck_assert_msg(dk_forward_prefill(x, tok, chunk, NULL, logits, &e) == DK_OK, "%s", e.msg);
     int64_t h2 = t_heap();
     /* the conversion buffer belongs to the context (dk_ctx_create) */
-    int64_t est_ctx = dk_memory_ctx_bytes(&c, n_ctx) + dk_memory_kv_bytes(&c, n_ctx) + (m->converts ? dk_memory_convert_bytes(&c) : 0);
-    int64_t est_chunk = dk_memory_chunk_bytes(&c, chunk) + dk_memory_compute_bytes(&c, compute, m->tensor_type, chunk);
+    int64_t est_ctx = dk_memory_ctx_bytes(&c, n_ctx) + dk_memory_kv_bytes(&c, n_ctx) +
+                      (m->converts ? dk_memory_convert_bytes(&c) : 0);
+    int64_t est_chunk = dk_memory_chunk_bytes(&c, chunk) +
+                        dk_memory_compute_bytes(&c, compute, m->tensor_type, chunk);
     /* slack: the dk_ctx struct, malloc headers and mmap page rounding of each buffer */
     int64_t slack_ctx = 4096 + (3 * c.n_layer + 9) * 4112, slack_chunk = 14 * 4112;
-    ck_assert_msg(h1 - h0 >= est_ctx && h1 - h0 <= est_ctx + slack_ctx, "context: measured %lld, estimate %lld",
-                  (long long)(h1 - h0), (long long)est_ctx);
+    ck_assert_msg(h1 - h0 >= est_ctx && h1 - h0 <= est_ctx + slack_ctx,
+                  "context: measured %lld, estimate %lld", (long long)(h1 - h0), (long long)est_ctx);
     /* bf16: oneDNN's own allocations are an allowance (DK_MEMORY_DNNL_SCRATCH), not exact */
     int64_t low = est_chunk - (compute == DK_COMPUTE_BF16 ? DK_MEMORY_DNNL_SCRATCH : 0);
-    printf("heap growth of a %d-token chunk (%s weights, %s compute): %lld, estimate %lld\n", chunk, m->tensor_type,
-           dk_compute_name(compute), (long long)(h2 - h1), (long long)est_chunk);
+    printf("heap growth of a %d-token chunk (%s weights, %s compute): %lld, estimate %lld\n", chunk,
+           m->tensor_type, dk_compute_name(compute), (long long)(h2 - h1), (long long)est_chunk);
     ck_assert_msg(h2 - h1 >= low && h2 - h1 <= est_chunk + slack_chunk, "chunk: measured %lld, estimate %lld",
                   (long long)(h2 - h1), (long long)est_chunk);
     dk_ctx_free(x);
@@ -148,19 +157,23 @@ START_TEST(test_cli_info_memory) {
     ck_assert_int_eq(dk_memory_read_gguf(f, &c, &wb, &wf, NULL, &e), DK_OK);
     ck_assert_int_eq(t_field(out, "ctx"), 2048);
     ck_assert_int_eq(t_field(out, "mem_weights_bytes"), wb);
-    ck_assert_int_eq(t_field(out, "mem_kv_bytes"), (long long)c.n_layer * 2 * c.n_head_kv * c.head_dim * 2048 * 4);
+    ck_assert_int_eq(t_field(out, "mem_kv_bytes"),
+                     (long long)c.n_layer * 2 * c.n_head_kv * c.head_dim * 2048 * 4);
     /* an F16 file: scratch includes the f32 conversion buffer of one layer matrix */
     ck_assert_int_lt(wb, wf);
-    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"),
-                     dk_memory_ctx_bytes(&c, 2048) + dk_memory_chunk_bytes(&c, 2048) + dk_memory_convert_bytes(&c));
-    ck_assert_int_eq(t_field(out, "mem_total_bytes"),
-                     t_field(out, "mem_weights_bytes") + t_field(out, "mem_kv_bytes") + t_field(out, "mem_scratch_bytes"));
+    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"), dk_memory_ctx_bytes(&c, 2048) +
+                                                            dk_memory_chunk_bytes(&c, 2048) +
+                                                            dk_memory_convert_bytes(&c));
+    ck_assert_int_eq(t_field(out, "mem_total_bytes"), t_field(out, "mem_weights_bytes") +
+                                                          t_field(out, "mem_kv_bytes") +
+                                                          t_field(out, "mem_scratch_bytes"));
     ck_assert_ptr_nonnull(strstr(out, "\nmem_total_human: "));
     free(out);
     /* the full info prints the same memory lines */
     snprintf(cmd, sizeof cmd, "%s info %s --ctx 2048", dk_test_cli(), f);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert_int_eq(t_field(out, "mem_kv_bytes"), (long long)c.n_layer * 2 * c.n_head_kv * c.head_dim * 2048 * 4);
+    ck_assert_int_eq(t_field(out, "mem_kv_bytes"),
+                     (long long)c.n_layer * 2 * c.n_head_kv * c.head_dim * 2048 * 4);
     ck_assert_ptr_nonnull(strstr(out, "\ntokenizer: "));
     free(out);
     snprintf(cmd, sizeof cmd, "%s info %s --ctx zero 2>&1", dk_test_cli(), f);
@@ -175,11 +188,13 @@ START_TEST(test_cli_info_memory) {
     int64_t cb = dk_memory_compute_bytes(&c, DK_COMPUTE_BF16, "F16", 512);
     ck_assert_int_eq(cb, (512LL * c.n_ff + dk_memory_convert_bytes(&c) / 4) * 2 + DK_MEMORY_DNNL_SCRATCH);
     ck_assert_int_eq(t_field(out, "mem_compute_bytes"), cb);
-    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"),
-                     dk_memory_ctx_bytes(&c, 2048) + dk_memory_chunk_bytes(&c, 512) + dk_memory_convert_bytes(&c) + cb);
+    ck_assert_int_eq(t_field(out, "mem_scratch_bytes"), dk_memory_ctx_bytes(&c, 2048) +
+                                                            dk_memory_chunk_bytes(&c, 512) +
+                                                            dk_memory_convert_bytes(&c) + cb);
     free(out);
     /* a BF16 file's matrices are used as they are: activations only; f32 compute adds nothing */
-    ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_BF16, "BF16", 512), 512LL * c.n_ff * 2 + DK_MEMORY_DNNL_SCRATCH);
+    ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_BF16, "BF16", 512),
+                     512LL * c.n_ff * 2 + DK_MEMORY_DNNL_SCRATCH);
     ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_F32, "F16", 512), 0);
     snprintf(cmd, sizeof cmd, "%s info %s --memory --compute fp8 2>&1", dk_test_cli(), f);
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);

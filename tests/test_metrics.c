@@ -27,7 +27,8 @@ static double api_score(const cJSON *row, dk_code_sim_backend be) {
     const char **cv = cJSON_IsArray(cls) ? strs(cls, &nc) : NULL;
     double r;
     if (!strcmp(m, "longbench_dataset_score") || !strncmp(m, "string_match", 12)) {
-        const cJSON *pr = cJSON_GetObjectItem(row, !strcmp(m, "longbench_dataset_score") ? "predictions" : "prediction");
+        const cJSON *pr = cJSON_GetObjectItem(row, !strcmp(m, "longbench_dataset_score") ? "predictions"
+                                                                                         : "prediction");
         int np, n = cJSON_GetArraySize(ans);
         const char **pv = strs(pr, &np);
         const char ***av = calloc((size_t)n + 1, sizeof *av);
@@ -37,10 +38,13 @@ static double api_score(const cJSON *row, dk_code_sim_backend be) {
             r = dk_metric_longbench_dataset_score(cJSON_GetObjectItem(row, "dataset")->valuestring, pv, np,
                                                   (const char *const *const *)av, an, cv, nc, be);
         else
-            r = dk_metric_ruler_batch_score(!strcmp(m, "string_match_all"), pv, np, (const char *const *const *)av,
-                                            an, cJSON_IsTrue(cJSON_GetObjectItem(row, "postprocess")));
+            r = dk_metric_ruler_batch_score(!strcmp(m, "string_match_all"), pv, np,
+                                            (const char *const *const *)av, an,
+                                            cJSON_IsTrue(cJSON_GetObjectItem(row, "postprocess")));
         for (int i = 0; i < n; i++) free(av[i]);
-        free(av); free(an); free(pv);
+        free(av);
+        free(an);
+        free(pv);
     } else {
         dk_metric mm;
         ck_assert_int_eq(dk_metric_from_name(m, &mm, NULL), DK_OK);
@@ -49,7 +53,10 @@ static double api_score(const cJSON *row, dk_code_sim_backend be) {
         const char *pred = cJSON_GetObjectItem(row, "prediction")->valuestring;
         if (mm == DK_METRIC_CODE_SIM) {
             r = 0.0;
-            for (int i = 0; i < na; i++) { double v = dk_metric_code_sim_score(pred, av[i], be); if (v > r) r = v; }
+            for (int i = 0; i < na; i++) {
+                double v = dk_metric_code_sim_score(pred, av[i], be);
+                if (v > r) r = v;
+            }
         } else r = dk_metric_sample_score(mm, pred, av, na, cv, nc);
         free(av);
     }
@@ -70,7 +77,10 @@ static void golden_api(dk_code_sim_backend be) {
         ck_assert_ptr_nonnull(row);
         const cJSON *ex = cJSON_GetObjectItem(row, "expected");
         const cJSON *exl = cJSON_GetObjectItem(row, "expected_with_levenshtein");
-        if (be == DK_CODE_SIM_LEVENSHTEIN && cJSON_IsNumber(exl)) { ex = exl; per_metric_seen++; }
+        if (be == DK_CODE_SIM_LEVENSHTEIN && cJSON_IsNumber(exl)) {
+            ex = exl;
+            per_metric_seen++;
+        }
         double got = api_score(row, be);
         /* the README's independent implementation matches with ==; so must we */
         ck_assert_msg(got == ex->valuedouble, "%s: expected %.17g got %.17g",
@@ -100,8 +110,9 @@ START_TEST(test_golden_cli) {
     ck_assert_int_eq(lines, 244);
     free(out);
     /* stdin, and a case whose expected value is wrong must fail with exit 1 */
-    snprintf(cmd, sizeof cmd, "head -n 3 '%s' | sed '2s/\"expected\": 1.0/\"expected\": 0.5/' | %s score - 2>&1",
-             path, dk_test_cli());
+    snprintf(cmd, sizeof cmd,
+             "head -n 3 '%s' | sed '2s/\"expected\": 1.0/\"expected\": 0.5/' | %s score - 2>&1", path,
+             dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 1);
     ck_assert_ptr_nonnull(strstr(out, "FAIL <stdin>:2"));
     ck_assert_ptr_nonnull(strstr(out, "cases: 3 checked: 3 failed: 1"));
@@ -113,7 +124,8 @@ START_TEST(test_score_malformed) {
     char p[1024], cmd[2048];
     dk_test_tmp_path(p, sizeof p, "bad_cases.jsonl");
     FILE *f = fopen(p, "w");
-    fputs("{\"metric\": \"qa_f1_score\", \"prediction\": \"a\", \"answers\": [\"a\"], \"expected\": 0.0}\n", f);
+    fputs("{\"metric\": \"qa_f1_score\", \"prediction\": \"a\", \"answers\": [\"a\"], \"expected\": 0.0}\n",
+          f);
     fputs("{\"metric\": \"qa_f1_score\", \"prediction\": 3, \"answers\": [\"a\"]}\n", f);
     fclose(f);
     char *out = NULL;
@@ -141,8 +153,11 @@ START_TEST(test_unicode_rules) {
     const char *a2[] = {"i\xcc\x87stanbul"};
     ck_assert(dk_metric_string_match("\xc4\xb0STANBUL", a2, 1, 1) == 1.0);
     ck_assert(dk_metric_count_score("\xef\xbc\x91\xef\xbc\x92 or 12\xc2\xb2", "12") == 0.5);
-    char *n = dk_metric_normalize_answer("The\xc2\xa0" "A\xc3\xb1" "ejo an apple");
-    ck_assert_str_eq(n, "a\xc3\xb1" "ejo apple");
+    char *n = dk_metric_normalize_answer("The\xc2\xa0"
+                                         "A\xc3\xb1"
+                                         "ejo an apple");
+    ck_assert_str_eq(n, "a\xc3\xb1"
+                        "ejo apple");
     free(n);
 }
 END_TEST
@@ -155,7 +170,8 @@ START_TEST(test_fidelity) {
     ck_assert_int_eq(dk_metric_top1_agree(p, q, 2), 0); /* q ties -> argmax 0, p -> 1 */
     float r[4] = {0.0f, logf(3.0f), 1.0f, 0.0f}, s[4] = {5.0f, 5.0f, 0.0f, 2.0f};
     ck_assert_double_eq_tol(dk_metric_mean_kl(r, s, 2, 2),
-                            0.5 * (dk_metric_kl_logits(r, s, 2) + dk_metric_kl_logits(r + 2, s + 2, 2)), 1e-12);
+                            0.5 * (dk_metric_kl_logits(r, s, 2) + dk_metric_kl_logits(r + 2, s + 2, 2)),
+                            1e-12);
     ck_assert_int_eq(dk_argmax(r + 2, 2), 0);
     /* over the answer rows */
     dk_metric_fidelity fi;
@@ -164,7 +180,7 @@ START_TEST(test_fidelity) {
     ck_assert_double_eq_tol(fi.kl_mean, 0.5 * (k0 + k1), 1e-12);
     ck_assert(fi.kl_max == fmax(k0, k1) && fi.kl_first == k0);
     ck_assert(fi.top1 == 0.0 && fi.top1_first == 0); /* row 1: argmax 0 vs 1 */
-    float t[4] = {0.0f, 1.0f, 0.0f, 3.0f};             /* row 0 agrees with r, row 1 does not */
+    float t[4] = {0.0f, 1.0f, 0.0f, 3.0f};           /* row 0 agrees with r, row 1 does not */
     dk_metric_answer_fidelity(r, t, 2, 2, &fi);
     ck_assert(fi.top1 == 0.5 && fi.top1_first == 1);
     dk_metric_answer_fidelity(r, r, 2, 2, &fi);

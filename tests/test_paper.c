@@ -19,7 +19,8 @@
 #define PAPER_CONFIG "configs/paper/longbench_e.json"
 #define PAPER_CSV "datasets/paper/dash_longbench_e.csv"
 
-static const char *const t_paper_tasks[6] = {"qasper", "hotpotqa", "2wikimqa", "gov_report", "lcc", "repobench-p"};
+static const char *const t_paper_tasks[6] = {"qasper",     "hotpotqa", "2wikimqa",
+                                             "gov_report", "lcc",      "repobench-p"};
 static const char *const t_paper_methods[4] = {"dense", "fastv", "snapkv", "dash"};
 
 static char *t_slurp(const char *path) {
@@ -29,7 +30,10 @@ static char *t_slurp(const char *path) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
     if (b) b[n] = 0;
     fclose(f);
     return b;
@@ -125,20 +129,26 @@ static const char *t_lb_dir(void) {
     dk_test_tmp_path(dir, sizeof dir, "lb");
     char p[600];
     mkdir(dir, 0755);
-    snprintf(p, sizeof p, "%s/data", dir); mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/config", dir); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/data", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/config", dir);
+    mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/config/dataset2prompt.json", dir);
     t_write(p, "{\"lcc\": \"Please complete the code given below. \\n{context}Next line of code:\\n\","
-               " \"repobench-p\": \"Please complete the code given below. \\n{context}{input}Next line of code:\\n\"}");
+               " \"repobench-p\": \"Please complete the code given below. \\n{context}{input}Next line of "
+               "code:\\n\"}");
     snprintf(p, sizeof p, "%s/config/dataset2maxlen.json", dir);
     t_write(p, "{\"lcc\": 64, \"repobench-p\": 64}");
     snprintf(p, sizeof p, "%s/data/lcc_e.jsonl", dir);
-    t_write(p, "{\"input\": \"\", \"context\": \"def f(x):\\n    return x\\n\", \"answers\": [\"y = f(1)\"], \"length\": 6,"
-               " \"dataset\": \"lcc_e\", \"language\": \"python\", \"all_classes\": null, \"_id\": \"a\"}\n"
-               "{\"input\": \"\", \"context\": \"int g(void) {\\n\", \"answers\": [\"return 0;\"], \"length\": 5,"
-               " \"dataset\": \"lcc\", \"language\": \"c\", \"all_classes\": null, \"_id\": \"b\"}\n");
+    t_write(
+        p, "{\"input\": \"\", \"context\": \"def f(x):\\n    return x\\n\", \"answers\": [\"y = f(1)\"], "
+           "\"length\": 6,"
+           " \"dataset\": \"lcc_e\", \"language\": \"python\", \"all_classes\": null, \"_id\": \"a\"}\n"
+           "{\"input\": \"\", \"context\": \"int g(void) {\\n\", \"answers\": [\"return 0;\"], \"length\": 5,"
+           " \"dataset\": \"lcc\", \"language\": \"c\", \"all_classes\": null, \"_id\": \"b\"}\n");
     snprintf(p, sizeof p, "%s/data/repobench-p_e.jsonl", dir);
-    t_write(p, "{\"input\": \"import os\\n\", \"context\": \"# a.py\\nX = 1\\n\", \"answers\": [\"print(X)\"], \"length\": 7,"
+    t_write(p, "{\"input\": \"import os\\n\", \"context\": \"# a.py\\nX = 1\\n\", \"answers\": "
+               "[\"print(X)\"], \"length\": 7,"
                " \"dataset\": \"lcc_e\", \"language\": \"python\", \"all_classes\": null, \"_id\": \"c\"}\n");
     return dir;
 }
@@ -167,7 +177,9 @@ START_TEST(test_longbench_e_load) {
 
     /* a line of another dataset names the file, line and field */
     ck_assert_int_eq(dk_task_load("repobench-p", kv, 3, 0, NULL, &set, &e), DK_ERR_FORMAT);
-    ck_assert_msg(strstr(e.msg, "repobench-p_e.jsonl:1: field 'dataset': 'lcc_e' is not 'repobench-p_e'") != NULL, "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "repobench-p_e.jsonl:1: field 'dataset': 'lcc_e' is not 'repobench-p_e'") !=
+                      NULL,
+                  "%s", e.msg);
 
     dk_task_kv kv2[3] = {{"e", "maybe"}, {"data", data}, {"config", cfg}};
     ck_assert_int_eq(dk_task_load("lcc", kv2, 3, 0, NULL, &set, &e), DK_ERR_ARG);
@@ -177,8 +189,11 @@ END_TEST
 
 /* ---- the reported numbers and the report's paper table ---- */
 
-typedef struct { const char *method, *params; } t_set;
-static const t_set t_sets[3] = {{"dense", "{}"}, {"dash", "{\"ls\":0.4,\"rho\":0.667}"}, {"fastv", "{\"ls\":0.4,\"rho\":0.667}"}};
+typedef struct {
+    const char *method, *params;
+} t_set;
+static const t_set t_sets[3] = {
+    {"dense", "{}"}, {"dash", "{\"ls\":0.4,\"rho\":0.667}"}, {"fastv", "{\"ls\":0.4,\"rho\":0.667}"}};
 static const char *const t_tasks[3] = {"qasper", "hotpotqa", "passkey"};
 static const char *const t_topts[3] = {"{\"e\":true}", "{\"e\":true}", "{\"length\":1024}"};
 #define T_NS 3
@@ -194,16 +209,35 @@ static void t_build_store(void) {
     dk_err e = {{0}};
     dk_store *s = NULL;
     ck_assert_msg(dk_store_open(t_db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
-    dk_run_info ri = {.name = "paper-unit", .config_path = "p.json", .config_text = "{}", .config_hash = "abc",
-                      .git_rev = "x", .host = "h", .cpu = "c", .blas_core = "b", .command = "dashkit run p.json",
-                      .threads = 1, .workers = 1, .n_cells = 9};
+    dk_run_info ri = {.name = "paper-unit",
+                      .config_path = "p.json",
+                      .config_text = "{}",
+                      .config_hash = "abc",
+                      .git_rev = "x",
+                      .host = "h",
+                      .cpu = "c",
+                      .blas_core = "b",
+                      .command = "dashkit run p.json",
+                      .threads = 1,
+                      .workers = 1,
+                      .n_cells = 9};
     int64_t run = 0, model = 0;
     ck_assert_msg(dk_store_run_begin(s, &ri, &run, &e) == DK_OK, "%s", e.msg);
     char sha[65];
     memset(sha, 'b', 64);
     sha[64] = 0;
-    dk_model_info mi = {.sha256 = sha, .path = "models/q.gguf", .arch = "qwen2", .n_layer = 2, .n_embd = 8, .n_head = 2,
-                        .n_head_kv = 1, .n_ff = 16, .n_vocab = 32, .n_ctx = 256, .n_params = 100, .file_bytes = 400};
+    dk_model_info mi = {.sha256 = sha,
+                        .path = "models/q.gguf",
+                        .arch = "qwen2",
+                        .n_layer = 2,
+                        .n_embd = 8,
+                        .n_head = 2,
+                        .n_head_kv = 1,
+                        .n_ff = 16,
+                        .n_vocab = 32,
+                        .n_ctx = 256,
+                        .n_params = 100,
+                        .file_bytes = 400};
     ck_assert_msg(dk_store_model_put(s, &mi, &model, &e) == DK_OK, "%s", e.msg);
     dk_cell_spec cs[9];
     char keys[9][16], ids[9][32], tks[9][16];
@@ -213,8 +247,8 @@ static void t_build_store(void) {
             snprintf(keys[i], 16, "k%d", i);
             snprintf(ids[i], 32, "{\"c\":%d}", i);
             snprintf(tks[i], 16, "t%d", t);
-            cs[i] = (dk_cell_spec){keys[i], ids[i], t_tasks[t], t_topts[t], tks[i], t_sets[m].method, t_sets[m].params, model,
-                                   T_NS, 0};
+            cs[i] = (dk_cell_spec){keys[i],          ids[i],           t_tasks[t], t_topts[t], tks[i],
+                                   t_sets[m].method, t_sets[m].params, model,      T_NS,       0};
         }
     int64_t cell_ids[9];
     ck_assert_msg(dk_store_cells_add(s, run, cs, 9, 0, cell_ids, NULL, &e) == DK_OK, "%s", e.msg);
@@ -230,12 +264,30 @@ static void t_build_store(void) {
         int t = i / 3, m = i % 3;
         for (int j = 0; j < T_NS; j++) {
             int64_t active[2] = {100, m ? 33 : 100};
-            dk_sample_row row = {.cell_id = cid, .sample_id = j, .prompt_tokens = 110, .context_tokens = 100,
-                                 .question_tokens = 10, .gen_tokens = 2, .n_layer = 2, .active = active, .layers = NULL,
-                                 .flops_dense = 1000, .flops_method = m ? 500 : 1000, .wall_dense_s = 1.0,
-                                 .wall_method_s = m ? 0.8 : 1.0, .wall_decode_s = 0.01, .prediction = "p",
-                                 .answers = "[\"a\"]", .score = t_score(t, m, j), .kl = 0, .kl_max = 0, .top1 = 1,
-                                 .kl_first = 0, .top1_first = 1, .nll_dense = NAN, .nll_method = NAN};
+            dk_sample_row row = {.cell_id = cid,
+                                 .sample_id = j,
+                                 .prompt_tokens = 110,
+                                 .context_tokens = 100,
+                                 .question_tokens = 10,
+                                 .gen_tokens = 2,
+                                 .n_layer = 2,
+                                 .active = active,
+                                 .layers = NULL,
+                                 .flops_dense = 1000,
+                                 .flops_method = m ? 500 : 1000,
+                                 .wall_dense_s = 1.0,
+                                 .wall_method_s = m ? 0.8 : 1.0,
+                                 .wall_decode_s = 0.01,
+                                 .prediction = "p",
+                                 .answers = "[\"a\"]",
+                                 .score = t_score(t, m, j),
+                                 .kl = 0,
+                                 .kl_max = 0,
+                                 .top1 = 1,
+                                 .kl_first = 0,
+                                 .top1_first = 1,
+                                 .nll_dense = NAN,
+                                 .nll_method = NAN};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert_msg(dk_store_cell_finish(s, cid, &w, &e) == DK_OK, "%s", e.msg);
@@ -285,8 +337,10 @@ static double t_pvm(const char *csv, const char *pm, const char *source, const c
 START_TEST(test_paper_csv_contents) {
     char *t = t_slurp(PAPER_CSV);
     ck_assert_ptr_nonnull(t);
-    ck_assert_ptr_nonnull(strstr(t, "\ndash,dash,Qwen2.5-7B-Instruct-1M,LongBench-E,46.76,40.58,49.38,61.00,7.01,59.00,98.00,1.74,1.52,1.83,16384,"));
-    ck_assert_ptr_nonnull(strstr(t, "\nvanilla,dense,Qwen2.5-7B-Instruct-1M,LongBench-E,48.87,44.19,51.13,62.97,6.97,65.00,99.33,"));
+    ck_assert_ptr_nonnull(strstr(t, "\ndash,dash,Qwen2.5-7B-Instruct-1M,LongBench-E,46.76,40.58,49.38,61.00,"
+                                    "7.01,59.00,98.00,1.74,1.52,1.83,16384,"));
+    ck_assert_ptr_nonnull(strstr(
+        t, "\nvanilla,dense,Qwen2.5-7B-Instruct-1M,LongBench-E,48.87,44.19,51.13,62.97,6.97,65.00,99.33,"));
     int rows = 0;
     for (const char *p = t; (p = strstr(p, "secondary summary of the DASH paper")); p++) rows++;
     ck_assert_int_eq(rows, 5);
@@ -370,7 +424,8 @@ START_TEST(test_cli_paper_option) {
     t_build_store();
     char cmd[2048], *out = NULL, dir[600], path[700];
     dk_test_tmp_path(dir, sizeof dir, "rep-cli");
-    snprintf(cmd, sizeof cmd, "%s report --db %s --out %s --no-draw --boot 0 --paper %s", dk_test_cli(), t_db, dir, PAPER_CSV);
+    snprintf(cmd, sizeof cmd, "%s report --db %s --out %s --no-draw --boot 0 --paper %s", dk_test_cli(), t_db,
+             dir, PAPER_CSV);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     free(out);
     snprintf(path, sizeof path, "%s/paper_vs_measured.md", dir);

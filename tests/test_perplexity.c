@@ -79,7 +79,8 @@ START_TEST(test_perplexity_golden) {
      * ~1e-6 absolute; 1e-5 relative on perplexity and 1e-4 on its standard error leave margin
      * while a one-position shift of the scored window moves both by percents */
     double ppl = field(out, "perplexity"), se = field(out, "perplexity_stderr");
-    ck_assert_msg(fabs(ppl / num(g, "perplexity") - 1) < 1e-5, "perplexity %.6f, reference %.6f", ppl, num(g, "perplexity"));
+    ck_assert_msg(fabs(ppl / num(g, "perplexity") - 1) < 1e-5, "perplexity %.6f, reference %.6f", ppl,
+                  num(g, "perplexity"));
     ck_assert_msg(fabs(se / num(g, "perplexity_stderr") - 1) < 1e-4, "stderr %.6f, reference %.6f", se,
                   num(g, "perplexity_stderr"));
     free(out);
@@ -92,7 +93,8 @@ END_TEST
 START_TEST(test_kl_base_self) {
     char base[512], cmd[2048];
     dk_test_tmp_path(base, sizeof base, "base.logits");
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --save-logits '%s'", dk_test_cli(), base);
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --save-logits '%s'",
+             dk_test_cli(), base);
     char *o1 = run(cmd, 0);
     dk_test_logits l;
     dk_test_logits_load(base, 4, &l);
@@ -102,7 +104,8 @@ START_TEST(test_kl_base_self) {
     ck_assert_int_eq(l.tokens[64], 1); /* every chunk starts with BOS */
     dk_test_logits_free(&l);
 
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base '%s'", dk_test_cli(), base);
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base '%s'", dk_test_cli(),
+             base);
     char *o2 = run(cmd, 0);
     ck_assert(field(o2, "kl_mean") == 0 && field(o2, "kl_max") == 0);
     ck_assert(field(o2, "top1_agreement") == 1);
@@ -112,7 +115,9 @@ START_TEST(test_kl_base_self) {
     free(o2);
 
     /* halting against the dense base: the distributions move, perplexity changes */
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base '%s' --method dash --rho 0.5 --ls 0.25",
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity " TINY " -f " PPL_TEXT
+             " --ctx 64 --kl-base '%s' --method dash --rho 0.5 --ls 0.25",
              dk_test_cli(), base);
     o2 = run(cmd, 0);
     double kl = field(o2, "kl_mean"), km = field(o2, "kl_max"), t1 = field(o2, "top1_agreement");
@@ -121,14 +126,16 @@ START_TEST(test_kl_base_self) {
     free(o2);
 
     /* rho 0: bit-identical to dense, so KL 0 again */
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base '%s' --method dash --rho 0",
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base '%s' --method dash --rho 0",
              dk_test_cli(), base);
     o2 = run(cmd, 0);
     ck_assert(field(o2, "kl_max") == 0 && field(o2, "top1_agreement") == 1);
     free(o2);
 
     /* a base of other chunks is refused, naming the first differing id */
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 63 --kl-base '%s'", dk_test_cli(), base);
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 63 --kl-base '%s'", dk_test_cli(),
+             base);
     expect_error(cmd, "but chunk 1 position 0 evaluates id");
     free(o1);
     unlink(base);
@@ -147,7 +154,8 @@ START_TEST(test_logits_golden) {
     FILE *f = fopen(ids, "w");
     for (int i = 0; i < g.n_tokens; i++) fprintf(f, i % 10 == 9 ? "%d\n" : "%d\t ", g.tokens[i]);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s logits tests/data/ref_llama_f32.gguf --ids '%s' --out '%s'", dk_test_cli(), ids, out);
+    snprintf(cmd, sizeof cmd, "%s logits tests/data/ref_llama_f32.gguf --ids '%s' --out '%s'", dk_test_cli(),
+             ids, out);
     char *o = run(cmd, 0);
     ck_assert_int_eq((int)field(o, "tokens"), g.n_tokens);
     free(o);
@@ -173,13 +181,15 @@ START_TEST(test_logits_methods) {
     snprintf(halt, sizeof halt, "%s/halt.logits", tmp);
     snprintf(cmd, sizeof cmd, "%s logits " TINY " -f " PPL_TEXT " --bos --out '%s'", dk_test_cli(), dense);
     free(run(cmd, 0));
-    snprintf(cmd, sizeof cmd, "%s logits " TINY " -f " PPL_TEXT " --bos --out '%s' --method dash --rho 0", dk_test_cli(), halt);
+    snprintf(cmd, sizeof cmd, "%s logits " TINY " -f " PPL_TEXT " --bos --out '%s' --method dash --rho 0",
+             dk_test_cli(), halt);
     free(run(cmd, 0));
     size_t nd, nh;
     char *bd = dk_test_read_file(dense, &nd), *bh = dk_test_read_file(halt, &nh);
     ck_assert(nd == nh && !memcmp(bd, bh, nd));
     free(bh);
-    snprintf(cmd, sizeof cmd, "%s logits " TINY " -f " PPL_TEXT " --bos --out '%s' --method dash --rho 0.5 --ls 0.5",
+    snprintf(cmd, sizeof cmd,
+             "%s logits " TINY " -f " PPL_TEXT " --bos --out '%s' --method dash --rho 0.5 --ls 0.5",
              dk_test_cli(), halt);
     char *o = run(cmd, 0);
     ck_assert_ptr_nonnull(strstr(o, "method: dash\n"));
@@ -220,7 +230,8 @@ START_TEST(test_logits_bad_input) {
     snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 100000", dk_test_cli());
     expect_error(cmd, "fewer than one chunk of --ctx 100000");
     /* a base file that is not DKLOGIT1 */
-    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base " PPL_TEXT, dk_test_cli());
+    snprintf(cmd, sizeof cmd, "%s perplexity " TINY " -f " PPL_TEXT " --ctx 64 --kl-base " PPL_TEXT,
+             dk_test_cli());
     expect_error(cmd, "not a DKLOGIT1 logits file");
     unlink(ids);
 }

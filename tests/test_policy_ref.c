@@ -43,13 +43,28 @@ static void golden_load(const char *name, golden *g) {
     g->model[32] = 0;
     uint32_t u[7];
     memcpy(u, b + 40, sizeof u);
-    g->n_layer = u[0]; g->l_s = u[1]; g->T = u[2]; g->Q = u[3]; g->n_decode = u[4]; g->n_vocab = u[5]; g->K = u[6];
+    g->n_layer = u[0];
+    g->l_s = u[1];
+    g->T = u[2];
+    g->Q = u[3];
+    g->n_decode = u[4];
+    g->n_vocab = u[5];
+    g->K = u[6];
     memcpy(&g->rho, b + 68, 4);
     memcpy(&g->ls_frac, b + 72, 4);
     size_t off = 76;
-#define TAKE(f, cnt) do { g->f = (void *)(b + off); off += 4 * (size_t)(cnt); } while (0)
-    TAKE(ctx, g->T); TAKE(question, g->Q); TAKE(delta, g->T); TAKE(active, g->K);
-    TAKE(ctx_logits, g->n_vocab); TAKE(q_logits, g->n_vocab); TAKE(dec_tokens, g->n_decode);
+#define TAKE(f, cnt)              \
+    do {                          \
+        g->f = (void *)(b + off); \
+        off += 4 * (size_t)(cnt); \
+    } while (0)
+    TAKE(ctx, g->T);
+    TAKE(question, g->Q);
+    TAKE(delta, g->T);
+    TAKE(active, g->K);
+    TAKE(ctx_logits, g->n_vocab);
+    TAKE(q_logits, g->n_vocab);
+    TAKE(dec_tokens, g->n_decode);
     TAKE(dec_logits, (size_t)g->n_decode * g->n_vocab);
 #undef TAKE
     ck_assert_msg(off == n, "%s: size %zu, header implies %zu", path, n, off);
@@ -57,11 +72,15 @@ static void golden_load(const char *name, golden *g) {
 
 static double rel_err(const float *a, const float *b, size_t n) {
     double m = 0, s = 0;
-    for (size_t i = 0; i < n; i++) { m = fmax(m, fabs((double)a[i] - b[i])); s = fmax(s, fabs((double)b[i])); }
+    for (size_t i = 0; i < n; i++) {
+        m = fmax(m, fabs((double)a[i] - b[i]));
+        s = fmax(s, fabs((double)b[i]));
+    }
     return m / s;
 }
 
-static const char *CASES[] = {"llama_r50_ls1", "llama_r667_ls1", "llama_r75_ls0", "llama_r0_ls1", "qwen2_r50_ls0"};
+static const char *CASES[] = {"llama_r50_ls1", "llama_r667_ls1", "llama_r75_ls0", "llama_r0_ls1",
+                              "qwen2_r50_ls0"};
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
 /* rho and ls as the reference used them (python doubles written as float32): parse the decimal. */
@@ -109,7 +128,8 @@ START_TEST(test_dash_vs_torch) {
         for (uint32_t l = g.l_s + 1; l < g.n_layer; l++) {
             const dk_kv_cache *kv = dk_ctx_cache(c, (int)l);
             ck_assert_int_eq(kv->len, (int)g.K);
-            ck_assert_msg(!memcmp(kv->pos, g.active, g.K * sizeof(int32_t)), "%s: kept set differs at layer %u", CASES[_i], l);
+            ck_assert_msg(!memcmp(kv->pos, g.active, g.K * sizeof(int32_t)),
+                          "%s: kept set differs at layer %u", CASES[_i], l);
         }
     }
     dk_policy_run_free(run);
@@ -132,16 +152,19 @@ START_TEST(test_dash_vs_torch) {
 
     /* the whole protocol through prefill.h: same logits, greedy tokens equal the reference's */
     dk_prefill_result res;
-    ck_assert_msg(dk_prefill_run(c, p, &pp, g.ctx, (int)g.T, g.question, (int)g.Q, NULL, &res, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_prefill_run(c, p, &pp, g.ctx, (int)g.T, g.question, (int)g.Q, NULL, &res, &e) == DK_OK,
+                  "%s", e.msg);
     ck_assert(rel_err(res.ctx_logits, g.ctx_logits, g.n_vocab) <= REF_TOL);
     ck_assert(rel_err(res.q_logits, g.q_logits, g.n_vocab) <= REF_TOL);
     ck_assert_int_eq(res.n_active, halts ? (int)g.K : (int)g.T);
     if (halts) ck_assert(!memcmp(res.active, g.active, g.K * sizeof(int32_t)));
     int32_t *toks = malloc(sizeof(int32_t) * g.n_decode);
     int n_out = 0;
-    ck_assert_msg(dk_prefill_decode_greedy(c, res.q_logits, (int)g.n_decode, -1, toks, &n_out, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_prefill_decode_greedy(c, res.q_logits, (int)g.n_decode, -1, toks, &n_out, &e) == DK_OK,
+                  "%s", e.msg);
     ck_assert_int_eq(n_out, (int)g.n_decode);
-    ck_assert_msg(!memcmp(toks, g.dec_tokens, g.n_decode * sizeof(int32_t)), "%s: greedy tokens differ", CASES[_i]);
+    ck_assert_msg(!memcmp(toks, g.dec_tokens, g.n_decode * sizeof(int32_t)), "%s: greedy tokens differ",
+                  CASES[_i]);
     /* decoding leaves caches of different lengths: l_s and earlier hold all T, later only K */
     for (uint32_t l = 0; l < g.n_layer; l++) {
         int want = (l <= g.l_s || !halts ? (int)g.T : (int)g.K) + (int)(g.Q + g.n_decode) - 1;

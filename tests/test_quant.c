@@ -26,7 +26,8 @@
 
 #define QDIR "tests/data/"
 
-static const char *QMODELS[] = {"qllama_mix", "qqwen2_mix", "qllama_q4_k_m", "qqwen2_q3_k_m", "qllama_q5_k_s"};
+static const char *QMODELS[] = {"qllama_mix", "qqwen2_mix", "qllama_q4_k_m", "qqwen2_q3_k_m",
+                                "qllama_q5_k_s"};
 #define N_QMODELS ((int)(sizeof QMODELS / sizeof QMODELS[0]))
 
 /* Bound on max |dashkit - llama.cpp| / max |llama.cpp logit| at any position. Measured on these
@@ -61,7 +62,10 @@ static dk_model *load_q(const char *name) {
 static uint64_t fnv1a64(const void *p, size_t n) {
     const uint8_t *b = p;
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ull; }
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
     return h;
 }
 
@@ -85,8 +89,8 @@ START_TEST(test_dequant_matches_ggml) {
             ck_assert_int_eq(sscanf(line, "%127s %31s %lld %31s %15s", name, type, &n, hash, first), 5);
             const dk_gguf_tensor *t = dk_gguf_find_tensor(g, name);
             ck_assert_msg(t != NULL, "%s: no tensor %s", path, name);
-            ck_assert_msg(!strcasecmp(type, dk_ggml_type_name(t->type)), "%s: %s is %s here, %s in ggml", path, name,
-                          dk_ggml_type_name(t->type), type);
+            ck_assert_msg(!strcasecmp(type, dk_ggml_type_name(t->type)), "%s: %s is %s here, %s in ggml",
+                          path, name, dk_ggml_type_name(t->type), type);
             ck_assert_int_eq((long long)t->n_elems, n);
             ck_assert_msg(dk_ggml_type_supported(t->type), "%s: type %s unsupported", name, type);
             seen[t->type] = true;
@@ -96,12 +100,15 @@ START_TEST(test_dequant_matches_ggml) {
             snprintf(got, sizeof got, "%016llx", (unsigned long long)fnv1a64(y, t->n_elems * 4));
             uint32_t b0;
             memcpy(&b0, y, 4);
-            ck_assert_msg(!strcmp(got, hash), "%s %s (%s): dequantised f32 differ from ggml's to_float (first %08x vs %s)",
-                          path, name, type, b0, first);
+            ck_assert_msg(!strcmp(got, hash),
+                          "%s %s (%s): dequantised f32 differ from ggml's to_float (first %08x vs %s)", path,
+                          name, type, b0, first);
             /* and the portable form (what a build without AVX2 runs) */
             dk_dequantize_scalar(t->type, t->data, y, t->n_elems);
             snprintf(got, sizeof got, "%016llx", (unsigned long long)fnv1a64(y, t->n_elems * 4));
-            ck_assert_msg(!strcmp(got, hash), "%s %s (%s): portable dequantisation differs from ggml's to_float", path, name, type);
+            ck_assert_msg(!strcmp(got, hash),
+                          "%s %s (%s): portable dequantisation differs from ggml's to_float", path, name,
+                          type);
             free(y);
         }
         ck_assert_int_eq(lines, (int)dk_gguf_n_tensors(g));
@@ -109,13 +116,15 @@ START_TEST(test_dequant_matches_ggml) {
         free(tsv);
     }
     /* every supported quantised type is covered by some golden tensor */
-    static const uint32_t want[] = {DK_GGML_TYPE_Q4_0, DK_GGML_TYPE_Q4_1, DK_GGML_TYPE_Q5_0, DK_GGML_TYPE_Q5_1,
-                                    DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q2_K, DK_GGML_TYPE_Q3_K, DK_GGML_TYPE_Q4_K,
-                                    DK_GGML_TYPE_Q5_K, DK_GGML_TYPE_Q6_K, DK_GGML_TYPE_IQ4_NL, DK_GGML_TYPE_IQ4_XS};
+    static const uint32_t want[] = {DK_GGML_TYPE_Q4_0, DK_GGML_TYPE_Q4_1,   DK_GGML_TYPE_Q5_0,
+                                    DK_GGML_TYPE_Q5_1, DK_GGML_TYPE_Q8_0,   DK_GGML_TYPE_Q2_K,
+                                    DK_GGML_TYPE_Q3_K, DK_GGML_TYPE_Q4_K,   DK_GGML_TYPE_Q5_K,
+                                    DK_GGML_TYPE_Q6_K, DK_GGML_TYPE_IQ4_NL, DK_GGML_TYPE_IQ4_XS};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(seen[want[i]], "no golden tensor of type %s", dk_ggml_type_name(want[i]));
     for (uint32_t t = 0; t < 64; t++)
-        if (dk_ggml_type_supported(t) && t != DK_GGML_TYPE_F32 && t != DK_GGML_TYPE_F16 && t != DK_GGML_TYPE_BF16)
+        if (dk_ggml_type_supported(t) && t != DK_GGML_TYPE_F32 && t != DK_GGML_TYPE_F16 &&
+            t != DK_GGML_TYPE_BF16)
             ck_assert_msg(seen[t], "supported type %s has no ggml golden", dk_ggml_type_name(t));
 }
 END_TEST
@@ -140,7 +149,11 @@ static void dequantize_model(dk_model *m, void ***bufs, int *nb) {
         float *f = malloc((size_t)(t->rows * t->cols) * sizeof *f);
         for (int64_t r = 0; r < t->rows; r++) dk_tensor_row_f32(t, r, f + r * t->cols);
         (*bufs)[i] = f;
-        *t = (dk_tensor){.data = f, .type = DK_GGML_TYPE_F32, .rows = t->rows, .cols = t->cols, .row_bytes = (size_t)t->cols * 4};
+        *t = (dk_tensor){.data = f,
+                         .type = DK_GGML_TYPE_F32,
+                         .rows = t->rows,
+                         .cols = t->cols,
+                         .row_bytes = (size_t)t->cols * 4};
     }
     if (m->cfg.tied_output) m->w.output = m->w.tok_embd;
 }
@@ -169,7 +182,8 @@ static float *prefill_all(dk_model *m, const int32_t *ids, int n) {
 
 static int argmax(const float *x, int n) {
     int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
     return b;
 }
 
@@ -199,12 +213,14 @@ START_TEST(test_forward_equals_dequantized_f32) {
     dequantize_model(f, &bufs, &nb);
     int V = q->cfg.n_vocab;
     float *lq = prefill_all(q, ids, n), *lf = prefill_all(f, ids, n);
-    ck_assert_msg(!memcmp(lq, lf, sizeof(float) * (size_t)n * V), "%s: prefill logits differ from the dequantised F32 model", name);
+    ck_assert_msg(!memcmp(lq, lf, sizeof(float) * (size_t)n * V),
+                  "%s: prefill logits differ from the dequantised F32 model", name);
     /* decode: the quantised model takes the fused small-m path, the F32 one plain sgemm */
     int32_t gq[8], gf[8];
     greedy(q, ids, n, 8, gq);
     greedy(f, ids, n, 8, gf);
-    ck_assert_msg(!memcmp(gq, gf, sizeof gq), "%s: greedy decode differs from the dequantised F32 model", name);
+    ck_assert_msg(!memcmp(gq, gf, sizeof gq), "%s: greedy decode differs from the dequantised F32 model",
+                  name);
     free(lq);
     free(lf);
     for (int i = 0; i < nb; i++) free(bufs[i]);
@@ -229,7 +245,8 @@ START_TEST(test_cli_logits_equals_dequantized_f32) {
     float *lf = prefill_all(f, ids, n);
     char out[512], cmd[1024], *o = NULL;
     snprintf(out, sizeof out, "%s/%s.logits", dk_test_tmpdir(), name);
-    snprintf(cmd, sizeof cmd, "%s logits " QDIR "quant_%s.gguf --ids " QDIR "quant_prompt.txt --out '%s'", dk_test_cli(), name, out);
+    snprintf(cmd, sizeof cmd, "%s logits " QDIR "quant_%s.gguf --ids " QDIR "quant_prompt.txt --out '%s'",
+             dk_test_cli(), name, out);
     ck_assert_msg(dk_test_run(cmd, 1, &o) == 0, "%s: %s", cmd, o ? o : "");
     free(o);
     dk_test_logits g;
@@ -256,12 +273,14 @@ END_TEST
 static bool argmax_agrees(const char *what, int step, int a, const float *ref, int n, float scale) {
     int b = argmax(ref, n);
     float second = -INFINITY;
-    for (int i = 0; i < n; i++) if (i != b && ref[i] > second) second = ref[i];
+    for (int i = 0; i < n; i++)
+        if (i != b && ref[i] > second) second = ref[i];
     double slack = 2.0 * QUANT_TOL * scale;
-    ck_assert_msg(ref[a] >= ref[b] - slack, "%s %d: argmax %d is %.3g below llama.cpp's top %d (> %.3g)", what, step, a,
-                  ref[b] - ref[a], b, slack);
+    ck_assert_msg(ref[a] >= ref[b] - slack, "%s %d: argmax %d is %.3g below llama.cpp's top %d (> %.3g)",
+                  what, step, a, ref[b] - ref[a], b, slack);
     if (ref[b] - second > slack)
-        ck_assert_msg(a == b, "%s %d: argmax %d, llama.cpp %d with margin %.3g", what, step, a, b, ref[b] - second);
+        ck_assert_msg(a == b, "%s %d: argmax %d, llama.cpp %d with margin %.3g", what, step, a, b,
+                      ref[b] - second);
     return a == b;
 }
 
@@ -281,23 +300,34 @@ START_TEST(test_logits_vs_llamacpp) {
         const float *a = lg + (size_t)t * V, *b = g.logits + (size_t)t * V;
         same += argmax_agrees("position", t, argmax(a, V), b, V, g.scale);
         double r = dk_test_rel_err(a, b, (size_t)V, g.scale);
-        if (r > worst) { worst = r; worst_t = t; }
+        if (r > worst) {
+            worst = r;
+            worst_t = t;
+        }
     }
-    ck_assert_msg(worst <= QUANT_TOL, "%s: position %d differs from llama.cpp by %.3e of scale (> %g)", name, worst_t, worst, QUANT_TOL);
+    ck_assert_msg(worst <= QUANT_TOL, "%s: position %d differs from llama.cpp by %.3e of scale (> %g)", name,
+                  worst_t, worst, QUANT_TOL);
     /* llama.cpp's greedy continuation: its ids (line 1) and each step's top-2 margin (line 2) */
     snprintf(path, sizeof path, QDIR "quant_%s.greedy.txt", name);
     size_t len;
     char *txt = dk_test_read_file(path, &len), *p = txt, *end;
     int32_t want[16], got[16];
     float margin[16];
-    for (int i = 0; i < 16; i++, p = end) { want[i] = (int32_t)strtol(p, &end, 10); ck_assert(end != p); }
-    for (int i = 0; i < 16; i++, p = end) { margin[i] = strtof(p, &end); ck_assert(end != p); }
+    for (int i = 0; i < 16; i++, p = end) {
+        want[i] = (int32_t)strtol(p, &end, 10);
+        ck_assert(end != p);
+    }
+    for (int i = 0; i < 16; i++, p = end) {
+        margin[i] = strtof(p, &end);
+        ck_assert(end != p);
+    }
     free(txt);
     /* free-running greedy: identical to llama.cpp's. (Its smallest step margin is 0.4% of the
      * scale, qllama_q4_k_m step 2, where a fork would be within the bound; measured: none forks,
      * and dashkit's own run-to-run / machine-to-machine differences are ~1e-6 of the scale.) */
     greedy(m, g.tokens, g.n_tokens, 16, got);
-    for (int i = 0; i < 16; i++) ck_assert_msg(got[i] == want[i], "%s: greedy token %d: %d, llama.cpp %d", name, i, got[i], want[i]);
+    for (int i = 0; i < 16; i++)
+        ck_assert_msg(got[i] == want[i], "%s: greedy token %d: %d, llama.cpp %d", name, i, got[i], want[i]);
     /* teacher-forced along llama.cpp's tokens: every step's argmax agrees as above */
     dk_ctx *c = NULL;
     dk_err e = {{0}};
@@ -307,15 +337,18 @@ START_TEST(test_logits_vs_llamacpp) {
     int forced = 0;
     for (int i = 0; i < 16; i++) {
         int a = argmax(step, V);
-        ck_assert_msg(a == want[i] || step[want[i]] >= step[a] - 2.0 * QUANT_TOL * g.scale, "%s: step %d: argmax %d, llama.cpp %d",
-                      name, i, a, want[i]);
+        ck_assert_msg(a == want[i] || step[want[i]] >= step[a] - 2.0 * QUANT_TOL * g.scale,
+                      "%s: step %d: argmax %d, llama.cpp %d", name, i, a, want[i]);
         if (margin[i] > 2.0 * QUANT_TOL * g.scale)
-            ck_assert_msg(a == want[i], "%s: step %d: argmax %d, llama.cpp %d (margin %.3g)", name, i, a, want[i], margin[i]);
+            ck_assert_msg(a == want[i], "%s: step %d: argmax %d, llama.cpp %d (margin %.3g)", name, i, a,
+                          want[i], margin[i]);
         forced += a == want[i];
         ck_assert_msg(dk_forward_decode(c, want[i], step, &e) == DK_OK, "%s", e.msg);
     }
-    printf("%s: max err vs llama.cpp %.2e of logit scale %.3f (position %d); argmax equal at %d/%d positions, "
-           "teacher-forced greedy steps %d/16; greedy 16/16 identical\n", name, worst, g.scale, worst_t, same, g.n_tokens, forced);
+    printf(
+        "%s: max err vs llama.cpp %.2e of logit scale %.3f (position %d); argmax equal at %d/%d positions, "
+        "teacher-forced greedy steps %d/16; greedy 16/16 identical\n",
+        name, worst, g.scale, worst_t, same, g.n_tokens, forced);
     free(step);
     dk_ctx_free(c);
     free(lg);
@@ -361,7 +394,8 @@ END_TEST
 
 /* A copy of a golden at tmp/name whose tensor `tensor` gets type `type` (if not 0) and row
  * length ne0 (if not 0), cut to `cut` bytes (if not 0). */
-static const char *patched_copy(const char *golden, const char *name, const char *tensor, uint32_t type, uint64_t ne0, size_t cut) {
+static const char *patched_copy(const char *golden, const char *name, const char *tensor, uint32_t type,
+                                uint64_t ne0, size_t cut) {
     const char *p = dk_test_tmp_path(NULL, 0, name);
     size_t n;
     uint8_t *b = dk_test_read_file(golden, &n);
@@ -393,7 +427,8 @@ static void expect_one_line_error(const char *path, const char *a, const char *b
     snprintf(cmd, sizeof cmd, "( %s info '%s' 2>&1 >/dev/null )", dk_test_cli(), path);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 1);
     ck_assert_ptr_nonnull(out);
-    ck_assert_msg(strstr(out, path) && strstr(out, a) && strstr(out, b), "error lacks the file, '%s' or '%s': %s", a, b, out);
+    ck_assert_msg(strstr(out, path) && strstr(out, a) && strstr(out, b),
+                  "error lacks the file, '%s' or '%s': %s", a, b, out);
     char *nl = strchr(out, '\n');
     ck_assert_msg(nl && nl[1] == 0, "expected exactly one line: %s", out);
     free(out);
@@ -408,11 +443,13 @@ START_TEST(test_bad_quant_files) {
                           "tensor 'blk.0.ffn_up.weight' has type TQ1_0", "not supported");
     /* a row that is not a whole number of Q4_K blocks */
     expect_one_line_error(patched_copy(g, "rows.gguf", "blk.0.attn_q.weight", 0, 200, 0),
-                          "'blk.0.attn_q.weight'", "row length 200 is not a multiple of the Q4_K block size 256");
+                          "'blk.0.attn_q.weight'",
+                          "row length 200 is not a multiple of the Q4_K block size 256");
     /* the file cut inside the last quantised tensor */
     size_t n;
     free(dk_test_read_file(g, &n));
-    expect_one_line_error(patched_copy(g, "cut.gguf", NULL, 0, 0, n - 1000), "extends past the end of the file", "tensor '");
+    expect_one_line_error(patched_copy(g, "cut.gguf", NULL, 0, 0, n - 1000),
+                          "extends past the end of the file", "tensor '");
 }
 END_TEST
 
@@ -422,10 +459,14 @@ END_TEST
  * the measured values (Q2_K 0.287, Q3_K 0.145, Q4_0 0.075, IQ4_* 0.075, Q4_1/Q4_K 0.066, Q5_*
  * 0.032-0.037, Q6_K 0.016, Q8_0 0.0046): a packing mistake (a nibble, a scale bit in the wrong
  * place) gives errors of order 1 */
-static const struct { uint32_t type; double rt_bound; } QTYPES[] = {
-    {DK_GGML_TYPE_Q4_0, 0.11}, {DK_GGML_TYPE_Q4_1, 0.10}, {DK_GGML_TYPE_Q5_0, 0.055}, {DK_GGML_TYPE_Q5_1, 0.05},
-    {DK_GGML_TYPE_Q8_0, 0.007}, {DK_GGML_TYPE_Q2_K, 0.43}, {DK_GGML_TYPE_Q3_K, 0.22}, {DK_GGML_TYPE_Q4_K, 0.10},
-    {DK_GGML_TYPE_Q5_K, 0.05}, {DK_GGML_TYPE_Q6_K, 0.025}, {DK_GGML_TYPE_IQ4_NL, 0.11}, {DK_GGML_TYPE_IQ4_XS, 0.11},
+static const struct {
+    uint32_t type;
+    double rt_bound;
+} QTYPES[] = {
+    {DK_GGML_TYPE_Q4_0, 0.11},  {DK_GGML_TYPE_Q4_1, 0.10},   {DK_GGML_TYPE_Q5_0, 0.055},
+    {DK_GGML_TYPE_Q5_1, 0.05},  {DK_GGML_TYPE_Q8_0, 0.007},  {DK_GGML_TYPE_Q2_K, 0.43},
+    {DK_GGML_TYPE_Q3_K, 0.22},  {DK_GGML_TYPE_Q4_K, 0.10},   {DK_GGML_TYPE_Q5_K, 0.05},
+    {DK_GGML_TYPE_Q6_K, 0.025}, {DK_GGML_TYPE_IQ4_NL, 0.11}, {DK_GGML_TYPE_IQ4_XS, 0.11},
 };
 #define N_QTYPES ((int)(sizeof QTYPES / sizeof QTYPES[0]))
 
@@ -443,9 +484,13 @@ START_TEST(test_quantize_roundtrip) {
     dk_quantize(t, x, q, n);
     dk_dequantize(t, q, y, n);
     double err = 0, ref = 0;
-    for (size_t i = 0; i < n; i++) { err += (double)(x[i] - y[i]) * (x[i] - y[i]); ref += (double)x[i] * x[i]; }
+    for (size_t i = 0; i < n; i++) {
+        err += (double)(x[i] - y[i]) * (x[i] - y[i]);
+        ref += (double)x[i] * x[i];
+    }
     double r = sqrt(err / ref);
-    ck_assert_msg(r <= QTYPES[_i].rt_bound, "%s: relative RMS error %.4f > %.3f", dk_ggml_type_name(t), r, QTYPES[_i].rt_bound);
+    ck_assert_msg(r <= QTYPES[_i].rt_bound, "%s: relative RMS error %.4f > %.3f", dk_ggml_type_name(t), r,
+                  QTYPES[_i].rt_bound);
     free(x);
     free(y);
     free(q);
@@ -455,15 +500,18 @@ END_TEST
 /* a random model stored in each type runs (prefill and fused decode) and stays near its F32 twin */
 START_TEST(test_random_typed_model) {
     uint32_t t = QTYPES[_i].type;
-    dk_model_config cfg = {DK_ARCH_LLAMA, 2, 256, 4, 2, 64, 256, 96, 512, 10000.0f, 64, DK_ROPE_TYPE_NORM, 1e-5f, false, false};
+    dk_model_config cfg = {DK_ARCH_LLAMA,     2,     256,   4,    2, 64, 256, 96, 512, 10000.0f, 64,
+                           DK_ROPE_TYPE_NORM, 1e-5f, false, false};
     dk_model *mq, *mf;
     dk_err e = {{0}};
     ck_assert_msg(dk_model_create_random_typed(&cfg, 7, "q256", t, &mq, &e) == DK_OK, "%s", e.msg);
     ck_assert_msg(dk_model_create_random(&cfg, 7, "q256", &mf, &e) == DK_OK, "%s", e.msg);
     ck_assert_str_eq(mq->tensor_type, dk_ggml_type_name(t));
     ck_assert(mq->converts);
-    ck_assert_int_eq(mq->weights_bytes, (int64_t)dk_ggml_row_bytes(t, 96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256)) +
-                                            4 * (mq->n_params - (96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256))));
+    ck_assert_int_eq(
+        mq->weights_bytes,
+        (int64_t)dk_ggml_row_bytes(t, 96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256)) +
+            4 * (mq->n_params - (96 * 256 * 2 + 2 * (256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 256))));
     int32_t ids[24];
     for (int i = 0; i < 24; i++) ids[i] = (i * 37 + 5) % 96;
     float *lq = prefill_all(mq, ids, 24), *lf = prefill_all(mf, ids, 24);
@@ -471,7 +519,8 @@ START_TEST(test_random_typed_model) {
     for (int i = 0; i < 24 * 96; i++) scale = fabsf(lf[i]) > scale ? fabsf(lf[i]) : scale;
     double r = dk_test_rel_err(lq, lf, 24 * 96, scale);
     /* the weights' rounding error (QTYPES bound) through 2 layers: within 3x of it */
-    ck_assert_msg(r <= 3 * QTYPES[_i].rt_bound, "%s: logits %.3e of scale from the F32 model", dk_ggml_type_name(t), r);
+    ck_assert_msg(r <= 3 * QTYPES[_i].rt_bound, "%s: logits %.3e of scale from the F32 model",
+                  dk_ggml_type_name(t), r);
     int32_t g[4];
     greedy(mq, ids, 24, 4, g);
     for (int i = 0; i < 4; i++) ck_assert(g[i] >= 0 && g[i] < 96);
@@ -485,7 +534,8 @@ END_TEST
 /* ---- dashkit info: the type histogram (counted here from ggml's tensor list) and file type ---- */
 
 START_TEST(test_info_types) {
-    static const char *file_type[] = {"MOSTLY_Q4_0", "MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M", "MOSTLY_Q3_K_M", "MOSTLY_Q5_K_S"};
+    static const char *file_type[] = {"MOSTLY_Q4_0", "MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M", "MOSTLY_Q3_K_M",
+                                      "MOSTLY_Q5_K_S"};
     char path[256], cmd[512], *out = NULL;
     snprintf(path, sizeof path, QDIR "quant_%s.tensors.tsv", QMODELS[_i]);
     size_t len;

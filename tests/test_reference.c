@@ -40,7 +40,7 @@ static float max_abs(const float *x, size_t n) {
 /* ---- the four reference models ---- */
 
 typedef struct {
-    const char *file;   /* under tests/data, without extension */
+    const char *file; /* under tests/data, without extension */
     const char *arch;
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
     float rope_theta, rms_eps;
@@ -51,18 +51,18 @@ typedef struct {
 } ref_model;
 
 static const ref_model REF_MODELS[] = {
-    {"ref_llama_f32", "llama", 3, 64, 4, 2, 16, 128, 320, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
-     false, false, "F32", 152000},
-    {"ref_llama_f16", "llama", 3, 64, 4, 2, 16, 128, 320, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
-     false, false, "F16", 152000},
-    {"ref_qwen2_f32", "qwen2", 2, 64, 8, 2, 8, 96, 320, 1000000.0f, 1e-6f, DK_ROPE_TYPE_NEOX,
-     true, true, "F32", 78336},
-    {"ref_qwen2_f16", "qwen2", 2, 64, 8, 2, 8, 96, 320, 1000000.0f, 1e-6f, DK_ROPE_TYPE_NEOX,
-     true, true, "F16", 78336},
-    {"ref_tiny_q8_0", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
-     false, false, "Q8_0", 27744},
-    {"ref_tiny_bf16", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM,
-     false, false, "BF16", 27744},
+    {"ref_llama_f32", "llama", 3, 64, 4, 2, 16, 128, 320, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM, false, false,
+     "F32", 152000},
+    {"ref_llama_f16", "llama", 3, 64, 4, 2, 16, 128, 320, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM, false, false,
+     "F16", 152000},
+    {"ref_qwen2_f32", "qwen2", 2, 64, 8, 2, 8, 96, 320, 1000000.0f, 1e-6f, DK_ROPE_TYPE_NEOX, true, true,
+     "F32", 78336},
+    {"ref_qwen2_f16", "qwen2", 2, 64, 8, 2, 8, 96, 320, 1000000.0f, 1e-6f, DK_ROPE_TYPE_NEOX, true, true,
+     "F16", 78336},
+    {"ref_tiny_q8_0", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM, false, false,
+     "Q8_0", 27744},
+    {"ref_tiny_bf16", "llama", 1, 32, 2, 1, 16, 64, 288, 10000.0f, 1e-5f, DK_ROPE_TYPE_NORM, false, false,
+     "BF16", 27744},
 };
 #define N_REF_MODELS ((int)(sizeof REF_MODELS / sizeof REF_MODELS[0]))
 
@@ -109,8 +109,7 @@ START_TEST(test_config) {
     ck_assert_int_eq(m->gguf_version, 3);
     /* per layer: 2 norms + q,k,v,o + gate,up,down (+ 3 biases); + embd, output_norm (+ output) */
     ck_assert_int_eq(m->n_tensors, rm->tied ? 2 + 12 * rm->n_layer : 3 + 9 * rm->n_layer);
-    ck_assert_msg(m->tokenizer != NULL, "%s: SPM tokenizer not built: %s", rm->file,
-                  m->tokenizer_error);
+    ck_assert_msg(m->tokenizer != NULL, "%s: SPM tokenizer not built: %s", rm->file, m->tokenizer_error);
     dk_model_free(m);
 }
 END_TEST
@@ -135,17 +134,27 @@ START_TEST(test_info_cli) {
     ck_assert_msg(rc == 0, "%s: exit %d", cmd, rc);
     ck_assert(out != NULL);
     expect_line(out, "format: gguf");
-    snprintf(line, sizeof line, "arch: %s", rm->arch); expect_line(out, line);
-    snprintf(line, sizeof line, "n_layer: %d", rm->n_layer); expect_line(out, line);
-    snprintf(line, sizeof line, "n_embd: %d", rm->n_embd); expect_line(out, line);
-    snprintf(line, sizeof line, "n_head: %d", rm->n_head); expect_line(out, line);
-    snprintf(line, sizeof line, "n_head_kv: %d", rm->n_head_kv); expect_line(out, line);
-    snprintf(line, sizeof line, "n_ff: %d", rm->n_ff); expect_line(out, line);
-    snprintf(line, sizeof line, "n_vocab: %d", rm->n_vocab); expect_line(out, line);
+    snprintf(line, sizeof line, "arch: %s", rm->arch);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_layer: %d", rm->n_layer);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_embd: %d", rm->n_embd);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_head: %d", rm->n_head);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_head_kv: %d", rm->n_head_kv);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_ff: %d", rm->n_ff);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_vocab: %d", rm->n_vocab);
+    expect_line(out, line);
     expect_line(out, "n_ctx_train: 256");
-    snprintf(line, sizeof line, "rope_theta: %g", rm->rope_theta); expect_line(out, line);
-    snprintf(line, sizeof line, "tensor_type: %s", rm->tensor_type); expect_line(out, line);
-    snprintf(line, sizeof line, "n_params: %lld", rm->n_params); expect_line(out, line);
+    snprintf(line, sizeof line, "rope_theta: %g", rm->rope_theta);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "tensor_type: %s", rm->tensor_type);
+    expect_line(out, line);
+    snprintf(line, sizeof line, "n_params: %lld", rm->n_params);
+    expect_line(out, line);
     ck_assert_msg(strstr(out, "\ntokenizer: spm") != NULL, "tokenizer line: %s", out);
     free(out);
 }
@@ -170,14 +179,17 @@ START_TEST(test_prefill_all_positions) {
     double worst = 0;
     int worst_t = 0;
     for (int t = 0; t < g.n_tokens; t++) {
-        double r = dk_test_rel_err(lg + (size_t)t * g.n_vocab, g.logits + (size_t)t * g.n_vocab,
-                           g.n_vocab, g.scale);
-        if (r > worst) { worst = r; worst_t = t; }
+        double r = dk_test_rel_err(lg + (size_t)t * g.n_vocab, g.logits + (size_t)t * g.n_vocab, g.n_vocab,
+                                   g.scale);
+        if (r > worst) {
+            worst = r;
+            worst_t = t;
+        }
     }
-    printf("%s: prefill %d, max err %.2e of logit scale %.3f (position %d)\n", rm->file, g.n_tokens,
-           worst, g.scale, worst_t);
-    ck_assert_msg(worst <= REF_TOL, "%s: position %d differs by %.3e of scale (> %g)", rm->file,
-                  worst_t, worst, REF_TOL);
+    printf("%s: prefill %d, max err %.2e of logit scale %.3f (position %d)\n", rm->file, g.n_tokens, worst,
+           g.scale, worst_t);
+    ck_assert_msg(worst <= REF_TOL, "%s: position %d differs by %.3e of scale (> %g)", rm->file, worst_t,
+                  worst, REF_TOL);
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
@@ -209,8 +221,7 @@ START_TEST(test_prefill_then_decode) {
     }
     ck_assert_int_eq(dk_ctx_n_past(c), g.n_tokens);
     for (int l = 0; l < m->cfg.n_layer; l++) ck_assert_int_eq(dk_ctx_cache(c, l)->len, g.n_tokens);
-    printf("%s: prefill %d + decode %d, max err %.2e\n", rm->file, n_pre, g.n_tokens - n_pre,
-           worst);
+    printf("%s: prefill %d + decode %d, max err %.2e\n", rm->file, n_pre, g.n_tokens - n_pre, worst);
     free(lg);
     dk_ctx_free(c);
     dk_model_free(m);
@@ -235,8 +246,7 @@ START_TEST(test_tolerance_discriminates) {
     float *lg = malloc(sizeof(float) * g32.n_tokens * g32.n_vocab);
     dk_prefill_opts o = {0};
     o.all_logits = true;
-    ck_assert_msg(dk_forward_prefill(c, g32.tokens, g32.n_tokens, &o, lg, &e) == DK_OK, "%s",
-                  e.msg);
+    ck_assert_msg(dk_forward_prefill(c, g32.tokens, g32.n_tokens, &o, lg, &e) == DK_OK, "%s", e.msg);
     double r = dk_test_rel_err(lg, g32.logits, (size_t)g32.n_tokens * g32.n_vocab, g32.scale);
     ck_assert_msg(r > 2 * REF_TOL, "%s vs %s golden: only %.3e apart", rm16->file, rm32->file, r);
     free(lg);
@@ -252,14 +262,14 @@ typedef struct {
     char model[33];
     uint32_t n_layer, l_s, T, Q, n_decode, n_vocab, K;
     float rho, ls_frac;
-    int32_t *ctx_tokens;  /* (T) */
-    int32_t *q_tokens;    /* (Q) */
-    float *delta;         /* (T) ||U_t||_2 at layer l_s */
-    int32_t *active;      /* (K) ascending */
-    float *ctx_logits;    /* (n_vocab) last context token after the halted prefill */
-    float *q_logits;      /* (n_vocab) last question token */
-    int32_t *dec_tokens;  /* (n_decode) */
-    float *dec_logits;    /* (n_decode, n_vocab) */
+    int32_t *ctx_tokens; /* (T) */
+    int32_t *q_tokens;   /* (Q) */
+    float *delta;        /* (T) ||U_t||_2 at layer l_s */
+    int32_t *active;     /* (K) ascending */
+    float *ctx_logits;   /* (n_vocab) last context token after the halted prefill */
+    float *q_logits;     /* (n_vocab) last question token */
+    int32_t *dec_tokens; /* (n_decode) */
+    float *dec_logits;   /* (n_decode, n_vocab) */
     unsigned char *buf;
 } ref_halt;
 
@@ -272,12 +282,21 @@ static void ref_halt_load(const char *path, ref_halt *h) {
     h->model[32] = 0;
     uint32_t u[7];
     memcpy(u, b + 40, sizeof u);
-    h->n_layer = u[0]; h->l_s = u[1]; h->T = u[2]; h->Q = u[3]; h->n_decode = u[4];
-    h->n_vocab = u[5]; h->K = u[6];
+    h->n_layer = u[0];
+    h->l_s = u[1];
+    h->T = u[2];
+    h->Q = u[3];
+    h->n_decode = u[4];
+    h->n_vocab = u[5];
+    h->K = u[6];
     memcpy(&h->rho, b + 68, 4);
     memcpy(&h->ls_frac, b + 72, 4);
     size_t off = 76, V = h->n_vocab;
-#define TAKE(field, count) do { h->field = (void *)(b + off); off += 4 * (size_t)(count); } while (0)
+#define TAKE(field, count)            \
+    do {                              \
+        h->field = (void *)(b + off); \
+        off += 4 * (size_t)(count);   \
+    } while (0)
     TAKE(ctx_tokens, h->T);
     TAKE(q_tokens, h->Q);
     TAKE(delta, h->T);
@@ -298,8 +317,8 @@ typedef struct {
     int calls;
 } dash_hook_state;
 
-static dk_status dash_hook(void *user, dk_hook_point point, const dk_layer_view *v,
-                           int32_t *next_active, int *n_next, dk_err *e) {
+static dk_status dash_hook(void *user, dk_hook_point point, const dk_layer_view *v, int32_t *next_active,
+                           int *n_next, dk_err *e) {
     (void)e;
     dash_hook_state *s = user;
     if (point != DK_HOOK_AFTER_ATTN || v->layer != s->l_s) return DK_OK;
@@ -329,8 +348,8 @@ static dk_status dash_hook(void *user, dk_hook_point point, const dk_layer_view 
     return DK_OK;
 }
 
-static const char *HALT_CASES[] = {"llama_r50_ls1", "llama_r667_ls1", "llama_r75_ls0",
-                                   "llama_r0_ls1", "qwen2_r50_ls0"};
+static const char *HALT_CASES[] = {"llama_r50_ls1", "llama_r667_ls1", "llama_r75_ls0", "llama_r0_ls1",
+                                   "qwen2_r50_ls0"};
 #define N_HALT_CASES ((int)(sizeof HALT_CASES / sizeof HALT_CASES[0]))
 
 START_TEST(test_halting_reference) {

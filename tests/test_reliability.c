@@ -58,8 +58,10 @@ END_TEST
 
 /* ---- finding 6: `run` checks every data file it will read, every line, before the store ---- */
 
-#define LB_LINE "{\"input\": \"q%d\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": \"hotpotqa\"," \
-                " \"language\": \"en\", \"all_classes\": null, \"_id\": \"x%d\"}\n"
+#define LB_LINE                                                                                   \
+    "{\"input\": \"q%d\", \"context\": \"c\", \"answers\": [\"a\"], \"length\": 3, \"dataset\": " \
+    "\"hotpotqa\","                                                                               \
+    " \"language\": \"en\", \"all_classes\": null, \"_id\": \"x%d\"}\n"
 
 /* A LongBench folder (data/hotpotqa.jsonl with 4 lines, line `bad` broken when > 0, config/)
  * and a 1-model config of `samples` samples reading it; the config path goes to cfg. */
@@ -84,8 +86,10 @@ static void t_longbench_setup(const char *name, int bad, int samples, char *cfg,
     t_write(p, text);
     snprintf(cfg, n, "%s/run.json", dir);
     snprintf(text, sizeof text,
-             "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"hotpotqa\",\"data\":\"%s/data\","
-             "\"config\":\"%s/config\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":%d}", dir, dir, samples);
+             "{\"models\":[\"tests/data/"
+             "ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"hotpotqa\",\"data\":\"%s/data\","
+             "\"config\":\"%s/config\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":%d}",
+             dir, dir, samples);
     t_write(cfg, text);
 }
 
@@ -110,7 +114,8 @@ START_TEST(test_run_checks_every_data_line) {
     ck_assert_int_eq(t_cli_err(args, &err), 2);
     t_assert_one_line(err, "task hotpotqa has 4 samples, the config asks for 5");
     free(err);
-    ck_assert_msg(stat(db, &sb) != 0, "the store was created for a config asking for more samples than the data has");
+    ck_assert_msg(stat(db, &sb) != 0,
+                  "the store was created for a config asking for more samples than the data has");
 }
 END_TEST
 
@@ -119,8 +124,12 @@ END_TEST
 START_TEST(test_errors_one_line) {
     char args[2048], *err = NULL;
     /* command-line values (a newline and an escape character) */
-    static const struct { const char *args, *want; int rc; } cli[] = {
-        {"eval tests/data/ref_llama_f32.gguf --task passkey --method \"$(printf 'da\\nsh')\"", "unknown method 'da\\nsh'", 2},
+    static const struct {
+        const char *args, *want;
+        int rc;
+    } cli[] = {
+        {"eval tests/data/ref_llama_f32.gguf --task passkey --method \"$(printf 'da\\nsh')\"",
+         "unknown method 'da\\nsh'", 2},
         {"tasks \"$(printf 'x\\ny')\"", "unknown task 'x\\ny'", 2},
         {"\"$(printf 'x\\033[2Jy')\"", "unknown command 'x\\x1b[2Jy'", 2},
         {"info --ctx \"$(printf '1\\r\\n2')\" x", "'1\\r\\n2' is not an integer", 2},
@@ -134,10 +143,14 @@ START_TEST(test_errors_one_line) {
         free(err);
     }
     /* JSON strings in a config: a method name, an unknown key */
-    static const struct { const char *json, *want; } cfgs[] = {
-        {"{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"da\\nsh\"}],\"samples\":1}",
+    static const struct {
+        const char *json, *want;
+    } cfgs[] = {
+        {"{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"da\\nsh\"}],"
+         "\"samples\":1}",
          "unknown method \"da\\nsh\""},
-        {"{\"mod\\u0007els\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}",
+        {"{\"mod\\u0007els\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],"
+         "\"samples\":1}",
          "mod\\x07els: unknown key"},
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
@@ -150,10 +163,12 @@ START_TEST(test_errors_one_line) {
     }
     /* a score case's id in a FAIL line */
     const char *p = dk_test_tmp_path(NULL, 0, "fail.jsonl");
-    t_write(p, "{\"metric\":\"qa_f1_score\",\"prediction\":\"a\",\"answers\":[\"b\"],\"expected\":1,\"id\":\"x\\ny\"}\n");
+    t_write(p, "{\"metric\":\"qa_f1_score\",\"prediction\":\"a\",\"answers\":[\"b\"],\"expected\":1,\"id\":"
+               "\"x\\ny\"}\n");
     snprintf(args, sizeof args, "score '%s'", p);
     ck_assert_int_eq(t_cli_err(args, &err), 1);
-    ck_assert_msg(strstr(err, " id=x\\ny: expected 1 got 0\ncases: 1 checked: 1 failed: 1\n") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, " id=x\\ny: expected 1 got 0\ncases: 1 checked: 1 failed: 1\n") != NULL, "%s",
+                  err);
     free(err);
 }
 END_TEST
@@ -173,8 +188,11 @@ static int t_run_json(const char *name, const char *json, const char *db, const 
 /* A 3-cell run of the test model into db (a small store with dense logits blobs). */
 static void t_small_run(const char *db, int samples) {
     char text[600], *err = NULL;
-    snprintf(text, sizeof text, "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\","
-             "\"lengths\":[230]}],\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5]}],\"samples\":%d}", samples);
+    snprintf(text, sizeof text,
+             "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\","
+             "\"lengths\":[230]}],\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5]}],"
+             "\"samples\":%d}",
+             samples);
     ck_assert_msg(t_run_json("small", text, db, "", &err) == 0, "%s", err);
     free(err);
 }
@@ -201,7 +219,9 @@ START_TEST(test_config_name_utf8) {
     const char *p = dk_test_tmp_path(NULL, 0, "utf8.json");
     char args[1200], *err = NULL;
     struct stat sb;
-    t_write(p, "{\"name\":\"a\xff\xfe b\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
+    t_write(p, "{\"name\":\"a\xff\xfe "
+               "b\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],"
+               "\"samples\":1}");
     snprintf(args, sizeof args, "run '%s' --db '%s/utf8.db'", p, dk_test_tmpdir());
     ck_assert_int_eq(t_cli_err(args, &err), 2);
     t_assert_one_line(err, "utf8.json: name: not valid UTF-8 (byte 0xff at offset 1)");
@@ -209,7 +229,8 @@ START_TEST(test_config_name_utf8) {
     dk_test_tmp_path(args, sizeof args, "utf8.db");
     ck_assert(stat(args, &sb) != 0);
     /* an overlong encoding of '/' and a UTF-16 surrogate are not UTF-8 either */
-    t_write(p, "{\"name\":\"x\",\"description\":\"\xc0\xaf \xed\xa0\x80\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
+    t_write(p, "{\"name\":\"x\",\"description\":\"\xc0\xaf "
+               "\xed\xa0\x80\",\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\"}],"
                "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}");
     snprintf(args, sizeof args, "run '%s' --db '%s/utf8.db'", p, dk_test_tmpdir());
     ck_assert_int_eq(t_cli_err(args, &err), 2);
@@ -230,7 +251,10 @@ START_TEST(test_prompt_beyond_training_context) {
     ck_assert_int_eq(t_cli_err(args, &err), 2);
     t_assert_one_line(err, "is more than 8 x the model's training context (256 tokens)");
     free(err);
-    ck_assert_int_eq(t_cli_err("eval tests/data/ref_llama_f32.gguf --task passkey --opt length=5120 -n 1 --budget 0", &err), 2);
+    ck_assert_int_eq(
+        t_cli_err("eval tests/data/ref_llama_f32.gguf --task passkey --opt length=5120 -n 1 --budget 0",
+                  &err),
+        2);
     t_assert_one_line(err, "a prompt of 51");
     free(err);
     f = fopen(p, "w");
@@ -248,8 +272,9 @@ START_TEST(test_missing_run_exit_codes) {
     dk_test_tmp_path(db, sizeof db, "runs.db");
     t_small_run(db, 1);
     /* the same mistake, the same status in every command: a run not in the store is a bad parameter */
-    static const char *const cmds[] = {"status --db '%s' --run 999", "export --db '%s' --format csv --run 999",
-                                       "report --db '%s' --run 999 --no-draw --out '%s.rep'", "plot --db '%s' --run 999 --out '%s.png'"};
+    static const char *const cmds[] = {
+        "status --db '%s' --run 999", "export --db '%s' --format csv --run 999",
+        "report --db '%s' --run 999 --no-draw --out '%s.rep'", "plot --db '%s' --run 999 --out '%s.png'"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char c[700];
         snprintf(c, sizeof c, cmds[i], db, db);
@@ -271,8 +296,11 @@ START_TEST(test_store_disk_full) {
     while (f && fwrite(block, 1, sizeof block, f) == sizeof block) {}
     if (f) fclose(f);
     snprintf(db, sizeof db, "%s/x.db", dir);
-    int rc = t_run_json("full", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":230}],"
-                                "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", db, "", &err);
+    int rc = t_run_json(
+        "full",
+        "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"length\":230}],"
+        "\"methods\":[{\"name\":\"dense\"}],\"samples\":1}",
+        db, "", &err);
     struct stat sb;
     int left = stat(db, &sb) == 0;
     t_umount(dir);
@@ -290,15 +318,19 @@ START_TEST(test_store_full_mid_run) {
      * it filled at the workers' first commit, no sample stored) nor after */
     if (!t_mount_tmpfs(dir, sizeof dir, "midfull", 1024)) return;
     snprintf(db, sizeof db, "%s/x.db", dir);
-    int rc = t_run_json("midfull", "{\"models\":[\"tests/data/ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
-                                   "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}",
-                        db, "--workers 2", &err);
+    int rc = t_run_json(
+        "midfull",
+        "{\"models\":[\"tests/data/"
+        "ref_llama_f32.gguf\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230,240]}],"
+        "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8]}],\"samples\":60}",
+        db, "--workers 2", &err);
     /* what the store holds: samples were written before the disk filled, not all of them */
     int64_t stored = -1;
     sqlite3 *h = NULL;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(h, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        if (sqlite3_prepare_v2(h, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
             stored = sqlite3_column_int64(q, 0);
         sqlite3_finalize(q);
     }
@@ -325,8 +357,13 @@ START_TEST(test_store_read_only_media) {
     snprintf(db, sizeof db, "%s/x.db", dir);
     t_small_run(db, 1);
     int ok = mount("tmpfs", dir, "tmpfs", MS_REMOUNT | MS_RDONLY, NULL) == 0;
-    if (!ok) { t_umount(dir); printf("SKIP: cannot remount read-only\n"); return; }
-    static const char *const cmds[] = {"status --db '%s'", "export --db '%s' --format csv", "report --db '%s' --no-draw --out '%s/../rorep'"};
+    if (!ok) {
+        t_umount(dir);
+        printf("SKIP: cannot remount read-only\n");
+        return;
+    }
+    static const char *const cmds[] = {"status --db '%s'", "export --db '%s' --format csv",
+                                       "report --db '%s' --no-draw --out '%s/../rorep'"};
     int rcs[3];
     char *errs[3];
     for (int i = 0; i < 3; i++) {
@@ -349,7 +386,9 @@ START_TEST(test_store_corrupt_page) {
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
     sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT rootpage FROM sqlite_master WHERE name = 'dense_results'", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT rootpage FROM sqlite_master WHERE name = 'dense_results'",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
     int page = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);

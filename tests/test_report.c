@@ -22,7 +22,10 @@
 #define T_LAYERS 4
 #define T_SAMPLES 5
 
-typedef struct { const char *method, *params; double rho, ls; } t_setting;
+typedef struct {
+    const char *method, *params;
+    double rho, ls;
+} t_setting;
 static const t_setting t_settings[] = {
     {"dense", "{}", 0, 1},
     {"dash", "{\"ls\":0.5,\"rho\":0.3}", 0.3, 0.5},
@@ -33,11 +36,16 @@ static const t_setting t_settings[] = {
 };
 #define T_N_SETTINGS (sizeof t_settings / sizeof t_settings[0])
 
-typedef struct { const char *task, *options; } t_taskopt;
+typedef struct {
+    const char *task, *options;
+} t_taskopt;
 static const t_taskopt t_tasks[] = {
-    {"passkey", "{\"depth\":10,\"length\":1024}"}, {"passkey", "{\"depth\":50,\"length\":1024}"},
-    {"passkey", "{\"depth\":90,\"length\":1024}"}, {"passkey", "{\"depth\":10,\"length\":2048}"},
-    {"passkey", "{\"depth\":50,\"length\":2048}"}, {"passkey", "{\"depth\":90,\"length\":2048}"},
+    {"passkey", "{\"depth\":10,\"length\":1024}"},
+    {"passkey", "{\"depth\":50,\"length\":1024}"},
+    {"passkey", "{\"depth\":90,\"length\":1024}"},
+    {"passkey", "{\"depth\":10,\"length\":2048}"},
+    {"passkey", "{\"depth\":50,\"length\":2048}"},
+    {"passkey", "{\"depth\":90,\"length\":2048}"},
     {"qa", "{\"length\":1024}"},
 };
 #define T_N_TASKS (sizeof t_tasks / sizeof t_tasks[0])
@@ -45,7 +53,11 @@ static const t_taskopt t_tasks[] = {
 static double t_hash01(unsigned a, unsigned b, unsigned c) {
     unsigned long long h = 1469598103934665603ULL;
     unsigned v[3] = {a, b, c};
-    for (int i = 0; i < 3; i++) { h ^= v[i] + 0x9e37u; h *= 1099511628211ULL; h ^= h >> 29; }
+    for (int i = 0; i < 3; i++) {
+        h ^= v[i] + 0x9e37u;
+        h *= 1099511628211ULL;
+        h ^= h >> 29;
+    }
     return (double)(h % 1000003ULL) / 1000003.0;
 }
 
@@ -60,29 +72,55 @@ static void t_build_store(void) {
     dk_err e = {{0}};
     dk_store *s = NULL;
     ck_assert_msg(dk_store_open(t_db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
-    dk_run_info ri = {.name = "unit", .config_path = "t.json", .config_text = "{}", .config_hash = "abc",
-                      .git_rev = "deadbeef", .host = "testhost", .cpu = "Test CPU", .blas_core = "SkylakeX",
-                      .command = "dashkit run t.json", .threads = 2, .workers = 1, .n_cells = 42};
+    dk_run_info ri = {.name = "unit",
+                      .config_path = "t.json",
+                      .config_text = "{}",
+                      .config_hash = "abc",
+                      .git_rev = "deadbeef",
+                      .host = "testhost",
+                      .cpu = "Test CPU",
+                      .blas_core = "SkylakeX",
+                      .command = "dashkit run t.json",
+                      .threads = 2,
+                      .workers = 1,
+                      .n_cells = 42};
     int64_t run = 0, model = 0;
     ck_assert_msg(dk_store_run_begin(s, &ri, &run, &e) == DK_OK, "%s", e.msg);
     char sha[65];
     memset(sha, 'a', 64);
     sha[64] = 0;
-    dk_model_info mi = {.sha256 = sha, .path = "models/tiny.gguf", .arch = "llama", .n_layer = T_LAYERS, .n_embd = 64,
-                        .n_head = 4, .n_head_kv = 4, .n_ff = 128, .n_vocab = 512, .n_ctx = 4096, .n_params = 1000,
+    dk_model_info mi = {.sha256 = sha,
+                        .path = "models/tiny.gguf",
+                        .arch = "llama",
+                        .n_layer = T_LAYERS,
+                        .n_embd = 64,
+                        .n_head = 4,
+                        .n_head_kv = 4,
+                        .n_ff = 128,
+                        .n_vocab = 512,
+                        .n_ctx = 4096,
+                        .n_params = 1000,
                         .file_bytes = 4000};
     ck_assert_msg(dk_store_model_put(s, &mi, &model, &e) == DK_OK, "%s", e.msg);
     size_t n = T_N_TASKS * T_N_SETTINGS;
     dk_cell_spec *cs = calloc(n, sizeof *cs);
-    char (*keys)[80] = calloc(n, 80), (*ids)[200] = calloc(n, 200), (*tks)[80] = calloc(n, 80);
+    char(*keys)[80] = calloc(n, 80), (*ids)[200] = calloc(n, 200), (*tks)[80] = calloc(n, 80);
     for (size_t t = 0; t < T_N_TASKS; t++)
         for (size_t m = 0; m < T_N_SETTINGS; m++) {
             size_t i = t * T_N_SETTINGS + m;
             snprintf(keys[i], 80, "key-%zu", i);
             snprintf(ids[i], 200, "{\"cell\":%zu}", i);
             snprintf(tks[i], 80, "tk-%zu", t);
-            cs[i] = (dk_cell_spec){keys[i], ids[i], t_tasks[t].task, t_tasks[t].options, tks[i],
-                                   t_settings[m].method, t_settings[m].params, model, T_SAMPLES, 7};
+            cs[i] = (dk_cell_spec){keys[i],
+                                   ids[i],
+                                   t_tasks[t].task,
+                                   t_tasks[t].options,
+                                   tks[i],
+                                   t_settings[m].method,
+                                   t_settings[m].params,
+                                   model,
+                                   T_SAMPLES,
+                                   7};
         }
     int64_t *cell_ids = calloc(n, sizeof *cell_ids);
     ck_assert_msg(dk_store_cells_add(s, run, cs, n, 0, cell_ids, NULL, &e) == DK_OK, "%s", e.msg);
@@ -103,35 +141,60 @@ static void t_build_store(void) {
             int64_t active[T_LAYERS];
             dk_layer_stat ls[T_LAYERS];
             for (int l = 0; l < T_LAYERS; l++) {
-                active[l] = ((double)l < st->ls * T_LAYERS) ? ctx : (int64_t)llround((double)ctx * (1 - st->rho));
+                active[l] = ((double)l < st->ls * T_LAYERS) ? ctx
+                                                            : (int64_t)llround((double)ctx * (1 - st->rho));
                 double base = 0.01 * (l + 1) * (1 + t_hash01(9, (unsigned)i, (unsigned)(j * 8 + l)));
-                ls[l] = (dk_layer_stat){is_dense ? base * 0.1 : NAN, is_dense ? base : NAN, is_dense ? base * 5 : NAN,
-                                        1000 * (l + 1), NAN};
+                ls[l] = (dk_layer_stat){is_dense ? base * 0.1 : NAN, is_dense ? base : NAN,
+                                        is_dense ? base * 5 : NAN, 1000 * (l + 1), NAN};
             }
             double q = t_hash01(1, (unsigned)i, (unsigned)j);
             /* scores on a coarse grid so ties happen; a better score for less halting */
             double score = 20.0 * floor(5.0 * fmin(0.999, (1 - 0.6 * st->rho) * (0.5 + 0.6 * q)));
             double wd = 1.0 + 0.1 * t_hash01(2, (unsigned)t, (unsigned)j);
-            double wm = is_dense ? wd : wd * (1 - 0.6 * st->rho) * (0.9 + 0.2 * t_hash01(3, (unsigned)i, (unsigned)j));
+            double wm = is_dense
+                            ? wd
+                            : wd * (1 - 0.6 * st->rho) * (0.9 + 0.2 * t_hash01(3, (unsigned)i, (unsigned)j));
             if (!strcmp(st->method, "fastv") && j == 2) wm = NAN;
-            int64_t fd = 1000000 + 1000 * ctx, fm = is_dense ? fd : (int64_t)((double)fd * (1 - 0.5 * st->rho));
+            int64_t fd = 1000000 + 1000 * ctx,
+                    fm = is_dense ? fd : (int64_t)((double)fd * (1 - 0.5 * st->rho));
             char pred[32];
             snprintf(pred, sizeof pred, "p%d", j);
-            dk_sample_row row = {.cell_id = cid, .sample_id = j, .sample_key = NULL, .prompt_tokens = ctx + 20,
-                                 .context_tokens = ctx, .question_tokens = 20, .gen_tokens = 3, .n_layer = T_LAYERS,
-                                 .active = active, .layers = ls, .flops_dense = fd, .flops_method = fm,
-                                 .wall_dense_s = wd, .wall_method_s = wm, .wall_decode_s = 0.01, .prediction = pred,
-                                 .answers = "[\"x\"]", .score = score,
-                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q), .kl_max = NAN,
-                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5), .kl_first = NAN, .top1_first = -1,
-                                 .nll_dense = NAN, .nll_method = NAN};
+            dk_sample_row row = {.cell_id = cid,
+                                 .sample_id = j,
+                                 .sample_key = NULL,
+                                 .prompt_tokens = ctx + 20,
+                                 .context_tokens = ctx,
+                                 .question_tokens = 20,
+                                 .gen_tokens = 3,
+                                 .n_layer = T_LAYERS,
+                                 .active = active,
+                                 .layers = ls,
+                                 .flops_dense = fd,
+                                 .flops_method = fm,
+                                 .wall_dense_s = wd,
+                                 .wall_method_s = wm,
+                                 .wall_decode_s = 0.01,
+                                 .prediction = pred,
+                                 .answers = "[\"x\"]",
+                                 .score = score,
+                                 .kl = is_dense ? 0 : 0.1 * st->rho * (1 + q),
+                                 .kl_max = NAN,
+                                 .top1 = is_dense ? 1 : (q > st->rho * 0.5),
+                                 .kl_first = NAN,
+                                 .top1_first = -1,
+                                 .nll_dense = NAN,
+                                 .nll_method = NAN};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert_msg(dk_store_cell_finish(s, cid, &w, &e) == DK_OK, "%s", e.msg);
     }
     ck_assert_msg(dk_store_run_end(s, run, &e) == DK_OK, "%s", e.msg);
     dk_store_close(s);
-    free(cs); free(keys); free(ids); free(tks); free(cell_ids);
+    free(cs);
+    free(keys);
+    free(ids);
+    free(tks);
+    free(cell_ids);
 }
 
 /* ---- helpers: SQL on the store, CSV reading ---- */
@@ -146,7 +209,9 @@ static double t_sql1(sqlite3 *db, const char *sql, const char *a, const char *b,
     sqlite3_stmt *q = NULL;
     ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
     const char *v[3] = {a, b, c};
-    for (int i = 0; i < 3; i++) if (v[i] && i < sqlite3_bind_parameter_count(q)) sqlite3_bind_text(q, i + 1, v[i], -1, SQLITE_TRANSIENT);
+    for (int i = 0; i < 3; i++)
+        if (v[i] && i < sqlite3_bind_parameter_count(q))
+            sqlite3_bind_text(q, i + 1, v[i], -1, SQLITE_TRANSIENT);
     ck_assert(sqlite3_step(q) == SQLITE_ROW);
     double x = sqlite3_column_type(q, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 0);
     sqlite3_finalize(q);
@@ -168,7 +233,10 @@ static char *t_read(const char *path, size_t *len) {
 }
 
 #define T_MAXF 24
-typedef struct { char f[T_MAXF][256]; int n; } t_row;
+typedef struct {
+    char f[T_MAXF][256];
+    int n;
+} t_row;
 
 /* Parses one CSV record (RFC 4180 quoting) starting at *p; returns 0 at end of input. */
 static int t_csv_next(const char **p, t_row *r) {
@@ -181,9 +249,13 @@ static int t_csv_next(const char **p, t_row *r) {
         if (*s == '"') {
             s++;
             for (;;) {
-                if (*s == '"' && s[1] == '"') { o[k++] = '"'; s += 2; }
-                else if (*s == '"') { s++; break; }
-                else if (!*s) break;
+                if (*s == '"' && s[1] == '"') {
+                    o[k++] = '"';
+                    s += 2;
+                } else if (*s == '"') {
+                    s++;
+                    break;
+                } else if (!*s) break;
                 else o[k++] = *s++;
             }
         } else {
@@ -191,7 +263,10 @@ static int t_csv_next(const char **p, t_row *r) {
         }
         o[k] = 0;
         r->n++;
-        if (*s == ',') { s++; continue; }
+        if (*s == ',') {
+            s++;
+            continue;
+        }
         while (*s == '\r' || *s == '\n') s++;
         break;
     }
@@ -200,13 +275,15 @@ static int t_csv_next(const char **p, t_row *r) {
 }
 
 static int t_col(const t_row *hdr, const char *name) {
-    for (int i = 0; i < hdr->n; i++) if (!strcmp(hdr->f[i], name)) return i;
+    for (int i = 0; i < hdr->n; i++)
+        if (!strcmp(hdr->f[i], name)) return i;
     ck_abort_msg("column %s missing", name);
     return -1;
 }
 
 static void t_close(double got, double want, const char *what) {
-    ck_assert_msg(fabs(got - want) <= 1e-9 * fmax(1, fabs(want)), "%s: report %.17g, SQL %.17g", what, got, want);
+    ck_assert_msg(fabs(got - want) <= 1e-9 * fmax(1, fabs(want)), "%s: report %.17g, SQL %.17g", what, got,
+                  want);
 }
 
 static const char *t_report_dir(const char *name, int draw, uint64_t seed) {
@@ -233,7 +310,8 @@ static const char *t_report_dir(const char *name, int draw, uint64_t seed) {
 static int t_dominated(const double *x, const double *y, size_t n, size_t i) {
     if (isnan(x[i]) || isnan(y[i])) return 1;
     for (size_t j = 0; j < n; j++)
-        if (j != i && !isnan(x[j]) && !isnan(y[j]) && x[j] >= x[i] && y[j] >= y[i] && (x[j] > x[i] || y[j] > y[i]))
+        if (j != i && !isnan(x[j]) && !isnan(y[j]) && x[j] >= x[i] && y[j] >= y[i] &&
+            (x[j] > x[i] || y[j] > y[i]))
             return 1;
     return 0;
 }
@@ -254,7 +332,8 @@ START_TEST(test_pareto_random_vs_bruteforce) {
         size_t k = dk_pareto_front(x, y, n, f), k2 = 0;
         for (size_t i = 0; i < n; i++) {
             int want = !t_dominated(x, y, n, i);
-            ck_assert_msg(f[i] == want, "trial %d point %zu (%g,%g): got %d want %d", trial, i, x[i], y[i], f[i], want);
+            ck_assert_msg(f[i] == want, "trial %d point %zu (%g,%g): got %d want %d", trial, i, x[i], y[i],
+                          f[i], want);
             k2 += (size_t)want;
         }
         ck_assert_uint_eq(k, k2);
@@ -271,15 +350,18 @@ END_TEST
 
 START_TEST(test_bootstrap_deterministic_and_sane) {
     double v[40], w[40];
-    for (int i = 0; i < 40; i++) { v[i] = 50 + 30 * sin(i * 1.7); w[i] = 1 + 0.5 * cos(i * 0.9); }
+    for (int i = 0; i < 40; i++) {
+        v[i] = 50 + 30 * sin(i * 1.7);
+        w[i] = 1 + 0.5 * cos(i * 0.9);
+    }
     dk_boot_stratum st[2] = {{v, NULL, 25, NULL}, {v + 25, NULL, 15, NULL}};
     dk_err e = {{0}};
     dk_ci a, b, c;
     ck_assert(dk_bootstrap_ci(st, 2, DK_BOOT_POOLED, 2000, 42, 0.95, &a, &e) == DK_OK);
     ck_assert(dk_bootstrap_ci(st, 2, DK_BOOT_POOLED, 2000, 42, 0.95, &b, &e) == DK_OK);
     ck_assert(dk_bootstrap_ci(st, 2, DK_BOOT_POOLED, 2000, 43, 0.95, &c, &e) == DK_OK);
-    ck_assert(memcmp(&a, &b, sizeof a) == 0);                 /* same seed: bit-identical */
-    ck_assert(a.lo != c.lo || a.hi != c.hi);                  /* another seed: another draw */
+    ck_assert(memcmp(&a, &b, sizeof a) == 0); /* same seed: bit-identical */
+    ck_assert(a.lo != c.lo || a.hi != c.hi);  /* another seed: another draw */
     double mean = 0, var = 0;
     for (int i = 0; i < 40; i++) mean += v[i];
     mean /= 40;
@@ -289,7 +371,8 @@ START_TEST(test_bootstrap_deterministic_and_sane) {
     ck_assert(a.lo < a.est && a.est < a.hi);
     /* the percentile CI of a mean is close to the normal one, mean +- 1.96 s / sqrt(n) */
     double half = 1.96 * sqrt(var / 40);
-    ck_assert_msg(fabs((a.hi - a.lo) / (2 * half) - 1) < 0.2, "CI width %g vs normal %g", a.hi - a.lo, 2 * half);
+    ck_assert_msg(fabs((a.hi - a.lo) / (2 * half) - 1) < 0.2, "CI width %g vs normal %g", a.hi - a.lo,
+                  2 * half);
     /* constant data: a zero-width interval at the value */
     double k[5] = {7, 7, 7, 7, 7};
     dk_boot_stratum ks = {k, NULL, 5, NULL};
@@ -299,7 +382,10 @@ START_TEST(test_bootstrap_deterministic_and_sane) {
     dk_boot_stratum rs = {v, w, 40, NULL};
     ck_assert(dk_bootstrap_ci(&rs, 1, DK_BOOT_POOLED, 0, 1, 0.95, &a, &e) == DK_OK);
     double sv = 0, sw = 0;
-    for (int i = 0; i < 40; i++) { sv += v[i]; sw += w[i]; }
+    for (int i = 0; i < 40; i++) {
+        sv += v[i];
+        sw += w[i];
+    }
     t_close(a.est, sv / sw, "ratio of sums");
     ck_assert(isnan(a.lo) && isnan(a.hi));
     ck_assert(dk_bootstrap_ci(st, 2, DK_BOOT_MEAN_OF_STRATA, 0, 1, 0.95, &a, &e) == DK_OK);
@@ -335,24 +421,36 @@ START_TEST(test_table_main_equals_sql) {
         const char *m = r.f[c_method], *pa = r.f[c_params], *col = r.f[c_col];
         double v = strtod(r.f[c_val], NULL), want, n;
         if (!strcmp(col, "avg")) {
-            snprintf(sql, sizeof sql, "SELECT avg(x) FROM (SELECT avg(score) AS x%s AND method = ?1 AND params = ?2 GROUP BY task)", t_run_filter);
+            snprintf(
+                sql, sizeof sql,
+                "SELECT avg(x) FROM (SELECT avg(score) AS x%s AND method = ?1 AND params = ?2 GROUP BY task)",
+                t_run_filter);
             want = t_sql1(db, sql, m, pa, NULL);
             seen_avg++;
         } else if (!strcmp(col, "flops_speedup")) {
-            snprintf(sql, sizeof sql, "SELECT CAST(sum(flops_dense) AS REAL) / sum(flops_method)%s AND method = ?1 AND params = ?2", t_run_filter);
+            snprintf(
+                sql, sizeof sql,
+                "SELECT CAST(sum(flops_dense) AS REAL) / sum(flops_method)%s AND method = ?1 AND params = ?2",
+                t_run_filter);
             want = t_sql1(db, sql, m, pa, NULL);
         } else if (!strcmp(col, "wall_speedup")) {
-            snprintf(sql, sizeof sql, "SELECT sum(wall_dense_s) / sum(wall_method_s)%s AND method = ?1 AND params = ?2"
-                     " AND wall_dense_s IS NOT NULL AND wall_method_s IS NOT NULL", t_run_filter);
+            snprintf(sql, sizeof sql,
+                     "SELECT sum(wall_dense_s) / sum(wall_method_s)%s AND method = ?1 AND params = ?2"
+                     " AND wall_dense_s IS NOT NULL AND wall_method_s IS NOT NULL",
+                     t_run_filter);
             want = t_sql1(db, sql, m, pa, NULL);
-            snprintf(sql, sizeof sql, "SELECT count(*)%s AND method = ?1 AND params = ?2 AND wall_method_s IS NOT NULL", t_run_filter);
+            snprintf(sql, sizeof sql,
+                     "SELECT count(*)%s AND method = ?1 AND params = ?2 AND wall_method_s IS NOT NULL",
+                     t_run_filter);
             n = t_sql1(db, sql, m, pa, NULL);
             ck_assert_int_eq(atoi(r.f[c_n]), (int)n);
             seen_wall++;
         } else {
-            snprintf(sql, sizeof sql, "SELECT avg(score)%s AND method = ?1 AND params = ?2 AND task = ?3", t_run_filter);
+            snprintf(sql, sizeof sql, "SELECT avg(score)%s AND method = ?1 AND params = ?2 AND task = ?3",
+                     t_run_filter);
             want = t_sql1(db, sql, m, pa, col);
-            snprintf(sql, sizeof sql, "SELECT count(score)%s AND method = ?1 AND params = ?2 AND task = ?3", t_run_filter);
+            snprintf(sql, sizeof sql, "SELECT count(score)%s AND method = ?1 AND params = ?2 AND task = ?3",
+                     t_run_filter);
             n = t_sql1(db, sql, m, pa, col);
             ck_assert_int_eq(atoi(r.f[c_n]), (int)n);
         }
@@ -375,7 +473,8 @@ START_TEST(test_table_main_equals_sql) {
     ck_assert(csv != NULL);
     p = csv;
     ck_assert(t_csv_next(&p, &h));
-    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "kl"), c_t1 = t_col(&h, "top1"), c_rho = t_col(&h, "rho");
+    int c_set = t_col(&h, "setting"), c_kl = t_col(&h, "kl"), c_t1 = t_col(&h, "top1"),
+        c_rho = t_col(&h, "rho");
     rows = 0;
     while (t_csv_next(&p, &r)) {
         const char *label = r.f[c_set];
@@ -385,7 +484,8 @@ START_TEST(test_table_main_equals_sql) {
             const t_setting *s = &t_settings[si];
             if (!strcmp(s->method, "dense")) snprintf(lab, sizeof lab, "dense");
             else if (!strcmp(s->method, "fastv")) snprintf(lab, sizeof lab, "fastv rho=%g", s->rho);
-            else if (!strcmp(s->method, "random")) snprintf(lab, sizeof lab, "random rho=%g ls=%g seed=1", s->rho, s->ls);
+            else if (!strcmp(s->method, "random"))
+                snprintf(lab, sizeof lab, "random rho=%g ls=%g seed=1", s->rho, s->ls);
             else snprintf(lab, sizeof lab, "%s rho=%g ls=%g", s->method, s->rho, s->ls);
             if (!strcmp(lab, label)) break;
         }
@@ -415,15 +515,21 @@ START_TEST(test_frontier_pareto_equals_bruteforce) {
         ck_assert_msg(csv != NULL, "%s missing", path);
         /* points computed here from SQL, in t_settings order */
         double xw[T_N_SETTINGS], xf[T_N_SETTINGS], y[T_N_SETTINGS];
-        int fw[T_N_SETTINGS], ff[T_N_SETTINGS], got_w[T_N_SETTINGS], got_f[T_N_SETTINGS], seen[T_N_SETTINGS] = {0};
+        int fw[T_N_SETTINGS], ff[T_N_SETTINGS], got_w[T_N_SETTINGS], got_f[T_N_SETTINGS],
+            seen[T_N_SETTINGS] = {0};
         for (size_t s = 0; s < T_N_SETTINGS; s++) {
-            snprintf(sql, sizeof sql, "SELECT avg(score)%s AND method = ?1 AND params = ?2 AND task = ?3", t_run_filter);
+            snprintf(sql, sizeof sql, "SELECT avg(score)%s AND method = ?1 AND params = ?2 AND task = ?3",
+                     t_run_filter);
             y[s] = t_sql1(db, sql, t_settings[s].method, t_settings[s].params, tasks[t]);
-            snprintf(sql, sizeof sql, "SELECT sum(wall_dense_s) / sum(wall_method_s)%s AND method = ?1 AND params = ?2"
-                     " AND task = ?3 AND wall_method_s IS NOT NULL", t_run_filter);
+            snprintf(sql, sizeof sql,
+                     "SELECT sum(wall_dense_s) / sum(wall_method_s)%s AND method = ?1 AND params = ?2"
+                     " AND task = ?3 AND wall_method_s IS NOT NULL",
+                     t_run_filter);
             xw[s] = t_sql1(db, sql, t_settings[s].method, t_settings[s].params, tasks[t]);
-            snprintf(sql, sizeof sql, "SELECT CAST(sum(flops_dense) AS REAL) / sum(flops_method)%s AND method = ?1"
-                     " AND params = ?2 AND task = ?3", t_run_filter);
+            snprintf(sql, sizeof sql,
+                     "SELECT CAST(sum(flops_dense) AS REAL) / sum(flops_method)%s AND method = ?1"
+                     " AND params = ?2 AND task = ?3",
+                     t_run_filter);
             xf[s] = t_sql1(db, sql, t_settings[s].method, t_settings[s].params, tasks[t]);
         }
         for (size_t s = 0; s < T_N_SETTINGS; s++) {
@@ -433,12 +539,15 @@ START_TEST(test_frontier_pareto_equals_bruteforce) {
         const char *p = csv;
         t_row h, r;
         ck_assert(t_csv_next(&p, &h));
-        int c_m = t_col(&h, "method"), c_p = t_col(&h, "params"), c_y = t_col(&h, "score"), c_xw = t_col(&h, "wall_speedup"),
-            c_xf = t_col(&h, "flops_speedup"), c_fw = t_col(&h, "pareto_wall"), c_ff = t_col(&h, "pareto_flops");
+        int c_m = t_col(&h, "method"), c_p = t_col(&h, "params"), c_y = t_col(&h, "score"),
+            c_xw = t_col(&h, "wall_speedup"), c_xf = t_col(&h, "flops_speedup"),
+            c_fw = t_col(&h, "pareto_wall"), c_ff = t_col(&h, "pareto_flops");
         int n = 0;
         while (t_csv_next(&p, &r)) {
             size_t s = 0;
-            while (s < T_N_SETTINGS && (strcmp(t_settings[s].method, r.f[c_m]) || strcmp(t_settings[s].params, r.f[c_p]))) s++;
+            while (s < T_N_SETTINGS &&
+                   (strcmp(t_settings[s].method, r.f[c_m]) || strcmp(t_settings[s].params, r.f[c_p])))
+                s++;
             ck_assert_msg(s < T_N_SETTINGS, "unknown point %s %s", r.f[c_m], r.f[c_p]);
             seen[s]++;
             t_close(strtod(r.f[c_y], NULL), y[s], "frontier score");
@@ -454,7 +563,8 @@ START_TEST(test_frontier_pareto_equals_bruteforce) {
             ck_assert_int_eq(seen[s], 1);
             ck_assert_msg(got_w[s] == fw[s], "%s: wall front %d, brute force %d", tasks[t], got_w[s], fw[s]);
             ck_assert_msg(got_f[s] == ff[s], "%s: flops front %d, brute force %d", tasks[t], got_f[s], ff[s]);
-            nfw += fw[s]; nff += ff[s];
+            nfw += fw[s];
+            nff += ff[s];
         }
         /* the fixture is built so the fronts are proper subsets with more than one point */
         ck_assert_msg(nfw >= 2 && nfw < (int)T_N_SETTINGS, "%s: degenerate wall front (%d)", tasks[t], nfw);
@@ -487,8 +597,10 @@ START_TEST(test_heatmap_and_layers_equal_sql) {
         int li, di;
         double len, dep, sc;
         ck_assert(sscanf(line, "%d %d %lf %lf %lf", &li, &di, &len, &dep, &sc) == 5);
-        snprintf(sql, sizeof sql, "SELECT avg(score)%s AND method = 'dash' AND params = ?1 AND task = 'passkey'"
-                 " AND length = CAST(?2 AS INTEGER) AND depth = CAST(?3 AS INTEGER)", t_run_filter);
+        snprintf(sql, sizeof sql,
+                 "SELECT avg(score)%s AND method = 'dash' AND params = ?1 AND task = 'passkey'"
+                 " AND length = CAST(?2 AS INTEGER) AND depth = CAST(?3 AS INTEGER)",
+                 t_run_filter);
         char a[32], b[32];
         snprintf(a, sizeof a, "%g", len);
         snprintf(b, sizeof b, "%g", dep);
@@ -503,14 +615,19 @@ START_TEST(test_heatmap_and_layers_equal_sql) {
     ck_assert_msg(dat != NULL, "%s missing", path);
     int block = -1, rows = 0;
     for (char *line = strtok(dat, "\n"); line; line = strtok(NULL, "\n")) {
-        if (!strncmp(line, "# index", 7)) { block++; continue; }
+        if (!strncmp(line, "# index", 7)) {
+            block++;
+            continue;
+        }
         if (line[0] == '#') continue;
         int l;
         double frac;
         ck_assert(sscanf(line, "%d %lf", &l, &frac) == 2);
         ck_assert(block >= 0 && block < 3);
-        snprintf(sql, sizeof sql, "SELECT avg(CAST(json_extract(active_tokens, '$[%d]') AS REAL) / context_tokens)%s"
-                 " AND method = 'dash' AND params = ?1", l, t_run_filter);
+        snprintf(sql, sizeof sql,
+                 "SELECT avg(CAST(json_extract(active_tokens, '$[%d]') AS REAL) / context_tokens)%s"
+                 " AND method = 'dash' AND params = ?1",
+                 l, t_run_filter);
         t_close(frac, t_sql1(db, sql, t_settings[1 + block].params, NULL, NULL), "active fraction");
         rows++;
     }
@@ -525,11 +642,15 @@ START_TEST(test_heatmap_and_layers_equal_sql) {
         int l;
         double mn, q1, med, q3, mx;
         ck_assert(sscanf(line, "%d %lf %lf %lf %lf %lf", &l, &mn, &q1, &med, &q3, &mx) == 6);
-        snprintf(sql, sizeof sql, "SELECT min(delta_min) FROM sample_layers sl JOIN samples s ON s.id = sl.sample_row"
-                 " JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense' AND sl.layer = %d", l);
+        snprintf(sql, sizeof sql,
+                 "SELECT min(delta_min) FROM sample_layers sl JOIN samples s ON s.id = sl.sample_row"
+                 " JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense' AND sl.layer = %d",
+                 l);
         ck_assert(fabs(mn - t_sql1(db, sql, NULL, NULL, NULL)) < 1e-5 * fabs(mn));
-        snprintf(sql, sizeof sql, "SELECT max(delta_max) FROM sample_layers sl JOIN samples s ON s.id = sl.sample_row"
-                 " JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense' AND sl.layer = %d", l);
+        snprintf(sql, sizeof sql,
+                 "SELECT max(delta_max) FROM sample_layers sl JOIN samples s ON s.id = sl.sample_row"
+                 " JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense' AND sl.layer = %d",
+                 l);
         ck_assert(fabs(mx - t_sql1(db, sql, NULL, NULL, NULL)) < 1e-5 * fabs(mx));
         ck_assert(mn <= q1 && q1 <= med && med <= q3 && q3 <= mx);
     }
@@ -551,7 +672,9 @@ START_TEST(test_report_deterministic_for_seed) {
     ck_assert(ta && tb && tc);
     ck_assert_msg(la == lb && memcmp(ta, tb, la) == 0, "same seed, different tables");
     ck_assert_msg(la != lc || memcmp(ta, tc, la) != 0, "another seed gave identical CIs");
-    free(ta); free(tb); free(tc);
+    free(ta);
+    free(tb);
+    free(tc);
 }
 END_TEST
 
@@ -573,19 +696,23 @@ static int t_count(const char *dir, const char *suffix, int dotfiles) {
     size_t ls = strlen(suffix);
     while ((de = readdir(d))) {
         size_t l = strlen(de->d_name);
-        if (dotfiles) { if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++; continue; }
+        if (dotfiles) {
+            if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++;
+            continue;
+        }
         if (l >= ls && !strcmp(de->d_name + l - ls, suffix)) n++;
     }
     closedir(d);
     return n;
 }
 
-static int t_have_gnuplot(void) {
-    return dk_test_run("command -v gnuplot >/dev/null", 0, NULL) == 0;
-}
+static int t_have_gnuplot(void) { return dk_test_run("command -v gnuplot >/dev/null", 0, NULL) == 0; }
 
 START_TEST(test_cli_report_with_gnuplot) {
-    if (!t_have_gnuplot()) { printf("SKIP: gnuplot not installed\n"); return; }
+    if (!t_have_gnuplot()) {
+        printf("SKIP: gnuplot not installed\n");
+        return;
+    }
     t_build_store();
     char cmd[2048], dir[600], path[800];
     dk_test_tmp_path(dir, sizeof dir, "cli_gp");
@@ -593,10 +720,12 @@ START_TEST(test_cli_report_with_gnuplot) {
     char *out = NULL;
     int rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
-    ck_assert_msg(strstr(out, "run: 1\n") && strstr(out, "figures: ") && strstr(out, " drawn, 0 failed"), "%s", out);
+    ck_assert_msg(strstr(out, "run: 1\n") && strstr(out, "figures: ") && strstr(out, " drawn, 0 failed"),
+                  "%s", out);
     free(out);
-    const char *pngs[] = {"frontier_tiny_passkey_wall.png", "frontier_tiny_passkey_flops.png", "frontier_tiny_qa_wall.png",
-                          "heatmap_tiny_passkey_dense.png", "layers_active_tiny_dash.png", "layers_delta_tiny.png"};
+    const char *pngs[] = {"frontier_tiny_passkey_wall.png", "frontier_tiny_passkey_flops.png",
+                          "frontier_tiny_qa_wall.png",      "heatmap_tiny_passkey_dense.png",
+                          "layers_active_tiny_dash.png",    "layers_delta_tiny.png"};
     for (size_t i = 0; i < sizeof pngs / sizeof pngs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, pngs[i]);
         ck_assert_msg(t_png_ok(path), "%s is not a PNG", path);
@@ -619,7 +748,8 @@ START_TEST(test_cli_report_with_gnuplot) {
     free(md);
 
     /* one figure with plot */
-    snprintf(cmd, sizeof cmd, "%s plot --db %s --kind frontier --task qa --x flops --out %s/one/f.png --boot 100",
+    snprintf(cmd, sizeof cmd,
+             "%s plot --db %s --kind frontier --task qa --x flops --out %s/one/f.png --boot 100",
              dk_test_cli(), t_db, dk_test_tmpdir());
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
@@ -630,8 +760,10 @@ START_TEST(test_cli_report_with_gnuplot) {
     char *gp = t_read(path, NULL);
     ck_assert(gp && strstr(gp, "FLOP speedup") && strstr(gp, "dat = \"f.dat\""));
     free(gp);
-    snprintf(cmd, sizeof cmd, "%s plot --db %s --kind heatmap --task passkey --method 'dash rho=0.8 ls=0.5' --out %s/one/h.svg",
-             dk_test_cli(), t_db, dk_test_tmpdir());
+    snprintf(
+        cmd, sizeof cmd,
+        "%s plot --db %s --kind heatmap --task passkey --method 'dash rho=0.8 ls=0.5' --out %s/one/h.svg",
+        dk_test_cli(), t_db, dk_test_tmpdir());
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
     free(out);
@@ -648,16 +780,19 @@ START_TEST(test_cli_report_without_gnuplot) {
     char *out = NULL;
     /* PATH emptied of gnuplot */
     dk_test_tmp_path(dir, sizeof dir, "cli_nogp");
-    snprintf(cmd, sizeof cmd, "env -u DK_GNUPLOT PATH=/nonexistent %s report --db %s --out %s --boot 50", dk_test_cli(), t_db, dir);
+    snprintf(cmd, sizeof cmd, "env -u DK_GNUPLOT PATH=/nonexistent %s report --db %s --out %s --boot 50",
+             dk_test_cli(), t_db, dir);
     int rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
-    ck_assert_msg(strstr(out, "gnuplot not found on PATH") && strstr(out, "0 drawn (gnuplot missing)"), "%s", out);
+    ck_assert_msg(strstr(out, "gnuplot not found on PATH") && strstr(out, "0 drawn (gnuplot missing)"), "%s",
+                  out);
     free(out);
     ck_assert_int_eq(t_count(dir, ".png", 0), 0);
     ck_assert_int_gt(t_count(dir, ".gp", 0), 10);
-    ck_assert_int_eq(t_count(dir, ".dat", 0), t_count(dir, ".gp", 0) - 2); /* frontier: one .dat, two scripts per task */
-    const char *files[] = {"report.md", "table_main.md", "table_main.tex", "table_ablation.md", "table_ablation.tex",
-                           "frontier_tiny_passkey.csv"};
+    ck_assert_int_eq(t_count(dir, ".dat", 0),
+                     t_count(dir, ".gp", 0) - 2); /* frontier: one .dat, two scripts per task */
+    const char *files[] = {"report.md",         "table_main.md",      "table_main.tex",
+                           "table_ablation.md", "table_ablation.tex", "frontier_tiny_passkey.csv"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         ck_assert_msg(access(path, R_OK) == 0, "%s missing", path);
@@ -667,13 +802,15 @@ START_TEST(test_cli_report_without_gnuplot) {
     ck_assert(md && strstr(md, "figures not drawn: gnuplot not found on PATH"));
     free(md);
     /* DK_GNUPLOT pointing nowhere */
-    snprintf(cmd, sizeof cmd, "DK_GNUPLOT=/nonexistent/gnuplot %s report --db %s --out %s/cli_nogp2 --boot 0", dk_test_cli(),
-             t_db, dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "DK_GNUPLOT=/nonexistent/gnuplot %s report --db %s --out %s/cli_nogp2 --boot 0",
+             dk_test_cli(), t_db, dk_test_tmpdir());
     rc = dk_test_run(cmd, 1, &out);
-    ck_assert_msg(rc == 0 && strstr(out, "DK_GNUPLOT='/nonexistent/gnuplot' is not an executable"), "rc %d: %s", rc, out);
+    ck_assert_msg(rc == 0 && strstr(out, "DK_GNUPLOT='/nonexistent/gnuplot' is not an executable"),
+                  "rc %d: %s", rc, out);
     free(out);
     /* plot: the image was the point, so exit 1, but data and script are written */
-    snprintf(cmd, sizeof cmd, "DK_GNUPLOT= %s plot --db %s --task qa --out %s/nogp/q.png", dk_test_cli(), t_db, dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "DK_GNUPLOT= %s plot --db %s --task qa --out %s/nogp/q.png", dk_test_cli(),
+             t_db, dk_test_tmpdir());
     rc = dk_test_run(cmd, 1, &out);
     ck_assert_msg(rc == 1 && strstr(out, "not drawn"), "rc %d: %s", rc, out);
     free(out);
@@ -720,7 +857,8 @@ START_TEST(test_cli_errors) {
     t_expect(args, 2, "--task 'nope': no such task in run 1", dir);
     snprintf(args, sizeof args, "plot --db %s --kind heatmap --task qa --out %s/p.png", t_db, dir);
     t_expect(args, 2, "--task 'qa': its cells have no \"depth\" option", dir);
-    snprintf(args, sizeof args, "plot --db %s --kind heatmap --task passkey --method dash --out %s/p.png", t_db, dir);
+    snprintf(args, sizeof args, "plot --db %s --kind heatmap --task passkey --method dash --out %s/p.png",
+             t_db, dir);
     t_expect(args, 2, "--method: 3 settings match dash", dir);
     snprintf(args, sizeof args, "plot --db %s --kind pie --out %s/p.png", t_db, dir);
     t_expect(args, 2, "--kind 'pie': expected frontier, heatmap, layers or delta", dir);
@@ -738,23 +876,46 @@ START_TEST(test_dense_reference_from_shared_results) {
     dk_err e = {{0}};
     dk_store *s = NULL;
     ck_assert_msg(dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
-    dk_run_info ri = {.name = "nd", .config_path = "nd.json", .config_text = "{}", .config_hash = "h", .threads = 1,
-                      .workers = 1, .n_cells = 1};
+    dk_run_info ri = {.name = "nd",
+                      .config_path = "nd.json",
+                      .config_text = "{}",
+                      .config_hash = "h",
+                      .threads = 1,
+                      .workers = 1,
+                      .n_cells = 1};
     int64_t run, model;
     ck_assert(dk_store_run_begin(s, &ri, &run, &e) == DK_OK);
     char sha[65];
     memset(sha, 'b', 64);
     sha[64] = 0;
-    dk_model_info mi = {.sha256 = sha, .path = "m.gguf", .n_layer = 2, .n_embd = -1, .n_head = -1, .n_head_kv = -1,
-                        .n_ff = -1, .n_vocab = -1, .n_ctx = -1, .n_params = -1, .file_bytes = -1};
+    dk_model_info mi = {.sha256 = sha,
+                        .path = "m.gguf",
+                        .n_layer = 2,
+                        .n_embd = -1,
+                        .n_head = -1,
+                        .n_head_kv = -1,
+                        .n_ff = -1,
+                        .n_vocab = -1,
+                        .n_ctx = -1,
+                        .n_params = -1,
+                        .file_bytes = -1};
     ck_assert(dk_store_model_put(s, &mi, &model, &e) == DK_OK);
-    dk_cell_spec cs = {"k1", "{\"c\":1}", "qa", "{\"length\":100}", "tkq", "dash", "{\"ls\":0.5,\"rho\":0.5}", model, 3, 0};
+    dk_cell_spec cs = {
+        "k1", "{\"c\":1}", "qa", "{\"length\":100}", "tkq", "dash", "{\"ls\":0.5,\"rho\":0.5}", model, 3, 0};
     int64_t cid;
     ck_assert(dk_store_cells_add(s, run, &cs, 1, 0, &cid, NULL, &e) == DK_OK);
     double dense_scores[3] = {100, 50, 0}, method_scores[3] = {0, 50, 0};
     for (int j = 0; j < 3; j++) {
-        dk_dense_row dr = {.model_sha256 = sha, .task_key = "tkq", .sample_id = j, .task = "qa", .task_options = "{}",
-                           .prompt_tokens = 10, .flops = 100, .wall_s = 1, .prediction = "x", .score = dense_scores[j]};
+        dk_dense_row dr = {.model_sha256 = sha,
+                           .task_key = "tkq",
+                           .sample_id = j,
+                           .task = "qa",
+                           .task_options = "{}",
+                           .prompt_tokens = 10,
+                           .flops = 100,
+                           .wall_s = 1,
+                           .prediction = "x",
+                           .score = dense_scores[j]};
         ck_assert_msg(dk_store_dense_put(s, &dr, NULL, &e) == DK_OK, "%s", e.msg);
     }
     dk_worker w;
@@ -763,10 +924,26 @@ START_TEST(test_dense_reference_from_shared_results) {
     ck_assert(dk_store_cell_claim(s, run, &w, 600, &got, NULL, &e) == DK_OK && got == cid);
     for (int j = 0; j < 3; j++) {
         int64_t act[2] = {10, 5};
-        dk_sample_row row = {.cell_id = cid, .sample_id = j, .prompt_tokens = 12, .context_tokens = 10, .question_tokens = 2,
-                             .n_layer = 2, .active = act, .flops_dense = 100, .flops_method = 60, .wall_dense_s = 1,
-                             .wall_method_s = 0.5, .wall_decode_s = NAN, .score = method_scores[j], .kl = NAN,
-                             .kl_max = NAN, .top1 = NAN, .kl_first = NAN, .top1_first = -1, .nll_dense = NAN, .nll_method = NAN};
+        dk_sample_row row = {.cell_id = cid,
+                             .sample_id = j,
+                             .prompt_tokens = 12,
+                             .context_tokens = 10,
+                             .question_tokens = 2,
+                             .n_layer = 2,
+                             .active = act,
+                             .flops_dense = 100,
+                             .flops_method = 60,
+                             .wall_dense_s = 1,
+                             .wall_method_s = 0.5,
+                             .wall_decode_s = NAN,
+                             .score = method_scores[j],
+                             .kl = NAN,
+                             .kl_max = NAN,
+                             .top1 = NAN,
+                             .kl_first = NAN,
+                             .top1_first = -1,
+                             .nll_dense = NAN,
+                             .nll_method = NAN};
         ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
     }
     ck_assert(dk_store_cell_finish(s, cid, &w, &e) == DK_OK);
@@ -786,8 +963,12 @@ START_TEST(test_dense_reference_from_shared_results) {
     ck_assert(csv);
     /* dense (shared dense results): score 50 at speedup 1, on the front; dash: 16.67 at 2x, on the front */
     ck_assert_msg(strstr(csv, "m,qa,dense,dense (shared dense results),{},3,50,"), "%s", csv);
-    ck_assert_msg(strstr(csv, ",1,NaN,NaN,1,NaN,NaN,1,1\n") || strstr(csv, ",1,nan,nan,1,nan,nan,1,1\n"), "%s", csv);
-    ck_assert_msg(strstr(csv, "m,qa,dash,dash rho=0.5 ls=0.5,\"{\"\"ls\"\":0.5,\"\"rho\"\":0.5}\",3,16.666666666666668,"), "%s", csv);
+    ck_assert_msg(strstr(csv, ",1,NaN,NaN,1,NaN,NaN,1,1\n") || strstr(csv, ",1,nan,nan,1,nan,nan,1,1\n"),
+                  "%s", csv);
+    ck_assert_msg(
+        strstr(csv,
+               "m,qa,dash,dash rho=0.5 ls=0.5,\"{\"\"ls\"\":0.5,\"\"rho\"\":0.5}\",3,16.666666666666668,"),
+        "%s", csv);
     free(csv);
     /* no Δ statistics and no depth option: said in report.md */
     snprintf(path, sizeof path, "%s/report.md", dir);
@@ -806,19 +987,33 @@ static void t_findings_store(const char *db, int variant) {
     dk_store *s = NULL;
     unlink(db);
     ck_assert_msg(dk_store_open(db, DK_STORE_OPEN_CREATE, &s, &e) == DK_OK, "%s", e.msg);
-    dk_run_info ri = {.name = "f", .config_path = "f.json", .config_text = "{}", .config_hash = "h", .threads = 1,
-                      .workers = 1, .n_cells = 12};
+    dk_run_info ri = {.name = "f",
+                      .config_path = "f.json",
+                      .config_text = "{}",
+                      .config_hash = "h",
+                      .threads = 1,
+                      .workers = 1,
+                      .n_cells = 12};
     int64_t run, model;
     ck_assert(dk_store_run_begin(s, &ri, &run, &e) == DK_OK);
     char sha[65];
     memset(sha, 'c', 64);
     sha[64] = 0;
-    dk_model_info mi = {.sha256 = sha, .path = "m.gguf", .n_layer = 2, .n_embd = -1, .n_head = -1, .n_head_kv = -1,
-                        .n_ff = -1, .n_vocab = -1, .n_ctx = -1, .n_params = -1, .file_bytes = -1};
+    dk_model_info mi = {.sha256 = sha,
+                        .path = "m.gguf",
+                        .n_layer = 2,
+                        .n_embd = -1,
+                        .n_head = -1,
+                        .n_head_kv = -1,
+                        .n_ff = -1,
+                        .n_vocab = -1,
+                        .n_ctx = -1,
+                        .n_params = -1,
+                        .file_bytes = -1};
     ck_assert(dk_store_model_put(s, &mi, &model, &e) == DK_OK);
     static const char *methods[4] = {"dense", "dash", "random", "random"};
     static const char *params[4] = {"{}", "{\"ls\":0.5,\"rho\":0.5}", "{\"ls\":0.5,\"rho\":0.3,\"seed\":1}",
-                                     "{\"ls\":0.5,\"rho\":0.7,\"seed\":1}"};
+                                    "{\"ls\":0.5,\"rho\":0.7,\"seed\":1}"};
     static const double fm[4] = {100, 60, 80, 40}; /* FLOPs: speedups 1, 1.67, 1.25, 2.5 */
     dk_cell_spec cs[12];
     char keys[12][16], ids[12][32], opts[3][48], tks[3][16];
@@ -829,7 +1024,8 @@ static void t_findings_store(const char *db, int variant) {
             int i = d * 4 + m;
             snprintf(keys[i], sizeof keys[i], "k%d", i);
             snprintf(ids[i], sizeof ids[i], "{\"c\":%d}", i);
-            cs[i] = (dk_cell_spec){keys[i], ids[i], "passkey", opts[d], tks[d], methods[m], params[m], model, 8, 0};
+            cs[i] = (dk_cell_spec){keys[i],    ids[i],    "passkey", opts[d], tks[d],
+                                   methods[m], params[m], model,     8,       0};
         }
     }
     int64_t cid[12];
@@ -844,18 +1040,33 @@ static void t_findings_store(const char *db, int variant) {
         while (cid[i] != got) i++;
         int d = i / 4, m = i % 4;
         for (int j = 0; j < 8; j++) {
-            int ctx = j / 4;                                     /* two contexts per depth */
-            double dense = (d + ctx) % 3 ? 100 : 0;              /* dense misses some contexts */
+            int ctx = j / 4;                        /* two contexts per depth */
+            double dense = (d + ctx) % 3 ? 100 : 0; /* dense misses some contexts */
             double sc = m == 0 ? dense : m == 1 ? (variant ? 0 : dense) : m == 2 ? dense * (j % 2) : 0;
             char key[32];
             snprintf(key, sizeof key, "passkey/noise/100/%d/%d", 25 * (d + 1), ctx);
             int64_t act[2] = {10, 5};
-            dk_sample_row row = {.cell_id = got, .sample_id = j, .prompt_tokens = 12, .context_tokens = 10,
-                                 .question_tokens = 2, .n_layer = 2, .active = act, .flops_dense = 100,
-                                 .flops_method = (int64_t)fm[m], .wall_dense_s = 1, .wall_method_s = fm[m] / 100,
-                                 .wall_decode_s = NAN, .score = sc, .kl = m ? (100 - sc) / 50 + 0.01 * j : 0,
-                                 .kl_max = NAN, .top1 = NAN, .kl_first = NAN, .top1_first = -1, .nll_dense = NAN,
-                                 .nll_method = NAN, .context_key = key};
+            dk_sample_row row = {.cell_id = got,
+                                 .sample_id = j,
+                                 .prompt_tokens = 12,
+                                 .context_tokens = 10,
+                                 .question_tokens = 2,
+                                 .n_layer = 2,
+                                 .active = act,
+                                 .flops_dense = 100,
+                                 .flops_method = (int64_t)fm[m],
+                                 .wall_dense_s = 1,
+                                 .wall_method_s = fm[m] / 100,
+                                 .wall_decode_s = NAN,
+                                 .score = sc,
+                                 .kl = m ? (100 - sc) / 50 + 0.01 * j : 0,
+                                 .kl_max = NAN,
+                                 .top1 = NAN,
+                                 .kl_first = NAN,
+                                 .top1_first = -1,
+                                 .nll_dense = NAN,
+                                 .nll_method = NAN,
+                                 .context_key = key};
             ck_assert_msg(dk_store_sample_put(s, &w, 600, &row, &e) == DK_OK, "%s", e.msg);
         }
         ck_assert(dk_store_cell_finish(s, got, &w, &e) == DK_OK);
@@ -897,16 +1108,24 @@ START_TEST(test_findings_from_numbers) {
     printf("findings 0: %s\nfindings 1: %s\n", f0, f1);
     ck_assert_str_ne(f0, f1);
     /* variant 0: dash matches dense exactly (difference 0, p = 1) and leads random at matched FLOPs */
-    ck_assert_msg(strstr(f0, "Indistinguishable from dense") && strstr(f0, "dash rho=0.5 ls=0.5 at 1.67×"), "%s", f0);
-    ck_assert_msg(strstr(md0, "| dash rho=0.5 ls=0.5 | dense | vs dense | 1.67× | 24 | +0.00 | [+0.00, +0.00] | 1 |"), "%s", md0);
+    ck_assert_msg(strstr(f0, "Indistinguishable from dense") && strstr(f0, "dash rho=0.5 ls=0.5 at 1.67×"),
+                  "%s", f0);
+    ck_assert_msg(
+        strstr(md0, "| dash rho=0.5 ls=0.5 | dense | vs dense | 1.67× | 24 | +0.00 | [+0.00, +0.00] | 1 |"),
+        "%s", md0);
     ck_assert_msg(strstr(f0, "DASH leads in 1 of 1 comparisons"), "%s", f0);
     /* variant 1: dash falls below dense and trails nothing it beat before */
     ck_assert_msg(strstr(f1, "Below dense: 3") && !strstr(f1, "DASH leads in 1 of 1"), "%s", f1);
     /* the method paragraph says contexts were resampled: all 96 rows share one with another */
     ck_assert_msg(strstr(md0, "96 of 96 sample rows"), "%s", md0);
     /* matched FLOPs: random interpolated between rho 0.3 (1.25x) and 0.7 (2.5x) at dash's 1.67x */
-    ck_assert_msg(strstr(md0, "| dash rho=0.5 ls=0.5 | random ls=0.5 seed=1 (interpolated) | matched | 1.67× | 24 |"), "%s", md0);
-    free(f0); free(f1); free(md0); free(md1);
+    ck_assert_msg(
+        strstr(md0, "| dash rho=0.5 ls=0.5 | random ls=0.5 seed=1 (interpolated) | matched | 1.67× | 24 |"),
+        "%s", md0);
+    free(f0);
+    free(f1);
+    free(md0);
+    free(md1);
 }
 END_TEST
 

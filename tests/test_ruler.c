@@ -53,9 +53,19 @@ static long ntok(const dk_sample *s) {
     return n;
 }
 
-static const char *const all_tasks[] = {"passkey", "niah_single_1", "niah_single_2", "niah_single_3",
-                                        "niah_multikey_1", "niah_multikey_2", "niah_multikey_3",
-                                        "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe", "qa"};
+static const char *const all_tasks[] = {"passkey",
+                                        "niah_single_1",
+                                        "niah_single_2",
+                                        "niah_single_3",
+                                        "niah_multikey_1",
+                                        "niah_multikey_2",
+                                        "niah_multikey_3",
+                                        "niah_multivalue",
+                                        "niah_multiquery",
+                                        "vt",
+                                        "cwe",
+                                        "fwe",
+                                        "qa"};
 
 START_TEST(test_determinism_and_length) {
     if (!setup_ok()) return;
@@ -85,7 +95,9 @@ START_TEST(test_determinism_and_length) {
     }
     ck_assert_str_ne(a.s[0].context, c.s[0].context);
     ck_assert_str_ne(a.s[0].context, a.s[1].context);
-    dk_sample_set_free(&a); dk_sample_set_free(&b); dk_sample_set_free(&c);
+    dk_sample_set_free(&a);
+    dk_sample_set_free(&b);
+    dk_sample_set_free(&c);
 }
 END_TEST
 
@@ -98,23 +110,27 @@ START_TEST(test_answers_present) {
     ck_assert_int_eq(gen("passkey", kv, 2, 3, &s, &e), DK_OK);
     for (int i = 0; i < s.n; i++) {
         char needle[128];
-        snprintf(needle, sizeof needle, "The pass key is %s. Remember it. %s is the pass key.", s.s[i].answers[0], s.s[i].answers[0]);
+        snprintf(needle, sizeof needle, "The pass key is %s. Remember it. %s is the pass key.",
+                 s.s[i].answers[0], s.s[i].answers[0]);
         ck_assert_int_eq(occ(s.s[i].context, needle), 1);
         ck_assert_int_eq(occ(s.s[i].context, s.s[i].answers[0]), 2);
-        ck_assert(!strncmp(s.s[i].context, "There is an important info hidden inside a lot of irrelevant text.", 66));
+        ck_assert(!strncmp(s.s[i].context,
+                           "There is an important info hidden inside a lot of irrelevant text.", 66));
         ck_assert_str_eq(s.s[i].question, "What is the pass key? The pass key is");
     }
     dk_sample_set_free(&s);
     /* niah: every answer value exactly once, inside RULER's needle sentence */
-    static const char *const niah[] = {"niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1",
-                                       "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery"};
+    static const char *const niah[] = {"niah_single_1",   "niah_single_2",   "niah_single_3",
+                                       "niah_multikey_1", "niah_multikey_2", "niah_multikey_3",
+                                       "niah_multivalue", "niah_multiquery"};
     for (int t = 0; t < 8; t++) {
         ck_assert_msg(gen(niah[t], kv, 2, 2, &s, &e) == DK_OK, "%s", e.msg);
         int want = !strcmp(niah[t], "niah_multivalue") || !strcmp(niah[t], "niah_multiquery") ? 4 : 1;
         for (int i = 0; i < s.n; i++) {
             ck_assert_int_eq(s.s[i].n_answers, want);
             for (int k = 0; k < s.s[i].n_answers; k++) {
-                ck_assert_msg(occ(s.s[i].context, s.s[i].answers[k]) == 1, "%s: '%s' not exactly once", niah[t], s.s[i].answers[k]);
+                ck_assert_msg(occ(s.s[i].context, s.s[i].answers[k]) == 1, "%s: '%s' not exactly once",
+                              niah[t], s.s[i].answers[k]);
                 ck_assert_ptr_nonnull(strstr(s.s[i].context, "One of the special magic "));
             }
         }
@@ -179,7 +195,9 @@ static int word_ends_sentence(const char *w, const char *e) {
     return e > w && strchr(".!?", e[-1]);
 }
 
-typedef struct { const char *a, *b; } span;
+typedef struct {
+    const char *a, *b;
+} span;
 
 /* Needle spans ("One of the special magic ... is: VALUE.", value without spaces) in [h0, he), in order. */
 static int find_needles(const char *h0, const char *he, span *ns, int max) {
@@ -197,7 +215,8 @@ static int find_needles(const char *h0, const char *he, span *ns, int max) {
  * whole words). For needle i: before[i] = haystack sentences before it (a final run of words
  * without an end counts as one), boundary[i] = whether it starts the region, follows a sentence
  * end, or follows only needles after the last haystack word. Returns the haystack's sentences. */
-static long sentences_around(const char *h0, const char *he, const span *ns, int n, long *before, int *boundary) {
+static long sentences_around(const char *h0, const char *he, const span *ns, int n, long *before,
+                             int *boundary) {
     long ends = 0;
     int open = 0, k = 0;
     const char *last_word = NULL;
@@ -212,10 +231,16 @@ static long sentences_around(const char *h0, const char *he, const span *ns, int
             if (!q) q = he;
             ck_assert_msg(q > p, "empty word in the haystack");
             last_word = p;
-            if (word_ends_sentence(p, q)) { ends++; open = 0; } else open = 1;
+            if (word_ends_sentence(p, q)) {
+                ends++;
+                open = 0;
+            } else open = 1;
             p = q;
         }
-        if (p < he) { ck_assert_int_eq(*p, ' '); p++; }
+        if (p < he) {
+            ck_assert_int_eq(*p, ' ');
+            p++;
+        }
     }
     ck_assert_int_eq(k, n);
     for (int i = 0; i < n; i++)
@@ -247,7 +272,8 @@ START_TEST(test_context_key) {
     for (int t = 0; t < 3; t++) {
         dk_sample_set a;
         dk_err e = {{0}};
-        ck_assert_msg(gen(own[t], kv50, !strcmp(own[t], "vt") ? 2 : 4, 2, &a, &e) == DK_OK, "%s: %s", own[t], e.msg);
+        ck_assert_msg(gen(own[t], kv50, !strcmp(own[t], "vt") ? 2 : 4, 2, &a, &e) == DK_OK, "%s: %s", own[t],
+                      e.msg);
         for (int i = 0; i < a.n; i++) ck_assert_ptr_null(a.s[i].context_key);
         dk_sample_set_free(&a);
     }
@@ -280,7 +306,8 @@ START_TEST(test_depth) {
                 ck_assert(ns[0].a == c + s.s[0].needle_pos);
                 long n_sents = sentences_around(h0, c + end, ns, 1, &before, &boundary);
                 ck_assert_int_gt(n_sents, 20);
-                ck_assert_msg(boundary, "depth %s: needle not at a sentence boundary: ...%.60s", depths[d], ns[0].a - 60);
+                ck_assert_msg(boundary, "depth %s: needle not at a sentence boundary: ...%.60s", depths[d],
+                              ns[0].a - 60);
                 ck_assert_int_eq(before, (long)floor((double)n_sents * (atof(depths[d]) / 100.0)));
             }
             /* qa moves whole documents, the essay needle up to a sentence */
@@ -314,12 +341,14 @@ START_TEST(test_depth_multikey_sentences) {
             long n_sents = sentences_around(h0, c + end, ns, 4, before, boundary);
             long want = (long)floor((double)n_sents * (s.s[i].depth / 100.0));
             for (int k = 0; k < 4; k++) {
-                ck_assert_msg(boundary[k], "depth %s sample %d needle %d not at a sentence boundary: ...%.60s",
+                ck_assert_msg(boundary[k],
+                              "depth %s sample %d needle %d not at a sentence boundary: ...%.60s",
                               depths[d] ? depths[d] : "random", i, k, ns[k].a - 60);
                 if (ns[k].a == c + s.s[i].needle_pos) target = k;
                 int on_grid = 0; /* every needle's depth is one of RULER's 40 evenly spaced ones */
                 for (int j = 0; j < 40; j++)
-                    if (before[k] == (long)floor((double)n_sents * (round(100.0 * j / 39.0) / 100.0))) on_grid = 1;
+                    if (before[k] == (long)floor((double)n_sents * (round(100.0 * j / 39.0) / 100.0)))
+                        on_grid = 1;
                 ck_assert_msg(on_grid, "needle %d after %ld of %ld sentences", k, before[k], n_sents);
                 if (k) ck_assert_int_ge(before[k], before[k - 1]);
             }

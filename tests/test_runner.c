@@ -34,7 +34,6 @@ static void write_config(const char *path, const char *model, int samples) {
     fclose(f);
 }
 
-
 static int file_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
@@ -74,12 +73,19 @@ static int64_t q_int(sqlite3 *db, const char *sql) {
 /* Text dump of the deterministic part of every sample row, keyed by cell identity and sample. */
 static char *dump_results(sqlite3 *db) {
     sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db,
-        "SELECT c.key, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
-        " s.active_tokens, s.flops_dense, s.flops_method, s.flops_method_parts, hex(s.prediction), s.answers,"
-        " s.score, s.kl, s.kl_answer, s.top1, s.kl_answer_max, s.top1_answer, s.nll_dense, s.nll_method, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
-        " (SELECT group_concat(flops) FROM (SELECT flops FROM sample_layers l WHERE l.sample_row = s.id ORDER BY layer))"
-        " FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(
+                         db,
+                         "SELECT c.key, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, "
+                         "s.question_tokens, s.gen_tokens,"
+                         " s.active_tokens, s.flops_dense, s.flops_method, s.flops_method_parts, "
+                         "hex(s.prediction), s.answers,"
+                         " s.score, s.kl, s.kl_answer, s.top1, s.kl_answer_max, s.top1_answer, s.nll_dense, "
+                         "s.nll_method, (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id),"
+                         " (SELECT group_concat(flops) FROM (SELECT flops FROM sample_layers l WHERE "
+                         "l.sample_row = s.id ORDER BY layer))"
+                         " FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id",
+                         -1, &q, NULL),
+                     SQLITE_OK);
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
     out[0] = 0;
@@ -87,8 +93,12 @@ static char *dump_results(sqlite3 *db) {
         for (int i = 0; i < sqlite3_column_count(q); i++) {
             const char *t = (const char *)sqlite3_column_text(q, i);
             size_t need = len + (t ? strlen(t) : 4) + 4;
-            if (need > cap) { while (need > cap) cap *= 2; out = realloc(out, cap); }
-            len += (size_t)sprintf(out + len, "%s%s", t ? t : "NULL", i + 1 < sqlite3_column_count(q) ? "|" : "\n");
+            if (need > cap) {
+                while (need > cap) cap *= 2;
+                out = realloc(out, cap);
+            }
+            len += (size_t)sprintf(out + len, "%s%s", t ? t : "NULL",
+                                   i + 1 < sqlite3_column_count(q) ? "|" : "\n");
         }
     }
     sqlite3_finalize(q);
@@ -101,17 +111,28 @@ static void check_complete(sqlite3 *db, int samples) {
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM cells"), 8);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM cells WHERE state = 'done'"), 8);
     char sql[512];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM cells c WHERE (SELECT count(*) FROM samples s WHERE s.cell_id = c.id) != %d", samples);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM cells c WHERE (SELECT count(*) FROM samples s WHERE s.cell_id = c.id) != %d",
+        samples);
     ck_assert_int_eq(q_int(db, sql), 0);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples"), 8 * samples);
-    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM (SELECT cell_id, sample_id FROM samples GROUP BY 1, 2 HAVING count(*) > 1)"), 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM (SELECT cell_id, sample_id FROM samples GROUP BY 1, 2 "
+                               "HAVING count(*) > 1)"),
+                     0);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM samples WHERE sample_id < 0 OR sample_id >= %d", samples);
     ck_assert_int_eq(q_int(db, sql), 0);
     /* no half-written sample: every row has all its layer rows and its results */
-    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id) != 3"), 0);
-    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples WHERE prediction IS NULL OR score IS NULL OR flops_method IS NULL"
-                               " OR active_tokens IS NULL OR top1 IS NULL"), 0);
-    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sample_layers WHERE sample_row NOT IN (SELECT id FROM samples)"), 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l "
+                               "WHERE l.sample_row = s.id) != 3"),
+                     0);
+    ck_assert_int_eq(
+        q_int(db,
+              "SELECT count(*) FROM samples WHERE prediction IS NULL OR score IS NULL OR flops_method IS NULL"
+              " OR active_tokens IS NULL OR top1 IS NULL"),
+        0);
+    ck_assert_int_eq(
+        q_int(db, "SELECT count(*) FROM sample_layers WHERE sample_row NOT IN (SELECT id FROM samples)"), 0);
     /* dense computed once per (model, task point, sample), shared by the 4 method cells */
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM dense_results"), 2 * samples);
 }
@@ -127,34 +148,54 @@ START_TEST(test_run_results_and_resume) {
     char *out = NULL;
     snprintf(args, sizeof args, "run %s --db %s", cfg, db);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\nfailed: 0\nunfinished: 0\nsamples: 24\nsamples_new: 24\n"), "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\nfailed: 0\nunfinished: 0\nsamples: 24\nsamples_new: 24\n"),
+                  "%s", out);
     free(out);
     sqlite3 *h = db_open(db);
     check_complete(h, 3);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
     /* the dense cell is the reference: KL 0, top-1 agreement, same FLOPs */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense'"
-                              " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense OR s.kl_answer != 0"
-                              " OR s.kl_answer_max != 0 OR s.top1_answer != 1 OR s.nll_method != s.nll_dense)"), 0);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dense'"
+                 " AND (s.kl != 0 OR s.top1 != 1 OR s.flops_method != s.flops_dense OR s.kl_answer != 0"
+                 " OR s.kl_answer_max != 0 OR s.top1_answer != 1 OR s.nll_method != s.nll_dense)"),
+        0);
     /* every method cell compares against the stored dense row of its sample */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id"
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m "
+                              "ON m.id = c.model_id"
                               " JOIN dense_results d ON d.model_sha256 = m.sha256 AND d.task_key = c.task_key"
-                              " AND d.sample_id = s.sample_id WHERE d.flops = s.flops_dense"), 24);
+                              " AND d.sample_id = s.sample_id WHERE d.flops = s.flops_dense"),
+                     24);
     /* halting does less work, more so for larger rho; active tokens drop after l_s = 1 */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                              " AND s.flops_method >= s.flops_dense"), 0);
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                              " AND json_extract(s.active_tokens, '$[2]') >= json_extract(s.active_tokens, '$[1]')"), 0);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                 " AND s.flops_method >= s.flops_dense"),
+        0);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                 " AND json_extract(s.active_tokens, '$[2]') >= json_extract(s.active_tokens, '$[1]')"),
+        0);
     /* dense samples carry Δ statistics at every layer (the report's Δ-per-layer figure), ordered */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM sample_layers l JOIN samples s ON s.id = l.sample_row JOIN cells c"
-                              " ON c.id = s.cell_id WHERE c.method = 'dense' AND (l.delta_max IS NULL OR NOT (l.delta_min <= l.delta_median"
-                              " AND l.delta_median <= l.delta_max AND l.delta_min >= 0))"), 0);
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM sample_layers l JOIN samples s ON s.id = l.sample_row JOIN cells c"
-                              " ON c.id = s.cell_id WHERE c.method = 'dense'"), 2 * 3 * 3); /* 2 task points x 3 samples x 3 layers */
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM sample_layers l JOIN samples s ON s.id = l.sample_row JOIN cells c"
+                 " ON c.id = s.cell_id WHERE c.method = 'dense' AND (l.delta_max IS NULL OR NOT (l.delta_min "
+                 "<= l.delta_median"
+                 " AND l.delta_median <= l.delta_max AND l.delta_min >= 0))"),
+        0);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM sample_layers l JOIN samples s ON s.id = l.sample_row JOIN cells c"
+                 " ON c.id = s.cell_id WHERE c.method = 'dense'"),
+        2 * 3 * 3); /* 2 task points x 3 samples x 3 layers */
     /* provenance of the run */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs WHERE threads = 1 AND workers = 1 AND blas_core IS NOT NULL"
-                              " AND host IS NOT NULL AND length(config_hash) = 64 AND n_cells = 8 AND finished_at IS NOT NULL"), 1);
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM models WHERE n_layer = 3 AND n_vocab = 320 AND length(sha256) = 64"), 1);
+    ck_assert_int_eq(
+        q_int(
+            h,
+            "SELECT count(*) FROM runs WHERE threads = 1 AND workers = 1 AND blas_core IS NOT NULL"
+            " AND host IS NOT NULL AND length(config_hash) = 64 AND n_cells = 8 AND finished_at IS NOT NULL"),
+        1);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM models WHERE n_layer = 3 AND n_vocab = 320 AND length(sha256) = 64"),
+        1);
     char *before = dump_results(h);
     sqlite3_close(h);
 
@@ -183,14 +224,18 @@ static void wait_workers_gone(const char *dbp) {
         sqlite3 *h = db_open(dbp);
         sqlite3_stmt *q = NULL;
         int alive = 0;
-        if (sqlite3_prepare_v2(h, "SELECT worker_pid FROM cells WHERE state = 'running'", -1, &q, NULL) == SQLITE_OK)
+        if (sqlite3_prepare_v2(h, "SELECT worker_pid FROM cells WHERE state = 'running'", -1, &q, NULL) ==
+            SQLITE_OK)
             while (sqlite3_step(q) == SQLITE_ROW) {
                 pid_t pid = (pid_t)sqlite3_column_int64(q, 0);
                 if (pid > 0 && kill(pid, 0) == 0) {
                     char p[64], st = 0;
                     snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
                     FILE *f = fopen(p, "r");
-                    if (f) { if (fscanf(f, "%*d %*s %c", &st) != 1) st = 0; fclose(f); }
+                    if (f) {
+                        if (fscanf(f, "%*d %*s %c", &st) != 1) st = 0;
+                        fclose(f);
+                    }
                     alive += st != 'Z' && st != 'X';
                 }
             }
@@ -209,7 +254,8 @@ static int64_t count_samples(const char *dbp) {
     if (sqlite3_open_v2(dbp, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *q = NULL;
         sqlite3_busy_timeout(db, 1000);
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM samples", -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
             n = sqlite3_column_int64(q, 0);
         sqlite3_finalize(q);
     }
@@ -219,7 +265,8 @@ static int64_t count_samples(const char *dbp) {
 
 /* STEM.json (write_config of model, samples), a fresh STEM.db, and STEM_ref.db holding an
  * uninterrupted run of it (the reference). */
-static void setup_with_reference(const char *stem, const char *model, int samples, char cfg[512], char db[512], char ref_db[512]) {
+static void setup_with_reference(const char *stem, const char *model, int samples, char cfg[512],
+                                 char db[512], char ref_db[512]) {
     char name[128], args[1200], *out = NULL;
     snprintf(name, sizeof name, "%s.json", stem);
     dk_test_tmp_path(cfg, 512, name);
@@ -249,9 +296,13 @@ START_TEST(test_sigkill_then_rerun) {
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
             int fd = open("/dev/null", 1);
-            if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+            }
             const char *w = round % 2 ? "2" : "1";
-            execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--workers", w, "--quiet", (char *)NULL);
+            execl(dk_test_cli(), dk_test_cli(), "run", cfg, "--db", db, "--workers", w, "--quiet",
+                  (char *)NULL);
             _exit(127);
         }
         /* kill at a random point while work is being stored: after 1-3 more sample rows, plus
@@ -259,7 +310,10 @@ START_TEST(test_sigkill_then_rerun) {
         int64_t start = count_samples(db), target = start + 1 + rand() % 3;
         int status, exited = 0;
         for (int t = 0; t < 3000 && !exited; t++) {
-            if (waitpid(pid, &status, WNOHANG) == pid) { exited = 1; break; }
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                exited = 1;
+                break;
+            }
             if (count_samples(db) >= target) break;
             usleep(2000);
         }
@@ -280,8 +334,12 @@ START_TEST(test_sigkill_then_rerun) {
     if (file_exists(db)) {
         sqlite3 *h = db_open(db);
         partial = q_int(h, "SELECT count(*) FROM samples");
-        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l WHERE l.sample_row = s.id) != 3"), 0);
-        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND (SELECT count(*) FROM samples s WHERE s.cell_id = cells.id) != 5"), 0);
+        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers "
+                                  "l WHERE l.sample_row = s.id) != 3"),
+                         0);
+        ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE state = 'done' AND (SELECT count(*) FROM "
+                                  "samples s WHERE s.cell_id = cells.id) != 5"),
+                         0);
         sqlite3_close(h);
     }
     printf("test_sigkill_then_rerun: %lld of 40 samples stored by the killed runs\n", (long long)partial);
@@ -318,17 +376,27 @@ START_TEST(test_two_workers) {
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs WHERE workers = 2"), 1);
     /* a sample row is written by the worker that holds its cell */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE s.worker != c.worker"), 0);
+    ck_assert_int_eq(
+        q_int(h,
+              "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE s.worker != c.worker"),
+        0);
     sqlite3_close(h);
 
     /* two `dashkit run` processes at once (2 workers each) on a fresh DB */
     rm_db(db);
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "%s run %s --db %s --workers 2 --quiet > /dev/null 2>&1", dk_test_cli(), cfg, db);
+    snprintf(cmd, sizeof cmd, "%s run %s --db %s --workers 2 --quiet > /dev/null 2>&1", dk_test_cli(), cfg,
+             db);
     pid_t a = fork();
-    if (a == 0) { execl("/bin/sh", "sh", "-c", cmd, (char *)NULL); _exit(127); }
+    if (a == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
     pid_t b = fork();
-    if (b == 0) { execl("/bin/sh", "sh", "-c", cmd, (char *)NULL); _exit(127); }
+    if (b == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
     int sa, sb;
     waitpid(a, &sa, 0);
     waitpid(b, &sb, 0);
@@ -352,9 +420,11 @@ START_TEST(test_run_records_analysis) {
     dk_test_tmp_path(db, sizeof db, "an.db");
     FILE *f = fopen(cfg, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "{\"name\":\"an\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,220]}],"
-               "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1,"
-               "\"analyze\":{\"samples\":2,\"ls\":0.34,\"rho\":0.5}}\n", DK_MODEL);
+    fprintf(f,
+            "{\"name\":\"an\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,220]}],"
+            "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1,"
+            "\"analyze\":{\"samples\":2,\"ls\":0.34,\"rho\":0.5}}\n",
+            DK_MODEL);
     fclose(f);
     rm_db(db);
     char *out = NULL;
@@ -366,7 +436,9 @@ START_TEST(test_run_records_analysis) {
     sqlite3 *h = db_open(db);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analyses"), 1);
     ck_assert_int_eq(q_int(h, "SELECT run_id FROM analyses"), 1);
-    ck_assert_int_eq(q_int(h, "SELECT n_samples = 2 AND rho = 0.5 AND task_options = '{\"length\":200}' FROM analyses"), 1);
+    ck_assert_int_eq(
+        q_int(h, "SELECT n_samples = 2 AND rho = 0.5 AND task_options = '{\"length\":200}' FROM analyses"),
+        1);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_layers"), 3);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM analysis_recall WHERE recall > 0 AND recall <= 1"), 24);
     sqlite3_close(h);
@@ -403,8 +475,10 @@ START_TEST(test_changed_model) {
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM samples"), 32);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM dense_results"), 8); /* 2 models x 2 tasks x 2 samples */
     /* the second run's cells belong to the new sha256 only */
-    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = 2"
-                              " AND c.model_id = (SELECT id FROM models ORDER BY id LIMIT 1)"), 0);
+    ck_assert_int_eq(
+        q_int(h, "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = 2"
+                 " AND c.model_id = (SELECT id FROM models ORDER BY id LIMIT 1)"),
+        0);
     sqlite3_close(h);
 }
 END_TEST
@@ -414,16 +488,23 @@ END_TEST
 /* The deterministic part of every dense reference row. */
 static char *dump_dense(sqlite3 *db) {
     sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT model_sha256 || '|' || task_key || '|' || sample_id || '|' || flops || '|' ||"
-                                            " hex(prediction) || '|' || hex(logits) FROM dense_results ORDER BY 1", -1, &q, NULL),
-                     SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(
+            db,
+            "SELECT model_sha256 || '|' || task_key || '|' || sample_id || '|' || flops || '|' ||"
+            " hex(prediction) || '|' || hex(logits) FROM dense_results ORDER BY 1",
+            -1, &q, NULL),
+        SQLITE_OK);
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
     out[0] = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(q, 0);
         size_t need = len + strlen(t) + 2;
-        if (need > cap) { while (need > cap) cap *= 2; out = realloc(out, cap); }
+        if (need > cap) {
+            while (need > cap) cap *= 2;
+            out = realloc(out, cap);
+        }
         len += (size_t)sprintf(out + len, "%s\n", t);
     }
     sqlite3_finalize(q);
@@ -442,7 +523,8 @@ static void assert_lines_within(const char *part, const char *whole, const char 
             found = m == n && !memcmp(l, w, n);
             w += m;
         }
-        ck_assert_msg(found, "%s row not in the reference (computed with the overwritten weights?): %.*s", what, (int)n, l);
+        ck_assert_msg(found, "%s row not in the reference (computed with the overwritten weights?): %.*s",
+                      what, (int)n, l);
         l += n;
     }
 }
@@ -463,7 +545,8 @@ START_TEST(test_model_overwritten_during_run) {
     unsigned char *orig = dk_test_read_file(model, &size), *mod = malloc(size);
     ck_assert_ptr_nonnull(mod);
     memcpy(mod, orig, size);
-    for (size_t i = size / 2; i + 4 <= size; i += 4) mod[i + 1] ^= 0x5a; /* f32 weights of the later tensors, perturbed */
+    for (size_t i = size / 2; i + 4 <= size; i += 4)
+        mod[i + 1] ^= 0x5a; /* f32 weights of the later tensors, perturbed */
 
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -476,7 +559,10 @@ START_TEST(test_model_overwritten_during_run) {
     }
     int status = 0, exited = 0;
     for (int t = 0; t < 5000; t++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) { exited = 1; break; }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            exited = 1;
+            break;
+        }
         if (count_samples(db) >= 5) break;
         usleep(1000);
     }
@@ -496,8 +582,10 @@ START_TEST(test_model_overwritten_during_run) {
     sqlite3 *h = db_open(db), *r = db_open(ref_db);
     ck_assert_msg(q_int(h, "SELECT count(*) FROM cells WHERE state = 'failed'") > 0, "no cell failed");
     char sql[1200];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM cells WHERE state = 'failed' AND error != '%s'"
-             " AND error NOT LIKE '%%: the model file changed since the run started (sha256 %%'", want);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM cells WHERE state = 'failed' AND error != '%s'"
+             " AND error NOT LIKE '%%: the model file changed since the run started (sha256 %%'",
+             want);
     ck_assert_int_eq(q_int(h, sql), 0);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM cells WHERE error = '%s'", want);
     ck_assert_int_ge(q_int(h, sql), 1);
@@ -507,7 +595,8 @@ START_TEST(test_model_overwritten_during_run) {
     assert_lines_within(gd, rd, "dense");
     printf("test_model_overwritten_during_run: %lld samples stored before the overwrite, %lld in all\n",
            (long long)at_overwrite, (long long)q_int(h, "SELECT count(*) FROM samples"));
-    free(got); free(gd);
+    free(got);
+    free(gd);
     sqlite3_close(h);
 
     /* the original content back (a new mtime, the same sha256): the resumed run completes the
@@ -524,7 +613,10 @@ START_TEST(test_model_overwritten_during_run) {
     gd = dump_dense(h);
     ck_assert_str_eq(got, ref);
     ck_assert_str_eq(gd, rd);
-    free(got); free(gd); free(ref); free(rd);
+    free(got);
+    free(gd);
+    free(ref);
+    free(rd);
     sqlite3_close(h);
     sqlite3_close(r);
     free(orig);
@@ -537,24 +629,35 @@ END_TEST
 typedef struct {
     const char *json; /* %s = the model path */
     int rc;
-    const char *msg;  /* expected stderr line after "dashkit run: ", %s = config path */
+    const char *msg; /* expected stderr line after "dashkit run: ", %s = config path */
 } dk_bad_run;
 
 static const dk_bad_run dk_bad_runs[] = {
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,}", 2,
-     "%s: line 1, column 115: invalid JSON"},
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash\",\"rho\":[0.5,1]}],\"samples\":1}", 2,
-     "%s: methods[0].rho[1]: rho = 1 is outside [0,1)"},
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],\"samples\":1}", 2,
-     "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"sampels\":2}", 2,
-     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, threads, chat, compute, analyze)"},
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],\"samples\":1}", 2,
-     "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
-    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 2,
-     "%s: tasks[0] niah_single_1 {\"haystack\":\"nonsense\"} (model tests/data/ref_llama_f32.gguf): task niah_single_1: option haystack: 'nonsense' is not essay|noise|needle"},
-    {"{\"models\":[\"%s.missing\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1}", 1,
-     "%s: models[0]: tests/data/ref_llama_f32.gguf.missing: cannot open: No such file or directory"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":"
+     "1,}",
+     2, "%s: line 1, column 115: invalid JSON"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash\",\"rho\":[0.5,1]"
+     "}],\"samples\":1}",
+     2, "%s: methods[0].rho[1]: rho = 1 is outside [0,1)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dash-tau\"}],"
+     "\"samples\":1}",
+     2, "%s: methods[0]: dash-tau: tau is required (halt tokens whose score <= tau)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],\"samples\":"
+     "1,\"sampels\":2}",
+     2,
+     "%s: sampels: unknown key (expected one of: name, description, models, tasks, methods, samples, seed, "
+     "threads, chat, compute, analyze)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"fastv\",\"layer\":3}],"
+     "\"samples\":1}",
+     2, "%s: methods[0]: fastv: layer = 3 must be < n_layer = 3 (model tests/data/ref_llama_f32.gguf, 3 layers)"},
+    {"{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"niah_single_1\",\"haystack\":\"nonsense\"}],\"methods\":[{"
+     "\"name\":\"dense\"}],\"samples\":1}",
+     2,
+     "%s: tasks[0] niah_single_1 {\"haystack\":\"nonsense\"} (model tests/data/ref_llama_f32.gguf): task "
+     "niah_single_1: option haystack: 'nonsense' is not essay|noise|needle"},
+    {"{\"models\":[\"%s.missing\"],\"tasks\":[{\"name\":\"passkey\"}],\"methods\":[{\"name\":\"dense\"}],"
+     "\"samples\":1}",
+     1, "%s: models[0]: tests/data/ref_llama_f32.gguf.missing: cannot open: No such file or directory"},
 };
 
 START_TEST(test_bad_config) {
@@ -610,17 +713,23 @@ START_TEST(test_prefix_sharing_identical) {
      * shares too; ls 0 cannot share (first decision at layer 0) and runs alone */
     FILE *f = fopen(cfg, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "{\"name\":\"share\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230]}],\n"
-               " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0,0.3,0.5,0.8],\"ls\":[0.34,0.67]},\n"
-               "             {\"name\":\"random\",\"rho\":[0.3,0.6],\"ls\":0.34},{\"name\":\"dash\",\"rho\":[0.3,0.6],\"ls\":0}],\n"
-               " \"samples\":3,\"seed\":11,\"threads\":1}\n", DK_MODEL);
+    fprintf(
+        f,
+        "{\"name\":\"share\",\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[230]}],\n"
+        " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0,0.3,0.5,0.8],\"ls\":[0.34,0.67]},\n"
+        "             "
+        "{\"name\":\"random\",\"rho\":[0.3,0.6],\"ls\":0.34},{\"name\":\"dash\",\"rho\":[0.3,0.6],\"ls\":0}],"
+        "\n"
+        " \"samples\":3,\"seed\":11,\"threads\":1}\n",
+        DK_MODEL);
     fclose(f);
     rm_db(db_on);
     rm_db(db_off);
     char *out = NULL;
     snprintf(args, sizeof args, "run %s --db %s --no-prefix-sharing", cfg, db_off);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "prefix_sharing: off\nprefix_sharing_runs: 0\nprefix_sharing_saved_s: 0.000\n"), "%s", out);
+    ck_assert_msg(strstr(out, "prefix_sharing: off\nprefix_sharing_runs: 0\nprefix_sharing_saved_s: 0.000\n"),
+                  "%s", out);
     free(out);
     snprintf(args, sizeof args, "run %s --db %s", cfg, db_on);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
@@ -638,15 +747,21 @@ START_TEST(test_prefix_sharing_identical) {
     free(a);
     free(b);
     /* rho = 0 with sharing halts nothing: same logits-derived KL (0) and prediction as dense */
-    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                               " AND json_extract(c.params, '$.rho') = 0"), 6);
-    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
-                               " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1 OR s.kl_answer != 0"
-                               " OR s.top1_answer != 1)"), 0);
+    ck_assert_int_eq(
+        q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                  " AND json_extract(c.params, '$.rho') = 0"),
+        6);
+    ck_assert_int_eq(
+        q_int(on, "SELECT count(*) FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.method = 'dash'"
+                  " AND json_extract(c.params, '$.rho') = 0 AND (s.kl != 0 OR s.top1 != 1 OR s.kl_answer != 0"
+                  " OR s.top1_answer != 1)"),
+        0);
     /* honest wall time: every method row carries its whole prefill, prefix included */
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples WHERE NOT (wall_method_s > 0)"), 0);
-    ck_assert_int_eq(q_int(on, "SELECT count(*) FROM samples s WHERE NOT (wall_method_s >= (SELECT total(l.wall_s) FROM"
-                               " sample_layers l WHERE l.sample_row = s.id))"), 0);
+    ck_assert_int_eq(
+        q_int(on, "SELECT count(*) FROM samples s WHERE NOT (wall_method_s >= (SELECT total(l.wall_s) FROM"
+                  " sample_layers l WHERE l.sample_row = s.id))"),
+        0);
     /* one worker claimed each group whole: every cell claimed once */
     ck_assert_int_eq(q_int(on, "SELECT count(*) FROM cells WHERE attempts != 1"), 0);
     sqlite3_close(on);
@@ -655,12 +770,17 @@ START_TEST(test_prefix_sharing_identical) {
     /* resume with sharing: a deleted sample of one rho is recomputed alone, identically */
     sqlite3 *w = NULL;
     ck_assert_int_eq(sqlite3_open(db_on, &w), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(w, "CREATE TEMP TABLE gone AS SELECT s.id FROM samples s JOIN cells c ON c.id = s.cell_id"
-                                     " WHERE c.method = 'dash' AND s.sample_id = 1 AND json_extract(c.params, '$.rho') IN (0.3, 0.8);"
-                                     " DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM gone);"
-                                     " DELETE FROM samples WHERE id IN (SELECT id FROM gone);"
-                                     " UPDATE cells SET state = 'pending' WHERE id NOT IN (SELECT cell_id FROM samples GROUP BY"
-                                     " cell_id HAVING count(*) = 3);", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_exec(
+            w,
+            "CREATE TEMP TABLE gone AS SELECT s.id FROM samples s JOIN cells c ON c.id = s.cell_id"
+            " WHERE c.method = 'dash' AND s.sample_id = 1 AND json_extract(c.params, '$.rho') IN (0.3, 0.8);"
+            " DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM gone);"
+            " DELETE FROM samples WHERE id IN (SELECT id FROM gone);"
+            " UPDATE cells SET state = 'pending' WHERE id NOT IN (SELECT cell_id FROM samples GROUP BY"
+            " cell_id HAVING count(*) = 3);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(w);
     snprintf(args, sizeof args, "run %s --db %s", cfg, db_on);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
@@ -682,9 +802,10 @@ END_TEST
 /* ---- prefix groups ---- */
 
 START_TEST(test_prefix_groups) {
-    const char *json = "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
-                       "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":[0.2,0.4]},"
-                       "{\"name\":\"random\",\"rho\":[0.3,0.5]}],\"samples\":1}";
+    const char *json =
+        "{\"models\":[\"m\"],\"tasks\":[{\"name\":\"passkey\",\"length\":512}],"
+        "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":[0.2,0.4]},"
+        "{\"name\":\"random\",\"rho\":[0.3,0.5]}],\"samples\":1}";
     dk_config *c = NULL;
     dk_err e = {{0}};
     ck_assert_int_eq(dk_config_parse(json, strlen(json), "g.json", NULL, &c, &e), DK_OK);
@@ -707,14 +828,15 @@ END_TEST
 
 START_TEST(test_chat_identity) {
     static const char sha[] = "0000000000000000000000000000000000000000000000000000000000000000";
-    const char *base = "\"tasks\":[{\"name\":\"passkey\",\"length\":512}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1";
+    const char *base =
+        "\"tasks\":[{\"name\":\"passkey\",\"length\":512}],\"methods\":[{\"name\":\"dense\"}],\"samples\":1";
     const char *models[] = {
-        "\"models\":[\"m\"]",                                          /* 0: auto (default) */
-        "\"models\":[\"m\"],\"chat\":\"auto\"",                        /* 1: auto, written */
-        "\"models\":[{\"path\":\"m\"}]",                               /* 2: auto, object form */
-        "\"models\":[\"m\"],\"chat\":\"none\"",                        /* 3: none, global */
+        "\"models\":[\"m\"]",                                                  /* 0: auto (default) */
+        "\"models\":[\"m\"],\"chat\":\"auto\"",                                /* 1: auto, written */
+        "\"models\":[{\"path\":\"m\"}]",                                       /* 2: auto, object form */
+        "\"models\":[\"m\"],\"chat\":\"none\"",                                /* 3: none, global */
         "\"models\":[{\"path\":\"m\",\"chat\":\"none\"}],\"chat\":\"chatml\"", /* 4: none, per model wins */
-        "\"models\":[\"m\"],\"chat\":\"chatml\"",                      /* 5: chatml */
+        "\"models\":[\"m\"],\"chat\":\"chatml\"",                              /* 5: chatml */
     };
     char key[6][65], tkey[6][65];
     for (int i = 0; i < 6; i++) {
@@ -722,7 +844,8 @@ START_TEST(test_chat_identity) {
         snprintf(json, sizeof json, "{%s,%s}", models[i], base);
         dk_config *c = NULL;
         dk_err e = {{0}};
-        ck_assert_msg(dk_config_parse(json, strlen(json), "c.json", NULL, &c, &e) == DK_OK, "%s: %s", json, e.msg);
+        ck_assert_msg(dk_config_parse(json, strlen(json), "c.json", NULL, &c, &e) == DK_OK, "%s: %s", json,
+                      e.msg);
         ck_assert_str_eq(c->models[0], "m");
         dk_config_identity id;
         ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[0], sha, &id, &e), DK_OK);

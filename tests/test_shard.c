@@ -20,15 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DK_MODEL "tests/data/ref_llama_f32.gguf"   /* 3 layers, n_ctx 256 */
+#define DK_MODEL "tests/data/ref_llama_f32.gguf" /* 3 layers, n_ctx 256 */
 #define DK_MODEL2 "tests/data/ref_qwen2_f32.gguf"
 
 /* 2 models x 2 lengths x (dense + dash x 3 rho + fastv) = 20 cells */
-static const char *k_cfg =
-    "{\"name\":\"sh\",\"models\":[\"" DK_MODEL "\",\"" DK_MODEL2 "\"],\n"
-    " \"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],\n"
-    " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8],\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],\n"
-    " \"samples\":2,\"seed\":5,\"threads\":1}\n";
+static const char *k_cfg = "{\"name\":\"sh\",\"models\":[\"" DK_MODEL "\",\"" DK_MODEL2 "\"],\n"
+                           " \"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],\n"
+                           " \"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5,0.8],"
+                           "\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],\n"
+                           " \"samples\":2,\"seed\":5,\"threads\":1}\n";
 /* the same grown and reordered: a third length, a rho more, a method more, methods and models swapped */
 static const char *k_cfg_grown =
     "{\"name\":\"sh2\",\"models\":[\"" DK_MODEL2 "\",\"" DK_MODEL "\"],\n"
@@ -43,7 +43,6 @@ static void write_text(const char *path, const char *text) {
     fputs(text, f);
     fclose(f);
 }
-
 
 static int run_cli(const char *args, char **out) {
     char cmd[8192];
@@ -60,7 +59,11 @@ static void sibling_key(const dk_config *cfg, size_t i, char *buf, size_t n) {
 
 /* ---- the partition as a function (fake model digests: identity only) ---- */
 
-typedef struct { char key[65]; int shard[9]; char sib[1100]; } cell_shards;
+typedef struct {
+    char key[65];
+    int shard[9];
+    char sib[1100];
+} cell_shards;
 
 static cell_shards *shards_of(const char *text, size_t *n_out) {
     dk_err e = {{0}};
@@ -117,7 +120,8 @@ START_TEST(test_parse) {
     dk_err e = {{0}};
     ck_assert(dk_shard_parse("3/8", &i, &n, &e) == DK_OK && i == 3 && n == 8);
     ck_assert(dk_shard_parse("1/1", &i, &n, &e) == DK_OK && i == 1 && n == 1);
-    const char *bad[] = {"5/4", "0/0", "0/4", "4", "/4", "4/", "a/4", "1/4x", "-1/4", "1/-4", "+1/4", " 1/4", "1/5000", ""};
+    const char *bad[] = {"5/4",  "0/0",  "0/4",  "4",    "/4",   "4/",     "a/4",
+                         "1/4x", "-1/4", "1/-4", "+1/4", " 1/4", "1/5000", ""};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         ck_assert_msg(dk_shard_parse(bad[k], &i, &n, &e) == DK_ERR_ARG, "%s accepted", bad[k]);
         ck_assert_msg(strstr(e.msg, "--shard '") != NULL, "%s", e.msg);
@@ -128,7 +132,11 @@ END_TEST
 /* ---- through the CLI: --dry-run covers each cell once ---- */
 
 /* rows of a dry-run listing: ord, key prefix, shard column */
-typedef struct { long ord; char key[13]; char shard[16]; } dry_row;
+typedef struct {
+    long ord;
+    char key[13];
+    char shard[16];
+} dry_row;
 
 static size_t parse_dry(const char *out, dry_row *rows, size_t max, long *cells) {
     *cells = -1;
@@ -203,7 +211,8 @@ START_TEST(test_bad_shard_usage) {
         char *out = NULL;
         snprintf(args, sizeof args, "run %s --shard %s --db %s", cfgp, bad[k], db);
         ck_assert_int_eq(run_cli(args, &out), 2);
-        ck_assert_msg(strstr(out, "dashkit run: --shard '") && !strchr(strchr(out, '\n') + 1, '\n'), "%s", out);
+        ck_assert_msg(strstr(out, "dashkit run: --shard '") && !strchr(strchr(out, '\n') + 1, '\n'), "%s",
+                      out);
         free(out);
         struct stat st;
         ck_assert_int_ne(stat(db, &st), 0);
@@ -217,10 +226,11 @@ START_TEST(test_shard_run_registers_its_cells) {
     char cfgp[512], db[512], args[1400];
     dk_test_tmp_path(cfgp, sizeof cfgp, "one.json");
     dk_test_tmp_path(db, sizeof db, "one-shard.db");
-    write_text(cfgp,
-               "{\"name\":\"one\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
-               "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],"
-               "\"samples\":1,\"seed\":5,\"threads\":1}");
+    write_text(cfgp, "{\"name\":\"one\",\"models\":[\"" DK_MODEL
+                     "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
+                     "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":0.34},{"
+                     "\"name\":\"fastv\",\"rho\":0.5}],"
+                     "\"samples\":1,\"seed\":5,\"threads\":1}");
     char *out = NULL;
     dry_row rows[64];
     long cells;
@@ -244,9 +254,13 @@ START_TEST(test_shard_run_registers_its_cells) {
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT r.shard, r.n_cells, substr(c.key, 1, 12), rc.ord, c.state FROM runs r"
-                                           " JOIN run_cells rc ON rc.run_id = r.id JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord",
-                                        -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(
+            h,
+            "SELECT r.shard, r.n_cells, substr(c.key, 1, 12), rc.ord, c.state FROM runs r"
+            " JOIN run_cells rc ON rc.run_id = r.id JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord",
+            -1, &q, NULL),
+        SQLITE_OK);
     size_t n = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
         ck_assert_uint_lt(n, k);
@@ -266,10 +280,11 @@ END_TEST
 
 /* ---- merge ---- */
 
-static const char *k_cfg_merge =
-    "{\"name\":\"mg\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
-    "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],"
-    "\"samples\":2,\"seed\":5,\"threads\":1}";
+static const char *k_cfg_merge = "{\"name\":\"mg\",\"models\":[\"" DK_MODEL
+                                 "\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[200,230]}],"
+                                 "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.3,0.5],"
+                                 "\"ls\":0.34},{\"name\":\"fastv\",\"rho\":0.5}],"
+                                 "\"samples\":2,\"seed\":5,\"threads\":1}";
 
 /* Every row of a query as text (BLOBs as hex), one line per row. */
 static char *dump_query(const char *db, const char *sql) {
@@ -284,12 +299,16 @@ static char *dump_query(const char *db, const char *sql) {
         for (int i = 0; i < sqlite3_column_count(q); i++) {
             int t = sqlite3_column_type(q, i), n = sqlite3_column_bytes(q, i);
             size_t need = len + 2 * (size_t)n + 32;
-            while (need > cap) { cap *= 2; out = realloc(out, cap); }
+            while (need > cap) {
+                cap *= 2;
+                out = realloc(out, cap);
+            }
             if (t == SQLITE_NULL) len += (size_t)sprintf(out + len, "NULL");
             else if (t == SQLITE_BLOB) {
                 const unsigned char *b = sqlite3_column_blob(q, i);
                 for (int k = 0; k < n; k++) len += (size_t)sprintf(out + len, "%02x", b[k]);
-            } else if (t == SQLITE_FLOAT) len += (size_t)sprintf(out + len, "%a", sqlite3_column_double(q, i));
+            } else if (t == SQLITE_FLOAT)
+                len += (size_t)sprintf(out + len, "%a", sqlite3_column_double(q, i));
             else len += (size_t)sprintf(out + len, "%s", (const char *)sqlite3_column_text(q, i));
             out[len++] = i + 1 < sqlite3_column_count(q) ? '|' : '\n';
             out[len] = 0;
@@ -304,16 +323,20 @@ static char *dump_query(const char *db, const char *sql) {
  * and dense reference but wall times, ids, workers and creation times, keyed by cell identity. */
 static char *dump_results(const char *db) {
     char *a = dump_query(db,
-        "SELECT c.key, c.identity, c.state, c.n_samples, s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens,"
-        " s.question_tokens, s.gen_tokens, s.active_tokens, s.flops_dense, s.flops_method, s.flops_dense_parts,"
-        " s.flops_method_parts, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1,"
-        " (SELECT group_concat(l.layer || ':' || coalesce(l.delta_min, '-') || ':' || coalesce(l.delta_median, '-') || ':'"
-        "  || coalesce(l.delta_max, '-') || ':' || l.flops, ',') FROM (SELECT * FROM sample_layers WHERE sample_row = s.id"
-        "  ORDER BY layer) l)"
-        " FROM cells c LEFT JOIN samples s ON s.cell_id = c.id ORDER BY c.key, s.sample_id");
-    char *b = dump_query(db,
-        "SELECT model_sha256, task_key, sample_id, task, task_options, prompt_tokens, flops, flops_parts, prediction, score,"
-        " n_vocab, n_logit_rows, logits FROM dense_results ORDER BY 1, 2, 3");
+                         "SELECT c.key, c.identity, c.state, c.n_samples, s.sample_id, s.sample_key, "
+                         "s.prompt_tokens, s.context_tokens,"
+                         " s.question_tokens, s.gen_tokens, s.active_tokens, s.flops_dense, s.flops_method, "
+                         "s.flops_dense_parts,"
+                         " s.flops_method_parts, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1,"
+                         " (SELECT group_concat(l.layer || ':' || coalesce(l.delta_min, '-') || ':' || "
+                         "coalesce(l.delta_median, '-') || ':'"
+                         "  || coalesce(l.delta_max, '-') || ':' || l.flops, ',') FROM (SELECT * FROM "
+                         "sample_layers WHERE sample_row = s.id"
+                         "  ORDER BY layer) l)"
+                         " FROM cells c LEFT JOIN samples s ON s.cell_id = c.id ORDER BY c.key, s.sample_id");
+    char *b = dump_query(db, "SELECT model_sha256, task_key, sample_id, task, task_options, prompt_tokens, "
+                             "flops, flops_parts, prediction, score,"
+                             " n_vocab, n_logit_rows, logits FROM dense_results ORDER BY 1, 2, 3");
     char *r = malloc(strlen(a) + strlen(b) + 8);
     sprintf(r, "%s--\n%s", a, b);
     free(a);
@@ -323,8 +346,8 @@ static char *dump_results(const char *db) {
 
 /* Every row of every table (for "nothing changed"). */
 static char *dump_all(const char *db) {
-    static const char *const tables[] = {"runs", "models", "cells", "run_cells", "samples", "sample_layers",
-                                         "dense_results", "run_shards"};
+    static const char *const tables[] = {"runs",    "models",        "cells",         "run_cells",
+                                         "samples", "sample_layers", "dense_results", "run_shards"};
     char *all = calloc(1, 1);
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         char sql[128];
@@ -401,13 +424,20 @@ START_TEST(test_merge_equals_single_idempotent_conflict) {
     /* one run, with each shard's provenance */
     ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM runs"), 1);
     ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM run_shards"), 3);
-    ck_assert_int_eq(q_int(out_db, "SELECT count(DISTINCT shard) FROM run_shards WHERE host <> '' AND cpu IS NOT NULL"), 3);
-    ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM runs WHERE host IS NOT NULL AND blas_core IS NOT NULL AND shard IS NULL"
-                                   " AND n_cells = 8 AND finished_at >= started_at"), 1);
+    ck_assert_int_eq(
+        q_int(out_db, "SELECT count(DISTINCT shard) FROM run_shards WHERE host <> '' AND cpu IS NOT NULL"),
+        3);
+    ck_assert_int_eq(
+        q_int(out_db,
+              "SELECT count(*) FROM runs WHERE host IS NOT NULL AND blas_core IS NOT NULL AND shard IS NULL"
+              " AND n_cells = 8 AND finished_at >= started_at"),
+        1);
     ck_assert_int_eq(q_int(out_db, "SELECT count(*) FROM run_cells"), 8);
     /* config order kept: the merged run's ords are those of the one-machine run */
-    char *oa = dump_query(all, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
-    char *ob = dump_query(out_db, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
+    char *oa = dump_query(
+        all, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
+    char *ob = dump_query(
+        out_db, "SELECT c.key, rc.ord FROM run_cells rc JOIN cells c ON c.id = rc.cell_id ORDER BY rc.ord");
     ck_assert_str_eq(oa, ob);
     free(oa);
     free(ob);
@@ -418,26 +448,33 @@ START_TEST(test_merge_equals_single_idempotent_conflict) {
     ck_assert_msg(strstr(out, "samples_added: 0\n"), "%s", out);
     free(out);
     ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "cells_added: 0\nsamples_added: 0\nsamples_same: 16\ndense_added: 0\n"), "%s", out);
+    ck_assert_msg(strstr(out, "cells_added: 0\nsamples_added: 0\nsamples_same: 16\ndense_added: 0\n"), "%s",
+                  out);
     free(out);
     char *after = dump_all(out_db);
     ck_assert_str_eq(before, after);
     free(after);
 
     /* a conflicting shard: one score changed -> refused naming the cell, OUT untouched */
-    int k = q_int(sh[0], "SELECT count(*) FROM samples") ? 0 : q_int(sh[1], "SELECT count(*) FROM samples") ? 1 : 2;
+    int k = q_int(sh[0], "SELECT count(*) FROM samples")   ? 0
+            : q_int(sh[1], "SELECT count(*) FROM samples") ? 1
+                                                           : 2;
     char bad[512], sql[512];
     dk_test_tmp_path(bad, sizeof bad, "conflict.db");
     dk_test_copy_file(sh[k], bad);
-    char *key = dump_query(bad, "SELECT substr(c.key, 1, 12) FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY s.id LIMIT 1");
+    char *key = dump_query(
+        bad,
+        "SELECT substr(c.key, 1, 12) FROM samples s JOIN cells c ON c.id = s.cell_id ORDER BY s.id LIMIT 1");
     key[12] = 0;
-    snprintf(sql, sizeof sql, "UPDATE samples SET score = score + 1 WHERE id = (SELECT min(id) FROM samples)");
+    snprintf(sql, sizeof sql,
+             "UPDATE samples SET score = score + 1 WHERE id = (SELECT min(id) FROM samples)");
     sql_exec(bad, sql);
     ck_assert_int_eq(merge_cli(out_db, bad, &out), 1);
     assert_one_line(out);
     char want[64];
     snprintf(want, sizeof want, "cell %s (", key);
-    ck_assert_msg(strstr(out, want) && strstr(out, "score differs") && strstr(out, "dashkit merge: "), "%s", out);
+    ck_assert_msg(strstr(out, want) && strstr(out, "score differs") && strstr(out, "dashkit merge: "), "%s",
+                  out);
     free(out);
     /* also among the shards of one merge into a new OUT: nothing is left behind */
     char fresh[512], both[2048];
@@ -467,15 +504,18 @@ START_TEST(test_merge_partial_then_run) {
     char part[512];
     dk_test_tmp_path(part, sizeof part, "partial.db");
     dk_test_copy_file(sh[k], part);
-    sql_exec(part,
-             "DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM samples WHERE (cell_id = (SELECT min(id) FROM cells)"
-             "  AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells));"
-             "DELETE FROM samples WHERE (cell_id = (SELECT min(id) FROM cells) AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells);"
-             "UPDATE cells SET state = 'running', worker_host = 'gone', worker_pid = 1, lease_until = 0 WHERE id = (SELECT min(id) FROM cells);"
-             "UPDATE cells SET state = 'pending' WHERE id = (SELECT max(id) FROM cells);"
-             "UPDATE runs SET finished_at = NULL;");
+    sql_exec(part, "DELETE FROM sample_layers WHERE sample_row IN (SELECT id FROM samples WHERE (cell_id = "
+                   "(SELECT min(id) FROM cells)"
+                   "  AND sample_id = 1) OR cell_id = (SELECT max(id) FROM cells));"
+                   "DELETE FROM samples WHERE (cell_id = (SELECT min(id) FROM cells) AND sample_id = 1) OR "
+                   "cell_id = (SELECT max(id) FROM cells);"
+                   "UPDATE cells SET state = 'running', worker_host = 'gone', worker_pid = 1, lease_until = "
+                   "0 WHERE id = (SELECT min(id) FROM cells);"
+                   "UPDATE cells SET state = 'pending' WHERE id = (SELECT max(id) FROM cells);"
+                   "UPDATE runs SET finished_at = NULL;");
     dk_test_tmp_path(out_db, sizeof out_db, "partial-out.db");
-    snprintf(shards, sizeof shards, "%s %s %s", k == 0 ? part : sh[0], k == 1 ? part : sh[1], k == 2 ? part : sh[2]);
+    snprintf(shards, sizeof shards, "%s %s %s", k == 0 ? part : sh[0], k == 1 ? part : sh[1],
+             k == 2 ? part : sh[2]);
     ck_assert_msg(merge_cli(out_db, shards, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "cells: 8\ndone: 6\npending: 2\nfailed: 0\nsamples: 13\n"), "%s", out);
     free(out);
@@ -483,7 +523,8 @@ START_TEST(test_merge_partial_then_run) {
     /* the remainder finishes with `run`: exactly the 3 missing samples, then equal to one machine */
     snprintf(args, sizeof args, "run %s --db %s --quiet", cfg, out_db);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "samples: 16\nsamples_new: 3\n"), "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "samples: 16\nsamples_new: 3\n"), "%s",
+                  out);
     free(out);
     char *a = dump_results(all), *b = dump_results(out_db);
     ck_assert_str_eq(a, b);
@@ -507,7 +548,8 @@ START_TEST(test_merge_bad_inputs) {
     /* another config's shard */
     char other_cfg[512], other[512], corrupt[512], trunc[512], missing[512], newout[512];
     dk_test_tmp_path(other_cfg, sizeof other_cfg, "other.json");
-    write_text(other_cfg, "{\"name\":\"other\",\"models\":[\"" DK_MODEL "\"],\"tasks\":[{\"name\":\"passkey\",\"length\":200}],"
+    write_text(other_cfg, "{\"name\":\"other\",\"models\":[\"" DK_MODEL
+                          "\"],\"tasks\":[{\"name\":\"passkey\",\"length\":200}],"
                           "\"methods\":[{\"name\":\"dense\"}],\"samples\":1,\"seed\":5,\"threads\":1}");
     dk_test_tmp_path(other, sizeof other, "other.db");
     snprintf(args, sizeof args, "run %s --shard 1/1 --db %s --quiet", other_cfg, other);
@@ -529,9 +571,11 @@ START_TEST(test_merge_bad_inputs) {
     free(b);
     dk_test_tmp_path(missing, sizeof missing, "no-such-shard.db");
     dk_test_tmp_path(newout, sizeof newout, "never.db");
-    struct { const char *shard, *want; } cases[] = {
-        {other, "a shard of config"}, {corrupt, "not a dashkit store"}, {trunc, trunc}, {missing, "no such store"},
-        {out_db, "is the output store itself"},
+    struct {
+        const char *shard, *want;
+    } cases[] = {
+        {other, "a shard of config"}, {corrupt, "not a dashkit store"},       {trunc, trunc},
+        {missing, "no such store"},   {out_db, "is the output store itself"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char list[1100];
@@ -574,7 +618,8 @@ START_TEST(test_slurm_scripts_run_without_slurm) {
     char cfg[512], all[512], sh[3][512], dir[512], args[2048], path[700], *out = NULL;
     make_runs(cfg, all, sh);
     dk_test_tmp_path(dir, sizeof dir, "slurm-out");
-    snprintf(args, sizeof args, "slurm %s --shards 3 --out %s --time 1:00:00 --mem 2G --partition cpu", cfg, dir);
+    snprintf(args, sizeof args, "slurm %s --shards 3 --out %s --time 1:00:00 --mem 2G --partition cpu", cfg,
+             dir);
     ck_assert_msg(run_cli(args, &out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "shards: 3\ncells: 8\ncpus_per_task: 1\n"), "%s", out);
     free(out);
@@ -584,16 +629,20 @@ START_TEST(test_slurm_scripts_run_without_slurm) {
               file_has(path, "#SBATCH --partition=cpu\n") && file_has(path, "/logs/shard-%a.log\n") &&
               file_has(path, "--shard \"$i/3\"") && file_has(path, "threads=${SLURM_CPUS_PER_TASK:-1}"));
     snprintf(path, sizeof path, "%s/submit.sh", dir);
-    ck_assert(file_has(path, "--dependency=afterany:\"$array\"") && file_has(path, "echo \"array_job: $array\""));
+    ck_assert(file_has(path, "--dependency=afterany:\"$array\"") &&
+              file_has(path, "echo \"array_job: $array\""));
     /* the array's tasks and then the merge, each as Slurm would start it (bash, its variables) */
     for (int i = 1; i <= 3; i++) {
-        snprintf(args, sizeof args, "SLURM_ARRAY_TASK_ID=%d SLURM_CPUS_PER_TASK=1 bash %s/dashkit-shards.sbatch", i, dir);
+        snprintf(args, sizeof args,
+                 "SLURM_ARRAY_TASK_ID=%d SLURM_CPUS_PER_TASK=1 bash %s/dashkit-shards.sbatch", i, dir);
         ck_assert_msg(dk_test_run(args, 1, &out) == 0, "%s", out);
         free(out);
     }
     snprintf(args, sizeof args, "bash %s/dashkit-merge.sbatch", dir);
     ck_assert_msg(dk_test_run(args, 1, &out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "merged: ") && strstr(out, " done 8 pending 0 failed 0"), "%s", out);
+    ck_assert_msg(strstr(out, "cells: 8\ndone: 8\n") && strstr(out, "merged: ") &&
+                      strstr(out, " done 8 pending 0 failed 0"),
+                  "%s", out);
     ck_assert_msg(strstr(out, "shards: 3\nmissing: none\n"), "%s", out);
     free(out);
     snprintf(path, sizeof path, "%s/dashkit.db", dir);
@@ -639,8 +688,13 @@ START_TEST(test_slurm_dry_run_and_usage) {
     free(out);
     struct stat st;
     ck_assert_int_ne(stat(dir, &st), 0);
-    const char *bad[] = {"--shards 0", "--shards 5000", "", "--shards 2 --partition \"a'b\"", "--shards 2 --time ''",
-                         "--shards 2 --submit --dry-run", "--shards 2 --bogus"};
+    const char *bad[] = {"--shards 0",
+                         "--shards 5000",
+                         "",
+                         "--shards 2 --partition \"a'b\"",
+                         "--shards 2 --time ''",
+                         "--shards 2 --submit --dry-run",
+                         "--shards 2 --bogus"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         snprintf(args, sizeof args, "slurm %s %s --out %s", cfgp, bad[k], dir);
         ck_assert_msg(run_cli(args, &out) == 2, "%s: %s", bad[k], out);

@@ -21,12 +21,13 @@
 
 /* ---- helpers ---- */
 
-
 static void rm_db(const char *path) {
     char p[1100];
     unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path); unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path); unlink(p);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
 }
 
 static dk_store *open_new(const char *name, char *path, size_t n) {
@@ -58,7 +59,8 @@ static sqlite3 *raw_open(dk_store *s) {
 static sqlite3_stmt *raw_row(dk_store *s, const char *sql, sqlite3 **db) {
     sqlite3_stmt *q;
     *db = raw_open(s);
-    ck_assert_msg(sqlite3_prepare_v2(*db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(*db));
+    ck_assert_msg(sqlite3_prepare_v2(*db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(*db));
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
     return q;
 }
@@ -85,8 +87,13 @@ static double q_real(dk_store *s, const char *sql) {
 }
 
 static int64_t mk_run(dk_store *s, const char *name) {
-    dk_run_info ri = {.name = name, .config_path = "t.json", .config_text = "{}", .config_hash = "h",
-                      .host = "test", .threads = 1, .workers = 1};
+    dk_run_info ri = {.name = name,
+                      .config_path = "t.json",
+                      .config_text = "{}",
+                      .config_hash = "h",
+                      .host = "test",
+                      .threads = 1,
+                      .workers = 1};
     int64_t id = 0;
     dk_err e = {{0}};
     ck_assert_msg(dk_store_run_begin(s, &ri, &id, &e) == DK_OK, "%s", e.msg);
@@ -94,8 +101,18 @@ static int64_t mk_run(dk_store *s, const char *name) {
 }
 
 static int64_t mk_model(dk_store *s, const char *sha) {
-    dk_model_info mi = {.sha256 = sha, .path = "m.gguf", .arch = "llama", .n_layer = 4, .n_embd = 64, .n_head = 4,
-                        .n_head_kv = 4, .n_ff = 128, .n_vocab = 512, .n_ctx = 4096, .n_params = -1, .file_bytes = 1000};
+    dk_model_info mi = {.sha256 = sha,
+                        .path = "m.gguf",
+                        .arch = "llama",
+                        .n_layer = 4,
+                        .n_embd = 64,
+                        .n_head = 4,
+                        .n_head_kv = 4,
+                        .n_ff = 128,
+                        .n_vocab = 512,
+                        .n_ctx = 4096,
+                        .n_params = -1,
+                        .file_bytes = 1000};
     int64_t id = 0;
     dk_err e = {{0}};
     ck_assert_msg(dk_store_model_put(s, &mi, &id, &e) == DK_OK, "%s", e.msg);
@@ -107,29 +124,57 @@ static const char *SHA_A = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 /* n synthetic cells (method "dash", rho = i/(2n)), n_samples each; ids into ids[]. */
 static void mk_cells(dk_store *s, int64_t run, int64_t model, int n, int n_samples, int64_t *ids) {
     dk_cell_spec *sp = calloc((size_t)n, sizeof *sp);
-    char (*keys)[65] = calloc((size_t)n, 65), (*params)[64] = calloc((size_t)n, 64);
+    char(*keys)[65] = calloc((size_t)n, 65), (*params)[64] = calloc((size_t)n, 64);
     for (int i = 0; i < n; i++) {
         char id[64];
         snprintf(id, sizeof id, "cell %d of %d/%d", i, n, n_samples);
         dk_sha256_hex(id, strlen(id), keys[i]);
         snprintf(params[i], 64, "{\"ls\":0.4,\"rho\":%.17g}", (double)i / (2.0 * n));
-        sp[i] = (dk_cell_spec){.key = keys[i], .identity = "{}", .task = "passkey",
-                               .task_options = "{\"length\":1024}", .task_key = "tk", .method = "dash",
-                               .params = params[i], .model_id = model, .n_samples = n_samples, .seed = 0};
+        sp[i] = (dk_cell_spec){.key = keys[i],
+                               .identity = "{}",
+                               .task = "passkey",
+                               .task_options = "{\"length\":1024}",
+                               .task_key = "tk",
+                               .method = "dash",
+                               .params = params[i],
+                               .model_id = model,
+                               .n_samples = n_samples,
+                               .seed = 0};
     }
     dk_err e = {{0}};
     ck_assert_msg(dk_store_cells_add(s, run, sp, (size_t)n, 1, ids, NULL, &e) == DK_OK, "%s", e.msg);
-    free(sp); free(keys); free(params);
+    free(sp);
+    free(keys);
+    free(params);
 }
 
 static dk_sample_row mk_row(int64_t cell, int64_t sample, int n_layer, const int64_t *active) {
-    dk_sample_row r = {.cell_id = cell, .sample_id = sample, .sample_key = "k", .prompt_tokens = 100,
-                       .context_tokens = 90, .question_tokens = 10, .gen_tokens = 3, .n_layer = n_layer,
-                       .active = active, .flops_dense = 1000, .flops_method = 500,
-                       .flops_dense_parts = "{\"attn\":400,\"mlp\":600}", .flops_method_parts = NULL,
-                       .wall_dense_s = 1.0, .wall_method_s = 0.5, .wall_decode_s = NAN, .prediction = "42",
-                       .answers = "[\"42\"]", .score = 100, .kl = NAN, .kl_max = NAN, .top1 = NAN,
-                       .kl_first = 0.01, .top1_first = 1, .nll_dense = NAN, .nll_method = NAN};
+    dk_sample_row r = {.cell_id = cell,
+                       .sample_id = sample,
+                       .sample_key = "k",
+                       .prompt_tokens = 100,
+                       .context_tokens = 90,
+                       .question_tokens = 10,
+                       .gen_tokens = 3,
+                       .n_layer = n_layer,
+                       .active = active,
+                       .flops_dense = 1000,
+                       .flops_method = 500,
+                       .flops_dense_parts = "{\"attn\":400,\"mlp\":600}",
+                       .flops_method_parts = NULL,
+                       .wall_dense_s = 1.0,
+                       .wall_method_s = 0.5,
+                       .wall_decode_s = NAN,
+                       .prediction = "42",
+                       .answers = "[\"42\"]",
+                       .score = 100,
+                       .kl = NAN,
+                       .kl_max = NAN,
+                       .top1 = NAN,
+                       .kl_first = 0.01,
+                       .top1_first = 1,
+                       .nll_dense = NAN,
+                       .nll_method = NAN};
     return r;
 }
 
@@ -144,8 +189,9 @@ START_TEST(test_sha256_vectors) {
     const char *m2 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     dk_sha256_hex(m2, strlen(m2), hex);
     ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    const char *m3 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrs"
-                     "mnopqrstnopqrstu";
+    const char *m3 =
+        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrs"
+        "mnopqrstnopqrstu";
     dk_sha256_hex(m3, strlen(m3), hex);
     ck_assert_str_eq(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
     /* one million 'a', fed in uneven pieces through the streaming API */
@@ -163,11 +209,13 @@ START_TEST(test_sha256_vectors) {
     }
     uint8_t d[32];
     dk_sha256_final(&st, d);
-    ck_assert_uint_eq(d[0], 0xcd); ck_assert_uint_eq(d[1], 0xc7); ck_assert_uint_eq(d[31], 0xd0);
+    ck_assert_uint_eq(d[0], 0xcd);
+    ck_assert_uint_eq(d[1], 0xc7);
+    ck_assert_uint_eq(d[31], 0xd0);
     /* every length 0..200 (all padding boundaries) vs sha256sum, one file per length */
     char path[512], cmd[700], *out = NULL;
     enum { NLEN = 201 };
-    char (*want)[65] = calloc(NLEN, 65);
+    char(*want)[65] = calloc(NLEN, 65);
     size_t cmd_len = (size_t)snprintf(cmd, sizeof cmd, "cd %s && sha256sum", dk_test_tmpdir());
     char *big = malloc(16 * NLEN + sizeof cmd);
     strcpy(big, cmd);
@@ -231,7 +279,8 @@ START_TEST(test_open_errors) {
     raw_done(q, db);
     ck_assert_int_eq(q_int(s, "PRAGMA application_id"), DK_STORE_APPLICATION_ID);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name IN "
-                              "('cell_summary', 'run_status', 'sample_rows')"), 3);
+                              "('cell_summary', 'run_status', 'sample_rows')"),
+                     3);
     dk_store_close(s);
     /* reopen (no migration again) and read-only */
     ck_assert_msg(dk_store_open(path, 0, &s, &e) == DK_OK, "%s", e.msg);
@@ -262,7 +311,8 @@ START_TEST(test_open_errors) {
     sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
     sqlite3_close(db);
     ck_assert_int_eq(dk_store_open(path, 0, &s, &e), DK_ERR_FORMAT);
-    snprintf(want, sizeof want, "%s: store schema version 99 is newer than this dashkit's (%d); update dashkit", path,
+    snprintf(want, sizeof want,
+             "%s: store schema version 99 is newer than this dashkit's (%d); update dashkit", path,
              DK_STORE_SCHEMA_VERSION);
     ck_assert_str_eq(e.msg, want);
 }
@@ -281,14 +331,17 @@ START_TEST(test_sample_atomic_constraint) {
     ck_assert_int_eq(dk_store_cell_claim(s, run, &w, 600, &claimed, NULL, &e), DK_OK);
     ck_assert_int_eq(claimed, cell);
     int64_t active[4] = {90, 90, 30, 30};
-    dk_layer_stat layers[4] = {{NAN, NAN, NAN, 10, 0.1}, {0.1, 0.5, 0.9, 10, 0.1}, {NAN, NAN, NAN, -1, 0.1},
+    dk_layer_stat layers[4] = {{NAN, NAN, NAN, 10, 0.1},
+                               {0.1, 0.5, 0.9, 10, 0.1},
+                               {NAN, NAN, NAN, -1, 0.1},
                                {NAN, NAN, NAN, 5, 0.1}};
     dk_sample_row r = mk_row(cell, 0, 4, active);
     r.layers = layers;
     /* the sample row goes in, layers 0-1 go in, layer 2 violates flops >= 0: all rolled back */
     ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_ERR_ARG);
     char want[800];
-    snprintf(want, sizeof want, "%s: cell %lld sample 0 layer 2: rejected: CHECK constraint failed: flops >= 0", path,
+    snprintf(want, sizeof want,
+             "%s: cell %lld sample 0 layer 2: rejected: CHECK constraint failed: flops >= 0", path,
              (long long)cell);
     ck_assert_str_eq(e.msg, want);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), 0);
@@ -304,8 +357,10 @@ START_TEST(test_sample_atomic_constraint) {
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), 1);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_layers"), 4);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_layers WHERE delta_median IS NULL"), 3);
-    ck_assert_int_eq(q_int(s, "SELECT wall_decode_s IS NULL AND kl_answer IS NULL AND top1_answer IS NULL AND nll_method IS NULL"
-                              " AND kl = 0.01 AND top1 = 1 FROM samples"), 1);
+    ck_assert_int_eq(q_int(s, "SELECT wall_decode_s IS NULL AND kl_answer IS NULL AND top1_answer IS NULL "
+                              "AND nll_method IS NULL"
+                              " AND kl = 0.01 AND top1 = 1 FROM samples"),
+                     1);
     ck_assert_int_eq(q_int(s, "SELECT json_extract(active_tokens, '$[2]') FROM samples"), 30);
     /* the same sample twice: refused, still one row */
     ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_ERR_STATE);
@@ -343,7 +398,10 @@ START_TEST(test_sample_atomic_sigkill) {
             dk_store_sample_ids(cs, cell, &ids, &n_ids, &e);
             int64_t *active = malloc(NL * sizeof *active);
             dk_layer_stat *ls = malloc(NL * sizeof *ls);
-            for (int l = 0; l < NL; l++) { active[l] = l; ls[l] = (dk_layer_stat){NAN, NAN, NAN, l, NAN}; }
+            for (int l = 0; l < NL; l++) {
+                active[l] = l;
+                ls[l] = (dk_layer_stat){NAN, NAN, NAN, l, NAN};
+            }
             if (write(pfd[1], "g", 1) != 1) _exit(4);
             for (int64_t sid = (int64_t)n_ids;; sid++) {
                 dk_sample_row r = mk_row(cell, sid, NL, active);
@@ -361,11 +419,17 @@ START_TEST(test_sample_atomic_sigkill) {
         waitpid(pid, &status, 0);
         ck_assert_msg(WIFSIGNALED(status), "writer %d ended before the kill (status %d)", k, status);
         s = open_existing(path);
-        ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l "
-                                  "WHERE l.sample_row = s.id) <> 40000"), 0);
-        ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_layers WHERE sample_row NOT IN (SELECT id FROM samples)"), 0);
-        ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples") * NL, q_int(s, "SELECT count(*) FROM sample_layers"));
-        ck_assert_int_eq(q_int(s, "SELECT max(sample_id) + 1 FROM samples"), q_int(s, "SELECT count(*) FROM samples"));
+        ck_assert_int_eq(q_int(s,
+                               "SELECT count(*) FROM samples s WHERE (SELECT count(*) FROM sample_layers l "
+                               "WHERE l.sample_row = s.id) <> 40000"),
+                         0);
+        ck_assert_int_eq(
+            q_int(s, "SELECT count(*) FROM sample_layers WHERE sample_row NOT IN (SELECT id FROM samples)"),
+            0);
+        ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples") * NL,
+                         q_int(s, "SELECT count(*) FROM sample_layers"));
+        ck_assert_int_eq(q_int(s, "SELECT max(sample_id) + 1 FROM samples"),
+                         q_int(s, "SELECT count(*) FROM samples"));
         ck_assert_int_eq(q_int(s, "SELECT state = 'running' FROM cells"), 1);
         dk_store_close(s);
     }
@@ -405,12 +469,16 @@ START_TEST(test_claim_exclusive_processes) {
             int64_t active[2] = {1, 1};
             for (;;) {
                 int64_t cell = 0;
-                if (dk_store_cell_claim(cs, run, &w, 600, &cell, NULL, &e) != DK_OK) { fprintf(f, "ERR %s\n", e.msg); _exit(1); }
+                if (dk_store_cell_claim(cs, run, &w, 600, &cell, NULL, &e) != DK_OK) {
+                    fprintf(f, "ERR %s\n", e.msg);
+                    _exit(1);
+                }
                 if (!cell) break;
                 fprintf(f, "%lld\n", (long long)cell);
                 fflush(f);
                 dk_sample_row r = mk_row(cell, 0, 2, active);
-                if (dk_store_sample_put(cs, &w, 600, &r, &e) != DK_OK || dk_store_cell_finish(cs, cell, &w, &e) != DK_OK) {
+                if (dk_store_sample_put(cs, &w, 600, &r, &e) != DK_OK ||
+                    dk_store_cell_finish(cs, cell, &w, &e) != DK_OK) {
                     fprintf(f, "ERR %s\n", e.msg);
                     _exit(1);
                 }
@@ -444,7 +512,8 @@ START_TEST(test_claim_exclusive_processes) {
     s = open_existing(path);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM cells WHERE state = 'done' AND attempts = 1"), NCELL);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), NCELL);
-    ck_assert_int_eq(q_int(s, "SELECT count(DISTINCT worker) FROM samples"), NPROC - (per_proc[0] == 0) - (per_proc[1] == 0) - (per_proc[2] == 0));
+    ck_assert_int_eq(q_int(s, "SELECT count(DISTINCT worker) FROM samples"),
+                     NPROC - (per_proc[0] == 0) - (per_proc[1] == 0) - (per_proc[2] == 0));
     dk_store_close(s);
 }
 END_TEST
@@ -521,8 +590,8 @@ START_TEST(test_reclaim_stale) {
     dk_sample_row r = mk_row(cell, 0, 1, active);
     ck_assert_int_eq(dk_store_sample_put(s, &old, 600, &r, &e), DK_ERR_STATE);
     char want[900];
-    snprintf(want, sizeof want, "%s: cell %lld is not held by worker %s (reclaimed or finished)", path, (long long)cell,
-             old.name);
+    snprintf(want, sizeof want, "%s: cell %lld is not held by worker %s (reclaimed or finished)", path,
+             (long long)cell, old.name);
     ck_assert_str_eq(e.msg, want);
     ck_assert_int_eq(dk_store_cell_finish(s, cell, &old, &e), DK_ERR_STATE);
     ck_assert_int_eq(dk_store_cell_renew(s, cell, &old, 600, &e), DK_ERR_STATE);
@@ -582,18 +651,36 @@ END_TEST
 
 /* ---- resume, model change ---- */
 
-static void add_config_cells(dk_store *s, int64_t run, dk_config *c, const char *sha, int64_t *ids, dk_cell_state *states) {
+static void add_config_cells(dk_store *s, int64_t run, dk_config *c, const char *sha, int64_t *ids,
+                             dk_cell_state *states) {
     dk_err e = {{0}};
-    dk_model_info mi = {.sha256 = sha, .path = c->models[0], .n_layer = -1, .n_embd = -1, .n_head = -1, .n_head_kv = -1,
-                        .n_ff = -1, .n_vocab = -1, .n_ctx = -1, .n_params = -1, .file_bytes = -1};
+    dk_model_info mi = {.sha256 = sha,
+                        .path = c->models[0],
+                        .n_layer = -1,
+                        .n_embd = -1,
+                        .n_head = -1,
+                        .n_head_kv = -1,
+                        .n_ff = -1,
+                        .n_vocab = -1,
+                        .n_ctx = -1,
+                        .n_params = -1,
+                        .file_bytes = -1};
     int64_t model;
     ck_assert_int_eq(dk_store_model_put(s, &mi, &model, &e), DK_OK);
     dk_cell_spec *sp = calloc(c->n_cells, sizeof *sp);
     dk_config_identity *id = calloc(c->n_cells, sizeof *id);
     for (size_t i = 0; i < c->n_cells; i++) {
         ck_assert_int_eq(dk_config_cell_identity(c, &c->cells[i], sha, &id[i], &e), DK_OK);
-        sp[i] = (dk_cell_spec){id[i].key, id[i].json, c->cells[i].task_name, c->cells[i].task_options, id[i].task_key,
-                               c->cells[i].method_name, c->cells[i].method_params, model, c->samples, c->seed};
+        sp[i] = (dk_cell_spec){id[i].key,
+                               id[i].json,
+                               c->cells[i].task_name,
+                               c->cells[i].task_options,
+                               id[i].task_key,
+                               c->cells[i].method_name,
+                               c->cells[i].method_params,
+                               model,
+                               c->samples,
+                               c->seed};
     }
     ck_assert_msg(dk_store_cells_add(s, run, sp, c->n_cells, 1, ids, states, &e) == DK_OK, "%s", e.msg);
     for (size_t i = 0; i < c->n_cells; i++) dk_config_identity_free(&id[i]);
@@ -611,7 +698,8 @@ START_TEST(test_resume_and_model_change) {
     char cfg_text[1024];
     snprintf(cfg_text, sizeof cfg_text,
              "{\"models\":[\"%s\"],\"tasks\":[{\"name\":\"passkey\",\"lengths\":[64,128]}],"
-             "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.5,0.8]}],\"samples\":2}", model_path);
+             "\"methods\":[{\"name\":\"dense\"},{\"name\":\"dash\",\"rho\":[0.5,0.8]}],\"samples\":2}",
+             model_path);
     dk_config *c = NULL;
     dk_err e = {{0}};
     ck_assert_int_eq(dk_config_parse(cfg_text, strlen(cfg_text), "r.json", NULL, &c, &e), DK_OK);
@@ -632,7 +720,10 @@ START_TEST(test_resume_and_model_change) {
         int64_t cell;
         ck_assert_int_eq(dk_store_cell_claim(s, run1, &w, 600, &cell, NULL, &e), DK_OK);
         ck_assert_int_eq(cell, ids1[k]); /* config order */
-        if (k == 4) { ck_assert_int_eq(dk_store_cell_fail(s, cell, &w, "engine: out of memory", &e), DK_OK); break; }
+        if (k == 4) {
+            ck_assert_int_eq(dk_store_cell_fail(s, cell, &w, "engine: out of memory", &e), DK_OK);
+            break;
+        }
         for (int j = 0; j < 2; j++) {
             dk_sample_row r = mk_row(cell, j, 1, active);
             ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_OK);
@@ -654,7 +745,9 @@ START_TEST(test_resume_and_model_change) {
     ck_assert_int_eq(dk_store_cell_release(s, cell, &w, &e), DK_OK);
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM samples"), 8);
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT done || '/' || pending || '/' || cells FROM run_status WHERE run_id = %lld", (long long)run2);
+    snprintf(sql, sizeof sql,
+             "SELECT done || '/' || pending || '/' || cells FROM run_status WHERE run_id = %lld",
+             (long long)run2);
     sqlite3 *db;
     sqlite3_stmt *q = raw_row(s, sql, &db);
     ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "4/2/6");
@@ -695,17 +788,28 @@ START_TEST(test_views) {
     dk_worker w;
     dk_store_worker_self(&w);
     dk_err e = {{0}};
-    const double score[3] = {100, 50, 0}, wd[3] = {1.0, 2.0, 3.0}, wm[3] = {0.5, 0.5, 1.0}, kl[3] = {0.1, 0.2, 0.3};
-    const double klmax[3] = {0.5, 0.9, 0.4}, top1[3] = {1, 0.5, 0.25}, nd[3] = {1.0, 2.0, 3.0}, nm[3] = {1.5, 2.0, 3.25};
+    const double score[3] = {100, 50, 0}, wd[3] = {1.0, 2.0, 3.0}, wm[3] = {0.5, 0.5, 1.0},
+                 kl[3] = {0.1, 0.2, 0.3};
+    const double klmax[3] = {0.5, 0.9, 0.4}, top1[3] = {1, 0.5, 0.25}, nd[3] = {1.0, 2.0, 3.0},
+                 nm[3] = {1.5, 2.0, 3.25};
     const int64_t fd[3] = {1000, 1000, 2000}, fm[3] = {400, 500, 600};
     const int top1f[3] = {1, 1, 0};
     int64_t active[2] = {10, 4};
     ck_assert_int_eq(dk_store_cell_claim(s, run, &w, 600, &got, NULL, &e), DK_OK);
     for (int i = 0; i < 3; i++) {
         dk_sample_row r = mk_row(cells[0], i, 2, active);
-        r.score = score[i]; r.wall_dense_s = wd[i]; r.wall_method_s = wm[i]; r.kl = kl[i];
-        r.flops_dense = fd[i]; r.flops_method = fm[i]; r.top1 = top1[i]; r.top1_first = top1f[i];
-        r.kl_max = klmax[i]; r.kl_first = kl[i] / 10; r.nll_dense = nd[i]; r.nll_method = nm[i];
+        r.score = score[i];
+        r.wall_dense_s = wd[i];
+        r.wall_method_s = wm[i];
+        r.kl = kl[i];
+        r.flops_dense = fd[i];
+        r.flops_method = fm[i];
+        r.top1 = top1[i];
+        r.top1_first = top1f[i];
+        r.kl_max = klmax[i];
+        r.kl_first = kl[i] / 10;
+        r.nll_dense = nd[i];
+        r.nll_method = nm[i];
         r.prediction = i == 1 ? "a, \"b\"\nc" : "x";
         ck_assert_int_eq(dk_store_sample_put(s, &w, 600, &r, &e), DK_OK);
     }
@@ -721,7 +825,10 @@ START_TEST(test_views) {
     /* expected values computed here from the inputs */
     double mean = (100 + 50 + 0) / 3.0, ratio = (400.0 + 500 + 600) / (1000 + 1000 + 2000);
     double wall = (1.0 + 2.0 + 3.0) / (0.5 + 0.5 + 1.0), mkl = (0.1 + 0.2 + 0.3) / 3, agree = 2.0 / 3.0;
-#define CS(col) (snprintf(sql, sizeof sql, "SELECT " col " FROM cell_summary WHERE cell_id = %lld", (long long)cells[0]), sql)
+#define CS(col)                                                                         \
+    (snprintf(sql, sizeof sql, "SELECT " col " FROM cell_summary WHERE cell_id = %lld", \
+              (long long)cells[0]),                                                     \
+     sql)
     ck_assert_int_eq(q_int(s, CS("n")), 3);
     ck_assert_double_eq_tol(q_real(s, CS("mean_score")), mean, 1e-12);
     ck_assert_double_eq_tol(q_real(s, CS("flops_ratio")), ratio, 1e-12);
@@ -742,7 +849,8 @@ START_TEST(test_views) {
     ck_assert_double_eq_tol(q_real(s, sql), 1.0 / 6.0, 1e-12);
     snprintf(sql, sizeof sql, "SELECT n FROM cell_summary WHERE cell_id = %lld", (long long)cells[2]);
     ck_assert_int_eq(q_int(s, sql), 0);
-    snprintf(sql, sizeof sql, "SELECT mean_score IS NULL AND wall_speedup IS NULL FROM cell_summary WHERE cell_id = %lld",
+    snprintf(sql, sizeof sql,
+             "SELECT mean_score IS NULL AND wall_speedup IS NULL FROM cell_summary WHERE cell_id = %lld",
              (long long)cells[2]);
     ck_assert_int_eq(q_int(s, sql), 1);
     /* run_status counts by state */
@@ -753,9 +861,11 @@ START_TEST(test_views) {
     ck_assert_int_eq(q_int(s, "SELECT pending FROM run_status"), 0);
     /* sample_rows: one per sample, per-sample ratios */
     ck_assert_int_eq(q_int(s, "SELECT count(*) FROM sample_rows"), 4);
-    snprintf(sql, sizeof sql, "SELECT wall_speedup FROM sample_rows WHERE cell_id = %lld AND sample_id = 1", (long long)cells[0]);
+    snprintf(sql, sizeof sql, "SELECT wall_speedup FROM sample_rows WHERE cell_id = %lld AND sample_id = 1",
+             (long long)cells[0]);
     ck_assert_double_eq_tol(q_real(s, sql), 4.0, 1e-12);
-    snprintf(sql, sizeof sql, "SELECT flops_ratio FROM sample_rows WHERE cell_id = %lld AND sample_id = 2", (long long)cells[0]);
+    snprintf(sql, sizeof sql, "SELECT flops_ratio FROM sample_rows WHERE cell_id = %lld AND sample_id = 2",
+             (long long)cells[0]);
     ck_assert_double_eq_tol(q_real(s, sql), 0.3, 1e-12);
     dk_store_close(s);
 }
@@ -768,10 +878,20 @@ START_TEST(test_dense_shared) {
     dk_store *s = open_new("dense.db", path, sizeof path);
     float logits[2 * 5];
     for (int i = 0; i < 10; i++) logits[i] = (float)i * 0.25f - 1.0f;
-    dk_dense_row d = {.model_sha256 = SHA_A, .task_key = "tk", .sample_id = 3, .task = "passkey",
-                      .task_options = "{\"length\":64}", .prompt_tokens = 70, .flops = 123456789012LL,
-                      .flops_parts = "{\"mlp\":1}", .wall_s = 0.25, .prediction = "7", .score = 100, .n_vocab = 5,
-                      .n_logit_rows = 2, .logits = logits};
+    dk_dense_row d = {.model_sha256 = SHA_A,
+                      .task_key = "tk",
+                      .sample_id = 3,
+                      .task = "passkey",
+                      .task_options = "{\"length\":64}",
+                      .prompt_tokens = 70,
+                      .flops = 123456789012LL,
+                      .flops_parts = "{\"mlp\":1}",
+                      .wall_s = 0.25,
+                      .prediction = "7",
+                      .score = 100,
+                      .n_vocab = 5,
+                      .n_logit_rows = 2,
+                      .logits = logits};
     dk_err e = {{0}};
     int ins = -1, found = -1;
     ck_assert_int_eq(dk_store_dense_put(s, &d, &ins, &e), DK_OK);
@@ -834,7 +954,8 @@ START_TEST(test_migrate_v1) {
     /* read-only with NO_UPGRADE: an error naming both versions, the file untouched */
     dk_store *s = NULL;
     dk_err e = {{0}};
-    ck_assert_int_eq(dk_store_open(path2, DK_STORE_OPEN_READONLY | DK_STORE_OPEN_NO_UPGRADE, &s, &e), DK_ERR_FORMAT);
+    ck_assert_int_eq(dk_store_open(path2, DK_STORE_OPEN_READONLY | DK_STORE_OPEN_NO_UPGRADE, &s, &e),
+                     DK_ERR_FORMAT);
     ck_assert_msg(strstr(e.msg, "store schema version 1 is older than") != NULL, "%s", e.msg);
 
     /* a read command (export opens read-only) upgrades it and reads every row */
@@ -849,16 +970,21 @@ START_TEST(test_migrate_v1) {
     ck_assert_int_eq(dk_store_schema_version(s), DK_STORE_SCHEMA_VERSION);
     /* old kl_answer (answer mean) is the views' kl; old first-row kl/top1 are kl_first/top1_first;
      * what schema 1 never measured is NULL */
-    ck_assert_int_eq(sqlite3_prepare_v2(old, "SELECT s.kl, s.kl_answer, s.top1, c.key, s.sample_id FROM samples s"
-                                             " JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id", -1, &q, NULL),
+    ck_assert_int_eq(sqlite3_prepare_v2(old,
+                                        "SELECT s.kl, s.kl_answer, s.top1, c.key, s.sample_id FROM samples s"
+                                        " JOIN cells c ON c.id = s.cell_id ORDER BY c.key, s.sample_id",
+                                        -1, &q, NULL),
                      SQLITE_OK);
     int n = 0, n_method = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
         char sql[512];
-        snprintf(sql, sizeof sql, "SELECT count(*) FROM sample_rows WHERE cell_key = '%s' AND sample_id = %lld"
-                 " AND kl_first = %.17g AND kl = %.17g AND top1_first = %d AND top1 IS NULL AND kl_max IS NULL"
-                 " AND nll_delta IS NULL", (const char *)sqlite3_column_text(q, 3), (long long)sqlite3_column_int64(q, 4),
-                 sqlite3_column_double(q, 0), sqlite3_column_double(q, 1), sqlite3_column_int(q, 2));
+        snprintf(
+            sql, sizeof sql,
+            "SELECT count(*) FROM sample_rows WHERE cell_key = '%s' AND sample_id = %lld"
+            " AND kl_first = %.17g AND kl = %.17g AND top1_first = %d AND top1 IS NULL AND kl_max IS NULL"
+            " AND nll_delta IS NULL",
+            (const char *)sqlite3_column_text(q, 3), (long long)sqlite3_column_int64(q, 4),
+            sqlite3_column_double(q, 0), sqlite3_column_double(q, 1), sqlite3_column_int(q, 2));
         ck_assert_msg(q_int(s, sql) == 1, "%s", sql);
         n_method += sqlite3_column_double(q, 1) > 0;
         n++;
@@ -867,10 +993,12 @@ START_TEST(test_migrate_v1) {
     sqlite3_close(old);
     ck_assert_int_eq(n, 6);
     ck_assert_int_eq(n_method, 4);
-    ck_assert_int_eq(q_int(s, "SELECT count(*) FROM cell_summary WHERE kl IS NOT NULL AND top1 IS NULL AND n = 2"), 3);
+    ck_assert_int_eq(
+        q_int(s, "SELECT count(*) FROM cell_summary WHERE kl IS NOT NULL AND top1 IS NULL AND n = 2"), 3);
     dk_store_close(s);
     /* and the report draws from it */
-    snprintf(cmd, sizeof cmd, "%s report --db %s --out %s/v1-report --no-draw", dk_test_cli(), path, dk_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s report --db %s --out %s/v1-report --no-draw", dk_test_cli(), path,
+             dk_test_tmpdir());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 0);
     free(out);
 }
@@ -904,13 +1032,16 @@ START_TEST(test_cli_status_export) {
     ck_assert_msg(strstr(out, "runs: 1\n") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "clitest") != NULL, "%s", out);
     char line[512];
-    snprintf(line, sizeof line, "failed: cell %lld passkey {\"length\":1024} dash {\"ls\":0.4,\"rho\":0.25}: model: bad tensor\n",
-             (long long)cells[1]);
+    snprintf(
+        line, sizeof line,
+        "failed: cell %lld passkey {\"length\":1024} dash {\"ls\":0.4,\"rho\":0.25}: model: bad tensor\n",
+        (long long)cells[1]);
     ck_assert_msg(strstr(out, line) != NULL, "%s", out);
     /* the row: 2 cells, 0 pending, 0 running, 1 done, 1 failed */
     char *row = strstr(out, "clitest");
     long long n_cells, n_p, n_r, n_d, n_f;
-    ck_assert_int_eq(sscanf(row, "clitest %*s %*s %lld %lld %lld %lld %lld", &n_cells, &n_p, &n_r, &n_d, &n_f), 5);
+    ck_assert_int_eq(
+        sscanf(row, "clitest %*s %*s %lld %lld %lld %lld %lld", &n_cells, &n_p, &n_r, &n_d, &n_f), 5);
     ck_assert(n_cells == 2 && n_p == 0 && n_r == 0 && n_d == 1 && n_f == 1);
     free(out);
     snprintf(cmd, sizeof cmd, "%s status --db %s/none.db", dk_test_cli(), dir);
@@ -932,8 +1063,12 @@ START_TEST(test_cli_status_export) {
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     fclose(f);
-    ck_assert_msg(!strncmp(buf, "cell_id,cell_key,model,model_sha256,task,task_options,length,depth,method,params,rho,ls,"
-                                "tau,keep,sample_id,sample_key,prompt_tokens,", 120), "%s", buf);
+    ck_assert_msg(
+        !strncmp(buf,
+                 "cell_id,cell_key,model,model_sha256,task,task_options,length,depth,method,params,rho,ls,"
+                 "tau,keep,sample_id,sample_key,prompt_tokens,",
+                 120),
+        "%s", buf);
     int lines = 0;
     for (char *p = buf; *p; p++) lines += *p == '\n';
     ck_assert_int_eq(lines, 3); /* header + 2 samples */
@@ -966,14 +1101,16 @@ START_TEST(test_cli_status_export) {
     cJSON_Delete(arr);
 
     /* --run filter, stdout, empty selection */
-    snprintf(cmd, sizeof cmd, "%s export --db %s --format json --run %lld", dk_test_cli(), path, (long long)run);
+    snprintf(cmd, sizeof cmd, "%s export --db %s --format json --run %lld", dk_test_cli(), path,
+             (long long)run);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     arr = cJSON_Parse(out);
     ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
     cJSON_Delete(arr);
     free(out);
     snprintf(cmd, sizeof cmd, "%s export --db %s --format json --run 99", dk_test_cli(), path);
-    ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2); /* a run not in the store: bad parameter, as report/plot */
+    ck_assert_int_eq(dk_test_run(cmd, 1, &out),
+                     2); /* a run not in the store: bad parameter, as report/plot */
     ck_assert_msg(strstr(out, ": no run 99") != NULL, "%s", out);
     free(out);
 
@@ -982,7 +1119,8 @@ START_TEST(test_cli_status_export) {
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
     ck_assert_msg(strstr(out, "--format 'xml': expected csv or json") != NULL, "%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s export --db %s --format csv --out %s/no/such/dir/x.csv", dk_test_cli(), path, dir);
+    snprintf(cmd, sizeof cmd, "%s export --db %s --format csv --out %s/no/such/dir/x.csv", dk_test_cli(),
+             path, dir);
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 1);
     free(out);
     ck_assert_int_eq(count_tmp_leftovers(dir), 0);

@@ -53,7 +53,7 @@ static dk_model *tiny_load(void) {
 
 typedef struct {
     char name[64];
-    char *text;   /* decoded bytes, NUL-terminated */
+    char *text; /* decoded bytes, NUL-terminated */
     size_t len;
     int32_t *ids; /* (n_ids) */
     int n_ids;
@@ -221,8 +221,8 @@ START_TEST(test_config) {
     ck_assert(dk_tokenizer_add_bos_default(m->tokenizer));
 
     printf("dashkit-tiny: %d layers, d %d, %d/%d heads of %d, ff %d, vocab %d, ctx %d, %s, %lld params\n",
-           c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_vocab,
-           c->n_ctx_train, m->tensor_type, (long long)m->n_params);
+           c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_vocab, c->n_ctx_train,
+           m->tensor_type, (long long)m->n_params);
     dk_model_free(m);
     dk_gguf_close(g);
 }
@@ -261,8 +261,8 @@ static double prefill_check_rows(dk_model *m, const dk_test_logits *gl, int n, d
     double worst = 0;
     for (int t = 0; t < n; t++) {
         double r = dk_test_rel_err(*lg + (size_t)t * V, gl->logits + (size_t)t * V, (size_t)V, gl->scale);
-        ck_assert_msg(r <= TINY_TOL, "prefill position %d of %d: max err %.3e of scale %.3f (tol %g)", t, n, r,
-                      gl->scale, TINY_TOL);
+        ck_assert_msg(r <= TINY_TOL, "prefill position %d of %d: max err %.3e of scale %.3f (tol %g)", t, n,
+                      r, gl->scale, TINY_TOL);
         worst = fmax(worst, r);
     }
     return worst;
@@ -338,7 +338,8 @@ START_TEST(test_tokenizer_golden) {
         int32_t *ids = NULL;
         int n_ids = 0;
         dk_err e = {{0}};
-        ck_assert_msg(dk_tokenizer_encode(m->tokenizer, cs[i].text, cs[i].len, false, &ids, &n_ids, &e) == DK_OK,
+        ck_assert_msg(dk_tokenizer_encode(m->tokenizer, cs[i].text, cs[i].len, false, &ids, &n_ids, &e) ==
+                          DK_OK,
                       "%s: %s", cs[i].name, e.msg);
         expect_ids(cs[i].name, ids, n_ids, cs[i].ids, cs[i].n_ids);
         free(ids);
@@ -404,7 +405,8 @@ START_TEST(test_tokenize_cli) {
     /* one string through the TEXT argument: the golden string with the most ids */
     int best = -1;
     for (int i = 0; i < n; i++)
-        if (cs[i].n_ids > 0 && !memchr(cs[i].text, 0, cs[i].len) && (best < 0 || cs[i].n_ids > cs[best].n_ids))
+        if (cs[i].n_ids > 0 && !memchr(cs[i].text, 0, cs[i].len) &&
+            (best < 0 || cs[i].n_ids > cs[best].n_ids))
             best = i;
     ck_assert_msg(best >= 0, "%s: no non-empty case", TINY_TOK);
     size_t cap = 64 + 4 * cs[best].len + strlen(dk_test_cli());

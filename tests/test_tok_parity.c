@@ -59,21 +59,25 @@ static void check_vocab(const char *name, const char *want_kind) {
             cJSON *want = cJSON_GetObjectItem(c, k ? "ids_special" : "ids");
             int32_t *ids = NULL;
             int m = 0;
-            ck_assert_msg(dk_tokenizer_encode(t, text, strlen(text), k ? add_bos : false, &ids, &m, &e) == DK_OK, "%s: %s", name,
-                          e.msg);
+            ck_assert_msg(dk_tokenizer_encode(t, text, strlen(text), k ? add_bos : false, &ids, &m, &e) ==
+                              DK_OK,
+                          "%s: %s", name, e.msg);
             int nw = cJSON_GetArraySize(want), at = -1;
             for (int i = 0; i < (m < nw ? m : nw) && at < 0; i++)
                 if (ids[i] != cJSON_GetArrayItem(want, i)->valueint) at = i;
             if (at < 0 && m != nw) at = m < nw ? m : nw;
             if (at >= 0 && !n_bad++)
-                snprintf(first_bad, sizeof first_bad, "case %d \"%.200s\" (add_bos %d): %d ids, llama.cpp %d; first difference at %d: %d vs %d",
-                         n_cases, text, k, m, nw, at, at < m ? ids[at] : -1,
-                         at < nw ? cJSON_GetArrayItem(want, at)->valueint : -1);
+                snprintf(
+                    first_bad, sizeof first_bad,
+                    "case %d \"%.200s\" (add_bos %d): %d ids, llama.cpp %d; first difference at %d: %d vs %d",
+                    n_cases, text, k, m, nw, at, at < m ? ids[at] : -1,
+                    at < nw ? cJSON_GetArrayItem(want, at)->valueint : -1);
             free(ids);
         }
         n_cases++;
     }
-    ck_assert_msg(n_bad == 0, "%s: %d of %d encodings differ from llama.cpp; %s", name, n_bad, 2 * n_cases, first_bad);
+    ck_assert_msg(n_bad == 0, "%s: %d of %d encodings differ from llama.cpp; %s", name, n_bad, 2 * n_cases,
+                  first_bad);
     ck_assert_int_ge(n_cases, 70);
     dk_tokenizer_free(t);
     cJSON_Delete(g);
@@ -81,8 +85,8 @@ static void check_vocab(const char *name, const char *want_kind) {
 
 /* golden name, tokenizer kind */
 static const char *const VOCABS[][2] = {
-    {"llama_spm", "spm"}, {"phi3", "spm"}, {"gpt2", "bpe"}, {"llama3", "bpe"},
-    {"qwen2", "bpe"}, {"qwen_gpt2", "bpe"}, {"qwen_llama_bpe", "bpe"}, {"qwen_smollm", "bpe"},
+    {"llama_spm", "spm"}, {"phi3", "spm"},      {"gpt2", "bpe"},           {"llama3", "bpe"},
+    {"qwen2", "bpe"},     {"qwen_gpt2", "bpe"}, {"qwen_llama_bpe", "bpe"}, {"qwen_smollm", "bpe"},
 };
 #define N_VOCABS ((int)(sizeof VOCABS / sizeof VOCABS[0]))
 
@@ -111,10 +115,13 @@ START_TEST(test_missing_pre_refused) {
     ck_assert_int_eq(dk_tokenizer_load_gguf_file(gguf, &t, desc, sizeof desc, &e), DK_ERR_UNSUPPORTED);
     ck_assert_ptr_null(t);
     ck_assert_str_eq(desc, "bpe (not supported)");
-    ck_assert_msg(strstr(e.msg, "no tokenizer.ggml.pre: llama.cpp tokenizes such a gpt2 vocabulary with its 'default'"), "%s", e.msg);
+    ck_assert_msg(
+        strstr(e.msg, "no tokenizer.ggml.pre: llama.cpp tokenizes such a gpt2 vocabulary with its 'default'"),
+        "%s", e.msg);
     snprintf(cmd, sizeof cmd, "( %s tokenize '%s' hello 2>&1 >/dev/null )", dk_test_cli(), gguf);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 1);
-    ck_assert_msg(strstr(out, "no tokenizer.ggml.pre") && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
+    ck_assert_msg(strstr(out, "no tokenizer.ggml.pre") && strchr(out, '\n') == out + strlen(out) - 1, "%s",
+                  out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s info '%s'", dk_test_cli(), gguf);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);

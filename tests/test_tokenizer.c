@@ -87,7 +87,8 @@ static void assert_ids(const char *what, const int32_t *got, int n_got, const in
     char *g = ids_to_str(got, n_got), *w = ids_to_str(want, n_want);
     ck_assert_msg(n_got == n_want && !memcmp(got, want, sizeof(int32_t) * (size_t)n_got),
                   "%s:\n  got  [%s]\n  want [%s]", what, g, w);
-    free(g); free(w);
+    free(g);
+    free(w);
 }
 
 static FILE *open_golden(void) {
@@ -118,7 +119,8 @@ static void check_enc_goldens(int mode) {
         int32_t *ids = NULL;
         int n = 0;
         dk_err e = {{0}};
-        ck_assert_msg(dk_tokenizer_encode(t, text, len, false, &ids, &n, &e) == DK_OK, "%s: %s", fl[1], e.msg);
+        ck_assert_msg(dk_tokenizer_encode(t, text, len, false, &ids, &n, &e) == DK_OK, "%s: %s", fl[1],
+                      e.msg);
         char what[128];
         snprintf(what, sizeof what, "encode '%s' (%s)", fl[1], mode ? "model normaliser" : "whitespace kept");
         assert_ids(what, ids, n, want, n_want);
@@ -133,8 +135,13 @@ static void check_enc_goldens(int mode) {
         char *dec = NULL;
         size_t got_len = 0;
         ck_assert(dk_tokenizer_decode(t, want, n_want, &dec, &got_len, &e) == DK_OK);
-        ck_assert_msg(got_len == dlen && !memcmp(dec, dec_want, dlen), "decode '%s': got '%s' want '%s'", fl[1], dec, dec_want);
-        free(dec); free(ids); free(ids2); free(text); free(dec_want);
+        ck_assert_msg(got_len == dlen && !memcmp(dec, dec_want, dlen), "decode '%s': got '%s' want '%s'",
+                      fl[1], dec, dec_want);
+        free(dec);
+        free(ids);
+        free(ids2);
+        free(text);
+        free(dec_want);
         n_cases++;
     }
     free(line);
@@ -167,8 +174,10 @@ START_TEST(test_tok512_golden_decode) {
             char *want = unhex(mode ? fl[3] : fl[4], &wl), *got = NULL;
             dk_err e = {{0}};
             ck_assert(dk_tokenizer_decode(t, ids, n, &got, &gl, &e) == DK_OK);
-            ck_assert_msg(gl == wl && !memcmp(got, want, wl), "decode '%s' mode %d: got '%s' want '%s'", fl[1], mode, got, want);
-            free(got); free(want);
+            ck_assert_msg(gl == wl && !memcmp(got, want, wl), "decode '%s' mode %d: got '%s' want '%s'",
+                          fl[1], mode, got, want);
+            free(got);
+            free(want);
         }
         n_cases++;
     }
@@ -183,7 +192,10 @@ static uint64_t fnv1a64_ids(const int32_t *ids, int n) {
     uint64_t h = 0xCBF29CE484222325ull;
     for (int i = 0; i < n; i++) {
         uint32_t v = (uint32_t)ids[i];
-        for (int k = 0; k < 4; k++) { h ^= (v >> (8 * k)) & 0xFF; h *= 0x100000001B3ull; }
+        for (int k = 0; k < 4; k++) {
+            h ^= (v >> (8 * k)) & 0xFF;
+            h *= 0x100000001B3ull;
+        }
     }
     return h;
 }
@@ -224,15 +236,18 @@ START_TEST(test_tok512_golden_long_text) {
         ck_assert_msg(n == atoi(fl[4]), "%s (%s): %d ids, SentencePiece gives %s", fl[1], fl[3], n, fl[4]);
         char hash[32];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)fnv1a64_ids(ids, n));
-        ck_assert_msg(!strcmp(hash, fl[5]), "%s (%s): id hash %s, SentencePiece gives %s", fl[1], fl[3], hash, fl[5]);
+        ck_assert_msg(!strcmp(hash, fl[5]), "%s (%s): id hash %s, SentencePiece gives %s", fl[1], fl[3], hash,
+                      fl[5]);
         if (!strcmp(fl[3], "keep_ws")) { /* whitespace kept: decode restores the book exactly */
             char *dec = NULL;
             size_t dl = 0;
             ck_assert(dk_tokenizer_decode(t, ids, n, &dec, &dl, &e) == DK_OK);
-            ck_assert_msg(dl == (size_t)sz && !memcmp(dec, text, dl), "%s: decode(encode(book)) != book", fl[1]);
+            ck_assert_msg(dl == (size_t)sz && !memcmp(dec, text, dl), "%s: decode(encode(book)) != book",
+                          fl[1]);
             free(dec);
         }
-        free(ids); free(text);
+        free(ids);
+        free(text);
         n_cases++;
     }
     free(line);
@@ -268,7 +283,11 @@ START_TEST(test_llama2c_decode_piece) {
     ck_assert_uint_eq(L, 0);
     /* space representation: tok512.bin stores ' ', so find(" a") hits and U+2581 pieces do not exist */
     ck_assert_int_eq(dk_tokenizer_find(t, " a", 2), 261);
-    ck_assert_int_eq(dk_tokenizer_find(t, "\xE2\x96\x81" "a", 4), -1);
+    ck_assert_int_eq(dk_tokenizer_find(t,
+                                       "\xE2\x96\x81"
+                                       "a",
+                                       4),
+                     -1);
     dk_tokenizer_free(t);
 }
 END_TEST
@@ -306,7 +325,8 @@ START_TEST(test_llama2c_stories_roundtrip) {
     ck_assert(dk_tokenizer_decode(t, ids, n_ids, &dec, &dl, &e) == DK_OK);
     ck_assert_uint_eq(dl, n);
     ck_assert(!memcmp(dec, text, n));
-    free(dec); free(ids);
+    free(dec);
+    free(ids);
     dk_tokenizer_free(t);
 }
 END_TEST
@@ -371,9 +391,22 @@ END_TEST
 /* Merge order, ties, user-defined pieces, byte fallback and unk, with U+2581 spaces. */
 START_TEST(test_spm_small_vocab) {
     static const char *pieces[] = {
-        "<unk>", "<s>", "</s>", "<0x41>", "<0x0A>",           /* 0-4 */
-        "\xE2\x96\x81", "a", "b", "c", "ab", "bc",            /* 5-10 */
-        "\xE2\x96\x81" "a", "abc", "<tool>", "x",             /* 11-14 */
+        "<unk>",
+        "<s>",
+        "</s>",
+        "<0x41>",
+        "<0x0A>", /* 0-4 */
+        "\xE2\x96\x81",
+        "a",
+        "b",
+        "c",
+        "ab",
+        "bc", /* 5-10 */
+        "\xE2\x96\x81"
+        "a",
+        "abc",
+        "<tool>",
+        "x", /* 11-14 */
     };
     float scores[] = {0, 0, 0, 0, 0, -10, -20, -20, -20, -1, -1, -2, -3, 0, -30};
     int32_t types[] = {2, 3, 3, 6, 6, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1};
@@ -483,7 +516,8 @@ static dk_tokenizer *load_llama2_gguf(void) {
     dk_spm_vocab v = {(int)n, strs, lens, scores, types, (int)bos, (int)eos, (int)unk, asp};
     dk_tokenizer *t = NULL;
     ck_assert_msg(dk_tokenizer_create_spm(&v, &t, &e) == DK_OK, "%s", e.msg);
-    free(scores); free(types);
+    free(scores);
+    free(types);
     dk_gguf_close(g); /* the tokenizer copied what it needs */
     return t;
 }
@@ -496,7 +530,11 @@ START_TEST(test_llama2_gguf_ids) {
     ck_assert_int_eq(dk_tokenizer_unk(t), 0);
     /* Hand-verified Llama-2 ids (published widely; e.g. "Hello world" = 15043 3186, and the
      * well-known 29871 '▁' before a leading newline/space) */
-    struct { const char *text; int32_t ids[8]; int n; } cases[] = {
+    struct {
+        const char *text;
+        int32_t ids[8];
+        int n;
+    } cases[] = {
         {"Hello world", {1, 15043, 3186}, 3},
         {" Hello", {1, 29871, 15043}, 3},
         {"\n", {1, 29871, 13}, 3},
@@ -510,7 +548,11 @@ START_TEST(test_llama2_gguf_ids) {
         assert_ids(cases[c].text, ids, n, cases[c].ids, cases[c].n);
         free(ids);
     }
-    ck_assert_int_eq(dk_tokenizer_find(t, "\xE2\x96\x81" "the", 6), 278);
+    ck_assert_int_eq(dk_tokenizer_find(t,
+                                       "\xE2\x96\x81"
+                                       "the",
+                                       6),
+                     278);
     ck_assert_int_eq(dk_tokenizer_find(t, "<0x0A>", 6), 13);
     ck_assert_int_eq(dk_tokenizer_type(t, 13), DK_TOKEN_TYPE_BYTE);
     ck_assert_int_eq(dk_tokenizer_type(t, 1), DK_TOKEN_TYPE_CONTROL);
@@ -526,7 +568,8 @@ START_TEST(test_llama2_gguf_roundtrip) {
         "  two leading spaces, trailing too  ",
         "multiple   spaces\tand\ttabs\n\nnewlines\r\n",
         "digits 3.14159 and 1,000,000; code: for (int i = 0; i < n; i++) { x[i] = 0x1F; }",
-        "unicode: caf\u00e9 na\u00efve \u65e5\u672c\u8a9e \U0001F600 \u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439",
+        "unicode: caf\u00e9 na\u00efve \u65e5\u672c\u8a9e \U0001F600 "
+        "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439",
         "\xF0\x9F\xA6\x99 rare emoji and \xE2\x80\x8B zero-width space",
         "<s> literal control text </s>",
         "x",
@@ -539,13 +582,15 @@ START_TEST(test_llama2_gguf_roundtrip) {
         ck_assert(dk_tokenizer_encode(t, texts[c], L, true, &ids, &n, &e) == DK_OK);
         for (int i = 1; i < n; i++) { /* text never produces control or unknown tokens */
             int ty = dk_tokenizer_type(t, ids[i]);
-            ck_assert_msg(ty == DK_TOKEN_TYPE_NORMAL || ty == DK_TOKEN_TYPE_BYTE, "'%s': id %d type %d", texts[c], ids[i], ty);
+            ck_assert_msg(ty == DK_TOKEN_TYPE_NORMAL || ty == DK_TOKEN_TYPE_BYTE, "'%s': id %d type %d",
+                          texts[c], ids[i], ty);
         }
         char *s = NULL;
         size_t sl = 0;
         ck_assert(dk_tokenizer_decode(t, ids, n, &s, &sl, &e) == DK_OK);
         ck_assert_msg(sl == L && !memcmp(s, texts[c], L), "round trip: '%s' -> '%s'", texts[c], s);
-        free(s); free(ids);
+        free(s);
+        free(ids);
     }
     dk_tokenizer_free(t);
 }
@@ -571,7 +616,8 @@ START_TEST(test_cli_tokenize) {
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert_str_eq(out, "1 281 306 414\n");
     free(out);
-    snprintf(cmd, sizeof cmd, "%s tokenize %s -z %s --decode 1 403 407 261 378 13 281 306 414", dk_test_cli(), model, tok);
+    snprintf(cmd, sizeof cmd, "%s tokenize %s -z %s --decode 1 403 407 261 378 13 281 306 414", dk_test_cli(),
+             model, tok);
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert_str_eq(out, "Once upon a time\n hello\n"); /* the space of "▁he" after a newline byte stays */
     free(out);

@@ -33,11 +33,18 @@
 
 /* Per-element checks: Check's ck_assert records every passing call through a pipe write, so
  * loops over millions of elements test the condition and abort only on failure. */
-#define T_CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+#define T_CHECK(cond, ...)                      \
+    do {                                        \
+        if (!(cond)) ck_abort_msg(__VA_ARGS__); \
+    } while (0)
 
 /* ---- conversions ---- */
 
-static uint32_t t_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static uint32_t t_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
 
 /* same bits, or both NaN with the same sign (F16C quiets signalling NaNs) */
 static int t_same(float a, float b) {
@@ -50,13 +57,17 @@ START_TEST(test_convert_f16_bf16_exhaustive) {
     uint8_t *src = malloc(2 * 65536 + 1);
     float *dst = malloc(65536 * sizeof *dst);
     for (int off = 0; off < 2; off++) {
-        for (uint32_t h = 0; h < 65536; h++) { uint16_t v = (uint16_t)h; memcpy(src + off + 2 * h, &v, 2); }
+        for (uint32_t h = 0; h < 65536; h++) {
+            uint16_t v = (uint16_t)h;
+            memcpy(src + off + 2 * h, &v, 2);
+        }
         dk_dequantize(DK_GGML_TYPE_F16, src + off, dst, 65536);
         for (uint32_t h = 0; h < 65536; h++)
-            T_CHECK(t_same(dst[h], dk_fp16_to_f32((uint16_t)h)), "f16 0x%04x: %08x vs %08x", h, t_bits(dst[h]),
-                          t_bits(dk_fp16_to_f32((uint16_t)h)));
+            T_CHECK(t_same(dst[h], dk_fp16_to_f32((uint16_t)h)), "f16 0x%04x: %08x vs %08x", h,
+                    t_bits(dst[h]), t_bits(dk_fp16_to_f32((uint16_t)h)));
         dk_dequantize(DK_GGML_TYPE_BF16, src + off, dst, 65536);
-        for (uint32_t h = 0; h < 65536; h++) T_CHECK(t_bits(dst[h]) == h << 16, "bf16 0x%04x: %08x", h, t_bits(dst[h]));
+        for (uint32_t h = 0; h < 65536; h++)
+            T_CHECK(t_bits(dst[h]) == h << 16, "bf16 0x%04x: %08x", h, t_bits(dst[h]));
         /* a length that is not a multiple of the vector width */
         dst[37] = 12345.0f;
         dk_dequantize(DK_GGML_TYPE_F16, src + off + 2 * 1000, dst, 37);
@@ -65,9 +76,9 @@ START_TEST(test_convert_f16_bf16_exhaustive) {
     }
     /* round to nearest even, and back */
     ck_assert_uint_eq(dk_f32_to_bf16(1.0f), 0x3f80);
-    ck_assert_uint_eq(dk_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);          /* tie -> even */
+    ck_assert_uint_eq(dk_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80); /* tie -> even */
     ck_assert_uint_eq(dk_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
-    ck_assert_uint_eq(dk_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82);          /* tie -> even (up) */
+    ck_assert_uint_eq(dk_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82); /* tie -> even (up) */
     for (uint32_t h = 0; h < 65536; h++) {
         float f = dk_bf16_to_f32((uint16_t)h);
         T_CHECK(isnan(f) || dk_f32_to_bf16(f) == h, "bf16 round trip 0x%04x", h);
@@ -174,12 +185,24 @@ static float t_value(const t_tensor *t, uint32_t type, int64_t i) {
 static int t_tensors(const t_cfg *c, t_tensor *out) {
     int n = 0, q = c->n_head * (c->n_embd / c->n_head), kv = c->n_head_kv * (c->n_embd / c->n_head);
     uint64_t idx = 0;
-#define T_ADD(nm, k, r, cl) do { t_tensor *t_ = &out[n++]; snprintf(t_->name, sizeof t_->name, "%s", nm); \
-        t_->kind = k; t_->rows = r; t_->cols = cl; t_->seed = (idx + 1) * 1000003ull; idx++; } while (0)
+#define T_ADD(nm, k, r, cl)                            \
+    do {                                               \
+        t_tensor *t_ = &out[n++];                      \
+        snprintf(t_->name, sizeof t_->name, "%s", nm); \
+        t_->kind = k;                                  \
+        t_->rows = r;                                  \
+        t_->cols = cl;                                 \
+        t_->seed = (idx + 1) * 1000003ull;             \
+        idx++;                                         \
+    } while (0)
     T_ADD("token_embd.weight", T_KIND_EMBD, c->n_vocab, c->n_embd);
     for (int l = 0; l < c->n_layer; l++) {
         char b[48];
-#define T_L(sfx, k, r, cl) do { snprintf(b, sizeof b, "blk.%d.%s", l, sfx); T_ADD(b, k, r, cl); } while (0)
+#define T_L(sfx, k, r, cl)                          \
+    do {                                            \
+        snprintf(b, sizeof b, "blk.%d.%s", l, sfx); \
+        T_ADD(b, k, r, cl);                         \
+    } while (0)
         T_L("attn_norm.weight", T_KIND_NORM, 1, c->n_embd);
         T_L("attn_q.weight", T_KIND_MAT, q, c->n_embd);
         T_L("attn_k.weight", T_KIND_MAT, kv, c->n_embd);
@@ -205,11 +228,32 @@ static int t_tensors(const t_cfg *c, t_tensor *out) {
 
 static void t_w64(FILE *f, uint64_t v) { fwrite(&v, 8, 1, f); }
 static void t_w32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }
-static void t_wstr(FILE *f, const char *s) { t_w64(f, strlen(s)); fwrite(s, 1, strlen(s), f); }
-static void t_kv_u32(FILE *f, const char *k, uint32_t v) { t_wstr(f, k); t_w32(f, DK_GGUF_TYPE_UINT32); t_w32(f, v); }
-static void t_kv_f32(FILE *f, const char *k, float v) { t_wstr(f, k); t_w32(f, DK_GGUF_TYPE_FLOAT32); fwrite(&v, 4, 1, f); }
-static void t_kv_str(FILE *f, const char *k, const char *v) { t_wstr(f, k); t_w32(f, DK_GGUF_TYPE_STRING); t_wstr(f, v); }
-static void t_pad(FILE *f) { long p = ftell(f); while (p % 32) { fputc(0, f); p++; } }
+static void t_wstr(FILE *f, const char *s) {
+    t_w64(f, strlen(s));
+    fwrite(s, 1, strlen(s), f);
+}
+static void t_kv_u32(FILE *f, const char *k, uint32_t v) {
+    t_wstr(f, k);
+    t_w32(f, DK_GGUF_TYPE_UINT32);
+    t_w32(f, v);
+}
+static void t_kv_f32(FILE *f, const char *k, float v) {
+    t_wstr(f, k);
+    t_w32(f, DK_GGUF_TYPE_FLOAT32);
+    fwrite(&v, 4, 1, f);
+}
+static void t_kv_str(FILE *f, const char *k, const char *v) {
+    t_wstr(f, k);
+    t_w32(f, DK_GGUF_TYPE_STRING);
+    t_wstr(f, v);
+}
+static void t_pad(FILE *f) {
+    long p = ftell(f);
+    while (p % 32) {
+        fputc(0, f);
+        p++;
+    }
+}
 
 static uint32_t t_ttype(const t_tensor *t, uint32_t type) {
     return (t->kind == T_KIND_MAT || t->kind == T_KIND_EMBD) ? type : DK_GGML_TYPE_F32;
@@ -285,7 +329,9 @@ static long t_write_gguf_as(const char *path, const t_cfg *c, uint32_t type, uin
     return size;
 }
 
-static long t_write_gguf(const char *path, const t_cfg *c, uint32_t type) { return t_write_gguf_as(path, c, type, type); }
+static long t_write_gguf(const char *path, const t_cfg *c, uint32_t type) {
+    return t_write_gguf_as(path, c, type, type);
+}
 
 /* ---- goldens ---- */
 
@@ -368,7 +414,8 @@ START_TEST(test_golden_logits) {
         scale = fmax(scale, fabs(gold[i]));
         err = fmax(err, fabs((double)lg[i] - gold[i]));
     }
-    printf("weights %s: max |logit| %.3f, max err %.2e (%.2e of scale)\n", t_type_files[_i], scale, err, err / scale);
+    printf("weights %s: max |logit| %.3f, max err %.2e (%.2e of scale)\n", t_type_files[_i], scale, err,
+           err / scale);
     ck_assert(scale > 1.0);
     ck_assert_msg(err <= 1e-3 * scale, "%s: max err %g > 1e-3 x %g", t_type_files[_i], err, scale);
     free(lg);
@@ -393,12 +440,16 @@ START_TEST(test_filetype_equals_f32) {
     int n = T_PROMPT, V = cfg.n_vocab, d = cfg.n_embd;
     int32_t tok[T_PROMPT];
     t_prompt(tok, V);
-    float *la = malloc((size_t)n * V * 4), *lb = malloc((size_t)n * V * 4), *ha = malloc((size_t)n * d * 4), *hb = malloc((size_t)n * d * 4);
+    float *la = malloc((size_t)n * V * 4), *lb = malloc((size_t)n * V * 4), *ha = malloc((size_t)n * d * 4),
+          *hb = malloc((size_t)n * d * 4);
     t_prefill(a, tok, n, la, ha);
     t_prefill(b, tok, n, lb, hb);
     ck_assert_int_eq(memcmp(ha, hb, (size_t)n * d * 4), 0);
     ck_assert_int_eq(memcmp(la, lb, (size_t)n * V * 4), 0);
-    free(la); free(lb); free(ha); free(hb);
+    free(la);
+    free(lb);
+    free(ha);
+    free(hb);
     dk_model_free(a);
     dk_model_free(b);
     unlink(p1);
@@ -443,7 +494,8 @@ static void t_decode_rows(dk_model *m, bool fused, const int32_t *tok, int n, fl
 }
 
 /* fused vs golden (tolerance tol of the golden's scale) and vs the whole-matrix path (1e-5) */
-static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int n, const float *gold, double tol) {
+static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int n, const float *gold,
+                          double tol) {
     int V = m->cfg.n_vocab;
     size_t nl = (size_t)n * V;
     float *lf = malloc(nl * 4), *lc = malloc(nl * 4);
@@ -458,10 +510,12 @@ static void t_check_fused(dk_model *m, const char *what, const int32_t *tok, int
         ec = fmax(ec, fabs((double)lf[i] - lc[i]));
         n_diff += memcmp(&lf[i], &lc[i], 4) != 0;
     }
-    printf("fused decode %s: vs golden %.2e of scale, vs whole-matrix path %.2e of scale (%zu of %zu logits differ)\n", what,
-           eg / gs, ec / cs, n_diff, nl);
+    printf("fused decode %s: vs golden %.2e of scale, vs whole-matrix path %.2e of scale (%zu of %zu logits "
+           "differ)\n",
+           what, eg / gs, ec / cs, n_diff, nl);
     ck_assert(gs > 1.0 && cs > 1.0);
-    ck_assert_msg(eg <= tol * gs, "%s: fused decode differs from the golden by %g > %g x %g", what, eg, tol, gs);
+    ck_assert_msg(eg <= tol * gs, "%s: fused decode differs from the golden by %g > %g x %g", what, eg, tol,
+                  gs);
     ck_assert_msg(ec <= 1e-5 * cs, "%s: fused vs whole-matrix path: %g > 1e-5 x %g", what, ec, cs);
     free(lf);
     free(lc);
@@ -513,7 +567,10 @@ static long t_status_kb(const char *key) {
     long v = -1;
     size_t kl = strlen(key);
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') { v = atol(line + kl + 1); break; }
+        if (!strncmp(line, key, kl) && line[kl] == ':') {
+            v = atol(line + kl + 1);
+            break;
+        }
     fclose(f);
     return v;
 }
@@ -526,11 +583,18 @@ static int t_rss_child(const char *path) {
     dk_model *m;
     dk_ctx *c;
     dk_err e = {{0}};
-    if (dk_model_load(path, NULL, &m, &e) || dk_ctx_create(m, T_RSS_CTX, &c, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    if (dk_model_load(path, NULL, &m, &e) || dk_ctx_create(m, T_RSS_CTX, &c, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     int32_t tok[T_RSS_TOKENS];
-    for (int i = 0; i < T_RSS_TOKENS; i++) tok[i] = (int32_t)(t_rand(5, (uint64_t)i) % (uint64_t)m->cfg.n_vocab);
+    for (int i = 0; i < T_RSS_TOKENS; i++)
+        tok[i] = (int32_t)(t_rand(5, (uint64_t)i) % (uint64_t)m->cfg.n_vocab);
     float *logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
-    if (dk_forward_prefill(c, tok, T_RSS_TOKENS, NULL, logits, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    if (dk_forward_prefill(c, tok, T_RSS_TOKENS, NULL, logits, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     long peak = t_status_kb("VmHWM");
     printf("%ld %ld %s %.6f\n", base, peak, m->tensor_type, dk_ctx_stats(c)->convert_s);
     free(logits);
@@ -544,7 +608,10 @@ START_TEST(test_peak_rss) {
     printf("SKIP peak RSS: ASan's shadow memory and quarantine inflate it\n");
     return;
 #endif
-    if (t_status_kb("VmHWM") < 0) { printf("SKIP peak RSS: no VmHWM in /proc/self/status\n"); return; }
+    if (t_status_kb("VmHWM") < 0) {
+        printf("SKIP peak RSS: no VmHWM in /proc/self/status\n");
+        return;
+    }
     char path[512], exe[512], cmd[1200], *out = NULL;
     dk_test_tmp_path(path, sizeof path, "rss_bf16.gguf");
     long size = t_write_gguf(path, &T_BIG, DK_GGML_TYPE_BF16);
@@ -567,15 +634,19 @@ START_TEST(test_peak_rss) {
     dk_memory_estimate est;
     dk_memory_estimate_fill(&c, wb, wf, T_RSS_CTX, T_RSS_TOKENS, &est);
     double grew = (double)(peak - base) * 1024.0;
-    printf("peak RSS: file %.1f MB, weights %.1f MB (f32 %.1f MB), kv %.2f MB, scratch %.1f MB (convert %.1f MB); "
-           "estimate %.1f MB, measured growth %.1f MB (%.3f of the estimate, %.3f of the f32 weights); convert %.3f s\n",
-           size / 1e6, wb / 1e6, wf / 1e6, est.kv_bytes / 1e6, est.scratch_bytes / 1e6, est.convert_bytes / 1e6,
-           est.total_bytes / 1e6, grew / 1e6, grew / (double)est.total_bytes, grew / (double)wf, conv);
+    printf("peak RSS: file %.1f MB, weights %.1f MB (f32 %.1f MB), kv %.2f MB, scratch %.1f MB (convert %.1f "
+           "MB); "
+           "estimate %.1f MB, measured growth %.1f MB (%.3f of the estimate, %.3f of the f32 weights); "
+           "convert %.3f s\n",
+           size / 1e6, wb / 1e6, wf / 1e6, est.kv_bytes / 1e6, est.scratch_bytes / 1e6,
+           est.convert_bytes / 1e6, est.total_bytes / 1e6, grew / 1e6, grew / (double)est.total_bytes,
+           grew / (double)wf, conv);
     ck_assert(wb > 60000000 && wb < 100000000);
-    ck_assert_msg(grew <= 1.10 * (double)est.total_bytes, "peak RSS growth %.1f MB > estimate %.1f MB + 10 %%", grew / 1e6,
-                  est.total_bytes / 1e6);
+    ck_assert_msg(grew <= 1.10 * (double)est.total_bytes,
+                  "peak RSS growth %.1f MB > estimate %.1f MB + 10 %%", grew / 1e6, est.total_bytes / 1e6);
     /* converting at load would hold the f32 weights (wf) plus the same run state */
-    ck_assert_msg(grew < 0.75 * (double)wf, "peak RSS growth %.1f MB is not well below the f32 weights %.1f MB", grew / 1e6, wf / 1e6);
+    ck_assert_msg(grew < 0.75 * (double)wf,
+                  "peak RSS growth %.1f MB is not well below the f32 weights %.1f MB", grew / 1e6, wf / 1e6);
     /* and the weights really were touched: the growth covers the layer matrices read */
     ck_assert_msg(grew > 0.5 * (double)wb, "growth %.1f MB < half the weights: model not read?", grew / 1e6);
     unlink(path);
@@ -602,15 +673,18 @@ START_TEST(test_random_typed) {
         dk_tensor_row_f32(tb, r, row);
         const float *fr = (const float *)tf->data + r * tf->cols;
         for (int64_t j = 0; j < tb->cols; j++)
-            T_CHECK(t_bits(row[j]) == (uint32_t)dk_f32_to_bf16(fr[j]) << 16, "row %lld col %lld", (long long)r, (long long)j);
+            T_CHECK(t_bits(row[j]) == (uint32_t)dk_f32_to_bf16(fr[j]) << 16, "row %lld col %lld",
+                    (long long)r, (long long)j);
     }
     /* Q8_0 needs block-aligned rows: llama-tiny's n_ff 160 is, n_embd 64 is */
     ck_assert_int_eq(dk_model_create_random_typed(&c, 7, "q", DK_GGML_TYPE_Q8_0, &q, &e), DK_OK);
     dk_model_config bad;
     ck_assert(dk_model_shape("qwen2-tiny", &bad)); /* n_embd 48 */
     dk_model *x = NULL;
-    ck_assert_int_eq(dk_model_create_random_typed(&bad, 7, "qwen2-tiny", DK_GGML_TYPE_Q8_0, &x, &e), DK_ERR_ARG);
-    ck_assert_str_eq(e.msg, "qwen2-tiny: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (48, 48, 96)");
+    ck_assert_int_eq(dk_model_create_random_typed(&bad, 7, "qwen2-tiny", DK_GGML_TYPE_Q8_0, &x, &e),
+                     DK_ERR_ARG);
+    ck_assert_str_eq(e.msg,
+                     "qwen2-tiny: Q8_0 needs n_embd, n_head*head_dim and n_ff multiples of 32 (48, 48, 96)");
     ck_assert_ptr_null(x);
     /* each runs; bf16 logits are close to f32's (rounding of the weights only) */
     int32_t tok[12];
@@ -633,8 +707,12 @@ START_TEST(test_random_typed) {
     }
     ck_assert_msg(eb > 0 && eb < 0.05 * sc, "bf16 vs f32: %g of %g", eb, sc);
     ck_assert_msg(eq > 0 && eq < 0.05 * sc, "q8_0 vs f32: %g of %g", eq, sc);
-    dk_ctx_free(cf); dk_ctx_free(cb); dk_ctx_free(cq);
-    dk_model_free(f); dk_model_free(b); dk_model_free(q);
+    dk_ctx_free(cf);
+    dk_ctx_free(cb);
+    dk_ctx_free(cq);
+    dk_model_free(f);
+    dk_model_free(b);
+    dk_model_free(q);
 }
 END_TEST
 
@@ -652,27 +730,32 @@ START_TEST(test_cli_bench_dtype) {
     ck_assert(dk_test_field(out, "convert_s") == 0);
     free(out);
     /* --decode: fused vs whole-matrix decode side by side, ratio last; refused for F32 weights */
-    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2", dk_test_cli());
+    snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2",
+             dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert(dk_test_field(out, "decode_steps") == 2 && dk_test_field(out, "decode_context") == 16);
-    double tf = dk_test_field(out, "decode_fused_tokens_per_s"), tc = dk_test_field(out, "decode_convert_tokens_per_s");
+    double tf = dk_test_field(out, "decode_fused_tokens_per_s"),
+           tc = dk_test_field(out, "decode_convert_tokens_per_s");
     double ratio = dk_test_field(out, "decode_fused_vs_convert");
     ck_assert(tf > 0 && tc > 0 && ratio > 0);
     /* one rep: the ratio is tf / tc up to the printed precision (%.3f for it, %.2f for tf and tc) */
     double q = tf / tc, tol = 0.0005 + q * (0.005 / tf + 0.005 / tc) + 1e-9;
     ck_assert_msg(fabs(ratio - q) <= tol, "one rep: ratio %g = %g / %g (tolerance %g)", ratio, tf, tc, tol);
     const char *last = strstr(out, "\ndecode_fused_vs_convert: ");
-    ck_assert_msg(strchr(last + 1, '\n') == out + strlen(out) - 1, "decode_fused_vs_convert is not the last line:\n%s", out);
+    ck_assert_msg(strchr(last + 1, '\n') == out + strlen(out) - 1,
+                  "decode_fused_vs_convert is not the last line:\n%s", out);
     free(out);
     /* F32 weights: one decode path, decode_tokens_per_s only */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --tokens 16 --reps 1 --decode 2", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert_msg(dk_test_field(out, "decode_tokens_per_s") > 0 && !strstr(out, "decode_fused_vs_convert"), "%s", out);
+    ck_assert_msg(dk_test_field(out, "decode_tokens_per_s") > 0 && !strstr(out, "decode_fused_vs_convert"),
+                  "%s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype iq2_xxs 2>&1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
-    ck_assert_str_eq(out, "dashkit bench: --dtype 'iq2_xxs' is not one of F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
-                          "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, BF16\n");
+    ck_assert_str_eq(
+        out, "dashkit bench: --dtype 'iq2_xxs' is not one of F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, "
+             "Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, BF16\n");
     free(out);
     /* every supported type is accepted; the K-quants need rows of whole 256-blocks */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_1 --tokens 16 --reps 1", dk_test_cli());
@@ -681,7 +764,9 @@ START_TEST(test_cli_bench_dtype) {
     free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q4_K --tokens 16 2>&1", dk_test_cli());
     ck_assert_int_ne(dk_test_run(cmd, 1, &out), 0);
-    ck_assert_msg(strstr(out, "llama-tiny: Q4_K needs n_embd, n_head*head_dim and n_ff multiples of 256 (64, 64, 160)"), "%s", out);
+    ck_assert_msg(
+        strstr(out, "llama-tiny: Q4_K needs n_embd, n_head*head_dim and n_ff multiples of 256 (64, 64, 160)"),
+        "%s", out);
     free(out);
 }
 END_TEST

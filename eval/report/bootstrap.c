@@ -50,7 +50,10 @@ typedef struct {
 
 static void dk_boot_groups_free(dk_boot_groups *g, size_t n_st) {
     if (!g) return;
-    for (size_t s = 0; s < n_st; s++) { free(g[s].sn); free(g[s].sd); }
+    for (size_t s = 0; s < n_st; s++) {
+        free(g[s].sn);
+        free(g[s].sd);
+    }
     free(g);
 }
 
@@ -67,7 +70,10 @@ static dk_boot_groups *dk_boot_groups_make(const dk_boot_stratum *st, size_t n_s
         size_t n = st[s].n;
         g[s].sn = malloc((n ? n : 1) * sizeof(double));
         g[s].sd = malloc((n ? n : 1) * sizeof(double));
-        if (!g[s].sn || !g[s].sd) { dk_boot_groups_free(g, n_st); return NULL; }
+        if (!g[s].sn || !g[s].sd) {
+            dk_boot_groups_free(g, n_st);
+            return NULL;
+        }
         if (!st[s].cluster) {
             for (size_t i = 0; i < n; i++) {
                 g[s].sn[i] = st[s].num[i];
@@ -79,26 +85,44 @@ static dk_boot_groups *dk_boot_groups_make(const dk_boot_stratum *st, size_t n_s
         /* cluster index of each sample: sort (id, position), number ids by first appearance */
         int64_t *pair = malloc((n ? n : 1) * 2 * sizeof *pair);
         size_t *slot = malloc((n ? n : 1) * sizeof *slot), *first = malloc((n ? n : 1) * sizeof *first);
-        if (!pair || !slot || !first) { free(pair); free(slot); free(first); dk_boot_groups_free(g, n_st); return NULL; }
-        for (size_t i = 0; i < n; i++) { pair[2 * i] = st[s].cluster[i]; pair[2 * i + 1] = (int64_t)i; }
+        if (!pair || !slot || !first) {
+            free(pair);
+            free(slot);
+            free(first);
+            dk_boot_groups_free(g, n_st);
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            pair[2 * i] = st[s].cluster[i];
+            pair[2 * i + 1] = (int64_t)i;
+        }
         qsort(pair, n, 2 * sizeof *pair, dk_boot_cmp_i64);
         /* within equal ids qsort's order is unspecified: the group's first position is its minimum */
         for (size_t i = 0; i < n;) {
             size_t j = i;
             int64_t lo = pair[2 * i + 1];
-            while (j < n && pair[2 * j] == pair[2 * i]) { if (pair[2 * j + 1] < lo) lo = pair[2 * j + 1]; j++; }
+            while (j < n && pair[2 * j] == pair[2 * i]) {
+                if (pair[2 * j + 1] < lo) lo = pair[2 * j + 1];
+                j++;
+            }
             for (size_t t = i; t < j; t++) first[pair[2 * t + 1]] = (size_t)lo;
             i = j;
         }
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-            if (first[i] == i) { slot[i] = k; g[s].sn[k] = 0; g[s].sd[k] = 0; k++; }
-            else slot[i] = slot[first[i]];
+            if (first[i] == i) {
+                slot[i] = k;
+                g[s].sn[k] = 0;
+                g[s].sd[k] = 0;
+                k++;
+            } else slot[i] = slot[first[i]];
             g[s].sn[slot[i]] += st[s].num[i];
             g[s].sd[slot[i]] += st[s].den ? st[s].den[i] : 1.0;
         }
         g[s].k = k;
-        free(pair); free(slot); free(first);
+        free(pair);
+        free(slot);
+        free(first);
     }
     return g;
 }
@@ -115,7 +139,8 @@ static double dk_boot_stat_eval(const dk_boot_groups *g, size_t n_st, dk_boot_st
             sd += g[s].sd[j];
         }
         if (!g[s].k) continue;
-        tn += sn; td += sd;
+        tn += sn;
+        td += sd;
         sum_r += sn / sd;
         k++;
     }
@@ -145,8 +170,8 @@ static double dk_boot_quantile(const double *v, size_t n, double p) {
 }
 
 /* est and the n_boot resampled statistics (malloc'd in *vals, unsorted; NULL when none). */
-static dk_status dk_boot_run(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot, uint64_t seed,
-                             double *est, double **vals, dk_err *e) {
+static dk_status dk_boot_run(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot,
+                             uint64_t seed, double *est, double **vals, dk_err *e) {
     *vals = NULL;
     dk_boot_groups *g = dk_boot_groups_make(st, n_st);
     if (!g) return dk_fail(e, DK_ERR_NOMEM, "bootstrap: out of memory");
@@ -155,7 +180,10 @@ static dk_status dk_boot_run(const dk_boot_stratum *st, size_t n_st, dk_boot_sta
     for (size_t s = 0; s < n_st; s++) total += g[s].k;
     if (n_boot > 0 && total > 0) {
         double *v = malloc((size_t)n_boot * sizeof *v);
-        if (!v) { dk_boot_groups_free(g, n_st); return dk_fail(e, DK_ERR_NOMEM, "bootstrap: out of memory"); }
+        if (!v) {
+            dk_boot_groups_free(g, n_st);
+            return dk_fail(e, DK_ERR_NOMEM, "bootstrap: out of memory");
+        }
         uint64_t rng = seed;
         for (int b = 0; b < n_boot; b++) v[b] = dk_boot_stat_eval(g, n_st, stat, &rng);
         *vals = v;
@@ -164,9 +192,10 @@ static dk_status dk_boot_run(const dk_boot_stratum *st, size_t n_st, dk_boot_sta
     return DK_OK;
 }
 
-dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot, uint64_t seed,
-                          double level, dk_ci *out, dk_err *e) {
-    if (!(level > 0 && level < 1)) return dk_fail(e, DK_ERR_ARG, "bootstrap level %g is outside (0,1)", level);
+dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot,
+                          uint64_t seed, double level, dk_ci *out, dk_err *e) {
+    if (!(level > 0 && level < 1))
+        return dk_fail(e, DK_ERR_ARG, "bootstrap level %g is outside (0,1)", level);
     if (n_boot < 0) return dk_fail(e, DK_ERR_ARG, "bootstrap resamples %d < 0", n_boot);
     out->lo = out->hi = NAN;
     double *v = NULL;
@@ -182,11 +211,16 @@ dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat s
 dk_status dk_bootstrap_paired(const double *a, const double *b, const int64_t *cluster, size_t n, int n_boot,
                               uint64_t seed, double level, dk_boot_diff *out, dk_err *e) {
     *out = (dk_boot_diff){NAN, NAN, NAN, NAN, 0};
-    if (!(level > 0 && level < 1)) return dk_fail(e, DK_ERR_ARG, "bootstrap level %g is outside (0,1)", level);
+    if (!(level > 0 && level < 1))
+        return dk_fail(e, DK_ERR_ARG, "bootstrap level %g is outside (0,1)", level);
     if (n_boot < 0) return dk_fail(e, DK_ERR_ARG, "bootstrap resamples %d < 0", n_boot);
     double *d = malloc((n ? n : 1) * sizeof *d);
     int64_t *cl = cluster ? malloc((n ? n : 1) * sizeof *cl) : NULL;
-    if (!d || (cluster && !cl)) { free(d); free(cl); return dk_fail(e, DK_ERR_NOMEM, "bootstrap: out of memory"); }
+    if (!d || (cluster && !cl)) {
+        free(d);
+        free(cl);
+        return dk_fail(e, DK_ERR_NOMEM, "bootstrap: out of memory");
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (isnan(a[i]) || isnan(b[i])) continue;

@@ -23,8 +23,8 @@
 #include <stdint.h>
 
 typedef struct {
-    const double *num;      /* (n) */
-    const double *den;      /* (n) or NULL = all ones */
+    const double *num; /* (n) */
+    const double *den; /* (n) or NULL = all ones */
     size_t n;
     const int64_t *cluster; /* (n) or NULL = each sample its own cluster; equal ids resample together */
 } dk_boot_stratum;
@@ -44,8 +44,8 @@ double dk_boot_estimate(const dk_boot_stratum *st, size_t n_st, dk_boot_stat sta
 
 /* n_boot >= 0 resamples (0: est only); level in (0,1). DK_ERR_ARG for a bad level or n_boot,
  * DK_ERR_NOMEM. */
-dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot, uint64_t seed,
-                          double level, dk_ci *out, dk_err *e);
+dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat stat, int n_boot,
+                          uint64_t seed, double level, dk_ci *out, dk_err *e);
 
 /* Paired comparison of two methods on the same samples: d_i = a_i - b_i (NAN pairs skipped),
  * est = mean d, [lo, hi] its percentile interval over n_boot resamples of the pairs (of their

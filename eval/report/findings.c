@@ -17,8 +17,8 @@ static void dk_find_diff(FILE *f, const dk_boot_diff *d, double level) {
 
 static int dk_find_contains_zero(const dk_boot_diff *d) { return !isnan(d->lo) && d->lo <= 0 && d->hi >= 0; }
 
-void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, size_t ns, const dk_find_cmp *c, size_t nc,
-                       double rho_kl, size_t n_kl, double level, double alpha) {
+void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, size_t ns, const dk_find_cmp *c,
+                       size_t nc, double rho_kl, size_t n_kl, double level, double alpha) {
     fprintf(f, "**%s.** ", model);
     /* 1. leaders per FLOP-speedup band */
     int any_band = 0;
@@ -53,7 +53,9 @@ void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, siz
     }
     if (n_vs) {
         if (n_same) {
-            fprintf(f, "Indistinguishable from dense (the %.0f%% CI of the paired score difference contains 0): %zu of %zu settings (",
+            fprintf(f,
+                    "Indistinguishable from dense (the %.0f%% CI of the paired score difference contains 0): "
+                    "%zu of %zu settings (",
                     100 * level, n_same, n_vs);
             size_t k = 0;
             for (size_t i = 0; i < nc && k < 6; i++)
@@ -69,7 +71,9 @@ void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, siz
             fprintf(f, "Below dense: %zu", n_below);
             const dk_find_cmp *worst = NULL;
             for (size_t i = 0; i < nc; i++)
-                if (!c[i].matched && !isnan(c[i].d.est) && c[i].d.hi < 0 && (!worst || c[i].d.est < worst->d.est)) worst = &c[i];
+                if (!c[i].matched && !isnan(c[i].d.est) && c[i].d.hi < 0 &&
+                    (!worst || c[i].d.est < worst->d.est))
+                    worst = &c[i];
             if (worst) {
                 fprintf(f, " (furthest: %s at %.2f×, ", worst->a, worst->speedup);
                 dk_find_diff(f, &worst->d, level);
@@ -87,12 +91,21 @@ void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, siz
         if (!c[i].matched || isnan(c[i].d.est)) continue;
         n_m++;
         int sig = !isnan(c[i].d.p) && c[i].d.p < alpha;
-        if (sig && c[i].d.est > 0) { n_lead++; if (!big || c[i].d.est > big->d.est) big = &c[i]; }
-        if (sig && c[i].d.est < 0) { n_trail++; if (!worst || c[i].d.est < worst->d.est) worst = &c[i]; }
+        if (sig && c[i].d.est > 0) {
+            n_lead++;
+            if (!big || c[i].d.est > big->d.est) big = &c[i];
+        }
+        if (sig && c[i].d.est < 0) {
+            n_trail++;
+            if (!worst || c[i].d.est < worst->d.est) worst = &c[i];
+        }
     }
     if (n_m) {
-        fprintf(f, "At matched FLOPs (baseline interpolated along its rho grid), DASH leads in %zu of %zu comparisons"
-                   " (p < %.2g), trails in %zu, and is within noise in %zu", n_lead, n_m, alpha, n_trail, n_m - n_lead - n_trail);
+        fprintf(f,
+                "At matched FLOPs (baseline interpolated along its rho grid), DASH leads in %zu of %zu "
+                "comparisons"
+                " (p < %.2g), trails in %zu, and is within noise in %zu",
+                n_lead, n_m, alpha, n_trail, n_m - n_lead - n_trail);
         if (big) {
             fprintf(f, "; largest lead: %s over %s at %.2f×, ", big->a, big->b, big->speedup);
             dk_find_diff(f, &big->d, level);
@@ -103,7 +116,8 @@ void dk_findings_write(FILE *f, const char *model, const dk_find_setting *s, siz
         }
         fprintf(f, ". ");
     } else if (nc) {
-        fprintf(f, "No baseline's rho grid brackets a DASH setting's FLOP speedup, so there is no matched-FLOPs comparison. ");
+        fprintf(f, "No baseline's rho grid brackets a DASH setting's FLOP speedup, so there is no "
+                   "matched-FLOPs comparison. ");
     }
     /* 4. the cheap screen */
     if (!isnan(rho_kl)) {

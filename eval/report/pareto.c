@@ -6,7 +6,10 @@
 
 /* ---- sort by x descending, then y descending ---- */
 
-typedef struct { double x, y; size_t i; } dk_pareto_pt;
+typedef struct {
+    double x, y;
+    size_t i;
+} dk_pareto_pt;
 
 static int dk_pareto_cmp(const void *pa, const void *pb) {
     const dk_pareto_pt *a = pa, *b = pb;
@@ -47,7 +50,10 @@ size_t dk_pareto_front(const double *x, const double *y, size_t n, int *on_front
         while (h < m && p[h].x == p[g].x) h++;
         double gmax = p[g].y; /* group sorted by y descending */
         for (size_t j = g; j < h; j++)
-            if (p[j].y == gmax && p[j].y > best) { on_front[p[j].i] = 1; k++; }
+            if (p[j].y == gmax && p[j].y > best) {
+                on_front[p[j].i] = 1;
+                k++;
+            }
         if (gmax > best) best = gmax;
         g = h;
     }

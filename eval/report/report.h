@@ -82,16 +82,16 @@ typedef struct {
 void dk_report_opts_default(dk_report_opts *o); /* latest run, 2000 resamples, seed 1, 0.95, draw */
 
 typedef struct {
-    int64_t run_id;          /* the run reported */
-    int n_files;             /* files written (data, scripts, tables, report.md, images) */
-    int n_figures;           /* figure scripts written */
-    int n_drawn;             /* figures drawn by gnuplot */
-    int n_failed;            /* figures gnuplot failed on */
-    int gnuplot_found;       /* 1 when a gnuplot executable was found */
-    char gnuplot[512];       /* its path, or why none was found */
-    char terminal[16];       /* "pngcairo" or "png" */
-    char failure[768];       /* first gnuplot failure: "NAME.gp: message" */
-    char notes[2048];        /* figures that could not be made from this store, one per line */
+    int64_t run_id;    /* the run reported */
+    int n_files;       /* files written (data, scripts, tables, report.md, images) */
+    int n_figures;     /* figure scripts written */
+    int n_drawn;       /* figures drawn by gnuplot */
+    int n_failed;      /* figures gnuplot failed on */
+    int gnuplot_found; /* 1 when a gnuplot executable was found */
+    char gnuplot[512]; /* its path, or why none was found */
+    char terminal[16]; /* "pngcairo" or "png" */
+    char failure[768]; /* first gnuplot failure: "NAME.gp: message" */
+    char notes[2048];  /* figures that could not be made from this store, one per line */
 } dk_report_result;
 
 /* Writes the whole report for one run into out_dir (created if missing).
@@ -100,8 +100,8 @@ typedef struct {
 /* The figures (analysis_{delta,reldelta,redundancy,recall}_MODEL.{dat,gp,png,svg}) and
  * analysis.md of the stored analysis id (analyze.h) into out_dir; report.md has the same section
  * for the latest analysis of each of the run's models. DK_ERR_ARG: no such analysis. */
-dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
-                             dk_err *e);
+dk_status dk_report_analysis(dk_store *s, int64_t id, const char *out_dir, const dk_report_opts *o,
+                             dk_report_result *r, dk_err *e);
 
 dk_status dk_report_write(dk_store *s, const char *out_dir, const dk_report_opts *o, dk_report_result *r,
                           dk_err *e);

@@ -11,25 +11,55 @@
 /* ---- loading ---- */
 
 void rep_data_free(rep_data *d) {
-    free(d->run_name); free(d->config_path); free(d->config_hash); free(d->git_rev);
-    free(d->host); free(d->cpu); free(d->blas_core); free(d->command);
+    free(d->run_name);
+    free(d->config_path);
+    free(d->config_hash);
+    free(d->git_rev);
+    free(d->host);
+    free(d->cpu);
+    free(d->blas_core);
+    free(d->command);
     for (size_t i = 0; i < d->n_models; i++) {
-        free(d->models[i].sha); free(d->models[i].path); free(d->models[i].label);
-        free(d->models[i].slug); free(d->models[i].arch);
+        free(d->models[i].sha);
+        free(d->models[i].path);
+        free(d->models[i].label);
+        free(d->models[i].slug);
+        free(d->models[i].arch);
     }
-    for (size_t i = 0; i < d->n_tasks; i++) { free(d->tasks[i].name); free(d->tasks[i].slug); }
+    for (size_t i = 0; i < d->n_tasks; i++) {
+        free(d->tasks[i].name);
+        free(d->tasks[i].slug);
+    }
     for (size_t i = 0; i < d->n_settings; i++) {
-        free(d->settings[i].method); free(d->settings[i].params);
-        free(d->settings[i].label); free(d->settings[i].slug);
+        free(d->settings[i].method);
+        free(d->settings[i].params);
+        free(d->settings[i].label);
+        free(d->settings[i].slug);
     }
     for (size_t i = 0; i < d->n_cells_loaded; i++) {
         rep_cell *c = &d->cells[i];
-        free(c->options); free(c->task_key);
-        free(c->score); free(c->wd); free(c->wm); free(c->fd); free(c->fm);
-        free(c->kl); free(c->top1); free(c->nll); free(c->ctx); free(c->sid); free(c->cl);
-        free(c->active); free(c->dmin); free(c->dmed); free(c->dmax);
+        free(c->options);
+        free(c->task_key);
+        free(c->score);
+        free(c->wd);
+        free(c->wm);
+        free(c->fd);
+        free(c->fm);
+        free(c->kl);
+        free(c->top1);
+        free(c->nll);
+        free(c->ctx);
+        free(c->sid);
+        free(c->cl);
+        free(c->active);
+        free(c->dmin);
+        free(c->dmed);
+        free(c->dmax);
     }
-    free(d->models); free(d->tasks); free(d->settings); free(d->cells);
+    free(d->models);
+    free(d->tasks);
+    free(d->settings);
+    free(d->cells);
     memset(d, 0, sizeof *d);
 }
 
@@ -54,18 +84,24 @@ static char *rep_setting_label(const char *method, const char *params, double v[
     }
     for (cJSON *it = o ? o->child : NULL; it; it = it->next) { /* canonical JSON: keys already sorted */
         int known = 0;
-        for (int k = 0; k < 5; k++) if (!strcmp(it->string, first[k])) known = 1;
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(it->string, first[k])) known = 1;
         if (known || n >= sizeof buf) continue;
-        if (cJSON_IsNumber(it)) n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%g", it->string, it->valuedouble);
-        else if (cJSON_IsString(it)) n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%s", it->string, it->valuestring);
-        else if (cJSON_IsBool(it)) n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%s", it->string, cJSON_IsTrue(it) ? "true" : "false");
+        if (cJSON_IsNumber(it))
+            n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%g", it->string, it->valuedouble);
+        else if (cJSON_IsString(it))
+            n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%s", it->string, it->valuestring);
+        else if (cJSON_IsBool(it))
+            n += (size_t)snprintf(buf + n, sizeof buf - n, " %s=%s", it->string,
+                                  cJSON_IsTrue(it) ? "true" : "false");
     }
     cJSON_Delete(o);
     return rep_strdup(buf);
 }
 
 static int rep_find_or_add_task(rep_data *d, const char *name) {
-    for (size_t i = 0; i < d->n_tasks; i++) if (!strcmp(d->tasks[i].name, name)) return (int)i;
+    for (size_t i = 0; i < d->n_tasks; i++)
+        if (!strcmp(d->tasks[i].name, name)) return (int)i;
     rep_task *t = realloc(d->tasks, (d->n_tasks + 1) * sizeof *t);
     if (!t) return -1;
     d->tasks = t;
@@ -86,13 +122,17 @@ static int rep_find_or_add_setting(rep_data *d, const char *method, const char *
     x->params = rep_strdup(params);
     x->label = rep_setting_label(method, params, v);
     x->slug = rep_slug(x->label);
-    x->rho = v[0]; x->tau = v[1]; x->ls = v[2]; x->keep = v[3];
+    x->rho = v[0];
+    x->tau = v[1];
+    x->ls = v[2];
+    x->keep = v[3];
     return (int)d->n_settings++;
 }
 
-static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path, const char *arch, int64_t n_layer,
-                                 int64_t n_params) {
-    for (size_t i = 0; i < d->n_models; i++) if (!strcmp(d->models[i].sha, sha)) return (int)i;
+static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path, const char *arch,
+                                 int64_t n_layer, int64_t n_params) {
+    for (size_t i = 0; i < d->n_models; i++)
+        if (!strcmp(d->models[i].sha, sha)) return (int)i;
     rep_model *m = realloc(d->models, (d->n_models + 1) * sizeof *m);
     if (!m) return -1;
     d->models = m;
@@ -105,7 +145,11 @@ static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path,
     if (dot && dot != lab) *dot = 0;
     /* two files with one name: tell them apart by hash */
     for (size_t i = 0; i < d->n_models; i++)
-        if (!strcmp(d->models[i].label, lab)) { size_t l = strlen(lab); snprintf(lab + l, sizeof lab - l, "-%.8s", sha); break; }
+        if (!strcmp(d->models[i].label, lab)) {
+            size_t l = strlen(lab);
+            snprintf(lab + l, sizeof lab - l, "-%.8s", sha);
+            break;
+        }
     x->sha = rep_strdup(sha);
     x->path = rep_strdup(path);
     x->arch = rep_strdup(arch ? arch : "");
@@ -122,7 +166,10 @@ static int rep_find_or_add_model(rep_data *d, const char *sha, const char *path,
 static int64_t rep_context_cluster(const char *key, int64_t row) {
     if (!key) return (int64_t)(UINT64_C(1) << 62) + row;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) { h ^= *p; h *= 0x100000001b3ULL; }
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
     return (int64_t)(h & ((UINT64_C(1) << 62) - 1));
 }
 
@@ -133,18 +180,34 @@ static dk_status rep_load_samples(dk_store *s, rep_cell *c, dk_err *e) {
     if (st != DK_OK) return st;
     c->n = x.n;
     c->n_layer = x.n_layer;
-    c->score = x.score; c->wd = x.wall_dense_s; c->wm = x.wall_method_s; c->fd = x.flops_dense; c->fm = x.flops_method;
-    c->kl = x.kl; c->top1 = x.top1; c->nll = x.nll_delta; c->ctx = x.context_tokens; c->sid = x.sample_id;
-    c->active = x.active; c->dmin = x.delta_min; c->dmed = x.delta_median; c->dmax = x.delta_max;
+    c->score = x.score;
+    c->wd = x.wall_dense_s;
+    c->wm = x.wall_method_s;
+    c->fd = x.flops_dense;
+    c->fm = x.flops_method;
+    c->kl = x.kl;
+    c->top1 = x.top1;
+    c->nll = x.nll_delta;
+    c->ctx = x.context_tokens;
+    c->sid = x.sample_id;
+    c->active = x.active;
+    c->dmin = x.delta_min;
+    c->dmed = x.delta_median;
+    c->dmax = x.delta_max;
     x.score = x.wall_dense_s = x.wall_method_s = x.flops_dense = x.flops_method = NULL;
-    x.kl = x.top1 = x.nll_delta = x.context_tokens = x.active = x.delta_min = x.delta_median = x.delta_max = NULL;
+    x.kl = x.top1 = x.nll_delta = x.context_tokens = x.active = x.delta_min = x.delta_median = x.delta_max =
+        NULL;
     x.sample_id = NULL;
     c->cl = malloc((x.n ? x.n : 1) * sizeof *c->cl);
     if (!c->cl) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; st == DK_OK && i < c->n; i++) c->cl[i] = rep_context_cluster(x.context_key[i], x.row[i]);
+    for (size_t i = 0; st == DK_OK && i < c->n; i++)
+        c->cl[i] = rep_context_cluster(x.context_key[i], x.row[i]);
     for (size_t i = 0; st == DK_OK && i < c->n; i++)
         for (size_t j = 0; j < c->n; j++)
-            if (j != i && c->cl[j] == c->cl[i]) { c->n_shared++; break; }
+            if (j != i && c->cl[j] == c->cl[i]) {
+                c->n_shared++;
+                break;
+            }
     dk_store_samples_free(&x);
     return st;
 }
@@ -155,20 +218,30 @@ static dk_status rep_load_run(dk_store *s, int64_t run, rep_data *d, dk_err *e) 
     size_t n = 0;
     dk_status st = dk_store_runs_read(s, &runs, &n, e);
     if (st != DK_OK) return st;
-    if (run <= 0 && !n) st = dk_fail(e, DK_ERR_ARG, "the store has no runs yet (run 'dashkit run CONFIG' first)");
+    if (run <= 0 && !n)
+        st = dk_fail(e, DK_ERR_ARG, "the store has no runs yet (run 'dashkit run CONFIG' first)");
     if (run <= 0 && n) run = runs[n - 1].id;
     dk_store_run *r = NULL;
-    for (size_t i = 0; st == DK_OK && i < n; i++) if (runs[i].id == run) r = &runs[i];
+    for (size_t i = 0; st == DK_OK && i < n; i++)
+        if (runs[i].id == run) r = &runs[i];
     if (st == DK_OK && !r) {
-        if (n) st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run in the store (runs %lld..%lld)", (long long)run,
-                            (long long)runs[0].id, (long long)runs[n - 1].id);
+        if (n)
+            st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run in the store (runs %lld..%lld)",
+                         (long long)run, (long long)runs[0].id, (long long)runs[n - 1].id);
         else st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run (the store has no runs yet)", (long long)run);
     }
     if (st == DK_OK) {
         d->run_id = run;
-        d->run_name = r->name; d->config_path = r->config_path; d->config_hash = r->config_hash;
-        d->git_rev = r->git_rev; d->host = r->host; d->cpu = r->cpu; d->blas_core = r->blas_core; d->command = r->command;
-        r->name = r->config_path = r->config_hash = r->git_rev = r->host = r->cpu = r->blas_core = r->command = NULL;
+        d->run_name = r->name;
+        d->config_path = r->config_path;
+        d->config_hash = r->config_hash;
+        d->git_rev = r->git_rev;
+        d->host = r->host;
+        d->cpu = r->cpu;
+        d->blas_core = r->blas_core;
+        d->command = r->command;
+        r->name = r->config_path = r->config_hash = r->git_rev = r->host = r->cpu = r->blas_core =
+            r->command = NULL;
         d->threads = r->threads;
         d->workers = r->workers;
         d->n_cells = r->n_cells;
@@ -187,7 +260,8 @@ dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e)
     size_t n_rows = 0;
     dk_status st = rep_load_run(s, o->run_id, d, e);
     if (st == DK_OK) st = dk_store_run_cells_read(s, d->run_id, &rows, &n_rows, e);
-    if (st == DK_OK && n_rows && !(d->cells = calloc(n_rows, sizeof *d->cells))) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    if (st == DK_OK && n_rows && !(d->cells = calloc(n_rows, sizeof *d->cells)))
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; st == DK_OK && i < n_rows; i++) {
         dk_store_cell_row *w = &rows[i];
         rep_cell *c = &d->cells[d->n_cells_loaded++];
@@ -203,11 +277,11 @@ dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e)
         c->n_expected = w->n_samples;
         c->length = w->length;
         c->depth = w->depth;
-        if (c->mi < 0 || c->ti < 0 || c->si < 0 || !c->options || !c->task_key) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        if (c->mi < 0 || c->ti < 0 || c->si < 0 || !c->options || !c->task_key)
+            st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         else st = rep_load_samples(s, c, e);
     }
     dk_store_cell_rows_free(rows, n_rows);
     if (st != DK_OK) rep_data_free(d);
     return st;
 }
-

@@ -44,7 +44,8 @@ static void rep_gnuplot_locate(const dk_report_opts *o, dk_report_result *r) {
             p = end + 1;
         }
     }
-    snprintf(r->gnuplot, sizeof r->gnuplot, "gnuplot not found on PATH (install gnuplot-nox or set DK_GNUPLOT)");
+    snprintf(r->gnuplot, sizeof r->gnuplot,
+             "gnuplot not found on PATH (install gnuplot-nox or set DK_GNUPLOT)");
 }
 
 /* Runs gnuplot with args in dir; returns its exit status (-1: could not start); its stderr's
@@ -52,15 +53,27 @@ static void rep_gnuplot_locate(const dk_report_opts *o, dk_report_result *r) {
 static int rep_gnuplot_exec(const char *gp, const char *dir, char *const args[], char *msg, size_t msg_n) {
     int pfd[2];
     msg[0] = 0;
-    if (pipe(pfd) != 0) { snprintf(msg, msg_n, "pipe: %s", strerror(errno)); return -1; }
+    if (pipe(pfd) != 0) {
+        snprintf(msg, msg_n, "pipe: %s", strerror(errno));
+        return -1;
+    }
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) { close(pfd[0]); close(pfd[1]); snprintf(msg, msg_n, "fork: %s", strerror(errno)); return -1; }
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        snprintf(msg, msg_n, "fork: %s", strerror(errno));
+        return -1;
+    }
     if (pid == 0) {
         int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
         dup2(pfd[1], 2);
-        close(pfd[0]); close(pfd[1]);
+        close(pfd[0]);
+        close(pfd[1]);
         if (dir && chdir(dir) != 0) _exit(126);
         execv(gp, args);
         _exit(127);
@@ -70,7 +83,10 @@ static int rep_gnuplot_exec(const char *gp, const char *dir, char *const args[],
     size_t len = 0;
     ssize_t k;
     while ((k = read(pfd[0], buf + len, sizeof buf - 1 - len)) != 0) {
-        if (k < 0) { if (errno == EINTR) continue; break; }
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
         len += (size_t)k;
         if (len >= sizeof buf - 1) { /* keep the tail */
             memmove(buf, buf + len / 2, len - len / 2);
@@ -95,7 +111,8 @@ static int rep_gnuplot_exec(const char *gp, const char *dir, char *const args[],
 static void rep_gnuplot_probe(dk_report_result *r) {
     char *args[] = {"gnuplot", "-e", "set terminal pngcairo", NULL};
     char msg[256];
-    snprintf(r->terminal, sizeof r->terminal, "%s", rep_gnuplot_exec(r->gnuplot, NULL, args, msg, sizeof msg) == 0 ? "pngcairo" : "png");
+    snprintf(r->terminal, sizeof r->terminal, "%s",
+             rep_gnuplot_exec(r->gnuplot, NULL, args, msg, sizeof msg) == 0 ? "pngcairo" : "png");
 }
 
 static int rep_nonempty(const char *path) {
@@ -111,7 +128,8 @@ void rep_draw(rep_out *o) {
         char png_tmp[1024], svg_tmp[1024], vars[2600], gpname[1024], msg[512];
         snprintf(png_tmp, sizeof png_tmp, ".%s.%d.png.tmp", stem, (int)getpid());
         snprintf(svg_tmp, sizeof svg_tmp, ".%s.%d.svg.tmp", stem, (int)getpid());
-        snprintf(vars, sizeof vars, "pngterm=\"%s\"; outpng=\"%s\"; outsvg=\"%s\"", r->terminal, png_tmp, svg_tmp);
+        snprintf(vars, sizeof vars, "pngterm=\"%s\"; outpng=\"%s\"; outsvg=\"%s\"", r->terminal, png_tmp,
+                 svg_tmp);
         snprintf(gpname, sizeof gpname, "%s.gp", stem);
         char *args[] = {"gnuplot", "-e", vars, gpname, NULL};
         int rc = rep_gnuplot_exec(r->gnuplot, o->dir, args, msg, sizeof msg);
@@ -129,7 +147,10 @@ void rep_draw(rep_out *o) {
             }
             if (ok && want[k]) {
                 if (rename(from, to) == 0) r->n_files++;
-                else { ok = 0; snprintf(msg, sizeof msg, "%.300s: %.100s", to, strerror(errno)); }
+                else {
+                    ok = 0;
+                    snprintf(msg, sizeof msg, "%.300s: %.100s", to, strerror(errno));
+                }
             }
             unlink(from);
         }
@@ -137,7 +158,8 @@ void rep_draw(rep_out *o) {
         else {
             r->n_failed++;
             if (!r->failure[0])
-                snprintf(r->failure, sizeof r->failure, "%.250s: %.500s", gpname, msg[0] ? msg : (rc < 0 ? "could not run gnuplot" : "gnuplot failed"));
+                snprintf(r->failure, sizeof r->failure, "%.250s: %.500s", gpname,
+                         msg[0] ? msg : (rc < 0 ? "could not run gnuplot" : "gnuplot failed"));
         }
     }
 }
@@ -172,7 +194,8 @@ void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, 
 }
 
 void rep_gp_tail(FILE *f, const rep_out *o) {
-    if (o->png && o->svg) fprintf(f, "set terminal svg size 960,640 dynamic noenhanced\nset output outsvg\nreplot\n");
+    if (o->png && o->svg)
+        fprintf(f, "set terminal svg size 960,640 dynamic noenhanced\nset output outsvg\nreplot\n");
     fprintf(f, "unset output\n");
 }
 
@@ -180,4 +203,3 @@ void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r) {
     rep_gnuplot_locate(o, r);
     if (r->gnuplot_found) rep_gnuplot_probe(r);
 }
-

@@ -44,15 +44,15 @@ typedef struct {
     char *options, *task_key; /* task options JSON; dense_results key */
     double length, depth;     /* task options; NAN when absent */
     char state[16];
-    int64_t n_expected;       /* cells.n_samples */
-    size_t n;                 /* sample rows stored */
+    int64_t n_expected;                      /* cells.n_samples */
+    size_t n;                                /* sample rows stored */
     double *score, *wd, *wm, *fd, *fm, *ctx; /* (n); NAN = NULL */
-    double *kl, *top1, *nll;  /* (n) answer level: mean KL, top-1 rate, NLL method - dense; NAN = NULL */
-    int64_t *sid;             /* (n) sample ids (pairing across settings) */
-    int64_t *cl;              /* (n) context cluster: samples.context_key hashed, or unique per row */
-    size_t n_shared;          /* samples whose context another sample of the cell shares */
-    int n_layer;              /* max layers over the samples */
-    double *active;           /* (n, n_layer) context tokens processed; NAN = absent */
+    double *kl, *top1, *nll;    /* (n) answer level: mean KL, top-1 rate, NLL method - dense; NAN = NULL */
+    int64_t *sid;               /* (n) sample ids (pairing across settings) */
+    int64_t *cl;                /* (n) context cluster: samples.context_key hashed, or unique per row */
+    size_t n_shared;            /* samples whose context another sample of the cell shares */
+    int n_layer;                /* max layers over the samples */
+    double *active;             /* (n, n_layer) context tokens processed; NAN = absent */
     double *dmin, *dmed, *dmax; /* (n, n_layer) Δ statistics from sample_layers; NAN = absent */
 } rep_cell;
 
@@ -62,10 +62,14 @@ typedef struct {
     char *run_name, *config_path, *config_hash, *git_rev, *host, *cpu, *blas_core, *command;
     int64_t threads, workers, n_cells;
     double started_at, finished_at;
-    rep_model *models; size_t n_models;
-    rep_task *tasks; size_t n_tasks;
-    rep_setting *settings; size_t n_settings;
-    rep_cell *cells; size_t n_cells_loaded;
+    rep_model *models;
+    size_t n_models;
+    rep_task *tasks;
+    size_t n_tasks;
+    rep_setting *settings;
+    size_t n_settings;
+    rep_cell *cells;
+    size_t n_cells_loaded;
     const dk_report_opts *opts;
 } rep_data;
 
@@ -73,12 +77,11 @@ typedef struct {
 
 typedef struct {
     const char *dir;
-    int png, svg;         /* formats each figure is drawn in */
-    char **figs;          /* (n_figs) gp stems queued for drawing */
+    int png, svg; /* formats each figure is drawn in */
+    char **figs;  /* (n_figs) gp stems queued for drawing */
     size_t n_figs;
     dk_report_result *r;
 } rep_out;
-
 
 /* A memory stream: fill with fprintf, then rep_mem_commit writes it atomically. */
 typedef struct {
@@ -87,11 +90,9 @@ typedef struct {
     size_t len;
 } rep_mem;
 
-
 /* ---- statistics ---- */
 
 typedef enum { Q_SCORE = 0, Q_WALL, Q_FLOPS, Q_KL, Q_TOP1, Q_NLL } rep_qty;
-
 
 typedef struct {
     dk_boot_stratum *st;
@@ -106,17 +107,17 @@ typedef struct {
     size_t n;
 } rep_cmps;
 
-
 /* ---- reported numbers (paper) ---- */
 
 typedef struct {
-    char **cols; size_t n_cols;
-    char **cells; size_t n_rows;       /* (n_rows, n_cols) */
+    char **cols;
+    size_t n_cols;
+    char **cells;
+    size_t n_rows; /* (n_rows, n_cols) */
     int c_method, c_dk, c_avg, c_model, c_fa, c_eager, c_theo, c_theo_t;
-    int *is_task;                      /* (n_cols) */
+    int *is_task; /* (n_cols) */
     char *path;
 } rep_paper;
-
 
 /* ---- output (report_out.c): small text helpers, files written atomically, memory streams ---- */
 
@@ -143,8 +144,8 @@ dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e)
 
 void rep_strata_free(rep_strata *S);
 int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int merge);
-dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out, size_t *n_out,
-    dk_err *e);
+dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out,
+                   size_t *n_out, dk_err *e);
 int rep_has(const rep_data *d, int mi, int ti, int si);
 int rep_is_dense(const rep_setting *s);
 dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *out, size_t *n_out, dk_err *e);
@@ -164,25 +165,27 @@ void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r);
 /* ---- figures (report_figures.c): data files and gnuplot scripts of each figure ---- */
 
 dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int ti, const char *dat_stem,
-    const char *gp_stems[2], int write_csv, dk_err *e);
+                             const char *gp_stems[2], int write_csv, dk_err *e);
 int rep_task_has_depth(const rep_data *d, int mi, int ti);
-dk_status rep_heatmap_write(const rep_data *d, rep_out *o, int mi, int ti, int si, const char *stem, dk_err *e);
-dk_status rep_layers_write(const rep_data *d, rep_out *o, int mi, int ti, const char *method, const char *stem,
-    int *written, dk_err *e);
+dk_status rep_heatmap_write(const rep_data *d, rep_out *o, int mi, int ti, int si, const char *stem,
+                            dk_err *e);
+dk_status rep_layers_write(const rep_data *d, rep_out *o, int mi, int ti, const char *method,
+                           const char *stem, int *written, dk_err *e);
 const char *rep_delta_source(const rep_data *d, int mi);
 dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *stem, const char **source,
-    dk_err *e);
+                          dk_err *e);
 dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *stem, FILE *md, double *rho,
-    size_t *n_all, dk_err *e);
+                             size_t *n_all, dk_err *e);
 dk_status rep_analysis_write(rep_out *o, const dk_analysis *a, const char *label, const char *slug, FILE *md,
-    dk_err *e);
+                             dk_err *e);
 
 /* ---- tables (report_tables.c): main, ablation and paper-vs-measured in Markdown/LaTeX/CSV ---- */
 
 dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e);
 void rep_paper_free(rep_paper *p);
 dk_status rep_paper_load(const char *path, rep_paper *p, dk_err *e);
-dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FILE *md_out, int *written, dk_err *e);
+dk_status rep_table_paper(const rep_data *d, const rep_paper *pp, rep_out *o, FILE *md_out, int *written,
+                          dk_err *e);
 dk_status rep_table_ablation(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e);
 
 #endif

@@ -29,7 +29,10 @@ void rep_note(dk_report_result *r, const char *fmt, ...) {
     vsnprintf(r->notes + n, sizeof r->notes - n - 1, fmt, ap);
     va_end(ap);
     n = strlen(r->notes);
-    if (n + 1 < sizeof r->notes) { r->notes[n] = '\n'; r->notes[n + 1] = 0; }
+    if (n + 1 < sizeof r->notes) {
+        r->notes[n] = '\n';
+        r->notes[n + 1] = 0;
+    }
 }
 
 /* Lowercase [a-z0-9.] kept, runs of anything else become one '-'. */
@@ -62,8 +65,14 @@ void rep_fmt(char *b, size_t n, double v) {
 
 /* Value with interval: "45.2 [41.0, 49.3]" (or "45.2" without CI, "–" without value). */
 void rep_fmt_ci(char *b, size_t n, dk_ci c, int prec, int latex) {
-    if (isnan(c.est)) { snprintf(b, n, latex ? "--" : "–"); return; }
-    if (isnan(c.lo)) { snprintf(b, n, "%.*f", prec, c.est); return; }
+    if (isnan(c.est)) {
+        snprintf(b, n, latex ? "--" : "–");
+        return;
+    }
+    if (isnan(c.lo)) {
+        snprintf(b, n, "%.*f", prec, c.est);
+        return;
+    }
     if (latex) snprintf(b, n, "%.*f\\,{\\scriptsize[%.*f, %.*f]}", prec, c.est, prec, c.lo, prec, c.hi);
     else snprintf(b, n, "%.*f [%.*f, %.*f]", prec, c.est, prec, c.lo, prec, c.hi);
 }
@@ -71,7 +80,13 @@ void rep_fmt_ci(char *b, size_t n, dk_ci c, int prec, int latex) {
 void rep_latex_escape(FILE *f, const char *s) {
     for (; *s; s++) {
         switch (*s) {
-        case '_': case '%': case '&': case '#': case '$': case '{': case '}': fprintf(f, "\\%c", *s); break;
+        case '_':
+        case '%':
+        case '&':
+        case '#':
+        case '$':
+        case '{':
+        case '}': fprintf(f, "\\%c", *s); break;
         case '\\': fputs("\\textbackslash{}", f); break;
         case '~': fputs("\\textasciitilde{}", f); break;
         case '^': fputs("\\textasciicircum{}", f); break;
@@ -99,7 +114,10 @@ void rep_gp_str(FILE *f, const char *s) {
 }
 
 void dk_report_csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) { fputs(s, f); return; }
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
     fputc('"', f);
     for (; *s; s++) {
         if (*s == '"') fputc('"', f);
@@ -113,8 +131,9 @@ void dk_report_csv_field(FILE *f, const char *s) {
 /* mkdir -p */
 dk_status rep_mkdirs(const char *dir, dk_err *e) {
     char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return dk_fail(e, DK_ERR_ARG, "%s: path too long", dir);
-    for (char *p = buf + 1; ; p++) {
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return dk_fail(e, DK_ERR_ARG, "%s: path too long", dir);
+    for (char *p = buf + 1;; p++) {
         if (*p == '/' || !*p) {
             char c = *p;
             *p = 0;
@@ -139,14 +158,16 @@ static dk_status rep_write_file(rep_out *o, const char *name, const char *data, 
     if (fd < 0) return dk_fail(e, DK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     mode_t um = umask(0);
     umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0) { /* mkstemp's 0600 otherwise */ }
+    if (fchmod(fd, 0666 & ~um) != 0) { /* mkstemp's 0600 otherwise */
+    }
     size_t off = 0;
     while (off < n) {
         ssize_t w = write(fd, data + off, n - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             int err = errno;
-            close(fd); unlink(tmp);
+            close(fd);
+            unlink(tmp);
             return dk_fail(e, DK_ERR_IO, "%s: write failed: %s", path, strerror(err));
         }
         off += (size_t)w;
@@ -160,9 +181,9 @@ static dk_status rep_write_file(rep_out *o, const char *name, const char *data, 
     return DK_OK;
 }
 
-
 dk_status rep_mem_open(rep_mem *m, dk_err *e) {
-    m->buf = NULL; m->len = 0;
+    m->buf = NULL;
+    m->len = 0;
     m->f = open_memstream(&m->buf, &m->len);
     return m->f ? DK_OK : dk_fail(e, DK_ERR_NOMEM, "out of memory");
 }
@@ -170,7 +191,8 @@ dk_status rep_mem_open(rep_mem *m, dk_err *e) {
 dk_status rep_mem_commit(rep_mem *m, rep_out *o, const char *name, dk_err *e) {
     int bad = fclose(m->f) != 0;
     m->f = NULL;
-    dk_status st = bad ? dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", name) : rep_write_file(o, name, m->buf, m->len, e);
+    dk_status st = bad ? dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", name)
+                       : rep_write_file(o, name, m->buf, m->len, e);
     free(m->buf);
     m->buf = NULL;
     return st;
@@ -179,9 +201,9 @@ dk_status rep_mem_commit(rep_mem *m, rep_out *o, const char *name, dk_err *e) {
 void rep_mem_drop(rep_mem *m) {
     if (m->f) fclose(m->f);
     free(m->buf);
-    m->f = NULL; m->buf = NULL;
+    m->f = NULL;
+    m->buf = NULL;
 }
-
 
 void rep_out_free(rep_out *o) {
     for (size_t i = 0; i < o->n_figs; i++) free(o->figs[i]);
@@ -189,4 +211,3 @@ void rep_out_free(rep_out *o) {
     o->figs = NULL;
     o->n_figs = 0;
 }
-

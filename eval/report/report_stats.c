@@ -57,8 +57,14 @@ int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int merge) {
         double a, b = 1;
         switch (qty) {
         case Q_SCORE: a = c->score[i]; break;
-        case Q_WALL: a = c->wd[i]; b = c->wm[i]; break;
-        case Q_FLOPS: a = c->fd[i]; b = c->fm[i]; break;
+        case Q_WALL:
+            a = c->wd[i];
+            b = c->wm[i];
+            break;
+        case Q_FLOPS:
+            a = c->fd[i];
+            b = c->fm[i];
+            break;
         case Q_KL: a = c->kl[i]; break;
         case Q_NLL: a = c->nll[i]; break;
         default: a = c->top1[i]; break;
@@ -80,8 +86,8 @@ int rep_strata_add(rep_strata *S, const rep_cell *c, rep_qty qty, int merge) {
  * cell (by_task = 0, pooled) or per task (by_task = 1, mean of per-task values). Samples carry
  * their context cluster; when a task's cells hold samples that share a context, that task's
  * cells form one stratum, so that its contexts (not samples within one) are resampled. */
-dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out, size_t *n_out,
-                          dk_err *e) {
+dk_status rep_stat(const rep_data *d, int mi, int ti, int si, rep_qty qty, int by_task, dk_ci *out,
+                   size_t *n_out, dk_err *e) {
     rep_strata S = {0};
     dk_status st = DK_OK;
     out->est = out->lo = out->hi = NAN;
@@ -119,7 +125,8 @@ done:
 /* Does setting si (< 0: any) have cells for (mi, ti) (ti < 0: any task)? */
 int rep_has(const rep_data *d, int mi, int ti, int si) {
     for (size_t i = 0; i < d->n_cells_loaded; i++)
-        if (d->cells[i].mi == mi && (si < 0 || d->cells[i].si == si) && (ti < 0 || d->cells[i].ti == ti)) return 1;
+        if (d->cells[i].mi == mi && (si < 0 || d->cells[i].si == si) && (ti < 0 || d->cells[i].ti == ti))
+            return 1;
     return 0;
 }
 
@@ -139,13 +146,16 @@ dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *out, siz
         const rep_cell *c = &d->cells[i];
         if (c->mi != mi || c->ti != ti) continue;
         int dup = 0;
-        for (size_t k = 0; k < n_seen; k++) if (!strcmp(seen[k], c->task_key)) dup = 1;
+        for (size_t k = 0; k < n_seen; k++)
+            if (!strcmp(seen[k], c->task_key)) dup = 1;
         if (dup) continue;
         seen[n_seen++] = c->task_key;
         rep_cell tmp = {0};
-        if ((st = dk_store_dense_scores(d->store, d->models[mi].sha, c->task_key, c->n_expected, &tmp.score, &tmp.n, e)))
+        if ((st = dk_store_dense_scores(d->store, d->models[mi].sha, c->task_key, c->n_expected, &tmp.score,
+                                        &tmp.n, e)))
             goto done;
-        if (tmp.n && rep_strata_add(&S, &tmp, Q_SCORE, 0) != 0) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        if (tmp.n && rep_strata_add(&S, &tmp, Q_SCORE, 0) != 0)
+            st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         free(tmp.score);
         if (st != DK_OK) goto done;
     }
@@ -153,8 +163,8 @@ dk_status rep_dense_reference(const rep_data *d, int mi, int ti, dk_ci *out, siz
     if (*n_out) {
         char label[1024];
         snprintf(label, sizeof label, "%s|%s|dense_results|score", d->models[mi].sha, d->tasks[ti].name);
-        st = dk_bootstrap_ci(S.st, S.n, DK_BOOT_POOLED, d->opts->n_boot, dk_bootstrap_seed(d->opts->seed, label),
-                             d->opts->level, out, e);
+        st = dk_bootstrap_ci(S.st, S.n, DK_BOOT_POOLED, d->opts->n_boot,
+                             dk_bootstrap_seed(d->opts->seed, label), d->opts->level, out, e);
     }
 done:
     free(seen);
@@ -171,7 +181,10 @@ double rep_flops_speedup(const rep_data *d, int mi, int si) {
         const rep_cell *c = &d->cells[i];
         if (c->mi != mi || c->si != si) continue;
         for (size_t k = 0; k < c->n; k++)
-            if (!isnan(c->fd[k]) && !isnan(c->fm[k])) { a += c->fd[k]; b += c->fm[k]; }
+            if (!isnan(c->fd[k]) && !isnan(c->fm[k])) {
+                a += c->fd[k];
+                b += c->fm[k];
+            }
     }
     return b > 0 ? a / b : NAN;
 }
@@ -187,19 +200,21 @@ static const rep_cell *rep_twin(const rep_data *d, const rep_cell *c, int si) {
 
 static double rep_score_of(const rep_cell *c, int64_t sid) {
     if (!c) return NAN;
-    for (size_t k = 0; k < c->n; k++) if (c->sid[k] == sid) return c->score[k];
+    for (size_t k = 0; k < c->n; k++)
+        if (c->sid[k] == sid) return c->score[k];
     return NAN;
 }
 
 /* Paired samples of setting sa against b = (1 - w) * setting sb0 + w * setting sb1 (w = 0: sb0
  * alone), matched by task options and sample id; clusters from sa's samples. Owned arrays. */
-static dk_status rep_pairs(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, double **a, double **b,
-                           int64_t **cl, size_t *n, dk_err *e) {
+static dk_status rep_pairs(const rep_data *d, int mi, int sa, int sb0, int sb1, double w, double **a,
+                           double **b, int64_t **cl, size_t *n, dk_err *e) {
     size_t cap = 0;
     *n = 0;
     *a = *b = NULL;
     *cl = NULL;
-    for (size_t i = 0; i < d->n_cells_loaded; i++) if (d->cells[i].mi == mi && d->cells[i].si == sa) cap += d->cells[i].n;
+    for (size_t i = 0; i < d->n_cells_loaded; i++)
+        if (d->cells[i].mi == mi && d->cells[i].si == sa) cap += d->cells[i].n;
     *a = malloc((cap ? cap : 1) * sizeof **a);
     *b = malloc((cap ? cap : 1) * sizeof **b);
     *cl = malloc((cap ? cap : 1) * sizeof **cl);
@@ -231,7 +246,6 @@ static void rep_series_key(const rep_setting *s, char *b, size_t n) {
     }
 }
 
-
 void rep_cmps_free(rep_cmps *x) {
     for (size_t i = 0; i < x->n; i++) free(x->labels[i]);
     free(x->labels);
@@ -261,8 +275,11 @@ static dk_status rep_paired(const rep_data *d, int mi, int sa, int sb0, int sb1,
     size_t n;
     dk_status st = rep_pairs(d, mi, sa, sb0, sb1, w, &a, &b, &cl, &n, e);
     if (st == DK_OK)
-        st = dk_bootstrap_paired(a, b, cl, n, d->opts->n_boot, dk_bootstrap_seed(d->opts->seed, label), d->opts->level, out, e);
-    free(a); free(b); free(cl);
+        st = dk_bootstrap_paired(a, b, cl, n, d->opts->n_boot, dk_bootstrap_seed(d->opts->seed, label),
+                                 d->opts->level, out, e);
+    free(a);
+    free(b);
+    free(cl);
     return st;
 }
 
@@ -275,7 +292,11 @@ dk_status rep_comparisons(const rep_data *d, int mi, rep_cmps *out, dk_err *e) {
     size_t ns = d->n_settings;
     double *sp = malloc((ns ? ns : 1) * sizeof *sp);
     int *order = malloc((ns ? ns : 1) * sizeof *order);
-    if (!sp || !order) { free(sp); free(order); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    if (!sp || !order) {
+        free(sp);
+        free(order);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
     for (size_t si = 0; si < ns; si++) {
         sp[si] = rep_has(d, mi, -1, (int)si) ? rep_flops_speedup(d, mi, (int)si) : NAN;
         if (rep_is_dense(&d->settings[si]) && rep_has(d, mi, -1, (int)si)) sd = (int)si;

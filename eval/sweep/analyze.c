@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const dk_analyze_methods[DK_ANALYZE_N_METHODS] = {"dash", "fastv", "snapkv", "random", "inverse", "dblock"};
+const char *const dk_analyze_methods[DK_ANALYZE_N_METHODS] = {"dash",   "fastv",   "snapkv",
+                                                              "random", "inverse", "dblock"};
 
 void dk_analyze_opts_default(dk_analyze_opts *o) {
     memset(o, 0, sizeof *o);
@@ -22,24 +23,32 @@ void dk_analyze_opts_default(dk_analyze_opts *o) {
 
 void dk_attn_profile_free(dk_attn_profile *p) {
     if (!p) return;
-    free(p->delta); free(p->rel); free(p->mass); free(p->recv);
+    free(p->delta);
+    free(p->rel);
+    free(p->mass);
+    free(p->recv);
     memset(p, 0, sizeof *p);
 }
 
 /* ---- profile: a hook that reads every layer's U, h and attention probabilities ---- */
 
-static dk_status dk_analyze_hook(void *user, dk_hook_point point, const dk_layer_view *v, int32_t *next_active,
-                                 int *n_next, dk_err *e) {
-    (void)next_active; (void)n_next;
+static dk_status dk_analyze_hook(void *user, dk_hook_point point, const dk_layer_view *v,
+                                 int32_t *next_active, int *n_next, dk_err *e) {
+    (void)next_active;
+    (void)n_next;
     if (point != DK_HOOK_AFTER_ATTN) return DK_OK;
     dk_attn_profile *p = user;
     int n = p->n, d = v->n_embd, l = v->layer;
     if (v->n_active != n || v->n_past != 0 || !v->probs || v->n_probe != n || v->kv_len != n)
-        return dk_fail(e, DK_ERR_STATE, "analysis: layer %d is not a dense, fully probed prefill of %d rows", l, n);
+        return dk_fail(e, DK_ERR_STATE, "analysis: layer %d is not a dense, fully probed prefill of %d rows",
+                       l, n);
     for (int i = 0; i < n; i++) {
         const float *u = v->u + (size_t)i * d, *h = v->x_in + (size_t)i * d;
         double su = 0, sh = 0;
-        for (int j = 0; j < d; j++) { su += (double)u[j] * u[j]; sh += (double)h[j] * h[j]; }
+        for (int j = 0; j < d; j++) {
+            su += (double)u[j] * u[j];
+            sh += (double)h[j] * h[j];
+        }
         p->delta[(size_t)l * n + i] = (float)sqrt(su);
         p->rel[(size_t)l * n + i] = sh > 0 ? (float)sqrt(su / sh) : NAN;
     }
@@ -62,7 +71,9 @@ dk_status dk_analyze_profile(dk_ctx *c, const int32_t *tokens, int n, dk_attn_pr
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
     int L = k->n_layer;
     if (n <= 0) return dk_fail(e, DK_ERR_ARG, "analysis: empty context");
-    if (dk_ctx_n_ctx_max(c) < n) return dk_fail(e, DK_ERR_ARG, "analysis: the context holds %d positions, %d needed", dk_ctx_n_ctx_max(c), n);
+    if (dk_ctx_n_ctx_max(c) < n)
+        return dk_fail(e, DK_ERR_ARG, "analysis: the context holds %d positions, %d needed",
+                       dk_ctx_n_ctx_max(c), n);
     p->n_layer = L;
     p->n = n;
     p->n_head = k->n_head;
@@ -90,7 +101,9 @@ dk_status dk_analyze_profile(dk_ctx *c, const int32_t *tokens, int n, dk_attn_pr
     dk_ctx_reset(c);
     st = dk_forward_prefill(c, tokens, n, &o, logits, e);
 done:
-    free(probe); free(layers); free(logits);
+    free(probe);
+    free(layers);
+    free(logits);
     if (st) dk_attn_profile_free(p);
     return st;
 }
@@ -109,7 +122,10 @@ double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_
 
 double dk_analyze_jaccard(const uint8_t *a, const uint8_t *b, int n) {
     int in = 0, un = 0;
-    for (int i = 0; i < n; i++) { in += a[i] && b[i]; un += a[i] || b[i]; }
+    for (int i = 0; i < n; i++) {
+        in += a[i] && b[i];
+        un += a[i] || b[i];
+    }
     return un ? (double)in / un : 1.0;
 }
 
@@ -122,8 +138,8 @@ typedef struct {
     int n, n_layer, n_kept;
 } dk_analyze_kept_obs;
 
-static dk_status dk_analyze_kept_hook(void *user, dk_hook_point point, const dk_layer_view *v, int32_t *next_active,
-                                      int *n_next, dk_err *e) {
+static dk_status dk_analyze_kept_hook(void *user, dk_hook_point point, const dk_layer_view *v,
+                                      int32_t *next_active, int *n_next, dk_err *e) {
     dk_analyze_kept_obs *o = user;
     dk_status st = o->inner ? o->inner(o->inner_user, point, v, next_active, n_next, e) : DK_OK;
     if (st || point != DK_HOOK_AFTER_LAYER || v->layer != o->n_layer - 1) return st;
@@ -133,8 +149,8 @@ static dk_status dk_analyze_kept_hook(void *user, dk_hook_point point, const dk_
     return DK_OK;
 }
 
-dk_status dk_analyze_kept(dk_ctx *c, const int32_t *tokens, int n, const dk_policy *pol, const dk_policy_params *pp,
-                          uint8_t *keep, int *n_kept, dk_err *e) {
+dk_status dk_analyze_kept(dk_ctx *c, const int32_t *tokens, int n, const dk_policy *pol,
+                          const dk_policy_params *pp, uint8_t *keep, int *n_kept, dk_err *e) {
     int L = dk_ctx_model(c)->cfg.n_layer;
     float *logits = malloc((size_t)dk_ctx_model(c)->cfg.n_vocab * sizeof *logits);
     if (!logits) return dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
@@ -142,7 +158,9 @@ dk_status dk_analyze_kept(dk_ctx *c, const int32_t *tokens, int n, const dk_poli
     dk_prefill_opts o = {0};
     dk_status st = DK_OK;
     if (pol && pol->rule != DK_POLICY_RULE_NONE) {
-        if ((st = dk_policy_params_validate(pol, pp, L, e)) || (st = dk_policy_run_create(pol, pp, L, n, &run, e))) goto done;
+        if ((st = dk_policy_params_validate(pol, pp, L, e)) ||
+            (st = dk_policy_run_create(pol, pp, L, n, &run, e)))
+            goto done;
         dk_policy_run_opts(run, &o);
     }
     dk_analyze_kept_obs obs = {o.hook, o.hook_user, keep, n, L, 0};
@@ -173,7 +191,10 @@ static double dk_analyze_quantile(const float *v, size_t n, double q) {
     return v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]);
 }
 
-typedef struct { double v; int i; } dk_analyze_item;
+typedef struct {
+    double v;
+    int i;
+} dk_analyze_item;
 static int dk_analyze_cmp_item(const void *a, const void *b) {
     const dk_analyze_item *x = a, *y = b;
     if (x->v != y->v) return x->v < y->v ? -1 : 1;
@@ -181,7 +202,8 @@ static int dk_analyze_cmp_item(const void *a, const void *b) {
 }
 
 static int dk_analyze_find_rho(const dk_analyze_opts *o, const double *grid, int ng, double rho) {
-    for (int i = 0; i < ng; i++) if (fabs(grid[i] - rho) < 1e-12) return i;
+    for (int i = 0; i < ng; i++)
+        if (fabs(grid[i] - rho) < 1e-12) return i;
     (void)o;
     return -1;
 }
@@ -192,8 +214,10 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     const dk_model_config *k = &m->cfg;
     int L = k->n_layer, S = set->n;
     if (S <= 0) return dk_fail(e, DK_ERR_ARG, "analysis: no samples");
-    if (!(o->ls >= 0 && o->ls <= 1)) return dk_fail(e, DK_ERR_ARG, "analysis: ls %g is outside [0, 1]", o->ls);
-    if (!(o->rho >= 0 && o->rho < 1)) return dk_fail(e, DK_ERR_ARG, "analysis: rho %g is outside [0, 1)", o->rho);
+    if (!(o->ls >= 0 && o->ls <= 1))
+        return dk_fail(e, DK_ERR_ARG, "analysis: ls %g is outside [0, 1]", o->ls);
+    if (!(o->rho >= 0 && o->rho < 1))
+        return dk_fail(e, DK_ERR_ARG, "analysis: rho %g is outside [0, 1)", o->rho);
     /* rho grid with the requested rho */
     double grid[DK_ANALYZE_MAX_RHO + 1];
     int ng = 0;
@@ -205,7 +229,8 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     dk_policy_params pp0;
     dk_policy_params_default(&pp0);
     dk_status st;
-    if ((st = dk_policy_params_set(dash, &pp0, "ls", o->ls, e)) || (st = dk_policy_params_set(dash, &pp0, "rho", o->rho, e)))
+    if ((st = dk_policy_params_set(dash, &pp0, "ls", o->ls, e)) ||
+        (st = dk_policy_params_set(dash, &pp0, "rho", o->rho, e)))
         return st;
     int ls_layer = dk_policy_first_layer(dash, &pp0, L);
     if (ls_layer < 0 || ls_layer >= L) ls_layer = L - 1;
@@ -232,8 +257,8 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     dk_attn_profile prof = {0};
     dk_eval_prompt pr = {0};
     double *later = NULL, *dl = NULL, *rl = NULL;
-    if (!a->delta_q || !a->rel_q || !a->received_mean || !a->received_spearman || !a->recall || !a->overlap || !pool_d ||
-        !pool_r || !n_sp || !n_rec) {
+    if (!a->delta_q || !a->rel_q || !a->received_mean || !a->received_spearman || !a->recall || !a->overlap ||
+        !pool_d || !pool_r || !n_sp || !n_rec) {
         st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
         goto done;
     }
@@ -255,15 +280,20 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         if ((st = dk_eval_prompt_build(m, &set->s[si], budget, &pr, e))) goto done;
         int n = pr.n_context, nt = (int)pr.p.n; /* context rows analysed; all rows prefilled */
         const int32_t *tok = pr.p.ids;
-        if ((st = dk_eval_ctx_reserve(m, &c, nt, e)) || (st = dk_analyze_profile(c, tok, nt, &prof, e))) goto done;
+        if ((st = dk_eval_ctx_reserve(m, &c, nt, e)) || (st = dk_analyze_profile(c, tok, nt, &prof, e)))
+            goto done;
         /* pools for the percentiles */
         if (pool_n + (size_t)n > pool_cap) {
             size_t cap = pool_cap ? pool_cap : 1024;
             while (cap < pool_n + (size_t)n) cap *= 2;
             for (int l = 0; l < L; l++) {
-                float *x = realloc(pool_d[l], cap * sizeof *x), *y = x ? realloc(pool_r[l], cap * sizeof *y) : NULL;
+                float *x = realloc(pool_d[l], cap * sizeof *x),
+                      *y = x ? realloc(pool_r[l], cap * sizeof *y) : NULL;
                 if (x) pool_d[l] = x;
-                if (!x || !y) { st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory"); goto done; }
+                if (!x || !y) {
+                    st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
+                    goto done;
+                }
                 pool_r[l] = y;
             }
             pool_cap = cap;
@@ -274,34 +304,51 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         }
         pool_n += (size_t)n;
         /* Δ at l_s against received attention, per layer and over the later layers */
-        free(later); free(dl); free(rl);
+        free(later);
+        free(dl);
+        free(rl);
         later = calloc((size_t)n, sizeof *later);
         dl = malloc((size_t)n * sizeof *dl);
         rl = malloc((size_t)n * sizeof *rl);
-        if (!later || !dl || !rl) { st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory"); goto done; }
+        if (!later || !dl || !rl) {
+            st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
+            goto done;
+        }
         for (int j = 0; j < n; j++) dl[j] = prof.delta[(size_t)ls_layer * nt + j];
         for (int l = 0; l < L; l++) {
             for (int j = 0; j < n; j++) rl[j] = prof.recv[(size_t)l * nt + j];
             double r = dk_metric_spearman(dl, rl, (size_t)n), mean = 0;
             for (int j = 0; j < n; j++) mean += rl[j] / n;
             a->received_mean[l] += mean / S;
-            if (!isnan(r)) { a->received_spearman[l] += r; n_sp[l]++; }
+            if (!isnan(r)) {
+                a->received_spearman[l] += r;
+                n_sp[l]++;
+            }
             if (l > ls_layer)
                 for (int j = 0; j < n; j++) later[j] += rl[j] / (L - 1 - ls_layer);
         }
         if (ls_layer < L - 1) {
             double r = dk_metric_spearman(dl, later, (size_t)n);
-            if (!isnan(r)) { drs += r; n_drs++; }
+            if (!isnan(r)) {
+                drs += r;
+                n_drs++;
+            }
             /* deciles of Δ at l_s within the sample */
             dk_analyze_item *it = malloc((size_t)n * sizeof *it);
-            if (!it) { st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory"); goto done; }
+            if (!it) {
+                st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
+                goto done;
+            }
             for (int j = 0; j < n; j++) it[j] = (dk_analyze_item){dl[j], j};
             qsort(it, (size_t)n, sizeof *it, dk_analyze_cmp_item);
             for (int q = 0; q < 10; q++) {
                 int j0 = (int)((int64_t)q * n / 10), j1 = (int)((int64_t)(q + 1) * n / 10);
                 if (j1 <= j0) continue;
                 double sd = 0, sr = 0;
-                for (int t = j0; t < j1; t++) { sd += it[t].v; sr += later[it[t].i]; }
+                for (int t = j0; t < j1; t++) {
+                    sd += it[t].v;
+                    sr += later[it[t].i];
+                }
                 a->decile_delta[q] += sd / (j1 - j0);
                 a->decile_received[q] += sr / (j1 - j0);
                 n_dec[q]++;
@@ -309,19 +356,29 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
             free(it);
         }
         /* kept sets per method and rho: recall, and overlaps at the requested rho */
-        free(keep); free(keep_at);
+        free(keep);
+        free(keep_at);
         keep = malloc((size_t)n);
         keep_at = malloc(NM * (size_t)n);
-        if (!keep || !keep_at) { st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory"); goto done; }
+        if (!keep || !keep_at) {
+            st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
+            goto done;
+        }
         for (size_t mi = 0; mi < NM; mi++) {
             const dk_policy *pol = dk_policy_find(dk_analyze_methods[mi]);
-            if (!pol) { st = dk_fail(e, DK_ERR_ARG, "analysis: no policy '%s'", dk_analyze_methods[mi]); goto done; }
+            if (!pol) {
+                st = dk_fail(e, DK_ERR_ARG, "analysis: no policy '%s'", dk_analyze_methods[mi]);
+                goto done;
+            }
             for (int r = 0; r < ng; r++) {
                 dk_policy_params pp;
                 dk_policy_params_default(&pp);
-                if ((st = dk_policy_params_set(pol, &pp, "rho", grid[r], e)) || (st = dk_policy_params_set(pol, &pp, "ls", o->ls, e)))
+                if ((st = dk_policy_params_set(pol, &pp, "rho", grid[r], e)) ||
+                    (st = dk_policy_params_set(pol, &pp, "ls", o->ls, e)))
                     goto done;
-                if (!strcmp(pol->name, "random") && (st = dk_policy_params_set(pol, &pp, "seed", (double)o->seed, e))) goto done;
+                if (!strcmp(pol->name, "random") &&
+                    (st = dk_policy_params_set(pol, &pp, "seed", (double)o->seed, e)))
+                    goto done;
                 int nk = 0;
                 if ((st = dk_analyze_kept(c, tok, n, pol, &pp, keep, &nk, e))) goto done;
                 double rc = dk_analyze_recall(&prof, ls_layer, keep, n);
@@ -336,7 +393,8 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         }
         for (size_t i = 0; i < NM; i++)
             for (size_t j = i + 1; j < NM; j++)
-                overlap_sum[i * NM + j] += dk_analyze_jaccard(keep_at + i * (size_t)n, keep_at + j * (size_t)n, n) / S;
+                overlap_sum[i * NM + j] +=
+                    dk_analyze_jaccard(keep_at + i * (size_t)n, keep_at + j * (size_t)n, n) / S;
         dk_attn_profile_free(&prof);
         dk_eval_prompt_free(&pr);
         if (o->progress) o->progress(o->progress_user, si + 1, S);
@@ -346,7 +404,8 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
         a->received_spearman[l] = n_sp[l] ? a->received_spearman[l] / n_sp[l] : NAN;
         qsort(pool_d[l], pool_n, sizeof(float), dk_analyze_cmp_f);
         size_t nr = 0; /* NAN relative values (‖h‖ = 0) sort to no fixed place: drop them first */
-        for (size_t i = 0; i < pool_n; i++) if (!isnan(pool_r[l][i])) pool_r[l][nr++] = pool_r[l][i];
+        for (size_t i = 0; i < pool_n; i++)
+            if (!isnan(pool_r[l][i])) pool_r[l][nr++] = pool_r[l][i];
         qsort(pool_r[l], nr, sizeof(float), dk_analyze_cmp_f);
         for (int q = 0; q < DK_ANALYSIS_NQ; q++) {
             a->delta_q[l * DK_ANALYSIS_NQ + q] = dk_analyze_quantile(pool_d[l], pool_n, dk_analysis_q[q]);
@@ -369,8 +428,15 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
 done:
     for (int l = 0; pool_d && l < L; l++) free(pool_d[l]);
     for (int l = 0; pool_r && l < L; l++) free(pool_r[l]);
-    free(pool_d); free(pool_r); free(n_sp); free(n_rec);
-    free(keep); free(keep_at); free(later); free(dl); free(rl);
+    free(pool_d);
+    free(pool_r);
+    free(n_sp);
+    free(n_rec);
+    free(keep);
+    free(keep_at);
+    free(later);
+    free(dl);
+    free(rl);
     dk_attn_profile_free(&prof);
     dk_eval_prompt_free(&pr);
     dk_ctx_free(c);

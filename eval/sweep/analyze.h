@@ -36,9 +36,9 @@
 
 typedef struct {
     int n_layer, n, n_head;
-    float *delta, *rel;  /* (n_layer, n) Δ_t and Δ_t / ‖h_t‖ */
-    double *mass;        /* (n_layer, n) attention mass received (mean over heads, summed over queries) */
-    double *recv;        /* (n_layer, n) mass / (n - j) */
+    float *delta, *rel; /* (n_layer, n) Δ_t and Δ_t / ‖h_t‖ */
+    double *mass;       /* (n_layer, n) attention mass received (mean over heads, summed over queries) */
+    double *recv;       /* (n_layer, n) mass / (n - j) */
 } dk_attn_profile;
 
 /* Dense prefill of tokens[0..n) (c reset first) observing every layer. */
@@ -51,19 +51,19 @@ double dk_analyze_recall(const dk_attn_profile *p, int after_layer, const uint8_
 
 /* keep[0..n) = 1 for the rows a policy setting keeps through the last layer (c reset first;
  * dense keeps all). *n_kept receives their count. */
-dk_status dk_analyze_kept(dk_ctx *c, const int32_t *tokens, int n, const dk_policy *pol, const dk_policy_params *pp,
-                          uint8_t *keep, int *n_kept, dk_err *e);
+dk_status dk_analyze_kept(dk_ctx *c, const int32_t *tokens, int n, const dk_policy *pol,
+                          const dk_policy_params *pp, uint8_t *keep, int *n_kept, dk_err *e);
 
 /* |a ∩ b| / |a ∪ b| over n flags (1 when both are empty). */
 double dk_analyze_jaccard(const uint8_t *a, const uint8_t *b, int n);
 
 #define DK_ANALYZE_MAX_RHO 8
 typedef struct {
-    double ls;                          /* decision layer fraction (DASH's l_s = floor(ls * L)), default 0.4 */
-    double rho;                         /* the rho of the named recall lines and the overlaps, default 0.667 */
-    double rho_grid[DK_ANALYZE_MAX_RHO];/* recall vs rho (rho itself is added when missing) */
+    double ls;  /* decision layer fraction (DASH's l_s = floor(ls * L)), default 0.4 */
+    double rho; /* the rho of the named recall lines and the overlaps, default 0.667 */
+    double rho_grid[DK_ANALYZE_MAX_RHO]; /* recall vs rho (rho itself is added when missing) */
     int n_rho;
-    uint64_t seed;                      /* random's seed */
+    uint64_t seed; /* random's seed */
     /* progress: called after each sample (may be NULL) */
     void (*progress)(void *user, int done, int total);
     void *progress_user;

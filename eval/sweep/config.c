@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ---- builtin registry ----
  * Methods: the halting policy table itself (engine/policy.h): every policy, the names of the
  * parameters it accepts, and as defaults every accepted parameter that has one (a parameter
@@ -27,7 +26,6 @@ static const char *const dk_keys_none[] = {NULL};
 
 static dk_config_entry *dk_builtin_methods;
 static size_t dk_n_builtin_methods;
-
 
 /* JSON object of the policy's defaults ({} when none); malloc'd, NULL on allocation failure. */
 static char *dk_policy_defaults_json(const dk_policy *p) {
@@ -42,7 +40,10 @@ static char *dk_policy_defaults_json(const dk_policy *p) {
         else dk_config_fmt_number(d->def, num);
         o += (size_t)snprintf(s + o, 1024 - o, "%s\"%s\":%s", o > 1 ? "," : "", d->name, num);
     }
-    if (o + 2 > 1024) { free(s); return NULL; }
+    if (o + 2 > 1024) {
+        free(s);
+        return NULL;
+    }
     snprintf(s + o, 1024 - o, "}");
     return s;
 }
@@ -57,8 +58,12 @@ static void dk_builtin_methods_init(void) {
         const char **keys = calloc(k + 1, sizeof *keys);
         for (size_t j = 0; keys && j < k; j++) keys[j] = dk_policy_param_info(p->params[j])->name;
         char *def = dk_policy_defaults_json(p);
-        if (def && !strcmp(def, "{}")) { free(def); def = NULL; }
-        dk_builtin_methods[dk_n_builtin_methods++] = (dk_config_entry){p->name, keys ? keys : dk_keys_none, def};
+        if (def && !strcmp(def, "{}")) {
+            free(def);
+            def = NULL;
+        }
+        dk_builtin_methods[dk_n_builtin_methods++] = (dk_config_entry){p->name, keys ? keys : dk_keys_none,
+                                                                       def};
     }
 }
 
@@ -80,7 +85,8 @@ static void dk_builtin_init(void) {
         dk_builtin_tasks[dk_n_builtin_tasks++] = (dk_config_entry){t->name, keys ? keys : dk_keys_none, NULL};
     }
     dk_builtin_methods_init();
-    dk_builtin_registry = (dk_config_registry){dk_builtin_methods, dk_n_builtin_methods, dk_builtin_tasks, dk_n_builtin_tasks};
+    dk_builtin_registry = (dk_config_registry){dk_builtin_methods, dk_n_builtin_methods, dk_builtin_tasks,
+                                               dk_n_builtin_tasks};
 }
 
 const dk_config_registry *dk_config_registry_builtin(void) {
@@ -109,12 +115,13 @@ static void dk_describe(const cJSON *v, char *out, size_t n) {
 }
 
 static int dk_is_int(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9007199254740992.0;
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
+           fabs(v->valuedouble) < 9007199254740992.0;
 }
 
 typedef enum {
-    DK_RULE_NUM,   /* number within [lo, hi] / [lo, hi) */
-    DK_RULE_INT,   /* integer >= lo */
+    DK_RULE_NUM, /* number within [lo, hi] / [lo, hi) */
+    DK_RULE_INT, /* integer >= lo */
     DK_RULE_BOOL,
 } dk_rule_kind;
 
@@ -137,12 +144,17 @@ static const dk_value_rule dk_rules[] = {
 static int dk_find_rule(const char *key, dk_value_rule *out) {
     const dk_policy_param *d = dk_policy_param_find(key);
     if (d) {
-        dk_rule_kind k = d->type == DK_POLICY_PARAM_BOOL ? DK_RULE_BOOL : d->type == DK_POLICY_PARAM_INT ? DK_RULE_INT : DK_RULE_NUM;
+        dk_rule_kind k = d->type == DK_POLICY_PARAM_BOOL  ? DK_RULE_BOOL
+                         : d->type == DK_POLICY_PARAM_INT ? DK_RULE_INT
+                                                          : DK_RULE_NUM;
         *out = (dk_value_rule){key, k, d->lo, d->hi, d->hi_open};
         return 1;
     }
     for (size_t i = 0; i < sizeof dk_rules / sizeof dk_rules[0]; i++)
-        if (!strcmp(dk_rules[i].key, key)) { *out = dk_rules[i]; return 1; }
+        if (!strcmp(dk_rules[i].key, key)) {
+            *out = dk_rules[i];
+            return 1;
+        }
     return 0;
 }
 
@@ -161,7 +173,10 @@ static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n)
         if (!strcmp(key, "depth") && cJSON_IsString(v) && !strcmp(v->valuestring, "random")) return 0;
         switch (r->kind) {
         case DK_RULE_BOOL:
-            if (!cJSON_IsBool(v)) { snprintf(msg, n, "expected true or false for %s, got %s", key, got); return 1; }
+            if (!cJSON_IsBool(v)) {
+                snprintf(msg, n, "expected true or false for %s, got %s", key, got);
+                return 1;
+            }
             return 0;
         case DK_RULE_INT:
             if (!dk_is_int(v) || v->valuedouble < r->lo) {
@@ -170,10 +185,16 @@ static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n)
             }
             return 0;
         case DK_RULE_NUM:
-            if (!cJSON_IsNumber(v)) { snprintf(msg, n, "expected a number for %s, got %s", key, got); return 1; }
+            if (!cJSON_IsNumber(v)) {
+                snprintf(msg, n, "expected a number for %s, got %s", key, got);
+                return 1;
+            }
             double d = v->valuedouble;
             if (isinf(r->hi)) {
-                if (d < r->lo) { snprintf(msg, n, "%s = %g must be >= %g", key, d, r->lo); return 1; }
+                if (d < r->lo) {
+                    snprintf(msg, n, "%s = %g must be >= %g", key, d, r->lo);
+                    return 1;
+                }
             } else if (d < r->lo || d > r->hi || (r->hi_open && d == r->hi)) {
                 snprintf(msg, n, "%s = %g is outside [%g,%g%c", key, d, r->lo, r->hi, r->hi_open ? ')' : ']');
                 return 1;
@@ -186,25 +207,31 @@ static int dk_check_scalar(const char *key, const cJSON *v, char *msg, size_t n)
 
 static int dk_key_listed(const char *const *keys, const char *k) {
     if (!keys) return 1;
-    for (; *keys; keys++) if (!strcmp(*keys, k)) return 1;
+    for (; *keys; keys++)
+        if (!strcmp(*keys, k)) return 1;
     return 0;
 }
 
 static void dk_join_keys(const char *const *keys, char *out, size_t n) {
     size_t len = 0;
     out[0] = 0;
-    if (!keys || !*keys) { snprintf(out, n, "none"); return; }
+    if (!keys || !*keys) {
+        snprintf(out, n, "none");
+        return;
+    }
     for (; *keys && len + 1 < n; keys++) len += snprintf(out + len, n - len, "%s%s", len ? ", " : "", *keys);
 }
 
 static void dk_join_names(const dk_config_entry *e, size_t ne, char *out, size_t n) {
     size_t len = 0;
     out[0] = 0;
-    for (size_t i = 0; i < ne && len + 1 < n; i++) len += snprintf(out + len, n - len, "%s%s", i ? ", " : "", e[i].name);
+    for (size_t i = 0; i < ne && len + 1 < n; i++)
+        len += snprintf(out + len, n - len, "%s%s", i ? ", " : "", e[i].name);
 }
 
 static const dk_config_entry *dk_find_entry(const dk_config_entry *e, size_t n, const char *name) {
-    for (size_t i = 0; i < n; i++) if (!strcmp(e[i].name, name)) return &e[i];
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, name)) return &e[i];
     return NULL;
 }
 
@@ -221,14 +248,20 @@ static size_t dk_utf8_valid_prefix(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (p[i]) {
-        unsigned c = p[i], n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+        unsigned c = p[i], n = c < 0x80             ? 0
+                               : (c & 0xe0) == 0xc0 ? 1
+                               : (c & 0xf0) == 0xe0 ? 2
+                               : (c & 0xf8) == 0xf0 ? 3
+                                                    : 4;
         if (n == 4 || (n == 1 && c < 0xc2)) return i;
         uint32_t cp = n == 0 ? c : c & (0x3f >> n);
         for (unsigned k = 1; k <= n; k++) {
             if ((p[i + k] & 0xc0) != 0x80) return i;
             cp = cp << 6 | (p[i + k] & 0x3f);
         }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) return i;
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return i;
         i += n + 1;
     }
     return i;
@@ -237,11 +270,13 @@ static size_t dk_utf8_valid_prefix(const char *s) {
 /* The first problem anywhere in the tree that cJSON lets through: a duplicate key (kept
  * silently), or a key or string that is not valid UTF-8 (it would reach the store and reports).
  * JSON path into out, the problem into why; 0 when there is none. */
-static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, size_t n, char *why, size_t nwhy) {
+static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, size_t n, char *why,
+                                size_t nwhy) {
     if (cJSON_IsString(it) && it->valuestring[dk_utf8_valid_prefix(it->valuestring)]) {
         snprintf(out, n, "%s", path);
         snprintf(why, nwhy, "not valid UTF-8 (byte 0x%02x at offset %zu)",
-                 (unsigned char)it->valuestring[dk_utf8_valid_prefix(it->valuestring)], dk_utf8_valid_prefix(it->valuestring));
+                 (unsigned char)it->valuestring[dk_utf8_valid_prefix(it->valuestring)],
+                 dk_utf8_valid_prefix(it->valuestring));
         return 1;
     }
     if (cJSON_IsObject(it)) {
@@ -249,7 +284,8 @@ static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, si
             size_t bad = dk_utf8_valid_prefix(a->string);
             if (a->string[bad]) {
                 snprintf(out, n, "%s%s%.*s", path, *path ? "." : "", (int)bad, a->string);
-                snprintf(why, nwhy, "key not valid UTF-8 (byte 0x%02x at offset %zu)", (unsigned char)a->string[bad], bad);
+                snprintf(why, nwhy, "key not valid UTF-8 (byte 0x%02x at offset %zu)",
+                         (unsigned char)a->string[bad], bad);
                 return 1;
             }
             for (const cJSON *b = a->next; b; b = b->next)
@@ -280,11 +316,15 @@ static int dk_find_tree_problem(const cJSON *it, const char *path, char *out, si
 /* Validates the non-"name" keys of entry object `obj` (at JSON path `where`, e.g. "methods[2]")
  * against registry entry `reg`, and returns a new object of options (plural grid keys renamed,
  * registry defaults merged for missing keys). NULL + err on a problem. */
-static cJSON *dk_parse_options(const char *file, const char *where, const cJSON *obj, const dk_config_entry *reg,
-                               const char *kind, int rename_plural, dk_err *err, dk_status *st) {
+static cJSON *dk_parse_options(const char *file, const char *where, const cJSON *obj,
+                               const dk_config_entry *reg, const char *kind, int rename_plural, dk_err *err,
+                               dk_status *st) {
     cJSON *opts = cJSON_CreateObject();
     char msg[512], accepted[512];
-    if (!opts) { *st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); return NULL; }
+    if (!opts) {
+        *st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+        return NULL;
+    }
     for (const cJSON *c = obj->child; c; c = c->next) {
         if (!strcmp(c->string, "name")) continue;
         const char *key = rename_plural ? dk_singular(c->string) : c->string;
@@ -341,29 +381,35 @@ static dk_status dk_config_parse_analyze(const char *file, const cJSON *root, dk
     cfg->analyze_ls = 0.4;
     cfg->analyze_rho = 0.667;
     if (!v) return DK_OK;
-    if (!cJSON_IsObject(v)) return dk_fail(err, DK_ERR_ARG, "%s: analyze: expected an object {\"samples\", \"ls\", \"rho\"}", file);
+    if (!cJSON_IsObject(v))
+        return dk_fail(err, DK_ERR_ARG, "%s: analyze: expected an object {\"samples\", \"ls\", \"rho\"}",
+                       file);
     for (const cJSON *k = v->child; k; k = k->next) {
         double x = k->valuedouble;
         if (!strcmp(k->string, "samples")) {
             if (!cJSON_IsNumber(k) || x != floor(x) || x < 1 || x > 100000)
-                return dk_fail(err, DK_ERR_ARG, "%s: analyze.samples: expected an integer in 1..100000", file);
+                return dk_fail(err, DK_ERR_ARG, "%s: analyze.samples: expected an integer in 1..100000",
+                               file);
             cfg->analyze_samples = (int64_t)x;
         } else if (!strcmp(k->string, "ls")) {
-            if (!cJSON_IsNumber(k) || !(x >= 0 && x <= 1)) return dk_fail(err, DK_ERR_ARG, "%s: analyze.ls: expected a number in [0, 1]", file);
+            if (!cJSON_IsNumber(k) || !(x >= 0 && x <= 1))
+                return dk_fail(err, DK_ERR_ARG, "%s: analyze.ls: expected a number in [0, 1]", file);
             cfg->analyze_ls = x;
         } else if (!strcmp(k->string, "rho")) {
-            if (!cJSON_IsNumber(k) || !(x >= 0 && x < 1)) return dk_fail(err, DK_ERR_ARG, "%s: analyze.rho: expected a number in [0, 1)", file);
+            if (!cJSON_IsNumber(k) || !(x >= 0 && x < 1))
+                return dk_fail(err, DK_ERR_ARG, "%s: analyze.rho: expected a number in [0, 1)", file);
             cfg->analyze_rho = x;
         } else {
-            return dk_fail(err, DK_ERR_ARG, "%s: analyze.%s: unknown key (expected one of: samples, ls, rho)", file, k->string);
+            return dk_fail(err, DK_ERR_ARG, "%s: analyze.%s: unknown key (expected one of: samples, ls, rho)",
+                           file, k->string);
         }
     }
     cfg->analyze = 1;
     return DK_OK;
 }
 
-static const char *const dk_top_keys[] = {"name", "description", "models", "tasks", "methods",
-                                          "samples", "seed", "threads", "chat", "compute", "analyze", NULL};
+static const char *const dk_top_keys[] = {"name", "description", "models", "tasks",   "methods", "samples",
+                                          "seed", "threads",     "chat",   "compute", "analyze", NULL};
 
 static dk_status dk_get_int(const char *file, const cJSON *root, const char *key, int required, int64_t lo,
                             int64_t hi, int64_t def, int64_t *out, dk_err *err) {
@@ -391,7 +437,8 @@ static char *dk_strdup(const char *s) {
 }
 
 /* Entries list ("tasks"/"methods"): non-empty array of objects with a string "name". */
-static dk_status dk_check_list(const char *file, const cJSON *root, const char *key, const cJSON **out, dk_err *err) {
+static dk_status dk_check_list(const char *file, const cJSON *root, const char *key, const cJSON **out,
+                               dk_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     char got[96];
     if (!v) return dk_fail(err, DK_ERR_ARG, "%s: missing required key \"%s\"", file, key);
@@ -404,13 +451,15 @@ static dk_status dk_check_list(const char *file, const cJSON *root, const char *
     for (const cJSON *c = v->child; c; c = c->next, i++) {
         if (!cJSON_IsObject(c)) {
             dk_describe(c, got, sizeof got);
-            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d]: expected an object with a \"name\", got %s", file, key, i, got);
+            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d]: expected an object with a \"name\", got %s", file,
+                           key, i, got);
         }
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(c, "name");
         if (!nm) return dk_fail(err, DK_ERR_ARG, "%s: %s[%d]: missing required key \"name\"", file, key, i);
         if (!cJSON_IsString(nm) || !nm->valuestring[0]) {
             dk_describe(nm, got, sizeof got);
-            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d].name: expected a non-empty string, got %s", file, key, i, got);
+            return dk_fail(err, DK_ERR_ARG, "%s: %s[%d].name: expected a non-empty string, got %s", file, key,
+                           i, got);
         }
     }
     *out = v;
@@ -419,7 +468,10 @@ static dk_status dk_check_list(const char *file, const cJSON *root, const char *
 
 /* The words of one kind of entry list: "tasks"/"task"/"option" (plural grid keys renamed) or
  * "methods"/"method"/"parameter". */
-typedef struct { const char *list, *what, *kind; int rename_plural; } dk_entry_kind;
+typedef struct {
+    const char *list, *what, *kind;
+    int rename_plural;
+} dk_entry_kind;
 static const dk_entry_kind dk_entry_task = {"tasks", "task", "option", 1};
 static const dk_entry_kind dk_entry_method = {"methods", "method", "parameter", 0};
 
@@ -434,8 +486,8 @@ static dk_status dk_parse_entry(const char *file, const dk_entry_kind *k, const 
     const dk_config_entry *e = dk_find_entry(known, n_known, nm);
     if (!e) {
         dk_join_names(known, n_known, buf, sizeof buf);
-        return dk_fail(err, DK_ERR_ARG, "%s: %s[%zu].name: unknown %s \"%s\" (known: %s)", file, k->list, i, k->what, nm,
-                       buf);
+        return dk_fail(err, DK_ERR_ARG, "%s: %s[%zu].name: unknown %s \"%s\" (known: %s)", file, k->list, i,
+                       k->what, nm, buf);
     }
     snprintf(where, sizeof where, "%s[%zu]", k->list, i);
     if (!(*opts = dk_parse_options(file, where, c, e, k->kind, k->rename_plural, err, &st))) return st;
@@ -446,10 +498,13 @@ static dk_status dk_parse_entry(const char *file, const dk_entry_kind *k, const 
 }
 
 static void dk_line_col(const char *text, size_t off, int *line, int *col) {
-    *line = 1; *col = 1;
+    *line = 1;
+    *col = 1;
     for (size_t i = 0; i < off; i++) {
-        if (text[i] == '\n') { (*line)++; *col = 1; }
-        else (*col)++;
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else (*col)++;
     }
 }
 
@@ -471,16 +526,23 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         if (!strchr(" \t\r\n", *p)) {
             dk_line_col(text, (size_t)(p - text), &line, &col);
             cJSON_Delete(root);
-            return dk_fail(err, DK_ERR_FORMAT, "%s: line %d, column %d: unexpected text after the JSON object", file, line, col);
+            return dk_fail(err, DK_ERR_FORMAT,
+                           "%s: line %d, column %d: unexpected text after the JSON object", file, line, col);
         }
 
     dk_status st = DK_OK;
     dk_config *cfg = calloc(1, sizeof *cfg);
     const cJSON **topt = NULL, **mopt = NULL;
-    if (!cfg) { cJSON_Delete(root); return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); }
+    if (!cfg) {
+        cJSON_Delete(root);
+        return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+    }
     cfg->path = dk_strdup(file);
     cfg->text = malloc(n + 1);
-    if (!cfg->path || !cfg->text) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    if (!cfg->path || !cfg->text) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+        goto fail;
+    }
     memcpy(cfg->text, text, n);
     cfg->text[n] = 0;
     dk_sha256_hex(text, n, cfg->hash);
@@ -516,7 +578,10 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         size_t bl = strlen(base);
         if (bl > 5 && !strcmp(base + bl - 5, ".json")) bl -= 5;
         cfg->name = malloc(bl + 1);
-        if (cfg->name) { memcpy(cfg->name, base, bl); cfg->name[bl] = 0; }
+        if (cfg->name) {
+            memcpy(cfg->name, base, bl);
+            cfg->name[bl] = 0;
+        }
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "description");
     if (v && !cJSON_IsString(v)) {
@@ -531,7 +596,9 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         dk_err ce = {{0}};
         if (!cJSON_IsString(v)) {
             dk_describe(v, got, sizeof got);
-            st = dk_fail(err, DK_ERR_ARG, "%s: chat: expected a string (auto, none, chatml, llama3, llama2), got %s", file, got);
+            st = dk_fail(err, DK_ERR_ARG,
+                         "%s: chat: expected a string (auto, none, chatml, llama3, llama2), got %s", file,
+                         got);
             goto fail;
         }
         if (strcmp(v->valuestring, "auto") && dk_chat_template_parse(v->valuestring, &ck, &ce)) {
@@ -548,32 +615,50 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
             st = dk_fail(err, DK_ERR_ARG, "%s: compute: expected a string (f32, bf16), got %s", file, got);
             goto fail;
         }
-        if (dk_compute_parse(v->valuestring, &cfg->compute, &ce)) { st = dk_fail(err, DK_ERR_ARG, "%s: compute: %s", file, ce.msg); goto fail; }
+        if (dk_compute_parse(v->valuestring, &cfg->compute, &ce)) {
+            st = dk_fail(err, DK_ERR_ARG, "%s: compute: %s", file, ce.msg);
+            goto fail;
+        }
     }
-    if (!cfg->name || !cfg->description || !cfg->chat) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    if (!cfg->name || !cfg->description || !cfg->chat) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+        goto fail;
+    }
 
     /* models */
     v = cJSON_GetObjectItemCaseSensitive(root, "models");
-    if (!v) { st = dk_fail(err, DK_ERR_ARG, "%s: missing required key \"models\"", file); goto fail; }
+    if (!v) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: missing required key \"models\"", file);
+        goto fail;
+    }
     if (!cJSON_IsArray(v)) {
         dk_describe(v, got, sizeof got);
         st = dk_fail(err, DK_ERR_ARG, "%s: models: expected an array of model paths, got %s", file, got);
         goto fail;
     }
-    if (!v->child) { st = dk_fail(err, DK_ERR_ARG, "%s: models: empty list []", file); goto fail; }
+    if (!v->child) {
+        st = dk_fail(err, DK_ERR_ARG, "%s: models: empty list []", file);
+        goto fail;
+    }
     cfg->n_models = (size_t)cJSON_GetArraySize(v);
     cfg->models = calloc(cfg->n_models, sizeof *cfg->models);
     cfg->model_chat = calloc(cfg->n_models, sizeof *cfg->model_chat);
-    if (!cfg->models || !cfg->model_chat) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    if (!cfg->models || !cfg->model_chat) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+        goto fail;
+    }
     size_t i = 0;
     for (const cJSON *c = v->child; c; c = c->next, i++) {
         const char *mchat = cfg->chat;
         const cJSON *pv = c; /* the path value */
         if (cJSON_IsObject(c)) {
-            const cJSON *mp = cJSON_GetObjectItemCaseSensitive(c, "path"), *mc = cJSON_GetObjectItemCaseSensitive(c, "chat");
+            const cJSON *mp = cJSON_GetObjectItemCaseSensitive(c, "path"),
+                        *mc = cJSON_GetObjectItemCaseSensitive(c, "chat");
             for (const cJSON *k = c->child; k; k = k->next)
                 if (strcmp(k->string, "path") && strcmp(k->string, "chat")) {
-                    st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu].%s: unknown key (expected one of: path, chat)", file, i, k->string);
+                    st = dk_fail(err, DK_ERR_ARG,
+                                 "%s: models[%zu].%s: unknown key (expected one of: path, chat)", file, i,
+                                 k->string);
                     goto fail;
                 }
             if (mc) {
@@ -581,7 +666,9 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
                 dk_err ce = {{0}};
                 if (!cJSON_IsString(mc)) {
                     dk_describe(mc, got, sizeof got);
-                    st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu].chat: expected a string (auto, none, chatml, llama3, llama2), got %s",
+                    st = dk_fail(err, DK_ERR_ARG,
+                                 "%s: models[%zu].chat: expected a string (auto, none, chatml, llama3, "
+                                 "llama2), got %s",
                                  file, i, got);
                     goto fail;
                 }
@@ -591,23 +678,34 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
                 }
                 mchat = mc->valuestring;
             }
-            if (!mp) { st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]: missing required key \"path\"", file, i); goto fail; }
+            if (!mp) {
+                st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]: missing required key \"path\"", file, i);
+                goto fail;
+            }
             pv = mp;
         }
-        if (!(cfg->model_chat[i] = dk_strdup(mchat))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+        if (!(cfg->model_chat[i] = dk_strdup(mchat))) {
+            st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+            goto fail;
+        }
         if (!cJSON_IsString(pv) || !pv->valuestring[0]) {
             dk_describe(pv, got, sizeof got);
-            st = dk_fail(err, DK_ERR_ARG, "%s: models[%zu]%s: expected a model path (non-empty string), got %s", file, i,
+            st = dk_fail(err, DK_ERR_ARG,
+                         "%s: models[%zu]%s: expected a model path (non-empty string), got %s", file, i,
                          pv == c ? "" : ".path", got);
             goto fail;
         }
-        if (!(cfg->models[i] = dk_strdup(pv->valuestring))) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+        if (!(cfg->models[i] = dk_strdup(pv->valuestring))) {
+            st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+            goto fail;
+        }
     }
 
     /* scalars */
     int64_t threads;
     if ((st = dk_get_int(file, root, "samples", 1, 1, 100000000, 0, &cfg->samples, err)) != DK_OK) goto fail;
-    if ((st = dk_get_int(file, root, "seed", 0, 0, INT64_C(9007199254740991), 0, &cfg->seed, err)) != DK_OK) goto fail;
+    if ((st = dk_get_int(file, root, "seed", 0, 0, INT64_C(9007199254740991), 0, &cfg->seed, err)) != DK_OK)
+        goto fail;
     if ((st = dk_get_int(file, root, "threads", 0, 0, 4096, 0, &threads, err)) != DK_OK) goto fail;
     cfg->threads = (int)threads;
     if ((st = dk_config_parse_analyze(file, root, cfg, err)) != DK_OK) goto fail;
@@ -622,7 +720,10 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     cfg->methods = calloc(cfg->n_methods, sizeof *cfg->methods);
     topt = calloc(cfg->n_tasks, sizeof *topt);
     mopt = calloc(cfg->n_methods, sizeof *mopt);
-    if (!cfg->tasks || !cfg->methods || !topt || !mopt) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file); goto fail; }
+    if (!cfg->tasks || !cfg->methods || !topt || !mopt) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", file);
+        goto fail;
+    }
     i = 0;
     for (const cJSON *c = tasks->child; c; c = c->next, i++) {
         dk_config_task *t = &cfg->tasks[i];
@@ -633,12 +734,13 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
     i = 0;
     for (const cJSON *c = methods->child; c; c = c->next, i++) {
         dk_config_method *m = &cfg->methods[i];
-        if ((st = dk_parse_entry(file, &dk_entry_method, c, i, reg->methods, reg->n_methods, &mopt[i], &m->name,
-                                 &m->params, err)) != DK_OK)
+        if ((st = dk_parse_entry(file, &dk_entry_method, c, i, reg->methods, reg->n_methods, &mopt[i],
+                                 &m->name, &m->params, err)) != DK_OK)
             goto fail;
     }
 
-    if (reg == dk_config_registry_builtin() && (st = dk_config_check_policies(cfg, mopt, err)) != DK_OK) goto fail;
+    if (reg == dk_config_registry_builtin() && (st = dk_config_check_policies(cfg, mopt, err)) != DK_OK)
+        goto fail;
     if ((st = dk_config_expand(cfg, topt, mopt, err)) != DK_OK) goto fail;
     for (i = 0; i < cfg->n_tasks; i++) cJSON_Delete((cJSON *)topt[i]);
     for (i = 0; i < cfg->n_methods; i++) cJSON_Delete((cJSON *)mopt[i]);
@@ -667,7 +769,11 @@ dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_con
         n += r;
         if (n == cap) {
             char *p = cap > (64u << 20) ? NULL : realloc(text, cap * 2);
-            if (!p) { free(text); text = NULL; break; }
+            if (!p) {
+                free(text);
+                text = NULL;
+                break;
+            }
             text = p;
             cap *= 2;
         }
@@ -675,7 +781,10 @@ dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_con
     int bad = ferror(f);
     fclose(f);
     if (!text) return dk_fail(err, DK_ERR_IO, "%s: too large or out of memory", path);
-    if (bad) { free(text); return dk_fail(err, DK_ERR_IO, "%s: read error", path); }
+    if (bad) {
+        free(text);
+        return dk_fail(err, DK_ERR_IO, "%s: read error", path);
+    }
     dk_status st = dk_config_parse(text, n, path, reg, out, err);
     free(text);
     return st;
@@ -683,15 +792,24 @@ dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_con
 
 void dk_config_free(dk_config *cfg) {
     if (!cfg) return;
-    for (size_t i = 0; i < cfg->n_cells; i++) { free(cfg->cells[i].task_options); free(cfg->cells[i].method_params); }
+    for (size_t i = 0; i < cfg->n_cells; i++) {
+        free(cfg->cells[i].task_options);
+        free(cfg->cells[i].method_params);
+    }
     free(cfg->cells);
     for (size_t i = 0; cfg->models && i < cfg->n_models; i++) free(cfg->models[i]);
     free(cfg->models);
     for (size_t i = 0; cfg->model_chat && i < cfg->n_models; i++) free(cfg->model_chat[i]);
     free(cfg->model_chat);
-    for (size_t i = 0; cfg->tasks && i < cfg->n_tasks; i++) { free(cfg->tasks[i].name); free(cfg->tasks[i].options); }
+    for (size_t i = 0; cfg->tasks && i < cfg->n_tasks; i++) {
+        free(cfg->tasks[i].name);
+        free(cfg->tasks[i].options);
+    }
     free(cfg->tasks);
-    for (size_t i = 0; cfg->methods && i < cfg->n_methods; i++) { free(cfg->methods[i].name); free(cfg->methods[i].params); }
+    for (size_t i = 0; cfg->methods && i < cfg->n_methods; i++) {
+        free(cfg->methods[i].name);
+        free(cfg->methods[i].params);
+    }
     free(cfg->methods);
     free(cfg->path);
     free(cfg->text);

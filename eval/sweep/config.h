@@ -49,9 +49,9 @@
 /* ---- registries: which method/task names exist and which keys they accept ---- */
 
 typedef struct {
-    const char *name;         /* "dash", "passkey", "longbench/hotpotqa" */
-    const char *const *keys;  /* NULL-terminated accepted parameter/option names; NULL = any key */
-    const char *defaults;     /* JSON object of default values merged into each cell, or NULL */
+    const char *name;        /* "dash", "passkey", "longbench/hotpotqa" */
+    const char *const *keys; /* NULL-terminated accepted parameter/option names; NULL = any key */
+    const char *defaults;    /* JSON object of default values merged into each cell, or NULL */
 } dk_config_entry;
 
 /* The halting and tasks modules own the real lists. dk_config_registry_builtin() (used when
@@ -61,7 +61,7 @@ typedef struct {
 typedef struct {
     const dk_config_entry *methods; /* (n_methods) */
     size_t n_methods;
-    const dk_config_entry *tasks;   /* (n_tasks) */
+    const dk_config_entry *tasks; /* (n_tasks) */
     size_t n_tasks;
 } dk_config_registry;
 
@@ -70,20 +70,20 @@ const dk_config_registry *dk_config_registry_builtin(void);
 /* ---- the parsed matrix ---- */
 
 typedef struct {
-    char *name;     /* task name as written */
-    char *options;  /* canonical JSON object of its options, grids still as arrays */
+    char *name;    /* task name as written */
+    char *options; /* canonical JSON object of its options, grids still as arrays */
 } dk_config_task;
 
 typedef struct {
-    char *name;     /* method name as written */
-    char *params;   /* canonical JSON object of its parameters (grids as arrays, defaults filled) */
+    char *name;   /* method name as written */
+    char *params; /* canonical JSON object of its parameters (grids as arrays, defaults filled) */
 } dk_config_method;
 
 /* One point of the matrix. Strings are canonical JSON (sorted keys, no spaces). */
 typedef struct {
-    size_t model;          /* index into dk_config.models */
-    size_t task;           /* index into dk_config.tasks */
-    size_t method;         /* index into dk_config.methods */
+    size_t model;            /* index into dk_config.models */
+    size_t task;             /* index into dk_config.tasks */
+    size_t method;           /* index into dk_config.methods */
     const char *task_name;   /* == tasks[task].name */
     char *task_options;      /* scalar options, e.g. {"depth":50,"length":1024} */
     const char *method_name; /* == methods[method].name */
@@ -91,30 +91,30 @@ typedef struct {
 } dk_config_cell;
 
 typedef struct {
-    char *path;                 /* the file it was read from (as given) */
-    char *text;                 /* file contents, verbatim (stored in runs.config_text) */
-    char  hash[DK_SHA256_HEX_LEN + 1]; /* sha256 of text */
+    char *path;                       /* the file it was read from (as given) */
+    char *text;                       /* file contents, verbatim (stored in runs.config_text) */
+    char hash[DK_SHA256_HEX_LEN + 1]; /* sha256 of text */
     char *name;
-    char *description;          /* "" when absent */
-    char *chat;                 /* "chat": chat template for every model: auto (default), none, chatml, llama3,
+    char *description; /* "" when absent */
+    char *chat;        /* "chat": chat template for every model: auto (default), none, chatml, llama3,
                                    llama2; a model's value other than auto is part of its cells' identity and task key */
-    char **models;              /* (n_models) paths */
-    char **model_chat;          /* (n_models) per-model "chat" ({"path": P, "chat": C} entries), or cfg->chat */
+    char **models;     /* (n_models) paths */
+    char **model_chat; /* (n_models) per-model "chat" ({"path": P, "chat": C} entries), or cfg->chat */
     size_t n_models;
-    dk_config_task *tasks;      /* (n_tasks) */
+    dk_config_task *tasks; /* (n_tasks) */
     size_t n_tasks;
-    dk_config_method *methods;  /* (n_methods) */
+    dk_config_method *methods; /* (n_methods) */
     size_t n_methods;
-    int64_t samples;            /* samples per cell, >= 1 */
-    int64_t seed;               /* sample-set seed, >= 0 */
-    int threads;                /* 0 = all cores */
-    dk_compute compute;         /* "compute": f32 (default) or bf16 */
-    dk_config_cell *cells;      /* (n_cells) the expanded matrix */
+    int64_t samples;       /* samples per cell, >= 1 */
+    int64_t seed;          /* sample-set seed, >= 0 */
+    int threads;           /* 0 = all cores */
+    dk_compute compute;    /* "compute": f32 (default) or bf16 */
+    dk_config_cell *cells; /* (n_cells) the expanded matrix */
     size_t n_cells;
     /* "analyze": {"samples": N, "ls": F, "rho": R} (all optional; defaults 5, 0.4, 0.667): after
      * the matrix is done, `dashkit run` runs the stability vs redundancy analysis (analyze.h) on
      * each model for the first option setting of each task and records it with the run */
-    int analyze;                /* 1 when the key is present */
+    int analyze; /* 1 when the key is present */
     int64_t analyze_samples;
     double analyze_ls, analyze_rho;
 } dk_config;

@@ -12,8 +12,14 @@
 /* ---- canonical JSON ---- */
 
 void dk_config_fmt_number(double d, char out[40]) {
-    if (d == 0) { strcpy(out, "0"); return; }
-    if (d == floor(d) && fabs(d) < 9007199254740992.0) { snprintf(out, 40, "%.0f", d); return; }
+    if (d == 0) {
+        strcpy(out, "0");
+        return;
+    }
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+        snprintf(out, 40, "%.0f", d);
+        return;
+    }
     for (int p = 15; p <= 17; p++) {
         snprintf(out, 40, "%.*g", p, d);
         if (strtod(out, NULL) == d) return;
@@ -33,8 +39,10 @@ void dk_config_canon_string(dk_strbuf *b, const char *s) {
         case '\r': dk_strbuf_adds(b, "\\r"); break;
         case '\t': dk_strbuf_adds(b, "\\t"); break;
         default:
-            if (*p < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *p); dk_strbuf_adds(b, esc); }
-            else dk_strbuf_add(b, (const char *)p, 1);
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                dk_strbuf_adds(b, esc);
+            } else dk_strbuf_add(b, (const char *)p, 1);
         }
     }
     dk_strbuf_add(b, "\"", 1);
@@ -50,8 +58,10 @@ static void dk_canon(dk_strbuf *b, const cJSON *it) {
     if (cJSON_IsNull(it)) dk_strbuf_adds(b, "null");
     else if (cJSON_IsTrue(it)) dk_strbuf_adds(b, "true");
     else if (cJSON_IsFalse(it)) dk_strbuf_adds(b, "false");
-    else if (cJSON_IsNumber(it)) { dk_config_fmt_number(it->valuedouble, num); dk_strbuf_adds(b, num); }
-    else if (cJSON_IsString(it)) dk_config_canon_string(b, it->valuestring);
+    else if (cJSON_IsNumber(it)) {
+        dk_config_fmt_number(it->valuedouble, num);
+        dk_strbuf_adds(b, num);
+    } else if (cJSON_IsString(it)) dk_config_canon_string(b, it->valuestring);
     else if (cJSON_IsArray(it)) {
         dk_strbuf_add(b, "[", 1);
         int first = 1;
@@ -64,7 +74,10 @@ static void dk_canon(dk_strbuf *b, const cJSON *it) {
         size_t n = 0;
         for (const cJSON *c = it->child; c; c = c->next) n++;
         const cJSON **kids = malloc((n ? n : 1) * sizeof *kids);
-        if (!kids) { b->oom = 1; return; }
+        if (!kids) {
+            b->oom = 1;
+            return;
+        }
         n = 0;
         for (const cJSON *c = it->child; c; c = c->next) kids[n++] = c;
         qsort(kids, n, sizeof *kids, dk_cmp_item_key);
@@ -83,7 +96,10 @@ static void dk_canon(dk_strbuf *b, const cJSON *it) {
 char *dk_config_canon_item(const cJSON *it) {
     dk_strbuf b = {0};
     dk_canon(&b, it);
-    if (b.oom) { free(b.s); return NULL; }
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
     return b.s;
 }
 
@@ -108,7 +124,8 @@ dk_status dk_config_cell_identity(const dk_config *cfg, const dk_config_cell *ce
     dk_config_canon_string(&task, cell->task_name);
     dk_strbuf_adds(&task, ",\"options\":");
     dk_strbuf_adds(&task, cell->task_options);
-    const char *chat = cfg->model_chat && cell->model < cfg->n_models ? cfg->model_chat[cell->model] : cfg->chat;
+    const char *chat = cfg->model_chat && cell->model < cfg->n_models ? cfg->model_chat[cell->model]
+                                                                      : cfg->chat;
     if (chat && strcmp(chat, "auto")) { /* absent for auto: keys of earlier stores stay valid */
         dk_strbuf_adds(&task, ",\"chat\":");
         dk_config_canon_string(&task, chat);

@@ -14,7 +14,6 @@
 
 /* ---- grids ---- */
 
-
 /* An options object (scalars and grids) as a cross product, last key fastest: each key's values
  * indexable, and their canonical JSON computed once (a point's text is a concatenation). */
 typedef struct {
@@ -34,7 +33,12 @@ static void dk_grid_free(dk_grid *g) {
         if (g->vals) free(g->vals[k]);
         if (g->kcanon) free(g->kcanon[k]);
     }
-    free(g->keys); free(g->vals); free(g->cnt); free(g->kcanon); free(g->vcanon); free(g->sorted);
+    free(g->keys);
+    free(g->vals);
+    free(g->cnt);
+    free(g->kcanon);
+    free(g->vcanon);
+    free(g->sorted);
     memset(g, 0, sizeof *g);
 }
 
@@ -49,9 +53,16 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
     size_t nk = 0;
     for (const cJSON *c = opts->child; c; c = c->next) nk++;
     size_t m = nk ? nk : 1;
-    g->keys = malloc(m * sizeof *g->keys); g->vals = calloc(m, sizeof *g->vals); g->cnt = calloc(m, sizeof *g->cnt);
-    g->kcanon = calloc(m, sizeof *g->kcanon); g->vcanon = calloc(m, sizeof *g->vcanon); g->sorted = malloc(m * sizeof *g->sorted);
-    if (!g->keys || !g->vals || !g->cnt || !g->kcanon || !g->vcanon || !g->sorted) { dk_grid_free(g); return 0; }
+    g->keys = malloc(m * sizeof *g->keys);
+    g->vals = calloc(m, sizeof *g->vals);
+    g->cnt = calloc(m, sizeof *g->cnt);
+    g->kcanon = calloc(m, sizeof *g->kcanon);
+    g->vcanon = calloc(m, sizeof *g->vcanon);
+    g->sorted = malloc(m * sizeof *g->sorted);
+    if (!g->keys || !g->vals || !g->cnt || !g->kcanon || !g->vcanon || !g->sorted) {
+        dk_grid_free(g);
+        return 0;
+    }
     g->total = 1;
     for (const cJSON *c = opts->child; c; c = c->next) {
         size_t k = g->nk++, n = cJSON_IsArray(c) ? (size_t)cJSON_GetArraySize(c) : 1;
@@ -64,11 +75,18 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
         dk_strbuf_add(&kb, ":", 1);
         g->kcanon[k] = kb.s;
         if (g->total > DK_CONFIG_MAX_CELLS || kb.oom || !(g->vals[k] = malloc(n * sizeof *g->vals[k])) ||
-            !(g->vcanon[k] = calloc(n, sizeof *g->vcanon[k]))) { dk_grid_free(g); return 0; }
+            !(g->vcanon[k] = calloc(n, sizeof *g->vcanon[k]))) {
+            dk_grid_free(g);
+            return 0;
+        }
         size_t j = 0;
-        for (const cJSON *v = cJSON_IsArray(c) ? c->child : c; v && j < n; v = cJSON_IsArray(c) ? v->next : NULL, j++) {
+        for (const cJSON *v = cJSON_IsArray(c) ? c->child : c; v && j < n;
+             v = cJSON_IsArray(c) ? v->next : NULL, j++) {
             g->vals[k][j] = v;
-            if (!(g->vcanon[k][j] = dk_config_canon_item(v))) { dk_grid_free(g); return 0; }
+            if (!(g->vcanon[k][j] = dk_config_canon_item(v))) {
+                dk_grid_free(g);
+                return 0;
+            }
         }
     }
     qsort_r(g->sorted, g->nk, sizeof *g->sorted, dk_grid_key_cmp, g);
@@ -77,7 +95,10 @@ static int dk_grid_init(dk_grid *g, const cJSON *opts) {
 
 /* The value index of each key at point `p` (0 <= p < total). */
 static void dk_grid_point(const dk_grid *g, size_t p, size_t *idx) {
-    for (size_t k = g->nk; k-- > 0;) { idx[k] = p % g->cnt[k]; p /= g->cnt[k]; }
+    for (size_t k = g->nk; k-- > 0;) {
+        idx[k] = p % g->cnt[k];
+        p /= g->cnt[k];
+    }
 }
 
 /* Expands an options object into canonical scalar objects, last key fastest. Returns the count
@@ -99,7 +120,10 @@ static size_t dk_expand_grid(const cJSON *opts, char ***out) {
             dk_strbuf_adds(&b, g.vcanon[k][idx[k]]);
         }
         dk_strbuf_add(&b, "}", 1);
-        if (b.oom) { free(b.s); break; }
+        if (b.oom) {
+            free(b.s);
+            break;
+        }
         res[done] = b.s;
     }
     size_t total = g.total;
@@ -122,14 +146,18 @@ static uint64_t dk_fnv1a(const char *s, uint64_t h) {
 }
 
 /* Order of expanded cells for finding identical ones: hash, then the strings, then position. */
-typedef struct { const dk_config *cfg; const uint64_t *hashes; } dk_cell_order;
+typedef struct {
+    const dk_config *cfg;
+    const uint64_t *hashes;
+} dk_cell_order;
 
 static int dk_cell_cmp_same(const dk_cell_order *o, size_t a, size_t b) {
     const dk_config_cell *x = &o->cfg->cells[a], *y = &o->cfg->cells[b];
     int r;
     if (o->hashes[a] != o->hashes[b]) return o->hashes[a] < o->hashes[b] ? -1 : 1;
-    if ((r = strcmp(o->cfg->models[x->model], o->cfg->models[y->model])) || (r = strcmp(x->task_name, y->task_name)) ||
-        (r = strcmp(x->task_options, y->task_options)) || (r = strcmp(x->method_name, y->method_name)))
+    if ((r = strcmp(o->cfg->models[x->model], o->cfg->models[y->model])) ||
+        (r = strcmp(x->task_name, y->task_name)) || (r = strcmp(x->task_options, y->task_options)) ||
+        (r = strcmp(x->method_name, y->method_name)))
         return r;
     return strcmp(x->method_params, y->method_params);
 }
@@ -147,21 +175,33 @@ dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSO
     uint64_t *hashes = NULL;
     size_t *order = NULL;
     unsigned char *keep = NULL;
-    if (!tgrid || !mgrid || !nt || !nm) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    if (!tgrid || !mgrid || !nt || !nm) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
+        goto done;
+    }
     size_t total_t = 0, total_m = 0;
     for (size_t i = 0; i < cfg->n_tasks; i++) {
         nt[i] = dk_expand_grid(tasks_opts[i], &tgrid[i]);
-        if (!nt[i]) { st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS); goto done; }
+        if (!nt[i]) {
+            st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu]: grid too large (over %d points)", cfg->path, i,
+                         DK_CONFIG_MAX_CELLS);
+            goto done;
+        }
         total_t += nt[i];
     }
     for (size_t i = 0; i < cfg->n_methods; i++) {
         nm[i] = dk_expand_grid(meth_opts[i], &mgrid[i]);
-        if (!nm[i]) { st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS); goto done; }
+        if (!nm[i]) {
+            st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i,
+                         DK_CONFIG_MAX_CELLS);
+            goto done;
+        }
         total_m += nm[i];
     }
     double total = (double)cfg->n_models * (double)total_t * (double)total_m;
     if (total > DK_CONFIG_MAX_CELLS) {
-        st = dk_fail(err, DK_ERR_ARG, "%s: the matrix expands to %.0f cells (limit %d)", cfg->path, total, DK_CONFIG_MAX_CELLS);
+        st = dk_fail(err, DK_ERR_ARG, "%s: the matrix expands to %.0f cells (limit %d)", cfg->path, total,
+                     DK_CONFIG_MAX_CELLS);
         goto done;
     }
     /* every point of the cross product, then identical cells dropped (the first kept, order
@@ -171,7 +211,10 @@ dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSO
     hashes = calloc(n ? n : 1, sizeof *hashes);
     order = malloc((n ? n : 1) * sizeof *order);
     keep = calloc(n ? n : 1, 1);
-    if (!cfg->cells || !hashes || !order || !keep) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+    if (!cfg->cells || !hashes || !order || !keep) {
+        st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
+        goto done;
+    }
     size_t k = 0;
     for (size_t mo = 0; mo < cfg->n_models; mo++)
         for (size_t t = 0; t < cfg->n_tasks; t++)
@@ -179,19 +222,26 @@ dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSO
                 for (size_t me = 0; me < cfg->n_methods; me++)
                     for (size_t mg = 0; mg < nm[me]; mg++, k++) {
                         dk_config_cell *c = &cfg->cells[k];
-                        c->model = mo; c->task = t; c->method = me;
-                        c->task_name = cfg->tasks[t].name; c->method_name = cfg->methods[me].name;
+                        c->model = mo;
+                        c->task = t;
+                        c->method = me;
+                        c->task_name = cfg->tasks[t].name;
+                        c->method_name = cfg->methods[me].name;
                         c->task_options = tgrid[t][tg]; /* borrowed until compaction */
                         c->method_params = mgrid[me][mg];
                         uint64_t h = 14695981039346656037ull;
-                        h = dk_fnv1a(cfg->models[mo], h); h = dk_fnv1a(c->task_name, h); h = dk_fnv1a(c->task_options, h);
-                        h = dk_fnv1a(c->method_name, h); h = dk_fnv1a(c->method_params, h);
+                        h = dk_fnv1a(cfg->models[mo], h);
+                        h = dk_fnv1a(c->task_name, h);
+                        h = dk_fnv1a(c->task_options, h);
+                        h = dk_fnv1a(c->method_name, h);
+                        h = dk_fnv1a(c->method_params, h);
                         hashes[k] = h;
                         order[k] = k;
                     }
     dk_cell_order ctx = {cfg, hashes};
     qsort_r(order, n, sizeof *order, dk_cell_cmp, &ctx);
-    for (size_t i = 0; i < n; i++) keep[order[i]] = i == 0 || dk_cell_cmp_same(&ctx, order[i - 1], order[i]) != 0;
+    for (size_t i = 0; i < n; i++)
+        keep[order[i]] = i == 0 || dk_cell_cmp_same(&ctx, order[i - 1], order[i]) != 0;
     for (size_t i = 0; i < n; i++) {
         if (!keep[i]) continue;
         dk_config_cell *c = &cfg->cells[cfg->n_cells];
@@ -199,12 +249,27 @@ dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSO
         cfg->n_cells++;
         c->task_options = strdup(c->task_options);
         c->method_params = strdup(c->method_params);
-        if (!c->task_options || !c->method_params) { st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path); goto done; }
+        if (!c->task_options || !c->method_params) {
+            st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
+            goto done;
+        }
     }
 done:
-    for (size_t i = 0; tgrid && i < cfg->n_tasks; i++) { for (size_t j = 0; j < nt[i]; j++) free(tgrid[i][j]); free(tgrid[i]); }
-    for (size_t i = 0; mgrid && i < cfg->n_methods; i++) { for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]); free(mgrid[i]); }
-    free(tgrid); free(mgrid); free(nt); free(nm); free(hashes); free(order); free(keep);
+    for (size_t i = 0; tgrid && i < cfg->n_tasks; i++) {
+        for (size_t j = 0; j < nt[i]; j++) free(tgrid[i][j]);
+        free(tgrid[i]);
+    }
+    for (size_t i = 0; mgrid && i < cfg->n_methods; i++) {
+        for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]);
+        free(mgrid[i]);
+    }
+    free(tgrid);
+    free(mgrid);
+    free(nt);
+    free(nm);
+    free(hashes);
+    free(order);
+    free(keep);
     return st;
 }
 
@@ -216,7 +281,9 @@ dk_status dk_config_check_policies(dk_config *cfg, const cJSON *meth_opts[], dk_
         if (!dk_policy_find(cfg->methods[i].name)) continue;
         char **pts;
         size_t n = dk_expand_grid(meth_opts[i], &pts);
-        if (!n) return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i, DK_CONFIG_MAX_CELLS);
+        if (!n)
+            return dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i,
+                           DK_CONFIG_MAX_CELLS);
         dk_status st = DK_OK;
         for (size_t pt = 0; pt < n && st == DK_OK; pt++) {
             const dk_policy *p;

@@ -39,11 +39,13 @@ bool dk_eval_chat_applies(const char *dataset) {
     return true;
 }
 
-static bool dk_eval_is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static bool dk_eval_is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* Tokens of text (no BOS unless bos) that ids starts with (from_end: ends with); 0 if it does not. */
-static dk_status dk_eval_affix_tokens(const dk_tokenizer *tok, const char *text, bool bos, const int32_t *ids, size_t n,
-                                      bool from_end, size_t *out, dk_err *e) {
+static dk_status dk_eval_affix_tokens(const dk_tokenizer *tok, const char *text, bool bos, const int32_t *ids,
+                                      size_t n, bool from_end, size_t *out, dk_err *e) {
     int32_t *t = NULL;
     int k = 0;
     *out = 0;
@@ -56,12 +58,13 @@ static dk_status dk_eval_affix_tokens(const dk_tokenizer *tok, const char *text,
     return DK_OK;
 }
 
-dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out, dk_err *e) {
+dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out,
+                               dk_err *e) {
     return dk_eval_prompt_build_chat(m, s, budget, NULL, out, e);
 }
 
-dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget, const dk_chat_template *chat,
-                                    dk_eval_prompt *out, dk_err *e) {
+dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget,
+                                    const dk_chat_template *chat, dk_eval_prompt *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     const dk_tokenizer *tok;
     dk_status st = dk_model_tokenizer(m, &tok, e);
@@ -81,10 +84,18 @@ dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_
         const char *cx = s->context, *q = s->question;
         size_t lc = strlen(cx), lq = strlen(q);
         if (parts.trim_content) { /* strip the whole content (context + question) */
-            while (lc && dk_eval_is_space(*cx)) { cx++; lc--; }
-            if (!lc) while (lq && dk_eval_is_space(*q)) { q++; lq--; }
+            while (lc && dk_eval_is_space(*cx)) {
+                cx++;
+                lc--;
+            }
+            if (!lc)
+                while (lq && dk_eval_is_space(*q)) {
+                    q++;
+                    lq--;
+                }
             while (lq && dk_eval_is_space(q[lq - 1])) lq--;
-            if (!lq) while (lc && dk_eval_is_space(cx[lc - 1])) lc--;
+            if (!lq)
+                while (lc && dk_eval_is_space(cx[lc - 1])) lc--;
         }
         if (parts.bos_in_text) add_bos = 0;
         dk_sample t = *s;
@@ -110,7 +121,9 @@ dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_
             size_t half = budget / 2, tail = np + nc - half, split = out->p.n_context;
             int32_t *ids = out->p.ids;
             memmove(ids + np + half, ids + tail, (half + ns) * sizeof *ids);
-            out->p.n_context = split < np + half ? split : split >= tail ? split - (tail - np - half) : np + half;
+            out->p.n_context = split < np + half ? split
+                               : split >= tail   ? split - (tail - np - half)
+                                                 : np + half;
             out->p.n = np + 2 * half + ns;
             out->p.n_dropped = out->p.n_full - out->p.n;
         }
@@ -123,11 +136,15 @@ dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_
             const char *et = eot[chat->kind];
             int32_t *x = NULL;
             int k = 0;
-            if (et && dk_tokenizer_encode(tok, et, strlen(et), false, &x, &k, e) == DK_OK && k == 1) dk_eval_add_stop(out, x[0]);
+            if (et && dk_tokenizer_encode(tok, et, strlen(et), false, &x, &k, e) == DK_OK && k == 1)
+                dk_eval_add_stop(out, x[0]);
             free(x);
         }
         dk_chat_parts_free(&parts);
-        if (st) { dk_eval_prompt_free(out); return st; }
+        if (st) {
+            dk_eval_prompt_free(out);
+            return st;
+        }
     }
     out->s = s;
     out->n_context = (int)out->p.n_context;
@@ -150,7 +167,10 @@ dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_
         /* pred.py: eos_token_id = [eos, tokenizer.encode("\n")[-1]], min_length = prompt + 1 */
         int32_t *nl = NULL;
         int n = 0;
-        if ((st = dk_tokenizer_encode(tok, "\n", 1, false, &nl, &n, e))) { dk_eval_prompt_free(out); return st; }
+        if ((st = dk_tokenizer_encode(tok, "\n", 1, false, &nl, &n, e))) {
+            dk_eval_prompt_free(out);
+            return st;
+        }
         if (n > 0) dk_eval_add_stop(out, nl[n - 1]);
         free(nl);
         out->min_new_tokens = 1;
@@ -183,7 +203,8 @@ dk_status dk_eval_ctx_reserve(const dk_model *m, dk_ctx **c, int n_tokens, dk_er
 
 dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
     dk_prefill_result r;
-    dk_status st = dk_prefill_run(c, NULL, NULL, p->p.ids, p->n_context, p->p.ids + p->n_context, p->n_question, NULL, &r, e);
+    dk_status st = dk_prefill_run(c, NULL, NULL, p->p.ids, p->n_context, p->p.ids + p->n_context,
+                                  p->n_question, NULL, &r, e);
     if (!st) dk_prefill_result_free(&r);
     return st;
 }
@@ -192,7 +213,13 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
 
 void dk_eval_result_free(dk_eval_result *r) {
     if (!r) return;
-    free(r->active); free(r->layers); free(r->policy); free(r->delta); free(r->gen); free(r->prediction); free(r->logits);
+    free(r->active);
+    free(r->layers);
+    free(r->policy);
+    free(r->delta);
+    free(r->gen);
+    free(r->prediction);
+    free(r->logits);
     free(r->gold);
     memset(r, 0, sizeof *r);
 }
@@ -232,7 +259,8 @@ static dk_status dk_eval_score(const dk_sample *s, const char *pred, double *sco
                                       (const char *const *)s->all_classes, s->n_classes);
     free(p);
     if (isnan(v))
-        return dk_fail(e, DK_ERR_FORMAT, "sample %s: %s cannot score it (the official code would raise on these answers)",
+        return dk_fail(e, DK_ERR_FORMAT,
+                       "sample %s: %s cannot score it (the official code would raise on these answers)",
                        s->id ? s->id : "?", dk_metric_name(s->metric));
     *score01 = v;
     return DK_OK;
@@ -242,7 +270,8 @@ double dk_eval_aggregate_score(dk_metric m, const double *score01, int n) {
     if (n <= 0) return NAN;
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += score01[i];
-    if (m == DK_METRIC_STRING_MATCH_ALL || m == DK_METRIC_STRING_MATCH_PART) return dk_metric_round2(sum / n * 100);
+    if (m == DK_METRIC_STRING_MATCH_ALL || m == DK_METRIC_STRING_MATCH_PART)
+        return dk_metric_round2(sum / n * 100);
     return dk_metric_round2(100 * sum / n);
 }
 
@@ -268,14 +297,19 @@ static float dk_eval_quantile(const float *sorted, int n, double q) {
 }
 
 /* Observer hook: records Δ at AFTER_ATTN; next_active is left as it came (the current set). */
-static dk_status dk_eval_delta_hook(void *user, dk_hook_point point, const dk_layer_view *v, int32_t *next_active,
-                                    int *n_next, dk_err *e) {
-    (void)next_active; (void)n_next; (void)e;
+static dk_status dk_eval_delta_hook(void *user, dk_hook_point point, const dk_layer_view *v,
+                                    int32_t *next_active, int *n_next, dk_err *e) {
+    (void)next_active;
+    (void)n_next;
+    (void)e;
     if (point != DK_HOOK_AFTER_ATTN) return DK_OK;
     dk_eval_delta_obs *o = user;
     int n = v->n_active, d = v->n_embd;
     dk_eval_delta_stats *st = &o->out[v->layer];
-    if (n <= 0) { *st = (dk_eval_delta_stats){0, NAN, NAN, NAN, NAN, NAN}; return DK_OK; }
+    if (n <= 0) {
+        *st = (dk_eval_delta_stats){0, NAN, NAN, NAN, NAN, NAN};
+        return DK_OK;
+    }
     for (int i = 0; i < n; i++) {
         const float *u = v->u + (size_t)i * d;
         double s = 0;
@@ -283,9 +317,12 @@ static dk_status dk_eval_delta_hook(void *user, dk_hook_point point, const dk_la
         o->buf[i] = (float)sqrt(s);
     }
     qsort(o->buf, (size_t)n, sizeof *o->buf, dk_eval_float_cmp);
-    *st = (dk_eval_delta_stats){n, o->buf[0], dk_eval_quantile(o->buf, n, 0.1),
+    *st = (dk_eval_delta_stats){n,
+                                o->buf[0],
+                                dk_eval_quantile(o->buf, n, 0.1),
                                 n % 2 ? o->buf[n / 2] : 0.5f * (o->buf[n / 2 - 1] + o->buf[n / 2]),
-                                dk_eval_quantile(o->buf, n, 0.9), o->buf[n - 1]};
+                                dk_eval_quantile(o->buf, n, 0.9),
+                                o->buf[n - 1]};
     return DK_OK;
 }
 
@@ -309,7 +346,8 @@ static dk_status dk_eval_prefill_dense(dk_ctx *c, const int32_t *ctx, int n_ctx,
     o.hook = dk_eval_delta_hook;
     o.hook_user = &obs;
     dk_ctx_reset(c);
-    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e))) st = dk_prefill_result_finish(r, c, NULL, q, n_q, e);
+    if (!(st = dk_forward_prefill(c, ctx, n_ctx, &o, r->ctx_logits, e)))
+        st = dk_prefill_result_finish(r, c, NULL, q, n_q, e);
 done:
     free(obs.buf);
     if (st) dk_prefill_result_free(r);
@@ -327,7 +365,8 @@ int dk_eval_prefix_layer(const dk_policy *pol, const dk_policy_params *pp, int n
 dk_status dk_eval_prefix(dk_ctx *c, const dk_eval_prompt *p, int last_layer, dk_err *e) {
     int L = dk_ctx_model(c)->cfg.n_layer;
     if (last_layer < 0 || last_layer >= L - 1)
-        return dk_fail(e, DK_ERR_ARG, "prefix through layer %d: the model has %d layers (use 0..%d)", last_layer, L, L - 2);
+        return dk_fail(e, DK_ERR_ARG, "prefix through layer %d: the model has %d layers (use 0..%d)",
+                       last_layer, L, L - 2);
     if (p->n_context <= 0) return dk_fail(e, DK_ERR_ARG, "empty context");
     int need = dk_eval_prompt_ctx_tokens(p);
     if (dk_ctx_n_ctx_max(c) < need)
@@ -341,15 +380,16 @@ dk_status dk_eval_prefix(dk_ctx *c, const dk_eval_prompt *p, int last_layer, dk_
  * split at f-1, f = the policy's first decision layer): the suffix with the policy's hook, then
  * the question densely. Bit-identical to the full call (forward.h's split invariant); the stats
  * cover the whole context (ctx_wall_s includes the shared prefix's time). */
-static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const dk_policy_params *pp, int n_ctx,
-                                        const int32_t *q, int n_q, dk_prefill_result *r, double *prefix_wall_s,
-                                        dk_err *e) {
+static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const dk_policy_params *pp,
+                                        int n_ctx, const int32_t *q, int n_q, dk_prefill_result *r,
+                                        double *prefix_wall_s, dk_err *e) {
     memset(r, 0, sizeof *r);
     const dk_model_config *k = &dk_ctx_model(c)->cfg;
     int L = k->n_layer;
     int l = dk_eval_prefix_layer(pol, pp, L);
     if (l < 0 || dk_ctx_split_layer(c) != l || dk_ctx_split_hidden(c) == NULL)
-        return dk_fail(e, DK_ERR_STATE, "no prefix through layer %d in the context (split at %d): run dk_eval_prefix first", l,
+        return dk_fail(e, DK_ERR_STATE,
+                       "no prefix through layer %d in the context (split at %d): run dk_eval_prefix first", l,
                        dk_ctx_split_layer(c));
     dk_status st = dk_prefill_result_init(r, L, k->n_vocab, n_ctx, n_q, e);
     if (st) return st;
@@ -360,7 +400,8 @@ static dk_status dk_eval_prefill_suffix(dk_ctx *c, const dk_policy *pol, const d
     if ((st = dk_forward_prefill_suffix(c, &o, r->ctx_logits, e))) goto done;
     const dk_forward_stats *fs = dk_ctx_stats(c);
     if (fs->n_tokens != n_ctx) {
-        st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d", fs->n_tokens, n_ctx);
+        st = dk_fail(e, DK_ERR_STATE, "the prefix in the context has %d tokens, this prompt's context %d",
+                     fs->n_tokens, n_ctx);
         goto done;
     }
     *prefix_wall_s = fs->prefix_wall_s;
@@ -390,8 +431,8 @@ static int32_t dk_eval_pick(const dk_eval_prompt *p, const float *x, int n, bool
     return best < 0 ? dk_argmax(x, n) : best;
 }
 
-static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
-                             bool suffix, dk_eval_result *r, dk_err *e) {
+static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol,
+                             const dk_policy_params *pp, bool suffix, dk_eval_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
     dk_eval_unset_compare(r);
     const dk_model *m = dk_ctx_model(c);
@@ -401,11 +442,16 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
     const char *id = p->s && p->s->id ? p->s->id : "?";
     int need = dk_eval_prompt_ctx_tokens(p);
     if (dk_ctx_n_ctx_max(c) < need)
-        return dk_fail(e, DK_ERR_ARG, "sample %s: the context holds %d positions, the sample needs %d (prompt %d + %d generated/forced)",
+        return dk_fail(e, DK_ERR_ARG,
+                       "sample %s: the context holds %d positions, the sample needs %d (prompt %d + %d "
+                       "generated/forced)",
                        id, dk_ctx_n_ctx_max(c), need, (int)p->p.n, need - (int)p->p.n);
     if (pol && pol->kind == DK_POLICY_DENSE) pol = NULL;
     dk_policy_params defaults;
-    if (!pp) { dk_policy_params_default(&defaults); pp = &defaults; }
+    if (!pp) {
+        dk_policy_params_default(&defaults);
+        pp = &defaults;
+    }
     int L = m->cfg.n_layer, V = m->cfg.n_vocab;
     if (pol && (st = dk_policy_params_validate(pol, pp, L, e))) return st;
 
@@ -431,18 +477,23 @@ static dk_status dk_eval_run(dk_ctx *c, const dk_eval_prompt *p, const dk_policy
     r->gold = malloc((size_t)(p->n_gold > 0 ? p->n_gold : 1) * sizeof *r->gold);
     r->gen = malloc((size_t)(p->max_new_tokens > 0 ? p->max_new_tokens : 1) * sizeof *r->gen);
     buf = malloc((size_t)V * sizeof *buf);
-    if (!r->active || !r->layers || !r->policy || (!pol && !r->delta) || !r->logits || !r->gold || !r->gen || !buf) {
+    if (!r->active || !r->layers || !r->policy || (!pol && !r->delta) || !r->logits || !r->gold || !r->gen ||
+        !buf) {
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
 
     /* prefill: context with the policy, question densely */
     const int32_t *ids = p->p.ids;
-    if (suffix && !pol) st = dk_fail(e, DK_ERR_ARG, "prefix sharing needs a halting method (dense has no decision layer)");
+    if (suffix && !pol)
+        st = dk_fail(e, DK_ERR_ARG, "prefix sharing needs a halting method (dense has no decision layer)");
     else if (suffix)
-        st = dk_eval_prefill_suffix(c, pol, pp, p->n_context, ids + p->n_context, p->n_question, &pr, &r->wall_prefix_s, e);
-    else if (pol) st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e);
-    else st = dk_eval_prefill_dense(c, ids, p->n_context, ids + p->n_context, p->n_question, &pr, r->delta, e);
+        st = dk_eval_prefill_suffix(c, pol, pp, p->n_context, ids + p->n_context, p->n_question, &pr,
+                                    &r->wall_prefix_s, e);
+    else if (pol)
+        st = dk_prefill_run(c, pol, pp, ids, p->n_context, ids + p->n_context, p->n_question, NULL, &pr, e);
+    else
+        st = dk_eval_prefill_dense(c, ids, p->n_context, ids + p->n_context, p->n_question, &pr, r->delta, e);
     if (st) goto fail;
     for (int l = 0; l < L; l++) r->active[l] = pr.layers[l].n_active;
     memcpy(r->layers, pr.layers, (size_t)L * sizeof *r->layers);
@@ -506,7 +557,9 @@ dk_status dk_eval_dense(dk_ctx *c, const dk_eval_prompt *p, dk_eval_result *out,
 
 dk_status dk_eval_compare(const dk_eval_ref *ref, dk_eval_result *r, dk_err *e) {
     if (ref->n_vocab != r->n_vocab || ref->n_rows != r->n_rows || !ref->logits)
-        return dk_fail(e, DK_ERR_ARG, "dense reference has %d logit rows of %d, this run %d rows of %d (different model or tokenisation?)",
+        return dk_fail(e, DK_ERR_ARG,
+                       "dense reference has %d logit rows of %d, this run %d rows of %d (different model or "
+                       "tokenisation?)",
                        ref->n_rows, ref->n_vocab, r->n_rows, r->n_vocab);
     int V = r->n_vocab;
     r->flops_dense = ref->flops;
@@ -534,10 +587,14 @@ dk_status dk_eval_method(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *po
     return st;
 }
 
-dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
-                                const dk_eval_ref *dense, dk_eval_result *out, dk_err *e) {
+dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol,
+                                const dk_policy_params *pp, const dk_eval_ref *dense, dk_eval_result *out,
+                                dk_err *e) {
     dk_policy_params defaults;
-    if (!pp) { dk_policy_params_default(&defaults); pp = &defaults; }
+    if (!pp) {
+        dk_policy_params_default(&defaults);
+        pp = &defaults;
+    }
     if (pol && pol->kind == DK_POLICY_DENSE) pol = NULL;
     dk_status st = dk_eval_run(c, p, pol, pp, true, out, e);
     if (st || !dense) return st;
@@ -585,7 +642,8 @@ dk_status dk_eval_sample(const dk_model *m, dk_ctx **c, const dk_sample *s, cons
     if (st) return st;
     out->n_ctx_tokens = dk_eval_prompt_ctx_tokens(&p);
     out->step = DK_EVAL_STEP_DENSE;
-    if ((st = dk_eval_ctx_prepare(m, c, out->n_ctx_tokens, o->compute, e)) || (o->warmup && (st = dk_eval_warmup(*c, &p, e))) || (st = dk_eval_dense(*c, &p, &out->dense, e)))
+    if ((st = dk_eval_ctx_prepare(m, c, out->n_ctx_tokens, o->compute, e)) ||
+        (o->warmup && (st = dk_eval_warmup(*c, &p, e))) || (st = dk_eval_dense(*c, &p, &out->dense, e)))
         goto done;
     out->step = DK_EVAL_STEP_METHOD;
     dk_eval_ref ref;
@@ -630,9 +688,13 @@ void dk_eval_totals_add(dk_eval_totals *t, const dk_eval_result *rd, const dk_ev
     t->flops_method += rm->flops;
     t->wall_dense_s += rd->wall_s;
     t->wall_method_s += rm->wall_s;
-    const double fv[5] = {rm->kl, rm->top1, rm->nll_delta, rm->kl_first, rm->top1_first < 0 ? NAN : rm->top1_first};
+    const double fv[5] = {rm->kl, rm->top1, rm->nll_delta, rm->kl_first,
+                          rm->top1_first < 0 ? NAN : rm->top1_first};
     for (int k = 0; k < 5; k++)
-        if (!isnan(fv[k])) { t->fid_sum[k] += fv[k]; t->fid_n[k]++; }
+        if (!isnan(fv[k])) {
+            t->fid_sum[k] += fv[k];
+            t->fid_n[k]++;
+        }
     if (!isnan(rm->kl_max) && !(rm->kl_max <= t->kl_max)) t->kl_max = rm->kl_max;
 }
 
@@ -640,12 +702,19 @@ void dk_eval_totals_summary(const dk_eval_totals *t, dk_metric metric, dk_eval_s
     double mean[5];
     for (int k = 0; k < 5; k++) mean[k] = t->fid_n[k] ? t->fid_sum[k] / t->fid_n[k] : NAN;
     *out = (dk_eval_summary){
-        .n = t->n, .score = dk_eval_aggregate_score(metric, t->score_method, t->n),
-        .dense_score = dk_eval_aggregate_score(metric, t->score_dense, t->n), .flops_dense = t->flops_dense,
+        .n = t->n,
+        .score = dk_eval_aggregate_score(metric, t->score_method, t->n),
+        .dense_score = dk_eval_aggregate_score(metric, t->score_dense, t->n),
+        .flops_dense = t->flops_dense,
         .flops_method = t->flops_method,
         .flops_speedup = t->flops_method > 0 ? (double)t->flops_dense / (double)t->flops_method : NAN,
-        .wall_speedup = t->wall_method_s > 0 ? t->wall_dense_s / t->wall_method_s : NAN, .kl = mean[0],
-        .kl_max = t->kl_max, .top1 = mean[1], .nll_delta = mean[2], .kl_first = mean[3], .top1_first = mean[4],
+        .wall_speedup = t->wall_method_s > 0 ? t->wall_dense_s / t->wall_method_s : NAN,
+        .kl = mean[0],
+        .kl_max = t->kl_max,
+        .top1 = mean[1],
+        .nll_delta = mean[2],
+        .kl_first = mean[3],
+        .top1_first = mean[4],
     };
 }
 

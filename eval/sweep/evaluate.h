@@ -49,22 +49,23 @@
 #define DK_EVAL_MAX_STOP 4
 
 typedef struct {
-    const dk_sample *s;       /* borrowed; must outlive the prompt */
-    dk_prompt p;              /* ids (n) with BOS first, n_context, n_full, n_dropped */
-    int n_context, n_question;/* p.n split: context (haltable, BOS included) + question */
-    int32_t *gold;            /* (n_gold) first answer's tokens, no BOS */
+    const dk_sample *s;        /* borrowed; must outlive the prompt */
+    dk_prompt p;               /* ids (n) with BOS first, n_context, n_full, n_dropped */
+    int n_context, n_question; /* p.n split: context (haltable, BOS included) + question */
+    int32_t *gold;             /* (n_gold) first answer's tokens, no BOS */
     int n_gold;
     int32_t stop[DK_EVAL_MAX_STOP]; /* generation stops when one of these is produced */
     int n_stop;
-    int min_new_tokens;       /* steps during which stop tokens are suppressed (samsum: 1) */
-    int max_new_tokens;       /* the sample's generation budget */
+    int min_new_tokens;         /* steps during which stop tokens are suppressed (samsum: 1) */
+    int max_new_tokens;         /* the sample's generation budget */
     dk_chat_template_kind chat; /* template applied (NONE: plain prompt) */
-    int n_template;           /* of p.n, template tokens (prefix incl. BOS + suffix) */
+    int n_template;             /* of p.n, template tokens (prefix incl. BOS + suffix) */
 } dk_eval_prompt;
 
 /* Tokenises s with the model's tokenizer. budget > 0: the prompt is middle-truncated to budget
  * tokens (BOS counted); 0: no truncation. Errors: no tokenizer, empty prompt. */
-dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out, dk_err *e);
+dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t budget, dk_eval_prompt *out,
+                               dk_err *e);
 /* As dk_eval_prompt_build, inside a chat template (chat.h; NULL or kind none = plain prompt):
  *   [BOS] prefix + context | question + suffix
  * where prefix + context is the haltable part and question + suffix is never halted. LongBench's
@@ -72,8 +73,8 @@ dk_status dk_eval_prompt_build(const dk_model *m, const dk_sample *s, size_t bud
  * variants), see dk_eval_chat_applies. budget counts the content tokens only (as pred.py
  * truncates before build_chat); the template's tokens come on top. The template's end-of-turn
  * token (<|im_end|>, <|eot_id|>) is a stop token. */
-dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget, const dk_chat_template *chat,
-                                    dk_eval_prompt *out, dk_err *e);
+dk_status dk_eval_prompt_build_chat(const dk_model *m, const dk_sample *s, size_t budget,
+                                    const dk_chat_template *chat, dk_eval_prompt *out, dk_err *e);
 /* false for the datasets LongBench prompts without the chat template. */
 bool dk_eval_chat_applies(const char *dataset);
 void dk_eval_prompt_free(dk_eval_prompt *p);
@@ -97,7 +98,7 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e);
  * output after W_o, before the residual add: DASH's score) in a DENSE run. Quantiles as
  * numpy's default (linear interpolation); median = mean of the two middle values for even n. */
 typedef struct {
-    int n;                                   /* rows (the layer's active context rows: all of them) */
+    int n; /* rows (the layer's active context rows: all of them) */
     float min, p10, median, p90, max;
 } dk_eval_delta_stats;
 
@@ -107,48 +108,48 @@ typedef struct {
     int n_full, n_dropped;               /* before truncation; removed from the middle */
     int n_gold;                          /* teacher-forced answer tokens */
     /* method */
-    char method[32];                     /* policy name, "dense" for the reference */
-    char params[160];                    /* dk_policy_params_format text, "" for dense */
+    char method[32];  /* policy name, "dense" for the reference */
+    char params[160]; /* dk_policy_params_format text, "" for dense */
     /* per layer, context prefill (n_layer) */
     int n_layer;
-    int *active;                         /* (n_layer) context tokens processed by each layer */
-    dk_layer_stats *layers;              /* (n_layer) per-layer FLOPs and wall time of the context call */
-    dk_policy_layer_stats *policy;       /* (n_layer) decisions and halting-score statistics */
-    dk_eval_delta_stats *delta;          /* (n_layer) dense runs only (method "dense"): Δ per layer of the
+    int *active;                   /* (n_layer) context tokens processed by each layer */
+    dk_layer_stats *layers;        /* (n_layer) per-layer FLOPs and wall time of the context call */
+    dk_policy_layer_stats *policy; /* (n_layer) decisions and halting-score statistics */
+    dk_eval_delta_stats *delta;    /* (n_layer) dense runs only (method "dense"): Δ per layer of the
                                             context prefill, observed through the engine hook without
                                             changing the active set (logits bit-identical to an unhooked
                                             dense prefill; not counted as FLOPs); NULL for method runs */
-    int n_kept;                          /* context rows active in the last layer */
+    int n_kept;                    /* context rows active in the last layer */
     /* prefill compute: context (with the policy) and question (dense) */
     dk_flops flops_ctx, flops_q;         /* by component (FLOPs) */
     int64_t flops;                       /* total of both */
     double wall_ctx_s, wall_q_s, wall_s; /* prefill wall times (s); wall_s = ctx + q */
-    double wall_prefix_s;                /* of wall_ctx_s, the shared prefix (dk_eval_method_suffix; 0 otherwise):
+    double wall_prefix_s; /* of wall_ctx_s, the shared prefix (dk_eval_method_suffix; 0 otherwise):
                                             measured once per prompt and charged to every run that shares it */
-    double wall_forcing_s, wall_decode_s;/* teacher forcing and greedy decoding (s), not in wall_s */
+    double wall_forcing_s, wall_decode_s; /* teacher forcing and greedy decoding (s), not in wall_s */
     /* generation */
-    int32_t *gen;                        /* (n_gen) generated tokens, stop token excluded */
+    int32_t *gen; /* (n_gen) generated tokens, stop token excluded */
     int n_gen;
-    char *prediction;                    /* UTF-8 text of gen */
-    double score;                        /* [0, 100] */
-    double score01;                      /* [0, 1], what the official aggregates sum */
+    char *prediction; /* UTF-8 text of gen */
+    double score;     /* [0, 100] */
+    double score01;   /* [0, 1], what the official aggregates sum */
     /* logit rows (see top of file) */
     int n_vocab, n_rows;
-    float *logits;                       /* (n_rows, n_vocab) */
-    int32_t *gold;                       /* (n_gold) the teacher-forced answer tokens (copy) */
-    double nll;                          /* mean -log p(gold[t] | row t) (nats/token); NAN when n_gold = 0 */
+    float *logits; /* (n_rows, n_vocab) */
+    int32_t *gold; /* (n_gold) the teacher-forced answer tokens (copy) */
+    double nll;    /* mean -log p(gold[t] | row t) (nats/token); NAN when n_gold = 0 */
     /* against dense (dk_eval_method with a reference; NAN / -1 otherwise) */
     int64_t flops_dense;
     double wall_dense_s;
-    double flops_speedup;                /* flops_dense / flops */
-    double wall_speedup;                 /* wall_dense_s / wall_s */
-    double kl;                           /* mean KL(dense‖method) over the answer rows (nats) */
-    double kl_max;                       /* max KL over the answer rows */
-    double top1;                         /* fraction of answer rows whose argmax agrees, [0, 1] */
-    double kl_first;                     /* KL of row 0 alone */
-    int top1_first;                      /* 1 if row 0's argmax agrees, 0 if not, -1 not measured */
-    double nll_dense, nll_delta;         /* reference's answer NLL; nll - nll_dense (nats/token) */
-    int same_prediction;                 /* 1/0 vs the reference's prediction, -1 unknown */
+    double flops_speedup;        /* flops_dense / flops */
+    double wall_speedup;         /* wall_dense_s / wall_s */
+    double kl;                   /* mean KL(dense‖method) over the answer rows (nats) */
+    double kl_max;               /* max KL over the answer rows */
+    double top1;                 /* fraction of answer rows whose argmax agrees, [0, 1] */
+    double kl_first;             /* KL of row 0 alone */
+    int top1_first;              /* 1 if row 0's argmax agrees, 0 if not, -1 not measured */
+    double nll_dense, nll_delta; /* reference's answer NLL; nll - nll_dense (nats/token) */
+    int same_prediction;         /* 1/0 vs the reference's prediction, -1 unknown */
 } dk_eval_result;
 
 void dk_eval_result_free(dk_eval_result *r);
@@ -160,10 +161,10 @@ dk_flops dk_eval_result_flops(const dk_eval_result *r);
  * n_logit_rows, logits) — all borrowed. */
 typedef struct {
     int n_vocab, n_rows;
-    const float *logits;     /* (n_rows, n_vocab) layout as dk_eval_result.logits */
-    int64_t flops;           /* dense prefill FLOPs (context + question) */
-    double wall_s;           /* dense prefill wall time (s) */
-    const char *prediction;  /* NULL = unknown */
+    const float *logits;    /* (n_rows, n_vocab) layout as dk_eval_result.logits */
+    int64_t flops;          /* dense prefill FLOPs (context + question) */
+    double wall_s;          /* dense prefill wall time (s) */
+    const char *prediction; /* NULL = unknown */
 } dk_eval_ref;
 
 void dk_eval_ref_from_result(const dk_eval_result *dense, dk_eval_ref *ref);
@@ -195,8 +196,9 @@ dk_status dk_eval_prefix(dk_ctx *c, const dk_eval_prompt *p, int last_layer, dk_
 /* As dk_eval_method, continuing from the prefix dk_eval_prefix left in c (same prompt): the
  * remaining layers with pol, the question, forcing, decoding. DK_ERR_STATE when c holds no
  * prefix split at dk_eval_prefix_layer(pol, pp, n_layer) or one of another length. */
-dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol, const dk_policy_params *pp,
-                                const dk_eval_ref *dense, dk_eval_result *out, dk_err *e);
+dk_status dk_eval_method_suffix(dk_ctx *c, const dk_eval_prompt *p, const dk_policy *pol,
+                                const dk_policy_params *pp, const dk_eval_ref *dense, dk_eval_result *out,
+                                dk_err *e);
 
 /* Fills the comparison fields of r from ref (used by dk_eval_method; exposed for callers that
  * compare results they already have). */
@@ -215,7 +217,7 @@ typedef struct {
     long budget;                  /* prompt budget in tokens; < 0: dk_eval_default_budget */
     const dk_chat_template *chat; /* NULL = plain prompt */
     dk_compute compute;
-    bool warmup;                  /* one untimed dense prefill first (dk_eval_warmup) */
+    bool warmup; /* one untimed dense prefill first (dk_eval_warmup) */
 } dk_eval_sample_opts;
 
 typedef struct {
@@ -236,17 +238,18 @@ typedef struct {
     double *score_method, *score_dense; /* (cap) score01 per sample */
     int64_t flops_dense, flops_method;
     double wall_dense_s, wall_method_s;
-    double fid_sum[5];                  /* kl, top1, nll_delta, kl_first, top1_first: sums of non-NAN values */
+    double fid_sum[5]; /* kl, top1, nll_delta, kl_first, top1_first: sums of non-NAN values */
     int fid_n[5];
-    double kl_max;                      /* max over samples (NAN before one) */
+    double kl_max; /* max over samples (NAN before one) */
 } dk_eval_totals;
 
 typedef struct {
     int n;
-    double score, dense_score;          /* dk_eval_aggregate_score of the metric */
+    double score, dense_score; /* dk_eval_aggregate_score of the metric */
     int64_t flops_dense, flops_method;
     double flops_speedup, wall_speedup; /* sum dense / sum method (NAN when the method's sum is 0) */
-    double kl, kl_max, top1, nll_delta, kl_first, top1_first; /* means over samples (NAN skipped); kl_max the max */
+    double kl, kl_max, top1, nll_delta, kl_first,
+        top1_first; /* means over samples (NAN skipped); kl_max the max */
 } dk_eval_summary;
 
 dk_status dk_eval_totals_init(dk_eval_totals *t, int n_samples, dk_err *e);

@@ -9,13 +9,14 @@
 #include <unistd.h>
 
 /* The latest run of a shard store (its config); a read-only open runs PRAGMA quick_check. */
-static dk_status dk_merge_shard_config(const char *path, dk_store_run **runs, size_t *n_runs, const dk_store_run **latest,
-                                       dk_err *e) {
+static dk_status dk_merge_shard_config(const char *path, dk_store_run **runs, size_t *n_runs,
+                                       const dk_store_run **latest, dk_err *e) {
     dk_store *s = NULL;
     dk_status st = dk_store_open(path, DK_STORE_OPEN_READONLY, &s, e);
     if (!st) st = dk_store_runs_read(s, runs, n_runs, e);
     dk_store_close(s);
-    if (!st && *n_runs == 0) st = dk_fail(e, DK_ERR_FORMAT, "%s: no runs in this store: not a shard of any config", path);
+    if (!st && *n_runs == 0)
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: no runs in this store: not a shard of any config", path);
     if (!st) *latest = &(*runs)[*n_runs - 1];
     return st;
 }
@@ -47,12 +48,17 @@ dk_status dk_merge_stores(const char *out_path, const char *const *shards, int n
             continue;
         }
         if (!st && strcmp(latest->config_hash, cfg_run->config_hash) != 0)
-            st = dk_fail(e, DK_ERR_ARG, "%s: a shard of config %.12s (%s), not of %.12s (%s) like %s: merge shards of one config",
-                         shards[i], latest->config_hash, latest->name ? latest->name : "?", cfg_run->config_hash,
-                         cfg_run->name ? cfg_run->name : "?", shards[0]);
+            st = dk_fail(
+                e, DK_ERR_ARG,
+                "%s: a shard of config %.12s (%s), not of %.12s (%s) like %s: merge shards of one config",
+                shards[i], latest->config_hash, latest->name ? latest->name : "?", cfg_run->config_hash,
+                cfg_run->name ? cfg_run->name : "?", shards[0]);
         dk_store_runs_free(runs, n);
     }
-    if (st) { dk_store_runs_free(first_runs, first_n); return st; }
+    if (st) {
+        dk_store_runs_free(first_runs, first_n);
+        return st;
+    }
     snprintf(r->config_hash, sizeof r->config_hash, "%s", cfg_run->config_hash);
     snprintf(r->name, sizeof r->name, "%s", cfg_run->name ? cfg_run->name : "");
 

@@ -19,12 +19,12 @@
 #include "store.h"
 
 typedef struct {
-    int64_t run_id;                /* the merged run in OUT */
+    int64_t run_id; /* the merged run in OUT */
     char config_hash[65];
-    char name[128];                /* the config's name */
-    int64_t cells[4];              /* the merged run's cells by state (dk_cell_state order) */
-    int64_t samples;               /* sample rows of those cells */
-    dk_store_merge_stats added;    /* what this merge added */
+    char name[128];             /* the config's name */
+    int64_t cells[4];           /* the merged run's cells by state (dk_cell_state order) */
+    int64_t samples;            /* sample rows of those cells */
+    dk_store_merge_stats added; /* what this merge added */
 } dk_merge_result;
 
 /* command: recorded as the merged run's command when it is created (NULL = unknown). */

@@ -11,7 +11,8 @@ dk_status dk_method_parse(const char *method, const char *params_json, int n_lay
     cJSON *o = cJSON_Parse(params_json);
     if (!o) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (const cJSON *c = o->child; c && !st; c = c->next)
-        st = dk_policy_params_set(*pol, pp, c->string, cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, e);
+        st = dk_policy_params_set(*pol, pp, c->string,
+                                  cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? 1.0 : 0.0) : c->valuedouble, e);
     cJSON_Delete(o);
     if (!st) st = dk_policy_params_validate(*pol, pp, n_layer, e);
     return st;

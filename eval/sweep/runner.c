@@ -30,7 +30,6 @@
 /* OpenBLAS's own setter (declared in its cblas.h, which eval/ is not compiled against). */
 extern void openblas_set_num_threads(int n);
 
-
 void dk_runner_opts_default(dk_runner_opts *o) {
     memset(o, 0, sizeof *o);
     o->db_path = "results/dashkit.db";
@@ -61,8 +60,14 @@ static void dk_git_rev(char *out, size_t n) {
     snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", exe);
     FILE *f = popen(cmd, "r");
     if (!f) return;
-    if (fgets(line, sizeof line, f)) { dk_chomp(line); snprintf(out, n, "%s", line); }
-    if (pclose(f) != 0) { out[0] = 0; return; }
+    if (fgets(line, sizeof line, f)) {
+        dk_chomp(line);
+        snprintf(out, n, "%s", line);
+    }
+    if (pclose(f) != 0) {
+        out[0] = 0;
+        return;
+    }
     snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", exe);
     if ((f = popen(cmd, "r"))) {
         if (fgets(line, sizeof line, f) && strlen(out) + 7 < n) strcat(out, "+dirty");
@@ -78,7 +83,12 @@ static void dk_cpu_model(char *out, size_t n) {
     while (fgets(line, sizeof line, f))
         if (!strncmp(line, "model name", 10)) {
             char *c = strchr(line, ':');
-            if (c) { c++; while (*c == ' ' || *c == '\t') c++; dk_chomp(c); snprintf(out, n, "%s", c); }
+            if (c) {
+                c++;
+                while (*c == ' ' || *c == '\t') c++;
+                dk_chomp(c);
+                snprintf(out, n, "%s", c);
+            }
             break;
         }
     fclose(f);
@@ -86,17 +96,27 @@ static void dk_cpu_model(char *out, size_t n) {
 
 /* ---- recording: run, models, cells ---- */
 
-static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_opts *o, dk_plan *p, dk_err *e) {
+static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_opts *o, dk_plan *p,
+                           dk_err *e) {
     char host[256] = "", cpu[256], git[320], shard[32];
     snprintf(shard, sizeof shard, "%d/%d", o->shard_index, o->shard_count);
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
     dk_cpu_model(cpu, sizeof cpu);
     dk_git_rev(git, sizeof git);
     dk_run_info ri = {
-        .name = cfg->name, .config_path = cfg->path, .config_text = cfg->text, .config_hash = cfg->hash,
-        .git_rev = git[0] ? git : NULL, .host = host, .cpu = cpu[0] ? cpu : NULL, .blas_core = dk_blas_core(),
-        .command = o->command, .threads = cfg->threads > 0 ? cfg->threads : dk_blas_threads(), .workers = o->workers,
-        .n_cells = (int64_t)(p->ord ? p->n_config_cells : cfg->n_cells), .shard = o->shard_count > 0 ? shard : NULL,
+        .name = cfg->name,
+        .config_path = cfg->path,
+        .config_text = cfg->text,
+        .config_hash = cfg->hash,
+        .git_rev = git[0] ? git : NULL,
+        .host = host,
+        .cpu = cpu[0] ? cpu : NULL,
+        .blas_core = dk_blas_core(),
+        .command = o->command,
+        .threads = cfg->threads > 0 ? cfg->threads : dk_blas_threads(),
+        .workers = o->workers,
+        .n_cells = (int64_t)(p->ord ? p->n_config_cells : cfg->n_cells),
+        .shard = o->shard_count > 0 ? shard : NULL,
     };
     dk_status st = dk_store_run_begin(s, &ri, &p->run_id, e);
     if (st) return st;
@@ -111,7 +131,8 @@ static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_op
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < cfg->n_models && !st; i++) st = dk_store_model_put(s, &p->model_info[i], &model_id[i], e);
+    for (size_t i = 0; i < cfg->n_models && !st; i++)
+        st = dk_store_model_put(s, &p->model_info[i], &model_id[i], e);
     for (size_t i = 0; i < cfg->n_cells && !st; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         dk_config_identity id;
@@ -119,10 +140,16 @@ static dk_status dk_record(dk_store *s, const dk_config *cfg, const dk_runner_op
         memcpy(p->key[i], id.key, sizeof p->key[i]);
         memcpy(p->task_key[i], id.task_key, sizeof p->task_key[i]);
         ident[i] = id.json;
-        spec[i] = (dk_cell_spec){.key = p->key[i], .identity = ident[i], .task = c->task_name,
-                                 .task_options = c->task_options, .task_key = p->task_key[i], .method = c->method_name,
-                                 .params = c->method_params, .model_id = model_id[c->model],
-                                 .n_samples = cfg->samples, .seed = cfg->seed};
+        spec[i] = (dk_cell_spec){.key = p->key[i],
+                                 .identity = ident[i],
+                                 .task = c->task_name,
+                                 .task_options = c->task_options,
+                                 .task_key = p->task_key[i],
+                                 .method = c->method_name,
+                                 .params = c->method_params,
+                                 .model_id = model_id[c->model],
+                                 .n_samples = cfg->samples,
+                                 .seed = cfg->seed};
     }
     if (!st) st = dk_store_cells_add_at(s, p->run_id, spec, p->ord, cfg->n_cells, 1, p->cell_id, NULL, e);
 done:
@@ -164,7 +191,8 @@ static int64_t dk_progress_held_by(dk_store *s, int64_t run_id, pid_t pid) {
 static void dk_progress_derive(dk_runner_progress *pr, int64_t samples_at_start, double t0) {
     pr->elapsed_s = dk_time_now_s() - t0;
     pr->samples_new = pr->samples_done - samples_at_start;
-    pr->samples_per_s = pr->elapsed_s > 0 && pr->samples_new > 0 ? (double)pr->samples_new / pr->elapsed_s : 0;
+    pr->samples_per_s = pr->elapsed_s > 0 && pr->samples_new > 0 ? (double)pr->samples_new / pr->elapsed_s
+                                                                 : 0;
     int64_t left = pr->samples_total - pr->samples_done;
     pr->eta_s = left <= 0 ? 0 : pr->samples_per_s > 0 ? (double)left / pr->samples_per_s : NAN;
 }
@@ -208,7 +236,8 @@ static dk_status dk_runner_analyze(dk_store *s, const dk_config *cfg, const dk_p
             dk_analyze_opts_default(&ao);
             ao.ls = cfg->analyze_ls;
             ao.rho = cfg->analyze_rho;
-            if (!st && set.n > 0) st = dk_analyze_run(m, &set, dk_eval_default_budget(m, &set.s[0]), &ao, &a, e);
+            if (!st && set.n > 0)
+                st = dk_analyze_run(m, &set, dk_eval_default_budget(m, &set.s[0]), &ao, &a, e);
             dk_sample_set_free(&set);
             if (st) break;
             a.run_id = p->run_id;
@@ -237,13 +266,14 @@ static void dk_worker_main(const dk_plan *p, pid_t parent, const int errpipe[2],
     dk_share_stats ss = {0, 0.0, 0.0, 0.0};
     dk_status ws = dk_worker_loop(p, &ss, &we);
     char line[128];
-    int n = snprintf(line, sizeof line, "%lld %.9g %.17g %.17g\n", (long long)ss.shared_runs, ss.saved_s, ss.model_flops,
-                     ss.model_saved);
+    int n = snprintf(line, sizeof line, "%lld %.9g %.17g %.17g\n", (long long)ss.shared_runs, ss.saved_s,
+                     ss.model_flops, ss.model_saved);
     if (n > 0 && write(statpipe[1], line, (size_t)n) < 0) _exit(1);
     if (ws) {
         char msg[512];
         int k = snprintf(msg, sizeof msg, "worker %d: %s\n", (int)getpid(), we.msg);
-        if (k > 0 && write(errpipe[1], msg, (size_t)(k < (int)sizeof msg ? k : (int)sizeof msg - 1)) < 0) _exit(1);
+        if (k > 0 && write(errpipe[1], msg, (size_t)(k < (int)sizeof msg ? k : (int)sizeof msg - 1)) < 0)
+            _exit(1);
     }
     _exit(ws ? 1 : 0);
 }
@@ -269,29 +299,37 @@ static void dk_runner_read_stats(int fd, dk_runner_progress *pr) {
         line = strchr(line, '\n');
         if (line) line++;
     }
-    pr->prefix_expected_ratio = model_flops > model_saved && model_flops > 0 ? model_flops / (model_flops - model_saved) : NAN;
+    pr->prefix_expected_ratio = model_flops > model_saved && model_flops > 0
+                                    ? model_flops / (model_flops - model_saved)
+                                    : NAN;
 }
 
 /* Step 1 (runner.h) and the plan the workers inherit: p->cfg is cfg_all, or *view holding the
  * cells of the shard the options name. */
-static dk_status dk_runner_plan(const dk_config *cfg_all, const dk_runner_opts *o, dk_plan *p, dk_config *view, dk_err *e) {
+static dk_status dk_runner_plan(const dk_config *cfg_all, const dk_runner_opts *o, dk_plan *p,
+                                dk_config *view, dk_err *e) {
     p->cfg = cfg_all;
     p->lease_s = o->lease_s;
     p->db_path = o->db_path;
     dk_status st = dk_runner_check_compute(cfg_all, e);
     if (!st) st = dk_plan_models(cfg_all, p, e);
     if (!st) st = dk_plan_check_cells(cfg_all, p, e);
-    if (!st && o->shard_count > 0 && !(st = dk_plan_shard(cfg_all, o->shard_index, o->shard_count, p, view, e)))
+    if (!st && o->shard_count > 0 &&
+        !(st = dk_plan_shard(cfg_all, o->shard_index, o->shard_count, p, view, e)))
         p->cfg = view;
     if (!st && o->prefix_sharing) st = dk_plan_groups(p->cfg, p, e);
     return st;
 }
 
-dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_runner_progress *out, dk_err *e) {
+dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_runner_progress *out,
+                        dk_err *e) {
     if (o->workers < 1) return dk_fail(e, DK_ERR_ARG, "workers = %d must be >= 1", o->workers);
-    if (o->shard_count < 0 || o->shard_count > DK_SHARD_MAX || (o->shard_count > 0 && (o->shard_index < 1 || o->shard_index > o->shard_count)))
-        return dk_fail(e, DK_ERR_ARG, "shard %d/%d is not I/N with 1 <= I <= N <= %d", o->shard_index, o->shard_count, DK_SHARD_MAX);
-    if (!(o->lease_s > 0) || !(o->progress_interval_s > 0)) return dk_fail(e, DK_ERR_ARG, "lease and progress interval must be > 0");
+    if (o->shard_count < 0 || o->shard_count > DK_SHARD_MAX ||
+        (o->shard_count > 0 && (o->shard_index < 1 || o->shard_index > o->shard_count)))
+        return dk_fail(e, DK_ERR_ARG, "shard %d/%d is not I/N with 1 <= I <= N <= %d", o->shard_index,
+                       o->shard_count, DK_SHARD_MAX);
+    if (!(o->lease_s > 0) || !(o->progress_interval_s > 0))
+        return dk_fail(e, DK_ERR_ARG, "lease and progress interval must be > 0");
     dk_plan p = {0};
     dk_config view;
     const dk_config *cfg = cfg_all;
@@ -316,14 +354,23 @@ dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_ru
 
     pids = calloc((size_t)o->workers, sizeof *pids);
     all_pids = calloc((size_t)o->workers, sizeof *all_pids);
-    if (!pids || !all_pids) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!pids || !all_pids) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     /* workers report a fatal (store) error through this pipe: one write < PIPE_BUF each, atomic */
-    if (pipe(errpipe) != 0 || pipe(statpipe) != 0) { st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno)); goto done; }
+    if (pipe(errpipe) != 0 || pipe(statpipe) != 0) {
+        st = dk_fail(e, DK_ERR_IO, "pipe: %s", strerror(errno));
+        goto done;
+    }
     fflush(NULL);
     pid_t parent = getpid();
     for (int i = 0; i < o->workers; i++) {
         pid_t pid = fork();
-        if (pid < 0) { st = dk_fail(e, DK_ERR_IO, "fork: %s", strerror(errno)); break; }
+        if (pid < 0) {
+            st = dk_fail(e, DK_ERR_IO, "fork: %s", strerror(errno));
+            break;
+        }
         if (pid == 0) dk_worker_main(&p, parent, errpipe, statpipe);
         pids[n_pids] = all_pids[n_pids] = pid;
         n_pids++;
@@ -363,7 +410,8 @@ dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_ru
     dk_runner_read_stats(statpipe[0], &pr);
     if (o->progress) o->progress(o->progress_user, &pr, 1);
     if (out) *out = pr;
-    dk_err ee = {{0}}; /* a failed run_end (a full disk) is reported with the cells' state, not instead of it */
+    dk_err ee = {
+        {0}}; /* a failed run_end (a full disk) is reported with the cells' state, not instead of it */
     dk_status est = dk_store_run_end(s, p.run_id, &ee);
     char werr[512] = "";
     if (worker_failed) {
@@ -376,19 +424,23 @@ dk_status dk_runner_run(const dk_config *cfg_all, const dk_runner_opts *o, dk_ru
     /* cells still 'running' under one of this run's own (exited) workers were interrupted by
      * its failure (a full disk, ...): they are not running anywhere */
     int64_t own = 0;
-    for (int i = 0; i < n_pids && pr.cells_running > 0; i++) own += dk_progress_held_by(s, p.run_id, all_pids[i]);
+    for (int i = 0; i < n_pids && pr.cells_running > 0; i++)
+        own += dk_progress_held_by(s, p.run_id, all_pids[i]);
     if (pr.cells_done < pr.cells_total)
-        st = dk_fail(e, DK_ERR_STATE, "%lld of %lld cells not done: %lld failed, %lld interrupted, %lld still running in another"
-                     " process, %lld pending%s%s%s%.300s (see 'dashkit status'; re-run to resume)",
-                     (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total, (long long)pr.cells_failed,
-                     (long long)own, (long long)(pr.cells_running - own), (long long)pr.cells_pending,
-                     worker_failed ? "; " : "", werr, est ? "; " : "", est ? ee.msg : "");
+        st = dk_fail(
+            e, DK_ERR_STATE,
+            "%lld of %lld cells not done: %lld failed, %lld interrupted, %lld still running in another"
+            " process, %lld pending%s%s%s%.300s (see 'dashkit status'; re-run to resume)",
+            (long long)(pr.cells_total - pr.cells_done), (long long)pr.cells_total,
+            (long long)pr.cells_failed, (long long)own, (long long)(pr.cells_running - own),
+            (long long)pr.cells_pending, worker_failed ? "; " : "", werr, est ? "; " : "", est ? ee.msg : "");
     else if (est) {
         *e = ee;
         st = est;
     }
     /* a shard run leaves the config's "analyze" to `run --db MERGED` (its analyses are not merged) */
-    if (!st && cfg->analyze && !o->shard_count && pr.cells_done == pr.cells_total) st = dk_runner_analyze(s, cfg, &p, e);
+    if (!st && cfg->analyze && !o->shard_count && pr.cells_done == pr.cells_total)
+        st = dk_runner_analyze(s, cfg, &p, e);
 wait:
     for (int i = 0; i < n_pids; i++)
         if (pids[i] > 0) waitpid(pids[i], NULL, 0);

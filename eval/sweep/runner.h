@@ -48,17 +48,17 @@
 
 typedef struct {
     int64_t run_id;
-    int64_t cells_total;      /* cells of this config */
+    int64_t cells_total; /* cells of this config */
     int64_t cells_done, cells_failed, cells_running, cells_pending;
-    int64_t samples_total;    /* cells_total * samples per cell */
-    int64_t samples_done;     /* sample rows stored for this config's cells */
-    int64_t samples_new;      /* of them, written since this invocation started */
-    double elapsed_s;         /* since the workers started */
-    double samples_per_s;     /* samples_new / elapsed_s (0 before the first) */
-    double eta_s;             /* remaining samples / samples_per_s; NAN when unknown */
+    int64_t samples_total; /* cells_total * samples per cell */
+    int64_t samples_done;  /* sample rows stored for this config's cells */
+    int64_t samples_new;   /* of them, written since this invocation started */
+    double elapsed_s;      /* since the workers started */
+    double samples_per_s;  /* samples_new / elapsed_s (0 before the first) */
+    double eta_s;          /* remaining samples / samples_per_s; NAN when unknown */
     /* prefix sharing, this invocation (final report only; 0 in intermediate ones) */
-    int64_t prefix_shared_runs; /* method runs that continued from a prefix computed for a sibling cell */
-    double prefix_saved_s;      /* the prefix wall time those runs did not spend (s): the sweep's saving.
+    int64_t prefix_shared_runs;   /* method runs that continued from a prefix computed for a sibling cell */
+    double prefix_saved_s;        /* the prefix wall time those runs did not spend (s): the sweep's saving.
                                    Each cell's wall_method_s still includes its prefix (see top). */
     double prefix_expected_ratio; /* closed form of the saving: context-prefill FLOPs of this invocation's
                                      runs (dense references included) under prefill.h's layer model,
@@ -69,12 +69,12 @@ typedef struct {
 typedef void (*dk_runner_progress_fn)(void *user, const dk_runner_progress *p, int final);
 
 typedef struct {
-    const char *db_path;          /* store file (created with its folder when missing) */
-    int workers;                  /* worker processes, >= 1 */
-    double lease_s;               /* claim lease (s), renewed by every sample write; > 0 */
-    double progress_interval_s;   /* > 0 */
-    const char *command;          /* recorded in runs.command; NULL = unknown */
-    int prefix_sharing;           /* 1 (default): share layers before l_s across a rho grid; 0: every cell alone */
+    const char *db_path;        /* store file (created with its folder when missing) */
+    int workers;                /* worker processes, >= 1 */
+    double lease_s;             /* claim lease (s), renewed by every sample write; > 0 */
+    double progress_interval_s; /* > 0 */
+    const char *command;        /* recorded in runs.command; NULL = unknown */
+    int prefix_sharing; /* 1 (default): share layers before l_s across a rho grid; 0: every cell alone */
     dk_runner_progress_fn progress;
     void *progress_user;
     int shard_index, shard_count; /* run only shard I of N (shard.h): 1 <= I <= N; N = 0: the whole config */

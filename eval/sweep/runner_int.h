@@ -29,19 +29,19 @@ typedef struct {
     dk_model_info *model_info;                /* (n_models) metadata for the models table */
     char (*model_arch)[16];                   /* (n_models) */
     dk_model_config *model_cfg;               /* (n_models) */
-    int64_t *ord;                             /* (n_cells) a shard's cells: position in the whole config; else NULL */
-    dk_config_cell *shard_cells;              /* a shard's cells (the view's cells array); else NULL */
-    size_t n_config_cells;                    /* cells of the whole config */
-    char (*key)[DK_SHA256_HEX_LEN + 1];       /* (n_cells) cell identity key */
-    char (*task_key)[DK_SHA256_HEX_LEN + 1];  /* (n_cells) */
-    int64_t *cell_id;                         /* (n_cells) store ids */
-    const dk_policy **pol;                    /* (n_cells) each cell's policy and parameters, parsed once */
-    dk_policy_params *pp;                     /* (n_cells) (dk_method_parse, validated for its model) */
-    int *group;                               /* (n_cells) prefix group (cells differing only in after-decision
+    int64_t *ord;                /* (n_cells) a shard's cells: position in the whole config; else NULL */
+    dk_config_cell *shard_cells; /* a shard's cells (the view's cells array); else NULL */
+    size_t n_config_cells;       /* cells of the whole config */
+    char (*key)[DK_SHA256_HEX_LEN + 1];      /* (n_cells) cell identity key */
+    char (*task_key)[DK_SHA256_HEX_LEN + 1]; /* (n_cells) */
+    int64_t *cell_id;                        /* (n_cells) store ids */
+    const dk_policy **pol;                   /* (n_cells) each cell's policy and parameters, parsed once */
+    dk_policy_params *pp;                    /* (n_cells) (dk_method_parse, validated for its model) */
+    int *group;                              /* (n_cells) prefix group (cells differing only in after-decision
                                                  parameters, method.h, whose prefix is shareable), -1 = none;
                                                  NULL = sharing off */
-    int *group_next;                          /* (n_cells) next member of the cell's group, -1 = last */
-    size_t *by_id;                            /* (n_cells) cell indices sorted by cell_id (claims) */
+    int *group_next;                         /* (n_cells) next member of the cell's group, -1 = last */
+    size_t *by_id;                           /* (n_cells) cell indices sorted by cell_id (claims) */
     int64_t run_id;
     double lease_s;
     const char *db_path;
@@ -49,8 +49,8 @@ typedef struct {
 
 /* Prefix-sharing counters of one worker (sent to the parent at exit). */
 typedef struct {
-    int64_t shared_runs;  /* method runs that continued from a prefix computed for another cell */
-    double saved_s;       /* sum over those of the prefix wall time they did not spend */
+    int64_t shared_runs; /* method runs that continued from a prefix computed for another cell */
+    double saved_s;      /* sum over those of the prefix wall time they did not spend */
     /* closed form (prefill.h's layer FLOP model A(n)) of the context prefills executed: every run
      * (dense references included) costs sum_l A(active_l); a reused prefix saves sum_{l<f} A(T) */
     double model_flops, model_saved;
@@ -73,8 +73,8 @@ dk_status dk_plan_index_ids(dk_plan *p, dk_err *e);
 size_t dk_plan_cell_index(const dk_plan *p, int64_t id);
 /* Task options of cell c as key/values (the config's seed added when the task has one); the
  * strings live in store (free each of its 2 * DK_RUNNER_MAX_KV entries). */
-dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store, int *n_kv,
-                          dk_err *e);
+dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store,
+                          int *n_kv, dk_err *e);
 
 /* ---- a worker (runner_worker.c) ---- */
 

@@ -30,7 +30,6 @@ void dk_plan_free(dk_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-
 /* Every task point of the config loads (one sample, with model mi's tokenizer): option values
  * the config rules cannot judge (a haystack name, a data file) fail here, before the store. */
 static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, size_t mi, dk_err *e) {
@@ -41,7 +40,8 @@ static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, si
     for (size_t i = 0; i < cfg->n_cells && !st; i++) {
         const dk_config_cell *c = &cfg->cells[i], *prev = i ? &cfg->cells[i - 1] : NULL;
         /* cells of one task point are consecutive (config.h's nesting order): check the first */
-        int seen = prev && prev->model == c->model && prev->task == c->task && !strcmp(prev->task_options, c->task_options);
+        int seen = prev && prev->model == c->model && prev->task == c->task &&
+                   !strcmp(prev->task_options, c->task_options);
         if (c->model != mi || seen) continue;
         dk_task_kv kv[DK_RUNNER_MAX_KV];
         char *strs[2 * DK_RUNNER_MAX_KV] = {0};
@@ -55,11 +55,13 @@ static dk_status dk_plan_check_tasks(const dk_config *cfg, const dk_model *m, si
         st = dk_task_kv_from(cfg, c, kv, strs, &n_kv, &te);
         if (!st) st = dk_task_load(c->task_name, kv, n_kv, n, &ti, &set, &te);
         if (!st && set.n < n)
-            st = dk_fail(&te, DK_ERR_ARG, "task %s has %d samples, the config asks for %d", c->task_name, set.n, n);
+            st = dk_fail(&te, DK_ERR_ARG, "task %s has %d samples, the config asks for %d", c->task_name,
+                         set.n, n);
         dk_sample_set_free(&set);
         for (int k = 0; k < 2 * DK_RUNNER_MAX_KV; k++) free(strs[k]);
-        if (st) st = dk_fail(e, st, "%s: tasks[%zu] %s %s (model %s): %s", cfg->path, c->task, c->task_name, c->task_options,
-                             cfg->models[mi], te.msg);
+        if (st)
+            st = dk_fail(e, st, "%s: tasks[%zu] %s %s (model %s): %s", cfg->path, c->task, c->task_name,
+                         c->task_options, cfg->models[mi], te.msg);
     }
     return st;
 }
@@ -83,9 +85,17 @@ dk_status dk_plan_models(const dk_config *cfg, dk_plan *p, dk_err *e) {
         struct stat sb;
         snprintf(p->model_arch[i], sizeof p->model_arch[i], "%s", m->arch_name);
         p->model_info[i] = (dk_model_info){
-            .sha256 = p->model_sha[i], .path = cfg->models[i], .arch = p->model_arch[i], .n_layer = m->cfg.n_layer,
-            .n_embd = m->cfg.n_embd, .n_head = m->cfg.n_head, .n_head_kv = m->cfg.n_head_kv, .n_ff = m->cfg.n_ff,
-            .n_vocab = m->cfg.n_vocab, .n_ctx = m->cfg.n_ctx_train, .n_params = m->n_params,
+            .sha256 = p->model_sha[i],
+            .path = cfg->models[i],
+            .arch = p->model_arch[i],
+            .n_layer = m->cfg.n_layer,
+            .n_embd = m->cfg.n_embd,
+            .n_head = m->cfg.n_head,
+            .n_head_kv = m->cfg.n_head_kv,
+            .n_ff = m->cfg.n_ff,
+            .n_vocab = m->cfg.n_vocab,
+            .n_ctx = m->cfg.n_ctx_train,
+            .n_params = m->n_params,
             .file_bytes = stat(cfg->models[i], &sb) == 0 ? (int64_t)sb.st_size : -1,
         };
         const dk_tokenizer *tok;
@@ -109,9 +119,10 @@ dk_status dk_plan_check_cells(const dk_config *cfg, dk_plan *p, dk_err *e) {
     for (size_t i = 0; i < cfg->n_cells; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         dk_err pe = {{0}};
-        if (dk_method_parse(c->method_name, c->method_params, p->model_layers[c->model], &p->pol[i], &p->pp[i], &pe))
-            return dk_fail(e, DK_ERR_ARG, "%s: methods[%zu]: %s (model %s, %d layers)", cfg->path, c->method, pe.msg,
-                           cfg->models[c->model], p->model_layers[c->model]);
+        if (dk_method_parse(c->method_name, c->method_params, p->model_layers[c->model], &p->pol[i],
+                            &p->pp[i], &pe))
+            return dk_fail(e, DK_ERR_ARG, "%s: methods[%zu]: %s (model %s, %d layers)", cfg->path, c->method,
+                           pe.msg, cfg->models[c->model], p->model_layers[c->model]);
     }
     return DK_OK;
 }
@@ -119,7 +130,8 @@ dk_status dk_plan_check_cells(const dk_config *cfg, dk_plan *p, dk_err *e) {
 /* The config's compute mode can run on this CPU (checked once, before any worker starts). */
 dk_status dk_runner_check_compute(const dk_config *cfg, dk_err *e) {
     dk_err ce = {{0}};
-    if (dk_compute_check(cfg->compute, &ce)) return dk_fail(e, DK_ERR_ARG, "%s: compute: %s", cfg->path, ce.msg);
+    if (dk_compute_check(cfg->compute, &ce))
+        return dk_fail(e, DK_ERR_ARG, "%s: compute: %s", cfg->path, ce.msg);
     return DK_OK;
 }
 
@@ -156,7 +168,10 @@ int dk_runner_prefix_group(const dk_config *cfg, const dk_config_cell *cell, cha
 }
 
 /* Order of cells by (model, prefix-group key, position). */
-typedef struct { const dk_config *cfg; char **keys; } dk_group_order;
+typedef struct {
+    const dk_config *cfg;
+    char **keys;
+} dk_group_order;
 
 static int dk_group_cmp(const void *a, const void *b, void *ctx) {
     const dk_group_order *o = ctx;
@@ -177,7 +192,10 @@ dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
     p->group_next = malloc(m * sizeof *p->group_next);
     char **keys = calloc(m, sizeof *keys);
     size_t *order = malloc(m * sizeof *order), n_sh = 0;
-    if (!p->group || !p->group_next || !keys || !order) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
+    if (!p->group || !p->group_next || !keys || !order) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         const dk_config_cell *c = &cfg->cells[i];
         p->group[i] = -1;
@@ -192,7 +210,8 @@ dk_status dk_plan_groups(const dk_config *cfg, dk_plan *p, dk_err *e) {
     qsort_r(order, n_sh, sizeof *order, dk_group_cmp, &ctx);
     for (size_t k = 0; k < n_sh; k++) {
         size_t i = order[k];
-        int same = k > 0 && cfg->cells[order[k - 1]].model == cfg->cells[i].model && !strcmp(keys[order[k - 1]], keys[i]);
+        int same = k > 0 && cfg->cells[order[k - 1]].model == cfg->cells[i].model &&
+                   !strcmp(keys[order[k - 1]], keys[i]);
         p->group[i] = same ? p->group[order[k - 1]] : (int)i;
         if (same) p->group_next[order[k - 1]] = (int)i;
     }
@@ -205,8 +224,8 @@ out:
 
 /* Shard (1..count) of cell i (shard.h); key and group (65 bytes each, may be NULL) receive its
  * identity and sibling-group keys. */
-static dk_status dk_plan_cell_shard(const dk_config *cfg, const dk_plan *p, size_t i, int count, int *shard, char *key,
-                                    char *group, dk_err *e) {
+static dk_status dk_plan_cell_shard(const dk_config *cfg, const dk_plan *p, size_t i, int count, int *shard,
+                                    char *key, char *group, dk_err *e) {
     dk_config_identity id;
     char g[DK_SHA256_HEX_LEN + 1];
     dk_status st = dk_config_cell_identity(cfg, &cfg->cells[i], p->model_sha[cfg->cells[i].model], &id, e);
@@ -249,8 +268,8 @@ dk_status dk_plan_shard(const dk_config *cfg, int index, int count, dk_plan *p, 
  * (set or default) when it has one; otherwise the mean prompt length of its sample set in the
  * model's tokens (LongBench: the files' samples, truncated as a run truncates them). *model is
  * a lazily loaded model of cell i's config model (*model_idx), reused across calls. */
-static dk_status dk_plan_cell_tokens(const dk_config *cfg, size_t i, dk_model **model, size_t *model_idx, double *tokens,
-                                     dk_err *e) {
+static dk_status dk_plan_cell_tokens(const dk_config *cfg, size_t i, dk_model **model, size_t *model_idx,
+                                     double *tokens, dk_err *e) {
     const dk_config_cell *c = &cfg->cells[i];
     dk_task_kv kv[DK_RUNNER_MAX_KV];
     char *strs[2 * DK_RUNNER_MAX_KV] = {0};
@@ -277,7 +296,8 @@ static dk_status dk_plan_cell_tokens(const dk_config *cfg, size_t i, dk_model **
     double sum = 0;
     for (int j = 0; !st && j < set.n; j++) {
         dk_eval_prompt pr;
-        if ((st = dk_eval_prompt_build(*model, &set.s[j], dk_eval_default_budget(*model, &set.s[j]), &pr, e))) break;
+        if ((st = dk_eval_prompt_build(*model, &set.s[j], dk_eval_default_budget(*model, &set.s[j]), &pr, e)))
+            break;
         sum += (double)pr.p.n;
         dk_eval_prompt_free(&pr);
     }
@@ -312,14 +332,18 @@ dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan
                 x->tokens = out->cells[j].tokens;
         dk_err te = {{0}};
         if (x->tokens < 0 && (st = dk_plan_cell_tokens(cfg, i, &m, &m_idx, &x->tokens, &te)))
-            st = dk_fail(e, st, "%s: tasks[%zu] %s %s: estimating its tokens: %s", cfg->path, c->task, c->task_name,
-                         c->task_options, te.msg);
+            st = dk_fail(e, st, "%s: tasks[%zu] %s %s: estimating its tokens: %s", cfg->path, c->task,
+                         c->task_name, c->task_options, te.msg);
         x->cost = x->tokens * x->n_layer * (double)cfg->samples;
-        x->flops = dk_prefill_layer_flops(&p.model_cfg[c->model], x->tokens) * x->n_layer * (double)cfg->samples;
+        x->flops = dk_prefill_layer_flops(&p.model_cfg[c->model], x->tokens) * x->n_layer *
+                   (double)cfg->samples;
     }
     dk_model_free(m);
     dk_plan_free(&p);
-    if (st) { dk_shard_plan_free(out); return st; }
+    if (st) {
+        dk_shard_plan_free(out);
+        return st;
+    }
     out->n_shards = n_shards;
     out->n_cells = cfg->n_cells;
     return DK_OK;
@@ -327,8 +351,8 @@ dk_status dk_runner_shard_plan(const dk_config *cfg, int n_shards, dk_shard_plan
 
 /* Task options (canonical JSON of scalars) as task key/values; the config's sample-set seed is
  * the task's "seed" unless the options set one. Strings live in store (n_kv of them). */
-dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store, int *n_kv,
-                          dk_err *e) {
+dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task_kv *kv, char **store,
+                          int *n_kv, dk_err *e) {
     *n_kv = 0;
     cJSON *o = cJSON_Parse(c->task_options);
     if (!o) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
@@ -342,7 +366,10 @@ dk_status dk_task_kv_from(const dk_config *cfg, const dk_config_cell *c, dk_task
         else if (it->valuedouble == floor(it->valuedouble) && fabs(it->valuedouble) < 9e15)
             snprintf(num, sizeof num, "%lld", (long long)it->valuedouble);
         else snprintf(num, sizeof num, "%.17g", it->valuedouble);
-        if (*n_kv + 1 >= DK_RUNNER_MAX_KV) { st = dk_fail(e, DK_ERR_ARG, "too many task options"); break; }
+        if (*n_kv + 1 >= DK_RUNNER_MAX_KV) {
+            st = dk_fail(e, DK_ERR_ARG, "too many task options");
+            break;
+        }
         store[2 * *n_kv] = strdup(it->string);
         store[2 * *n_kv + 1] = strdup(v);
         kv[*n_kv] = (dk_task_kv){store[2 * *n_kv], store[2 * *n_kv + 1]};
@@ -370,7 +397,8 @@ static int dk_by_id_cmp(const void *a, const void *b, void *ctx) {
 /* plan->by_id, for dk_plan_cell_index. */
 dk_status dk_plan_index_ids(dk_plan *p, dk_err *e) {
     size_t n = p->cfg->n_cells;
-    if (!(p->by_id = malloc((n ? n : 1) * sizeof *p->by_id))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    if (!(p->by_id = malloc((n ? n : 1) * sizeof *p->by_id)))
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) p->by_id[i] = i;
     qsort_r(p->by_id, n, sizeof *p->by_id, dk_by_id_cmp, p->cell_id);
     return DK_OK;

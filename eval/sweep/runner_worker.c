@@ -34,14 +34,15 @@ static int dk_file_id_get(const char *path, dk_file_id *id) {
 
 static int dk_file_id_same(const dk_file_id *a, const dk_file_id *b) {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+           a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 typedef struct {
     dk_model *model;
     size_t model_idx;
-    dk_file_id model_id;  /* identity of the model file when it was hashed and loaded */
-    int model_changed;    /* the file changed under the loaded model: reload (and re-hash) */
+    dk_file_id model_id; /* identity of the model file when it was hashed and loaded */
+    int model_changed;   /* the file changed under the loaded model: reload (and re-hash) */
     dk_ctx *ctx;
     /* sample set of (model, task, options) */
     dk_sample_set set;
@@ -82,15 +83,23 @@ static dk_status dk_cache_model(dk_worker_cache *w, const dk_plan *p, size_t idx
     w->model_changed = 0;
     char sha[DK_SHA256_HEX_LEN + 1];
     dk_file_id before, after;
-    dk_status st = dk_file_id_get(path, &before) ? DK_OK : dk_fail(e, DK_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    dk_status st = dk_file_id_get(path, &before)
+                       ? DK_OK
+                       : dk_fail(e, DK_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     if (!st) st = dk_model_load(path, NULL, &w->model, e);
     if (!st) st = dk_sha256_file(path, sha, e);
     if (!st && strcmp(sha, p->model_sha[idx]) != 0)
-        st = dk_fail(e, DK_ERR_STATE, "%s: the model file changed since the run started (sha256 %.12s..., registered %.12s...)",
-                     path, sha, p->model_sha[idx]);
+        st = dk_fail(
+            e, DK_ERR_STATE,
+            "%s: the model file changed since the run started (sha256 %.12s..., registered %.12s...)", path,
+            sha, p->model_sha[idx]);
     if (!st && (!dk_file_id_get(path, &after) || !dk_file_id_same(&before, &after)))
         st = dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
-    if (st) { dk_model_free(w->model); w->model = NULL; return st; }
+    if (st) {
+        dk_model_free(w->model);
+        w->model = NULL;
+        return st;
+    }
     w->model_idx = idx;
     w->model_id = before;
     return DK_OK;
@@ -108,8 +117,8 @@ static dk_status dk_cache_model_verify(dk_worker_cache *w, const dk_plan *p, dk_
     return dk_fail(e, DK_ERR_STATE, "model file changed during the run: %s", path);
 }
 
-
-static dk_status dk_cache_samples(dk_worker_cache *w, const dk_config *cfg, const dk_config_cell *c, dk_err *e) {
+static dk_status dk_cache_samples(dk_worker_cache *w, const dk_config *cfg, const dk_config_cell *c,
+                                  dk_err *e) {
     if (w->have_set && w->set_model == c->model && !strcmp(w->set_task, c->task_name) &&
         !strcmp(w->set_options, c->task_options))
         return DK_OK;
@@ -130,10 +139,13 @@ static dk_status dk_cache_samples(dk_worker_cache *w, const dk_config *cfg, cons
     w->set_model = c->model;
     w->set_task = strdup(c->task_name);
     w->set_options = strdup(c->task_options);
-    if (!w->set_task || !w->set_options) { dk_cache_drop_set(w); return dk_fail(e, DK_ERR_NOMEM, "out of memory"); }
+    if (!w->set_task || !w->set_options) {
+        dk_cache_drop_set(w);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
     if (w->set.n < cfg->samples) {
-        dk_status r = dk_fail(e, DK_ERR_ARG, "task %s has %d samples, the config asks for %lld", c->task_name, w->set.n,
-                              (long long)cfg->samples);
+        dk_status r = dk_fail(e, DK_ERR_ARG, "task %s has %d samples, the config asks for %lld", c->task_name,
+                              w->set.n, (long long)cfg->samples);
         dk_cache_drop_set(w);
         return r;
     }
@@ -155,10 +167,10 @@ static char *dk_flops_json_alloc(const dk_flops *f) {
 /* The dense reference of one sample: from dense_results, else computed (c reset) and stored. */
 typedef struct {
     dk_eval_ref ref;
-    dk_eval_result rd;        /* computed here (have_rd) */
-    dk_dense_result stored;   /* read from the store (have_stored) */
+    dk_eval_result rd;      /* computed here (have_rd) */
+    dk_dense_result stored; /* read from the store (have_stored) */
     int have_rd, have_stored;
-    char *dense_parts;        /* FLOPs by component (JSON) */
+    char *dense_parts; /* FLOPs by component (JSON) */
 } dk_ref_state;
 
 static void dk_ref_state_free(dk_ref_state *r) {
@@ -177,8 +189,9 @@ static dk_cell_run dk_sample_ref(dk_store *s, const dk_plan *p, dk_worker_cache 
     if (dk_store_dense_get(s, sha, p->task_key[ci], sid, &rs->stored, &found, e)) return DK_CELL_RUN_STORE;
     if (found) {
         rs->have_stored = 1;
-        rs->ref = (dk_eval_ref){(int)rs->stored.n_vocab, (int)rs->stored.n_logit_rows, rs->stored.logits, rs->stored.flops,
-                                rs->stored.wall_s, rs->stored.prediction};
+        rs->ref = (dk_eval_ref){(int)rs->stored.n_vocab, (int)rs->stored.n_logit_rows,
+                                rs->stored.logits,       rs->stored.flops,
+                                rs->stored.wall_s,       rs->stored.prediction};
         rs->dense_parts = rs->stored.flops_parts ? strdup(rs->stored.flops_parts) : NULL;
         return DK_CELL_RUN_OK;
     }
@@ -188,18 +201,29 @@ static dk_cell_run dk_sample_ref(dk_store *s, const dk_plan *p, dk_worker_cache 
     dk_flops f = dk_eval_result_flops(&rs->rd);
     rs->dense_parts = dk_flops_json_alloc(&f);
     const dk_eval_result *rd = &rs->rd;
-    dk_dense_row row = {.model_sha256 = sha, .task_key = p->task_key[ci], .sample_id = sid, .task = c->task_name,
-                        .task_options = c->task_options, .prompt_tokens = rd->n_prompt, .flops = rd->flops,
-                        .flops_parts = rs->dense_parts, .wall_s = rd->wall_s, .prediction = rd->prediction,
-                        .score = rd->score, .n_vocab = rd->n_vocab, .n_logit_rows = rd->n_rows, .logits = rd->logits};
+    dk_dense_row row = {.model_sha256 = sha,
+                        .task_key = p->task_key[ci],
+                        .sample_id = sid,
+                        .task = c->task_name,
+                        .task_options = c->task_options,
+                        .prompt_tokens = rd->n_prompt,
+                        .flops = rd->flops,
+                        .flops_parts = rs->dense_parts,
+                        .wall_s = rd->wall_s,
+                        .prediction = rd->prediction,
+                        .score = rd->score,
+                        .n_vocab = rd->n_vocab,
+                        .n_logit_rows = rd->n_rows,
+                        .logits = rd->logits};
     if (dk_store_dense_put(s, &row, NULL, e)) return DK_CELL_RUN_STORE;
     dk_eval_ref_from_result(rd, &rs->ref);
     return DK_CELL_RUN_OK;
 }
 
 /* ONE transaction: the sample row of cell ci with result r against the reference rs. */
-static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_plan *p, const dk_sample *smp, size_t ci,
-                                   int64_t sid, const dk_ref_state *rs, const dk_eval_result *r, dk_err *e) {
+static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_plan *p, const dk_sample *smp,
+                                   size_t ci, int64_t sid, const dk_ref_state *rs, const dk_eval_result *r,
+                                   dk_err *e) {
     dk_cell_run out = DK_CELL_RUN_FAILED;
     dk_flops fm = dk_eval_result_flops(r);
     char *method_parts = dk_flops_json_alloc(&fm), *answers = NULL;
@@ -208,26 +232,57 @@ static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_pl
     cJSON *ans = cJSON_CreateStringArray((const char *const *)smp->answers, smp->n_answers);
     answers = ans ? cJSON_PrintUnformatted(ans) : NULL;
     cJSON_Delete(ans);
-    if (!active || !ls || !answers || !method_parts) { dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!active || !ls || !answers || !method_parts) {
+        dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     for (int l = 0; l < r->n_layer; l++) {
         /* Δ statistics: the policy's score where it decided; a dense run observes Δ at every layer. */
         const dk_policy_layer_stats *ps = r->policy ? &r->policy[l] : NULL;
         const dk_eval_delta_stats *ds = r->delta ? &r->delta[l] : NULL;
         int dec = ps && ps->decided;
         active[l] = r->active[l];
-        ls[l] = (dk_layer_stat){dec ? ps->score_min : ds ? ds->min : NAN, dec ? ps->score_median : ds ? ds->median : NAN,
-                                dec ? ps->score_max : ds ? ds->max : NAN,
-                                r->layers ? dk_flops_total(&r->layers[l].flops) : 0, r->layers ? r->layers[l].wall_s : NAN};
+        ls[l] = (dk_layer_stat){dec  ? ps->score_min
+                                : ds ? ds->min
+                                     : NAN,
+                                dec  ? ps->score_median
+                                : ds ? ds->median
+                                     : NAN,
+                                dec  ? ps->score_max
+                                : ds ? ds->max
+                                     : NAN,
+                                r->layers ? dk_flops_total(&r->layers[l].flops) : 0,
+                                r->layers ? r->layers[l].wall_s : NAN};
     }
     /* wall_method_s: a shared prefix's time is in r->wall_s for every cell that used it */
     dk_sample_row row = {
-        .cell_id = p->cell_id[ci], .sample_id = sid, .sample_key = smp->id, .prompt_tokens = r->n_prompt,
-        .context_tokens = r->n_context, .question_tokens = r->n_question, .gen_tokens = r->n_gen, .n_layer = r->n_layer,
-        .active = active, .layers = ls, .flops_dense = rs->ref.flops, .flops_method = r->flops,
-        .flops_dense_parts = rs->dense_parts, .flops_method_parts = method_parts, .wall_dense_s = rs->ref.wall_s,
-        .wall_method_s = r->wall_s, .wall_decode_s = r->wall_decode_s, .prediction = r->prediction,
-        .answers = answers, .score = r->score, .kl = r->kl, .kl_max = r->kl_max, .top1 = r->top1,
-        .kl_first = r->kl_first, .top1_first = r->top1_first, .nll_dense = r->nll_dense, .nll_method = r->nll,
+        .cell_id = p->cell_id[ci],
+        .sample_id = sid,
+        .sample_key = smp->id,
+        .prompt_tokens = r->n_prompt,
+        .context_tokens = r->n_context,
+        .question_tokens = r->n_question,
+        .gen_tokens = r->n_gen,
+        .n_layer = r->n_layer,
+        .active = active,
+        .layers = ls,
+        .flops_dense = rs->ref.flops,
+        .flops_method = r->flops,
+        .flops_dense_parts = rs->dense_parts,
+        .flops_method_parts = method_parts,
+        .wall_dense_s = rs->ref.wall_s,
+        .wall_method_s = r->wall_s,
+        .wall_decode_s = r->wall_decode_s,
+        .prediction = r->prediction,
+        .answers = answers,
+        .score = r->score,
+        .kl = r->kl,
+        .kl_max = r->kl_max,
+        .top1 = r->top1,
+        .kl_first = r->kl_first,
+        .top1_first = r->top1_first,
+        .nll_dense = r->nll_dense,
+        .nll_method = r->nll,
         .context_key = smp->context_key,
     };
     dk_status st = dk_store_sample_put(s, wk, p->lease_s, &row, e);
@@ -239,7 +294,6 @@ done:
     free(method_parts);
     return out;
 }
-
 
 static double dk_model_cost(const dk_model_config *k, const dk_eval_result *r, int upto) {
     double a = 0;
@@ -255,9 +309,9 @@ static double dk_model_cost(const dk_model_config *k, const dk_eval_result *r, i
  * cell runs the whole prefill. res[i] receives each cell's outcome (DK_CELL_RUN_OK when it did
  * not need the sample), errs[i] its error. */
 static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w,
-                                const size_t *cells, const dk_policy *const *pols, const dk_policy_params *pps,
-                                const int *need, int k, int share_layer, int64_t sid, dk_cell_run *res, dk_err *errs,
-                                dk_share_stats *ss) {
+                                const size_t *cells, const dk_policy *const *pols,
+                                const dk_policy_params *pps, const int *need, int k, int share_layer,
+                                int64_t sid, dk_cell_run *res, dk_err *errs, dk_share_stats *ss) {
     const dk_sample *smp = &w->set.s[sid];
     int n_need = 0;
     for (int i = 0; i < k; i++) {
@@ -276,15 +330,22 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
     if (dk_chat_template_from_model(w->model, chat_name, NULL, &chat, &ge) ||
         dk_eval_prompt_build_chat(w->model, smp, dk_eval_default_budget(w->model, smp), &chat, &pr, &ge))
         goto fail_all_noprompt;
-    if (dk_eval_ctx_prepare(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), p->cfg->compute, &ge)) goto fail_all;
+    if (dk_eval_ctx_prepare(w->model, &w->ctx, dk_eval_prompt_ctx_tokens(&pr), p->cfg->compute, &ge))
+        goto fail_all;
     size_t c0 = 0;
     for (int i = 0; i < k; i++)
-        if (need[i]) { c0 = cells[i]; break; }
+        if (need[i]) {
+            c0 = cells[i];
+            break;
+        }
     if ((all = dk_sample_ref(s, p, w, c0, sid, &pr, &rs, &ge)) != DK_CELL_RUN_OK) goto fail_all;
     const dk_model_config *mk = &w->model->cfg;
     if (rs.have_rd) ss->model_flops += dk_model_cost(mk, &rs.rd, mk->n_layer);
     int split = share_layer >= 0 && n_need >= 2;
-    if (split && dk_eval_prefix(w->ctx, &pr, share_layer, &ge)) { all = DK_CELL_RUN_FAILED; goto fail_all; }
+    if (split && dk_eval_prefix(w->ctx, &pr, share_layer, &ge)) {
+        all = DK_CELL_RUN_FAILED;
+        goto fail_all;
+    }
     int ran = 0;
     for (int i = 0; i < k; i++) {
         if (!need[i]) continue;
@@ -295,12 +356,18 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
         dk_err *e = &errs[i];
         if (pols[i]->kind == DK_POLICY_DENSE && rs.have_rd) {
             /* a dense cell reuses the reference it just computed */
-            if (dk_eval_compare(&rs.ref, &rs.rd, e)) { res[i] = DK_CELL_RUN_FAILED; continue; }
+            if (dk_eval_compare(&rs.ref, &rs.rd, e)) {
+                res[i] = DK_CELL_RUN_FAILED;
+                continue;
+            }
             r = &rs.rd;
         } else {
             dk_status st = split ? dk_eval_method_suffix(w->ctx, &pr, pols[i], &pps[i], &rs.ref, &rm, e)
                                  : dk_eval_method(w->ctx, &pr, pols[i], &pps[i], &rs.ref, &rm, e);
-            if (st) { res[i] = DK_CELL_RUN_FAILED; continue; }
+            if (st) {
+                res[i] = DK_CELL_RUN_FAILED;
+                continue;
+            }
             have_rm = 1;
             r = &rm;
             ss->model_flops += dk_model_cost(mk, &rm, mk->n_layer);
@@ -310,10 +377,15 @@ static void dk_group_sample_run(dk_store *s, const dk_worker *wk, const dk_plan 
                 ss->model_saved += dk_model_cost(mk, &rm, share_layer);
             }
         }
-        res[i] = dk_cache_model_verify(w, p, e) ? DK_CELL_RUN_FAILED : dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
+        res[i] = dk_cache_model_verify(w, p, e) ? DK_CELL_RUN_FAILED
+                                                : dk_sample_write(s, wk, p, smp, cells[i], sid, &rs, r, e);
         if (have_rm) dk_eval_result_free(&rm);
         if (res[i] == DK_CELL_RUN_STORE) {
-            for (int j = i + 1; j < k; j++) if (need[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = *e; }
+            for (int j = i + 1; j < k; j++)
+                if (need[j]) {
+                    res[j] = DK_CELL_RUN_STORE;
+                    errs[j] = *e;
+                }
             break;
         }
     }
@@ -325,7 +397,10 @@ fail_all:
 fail_all_noprompt:
     dk_ref_state_free(&rs);
     for (int i = 0; i < k; i++)
-        if (need[i]) { res[i] = all; errs[i] = ge; }
+        if (need[i]) {
+            res[i] = all;
+            errs[i] = ge;
+        }
 }
 
 /* ---- worker: one claimed group of cells (see runner.h on prefix sharing) ---- */
@@ -333,8 +408,9 @@ fail_all_noprompt:
 /* Runs every missing sample of cells[0..k) (one model, task point, method; differing only in
  * rho when k > 1), sample by sample. res[i]/errs[i]: each cell's outcome; a cell that fails or
  * is lost is dropped from the later samples. */
-static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w, const size_t *cells,
-                                int k, int share, dk_cell_run *res, dk_err *errs, dk_share_stats *ss) {
+static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan *p, dk_worker_cache *w,
+                                const size_t *cells, int k, int share, dk_cell_run *res, dk_err *errs,
+                                dk_share_stats *ss) {
     const dk_config *cfg = p->cfg;
     const dk_policy **pols = calloc((size_t)k, sizeof *pols);
     dk_policy_params *pps = calloc((size_t)k, sizeof *pps);
@@ -344,13 +420,19 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
     dk_cell_run *sres = calloc((size_t)k, sizeof *sres);
     for (int i = 0; i < k; i++) res[i] = DK_CELL_RUN_OK;
     if (!pols || !pps || !have || !n_have || !pos || !need || !alive || !sres) {
-        for (int i = 0; i < k; i++) { res[i] = DK_CELL_RUN_FAILED; dk_fail(&errs[i], DK_ERR_NOMEM, "out of memory"); }
+        for (int i = 0; i < k; i++) {
+            res[i] = DK_CELL_RUN_FAILED;
+            dk_fail(&errs[i], DK_ERR_NOMEM, "out of memory");
+        }
         goto done;
     }
     const dk_config_cell *c0 = &cfg->cells[cells[0]];
     dk_err ge = {{0}};
     if (dk_cache_model(w, p, c0->model, &ge) || dk_cache_samples(w, cfg, c0, &ge)) {
-        for (int i = 0; i < k; i++) { res[i] = DK_CELL_RUN_FAILED; errs[i] = ge; }
+        for (int i = 0; i < k; i++) {
+            res[i] = DK_CELL_RUN_FAILED;
+            errs[i] = ge;
+        }
         goto done;
     }
     int L = w->model->cfg.n_layer, share_layer = -1, n_alive = 0;
@@ -358,7 +440,8 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
         pols[i] = p->pol[cells[i]];
         pps[i] = p->pp[cells[i]];
         if (dk_store_sample_ids(s, p->cell_id[cells[i]], &have[i], &n_have[i], &errs[i])) {
-            for (int j = 0; j < k; j++) if (j != i) errs[j] = errs[i];
+            for (int j = 0; j < k; j++)
+                if (j != i) errs[j] = errs[i];
             for (int j = 0; j < k; j++) res[j] = DK_CELL_RUN_STORE;
             goto done;
         }
@@ -371,7 +454,10 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
             if (!alive[i]) continue;
             int l = dk_eval_prefix_layer(pols[i], &pps[i], L);
             if (share_layer == -1) share_layer = l;
-            if (l < 0 || l != share_layer || pols[i]->kind != pols[0]->kind) { share_layer = -2; break; }
+            if (l < 0 || l != share_layer || pols[i]->kind != pols[0]->kind) {
+                share_layer = -2;
+                break;
+            }
         }
         if (share_layer < 0) share_layer = -1;
     }
@@ -389,16 +475,27 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
             alive[i] = 0;
             n_alive--;
             if (sres[i] == DK_CELL_RUN_STORE) {
-                for (int j = 0; j < k; j++) if (alive[j]) { res[j] = DK_CELL_RUN_STORE; errs[j] = errs[i]; }
+                for (int j = 0; j < k; j++)
+                    if (alive[j]) {
+                        res[j] = DK_CELL_RUN_STORE;
+                        errs[j] = errs[i];
+                    }
                 goto done;
             }
         }
     }
 done:
-    if (have) for (int i = 0; i < k; i++) free(have[i]);
-    free(pols); free(pps); free(have); free(n_have); free(pos); free(need); free(alive); free(sres);
+    if (have)
+        for (int i = 0; i < k; i++) free(have[i]);
+    free(pols);
+    free(pps);
+    free(have);
+    free(n_have);
+    free(pos);
+    free(need);
+    free(alive);
+    free(sres);
 }
-
 
 /* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. With
  * sharing, a claimed cell takes along the pending siblings of its prefix group (plan->group). */
@@ -416,7 +513,10 @@ dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
     int *claimed = malloc((n_cells ? n_cells : 1) * sizeof *claimed);
     dk_cell_run *res = malloc((n_cells ? n_cells : 1) * sizeof *res);
     dk_err *errs = calloc(n_cells ? n_cells : 1, sizeof *errs);
-    if (!cells || !ids || !claimed || !res || !errs) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); goto out; }
+    if (!cells || !ids || !claimed || !res || !errs) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
     for (;;) {
         int64_t cell_id = 0;
         if ((st = dk_store_cell_claim(s, p->run_id, &wk, p->lease_s, &cell_id, NULL, e))) break;
@@ -434,8 +534,13 @@ dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
         if (p->group && p->group[ci] >= 0) {
             int n_sib = 0;
             for (int j = p->group[ci]; j >= 0; j = p->group_next[j])
-                if ((size_t)j != ci) { cells[1 + n_sib] = (size_t)j; ids[n_sib++] = p->cell_id[j]; }
-            if (n_sib && (st = dk_store_cell_claim_ids(s, p->run_id, &wk, p->lease_s, ids, (size_t)n_sib, claimed, e))) break;
+                if ((size_t)j != ci) {
+                    cells[1 + n_sib] = (size_t)j;
+                    ids[n_sib++] = p->cell_id[j];
+                }
+            if (n_sib &&
+                (st = dk_store_cell_claim_ids(s, p->run_id, &wk, p->lease_s, ids, (size_t)n_sib, claimed, e)))
+                break;
             for (int j = 0; j < n_sib; j++)
                 if (claimed[j]) cells[k++] = cells[1 + j];
         }
@@ -444,7 +549,8 @@ dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
         for (int i = 0; i < k && !st; i++) {
             int64_t id = p->cell_id[cells[i]];
             if (res[i] == DK_CELL_RUN_OK) {
-                if ((st = dk_store_cell_finish(s, id, &wk, e)) == DK_ERR_STATE) st = DK_OK; /* reclaimed meanwhile */
+                if ((st = dk_store_cell_finish(s, id, &wk, e)) == DK_ERR_STATE)
+                    st = DK_OK; /* reclaimed meanwhile */
             } else if (res[i] == DK_CELL_RUN_FAILED) {
                 if ((st = dk_store_cell_fail(s, id, &wk, errs[i].msg, e)) == DK_ERR_STATE) st = DK_OK;
             } else if (res[i] == DK_CELL_RUN_STORE) {
@@ -455,7 +561,11 @@ dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
         if (st) break;
     }
 out:
-    free(cells); free(ids); free(claimed); free(res); free(errs);
+    free(cells);
+    free(ids);
+    free(claimed);
+    free(res);
+    free(errs);
     dk_cache_free(&w);
     dk_store_close(s);
     return st;

@@ -39,9 +39,23 @@ static void dk_sha256_block(uint32_t h[8], const uint8_t p[64]) {
         uint32_t S0 = DK_ROTR(a, 2) ^ DK_ROTR(a, 13) ^ DK_ROTR(a, 22);
         uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
         uint32_t t2 = S0 + maj;
-        hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+        hh = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
     }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += hh;
 }
 
 /* ---- streaming interface ---- */
@@ -59,7 +73,9 @@ void dk_sha256_update(dk_sha256 *s, const void *data, size_t n) {
     if (s->n_buf) {
         size_t take = 64 - s->n_buf < n ? 64 - s->n_buf : n;
         memcpy(s->buf + s->n_buf, p, take);
-        s->n_buf += take; p += take; n -= take;
+        s->n_buf += take;
+        p += take;
+        n -= take;
         if (s->n_buf < 64) return;
         dk_sha256_block(s->h, s->buf);
         s->n_buf = 0;

@@ -12,10 +12,10 @@
 #define DK_SHA256_HEX_LEN 64 /* hex digits; buffers are DK_SHA256_HEX_LEN + 1 bytes */
 
 typedef struct {
-    uint32_t h[8];      /* chaining state */
-    uint64_t n_bytes;   /* total message length so far, bytes */
-    uint8_t  buf[64];   /* pending partial block */
-    size_t   n_buf;     /* bytes used in buf, < 64 */
+    uint32_t h[8];    /* chaining state */
+    uint64_t n_bytes; /* total message length so far, bytes */
+    uint8_t buf[64];  /* pending partial block */
+    size_t n_buf;     /* bytes used in buf, < 64 */
 } dk_sha256;
 
 void dk_sha256_init(dk_sha256 *s);

@@ -20,7 +20,8 @@ dk_status dk_shard_parse(const char *text, int *index, int *count, dk_err *e) {
         n = strtol(slash + 1, &end2, 10);
         ok = !errno && end1 == slash && !*end2;
     }
-    if (!ok) return dk_fail(e, DK_ERR_ARG, "--shard '%s' is not I/N (two integers, e.g. 2/8)", text ? text : "");
+    if (!ok)
+        return dk_fail(e, DK_ERR_ARG, "--shard '%s' is not I/N (two integers, e.g. 2/8)", text ? text : "");
     if (n < 1 || n > DK_SHARD_MAX)
         return dk_fail(e, DK_ERR_ARG, "--shard '%s': N = %ld is not in 1..%d", text, n, DK_SHARD_MAX);
     if (i < 1 || i > n) return dk_fail(e, DK_ERR_ARG, "--shard '%s': I = %ld is not in 1..%ld", text, i, n);
@@ -31,10 +32,13 @@ dk_status dk_shard_parse(const char *text, int *index, int *count, dk_err *e) {
 
 dk_status dk_shard_group_key(const char *identity_json, char out[DK_SHA256_HEX_LEN + 1], dk_err *e) {
     cJSON *o = cJSON_Parse(identity_json);
-    cJSON *params = o ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "method"), "params") : NULL;
+    cJSON *params = o ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "method"),
+                                                         "params")
+                      : NULL;
     if (!cJSON_IsObject(params)) {
         cJSON_Delete(o);
-        return dk_fail(e, DK_ERR_FORMAT, "not a cell identity (no method.params object): %.80s", identity_json);
+        return dk_fail(e, DK_ERR_FORMAT, "not a cell identity (no method.params object): %.80s",
+                       identity_json);
     }
     dk_method_params_strip(params);
     char *txt = cJSON_PrintUnformatted(o);
@@ -58,7 +62,10 @@ int dk_shard_of_group(const char *group_key, int n) {
         dk_sha256_init(&h);
         dk_sha256_update(&h, buf, (size_t)len);
         dk_sha256_final(&h, d);
-        if (i == 1 || memcmp(d, best_d, sizeof d) > 0) { best = i; memcpy(best_d, d, sizeof d); }
+        if (i == 1 || memcmp(d, best_d, sizeof d) > 0) {
+            best = i;
+            memcpy(best_d, d, sizeof d);
+        }
     }
     return best;
 }
@@ -69,8 +76,13 @@ void dk_shard_plan_free(dk_shard_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void dk_shard_plan_totals(const dk_shard_plan *p, int64_t *cells, double *cost, double *flops, double *imbalance) {
-    for (int i = 0; i <= p->n_shards; i++) { cells[i] = 0; cost[i] = 0; flops[i] = 0; }
+void dk_shard_plan_totals(const dk_shard_plan *p, int64_t *cells, double *cost, double *flops,
+                          double *imbalance) {
+    for (int i = 0; i <= p->n_shards; i++) {
+        cells[i] = 0;
+        cost[i] = 0;
+        flops[i] = 0;
+    }
     double total = 0, max = 0;
     for (size_t c = 0; c < p->n_cells; c++) {
         const dk_shard_cell *x = &p->cells[c];
@@ -79,6 +91,7 @@ void dk_shard_plan_totals(const dk_shard_plan *p, int64_t *cells, double *cost, 
         flops[x->shard] += x->flops;
         total += x->cost;
     }
-    for (int i = 1; i <= p->n_shards; i++) if (cost[i] > max) max = cost[i];
+    for (int i = 1; i <= p->n_shards; i++)
+        if (cost[i] > max) max = cost[i];
     *imbalance = total > 0 ? max / (total / p->n_shards) : 0;
 }

@@ -48,13 +48,14 @@ typedef struct {
 typedef struct {
     int n_shards;
     size_t n_cells;
-    dk_shard_cell *cells;  /* (n_cells) in the config's order */
+    dk_shard_cell *cells; /* (n_cells) in the config's order */
 } dk_shard_plan;
 
 void dk_shard_plan_free(dk_shard_plan *p);
 
 /* Per shard i (1..n): cells, summed cost and FLOPs into the (n_shards + 1)-sized arrays (index 0
  * unused); *imbalance = max shard cost / mean shard cost (1 = even; 0 when nothing costs). */
-void dk_shard_plan_totals(const dk_shard_plan *p, int64_t *cells, double *cost, double *flops, double *imbalance);
+void dk_shard_plan_totals(const dk_shard_plan *p, int64_t *cells, double *cost, double *flops,
+                          double *imbalance);
 
 #endif

@@ -147,7 +147,8 @@ static const char *const dk_store_migrations[] = {
      * NLLs; the views now show the answer-level figures as kl / top1 / nll_delta and the first
      * row as kl_first / top1_first. Rows written before have NULL in the new columns. */
     "ALTER TABLE samples ADD COLUMN kl_answer_max REAL;"
-    "ALTER TABLE samples ADD COLUMN top1_answer REAL CHECK (top1_answer IS NULL OR (top1_answer >= 0 AND top1_answer <= 1));"
+    "ALTER TABLE samples ADD COLUMN top1_answer REAL CHECK (top1_answer IS NULL OR (top1_answer >= 0 AND "
+    "top1_answer <= 1));"
     "ALTER TABLE samples ADD COLUMN nll_dense REAL;"
     "ALTER TABLE samples ADD COLUMN nll_method REAL;"
     "DROP VIEW cell_summary;"
@@ -164,7 +165,8 @@ static const char *const dk_store_migrations[] = {
     "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
     "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
     "  avg(s.kl_answer) AS kl, max(s.kl_answer_max) AS kl_max, avg(s.top1_answer) AS top1,"
-    "  avg(s.nll_method - s.nll_dense) AS nll_delta, avg(s.kl) AS kl_first, avg(s.top1) AS top1_first, c.wall_s"
+    "  avg(s.nll_method - s.nll_dense) AS nll_delta, avg(s.kl) AS kl_first, avg(s.top1) AS top1_first, "
+    "c.wall_s"
     "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
     "  GROUP BY c.id;"
     "DROP VIEW sample_rows;"
@@ -180,7 +182,8 @@ static const char *const dk_store_migrations[] = {
     "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
     "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
     "  s.wall_decode_s, s.prediction, s.answers, s.score,"
-    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS "
+    "nll_delta,"
     "  s.kl AS kl_first, s.top1 AS top1_first"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
     /* 2 -> 3: the shared-context key of a sample (issue 14: cluster bootstrap) */
@@ -198,24 +201,29 @@ static const char *const dk_store_migrations[] = {
     "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
     "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
     "  s.wall_decode_s, s.prediction, s.answers, s.score,"
-    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS nll_delta,"
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS "
+    "nll_delta,"
     "  s.kl AS kl_first, s.top1 AS top1_first, s.context_key"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
     /* 3 -> 4: aggregates of `dashkit analyze` (issue 14) */
     "CREATE TABLE analyses ("
-    "  id INTEGER PRIMARY KEY, run_id INTEGER, model_sha256 TEXT NOT NULL, model_path TEXT, task TEXT NOT NULL,"
-    "  task_options TEXT, n_samples INTEGER NOT NULL, n_layer INTEGER NOT NULL, ls REAL, ls_layer INTEGER, rho REAL,"
+    "  id INTEGER PRIMARY KEY, run_id INTEGER, model_sha256 TEXT NOT NULL, model_path TEXT, task TEXT NOT "
+    "NULL,"
+    "  task_options TEXT, n_samples INTEGER NOT NULL, n_layer INTEGER NOT NULL, ls REAL, ls_layer INTEGER, "
+    "rho REAL,"
     "  delta_received_spearman REAL, created_at REAL NOT NULL);"
     "CREATE TABLE analysis_layers ("
     "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, layer INTEGER NOT NULL,"
-    "  delta_p01 REAL, delta_p10 REAL, delta_p25 REAL, delta_p50 REAL, delta_p75 REAL, delta_p90 REAL, delta_p99 REAL,"
+    "  delta_p01 REAL, delta_p10 REAL, delta_p25 REAL, delta_p50 REAL, delta_p75 REAL, delta_p90 REAL, "
+    "delta_p99 REAL,"
     "  rel_p01 REAL, rel_p10 REAL, rel_p25 REAL, rel_p50 REAL, rel_p75 REAL, rel_p90 REAL, rel_p99 REAL,"
     "  received_mean REAL, received_spearman REAL, PRIMARY KEY (analysis_id, layer)) WITHOUT ROWID;"
     "CREATE TABLE analysis_deciles ("
     "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, decile INTEGER NOT NULL,"
     "  delta_mean REAL, received_mean REAL, PRIMARY KEY (analysis_id, decile)) WITHOUT ROWID;"
     "CREATE TABLE analysis_recall ("
-    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, method TEXT NOT NULL, rho REAL NOT NULL,"
+    "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, method TEXT NOT NULL, rho "
+    "REAL NOT NULL,"
     "  recall REAL, kept_frac REAL, PRIMARY KEY (analysis_id, method, rho)) WITHOUT ROWID;"
     "CREATE TABLE analysis_overlap ("
     "  analysis_id INTEGER NOT NULL REFERENCES analyses(id) ON DELETE CASCADE, method_a TEXT NOT NULL,"
@@ -225,7 +233,8 @@ static const char *const dk_store_migrations[] = {
     "CREATE TABLE run_shards ("
     "  run_id INTEGER NOT NULL REFERENCES runs(id),"
     "  source TEXT NOT NULL, shard TEXT, src_run_id INTEGER NOT NULL, config_hash TEXT NOT NULL,"
-    "  git_rev TEXT, host TEXT NOT NULL DEFAULT '', cpu TEXT, blas_core TEXT, threads INTEGER, workers INTEGER,"
+    "  git_rev TEXT, host TEXT NOT NULL DEFAULT '', cpu TEXT, blas_core TEXT, threads INTEGER, workers "
+    "INTEGER,"
     "  command TEXT, started_at REAL NOT NULL, finished_at REAL,"
     "  PRIMARY KEY (run_id, host, src_run_id, started_at));",
 };
@@ -329,7 +338,10 @@ static int dk_pragma_int(dk_store *s, const char *sql, int *out) {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlite3_errcode(s->db);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) { *out = sqlite3_column_int(st, 0); rc = SQLITE_OK; }
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -352,15 +364,19 @@ static int dk_mkdir_parents(const char *path) {
 static dk_status dk_store_check_identity(dk_store *s, int *version, dk_err *err) {
     int app = 0, ntab = 0;
     int rc = dk_pragma_int(s, "PRAGMA application_id", &app);
-    if (rc == SQLITE_NOTADB) return dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (not an SQLite database)", s->path);
+    if (rc == SQLITE_NOTADB)
+        return dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (not an SQLite database)", s->path);
     if (rc != SQLITE_OK) return dk_sql_fail(s, err, "read application_id");
-    if ((rc = dk_pragma_int(s, "PRAGMA user_version", version)) != SQLITE_OK) return dk_sql_fail(s, err, "read user_version");
+    if ((rc = dk_pragma_int(s, "PRAGMA user_version", version)) != SQLITE_OK)
+        return dk_sql_fail(s, err, "read user_version");
     if ((rc = dk_pragma_int(s, "SELECT count(*) FROM sqlite_master", &ntab)) != SQLITE_OK)
         return dk_sql_fail(s, err, "read schema");
     if (app != DK_STORE_APPLICATION_ID && (app != 0 || ntab > 0))
-        return dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (an SQLite database of another application)", s->path);
+        return dk_fail(err, DK_ERR_FORMAT,
+                       "%s: not a dashkit store (an SQLite database of another application)", s->path);
     if (*version > DK_STORE_SCHEMA_VERSION)
-        return dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is newer than this dashkit's (%d); update dashkit",
+        return dk_fail(err, DK_ERR_FORMAT,
+                       "%s: store schema version %d is newer than this dashkit's (%d); update dashkit",
                        s->path, *version, DK_STORE_SCHEMA_VERSION);
     return DK_OK;
 }
@@ -370,10 +386,14 @@ static dk_status dk_store_migrate(dk_store *s, dk_err *err) {
         dk_status st = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
         if (st != DK_OK) return st;
         int v = 0;
-        if ((st = dk_store_check_identity(s, &v, err)) != DK_OK) { dk_sql_rollback(s); return st; }
+        if ((st = dk_store_check_identity(s, &v, err)) != DK_OK) {
+            dk_sql_rollback(s);
+            return st;
+        }
         if (v >= DK_STORE_SCHEMA_VERSION) return dk_sql_exec(s, "COMMIT", err);
         char set[128];
-        snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d;", v + 1, DK_STORE_APPLICATION_ID);
+        snprintf(set, sizeof set, "PRAGMA user_version = %d; PRAGMA application_id = %d;", v + 1,
+                 DK_STORE_APPLICATION_ID);
         char *msg = NULL;
         if (sqlite3_exec(s->db, dk_store_migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(s->db, set, NULL, NULL, NULL) != SQLITE_OK) {
@@ -383,7 +403,10 @@ static dk_status dk_store_migrate(dk_store *s, dk_err *err) {
             dk_sql_rollback(s);
             return st;
         }
-        if ((st = dk_sql_exec(s, "COMMIT", err)) != DK_OK) { dk_sql_rollback(s); return st; }
+        if ((st = dk_sql_exec(s, "COMMIT", err)) != DK_OK) {
+            dk_sql_rollback(s);
+            return st;
+        }
     }
 }
 
@@ -425,8 +448,9 @@ static dk_status dk_store_quick_check(dk_store *s, dk_err *err) {
     int rc = sqlite3_step(q);
     const char *r = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : sqlite3_errmsg(s->db);
     if (rc != SQLITE_ROW || !r || strcmp(r, "ok") != 0)
-        st = dk_fail(err, DK_ERR_FORMAT, "%s: the store is damaged (PRAGMA quick_check: %.300s); restore it from a copy",
-                     s->path, r ? r : "no result");
+        st = dk_fail(err, DK_ERR_FORMAT,
+                     "%s: the store is damaged (PRAGMA quick_check: %.300s); restore it from a copy", s->path,
+                     r ? r : "no result");
     sqlite3_finalize(q);
     return st;
 }
@@ -435,7 +459,8 @@ static dk_status dk_store_quick_check(dk_store *s, dk_err *err) {
 static void dk_store_immutable_uri(const char *path, char *uri, size_t cap) {
     size_t o = (size_t)snprintf(uri, cap, "file:");
     for (const char *c = path; *c && o + 4 < cap - 16; c++)
-        o += (size_t)(strchr("%?#", *c) ? snprintf(uri + o, 4, "%%%02X", (unsigned char)*c) : (uri[o] = *c, 1));
+        o += (size_t)(strchr("%?#", *c) ? snprintf(uri + o, 4, "%%%02X", (unsigned char)*c)
+                                        : (uri[o] = *c, 1));
     snprintf(uri + o, cap - o, "?immutable=1");
 }
 
@@ -450,13 +475,17 @@ static dk_status dk_store_set_wal(dk_store *s, const char *path, dk_err *err) {
      * busy timeout, 60 s) while SQLite answers BUSY/LOCKED. */
     for (int tries = 0; tries < 6000; tries++) {
         int rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) { snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0)); break; }
+        if (rc == SQLITE_ROW) {
+            snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(q, 0));
+            break;
+        }
         if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
         sqlite3_reset(q);
         sqlite3_sleep(10);
     }
     sqlite3_finalize(q);
-    if (strcmp(mode, "wal") != 0) return dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path);
+    if (strcmp(mode, "wal") != 0)
+        return dk_fail(err, DK_ERR_IO, "%s: cannot switch to WAL journal mode", path);
     return DK_OK;
 }
 
@@ -479,23 +508,31 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
         struct stat wb;
         snprintf(wal, sizeof wal, "%s-wal", path);
         if (stat(wal, &wb) == 0 && wb.st_size > 0)
-            return dk_fail(err, DK_ERR_IO, "%s: on read-only media with unmerged changes in %s; open it once where it is writable",
-                           path, wal);
+            return dk_fail(
+                err, DK_ERR_IO,
+                "%s: on read-only media with unmerged changes in %s; open it once where it is writable", path,
+                wal);
         immutable = 1;
     }
     dk_store *s = calloc(1, sizeof *s);
     if (!s) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path);
     s->path = malloc(strlen(path) + 1);
-    if (!s->path) { free(s); return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path); }
+    if (!s->path) {
+        free(s);
+        return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", path);
+    }
     strcpy(s->path, path);
     s->readonly = ro;
-    int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | ((flags & DK_STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    int oflags = ro ? SQLITE_OPEN_READONLY
+                    : SQLITE_OPEN_READWRITE | ((flags & DK_STORE_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
     dk_status st = DK_OK;
     char uri[3 * 4096 + 32];
     if (immutable) dk_store_immutable_uri(path, uri, sizeof uri);
-    int orc = sqlite3_open_v2(immutable ? uri : path, &s->db, oflags | SQLITE_OPEN_NOMUTEX | (immutable ? SQLITE_OPEN_URI : 0), NULL);
+    int orc = sqlite3_open_v2(immutable ? uri : path, &s->db,
+                              oflags | SQLITE_OPEN_NOMUTEX | (immutable ? SQLITE_OPEN_URI : 0), NULL);
     if (orc != SQLITE_OK) {
-        st = dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        st = dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path,
+                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -505,10 +542,14 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
      * user_version and tables become visible together, at its COMMIT) */
     if ((st = dk_sql_exec(s, "BEGIN", err)) != DK_OK) goto fail;
     st = dk_store_check_identity(s, &v, err);
-    if (st != DK_OK) { dk_sql_rollback(s); goto fail; }
+    if (st != DK_OK) {
+        dk_sql_rollback(s);
+        goto fail;
+    }
     if ((st = dk_sql_exec(s, "COMMIT", err)) != DK_OK) goto fail;
     if (ro) {
-        if (v > 0 && v < DK_STORE_SCHEMA_VERSION && !(flags & DK_STORE_OPEN_NO_UPGRADE) && access(path, W_OK) == 0) {
+        if (v > 0 && v < DK_STORE_SCHEMA_VERSION && !(flags & DK_STORE_OPEN_NO_UPGRADE) &&
+            access(path, W_OK) == 0) {
             /* an older store: upgrade it once (the migrations are additive), then read it */
             dk_store_close(s);
             dk_store *w = NULL;
@@ -518,13 +559,16 @@ dk_status dk_store_open(const char *path, int flags, dk_store **out, dk_err *err
         }
         if (v < DK_STORE_SCHEMA_VERSION) {
             st = v == 0 ? dk_fail(err, DK_ERR_FORMAT, "%s: not a dashkit store (empty)", path)
-                        : dk_fail(err, DK_ERR_FORMAT, "%s: store schema version %d is older than %d; any writing dashkit command upgrades it",
+                        : dk_fail(err, DK_ERR_FORMAT,
+                                  "%s: store schema version %d is older than %d; any writing dashkit command "
+                                  "upgrades it",
                                   path, v, DK_STORE_SCHEMA_VERSION);
             goto fail;
         }
     } else {
         if ((st = dk_store_set_wal(s, path, err)) != DK_OK) goto fail;
-        if ((st = dk_sql_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK) goto fail;
+        if ((st = dk_sql_exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", err)) != DK_OK)
+            goto fail;
         if ((st = dk_store_migrate(s, err)) != DK_OK) goto fail;
     }
     if (ro && (st = dk_store_quick_check(s, err)) != DK_OK) goto fail;
@@ -534,7 +578,8 @@ fail:
     /* a full disk is said so, whatever step found it (SQLITE_FULL or a failed WAL switch), and
      * the empty file this call created is removed (only then: another process may be creating
      * the same store at this moment) */
-    full = st == DK_ERR_IO && ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
+    full = st == DK_ERR_IO &&
+           ((s->db && (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL) || dk_disk_full(path));
     if (full) st = dk_fail(err, DK_ERR_IO, "%s: the disk is full (no space left on device)", path);
     dk_store_close(s);
     if (full && created && stat(path, &sb) == 0 && sb.st_size == 0) dk_store_remove_files(path);
@@ -553,7 +598,6 @@ int dk_store_schema_version(dk_store *s) {
     dk_pragma_int(s, "PRAGMA user_version", &v);
     return v;
 }
-
 
 /* ---- transactions around several calls ---- */
 

@@ -124,8 +124,8 @@
 typedef struct dk_store dk_store;
 
 typedef enum {
-    DK_STORE_OPEN_CREATE = 1,   /* create the file (and its parent folder) if missing */
-    DK_STORE_OPEN_READONLY = 2, /* never write; the file must exist. One exception: a store of an
+    DK_STORE_OPEN_CREATE = 1,     /* create the file (and its parent folder) if missing */
+    DK_STORE_OPEN_READONLY = 2,   /* never write; the file must exist. One exception: a store of an
                                    older schema whose file is writable is first upgraded by its
                                    (additive) migrations, so read commands keep reading old stores */
     DK_STORE_OPEN_NO_UPGRADE = 4, /* with READONLY: an older store is an error, never upgraded */
@@ -157,7 +157,7 @@ typedef struct {
     const char *git_rev, *host, *cpu, *blas_core, *command; /* NULL = unknown */
     int threads, workers;
     int64_t n_cells;
-    const char *shard;  /* "I/N" for `run --shard I/N`; NULL = the whole config */
+    const char *shard; /* "I/N" for `run --shard I/N`; NULL = the whole config */
 } dk_run_info;
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *info, int64_t *run_id, dk_err *err);
@@ -176,7 +176,7 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
 /* ---- cells ---- */
 
 typedef struct {
-    const char *key, *identity;           /* from dk_config_cell_identity */
+    const char *key, *identity; /* from dk_config_cell_identity */
     const char *task, *task_options, *task_key;
     const char *method, *params;
     int64_t model_id, n_samples, seed;
@@ -186,20 +186,21 @@ typedef struct {
  * links all to run_id in order, and (retry_failed) puts failed ones back to pending. Done cells
  * stay done: that is resume. cell_ids (n) receives each cell's id; states (n, may be NULL) its
  * state after the call. */
-dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
-                             int64_t *cell_ids, dk_cell_state *states, dk_err *err);
+dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n,
+                             int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err);
 
 /* The same with the run_cells order of each cell given (ord[i], e.g. its position in the whole
  * config's expansion when only a shard of it is registered); ord NULL = position in cells. */
-dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
-                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err);
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord,
+                                size_t n, int retry_failed, int64_t *cell_ids, dk_cell_state *states,
+                                dk_err *err);
 
 /* Who holds a claim. dk_store_worker_self fills it for the calling process. */
 typedef struct {
     char host[256];
     int64_t pid;
-    int64_t start;    /* process start, clock ticks since boot (0 = unknown) */
-    char name[300];   /* "host:pid" */
+    int64_t start;  /* process start, clock ticks since boot (0 = unknown) */
+    char name[300]; /* "host:pid" */
 } dk_worker;
 
 void dk_store_worker_self(dk_worker *w);
@@ -208,15 +209,15 @@ void dk_store_worker_self(dk_worker *w);
  * pending, or running but stale (lease_until passed, or its worker on this host no longer
  * exists), and marks it running for w with lease_until = now + lease_s.
  * *cell_id = 0 when no cell is left to claim. key (may be NULL) receives the cell key. */
-dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
-                              char key[65], dk_err *err);
+dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s,
+                              int64_t *cell_id, char key[65], dk_err *err);
 
 /* In one BEGIN IMMEDIATE transaction: claims for w, as dk_store_cell_claim would, each of
  * ids[0..n) that belongs to run_id and is pending or stale; claimed[i] = 1 for those taken, 0
  * for the others (done, failed, held by a live worker, not in the run). The runner uses it to
  * take the pending siblings of a claimed cell that share its prefix (runner.h). */
-dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, const int64_t *ids,
-                                  size_t n, int *claimed, dk_err *err);
+dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s,
+                                  const int64_t *ids, size_t n, int *claimed, dk_err *err);
 
 /* Extends w's lease on cell_id. DK_ERR_STATE if w no longer owns it. */
 dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, double lease_s, dk_err *err);
@@ -227,7 +228,8 @@ dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_
 /* Marks an owned cell done; DK_ERR_STATE if samples are missing or w does not own it. */
 dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err);
 /* Marks an owned cell failed with a one-line error. */
-dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error, dk_err *err);
+dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error,
+                             dk_err *err);
 /* Gives an owned cell back (pending), e.g. on interrupt. Its stored samples are kept. */
 dk_status dk_store_cell_release(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err);
 dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err);
@@ -246,13 +248,13 @@ typedef struct {
     const char *sample_key;
     int64_t prompt_tokens, context_tokens, question_tokens, gen_tokens;
     int n_layer;
-    const int64_t *active;        /* (n_layer) context tokens processed per layer */
-    const dk_layer_stat *layers;  /* (n_layer) or NULL */
+    const int64_t *active;       /* (n_layer) context tokens processed per layer */
+    const dk_layer_stat *layers; /* (n_layer) or NULL */
     int64_t flops_dense, flops_method;
     const char *flops_dense_parts, *flops_method_parts; /* JSON objects or NULL */
     double wall_dense_s, wall_method_s, wall_decode_s;
     const char *prediction;
-    const char *answers;          /* JSON array or NULL */
+    const char *answers; /* JSON array or NULL */
     double score;
     double kl, kl_max, top1;      /* answer level: mean / max KL over the answer rows, top-1 rate [0,1] */
     double kl_first;              /* first answer row */
@@ -264,7 +266,8 @@ typedef struct {
 /* Writes the sample row and its layer rows in ONE BEGIN IMMEDIATE transaction, after checking
  * that w owns the cell (and renewing its lease by lease_s). Any failure rolls everything back:
  * no partial row is ever visible. DK_ERR_STATE: not the owner or sample already stored. */
-dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *row, dk_err *err);
+dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *row,
+                              dk_err *err);
 
 /* ---- dense results shared across methods ---- */
 
@@ -273,12 +276,12 @@ typedef struct {
     int64_t sample_id;
     const char *task, *task_options;
     int64_t prompt_tokens, flops;
-    const char *flops_parts;      /* JSON object or NULL */
+    const char *flops_parts; /* JSON object or NULL */
     double wall_s;
     const char *prediction;
-    double score;                 /* NAN = not scored */
+    double score; /* NAN = not scored */
     int64_t n_vocab, n_logit_rows;
-    const float *logits;          /* (n_logit_rows, n_vocab) or NULL */
+    const float *logits; /* (n_logit_rows, n_vocab) or NULL */
 } dk_dense_row;
 
 /* INSERT OR IGNORE: the first writer wins (dense results are deterministic); *inserted (may be
@@ -293,7 +296,7 @@ typedef struct {
     char *prediction;
     double score;
     int64_t n_vocab, n_logit_rows;
-    float *logits;                /* (n_logit_rows, n_vocab) or NULL */
+    float *logits; /* (n_logit_rows, n_vocab) or NULL */
 } dk_dense_result;
 
 dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *task_key, int64_t sample_id,
@@ -345,8 +348,9 @@ typedef struct {
  * differs from the result already merged (...)"; the caller rolls back. Samples, layer rows and
  * dense rows are compared column by column of the two stores' tables, so columns added by later
  * schema versions take part. ms counts are added to. */
-dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run, const char *command,
-                              int64_t *merged_run, dk_store_merge_stats *ms, dk_err *err);
+dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *config_run,
+                              const char *command, int64_t *merged_run, dk_store_merge_stats *ms,
+                              dk_err *err);
 
 /* ---- reading results (report, status, export, the runner's progress; store_read.c) ----
  * Owned, typed copies: callers never see SQL. Text fields are NULL where the column is NULL. */
@@ -354,7 +358,8 @@ dk_status dk_store_merge_from(dk_store *out, dk_store *src, const dk_store_run *
 /* Cells of run_id by state (counts[DK_CELL_PENDING..DK_CELL_FAILED]) and their sample rows. */
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err);
 /* Cells of run_id left 'running' by worker process pid of host. */
-dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int64_t pid, int64_t *n, dk_err *err);
+dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int64_t pid, int64_t *n,
+                              dk_err *err);
 
 /* One row of the run_status view. */
 typedef struct {
@@ -365,7 +370,8 @@ typedef struct {
 } dk_store_run_status;
 
 /* run_status rows of run_id (0 = every run), ascending run id. */
-dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **rows, size_t *n, dk_err *err);
+dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **rows, size_t *n,
+                                   dk_err *err);
 void dk_store_run_status_free(dk_store_run_status *rows, size_t n);
 
 typedef struct {
@@ -374,35 +380,37 @@ typedef struct {
 } dk_store_failed_cell;
 
 /* Failed cells of run_id (0 = of every run), ascending cell id. */
-dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **cells, size_t *n, dk_err *err);
+dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **cells, size_t *n,
+                                     dk_err *err);
 void dk_store_failed_cells_free(dk_store_failed_cell *cells, size_t n);
 
 /* A cell of a run with its model. */
 typedef struct {
     int64_t id;
     char *model_sha256, *model_path, *model_arch;
-    int64_t model_n_layer, model_n_params;      /* -1 where NULL */
+    int64_t model_n_layer, model_n_params; /* -1 where NULL */
     char *task, *task_options, *task_key, *method, *params, *state;
     int64_t n_samples;
-    double length, depth;                       /* task_options' "length", "depth"; NAN where absent */
+    double length, depth; /* task_options' "length", "depth"; NAN where absent */
 } dk_store_cell_row;
 
 /* The cells of run_id in config order (run_cells.ord). */
-dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **cells, size_t *n, dk_err *err);
+dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **cells, size_t *n,
+                                  dk_err *err);
 void dk_store_cell_rows_free(dk_store_cell_row *cells, size_t n);
 
 /* The measured columns of a cell's sample rows, ascending sample_id, as column arrays. */
 typedef struct {
-    size_t n;               /* sample rows */
-    int n_layer;            /* the longest active_tokens array or the highest sample_layers layer + 1 */
-    int64_t *row;           /* (n) samples.id */
-    int64_t *sample_id;     /* (n) */
-    char **context_key;     /* (n) NULL = a context of its own */
+    size_t n;           /* sample rows */
+    int n_layer;        /* the longest active_tokens array or the highest sample_layers layer + 1 */
+    int64_t *row;       /* (n) samples.id */
+    int64_t *sample_id; /* (n) */
+    char **context_key; /* (n) NULL = a context of its own */
     double *score, *wall_dense_s, *wall_method_s, *flops_dense, *flops_method; /* (n) NAN where NULL */
-    double *kl, *top1;      /* (n) kl_answer, top1_answer; NAN where NULL */
-    double *nll_delta;      /* (n) nll_method - nll_dense; NAN where either is NULL */
-    double *context_tokens; /* (n) NAN where NULL */
-    double *active;         /* (n, n_layer) active_tokens; NAN where absent */
+    double *kl, *top1;                            /* (n) kl_answer, top1_answer; NAN where NULL */
+    double *nll_delta;                            /* (n) nll_method - nll_dense; NAN where either is NULL */
+    double *context_tokens;                       /* (n) NAN where NULL */
+    double *active;                               /* (n, n_layer) active_tokens; NAN where absent */
     double *delta_min, *delta_median, *delta_max; /* (n, n_layer) sample_layers; NAN where absent */
 } dk_store_samples;
 
@@ -412,8 +420,8 @@ void dk_store_samples_free(dk_store_samples *x);
 
 /* Scores of the dense reference (dense_results) of model_sha256 and task_key for sample ids
  * below n_samples, ascending sample id, unscored ones left out (malloc'd; NULL when n = 0). */
-dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key, int64_t n_samples,
-                                double **scores, size_t *n, dk_err *err);
+dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key,
+                                int64_t n_samples, double **scores, size_t *n, dk_err *err);
 
 /* One value of a row: its type, number and SQLite's text of it (what CSV writes). */
 typedef enum {
@@ -424,11 +432,11 @@ typedef enum {
 } dk_store_type;
 
 typedef struct {
-    const char *name;  /* column name */
+    const char *name; /* column name */
     dk_store_type type;
-    int64_t i;         /* DK_STORE_INTEGER */
-    double r;          /* DK_STORE_REAL */
-    const char *text;  /* NULL for NULL; valid during the call */
+    int64_t i;        /* DK_STORE_INTEGER */
+    double r;         /* DK_STORE_REAL */
+    const char *text; /* NULL for NULL; valid during the call */
 } dk_store_value;
 
 /* Called once with header = 1 (names only), then once per row; nonzero stops the read. */
@@ -454,16 +462,16 @@ typedef struct {
 } dk_analysis_overlap;
 
 typedef struct {
-    int64_t id, run_id;           /* run_id 0 = none */
+    int64_t id, run_id; /* run_id 0 = none */
     char model_sha256[65];
     char *model_path, *task, *task_options;
     int n_samples, n_layer, ls_layer;
     double ls, rho, delta_received_spearman, created_at;
-    double *delta_q, *rel_q;      /* (n_layer, DK_ANALYSIS_NQ) */
-    double *received_mean;        /* (n_layer) */
-    double *received_spearman;    /* (n_layer) */
+    double *delta_q, *rel_q;   /* (n_layer, DK_ANALYSIS_NQ) */
+    double *received_mean;     /* (n_layer) */
+    double *received_spearman; /* (n_layer) */
     double decile_delta[10], decile_received[10];
-    dk_analysis_recall *recall;   /* (n_recall) */
+    dk_analysis_recall *recall; /* (n_recall) */
     int n_recall;
     dk_analysis_overlap *overlap; /* (n_overlap) */
     int n_overlap;
@@ -476,8 +484,8 @@ dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id,
 dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err);
 /* The analysis with id (> 0), or the latest one of the model (model_sha256 non-NULL) or of any
  * model; *found = 0 when there is none. Free with dk_analysis_free. */
-dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *out, int *found,
-                                dk_err *err);
+dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *out,
+                                int *found, dk_err *err);
 
 /* Deletes a store file and its -wal/-shm companions (errors ignored: for cleaning up a store this
  * process created and failed to fill). */

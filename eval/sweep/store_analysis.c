@@ -10,9 +10,15 @@ const double dk_analysis_q[DK_ANALYSIS_NQ] = {0.01, 0.10, 0.25, 0.50, 0.75, 0.90
 
 void dk_analysis_free(dk_analysis *a) {
     if (!a) return;
-    free(a->model_path); free(a->task); free(a->task_options);
-    free(a->delta_q); free(a->rel_q); free(a->received_mean); free(a->received_spearman);
-    free(a->recall); free(a->overlap);
+    free(a->model_path);
+    free(a->task);
+    free(a->task_options);
+    free(a->delta_q);
+    free(a->rel_q);
+    free(a->received_mean);
+    free(a->received_spearman);
+    free(a->recall);
+    free(a->overlap);
     memset(a, 0, sizeof *a);
 }
 
@@ -101,20 +107,23 @@ enum { DK_AN_LAYERS, DK_AN_DECILES, DK_AN_RECALL, DK_AN_OVERLAP, DK_AN_TABLES };
 
 static const dk_analysis_table dk_analysis_tables[DK_AN_TABLES] = {
     {"INSERT INTO analysis_layers VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-     "SELECT * FROM analysis_layers WHERE analysis_id = ? ORDER BY layer", "analysis layer", dk_layer_bind, dk_layer_fill},
+     "SELECT * FROM analysis_layers WHERE analysis_id = ? ORDER BY layer", "analysis layer", dk_layer_bind,
+     dk_layer_fill},
     {"INSERT INTO analysis_deciles VALUES(?,?,?,?)",
-     "SELECT decile, delta_mean, received_mean FROM analysis_deciles WHERE analysis_id = ?", "analysis decile",
-     dk_decile_bind, dk_decile_fill},
+     "SELECT decile, delta_mean, received_mean FROM analysis_deciles WHERE analysis_id = ?",
+     "analysis decile", dk_decile_bind, dk_decile_fill},
     {"INSERT INTO analysis_recall VALUES(?,?,?,?,?)",
      "SELECT method, rho, recall, kept_frac FROM analysis_recall WHERE analysis_id = ? ORDER BY method, rho",
      "analysis recall", dk_recall_bind, dk_recall_fill},
     {"INSERT INTO analysis_overlap VALUES(?,?,?,?)",
-     "SELECT method_a, method_b, jaccard FROM analysis_overlap WHERE analysis_id = ? ORDER BY method_a, method_b",
+     "SELECT method_a, method_b, jaccard FROM analysis_overlap WHERE analysis_id = ? ORDER BY method_a, "
+     "method_b",
      "analysis overlap", dk_overlap_bind, dk_overlap_fill},
 };
 
 /* Rows 0..n of table t for analysis a->id. */
-static dk_status dk_analysis_rows_put(dk_store *s, const dk_analysis *a, const dk_analysis_table *t, int n, dk_err *err) {
+static dk_status dk_analysis_rows_put(dk_store *s, const dk_analysis *a, const dk_analysis_table *t, int n,
+                                      dk_err *err) {
     sqlite3_stmt *q;
     dk_status rc = dk_sql_prepare(s, t->insert, &q, err);
     for (int k = 0; !rc && k < n; k++) {
@@ -144,9 +153,12 @@ static dk_status dk_analysis_rows_get(dk_store *s, dk_analysis *a, const dk_anal
 
 static dk_status dk_analysis_head_put(dk_store *s, dk_analysis *a, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
-        "INSERT INTO analyses(run_id, model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
-        " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", &q, err);
+    dk_status rc = dk_sql_prepare(
+        s,
+        "INSERT INTO analyses(run_id, model_sha256, model_path, task, task_options, n_samples, n_layer, ls, "
+        "ls_layer,"
+        " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+        &q, err);
     if (rc) return rc;
     dk_sql_bind_known(q, 1, a->run_id > 0 ? a->run_id : -1);
     dk_sql_bind_text(q, 2, a->model_sha256);
@@ -172,18 +184,22 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
     if (rc != DK_OK) return rc;
     const int n[DK_AN_TABLES] = {a->n_layer, 10, a->n_recall, a->n_overlap};
     rc = dk_analysis_head_put(s, a, err);
-    for (int t = 0; !rc && t < DK_AN_TABLES; t++) rc = dk_analysis_rows_put(s, a, &dk_analysis_tables[t], n[t], err);
+    for (int t = 0; !rc && t < DK_AN_TABLES; t++)
+        rc = dk_analysis_rows_put(s, a, &dk_analysis_tables[t], n[t], err);
     return dk_sql_end(s, rc, err);
 }
 
 /* The analyses row of id (> 0) or the latest of model_sha256 (NULL: of any model); *found = 0 when none. */
-static dk_status dk_analysis_head_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a, int *found,
-                                     dk_err *err) {
+static dk_status dk_analysis_head_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a,
+                                      int *found, dk_err *err) {
     sqlite3_stmt *q;
     dk_status rc = dk_sql_prepare(s,
-        "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, task_options, n_samples, n_layer, ls, ls_layer,"
-        " rho, delta_received_spearman, created_at FROM analyses"
-        " WHERE (?1 > 0 AND id = ?1) OR (?1 <= 0 AND (?2 IS NULL OR model_sha256 = ?2)) ORDER BY id DESC LIMIT 1", &q, err);
+                                  "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, "
+                                  "task_options, n_samples, n_layer, ls, ls_layer,"
+                                  " rho, delta_received_spearman, created_at FROM analyses"
+                                  " WHERE (?1 > 0 AND id = ?1) OR (?1 <= 0 AND (?2 IS NULL OR model_sha256 = "
+                                  "?2)) ORDER BY id DESC LIMIT 1",
+                                  &q, err);
     if (rc != DK_OK) return rc;
     sqlite3_bind_int64(q, 1, id);
     dk_sql_bind_text(q, 2, model_sha256);
@@ -219,7 +235,8 @@ dk_status dk_store_analysis_get(dk_store *s, int64_t id, const char *model_sha25
     if (rc != DK_OK || !*found) return rc;
     *found = 0;
     if (a->n_layer < 0 || a->n_layer > 65536) {
-        rc = dk_fail(err, DK_ERR_FORMAT, "%s: analysis %lld: %d layers is absurd", s->path, (long long)a->id, a->n_layer);
+        rc = dk_fail(err, DK_ERR_FORMAT, "%s: analysis %lld: %d layers is absurd", s->path, (long long)a->id,
+                     a->n_layer);
         goto fail;
     }
     size_t L = (size_t)(a->n_layer ? a->n_layer : 1);
@@ -247,8 +264,10 @@ dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id,
     *id = 0;
     sqlite3_stmt *q;
     dk_status rc = dk_sql_prepare(s,
-        "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND coalesce(task_options, '') = coalesce(?, '')"
-        " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1", &q, err);
+                                  "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND "
+                                  "coalesce(task_options, '') = coalesce(?, '')"
+                                  " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1",
+                                  &q, err);
     if (rc != DK_OK) return rc;
     dk_sql_bind_text(q, 1, a->model_sha256);
     dk_sql_bind_text(q, 2, a->task);
@@ -262,4 +281,3 @@ dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id,
     sqlite3_finalize(q);
     return rc;
 }
-

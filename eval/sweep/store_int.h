@@ -17,16 +17,16 @@ dk_cell_state dk_cell_state_parse(const unsigned char *s);
 dk_status dk_sql_fail(dk_store *s, dk_err *err, const char *what);
 dk_status dk_sql_exec(dk_store *s, const char *sql, dk_err *err);
 dk_status dk_sql_prepare(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err);
-void dk_sql_rollback(dk_store *s);                               /* when a transaction is open */
+void dk_sql_rollback(dk_store *s); /* when a transaction is open */
 /* Ends the open transaction: COMMIT when rc is DK_OK (a failed COMMIT rolls back and is the
  * result), else ROLLBACK; returns the result. */
 dk_status dk_sql_end(dk_store *s, dk_status rc, dk_err *err);
-void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v);   /* NULL -> NULL */
-void dk_sql_bind_real(sqlite3_stmt *st, int i, double v);        /* NAN -> NULL */
-void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v);      /* < 0 (unknown) -> NULL */
-char *dk_sql_strdup(const unsigned char *s);                     /* NULL -> NULL */
-double dk_sql_col_real(sqlite3_stmt *q, int i);                  /* NULL -> NAN */
-int64_t dk_sql_col_known(sqlite3_stmt *q, int i);                /* NULL -> -1 */
+void dk_sql_bind_text(sqlite3_stmt *st, int i, const char *v); /* NULL -> NULL */
+void dk_sql_bind_real(sqlite3_stmt *st, int i, double v);      /* NAN -> NULL */
+void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v);    /* < 0 (unknown) -> NULL */
+char *dk_sql_strdup(const unsigned char *s);                   /* NULL -> NULL */
+double dk_sql_col_real(sqlite3_stmt *q, int i);                /* NULL -> NAN */
+int64_t dk_sql_col_known(sqlite3_stmt *q, int i);              /* NULL -> -1 */
 /* *out = an owned copy of column i (NULL for NULL); -1 when out of memory */
 int dk_sql_col_text(sqlite3_stmt *q, int i, char **out);
 

@@ -29,7 +29,10 @@ static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t 
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
             void *p = realloc(*out, cap * elem);
-            if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); break; }
+            if (!p) {
+                rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+                break;
+            }
             *out = p;
         }
         void *e = (char *)*out + *n * elem;
@@ -39,7 +42,11 @@ static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t 
     }
     if (!rc && step != SQLITE_DONE) rc = dk_sql_fail(s, err, what);
     sqlite3_finalize(q);
-    if (rc) { free_fn(*out, *n); *out = NULL; *n = 0; }
+    if (rc) {
+        free_fn(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -49,8 +56,16 @@ static void dk_runs_free_v(void *r, size_t n) { dk_store_runs_free(r, n); }
 
 void dk_store_runs_free(dk_store_run *r, size_t n) {
     for (size_t i = 0; r && i < n; i++) {
-        free(r[i].name); free(r[i].config_path); free(r[i].config_text); free(r[i].config_hash);
-        free(r[i].git_rev); free(r[i].host); free(r[i].cpu); free(r[i].blas_core); free(r[i].command); free(r[i].shard);
+        free(r[i].name);
+        free(r[i].config_path);
+        free(r[i].config_text);
+        free(r[i].config_hash);
+        free(r[i].git_rev);
+        free(r[i].host);
+        free(r[i].cpu);
+        free(r[i].blas_core);
+        free(r[i].command);
+        free(r[i].shard);
     }
     free(r);
 }
@@ -58,9 +73,10 @@ void dk_store_runs_free(dk_store_run *r, size_t n) {
 static int dk_run_fill(sqlite3_stmt *q, void *elem) {
     dk_store_run *r = elem;
     r->id = sqlite3_column_int64(q, 0);
-    char **txt[] = {&r->name, &r->config_path, &r->config_text, &r->config_hash, &r->git_rev, &r->host, &r->cpu,
-                    &r->blas_core, &r->command, &r->shard};
-    for (int i = 0; i < 10; i++) if (dk_sql_col_text(q, 1 + i, txt[i]) != 0) return -1;
+    char **txt[] = {&r->name, &r->config_path, &r->config_text, &r->config_hash, &r->git_rev,
+                    &r->host, &r->cpu,         &r->blas_core,   &r->command,     &r->shard};
+    for (int i = 0; i < 10; i++)
+        if (dk_sql_col_text(q, 1 + i, txt[i]) != 0) return -1;
     r->threads = (int)dk_sql_col_known(q, 11);
     r->workers = (int)dk_sql_col_known(q, 12);
     r->n_cells = dk_sql_col_known(q, 13);
@@ -71,17 +87,21 @@ static int dk_run_fill(sqlite3_stmt *q, void *elem) {
 
 dk_status dk_store_runs_read(dk_store *s, dk_store_run **out, size_t *n, dk_err *err) {
     return dk_read_rows(s,
-        "SELECT id, name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core, command, shard, threads,"
-        " workers, n_cells, started_at, finished_at FROM runs ORDER BY id",
-        0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
+                        "SELECT id, name, config_path, config_text, config_hash, git_rev, host, cpu, "
+                        "blas_core, command, shard, threads,"
+                        " workers, n_cells, started_at, finished_at FROM runs ORDER BY id",
+                        0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
 }
 
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
-        "SELECT total(c.state = 'pending'), total(c.state = 'running'), total(c.state = 'done'), total(c.state = 'failed'),"
+    dk_status rc = dk_sql_prepare(
+        s,
+        "SELECT total(c.state = 'pending'), total(c.state = 'running'), total(c.state = 'done'), "
+        "total(c.state = 'failed'),"
         " (SELECT count(*) FROM samples x JOIN run_cells y ON y.cell_id = x.cell_id WHERE y.run_id = ?1)"
-        " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ?1", &q, err);
+        " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ?1",
+        &q, err);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, run_id);
     if (sqlite3_step(q) != SQLITE_ROW) rc = dk_sql_fail(s, err, "count cells");
@@ -93,12 +113,15 @@ dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], in
     return rc;
 }
 
-dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int64_t pid, int64_t *n, dk_err *err) {
+dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int64_t pid, int64_t *n,
+                              dk_err *err) {
     sqlite3_stmt *q;
     *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
-        " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?", &q, err);
+        " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?",
+        &q, err);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, run_id);
     dk_sql_bind_text(q, 2, host);
@@ -112,7 +135,10 @@ dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int
 /* ---- run_status and failed cells (`dashkit status`) ---- */
 
 void dk_store_run_status_free(dk_store_run_status *r, size_t n) {
-    for (size_t i = 0; r && i < n; i++) { free(r[i].name); free(r[i].config_path); }
+    for (size_t i = 0; r && i < n; i++) {
+        free(r[i].name);
+        free(r[i].config_path);
+    }
     free(r);
 }
 static void dk_run_status_free_v(void *r, size_t n) { dk_store_run_status_free(r, n); }
@@ -128,16 +154,23 @@ static int dk_run_status_fill(sqlite3_stmt *q, void *elem) {
     return 0;
 }
 
-dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **out, size_t *n, dk_err *err) {
-    return dk_read_rows(s,
+dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_status **out, size_t *n,
+                                   dk_err *err) {
+    return dk_read_rows(
+        s,
         "SELECT run_id, name, config_path, started_at, finished_at, cells, pending, running, done, failed"
         " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id",
-        run_id, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status", err);
+        run_id, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status",
+        err);
 }
 
 void dk_store_failed_cells_free(dk_store_failed_cell *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].task); free(c[i].task_options); free(c[i].method); free(c[i].params); free(c[i].error);
+        free(c[i].task);
+        free(c[i].task_options);
+        free(c[i].method);
+        free(c[i].params);
+        free(c[i].error);
     }
     free(c);
 }
@@ -147,25 +180,35 @@ static int dk_failed_cell_fill(sqlite3_stmt *q, void *elem) {
     dk_store_failed_cell *c = elem;
     c->id = sqlite3_column_int64(q, 0);
     char **txt[] = {&c->task, &c->task_options, &c->method, &c->params, &c->error};
-    for (int i = 0; i < 5; i++) if (dk_sql_col_text(q, 1 + i, txt[i]) != 0) return -1;
+    for (int i = 0; i < 5; i++)
+        if (dk_sql_col_text(q, 1 + i, txt[i]) != 0) return -1;
     return 0;
 }
 
-dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **out, size_t *n, dk_err *err) {
-    return dk_read_rows(s,
+dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_failed_cell **out, size_t *n,
+                                     dk_err *err) {
+    return dk_read_rows(
+        s,
         "SELECT DISTINCT c.id, c.task, c.task_options, c.method, c.params, c.error FROM cells c"
         " JOIN run_cells rc ON rc.cell_id = c.id WHERE c.state = 'failed' AND (?1 = 0 OR rc.run_id = ?1)"
         " ORDER BY c.id",
         run_id, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
-                        "read failed cells", err);
+        "read failed cells", err);
 }
 
 /* ---- a run's cells and their samples (`dashkit report`) ---- */
 
 void dk_store_cell_rows_free(dk_store_cell_row *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].model_sha256); free(c[i].model_path); free(c[i].model_arch); free(c[i].task);
-        free(c[i].task_options); free(c[i].task_key); free(c[i].method); free(c[i].params); free(c[i].state);
+        free(c[i].model_sha256);
+        free(c[i].model_path);
+        free(c[i].model_arch);
+        free(c[i].task);
+        free(c[i].task_options);
+        free(c[i].task_key);
+        free(c[i].method);
+        free(c[i].params);
+        free(c[i].state);
     }
     free(c);
 }
@@ -174,10 +217,11 @@ static void dk_cell_rows_free_v(void *c, size_t n) { dk_store_cell_rows_free(c, 
 static int dk_cell_row_fill(sqlite3_stmt *q, void *elem) {
     dk_store_cell_row *c = elem;
     c->id = sqlite3_column_int64(q, 0);
-    char **txt[] = {&c->model_sha256, &c->model_path, &c->model_arch, &c->task, &c->task_options, &c->task_key,
-                    &c->method, &c->params, &c->state};
+    char **txt[] = {&c->model_sha256, &c->model_path, &c->model_arch, &c->task, &c->task_options,
+                    &c->task_key,     &c->method,     &c->params,     &c->state};
     static const int col[] = {1, 2, 3, 6, 7, 8, 9, 10, 11};
-    for (int i = 0; i < 9; i++) if (dk_sql_col_text(q, col[i], txt[i]) != 0) return -1;
+    for (int i = 0; i < 9; i++)
+        if (dk_sql_col_text(q, col[i], txt[i]) != 0) return -1;
     c->model_n_layer = dk_sql_col_known(q, 4);
     c->model_n_params = dk_sql_col_known(q, 5);
     c->n_samples = sqlite3_column_int64(q, 12);
@@ -186,8 +230,10 @@ static int dk_cell_row_fill(sqlite3_stmt *q, void *elem) {
     return 0;
 }
 
-dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **out, size_t *n, dk_err *err) {
-    return dk_read_rows(s,
+dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row **out, size_t *n,
+                                  dk_err *err) {
+    return dk_read_rows(
+        s,
         "SELECT c.id, m.sha256, m.path, m.arch, m.n_layer, m.n_params, c.task, c.task_options,"
         " c.task_key, c.method, c.params, c.state, c.n_samples,"
         " json_extract(c.task_options, '$.length'), json_extract(c.task_options, '$.depth')"
@@ -198,32 +244,44 @@ dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row
 
 void dk_store_samples_free(dk_store_samples *x) {
     for (size_t i = 0; x->context_key && i < x->n; i++) free(x->context_key[i]);
-    double *arr[] = {x->score, x->wall_dense_s, x->wall_method_s, x->flops_dense, x->flops_method, x->kl, x->top1,
-                     x->nll_delta, x->context_tokens, x->active, x->delta_min, x->delta_median, x->delta_max};
+    double *arr[] = {x->score,     x->wall_dense_s, x->wall_method_s, x->flops_dense,    x->flops_method,
+                     x->kl,        x->top1,         x->nll_delta,     x->context_tokens, x->active,
+                     x->delta_min, x->delta_median, x->delta_max};
     for (size_t a = 0; a < sizeof arr / sizeof arr[0]; a++) free(arr[a]);
-    free(x->row); free(x->sample_id); free(x->context_key);
+    free(x->row);
+    free(x->sample_id);
+    free(x->context_key);
     memset(x, 0, sizeof *x);
 }
 
 /* Rows and layers of the cell's samples; allocates x's arrays for them (per-layer ones NAN). */
-static dk_status dk_samples_alloc(dk_store *s, int64_t cell_id, dk_store_samples *x, size_t *cap, dk_err *err) {
+static dk_status dk_samples_alloc(dk_store *s, int64_t cell_id, dk_store_samples *x, size_t *cap,
+                                  dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "SELECT count(*), coalesce(max(json_array_length(active_tokens)), 0),"
         " coalesce((SELECT max(l.layer) + 1 FROM sample_layers l JOIN samples x ON x.id = l.sample_row"
-        " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1", &q, err);
+        " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1",
+        &q, err);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, cell_id);
-    if (sqlite3_step(q) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "count samples"); sqlite3_finalize(q); return rc; }
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        rc = dk_sql_fail(s, err, "count samples");
+        sqlite3_finalize(q);
+        return rc;
+    }
     *cap = (size_t)sqlite3_column_int64(q, 0);
     int64_t L = sqlite3_column_int64(q, 1);
     if (sqlite3_column_int64(q, 2) > L) L = sqlite3_column_int64(q, 2);
     sqlite3_finalize(q);
-    if (L > 65536) return dk_fail(err, DK_ERR_FORMAT, "cell %lld: %lld layers is absurd", (long long)cell_id, (long long)L);
+    if (L > 65536)
+        return dk_fail(err, DK_ERR_FORMAT, "cell %lld: %lld layers is absurd", (long long)cell_id,
+                       (long long)L);
     x->n_layer = (int)L;
     size_t m = *cap ? *cap : 1, ml = m * (size_t)(L ? L : 1);
-    double **arrs[] = {&x->score, &x->wall_dense_s, &x->wall_method_s, &x->flops_dense, &x->flops_method, &x->kl,
-                       &x->top1, &x->nll_delta, &x->context_tokens};
+    double **arrs[] = {&x->score, &x->wall_dense_s, &x->wall_method_s, &x->flops_dense,   &x->flops_method,
+                       &x->kl,    &x->top1,         &x->nll_delta,     &x->context_tokens};
     for (size_t a = 0; a < sizeof arrs / sizeof arrs[0]; a++)
         if (!(*arrs[a] = malloc(m * sizeof(double)))) return dk_fail(err, DK_ERR_NOMEM, "out of memory");
     if (!(x->row = malloc(m * sizeof *x->row)) || !(x->sample_id = malloc(m * sizeof *x->sample_id)) ||
@@ -241,8 +299,8 @@ static dk_status dk_samples_alloc(dk_store *s, int64_t cell_id, dk_store_samples
 static int dk_samples_fill(sqlite3_stmt *q, sqlite3_stmt *ql, dk_store_samples *x, size_t i) {
     size_t L = (size_t)x->n_layer, base = i * L;
     x->row[i] = sqlite3_column_int64(q, 0);
-    double *num[] = {x->score, x->wall_dense_s, x->wall_method_s, x->flops_dense, x->flops_method, x->kl, x->top1,
-                     x->context_tokens};
+    double *num[] = {x->score,        x->wall_dense_s, x->wall_method_s, x->flops_dense,
+                     x->flops_method, x->kl,           x->top1,          x->context_tokens};
     for (int k = 0; k < 8; k++) num[k][i] = dk_sql_col_real(q, 1 + k);
     x->nll_delta[i] = dk_sql_col_real(q, 10);
     x->sample_id[i] = sqlite3_column_int64(q, 11);
@@ -271,18 +329,27 @@ dk_status dk_store_cell_samples_read(dk_store *s, int64_t cell_id, dk_store_samp
     size_t cap = 0;
     int step = SQLITE_DONE;
     dk_status rc = dk_samples_alloc(s, cell_id, x, &cap, err);
-    if (!rc) rc = dk_sql_prepare(s,
-        "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, kl_answer, top1_answer,"
-        " context_tokens, active_tokens, nll_method - nll_dense, sample_id, context_key"
-        " FROM samples WHERE cell_id = ? ORDER BY sample_id", &q, err);
-    if (!rc) rc = dk_sql_prepare(s, "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
-                                 &ql, err);
+    if (!rc)
+        rc = dk_sql_prepare(s,
+                            "SELECT id, score, wall_dense_s, wall_method_s, flops_dense, flops_method, "
+                            "kl_answer, top1_answer,"
+                            " context_tokens, active_tokens, nll_method - nll_dense, sample_id, context_key"
+                            " FROM samples WHERE cell_id = ? ORDER BY sample_id",
+                            &q, err);
+    if (!rc)
+        rc = dk_sql_prepare(
+            s, "SELECT layer, delta_min, delta_median, delta_max FROM sample_layers WHERE sample_row = ?",
+            &ql, err);
     if (!rc) {
         sqlite3_bind_int64(q, 1, cell_id);
         while ((step = sqlite3_step(q)) == SQLITE_ROW && x->n < cap)
-            if (dk_samples_fill(q, ql, x, x->n++) != 0) { rc = dk_fail(err, DK_ERR_NOMEM, "out of memory"); break; }
+            if (dk_samples_fill(q, ql, x, x->n++) != 0) {
+                rc = dk_fail(err, DK_ERR_NOMEM, "out of memory");
+                break;
+            }
         if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
-            rc = dk_fail(err, DK_ERR_FORMAT, "reading samples of cell %lld: %s", (long long)cell_id, sqlite3_errmsg(s->db));
+            rc = dk_fail(err, DK_ERR_FORMAT, "reading samples of cell %lld: %s", (long long)cell_id,
+                         sqlite3_errmsg(s->db));
     }
     sqlite3_finalize(q);
     sqlite3_finalize(ql);
@@ -290,14 +357,16 @@ dk_status dk_store_cell_samples_read(dk_store *s, int64_t cell_id, dk_store_samp
     return rc;
 }
 
-dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key, int64_t n_samples,
-                                double **scores, size_t *n, dk_err *err) {
+dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key,
+                                int64_t n_samples, double **scores, size_t *n, dk_err *err) {
     sqlite3_stmt *q;
     *scores = NULL;
     *n = 0;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "SELECT score FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id < ?"
-        " AND score IS NOT NULL ORDER BY sample_id", &q, err);
+        " AND score IS NOT NULL ORDER BY sample_id",
+        &q, err);
     if (rc) return rc;
     dk_sql_bind_text(q, 1, model_sha256);
     dk_sql_bind_text(q, 2, task_key);
@@ -307,13 +376,20 @@ dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const cha
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             double *p = realloc(*scores, cap * sizeof *p);
-            if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "out of memory"); break; }
+            if (!p) {
+                rc = dk_fail(err, DK_ERR_NOMEM, "out of memory");
+                break;
+            }
             *scores = p;
         }
         (*scores)[(*n)++] = sqlite3_column_double(q, 0);
     }
     sqlite3_finalize(q);
-    if (rc) { free(*scores); *scores = NULL; *n = 0; }
+    if (rc) {
+        free(*scores);
+        *scores = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -324,20 +400,27 @@ dk_status dk_store_sample_rows(dk_store *s, int64_t run_id, dk_store_row_fn fn, 
     sqlite3_stmt *q;
     *n_rows = 0;
     dk_status rc = dk_sql_prepare(s,
-        "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM run_cells WHERE run_id = ?1)"
-        " ORDER BY cell_id, sample_id", &q, err);
+                                  "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM "
+                                  "run_cells WHERE run_id = ?1)"
+                                  " ORDER BY cell_id, sample_id",
+                                  &q, err);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, run_id);
     int nc = sqlite3_column_count(q), step = SQLITE_DONE;
     dk_store_value *v = calloc((size_t)(nc ? nc : 1), sizeof *v);
-    if (!v) { sqlite3_finalize(q); return dk_fail(err, DK_ERR_NOMEM, "out of memory"); }
+    if (!v) {
+        sqlite3_finalize(q);
+        return dk_fail(err, DK_ERR_NOMEM, "out of memory");
+    }
     for (int c = 0; c < nc; c++) v[c].name = sqlite3_column_name(q, c);
     if (fn(ctx, v, nc, 1) != 0) rc = dk_fail(err, DK_ERR_IO, "%s: export stopped", s->path);
     while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         for (int c = 0; c < nc; c++) {
             int t = sqlite3_column_type(q, c);
-            v[c].type = t == SQLITE_INTEGER ? DK_STORE_INTEGER : t == SQLITE_FLOAT ? DK_STORE_REAL
-                      : t == SQLITE_NULL ? DK_STORE_NULL : DK_STORE_TEXT;
+            v[c].type = t == SQLITE_INTEGER ? DK_STORE_INTEGER
+                        : t == SQLITE_FLOAT ? DK_STORE_REAL
+                        : t == SQLITE_NULL  ? DK_STORE_NULL
+                                            : DK_STORE_TEXT;
             v[c].i = t == SQLITE_INTEGER ? sqlite3_column_int64(q, c) : 0;
             v[c].r = t == SQLITE_FLOAT ? sqlite3_column_double(q, c) : 0;
             v[c].text = (const char *)sqlite3_column_text(q, c);

@@ -13,9 +13,11 @@
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id, dk_err *err) {
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
-        " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+        " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        &st, err);
     if (rc != DK_OK) return rc;
     dk_sql_bind_text(st, 1, in->name ? in->name : "");
     dk_sql_bind_text(st, 2, in->config_path ? in->config_path : "");
@@ -44,7 +46,8 @@ dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err) {
     sqlite3_bind_double(st, 1, dk_store_now());
     sqlite3_bind_int64(st, 2, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "finish run");
-    else if (sqlite3_changes(s->db) != 1) rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
+    else if (sqlite3_changes(s->db) != 1)
+        rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
     sqlite3_finalize(st);
     return rc;
 }
@@ -53,7 +56,8 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
     if (!m->sha256 || strlen(m->sha256) != 64 || !m->path)
         return dk_fail(err, DK_ERR_ARG, "%s: model needs a path and a 64-digit sha256", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx,"
         " n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT(sha256) DO UPDATE SET path = excluded.path, arch = coalesce(excluded.arch, arch),"
@@ -62,12 +66,14 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
         " n_ff = coalesce(excluded.n_ff, n_ff), n_vocab = coalesce(excluded.n_vocab, n_vocab),"
         " n_ctx = coalesce(excluded.n_ctx, n_ctx), n_params = coalesce(excluded.n_params, n_params),"
         " file_bytes = coalesce(excluded.file_bytes, file_bytes)"
-        " RETURNING id", &st, err);
+        " RETURNING id",
+        &st, err);
     if (rc != DK_OK) return rc;
     dk_sql_bind_text(st, 1, m->sha256);
     dk_sql_bind_text(st, 2, m->path);
     dk_sql_bind_text(st, 3, m->arch);
-    const int64_t v[] = {m->n_layer, m->n_embd, m->n_head, m->n_head_kv, m->n_ff, m->n_vocab, m->n_ctx, m->n_params, m->file_bytes};
+    const int64_t v[] = {m->n_layer, m->n_embd, m->n_head,   m->n_head_kv, m->n_ff,
+                         m->n_vocab, m->n_ctx,  m->n_params, m->file_bytes};
     for (int i = 0; i < 9; i++) dk_sql_bind_known(st, 4 + i, v[i]);
     sqlite3_bind_double(st, 13, dk_store_now());
     if (sqlite3_step(st) != SQLITE_ROW) rc = dk_sql_fail(s, err, "insert model");
@@ -78,23 +84,29 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
 
 /* ---- cells ---- */
 
-dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n, int retry_failed,
-                             int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+dk_status dk_store_cells_add(dk_store *s, int64_t run_id, const dk_cell_spec *cells, size_t n,
+                             int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
     return dk_store_cells_add_at(s, run_id, cells, NULL, n, retry_failed, cell_ids, states, err);
 }
 
-dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord, size_t n,
-                                int retry_failed, int64_t *cell_ids, dk_cell_state *states, dk_err *err) {
+dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec *cells, const int64_t *ord,
+                                size_t n, int retry_failed, int64_t *cell_ids, dk_cell_state *states,
+                                dk_err *err) {
     sqlite3_stmt *ins = NULL, *get = NULL, *retry = NULL, *link = NULL;
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) return rc;
     double now = dk_store_now();
-    if ((rc = dk_sql_prepare(s,
-            "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method, params,"
-            " n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING", &ins, err)) ||
+    if ((rc = dk_sql_prepare(
+             s,
+             "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method, "
+             "params,"
+             " n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
+             &ins, err)) ||
         (rc = dk_sql_prepare(s, "SELECT id, state FROM cells WHERE key = ?", &get, err)) ||
-        (rc = dk_sql_prepare(s, "UPDATE cells SET state = 'pending' WHERE id = ? AND state = 'failed'", &retry, err)) ||
-        (rc = dk_sql_prepare(s, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &link, err)))
+        (rc = dk_sql_prepare(s, "UPDATE cells SET state = 'pending' WHERE id = ? AND state = 'failed'",
+                             &retry, err)) ||
+        (rc = dk_sql_prepare(s, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)", &link,
+                             err)))
         goto done;
     for (size_t i = 0; i < n; i++) {
         const dk_cell_spec *c = &cells[i];
@@ -111,28 +123,43 @@ dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec 
         sqlite3_bind_int64(ins, 10, c->n_samples);
         sqlite3_bind_int64(ins, 11, c->seed);
         sqlite3_bind_double(ins, 12, now);
-        if (sqlite3_step(ins) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "insert cell"); goto done; }
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            rc = dk_sql_fail(s, err, "insert cell");
+            goto done;
+        }
         sqlite3_reset(get);
         dk_sql_bind_text(get, 1, c->key);
-        if (sqlite3_step(get) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "read cell"); goto done; }
+        if (sqlite3_step(get) != SQLITE_ROW) {
+            rc = dk_sql_fail(s, err, "read cell");
+            goto done;
+        }
         int64_t id = sqlite3_column_int64(get, 0);
         dk_cell_state state = dk_cell_state_parse(sqlite3_column_text(get, 1));
         if (retry_failed && state == DK_CELL_FAILED) {
             sqlite3_reset(retry);
             sqlite3_bind_int64(retry, 1, id);
-            if (sqlite3_step(retry) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "retry cell"); goto done; }
+            if (sqlite3_step(retry) != SQLITE_DONE) {
+                rc = dk_sql_fail(s, err, "retry cell");
+                goto done;
+            }
             state = DK_CELL_PENDING;
         }
         sqlite3_reset(link);
         sqlite3_bind_int64(link, 1, run_id);
         sqlite3_bind_int64(link, 2, id);
         sqlite3_bind_int64(link, 3, ord ? ord[i] : (int64_t)i);
-        if (sqlite3_step(link) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "link cell to run"); goto done; }
+        if (sqlite3_step(link) != SQLITE_DONE) {
+            rc = dk_sql_fail(s, err, "link cell to run");
+            goto done;
+        }
         if (cell_ids) cell_ids[i] = id;
         if (states) states[i] = state;
     }
 done:
-    sqlite3_finalize(ins); sqlite3_finalize(get); sqlite3_finalize(retry); sqlite3_finalize(link);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(get);
+    sqlite3_finalize(retry);
+    sqlite3_finalize(link);
     return dk_sql_end(s, rc, err);
 }
 
@@ -156,7 +183,10 @@ static int dk_proc_stat(int64_t pid, char *state, int64_t *start) {
     while (tok) {
         field++;
         if (field == 3) *state = tok[0];
-        if (field == 22) { *start = strtoll(tok, NULL, 10); return 0; }
+        if (field == 22) {
+            *start = strtoll(tok, NULL, 10);
+            return 0;
+        }
         tok = strtok(NULL, " ");
     }
     return -1;
@@ -194,37 +224,52 @@ static void dk_bind_owner(sqlite3_stmt *st, int i, const dk_worker *w) {
     sqlite3_bind_int64(st, i + 2, w->start);
 }
 
-dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, int64_t *cell_id,
-                              char key[65], dk_err *err) {
+dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s,
+                              int64_t *cell_id, char key[65], dk_err *err) {
     *cell_id = 0;
     sqlite3_stmt *q = NULL, *up = NULL;
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) return rc;
     double now = dk_store_now();
     int64_t pick = 0;
-    if ((rc = dk_sql_prepare(s,
-            "SELECT c.id, c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
-            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id"
-            " WHERE rc.run_id = ? AND c.state IN ('pending', 'running') ORDER BY c.state = 'running', rc.ord", &q, err)))
+    if ((rc = dk_sql_prepare(
+             s,
+             "SELECT c.id, c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+             " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id"
+             " WHERE rc.run_id = ? AND c.state IN ('pending', 'running') ORDER BY c.state = 'running', "
+             "rc.ord",
+             &q, err)))
         goto done;
     sqlite3_bind_int64(q, 1, run_id);
     int step;
     while ((step = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(q, 0);
         const char *state = (const char *)sqlite3_column_text(q, 1);
-        if (!strcmp(state, "pending")) { pick = id; break; }
+        if (!strcmp(state, "pending")) {
+            pick = id;
+            break;
+        }
         int lease_over = sqlite3_column_type(q, 5) == SQLITE_NULL || sqlite3_column_double(q, 5) < now;
-        if (lease_over || !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
-                                           sqlite3_column_int64(q, 4))) { pick = id; break; }
+        if (lease_over || !dk_worker_alive(w, (const char *)sqlite3_column_text(q, 2),
+                                           sqlite3_column_int64(q, 3), sqlite3_column_int64(q, 4))) {
+            pick = id;
+            break;
+        }
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto done; }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = dk_sql_fail(s, err, "find a cell to claim");
+        goto done;
+    }
     sqlite3_finalize(q);
     q = NULL;
     if (pick) {
         if ((rc = dk_sql_prepare(s,
-                "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
-                " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
-                " error = NULL WHERE id = ? RETURNING key", &up, err)))
+                                 "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, "
+                                 "worker_pid = ?, worker_start = ?,"
+                                 " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), "
+                                 "attempts = attempts + 1,"
+                                 " error = NULL WHERE id = ? RETURNING key",
+                                 &up, err)))
             goto done;
         sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
         dk_bind_owner(up, 2, w);
@@ -232,7 +277,10 @@ dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, d
         sqlite3_bind_double(up, 6, now);
         sqlite3_bind_double(up, 7, now);
         sqlite3_bind_int64(up, 8, pick);
-        if (sqlite3_step(up) != SQLITE_ROW) { rc = dk_sql_fail(s, err, "claim cell"); goto done; }
+        if (sqlite3_step(up) != SQLITE_ROW) {
+            rc = dk_sql_fail(s, err, "claim cell");
+            goto done;
+        }
         if (key) snprintf(key, 65, "%s", (const char *)sqlite3_column_text(up, 0));
         sqlite3_finalize(up);
         up = NULL;
@@ -244,21 +292,26 @@ done:
     return rc;
 }
 
-dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s, const int64_t *ids,
-                                  size_t n, int *claimed, dk_err *err) {
+dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *w, double lease_s,
+                                  const int64_t *ids, size_t n, int *claimed, dk_err *err) {
     for (size_t i = 0; i < n; i++) claimed[i] = 0;
     if (n == 0) return DK_OK;
     sqlite3_stmt *q = NULL, *up = NULL;
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) return rc;
     double now = dk_store_now();
-    if ((rc = dk_sql_prepare(s,
-            "SELECT c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
-            " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ? AND c.id = ?", &q, err)) ||
+    if ((rc = dk_sql_prepare(
+             s,
+             "SELECT c.state, c.worker_host, c.worker_pid, c.worker_start, c.lease_until"
+             " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ? AND c.id = ?",
+             &q, err)) ||
         (rc = dk_sql_prepare(s,
-            "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = ?, worker_start = ?,"
-            " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), attempts = attempts + 1,"
-            " error = NULL WHERE id = ?", &up, err)))
+                             "UPDATE cells SET state = 'running', worker = ?, worker_host = ?, worker_pid = "
+                             "?, worker_start = ?,"
+                             " lease_until = ?, claimed_at = ?, started_at = coalesce(started_at, ?), "
+                             "attempts = attempts + 1,"
+                             " error = NULL WHERE id = ?",
+                             &up, err)))
         goto done;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(q);
@@ -266,7 +319,10 @@ dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *
         sqlite3_bind_int64(q, 2, ids[i]);
         int step = sqlite3_step(q);
         if (step == SQLITE_DONE) continue;
-        if (step != SQLITE_ROW) { rc = dk_sql_fail(s, err, "find a cell to claim"); goto done; }
+        if (step != SQLITE_ROW) {
+            rc = dk_sql_fail(s, err, "find a cell to claim");
+            goto done;
+        }
         const char *state = (const char *)sqlite3_column_text(q, 0);
         int take = !strcmp(state, "pending");
         if (!take && !strcmp(state, "running"))
@@ -281,7 +337,10 @@ dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *
         sqlite3_bind_double(up, 6, now);
         sqlite3_bind_double(up, 7, now);
         sqlite3_bind_int64(up, 8, ids[i]);
-        if (sqlite3_step(up) != SQLITE_DONE) { rc = dk_sql_fail(s, err, "claim cell"); goto done; }
+        if (sqlite3_step(up) != SQLITE_DONE) {
+            rc = dk_sql_fail(s, err, "claim cell");
+            goto done;
+        }
         claimed[i] = 1;
     }
 done:
@@ -307,8 +366,8 @@ static dk_status dk_owned_update(dk_store *s, int64_t cell_id, const dk_worker *
     dk_bind_owner(st, i, w);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "update cell");
     else if (sqlite3_changes(s->db) != 1)
-        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld is not held by worker %s (reclaimed or finished)", s->path,
-                     (long long)cell_id, w->name);
+        rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld is not held by worker %s (reclaimed or finished)",
+                     s->path, (long long)cell_id, w->name);
     sqlite3_finalize(st);
     return rc;
 }
@@ -317,14 +376,18 @@ dk_status dk_store_cell_renew(dk_store *s, int64_t cell_id, const dk_worker *w, 
     return dk_owned_update(s, cell_id, w, "lease_until = ?", dk_store_now() + lease_s, NULL, err);
 }
 
-dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error, dk_err *err) {
-    return dk_owned_update(s, cell_id, w,
-                           "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'failed', lease_until = NULL,"
-                           " error = ?", dk_store_now(), error ? error : "unknown error", err);
+dk_status dk_store_cell_fail(dk_store *s, int64_t cell_id, const dk_worker *w, const char *error,
+                             dk_err *err) {
+    return dk_owned_update(
+        s, cell_id, w,
+        "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'failed', lease_until = NULL,"
+        " error = ?",
+        dk_store_now(), error ? error : "unknown error", err);
 }
 
 dk_status dk_store_cell_release(dk_store *s, int64_t cell_id, const dk_worker *w, dk_err *err) {
-    return dk_owned_update(s, cell_id, w, "wall_s = wall_s + (? - claimed_at), state = 'pending', lease_until = NULL",
+    return dk_owned_update(s, cell_id, w,
+                           "wall_s = wall_s + (? - claimed_at), state = 'pending', lease_until = NULL",
                            dk_store_now(), NULL, err);
 }
 
@@ -332,8 +395,10 @@ dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w,
     sqlite3_stmt *q = NULL;
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
     if (rc != DK_OK) return rc;
-    if ((rc = dk_sql_prepare(s, "SELECT n_samples, (SELECT count(*) FROM samples WHERE cell_id = ?1) FROM cells WHERE id = ?1",
-                         &q, err)))
+    if ((rc = dk_sql_prepare(
+             s,
+             "SELECT n_samples, (SELECT count(*) FROM samples WHERE cell_id = ?1) FROM cells WHERE id = ?1",
+             &q, err)))
         goto done;
     sqlite3_bind_int64(q, 1, cell_id);
     if (sqlite3_step(q) != SQLITE_ROW) {
@@ -348,9 +413,10 @@ dk_status dk_store_cell_finish(dk_store *s, int64_t cell_id, const dk_worker *w,
                      (long long)cell_id, (long long)have, (long long)want);
         goto done;
     }
-    rc = dk_owned_update(s, cell_id, w,
-                         "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
-                         dk_store_now(), NULL, err);
+    rc = dk_owned_update(
+        s, cell_id, w,
+        "finished_at = ?1, wall_s = wall_s + (?1 - claimed_at), state = 'done', lease_until = NULL",
+        dk_store_now(), NULL, err);
 done:
     sqlite3_finalize(q);
     return dk_sql_end(s, rc, err);
@@ -363,7 +429,8 @@ dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state
     sqlite3_bind_int64(q, 1, cell_id);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *state = dk_cell_state_parse(sqlite3_column_text(q, 0));
-    else if (step == SQLITE_DONE) rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
+    else if (step == SQLITE_DONE)
+        rc = dk_fail(err, DK_ERR_ARG, "%s: no cell %lld", s->path, (long long)cell_id);
     else rc = dk_sql_fail(s, err, "read cell state");
     sqlite3_finalize(q);
     return rc;
@@ -373,7 +440,8 @@ dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_
     *ids = NULL;
     *n = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s, "SELECT sample_id FROM samples WHERE cell_id = ? ORDER BY sample_id", &q, err);
+    dk_status rc = dk_sql_prepare(s, "SELECT sample_id FROM samples WHERE cell_id = ? ORDER BY sample_id", &q,
+                                  err);
     if (rc != DK_OK) return rc;
     sqlite3_bind_int64(q, 1, cell_id);
     size_t cap = 0;
@@ -382,14 +450,21 @@ dk_status dk_store_sample_ids(dk_store *s, int64_t cell_id, int64_t **ids, size_
         if (*n == cap) {
             cap = cap ? 2 * cap : 64;
             int64_t *p = realloc(*ids, cap * sizeof *p);
-            if (!p) { rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path); break; }
+            if (!p) {
+                rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
+                break;
+            }
             *ids = p;
         }
         (*ids)[(*n)++] = sqlite3_column_int64(q, 0);
     }
     if (rc == DK_OK && step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read sample ids");
     sqlite3_finalize(q);
-    if (rc != DK_OK) { free(*ids); *ids = NULL; *n = 0; }
+    if (rc != DK_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -400,13 +475,15 @@ static char *dk_json_int_array(const int64_t *v, int n) {
     char *s = malloc(cap);
     if (!s) return NULL;
     s[len++] = '[';
-    for (int i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)v[i]);
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", (long long)v[i]);
     s[len++] = ']';
     s[len] = 0;
     return s;
 }
 
-dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *r, dk_err *err) {
+dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, const dk_sample_row *r,
+                              dk_err *err) {
     if (r->n_layer < 0 || (r->n_layer > 0 && !r->active))
         return dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: active tokens per layer missing", s->path,
                        (long long)r->cell_id, (long long)r->sample_id);
@@ -414,15 +491,22 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
     if (!active) return dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
     sqlite3_stmt *ins = NULL, *lay = NULL;
     dk_status rc = dk_sql_exec(s, "BEGIN IMMEDIATE", err);
-    if (rc != DK_OK) { free(active); return rc; }
+    if (rc != DK_OK) {
+        free(active);
+        return rc;
+    }
     double now = dk_store_now();
     if ((rc = dk_owned_update(s, r->cell_id, w, "lease_until = ?", now + lease_s, NULL, err))) goto done;
-    if ((rc = dk_sql_prepare(s,
-            "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, question_tokens,"
-            " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
-            " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, worker,"
-            " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &ins, err)))
+    if ((rc = dk_sql_prepare(
+             s,
+             "INSERT INTO samples(cell_id, sample_id, sample_key, prompt_tokens, context_tokens, "
+             "question_tokens,"
+             " gen_tokens, active_tokens, flops_dense, flops_method, flops_dense_parts, flops_method_parts,"
+             " wall_dense_s, wall_method_s, wall_decode_s, prediction, answers, score, kl, kl_answer, top1, "
+             "worker,"
+             " created_at, kl_answer_max, top1_answer, nll_dense, nll_method, context_key)"
+             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             &ins, err)))
         goto done;
     sqlite3_bind_int64(ins, 1, r->cell_id);
     sqlite3_bind_int64(ins, 2, r->sample_id);
@@ -458,15 +542,17 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
             rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,
                          (long long)r->cell_id, (long long)r->sample_id);
         else
-            rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: rejected: %s", s->path, (long long)r->cell_id,
-                         (long long)r->sample_id, sqlite3_errmsg(s->db));
+            rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld: rejected: %s", s->path,
+                         (long long)r->cell_id, (long long)r->sample_id, sqlite3_errmsg(s->db));
         goto done;
     }
     int64_t row = sqlite3_last_insert_rowid(s->db);
     if (r->layers) {
         if ((rc = dk_sql_prepare(s,
-                "INSERT INTO sample_layers(sample_row, layer, delta_min, delta_median, delta_max, flops, wall_s)"
-                " VALUES(?,?,?,?,?,?,?)", &lay, err)))
+                                 "INSERT INTO sample_layers(sample_row, layer, delta_min, delta_median, "
+                                 "delta_max, flops, wall_s)"
+                                 " VALUES(?,?,?,?,?,?,?)",
+                                 &lay, err)))
             goto done;
         for (int l = 0; l < r->n_layer; l++) {
             const dk_layer_stat *ls = &r->layers[l];
@@ -498,10 +584,13 @@ dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, 
     if (r->logits && (r->n_vocab <= 0 || r->n_logit_rows <= 0))
         return dk_fail(err, DK_ERR_ARG, "%s: dense logits need n_vocab and n_logit_rows > 0", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(s,
-        "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, prompt_tokens,"
+    dk_status rc = dk_sql_prepare(
+        s,
+        "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, "
+        "prompt_tokens,"
         " flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits, created_at)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        &st, err);
     if (rc != DK_OK) return rc;
     dk_sql_bind_text(st, 1, r->model_sha256);
     dk_sql_bind_text(st, 2, r->task_key);
@@ -517,9 +606,9 @@ dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, 
     dk_sql_bind_known(st, 12, r->logits ? r->n_vocab : -1);
     dk_sql_bind_known(st, 13, r->logits ? r->n_logit_rows : -1);
     if (r->logits)
-        sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float), SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 14);
+        sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float),
+                            SQLITE_STATIC);
+    else sqlite3_bind_null(st, 14);
     sqlite3_bind_double(st, 15, dk_store_now());
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert dense result");
     else if (inserted) *inserted = sqlite3_changes(s->db) > 0;
@@ -532,9 +621,11 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
     memset(out, 0, sizeof *out);
     *found = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = dk_sql_prepare(
+        s,
         "SELECT prompt_tokens, flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits"
-        " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?", &q, err);
+        " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?",
+        &q, err);
     if (rc != DK_OK) return rc;
     dk_sql_bind_text(q, 1, model_sha256);
     dk_sql_bind_text(q, 2, task_key);
@@ -553,8 +644,9 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
         size_t bytes = (size_t)sqlite3_column_bytes(q, 8);
         if (blob && bytes) {
             if (bytes != (size_t)(out->n_vocab * out->n_logit_rows) * sizeof(float)) {
-                rc = dk_fail(err, DK_ERR_FORMAT, "%s: dense result logits have %zu bytes, expected %lld x %lld floats",
-                             s->path, bytes, (long long)out->n_logit_rows, (long long)out->n_vocab);
+                rc = dk_fail(err, DK_ERR_FORMAT,
+                             "%s: dense result logits have %zu bytes, expected %lld x %lld floats", s->path,
+                             bytes, (long long)out->n_logit_rows, (long long)out->n_vocab);
             } else if ((out->logits = malloc(bytes))) {
                 memcpy(out->logits, blob, bytes);
             } else {
@@ -577,4 +669,3 @@ void dk_store_dense_free(dk_dense_result *r) {
     free(r->logits);
     memset(r, 0, sizeof *r);
 }
-

@@ -16,7 +16,10 @@ static dk_status read_file(const char *path, char **buf, size_t *len, dk_err *e)
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap);
     for (;;) {
-        if (!b) { fclose(f); return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path); }
+        if (!b) {
+            fclose(f);
+            return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+        }
         n += fread(b + n, 1, cap - n - 1, f);
         if (n < cap - 1) break;
         char *nb = realloc(b, cap *= 2);
@@ -25,7 +28,10 @@ static dk_status read_file(const char *path, char **buf, size_t *len, dk_err *e)
     }
     int err = ferror(f);
     fclose(f);
-    if (err) { free(b); return dk_fail(e, DK_ERR_IO, "%s: read error", path); }
+    if (err) {
+        free(b);
+        return dk_fail(e, DK_ERR_IO, "%s: read error", path);
+    }
     b[n] = 0;
     *buf = b;
     if (len) *len = n;
@@ -60,13 +66,18 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
     cJSON *jp, *jm;
     dk_status st = read_json(p1, &jp, e);
     if (st) return st;
-    if ((st = read_json(p2, &jm, e))) { cJSON_Delete(jp); return st; }
+    if ((st = read_json(p2, &jm, e))) {
+        cJSON_Delete(jp);
+        return st;
+    }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(jp, dataset);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(jm, dataset);
     long maxlen = 0;
-    if (!cJSON_IsString(t)) st = dk_fail(e, DK_ERR_FORMAT, "%s: no string entry for dataset '%s'", p1, dataset);
+    if (!cJSON_IsString(t))
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: no string entry for dataset '%s'", p1, dataset);
     else if (!lb_json_int(m, 1, DK_LONGBENCH_MAX_NEW_TOKENS, &maxlen))
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: no integer entry in 1..%d for dataset '%s'", p2, DK_LONGBENCH_MAX_NEW_TOKENS, dataset);
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: no integer entry in 1..%d for dataset '%s'", p2,
+                     DK_LONGBENCH_MAX_NEW_TOKENS, dataset);
     else if (!(*tmpl = strdup(t->valuestring))) st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
     else *max_new_tokens = (int)maxlen;
     cJSON_Delete(jp);
@@ -77,8 +88,8 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
 /* ---- template ---- */
 
 /* Fills tmpl[from..to) into s. */
-static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char *context,
-                           const char *input, dk_strbuf *s, dk_err *e) {
+static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char *context, const char *input,
+                           dk_strbuf *s, dk_err *e) {
     if (!dk_strbuf_add(s, "", 0)) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     for (size_t i = from; i < to;) {
         char c = tmpl[i];
@@ -88,9 +99,13 @@ static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char 
         } else if (c == '{') {
             const char *val = NULL;
             size_t L = 0;
-            if (!strncmp(tmpl + i, "{context}", 9)) { val = context; L = 9; }
-            else if (!strncmp(tmpl + i, "{input}", 7)) { val = input; L = 7; }
-            else return dk_fail(e, DK_ERR_FORMAT, "prompt template: unsupported field at offset %zu", i);
+            if (!strncmp(tmpl + i, "{context}", 9)) {
+                val = context;
+                L = 9;
+            } else if (!strncmp(tmpl + i, "{input}", 7)) {
+                val = input;
+                L = 7;
+            } else return dk_fail(e, DK_ERR_FORMAT, "prompt template: unsupported field at offset %zu", i);
             if (!dk_strbuf_add(s, val, strlen(val))) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
             i += L;
         } else if (c == '}') {
@@ -108,21 +123,28 @@ static dk_status fmt_range(const char *tmpl, size_t from, size_t to, const char 
 /* Offset of a real (unescaped) placeholder, or -1. */
 static long find_field(const char *t, const char *f) {
     for (size_t i = 0; t[i]; i++) {
-        if ((t[i] == '{' || t[i] == '}') && t[i + 1] == t[i]) { i++; continue; }
+        if ((t[i] == '{' || t[i] == '}') && t[i + 1] == t[i]) {
+            i++;
+            continue;
+        }
         if (t[i] == '{' && !strncmp(t + i, f, strlen(f))) return (long)i;
     }
     return -1;
 }
 
-dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input,
-                              char **ctx_part, char **q_part, dk_err *e) {
+dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input, char **ctx_part,
+                              char **q_part, dk_err *e) {
     long pc = find_field(tmpl, "{context}"), pi = find_field(tmpl, "{input}");
     if (pc < 0) return dk_fail(e, DK_ERR_FORMAT, "prompt template has no {context}");
     size_t split = (pi > pc) ? (size_t)pi : (size_t)pc + 9, len = strlen(tmpl);
     dk_strbuf a = {0}, b = {0};
     dk_status st = fmt_range(tmpl, 0, split, context, input, &a, e);
     if (!st) st = fmt_range(tmpl, split, len, context, input, &b, e);
-    if (st) { free(a.s); free(b.s); return st; }
+    if (st) {
+        free(a.s);
+        free(b.s);
+        return st;
+    }
     *ctx_part = a.s;
     *q_part = b.s;
     return DK_OK;
@@ -148,44 +170,80 @@ static char **strarray(const cJSON *a, int *n) {
 
 /* Checks one parsed line; returns 1 if fine, else 0 with the message in why. e: a LongBench-E
  * file, whose "dataset" field may also be "<dataset>_e". */
-static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, long *length, char *why, size_t nwhy) {
+static int check_line(const cJSON *o, const char *dataset, int e, dk_metric m, long *length, char *why,
+                      size_t nwhy) {
     static const char *const strf[] = {"input", "context", "dataset", "language", "_id"};
-    if (!cJSON_IsObject(o)) { snprintf(why, nwhy, "not a JSON object"); return 0; }
+    if (!cJSON_IsObject(o)) {
+        snprintf(why, nwhy, "not a JSON object");
+        return 0;
+    }
     for (size_t i = 0; i < sizeof strf / sizeof strf[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, strf[i]);
-        if (!v) { snprintf(why, nwhy, "missing field '%s'", strf[i]); return 0; }
-        if (!cJSON_IsString(v)) { snprintf(why, nwhy, "field '%s': expected a string", strf[i]); return 0; }
+        if (!v) {
+            snprintf(why, nwhy, "missing field '%s'", strf[i]);
+            return 0;
+        }
+        if (!cJSON_IsString(v)) {
+            snprintf(why, nwhy, "field '%s': expected a string", strf[i]);
+            return 0;
+        }
     }
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "dataset");
     size_t dl = strlen(dataset);
     int ok = !strcmp(ds->valuestring, dataset) ||
              (e && !strncmp(ds->valuestring, dataset, dl) && !strcmp(ds->valuestring + dl, "_e"));
     if (!ok) {
-        snprintf(why, nwhy, "field 'dataset': '%.100s' is not '%s%s'", ds->valuestring, dataset, e ? "_e" : "");
+        snprintf(why, nwhy, "field 'dataset': '%.100s' is not '%s%s'", ds->valuestring, dataset,
+                 e ? "_e" : "");
         return 0;
     }
     const cJSON *len = cJSON_GetObjectItemCaseSensitive(o, "length");
-    if (!len) { snprintf(why, nwhy, "missing field 'length'"); return 0; }
+    if (!len) {
+        snprintf(why, nwhy, "missing field 'length'");
+        return 0;
+    }
     if (!lb_json_int(len, 0, DK_LONGBENCH_MAX_LENGTH, length)) {
-        snprintf(why, nwhy, "field 'length': expected an integer in 0..%.0f", DK_LONGBENCH_MAX_LENGTH); return 0;
+        snprintf(why, nwhy, "field 'length': expected an integer in 0..%.0f", DK_LONGBENCH_MAX_LENGTH);
+        return 0;
     }
     const cJSON *ans = cJSON_GetObjectItemCaseSensitive(o, "answers");
-    if (!ans) { snprintf(why, nwhy, "missing field 'answers'"); return 0; }
-    if (!cJSON_IsArray(ans)) { snprintf(why, nwhy, "field 'answers': expected a list of strings"); return 0; }
-    if (cJSON_GetArraySize(ans) == 0) { snprintf(why, nwhy, "field 'answers': empty list"); return 0; }
+    if (!ans) {
+        snprintf(why, nwhy, "missing field 'answers'");
+        return 0;
+    }
+    if (!cJSON_IsArray(ans)) {
+        snprintf(why, nwhy, "field 'answers': expected a list of strings");
+        return 0;
+    }
+    if (cJSON_GetArraySize(ans) == 0) {
+        snprintf(why, nwhy, "field 'answers': empty list");
+        return 0;
+    }
     int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, ans) {
-        if (!cJSON_IsString(it)) { snprintf(why, nwhy, "field 'answers'[%d]: expected a string", i); return 0; }
+        if (!cJSON_IsString(it)) {
+            snprintf(why, nwhy, "field 'answers'[%d]: expected a string", i);
+            return 0;
+        }
         i++;
     }
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "all_classes");
-    if (!cl) { snprintf(why, nwhy, "missing field 'all_classes'"); return 0; }
+    if (!cl) {
+        snprintf(why, nwhy, "missing field 'all_classes'");
+        return 0;
+    }
     if (!cJSON_IsNull(cl)) {
-        if (!cJSON_IsArray(cl)) { snprintf(why, nwhy, "field 'all_classes': expected null or a list of strings"); return 0; }
+        if (!cJSON_IsArray(cl)) {
+            snprintf(why, nwhy, "field 'all_classes': expected null or a list of strings");
+            return 0;
+        }
         i = 0;
         cJSON_ArrayForEach(it, cl) {
-            if (!cJSON_IsString(it)) { snprintf(why, nwhy, "field 'all_classes'[%d]: expected a string", i); return 0; }
+            if (!cJSON_IsString(it)) {
+                snprintf(why, nwhy, "field 'all_classes'[%d]: expected a string", i);
+                return 0;
+            }
             i++;
         }
     } else if (m == DK_METRIC_CLASSIFICATION) {
@@ -219,16 +277,26 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
         cJSON *o = cJSON_ParseWithOpts(line, NULL, 1);
         char why[512];
         long length = 0;
-        if (!o) { st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: invalid JSON", path, lineno); break; }
+        if (!o) {
+            st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: invalid JSON", path, lineno);
+            break;
+        }
         if (!check_line(o, dataset, is_e, m, &length, why, sizeof why)) {
             cJSON_Delete(o);
             st = dk_fail(e, DK_ERR_FORMAT, "%s:%ld: %s", path, lineno, why);
             break;
         }
-        if (n_max > 0 && set.n >= n_max) { cJSON_Delete(o); continue; }
+        if (n_max > 0 && set.n >= n_max) {
+            cJSON_Delete(o);
+            continue;
+        }
         if (set.n == cap) {
             dk_sample *ns = realloc(set.s, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *ns);
-            if (!ns) { cJSON_Delete(o); st = dk_fail(e, DK_ERR_NOMEM, "out of memory"); break; }
+            if (!ns) {
+                cJSON_Delete(o);
+                st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
+                break;
+            }
             set.s = ns;
         }
         dk_sample *s = &set.s[set.n];
@@ -252,14 +320,17 @@ static dk_status lb_load_file(const char *path, const char *dataset, int is_e, c
         if (st) break;
     }
     free(buf);
-    if (st) { dk_sample_set_free(&set); return st; }
+    if (st) {
+        dk_sample_set_free(&set);
+        return st;
+    }
     if (set.n == 0) return dk_fail(e, DK_ERR_FORMAT, "%s: no samples", path);
     *out = set;
     return DK_OK;
 }
 
-dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl,
-                                 int max_new_tokens, int n_max, dk_sample_set *out, dk_err *e) {
+dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl, int max_new_tokens,
+                                 int n_max, dk_sample_set *out, dk_err *e) {
     return lb_load_file(path, dataset, 0, tmpl, max_new_tokens, n_max, out, e);
 }
 
@@ -277,12 +348,12 @@ static dk_status lb_load(const char *data_dir, const char *config_dir, const cha
     return st;
 }
 
-dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset,
-                            int n_max, dk_sample_set *out, dk_err *e) {
+dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset, int n_max,
+                            dk_sample_set *out, dk_err *e) {
     return lb_load(data_dir, config_dir, dataset, 0, n_max, out, e);
 }
 
-dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset,
-                              int n_max, dk_sample_set *out, dk_err *e) {
+dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset, int n_max,
+                              dk_sample_set *out, dk_err *e) {
     return lb_load(data_dir, config_dir, dataset, 1, n_max, out, e);
 }

@@ -20,8 +20,8 @@ dk_status dk_longbench_config_load(const char *config_dir, const char *dataset, 
  * to its {input} placeholder (or up to the end of {context} when {input} is absent or comes
  * first) and *q_part the rest, each filled. ctx_part + q_part == tmpl.format(...) exactly.
  * "{{" / "}}" are literal braces; any other field is DK_ERR_FORMAT. */
-dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input,
-                              char **ctx_part, char **q_part, dk_err *e);
+dk_status dk_longbench_format(const char *tmpl, const char *context, const char *input, char **ctx_part,
+                              char **q_part, dk_err *e);
 
 /* Loads every sample of one JSONL file (blank lines skipped), at most n_max when n_max > 0
  * (every line is checked all the same: a file is accepted whole or not at all).
@@ -29,17 +29,17 @@ dk_status dk_longbench_format(const char *tmpl, const char *context, const char 
  * "dataset" field must equal it. Any malformed line (bad JSON, missing field, wrong type,
  * empty answers, classification without all_classes) fails the whole load with one error
  * "PATH:LINE: ..." naming the field; *out is then empty. */
-dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl,
-                                 int max_new_tokens, int n_max, dk_sample_set *out, dk_err *e);
+dk_status dk_longbench_load_file(const char *path, const char *dataset, const char *tmpl, int max_new_tokens,
+                                 int n_max, dk_sample_set *out, dk_err *e);
 
 /* data_dir/<dataset>.jsonl with the config of config_dir. */
-dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset,
-                            int n_max, dk_sample_set *out, dk_err *e);
+dk_status dk_longbench_load(const char *data_dir, const char *config_dir, const char *dataset, int n_max,
+                            dk_sample_set *out, dk_err *e);
 
 /* LongBench-E (the length-balanced subsets, pred.py --e): data_dir/<dataset>_e.jsonl, whose
  * lines carry "dataset": "<dataset>_e" (also accepted: "<dataset>"); template, generation
  * budget and metric are those of <dataset>, as in pred.py/eval.py. Otherwise as above. */
-dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset,
-                              int n_max, dk_sample_set *out, dk_err *e);
+dk_status dk_longbench_load_e(const char *data_dir, const char *config_dir, const char *dataset, int n_max,
+                              dk_sample_set *out, dk_err *e);
 
 #endif

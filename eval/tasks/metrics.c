@@ -14,33 +14,49 @@
 /* ---- names and the dataset map ---- */
 
 static const char *const dk_metric_names[DK_METRIC_N] = {
-    "qa_f1_score", "rouge_score", "classification_score", "retrieval_score",
-    "count_score", "code_sim_score", "string_match_all", "string_match_part",
+    "qa_f1_score", "rouge_score",    "classification_score", "retrieval_score",
+    "count_score", "code_sim_score", "string_match_all",     "string_match_part",
 };
 
-const char *dk_metric_name(dk_metric m) {
-    return (unsigned)m < DK_METRIC_N ? dk_metric_names[m] : "unknown";
-}
+const char *dk_metric_name(dk_metric m) { return (unsigned)m < DK_METRIC_N ? dk_metric_names[m] : "unknown"; }
 
 dk_status dk_metric_from_name(const char *name, dk_metric *out, dk_err *e) {
     for (int i = 0; i < DK_METRIC_N; i++)
-        if (!strcmp(name, dk_metric_names[i])) { *out = (dk_metric)i; return DK_OK; }
+        if (!strcmp(name, dk_metric_names[i])) {
+            *out = (dk_metric)i;
+            return DK_OK;
+        }
     return dk_fail(e, DK_ERR_ARG, "unknown metric '%s'", name);
 }
 
-static const struct { const char *ds; dk_metric m; } dk_dataset_metric[] = {
-    {"narrativeqa", DK_METRIC_QA_F1}, {"qasper", DK_METRIC_QA_F1},
-    {"multifieldqa_en", DK_METRIC_QA_F1}, {"hotpotqa", DK_METRIC_QA_F1},
-    {"2wikimqa", DK_METRIC_QA_F1}, {"musique", DK_METRIC_QA_F1}, {"triviaqa", DK_METRIC_QA_F1},
-    {"gov_report", DK_METRIC_ROUGE}, {"qmsum", DK_METRIC_ROUGE}, {"multi_news", DK_METRIC_ROUGE},
-    {"samsum", DK_METRIC_ROUGE}, {"trec", DK_METRIC_CLASSIFICATION},
-    {"passage_retrieval_en", DK_METRIC_RETRIEVAL}, {"passage_count", DK_METRIC_COUNT},
-    {"lcc", DK_METRIC_CODE_SIM}, {"repobench-p", DK_METRIC_CODE_SIM},
+static const struct {
+    const char *ds;
+    dk_metric m;
+} dk_dataset_metric[] = {
+    {"narrativeqa", DK_METRIC_QA_F1},
+    {"qasper", DK_METRIC_QA_F1},
+    {"multifieldqa_en", DK_METRIC_QA_F1},
+    {"hotpotqa", DK_METRIC_QA_F1},
+    {"2wikimqa", DK_METRIC_QA_F1},
+    {"musique", DK_METRIC_QA_F1},
+    {"triviaqa", DK_METRIC_QA_F1},
+    {"gov_report", DK_METRIC_ROUGE},
+    {"qmsum", DK_METRIC_ROUGE},
+    {"multi_news", DK_METRIC_ROUGE},
+    {"samsum", DK_METRIC_ROUGE},
+    {"trec", DK_METRIC_CLASSIFICATION},
+    {"passage_retrieval_en", DK_METRIC_RETRIEVAL},
+    {"passage_count", DK_METRIC_COUNT},
+    {"lcc", DK_METRIC_CODE_SIM},
+    {"repobench-p", DK_METRIC_CODE_SIM},
 };
 
 dk_status dk_metric_for_dataset(const char *dataset, dk_metric *out, dk_err *e) {
     for (size_t i = 0; i < sizeof dk_dataset_metric / sizeof dk_dataset_metric[0]; i++)
-        if (!strcmp(dataset, dk_dataset_metric[i].ds)) { *out = dk_dataset_metric[i].m; return DK_OK; }
+        if (!strcmp(dataset, dk_dataset_metric[i].ds)) {
+            *out = dk_dataset_metric[i].m;
+            return DK_OK;
+        }
     return dk_fail(e, DK_ERR_UNSUPPORTED,
                    "dataset '%s' has no supported LongBench metric (English v1 datasets only)", dataset);
 }
@@ -52,8 +68,8 @@ int dk_metric_dataset_first_line(const char *d) {
 /* ---- qa_f1_score ---- */
 
 static int is_ascii_punct(uint32_t c) {
-    return c < 0x80 && c > 0x20 && c != 0x7F && !((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
-                                                  (c >= 'a' && c <= 'z'));
+    return c < 0x80 && c > 0x20 && c != 0x7F &&
+           !((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'));
 }
 
 /* normalize_answer on code points; out is the whitespace-squeezed result. */
@@ -70,7 +86,10 @@ static int u32_normalize_answer(const char *s, dk_u32s *out) {
     low.n = k;
     /* remove_articles: re.sub(r"\b(a|an|the)\b", " ", t); every \b test reads the input. */
     uint32_t *art = malloc((low.n + 1) * sizeof(uint32_t));
-    if (!art) { free(low.c); return 0; }
+    if (!art) {
+        free(low.c);
+        return 0;
+    }
     size_t na = 0, i = 0;
     static const char *const alts[3] = {"a", "an", "the"};
     while (i < low.n) {
@@ -83,17 +102,26 @@ static int u32_normalize_answer(const char *s, dk_u32s *out) {
                 if (j == L && (i + L == low.n || !dk_uni_is_word(low.c[i + L]))) mlen = L;
             }
         }
-        if (mlen) { art[na++] = ' '; i += mlen; }
-        else art[na++] = low.c[i++];
+        if (mlen) {
+            art[na++] = ' ';
+            i += mlen;
+        } else art[na++] = low.c[i++];
     }
     free(low.c);
     /* white_space_fix */
     size_t *tok;
     long nt = dk_u32_split_ws(art, na, &tok);
-    if (nt < 0) { free(art); return 0; }
+    if (nt < 0) {
+        free(art);
+        return 0;
+    }
     out->c = malloc((na + 1) * sizeof(uint32_t));
     out->n = 0;
-    if (!out->c) { free(art); free(tok); return 0; }
+    if (!out->c) {
+        free(art);
+        free(tok);
+        return 0;
+    }
     for (long t = 0; t < nt; t++) {
         if (t) out->c[out->n++] = ' ';
         for (size_t j = tok[2 * t]; j < tok[2 * t + 1]; j++) out->c[out->n++] = art[j];
@@ -119,7 +147,10 @@ static int tok_eq(const uint32_t *a, const size_t *ta, const uint32_t *b, const 
 double dk_metric_qa_f1_score(const char *pred, const char *gt) {
     dk_u32s p, g;
     if (!u32_normalize_answer(pred, &p)) return NAN;
-    if (!u32_normalize_answer(gt, &g)) { free(p.c); return NAN; }
+    if (!u32_normalize_answer(gt, &g)) {
+        free(p.c);
+        return NAN;
+    }
     size_t *tp = NULL, *tg = NULL;
     long np = dk_u32_split_ws(p.c, p.n, &tp), ng = dk_u32_split_ws(g.c, g.n, &tg);
     double r = NAN;
@@ -129,7 +160,11 @@ double dk_metric_qa_f1_score(const char *pred, const char *gt) {
         long same = 0;
         for (long i = 0; i < np; i++)
             for (long j = 0; j < ng; j++)
-                if (!used[j] && tok_eq(p.c, tp + 2 * i, g.c, tg + 2 * j)) { used[j] = 1; same++; break; }
+                if (!used[j] && tok_eq(p.c, tp + 2 * i, g.c, tg + 2 * j)) {
+                    used[j] = 1;
+                    same++;
+                    break;
+                }
         if (same == 0) r = 0.0;
         else {
             double precision = 1.0 * (double)same / (double)np;
@@ -159,13 +194,16 @@ typedef struct {
 } rouge_word;
 
 typedef struct {
-    rouge_word *w;  /* (n_words) */
+    rouge_word *w; /* (n_words) */
     int n_words;
-    int *sent_end;  /* (n_sent) exclusive word index where sentence i ends */
+    int *sent_end; /* (n_sent) exclusive word index where sentence i ends */
     int n_sent;
 } rouge_text;
 
-static void rouge_text_free(rouge_text *t) { free(t->w); free(t->sent_end); }
+static void rouge_text_free(rouge_text *t) {
+    free(t->w);
+    free(t->sent_end);
+}
 
 /* split(".") -> drop empty pieces -> " ".join(piece.split()) -> sentence.split(" "). */
 static int rouge_text_build(const dk_u32s *u, rouge_text *t) {
@@ -220,21 +258,30 @@ static int rouge_distinct(const rouge_text *t, char *seen, int n_ids) {
     memset(seen, 0, (size_t)n_ids);
     int d = 0;
     for (int i = 0; i < t->n_words; i++)
-        if (!seen[t->w[i].id]) { seen[t->w[i].id] = 1; d++; }
+        if (!seen[t->w[i].id]) {
+            seen[t->w[i].id] = 1;
+            d++;
+        }
     return d;
 }
 
 double dk_metric_rouge_score(const char *pred, const char *gt) {
     dk_u32s up, ug;
     if (!dk_u32_from_utf8(pred, &up)) return NAN;
-    if (!dk_u32_from_utf8(gt, &ug)) { free(up.c); return NAN; }
+    if (!dk_u32_from_utf8(gt, &ug)) {
+        free(up.c);
+        return NAN;
+    }
     rouge_text hyp, ref;
     double r = NAN;
     int *tab = NULL;
     char *seen = NULL, *uni = NULL;
     int okh = rouge_text_build(&up, &hyp), okr = rouge_text_build(&ug, &ref);
     if (!okh || !okr) goto done;
-    if (hyp.n_sent == 0 || ref.n_sent == 0) { r = 0.0; goto done; } /* library raises */
+    if (hyp.n_sent == 0 || ref.n_sent == 0) {
+        r = 0.0;
+        goto done;
+    } /* library raises */
     int n_ids = rouge_intern(&hyp, &ref);
     if (n_ids < 0) goto done;
     seen = malloc((size_t)n_ids + 1);
@@ -264,10 +311,17 @@ double dk_metric_rouge_score(const char *pred, const char *gt) {
                 }
             int i = nx, j = ny, steps = 0;
             while (i > 0 && j > 0) {
-                if (++steps >= DK_ROUGE_RECURSION_STEPS) { r = 0.0; goto done; }
+                if (++steps >= DK_ROUGE_RECURSION_STEPS) {
+                    r = 0.0;
+                    goto done;
+                }
                 if (x[i - 1].id == y[j - 1].id) {
-                    if (!uni[x[i - 1].id]) { uni[x[i - 1].id] = 1; L++; }
-                    i--; j--;
+                    if (!uni[x[i - 1].id]) {
+                        uni[x[i - 1].id] = 1;
+                        L++;
+                    }
+                    i--;
+                    j--;
                 } else if (tab[(i - 1) * W + j] > tab[i * W + j - 1]) i--;
                 else j--;
             }
@@ -288,8 +342,8 @@ done:
 
 /* ---- classification, retrieval, count ---- */
 
-double dk_metric_classification_score(const char *pred, const char *gt,
-                                      const char *const *classes, int n_classes) {
+double dk_metric_classification_score(const char *pred, const char *gt, const char *const *classes,
+                                      int n_classes) {
     const char **lst = malloc(((size_t)n_classes + 1) * sizeof *lst);
     if (!lst) return NAN;
     int n = 0;
@@ -321,7 +375,10 @@ static double digit_runs_score(const char *pred, const uint32_t *id, size_t idn)
     if (!dk_u32_from_utf8(pred, &p)) return NAN;
     long runs = 0, right = 0;
     for (size_t i = 0; i < p.n;) {
-        if (!dk_uni_is_decimal(p.c[i])) { i++; continue; }
+        if (!dk_uni_is_decimal(p.c[i])) {
+            i++;
+            continue;
+        }
         size_t st = i;
         while (i < p.n && dk_uni_is_decimal(p.c[i])) i++;
         runs++;
@@ -368,7 +425,7 @@ typedef struct {
     size_t *grp_start; /* (n_grp + 1) */
     uint32_t *grp_chr; /* (n_grp) sorted characters of b that are not popular */
     size_t n_grp;
-    size_t *j2len, *newj2len; /* (nb + 1) run lengths, indexed by j + 1 */
+    size_t *j2len, *newj2len;   /* (nb + 1) run lengths, indexed by j + 1 */
     size_t *touched, *ntouched; /* (nb) indices set in j2len / newj2len */
 } difflib_sm;
 
@@ -390,7 +447,10 @@ static int cmp_pair(const void *x, const void *y) {
 
 static int difflib_init(difflib_sm *m, const uint32_t *a, size_t na, const uint32_t *b, size_t nb) {
     memset(m, 0, sizeof *m);
-    m->a = a; m->b = b; m->na = na; m->nb = nb;
+    m->a = a;
+    m->b = b;
+    m->na = na;
+    m->nb = nb;
     size_t *pairs = malloc((nb + 1) * 2 * sizeof(size_t));
     m->pos = malloc((nb + 1) * sizeof(size_t));
     m->grp_start = malloc((nb + 2) * sizeof(size_t));
@@ -399,9 +459,15 @@ static int difflib_init(difflib_sm *m, const uint32_t *a, size_t na, const uint3
     m->newj2len = calloc(nb + 2, sizeof(size_t));
     m->touched = malloc((nb + 1) * sizeof(size_t));
     m->ntouched = malloc((nb + 1) * sizeof(size_t));
-    if (!pairs || !m->pos || !m->grp_start || !m->grp_chr || !m->j2len || !m->newj2len ||
-        !m->touched || !m->ntouched) { free(pairs); return 0; }
-    for (size_t j = 0; j < nb; j++) { pairs[2 * j] = b[j]; pairs[2 * j + 1] = j; }
+    if (!pairs || !m->pos || !m->grp_start || !m->grp_chr || !m->j2len || !m->newj2len || !m->touched ||
+        !m->ntouched) {
+        free(pairs);
+        return 0;
+    }
+    for (size_t j = 0; j < nb; j++) {
+        pairs[2 * j] = b[j];
+        pairs[2 * j + 1] = j;
+    }
     qsort(pairs, nb, 2 * sizeof(size_t), cmp_pair);
     size_t ntest = nb / 100 + 1, np = 0;
     for (size_t s = 0; s < nb;) {
@@ -420,12 +486,17 @@ static int difflib_init(difflib_sm *m, const uint32_t *a, size_t na, const uint3
 }
 
 static void difflib_free(difflib_sm *m) {
-    free(m->pos); free(m->grp_start); free(m->grp_chr); free(m->j2len); free(m->newj2len);
-    free(m->touched); free(m->ntouched);
+    free(m->pos);
+    free(m->grp_start);
+    free(m->grp_chr);
+    free(m->j2len);
+    free(m->newj2len);
+    free(m->touched);
+    free(m->ntouched);
 }
 
-static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, size_t bhi,
-                            size_t *bi, size_t *bj, size_t *bk) {
+static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, size_t bhi, size_t *bi,
+                            size_t *bj, size_t *bk) {
     size_t besti = alo, bestj = blo, bestsize = 0, nt = 0;
     for (size_t i = alo; i < ahi; i++) {
         size_t nnt = 0;
@@ -438,7 +509,11 @@ static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, s
                 size_t k = m->j2len[j] + 1; /* j2len[j] holds the run ending at j - 1 */
                 m->newj2len[j + 1] = k;
                 m->ntouched[nnt++] = j + 1;
-                if (k > bestsize) { besti = i + 1 - k; bestj = j + 1 - k; bestsize = k; }
+                if (k > bestsize) {
+                    besti = i + 1 - k;
+                    bestj = j + 1 - k;
+                    bestsize = k;
+                }
             }
         }
         for (size_t t = 0; t < nt; t++) m->j2len[m->touched[t]] = 0;
@@ -446,16 +521,23 @@ static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, s
             m->j2len[m->ntouched[t]] = m->newj2len[m->ntouched[t]];
             m->newj2len[m->ntouched[t]] = 0;
         }
-        size_t *sw = m->touched; m->touched = m->ntouched; m->ntouched = sw;
+        size_t *sw = m->touched;
+        m->touched = m->ntouched;
+        m->ntouched = sw;
         nt = nnt;
     }
     for (size_t t = 0; t < nt; t++) m->j2len[m->touched[t]] = 0;
     while (besti > alo && bestj > blo && m->a[besti - 1] == m->b[bestj - 1]) {
-        besti--; bestj--; bestsize++;
-    }
-    while (besti + bestsize < ahi && bestj + bestsize < bhi && m->a[besti + bestsize] == m->b[bestj + bestsize])
+        besti--;
+        bestj--;
         bestsize++;
-    *bi = besti; *bj = bestj; *bk = bestsize;
+    }
+    while (besti + bestsize < ahi && bestj + bestsize < bhi &&
+           m->a[besti + bestsize] == m->b[bestj + bestsize])
+        bestsize++;
+    *bi = besti;
+    *bj = bestj;
+    *bk = bestsize;
 }
 
 static size_t difflib_matches(difflib_sm *m, size_t alo, size_t ahi, size_t blo, size_t bhi) {
@@ -464,7 +546,11 @@ static size_t difflib_matches(difflib_sm *m, size_t alo, size_t ahi, size_t blo,
     size_t cap = 64, top = 0;
     size_t *st = malloc(cap * 4 * sizeof(size_t));
     if (!st) return (size_t)-1;
-    st[0] = alo; st[1] = ahi; st[2] = blo; st[3] = bhi; top = 1;
+    st[0] = alo;
+    st[1] = ahi;
+    st[2] = blo;
+    st[3] = bhi;
+    top = 1;
     while (top) {
         top--;
         size_t l1 = st[4 * top], h1 = st[4 * top + 1], l2 = st[4 * top + 2], h2 = st[4 * top + 3];
@@ -474,14 +560,25 @@ static size_t difflib_matches(difflib_sm *m, size_t alo, size_t ahi, size_t blo,
         total += k;
         if (top + 2 > cap) {
             size_t *s2 = realloc(st, (cap *= 2) * 4 * sizeof(size_t));
-            if (!s2) { free(st); return (size_t)-1; }
+            if (!s2) {
+                free(st);
+                return (size_t)-1;
+            }
             st = s2;
         }
         if (l1 < i && l2 < j) {
-            st[4 * top] = l1; st[4 * top + 1] = i; st[4 * top + 2] = l2; st[4 * top + 3] = j; top++;
+            st[4 * top] = l1;
+            st[4 * top + 1] = i;
+            st[4 * top + 2] = l2;
+            st[4 * top + 3] = j;
+            top++;
         }
         if (i + k < h1 && j + k < h2) {
-            st[4 * top] = i + k; st[4 * top + 1] = h1; st[4 * top + 2] = j + k; st[4 * top + 3] = h2; top++;
+            st[4 * top] = i + k;
+            st[4 * top + 1] = h1;
+            st[4 * top + 2] = j + k;
+            st[4 * top + 3] = h2;
+            top++;
         }
     }
     free(st);
@@ -510,7 +607,10 @@ double dk_metric_fuzz_ratio(const char *a, const char *b, dk_code_sim_backend ba
     if (!*a || !*b) return 0.0;
     dk_u32s ua, ub;
     if (!dk_u32_from_utf8(a, &ua)) return NAN;
-    if (!dk_u32_from_utf8(b, &ub)) { free(ua.c); return NAN; }
+    if (!dk_u32_from_utf8(b, &ub)) {
+        free(ua.c);
+        return NAN;
+    }
     double r = NAN, T = (double)(ua.n + ub.n);
     if (backend == DK_CODE_SIM_LEVENSHTEIN) {
         long l = lcs_chars(ua.c, ua.n, ub.c, ub.n);
@@ -539,7 +639,11 @@ double dk_metric_code_sim_score(const char *pred, const char *gt, dk_code_sim_ba
         const char *nl = strchr(p, '\n');
         size_t l = nl ? (size_t)(nl - p) : strlen(p);
         int bad = memchr(p, '`', l) || memchr(p, '#', l) || memmem(p, l, "//", 2);
-        if (!bad) { line = p; len = l; break; }
+        if (!bad) {
+            line = p;
+            len = l;
+            break;
+        }
         if (!nl) break;
         p = nl + 1;
     }
@@ -576,10 +680,16 @@ double dk_metric_string_match(const char *pred, const char *const *refs, int n_r
     double found = 0.0, any = 0.0;
     for (int k = 0; k < n_refs; k++) {
         dk_u32s r, rl;
-        if (!dk_u32_from_utf8(refs[k], &r)) { free(pl.c); return NAN; }
+        if (!dk_u32_from_utf8(refs[k], &r)) {
+            free(pl.c);
+            return NAN;
+        }
         ok = dk_u32_lower(&r, &rl);
         free(r.c);
-        if (!ok) { free(pl.c); return NAN; }
+        if (!ok) {
+            free(pl.c);
+            return NAN;
+        }
         double hit = dk_u32_contains(pl.c, pl.n, rl.c, rl.n) ? 1.0 : 0.0;
         free(rl.c);
         found += hit;
@@ -604,8 +714,8 @@ double dk_metric_round2(double x) {
     return strtod(buf, NULL);
 }
 
-static double metric_one(dk_metric m, const char *pred, const char *gt, const char *const *cls,
-                         int ncls, dk_code_sim_backend backend) {
+static double metric_one(dk_metric m, const char *pred, const char *gt, const char *const *cls, int ncls,
+                         dk_code_sim_backend backend) {
     switch (m) {
     case DK_METRIC_QA_F1: return dk_metric_qa_f1_score(pred, gt);
     case DK_METRIC_ROUGE: return dk_metric_rouge_score(pred, gt);
@@ -630,8 +740,8 @@ static double sample_score(dk_metric m, const char *pred, const char *const *ans
     return s;
 }
 
-double dk_metric_sample_score(dk_metric m, const char *pred, const char *const *answers,
-                              int n_answers, const char *const *all_classes, int n_classes) {
+double dk_metric_sample_score(dk_metric m, const char *pred, const char *const *answers, int n_answers,
+                              const char *const *all_classes, int n_classes) {
     return sample_score(m, pred, answers, n_answers, all_classes, n_classes, DK_CODE_SIM_DIFFLIB);
 }
 
@@ -646,8 +756,8 @@ double dk_metric_longbench_dataset_score(const char *dataset, const char *const 
     for (int i = 0; i < n; i++) {
         char *p = fl ? dk_metric_first_line(preds[i]) : NULL;
         if (fl && !p) return NAN;
-        double s = sample_score(m, fl ? p : preds[i], answers[i], n_answers[i], all_classes,
-                                n_classes, backend);
+        double s = sample_score(m, fl ? p : preds[i], answers[i], n_answers[i], all_classes, n_classes,
+                                backend);
         free(p);
         if (isnan(s)) return s;
         total += s;
@@ -655,9 +765,8 @@ double dk_metric_longbench_dataset_score(const char *dataset, const char *const 
     return dk_metric_round2(100 * total / n);
 }
 
-double dk_metric_ruler_batch_score(int all, const char *const *preds, int n,
-                                   const char *const *const *refs, const int *n_refs,
-                                   int postprocess) {
+double dk_metric_ruler_batch_score(int all, const char *const *preds, int n, const char *const *const *refs,
+                                   const int *n_refs, int postprocess) {
     if (n <= 0) return NAN;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {

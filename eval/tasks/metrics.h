@@ -22,20 +22,20 @@
 /* ---- metric identities ---- */
 
 typedef enum {
-    DK_METRIC_QA_F1 = 0,            /* qa_f1_score */
-    DK_METRIC_ROUGE,                /* rouge_score (ROUGE-L F, summary level) */
-    DK_METRIC_CLASSIFICATION,       /* classification_score (needs all_classes) */
-    DK_METRIC_RETRIEVAL,            /* retrieval_score */
-    DK_METRIC_COUNT,                /* count_score */
-    DK_METRIC_CODE_SIM,             /* code_sim_score */
-    DK_METRIC_STRING_MATCH_ALL,     /* RULER string_match_all (per sample: fraction found) */
-    DK_METRIC_STRING_MATCH_PART,    /* RULER string_match_part (per sample: any found) */
+    DK_METRIC_QA_F1 = 0,         /* qa_f1_score */
+    DK_METRIC_ROUGE,             /* rouge_score (ROUGE-L F, summary level) */
+    DK_METRIC_CLASSIFICATION,    /* classification_score (needs all_classes) */
+    DK_METRIC_RETRIEVAL,         /* retrieval_score */
+    DK_METRIC_COUNT,             /* count_score */
+    DK_METRIC_CODE_SIM,          /* code_sim_score */
+    DK_METRIC_STRING_MATCH_ALL,  /* RULER string_match_all (per sample: fraction found) */
+    DK_METRIC_STRING_MATCH_PART, /* RULER string_match_part (per sample: any found) */
     DK_METRIC_N
 } dk_metric;
 
 typedef enum {
-    DK_CODE_SIM_DIFFLIB = 0,     /* fuzzywuzzy without python-Levenshtein (LongBench's install) */
-    DK_CODE_SIM_LEVENSHTEIN,     /* fuzzywuzzy with python-Levenshtein */
+    DK_CODE_SIM_DIFFLIB = 0, /* fuzzywuzzy without python-Levenshtein (LongBench's install) */
+    DK_CODE_SIM_LEVENSHTEIN, /* fuzzywuzzy with python-Levenshtein */
 } dk_code_sim_backend;
 
 /* Official function name ("qa_f1_score", "string_match_all", ...). */
@@ -52,8 +52,8 @@ int dk_metric_dataset_first_line(const char *dataset);
 
 double dk_metric_qa_f1_score(const char *pred, const char *gt);
 double dk_metric_rouge_score(const char *pred, const char *gt);
-double dk_metric_classification_score(const char *pred, const char *gt,
-                                      const char *const *all_classes, int n_classes);
+double dk_metric_classification_score(const char *pred, const char *gt, const char *const *all_classes,
+                                      int n_classes);
 double dk_metric_retrieval_score(const char *pred, const char *gt);
 double dk_metric_count_score(const char *pred, const char *gt);
 double dk_metric_code_sim_score(const char *pred, const char *gt, dk_code_sim_backend backend);
@@ -79,8 +79,8 @@ double dk_metric_round2(double x);
 /* One sample: LongBench metrics start at 0.0 and take the max over answers (0 answers -> 0.0);
  * RULER metrics return the per-sample value in [0,1] over all references (n_answers >= 1).
  * all_classes is only read by classification. Code similarity uses the difflib backend. */
-double dk_metric_sample_score(dk_metric m, const char *pred, const char *const *answers,
-                              int n_answers, const char *const *all_classes, int n_classes);
+double dk_metric_sample_score(dk_metric m, const char *pred, const char *const *answers, int n_answers,
+                              const char *const *all_classes, int n_classes);
 
 /* eval.py scorer(): first-line rule for the datasets that need it, per-sample max over answers,
  * round(100 * total / n, 2). answers[i] has n_answers[i] strings. */
@@ -91,9 +91,8 @@ double dk_metric_longbench_dataset_score(const char *dataset, const char *const 
 
 /* RULER string_match_all (all != 0) or string_match_part over a batch: x100, round 2.
  * postprocess != 0 applies postprocess_pred to each prediction first. */
-double dk_metric_ruler_batch_score(int all, const char *const *preds, int n,
-                                   const char *const *const *refs, const int *n_refs,
-                                   int postprocess);
+double dk_metric_ruler_batch_score(int all, const char *const *preds, int n, const char *const *const *refs,
+                                   const int *n_refs, int postprocess);
 
 /* ---- fidelity against dense (logits in nats, any scale; computed in double) ---- */
 
@@ -116,7 +115,8 @@ typedef struct {
     int top1_first;
 } dk_metric_fidelity;
 
-void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab, dk_metric_fidelity *out);
+void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab,
+                               dk_metric_fidelity *out);
 /* Mean negative log-likelihood (nats per token) of gold[0..n) where row t of logits (n, n_vocab)
  * predicts gold[t]. NAN when n <= 0 or a gold id is outside [0, n_vocab). */
 double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int n_vocab);

@@ -31,9 +31,7 @@ double dk_metric_kl_logits(const float *p, const float *q, int n) {
     return kl < 0 ? 0.0 : kl; /* rounding can leave -1e-17 for identical inputs */
 }
 
-int dk_metric_top1_agree(const float *p, const float *q, int n) {
-    return dk_argmax(p, n) == dk_argmax(q, n);
-}
+int dk_metric_top1_agree(const float *p, const float *q, int n) { return dk_argmax(p, n) == dk_argmax(q, n); }
 
 double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int n_vocab) {
     if (n_pos <= 0) return 0.0;
@@ -43,7 +41,8 @@ double dk_metric_mean_kl(const float *dense, const float *method, int n_pos, int
     return s / n_pos;
 }
 
-void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab, dk_metric_fidelity *out) {
+void dk_metric_answer_fidelity(const float *dense, const float *method, int n_rows, int n_vocab,
+                               dk_metric_fidelity *out) {
     *out = (dk_metric_fidelity){NAN, NAN, NAN, NAN, -1};
     if (n_rows <= 0 || n_vocab <= 0) return;
     double sum = 0.0, mx = 0.0;
@@ -52,7 +51,10 @@ void dk_metric_answer_fidelity(const float *dense, const float *method, int n_ro
         const float *p = dense + (size_t)t * n_vocab, *q = method + (size_t)t * n_vocab;
         double kl = dk_metric_kl_logits(p, q, n_vocab);
         int a = dk_metric_top1_agree(p, q, n_vocab);
-        if (t == 0) { out->kl_first = kl; out->top1_first = a; }
+        if (t == 0) {
+            out->kl_first = kl;
+            out->top1_first = a;
+        }
         sum += kl;
         if (kl > mx) mx = kl;
         agree += a;
@@ -77,7 +79,10 @@ double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int
 
 /* ---- rank correlation ---- */
 
-typedef struct { double v; size_t i; } dk_metric_rank_item;
+typedef struct {
+    double v;
+    size_t i;
+} dk_metric_rank_item;
 
 static int dk_metric_cmp_rank_item(const void *a, const void *b) {
     const dk_metric_rank_item *x = a, *y = b;
@@ -109,10 +114,17 @@ double dk_metric_spearman(const double *x, const double *y, size_t n) {
     size_t m = 0;
     if (!xs || !ys || !rx || !ry) goto done;
     for (size_t i = 0; i < n; i++)
-        if (!isnan(x[i]) && !isnan(y[i])) { xs[m] = x[i]; ys[m] = y[i]; m++; }
+        if (!isnan(x[i]) && !isnan(y[i])) {
+            xs[m] = x[i];
+            ys[m] = y[i];
+            m++;
+        }
     if (m < 3 || dk_metric_ranks(xs, m, rx) || dk_metric_ranks(ys, m, ry)) goto done;
     double mx = 0, my = 0;
-    for (size_t i = 0; i < m; i++) { mx += rx[i]; my += ry[i]; }
+    for (size_t i = 0; i < m; i++) {
+        mx += rx[i];
+        my += ry[i];
+    }
     mx /= (double)m;
     my /= (double)m;
     double sxy = 0, sxx = 0, syy = 0;
@@ -123,6 +135,9 @@ double dk_metric_spearman(const double *x, const double *y, size_t n) {
     }
     if (sxx > 0 && syy > 0) out = sxy / sqrt(sxx * syy);
 done:
-    free(xs); free(ys); free(rx); free(ry);
+    free(xs);
+    free(ys);
+    free(rx);
+    free(ry);
     return out;
 }

@@ -22,9 +22,7 @@ int dk_uni_is_space(uint32_t c) { return uni_in(dk_uni_space, dk_uni_space_n, c)
 int dk_uni_is_word(uint32_t c) { return uni_in(dk_uni_word, dk_uni_word_n, c); }
 int dk_uni_is_decimal(uint32_t c) { return uni_in(dk_uni_decimal, dk_uni_decimal_n, c); }
 static int is_cased(uint32_t c) { return uni_in(dk_uni_cased, dk_uni_cased_n, c); }
-static int is_case_ignorable(uint32_t c) {
-    return uni_in(dk_uni_case_ignorable, dk_uni_case_ignorable_n, c);
-}
+static int is_case_ignorable(uint32_t c) { return uni_in(dk_uni_case_ignorable, dk_uni_case_ignorable_n, c); }
 
 static const dk_uni_lower *lower_find(uint32_t cp) {
     int lo = 0, hi = dk_uni_lower_map_n - 1;
@@ -46,18 +44,31 @@ int dk_u32_from_utf8(const char *s, dk_u32s *out) {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
         uint32_t c = *p;
-        if (c < 0x80) { out->c[out->n++] = c; p++; continue; }
+        if (c < 0x80) {
+            out->c[out->n++] = c;
+            p++;
+            continue;
+        }
         int k = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (k < 0 || end - p <= k) { out->c[out->n++] = 0xFFFD; p++; continue; }
+        if (k < 0 || end - p <= k) {
+            out->c[out->n++] = 0xFFFD;
+            p++;
+            continue;
+        }
         uint32_t v = c & (0x3F >> k);
         int ok = 1;
         for (int i = 1; i <= k; i++) {
-            if ((p[i] & 0xC0) != 0x80) { ok = 0; break; }
+            if ((p[i] & 0xC0) != 0x80) {
+                ok = 0;
+                break;
+            }
             v = (v << 6) | (p[i] & 0x3F);
         }
         static const uint32_t minv[4] = {0, 0x80, 0x800, 0x10000};
         if (!ok || v < minv[k] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-            out->c[out->n++] = 0xFFFD; p++; continue;
+            out->c[out->n++] = 0xFFFD;
+            p++;
+            continue;
         }
         out->c[out->n++] = v;
         p += k + 1;
@@ -71,13 +82,18 @@ char *dk_u32_to_utf8(const uint32_t *c, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t v = c[i];
         if (v < 0x80) *q++ = (char)v;
-        else if (v < 0x800) { *q++ = (char)(0xC0 | (v >> 6)); *q++ = (char)(0x80 | (v & 0x3F)); }
-        else if (v < 0x10000) {
-            *q++ = (char)(0xE0 | (v >> 12)); *q++ = (char)(0x80 | ((v >> 6) & 0x3F));
+        else if (v < 0x800) {
+            *q++ = (char)(0xC0 | (v >> 6));
+            *q++ = (char)(0x80 | (v & 0x3F));
+        } else if (v < 0x10000) {
+            *q++ = (char)(0xE0 | (v >> 12));
+            *q++ = (char)(0x80 | ((v >> 6) & 0x3F));
             *q++ = (char)(0x80 | (v & 0x3F));
         } else {
-            *q++ = (char)(0xF0 | (v >> 18)); *q++ = (char)(0x80 | ((v >> 12) & 0x3F));
-            *q++ = (char)(0x80 | ((v >> 6) & 0x3F)); *q++ = (char)(0x80 | (v & 0x3F));
+            *q++ = (char)(0xF0 | (v >> 18));
+            *q++ = (char)(0x80 | ((v >> 12) & 0x3F));
+            *q++ = (char)(0x80 | ((v >> 6) & 0x3F));
+            *q++ = (char)(0x80 | (v & 0x3F));
         }
     }
     *q = 0;
@@ -104,7 +120,10 @@ int dk_u32_lower(const dk_u32s *in, dk_u32s *out) {
             continue;
         }
         const dk_uni_lower *m = c < 0x41 ? NULL : lower_find(c);
-        if (!m) { out->c[out->n++] = c; continue; }
+        if (!m) {
+            out->c[out->n++] = c;
+            continue;
+        }
         for (int k = 0; k < 3 && m->to[k]; k++) out->c[out->n++] = m->to[k];
     }
     return 1;
@@ -124,7 +143,10 @@ long dk_u32_split_ws(const uint32_t *s, size_t n, size_t **tok) {
         while (i < n && !dk_uni_is_space(s[i])) i++;
         if (nt == cap) {
             size_t *nt2 = realloc(t, (cap *= 2) * 2 * sizeof(size_t));
-            if (!nt2) { free(t); return -1; }
+            if (!nt2) {
+                free(t);
+                return -1;
+            }
             t = nt2;
         }
         t[2 * nt] = st;

@@ -42,13 +42,18 @@ static dk_status dk_logits_writer_fail(dk_logits_writer *w, bool drop, dk_err *e
     return st;
 }
 
-dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int32_t *ids, dk_logits_writer **out, dk_err *e) {
+dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int32_t *ids,
+                                dk_logits_writer **out, dk_err *e) {
     *out = NULL;
-    if (n <= 0 || n_vocab <= 0) return dk_fail(e, DK_ERR_ARG, "%s: nothing to write (%d rows of %d logits)", path, n, n_vocab);
+    if (n <= 0 || n_vocab <= 0)
+        return dk_fail(e, DK_ERR_ARG, "%s: nothing to write (%d rows of %d logits)", path, n, n_vocab);
     dk_logits_writer *w = calloc(1, sizeof *w);
     size_t pl = strlen(path);
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(pl + 32))) {
-        if (w) { free(w->path); free(w); }
+        if (w) {
+            free(w->path);
+            free(w);
+        }
         return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(w->tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
@@ -63,7 +68,8 @@ dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int3
         return st;
     }
     uint32_t hdr[2] = {(uint32_t)n, (uint32_t)n_vocab};
-    if (fwrite(DK_LOGITS_MAGIC, 1, 8, w->f) != 8 || fwrite(hdr, 4, 2, w->f) != 2 || fwrite(ids, 4, (size_t)n, w->f) != (size_t)n)
+    if (fwrite(DK_LOGITS_MAGIC, 1, 8, w->f) != 8 || fwrite(hdr, 4, 2, w->f) != 2 ||
+        fwrite(ids, 4, (size_t)n, w->f) != (size_t)n)
         return dk_logits_writer_fail(w, true, e, "write error");
     *out = w;
     return DK_OK;
@@ -71,7 +77,8 @@ dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int3
 
 dk_status dk_logits_writer_rows(dk_logits_writer *w, const float *rows, int n_rows, dk_err *e) {
     if (n_rows < 0 || w->rows + n_rows > w->n)
-        return dk_fail(e, DK_ERR_ARG, "%s: %d more rows than the %d declared", w->path, w->rows + n_rows - w->n, w->n);
+        return dk_fail(e, DK_ERR_ARG, "%s: %d more rows than the %d declared", w->path,
+                       w->rows + n_rows - w->n, w->n);
     size_t k = (size_t)n_rows * (size_t)w->n_vocab;
     errno = 0;
     if (fwrite(rows, sizeof *rows, k, w->f) != k) return dk_logits_writer_fail(w, false, e, "write error");
@@ -86,11 +93,13 @@ dk_status dk_logits_writer_commit(dk_logits_writer *w, dk_err *e) {
         return st;
     }
     errno = 0;
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) return dk_logits_writer_fail(w, true, e, "write error");
+    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
+        return dk_logits_writer_fail(w, true, e, "write error");
     int rc = fclose(w->f);
     w->f = NULL;
     if (rc != 0) return dk_logits_writer_fail(w, true, e, "write error");
-    if (rename(w->tmp, w->path) != 0) return dk_logits_writer_fail(w, true, e, "cannot rename the temporary file into place");
+    if (rename(w->tmp, w->path) != 0)
+        return dk_logits_writer_fail(w, true, e, "cannot rename the temporary file into place");
     free(w->tmp);
     w->tmp = NULL;
     dk_logits_writer_abort(w); /* frees; nothing left to remove */
@@ -122,27 +131,35 @@ dk_status dk_logits_file_open(const char *path, dk_logits_file **out, dk_err *e)
     } else if (fread(hdr, 4, 2, f->f) != 2) {
         st = dk_fail(e, DK_ERR_FORMAT, "%s: truncated DKLOGIT1 header", path);
     } else if (hdr[0] == 0 || hdr[0] > INT32_MAX / 4 || hdr[1] == 0 || hdr[1] > (1u << 24)) {
-        st = dk_fail(e, DK_ERR_FORMAT, "%s: DKLOGIT1 header n %u, n_vocab %u out of range", path, hdr[0], hdr[1]);
+        st = dk_fail(e, DK_ERR_FORMAT, "%s: DKLOGIT1 header n %u, n_vocab %u out of range", path, hdr[0],
+                     hdr[1]);
     } else {
         uint64_t want = DK_LOGITS_HEADER + 4ull * hdr[0] + 4ull * hdr[0] * hdr[1];
         if ((uint64_t)sb.st_size != want)
-            st = dk_fail(e, DK_ERR_FORMAT, "%s: %lld bytes, but a DKLOGIT1 file of %u rows of %u logits has %llu", path,
+            st = dk_fail(e, DK_ERR_FORMAT,
+                         "%s: %lld bytes, but a DKLOGIT1 file of %u rows of %u logits has %llu", path,
                          (long long)sb.st_size, hdr[0], hdr[1], (unsigned long long)want);
     }
     if (!st) {
         f->n = (int)hdr[0];
         f->n_vocab = (int)hdr[1];
-        if (!(f->ids = malloc((size_t)f->n * sizeof *f->ids))) st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
-        else if (fread(f->ids, 4, (size_t)f->n, f->f) != (size_t)f->n) st = dk_fail(e, DK_ERR_IO, "%s: read error", path);
+        if (!(f->ids = malloc((size_t)f->n * sizeof *f->ids)))
+            st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", path);
+        else if (fread(f->ids, 4, (size_t)f->n, f->f) != (size_t)f->n)
+            st = dk_fail(e, DK_ERR_IO, "%s: read error", path);
     }
-    if (st) { dk_logits_file_close(f); return st; }
+    if (st) {
+        dk_logits_file_close(f);
+        return st;
+    }
     *out = f;
     return DK_OK;
 }
 
 dk_status dk_logits_file_rows(const dk_logits_file *f, int first, int n_rows, float *dst, dk_err *e) {
     if (first < 0 || n_rows < 0 || first > f->n - n_rows)
-        return dk_fail(e, DK_ERR_ARG, "%s: rows %d..%d are outside the file's %d", f->path, first, first + n_rows - 1, f->n);
+        return dk_fail(e, DK_ERR_ARG, "%s: rows %d..%d are outside the file's %d", f->path, first,
+                       first + n_rows - 1, f->n);
     off_t off = (off_t)DK_LOGITS_HEADER + 4 * (off_t)f->n + 4 * (off_t)first * f->n_vocab;
     size_t k = (size_t)n_rows * (size_t)f->n_vocab;
     if (fseeko(f->f, off, SEEK_SET) != 0 || fread(dst, sizeof *dst, k, f->f) != k)
@@ -162,13 +179,15 @@ void dk_ppl_chunk_ids(const int32_t *tokens, int n_ctx, int c, int32_t bos, int3
 /* -log softmax(x)[tok] in double */
 static double dk_ppl_nll(const float *x, int n, int32_t tok) {
     float mx = x[0];
-    for (int i = 1; i < n; i++) if (x[i] > mx) mx = x[i];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
     double s = 0.0;
     for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
     return (double)mx + log(s) - (double)x[tok];
 }
 
-void dk_ppl_acc_chunk(dk_ppl_acc *a, const float *logits, const float *base, const int32_t *ids, int n_ctx, int n_vocab) {
+void dk_ppl_acc_chunk(dk_ppl_acc *a, const float *logits, const float *base, const int32_t *ids, int n_ctx,
+                      int n_vocab) {
     for (int i = n_ctx / 2; i < n_ctx - 1; i++) {
         const float *row = logits + (size_t)i * n_vocab;
         double v = dk_ppl_nll(row, n_vocab, ids[i + 1]);
@@ -190,7 +209,10 @@ void dk_ppl_acc_result(const dk_ppl_acc *a, int chunks, dk_ppl_result *r) {
     memset(r, 0, sizeof *r);
     r->chunks = chunks;
     r->tokens_scored = a->count;
-    if (a->count <= 0) { r->perplexity = r->perplexity_stderr = NAN; return; }
+    if (a->count <= 0) {
+        r->perplexity = r->perplexity_stderr = NAN;
+        return;
+    }
     double n = (double)a->count, m = a->nll / n, var = a->nll2 / n - m * m;
     r->perplexity = exp(m);
     r->perplexity_stderr = a->count > 1 && var > 0 ? r->perplexity * sqrt(var / (n - 1)) : 0.0;
@@ -203,33 +225,40 @@ void dk_ppl_acc_result(const dk_ppl_acc *a, int chunks, dk_ppl_result *r) {
     r->top1_agreement = (double)a->same_top / n;
 }
 
-dk_status dk_ppl_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int n_tokens,
-                     int n_ctx, int32_t bos, const dk_logits_file *base, dk_logits_writer *save, dk_ppl_result *r,
-                     dk_err *e) {
+dk_status dk_ppl_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens,
+                     int n_tokens, int n_ctx, int32_t bos, const dk_logits_file *base, dk_logits_writer *save,
+                     dk_ppl_result *r, dk_err *e) {
     memset(r, 0, sizeof *r);
     int V = dk_ctx_model(c)->cfg.n_vocab;
     int n_chunk = dk_ppl_n_chunks(n_tokens, n_ctx);
     if (n_ctx < 4) return dk_fail(e, DK_ERR_ARG, "--ctx %d: a chunk needs at least 4 tokens", n_ctx);
     if (n_chunk < 1)
-        return dk_fail(e, DK_ERR_ARG, "the text tokenizes to %d tokens, fewer than one chunk of --ctx %d", n_tokens, n_ctx);
-    if (n_ctx > dk_ctx_n_ctx_max(c)) return dk_fail(e, DK_ERR_ARG, "--ctx %d exceeds the run state's %d", n_ctx, dk_ctx_n_ctx_max(c));
+        return dk_fail(e, DK_ERR_ARG, "the text tokenizes to %d tokens, fewer than one chunk of --ctx %d",
+                       n_tokens, n_ctx);
+    if (n_ctx > dk_ctx_n_ctx_max(c))
+        return dk_fail(e, DK_ERR_ARG, "--ctx %d exceeds the run state's %d", n_ctx, dk_ctx_n_ctx_max(c));
     if (base && base->n_vocab != V)
         return dk_fail(e, DK_ERR_ARG, "%s: n_vocab %d, the model has %d", base->path, base->n_vocab, V);
     if (base && base->n < n_chunk * n_ctx)
-        return dk_fail(e, DK_ERR_ARG, "%s: %d rows, the %d chunks of %d tokens need %d", base->path, base->n, n_chunk, n_ctx,
-                       n_chunk * n_ctx);
+        return dk_fail(e, DK_ERR_ARG, "%s: %d rows, the %d chunks of %d tokens need %d", base->path, base->n,
+                       n_chunk, n_ctx, n_chunk * n_ctx);
     size_t rows = (size_t)n_ctx * (size_t)V;
     float *lg = malloc(rows * sizeof *lg), *bl = base ? malloc(rows * sizeof *bl) : NULL;
     int32_t *ids = malloc((size_t)n_ctx * sizeof *ids);
     dk_status st = DK_OK;
-    if (!lg || !ids || (base && !bl)) { st = dk_fail(e, DK_ERR_NOMEM, "out of memory for %d x %d logits", n_ctx, V); goto done; }
+    if (!lg || !ids || (base && !bl)) {
+        st = dk_fail(e, DK_ERR_NOMEM, "out of memory for %d x %d logits", n_ctx, V);
+        goto done;
+    }
     dk_ppl_acc acc = {0};
     for (int ch = 0; ch < n_chunk && !st; ch++) {
         dk_ppl_chunk_ids(tokens, n_ctx, ch, bos, ids);
         if (base) {
             for (int j = 0; j < n_ctx; j++) {
                 if (base->ids[ch * n_ctx + j] != ids[j]) {
-                    st = dk_fail(e, DK_ERR_ARG, "%s: id %d at row %d, but chunk %d position %d evaluates id %d (other text, --ctx or BOS?)",
+                    st = dk_fail(e, DK_ERR_ARG,
+                                 "%s: id %d at row %d, but chunk %d position %d evaluates id %d (other text, "
+                                 "--ctx or BOS?)",
                                  base->path, base->ids[ch * n_ctx + j], ch * n_ctx + j, ch, j, ids[j]);
                     goto done;
                 }
@@ -242,6 +271,8 @@ dk_status dk_ppl_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, 
     }
     dk_ppl_acc_result(&acc, n_chunk, r);
 done:
-    free(lg); free(bl); free(ids);
+    free(lg);
+    free(bl);
+    free(ids);
     return st;
 }

@@ -34,7 +34,8 @@
 /* Written to PATH.tmp.PID and renamed onto PATH by _commit, so PATH is never half-written; an
  * error or _abort removes the temporary file. */
 typedef struct dk_logits_writer dk_logits_writer;
-dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int32_t *ids, dk_logits_writer **out, dk_err *e);
+dk_status dk_logits_writer_open(const char *path, int n, int n_vocab, const int32_t *ids,
+                                dk_logits_writer **out, dk_err *e);
 /* Appends n_rows rows of n_vocab floats; on error w stays open (the caller aborts it). */
 dk_status dk_logits_writer_rows(dk_logits_writer *w, const float *rows, int n_rows, dk_err *e);
 /* Checks that all n rows were written, flushes, renames; frees w (also on error). */
@@ -64,7 +65,7 @@ void dk_ppl_chunk_ids(const int32_t *tokens, int n_ctx, int c, int32_t bos, int3
 /* ---- scoring ---- */
 
 typedef struct {
-    double nll, nll2;           /* sums over scored positions */
+    double nll, nll2; /* sums over scored positions */
     int64_t count;
     bool have_base;
     double nll_base, kl_sum, kl_max;
@@ -82,15 +83,16 @@ typedef struct {
 
 /* Scores positions n_ctx/2 .. n_ctx-2 of one chunk: logits (n_ctx, n_vocab) of the chunk's ids;
  * base (n_ctx, n_vocab) or NULL. */
-void dk_ppl_acc_chunk(dk_ppl_acc *a, const float *logits, const float *base, const int32_t *ids, int n_ctx, int n_vocab);
+void dk_ppl_acc_chunk(dk_ppl_acc *a, const float *logits, const float *base, const int32_t *ids, int n_ctx,
+                      int n_vocab);
 void dk_ppl_acc_result(const dk_ppl_acc *a, int chunks, dk_ppl_result *r);
 
 /* The whole computation: every chunk of tokens[0..n_tokens) prefilled on c (n_ctx_max >= n_ctx)
  * with policy p (NULL: dense), scored; bos >= 0 replaces each chunk's first token. base (may be
  * NULL) must hold n_vocab columns and the chunks' ids in its first n_chunk*n_ctx rows (an error
  * names the first id that differs); save (may be NULL) receives every row of every chunk. */
-dk_status dk_ppl_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens, int n_tokens,
-                     int n_ctx, int32_t bos, const dk_logits_file *base, dk_logits_writer *save, dk_ppl_result *r,
-                     dk_err *e);
+dk_status dk_ppl_run(dk_ctx *c, const dk_policy *p, const dk_policy_params *pp, const int32_t *tokens,
+                     int n_tokens, int n_ctx, int32_t bos, const dk_logits_file *base, dk_logits_writer *save,
+                     dk_ppl_result *r, dk_err *e);
 
 #endif

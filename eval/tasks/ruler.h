@@ -31,20 +31,20 @@ typedef enum { DK_HAYSTACK_ESSAY = 0, DK_HAYSTACK_NOISE, DK_HAYSTACK_NEEDLE } dk
 
 typedef struct {
     dk_ruler_kind kind;
-    long length;               /* target prompt tokens (context + question, no BOS) */
-    double depth;              /* 0..100: target needle depth in the haystack; < 0: random */
+    long length;  /* target prompt tokens (context + question, no BOS) */
+    double depth; /* 0..100: target needle depth in the haystack; < 0: random */
     uint64_t seed;
     dk_haystack_kind haystack; /* niah only; passkey/vt use noise */
     const char *haystack_path; /* essay text and word source (Gutenberg header/footer stripped) */
     const char *squad_path;    /* qa: SQuAD v1/v2 JSON */
     dk_ruler_type key_type, value_type;
-    int n_keys;                /* niah: needle keys (1 target + distractors when n_queries = 1) */
-    int n_values;              /* niah: values per key */
-    int n_queries;             /* niah: keys asked for (<= n_keys) */
-    int n_chains, n_hops;      /* vt */
+    int n_keys;                  /* niah: needle keys (1 target + distractors when n_queries = 1) */
+    int n_values;                /* niah: values per key */
+    int n_queries;               /* niah: keys asked for (<= n_keys) */
+    int n_chains, n_hops;        /* vt */
     int n_cw, freq_cw, freq_ucw; /* cwe: common words, their and the others' repetitions */
-    double alpha;              /* fwe: Zipf exponent */
-    int tokens_to_generate;    /* max new tokens */
+    double alpha;                /* fwe: Zipf exponent */
+    int tokens_to_generate;      /* max new tokens */
 } dk_ruler_params;
 
 /* RULER's defaults for kind (niah: essay haystack, word keys, number values, 1/1/1). */
@@ -52,8 +52,8 @@ void dk_ruler_params_default(dk_ruler_params *p, dk_ruler_kind kind);
 
 /* Generates n samples. Errors: unreadable files, a length too small for the fixed text or too
  * large for the available haystack (qa: documents), or an impossible combination of counts. */
-dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *tok,
-                            dk_sample_set *out, dk_err *e);
+dk_status dk_ruler_generate(const dk_ruler_params *p, int n, const dk_tok_if *tok, dk_sample_set *out,
+                            dk_err *e);
 
 /* Reads a plain-text haystack: drops a UTF-8 BOM, keeps only the text between Project
  * Gutenberg's "*** START OF" and "*** END OF" marker lines when present, maps CR LF to LF. */

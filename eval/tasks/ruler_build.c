@@ -13,7 +13,8 @@
 static int ends_sentence(const char *w, size_t n) {
     for (;;) {
         if (n >= 1 && strchr("\"')]", w[n - 1])) n--;
-        else if (n >= 3 && !memcmp(w + n - 3, "\xE2\x80", 2) && (w[n - 1] == '\x9D' || w[n - 1] == '\x99')) n -= 3;
+        else if (n >= 3 && !memcmp(w + n - 3, "\xE2\x80", 2) && (w[n - 1] == '\x9D' || w[n - 1] == '\x99'))
+            n -= 3;
         else break;
     }
     return n >= 1 && strchr(".!?", w[n - 1]) != NULL;
@@ -30,19 +31,28 @@ static int ends_sentence(const char *w, size_t n) {
  * Returns the byte offset of the target needle in s, or -1 (s->oom set) when out of memory. */
 typedef void (*unit_fn)(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s);
 
-static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, unit_fn unit,
-                              const char *sep, int sentences, dk_strbuf *s) {
+static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, unit_fn unit, const char *sep,
+                              int sentences, dk_strbuf *s) {
     int n = sp->n_needles;
     int order[256];
     for (int i = 0; i < n; i++) order[i] = i;
     for (int i = 1; i < n; i++) /* insertion sort by depth, stable */
         for (int j = i; j > 0 && sp->nd_depth[order[j - 1]] > sp->nd_depth[order[j]]; j--) {
-            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
         }
     dk_strbuf hs = {0};
-    size_t *off = malloc((size_t)(h + 1) * sizeof(size_t)); /* (h + 1) byte offset of unit i in hs; off[h] = hs.n */
-    long *cut = sentences ? malloc((size_t)(h + 1) * sizeof(long)) : NULL; /* (n_sents + 1) unit index after sentence j - 1 */
-    if (!off || (sentences && !cut)) { free(off); free(cut); s->oom = 1; return -1; }
+    size_t *off = malloc((size_t)(h + 1) *
+                         sizeof(size_t)); /* (h + 1) byte offset of unit i in hs; off[h] = hs.n */
+    long *cut = sentences ? malloc((size_t)(h + 1) * sizeof(long))
+                          : NULL; /* (n_sents + 1) unit index after sentence j - 1 */
+    if (!off || (sentences && !cut)) {
+        free(off);
+        free(cut);
+        s->oom = 1;
+        return -1;
+    }
     dk_strbuf_adds(&hs, "");
     for (long i = 0; i < h; i++) {
         if (i) dk_strbuf_adds(&hs, sep);
@@ -50,7 +60,13 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
         unit(g, sp, i, &hs);
     }
     off[h] = hs.n;
-    if (hs.oom) { free(off); free(cut); free(hs.s); s->oom = 1; return -1; }
+    if (hs.oom) {
+        free(off);
+        free(cut);
+        free(hs.s);
+        s->oom = 1;
+        return -1;
+    }
     long n_sents = 0;
     if (cut) {
         cut[0] = 0;
@@ -71,7 +87,11 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
             double target = depth / 100.0 * (double)hs.n;
             lo = 0;
             long hi = h; /* first boundary >= target, or the previous one when nearer */
-            while (lo < hi) { long mid = (lo + hi) / 2; if ((double)off[mid] < target) lo = mid + 1; else hi = mid; }
+            while (lo < hi) {
+                long mid = (lo + hi) / 2;
+                if ((double)off[mid] < target) lo = mid + 1;
+                else hi = mid;
+            }
             if (lo > 0 && target - (double)off[lo - 1] < (double)off[lo] - target) lo--;
         }
         if (lo < prev) lo = prev;
@@ -98,7 +118,8 @@ static long emit_with_needles(const gen_ctx *g, const sample_plan *sp, long h, u
 }
 
 static void unit_noise(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
-    (void)g; (void)sp;
+    (void)g;
+    (void)sp;
     static const char *const sent[5] = {"The grass is green.", "The sky is blue.", "The sun is yellow.",
                                         "Here we go.", "There and back again."};
     dk_strbuf_adds(s, sent[i % 5]);
@@ -128,7 +149,10 @@ static void unit_needle(const gen_ctx *g, const sample_plan *sp, long i, dk_strb
 }
 
 static void unit_none(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf *s) {
-    (void)g; (void)sp; (void)i; (void)s;
+    (void)g;
+    (void)sp;
+    (void)i;
+    (void)s;
 }
 
 /* build, one function per generator kind: context c and question q for haystack size h; each
@@ -137,14 +161,20 @@ static void unit_none(const gen_ctx *g, const sample_plan *sp, long i, dk_strbuf
 static long build_passkey(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     long tpos = -1;
     dk_strbuf_adds(c, "There is an important info hidden inside a lot of irrelevant text. Find it and "
-               "memorize them. I will quiz you about the important information there.\n");
+                      "memorize them. I will quiz you about the important information there.\n");
     long at = llround(sp->nd_depth[0] / 100.0 * (double)h);
-    for (long i = 0; i < at; i++) { if (i) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+    for (long i = 0; i < at; i++) {
+        if (i) dk_strbuf_adds(c, " ");
+        unit_noise(g, sp, i, c);
+    }
     dk_strbuf_adds(c, "\n");
     tpos = (long)c->n;
     dk_strbuf_adds(c, sp->needle[0]);
     dk_strbuf_adds(c, "\n");
-    for (long i = at; i < h; i++) { if (i > at) dk_strbuf_adds(c, " "); unit_noise(g, sp, i, c); }
+    for (long i = at; i < h; i++) {
+        if (i > at) dk_strbuf_adds(c, " ");
+        unit_noise(g, sp, i, c);
+    }
     dk_strbuf_adds(c, "\n");
     dk_strbuf_adds(q, "What is the pass key? The pass key is");
     return tpos;
@@ -155,17 +185,22 @@ static long build_niah(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, 
     const dk_ruler_params *p = g->p;
     long tpos = -1;
     const char *V = sp->vtype;
-    dk_strbuf_addf(c, "Some special magic %s are hidden within the following text. Make sure to "
-                 "memorize it. I will quiz you about the %s afterwards.\n", V, V);
+    dk_strbuf_addf(c,
+                   "Some special magic %s are hidden within the following text. Make sure to "
+                   "memorize it. I will quiz you about the %s afterwards.\n",
+                   V, V);
     size_t base = c->n;
-    unit_fn u = p->haystack == DK_HAYSTACK_ESSAY ? unit_essay
-              : p->haystack == DK_HAYSTACK_NOISE ? unit_noise : unit_needle;
+    unit_fn u = p->haystack == DK_HAYSTACK_ESSAY   ? unit_essay
+                : p->haystack == DK_HAYSTACK_NOISE ? unit_noise
+                                                   : unit_needle;
     long t = emit_with_needles(g, sp, h, u, " ", p->haystack == DK_HAYSTACK_ESSAY, c);
     tpos = t >= 0 ? t : -1;
     (void)base;
     dk_strbuf_adds(c, "\n");
-    dk_strbuf_addf(q, "What are all the special magic %s for %s mentioned in the provided text? "
-                 "The special magic %s for %s mentioned in the provided text are", V, sp->query, V, sp->query);
+    dk_strbuf_addf(q,
+                   "What are all the special magic %s for %s mentioned in the provided text? "
+                   "The special magic %s for %s mentioned in the provided text are",
+                   V, sp->query, V, sp->query);
     return tpos;
 }
 
@@ -173,7 +208,8 @@ static long build_niah(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, 
 static long build_vt(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
     long tpos = -1;
-    dk_strbuf_adds(c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
+    dk_strbuf_adds(
+        c, "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n");
     /* statements at sorted fractional positions among h noise blocks, joined by "\n" */
     int k = 0, first = 1;
     for (long i = 0; i <= h; i++) {
@@ -190,9 +226,11 @@ static long build_vt(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk
     }
     dk_strbuf_adds(c, "\n");
     /* RULER's answer prefix spells "assgined"; kept for comparability */
-    dk_strbuf_addf(q, "Question: Find all variables that are assigned the value %s in the text above. "
-                 "Answer: According to the chain(s) of variable assignment in the text above, %d "
-                 "variables are assgined the value %s, they are: ", sp->query, p->n_hops + 1, sp->query);
+    dk_strbuf_addf(q,
+                   "Question: Find all variables that are assigned the value %s in the text above. "
+                   "Answer: According to the chain(s) of variable assignment in the text above, %d "
+                   "variables are assgined the value %s, they are: ",
+                   sp->query, p->n_hops + 1, sp->query);
     return tpos;
 }
 
@@ -200,12 +238,16 @@ static long build_vt(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk
 static long build_cwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
     dk_strbuf_adds(c, "Below is a numbered list of words. In these words, some appear more often than "
-               "others. Memorize the ones that appear most often.\n");
-    long n = (long)p->n_cw * p->freq_cw + h; /* h uncommon entries, freq_ucw per word */
+                      "others. Memorize the ones that appear most often.\n");
+    long n = (long)p->n_cw * p->freq_cw + h;          /* h uncommon entries, freq_ucw per word */
     int *idx = malloc((size_t)(n + 1) * sizeof(int)); /* word index per list entry */
-    if (!idx) { c->oom = 1; return -1; }
+    if (!idx) {
+        c->oom = 1;
+        return -1;
+    }
     long m = 0;
-    for (int w = 0; w < p->n_cw; w++) for (int r = 0; r < p->freq_cw; r++) idx[m++] = w;
+    for (int w = 0; w < p->n_cw; w++)
+        for (int r = 0; r < p->freq_cw; r++) idx[m++] = w;
     for (long j = 0; j < h; j++) idx[m++] = p->n_cw + (int)(j / p->freq_ucw);
     rng_t r;
     rng_seed(&r, sp->shuffle_seed, (uint64_t)h);
@@ -213,8 +255,10 @@ static long build_cwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, d
     for (long i = 0; i < n; i++) dk_strbuf_addf(c, "%s%ld. %s", i ? " " : "", i + 1, sp->coded.w[idx[i]]);
     free(idx);
     dk_strbuf_adds(c, "\n");
-    dk_strbuf_addf(q, "Question: What are the %d most common words in the above list? Answer: The top %d "
-                 "words that appear most often in the list are:", p->n_cw, p->n_cw);
+    dk_strbuf_addf(q,
+                   "Question: What are the %d most common words in the above list? Answer: The top %d "
+                   "words that appear most often in the list are:",
+                   p->n_cw, p->n_cw);
     return -1;
 }
 
@@ -222,12 +266,15 @@ static long build_cwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, d
 static long build_fwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
     dk_strbuf_adds(c, "Read the following coded text and track the frequency of each coded word. Find the "
-               "three most frequently appeared coded words. ");
+                      "three most frequently appeared coded words. ");
     /* Zipf counts: word r (1-based) appears floor(h / r^alpha) times */
     long n = 0;
     for (int r = 1; r <= sp->coded.n; r++) n += (long)floor((double)h / pow(r, p->alpha));
     int *idx = malloc((size_t)(n + 1) * sizeof(int));
-    if (!idx) { c->oom = 1; return -1; }
+    if (!idx) {
+        c->oom = 1;
+        return -1;
+    }
     long m = 0;
     for (int r = 1; r <= sp->coded.n; r++) {
         long k = (long)floor((double)h / pow(r, p->alpha));
@@ -243,8 +290,8 @@ static long build_fwe(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, d
     free(idx);
     dk_strbuf_adds(c, "\n");
     dk_strbuf_adds(q, "Question: Do not provide any explanation. Please ignore the dots '....'. What are the "
-               "three most frequently appeared words in the above coded text? Answer: According to "
-               "the coded text above, the three most frequently appeared words are:");
+                      "three most frequently appeared words in the above coded text? Answer: According to "
+                      "the coded text above, the three most frequently appeared words are:");
     return -1;
 }
 
@@ -277,8 +324,10 @@ static long build_qa(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk
 /* Builds context and question for haystack size h; returns the target needle offset or -1. */
 long ruler_build(const gen_ctx *g, sample_plan *sp, long h, dk_strbuf *c, dk_strbuf *q) {
     const dk_ruler_params *p = g->p;
-    c->n = 0; q->n = 0;
-    dk_strbuf_adds(c, ""); dk_strbuf_adds(q, "");
+    c->n = 0;
+    q->n = 0;
+    dk_strbuf_adds(c, "");
+    dk_strbuf_adds(q, "");
     switch (p->kind) {
     case DK_RULER_PASSKEY: return build_passkey(g, sp, h, c, q);
     case DK_RULER_NIAH: return build_niah(g, sp, h, c, q);

@@ -7,20 +7,18 @@
 
 /* ---- tokenizer interface ---- */
 
-static dk_status tok_engine_encode(void *user, const char *text, size_t len, int add_bos,
-                                   int32_t **ids, size_t *n, dk_err *e) {
+static dk_status tok_engine_encode(void *user, const char *text, size_t len, int add_bos, int32_t **ids,
+                                   size_t *n, dk_err *e) {
     int k = 0;
     dk_status st = dk_tokenizer_encode((const dk_tokenizer *)user, text, len, add_bos != 0, ids, &k, e);
     *n = st ? 0 : (size_t)k;
     return st;
 }
 
-dk_tok_if dk_tok_if_engine(const struct dk_tokenizer *t) {
-    return (dk_tok_if){tok_engine_encode, (void *)t};
-}
+dk_tok_if dk_tok_if_engine(const struct dk_tokenizer *t) { return (dk_tok_if){tok_engine_encode, (void *)t}; }
 
-static dk_status tok_bytes_encode(void *user, const char *text, size_t len, int add_bos,
-                                  int32_t **ids, size_t *n, dk_err *e) {
+static dk_status tok_bytes_encode(void *user, const char *text, size_t len, int add_bos, int32_t **ids,
+                                  size_t *n, dk_err *e) {
     (void)user;
     int32_t *v = malloc((len + 2) * sizeof(int32_t));
     if (!v) return dk_fail(e, DK_ERR_NOMEM, "out of memory");
@@ -69,8 +67,8 @@ void dk_sample_set_free(dk_sample_set *set) {
 
 /* ---- prompt tokens ---- */
 
-dk_status dk_sample_build_prompt(const dk_sample *s, const dk_tok_if *tok, size_t budget,
-                                 int add_bos, dk_prompt *out, dk_err *e) {
+dk_status dk_sample_build_prompt(const dk_sample *s, const dk_tok_if *tok, size_t budget, int add_bos,
+                                 dk_prompt *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     size_t lc = strlen(s->context), lq = strlen(s->question);
     char *full = malloc(lc + lq + 1);
@@ -82,7 +80,10 @@ dk_status dk_sample_build_prompt(const dk_sample *s, const dk_tok_if *tok, size_
     dk_status st = tok->encode(tok->user, full, lc + lq, add_bos, &ids, &n, e);
     free(full);
     if (st) return st;
-    if ((st = tok->encode(tok->user, s->context, lc, add_bos, &cids, &nc, e))) { free(ids); return st; }
+    if ((st = tok->encode(tok->user, s->context, lc, add_bos, &cids, &nc, e))) {
+        free(ids);
+        return st;
+    }
     size_t split = 0;
     while (split < n && split < nc && ids[split] == cids[split]) split++;
     free(cids);

@@ -18,8 +18,8 @@ struct dk_tokenizer;
 
 /* Encodes text[0..len); *ids is malloc'd by the callee (caller frees), *n its length; add_bos
  * prepends the model's BOS. Must be deterministic. */
-typedef dk_status (*dk_tok_encode_fn)(void *user, const char *text, size_t len, int add_bos,
-                                      int32_t **ids, size_t *n, dk_err *e);
+typedef dk_status (*dk_tok_encode_fn)(void *user, const char *text, size_t len, int add_bos, int32_t **ids,
+                                      size_t *n, dk_err *e);
 typedef struct {
     dk_tok_encode_fn encode;
     void *user;
@@ -41,19 +41,19 @@ long dk_tok_count(const dk_tok_if *tok, const char *text, size_t len, dk_err *e)
  * needles; question = the query + answer prefix. */
 typedef struct {
     char *id;
-    char *context;         /* haltable part of the prompt (UTF-8) */
-    char *question;        /* never-halted part of the prompt (UTF-8) */
-    char **answers;        /* (n_answers) references; LongBench: max over them */
+    char *context;  /* haltable part of the prompt (UTF-8) */
+    char *question; /* never-halted part of the prompt (UTF-8) */
+    char **answers; /* (n_answers) references; LongBench: max over them */
     int n_answers;
-    char **all_classes;    /* (n_classes) classification label set, else NULL */
+    char **all_classes; /* (n_classes) classification label set, else NULL */
     int n_classes;
-    int max_new_tokens;    /* generation budget (dataset2maxlen / RULER tokens_to_generate) */
+    int max_new_tokens; /* generation budget (dataset2maxlen / RULER tokens_to_generate) */
     dk_metric metric;
-    const char *dataset;   /* static: dataset or task name, selects first-line rule */
-    long length;           /* LongBench "length" (words); generators: prompt tokens measured */
-    double depth;          /* generators: depth (percent) of the target needle, else -1 */
-    long needle_pos;       /* generators: byte offset of the target needle in context, else -1 */
-    char *context_key;     /* samples with the same key share their context apart from the needle(s)
+    const char *dataset; /* static: dataset or task name, selects first-line rule */
+    long length;         /* LongBench "length" (words); generators: prompt tokens measured */
+    double depth;        /* generators: depth (percent) of the target needle, else -1 */
+    long needle_pos;     /* generators: byte offset of the target needle in context, else -1 */
+    char *context_key;   /* samples with the same key share their context apart from the needle(s)
                               (RULER's fixed haystack at one length and depth); NULL = its own.
                               Bootstrap intervals resample these contexts as clusters */
 } dk_sample;
@@ -70,11 +70,11 @@ void dk_sample_clear(dk_sample *s);
 /* ---- prompt tokens ---- */
 
 typedef struct {
-    int32_t *ids;      /* (n) prompt tokens after truncation; BOS first when requested */
+    int32_t *ids; /* (n) prompt tokens after truncation; BOS first when requested */
     size_t n;
-    size_t n_context;  /* ids[0..n_context) may be halted; ids[n_context..n) are the question */
-    size_t n_full;     /* tokens of the whole prompt before truncation */
-    size_t n_dropped;  /* n_full - n: middle tokens removed */
+    size_t n_context; /* ids[0..n_context) may be halted; ids[n_context..n) are the question */
+    size_t n_full;    /* tokens of the whole prompt before truncation */
+    size_t n_dropped; /* n_full - n: middle tokens removed */
 } dk_prompt;
 
 /* Tokenises context + question as ONE text (the tokens pred.py would give) and marks the split:
@@ -83,8 +83,8 @@ typedef struct {
  * budget > 0 and n_full > budget: keep exactly the first and last budget/2 tokens (pred.py's
  * middle truncation, done on ids: no decode/re-encode round trip); the split is carried over
  * (kept context tokens stay context). budget = 0: no truncation. */
-dk_status dk_sample_build_prompt(const dk_sample *s, const dk_tok_if *tok, size_t budget,
-                                 int add_bos, dk_prompt *out, dk_err *e);
+dk_status dk_sample_build_prompt(const dk_sample *s, const dk_tok_if *tok, size_t budget, int add_bos,
+                                 dk_prompt *out, dk_err *e);
 void dk_prompt_free(dk_prompt *p);
 
 #endif

@@ -13,32 +13,41 @@
 
 enum { KIND_LONGBENCH = 100 };
 
-#define LB_OPTS                                                                                  \
-    {"data", "datasets/longbench/data", "folder holding the official <dataset>.jsonl files"},    \
-    {"config", "datasets/longbench/config", "folder holding dataset2prompt.json and dataset2maxlen.json"}, \
-    {"e", "false", "true: LongBench-E (data/<dataset>_e.jsonl, the length-balanced subset of pred.py --e)"}
+#define LB_OPTS                                                                                     \
+    {"data", "datasets/longbench/data", "folder holding the official <dataset>.jsonl files"},       \
+        {"config", "datasets/longbench/config",                                                     \
+         "folder holding dataset2prompt.json and dataset2maxlen.json"},                             \
+    {                                                                                               \
+        "e", "false",                                                                               \
+            "true: LongBench-E (data/<dataset>_e.jsonl, the length-balanced subset of pred.py --e)" \
+    }
 
 static const dk_task_opt lb_opts[] = {LB_OPTS, {NULL, NULL, NULL}};
 
-#define GEN_OPTS                                                                                 \
-    {"length", "4096", "prompt length in the model's tokens (context + question, no BOS)"},       \
-    {"depth", "random", "target needle depth in percent (0..100) or 'random' (RULER's 40-point grid)"}, \
-    {"seed", "42", "PRNG seed (xoshiro256**, one stream per sample)"},                            \
-    {"max_new_tokens", "", "generation budget (default: RULER's tokens_to_generate for the task)"}
+#define GEN_OPTS                                                                                            \
+    {"length", "4096", "prompt length in the model's tokens (context + question, no BOS)"},                 \
+        {"depth", "random", "target needle depth in percent (0..100) or 'random' (RULER's 40-point grid)"}, \
+        {"seed", "42", "PRNG seed (xoshiro256**, one stream per sample)"}, {                                \
+        "max_new_tokens", "", "generation budget (default: RULER's tokens_to_generate for the task)"        \
+    }
 
 static const dk_task_opt passkey_opts[] = {GEN_OPTS, {NULL, NULL, NULL}};
 static const dk_task_opt niah_opts[] = {
     GEN_OPTS,
-    {"haystack", "essay", "essay (text of haystack_file) | noise (repeated sentences) | needle (distractor needles)"},
-    {"haystack_file", "datasets/corpora/mobydick-heldout.txt", "plain-text haystack; also the word source for word keys/values"},
+    {"haystack", "essay",
+     "essay (text of haystack_file) | noise (repeated sentences) | needle (distractor needles)"},
+    {"haystack_file", "datasets/corpora/mobydick-heldout.txt",
+     "plain-text haystack; also the word source for word keys/values"},
     {"key_type", "words", "words | numbers | uuids"},
     {"value_type", "numbers", "words | numbers | uuids"},
     {"keys", "1", "needle keys (extra keys are distractors unless queried)"},
     {"values", "1", "values per key"},
     {"queries", "1", "keys asked for in the question"},
     {NULL, NULL, NULL}};
-static const dk_task_opt vt_opts[] = {
-    GEN_OPTS, {"chains", "1", "variable chains"}, {"hops", "4", "assignments after the first, per chain"}, {NULL, NULL, NULL}};
+static const dk_task_opt vt_opts[] = {GEN_OPTS,
+                                      {"chains", "1", "variable chains"},
+                                      {"hops", "4", "assignments after the first, per chain"},
+                                      {NULL, NULL, NULL}};
 static const dk_task_opt cwe_opts[] = {
     GEN_OPTS,
     {"haystack_file", "datasets/corpora/mobydick-heldout.txt", "text whose vocabulary supplies the words"},
@@ -46,12 +55,17 @@ static const dk_task_opt cwe_opts[] = {
     {"freq_cw", "30", "repetitions of each common word"},
     {"freq_ucw", "3", "repetitions of each other word"},
     {NULL, NULL, NULL}};
-static const dk_task_opt fwe_opts[] = {GEN_OPTS, {"alpha", "2.0", "Zipf exponent of the coded-word counts"}, {NULL, NULL, NULL}};
+static const dk_task_opt fwe_opts[] = {
+    GEN_OPTS, {"alpha", "2.0", "Zipf exponent of the coded-word counts"}, {NULL, NULL, NULL}};
 static const dk_task_opt qa_opts[] = {
-    GEN_OPTS, {"squad_file", "datasets/squad/dev-v2.0.json", "SQuAD-format JSON (answerable questions are used)"}, {NULL, NULL, NULL}};
+    GEN_OPTS,
+    {"squad_file", "datasets/squad/dev-v2.0.json", "SQuAD-format JSON (answerable questions are used)"},
+    {NULL, NULL, NULL}};
 
-#define LB(name, metric, summary) {name, "longbench", metric, summary, lb_opts, KIND_LONGBENCH, NULL}
-#define GEN(name, kind, opts, metric, preset, summary) {name, "ruler", metric, summary, opts, kind, preset}
+#define LB(name, metric, summary) \
+    { name, "longbench", metric, summary, lb_opts, KIND_LONGBENCH, NULL }
+#define GEN(name, kind, opts, metric, preset, summary) \
+    { name, "ruler", metric, summary, opts, kind, preset }
 
 static const dk_task dk_tasks[] = {
     LB("narrativeqa", "qa_f1_score", "LongBench single-doc QA over stories/scripts"),
@@ -70,20 +84,32 @@ static const dk_task dk_tasks[] = {
     LB("passage_retrieval_en", "retrieval_score", "LongBench synthetic: find the paragraph of an abstract"),
     LB("lcc", "code_sim_score", "LongBench code completion"),
     LB("repobench-p", "code_sim_score", "LongBench repository-level code completion"),
-    GEN("passkey", DK_RULER_PASSKEY, passkey_opts, "string_match_all", "", "canonical passkey retrieval in noise"),
+    GEN("passkey", DK_RULER_PASSKEY, passkey_opts, "string_match_all", "",
+        "canonical passkey retrieval in noise"),
     GEN("niah", DK_RULER_NIAH, niah_opts, "string_match_all", "", "needle in a haystack, all knobs open"),
-    GEN("niah_single_1", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=noise", "RULER: word key, number value, noise haystack"),
-    GEN("niah_single_2", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay", "RULER: word key, number value, essay haystack"),
-    GEN("niah_single_3", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,value_type=uuids", "RULER: word key, uuid value, essay haystack"),
-    GEN("niah_multikey_1", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,keys=4", "RULER: 1 of 4 keys asked, essay haystack"),
-    GEN("niah_multikey_2", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=needle", "RULER: haystack of distractor needles"),
-    GEN("niah_multikey_3", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=needle,key_type=uuids,value_type=uuids", "RULER: uuid keys and values among distractor needles"),
-    GEN("niah_multivalue", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,values=4", "RULER: 4 values for one key"),
-    GEN("niah_multiquery", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,keys=4,queries=4", "RULER: 4 keys asked at once"),
+    GEN("niah_single_1", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=noise",
+        "RULER: word key, number value, noise haystack"),
+    GEN("niah_single_2", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay",
+        "RULER: word key, number value, essay haystack"),
+    GEN("niah_single_3", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,value_type=uuids",
+        "RULER: word key, uuid value, essay haystack"),
+    GEN("niah_multikey_1", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,keys=4",
+        "RULER: 1 of 4 keys asked, essay haystack"),
+    GEN("niah_multikey_2", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=needle",
+        "RULER: haystack of distractor needles"),
+    GEN("niah_multikey_3", DK_RULER_NIAH, niah_opts, "string_match_all",
+        "haystack=needle,key_type=uuids,value_type=uuids",
+        "RULER: uuid keys and values among distractor needles"),
+    GEN("niah_multivalue", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,values=4",
+        "RULER: 4 values for one key"),
+    GEN("niah_multiquery", DK_RULER_NIAH, niah_opts, "string_match_all", "haystack=essay,keys=4,queries=4",
+        "RULER: 4 keys asked at once"),
     GEN("vt", DK_RULER_VT, vt_opts, "string_match_all", "", "RULER variable tracking (chains x hops)"),
     GEN("cwe", DK_RULER_CWE, cwe_opts, "string_match_all", "", "RULER common words extraction"),
-    GEN("fwe", DK_RULER_FWE, fwe_opts, "string_match_all", "", "RULER frequent (Zipf) coded words extraction"),
-    GEN("qa", DK_RULER_QA, qa_opts, "string_match_part", "", "RULER qa_1: SQuAD question among distractor documents"),
+    GEN("fwe", DK_RULER_FWE, fwe_opts, "string_match_all", "",
+        "RULER frequent (Zipf) coded words extraction"),
+    GEN("qa", DK_RULER_QA, qa_opts, "string_match_part", "",
+        "RULER qa_1: SQuAD question among distractor documents"),
 };
 #define DK_N_TASKS ((int)(sizeof dk_tasks / sizeof dk_tasks[0]))
 
@@ -126,30 +152,35 @@ const char *dk_task_opt_value(const dk_task *t, const dk_task_kv *kv, int n_kv, 
     return pv ? pv : o->def;
 }
 
-static dk_status parse_long(const char *task, const char *key, const char *v, long lo, long hi, long *out, dk_err *e) {
+static dk_status parse_long(const char *task, const char *key, const char *v, long lo, long hi, long *out,
+                            dk_err *e) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || !*v || *end || x < lo || x > hi)
-        return dk_fail(e, DK_ERR_ARG, "task %s: option %s: '%s' is not an integer in %ld..%ld", task, key, v, lo, hi);
+        return dk_fail(e, DK_ERR_ARG, "task %s: option %s: '%s' is not an integer in %ld..%ld", task, key, v,
+                       lo, hi);
     *out = x;
     return DK_OK;
 }
 
 /* parse_long for an int field (lo..hi within int's range). */
-static dk_status parse_int(const char *task, const char *key, const char *v, long lo, long hi, int *out, dk_err *e) {
+static dk_status parse_int(const char *task, const char *key, const char *v, long lo, long hi, int *out,
+                           dk_err *e) {
     long x;
     dk_status st = parse_long(task, key, v, lo, hi, &x, e);
     if (st == DK_OK) *out = (int)x;
     return st;
 }
 
-static dk_status parse_double(const char *task, const char *key, const char *v, double lo, double hi, double *out, dk_err *e) {
+static dk_status parse_double(const char *task, const char *key, const char *v, double lo, double hi,
+                              double *out, dk_err *e) {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (errno || !*v || *end || !(x >= lo && x <= hi))
-        return dk_fail(e, DK_ERR_ARG, "task %s: option %s: '%s' is not a number in %g..%g", task, key, v, lo, hi);
+        return dk_fail(e, DK_ERR_ARG, "task %s: option %s: '%s' is not a number in %g..%g", task, key, v, lo,
+                       hi);
     *out = x;
     return DK_OK;
 }
@@ -162,20 +193,23 @@ static dk_status parse_type(const char *task, const char *key, const char *v, dk
     return DK_OK;
 }
 
-dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_samples,
-                       const dk_tok_if *tok, dk_sample_set *out, dk_err *e) {
+dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_samples, const dk_tok_if *tok,
+                       dk_sample_set *out, dk_err *e) {
     memset(out, 0, sizeof *out);
     const dk_task *t = dk_task_find(name);
     if (!t) return dk_fail(e, DK_ERR_ARG, "unknown task '%s' (see 'dashkit tasks')", name);
     for (int i = 0; i < n_kv; i++)
-        if (!opt_find(t, kv[i].key)) return dk_fail(e, DK_ERR_ARG, "task %s has no option '%s' (see 'dashkit tasks')", name, kv[i].key);
+        if (!opt_find(t, kv[i].key))
+            return dk_fail(e, DK_ERR_ARG, "task %s has no option '%s' (see 'dashkit tasks')", name,
+                           kv[i].key);
 #define V(k) dk_task_opt_value(t, kv, n_kv, k)
     if (t->kind == KIND_LONGBENCH) {
         const char *ev = V("e");
         int is_e = !strcmp(ev, "true") || !strcmp(ev, "1");
         if (!is_e && strcmp(ev, "false") && strcmp(ev, "0"))
             return dk_fail(e, DK_ERR_ARG, "task %s: option e: '%s' is not true|false", name, ev);
-        return (is_e ? dk_longbench_load_e : dk_longbench_load)(V("data"), V("config"), t->name, n_samples, out, e);
+        return (is_e ? dk_longbench_load_e : dk_longbench_load)(V("data"), V("config"), t->name, n_samples,
+                                                                out, e);
     }
 
     dk_ruler_params p;
@@ -183,18 +217,23 @@ dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_s
     dk_status st;
     long x;
     if ((st = parse_long(name, "length", V("length"), 16, 1L << 24, &p.length, e))) return st;
-    if (strcmp(V("depth"), "random") && (st = parse_double(name, "depth", V("depth"), 0, 100, &p.depth, e))) return st;
+    if (strcmp(V("depth"), "random") && (st = parse_double(name, "depth", V("depth"), 0, 100, &p.depth, e)))
+        return st;
     if ((st = parse_long(name, "seed", V("seed"), 0, 0x7FFFFFFFFFFFFFFFL, &x, e))) return st;
     p.seed = (uint64_t)x;
     if (*V("max_new_tokens")) {
-        if ((st = parse_int(name, "max_new_tokens", V("max_new_tokens"), 1, 1 << 20, &p.tokens_to_generate, e))) return st;
+        if ((st = parse_int(name, "max_new_tokens", V("max_new_tokens"), 1, 1 << 20, &p.tokens_to_generate,
+                            e)))
+            return st;
     }
     if (opt_find(t, "haystack")) {
         const char *h = V("haystack");
         if (!strcmp(h, "essay")) p.haystack = DK_HAYSTACK_ESSAY;
         else if (!strcmp(h, "noise")) p.haystack = DK_HAYSTACK_NOISE;
         else if (!strcmp(h, "needle")) p.haystack = DK_HAYSTACK_NEEDLE;
-        else return dk_fail(e, DK_ERR_ARG, "task %s: option haystack: '%s' is not essay|noise|needle", name, h);
+        else
+            return dk_fail(e, DK_ERR_ARG, "task %s: option haystack: '%s' is not essay|noise|needle", name,
+                           h);
         if ((st = parse_type(name, "key_type", V("key_type"), &p.key_type, e))) return st;
         if ((st = parse_type(name, "value_type", V("value_type"), &p.value_type, e))) return st;
         if ((st = parse_int(name, "keys", V("keys"), 1, 256, &p.n_keys, e))) return st;
@@ -212,7 +251,8 @@ dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_s
         if ((st = parse_int(name, "freq_cw", V("freq_cw"), 2, 100000, &p.freq_cw, e))) return st;
         if ((st = parse_int(name, "freq_ucw", V("freq_ucw"), 1, 100000, &p.freq_ucw, e))) return st;
     }
-    if (opt_find(t, "alpha") && (st = parse_double(name, "alpha", V("alpha"), 1.0001, 4, &p.alpha, e))) return st;
+    if (opt_find(t, "alpha") && (st = parse_double(name, "alpha", V("alpha"), 1.0001, 4, &p.alpha, e)))
+        return st;
 #undef V
     return dk_ruler_generate(&p, n_samples > 0 ? n_samples : 10, tok, out, e);
 }

@@ -9,7 +9,7 @@
 
 typedef struct {
     const char *name;
-    const char *def;   /* default value as text ("" = none/required where stated) */
+    const char *def; /* default value as text ("" = none/required where stated) */
     const char *help;
 } dk_task_opt;
 
@@ -19,14 +19,14 @@ typedef struct {
 
 typedef struct dk_task dk_task;
 struct dk_task {
-    const char *name;        /* --task NAME */
-    const char *family;      /* "longbench" or "ruler" */
-    const char *metric;      /* official metric function name */
+    const char *name;   /* --task NAME */
+    const char *family; /* "longbench" or "ruler" */
+    const char *metric; /* official metric function name */
     const char *summary;
     const dk_task_opt *opts; /* terminated by {NULL} */
     /* preset knobs for generator tasks (ignored by LongBench) */
-    int kind;                /* internal generator id */
-    const char *preset;      /* "key=value,..." defaults applied before user options */
+    int kind;           /* internal generator id */
+    const char *preset; /* "key=value,..." defaults applied before user options */
 };
 
 int dk_task_count(void);
@@ -38,8 +38,8 @@ const dk_task *dk_task_find(const char *name);
  * first n lines; generators: n samples, default 10 when 0). tok sizes generator contexts in the
  * model's tokens (LongBench loading does not need it: may be NULL). All-or-nothing: on error
  * *out is empty. */
-dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_samples,
-                       const dk_tok_if *tok, dk_sample_set *out, dk_err *e);
+dk_status dk_task_load(const char *name, const dk_task_kv *kv, int n_kv, int n_samples, const dk_tok_if *tok,
+                       dk_sample_set *out, dk_err *e);
 
 /* Value of option `key` for task t after applying defaults, preset and kv; NULL if unknown. */
 const char *dk_task_opt_value(const dk_task *t, const dk_task_kv *kv, int n_kv, const char *key);

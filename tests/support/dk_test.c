@@ -45,11 +45,15 @@ int dk_test_run(const char *cmd, int want_stderr, char **out) {
     size_t r;
     while (s && (r = fread(s + len, 1, cap - len - 1, f)) > 0) {
         len += r;
-        if (cap - len < 2) { cap *= 2; s = realloc(s, cap); }
+        if (cap - len < 2) {
+            cap *= 2;
+            s = realloc(s, cap);
+        }
     }
     if (s) s[len] = 0;
     int st = pclose(f);
-    if (out) *out = s; else free(s);
+    if (out) *out = s;
+    else free(s);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -74,7 +78,10 @@ const char *dk_test_tmpdir(void) {
 const char *dk_test_tmp_path(char *buf, size_t n, const char *name) {
     static char ring[8][512];
     static int next;
-    if (!buf) { buf = ring[next++ % 8]; n = sizeof ring[0]; }
+    if (!buf) {
+        buf = ring[next++ % 8];
+        n = sizeof ring[0];
+    }
     snprintf(buf, n, "%s/%s", dk_test_tmpdir(), name);
     return buf;
 }

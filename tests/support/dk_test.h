@@ -64,5 +64,8 @@ void dk_test_logits_free(dk_test_logits *r);
 /* max |a - b| over n values, divided by scale; NaN makes it NaN (fails any <= bound) */
 double dk_test_rel_err(const float *a, const float *b, size_t n, float scale);
 
-#define DK_SKIP_IF_NULL(p) do { if ((p) == NULL) return; } while (0)
+#define DK_SKIP_IF_NULL(p)       \
+    do {                         \
+        if ((p) == NULL) return; \
+    } while (0)
 #endif
