@@ -156,11 +156,18 @@ dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, 
     /* the machine is shared: peaks and prefills alternate rep by rep; rep -1 warms caches and scratch */
     for (int rep = -1; rep < reps && !st; rep++) {
         double g = dk_bench_sgemm_gflops(T, k->n_ff, k->n_embd, 3), dt = 0, dtb = 0, pb = 0;
+        double layers_s = 0, conv_s = 0; /* of the f32 prefill (the stats of the last run are overwritten) */
         for (int h = 0; h < (bf16 ? 2 : 1) && !st; h++) { /* f32 and bf16, the order flipping every rep */
             bool in_bf16 = bf16 && ((rep + h) & 1) == 0;
             if ((st = dk_ctx_set_compute(c, in_bf16 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32, e))) break;
             if (in_bf16) pb = dk_compute_bf16_peak(T, k->n_ff, k->n_embd, 3, dk_blas_threads());
             st = dk_bench_prefill_once(c, toks, T, logits, in_bf16 ? &dtb : &dt, e);
+            if (st || in_bf16) continue;
+            const dk_forward_stats *s = dk_ctx_stats(c);
+            for (int l = 0; l < s->n_layer; l++) layers_s += s->layers[l].wall_s;
+            conv_s = s->convert_s;
+            r->flops = dk_flops_total(&s->total);
+            r->per = s->total;
         }
         dk_status s2 = dk_ctx_set_compute(c, DK_COMPUTE_F32, e);
         if (!st) st = s2;
@@ -170,12 +177,8 @@ dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, 
             dk_bench_say(progress, "rep %d: bf16 peak %.1f GFLOP/s, bf16 prefill %.3f s (f32/bf16 %.3f)", rep,
                          pb, dtb, dt / dtb);
         }
-        const dk_forward_stats *s = dk_ctx_stats(c);
-        r->wall[rep] = dt, r->gemm[rep] = g, r->conv_s[rep] = s->convert_s,
-        r->conv_share[rep] = s->convert_s / dt;
-        r->flops = dk_flops_total(&s->total);
-        r->per = s->total;
-        for (int l = 0; l < s->n_layer; l++) r->layers_wall_s += s->layers[l].wall_s / (double)reps;
+        r->wall[rep] = dt, r->gemm[rep] = g, r->conv_s[rep] = conv_s, r->conv_share[rep] = conv_s / dt;
+        r->layers_wall_s += layers_s / (double)reps;
         dk_bench_say(progress, "rep %d: gemm %.1f GFLOP/s, prefill %.3f s = %.1f GFLOP/s", rep, g, dt,
                      (double)r->flops / dt * 1e-9);
     }
