@@ -22,6 +22,24 @@
 
 /* ---- schema migrations: entry i upgrades user_version i to i+1; never edit a shipped one ---- */
 
+/* the columns of view sample_rows common to migrations 1 -> 2 and 2 -> 3 (the SQL text of each
+ * migration stays byte for byte as shipped) */
+#define DK_SAMPLE_ROWS_COLUMNS                                                                              \
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"                      \
+    "  c.task, c.task_options,"                                                                             \
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS "     \
+    "depth,"                                                                                                \
+    "  c.method, c.params,"                                                                                 \
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"                       \
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"                   \
+    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"      \
+    "  s.active_tokens, s.flops_dense, s.flops_method,"                                                     \
+    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"                             \
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"       \
+    "  s.wall_decode_s, s.prediction, s.answers, s.score,"                                                  \
+    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS " \
+    "nll_delta,"
+
 static const char *const dk_store_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE runs ("
@@ -170,39 +188,12 @@ static const char *const dk_store_migrations[] = {
     "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
     "  GROUP BY c.id;"
     "DROP VIEW sample_rows;"
-    "CREATE VIEW sample_rows AS SELECT"
-    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
-    "  c.task, c.task_options,"
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
-    "  c.method, c.params,"
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
-    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
-    "  s.active_tokens, s.flops_dense, s.flops_method,"
-    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
-    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
-    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
-    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS "
-    "nll_delta,"
-    "  s.kl AS kl_first, s.top1 AS top1_first"
+    "CREATE VIEW sample_rows AS SELECT" DK_SAMPLE_ROWS_COLUMNS "  s.kl AS kl_first, s.top1 AS top1_first"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
     /* 2 -> 3: the shared-context key of a sample (issue 14: cluster bootstrap) */
     "ALTER TABLE samples ADD COLUMN context_key TEXT;"
     "DROP VIEW sample_rows;"
-    "CREATE VIEW sample_rows AS SELECT"
-    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
-    "  c.task, c.task_options,"
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
-    "  c.method, c.params,"
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
-    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
-    "  s.active_tokens, s.flops_dense, s.flops_method,"
-    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
-    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
-    "  s.wall_decode_s, s.prediction, s.answers, s.score,"
-    "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS "
-    "nll_delta,"
+    "CREATE VIEW sample_rows AS SELECT" DK_SAMPLE_ROWS_COLUMNS
     "  s.kl AS kl_first, s.top1 AS top1_first, s.context_key"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
     /* 3 -> 4: aggregates of `dashkit analyze` (issue 14) */
