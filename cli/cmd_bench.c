@@ -395,8 +395,9 @@ int dk_cmd_bench(int argc, char **argv) {
             rc = 2;
             goto done;
         }
-        printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nreps: %ld\n", m->name,
-               m->tensor_type, dk_blas_core(), dk_blas_threads(), a.reps);
+        printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\nreps: "
+               "%ld\n",
+               m->name, m->tensor_type, dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout(), a.reps);
         rc = dk_bench_lengths(m, a.lengths, a.n_lengths, reps, a.compute, pol, &pp, a.seed, (int)a.decode);
         goto done;
     }
@@ -413,8 +414,8 @@ int dk_cmd_bench(int argc, char **argv) {
            "%d\nn_ff: %d\nn_vocab: %d\n",
            m->name, m->format_name, m->tensor_type, k->n_layer, k->n_embd, k->n_head, k->n_head_kv, k->n_ff,
            k->n_vocab);
-    printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\n", T, a.reps, dk_blas_core(),
-           dk_blas_threads());
+    printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\n", T, a.reps,
+           dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout());
     fflush(stdout);
     if (dk_bench_prefill(c, toks, T, reps, a.compute == DK_COMPUTE_BF16)) goto done;
     if (pol && dk_bench_halting(c, pol, &pp, toks, T, reps)) goto done;

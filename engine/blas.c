@@ -102,12 +102,17 @@ static void dk_blas_reexec(void) {
 
 /* ---- public ---- */
 
-/* oneDNN (the bf16 backend) runs on libgomp, whose idle workers spin for a while after every
- * primitive by default: on a machine whose cores the context's pool and OpenBLAS need right after
- * that, the spinning steals them (measured: a fifth of a bf16 prefill's CPU time in libgomp).
- * libgomp reads OMP_WAIT_POLICY only when it loads, so it is set with the core fix, before the
- * one re-exec; a user's value (or GOMP_SPINCOUNT) is respected. */
+/* Both libraries' idle workers spin after every call by default: oneDNN's libgomp workers after a
+ * primitive, OpenBLAS's after an sgemm (2^28 cycles, ~0.1 s, calling sched_yield). On a machine
+ * whose cores the context's pool needs right after that (attention tiles, norms, the decode's row
+ * dots), the spinning steals them (measured: a fifth of a bf16 prefill's CPU time in libgomp; an
+ * OpenBLAS worker yielding through a decode that followed a prefill). Both libraries read their
+ * setting only when they load, so it is set with the core fix, before the one re-exec: libgomp
+ * OMP_WAIT_POLICY=PASSIVE, OpenBLAS OPENBLAS_THREAD_TIMEOUT=4 (its least: 2^4 cycles, i.e. sleep
+ * right after the work; a prefill's sgemm calls take milliseconds, a wake-up microseconds). A
+ * user's value (or GOMP_SPINCOUNT) is respected. */
 static int dk_omp_wait_unset(void) { return !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"); }
+static int dk_blas_wait_unset(void) { return !getenv("OPENBLAS_THREAD_TIMEOUT"); }
 
 void dk_blas_init(void) {
     const char *user = getenv("OPENBLAS_CORETYPE");
@@ -122,15 +127,18 @@ void dk_blas_init(void) {
         return;
     }
     const char *best = dk_cpu_best_core();
-    int fix_core = !(user && *user) && best && dk_core_is_generic(core), fix_omp = dk_omp_wait_unset();
-    if (fix_core || fix_omp) {
+    int fix_core = !(user && *user) && best && dk_core_is_generic(core), fix_omp = dk_omp_wait_unset(),
+        fix_blas = dk_blas_wait_unset();
+    if (fix_core || fix_omp || fix_blas) {
         if (fix_core) setenv("OPENBLAS_CORETYPE", best, 1);
         if (fix_omp) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        setenv("DK_BLAS_REEXEC", fix_core ? "core" : "omp", 1);
+        if (fix_blas) setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+        setenv("DK_BLAS_REEXEC", fix_core ? "core" : "wait", 1);
         dk_blas_reexec();
         /* exec failed: carry on as detected */
         if (fix_core) unsetenv("OPENBLAS_CORETYPE");
         if (fix_omp) unsetenv("OMP_WAIT_POLICY");
+        if (fix_blas) unsetenv("OPENBLAS_THREAD_TIMEOUT");
         unsetenv("DK_BLAS_REEXEC");
         dk_blas_note_str = fix_core ? "re-exec failed; running the detected core" : "detected by OpenBLAS";
         return;
@@ -144,6 +152,13 @@ const char *dk_blas_core(void) {
 }
 
 int dk_blas_threads(void) { return openblas_get_num_threads(); }
+
+int dk_blas_thread_timeout(void) {
+    const char *v = getenv("OPENBLAS_THREAD_TIMEOUT");
+    long t = v && *v ? strtol(v, NULL, 10) : 0; /* OpenBLAS: atoi, and <= 0 keeps the default */
+    if (t <= 0) return 28;
+    return t < 4 ? 4 : t > 30 ? 30 : (int)t;
+}
 
 const char *dk_blas_note(void) { return dk_blas_note_str; }
 

@@ -729,6 +729,22 @@ START_TEST(test_cli_bench_dtype) {
     ck_assert_ptr_nonnull(strstr(out, "\ntensor_type: F32\n"));
     ck_assert(dk_test_field(out, "convert_s") == 0);
     free(out);
+    /* OpenBLAS's idle workers sleep right after their work unless the user says otherwise (blas.h);
+     * DK_BLAS_REEXEC unset: this test binary's own re-exec marker would stop the CLI's */
+    snprintf(
+        cmd, sizeof cmd,
+        "env -u OPENBLAS_THREAD_TIMEOUT -u DK_BLAS_REEXEC %s bench --shape llama-tiny --tokens 16 --reps 1",
+        dk_test_cli());
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    ck_assert_msg(dk_test_field(out, "blas_thread_timeout") == 4, "%s", out);
+    free(out);
+    snprintf(
+        cmd, sizeof cmd,
+        "env -u DK_BLAS_REEXEC OPENBLAS_THREAD_TIMEOUT=12 %s bench --shape llama-tiny --tokens 16 --reps 1",
+        dk_test_cli());
+    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+    ck_assert_msg(dk_test_field(out, "blas_thread_timeout") == 12, "%s", out);
+    free(out);
     /* --decode: fused vs whole-matrix decode side by side, ratio last; refused for F32 weights */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2",
              dk_test_cli());
