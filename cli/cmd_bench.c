@@ -69,9 +69,10 @@ static void dk_bench_usage(FILE *f) {
         "                 decode_fused_vs_convert (median of the per-rep ratios); F32 weights are timed\n"
         "                 on the fused path only: decode_tokens_per_s. And the streaming read bandwidth "
         "measured\n"
-        "                 before each rep (best of 3 passes over 512 MiB; median of the reps):\n"
-        "                 stream_read_gbps, decode_bytes_per_token (weights + KV read per token) and\n"
-        "                 decode_vs_bandwidth = bytes/token x tokens/s / bandwidth. On CPUs with "
+        "                 right before and after each rep's fused decode (best of 3 passes over 512 MiB\n"
+        "                 each, their mean; median of the reps): stream_read_gbps,\n"
+        "                 decode_bytes_per_token (weights + KV read per token) and decode_vs_bandwidth =\n"
+        "                 bytes/token x tokens/s / bandwidth (median of the per-rep ratios). On CPUs with "
         "AVX-512F/BW\n"
         "                 and files with Q8_0/Q5_0/Q4_K/Q6_K matrices the fused path also runs on its AVX2\n"
         "                 kernels (same bits) in turn: decode_avx2_tokens_per_s and decode_avx512_vs_avx2\n"
@@ -268,7 +269,7 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
     printf("decode_steps: %d\ndecode_context: %d\n", steps, T);
     printf("decode_tokens_per_s: %.2f\n", tps); /* the default (fused) path */
     printf("stream_read_gbps: %.2f\ndecode_bytes_per_token: %.0f\n", gbps, r.bytes_per_token);
-    printf("decode_vs_bandwidth: %.3f\n", r.bytes_per_token * tps * 1e-9 / gbps);
+    printf("decode_vs_bandwidth: %.3f\n", dk_prefill_median(r.bw_ratio, reps));
     if (r.avx512) {
         printf("decode_avx2_tokens_per_s: %.2f\n", dk_prefill_median(r.avx2, reps));
         printf("decode_avx512_vs_avx2: %.3f\n", dk_prefill_median(r.avx512_ratio, reps));

@@ -64,7 +64,9 @@ typedef struct {
                                         * with AVX-512, models with rows of a type that has such kernels) */
     double avx2[DK_BENCH_MAX_REPS];         /* tokens/s, fused path on AVX2 kernels (avx512 only) */
     double avx512_ratio[DK_BENCH_MAX_REPS]; /* fused / avx2 */
-    double read_gbps[DK_BENCH_MAX_REPS];    /* streaming read bandwidth before the rep, best of 3 passes */
+    double read_gbps[DK_BENCH_MAX_REPS];    /* streaming read bandwidth around the rep's fused decode:
+                                               the mean of the best of 3 passes before and after it */
+    double bw_ratio[DK_BENCH_MAX_REPS];     /* bytes/token x fused tokens/s / read_gbps of the same rep */
     double bytes_per_token;                 /* weights + KV read by one step at the steps' mean context */
 } dk_bench_decode_result;
 

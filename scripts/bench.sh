@@ -19,7 +19,8 @@
 # The machine is shared: run under nice, read the ratios, not the absolute numbers.
 # DK_BENCH_TOKENS / DK_BENCH_REPS / DK_BENCH_THREADS override the defaults (2048 tokens, 3 reps,
 # OpenBLAS's thread count); DK_BENCH_SWEEP_TOKENS the sweep's chunk (1024); DK_BENCH_DECODE_STEPS
-# the decode steps per path and rep (2; each step reads every weight once, ~1 GB in BF16);
+# the decode steps per path and rep (2 in the BF16 section, 16 per file type after the 512-token
+# prompt; each step reads every weight once, ~1 GB in BF16);
 # DK_BENCH_LENGTHS the lengths of (6) (2048,8192,16384,32768: a 32K prefill of the 0.5B shape is
 # ~80 TFLOP, tens of minutes on 2 busy cores; one rep per length).
 set -euo pipefail
@@ -48,7 +49,7 @@ echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights, an
 nice ./dashkit bench --shape qwen2-0.5b --dtype bf16 --tokens 16 --reps 5 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-2}"
 echo "== decode per file type after a 512-token prompt: achieved bytes/s over the streaming read bandwidth (decode_vs_bandwidth_TYPE)"
 for dt in ${DK_BENCH_DECODE_TYPES:-f32 f16 bf16 q8_0 q5_0}; do
-    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-4}" 2>/dev/null)
+    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
     T_=$(tr a-z A-Z <<<"$dt")
     awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth|decode_avx2_tokens_per_s|decode_avx512_vs_avx2)$/ {print $1 "_" t ": " $2}' <<<"$out"
 done

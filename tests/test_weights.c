@@ -766,6 +766,13 @@ START_TEST(test_cli_bench_dtype) {
     ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
     ck_assert_msg(dk_test_field(out, "decode_tokens_per_s") > 0 && !strstr(out, "decode_fused_vs_convert"),
                   "%s", out);
+    /* one rep: decode_vs_bandwidth is that rep's bytes x tokens/s over its bandwidth (%.3f of
+     * %.0f x %.2f / %.2f) */
+    double bpt = dk_test_field(out, "decode_bytes_per_token"),
+           tps = dk_test_field(out, "decode_tokens_per_s"), bw = dk_test_field(out, "stream_read_gbps"),
+           vb = dk_test_field(out, "decode_vs_bandwidth");
+    double want = bpt * tps * 1e-9 / bw, tol2 = 0.0005 + want * (0.005 / tps + 0.005 / bw) + 1e-9;
+    ck_assert_msg(bw > 0 && fabs(vb - want) <= tol2, "decode_vs_bandwidth %g, want %g:\n%s", vb, want, out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype iq2_xxs 2>&1", dk_test_cli());
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
