@@ -113,6 +113,12 @@ void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg) {
     pthread_mutex_unlock(&p->mu);
     dk_pool_work(p, (uint32_t)g, fn, arg, n_tasks, 0);
     if (atomic_load(&p->finished) == n_tasks) return; /* nothing left in progress */
+    /* a worker is finishing its last task: in decode that is microseconds away, less than a sleep
+     * and a wake-up through the kernel cost; poll for as long as the workers do before sleeping */
+    double t0 = dk_time_now_s();
+    for (int i = 0; atomic_load(&p->finished) < n_tasks; i++)
+        if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
+    if (atomic_load(&p->finished) == n_tasks) return;
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->finished) < n_tasks) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
