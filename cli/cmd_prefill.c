@@ -183,13 +183,7 @@ typedef struct {
 static void dk_prefill_cmp_free(dk_prefill_cmp *c) {
     dk_prefill_result_free(&c->rd);
     dk_prefill_result_free(&c->rm);
-    free(c->wd);
-    free(c->wm);
-    free(c->ans_d);
-    free(c->ans_m);
-    free(c->ctx);
-    free(c->q);
-    free(c->text);
+    DK_FREE_ALL(c->wd, c->wm, c->ans_d, c->ans_m, c->ctx, c->q, c->text);
     dk_ctx_free(c->cd);
     dk_ctx_free(c->cm);
     dk_model_free(c->m);

@@ -436,13 +436,7 @@ dk_status dk_policy_run_create(const dk_policy *p, const dk_policy_params *pp, i
 
 void dk_policy_run_free(dk_policy_run *r) {
     if (!r) return;
-    free(r->decide);
-    free(r->stats);
-    free(r->score);
-    free(r->tmp);
-    free(r->order);
-    free(r->keep);
-    free(r->probe);
+    DK_FREE_ALL(r->decide, r->stats, r->score, r->tmp, r->order, r->keep, r->probe);
     free(r);
 }
 

@@ -10,11 +10,7 @@
 
 void dk_prefill_result_free(dk_prefill_result *r) {
     if (!r) return;
-    free(r->layers);
-    free(r->policy);
-    free(r->active);
-    free(r->ctx_logits);
-    free(r->q_logits);
+    DK_FREE_ALL(r->layers, r->policy, r->active, r->ctx_logits, r->q_logits);
     memset(r, 0, sizeof *r);
 }
 

@@ -62,22 +62,9 @@ void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id) {
 
 void dk_tokenizer_free(dk_tokenizer *t) {
     if (!t) return;
-    free(t->blob);
-    free(t->off);
-    free(t->len);
-    free(t->dblob);
-    free(t->doff);
-    free(t->dlen);
-    free(t->scores);
-    free(t->types);
-    free(t->byte_val);
-    free(t->all.slots);
-    free(t->merge.slots);
-    free(t->user.slots);
-    free(t->pairs.keys);
-    free(t->pairs.rank);
-    free(t->pairs.id);
-    free(t->special.slots);
+    DK_FREE_ALL(t->blob, t->off, t->len, t->dblob, t->doff, t->dlen, t->scores, t->types, t->byte_val,
+                t->all.slots, t->merge.slots, t->user.slots, t->pairs.keys, t->pairs.rank, t->pairs.id,
+                t->special.slots);
     free(t);
 }
 

@@ -625,12 +625,7 @@ dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     if (add_bos && !dk_ids_push(&x.out, t->bos)) st = DK_ERR_NOMEM;
     if (!st) st = dk_bpe_walk(t, text, len, &c, dk_bpe_encode_chunk, &x);
     if (!st && x.out.n > (size_t)INT32_MAX) st = DK_ERR_NOMEM;
-    free(c.cp);
-    free(c.off);
-    free(c.cl);
-    free(x.w.id);
-    free(x.w.prev);
-    free(x.w.next);
+    DK_FREE_ALL(c.cp, c.off, c.cl, x.w.id, x.w.prev, x.w.next);
     dk_heap_free(&x.w.heap);
     free(x.w.mapped);
     if (st) {

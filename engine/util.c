@@ -1,4 +1,4 @@
-/* util.c — clock, argmax, growable string, binary heap (util.h). */
+/* util.c — clock, argmax, free list, growable string, binary heap (util.h). */
 #include "util.h"
 #include <math.h>
 #include <stdarg.h>
@@ -29,6 +29,10 @@ int dk_argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+void dk_free_all_n(void *const *ptrs, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
 }
 
 /* ---- growable string ---- */

@@ -1,6 +1,6 @@
 /* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
- * string, a binary heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and
- * cli/ use it too. */
+ * string, a binary heap, argmax, freeing a list of pointers. Bottom of the engine (depends on
+ * nothing but libc), so eval/ and cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
@@ -13,6 +13,14 @@ void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *ou
 
 /* Index of the largest of x[0..n) (n >= 1), the first one on ties. */
 int dk_argmax(const float *x, int n);
+
+/* free() each of ptrs[0..n) (NULL ones included, as free does). */
+void dk_free_all_n(void *const *ptrs, size_t n);
+/* DK_FREE_ALL(a->x, a->y, ...): free() each argument, in order; the arguments are read before
+ * the first free, so the struct holding them may be the last one. A const-qualified pointer
+ * needs an explicit (void *) cast. */
+#define DK_FREE_ALL(...) \
+    dk_free_all_n((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
 
 /* ---- growable string ----
  * s is NUL-terminated after every append (NULL before the first). After a failed allocation oom

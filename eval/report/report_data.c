@@ -11,55 +11,25 @@
 /* ---- loading ---- */
 
 void rep_data_free(rep_data *d) {
-    free(d->run_name);
-    free(d->config_path);
-    free(d->config_hash);
-    free(d->git_rev);
-    free(d->host);
-    free(d->cpu);
-    free(d->blas_core);
-    free(d->command);
+    DK_FREE_ALL(d->run_name, d->config_path, d->config_hash, d->git_rev, d->host, d->cpu, d->blas_core,
+                d->command);
     for (size_t i = 0; i < d->n_models; i++) {
-        free(d->models[i].sha);
-        free(d->models[i].path);
-        free(d->models[i].label);
-        free(d->models[i].slug);
-        free(d->models[i].arch);
+        DK_FREE_ALL(d->models[i].sha, d->models[i].path, d->models[i].label, d->models[i].slug,
+                    d->models[i].arch);
     }
     for (size_t i = 0; i < d->n_tasks; i++) {
         free(d->tasks[i].name);
         free(d->tasks[i].slug);
     }
     for (size_t i = 0; i < d->n_settings; i++) {
-        free(d->settings[i].method);
-        free(d->settings[i].params);
-        free(d->settings[i].label);
-        free(d->settings[i].slug);
+        DK_FREE_ALL(d->settings[i].method, d->settings[i].params, d->settings[i].label, d->settings[i].slug);
     }
     for (size_t i = 0; i < d->n_cells_loaded; i++) {
         rep_cell *c = &d->cells[i];
-        free(c->options);
-        free(c->task_key);
-        free(c->score);
-        free(c->wd);
-        free(c->wm);
-        free(c->fd);
-        free(c->fm);
-        free(c->kl);
-        free(c->top1);
-        free(c->nll);
-        free(c->ctx);
-        free(c->sid);
-        free(c->cl);
-        free(c->active);
-        free(c->dmin);
-        free(c->dmed);
-        free(c->dmax);
+        DK_FREE_ALL(c->options, c->task_key, c->score, c->wd, c->wm, c->fd, c->fm, c->kl, c->top1, c->nll,
+                    c->ctx, c->sid, c->cl, c->active, c->dmin, c->dmed, c->dmax);
     }
-    free(d->models);
-    free(d->tasks);
-    free(d->settings);
-    free(d->cells);
+    DK_FREE_ALL(d->models, d->tasks, d->settings, d->cells);
     memset(d, 0, sizeof *d);
 }
 

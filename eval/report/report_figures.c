@@ -53,11 +53,7 @@ static dk_status rep_frontier_points(const rep_data *d, int mi, int ti, rep_poin
            *y = malloc((n + 1) * sizeof *y);
     int *fw = malloc((n + 1) * sizeof *fw), *ff = malloc((n + 1) * sizeof *ff);
     if (!x || !xf || !y || !fw || !ff) {
-        free(x);
-        free(xf);
-        free(y);
-        free(fw);
-        free(ff);
+        DK_FREE_ALL(x, xf, y, fw, ff);
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -72,11 +68,7 @@ static dk_status rep_frontier_points(const rep_data *d, int mi, int ti, rep_poin
         pts[i].front_wall = fw[i];
         pts[i].front_flops = ff[i];
     }
-    free(x);
-    free(xf);
-    free(y);
-    free(fw);
-    free(ff);
+    DK_FREE_ALL(x, xf, y, fw, ff);
     *pts_out = pts;
     *n_out = n;
     return DK_OK;
@@ -674,10 +666,7 @@ dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *
     st = rep_gp_commit(o, &m, stem, e);
 done:
     rep_mem_drop(&m);
-    free(kx);
-    free(sy);
-    free(ax);
-    free(ay);
+    DK_FREE_ALL(kx, sy, ax, ay);
     return st;
 }
 /* ---- stability vs redundancy: the figures and Markdown of one analysis (analyze.h) ---- */

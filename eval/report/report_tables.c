@@ -182,10 +182,7 @@ done:
 void rep_paper_free(rep_paper *p) {
     for (size_t i = 0; i < p->n_cols; i++) free(p->cols[i]);
     for (size_t i = 0; i < p->n_rows * p->n_cols; i++) free(p->cells[i]);
-    free(p->cols);
-    free(p->cells);
-    free(p->is_task);
-    free(p->path);
+    DK_FREE_ALL(p->cols, p->cells, p->is_task, p->path);
     memset(p, 0, sizeof *p);
 }
 

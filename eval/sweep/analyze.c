@@ -23,10 +23,7 @@ void dk_analyze_opts_default(dk_analyze_opts *o) {
 
 void dk_attn_profile_free(dk_attn_profile *p) {
     if (!p) return;
-    free(p->delta);
-    free(p->rel);
-    free(p->mass);
-    free(p->recv);
+    DK_FREE_ALL(p->delta, p->rel, p->mass, p->recv);
     memset(p, 0, sizeof *p);
 }
 
@@ -428,15 +425,7 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
 done:
     for (int l = 0; pool_d && l < L; l++) free(pool_d[l]);
     for (int l = 0; pool_r && l < L; l++) free(pool_r[l]);
-    free(pool_d);
-    free(pool_r);
-    free(n_sp);
-    free(n_rec);
-    free(keep);
-    free(keep_at);
-    free(later);
-    free(dl);
-    free(rl);
+    DK_FREE_ALL(pool_d, pool_r, n_sp, n_rec, keep, keep_at, later, dl, rl);
     dk_attn_profile_free(&prof);
     dk_eval_prompt_free(&pr);
     dk_ctx_free(c);

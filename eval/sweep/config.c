@@ -810,11 +810,6 @@ void dk_config_free(dk_config *cfg) {
         free(cfg->methods[i].name);
         free(cfg->methods[i].params);
     }
-    free(cfg->methods);
-    free(cfg->path);
-    free(cfg->text);
-    free(cfg->name);
-    free(cfg->description);
-    free(cfg->chat);
+    DK_FREE_ALL(cfg->methods, cfg->path, cfg->text, cfg->name, cfg->description, cfg->chat);
     free(cfg);
 }

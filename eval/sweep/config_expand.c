@@ -33,12 +33,7 @@ static void dk_grid_free(dk_grid *g) {
         if (g->vals) free(g->vals[k]);
         if (g->kcanon) free(g->kcanon[k]);
     }
-    free(g->keys);
-    free(g->vals);
-    free(g->cnt);
-    free(g->kcanon);
-    free(g->vcanon);
-    free(g->sorted);
+    DK_FREE_ALL(g->keys, g->vals, g->cnt, g->kcanon, g->vcanon, g->sorted);
     memset(g, 0, sizeof *g);
 }
 
@@ -263,13 +258,7 @@ done:
         for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]);
         free(mgrid[i]);
     }
-    free(tgrid);
-    free(mgrid);
-    free(nt);
-    free(nm);
-    free(hashes);
-    free(order);
-    free(keep);
+    DK_FREE_ALL(tgrid, mgrid, nt, nm, hashes, order, keep);
     return st;
 }
 

@@ -213,14 +213,7 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
 
 void dk_eval_result_free(dk_eval_result *r) {
     if (!r) return;
-    free(r->active);
-    free(r->layers);
-    free(r->policy);
-    free(r->delta);
-    free(r->gen);
-    free(r->prediction);
-    free(r->logits);
-    free(r->gold);
+    DK_FREE_ALL(r->active, r->layers, r->policy, r->delta, r->gen, r->prediction, r->logits, r->gold);
     memset(r, 0, sizeof *r);
 }
 

@@ -10,15 +10,8 @@ const double dk_analysis_q[DK_ANALYSIS_NQ] = {0.01, 0.10, 0.25, 0.50, 0.75, 0.90
 
 void dk_analysis_free(dk_analysis *a) {
     if (!a) return;
-    free(a->model_path);
-    free(a->task);
-    free(a->task_options);
-    free(a->delta_q);
-    free(a->rel_q);
-    free(a->received_mean);
-    free(a->received_spearman);
-    free(a->recall);
-    free(a->overlap);
+    DK_FREE_ALL(a->model_path, a->task, a->task_options, a->delta_q, a->rel_q, a->received_mean,
+                a->received_spearman, a->recall, a->overlap);
     memset(a, 0, sizeof *a);
 }
 

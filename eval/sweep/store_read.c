@@ -56,16 +56,8 @@ static void dk_runs_free_v(void *r, size_t n) { dk_store_runs_free(r, n); }
 
 void dk_store_runs_free(dk_store_run *r, size_t n) {
     for (size_t i = 0; r && i < n; i++) {
-        free(r[i].name);
-        free(r[i].config_path);
-        free(r[i].config_text);
-        free(r[i].config_hash);
-        free(r[i].git_rev);
-        free(r[i].host);
-        free(r[i].cpu);
-        free(r[i].blas_core);
-        free(r[i].command);
-        free(r[i].shard);
+        DK_FREE_ALL(r[i].name, r[i].config_path, r[i].config_text, r[i].config_hash, r[i].git_rev, r[i].host,
+                    r[i].cpu, r[i].blas_core, r[i].command, r[i].shard);
     }
     free(r);
 }
@@ -166,11 +158,7 @@ dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_sta
 
 void dk_store_failed_cells_free(dk_store_failed_cell *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].task);
-        free(c[i].task_options);
-        free(c[i].method);
-        free(c[i].params);
-        free(c[i].error);
+        DK_FREE_ALL(c[i].task, c[i].task_options, c[i].method, c[i].params, c[i].error);
     }
     free(c);
 }
@@ -200,15 +188,8 @@ dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_faile
 
 void dk_store_cell_rows_free(dk_store_cell_row *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].model_sha256);
-        free(c[i].model_path);
-        free(c[i].model_arch);
-        free(c[i].task);
-        free(c[i].task_options);
-        free(c[i].task_key);
-        free(c[i].method);
-        free(c[i].params);
-        free(c[i].state);
+        DK_FREE_ALL(c[i].model_sha256, c[i].model_path, c[i].model_arch, c[i].task, c[i].task_options,
+                    c[i].task_key, c[i].method, c[i].params, c[i].state);
     }
     free(c);
 }

@@ -486,13 +486,7 @@ static int difflib_init(difflib_sm *m, const uint32_t *a, size_t na, const uint3
 }
 
 static void difflib_free(difflib_sm *m) {
-    free(m->pos);
-    free(m->grp_start);
-    free(m->grp_chr);
-    free(m->j2len);
-    free(m->newj2len);
-    free(m->touched);
-    free(m->ntouched);
+    DK_FREE_ALL(m->pos, m->grp_start, m->grp_chr, m->j2len, m->newj2len, m->touched, m->ntouched);
 }
 
 static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, size_t bhi, size_t *bi,

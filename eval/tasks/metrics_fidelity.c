@@ -135,9 +135,6 @@ double dk_metric_spearman(const double *x, const double *y, size_t n) {
     }
     if (sxx > 0 && syy > 0) out = sxy / sqrt(sxx * syy);
 done:
-    free(xs);
-    free(ys);
-    free(rx);
-    free(ry);
+    DK_FREE_ALL(xs, ys, rx, ry);
     return out;
 }

@@ -370,10 +370,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     double *pos = calloc((size_t)nvar, sizeof(double));
     int *own = calloc((size_t)nvar, sizeof(int));
     if (!pos || !own) {
-        free(pos);
-        free(own);
-        free(vars);
-        free(vals);
+        DK_FREE_ALL(pos, own, vars, vals);
         return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < nvar; i++) pos[i] = rng_unit(r);
@@ -387,10 +384,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     rng_shuffle(r, own, nvar);
     int next[64] = {0};
     if (nc > 64) {
-        free(pos);
-        free(own);
-        free(vars);
-        free(vals);
+        DK_FREE_ALL(pos, own, vars, vals);
         return dk_fail(e, DK_ERR_ARG, "chains: at most 64");
     }
     for (int i = 0; i < nvar; i++) {
@@ -404,10 +398,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     }
     for (int h = 0; h <= nh; h++) sp->ans[sp->n_ans++] = xstrdup(vars[h], oom);
     snprintf(sp->query, sizeof sp->query, "%s", vals[0]);
-    free(pos);
-    free(own);
-    free(vars);
-    free(vals);
+    DK_FREE_ALL(pos, own, vars, vals);
     return DK_OK;
 }
 
