@@ -283,6 +283,19 @@ void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v) { /* < 0 = unknown */
     else sqlite3_bind_int64(st, i, v);
 }
 
+void dk_sql_bind_all(sqlite3_stmt *st, int first, const dk_sql_val *v, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        int i = first + (int)k;
+        switch (v[k].kind) {
+        case DK_SQL_VAL_TEXT: dk_sql_bind_text(st, i, v[k].v.t); break;
+        case DK_SQL_VAL_INT: sqlite3_bind_int64(st, i, v[k].v.i); break;
+        case DK_SQL_VAL_DOUBLE: sqlite3_bind_double(st, i, v[k].v.d); break;
+        case DK_SQL_VAL_REAL: dk_sql_bind_real(st, i, v[k].v.d); break;
+        case DK_SQL_VAL_KNOWN: dk_sql_bind_known(st, i, v[k].v.i); break;
+        }
+    }
+}
+
 char *dk_sql_strdup(const unsigned char *s) {
     if (!s) return NULL;
     size_t n = strlen((const char *)s) + 1;

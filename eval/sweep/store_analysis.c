@@ -55,10 +55,8 @@ static int dk_decile_fill(sqlite3_stmt *q, dk_analysis *a) {
 }
 
 static void dk_recall_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
-    dk_sql_bind_text(q, 2, a->recall[k].method);
-    dk_sql_bind_real(q, 3, a->recall[k].rho);
-    dk_sql_bind_real(q, 4, a->recall[k].recall);
-    dk_sql_bind_real(q, 5, a->recall[k].kept_frac);
+    DK_SQL_BIND(q, 2, DK_V_TEXT(a->recall[k].method), DK_V_REAL(a->recall[k].rho),
+                DK_V_REAL(a->recall[k].recall), DK_V_REAL(a->recall[k].kept_frac));
 }
 
 static int dk_recall_fill(sqlite3_stmt *q, dk_analysis *a) {
@@ -153,19 +151,11 @@ static dk_status dk_analysis_head_put(dk_store *s, dk_analysis *a, dk_err *err) 
         " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
         &q, err);
     if (rc) return rc;
-    dk_sql_bind_known(q, 1, a->run_id > 0 ? a->run_id : -1);
-    dk_sql_bind_text(q, 2, a->model_sha256);
-    dk_sql_bind_text(q, 3, a->model_path);
-    dk_sql_bind_text(q, 4, a->task);
-    dk_sql_bind_text(q, 5, a->task_options);
-    sqlite3_bind_int(q, 6, a->n_samples);
-    sqlite3_bind_int(q, 7, a->n_layer);
-    dk_sql_bind_real(q, 8, a->ls);
-    sqlite3_bind_int(q, 9, a->ls_layer);
-    dk_sql_bind_real(q, 10, a->rho);
-    dk_sql_bind_real(q, 11, a->delta_received_spearman);
     a->created_at = dk_store_now();
-    sqlite3_bind_double(q, 12, a->created_at);
+    DK_SQL_BIND(q, 1, DK_V_KNOWN(a->run_id > 0 ? a->run_id : -1), DK_V_TEXT(a->model_sha256),
+                DK_V_TEXT(a->model_path), DK_V_TEXT(a->task), DK_V_TEXT(a->task_options),
+                DK_V_INT(a->n_samples), DK_V_INT(a->n_layer), DK_V_REAL(a->ls), DK_V_INT(a->ls_layer),
+                DK_V_REAL(a->rho), DK_V_REAL(a->delta_received_spearman), DK_V_DOUBLE(a->created_at));
     if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert analysis");
     else a->id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(q);
@@ -262,12 +252,8 @@ dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id,
                                   " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1",
                                   &q, err);
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(q, 1, a->model_sha256);
-    dk_sql_bind_text(q, 2, a->task);
-    dk_sql_bind_text(q, 3, a->task_options);
-    sqlite3_bind_int(q, 4, a->n_samples);
-    sqlite3_bind_double(q, 5, a->ls);
-    sqlite3_bind_double(q, 6, a->rho);
+    DK_SQL_BIND(q, 1, DK_V_TEXT(a->model_sha256), DK_V_TEXT(a->task), DK_V_TEXT(a->task_options),
+                DK_V_INT(a->n_samples), DK_V_DOUBLE(a->ls), DK_V_DOUBLE(a->rho));
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
     else if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "find analysis");
