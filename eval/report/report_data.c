@@ -11,8 +11,7 @@
 /* ---- loading ---- */
 
 void rep_data_free(rep_data *d) {
-    DK_FREE_ALL(d->run_name, d->config_path, d->config_hash, d->git_rev, d->host, d->cpu, d->blas_core,
-                d->command);
+    dk_store_runs_free(d->runs, d->n_runs);
     for (size_t i = 0; i < d->n_models; i++) {
         DK_FREE_ALL(d->models[i].sha, d->models[i].path, d->models[i].label, d->models[i].slug,
                     d->models[i].arch);
@@ -200,26 +199,15 @@ static dk_status rep_load_run(dk_store *s, int64_t run, rep_data *d, dk_err *e) 
                          (long long)run, (long long)runs[0].id, (long long)runs[n - 1].id);
         else st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run (the store has no runs yet)", (long long)run);
     }
-    if (st == DK_OK) {
-        d->run_id = run;
-        d->run_name = r->name;
-        d->config_path = r->config_path;
-        d->config_hash = r->config_hash;
-        d->git_rev = r->git_rev;
-        d->host = r->host;
-        d->cpu = r->cpu;
-        d->blas_core = r->blas_core;
-        d->command = r->command;
-        r->name = r->config_path = r->config_hash = r->git_rev = r->host = r->cpu = r->blas_core =
-            r->command = NULL;
-        d->threads = r->threads;
-        d->workers = r->workers;
-        d->n_cells = r->n_cells;
-        d->started_at = r->started_at;
-        d->finished_at = r->finished_at;
+    if (st != DK_OK) {
+        dk_store_runs_free(runs, n);
+        return st;
     }
-    dk_store_runs_free(runs, n);
-    return st;
+    d->run_id = run;
+    d->runs = runs;
+    d->n_runs = n;
+    d->run = r;
+    return DK_OK;
 }
 
 dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e) {

@@ -59,9 +59,9 @@ typedef struct {
 typedef struct {
     dk_store *store;
     int64_t run_id;
-    char *run_name, *config_path, *config_hash, *git_rev, *host, *cpu, *blas_core, *command;
-    int64_t threads, workers, n_cells;
-    double started_at, finished_at;
+    dk_store_run *runs; /* the store's runs, read once */
+    size_t n_runs;
+    const dk_store_run *run; /* the one reported (in runs): its name and provenance */
     rep_model *models;
     size_t n_models;
     rep_task *tasks;
