@@ -158,7 +158,8 @@ dk_status rep_comparisons(const rep_data *d, int mi, rep_cmps *out, dk_err *e);
 void rep_draw(rep_out *o);
 dk_status rep_queue_fig(rep_out *o, const char *stem, dk_err *e);
 dk_status rep_gp_commit(rep_out *o, rep_mem *gp, const char *stem, dk_err *e);
-void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat);
+void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat,
+                 const char *title);
 void rep_gp_tail(FILE *f, const rep_out *o);
 void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r);
 
