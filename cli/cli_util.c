@@ -76,6 +76,27 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
 
 /* ---- arguments ---- */
 
+bool dk_cli_task_opt_add(const char *cmd, char *v, dk_task_kv *kv, int *nkv, int max) {
+    char *eq = strchr(v, '=');
+    if (!eq || eq == v) {
+        fprintf(stderr, "dashkit %s: --opt: expected KEY=VALUE, got '%s'\n", cmd, dk_cli_esc(v));
+        return false;
+    }
+    if (*nkv == max) {
+        fprintf(stderr, "dashkit %s: more than %d --opt options\n", cmd, max);
+        return false;
+    }
+    *eq = 0;
+    kv[(*nkv)++] = (dk_task_kv){v, eq + 1};
+    return true;
+}
+
+bool dk_cli_model_task_given(const char *cmd, const char *model, const char *task) {
+    if (!model) fprintf(stderr, "dashkit %s: missing MODEL (see --help)\n", cmd);
+    else if (!task) fprintf(stderr, "dashkit %s: missing --task NAME (see 'dashkit tasks')\n", cmd);
+    return model && task;
+}
+
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot) {
     if (a[0] == '-' && a[1]) {
         fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", cmd, dk_cli_esc(a));

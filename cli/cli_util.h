@@ -42,6 +42,16 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* --opt KEY=VALUE: v split in place at '=' into kv[*nkv] (room for max). On error prints "dashkit
+ * CMD: --opt: expected KEY=VALUE, got 'V'" or "dashkit CMD: more than MAX --opt options" and returns
+ * false (a usage error: exit 2). */
+bool dk_cli_task_opt_add(const char *cmd, char *v, dk_task_kv *kv, int *nkv, int max);
+
+/* Whether the MODEL argument and --task NAME were both given; false after printing "dashkit CMD:
+ * missing MODEL (see --help)" or "dashkit CMD: missing --task NAME (see 'dashkit tasks')" (a usage
+ * error: exit 2). */
+bool dk_cli_model_task_given(const char *cmd, const char *model, const char *task);
+
 /* The samples of task (options kv[0..nkv), at most n) tokenized by tok into *set: -1 when there
  * are some; else the exit status after printing "dashkit CMD: ..." (2 for a bad option, 1 for any
  * other failure or no samples). */

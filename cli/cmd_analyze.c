@@ -73,19 +73,9 @@ static bool dk_analyze_parse_opt(dk_analyze_args *x, const char *a, char *v) {
     else if (!strcmp(a, "--db")) x->db = v;
     else if (!strcmp(a, "--out")) x->out = v;
     else if (!strcmp(a, "--seed")) x->seed = v;
-    else if (!strcmp(a, "--opt")) {
-        char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
-            fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", v);
-            return false;
-        }
-        if (x->nkv == DK_ANALYZE_MAX_OPTS) {
-            fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS);
-            return false;
-        }
-        *eq = 0;
-        x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
-    } else if (!strcmp(a, "-n")) {
+    else if (!strcmp(a, "--opt"))
+        return dk_cli_task_opt_add("analyze", v, x->kv, &x->nkv, DK_ANALYZE_MAX_OPTS);
+    else if (!strcmp(a, "-n")) {
         if (!dk_analyze_parse_num(v, 1, 100000, &x->n_samples) || x->n_samples != floor(x->n_samples)) {
             fprintf(stderr, "dashkit analyze: -n '%s' is not an integer in 1..100000\n", v);
             return false;
@@ -135,15 +125,7 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
             if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
         } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;
     }
-    if (!x->model_path) {
-        fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n");
-        return 2;
-    }
-    if (!x->task_name) {
-        fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n");
-        return 2;
-    }
-    return -1;
+    return dk_cli_model_task_given("analyze", x->model_path, x->task_name) ? -1 : 2;
 }
 
 /* The task options as canonical JSON (string values), for the store; malloc'd, NULL when out of memory. */

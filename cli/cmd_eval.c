@@ -125,19 +125,8 @@ static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_pa
             fprintf(stderr, "dashkit eval: --chat: %s\n", ce.msg);
             return false;
         }
-    } else if (!strcmp(a, "--opt")) {
-        char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
-            fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(v));
-            return false;
-        }
-        if (x->nkv == DK_EVAL_MAX_OPTS) {
-            fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS);
-            return false;
-        }
-        *eq = 0;
-        x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
-    } else if (!strcmp(a, "-n")) {
+    } else if (!strcmp(a, "--opt")) return dk_cli_task_opt_add("eval", v, x->kv, &x->nkv, DK_EVAL_MAX_OPTS);
+    else if (!strcmp(a, "-n")) {
         if (!dk_eval_parse_int(v, 1, 1000000, &x->n_samples)) {
             fprintf(stderr, "dashkit eval: -n '%s' is not an integer in 1..1000000\n", dk_cli_esc(v));
             return false;
@@ -173,15 +162,7 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
         } else if (!dk_cli_positional("eval", a, &x->model_path)) return 2;
     }
-    if (!x->model_path) {
-        fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n");
-        return 2;
-    }
-    if (!x->task_name) {
-        fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n");
-        return 2;
-    }
-    return -1;
+    return dk_cli_model_task_given("eval", x->model_path, x->task_name) ? -1 : 2;
 }
 
 /* --seed S as the task's seed option (tasks without one ignore it). false: the error line is printed. */
