@@ -188,16 +188,6 @@ static double dk_analyze_quantile(const float *v, size_t n, double q) {
     return v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]);
 }
 
-typedef struct {
-    double v;
-    int i;
-} dk_analyze_item;
-static int dk_analyze_cmp_item(const void *a, const void *b) {
-    const dk_analyze_item *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return x->i - y->i;
-}
-
 static int dk_analyze_find_rho(const dk_analyze_opts *o, const double *grid, int ng, double rho) {
     for (int i = 0; i < ng; i++)
         if (fabs(grid[i] - rho) < 1e-12) return i;
@@ -331,26 +321,25 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
                 n_drs++;
             }
             /* deciles of Δ at l_s within the sample */
-            dk_analyze_item *it = malloc((size_t)n * sizeof *it);
-            if (!it) {
+            size_t *ord = malloc((size_t)n * sizeof *ord);
+            if (!ord) {
                 st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
                 goto done;
             }
-            for (int j = 0; j < n; j++) it[j] = (dk_analyze_item){dl[j], j};
-            qsort(it, (size_t)n, sizeof *it, dk_analyze_cmp_item);
+            dk_metric_argsort(dl, (size_t)n, ord);
             for (int q = 0; q < 10; q++) {
                 int j0 = (int)((int64_t)q * n / 10), j1 = (int)((int64_t)(q + 1) * n / 10);
                 if (j1 <= j0) continue;
                 double sd = 0, sr = 0;
                 for (int t = j0; t < j1; t++) {
-                    sd += it[t].v;
-                    sr += later[it[t].i];
+                    sd += dl[ord[t]];
+                    sr += later[ord[t]];
                 }
                 a->decile_delta[q] += sd / (j1 - j0);
                 a->decile_received[q] += sr / (j1 - j0);
                 n_dec[q]++;
             }
-            free(it);
+            free(ord);
         }
         /* kept sets per method and rho: recall, and overlaps at the requested rho */
         free(keep);
