@@ -116,25 +116,6 @@ bool dk_cli_piece_printable(const char *piece, size_t len) {
     return !(len == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0])));
 }
 
-char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad) {
-    size_t cap = 1 << 16, n = 0, r;
-    char *s = malloc(cap);
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n < 2) {
-            char *t = realloc(s, cap *= 2);
-            if (!t) {
-                free(s);
-                s = NULL;
-            } else s = t;
-        }
-    }
-    *bad = ferror(f);
-    if (s) s[n] = 0;
-    *len = n;
-    return s;
-}
-
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     bool in = !strcmp(path, "-");
     FILE *f = in ? stdin : fopen(path, "rb");
@@ -144,7 +125,7 @@ char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     }
     size_t n;
     bool bad;
-    char *s = dk_cli_read_stream(f, &n, &bad);
+    char *s = dk_read_stream(f, 0, &n, &bad);
     if (!in) fclose(f);
     if (!s || bad) {
         dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory");

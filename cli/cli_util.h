@@ -85,9 +85,6 @@ bool dk_cli_piece_printable(const char *piece, size_t len);
 
 /* ---- input ---- */
 
-/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory.
- * *bad: the stream had a read error. */
-char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad);
 /* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
  * a DK_ERR_IO error naming the file. */
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);

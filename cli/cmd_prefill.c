@@ -60,7 +60,7 @@ static char *dk_read_text(const char *path, dk_err *e) {
     }
     size_t n;
     bool bad;
-    char *s = dk_cli_read_stream(f, &n, &bad);
+    char *s = dk_read_stream(f, 0, &n, &bad);
     fclose(f);
     if (!s || bad) {
         free(s);

@@ -1,10 +1,11 @@
 /* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
- * string, a binary heap, argmax, freeing a list of pointers. Bottom of the engine (depends on
+ * string, a binary heap, argmax, freeing a list of pointers, reading a whole stream. Bottom of the engine (depends on
  * nothing but libc), so eval/ and cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
 double dk_time_now_s(void);
@@ -21,6 +22,10 @@ void dk_free_all_n(void *const *ptrs, size_t n);
  * needs an explicit (void *) cast. */
 #define DK_FREE_ALL(...) \
     dk_free_all_n((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
+
+/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory or
+ * when it reaches max bytes (0: no limit). *bad: the stream had a read error. */
+char *dk_read_stream(FILE *f, size_t max, size_t *len, bool *bad);
 
 /* ---- growable string ----
  * s is NUL-terminated after every append (NULL before the first). After a failed allocation oom

@@ -6,6 +6,7 @@
 #include "method.h"
 #include "policy.h"
 #include "task.h"
+#include "util.h"
 
 #include <pthread.h>
 
@@ -763,22 +764,9 @@ dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_con
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 8192, n = 0, r;
-    char *text = malloc(cap);
-    while (text && (r = fread(text + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            char *p = cap > (64u << 20) ? NULL : realloc(text, cap * 2);
-            if (!p) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = p;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
+    size_t n;
+    bool bad;
+    char *text = dk_read_stream(f, 128u << 20, &n, &bad);
     fclose(f);
     if (!text) return dk_fail(err, DK_ERR_IO, "%s: too large or out of memory", path);
     if (bad) {
