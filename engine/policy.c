@@ -448,11 +448,6 @@ void dk_policy_run_opts(dk_policy_run *r, dk_prefill_opts *o) {
     o->probe_layers = r->n_probe ? r->decide : NULL;
 }
 
-static int dk_float_cmp(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* ---- the halting decision ----
  * At a decision layer: score the active rows, choose by the policy's rule (protected rows always
  * kept), hand the kept rows (ascending) to the engine as the active set of the next layers. */
@@ -494,7 +489,7 @@ dk_status dk_policy_hook(void *user, dk_hook_point point, const dk_layer_view *v
     float *row = r->score + (size_t)v->layer * r->n_tokens, *sorted = r->tmp + n;
     for (int i = 0; i < n; i++) row[v->active[i]] = s[i];
     memcpy(sorted, s, (size_t)n * sizeof *s);
-    qsort(sorted, (size_t)n, sizeof *sorted, dk_float_cmp);
+    qsort(sorted, (size_t)n, sizeof *sorted, dk_cmp_f32);
     *st = (dk_policy_layer_stats){
         true,         n, kept, sorted[0], n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]),
         sorted[n - 1]};

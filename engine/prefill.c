@@ -123,13 +123,8 @@ dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, in
 
 /* ---- dense vs method, side by side ---- */
 
-static int dk_prefill_cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double dk_prefill_median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, dk_prefill_cmp_d);
+    qsort(v, (size_t)n, sizeof *v, dk_cmp_f64);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 

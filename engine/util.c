@@ -1,4 +1,4 @@
-/* util.c — clock, argmax, free list, reading a stream, growable string, binary heap (util.h). */
+/* util.c — clock, comparators, argmax, free list, reading a stream, growable string, binary heap (util.h). */
 #include "util.h"
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +22,16 @@ void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *ou
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, n, fmt, &tm);
+}
+
+int dk_cmp_f32(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int dk_cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 int dk_argmax(const float *x, int n) {

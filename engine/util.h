@@ -1,6 +1,6 @@
 /* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
- * string, a binary heap, argmax, freeing a list of pointers, reading a whole stream. Bottom of the engine (depends on
- * nothing but libc), so eval/ and cli/ use it too. */
+ * string, a binary heap, argmax and qsort comparators, freeing a list of pointers, reading a
+ * whole stream. Bottom of the engine (depends on nothing but libc), so eval/ and cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
@@ -11,6 +11,10 @@
 double dk_time_now_s(void);
 /* UNIX time t_s (seconds, wall clock) as UTC text in strftime format fmt; nan_text when t_s is NaN. */
 void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *out, size_t n);
+
+/* qsort comparators: floats / doubles ascending (NaNs compare equal to everything). */
+int dk_cmp_f32(const void *a, const void *b);
+int dk_cmp_f64(const void *a, const void *b);
 
 /* Index of the largest of x[0..n) (n >= 1), the first one on ties. */
 int dk_argmax(const float *x, int n);

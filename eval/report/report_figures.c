@@ -256,17 +256,12 @@ done:
 
 /* ---- NIAH heatmap ---- */
 
-static int rep_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Distinct sorted non-NaN values. */
 static size_t rep_distinct(double *v, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!isnan(v[i])) v[k++] = v[i];
-    qsort(v, k, sizeof *v, rep_cmp_double);
+    qsort(v, k, sizeof *v, dk_cmp_f64);
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
         if (!u || v[i] != v[u - 1]) v[u++] = v[i];
@@ -538,7 +533,7 @@ dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *ste
             }
         }
         if (!k) continue;
-        qsort(v, k, sizeof *v, rep_cmp_double);
+        qsort(v, k, sizeof *v, dk_cmp_f64);
         double q[3];
         for (int t = 0; t < 3; t++) {
             double h = (double)(k - 1) * (0.25 * (t + 1));

@@ -174,11 +174,6 @@ done:
 
 /* ---- aggregation over samples ---- */
 
-static int dk_analyze_cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* numpy's default (linear) quantile of sorted v[0..n) */
 static double dk_analyze_quantile(const float *v, size_t n, double q) {
     if (!n) return NAN;
@@ -388,11 +383,11 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     /* finish the means and the percentiles */
     for (int l = 0; l < L; l++) {
         a->received_spearman[l] = n_sp[l] ? a->received_spearman[l] / n_sp[l] : NAN;
-        qsort(pool_d[l], pool_n, sizeof(float), dk_analyze_cmp_f);
+        qsort(pool_d[l], pool_n, sizeof(float), dk_cmp_f32);
         size_t nr = 0; /* NAN relative values (‖h‖ = 0) sort to no fixed place: drop them first */
         for (size_t i = 0; i < pool_n; i++)
             if (!isnan(pool_r[l][i])) pool_r[l][nr++] = pool_r[l][i];
-        qsort(pool_r[l], nr, sizeof(float), dk_analyze_cmp_f);
+        qsort(pool_r[l], nr, sizeof(float), dk_cmp_f32);
         for (int q = 0; q < DK_ANALYSIS_NQ; q++) {
             a->delta_q[l * DK_ANALYSIS_NQ + q] = dk_analyze_quantile(pool_d[l], pool_n, dk_analysis_q[q]);
             a->rel_q[l * DK_ANALYSIS_NQ + q] = dk_analyze_quantile(pool_r[l], nr, dk_analysis_q[q]);

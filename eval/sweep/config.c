@@ -6,7 +6,6 @@
 #include "method.h"
 #include "policy.h"
 #include "task.h"
-#include "util.h"
 
 #include <pthread.h>
 
