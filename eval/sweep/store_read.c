@@ -9,14 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs sql (its ?1 bound to key, where it has one) to the end, appending one zeroed element of
- * elem bytes per row to *out (*n of them), filled by fill (nonzero: out of memory). On failure
+/* Runs sql (its parameters bound to params[0..n_params)) to the end, appending one zeroed element
+ * of elem bytes per row to *out (*n of them), filled by fill (nonzero: out of memory). On failure
  * frees what was read with free_fn and returns the error ("what" names the read). */
 typedef int (*dk_read_fill)(sqlite3_stmt *q, void *elem);
 typedef void (*dk_read_free)(void *rows, size_t n);
 
-static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t elem, dk_read_fill fill,
-                              dk_read_free free_fn, void **out, size_t *n, const char *what, dk_err *err) {
+static dk_status dk_read_rows(dk_store *s, const char *sql, const dk_sql_val *params, size_t n_params,
+                              size_t elem, dk_read_fill fill, dk_read_free free_fn, void **out, size_t *n,
+                              const char *what, dk_err *err) {
     sqlite3_stmt *q;
     size_t cap = 0;
     int step = SQLITE_DONE;
@@ -24,7 +25,7 @@ static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t 
     *n = 0;
     dk_status rc = dk_sql_prepare(s, sql, &q, err);
     if (rc) return rc;
-    if (sqlite3_bind_parameter_count(q) > 0) sqlite3_bind_int64(q, 1, key);
+    dk_sql_bind_all(q, 1, params, n_params);
     while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
@@ -82,7 +83,8 @@ dk_status dk_store_runs_read(dk_store *s, dk_store_run **out, size_t *n, dk_err 
                         "SELECT id, name, config_path, config_text, config_hash, git_rev, host, cpu, "
                         "blas_core, command, shard, threads,"
                         " workers, n_cells, started_at, finished_at FROM runs ORDER BY id",
-                        0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
+                        NULL, 0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs",
+                        err);
 }
 
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err) {
@@ -152,8 +154,8 @@ dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_sta
         s,
         "SELECT run_id, name, config_path, started_at, finished_at, cells, pending, running, done, failed"
         " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id",
-        run_id, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status",
-        err);
+        &DK_V_INT(run_id), 1, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n,
+        "read run_status", err);
 }
 
 void dk_store_failed_cells_free(dk_store_failed_cell *c, size_t n) {
@@ -180,7 +182,7 @@ dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_faile
         "SELECT DISTINCT c.id, c.task, c.task_options, c.method, c.params, c.error FROM cells c"
         " JOIN run_cells rc ON rc.cell_id = c.id WHERE c.state = 'failed' AND (?1 = 0 OR rc.run_id = ?1)"
         " ORDER BY c.id",
-        run_id, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
+        &DK_V_INT(run_id), 1, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
         "read failed cells", err);
 }
 
@@ -220,7 +222,8 @@ dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row
         " json_extract(c.task_options, '$.length'), json_extract(c.task_options, '$.depth')"
         " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id JOIN models m ON m.id = c.model_id"
         " WHERE rc.run_id = ? ORDER BY rc.ord",
-        run_id, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n, "read cells", err);
+        &DK_V_INT(run_id), 1, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n,
+        "read cells", err);
 }
 
 void dk_store_samples_free(dk_store_samples *x) {
@@ -338,40 +341,24 @@ dk_status dk_store_cell_samples_read(dk_store *s, int64_t cell_id, dk_store_samp
     return rc;
 }
 
+static int dk_score_fill(sqlite3_stmt *q, void *elem) {
+    *(double *)elem = sqlite3_column_double(q, 0);
+    return 0;
+}
+static void dk_scores_free_v(void *scores, size_t n) {
+    (void)n;
+    free(scores);
+}
+
 dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key,
                                 int64_t n_samples, double **scores, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *scores = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(
+    const dk_sql_val params[] = {DK_V_TEXT(model_sha256), DK_V_TEXT(task_key), DK_V_INT(n_samples)};
+    return dk_read_rows(
         s,
         "SELECT score FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id < ?"
         " AND score IS NOT NULL ORDER BY sample_id",
-        &q, err);
-    if (rc) return rc;
-    dk_sql_bind_text(q, 1, model_sha256);
-    dk_sql_bind_text(q, 2, task_key);
-    sqlite3_bind_int64(q, 3, n_samples);
-    size_t cap = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            double *p = realloc(*scores, cap * sizeof *p);
-            if (!p) {
-                rc = dk_fail(err, DK_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *scores = p;
-        }
-        (*scores)[(*n)++] = sqlite3_column_double(q, 0);
-    }
-    sqlite3_finalize(q);
-    if (rc) {
-        free(*scores);
-        *scores = NULL;
-        *n = 0;
-    }
-    return rc;
+        params, 3, sizeof **scores, dk_score_fill, dk_scores_free_v, (void **)scores, n, "read dense scores",
+        err);
 }
 
 /* ---- the sample_rows view (`dashkit export`) ---- */
