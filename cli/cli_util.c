@@ -76,25 +76,58 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
 
 /* ---- arguments ---- */
 
-bool dk_cli_task_opt_add(const char *cmd, char *v, dk_task_kv *kv, int *nkv, int max) {
-    char *eq = strchr(v, '=');
-    if (!eq || eq == v) {
-        fprintf(stderr, "dashkit %s: --opt: expected KEY=VALUE, got '%s'\n", cmd, dk_cli_esc(v));
+bool dk_cli_task_args_takes(const char *a) {
+    return !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
+           !strcmp(a, "--seed");
+}
+
+bool dk_cli_task_args_add(const char *cmd, dk_cli_task_args *t, const char *key, const char *value) {
+    if (t->nkv == DK_CLI_MAX_TASK_OPTS) {
+        fprintf(stderr, "dashkit %s: more than %d --opt options\n", cmd, DK_CLI_MAX_TASK_OPTS);
         return false;
     }
-    if (*nkv == max) {
-        fprintf(stderr, "dashkit %s: more than %d --opt options\n", cmd, max);
-        return false;
-    }
-    *eq = 0;
-    kv[(*nkv)++] = (dk_task_kv){v, eq + 1};
+    t->kv[t->nkv++] = (dk_task_kv){key, value};
     return true;
 }
 
-bool dk_cli_model_task_given(const char *cmd, const char *model, const char *task) {
-    if (!model) fprintf(stderr, "dashkit %s: missing MODEL (see --help)\n", cmd);
-    else if (!task) fprintf(stderr, "dashkit %s: missing --task NAME (see 'dashkit tasks')\n", cmd);
-    return model && task;
+bool dk_cli_task_args_opt(const char *cmd, dk_cli_task_args *t, const char *a, char *v) {
+    if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) t->tok_path = v;
+    else if (!strcmp(a, "--task")) t->task_name = v;
+    else if (!strcmp(a, "--seed")) t->seed = v;
+    else {
+        char *eq = strchr(v, '=');
+        if (!eq || eq == v) {
+            fprintf(stderr, "dashkit %s: --opt: expected KEY=VALUE, got '%s'\n", cmd, dk_cli_esc(v));
+            return false;
+        }
+        *eq = 0;
+        return dk_cli_task_args_add(cmd, t, v, eq + 1);
+    }
+    return true;
+}
+
+bool dk_cli_task_args_check(const char *cmd, dk_cli_task_args *t) {
+    if (!t->model_path) fprintf(stderr, "dashkit %s: missing MODEL (see --help)\n", cmd);
+    else if (!t->task_name) fprintf(stderr, "dashkit %s: missing --task NAME (see 'dashkit tasks')\n", cmd);
+    else if (!(t->task = dk_task_find(t->task_name)))
+        fprintf(stderr, "dashkit %s: unknown task '%s' (run 'dashkit tasks')\n", cmd,
+                dk_cli_esc(t->task_name));
+    return t->task != NULL;
+}
+
+bool dk_cli_long_in(const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+bool dk_cli_parse_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
+    if (dk_cli_long_in(v, lo, hi, out)) return true;
+    fprintf(stderr, "dashkit %s: %s '%s' is not an integer in %ld..%ld\n", cmd, opt, dk_cli_esc(v), lo, hi);
+    return false;
 }
 
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot) {

@@ -42,21 +42,40 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
-/* --opt KEY=VALUE: v split in place at '=' into kv[*nkv] (room for max). On error prints "dashkit
- * CMD: --opt: expected KEY=VALUE, got 'V'" or "dashkit CMD: more than MAX --opt options" and returns
- * false (a usage error: exit 2). */
-bool dk_cli_task_opt_add(const char *cmd, char *v, dk_task_kv *kv, int *nkv, int max);
+/* ---- MODEL --task NAME [--opt KEY=VALUE]... [-z TOKENIZER] [--seed S]: one task on one model
+ * (eval, analyze) ---- */
+#define DK_CLI_MAX_TASK_OPTS 64
+typedef struct {
+    const char *model_path, *tok_path, *task_name, *seed;
+    const dk_task *task; /* the one task_name names (dk_cli_task_args_check) */
+    dk_task_kv kv[DK_CLI_MAX_TASK_OPTS];
+    int nkv;
+} dk_cli_task_args;
 
-/* Whether the MODEL argument and --task NAME were both given; false after printing "dashkit CMD:
- * missing MODEL (see --help)" or "dashkit CMD: missing --task NAME (see 'dashkit tasks')" (a usage
- * error: exit 2). */
-bool dk_cli_model_task_given(const char *cmd, const char *model, const char *task);
+/* Whether option a is one of these (all take a value). */
+bool dk_cli_task_args_takes(const char *a);
+/* Option a (dk_cli_task_args_takes) with its value v into t; false after printing the error line
+ * ("dashkit CMD: --opt: expected KEY=VALUE, got 'V'", "dashkit CMD: more than 64 --opt options"). */
+bool dk_cli_task_args_opt(const char *cmd, dk_cli_task_args *t, const char *a, char *v);
+/* Adds task option key=value to t; false after printing "dashkit CMD: more than 64 --opt options". */
+bool dk_cli_task_args_add(const char *cmd, dk_cli_task_args *t, const char *key, const char *value);
+/* After the parse: the MODEL argument and --task given, the task known (t->task set); false after
+ * printing "dashkit CMD: missing MODEL (see --help)", "dashkit CMD: missing --task NAME (see
+ * 'dashkit tasks')" or "dashkit CMD: unknown task 'NAME' (run 'dashkit tasks')" (a usage error:
+ * exit 2). */
+bool dk_cli_task_args_check(const char *cmd, dk_cli_task_args *t);
 
 /* The samples of task (options kv[0..nkv), at most n) tokenized by tok into *set: -1 when there
  * are some; else the exit status after printing "dashkit CMD: ..." (2 for a bad option, 1 for any
  * other failure or no samples). */
 int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
                      const struct dk_tokenizer *tok, dk_sample_set *set);
+
+/* v as a whole decimal integer in lo..hi into *out; false (nothing printed) when it is not one. */
+bool dk_cli_long_in(const char *v, long lo, long hi, long *out);
+/* The same for option opt, false after printing "dashkit CMD: OPT 'V' is not an integer in LO..HI"
+ * (a usage error: exit 2). */
+bool dk_cli_parse_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
 
 /* True after printing the command's usage to stdout when a is -h or --help (exit 0). */
 bool dk_cli_help(const char *a, void (*usage)(FILE *f));

@@ -109,15 +109,7 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
         } else if (is_compute) {
             if (!dk_cli_compute_arg(a->cmd, argv[++i], &a->compute)) return 2;
         } else if (is_ctx) {
-            char *end;
-            const char *v = argv[++i];
-            errno = 0;
-            a->ctx = strtol(v, &end, 10);
-            if (errno || end == v || *end || a->ctx < 4 || a->ctx > (1L << 20)) {
-                fprintf(stderr, "dashkit %s: --ctx '%s' is not an integer in 4..%ld\n", a->cmd, dk_cli_esc(v),
-                        1L << 20);
-                return 2;
-            }
+            if (!dk_cli_parse_long(a->cmd, "--ctx", argv[++i], 4, 1L << 20, &a->ctx)) return 2;
         } else if (!dk_cli_positional(a->cmd, s, &a->model)) return 2;
     }
     if (!a->model) {

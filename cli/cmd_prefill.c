@@ -138,18 +138,10 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
         else if (!strcmp(a, "--method")) o->method = argv[++i];
         else if (!strcmp(a, "--compute")) {
             if (!dk_cli_compute_arg("prefill", argv[++i], &o->compute)) return 2;
-        } else if (!strcmp(a, "--reps") || !strcmp(a, "--decode")) {
-            char *end;
-            const char *v = argv[++i];
-            long x = strtol(v, &end, 10);
-            bool isreps = !strcmp(a, "--reps");
-            if (*end || end == v || x < (isreps ? 1 : 0) || x > 100000) {
-                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a),
-                        dk_cli_esc(v), isreps ? 1 : 0);
-                return 2;
-            }
-            if (isreps) o->reps = x;
-            else o->n_decode = x;
+        } else if (!strcmp(a, "--reps")) {
+            if (!dk_cli_parse_long("prefill", a, argv[++i], 1, 100000, &o->reps)) return 2;
+        } else if (!strcmp(a, "--decode")) {
+            if (!dk_cli_parse_long("prefill", a, argv[++i], 0, 100000, &o->n_decode)) return 2;
         } else if (!dk_cli_positional("prefill", a, &o->model_path)) return 2;
     }
     if (!o->model_path) {
