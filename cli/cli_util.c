@@ -76,6 +76,18 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
 
 /* ---- arguments ---- */
 
+bool dk_cli_method_args_takes(const char *a, const dk_policy_param *pd) {
+    return pd || !strcmp(a, "--method") || !strcmp(a, "--compute");
+}
+
+bool dk_cli_method_args_opt(const char *cmd, dk_cli_method_args *m, const char *a, const dk_policy_param *pd,
+                            const char *v) {
+    if (pd) return dk_cli_param_arg_add(cmd, a, pd, v, m->pa, &m->n_pa);
+    if (!strcmp(a, "--compute")) return dk_cli_compute_arg(cmd, v, &m->compute);
+    m->method = v;
+    return true;
+}
+
 bool dk_cli_task_args_takes(const char *a) {
     return !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
            !strcmp(a, "--seed");

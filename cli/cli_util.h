@@ -25,6 +25,22 @@ typedef struct {
 bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_param *pd, const char *value,
                           dk_cli_param_arg *pa, int *n_pa);
 
+/* --method NAME, the method-parameter options (--NAME VALUE) and --compute M, as eval, prefill and
+ * bench take them. */
+typedef struct {
+    const char *method;
+    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
+    int n_pa;
+    dk_compute compute;
+} dk_cli_method_args;
+/* Whether option a is one of these (pd: a's method parameter, NULL when a names none); all take a
+ * value. */
+bool dk_cli_method_args_takes(const char *a, const dk_policy_param *pd);
+/* Option a (dk_cli_method_args_takes) with its value v into m; false after printing the error line
+ * (a usage error: exit 2). */
+bool dk_cli_method_args_opt(const char *cmd, dk_cli_method_args *m, const char *a, const dk_policy_param *pd,
+                            const char *v);
+
 /* Turns --method NAME plus the parameter options into a policy and its parameters: dash with
  * --tau means dash-tau, dash with --keep means dash-keep (both: an error); then lookup,
  * set_text of every option in order, and validate without a layer count. On error prints

@@ -90,22 +90,18 @@ static void dk_eval_json_nums(cJSON *o, const char *const *keys, const double *v
 /* ---- options ---- */
 
 typedef struct {
-    dk_cli_task_args t; /* MODEL, --task, --opt, -z, --seed */
-    const char *method, *chat;
+    dk_cli_task_args t;   /* MODEL, --task, --opt, -z, --seed */
+    dk_cli_method_args m; /* --method, its parameters, --compute */
+    const char *chat;
     long n_samples, budget;
     bool json;
-    dk_compute compute;
-    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
-    int n_pa;
 } dk_eval_args;
 
 /* Option a with its value v (a method parameter when pd). true: taken; false: the error line is printed. */
 static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_param *pd, char *v) {
-    if (pd) return dk_cli_param_arg_add("eval", a, pd, v, x->pa, &x->n_pa);
+    if (dk_cli_method_args_takes(a, pd)) return dk_cli_method_args_opt("eval", &x->m, a, pd, v);
     if (dk_cli_task_args_takes(a)) return dk_cli_task_args_opt("eval", &x->t, a, v);
-    if (!strcmp(a, "--method")) x->method = v;
-    else if (!strcmp(a, "--compute")) return dk_cli_compute_arg("eval", v, &x->compute);
-    else if (!strcmp(a, "--chat")) {
+    if (!strcmp(a, "--chat")) {
         x->chat = v;
         dk_chat_template_kind k;
         dk_err ce = {{0}};
@@ -125,7 +121,7 @@ static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_pa
 
 /* -1: parsed into x; otherwise the exit status (0 after --help). */
 static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
-    *x = (dk_eval_args){.method = "dash", .chat = "auto", .budget = -1, .compute = DK_COMPUTE_F32};
+    *x = (dk_eval_args){.m = {.method = "dash", .compute = DK_COMPUTE_F32}, .chat = "auto", .budget = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_eval_usage)) return 0;
@@ -136,8 +132,8 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
         const dk_policy_param *pd = NULL;
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
         else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
-        bool takes = pd || dk_cli_task_args_takes(a) || !strcmp(a, "--method") || !strcmp(a, "-n") ||
-                     !strcmp(a, "--budget") || !strcmp(a, "--chat") || !strcmp(a, "--compute");
+        bool takes = dk_cli_method_args_takes(a, pd) || dk_cli_task_args_takes(a) || !strcmp(a, "-n") ||
+                     !strcmp(a, "--budget") || !strcmp(a, "--chat");
         if (takes && !dk_cli_has_value("eval", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
@@ -288,7 +284,7 @@ static int dk_eval_print_summary(const dk_eval_setting *g, cJSON *js, const dk_e
 /* Every sample through dk_eval_sample, printed as it finishes, then the aggregate. Exit status. */
 static int dk_eval_samples(dk_eval_setting *g, const dk_model *m, const dk_policy_params *pp, dk_err *e) {
     const dk_sample_set *set = g->set;
-    dk_eval_sample_opts so = {.budget = g->x->budget, .chat = g->tmpl, .compute = g->x->compute};
+    dk_eval_sample_opts so = {.budget = g->x->budget, .chat = g->tmpl, .compute = g->x->m.compute};
     dk_eval_totals t;
     dk_ctx *c = NULL;
     cJSON *js = NULL;
@@ -343,7 +339,7 @@ int dk_cmd_eval(int argc, char **argv) {
     dk_err e = {{0}};
     const dk_policy *pol;
     dk_policy_params pp;
-    if (!dk_cli_policy_resolve("eval", x.method, x.pa, x.n_pa, &pol, &pp)) return 2;
+    if (!dk_cli_policy_resolve("eval", x.m.method, x.m.pa, x.m.n_pa, &pol, &pp)) return 2;
 
     rc = 1;
     dk_model *m = NULL;
