@@ -283,6 +283,13 @@ void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v) { /* < 0 = unknown */
     else sqlite3_bind_int64(st, i, v);
 }
 
+dk_status dk_sql_prepare_bind(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err,
+                              const dk_sql_val *v, size_t n) {
+    dk_status rc = dk_sql_prepare(s, sql, st, err);
+    if (rc == DK_OK) dk_sql_bind_all(*st, 1, v, n);
+    return rc;
+}
+
 void dk_sql_bind_all(sqlite3_stmt *st, int first, const dk_sql_val *v, size_t n) {
     for (size_t k = 0; k < n; k++) {
         int i = first + (int)k;

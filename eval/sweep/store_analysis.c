@@ -133,9 +133,8 @@ static dk_status dk_analysis_rows_put(dk_store *s, const dk_analysis *a, const d
 
 static dk_status dk_analysis_rows_get(dk_store *s, dk_analysis *a, const dk_analysis_table *t, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s, t->select, &q, err);
+    dk_status rc = DK_SQL_PREPARE(s, t->select, &q, err, DK_V_INT(a->id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, a->id);
     while (!rc && sqlite3_step(q) == SQLITE_ROW)
         if (t->fill(q, a) != 0) rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
     sqlite3_finalize(q);
@@ -176,16 +175,14 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
 static dk_status dk_analysis_head_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a,
                                       int *found, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, "
                                   "task_options, n_samples, n_layer, ls, ls_layer,"
                                   " rho, delta_received_spearman, created_at FROM analyses"
                                   " WHERE (?1 > 0 AND id = ?1) OR (?1 <= 0 AND (?2 IS NULL OR model_sha256 = "
                                   "?2)) ORDER BY id DESC LIMIT 1",
-                                  &q, err);
+                                  &q, err, DK_V_INT(id), DK_V_TEXT(model_sha256));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_int64(q, 1, id);
-    dk_sql_bind_text(q, 2, model_sha256);
     int step = sqlite3_step(q);
     if (step != SQLITE_ROW) {
         if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read analysis");
@@ -246,14 +243,14 @@ fail:
 dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err) {
     *id = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND "
                                   "coalesce(task_options, '') = coalesce(?, '')"
                                   " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1",
-                                  &q, err);
+                                  &q, err, DK_V_TEXT(a->model_sha256), DK_V_TEXT(a->task),
+                                  DK_V_TEXT(a->task_options), DK_V_INT(a->n_samples), DK_V_DOUBLE(a->ls),
+                                  DK_V_DOUBLE(a->rho));
     if (rc != DK_OK) return rc;
-    DK_SQL_BIND(q, 1, DK_V_TEXT(a->model_sha256), DK_V_TEXT(a->task), DK_V_TEXT(a->task_options),
-                DK_V_INT(a->n_samples), DK_V_DOUBLE(a->ls), DK_V_DOUBLE(a->rho));
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
     else if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "find analysis");

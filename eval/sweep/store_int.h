@@ -47,6 +47,13 @@ typedef struct {
 /* Binds v[0..n) to parameters first, first + 1, ...; DK_SQL_BIND(st, first, DK_V_TEXT(a),
  * DK_V_INT(b), ...) binds its list, so a statement's values read in the order of its columns. */
 void dk_sql_bind_all(sqlite3_stmt *st, int first, const dk_sql_val *v, size_t n);
+/* dk_sql_prepare, then the values bound from parameter 1: DK_SQL_PREPARE(s, sql, &st, err,
+ * DK_V_TEXT(a), ...). */
+dk_status dk_sql_prepare_bind(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err,
+                              const dk_sql_val *v, size_t n);
+#define DK_SQL_PREPARE(s, sql, st, err, ...)                          \
+    dk_sql_prepare_bind(s, sql, st, err, (dk_sql_val[]){__VA_ARGS__}, \
+                        sizeof((dk_sql_val[]){__VA_ARGS__}) / sizeof(dk_sql_val))
 #define DK_SQL_BIND(st, first, ...)                         \
     dk_sql_bind_all(st, first, (dk_sql_val[]){__VA_ARGS__}, \
                     sizeof((dk_sql_val[]){__VA_ARGS__}) / sizeof(dk_sql_val))

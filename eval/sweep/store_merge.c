@@ -510,7 +510,7 @@ static dk_status dk_merge_dense(dk_merge *m, dk_err *err) {
 /* 4. the merged run's provenance: every shard run's host, CPU, BLAS core and revision */
 static dk_status dk_merge_provenance(dk_merge *m, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(m->out,
+    dk_status rc = DK_SQL_PREPARE(m->out,
                                   "UPDATE runs SET"
                                   " host = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT host AS v "
                                   "FROM run_shards WHERE run_id = ?1 AND host <> '' ORDER BY 1)),"
@@ -526,9 +526,8 @@ static dk_status dk_merge_provenance(dk_merge *m, dk_err *err) {
                                   " finished_at = (SELECT CASE WHEN count(*) = count(finished_at) THEN "
                                   "max(finished_at) END FROM run_shards WHERE run_id = ?1)"
                                   " WHERE id = ?1",
-                                  &q, err);
+                                  &q, err, DK_V_INT(m->run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, m->run_id);
     if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(m->out, err, "record merged provenance");
     sqlite3_finalize(q);
     return rc;

@@ -23,9 +23,8 @@ static dk_status dk_read_rows(dk_store *s, const char *sql, const dk_sql_val *pa
     int step = SQLITE_DONE;
     *out = NULL;
     *n = 0;
-    dk_status rc = dk_sql_prepare(s, sql, &q, err);
+    dk_status rc = dk_sql_prepare_bind(s, sql, &q, err, params, n_params);
     if (rc) return rc;
-    dk_sql_bind_all(q, 1, params, n_params);
     while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
@@ -89,15 +88,14 @@ dk_status dk_store_runs_read(dk_store *s, dk_store_run **out, size_t *n, dk_err 
 
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT total(c.state = 'pending'), total(c.state = 'running'), total(c.state = 'done'), "
         "total(c.state = 'failed'),"
         " (SELECT count(*) FROM samples x JOIN run_cells y ON y.cell_id = x.cell_id WHERE y.run_id = ?1)"
         " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ?1",
-        &q, err);
+        &q, err, DK_V_INT(run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
     if (sqlite3_step(q) != SQLITE_ROW) rc = dk_sql_fail(s, err, "count cells");
     else {
         for (int i = 0; i < 4; i++) counts[i] = (int64_t)sqlite3_column_double(q, i);
@@ -111,15 +109,12 @@ dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int
                               dk_err *err) {
     sqlite3_stmt *q;
     *n = 0;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
         " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?",
-        &q, err);
+        &q, err, DK_V_INT(run_id), DK_V_TEXT(host), DK_V_INT(pid));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
-    dk_sql_bind_text(q, 2, host);
-    sqlite3_bind_int64(q, 3, pid);
     if (sqlite3_step(q) == SQLITE_ROW) *n = sqlite3_column_int64(q, 0);
     else rc = dk_sql_fail(s, err, "count held cells");
     sqlite3_finalize(q);
@@ -242,14 +237,13 @@ void dk_store_samples_free(dk_store_samples *x) {
 static dk_status dk_samples_alloc(dk_store *s, int64_t cell_id, dk_store_samples *x, size_t *cap,
                                   dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT count(*), coalesce(max(json_array_length(active_tokens)), 0),"
         " coalesce((SELECT max(l.layer) + 1 FROM sample_layers l JOIN samples x ON x.id = l.sample_row"
         " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1",
-        &q, err);
+        &q, err, DK_V_INT(cell_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, cell_id);
     if (sqlite3_step(q) != SQLITE_ROW) {
         rc = dk_sql_fail(s, err, "count samples");
         sqlite3_finalize(q);
@@ -367,13 +361,12 @@ dk_status dk_store_sample_rows(dk_store *s, int64_t run_id, dk_store_row_fn fn, 
                                dk_err *err) {
     sqlite3_stmt *q;
     *n_rows = 0;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM "
                                   "run_cells WHERE run_id = ?1)"
                                   " ORDER BY cell_id, sample_id",
-                                  &q, err);
+                                  &q, err, DK_V_INT(run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
     int nc = sqlite3_column_count(q), step = SQLITE_DONE;
     dk_store_value *v = calloc((size_t)(nc ? nc : 1), sizeof *v);
     if (!v) {

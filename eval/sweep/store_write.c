@@ -13,18 +13,16 @@
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id, dk_err *err) {
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
         " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        &st, err);
+        &st, err, DK_V_TEXT(in->name ? in->name : ""), DK_V_TEXT(in->config_path ? in->config_path : ""),
+        DK_V_TEXT(in->config_text ? in->config_text : ""), DK_V_TEXT(in->config_hash ? in->config_hash : ""),
+        DK_V_TEXT(in->git_rev), DK_V_TEXT(in->host), DK_V_TEXT(in->cpu), DK_V_TEXT(in->blas_core),
+        DK_V_INT(in->threads), DK_V_INT(in->workers), DK_V_TEXT(in->command), DK_V_INT(in->n_cells),
+        DK_V_DOUBLE(dk_store_now()), DK_V_TEXT(in->shard));
     if (rc != DK_OK) return rc;
-    DK_SQL_BIND(st, 1, DK_V_TEXT(in->name ? in->name : ""), DK_V_TEXT(in->config_path ? in->config_path : ""),
-                DK_V_TEXT(in->config_text ? in->config_text : ""),
-                DK_V_TEXT(in->config_hash ? in->config_hash : ""), DK_V_TEXT(in->git_rev),
-                DK_V_TEXT(in->host), DK_V_TEXT(in->cpu), DK_V_TEXT(in->blas_core), DK_V_INT(in->threads),
-                DK_V_INT(in->workers), DK_V_TEXT(in->command), DK_V_INT(in->n_cells),
-                DK_V_DOUBLE(dk_store_now()), DK_V_TEXT(in->shard));
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert run");
     else *run_id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(st);
@@ -33,10 +31,9 @@ dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id
 
 dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err) {
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err);
+    dk_status rc = DK_SQL_PREPARE(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err,
+                                  DK_V_DOUBLE(dk_store_now()), DK_V_INT(run_id));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_double(st, 1, dk_store_now());
-    sqlite3_bind_int64(st, 2, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "finish run");
     else if (sqlite3_changes(s->db) != 1)
         rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
@@ -48,7 +45,7 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
     if (!m->sha256 || strlen(m->sha256) != 64 || !m->path)
         return dk_fail(err, DK_ERR_ARG, "%s: model needs a path and a 64-digit sha256", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx,"
         " n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -59,12 +56,11 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
         " n_ctx = coalesce(excluded.n_ctx, n_ctx), n_params = coalesce(excluded.n_params, n_params),"
         " file_bytes = coalesce(excluded.file_bytes, file_bytes)"
         " RETURNING id",
-        &st, err);
+        &st, err, DK_V_TEXT(m->sha256), DK_V_TEXT(m->path), DK_V_TEXT(m->arch), DK_V_KNOWN(m->n_layer),
+        DK_V_KNOWN(m->n_embd), DK_V_KNOWN(m->n_head), DK_V_KNOWN(m->n_head_kv), DK_V_KNOWN(m->n_ff),
+        DK_V_KNOWN(m->n_vocab), DK_V_KNOWN(m->n_ctx), DK_V_KNOWN(m->n_params), DK_V_KNOWN(m->file_bytes),
+        DK_V_DOUBLE(dk_store_now()));
     if (rc != DK_OK) return rc;
-    DK_SQL_BIND(st, 1, DK_V_TEXT(m->sha256), DK_V_TEXT(m->path), DK_V_TEXT(m->arch), DK_V_KNOWN(m->n_layer),
-                DK_V_KNOWN(m->n_embd), DK_V_KNOWN(m->n_head), DK_V_KNOWN(m->n_head_kv), DK_V_KNOWN(m->n_ff),
-                DK_V_KNOWN(m->n_vocab), DK_V_KNOWN(m->n_ctx), DK_V_KNOWN(m->n_params),
-                DK_V_KNOWN(m->file_bytes), DK_V_DOUBLE(dk_store_now()));
     if (sqlite3_step(st) != SQLITE_ROW) rc = dk_sql_fail(s, err, "insert model");
     else *model_id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -399,9 +395,8 @@ done:
 
 dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s, "SELECT state FROM cells WHERE id = ?", &q, err);
+    dk_status rc = DK_SQL_PREPARE(s, "SELECT state FROM cells WHERE id = ?", &q, err, DK_V_INT(cell_id));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_int64(q, 1, cell_id);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *state = dk_cell_state_parse(sqlite3_column_text(q, 0));
     else if (step == SQLITE_DONE)
@@ -535,19 +530,17 @@ dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, 
     if (r->logits && (r->n_vocab <= 0 || r->n_logit_rows <= 0))
         return dk_fail(err, DK_ERR_ARG, "%s: dense logits need n_vocab and n_logit_rows > 0", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, "
         "prompt_tokens,"
         " flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits, created_at)"
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        &st, err);
+        &st, err, DK_V_TEXT(r->model_sha256), DK_V_TEXT(r->task_key), DK_V_INT(r->sample_id),
+        DK_V_TEXT(r->task), DK_V_TEXT(r->task_options), DK_V_INT(r->prompt_tokens), DK_V_INT(r->flops),
+        DK_V_TEXT(r->flops_parts), DK_V_REAL(r->wall_s), DK_V_TEXT(r->prediction), DK_V_REAL(r->score),
+        DK_V_KNOWN(r->logits ? r->n_vocab : -1), DK_V_KNOWN(r->logits ? r->n_logit_rows : -1));
     if (rc != DK_OK) return rc;
-    DK_SQL_BIND(st, 1, DK_V_TEXT(r->model_sha256), DK_V_TEXT(r->task_key), DK_V_INT(r->sample_id),
-                DK_V_TEXT(r->task), DK_V_TEXT(r->task_options), DK_V_INT(r->prompt_tokens),
-                DK_V_INT(r->flops), DK_V_TEXT(r->flops_parts), DK_V_REAL(r->wall_s), DK_V_TEXT(r->prediction),
-                DK_V_REAL(r->score), DK_V_KNOWN(r->logits ? r->n_vocab : -1),
-                DK_V_KNOWN(r->logits ? r->n_logit_rows : -1));
     if (r->logits)
         sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float),
                             SQLITE_STATIC);
@@ -564,15 +557,12 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
     memset(out, 0, sizeof *out);
     *found = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT prompt_tokens, flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits"
         " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?",
-        &q, err);
+        &q, err, DK_V_TEXT(model_sha256), DK_V_TEXT(task_key), DK_V_INT(sample_id));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(q, 1, model_sha256);
-    dk_sql_bind_text(q, 2, task_key);
-    sqlite3_bind_int64(q, 3, sample_id);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) {
         out->prompt_tokens = sqlite3_column_int64(q, 0);
