@@ -59,11 +59,20 @@ static void dk_recall_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
                 DK_V_REAL(a->recall[k].recall), DK_V_REAL(a->recall[k].kept_frac));
 }
 
+/* One more zeroed element at the end of the array *arr of *n elements of elem bytes; NULL when out
+ * of memory (the array unchanged). */
+static void *dk_append(void **arr, int *n, size_t elem) {
+    char *p = realloc(*arr, (size_t)(*n + 1) * elem);
+    if (!p) return NULL;
+    *arr = p;
+    p += (size_t)(*n)++ * elem;
+    memset(p, 0, elem);
+    return p;
+}
+
 static int dk_recall_fill(sqlite3_stmt *q, dk_analysis *a) {
-    dk_analysis_recall *p = realloc(a->recall, (size_t)(a->n_recall + 1) * sizeof *p);
-    if (!p) return -1;
-    a->recall = p;
-    dk_analysis_recall *r = &a->recall[a->n_recall++];
+    dk_analysis_recall *r = dk_append((void **)&a->recall, &a->n_recall, sizeof *r);
+    if (!r) return -1;
     snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 0));
     r->rho = dk_sql_col_real(q, 1);
     r->recall = dk_sql_col_real(q, 2);
@@ -78,10 +87,8 @@ static void dk_overlap_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
 }
 
 static int dk_overlap_fill(sqlite3_stmt *q, dk_analysis *a) {
-    dk_analysis_overlap *p = realloc(a->overlap, (size_t)(a->n_overlap + 1) * sizeof *p);
-    if (!p) return -1;
-    a->overlap = p;
-    dk_analysis_overlap *o = &a->overlap[a->n_overlap++];
+    dk_analysis_overlap *o = dk_append((void **)&a->overlap, &a->n_overlap, sizeof *o);
+    if (!o) return -1;
     snprintf(o->a, sizeof o->a, "%s", (const char *)sqlite3_column_text(q, 0));
     snprintf(o->b, sizeof o->b, "%s", (const char *)sqlite3_column_text(q, 1));
     o->jaccard = dk_sql_col_real(q, 2);
