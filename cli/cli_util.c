@@ -76,6 +76,72 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed) {
 
 /* ---- arguments ---- */
 
+bool dk_cli_method_args_takes(const char *a, const dk_policy_param *pd) {
+    return pd || !strcmp(a, "--method") || !strcmp(a, "--compute");
+}
+
+bool dk_cli_method_args_opt(const char *cmd, dk_cli_method_args *m, const char *a, const dk_policy_param *pd,
+                            const char *v) {
+    if (pd) return dk_cli_param_arg_add(cmd, a, pd, v, m->pa, &m->n_pa);
+    if (!strcmp(a, "--compute")) return dk_cli_compute_arg(cmd, v, &m->compute);
+    m->method = v;
+    return true;
+}
+
+bool dk_cli_task_args_takes(const char *a) {
+    return !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") || !strcmp(a, "--opt") ||
+           !strcmp(a, "--seed");
+}
+
+bool dk_cli_task_args_add(const char *cmd, dk_cli_task_args *t, const char *key, const char *value) {
+    if (t->nkv == DK_CLI_MAX_TASK_OPTS) {
+        fprintf(stderr, "dashkit %s: more than %d --opt options\n", cmd, DK_CLI_MAX_TASK_OPTS);
+        return false;
+    }
+    t->kv[t->nkv++] = (dk_task_kv){key, value};
+    return true;
+}
+
+bool dk_cli_task_args_opt(const char *cmd, dk_cli_task_args *t, const char *a, char *v) {
+    if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) t->tok_path = v;
+    else if (!strcmp(a, "--task")) t->task_name = v;
+    else if (!strcmp(a, "--seed")) t->seed = v;
+    else {
+        char *eq = strchr(v, '=');
+        if (!eq || eq == v) {
+            fprintf(stderr, "dashkit %s: --opt: expected KEY=VALUE, got '%s'\n", cmd, dk_cli_esc(v));
+            return false;
+        }
+        *eq = 0;
+        return dk_cli_task_args_add(cmd, t, v, eq + 1);
+    }
+    return true;
+}
+
+bool dk_cli_task_args_check(const char *cmd, dk_cli_task_args *t) {
+    if (!t->model_path) fprintf(stderr, "dashkit %s: missing MODEL (see --help)\n", cmd);
+    else if (!t->task_name) fprintf(stderr, "dashkit %s: missing --task NAME (see 'dashkit tasks')\n", cmd);
+    else if (!(t->task = dk_task_find(t->task_name)))
+        fprintf(stderr, "dashkit %s: unknown task '%s' (run 'dashkit tasks')\n", cmd,
+                dk_cli_esc(t->task_name));
+    return t->task != NULL;
+}
+
+bool dk_cli_long_in(const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+bool dk_cli_parse_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
+    if (dk_cli_long_in(v, lo, hi, out)) return true;
+    fprintf(stderr, "dashkit %s: %s '%s' is not an integer in %ld..%ld\n", cmd, opt, dk_cli_esc(v), lo, hi);
+    return false;
+}
+
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot) {
     if (a[0] == '-' && a[1]) {
         fprintf(stderr, "dashkit %s: unknown option '%s' (see --help)\n", cmd, dk_cli_esc(a));
@@ -95,25 +161,6 @@ bool dk_cli_piece_printable(const char *piece, size_t len) {
     return !(len == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0])));
 }
 
-char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad) {
-    size_t cap = 1 << 16, n = 0, r;
-    char *s = malloc(cap);
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n < 2) {
-            char *t = realloc(s, cap *= 2);
-            if (!t) {
-                free(s);
-                s = NULL;
-            } else s = t;
-        }
-    }
-    *bad = ferror(f);
-    if (s) s[n] = 0;
-    *len = n;
-    return s;
-}
-
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     bool in = !strcmp(path, "-");
     FILE *f = in ? stdin : fopen(path, "rb");
@@ -123,7 +170,7 @@ char *dk_cli_read_file(const char *path, size_t *len, dk_err *e) {
     }
     size_t n;
     bool bad;
-    char *s = dk_cli_read_stream(f, &n, &bad);
+    char *s = dk_read_stream(f, 0, &n, &bad);
     if (!in) fclose(f);
     if (!s || bad) {
         dk_fail(e, DK_ERR_IO, "%s: %s", path, s ? "read error" : "out of memory");

@@ -25,6 +25,22 @@ typedef struct {
 bool dk_cli_param_arg_add(const char *cmd, const char *opt, const dk_policy_param *pd, const char *value,
                           dk_cli_param_arg *pa, int *n_pa);
 
+/* --method NAME, the method-parameter options (--NAME VALUE) and --compute M, as eval, prefill and
+ * bench take them. */
+typedef struct {
+    const char *method;
+    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
+    int n_pa;
+    dk_compute compute;
+} dk_cli_method_args;
+/* Whether option a is one of these (pd: a's method parameter, NULL when a names none); all take a
+ * value. */
+bool dk_cli_method_args_takes(const char *a, const dk_policy_param *pd);
+/* Option a (dk_cli_method_args_takes) with its value v into m; false after printing the error line
+ * (a usage error: exit 2). */
+bool dk_cli_method_args_opt(const char *cmd, dk_cli_method_args *m, const char *a, const dk_policy_param *pd,
+                            const char *v);
+
 /* Turns --method NAME plus the parameter options into a policy and its parameters: dash with
  * --tau means dash-tau, dash with --keep means dash-keep (both: an error); then lookup,
  * set_text of every option in order, and validate without a layer count. On error prints
@@ -42,11 +58,40 @@ void dk_cli_param_help(FILE *f, int name_width, bool policy_seed);
  * unexpected argument 'a'") and returns false (a usage error: exit 2). */
 bool dk_cli_positional(const char *cmd, const char *a, const char **slot);
 
+/* ---- MODEL --task NAME [--opt KEY=VALUE]... [-z TOKENIZER] [--seed S]: one task on one model
+ * (eval, analyze) ---- */
+#define DK_CLI_MAX_TASK_OPTS 64
+typedef struct {
+    const char *model_path, *tok_path, *task_name, *seed;
+    const dk_task *task; /* the one task_name names (dk_cli_task_args_check) */
+    dk_task_kv kv[DK_CLI_MAX_TASK_OPTS];
+    int nkv;
+} dk_cli_task_args;
+
+/* Whether option a is one of these (all take a value). */
+bool dk_cli_task_args_takes(const char *a);
+/* Option a (dk_cli_task_args_takes) with its value v into t; false after printing the error line
+ * ("dashkit CMD: --opt: expected KEY=VALUE, got 'V'", "dashkit CMD: more than 64 --opt options"). */
+bool dk_cli_task_args_opt(const char *cmd, dk_cli_task_args *t, const char *a, char *v);
+/* Adds task option key=value to t; false after printing "dashkit CMD: more than 64 --opt options". */
+bool dk_cli_task_args_add(const char *cmd, dk_cli_task_args *t, const char *key, const char *value);
+/* After the parse: the MODEL argument and --task given, the task known (t->task set); false after
+ * printing "dashkit CMD: missing MODEL (see --help)", "dashkit CMD: missing --task NAME (see
+ * 'dashkit tasks')" or "dashkit CMD: unknown task 'NAME' (run 'dashkit tasks')" (a usage error:
+ * exit 2). */
+bool dk_cli_task_args_check(const char *cmd, dk_cli_task_args *t);
+
 /* The samples of task (options kv[0..nkv), at most n) tokenized by tok into *set: -1 when there
  * are some; else the exit status after printing "dashkit CMD: ..." (2 for a bad option, 1 for any
  * other failure or no samples). */
 int dk_cli_task_load(const char *cmd, const dk_task *task, const dk_task_kv *kv, int nkv, int n,
                      const struct dk_tokenizer *tok, dk_sample_set *set);
+
+/* v as a whole decimal integer in lo..hi into *out; false (nothing printed) when it is not one. */
+bool dk_cli_long_in(const char *v, long lo, long hi, long *out);
+/* The same for option opt, false after printing "dashkit CMD: OPT 'V' is not an integer in LO..HI"
+ * (a usage error: exit 2). */
+bool dk_cli_parse_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
 
 /* True after printing the command's usage to stdout when a is -h or --help (exit 0). */
 bool dk_cli_help(const char *a, void (*usage)(FILE *f));
@@ -75,9 +120,6 @@ bool dk_cli_piece_printable(const char *piece, size_t len);
 
 /* ---- input ---- */
 
-/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory.
- * *bad: the stream had a read error. */
-char *dk_cli_read_stream(FILE *f, size_t *len, bool *bad);
 /* The whole file at path ('-' = stdin), malloc'd and NUL-terminated, its size in *len; NULL with
  * a DK_ERR_IO error naming the file. */
 char *dk_cli_read_file(const char *path, size_t *len, dk_err *e);

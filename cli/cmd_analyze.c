@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DK_ANALYZE_MAX_OPTS 64
-
 static void dk_analyze_usage(FILE *f) {
     fprintf(
         f,
@@ -58,34 +56,19 @@ static bool dk_analyze_parse_num(const char *v, double lo, double hi, double *ou
 }
 
 typedef struct {
-    const char *model_path, *tok_path, *task_name, *db, *out, *seed;
+    dk_cli_task_args t; /* MODEL, --task, --opt, -z, --seed */
+    const char *db, *out;
     double n_samples, budget;
     dk_analyze_opts ao;
     dk_report_opts ro;
-    dk_task_kv kv[DK_ANALYZE_MAX_OPTS];
-    int nkv;
 } dk_analyze_args;
 
 /* Option a with its value v. true: taken; false: the error line is printed. */
 static bool dk_analyze_parse_opt(dk_analyze_args *x, const char *a, char *v) {
-    if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) x->tok_path = v;
-    else if (!strcmp(a, "--task")) x->task_name = v;
-    else if (!strcmp(a, "--db")) x->db = v;
+    if (dk_cli_task_args_takes(a)) return dk_cli_task_args_opt("analyze", &x->t, a, v);
+    if (!strcmp(a, "--db")) x->db = v;
     else if (!strcmp(a, "--out")) x->out = v;
-    else if (!strcmp(a, "--seed")) x->seed = v;
-    else if (!strcmp(a, "--opt")) {
-        char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
-            fprintf(stderr, "dashkit analyze: --opt: expected KEY=VALUE, got '%s'\n", v);
-            return false;
-        }
-        if (x->nkv == DK_ANALYZE_MAX_OPTS) {
-            fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS);
-            return false;
-        }
-        *eq = 0;
-        x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
-    } else if (!strcmp(a, "-n")) {
+    else if (!strcmp(a, "-n")) {
         if (!dk_analyze_parse_num(v, 1, 100000, &x->n_samples) || x->n_samples != floor(x->n_samples)) {
             fprintf(stderr, "dashkit analyze: -n '%s' is not an integer in 1..100000\n", v);
             return false;
@@ -126,24 +109,15 @@ static int dk_analyze_parse_args(int argc, char **argv, dk_analyze_args *x) {
             x->ro.draw = 0;
             continue;
         }
-        bool takes = !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") ||
-                     !strcmp(a, "--opt") || !strcmp(a, "-n") || !strcmp(a, "--ls") || !strcmp(a, "--rho") ||
-                     !strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--seed") ||
+        bool takes = dk_cli_task_args_takes(a) || !strcmp(a, "-n") || !strcmp(a, "--ls") ||
+                     !strcmp(a, "--rho") || !strcmp(a, "--db") || !strcmp(a, "--out") ||
                      !strcmp(a, "--budget");
         if (takes && !dk_cli_has_value("analyze", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_analyze_parse_opt(x, a, argv[++i])) return 2;
-        } else if (!dk_cli_positional("analyze", a, &x->model_path)) return 2;
+        } else if (!dk_cli_positional("analyze", a, &x->t.model_path)) return 2;
     }
-    if (!x->model_path) {
-        fprintf(stderr, "dashkit analyze: missing MODEL (see --help)\n");
-        return 2;
-    }
-    if (!x->task_name) {
-        fprintf(stderr, "dashkit analyze: missing --task NAME (see 'dashkit tasks')\n");
-        return 2;
-    }
-    return -1;
+    return dk_cli_task_args_check("analyze", &x->t) ? -1 : 2;
 }
 
 /* The task options as canonical JSON (string values), for the store; malloc'd, NULL when out of memory. */
@@ -181,18 +155,8 @@ int dk_cmd_analyze(int argc, char **argv) {
     dk_analyze_args x;
     int rc = dk_analyze_parse_args(argc, argv, &x);
     if (rc >= 0) return rc;
-    const dk_task *task = dk_task_find(x.task_name);
-    if (!task) {
-        fprintf(stderr, "dashkit analyze: unknown task '%s' (run 'dashkit tasks')\n", x.task_name);
-        return 2;
-    }
-    if (x.seed) {
-        if (x.nkv == DK_ANALYZE_MAX_OPTS) {
-            fprintf(stderr, "dashkit analyze: more than %d --opt options\n", DK_ANALYZE_MAX_OPTS);
-            return 2;
-        }
-        x.kv[x.nkv++] = (dk_task_kv){"seed", x.seed};
-    }
+    const dk_task *task = x.t.task;
+    if (x.t.seed && !dk_cli_task_args_add("analyze", &x.t, "seed", x.t.seed)) return 2;
     x.ao.progress = dk_analyze_progress;
 
     rc = 1;
@@ -204,12 +168,12 @@ int dk_cmd_analyze(int argc, char **argv) {
     char *opts_json = NULL;
     const dk_tokenizer *tok;
     char sha[65];
-    if (dk_model_load(x.model_path, x.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) ||
-        dk_sha256_file(x.model_path, sha, &e)) {
+    if (dk_model_load(x.t.model_path, x.t.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e) ||
+        dk_sha256_file(x.t.model_path, sha, &e)) {
         fprintf(stderr, "dashkit analyze: %s\n", e.msg);
         goto done;
     }
-    int lr = dk_cli_task_load("analyze", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    int lr = dk_cli_task_load("analyze", task, x.t.kv, x.t.nkv, (int)x.n_samples, tok, &set);
     if (lr >= 0) {
         rc = lr;
         goto done;
@@ -221,12 +185,12 @@ int dk_cmd_analyze(int argc, char **argv) {
         rc = st == DK_ERR_ARG ? 2 : 1;
         goto done;
     }
-    if (!(opts_json = dk_analyze_opts_json(x.kv, x.nkv))) {
+    if (!(opts_json = dk_analyze_opts_json(x.t.kv, x.t.nkv))) {
         fprintf(stderr, "dashkit analyze: out of memory\n");
         goto done;
     }
     snprintf(an.model_sha256, sizeof an.model_sha256, "%s", sha);
-    an.model_path = strdup(x.model_path);
+    an.model_path = strdup(x.t.model_path);
     an.task = strdup(task->name);
     an.task_options = strdup(opts_json);
     if (!an.model_path || !an.task || !an.task_options) {

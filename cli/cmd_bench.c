@@ -83,14 +83,12 @@ static void dk_bench_usage(FILE *f) {
 
 /* Options of `dashkit bench` (the --prefix-sweep form has its own, bench_prefix.c). */
 typedef struct {
-    const char *path, *shape, *dtype, *method;
-    uint32_t wtype; /* --dtype as a ggml type (F32 without it) */
+    const char *path, *shape, *dtype;
+    dk_cli_method_args m; /* --method (none: a dense bench), its parameters, --compute */
+    uint32_t wtype;       /* --dtype as a ggml type (F32 without it) */
     long tokens, reps, threads, decode;
     unsigned long long seed;
-    dk_compute compute;
     int lengths[32], n_lengths;
-    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
-    int n_pa;
 } dk_bench_args;
 
 /* --lengths L1,L2,...: up to 32 positive integers. */
@@ -133,17 +131,15 @@ static int dk_bench_parse(int argc, char **argv, dk_bench_args *a) {
         const dk_policy_param *pd = !strncmp(s, "--", 2) ? dk_policy_param_find(s + 2) : NULL;
         bool count = !strcmp(s, "--tokens") || !strcmp(s, "--reps") || !strcmp(s, "--seed") ||
                      !strcmp(s, "--threads") || !strcmp(s, "--decode");
-        bool takes = pd || count || !strcmp(s, "--method") || !strcmp(s, "--shape") ||
-                     !strcmp(s, "--dtype") || !strcmp(s, "--compute") || !strcmp(s, "--lengths");
+        bool method = dk_cli_method_args_takes(s, pd);
+        bool takes = method || count || !strcmp(s, "--shape") || !strcmp(s, "--dtype") ||
+                     !strcmp(s, "--lengths");
         if (takes && !dk_cli_has_value("bench", argc, argv, i)) return 2;
-        if (pd) {
-            if (!dk_cli_param_arg_add("bench", s, pd, argv[++i], a->pa, &a->n_pa)) return 2;
-        } else if (!strcmp(s, "--method")) a->method = argv[++i];
-        else if (!strcmp(s, "--shape")) a->shape = argv[++i];
+        if (method) {
+            if (!dk_cli_method_args_opt("bench", &a->m, s, pd, argv[++i])) return 2;
+        } else if (!strcmp(s, "--shape")) a->shape = argv[++i];
         else if (!strcmp(s, "--dtype")) a->dtype = argv[++i];
-        else if (!strcmp(s, "--compute")) {
-            if (!dk_cli_compute_arg("bench", argv[++i], &a->compute)) return 2;
-        } else if (!strcmp(s, "--lengths")) {
+        else if (!strcmp(s, "--lengths")) {
             if (!dk_bench_parse_lengths(argv[++i], a)) return 2;
         } else if (count) {
             if (!dk_bench_parse_count(s, argv[++i], a)) return 2;
@@ -365,15 +361,15 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
 int dk_cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--prefix-sweep")) return dk_bench_prefix_sweep(argc, argv);
-    dk_bench_args a = {.tokens = 2048, .reps = 3, .seed = 1, .compute = DK_COMPUTE_F32};
+    dk_bench_args a = {.m = {.compute = DK_COMPUTE_F32}, .tokens = 2048, .reps = 3, .seed = 1};
     int rc = dk_bench_parse(argc, argv, &a);
     if (rc >= 0) return rc;
     /* halting method and parameters (dash + tau/keep select the threshold/budget variants) */
     const dk_policy *pol = NULL;
     dk_policy_params pp;
     dk_policy_params_default(&pp);
-    if (a.n_pa > 0 && !a.method) a.method = "dash";
-    if (a.method && !dk_cli_policy_resolve("bench", a.method, a.pa, a.n_pa, &pol, &pp)) return 2;
+    if (a.m.n_pa > 0 && !a.m.method) a.m.method = "dash";
+    if (a.m.method && !dk_cli_policy_resolve("bench", a.m.method, a.m.pa, a.m.n_pa, &pol, &pp)) return 2;
     if (a.threads > 0) openblas_set_num_threads((int)a.threads);
     dk_bench_blas_note();
 
@@ -399,7 +395,7 @@ int dk_cmd_bench(int argc, char **argv) {
         printf("model: %s\ntensor_type: %s\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\nreps: "
                "%ld\n",
                m->name, m->tensor_type, dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout(), a.reps);
-        rc = dk_bench_lengths(m, a.lengths, a.n_lengths, reps, a.compute, pol, &pp, a.seed, (int)a.decode);
+        rc = dk_bench_lengths(m, a.lengths, a.n_lengths, reps, a.m.compute, pol, &pp, a.seed, (int)a.decode);
         goto done;
     }
     if (dk_ctx_create(m, T + (int)a.decode, &c, &e)) {
@@ -418,7 +414,7 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\n", T, a.reps,
            dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout());
     fflush(stdout);
-    if (dk_bench_prefill(c, toks, T, reps, a.compute == DK_COMPUTE_BF16)) goto done;
+    if (dk_bench_prefill(c, toks, T, reps, a.m.compute == DK_COMPUTE_BF16)) goto done;
     if (pol && dk_bench_halting(c, pol, &pp, toks, T, reps)) goto done;
     if (a.decode > 0 && dk_bench_decode(c, toks, T, (int)a.decode, reps, false)) goto done;
     rc = 0;

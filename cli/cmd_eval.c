@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DK_EVAL_MAX_OPTS 64
 #define DK_EVAL_PRED_SHOWN 60 /* bytes of a prediction shown on a per-sample text line */
 
 static void dk_eval_usage(FILE *f) {
@@ -88,36 +87,21 @@ static void dk_eval_json_nums(cJSON *o, const char *const *keys, const double *v
     for (int i = 0; i < n; i++) dk_eval_json_num(o, keys[i], v[i]);
 }
 
-static bool dk_eval_parse_int(const char *v, long lo, long hi, long *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) return false;
-    *out = x;
-    return true;
-}
-
 /* ---- options ---- */
 
 typedef struct {
-    const char *model_path, *tok_path, *task_name, *method, *seed, *chat;
+    dk_cli_task_args t;   /* MODEL, --task, --opt, -z, --seed */
+    dk_cli_method_args m; /* --method, its parameters, --compute */
+    const char *chat;
     long n_samples, budget;
     bool json;
-    dk_compute compute;
-    dk_task_kv kv[DK_EVAL_MAX_OPTS];
-    int nkv;
-    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
-    int n_pa;
 } dk_eval_args;
 
 /* Option a with its value v (a method parameter when pd). true: taken; false: the error line is printed. */
 static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_param *pd, char *v) {
-    if (pd) return dk_cli_param_arg_add("eval", a, pd, v, x->pa, &x->n_pa);
-    if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) x->tok_path = v;
-    else if (!strcmp(a, "--task")) x->task_name = v;
-    else if (!strcmp(a, "--method")) x->method = v;
-    else if (!strcmp(a, "--seed")) x->seed = v;
-    else if (!strcmp(a, "--compute")) return dk_cli_compute_arg("eval", v, &x->compute);
-    else if (!strcmp(a, "--chat")) {
+    if (dk_cli_method_args_takes(a, pd)) return dk_cli_method_args_opt("eval", &x->m, a, pd, v);
+    if (dk_cli_task_args_takes(a)) return dk_cli_task_args_opt("eval", &x->t, a, v);
+    if (!strcmp(a, "--chat")) {
         x->chat = v;
         dk_chat_template_kind k;
         dk_err ce = {{0}};
@@ -125,25 +109,9 @@ static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_pa
             fprintf(stderr, "dashkit eval: --chat: %s\n", ce.msg);
             return false;
         }
-    } else if (!strcmp(a, "--opt")) {
-        char *eq = strchr(v, '=');
-        if (!eq || eq == v) {
-            fprintf(stderr, "dashkit eval: --opt: expected KEY=VALUE, got '%s'\n", dk_cli_esc(v));
-            return false;
-        }
-        if (x->nkv == DK_EVAL_MAX_OPTS) {
-            fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS);
-            return false;
-        }
-        *eq = 0;
-        x->kv[x->nkv++] = (dk_task_kv){v, eq + 1};
-    } else if (!strcmp(a, "-n")) {
-        if (!dk_eval_parse_int(v, 1, 1000000, &x->n_samples)) {
-            fprintf(stderr, "dashkit eval: -n '%s' is not an integer in 1..1000000\n", dk_cli_esc(v));
-            return false;
-        }
-    } else if (!strcmp(a, "--budget")) {
-        if (!dk_eval_parse_int(v, 0, 1L << 30, &x->budget) || x->budget == 1) {
+    } else if (!strcmp(a, "-n")) return dk_cli_parse_long("eval", a, v, 1, 1000000, &x->n_samples);
+    else if (!strcmp(a, "--budget")) {
+        if (!dk_cli_long_in(v, 0, 1L << 30, &x->budget) || x->budget == 1) {
             fprintf(stderr, "dashkit eval: --budget '%s' is not 0 or an integer >= 2\n", dk_cli_esc(v));
             return false;
         }
@@ -153,7 +121,7 @@ static bool dk_eval_parse_opt(dk_eval_args *x, const char *a, const dk_policy_pa
 
 /* -1: parsed into x; otherwise the exit status (0 after --help). */
 static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
-    *x = (dk_eval_args){.method = "dash", .chat = "auto", .budget = -1, .compute = DK_COMPUTE_F32};
+    *x = (dk_eval_args){.m = {.method = "dash", .compute = DK_COMPUTE_F32}, .chat = "auto", .budget = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_eval_usage)) return 0;
@@ -164,47 +132,31 @@ static int dk_eval_parse_args(int argc, char **argv, dk_eval_args *x) {
         const dk_policy_param *pd = NULL;
         if (!strcmp(a, "--policy-seed")) pd = dk_policy_param_info(DK_POLICY_PARAM_SEED);
         else if (!strncmp(a, "--", 2) && strcmp(a, "--seed")) pd = dk_policy_param_find(a + 2);
-        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "--tokenizer") || !strcmp(a, "--task") ||
-                     !strcmp(a, "--opt") || !strcmp(a, "--method") || !strcmp(a, "-n") ||
-                     !strcmp(a, "--seed") || !strcmp(a, "--budget") || !strcmp(a, "--chat") ||
-                     !strcmp(a, "--compute");
+        bool takes = dk_cli_method_args_takes(a, pd) || dk_cli_task_args_takes(a) || !strcmp(a, "-n") ||
+                     !strcmp(a, "--budget") || !strcmp(a, "--chat");
         if (takes && !dk_cli_has_value("eval", argc, argv, i)) return 2;
         if (takes) {
             if (!dk_eval_parse_opt(x, a, pd, argv[++i])) return 2;
-        } else if (!dk_cli_positional("eval", a, &x->model_path)) return 2;
+        } else if (!dk_cli_positional("eval", a, &x->t.model_path)) return 2;
     }
-    if (!x->model_path) {
-        fprintf(stderr, "dashkit eval: missing MODEL (see --help)\n");
-        return 2;
-    }
-    if (!x->task_name) {
-        fprintf(stderr, "dashkit eval: missing --task NAME (see 'dashkit tasks')\n");
-        return 2;
-    }
-    return -1;
+    return dk_cli_task_args_check("eval", &x->t) ? -1 : 2;
 }
 
 /* --seed S as the task's seed option (tasks without one ignore it). false: the error line is printed. */
 static bool dk_eval_task_seed(dk_eval_args *x, const dk_task *task) {
-    if (!x->seed) return true;
+    if (!x->t.seed) return true;
     long sv;
-    if (!dk_eval_parse_int(x->seed, 0, 0x7fffffffL, &sv)) {
-        fprintf(stderr, "dashkit eval: --seed '%s' is not a non-negative integer\n", dk_cli_esc(x->seed));
+    if (!dk_cli_long_in(x->t.seed, 0, 0x7fffffffL, &sv)) {
+        fprintf(stderr, "dashkit eval: --seed '%s' is not a non-negative integer\n", dk_cli_esc(x->t.seed));
         return false;
     }
-    for (int j = 0; j < x->nkv; j++)
-        if (!strcmp(x->kv[j].key, "seed")) {
+    for (int j = 0; j < x->t.nkv; j++)
+        if (!strcmp(x->t.kv[j].key, "seed")) {
             fprintf(stderr, "dashkit eval: --seed and --opt seed=... both given\n");
             return false;
         }
-    if (dk_task_opt_value(task, x->kv, x->nkv, "seed")) {
-        if (x->nkv == DK_EVAL_MAX_OPTS) {
-            fprintf(stderr, "dashkit eval: more than %d --opt options\n", DK_EVAL_MAX_OPTS);
-            return false;
-        }
-        x->kv[x->nkv++] = (dk_task_kv){"seed", x->seed};
-    }
-    return true;
+    return !dk_task_opt_value(task, x->t.kv, x->t.nkv, "seed") ||
+           dk_cli_task_args_add("eval", &x->t, "seed", x->t.seed);
 }
 
 /* ---- output ---- */
@@ -221,11 +173,11 @@ typedef struct {
 
 static cJSON *dk_eval_json_head(const dk_eval_setting *g) {
     cJSON *js = cJSON_CreateObject();
-    cJSON_AddStringToObject(js, "model", g->x->model_path);
+    cJSON_AddStringToObject(js, "model", g->x->t.model_path);
     cJSON_AddStringToObject(js, "task", g->task->name);
     cJSON *jo = cJSON_AddObjectToObject(js, "options");
     for (const dk_task_opt *o = g->task->opts; o->name; o++) {
-        const char *v = dk_task_opt_value(g->task, g->x->kv, g->x->nkv, o->name);
+        const char *v = dk_task_opt_value(g->task, g->x->t.kv, g->x->t.nkv, o->name);
         if (v && *v) cJSON_AddStringToObject(jo, o->name, v);
     }
     bool applies = dk_eval_chat_applies(g->set->s[0].dataset);
@@ -332,7 +284,7 @@ static int dk_eval_print_summary(const dk_eval_setting *g, cJSON *js, const dk_e
 /* Every sample through dk_eval_sample, printed as it finishes, then the aggregate. Exit status. */
 static int dk_eval_samples(dk_eval_setting *g, const dk_model *m, const dk_policy_params *pp, dk_err *e) {
     const dk_sample_set *set = g->set;
-    dk_eval_sample_opts so = {.budget = g->x->budget, .chat = g->tmpl, .compute = g->x->compute};
+    dk_eval_sample_opts so = {.budget = g->x->budget, .chat = g->tmpl, .compute = g->x->m.compute};
     dk_eval_totals t;
     dk_ctx *c = NULL;
     cJSON *js = NULL;
@@ -381,24 +333,20 @@ int dk_cmd_eval(int argc, char **argv) {
     dk_eval_args x;
     int rc = dk_eval_parse_args(argc, argv, &x);
     if (rc >= 0) return rc;
-    /* task and method are checked before the model is loaded */
-    const dk_task *task = dk_task_find(x.task_name);
-    if (!task) {
-        fprintf(stderr, "dashkit eval: unknown task '%s' (run 'dashkit tasks')\n", dk_cli_esc(x.task_name));
-        return 2;
-    }
+    /* task (in the parse) and method are checked before the model is loaded */
+    const dk_task *task = x.t.task;
     if (!dk_eval_task_seed(&x, task)) return 2;
     dk_err e = {{0}};
     const dk_policy *pol;
     dk_policy_params pp;
-    if (!dk_cli_policy_resolve("eval", x.method, x.pa, x.n_pa, &pol, &pp)) return 2;
+    if (!dk_cli_policy_resolve("eval", x.m.method, x.m.pa, x.m.n_pa, &pol, &pp)) return 2;
 
     rc = 1;
     dk_model *m = NULL;
     dk_sample_set set = {0};
     const dk_tokenizer *tok;
     dk_chat_template tmpl;
-    if (dk_model_load(x.model_path, x.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e)) {
+    if (dk_model_load(x.t.model_path, x.t.tok_path, &m, &e) || dk_model_tokenizer(m, &tok, &e)) {
         fprintf(stderr, "dashkit eval: %s\n", e.msg);
         goto done;
     }
@@ -408,7 +356,7 @@ int dk_cmd_eval(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    int lr = dk_cli_task_load("eval", task, x.kv, x.nkv, (int)x.n_samples, tok, &set);
+    int lr = dk_cli_task_load("eval", task, x.t.kv, x.t.nkv, (int)x.n_samples, tok, &set);
     if (lr >= 0) {
         rc = lr;
         goto done;

@@ -5,6 +5,7 @@
 #include "blas.h"
 #include "forward.h"
 #include "model.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,7 @@ static int dk_generate_parse(int argc, char **argv, dk_generate_args *o) {
         else if (!strcmp(a, "--compute")) {
             if (!dk_cli_compute_arg("generate", argv[++i], &o->compute)) return 2;
         } else if (!strcmp(a, "-n")) {
-            char *end;
-            o->steps = strtol(argv[++i], &end, 10);
-            if (*end || end == argv[i] || o->steps < 0) {
+            if (!dk_cli_long_in(argv[++i], 0, LONG_MAX, &o->steps)) {
                 fprintf(stderr, "dashkit generate: -n '%s' is not a non-negative integer\n",
                         dk_cli_esc(argv[i]));
                 return 2;

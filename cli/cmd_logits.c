@@ -109,15 +109,7 @@ static int dk_logits_parse(int argc, char **argv, bool ppl, dk_logits_args *a) {
         } else if (is_compute) {
             if (!dk_cli_compute_arg(a->cmd, argv[++i], &a->compute)) return 2;
         } else if (is_ctx) {
-            char *end;
-            const char *v = argv[++i];
-            errno = 0;
-            a->ctx = strtol(v, &end, 10);
-            if (errno || end == v || *end || a->ctx < 4 || a->ctx > (1L << 20)) {
-                fprintf(stderr, "dashkit %s: --ctx '%s' is not an integer in 4..%ld\n", a->cmd, dk_cli_esc(v),
-                        1L << 20);
-                return 2;
-            }
+            if (!dk_cli_parse_long(a->cmd, "--ctx", argv[++i], 4, 1L << 20, &a->ctx)) return 2;
         } else if (!dk_cli_positional(a->cmd, s, &a->model)) return 2;
     }
     if (!a->model) {
@@ -271,6 +263,16 @@ static int dk_logits_check_ctx(const char *cmd, const dk_model *m, int n) {
     return 0;
 }
 
+/* Commits the writer *w (none: nothing to do) and forgets it; false, the error printed, when the
+ * commit fails. */
+static bool dk_logits_commit(const char *cmd, dk_logits_writer **w, dk_err *e) {
+    if (!*w) return true;
+    dk_status st = dk_logits_writer_commit(*w, e);
+    *w = NULL;
+    if (st) fprintf(stderr, "dashkit %s: %s\n", cmd, e->msg);
+    return !st;
+}
+
 int dk_cmd_logits(int argc, char **argv) {
     dk_logits_args a = {.cmd = "logits"};
     int rc = dk_logits_parse(argc, argv, false, &a);
@@ -298,12 +300,7 @@ int dk_cmd_logits(int argc, char **argv) {
         fprintf(stderr, "dashkit logits: %s\n", e.msg);
         goto done;
     }
-    dk_status st = dk_logits_writer_commit(w, &e);
-    w = NULL;
-    if (st) {
-        fprintf(stderr, "dashkit logits: %s\n", e.msg);
-        goto done;
-    }
+    if (!dk_logits_commit(a.cmd, &w, &e)) goto done;
     char params[512];
     dk_policy_params_format(pol, &pp, params, sizeof params);
     printf("tokens: %d\nn_vocab: %d\ncompute: %s\nmethod: %s\nparams: %s\nout: %s\n", n, V,
@@ -365,14 +362,7 @@ int dk_cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "dashkit perplexity: %s\n", e.msg);
         goto done;
     }
-    if (w) {
-        dk_status st = dk_logits_writer_commit(w, &e);
-        w = NULL;
-        if (st) {
-            fprintf(stderr, "dashkit perplexity: %s\n", e.msg);
-            goto done;
-        }
-    }
+    if (!dk_logits_commit(a.cmd, &w, &e)) goto done;
     char params[512];
     dk_policy_params_format(pol, &pp, params, sizeof params);
     printf("compute: %s\nmethod: %s\nparams: %s\nctx: %d\ntokens: %d\n", dk_compute_name(a.compute),

@@ -60,7 +60,7 @@ static char *dk_read_text(const char *path, dk_err *e) {
     }
     size_t n;
     bool bad;
-    char *s = dk_cli_read_stream(f, &n, &bad);
+    char *s = dk_read_stream(f, 0, &n, &bad);
     fclose(f);
     if (!s || bad) {
         free(s);
@@ -106,17 +106,15 @@ static void dk_print_answer(const dk_tokenizer *tok, const char *key, const int3
 /* ---- options ---- */
 
 typedef struct {
-    const char *model_path, *tok_path, *prompt, *prompt_file, *question, *method;
+    const char *model_path, *tok_path, *prompt, *prompt_file, *question;
+    dk_cli_method_args m; /* --method, its parameters, --compute */
     long reps, n_decode;
-    dk_compute compute;
     bool json;
-    dk_cli_param_arg pa[DK_POLICY_PARAM_COUNT];
-    int n_pa;
 } dk_prefill_args;
 
 /* -1 when the options are good; else the exit status (0 after --help, 2 on a usage error). */
 static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
-    *o = (dk_prefill_args){.method = "dash", .reps = 1, .compute = DK_COMPUTE_F32};
+    *o = (dk_prefill_args){.m = {.method = "dash", .compute = DK_COMPUTE_F32}, .reps = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dk_cli_help(a, dk_prefill_usage)) return 0;
@@ -125,31 +123,20 @@ static int dk_prefill_parse(int argc, char **argv, dk_prefill_args *o) {
             continue;
         }
         const dk_policy_param *pd = !strncmp(a, "--", 2) ? dk_policy_param_find(a + 2) : NULL;
-        bool takes = pd || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") ||
-                     !strcmp(a, "--question") || !strcmp(a, "--method") || !strcmp(a, "--reps") ||
-                     !strcmp(a, "--decode") || !strcmp(a, "--compute");
+        bool method = dk_cli_method_args_takes(a, pd);
+        bool takes = method || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "--prompt-file") ||
+                     !strcmp(a, "--question") || !strcmp(a, "--reps") || !strcmp(a, "--decode");
         if (takes && !dk_cli_has_value("prefill", argc, argv, i)) return 2;
-        if (pd) {
-            if (!dk_cli_param_arg_add("prefill", a, pd, argv[++i], o->pa, &o->n_pa)) return 2;
+        if (method) {
+            if (!dk_cli_method_args_opt("prefill", &o->m, a, pd, argv[++i])) return 2;
         } else if (!strcmp(a, "-z")) o->tok_path = argv[++i];
         else if (!strcmp(a, "-p")) o->prompt = argv[++i];
         else if (!strcmp(a, "--prompt-file")) o->prompt_file = argv[++i];
         else if (!strcmp(a, "--question")) o->question = argv[++i];
-        else if (!strcmp(a, "--method")) o->method = argv[++i];
-        else if (!strcmp(a, "--compute")) {
-            if (!dk_cli_compute_arg("prefill", argv[++i], &o->compute)) return 2;
-        } else if (!strcmp(a, "--reps") || !strcmp(a, "--decode")) {
-            char *end;
-            const char *v = argv[++i];
-            long x = strtol(v, &end, 10);
-            bool isreps = !strcmp(a, "--reps");
-            if (*end || end == v || x < (isreps ? 1 : 0) || x > 100000) {
-                fprintf(stderr, "dashkit prefill: %s '%s' is not an integer in %d..100000\n", dk_cli_esc(a),
-                        dk_cli_esc(v), isreps ? 1 : 0);
-                return 2;
-            }
-            if (isreps) o->reps = x;
-            else o->n_decode = x;
+        else if (!strcmp(a, "--reps")) {
+            if (!dk_cli_parse_long("prefill", a, argv[++i], 1, 100000, &o->reps)) return 2;
+        } else if (!strcmp(a, "--decode")) {
+            if (!dk_cli_parse_long("prefill", a, argv[++i], 0, 100000, &o->n_decode)) return 2;
         } else if (!dk_cli_positional("prefill", a, &o->model_path)) return 2;
     }
     if (!o->model_path) {
@@ -183,13 +170,7 @@ typedef struct {
 static void dk_prefill_cmp_free(dk_prefill_cmp *c) {
     dk_prefill_result_free(&c->rd);
     dk_prefill_result_free(&c->rm);
-    free(c->wd);
-    free(c->wm);
-    free(c->ans_d);
-    free(c->ans_m);
-    free(c->ctx);
-    free(c->q);
-    free(c->text);
+    DK_FREE_ALL(c->wd, c->wm, c->ans_d, c->ans_m, c->ctx, c->q, c->text);
     dk_ctx_free(c->cd);
     dk_ctx_free(c->cm);
     dk_model_free(c->m);
@@ -222,7 +203,7 @@ static int dk_prefill_setup(const dk_prefill_args *o, dk_prefill_cmp *c, dk_err 
                 "of %d tokens\n",
                 n_total, k->n_ctx_train);
     if (dk_ctx_create(c->m, n_total, &c->cd, e) || dk_ctx_create(c->m, n_total, &c->cm, e) ||
-        dk_ctx_set_compute(c->cd, o->compute, e) || dk_ctx_set_compute(c->cm, o->compute, e))
+        dk_ctx_set_compute(c->cd, o->m.compute, e) || dk_ctx_set_compute(c->cm, o->m.compute, e))
         goto fail;
     return 0;
 fail:
@@ -405,7 +386,7 @@ int dk_cmd_prefill(int argc, char **argv) {
     if (rc >= 0) return rc;
     /* method and parameters (dash + tau/keep select the threshold/budget variants) */
     dk_prefill_cmp c = {0};
-    if (!dk_cli_policy_resolve("prefill", o.method, o.pa, o.n_pa, &c.pol, &c.pp)) return 2;
+    if (!dk_cli_policy_resolve("prefill", o.m.method, o.m.pa, o.m.n_pa, &c.pol, &c.pp)) return 2;
     dk_err e = {{0}};
     if (!(rc = dk_prefill_setup(&o, &c, &e)) && !(rc = dk_prefill_measure(&o, &c, &e))) {
         dk_prefill_summary s;

@@ -118,24 +118,15 @@ typedef struct {
 
 /* Option a with its value v. true: taken; false: the error line is printed. */
 static bool dk_run_parse_opt(dk_run_args *x, const char *a, const char *v) {
-    char *end;
     long n;
     if (!strcmp(a, "--db")) {
         x->o.db_path = v;
         x->db_given = 1;
     } else if (!strcmp(a, "--workers")) {
-        n = strtol(v, &end, 10);
-        if (end == v || *end || n < 1 || n > 256) {
-            fprintf(stderr, "dashkit run: --workers '%s' is not an integer in 1..256\n", dk_cli_esc(v));
-            return false;
-        }
+        if (!dk_cli_parse_long("run", a, v, 1, 256, &n)) return false;
         x->o.workers = (int)n;
     } else if (!strcmp(a, "--threads")) {
-        n = strtol(v, &end, 10);
-        if (end == v || *end || n < 0 || n > 4096) {
-            fprintf(stderr, "dashkit run: --threads '%s' is not an integer in 0..4096\n", v);
-            return false;
-        }
+        if (!dk_cli_parse_long("run", a, v, 0, 4096, &n)) return false;
         x->threads = (int)n;
     } else {
         dk_err se = {{0}};

@@ -186,13 +186,8 @@ static int dk_slurm_dry(const dk_config *cfg, int shards) {
 }
 
 static int dk_slurm_int(const char *opt, const char *v, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi) {
-        fprintf(stderr, "dashkit slurm: %s '%s' is not an integer in %ld..%ld\n", opt, v, lo, hi);
-        return 0;
-    }
+    long n;
+    if (!dk_cli_parse_long("slurm", opt, v, lo, hi, &n)) return 0;
     *out = (int)n;
     return 1;
 }

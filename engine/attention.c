@@ -31,11 +31,7 @@ dk_status dk_attn_scratch_init(dk_attn_scratch *s, int m_cap, int hd, dk_err *e)
 }
 
 void dk_attn_scratch_free(dk_attn_scratch *s) {
-    free(s->s);
-    free(s->mx);
-    free(s->t);
-    free(s->qb);
-    free(s->pb);
+    DK_FREE_ALL(s->s, s->mx, s->t, s->qb, s->pb);
     dk_bf16_backend_free(s->bf);
     memset(s, 0, sizeof *s);
 }

@@ -1,5 +1,6 @@
 /* blas.c — OpenBLAS core detection fix (see blas.h). */
 #include "blas.h"
+#include "util.h"
 #include <cblas.h>
 #include <cpuid.h>
 #include <stdio.h>
@@ -53,21 +54,9 @@ static int dk_core_is_generic(const char *name) {
 static void dk_blas_reexec(void) {
     FILE *f = fopen("/proc/self/cmdline", "rb");
     if (!f) return;
-    size_t cap = 4096, len = 0, r;
-    char *buf = malloc(cap);
-    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
+    size_t len;
+    bool bad;
+    char *buf = dk_read_stream(f, 0, &len, &bad);
     fclose(f);
     if (!buf || len == 0) {
         free(buf);

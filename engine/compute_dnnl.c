@@ -289,11 +289,6 @@ int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems) {
 
 /* ---- peak (bench) ---- */
 
-static int dk_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
     dk_err e = {{0}};
     dk_bf16_backend *b = NULL;
@@ -322,7 +317,7 @@ double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads) {
             if (r >= 0) t[r] = dk_time_now_s() - t0;
         }
         if (ok) {
-            qsort(t, (size_t)reps, sizeof *t, dk_cmp_double);
+            qsort(t, (size_t)reps, sizeof *t, dk_cmp_f64);
             double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
             gf = 2.0 * m * n * k / med * 1e-9;
         }

@@ -95,20 +95,8 @@ int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_
 /* ---- context ---- */
 
 static void dk_ctx_free_scratch(dk_ctx *c) {
-    free(c->x);
-    free(c->h);
-    free(c->xa);
-    free(c->xb);
-    free(c->u);
-    free(c->q);
-    free(c->att);
-    free(c->hb);
-    free(c->hb2);
-    free(c->active);
-    free(c->next);
-    free(c->pos_a);
-    free(c->probe_slot);
-    free(c->probe_act);
+    DK_FREE_ALL(c->x, c->h, c->xa, c->xb, c->u, c->q, c->att, c->hb, c->hb2, c->active, c->next, c->pos_a,
+                c->probe_slot, c->probe_act);
     c->x = c->h = c->xa = c->xb = c->u = c->q = c->att = c->hb = c->hb2 = NULL;
     c->active = c->next = c->pos_a = c->probe_slot = c->probe_act = NULL;
     c->cap = 0;
@@ -149,10 +137,7 @@ static void dk_ctx_free_attn_scratch(dk_ctx *c) {
         if (c->ob) free(c->ob[t]);
         if (c->attn) dk_attn_scratch_free(&c->attn[t]);
     }
-    free(c->s);
-    free(c->qb);
-    free(c->ob);
-    free(c->attn);
+    DK_FREE_ALL(c->s, c->qb, c->ob, c->attn);
     c->s = c->qb = c->ob = NULL;
     c->attn = NULL;
     c->n_scratch = 0;
@@ -247,16 +232,8 @@ void dk_ctx_free(dk_ctx *c) {
     dk_pool_free(&c->pool);
     dk_bf16_backend_free(c->mm.bf16);
     dk_ctx_free_attn_scratch(c);
-    free(c->kv);
-    free(c->layer_stats);
-    free(c->rope_cos);
-    free(c->rope_sin);
-    free(c->kv16);
-    free(c->probs);
-    free(c->mm.wbuf);
-    free(c->x_split);
-    free(c->split_active);
-    free(c->split_stats);
+    DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->probs, c->mm.wbuf, c->x_split,
+                c->split_active, c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }

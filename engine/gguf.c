@@ -46,6 +46,20 @@ typedef struct {
     dk_err *e;
 } dk_cursor;
 
+/* One scalar as stored: GGUF is little-endian and read in place (the host's order). */
+typedef union {
+    uint8_t u8;
+    int8_t i8;
+    uint16_t u16;
+    int16_t i16;
+    uint32_t u32;
+    int32_t i32;
+    float f32;
+    uint64_t u64;
+    int64_t i64;
+    double f64;
+} dk_gguf_raw;
+
 static const size_t dk_gguf_type_size[DK_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *dk_gguf_type_name(dk_gguf_type t) {
@@ -97,45 +111,25 @@ static dk_status dk_parse_value(dk_cursor *c, dk_gguf_kv *kv) {
                        (unsigned)kv->type);
     if (kv->type == DK_GGUF_TYPE_STRING) return dk_rd_str(c, &kv->str, &kv->str_len, k);
     if (kv->type != DK_GGUF_TYPE_ARRAY) {
-        uint8_t buf[8] = {0};
-        if ((st = dk_rd(c, buf, dk_gguf_type_size[kv->type], k))) return st;
+        dk_gguf_raw v = {0};
+        if ((st = dk_rd(c, &v, dk_gguf_type_size[kv->type], k))) return st;
         switch (kv->type) {
-        case DK_GGUF_TYPE_UINT8: kv->scalar.u = buf[0]; break;
-        case DK_GGUF_TYPE_INT8: kv->scalar.i = (int8_t)buf[0]; break;
-        case DK_GGUF_TYPE_UINT16: {
-            uint16_t v;
-            memcpy(&v, buf, 2);
-            kv->scalar.u = v;
-        } break;
-        case DK_GGUF_TYPE_INT16: {
-            int16_t v;
-            memcpy(&v, buf, 2);
-            kv->scalar.i = v;
-        } break;
-        case DK_GGUF_TYPE_UINT32: {
-            uint32_t v;
-            memcpy(&v, buf, 4);
-            kv->scalar.u = v;
-        } break;
-        case DK_GGUF_TYPE_INT32: {
-            int32_t v;
-            memcpy(&v, buf, 4);
-            kv->scalar.i = v;
-        } break;
-        case DK_GGUF_TYPE_FLOAT32: {
-            float v;
-            memcpy(&v, buf, 4);
-            kv->scalar.f = v;
-        } break;
+        case DK_GGUF_TYPE_UINT8: kv->scalar.u = v.u8; break;
+        case DK_GGUF_TYPE_INT8: kv->scalar.i = v.i8; break;
+        case DK_GGUF_TYPE_UINT16: kv->scalar.u = v.u16; break;
+        case DK_GGUF_TYPE_INT16: kv->scalar.i = v.i16; break;
+        case DK_GGUF_TYPE_UINT32: kv->scalar.u = v.u32; break;
+        case DK_GGUF_TYPE_INT32: kv->scalar.i = v.i32; break;
+        case DK_GGUF_TYPE_FLOAT32: kv->scalar.f = v.f32; break;
         case DK_GGUF_TYPE_BOOL:
-            if (buf[0] > 1)
+            if (v.u8 > 1)
                 return dk_fail(c->e, DK_ERR_FORMAT, "%s: key '%s': bool value %u is not 0 or 1", c->g->path,
-                               k, buf[0]);
-            kv->scalar.b = buf[0];
+                               k, v.u8);
+            kv->scalar.b = v.u8;
             break;
-        case DK_GGUF_TYPE_UINT64: memcpy(&kv->scalar.u, buf, 8); break;
-        case DK_GGUF_TYPE_INT64: memcpy(&kv->scalar.i, buf, 8); break;
-        case DK_GGUF_TYPE_FLOAT64: memcpy(&kv->scalar.f, buf, 8); break;
+        case DK_GGUF_TYPE_UINT64: kv->scalar.u = v.u64; break;
+        case DK_GGUF_TYPE_INT64: kv->scalar.i = v.i64; break;
+        case DK_GGUF_TYPE_FLOAT64: kv->scalar.f = v.f64; break;
         default: break;
         }
         return DK_OK;
@@ -424,6 +418,17 @@ static const dk_gguf_kv *dk_kv_get(const dk_gguf *g, const char *key, dk_err *e)
     return &g->kv[i];
 }
 
+/* Key `key` holding a value of type t, or NULL (e set: missing, or another type). */
+static const dk_gguf_kv *dk_kv_get_as(const dk_gguf *g, const char *key, dk_gguf_type t, dk_err *e) {
+    const dk_gguf_kv *kv = dk_kv_get(g, key, e);
+    if (kv && kv->type != t) {
+        dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected %s", g->path, key,
+                dk_gguf_type_name(kv->type), dk_gguf_type_name(t));
+        return NULL;
+    }
+    return kv;
+}
+
 static bool dk_type_is_int(dk_gguf_type t) {
     return t <= DK_GGUF_TYPE_INT32 || t == DK_GGUF_TYPE_UINT64 || t == DK_GGUF_TYPE_INT64;
 }
@@ -466,32 +471,26 @@ dk_status dk_gguf_get_f32(const dk_gguf *g, const char *key, float *v, dk_err *e
 }
 
 dk_status dk_gguf_get_bool(const dk_gguf *g, const char *key, bool *v, dk_err *e) {
-    const dk_gguf_kv *kv = dk_kv_get(g, key, e);
+    const dk_gguf_kv *kv = dk_kv_get_as(g, key, DK_GGUF_TYPE_BOOL, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->type != DK_GGUF_TYPE_BOOL)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected bool", g->path, key,
-                       dk_gguf_type_name(kv->type));
     *v = kv->scalar.b;
     return DK_OK;
 }
 
 dk_status dk_gguf_get_str(const dk_gguf *g, const char *key, const char **s, size_t *len, dk_err *e) {
-    const dk_gguf_kv *kv = dk_kv_get(g, key, e);
+    const dk_gguf_kv *kv = dk_kv_get_as(g, key, DK_GGUF_TYPE_STRING, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->type != DK_GGUF_TYPE_STRING)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected string", g->path, key,
-                       dk_gguf_type_name(kv->type));
     *s = kv->str;
     *len = (size_t)kv->str_len;
     return DK_OK;
 }
 
-static const dk_gguf_kv *dk_arr_get(const dk_gguf *g, const char *key, dk_err *e) {
-    const dk_gguf_kv *kv = dk_kv_get(g, key, e);
-    if (!kv) return NULL;
-    if (kv->type != DK_GGUF_TYPE_ARRAY) {
-        dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has type %s, expected array", g->path, key,
-                dk_gguf_type_name(kv->type));
+/* Array key `key` of n elements, or NULL (e set). */
+static const dk_gguf_kv *dk_arr_get_n(const dk_gguf *g, const char *key, uint64_t n, dk_err *e) {
+    const dk_gguf_kv *kv = dk_kv_get_as(g, key, DK_GGUF_TYPE_ARRAY, e);
+    if (kv && kv->n != n) {
+        dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key,
+                (unsigned long long)kv->n, (unsigned long long)n);
         return NULL;
     }
     return kv;
@@ -499,7 +498,7 @@ static const dk_gguf_kv *dk_arr_get(const dk_gguf *g, const char *key, dk_err *e
 
 dk_status dk_gguf_get_arr_info(const dk_gguf *g, const char *key, dk_gguf_type *elem, uint64_t *n,
                                dk_err *e) {
-    const dk_gguf_kv *kv = dk_arr_get(g, key, e);
+    const dk_gguf_kv *kv = dk_kv_get_as(g, key, DK_GGUF_TYPE_ARRAY, e);
     if (!kv) return DK_ERR_FORMAT;
     *elem = kv->elem;
     *n = kv->n;
@@ -507,11 +506,8 @@ dk_status dk_gguf_get_arr_info(const dk_gguf *g, const char *key, dk_gguf_type *
 }
 
 dk_status dk_gguf_get_arr_f32(const dk_gguf *g, const char *key, float *dst, uint64_t n, dk_err *e) {
-    const dk_gguf_kv *kv = dk_arr_get(g, key, e);
+    const dk_gguf_kv *kv = dk_arr_get_n(g, key, n, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->n != n)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key,
-                       (unsigned long long)kv->n, (unsigned long long)n);
     if (kv->elem == DK_GGUF_TYPE_FLOAT32) {
         memcpy(dst, kv->arr, n * 4);
         return DK_OK;
@@ -529,47 +525,25 @@ dk_status dk_gguf_get_arr_f32(const dk_gguf *g, const char *key, float *dst, uin
 }
 
 dk_status dk_gguf_get_arr_i32(const dk_gguf *g, const char *key, int32_t *dst, uint64_t n, dk_err *e) {
-    const dk_gguf_kv *kv = dk_arr_get(g, key, e);
+    const dk_gguf_kv *kv = dk_arr_get_n(g, key, n, e);
     if (!kv) return DK_ERR_FORMAT;
-    if (kv->n != n)
-        return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' has %llu elements, expected %llu", g->path, key,
-                       (unsigned long long)kv->n, (unsigned long long)n);
     if (!dk_type_is_int(kv->elem))
         return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected integers", g->path, key,
                        dk_gguf_type_name(kv->elem));
     size_t es = dk_gguf_type_size[kv->elem];
     for (uint64_t i = 0; i < n; i++) {
-        const uint8_t *p = kv->arr + es * i;
+        dk_gguf_raw x = {0};
+        memcpy(&x, kv->arr + es * i, es);
         int64_t v = 0;
         switch (kv->elem) {
-        case DK_GGUF_TYPE_UINT8: v = p[0]; break;
-        case DK_GGUF_TYPE_INT8: v = (int8_t)p[0]; break;
-        case DK_GGUF_TYPE_UINT16: {
-            uint16_t x;
-            memcpy(&x, p, 2);
-            v = x;
-        } break;
-        case DK_GGUF_TYPE_INT16: {
-            int16_t x;
-            memcpy(&x, p, 2);
-            v = x;
-        } break;
-        case DK_GGUF_TYPE_UINT32: {
-            uint32_t x;
-            memcpy(&x, p, 4);
-            v = x;
-        } break;
-        case DK_GGUF_TYPE_INT32: {
-            int32_t x;
-            memcpy(&x, p, 4);
-            v = x;
-        } break;
-        case DK_GGUF_TYPE_UINT64: {
-            uint64_t x;
-            memcpy(&x, p, 8);
-            v = x > INT64_MAX ? INT64_MAX : (int64_t)x;
-        } break;
-        case DK_GGUF_TYPE_INT64: memcpy(&v, p, 8); break;
+        case DK_GGUF_TYPE_UINT8: v = x.u8; break;
+        case DK_GGUF_TYPE_INT8: v = x.i8; break;
+        case DK_GGUF_TYPE_UINT16: v = x.u16; break;
+        case DK_GGUF_TYPE_INT16: v = x.i16; break;
+        case DK_GGUF_TYPE_UINT32: v = x.u32; break;
+        case DK_GGUF_TYPE_INT32: v = x.i32; break;
+        case DK_GGUF_TYPE_UINT64: v = x.u64 > INT64_MAX ? INT64_MAX : (int64_t)x.u64; break;
+        case DK_GGUF_TYPE_INT64: v = x.i64; break;
         default: break;
         }
         if (v < INT32_MIN || v > INT32_MAX)
@@ -582,7 +556,7 @@ dk_status dk_gguf_get_arr_i32(const dk_gguf *g, const char *key, int32_t *dst, u
 
 dk_status dk_gguf_get_arr_str(const dk_gguf *g, const char *key, const char *const **strs,
                               const uint32_t **lens, uint64_t *n, dk_err *e) {
-    const dk_gguf_kv *kv = dk_arr_get(g, key, e);
+    const dk_gguf_kv *kv = dk_kv_get_as(g, key, DK_GGUF_TYPE_ARRAY, e);
     if (!kv) return DK_ERR_FORMAT;
     if (kv->elem != DK_GGUF_TYPE_STRING)
         return dk_fail(e, DK_ERR_FORMAT, "%s: key '%s' is an array of %s, expected strings", g->path, key,

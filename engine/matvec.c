@@ -165,16 +165,9 @@ bool dk_matvec_set_avx512(bool on) {
     return on && has;
 }
 
-bool dk_matvec_avx512_type(uint32_t type) { return dk_matvec_avx512_dot(type) != NULL; }
-
 static bool dk_matvec_z_on(void) {
     if (atomic_load(&dk_matvec_z) < 0) dk_matvec_set_avx512(true);
     return atomic_load(&dk_matvec_z) == 1;
-}
-
-/* two rows at once (AVX-512 Q4_K, Q6_K), or NULL */
-static dk_dot2_fn dk_matvec_inline2(uint32_t type) {
-    return dk_matvec_z_on() ? dk_matvec_avx512_dot2(type) : NULL;
 }
 
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
@@ -201,18 +194,19 @@ bool dk_matvec_set_avx512(bool on) {
     (void)on;
     return false;
 }
-bool dk_matvec_avx512_type(uint32_t type) {
-    (void)type;
-    return false;
-}
+static bool dk_matvec_z_on(void) { return false; }
 static dk_dot_fn dk_matvec_inline(uint32_t type) {
     return type == DK_GGML_TYPE_F32 ? (dk_dot_fn)dk_matvec_dot : NULL;
 }
-static dk_dot2_fn dk_matvec_inline2(uint32_t type) {
-    (void)type;
-    return NULL;
-}
 #endif
+
+/* (without DK_MATVEC_SIMD, matvec_avx512.c has no kernels: NULL for every type) */
+bool dk_matvec_avx512_type(uint32_t type) { return dk_matvec_avx512_dot(type) != NULL; }
+
+/* two rows at once (AVX-512 Q4_K, Q6_K), or NULL */
+static dk_dot2_fn dk_matvec_inline2(uint32_t type) {
+    return dk_matvec_z_on() ? dk_matvec_avx512_dot2(type) : NULL;
+}
 
 void dk_matvec_rows(const dk_tensor *w, int64_t r0, int64_t r1, const float *x, int m, float *y, int64_t ldy,
                     float beta, float *scratch) {

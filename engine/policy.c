@@ -436,13 +436,7 @@ dk_status dk_policy_run_create(const dk_policy *p, const dk_policy_params *pp, i
 
 void dk_policy_run_free(dk_policy_run *r) {
     if (!r) return;
-    free(r->decide);
-    free(r->stats);
-    free(r->score);
-    free(r->tmp);
-    free(r->order);
-    free(r->keep);
-    free(r->probe);
+    DK_FREE_ALL(r->decide, r->stats, r->score, r->tmp, r->order, r->keep, r->probe);
     free(r);
 }
 
@@ -452,11 +446,6 @@ void dk_policy_run_opts(dk_policy_run *r, dk_prefill_opts *o) {
     o->probe_rows = r->n_probe ? r->probe : NULL;
     o->n_probe = r->n_probe;
     o->probe_layers = r->n_probe ? r->decide : NULL;
-}
-
-static int dk_float_cmp(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
 }
 
 /* ---- the halting decision ----
@@ -500,7 +489,7 @@ dk_status dk_policy_hook(void *user, dk_hook_point point, const dk_layer_view *v
     float *row = r->score + (size_t)v->layer * r->n_tokens, *sorted = r->tmp + n;
     for (int i = 0; i < n; i++) row[v->active[i]] = s[i];
     memcpy(sorted, s, (size_t)n * sizeof *s);
-    qsort(sorted, (size_t)n, sizeof *sorted, dk_float_cmp);
+    qsort(sorted, (size_t)n, sizeof *sorted, dk_cmp_f32);
     *st = (dk_policy_layer_stats){
         true,         n, kept, sorted[0], n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]),
         sorted[n - 1]};

@@ -10,11 +10,7 @@
 
 void dk_prefill_result_free(dk_prefill_result *r) {
     if (!r) return;
-    free(r->layers);
-    free(r->policy);
-    free(r->active);
-    free(r->ctx_logits);
-    free(r->q_logits);
+    DK_FREE_ALL(r->layers, r->policy, r->active, r->ctx_logits, r->q_logits);
     memset(r, 0, sizeof *r);
 }
 
@@ -127,13 +123,8 @@ dk_status dk_prefill_decode_greedy(dk_ctx *c, const float *logits, int n_max, in
 
 /* ---- dense vs method, side by side ---- */
 
-static int dk_prefill_cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double dk_prefill_median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, dk_prefill_cmp_d);
+    qsort(v, (size_t)n, sizeof *v, dk_cmp_f64);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 

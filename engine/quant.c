@@ -76,6 +76,16 @@ uint16_t dk_f32_to_fp16(float f) {
 #define DK_QUANT_SIMD 1
 #endif
 
+/* dst[i..n) from the 16-bit floats at s: bfloat16 when bf16, else IEEE half (the scalar path, and the
+ * SIMD loops' remainder) */
+static void dk_dequant_half_rest(const uint8_t *s, float *dst, size_t i, size_t n, bool bf16) {
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = bf16 ? dk_bf16_to_f32(h) : dk_fp16_to_f32(h);
+    }
+}
+
 /* Vector paths: F16 via vcvtph2ps (exact for every finite, infinite and subnormal half), BF16
  * by widening to 32 bits and shifting left 16 (the definition), Q8_0 by int8 -> int32 -> f32
  * (exact) and one multiply by the block scale (the scalar's single rounding). */
@@ -91,11 +101,7 @@ static void dk_dequant_f16(const uint8_t *s, float *dst, size_t n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
 #endif
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = dk_fp16_to_f32(h);
-    }
+    dk_dequant_half_rest(s, dst, i, n, false);
 }
 
 static void dk_dequant_bf16(const uint8_t *s, float *dst, size_t n) {
@@ -109,11 +115,7 @@ static void dk_dequant_bf16(const uint8_t *s, float *dst, size_t n) {
         _mm256_storeu_ps(dst + i + 8, _mm256_castsi256_ps(hi));
     }
 #endif
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = dk_bf16_to_f32(h);
-    }
+    dk_dequant_half_rest(s, dst, i, n, true);
 }
 
 /* block: f16 scale d, 32 x int8 q; value = d * q */

@@ -62,22 +62,9 @@ void dk_piece_map_put(const dk_tokenizer *t, dk_piece_map *m, int32_t id) {
 
 void dk_tokenizer_free(dk_tokenizer *t) {
     if (!t) return;
-    free(t->blob);
-    free(t->off);
-    free(t->len);
-    free(t->dblob);
-    free(t->doff);
-    free(t->dlen);
-    free(t->scores);
-    free(t->types);
-    free(t->byte_val);
-    free(t->all.slots);
-    free(t->merge.slots);
-    free(t->user.slots);
-    free(t->pairs.keys);
-    free(t->pairs.rank);
-    free(t->pairs.id);
-    free(t->special.slots);
+    DK_FREE_ALL(t->blob, t->off, t->len, t->dblob, t->doff, t->dlen, t->scores, t->types, t->byte_val,
+                t->all.slots, t->merge.slots, t->user.slots, t->pairs.keys, t->pairs.rank, t->pairs.id,
+                t->special.slots);
     free(t);
 }
 
@@ -97,6 +84,15 @@ int dk_parse_byte_piece(const char *s, size_t n) {
     return v;
 }
 
+bool dk_tokenizer_alloc_display(dk_tokenizer *t, size_t dblob_bytes) {
+    size_t n = (size_t)t->n_vocab;
+    t->dblob = malloc(dblob_bytes ? dblob_bytes : 1);
+    t->doff = malloc(sizeof(uint32_t) * n);
+    t->dlen = malloc(sizeof(uint32_t) * n);
+    t->byte_val = malloc(sizeof(int16_t) * n);
+    return t->dblob && t->doff && t->dlen && t->byte_val;
+}
+
 /* Builds the derived tables once pieces, lens, scores and types are in place. `what` names the
  * source for error messages. */
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
@@ -108,11 +104,7 @@ dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e) {
     /* display texts: the space symbol becomes ' ' */
     size_t dcap = 0;
     for (int i = 0; i < n; i++) dcap += t->len[i] + 1;
-    t->dblob = malloc(dcap ? dcap : 1);
-    t->doff = malloc(sizeof(uint32_t) * (size_t)n);
-    t->dlen = malloc(sizeof(uint32_t) * (size_t)n);
-    t->byte_val = malloc(sizeof(int16_t) * (size_t)n);
-    if (!t->dblob || !t->doff || !t->dlen || !t->byte_val)
+    if (!dk_tokenizer_alloc_display(t, dcap))
         return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory for the vocabulary", what);
     size_t d = 0;
     for (int i = 0; i < n; i++) {

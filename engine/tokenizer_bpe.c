@@ -125,12 +125,8 @@ dk_status dk_tokenizer_set_pre(dk_tokenizer *t, const char *pre, dk_err *e) {
 static dk_status dk_bpe_display_texts(dk_tokenizer *t, const int16_t byte_of_cp[DK_BPE_N_CP], size_t blob,
                                       int *n_special_out, const char *what, dk_err *e) {
     int n = t->n_vocab;
-    t->dblob = malloc(blob ? blob : 1); /* a token's bytes never outnumber its UTF-8 text */
-    t->doff = malloc(sizeof(uint32_t) * (size_t)n);
-    t->dlen = malloc(sizeof(uint32_t) * (size_t)n);
-    t->byte_val = malloc(sizeof(int16_t) * (size_t)n);
-    if (!t->dblob || !t->doff || !t->dlen || !t->byte_val)
-        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
+    /* a token's bytes never outnumber its UTF-8 text */
+    if (!dk_tokenizer_alloc_display(t, blob)) return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", what);
     size_t d = 0;
     int n_special = 0;
     for (int i = 0; i < n; i++) {
@@ -625,12 +621,7 @@ dk_status dk_bpe_encode(const dk_tokenizer *t, const char *text, size_t len, boo
     if (add_bos && !dk_ids_push(&x.out, t->bos)) st = DK_ERR_NOMEM;
     if (!st) st = dk_bpe_walk(t, text, len, &c, dk_bpe_encode_chunk, &x);
     if (!st && x.out.n > (size_t)INT32_MAX) st = DK_ERR_NOMEM;
-    free(c.cp);
-    free(c.off);
-    free(c.cl);
-    free(x.w.id);
-    free(x.w.prev);
-    free(x.w.next);
+    DK_FREE_ALL(c.cp, c.off, c.cl, x.w.id, x.w.prev, x.w.next);
     dk_heap_free(&x.w.heap);
     free(x.w.mapped);
     if (st) {

@@ -90,6 +90,10 @@ dk_status dk_tokenizer_add_piece(dk_tokenizer *t, int i, const char *s, size_t L
 /* Builds the derived tables once pieces, lens, scores and types are in place. `what` names the
  * source for error messages. */
 dk_status dk_tokenizer_finish(dk_tokenizer *t, const char *what, dk_err *e);
+/* Allocates the display tables: dblob of dblob_bytes (at least 1), doff, dlen and byte_val of
+ * n_vocab entries each; false when out of memory (what was allocated is freed by
+ * dk_tokenizer_free). */
+bool dk_tokenizer_alloc_display(dk_tokenizer *t, size_t dblob_bytes);
 /* Length of a valid UTF-8 sequence at s[0..n) (RFC 3629), or 0 if invalid. */
 size_t dk_utf8_valid(const unsigned char *s, size_t n);
 /* The length (2..4) of the UTF-8 sequence lead byte c starts (RFC 3629), and the range [*lo, *hi]

@@ -355,13 +355,7 @@ dk_status dk_spm_encode(const dk_tokenizer *t, const char *text, size_t len, boo
 oom:
     st = dk_fail(e, DK_ERR_NOMEM, "tokenizer: out of memory while merging %zu bytes", nn);
 done:
-    free(norm);
-    free(out);
-    free(s.start);
-    free(s.n);
-    free(s.prev);
-    free(s.next);
-    free(s.frozen);
+    DK_FREE_ALL(norm, out, s.start, s.n, s.prev, s.next, s.frozen);
     dk_heap_free(&h);
     return st;
 }

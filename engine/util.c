@@ -1,4 +1,4 @@
-/* util.c — clock, argmax, growable string, binary heap (util.h). */
+/* util.c — clock, comparators, argmax, free list, reading a stream, growable string, binary heap (util.h). */
 #include "util.h"
 #include <math.h>
 #include <stdarg.h>
@@ -24,11 +24,45 @@ void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *ou
     strftime(out, n, fmt, &tm);
 }
 
+int dk_cmp_f32(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int dk_cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int dk_argmax(const float *x, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+void dk_free_all_n(void *const *ptrs, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+}
+
+char *dk_read_stream(FILE *f, size_t max, size_t *len, bool *bad) {
+    size_t cap = 1 << 16, n = 0, r;
+    char *s = malloc(cap);
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (max && n >= max) {
+            free(s);
+            s = NULL;
+        } else if (cap - n < 2) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) free(s);
+            s = t;
+        }
+    }
+    *bad = ferror(f);
+    if (s) s[n] = 0;
+    *len = n;
+    return s;
 }
 
 /* ---- growable string ---- */

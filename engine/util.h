@@ -1,18 +1,35 @@
 /* util.h — the small helpers every layer uses: the monotonic clock and UTC text, a growable
- * string, a binary heap, argmax. Bottom of the engine (depends on nothing but libc), so eval/ and
- * cli/ use it too. */
+ * string, a binary heap, argmax and qsort comparators, freeing a list of pointers, reading a
+ * whole stream. Bottom of the engine (depends on nothing but libc), so eval/ and cli/ use it too. */
 #ifndef DK_UTIL_H
 #define DK_UTIL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, not dates. */
 double dk_time_now_s(void);
 /* UNIX time t_s (seconds, wall clock) as UTC text in strftime format fmt; nan_text when t_s is NaN. */
 void dk_time_fmt_utc(double t_s, const char *fmt, const char *nan_text, char *out, size_t n);
 
+/* qsort comparators: floats / doubles ascending (NaNs compare equal to everything). */
+int dk_cmp_f32(const void *a, const void *b);
+int dk_cmp_f64(const void *a, const void *b);
+
 /* Index of the largest of x[0..n) (n >= 1), the first one on ties. */
 int dk_argmax(const float *x, int n);
+
+/* free() each of ptrs[0..n) (NULL ones included, as free does). */
+void dk_free_all_n(void *const *ptrs, size_t n);
+/* DK_FREE_ALL(a->x, a->y, ...): free() each argument, in order; the arguments are read before
+ * the first free, so the struct holding them may be the last one. A const-qualified pointer
+ * needs an explicit (void *) cast. */
+#define DK_FREE_ALL(...) \
+    dk_free_all_n((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
+
+/* The rest of stream f, malloc'd and NUL-terminated, its size in *len; NULL when out of memory or
+ * when it reaches max bytes (0: no limit). *bad: the stream had a read error. */
+char *dk_read_stream(FILE *f, size_t max, size_t *len, bool *bad);
 
 /* ---- growable string ----
  * s is NUL-terminated after every append (NULL before the first). After a failed allocation oom

@@ -156,11 +156,6 @@ double dk_boot_estimate(const dk_boot_stratum *st, size_t n_st, dk_boot_stat sta
     return v;
 }
 
-static int dk_boot_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Type-7 quantile of sorted v (n >= 1). */
 static double dk_boot_quantile(const double *v, size_t n, double p) {
     double h = (double)(n - 1) * p;
@@ -201,7 +196,7 @@ dk_status dk_bootstrap_ci(const dk_boot_stratum *st, size_t n_st, dk_boot_stat s
     double *v = NULL;
     dk_status rc = dk_boot_run(st, n_st, stat, n_boot, seed, &out->est, &v, e);
     if (rc != DK_OK || !v) return rc;
-    qsort(v, (size_t)n_boot, sizeof *v, dk_boot_cmp);
+    qsort(v, (size_t)n_boot, sizeof *v, dk_cmp_f64);
     out->lo = dk_boot_quantile(v, (size_t)n_boot, (1 - level) / 2);
     out->hi = dk_boot_quantile(v, (size_t)n_boot, (1 + level) / 2);
     free(v);
@@ -236,7 +231,7 @@ dk_status dk_bootstrap_paired(const double *a, const double *b, const int64_t *c
         size_t far = 0;
         for (int k = 0; k < n_boot; k++) far += fabs(v[k] - out->est) >= fabs(out->est);
         out->p = (1.0 + (double)far) / ((double)n_boot + 1.0);
-        qsort(v, (size_t)n_boot, sizeof *v, dk_boot_cmp);
+        qsort(v, (size_t)n_boot, sizeof *v, dk_cmp_f64);
         out->lo = dk_boot_quantile(v, (size_t)n_boot, (1 - level) / 2);
         out->hi = dk_boot_quantile(v, (size_t)n_boot, (1 + level) / 2);
     }

@@ -265,8 +265,8 @@ static dk_status rep_model_figures(const rep_data *d, rep_out *o, int mi, FILE *
 static void rep_md_provenance(FILE *f, const rep_data *d, dk_report_result *r) {
     char b1[64], b2[64], num[64];
     fprintf(f, "# dashkit report: run %lld", (long long)d->run_id);
-    if (d->run_name && *d->run_name) {
-        fprintf(f, " (%s)", d->run_name);
+    if (d->run->name && *d->run->name) {
+        fprintf(f, " (%s)", d->run->name);
     }
     fprintf(f, "\n\nEvery number below is read from the store's sample rows; nothing is recomputed. Each "
                "figure's data"
@@ -275,22 +275,22 @@ static void rep_md_provenance(FILE *f, const rep_data *d, dk_report_result *r) {
     fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
     snprintf(num, sizeof num, "%lld", (long long)d->run_id);
     rep_md_kv(f, "run", num);
-    rep_md_kv(f, "name", d->run_name);
-    rep_md_kv(f, "config", d->config_path);
-    rep_md_kv(f, "config sha256", d->config_hash);
-    rep_md_kv(f, "git revision", d->git_rev);
-    rep_md_kv(f, "host", d->host);
-    rep_md_kv(f, "CPU", d->cpu);
-    rep_md_kv(f, "BLAS core", d->blas_core);
-    snprintf(num, sizeof num, "%lld", (long long)d->threads);
-    rep_md_kv(f, "threads", d->threads >= 0 ? num : NULL);
-    snprintf(num, sizeof num, "%lld", (long long)d->workers);
-    rep_md_kv(f, "workers", d->workers >= 0 ? num : NULL);
-    rep_md_kv(f, "command", d->command);
-    rep_time(b1, sizeof b1, d->started_at);
-    rep_time(b2, sizeof b2, d->finished_at);
+    rep_md_kv(f, "name", d->run->name);
+    rep_md_kv(f, "config", d->run->config_path);
+    rep_md_kv(f, "config sha256", d->run->config_hash);
+    rep_md_kv(f, "git revision", d->run->git_rev);
+    rep_md_kv(f, "host", d->run->host);
+    rep_md_kv(f, "CPU", d->run->cpu);
+    rep_md_kv(f, "BLAS core", d->run->blas_core);
+    snprintf(num, sizeof num, "%lld", (long long)d->run->threads);
+    rep_md_kv(f, "threads", d->run->threads >= 0 ? num : NULL);
+    snprintf(num, sizeof num, "%lld", (long long)d->run->workers);
+    rep_md_kv(f, "workers", d->run->workers >= 0 ? num : NULL);
+    rep_md_kv(f, "command", d->run->command);
+    rep_time(b1, sizeof b1, d->run->started_at);
+    rep_time(b2, sizeof b2, d->run->finished_at);
     rep_md_kv(f, "started", b1);
-    rep_md_kv(f, "finished", isnan(d->finished_at) ? "– (running or interrupted)" : b2);
+    rep_md_kv(f, "finished", isnan(d->run->finished_at) ? "– (running or interrupted)" : b2);
     size_t nd = 0, np = 0, nrun = 0, nf = 0, ns = 0;
     for (size_t i = 0; i < d->n_cells_loaded; i++) {
         const char *x = d->cells[i].state;

@@ -11,55 +11,24 @@
 /* ---- loading ---- */
 
 void rep_data_free(rep_data *d) {
-    free(d->run_name);
-    free(d->config_path);
-    free(d->config_hash);
-    free(d->git_rev);
-    free(d->host);
-    free(d->cpu);
-    free(d->blas_core);
-    free(d->command);
+    dk_store_runs_free(d->runs, d->n_runs);
     for (size_t i = 0; i < d->n_models; i++) {
-        free(d->models[i].sha);
-        free(d->models[i].path);
-        free(d->models[i].label);
-        free(d->models[i].slug);
-        free(d->models[i].arch);
+        DK_FREE_ALL(d->models[i].sha, d->models[i].path, d->models[i].label, d->models[i].slug,
+                    d->models[i].arch);
     }
     for (size_t i = 0; i < d->n_tasks; i++) {
         free(d->tasks[i].name);
         free(d->tasks[i].slug);
     }
     for (size_t i = 0; i < d->n_settings; i++) {
-        free(d->settings[i].method);
-        free(d->settings[i].params);
-        free(d->settings[i].label);
-        free(d->settings[i].slug);
+        DK_FREE_ALL(d->settings[i].method, d->settings[i].params, d->settings[i].label, d->settings[i].slug);
     }
     for (size_t i = 0; i < d->n_cells_loaded; i++) {
         rep_cell *c = &d->cells[i];
-        free(c->options);
-        free(c->task_key);
-        free(c->score);
-        free(c->wd);
-        free(c->wm);
-        free(c->fd);
-        free(c->fm);
-        free(c->kl);
-        free(c->top1);
-        free(c->nll);
-        free(c->ctx);
-        free(c->sid);
-        free(c->cl);
-        free(c->active);
-        free(c->dmin);
-        free(c->dmed);
-        free(c->dmax);
+        DK_FREE_ALL(c->options, c->task_key, c->score, c->wd, c->wm, c->fd, c->fm, c->kl, c->top1, c->nll,
+                    c->ctx, c->sid, c->cl, c->active, c->dmin, c->dmed, c->dmax);
     }
-    free(d->models);
-    free(d->tasks);
-    free(d->settings);
-    free(d->cells);
+    DK_FREE_ALL(d->models, d->tasks, d->settings, d->cells);
     memset(d, 0, sizeof *d);
 }
 
@@ -230,26 +199,15 @@ static dk_status rep_load_run(dk_store *s, int64_t run, rep_data *d, dk_err *e) 
                          (long long)run, (long long)runs[0].id, (long long)runs[n - 1].id);
         else st = dk_fail(e, DK_ERR_ARG, "run %lld: no such run (the store has no runs yet)", (long long)run);
     }
-    if (st == DK_OK) {
-        d->run_id = run;
-        d->run_name = r->name;
-        d->config_path = r->config_path;
-        d->config_hash = r->config_hash;
-        d->git_rev = r->git_rev;
-        d->host = r->host;
-        d->cpu = r->cpu;
-        d->blas_core = r->blas_core;
-        d->command = r->command;
-        r->name = r->config_path = r->config_hash = r->git_rev = r->host = r->cpu = r->blas_core =
-            r->command = NULL;
-        d->threads = r->threads;
-        d->workers = r->workers;
-        d->n_cells = r->n_cells;
-        d->started_at = r->started_at;
-        d->finished_at = r->finished_at;
+    if (st != DK_OK) {
+        dk_store_runs_free(runs, n);
+        return st;
     }
-    dk_store_runs_free(runs, n);
-    return st;
+    d->run_id = run;
+    d->runs = runs;
+    d->n_runs = n;
+    d->run = r;
+    return DK_OK;
 }
 
 dk_status rep_load(dk_store *s, const dk_report_opts *o, rep_data *d, dk_err *e) {

@@ -53,11 +53,7 @@ static dk_status rep_frontier_points(const rep_data *d, int mi, int ti, rep_poin
            *y = malloc((n + 1) * sizeof *y);
     int *fw = malloc((n + 1) * sizeof *fw), *ff = malloc((n + 1) * sizeof *ff);
     if (!x || !xf || !y || !fw || !ff) {
-        free(x);
-        free(xf);
-        free(y);
-        free(fw);
-        free(ff);
+        DK_FREE_ALL(x, xf, y, fw, ff);
         st = dk_fail(e, DK_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -72,11 +68,7 @@ static dk_status rep_frontier_points(const rep_data *d, int mi, int ti, rep_poin
         pts[i].front_wall = fw[i];
         pts[i].front_flops = ff[i];
     }
-    free(x);
-    free(xf);
-    free(y);
-    free(fw);
-    free(ff);
+    DK_FREE_ALL(x, xf, y, fw, ff);
     *pts_out = pts;
     *n_out = n;
     return DK_OK;
@@ -225,12 +217,10 @@ dk_status rep_frontier_write(const rep_data *d, rep_out *o, int mi, int ti, cons
         snprintf(what, sizeof what, "speedup-accuracy frontier (%s speedup): %s, %s",
                  ax ? "FLOP" : "measured prefill", d->models[mi].label, d->tasks[ti].name);
         snprintf(name, sizeof name, "%s.dat", dat_stem);
-        rep_gp_head(m.f, o, gp_stems[ax], what, name);
-        fprintf(m.f, "set title ");
         char title[1024];
         snprintf(title, sizeof title, "%s: %s (run %lld)", d->models[mi].label, d->tasks[ti].name,
                  (long long)d->run_id);
-        rep_gp_str(m.f, title);
+        rep_gp_head(m.f, o, gp_stems[ax], what, name, title);
         fprintf(m.f, "\nset xlabel \"%s\"\nset ylabel \"score (mean, %.0f%% bootstrap CI)\"\n",
                 ax ? "FLOP speedup (dense FLOPs / method FLOPs)"
                    : "measured prefill speedup (dense s / method s)",
@@ -266,17 +256,12 @@ done:
 
 /* ---- NIAH heatmap ---- */
 
-static int rep_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Distinct sorted non-NaN values. */
 static size_t rep_distinct(double *v, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!isnan(v[i])) v[k++] = v[i];
-    qsort(v, k, sizeof *v, rep_cmp_double);
+    qsort(v, k, sizeof *v, dk_cmp_f64);
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
         if (!u || v[i] != v[u - 1]) v[u++] = v[i];
@@ -354,12 +339,10 @@ dk_status rep_heatmap_write(const rep_data *d, rep_out *o, int mi, int ti, int s
     char what[1024];
     snprintf(what, sizeof what, "NIAH heatmap: %s, %s, %s", d->models[mi].label, d->tasks[ti].name,
              d->settings[si].label);
-    rep_gp_head(m.f, o, stem, what, name);
     char title[1024];
     snprintf(title, sizeof title, "%s: %s, %s (run %lld)", d->models[mi].label, d->tasks[ti].name,
              d->settings[si].label, (long long)d->run_id);
-    fprintf(m.f, "set title ");
-    rep_gp_str(m.f, title);
+    rep_gp_head(m.f, o, stem, what, name, title);
     fprintf(m.f, "\nset xlabel \"context length (tokens)\"\nset ylabel \"needle depth (%% of context)\"\n");
     fprintf(m.f, "set cblabel \"score\"\nset cbrange [0:100]\nset palette defined (0 \"#b2182b\", 50 "
                  "\"#fee08b\", 100 \"#1a9850\")\n");
@@ -465,12 +448,10 @@ dk_status rep_layers_write(const rep_data *d, rep_out *o, int mi, int ti, const 
     char what[1024], title[1024];
     snprintf(what, sizeof what, "active tokens per layer: %s, %s", d->models[mi].label,
              method ? method : "all methods");
-    rep_gp_head(m.f, o, stem, what, name);
     snprintf(title, sizeof title, "%s: active context tokens per layer, %s%s%s (run %lld)",
              d->models[mi].label, method ? method : "all methods", ti >= 0 ? ", " : "",
              ti >= 0 ? d->tasks[ti].name : "", (long long)d->run_id);
-    fprintf(m.f, "set title ");
-    rep_gp_str(m.f, title);
+    rep_gp_head(m.f, o, stem, what, name, title);
     fprintf(m.f,
             "\nset xlabel \"layer\"\nset ylabel \"active tokens / context tokens (mean over samples)\"\n"
             "set yrange [0:1.05]\nset xrange [-0.5:%d.5]\nset xtics 1\nset key outside right top\nset grid\n",
@@ -552,7 +533,7 @@ dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *ste
             }
         }
         if (!k) continue;
-        qsort(v, k, sizeof *v, rep_cmp_double);
+        qsort(v, k, sizeof *v, dk_cmp_f64);
         double q[3];
         for (int t = 0; t < 3; t++) {
             double h = (double)(k - 1) * (0.25 * (t + 1));
@@ -571,11 +552,9 @@ dk_status rep_delta_write(const rep_data *d, rep_out *o, int mi, const char *ste
     if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
     char what[1024], title[1024];
     snprintf(what, sizeof what, "per-layer delta distribution: %s (samples of %s)", d->models[mi].label, src);
-    rep_gp_head(m.f, o, stem, what, name);
     snprintf(title, sizeof title, "%s: halting score per layer (%s samples, run %lld)", d->models[mi].label,
              src, (long long)d->run_id);
-    fprintf(m.f, "set title ");
-    rep_gp_str(m.f, title);
+    rep_gp_head(m.f, o, stem, what, name, title);
     fprintf(
         m.f,
         "\nset xlabel \"layer\"\nset ylabel \"delta (box: quartiles of per-sample medians; whiskers: "
@@ -655,12 +634,10 @@ dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *
     if ((st = rep_mem_open(&m, e)) != DK_OK) goto done;
     char what[1024], title[1024];
     snprintf(what, sizeof what, "answer KL vs score per sample: %s", d->models[mi].label);
-    rep_gp_head(m.f, o, stem, what, name);
     snprintf(title, sizeof title,
              "%s: answer-level KL vs score per sample (Spearman over all: %.2f, n = %zu)",
              d->models[mi].label, *rho, *n_all);
-    fprintf(m.f, "set title ");
-    rep_gp_str(m.f, title);
+    rep_gp_head(m.f, o, stem, what, name, title);
     fprintf(
         m.f,
         "\nset xlabel \"KL(dense||method), mean over the answer tokens (nats, log scale)\"\n"
@@ -674,29 +651,141 @@ dk_status rep_fidelity_write(const rep_data *d, rep_out *o, int mi, const char *
     st = rep_gp_commit(o, &m, stem, e);
 done:
     rep_mem_drop(&m);
-    free(kx);
-    free(sy);
-    free(ax);
-    free(ay);
+    DK_FREE_ALL(kx, sy, ax, ay);
     return st;
 }
 /* ---- stability vs redundancy: the figures and Markdown of one analysis (analyze.h) ---- */
 
-static dk_status rep_dat_gp(rep_out *o, const char *stem, rep_mem *dat, rep_mem *gp, dk_err *e) {
-    char name[1100];
-    snprintf(name, sizeof name, "%s.dat", stem);
-    dk_status st = rep_mem_commit(dat, o, name, e);
-    if (st == DK_OK) st = rep_gp_commit(o, gp, stem, e);
+/* One figure of an analysis: its data (dname = STEM.dat) and gnuplot script, written together. */
+typedef struct {
+    rep_mem dat, gp;
+    char stem[1024], dname[1100];
+} rep_fig;
+
+/* Opens figure analysis_KIND_SLUG. */
+static dk_status rep_fig_open(rep_fig *f, const char *kind, const char *slug, dk_err *e) {
+    snprintf(f->stem, sizeof f->stem, "analysis_%s_%s", kind, slug);
+    snprintf(f->dname, sizeof f->dname, "%s.dat", f->stem);
+    dk_status st = rep_mem_open(&f->dat, e);
+    return st == DK_OK ? rep_mem_open(&f->gp, e) : st;
+}
+
+/* After a successful open (st): ends the script, writes both files when `write` and links the image
+ * from md as alt. Frees the streams; returns the result. */
+static dk_status rep_fig_close(rep_fig *f, rep_out *o, dk_status st, bool write, FILE *md, const char *alt,
+                               dk_err *e) {
+    if (st == DK_OK) {
+        rep_gp_tail(f->gp.f, o);
+        if (write && (st = rep_mem_commit(&f->dat, o, f->dname, e)) == DK_OK)
+            st = rep_gp_commit(o, &f->gp, f->stem, e);
+        fprintf(md, "\n![%s](%s.png)\n", alt, f->stem);
+    }
+    rep_mem_drop(&f->dat);
+    rep_mem_drop(&f->gp);
     return st;
 }
 
-/* analysis_delta_SLUG (rel = 0: Δ; 1: Δ/‖h‖), analysis_redundancy_SLUG, analysis_recall_SLUG, and
- * the Markdown section into md. */
+/* analysis_delta_SLUG (rel = 0: Δ) or analysis_reldelta_SLUG (rel = 1: Δ/‖h‖): percentile bands per
+ * layer. */
+static dk_status rep_analysis_delta_fig(rep_out *o, const dk_analysis *a, const char *label, const char *slug,
+                                        int rel, FILE *md, dk_err *e) {
+    rep_fig f = {0};
+    dk_status st = rep_fig_open(&f, rel ? "reldelta" : "delta", slug, e);
+    if (st == DK_OK) {
+        fprintf(
+            f.dat.f,
+            "# analysis %lld, %s: per layer percentiles of %s over the context rows of %d dense prefills\n"
+            "# layer p1 p10 p25 p50 p75 p90 p99\n",
+            (long long)a->id, label, rel ? "delta/|h|" : "delta", a->n_samples);
+        for (int l = 0; l < a->n_layer; l++) {
+            fprintf(f.dat.f, "%d", l);
+            for (int q = 0; q < DK_ANALYSIS_NQ; q++)
+                fprintf(f.dat.f, " %.6g", (rel ? a->rel_q : a->delta_q)[l * DK_ANALYSIS_NQ + q]);
+            fprintf(f.dat.f, "\n");
+        }
+        char what[1024], title[1024];
+        snprintf(what, sizeof what, "%s percentile bands per layer: %s", rel ? "relative delta" : "delta",
+                 label);
+        snprintf(title, sizeof title, "%s: %s per layer (bands p10-p90, p25-p75; median; p1/p99 dashed)",
+                 label, rel ? "|U_t| / |h_t|" : "delta_t = |U_t|");
+        rep_gp_head(f.gp.f, o, f.stem, what, f.dname, title);
+        fprintf(f.gp.f,
+                "\nset xlabel \"layer\"\nset ylabel \"%s\"\nset logscale y\nset grid\nset key top left\nset "
+                "xtics 1\n"
+                "set arrow from %d, graph 0 to %d, graph 1 nohead dt 3 lc rgb \"gray40\"\n",
+                rel ? "|U| / |h|" : "|U|", a->ls_layer, a->ls_layer);
+        fprintf(f.gp.f,
+                "plot \"%s\" using 1:3:7 with filledcurves fc rgb \"#c6dbef\" title \"p10-p90\", \\\n"
+                "  \"\" using 1:4:6 with filledcurves fc rgb \"#6baed6\" title \"p25-p75\", \\\n"
+                "  \"\" using 1:5 with linespoints lw 2 lc rgb \"#08306b\" title \"median\", \\\n"
+                "  \"\" using 1:2 with lines dt 2 lc rgb \"gray30\" title \"p1\", \\\n"
+                "  \"\" using 1:8 with lines dt 2 lc rgb \"gray30\" title \"p99\"\n",
+                f.dname);
+    }
+    return rep_fig_close(&f, o, st, true, md, rel ? "relative delta per layer" : "delta per layer", e);
+}
+
+/* analysis_redundancy_SLUG: received attention by Δ-decile at l_s. */
+static dk_status rep_analysis_redundancy_fig(rep_out *o, const dk_analysis *a, const char *label,
+                                             const char *slug, FILE *md, dk_err *e) {
+    rep_fig f = {0};
+    dk_status st = rep_fig_open(&f, "redundancy", slug, e);
+    if (st == DK_OK) {
+        fprintf(f.dat.f,
+                "# analysis %lld, %s: received attention of the layers after l_s = %d by delta-decile at "
+                "l_s\n"
+                "# decile mean_delta received\n",
+                (long long)a->id, label, a->ls_layer);
+        for (int k = 0; k < 10; k++)
+            fprintf(f.dat.f, "%d %.6g %.6g\n", k + 1, a->decile_delta[k], a->decile_received[k]);
+        char title[1024];
+        snprintf(title, sizeof title,
+                 "%s: attention received in layers > %d by delta-decile at layer %d (Spearman %.2f)", label,
+                 a->ls_layer, a->ls_layer, a->delta_received_spearman);
+        rep_gp_head(f.gp.f, o, f.stem, "stability vs redundancy curve", f.dname, title);
+        fprintf(f.gp.f,
+                "\nset xlabel \"decile of delta at l_s (1 = most stable)\"\nset ylabel \"received attention"
+                " (normalised by visible queries)\"\nset logscale y\nset grid\nset xtics 1\nunset key\n"
+                "plot \"%s\" using 1:3 with linespoints lw 2 pt 7 lc rgb \"#b2182b\"\n",
+                f.dname);
+    }
+    return rep_fig_close(&f, o, st, true, md, "redundancy curve", e);
+}
+
+/* analysis_recall_SLUG: attention recall vs rho, one line per method (no files without recall rows). */
+static dk_status rep_analysis_recall_fig(rep_out *o, const dk_analysis *a, const char *label,
+                                         const char *slug, FILE *md, dk_err *e) {
+    rep_fig f = {0};
+    dk_status st = rep_fig_open(&f, "recall", slug, e);
+    int blocks = 0;
+    if (st == DK_OK) {
+        fprintf(f.dat.f,
+                "# analysis %lld, %s: attention recall (share of dense attention of layers > l_s on kept "
+                "rows)"
+                " vs rho; one block per method\n",
+                (long long)a->id, label);
+        for (int r = 0; r < a->n_recall; r++) {
+            if (r == 0 || strcmp(a->recall[r].method, a->recall[r - 1].method))
+                fprintf(f.dat.f, "%s# %s\n", blocks++ ? "\n\n" : "", a->recall[r].method);
+            fprintf(f.dat.f, "%.6g %.6g %.6g\n", a->recall[r].rho, a->recall[r].recall,
+                    a->recall[r].kept_frac);
+        }
+        char title[1024];
+        snprintf(title, sizeof title, "%s: dense attention (layers > %d) on the rows each method keeps",
+                 label, a->ls_layer);
+        rep_gp_head(f.gp.f, o, f.stem, "attention recall vs rho", f.dname, title);
+        fprintf(f.gp.f,
+                "\nset xlabel \"rho (fraction halted)\"\nset ylabel \"attention recall\"\nset yrange "
+                "[0:1.05]\nset grid\n"
+                "set key bottom left\nplot for [i=0:%d] \"%s\" index i using 1:2 with linespoints lw 2 "
+                "title columnheader(1)\n",
+                blocks - 1, f.dname);
+    }
+    return rep_fig_close(&f, o, st, blocks > 0, md, "attention recall vs rho", e);
+}
+
 dk_status rep_analysis_write(rep_out *o, const dk_analysis *a, const char *label, const char *slug, FILE *md,
                              dk_err *e) {
-    rep_mem dat = {0}, gp = {0};
-    dk_status st = DK_OK;
-    char stem[1024], title[1024], what[1024];
     fprintf(md,
             "\n### %s: stability vs redundancy (analysis %lld)\n\nDense prefills of %d `%s` contexts (%s);"
             " l_s = layer %d (ls %g). Δ_t = ‖U_t‖ (DASH's score); received attention = what all queries of a "
@@ -731,115 +820,10 @@ dk_status rep_analysis_write(rep_out *o, const dk_analysis *a, const char *label
     for (int k = 0; k < a->n_overlap; k++)
         fprintf(md, "| %s | %s | %.3f |\n", a->overlap[k].a, a->overlap[k].b, a->overlap[k].jaccard);
 
-    /* Δ percentile bands per layer, absolute and relative */
-    for (int rel = 0; rel < 2 && st == DK_OK; rel++) {
-        snprintf(stem, sizeof stem, "analysis_%s_%s", rel ? "reldelta" : "delta", slug);
-        if ((st = rep_mem_open(&dat, e)) != DK_OK || (st = rep_mem_open(&gp, e)) != DK_OK) break;
-        fprintf(
-            dat.f,
-            "# analysis %lld, %s: per layer percentiles of %s over the context rows of %d dense prefills\n"
-            "# layer p1 p10 p25 p50 p75 p90 p99\n",
-            (long long)a->id, label, rel ? "delta/|h|" : "delta", a->n_samples);
-        for (int l = 0; l < a->n_layer; l++) {
-            fprintf(dat.f, "%d", l);
-            for (int q = 0; q < DK_ANALYSIS_NQ; q++)
-                fprintf(dat.f, " %.6g", (rel ? a->rel_q : a->delta_q)[l * DK_ANALYSIS_NQ + q]);
-            fprintf(dat.f, "\n");
-        }
-        snprintf(what, sizeof what, "%s percentile bands per layer: %s", rel ? "relative delta" : "delta",
-                 label);
-        snprintf(title, sizeof title, "%s: %s per layer (bands p10-p90, p25-p75; median; p1/p99 dashed)",
-                 label, rel ? "|U_t| / |h_t|" : "delta_t = |U_t|");
-        char dname[1100];
-        snprintf(dname, sizeof dname, "%s.dat", stem);
-        rep_gp_head(gp.f, o, stem, what, dname);
-        fprintf(gp.f, "set title ");
-        rep_gp_str(gp.f, title);
-        fprintf(gp.f,
-                "\nset xlabel \"layer\"\nset ylabel \"%s\"\nset logscale y\nset grid\nset key top left\nset "
-                "xtics 1\n"
-                "set arrow from %d, graph 0 to %d, graph 1 nohead dt 3 lc rgb \"gray40\"\n",
-                rel ? "|U| / |h|" : "|U|", a->ls_layer, a->ls_layer);
-        fprintf(gp.f,
-                "plot \"%s\" using 1:3:7 with filledcurves fc rgb \"#c6dbef\" title \"p10-p90\", \\\n"
-                "  \"\" using 1:4:6 with filledcurves fc rgb \"#6baed6\" title \"p25-p75\", \\\n"
-                "  \"\" using 1:5 with linespoints lw 2 lc rgb \"#08306b\" title \"median\", \\\n"
-                "  \"\" using 1:2 with lines dt 2 lc rgb \"gray30\" title \"p1\", \\\n"
-                "  \"\" using 1:8 with lines dt 2 lc rgb \"gray30\" title \"p99\"\n",
-                dname);
-        rep_gp_tail(gp.f, o);
-        st = rep_dat_gp(o, stem, &dat, &gp, e);
-        rep_mem_drop(&dat);
-        rep_mem_drop(&gp);
-        fprintf(md, "\n![%s](%s.png)\n", rel ? "relative delta per layer" : "delta per layer", stem);
-    }
-    /* the redundancy curve */
-    if (st == DK_OK) {
-        snprintf(stem, sizeof stem, "analysis_redundancy_%s", slug);
-        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
-            fprintf(dat.f,
-                    "# analysis %lld, %s: received attention of the layers after l_s = %d by delta-decile at "
-                    "l_s\n"
-                    "# decile mean_delta received\n",
-                    (long long)a->id, label, a->ls_layer);
-            for (int k = 0; k < 10; k++)
-                fprintf(dat.f, "%d %.6g %.6g\n", k + 1, a->decile_delta[k], a->decile_received[k]);
-            char dname[1100];
-            snprintf(dname, sizeof dname, "%s.dat", stem);
-            rep_gp_head(gp.f, o, stem, "stability vs redundancy curve", dname);
-            snprintf(title, sizeof title,
-                     "%s: attention received in layers > %d by delta-decile at layer %d (Spearman %.2f)",
-                     label, a->ls_layer, a->ls_layer, a->delta_received_spearman);
-            fprintf(gp.f, "set title ");
-            rep_gp_str(gp.f, title);
-            fprintf(
-                gp.f,
-                "\nset xlabel \"decile of delta at l_s (1 = most stable)\"\nset ylabel \"received attention"
-                " (normalised by visible queries)\"\nset logscale y\nset grid\nset xtics 1\nunset key\n"
-                "plot \"%s\" using 1:3 with linespoints lw 2 pt 7 lc rgb \"#b2182b\"\n",
-                dname);
-            rep_gp_tail(gp.f, o);
-            st = rep_dat_gp(o, stem, &dat, &gp, e);
-        }
-        rep_mem_drop(&dat);
-        rep_mem_drop(&gp);
-        fprintf(md, "\n![redundancy curve](%s.png)\n", stem);
-    }
-    /* recall vs rho per method */
-    if (st == DK_OK) {
-        snprintf(stem, sizeof stem, "analysis_recall_%s", slug);
-        if ((st = rep_mem_open(&dat, e)) == DK_OK && (st = rep_mem_open(&gp, e)) == DK_OK) {
-            fprintf(dat.f,
-                    "# analysis %lld, %s: attention recall (share of dense attention of layers > l_s on kept "
-                    "rows)"
-                    " vs rho; one block per method\n",
-                    (long long)a->id, label);
-            int blocks = 0;
-            for (int r = 0; r < a->n_recall; r++) {
-                if (r == 0 || strcmp(a->recall[r].method, a->recall[r - 1].method))
-                    fprintf(dat.f, "%s# %s\n", blocks++ ? "\n\n" : "", a->recall[r].method);
-                fprintf(dat.f, "%.6g %.6g %.6g\n", a->recall[r].rho, a->recall[r].recall,
-                        a->recall[r].kept_frac);
-            }
-            char dname[1100];
-            snprintf(dname, sizeof dname, "%s.dat", stem);
-            rep_gp_head(gp.f, o, stem, "attention recall vs rho", dname);
-            snprintf(title, sizeof title, "%s: dense attention (layers > %d) on the rows each method keeps",
-                     label, a->ls_layer);
-            fprintf(gp.f, "set title ");
-            rep_gp_str(gp.f, title);
-            fprintf(gp.f,
-                    "\nset xlabel \"rho (fraction halted)\"\nset ylabel \"attention recall\"\nset yrange "
-                    "[0:1.05]\nset grid\n"
-                    "set key bottom left\nplot for [i=0:%d] \"%s\" index i using 1:2 with linespoints lw 2 "
-                    "title columnheader(1)\n",
-                    blocks - 1, dname);
-            rep_gp_tail(gp.f, o);
-            st = blocks ? rep_dat_gp(o, stem, &dat, &gp, e) : DK_OK;
-        }
-        rep_mem_drop(&dat);
-        rep_mem_drop(&gp);
-        fprintf(md, "\n![attention recall vs rho](%s.png)\n", stem);
-    }
+    dk_status st = DK_OK;
+    for (int rel = 0; rel < 2 && st == DK_OK; rel++)
+        st = rep_analysis_delta_fig(o, a, label, slug, rel, md, e);
+    if (st == DK_OK) st = rep_analysis_redundancy_fig(o, a, label, slug, md, e);
+    if (st == DK_OK) st = rep_analysis_recall_fig(o, a, label, slug, md, e);
     return st;
 }

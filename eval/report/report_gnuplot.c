@@ -182,8 +182,10 @@ dk_status rep_gp_commit(rep_out *o, rep_mem *gp, const char *stem, dk_err *e) {
     return st == DK_OK ? rep_queue_fig(o, stem, e) : st;
 }
 
-/* Script preamble: outputs are variables so the caller (or a user) can redirect them. */
-void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat) {
+/* Script preamble: outputs are variables so the caller (or a user) can redirect them; then the
+ * figure's title (the caller goes on with a newline). */
+void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat,
+                 const char *title) {
     fprintf(f, "# %s\n# written by `dashkit report` / `dashkit plot` from the store; data: %s\n", what, dat);
     fprintf(f, "# redraw (restyle freely): gnuplot %s.gp   (variables below may be preset with -e)\n", stem);
     fprintf(f, "if (!exists(\"pngterm\")) pngterm = \"pngcairo\"\n");
@@ -191,6 +193,8 @@ void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, 
     if (o->svg) fprintf(f, "if (!exists(\"outsvg\")) outsvg = \"%s.svg\"\n", stem);
     if (o->png) fprintf(f, "set terminal @pngterm size 960,640 noenhanced\nset output outpng\n");
     else fprintf(f, "set terminal svg size 960,640 dynamic noenhanced\nset output outsvg\n");
+    fprintf(f, "set title ");
+    rep_gp_str(f, title);
 }
 
 void rep_gp_tail(FILE *f, const rep_out *o) {

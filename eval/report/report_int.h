@@ -59,9 +59,9 @@ typedef struct {
 typedef struct {
     dk_store *store;
     int64_t run_id;
-    char *run_name, *config_path, *config_hash, *git_rev, *host, *cpu, *blas_core, *command;
-    int64_t threads, workers, n_cells;
-    double started_at, finished_at;
+    dk_store_run *runs; /* the store's runs, read once */
+    size_t n_runs;
+    const dk_store_run *run; /* the one reported (in runs): its name and provenance */
     rep_model *models;
     size_t n_models;
     rep_task *tasks;
@@ -158,7 +158,8 @@ dk_status rep_comparisons(const rep_data *d, int mi, rep_cmps *out, dk_err *e);
 void rep_draw(rep_out *o);
 dk_status rep_queue_fig(rep_out *o, const char *stem, dk_err *e);
 dk_status rep_gp_commit(rep_out *o, rep_mem *gp, const char *stem, dk_err *e);
-void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat);
+void rep_gp_head(FILE *f, const rep_out *o, const char *stem, const char *what, const char *dat,
+                 const char *title);
 void rep_gp_tail(FILE *f, const rep_out *o);
 void rep_prepare_draw(const dk_report_opts *o, dk_report_result *r);
 

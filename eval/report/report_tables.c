@@ -82,6 +82,16 @@ static void rep_table_drop(rep_mem *md, rep_mem *tex, rep_mem *csv, int *rows, i
 }
 
 /* table_main: settings x tasks. md and tex are also embedded in report.md (md_out). */
+/* One cell of the main table, c to prec digits, into the Markdown and the LaTeX table; a speedup
+ * gets its times sign. */
+static void rep_main_cell(FILE *md, FILE *tex, dk_ci c, int prec, bool speedup) {
+    char b[256];
+    rep_fmt_ci(b, sizeof b, c, prec, 0);
+    fprintf(md, " %s%s |", b, speedup ? "×" : "");
+    rep_fmt_ci(b, sizeof b, c, prec, 1);
+    fprintf(tex, " & %s%s", b, speedup ? "$\\times$" : "");
+}
+
 dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e) {
     rep_mem md = {0}, tex = {0}, csv = {0};
     dk_status st;
@@ -127,7 +137,6 @@ dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e)
             fprintf(md.f, " |");
             rep_latex_escape(tex.f, d->settings[si].label);
             int complete = 1;
-            char b[256];
             for (size_t t = 0; t < nt; t++) {
                 dk_ci c = {NAN, NAN, NAN};
                 size_t n = 0;
@@ -136,10 +145,7 @@ dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e)
                     rep_csv_row(csv.f, d, (int)mi, si, d->tasks[tasks[t]].name, n, c);
                 }
                 if (isnan(c.est)) complete = 0;
-                rep_fmt_ci(b, sizeof b, c, 1, 0);
-                fprintf(md.f, " %s |", b);
-                rep_fmt_ci(b, sizeof b, c, 1, 1);
-                fprintf(tex.f, " & %s", b);
+                rep_main_cell(md.f, tex.f, c, 1, false);
             }
             dk_ci avg = {NAN, NAN, NAN}, fl, wl;
             size_t n_avg = 0, n_fl, n_wl;
@@ -153,18 +159,11 @@ dk_status rep_table_main(const rep_data *d, rep_out *o, FILE *md_out, dk_err *e)
             rep_csv_row(csv.f, d, (int)mi, si, "flops_speedup", n_fl, fl);
             rep_csv_row(csv.f, d, (int)mi, si, "wall_speedup", n_wl, wl);
             dk_ci fl0 = {fl.est, NAN, NAN};
-            rep_fmt_ci(b, sizeof b, avg, 1, 0);
-            fprintf(md.f, " %s |", b);
-            rep_fmt_ci(b, sizeof b, fl0, 2, 0);
-            fprintf(md.f, " %s× |", b);
-            rep_fmt_ci(b, sizeof b, wl, 2, 0);
-            fprintf(md.f, " %s× |\n", b);
-            rep_fmt_ci(b, sizeof b, avg, 1, 1);
-            fprintf(tex.f, " & %s", b);
-            rep_fmt_ci(b, sizeof b, fl0, 2, 1);
-            fprintf(tex.f, " & %s$\\times$", b);
-            rep_fmt_ci(b, sizeof b, wl, 2, 1);
-            fprintf(tex.f, " & %s$\\times$ \\\\\n", b);
+            rep_main_cell(md.f, tex.f, avg, 1, false);
+            rep_main_cell(md.f, tex.f, fl0, 2, true);
+            rep_main_cell(md.f, tex.f, wl, 2, true);
+            fprintf(md.f, "\n");
+            fprintf(tex.f, " \\\\\n");
         }
         fprintf(tex.f, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
     }
@@ -182,10 +181,7 @@ done:
 void rep_paper_free(rep_paper *p) {
     for (size_t i = 0; i < p->n_cols; i++) free(p->cols[i]);
     for (size_t i = 0; i < p->n_rows * p->n_cols; i++) free(p->cells[i]);
-    free(p->cols);
-    free(p->cells);
-    free(p->is_task);
-    free(p->path);
+    DK_FREE_ALL(p->cols, p->cells, p->is_task, p->path);
     memset(p, 0, sizeof *p);
 }
 

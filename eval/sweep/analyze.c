@@ -23,10 +23,7 @@ void dk_analyze_opts_default(dk_analyze_opts *o) {
 
 void dk_attn_profile_free(dk_attn_profile *p) {
     if (!p) return;
-    free(p->delta);
-    free(p->rel);
-    free(p->mass);
-    free(p->recv);
+    DK_FREE_ALL(p->delta, p->rel, p->mass, p->recv);
     memset(p, 0, sizeof *p);
 }
 
@@ -177,11 +174,6 @@ done:
 
 /* ---- aggregation over samples ---- */
 
-static int dk_analyze_cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* numpy's default (linear) quantile of sorted v[0..n) */
 static double dk_analyze_quantile(const float *v, size_t n, double q) {
     if (!n) return NAN;
@@ -189,16 +181,6 @@ static double dk_analyze_quantile(const float *v, size_t n, double q) {
     size_t lo = (size_t)h;
     if (lo + 1 >= n) return v[n - 1];
     return v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]);
-}
-
-typedef struct {
-    double v;
-    int i;
-} dk_analyze_item;
-static int dk_analyze_cmp_item(const void *a, const void *b) {
-    const dk_analyze_item *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return x->i - y->i;
 }
 
 static int dk_analyze_find_rho(const dk_analyze_opts *o, const double *grid, int ng, double rho) {
@@ -334,26 +316,25 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
                 n_drs++;
             }
             /* deciles of Δ at l_s within the sample */
-            dk_analyze_item *it = malloc((size_t)n * sizeof *it);
-            if (!it) {
+            size_t *ord = malloc((size_t)n * sizeof *ord);
+            if (!ord) {
                 st = dk_fail(e, DK_ERR_NOMEM, "analysis: out of memory");
                 goto done;
             }
-            for (int j = 0; j < n; j++) it[j] = (dk_analyze_item){dl[j], j};
-            qsort(it, (size_t)n, sizeof *it, dk_analyze_cmp_item);
+            dk_metric_argsort(dl, (size_t)n, ord);
             for (int q = 0; q < 10; q++) {
                 int j0 = (int)((int64_t)q * n / 10), j1 = (int)((int64_t)(q + 1) * n / 10);
                 if (j1 <= j0) continue;
                 double sd = 0, sr = 0;
                 for (int t = j0; t < j1; t++) {
-                    sd += it[t].v;
-                    sr += later[it[t].i];
+                    sd += dl[ord[t]];
+                    sr += later[ord[t]];
                 }
                 a->decile_delta[q] += sd / (j1 - j0);
                 a->decile_received[q] += sr / (j1 - j0);
                 n_dec[q]++;
             }
-            free(it);
+            free(ord);
         }
         /* kept sets per method and rho: recall, and overlaps at the requested rho */
         free(keep);
@@ -402,11 +383,11 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
     /* finish the means and the percentiles */
     for (int l = 0; l < L; l++) {
         a->received_spearman[l] = n_sp[l] ? a->received_spearman[l] / n_sp[l] : NAN;
-        qsort(pool_d[l], pool_n, sizeof(float), dk_analyze_cmp_f);
+        qsort(pool_d[l], pool_n, sizeof(float), dk_cmp_f32);
         size_t nr = 0; /* NAN relative values (‖h‖ = 0) sort to no fixed place: drop them first */
         for (size_t i = 0; i < pool_n; i++)
             if (!isnan(pool_r[l][i])) pool_r[l][nr++] = pool_r[l][i];
-        qsort(pool_r[l], nr, sizeof(float), dk_analyze_cmp_f);
+        qsort(pool_r[l], nr, sizeof(float), dk_cmp_f32);
         for (int q = 0; q < DK_ANALYSIS_NQ; q++) {
             a->delta_q[l * DK_ANALYSIS_NQ + q] = dk_analyze_quantile(pool_d[l], pool_n, dk_analysis_q[q]);
             a->rel_q[l * DK_ANALYSIS_NQ + q] = dk_analyze_quantile(pool_r[l], nr, dk_analysis_q[q]);
@@ -428,15 +409,7 @@ dk_status dk_analyze_run(const dk_model *m, const dk_sample_set *set, size_t bud
 done:
     for (int l = 0; pool_d && l < L; l++) free(pool_d[l]);
     for (int l = 0; pool_r && l < L; l++) free(pool_r[l]);
-    free(pool_d);
-    free(pool_r);
-    free(n_sp);
-    free(n_rec);
-    free(keep);
-    free(keep_at);
-    free(later);
-    free(dl);
-    free(rl);
+    DK_FREE_ALL(pool_d, pool_r, n_sp, n_rec, keep, keep_at, later, dl, rl);
     dk_attn_profile_free(&prof);
     dk_eval_prompt_free(&pr);
     dk_ctx_free(c);

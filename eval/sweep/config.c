@@ -763,22 +763,9 @@ dk_status dk_config_load(const char *path, const dk_config_registry *reg, dk_con
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dk_fail(err, DK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 8192, n = 0, r;
-    char *text = malloc(cap);
-    while (text && (r = fread(text + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            char *p = cap > (64u << 20) ? NULL : realloc(text, cap * 2);
-            if (!p) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = p;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
+    size_t n;
+    bool bad;
+    char *text = dk_read_stream(f, 128u << 20, &n, &bad);
     fclose(f);
     if (!text) return dk_fail(err, DK_ERR_IO, "%s: too large or out of memory", path);
     if (bad) {
@@ -810,11 +797,6 @@ void dk_config_free(dk_config *cfg) {
         free(cfg->methods[i].name);
         free(cfg->methods[i].params);
     }
-    free(cfg->methods);
-    free(cfg->path);
-    free(cfg->text);
-    free(cfg->name);
-    free(cfg->description);
-    free(cfg->chat);
+    DK_FREE_ALL(cfg->methods, cfg->path, cfg->text, cfg->name, cfg->description, cfg->chat);
     free(cfg);
 }

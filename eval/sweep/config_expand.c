@@ -33,12 +33,7 @@ static void dk_grid_free(dk_grid *g) {
         if (g->vals) free(g->vals[k]);
         if (g->kcanon) free(g->kcanon[k]);
     }
-    free(g->keys);
-    free(g->vals);
-    free(g->cnt);
-    free(g->kcanon);
-    free(g->vcanon);
-    free(g->sorted);
+    DK_FREE_ALL(g->keys, g->vals, g->cnt, g->kcanon, g->vcanon, g->sorted);
     memset(g, 0, sizeof *g);
 }
 
@@ -168,6 +163,20 @@ static int dk_cell_cmp(const void *a, const void *b, void *ctx) {
     return r ? r : (i < j ? -1 : i > j);
 }
 
+/* Expands each of opts[0..n) (the config's `what` array) into grid[i] of cnt[i] points; *total is
+ * their sum. */
+static dk_status dk_expand_grids(const char *path, const char *what, const cJSON *opts[], size_t n,
+                                 char ***grid, size_t *cnt, size_t *total, dk_err *err) {
+    *total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(cnt[i] = dk_expand_grid(opts[i], &grid[i])))
+            return dk_fail(err, DK_ERR_ARG, "%s: %s[%zu]: grid too large (over %d points)", path, what, i,
+                           DK_CONFIG_MAX_CELLS);
+        *total += cnt[i];
+    }
+    return DK_OK;
+}
+
 dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSON *meth_opts[], dk_err *err) {
     dk_status st = DK_OK;
     char ***tgrid = calloc(cfg->n_tasks, sizeof *tgrid), ***mgrid = calloc(cfg->n_methods, sizeof *mgrid);
@@ -179,25 +188,10 @@ dk_status dk_config_expand(dk_config *cfg, const cJSON *tasks_opts[], const cJSO
         st = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", cfg->path);
         goto done;
     }
-    size_t total_t = 0, total_m = 0;
-    for (size_t i = 0; i < cfg->n_tasks; i++) {
-        nt[i] = dk_expand_grid(tasks_opts[i], &tgrid[i]);
-        if (!nt[i]) {
-            st = dk_fail(err, DK_ERR_ARG, "%s: tasks[%zu]: grid too large (over %d points)", cfg->path, i,
-                         DK_CONFIG_MAX_CELLS);
-            goto done;
-        }
-        total_t += nt[i];
-    }
-    for (size_t i = 0; i < cfg->n_methods; i++) {
-        nm[i] = dk_expand_grid(meth_opts[i], &mgrid[i]);
-        if (!nm[i]) {
-            st = dk_fail(err, DK_ERR_ARG, "%s: methods[%zu]: grid too large (over %d points)", cfg->path, i,
-                         DK_CONFIG_MAX_CELLS);
-            goto done;
-        }
-        total_m += nm[i];
-    }
+    size_t total_t, total_m;
+    if ((st = dk_expand_grids(cfg->path, "tasks", tasks_opts, cfg->n_tasks, tgrid, nt, &total_t, err)) ||
+        (st = dk_expand_grids(cfg->path, "methods", meth_opts, cfg->n_methods, mgrid, nm, &total_m, err)))
+        goto done;
     double total = (double)cfg->n_models * (double)total_t * (double)total_m;
     if (total > DK_CONFIG_MAX_CELLS) {
         st = dk_fail(err, DK_ERR_ARG, "%s: the matrix expands to %.0f cells (limit %d)", cfg->path, total,
@@ -263,13 +257,7 @@ done:
         for (size_t j = 0; j < nm[i]; j++) free(mgrid[i][j]);
         free(mgrid[i]);
     }
-    free(tgrid);
-    free(mgrid);
-    free(nt);
-    free(nm);
-    free(hashes);
-    free(order);
-    free(keep);
+    DK_FREE_ALL(tgrid, mgrid, nt, nm, hashes, order, keep);
     return st;
 }
 

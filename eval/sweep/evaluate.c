@@ -213,14 +213,7 @@ dk_status dk_eval_warmup(dk_ctx *c, const dk_eval_prompt *p, dk_err *e) {
 
 void dk_eval_result_free(dk_eval_result *r) {
     if (!r) return;
-    free(r->active);
-    free(r->layers);
-    free(r->policy);
-    free(r->delta);
-    free(r->gen);
-    free(r->prediction);
-    free(r->logits);
-    free(r->gold);
+    DK_FREE_ALL(r->active, r->layers, r->policy, r->delta, r->gen, r->prediction, r->logits, r->gold);
     memset(r, 0, sizeof *r);
 }
 
@@ -282,11 +275,6 @@ typedef struct {
     float *buf;               /* (n_ctx) Δ of the active rows of the current layer */
 } dk_eval_delta_obs;
 
-static int dk_eval_float_cmp(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* numpy.quantile(sorted[0..n), q), linear method */
 static float dk_eval_quantile(const float *sorted, int n, double q) {
     double pos = q * (double)(n - 1);
@@ -316,7 +304,7 @@ static dk_status dk_eval_delta_hook(void *user, dk_hook_point point, const dk_la
         for (int j = 0; j < d; j++) s += (double)u[j] * u[j];
         o->buf[i] = (float)sqrt(s);
     }
-    qsort(o->buf, (size_t)n, sizeof *o->buf, dk_eval_float_cmp);
+    qsort(o->buf, (size_t)n, sizeof *o->buf, dk_cmp_f32);
     *st = (dk_eval_delta_stats){n,
                                 o->buf[0],
                                 dk_eval_quantile(o->buf, n, 0.1),

@@ -12,21 +12,9 @@
 #include <sys/stat.h>
 
 void dk_plan_free(dk_plan *p) {
-    free(p->model_sha);
-    free(p->model_layers);
-    free(p->model_info);
-    free(p->model_arch);
-    free(p->model_cfg);
-    free(p->ord);
-    free(p->shard_cells);
-    free(p->key);
-    free(p->task_key);
-    free(p->cell_id);
-    free(p->pol);
-    free(p->pp);
-    free(p->group);
-    free(p->group_next);
-    free(p->by_id);
+    DK_FREE_ALL(p->model_sha, p->model_layers, p->model_info, p->model_arch, p->model_cfg, p->ord,
+                p->shard_cells, p->key, p->task_key, p->cell_id, p->pol, p->pp, p->group, p->group_next,
+                p->by_id);
     memset(p, 0, sizeof *p);
 }
 

@@ -288,10 +288,7 @@ static dk_cell_run dk_sample_write(dk_store *s, const dk_worker *wk, const dk_pl
     dk_status st = dk_store_sample_put(s, wk, p->lease_s, &row, e);
     out = st == DK_OK ? DK_CELL_RUN_OK : st == DK_ERR_STATE ? DK_CELL_RUN_LOST : DK_CELL_RUN_STORE;
 done:
-    free(active);
-    free(ls);
-    free(answers);
-    free(method_parts);
+    DK_FREE_ALL(active, ls, answers, method_parts);
     return out;
 }
 
@@ -487,14 +484,7 @@ static void dk_runner_group_run(dk_store *s, const dk_worker *wk, const dk_plan 
 done:
     if (have)
         for (int i = 0; i < k; i++) free(have[i]);
-    free(pols);
-    free(pps);
-    free(have);
-    free(n_have);
-    free(pos);
-    free(need);
-    free(alive);
-    free(sres);
+    DK_FREE_ALL(pols, pps, have, n_have, pos, need, alive, sres);
 }
 
 /* Claims and runs cells until none is left. Returns non-DK_OK only for store failures. With
@@ -561,11 +551,7 @@ dk_status dk_worker_loop(const dk_plan *p, dk_share_stats *ss, dk_err *e) {
         if (st) break;
     }
 out:
-    free(cells);
-    free(ids);
-    free(claimed);
-    free(res);
-    free(errs);
+    DK_FREE_ALL(cells, ids, claimed, res, errs);
     dk_cache_free(&w);
     dk_store_close(s);
     return st;

@@ -22,20 +22,34 @@
 
 /* ---- schema migrations: entry i upgrades user_version i to i+1; never edit a shipped one ---- */
 
-/* the columns of view sample_rows common to migrations 1 -> 2 and 2 -> 3 (the SQL text of each
- * migration stays byte for byte as shipped) */
-#define DK_SAMPLE_ROWS_COLUMNS                                                                              \
-    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"                      \
-    "  c.task, c.task_options,"                                                                             \
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS "     \
-    "depth,"                                                                                                \
-    "  c.method, c.params,"                                                                                 \
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"                       \
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"                   \
+/* Column lists the views repeat across migrations, so each view is written once: the text of
+ * every migration stays byte for byte as shipped (the macros are pasted string literals). */
+/* the task and method columns of a cell, as every view shows them */
+#define DK_VIEW_CELL_COLUMNS                                                                            \
+    "  c.task, c.task_options,"                                                                         \
+    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS " \
+    "depth,"                                                                                            \
+    "  c.method, c.params,"                                                                             \
+    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"                   \
+    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
+/* view cell_summary (migrations 0 -> 1 and 1 -> 2) up to its fidelity columns */
+#define DK_CELL_SUMMARY_COLUMNS                                                                    \
+    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256," DK_VIEW_CELL_COLUMNS \
+    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"                        \
+    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"                    \
+    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"          \
+    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"        \
+    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+/* view sample_rows (migrations 0 -> 1, 1 -> 2, 2 -> 3) up to its decode and score columns */
+#define DK_SAMPLE_ROWS_HEAD                                                                                 \
+    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256," DK_VIEW_CELL_COLUMNS \
     "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"      \
     "  s.active_tokens, s.flops_dense, s.flops_method,"                                                     \
     "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"                             \
-    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"       \
+    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+/* view sample_rows of migrations 1 -> 2 and 2 -> 3, up to the first-row fidelity columns */
+#define DK_SAMPLE_ROWS_COLUMNS                                                                              \
+    DK_SAMPLE_ROWS_HEAD                                                                                     \
     "  s.wall_decode_s, s.prediction, s.answers, s.score,"                                                  \
     "  s.kl_answer AS kl, s.kl_answer_max AS kl_max, s.top1_answer AS top1, s.nll_method - s.nll_dense AS " \
     "nll_delta,"
@@ -125,18 +139,7 @@ static const char *const dk_store_migrations[] = {
     "CREATE TRIGGER cells_done_needs_all_samples BEFORE UPDATE OF state ON cells"
     "  WHEN NEW.state = 'done' AND (SELECT count(*) FROM samples WHERE cell_id = NEW.id) <> NEW.n_samples"
     "  BEGIN SELECT RAISE(ABORT, 'cell is not complete: sample rows missing'); END;"
-    "CREATE VIEW cell_summary AS SELECT"
-    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256,"
-    "  c.task, c.task_options,"
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
-    "  c.method, c.params,"
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
-    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"
-    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"
-    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"
-    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
-    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+    "CREATE VIEW cell_summary AS SELECT" DK_CELL_SUMMARY_COLUMNS
     "  avg(s.kl) AS mean_kl, avg(s.top1) AS top1_agreement, c.wall_s"
     "  FROM cells c JOIN models m ON m.id = c.model_id LEFT JOIN samples s ON s.cell_id = c.id"
     "  GROUP BY c.id;"
@@ -147,17 +150,7 @@ static const char *const dk_store_migrations[] = {
     "  coalesce(sum(c.state = 'done'), 0) AS done, coalesce(sum(c.state = 'failed'), 0) AS failed"
     "  FROM runs r LEFT JOIN run_cells rc ON rc.run_id = r.id LEFT JOIN cells c ON c.id = rc.cell_id"
     "  GROUP BY r.id;"
-    "CREATE VIEW sample_rows AS SELECT"
-    "  c.id AS cell_id, c.key AS cell_key, m.path AS model, m.sha256 AS model_sha256,"
-    "  c.task, c.task_options,"
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
-    "  c.method, c.params,"
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
-    "  s.sample_id, s.sample_key, s.prompt_tokens, s.context_tokens, s.question_tokens, s.gen_tokens,"
-    "  s.active_tokens, s.flops_dense, s.flops_method,"
-    "  CAST(s.flops_method AS REAL) / NULLIF(s.flops_dense, 0) AS flops_ratio,"
-    "  s.wall_dense_s, s.wall_method_s, s.wall_dense_s / NULLIF(s.wall_method_s, 0) AS wall_speedup,"
+    "CREATE VIEW sample_rows AS SELECT" DK_SAMPLE_ROWS_HEAD
     "  s.wall_decode_s, s.prediction, s.answers, s.score, s.kl, s.kl_answer, s.top1"
     "  FROM samples s JOIN cells c ON c.id = s.cell_id JOIN models m ON m.id = c.model_id;",
     /* 1 -> 2: fidelity over the answer (issue 14). Additive: samples keeps kl / top1 (first answer
@@ -170,18 +163,7 @@ static const char *const dk_store_migrations[] = {
     "ALTER TABLE samples ADD COLUMN nll_dense REAL;"
     "ALTER TABLE samples ADD COLUMN nll_method REAL;"
     "DROP VIEW cell_summary;"
-    "CREATE VIEW cell_summary AS SELECT"
-    "  c.id AS cell_id, c.run_id, m.path AS model, m.sha256 AS model_sha256,"
-    "  c.task, c.task_options,"
-    "  json_extract(c.task_options, '$.length') AS length, json_extract(c.task_options, '$.depth') AS depth,"
-    "  c.method, c.params,"
-    "  json_extract(c.params, '$.rho') AS rho, json_extract(c.params, '$.ls') AS ls,"
-    "  json_extract(c.params, '$.tau') AS tau, json_extract(c.params, '$.keep') AS keep,"
-    "  c.state, c.n_samples, count(s.id) AS n, avg(s.score) AS mean_score,"
-    "  sum(s.flops_dense) AS flops_dense, sum(s.flops_method) AS flops_method,"
-    "  CAST(sum(s.flops_method) AS REAL) / NULLIF(sum(s.flops_dense), 0) AS flops_ratio,"
-    "  CAST(sum(s.flops_dense) AS REAL) / NULLIF(sum(s.flops_method), 0) AS flops_speedup,"
-    "  sum(s.wall_dense_s) / NULLIF(sum(s.wall_method_s), 0) AS wall_speedup,"
+    "CREATE VIEW cell_summary AS SELECT" DK_CELL_SUMMARY_COLUMNS
     "  avg(s.kl_answer) AS kl, max(s.kl_answer_max) AS kl_max, avg(s.top1_answer) AS top1,"
     "  avg(s.nll_method - s.nll_dense) AS nll_delta, avg(s.kl) AS kl_first, avg(s.top1) AS top1_first, "
     "c.wall_s"
@@ -299,6 +281,26 @@ void dk_sql_bind_real(sqlite3_stmt *st, int i, double v) {
 void dk_sql_bind_known(sqlite3_stmt *st, int i, int64_t v) { /* < 0 = unknown */
     if (v < 0) sqlite3_bind_null(st, i);
     else sqlite3_bind_int64(st, i, v);
+}
+
+dk_status dk_sql_prepare_bind(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err,
+                              const dk_sql_val *v, size_t n) {
+    dk_status rc = dk_sql_prepare(s, sql, st, err);
+    if (rc == DK_OK) dk_sql_bind_all(*st, 1, v, n);
+    return rc;
+}
+
+void dk_sql_bind_all(sqlite3_stmt *st, int first, const dk_sql_val *v, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        int i = first + (int)k;
+        switch (v[k].kind) {
+        case DK_SQL_VAL_TEXT: dk_sql_bind_text(st, i, v[k].v.t); break;
+        case DK_SQL_VAL_INT: sqlite3_bind_int64(st, i, v[k].v.i); break;
+        case DK_SQL_VAL_DOUBLE: sqlite3_bind_double(st, i, v[k].v.d); break;
+        case DK_SQL_VAL_REAL: dk_sql_bind_real(st, i, v[k].v.d); break;
+        case DK_SQL_VAL_KNOWN: dk_sql_bind_known(st, i, v[k].v.i); break;
+        }
+    }
 }
 
 char *dk_sql_strdup(const unsigned char *s) {

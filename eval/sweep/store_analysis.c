@@ -10,15 +10,8 @@ const double dk_analysis_q[DK_ANALYSIS_NQ] = {0.01, 0.10, 0.25, 0.50, 0.75, 0.90
 
 void dk_analysis_free(dk_analysis *a) {
     if (!a) return;
-    free(a->model_path);
-    free(a->task);
-    free(a->task_options);
-    free(a->delta_q);
-    free(a->rel_q);
-    free(a->received_mean);
-    free(a->received_spearman);
-    free(a->recall);
-    free(a->overlap);
+    DK_FREE_ALL(a->model_path, a->task, a->task_options, a->delta_q, a->rel_q, a->received_mean,
+                a->received_spearman, a->recall, a->overlap);
     memset(a, 0, sizeof *a);
 }
 
@@ -62,17 +55,24 @@ static int dk_decile_fill(sqlite3_stmt *q, dk_analysis *a) {
 }
 
 static void dk_recall_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
-    dk_sql_bind_text(q, 2, a->recall[k].method);
-    dk_sql_bind_real(q, 3, a->recall[k].rho);
-    dk_sql_bind_real(q, 4, a->recall[k].recall);
-    dk_sql_bind_real(q, 5, a->recall[k].kept_frac);
+    DK_SQL_BIND(q, 2, DK_V_TEXT(a->recall[k].method), DK_V_REAL(a->recall[k].rho),
+                DK_V_REAL(a->recall[k].recall), DK_V_REAL(a->recall[k].kept_frac));
+}
+
+/* One more zeroed element at the end of the array *arr of *n elements of elem bytes; NULL when out
+ * of memory (the array unchanged). */
+static void *dk_append(void **arr, int *n, size_t elem) {
+    char *p = realloc(*arr, (size_t)(*n + 1) * elem);
+    if (!p) return NULL;
+    *arr = p;
+    p += (size_t)(*n)++ * elem;
+    memset(p, 0, elem);
+    return p;
 }
 
 static int dk_recall_fill(sqlite3_stmt *q, dk_analysis *a) {
-    dk_analysis_recall *p = realloc(a->recall, (size_t)(a->n_recall + 1) * sizeof *p);
-    if (!p) return -1;
-    a->recall = p;
-    dk_analysis_recall *r = &a->recall[a->n_recall++];
+    dk_analysis_recall *r = dk_append((void **)&a->recall, &a->n_recall, sizeof *r);
+    if (!r) return -1;
     snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 0));
     r->rho = dk_sql_col_real(q, 1);
     r->recall = dk_sql_col_real(q, 2);
@@ -87,10 +87,8 @@ static void dk_overlap_bind(sqlite3_stmt *q, const dk_analysis *a, int k) {
 }
 
 static int dk_overlap_fill(sqlite3_stmt *q, dk_analysis *a) {
-    dk_analysis_overlap *p = realloc(a->overlap, (size_t)(a->n_overlap + 1) * sizeof *p);
-    if (!p) return -1;
-    a->overlap = p;
-    dk_analysis_overlap *o = &a->overlap[a->n_overlap++];
+    dk_analysis_overlap *o = dk_append((void **)&a->overlap, &a->n_overlap, sizeof *o);
+    if (!o) return -1;
     snprintf(o->a, sizeof o->a, "%s", (const char *)sqlite3_column_text(q, 0));
     snprintf(o->b, sizeof o->b, "%s", (const char *)sqlite3_column_text(q, 1));
     o->jaccard = dk_sql_col_real(q, 2);
@@ -142,9 +140,8 @@ static dk_status dk_analysis_rows_put(dk_store *s, const dk_analysis *a, const d
 
 static dk_status dk_analysis_rows_get(dk_store *s, dk_analysis *a, const dk_analysis_table *t, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s, t->select, &q, err);
+    dk_status rc = DK_SQL_PREPARE(s, t->select, &q, err, DK_V_INT(a->id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, a->id);
     while (!rc && sqlite3_step(q) == SQLITE_ROW)
         if (t->fill(q, a) != 0) rc = dk_fail(err, DK_ERR_NOMEM, "%s: out of memory", s->path);
     sqlite3_finalize(q);
@@ -160,19 +157,11 @@ static dk_status dk_analysis_head_put(dk_store *s, dk_analysis *a, dk_err *err) 
         " rho, delta_received_spearman, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
         &q, err);
     if (rc) return rc;
-    dk_sql_bind_known(q, 1, a->run_id > 0 ? a->run_id : -1);
-    dk_sql_bind_text(q, 2, a->model_sha256);
-    dk_sql_bind_text(q, 3, a->model_path);
-    dk_sql_bind_text(q, 4, a->task);
-    dk_sql_bind_text(q, 5, a->task_options);
-    sqlite3_bind_int(q, 6, a->n_samples);
-    sqlite3_bind_int(q, 7, a->n_layer);
-    dk_sql_bind_real(q, 8, a->ls);
-    sqlite3_bind_int(q, 9, a->ls_layer);
-    dk_sql_bind_real(q, 10, a->rho);
-    dk_sql_bind_real(q, 11, a->delta_received_spearman);
     a->created_at = dk_store_now();
-    sqlite3_bind_double(q, 12, a->created_at);
+    DK_SQL_BIND(q, 1, DK_V_KNOWN(a->run_id > 0 ? a->run_id : -1), DK_V_TEXT(a->model_sha256),
+                DK_V_TEXT(a->model_path), DK_V_TEXT(a->task), DK_V_TEXT(a->task_options),
+                DK_V_INT(a->n_samples), DK_V_INT(a->n_layer), DK_V_REAL(a->ls), DK_V_INT(a->ls_layer),
+                DK_V_REAL(a->rho), DK_V_REAL(a->delta_received_spearman), DK_V_DOUBLE(a->created_at));
     if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert analysis");
     else a->id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(q);
@@ -193,16 +182,14 @@ dk_status dk_store_analysis_put(dk_store *s, dk_analysis *a, dk_err *err) {
 static dk_status dk_analysis_head_get(dk_store *s, int64_t id, const char *model_sha256, dk_analysis *a,
                                       int *found, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT id, coalesce(run_id, 0), model_sha256, model_path, task, "
                                   "task_options, n_samples, n_layer, ls, ls_layer,"
                                   " rho, delta_received_spearman, created_at FROM analyses"
                                   " WHERE (?1 > 0 AND id = ?1) OR (?1 <= 0 AND (?2 IS NULL OR model_sha256 = "
                                   "?2)) ORDER BY id DESC LIMIT 1",
-                                  &q, err);
+                                  &q, err, DK_V_INT(id), DK_V_TEXT(model_sha256));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_int64(q, 1, id);
-    dk_sql_bind_text(q, 2, model_sha256);
     int step = sqlite3_step(q);
     if (step != SQLITE_ROW) {
         if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "read analysis");
@@ -263,18 +250,14 @@ fail:
 dk_status dk_store_analysis_find(dk_store *s, const dk_analysis *a, int64_t *id, dk_err *err) {
     *id = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT id FROM analyses WHERE model_sha256 = ? AND task = ? AND "
                                   "coalesce(task_options, '') = coalesce(?, '')"
                                   " AND n_samples = ? AND ls = ? AND rho = ? ORDER BY id DESC LIMIT 1",
-                                  &q, err);
+                                  &q, err, DK_V_TEXT(a->model_sha256), DK_V_TEXT(a->task),
+                                  DK_V_TEXT(a->task_options), DK_V_INT(a->n_samples), DK_V_DOUBLE(a->ls),
+                                  DK_V_DOUBLE(a->rho));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(q, 1, a->model_sha256);
-    dk_sql_bind_text(q, 2, a->task);
-    dk_sql_bind_text(q, 3, a->task_options);
-    sqlite3_bind_int(q, 4, a->n_samples);
-    sqlite3_bind_double(q, 5, a->ls);
-    sqlite3_bind_double(q, 6, a->rho);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *id = sqlite3_column_int64(q, 0);
     else if (step != SQLITE_DONE) rc = dk_sql_fail(s, err, "find analysis");

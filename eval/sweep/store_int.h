@@ -29,5 +29,33 @@ double dk_sql_col_real(sqlite3_stmt *q, int i);                /* NULL -> NAN */
 int64_t dk_sql_col_known(sqlite3_stmt *q, int i);              /* NULL -> -1 */
 /* *out = an owned copy of column i (NULL for NULL); -1 when out of memory */
 int dk_sql_col_text(sqlite3_stmt *q, int i, char **out);
+/* One parameter value for dk_sql_bind_all, made by DK_V_TEXT (NULL -> NULL), DK_V_INT,
+ * DK_V_DOUBLE, DK_V_REAL (NAN -> NULL) or DK_V_KNOWN (< 0 -> NULL). */
+typedef struct {
+    enum { DK_SQL_VAL_TEXT, DK_SQL_VAL_INT, DK_SQL_VAL_DOUBLE, DK_SQL_VAL_REAL, DK_SQL_VAL_KNOWN } kind;
+    union {
+        const char *t;
+        int64_t i;
+        double d;
+    } v;
+} dk_sql_val;
+#define DK_V_TEXT(x) ((dk_sql_val){DK_SQL_VAL_TEXT, {.t = (x)}})
+#define DK_V_INT(x) ((dk_sql_val){DK_SQL_VAL_INT, {.i = (x)}})
+#define DK_V_DOUBLE(x) ((dk_sql_val){DK_SQL_VAL_DOUBLE, {.d = (x)}})
+#define DK_V_REAL(x) ((dk_sql_val){DK_SQL_VAL_REAL, {.d = (x)}})
+#define DK_V_KNOWN(x) ((dk_sql_val){DK_SQL_VAL_KNOWN, {.i = (x)}})
+/* Binds v[0..n) to parameters first, first + 1, ...; DK_SQL_BIND(st, first, DK_V_TEXT(a),
+ * DK_V_INT(b), ...) binds its list, so a statement's values read in the order of its columns. */
+void dk_sql_bind_all(sqlite3_stmt *st, int first, const dk_sql_val *v, size_t n);
+/* dk_sql_prepare, then the values bound from parameter 1: DK_SQL_PREPARE(s, sql, &st, err,
+ * DK_V_TEXT(a), ...). */
+dk_status dk_sql_prepare_bind(dk_store *s, const char *sql, sqlite3_stmt **st, dk_err *err,
+                              const dk_sql_val *v, size_t n);
+#define DK_SQL_PREPARE(s, sql, st, err, ...)                          \
+    dk_sql_prepare_bind(s, sql, st, err, (dk_sql_val[]){__VA_ARGS__}, \
+                        sizeof((dk_sql_val[]){__VA_ARGS__}) / sizeof(dk_sql_val))
+#define DK_SQL_BIND(st, first, ...)                         \
+    dk_sql_bind_all(st, first, (dk_sql_val[]){__VA_ARGS__}, \
+                    sizeof((dk_sql_val[]){__VA_ARGS__}) / sizeof(dk_sql_val))
 
 #endif

@@ -252,37 +252,42 @@ static dk_status dk_merge_prepare_cells(dk_merge *m, dk_err *err) {
     dk_store *out = m->out, *src = m->src;
     sqlite3_stmt **st = m->st;
     char sql[8192];
+    static const struct {
+        int id, from_src; /* statement, prepared on src (else on out) */
+        const char *sql;
+    } fixed[] = {
+        {SCELLS, 1,
+         "SELECT c.id, c.key, c.identity, c.task, c.task_options, c.task_key, c.method, c.params, "
+         "c.n_samples, c.seed,"
+         " c.state, c.error, c.attempts, c.worker, c.worker_host, c.worker_pid, c.worker_start, c.created_at,"
+         " c.claimed_at, c.started_at, c.finished_at, c.wall_s, min(rc.ord),"
+         " m.sha256, m.path, m.arch, m.n_layer, m.n_embd, m.n_head, m.n_head_kv, m.n_ff, m.n_vocab, m.n_ctx, "
+         "m.n_params,"
+         " m.file_bytes, m.added_at"
+         " FROM cells c JOIN models m ON m.id = c.model_id JOIN run_cells rc ON rc.cell_id = c.id"
+         " JOIN runs r ON r.id = rc.run_id WHERE r.config_hash = ? GROUP BY c.id ORDER BY min(rc.ord), c.id"},
+        {OCELL, 0, "SELECT id, state, identity FROM cells WHERE key = ?"},
+        {INS_MODEL, 0,
+         "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab,"
+         " n_ctx, n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+         " ON CONFLICT(sha256) DO NOTHING"},
+        {GET_MODEL, 0, "SELECT id FROM models WHERE sha256 = ?"},
+        {INS_CELL, 0,
+         "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method,"
+         " params, n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"},
+        {LINK, 0, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)"},
+        {DONE, 0,
+         "UPDATE cells SET state = 'done', error = NULL, attempts = ?, worker = ?, worker_host = ?,"
+         " worker_pid = ?, worker_start = ?, lease_until = NULL, claimed_at = ?, started_at = ?,"
+         " finished_at = ?, wall_s = ? WHERE id = ? AND state <> 'done'"},
+        {FAIL, 0,
+         "UPDATE cells SET state = 'failed', error = ?, attempts = ?, finished_at = ?, wall_s = ?"
+         " WHERE id = ? AND state = 'pending'"},
+    };
     dk_status rc;
-    if ((rc = dk_sql_prepare(
-             src,
-             "SELECT c.id, c.key, c.identity, c.task, c.task_options, c.task_key, c.method, c.params, "
-             "c.n_samples, c.seed,"
-             " c.state, c.error, c.attempts, c.worker, c.worker_host, c.worker_pid, c.worker_start, "
-             "c.created_at,"
-             " c.claimed_at, c.started_at, c.finished_at, c.wall_s, min(rc.ord),"
-             " m.sha256, m.path, m.arch, m.n_layer, m.n_embd, m.n_head, m.n_head_kv, m.n_ff, m.n_vocab, "
-             "m.n_ctx, m.n_params,"
-             " m.file_bytes, m.added_at"
-             " FROM cells c JOIN models m ON m.id = c.model_id JOIN run_cells rc ON rc.cell_id = c.id"
-             " JOIN runs r ON r.id = rc.run_id WHERE r.config_hash = ? GROUP BY c.id ORDER BY min(rc.ord), "
-             "c.id",
-             &st[SCELLS], err)) ||
-        (rc = dk_sql_prepare(out, "SELECT id, state, identity FROM cells WHERE key = ?", &st[OCELL], err)) ||
-        (rc = dk_sql_prepare(
-             out,
-             "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab,"
-             " n_ctx, n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-             " ON CONFLICT(sha256) DO NOTHING",
-             &st[INS_MODEL], err)) ||
-        (rc = dk_sql_prepare(out, "SELECT id FROM models WHERE sha256 = ?", &st[GET_MODEL], err)) ||
-        (rc = dk_sql_prepare(
-             out,
-             "INSERT INTO cells(key, identity, run_id, model_id, task, task_options, task_key, method,"
-             " params, n_samples, seed, created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-             &st[INS_CELL], err)) ||
-        (rc = dk_sql_prepare(out, "INSERT OR IGNORE INTO run_cells(run_id, cell_id, ord) VALUES(?,?,?)",
-                             &st[LINK], err)))
-        return rc;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if ((rc = dk_sql_prepare(fixed[i].from_src ? src : out, fixed[i].sql, &st[fixed[i].id], err)))
+            return rc;
     snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? ORDER BY sample_id", m->sc.list);
     if ((rc = dk_sql_prepare(src, sql, &st[SSAMP], err))) return rc;
     snprintf(sql, sizeof sql, "SELECT id, %s FROM samples WHERE cell_id = ? AND sample_id = ?", m->sc.list);
@@ -295,18 +300,6 @@ static dk_status dk_merge_prepare_cells(dk_merge *m, dk_err *err) {
     if ((rc = dk_sql_prepare(out, sql, &m->L.out_layers, err))) return rc;
     dk_merge_insert_sql(sql, sizeof sql, "sample_layers", "sample_row", &m->L.lc, "");
     if ((rc = dk_sql_prepare(out, sql, &m->L.ins_layer, err))) return rc;
-    if ((rc = dk_sql_prepare(
-             out,
-             "UPDATE cells SET state = 'done', error = NULL, attempts = ?, worker = ?, worker_host = ?,"
-             " worker_pid = ?, worker_start = ?, lease_until = NULL, claimed_at = ?, started_at = ?,"
-             " finished_at = ?, wall_s = ? WHERE id = ? AND state <> 'done'",
-             &st[DONE], err)) ||
-        (rc = dk_sql_prepare(
-             out,
-             "UPDATE cells SET state = 'failed', error = ?, attempts = ?, finished_at = ?, wall_s = ?"
-             " WHERE id = ? AND state = 'pending'",
-             &st[FAIL], err)))
-        return rc;
     sqlite3_bind_text(st[SCELLS], 1, m->hash, -1, SQLITE_TRANSIENT);
     return DK_OK;
 }
@@ -517,7 +510,7 @@ static dk_status dk_merge_dense(dk_merge *m, dk_err *err) {
 /* 4. the merged run's provenance: every shard run's host, CPU, BLAS core and revision */
 static dk_status dk_merge_provenance(dk_merge *m, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(m->out,
+    dk_status rc = DK_SQL_PREPARE(m->out,
                                   "UPDATE runs SET"
                                   " host = (SELECT group_concat(v, ', ') FROM (SELECT DISTINCT host AS v "
                                   "FROM run_shards WHERE run_id = ?1 AND host <> '' ORDER BY 1)),"
@@ -533,9 +526,8 @@ static dk_status dk_merge_provenance(dk_merge *m, dk_err *err) {
                                   " finished_at = (SELECT CASE WHEN count(*) = count(finished_at) THEN "
                                   "max(finished_at) END FROM run_shards WHERE run_id = ?1)"
                                   " WHERE id = ?1",
-                                  &q, err);
+                                  &q, err, DK_V_INT(m->run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, m->run_id);
     if (sqlite3_step(q) != SQLITE_DONE) rc = dk_sql_fail(m->out, err, "record merged provenance");
     sqlite3_finalize(q);
     return rc;

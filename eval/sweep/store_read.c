@@ -9,22 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs sql (its ?1 bound to key, where it has one) to the end, appending one zeroed element of
- * elem bytes per row to *out (*n of them), filled by fill (nonzero: out of memory). On failure
+/* Runs sql (its parameters bound to params[0..n_params)) to the end, appending one zeroed element
+ * of elem bytes per row to *out (*n of them), filled by fill (nonzero: out of memory). On failure
  * frees what was read with free_fn and returns the error ("what" names the read). */
 typedef int (*dk_read_fill)(sqlite3_stmt *q, void *elem);
 typedef void (*dk_read_free)(void *rows, size_t n);
 
-static dk_status dk_read_rows(dk_store *s, const char *sql, int64_t key, size_t elem, dk_read_fill fill,
-                              dk_read_free free_fn, void **out, size_t *n, const char *what, dk_err *err) {
+static dk_status dk_read_rows(dk_store *s, const char *sql, const dk_sql_val *params, size_t n_params,
+                              size_t elem, dk_read_fill fill, dk_read_free free_fn, void **out, size_t *n,
+                              const char *what, dk_err *err) {
     sqlite3_stmt *q;
     size_t cap = 0;
     int step = SQLITE_DONE;
     *out = NULL;
     *n = 0;
-    dk_status rc = dk_sql_prepare(s, sql, &q, err);
+    dk_status rc = dk_sql_prepare_bind(s, sql, &q, err, params, n_params);
     if (rc) return rc;
-    if (sqlite3_bind_parameter_count(q) > 0) sqlite3_bind_int64(q, 1, key);
     while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
@@ -56,16 +56,8 @@ static void dk_runs_free_v(void *r, size_t n) { dk_store_runs_free(r, n); }
 
 void dk_store_runs_free(dk_store_run *r, size_t n) {
     for (size_t i = 0; r && i < n; i++) {
-        free(r[i].name);
-        free(r[i].config_path);
-        free(r[i].config_text);
-        free(r[i].config_hash);
-        free(r[i].git_rev);
-        free(r[i].host);
-        free(r[i].cpu);
-        free(r[i].blas_core);
-        free(r[i].command);
-        free(r[i].shard);
+        DK_FREE_ALL(r[i].name, r[i].config_path, r[i].config_text, r[i].config_hash, r[i].git_rev, r[i].host,
+                    r[i].cpu, r[i].blas_core, r[i].command, r[i].shard);
     }
     free(r);
 }
@@ -90,20 +82,20 @@ dk_status dk_store_runs_read(dk_store *s, dk_store_run **out, size_t *n, dk_err 
                         "SELECT id, name, config_path, config_text, config_hash, git_rev, host, cpu, "
                         "blas_core, command, shard, threads,"
                         " workers, n_cells, started_at, finished_at FROM runs ORDER BY id",
-                        0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs", err);
+                        NULL, 0, sizeof **out, dk_run_fill, dk_runs_free_v, (void **)out, n, "read runs",
+                        err);
 }
 
 dk_status dk_store_run_counts(dk_store *s, int64_t run_id, int64_t counts[4], int64_t *samples, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT total(c.state = 'pending'), total(c.state = 'running'), total(c.state = 'done'), "
         "total(c.state = 'failed'),"
         " (SELECT count(*) FROM samples x JOIN run_cells y ON y.cell_id = x.cell_id WHERE y.run_id = ?1)"
         " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id WHERE rc.run_id = ?1",
-        &q, err);
+        &q, err, DK_V_INT(run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
     if (sqlite3_step(q) != SQLITE_ROW) rc = dk_sql_fail(s, err, "count cells");
     else {
         for (int i = 0; i < 4; i++) counts[i] = (int64_t)sqlite3_column_double(q, i);
@@ -117,15 +109,12 @@ dk_status dk_store_cells_held(dk_store *s, int64_t run_id, const char *host, int
                               dk_err *err) {
     sqlite3_stmt *q;
     *n = 0;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT count(*) FROM run_cells r JOIN cells c ON c.id = r.cell_id WHERE r.run_id = ?"
         " AND c.state = 'running' AND c.worker_host = ? AND c.worker_pid = ?",
-        &q, err);
+        &q, err, DK_V_INT(run_id), DK_V_TEXT(host), DK_V_INT(pid));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
-    dk_sql_bind_text(q, 2, host);
-    sqlite3_bind_int64(q, 3, pid);
     if (sqlite3_step(q) == SQLITE_ROW) *n = sqlite3_column_int64(q, 0);
     else rc = dk_sql_fail(s, err, "count held cells");
     sqlite3_finalize(q);
@@ -160,17 +149,13 @@ dk_status dk_store_run_status_read(dk_store *s, int64_t run_id, dk_store_run_sta
         s,
         "SELECT run_id, name, config_path, started_at, finished_at, cells, pending, running, done, failed"
         " FROM run_status WHERE ?1 = 0 OR run_id = ?1 ORDER BY run_id",
-        run_id, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n, "read run_status",
-        err);
+        &DK_V_INT(run_id), 1, sizeof **out, dk_run_status_fill, dk_run_status_free_v, (void **)out, n,
+        "read run_status", err);
 }
 
 void dk_store_failed_cells_free(dk_store_failed_cell *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].task);
-        free(c[i].task_options);
-        free(c[i].method);
-        free(c[i].params);
-        free(c[i].error);
+        DK_FREE_ALL(c[i].task, c[i].task_options, c[i].method, c[i].params, c[i].error);
     }
     free(c);
 }
@@ -192,7 +177,7 @@ dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_faile
         "SELECT DISTINCT c.id, c.task, c.task_options, c.method, c.params, c.error FROM cells c"
         " JOIN run_cells rc ON rc.cell_id = c.id WHERE c.state = 'failed' AND (?1 = 0 OR rc.run_id = ?1)"
         " ORDER BY c.id",
-        run_id, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
+        &DK_V_INT(run_id), 1, sizeof **out, dk_failed_cell_fill, dk_failed_cells_free_v, (void **)out, n,
         "read failed cells", err);
 }
 
@@ -200,15 +185,8 @@ dk_status dk_store_failed_cells_read(dk_store *s, int64_t run_id, dk_store_faile
 
 void dk_store_cell_rows_free(dk_store_cell_row *c, size_t n) {
     for (size_t i = 0; c && i < n; i++) {
-        free(c[i].model_sha256);
-        free(c[i].model_path);
-        free(c[i].model_arch);
-        free(c[i].task);
-        free(c[i].task_options);
-        free(c[i].task_key);
-        free(c[i].method);
-        free(c[i].params);
-        free(c[i].state);
+        DK_FREE_ALL(c[i].model_sha256, c[i].model_path, c[i].model_arch, c[i].task, c[i].task_options,
+                    c[i].task_key, c[i].method, c[i].params, c[i].state);
     }
     free(c);
 }
@@ -239,7 +217,8 @@ dk_status dk_store_run_cells_read(dk_store *s, int64_t run_id, dk_store_cell_row
         " json_extract(c.task_options, '$.length'), json_extract(c.task_options, '$.depth')"
         " FROM run_cells rc JOIN cells c ON c.id = rc.cell_id JOIN models m ON m.id = c.model_id"
         " WHERE rc.run_id = ? ORDER BY rc.ord",
-        run_id, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n, "read cells", err);
+        &DK_V_INT(run_id), 1, sizeof **out, dk_cell_row_fill, dk_cell_rows_free_v, (void **)out, n,
+        "read cells", err);
 }
 
 void dk_store_samples_free(dk_store_samples *x) {
@@ -258,14 +237,13 @@ void dk_store_samples_free(dk_store_samples *x) {
 static dk_status dk_samples_alloc(dk_store *s, int64_t cell_id, dk_store_samples *x, size_t *cap,
                                   dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT count(*), coalesce(max(json_array_length(active_tokens)), 0),"
         " coalesce((SELECT max(l.layer) + 1 FROM sample_layers l JOIN samples x ON x.id = l.sample_row"
         " WHERE x.cell_id = ?1), 0) FROM samples WHERE cell_id = ?1",
-        &q, err);
+        &q, err, DK_V_INT(cell_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, cell_id);
     if (sqlite3_step(q) != SQLITE_ROW) {
         rc = dk_sql_fail(s, err, "count samples");
         sqlite3_finalize(q);
@@ -357,40 +335,24 @@ dk_status dk_store_cell_samples_read(dk_store *s, int64_t cell_id, dk_store_samp
     return rc;
 }
 
+static int dk_score_fill(sqlite3_stmt *q, void *elem) {
+    *(double *)elem = sqlite3_column_double(q, 0);
+    return 0;
+}
+static void dk_scores_free_v(void *scores, size_t n) {
+    (void)n;
+    free(scores);
+}
+
 dk_status dk_store_dense_scores(dk_store *s, const char *model_sha256, const char *task_key,
                                 int64_t n_samples, double **scores, size_t *n, dk_err *err) {
-    sqlite3_stmt *q;
-    *scores = NULL;
-    *n = 0;
-    dk_status rc = dk_sql_prepare(
+    const dk_sql_val params[] = {DK_V_TEXT(model_sha256), DK_V_TEXT(task_key), DK_V_INT(n_samples)};
+    return dk_read_rows(
         s,
         "SELECT score FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id < ?"
         " AND score IS NOT NULL ORDER BY sample_id",
-        &q, err);
-    if (rc) return rc;
-    dk_sql_bind_text(q, 1, model_sha256);
-    dk_sql_bind_text(q, 2, task_key);
-    sqlite3_bind_int64(q, 3, n_samples);
-    size_t cap = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            double *p = realloc(*scores, cap * sizeof *p);
-            if (!p) {
-                rc = dk_fail(err, DK_ERR_NOMEM, "out of memory");
-                break;
-            }
-            *scores = p;
-        }
-        (*scores)[(*n)++] = sqlite3_column_double(q, 0);
-    }
-    sqlite3_finalize(q);
-    if (rc) {
-        free(*scores);
-        *scores = NULL;
-        *n = 0;
-    }
-    return rc;
+        params, 3, sizeof **scores, dk_score_fill, dk_scores_free_v, (void **)scores, n, "read dense scores",
+        err);
 }
 
 /* ---- the sample_rows view (`dashkit export`) ---- */
@@ -399,13 +361,12 @@ dk_status dk_store_sample_rows(dk_store *s, int64_t run_id, dk_store_row_fn fn, 
                                dk_err *err) {
     sqlite3_stmt *q;
     *n_rows = 0;
-    dk_status rc = dk_sql_prepare(s,
+    dk_status rc = DK_SQL_PREPARE(s,
                                   "SELECT * FROM sample_rows WHERE ?1 = 0 OR cell_id IN (SELECT cell_id FROM "
                                   "run_cells WHERE run_id = ?1)"
                                   " ORDER BY cell_id, sample_id",
-                                  &q, err);
+                                  &q, err, DK_V_INT(run_id));
     if (rc) return rc;
-    sqlite3_bind_int64(q, 1, run_id);
     int nc = sqlite3_column_count(q), step = SQLITE_DONE;
     dk_store_value *v = calloc((size_t)(nc ? nc : 1), sizeof *v);
     if (!v) {

@@ -13,26 +13,16 @@
 
 dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id, dk_err *err) {
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT INTO runs(name, config_path, config_text, config_hash, git_rev, host, cpu, blas_core,"
         " threads, workers, command, n_cells, started_at, shard) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        &st, err);
+        &st, err, DK_V_TEXT(in->name ? in->name : ""), DK_V_TEXT(in->config_path ? in->config_path : ""),
+        DK_V_TEXT(in->config_text ? in->config_text : ""), DK_V_TEXT(in->config_hash ? in->config_hash : ""),
+        DK_V_TEXT(in->git_rev), DK_V_TEXT(in->host), DK_V_TEXT(in->cpu), DK_V_TEXT(in->blas_core),
+        DK_V_INT(in->threads), DK_V_INT(in->workers), DK_V_TEXT(in->command), DK_V_INT(in->n_cells),
+        DK_V_DOUBLE(dk_store_now()), DK_V_TEXT(in->shard));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(st, 1, in->name ? in->name : "");
-    dk_sql_bind_text(st, 2, in->config_path ? in->config_path : "");
-    dk_sql_bind_text(st, 3, in->config_text ? in->config_text : "");
-    dk_sql_bind_text(st, 4, in->config_hash ? in->config_hash : "");
-    dk_sql_bind_text(st, 5, in->git_rev);
-    dk_sql_bind_text(st, 6, in->host);
-    dk_sql_bind_text(st, 7, in->cpu);
-    dk_sql_bind_text(st, 8, in->blas_core);
-    sqlite3_bind_int(st, 9, in->threads);
-    sqlite3_bind_int(st, 10, in->workers);
-    dk_sql_bind_text(st, 11, in->command);
-    sqlite3_bind_int64(st, 12, in->n_cells);
-    sqlite3_bind_double(st, 13, dk_store_now());
-    dk_sql_bind_text(st, 14, in->shard);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "insert run");
     else *run_id = sqlite3_last_insert_rowid(s->db);
     sqlite3_finalize(st);
@@ -41,10 +31,9 @@ dk_status dk_store_run_begin(dk_store *s, const dk_run_info *in, int64_t *run_id
 
 dk_status dk_store_run_end(dk_store *s, int64_t run_id, dk_err *err) {
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err);
+    dk_status rc = DK_SQL_PREPARE(s, "UPDATE runs SET finished_at = ? WHERE id = ?", &st, err,
+                                  DK_V_DOUBLE(dk_store_now()), DK_V_INT(run_id));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_double(st, 1, dk_store_now());
-    sqlite3_bind_int64(st, 2, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dk_sql_fail(s, err, "finish run");
     else if (sqlite3_changes(s->db) != 1)
         rc = dk_fail(err, DK_ERR_ARG, "%s: no run %lld", s->path, (long long)run_id);
@@ -56,7 +45,7 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
     if (!m->sha256 || strlen(m->sha256) != 64 || !m->path)
         return dk_fail(err, DK_ERR_ARG, "%s: model needs a path and a 64-digit sha256", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT INTO models(sha256, path, arch, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx,"
         " n_params, file_bytes, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -67,15 +56,11 @@ dk_status dk_store_model_put(dk_store *s, const dk_model_info *m, int64_t *model
         " n_ctx = coalesce(excluded.n_ctx, n_ctx), n_params = coalesce(excluded.n_params, n_params),"
         " file_bytes = coalesce(excluded.file_bytes, file_bytes)"
         " RETURNING id",
-        &st, err);
+        &st, err, DK_V_TEXT(m->sha256), DK_V_TEXT(m->path), DK_V_TEXT(m->arch), DK_V_KNOWN(m->n_layer),
+        DK_V_KNOWN(m->n_embd), DK_V_KNOWN(m->n_head), DK_V_KNOWN(m->n_head_kv), DK_V_KNOWN(m->n_ff),
+        DK_V_KNOWN(m->n_vocab), DK_V_KNOWN(m->n_ctx), DK_V_KNOWN(m->n_params), DK_V_KNOWN(m->file_bytes),
+        DK_V_DOUBLE(dk_store_now()));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(st, 1, m->sha256);
-    dk_sql_bind_text(st, 2, m->path);
-    dk_sql_bind_text(st, 3, m->arch);
-    const int64_t v[] = {m->n_layer, m->n_embd, m->n_head,   m->n_head_kv, m->n_ff,
-                         m->n_vocab, m->n_ctx,  m->n_params, m->file_bytes};
-    for (int i = 0; i < 9; i++) dk_sql_bind_known(st, 4 + i, v[i]);
-    sqlite3_bind_double(st, 13, dk_store_now());
     if (sqlite3_step(st) != SQLITE_ROW) rc = dk_sql_fail(s, err, "insert model");
     else *model_id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -111,18 +96,10 @@ dk_status dk_store_cells_add_at(dk_store *s, int64_t run_id, const dk_cell_spec 
     for (size_t i = 0; i < n; i++) {
         const dk_cell_spec *c = &cells[i];
         sqlite3_reset(ins);
-        dk_sql_bind_text(ins, 1, c->key);
-        dk_sql_bind_text(ins, 2, c->identity);
-        sqlite3_bind_int64(ins, 3, run_id);
-        sqlite3_bind_int64(ins, 4, c->model_id);
-        dk_sql_bind_text(ins, 5, c->task);
-        dk_sql_bind_text(ins, 6, c->task_options);
-        dk_sql_bind_text(ins, 7, c->task_key);
-        dk_sql_bind_text(ins, 8, c->method);
-        dk_sql_bind_text(ins, 9, c->params);
-        sqlite3_bind_int64(ins, 10, c->n_samples);
-        sqlite3_bind_int64(ins, 11, c->seed);
-        sqlite3_bind_double(ins, 12, now);
+        DK_SQL_BIND(ins, 1, DK_V_TEXT(c->key), DK_V_TEXT(c->identity), DK_V_INT(run_id),
+                    DK_V_INT(c->model_id), DK_V_TEXT(c->task), DK_V_TEXT(c->task_options),
+                    DK_V_TEXT(c->task_key), DK_V_TEXT(c->method), DK_V_TEXT(c->params),
+                    DK_V_INT(c->n_samples), DK_V_INT(c->seed), DK_V_DOUBLE(now));
         if (sqlite3_step(ins) != SQLITE_DONE) {
             rc = dk_sql_fail(s, err, "insert cell");
             goto done;
@@ -273,10 +250,7 @@ dk_status dk_store_cell_claim(dk_store *s, int64_t run_id, const dk_worker *w, d
             goto done;
         sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
         dk_bind_owner(up, 2, w);
-        sqlite3_bind_double(up, 5, now + lease_s);
-        sqlite3_bind_double(up, 6, now);
-        sqlite3_bind_double(up, 7, now);
-        sqlite3_bind_int64(up, 8, pick);
+        DK_SQL_BIND(up, 5, DK_V_DOUBLE(now + lease_s), DK_V_DOUBLE(now), DK_V_DOUBLE(now), DK_V_INT(pick));
         if (sqlite3_step(up) != SQLITE_ROW) {
             rc = dk_sql_fail(s, err, "claim cell");
             goto done;
@@ -333,10 +307,7 @@ dk_status dk_store_cell_claim_ids(dk_store *s, int64_t run_id, const dk_worker *
         sqlite3_reset(up);
         sqlite3_bind_text(up, 1, w->name, -1, SQLITE_TRANSIENT);
         dk_bind_owner(up, 2, w);
-        sqlite3_bind_double(up, 5, now + lease_s);
-        sqlite3_bind_double(up, 6, now);
-        sqlite3_bind_double(up, 7, now);
-        sqlite3_bind_int64(up, 8, ids[i]);
+        DK_SQL_BIND(up, 5, DK_V_DOUBLE(now + lease_s), DK_V_DOUBLE(now), DK_V_DOUBLE(now), DK_V_INT(ids[i]));
         if (sqlite3_step(up) != SQLITE_DONE) {
             rc = dk_sql_fail(s, err, "claim cell");
             goto done;
@@ -424,9 +395,8 @@ done:
 
 dk_status dk_store_cell_state(dk_store *s, int64_t cell_id, dk_cell_state *state, dk_err *err) {
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(s, "SELECT state FROM cells WHERE id = ?", &q, err);
+    dk_status rc = DK_SQL_PREPARE(s, "SELECT state FROM cells WHERE id = ?", &q, err, DK_V_INT(cell_id));
     if (rc != DK_OK) return rc;
-    sqlite3_bind_int64(q, 1, cell_id);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) *state = dk_cell_state_parse(sqlite3_column_text(q, 0));
     else if (step == SQLITE_DONE)
@@ -508,35 +478,15 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
              " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
              &ins, err)))
         goto done;
-    sqlite3_bind_int64(ins, 1, r->cell_id);
-    sqlite3_bind_int64(ins, 2, r->sample_id);
-    dk_sql_bind_text(ins, 3, r->sample_key);
-    sqlite3_bind_int64(ins, 4, r->prompt_tokens);
-    sqlite3_bind_int64(ins, 5, r->context_tokens);
-    sqlite3_bind_int64(ins, 6, r->question_tokens);
-    sqlite3_bind_int64(ins, 7, r->gen_tokens);
-    dk_sql_bind_text(ins, 8, active);
-    sqlite3_bind_int64(ins, 9, r->flops_dense);
-    sqlite3_bind_int64(ins, 10, r->flops_method);
-    dk_sql_bind_text(ins, 11, r->flops_dense_parts);
-    dk_sql_bind_text(ins, 12, r->flops_method_parts);
-    dk_sql_bind_real(ins, 13, r->wall_dense_s);
-    dk_sql_bind_real(ins, 14, r->wall_method_s);
-    dk_sql_bind_real(ins, 15, r->wall_decode_s);
-    dk_sql_bind_text(ins, 16, r->prediction);
-    dk_sql_bind_text(ins, 17, r->answers);
-    dk_sql_bind_real(ins, 18, r->score);
-    dk_sql_bind_real(ins, 19, r->kl_first);
-    dk_sql_bind_real(ins, 20, r->kl);
-    if (r->top1_first < 0) sqlite3_bind_null(ins, 21);
-    else sqlite3_bind_int(ins, 21, r->top1_first);
-    sqlite3_bind_text(ins, 22, w->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(ins, 23, now);
-    dk_sql_bind_real(ins, 24, r->kl_max);
-    dk_sql_bind_real(ins, 25, r->top1);
-    dk_sql_bind_real(ins, 26, r->nll_dense);
-    dk_sql_bind_real(ins, 27, r->nll_method);
-    dk_sql_bind_text(ins, 28, r->context_key);
+    DK_SQL_BIND(ins, 1, DK_V_INT(r->cell_id), DK_V_INT(r->sample_id), DK_V_TEXT(r->sample_key),
+                DK_V_INT(r->prompt_tokens), DK_V_INT(r->context_tokens), DK_V_INT(r->question_tokens),
+                DK_V_INT(r->gen_tokens), DK_V_TEXT(active), DK_V_INT(r->flops_dense),
+                DK_V_INT(r->flops_method), DK_V_TEXT(r->flops_dense_parts), DK_V_TEXT(r->flops_method_parts),
+                DK_V_REAL(r->wall_dense_s), DK_V_REAL(r->wall_method_s), DK_V_REAL(r->wall_decode_s),
+                DK_V_TEXT(r->prediction), DK_V_TEXT(r->answers), DK_V_REAL(r->score), DK_V_REAL(r->kl_first),
+                DK_V_REAL(r->kl), DK_V_KNOWN(r->top1_first), DK_V_TEXT(w->name), DK_V_DOUBLE(now),
+                DK_V_REAL(r->kl_max), DK_V_REAL(r->top1), DK_V_REAL(r->nll_dense), DK_V_REAL(r->nll_method),
+                DK_V_TEXT(r->context_key));
     if (sqlite3_step(ins) != SQLITE_DONE) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
             rc = dk_fail(err, DK_ERR_STATE, "%s: cell %lld sample %lld is already stored", s->path,
@@ -557,13 +507,9 @@ dk_status dk_store_sample_put(dk_store *s, const dk_worker *w, double lease_s, c
         for (int l = 0; l < r->n_layer; l++) {
             const dk_layer_stat *ls = &r->layers[l];
             sqlite3_reset(lay);
-            sqlite3_bind_int64(lay, 1, row);
-            sqlite3_bind_int(lay, 2, l);
-            dk_sql_bind_real(lay, 3, ls->delta_min);
-            dk_sql_bind_real(lay, 4, ls->delta_median);
-            dk_sql_bind_real(lay, 5, ls->delta_max);
-            sqlite3_bind_int64(lay, 6, ls->flops);
-            dk_sql_bind_real(lay, 7, ls->wall_s);
+            DK_SQL_BIND(lay, 1, DK_V_INT(row), DK_V_INT(l), DK_V_REAL(ls->delta_min),
+                        DK_V_REAL(ls->delta_median), DK_V_REAL(ls->delta_max), DK_V_INT(ls->flops),
+                        DK_V_REAL(ls->wall_s));
             if (sqlite3_step(lay) != SQLITE_DONE) {
                 rc = dk_fail(err, DK_ERR_ARG, "%s: cell %lld sample %lld layer %d: rejected: %s", s->path,
                              (long long)r->cell_id, (long long)r->sample_id, l, sqlite3_errmsg(s->db));
@@ -584,27 +530,17 @@ dk_status dk_store_dense_put(dk_store *s, const dk_dense_row *r, int *inserted, 
     if (r->logits && (r->n_vocab <= 0 || r->n_logit_rows <= 0))
         return dk_fail(err, DK_ERR_ARG, "%s: dense logits need n_vocab and n_logit_rows > 0", s->path);
     sqlite3_stmt *st;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "INSERT OR IGNORE INTO dense_results(model_sha256, task_key, sample_id, task, task_options, "
         "prompt_tokens,"
         " flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits, created_at)"
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        &st, err);
+        &st, err, DK_V_TEXT(r->model_sha256), DK_V_TEXT(r->task_key), DK_V_INT(r->sample_id),
+        DK_V_TEXT(r->task), DK_V_TEXT(r->task_options), DK_V_INT(r->prompt_tokens), DK_V_INT(r->flops),
+        DK_V_TEXT(r->flops_parts), DK_V_REAL(r->wall_s), DK_V_TEXT(r->prediction), DK_V_REAL(r->score),
+        DK_V_KNOWN(r->logits ? r->n_vocab : -1), DK_V_KNOWN(r->logits ? r->n_logit_rows : -1));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(st, 1, r->model_sha256);
-    dk_sql_bind_text(st, 2, r->task_key);
-    sqlite3_bind_int64(st, 3, r->sample_id);
-    dk_sql_bind_text(st, 4, r->task);
-    dk_sql_bind_text(st, 5, r->task_options);
-    sqlite3_bind_int64(st, 6, r->prompt_tokens);
-    sqlite3_bind_int64(st, 7, r->flops);
-    dk_sql_bind_text(st, 8, r->flops_parts);
-    dk_sql_bind_real(st, 9, r->wall_s);
-    dk_sql_bind_text(st, 10, r->prediction);
-    dk_sql_bind_real(st, 11, r->score);
-    dk_sql_bind_known(st, 12, r->logits ? r->n_vocab : -1);
-    dk_sql_bind_known(st, 13, r->logits ? r->n_logit_rows : -1);
     if (r->logits)
         sqlite3_bind_blob64(st, 14, r->logits, (sqlite3_uint64)(r->n_vocab * r->n_logit_rows) * sizeof(float),
                             SQLITE_STATIC);
@@ -621,15 +557,12 @@ dk_status dk_store_dense_get(dk_store *s, const char *model_sha256, const char *
     memset(out, 0, sizeof *out);
     *found = 0;
     sqlite3_stmt *q;
-    dk_status rc = dk_sql_prepare(
+    dk_status rc = DK_SQL_PREPARE(
         s,
         "SELECT prompt_tokens, flops, flops_parts, wall_s, prediction, score, n_vocab, n_logit_rows, logits"
         " FROM dense_results WHERE model_sha256 = ? AND task_key = ? AND sample_id = ?",
-        &q, err);
+        &q, err, DK_V_TEXT(model_sha256), DK_V_TEXT(task_key), DK_V_INT(sample_id));
     if (rc != DK_OK) return rc;
-    dk_sql_bind_text(q, 1, model_sha256);
-    dk_sql_bind_text(q, 2, task_key);
-    sqlite3_bind_int64(q, 3, sample_id);
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) {
         out->prompt_tokens = sqlite3_column_int64(q, 0);

@@ -139,6 +139,15 @@ char *dk_metric_normalize_answer(const char *s) {
     return r;
 }
 
+/* a and b through conv into x and y: both or neither (false, nothing held, when one fails). */
+static bool u32_both(int (*conv)(const char *, dk_u32s *), const char *a, const char *b, dk_u32s *x,
+                     dk_u32s *y) {
+    if (!conv(a, x)) return false;
+    if (conv(b, y)) return true;
+    free(x->c);
+    return false;
+}
+
 static int tok_eq(const uint32_t *a, const size_t *ta, const uint32_t *b, const size_t *tb) {
     size_t la = ta[1] - ta[0], lb = tb[1] - tb[0];
     return la == lb && !memcmp(a + ta[0], b + tb[0], la * sizeof(uint32_t));
@@ -146,11 +155,7 @@ static int tok_eq(const uint32_t *a, const size_t *ta, const uint32_t *b, const 
 
 double dk_metric_qa_f1_score(const char *pred, const char *gt) {
     dk_u32s p, g;
-    if (!u32_normalize_answer(pred, &p)) return NAN;
-    if (!u32_normalize_answer(gt, &g)) {
-        free(p.c);
-        return NAN;
-    }
+    if (!u32_both(u32_normalize_answer, pred, gt, &p, &g)) return NAN;
     size_t *tp = NULL, *tg = NULL;
     long np = dk_u32_split_ws(p.c, p.n, &tp), ng = dk_u32_split_ws(g.c, g.n, &tg);
     double r = NAN;
@@ -267,11 +272,7 @@ static int rouge_distinct(const rouge_text *t, char *seen, int n_ids) {
 
 double dk_metric_rouge_score(const char *pred, const char *gt) {
     dk_u32s up, ug;
-    if (!dk_u32_from_utf8(pred, &up)) return NAN;
-    if (!dk_u32_from_utf8(gt, &ug)) {
-        free(up.c);
-        return NAN;
-    }
+    if (!u32_both(dk_u32_from_utf8, pred, gt, &up, &ug)) return NAN;
     rouge_text hyp, ref;
     double r = NAN;
     int *tab = NULL;
@@ -486,13 +487,7 @@ static int difflib_init(difflib_sm *m, const uint32_t *a, size_t na, const uint3
 }
 
 static void difflib_free(difflib_sm *m) {
-    free(m->pos);
-    free(m->grp_start);
-    free(m->grp_chr);
-    free(m->j2len);
-    free(m->newj2len);
-    free(m->touched);
-    free(m->ntouched);
+    DK_FREE_ALL(m->pos, m->grp_start, m->grp_chr, m->j2len, m->newj2len, m->touched, m->ntouched);
 }
 
 static void difflib_longest(difflib_sm *m, size_t alo, size_t ahi, size_t blo, size_t bhi, size_t *bi,
@@ -606,11 +601,7 @@ double dk_metric_fuzz_ratio(const char *a, const char *b, dk_code_sim_backend ba
     if (!strcmp(a, b)) return 100.0;
     if (!*a || !*b) return 0.0;
     dk_u32s ua, ub;
-    if (!dk_u32_from_utf8(a, &ua)) return NAN;
-    if (!dk_u32_from_utf8(b, &ub)) {
-        free(ua.c);
-        return NAN;
-    }
+    if (!u32_both(dk_u32_from_utf8, a, b, &ua, &ub)) return NAN;
     double r = NAN, T = (double)(ua.n + ub.n);
     if (backend == DK_CODE_SIM_LEVENSHTEIN) {
         long l = lcs_chars(ua.c, ua.n, ub.c, ub.n);

@@ -125,5 +125,7 @@ double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int
  * correlation of their ranks, ties given their average rank (as scipy.stats.spearmanr). NAN when
  * fewer than 3 pairs or either side is constant. */
 double dk_metric_spearman(const double *x, const double *y, size_t n);
+/* order[0..n) = the indices of v sorted by value ascending, ties by index (a stable argsort). */
+void dk_metric_argsort(const double *v, size_t n, size_t *order);
 
 #endif

@@ -79,31 +79,31 @@ double dk_metric_answer_nll(const float *logits, const int32_t *gold, int n, int
 
 /* ---- rank correlation ---- */
 
-typedef struct {
-    double v;
-    size_t i;
-} dk_metric_rank_item;
+static int dk_metric_cmp_index(const void *a, const void *b, void *ctx) {
+    const double *v = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (v[i] != v[j]) return v[i] < v[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
 
-static int dk_metric_cmp_rank_item(const void *a, const void *b) {
-    const dk_metric_rank_item *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
+void dk_metric_argsort(const double *v, size_t n, size_t *order) {
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    qsort_r(order, n, sizeof *order, dk_metric_cmp_index, (void *)v);
 }
 
 /* Average ranks (1-based) of v[0..n) into r. */
 static int dk_metric_ranks(const double *v, size_t n, double *r) {
-    dk_metric_rank_item *it = malloc((n ? n : 1) * sizeof *it);
-    if (!it) return -1;
-    for (size_t i = 0; i < n; i++) it[i] = (dk_metric_rank_item){v[i], i};
-    qsort(it, n, sizeof *it, dk_metric_cmp_rank_item);
+    size_t *o = malloc((n ? n : 1) * sizeof *o);
+    if (!o) return -1;
+    dk_metric_argsort(v, n, o);
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && it[j].v == it[i].v) j++;
+        while (j < n && v[o[j]] == v[o[i]]) j++;
         double avg = 0.5 * (double)(i + 1 + j); /* mean of ranks i+1..j */
-        for (size_t k = i; k < j; k++) r[it[k].i] = avg;
+        for (size_t k = i; k < j; k++) r[o[k]] = avg;
         i = j;
     }
-    free(it);
+    free(o);
     return 0;
 }
 
@@ -135,9 +135,6 @@ double dk_metric_spearman(const double *x, const double *y, size_t n) {
     }
     if (sxx > 0 && syy > 0) out = sxy / sqrt(sxx * syy);
 done:
-    free(xs);
-    free(ys);
-    free(rx);
-    free(ry);
+    DK_FREE_ALL(xs, ys, rx, ry);
     return out;
 }

@@ -72,6 +72,18 @@ static void wl_free(wordlist *l) {
 }
 
 /* Whitespace-separated words of text (as written). */
+/* Room for element n of the array *arr (elements of elem bytes, *cap of them allocated): doubled,
+ * from first, when full; false when out of memory (*arr unchanged). */
+static bool grow(void **arr, int n, int *cap, size_t elem, int first) {
+    if (n < *cap) return true;
+    int nc = *cap ? 2 * *cap : first;
+    void *p = realloc(*arr, (size_t)nc * elem);
+    if (!p) return false;
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
 static int words_split(const char *text, wordlist *out) {
     memset(out, 0, sizeof *out);
     int cap = 0;
@@ -81,11 +93,7 @@ static int words_split(const char *text, wordlist *out) {
         if (!*p) break;
         const char *q = p;
         while (*q && !(*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == '\f' || *q == '\v')) q++;
-        if (out->n == cap) {
-            char **nw = realloc(out->w, (size_t)(cap = cap ? 2 * cap : 1024) * sizeof *nw);
-            if (!nw) return 0;
-            out->w = nw;
-        }
+        if (!grow((void **)&out->w, out->n, &cap, sizeof *out->w, 1024)) return 0;
         if (!(out->w[out->n] = strndup(p, (size_t)(q - p)))) return 0;
         out->n++;
         p = q;
@@ -123,13 +131,9 @@ static int vocab_build(const wordlist *words, wordlist *out) {
         }
         if (dup) continue;
         if ((size_t)out->n * 2 >= hcap) break; /* 32k words is plenty */
-        if (out->n == cap) {
-            char **nw = realloc(out->w, (size_t)(cap = cap ? 2 * cap : 1024) * sizeof *nw);
-            if (!nw) {
-                ok = 0;
-                break;
-            }
-            out->w = nw;
+        if (!grow((void **)&out->w, out->n, &cap, sizeof *out->w, 1024)) {
+            ok = 0;
+            break;
         }
         if (!(out->w[out->n] = strndup(w + a, b - a))) {
             ok = 0;
@@ -370,10 +374,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     double *pos = calloc((size_t)nvar, sizeof(double));
     int *own = calloc((size_t)nvar, sizeof(int));
     if (!pos || !own) {
-        free(pos);
-        free(own);
-        free(vars);
-        free(vals);
+        DK_FREE_ALL(pos, own, vars, vals);
         return dk_fail(e, DK_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < nvar; i++) pos[i] = rng_unit(r);
@@ -387,10 +388,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     rng_shuffle(r, own, nvar);
     int next[64] = {0};
     if (nc > 64) {
-        free(pos);
-        free(own);
-        free(vars);
-        free(vals);
+        DK_FREE_ALL(pos, own, vars, vals);
         return dk_fail(e, DK_ERR_ARG, "chains: at most 64");
     }
     for (int i = 0; i < nvar; i++) {
@@ -404,10 +402,7 @@ static dk_status plan_vt(const gen_ctx *g, sample_plan *sp, int *oom, dk_err *e)
     }
     for (int h = 0; h <= nh; h++) sp->ans[sp->n_ans++] = xstrdup(vars[h], oom);
     snprintf(sp->query, sizeof sp->query, "%s", vals[0]);
-    free(pos);
-    free(own);
-    free(vars);
-    free(vals);
+    DK_FREE_ALL(pos, own, vars, vals);
     return DK_OK;
 }
 
@@ -525,13 +520,9 @@ static dk_status load_squad(const char *path, gen_ctx *g, dk_err *e) {
                              g->n_docs);
                 break;
             }
-            if (g->n_docs == cd) {
-                char **nd = realloc(g->docs, (size_t)(cd = cd ? 2 * cd : 64) * sizeof *nd);
-                if (!nd) {
-                    oom = 1;
-                    break;
-                }
-                g->docs = nd;
+            if (!grow((void **)&g->docs, g->n_docs, &cd, sizeof *g->docs, 64)) {
+                oom = 1;
+                break;
             }
             g->docs[g->n_docs] = xstrdup(ctx->valuestring, &oom);
             int doc = g->n_docs++;
@@ -542,13 +533,9 @@ static dk_status load_squad(const char *path, gen_ctx *g, dk_err *e) {
                 if (cJSON_IsTrue(imp) || !cJSON_IsString(q) || !cJSON_IsArray(ans) ||
                     !cJSON_GetArraySize(ans))
                     continue;
-                if (g->n_qas == cq) {
-                    void *nq = realloc(g->qas, (size_t)(cq = cq ? 2 * cq : 256) * sizeof *g->qas);
-                    if (!nq) {
-                        oom = 1;
-                        break;
-                    }
-                    g->qas = nq;
+                if (!grow((void **)&g->qas, g->n_qas, &cq, sizeof *g->qas, 256)) {
+                    oom = 1;
+                    break;
                 }
                 __typeof__(g->qas) Q = &g->qas[g->n_qas];
                 memset(Q, 0, sizeof *Q);

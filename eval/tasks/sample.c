@@ -49,10 +49,7 @@ static void free_strv(char **v, int n) {
 }
 
 void dk_sample_clear(dk_sample *s) {
-    free(s->id);
-    free(s->context);
-    free(s->question);
-    free(s->context_key);
+    DK_FREE_ALL(s->id, s->context, s->question, s->context_key);
     free_strv(s->answers, s->n_answers);
     free_strv(s->all_classes, s->n_classes);
     memset(s, 0, sizeof *s);
