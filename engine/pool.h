@@ -7,8 +7,10 @@
  * a worker that has not woken yet (on a busy machine a descheduled worker would otherwise stall
  * every job by a time slice). A worker that finished a job polls for the next one for up to
  * DK_POOL_SPIN_NS (decode runs ~8 jobs per layer microseconds apart), then sleeps on a condition
- * variable (no spinning that would steal a core from OpenBLAS between prefill jobs). Work is split by whole rows (or by elements at multiples of 8 for
- * elementwise kernels), so a row's result never depends on the split or the thread count. */
+ * variable (no spinning that would steal a core from OpenBLAS between prefill jobs); a caller
+ * whose workers still hold tasks polls for them as long before it sleeps. Work is split by whole
+ * rows (or by elements at multiples of 8 for elementwise kernels), so a row's result never depends
+ * on the split or the thread count. */
 #ifndef DK_POOL_H
 #define DK_POOL_H
 #include <pthread.h>
