@@ -731,20 +731,17 @@ START_TEST(test_cli_bench_dtype) {
     free(out);
     /* OpenBLAS's idle workers sleep right after their work unless the user says otherwise (blas.h);
      * DK_BLAS_REEXEC unset: this test binary's own re-exec marker would stop the CLI's */
-    snprintf(
-        cmd, sizeof cmd,
-        "env -u OPENBLAS_THREAD_TIMEOUT -u DK_BLAS_REEXEC %s bench --shape llama-tiny --tokens 16 --reps 1",
-        dk_test_cli());
-    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert_msg(dk_test_field(out, "blas_thread_timeout") == 4, "%s", out);
-    free(out);
-    snprintf(
-        cmd, sizeof cmd,
-        "env -u DK_BLAS_REEXEC OPENBLAS_THREAD_TIMEOUT=12 %s bench --shape llama-tiny --tokens 16 --reps 1",
-        dk_test_cli());
-    ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
-    ck_assert_msg(dk_test_field(out, "blas_thread_timeout") == 12, "%s", out);
-    free(out);
+    static const struct {
+        const char *env;
+        int want;
+    } timeouts[] = {{"-u OPENBLAS_THREAD_TIMEOUT", 4}, {"OPENBLAS_THREAD_TIMEOUT=12", 12}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "env -u DK_BLAS_REEXEC %s %s bench --shape llama-tiny --tokens 16 --reps 1",
+                 timeouts[i].env, dk_test_cli());
+        ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
+        ck_assert_msg(dk_test_field(out, "blas_thread_timeout") == timeouts[i].want, "%s", out);
+        free(out);
+    }
     /* --decode: fused vs whole-matrix decode side by side, ratio last; refused for F32 weights */
     snprintf(cmd, sizeof cmd, "%s bench --shape llama-tiny --dtype q8_0 --tokens 16 --reps 1 --decode 2",
              dk_test_cli());
