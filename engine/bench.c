@@ -242,28 +242,25 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     if (!prefilled) dk_ctx_reset(c);
     if (!prefilled && (st = dk_forward_prefill(c, toks, T, NULL, lg, e))) goto done;
     for (int rep = -1; rep < reps; rep++) {
-        /* the limit, measured right before and right after the fused decode (the machine's
-         * bandwidth drifts with its neighbours: a ratio pairs a decode with its own surroundings) */
-        double g = dk_bench_read_best(buf), g_after = 0;
         for (int h = 0; h < n_paths; h++) {
             int path = paths[(rep + 1 + h) % n_paths];
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, path != DK_BENCH_CONVERT);
             dk_matvec_set_avx512(path != DK_BENCH_AVX2);
-            double t0 = dk_time_now_s();
+            /* the limit, measured right before and right after the fused decode (the machine's
+             * bandwidth drifts with its neighbours: a ratio pairs a decode with its own surroundings) */
+            bool bw = path == DK_BENCH_FUSED && rep >= 0;
+            double g = bw ? dk_bench_read_best(buf) : 0, t0 = dk_time_now_s();
             for (int i = 0; i < steps; i++)
                 if ((st = dk_forward_decode(c, toks[i % T], lg, e))) goto done;
             double tps = steps / (dk_time_now_s() - t0);
-            if (path == DK_BENCH_FUSED) g_after = dk_bench_read_best(buf);
+            if (bw) r->read_gbps[rep] = 0.5 * (g + dk_bench_read_best(buf));
             if (rep >= 0)
                 (path == DK_BENCH_FUSED ? r->fused : path == DK_BENCH_AVX2 ? r->avx2 : r->convert)[rep] = tps;
         }
-        if (rep >= 0) {
-            r->read_gbps[rep] = 0.5 * (g + g_after);
-            r->bw_ratio[rep] = r->bytes_per_token * r->fused[rep] * 1e-9 / r->read_gbps[rep];
-        }
-        if (rep >= 0 && r->avx512) r->avx512_ratio[rep] = r->fused[rep] / r->avx2[rep];
         if (rep < 0) continue;
+        r->bw_ratio[rep] = r->bytes_per_token * r->fused[rep] * 1e-9 / r->read_gbps[rep];
+        if (r->avx512) r->avx512_ratio[rep] = r->fused[rep] / r->avx2[rep];
         if (r->converts) r->ratio[rep] = r->fused[rep] / r->convert[rep];
         dk_bench_say(
             progress,
