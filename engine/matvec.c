@@ -16,10 +16,11 @@ size_t dk_matvec_scratch_floats(int64_t k) { return (size_t)k; }
         _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i)))), 16))
 #define DK_LOAD_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i))))
 
-#define DK_DOT_BODY(LOAD, SCALAR)                                                            \
+#define DK_DOT_BODY(LOAD, SCALAR, ELEM_BYTES)                                                \
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
     int64_t i = 0;                                                                           \
     for (; i + 32 <= n; i += 32) {                                                           \
+        DK_MATVEC_PREFETCH((const char *)w + i * (ELEM_BYTES), 32 * (ELEM_BYTES));           \
         a0 = _mm256_fmadd_ps(LOAD(w, i), _mm256_loadu_ps(x + i), a0);                        \
         a1 = _mm256_fmadd_ps(LOAD(w, i + 8), _mm256_loadu_ps(x + i + 8), a1);                \
         a2 = _mm256_fmadd_ps(LOAD(w, i + 16), _mm256_loadu_ps(x + i + 16), a2);              \
@@ -42,11 +43,13 @@ static inline float dk_scalar_f16(const void *p, int64_t i) {
     return dk_fp16_to_f32(h);
 }
 
-float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F32, DK_SCALAR_F32) }
+float dk_matvec_dot(const float *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F32, DK_SCALAR_F32, 4) }
 static float dk_dot_bf16(const void *w, const float *x, int64_t n) {
-    DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16)
+    DK_DOT_BODY(DK_LOAD_BF16, dk_scalar_bf16, 2)
 }
-static float dk_dot_f16(const void *w, const float *x, int64_t n) { DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16) }
+static float dk_dot_f16(const void *w, const float *x, int64_t n) {
+    DK_DOT_BODY(DK_LOAD_F16, dk_scalar_f16, 2)
+}
 
 /* One 32-element block of an 8-bit-valued row: acc[k] += (d * q[8k..8k+7]) * x[8k..8k+7] (minus m
  * after the multiply when `min`), d = d0 for elements 0-15 and d1 for 16-31: the four 8-lane FMAs of
@@ -68,6 +71,7 @@ static float dk_dot_q8_0(const void *w, const float *x, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     for (int64_t i = 0; i < n; i += 32, b += 34) {
+        DK_MATVEC_PREFETCH(b, 34);
         uint16_t h;
         memcpy(&h, b, 2);
         __m256 d = _mm256_set1_ps(_cvtsh_ss(h)); /* == dk_fp16_to_f32 (a scale is never NaN) */
@@ -87,6 +91,7 @@ static float dk_dot_q5_0(const void *w, const float *x, int64_t n) {
                                           2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     for (int64_t i = 0; i < n; i += 32, b += 22) {
+        DK_MATVEC_PREFETCH(b, 22);
         uint16_t h;
         uint32_t qh;
         memcpy(&h, b, 2);
@@ -110,6 +115,7 @@ static float dk_dot_q4_k(const void *w, const float *x, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     for (int64_t i = 0; i < n; i += 256, b += 144) {
+        DK_MATVEC_PREFETCH(b, 144);
         __m256 dl, ml;
         dk_matvec_k4_scales(b, &dl, &ml);
         for (int c = 0; c < 4; c++) {
@@ -132,6 +138,7 @@ static float dk_dot_q6_k(const void *w, const float *x, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const uint8_t *b = w;
     for (int64_t i = 0; i < n; i += 256, b += 210) {
+        DK_MATVEC_PREFETCH(b, 210);
         const int8_t *sc = (const int8_t *)(b + 192);
         uint16_t h;
         memcpy(&h, b + 208, 2);

@@ -140,12 +140,15 @@ DK_Z static inline void dk_z_q6_k(const uint8_t *p, const float *x, __m512 *a, _
 /* One row, and two rows at once (out[0], out[1]; two more independent FMA chains, x read once for
  * both): a block type's kernels around its step. Two rows measured 1.2-1.6x one for Q4_K and Q6_K,
  * no gain for Q8_0 and Q5_0 (0.95-1.05x), which keep the one-row kernel only. */
-#define DK_Z_KERNEL(NAME, STEP, ELEMS, BYTES)                                      \
-    DK_Z static float NAME(const void *w, const float *x, int64_t n) {             \
-        __m512 a = _mm512_setzero_ps(), b = a;                                     \
-        const uint8_t *p = w;                                                      \
-        for (int64_t i = 0; i < n; i += ELEMS, p += BYTES) STEP(p, x + i, &a, &b); \
-        return dk_z_hsum(a, b);                                                    \
+#define DK_Z_KERNEL(NAME, STEP, ELEMS, BYTES)                          \
+    DK_Z static float NAME(const void *w, const float *x, int64_t n) { \
+        __m512 a = _mm512_setzero_ps(), b = a;                         \
+        const uint8_t *p = w;                                          \
+        for (int64_t i = 0; i < n; i += ELEMS, p += BYTES) {           \
+            DK_MATVEC_PREFETCH(p, BYTES);                              \
+            STEP(p, x + i, &a, &b);                                    \
+        }                                                              \
+        return dk_z_hsum(a, b);                                        \
     }
 #define DK_Z_KERNEL2(NAME, STEP, ELEMS, BYTES)                                                         \
     DK_Z_KERNEL(NAME, STEP, ELEMS, BYTES)                                                              \
@@ -153,6 +156,8 @@ DK_Z static inline void dk_z_q6_k(const uint8_t *p, const float *x, __m512 *a, _
         __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0;                                    \
         const uint8_t *p0 = w0, *p1 = w1;                                                              \
         for (int64_t i = 0; i < n; i += ELEMS, p0 += BYTES, p1 += BYTES) {                             \
+            DK_MATVEC_PREFETCH(p0, BYTES);                                                             \
+            DK_MATVEC_PREFETCH(p1, BYTES);                                                             \
             STEP(p0, x + i, &a0, &b0);                                                                 \
             STEP(p1, x + i, &a1, &b1);                                                                 \
         }                                                                                              \
