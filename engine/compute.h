@@ -5,7 +5,8 @@
  *         to their exact f32 values): today's path, bit-identical for every thread count.
  *   bf16  oneDNN's matmul primitive: bf16 activations x bf16 weights, f32 accumulation and f32
  *         output. A BF16 file's own bits are the weights; F32/F16/Q8_0 weights are rounded to bf16
- *         (round to nearest even) per matrix right before its product. Activations are rounded
+ *         (round to nearest even). The layer matrices are packed once per context (packed weights,
+ *         below; forward.h says when), the others rounded right before each product. Activations are rounded
  *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
  *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer
  *         rows (decode, short question chunks) are memory-bound and keep f32 arithmetic on the
@@ -61,6 +62,28 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
  * side by side on a context's pool, each pool thread with its own backend). */
 dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm,
                        int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e);
+
+/* ---- packed weights ----
+ * A weight matrix W (n, k) rounded to bf16 once and laid out as oneDNN's matmul kernel reads it (the
+ * layout its primitive picks for (n, k) when free to choose), kept for the later products of the
+ * same W: the per-product rounding of non-BF16 weights and oneDNN's own per-product copy of W into
+ * that layout (measured each ~5 % of a 2K-token bf16 prefill of the 0.5B shape) are paid once.
+ * Where measured (avx512_core_bf16 kernels, row stride n as the engine's layer products have) the
+ * products give the bits dk_bf16_matmul gives on the same W; a row stride above n took another
+ * blocking of k and differed in the last bits. test_compute checks both against one bound. */
+typedef struct dk_bf16_pack dk_bf16_pack;
+
+/* Packs W (n, k) row-major, bf16 (w_bf16) or f32, on `threads` threads. */
+dk_status dk_bf16_pack_create(dk_bf16_backend *b, const void *w, bool w_bf16, int n, int k, int threads,
+                              dk_bf16_pack **out, dk_err *e);
+void dk_bf16_pack_free(dk_bf16_pack *p);
+size_t dk_bf16_pack_bytes(const dk_bf16_pack *p); /* the pack's buffer (0 for NULL) */
+/* dk_bf16_matmul with a packed W (its n and k). */
+dk_status dk_bf16_matmul_packed(dk_bf16_backend *b, float *y, int ldy, const float *x, const dk_bf16_pack *w,
+                                int m, float beta, int threads, dk_err *e);
+/* An upper bound of a pack's bytes: n and k padded to 64 (oneDNN 2.6's blocks on avx512_core_bf16
+ * are 16 to 64 columns and pairs of k). */
+int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k);
 
 /* Bytes the backend's buffers reach for chunks of up to n_chunk rows with products of inner size
  * up to k_max, and weight matrices of up to w_elems elements to round (0 for a BF16 file). */

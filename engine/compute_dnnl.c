@@ -70,7 +70,9 @@ typedef struct {
     int64_t m, n, k, ldy;  /* matmul shape; ROUND: m rows of k */
     int64_t lda, brs, bcs; /* matmul: row stride of X, strides of B (k, n): W (n, k) is {1, k} */
     int beta;
-    dnnl_primitive_t p; /* NULL = empty slot */
+    bool packed;            /* weights in a pack's layout (wmd) instead of W's strides */
+    dnnl_memory_desc_t wmd; /* packed: that layout */
+    dnnl_primitive_t p;     /* NULL = empty slot */
     uint64_t used;
 } dk_prim_entry;
 
@@ -99,7 +101,8 @@ static void dk_md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t rs, i
 static void dk_matmul_mds(dnnl_memory_desc_t *a, dnnl_memory_desc_t *w, dnnl_memory_desc_t *y,
                           const dk_prim_entry *key) {
     dk_md_2d(a, key->m, key->k, key->lda, 1, dnnl_bf16);
-    dk_md_2d(w, key->k, key->n, key->brs, key->bcs, dnnl_bf16);
+    if (key->packed) *w = key->wmd;
+    else dk_md_2d(w, key->k, key->n, key->brs, key->bcs, dnnl_bf16);
     dk_md_2d(y, key->m, key->n, key->ldy, 1, dnnl_f32);
 }
 
@@ -143,7 +146,8 @@ static dk_status dk_prim_get(dk_bf16_backend *b, const dk_prim_entry *key, dnnl_
         dk_prim_entry *c = &b->cache[i];
         if (c->p && c->kind == key->kind && c->m == key->m && c->n == key->n && c->k == key->k &&
             c->ldy == key->ldy && c->lda == key->lda && c->brs == key->brs && c->bcs == key->bcs &&
-            c->beta == key->beta) {
+            c->beta == key->beta && c->packed == key->packed &&
+            (!c->packed || dnnl_memory_desc_equal(&c->wmd, &key->wmd))) {
             c->used = b->tick;
             *out = c->p;
             return DK_OK;
@@ -245,15 +249,39 @@ static dk_status dk_matmul_run(dk_bf16_backend *b, const dk_prim_entry *key, con
     return dk_exec(b, p, 3, arg, md, ptr, e);
 }
 
-dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16,
-                         int m, int n, int k, float beta, int threads, dk_err *e) {
+static dk_status dk_matmul_check(int m, int n, int k, int ldy, float beta, dk_err *e) {
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n || (beta != 0.0f && beta != 1.0f))
         return dk_fail(e, DK_ERR_ARG, "bf16 matmul: bad shape m=%d n=%d k=%d ldy=%d beta=%g", m, n, k, ldy,
                        (double)beta);
+    return DK_OK;
+}
+
+/* X (m, k) f32 rounded into the backend's activation buffer, on `threads` threads */
+static dk_status dk_round_x(dk_bf16_backend *b, const float *x, int m, int k, int threads, dk_err *e) {
     if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    dk_status st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e);
+    return st ? st : dk_round(b, b->xb, x, m, k, e);
+}
+
+/* Y = xb (m, k) · W (key's n, k, weights layout) in two products: the rows of a multiple of 16,
+ * then the rest. oneDNN 2.6's bf16 kernel ran an odd m at ~0.7 of the GFLOP/s of the multiple of
+ * 16 below it (m = 1363 vs 1360 + 3: 25-27 ms vs 19-20 ms on the FFN shape), and halting's active
+ * counts and prompt lengths are anything. */
+static dk_status dk_matmul_split(dk_bf16_backend *b, dk_prim_entry *key, int m, const void *wp, float *y,
+                                 dk_err *e) {
+    int m_main = m > 16 ? m & ~15 : m;
+    key->m = m_main;
+    dk_status st = dk_matmul_run(b, key, b->xb, wp, y, e);
+    if (st || m_main == m) return st;
+    key->m = m - m_main;
+    return dk_matmul_run(b, key, b->xb + (size_t)m_main * (size_t)key->k, wp,
+                         y + (size_t)m_main * (size_t)key->ldy, e);
+}
+
+dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, const void *w, bool w_bf16,
+                         int m, int n, int k, float beta, int threads, dk_err *e) {
     dk_status st;
-    if ((st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e)) || (st = dk_round(b, b->xb, x, m, k, e)))
-        return st;
+    if ((st = dk_matmul_check(m, n, k, ldy, beta, e)) || (st = dk_round_x(b, x, m, k, threads, e))) return st;
     const void *wp = w;
     if (!w_bf16) {
         if ((st = dk_grow(&b->wb, &b->wb_n, (size_t)n * (size_t)k, e)) ||
@@ -261,12 +289,7 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
             return st;
         wp = b->wb;
     }
-    /* rows in two products: a multiple of 16, then the rest. oneDNN 2.6's bf16 kernel ran an odd
-     * m at ~0.7 of the GFLOP/s of the multiple of 16 below it (m = 1363 vs 1360 + 3: 25-27 ms vs
-     * 19-20 ms on the FFN shape), and halting's active counts and prompt lengths are anything */
-    int m_main = m > 16 ? m & ~15 : m;
     dk_prim_entry key = {.kind = DK_PRIM_MATMUL,
-                         .m = m_main,
                          .n = n,
                          .k = k,
                          .ldy = ldy,
@@ -274,11 +297,102 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
                          .brs = 1,
                          .bcs = k,
                          .beta = beta != 0.0f};
-    if ((st = dk_matmul_run(b, &key, b->xb, wp, y, e)) || m_main == m) return st;
-    key.m = m - m_main;
-    return dk_matmul_run(b, &key, b->xb + (size_t)m_main * (size_t)k, wp, y + (size_t)m_main * (size_t)ldy,
-                         e);
+    return dk_matmul_split(b, &key, m, wp, y, e);
 }
+
+/* ---- packed weights ---- */
+
+struct dk_bf16_pack {
+    int n, k;
+    dnnl_memory_desc_t md; /* the layout: what oneDNN's matmul picks for (DK_BF16_PACK_PROBE_M, n, k) */
+    void *data;            /* dnnl_memory_desc_get_size(&md) bytes */
+    size_t bytes;
+};
+
+/* The layout is asked for at one fixed m, so that it depends on (n, k) and the CPU only: products of
+ * every m then take the same pack (checked here: 7 .. 2048 rows all ran oneDNN's brgemm kernel on it). */
+enum { DK_BF16_PACK_PROBE_M = 256 };
+
+dk_status dk_bf16_pack_create(dk_bf16_backend *b, const void *w, bool w_bf16, int n, int k, int threads,
+                              dk_bf16_pack **out, dk_err *e) {
+    *out = NULL;
+    dk_status st = dk_matmul_check(DK_BF16_PACK_PROBE_M, n, k, n, 0.0f, e);
+    if (st) return st;
+    dnnl_memory_desc_t a, wa, y, src;
+    dnnl_dims_t wdims = {k, n};
+    dk_md_2d(&a, DK_BF16_PACK_PROBE_M, k, k, 1, dnnl_bf16);
+    dk_md_2d(&y, DK_BF16_PACK_PROBE_M, n, n, 1, dnnl_f32);
+    dnnl_memory_desc_init_by_tag(&wa, 2, wdims, dnnl_bf16, dnnl_format_tag_any);
+    dnnl_matmul_desc_t mmd;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_matmul_desc_init(&mmd, &a, &wa, NULL, &y);
+    if (!s) s = dnnl_primitive_desc_create(&pd, &mmd, NULL, b->eng, NULL);
+    if (s) return dk_dnnl_fail(e, s, "bf16 weight layout query");
+    dk_bf16_pack *p = calloc(1, sizeof *p);
+    if (!p) {
+        dnnl_primitive_desc_destroy(pd);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory");
+    }
+    p->n = n;
+    p->k = k;
+    p->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    p->bytes = dnnl_memory_desc_get_size(&p->md);
+    if (!(p->data = malloc(p->bytes))) {
+        size_t bytes = p->bytes;
+        dk_bf16_pack_free(p);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for a %zu-byte bf16 weight pack", bytes);
+    }
+    /* W (n, k) row-major is Wᵀ (k, n) with strides {1, k}; one reorder rounds and lays it out */
+    dk_md_2d(&src, k, n, 1, k, w_bf16 ? dnnl_bf16 : dnnl_f32);
+    dnnl_primitive_t r = NULL;
+    if (!(s = dnnl_reorder_primitive_desc_create(&pd, &src, b->eng, &p->md, b->eng, NULL))) {
+        s = dnnl_primitive_create(&r, pd);
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (s) {
+        dk_bf16_pack_free(p);
+        return dk_dnnl_fail(e, s, "bf16 weight pack set-up");
+    }
+    if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    dnnl_memory_desc_t md[2] = {src, p->md};
+    static const int arg[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+    void *ptr[2] = {(void *)w, p->data};
+    st = dk_exec(b, r, 2, arg, md, ptr, e);
+    dnnl_primitive_destroy(r);
+    if (st) {
+        dk_bf16_pack_free(p);
+        return st;
+    }
+    *out = p;
+    return DK_OK;
+}
+
+void dk_bf16_pack_free(dk_bf16_pack *p) {
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+size_t dk_bf16_pack_bytes(const dk_bf16_pack *p) { return p ? p->bytes : 0; }
+
+dk_status dk_bf16_matmul_packed(dk_bf16_backend *b, float *y, int ldy, const float *x, const dk_bf16_pack *w,
+                                int m, float beta, int threads, dk_err *e) {
+    dk_status st;
+    if ((st = dk_matmul_check(m, w->n, w->k, ldy, beta, e)) || (st = dk_round_x(b, x, m, w->k, threads, e)))
+        return st;
+    dk_prim_entry key = {.kind = DK_PRIM_MATMUL,
+                         .n = w->n,
+                         .k = w->k,
+                         .ldy = ldy,
+                         .lda = w->k,
+                         .beta = beta != 0.0f,
+                         .packed = true,
+                         .wmd = w->md};
+    return dk_matmul_split(b, &key, m, w->data, y, e);
+}
+
+int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k) { return ((n + 63) & ~63) * ((k + 63) & ~63) * 2; }
 
 dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm,
                        int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e) {

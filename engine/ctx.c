@@ -92,6 +92,17 @@ int64_t dk_ctx_chunk_bytes(const dk_model_config *k, int n_chunk) {
 
 int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
 
+int64_t dk_ctx_bf16_pack_bytes(const dk_model_config *k) {
+    int64_t d = k->n_embd, q = (int64_t)k->n_head * k->head_dim, kv = (int64_t)k->n_head_kv * k->head_dim,
+            f = k->n_ff;
+    int64_t layer = dk_compute_bf16_pack_bytes(q, d) + 2 * dk_compute_bf16_pack_bytes(kv, d) +
+                    dk_compute_bf16_pack_bytes(d, q) + 2 * dk_compute_bf16_pack_bytes(f, d) +
+                    dk_compute_bf16_pack_bytes(d, f);
+    return k->n_layer * layer;
+}
+
+bool dk_ctx_bf16_packs(const dk_model_config *k) { return dk_ctx_bf16_pack_bytes(k) <= DK_CTX_BF16_PACK_MAX; }
+
 /* ---- context ---- */
 
 static void dk_ctx_free_scratch(dk_ctx *c) {
@@ -230,6 +241,7 @@ void dk_ctx_free(dk_ctx *c) {
             free(c->kv[l].pos);
         }
     dk_pool_free(&c->pool);
+    dk_matmul_free_packs(&c->mm);
     dk_bf16_backend_free(c->mm.bf16);
     dk_ctx_free_attn_scratch(c);
     DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->probs, c->mm.wbuf, c->x_split,
@@ -273,6 +285,7 @@ dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     /* the backend (and its cached primitives) stays until dk_ctx_free once created */
     if (mode == DK_COMPUTE_BF16 && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
     c->mm.compute = mode;
+    c->mm.pack = mode == DK_COMPUTE_BF16 && dk_ctx_bf16_packs(&c->m->cfg);
     return DK_OK;
 }
 dk_compute dk_ctx_compute(const dk_ctx *c) { return c->mm.compute; }

@@ -3,6 +3,7 @@
 #include "matmul.h"
 #include "matvec.h"
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -161,6 +162,43 @@ static void dk_matmul_bf16(dk_matmul_ctx *mm, float *y, int ldy, const float *x,
     mm->st = dk_bf16_matmul(mm->bf16, y, ldy, x, wp, native, m, nr, k, beta, mm->pool->n, &mm->err);
 }
 
+void dk_matmul_free_packs(dk_matmul_ctx *mm) {
+    for (int i = 0; i < mm->n_packs; i++) dk_bf16_pack_free(mm->packs[i]);
+    free(mm->packs);
+    free(mm->pack_w);
+    mm->packs = NULL;
+    mm->pack_w = NULL;
+    mm->n_packs = mm->cap_packs = 0;
+}
+
+/* W's pack, made on its first product (from the file's bf16 rows, or its f32 rows: in place or
+ * converted into wbuf); NULL after a failure (mm->st). A linear search: a model has 7 per layer. */
+static const dk_bf16_pack *dk_matmul_pack(dk_matmul_ctx *mm, const dk_tensor *w) {
+    for (int i = 0; i < mm->n_packs; i++)
+        if (mm->pack_w[i] == w) return mm->packs[i];
+    if (mm->n_packs == mm->cap_packs) {
+        int cap = mm->cap_packs ? 2 * mm->cap_packs : 64;
+        const dk_tensor **pw = realloc(mm->pack_w, (size_t)cap * sizeof *pw);
+        if (pw) mm->pack_w = pw;
+        dk_bf16_pack **pp = pw ? realloc(mm->packs, (size_t)cap * sizeof *pp) : NULL;
+        if (!pp) {
+            mm->st = dk_fail(&mm->err, DK_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        mm->packs = pp;
+        mm->cap_packs = cap;
+    }
+    bool native = w->type == DK_GGML_TYPE_BF16;
+    const void *src = native ? w->data : (const void *)dk_weight_rows(mm, w, 0, w->rows);
+    dk_bf16_pack *p;
+    mm->st = dk_bf16_pack_create(mm->bf16, src, native, (int)w->rows, (int)w->cols, mm->pool->n, &p,
+                                 &mm->err);
+    if (mm->st) return NULL;
+    mm->pack_w[mm->n_packs] = w;
+    mm->packs[mm->n_packs++] = p;
+    return p;
+}
+
 void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k,
                float beta, int64_t *flops) {
     if (dk_use_fused(mm, m)) {
@@ -169,7 +207,9 @@ void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, 
         return;
     }
     if (dk_use_bf16(mm, m)) {
-        dk_matmul_bf16(mm, y, n, x, w, 0, n, m, k, beta);
+        const dk_bf16_pack *p = !mm->st && mm->pack ? dk_matmul_pack(mm, w) : NULL;
+        if (p) mm->st = dk_bf16_matmul_packed(mm->bf16, y, n, x, p, m, beta, mm->pool->n, &mm->err);
+        else if (!mm->pack) dk_matmul_bf16(mm, y, n, x, w, 0, n, m, k, beta);
         *flops += 2 * (int64_t)m * n * k;
         return;
     }

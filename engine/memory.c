@@ -74,7 +74,8 @@ int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, co
     int64_t q = (int64_t)c->n_head * c->head_dim, k_max = c->n_embd > q ? c->n_embd : q;
     if (c->n_ff > k_max) k_max = c->n_ff;
     int64_t w_elems = type && !strcmp(type, "BF16") ? 0 : dk_memory_convert_bytes(c) / 4;
-    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + DK_MEMORY_DNNL_SCRATCH;
+    int64_t packs = dk_ctx_bf16_packs(c) ? dk_ctx_bf16_pack_bytes(c) : 0;
+    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + packs + DK_MEMORY_DNNL_SCRATCH;
 }
 
 void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type,
