@@ -54,7 +54,8 @@ static void dk_bench_usage(FILE *f) {
         "                 bf16_vs_f32_prefill (median of per-rep f32/bf16 wall-time ratios); --method,\n"
         "                 --decode and --lengths then run in bf16 compute\n"
         "  --lengths L,.. dense prefill tokens/s at each length (e.g. 2048,8192,16384,32768), one context\n"
-        "                 per length (instead of the run above); prints prefill_tokens_per_s_L,\n"
+        "                 per length, each after an untimed 64-token prefill (weights paged in, oneDNN kernels\n"
+        "                 and bf16 packs made), instead of the run above; prints prefill_tokens_per_s_L,\n"
         "                 prefill_gflops_L, peak_rss_bytes_L vs memory_estimate_bytes_L (with --method:\n"
         "                 dense and the method side by side per length, flops_speedup_L, wall_speedup_L,\n"
         "                 theoretical_speedup_L, halting_efficiency_L),\n"
@@ -277,6 +278,8 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
     return 0;
 }
 
+enum { DK_BENCH_WARMUP_TOKENS = 64 };
+
 /* --lengths: dense prefill tokens/s at each length, one context per length (longest last keeps
  * the process's peak RSS that of the longest); with a method, dense and the method side by side
  * (dk_prefill_compare_run) and the speedups per length. */
@@ -316,7 +319,12 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
                        L, tps[i], L, fs, L, ws, L, cmp.theoretical, L, ws / fs);
             }
         } else {
-            for (int r = 0; r < reps && !st; r++) { /* no warm-up: a 32K prefill is minutes on 2 cores */
+            /* warm-up: a short prefill (weights paged in, oneDNN's kernels made, bf16 packs
+             * built: what any longer use of the context pays once), not one of the length's: a
+             * 32K prefill is minutes on 2 cores */
+            int wu = L < DK_BENCH_WARMUP_TOKENS ? L : DK_BENCH_WARMUP_TOKENS;
+            st = dk_forward_prefill(c, toks, wu, NULL, lg, &e);
+            for (int r = 0; r < reps && !st; r++) {
                 dk_ctx_reset(c);
                 double t0 = dk_time_now_s();
                 st = dk_forward_prefill(c, toks, L, NULL, lg, &e);

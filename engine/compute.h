@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "dk_common.h"
+#include "pool.h"
 
 typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_COUNT } dk_compute;
 
@@ -73,9 +74,10 @@ dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a,
  * blocking of k and differed in the last bits. test_compute checks both against one bound. */
 typedef struct dk_bf16_pack dk_bf16_pack;
 
-/* Packs W (n, k) row-major, bf16 (w_bf16) or f32, on `threads` threads. */
+/* Packs W (n, k) row-major, bf16 (w_bf16) or f32: on the pool's threads where the layout is the one
+ * compute_dnnl.c fills itself (NULL: the calling thread), else by a oneDNN reorder on `threads`. */
 dk_status dk_bf16_pack_create(dk_bf16_backend *b, const void *w, bool w_bf16, int n, int k, int threads,
-                              dk_bf16_pack **out, dk_err *e);
+                              dk_pool *pool, dk_bf16_pack **out, dk_err *e);
 void dk_bf16_pack_free(dk_bf16_pack *p);
 size_t dk_bf16_pack_bytes(const dk_bf16_pack *p); /* the pack's buffer (0 for NULL) */
 /* dk_bf16_matmul with a packed W (its n and k). */
@@ -89,7 +91,8 @@ int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k);
  * up to k_max, and weight matrices of up to w_elems elements to round (0 for a BF16 file). */
 int64_t dk_compute_bf16_bytes(int n_chunk, int k_max, int64_t w_elems);
 
-/* Peak of oneDNN's bf16 matmul in GFLOP/s: C (m, n) = A (m, k) · Bᵀ, median of reps (bench). */
+/* Peak of oneDNN's bf16 matmul in GFLOP/s: C (m, n) = A (m, k) · Bᵀ on bf16 A and a packed B (the
+ * engine's layer products, less the rounding of A), median of reps (bench). */
 double dk_compute_bf16_peak(int m, int n, int k, int reps, int threads);
 
 #endif

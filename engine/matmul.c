@@ -191,7 +191,7 @@ static const dk_bf16_pack *dk_matmul_pack(dk_matmul_ctx *mm, const dk_tensor *w)
     bool native = w->type == DK_GGML_TYPE_BF16;
     const void *src = native ? w->data : (const void *)dk_weight_rows(mm, w, 0, w->rows);
     dk_bf16_pack *p;
-    mm->st = dk_bf16_pack_create(mm->bf16, src, native, (int)w->rows, (int)w->cols, mm->pool->n, &p,
+    mm->st = dk_bf16_pack_create(mm->bf16, src, native, (int)w->rows, (int)w->cols, mm->pool->n, mm->pool, &p,
                                  &mm->err);
     if (mm->st) return NULL;
     mm->pack_w[mm->n_packs] = w;

@@ -87,8 +87,8 @@ static void check_product(int m, int n, int k, int ldy, bool w_bf16, float beta)
     float *yp = malloc((size_t)m * ldy * 4);
     memcpy(yp, y0, (size_t)m * ldy * 4);
     dk_bf16_pack *pk = NULL;
-    ck_assert_msg(dk_bf16_pack_create(b, w_bf16 ? (const void *)wb : (const void *)w, w_bf16, n, k, 2, &pk,
-                                      &e) == DK_OK,
+    ck_assert_msg(dk_bf16_pack_create(b, w_bf16 ? (const void *)wb : (const void *)w, w_bf16, n, k, 2, NULL,
+                                      &pk, &e) == DK_OK,
                   "%s", e.msg);
     ck_assert_int_ge((long long)dk_bf16_pack_bytes(pk), 2LL * n * k);
     ck_assert_int_le((long long)dk_bf16_pack_bytes(pk), dk_compute_bf16_pack_bytes(n, k));
