@@ -84,7 +84,7 @@ size_t dk_bf16_pack_bytes(const dk_bf16_pack *p); /* the pack's buffer (0 for NU
 dk_status dk_bf16_matmul_packed(dk_bf16_backend *b, float *y, int ldy, const float *x, const dk_bf16_pack *w,
                                 int m, float beta, int threads, dk_err *e);
 /* An upper bound of a pack's bytes: n and k padded to 64 (oneDNN 2.6's blocks on avx512_core_bf16
- * are 16 to 64 columns and pairs of k). */
+ * are 64 columns and 32 k), from 2 MiB on rounded up to whole 2 MiB pages (what it allocates). */
 int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k);
 
 /* Bytes the backend's buffers reach for chunks of up to n_chunk rows with products of inner size

@@ -304,6 +304,19 @@ dk_status dk_bf16_matmul(dk_bf16_backend *b, float *y, int ldy, const float *x, 
 
 /* ---- packed weights ---- */
 
+enum { DK_BF16_HUGE_PAGE = 2 << 20 };
+
+/* bytes a pack of `bytes` allocates: whole 2 MiB pages from 2 MiB on */
+static int64_t dk_compute_bf16_alloc_bytes(int64_t bytes) {
+    return bytes < DK_BF16_HUGE_PAGE
+               ? bytes
+               : (bytes + DK_BF16_HUGE_PAGE - 1) / DK_BF16_HUGE_PAGE * DK_BF16_HUGE_PAGE;
+}
+
+int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k) {
+    return dk_compute_bf16_alloc_bytes(((n + 63) & ~63) * ((k + 63) & ~63) * 2);
+}
+
 struct dk_bf16_pack {
     int n, k;
     dnnl_memory_desc_t md; /* the layout: what oneDNN's matmul picks for (DK_BF16_PACK_PROBE_M, n, k) */
@@ -312,7 +325,7 @@ struct dk_bf16_pack {
 };
 
 /* The layout is asked for at one fixed m, so that it depends on (n, k) and the CPU only: products of
- * every m then take the same pack (checked here: 7 .. 2048 rows all ran oneDNN's brgemm kernel on it). */
+ * every m then take the same pack (checked here: 7, 32 and 640 rows all ran oneDNN's brgemm kernel on it). */
 enum { DK_BF16_PACK_PROBE_M = 256 };
 
 /* The layout oneDNN 2.6 asks for on avx512_core_bf16 (dims (k, n), "BA16a64b2a"): blocks of 32 k x
@@ -384,12 +397,13 @@ dk_status dk_bf16_pack_create(dk_bf16_backend *b, const void *w, bool w_bf16, in
     p->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
     p->bytes = dnnl_memory_desc_get_size(&p->md);
-    /* packs of 2 MiB and more in transparent huge pages where the kernel offers them: the first
-     * write of fresh memory dominated packing here (~1 s of page clearing per 0.5B model in 4 KiB
-     * pages, half that in 2 MiB ones) */
-    size_t huge = (size_t)2 << 20;
-    if (p->bytes < huge) p->data = malloc(p->bytes);
-    else if (!posix_memalign(&p->data, huge, p->bytes)) madvise(p->data, p->bytes, MADV_HUGEPAGE);
+    /* packs of 2 MiB and more in transparent huge pages where the kernel offers them, whole ones
+     * (so the last never holds memory the estimate does not count): the first write of fresh
+     * memory dominated packing here (~1 s of page clearing per 0.5B model in 4 KiB pages, half
+     * that in 2 MiB ones) */
+    size_t alloc = (size_t)dk_compute_bf16_alloc_bytes((int64_t)p->bytes);
+    if (alloc == p->bytes) p->data = malloc(alloc);
+    else if (!posix_memalign(&p->data, DK_BF16_HUGE_PAGE, alloc)) madvise(p->data, alloc, MADV_HUGEPAGE);
     else p->data = NULL;
     if (!p->data) {
         size_t bytes = p->bytes;
@@ -453,8 +467,6 @@ dk_status dk_bf16_matmul_packed(dk_bf16_backend *b, float *y, int ldy, const flo
                          .wmd = w->md};
     return dk_matmul_split(b, &key, m, w->data, y, e);
 }
-
-int64_t dk_compute_bf16_pack_bytes(int64_t n, int64_t k) { return ((n + 63) & ~63) * ((k + 63) & ~63) * 2; }
 
 dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a, int lda, const uint16_t *bm,
                        int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e) {
