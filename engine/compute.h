@@ -5,7 +5,7 @@
  *         to their exact f32 values): today's path, bit-identical for every thread count.
  *   bf16  oneDNN's matmul primitive: bf16 activations x bf16 weights, f32 accumulation and f32
  *         output. A BF16 file's own bits are the weights; F32/F16/Q8_0 weights are rounded to bf16
- *         (round to nearest even). The layer matrices are packed once per context (packed weights,
+ *         (round to nearest even). The layer matrices are packed once per model (packed weights,
  *         below; forward.h says when), the others rounded right before each product. Activations are rounded
  *         from f32 to bf16 per product. Applies to the products of more than DK_COMPUTE_MIN_M rows
  *         (prefill chunks: QKV, O, FFN and, for all-row logits, the lm head). Products of fewer

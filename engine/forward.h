@@ -156,8 +156,8 @@ int64_t dk_ctx_kv_bytes(const dk_model_config *cfg, int n_ctx);
 int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
 int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
 int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
-/* bf16 compute packs each layer matrix once per context (compute.h's packed weights: bf16, half of
- * f32) when they take at most DK_CTX_BF16_PACK_MAX bytes (dk_ctx_bf16_pack_bytes, an upper bound;
+/* bf16 compute packs each layer matrix once per model, shared by its contexts (compute.h's packed
+ * weights: bf16, half of f32; freed with the model) when they take at most DK_CTX_BF16_PACK_MAX bytes (dk_ctx_bf16_pack_bytes, an upper bound;
  * dk_ctx_bf16_packs): models up to ~2B parameters. Larger ones round and lay out each matrix anew
  * per product (slower, no memory: 7B would need ~13 GB). A fixed bound rather than a share of this
  * machine's memory, so the same model takes the same path on every machine. */

@@ -3,6 +3,7 @@
 #include "matmul.h"
 #include "matvec.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,31 +163,51 @@ static void dk_matmul_bf16(dk_matmul_ctx *mm, float *y, int ldy, const float *x,
     mm->st = dk_bf16_matmul(mm->bf16, y, ldy, x, wp, native, m, nr, k, beta, mm->pool->n, &mm->err);
 }
 
-void dk_matmul_free_packs(dk_matmul_ctx *mm) {
-    for (int i = 0; i < mm->n_packs; i++) dk_bf16_pack_free(mm->packs[i]);
-    free(mm->packs);
-    free(mm->pack_w);
-    mm->packs = NULL;
-    mm->pack_w = NULL;
-    mm->n_packs = mm->cap_packs = 0;
+/* A model's bf16 packs (model.h: bf16_packs), one per layer matrix, in first-product order. One lock
+ * for all models: contexts of one model may live on different threads. */
+typedef struct {
+    const dk_tensor **w; /* (n) the packed matrices */
+    dk_bf16_pack **p;    /* (n) their packs */
+    int n, cap;
+} dk_pack_table;
+
+static pthread_mutex_t dk_pack_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void dk_pack_table_free(void *arg) {
+    dk_pack_table *t = arg;
+    if (!t) return;
+    for (int i = 0; i < t->n; i++) dk_bf16_pack_free(t->p[i]);
+    free(t->p);
+    free(t->w);
+    free(t);
 }
 
-/* W's pack, made on its first product (from the file's bf16 rows, or its f32 rows: in place or
- * converted into wbuf); NULL after a failure (mm->st). A linear search: a model has 7 per layer. */
-static const dk_bf16_pack *dk_matmul_pack(dk_matmul_ctx *mm, const dk_tensor *w) {
-    for (int i = 0; i < mm->n_packs; i++)
-        if (mm->pack_w[i] == w) return mm->packs[i];
-    if (mm->n_packs == mm->cap_packs) {
-        int cap = mm->cap_packs ? 2 * mm->cap_packs : 64;
-        const dk_tensor **pw = realloc(mm->pack_w, (size_t)cap * sizeof *pw);
-        if (pw) mm->pack_w = pw;
-        dk_bf16_pack **pp = pw ? realloc(mm->packs, (size_t)cap * sizeof *pp) : NULL;
+/* W's pack, made on its first product in any context of the model (from the file's bf16 rows, or
+ * its f32 rows: in place or converted into wbuf); NULL after a failure (mm->st). A linear search:
+ * a model has 7 per layer. */
+static const dk_bf16_pack *dk_matmul_pack_locked(dk_matmul_ctx *mm, const dk_tensor *w) {
+    dk_model *m = mm->model;
+    if (!m->bf16_packs) {
+        if (!(m->bf16_packs = calloc(1, sizeof(dk_pack_table)))) {
+            mm->st = dk_fail(&mm->err, DK_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        m->bf16_packs_free = dk_pack_table_free;
+    }
+    dk_pack_table *t = m->bf16_packs;
+    for (int i = 0; i < t->n; i++)
+        if (t->w[i] == w) return t->p[i];
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 64;
+        const dk_tensor **pw = realloc(t->w, (size_t)cap * sizeof *pw);
+        if (pw) t->w = pw;
+        dk_bf16_pack **pp = pw ? realloc(t->p, (size_t)cap * sizeof *pp) : NULL;
         if (!pp) {
             mm->st = dk_fail(&mm->err, DK_ERR_NOMEM, "out of memory");
             return NULL;
         }
-        mm->packs = pp;
-        mm->cap_packs = cap;
+        t->p = pp;
+        t->cap = cap;
     }
     bool native = w->type == DK_GGML_TYPE_BF16;
     const void *src = native ? w->data : (const void *)dk_weight_rows(mm, w, 0, w->rows);
@@ -194,9 +215,29 @@ static const dk_bf16_pack *dk_matmul_pack(dk_matmul_ctx *mm, const dk_tensor *w)
     mm->st = dk_bf16_pack_create(mm->bf16, src, native, (int)w->rows, (int)w->cols, mm->pool->n, mm->pool, &p,
                                  &mm->err);
     if (mm->st) return NULL;
-    mm->pack_w[mm->n_packs] = w;
-    mm->packs[mm->n_packs++] = p;
+    t->w[t->n] = w;
+    t->p[t->n++] = p;
     return p;
+}
+
+static const dk_bf16_pack *dk_matmul_pack(dk_matmul_ctx *mm, const dk_tensor *w) {
+    pthread_mutex_lock(&dk_pack_mu);
+    const dk_bf16_pack *p = dk_matmul_pack_locked(mm, w);
+    pthread_mutex_unlock(&dk_pack_mu);
+    return p;
+}
+
+dk_status dk_matmul_pack_layers(dk_matmul_ctx *mm, dk_err *e) {
+    const dk_model *m = mm->model;
+    for (int l = 0; l < m->cfg.n_layer && !mm->st; l++) {
+        const dk_layer_weights *lw = &m->w.layers[l];
+        const dk_tensor *ws[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws && !mm->st; i++) dk_matmul_pack(mm, ws[i]);
+    }
+    dk_status st = mm->st;
+    if (st) *e = mm->err;
+    mm->st = DK_OK;
+    return st;
 }
 
 void dk_matmul(dk_matmul_ctx *mm, float *y, const float *x, const dk_tensor *w, int m, int n, int k,

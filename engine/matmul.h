@@ -21,28 +21,27 @@
 
 /* What the products use of their context; embedded in dk_ctx. */
 typedef struct {
-    dk_pool *pool;            /* the context's pool: conversion and the small-m paths */
-    float *wbuf;              /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
+    dk_pool *pool;         /* the context's pool: conversion and the small-m paths */
+    float *wbuf;           /* (wbuf_n) one weight matrix (or lm-head row block) converted to f32,
                              * or, in the fused small-m path, the tasks' row-chunk slices;
                              * NULL when every tensor is F32 (model->converts false) */
-    size_t wbuf_n;            /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
-    bool fused;               /* small-m matmuls of converted weights chunk by chunk (default on) */
-    dk_compute compute;       /* compute precision (compute.h) */
-    dk_bf16_backend *bf16;    /* exists from the first switch to bf16 on */
-    bool pack;                /* bf16: pack the layer matrices on their first product (compute.h's
+    size_t wbuf_n;         /* floats in wbuf: max(n_head*head_dim, n_ff) * n_embd */
+    bool fused;            /* small-m matmuls of converted weights chunk by chunk (default on) */
+    dk_compute compute;    /* compute precision (compute.h) */
+    dk_bf16_backend *bf16; /* exists from the first switch to bf16 on */
+    bool pack;             /* bf16: pack the layer matrices on their first product (compute.h's
                             * packed weights; set by dk_ctx_set_compute when they fit, see
                             * dk_ctx_bf16_pack_bytes) */
-    const dk_tensor **pack_w; /* (n_packs) the packed matrices, in first-product order */
-    dk_bf16_pack **packs;     /* (n_packs) their packs */
-    int n_packs, cap_packs;
-    dk_status st; /* first failure of a bf16 product in this call; later ones are skipped */
+    dk_model *model;       /* the context's model, whose bf16 packs this makes (model.h) */
+    dk_status st;          /* first failure of a bf16 product in this call; later ones are skipped */
     dk_err err;
     double *convert_s;  /* += time converting whole matrices (the context's stats) */
     int *fused_matmuls; /* += products that took the fused path (the context's stats) */
 } dk_matmul_ctx;
 
-/* Frees the packs (the context's end). */
-void dk_matmul_free_packs(dk_matmul_ctx *mm);
+/* Makes the bf16 packs of every layer matrix of mm->model that it lacks (bf16 compute with packing
+ * on; see dk_ctx_bf16_packs). A product packs a matrix it finds without one as well. */
+dk_status dk_matmul_pack_layers(dk_matmul_ctx *mm, dk_err *e);
 
 /* Y (m, n) = X (m, k) · Wᵀ, W (n, k) row-major; beta 1 accumulates into Y. W is one layer
  * matrix (n*k <= wbuf_n when it is converted). Adds the product's FLOPs to *flops. */

@@ -67,7 +67,9 @@ void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, 
  * to bf16 (the size of the conversion buffer, which also bounds the lm head's row blocks), plus
  * DK_MEMORY_DNNL_SCRATCH for oneDNN's own scratchpad (its brgemm blocks: 129-257 KiB on 2 threads at
  * Qwen2-0.5B's products, queried from oneDNN 2.6), plus the packed layer matrices where the
- * context packs them (forward.h: dk_ctx_bf16_packs, dk_ctx_bf16_pack_bytes). 0 for f32 compute. */
+ * model's contexts pack them (forward.h: dk_ctx_bf16_packs, dk_ctx_bf16_pack_bytes; made once per
+ * model and shared, so a second context of the same model allocates them no more: an upper bound
+ * there). 0 for f32 compute. */
 enum { DK_MEMORY_DNNL_SCRATCH = 1 << 20 };
 int64_t dk_memory_compute_bytes(const dk_model_config *cfg, dk_compute compute, const char *type,
                                 int n_chunk);

@@ -34,6 +34,7 @@ static void *dk_model_alloc(dk_model *m, size_t n) {
 
 void dk_model_free(dk_model *m) {
     if (!m) return;
+    if (m->bf16_packs_free) m->bf16_packs_free(m->bf16_packs);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->w.layers);

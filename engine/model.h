@@ -123,6 +123,10 @@ typedef struct dk_model {
     void *gguf;   /* dk_gguf*, kept open while weights point into it */
     void **owned; /* arrays this model allocated */
     int n_owned, cap_owned;
+    void *bf16_packs;                /* matmul.c's bf16 weight packs (compute.h): made by the first bf16
+                                    * context that needs one, shared by every context of the model
+                                    * (a cache written through their const pointer); NULL until then */
+    void (*bf16_packs_free)(void *); /* frees bf16_packs (set with it) */
 } dk_model;
 
 /* Loads a GGUF or llama2.c .bin (detected by the magic). tokenizer_path (may be NULL) names a

@@ -312,6 +312,37 @@ START_TEST(test_rho0_bit_identical) {
 }
 END_TEST
 
+/* ---- the bf16 packs belong to the model: made once, shared by its contexts, outlive them ---- */
+
+START_TEST(test_packs_shared) {
+    SKIP_UNLESS_NATIVE();
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 4, 7);
+    dk_err e = {{0}};
+    int T = 60, V = m->cfg.n_vocab;
+    int32_t tok[60];
+    for (int i = 0; i < T; i++) tok[i] = (i * 13 + 5) % V;
+    float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4);
+    ck_assert(dk_ctx_bf16_packs(&m->cfg));
+    ck_assert_ptr_null(m->bf16_packs);
+    dk_ctx *a = NULL, *b = NULL;
+    ck_assert(dk_ctx_create(m, T, &a, &e) == DK_OK);
+    ck_assert_msg(dk_ctx_set_compute(a, DK_COMPUTE_BF16, &e) == DK_OK, "%s", e.msg);
+    void *packs = m->bf16_packs; /* made by the switch, before any prefill */
+    ck_assert_ptr_nonnull(packs);
+    ck_assert_msg(dk_forward_prefill(a, tok, T, NULL, la, &e) == DK_OK, "%s", e.msg);
+    dk_ctx_free(a);
+    ck_assert(dk_ctx_create(m, T, &b, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(b, DK_COMPUTE_BF16, &e) == DK_OK);
+    ck_assert_ptr_eq(m->bf16_packs, packs);
+    ck_assert_msg(dk_forward_prefill(b, tok, T, NULL, lb, &e) == DK_OK, "%s", e.msg);
+    ck_assert(!memcmp(la, lb, (size_t)V * 4));
+    dk_ctx_free(b);
+    dk_model_free(m); /* frees the packs (ASan/valgrind: no leak) */
+    free(la);
+    free(lb);
+}
+END_TEST
+
 /* ---- passkey accuracy of the bundled model, fixed sample set ---- */
 
 START_TEST(test_passkey_accuracy) {
@@ -505,6 +536,7 @@ static Suite *compute_suite(void) {
     tcase_add_test(t, test_greedy_equal);
     tcase_add_test(t, test_small_m_f32);
     tcase_add_test(t, test_rho0_bit_identical);
+    tcase_add_test(t, test_packs_shared);
     tcase_add_test(t, test_passkey_accuracy);
     tcase_add_test(t, test_cli_compute);
     suite_add_tcase(s, t);
