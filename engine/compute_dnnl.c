@@ -17,6 +17,11 @@
 extern void omp_set_num_threads(int n);
 extern int omp_get_max_threads(void);
 
+/* oneDNN's team for the next primitives: `threads` (below 1: unchanged) */
+static void dk_omp_threads(int threads) {
+    if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+}
+
 const char *dk_compute_name(dk_compute c) {
     return c == DK_COMPUTE_BF16 ? "bf16" : c == DK_COMPUTE_F32 ? "f32" : "?";
 }
@@ -260,7 +265,7 @@ static dk_status dk_matmul_check(int m, int n, int k, int ldy, float beta, dk_er
 
 /* X (m, k) f32 rounded into the backend's activation buffer, on `threads` threads */
 static dk_status dk_round_x(dk_bf16_backend *b, const float *x, int m, int k, int threads, dk_err *e) {
-    if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    dk_omp_threads(threads);
     dk_status st = dk_grow(&b->xb, &b->xb_n, (size_t)m * (size_t)k, e);
     return st ? st : dk_round(b, b->xb, x, m, k, e);
 }
@@ -430,7 +435,7 @@ dk_status dk_bf16_pack_create(dk_bf16_backend *b, const void *w, bool w_bf16, in
         dk_bf16_pack_free(p);
         return dk_dnnl_fail(e, s, "bf16 weight pack set-up");
     }
-    if (threads >= 1 && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    dk_omp_threads(threads);
     dnnl_memory_desc_t md[2] = {src, p->md};
     static const int arg[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
     void *ptr[2] = {(void *)w, p->data};
@@ -472,7 +477,7 @@ dk_status dk_bf16_gemm(dk_bf16_backend *b, float *c, int ldc, const uint16_t *a,
                        int64_t b_rs, int64_t b_cs, int m, int n, int k, dk_err *e) {
     if (m <= 0 || n <= 0 || k <= 0 || ldc < n || lda < k || b_rs < 1 || b_cs < 1)
         return dk_fail(e, DK_ERR_ARG, "bf16 gemm: bad shape m=%d n=%d k=%d ldc=%d lda=%d", m, n, k, ldc, lda);
-    if (omp_get_max_threads() != 1) omp_set_num_threads(1);
+    dk_omp_threads(1);
     dk_prim_entry key = {
         .kind = DK_PRIM_MATMUL, .m = m, .n = n, .k = k, .ldy = ldc, .lda = lda, .brs = b_rs, .bcs = b_cs};
     return dk_matmul_run(b, &key, a, bm, c, e);

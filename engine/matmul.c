@@ -182,9 +182,9 @@ static void dk_pack_table_free(void *arg) {
     free(t);
 }
 
-/* W's pack, made on its first product in any context of the model (from the file's bf16 rows, or
- * its f32 rows: in place or converted into wbuf); NULL after a failure (mm->st). A linear search:
- * a model has 7 per layer. */
+/* W's pack, made when a context of the model first asks (dk_matmul_pack_layers at its switch to bf16;
+ * a product finds it there) from the file's bf16 rows, or its f32 rows: in place or converted into
+ * wbuf; NULL after a failure (mm->st). A linear search: a model has 7 per layer. */
 static const dk_bf16_pack *dk_matmul_pack_locked(dk_matmul_ctx *mm, const dk_tensor *w) {
     dk_model *m = mm->model;
     if (!m->bf16_packs) {

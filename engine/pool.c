@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether a poll loop started at t0 has polled for DK_POOL_SPIN_NS (the clock read every 64th turn i) */
+static bool dk_pool_spun(int i, double t0) {
+    return (i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS;
+}
+
 /* Takes and runs tasks of job generation g until none is left (or a newer job began). */
 static void dk_pool_work(dk_pool *p, uint32_t g, dk_task_fn fn, void *arg, int n_tasks, int tid) {
     for (;;) {
@@ -28,8 +33,7 @@ static void *dk_pool_main(void *argp) {
     for (;;) {
         /* the next job usually follows within microseconds in decode: poll briefly first */
         double t0 = dk_time_now_s();
-        for (int i = 0; atomic_load(&p->gen) == seen; i++)
-            if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
+        for (int i = 0; atomic_load(&p->gen) == seen && !dk_pool_spun(i, t0); i++) {}
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->gen) == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) {
@@ -116,8 +120,7 @@ void dk_pool_run(dk_pool *p, int n_tasks, dk_task_fn fn, void *arg) {
     /* a worker is finishing its last task: in decode that is microseconds away, less than a sleep
      * and a wake-up through the kernel cost; poll for as long as the workers do before sleeping */
     double t0 = dk_time_now_s();
-    for (int i = 0; atomic_load(&p->finished) < n_tasks; i++)
-        if ((i & 63) == 63 && (dk_time_now_s() - t0) * 1e9 > DK_POOL_SPIN_NS) break;
+    for (int i = 0; atomic_load(&p->finished) < n_tasks && !dk_pool_spun(i, t0); i++) {}
     if (atomic_load(&p->finished) == n_tasks) return;
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->finished) < n_tasks) pthread_cond_wait(&p->done, &p->mu);
