@@ -422,7 +422,7 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\n", T, a.reps,
            dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout());
     fflush(stdout);
-    if (dk_bench_prefill(c, toks, T, reps, a.m.compute == DK_COMPUTE_BF16)) goto done;
+    if (dk_bench_prefill(c, toks, T, reps, dk_compute_bf16_on(a.m.compute))) goto done;
     if (pol && dk_bench_halting(c, pol, &pp, toks, T, reps)) goto done;
     if (a.decode > 0 && dk_bench_decode(c, toks, T, (int)a.decode, reps, false)) goto done;
     rc = 0;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 static void dk_generate_usage(FILE *f) {
-    fprintf(f, "usage: dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS] [--compute f32|bf16]\n\n"
+    fprintf(f, "usage: dashkit generate MODEL [-z TOKENIZER] [-p PROMPT] [-n STEPS] [--compute f32|bf16|q8]\n\n"
                "Greedy generation. Text goes to stdout, statistics to stderr.\n\n"
                "  MODEL          GGUF file or llama2.c checkpoint (.bin)\n"
                "  -z TOKENIZER   llama2.c tok*.bin (needed for .bin models; overrides a GGUF's vocabulary)\n"

@@ -13,7 +13,7 @@
 static void dk_info_usage(FILE *f) {
     fprintf(
         f,
-        "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16] [--memory]\n\n"
+        "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16|q8] [--memory]\n\n"
         "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
         "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
         "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"

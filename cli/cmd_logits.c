@@ -38,7 +38,7 @@ static void dk_logits_method_help(FILE *f) {
 static void dk_logits_usage(FILE *f) {
     fprintf(f,
             "usage: dashkit logits MODEL (-p TEXT | -f FILE | --ids FILE) [--bos] --out FILE.logits\n"
-            "                      [--compute f32|bf16] [--method NAME [params]] [-z TOKENIZER]\n\n"
+            "                      [--compute f32|bf16|q8] [--method NAME [params]] [-z TOKENIZER]\n\n"
             "Writes the next-token logits of every position of the input, from one prefill, to a DKLOGIT1\n"
             "file: \"DKLOGIT1\" | u32 n | u32 n_vocab | i32 ids[n] | f32 logits[n][n_vocab] (little-endian;\n"
             "row t = the logits after ids[0..t]). The file is written beside OUT and renamed into place:\n"
@@ -55,7 +55,7 @@ static void dk_logits_usage(FILE *f) {
 
 static void dk_perplexity_usage(FILE *f) {
     fprintf(
-        f, "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--compute f32|bf16] [--method NAME [params]]\n"
+        f, "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--compute f32|bf16|q8] [--method NAME [params]]\n"
            "                          [--kl-base FILE.logits] [--save-logits FILE.logits] [-z TOKENIZER]\n\n"
            "Perplexity as llama.cpp's llama-perplexity computes it: the text is tokenized once (BOS first\n"
            "when the vocabulary adds one) and cut into chunks of N tokens (leftover tokens unused); each\n"

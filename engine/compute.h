@@ -15,6 +15,11 @@
  *         softmax (attention.h), its two products in bf16 for full query blocks (f32 for the
  *         last partial block and decode); norms, RoPE and the softmax arithmetic stay f32.
  *         oneDNN picks its kernels from the CPU at run time (avx512_core_bf16, AMX).
+ *   q8    bf16, and the products of at most DK_MATVEC_MAX_M rows (decode) on Q8_0 and Q5_0 weights
+ *         take activations quantized to 8 bits per 32 values and sum integer products inside each
+ *         block, as llama.cpp multiplies them (qdot.h: the definition and its error). Decode on
+ *         those types is bound by the work per weight in f32 arithmetic, not by the memory; this
+ *         mode trades the f32 dot for ~1.5x fewer instructions. Other weight types decode as in f32.
  *
  * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
  * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower
@@ -27,20 +32,23 @@
 #include "dk_common.h"
 #include "pool.h"
 
-typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_COUNT } dk_compute;
+typedef enum { DK_COMPUTE_F32, DK_COMPUTE_BF16, DK_COMPUTE_Q8, DK_COMPUTE_COUNT } dk_compute;
+
+/* Whether the large products run on the bf16 backend in mode c (bf16 and q8). */
+static inline bool dk_compute_bf16_on(dk_compute c) { return c == DK_COMPUTE_BF16 || c == DK_COMPUTE_Q8; }
 
 /* Products with at most this many rows keep the f32 path in every compute mode (the fused
  * small-m decode path of matmul.c covers m <= 8). */
 enum { DK_COMPUTE_MIN_M = 8 };
 
-const char *dk_compute_name(dk_compute c); /* "f32", "bf16" */
-/* "f32" | "bf16" -> *out; else DK_ERR_ARG "compute 'X' is not one of f32, bf16". */
+const char *dk_compute_name(dk_compute c); /* "f32", "bf16", "q8" */
+/* "f32" | "bf16" | "q8" -> *out; else DK_ERR_ARG "compute 'X' is not one of f32, bf16, q8". */
 dk_status dk_compute_parse(const char *s, dk_compute *out, dk_err *e);
 /* True when this CPU multiplies bf16 natively (oneDNN's effective ISA has avx512_core_bf16 or AMX). */
 bool dk_compute_bf16_native(void);
 /* The ISA oneDNN runs with, e.g. "avx512_core_bf16". */
 const char *dk_compute_isa_name(void);
-/* DK_OK when mode c can run here; bf16 without native support: DK_ERR_ARG with one line. */
+/* DK_OK when mode c can run here; bf16 or q8 without native bf16: DK_ERR_ARG with one line. */
 dk_status dk_compute_check(dk_compute c, dk_err *e);
 
 /* ---- the bf16 backend (oneDNN) ----

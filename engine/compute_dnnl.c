@@ -23,13 +23,14 @@ static void dk_omp_threads(int threads) {
 }
 
 const char *dk_compute_name(dk_compute c) {
-    return c == DK_COMPUTE_BF16 ? "bf16" : c == DK_COMPUTE_F32 ? "f32" : "?";
+    return c == DK_COMPUTE_BF16 ? "bf16" : c == DK_COMPUTE_F32 ? "f32" : c == DK_COMPUTE_Q8 ? "q8" : "?";
 }
 
 dk_status dk_compute_parse(const char *s, dk_compute *out, dk_err *e) {
     if (s && !strcmp(s, "f32")) *out = DK_COMPUTE_F32;
     else if (s && !strcmp(s, "bf16")) *out = DK_COMPUTE_BF16;
-    else return dk_fail(e, DK_ERR_ARG, "compute '%s' is not one of f32, bf16", s ? s : "(null)");
+    else if (s && !strcmp(s, "q8")) *out = DK_COMPUTE_Q8;
+    else return dk_fail(e, DK_ERR_ARG, "compute '%s' is not one of f32, bf16, q8", s ? s : "(null)");
     return DK_OK;
 }
 
@@ -59,11 +60,10 @@ const char *dk_compute_isa_name(void) {
 dk_status dk_compute_check(dk_compute c, dk_err *e) {
     if ((unsigned)c >= DK_COMPUTE_COUNT)
         return dk_fail(e, DK_ERR_ARG, "compute mode %d out of range", (int)c);
-    if (c == DK_COMPUTE_BF16 && !dk_compute_bf16_native())
-        return dk_fail(
-            e, DK_ERR_ARG,
-            "bf16 needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as %s: use f32",
-            dk_compute_isa_name());
+    if (dk_compute_bf16_on(c) && !dk_compute_bf16_native())
+        return dk_fail(e, DK_ERR_ARG,
+                       "%s needs native bf16 dot products (AVX512_BF16 or AMX); oneDNN runs this CPU as %s: use f32",
+                       dk_compute_name(c), dk_compute_isa_name());
     return DK_OK;
 }
 

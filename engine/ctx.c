@@ -4,6 +4,7 @@
 #include "blas.h"
 #include "attention.h"
 #include "compute.h"
+#include "matvec.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,11 @@ int64_t dk_ctx_bf16_pack_bytes(const dk_model_config *k) {
 }
 
 bool dk_ctx_bf16_packs(const dk_model_config *k) { return dk_ctx_bf16_pack_bytes(k) <= DK_CTX_BF16_PACK_MAX; }
+
+int64_t dk_ctx_qact_k(const dk_model_config *k) {
+    int64_t q = (int64_t)k->n_head * k->head_dim, m = k->n_embd > q ? k->n_embd : q;
+    return k->n_ff > m ? k->n_ff : m;
+}
 
 /* ---- context ---- */
 
@@ -243,6 +249,7 @@ void dk_ctx_free(dk_ctx *c) {
         }
     dk_pool_free(&c->pool);
     dk_bf16_backend_free(c->mm.bf16);
+    dk_qact_free(&c->mm.qact);
     dk_ctx_free_attn_scratch(c);
     DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->probs, c->mm.wbuf, c->x_split,
                 c->split_active, c->split_stats);
@@ -283,9 +290,13 @@ dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     dk_status st = dk_compute_check(mode, e);
     if (st) return st;
     /* the backend (and its cached primitives) stays until dk_ctx_free once created */
-    if (mode == DK_COMPUTE_BF16 && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
+    if (dk_compute_bf16_on(mode) && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
+    /* q8: room for DK_MATVEC_MAX_M quantized rows of the longest product input */
+    if (mode == DK_COMPUTE_Q8 && !c->mm.qact.cap &&
+        (st = dk_qact_init(&c->mm.qact, DK_MATVEC_MAX_M * dk_ctx_qact_k(&c->m->cfg), e)))
+        return st;
     c->mm.compute = mode;
-    c->mm.pack = mode == DK_COMPUTE_BF16 && dk_ctx_bf16_packs(&c->m->cfg);
+    c->mm.pack = dk_compute_bf16_on(mode) && dk_ctx_bf16_packs(&c->m->cfg);
     /* the packs are made here, not inside the first timed prefill (a dense-vs-method comparison
      * would charge them to whichever ran first) */
     return c->mm.pack ? dk_matmul_pack_layers(&c->mm, e) : DK_OK;

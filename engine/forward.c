@@ -242,7 +242,7 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv;
     int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
-    bool blocked = c->mm.compute == DK_COMPUTE_BF16, b16 = blocked && na >= c->qblk;
+    bool blocked = dk_compute_bf16_on(c->mm.compute), b16 = blocked && na >= c->qblk;
     dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL};
     if (b16) dk_kv16_fill(c, &c->kv[l]);
     dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;

@@ -164,6 +164,9 @@ int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
 #define DK_CTX_BF16_PACK_MAX ((int64_t)4 << 30)
 int64_t dk_ctx_bf16_pack_bytes(const dk_model_config *cfg);
 bool dk_ctx_bf16_packs(const dk_model_config *cfg);
+/* The longest input row of a product: max(n_embd, n_head*head_dim, n_ff) (q8 compute quantizes up to
+ * DK_MATVEC_MAX_M rows of it: qdot.h). */
+int64_t dk_ctx_qact_k(const dk_model_config *cfg);
 int dk_ctx_pool_threads(void);
 /* Matmuls of few rows (m <= 8: decode steps, short chunks; lm head included), every file type:
  * on (the default), each row of W is read once in its file type and widened next to its f32 dot

@@ -54,7 +54,8 @@ typedef struct {
     const dk_tensor *w;
     float *y;
     const float *x;
-    float *scratch;       /* pool.n slices of k floats, or NULL (F32 weights) */
+    float *scratch;       /* pool.n slices of k floats, or NULL (F32 weights, q8 dots) */
+    const dk_qact *qa;    /* q8 compute on a dk_qdot_type: X quantized (qdot.h), else NULL */
     int64_t r0, r1, rows; /* rows [r0, r1) in chunks of `rows` */
     int m, ldy;
     float beta;
@@ -64,7 +65,8 @@ static void dk_matvec_task(void *arg, int t, int tid) {
     const dk_matvec_job *j = arg;
     int64_t a = j->r0 + (int64_t)t * j->rows, b = a + j->rows < j->r1 ? a + j->rows : j->r1;
     float *scr = j->scratch ? j->scratch + (size_t)tid * (size_t)j->w->cols : NULL;
-    dk_matvec_rows(j->w, a, b, j->x, j->m, j->y, j->ldy, j->beta, scr);
+    if (j->qa) dk_qdot_rows(j->w, a, b, j->qa, j->m, j->y, j->ldy, j->beta);
+    else dk_matvec_rows(j->w, a, b, j->x, j->m, j->y, j->ldy, j->beta, scr);
 }
 
 /* The fused path applies: few rows, enabled (the default; dk_ctx_set_fused_decode). */
@@ -81,14 +83,15 @@ enum { DK_MATVEC_PAR_BYTES = 1 << 20 };
 static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, int ldy, const float *x,
                           const dk_tensor *w, int64_t r0, int64_t r1, int m, float beta, int *threads) {
     *threads = mm->pool->n;
-    bool widen = w->type != DK_GGML_TYPE_F32;
+    const dk_qact *qa = mm->compute == DK_COMPUTE_Q8 && dk_qdot_type(w->type) ? &mm->qact : NULL;
+    bool widen = w->type != DK_GGML_TYPE_F32 && !qa;
     if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)*threads * (size_t)w->cols)) *threads = 1;
     if ((r1 - r0) * (int64_t)w->row_bytes < DK_MATVEC_PAR_BYTES) *threads = 1;
     int64_t n = r1 - r0, rows = (65536 + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
     int64_t per = (n + 32 * (int64_t)mm->pool->n - 1) / (32 * (int64_t)mm->pool->n);
     if (rows < per) rows = per;
     if (rows < 1) rows = 1;
-    *j = (dk_matvec_job){w, y, x, widen ? mm->wbuf : NULL, r0, r1, rows, m, ldy, beta};
+    *j = (dk_matvec_job){w, y, x, widen ? mm->wbuf : NULL, qa, r0, r1, rows, m, ldy, beta};
     return (int)((n + rows - 1) / rows);
 }
 
@@ -103,6 +106,7 @@ static void dk_matmul_fused(dk_matmul_ctx *mm, float *y, int ldy, const float *x
                             int64_t r0, int64_t r1, int m, float beta) {
     dk_matvec_job j;
     int threads, n_chunks = dk_matvec_plan(mm, &j, y, ldy, x, w, r0, r1, m, beta, &threads);
+    if (j.qa) dk_qact_quantize(&mm->qact, x, m, w->cols);
     dk_matvec_run(mm, threads, n_chunks, dk_matvec_task, &j);
     (*mm->fused_matmuls)++;
 }
@@ -130,25 +134,28 @@ void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_m
     dk_matvec_multi_job mj;
     int threads = mm->pool->n;
     int64_t bytes = 0;
+    bool quantize = false;
     mj.first[0] = 0;
     for (int p = 0; p < n_o; p++) {
         int th;
         mj.first[p + 1] = mj.first[p] + dk_matvec_plan(mm, &mj.j[p], o[p].y, (int)o[p].w->rows, x, o[p].w, 0,
                                                        o[p].w->rows, m, 0.0f, &th);
         bytes += o[p].w->rows * (int64_t)o[p].w->row_bytes;
-        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 &&
+        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 && !mj.j[p].qa &&
                        (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)k);
+        quantize = quantize || mj.j[p].qa;
         if (no_room) threads = 1;
         *flops += 2 * (int64_t)m * o[p].w->rows * k;
     }
     if (bytes < DK_MATVEC_PAR_BYTES) threads = 1;
+    if (quantize) dk_qact_quantize(&mm->qact, x, m, k); /* once for all products of this X */
     dk_matvec_run(mm, threads, mj.first[n_o], dk_matvec_multi_task, &mj);
     *mm->fused_matmuls += n_o;
 }
 
 /* bf16 compute (compute.h) for products of more than DK_COMPUTE_MIN_M rows. */
 static bool dk_use_bf16(const dk_matmul_ctx *mm, int m) {
-    return mm->compute == DK_COMPUTE_BF16 && m > DK_COMPUTE_MIN_M;
+    return dk_compute_bf16_on(mm->compute) && m > DK_COMPUTE_MIN_M;
 }
 
 /* Y (m, nr; row stride ldy) = X · W[r0 .. r0+nr)ᵀ on the bf16 backend: a BF16 file's rows as they

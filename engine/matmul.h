@@ -17,6 +17,7 @@
 #include "dk_common.h"
 #include "model.h"
 #include "pool.h"
+#include "qdot.h"
 #include "quant.h"
 
 /* What the products use of their context; embedded in dk_ctx. */
@@ -33,6 +34,8 @@ typedef struct {
                             * packed weights; set by dk_ctx_set_compute when they fit, see
                             * dk_ctx_bf16_pack_bytes) */
     dk_model *model;       /* the context's model, whose bf16 packs this makes (model.h) */
+    dk_qact qact;          /* q8: the quantized X of the current few-row product (from the first
+                            * switch to q8 on; DK_MATVEC_MAX_M rows of dk_ctx_qact_k) */
     dk_status st;          /* first failure of a bf16 product in this call; later ones are skipped */
     dk_err err;
     double *convert_s;  /* += time converting whole matrices (the context's stats) */

@@ -2,6 +2,8 @@
 #include "memory.h"
 #include "forward.h"
 #include "gguf.h"
+#include "matvec.h"
+#include "qdot.h"
 #include "quant.h"
 #include <stdio.h>
 #include <string.h>
@@ -70,12 +72,12 @@ void dk_memory_estimate_fill(const dk_model_config *c, int64_t weights_bytes, in
 }
 
 int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, const char *type, int n_chunk) {
-    if (compute != DK_COMPUTE_BF16) return 0;
-    int64_t q = (int64_t)c->n_head * c->head_dim, k_max = c->n_embd > q ? c->n_embd : q;
-    if (c->n_ff > k_max) k_max = c->n_ff;
+    if (!dk_compute_bf16_on(compute)) return 0;
+    int64_t k_max = dk_ctx_qact_k(c);
     int64_t w_elems = type && !strcmp(type, "BF16") ? 0 : dk_memory_convert_bytes(c) / 4;
     int64_t packs = dk_ctx_bf16_packs(c) ? dk_ctx_bf16_pack_bytes(c) : 0;
-    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + packs + DK_MEMORY_DNNL_SCRATCH;
+    int64_t qact = compute == DK_COMPUTE_Q8 ? dk_qact_bytes(DK_MATVEC_MAX_M * k_max) : 0;
+    return dk_compute_bf16_bytes(n_chunk, (int)k_max, w_elems) + packs + qact + DK_MEMORY_DNNL_SCRATCH;
 }
 
 void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type,

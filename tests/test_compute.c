@@ -312,6 +312,99 @@ START_TEST(test_rho0_bit_identical) {
 }
 END_TEST
 
+/* ---- q8 compute: few-row products of Q8_0 / Q5_0 weights on 8-bit activations (qdot.h) ----
+ * Bound (whole model, first order as for bf16 above): a quantized activation is off by at most half
+ * a step, 1/254 of its block's largest magnitude, and the weights are the file's own values, so each
+ * of the 7 products per layer and the lm head perturbs its output by at most 2·U_Q8 relative to the
+ * output scale: max|logit_q8 - logit_f32| <= (7·n_layer + 1)·2·U_Q8·max|logit_f32|. */
+#define U_Q8 (1.0 / 254.0)
+
+/* qwen2-tiny with product inputs that are multiples of 32 (its n_embd 48 is not) */
+static dk_model *q8_model(uint32_t type, uint64_t seed) {
+    dk_model_config cfg;
+    ck_assert(dk_model_shape("qwen2-tiny", &cfg));
+    cfg.n_layer = 3;
+    cfg.n_embd = 64;
+    cfg.n_head = 8;
+    cfg.n_head_kv = 2;
+    cfg.head_dim = 8;
+    cfg.n_ff = 128;
+    return dk_test_model_random(&cfg, type, seed, "qwen2-q8");
+}
+
+static const uint32_t Q8_TYPES[] = {DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q5_0};
+
+/* 4 rows (every product on the few-row path): q8 within the bound of f32, and not equal to it */
+START_TEST(test_q8_small_m_bound) {
+    SKIP_UNLESS_NATIVE();
+    dk_model *m = q8_model(Q8_TYPES[_i], 5);
+    int32_t tok[4] = {1, 7, 42, 3};
+    int V = m->cfg.n_vocab;
+    float *f = all_logits(m, tok, 4, DK_COMPUTE_F32), *q = all_logits(m, tok, 4, DK_COMPUTE_Q8);
+    float scale = 0;
+    for (int i = 0; i < 4 * V; i++) scale = fabsf(f[i]) > scale ? fabsf(f[i]) : scale;
+    double err = dk_test_rel_err(q, f, (size_t)4 * V, scale), bound = (7.0 * m->cfg.n_layer + 1) * 2 * U_Q8;
+    printf("q8 %s: vs f32 logits: max |diff| / max |logit| = %.5f (bound %.4f)\n",
+           dk_ggml_type_name(Q8_TYPES[_i]), err, bound);
+    ck_assert_msg(err <= bound, "q8 logits off by %.5f of the scale (bound %.4f)", err, bound);
+    ck_assert_msg(err > 0, "q8 logits equal f32 bit for bit: the q8 dots did not run");
+    free(f);
+    free(q);
+    dk_model_free(m);
+}
+END_TEST
+
+/* q8 changes only the few-row products of its block types: on F32 weights it is bf16, bit for bit */
+START_TEST(test_q8_f32_weights_is_bf16) {
+    SKIP_UNLESS_NATIVE();
+    dk_model *m = dk_test_model_shape("qwen2-tiny", 2, 3);
+    int32_t tok[20];
+    for (int i = 0; i < 20; i++) tok[i] = (i * 7 + 1) % m->cfg.n_vocab;
+    for (int n = 4; n <= 20; n += 16) {
+        float *b = all_logits(m, tok, n, DK_COMPUTE_BF16), *q = all_logits(m, tok, n, DK_COMPUTE_Q8);
+        ck_assert_msg(!memcmp(b, q, (size_t)n * m->cfg.n_vocab * 4), "%d rows: q8 differs from bf16", n);
+        free(b);
+        free(q);
+    }
+    dk_model_free(m);
+}
+END_TEST
+
+/* rho = 0 is dense in q8 too: a 100-token context (bf16 products) and a 5-token question (q8 dots) */
+START_TEST(test_q8_rho0_bit_identical) {
+    SKIP_UNLESS_NATIVE();
+    dk_model *m = q8_model(DK_GGML_TYPE_Q8_0, 9);
+    dk_err e = {{0}};
+    int T = 100, Q = 5, V = m->cfg.n_vocab;
+    int32_t ctx[100], q[5];
+    uint64_t s = 42;
+    for (int i = 0; i < T; i++) ctx[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
+    for (int i = 0; i < Q; i++) q[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
+    const dk_policy *pol;
+    dk_policy_params pp;
+    ck_assert(dk_policy_lookup("dash", &pol, &e) == DK_OK);
+    dk_policy_params_default(&pp);
+    ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
+    dk_prefill_result rd, rm, rb;
+    dk_ctx *c = NULL;
+    ck_assert(dk_ctx_create(m, T + Q, &c, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_Q8, &e) == DK_OK);
+    ck_assert_msg(dk_prefill_run(c, NULL, NULL, ctx, T, q, Q, NULL, &rd, &e) == DK_OK, "%s", e.msg);
+    ck_assert_msg(dk_prefill_run(c, pol, &pp, ctx, T, q, Q, NULL, &rm, &e) == DK_OK, "%s", e.msg);
+    ck_assert(!memcmp(rd.ctx_logits, rm.ctx_logits, (size_t)V * 4));
+    ck_assert(!memcmp(rd.q_logits, rm.q_logits, (size_t)V * 4));
+    /* the q8 dots ran: bf16 mode (f32 few-row products) gives other question logits */
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
+    ck_assert(dk_prefill_run(c, NULL, NULL, ctx, T, q, Q, NULL, &rb, &e) == DK_OK);
+    ck_assert(memcmp(rd.q_logits, rb.q_logits, (size_t)V * 4) != 0);
+    dk_prefill_result_free(&rd);
+    dk_prefill_result_free(&rm);
+    dk_prefill_result_free(&rb);
+    dk_ctx_free(c);
+    dk_model_free(m);
+}
+END_TEST
+
 /* ---- the bf16 packs belong to the model: made once, shared by its contexts, outlive them ---- */
 
 START_TEST(test_packs_shared) {
@@ -386,7 +479,7 @@ START_TEST(test_refusal) {
     dk_err e = {{0}};
     dk_compute c;
     ck_assert_int_eq(dk_compute_parse("fp16", &c, &e), DK_ERR_ARG);
-    ck_assert_str_eq(e.msg, "compute 'fp16' is not one of f32, bf16");
+    ck_assert_str_eq(e.msg, "compute 'fp16' is not one of f32, bf16, q8");
     ck_assert(dk_compute_parse("bf16", &c, &e) == DK_OK && c == DK_COMPUTE_BF16);
     ck_assert_str_eq(dk_compute_name(DK_COMPUTE_F32), "f32");
 }
@@ -426,7 +519,7 @@ START_TEST(test_config_compute) {
     dk_config_identity_free(&f32);
     dk_config_identity_free(&bf16);
     static const char *const bad[][2] = {
-        {"\"fp16\"", "t.json: compute: compute 'fp16' is not one of f32, bf16"},
+        {"\"fp16\"", "t.json: compute: compute 'fp16' is not one of f32, bf16, q8"},
         {"16", "t.json: compute: expected a string (f32, bf16), got number 16"}};
     for (int i = 0; i < 2; i++) {
         char json[512];
@@ -537,6 +630,9 @@ static Suite *compute_suite(void) {
     tcase_add_test(t, test_small_m_f32);
     tcase_add_test(t, test_rho0_bit_identical);
     tcase_add_test(t, test_packs_shared);
+    tcase_add_loop_test(t, test_q8_small_m_bound, 0, (int)(sizeof Q8_TYPES / sizeof *Q8_TYPES));
+    tcase_add_test(t, test_q8_f32_weights_is_bf16);
+    tcase_add_test(t, test_q8_rho0_bit_identical);
     tcase_add_test(t, test_passkey_accuracy);
     tcase_add_test(t, test_cli_compute);
     suite_add_tcase(s, t);

@@ -201,7 +201,7 @@ START_TEST(test_cli_info_memory) {
     ck_assert_int_eq(dk_memory_compute_bytes(&c, DK_COMPUTE_F32, "F16", 512), 0);
     snprintf(cmd, sizeof cmd, "%s info %s --memory --compute fp8 2>&1", dk_test_cli(), f);
     ck_assert_int_eq(dk_test_run(cmd, 1, &out), 2);
-    ck_assert_str_eq(out, "dashkit info: --compute: compute 'fp8' is not one of f32, bf16\n");
+    ck_assert_str_eq(out, "dashkit info: --compute: compute 'fp8' is not one of f32, bf16, q8\n");
     free(out);
 }
 END_TEST

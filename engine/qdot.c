@@ -1,0 +1,176 @@
+/* qdot.c — quantized activations and the q8 dot products of qdot.h (plain C; qdot_avx512.c has the
+ * AVX-512 VNNI kernels). */
+#include "qdot.h"
+#include "qdot_simd.h"
+#include "quant.h"
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t dk_qact_bytes(int64_t cap) {
+    return cap + cap / DK_QACT_BLOCK * (int64_t)(sizeof(float) + sizeof(int32_t));
+}
+
+dk_status dk_qact_init(dk_qact *a, int64_t cap, dk_err *e) {
+    *a = (dk_qact){0};
+    int64_t nb = cap / DK_QACT_BLOCK;
+    a->q = malloc((size_t)cap);
+    a->d = malloc((size_t)nb * sizeof *a->d);
+    a->sum = malloc((size_t)nb * sizeof *a->sum);
+    if (!a->q || !a->d || !a->sum) {
+        dk_qact_free(a);
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory (quantized activations, %lld values)", (long long)cap);
+    }
+    a->cap = cap;
+    return DK_OK;
+}
+
+void dk_qact_free(dk_qact *a) {
+    free(a->q);
+    free(a->d);
+    free(a->sum);
+    *a = (dk_qact){0};
+}
+
+/* A block's scale from its largest magnitude: amax / 127; 0 below 2^-96 (so that 1/d stays finite
+ * and every q is 0); NaN when the block holds an infinity or a NaN (its q are 0 and the NaN reaches
+ * every dot through s_b, as an f32 product would propagate it). */
+static float dk_qact_scale(float amax, bool finite) {
+    if (!finite) return NAN;
+    return amax < 0x1p-96f ? 0.0f : amax / 127.0f;
+}
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+/* one block of 32: the scalar loop's operations, 8 lanes at a time (cvtps rounds to nearest even,
+ * as rintf does in the default rounding mode) */
+static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], mx = _mm256_setzero_ps(), nf = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        __m256 a = _mm256_andnot_ps(sign, v[j]);
+        mx = _mm256_max_ps(mx, a);
+        nf = _mm256_or_ps(nf, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    float s = dk_qact_scale(_mm_cvtss_f32(m4), _mm256_movemask_ps(nf) == 0);
+    *d = s;
+    __m256 id = _mm256_set1_ps(s > 0.0f ? 1.0f / s : 0.0f);
+    __m256i r[4], lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), acc = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)), lo), hi);
+        acc = _mm256_add_epi32(acc, r[j]);
+    }
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0x4E));
+    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0xB1));
+    *sum = _mm_cvtsi128_si32(a4);
+}
+#else
+static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
+    float amax = 0.0f;
+    bool finite = true;
+    for (int i = 0; i < DK_QACT_BLOCK; i++) {
+        float a = fabsf(x[i]);
+        finite = finite && a <= FLT_MAX;
+        amax = a > amax ? a : amax;
+    }
+    float s = dk_qact_scale(amax, finite), id = s > 0.0f ? 1.0f / s : 0.0f;
+    *d = s;
+    int32_t t = 0;
+    for (int i = 0; i < DK_QACT_BLOCK; i++) {
+        float v = rintf(x[i] * id);
+        /* NaN: -127, as the AVX2 form's clamp of cvtps's 0x80000000 (the block's d is NaN then) */
+        int32_t r = v != v ? -127 : v >= 127.0f ? 127 : v <= -127.0f ? -127 : (int32_t)v;
+        q[i] = (int8_t)r;
+        t += r;
+    }
+    *sum = t;
+}
+#endif
+
+void dk_qact_quantize(dk_qact *a, const float *x, int m, int64_t k) {
+    int64_t nb = k / DK_QACT_BLOCK;
+    a->k = k;
+    for (int64_t i = 0; i < (int64_t)m * nb; i++)
+        dk_qact_block(x + i * DK_QACT_BLOCK, a->q + i * DK_QACT_BLOCK, a->d + i, a->sum + i);
+}
+
+bool dk_qdot_type(uint32_t type) { return type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0; }
+
+/* ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) */
+static float dk_qdot_hsum8(const float *acc) {
+    float t[4];
+    for (int i = 0; i < 4; i++) t[i] = acc[i] + acc[i + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+/* S_b of one block of 32 weights (as integers) against q */
+static int32_t dk_qdot_block(const int32_t *w, const int8_t *q) {
+    int32_t s = 0;
+    for (int i = 0; i < DK_QACT_BLOCK; i++) s += w[i] * q[i];
+    return s;
+}
+
+float dk_qdot_scalar(uint32_t type, const void *w, const int8_t *q, const float *d, const int32_t *sum,
+                     int64_t n) {
+    (void)sum;
+    float acc[8] = {0};
+    const uint8_t *p = w;
+    size_t bb = type == DK_GGML_TYPE_Q8_0 ? 34 : 22;
+    for (int64_t b = 0; b < n / DK_QACT_BLOCK; b++, p += bb) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        int32_t v[DK_QACT_BLOCK];
+        if (type == DK_GGML_TYPE_Q8_0) {
+            for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int8_t)p[2 + i];
+        } else { /* Q5_0: element j < 16 the low nibble of byte j, j + 16 its high nibble, bit j of qh */
+            uint32_t qh;
+            memcpy(&qh, p + 2, 4);
+            for (int i = 0; i < 16; i++) {
+                v[i] = (int32_t)((p[6 + i] & 0x0F) | ((qh >> i) & 1) << 4) - 16;
+                v[i + 16] = (int32_t)((p[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - 16;
+            }
+        }
+        float s = dk_fp16_to_f32(h) * d[b];
+        acc[b % 8] = fmaf(s, (float)dk_qdot_block(v, q + b * DK_QACT_BLOCK), acc[b % 8]);
+    }
+    return dk_qdot_hsum8(acc);
+}
+
+/* -1: not yet asked; 0 or 1: whether the AVX-512 VNNI kernels are used */
+static _Atomic int dk_qdot_z = -1;
+
+bool dk_qdot_set_simd(bool on) {
+    bool has = dk_qdot_avx512(DK_GGML_TYPE_Q8_0) != NULL && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+    atomic_store(&dk_qdot_z, on && has);
+    return on && has;
+}
+
+void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, int m, float *y, int64_t ldy,
+                  float beta) {
+    if (atomic_load(&dk_qdot_z) < 0) dk_qdot_set_simd(true);
+    dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type) : NULL;
+    int64_t k = w->cols, nb = k / DK_QACT_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int i = 0; i < m; i++) {
+            const int8_t *q = a->q + (size_t)i * (size_t)k;
+            const float *d = a->d + (size_t)i * (size_t)nb;
+            const int32_t *sum = a->sum + (size_t)i * (size_t)nb;
+            float s = z ? z(row, q, d, sum, k) : dk_qdot_scalar(w->type, row, q, d, sum, k);
+            float *yi = y + (size_t)i * (size_t)ldy + r;
+            *yi = beta != 0.0f ? *yi + s : s;
+        }
+    }
+}

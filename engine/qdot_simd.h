@@ -1,0 +1,13 @@
+/* qdot_simd.h — what qdot.c and qdot_avx512.c share: the kernel type of one row's q8 dot. */
+#ifndef DK_QDOT_SIMD_H
+#define DK_QDOT_SIMD_H
+#include <stdint.h>
+
+/* qdot.h's dot of one row w (n elements) with one quantized row (q, d, sum). */
+typedef float (*dk_qdot_fn)(const void *w, const int8_t *q, const float *d, const int32_t *sum, int64_t n);
+
+/* The AVX-512 VNNI kernel of a type (the bits of dk_qdot_scalar), or NULL where it has none or the
+ * build cannot make it. The caller checks the CPU. */
+dk_qdot_fn dk_qdot_avx512(uint32_t type);
+
+#endif
