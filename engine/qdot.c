@@ -10,7 +10,7 @@
 #include <string.h>
 
 int64_t dk_qact_bytes(int64_t cap) {
-    return cap + cap / DK_QACT_BLOCK * (int64_t)(sizeof(float) + sizeof(int32_t));
+    return cap + cap / DK_QACT_BLOCK * (int64_t)(sizeof(float) + sizeof(int32_t) + 2 * sizeof(int16_t));
 }
 
 dk_status dk_qact_init(dk_qact *a, int64_t cap, dk_err *e) {
@@ -19,7 +19,8 @@ dk_status dk_qact_init(dk_qact *a, int64_t cap, dk_err *e) {
     a->q = malloc((size_t)cap);
     a->d = malloc((size_t)nb * sizeof *a->d);
     a->sum = malloc((size_t)nb * sizeof *a->sum);
-    if (!a->q || !a->d || !a->sum) {
+    a->hsum = malloc((size_t)nb * 2 * sizeof *a->hsum);
+    if (!a->q || !a->d || !a->sum || !a->hsum) {
         dk_qact_free(a);
         return dk_fail(e, DK_ERR_NOMEM, "out of memory (quantized activations, %lld values)", (long long)cap);
     }
@@ -31,6 +32,7 @@ void dk_qact_free(dk_qact *a) {
     free(a->q);
     free(a->d);
     free(a->sum);
+    free(a->hsum);
     *a = (dk_qact){0};
 }
 
@@ -46,7 +48,7 @@ static float dk_qact_scale(float amax, bool finite) {
 #include <immintrin.h>
 /* one block of 32: the scalar loop's operations, 8 lanes at a time (cvtps rounds to nearest even,
  * as rintf does in the default rounding mode) */
-static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
+static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum, int16_t *hsum) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4], mx = _mm256_setzero_ps(), nf = _mm256_setzero_ps();
     for (int j = 0; j < 4; j++) {
@@ -61,21 +63,23 @@ static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
     float s = dk_qact_scale(_mm_cvtss_f32(m4), _mm256_movemask_ps(nf) == 0);
     *d = s;
     __m256 id = _mm256_set1_ps(s > 0.0f ? 1.0f / s : 0.0f);
-    __m256i r[4], lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), acc = _mm256_setzero_si256();
-    for (int j = 0; j < 4; j++) {
+    __m256i r[4], lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    for (int j = 0; j < 4; j++)
         r[j] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)), lo), hi);
-        acc = _mm256_add_epi32(acc, r[j]);
-    }
     __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
     b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256((__m256i *)q, b);
-    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0x4E));
-    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0xB1));
-    *sum = _mm_cvtsi128_si32(a4);
+    for (int h = 0; h < 2; h++) { /* values 16h .. 16h + 15: r[2h] and r[2h + 1] */
+        __m256i s8 = _mm256_add_epi32(r[2 * h], r[2 * h + 1]);
+        __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0x4E));
+        a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0xB1));
+        hsum[h] = (int16_t)_mm_cvtsi128_si32(a4);
+    }
+    *sum = hsum[0] + hsum[1];
 }
 #else
-static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
+static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum, int16_t *hsum) {
     float amax = 0.0f;
     bool finite = true;
     for (int i = 0; i < DK_QACT_BLOCK; i++) {
@@ -85,15 +89,17 @@ static void dk_qact_block(const float *x, int8_t *q, float *d, int32_t *sum) {
     }
     float s = dk_qact_scale(amax, finite), id = s > 0.0f ? 1.0f / s : 0.0f;
     *d = s;
-    int32_t t = 0;
+    int32_t t[2] = {0, 0};
     for (int i = 0; i < DK_QACT_BLOCK; i++) {
         float v = rintf(x[i] * id);
         /* NaN: -127, as the AVX2 form's clamp of cvtps's 0x80000000 (the block's d is NaN then) */
         int32_t r = v != v ? -127 : v >= 127.0f ? 127 : v <= -127.0f ? -127 : (int32_t)v;
         q[i] = (int8_t)r;
-        t += r;
+        t[i / 16] += r;
     }
-    *sum = t;
+    hsum[0] = (int16_t)t[0];
+    hsum[1] = (int16_t)t[1];
+    *sum = t[0] + t[1];
 }
 #endif
 
@@ -101,49 +107,77 @@ void dk_qact_quantize(dk_qact *a, const float *x, int m, int64_t k) {
     int64_t nb = k / DK_QACT_BLOCK;
     a->k = k;
     for (int64_t i = 0; i < (int64_t)m * nb; i++)
-        dk_qact_block(x + i * DK_QACT_BLOCK, a->q + i * DK_QACT_BLOCK, a->d + i, a->sum + i);
+        dk_qact_block(x + i * DK_QACT_BLOCK, a->q + i * DK_QACT_BLOCK, a->d + i, a->sum + i, a->hsum + 2 * i);
 }
 
-bool dk_qdot_type(uint32_t type) { return type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0; }
-
-/* ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) */
-static float dk_qdot_hsum8(const float *acc) {
-    float t[4];
-    for (int i = 0; i < 4; i++) t[i] = acc[i] + acc[i + 4];
-    return (t[0] + t[2]) + (t[1] + t[3]);
+dk_qrow dk_qact_row(const dk_qact *a, int i) {
+    size_t k = (size_t)a->k, nb = k / DK_QACT_BLOCK;
+    return (dk_qrow){a->q + i * k, a->d + i * nb, a->sum + i * nb, a->hsum + i * 2 * nb};
 }
 
-/* S_b of one block of 32 weights (as integers) against q */
-static int32_t dk_qdot_block(const int32_t *w, const int8_t *q) {
+bool dk_qdot_type(uint32_t type) {
+    return type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0 || type == DK_GGML_TYPE_Q4_K ||
+           type == DK_GGML_TYPE_Q6_K;
+}
+
+/* Σ w_i q_i over n values */
+static int32_t dk_qdot_ints(const int32_t *w, const int8_t *q, int n) {
     int32_t s = 0;
-    for (int i = 0; i < DK_QACT_BLOCK; i++) s += w[i] * q[i];
+    for (int i = 0; i < n; i++) s += w[i] * q[i];
     return s;
 }
 
-float dk_qdot_scalar(uint32_t type, const void *w, const int8_t *q, const float *d, const int32_t *sum,
-                     int64_t n) {
-    (void)sum;
+static float dk_qdot_half(const uint8_t *p) { return dk_fp16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+float dk_qdot_scalar(uint32_t type, const void *w, const dk_qrow *x, int64_t n) {
     float acc[8] = {0};
     const uint8_t *p = w;
-    size_t bb = type == DK_GGML_TYPE_Q8_0 ? 34 : 22;
-    for (int64_t b = 0; b < n / DK_QACT_BLOCK; b++, p += bb) {
-        uint16_t h;
-        memcpy(&h, p, 2);
-        int32_t v[DK_QACT_BLOCK];
-        if (type == DK_GGML_TYPE_Q8_0) {
-            for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int8_t)p[2 + i];
-        } else { /* Q5_0: element j < 16 the low nibble of byte j, j + 16 its high nibble, bit j of qh */
+    int32_t v[DK_QACT_BLOCK];
+    if (type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0) {
+        bool q8 = type == DK_GGML_TYPE_Q8_0;
+        for (int64_t b = 0; b < n / DK_QACT_BLOCK; b++, p += q8 ? 34 : 22) {
             uint32_t qh;
             memcpy(&qh, p + 2, 4);
-            for (int i = 0; i < 16; i++) {
+            for (int i = 0; i < 16 && !q8; i++) { /* Q5_0: j < 16 the low nibble of byte j, bit j of qh */
                 v[i] = (int32_t)((p[6 + i] & 0x0F) | ((qh >> i) & 1) << 4) - 16;
                 v[i + 16] = (int32_t)((p[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - 16;
             }
+            for (int i = 0; i < DK_QACT_BLOCK && q8; i++) v[i] = (int8_t)p[2 + i];
+            float s = dk_qdot_half(p) * x->d[b];
+            acc[b % 8] = fmaf(s, (float)dk_qdot_ints(v, x->q + b * DK_QACT_BLOCK, DK_QACT_BLOCK), acc[b % 8]);
         }
-        float s = dk_fp16_to_f32(h) * d[b];
-        acc[b % 8] = fmaf(s, (float)dk_qdot_block(v, q + b * DK_QACT_BLOCK), acc[b % 8]);
+    } else if (type == DK_GGML_TYPE_Q4_K) { /* 144-byte blocks: d, dmin, 12 scale bytes, 128 of nibbles */
+        for (int64_t b0 = 0; b0 < n / DK_QACT_BLOCK; b0 += 8, p += 144) {
+            const uint8_t *u = p + 4;     /* sub-block j's 6-bit scale and min, as quant.c unpacks them */
+            for (int j = 0; j < 8; j++) { /* the low (j even) or high nibbles of 32 bytes */
+                int sc = j < 4 ? u[j] & 63 : (u[j + 4] & 0xF) | (u[j - 4] >> 6) << 4;
+                int mn = j < 4 ? u[j + 4] & 63 : (u[j + 4] >> 4) | (u[j] >> 6) << 4;
+                for (int i = 0; i < DK_QACT_BLOCK; i++)
+                    v[i] = (p[16 + 32 * (j / 2) + i] >> (4 * (j % 2))) & 0xF;
+                float dl = dk_qdot_half(p) * (float)sc, ml = dk_qdot_half(p + 2) * (float)mn;
+                int32_t S = dk_qdot_ints(v, x->q + (b0 + j) * DK_QACT_BLOCK, DK_QACT_BLOCK);
+                acc[j] = fmaf(x->d[b0 + j], fmaf(dl, (float)S, -(ml * (float)x->sum[b0 + j])), acc[j]);
+            }
+        }
+    } else { /* Q6_K, 210-byte blocks: ql[128], qh[64], int8 scales[16], f16 d; see quant.c */
+        for (int64_t b0 = 0; b0 < n / DK_QACT_BLOCK; b0 += 8, p += 210) {
+            const int8_t *sc = (const int8_t *)(p + 192);
+            for (int j = 0; j < 8; j++) { /* block j: half j / 4, k = j % 4, values l = 0..31 */
+                int half = j / 4, k = j % 4;
+                for (int l = 0; l < DK_QACT_BLOCK; l++)
+                    v[l] = (int32_t)(((p[64 * half + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 0xF) |
+                                     ((p[128 + 32 * half + l] >> (2 * k)) & 3) << 4) -
+                           32;
+                const int8_t *q = x->q + (b0 + j) * DK_QACT_BLOCK;
+                int32_t S = sc[2 * j] * dk_qdot_ints(v, q, 16) +
+                            sc[2 * j + 1] * dk_qdot_ints(v + 16, q + 16, 16);
+                acc[j] = fmaf(dk_qdot_half(p + 208) * x->d[b0 + j], (float)S, acc[j]);
+            }
+        }
     }
-    return dk_qdot_hsum8(acc);
+    float t[4]; /* ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) */
+    for (int i = 0; i < 4; i++) t[i] = acc[i] + acc[i + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
 /* -1: not yet asked; 0 or 1: whether the AVX-512 VNNI kernels are used */
@@ -161,14 +195,12 @@ void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, 
                   float beta) {
     if (atomic_load(&dk_qdot_z) < 0) dk_qdot_set_simd(true);
     dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type) : NULL;
-    int64_t k = w->cols, nb = k / DK_QACT_BLOCK;
+    int64_t k = w->cols;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         for (int i = 0; i < m; i++) {
-            const int8_t *q = a->q + (size_t)i * (size_t)k;
-            const float *d = a->d + (size_t)i * (size_t)nb;
-            const int32_t *sum = a->sum + (size_t)i * (size_t)nb;
-            float s = z ? z(row, q, d, sum, k) : dk_qdot_scalar(w->type, row, q, d, sum, k);
+            dk_qrow x = dk_qact_row(a, i);
+            float s = z ? z(row, &x, k) : dk_qdot_scalar(w->type, row, &x, k);
             float *yi = y + (size_t)i * (size_t)ldy + r;
             *yi = beta != 0.0f ? *yi + s : s;
         }

@@ -2,9 +2,10 @@
 #ifndef DK_QDOT_SIMD_H
 #define DK_QDOT_SIMD_H
 #include <stdint.h>
+#include "qdot.h"
 
-/* qdot.h's dot of one row w (n elements) with one quantized row (q, d, sum). */
-typedef float (*dk_qdot_fn)(const void *w, const int8_t *q, const float *d, const int32_t *sum, int64_t n);
+/* qdot.h's dot of one row w (n elements) with one quantized row. */
+typedef float (*dk_qdot_fn)(const void *w, const dk_qrow *x, int64_t n);
 
 /* The AVX-512 VNNI kernel of a type (the bits of dk_qdot_scalar), or NULL where it has none or the
  * build cannot make it. The caller checks the CPU. */

@@ -29,8 +29,9 @@ static float t_unit(uint64_t *s) {
     return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
-static const uint32_t T_TYPES[] = {DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q5_0};
-enum { T_N_TYPES = 2 };
+static const uint32_t T_TYPES[] = {DK_GGML_TYPE_Q8_0, DK_GGML_TYPE_Q5_0, DK_GGML_TYPE_Q4_K,
+                                   DK_GGML_TYPE_Q6_K};
+enum { T_N_TYPES = 4 };
 
 /* loop index -> kernels (0: plain C, 1: AVX-512 VNNI where the CPU has it) and a type; false (the
  * caller skips) for the AVX-512 kernels on a CPU without them */
@@ -48,7 +49,15 @@ static float t_half_at(const uint8_t *p) {
     return dk_fp16_to_f32(h);
 }
 
-/* qdot.h's definition from dk_dequantize's values; *mag = Σ_b |d_w d_b S_b| */
+/* Σ v_i q_i in double (exact) */
+static double t_idot(const double *v, const int8_t *q, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i] * q[i];
+    return s;
+}
+
+/* qdot.h's definition, rebuilt from the file values dk_dequantize gives (w) and the block layouts
+ * (quant.c's comments); *mag = Σ_b of the magnitudes its roundings scale with. */
 static float t_ref_dot(uint32_t type, const uint8_t *row, int64_t n, const dk_qact *a, double *mag) {
     uint32_t be, bb;
     ck_assert(dk_ggml_type_block(type, &be, &bb));
@@ -56,16 +65,49 @@ static float t_ref_dot(uint32_t type, const uint8_t *row, int64_t n, const dk_qa
     dk_dequantize(type, row, w, (size_t)n);
     *mag = 0;
     for (int64_t b = 0; b < n / 32; b++) {
-        float dw = t_half_at(row + b * bb);
-        double S = 0;
-        for (int i = 0; i < 32; i++) {
-            double qw = (double)w[32 * b + i] / dw; /* an integer: d_w * q is exact in f32 */
-            ck_assert_msg(qw == floor(qw), "block %lld: w / d_w = %.9g is not an integer", (long long)b, qw);
-            S += qw * a->q[32 * b + i];
+        const float *wb = w + 32 * b;
+        const int8_t *q = a->q + 32 * b;
+        double v[32];
+        float c;
+        if (type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0) {
+            float dw = t_half_at(row + b * bb);
+            for (int i = 0; i < 32; i++) v[i] = (double)wb[i] / dw; /* integers: d_w * q is exact in f32 */
+            double S = t_idot(v, q, 32);
+            float s = dw * a->d[b];
+            c = fmaf(s, (float)S, acc[b % 8]);
+            *mag += fabs((double)s * S);
+        } else if (type == DK_GGML_TYPE_Q6_K) { /* w = (d * sc_h) * (u - 32): v = w / (d * sc_h) */
+            const uint8_t *p = row + (b / 8) * bb;
+            int j = (int)(b % 8);
+            float d = t_half_at(p + 208);
+            double S = 0;
+            for (int h = 0; h < 2; h++) {
+                int sc = (int8_t)p[192 + 2 * j + h];
+                float ds = d * (float)sc;
+                if (ds == 0) continue; /* the half adds sc * (...) = 0 */
+                for (int i = 0; i < 16; i++) v[i] = (double)wb[16 * h + i] / ds;
+                S += sc * t_idot(v, q + 16 * h, 16);
+            }
+            float s = d * a->d[b];
+            c = fmaf(s, (float)S, acc[b % 8]);
+            *mag += fabs((double)s * S);
+        } else { /* Q4_K: u and the 6-bit scale and min parsed here, checked against dk_dequantize */
+            const uint8_t *p = row + (b / 8) * bb, *u6 = p + 4;
+            int j = (int)(b % 8);
+            int sc = j < 4 ? u6[j] & 63 : (u6[j + 4] & 0xF) | (u6[j - 4] >> 6) << 4;
+            int mn = j < 4 ? u6[j + 4] & 63 : (u6[j + 4] >> 4) | (u6[j] >> 6) << 4;
+            float dl = t_half_at(p) * (float)sc, ml = t_half_at(p + 2) * (float)mn;
+            for (int i = 0; i < 32; i++) {
+                v[i] = (p[16 + 32 * (j / 2) + i] >> (4 * (j % 2))) & 0xF;
+                ck_assert_msg(dl * (float)v[i] - ml == wb[i],
+                              "Q4_K block %lld value %d: parsed %g, dequantized %g", (long long)b, i,
+                              dl * (float)v[i] - ml, wb[i]);
+            }
+            double S = t_idot(v, q, 32);
+            c = fmaf(a->d[b], fmaf(dl, (float)S, -(ml * (float)a->sum[b])), acc[b % 8]);
+            *mag += fabs((double)a->d[b]) * (fabs((double)dl * S) + fabs((double)ml * a->sum[b]));
         }
-        float s = dw * a->d[b];
-        acc[b % 8] = fmaf(s, (float)S, acc[b % 8]);
-        *mag += fabs((double)s * S);
+        acc[b % 8] = c;
     }
     free(w);
     float t[4];
@@ -116,11 +158,12 @@ START_TEST(test_definition_bits_and_bound) {
     if (!t_isa(_i, &type)) return;
     uint32_t be, bb;
     ck_assert(dk_ggml_type_block(type, &be, &bb));
-    static const int64_t lens[] = {32, 64, 224, 256, 288, 896, 4864, 32 * 67};
+    static const int64_t lens[] = {32, 64, 224, 256, 288, 896, 4864, 32 * 67, 2304};
     uint64_t s = 77 + (uint64_t)_i;
     for (int raw = 0; raw < 2; raw++)
         for (int li = 0; li < (int)(sizeof lens / sizeof *lens); li++) {
             int64_t k = lens[li];
+            if (k % be) continue; /* K types: whole blocks of 256 */
             size_t rb = dk_ggml_row_bytes(type, k);
             uint8_t *row = malloc(rb);
             float *x = malloc((size_t)k * 4), *wf = malloc((size_t)k * 4);
@@ -128,7 +171,9 @@ START_TEST(test_definition_bits_and_bound) {
             if (raw) { /* every byte random; the f16 scale kept finite and nonzero */
                 for (size_t j = 0; j < rb; j++) row[j] = (uint8_t)(t_unit(&s) * 128.0f + 128.0f);
                 for (size_t b = 0; b < rb; b += bb) {
-                    row[b + 1] = (uint8_t)((row[b + 1] & 0xBF) | 0x04);
+                    size_t hi = type == DK_GGML_TYPE_Q6_K ? 209 : 1; /* d's high byte (Q4_K: and dmin's) */
+                    row[b + hi] = (uint8_t)((row[b + hi] & 0xBF) | 0x04);
+                    if (type == DK_GGML_TYPE_Q4_K) row[b + 3] = (uint8_t)((row[b + 3] & 0xBF) | 0x04);
                     if (type == DK_GGML_TYPE_Q8_0) row[b + 2] = 0x80; /* a -128 quant in every block */
                 }
             } else dk_quantize(type, wf, row, (size_t)k);
@@ -145,16 +190,18 @@ START_TEST(test_definition_bits_and_bound) {
             ck_assert_msg(memcmp(&y, &ref, 4) == 0,
                           "%s k = %lld raw %d isa %d: %.9g vs the definition's %.9g", dk_ggml_type_name(type),
                           (long long)k, raw, _i / T_N_TYPES, y, ref);
-            float plain = dk_qdot_scalar(type, row, a.q, a.d, a.sum, k);
+            dk_qrow xr = dk_qact_row(&a, 0);
+            float plain = dk_qdot_scalar(type, row, &xr, k);
             ck_assert(memcmp(&y, &plain, 4) == 0);
             /* the error bound against the double product of the file's values */
             dk_dequantize(type, row, wf, (size_t)k);
             double exact = 0, act = 0, u = 0x1p-24, L = (double)((k / 32 + 7) / 8);
             for (int64_t j = 0; j < k; j++) {
                 exact += (double)wf[j] * x[j];
-                act += fabs((double)wf[j]) * (a.d[j / 32] / 2.0 + 2.01 * u * fabs(x[j]));
+                /* the activation's rounding, and (Q4_K) the file value's own rounding of dl u - ml */
+                act += fabs((double)wf[j]) * (a.d[j / 32] / 2.0 + 3.02 * u * fabs(x[j]));
             }
-            double bound = act + (u + 1.01 * (L + 3) * u) * (1 + u) * mag;
+            double bound = act + (2 * u + 1.01 * (L + 3) * u) * (1 + u) * mag;
             ck_assert_msg(fabs(y - exact) <= bound, "%s k = %lld raw %d: |%.9g - %.9g| > bound %.3g",
                           dk_ggml_type_name(type), (long long)k, raw, y, exact, bound);
             dk_qact_free(&a);
@@ -169,7 +216,7 @@ END_TEST
 START_TEST(test_rows_independent) {
     uint32_t type;
     if (!t_isa(_i, &type)) return;
-    enum { R = 23, K = 896, M = 3 };
+    enum { R = 23, K = 1792, M = 3 }; /* 7 blocks of 256 */
     size_t rb = dk_ggml_row_bytes(type, K);
     uint8_t *w = malloc(R * rb);
     float *src = malloc(K * 4), *x = malloc(M * K * 4), y[M * R], z[M * R];
