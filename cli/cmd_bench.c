@@ -54,7 +54,8 @@ static void dk_bench_usage(FILE *f) {
         "                 bf16_vs_f32_prefill (median of per-rep f32/bf16 wall-time ratios); --method,\n"
         "                 --decode and --lengths then run in bf16 compute\n"
         "  --lengths L,.. dense prefill tokens/s at each length (e.g. 2048,8192,16384,32768), one context\n"
-        "                 per length, each after an untimed 64-token prefill (weights paged in, oneDNN kernels\n"
+        "                 per length, each after an untimed 64-token prefill (weights paged in, oneDNN "
+        "kernels\n"
         "                 and bf16 packs made), instead of the run above; prints prefill_tokens_per_s_L,\n"
         "                 prefill_gflops_L, peak_rss_bytes_L vs memory_estimate_bytes_L (with --method:\n"
         "                 dense and the method side by side per length, flops_speedup_L, wall_speedup_L,\n"
@@ -270,6 +271,10 @@ static int dk_bench_decode(dk_ctx *c, const int32_t *toks, int T, int steps, int
     if (r.avx512) {
         printf("decode_avx2_tokens_per_s: %.2f\n", dk_prefill_median(r.avx2, reps));
         printf("decode_avx512_vs_avx2: %.3f\n", dk_prefill_median(r.avx512_ratio, reps));
+    }
+    if (r.q8) {
+        printf("decode_f32dot_tokens_per_s: %.2f\n", dk_prefill_median(r.f32dot, reps));
+        printf("decode_q8_vs_f32dot: %.3f\n", dk_prefill_median(r.q8_ratio, reps));
     }
     if (!r.converts) return 0;
     printf("decode_fused_tokens_per_s: %.2f\ndecode_convert_tokens_per_s: %.2f\n", tps,

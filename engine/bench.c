@@ -1,6 +1,7 @@
 /* bench.c — the measurements behind `dashkit bench` (see bench.h). */
 #include "bench.h"
 #include "matvec.h"
+#include "qdot.h"
 #include "blas.h"
 #include "prefill.h"
 #include <cblas.h>
@@ -196,12 +197,13 @@ double dk_bench_decode_bytes(const dk_model *m, double ctx) {
 }
 
 /* Whether some matrix of m has rows of a type with an AVX-512 kernel (matvec.h). */
-static bool dk_bench_avx512_types(const dk_model *m) {
-    bool any = dk_matvec_avx512_type(m->w.output.type);
+/* Whether some decode matrix of m has a type that `has` accepts. */
+static bool dk_bench_any_type(const dk_model *m, bool (*has)(uint32_t)) {
+    bool any = has(m->w.output.type);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const dk_layer_weights *w = &m->w.layers[l];
         const dk_tensor *t[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-        for (int i = 0; i < 7; i++) any = any || dk_matvec_avx512_type(t[i]->type);
+        for (int i = 0; i < 7; i++) any = any || has(t[i]->type);
     }
     return any;
 }
@@ -233,10 +235,13 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     dk_status st = DK_OK;
     /* the paths timed, in turn: fused (AVX-512 kernels where the CPU has them), fused on AVX2 only
      * (AVX-512 CPUs, models with matrices of such a type), whole-matrix conversion (converted weights) */
-    enum { DK_BENCH_FUSED, DK_BENCH_AVX2, DK_BENCH_CONVERT };
+    enum { DK_BENCH_FUSED, DK_BENCH_AVX2, DK_BENCH_F32DOT, DK_BENCH_CONVERT };
     int paths[3] = {DK_BENCH_FUSED}, n_paths = 1;
-    r->avx512 = dk_matvec_set_avx512(true) && dk_bench_avx512_types(m);
+    dk_compute mode = dk_ctx_compute(c);
+    r->q8 = mode == DK_COMPUTE_Q8 && dk_bench_any_type(m, dk_qdot_type);
+    r->avx512 = !r->q8 && dk_matvec_set_avx512(true) && dk_bench_any_type(m, dk_matvec_avx512_type);
     if (r->avx512) paths[n_paths++] = DK_BENCH_AVX2;
+    if (r->q8) paths[n_paths++] = DK_BENCH_F32DOT;
     if (r->converts) paths[n_paths++] = DK_BENCH_CONVERT;
     dk_ctx_set_fused_decode(c, true);
     if (!prefilled) dk_ctx_reset(c);
@@ -247,6 +252,9 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
             if ((st = dk_ctx_truncate(c, T, e))) goto done;
             dk_ctx_set_fused_decode(c, path != DK_BENCH_CONVERT);
             dk_matvec_set_avx512(path != DK_BENCH_AVX2);
+            /* q8's few-row products in f32 dots: bf16 compute, which differs from q8 in nothing else */
+            if (r->q8 && (st = dk_ctx_set_compute(c, path == DK_BENCH_F32DOT ? DK_COMPUTE_BF16 : mode, e)))
+                goto done;
             /* the limit, measured right before and right after the fused decode (the machine's
              * bandwidth drifts with its neighbours: a ratio pairs a decode with its own surroundings) */
             bool bw = path == DK_BENCH_FUSED && rep >= 0;
@@ -256,20 +264,29 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
             double tps = steps / (dk_time_now_s() - t0);
             if (bw) r->read_gbps[rep] = 0.5 * (g + dk_bench_read_best(buf));
             if (rep >= 0)
-                (path == DK_BENCH_FUSED ? r->fused : path == DK_BENCH_AVX2 ? r->avx2 : r->convert)[rep] = tps;
+                (path == DK_BENCH_FUSED    ? r->fused
+                 : path == DK_BENCH_AVX2   ? r->avx2
+                 : path == DK_BENCH_F32DOT ? r->f32dot
+                                           : r->convert)[rep] = tps;
         }
         if (rep < 0) continue;
         r->bw_ratio[rep] = r->bytes_per_token * r->fused[rep] * 1e-9 / r->read_gbps[rep];
         if (r->avx512) r->avx512_ratio[rep] = r->fused[rep] / r->avx2[rep];
+        if (r->q8) r->q8_ratio[rep] = r->fused[rep] / r->f32dot[rep];
         if (r->converts) r->ratio[rep] = r->fused[rep] / r->convert[rep];
-        dk_bench_say(
-            progress,
-            "rep %d: read %.2f GB/s, decode fused %.2f tok/s (AVX2 kernels %.2f), whole-matrix %.2f tok/s",
-            rep, r->read_gbps[rep], r->fused[rep], r->avx2[rep], r->convert[rep]);
+        dk_bench_say(progress,
+                     "rep %d: read %.2f GB/s, decode fused %.2f tok/s (%s %.2f), whole-matrix %.2f tok/s",
+                     rep, r->read_gbps[rep], r->fused[rep], r->q8 ? "f32 dots" : "AVX2 kernels",
+                     r->q8 ? r->f32dot[rep] : r->avx2[rep], r->convert[rep]);
     }
 done:
     dk_ctx_set_fused_decode(c, true);
     dk_matvec_set_avx512(true);
+    if (r->q8) {
+        dk_err e2;
+        dk_status s2 = dk_ctx_set_compute(c, mode, &e2); /* back to q8 (it ran before: cannot fail) */
+        if (!st && s2) st = s2, *e = e2;
+    }
     free(buf);
     free(lg);
     return st;

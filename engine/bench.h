@@ -64,6 +64,10 @@ typedef struct {
                                         * with AVX-512, models with rows of a type that has such kernels) */
     double avx2[DK_BENCH_MAX_REPS];         /* tokens/s, fused path on AVX2 kernels (avx512 only) */
     double avx512_ratio[DK_BENCH_MAX_REPS]; /* fused / avx2 */
+    bool q8;                                /* q8 compute on a model with q8 dots (qdot.h): the fused path
+                                             * also timed with f32 dots (bf16 compute) instead of on AVX2 */
+    double f32dot[DK_BENCH_MAX_REPS];       /* tokens/s, fused path with f32 dots (q8 only) */
+    double q8_ratio[DK_BENCH_MAX_REPS];     /* fused (q8 dots) / f32dot */
     double read_gbps[DK_BENCH_MAX_REPS];    /* streaming read bandwidth around the rep's fused decode:
                                                the mean of the best of 3 passes before and after it */
     double bw_ratio[DK_BENCH_MAX_REPS];     /* bytes/token x fused tokens/s / read_gbps of the same rep */
@@ -72,7 +76,8 @@ typedef struct {
 
 /* steps decode tokens after a T-token prefill, reps times from the same cache (truncated back to T)
  * plus one warm-up rep: the fused path, on CPUs with AVX-512 (and a model with rows of a type that has
- * such kernels) the fused path on AVX2 kernels only, and
+ * such kernels) the fused path on AVX2 kernels only (in q8 compute, with q8 dots for some rows: the
+ * fused path with f32 dots instead), and
  * (converted weights) whole-matrix conversion, in turn, starting from a different one each rep, the bandwidth measured before each rep. prefilled: the context already
  * holds the dense prefill of toks[0..T) (else it is reset and prefilled first). */
 dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, int reps, bool prefilled,

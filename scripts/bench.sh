@@ -9,7 +9,9 @@
 # tokens per second, median of the per-rep ratios), next to the streaming read bandwidth
 # (decode_vs_bandwidth), and decode after a 512-token prompt for F32, F16, BF16, Q8_0 and Q5_0 weights
 # (decode_vs_bandwidth_TYPE; on AVX-512 CPUs decode_avx512_vs_avx2_TYPE, the same decode on the AVX2
-# kernels beside it); (5) dashkit vs llama.cpp prefill and decode
+# kernels beside it), and where q8 compute runs, Q8_0 and Q5_0 in q8 compute too
+# (decode_vs_bandwidth_TYPE_q8, and decode_q8_vs_f32dot_TYPE: against the same decode with f32 dots,
+# side by side); (5) dashkit vs llama.cpp prefill and decode
 # tokens/s on the same files at 2K and 16K tokens, dashkit in bf16 compute (scripts/bench_llamacpp.sh;
 # skipped with a message unless build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE_T,
 # llamacpp_decode_ratio_TYPE);
@@ -48,10 +50,15 @@ done
 echo "== decode: fused small-m path vs whole-matrix conversion, BF16 weights, and decode_vs_bandwidth (last line decode_fused_vs_convert)"
 nice ./dashkit bench --shape qwen2-0.5b --dtype bf16 --tokens 16 --reps 5 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-2}"
 echo "== decode per file type after a 512-token prompt: achieved bytes/s over the streaming read bandwidth (decode_vs_bandwidth_TYPE)"
-for dt in ${DK_BENCH_DECODE_TYPES:-f32 f16 bf16 q8_0 q5_0}; do
-    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
-    T_=$(tr a-z A-Z <<<"$dt")
-    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth|decode_avx2_tokens_per_s|decode_avx512_vs_avx2)$/ {print $1 "_" t ": " $2}' <<<"$out"
+decode_types=(${DK_BENCH_DECODE_TYPES:-f32 f16 bf16 q8_0 q5_0})
+# q8 compute (8-bit activations for the block types' decode) where bf16 runs
+[ -n "${compute[*]}" ] && decode_types+=(q8_0:q8 q5_0:q8)
+for dtc in "${decode_types[@]}"; do
+    dt=${dtc%%:*} suffix= cflags=()
+    [ "$dtc" != "$dt" ] && suffix=_${dtc#*:} cflags=(--compute "${dtc#*:}")
+    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" "${cflags[@]}" --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
+    T_=$(tr a-z A-Z <<<"$dt")$suffix
+    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth|decode_avx2_tokens_per_s|decode_avx512_vs_avx2|decode_f32dot_tokens_per_s|decode_q8_vs_f32dot)$/ {print $1 "_" t ": " $2}' <<<"$out"
 done
 echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
 for mode in f32 ${compute[1]:-}; do

@@ -7,8 +7,9 @@
 # keeps most matrices in Q5_0/Q8_0 as it does for the real Qwen2-0.5B).
 #
 # Per type (DK_BENCH_LLAMACPP_TYPES, default f32 f16 bf16 q8_0 q4_k_m) and prompt length
-# (DK_BENCH_LLAMACPP_LENGTHS, default 2048,16384): prefill tokens/s, dashkit in bf16 compute where
-# the CPU has native bf16 (else f32) vs llama.cpp (`llamacpp_ref bench`, n_batch = n_ubatch = 512,
+# (DK_BENCH_LLAMACPP_LENGTHS, default 2048,16384): prefill tokens/s, dashkit in q8 compute where
+# the CPU has native bf16 (else f32; q8 is bf16 plus 8-bit activations in the decode of block-type
+# rows, as llama.cpp computes those; on F32/F16/BF16 files it is bf16) vs llama.cpp (`llamacpp_ref bench`, n_batch = n_ubatch = 512,
 # its best setting here), and after the shortest prompt DK_BENCH_LLAMACPP_DECODE decode steps
 # (default 8). The two programs alternate run by run, DK_BENCH_REPS runs each (default 3; each run
 # has its own untimed warm-up), medians; both on DK_BENCH_THREADS threads (default 2).
@@ -32,8 +33,8 @@ mkdir -p "$dir"
 for t in $types; do
     [ "$t" = f32 ] || [ -f "$dir/qwen2-0.5b_$t.gguf" ] || nice "$ref" quantize "$dir/qwen2-0.5b_f32.gguf" "$dir/qwen2-0.5b_$t.gguf" "$t" > /dev/null 2>&1
 done
-compute=bf16
-./dashkit generate tests/data/ref_llama_f32.gguf -n 2 --compute bf16 > /dev/null 2>&1 || compute=f32
+compute=q8
+./dashkit generate tests/data/ref_llama_f32.gguf -n 2 --compute q8 > /dev/null 2>&1 || compute=f32
 first=${lengths%%,*}
 echo "llamacpp_lengths: $lengths"
 echo "llamacpp_decode_steps: $D"
