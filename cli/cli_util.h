@@ -105,12 +105,14 @@ bool dk_cli_has_value(const char *cmd, int argc, char **argv, int i);
  * --help)" (A not in with_val) or "dashkit CMD: option A needs a value" (a usage error: exit 2). */
 const char *dk_cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *const *with_val);
 
-/* --compute VALUE: f32 | bf16, checked against this CPU (compute.h). On error prints
+/* --compute VALUE: f32 | bf16 | q8, checked against this CPU (compute.h). On error prints
  * "dashkit CMD: --compute: message" and returns false (a usage error: exit 2). */
 bool dk_cli_compute_arg(const char *cmd, const char *value, dk_compute *out);
-#define DK_CLI_COMPUTE_HELP                                                                       \
-    "  --compute f32|bf16 precision of the large matrix products: f32 (default, exact) or bf16\n" \
-    "                     (oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16 or AMX)\n"
+#define DK_CLI_COMPUTE_HELP                                                                             \
+    "  --compute f32|bf16|q8 precision of the matrix products: f32 (default, exact), bf16 (the\n"       \
+    "                     large ones on oneDNN, bf16 inputs with f32 accumulation; needs AVX512_BF16\n" \
+    "                     or AMX) or q8 (bf16, and decode on Q8_0/Q5_0/Q4_K/Q6_K rows with 8-bit\n"     \
+    "                     activations and integer dots, as llama.cpp)\n"
 
 /* ---- output ---- */
 

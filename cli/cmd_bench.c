@@ -48,11 +48,12 @@ static void dk_bench_usage(FILE *f) {
         "                 exact causal attention, K = tokens kept) and, last, halting_efficiency =\n"
         "                 wall_speedup / flops_speedup\n"
         "  --rho R, --ls F, --tau T, --keep N, ...   method parameters, as `dashkit prefill --help`\n"
-        "  --compute M    f32 (default) or bf16: with bf16, the prefill runs in f32 AND in bf16 compute\n"
-        "                 alternately, next to oneDNN's bf16 matmul peak of the same shape; prints\n"
+        "  --compute M    f32 (default), bf16 or q8: with bf16 or q8, the prefill runs in f32 AND in bf16\n"
+        "                 compute alternately, next to oneDNN's bf16 matmul peak of the same shape; prints\n"
         "                 bf16_gemm_gflops, prefill_bf16_tokens_per_s, prefill_vs_bf16_peak and\n"
         "                 bf16_vs_f32_prefill (median of per-rep f32/bf16 wall-time ratios); --method,\n"
-        "                 --decode and --lengths then run in bf16 compute\n"
+        "                 --decode and --lengths then run in that compute (q8 --decode: also with f32\n"
+        "                 dots, decode_f32dot_tokens_per_s and decode_q8_vs_f32dot)\n"
         "  --lengths L,.. dense prefill tokens/s at each length (e.g. 2048,8192,16384,32768), one context\n"
         "                 per length, each after an untimed 64-token prefill (weights paged in, oneDNN "
         "kernels\n"
@@ -194,8 +195,10 @@ static int dk_bench_model(const dk_bench_args *a, dk_model **m) {
 
 static void dk_bench_progress(const char *line) { fprintf(stderr, "%s\n", line); }
 
-/* Dense prefill vs the sgemm peak, and with bf16 the same prefill in bf16 compute side by side. */
-static int dk_bench_prefill(dk_ctx *c, const int32_t *toks, int T, int reps, bool bf16) {
+/* Dense prefill vs the sgemm peak, and with bf16 (or q8: the same prefill) the same prefill in bf16
+ * compute side by side; the context is left in `compute` for what follows. */
+static int dk_bench_prefill(dk_ctx *c, const int32_t *toks, int T, int reps, dk_compute compute) {
+    bool bf16 = dk_compute_bf16_on(compute);
     dk_bench_prefill_result r;
     dk_err e = {{0}};
     double sq = dk_bench_sgemm_gflops(2048, 2048, 2048, 3);
@@ -223,7 +226,7 @@ static int dk_bench_prefill(dk_ctx *c, const int32_t *toks, int T, int reps, boo
            "%.3f\nprefill_bf16_tokens_per_s: %.1f\n"
            "prefill_bf16_gflops: %.1f\nprefill_vs_bf16_peak: %.3f\nbf16_vs_f32_prefill: %.3f\n",
            dk_compute_isa_name(), pk, twb, T / twb, pfb, pfb / pk, dk_prefill_median(r.ratio_b, reps));
-    if (dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e)) {
+    if (dk_ctx_set_compute(c, compute, &e)) {
         fprintf(stderr, "dashkit bench: %s\n", e.msg);
         return 1;
     }
@@ -427,7 +430,7 @@ int dk_cmd_bench(int argc, char **argv) {
     printf("tokens: %d\nreps: %ld\nblas_core: %s\nblas_threads: %d\nblas_thread_timeout: %d\n", T, a.reps,
            dk_blas_core(), dk_blas_threads(), dk_blas_thread_timeout());
     fflush(stdout);
-    if (dk_bench_prefill(c, toks, T, reps, dk_compute_bf16_on(a.m.compute))) goto done;
+    if (dk_bench_prefill(c, toks, T, reps, a.m.compute)) goto done;
     if (pol && dk_bench_halting(c, pol, &pp, toks, T, reps)) goto done;
     if (a.decode > 0 && dk_bench_decode(c, toks, T, (int)a.decode, reps, false)) goto done;
     rc = 0;

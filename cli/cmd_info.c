@@ -13,7 +13,8 @@
 static void dk_info_usage(FILE *f) {
     fprintf(
         f,
-        "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16|q8] [--memory]\n\n"
+        "usage: dashkit info MODEL [-z TOKENIZER] [--ctx N] [--chunk N] [--compute f32|bf16|q8] "
+        "[--memory]\n\n"
         "Prints a model's hyper-parameters and metadata, one `key: value` per line, and the\n"
         "memory it needs at a context length: mem_weights_bytes (tensors in their file type),\n"
         "mem_kv_bytes (f32 K/V caches at N tokens), mem_scratch_bytes (the engine's buffers\n"
@@ -24,9 +25,10 @@ static void dk_info_usage(FILE *f) {
         "                 training context, 4096 when it declares none)\n"
         "  --chunk N      tokens per prefill chunk (default N of --ctx: dashkit prefills a\n"
         "                 prompt's context in one chunk)\n"
-        "  --compute M    f32 (default) or bf16: with bf16 the scratch also counts bf16 compute's\n"
+        "  --compute M    f32 (default), bf16 or q8: with bf16 (q8) the scratch also counts bf16 compute's\n"
         "                 buffers (mem_compute_bytes: a chunk's activations and one layer matrix in\n"
-        "                 bf16, none for BF16 files' matrices, and oneDNN's scratchpad)\n"
+        "                 bf16, none for BF16 files' matrices, and oneDNN's scratchpad; q8 adds its\n"
+        "                 quantized activations)\n"
         "  --memory       GGUF: read only the header (no weights loaded) and print the\n"
         "                 hyper-parameters and memory lines\n"
         "  -h, --help     this help\n");

@@ -28,8 +28,8 @@ typedef struct {
 
 static void dk_logits_method_help(FILE *f) {
     fprintf(f,
-            "  --compute M        f32 (default) or bf16: precision of the large matrix products, as for\n"
-            "                     `dashkit prefill` (bf16 needs native bf16 dot products)\n"
+            "  --compute M        f32 (default), bf16 or q8: precision of the matrix products, as for\n"
+            "                     `dashkit prefill` (bf16 and q8 need native bf16 dot products)\n"
             "  --method NAME      halting method (%s; default dense), with its parameters\n"
             "                     --rho, --ls, --tau, --keep, ... as `dashkit prefill --help` lists them\n",
             dk_policy_names());
@@ -55,23 +55,24 @@ static void dk_logits_usage(FILE *f) {
 
 static void dk_perplexity_usage(FILE *f) {
     fprintf(
-        f, "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--compute f32|bf16|q8] [--method NAME [params]]\n"
-           "                          [--kl-base FILE.logits] [--save-logits FILE.logits] [-z TOKENIZER]\n\n"
-           "Perplexity as llama.cpp's llama-perplexity computes it: the text is tokenized once (BOS first\n"
-           "when the vocabulary adds one) and cut into chunks of N tokens (leftover tokens unused); each\n"
-           "chunk is evaluated from an empty cache with its first token replaced by BOS (when the\n"
-           "vocabulary adds one), and the second half of its positions (N/2 .. N-2) is scored against\n"
-           "the next token. Prints perplexity, perplexity_stderr (llama.cpp's \"PPL = X +/- Y\"),\n"
-           "tokens_scored and chunks (llama.cpp needs 2 chunks of text, dashkit one).\n\n"
-           "  -f TEXT            text file\n"
-           "  --ctx N            tokens per chunk (default 512)\n"
-           "  --save-logits F    write every chunk's logits to F (DKLOGIT1; rows chunk after chunk, ids\n"
-           "                     as evaluated, BOS substitution included): a base for --kl-base\n"
-           "  --kl-base F        base logits of the same chunks (--save-logits of another model or\n"
-           "                     method on the same text and --ctx; or `dashkit logits --bos` of a text\n"
-           "                     of one chunk): adds kl_mean, kl_max (KL(base || this) per scored\n"
-           "                     position), top1_agreement, ppl_base and ppl_delta = perplexity - ppl_base\n"
-           "  -z TOKENIZER       llama2.c tok*.bin (for .bin models)\n");
+        f,
+        "usage: dashkit perplexity MODEL -f TEXT [--ctx N] [--compute f32|bf16|q8] [--method NAME [params]]\n"
+        "                          [--kl-base FILE.logits] [--save-logits FILE.logits] [-z TOKENIZER]\n\n"
+        "Perplexity as llama.cpp's llama-perplexity computes it: the text is tokenized once (BOS first\n"
+        "when the vocabulary adds one) and cut into chunks of N tokens (leftover tokens unused); each\n"
+        "chunk is evaluated from an empty cache with its first token replaced by BOS (when the\n"
+        "vocabulary adds one), and the second half of its positions (N/2 .. N-2) is scored against\n"
+        "the next token. Prints perplexity, perplexity_stderr (llama.cpp's \"PPL = X +/- Y\"),\n"
+        "tokens_scored and chunks (llama.cpp needs 2 chunks of text, dashkit one).\n\n"
+        "  -f TEXT            text file\n"
+        "  --ctx N            tokens per chunk (default 512)\n"
+        "  --save-logits F    write every chunk's logits to F (DKLOGIT1; rows chunk after chunk, ids\n"
+        "                     as evaluated, BOS substitution included): a base for --kl-base\n"
+        "  --kl-base F        base logits of the same chunks (--save-logits of another model or\n"
+        "                     method on the same text and --ctx; or `dashkit logits --bos` of a text\n"
+        "                     of one chunk): adds kl_mean, kl_max (KL(base || this) per scored\n"
+        "                     position), top1_agreement, ppl_base and ppl_delta = perplexity - ppl_base\n"
+        "  -z TOKENIZER       llama2.c tok*.bin (for .bin models)\n");
     dk_logits_method_help(f);
     fprintf(f, "  -h, --help         this help\n");
 }

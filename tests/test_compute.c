@@ -581,6 +581,31 @@ START_TEST(test_cli_compute) {
     dk_test_logits_free(&a);
     dk_test_logits_free(&b);
     dk_test_logits_free(&g);
+    /* q8 on a Q8_0 file, 4 rows (every product on the few-row path): within the q8 bound of f32 */
+    dk_test_logits_load("tests/data/ref_tiny_q8_0.logits", 4, &g);
+    f = fopen(ids, "w");
+    for (int i = 0; i < 4; i++) fprintf(f, "%d\n", g.tokens[i]);
+    fclose(f);
+    const char *qmode[2] = {"f32", "q8"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path[i], 512, "%s/q_%s.logits", dk_test_tmpdir(), qmode[i]);
+        snprintf(cmd, sizeof cmd,
+                 "%s logits tests/data/ref_tiny_q8_0.gguf --ids '%s' --out '%s' --compute %s", dk_test_cli(),
+                 ids, path[i], qmode[i]);
+        char *out = cli_out(cmd);
+        ck_assert_msg(strstr(out, i ? "\ncompute: q8\n" : "\ncompute: f32\n") != NULL, "%s", out);
+        free(out);
+    }
+    dk_test_logits_load(lf, 4, &a);
+    dk_test_logits_load(lb, 4, &b);
+    ck_assert(dk_memory_read_gguf("tests/data/ref_tiny_q8_0.gguf", &cfg, &wb, &wf, NULL, &e) == DK_OK);
+    bound = (7.0 * cfg.n_layer + 1) * 2 * U_Q8;
+    err = dk_test_rel_err(b.logits, a.logits, (size_t)a.n_tokens * a.n_vocab, a.scale);
+    printf("logits --compute q8 vs f32 (Q8_0 file, 4 rows): %.5f of the scale (bound %.4f)\n", err, bound);
+    ck_assert_msg(err > 0 && err <= bound, "logits --compute q8: %.5f of the scale (bound %.4f)", err, bound);
+    dk_test_logits_free(&a);
+    dk_test_logits_free(&b);
+    dk_test_logits_free(&g);
     if (access(TINY_MODEL, R_OK) != 0) {
         printf("SKIP perplexity --compute: %s absent\n", TINY_MODEL);
         return;
