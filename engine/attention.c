@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 int64_t dk_attn_scratch_bytes(int m_cap, int hd) {
     int64_t m = m_cap, h = hd, kb = DK_ATTN_KBLK;
@@ -129,4 +132,96 @@ dk_status dk_attn_blocked(dk_attn_scratch *s, const float *q, int nb, int g, int
         for (int x = 0; x < hd; x++) orow[x] *= inv;
     }
     return DK_OK;
+}
+
+/* ---- decode: one position, all keys visible ---- */
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* lane j: the sum of a[j]'s eight lanes */
+static inline __m256 dk_attn_fold8(const __m256 a[8]) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* scores of keys j0 .. j0 + 7 for the g rows (hd a multiple of 8) */
+static void dk_attn_decode_scores8(const float *q, int g, int hd, const float *k, int kvd, int j0, int n,
+                                   float scale, float *s) {
+    const float *k0 = k + (size_t)j0 * kvd;
+    for (int j = 0; j < 8; j++) /* the rows 32 keys ahead: a lone thread's stream is latency-bound */
+        for (int x = 0; x < hd; x += 16)
+            _mm_prefetch((const char *)(k0 + (size_t)(32 + j) * kvd + x), _MM_HINT_T0);
+    for (int r = 0; r < g; r++) {
+        const float *qr = q + (size_t)r * hd;
+        __m256 a[8];
+        for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+        for (int x = 0; x < hd; x += 8) {
+            __m256 qv = _mm256_loadu_ps(qr + x);
+#define DK_ATTN_FMA(J) a[J] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + (size_t)(J)*kvd + x), a[J])
+            DK_ATTN_FMA(0);
+            DK_ATTN_FMA(1);
+            DK_ATTN_FMA(2);
+            DK_ATTN_FMA(3);
+            DK_ATTN_FMA(4);
+            DK_ATTN_FMA(5);
+            DK_ATTN_FMA(6);
+            DK_ATTN_FMA(7);
+#undef DK_ATTN_FMA
+        }
+        _mm256_storeu_ps(s + (size_t)r * n + j0, _mm256_mul_ps(dk_attn_fold8(a), _mm256_set1_ps(scale)));
+    }
+}
+#endif
+
+/* keys per block of the output pass: their value rows stay in L1 while the g rows take them */
+enum { DK_ATTN_DECODE_VBLK = 64 };
+
+void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
+                    float scale, float *s, float *o) {
+    int j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 8 == 0)
+        for (; j + 8 <= n; j += 8) dk_attn_decode_scores8(q, g, hd, k, kvd, j, n, scale, s);
+#endif
+    for (; j < n; j++)
+        for (int r = 0; r < g; r++) {
+            float a = 0.0f;
+            for (int x = 0; x < hd; x++) a += q[(size_t)r * hd + x] * k[(size_t)j * kvd + x];
+            s[(size_t)r * n + j] = a * scale;
+        }
+    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
+    memset(o, 0, (size_t)g * hd * sizeof *o);
+    for (int j0 = 0; j0 < n; j0 += DK_ATTN_DECODE_VBLK) {
+        int j1 = j0 + DK_ATTN_DECODE_VBLK < n ? j0 + DK_ATTN_DECODE_VBLK : n;
+#if defined(__AVX2__) && defined(__FMA__)
+        for (int jj = j1; jj < j1 + DK_ATTN_DECODE_VBLK && jj < n; jj++) /* the next block's value rows */
+            for (int x = 0; x < hd; x += 16)
+                _mm_prefetch((const char *)(v + (size_t)jj * kvd + x), _MM_HINT_T0);
+#endif
+        for (int r = 0; r < g; r++) {
+            const float *p = s + (size_t)r * n;
+            float *orow = o + (size_t)r * hd;
+            int x = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+            for (; x + 32 <= hd; x += 32) {
+                __m256 a0 = _mm256_loadu_ps(orow + x), a1 = _mm256_loadu_ps(orow + x + 8),
+                       a2 = _mm256_loadu_ps(orow + x + 16), a3 = _mm256_loadu_ps(orow + x + 24);
+                for (int jj = j0; jj < j1; jj++) {
+                    const float *vr = v + (size_t)jj * kvd + x;
+                    __m256 pv = _mm256_set1_ps(p[jj]);
+                    a0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr), a0);
+                    a1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8), a1);
+                    a2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 16), a2);
+                    a3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 24), a3);
+                }
+                _mm256_storeu_ps(orow + x, a0);
+                _mm256_storeu_ps(orow + x + 8, a1);
+                _mm256_storeu_ps(orow + x + 16, a2);
+                _mm256_storeu_ps(orow + x + 24, a3);
+            }
+#endif
+            for (; x < hd; x++)
+                for (int jj = j0; jj < j1; jj++) orow[x] += p[jj] * v[(size_t)jj * kvd + x];
+        }
+    }
 }

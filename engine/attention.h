@@ -1,5 +1,6 @@
-/* attention.h — blocked causal attention of one tile, the attention of bf16 compute mode
- * (forward.c runs it per (KV head, query block) tile; f32 compute keeps forward.c's one-pass tile).
+/* attention.h — blocked causal attention of one tile, the attention of bf16 (and q8) compute mode
+ * (forward.c runs it per (KV head, query block) tile; f32 compute keeps forward.c's one-pass tile),
+ * and the decode step's attention in those modes (dk_attn_decode, below).
  *
  * A tile is M = nb·g query rows: nb query positions, each with the g query heads of one KV head's
  * group, stacked (row i·g + j). Query position i sees cache entries [0, lim0 + i] (causal); the
@@ -60,5 +61,13 @@ dk_status dk_attn_blocked(dk_attn_scratch *s, const float *q, int nb, int g, int
 /* FLOPs the blocked tile runs beyond the one-pass tile's count (forward.c): per row and key
  * block after the first the rescale of its output and its factor, and the final division. */
 int64_t dk_attn_blocked_extra_flops(int m, int kvl, int hd);
+
+/* The attention of g query rows (q: rows of hd) of one position that sees all n cache entries (k, v:
+ * rows of stride kvd): S = q·kᵀ·scale into s (g, n), softmax per row, O (g, hd) = P·v. For a decode
+ * step in bf16 and q8 compute (f32 arithmetic; f32 compute keeps forward.c's tile, bit for bit):
+ * each key and value row is read once for all g rows, where two OpenBLAS calls per tile packed the
+ * keys for a 7-row product (a decode step at 2K cached tokens, 0.5B shape, spent ~30 % in them). */
+void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
+                    float scale, float *s, float *o);
 
 #endif

@@ -106,6 +106,7 @@ typedef struct {
     int na, L0, n_blk, n_probe;
     bool capture;
     const uint16_t *kv16; /* the layer's cache in bf16 (dk_kv16_fill) for bf16 products, or NULL */
+    bool decode;          /* one query row that sees the whole cache: dk_attn_decode (bf16, q8) */
 } dk_attn_job;
 
 /* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
@@ -123,6 +124,11 @@ static void dk_attn_tile(void *arg, int t, int tid) {
     for (int i = 0; i < nb; i++)
         memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd,
                (size_t)g * hd * 4);
+    if (jb->decode) { /* bf16 / q8 compute, one query row: every key visible, no probe rows */
+        dk_attn_decode(qb, g, hd, kv->k + (size_t)h * hd, kv->v + (size_t)h * hd, kvd, kvl, scale, sb, ob);
+        memcpy(c->att + (size_t)r0 * qd + (size_t)h * g * hd, ob, (size_t)g * hd * 4);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kvl, hd, scale, qb, hd, kv->k + (size_t)h * hd,
                 kvd, 0.0f, sb, kvl);
     for (int i = 0; i < nb; i++) {
@@ -146,9 +152,9 @@ static void dk_attn_tile(void *arg, int t, int tid) {
 
 /* ---- blocked attention (bf16 compute mode; attention.h) ----
  * The same tiles; the keys in blocks with an online softmax, the products in bf16 for full query
- * blocks (partial ones, e.g. decode's single row, keep f32 products: a bf16 primitive per odd
- * shape would cost more than it saves). The sum over keys runs in another order than the one-pass
- * tile, so f32 compute keeps the one-pass tile (bit-identical to before). */
+ * blocks (partial ones keep f32 products: a bf16 primitive per odd shape would cost more than it
+ * saves); a decode step's single row takes dk_attn_decode instead. The sum over keys runs in another
+ * order than the one-pass tile, so f32 compute keeps the one-pass tile (bit-identical to before). */
 
 /* Probabilities of the probe rows of a tile (capture): the one-pass scores and softmax for those
  * rows only, after the tile's output (they are read by the hook, never by the output). */
@@ -242,8 +248,11 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv;
     int n_blk = (na + c->qblk - 1) / c->qblk, n_tiles = n_blk * k->n_head_kv;
-    bool blocked = dk_compute_bf16_on(c->mm.compute), b16 = blocked && na >= c->qblk;
-    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL};
+    /* bf16 and q8 compute: one query row and no probe to capture takes attention.h's decode form
+     * (through the one-pass tile), other chunks the blocked tile */
+    bool decode = dk_compute_bf16_on(c->mm.compute) && na == 1 && !capture;
+    bool blocked = dk_compute_bf16_on(c->mm.compute) && !decode, b16 = blocked && na >= c->qblk;
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode};
     if (b16) dk_kv16_fill(c, &c->kv[l]);
     dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is

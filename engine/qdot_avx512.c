@@ -49,22 +49,26 @@ enum { DK_QZ_SHIFT_q5_0 = 4 };
 DK_QZ static inline __m256 dk_qz_scales(const uint8_t *p, int bb, int nr) {
     __m128i h = _mm_setzero_si128();
     uint16_t v;
-#define DK_QZ_H(J)                              \
-    if ((J) < nr) {                             \
-        memcpy(&v, p + bb * (J), 2);            \
-        h = _mm_insert_epi16(h, (short)v, (J)); \
-    }
-    DK_QZ_H(0)
-    DK_QZ_H(1)
-    DK_QZ_H(2)
-    DK_QZ_H(3)
-    DK_QZ_H(4) DK_QZ_H(5) DK_QZ_H(6) DK_QZ_H(7)
+#define DK_QZ_H(J)                                  \
+    do {                                            \
+        if ((J) < nr) {                             \
+            memcpy(&v, p + bb * (J), 2);            \
+            h = _mm_insert_epi16(h, (short)v, (J)); \
+        }                                           \
+    } while (0)
+    DK_QZ_H(0);
+    DK_QZ_H(1);
+    DK_QZ_H(2);
+    DK_QZ_H(3);
+    DK_QZ_H(4);
+    DK_QZ_H(5);
+    DK_QZ_H(6);
+    DK_QZ_H(7);
 #undef DK_QZ_H
-        return _mm256_cvtph_ps(h);
+    return _mm256_cvtph_ps(h);
 }
 
-/* b0 = [Pa0..3 | Pb0..3], b1 = [Pa4..7 | Pb4..7] from eight blocks' lanes: Pa the sums of lanes
- * 0-3 (values 0-15), Pb of lanes 4-7 (values 16-31) */
+/* Lane j of *pa: the sum of t[j]'s lanes 0-3 (values 0-15 of block j), of *pb: lanes 4-7 (16-31). */
 DK_QZ static inline void dk_qz_fold_halves(const __m256i t[8], __m256i *pa, __m256i *pb) {
     __m256i b0 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
     __m256i b1 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[4], t[5]), _mm256_hadd_epi32(t[6], t[7]));

@@ -175,6 +175,26 @@ START_TEST(test_blocked_f32_bound) {
 }
 END_TEST
 
+/* dk_attn_decode (one position seeing every key; bf16 and q8 compute's decode step) within the same
+ * f32 bound (no bf16 rounding, no block rescaling), on the vector path (head size 64) and the plain
+ * one (12), key counts around its 8-key and 64-key steps. */
+START_TEST(test_decode_f32_bound) {
+    static const int n_keys[] = {1, 7, 8, 9, 64, 65, 600};
+    static const int hds[] = {64, 12};
+    for (size_t a = 0; a < sizeof n_keys / sizeof *n_keys; a++)
+        for (size_t b = 0; b < 2; b++) {
+            tile t;
+            tile_make(&t, 1, 7, hds[b], n_keys[a], 5 + a * 3 + b, false);
+            float *o = malloc((size_t)t.g * t.hd * 4), *sc = malloc((size_t)t.g * t.kvl * 4);
+            dk_attn_decode(t.q, t.g, t.hd, t.k, t.v, t.kvd, t.kvl, t.scale, sc, o);
+            tile_check(&t, o, 0, 0);
+            free(o);
+            free(sc);
+            tile_free(&t);
+        }
+}
+END_TEST
+
 START_TEST(test_blocked_bf16_bound) {
     if (!g_native) return;
     double worst[2] = {0, 0};
@@ -348,6 +368,7 @@ static Suite *attention_suite(void) {
     TCase *t = tcase_create("blocked");
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_blocked_f32_bound);
+    tcase_add_test(t, test_decode_f32_bound);
     tcase_add_test(t, test_blocked_bf16_bound);
     tcase_add_test(t, test_blocked_causal_exact);
     tcase_add_test(t, test_blocked_bad_tile);
