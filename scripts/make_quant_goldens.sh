@@ -78,6 +78,8 @@ quantize qqwen2_mix qqwen2 Q4_K_S "${ov_qwen[@]}"
 quantize qllama_q4_k_m qllama Q4_K_M
 quantize qqwen2_q3_k_m qqwen2 Q3_K_M
 quantize qllama_q5_k_s qllama Q5_K_S
+# the bundled model in Q8_0, for q8 compute's passkey and greedy checks (tests/test_compute.c)
+"$ref" quantize models/dashkit-tiny.gguf "$out/tiny_q8_0.gguf" Q8_0
 for m in qllama_mix qqwen2_mix qllama_q4_k_m qqwen2_q3_k_m qllama_q5_k_s; do
     "$ref" tensors "$out/quant_$m.gguf" "$out/quant_$m.tensors.tsv"
     "$ref" logits "$out/quant_$m.gguf" "$out/quant_prompt.txt" 16 "$out/quant_$m.logits" "$out/quant_$m.greedy.txt"

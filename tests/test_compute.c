@@ -39,6 +39,8 @@
 
 #define TINY_MODEL "models/dashkit-tiny.gguf"
 #define TINY_PROMPT "tests/data/tiny_prompt.txt"
+/* the bundled model quantized to Q8_0 by llama.cpp (scripts/make_quant_goldens.sh) */
+#define TINY_Q8_MODEL "tests/data/tiny_q8_0.gguf"
 #define U_BF16 (1.0 / 256.0)
 /* bf16 products on the path of a logit (the bound above) */
 #define BF16_PRODUCTS(n_layer) (9.0 * (n_layer) + 1)
@@ -211,11 +213,15 @@ START_TEST(test_model_logits_bound) {
 }
 END_TEST
 
-/* Greedy continuation of the golden passkey prompt cut before its answer. */
+/* Greedy continuation of the golden passkey prompt cut before its answer: the bundled model in bf16,
+ * and its Q8_0 file (llama.cpp's quantizer) in q8, each against f32 on the same file. */
+static const char *const GREEDY_MODELS[] = {TINY_MODEL, TINY_Q8_MODEL};
+static const dk_compute GREEDY_MODES[] = {DK_COMPUTE_BF16, DK_COMPUTE_Q8};
+
 START_TEST(test_greedy_equal) {
     SKIP_UNLESS_NATIVE();
-    if (access(TINY_MODEL, R_OK) != 0) {
-        printf("SKIP %s absent\n", TINY_MODEL);
+    if (access(GREEDY_MODELS[_i], R_OK) != 0) {
+        printf("SKIP %s absent\n", GREEDY_MODELS[_i]);
         return;
     }
     size_t len;
@@ -223,27 +229,44 @@ START_TEST(test_greedy_equal) {
     char *cut = NULL;
     for (char *p = strstr(text, "The pass key is"); p; p = strstr(p + 1, "The pass key is")) cut = p;
     ck_assert(cut != NULL);
-    cut[strlen("The pass key is")] = 0;
     dk_model *m = NULL;
     const dk_tokenizer *tok;
     dk_err e = {{0}};
-    ck_assert_msg(dk_model_load(TINY_MODEL, NULL, &m, &e) == DK_OK &&
+    ck_assert_msg(dk_model_load(GREEDY_MODELS[_i], NULL, &m, &e) == DK_OK &&
                       dk_model_tokenizer(m, &tok, &e) == DK_OK,
                   "%s", e.msg);
-    int32_t *ids = NULL, out[2][160];
-    int n_ids = 0, n_out[2];
+    /* the prompt with its golden answer " 36066." (up to the answer's period), then without */
+    char *dot = strchr(cut, '.');
+    ck_assert(dot != NULL);
+    char saved = dot[1];
+    dot[1] = 0;
+    int32_t *full = NULL, *ids = NULL, out[2][160];
+    int n_full = 0, n_ids = 0, n_out[2];
+    ck_assert(dk_tokenizer_encode(tok, text, strlen(text), true, &full, &n_full, &e) == DK_OK);
+    dot[1] = saved;
+    cut[strlen("The pass key is")] = 0;
     ck_assert(dk_tokenizer_encode(tok, text, strlen(text), true, &ids, &n_ids, &e) == DK_OK);
     ck_assert(n_ids > DK_COMPUTE_MIN_M && n_ids + 12 <= 160);
     for (int mode = 0; mode < 2; mode++) {
         dk_ctx *c = NULL;
         ck_assert(dk_ctx_create(m, n_ids + 12, &c, &e) == DK_OK);
-        ck_assert(dk_ctx_set_compute(c, mode ? DK_COMPUTE_BF16 : DK_COMPUTE_F32, &e) == DK_OK);
+        ck_assert(dk_ctx_set_compute(c, mode ? GREEDY_MODES[_i] : DK_COMPUTE_F32, &e) == DK_OK);
         ck_assert_msg(dk_generate_greedy(c, ids, n_ids, n_ids + 12, -1, out[mode], &n_out[mode], &e) == DK_OK,
                       "%s", e.msg);
         dk_ctx_free(c);
     }
     ck_assert_int_eq(n_out[0], n_out[1]);
-    ck_assert_msg(!memcmp(out[0], out[1], (size_t)n_out[0] * 4), "greedy continuations differ");
+    /* f32 gives the golden answer; bf16 the whole continuation of f32. q8's 8-bit activations moved
+     * the first near-tie after the answer on this model (f32 goes on ". 36066", q8 ".3": the tiny
+     * model's text after an answer), so q8 is held to the answer */
+    /* out[i] is the token at position i + 1 (llama2.c's run): the prompt's, then the generated */
+    ck_assert(n_full > n_ids && n_full - 1 <= n_out[0] && !memcmp(full, ids, (size_t)n_ids * 4));
+    ck_assert_msg(!memcmp(out[0], full + 1, (size_t)(n_full - 1) * 4),
+                  "%s: f32 does not give the golden answer", GREEDY_MODELS[_i]);
+    int n_cmp = GREEDY_MODES[_i] == DK_COMPUTE_Q8 ? n_full - 1 : n_out[0];
+    ck_assert_msg(!memcmp(out[0], out[1], (size_t)n_cmp * 4), "%s: greedy continuations differ (%s vs f32)",
+                  GREEDY_MODELS[_i], dk_compute_name(GREEDY_MODES[_i]));
+    free(full);
     free(ids);
     free(text);
     dk_model_free(m);
@@ -440,8 +463,8 @@ END_TEST
 
 START_TEST(test_passkey_accuracy) {
     SKIP_UNLESS_NATIVE();
-    if (access(TINY_MODEL, R_OK) != 0) {
-        printf("SKIP %s absent\n", TINY_MODEL);
+    if (access(GREEDY_MODELS[_i], R_OK) != 0) {
+        printf("SKIP %s absent\n", GREEDY_MODELS[_i]);
         return;
     }
     double sc[2][2];
@@ -450,14 +473,14 @@ START_TEST(test_passkey_accuracy) {
         snprintf(
             cmd, sizeof cmd,
             "%s eval %s --task passkey --opt length=1024 -n 6 --seed 3 --method dash --rho 0.5 --compute %s",
-            dk_test_cli(), TINY_MODEL, mode ? "bf16" : "f32");
+            dk_test_cli(), GREEDY_MODELS[_i], mode ? dk_compute_name(GREEDY_MODES[_i]) : "f32");
         ck_assert_int_eq(dk_test_run(cmd, 0, &out), 0);
         sc[mode][0] = dk_test_field(out, "dense_score");
         sc[mode][1] = dk_test_field(out, "score");
         free(out);
     }
-    printf("passkey 1024 x 6: dense %.1f / %.1f, dash rho 0.5 %.1f / %.1f (f32 / bf16)\n", sc[0][0], sc[1][0],
-           sc[0][1], sc[1][1]);
+    printf("%s: passkey 1024 x 6: dense %.1f / %.1f, dash rho 0.5 %.1f / %.1f (f32 / %s)\n",
+           GREEDY_MODELS[_i], sc[0][0], sc[1][0], sc[0][1], sc[1][1], dk_compute_name(GREEDY_MODES[_i]));
     ck_assert(sc[0][0] == sc[1][0]);
     ck_assert(sc[0][1] == sc[1][1]);
 }
@@ -651,14 +674,14 @@ static Suite *compute_suite(void) {
     tcase_add_test(t, test_product_bound);
     tcase_add_test(t, test_bad_shape);
     tcase_add_loop_test(t, test_model_logits_bound, 0, (int)(sizeof MODELS / sizeof *MODELS));
-    tcase_add_test(t, test_greedy_equal);
+    tcase_add_loop_test(t, test_greedy_equal, 0, 2);
     tcase_add_test(t, test_small_m_f32);
     tcase_add_test(t, test_rho0_bit_identical);
     tcase_add_test(t, test_packs_shared);
     tcase_add_loop_test(t, test_q8_small_m_bound, 0, (int)(sizeof Q8_TYPES / sizeof *Q8_TYPES));
     tcase_add_test(t, test_q8_f32_weights_is_bf16);
     tcase_add_test(t, test_q8_rho0_bit_identical);
-    tcase_add_test(t, test_passkey_accuracy);
+    tcase_add_loop_test(t, test_passkey_accuracy, 0, 2);
     tcase_add_test(t, test_cli_compute);
     suite_add_tcase(s, t);
     return s;
