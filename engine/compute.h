@@ -15,11 +15,12 @@
  *         softmax (attention.h), its two products in bf16 for full query blocks (f32 for the
  *         last partial block and decode); norms, RoPE and the softmax arithmetic stay f32.
  *         oneDNN picks its kernels from the CPU at run time (avx512_core_bf16, AMX).
- *   q8    bf16, and the products of at most DK_MATVEC_MAX_M rows (decode) on Q8_0 and Q5_0 weights
- *         take activations quantized to 8 bits per 32 values and sum integer products inside each
- *         block, as llama.cpp multiplies them (qdot.h: the definition and its error). Decode on
- *         those types is bound by the work per weight in f32 arithmetic, not by the memory; this
- *         mode trades the f32 dot for ~1.5x fewer instructions. Other weight types decode as in f32.
+ *   q8    bf16, and the products of at most DK_MATVEC_MAX_M rows (decode) on Q8_0, Q5_0, Q4_K and
+ *         Q6_K weights take activations quantized to 8 bits per 32 values and sum integer products
+ *         inside each block, as llama.cpp multiplies them (qdot.h: the definition and its error).
+ *         Decode on those types in f32 arithmetic is bound by the work per weight (widen, scale,
+ *         FMA in a fixed order), not by the memory; the integer dots read a row 1.6x (Q8_0) to
+ *         3.5x (Q4_K) faster per thread. Other weight types decode as in f32.
  *
  * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
  * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower
