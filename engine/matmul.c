@@ -38,7 +38,7 @@ static const float *dk_weight_rows(dk_matmul_ctx *mm, const dk_tensor *w, int64_
  * Y (m, n) = X (m, k) · Wᵀ for m <= DK_MATVEC_MAX_M, every file type and compute mode: each row of
  * W is read once in its file type and widened next to its dot products (matvec.h), no f32 copy of
  * W travels through memory and no BLAS call is made. The rows are cut into chunks at fixed offsets
- * (>= 64 KiB of file bytes, at most 32 chunks per thread) that the pool's threads take as they
+ * (>= DK_MATVEC_CHUNK_BYTES of file bytes, at most 32 chunks per thread) that the pool's threads take as they
  * come; a row's result depends on nothing but its bits and X's, so every split and thread count
  * gives the same bits, and row i of Y is the same whatever m is (a decode step equals the same
  * row of a small chunk). The one-row scratch of types widened in memory is a per-thread slice of
@@ -72,6 +72,13 @@ static void dk_matvec_task(void *arg, int t, int tid) {
 /* The fused path applies: few rows, enabled (the default; dk_ctx_set_fused_decode). */
 static bool dk_use_fused(const dk_matmul_ctx *mm, int m) { return mm->fused && m <= DK_MATVEC_MAX_M; }
 
+/* The least file bytes of a chunk of rows. Each chunk starts on lines no prefetch asked for and
+ * costs a task hand-out: 64 KiB chunks (5400 a token on the 0.5B shape) left decode 10-17 % short of
+ * 256 KiB ones (measured side by side, decode-only steps: Q8_0 in q8 compute 90 -> 107 tok/s, in
+ * f32 74 -> 84, F16 55 -> 61); 1 MiB ones were no faster and leave a 0.85 MiB matrix to one
+ * thread. */
+enum { DK_MATVEC_CHUNK_BYTES = 256 << 10 };
+
 /* A job that reads fewer weight bytes than this runs on the caller alone: waking a worker costs
  * about as much as reading it, and on a busy machine a preempted worker holding a task stalls the
  * job by a time slice (a llama-tiny-shaped model decoded ~100x slower split over 2 busy threads). */
@@ -87,7 +94,7 @@ static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, i
     bool widen = w->type != DK_GGML_TYPE_F32 && !qa;
     if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)*threads * (size_t)w->cols)) *threads = 1;
     if ((r1 - r0) * (int64_t)w->row_bytes < DK_MATVEC_PAR_BYTES) *threads = 1;
-    int64_t n = r1 - r0, rows = (65536 + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
+    int64_t n = r1 - r0, rows = (DK_MATVEC_CHUNK_BYTES + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
     int64_t per = (n + 32 * (int64_t)mm->pool->n - 1) / (32 * (int64_t)mm->pool->n);
     if (rows < per) rows = per;
     if (rows < 1) rows = 1;
