@@ -39,8 +39,10 @@ enum { DK_QZ_SHIFT_q8_0 = 7 };
 DK_QZ static inline __m256i dk_qz_u_q5_0(const uint8_t *p) {
     uint32_t qh;
     memcpy(&qh, p + 2, 4);
-    __m128i raw = _mm_loadu_si128((const __m128i *)(p + 6)), m4 = _mm_set1_epi8(0x0F);
-    __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+    /* the 16 bytes in both halves, the high half shifted right by 4: low nibbles, then high ones */
+    __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 6)));
+    __m256i u = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                 _mm256_set1_epi8(0x0F));
     return _mm256_mask_add_epi8(u, (__mmask32)qh, u, _mm256_set1_epi8(16));
 }
 enum { DK_QZ_SHIFT_q5_0 = 4 };
