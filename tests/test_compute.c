@@ -296,20 +296,27 @@ END_TEST
 
 /* ---- rho = 0 is dense, bit for bit, in bf16 too ---- */
 
+/* T context and Q question tokens of m's vocabulary from seed, and dash with rho 0 */
+static void rho0_inputs(const dk_model *m, uint64_t seed, int32_t *ctx, int T, int32_t *q, int Q,
+                        const dk_policy **pol, dk_policy_params *pp) {
+    dk_err e = {{0}};
+    uint64_t s = seed, V = (uint64_t)m->cfg.n_vocab;
+    for (int i = 0; i < T; i++) ctx[i] = (int32_t)(rng_next(&s) % V);
+    for (int i = 0; i < Q; i++) q[i] = (int32_t)(rng_next(&s) % V);
+    ck_assert(dk_policy_lookup("dash", pol, &e) == DK_OK);
+    dk_policy_params_default(pp);
+    ck_assert(dk_policy_params_set_text(*pol, pp, "rho", "0", &e) == DK_OK);
+}
+
 START_TEST(test_rho0_bit_identical) {
     SKIP_UNLESS_NATIVE();
     dk_model *m = dk_test_model_shape("qwen2-tiny", 4, 7);
     dk_err e = {{0}};
     int T = 100, Q = 9, V = m->cfg.n_vocab;
     int32_t ctx[100], q[9];
-    uint64_t s = 99;
-    for (int i = 0; i < T; i++) ctx[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
-    for (int i = 0; i < Q; i++) q[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
     const dk_policy *pol;
     dk_policy_params pp;
-    ck_assert(dk_policy_lookup("dash", &pol, &e) == DK_OK);
-    dk_policy_params_default(&pp);
-    ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
+    rho0_inputs(m, 99, ctx, T, q, Q, &pol, &pp);
     dk_prefill_result rd, rm;
     float *hd = malloc((size_t)T * m->cfg.n_embd * 4), *hm = malloc((size_t)T * m->cfg.n_embd * 4);
     dk_ctx *c = NULL;
@@ -400,14 +407,9 @@ START_TEST(test_q8_rho0_bit_identical) {
     dk_err e = {{0}};
     int T = 100, Q = 5, V = m->cfg.n_vocab;
     int32_t ctx[100], q[5];
-    uint64_t s = 42;
-    for (int i = 0; i < T; i++) ctx[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
-    for (int i = 0; i < Q; i++) q[i] = (int32_t)(rng_next(&s) % (uint64_t)V);
     const dk_policy *pol;
     dk_policy_params pp;
-    ck_assert(dk_policy_lookup("dash", &pol, &e) == DK_OK);
-    dk_policy_params_default(&pp);
-    ck_assert(dk_policy_params_set_text(pol, &pp, "rho", "0", &e) == DK_OK);
+    rho0_inputs(m, 42, ctx, T, q, Q, &pol, &pp);
     dk_prefill_result rd, rm, rb;
     dk_ctx *c = NULL;
     ck_assert(dk_ctx_create(m, T + Q, &c, &e) == DK_OK);
