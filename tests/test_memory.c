@@ -78,7 +78,8 @@ END_TEST
 
 /* The estimate of scratch + KV equals what a real context allocates (heap growth measured by
  * mallinfo2 around dk_ctx_create and a prefill of the chunk), within malloc's bookkeeping. */
-static const uint32_t t_types[] = {DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16, DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16};
+static const uint32_t t_types[] = {DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16, DK_GGML_TYPE_F32, DK_GGML_TYPE_BF16,
+                                   DK_GGML_TYPE_F32};
 
 START_TEST(test_estimate_vs_allocation) {
 #ifdef __SANITIZE_ADDRESS__
@@ -90,9 +91,10 @@ START_TEST(test_estimate_vs_allocation) {
     dk_model *m;
     dk_err e = {{0}};
     uint32_t type = t_types[_i];
-    dk_compute compute = _i >= 2 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32; /* loops 2, 3: bf16 compute */
-    if (compute == DK_COMPUTE_BF16 && !dk_compute_bf16_native()) {
-        printf("SKIP estimate vs heap growth in bf16: no native bf16\n");
+    /* loops 2, 3: bf16 compute; 4: q8 (its quantized activations) */
+    dk_compute compute = _i >= 4 ? DK_COMPUTE_Q8 : _i >= 2 ? DK_COMPUTE_BF16 : DK_COMPUTE_F32;
+    if (dk_compute_bf16_on(compute) && !dk_compute_bf16_native()) {
+        printf("SKIP estimate vs heap growth in bf16 or q8: no native bf16\n");
         return;
     }
     ck_assert_msg(dk_model_create_random_typed(&c, 1, "t", type, &m, &e) == DK_OK, "%s", e.msg);
@@ -126,7 +128,7 @@ START_TEST(test_estimate_vs_allocation) {
     ck_assert_msg(h1 - h0 >= est_ctx && h1 - h0 <= est_ctx + slack_ctx,
                   "context: measured %lld, estimate %lld", (long long)(h1 - h0), (long long)est_ctx);
     /* bf16: oneDNN's own allocations are an allowance (DK_MEMORY_DNNL_SCRATCH), not exact */
-    int64_t low = est_chunk - (compute == DK_COMPUTE_BF16 ? DK_MEMORY_DNNL_SCRATCH : 0);
+    int64_t low = est_chunk - (dk_compute_bf16_on(compute) ? DK_MEMORY_DNNL_SCRATCH : 0);
     printf("heap growth of a %d-token chunk (%s weights, %s compute): %lld, estimate %lld\n", chunk,
            m->tensor_type, dk_compute_name(compute), (long long)(h2 - h1), (long long)est_chunk);
     ck_assert_msg(h2 - h1 >= low && h2 - h1 <= est_chunk + slack_chunk, "chunk: measured %lld, estimate %lld",
@@ -213,7 +215,7 @@ Suite *memory_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_closed_forms);
     tcase_add_test(tc, test_read_gguf_matches_loader);
-    tcase_add_loop_test(tc, test_estimate_vs_allocation, 0, 4);
+    tcase_add_loop_test(tc, test_estimate_vs_allocation, 0, 5);
     tcase_add_test(tc, test_cli_info_memory);
     suite_add_tcase(s, tc);
     return s;
