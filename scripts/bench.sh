@@ -11,7 +11,8 @@
 # (decode_vs_bandwidth_TYPE; on AVX-512 CPUs decode_avx512_vs_avx2_TYPE, the same decode on the AVX2
 # kernels beside it), and where q8 compute runs, Q8_0 and Q5_0 in q8 compute too
 # (decode_vs_bandwidth_TYPE_q8, and decode_q8_vs_f32dot_TYPE: against the same decode with f32 dots,
-# side by side); (5) dashkit vs llama.cpp prefill and decode
+# side by side), and Q4_K and Q6_K on the TinyLlama-1.1B shape in q8 (decode_vs_bandwidth_TINYLLAMA_TYPE_q8);
+# (5) dashkit vs llama.cpp prefill and decode
 # tokens/s on the same files at 2K and 16K tokens, dashkit in bf16 compute (scripts/bench_llamacpp.sh;
 # skipped with a message unless build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE_T,
 # llamacpp_decode_ratio_TYPE);
@@ -59,6 +60,13 @@ for dtc in "${decode_types[@]}"; do
     out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" "${cflags[@]}" --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
     T_=$(tr a-z A-Z <<<"$dt")$suffix
     awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth|decode_avx2_tokens_per_s|decode_avx512_vs_avx2|decode_f32dot_tokens_per_s|decode_q8_vs_f32dot)$/ {print $1 "_" t ": " $2}' <<<"$out"
+done
+# K-quants on a shape whose rows are whole 256-blocks (TinyLlama-1.1B; the 0.5B shape's 896-wide
+# rows are not), in q8 compute: decode_vs_bandwidth_TINYLLAMA_TYPE_q8, decode_q8_vs_f32dot_TINYLLAMA_TYPE_q8
+for dt in $([ -n "${compute[*]}" ] && echo "${DK_BENCH_DECODE_KTYPES:-q4_k q6_k}"); do
+    out=$(nice ./dashkit bench --shape tinyllama-1.1b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --compute q8 --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
+    T_=TINYLLAMA_$(tr a-z A-Z <<<"$dt")_q8
+    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_vs_bandwidth|decode_f32dot_tokens_per_s|decode_q8_vs_f32dot)$/ {print $1 "_" t ": " $2}' <<<"$out"
 done
 echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
 for mode in f32 ${compute[1]:-}; do
