@@ -196,6 +196,20 @@ void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, 
     if (atomic_load(&dk_qdot_z) < 0) dk_qdot_set_simd(true);
     dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type) : NULL;
     int64_t k = w->cols;
+    dk_qdot2_fn z2 = z && m == 1 ? dk_qdot_avx512_2(w->type) : NULL;
+    if (z2) {
+        int64_t h = (r1 - r0) / 2;
+        dk_qrow x = dk_qact_row(a, 0);
+        for (int64_t i = 0; i < h; i++) {
+            const uint8_t *ra = (const uint8_t *)w->data + (size_t)(r0 + i) * w->row_bytes;
+            float s[2];
+            z2(ra, ra + (size_t)h * w->row_bytes, &x, k, s);
+            float *ya = y + r0 + i, *yb = ya + h;
+            *ya = beta != 0.0f ? *ya + s[0] : s[0];
+            *yb = beta != 0.0f ? *yb + s[1] : s[1];
+        }
+        r0 += 2 * h;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         for (int i = 0; i < m; i++) {

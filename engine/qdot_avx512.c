@@ -12,7 +12,9 @@
  * group of fewer than eight blocks: the same steps, masked. No 32-bit sum overflows (|Σ u q| <=
  * 32 * 255 * 127; Q6_K's scaled half sums stay below 2^25).
  * Measured here (one thread, rows in L3, Zen 4): Q8_0 rows at ~38-40 G values/s against the F32-order
- * kernel's ~25, Q5_0 ~28-31 against ~20. */
+ * kernel's ~25, Q5_0 ~28-31 against ~20. Q8_0 and Q5_0 rows also run two at once (qdot.c pairs row
+ * r0 + i with r0 + h + i, two long streams, as matvec.c does): the steps of the two interleave,
+ * decode of the 0.5B shape's Q8_0 file measured 1.08x (Q4_K_M 1.02x), decode-only loops side by side. */
 #include "qdot_simd.h"
 #include "matvec_simd.h"
 #include "quant.h"
@@ -85,8 +87,8 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
     return _mm256_add_epi32(pa, pb);
 }
 
-/* One group: blocks b0 .. b0 + nr - 1 (nr <= 8, lanes past nr untouched) into acc. */
-#define DK_QZ_GROUP(TYPE, BB, P, B0, NR)                                                                \
+/* One group: blocks b0 .. b0 + nr - 1 (nr <= 8, lanes past nr untouched) into the accumulator ACC. */
+#define DK_QZ_GROUP(TYPE, BB, P, B0, NR, ACC)                                                           \
     do {                                                                                                \
         __m256i t[8];                                                                                   \
         DK_QZ_DOT(TYPE, BB, P, B0, NR, 0);                                                              \
@@ -101,7 +103,14 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
         __m256i sq = _mm256_slli_epi32(_mm256_maskz_loadu_epi32(k, x->sum + (B0)), DK_QZ_SHIFT_##TYPE); \
         __m256i S = _mm256_sub_epi32(dk_qz_fold8(t), sq);                                               \
         __m256 s = _mm256_mul_ps(dk_qz_scales((P), (BB), (NR)), _mm256_maskz_loadu_ps(k, x->d + (B0))); \
-        acc = _mm256_mask3_fmadd_ps(s, _mm256_cvtepi32_ps(S), acc, k);                                  \
+        ACC = _mm256_mask3_fmadd_ps(s, _mm256_cvtepi32_ps(S), ACC, k);                                  \
+    } while (0)
+/* The row's last blocks after its whole groups: none, half a group (896 wide: 28 blocks, a constant
+ * count, 1.05-1.08x), or another part. */
+#define DK_QZ_LAST(TYPE, BB, P, B0, NB, ACC)                                         \
+    do {                                                                             \
+        if ((NB) - (B0) == 4) DK_QZ_GROUP(TYPE, BB, P, B0, 4, ACC);                  \
+        else if ((B0) < (NB)) DK_QZ_GROUP(TYPE, BB, P, B0, (int)((NB) - (B0)), ACC); \
     } while (0)
 /* block j of the group: its lanes of Σ u q (zero past nr) */
 #define DK_QZ_DOT(TYPE, BB, P, B0, NR, J)                                                                    \
@@ -109,22 +118,44 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
                                             _mm256_loadu_si256((const __m256i *)(x->q + 32 * ((B0) + (J))))) \
                       : _mm256_setzero_si256()
 
-#define DK_QZ_KERNEL(TYPE, BB)                                                               \
-    DK_QZ static float dk_qz_dot_##TYPE(const void *w, const dk_qrow *x, int64_t n) {        \
-        const uint8_t *p = w;                                                                \
-        int64_t nb = n / 32, b0 = 0;                                                         \
-        __m256 acc = _mm256_setzero_ps();                                                    \
-        for (; b0 + 8 <= nb; b0 += 8, p += 8 * (BB)) {                                       \
-            DK_MATVEC_PREFETCH(p, 8 * (BB));                                                 \
-            DK_QZ_GROUP(TYPE, BB, p, b0, 8);                                                 \
-        }                                                                                    \
-        if (nb - b0 == 4) /* 896-wide rows (28 blocks): a constant half group, 1.05-1.08x */ \
-            DK_QZ_GROUP(TYPE, BB, p, b0, 4);                                                 \
-        else if (b0 < nb) DK_QZ_GROUP(TYPE, BB, p, b0, (int)(nb - b0));                      \
-        return dk_qz_hsum8(acc);                                                             \
+/* One row, and two rows at once (out[0], out[1]: the two rows' groups interleaved). */
+#define DK_QZ_KERNEL(TYPE, BB)                                                        \
+    DK_QZ static float dk_qz_dot_##TYPE(const void *w, const dk_qrow *x, int64_t n) { \
+        const uint8_t *p = w;                                                         \
+        int64_t nb = n / 32, b0 = 0;                                                  \
+        __m256 acc = _mm256_setzero_ps();                                             \
+        for (; b0 + 8 <= nb; b0 += 8, p += 8 * (BB)) {                                \
+            DK_MATVEC_PREFETCH(p, 8 * (BB));                                          \
+            DK_QZ_GROUP(TYPE, BB, p, b0, 8, acc);                                     \
+        }                                                                             \
+        DK_QZ_LAST(TYPE, BB, p, b0, nb, acc);                                         \
+        return dk_qz_hsum8(acc);                                                      \
+    }
+#define DK_QZ_KERNEL2(TYPE, BB)                                                                      \
+    DK_QZ static void dk_qz_dot2_##TYPE(const void *w0, const void *w1, const dk_qrow *x, int64_t n, \
+                                        float *out) {                                                \
+        const uint8_t *p0 = w0, *p1 = w1;                                                            \
+        int64_t nb = n / 32, b0 = 0;                                                                 \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                    \
+        for (; b0 + 8 <= nb; b0 += 8, p0 += 8 * (BB), p1 += 8 * (BB)) {                              \
+            DK_MATVEC_PREFETCH(p0, 8 * (BB));                                                        \
+            DK_MATVEC_PREFETCH(p1, 8 * (BB));                                                        \
+            DK_QZ_GROUP(TYPE, BB, p0, b0, 8, a0);                                                    \
+            DK_QZ_GROUP(TYPE, BB, p1, b0, 8, a1);                                                    \
+        }                                                                                            \
+        DK_QZ_LAST(TYPE, BB, p0, b0, nb, a0);                                                        \
+        DK_QZ_LAST(TYPE, BB, p1, b0, nb, a1);                                                        \
+        out[0] = dk_qz_hsum8(a0);                                                                    \
+        out[1] = dk_qz_hsum8(a1);                                                                    \
     }
 DK_QZ_KERNEL(q8_0, 34)
 DK_QZ_KERNEL(q5_0, 22)
+DK_QZ_KERNEL2(q8_0, 34)
+DK_QZ_KERNEL2(q5_0, 22)
+
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type) {
+    return type == DK_GGML_TYPE_Q8_0 ? dk_qz_dot2_q8_0 : type == DK_GGML_TYPE_Q5_0 ? dk_qz_dot2_q5_0 : NULL;
+}
 
 /* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles; per
  * 64 values 32 bytes, low nibbles sub-block 2c, high nibbles 2c + 1): S = Σ u q per sub-block, then
@@ -218,6 +249,10 @@ dk_qdot_fn dk_qdot_avx512(uint32_t type) {
     }
 }
 #else
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type) {
+    (void)type;
+    return NULL;
+}
 dk_qdot_fn dk_qdot_avx512(uint32_t type) {
     (void)type;
     return NULL;

@@ -11,4 +11,8 @@ typedef float (*dk_qdot_fn)(const void *w, const dk_qrow *x, int64_t n);
  * build cannot make it. The caller checks the CPU. */
 dk_qdot_fn dk_qdot_avx512(uint32_t type);
 
+/* Two rows at once: out[0] and out[1] get the bits dk_qdot_fn gives for w0 and w1 (AVX-512 Q8_0 and
+ * Q5_0; NULL otherwise). */
+typedef void (*dk_qdot2_fn)(const void *w0, const void *w1, const dk_qrow *x, int64_t n, float *out);
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type);
 #endif

@@ -10,7 +10,8 @@
  *  - the error against the double product of the file's values with x is within the bound derived
  *    in qdot.h: Σ |w| (d_b/2 + 2.01 u |x|) + (u + 1.01 (L + 3) u)(1 + u) Σ_b |d_w d_b S_b|, L the
  *    blocks per lane;
- *  - a row's result depends on nothing but the row and X: any row range, m = 1 or 3, beta 1 adds. */
+ *  - a row's result depends on nothing but the row and X: any row range, m = 1 (the two-row
+ *    kernels) or 3, beta 1 adds. */
 #include "support/dk_test.h"
 #include "qdot.h"
 #include "quant.h"
@@ -213,38 +214,48 @@ START_TEST(test_definition_bits_and_bound) {
 }
 END_TEST
 
+/* m rows of X at once, one at a time in row ranges of 5 (m = 1: pairs of rows through the two-row
+ * kernels, the odd one alone), beta 1: the same bits; lengths whose last group of 8 blocks is whole,
+ * half (896: 28 blocks) and partial (416: 13) for the 32-value types. */
 START_TEST(test_rows_independent) {
     uint32_t type;
     if (!t_isa(_i, &type)) return;
-    enum { R = 23, K = 1792, M = 3 }; /* 7 blocks of 256 */
-    size_t rb = dk_ggml_row_bytes(type, K);
-    uint8_t *w = malloc(R * rb);
-    float *src = malloc(K * 4), *x = malloc(M * K * 4), y[M * R], z[M * R];
-    uint64_t s = 11;
-    for (int r = 0; r < R; r++) {
-        for (int j = 0; j < K; j++) src[j] = t_unit(&s);
-        dk_quantize(type, src, w + r * rb, K);
+    uint32_t be, bb;
+    ck_assert(dk_ggml_type_block(type, &be, &bb));
+    static const int lens[] = {1792, 896, 416};
+    for (int li = 0; li < (be == 32 ? 3 : 1); li++) {
+        enum { R = 23, M = 3 };
+        int K = lens[li];
+        size_t rb = dk_ggml_row_bytes(type, K);
+        uint8_t *w = malloc(R * rb);
+        float *src = malloc(K * 4), *x = malloc(M * K * 4), y[M * R], z[M * R];
+        uint64_t s = 11;
+        for (int r = 0; r < R; r++) {
+            for (int j = 0; j < K; j++) src[j] = t_unit(&s);
+            dk_quantize(type, src, w + r * rb, K);
+        }
+        for (int i = 0; i < M * K; i++) x[i] = t_unit(&s) * 2.0f;
+        dk_qact a = {0}, a1 = {0};
+        dk_err e;
+        ck_assert(dk_qact_init(&a, M * K, &e) == DK_OK && dk_qact_init(&a1, K, &e) == DK_OK);
+        dk_qact_quantize(&a, x, M, K);
+        dk_tensor t = {w, type, R, K, rb};
+        dk_qdot_rows(&t, 0, R, &a, M, y, R, 0.0f);
+        for (int i = 0; i < M; i++) {
+            dk_qact_quantize(&a1, x + i * K, 1, K);
+            for (int r0 = 0; r0 < R; r0 += 5)
+                dk_qdot_rows(&t, r0, r0 + 5 < R ? r0 + 5 : R, &a1, 1, z + i * R, R, 0.0f);
+        }
+        ck_assert_msg(memcmp(y, z, sizeof y) == 0, "%s k = %d: m = 1 ranges differ from m = 3",
+                      dk_ggml_type_name(type), K);
+        dk_qdot_rows(&t, 0, R, &a, M, z, R, 1.0f);
+        for (int i = 0; i < M * R; i++) ck_assert_msg(z[i] == y[i] + y[i], "beta 1: entry %d", i);
+        dk_qact_free(&a);
+        dk_qact_free(&a1);
+        free(w);
+        free(src);
+        free(x);
     }
-    for (int i = 0; i < M * K; i++) x[i] = t_unit(&s) * 2.0f;
-    dk_qact a = {0}, a1 = {0};
-    dk_err e;
-    ck_assert(dk_qact_init(&a, M * K, &e) == DK_OK && dk_qact_init(&a1, K, &e) == DK_OK);
-    dk_qact_quantize(&a, x, M, K);
-    dk_tensor t = {w, type, R, K, rb};
-    dk_qdot_rows(&t, 0, R, &a, M, y, R, 0.0f);
-    for (int i = 0; i < M; i++) { /* one row of X at a time, in row ranges of 5 */
-        dk_qact_quantize(&a1, x + i * K, 1, K);
-        for (int r0 = 0; r0 < R; r0 += 5)
-            dk_qdot_rows(&t, r0, r0 + 5 < R ? r0 + 5 : R, &a1, 1, z + i * R, R, 0.0f);
-    }
-    ck_assert(memcmp(y, z, sizeof y) == 0);
-    dk_qdot_rows(&t, 0, R, &a, M, z, R, 1.0f);
-    for (int i = 0; i < M * R; i++) ck_assert_msg(z[i] == y[i] + y[i], "beta 1: entry %d", i);
-    dk_qact_free(&a);
-    dk_qact_free(&a1);
-    free(w);
-    free(src);
-    free(x);
     dk_qdot_set_simd(true);
 }
 END_TEST
