@@ -197,7 +197,7 @@ void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, 
     dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type) : NULL;
     int64_t k = w->cols;
     dk_qdot2_fn z2 = z && m == 1 ? dk_qdot_avx512_2(w->type) : NULL;
-    if (z2) {
+    if (z2) { /* one row of X: row r0 + i with r0 + h + i, two long streams (as matvec.c pairs rows) */
         int64_t h = (r1 - r0) / 2;
         dk_qrow x = dk_qact_row(a, 0);
         for (int64_t i = 0; i < h; i++) {
