@@ -530,10 +530,15 @@ static void identity_of(const char *compute_kv, dk_config_identity *id) {
 }
 
 START_TEST(test_config_compute) {
-    dk_config_identity none, f32, bf16;
+    dk_config_identity none, f32, bf16, q8;
     identity_of("", &none);
     identity_of(",\"compute\":\"f32\"", &f32);
     identity_of(",\"compute\":\"bf16\"", &bf16);
+    identity_of(",\"compute\":\"q8\"", &q8);
+    ck_assert_str_ne(q8.key, bf16.key); /* q8 is its own cell, with its own dense references */
+    ck_assert_str_ne(q8.task_key, bf16.task_key);
+    ck_assert_ptr_nonnull(strstr(q8.json, "\"compute\":\"q8\""));
+    dk_config_identity_free(&q8);
     ck_assert_str_eq(none.key, f32.key);
     ck_assert_str_eq(none.task_key, f32.task_key);
     ck_assert_str_ne(none.key, bf16.key);
@@ -545,7 +550,7 @@ START_TEST(test_config_compute) {
     dk_config_identity_free(&bf16);
     static const char *const bad[][2] = {
         {"\"fp16\"", "t.json: compute: compute 'fp16' is not one of f32, bf16, q8"},
-        {"16", "t.json: compute: expected a string (f32, bf16), got number 16"}};
+        {"16", "t.json: compute: expected a string (f32, bf16, q8), got number 16"}};
     for (int i = 0; i < 2; i++) {
         char json[512];
         snprintf(

@@ -612,7 +612,7 @@ dk_status dk_config_parse(const char *text, size_t n, const char *path, const dk
         dk_err ce = {{0}};
         if (!cJSON_IsString(v)) {
             dk_describe(v, got, sizeof got);
-            st = dk_fail(err, DK_ERR_ARG, "%s: compute: expected a string (f32, bf16), got %s", file, got);
+            st = dk_fail(err, DK_ERR_ARG, "%s: compute: expected a string (f32, bf16, q8), got %s", file, got);
             goto fail;
         }
         if (dk_compute_parse(v->valuestring, &cfg->compute, &ce)) {

@@ -12,10 +12,10 @@
  *     "seed":    1234,                         optional, integer >= 0, default 0
  *     "threads": 2,                            optional, integer >= 0, default 0 (= all cores)
  *     "chat":    "auto"                        optional: auto | none | chatml | llama3 | llama2 (evaluate.h)
- *     "compute": "f32"                         optional: f32 (default) | bf16, precision of the large
- *                                              products (engine/compute.h); bf16 is part of every
- *                                              cell's identity and task key (f32 adds nothing, so
- *                                              keys of earlier stores stay valid)
+ *     "compute": "f32"                         optional: f32 (default) | bf16 | q8, precision of the
+ *                                              products (engine/compute.h); bf16 and q8 are part of
+ *                                              every cell's identity and task key (f32 adds nothing,
+ *                                              so keys of earlier stores stay valid)
  *   }
  * A task or method option is a scalar (number, string, boolean) or a grid: a non-empty array
  * of scalars. Grids expand as a cross product; a task grid key written in the plural
@@ -108,7 +108,7 @@ typedef struct {
     int64_t samples;       /* samples per cell, >= 1 */
     int64_t seed;          /* sample-set seed, >= 0 */
     int threads;           /* 0 = all cores */
-    dk_compute compute;    /* "compute": f32 (default) or bf16 */
+    dk_compute compute;    /* "compute": f32 (default), bf16 or q8 */
     dk_config_cell *cells; /* (n_cells) the expanded matrix */
     size_t n_cells;
     /* "analyze": {"samples": N, "ls": F, "rho": R} (all optional; defaults 5, 0.4, 0.667): after
