@@ -148,9 +148,6 @@ static inline __m256 dk_attn_fold8(const __m256 a[8]) {
 static void dk_attn_decode_scores8(const float *q, int g, int hd, const float *k, int kvd, int j0, int n,
                                    float scale, float *s) {
     const float *k0 = k + (size_t)j0 * kvd;
-    for (int j = 0; j < 8; j++) /* the rows 32 keys ahead: a lone thread's stream is latency-bound */
-        for (int x = 0; x < hd; x += 16)
-            _mm_prefetch((const char *)(k0 + (size_t)(32 + j) * kvd + x), _MM_HINT_T0);
     for (int r = 0; r < g; r++) {
         const float *qr = q + (size_t)r * hd;
         __m256 a[8];
@@ -193,11 +190,6 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
     memset(o, 0, (size_t)g * hd * sizeof *o);
     for (int j0 = 0; j0 < n; j0 += DK_ATTN_DECODE_VBLK) {
         int j1 = j0 + DK_ATTN_DECODE_VBLK < n ? j0 + DK_ATTN_DECODE_VBLK : n;
-#if defined(__AVX2__) && defined(__FMA__)
-        for (int jj = j1; jj < j1 + DK_ATTN_DECODE_VBLK && jj < n; jj++) /* the next block's value rows */
-            for (int x = 0; x < hd; x += 16)
-                _mm_prefetch((const char *)(v + (size_t)jj * kvd + x), _MM_HINT_T0);
-#endif
         for (int r = 0; r < g; r++) {
             const float *p = s + (size_t)r * n;
             float *orow = o + (size_t)r * hd;
