@@ -157,6 +157,28 @@ dk_qdot2_fn dk_qdot_avx512_2(uint32_t type) {
     return type == DK_GGML_TYPE_Q8_0 ? dk_qz_dot2_q8_0 : type == DK_GGML_TYPE_Q5_0 ? dk_qz_dot2_q5_0 : NULL;
 }
 
+/* Q4_K / Q5_K block at p: dl = d * scale and ml = dmin * min of the 8 sub-blocks (lane j: sub-block j), the
+ * floats matvec_simd.h's dk_matvec_k4_scales computes, unpacked in vector registers: scales 0-3 and mins 0-3
+ * are the low 6 bits of bytes 0-3 and 4-7 of the 12; scales 4-7 the low nibbles of bytes 8-11 and the top 2
+ * bits of bytes 0-3, mins 4-7 the high nibbles of bytes 8-11 and the top 2 bits of bytes 4-7. */
+DK_QZ static inline void dk_qz_k4_scales(const uint8_t *p, __m256 *dl, __m256 *ml) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p); /* d, dmin, then the 12 bytes at 4..15 */
+    /* lanes 0-7 scales, 8-15 mins: the byte holding the low bits, and the one holding the top 2 (j >= 4) */
+    __m128i lo = _mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m128i top = _mm_shuffle_epi8(v,
+                                   _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    /* mins 4-7 take the high nibble: shift those lanes down by 4 first */
+    __m128i shifted = _mm_blend_epi16(lo, _mm_srli_epi16(lo, 4), 0xC0);
+    __m128i keep = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
+    __m128i u = _mm_or_si128(_mm_and_si128(shifted, keep),
+                             _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+    __m256 dd = _mm256_cvtph_ps(v); /* lane 0 d, lane 1 dmin */
+    *dl = _mm256_mul_ps(_mm256_permutexvar_ps(_mm256_setzero_si256(), dd),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(u)));
+    *ml = _mm256_mul_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), dd),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(u, 8))));
+}
+
 /* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles; per
  * 64 values 32 bytes, low nibbles sub-block 2c, high nibbles 2c + 1): S = Σ u q per sub-block, then
  * t = dl S - ml Σ q in one rounding, acc += d_b t. */
@@ -183,7 +205,7 @@ DK_QZ static float dk_qz_dot_q4_k(const void *w, const dk_qrow *x, int64_t n) {
         DK_QZ_Q4(3);
 #undef DK_QZ_Q4
         __m256 dl, ml;
-        dk_matvec_k4_scales(p, &dl, &ml);
+        dk_qz_k4_scales(p, &dl, &ml);
         __m256 sq = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x->sum + b0)));
         __m256 tt = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(dk_qz_fold8(t)), _mm256_mul_ps(ml, sq));
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(x->d + b0), tt, acc);
