@@ -148,15 +148,13 @@ float dk_qdot_scalar(uint32_t type, const void *w, const dk_qrow *x, int64_t n) 
         }
     } else if (type == DK_GGML_TYPE_Q4_K) { /* 144-byte blocks: d, dmin, 12 scale bytes, 128 of nibbles */
         for (int64_t b0 = 0; b0 < n / DK_QACT_BLOCK; b0 += 8, p += 144) {
-            const uint8_t *u = p + 4;     /* sub-block j's 6-bit scale and min, as quant.c unpacks them */
-            for (int j = 0; j < 8; j++) { /* the low (j even) or high nibbles of 32 bytes */
-                int sc = j < 4 ? u[j] & 63 : (u[j + 4] & 0xF) | (u[j - 4] >> 6) << 4;
-                int mn = j < 4 ? u[j + 4] & 63 : (u[j + 4] >> 4) | (u[j] >> 6) << 4;
+            float dl[8], ml[8];
+            dk_k4_scales(p + 4, dk_qdot_half(p), dk_qdot_half(p + 2), dl, ml);
+            for (int j = 0; j < 8; j++) { /* sub-block j: the low (j even) or high nibbles of 32 bytes */
                 for (int i = 0; i < DK_QACT_BLOCK; i++)
                     v[i] = (p[16 + 32 * (j / 2) + i] >> (4 * (j % 2))) & 0xF;
-                float dl = dk_qdot_half(p) * (float)sc, ml = dk_qdot_half(p + 2) * (float)mn;
                 int32_t S = dk_qdot_ints(v, x->q + (b0 + j) * DK_QACT_BLOCK, DK_QACT_BLOCK);
-                acc[j] = fmaf(x->d[b0 + j], fmaf(dl, (float)S, -(ml * (float)x->sum[b0 + j])), acc[j]);
+                acc[j] = fmaf(x->d[b0 + j], fmaf(dl[j], (float)S, -(ml[j] * (float)x->sum[b0 + j])), acc[j]);
             }
         }
     } else { /* Q6_K, 210-byte blocks: ql[128], qh[64], int8 scales[16], f16 d; see quant.c */

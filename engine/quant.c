@@ -243,7 +243,7 @@ static void dk_dequant_q3_k(const uint8_t *s, float *dst, size_t n) {
 /* Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scale and min each, packed in 12 bytes: j < 4 in the
  * low 6 bits of bytes j (scale) and j+4 (min); j >= 4: low 4 bits from byte j+4 (lo nibble scale,
  * hi nibble min), high 2 bits from the top of bytes j-4 (scale) and j (min). */
-static void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml) {
+void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml) {
     for (int j = 0; j < 8; j++) {
         int sc = j < 4 ? p[j] & 63 : (p[j + 4] & 0xF) | (p[j - 4] >> 6) << 4;
         int mn = j < 4 ? p[j + 4] & 63 : (p[j + 4] >> 4) | (p[j] >> 6) << 4;

@@ -63,6 +63,9 @@ void dk_dequantize(uint32_t type, const void *src, float *dst, size_t n);
 /* The portable form of dk_dequantize for the types that have an AVX2 one (tests compare both
  * with ggml); the same function for the others. */
 void dk_dequantize_scalar(uint32_t type, const void *src, float *dst, size_t n);
+/* Q4_K / Q5_K: the 8 sub-blocks' dl[j] = d * scale_j and ml[j] = dmin * min_j (f32 products), their
+ * 6-bit scales and mins unpacked from the block's 12 bytes at p (layout in quant.c). */
+void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml);
 
 /* ---- f32 -> storage type (random-weight models in a file type, tests) ---- */
 uint16_t dk_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
