@@ -84,6 +84,12 @@ enum { DK_MATVEC_CHUNK_BYTES = 256 << 10 };
  * job by a time slice (a llama-tiny-shaped model decoded ~100x slower split over 2 busy threads). */
 enum { DK_MATVEC_PAR_BYTES = 1 << 20 };
 
+/* Rows of W widened into a scratch row (not F32, no q8 dots) find no scratch row per thread in wbuf. */
+static bool dk_matvec_no_room(const dk_matmul_ctx *mm, const dk_tensor *w, const dk_qact *qa) {
+    return w->type != DK_GGML_TYPE_F32 && !qa &&
+           (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)w->cols);
+}
+
 /* The job of rows [r0, r1) of W against X (m, k) into Y (row stride ldy, column r = row r of W);
  * returns its chunks. *threads: 1 when a widened type finds no scratch row per thread in wbuf, or
  * when the rows hold fewer than DK_MATVEC_PAR_BYTES (dk_matmul_multi sums its products first). */
@@ -92,7 +98,7 @@ static int dk_matvec_plan(const dk_matmul_ctx *mm, dk_matvec_job *j, float *y, i
     *threads = mm->pool->n;
     const dk_qact *qa = mm->compute == DK_COMPUTE_Q8 && dk_qdot_type(w->type) ? &mm->qact : NULL;
     bool widen = w->type != DK_GGML_TYPE_F32 && !qa;
-    if (widen && (!mm->wbuf || mm->wbuf_n < (size_t)*threads * (size_t)w->cols)) *threads = 1;
+    if (dk_matvec_no_room(mm, w, qa)) *threads = 1;
     if ((r1 - r0) * (int64_t)w->row_bytes < DK_MATVEC_PAR_BYTES) *threads = 1;
     int64_t n = r1 - r0, rows = (DK_MATVEC_CHUNK_BYTES + (int64_t)w->row_bytes - 1) / (int64_t)w->row_bytes;
     int64_t per = (n + 32 * (int64_t)mm->pool->n - 1) / (32 * (int64_t)mm->pool->n);
@@ -148,10 +154,8 @@ void dk_matmul_multi(dk_matmul_ctx *mm, const float *x, int m, int k, const dk_m
         mj.first[p + 1] = mj.first[p] + dk_matvec_plan(mm, &mj.j[p], o[p].y, (int)o[p].w->rows, x, o[p].w, 0,
                                                        o[p].w->rows, m, 0.0f, &th);
         bytes += o[p].w->rows * (int64_t)o[p].w->row_bytes;
-        bool no_room = o[p].w->type != DK_GGML_TYPE_F32 && !mj.j[p].qa &&
-                       (!mm->wbuf || mm->wbuf_n < (size_t)mm->pool->n * (size_t)k);
         quantize = quantize || mj.j[p].qa;
-        if (no_room) threads = 1;
+        if (dk_matvec_no_room(mm, o[p].w, mj.j[p].qa)) threads = 1;
         *flops += 2 * (int64_t)m * o[p].w->rows * k;
     }
     if (bytes < DK_MATVEC_PAR_BYTES) threads = 1;
