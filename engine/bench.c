@@ -196,7 +196,6 @@ double dk_bench_decode_bytes(const dk_model *m, double ctx) {
            (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * ctx;
 }
 
-/* Whether some matrix of m has rows of a type with an AVX-512 kernel (matvec.h). */
 /* Whether some decode matrix of m has a type that `has` accepts. */
 static bool dk_bench_any_type(const dk_model *m, bool (*has)(uint32_t)) {
     bool any = has(m->w.output.type);
@@ -234,7 +233,8 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     }
     dk_status st = DK_OK;
     /* the paths timed, in turn: fused (AVX-512 kernels where the CPU has them), fused on AVX2 only
-     * (AVX-512 CPUs, models with matrices of such a type), whole-matrix conversion (converted weights) */
+     * (AVX-512 CPUs, models with matrices of such a type; in q8 compute with q8 dots: fused with f32
+     * dots instead), whole-matrix conversion (converted weights) */
     enum { DK_BENCH_FUSED, DK_BENCH_AVX2, DK_BENCH_F32DOT, DK_BENCH_CONVERT };
     int paths[3] = {DK_BENCH_FUSED}, n_paths = 1;
     dk_compute mode = dk_ctx_compute(c);
