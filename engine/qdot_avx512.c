@@ -1,20 +1,23 @@
 /* qdot_avx512.c — AVX-512 VNNI forms of qdot.h's q8 dot products (used when the CPU has AVX-512F, BW,
  * VL and VNNI; qdot.c checks at run time, the build never assumes it).
  *
- * Eight activation blocks at a time, one 256-bit register per block: the block's 32 weights as
- * unsigned bytes u (Q8_0: w + 128, by flipping the sign bit; Q5_0, Q4_K, Q6_K: their quants as they
- * are), vpdpbusd sums u_i q_i four at a time into 8 int32 lanes, horizontal adds fold the eight
- * blocks' lanes into one register of eight block sums (Q6_K: of sixteen half-block sums), and the
- * offsets come off as multiples of the activations' sums (Q8_0 128 Σ q, Q5_0 16 Σ q, Q6_K
+ * Two activation blocks at a time, one 512-bit register holding both blocks' 32 weights as unsigned
+ * bytes u (Q8_0: w + 128, by flipping the sign bit; Q5_0, Q4_K, Q6_K: their quants as they are),
+ * vpdpbusd sums u_i q_i four at a time into 16 int32 lanes (8 per block), a shuffle-and-add tree folds
+ * four such registers into one register of eight block sums (Q6_K: of sixteen half-block sums), and
+ * the offsets come off as multiples of the activations' sums (Q8_0 128 Σ q, Q5_0 16 Σ q, Q6_K
  * 32 Σ sc_h Σ_h q): S_b exactly as qdot.h defines it. The eight scales are computed together, and
  * lane j of the f32 accumulator takes blocks b ≡ j (mod 8) in order with one fused multiply-add
  * each, the definition's acc[b mod 8]; the end is its reduction. Q8_0 and Q5_0 rows may end in a
- * group of fewer than eight blocks: the same steps, masked. No 32-bit sum overflows (|Σ u q| <=
- * 32 * 255 * 127; Q6_K's scaled half sums stay below 2^25).
- * Measured here (one thread, rows in L3, Zen 4): Q8_0 rows at ~38-40 G values/s against the F32-order
- * kernel's ~25, Q5_0 ~28-31 against ~20. Q8_0 and Q5_0 rows also run two at once (qdot.c pairs row
- * r0 + i with r0 + h + i, two long streams, as matvec.c does): the steps of the two interleave,
- * decode of the 0.5B shape's Q8_0 file measured 1.08x (Q4_K_M 1.02x), decode-only loops side by side. */
+ * group of fewer than eight blocks: half a group the same way, other counts one block per 256-bit
+ * register, masked. No 32-bit sum overflows (|Σ u q| <= 32 * 255 * 127; Q6_K's scaled half sums stay
+ * below 2^25).
+ * Measured here (one thread, rows in L3, AMD Zen 5, full-width AVX-512), G values/s: Q8_0 ~55, Q5_0
+ * ~43, Q4_K ~51, Q6_K ~49; one block per 256-bit register, as before 2026-12-03, gave 49, 37, 43 and
+ * 36, and the F32-order kernels give ~26, ~21, ~13, ~13. Q8_0 and Q5_0 rows also run two at once
+ * (qdot.c pairs row r0 + i with r0 + h + i, two long streams, as matvec.c does): the steps of the two
+ * interleave, decode of the 0.5B shape's Q8_0 file measured 1.08x (Q4_K_M 1.02x), decode-only loops
+ * side by side. */
 #include "qdot_simd.h"
 #include "matvec_simd.h"
 #include "quant.h"
@@ -72,22 +75,15 @@ DK_QZ static inline __m256 dk_qz_scales(const uint8_t *p, int bb, int nr) {
     return _mm256_cvtph_ps(h);
 }
 
-/* Lane j of *pa: the sum of t[j]'s lanes 0-3 (values 0-15 of block j), of *pb: lanes 4-7 (16-31). */
-DK_QZ static inline void dk_qz_fold_halves(const __m256i t[8], __m256i *pa, __m256i *pb) {
-    __m256i b0 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
-    __m256i b1 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[4], t[5]), _mm256_hadd_epi32(t[6], t[7]));
-    *pa = _mm256_permute2x128_si256(b0, b1, 0x20);
-    *pb = _mm256_permute2x128_si256(b0, b1, 0x31);
-}
-
 /* lane j: the sum of t[j]'s eight lanes */
 DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
-    __m256i pa, pb;
-    dk_qz_fold_halves(t, &pa, &pb);
-    return _mm256_add_epi32(pa, pb);
+    __m256i b0 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[0], t[1]), _mm256_hadd_epi32(t[2], t[3]));
+    __m256i b1 = _mm256_hadd_epi32(_mm256_hadd_epi32(t[4], t[5]), _mm256_hadd_epi32(t[6], t[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
 }
 
-/* One group: blocks b0 .. b0 + nr - 1 (nr <= 8, lanes past nr untouched) into the accumulator ACC. */
+/* One group: blocks b0 .. b0 + nr - 1 (nr <= 8, lanes past nr untouched) into the accumulator ACC,
+ * one block per 256-bit register (a row's last blocks, when they are not half a group). */
 #define DK_QZ_GROUP(TYPE, BB, P, B0, NR, ACC)                                                           \
     do {                                                                                                \
         __m256i t[8];                                                                                   \
@@ -109,7 +105,7 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
  * count, 1.05-1.08x), or another part. */
 #define DK_QZ_LAST(TYPE, BB, P, B0, NB, ACC)                                         \
     do {                                                                             \
-        if ((NB) - (B0) == 4) DK_QZ_GROUP(TYPE, BB, P, B0, 4, ACC);                  \
+        if ((NB) - (B0) == 4) DK_QZ_ZGROUP(TYPE, BB, P, B0, 2, ACC);                 \
         else if ((B0) < (NB)) DK_QZ_GROUP(TYPE, BB, P, B0, (int)((NB) - (B0)), ACC); \
     } while (0)
 /* block j of the group: its lanes of Σ u q (zero past nr) */
@@ -117,6 +113,77 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
     t[J] = (J) < (NR) ? _mm256_dpbusd_epi32(_mm256_setzero_si256(), dk_qz_u_##TYPE((P) + (BB) * (J)),        \
                                             _mm256_loadu_si256((const __m256i *)(x->q + 32 * ((B0) + (J))))) \
                       : _mm256_setzero_si256()
+
+/* Two blocks at p, their 64 unsigned weights in one 512-bit register (the block at p in bytes 0-31). */
+DK_QZ static inline __m512i dk_qz_u2_q8_0(const uint8_t *p) {
+    __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(p + 36)), 1);
+    return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+}
+DK_QZ static inline __m512i dk_qz_u2_q5_0(const uint8_t *p) {
+    /* each block's 16 bytes in two 128-bit lanes, the second shifted right by 4 (dk_qz_u_q5_0) */
+    __m512i raw = _mm512_mask_broadcast_i32x4(
+        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 6))), 0xFF00,
+        _mm_loadu_si128((const __m128i *)(p + 28)));
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(raw, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                                 _mm512_set1_epi8(0x0F));
+    uint32_t h0, h1;
+    memcpy(&h0, p + 2, 4);
+    memcpy(&h1, p + 24, 4);
+    return _mm512_mask_add_epi8(u, (__mmask64)((uint64_t)h0 | (uint64_t)h1 << 32), u, _mm512_set1_epi8(16));
+}
+
+/* The eight f16 scales of a whole group at p, widened (dk_qz_scales for nr = 8), by word permutes of the
+ * group's own bytes. Q8_0: words 17 j, the first four from bytes 0-127, the others from 128-255;
+ * Q5_0: words 11 j, the last two from bytes 112-175. */
+DK_QZ static inline __m256 dk_qz_scales8_q8_0(const uint8_t *p) {
+    const __m512i idx = _mm512_zextsi128_si512(_mm_setr_epi16(0, 17, 34, 51, 4, 21, 38, 55));
+    __m512i lo = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), idx, _mm512_loadu_si512(p + 64));
+    __m512i hi = _mm512_permutex2var_epi16(_mm512_loadu_si512(p + 128), idx, _mm512_loadu_si512(p + 192));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_mask_blend_epi16(0xF0, lo, hi)));
+}
+DK_QZ static inline __m256 dk_qz_scales8_q5_0(const uint8_t *p) {
+    const __m512i idx = _mm512_zextsi128_si512(_mm_setr_epi16(0, 11, 22, 33, 44, 55, 10, 21));
+    __m512i lo = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), idx, _mm512_loadu_si512(p + 64));
+    __m512i hi = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p + 112));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_mask_blend_epi16(0xC0, lo, hi)));
+}
+
+/* Four registers of sixteen lanes, t_i's lanes 0-7 partial sums of block 2i and 8-15 of block 2i + 1
+ * (lanes 0-3 of a block its values 0-15, lanes 4-7 its values 16-31): the result's 128-bit lane 0
+ * holds the sums of values 0-15 of blocks 0, 2, 4, 6, lane 1 of their values 16-31, lanes 2 and 3
+ * the same of blocks 1, 3, 5, 7. */
+DK_QZ static inline __m512i dk_qz_fold4_halves(__m512i t0, __m512i t1, __m512i t2, __m512i t3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(t0, t1), _mm512_unpackhi_epi32(t0, t1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(t2, t3), _mm512_unpackhi_epi32(t2, t3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+/* lane j: block j's sum */
+DK_QZ static inline __m256i dk_qz_fold4(__m512i t0, __m512i t1, __m512i t2, __m512i t3) {
+    __m512i c = dk_qz_fold4_halves(t0, t1, t2, t3);
+    __m512i d = _mm512_add_epi32(c, _mm512_shuffle_i64x2(c, c, 0xB1));
+    return _mm512_castsi512_si256(
+        _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0), d));
+}
+
+/* NP pairs of blocks (NP = 4: a whole group; 2: half of one) from block b0, 512 bits at a time: the
+ * same S_b and steps as DK_QZ_GROUP, 1.1-1.2x its speed here. */
+#define DK_QZ_ZDOT(TYPE, BB, P, B0, I)                                                 \
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), dk_qz_u2_##TYPE((P) + 2 * (I) * (BB)), \
+                        _mm512_loadu_si512(x->q + 32 * (B0) + 64 * (I)))
+#define DK_QZ_ZGROUP(TYPE, BB, P, B0, NP, ACC)                                                     \
+    do {                                                                                           \
+        __m512i z_ = _mm512_setzero_si512();                                                       \
+        __m256i S = dk_qz_fold4(DK_QZ_ZDOT(TYPE, BB, P, B0, 0), DK_QZ_ZDOT(TYPE, BB, P, B0, 1),    \
+                                (NP) > 2 ? DK_QZ_ZDOT(TYPE, BB, P, B0, 2) : z_,                    \
+                                (NP) > 2 ? DK_QZ_ZDOT(TYPE, BB, P, B0, 3) : z_);                   \
+        __mmask8 k = (__mmask8)((1u << 2 * (NP)) - 1);                                             \
+        S = _mm256_sub_epi32(                                                                      \
+            S, _mm256_slli_epi32(_mm256_maskz_loadu_epi32(k, x->sum + (B0)), DK_QZ_SHIFT_##TYPE)); \
+        __m256 sc = (NP) == 4 ? dk_qz_scales8_##TYPE(P) : dk_qz_scales((P), (BB), 2 * (NP));       \
+        __m256 s = _mm256_mul_ps(sc, _mm256_maskz_loadu_ps(k, x->d + (B0)));                       \
+        ACC = _mm256_mask3_fmadd_ps(s, _mm256_cvtepi32_ps(S), ACC, k);                             \
+    } while (0)
 
 /* One row, and two rows at once (out[0], out[1]: the two rows' groups interleaved). */
 #define DK_QZ_KERNEL(TYPE, BB)                                                        \
@@ -126,7 +193,7 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
         __m256 acc = _mm256_setzero_ps();                                             \
         for (; b0 + 8 <= nb; b0 += 8, p += 8 * (BB)) {                                \
             DK_MATVEC_PREFETCH(p, 8 * (BB));                                          \
-            DK_QZ_GROUP(TYPE, BB, p, b0, 8, acc);                                     \
+            DK_QZ_ZGROUP(TYPE, BB, p, b0, 4, acc);                                    \
         }                                                                             \
         DK_QZ_LAST(TYPE, BB, p, b0, nb, acc);                                         \
         return dk_qz_hsum8(acc);                                                      \
@@ -140,8 +207,8 @@ DK_QZ static inline __m256i dk_qz_fold8(const __m256i t[8]) {
         for (; b0 + 8 <= nb; b0 += 8, p0 += 8 * (BB), p1 += 8 * (BB)) {                              \
             DK_MATVEC_PREFETCH(p0, 8 * (BB));                                                        \
             DK_MATVEC_PREFETCH(p1, 8 * (BB));                                                        \
-            DK_QZ_GROUP(TYPE, BB, p0, b0, 8, a0);                                                    \
-            DK_QZ_GROUP(TYPE, BB, p1, b0, 8, a1);                                                    \
+            DK_QZ_ZGROUP(TYPE, BB, p0, b0, 4, a0);                                                   \
+            DK_QZ_ZGROUP(TYPE, BB, p1, b0, 4, a1);                                                   \
         }                                                                                            \
         DK_QZ_LAST(TYPE, BB, p0, b0, nb, a0);                                                        \
         DK_QZ_LAST(TYPE, BB, p1, b0, nb, a1);                                                        \
@@ -184,30 +251,25 @@ DK_QZ static inline void dk_qz_k4_scales(const uint8_t *p, __m256 *dl, __m256 *m
  * t = dl S - ml Σ q in one rounding, acc += d_b t. */
 DK_QZ static float dk_qz_dot_q4_k(const void *w, const dk_qrow *x, int64_t n) {
     const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), nib = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b0 = 0; b0 < n / 32; b0 += 8, p += 144) {
         DK_MATVEC_PREFETCH(p, 144);
-        __m256i t[8];
         const int8_t *q = x->q + 32 * b0;
-#define DK_QZ_Q4(C)                                                                                     \
-    do {                                                                                                \
-        __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (C)));                         \
-        t[2 * (C)] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(raw, m4),             \
-                                         _mm256_loadu_si256((const __m256i *)(q + 64 * (C))));          \
-        t[2 * (C) + 1] = _mm256_dpbusd_epi32(_mm256_setzero_si256(),                                    \
-                                             _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),           \
-                                             _mm256_loadu_si256((const __m256i *)(q + 64 * (C) + 32))); \
-    } while (0)
-        DK_QZ_Q4(0);
-        DK_QZ_Q4(1);
-        DK_QZ_Q4(2);
-        DK_QZ_Q4(3);
+        /* 32 bytes in both halves, the high one shifted by 4: sub-blocks 2c and 2c + 1 */
+#define DK_QZ_Q4(C)                                                                                    \
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                                        \
+                        _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(_mm256_loadu_si256(  \
+                                                               (const __m256i *)(p + 16 + 32 * (C)))), \
+                                                           nib),                                       \
+                                         m4),                                                          \
+                        _mm512_loadu_si512(q + 64 * (C)))
+        __m256i S = dk_qz_fold4(DK_QZ_Q4(0), DK_QZ_Q4(1), DK_QZ_Q4(2), DK_QZ_Q4(3));
 #undef DK_QZ_Q4
         __m256 dl, ml;
         dk_qz_k4_scales(p, &dl, &ml);
         __m256 sq = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x->sum + b0)));
-        __m256 tt = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(dk_qz_fold8(t)), _mm256_mul_ps(ml, sq));
+        __m256 tt = _mm256_fmsub_ps(dl, _mm256_cvtepi32_ps(S), _mm256_mul_ps(ml, sq));
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(x->d + b0), tt, acc);
     }
     return dk_qz_hsum8(acc);
@@ -219,43 +281,45 @@ DK_QZ static float dk_qz_dot_q4_k(const void *w, const dk_qrow *x, int64_t n) {
  * S = sc[2j] Pa + sc[2j + 1] Pb - 32 (sc[2j] hsum[2j] + sc[2j + 1] hsum[2j + 1]). */
 DK_QZ static float dk_qz_dot_q6_k(const void *w, const dk_qrow *x, int64_t n) {
     const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+    const __m512i sh01 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2),
+                  sh23 = _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6);
     const __m128i evens = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b0 = 0; b0 < n / 32; b0 += 8, p += 210) {
         DK_MATVEC_PREFETCH(p, 210);
-        __m256i t[8];
         const int8_t *q = x->q + 32 * b0;
-#define DK_QZ_Q6(H, K)                                                                                   \
-    do {                                                                                                 \
-        __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * (H) + 32 * ((K)&1)));                 \
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * (H)));                          \
-        __m256i u = _mm256_or_si256(                                                                     \
-            _mm256_and_si256(_mm256_srli_epi16(ql, 4 * ((K) >> 1)), m4),                                 \
-            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * (K)), m2), 4));                 \
-        t[4 * (H) + (K)] = _mm256_dpbusd_epi32(                                                          \
-            _mm256_setzero_si256(), u, _mm256_loadu_si256((const __m256i *)(q + 32 * (4 * (H) + (K))))); \
-    } while (0)
-        DK_QZ_Q6(0, 0);
-        DK_QZ_Q6(0, 1);
-        DK_QZ_Q6(0, 2);
-        DK_QZ_Q6(0, 3);
-        DK_QZ_Q6(1, 0);
-        DK_QZ_Q6(1, 1);
-        DK_QZ_Q6(1, 2);
-        DK_QZ_Q6(1, 3);
-#undef DK_QZ_Q6
-        __m256i pa, pb;
-        dk_qz_fold_halves(t, &pa, &pb);
-        __m128i sc = _mm_loadu_si128((const __m128i *)(p + 192)), se = _mm_shuffle_epi8(sc, evens);
-        __m256i sa = _mm256_cvtepi8_epi32(se), sb = _mm256_cvtepi8_epi32(_mm_srli_si128(se, 8));
+        __m512i t[4];
+        for (int h = 0; h < 2; h++) {
+            /* blocks 4h + k: k = 0, 1 the low nibbles of ql's 64 bytes, k = 2, 3 the high ones; the
+             * 2 high bits of k from bits 2k of qh's 32 bytes (in both halves, shifted by 2k) */
+            __m512i ql = _mm512_loadu_si512(p + 64 * h);
+            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)));
+            __m512i hi01 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, sh01), m2), 4);
+            __m512i hi23 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, sh23), m2), 4);
+            /* 0xE4: bits of the first operand where the third (m4) is set, else of the second */
+            __m512i u01 = _mm512_ternarylogic_epi32(ql, hi01, m4, 0xE4);
+            __m512i u23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), hi23, m4, 0xE4);
+            t[2 * h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u01, _mm512_loadu_si512(q + 128 * h));
+            t[2 * h + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u23,
+                                               _mm512_loadu_si512(q + 128 * h + 64));
+        }
+        /* pab: lanes 0-7 the sums of values 0-15 of blocks 0-7, lanes 8-15 of values 16-31 */
+        __m512i pab = _mm512_permutexvar_epi32(
+            _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15),
+            dk_qz_fold4_halves(t[0], t[1], t[2], t[3]));
+        __m128i sc = _mm_loadu_si128((const __m128i *)(p + 192));
+        __m512i sab = _mm512_cvtepi8_epi32(
+            _mm_shuffle_epi8(sc, evens)); /* lanes 0-7 sc[2j], 8-15 sc[2j + 1] */
+        __m512i prod = _mm512_mullo_epi32(pab, sab);
         __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc),
                                          _mm256_loadu_si256((const __m256i *)(x->hsum + 2 * b0)));
-        __m256i S = _mm256_sub_epi32(_mm256_add_epi32(_mm256_mullo_epi32(pa, sa), _mm256_mullo_epi32(pb, sb)),
-                                     _mm256_slli_epi32(corr, 5));
-        uint16_t h;
-        memcpy(&h, p + 208, 2);
-        __m256 s = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h)), _mm256_loadu_ps(x->d + b0));
+        __m256i S = _mm256_sub_epi32(
+            _mm256_add_epi32(_mm512_castsi512_si256(prod), _mm512_extracti64x4_epi64(prod, 1)),
+            _mm256_slli_epi32(corr, 5));
+        uint16_t d;
+        memcpy(&d, p + 208, 2);
+        __m256 s = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(d)), _mm256_loadu_ps(x->d + b0));
         acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(S), acc);
     }
     return dk_qz_hsum8(acc);
