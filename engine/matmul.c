@@ -81,8 +81,11 @@ enum { DK_MATVEC_CHUNK_BYTES = 256 << 10 };
 
 /* A job that reads fewer weight bytes than this runs on the caller alone: waking a worker costs
  * about as much as reading it, and on a busy machine a preempted worker holding a task stalls the
- * job by a time slice (a llama-tiny-shaped model decoded ~100x slower split over 2 busy threads). */
-enum { DK_MATVEC_PAR_BYTES = 1 << 20 };
+ * job by a time slice (a llama-tiny-shaped model decoded ~100x slower split over 2 busy threads).
+ * 256 KiB (was 1 MiB) splits the 0.5B shape's Q and O products too (0.55 MB in Q5_0): decode of its
+ * Q4_K_M file in q8 compute, decode-only loops side by side, 102 -> 108 and 106 -> 112 tok/s; Q8_0
+ * and F16 files inside the noise. */
+enum { DK_MATVEC_PAR_BYTES = 256 << 10 };
 
 /* Rows of W widened into a scratch row (not F32, no q8 dots) find no scratch row per thread in wbuf. */
 static bool dk_matvec_no_room(const dk_matmul_ctx *mm, const dk_tensor *w, const dk_qact *qa) {

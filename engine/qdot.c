@@ -16,7 +16,7 @@ int64_t dk_qact_bytes(int64_t cap) {
 dk_status dk_qact_init(dk_qact *a, int64_t cap, dk_err *e) {
     *a = (dk_qact){0};
     int64_t nb = cap / DK_QACT_BLOCK;
-    a->q = malloc((size_t)cap);
+    a->q = aligned_alloc(64, ((size_t)cap + 63) / 64 * 64); /* whole lines for 512-bit loads */
     a->d = malloc((size_t)nb * sizeof *a->d);
     a->sum = malloc((size_t)nb * sizeof *a->sum);
     a->hsum = malloc((size_t)nb * 2 * sizeof *a->hsum);
