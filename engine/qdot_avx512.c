@@ -239,11 +239,12 @@ DK_QZ static inline void dk_qz_k4_scales(const uint8_t *p, __m256 *dl, __m256 *m
     __m128i keep = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
     __m128i u = _mm_or_si128(_mm_and_si128(shifted, keep),
                              _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
-    __m256 dd = _mm256_cvtph_ps(v); /* lane 0 d, lane 1 dmin */
-    *dl = _mm256_mul_ps(_mm256_permutexvar_ps(_mm256_setzero_si256(), dd),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(u)));
-    *ml = _mm256_mul_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), dd),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(u, 8))));
+    /* lanes 0-7 d, 8-15 dmin, times the 16 unpacked values */
+    __m512 dm = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                      _mm512_castps256_ps512(_mm256_cvtph_ps(v)));
+    __m512 f = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(u)));
+    *dl = _mm512_castps512_ps256(f);
+    *ml = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1));
 }
 
 /* Q4_K (144-byte blocks of 256: f16 d, dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles; per
