@@ -3,6 +3,7 @@
 #include "ops.h"
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -173,8 +174,20 @@ static void dk_attn_decode_scores8(const float *q, int g, int hd, const float *k
 /* keys per block of the output pass: their value rows stay in L1 while the g rows take them */
 enum { DK_ATTN_DECODE_VBLK = 64 };
 
+/* -1: not yet asked; 0 or 1: whether dk_attn_decode takes the AVX-512 form */
+static _Atomic int dk_attn_z = -1;
+
+bool dk_attn_decode_set_simd(bool on) {
+    float q[64] = {0}, k[64] = {0}, s[1], o[64];
+    bool has = dk_attn_decode_avx512(q, 1, 64, k, k, 64, 0, 1.0f, s, o) && __builtin_cpu_supports("avx512f");
+    atomic_store(&dk_attn_z, on && has);
+    return on && has;
+}
+
 void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
                     float scale, float *s, float *o) {
+    if (atomic_load(&dk_attn_z) < 0) dk_attn_decode_set_simd(true);
+    if (atomic_load(&dk_attn_z) == 1 && dk_attn_decode_avx512(q, g, hd, k, v, kvd, n, scale, s, o)) return;
     int j = 0;
 #if defined(__AVX2__) && defined(__FMA__)
     if (hd % 8 == 0)
