@@ -10,7 +10,8 @@
 #include <string.h>
 
 int64_t dk_qact_bytes(int64_t cap) {
-    return cap + cap / DK_QACT_BLOCK * (int64_t)(sizeof(float) + sizeof(int32_t) + 2 * sizeof(int16_t));
+    return (cap + 63) / 64 * 64 +
+           cap / DK_QACT_BLOCK * (int64_t)(sizeof(float) + sizeof(int32_t) + 2 * sizeof(int16_t));
 }
 
 dk_status dk_qact_init(dk_qact *a, int64_t cap, dk_err *e) {
