@@ -174,6 +174,18 @@ static void dk_attn_decode_scores8(const float *q, int g, int hd, const float *k
 /* keys per block of the output pass: their value rows stay in L1 while the g rows take them */
 enum { DK_ATTN_DECODE_VBLK = 64 };
 
+void dk_attn_decode_softmax(const float *q, int g, int hd, const float *k, int kvd, int j, int n, float scale,
+                            float *s, float *o) {
+    for (; j < n; j++)
+        for (int r = 0; r < g; r++) {
+            float a = 0.0f;
+            for (int x = 0; x < hd; x++) a += q[(size_t)r * hd + x] * k[(size_t)j * kvd + x];
+            s[(size_t)r * n + j] = a * scale;
+        }
+    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
+    memset(o, 0, (size_t)g * hd * sizeof *o);
+}
+
 /* -1: not yet asked; 0 or 1: whether dk_attn_decode takes the AVX-512 form */
 static _Atomic int dk_attn_z = -1;
 
@@ -193,14 +205,7 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
     if (hd % 8 == 0)
         for (; j + 8 <= n; j += 8) dk_attn_decode_scores8(q, g, hd, k, kvd, j, n, scale, s);
 #endif
-    for (; j < n; j++)
-        for (int r = 0; r < g; r++) {
-            float a = 0.0f;
-            for (int x = 0; x < hd; x++) a += q[(size_t)r * hd + x] * k[(size_t)j * kvd + x];
-            s[(size_t)r * n + j] = a * scale;
-        }
-    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
-    memset(o, 0, (size_t)g * hd * sizeof *o);
+    dk_attn_decode_softmax(q, g, hd, k, kvd, j, n, scale, s, o);
     for (int j0 = 0; j0 < n; j0 += DK_ATTN_DECODE_VBLK) {
         int j1 = j0 + DK_ATTN_DECODE_VBLK < n ? j0 + DK_ATTN_DECODE_VBLK : n;
         for (int r = 0; r < g; r++) {

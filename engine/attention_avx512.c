@@ -12,8 +12,6 @@
  * Measured: attention.h. The loops over lanes and keys are unrolled (GCC kept the sixteen
  * accumulators on the stack without it, and the form ran at 0.7x the AVX2 one). */
 #include "attention.h"
-#include "ops.h"
-#include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -98,14 +96,7 @@ bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const 
     int j = 0;
     for (; j + 8 <= n; j += 8)
         for (int r = 0; r < g; r += 2) dk_az_scores(q, r, r + 1 < g ? r + 1 : r, hd, k, kvd, j, n, scale, s);
-    for (; j < n; j++) /* the last n % 8 keys */
-        for (int r = 0; r < g; r++) {
-            float a = 0.0f;
-            for (int x = 0; x < hd; x++) a += q[(size_t)r * hd + x] * k[(size_t)j * kvd + x];
-            s[(size_t)r * n + j] = a * scale;
-        }
-    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
-    memset(o, 0, (size_t)g * hd * sizeof *o);
+    dk_attn_decode_softmax(q, g, hd, k, kvd, j, n, scale, s, o); /* the last n % 8 keys, softmax */
     for (int j0 = 0; j0 < n; j0 += DK_AZ_VBLK) {
         int j1 = j0 + DK_AZ_VBLK < n ? j0 + DK_AZ_VBLK : n;
         for (int r = 0; r < g; r += 2)
