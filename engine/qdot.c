@@ -179,23 +179,36 @@ float dk_qdot_scalar(uint32_t type, const void *w, const dk_qrow *x, int64_t n) 
     return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
-/* -1: not yet asked; 0 or 1: whether the AVX-512 VNNI kernels are used */
-static _Atomic int dk_qdot_z = -1;
+/* -1: not yet asked; 0 or 1: whether the AVX-512 VNNI kernels are used, and Q5_0's VBMI form */
+static _Atomic int dk_qdot_z = -1, dk_qdot_vb = -1;
+
+/* whether this build and CPU have the AVX-512 VNNI kernels */
+static bool dk_qdot_has_simd(void) {
+    return dk_qdot_avx512(DK_GGML_TYPE_Q8_0, false) != NULL && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+}
 
 bool dk_qdot_set_simd(bool on) {
-    bool has = dk_qdot_avx512(DK_GGML_TYPE_Q8_0) != NULL && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512vnni");
+    bool has = dk_qdot_has_simd();
     atomic_store(&dk_qdot_z, on && has);
+    return on && has;
+}
+
+bool dk_qdot_set_vbmi(bool on) {
+    bool has = dk_qdot_has_simd() && __builtin_cpu_supports("avx512vbmi");
+    atomic_store(&dk_qdot_vb, on && has);
     return on && has;
 }
 
 void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, int m, float *y, int64_t ldy,
                   float beta) {
     if (atomic_load(&dk_qdot_z) < 0) dk_qdot_set_simd(true);
-    dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type) : NULL;
+    if (atomic_load(&dk_qdot_vb) < 0) dk_qdot_set_vbmi(true);
+    bool vb = atomic_load(&dk_qdot_vb) == 1;
+    dk_qdot_fn z = atomic_load(&dk_qdot_z) == 1 ? dk_qdot_avx512(w->type, vb) : NULL;
     int64_t k = w->cols;
-    dk_qdot2_fn z2 = z && m == 1 ? dk_qdot_avx512_2(w->type) : NULL;
+    dk_qdot2_fn z2 = z && m == 1 ? dk_qdot_avx512_2(w->type, vb) : NULL;
     if (z2) { /* one row of X: row r0 + i with r0 + h + i, two long streams (as matvec.c pairs rows) */
         int64_t h = (r1 - r0) / 2;
         dk_qrow x = dk_qact_row(a, 0);

@@ -83,5 +83,10 @@ void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, 
  * product). This asks for them on or off and returns whether they are used now (tests, benchmarks;
  * between products only). */
 bool dk_qdot_set_simd(bool on);
+/* Q5_0's AVX-512 kernels have a form for CPUs that also have AVX512_VBMI (its fifth bits placed by
+ * one byte multishift, same bits, ~1.07x); it is used where the CPU has it. This asks for it on or off
+ * and returns whether it would be used now (tests; between products only): the AVX-512 kernels are
+ * used at all only while dk_qdot_set_simd says so. */
+bool dk_qdot_set_vbmi(bool on);
 
 #endif

@@ -132,6 +132,28 @@ DK_QZ static inline __m512i dk_qz_u2_q5_0(const uint8_t *p) {
     memcpy(&h1, p + 24, 4);
     return _mm512_mask_add_epi8(u, (__mmask64)((uint64_t)h0 | (uint64_t)h1 << 32), u, _mm512_set1_epi8(16));
 }
+/* The same 64 values with AVX512_VBMI: vpmultishiftqb moves bit e of each block's qh to bit 4 of
+ * byte e in one step, in place of a 64-bit mask moved into a mask register and a masked byte add
+ * (one thread in L3: 39.6 -> 42.3 G values/s). */
+#define DK_QZV __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+DK_QZV static inline __m512i dk_qz_u2_q5_0v(const uint8_t *p) {
+    __m512i raw = _mm512_mask_broadcast_i32x4(
+        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 6))), 0xFF00,
+        _mm_loadu_si128((const __m128i *)(p + 28)));
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(raw, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                                 _mm512_set1_epi8(0x0F));
+    uint64_t h0, h1; /* qh and the 4 bytes after it (not used) */
+    memcpy(&h0, p + 2, 8);
+    memcpy(&h1, p + 24, 8);
+    __m512i hb = _mm512_mask_set1_epi64(_mm512_set1_epi64((long long)h0), 0xF0, (long long)h1);
+    /* byte e of a block: bits e - 4 .. e + 3 (mod 64) of its 64-bit lane */
+    const __m512i at = _mm512_set_epi8(27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10,
+                                       9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 63, 62, 61, 60, 27, 26, 25, 24, 23, 22,
+                                       21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                       1, 0, 63, 62, 61, 60);
+    /* 0xF8: u | (bits & 16) */
+    return _mm512_ternarylogic_epi32(u, _mm512_multishift_epi64_epi8(at, hb), _mm512_set1_epi8(16), 0xF8);
+}
 
 /* The eight f16 scales of a whole group at p, widened (dk_qz_scales for nr = 8), by word permutes of the
  * group's own bytes. Q8_0: words 17 j, the first four from bytes 0-127, the others from 128-255;
@@ -219,9 +241,20 @@ DK_QZ_KERNEL(q8_0, 34)
 DK_QZ_KERNEL(q5_0, 22)
 DK_QZ_KERNEL2(q8_0, 34)
 DK_QZ_KERNEL2(q5_0, 22)
+/* the VBMI form of Q5_0: its other steps are q5_0's */
+enum { DK_QZ_SHIFT_q5_0v = DK_QZ_SHIFT_q5_0 };
+#define dk_qz_u_q5_0v dk_qz_u_q5_0
+#define dk_qz_scales8_q5_0v dk_qz_scales8_q5_0
+#undef DK_QZ
+#define DK_QZ DK_QZV
+DK_QZ_KERNEL(q5_0v, 22)
+DK_QZ_KERNEL2(q5_0v, 22)
+#undef DK_QZ
+#define DK_QZ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-dk_qdot2_fn dk_qdot_avx512_2(uint32_t type) {
-    return type == DK_GGML_TYPE_Q8_0 ? dk_qz_dot2_q8_0 : type == DK_GGML_TYPE_Q5_0 ? dk_qz_dot2_q5_0 : NULL;
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi) {
+    if (type == DK_GGML_TYPE_Q5_0) return vbmi ? dk_qz_dot2_q5_0v : dk_qz_dot2_q5_0;
+    return type == DK_GGML_TYPE_Q8_0 ? dk_qz_dot2_q8_0 : NULL;
 }
 
 /* Q4_K / Q5_K block at p: dl = d * scale and ml = dmin * min of the 8 sub-blocks (lane j: sub-block j), the
@@ -326,22 +359,22 @@ DK_QZ static float dk_qz_dot_q6_k(const void *w, const dk_qrow *x, int64_t n) {
     return dk_qz_hsum8(acc);
 }
 
-dk_qdot_fn dk_qdot_avx512(uint32_t type) {
+dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi) {
     switch (type) {
     case DK_GGML_TYPE_Q8_0: return dk_qz_dot_q8_0;
-    case DK_GGML_TYPE_Q5_0: return dk_qz_dot_q5_0;
+    case DK_GGML_TYPE_Q5_0: return vbmi ? dk_qz_dot_q5_0v : dk_qz_dot_q5_0;
     case DK_GGML_TYPE_Q4_K: return dk_qz_dot_q4_k;
     case DK_GGML_TYPE_Q6_K: return dk_qz_dot_q6_k;
     default: return NULL;
     }
 }
 #else
-dk_qdot2_fn dk_qdot_avx512_2(uint32_t type) {
-    (void)type;
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi) {
+    (void)type, (void)vbmi;
     return NULL;
 }
-dk_qdot_fn dk_qdot_avx512(uint32_t type) {
-    (void)type;
+dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi) {
+    (void)type, (void)vbmi;
     return NULL;
 }
 #endif

@@ -1,6 +1,7 @@
 /* qdot_simd.h — what qdot.c and qdot_avx512.c share: the kernel type of one row's q8 dot. */
 #ifndef DK_QDOT_SIMD_H
 #define DK_QDOT_SIMD_H
+#include <stdbool.h>
 #include <stdint.h>
 #include "qdot.h"
 
@@ -8,11 +9,11 @@
 typedef float (*dk_qdot_fn)(const void *w, const dk_qrow *x, int64_t n);
 
 /* The AVX-512 VNNI kernel of a type (the bits of dk_qdot_scalar), or NULL where it has none or the
- * build cannot make it. The caller checks the CPU. */
-dk_qdot_fn dk_qdot_avx512(uint32_t type);
+ * build cannot make it; vbmi: Q5_0's form that also needs AVX512_VBMI. The caller checks the CPU. */
+dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi);
 
 /* Two rows at once: out[0] and out[1] get the bits dk_qdot_fn gives for w0 and w1 (AVX-512 Q8_0 and
  * Q5_0; NULL otherwise). */
 typedef void (*dk_qdot2_fn)(const void *w0, const void *w1, const dk_qrow *x, int64_t n, float *out);
-dk_qdot2_fn dk_qdot_avx512_2(uint32_t type);
+dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi);
 #endif

@@ -36,11 +36,18 @@ enum { T_N_TYPES = 4 };
 
 /* loop index -> kernels (0: plain C, 1: AVX-512 VNNI where the CPU has it) and a type; false (the
  * caller skips) for the AVX-512 kernels on a CPU without them */
+/* Loop index i: type i % T_N_TYPES; i / T_N_TYPES = 0 the plain C form, 1 the AVX-512 kernels, 2 those
+ * without Q5_0's VBMI form (a case of its own only where the CPU has VBMI). */
 static bool t_isa(int i, uint32_t *type) {
     *type = T_TYPES[i % T_N_TYPES];
-    bool want = i >= T_N_TYPES, got = dk_qdot_set_simd(want);
+    int mode = i / T_N_TYPES;
+    bool want = mode >= 1, got = dk_qdot_set_simd(want);
     if (want && !got)
         printf("SKIP: no AVX-512 VNNI on this CPU or build: its q8 kernels are not tested here\n");
+    if (mode == 2) { /* Q5_0 without its VBMI form, where the CPU has VBMI */
+        if (*type != DK_GGML_TYPE_Q5_0 || !dk_qdot_set_vbmi(true)) return false;
+        dk_qdot_set_vbmi(false);
+    } else dk_qdot_set_vbmi(true);
     return want == got;
 }
 
@@ -211,6 +218,7 @@ START_TEST(test_definition_bits_and_bound) {
             free(wf);
         }
     dk_qdot_set_simd(true);
+    dk_qdot_set_vbmi(true);
 }
 END_TEST
 
@@ -257,6 +265,7 @@ START_TEST(test_rows_independent) {
         free(x);
     }
     dk_qdot_set_simd(true);
+    dk_qdot_set_vbmi(true);
 }
 END_TEST
 
@@ -264,8 +273,8 @@ int main(void) {
     Suite *s = suite_create("qdot");
     TCase *tc = tcase_create("qdot");
     tcase_add_test(tc, test_quantize);
-    tcase_add_loop_test(tc, test_definition_bits_and_bound, 0, 2 * T_N_TYPES);
-    tcase_add_loop_test(tc, test_rows_independent, 0, 2 * T_N_TYPES);
+    tcase_add_loop_test(tc, test_definition_bits_and_bound, 0, 3 * T_N_TYPES);
+    tcase_add_loop_test(tc, test_rows_independent, 0, 3 * T_N_TYPES);
     suite_add_tcase(s, tc);
     return dk_test_main(s);
 }
