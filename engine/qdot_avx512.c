@@ -24,7 +24,8 @@
 #include <string.h>
 
 #if defined(DK_MATVEC_SIMD) && (defined(__GNUC__) || defined(__clang__))
-#define DK_QZ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DK_QZ_BASE __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DK_QZ DK_QZ_BASE
 
 /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
 DK_QZ static inline float dk_qz_hsum8(__m256 a) {
@@ -120,13 +121,18 @@ DK_QZ static inline __m512i dk_qz_u2_q8_0(const uint8_t *p) {
                                    _mm256_loadu_si256((const __m256i *)(p + 36)), 1);
     return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
 }
-DK_QZ static inline __m512i dk_qz_u2_q5_0(const uint8_t *p) {
-    /* each block's 16 bytes in two 128-bit lanes, the second shifted right by 4 (dk_qz_u_q5_0) */
+/* Q5_0: the two blocks' low 4 bits (each block's 16 bytes in two 128-bit lanes, the second shifted
+ * right by 4, as dk_qz_u_q5_0) */
+DK_QZ static inline __m512i dk_qz_lo2_q5_0(const uint8_t *p) {
     __m512i raw = _mm512_mask_broadcast_i32x4(
         _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 6))), 0xFF00,
         _mm_loadu_si128((const __m128i *)(p + 28)));
-    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(raw, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
-                                 _mm512_set1_epi8(0x0F));
+    return _mm512_and_si512(_mm512_srlv_epi64(raw, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                            _mm512_set1_epi8(0x0F));
+}
+/* + 16 where bit e of the block's qh is set */
+DK_QZ static inline __m512i dk_qz_u2_q5_0(const uint8_t *p) {
+    __m512i u = dk_qz_lo2_q5_0(p);
     uint32_t h0, h1;
     memcpy(&h0, p + 2, 4);
     memcpy(&h1, p + 24, 4);
@@ -137,11 +143,7 @@ DK_QZ static inline __m512i dk_qz_u2_q5_0(const uint8_t *p) {
  * (one thread in L3: 39.6 -> 42.3 G values/s). */
 #define DK_QZV __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 DK_QZV static inline __m512i dk_qz_u2_q5_0v(const uint8_t *p) {
-    __m512i raw = _mm512_mask_broadcast_i32x4(
-        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 6))), 0xFF00,
-        _mm_loadu_si128((const __m128i *)(p + 28)));
-    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(raw, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
-                                 _mm512_set1_epi8(0x0F));
+    __m512i u = dk_qz_lo2_q5_0(p);
     uint64_t h0, h1; /* qh and the 4 bytes after it (not used) */
     memcpy(&h0, p + 2, 8);
     memcpy(&h1, p + 24, 8);
@@ -250,7 +252,7 @@ enum { DK_QZ_SHIFT_q5_0v = DK_QZ_SHIFT_q5_0 };
 DK_QZ_KERNEL(q5_0v, 22)
 DK_QZ_KERNEL2(q5_0v, 22)
 #undef DK_QZ
-#define DK_QZ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define DK_QZ DK_QZ_BASE
 
 dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi) {
     if (type == DK_GGML_TYPE_Q5_0) return vbmi ? dk_qz_dot2_q5_0v : dk_qz_dot2_q5_0;
