@@ -212,14 +212,7 @@ void dk_qdot_rows(const dk_tensor *w, int64_t r0, int64_t r1, const dk_qact *a, 
     if (z2) { /* one row of X: row r0 + i with r0 + h + i, two long streams (as matvec.c pairs rows) */
         int64_t h = (r1 - r0) / 2;
         dk_qrow x = dk_qact_row(a, 0);
-        for (int64_t i = 0; i < h; i++) {
-            const uint8_t *ra = (const uint8_t *)w->data + (size_t)(r0 + i) * w->row_bytes;
-            float s[2];
-            z2(ra, ra + (size_t)h * w->row_bytes, &x, k, s);
-            float *ya = y + r0 + i, *yb = ya + h;
-            *ya = beta != 0.0f ? *ya + s[0] : s[0];
-            *yb = beta != 0.0f ? *yb + s[1] : s[1];
-        }
+        z2((const uint8_t *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, h, &x, k, y + r0, beta);
         r0 += 2 * h;
     }
     for (int64_t r = r0; r < r1; r++) {

@@ -2,6 +2,7 @@
 #ifndef DK_QDOT_SIMD_H
 #define DK_QDOT_SIMD_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "qdot.h"
 
@@ -12,8 +13,10 @@ typedef float (*dk_qdot_fn)(const void *w, const dk_qrow *x, int64_t n);
  * build cannot make it; vbmi: Q5_0's form that also needs AVX512_VBMI. The caller checks the CPU. */
 dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi);
 
-/* Two rows at once: out[0] and out[1] get the bits dk_qdot_fn gives for w0 and w1 (AVX-512 Q8_0 and
- * Q5_0; NULL otherwise). */
-typedef void (*dk_qdot2_fn)(const void *w0, const void *w1, const dk_qrow *x, int64_t n, float *out);
+/* Rows in pairs: for i < h, rows w + i rb and w + (h + i) rb (two long streams, as matvec.c pairs rows)
+ * into y[i] and y[h + i], plus the old values when beta is 1: the bits dk_qdot_fn gives for each (AVX-512
+ * Q8_0 and Q5_0; NULL otherwise). */
+typedef void (*dk_qdot2_fn)(const void *w, size_t rb, int64_t h, const dk_qrow *x, int64_t n, float *y,
+                            float beta);
 dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi);
 #endif
