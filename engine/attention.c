@@ -1,5 +1,6 @@
 /* attention.c — blocked causal attention of one tile (see attention.h). */
 #include "attention.h"
+#include "attention_simd.h"
 #include "ops.h"
 #include <cblas.h>
 #include <math.h>
@@ -191,7 +192,8 @@ static _Atomic int dk_attn_z = -1;
 
 bool dk_attn_decode_set_simd(bool on) {
     float q[64] = {0}, k[64] = {0}, s[1], o[64];
-    bool has = dk_attn_decode_avx512(q, 1, 64, k, k, 64, 0, 1.0f, s, o) && __builtin_cpu_supports("avx512f");
+    /* the CPU first: the probe runs the 16-lane code (no keys, so it only clears o) */
+    bool has = __builtin_cpu_supports("avx512f") && dk_attn_decode_avx512(q, 1, 64, k, k, 64, 0, 1.0f, s, o);
     atomic_store(&dk_attn_z, on && has);
     return on && has;
 }

@@ -77,13 +77,5 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
  * differ); its values pass gives the same bits for the same scores. This asks for it on or off and
  * returns whether it is used now (tests, benchmarks; between calls only). */
 bool dk_attn_decode_set_simd(bool on);
-/* What both forms share: the scores of keys j .. n-1 in plain C, the softmax of each of the g rows
- * of s (g, n), and o (g, hd) zeroed for the values pass. */
-void dk_attn_decode_softmax(const float *q, int g, int hd, const float *k, int kvd, int j, int n, float scale,
-                            float *s, float *o);
-/* The 16-lane form itself: false (nothing done) where the build has none or hd % 64 != 0. The
- * caller checks the CPU. */
-bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
-                           float scale, float *s, float *o);
 
 #endif

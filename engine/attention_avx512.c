@@ -11,7 +11,7 @@
  *           order as the AVX2 form.
  * Measured: attention.h. The loops over lanes and keys are unrolled (GCC kept the sixteen
  * accumulators on the stack without it, and the form ran at 0.7x the AVX2 one). */
-#include "attention.h"
+#include "attention_simd.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>

@@ -19,8 +19,8 @@
  *         Q6_K weights take activations quantized to 8 bits per 32 values and sum integer products
  *         inside each block, as llama.cpp multiplies them (qdot.h: the definition and its error).
  *         Decode on those types in f32 arithmetic is bound by the work per weight (widen, scale,
- *         FMA in a fixed order), not by the memory; the integer dots read a row 1.6x (Q8_0) to
- *         3.5x (Q4_K) faster per thread. Other weight types decode as in f32.
+ *         FMA in a fixed order), not by the memory; the integer dots read a row ~2x (Q8_0, Q5_0) to
+ *         ~4x (Q4_K, Q6_K) faster per thread. Other weight types decode as in f32.
  *
  * bf16 needs native bf16 dot products (AVX512_BF16 or AMX-BF16), as oneDNN itself reports them:
  * without, dk_compute_check refuses with one line (oneDNN's emulation on plain AVX-512 was slower
