@@ -19,6 +19,7 @@
  * ~20 G elements/s, the bound of the dot order's two 16-lane FMA chains (one FMA per 32 elements
  * each, 4 cycles apart); matvec.c runs Q4_K and Q6_K rows two at once (the _2 kernels) to double the chains. */
 #include "matvec_simd.h"
+#include "q5_0r_simd.h"
 #include <string.h>
 
 #if defined(DK_MATVEC_SIMD) && (defined(__GNUC__) || defined(__clang__))
@@ -169,6 +170,35 @@ DK_Z_KERNEL(dk_z_dot_q5_0, dk_z_q5_0, 32, 22)
 DK_Z_KERNEL2(dk_z_dot_q4_k, dk_z_q4_k, 256, 144)
 DK_Z_KERNEL2(dk_z_dot_q6_k, dk_z_q6_k, 256, 210)
 
+/* Q5_0R (q5_0r.h; needs AVX512_VBMI as well): a unit of 4 blocks, each block Q5_0's table (entry u:
+ * (float)(u - 16) * d) and Q5_0's two FMAs, its 32 quants unpacked 64 at a time (q5_0r_simd.h). */
+DK_Q5R static inline void dk_z_q5_0r(const uint8_t *p, const float *x, __m512 *a, __m512 *b) {
+    const __m512 c_lo = _mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1);
+    const __m512 c_hi = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i i0 = dk_q5r_index(0), i24 = dk_q5r_index(24);
+    for (int c = 0; c < 2; c++) {
+        __m512i v = DK_Q5R_PAIR(p, c, i0, i24);
+#define DK_Z_Q5R_BLOCK(J, L)                                                                    \
+    do {                                                                                        \
+        __m512 d = dk_z_half(p + 2 * (2 * c + (J))), lo = _mm512_mul_ps(c_lo, d),               \
+               hi = _mm512_mul_ps(c_hi, d);                                                     \
+        __m512i u0 = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, L)),                     \
+                u1 = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, (L) + 1));               \
+        const float *xb = x + 64 * c + 32 * (J);                                                \
+        *a = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, u0, hi), _mm512_loadu_ps(xb), *a);      \
+        *b = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, u1, hi), _mm512_loadu_ps(xb + 16), *b); \
+    } while (0)
+        DK_Z_Q5R_BLOCK(0, 0);
+        DK_Z_Q5R_BLOCK(1, 2);
+#undef DK_Z_Q5R_BLOCK
+    }
+}
+#undef DK_Z
+#define DK_Z DK_Q5R
+DK_Z_KERNEL(dk_z_dot_q5_0r, dk_z_q5_0r, DK_Q5_0R_UNIT, DK_Q5_0R_UNIT_BYTES)
+#undef DK_Z
+#define DK_Z __attribute__((target("avx512f,avx512bw")))
+
 dk_dot2_fn dk_matvec_avx512_dot2(uint32_t type) {
     switch (type) {
     case DK_GGML_TYPE_Q4_K: return dk_z_dot_q4_k_2;
@@ -181,6 +211,7 @@ dk_dot_fn dk_matvec_avx512_dot(uint32_t type) {
     switch (type) {
     case DK_GGML_TYPE_Q8_0: return dk_z_dot_q8_0;
     case DK_GGML_TYPE_Q5_0: return dk_z_dot_q5_0;
+    case DK_GGML_TYPE_Q5_0R: return dk_q5_0r_native() ? dk_z_dot_q5_0r : NULL;
     case DK_GGML_TYPE_Q4_K: return dk_z_dot_q4_k;
     case DK_GGML_TYPE_Q6_K: return dk_z_dot_q6_k;
     default: return NULL;

@@ -1,6 +1,7 @@
 /* model.c — model loading (GGUF, llama2.c .bin) and random-weight models. */
 #include "model.h"
 #include "gguf.h"
+#include "q5_0r.h"
 #include "quant.h"
 #include <ctype.h>
 #include <errno.h>
@@ -391,6 +392,64 @@ static dk_status dk_model_load_gguf(dk_model *m, const char *path, dk_err *e) {
     return dk_gguf_tokenizer(&L);
 }
 
+/* ---- Q5_0R ----
+ * Where dk_q5_0r_on, every Q5_0 matrix whose rows are whole units (cols a multiple of 128) becomes
+ * Q5_0R (q5_0r.h): the same bytes in the order the q8 kernels read fastest. A mapped matrix is
+ * copied into owned storage and its file pages are handed back (madvise; read-only pages of a
+ * private mapping: a later read would fault them in again from the file), so the weights are still
+ * held once; a random model's matrices are converted in place. Matrices that share bytes (a tied
+ * output) stay shared. */
+static dk_status dk_model_repack(dk_model *m, dk_err *e) {
+    if (!dk_q5_0r_on()) return DK_OK;
+    dk_model_weights *w = &m->w;
+    int n = 2 + 7 * m->cfg.n_layer, k = 0;
+    dk_tensor **t = malloc((size_t)n * sizeof *t);
+    const void **old = malloc((size_t)n * sizeof *old);
+    if (!t || !old) {
+        free(t);
+        free(old);
+        return dk_fail(e, DK_ERR_NOMEM, "%s: out of memory", m->name);
+    }
+    t[k++] = &w->tok_embd;
+    t[k++] = &w->output;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        dk_layer_weights *lw = &w->layers[l];
+        dk_tensor *mats[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (int i = 0; i < 7; i++) t[k++] = mats[i];
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    dk_status st = DK_OK;
+    for (int i = 0; i < n && !st; i++) {
+        old[i] = t[i]->data;
+        int same = -1; /* an earlier matrix with these bytes */
+        for (int j = 0; j < i && same < 0; j++)
+            if (old[j] == old[i]) same = j;
+        if (same >= 0) {
+            *t[i] = *t[same];
+            continue;
+        }
+        if (t[i]->type != DK_GGML_TYPE_Q5_0 || t[i]->cols % DK_Q5_0R_UNIT) continue;
+        size_t bytes = (size_t)t[i]->rows * t[i]->row_bytes;
+        bool mapped = m->format != DK_MODEL_FORMAT_RANDOM;
+        void *dst = mapped ? dk_model_alloc(m, bytes) : (void *)t[i]->data;
+        if (!dst) {
+            st = dk_fail(e, DK_ERR_NOMEM, "%s: out of memory reordering Q5_0 weights", m->name);
+            break;
+        }
+        dk_q5_0r_repack(t[i]->data, dst, (size_t)t[i]->rows * (size_t)t[i]->cols);
+        if (mapped && page > 0) { /* the whole pages inside the matrix's bytes */
+            uintptr_t a = ((uintptr_t)t[i]->data + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page,
+                      b = ((uintptr_t)t[i]->data + bytes) / (uintptr_t)page * (uintptr_t)page;
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+        }
+        t[i]->data = dst;
+        t[i]->type = DK_GGML_TYPE_Q5_0R;
+    }
+    free(t);
+    free(old);
+    return st;
+}
+
 /* ---- llama2.c legacy checkpoint ----
  * Header: 7 x int32 {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len}, a
  * negative vocab_size meaning an untied classifier. Then f32 arrays: token_embedding (vocab, dim),
@@ -507,6 +566,7 @@ dk_status dk_model_load(const char *path, const char *tokenizer_path, dk_model *
     if (r == 4 && !memcmp(magic, "GGUF", 4)) {
         close(fd);
         st = dk_model_load_gguf(m, path, e);
+        if (!st) st = dk_model_repack(m, e);
     } else if (sb.st_size == 0) {
         close(fd);
         st = dk_fail(e, DK_ERR_FORMAT, "%s: empty file, not a model", path);
@@ -687,6 +747,10 @@ dk_status dk_model_create_random_typed(const dk_model_config *cfg, uint64_t seed
                    (int64_t)c->n_layer * (int64_t)((2 * q + 2 * kv + 3 * f) * d);
     m->weights_bytes = (int64_t)dk_ggml_row_bytes(type, mats) + 4 * (m->n_params - mats);
     m->converts = type != DK_GGML_TYPE_F32;
+    if ((st = dk_model_repack(m, e))) {
+        dk_model_free(m);
+        return st;
+    }
     *out = m;
     return DK_OK;
 }

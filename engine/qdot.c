@@ -2,6 +2,7 @@
  * AVX-512 VNNI kernels). */
 #include "qdot.h"
 #include "qdot_simd.h"
+#include "q5_0r.h"
 #include "quant.h"
 #include <float.h>
 #include <math.h>
@@ -117,8 +118,8 @@ dk_qrow dk_qact_row(const dk_qact *a, int i) {
 }
 
 bool dk_qdot_type(uint32_t type) {
-    return type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0 || type == DK_GGML_TYPE_Q4_K ||
-           type == DK_GGML_TYPE_Q6_K;
+    return type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0 || type == DK_GGML_TYPE_Q5_0R ||
+           type == DK_GGML_TYPE_Q4_K || type == DK_GGML_TYPE_Q6_K;
 }
 
 /* Σ w_i q_i over n values */
@@ -134,17 +135,28 @@ float dk_qdot_scalar(uint32_t type, const void *w, const dk_qrow *x, int64_t n) 
     float acc[8] = {0};
     const uint8_t *p = w;
     int32_t v[DK_QACT_BLOCK];
-    if (type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0) {
-        bool q8 = type == DK_GGML_TYPE_Q8_0;
-        for (int64_t b = 0; b < n / DK_QACT_BLOCK; b++, p += q8 ? 34 : 22) {
-            uint32_t qh;
-            memcpy(&qh, p + 2, 4);
-            for (int i = 0; i < 16 && !q8; i++) { /* Q5_0: j < 16 the low nibble of byte j, bit j of qh */
-                v[i] = (int32_t)((p[6 + i] & 0x0F) | ((qh >> i) & 1) << 4) - 16;
-                v[i + 16] = (int32_t)((p[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - 16;
+    if (type == DK_GGML_TYPE_Q8_0 || type == DK_GGML_TYPE_Q5_0 || type == DK_GGML_TYPE_Q5_0R) {
+        for (int64_t b = 0; b < n / DK_QACT_BLOCK; b++) {
+            const uint8_t *d; /* the block's f16 scale */
+            if (type == DK_GGML_TYPE_Q8_0) {
+                d = p + 34 * b;
+                for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int8_t)d[2 + i];
+            } else if (type == DK_GGML_TYPE_Q5_0) { /* j < 16 the low nibble of byte j, bit j of qh */
+                d = p + 22 * b;
+                uint32_t qh;
+                memcpy(&qh, d + 2, 4);
+                for (int i = 0; i < 16; i++) {
+                    v[i] = (int32_t)((d[6 + i] & 0x0F) | ((qh >> i) & 1) << 4) - 16;
+                    v[i + 16] = (int32_t)((d[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - 16;
+                }
+            } else { /* Q5_0R: the same quants and scale, from the block's unit */
+                const uint8_t *unit = p + (b / 4) * DK_Q5_0R_UNIT_BYTES;
+                uint8_t u[DK_QACT_BLOCK];
+                dk_q5_0r_block(unit, (int)(b % 4), u);
+                for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int32_t)u[i] - 16;
+                d = unit + 2 * (b % 4);
             }
-            for (int i = 0; i < DK_QACT_BLOCK && q8; i++) v[i] = (int8_t)p[2 + i];
-            float s = dk_qdot_half(p) * x->d[b];
+            float s = dk_qdot_half(d) * x->d[b];
             acc[b % 8] = fmaf(s, (float)dk_qdot_ints(v, x->q + b * DK_QACT_BLOCK, DK_QACT_BLOCK), acc[b % 8]);
         }
     } else if (type == DK_GGML_TYPE_Q4_K) { /* 144-byte blocks: d, dmin, 12 scale bytes, 128 of nibbles */

@@ -21,6 +21,7 @@
  * file decode-only loops, 8 alternating runs, medians 106 -> 113 tok/s). */
 #include "qdot_simd.h"
 #include "matvec_simd.h"
+#include "q5_0r_simd.h"
 #include "quant.h"
 #include <string.h>
 
@@ -210,7 +211,8 @@ DK_QZ static inline __m256i dk_qz_fold4(__m512i t0, __m512i t1, __m512i t2, __m5
         ACC = _mm256_mask3_fmadd_ps(s, _mm256_cvtepi32_ps(S), ACC, k);                             \
     } while (0)
 
-/* One row, and two rows at once (out[0], out[1]: the two rows' groups interleaved). */
+/* One row, and two rows at once (out[0], out[1]: the two rows' groups interleaved), around a type's
+ * whole group of 8 blocks (DK_QZ_FULL_TYPE) and its row end (DK_QZ_LAST_TYPE). */
 #define DK_QZ_KERNEL(TYPE, BB)                                                        \
     DK_QZ static float dk_qz_dot_##TYPE(const void *w, const dk_qrow *x, int64_t n) { \
         const uint8_t *p = w;                                                         \
@@ -218,9 +220,9 @@ DK_QZ static inline __m256i dk_qz_fold4(__m512i t0, __m512i t1, __m512i t2, __m5
         __m256 acc = _mm256_setzero_ps();                                             \
         for (; b0 + 8 <= nb; b0 += 8, p += 8 * (BB)) {                                \
             DK_MATVEC_PREFETCH(p, 8 * (BB));                                          \
-            DK_QZ_ZGROUP(TYPE, BB, p, b0, 4, acc);                                    \
+            DK_QZ_FULL_##TYPE(p, b0, acc);                                            \
         }                                                                             \
-        DK_QZ_LAST(TYPE, BB, p, b0, nb, acc);                                         \
+        DK_QZ_LAST_##TYPE(p, b0, nb, acc);                                            \
         return dk_qz_hsum8(acc);                                                      \
     }
 #define DK_QZ_KERNEL2(TYPE, BB)                                                                           \
@@ -233,16 +235,20 @@ DK_QZ static inline __m256i dk_qz_fold4(__m512i t0, __m512i t1, __m512i t2, __m5
             for (; b0 + 8 <= nb; b0 += 8, p0 += 8 * (BB), p1 += 8 * (BB)) {                               \
                 DK_MATVEC_PREFETCH(p0, 8 * (BB));                                                         \
                 DK_MATVEC_PREFETCH(p1, 8 * (BB));                                                         \
-                DK_QZ_ZGROUP(TYPE, BB, p0, b0, 4, a0);                                                    \
-                DK_QZ_ZGROUP(TYPE, BB, p1, b0, 4, a1);                                                    \
+                DK_QZ_FULL_##TYPE(p0, b0, a0);                                                            \
+                DK_QZ_FULL_##TYPE(p1, b0, a1);                                                            \
             }                                                                                             \
-            DK_QZ_LAST(TYPE, BB, p0, b0, nb, a0);                                                         \
-            DK_QZ_LAST(TYPE, BB, p1, b0, nb, a1);                                                         \
+            DK_QZ_LAST_##TYPE(p0, b0, nb, a0);                                                            \
+            DK_QZ_LAST_##TYPE(p1, b0, nb, a1);                                                            \
             float s0 = dk_qz_hsum8(a0), s1 = dk_qz_hsum8(a1);                                             \
             y[i] = beta != 0.0f ? y[i] + s0 : s0;                                                         \
             y[h + i] = beta != 0.0f ? y[h + i] + s1 : s1;                                                 \
         }                                                                                                 \
     }
+#define DK_QZ_FULL_q8_0(P, B0, ACC) DK_QZ_ZGROUP(q8_0, 34, P, B0, 4, ACC)
+#define DK_QZ_LAST_q8_0(P, B0, NB, ACC) DK_QZ_LAST(q8_0, 34, P, B0, NB, ACC)
+#define DK_QZ_FULL_q5_0(P, B0, ACC) DK_QZ_ZGROUP(q5_0, 22, P, B0, 4, ACC)
+#define DK_QZ_LAST_q5_0(P, B0, NB, ACC) DK_QZ_LAST(q5_0, 22, P, B0, NB, ACC)
 DK_QZ_KERNEL(q8_0, 34)
 DK_QZ_KERNEL(q5_0, 22)
 DK_QZ_KERNEL2(q8_0, 34)
@@ -251,15 +257,76 @@ DK_QZ_KERNEL2(q5_0, 22)
 enum { DK_QZ_SHIFT_q5_0v = DK_QZ_SHIFT_q5_0 };
 #define dk_qz_u_q5_0v dk_qz_u_q5_0
 #define dk_qz_scales8_q5_0v dk_qz_scales8_q5_0
+#define DK_QZ_FULL_q5_0v(P, B0, ACC) DK_QZ_ZGROUP(q5_0v, 22, P, B0, 4, ACC)
+#define DK_QZ_LAST_q5_0v(P, B0, NB, ACC) DK_QZ_LAST(q5_0v, 22, P, B0, NB, ACC)
 #undef DK_QZ
 #define DK_QZ DK_QZV
 DK_QZ_KERNEL(q5_0v, 22)
 DK_QZ_KERNEL2(q5_0v, 22)
+
+/* Q5_0R (q5_0r.h): NU units of 4 blocks from block b0 (NU = 2: a whole group; 1: a row's last half
+ * group), the steps of DK_QZ_ZGROUP with the quants unpacked by dk_q5r_unpack64 and the scales read
+ * as they lie (4 per unit): S_b and the accumulation are Q5_0's, so are the bits. */
+#define DK_QZ_R_DOT(P, B0, C)                                                                         \
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), DK_Q5R_PAIR(P, C, dk_q5r_index(0), dk_q5r_index(24)), \
+                        _mm512_loadu_si512(x->q + 32 * (B0) + 64 * (C)))
+#define DK_QZ_R_GROUP(P, B0, NU, ACC)                                                                 \
+    do {                                                                                              \
+        __m512i z_ = _mm512_setzero_si512();                                                          \
+        __m256i S = dk_qz_fold4(DK_QZ_R_DOT(P, B0, 0), DK_QZ_R_DOT(P, B0, 1),                         \
+                                (NU) > 1 ? DK_QZ_R_DOT((P) + DK_Q5_0R_UNIT_BYTES, (B0) + 4, 0) : z_,  \
+                                (NU) > 1 ? DK_QZ_R_DOT((P) + DK_Q5_0R_UNIT_BYTES, (B0) + 4, 1) : z_); \
+        __mmask8 k = (NU) > 1 ? 0xFF : 0x0F;                                                          \
+        S = _mm256_sub_epi32(                                                                         \
+            S, _mm256_slli_epi32(_mm256_maskz_loadu_epi32(k, x->sum + (B0)), DK_QZ_SHIFT_q5_0));      \
+        __m128i h = _mm_loadl_epi64((const __m128i *)(P));                                            \
+        if ((NU) > 1)                                                                                 \
+            h = _mm_unpacklo_epi64(h, _mm_loadl_epi64((const __m128i *)((P) + DK_Q5_0R_UNIT_BYTES))); \
+        __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_maskz_loadu_ps(k, x->d + (B0)));          \
+        ACC = _mm256_mask3_fmadd_ps(s, _mm256_cvtepi32_ps(S), ACC, k);                                \
+    } while (0)
+#define DK_QZ_FULL_q5_0r(P, B0, ACC) DK_QZ_R_GROUP(P, B0, 2, ACC)
+#define DK_QZ_LAST_q5_0r(P, B0, NB, ACC)               \
+    do {                                               \
+        if ((B0) < (NB)) DK_QZ_R_GROUP(P, B0, 1, ACC); \
+    } while (0)
+DK_QZ_KERNEL(q5_0r, 22)
+DK_QZ_KERNEL2(q5_0r, 22)
+
+/* 64 quants (bytes, < 32) as q5_0r.h's 40 bytes in the low bytes of the result: value pairs into
+ * 10-bit words (u0 + 32 u1), those into 20-bit dwords, those into 40-bit qwords, then vpermb packs
+ * each qword's 5 bytes together. */
+DK_QZ static inline __m512i dk_qz_pack40(__m512i u) {
+    __m512i w = _mm512_madd_epi16(_mm512_maddubs_epi16(u, _mm512_set1_epi16(0x2001)),
+                                  _mm512_set1_epi32(0x04000001));
+    __m512i q = _mm512_or_si512(
+        _mm512_and_si512(w, _mm512_set1_epi64(0xFFFFF)),
+        _mm512_and_si512(_mm512_srli_epi64(w, 12), _mm512_set1_epi64(0xFFFFF00000ll)));
+    const __m512i at = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                       60, 59, 58, 57, 56, 52, 51, 50, 49, 48, 44, 43, 42, 41, 40, 36, 35, 34,
+                                       33, 32, 28, 27, 26, 25, 24, 20, 19, 18, 17, 16, 12, 11, 10, 9, 8, 4, 3,
+                                       2, 1, 0);
+    return _mm512_permutexvar_epi8(at, q);
+}
+
+DK_QZ void dk_qdot_avx512_repack_q5_0r(const void *src, void *dst, size_t n) {
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    for (size_t i = 0; i < n / DK_Q5_0R_UNIT; i++, s += DK_Q5_0R_UNIT_BYTES, d += DK_Q5_0R_UNIT_BYTES) {
+        __m512i p0 = dk_qz_pack40(dk_qz_u2_q5_0v(s)), p1 = dk_qz_pack40(dk_qz_u2_q5_0v(s + 44));
+        uint16_t sc[4];
+        for (int j = 0; j < 4; j++) memcpy(sc + j, s + 22 * j, 2);
+        memcpy(d, sc, sizeof sc); /* after every read of s: in place works */
+        _mm512_mask_storeu_epi8(d + 8, 0xFFFFFFFFFFull, p0);
+        _mm512_mask_storeu_epi8(d + 48, 0xFFFFFFFFFFull, p1);
+    }
+}
 #undef DK_QZ
 #define DK_QZ DK_QZ_BASE
 
 dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi) {
     if (type == DK_GGML_TYPE_Q5_0) return vbmi ? dk_qz_dot2_q5_0v : dk_qz_dot2_q5_0;
+    if (type == DK_GGML_TYPE_Q5_0R) return vbmi ? dk_qz_dot2_q5_0r : NULL;
     return type == DK_GGML_TYPE_Q8_0 ? dk_qz_dot2_q8_0 : NULL;
 }
 
@@ -369,6 +436,7 @@ dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi) {
     switch (type) {
     case DK_GGML_TYPE_Q8_0: return dk_qz_dot_q8_0;
     case DK_GGML_TYPE_Q5_0: return vbmi ? dk_qz_dot_q5_0v : dk_qz_dot_q5_0;
+    case DK_GGML_TYPE_Q5_0R: return vbmi ? dk_qz_dot_q5_0r : NULL;
     case DK_GGML_TYPE_Q4_K: return dk_qz_dot_q4_k;
     case DK_GGML_TYPE_Q6_K: return dk_qz_dot_q6_k;
     default: return NULL;

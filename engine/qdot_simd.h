@@ -19,4 +19,7 @@ dk_qdot_fn dk_qdot_avx512(uint32_t type, bool vbmi);
 typedef void (*dk_qdot2_fn)(const void *w, size_t rb, int64_t h, const dk_qrow *x, int64_t n, float *y,
                             float beta);
 dk_qdot2_fn dk_qdot_avx512_2(uint32_t type, bool vbmi);
+
+/* dk_q5_0r_repack's AVX-512 VBMI form (builds that target AVX2; the caller checks the CPU). */
+void dk_qdot_avx512_repack_q5_0r(const void *src, void *dst, size_t n);
 #endif

@@ -18,6 +18,7 @@
  *   IQ4_NL(32, 18):  f16 d | u8 qs[16]                 x = d * kvalues[nib] (non-linear grid)
  *   IQ4_XS(256,136): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]; 8 sub-blocks of 32 */
 #include "quant.h"
+#include "q5_0r.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -572,6 +573,8 @@ static const dk_type_info dk_types[] = {
     {34, "TQ1_0", 256, 54, NULL, NULL, NULL},
     {35, "TQ2_0", 256, 66, NULL, NULL, NULL},
     {39, "MXFP4", 32, 17, NULL, NULL, NULL},
+    {DK_GGML_TYPE_Q5_0R, "Q5_0R", DK_Q5_0R_UNIT, DK_Q5_0R_UNIT_BYTES, dk_q5_0r_dequantize_scalar, NULL,
+     dk_q5_0r_dequantize},
 };
 
 static const dk_type_info *dk_type_find(uint32_t t) {
@@ -595,7 +598,7 @@ bool dk_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_by
 
 bool dk_ggml_type_supported(uint32_t type) {
     const dk_type_info *ti = dk_type_find(type);
-    return ti && ti->dequant;
+    return ti && ti->dequant && type < DK_GGML_TYPE_INTERNAL;
 }
 
 bool dk_ggml_type_quantizable(uint32_t type) {
@@ -607,14 +610,14 @@ const char *dk_ggml_supported_names(void) {
     static char buf[256];
     if (!buf[0])
         for (size_t i = 0, o = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
-            if (dk_types[i].dequant)
+            if (dk_types[i].dequant && dk_types[i].id < DK_GGML_TYPE_INTERNAL)
                 o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", o ? ", " : "", dk_types[i].name);
     return buf;
 }
 
 bool dk_ggml_type_from_name(const char *name, uint32_t *type) {
     for (size_t i = 0; i < sizeof dk_types / sizeof dk_types[0]; i++)
-        if (!strcasecmp(name, dk_types[i].name)) {
+        if (dk_types[i].id < DK_GGML_TYPE_INTERNAL && !strcasecmp(name, dk_types[i].name)) {
             *type = dk_types[i].id;
             return true;
         }

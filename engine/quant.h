@@ -30,14 +30,19 @@ typedef enum {
     DK_GGML_TYPE_F64 = 28,
     DK_GGML_TYPE_BF16 = 30,
     DK_GGML_TYPE_TQ1_0 = 34,
+    /* dashkit's own orders of a file type's bytes, made at load (ids from DK_GGML_TYPE_INTERNAL on:
+     * never in a file, not dk_ggml_type_supported, not by name) */
+    DK_GGML_TYPE_INTERNAL = 1000,
+    DK_GGML_TYPE_Q5_0R = 1006, /* Q5_0 rows in units of 128 values (q5_0r.h) */
 } dk_ggml_type;
 
 /* Name ("F32", "Q8_0", ...) or NULL for a type id dashkit does not know. */
 const char *dk_ggml_type_name(uint32_t type);
 /* Elements per block and bytes per block; false for an unknown type. */
 bool dk_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes);
-/* True for the types dk_dequantize can convert (dk_ggml_supported_names() lists them):
- * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS. */
+/* True for the file types dk_dequantize can convert (dk_ggml_supported_names() lists them):
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS. dk_dequantize also
+ * converts the internal Q5_0R. */
 bool dk_ggml_type_supported(uint32_t type);
 const char *dk_ggml_supported_names(void); /* "F32, F16, Q4_0, ..." */
 /* True for the types dk_quantize can write (random-weight models). */
