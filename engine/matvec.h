@@ -2,7 +2,7 @@
  * reading each weight once, in its file type, next to the dot products.
  *
  * A row of W is never converted as a whole matrix: F32 rows are read in place; F16, BF16, Q8_0, Q5_0,
- * Q4_K and Q6_K rows are widened to f32 in registers inside the dot product (one row, m = 1; the
+ * Q5_0R, Q4_K and Q6_K rows are widened to f32 in registers inside the dot product (one row, m = 1; the
  * block types in 16 lanes on CPUs with AVX-512F and BW: matvec_avx512.c, chosen at run time) or into
  * a one-row scratch that stays in L1 (m > 1, and every other type, through dk_dequantize). Every dot product
  * runs the same f32 operations in the same order whatever the row's file type and whichever path

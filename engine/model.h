@@ -8,7 +8,9 @@
  * Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS; per tensor, so llama-quantize's
  * mixes such as Q4_K_M load as written; quant.h has the table), pointing into the
  * read-only mmap of the file (no copy): peak memory = the file's tensors (page cache) + the run
- * state. matmul.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
+ * state. One exception: where the CPU has AVX-512 VBMI (dk_q5_0r_on), Q5_0 matrices whose rows are
+ * multiples of 128 are copied at load into Q5_0R (q5_0r.h: the same bytes in another order, read
+ * faster) and their file pages handed back, so they are still held once. matmul.c converts a matrix to f32 in a scratch buffer right before its sgemm (one
  * matrix at a time; the lm head in row blocks; token_embd one row per looked-up token). Only
  * 1-D tensors (norms, biases) stored in another type than F32, and F32 tensors the file leaves
  * unaligned, are copied to owned f32 at load.
@@ -65,8 +67,8 @@ dk_status dk_model_config_read_gguf(const dk_gguf *g, dk_model_config *cfg, dk_e
 /* ---- weights (const pointers into the mmap or into owned storage) ---- */
 
 /* A matrix in its storage type: rows of `cols` elements, row r at data + r * row_bytes.
- * type is F32 (4-byte aligned) or any dk_ggml_type_supported type (cols a multiple of its block
- * size, so every row starts on a block). */
+ * type is F32 (4-byte aligned), any dk_ggml_type_supported type or Q5_0R (cols a multiple of its
+ * block size, so every row starts on a block). */
 typedef struct {
     const void *data; /* (rows, cols) in `type` */
     uint32_t type;    /* dk_ggml_type */

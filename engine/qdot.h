@@ -12,7 +12,8 @@
  * Dot of a weight row with a quantized row (n elements, n a multiple of the weight's block):
  *   for each activation block b, an exact integer S_b and an f32 scale s_b:
  *     Q8_0  s_b = d_w * d_b,  S_b = Σ w_i q_i                      (w_i the int8 quants)
- *     Q5_0  s_b = d_w * d_b,  S_b = Σ (u_i - 16) q_i               (u_i the 5-bit quants)
+ *     Q5_0  s_b = d_w * d_b,  S_b = Σ (u_i - 16) q_i               (u_i the 5-bit quants; Q5_0R
+ *                                                                  the same, q5_0r.h)
  *     Q6_K  s_b = d * d_b,    S_b = Σ_halves sc_h Σ (u_i - 32) q_i (u_i 6-bit, sc_h the int8 scale
  *                                                                  of each 16 values)
  *   (|S_b| < 2^24, so (float)S_b is exact), and c_b = fmaf(s_b, S_b, acc) below;
@@ -57,7 +58,7 @@ int64_t dk_qact_bytes(int64_t cap);
 /* Quantizes X (m, k; row stride k) as above; k a multiple of 32, m * k <= a->cap. */
 void dk_qact_quantize(dk_qact *a, const float *x, int m, int64_t k);
 
-/* Whether rows of this type have a q8 dot (Q8_0, Q5_0, Q4_K, Q6_K). */
+/* Whether rows of this type have a q8 dot (Q8_0, Q5_0, Q5_0R, Q4_K, Q6_K). */
 bool dk_qdot_type(uint32_t type);
 
 /* One quantized row (pointers into a dk_qact). */

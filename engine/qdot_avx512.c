@@ -18,7 +18,10 @@
  * (row r0 + i with r0 + h + i, two long streams, as matvec.c pairs them): the steps of the two
  * interleave, decode of the 0.5B shape's Q8_0 file measured 1.08x (Q4_K_M 1.02x), decode-only loops
  * side by side; the pairs loop runs inside the kernel (one call per row range, not per pair: Q4_K_M
- * file decode-only loops, 8 alternating runs, medians 106 -> 113 tok/s). */
+ * file decode-only loops, 8 alternating runs, medians 106 -> 113 tok/s). Q5_0R rows (q5_0r.h, with
+ * AVX512_VBMI) take Q5_0's steps with their quants unpacked by one vpermb and one vpmultishiftqb per 64
+ * values and their scales read as they lie: 40 -> 59 G values/s (two rows at once, in L3); decode-only
+ * loops of the Q4_K_M file, 5 alternating runs, medians 106 -> 118 tok/s. */
 #include "qdot_simd.h"
 #include "matvec_simd.h"
 #include "q5_0r_simd.h"
