@@ -21,7 +21,8 @@
  * against the measured heap growth of a real dk_ctx). Not counted: attention probabilities
  * captured for probe rows (FastV/SnapKV: n_head * n_probe * kv_len * 4 at the decision layer,
  * see dk_memory_probe_bytes), the split-prefill copy of X (n_chunk * n_embd * 4 when prefix
- * sharing is used), logit rows and the tokenizer. */
+ * sharing is used), logit rows, the tokenizer, and the < 2 MiB by which the block of a model's
+ * Q5_0R matrices (model.h) rounds their bytes up to whole 2 MiB pages. */
 #ifndef DK_MEMORY_H
 #define DK_MEMORY_H
 #include <stdint.h>
