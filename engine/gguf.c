@@ -272,7 +272,7 @@ static dk_status dk_gguf_parse_tensor_infos(dk_gguf *g, dk_cursor *c) {
         if ((st = dk_rd(c, &t->type, 4, t->name))) return st;
         if ((st = dk_rd(c, &t->offset, 8, t->name))) return st;
         uint32_t be, bb;
-        if (!dk_ggml_type_block(t->type, &be, &bb))
+        if (t->type >= DK_GGML_TYPE_INTERNAL || !dk_ggml_type_block(t->type, &be, &bb))
             return dk_fail(e, DK_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown type %u", g->path, t->name,
                            t->type);
         if (t->ne[0] % be)

@@ -214,6 +214,9 @@ START_TEST(test_unknown_type) {
     const char *p = dk_test_tmp_path(NULL, 0, "type.gguf");
     write_gguf(p, (dk_gguf_variant){.bad_type = 99});
     expect_info_error(p, "unknown type 99");
+    /* dashkit's in-memory orders are no file type */
+    write_gguf(p, (dk_gguf_variant){.bad_type = DK_GGML_TYPE_Q5_0R});
+    expect_info_error(p, "unknown type 1006");
 }
 END_TEST
 
