@@ -48,7 +48,7 @@ DK_AZ static void dk_az_scores(const float *q, int r, int r1, int hd, const floa
     __m512 a[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
-    if (r == 0) /* the next block's key rows, once per block */
+    if (r == 0 && j0 + DK_AZ_PF_K + 8 <= n) /* a later block's key rows, once per block */
         for (int j = 0; j < 8; j++)
             for (int x = 0; x < hd; x += 16)
                 _mm_prefetch((const char *)(k0 + (size_t)(j + DK_AZ_PF_K) * kvd + x), _MM_HINT_T0);
@@ -81,7 +81,9 @@ DK_AZ static void dk_az_values(const float *s, int r, int r1, int n, const float
     }
     for (int j = j0; j < j1; j++) {
         const float *vr = v + (size_t)j * kvd + x0;
-        if (r == 0) _mm_prefetch((const char *)(vr + (size_t)DK_AZ_PF_V * kvd), _MM_HINT_T0);
+        if (r == 0 && j + DK_AZ_PF_V < n)
+            for (int i = 0; i < 4; i++)
+                _mm_prefetch((const char *)(vr + (size_t)DK_AZ_PF_V * kvd + 16 * i), _MM_HINT_T0);
         __m512 b0 = _mm512_set1_ps(p0[j]), b1 = _mm512_set1_ps(p1[j]);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
