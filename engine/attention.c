@@ -237,3 +237,21 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
         }
     }
 }
+
+bool dk_attn_decode_bf16_ok(int hd) {
+    static _Atomic int has = -1; /* -1: not yet asked */
+    if (atomic_load(&has) < 0) {
+        float q[32] = {0}, s[1], o[32];
+        uint16_t k[32] = {0};
+        /* the CPU first: the probe runs the bf16 code (no keys, so it only clears o) */
+        atomic_store(&has, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                               __builtin_cpu_supports("avx512bf16") &&
+                               dk_attn_decode_bf16_avx512(q, 1, 32, k, k, 0, 1.0f, s, o));
+    }
+    return atomic_load(&has) == 1 && hd % 32 == 0;
+}
+
+bool dk_attn_decode_bf16(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                         float scale, float *s, float *o) {
+    return dk_attn_decode_bf16_ok(hd) && dk_attn_decode_bf16_avx512(q, g, hd, k, v, n, scale, s, o);
+}

@@ -78,4 +78,14 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
  * returns whether it is used now (tests, benchmarks; between calls only). */
 bool dk_attn_decode_set_simd(bool on);
 
+/* The same step on a bf16 copy of the KV head (k, v: n rows of hd bf16 each, contiguous: forward.c
+ * keeps one per layer in bf16 and q8 compute): q rounded to bf16 for Q·Kᵀ (vdpbf16ps: exact
+ * products, f32 sums), the softmax in f32, P·V in f32 multiply-adds on the exactly widened bf16 values.
+ * Half the bytes of the f32 rows, read in one stream per head (the f32 cache's rows interleave the
+ * heads), and half the multiply instructions for the scores. Where dk_attn_decode_bf16_ok(hd) (the
+ * CPU has AVX-512F/BW and AVX512_BF16, hd % 32 == 0); false and nothing done elsewhere. */
+bool dk_attn_decode_bf16_ok(int hd);
+bool dk_attn_decode_bf16(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                         float scale, float *s, float *o);
+
 #endif

@@ -12,6 +12,9 @@
  * Measured: attention.h. The loops over lanes and keys are unrolled (GCC kept the sixteen
  * accumulators on the stack without it, and the form ran at 0.7x the AVX2 one). */
 #include "attention_simd.h"
+#include "ops.h"
+#include "quant.h"
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -34,6 +37,17 @@ DK_AZ static inline __m512 dk_az_fold16(const __m512 a[16]) {
     __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
     __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD));
     return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+}
+
+/* The scores of keys j0 .. j0 + 7 for rows r and r1 from their sixteen accumulators (a[j]: row r and
+ * key j0 + j, a[8 + j]: row r1), times scale, into s (rows of n); r1 == r stores one row. */
+DK_AZ static inline void dk_az_store_scores(const __m512 a[16], int r, int r1, int j0, int n, float scale,
+                                            float *s) {
+    __m512 f = _mm512_mul_ps(dk_az_fold16(a), _mm512_set1_ps(scale)); /* row r's 8, then row r1's */
+    _mm256_storeu_ps(s + (size_t)r * n + j0, _mm512_castps512_ps256(f));
+    if (r1 != r)
+        _mm256_storeu_ps(s + (size_t)r1 * n + j0,
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
 }
 
 /* keys per block of the values pass (their rows stay in L1 while the rows take them); the
@@ -61,11 +75,7 @@ DK_AZ static void dk_az_scores(const float *q, int r, int r1, int hd, const floa
             a[8 + j] = _mm512_fmadd_ps(w, c, a[8 + j]);
         }
     }
-    __m512 f = _mm512_mul_ps(dk_az_fold16(a), _mm512_set1_ps(scale)); /* row r's 8, then row r1's */
-    _mm256_storeu_ps(s + (size_t)r * n + j0, _mm512_castps512_ps256(f));
-    if (r1 != r)
-        _mm256_storeu_ps(s + (size_t)r1 * n + j0,
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+    dk_az_store_scores(a, r, r1, j0, n, scale, s);
 }
 
 /* o rows r and r1 (zeroed by the caller), head_dim slice [x0, x0 + 64), += p · v over keys [j0, j1) */
@@ -114,10 +124,103 @@ bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const 
     }
     return true;
 }
+
+/* ---- the bf16 copy of the cache (dk_attn_decode_bf16, attention.h) ---- */
+#define DK_AZB __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* scores of keys j0 .. j0 + 7 for rows r and r1: the two q rows rounded to bf16 here (vcvtne2ps2bf16,
+ * to nearest even), each pair of bf16 products added into f32 by vdpbf16ps */
+DK_AZB static void dk_azb_scores(const float *q, int r, int r1, int hd, const uint16_t *k, int j0, int n,
+                                 float scale, float *s) {
+    const uint16_t *k0 = k + (size_t)j0 * hd;
+    const float *q0 = q + (size_t)r * hd, *q1 = q + (size_t)r1 * hd;
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+    for (int x = 0; x < hd; x += 32) {
+        __m512bh u = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(q0 + x + 16), _mm512_loadu_ps(q0 + x)),
+                 w = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(q1 + x + 16), _mm512_loadu_ps(q1 + x));
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512bh c = (__m512bh)_mm512_loadu_si512(k0 + (size_t)j * hd + x);
+            a[j] = _mm512_dpbf16_ps(a[j], u, c);
+            a[8 + j] = _mm512_dpbf16_ps(a[8 + j], w, c);
+        }
+    }
+    dk_az_store_scores(a, r, r1, j0, n, scale, s);
+}
+
+/* 16 bf16 values as f32 (exact: the bits moved up) */
+DK_AZB static inline __m512 dk_azb_widen(const uint16_t *v) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)v));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+/* o rows r0 .. r0 + 7 (those below g; zeroed by the caller), head_dim slice [x0, x0 + 32), += p · v
+ * over keys [j0, j1): each value row widened once for the eight rows, f32 multiply-adds key after key */
+DK_AZB static void dk_azb_values(const float *s, int r0, int g, int n, const uint16_t *v, int hd, int j0,
+                                 int j1, int x0, float *o) {
+    const float *p[8];
+    float *orow[8];
+    __m512 a[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) { /* rows past g repeat row g - 1 and are not stored */
+        int r = r0 + i < g ? r0 + i : g - 1;
+        p[i] = s + (size_t)r * n;
+        orow[i] = o + (size_t)r * hd + x0;
+        a[2 * i] = _mm512_loadu_ps(orow[i]);
+        a[2 * i + 1] = _mm512_loadu_ps(orow[i] + 16);
+    }
+    for (int j = j0; j < j1; j++) {
+        const uint16_t *vr = v + (size_t)j * hd + x0;
+        __m512 c0 = dk_azb_widen(vr), c1 = dk_azb_widen(vr + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            __m512 b = _mm512_set1_ps(p[i][j]);
+            a[2 * i] = _mm512_fmadd_ps(b, c0, a[2 * i]);
+            a[2 * i + 1] = _mm512_fmadd_ps(b, c1, a[2 * i + 1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        if (r0 + i < g) {
+            _mm512_storeu_ps(orow[i], a[2 * i]);
+            _mm512_storeu_ps(orow[i] + 16, a[2 * i + 1]);
+        }
+}
+
+bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                                float scale, float *s, float *o) {
+    if (hd % 32 != 0) return false;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int r = 0; r < g; r += 2) dk_azb_scores(q, r, r + 1 < g ? r + 1 : r, hd, k, j, n, scale, s);
+    for (; j < n; j++) /* the last n % 8 keys: the same bf16 products, summed in plain C */
+        for (int r = 0; r < g; r++) {
+            float a = 0.0f;
+            for (int x = 0; x < hd; x++)
+                a += dk_bf16_to_f32(dk_f32_to_bf16(q[(size_t)r * hd + x])) *
+                     dk_bf16_to_f32(k[(size_t)j * hd + x]);
+            s[(size_t)r * n + j] = a * scale;
+        }
+    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
+    memset(o, 0, (size_t)g * hd * sizeof *o);
+    for (int j0 = 0; j0 < n; j0 += DK_AZ_VBLK) {
+        int j1 = j0 + DK_AZ_VBLK < n ? j0 + DK_AZ_VBLK : n;
+        for (int r0 = 0; r0 < g; r0 += 8)
+            for (int x = 0; x < hd; x += 32) dk_azb_values(s, r0, g, n, v, hd, j0, j1, x, o);
+    }
+    return true;
+}
 #else
 bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
                            float scale, float *s, float *o) {
     (void)q, (void)g, (void)hd, (void)k, (void)v, (void)kvd, (void)n, (void)scale, (void)s, (void)o;
+    return false;
+}
+bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                                float scale, float *s, float *o) {
+    (void)q, (void)g, (void)hd, (void)k, (void)v, (void)n, (void)scale, (void)s, (void)o;
     return false;
 }
 #endif

@@ -2,6 +2,7 @@
 #ifndef DK_ATTENTION_SIMD_H
 #define DK_ATTENTION_SIMD_H
 #include <stdbool.h>
+#include <stdint.h>
 
 /* The scores of keys j .. n-1 in plain C, the softmax of each of the g rows of s (g, n), and o (g, hd)
  * zeroed for the values pass. */
@@ -11,4 +12,8 @@ void dk_attn_decode_softmax(const float *q, int g, int hd, const float *k, int k
  * The caller checks the CPU first. */
 bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const float *v, int kvd, int n,
                            float scale, float *s, float *o);
+/* The 16-lane form of dk_attn_decode_bf16: false (nothing done) where the build has none or
+ * hd % 32 != 0. The caller checks the CPU first (AVX512_BF16). */
+bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                                float scale, float *s, float *o);
 #endif

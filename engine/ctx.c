@@ -91,6 +91,10 @@ int64_t dk_ctx_chunk_bytes(const dk_model_config *k, int n_chunk) {
            5 * (int64_t)n_chunk * 4;
 }
 
+int64_t dk_ctx_kvh_bytes(const dk_model_config *k, int n_ctx) {
+    return k->head_dim % 32 ? 0 : (int64_t)k->n_layer * 2 * (int64_t)dk_ctx_layout_of(k, n_ctx).kv * 2;
+}
+
 int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
 
 int64_t dk_ctx_bf16_pack_bytes(const dk_model_config *k) {
@@ -251,8 +255,8 @@ void dk_ctx_free(dk_ctx *c) {
     dk_bf16_backend_free(c->mm.bf16);
     dk_qact_free(&c->mm.qact);
     dk_ctx_free_attn_scratch(c);
-    DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->probs, c->mm.wbuf, c->x_split,
-                c->split_active, c->split_stats);
+    DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->kvh, c->probs, c->mm.wbuf,
+                c->x_split, c->split_active, c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }
@@ -286,9 +290,36 @@ const int32_t *dk_ctx_split_active(const dk_ctx *c, int *n_active) {
 
 void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->mm.fused = on; }
 
+/* c->kvh from the f32 caches: rows [0, len) of every layer, head by head */
+static void dk_ctx_kvh_fill(dk_ctx *c) {
+    const dk_model_config *k = &c->m->cfg;
+    int hd = k->head_dim, nkv = k->n_head_kv, kvd = nkv * hd;
+    size_t head = (size_t)c->n_ctx_max * hd;
+    for (int l = 0; l < k->n_layer; l++)
+        for (int h = 0; h < nkv; h++) {
+            uint16_t *base = c->kvh + (size_t)l * 2 * nkv * head;
+            dk_attn_round_rows(base + h * head, c->kv[l].k + (size_t)h * hd, c->kv[l].len, hd, kvd);
+            dk_attn_round_rows(base + (nkv + h) * head, c->kv[l].v + (size_t)h * hd, c->kv[l].len, hd, kvd);
+        }
+}
+
+bool dk_ctx_cache_bf16(const dk_ctx *c, int layer, const uint16_t **k, const uint16_t **v) {
+    if (!c->kvh_on || layer < 0 || layer >= c->m->cfg.n_layer) return false;
+    size_t head = (size_t)c->n_ctx_max * c->m->cfg.head_dim, nkv = (size_t)c->m->cfg.n_head_kv;
+    *k = c->kvh + (size_t)layer * 2 * nkv * head;
+    *v = *k + nkv * head;
+    return true;
+}
+
 dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     dk_status st = dk_compute_check(mode, e);
     if (st) return st;
+    /* the bf16 copy of the caches for the decode step: made from the caches when it starts */
+    bool kvh = dk_compute_bf16_on(mode) && dk_attn_decode_bf16_ok(c->m->cfg.head_dim);
+    if (kvh && !c->kvh && !(c->kvh = malloc((size_t)dk_ctx_kvh_bytes(&c->m->cfg, c->n_ctx_max))))
+        return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bf16 copy of a %d-token cache", c->n_ctx_max);
+    if (kvh && !c->kvh_on) dk_ctx_kvh_fill(c);
+    c->kvh_on = kvh;
     /* the backend (and its cached primitives) stays until dk_ctx_free once created */
     if (dk_compute_bf16_on(mode) && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
     /* q8: room for DK_MATVEC_MAX_M quantized rows of the longest product input */

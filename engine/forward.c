@@ -67,14 +67,17 @@ static void dk_add_bias_row(float *y, const float *b, int n) {
     for (int i = 0; i < n; i++) y[i] += b[i];
 }
 
-/* Per active row i: biases of q, k, v (when the model has them), RoPE of q and k at pos_a[i], and
- * the cache entry's position. */
+/* Per active row i: biases of q, k, v (when the model has them), RoPE of q and k at pos_a[i], the
+ * cache entry's position and, while the context keeps it, the entry's bf16 copy (kvh: row L0 + i of
+ * each head). */
 typedef struct {
     dk_ctx *c;
     const dk_layer_weights *w;
     float *kdst, *vdst;
     int32_t *kv_pos;
     int na, n_tasks;
+    uint16_t *kvh; /* the layer's bf16 K heads then V heads (forward_state.h), or NULL */
+    int L0;
 } dk_qkv_job;
 
 static void dk_qkv_post_task(void *arg, int t, int tid) {
@@ -93,7 +96,21 @@ static void dk_qkv_post_task(void *arg, int t, int tid) {
         dk_rope_row(j->c, q, k->n_head, j->c->pos_a[i]);
         dk_rope_row(j->c, kr, k->n_head_kv, j->c->pos_a[i]);
         j->kv_pos[i] = j->c->pos_a[i];
+        if (j->kvh) {
+            size_t hd = (size_t)k->head_dim, nkv = (size_t)k->n_head_kv, head = (size_t)j->c->n_ctx_max * hd,
+                   row = ((size_t)j->L0 + i) * hd;
+            for (size_t h = 0; h < nkv; h++) {
+                dk_round_bf16(j->kvh + h * head + row, kr + h * hd, hd, 1.0f);
+                dk_round_bf16(j->kvh + (nkv + h) * head + row, vr + h * hd, hd, 1.0f);
+            }
+        }
     }
+}
+
+/* Layer l's bf16 K heads then V heads (forward_state.h: kvh), or NULL while the context keeps none */
+static uint16_t *dk_kvh_layer(const dk_ctx *c, int l) {
+    const dk_model_config *k = &c->m->cfg;
+    return c->kvh_on ? c->kvh + (size_t)l * 2 * k->n_head_kv * (size_t)c->n_ctx_max * k->head_dim : NULL;
 }
 
 /* ---- attention ----
@@ -107,6 +124,7 @@ typedef struct {
     bool capture;
     const uint16_t *kv16; /* the layer's cache in bf16 (dk_kv16_fill) for bf16 products, or NULL */
     bool decode;          /* one query row that sees the whole cache: dk_attn_decode (bf16, q8) */
+    const uint16_t *kvh; /* with decode: the layer's bf16 copy of the cache for dk_attn_decode_bf16, or NULL */
 } dk_attn_job;
 
 /* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
@@ -125,7 +143,11 @@ static void dk_attn_tile(void *arg, int t, int tid) {
         memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd,
                (size_t)g * hd * 4);
     if (jb->decode) { /* bf16 / q8 compute, one query row: every key visible, no probe rows */
-        dk_attn_decode(qb, g, hd, kv->k + (size_t)h * hd, kv->v + (size_t)h * hd, kvd, kvl, scale, sb, ob);
+        size_t head = (size_t)c->n_ctx_max * hd;
+        if (!jb->kvh || !dk_attn_decode_bf16(qb, g, hd, jb->kvh + h * head,
+                                             jb->kvh + (k->n_head_kv + h) * head, kvl, scale, sb, ob))
+            dk_attn_decode(qb, g, hd, kv->k + (size_t)h * hd, kv->v + (size_t)h * hd, kvd, kvl, scale, sb,
+                           ob);
         memcpy(c->att + (size_t)r0 * qd + (size_t)h * g * hd, ob, (size_t)g * hd * 4);
         return;
     }
@@ -252,7 +274,11 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
      * (through the one-pass tile), other chunks the blocked tile */
     bool decode = dk_compute_bf16_on(c->mm.compute) && na == 1 && !capture;
     bool blocked = dk_compute_bf16_on(c->mm.compute) && !decode, b16 = blocked && na >= c->qblk;
-    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode};
+    dk_attn_job jb = {c,       &c->kv[l],
+                      na,      L0,
+                      n_blk,   n_probe,
+                      capture, b16 ? c->kv16 : NULL,
+                      decode,  decode ? dk_kvh_layer(c, l) : NULL};
     if (b16) dk_kv16_fill(c, &c->kv[l]);
     dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
@@ -318,7 +344,8 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     float *kdst = kv->k + (size_t)L0 * kvd, *vdst = kv->v + (size_t)L0 * kvd;
     dk_matmul_out qkv[3] = {{c->q, &w->wq}, {kdst, &w->wk}, {vdst, &w->wv}};
     dk_matmul_multi(&c->mm, c->xb, na, d, qkv, 3, &fl->c[DK_FLOPS_QKV]);
-    dk_qkv_job qj = {c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4)};
+    dk_qkv_job qj = {
+        c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4), dk_kvh_layer(c, l), L0};
     dk_pool_run(&c->pool, qj.n_tasks, dk_qkv_post_task, &qj);
     if (w->bq) fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
     fl->c[DK_FLOPS_ROPE] += 6 * (int64_t)na * (k->n_head + k->n_head_kv) * (k->n_rot / 2);

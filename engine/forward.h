@@ -156,6 +156,13 @@ int64_t dk_ctx_kv_bytes(const dk_model_config *cfg, int n_ctx);
 int64_t dk_ctx_fixed_bytes(const dk_model_config *cfg, int n_ctx, int threads);
 int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
 int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
+/* bf16 and q8 compute keep every layer's cache a second time in bf16, head by head, for the decode
+ * step (attention.h: dk_attn_decode_bf16) where head_dim % 32 == 0 (and the CPU has AVX512_BF16,
+ * which these modes need anyway): n_layer * 2 * n_ctx * n_head_kv*head_dim * 2 bytes, else 0. */
+int64_t dk_ctx_kvh_bytes(const dk_model_config *cfg, int n_ctx);
+/* The bf16 copy of layer l's K and V heads (rows of head_dim, n_ctx_max per head; rows [0, len) valid),
+ * or false where the context keeps none now (tests). */
+bool dk_ctx_cache_bf16(const dk_ctx *c, int layer, const uint16_t **k, const uint16_t **v);
 /* bf16 compute packs each layer matrix once per model, shared by its contexts (compute.h's packed
  * weights: bf16, half of f32; freed with the model) when they take at most DK_CTX_BF16_PACK_MAX bytes (dk_ctx_bf16_pack_bytes, an upper bound;
  * dk_ctx_bf16_packs): models up to ~2B parameters. Larger ones round and lay out each matrix anew

@@ -82,7 +82,8 @@ int64_t dk_memory_compute_bytes(const dk_model_config *c, dk_compute compute, co
 
 void dk_memory_estimate_add_compute(const dk_model_config *c, dk_compute compute, const char *type,
                                     dk_memory_estimate *o) {
-    int64_t b = dk_memory_compute_bytes(c, compute, type, o->n_chunk);
+    int64_t b = dk_memory_compute_bytes(c, compute, type, o->n_chunk) +
+                (dk_compute_bf16_on(compute) ? dk_ctx_kvh_bytes(c, o->n_ctx) : 0);
     o->compute_bytes += b;
     o->scratch_bytes += b;
     o->total_bytes += b;

@@ -7,6 +7,8 @@
  *            touched); weights_f32 is the same tensors expanded to f32 (what a loader that
  *            converted every tensor at load time would hold; printed for comparison only).
  *   kv       n_layer * 2 * n_head_kv * head_dim * n_ctx * 4: the K and V caches of dk_ctx (f32).
+ *            In bf16 and q8 compute (compute_bytes, below) a bf16 copy of them, half that size, for
+ *            the decode step where head_dim % 32 == 0 (forward.h: dk_ctx_kvh_bytes).
  *   scratch  everything else dk_ctx allocates (ctx.c): per context (RoPE tables, cache
  *            positions, one attention block's scores/queries/outputs) and per prefill chunk of
  *            n_chunk tokens (hidden states, normed inputs, attention and FFN activations, index
@@ -74,8 +76,9 @@ void dk_memory_estimate_fill(const dk_model_config *cfg, int64_t weights_bytes, 
 enum { DK_MEMORY_DNNL_SCRATCH = 1 << 20 };
 int64_t dk_memory_compute_bytes(const dk_model_config *cfg, dk_compute compute, const char *type,
                                 int n_chunk);
-/* Adds dk_memory_compute_bytes (for the estimate's n_chunk) to an estimate that
- * dk_memory_estimate_fill filled: compute_bytes, scratch_bytes and total_bytes. */
+/* Adds dk_memory_compute_bytes (for the estimate's n_chunk) and, in bf16 and q8 compute, the bf16 copy
+ * of the caches the decode step reads (forward.h: dk_ctx_kvh_bytes at the estimate's n_ctx) to an
+ * estimate that dk_memory_estimate_fill filled: compute_bytes, scratch_bytes and total_bytes. */
 void dk_memory_estimate_add_compute(const dk_model_config *cfg, dk_compute compute, const char *type,
                                     dk_memory_estimate *o);
 

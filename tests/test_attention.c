@@ -199,6 +199,126 @@ START_TEST(test_decode_f32_bound) {
 }
 END_TEST
 
+/* dk_attn_decode_bf16 (the decode step on the bf16 copy of the cache) within the bound above with q,
+ * k and v rounded to bf16 (u_in = u; P stays f32: u_p = 0), and within the f32 bound (u_in = 0) on
+ * inputs that are bf16 already; rows g = 1, 7, 9 (score pairs and value groups of 8 cut short),
+ * head sizes 32, 64, 96, key counts around its 8- and 64-key steps. */
+START_TEST(test_decode_bf16_bound) {
+    static const int n_keys[] = {1, 7, 8, 9, 64, 65, 600};
+    static const int hds[] = {32, 64, 96}, gs[] = {1, 7, 9};
+    if (!dk_attn_decode_bf16_ok(64)) {
+        printf("SKIP decode attention on the bf16 cache: no AVX-512 BF16 on this CPU\n");
+        return;
+    }
+    ck_assert(!dk_attn_decode_bf16_ok(48)); /* hd % 32 != 0: the f32 form */
+    double worst[2] = {0, 0};
+    for (size_t a = 0; a < sizeof n_keys / sizeof *n_keys; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t c = 0; c < 3; c++)
+                for (int exact = 0; exact < 2; exact++) {
+                    tile t;
+                    tile_make(&t, 1, gs[c], hds[b], n_keys[a], 31 + a * 9 + b * 3 + c, exact);
+                    size_t nk = (size_t)t.kvl * t.hd;
+                    uint16_t *kb = malloc(nk * 2), *vb = malloc(nk * 2);
+                    dk_attn_round_rows(kb, t.k, t.kvl, t.hd, t.kvd);
+                    dk_attn_round_rows(vb, t.v, t.kvl, t.hd, t.kvd);
+                    float *o = malloc((size_t)t.g * t.hd * 4), *sc = malloc((size_t)t.g * t.kvl * 4);
+                    ck_assert(dk_attn_decode_bf16(t.q, t.g, t.hd, kb, vb, t.kvl, t.scale, sc, o));
+                    worst[exact] = fmax(worst[exact], tile_check(&t, o, exact ? 0 : U_BF16, 0));
+                    free(o);
+                    free(sc);
+                    free(kb);
+                    free(vb);
+                    tile_free(&t);
+                }
+    printf("decode attention on the bf16 cache: worst error %.3f of the bound (any inputs), %.3f (bf16 "
+           "inputs)\n",
+           worst[0], worst[1]);
+}
+END_TEST
+
+/* The bf16 copy of the caches a context keeps for the decode step (bf16/q8 compute, head_dim % 32 == 0)
+ * holds exactly the rounded f32 cache rows after prefills, decode steps, a truncation and more rows
+ * written over the dropped ones, and after a switch to f32 and back (made anew from the caches). */
+static void check_kvh(const dk_ctx *c) {
+    const dk_model_config *k = &dk_ctx_model(c)->cfg;
+    int hd = k->head_dim, nkv = k->n_head_kv, kvd = nkv * hd;
+    size_t head = (size_t)dk_ctx_n_ctx_max(c) * hd;
+    for (int l = 0; l < k->n_layer; l++) {
+        const uint16_t *kh, *vh;
+        ck_assert(dk_ctx_cache_bf16(c, l, &kh, &vh));
+        const dk_kv_cache *kv = dk_ctx_cache(c, l);
+        for (int h = 0; h < nkv; h++)
+            for (int j = 0; j < kv->len; j++)
+                for (int x = 0; x < hd; x++) {
+                    size_t at = (size_t)j * kvd + (size_t)h * hd + x, bt = h * head + (size_t)j * hd + x;
+                    ck_assert_msg(kh[bt] == dk_f32_to_bf16(kv->k[at]) && vh[bt] == dk_f32_to_bf16(kv->v[at]),
+                                  "layer %d head %d row %d dim %d", l, h, j, x);
+                }
+    }
+}
+
+static int32_t *tokens(int n, int V, uint64_t seed);
+
+START_TEST(test_decode_bf16_cache) {
+    if (!g_native || !dk_attn_decode_bf16_ok(32)) return;
+    dk_model_config cfg;
+    ck_assert(dk_model_shape("qwen2-tiny", &cfg));
+    cfg.n_layer = 2;
+    cfg.n_embd = 96;
+    cfg.n_head = 6;
+    cfg.n_head_kv = 2;
+    cfg.head_dim = 32;
+    cfg.n_rot = 32;
+    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 9, "qwen2-hd32");
+    int V = m->cfg.n_vocab;
+    int32_t *toks = tokens(120, V, 8);
+    dk_err e = {{0}};
+    dk_ctx *c = NULL;
+    float *lg = malloc((size_t)V * 4), *lg2 = malloc((size_t)V * 4);
+    ck_assert(dk_ctx_create(m, 200, &c, &e) == DK_OK);
+    const uint16_t *kh, *vh;
+    ck_assert(!dk_ctx_cache_bf16(c, 0, &kh, &vh));                     /* f32 compute keeps none */
+    ck_assert(dk_forward_prefill(c, toks, 30, NULL, lg, &e) == DK_OK); /* rows made in f32 compute */
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
+    check_kvh(c);
+    ck_assert(dk_forward_prefill(c, toks + 30, 50, NULL, lg, &e) == DK_OK);
+    for (int i = 0; i < 4; i++) ck_assert(dk_forward_decode(c, toks[80 + i], lg, &e) == DK_OK);
+    check_kvh(c);
+    ck_assert(dk_ctx_truncate(c, 60, &e) == DK_OK);
+    ck_assert(dk_forward_prefill(c, toks + 90, 20, NULL, lg, &e) == DK_OK); /* over rows 60..79 */
+    ck_assert(dk_forward_decode(c, toks[110], lg, &e) == DK_OK);
+    check_kvh(c);
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_F32, &e) == DK_OK);
+    ck_assert(!dk_ctx_cache_bf16(c, 0, &kh, &vh));
+    ck_assert(dk_forward_decode(c, toks[111], lg, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_Q8, &e) == DK_OK);
+    check_kvh(c);
+    /* and the decode step reads it: a second context through the same steps gives the same logits,
+     * and different ones once a value of its copy (layer 0, head 0, row 0) is changed */
+    dk_ctx *c2 = NULL;
+    ck_assert(dk_ctx_create(m, 200, &c2, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(c2, DK_COMPUTE_Q8, &e) == DK_OK);
+    ck_assert(dk_forward_prefill(c2, toks, 100, NULL, lg2, &e) == DK_OK);
+    ck_assert(dk_ctx_truncate(c, 0, &e) == DK_OK);
+    ck_assert(dk_forward_prefill(c, toks, 100, NULL, lg, &e) == DK_OK);
+    ck_assert(dk_forward_decode(c, toks[112], lg, &e) == DK_OK);
+    ck_assert(dk_forward_decode(c2, toks[112], lg2, &e) == DK_OK);
+    ck_assert(!memcmp(lg, lg2, (size_t)V * 4));
+    ck_assert(dk_ctx_cache_bf16(c2, 0, &kh, &vh));
+    ((uint16_t *)vh)[0] ^= 0x4000; /* a value far from the f32 cache's */
+    ck_assert(dk_forward_decode(c, toks[113], lg, &e) == DK_OK);
+    ck_assert(dk_forward_decode(c2, toks[113], lg2, &e) == DK_OK);
+    ck_assert(memcmp(lg, lg2, (size_t)V * 4) != 0);
+    free(lg);
+    free(lg2);
+    free(toks);
+    dk_ctx_free(c);
+    dk_ctx_free(c2);
+    dk_model_free(m);
+}
+END_TEST
+
 START_TEST(test_blocked_bf16_bound) {
     if (!g_native) return;
     double worst[2] = {0, 0};
@@ -373,6 +493,8 @@ static Suite *attention_suite(void) {
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_blocked_f32_bound);
     tcase_add_test(t, test_decode_f32_bound);
+    tcase_add_test(t, test_decode_bf16_bound);
+    tcase_add_test(t, test_decode_bf16_cache);
     tcase_add_test(t, test_blocked_bf16_bound);
     tcase_add_test(t, test_blocked_causal_exact);
     tcase_add_test(t, test_blocked_bad_tile);
