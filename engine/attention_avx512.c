@@ -128,6 +128,10 @@ bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const 
 /* ---- the bf16 copy of the cache (dk_attn_decode_bf16, attention.h) ---- */
 #define DK_AZB __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
+/* prefetch distance, in keys, of both passes' rows: 24 layers of two KV heads on two threads, 4096
+ * keys, alone: 2.9 ms a step without, 2.0 with 32..128 (64 taken), 2.2 at 256 */
+enum { DK_AZB_PF = 64 };
+
 /* scores of keys j0 .. j0 + 7 for rows r and r1: the two q rows rounded to bf16 here (vcvtne2ps2bf16,
  * to nearest even), each pair of bf16 products added into f32 by vdpbf16ps */
 DK_AZB static void dk_azb_scores(const float *q, int r, int r1, int hd, const uint16_t *k, int j0, int n,
@@ -137,6 +141,9 @@ DK_AZB static void dk_azb_scores(const float *q, int r, int r1, int hd, const ui
     __m512 a[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+    if (r == 0 && j0 + DK_AZB_PF + 8 <= n) /* a later block's eight rows, once per block */
+        for (int x = 0; x < 8 * hd; x += 32)
+            _mm_prefetch((const char *)(k0 + (size_t)DK_AZB_PF * hd + x), _MM_HINT_T0);
     for (int x = 0; x < hd; x += 32) {
         __m512bh u = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(q0 + x + 16), _mm512_loadu_ps(q0 + x)),
                  w = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(q1 + x + 16), _mm512_loadu_ps(q1 + x));
@@ -173,6 +180,9 @@ DK_AZB static void dk_azb_values(const float *s, int r0, int g, int n, const uin
     }
     for (int j = j0; j < j1; j++) {
         const uint16_t *vr = v + (size_t)j * hd + x0;
+        if (r0 == 0 && x0 == 0 && j + DK_AZB_PF < n) /* a later row, once per pass */
+            for (int x = 0; x < hd; x += 32)
+                _mm_prefetch((const char *)(vr + (size_t)DK_AZB_PF * hd + x), _MM_HINT_T0);
         __m512 c0 = dk_azb_widen(vr), c1 = dk_azb_widen(vr + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
