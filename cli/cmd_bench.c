@@ -58,7 +58,8 @@ static void dk_bench_usage(FILE *f) {
         "                 per length, each after an untimed 64-token prefill (weights paged in, oneDNN "
         "kernels\n"
         "                 and bf16 packs made), instead of the run above; prints prefill_tokens_per_s_L,\n"
-        "                 prefill_gflops_L, peak_rss_bytes_L vs memory_estimate_bytes_L (with --method:\n"
+        "                 prefill_gflops_L, peak_rss_bytes_L (before any --decode) vs "
+        "memory_estimate_bytes_L (with --method:\n"
         "                 dense and the method side by side per length, flops_speedup_L, wall_speedup_L,\n"
         "                 theoretical_speedup_L, halting_efficiency_L),\n"
         "                 long_context_retention_flops (the ratio at equal GFLOP/s: FLOPs per token at the\n"
@@ -345,6 +346,8 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
                 printf("prefill_tokens_per_s_%d: %.1f\n", L, tps[i]);
             }
         }
+        /* the peak before --decode: its bandwidth passes read a 512 MiB buffer of the bench's own */
+        double rss = dk_bench_peak_rss();
         if (!st && decode > 0 && dk_bench_decode(c, toks, L, decode, reps, true)) {
             dk_ctx_free(c);
             free(toks);
@@ -363,7 +366,6 @@ static int dk_bench_lengths(dk_model *m, const int *len, int n_len, int reps, dk
         dk_memory_estimate_fill(k, m->weights_bytes, 4 * m->n_params, L, L, &est);
         dk_memory_estimate_add_compute(k, compute, m->tensor_type, &est);
         double need = (double)est.total_bytes;
-        double rss = dk_bench_peak_rss();
         printf("memory_estimate_bytes_%d: %.0f\npeak_rss_bytes_%d: %.0f\npeak_rss_vs_estimate_%d: %.3f\n", L,
                need, L, rss, L, rss / need);
         fflush(stdout);

@@ -189,11 +189,11 @@ dk_status dk_bench_prefill_run(dk_ctx *c, const int32_t *toks, int T, int reps, 
 
 /* ---- decode ---- */
 
-double dk_bench_decode_bytes(const dk_model *m, double ctx) {
+double dk_bench_decode_bytes(const dk_model *m, double ctx, bool kv_bf16) {
     const dk_model_config *k = &m->cfg;
     double emb = (double)m->w.tok_embd.rows * (double)m->w.tok_embd.row_bytes;
     return (double)m->weights_bytes - (k->tied_output ? 0.0 : emb - (double)m->w.tok_embd.row_bytes) +
-           (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * 4.0 * ctx;
+           (double)k->n_layer * 2.0 * k->n_head_kv * k->head_dim * (kv_bf16 ? 2.0 : 4.0) * ctx;
 }
 
 /* Whether some decode matrix of m has a type that `has` accepts. */
@@ -223,7 +223,8 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
     memset(r, 0, sizeof *r);
     if (reps > DK_BENCH_MAX_REPS - 1) reps = DK_BENCH_MAX_REPS - 1;
     r->reps = reps, r->steps = steps, r->context = T, r->converts = m->converts; /* F32 weights: one path */
-    r->bytes_per_token = dk_bench_decode_bytes(m, T + steps / 2.0);
+    const uint16_t *kh, *vh;
+    r->bytes_per_token = dk_bench_decode_bytes(m, T + steps / 2.0, dk_ctx_cache_bf16(c, 0, &kh, &vh));
     float *lg = malloc((size_t)m->cfg.n_vocab * sizeof *lg);
     uint64_t *buf = dk_bench_bw_buffer();
     if (!lg || !buf) {

@@ -84,7 +84,8 @@ dk_status dk_bench_decode_run(dk_ctx *c, const int32_t *toks, int T, int steps, 
                               dk_bench_decode_result *r, void (*progress)(const char *line), dk_err *e);
 
 /* Bytes one decode step reads at context ctx: every weight matrix once (the token embedding only as
- * the tied lm head, else one row) and the f32 K and V of every layer. */
-double dk_bench_decode_bytes(const dk_model *m, double ctx);
+ * the tied lm head, else one row) and the K and V of every layer, f32 or (kv_bf16: the bf16 copy a
+ * context keeps in bf16 and q8 compute, forward.h: dk_ctx_cache_bf16) bf16. */
+double dk_bench_decode_bytes(const dk_model *m, double ctx, bool kv_bf16);
 
 #endif

@@ -11,7 +11,8 @@
 # (decode_vs_bandwidth_TYPE; on AVX-512 CPUs decode_avx512_vs_avx2_TYPE, the same decode on the AVX2
 # kernels beside it), and where q8 compute runs, Q8_0 and Q5_0 in q8 compute too
 # (decode_vs_bandwidth_TYPE_q8, and decode_q8_vs_f32dot_TYPE: against the same decode with f32 dots,
-# side by side), and Q4_K and Q6_K on the TinyLlama-1.1B shape in q8 (decode_vs_bandwidth_TINYLLAMA_TYPE_q8);
+# side by side), and Q4_K and Q6_K on the TinyLlama-1.1B shape in q8 (decode_vs_bandwidth_TINYLLAMA_TYPE_q8),
+# and Q5_0 in q8 after an 8192-token prompt (decode_vs_bandwidth_Q5_0_q8_8K);
 # (5) dashkit vs llama.cpp prefill and decode
 # tokens/s on the same files at 2K and 16K tokens, dashkit in bf16 compute (scripts/bench_llamacpp.sh;
 # skipped with a message unless build/llamacpp_ref is built: llamacpp_prefill_ratio_TYPE_T,
@@ -67,6 +68,14 @@ for dt in $([ -n "${compute[*]}" ] && echo "${DK_BENCH_DECODE_KTYPES:-q4_k q6_k}
     out=$(nice ./dashkit bench --shape tinyllama-1.1b --dtype "$dt" --lengths 512 --reps 3 "${threads[@]}" --compute q8 --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
     T_=TINYLLAMA_$(tr a-z A-Z <<<"$dt")_q8
     awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_vs_bandwidth|decode_f32dot_tokens_per_s|decode_q8_vs_f32dot)$/ {print $1 "_" t ": " $2}' <<<"$out"
+done
+# Decode after a long prompt (8192 tokens; DK_BENCH_DECODE_LONG), Q5_0 in q8 compute, where the K and V
+# rows a step reads rival the weights (the bf16 copy of the cache: half of f32's 201 MB a token here):
+# decode_vs_bandwidth_Q5_0_q8_8K
+for L in $([ -n "${compute[*]}" ] && echo "${DK_BENCH_DECODE_LONG:-8192}"); do
+    out=$(nice ./dashkit bench --shape qwen2-0.5b --dtype q5_0 --lengths "$L" --reps 3 "${threads[@]}" --compute q8 --decode "${DK_BENCH_DECODE_STEPS:-16}" 2>/dev/null)
+    T_=Q5_0_q8_$((L / 1024))K
+    awk -F': ' -v t="$T_" '$1 ~ /^(decode_tokens_per_s|stream_read_gbps|decode_bytes_per_token|decode_vs_bandwidth)$/ {print $1 "_" t ": " $2}' <<<"$out"
 done
 echo "== long context: dense prefill tokens/s per length (long_context_retention = longest / shortest)"
 for mode in f32 ${compute[1]:-}; do
