@@ -274,11 +274,8 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
      * (through the one-pass tile), other chunks the blocked tile */
     bool decode = dk_compute_bf16_on(c->mm.compute) && na == 1 && !capture;
     bool blocked = dk_compute_bf16_on(c->mm.compute) && !decode, b16 = blocked && na >= c->qblk;
-    dk_attn_job jb = {c,       &c->kv[l],
-                      na,      L0,
-                      n_blk,   n_probe,
-                      capture, b16 ? c->kv16 : NULL,
-                      decode,  decode ? dk_kvh_layer(c, l) : NULL};
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode, NULL};
+    if (decode) jb.kvh = dk_kvh_layer(c, l);
     if (b16) dk_kv16_fill(c, &c->kv[l]);
     dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is

@@ -36,16 +36,18 @@ struct dk_ctx {
     float **s;        /* (n_scratch) each (qblk*group, n_ctx_max) scores/probabilities of a block */
     float **qb;       /* (n_scratch) each (qblk*group, head_dim) stacked queries of a block */
     float **ob;       /* (n_scratch) each (qblk*group, head_dim) block output */
-    dk_attn_scratch *attn; /* (n_scratch) the blocked attention's (bf16 compute mode; attention.h) */
-    uint16_t *kv16;        /* (2, n_head_kv, n_ctx_max + DK_ATTN_KBLK, head_dim) one layer's K then V
+    dk_attn_scratch *attn;       /* (n_scratch) the blocked attention's (bf16 compute mode; attention.h) */
+    uint16_t *kv16;              /* (2, n_head_kv, n_ctx_max + DK_ATTN_KBLK, head_dim) one layer's K then V
                              * heads in bf16 for bf16 attention products, refilled per layer */
-    uint16_t *kvh;    /* (n_layer, 2, n_head_kv, n_ctx_max, head_dim) every layer's K then V heads in bf16 for
-                    * the decode step (dk_attn_decode_bf16); rows [0, kv[l].len) are the rounded f32
-                    * cache rows while kvh_on. NULL until a bf16/q8 compute switch needs it */
-    bool kvh_on;      /* kvh in step with the caches: bf16/q8 compute where dk_attn_decode_bf16_ok */
-    float *probs;     /* (n_head, n_probe, n_ctx_max) captured probabilities */
-    int probs_cap;    /* floats in probs */
-    dk_matmul_ctx mm; /* the products: f32 conversion scratch, fused path, compute precision
+    /* (n_layer, 2, n_head_kv, n_ctx_max, head_dim) every layer's K then V heads in bf16 for the decode
+     * step (dk_attn_decode_bf16); while kvh_on (bf16/q8 compute where dk_attn_decode_bf16_ok), rows
+     * [0, kv[l].len) are the f32 cache's rows rounded: made by dk_ctx_set_compute, then written next
+     * to each new f32 row. NULL until a compute switch needs it. */
+    uint16_t *kvh;
+    bool kvh_on;
+    float *probs;                /* (n_head, n_probe, n_ctx_max) captured probabilities */
+    int probs_cap;               /* floats in probs */
+    dk_matmul_ctx mm;            /* the products: f32 conversion scratch, fused path, compute precision
                              * and bf16 backend (matmul.h); mm.pool = &pool */
     dk_layer_stats *layer_stats; /* (n_layer) */
     dk_forward_stats stats;
