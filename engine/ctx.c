@@ -314,12 +314,10 @@ bool dk_ctx_cache_bf16(const dk_ctx *c, int layer, const uint16_t **k, const uin
 dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     dk_status st = dk_compute_check(mode, e);
     if (st) return st;
-    /* the bf16 copy of the caches for the decode step: made from the caches when it starts */
+    /* the bf16 copy of the caches for the decode step (allocated first: a failure changes nothing) */
     bool kvh = dk_compute_bf16_on(mode) && dk_attn_decode_bf16_ok(c->m->cfg.head_dim);
     if (kvh && !c->kvh && !(c->kvh = malloc((size_t)dk_ctx_kvh_bytes(&c->m->cfg, c->n_ctx_max))))
         return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bf16 copy of a %d-token cache", c->n_ctx_max);
-    if (kvh && !c->kvh_on) dk_ctx_kvh_fill(c);
-    c->kvh_on = kvh;
     /* the backend (and its cached primitives) stays until dk_ctx_free once created */
     if (dk_compute_bf16_on(mode) && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
     /* q8: room for DK_MATVEC_MAX_M quantized rows of the longest product input */
@@ -327,6 +325,8 @@ dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
         (st = dk_qact_init(&c->mm.qact, DK_MATVEC_MAX_M * dk_ctx_qact_k(&c->m->cfg), e)))
         return st;
     c->mm.compute = mode;
+    if (kvh && !c->kvh_on) dk_ctx_kvh_fill(c); /* made from the caches when the mode starts */
+    c->kvh_on = kvh;
     c->mm.pack = dk_compute_bf16_on(mode) && dk_ctx_bf16_packs(&c->m->cfg);
     /* the packs are made here, not inside the first timed prefill (a dense-vs-method comparison
      * would charge them to whichever ran first) */
