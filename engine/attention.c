@@ -244,14 +244,51 @@ bool dk_attn_decode_bf16_ok(int hd) {
         float q[32] = {0}, s[1], o[32];
         uint16_t k[32] = {0};
         /* the CPU first: the probe runs the bf16 code (no keys, so it only clears o) */
+        float ml[2];
         atomic_store(&has, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                __builtin_cpu_supports("avx512bf16") &&
-                               dk_attn_decode_bf16_avx512(q, 1, 32, k, k, 0, 1.0f, s, o));
+                               dk_attn_decode_bf16_avx512(q, 1, 32, k, k, 0, 1.0f, s, o, ml));
     }
     return atomic_load(&has) == 1 && hd % 32 == 0;
 }
 
+int dk_attn_decode_parts(int n) {
+    return n <= DK_ATTN_DECODE_PART ? 1 : (n + DK_ATTN_DECODE_PART - 1) / DK_ATTN_DECODE_PART;
+}
+
+bool dk_attn_decode_bf16_part(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                              int c, float scale, float *s, float *part) {
+    size_t j0 = (size_t)c * DK_ATTN_DECODE_PART;
+    int nk = n - (int)j0 < DK_ATTN_DECODE_PART ? n - (int)j0 : DK_ATTN_DECODE_PART;
+    return dk_attn_decode_bf16_ok(hd) && nk > 0 &&
+           dk_attn_decode_bf16_avx512(q, g, hd, k + j0 * hd, v + j0 * hd, nk, scale, s, part,
+                                      part + (size_t)g * hd);
+}
+
+void dk_attn_decode_merge(int g, int hd, int n_part, const float *part, float *o) {
+    size_t pf = DK_ATTN_DECODE_PART_FLOATS(g, hd);
+    for (int r = 0; r < g; r++) {
+        float mx = -INFINITY, l = 0.0f, *orow = o + (size_t)r * hd;
+        for (int c = 0; c < n_part; c++) mx = fmaxf(mx, part[c * pf + (size_t)g * hd + 2 * r]);
+        memset(orow, 0, (size_t)hd * sizeof *orow);
+        for (int c = 0; c < n_part; c++) { /* in part order: the same bits on any thread count */
+            const float *pc = part + c * pf, *ml = pc + (size_t)g * hd + 2 * r;
+            float w = expf(ml[0] - mx);
+            l += w * ml[1];
+            for (int x = 0; x < hd; x++) orow[x] += w * pc[(size_t)r * hd + x];
+        }
+        float inv = 1.0f / l;
+        for (int x = 0; x < hd; x++) orow[x] *= inv;
+    }
+}
+
 bool dk_attn_decode_bf16(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
-                         float scale, float *s, float *o) {
-    return dk_attn_decode_bf16_ok(hd) && dk_attn_decode_bf16_avx512(q, g, hd, k, v, n, scale, s, o);
+                         float scale, float *s, float *part, float *o) {
+    int np = dk_attn_decode_parts(n);
+    for (int c = 0; c < np; c++)
+        if (!dk_attn_decode_bf16_part(q, g, hd, k, v, n, c, scale, s,
+                                      part + c * DK_ATTN_DECODE_PART_FLOATS(g, hd)))
+            return false;
+    dk_attn_decode_merge(g, hd, np, part, o);
+    return true;
 }

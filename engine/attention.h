@@ -78,14 +78,30 @@ void dk_attn_decode(const float *q, int g, int hd, const float *k, const float *
  * returns whether it is used now (tests, benchmarks; between calls only). */
 bool dk_attn_decode_set_simd(bool on);
 
-/* The same step on a bf16 copy of the KV head (k, v: n rows of hd bf16 each, contiguous: forward.c
- * keeps one per layer in bf16 and q8 compute): q rounded to bf16 for Q·Kᵀ (vdpbf16ps: exact
- * products, f32 sums), the softmax in f32, P·V in f32 multiply-adds on the exactly widened bf16 values.
- * Half the bytes of the f32 rows, read in one stream per head (the f32 cache's rows interleave the
- * heads), and half the multiply instructions for the scores. Where dk_attn_decode_bf16_ok(hd) (the
- * CPU has AVX-512F/BW and AVX512_BF16, hd % 32 == 0); false and nothing done elsewhere. */
+/* The same step on a bf16 copy of the KV head (k, v: n rows of hd bf16 each, contiguous: ctx.c keeps
+ * one per layer in bf16 and q8 compute): q rounded to bf16 for Q·Kᵀ (vdpbf16ps: exact products, f32
+ * sums), the softmax in f32, P·V in f32 multiply-adds on the exactly widened bf16 values. Half the
+ * bytes of the f32 rows, read in one stream per head (the f32 cache's rows interleave the heads), and
+ * half the multiply instructions for the scores. Where dk_attn_decode_bf16_ok(hd) (the CPU has
+ * AVX-512F/BW and AVX512_BF16, hd % 32 == 0); false and nothing done elsewhere.
+ *
+ * The keys go in parts of DK_ATTN_DECODE_PART (the last one shorter), each with its own max score m
+ * and sum l (flash-decoding): part c gives o_c = Σ exp(s - m_c) v and (m_c, l_c), and the merge takes
+ * O = Σ_c e^(m_c - M) o_c / Σ_c e^(m_c - M) l_c, M = max m_c, parts in order. Parts of one head run on
+ * different threads at long contexts (forward.c: a model with fewer KV heads than threads would leave
+ * threads idle); the part size is fixed, so the bits do not depend on the thread count.
+ * dk_attn_decode_bf16 runs the parts one after the other: s (g, DK_ATTN_DECODE_PART) scores, part
+ * dk_attn_decode_parts(n) * DK_ATTN_DECODE_PART_FLOATS(g, hd) floats. */
+enum { DK_ATTN_DECODE_PART = 1024 };
+#define DK_ATTN_DECODE_PART_FLOATS(g, hd) ((size_t)(g) * (size_t)(hd) + 2 * (size_t)(g))
 bool dk_attn_decode_bf16_ok(int hd);
+int dk_attn_decode_parts(int n);
+/* part c of n keys: o_c then (m_c, l_c) per row into part (DK_ATTN_DECODE_PART_FLOATS(g, hd) floats) */
+bool dk_attn_decode_bf16_part(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
+                              int c, float scale, float *s, float *part);
+/* o (g, hd) from n_part parts (consecutive, DK_ATTN_DECODE_PART_FLOATS(g, hd) floats each) */
+void dk_attn_decode_merge(int g, int hd, int n_part, const float *part, float *o);
 bool dk_attn_decode_bf16(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
-                         float scale, float *s, float *o);
+                         float scale, float *s, float *part, float *o);
 
 #endif

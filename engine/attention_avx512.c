@@ -14,6 +14,7 @@
 #include "attention_simd.h"
 #include "ops.h"
 #include "quant.h"
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -200,7 +201,7 @@ DK_AZB static void dk_azb_values(const float *s, int r0, int g, int n, const uin
 }
 
 bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
-                                float scale, float *s, float *o) {
+                                float scale, float *s, float *o, float *ml) {
     if (hd % 32 != 0) return false;
     int j = 0;
     for (; j + 8 <= n; j += 8)
@@ -213,7 +214,11 @@ bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k
                      dk_bf16_to_f32(k[(size_t)j * hd + x]);
             s[(size_t)r * n + j] = a * scale;
         }
-    for (int r = 0; r < g; r++) dk_softmax_masked(s + (size_t)r * n, n, n);
+    for (int r = 0; r < g; r++) { /* exp(score - the row's max), unnormalized; the max and the sum to ml */
+        ml[2 * r] = -INFINITY;
+        ml[2 * r + 1] = 0.0f;
+        dk_softmax_online(s + (size_t)r * n, n, n, &ml[2 * r], &ml[2 * r + 1], NULL);
+    }
     memset(o, 0, (size_t)g * hd * sizeof *o);
     for (int j0 = 0; j0 < n; j0 += DK_AZ_VBLK) {
         int j1 = j0 + DK_AZ_VBLK < n ? j0 + DK_AZ_VBLK : n;
@@ -229,8 +234,8 @@ bool dk_attn_decode_avx512(const float *q, int g, int hd, const float *k, const 
     return false;
 }
 bool dk_attn_decode_bf16_avx512(const float *q, int g, int hd, const uint16_t *k, const uint16_t *v, int n,
-                                float scale, float *s, float *o) {
-    (void)q, (void)g, (void)hd, (void)k, (void)v, (void)n, (void)scale, (void)s, (void)o;
+                                float scale, float *s, float *o, float *ml) {
+    (void)q, (void)g, (void)hd, (void)k, (void)v, (void)n, (void)scale, (void)s, (void)o, (void)ml;
     return false;
 }
 #endif

@@ -91,8 +91,16 @@ int64_t dk_ctx_chunk_bytes(const dk_model_config *k, int n_chunk) {
            5 * (int64_t)n_chunk * 4;
 }
 
+/* the part scratch of a decode step on kvh: every KV head's key parts */
+static size_t dk_ctx_dpart_floats(const dk_model_config *k, int n_ctx) {
+    return (size_t)k->n_head_kv * (size_t)dk_attn_decode_parts(n_ctx) *
+           DK_ATTN_DECODE_PART_FLOATS(k->n_head / k->n_head_kv, k->head_dim);
+}
+
 int64_t dk_ctx_kvh_bytes(const dk_model_config *k, int n_ctx) {
-    return k->head_dim % 32 ? 0 : (int64_t)k->n_layer * 2 * (int64_t)dk_ctx_layout_of(k, n_ctx).kv * 2;
+    return k->head_dim % 32 ? 0
+                            : (int64_t)k->n_layer * 2 * (int64_t)dk_ctx_layout_of(k, n_ctx).kv * 2 +
+                                  (int64_t)dk_ctx_dpart_floats(k, n_ctx) * 4;
 }
 
 int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
@@ -255,8 +263,8 @@ void dk_ctx_free(dk_ctx *c) {
     dk_bf16_backend_free(c->mm.bf16);
     dk_qact_free(&c->mm.qact);
     dk_ctx_free_attn_scratch(c);
-    DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->kvh, c->probs, c->mm.wbuf,
-                c->x_split, c->split_active, c->split_stats);
+    DK_FREE_ALL(c->kv, c->layer_stats, c->rope_cos, c->rope_sin, c->kv16, c->kvh, c->dpart, c->probs,
+                c->mm.wbuf, c->x_split, c->split_active, c->split_stats);
     dk_ctx_free_scratch(c);
     free(c);
 }
@@ -316,8 +324,16 @@ dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     if (st) return st;
     /* the bf16 copy of the caches for the decode step (allocated first: a failure changes nothing) */
     bool kvh = dk_compute_bf16_on(mode) && dk_attn_decode_bf16_ok(c->m->cfg.head_dim);
-    if (kvh && !c->kvh && !(c->kvh = malloc((size_t)dk_ctx_kvh_bytes(&c->m->cfg, c->n_ctx_max))))
-        return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bf16 copy of a %d-token cache", c->n_ctx_max);
+    if (kvh && !c->kvh) {
+        size_t pb = dk_ctx_dpart_floats(&c->m->cfg, c->n_ctx_max) * 4;
+        if (!(c->dpart = malloc(pb)) ||
+            !(c->kvh = malloc((size_t)dk_ctx_kvh_bytes(&c->m->cfg, c->n_ctx_max) - pb))) {
+            free(c->dpart);
+            c->dpart = NULL;
+            return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bf16 copy of a %d-token cache",
+                           c->n_ctx_max);
+        }
+    }
     /* the backend (and its cached primitives) stays until dk_ctx_free once created */
     if (dk_compute_bf16_on(mode) && !c->mm.bf16 && (st = dk_bf16_backend_init(&c->mm.bf16, e))) return st;
     /* q8: room for DK_MATVEC_MAX_M quantized rows of the longest product input */

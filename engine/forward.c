@@ -125,6 +125,7 @@ typedef struct {
     const uint16_t *kv16; /* the layer's cache in bf16 (dk_kv16_fill) for bf16 products, or NULL */
     bool decode;          /* one query row that sees the whole cache: dk_attn_decode (bf16, q8) */
     const uint16_t *kvh; /* with decode: the layer's bf16 copy of the cache for dk_attn_decode_bf16, or NULL */
+    int n_part;          /* with kvh: key parts per KV head (dk_attn_decode_parts) */
 } dk_attn_job;
 
 /* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
@@ -143,11 +144,7 @@ static void dk_attn_tile(void *arg, int t, int tid) {
         memcpy(qb + (size_t)i * g * hd, c->q + (size_t)(r0 + i) * qd + (size_t)h * g * hd,
                (size_t)g * hd * 4);
     if (jb->decode) { /* bf16 / q8 compute, one query row: every key visible, no probe rows */
-        size_t head = (size_t)c->n_ctx_max * hd;
-        if (!jb->kvh || !dk_attn_decode_bf16(qb, g, hd, jb->kvh + h * head,
-                                             jb->kvh + (k->n_head_kv + h) * head, kvl, scale, sb, ob))
-            dk_attn_decode(qb, g, hd, kv->k + (size_t)h * hd, kv->v + (size_t)h * hd, kvd, kvl, scale, sb,
-                           ob);
+        dk_attn_decode(qb, g, hd, kv->k + (size_t)h * hd, kv->v + (size_t)h * hd, kvd, kvl, scale, sb, ob);
         memcpy(c->att + (size_t)r0 * qd + (size_t)h * g * hd, ob, (size_t)g * hd * 4);
         return;
     }
@@ -170,6 +167,20 @@ static void dk_attn_tile(void *arg, int t, int tid) {
     for (int i = 0; i < nb; i++)
         memcpy(c->att + (size_t)(r0 + i) * qd + (size_t)h * g * hd, ob + (size_t)i * g * hd,
                (size_t)g * hd * 4);
+}
+
+/* Tile t of a decode step on the bf16 copy of the cache: KV head t / n_part, key part t % n_part,
+ * into c->dpart (attention.h: dk_attn_decode_bf16_part; it cannot refuse: kvh is kept only where
+ * dk_attn_decode_bf16_ok); dk_attention merges the parts. */
+static void dk_attn_tile_part(void *arg, int t, int tid) {
+    const dk_attn_job *jb = arg;
+    dk_ctx *c = jb->c;
+    const dk_model_config *k = &c->m->cfg;
+    int hd = k->head_dim, g = k->n_head / k->n_head_kv, h = t / jb->n_part, part = t % jb->n_part;
+    size_t head = (size_t)c->n_ctx_max * hd;
+    dk_attn_decode_bf16_part(c->q + (size_t)h * g * hd, g, hd, jb->kvh + h * head,
+                             jb->kvh + (k->n_head_kv + h) * head, jb->L0 + 1, part, 1.0f / sqrtf((float)hd),
+                             c->s[tid], c->dpart + (size_t)t * DK_ATTN_DECODE_PART_FLOATS(g, hd));
 }
 
 /* ---- blocked attention (bf16 compute mode; attention.h) ----
@@ -274,10 +285,13 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
      * (through the one-pass tile), other chunks the blocked tile */
     bool decode = dk_compute_bf16_on(c->mm.compute) && na == 1 && !capture;
     bool blocked = dk_compute_bf16_on(c->mm.compute) && !decode, b16 = blocked && na >= c->qblk;
-    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode, NULL};
-    if (decode) jb.kvh = dk_kvh_layer(c, l);
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode, NULL, 0};
+    if (decode && (jb.kvh = dk_kvh_layer(c, l))) { /* the bf16 copy: a tile per head and key part */
+        jb.n_part = dk_attn_decode_parts(L0 + 1);
+        n_tiles = k->n_head_kv * jb.n_part;
+    }
     if (b16) dk_kv16_fill(c, &c->kv[l]);
-    dk_task_fn tile = blocked ? dk_attn_tile_blocked : dk_attn_tile;
+    dk_task_fn tile = jb.kvh ? dk_attn_tile_part : blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
      * process-wide in OpenBLAS 0.3.21, so it is set here, between the pool's jobs) */
     int bt = openblas_get_num_threads();
@@ -287,7 +301,12 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
     if (!par)
         for (int t = 1; t < n_tiles; t++) tile(&jb, t, 0);
     if (par && bt > 1) openblas_set_num_threads(bt);
-    /* FLOPs as executed by the tiles */
+    for (int h = 0; jb.kvh && h < k->n_head_kv; h++) /* each head's parts, in order */
+        dk_attn_decode_merge(g, hd, jb.n_part,
+                             c->dpart + (size_t)h * jb.n_part * DK_ATTN_DECODE_PART_FLOATS(g, hd),
+                             c->att + (size_t)h * g * hd);
+    /* FLOPs as executed by the tiles (a decode step's merge of parts, ~2·head_dim per part and row, is
+     * not counted: under 1 % of its attention's at any length) */
     for (int r0 = 0; r0 < na; r0 += c->qblk) {
         int r1 = r0 + c->qblk < na ? r0 + c->qblk : na, M = (r1 - r0) * g, kvl = L0 + r1;
         fl->c[DK_FLOPS_ATTN] += (int64_t)k->n_head_kv * 4 * (int64_t)M * kvl * hd;

@@ -158,7 +158,8 @@ int64_t dk_ctx_chunk_bytes(const dk_model_config *cfg, int n_chunk);
 int64_t dk_ctx_convert_bytes(const dk_model_config *cfg);
 /* bf16 and q8 compute keep every layer's cache a second time in bf16, head by head, for the decode
  * step (attention.h: dk_attn_decode_bf16) where head_dim % 32 == 0 (and the CPU has AVX512_BF16,
- * which these modes need anyway): n_layer * 2 * n_ctx * n_head_kv*head_dim * 2 bytes, else 0. */
+ * which these modes need anyway): n_layer * 2 * n_ctx * n_head_kv*head_dim * 2 bytes, plus the decode
+ * step's key parts (n_head_kv * dk_attn_decode_parts(n_ctx) * DK_ATTN_DECODE_PART_FLOATS * 4), else 0. */
 int64_t dk_ctx_kvh_bytes(const dk_model_config *cfg, int n_ctx);
 /* The bf16 copy of layer l's K and V heads (rows of head_dim, n_ctx_max per head; rows [0, len) valid),
  * or false where the context keeps none now (tests). */

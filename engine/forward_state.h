@@ -45,6 +45,8 @@ struct dk_ctx {
      * to each new f32 row. NULL until a compute switch needs it. */
     uint16_t *kvh;
     bool kvh_on;
+    float *dpart; /* (n_head_kv, dk_attn_decode_parts(n_ctx_max), DK_ATTN_DECODE_PART_FLOATS) a decode
+                   * step's key parts on kvh (attention.h), allocated with kvh */
     float *probs;                /* (n_head, n_probe, n_ctx_max) captured probabilities */
     int probs_cap;               /* floats in probs */
     dk_matmul_ctx mm;            /* the products: f32 conversion scratch, fused path, compute precision

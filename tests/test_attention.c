@@ -20,6 +20,7 @@
 #include "support/dk_test.h"
 #include "attention.h"
 #include "blas.h"
+#include <cblas.h>
 #include "compute.h"
 #include "forward.h"
 #include "policy.h"
@@ -202,9 +203,10 @@ END_TEST
 /* dk_attn_decode_bf16 (the decode step on the bf16 copy of the cache) within the bound above with q,
  * k and v rounded to bf16 (u_in = u; P stays f32: u_p = 0), and within the f32 bound (u_in = 0) on
  * inputs that are bf16 already; rows g = 1, 7, 9 (score pairs and value groups of 8 cut short),
- * head sizes 32, 64, 96, key counts around its 8- and 64-key steps. */
+ * head sizes 32, 64, 96, key counts around its 8- and 64-key steps and its parts of 1024 keys (the
+ * bound's per-block rescalings cover the merge's, one per part). */
 START_TEST(test_decode_bf16_bound) {
-    static const int n_keys[] = {1, 7, 8, 9, 64, 65, 600};
+    static const int n_keys[] = {1, 7, 8, 9, 64, 65, 600, 1024, 1025, 2500};
     static const int hds[] = {32, 64, 96}, gs[] = {1, 7, 9};
     if (!dk_attn_decode_bf16_ok(64)) {
         printf("SKIP decode attention on the bf16 cache: no AVX-512 BF16 on this CPU\n");
@@ -222,9 +224,13 @@ START_TEST(test_decode_bf16_bound) {
                     uint16_t *kb = malloc(nk * 2), *vb = malloc(nk * 2);
                     dk_attn_round_rows(kb, t.k, t.kvl, t.hd, t.kvd);
                     dk_attn_round_rows(vb, t.v, t.kvl, t.hd, t.kvd);
-                    float *o = malloc((size_t)t.g * t.hd * 4), *sc = malloc((size_t)t.g * t.kvl * 4);
-                    ck_assert(dk_attn_decode_bf16(t.q, t.g, t.hd, kb, vb, t.kvl, t.scale, sc, o));
+                    float *o = malloc((size_t)t.g * t.hd * 4),
+                          *sc = malloc((size_t)t.g * DK_ATTN_DECODE_PART * 4),
+                          *part = malloc(dk_attn_decode_parts(t.kvl) * DK_ATTN_DECODE_PART_FLOATS(t.g, t.hd) *
+                                         4);
+                    ck_assert(dk_attn_decode_bf16(t.q, t.g, t.hd, kb, vb, t.kvl, t.scale, sc, part, o));
                     worst[exact] = fmax(worst[exact], tile_check(&t, o, exact ? 0 : U_BF16, 0));
+                    free(part);
                     free(o);
                     free(sc);
                     free(kb);
@@ -316,6 +322,52 @@ START_TEST(test_decode_bf16_cache) {
     dk_ctx_free(c);
     dk_ctx_free(c2);
     dk_model_free(m);
+}
+END_TEST
+
+/* Decode steps on the bf16 copy past one key part (2100 cached tokens: 3 parts) give the same logits
+ * on 1 and 2 threads, with one KV head (the parts of that head on both threads) and with two. */
+static float *decode_logits(const dk_model *m, const int32_t *toks, int T, int threads) {
+    openblas_set_num_threads(threads);
+    ck_assert_int_eq(dk_blas_threads(), threads);
+    int V = m->cfg.n_vocab;
+    dk_err e = {{0}};
+    dk_ctx *c = NULL;
+    float *lg = malloc((size_t)3 * V * 4);
+    ck_assert(dk_ctx_create(m, T + 3, &c, &e) == DK_OK);
+    ck_assert(dk_ctx_set_compute(c, DK_COMPUTE_BF16, &e) == DK_OK);
+    ck_assert_msg(dk_forward_prefill(c, toks, T, NULL, lg, &e) == DK_OK, "%s", e.msg);
+    for (int i = 0; i < 3; i++) ck_assert(dk_forward_decode(c, toks[T + i], lg + (size_t)i * V, &e) == DK_OK);
+    dk_ctx_free(c);
+    return lg;
+}
+
+START_TEST(test_decode_bf16_threads) {
+    if (!g_native || !dk_attn_decode_bf16_ok(32)) return;
+    int bt = dk_blas_threads();
+    for (int nkv = 1; nkv <= 2; nkv++) {
+        dk_model_config cfg;
+        ck_assert(dk_model_shape("qwen2-tiny", &cfg));
+        cfg.n_layer = 2;
+        cfg.n_embd = 64;
+        cfg.n_head = 4;
+        cfg.n_head_kv = nkv;
+        cfg.head_dim = 32;
+        cfg.n_rot = 32;
+        cfg.n_ctx_train = 4096;
+        dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 21, "qwen2-hd32");
+        int T = 2100, V = m->cfg.n_vocab;
+        ck_assert(dk_attn_decode_parts(T + 1) == 3);
+        int32_t *toks = tokens(T + 3, V, 12);
+        float *a = decode_logits(m, toks, T, 1), *b = decode_logits(m, toks, T, 2);
+        ck_assert_msg(!memcmp(a, b, (size_t)3 * V * 4),
+                      "%d KV heads: decode logits differ between 1 and 2 threads", nkv);
+        free(a);
+        free(b);
+        free(toks);
+        dk_model_free(m);
+    }
+    openblas_set_num_threads(bt);
 }
 END_TEST
 
@@ -495,6 +547,7 @@ static Suite *attention_suite(void) {
     tcase_add_test(t, test_decode_f32_bound);
     tcase_add_test(t, test_decode_bf16_bound);
     tcase_add_test(t, test_decode_bf16_cache);
+    tcase_add_test(t, test_decode_bf16_threads);
     tcase_add_test(t, test_blocked_bf16_bound);
     tcase_add_test(t, test_blocked_causal_exact);
     tcase_add_test(t, test_blocked_bad_tile);
