@@ -10,7 +10,12 @@
  *           added key after key: every output lane sees the same fused multiply-adds in the same
  *           order as the AVX2 form.
  * Measured: attention.h. The loops over lanes and keys are unrolled (GCC kept the sixteen
- * accumulators on the stack without it, and the form ran at 0.7x the AVX2 one). */
+ * accumulators on the stack without it, and the form ran at 0.7x the AVX2 one).
+ *
+ * Below it, one key part of dk_attn_decode_bf16 (attention.h) on the bf16 copy of the cache
+ * (AVX512_BF16, head_dim a multiple of 32): the same scores with vdpbf16ps on bf16 pairs, the
+ * softmax left unnormalized (max and sum to the caller's merge), values eight rows at a time over
+ * 32-lane slices of the widened bf16 rows. */
 #include "attention_simd.h"
 #include "ops.h"
 #include "quant.h"
