@@ -97,10 +97,15 @@ static size_t dk_ctx_dpart_floats(const dk_model_config *k, int n_ctx) {
            DK_ATTN_DECODE_PART_FLOATS(k->n_head / k->n_head_kv, k->head_dim);
 }
 
+/* bf16 values of the copy of every layer's K and V */
+static size_t dk_ctx_kvh_elems(const dk_model_config *k, int n_ctx) {
+    return (size_t)k->n_layer * 2 * dk_ctx_layout_of(k, n_ctx).kv;
+}
+
 int64_t dk_ctx_kvh_bytes(const dk_model_config *k, int n_ctx) {
-    return k->head_dim % 32 ? 0
-                            : (int64_t)k->n_layer * 2 * (int64_t)dk_ctx_layout_of(k, n_ctx).kv * 2 +
-                                  (int64_t)dk_ctx_dpart_floats(k, n_ctx) * 4;
+    return k->head_dim % 32
+               ? 0
+               : (int64_t)dk_ctx_kvh_elems(k, n_ctx) * 2 + (int64_t)dk_ctx_dpart_floats(k, n_ctx) * 4;
 }
 
 int64_t dk_ctx_convert_bytes(const dk_model_config *k) { return (int64_t)dk_ctx_layout_of(k, 1).convert * 4; }
@@ -301,21 +306,20 @@ void dk_ctx_set_fused_decode(dk_ctx *c, bool on) { c->mm.fused = on; }
 /* c->kvh from the f32 caches: rows [0, len) of every layer, head by head */
 static void dk_ctx_kvh_fill(dk_ctx *c) {
     const dk_model_config *k = &c->m->cfg;
-    int hd = k->head_dim, nkv = k->n_head_kv, kvd = nkv * hd;
-    size_t head = (size_t)c->n_ctx_max * hd;
+    int hd = k->head_dim, kvd = k->n_head_kv * hd;
     for (int l = 0; l < k->n_layer; l++)
-        for (int h = 0; h < nkv; h++) {
-            uint16_t *base = c->kvh + (size_t)l * 2 * nkv * head;
-            dk_attn_round_rows(base + h * head, c->kv[l].k + (size_t)h * hd, c->kv[l].len, hd, kvd);
-            dk_attn_round_rows(base + (nkv + h) * head, c->kv[l].v + (size_t)h * hd, c->kv[l].len, hd, kvd);
+        for (int h = 0; h < k->n_head_kv; h++) {
+            dk_attn_round_rows(dk_ctx_kvh_head(c, l, 0, h), c->kv[l].k + (size_t)h * hd, c->kv[l].len, hd,
+                               kvd);
+            dk_attn_round_rows(dk_ctx_kvh_head(c, l, 1, h), c->kv[l].v + (size_t)h * hd, c->kv[l].len, hd,
+                               kvd);
         }
 }
 
 bool dk_ctx_cache_bf16(const dk_ctx *c, int layer, const uint16_t **k, const uint16_t **v) {
     if (!c->kvh_on || layer < 0 || layer >= c->m->cfg.n_layer) return false;
-    size_t head = (size_t)c->n_ctx_max * c->m->cfg.head_dim, nkv = (size_t)c->m->cfg.n_head_kv;
-    *k = c->kvh + (size_t)layer * 2 * nkv * head;
-    *v = *k + nkv * head;
+    *k = dk_ctx_kvh_head(c, layer, 0, 0);
+    *v = dk_ctx_kvh_head(c, layer, 1, 0);
     return true;
 }
 
@@ -325,9 +329,8 @@ dk_status dk_ctx_set_compute(dk_ctx *c, dk_compute mode, dk_err *e) {
     /* the bf16 copy of the caches for the decode step (allocated first: a failure changes nothing) */
     bool kvh = dk_compute_bf16_on(mode) && dk_attn_decode_bf16_ok(c->m->cfg.head_dim);
     if (kvh && !c->kvh) {
-        size_t pb = dk_ctx_dpart_floats(&c->m->cfg, c->n_ctx_max) * 4;
-        if (!(c->dpart = malloc(pb)) ||
-            !(c->kvh = malloc((size_t)dk_ctx_kvh_bytes(&c->m->cfg, c->n_ctx_max) - pb))) {
+        if (!(c->dpart = malloc(dk_ctx_dpart_floats(&c->m->cfg, c->n_ctx_max) * 4)) ||
+            !(c->kvh = malloc(dk_ctx_kvh_elems(&c->m->cfg, c->n_ctx_max) * 2))) {
             free(c->dpart);
             c->dpart = NULL;
             return dk_fail(e, DK_ERR_NOMEM, "out of memory for the bf16 copy of a %d-token cache",

@@ -76,7 +76,7 @@ typedef struct {
     float *kdst, *vdst;
     int32_t *kv_pos;
     int na, n_tasks;
-    uint16_t *kvh; /* the layer's bf16 K heads then V heads (forward_state.h), or NULL */
+    int kvh_layer; /* the layer whose bf16 copy (forward_state.h: kvh) takes the rows, or -1 */
     int L0;
 } dk_qkv_job;
 
@@ -96,21 +96,14 @@ static void dk_qkv_post_task(void *arg, int t, int tid) {
         dk_rope_row(j->c, q, k->n_head, j->c->pos_a[i]);
         dk_rope_row(j->c, kr, k->n_head_kv, j->c->pos_a[i]);
         j->kv_pos[i] = j->c->pos_a[i];
-        if (j->kvh) {
-            size_t hd = (size_t)k->head_dim, nkv = (size_t)k->n_head_kv, head = (size_t)j->c->n_ctx_max * hd,
-                   row = ((size_t)j->L0 + i) * hd;
-            for (size_t h = 0; h < nkv; h++) {
-                dk_round_bf16(j->kvh + h * head + row, kr + h * hd, hd, 1.0f);
-                dk_round_bf16(j->kvh + (nkv + h) * head + row, vr + h * hd, hd, 1.0f);
+        if (j->kvh_layer >= 0) {
+            size_t hd = (size_t)k->head_dim, row = ((size_t)j->L0 + i) * hd;
+            for (int h = 0; h < k->n_head_kv; h++) {
+                dk_round_bf16(dk_ctx_kvh_head(j->c, j->kvh_layer, 0, h) + row, kr + h * hd, hd, 1.0f);
+                dk_round_bf16(dk_ctx_kvh_head(j->c, j->kvh_layer, 1, h) + row, vr + h * hd, hd, 1.0f);
             }
         }
     }
-}
-
-/* Layer l's bf16 K heads then V heads (forward_state.h: kvh), or NULL while the context keeps none */
-static uint16_t *dk_kvh_layer(const dk_ctx *c, int l) {
-    const dk_model_config *k = &c->m->cfg;
-    return c->kvh_on ? c->kvh + (size_t)l * 2 * k->n_head_kv * (size_t)c->n_ctx_max * k->head_dim : NULL;
 }
 
 /* ---- attention ----
@@ -124,8 +117,8 @@ typedef struct {
     bool capture;
     const uint16_t *kv16; /* the layer's cache in bf16 (dk_kv16_fill) for bf16 products, or NULL */
     bool decode;          /* one query row that sees the whole cache: dk_attn_decode (bf16, q8) */
-    const uint16_t *kvh; /* with decode: the layer's bf16 copy of the cache for dk_attn_decode_bf16, or NULL */
-    int n_part;          /* with kvh: key parts per KV head (dk_attn_decode_parts) */
+    int kvh_layer; /* with decode: the layer whose bf16 copy of the cache dk_attn_decode_bf16 reads, or -1 */
+    int n_part;    /* with kvh_layer: key parts per KV head (dk_attn_decode_parts) */
 } dk_attn_job;
 
 /* Tile t: the largest (latest) query blocks first, for balance; KV head fastest. */
@@ -177,10 +170,10 @@ static void dk_attn_tile_part(void *arg, int t, int tid) {
     dk_ctx *c = jb->c;
     const dk_model_config *k = &c->m->cfg;
     int hd = k->head_dim, g = k->n_head / k->n_head_kv, h = t / jb->n_part, part = t % jb->n_part;
-    size_t head = (size_t)c->n_ctx_max * hd;
-    dk_attn_decode_bf16_part(c->q + (size_t)h * g * hd, g, hd, jb->kvh + h * head,
-                             jb->kvh + (k->n_head_kv + h) * head, jb->L0 + 1, part, 1.0f / sqrtf((float)hd),
-                             c->s[tid], c->dpart + (size_t)t * DK_ATTN_DECODE_PART_FLOATS(g, hd));
+    dk_attn_decode_bf16_part(c->q + (size_t)h * g * hd, g, hd, dk_ctx_kvh_head(c, jb->kvh_layer, 0, h),
+                             dk_ctx_kvh_head(c, jb->kvh_layer, 1, h), jb->L0 + 1, part,
+                             1.0f / sqrtf((float)hd), c->s[tid],
+                             c->dpart + (size_t)t * DK_ATTN_DECODE_PART_FLOATS(g, hd));
 }
 
 /* ---- blocked attention (bf16 compute mode; attention.h) ----
@@ -285,13 +278,15 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
      * (through the one-pass tile), other chunks the blocked tile */
     bool decode = dk_compute_bf16_on(c->mm.compute) && na == 1 && !capture;
     bool blocked = dk_compute_bf16_on(c->mm.compute) && !decode, b16 = blocked && na >= c->qblk;
-    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode, NULL, 0};
-    if (decode && (jb.kvh = dk_kvh_layer(c, l))) { /* the bf16 copy: a tile per head and key part */
+    bool part = decode && c->kvh_on; /* the bf16 copy: a tile per head and key part */
+    dk_attn_job jb = {c, &c->kv[l], na, L0, n_blk, n_probe, capture, b16 ? c->kv16 : NULL, decode, -1, 0};
+    if (part) {
+        jb.kvh_layer = l;
         jb.n_part = dk_attn_decode_parts(L0 + 1);
         n_tiles = k->n_head_kv * jb.n_part;
     }
     if (b16) dk_kv16_fill(c, &c->kv[l]);
-    dk_task_fn tile = jb.kvh ? dk_attn_tile_part : blocked ? dk_attn_tile_blocked : dk_attn_tile;
+    dk_task_fn tile = part ? dk_attn_tile_part : blocked ? dk_attn_tile_blocked : dk_attn_tile;
     /* one OpenBLAS thread per tile while the pool runs tiles side by side (the setting is
      * process-wide in OpenBLAS 0.3.21, so it is set here, between the pool's jobs) */
     int bt = openblas_get_num_threads();
@@ -301,7 +296,7 @@ static dk_status dk_attention(dk_ctx *c, int l, int na, int L0, bool capture, in
     if (!par)
         for (int t = 1; t < n_tiles; t++) tile(&jb, t, 0);
     if (par && bt > 1) openblas_set_num_threads(bt);
-    for (int h = 0; jb.kvh && h < k->n_head_kv; h++) /* each head's parts, in order */
+    for (int h = 0; part && h < k->n_head_kv; h++) /* each head's parts, in order */
         dk_attn_decode_merge(g, hd, jb.n_part,
                              c->dpart + (size_t)h * jb.n_part * DK_ATTN_DECODE_PART_FLOATS(g, hd),
                              c->att + (size_t)h * g * hd);
@@ -361,7 +356,7 @@ static dk_status dk_layer_forward(dk_ctx *c, int l, const float *xin, float *hou
     dk_matmul_out qkv[3] = {{c->q, &w->wq}, {kdst, &w->wk}, {vdst, &w->wv}};
     dk_matmul_multi(&c->mm, c->xb, na, d, qkv, 3, &fl->c[DK_FLOPS_QKV]);
     dk_qkv_job qj = {
-        c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4), dk_kvh_layer(c, l), L0};
+        c, w, kdst, vdst, kv->pos + L0, na, dk_pool_n_tasks(&c->pool, (size_t)na, 4), c->kvh_on ? l : -1, L0};
     dk_pool_run(&c->pool, qj.n_tasks, dk_qkv_post_task, &qj);
     if (w->bq) fl->c[DK_FLOPS_QKV] += (int64_t)na * (qd + 2 * kvd);
     fl->c[DK_FLOPS_ROPE] += 6 * (int64_t)na * (k->n_head + k->n_head_kv) * (k->n_rot / 2);

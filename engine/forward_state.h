@@ -72,6 +72,13 @@ struct dk_ctx {
     dk_layer_stats *split_stats; /* (n_layer) stats of layers 0..split_layer from the prefix call */
 };
 
+/* Head h's rows in layer l's bf16 copy of the cache (kvh): kv 0 its keys, 1 its values. */
+static inline uint16_t *dk_ctx_kvh_head(const dk_ctx *c, int l, int kv, int h) {
+    const dk_model_config *k = &c->m->cfg;
+    return c->kvh + (((size_t)l * 2 + (size_t)kv) * (size_t)k->n_head_kv + (size_t)h) * (size_t)c->n_ctx_max *
+                        (size_t)k->head_dim;
+}
+
 /* Scratch for a chunk of n rows (grows only). */
 dk_status dk_ctx_reserve(dk_ctx *c, int n, dk_err *e);
 /* Sizes the pool to dk_blas_threads() (read at every prefill: callers change the OpenBLAS thread
