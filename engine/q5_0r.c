@@ -32,17 +32,6 @@ bool dk_q5_0r_on(void) {
     return atomic_load(&dk_q5_0r_want) == 1;
 }
 
-/* A Q5_0 block's 32 quants: element j < 16 the low nibble of qs[j], j + 16 its high one, plus 16
- * where bit j of qh is set (quant.c's layout) */
-static void dk_q5_0_quants(const uint8_t *b, uint8_t u[32]) {
-    uint32_t qh;
-    memcpy(&qh, b + 2, 4);
-    for (int i = 0; i < 16; i++) {
-        u[i] = (uint8_t)((b[6 + i] & 0x0F) | ((qh >> i) & 1) << 4);
-        u[i + 16] = (uint8_t)((b[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4);
-    }
-}
-
 void dk_q5_0r_repack_scalar(const void *src, void *dst, size_t n) {
     const uint8_t *s = src;
     uint8_t *d = dst;
@@ -50,7 +39,7 @@ void dk_q5_0r_repack_scalar(const void *src, void *dst, size_t n) {
         uint8_t unit[DK_Q5_0R_UNIT_BYTES] = {0}, u[DK_Q5_0R_UNIT];
         for (int j = 0; j < 4; j++) {
             memcpy(unit + 2 * j, s + 22 * j, 2);
-            dk_q5_0_quants(s + 22 * j, u + 32 * j);
+            dk_q5_quants(s + 22 * j + 2, u + 32 * j);
         }
         for (int e = 0; e < DK_Q5_0R_UNIT; e++) {
             int bit = 5 * e, at = 8 + bit / 8, sh = bit % 8;

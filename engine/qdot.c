@@ -141,20 +141,17 @@ float dk_qdot_scalar(uint32_t type, const void *w, const dk_qrow *x, int64_t n) 
             if (type == DK_GGML_TYPE_Q8_0) {
                 d = p + 34 * b;
                 for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int8_t)d[2 + i];
-            } else if (type == DK_GGML_TYPE_Q5_0) { /* j < 16 the low nibble of byte j, bit j of qh */
-                d = p + 22 * b;
-                uint32_t qh;
-                memcpy(&qh, d + 2, 4);
-                for (int i = 0; i < 16; i++) {
-                    v[i] = (int32_t)((d[6 + i] & 0x0F) | ((qh >> i) & 1) << 4) - 16;
-                    v[i + 16] = (int32_t)((d[6 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - 16;
-                }
-            } else { /* Q5_0R: the same quants and scale, from the block's unit */
-                const uint8_t *unit = p + (b / 4) * DK_Q5_0R_UNIT_BYTES;
+            } else { /* Q5_0, and Q5_0R: the same quants and scale, from the block's unit */
                 uint8_t u[DK_QACT_BLOCK];
-                dk_q5_0r_block(unit, (int)(b % 4), u);
+                if (type == DK_GGML_TYPE_Q5_0) {
+                    d = p + 22 * b;
+                    dk_q5_quants(d + 2, u);
+                } else {
+                    const uint8_t *unit = p + (b / 4) * DK_Q5_0R_UNIT_BYTES;
+                    dk_q5_0r_block(unit, (int)(b % 4), u);
+                    d = unit + 2 * (b % 4);
+                }
                 for (int i = 0; i < DK_QACT_BLOCK; i++) v[i] = (int32_t)u[i] - 16;
-                d = unit + 2 * (b % 4);
             }
             float s = dk_qdot_half(d) * x->d[b];
             acc[b % 8] = fmaf(s, (float)dk_qdot_ints(v, x->q + b * DK_QACT_BLOCK, DK_QACT_BLOCK), acc[b % 8]);

@@ -174,31 +174,31 @@ static void dk_dequant_q4_1(const uint8_t *s, float *dst, size_t n) {
 }
 
 /* Q5_0 / Q5_1: the 5th bit of element j (0..31) is bit j of qh */
+void dk_q5_quants(const uint8_t *p, uint8_t u[32]) {
+    uint32_t qh;
+    memcpy(&qh, p, 4);
+    const uint8_t *q = p + 4;
+    for (int j = 0; j < 16; j++) {
+        u[j] = (uint8_t)((q[j] & 0xF) | (((qh >> j) & 1) << 4));
+        u[j + 16] = (uint8_t)((q[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+}
+
 static void dk_dequant_q5_0(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 32; b++, s += 22, dst += 32) {
         float d = dk_half_at(s);
-        uint32_t qh;
-        memcpy(&qh, s + 2, 4);
-        const uint8_t *q = s + 6;
-        for (int j = 0; j < 16; j++) {
-            int x0 = (int)((q[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16;
-            int x1 = (int)((q[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
-            dst[j] = (float)x0 * d;
-            dst[j + 16] = (float)x1 * d;
-        }
+        uint8_t u[32];
+        dk_q5_quants(s + 2, u);
+        for (int j = 0; j < 32; j++) dst[j] = (float)((int)u[j] - 16) * d;
     }
 }
 
 static void dk_dequant_q5_1(const uint8_t *s, float *dst, size_t n) {
     for (size_t b = 0; b < n / 32; b++, s += 24, dst += 32) {
         float d = dk_half_at(s), m = dk_half_at(s + 2);
-        uint32_t qh;
-        memcpy(&qh, s + 4, 4);
-        const uint8_t *q = s + 8;
-        for (int j = 0; j < 16; j++) {
-            dst[j] = (float)((q[j] & 0xF) | (((qh >> j) & 1) << 4)) * d + m;
-            dst[j + 16] = (float)((q[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) * d + m;
-        }
+        uint8_t u[32];
+        dk_q5_quants(s + 4, u);
+        for (int j = 0; j < 32; j++) dst[j] = (float)u[j] * d + m;
     }
 }
 

@@ -71,6 +71,9 @@ void dk_dequantize_scalar(uint32_t type, const void *src, float *dst, size_t n);
 /* Q4_K / Q5_K: the 8 sub-blocks' dl[j] = d * scale_j and ml[j] = dmin * min_j (f32 products), their
  * 6-bit scales and mins unpacked from the block's 12 bytes at p (layout in quant.c). */
 void dk_k4_scales(const uint8_t *p, float d, float dmin, float *dl, float *ml);
+/* Q5_0 / Q5_1: a block's 32 quants u (0..31) from its qh (4 bytes at p) and the 16 bytes of nibbles
+ * after it: element j < 16 the low nibble of byte j, j + 16 its high one, plus 16 where bit j of qh is set. */
+void dk_q5_quants(const uint8_t *p, uint8_t u[32]);
 
 /* ---- f32 -> storage type (random-weight models in a file type, tests) ---- */
 uint16_t dk_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
