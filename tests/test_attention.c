@@ -266,17 +266,23 @@ static void check_kvh(const dk_ctx *c) {
 
 static int32_t *tokens(int n, int V, uint64_t seed);
 
-START_TEST(test_decode_bf16_cache) {
-    if (!g_native || !dk_attn_decode_bf16_ok(32)) return;
+/* qwen2-tiny with heads of 32 (the bf16 decode form's step), two layers, d = 16 per query head */
+static dk_model *model_hd32(int n_head, int n_head_kv, uint64_t seed) {
     dk_model_config cfg;
     ck_assert(dk_model_shape("qwen2-tiny", &cfg));
     cfg.n_layer = 2;
-    cfg.n_embd = 96;
-    cfg.n_head = 6;
-    cfg.n_head_kv = 2;
+    cfg.n_embd = 16 * n_head;
+    cfg.n_head = n_head;
+    cfg.n_head_kv = n_head_kv;
     cfg.head_dim = 32;
     cfg.n_rot = 32;
-    dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 9, "qwen2-hd32");
+    cfg.n_ctx_train = 4096;
+    return dk_test_model_random(&cfg, DK_GGML_TYPE_F32, seed, "qwen2-hd32");
+}
+
+START_TEST(test_decode_bf16_cache) {
+    if (!g_native || !dk_attn_decode_bf16_ok(32)) return;
+    dk_model *m = model_hd32(6, 2, 9);
     int V = m->cfg.n_vocab;
     int32_t *toks = tokens(120, V, 8);
     dk_err e = {{0}};
@@ -346,16 +352,7 @@ START_TEST(test_decode_bf16_threads) {
     if (!g_native || !dk_attn_decode_bf16_ok(32)) return;
     int bt = dk_blas_threads();
     for (int nkv = 1; nkv <= 2; nkv++) {
-        dk_model_config cfg;
-        ck_assert(dk_model_shape("qwen2-tiny", &cfg));
-        cfg.n_layer = 2;
-        cfg.n_embd = 64;
-        cfg.n_head = 4;
-        cfg.n_head_kv = nkv;
-        cfg.head_dim = 32;
-        cfg.n_rot = 32;
-        cfg.n_ctx_train = 4096;
-        dk_model *m = dk_test_model_random(&cfg, DK_GGML_TYPE_F32, 21, "qwen2-hd32");
+        dk_model *m = model_hd32(4, nkv, 21);
         int T = 2100, V = m->cfg.n_vocab;
         ck_assert(dk_attn_decode_parts(T + 1) == 3);
         int32_t *toks = tokens(T + 3, V, 12);
